@@ -1,0 +1,178 @@
+"""One validated configuration: a YAML file, overridden by ``URBANPULSE_*`` environment variables.
+
+Every field has a default that runs: with no file at all, ``urbanpulse run`` starts an embedded
+PostgreSQL and the HTTP API, with no broker connections. Nested fields are set from the
+environment with a double underscore, e.g. ``URBANPULSE_DATABASE__DSN=postgresql://...`` or
+``URBANPULSE_KAFKA__BOOTSTRAP_SERVERS=broker:9092``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from urbanpulse.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TimescaleSettings(_Section):
+    """Policies applied to the readings hypertable when TimescaleDB is in use."""
+
+    compress_after: timedelta | None = Field(timedelta(days=7), description="compress chunks older than this")
+    retain_for: timedelta | None = Field(None, description="drop chunks older than this; null keeps everything")
+
+
+class DatabaseSettings(_Section):
+    """Where readings are stored."""
+
+    dsn: str | None = Field(None, description="postgresql://user:pass@host:5432/db; null = embedded PostgreSQL")
+    embedded_data_dir: Path = Field(Path(".urbanpulse/pgdata"), description="data dir of the embedded server")
+    storage_mode: Literal["auto", "timescaledb", "postgres"] = "auto"
+    pool_size: int = Field(3, ge=2, le=64)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    timescaledb: TimescaleSettings = TimescaleSettings()
+
+
+class IngestSettings(_Section):
+    """Batching and backpressure."""
+
+    batch_max_readings: int = Field(5000, ge=1)
+    batch_max_ms: int = Field(200, ge=1)
+    max_in_flight_batches: int = Field(4, ge=1, description="batches queued or being written; sources pause beyond")
+    writers: int = Field(2, ge=1, le=32, description="concurrent database writers")
+    retry_initial_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(15.0, gt=0)
+
+
+class ValidationSettings(_Section):
+    """What counts as a valid reading."""
+
+    max_payload_bytes: int = Field(256 * 1024, ge=64)
+    max_json_depth: int = Field(16, ge=2)
+    max_future_skew_s: float = Field(300.0, ge=0)
+    max_age_s: float | None = Field(30 * 86400.0, description="older readings are quarantined; null disables")
+    quarantine_payload_limit: int = Field(64 * 1024, ge=256, description="raw bytes kept per quarantined item")
+    catalogue: Path | None = Field(None, description="metric catalogue YAML; null = the shipped one")
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict, description="extra/overriding metrics")
+
+
+class TlsSettings(_Section):
+    """TLS for a broker connection."""
+
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+
+class MqttSettings(_Section):
+    """MQTT source (paho-mqtt 2.x, QoS 1, persistent session, manual acks)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field("urbanpulse-ingest", min_length=1,
+                           description="fixed: the broker keeps this session's unacked messages across restarts")
+    topics: list[str] = Field(default_factory=lambda: ["city/#"])
+    topic_templates: list[str] = Field(
+        default_factory=list,
+        description="e.g. city/{district}/{sensor_id}/{metric}: fills sensor_id/metric the payload lacks")
+    qos: Literal[1] = 1
+    username: str | None = None
+    password: str | None = None
+    tls: TlsSettings = TlsSettings()
+    keepalive_s: int = Field(30, ge=5)
+    session_expiry_s: int = Field(7 * 86400, ge=0, description="how long the broker keeps the session offline")
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    max_buffered_messages: int = Field(50_000, ge=100, description="received but not yet batched; paho pauses beyond")
+
+
+class KafkaSettings(_Section):
+    """Kafka source (aiokafka consumer group, manual commits after durable writes)."""
+
+    enabled: bool = False
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: list[str] = Field(default_factory=lambda: ["urbanpulse.readings"])
+    group_id: str = "urbanpulse-ingest"
+    client_id: str = "urbanpulse"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_records: int = Field(10_000, ge=1, description="per getmany call")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    tls: TlsSettings = TlsSettings()
+
+
+class ApiSettings(_Section):
+    """The HTTP API (health, metrics)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """The whole urbanpulse configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="URBANPULSE_", env_nested_delimiter="__", extra="forbid")
+
+    database: DatabaseSettings = DatabaseSettings()
+    ingest: IngestSettings = IngestSettings()
+    validation: ValidationSettings = ValidationSettings()
+    mqtt: MqttSettings = MqttSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    api: ApiSettings = ApiSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper() if isinstance(v, str) else v
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment wins over the file, which is passed as init values
+        return env_settings, init_settings
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration; raise :class:`ConfigError` naming the bad field."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections (database:, mqtt:, ...)")
+    _merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid configuration{where}: {problems}") from exc
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value

@@ -1,0 +1,162 @@
+"""MQTT source on paho-mqtt 2.x: QoS 1, persistent session, PUBACK only after durable writes.
+
+paho runs its network loop in its own thread. ``on_message`` only appends to a bounded
+buffer; when the buffer is full it blocks the paho thread, which stops reading the socket, so
+the broker holds further messages (TCP backpressure: configure the broker's queue limits,
+see README). The asyncio side takes the buffer in chunks, submits them to the pipeline and
+sends each PUBACK (``client.ack``) from the pipeline's ack callback, after the database commit.
+
+The session is persistent (fixed client id, clean_start false, session expiry), so messages
+not yet acknowledged when the process dies are redelivered by the broker on reconnect and
+stored once thanks to the idempotent write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from functools import partial
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from urbanpulse.config import MqttSettings
+from urbanpulse.connectors.topics import TopicTemplates
+from urbanpulse.formats.base import MessageBatch
+from urbanpulse.metrics import IngestMetrics
+from urbanpulse.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class MqttSource:
+    """Subscribes to topic filters and feeds canonical JSON readings to the pipeline."""
+
+    name = "mqtt"
+
+    def __init__(self, settings: MqttSettings, metrics: IngestMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.templates = TopicTemplates(settings.topic_templates)
+        self._buffer: list[tuple[bytes, str, int, int]] = []
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._connected = False
+        self._stopping = False
+        self.last_error: str | None = None
+        self._client: mqtt.Client | None = None
+
+    def health(self) -> dict[str, object]:
+        return {"connected": self._connected, "broker": f"{self.settings.host}:{self.settings.port}",
+                "last_error": self.last_error}
+
+    # -- paho thread -----------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason: mqtt.ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            self.last_error = f"connect refused: {reason}"
+            log.error("MQTT broker refused the connection: %s", reason)
+            return
+        with self._cond:
+            self._generation += 1
+            self._connected = True
+        log.info("MQTT connected to %s:%s (session present: %s)", self.settings.host, self.settings.port,
+                 flags.session_present)
+        client.subscribe([(t, self.settings.qos) for t in self.settings.topics])
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
+                       reason: mqtt.ReasonCode, properties: Properties | None) -> None:
+        with self._cond:
+            self._connected = False
+        if not self._stopping:
+            self.last_error = f"disconnected: {reason}"
+            log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        limit = self.settings.max_buffered_messages
+        with self._cond:
+            while len(self._buffer) >= limit and not self._stopping:
+                self._cond.wait(0.5)  # backpressure: stop reading the socket until drained
+            self._buffer.append((msg.payload, msg.topic, msg.mid, self._generation))
+            first = len(self._buffer) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # -- asyncio side ----------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client.max_queued_messages_set(0)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls.enabled:
+            client.tls_set(ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                           certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                           keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+                           cert_reqs=ssl.CERT_NONE if s.tls.insecure_skip_verify else ssl.CERT_REQUIRED)
+            client.tls_insecure_set(s.tls.insecure_skip_verify)
+        client.reconnect_delay_set(min_delay=max(1, int(s.reconnect_min_s)), max_delay=max(1, int(s.reconnect_max_s)))
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        client = self._client = self._make_client()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = s.session_expiry_s
+        props.ReceiveMaximum = 65535
+        client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props)
+        client.loop_start()
+        try:
+            while not stopping.is_set():
+                self._wake.clear()
+                with self._cond:
+                    taken, self._buffer = self._buffer, []
+                    self._cond.notify_all()
+                if not taken:
+                    stop_wait = asyncio.ensure_future(stopping.wait())
+                    wake_wait = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait({stop_wait, wake_wait}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+                    stop_wait.cancel()
+                    wake_wait.cancel()
+                    continue
+                await self._submit(pipeline, taken)
+        finally:
+            self._stopping = True
+            with self._cond:
+                self._cond.notify_all()
+            await pipeline.drain()  # PUBACKs for everything written go out before disconnecting
+            client.disconnect()
+            client.loop_stop()
+            self._connected = False
+
+    async def _submit(self, pipeline: Pipeline, taken: list[tuple[bytes, str, int, int]]) -> None:
+        payloads = [t[0] for t in taken]
+        topics = [t[1] for t in taken]
+        acks = [(t[2], t[3]) for t in taken]
+        fields = [self.templates.fields(t) for t in topics] if self.templates else None
+        batch = MessageBatch(source="mqtt", payloads=payloads, topics=topics, topic_fields=fields,
+                             received_ns=time.time_ns())
+        await pipeline.submit(batch, ack=partial(self._ack, acks))
+
+    def _ack(self, acks: list[tuple[int, int]]) -> None:
+        """Send PUBACKs; acks of a previous connection are dropped (the broker redelivers those)."""
+        client = self._client
+        if client is None or not self._connected:
+            return
+        current = self._generation
+        qos = self.settings.qos
+        for mid, gen in acks:
+            if gen == current:
+                client.ack(mid, qos)

@@ -1,0 +1,62 @@
+"""The format plugin contract: raw message bytes in, reading columns and rejections out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from urbanpulse.model import ReadingColumns, Rejection
+
+
+@dataclass(slots=True)
+class MessageBatch:
+    """Raw messages from one source pull, with the provenance quarantine needs.
+
+    ``topic_fields`` holds, per message, fields a topic template filled in (for example
+    ``sensor_id`` and ``metric`` from ``city/{district}/{sensor_id}/{metric}``), or None.
+    """
+
+    source: str
+    payloads: list[bytes]
+    topics: list[str] | None = None
+    partitions: list[int] | None = None
+    offsets: list[int] | None = None
+    topic_fields: list[dict[str, str] | None] | None = None
+    received_ns: int = 0
+
+    def provenance(self, i: int) -> tuple[str | None, int | None, int | None]:
+        """Topic, partition and offset of message ``i`` (None where the source has none)."""
+        return (
+            self.topics[i] if self.topics is not None else None,
+            self.partitions[i] if self.partitions is not None else None,
+            self.offsets[i] if self.offsets is not None else None,
+        )
+
+
+@dataclass(slots=True)
+class DecodeLimits:
+    """Limits that keep a hostile payload from costing more than it is worth."""
+
+    max_payload_bytes: int = 256 * 1024
+    max_json_depth: int = 16
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What a format returns: readings that parsed, and messages/items that did not."""
+
+    columns: ReadingColumns
+    rejections: list[Rejection] = field(default_factory=list)
+    #: the parsed object of each reading, kept only to quarantine it later with its raw form
+    raw_items: list[object] = field(default_factory=list)
+
+
+@runtime_checkable
+class Format(Protocol):
+    """A payload format: registered under ``urbanpulse.formats`` by name."""
+
+    name: str
+
+    def decode(self, batch: MessageBatch) -> Decoded:
+        """Decode every message; never raise for bad input, return rejections instead."""
+        ...

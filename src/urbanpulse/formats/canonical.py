@@ -1,0 +1,263 @@
+"""The canonical JSON format: one reading object, or an array of them, per message.
+
+``{"sensor_id", "metric", "ts" (RFC 3339 with offset, or epoch ms), "value", "lat"?, "lon"?, "unit"?}``
+
+The fast path decodes a whole message with one typed msgspec call in C. Only a message that
+fails it takes the slow path, which parses leniently (so NaN, Infinity and huge numbers get
+their own reason instead of "invalid JSON") and checks each array item on its own, so one bad
+reading rejects that reading and not its neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import numpy as np
+
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch
+from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+class TopicReading(msgspec.Struct):
+    """A reading whose sensor id and/or metric may come from the MQTT topic instead."""
+
+    ts: EventTime
+    value: float | None
+    sensor_id: Name | None = None
+    metric: Name | None = None
+    lat: float | None = None
+    lon: float | None = None
+    unit: str | None = None
+
+
+def _reason_for(err: msgspec.ValidationError) -> Reason:
+    """Map a msgspec validation message to a stable reason code."""
+    text = str(err)
+    if "missing required field" in text:
+        return Reason.MISSING_FIELD
+    path = text.rsplit(" - at ", 1)[-1] if " - at " in text else ""
+    if path.endswith(".ts"):
+        return Reason.BAD_TIMESTAMP
+    if path.endswith(".sensor_id"):
+        return Reason.BAD_SENSOR_ID
+    if path.endswith(".lat") or path.endswith(".lon"):
+        return Reason.BAD_LOCATION
+    if text.startswith("Expected `object`"):
+        return Reason.NOT_AN_OBJECT
+    return Reason.BAD_TYPE
+
+
+def _depth_exceeds(obj: object, limit: int) -> bool:
+    """True if JSON nesting goes deeper than ``limit`` (iterative: safe on hostile input)."""
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
+class CanonicalJsonFormat:
+    """Decoder for urbanpulse's canonical JSON readings (format name ``json``)."""
+
+    name = "json"
+
+    def __init__(self, limits: DecodeLimits | None = None) -> None:
+        self.limits = limits or DecodeLimits()
+        self._full = msgspec.json.Decoder(Reading | list[Reading])
+        self._partial = msgspec.json.Decoder(TopicReading | list[TopicReading])
+
+    def decode(self, batch: MessageBatch) -> Decoded:
+        """Decode all messages of ``batch``; bad input becomes rejections, never exceptions."""
+        objs: list[Reading | TopicReading] = []
+        msg_idx: list[int] = []
+        item_idx: list[int] = []
+        rejections: list[Rejection] = []
+        slow_raw: dict[int, object] = {}
+        nan_not_null: list[int] = []
+        max_bytes = self.limits.max_payload_bytes
+        fields = batch.topic_fields
+        full = self._full.decode
+        for i, payload in enumerate(batch.payloads):
+            size = len(payload)
+            if size == 0 or size > max_bytes:
+                if size == 0:
+                    rejections.append(self._reject(batch, i, Reason.EMPTY_PAYLOAD, "message is empty", payload))
+                else:
+                    rejections.append(self._reject(
+                        batch, i, Reason.PAYLOAD_TOO_LARGE,
+                        f"{size} bytes exceeds the {max_bytes}-byte limit (validation.max_payload_bytes); not parsed",
+                        payload))
+                continue
+            topic_fields = fields[i] if fields is not None else None
+            try:
+                decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                self._decode_slow(batch, i, payload, topic_fields, objs, msg_idx, item_idx,
+                                  rejections, slow_raw, nan_not_null)
+                continue
+            if type(decoded) is list:
+                if not decoded:
+                    rejections.append(self._reject(batch, i, Reason.EMPTY_PAYLOAD, "array holds no readings", payload))
+                    continue
+                if topic_fields is not None:
+                    decoded = self._apply_topic(batch, i, decoded, topic_fields, rejections, payload, True)
+                    if decoded is None:
+                        continue
+                objs.extend(decoded)
+                msg_idx.extend([i] * len(decoded))
+                item_idx.extend(range(len(decoded)))
+            else:
+                if topic_fields is not None:
+                    one = self._apply_topic(batch, i, [decoded], topic_fields, rejections, payload, False)
+                    if not one:
+                        continue
+                objs.append(decoded)
+                msg_idx.append(i)
+                item_idx.append(-1)
+        columns = self._columns(objs, msg_idx, item_idx, nan_not_null)
+        return Decoded(columns=columns, rejections=rejections, raw_items=[objs, slow_raw])
+
+    # -- topic templates -------------------------------------------------------------------
+
+    def _apply_topic(self, batch: MessageBatch, i: int, readings: list, topic_fields: dict[str, str],
+                     rejections: list[Rejection], payload: bytes, in_array: bool) -> list | None:
+        """Fill sensor id / metric from the topic; a payload that contradicts it is rejected."""
+        kept = []
+        for j, r in enumerate(readings):
+            item = j if in_array else -1
+            bad = None
+            for key in ("sensor_id", "metric"):
+                from_topic = topic_fields.get(key)
+                current = getattr(r, key)
+                if current is None:
+                    if from_topic is None:
+                        bad = (Reason.MISSING_FIELD, f"`{key}` is neither in the payload nor in the topic template")
+                        break
+                    setattr(r, key, from_topic)
+                elif from_topic is not None and current != from_topic:
+                    bad = (Reason.TOPIC_MISMATCH, f"payload {key}={current!r} but topic says {from_topic!r}")
+                    break
+            if bad is None:
+                kept.append(r)
+            else:
+                raw = msgspec.json.encode(r) if in_array else payload
+                rejections.append(self._reject(batch, i, bad[0], bad[1], raw, item))
+        return kept
+
+    # -- slow path -------------------------------------------------------------------------
+
+    def _decode_slow(self, batch: MessageBatch, i: int, payload: bytes, topic_fields: dict[str, str] | None,
+                     objs: list, msg_idx: list[int], item_idx: list[int], rejections: list[Rejection],
+                     slow_raw: dict[int, object], nan_not_null: list[int]) -> None:
+        """Find out exactly what is wrong with a message, keeping every good item in it."""
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejections.append(self._reject(batch, i, Reason.INVALID_UTF8, str(exc)[:200], payload))
+            return
+        try:
+            parsed = json.loads(text)
+        except RecursionError:
+            rejections.append(self._reject(batch, i, Reason.TOO_DEEP, "JSON nesting exceeds the parser's limit", payload))
+            return
+        except ValueError as exc:
+            rejections.append(self._reject(batch, i, Reason.INVALID_JSON, str(exc)[:200], payload))
+            return
+        if _depth_exceeds(parsed, self.limits.max_json_depth):
+            rejections.append(self._reject(
+                batch, i, Reason.TOO_DEEP,
+                f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)", payload))
+            return
+        if isinstance(parsed, dict):
+            items, in_array = [parsed], False
+        elif isinstance(parsed, list):
+            items, in_array = parsed, True
+            if not items:
+                rejections.append(self._reject(batch, i, Reason.EMPTY_PAYLOAD, "array holds no readings", payload))
+                return
+        else:
+            rejections.append(self._reject(batch, i, Reason.NOT_AN_OBJECT,
+                                           f"expected a JSON object or array, got {type(parsed).__name__}", payload))
+            return
+        for j, item in enumerate(items):
+            where = j if in_array else -1
+            raw = json.dumps(item, ensure_ascii=False).encode() if in_array else payload
+            if not isinstance(item, dict):
+                rejections.append(self._reject(batch, i, Reason.NOT_AN_OBJECT,
+                                               f"array item is {type(item).__name__}, not an object", raw, where))
+                continue
+            target: type = Reading if topic_fields is None else TopicReading
+            try:
+                reading = msgspec.convert(item, target)
+            except msgspec.ValidationError as exc:
+                rejections.append(self._reject(batch, i, _reason_for(exc), str(exc)[:200], raw, where))
+                continue
+            if topic_fields is not None:
+                filled = self._apply_topic(batch, i, [reading], topic_fields, rejections, raw, False)
+                if not filled:
+                    if in_array:  # fix the item index the helper could not know
+                        rejections[-1].item = j
+                    continue
+            value = item.get("value")
+            if isinstance(value, float) and value != value:
+                nan_not_null.append(len(objs))
+            slow_raw[len(objs)] = raw
+            objs.append(reading)
+            msg_idx.append(i)
+            item_idx.append(where)
+
+    # -- columns ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _columns(objs: list, msg_idx: list[int], item_idx: list[int], nan_not_null: list[int]) -> ReadingColumns:
+        """Turn decoded structs into numpy columns (one pass per field, in C where possible)."""
+        stamps = [o.ts for o in objs]
+        try:
+            ts_us = np.array(stamps, dtype=np.float64) * 1000.0
+        except TypeError:  # some RFC 3339 strings among them
+            ts_us = np.array(
+                [(t - _EPOCH) // _ONE_US if type(t) is datetime else t * 1000.0 for t in stamps],
+                dtype=np.float64,
+            )
+        value = np.array([o.value for o in objs], dtype=np.float64)
+        null = np.isnan(value)
+        if nan_not_null:
+            null[nan_not_null] = False
+        return ReadingColumns(
+            sensor_id=[o.sensor_id for o in objs],
+            metric=[o.metric for o in objs],
+            ts_us=ts_us,
+            value=value,
+            lat=np.array([o.lat for o in objs], dtype=np.float64),
+            lon=np.array([o.lon for o in objs], dtype=np.float64),
+            unit=[o.unit for o in objs],
+            msg=np.array(msg_idx, dtype=np.int32),
+            item=np.array(item_idx, dtype=np.int32),
+            has_null_value=null,
+        )
+
+    @staticmethod
+    def _reject(batch: MessageBatch, i: int, reason: Reason, detail: str, payload: bytes, item: int = -1) -> Rejection:
+        topic, partition, offset = batch.provenance(i)
+        return Rejection(reason=reason, detail=detail, payload=payload, source=batch.source,
+                         topic=topic, partition=partition, offset=offset, item=item)
+
+    def raw_of(self, batch: MessageBatch, decoded: Decoded, k: int) -> bytes:
+        """The raw bytes to quarantine for reading ``k`` of ``decoded``."""
+        objs, slow_raw = decoded.raw_items  # type: ignore[misc]
+        raw = slow_raw.get(k)
+        if raw is not None:
+            return raw  # type: ignore[return-value]
+        if decoded.columns.item[k] == -1:
+            return batch.payloads[int(decoded.columns.msg[k])]
+        return msgspec.json.encode(objs[k])

@@ -1,0 +1,204 @@
+"""The path every message takes: decode -> validate -> batch -> durable write -> ack.
+
+Guarantees:
+- nothing is acknowledged (MQTT PUBACK, Kafka commit) before the batch holding it is
+  committed to the database, readings and quarantine rows alike;
+- acknowledgements run in the order batches were formed, so a Kafka commit never covers a
+  batch that is still being written;
+- at most ``max_in_flight_batches`` batches are queued or being written: beyond that
+  :meth:`Pipeline.submit` waits, which is how sources are slowed down (backpressure);
+- a failed write is retried with bounded exponential backoff, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from urbanpulse.config import IngestSettings
+from urbanpulse.formats.base import Format, MessageBatch
+from urbanpulse.metrics import IngestMetrics
+from urbanpulse.model import ReadingColumns, Rejection
+from urbanpulse.quality.validate import ReadingValidator
+from urbanpulse.storage.writer import ReadingStore
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[], Awaitable[None] | None]
+
+
+@dataclass
+class _Pending:
+    parts: list[ReadingColumns] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
+    size: int = 0
+    started: float = 0.0
+
+
+@dataclass
+class _Job:
+    seq: int
+    source: str
+    readings: ReadingColumns | None
+    rejections: list[Rejection]
+    acks: list[Ack]
+    done: bool = False
+
+
+class Pipeline:
+    """Batches decoded readings per source and writes them with a few concurrent writers."""
+
+    def __init__(self, store: ReadingStore, fmt: Format, validator: ReadingValidator,
+                 settings: IngestSettings, metrics: IngestMetrics) -> None:
+        self.store = store
+        self.fmt = fmt
+        self.validator = validator
+        self.settings = settings
+        self.metrics = metrics
+        self._pending: dict[str, _Pending] = {}
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
+        self._jobs: dict[int, _Job] = {}
+        self._next_seq = 0
+        self._next_ack = 0
+        self._ack_lock = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.database_ok = True
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        """Start the writers and the batch timer."""
+        self._tasks = [asyncio.create_task(self._writer(i), name=f"writer-{i}") for i in range(self.settings.writers)]
+        self._tasks.append(asyncio.create_task(self._timer(), name="batch-timer"))
+
+    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
+        """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
+
+        Waits (backpressure) while the in-flight limit is reached.
+        """
+        decoded = self.fmt.decode(batch)
+        raw_of = getattr(self.fmt, "raw_of", None)
+        validated = self.validator.validate(
+            batch, decoded,
+            (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b""))
+        source = batch.source
+        m = self.metrics
+        n_valid, n_rej = len(validated.readings), len(validated.rejections)
+        m.messages.labels(source).inc(len(batch.payloads))
+        m.received.labels(source).inc(n_valid + n_rej)
+        m.tally["messages"] += len(batch.payloads)
+        m.tally["received"] += n_valid + n_rej
+        pending = self._pending.get(source)
+        if pending is None:
+            pending = self._pending[source] = _Pending(started=time.monotonic())
+        if not pending.acks and not pending.size:
+            pending.started = time.monotonic()
+        if n_valid:
+            pending.parts.append(validated.readings)
+        pending.rejections.extend(validated.rejections)
+        if ack is not None:
+            pending.acks.append(ack)
+        pending.size += n_valid + n_rej
+        if pending.size >= self.settings.batch_max_readings:
+            await self._enqueue(source)
+
+    async def flush(self) -> None:
+        """Hand every partial batch to the writers now (waits for in-flight room)."""
+        for source in list(self._pending):
+            await self._enqueue(source)
+
+    async def drain(self) -> None:
+        """Flush and wait until everything submitted so far is written and acknowledged."""
+        await self.flush()
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Drain, then stop the writers. Idempotent."""
+        if not self._tasks:
+            return
+        await self.drain()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _enqueue(self, source: str) -> None:
+        pending = self._pending.pop(source, None)
+        if pending is None or (not pending.size and not pending.acks):
+            return
+        await self._slots.acquire()
+        readings = ReadingColumns.concat(pending.parts) if pending.parts else None
+        job = _Job(self._next_seq, source, readings, pending.rejections, pending.acks)
+        self._next_seq += 1
+        self._jobs[job.seq] = job
+        self._idle.clear()
+        self.metrics.in_flight.inc()
+        self._queue.put_nowait(job)
+
+    async def _timer(self) -> None:
+        period = self.settings.batch_max_ms / 1000.0
+        while True:
+            await asyncio.sleep(period / 4)
+            now = time.monotonic()
+            for source, pending in list(self._pending.items()):
+                if now - pending.started >= period:
+                    await self._enqueue(source)
+
+    async def _writer(self, index: int) -> None:
+        m = self.metrics
+        while True:
+            job = await self._queue.get()
+            delay = self.settings.retry_initial_s
+            while True:
+                try:
+                    result = await self.store.write(job.readings, job.rejections, job.source)
+                    break
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                    self.database_ok = False
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    m.write_errors.inc()
+                    log.warning("batch write failed (%s); retrying in %.1fs, nothing is acknowledged meanwhile",
+                                self.last_error, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.retry_max_s)
+            self.database_ok = True
+            source = job.source
+            m.batch_seconds.observe(result.seconds)
+            m.stored.labels(source).inc(result.stored)
+            m.duplicates.labels(source).inc(result.duplicates)
+            m.tally["stored"] += result.stored
+            m.tally["duplicates"] += result.duplicates
+            m.tally["quarantined"] += result.quarantined
+            for r in job.rejections:
+                m.quarantined.labels(source, r.reason.value).inc()
+                m.reasons[r.reason.value] += 1
+            job.done = True
+            await self._acknowledge()
+
+    async def _acknowledge(self) -> None:
+        async with self._ack_lock:
+            while (job := self._jobs.get(self._next_ack)) is not None and job.done:
+                for ack in job.acks:
+                    try:
+                        result = ack()
+                        if result is not None:
+                            await result
+                    except Exception:  # an ack failure means redelivery, which is idempotent
+                        log.exception("acknowledgement failed; the broker will redeliver (stored idempotently)")
+                del self._jobs[self._next_ack]
+                self._next_ack += 1
+                self.metrics.in_flight.dec()
+                self._slots.release()
+            if not self._jobs:
+                self._idle.set()
+

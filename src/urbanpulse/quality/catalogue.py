@@ -1,0 +1,65 @@
+"""The metric catalogue: which metrics exist, their unit and physically possible range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from urbanpulse.errors import ConfigError
+
+DEFAULT_CATALOGUE = Path(__file__).with_name("metrics.yaml")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One catalogue entry."""
+
+    name: str
+    unit: str
+    min: float
+    max: float
+    aliases: tuple[str, ...] = ()
+
+
+class MetricCatalogue:
+    """Metric lookups as arrays so validation of a batch is a handful of numpy operations."""
+
+    def __init__(self, specs: list[MetricSpec]) -> None:
+        self.specs = specs
+        self.index: dict[str, int] = {s.name: i for i, s in enumerate(specs)}
+        # index len(specs) is the "unknown metric" slot: a range no value satisfies
+        self.low = np.array([s.min for s in specs] + [np.inf], dtype=np.float64)
+        self.high = np.array([s.max for s in specs] + [-np.inf], dtype=np.float64)
+        self.units: list[frozenset[str]] = [frozenset((s.unit, *s.aliases)) for s in specs]
+
+    @classmethod
+    def load(cls, path: Path | None = None, extra: dict[str, Any] | None = None) -> MetricCatalogue:
+        """Read the catalogue YAML (default: the shipped one) plus metrics from the config."""
+        path = path or DEFAULT_CATALOGUE
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read metric catalogue {path}: {exc}; fix validation.catalogue") from exc
+        entries = dict(raw.get("metrics") or {})
+        entries.update(extra or {})
+        specs = []
+        for name, entry in entries.items():
+            try:
+                specs.append(MetricSpec(name=name, unit=str(entry["unit"]), min=float(entry["min"]),
+                                        max=float(entry["max"]), aliases=tuple(map(str, entry.get("aliases", ())))))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"metric {name!r} in {path} needs `unit`, numeric `min` and `max` ({exc})") from exc
+            if specs[-1].min > specs[-1].max:
+                raise ConfigError(f"metric {name!r}: min {specs[-1].min} is above max {specs[-1].max}")
+        return cls(specs)
+
+    def lookup(self, metrics: list[str]) -> np.ndarray:
+        """Catalogue index per metric name; ``len(specs)`` for unknown names."""
+        unknown = len(self.specs)
+        get = self.index.get
+        return np.array([get(m, unknown) for m in metrics], dtype=np.int32)

@@ -1,0 +1,52 @@
+"""Runs the service with its HTTP API until SIGTERM/SIGINT, then shuts down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from urbanpulse.api.app import create_app
+from urbanpulse.config import Settings
+from urbanpulse.service import IngestService
+
+log = logging.getLogger(__name__)
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service decides when the API stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_service(settings: Settings) -> int:
+    """Serve until a stop signal; returns the process exit code (0 after a clean drain)."""
+    service = IngestService(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    server = None
+    api_task = None
+    if settings.api.enabled:
+        config = uvicorn.Config(create_app(service), host=settings.api.host, port=settings.api.port,
+                                log_level="warning", lifespan="off")
+        server = _ApiServer(config)
+        api_task = asyncio.create_task(server.serve(), name="api")
+        log.info("API on http://%s:%s (GET /health, /metrics)", settings.api.host, settings.api.port)
+    log.info("urbanpulse running; send SIGTERM or press Ctrl-C to stop")
+    await stop.wait()
+    log.info("stopping: no new messages are pulled; flushing and acknowledging what was received")
+    await service.stop()
+    if server is not None and api_task is not None:
+        server.should_exit = True
+        await api_task
+    log.info("stopped cleanly: counts %s", dict(service.metrics.tally))
+    return 0

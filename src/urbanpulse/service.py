@@ -1,0 +1,163 @@
+"""The running service: database, pipeline, sources and API wired together, with an orderly stop.
+
+Start order: database (embedded if none is configured) -> migrations -> pool -> pipeline ->
+sources. Stop order (SIGTERM/SIGINT): sources stop pulling -> partial batches flush -> acks and
+commits go out -> pool closes -> embedded database stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from urbanpulse.config import Settings
+from urbanpulse.connectors.base import Source
+from urbanpulse.errors import StorageUnavailable
+from urbanpulse.formats.base import DecodeLimits
+from urbanpulse.formats.canonical import CanonicalJsonFormat
+from urbanpulse.metrics import IngestMetrics
+from urbanpulse.pipeline import Pipeline
+from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.storage.migrations import StorageMode, migrate
+from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.timescale import apply_policies
+from urbanpulse.storage.writer import ReadingStore, prepare_connection
+
+log = logging.getLogger(__name__)
+
+
+async def connect_with_retry(dsn: str, timeout_s: float, attempts: int = 10) -> asyncpg.Connection:
+    """One connection, retried with backoff so a database that is still starting is waited for."""
+    delay = 0.25
+    for attempt in range(attempts):
+        try:
+            return await asyncpg.connect(dsn, timeout=timeout_s)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            if attempt == attempts - 1:
+                raise StorageUnavailable(
+                    f"cannot connect to the database ({exc}); check database.dsn "
+                    f"(or URBANPULSE_DATABASE__DSN) and that the server is running") from exc
+            log.warning("database not reachable yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
+    raise AssertionError("unreachable")
+
+
+def resolve_dsn(settings: Settings) -> tuple[str, object | None]:
+    """The configured DSN, or an embedded PostgreSQL started in the configured data dir."""
+    if settings.database.dsn:
+        return settings.database.dsn, None
+    from urbanpulse.embedded_db import EmbeddedPostgres
+
+    server = EmbeddedPostgres(Path(settings.database.embedded_data_dir))
+    dsn = server.start()
+    log.info("no database.dsn configured: started embedded PostgreSQL in %s", settings.database.embedded_data_dir)
+    return dsn, server
+
+
+class IngestService:
+    """Everything `urbanpulse run` keeps alive; also used directly by the demo and tests."""
+
+    def __init__(self, settings: Settings, sources: Sequence[Source] | None = None) -> None:
+        self.settings = settings
+        self.metrics = IngestMetrics()
+        self.extra_sources = list(sources or [])
+        self.sources: list[Source] = []
+        self.storage_mode: StorageMode | None = None
+        self.dsn: str | None = None
+        self.pool: asyncpg.Pool | None = None
+        self.pipeline: Pipeline | None = None
+        self.stopping = asyncio.Event()
+        self._embedded: object | None = None
+        self._source_tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Connect, migrate and start pulling from every enabled source."""
+        s = self.settings
+        self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
+        conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
+        try:
+            self.storage_mode = await migrate(conn, s.database.storage_mode)
+            if self.storage_mode == "timescaledb":
+                ts = s.database.timescaledb
+                await apply_policies(conn, ts.compress_after, ts.retain_for)
+        finally:
+            await conn.close()
+        log.info("storage mode: %s", self.storage_mode)
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1),
+                                              init=prepare_connection)
+        partitions = None
+        if self.storage_mode == "postgres":
+            partitions = MonthlyPartitions()
+            async with self.pool.acquire() as c:
+                await partitions.load(c)
+        v = s.validation
+        catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
+        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit)
+        fmt = CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
+        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
+        self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics)
+        await self.pipeline.start()
+        self.sources = self._configured_sources() + self.extra_sources
+        for src in self.sources:
+            self._source_tasks.append(asyncio.create_task(self._run_source(src), name=f"source-{src.name}"))
+
+    def _configured_sources(self) -> list[Source]:
+        out: list[Source] = []
+        if self.settings.mqtt.enabled:
+            from urbanpulse.connectors.mqtt import MqttSource
+
+            out.append(MqttSource(self.settings.mqtt, self.metrics))
+        if self.settings.kafka.enabled:
+            from urbanpulse.connectors.kafka import KafkaSource
+
+            out.append(KafkaSource(self.settings.kafka, self.metrics))
+        return out
+
+    async def _run_source(self, src: Source) -> None:
+        assert self.pipeline is not None
+        try:
+            await src.run(self.pipeline, self.stopping)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("source %s failed; the rest of the service keeps running", src.name)
+
+    async def stop(self) -> None:
+        """Stop pulling, write and acknowledge everything received, close. Idempotent."""
+        self.stopping.set()
+        if self._source_tasks:
+            await asyncio.gather(*self._source_tasks, return_exceptions=True)
+            self._source_tasks = []
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)  # type: ignore[attr-defined]
+            self._embedded = None
+
+    async def health(self) -> dict[str, object]:
+        """Database reachability, storage mode and each source's state."""
+        db: dict[str, object] = {"mode": self.storage_mode}
+        ok = False
+        if self.pool is not None:
+            try:
+                async with self.pool.acquire(timeout=2) as c:
+                    await c.fetchval("SELECT 1", timeout=2)
+                ok = self.pipeline is None or self.pipeline.database_ok
+            except Exception as exc:  # noqa: BLE001 - health reports, never raises
+                db["error"] = str(exc)
+        if self.pipeline is not None and self.pipeline.last_error and not self.pipeline.database_ok:
+            db["error"] = self.pipeline.last_error
+        db["ok"] = ok
+        brokers = {src.name: src.health() for src in self.sources}
+        healthy = ok and all(b.get("connected", True) for b in brokers.values())
+        return {"status": "ok" if healthy else "degraded", "storage_mode": self.storage_mode,
+                "database": db, "brokers": brokers, "counts": dict(self.metrics.tally)}

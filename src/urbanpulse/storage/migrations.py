@@ -1,0 +1,157 @@
+"""Numbered schema migrations, applied by ``urbanpulse migrate`` and on start-up.
+
+Each migration runs once, in order, inside a transaction, under an advisory lock so two
+services starting together do not race. Only the readings table differs by storage mode,
+and the TimescaleDB part is the few statements in :data:`TIMESCALE_READINGS` so it can be
+checked on its own against a real TimescaleDB.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+StorageMode = Literal["timescaledb", "postgres"]
+_LOCK_ID = 0x75_72_62_61  # "urba"
+
+_READINGS_COLUMNS = """
+    series_id int4 NOT NULL,  -- series.id; no FK: a per-row FK check halves COPY speed
+    ts        timestamptz NOT NULL,
+    value     float8 NOT NULL,
+    flags     int2 NOT NULL DEFAULT 0,
+    source    int2 NOT NULL DEFAULT 0,
+    lat       float8,
+    lon       float8,
+    PRIMARY KEY (series_id, ts)
+"""
+
+POSTGRES_READINGS = f"""
+CREATE TABLE readings ({_READINGS_COLUMNS}) PARTITION BY RANGE (ts);
+CREATE INDEX readings_ts_brin ON readings USING brin (ts);
+"""
+
+TIMESCALE_READINGS = f"""
+CREATE TABLE readings ({_READINGS_COLUMNS});
+SELECT create_hypertable('readings', 'ts', chunk_time_interval => INTERVAL '1 day');
+ALTER TABLE readings SET (timescaledb.compress,
+                          timescaledb.compress_segmentby = 'series_id',
+                          timescaledb.compress_orderby = 'ts');
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; ``sql`` may depend on the storage mode."""
+
+    version: int
+    description: str
+    postgres_sql: str
+    timescale_sql: str | None = None  # None: same as postgres_sql
+
+    def sql(self, mode: StorageMode) -> str:
+        return self.timescale_sql if mode == "timescaledb" and self.timescale_sql is not None else self.postgres_sql
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "series, sources and quarantine", """
+CREATE TABLE series (
+    id         serial PRIMARY KEY,
+    sensor_id  text NOT NULL,
+    metric     text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (sensor_id, metric)
+);
+CREATE TABLE sources (id int2 PRIMARY KEY, name text NOT NULL UNIQUE);
+INSERT INTO sources VALUES (0, 'unknown'), (1, 'mqtt'), (2, 'kafka'), (3, 'http'), (4, 'replay');
+CREATE TABLE quarantine (
+    id              bigserial PRIMARY KEY,
+    received_at     timestamptz NOT NULL DEFAULT now(),
+    source          text NOT NULL,
+    topic           text,
+    kafka_partition int4,
+    kafka_offset    int8,
+    item            int4 NOT NULL DEFAULT -1,
+    reason          text NOT NULL,
+    detail          text,
+    payload         bytea NOT NULL,
+    payload_size    int4 NOT NULL
+);
+-- a redelivered Kafka message quarantines nothing twice
+CREATE UNIQUE INDEX quarantine_kafka_message ON quarantine (topic, kafka_partition, kafka_offset, item)
+    WHERE kafka_offset IS NOT NULL;
+CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
+"""),
+    Migration(2, "readings table", POSTGRES_READINGS, TIMESCALE_READINGS),
+]
+
+
+class MigrationError(RuntimeError):
+    """A migration failed; the database is left at the last version that succeeded."""
+
+
+async def timescaledb_available(conn: asyncpg.Connection) -> bool:
+    """Whether the server can load the timescaledb extension."""
+    return bool(await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"))
+
+
+async def current_mode(conn: asyncpg.Connection) -> StorageMode | None:
+    """The storage mode the schema was created in, or None before the first migration."""
+    exists = await conn.fetchval("SELECT to_regclass('urbanpulse_meta') IS NOT NULL")
+    if not exists:
+        return None
+    return await conn.fetchval("SELECT value FROM urbanpulse_meta WHERE key = 'storage_mode'")
+
+
+async def migrate(conn: asyncpg.Connection, prefer: str = "auto") -> StorageMode:
+    """Bring the schema up to date and return the storage mode in use.
+
+    ``prefer`` is ``auto`` (TimescaleDB when the extension is available), ``timescaledb``
+    (fail if it is not) or ``postgres``. The mode is fixed when the readings table is created.
+    """
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    try:
+        await conn.execute("""
+            CREATE TABLE IF NOT EXISTS urbanpulse_meta (key text PRIMARY KEY, value text NOT NULL);
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version int PRIMARY KEY, description text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now());
+        """)
+        mode = await current_mode(conn)
+        if mode is None:
+            mode = await _choose_mode(conn, prefer)
+            await conn.execute("INSERT INTO urbanpulse_meta VALUES ('storage_mode', $1)", mode)
+        elif prefer not in ("auto", mode):
+            log.warning("storage_mode=%s requested but the schema was created as %s; keeping %s", prefer, mode, mode)
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for m in MIGRATIONS:
+            if m.version in done:
+                continue
+            log.info("applying migration %04d: %s (%s)", m.version, m.description, mode)
+            try:
+                async with conn.transaction():
+                    await conn.execute(m.sql(mode))
+                    await conn.execute("INSERT INTO schema_migrations (version, description) VALUES ($1, $2)",
+                                       m.version, m.description)
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"migration {m.version:04d} ({m.description}) failed: {exc}") from exc
+        return mode  # type: ignore[return-value]
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+
+
+async def _choose_mode(conn: asyncpg.Connection, prefer: str) -> StorageMode:
+    if prefer == "postgres":
+        return "postgres"
+    available = await timescaledb_available(conn)
+    if prefer == "timescaledb" and not available:
+        raise MigrationError("storage_mode=timescaledb but the timescaledb extension is not installed on this "
+                             "server; install it or set database.storage_mode to auto or postgres")
+    if available:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return "timescaledb"
+    return "postgres"
