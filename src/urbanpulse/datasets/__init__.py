@@ -7,6 +7,8 @@ so each dataset module stays about its own file format.
 
 from __future__ import annotations
 
+from urbanpulse.errors import UrbanpulseError
+
 import os
 from pathlib import Path
 
@@ -15,11 +17,11 @@ __all__ = ["DATASETS_ENV", "DatasetError", "DatasetNotFoundError", "datasets_roo
 DATASETS_ENV = "URBANPULSE_DATASETS"
 
 
-class DatasetError(ValueError):
+class DatasetError(UrbanpulseError, ValueError):
     """A dataset file does not look the way its reader expects (columns, rows, values)."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UrbanpulseError, FileNotFoundError):
     """The dataset folder or files cannot be found; the message says where we looked."""
 
 
