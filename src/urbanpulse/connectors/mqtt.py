@@ -46,12 +46,13 @@ class MqttSource:
         self._cond = threading.Condition()
         self._generation = 0
         self._connected = False
+        self._subscribed = False
         self._stopping = False
         self.last_error: str | None = None
         self._client: mqtt.Client | None = None
 
     def health(self) -> dict[str, object]:
-        return {"connected": self._connected, "broker": f"{self.settings.host}:{self.settings.port}",
+        return {"connected": self._connected and self._subscribed, "broker": f"{self.settings.host}:{self.settings.port}",
                 "last_error": self.last_error}
 
     # -- paho thread -----------------------------------------------------------------------
@@ -69,10 +70,20 @@ class MqttSource:
                  flags.session_present)
         client.subscribe([(t, self.settings.qos) for t in self.settings.topics])
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: list[mqtt.ReasonCode],
+                      properties: Properties | None) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            self.last_error = f"subscription refused: {failed}"
+            log.error("MQTT broker refused subscriptions %s: %s", self.settings.topics, failed)
+            return
+        self._subscribed = True
+
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags,
                        reason: mqtt.ReasonCode, properties: Properties | None) -> None:
         with self._cond:
             self._connected = False
+            self._subscribed = False
         if not self._stopping:
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
@@ -106,6 +117,7 @@ class MqttSource:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:

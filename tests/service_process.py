@@ -1,0 +1,141 @@
+"""Runs `urbanpulse run` as a real subprocess, so tests can SIGKILL and SIGTERM it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import yaml
+
+from services import free_port
+
+
+class ServiceProcess:
+    """One `urbanpulse run --config FILE` process with its log captured to a file."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
+        self.port = free_port()
+        config = dict(config)
+        config.setdefault("api", {}).update({"enabled": True, "host": "127.0.0.1", "port": self.port})
+        self.workdir = workdir
+        self.config_path = workdir / f"urbanpulse-{self.port}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"urbanpulse-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0, require_healthy: bool = True) -> ServiceProcess:
+        """Start and wait until /health answers (and says ok, unless ``require_healthy`` is False)."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        log.close()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"urbanpulse exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                r = httpx.get(self.url + "/health", timeout=2)
+                last = r.text
+                if r.status_code == 200 or not require_healthy:
+                    return self
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"urbanpulse not healthy after {timeout}s (last: {last}):\n{self.log_tail()}")
+
+    def health(self) -> httpx.Response:
+        return httpx.get(self.url + "/health", timeout=5)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample (``name``) over series matching ``labels``."""
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name):
+                continue
+            head, _, value = line.rpartition(" ")
+            if head != name and not head.startswith(name + "{"):
+                continue
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no ack, no goodbye."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait for a graceful exit; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log_tail(self, n: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+async def _fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def _fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def db_value(dsn: str, sql: str, *args: Any) -> Any:
+    """One value from the database (sync, for subprocess-driven tests)."""
+    return asyncio.run(_fetchval(dsn, sql, *args))
+
+
+def db_rows(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    return asyncio.run(_fetch(dsn, sql, *args))
+
+
+def readings_count(dsn: str) -> int:
+    exists = db_value(dsn, "SELECT to_regclass('readings') IS NOT NULL")
+    return int(db_value(dsn, "SELECT count(*) FROM readings")) if exists else 0
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "condition") -> None:  # noqa: ANN001
+    """Poll ``predicate`` until true; AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
