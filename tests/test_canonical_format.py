@@ -133,11 +133,23 @@ def test_payload_exactly_at_the_limit_is_still_parsed() -> None:
     assert only_reason(over) is Reason.PAYLOAD_TOO_LARGE
 
 
-def test_invalid_utf8_is_rejected_as_invalid_utf8() -> None:
-    payload = b'{"sensor_id": "st\xff\xfe", "metric": "temperature", "ts": 1700000000000, "value": 1}'
+@pytest.mark.parametrize("payload", [
+    b"\xff\xfe{}",  # garbage before the JSON starts
+    b'{"sensor_id": "st\xff\xfe", "metric": "temperature", "ts": 1700000000000, "value": 1}',  # inside a string
+    b'{"sensor_id": "\xc3\x28", "metric": "temperature", "ts": 1700000000000, "value": 1}',  # broken 2-byte seq
+], ids=["leading-bytes", "inside-string", "broken-sequence"])
+def test_invalid_utf8_is_rejected_as_invalid_utf8(payload: bytes) -> None:
     out = decode(payload)
     assert only_reason(out) is Reason.INVALID_UTF8
     assert out.rejections[0].payload == payload
+
+
+def test_invalid_utf8_message_does_not_cost_its_batch_neighbours() -> None:
+    good = encode(reading())
+    bad = b'{"sensor_id": "st\xff", "metric": "temperature", "ts": 1700000000000, "value": 1}'
+    out = decode(good, bad, good)
+    assert [r.reason for r in out.rejections] == [Reason.INVALID_UTF8]
+    assert out.columns.msg.tolist() == [0, 2]
 
 
 @pytest.mark.parametrize("payload", [

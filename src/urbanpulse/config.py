@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from urbanpulse.errors import ConfigError
 
@@ -168,6 +168,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid configuration{where}: {problems}") from exc
+    except SettingsError as exc:
+        raise ConfigError(f"invalid URBANPULSE_* environment variable: {exc}; lists and mappings must be "
+                          f"JSON, e.g. URBANPULSE_MQTT__TOPICS='[\"city/#\"]'") from exc
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:

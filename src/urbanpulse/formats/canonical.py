@@ -40,7 +40,7 @@ def _reason_for(err: msgspec.ValidationError) -> Reason:
     text = str(err)
     if "missing required field" in text:
         return Reason.MISSING_FIELD
-    path = text.rsplit(" - at ", 1)[-1] if " - at " in text else ""
+    path = text.rsplit(" - at ", 1)[-1].strip("`") if " - at " in text else ""
     if path.endswith(".ts"):
         return Reason.BAD_TIMESTAMP
     if path.endswith(".sensor_id"):
@@ -101,7 +101,7 @@ class CanonicalJsonFormat:
             topic_fields = fields[i] if fields is not None else None
             try:
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
                 self._decode_slow(batch, i, payload, topic_fields, objs, msg_idx, item_idx,
                                   rejections, slow_raw, nan_not_null)
                 continue
@@ -109,13 +109,13 @@ class CanonicalJsonFormat:
                 if not decoded:
                     rejections.append(self._reject(batch, i, Reason.EMPTY_PAYLOAD, "array holds no readings", payload))
                     continue
+                positions: range | list[int] = range(len(decoded))
                 if topic_fields is not None:
-                    decoded = self._apply_topic(batch, i, decoded, topic_fields, rejections, payload, True)
-                    if decoded is None:
-                        continue
+                    positions = self._apply_topic(batch, i, decoded, topic_fields, rejections, payload, True)
+                    decoded = [decoded[j] for j in positions]
                 objs.extend(decoded)
                 msg_idx.extend([i] * len(decoded))
-                item_idx.extend(range(len(decoded)))
+                item_idx.extend(positions)
             else:
                 if topic_fields is not None:
                     one = self._apply_topic(batch, i, [decoded], topic_fields, rejections, payload, False)
@@ -130,8 +130,11 @@ class CanonicalJsonFormat:
     # -- topic templates -------------------------------------------------------------------
 
     def _apply_topic(self, batch: MessageBatch, i: int, readings: list, topic_fields: dict[str, str],
-                     rejections: list[Rejection], payload: bytes, in_array: bool) -> list | None:
-        """Fill sensor id / metric from the topic; a payload that contradicts it is rejected."""
+                     rejections: list[Rejection], payload: bytes, in_array: bool) -> list[int]:
+        """Fill sensor id / metric from the topic; returns the positions of the readings kept.
+
+        A reading that contradicts the topic, or lacks a field neither provides, is rejected.
+        """
         kept = []
         for j, r in enumerate(readings):
             item = j if in_array else -1
@@ -148,7 +151,7 @@ class CanonicalJsonFormat:
                     bad = (Reason.TOPIC_MISMATCH, f"payload {key}={current!r} but topic says {from_topic!r}")
                     break
             if bad is None:
-                kept.append(r)
+                kept.append(j)
             else:
                 raw = msgspec.json.encode(r) if in_array else payload
                 rejections.append(self._reject(batch, i, bad[0], bad[1], raw, item))

@@ -1,0 +1,97 @@
+"""Shared fixtures: real PostgreSQL, Tansu (Kafka protocol) and Mosquitto.
+
+If a service cannot be started or reached the test is skipped with the reason, except under
+``CI=true`` where it fails: CI must never pass by skipping the integration tests.
+
+Fixtures
+  pg_dsn              session  str   DSN of the server's ``postgres`` database (127.0.0.1:5432)
+  fresh_db            function str   DSN of a new, empty, uniquely named database (dropped after)
+  kafka_bootstrap     session  str   "127.0.0.1:PORT" of a private Tansu broker (memory storage)
+  mqtt_broker         session  (host, port) of a private mosquitto run from config/mosquitto.conf
+  mosquitto           session  services.Mosquitto behind mqtt_broker (.restart(), .log, .workdir)
+  fresh_mosquitto     function services.Mosquitto of its own, for tests that restart/kill it
+  system_mqtt         session  ("127.0.0.1", 1883), the machine's mosquitto, checked to answer
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import services  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    err = services.check_postgres(services.PG_DSN)
+    if err is not None:
+        services.unavailable(f"PostgreSQL not reachable at {services.PG_DSN}: {err}")
+    return services.PG_DSN
+
+
+@pytest.fixture
+def fresh_db(pg_dsn: str):
+    try:
+        name, dsn = services.create_database(pg_dsn)
+    except Exception as exc:  # noqa: BLE001
+        services.unavailable(f"cannot CREATE DATABASE on {pg_dsn}: {exc}")
+    try:
+        yield dsn
+    finally:
+        services.drop_database(name, pg_dsn)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> str:
+    try:
+        broker = services.start_tansu(tmp_path_factory.mktemp("tansu"))
+    except Exception as exc:  # noqa: BLE001
+        services.unavailable(f"cannot start Tansu (Kafka-protocol broker): {exc}")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+def _start_mosquitto(workdir: Path) -> services.Mosquitto:
+    try:
+        return services.start_mosquitto(workdir)
+    except Exception as exc:  # noqa: BLE001
+        services.unavailable(f"cannot start a private mosquitto: {exc}")
+        raise  # unreachable; keeps type checkers happy
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory) -> services.Mosquitto:
+    broker = _start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(mosquitto: services.Mosquitto) -> tuple[str, int]:
+    return (mosquitto.host, mosquitto.port)
+
+
+@pytest.fixture
+def fresh_mosquitto(tmp_path) -> services.Mosquitto:
+    broker = _start_mosquitto(tmp_path / "mosquitto")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def system_mqtt() -> tuple[str, int]:
+    host, port = services.SYSTEM_MQTT
+    if not services.wait_port(host, port, timeout=3):
+        services.unavailable(f"system mosquitto not answering on {host}:{port} "
+                             "(start it: mosquitto -d -c /etc/mosquitto/mosquitto.conf)")
+    return (host, port)
