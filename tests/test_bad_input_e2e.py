@@ -63,11 +63,11 @@ ODD_BUT_VALID = {
 
 
 def test_every_bad_case_is_quarantined_with_its_reason_and_neighbours_are_stored(
-        fresh_db: str, mqtt_broker, kafka_bootstrap: str, tmp_path: Path) -> None:  # noqa: ANN001
+        fresh_db: str, mosquitto, kafka_bootstrap: str, tmp_path: Path) -> None:  # noqa: ANN001
     topic = f"bad-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, partitions=1)
     config = {"database": {"dsn": fresh_db},
-              "mqtt": {"enabled": True, "host": mqtt_broker.host, "port": mqtt_broker.port,
+              "mqtt": {"enabled": True, "host": mosquitto.host, "port": mosquitto.port,
                        "client_id": f"urbanpulse-bad-{uuid.uuid4().hex[:6]}", "topics": ["city/#"]},
               "kafka": {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic],
                         "group_id": f"bad-{uuid.uuid4().hex[:6]}"}}
@@ -76,11 +76,11 @@ def test_every_bad_case_is_quarantined_with_its_reason_and_neighbours_are_stored
         k = 0
         for name, (payload, _) in CORPUS.items():
             # a valid reading before and after each bad one, on the same topic
-            publish_mqtt(mqtt_broker.host, mqtt_broker.port, f"city/corpus/{name}",
+            publish_mqtt(mosquitto.host, mosquitto.port, f"city/corpus/{name}",
                          [orjson.dumps(good("neighbour", k)), payload, orjson.dumps(good("neighbour", k + 1))])
             k += 2
         for name, sensor in ODD_BUT_VALID.items():
-            publish_mqtt(mqtt_broker.host, mqtt_broker.port, f"city/corpus/{name}", [orjson.dumps(good(sensor, 0))])
+            publish_mqtt(mosquitto.host, mosquitto.port, f"city/corpus/{name}", [orjson.dumps(good(sensor, 0))])
         # over Kafka, a mixed array: one bad item must not sink its neighbours
         mixed = orjson.dumps([good("kafka-array", 0), {"sensor_id": "kafka-array", "metric": "temperature",
                                                        "ts": NOW_MS - 1000, "value": "hot"}, good("kafka-array", 1)])

@@ -32,11 +32,11 @@ def readings(prefix: str, n: int, per_message: int = 1) -> list[bytes]:
     return [orjson.dumps(items[i:i + per_message]) for i in range(0, n, per_message)]
 
 
-def service_config(dsn: str, mqtt_broker, kafka_bootstrap: str | None, topic: str | None,  # noqa: ANN001
+def service_config(dsn: str, mosquitto, kafka_bootstrap: str | None, topic: str | None,  # noqa: ANN001
                    **ingest: object) -> dict:
     cfg: dict = {"database": {"dsn": dsn}, "log_level": "INFO", "ingest": dict(ingest)}
-    if mqtt_broker is not None:
-        cfg["mqtt"] = {"enabled": True, "host": mqtt_broker.host, "port": mqtt_broker.port,
+    if mosquitto is not None:
+        cfg["mqtt"] = {"enabled": True, "host": mosquitto.host, "port": mosquitto.port,
                        "client_id": f"urbanpulse-test-{uuid.uuid4().hex[:8]}", "topics": ["city/#"]}
     if kafka_bootstrap is not None:
         cfg["kafka"] = {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic],
@@ -44,11 +44,11 @@ def service_config(dsn: str, mqtt_broker, kafka_bootstrap: str | None, topic: st
     return cfg
 
 
-def publish_both(mqtt_broker, kafka_bootstrap: str, topic: str,  # noqa: ANN001
+def publish_both(mosquitto, kafka_bootstrap: str, topic: str,  # noqa: ANN001
                  mqtt_payloads: list[bytes], kafka_payloads: list[bytes]) -> None:
     """Publish over MQTT and Kafka concurrently, each from its own process."""
     with ThreadPoolExecutor(2) as pool:
-        a = pool.submit(publish_mqtt, mqtt_broker.host, mqtt_broker.port, "city/district-1/test", mqtt_payloads)
+        a = pool.submit(publish_mqtt, mosquitto.host, mosquitto.port, "city/district-1/test", mqtt_payloads)
         b = pool.submit(produce_kafka, kafka_bootstrap, topic, kafka_payloads)
         assert a.result() == len(mqtt_payloads)
         assert b.result() == len(kafka_payloads)
@@ -62,15 +62,15 @@ def topic(kafka_bootstrap: str) -> str:
 
 
 def test_10k_mqtt_and_10k_kafka_are_stored_once_and_a_resend_stores_nothing(
-        fresh_db: str, mqtt_broker, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
-    svc = ServiceProcess(service_config(fresh_db, mqtt_broker, kafka_bootstrap, topic), tmp_path).start()
+        fresh_db: str, mosquitto, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
+    svc = ServiceProcess(service_config(fresh_db, mosquitto, kafka_bootstrap, topic), tmp_path).start()
     try:
         mqtt_payloads, kafka_payloads = readings("mqtt", 10_000), readings("kafka", 10_000)
-        publish_both(mqtt_broker, kafka_bootstrap, topic, mqtt_payloads, kafka_payloads)
+        publish_both(mosquitto, kafka_bootstrap, topic, mqtt_payloads, kafka_payloads)
         wait_until(lambda: readings_count(fresh_db) >= 20_000, 180, what="20,000 stored readings")
         assert readings_count(fresh_db) == 20_000
 
-        publish_both(mqtt_broker, kafka_bootstrap, topic, mqtt_payloads, kafka_payloads)
+        publish_both(mosquitto, kafka_bootstrap, topic, mqtt_payloads, kafka_payloads)
         wait_until(lambda: svc.metric("urbanpulse_readings_duplicate_total") >= 20_000, 180,
                    what="the resent 20,000 readings to be processed")
         assert readings_count(fresh_db) == 20_000
@@ -85,13 +85,13 @@ def test_10k_mqtt_and_10k_kafka_are_stored_once_and_a_resend_stores_nothing(
 
 
 def test_sigkill_mid_stream_then_restart_stores_every_reading_exactly_once(
-        fresh_db: str, mqtt_broker, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
-    config = service_config(fresh_db, mqtt_broker, kafka_bootstrap, topic, batch_max_readings=500)
+        fresh_db: str, mosquitto, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
+    config = service_config(fresh_db, mosquitto, kafka_bootstrap, topic, batch_max_readings=500)
     first = ServiceProcess(config, tmp_path).start()
     second = ServiceProcess(config, tmp_path)
     try:
         with ThreadPoolExecutor(1) as pool:
-            publishing = pool.submit(publish_both, mqtt_broker, kafka_bootstrap, topic,
+            publishing = pool.submit(publish_both, mosquitto, kafka_bootstrap, topic,
                                      readings("mqtt", 10_000), readings("kafka", 10_000))
             wait_until(lambda: readings_count(fresh_db) >= 1_000, 120, interval=0.05, what="the first stored batches")
             first.kill()
@@ -114,13 +114,13 @@ def test_sigkill_mid_stream_then_restart_stores_every_reading_exactly_once(
 
 
 def test_sigterm_stores_everything_received_and_acknowledges_it(
-        fresh_db: str, mqtt_broker, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
+        fresh_db: str, mosquitto, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
     # batches that never fill and never time out: only the shutdown flush can write them
-    held = service_config(fresh_db, mqtt_broker, kafka_bootstrap, topic,
+    held = service_config(fresh_db, mosquitto, kafka_bootstrap, topic,
                           batch_max_readings=1_000_000, batch_max_ms=600_000)
     svc = ServiceProcess(held, tmp_path).start()
     try:
-        publish_both(mqtt_broker, kafka_bootstrap, topic, readings("mqtt", 3_000), readings("kafka", 3_000))
+        publish_both(mosquitto, kafka_bootstrap, topic, readings("mqtt", 3_000), readings("kafka", 3_000))
         wait_until(lambda: svc.metric("urbanpulse_readings_received_total") >= 6_000, 60,
                    what="6,000 readings received in memory")
         assert readings_count(fresh_db) == 0, "readings were written before shutdown: the test proves nothing"
@@ -142,15 +142,15 @@ def test_sigterm_stores_everything_received_and_acknowledges_it(
 
 
 def test_mosquitto_pub_and_an_independent_kafka_client_are_ingested(
-        fresh_db: str, mqtt_broker, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
-    svc = ServiceProcess(service_config(fresh_db, mqtt_broker, kafka_bootstrap, topic), tmp_path).start()
+        fresh_db: str, mosquitto, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
+    svc = ServiceProcess(service_config(fresh_db, mosquitto, kafka_bootstrap, topic), tmp_path).start()
     try:
         one = orjson.dumps({"sensor_id": "cli-mqtt", "metric": "noise_db", "ts": BASE_MS, "value": 61.5}).decode()
         arr = orjson.dumps([{"sensor_id": "cli-mqtt", "metric": "humidity",
                              "ts": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(BASE_MS / 1000 + 60)),
                              "value": 40}]).decode()
         for message in (one, arr):
-            subprocess.run(["mosquitto_pub", "-h", mqtt_broker.host, "-p", str(mqtt_broker.port), "-q", "1",
+            subprocess.run(["mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-q", "1",
                             "-t", "city/centre/cli", "-m", message], check=True, timeout=30)
         # Debian's kcat (librdkafka 2.0.2) fails the ApiVersions handshake with Tansu, so
         # confluent-kafka (librdkafka 2.12, a client we did not write) stands in for it.

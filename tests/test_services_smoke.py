@@ -4,7 +4,6 @@ QoS 1 persistent sessions with manual acks and redelivery)."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -12,7 +11,7 @@ import uuid
 import asyncpg
 import paho.mqtt.client as mqtt
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 import services
 
@@ -60,29 +59,44 @@ async def _count_tables(dsn: str) -> int:
 # ----------------------------------------------------------------------------- Tansu / Kafka
 
 
-async def _consume(bootstrap, topic, group, want, commit_after=None, timeout=20.0):
-    """Consume up to ``want`` records with a group member; commit (manually) the offsets of the
-    first ``commit_after`` records only. Returns the values seen."""
+# Tansu: joining a group takes roughly session_timeout_ms / 3, and a member that rejoins after
+# a restart sometimes waits for the previous member's session to expire. Short timeouts keep the
+# tests fast (aiokafka defaults, 10 s, make each join take 3-18 s).
+GROUP_OPTS = dict(session_timeout_ms=2000, heartbeat_interval_ms=500)
+
+
+async def _consume(bootstrap, topic, group, want, commit_after=None, idle=1.5, timeout=30.0):
+    """Join ``group``, consume until ``want`` records or ``idle`` seconds without records (counted
+    from partition assignment); commit manually the offsets of the first ``commit_after`` records
+    (all if None). Returns (values seen, {partition: position at the end})."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest", **GROUP_OPTS)
     await consumer.start()
     seen, next_offsets = [], {}
     try:
         deadline = time.monotonic() + timeout
+        last = None
         while len(seen) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500, max_records=want - len(seen))
+            batch = await consumer.getmany(timeout_ms=200, max_records=want - len(seen))
+            if consumer.assignment() and last is None:
+                last = time.monotonic()
             for tp, records in batch.items():
                 for r in records:
                     seen.append(r.value)
+                    last = time.monotonic()
                     if commit_after is None or len(seen) <= commit_after:
                         next_offsets[tp] = r.offset + 1
+            if last is not None and time.monotonic() - last > idle:
+                break
+        assert consumer.assignment(), "consumer never got a partition assignment"
         if next_offsets:
             await consumer.commit(next_offsets)
             for tp, off in next_offsets.items():
                 assert await consumer.committed(tp) == off
+        positions = {tp.partition: await consumer.position(tp) for tp in consumer.assignment()}
     finally:
         await consumer.stop()
-    return seen
+    return seen, positions
 
 
 async def test_kafka_group_commit_survives_restart(kafka_bootstrap):
@@ -93,15 +107,16 @@ async def test_kafka_group_commit_survives_restart(kafka_bootstrap):
         services.produce_kafka(kafka_bootstrap, topic, payloads[p::3], partition=p)
 
     group = f"g-{uuid.uuid4().hex[:8]}"
-    first = await _consume(kafka_bootstrap, topic, group, want=60, commit_after=None)
+    first, _ = await _consume(kafka_bootstrap, topic, group, want=60)
     assert sorted(first) == sorted(payloads)
 
     # a restarted member of the same group resumes from the committed offsets: nothing new
-    again = await _consume(kafka_bootstrap, topic, group, want=1, timeout=4)
+    again, positions = await _consume(kafka_bootstrap, topic, group, want=1, idle=1.0)
     assert again == []
+    assert positions == {0: 20, 1: 20, 2: 20}
 
     services.produce_kafka(kafka_bootstrap, topic, [b"late-1", b"late-2"], key=b"k")
-    after = await _consume(kafka_bootstrap, topic, group, want=2)
+    after, _ = await _consume(kafka_bootstrap, topic, group, want=2)
     assert sorted(after) == [b"late-1", b"late-2"]
 
 
@@ -111,10 +126,11 @@ async def test_kafka_uncommitted_records_are_redelivered(kafka_bootstrap):
     payloads = [f"r{i}".encode() for i in range(20)]
     services.produce_kafka(kafka_bootstrap, topic, payloads)
     group = f"g-{uuid.uuid4().hex[:8]}"
-    first = await _consume(kafka_bootstrap, topic, group, want=20, commit_after=8)
+    first, _ = await _consume(kafka_bootstrap, topic, group, want=20, commit_after=8)
     assert first == payloads  # one partition: in order
-    rest = await _consume(kafka_bootstrap, topic, group, want=12)
+    rest, positions = await _consume(kafka_bootstrap, topic, group, want=12)
     assert rest == payloads[8:]
+    assert positions == {0: 20}
 
 
 def test_create_topic_partitions(kafka_bootstrap):
