@@ -95,3 +95,25 @@ def system_mqtt() -> tuple[str, int]:
         services.unavailable(f"system mosquitto not answering on {host}:{port} "
                              "(start it: mosquitto -d -c /etc/mosquitto/mosquitto.conf)")
     return (host, port)
+
+
+def _fail_skip_in_ci(report) -> None:
+    """Under CI=true nothing may be skipped: a skip anywhere (a missing service, dataset or
+    binary; per test or a whole module) becomes a failure that shows the skip reason."""
+    if not (services.in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI=true (CI must run everything): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_skip_in_ci(outcome.get_result())

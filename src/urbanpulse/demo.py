@@ -17,8 +17,12 @@ from tqdm import tqdm
 
 from urbanpulse.config import Settings
 from urbanpulse.connectors.replay import ReplaySource
+from urbanpulse.datasets import DatasetNotFoundError
 from urbanpulse.datasets.beijing import expected_counts, iter_payloads, read_station, station_files
 from urbanpulse.service import IngestService
+
+
+BUNDLED_SAMPLE = Path(__file__).parent / "datasets" / "sample"
 
 
 def _payloads(stations: list, hours: int | None) -> Iterator[bytes]:
@@ -32,7 +36,13 @@ def _payloads(stations: list, hours: int | None) -> Iterator[bytes]:
 async def run_demo(settings: Settings, stations: int = 3, hours: int | None = None,
                    datasets: Path | None = None) -> int:
     """Replay ``stations`` Beijing station files and print what was stored and quarantined."""
-    files = station_files(datasets / "beijing_multisite_air_quality" if datasets else None)[:max(1, stations)]
+    try:
+        files = station_files(datasets / "beijing_multisite_air_quality" if datasets else None)[:max(1, stations)]
+    except DatasetNotFoundError:
+        if datasets is not None:
+            raise
+        files = station_files(BUNDLED_SAMPLE)
+        print(f"dataset folder not found: replaying the bundled sample station ({files[0].name})")
     data = [read_station(f) for f in files]
     expected_missing = 0
     total = 0
@@ -73,6 +83,7 @@ async def run_demo(settings: Settings, stations: int = 3, hours: int | None = No
         print(f"  `NA` cells in the files: {expected_missing:,} (quarantined as missing_value)")
     balanced = t["received"] == t["stored"] + t["duplicates"] + t["quarantined"]
     print(f"  received = stored + already stored + quarantined: {'yes' if balanced else 'NO'}")
-    print("\nLook at it: psql <dsn> -c 'SELECT s.sensor_id, s.metric, count(*) FROM readings r "
-          "JOIN series s ON s.id = r.series_id GROUP BY 1, 2'")
+    if not settings.database.dsn:
+        print(f"\nThe data stays in {settings.database.embedded_data_dir}; run the demo again to see "
+              "redelivered readings stored nothing twice, or `urbanpulse run` to serve it.")
     return 0 if balanced else 1
