@@ -78,6 +78,47 @@ class CanonicalJsonFormat:
 
     def decode(self, batch: MessageBatch) -> Decoded:
         """Decode all messages of ``batch``; bad input becomes rejections, never exceptions."""
+        clean = self._decode_clean(batch)
+        return clean if clean is not None else self._decode_each(batch)
+
+    def _decode_clean(self, batch: MessageBatch) -> Decoded | None:
+        """The common case in one comprehension: every message a valid object or array.
+
+        Returns None as soon as anything is unusual; the per-message path then sorts it out.
+        """
+        payloads = batch.payloads
+        if batch.topic_fields is not None or not payloads:
+            return None
+        sizes = list(map(len, payloads))
+        if min(sizes) == 0 or max(sizes) > self.limits.max_payload_bytes:
+            return None
+        full = self._full.decode
+        try:
+            decoded = [full(p) for p in payloads]
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        if not any(type(d) is list for d in decoded):
+            n = len(decoded)
+            columns = self._columns_arrays(decoded, np.arange(n, dtype=np.int32), np.full(n, -1, np.int32), [])
+            return Decoded(columns=columns, rejections=[], raw_items=[decoded, {}])
+        objs: list[Reading] = []
+        msg_idx: list[int] = []
+        item_idx: list[int] = []
+        for i, d in enumerate(decoded):
+            if type(d) is list:
+                if not d:
+                    return None
+                objs.extend(d)
+                msg_idx.extend([i] * len(d))
+                item_idx.extend(range(len(d)))
+            else:
+                objs.append(d)
+                msg_idx.append(i)
+                item_idx.append(-1)
+        return Decoded(columns=self._columns(objs, msg_idx, item_idx, []), rejections=[], raw_items=[objs, {}])
+
+    def _decode_each(self, batch: MessageBatch) -> Decoded:
+        """Message by message, so each bad one is rejected with its own reason."""
         objs: list[Reading | TopicReading] = []
         msg_idx: list[int] = []
         item_idx: list[int] = []
@@ -221,9 +262,15 @@ class CanonicalJsonFormat:
 
     # -- columns ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _columns(objs: list, msg_idx: list[int], item_idx: list[int], nan_not_null: list[int]) -> ReadingColumns:
+    @classmethod
+    def _columns(cls, objs: list, msg_idx: list[int], item_idx: list[int], nan_not_null: list[int]) -> ReadingColumns:
         """Turn decoded structs into numpy columns (one pass per field, in C where possible)."""
+        return cls._columns_arrays(objs, np.array(msg_idx, dtype=np.int32), np.array(item_idx, dtype=np.int32),
+                                   nan_not_null)
+
+    @staticmethod
+    def _columns_arrays(objs: list, msg_idx: np.ndarray, item_idx: np.ndarray,
+                        nan_not_null: list[int]) -> ReadingColumns:
         stamps = [o.ts for o in objs]
         try:
             ts_us = np.array(stamps, dtype=np.float64) * 1000.0
@@ -244,8 +291,8 @@ class CanonicalJsonFormat:
             lat=np.array([o.lat for o in objs], dtype=np.float64),
             lon=np.array([o.lon for o in objs], dtype=np.float64),
             unit=[o.unit for o in objs],
-            msg=np.array(msg_idx, dtype=np.int32),
-            item=np.array(item_idx, dtype=np.int32),
+            msg=msg_idx,
+            item=item_idx,
             has_null_value=null,
         )
 
