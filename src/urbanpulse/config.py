@@ -107,6 +107,8 @@ class KafkaSettings(_Section):
     client_id: str = "urbanpulse"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(10_000, ge=1, description="per getmany call")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="a worker silent this long leaves the group")
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

@@ -82,6 +82,7 @@ class KafkaSource:
             bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
             enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+            session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms,
             **consumer_options(s))
         consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline))
         delay = 0.5
