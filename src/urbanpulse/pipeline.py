@@ -68,6 +68,7 @@ class Pipeline:
         self._next_seq = 0
         self._next_ack = 0
         self._ack_lock = asyncio.Lock()
+        self._enqueue_lock = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -133,10 +134,19 @@ class Pipeline:
     # -- internals -------------------------------------------------------------------------
 
     async def _enqueue(self, source: str) -> None:
-        pending = self._pending.pop(source, None)
-        if pending is None or (not pending.size and not pending.acks):
-            return
-        await self._slots.acquire()
+        # One enqueuer at a time, slot first, then take the batch: batches get their sequence
+        # numbers in the order they were formed, so acks (Kafka commits) never overtake.
+        async with self._enqueue_lock:
+            if source not in self._pending:
+                return
+            await self._slots.acquire()
+            pending = self._pending.pop(source, None)
+            if pending is None or (not pending.size and not pending.acks):
+                self._slots.release()
+                return
+            self._dispatch(source, pending)
+
+    def _dispatch(self, source: str, pending: _Pending) -> None:
         readings = ReadingColumns.concat(pending.parts) if pending.parts else None
         job = _Job(self._next_seq, source, readings, pending.rejections, pending.acks)
         self._next_seq += 1

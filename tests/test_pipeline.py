@@ -1,0 +1,116 @@
+"""The pipeline's contract against real PostgreSQL: acknowledgements only after commit and in
+batch order, backpressure at the in-flight limit, retries through a lost connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import orjson
+import pytest
+
+from urbanpulse.config import IngestSettings
+from urbanpulse.formats.base import MessageBatch
+from urbanpulse.formats.canonical import CanonicalJsonFormat
+from urbanpulse.metrics import IngestMetrics
+from urbanpulse.pipeline import Pipeline
+from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.quality.validate import ReadingValidator
+from urbanpulse.storage.migrations import migrate
+from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.writer import ReadingStore, prepare_connection
+
+pytestmark = pytest.mark.integration
+
+NOW_MS = int(time.time() * 1000) - 3_600_000
+
+
+def message_batch(start: int, n: int) -> MessageBatch:
+    payloads = [orjson.dumps({"sensor_id": f"p-{i % 7}", "metric": "humidity", "ts": NOW_MS + i, "value": 50})
+                for i in range(start, start + n)]
+    return MessageBatch(source="kafka", payloads=payloads)
+
+
+async def make_pipeline(dsn: str, **ingest: object) -> tuple[Pipeline, asyncpg.Pool]:
+    conn = await asyncpg.connect(dsn)
+    await migrate(conn, "postgres")
+    await conn.close()
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4, init=prepare_connection)
+    parts = MonthlyPartitions()
+    async with pool.acquire() as c:
+        await parts.load(c)
+    settings = IngestSettings(**ingest)
+    pipeline = Pipeline(ReadingStore(pool, parts), CanonicalJsonFormat(), ReadingValidator(MetricCatalogue.load()),
+                        settings, IngestMetrics())
+    await pipeline.start()
+    return pipeline, pool
+
+
+async def stored(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as c:
+        return await c.fetchval("SELECT count(*) FROM readings")
+
+
+async def test_acks_run_after_commit_and_in_the_order_batches_were_formed(fresh_db: str) -> None:
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=100, writers=3, max_in_flight_batches=6)
+    acked: list[int] = []
+    seen_at_ack: list[int] = []
+
+    async def ack(k: int) -> None:
+        seen_at_ack.append(await stored(pool))
+        acked.append(k)
+
+    try:
+        for k in range(30):
+            await pipeline.submit(message_batch(k * 100, 100), ack=lambda k=k: ack(k))
+        await pipeline.drain()
+        assert acked == list(range(30))
+        # when batch k is acknowledged its 100 readings are already committed
+        assert all(count >= (k + 1) * 100 for k, count in enumerate(seen_at_ack))
+        assert await stored(pool) == 3000
+    finally:
+        await pipeline.stop()
+        await pool.close()
+
+
+async def test_submit_waits_when_the_in_flight_limit_is_reached(fresh_db: str) -> None:
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=50, writers=1, max_in_flight_batches=2)
+    release = asyncio.Event()
+    try:
+        async def blocked_ack() -> None:
+            await release.wait()  # holds the in-flight slot until released
+
+        await pipeline.submit(message_batch(0, 50), ack=blocked_ack)
+        await pipeline.submit(message_batch(50, 50), ack=None)
+        third = asyncio.create_task(pipeline.submit(message_batch(100, 50)))
+        await asyncio.sleep(0.5)
+        assert not third.done(), "submit should wait while 2 batches are in flight"
+        release.set()
+        await asyncio.wait_for(third, 10)
+        await pipeline.drain()
+        assert await stored(pool) == 150
+    finally:
+        release.set()
+        await pipeline.stop()
+        await pool.close()
+
+
+async def test_a_write_that_loses_its_connection_is_retried_not_dropped(fresh_db: str) -> None:
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=500, writers=1, retry_initial_s=0.05)
+    killer = await asyncpg.connect(fresh_db)
+    acked: list[int] = []
+    try:
+        for k in range(20):
+            await pipeline.submit(message_batch(k * 500, 500), ack=lambda k=k: acked.append(k))
+            # a real failure: the server terminates the pool's backends mid-stream
+            await killer.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        await asyncio.wait_for(pipeline.drain(), 60)
+        assert acked == list(range(20))
+        assert await stored(pool) == 10_000
+        assert pipeline.metrics.write_errors._value.get() >= 1
+    finally:
+        await killer.close()
+        await pipeline.stop()
+        await pool.close()
