@@ -87,6 +87,9 @@ class MqttSettings(_Section):
         default_factory=list,
         description="e.g. city/{district}/{sensor_id}/{metric}: fills sensor_id/metric the payload lacks")
     qos: Literal[1] = 1
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT 5 honours our Receive Maximum whatever the broker's max_inflight_messages; "
+        "3.1.1 parses ~25% faster but needs max_inflight_messages 0 on the broker")
     username: str | None = None
     password: str | None = None
     tls: TlsSettings = TlsSettings()
