@@ -152,6 +152,14 @@ async def _choose_mode(conn: asyncpg.Connection, prefer: str) -> StorageMode:
         raise MigrationError("storage_mode=timescaledb but the timescaledb extension is not installed on this "
                              "server; install it or set database.storage_mode to auto or postgres")
     if available:
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except asyncpg.PostgresError as exc:
+            # typically: the package is installed but not in shared_preload_libraries
+            if prefer == "timescaledb":
+                raise MigrationError(f"cannot enable the timescaledb extension ({exc}); add timescaledb to "
+                                     "shared_preload_libraries and restart PostgreSQL") from exc
+            log.warning("timescaledb is installed but cannot be enabled (%s); using plain PostgreSQL", exc)
+            return "postgres"
         return "timescaledb"
     return "postgres"

@@ -1,0 +1,304 @@
+"""The TimescaleDB-only SQL against a real TimescaleDB (2.23, PGlite's WASM build).
+
+CI has no TimescaleDB server, so ``tests/timescale/serve.mjs`` runs PGlite with the
+timescaledb extension in Node and serves it over the PostgreSQL wire protocol
+(``npm ci --prefix tests/timescale`` installs it; ``.ci/run`` does that). What is checked is
+exactly the TimescaleDB part of the storage layer: :data:`TIMESCALE_READINGS` through
+:func:`migrate`, :func:`apply_policies`, and that idempotent inserts and ``time_bucket``
+queries behave on the resulting hypertable (also on a compressed chunk).
+
+Limits of the stand-in, which shape these tests:
+  * PGlite is single-user: the module shares ONE asyncpg connection for the server's whole
+    life (a second connection after the first one hangs), so the tests build on each other's
+    state and run in file order; each one that needs the schema goes through the idempotent
+    ``schema`` fixture, so any of them also runs alone.
+  * asyncpg needs ``statement_cache_size=0`` and ``ssl=False`` (the server answers the SSL
+    request in a way asyncpg's default sslmode=prefer does not accept).
+  * ``Connection.close()`` never returns (the server does not close the socket after the
+    Terminate message), so the fixture drops the connection with ``terminate()``.
+  * COPY kills the server: the writer's binary COPY path cannot be checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+import services
+from urbanpulse.storage.migrations import _LOCK_ID, migrate, timescaledb_available
+from urbanpulse.storage.timescale import apply_policies
+from urbanpulse.storage.writer import prepare_connection
+
+pytestmark = pytest.mark.integration
+
+SERVER_DIR = Path(__file__).resolve().parent / "timescale"
+START_TIMEOUT = 120.0  # ~8 s on the 2-core machine: loading the WASM Postgres and the extension
+QUERY_TIMEOUT = 120.0  # a wedged PGlite must fail the test, not hang the suite
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _log_tail(log: Path, n: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def timescale_server(tmp_path_factory) -> tuple[str, int]:
+    """PGlite + timescaledb served on a free port of 127.0.0.1; stopped after the module."""
+    node = shutil.which("node")
+    if node is None:
+        services.unavailable("node is not installed (needed for the TimescaleDB stand-in in tests/timescale)")
+    if not (SERVER_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
+        services.unavailable("TimescaleDB stand-in not installed: run `npm ci --prefix tests/timescale`")
+    port = services.free_port()
+    log = tmp_path_factory.mktemp("timescale") / "serve.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([node, "serve.mjs", str(port)], cwd=SERVER_DIR, stdout=fh,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        # Wait for the ready line only: a probing TCP connect would use up PGlite's one session.
+        deadline = time.monotonic() + START_TIMEOUT
+        while "READY" not in _log_tail(log):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop(proc)
+                services.unavailable(f"TimescaleDB stand-in did not start on port {port} "
+                                     f"(exit={proc.returncode}):\n{_log_tail(log)}")
+            time.sleep(0.05)
+        yield ("127.0.0.1", port)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+async def conn(timescale_server):
+    """The ONE connection to the stand-in (PGlite cannot take a second one)."""
+    host, port = timescale_server
+    try:
+        c = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
+                                  statement_cache_size=0, ssl=False, timeout=30,
+                                  command_timeout=QUERY_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001
+        services.unavailable(f"cannot connect to the TimescaleDB stand-in on {host}:{port}: "
+                             f"{type(exc).__name__}: {exc}")
+    try:
+        yield c
+    finally:
+        c.terminate()  # close() would wait forever for the server to hang up
+
+
+@pytest.fixture(scope="module")
+async def schema(conn) -> str:
+    """The schema as ``migrate(conn, "auto")`` leaves it; returns the storage mode."""
+    return await migrate(conn, "auto")
+
+
+# --------------------------------------------------------------------------------------------
+# tests (file order matters: one shared server and connection)
+
+
+async def test_timescaledb_is_available(conn):
+    assert await conn.fetchval("SELECT current_setting('server_version_num')::int") >= 150000
+    assert await timescaledb_available(conn) is True
+
+
+async def test_migrate_auto_creates_compressed_hypertable(conn, schema):
+    assert schema == "timescaledb"
+    assert await conn.fetchval("SELECT value FROM urbanpulse_meta WHERE key = 'storage_mode'") == "timescaledb"
+    version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    assert version is not None and version.startswith("2."), version
+
+    for table in ("series", "quarantine", "sources", "readings", "schema_migrations", "urbanpulse_meta"):
+        assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
+    assert await conn.fetchval("SELECT count(*) FROM sources") == 5
+    assert [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2]
+
+    ht = await conn.fetch("""
+        SELECT hypertable_name, num_dimensions, compression_enabled
+        FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public'""")
+    assert [(r["hypertable_name"], r["num_dimensions"], r["compression_enabled"]) for r in ht] == \
+        [("readings", 1, True)]
+    dim = await conn.fetchrow("""
+        SELECT column_name, dimension_type, time_interval FROM timescaledb_information.dimensions
+        WHERE hypertable_name = 'readings'""")
+    assert (dim["column_name"], dim["dimension_type"], dim["time_interval"]) == ("ts", "Time", timedelta(days=1))
+
+    settings = {r["attname"]: r for r in await conn.fetch("""
+        SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc
+        FROM timescaledb_information.compression_settings
+        WHERE hypertable_schema = 'public' AND hypertable_name = 'readings'""")}
+    assert settings["series_id"]["segmentby_column_index"] == 1
+    assert settings["ts"]["orderby_column_index"] == 1 and settings["ts"]["orderby_asc"] is True
+    assert [a for a, r in settings.items() if r["segmentby_column_index"] is not None] == ["series_id"]
+
+    # the natural key survived create_hypertable (idempotent writes rely on it)
+    pk = await conn.fetchval("""
+        SELECT pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE conrelid = 'readings'::regclass AND contype = 'p'""")
+    assert pk == "PRIMARY KEY (series_id, ts)"
+
+
+async def test_migrate_again_is_idempotent_and_releases_its_lock(conn, schema):
+    applied = await conn.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY 1")
+    assert await migrate(conn, "auto") == "timescaledb"
+    assert await migrate(conn, "timescaledb") == "timescaledb"
+    assert await migrate(conn, "postgres") == "timescaledb"  # the mode is fixed at creation
+    assert await conn.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY 1") == applied
+    assert await conn.fetchval("""
+        SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'""") == 1
+    assert await conn.fetchval("SELECT count(*) FROM sources") == 5
+
+    # migrate() serialises on pg_advisory_lock(_LOCK_ID) and releases it (session-level
+    # locks are re-entrant, so a leak would show as a lock this session still holds).
+    # PGlite is single-user: pg_backend_pid() is 0 and pg_locks.pid NULL, so no pid filter.
+    advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND objid = $1"
+    assert await conn.fetchval(advisory, _LOCK_ID) == 0
+    assert await conn.fetchval("SELECT pg_advisory_unlock($1)", _LOCK_ID) is False  # nothing left held
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    assert await conn.fetchval(advisory, _LOCK_ID) == 1
+    assert await conn.fetchval("SELECT pg_advisory_unlock($1)", _LOCK_ID) is True
+    assert await conn.fetchval(advisory, _LOCK_ID) == 0
+
+
+async def _policy_jobs(conn) -> dict[str, dict]:
+    rows = await conn.fetch("""
+        SELECT proc_name, config FROM timescaledb_information.jobs
+        WHERE hypertable_schema = 'public' AND hypertable_name = 'readings'""")
+    jobs: dict[str, dict] = {}
+    for r in rows:
+        assert r["proc_name"] not in jobs, f"two {r['proc_name']} jobs on readings"
+        cfg = r["config"]
+        jobs[r["proc_name"]] = json.loads(cfg) if isinstance(cfg, str) else dict(cfg)
+    return jobs
+
+
+async def test_apply_policies_creates_and_removes_jobs(conn, schema):
+    await apply_policies(conn, timedelta(days=7), timedelta(days=730))
+    jobs = await _policy_jobs(conn)
+    assert set(jobs) == {"policy_compression", "policy_retention"}
+    assert jobs["policy_compression"]["compress_after"] == "7 days"
+    assert jobs["policy_retention"]["drop_after"] == "730 days"
+
+    await apply_policies(conn, timedelta(days=7), timedelta(days=730))  # idempotent: still one of each
+    assert await _policy_jobs(conn) == jobs
+
+    await apply_policies(conn, timedelta(days=7), None)
+    jobs = await _policy_jobs(conn)
+    assert set(jobs) == {"policy_compression"}
+    assert jobs["policy_compression"]["compress_after"] == "7 days"
+
+    await apply_policies(conn, timedelta(days=2), timedelta(days=30))  # changed settings replace the jobs
+    jobs = await _policy_jobs(conn)
+    assert jobs["policy_compression"]["compress_after"] == "2 days"
+    assert jobs["policy_retention"]["drop_after"] == "30 days"
+
+    await apply_policies(conn, None, None)
+    assert await _policy_jobs(conn) == {}
+
+    await apply_policies(conn, timedelta(days=7), None)  # leave the usual configuration
+    assert set(await _policy_jobs(conn)) == {"policy_compression"}
+
+
+_INSERT = """
+INSERT INTO readings (series_id, ts, value, flags, source, lat, lon)
+SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::float8[], $4::int2[], $5::int2[],
+                     $6::float8[], $7::float8[])
+ON CONFLICT DO NOTHING
+"""
+
+
+async def _insert(conn, sid: list[int], ts: list[datetime], value: list[float]) -> int:
+    n = len(ts)
+    status = await conn.execute(_INSERT, sid, ts, value, [0] * n, [4] * n, [None] * n, [None] * n)
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _hourly_means(conn, sid: int) -> list[tuple[datetime, float, int]]:
+    rows = await conn.fetch("""
+        SELECT time_bucket('1 hour', ts) AS hour, avg(value) AS mean, count(*) AS n
+        FROM readings WHERE series_id = $1 GROUP BY hour ORDER BY hour""", sid)
+    return [(r["hour"], r["mean"], r["n"]) for r in rows]
+
+
+async def test_unnest_insert_is_idempotent_and_time_bucket_means(conn, schema):
+    sid = await conn.fetchval("""
+        INSERT INTO series (sensor_id, metric) VALUES ('ts-test-sensor', 'pm25')
+        ON CONFLICT (sensor_id, metric) DO UPDATE SET metric = EXCLUDED.metric RETURNING id""")
+    # 3 hours x 4 readings, 15 min apart, 3 days ago (older than a 1-day chunk, younger than
+    # any retention), on hour boundaries so the buckets are known
+    base = (datetime.now(timezone.utc) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    ts = [base + timedelta(minutes=15 * i) for i in range(12)]
+    value = [float(10 * (i // 4) + i % 4) for i in range(12)]  # hour h: 10h+0..3, mean 10h+1.5
+    sids = [sid] * 12
+
+    assert await _insert(conn, sids, ts, value) == 12
+    assert await _insert(conn, sids, ts, value) == 0  # a redelivery stores nothing twice
+    assert await _insert(conn, sids[5:], ts[5:], [v + 100 for v in value[5:]]) == 0  # first write wins
+    assert await conn.fetchval("SELECT count(*) FROM readings WHERE series_id = $1", sid) == 12
+    assert await conn.fetchval("""
+        SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'""") >= 1
+
+    expected = [(base + timedelta(hours=h), 10.0 * h + 1.5, 4) for h in range(3)]
+    assert await _hourly_means(conn, sid) == expected
+
+    # the same holds once the chunk is compressed, as the compression policy will do
+    compressed = await conn.fetch("SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('readings') c")
+    assert compressed
+    assert await conn.fetchval("""
+        SELECT count(*) FROM timescaledb_information.chunks
+        WHERE hypertable_name = 'readings' AND is_compressed""") >= 1
+    assert await _insert(conn, sids, ts, value) == 0
+    assert await conn.fetchval("SELECT count(*) FROM readings WHERE series_id = $1", sid) == 12
+    assert await _hourly_means(conn, sid) == expected
+
+    # a late reading into the compressed chunk is stored once and counted in its bucket
+    late = [base + timedelta(minutes=50)]
+    assert await _insert(conn, [sid], late, [3.5]) == 1
+    assert await _insert(conn, [sid], late, [3.5]) == 0
+    assert (await _hourly_means(conn, sid))[0] == (base, (0 + 1 + 2 + 3 + 3.5) / 5, 5)
+
+
+async def test_writer_merge_path_on_hypertable(conn, schema):
+    """The writer's redelivery path (staging table LIKE readings, INSERT ... ON CONFLICT DO
+    NOTHING) on a hypertable; the stage is filled by INSERT here, as COPY kills the stand-in."""
+    sid = await conn.fetchval("""
+        INSERT INTO series (sensor_id, metric) VALUES ('ts-test-sensor', 'no2')
+        ON CONFLICT (sensor_id, metric) DO UPDATE SET metric = EXCLUDED.metric RETURNING id""")
+    base = (datetime.now(timezone.utc) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
+    ts = [base + timedelta(minutes=i) for i in range(10)]
+    assert await _insert(conn, [sid] * 5, ts[:5], [1.0] * 5) == 5
+
+    await prepare_connection(conn)
+    async with conn.transaction():
+        await conn.execute("""
+            INSERT INTO readings_stage (series_id, ts, value, flags, source)
+            SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::float8[], $4::int2[], $5::int2[])""",
+            [sid] * 10, ts, [2.0] * 10, [0] * 10, [2] * 10)
+        status = await conn.execute("INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING")
+    assert status == "INSERT 0 5"
+    assert await conn.fetchval("SELECT count(*) FROM readings_stage") == 0  # ON COMMIT DELETE ROWS
+    rows = await conn.fetch("SELECT value FROM readings WHERE series_id = $1 ORDER BY ts", sid)
+    assert [r["value"] for r in rows] == [1.0] * 5 + [2.0] * 5
