@@ -33,11 +33,12 @@ def readings(prefix: str, n: int, per_message: int = 1) -> list[bytes]:
 
 
 def service_config(dsn: str, mosquitto, kafka_bootstrap: str | None, topic: str | None,  # noqa: ANN001
-                   **ingest: object) -> dict:
+                   mqtt_protocol: str = "3.1.1", **ingest: object) -> dict:
     cfg: dict = {"database": {"dsn": dsn}, "log_level": "INFO", "ingest": dict(ingest)}
     if mosquitto is not None:
         cfg["mqtt"] = {"enabled": True, "host": mosquitto.host, "port": mosquitto.port,
-                       "client_id": f"urbanpulse-test-{uuid.uuid4().hex[:8]}", "topics": ["city/#"]}
+                       "client_id": f"urbanpulse-test-{uuid.uuid4().hex[:8]}", "topics": ["city/#"],
+                       "protocol": mqtt_protocol}
     if kafka_bootstrap is not None:
         cfg["kafka"] = {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic],
                         "group_id": f"urbanpulse-test-{uuid.uuid4().hex[:8]}"}
@@ -84,9 +85,11 @@ def test_10k_mqtt_and_10k_kafka_are_stored_once_and_a_resend_stores_nothing(
         svc.stop_quietly()
 
 
+@pytest.mark.parametrize("mqtt_protocol", ["3.1.1", "5"])
 def test_sigkill_mid_stream_then_restart_stores_every_reading_exactly_once(
-        fresh_db: str, mosquitto, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
-    config = service_config(fresh_db, mosquitto, kafka_bootstrap, topic, batch_max_readings=500)
+        fresh_db: str, mosquitto, kafka_bootstrap: str, topic: str, tmp_path: Path,  # noqa: ANN001
+        mqtt_protocol: str) -> None:
+    config = service_config(fresh_db, mosquitto, kafka_bootstrap, topic, mqtt_protocol, batch_max_readings=500)
     first = ServiceProcess(config, tmp_path).start()
     second = ServiceProcess(config, tmp_path)
     try:
