@@ -50,6 +50,7 @@ class IngestSettings(_Section):
     writers: int = Field(2, ge=1, le=32, description="concurrent database writers")
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)
+    write_timeout_s: float = Field(120.0, gt=0, description="a batch write hanging longer is abandoned and retried")
 
 
 class ValidationSettings(_Section):

@@ -171,14 +171,20 @@ class Pipeline:
             delay = self.settings.retry_initial_s
             while True:
                 try:
-                    result = await self.store.write(job.readings, job.rejections, job.source)
+                    result = await asyncio.wait_for(self.store.write(job.readings, job.rejections, job.source),
+                                                    self.settings.write_timeout_s)
                     break
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a writer must never die: that would stall every ack
                     self.database_ok = False
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     m.write_errors.inc()
-                    log.warning("batch write failed (%s); retrying in %.1fs, nothing is acknowledged meanwhile",
-                                self.last_error, delay)
+                    transient = isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                                                 asyncio.TimeoutError))
+                    log.log(logging.WARNING if transient else logging.ERROR,
+                            "batch write failed (%s); retrying in %.1fs, nothing is acknowledged meanwhile",
+                            self.last_error, delay, exc_info=not transient)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.settings.retry_max_s)
             self.database_ok = True

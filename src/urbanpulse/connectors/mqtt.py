@@ -53,6 +53,16 @@ class _BulkReadClient(mqtt.Client):
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        # paho swallows connection errors (refused, TLS verification) into on_connect_fail,
+        # which gets no exception: keep it so operators can see why on /health.
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.connect_error = exc
+            raise
+
+
 class MqttSource:
     """Subscribes to topic filters and feeds canonical JSON readings to the pipeline."""
 
@@ -67,6 +77,7 @@ class MqttSource:
         self._generation = 0
         self._connected = False
         self._subscribed = False
+        self._refused = False
         self._stopping = False
         self.last_error: str | None = None
         self._client: mqtt.Client | None = None
@@ -81,8 +92,10 @@ class MqttSource:
                     reason: mqtt.ReasonCode, properties: Properties | None) -> None:
         if reason.is_failure:
             self.last_error = f"connect refused: {reason}"
+            self._refused = True
             log.error("MQTT broker refused the connection: %s", reason)
             return
+        self._refused = False
         with self._cond:
             self._generation += 1
             self._connected = True
@@ -104,9 +117,14 @@ class MqttSource:
         with self._cond:
             self._connected = False
             self._subscribed = False
-        if not self._stopping:
+        if not self._stopping and not self._refused:  # keep the refusal's reason visible
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        exc = getattr(client, "connect_error", None)
+        self.last_error = f"cannot connect to {self.settings.host}:{self.settings.port}: {exc}"
+        log.warning("MQTT connection failed: %s; retrying with backoff", exc)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         limit = self.settings.max_buffered_messages
@@ -142,6 +160,7 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
