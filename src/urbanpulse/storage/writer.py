@@ -74,41 +74,42 @@ class ReadingStore:
             payload = encode_readings(sid, readings.ts_us, readings.value, readings.flags,
                                       readings.lat, readings.lon, SOURCE_IDS.get(source, 0))
         merged = False
+        stored = 0
         async with self.pool.acquire() as conn:
-            stored = 0
-            if payload is not None and self._merge_batches_left == 0:
-                try:
+            if payload is None:
+                if rejections:
                     async with conn.transaction():
-                        await conn.copy_to_table("readings", source=_stream(payload), columns=READING_COLUMNS,
-                                                 format="binary")
                         await self._quarantine(conn, rejections)
-                    stored = n
-                except asyncpg.UniqueViolationError:
-                    self._merge_batches_left = 4
-                    log.info("batch overlaps stored readings (a redelivery); merging idempotently")
-                    payload_needs_merge = True
-                else:
-                    payload_needs_merge = False
+            elif self._merge_batches_left == 0 and await self._copy(conn, payload, rejections):
+                stored = n
             else:
-                payload_needs_merge = payload is not None
-            if payload_needs_merge:
                 merged = True
-                async with conn.transaction():
-                    await conn.copy_to_table("readings_stage", source=_stream(payload), columns=READING_COLUMNS,
-                                             format="binary")
-                    status = await conn.execute("INSERT INTO readings SELECT * FROM readings_stage "
-                                                "ON CONFLICT DO NOTHING")
-                    await self._quarantine(conn, rejections)
-                stored = int(status.rsplit(" ", 1)[-1])
-                if stored == n:
-                    self._merge_batches_left = max(0, self._merge_batches_left - 1)
-                else:
-                    self._merge_batches_left = 4
-            elif payload is None and rejections:
-                async with conn.transaction():
-                    await self._quarantine(conn, rejections)
+                stored = await self._merge(conn, payload, rejections)
+                self._merge_batches_left = max(0, self._merge_batches_left - 1) if stored == n else 4
         return WriteResult(stored=stored, duplicates=n - stored, quarantined=len(rejections),
                            seconds=time.perf_counter() - start, merged=merged)
+
+    async def _copy(self, conn: asyncpg.Connection, payload: bytes, rejections: list[Rejection]) -> bool:
+        """COPY straight into readings; False (rolled back) if the batch overlaps stored rows."""
+        try:
+            async with conn.transaction():
+                await conn.copy_to_table("readings", source=_stream(payload), columns=READING_COLUMNS,
+                                         format="binary")
+                await self._quarantine(conn, rejections)
+        except asyncpg.UniqueViolationError:
+            self._merge_batches_left = 4
+            log.info("batch overlaps stored readings (a redelivery); merging idempotently")
+            return False
+        return True
+
+    async def _merge(self, conn: asyncpg.Connection, payload: bytes, rejections: list[Rejection]) -> int:
+        """COPY into the staging table, insert what is new; returns how many rows were new."""
+        async with conn.transaction():
+            await conn.copy_to_table("readings_stage", source=_stream(payload), columns=READING_COLUMNS,
+                                     format="binary")
+            status = await conn.execute("INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING")
+            await self._quarantine(conn, rejections)
+        return int(status.rsplit(" ", 1)[-1])
 
     async def _quarantine(self, conn: asyncpg.Connection, rejections: list[Rejection]) -> None:
         if not rejections:
