@@ -69,8 +69,7 @@ class Pipeline:
         self._next_ack = 0
         self._ack_lock = asyncio.Lock()
         self._enqueue_lock = asyncio.Lock()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._acked = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self.database_ok = True
         self.last_error: str | None = None
@@ -100,8 +99,6 @@ class Pipeline:
         pending = self._pending.get(source)
         if pending is None:
             pending = self._pending[source] = _Pending(started=time.monotonic())
-        if not pending.acks and not pending.size:
-            pending.started = time.monotonic()
         if n_valid:
             pending.parts.append(validated.readings)
         pending.rejections.extend(validated.rejections)
@@ -117,9 +114,15 @@ class Pipeline:
             await self._enqueue(source)
 
     async def drain(self) -> None:
-        """Flush and wait until everything submitted so far is written and acknowledged."""
+        """Flush and wait until everything submitted so far is written and acknowledged.
+
+        Batches formed after the call (other sources keep flowing) are not waited for, so a
+        Kafka rebalance is never held up by MQTT traffic.
+        """
         await self.flush()
-        await self._idle.wait()
+        target = self._next_seq
+        async with self._acked:
+            await self._acked.wait_for(lambda: self._next_ack >= target)
 
     async def stop(self) -> None:
         """Drain, then stop the writers. Idempotent."""
@@ -151,7 +154,6 @@ class Pipeline:
         job = _Job(self._next_seq, source, readings, pending.rejections, pending.acks)
         self._next_seq += 1
         self._jobs[job.seq] = job
-        self._idle.clear()
         self.metrics.in_flight.inc()
         self._queue.put_nowait(job)
 
@@ -215,6 +217,6 @@ class Pipeline:
                 self._next_ack += 1
                 self.metrics.in_flight.dec()
                 self._slots.release()
-            if not self._jobs:
-                self._idle.set()
+        async with self._acked:
+            self._acked.notify_all()
 
