@@ -14,26 +14,13 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
+from payloads import FIXED, NOW_MS, NOW_US, encode, reading
 from urbanpulse.formats.base import DecodeLimits, MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.model import Reason
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules, Validated
 
-#: 2023-11-14T22:13:20Z: the fixed "now" every test's clock returns.
-FIXED = 1_700_000_000.0
-NOW_MS = int(FIXED * 1000)
-NOW_US = int(FIXED * 1_000_000)
-
-
-def reading(**fields: object) -> dict:
-    base = {"sensor_id": "station-7", "metric": "temperature", "ts": NOW_MS, "value": 21.5}
-    base.update(fields)
-    return base
-
-
-def encode(obj: object) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode()
 
 
 def kafka_batch(*payloads: bytes, first_offset: int = 100) -> MessageBatch:

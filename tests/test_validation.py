@@ -11,26 +11,14 @@ import json
 import numpy as np
 import pytest
 
+from payloads import FIXED, NOW_MS, NOW_US, encode, reading
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.model import Flag, Reason
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules, Validated
 
-FIXED = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-NOW_MS = int(FIXED * 1000)
-NOW_US = int(FIXED * 1_000_000)
 DAY_MS = 86_400_000
-
-
-def reading(**fields: object) -> dict:
-    base = {"sensor_id": "station-7", "metric": "temperature", "ts": NOW_MS, "value": 21.5}
-    base.update(fields)
-    return base
-
-
-def encode(obj: object) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode()
 
 
 def validate(*payloads: bytes, rules: TimeRules | None = None, source: str = "kafka",
