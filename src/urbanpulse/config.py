@@ -16,7 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from urbanpulse.alerts.settings import AlertSettings
+from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.windows.settings import WindowSettings
 
 
 class _Section(BaseModel):
@@ -139,6 +142,9 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
+    windows: WindowSettings = WindowSettings()
+    detection: DetectionSettings = DetectionSettings()
+    alerts: AlertSettings = AlertSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")

@@ -14,6 +14,9 @@ from typing import Literal
 
 import asyncpg
 
+from urbanpulse.alerts.schema import ALERTS_SQL
+from urbanpulse.storage.rollup_schema import POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS
+
 log = logging.getLogger(__name__)
 
 StorageMode = Literal["timescaledb", "postgres"]
@@ -87,6 +90,8 @@ CREATE UNIQUE INDEX quarantine_kafka_message ON quarantine (topic, kafka_partiti
 CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
 """),
     Migration(2, "readings table", POSTGRES_READINGS, TIMESCALE_READINGS),
+    Migration(3, "rollups (1 minute, 1 hour)", POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS),
+    Migration(4, "alerts, alert events, maintenance windows", ALERTS_SQL),
 ]
 
 

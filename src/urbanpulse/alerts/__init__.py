@@ -1,0 +1,1 @@
+"""The alert lifecycle: open -> acknowledged -> resolved, with suppression and notification."""

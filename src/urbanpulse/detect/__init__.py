@@ -1,0 +1,1 @@
+"""Streaming anomaly detectors, vectorised across series, and the backtest that reuses them."""

@@ -1,0 +1,1 @@
+"""Per-series event-time windows held in numpy arrays, with per-source watermarks."""
