@@ -7,7 +7,10 @@ Guarantees:
   batch that is still being written;
 - at most ``max_in_flight_batches`` batches are queued or being written: beyond that
   :meth:`Pipeline.submit` waits, which is how sources are slowed down (backpressure);
-- a failed write is retried with bounded exponential backoff, never dropped.
+- a failed write is retried with bounded exponential backoff, never dropped;
+- with stream analytics attached, each batch is analysed (windows, detectors, alerts) when it
+  is formed, strictly in batch order, and the resulting alert changes are written in the same
+  transaction as the batch's readings: a crash can never store one without the other.
 """
 
 from __future__ import annotations
@@ -17,19 +20,37 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
+import numpy as np
 
 from urbanpulse.config import IngestSettings
 from urbanpulse.formats.base import Format, MessageBatch
 from urbanpulse.metrics import IngestMetrics
 from urbanpulse.model import ReadingColumns, Rejection
 from urbanpulse.quality.validate import ReadingValidator
-from urbanpulse.storage.writer import ReadingStore
+from urbanpulse.storage.writer import ReadingStore, WriteResult
 
 log = logging.getLogger(__name__)
 
 Ack = Callable[[], Awaitable[None] | None]
+
+
+class BatchAnalytics(Protocol):
+    """What the pipeline needs from stream analytics (windows, detectors, alerts)."""
+
+    async def prepare(self, source: str, readings: ReadingColumns | None, series_ids: np.ndarray | None) -> object:
+        """Analyse a batch as it is formed (in batch order); may set quality flags in ``readings``."""
+
+    async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
+        """Write the batch's analytics output inside the batch's transaction."""
+
+    def committed(self, prepared: object) -> None:
+        """The batch is durable: publish (live streams, webhooks). Called in batch order."""
+
+    async def tick(self) -> object | None:
+        """Periodic work not tied to a batch (idle windows, silence); output is written like a batch."""
 
 
 @dataclass
@@ -48,6 +69,8 @@ class _Job:
     readings: ReadingColumns | None
     rejections: list[Rejection]
     acks: list[Ack]
+    series_ids: np.ndarray | None = None
+    prepared: object | None = None
     done: bool = False
 
 
@@ -55,8 +78,11 @@ class Pipeline:
     """Batches decoded readings per source and writes them with a few concurrent writers."""
 
     def __init__(self, store: ReadingStore, fmt: Format, validator: ReadingValidator,
-                 settings: IngestSettings, metrics: IngestMetrics) -> None:
+                 settings: IngestSettings, metrics: IngestMetrics, analytics: BatchAnalytics | None = None,
+                 tick_s: float = 1.0) -> None:
         self.store = store
+        self.analytics = analytics
+        self.tick_s = tick_s
         self.fmt = fmt
         self.validator = validator
         self.settings = settings
@@ -78,6 +104,8 @@ class Pipeline:
         """Start the writers and the batch timer."""
         self._tasks = [asyncio.create_task(self._writer(i), name=f"writer-{i}") for i in range(self.settings.writers)]
         self._tasks.append(asyncio.create_task(self._timer(), name="batch-timer"))
+        if self.analytics is not None:
+            self._tasks.append(asyncio.create_task(self._ticker(), name="analytics-tick"))
 
     async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
         """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
@@ -147,15 +175,68 @@ class Pipeline:
             if pending is None or (not pending.size and not pending.acks):
                 self._slots.release()
                 return
-            self._dispatch(source, pending)
+            try:
+                await self._dispatch(source, pending)
+            except BaseException:
+                self._slots.release()
+                raise
 
-    def _dispatch(self, source: str, pending: _Pending) -> None:
+    async def _dispatch(self, source: str, pending: _Pending) -> None:
         readings = ReadingColumns.concat(pending.parts) if pending.parts else None
         job = _Job(self._next_seq, source, readings, pending.rejections, pending.acks)
+        if self.analytics is not None:
+            if readings is not None and len(readings):
+                job.series_ids = await self._series_ids(readings)
+            job.prepared = await self.analytics.prepare(source, readings, job.series_ids)
         self._next_seq += 1
         self._jobs[job.seq] = job
         self.metrics.in_flight.inc()
         self._queue.put_nowait(job)
+
+    async def _series_ids(self, readings: ReadingColumns) -> np.ndarray:
+        delay = self.settings.retry_initial_s
+        while True:  # the database may be down: wait like a writer would, nothing is acked meanwhile
+            try:
+                return await self.store.series.ids_for(self.store.pool, readings.sensor_id, readings.metric)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                self.database_ok = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("cannot resolve series ids (%s); retrying in %.1fs", self.last_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    async def _ticker(self) -> None:
+        assert self.analytics is not None
+        while True:
+            await asyncio.sleep(self.tick_s)
+            async with self._enqueue_lock:
+                await self._slots.acquire()
+                try:
+                    prepared = await self.analytics.tick()
+                except Exception:  # noqa: BLE001 - analytics must never stop ingestion
+                    self._slots.release()
+                    log.exception("periodic analytics failed; continuing")
+                    continue
+                if prepared is None:
+                    self._slots.release()
+                    continue
+                job = _Job(self._next_seq, "analytics", None, [], [], prepared=prepared)
+                self._next_seq += 1
+                self._jobs[job.seq] = job
+                self.metrics.in_flight.inc()
+                self._queue.put_nowait(job)
+
+    async def _write(self, job: _Job):  # noqa: ANN202 - WriteResult
+        if self.analytics is None:
+            return await self.store.write(job.readings, job.rejections, job.source)
+        analytics, prepared = self.analytics, job.prepared
+        if job.readings is None and not job.rejections:
+            start = time.perf_counter()
+            async with self.store.pool.acquire() as conn, conn.transaction():
+                await analytics.write(conn, prepared)
+            return WriteResult(0, 0, 0, time.perf_counter() - start, False)
+        return await self.store.write(job.readings, job.rejections, job.source, series_ids=job.series_ids,
+                                      in_transaction=lambda conn: analytics.write(conn, prepared))
 
     async def _timer(self) -> None:
         period = self.settings.batch_max_ms / 1000.0
@@ -173,8 +254,7 @@ class Pipeline:
             delay = self.settings.retry_initial_s
             while True:
                 try:
-                    result = await asyncio.wait_for(self.store.write(job.readings, job.rejections, job.source),
-                                                    self.settings.write_timeout_s)
+                    result = await asyncio.wait_for(self._write(job), self.settings.write_timeout_s)
                     break
                 except asyncio.CancelledError:
                     raise
@@ -206,6 +286,11 @@ class Pipeline:
     async def _acknowledge(self) -> None:
         async with self._ack_lock:
             while (job := self._jobs.get(self._next_ack)) is not None and job.done:
+                if self.analytics is not None and job.prepared is not None:
+                    try:
+                        self.analytics.committed(job.prepared)
+                    except Exception:  # noqa: BLE001 - publishing must not stall acks
+                        log.exception("publishing analytics output failed")
                 for ack in job.acks:
                     try:
                         result = ack()
