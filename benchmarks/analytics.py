@@ -1,0 +1,368 @@
+#!/usr/bin/env python
+"""Stream-analytics benchmark: what windows, rollups, detectors and alerts cost on the Kafka path.
+
+One run starts its own Tansu (Kafka protocol), creates a throw-away PostgreSQL database and
+reports figures (no pass/fail):
+
+* ingest-only vs analytics - the same N pre-produced readings (1,000 series, 1 s apart, one
+  reading per message, 4 partitions) drained by ``urbanpulse run`` with analytics off
+  (``detection.enabled: false``, ``windows.rollups: false``) and with everything on (all six
+  detectors, a threshold band on the benchmark metric so that detector runs too, 1-minute and
+  1-hour rollups, alerts). Phases run in the order off, on, on, off (ABBA) so drift on a noisy
+  machine cancels; the ratio is mean(on) / mean(off). Each phase uses its own consumer group.
+* alert latency - the service runs with analytics on; a separate process produces a steady
+  stream (``--latency-series`` series at ``--latency-rate`` readings/s) and, after a warm-up,
+  one spike every 0.5 s on a fresh series, recording the wall time it handed each spike to
+  the producer; an SSE client on ``GET /alerts/stream`` records when the ``opened`` event for
+  that series arrives. Latency = SSE arrival - publish, p50/p95/p99/max.
+* memory per series - in-process, the analytics state (slot map, windows, detectors) for
+  ``--series`` (default 100,000) series fed 30 readings each: the arrays' bytes per series and
+  the RSS growth per series.
+
+Run:  .venv/bin/python benchmarks/analytics.py [--readings 1000000] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "src"))
+
+import ingest as ib  # noqa: E402 - the ingest benchmark's phases and publishers
+
+RESULTS = REPO / "benchmarks" / "results"
+BENCH_METRIC = "temperature"  # what the ingest benchmark's producer writes (values -20..60)
+
+
+def analytics_config(dsn: str, kafka: dict[str, Any], on: bool) -> dict[str, Any]:
+    cfg = ib.service_config(dsn, kafka=kafka)
+    if on:
+        cfg["detection"] = {"enabled": True,
+                            "metrics": {BENCH_METRIC: {"threshold": {"enabled": True, "high": 68.0,
+                                                                     "clear_high": 66.0}}}}
+        cfg["windows"] = {"rollups": True}
+    else:
+        cfg["detection"] = {"enabled": False}
+        cfg["windows"] = {"rollups": False}
+    return cfg
+
+
+def reset_all(dsn: str) -> None:
+    async def go(conn):  # noqa: ANN001
+        await conn.execute("TRUNCATE readings, series, quarantine RESTART IDENTITY")
+        for table in ("rollup_1m", "rollup_1h", "alert_events", "alerts"):
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                await conn.execute(f"TRUNCATE {table} CASCADE")
+        await conn.execute("CHECKPOINT")
+    ib.db_call(dsn, go)
+
+
+def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str) -> dict[str, Any]:
+    n = ctx.args.readings
+    reset_all(ctx.dsn)
+    cfg = analytics_config(ctx.dsn, {"bootstrap_servers": ctx.tansu.bootstrap, "topics": [topic],
+                                     "group_id": f"bench-{label}-{uuid.uuid4().hex[:6]}"}, on)
+    ib.log(f"{label}: draining {n:,} readings, analytics {'ON' if on else 'off'}")
+    ph = ib.Phase(ctx, cfg, "kafka", 0.05).start()
+    ph.wait_stored(n, timeout=max(300, n / 1000))
+    rate = ib.rate_from_samples(ph.poller.samples, n)
+    time.sleep(0.5)
+    stop = ph.stop()
+    res = {**rate, **stop, "analytics": on, "db": _db_counts(ctx.dsn)}
+    ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, db {res['db']}")
+    return res
+
+
+def _db_counts(dsn: str) -> dict[str, int]:
+    async def go(conn):  # noqa: ANN001
+        out = {}
+        for table in ("readings", "rollup_1m", "rollup_1h", "alerts", "alert_events"):
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                out[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        return out
+    return ib.db_call(dsn, go)
+
+
+# ----------------------------------------------------------------------------------------------
+# alert latency
+
+
+def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Producer process: steady readings for S series, then one spike per 0.5 s on a fresh series."""
+    import orjson
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "all", "linger.ms": 1, "log_level": 0})
+    series, rate, seconds, warmup = spec["series"], spec["rate"], spec["seconds"], spec["warmup_s"]
+    step = series / rate  # seconds between two readings of one series
+    spikes: dict[str, float] = {}
+    t0 = time.time()
+    sent = 0
+    k = 0
+    next_spike = t0 + warmup
+    spiked: set[int] = set()
+    while True:
+        now = time.time()
+        if now - t0 > seconds:
+            break
+        target = int(rate * (now - t0))
+        msgs = []
+        while sent < target:
+            s = sent % series
+            tick = sent // series
+            ts_ms = int((t0 + tick * step) * 1000)
+            value = 20.0 + 5.0 * math.sin(2 * math.pi * tick * step / 300.0 + s) + 0.3 * math.sin(tick * 1.7 + s * 3.1)
+            msgs.append((s, ts_ms, value))
+            sent += 1
+        if now >= next_spike and k < series:
+            s = k
+            k += 1
+            spiked.add(s)
+            next_spike += 0.5
+            ts_ms = int(now * 1000)
+            payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": 65.0})
+            p.produce(spec["topic"], payload, key=f"lat-{s}".encode())
+            p.poll(0)
+            spikes[f"lat-{s}"] = time.time()
+        for s, ts_ms, value in msgs:
+            if s in spiked and ts_ms <= int(spikes.get(f"lat-{s}", 0) * 1000):
+                continue
+            p.produce(spec["topic"], orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms,
+                                                   "value": value}), key=f"lat-{s}".encode())
+        p.poll(0)
+        time.sleep(0.002)
+    p.flush(60)
+    return {"spikes": spikes, "sent": sent, "t0": t0}
+
+
+class SseClient(threading.Thread):
+    """Records the arrival time of the first `opened` event per sensor on /alerts/stream."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url + "/alerts/stream"
+        self.first_seen: dict[str, float] = {}
+        self.events = 0
+        self.stop_event = threading.Event()
+        self.connected = threading.Event()
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=httpx.Timeout(5, read=None)) as client, client.stream("GET", self.url) as r:
+            self.connected.set()
+            data: list[str] = []
+            for line in r.iter_lines():
+                if self.stop_event.is_set():
+                    return
+                if line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif line == "" and data:
+                    now = time.time()
+                    try:
+                        ev = json.loads("\n".join(data))
+                    except ValueError:
+                        data = []
+                        continue
+                    data = []
+                    self.events += 1
+                    alert = ev.get("alert", ev)
+                    sensor = alert.get("sensor_id")
+                    if sensor and sensor not in self.first_seen:
+                        self.first_seen[sensor] = now
+
+
+def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
+    from services import create_topic
+
+    a = ctx.args
+    reset_all(ctx.dsn)
+    topic = f"bench.alerts.{uuid.uuid4().hex[:6]}"
+    create_topic(ctx.tansu.bootstrap, topic, partitions=4)
+    cfg = analytics_config(ctx.dsn, {"bootstrap_servers": ctx.tansu.bootstrap, "topics": [topic],
+                                     "group_id": f"bench-{topic}", "auto_offset_reset": "earliest"}, True)
+    cfg["validation"] = {"max_age_s": None}
+    ph = ib.Phase(ctx, cfg, "kafka", 0.1).start()
+    ctx.wait_kafka_assigned(ph)
+    sse = SseClient(ph.svc.url)
+    sse.start()
+    sse.connected.wait(10)
+    time.sleep(1.0)
+    ib.log(f"alert latency: {a.latency_series} series at {a.latency_rate:,} readings/s for {a.latency_seconds} s, "
+           f"spikes every 0.5 s after {a.latency_warmup} s")
+    out = ctx.workdir / f"latency-{uuid.uuid4().hex[:6]}.json"
+    spec = {"kind": "alert_latency", "bootstrap": ctx.tansu.bootstrap, "topic": topic, "series": a.latency_series,
+            "rate": a.latency_rate, "seconds": a.latency_seconds, "warmup_s": a.latency_warmup, "out": str(out)}
+    subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
+    pub = json.loads(out.read_text())
+    deadline = time.time() + 30
+    while time.time() < deadline and not all(s in sse.first_seen for s in pub["spikes"]):
+        time.sleep(0.2)
+    sse.stop_event.set()
+    stop = ph.stop()
+    lat = sorted((sse.first_seen[s] - t) * 1000 for s, t in pub["spikes"].items() if s in sse.first_seen)
+    missing = [s for s in pub["spikes"] if s not in sse.first_seen]
+
+    def pct(q: float) -> float | None:
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else None
+
+    res = {"spikes": len(pub["spikes"]), "alerts_seen": len(lat), "missing": missing, "p50_ms": pct(0.50),
+           "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": round(lat[-1], 1) if lat else None,
+           "sse_events": sse.events, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
+           "db": _db_counts(ctx.dsn)}
+    ib.log(f"alert latency: p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms over {len(lat)} spikes "
+           f"({len(missing)} without an SSE event)")
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# memory per series
+
+
+def memory_per_series(n_series: int, per_series: int = 30) -> dict[str, Any]:
+    """Analytics state for ``n_series`` series, measured in-process (arrays and RSS growth)."""
+    import gc
+
+    import numpy as np
+    import psutil
+
+    from urbanpulse.analytics import SlotMap
+    from urbanpulse.config import load_settings
+    from urbanpulse.detect.bank import DetectorBank
+    from urbanpulse.windows.state import WindowState
+
+    settings = load_settings(None)
+    proc = psutil.Process()
+    gc.collect()
+    rss0 = proc.memory_info().rss
+    slots, windows, bank = SlotMap(), WindowState(settings.windows), DetectorBank(settings.detection)
+    ids = np.arange(1, n_series + 1, dtype=np.int32)
+    sensors = [f"s{i}" for i in range(n_series)]
+    metrics = [BENCH_METRIC] * n_series
+    slots.lookup(ids)
+    s = slots.allocate(ids, sensors, metrics)
+    for part in (bank, windows):
+        part.ensure_capacity(slots.capacity)
+    bank.assign(s, sensors, metrics)
+    windows.assign(s, metrics)
+    base_us = 1_700_000_000_000_000
+    rng = np.random.default_rng(1)
+    t_start = time.perf_counter()
+    fed = 0
+    for k in range(per_series):
+        for lo in range(0, n_series, 5000):
+            sl = s[lo:lo + 5000]
+            ts = np.full(len(sl), base_us + k * 1_000_000, np.int64)
+            val = 20 + rng.normal(0, 1, len(sl))
+            flags = np.zeros(len(sl), np.int16)
+            windows.observe("bench", sl, ts, val, flags, base_us + k * 1_000_000)
+            bank.score(sl, ts, val)
+            fed += len(sl)
+    seconds = time.perf_counter() - t_start
+    gc.collect()
+    rss1 = proc.memory_info().rss
+    per = windows.nbytes_per_slot() + bank.nbytes_per_slot() + 8
+    return {"series": n_series, "readings_fed": fed, "array_bytes_per_series": int(per),
+            "rss_growth_bytes_per_series": round((rss1 - rss0) / n_series),
+            "rss_mb": round(rss1 / 2**20, 1), "in_process_readings_per_s": round(fed / seconds)}
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readings", type=int, default=1_000_000, help="readings per throughput phase (default 1000000)")
+    p.add_argument("--series", type=int, default=100_000, help="series for the memory figure (default 100000)")
+    p.add_argument("--latency-series", type=int, default=2000, help="series in the latency phase (default 2000)")
+    p.add_argument("--latency-rate", type=int, default=20_000, help="readings/s in the latency phase (default 20000)")
+    p.add_argument("--latency-seconds", type=float, default=40.0, help="length of the latency phase (default 40)")
+    p.add_argument("--latency-warmup", type=float, default=15.0, help="seconds before the first spike (default 15)")
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--pg-dsn", default=None, help="server for the throw-away database")
+    p.add_argument("--json", metavar="OUT", type=Path, default=None, help="also write the results here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        spec = json.loads(args.worker)
+        Path(spec["out"]).write_text(json.dumps(latency_worker(spec)))
+        return 0
+    from services import PG_DSN, create_database, drop_database, start_tansu
+
+    base_dsn = args.pg_dsn or PG_DSN
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = Path(tempfile.mkdtemp(prefix=f"analytics-{stamp}-", dir=RESULTS))
+    started = time.time()
+    r: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                         "readings": args.readings, "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    with contextlib.ExitStack() as cleanup:
+        # the ingest benchmark's context, with its knobs for the shared phases
+        ns = argparse.Namespace(readings=args.readings, kafka_readings_per_message=1, latency_rate=args.latency_rate,
+                                latency_seconds=args.latency_seconds)
+        ctx = ib.Ctx(ns, workdir, cleanup)
+        ctx.base_ms = ib.default_base_ms(args.readings)
+        db_name, ctx.dsn = create_database(base_dsn, prefix="up_bench")
+        cleanup.callback(lambda: drop_database(db_name, base_dsn))
+        r["machine"] = ib.machine_info(ctx.dsn)
+        if not (args.skip_throughput and args.skip_latency):
+            ctx.tansu = start_tansu(workdir / "tansu")
+            cleanup.callback(ctx.tansu.stop)
+            ib.prepare_schema(ctx.dsn, args.readings, ctx.base_ms)
+        if not args.skip_throughput:
+            topic = f"bench.readings.{uuid.uuid4().hex[:6]}"
+            # the ingest benchmark's producer writes BENCH metric readings; see ib.reading_json
+            r["produce"] = ib.produce_kafka_backlog(ctx, topic)
+            runs = []
+            for label, on in (("off-1", False), ("on-1", True), ("on-2", True), ("off-2", False)):
+                runs.append({"label": label, **kafka_phase(ctx, topic, on, label)})
+            off = [x["rate"] for x in runs if not x["analytics"]]
+            on_ = [x["rate"] for x in runs if x["analytics"]]
+            r["throughput"] = {"runs": runs, "ingest_only_rate": sum(off) / len(off),
+                               "analytics_rate": sum(on_) / len(on_)}
+            r["throughput"]["ratio"] = r["throughput"]["analytics_rate"] / r["throughput"]["ingest_only_rate"]
+            ib.log(f"throughput: analytics {r['throughput']['analytics_rate']:,.0f}/s vs ingest-only "
+                   f"{r['throughput']['ingest_only_rate']:,.0f}/s = {r['throughput']['ratio']:.1%}")
+        if not args.skip_latency:
+            r["alert_latency"] = latency_phase(ctx)
+        if not args.skip_memory:
+            ib.log(f"memory: analytics state for {args.series:,} series")
+            r["memory"] = memory_per_series(args.series)
+            ib.log(f"memory: {r['memory']}")
+    r["wall_s"] = round(time.time() - started, 1)
+    text = json.dumps(r, indent=2, default=str)
+    out = RESULTS / f"analytics-{stamp}.json"
+    out.write_text(text)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+    ib.log(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
