@@ -1,12 +1,176 @@
-"""Detector configuration (the `detection:` section). Placeholder until the detectors land."""
+"""Detector configuration (the `detection:` section).
+
+Three layers, later wins: `defaults` (every detector with its parameters), `metrics.<name>` (a
+partial override per metric) and `groups` (partial overrides for sensors matching fnmatch
+patterns, optionally limited to some metrics, applied in list order). Overrides name only the
+fields they change, e.g.::
+
+    detection:
+      metrics:
+        pm2_5: {threshold: {enabled: true, high: 300, clear_high: 250, severity: critical}}
+        rain: {robust_z: {enabled: false}, flatline: {enabled: false}}
+      groups:
+        - sensors: ["station-*"]
+          metrics: [temperature]
+          detectors: {silence: {expected_interval_s: 60}}
+
+Every override is validated against the full parameter model when the configuration loads, so a
+typo fails at start-up with the field named, not at the first reading.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Severity = Literal["info", "warning", "critical"]
+DETECTOR_NAMES: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatline", "silence")
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="run this detector")
+    severity: Severity = Field("warning", description="severity of the alerts this detector raises")
+    weight: float = Field(1.0, ge=0, le=1, description="factor on this detector's score in the fused anomaly_score")
+
+
+class ThresholdParams(_Params):
+    """Static limits with hysteresis: raise above `high` / below `low`, clear once back inside the clear band."""
+
+    enabled: bool = Field(False, description="off unless limits are configured for a metric or group")
+    high: float | None = Field(None, description="raise when a value is above this; null = no upper limit")
+    low: float | None = Field(None, description="raise when a value is below this; null = no lower limit")
+    clear_high: float | None = Field(None, description="clear once the value is at or below this (default: high)")
+    clear_low: float | None = Field(None, description="clear once the value is at or above this (default: low)")
+    severity: Severity = Field("critical", description="severity of the alerts this detector raises")
+
+    @model_validator(mode="after")
+    def _bands(self) -> ThresholdParams:
+        if self.high is not None and self.clear_high is not None and self.clear_high > self.high:
+            raise ValueError("clear_high must be <= high (hysteresis clears below the raise level)")
+        if self.low is not None and self.clear_low is not None and self.clear_low < self.low:
+            raise ValueError("clear_low must be >= low (hysteresis clears above the raise level)")
+        return self
+
+
+class RobustZParams(_Params):
+    """|x - rolling median| / (1.4826 MAD) over the last `window` readings."""
+
+    window: int = Field(64, ge=8, le=1024, description="readings in the rolling median/MAD")
+    threshold: float = Field(8.0, gt=0, description="decision at this robust z (score 0.5)")
+    min_history: int = Field(16, ge=3, description="readings seen before it scores")
+
+
+class EwmaParams(_Params):
+    """|x - EWMA mean| / EWMA std (winsorised updates, so one outlier does not inflate the band)."""
+
+    alpha: float = Field(0.05, gt=0, lt=1, description="EWMA smoothing factor per reading")
+    threshold: float = Field(8.0, gt=0, description="decision at this many EWMA standard deviations (score 0.5)")
+    min_history: int = Field(16, ge=2, description="readings seen before it scores")
+
+
+class SpikeParams(_Params):
+    """|x - previous| / robust scale (1.4826 x median |change|) of the last `window` changes."""
+
+    window: int = Field(64, ge=8, le=1024, description="recent changes in the robust scale")
+    threshold: float = Field(12.0, gt=0, description="decision at this many robust scales of change (score 0.5)")
+    min_history: int = Field(16, ge=3, description="readings seen before it scores")
+
+
+class FlatlineParams(_Params):
+    """A stuck sensor: the value stays within `tolerance` for `min_readings` readings or `min_duration_s`."""
+
+    min_readings: int = Field(12, ge=2, description="decision after this many readings without variation")
+    min_duration_s: float | None = Field(None, gt=0, description="or after this long without variation; null = off")
+    tolerance: float = Field(0.0, ge=0, description="changes up to this (absolute, in the metric's unit) count as none")
+    only_if_varying: bool = Field(
+        True, description="only flag series that normally vary (non-zero MAD when the run starts), so metrics "
+        "that are legitimately constant (rain = 0) do not alert")
+
+
+class SilenceParams(_Params):
+    """No reading for `factor` x the expected interval (configured, or learned as the median gap)."""
+
+    factor: float = Field(3.0, gt=1, description="silent when the gap exceeds this many expected intervals")
+    expected_interval_s: float | None = Field(None, gt=0, description="expected gap between readings; null = learn")
+    window: int = Field(32, ge=4, le=1024, description="recent gaps in the learned (median) interval")
+    min_history: int = Field(8, ge=2, description="readings seen before a learned interval is trusted")
+    severity: Severity = Field("warning", description="severity of the alerts this detector raises")
+
+
+class DetectorParams(BaseModel):
+    """Parameters of every detector for one (sensor group, metric) profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: ThresholdParams = Field(ThresholdParams(), description="static limits with hysteresis")
+    robust_z: RobustZParams = Field(RobustZParams(), description="rolling median / MAD z-score")
+    ewma: EwmaParams = Field(EwmaParams(), description="EWMA mean/variance bands")
+    spike: SpikeParams = Field(SpikeParams(), description="rate of change vs the robust scale of recent changes")
+    flatline: FlatlineParams = Field(FlatlineParams(), description="stuck sensor")
+    silence: SilenceParams = Field(SilenceParams(), description="missing data")
+
+    def patched(self, patch: dict[str, dict[str, Any]]) -> DetectorParams:
+        """A copy with a partial override applied (validated)."""
+        data = self.model_dump()
+        for name, fields in patch.items():
+            data[name].update(fields)
+        return DetectorParams.model_validate(data)
+
+
+DetectorPatch = dict[Literal["threshold", "robust_z", "ewma", "spike", "flatline", "silence"], dict[str, Any]]
+
+
+class SensorGroup(BaseModel):
+    """Overrides for the sensors matching `sensors` (fnmatch patterns), for `metrics` (empty = all)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sensors: list[str] = Field(description="fnmatch patterns on sensor_id, e.g. 'station-*'", min_length=1)
+    metrics: list[str] = Field(default_factory=list, description="metrics this group applies to; empty = all")
+    detectors: DetectorPatch = Field(default_factory=dict, description="partial detector parameters")
+
+
+class FusionSettings(BaseModel):
+    """How detector scores become the sparse `anomaly_score` (what the backtest writes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rearm_half_life: float = Field(
+        300.0, gt=0, description="readings for the memory of the last peak to halve; a new anomaly_score is only "
+        "emitted when the raw score beats that decaying peak, so one anomaly gives one high score at its onset")
+    rearm_bump: float = Field(
+        0.5, ge=0, le=1, description="after an emitted score s the peak memory is set to s + bump x (1 - s): "
+        "0 = any higher score is emitted again, 1 = nothing is emitted until the memory has decayed")
 
 
 class DetectionSettings(BaseModel):
     """Which detectors run, with what parameters, per metric and sensor group."""
 
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
+
+    enabled: bool = Field(True, description="run detectors on ingested readings")
+    defaults: DetectorParams = Field(DetectorParams(), description="parameters for every series")
+    metrics: dict[str, DetectorPatch] = Field(default_factory=dict, description="partial overrides per metric")
+    groups: list[SensorGroup] = Field(default_factory=list, description="partial overrides per sensor group")
+    fusion: FusionSettings = Field(FusionSettings(), description="the fused anomaly_score")
+    warm_readings: int = Field(128, ge=0, le=100_000,
+                               description="stored readings replayed into a series' detectors when it becomes active")
+    score_log: Path | None = Field(None, description="append every live score to this CSV (shadow mode); null = off")
+
+    @model_validator(mode="after")
+    def _validate_patches(self) -> DetectionSettings:
+        for metric, patch in self.metrics.items():
+            try:
+                self.defaults.patched(patch)
+            except ValueError as exc:
+                raise ValueError(f"metrics.{metric}: {exc}") from None
+        for i, group in enumerate(self.groups):
+            try:
+                self.defaults.patched(group.detectors)
+            except ValueError as exc:
+                raise ValueError(f"groups[{i}]: {exc}") from None
+        return self

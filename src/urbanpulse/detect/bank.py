@@ -1,0 +1,381 @@
+"""DetectorBank: six streaming detectors for many series at once, as numpy arrays per slot.
+
+Why this shape: the live pipeline scores batches of thousands of readings from thousands of series,
+and the backtest (`urbanpulse detect`) must reproduce the live scores exactly. So the state of
+every series lives in structure-of-arrays numpy tables indexed by a dense slot, and a batch is
+processed in *rounds*: readings are sorted by (slot, ts) and round k handles the k-th reading of
+every series in the batch with a few dozen vectorised numpy calls, however many series there are.
+
+Guarantees:
+- Batch-split invariance. A reading's scores depend only on its slot's state and the reading,
+  every state update is elementwise IEEE arithmetic (no reductions across slots, no
+  transcendental functions), and periodic refreshes are scheduled by the slot's own reading
+  count, so scoring a stream in one batch or in any chunking gives bit-identical output.
+- Readings with ts <= the slot's last scored ts (duplicates, out of order) and non-finite
+  values are skipped: not scored, not in the output, state untouched.
+- O(1) amortised per reading: the rolling median / MAD (robust_z), the median |change|
+  (spike) and the median gap (silence) are recomputed from their ring buffers every
+  `REFRESH_EVERY` readings of a slot (and on each of its first `EAGER_REFRESH` readings), i.e.
+  O(R log R / REFRESH_EVERY) per reading for a ring of R values; between refreshes the cached
+  statistics are used.
+
+Scores are in [0, 1]; each detector's decision is its score >= 0.5, which is where its statistic
+reaches the configured threshold (z = threshold, gap = factor x interval, run = min_readings ...).
+The fused `anomaly_score` is the largest weighted detector score, *gated*: it is emitted only
+when it beats a decaying memory of the slot's recent peak (half-life `fusion.rearm_half_life`
+readings) and is 0 otherwise, so an anomaly yields one high score at its onset instead of a
+plateau — what early-detection scoring (NAB) rewards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
+from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
+
+REFRESH_EVERY = 4
+EAGER_REFRESH = 32
+_NO_TS = np.iinfo(np.int64).min
+_TINY = 1e-300
+
+# columns of the float64 state table
+_STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
+          "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak")
+S = {name: i for i, name in enumerate(_STATE)}
+
+
+@dataclass
+class Scores:
+    """Per scored reading (rows in (slot, ts) order): detector scores, decisions and the fused score."""
+
+    index: np.ndarray  # int64 position of the reading in the input arrays
+    slot: np.ndarray  # int32
+    ts_us: np.ndarray  # int64
+    value: np.ndarray  # float64
+    score: np.ndarray  # float64 [n, len(names)] in [0, 1]
+    decision: np.ndarray  # bool [n, len(names)]
+    names: tuple[str, ...]
+    anomaly_score: np.ndarray  # float64 [n]: fused, sparse at onsets (what the backtest writes)
+    alert: np.ndarray  # bool [n]: any detector's decision
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+
+@dataclass
+class Silences:
+    """Series silent for longer than `factor` x their expected interval at check time."""
+
+    slot: np.ndarray  # int32
+    last_ts_us: np.ndarray  # int64
+    gap_us: np.ndarray  # int64
+    score: np.ndarray  # float64 in [0.5, 1]
+
+    def __len__(self) -> int:
+        return int(self.slot.shape[0])
+
+
+def _ratio_score(stat: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
+    """stat / (stat + threshold): 0 at 0, 0.5 at the threshold, -> 1, never saturating early."""
+    return stat / (stat + threshold)
+
+
+class DetectorBank:
+    """All detectors for all active series; see the module docstring for the contract."""
+
+    def __init__(self, settings: DetectionSettings) -> None:
+        self.settings = settings
+        self.profiles = ProfileTable(settings)
+        cands = self.profiles.candidates()
+        self.ring = int(max(max(p.robust_z.window, p.spike.window, p.silence.window) for p in cands))
+        enabled = {n for n in DETECTOR_NAMES if any(getattr(p, n).enabled for p in cands)}
+        if not any(p.threshold.high is not None or p.threshold.low is not None for p in cands):
+            enabled.discard("threshold")
+        self.names: tuple[str, ...] = tuple(n for n in DETECTOR_NAMES if n in enabled)
+        self._det_cols = np.array([DETECTOR_NAMES.index(n) for n in self.names], np.int64)
+        self.history_needed = max(int(settings.warm_readings), self.ring)
+        self.capacity = 0
+        self.last_ts = np.zeros(0, np.int64)
+        self.profile = np.zeros(0, np.int32)
+        self.state = np.zeros((0, len(_STATE)), np.float64)
+        self.values = np.zeros((0, self.ring), np.float64)
+        self.changes = np.zeros((0, self.ring), np.float32)
+        self.gaps = np.zeros((0, self.ring), np.float32)  # seconds
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def ensure_capacity(self, n_slots: int) -> None:
+        """Grow every per-slot array (by doubling) to hold at least `n_slots` slots."""
+        if n_slots <= self.capacity:
+            return
+        new = max(n_slots, 2 * self.capacity, 16)
+        old = self.capacity
+
+        def grow(a: np.ndarray) -> np.ndarray:
+            b = np.zeros((new, *a.shape[1:]), a.dtype)
+            b[:old] = a
+            return b
+
+        self.last_ts, self.profile, self.state = grow(self.last_ts), grow(self.profile), grow(self.state)
+        self.values, self.changes, self.gaps = grow(self.values), grow(self.changes), grow(self.gaps)
+        self.capacity = new
+        self._reset(np.arange(old, new))
+
+    def _reset(self, slots: np.ndarray) -> None:
+        self.last_ts[slots] = _NO_TS
+        self.state[slots] = 0.0
+        self.state[slots, S["med"]] = np.nan
+        self.state[slots, S["mad"]] = np.nan
+        self.state[slots, S["dscale"]] = np.nan
+        self.state[slots, S["gap_med"]] = np.nan
+        self.values[slots] = np.nan
+        self.changes[slots] = np.nan
+        self.gaps[slots] = np.nan
+
+    def assign(self, slots: np.ndarray, sensor_ids: list[str], metrics: list[str]) -> None:
+        """(Re)configure these slots for their (sensor, metric) from the config and reset their state."""
+        slots = np.asarray(slots, np.int64)
+        if len(slots) != len(sensor_ids) or len(slots) != len(metrics):
+            raise ValueError("assign: slots, sensor_ids and metrics must have the same length")
+        if len(slots):
+            self.ensure_capacity(int(slots.max()) + 1)
+        self.profile[slots] = self.profiles.profile_ids(sensor_ids, metrics)
+        self._reset(slots)
+
+    def evict(self, slots: np.ndarray) -> None:
+        """Forget these slots (state reset, default profile) so they can be reused."""
+        slots = np.asarray(slots, np.int64)
+        slots = slots[slots < self.capacity]
+        self.profile[slots] = 0
+        self._reset(slots)
+
+    def severity(self, slot: int, detector: str) -> str:
+        """Configured severity of `detector`'s alerts for this slot's profile."""
+        pid = int(self.profile[slot]) if 0 <= slot < self.capacity else 0
+        return SEVERITIES[int(self.profiles.severity[pid, DETECTOR_NAMES.index(detector)])]
+
+    def nbytes_per_slot(self) -> int:
+        """Bytes of per-slot state (state table, rings, last ts, profile id)."""
+        return int(8 + 4 + 8 * len(_STATE) + self.ring * (8 + 4 + 4))
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def warm(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray) -> None:
+        """Feed stored history through the detectors without producing output."""
+        self._process(slot, ts_us, value, emit=False)
+
+    def score(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray) -> Scores:
+        """Score a batch (any order); see the module docstring for what is skipped."""
+        out = self._process(slot, ts_us, value, emit=True)
+        assert out is not None
+        return out
+
+    def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
+        slot = np.asarray(slot, np.int64)
+        ts = np.asarray(ts_us, np.int64)
+        val = np.asarray(value, np.float64)
+        if not (len(slot) == len(ts) == len(val)):
+            raise ValueError("score: slot, ts_us and value must have the same length")
+        if len(slot) and (slot.min() < 0 or slot.max() >= self.capacity):
+            raise ValueError("score: slot out of range; call ensure_capacity/assign first")
+        pos = np.flatnonzero(np.isfinite(val))
+        order = pos[np.lexsort((ts[pos], slot[pos]))]
+        s, t = slot[order], ts[order]
+        keep = t > self.last_ts[s]
+        if len(s) > 1:
+            same = s[1:] == s[:-1]
+            keep[1:] &= ~(same & (t[1:] <= t[:-1]))  # equal ts within the batch: first one wins
+        order = order[keep]
+        s, t, x = slot[order], ts[order], val[order]
+        n, k = len(order), len(self.names)
+        score = np.zeros((n, k), np.float64)
+        fused = np.zeros(n, np.float64)
+        if n:
+            newgrp = np.ones(n, bool)
+            newgrp[1:] = s[1:] != s[:-1]
+            starts = np.flatnonzero(newgrp)
+            rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+            by_round = np.argsort(rank, kind="stable")
+            bounds = np.searchsorted(rank[by_round], np.arange(int(rank.max()) + 2))
+            for r in range(len(bounds) - 1):
+                rows = by_round[bounds[r]:bounds[r + 1]]
+                all_scores, fused[rows] = self._round(s[rows], t[rows], x[rows])
+                score[rows] = all_scores[:, self._det_cols]
+        if not emit:
+            return None
+        decision = score >= 0.5
+        return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
+                      decision=decision, names=self.names, anomaly_score=fused,
+                      alert=decision.any(axis=1) if k else np.zeros(n, bool))
+
+    def _round(self, sl: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Score one reading of each slot in `sl` (distinct slots) and update their state."""
+        P = self.profiles.table[self.profile[sl]]
+        st = self.state[sl]
+        m = len(sl)
+        out = np.zeros((m, len(DETECTOR_NAMES)), np.float64)
+        cnt = st[:, S["count"]]
+        last = self.last_ts[sl]
+        has_prev = cnt > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # silence: the first reading after a gap of > factor x expected interval
+            gap = np.where(has_prev, (t - last).astype(np.float64), np.nan)
+            conf = P[:, COL["si_interval_us"]]
+            learned_ok = cnt >= P[:, COL["si_min"]]
+            expected = np.where(np.isnan(conf), np.where(learned_ok, st[:, S["gap_med"]] * 1e6, np.nan), conf)
+            excess = np.maximum(gap / expected - 1.0, 0.0)
+            sil = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
+            out[:, 5] = np.where(np.isfinite(sil), sil, 0.0) * P[:, COL["on_silence"]]
+
+            # robust_z against the cached rolling median / MAD (floor: a quarter EWMA std)
+            ew_std = np.sqrt(st[:, S["ew_v"]])
+            med = st[:, S["med"]]
+            rscale = np.maximum(np.maximum(1.4826 * st[:, S["mad"]], 0.25 * ew_std), 1e-9 * np.abs(med) + _TINY)
+            z = np.abs(x - med) / rscale
+            rz = _ratio_score(z, P[:, COL["rz_threshold"]])
+            ok = (cnt >= P[:, COL["rz_min"]]) & np.isfinite(rz)
+            out[:, 1] = np.where(ok, rz, 0.0) * P[:, COL["on_robust_z"]]
+
+            # ewma bands (before this reading updates them)
+            ew_m = st[:, S["ew_m"]]
+            escale = np.maximum(ew_std, 1e-9 * np.abs(ew_m) + _TINY)
+            ez = np.abs(x - ew_m) / escale
+            es = _ratio_score(ez, P[:, COL["ew_threshold"]])
+            ok = (cnt >= P[:, COL["ew_min"]]) & np.isfinite(es)
+            out[:, 2] = np.where(ok, es, 0.0) * P[:, COL["on_ewma"]]
+
+            # spike: change vs the robust scale of recent changes; the change is also measured from the
+            # reading before the previous one and the smaller counts, so the return after a one-reading
+            # spike is not a second spike
+            prev = st[:, S["prev"]]
+            change = np.abs(x - prev)
+            back = np.abs(x - st[:, S["base"]])
+            dchange = np.where(np.isfinite(back), np.minimum(change, back), change)
+            dscale = np.maximum(np.maximum(1.4826 * st[:, S["dscale"]], 0.1 * 1.4826 * st[:, S["mad"]]),
+                                1e-9 * np.abs(prev) + _TINY)
+            sp = _ratio_score(dchange / dscale, P[:, COL["sp_threshold"]])
+            ok = (cnt >= P[:, COL["sp_min"]]) & np.isfinite(sp)
+            sp = np.where(ok, sp, 0.0)
+            out[:, 3] = sp * P[:, COL["on_spike"]]
+
+            # flatline: readings (and time) within tolerance of the run's first value
+            same = has_prev & (np.abs(x - st[:, S["fl_ref"]]) <= P[:, COL["fl_tolerance"]])
+            run = np.where(same, st[:, S["fl_run"]] + 1.0, 1.0)
+            fl_start = np.where(same, st[:, S["fl_start"]], t.astype(np.float64))
+            varying = (st[:, S["mad"]] > 0) | (P[:, COL["fl_only_varying"]] == 0)
+            fl_ok = np.where(same, st[:, S["fl_ok"]], varying.astype(np.float64))
+            n_min = P[:, COL["fl_min_readings"]]
+            rs = np.where(run >= 2, _ratio_score(run - 1.0, n_min - 1.0), 0.0)
+            dur = t.astype(np.float64) - fl_start
+            ds = np.where(run >= 2, _ratio_score(dur, P[:, COL["fl_min_duration_us"]]), 0.0)
+            fs = np.maximum(rs, np.where(np.isfinite(ds), ds, 0.0)) * fl_ok
+            out[:, 4] = fs * P[:, COL["on_flatline"]]
+
+            # threshold with hysteresis
+            hi, lo = P[:, COL["thr_high"]], P[:, COL["thr_low"]]
+            chi, clo = P[:, COL["thr_clear_high"]], P[:, COL["thr_clear_low"]]
+            on = st[:, S["thr_on"]] > 0
+            raise_ = (x > hi) | (x < lo)
+            inside = ~(x > chi) & ~(x < clo)
+            now_on = np.where(on, ~inside, raise_)
+            out[:, 0] = now_on * P[:, COL["on_threshold"]]
+
+            # fused, gated by the decaying peak
+            weights = P[:, COL["w_threshold"]:COL["w_silence"] + 1]
+            raw = (out * weights).max(axis=1)
+            peak = st[:, S["peak"]]
+            fused = np.where(raw > peak, raw, 0.0)
+            bumped = np.where(fused > 0, raw + P[:, COL["fu_bump"]] * (1.0 - raw), raw)
+            new_peak = np.maximum(peak * P[:, COL["fu_decay"]], bumped)
+
+            # --- state updates --------------------------------------------------------------------
+            a = P[:, COL["ew_alpha"]]
+            d = x - ew_m
+            lim = 4.0 * ew_std
+            d = np.where(cnt >= P[:, COL["ew_min"]], np.clip(d, -lim, lim), d)  # winsorised once trusted
+            new_m = np.where(has_prev, ew_m + a * d, x)
+            new_v = np.where(has_prev, (1.0 - a) * (st[:, S["ew_v"]] + a * d * d), 0.0)
+
+        new_cnt = cnt + 1.0
+        ci = cnt.astype(np.int64) % self.ring
+        self.values[sl, ci] = x
+        self.changes[sl, ci] = np.where(has_prev, change, np.nan)
+        self.gaps[sl, ci] = np.where(has_prev, gap / 1e6, np.nan)
+
+        st[:, S["count"]] = new_cnt
+        st[:, S["ew_m"]] = new_m
+        st[:, S["ew_v"]] = new_v
+        st[:, S["prev"]] = x
+        st[:, S["base"]] = np.where(has_prev, prev, np.nan)
+        st[:, S["fl_ref"]] = np.where(same, st[:, S["fl_ref"]], x)
+        st[:, S["fl_run"]] = run
+        st[:, S["fl_start"]] = fl_start
+        st[:, S["fl_ok"]] = fl_ok
+        st[:, S["thr_on"]] = now_on
+        st[:, S["peak"]] = new_peak
+
+        nc = new_cnt.astype(np.int64)
+        refresh = (nc <= EAGER_REFRESH) | (nc % REFRESH_EVERY == 0)
+        if refresh.any():
+            idx = np.flatnonzero(refresh)
+            self._refresh(sl[idx], nc[idx], P[idx], st, idx)
+        self.state[sl] = st
+        self.last_ts[sl] = t
+        return out, fused
+
+    def _refresh(self, sl: np.ndarray, nc: np.ndarray, P: np.ndarray, st: np.ndarray, rows: np.ndarray) -> None:
+        """Recompute rolling medians (values, MAD, |changes|, gaps) for these slots from their rings."""
+        R = self.ring
+        j = np.arange(R)
+        recent = (nc[:, None] - 1 - j[None, :]) % R  # ring positions, newest first
+        grid = sl[:, None]
+
+        def median(a: np.ndarray, window: np.ndarray) -> np.ndarray:
+            a = np.where(j[None, :] < window[:, None], a, np.nan)
+            a = np.sort(a, axis=1)
+            k = np.isfinite(a).sum(axis=1)
+            lo = np.maximum((k - 1) // 2, 0)
+            hi = np.minimum(k // 2, R - 1)
+            m = 0.5 * (np.take_along_axis(a, lo[:, None], 1)[:, 0] + np.take_along_axis(a, hi[:, None], 1)[:, 0])
+            return np.where(k > 0, m, np.nan)
+
+        wz = P[:, COL["rz_window"]].astype(np.int64)
+        vals = self.values[grid, recent]
+        med = median(vals, wz)
+        st[rows, S["med"]] = med
+        st[rows, S["mad"]] = median(np.abs(vals - med[:, None]), wz)
+        st[rows, S["dscale"]] = median(self.changes[grid, recent].astype(np.float64),
+                                       P[:, COL["sp_window"]].astype(np.int64))
+        st[rows, S["gap_med"]] = median(self.gaps[grid, recent].astype(np.float64),
+                                        P[:, COL["si_window"]].astype(np.int64))
+
+    # -- live silence ----------------------------------------------------------------------------
+
+    def check_silence(self, slots: np.ndarray, now_event_us: np.ndarray, now_wall_us: int) -> Silences:
+        """Series among `slots` whose gap since their last reading exceeds factor x expected interval.
+
+        The gap is measured against `now_event_us` (per slot: the source's event-time watermark), or
+        against `now_wall_us` where that is negative/unknown, so replays of old data are judged in
+        their own time and live sensors by the clock.
+        """
+        slots = np.asarray(slots, np.int64)
+        now_ev = np.asarray(now_event_us, np.int64)
+        now_ev = np.full(slots.shape, int(now_ev), np.int64) if now_ev.ndim == 0 else now_ev
+        valid = (slots >= 0) & (slots < self.capacity)
+        slots, now_ev = slots[valid], now_ev[valid]
+        P = self.profiles.table[self.profile[slots]]
+        st = self.state[slots]
+        last = self.last_ts[slots]
+        now = np.where(now_ev >= 0, now_ev, np.int64(now_wall_us))
+        gap = now - last
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf = P[:, COL["si_interval_us"]]
+            learned_ok = st[:, S["count"]] >= P[:, COL["si_min"]]
+            expected = np.where(np.isnan(conf), np.where(learned_ok, st[:, S["gap_med"]] * 1e6, np.nan), conf)
+            excess = np.maximum(gap / expected - 1.0, 0.0)
+            sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
+        hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
+        return Silences(slot=slots[hit].astype(np.int32), last_ts_us=last[hit], gap_us=gap[hit], score=sc[hit])

@@ -1,0 +1,121 @@
+"""Resolve detector parameters per (sensor, metric) into rows of a numpy parameter table.
+
+The bank keeps one int32 profile id per slot; the parameters themselves live once per distinct
+profile (a (matching groups, metric) pair), so configuring 100,000 series from the same few
+profiles costs a dictionary lookup each, and a scoring round gathers every parameter of its
+slots with a single fancy index.
+"""
+
+from __future__ import annotations
+
+import math
+from fnmatch import fnmatchcase
+
+import numpy as np
+
+from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings, DetectorParams, FusionSettings
+
+# Column layout of the parameter table. NaN means "not set" where a limit is optional.
+COLUMNS: tuple[str, ...] = (
+    *(f"on_{n}" for n in DETECTOR_NAMES),
+    *(f"w_{n}" for n in DETECTOR_NAMES),
+    "thr_high", "thr_low", "thr_clear_high", "thr_clear_low",
+    "rz_window", "rz_threshold", "rz_min",
+    "ew_alpha", "ew_threshold", "ew_min",
+    "sp_window", "sp_threshold", "sp_min",
+    "fl_min_readings", "fl_min_duration_us", "fl_tolerance", "fl_only_varying",
+    "si_factor", "si_interval_us", "si_window", "si_min",
+    "fu_decay", "fu_bump",
+)
+COL = {name: i for i, name in enumerate(COLUMNS)}
+SEVERITIES = ("info", "warning", "critical")
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
+    """One profile's parameters as a float64 row in COLUMNS order."""
+    t = p.threshold
+    values: dict[str, float] = {}
+    for name in DETECTOR_NAMES:
+        d = getattr(p, name)
+        values[f"on_{name}"] = float(d.enabled)
+        values[f"w_{name}"] = float(d.weight)
+    values.update(
+        thr_high=_nan(t.high), thr_low=_nan(t.low),
+        thr_clear_high=_nan(t.clear_high if t.clear_high is not None else t.high),
+        thr_clear_low=_nan(t.clear_low if t.clear_low is not None else t.low),
+        rz_window=p.robust_z.window, rz_threshold=p.robust_z.threshold, rz_min=p.robust_z.min_history,
+        ew_alpha=p.ewma.alpha, ew_threshold=p.ewma.threshold, ew_min=p.ewma.min_history,
+        sp_window=p.spike.window, sp_threshold=p.spike.threshold, sp_min=p.spike.min_history,
+        fl_min_readings=p.flatline.min_readings,
+        fl_min_duration_us=math.inf if p.flatline.min_duration_s is None else p.flatline.min_duration_s * 1e6,
+        fl_tolerance=p.flatline.tolerance, fl_only_varying=float(p.flatline.only_if_varying),
+        si_factor=p.silence.factor,
+        si_interval_us=_nan(None if p.silence.expected_interval_s is None else p.silence.expected_interval_s * 1e6),
+        si_window=p.silence.window, si_min=p.silence.min_history,
+        fu_decay=0.5 ** (1.0 / fusion.rearm_half_life), fu_bump=fusion.rearm_bump,
+    )
+    if not (t.high is not None or t.low is not None):
+        values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off
+    return np.array([values[c] for c in COLUMNS], dtype=np.float64)
+
+
+class ProfileTable:
+    """Distinct parameter profiles, their table rows and per-detector severities."""
+
+    def __init__(self, settings: DetectionSettings) -> None:
+        self.settings = settings
+        self._ids: dict[tuple[tuple[int, ...], str], int] = {}
+        self._groups_of_sensor: dict[str, tuple[int, ...]] = {}
+        self.params: list[DetectorParams] = []
+        self.table = np.zeros((0, len(COLUMNS)), np.float64)
+        self.severity = np.zeros((0, len(DETECTOR_NAMES)), np.int8)  # index into SEVERITIES
+        self.resolve_params(())  # profile 0: defaults, also what an unassigned slot uses
+
+    def candidates(self) -> list[DetectorParams]:
+        """Every parameter set a single layer can produce (for sizing ring buffers)."""
+        s = self.settings
+        out = [s.defaults]
+        out += [s.defaults.patched(p) for p in s.metrics.values()]
+        out += [s.defaults.patched(g.detectors) for g in s.groups]
+        return out
+
+    def _groups(self, sensor_id: str) -> tuple[int, ...]:
+        hit = self._groups_of_sensor.get(sensor_id)
+        if hit is None:
+            hit = tuple(i for i, g in enumerate(self.settings.groups)
+                        if any(fnmatchcase(sensor_id, pat) for pat in g.sensors))
+            if len(self._groups_of_sensor) > 200_000:
+                self._groups_of_sensor.clear()  # bounded: a cache, not state
+            self._groups_of_sensor[sensor_id] = hit
+        return hit
+
+    def resolve_params(self, groups: tuple[int, ...], metric: str = "") -> int:
+        """Profile id for these matching groups and this metric (created on first use)."""
+        key = (groups, metric)
+        pid = self._ids.get(key)
+        if pid is not None:
+            return pid
+        s = self.settings
+        p = s.defaults
+        if metric in s.metrics:
+            p = p.patched(s.metrics[metric])
+        for gi in groups:
+            g = s.groups[gi]
+            if not g.metrics or metric in g.metrics:
+                p = p.patched(g.detectors)
+        pid = len(self.params)
+        self.params.append(p)
+        self.table = np.vstack([self.table, param_row(p, s.fusion)])
+        sev = [SEVERITIES.index(getattr(p, n).severity) for n in DETECTOR_NAMES]
+        self.severity = np.vstack([self.severity, np.array(sev, np.int8)])
+        self._ids[key] = pid
+        return pid
+
+    def profile_ids(self, sensor_ids: list[str], metrics: list[str]) -> np.ndarray:
+        """int32 profile id per (sensor, metric)."""
+        return np.fromiter((self.resolve_params(self._groups(s), m) for s, m in zip(sensor_ids, metrics)),
+                           np.int32, len(sensor_ids))
