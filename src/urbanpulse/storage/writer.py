@@ -5,20 +5,26 @@ COPY'd straight into ``readings`` (the fastest path, measured); if that hits the
 (a redelivery after a crash), the transaction is rolled back and the batch is merged through
 a staging table with ``ON CONFLICT DO NOTHING`` instead. After a conflict the writer stays
 in merge mode until a merge finds no duplicates, so a replay storm does not pay twice.
+
+Rollups (storage/rollups.py) are merged in the same transaction, from exactly the rows it
+inserted: all of them on the COPY path, the ``RETURNING`` rows on the merge path. So a
+redelivery adds nothing to a rollup and a failed transaction takes its rollup share with it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
-
+import numpy as np
 
 from urbanpulse.model import ReadingColumns, Rejection
 from urbanpulse.storage.binary_copy import READING_COLUMNS, encode_readings
 from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.rollups import MergeMethod, Partials, RollupWriter, prepare_rollup_stage, rollup_partials
 from urbanpulse.storage.series import SeriesRegistry
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,15 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int4[],
                      $8::bytea[], $9::int4[])
 ON CONFLICT (topic, kafka_partition, kafka_offset, item) WHERE kafka_offset IS NOT NULL DO NOTHING
 """
+
+# the rows this transaction really inserted (ts as exact int8 microseconds)
+_MERGE_SQL = """
+INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING
+RETURNING series_id, (extract(epoch FROM ts) * 1000000)::int8, value
+"""
+
+#: ``in_transaction`` hook: runs inside the batch transaction (see :meth:`ReadingStore.write`)
+TransactionHook = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -45,30 +60,47 @@ class WriteResult:
 
 
 async def prepare_connection(conn: asyncpg.Connection) -> None:
-    """Per-connection setup: the staging table used by the merge path."""
+    """Per-connection setup: the staging tables of the merge path and of the rollup merge."""
     await conn.execute("""
         CREATE TEMP TABLE IF NOT EXISTS readings_stage
             (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS""")
+    await prepare_rollup_stage(conn)
 
 
 class ReadingStore:
     """Writes validated readings and rejections; safe to call from several tasks at once."""
 
     def __init__(self, pool: asyncpg.Pool, partitions: MonthlyPartitions | None,
-                 quarantine_payload_limit: int = 64 * 1024) -> None:
+                 quarantine_payload_limit: int = 64 * 1024, rollups: bool = True,
+                 rollup_method: MergeMethod = "stage") -> None:
         self.pool = pool
         self.series = SeriesRegistry()
         self.partitions = partitions
         self.payload_limit = quarantine_payload_limit
+        self.rollups = RollupWriter(rollup_method) if rollups else None
         self._merge_batches_left = 0
 
-    async def write(self, readings: ReadingColumns | None, rejections: list[Rejection], source: str) -> WriteResult:
-        """Store a batch durably; returns only after COMMIT. Raises asyncpg errors to retry."""
+    async def write(self, readings: ReadingColumns | None, rejections: list[Rejection], source: str, *,
+                    series_ids: np.ndarray | None = None,
+                    in_transaction: TransactionHook | None = None) -> WriteResult:
+        """Store a batch durably; returns only after COMMIT. Raises asyncpg errors to retry.
+
+        ``series_ids``: int32 per reading when the caller resolved them already.
+        ``in_transaction(conn)`` runs inside the batch transaction after the readings and the
+        quarantine rows and *before* the rollup merges, then the transaction commits. A hook
+        that waits for earlier batches to commit therefore also serialises the rollup merges
+        in batch order: a later batch can never hold rollup rows an earlier one waits for.
+        The hook may run more than once for one batch (a COPY that hits stored rows is
+        rolled back before the hook; any failure after it rolls the whole transaction back
+        and the caller retries the write).
+        """
         start = time.perf_counter()
         n = len(readings) if readings is not None else 0
         payload = None
+        sid = None
         if readings is not None and n:
-            sid = await self.series.ids_for(self.pool, readings.sensor_id, readings.metric)
+            sid = series_ids if series_ids is not None else await self.series.ids_for(
+                self.pool, readings.sensor_id, readings.metric)
             if self.partitions is not None:
                 await self.partitions.ensure(self.pool, readings.ts_us)
             payload = encode_readings(sid, readings.ts_us, readings.value, readings.flags,
@@ -77,39 +109,62 @@ class ReadingStore:
         stored = 0
         async with self.pool.acquire() as conn:
             if payload is None:
-                if rejections:
+                if rejections or in_transaction is not None:
                     async with conn.transaction():
                         await self._quarantine(conn, rejections)
-            elif self._merge_batches_left == 0 and await self._copy(conn, payload, rejections):
+                        if in_transaction is not None:
+                            await in_transaction(conn)
+            elif self._merge_batches_left == 0 and await self._copy(conn, payload, rejections, in_transaction,
+                                                                    sid, readings):
                 stored = n
             else:
                 merged = True
-                stored = await self._merge(conn, payload, rejections)
+                stored = await self._merge(conn, payload, rejections, in_transaction)
                 self._merge_batches_left = max(0, self._merge_batches_left - 1) if stored == n else 4
         return WriteResult(stored=stored, duplicates=n - stored, quarantined=len(rejections),
                            seconds=time.perf_counter() - start, merged=merged)
 
-    async def _copy(self, conn: asyncpg.Connection, payload: bytes, rejections: list[Rejection]) -> bool:
+    async def _copy(self, conn: asyncpg.Connection, payload: bytes, rejections: list[Rejection],
+                    hook: TransactionHook | None, sid: np.ndarray | None, readings: ReadingColumns | None) -> bool:
         """COPY straight into readings; False (rolled back) if the batch overlaps stored rows."""
+        partials = None
+        if self.rollups is not None and readings is not None:
+            partials = rollup_partials(sid, readings.ts_us, readings.value)  # every row is inserted
         try:
             async with conn.transaction():
                 await conn.copy_to_table("readings", source=_stream(payload), columns=READING_COLUMNS,
                                          format="binary")
-                await self._quarantine(conn, rejections)
+                await self._finish(conn, rejections, hook, partials)
         except asyncpg.UniqueViolationError:
             self._merge_batches_left = 4
             log.info("batch overlaps stored readings (a redelivery); merging idempotently")
             return False
         return True
 
-    async def _merge(self, conn: asyncpg.Connection, payload: bytes, rejections: list[Rejection]) -> int:
+    async def _merge(self, conn: asyncpg.Connection, payload: bytes, rejections: list[Rejection],
+                     hook: TransactionHook | None) -> int:
         """COPY into the staging table, insert what is new; returns how many rows were new."""
         async with conn.transaction():
             await conn.copy_to_table("readings_stage", source=_stream(payload), columns=READING_COLUMNS,
                                      format="binary")
-            status = await conn.execute("INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING")
-            await self._quarantine(conn, rejections)
-        return int(status.rsplit(" ", 1)[-1])
+            rows = await conn.fetch(_MERGE_SQL)
+            partials = None
+            if self.rollups is not None and rows:
+                k = len(rows)
+                partials = rollup_partials(np.fromiter((r[0] for r in rows), np.int32, k),
+                                           np.fromiter((r[1] for r in rows), np.int64, k),
+                                           np.fromiter((r[2] for r in rows), np.float64, k))
+            await self._finish(conn, rejections, hook, partials)
+        return len(rows)
+
+    async def _finish(self, conn: asyncpg.Connection, rejections: list[Rejection], hook: TransactionHook | None,
+                      partials: dict[str, Partials] | None) -> None:
+        """The rest of the batch transaction, after the readings: quarantine, hook, rollups."""
+        await self._quarantine(conn, rejections)
+        if hook is not None:
+            await hook(conn)
+        if partials is not None:
+            await self.rollups.merge(conn, partials)
 
     async def _quarantine(self, conn: asyncpg.Connection, rejections: list[Rejection]) -> None:
         if not rejections:
