@@ -233,7 +233,7 @@ class DetectorBank:
             # robust_z against the cached rolling median / MAD (floor: a quarter EWMA std)
             ew_std = np.sqrt(st[:, S["ew_v"]])
             med = st[:, S["med"]]
-            rscale = np.maximum(np.maximum(1.4826 * st[:, S["mad"]], 0.25 * ew_std), 1e-9 * np.abs(med) + _TINY)
+            rscale = np.fmax(np.fmax(1.4826 * st[:, S["mad"]], 0.25 * ew_std), 1e-9 * np.abs(med) + _TINY)
             z = np.abs(x - med) / rscale
             rz = _ratio_score(z, P[:, COL["rz_threshold"]])
             ok = (cnt >= P[:, COL["rz_min"]]) & np.isfinite(rz)
@@ -254,8 +254,8 @@ class DetectorBank:
             change = np.abs(x - prev)
             back = np.abs(x - st[:, S["base"]])
             dchange = np.where(np.isfinite(back), np.minimum(change, back), change)
-            dscale = np.maximum(np.maximum(1.4826 * st[:, S["dscale"]], 0.1 * 1.4826 * st[:, S["mad"]]),
-                                1e-9 * np.abs(prev) + _TINY)
+            dscale = np.fmax(np.fmax(1.4826 * st[:, S["dscale"]], 0.1 * 1.4826 * st[:, S["mad"]]),
+                             1e-9 * np.abs(prev) + _TINY)
             sp = _ratio_score(dchange / dscale, P[:, COL["sp_threshold"]])
             ok = (cnt >= P[:, COL["sp_min"]]) & np.isfinite(sp)
             sp = np.where(ok, sp, 0.0)
@@ -302,14 +302,16 @@ class DetectorBank:
         new_cnt = cnt + 1.0
         ci = cnt.astype(np.int64) % self.ring
         self.values[sl, ci] = x
-        self.changes[sl, ci] = np.where(has_prev, change, np.nan)
+        # zero changes are left out of the spike scale: a stuck stretch or a quantised metric would
+        # otherwise shrink it to nothing and make every ordinary step a "spike"
+        self.changes[sl, ci] = np.where(has_prev & (change > 0), change, np.nan)
         self.gaps[sl, ci] = np.where(has_prev, gap / 1e6, np.nan)
 
+        st[:, S["base"]] = np.where(has_prev, prev, np.nan)  # before "prev" is overwritten (prev is a view)
         st[:, S["count"]] = new_cnt
         st[:, S["ew_m"]] = new_m
         st[:, S["ew_v"]] = new_v
         st[:, S["prev"]] = x
-        st[:, S["base"]] = np.where(has_prev, prev, np.nan)
         st[:, S["fl_ref"]] = np.where(same, st[:, S["fl_ref"]], x)
         st[:, S["fl_run"]] = run
         st[:, S["fl_start"]] = fl_start
