@@ -13,12 +13,13 @@ Contract (what the lead and the alert manager rely on):
     - the source watermark passes ``end + allowed_lateness``;
     - the series has sent nothing for ``size + allowed_lateness`` of wall-clock time
       (:meth:`WindowState.close_idle`), so a silent sensor cannot keep a window open.
-* A reading for an interval the series has already moved past (window closed), that is not
-  late by the watermark, is counted as ``late_within_lateness``: it goes to the rollup but
-  never reopens a window. ``late_beyond_lateness`` counts the LATE-flagged ones.
+* A window takes a reading only if it is on time and newer than every on-time reading the
+  series sent before it, which is also what the detectors score. An on-time reading that is
+  not (re-sent, out of order, or for a window already closed) is counted as
+  ``late_within_lateness``: it is stored and goes to the rollup, but never enters or reopens
+  a window. ``late_beyond_lateness`` counts the LATE-flagged ones.
 * Readings are taken in arrival order, so the closed windows do not depend on how the
   stream was cut into batches (only the moment a window is *reported* does).
-* Exact duplicates (same slot and event time) inside one batch count once.
 
 Memory: :meth:`WindowState.nbytes_per_slot` bytes per slot, arrays grown by doubling.
 Slots are dense ints handed out by the caller; ``max_series`` is enforced by the caller
@@ -89,7 +90,7 @@ class Observed:
 
     closed: ClosedWindows
     late: int  # readings flagged LATE (older than watermark - allowed lateness)
-    late_within_lateness: int  # on time by the watermark, but their window had already closed
+    late_within_lateness: int  # on time by the watermark, but not newer than the series' newest reading
     watermark_us: int  # the source watermark after the batch
 
 
@@ -101,7 +102,7 @@ class WindowState:
         self.lateness_us = int(round(settings.allowed_lateness_s * 1_000_000))
         self.evict_after_us = int(round(settings.evict_after_s * 1_000_000))
         self.capacity = 0
-        self.counters = {"late_within_lateness": 0, "late_beyond_lateness": 0, "duplicates": 0}
+        self.counters = {"late_within_lateness": 0, "late_beyond_lateness": 0}
         self._sources: dict[str, int] = {}
         self._watermark = np.full(4, NONE, np.int64)
         self._size_of: dict[str, int] = {}
@@ -111,7 +112,7 @@ class WindowState:
         self.open = np.zeros(0, bool)
         self.in_use = np.zeros(0, bool)
         self.source = np.zeros(0, np.int16)  # source of the series' latest reading
-        self.last_event_us = np.zeros(0, np.int64)
+        self.last_event_us = np.zeros(0, np.int64)  # newest on-time event time of the series
         self.last_wall_us = np.zeros(0, np.int64)
         self.win = Moments.empty()  # running summary of the open window
 
@@ -233,25 +234,27 @@ class WindowState:
             np.bitwise_or(flags, np.int16(Flag.LATE), out=flags, where=late)
         self._watermark[s] = run_wm[-1]
 
-        # per slot, in arrival order
+        # per slot, in arrival order. A window takes a reading only if it is on time and newer
+        # than every on-time reading the series sent before it (what the detectors score too):
+        # re-sent duplicates and out-of-order readings never enter a window twice or backwards.
         order = np.argsort(slot, kind="stable")
-        sl, ts, val, lt = slot[order], ts_us[order], value[order], late[order]
-        bucket = ts // self.size_us[sl]
+        sl, ts, val, ontime = slot[order], ts_us[order], value[order], ~late[order]
         seg_starts = group_starts(sl)
         seg_len = np.diff(np.append(seg_starts, n))
         seg = np.repeat(np.arange(len(seg_starts), dtype=np.int64), seg_len)
-        prior = self.bucket[sl]
-        # the newest interval the series had reached when each reading arrived (late ones
-        # do not move it): segmented running max over bucket ranks
-        uniq, rank = np.unique(bucket, return_inverse=True)
+        # newest earlier on-time ts per reading: segmented running max over ts ranks, shifted by one
+        uniq, rank = np.unique(ts, return_inverse=True)
         width = len(uniq) + 1
         base = seg * width
-        reached = np.maximum.accumulate(base + np.where(lt, 0, rank.reshape(-1) + 1)) - base - 1
-        reached = np.where(reached >= 0, uniq[np.maximum(reached, 0)], NONE)
-        current = np.maximum(reached, prior)
-        accept = ~lt & (bucket == current) & ((bucket > prior) | self.open[sl])
+        upto = np.maximum.accumulate(base + np.where(ontime, rank.reshape(-1) + 1, 0)) - base - 1
+        before = np.empty_like(upto)
+        before[1:] = upto[:-1]
+        before[seg_starts] = -1
+        prev = np.maximum(np.where(before >= 0, uniq[np.maximum(before, 0)], NONE), self.last_event_us[sl])
+        bucket = ts // self.size_us[sl]
+        accept = ontime & (ts > prev) & ((bucket > self.bucket[sl]) | self.open[sl])
         self.counters["late_beyond_lateness"] += n_late
-        n_within = int((~lt & ~accept).sum())
+        n_within = int((ontime & ~accept).sum())
         self.counters["late_within_lateness"] += n_within
 
         closed = [self._fold(sl[accept], bucket[accept], ts[accept], val[accept])]
@@ -260,7 +263,8 @@ class WindowState:
         seen = sl[seg_starts]
         self.last_wall_us[seen] = now_wall_us
         self.source[seen] = s
-        self.last_event_us[seen] = np.maximum(self.last_event_us[seen], np.maximum.reduceat(ts, seg_starts))
+        newest = np.maximum.reduceat(np.where(ontime, ts, NONE), seg_starts)
+        self.last_event_us[seen] = np.maximum(self.last_event_us[seen], newest)
 
         # the watermark closes this source's windows whose end + lateness it passed
         cand = np.flatnonzero(self.open & (self.source == s))
@@ -280,14 +284,9 @@ class WindowState:
         """Add accepted readings to their windows; returns the windows they closed."""
         if len(sl) == 0:
             return ClosedWindows.empty()
-        o = np.lexsort((ts, bucket, sl))
+        # accepted readings of a slot are strictly increasing in ts: (slot, ts) order is arrival order
+        o = np.lexsort((ts, sl))
         sl, bucket, ts, val = sl[o], bucket[o], ts[o], val[o]
-        dup = np.zeros(len(sl), bool)
-        dup[1:] = (sl[1:] == sl[:-1]) & (ts[1:] == ts[:-1])
-        if dup.any():
-            self.counters["duplicates"] += int(dup.sum())
-            keep = ~dup
-            sl, bucket, ts, val = sl[keep], bucket[keep], ts[keep], val[keep]
         starts = group_starts(sl, bucket)
         m = moments(starts, ts, val)
         g_slot, g_bucket = sl[starts], bucket[starts]
