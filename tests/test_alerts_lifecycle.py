@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from urbanpulse.alerts.inputs import ClosedWindowsRef, Detections, SilencesRef
-from urbanpulse.alerts.manager import AlertManager
+from urbanpulse.alerts.lifecycle import AlertManager
 from urbanpulse.alerts.settings import AlertSettings, MaintenanceWindowSettings
 
 MIN = 60_000_000

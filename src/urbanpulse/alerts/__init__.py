@@ -8,7 +8,7 @@ transaction and serves the API, ``AlertHub`` fans events out to SSE clients and
 from urbanpulse.alerts.errors import AlertError, AlertNotFound, InvalidQuery, InvalidTransition
 from urbanpulse.alerts.hub import AlertHub
 from urbanpulse.alerts.inputs import ClosedWindowsRef, Detections, SilencesRef
-from urbanpulse.alerts.manager import AlertManager
+from urbanpulse.alerts.lifecycle import AlertManager
 from urbanpulse.alerts.model import AlertChanges, AlertEvent
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.alerts.settings import AlertSettings

@@ -87,6 +87,19 @@ class Detections:
                    np.empty(0, np.int16), ())
 
     @classmethod
+    def build(cls, *, slot: Any, ts_us: Any, value: Any, score: Any, detector: Sequence[str],
+              series_id: Any = None, sensor_id: Sequence[str] | None = None, metric: Sequence[str] | None = None,
+              severity: Sequence[str | None] | None = None) -> Detections:
+        """From columns with the detector *name* per row."""
+        names = tuple(dict.fromkeys(detector))
+        index = {n: i for i, n in enumerate(names)}
+        return cls(slot=np.asarray(slot, np.int32), ts_us=np.asarray(ts_us, np.int64),
+                   value=np.asarray(value, np.float64), score=np.asarray(score, np.float64),
+                   detector=np.fromiter((index[d] for d in detector), np.int16, len(detector)), names=names,
+                   series_id=None if series_id is None else np.asarray(series_id, np.int32),
+                   sensor_id=sensor_id, metric=metric, severity=severity)
+
+    @classmethod
     def of(cls, rows: Sequence[dict[str, Any]]) -> Detections:
         """From dicts with slot, series_id, sensor_id, metric, detector (name), ts_us, value, score
         and optionally severity: convenient for tests and small callers."""

@@ -385,12 +385,23 @@ class AlertManager:
         else:
             a.state = row["state"]
 
-    def rekey(self, series_id: int, detector: str, opened_at_us: int, stored_opened_at_us: int) -> None:
-        """The database already holds an open alert for this series and detector under another
-        opening time (opened by another worker, or before a restart without load_open): adopt it."""
-        a = self._open.get((series_id, detector))
-        if a is not None and a.opened_at_us == opened_at_us:
-            a.opened_at_us = stored_opened_at_us
+    def adopt(self, opened_at_us: int, stored: Alert) -> None:
+        """The database already holds an open alert for this series and detector (opened by
+        another worker, or before a restart without load_open): the alert this manager opened at
+        ``opened_at_us`` becomes that one, with the stored triggers added to its own."""
+        a = self._open.get((stored.series_id, stored.detector))
+        if a is None or a.opened_at_us != opened_at_us:
+            return
+        a.opened_at_us = stored.opened_at_us
+        a.reopen_count = stored.reopen_count
+        a.flapping = a.flapping or stored.flapping
+        a.trigger_count += stored.trigger_count
+        a.max_score = max(a.max_score, stored.max_score)
+        a.triggers = [*stored.triggers, *a.triggers][-self.settings.max_triggers:]
+        if STATE_RANK[stored.state] > STATE_RANK[a.state]:
+            a.state = stored.state
+            a.acknowledged_at, a.acknowledged_by = stored.acknowledged_at, stored.acknowledged_by
+        a.note = a.note or stored.note
 
     # -- inspection ------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 
 from urbanpulse.alerts.hub import AlertHub
-from urbanpulse.alerts.manager import AlertManager
+from urbanpulse.alerts.lifecycle import AlertManager
 from urbanpulse.alerts.model import AlertEvent
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.alerts.store import AlertStore

@@ -17,6 +17,7 @@ Guarantees
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +26,9 @@ import orjson
 
 from urbanpulse.alerts.errors import AlertNotFound, InvalidTransition
 from urbanpulse.alerts.maintenance import MaintenanceWindow
-from urbanpulse.alerts.manager import AlertManager
-from urbanpulse.alerts.model import AlertChanges, AlertEvent, AlertSnapshot, PendingEvent, dt_to_us, iso, row_to_api, us_to_dt
+from urbanpulse.alerts.lifecycle import AlertManager
+from urbanpulse.alerts.model import (AlertChanges, AlertEvent, AlertSnapshot, PendingEvent, alert_from_row, dt_to_us, iso,
+                                     row_to_api, us_to_dt)
 from urbanpulse.alerts.query import AlertQuery, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 EVENTS_LOCK = 0x75_70_61_65  # "upae"
 
 _OPEN_ELSEWHERE_SQL = """
-SELECT series_id, detector, opened_at FROM alerts
+SELECT * FROM alerts
 WHERE state <> 'resolved'
   AND (series_id, detector) IN (SELECT * FROM unnest($1::int4[], $2::text[]))
 """
@@ -145,30 +147,38 @@ class AlertStore:
 
     async def _adopt_open_rows(self, conn: asyncpg.Connection,
                                changes: AlertChanges) -> dict[tuple[int, str, int], AlertSnapshot]:
-        """Snapshots by key, with an alert that is open in memory but already open in the
-        database under another opening time merged into the stored row."""
+        """Snapshots by key, with an alert that is new in memory but already open in the
+        database under another opening time (opened by another worker, or before a restart
+        without ``load_open``) merged into the stored row: its triggers are added to the stored
+        ones and its events become one ``updated`` event."""
         snaps = dict(changes.alerts)
         live = [s for s in snaps.values() if s.state != "resolved"]
         if not live:
             return snaps
         rows = await conn.fetch(_OPEN_ELSEWHERE_SQL, [s.series_id for s in live], [s.detector for s in live])
         for row in rows:
-            stored_key = (row["series_id"], row["detector"], dt_to_us(row["opened_at"]))
+            stored_key = (row["series_id"], row["detector"], dt_to_us(row["opened_at"]) or 0)
             if stored_key in snaps:
                 continue  # this very alert (or one this batch resolves)
             for s in live:
-                if (s.series_id, s.detector) == stored_key[:2] and s.key in snaps:
-                    log.warning("alert for series %d / %s is already open in the database since %s; merging into it",
-                                s.series_id, s.detector, row["opened_at"])
-                    del snaps[s.key]
-                    merged = s.with_opened_at(stored_key[2] or 0)
-                    snaps[merged.key] = merged
-                    changes.alerts = snaps  # a retry of this batch writes the merged key directly
-                    for i, e in enumerate(changes.events):
-                        if e.alert.key == s.key:
-                            changes.events[i] = PendingEvent(e.kind, e.alert.with_opened_at(merged.opened_at_us))
-                    if self.manager is not None:
-                        self.manager.rekey(s.series_id, s.detector, s.opened_at_us, merged.opened_at_us)
+                if (s.series_id, s.detector) != stored_key[:2] or s.key not in snaps:
+                    continue
+                log.warning("alert for series %d / %s is already open in the database since %s; merging into it",
+                            s.series_id, s.detector, row["opened_at"])
+                stored = alert_from_row(row)
+                max_triggers = self.manager.settings.max_triggers if self.manager is not None else 20
+                merged = replace(
+                    s, opened_at_us=stored.opened_at_us, reopen_count=stored.reopen_count,
+                    flapping=stored.flapping or s.flapping, trigger_count=stored.trigger_count + s.trigger_count,
+                    max_score=max(stored.max_score, s.max_score),
+                    triggers=tuple([*stored.triggers, *s.triggers][-max_triggers:]))
+                del snaps[s.key]
+                snaps[merged.key] = merged
+                changes.alerts = snaps  # a retry of this batch writes the merged row directly
+                changes.events[:] = [e for e in changes.events if e.alert.key != s.key]
+                changes.events.append(PendingEvent("updated", merged))
+                if self.manager is not None:
+                    self.manager.adopt(s.opened_at_us, stored)
         return snaps
 
     async def _insert_events(self, conn: asyncpg.Connection, pending: list[tuple]) -> list[AlertEvent]:

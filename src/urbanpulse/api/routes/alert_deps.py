@@ -3,26 +3,67 @@ request parsing that answers with messages a user can act on."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Iterable
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from fastapi import HTTPException, Request
 
 from urbanpulse.alerts.errors import AlertNotFound, InvalidQuery, InvalidTransition
-from urbanpulse.alerts.service import AlertService
+from urbanpulse.alerts.hub import AlertHub
+from urbanpulse.alerts.lifecycle import AlertManager
+from urbanpulse.alerts.model import AlertEvent
+from urbanpulse.alerts.settings import AlertSettings
+from urbanpulse.alerts.store import AlertStore
 
 T = TypeVar("T")
 
 
-def alert_service(request: Request) -> AlertService:
-    """The running AlertService (503 when alerts are not enabled)."""
+class Alerting(Protocol):
+    """What the routes need: an ``AlertService``, or any object with these three (plus an
+    optional ``notifier``/``webhooks`` with ``enqueue`` and ``settings``)."""
+
+    store: AlertStore
+    manager: AlertManager
+    hub: AlertHub
+
+
+def alert_service(request: Request) -> Alerting:
+    """``app.state.alerts``, else ``app.state.service.alerts`` (503 when alerts are not enabled)."""
     svc = getattr(request.app.state, "alerts", None)
     if svc is None:
         svc = getattr(getattr(request.app.state, "service", None), "alerts", None)
     if svc is None:
         raise HTTPException(503, "alerts are not enabled on this service; set alerts.enabled: true and restart")
     return svc
+
+
+def alert_settings(svc: Alerting) -> AlertSettings:
+    s = getattr(svc, "settings", None)
+    s = getattr(s, "alerts", s)
+    return s if isinstance(s, AlertSettings) else AlertSettings()
+
+
+def publish(svc: Alerting, events: Iterable[AlertEvent]) -> None:
+    """Committed events to SSE subscribers and webhooks."""
+    events = list(events)
+    if not events:
+        return
+    svc.hub.publish(events)
+    notifier = getattr(svc, "notifier", None) or getattr(svc, "webhooks", None)
+    if notifier is not None:
+        notifier.enqueue(events)
+
+
+async def change_state(svc: Alerting, alert_id: int, target: str, by: str | None, note: str | None) -> dict[str, Any]:
+    call = svc.store.acknowledge if target == "acknowledged" else svc.store.resolve
+    alert, events = await call(alert_id, by, note)
+    publish(svc, events)
+    return alert
+
+
+async def reload_maintenance(svc: Alerting) -> None:
+    svc.manager.set_maintenance(await svc.store.maintenance())
 
 
 async def translate(call: Awaitable[T]) -> T:

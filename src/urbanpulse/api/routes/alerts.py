@@ -1,7 +1,8 @@
 """``/alerts``: list, read, acknowledge and resolve alerts, and follow them live over SSE.
 
-The routes only translate HTTP to :class:`urbanpulse.alerts.service.AlertService` calls: the
-service is ``app.state.alerts`` or, when that is not set, ``app.state.service.alerts``. Every
+The routes only translate HTTP to calls on the alert store, manager and hub of
+``app.state.alerts`` or, when that is not set, ``app.state.service.alerts`` (an
+:class:`urbanpulse.alerts.service.AlertService` or anything with ``store``, ``manager``, ``hub``). Every
 error is a 4xx with ``{"detail": "<what is wrong and what to do>"}``.
 """
 
@@ -17,9 +18,9 @@ from fastapi.responses import StreamingResponse
 
 from urbanpulse.alerts.hub import Subscription
 from urbanpulse.alerts.query import MAX_LIMIT, AlertQuery
-from urbanpulse.alerts.service import AlertService
 from urbanpulse.api.routes import maintenance
-from urbanpulse.api.routes.alert_deps import alert_service, json_body, parse_id, translate
+from urbanpulse.api.routes.alert_deps import (Alerting, alert_service, alert_settings, change_state, json_body,
+                                              parse_id, translate)
 
 router = APIRouter(tags=["alerts"])
 router.include_router(maintenance.router)
@@ -83,8 +84,8 @@ async def stream_alerts(
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _sse(svc: AlertService, sub: Subscription, start: int | None) -> AsyncIterator[bytes]:
-    settings = svc.settings
+async def _sse(svc: Alerting, sub: Subscription, start: int | None) -> AsyncIterator[bytes]:
+    settings = alert_settings(svc)
     loop = asyncio.get_running_loop()
     try:
         yield b"retry: 2000\n: urbanpulse alert stream\n\n"
@@ -130,7 +131,7 @@ async def _sse(svc: AlertService, sub: Subscription, start: int | None) -> Async
         svc.hub.unsubscribe(sub)
 
 
-async def _catch_up(svc: AlertService, last: int, up_to: int | None) -> AsyncIterator[tuple[bytes, int]]:
+async def _catch_up(svc: Alerting, last: int, up_to: int | None) -> AsyncIterator[tuple[bytes, int]]:
     """Stored events after ``last`` (up to ``up_to``), in pages, with the new last id."""
     while True:
         events = await svc.store.events_after(last, 500, up_to)
@@ -151,7 +152,7 @@ async def acknowledge(request: Request, alert_id: str) -> dict[str, Any]:
     """Body (optional): ``{"by": "who", "note": "why"}``. 409 unless the alert is open."""
     aid = parse_id(alert_id)
     body = await json_body(request, {"by": 200, "note": 2000})
-    return await translate(alert_service(request).acknowledge(aid, body.get("by"), body.get("note")))
+    return await translate(change_state(alert_service(request), aid, "acknowledged", body.get("by"), body.get("note")))
 
 
 @router.post("/alerts/{alert_id}/resolve", summary="Resolve an open or acknowledged alert")
@@ -159,5 +160,5 @@ async def resolve(request: Request, alert_id: str) -> dict[str, Any]:
     """Body (optional): ``{"by": "who", "note": "why"}``. 409 if it is already resolved."""
     aid = parse_id(alert_id)
     body = await json_body(request, {"by": 200, "note": 2000})
-    return await translate(alert_service(request).resolve(aid, body.get("by"), body.get("note")))
+    return await translate(change_state(alert_service(request), aid, "resolved", body.get("by"), body.get("note")))
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from urbanpulse.alerts.errors import InvalidQuery
 from urbanpulse.alerts.query import parse_time
-from urbanpulse.api.routes.alert_deps import alert_service, json_body, parse_id, translate
+from urbanpulse.api.routes.alert_deps import alert_service, json_body, parse_id, reload_maintenance, translate
 
 router = APIRouter(tags=["maintenance"])
 
@@ -45,7 +45,7 @@ async def add_window(request: Request) -> dict[str, Any]:
     if ends <= starts:
         raise HTTPException(422, "ends_at must be later than starts_at")
     window = await svc.store.add_maintenance(body["sensor"], starts, ends, body.get("reason") or "")
-    await svc.reload_maintenance()
+    await reload_maintenance(svc)
     return window.to_api()
 
 
@@ -53,5 +53,5 @@ async def add_window(request: Request) -> dict[str, Any]:
 async def delete_window(request: Request, window_id: str) -> Response:
     svc = alert_service(request)
     await translate(svc.store.delete_maintenance(parse_id(window_id, "maintenance window")))
-    await svc.reload_maintenance()
+    await reload_maintenance(svc)
     return Response(status_code=204)
