@@ -374,7 +374,6 @@ async def test_timescaledb_rollups_are_hypertables_and_merge_exactly(ts_conn) ->
                 partials = rollup_partials(np.array([r[0] for r in rows], np.int32),
                                            np.array([r[1] for r in rows], np.int64),
                                            np.array([r[2] for r in rows], np.float64))
-                for table, p in partials.items():
-                    await merge_partials(conn, table, p, "unnest")
+                await merge_partials(conn, partials, "unnest")
     assert await conn.fetchval("SELECT count(*) FROM readings WHERE source = 4") == n
     assert await assert_rollups_match(conn) == n

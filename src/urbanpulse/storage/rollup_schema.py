@@ -5,6 +5,10 @@
 times) that storage/rollups.py maintains in each batch's transaction. ``*_stats`` views add
 the sample standard deviation, ``sqrt(m2 / (count - 1))``, NULL for a single reading.
 
+``fillfactor = 70``: most merges update a row the previous batch created (the current minute
+and hour of every active series); free room on the page lets PostgreSQL update it in place
+(HOT, no new index entry). Measured: the merge took about half the time.
+
 TimescaleDB mode: both are hypertables on ``bucket`` maintained by the same merge; the hourly
 table is deliberately not a continuous aggregate (docs/rollups.md says why).
 """
@@ -38,17 +42,17 @@ CREATE VIEW rollup_1h_stats AS
 """
 
 POSTGRES_ROLLUPS = f"""
-CREATE TABLE rollup_1m ({_COLUMNS});
-CREATE TABLE rollup_1h ({_COLUMNS});
+CREATE TABLE rollup_1m ({_COLUMNS}) WITH (fillfactor = 70);
+CREATE TABLE rollup_1h ({_COLUMNS}) WITH (fillfactor = 70);
 CREATE INDEX rollup_1m_bucket_brin ON rollup_1m USING brin (bucket);
 CREATE INDEX rollup_1h_bucket_brin ON rollup_1h USING brin (bucket);
 {_VIEWS}
 """
 
 TIMESCALE_ROLLUPS: str | None = f"""
-CREATE TABLE rollup_1m ({_COLUMNS});
+CREATE TABLE rollup_1m ({_COLUMNS}) WITH (fillfactor = 70);
 SELECT create_hypertable('rollup_1m', 'bucket', chunk_time_interval => INTERVAL '7 days');
-CREATE TABLE rollup_1h ({_COLUMNS});
+CREATE TABLE rollup_1h ({_COLUMNS}) WITH (fillfactor = 70);
 SELECT create_hypertable('rollup_1h', 'bucket', chunk_time_interval => INTERVAL '90 days');
 {_VIEWS}
 """

@@ -14,9 +14,10 @@ Why they stay right:
 * Rows are merged in (series_id, bucket) order, so two concurrent batches touching the same
   rows wait for each other instead of deadlocking.
 
-Two ways to ship partials to the server are kept: ``stage`` (binary COPY into a temporary
-table, then one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE``, the default: measured faster)
-and ``unnest`` (one statement with array parameters; used where COPY is unavailable).
+Two ways to ship partials to the server are kept: ``stage`` (one binary COPY of both tables'
+partials into a temporary table, then both ``INSERT .. SELECT .. ON CONFLICT DO UPDATE`` in one
+round trip; the default, measured faster) and ``unnest`` (one statement per table with array
+parameters; for servers where COPY is unavailable). benchmarks/rollups.py has the figures.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ _COPY_ROW = np.dtype([
     ("l_first", ">i4"), ("first", ">f8"),
     ("l_last_ts", ">i4"), ("last_ts", ">i8"),
     ("l_last", ">i4"), ("last", ">f8"),
+    ("l_width", ">i4"), ("width", ">i8"),
 ])
 
 
@@ -117,46 +119,59 @@ FROM unnest($1::int4[], $2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::
 """
 
 MERGE_UNNEST_SQL = {t: _merge_sql(t, _UNNEST_SOURCE) for t in ROLLUP_TABLES}
-MERGE_STAGE_SQL = {t: _merge_sql(t, f"SELECT * FROM {t}_stage ORDER BY series_id, bucket") for t in ROLLUP_TABLES}
+#: both tables from one stage, in one round trip (a multi-statement simple query)
+MERGE_STAGE_SQL = ";".join(
+    _merge_sql(t, f"SELECT {', '.join(COLUMNS)} FROM rollup_stage WHERE width = {w} ORDER BY series_id, bucket")
+    for t, w in ROLLUP_TABLES.items())
+STAGE_COLUMNS = (*COLUMNS, "width")
 
 
 async def prepare_rollup_stage(conn: asyncpg.Connection) -> None:
-    """Per-connection temporary tables the ``stage`` method copies partials into."""
-    for table in ROLLUP_TABLES:
-        await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table}_stage "
-                           f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    """Per-connection temporary table the ``stage`` method copies partials into."""
+    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS rollup_stage "
+                       "(LIKE rollup_1m INCLUDING DEFAULTS, width int8 NOT NULL) ON COMMIT DELETE ROWS")
 
 
-def encode_partials(p: Partials) -> bytes:
-    """Binary COPY stream of partials in :data:`COLUMNS` order (numpy, no object per row)."""
-    rows = np.empty(len(p), _COPY_ROW)
-    rows["nfields"] = len(COLUMNS)
-    for name in _COPY_ROW.names:
-        if name.startswith("l_"):
-            rows[name] = 4 if name == "l_sid" else 8
-    m = p.stats
-    rows["sid"] = p.series_id
-    rows["bucket"] = p.bucket_us - PG_EPOCH_OFFSET_US
-    rows["count"] = m.count
-    rows["mean"], rows["m2"], rows["min"], rows["max"] = m.mean, m.m2, m.min, m.max
-    rows["first_ts"], rows["first"] = m.first_ts - PG_EPOCH_OFFSET_US, m.first
-    rows["last_ts"], rows["last"] = m.last_ts - PG_EPOCH_OFFSET_US, m.last
-    return HEADER + rows.tobytes() + TRAILER
+def encode_partials(parts: dict[str, Partials]) -> bytes:
+    """Binary COPY stream of partials in :data:`STAGE_COLUMNS` order (numpy, no object per row)."""
+    chunks = [HEADER]
+    for table, p in parts.items():
+        rows = np.empty(len(p), _COPY_ROW)
+        rows["nfields"] = len(STAGE_COLUMNS)
+        for name in _COPY_ROW.names:
+            if name.startswith("l_"):
+                rows[name] = 4 if name == "l_sid" else 8
+        m = p.stats
+        rows["sid"] = p.series_id
+        rows["bucket"] = p.bucket_us - PG_EPOCH_OFFSET_US
+        rows["count"] = m.count
+        rows["mean"], rows["m2"], rows["min"], rows["max"] = m.mean, m.m2, m.min, m.max
+        rows["first_ts"], rows["first"] = m.first_ts - PG_EPOCH_OFFSET_US, m.first
+        rows["last_ts"], rows["last"] = m.last_ts - PG_EPOCH_OFFSET_US, m.last
+        rows["width"] = ROLLUP_TABLES[table]
+        chunks.append(rows.tobytes())
+    chunks.append(TRAILER)
+    return b"".join(chunks)
 
 
-async def merge_partials(conn: asyncpg.Connection, table: str, p: Partials, method: MergeMethod = "stage") -> None:
-    """Merge partials into ``table`` (inside the caller's transaction)."""
-    if len(p) == 0:
+async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], method: MergeMethod = "stage") -> None:
+    """Merge partials (table name -> partials) into the rollup tables, inside the caller's transaction.
+
+    Tables are merged in a fixed order (minute, hour), rows in key order: no lock-order inversions.
+    """
+    parts = {t: parts[t] for t in ROLLUP_TABLES if t in parts and len(parts[t])}
+    if not parts:
         return
     if method == "stage":
-        await conn.copy_to_table(f"{table}_stage", source=_once(encode_partials(p)), columns=COLUMNS,
+        await conn.copy_to_table("rollup_stage", source=_once(encode_partials(parts)), columns=STAGE_COLUMNS,
                                  format="binary")
-        await conn.execute(MERGE_STAGE_SQL[table])
+        await conn.execute(MERGE_STAGE_SQL)
         return
-    m = p.stats
-    await conn.execute(MERGE_UNNEST_SQL[table], p.series_id.tolist(), p.bucket_us.tolist(), m.count.tolist(),
-                       m.mean.tolist(), m.m2.tolist(), m.min.tolist(), m.max.tolist(), m.first_ts.tolist(),
-                       m.first.tolist(), m.last_ts.tolist(), m.last.tolist())
+    for table, p in parts.items():
+        m = p.stats
+        await conn.execute(MERGE_UNNEST_SQL[table], p.series_id.tolist(), p.bucket_us.tolist(), m.count.tolist(),
+                           m.mean.tolist(), m.m2.tolist(), m.min.tolist(), m.max.tolist(), m.first_ts.tolist(),
+                           m.first.tolist(), m.last_ts.tolist(), m.last.tolist())
 
 
 class RollupWriter:
@@ -166,9 +181,8 @@ class RollupWriter:
         self.method: MergeMethod = method
 
     async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials]) -> None:
-        """Merge minute then hour partials (a fixed table order: no lock-order inversions)."""
-        for table in ROLLUP_TABLES:
-            await merge_partials(conn, table, partials[table], self.method)
+        """Merge the minute and hour partials of one batch."""
+        await merge_partials(conn, partials, self.method)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
