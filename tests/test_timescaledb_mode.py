@@ -33,7 +33,7 @@ import asyncpg
 import pytest
 
 import services
-from urbanpulse.storage.migrations import _LOCK_ID, migrate, timescaledb_available
+from urbanpulse.storage.migrations import _LOCK_ID, MIGRATIONS, migrate, timescaledb_available
 from urbanpulse.storage.timescale import apply_policies
 from urbanpulse.storage.writer import prepare_connection
 
@@ -134,13 +134,14 @@ async def test_migrate_auto_creates_compressed_hypertable(conn, schema):
     for table in ("series", "quarantine", "sources", "readings", "schema_migrations", "urbanpulse_meta"):
         assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table), table
     assert await conn.fetchval("SELECT count(*) FROM sources") == 5
-    assert [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")] == [1, 2]
+    assert [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")] == \
+        [m.version for m in MIGRATIONS]
 
     ht = await conn.fetch("""
         SELECT hypertable_name, num_dimensions, compression_enabled
-        FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public'""")
+        FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' ORDER BY 1""")
     assert [(r["hypertable_name"], r["num_dimensions"], r["compression_enabled"]) for r in ht] == \
-        [("readings", 1, True)]
+        [("readings", 1, True), ("rollup_1h", 1, False), ("rollup_1m", 1, False)]
     dim = await conn.fetchrow("""
         SELECT column_name, dimension_type, time_interval FROM timescaledb_information.dimensions
         WHERE hypertable_name = 'readings'""")
