@@ -294,9 +294,10 @@ class AlertManager:
             self._add_trigger(r, ts, value, score, sev)
             r.reopen_times = [x for x in r.reopen_times if ts - x <= self._flap_us] + [ts]
             self._add_open(r)
+            became_flapping = not r.flapping and len(r.reopen_times) >= self.settings.flap_threshold
+            r.flapping = r.flapping or became_flapping  # before recording: this re-open is not notified
             cl.record(r, "reopened")
-            if not r.flapping and len(r.reopen_times) >= self.settings.flap_threshold:
-                r.flapping = True
+            if became_flapping:
                 cl.record(r, "flapping")
             return
         self._resolved.pop(key, None)
