@@ -16,7 +16,7 @@ Guarantees:
 - O(1) amortised per reading: the rolling median / MAD (robust_z), the median |change|
   (spike) and the median gap (silence) are recomputed from their ring buffers every
   `REFRESH_EVERY` readings of a slot (and on each of its first `EAGER_REFRESH` readings), i.e.
-  O(R log R / REFRESH_EVERY) per reading for a ring of R values; between refreshes the cached
+  O(R log R / REFRESH_EVERY) per reading for rings of R values; between refreshes the cached
   statistics are used.
 
 Scores are in [0, 1]; each detector's decision is its score >= 0.5, which is where its statistic
@@ -90,20 +90,23 @@ class DetectorBank:
         self.settings = settings
         self.profiles = ProfileTable(settings)
         cands = self.profiles.candidates()
-        self.ring = int(max(max(p.robust_z.window, p.spike.window, p.silence.window) for p in cands))
+        # ring sizes: the largest window any profile uses, per ring
+        self.ring_values = int(max(p.robust_z.window for p in cands))
+        self.ring_changes = int(max(p.spike.window for p in cands))
+        self.ring_gaps = int(max(p.silence.window for p in cands))
         enabled = {n for n in DETECTOR_NAMES if any(getattr(p, n).enabled for p in cands)}
         if not any(p.threshold.high is not None or p.threshold.low is not None for p in cands):
             enabled.discard("threshold")
         self.names: tuple[str, ...] = tuple(n for n in DETECTOR_NAMES if n in enabled)
         self._det_cols = np.array([DETECTOR_NAMES.index(n) for n in self.names], np.int64)
-        self.history_needed = max(int(settings.warm_readings), self.ring)
+        self.history_needed = max(int(settings.warm_readings), self.ring_values)
         self.capacity = 0
         self.last_ts = np.zeros(0, np.int64)
         self.profile = np.zeros(0, np.int32)
         self.state = np.zeros((0, len(_STATE)), np.float64)
-        self.values = np.zeros((0, self.ring), np.float64)
-        self.changes = np.zeros((0, self.ring), np.float32)
-        self.gaps = np.zeros((0, self.ring), np.float32)  # seconds
+        self.values = np.zeros((0, self.ring_values), np.float64)
+        self.changes = np.zeros((0, self.ring_changes), np.float32)
+        self.gaps = np.zeros((0, self.ring_gaps), np.float32)  # seconds
 
     # -- slots -------------------------------------------------------------------------------
 
@@ -159,7 +162,7 @@ class DetectorBank:
 
     def nbytes_per_slot(self) -> int:
         """Bytes of per-slot state (state table, rings, last ts, profile id)."""
-        return int(8 + 4 + 8 * len(_STATE) + self.ring * (8 + 4 + 4))
+        return int(8 + 4 + 8 * len(_STATE) + 8 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -300,12 +303,12 @@ class DetectorBank:
             new_v = np.where(has_prev, (1.0 - a) * (st[:, S["ew_v"]] + a * d * d), 0.0)
 
         new_cnt = cnt + 1.0
-        ci = cnt.astype(np.int64) % self.ring
-        self.values[sl, ci] = x
+        ci = cnt.astype(np.int64)
+        self.values[sl, ci % self.ring_values] = x
         # zero changes are left out of the spike scale: a stuck stretch or a quantised metric would
         # otherwise shrink it to nothing and make every ordinary step a "spike"
-        self.changes[sl, ci] = np.where(has_prev & (change > 0), change, np.nan)
-        self.gaps[sl, ci] = np.where(has_prev, gap / 1e6, np.nan)
+        self.changes[sl, ci % self.ring_changes] = np.where(has_prev & (change > 0), change, np.nan)
+        self.gaps[sl, ci % self.ring_gaps] = np.where(has_prev, gap / 1e6, np.nan)
 
         st[:, S["base"]] = np.where(has_prev, prev, np.nan)  # before "prev" is overwritten (prev is a view)
         st[:, S["count"]] = new_cnt
@@ -330,29 +333,29 @@ class DetectorBank:
 
     def _refresh(self, sl: np.ndarray, nc: np.ndarray, P: np.ndarray, st: np.ndarray, rows: np.ndarray) -> None:
         """Recompute rolling medians (values, MAD, |changes|, gaps) for these slots from their rings."""
-        R = self.ring
-        j = np.arange(R)
-        recent = (nc[:, None] - 1 - j[None, :]) % R  # ring positions, newest first
         grid = sl[:, None]
 
-        def median(a: np.ndarray, window: np.ndarray) -> np.ndarray:
-            a = np.where(j[None, :] < window[:, None], a, np.nan)
-            a = np.sort(a, axis=1)
+        def last(ring: np.ndarray, window: np.ndarray) -> np.ndarray:
+            """The ring's newest `window` entries per row (newest first), NaN beyond."""
+            R = ring.shape[1]
+            j = np.arange(R)
+            vals = ring[grid, (nc[:, None] - 1 - j[None, :]) % R].astype(np.float64)
+            return np.where(j[None, :] < np.minimum(window, R)[:, None], vals, np.nan)
+
+        def median(a: np.ndarray) -> np.ndarray:
+            a = np.sort(a, axis=1)  # NaN sorts last
             k = np.isfinite(a).sum(axis=1)
             lo = np.maximum((k - 1) // 2, 0)
-            hi = np.minimum(k // 2, R - 1)
+            hi = np.minimum(k // 2, a.shape[1] - 1)
             m = 0.5 * (np.take_along_axis(a, lo[:, None], 1)[:, 0] + np.take_along_axis(a, hi[:, None], 1)[:, 0])
             return np.where(k > 0, m, np.nan)
 
-        wz = P[:, COL["rz_window"]].astype(np.int64)
-        vals = self.values[grid, recent]
-        med = median(vals, wz)
+        vals = last(self.values, P[:, COL["rz_window"]].astype(np.int64))
+        med = median(vals)
         st[rows, S["med"]] = med
-        st[rows, S["mad"]] = median(np.abs(vals - med[:, None]), wz)
-        st[rows, S["dscale"]] = median(self.changes[grid, recent].astype(np.float64),
-                                       P[:, COL["sp_window"]].astype(np.int64))
-        st[rows, S["gap_med"]] = median(self.gaps[grid, recent].astype(np.float64),
-                                        P[:, COL["si_window"]].astype(np.int64))
+        st[rows, S["mad"]] = median(np.abs(vals - med[:, None]))
+        st[rows, S["dscale"]] = median(last(self.changes, P[:, COL["sp_window"]].astype(np.int64)))
+        st[rows, S["gap_med"]] = median(last(self.gaps, P[:, COL["si_window"]].astype(np.int64)))
 
     # -- live silence ----------------------------------------------------------------------------
 

@@ -59,8 +59,10 @@ class ThresholdParams(_Params):
 class RobustZParams(_Params):
     """|x - rolling median| / (1.4826 MAD) over the last `window` readings."""
 
-    window: int = Field(64, ge=8, le=1024, description="readings in the rolling median/MAD")
+    window: int = Field(128, ge=8, le=1024, description="readings in the rolling median/MAD")
     threshold: float = Field(8.0, gt=0, description="decision at this robust z (score 0.5)")
+    weight: float = Field(0.5, ge=0, le=1, description="factor on this detector's score in the fused anomaly_score "
+                          "(0.5: level changes are also seen by ewma; alone it over-reacts to heavy tails)")
     min_history: int = Field(16, ge=3, description="readings seen before it scores")
 
 
