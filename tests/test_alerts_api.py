@@ -351,3 +351,16 @@ async def test_flapping_alert_notifies_once_then_goes_quiet_on_webhooks(fresh_db
         await pool.close()
         srv.shutdown()
         srv.server_close()
+
+
+async def test_service_app_serves_alerts_of_service_alerts(h: Harness):
+    from types import SimpleNamespace
+
+    from urbanpulse.api.app import create_app
+
+    app = create_app(SimpleNamespace(alerts=h.svc))  # type: ignore[arg-type]
+    await h.batch(det((0, T0, "spike")))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        items = (await c.get("/alerts")).json()["items"]
+        assert [i["sensor_id"] for i in items] == ["station-a"]
+        assert (await c.get("/maintenance")).status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from urbanpulse.api.routes import health, metrics
+from urbanpulse.api.routes import alerts, health, metrics
 from urbanpulse.service import IngestService
 
 
@@ -15,4 +15,5 @@ def create_app(service: IngestService) -> FastAPI:
     app.state.service = service
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(alerts.router)  # /alerts, /alerts/stream, /maintenance
     return app
