@@ -148,7 +148,8 @@ async def test_bad_requests_get_4xx_with_a_message_that_says_what_to_do(h: Harne
     assert (await c.post(f"/alerts/{alert['id']}/resolve")).status_code == 200
     assert_detail(await c.post(f"/alerts/{alert['id']}/resolve"), 409, "already resolved")
     assert_detail(await c.post(f"/alerts/{alert['id']}/ack"), 409, "resolved", "cannot be acknowledged")
-    assert_detail(await c.get("/alerts", params={"state": "closed"}), 422, "state=closed", "open, acknowledged, resolved")
+    assert_detail(await c.get("/alerts", params={"state": "closed"}), 422,
+                  "state=closed", "open, acknowledged, resolved")
     assert_detail(await c.get("/alerts", params={"severity": "urgent"}), 422, "info, warning, critical")
     assert_detail(await c.get("/alerts", params={"detector": "magic"}), 422, "detector=magic")
     assert_detail(await c.get("/alerts", params={"since": "yesterday"}), 422, "ISO 8601", "since=2024")

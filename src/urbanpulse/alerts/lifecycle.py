@@ -240,9 +240,10 @@ class AlertManager:
             elif kind == _SILENCE:
                 assert sil is not None and s_series is not None
                 slot = int(sil.slot[row])
+                sev = getattr(sil, "severity", None)  # optional per-row severity of the silence detector
                 self._trigger(cl, int(s_series[row]), self._slot_sensor[slot] or "", self._slot_metric[slot] or "",
                               SILENCE, int(sil.last_ts_us[row]), float(sil.gap_us[row]) / 1e6,
-                              float(sil.score[row]), None)
+                              float(sil.score[row]), sev[row] if sev is not None else None)
             else:
                 assert closed is not None
                 self._window_closed(cl, int(closed.slot[row]), int(closed.start_us[row]), int(closed.end_us[row]))

@@ -27,8 +27,8 @@ import orjson
 from urbanpulse.alerts.errors import AlertNotFound, InvalidTransition
 from urbanpulse.alerts.maintenance import MaintenanceWindow
 from urbanpulse.alerts.lifecycle import AlertManager
-from urbanpulse.alerts.model import (AlertChanges, AlertEvent, AlertSnapshot, PendingEvent, alert_from_row, dt_to_us, iso,
-                                     row_to_api, us_to_dt)
+from urbanpulse.alerts.model import (AlertChanges, AlertEvent, AlertSnapshot, PendingEvent, alert_from_row, dt_to_us,
+                                     iso, row_to_api, us_to_dt)
 from urbanpulse.alerts.query import AlertQuery, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,8 @@ class AlertStore:
                            f"if the anomaly returns")
                 raise InvalidTransition(msg, state)
             if target == "resolved" and state == "resolved":
-                raise InvalidTransition(f"alert {alert_id} is already resolved (by {row['resolved_by']}); nothing to do",
-                                        state)
+                raise InvalidTransition(
+                    f"alert {alert_id} is already resolved (by {row['resolved_by']}); nothing to do", state)
             if target == "acknowledged":
                 row = await conn.fetchrow("""
                     UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2,

@@ -97,7 +97,8 @@ async def _sse(svc: Alerting, sub: Subscription, start: int | None) -> AsyncIter
             last_write = last_poll = loop.time()
             while True:
                 now = loop.time()
-                wait = max(0.0, min(settings.sse_poll_s - (now - last_poll), settings.sse_keepalive_s - (now - last_write)))
+                wait = max(0.0, min(settings.sse_poll_s - (now - last_poll),
+                                    settings.sse_keepalive_s - (now - last_write)))
                 event = await sub.get(wait)
                 if event is not None:
                     if event.id <= last:
