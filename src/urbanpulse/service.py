@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
+from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import Settings
 from urbanpulse.connectors.base import Source
 from urbanpulse.errors import StorageUnavailable
@@ -72,6 +73,7 @@ class IngestService:
         self.dsn: str | None = None
         self.pool: asyncpg.Pool | None = None
         self.pipeline: Pipeline | None = None
+        self.analytics: StreamAnalytics | None = None
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
@@ -98,14 +100,22 @@ class IngestService:
                 await partitions.load(c)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
-        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit)
+        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
         fmt = CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
         validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
-        self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics)
+        if s.detection.enabled:
+            self.analytics = StreamAnalytics(s, self.pool)
+            await self.analytics.start()
+        self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics)
         await self.pipeline.start()
         self.sources = self._configured_sources() + self.extra_sources
         for src in self.sources:
             self._source_tasks.append(asyncio.create_task(self._run_source(src), name=f"source-{src.name}"))
+
+    @property
+    def alerts(self):  # noqa: ANN201 - AlertService | None; the API's alert routes use it
+        """The alert components, when stream analytics run in this process."""
+        return self.analytics.alerts if self.analytics is not None else None
 
     def _configured_sources(self) -> list[Source]:
         out: list[Source] = []
@@ -136,6 +146,8 @@ class IngestService:
             self._source_tasks = []
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.analytics is not None:
+            await self.analytics.stop()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
