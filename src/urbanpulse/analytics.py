@@ -39,6 +39,11 @@ CROSS JOIN LATERAL (SELECT ts, value FROM readings WHERE series_id = s.id ORDER 
 """
 
 
+#: Which detector a reading flagged by several is attributed to: operator-set limits first, then
+#: data-quality faults, then the most specific statistical one.
+ALERT_PRIORITY = ("threshold", "silence", "flatline", "spike", "robust_z", "ewma")
+
+
 @dataclass(slots=True)
 class Prepared:
     """One batch's analytics output, written with the batch and published after its commit."""
@@ -209,9 +214,19 @@ class StreamAnalytics:
         return self.slots.slot_of[series_ids]
 
     def _detections(self, scores: Scores) -> Detections | None:
-        rows, cols = np.nonzero(scores.decision)
-        if not len(rows):
+        """Anomalous readings for the alert manager, each attributed to ONE detector.
+
+        A big spike is also a robust-z and an EWMA outlier; three alerts for one broken reading
+        is the alert storm operators complain about. So a reading several detectors flag goes
+        to the most specific of them (:data:`ALERT_PRIORITY`), and the others' alerts open only
+        for what only they see (a level shift: robust_z; a slow excursion: ewma)."""
+        if not len(scores) or not scores.alert.any():
             return None
+        order = self._priority_order(scores.names)
+        ranked = scores.decision[:, order]
+        flagged = np.flatnonzero(ranked.any(axis=1))
+        rows = flagged
+        cols = order[np.argmax(ranked[flagged], axis=1)]
         slot = scores.slot[rows]
         return Detections.build(
             slot=slot, series_id=self.slots.series_of[slot], ts_us=scores.ts_us[rows], value=scores.value[rows],
@@ -219,6 +234,10 @@ class StreamAnalytics:
             sensor_id=[self.slots.sensor[s] for s in slot.tolist()],
             metric=[self.slots.metric[s] for s in slot.tolist()],
             severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())])
+
+    def _priority_order(self, names: tuple[str, ...]) -> np.ndarray:
+        rank = {n: i for i, n in enumerate(ALERT_PRIORITY)}
+        return np.array(sorted(range(len(names)), key=lambda c: rank.get(names[c], len(rank))), np.int64)
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map)."""
