@@ -265,3 +265,46 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
     cfg.write_text("detection:\n  groups:\n    - {sensors: ['a*'], detectors: {nope: {}}}\n")
     with pytest.raises(ConfigError):
         load_settings(cfg)
+
+
+# -- zero-inflated series and floors (Beijing replay: rain, so2/o3 at a quantised floor) ---------
+
+def test_rain_like_zero_inflated_series_raises_no_robust_z_ewma_or_spike_alert() -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    ts = np.arange(n, dtype=np.int64) * HOUR_US
+    x = np.zeros(n)
+    for start in rng.choice(n - 10, 40, replace=False):  # showers: a few hours of rain after dry spells
+        x[start:start + rng.integers(1, 6)] = np.round(rng.gamma(1.0, 2.0, 1), 1) + 0.1
+    sc = _bank(metrics=["rain"]).score(np.zeros(n, np.int64), ts, x)
+    for name in ("robust_z", "ewma"):
+        assert len(_fired(sc, name)) == 0, name
+    assert len(_fired(sc, "spike")) <= 3  # only showers right after other showers have a scale of change
+
+
+def test_flatline_at_the_usual_floor_does_not_fire_but_a_mid_range_stuck_value_does() -> None:
+    rng = np.random.default_rng(6)
+    n = 1500
+    ts = np.arange(n, dtype=np.int64) * HOUR_US
+    x = np.maximum(2.0, np.round(np.exp(rng.normal(1.5, 0.8, n))))  # so2-like: quantised, floor 2
+    x[600:640] = 2.0  # 40 hours at the floor: where it normally rests
+    x[1000:1041] = 9.0  # 41 hours stuck at a mid-range value: a fault
+    sc = _bank(metrics=["so2"]).score(np.zeros(n, np.int64), ts, x)
+    fired = _fired(sc, "flatline")
+    assert not ((fired >= 600) & (fired < 640)).any()
+    assert ((fired >= 1000) & (fired < 1041)).any()
+    below = x.copy()
+    below[600:640] = 0.0  # stuck below anything seen recently (dead sensor): still a fault
+    sc = _bank(metrics=["so2"]).score(np.zeros(n, np.int64), ts, below)
+    assert ((_fired(sc, "flatline") >= 600) & (_fired(sc, "flatline") < 640)).any()
+
+
+def test_pollution_spike_from_the_floor_still_fires() -> None:
+    rng = np.random.default_rng(7)
+    n = 800
+    ts = np.arange(n, dtype=np.int64) * HOUR_US
+    x = np.maximum(2.0, np.round(np.exp(rng.normal(1.5, 0.8, n))))
+    x[500] = 150.0
+    sc = _bank(metrics=["so2"]).score(np.zeros(n, np.int64), ts, x)
+    assert 500 in _fired(sc, "spike") and 500 in _fired(sc, "robust_z")
+    assert sc.anomaly_score.argmax() == 500

@@ -19,6 +19,10 @@ Guarantees:
   O(R log R / REFRESH_EVERY) per reading for rings of R values; between refreshes the cached
   statistics are used.
 
+- Scale-based detectors score only where their scale is defined: robust_z and ewma need a
+  non-zero rolling MAD (zero-inflated series such as rain, or a metric resting at a quantised
+  floor, would otherwise alert on every departure), spike needs a non-zero change in its window.
+
 Scores are in [0, 1]; each detector's decision is its score >= 0.5, which is where its statistic
 reaches the configured threshold (z = threshold, gap = factor x interval, run = min_readings ...).
 The fused `anomaly_score` is the largest weighted detector score, *gated*: it is emitted only
@@ -43,7 +47,7 @@ _TINY = 1e-300
 
 # columns of the float64 state table
 _STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
-          "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak")
+          "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q")
 S = {name: i for i, name in enumerate(_STATE)}
 
 
@@ -134,6 +138,8 @@ class DetectorBank:
         self.state[slots, S["mad"]] = np.nan
         self.state[slots, S["dscale"]] = np.nan
         self.state[slots, S["gap_med"]] = np.nan
+        self.state[slots, S["lo_min"]] = np.nan
+        self.state[slots, S["lo_q"]] = np.nan
         self.values[slots] = np.nan
         self.changes[slots] = np.nan
         self.gaps[slots] = np.nan
@@ -233,21 +239,26 @@ class DetectorBank:
             sil = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
             out[:, 5] = np.where(np.isfinite(sil), sil, 0.0) * P[:, COL["on_silence"]]
 
-            # robust_z against the cached rolling median / MAD (floor: a quarter EWMA std)
+            # robust_z against the cached rolling median / MAD (floor: a quarter EWMA std). Only where
+            # the scale is defined: with MAD = 0 at least half the window sits at one value (rain = 0,
+            # a quantised floor), any departure would be "infinitely many MADs" -- those zero-inflated
+            # series are left to spike (own scale of changes) and threshold
             ew_std = np.sqrt(st[:, S["ew_v"]])
             med = st[:, S["med"]]
+            scaled = st[:, S["mad"]] > 0
             rscale = np.fmax(np.fmax(1.4826 * st[:, S["mad"]], 0.25 * ew_std), 1e-9 * np.abs(med) + _TINY)
             z = np.abs(x - med) / rscale
             rz = _ratio_score(z, P[:, COL["rz_threshold"]])
-            ok = (cnt >= P[:, COL["rz_min"]]) & np.isfinite(rz)
+            ok = (cnt >= P[:, COL["rz_min"]]) & np.isfinite(rz) & scaled
             out[:, 1] = np.where(ok, rz, 0.0) * P[:, COL["on_robust_z"]]
 
-            # ewma bands (before this reading updates them)
+            # ewma bands (before this reading updates them); like robust_z only where the rolling scale
+            # is defined (a dry spell decays the EWMA std to nothing, then every shower "breaks" it)
             ew_m = st[:, S["ew_m"]]
             escale = np.maximum(ew_std, 1e-9 * np.abs(ew_m) + _TINY)
             ez = np.abs(x - ew_m) / escale
             es = _ratio_score(ez, P[:, COL["ew_threshold"]])
-            ok = (cnt >= P[:, COL["ew_min"]]) & np.isfinite(es)
+            ok = (cnt >= P[:, COL["ew_min"]]) & np.isfinite(es) & scaled
             out[:, 2] = np.where(ok, es, 0.0) * P[:, COL["on_ewma"]]
 
             # spike: change vs the robust scale of recent changes; the change is also measured from the
@@ -260,7 +271,9 @@ class DetectorBank:
             dscale = np.fmax(np.fmax(1.4826 * st[:, S["dscale"]], 0.1 * 1.4826 * st[:, S["mad"]]),
                              1e-9 * np.abs(prev) + _TINY)
             sp = _ratio_score(dchange / dscale, P[:, COL["sp_threshold"]])
-            ok = (cnt >= P[:, COL["sp_min"]]) & np.isfinite(sp)
+            # no non-zero change in the window (a long dry / stuck stretch): the scale of changes is
+            # unknown, so the first change is not a spike
+            ok = (cnt >= P[:, COL["sp_min"]]) & np.isfinite(sp) & np.isfinite(st[:, S["dscale"]])
             sp = np.where(ok, sp, 0.0)
             out[:, 3] = sp * P[:, COL["on_spike"]]
 
@@ -268,7 +281,11 @@ class DetectorBank:
             same = has_prev & (np.abs(x - st[:, S["fl_ref"]]) <= P[:, COL["fl_tolerance"]])
             run = np.where(same, st[:, S["fl_run"]] + 1.0, 1.0)
             fl_start = np.where(same, st[:, S["fl_start"]], t.astype(np.float64))
-            varying = (st[:, S["mad"]] > 0) | (P[:, COL["fl_only_varying"]] == 0)
+            # a run at the series' usual floor (within the lowest ~5 % of the recent window, not below
+            # its minimum: so2 resting at a quantised 2 ug/m3) is where the series normally sits, not a
+            # stuck sensor; a run at a mid-range value, or below anything seen recently, still counts
+            at_floor = (x >= st[:, S["lo_min"]] - P[:, COL["fl_tolerance"]]) & (x <= st[:, S["lo_q"]])
+            varying = ((st[:, S["mad"]] > 0) & ~at_floor) | (P[:, COL["fl_only_varying"]] == 0)
             fl_ok = np.where(same, st[:, S["fl_ok"]], varying.astype(np.float64))
             n_min = P[:, COL["fl_min_readings"]]
             rs = np.where(run >= 2, _ratio_score(run - 1.0, n_min - 1.0), 0.0)
@@ -351,6 +368,10 @@ class DetectorBank:
             return np.where(k > 0, m, np.nan)
 
         vals = last(self.values, P[:, COL["rz_window"]].astype(np.int64))
+        srt = np.sort(vals, axis=1)
+        k = np.isfinite(srt).sum(axis=1)
+        st[rows, S["lo_min"]] = srt[:, 0]
+        st[rows, S["lo_q"]] = np.where(k > 0, srt[np.arange(len(k)), np.maximum(k // 20, 0)], np.nan)
         med = median(vals)
         st[rows, S["med"]] = med
         st[rows, S["mad"]] = median(np.abs(vals - med[:, None]))

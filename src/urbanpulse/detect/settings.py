@@ -90,7 +90,8 @@ class FlatlineParams(_Params):
     tolerance: float = Field(0.0, ge=0, description="changes up to this (absolute, in the metric's unit) count as none")
     only_if_varying: bool = Field(
         True, description="only flag series that normally vary (non-zero MAD when the run starts), so metrics "
-        "that are legitimately constant (rain = 0) do not alert")
+        "that are legitimately constant (rain = 0) do not alert; and not runs at the series' usual floor (within "
+        "the lowest 5 % of the recent window, not below its minimum), e.g. so2 resting at a quantised 2 ug/m3")
 
 
 class SilenceParams(_Params):
