@@ -308,3 +308,16 @@ def test_pollution_spike_from_the_floor_still_fires() -> None:
     sc = _bank(metrics=["so2"]).score(np.zeros(n, np.int64), ts, x)
     assert 500 in _fired(sc, "spike") and 500 in _fired(sc, "robust_z")
     assert sc.anomaly_score.argmax() == 500
+
+
+def test_sustained_small_level_shift_fires_the_ewma_shift_score() -> None:
+    rng = np.random.default_rng(8)
+    n = 1500
+    ts = np.arange(n, dtype=np.int64) * MIN_US
+    x = 20 + rng.normal(0, 1, n)
+    x[1200:] += 4.0  # 4 sigma: no single reading is extreme, the level is
+    sc = _bank().score(np.zeros(n, np.int64), ts, x)
+    fired = _fired(sc, "ewma")
+    assert len(fired[fired < 1200]) == 0
+    assert ((fired >= 1200) & (fired < 1215)).any()  # within a few readings of the onset
+    assert sc.anomaly_score[1200:1215].max() > sc.anomaly_score[600:1200].max()

@@ -22,6 +22,9 @@ Guarantees:
 - Scale-based detectors score only where their scale is defined: robust_z and ewma need a
   non-zero rolling MAD (zero-inflated series such as rain, or a metric resting at a quantised
   floor, would otherwise alert on every departure), spike needs a non-zero change in its window.
+- ewma also scores level shifts: a fast EWMA of the readings against the rolling median, in
+  units of that distance's own slowly learned typical size, on readings that are not outliers
+  themselves (capped at 0.75, so a long excursion still yields one fused score at its onset).
 
 Scores are in [0, 1]; each detector's decision is its score >= 0.5, which is where its statistic
 reaches the configured threshold (z = threshold, gap = factor x interval, run = min_readings ...).
@@ -47,7 +50,8 @@ _TINY = 1e-300
 
 # columns of the float64 state table
 _STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
-          "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q")
+          "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
+          "sh_m", "sh_s", "sh_n")
 S = {name: i for i, name in enumerate(_STATE)}
 
 
@@ -259,7 +263,23 @@ class DetectorBank:
             ez = np.abs(x - ew_m) / escale
             es = _ratio_score(ez, P[:, COL["ew_threshold"]])
             ok = (cnt >= P[:, COL["ew_min"]]) & np.isfinite(es) & scaled
-            out[:, 2] = np.where(ok, es, 0.0) * P[:, COL["on_ewma"]]
+            es = np.where(ok, es, 0.0)
+            # level shift: a fast EWMA of the readings (this one included) against the rolling median,
+            # in units of that distance's own typical size (learned slowly, so autocorrelated series
+            # are judged against their usual excursions, white noise against its much smaller ones)
+            sh_a = P[:, COL["sh_alpha"]]
+            sh_m = np.where(has_prev, st[:, S["sh_m"]] + sh_a * (x - st[:, S["sh_m"]]), x)
+            sh_d = np.abs(sh_m - med)
+            sh_s = st[:, S["sh_s"]]
+            sh_scale = np.fmax(sh_s, 0.05 * 1.4826 * st[:, S["mad"]])
+            shs = _ratio_score(sh_d / sh_scale, P[:, COL["sh_threshold"]])
+            warm = st[:, S["sh_n"]] >= np.maximum(P[:, COL["ew_min"]], 0.25 / P[:, COL["sh_decay"]])
+            # only for readings that are not outliers themselves (those already score on the band and
+            # robust_z), so a long large excursion still gives one fused score at its onset; capped at
+            # 0.75 (evidence accumulated over readings) so it cannot out-score a recent onset's peak
+            quiet = (es < 0.5) & (out[:, 1] < 0.5)
+            shs = np.where(warm & scaled & quiet & (sh_s > 0) & np.isfinite(shs), np.minimum(shs, 0.75), 0.0)
+            out[:, 2] = np.maximum(es, shs) * P[:, COL["on_ewma"]]
 
             # spike: change vs the robust scale of recent changes; the change is also measured from the
             # reading before the previous one and the smaller counts, so the return after a one-reading
@@ -338,6 +358,14 @@ class DetectorBank:
         st[:, S["fl_ok"]] = fl_ok
         st[:, S["thr_on"]] = now_on
         st[:, S["peak"]] = new_peak
+        st[:, S["sh_m"]] = sh_m
+        dd = np.where(np.isfinite(sh_d), sh_d, 0.0)
+        dd = np.where(sh_s > 0, np.minimum(dd, 3.0 * sh_s), dd)  # a shift does not teach its own scale at once
+        sh_n = st[:, S["sh_n"]]
+        learn = has_prev & np.isfinite(med)
+        rate = np.maximum(P[:, COL["sh_decay"]], 1.0 / (sh_n + 1.0))  # plain mean until the memory is full
+        st[:, S["sh_s"]] = np.where(learn, sh_s + rate * (dd - sh_s), sh_s)
+        st[:, S["sh_n"]] = np.where(learn, sh_n + 1.0, sh_n)
 
         nc = new_cnt.astype(np.int64)
         refresh = (nc <= EAGER_REFRESH) | (nc % REFRESH_EVERY == 0)

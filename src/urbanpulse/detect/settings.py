@@ -72,6 +72,14 @@ class EwmaParams(_Params):
     alpha: float = Field(0.05, gt=0, lt=1, description="EWMA smoothing factor per reading")
     threshold: float = Field(8.0, gt=0, description="decision at this many EWMA standard deviations (score 0.5)")
     min_history: int = Field(16, ge=2, description="readings seen before it scores")
+    shift_alpha: float = Field(
+        0.1, gt=0, lt=1, description="smoothing of the level-shift statistic: a fast EWMA of the readings, "
+        "compared with the rolling median (a sustained move of a few sigma shows within ~1/alpha readings)")
+    shift_threshold: float = Field(
+        8.0, gt=0, description="level-shift decision at this many typical deviations of the fast EWMA from the "
+        "rolling median (that typical deviation is learned per series, so smooth series are not over-flagged); "
+        "0.5 score; the ewma score is the larger of the band and the level-shift score")
+    shift_memory: int = Field(2048, ge=16, description="readings of memory of the typical deviation")
 
 
 class SpikeParams(_Params):
