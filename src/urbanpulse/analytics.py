@@ -14,6 +14,7 @@ array lookup, so the per-reading path has no Python objects.
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 from dataclasses import dataclass
@@ -250,15 +251,15 @@ class _ScoreLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = self.path.open("a", buffering=1 << 16)
+        self._f = self.path.open("a", buffering=1 << 16, newline="")
+        self._csv = csv.writer(self._f)
         if self.path.stat().st_size == 0:
-            self._f.write("sensor_id,metric,ts_us,value,anomaly_score,alert\n")
+            self._csv.writerow(("sensor_id", "metric", "ts_us", "value", "anomaly_score", "alert"))
 
     def write(self, scores: Scores, slots: SlotMap) -> None:
         s = scores.slot.tolist()
-        lines = [f"{slots.sensor[k]},{slots.metric[k]},{t},{v!r},{a!r},{int(b)}\n" for k, t, v, a, b in zip(
-            s, scores.ts_us.tolist(), scores.value.tolist(), scores.anomaly_score.tolist(), scores.alert.tolist())]
-        self._f.writelines(lines)
+        self._csv.writerows((slots.sensor[k], slots.metric[k], t, repr(v), repr(a), int(b)) for k, t, v, a, b in zip(
+            s, scores.ts_us.tolist(), scores.value.tolist(), scores.anomaly_score.tolist(), scores.alert.tolist()))
         self._f.flush()
 
     def close(self) -> None:
