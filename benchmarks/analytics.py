@@ -48,12 +48,19 @@ sys.path.insert(0, str(REPO / "src"))
 import ingest as ib  # noqa: E402 - the ingest benchmark's phases and publishers
 
 RESULTS = REPO / "benchmarks" / "results"
+SPIKE_VALUE = 65.0
 BENCH_METRIC = "temperature"  # what the ingest benchmark's producer writes (values -20..60)
 
 
-def analytics_config(dsn: str, kafka: dict[str, Any], on: bool) -> dict[str, Any]:
+def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all") -> dict[str, Any]:
     cfg = ib.service_config(dsn, kafka=kafka)
-    if on:
+    if part == "detectors":
+        cfg["detection"] = {"enabled": True}
+        cfg["windows"] = {"rollups": False}
+    elif part == "rollups":
+        cfg["detection"] = {"enabled": False}
+        cfg["windows"] = {"rollups": True}
+    elif on:
         cfg["detection"] = {"enabled": True,
                             "metrics": {BENCH_METRIC: {"threshold": {"enabled": True, "high": 68.0,
                                                                      "clear_high": 66.0}}}}
@@ -74,11 +81,11 @@ def reset_all(dsn: str) -> None:
     ib.db_call(dsn, go)
 
 
-def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str) -> dict[str, Any]:
+def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all") -> dict[str, Any]:
     n = ctx.args.readings
     reset_all(ctx.dsn)
     cfg = analytics_config(ctx.dsn, {"bootstrap_servers": ctx.tansu.bootstrap, "topics": [topic],
-                                     "group_id": f"bench-{label}-{uuid.uuid4().hex[:6]}"}, on)
+                                     "group_id": f"bench-{label}-{uuid.uuid4().hex[:6]}"}, on, part)
     ib.log(f"{label}: draining {n:,} readings, analytics {'ON' if on else 'off'}")
     ph = ib.Phase(ctx, cfg, "kafka", 0.05).start()
     ph.wait_stored(n, timeout=max(300, n / 1000))
@@ -137,7 +144,7 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
             spiked.add(s)
             next_spike += 0.5
             ts_ms = int(now * 1000)
-            payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": 65.0})
+            payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": SPIKE_VALUE})
             p.produce(spec["topic"], payload, key=f"lat-{s}".encode())
             p.poll(0)
             spikes[f"lat-{s}"] = time.time()
@@ -153,13 +160,15 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class SseClient(threading.Thread):
-    """Records the arrival time of the first `opened` event per sensor on /alerts/stream."""
+    """Records when the spike alert of each sensor first shows on /alerts/stream (an event whose
+    alert has a trigger with the spike's value); other alert events are only counted."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url + "/alerts/stream"
         self.first_seen: dict[str, float] = {}
         self.events = 0
+        self.background = 0  # events of alerts the spikes did not cause
         self.stop_event = threading.Event()
         self.connected = threading.Event()
 
@@ -185,7 +194,10 @@ class SseClient(threading.Thread):
                     self.events += 1
                     alert = ev.get("alert", ev)
                     sensor = alert.get("sensor_id")
-                    if sensor and sensor not in self.first_seen:
+                    spiked = any(t.get("value") == SPIKE_VALUE for t in alert.get("triggers") or ())
+                    if not spiked:
+                        self.background += 1
+                    elif sensor and sensor not in self.first_seen:
                         self.first_seen[sensor] = now
 
 
@@ -225,7 +237,7 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
 
     res = {"spikes": len(pub["spikes"]), "alerts_seen": len(lat), "missing": missing, "p50_ms": pct(0.50),
            "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": round(lat[-1], 1) if lat else None,
-           "sse_events": sse.events, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
+           "sse_events": sse.events, "background_alert_events": sse.background, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
            "db": _db_counts(ctx.dsn)}
     ib.log(f"alert latency: p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms over {len(lat)} spikes "
            f"({len(missing)} without an SSE event)")
@@ -295,6 +307,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-rate", type=int, default=20_000, help="readings/s in the latency phase (default 20000)")
     p.add_argument("--latency-seconds", type=float, default=40.0, help="length of the latency phase (default 40)")
     p.add_argument("--latency-warmup", type=float, default=15.0, help="seconds before the first spike (default 15)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also run detectors-only and rollups-only phases, to see where the cost is")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
@@ -322,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                          "readings": args.readings, "command": " ".join([Path(sys.executable).name, *sys.argv])}
     with contextlib.ExitStack() as cleanup:
         # the ingest benchmark's context, with its knobs for the shared phases
-        ns = argparse.Namespace(readings=args.readings, kafka_readings_per_message=1, latency_rate=args.latency_rate,
-                                latency_seconds=args.latency_seconds)
+        ns = args  # the ingest benchmark's phases read the same knobs (readings, kafka_readings_per_message)
+        ns.kafka_readings_per_message = 1
         ctx = ib.Ctx(ns, workdir, cleanup)
         ctx.base_ms = ib.default_base_ms(args.readings)
         db_name, ctx.dsn = create_database(base_dsn, prefix="up_bench")
@@ -340,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
             runs = []
             for label, on in (("off-1", False), ("on-1", True), ("on-2", True), ("off-2", False)):
                 runs.append({"label": label, **kafka_phase(ctx, topic, on, label)})
+            if args.breakdown:
+                for label, part in (("detectors-only", "detectors"), ("rollups-only", "rollups")):
+                    r.setdefault("breakdown", {})[label] = kafka_phase(ctx, topic, True, label, part)
             off = [x["rate"] for x in runs if not x["analytics"]]
             on_ = [x["rate"] for x in runs if x["analytics"]]
             r["throughput"] = {"runs": runs, "ingest_only_rate": sum(off) / len(off),

@@ -182,12 +182,19 @@ class StreamAnalytics:
         return Prepared(changes) if changes else None
 
     def _silence_clock(self, slots: np.ndarray, now_us: int) -> np.ndarray:
-        """"Now" per series for the silence check: the source's event-time watermark, or the wall
-        clock where the source is live (watermark within a day of it), so a whole source going
-        quiet is noticed too, while a replay of old data is judged in its own time."""
-        wm = np.asarray(self.windows.event_now(slots), np.int64)
-        live = wm >= now_us - 86_400 * 1_000_000
-        return np.where(live, np.maximum(wm, now_us), wm)
+        """"Now" per series for the silence check, in the series' own event time.
+
+        Two clocks, whichever says the series has been quiet longer: the event-time watermark
+        of its source (a replay of old data is judged in its own time; other sensors on the
+        source keep it moving), and the wall-clock time since the series' last reading arrived
+        (a whole source going quiet). Both minus the allowed lateness: within it a reading can
+        still arrive on time (partition skew, batching), so it is not silence yet."""
+        w = self.windows
+        last = self.bank.last_ts[slots]
+        by_watermark = np.asarray(w.event_now(slots), np.int64)
+        by_wall = last + np.maximum(now_us - w.last_wall_us[slots], 0)
+        floor = np.iinfo(np.int64).min + w.lateness_us  # "no reading yet" stays "no reading yet"
+        return np.maximum(np.maximum(by_watermark, by_wall), floor) - w.lateness_us
 
     # -- internals ------------------------------------------------------------------------
 
