@@ -202,6 +202,9 @@ class StreamAnalytics:
         """Give new series a slot, configure it, and warm its detectors from stored history."""
         new_ids, first = np.unique(series_ids[slots < 0], return_index=True)
         where = np.flatnonzero(slots < 0)[first]
+        over = len(self.slots) + len(new_ids) - self.settings.windows.max_series
+        if over > 0:
+            self._evict_least_recent(over, keep=np.unique(slots[slots >= 0]))
         sensors = [readings.sensor_id[i] for i in where.tolist()]
         metrics = [readings.metric[i] for i in where.tolist()]
         new_slots = self.slots.allocate(new_ids, sensors, metrics)
@@ -220,6 +223,20 @@ class StreamAnalytics:
             val = np.fromiter((r[2] for r in rows), np.float64, len(rows))
             self.bank.warm(self.slots.slot_of[sid], ts, val)
         return self.slots.slot_of[series_ids]
+
+    def _evict_least_recent(self, k: int, keep: np.ndarray) -> None:
+        """Make room beyond ``windows.max_series``: forget the series heard from longest ago (not
+        those in the current batch). They come back warm from stored history if they report."""
+        cands = self.windows.least_recently_seen(k + len(keep))
+        victims = cands[~np.isin(cands, keep)][:k].astype(np.int32)
+        if len(victims):
+            self.windows.evict(victims)
+            self.bank.evict(victims)
+            self.alerts.manager.evict(victims)
+            self.slots.release(victims)
+            self.evicted += len(victims)
+            log.warning("more than windows.max_series=%d series: evicted the %d least recently seen",
+                        self.settings.windows.max_series, len(victims))
 
     def _detections(self, scores: Scores) -> Detections | None:
         """Anomalous readings for the alert manager, each attributed to ONE detector.

@@ -1,0 +1,133 @@
+"""StreamAnalytics, the per-batch glue of windows, detectors and alerts, against real PostgreSQL:
+one alert per broken reading, warm restarts, bounded memory, and the silence clock."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import numpy as np
+import pytest
+
+from urbanpulse.analytics import StreamAnalytics
+from urbanpulse.config import load_settings
+from urbanpulse.model import ReadingColumns
+from urbanpulse.storage.migrations import migrate
+from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.writer import ReadingStore, prepare_connection
+
+pytestmark = pytest.mark.integration
+
+HOUR_US = 3_600_000_000
+BASE_US = 1_700_000_000_000_000
+
+
+def columns(sensors: list[str], metric: str, ts_us: np.ndarray, values: np.ndarray) -> ReadingColumns:
+    n = len(sensors)
+    return ReadingColumns(sensors, [metric] * n, np.asarray(ts_us, np.int64), np.asarray(values, np.float64),
+                          np.full(n, np.nan), np.full(n, np.nan), [None] * n, np.zeros(n, np.int32),
+                          np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+
+
+@pytest.fixture
+async def pool(fresh_db: str):
+    conn = await asyncpg.connect(fresh_db)
+    await migrate(conn, "postgres")
+    await conn.close()
+    p = await asyncpg.create_pool(fresh_db, min_size=1, max_size=3, init=prepare_connection)
+    yield p
+    await p.close()
+
+
+async def analyse(a: StreamAnalytics, store: ReadingStore, source: str, rc: ReadingColumns):
+    """What the pipeline does with one batch: ids, analysis, one transaction, publish."""
+    sid = await store.series.ids_for(store.pool, rc.sensor_id, rc.metric)
+    prepared = await a.prepare(source, rc, sid)
+    await store.write(rc, [], source, series_ids=sid,
+                      in_transaction=lambda conn: a.write(conn, prepared))
+    if prepared is not None:
+        a.committed(prepared)
+    return prepared
+
+
+def hourly(n: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 15 + 5 * np.sin(np.arange(n) * 2 * np.pi / 24) + rng.normal(0, 0.3, n)
+
+
+async def test_a_reading_several_detectors_flag_opens_one_alert(pool: asyncpg.Pool) -> None:
+    a = StreamAnalytics(load_settings(None), pool)
+    await a.start()
+    store = ReadingStore(pool, MonthlyPartitions())
+    values = hourly(400)
+    values[390] += 60  # a spike robust_z and ewma also see
+    ts = BASE_US + np.arange(400) * HOUR_US
+    await analyse(a, store, "replay", columns(["s1"] * 400, "temperature", ts, values))
+    scores = a.bank.score(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
+    assert len(scores) == 0
+    rows = await pool.fetch("SELECT detector, trigger_count FROM alerts")
+    assert [(r["detector"], r["trigger_count"]) for r in rows] == [("spike", 1)]
+    await a.stop()
+
+
+async def test_a_restarted_process_warms_from_stored_history_and_skips_what_it_saw(pool: asyncpg.Pool) -> None:
+    settings = load_settings(None)
+    store = ReadingStore(pool, MonthlyPartitions())
+    values = hourly(300)
+    values[250:300] = values[250]  # a flatline in progress when the "crash" happens
+    ts = BASE_US + np.arange(300) * HOUR_US
+    first = StreamAnalytics(settings, pool)
+    await first.start()
+    await analyse(first, store, "replay", columns(["s1"] * 280, "pressure", ts[:280], values[:280] + 1000))
+    opened = await pool.fetch("SELECT id, trigger_count FROM alerts WHERE detector = 'flatline'")
+    assert len(opened) == 1
+    await first.stop()
+
+    # a new process: the redelivered tail (already stored) is not scored again, the rest continues
+    second = StreamAnalytics(settings, pool)
+    await second.start()
+    redelivered = columns(["s1"] * 40, "pressure", ts[260:300], values[260:300] + 1000)
+    await analyse(second, store, "replay", redelivered)
+    slot = int(second.slots.slot_of[1])
+    assert second.bank.last_ts[slot] == ts[299]
+    rows = await pool.fetch("SELECT id, trigger_count, state FROM alerts WHERE detector = 'flatline'")
+    assert len(rows) == 1 and rows[0]["id"] == opened[0]["id"]  # the same alert, updated, not a duplicate
+    assert rows[0]["trigger_count"] == opened[0]["trigger_count"] + 20  # only the 20 new flat readings
+    await second.stop()
+
+
+async def test_series_beyond_max_series_evict_the_least_recently_seen(pool: asyncpg.Pool) -> None:
+    a = StreamAnalytics(load_settings(None, windows={"max_series": 50}), pool)
+    await a.start()
+    store = ReadingStore(pool, MonthlyPartitions())
+    for k in range(4):  # 4 batches of 20 new series each
+        sensors = [f"b{k}-{i}" for i in range(20)]
+        await analyse(a, store, "replay", columns(sensors, "temperature", np.full(20, BASE_US + k * HOUR_US),
+                                                 np.full(20, 10.0)))
+        assert len(a.slots) <= 50
+    assert len(a.slots) == 50 and a.evicted == 30
+    held = {a.slots.sensor[s] for s in np.flatnonzero(a.slots.series_of[:a.slots.capacity] >= 0).tolist()}
+    assert {f"b3-{i}" for i in range(20)} <= held and not any(s.startswith("b0-") for s in held)
+    await a.stop()
+
+
+async def test_silence_needs_quiet_beyond_the_lateness_on_either_clock(pool: asyncpg.Pool) -> None:
+    a = StreamAnalytics(load_settings(None), pool)
+    await a.start()
+    store = ReadingStore(pool, MonthlyPartitions())
+    now_s = int(time.time())  # live data: the windows record real arrival times
+    # two live series at 1 reading per second for 5 minutes; then only "chatty" keeps going
+    ts = (now_s - 300 + np.arange(300)) * 1_000_000
+    rc = columns(["quiet"] * 300 + ["chatty"] * 300, "temperature", np.concatenate([ts, ts]),
+                 np.concatenate([hourly(300), hourly(300, 2)]))
+    await analyse(a, store, "mqtt", rc)
+    slots = a.slots.slot_of[np.array([1, 2])]
+    # batching delay of a few seconds is not silence: within the 60 s lateness
+    clock = a._silence_clock(slots, now_s * 1_000_000 + 5_000_000)
+    assert (a.bank.check_silence(slots, clock, now_s * 1_000_000).slot.size == 0)
+    # two minutes of nothing from the whole source: both are silent by the wall clock
+    later = now_s * 1_000_000 + 120_000_000
+    clock = a._silence_clock(slots, later)
+    silent = a.bank.check_silence(slots, clock, later)
+    assert sorted(silent.slot.tolist()) == sorted(slots.tolist())
+    await a.stop()
