@@ -26,11 +26,26 @@ BUNDLED_SAMPLE = Path(__file__).parent / "datasets" / "sample"
 
 
 def _payloads(stations: list, hours: int | None) -> Iterator[bytes]:
-    """One message per station-hour (an array of its eleven readings), station after station."""
-    for data in stations:
-        per_hour = len(data.values)
-        messages = iter_payloads(data, readings_per_message=per_hour)
-        yield from (messages if hours is None else itertools.islice(messages, hours))
+    """One message per station-hour (an array of its eleven readings), hour by hour across the
+    stations, as a live city feed would arrive: event time moves forward for all of them
+    together, so the source's watermark (and with it late-reading flags, window closing and
+    alert auto-resolve) behaves as it would live."""
+    feeds = [iter_payloads(d, readings_per_message=len(d.values)) for d in stations]
+    if hours is not None:
+        feeds = [itertools.islice(f, hours) for f in feeds]
+    for hour in itertools.zip_longest(*feeds):
+        yield from (m for m in hour if m is not None)
+
+
+async def _analytics_summary(service: IngestService) -> dict[str, object]:
+    """Rollup rows and alerts by detector, for the summary (empty when analytics are off)."""
+    if service.pool is None or service.analytics is None:
+        return {}
+    async with service.pool.acquire() as conn:
+        alerts = {r["detector"]: r["n"] for r in await conn.fetch(
+            "SELECT detector, count(*) AS n FROM alerts GROUP BY 1 ORDER BY 2 DESC")}
+        return {"alerts": alerts, "rollup_1m": await conn.fetchval("SELECT count(*) FROM rollup_1m"),
+                "rollup_1h": await conn.fetchval("SELECT count(*) FROM rollup_1h")}
 
 
 async def run_demo(settings: Settings, stations: int = 3, hours: int | None = None,
@@ -65,8 +80,10 @@ async def run_demo(settings: Settings, stations: int = 3, hours: int | None = No
     await service.start()
     print(f"database: {'embedded PostgreSQL' if not settings.database.dsn else settings.database.dsn} "
           f"(storage mode: {service.storage_mode})")
+    analysed: dict[str, object] = {}
     try:
         await source.finished.wait()
+        analysed = await _analytics_summary(service)
     finally:
         await service.stop()
         bar.close()
@@ -81,6 +98,11 @@ async def run_demo(settings: Settings, stations: int = 3, hours: int | None = No
         print(f"    {reason:<20}{n:>10,}")
     if hours is None:
         print(f"  `NA` cells in the files: {expected_missing:,} (quarantined as missing_value)")
+    if analysed:
+        by = ", ".join(f"{d} {n:,}" for d, n in analysed["alerts"].items()) or "none"  # type: ignore[union-attr]
+        print(f"  rollups             {analysed['rollup_1m']:>10,} one-minute and {analysed['rollup_1h']:,} one-hour rows")
+        print(f"  alerts              {sum(analysed['alerts'].values()):>10,}  ({by})")  # type: ignore[union-attr]
+        print("    (station outages raise `silence`; list them with GET /alerts under `urbanpulse run`)")
     balanced = t["received"] == t["stored"] + t["duplicates"] + t["quarantined"]
     print(f"  received = stored + already stored + quarantined: {'yes' if balanced else 'NO'}")
     if not settings.database.dsn:
