@@ -321,3 +321,16 @@ def test_sustained_small_level_shift_fires_the_ewma_shift_score() -> None:
     assert len(fired[fired < 1200]) == 0
     assert ((fired >= 1200) & (fired < 1215)).any()  # within a few readings of the onset
     assert sc.anomaly_score[1200:1215].max() > sc.anomaly_score[600:1200].max()
+
+
+def test_anomaly_likelihood_only_changes_the_fused_score_never_a_decision() -> None:
+    slots, ts, x = _interleaved(4, 1500, seed=11)
+    off = _bank(DetectionSettings(fusion={"likelihood_weight": 0.0}), n=4).score(slots, ts, x)
+    on = _bank(n=4).score(slots, ts, x)
+    assert np.array_equal(off.score, on.score) and np.array_equal(off.decision, on.decision)
+    assert ((on.anomaly_score >= 0) & (on.anomaly_score <= 1)).all()
+    # the likelihood adds onsets of its own (sparse: gated by its own decaying peak) ...
+    extra = (on.anomaly_score > 0) & (off.anomaly_score == 0)
+    assert 0 < extra.sum() < 0.05 * len(on)
+    # ... and never removes or lowers a detector onset
+    assert (on.anomaly_score >= off.anomaly_score).all()

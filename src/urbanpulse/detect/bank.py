@@ -32,6 +32,15 @@ The fused `anomaly_score` is the largest weighted detector score, *gated*: it is
 when it beats a decaying memory of the slot's recent peak (half-life `fusion.rearm_half_life`
 readings) and is 0 otherwise, so an anomaly yields one high score at its onset instead of a
 plateau — what early-detection scoring (NAB) rewards.
+
+The fused score is also the larger of that and an *anomaly likelihood* (after Numenta's
+post-processing of HTM scores): a short-term EWMA of the slot's raw (weighted max) score is
+compared with the long-run EWMA mean/std of that average (memory `fusion.likelihood_memory`
+readings), scored z / (z + `fusion.likelihood_threshold`). It lifts what is unusual for *this*
+series -- a run of moderate raw scores after a change of level, variance or pattern that no
+single reading makes extreme. It is gated by its own decaying peak (so it cannot mask a detector
+onset that follows) and only emitted above the detectors' peak memory too. It never changes a
+detector's decision, so live alerts are untouched. Five float64 state columns per slot.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ _TINY = 1e-300
 # columns of the float64 state table
 _STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
           "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
-          "sh_m", "sh_s", "sh_n")
+          "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak")
 S = {name: i for i, name in enumerate(_STATE)}
 
 
@@ -326,10 +335,26 @@ class DetectorBank:
             # fused, gated by the decaying peak
             weights = P[:, COL["w_threshold"]:COL["w_silence"] + 1]
             raw = (out * weights).max(axis=1)
+            # anomaly likelihood (Numenta-style): the short-term average of this slot's raw score against
+            # the long-run mean/std of that average; a raw score that is unusual for this series counts
+            li_n, li_m, li_v = st[:, S["li_n"]], st[:, S["li_m"]], st[:, S["li_v"]]
+            li_s = np.where(li_n > 0, st[:, S["li_s"]] + P[:, COL["li_alpha"]] * (raw - st[:, S["li_s"]]), raw)
+            li_z = (li_s - li_m) / np.maximum(np.sqrt(li_v), 1e-9 * np.abs(li_m) + 1e-12)
+            lis = _ratio_score(np.maximum(li_z, 0.0), P[:, COL["li_thr"]])
+            lis = np.where((li_n >= P[:, COL["li_min"]]) & np.isfinite(lis), lis, 0.0)
+            lis = P[:, COL["li_w"]] * lis
             peak = st[:, S["peak"]]
             fused = np.where(raw > peak, raw, 0.0)
             bumped = np.where(fused > 0, raw + P[:, COL["fu_bump"]] * (1.0 - raw), raw)
             new_peak = np.maximum(peak * P[:, COL["fu_decay"]], bumped)
+            # the likelihood has its own decaying peak memory (same half-life and bump), so an emitted
+            # likelihood does not mask a detector onset that follows it; it is emitted only above both
+            # memories (not again during an excursion the detectors already reported)
+            li_peak = st[:, S["li_peak"]]
+            li_f = np.where((lis > li_peak) & (lis > peak), lis, 0.0)
+            li_bumped = np.where(li_f > 0, lis + P[:, COL["fu_bump"]] * (1.0 - lis), lis)
+            new_li_peak = np.maximum(li_peak * P[:, COL["fu_decay"]], li_bumped)
+            fused = np.maximum(fused, li_f)
 
             # --- state updates --------------------------------------------------------------------
             a = P[:, COL["ew_alpha"]]
@@ -366,6 +391,14 @@ class DetectorBank:
         rate = np.maximum(P[:, COL["sh_decay"]], 1.0 / (sh_n + 1.0))  # plain mean until the memory is full
         st[:, S["sh_s"]] = np.where(learn, sh_s + rate * (dd - sh_s), sh_s)
         st[:, S["sh_n"]] = np.where(learn, sh_n + 1.0, sh_n)
+
+        li_rate = np.maximum(P[:, COL["li_rate"]], 1.0 / (li_n + 1.0))  # plain mean until the memory is full
+        li_d = li_s - li_m
+        st[:, S["li_m"]] = li_m + li_rate * li_d
+        st[:, S["li_v"]] = (1.0 - li_rate) * (li_v + li_rate * li_d * li_d)
+        st[:, S["li_s"]] = li_s
+        st[:, S["li_n"]] = li_n + 1.0
+        st[:, S["li_peak"]] = new_li_peak
 
         nc = new_cnt.astype(np.int64)
         refresh = (nc <= EAGER_REFRESH) | (nc % REFRESH_EVERY == 0)
