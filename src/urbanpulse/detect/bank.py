@@ -34,7 +34,8 @@ readings) and is 0 otherwise, so an anomaly yields one high score at its onset i
 plateau — what early-detection scoring (NAB) rewards.
 
 The fused score is also the larger of that and an *anomaly likelihood* (after Numenta's
-post-processing of HTM scores): a short-term EWMA of the slot's raw (weighted max) score is
+post-processing of HTM scores): a short-term EWMA of the slot's raw (weighted max) score (with
+the level-shift statistic also where ewma does not score it, rolling MAD 0) is
 compared with the long-run EWMA mean/std of that average (memory `fusion.likelihood_memory`
 readings), scored z / (z + `fusion.likelihood_threshold`). It lifts what is unusual for *this*
 series -- a run of moderate raw scores after a change of level, variance or pattern that no
@@ -338,7 +339,13 @@ class DetectorBank:
             # anomaly likelihood (Numenta-style): the short-term average of this slot's raw score against
             # the long-run mean/std of that average; a raw score that is unusual for this series counts
             li_n, li_m, li_v = st[:, S["li_n"]], st[:, S["li_m"]], st[:, S["li_v"]]
-            li_s = np.where(li_n > 0, st[:, S["li_s"]] + P[:, COL["li_alpha"]] * (raw - st[:, S["li_s"]]), raw)
+            # its input also sees the level-shift statistic where ewma does not score it (rolling MAD 0:
+            # quantised series, e.g. a flow meter stepping between a few values), so a sustained shift of
+            # such a series shows in the average (input only: no detector score changes)
+            shu = _ratio_score(sh_d / np.fmax(sh_s, _TINY), P[:, COL["sh_threshold"]])
+            shu = np.where(warm & (sh_s > 0) & np.isfinite(shu), np.minimum(shu, 0.75), 0.0)
+            li_in = np.maximum(raw, shu)
+            li_s = np.where(li_n > 0, st[:, S["li_s"]] + P[:, COL["li_alpha"]] * (li_in - st[:, S["li_s"]]), li_in)
             li_z = (li_s - li_m) / np.maximum(np.sqrt(li_v), 1e-9 * np.abs(li_m) + 1e-12)
             lis = _ratio_score(np.maximum(li_z, 0.0), P[:, COL["li_thr"]])
             lis = np.where((li_n >= P[:, COL["li_min"]]) & np.isfinite(lis), lis, 0.0)
