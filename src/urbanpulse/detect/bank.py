@@ -53,7 +53,7 @@ import numpy as np
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
-REFRESH_EVERY = 4
+REFRESH_EVERY = 8
 EAGER_REFRESH = 32
 _NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300
@@ -418,33 +418,38 @@ class DetectorBank:
 
     def _refresh(self, sl: np.ndarray, nc: np.ndarray, P: np.ndarray, st: np.ndarray, rows: np.ndarray) -> None:
         """Recompute rolling medians (values, MAD, |changes|, gaps) for these slots from their rings."""
-        grid = sl[:, None]
-
-        def last(ring: np.ndarray, window: np.ndarray) -> np.ndarray:
-            """The ring's newest `window` entries per row (newest first), NaN beyond."""
+        def window_of(ring: np.ndarray, window: np.ndarray) -> np.ndarray:
+            """The ring's newest `window` entries per row, NaN elsewhere, in ring order: medians
+            and quantiles do not depend on order, so this is a plain row gather (plus a mask
+            only when a profile's window is shorter than the ring)."""
             R = ring.shape[1]
-            j = np.arange(R)
-            vals = ring[grid, (nc[:, None] - 1 - j[None, :]) % R].astype(np.float64)
-            return np.where(j[None, :] < np.minimum(window, R)[:, None], vals, np.nan)
+            vals = ring[sl].astype(np.float64)
+            w = np.minimum(window, R)
+            if (w >= R).all():
+                return vals
+            age = (nc[:, None] - 1 - np.arange(R)[None, :]) % R
+            return np.where(age < w[:, None], vals, np.nan)
 
-        def median(a: np.ndarray) -> np.ndarray:
-            a = np.sort(a, axis=1)  # NaN sorts last
+        def median_of_sorted(a: np.ndarray) -> np.ndarray:
+            """Row medians of `a`, sorted along axis 1 with NaN (missing) last."""
             k = np.isfinite(a).sum(axis=1)
             lo = np.maximum((k - 1) // 2, 0)
             hi = np.minimum(k // 2, a.shape[1] - 1)
             m = 0.5 * (np.take_along_axis(a, lo[:, None], 1)[:, 0] + np.take_along_axis(a, hi[:, None], 1)[:, 0])
             return np.where(k > 0, m, np.nan)
 
-        vals = last(self.values, P[:, COL["rz_window"]].astype(np.int64))
-        srt = np.sort(vals, axis=1)
+        vals = window_of(self.values, P[:, COL["rz_window"]].astype(np.int64))
+        srt = np.sort(vals, axis=1)  # NaN sorts last
         k = np.isfinite(srt).sum(axis=1)
         st[rows, S["lo_min"]] = srt[:, 0]
         st[rows, S["lo_q"]] = np.where(k > 0, srt[np.arange(len(k)), np.maximum(k // 20, 0)], np.nan)
-        med = median(vals)
+        med = median_of_sorted(srt)
         st[rows, S["med"]] = med
-        st[rows, S["mad"]] = median(np.abs(vals - med[:, None]))
-        st[rows, S["dscale"]] = median(last(self.changes, P[:, COL["sp_window"]].astype(np.int64)))
-        st[rows, S["gap_med"]] = median(last(self.gaps, P[:, COL["si_window"]].astype(np.int64)))
+        st[rows, S["mad"]] = median_of_sorted(np.sort(np.abs(vals - med[:, None]), axis=1))
+        changes = window_of(self.changes, P[:, COL["sp_window"]].astype(np.int64))
+        st[rows, S["dscale"]] = median_of_sorted(np.sort(changes, axis=1))
+        gaps = window_of(self.gaps, P[:, COL["si_window"]].astype(np.int64))
+        st[rows, S["gap_med"]] = median_of_sorted(np.sort(gaps, axis=1))
 
     # -- live silence ----------------------------------------------------------------------------
 
