@@ -236,7 +236,10 @@ class DetectorBank:
 
     def _round(self, sl: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score one reading of each slot in `sl` (distinct slots) and update their state."""
-        P = self.profiles.table[self.profile[sl]]
+        prof = self.profile[sl]
+        # the common case: every series in the round has the same profile; one row then broadcasts
+        # over the round (same arithmetic per element, no per-slot copy of the parameter table)
+        P = self.profiles.table[prof[:1]] if (prof == prof[0]).all() else self.profiles.table[prof]
         st = self.state[sl]
         m = len(sl)
         out = np.zeros((m, len(DETECTOR_NAMES)), np.float64)
@@ -411,7 +414,7 @@ class DetectorBank:
         refresh = (nc <= EAGER_REFRESH) | (nc % REFRESH_EVERY == 0)
         if refresh.any():
             idx = np.flatnonzero(refresh)
-            self._refresh(sl[idx], nc[idx], P[idx], st, idx)
+            self._refresh(sl[idx], nc[idx], P if len(P) == 1 else P[idx], st, idx)
         self.state[sl] = st
         self.last_ts[sl] = t
         return out, fused
