@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from urbanpulse.config import load_settings
-from urbanpulse.datasets.beijing import read_station
+from urbanpulse.datasets import DatasetNotFoundError
+from urbanpulse.datasets.beijing import read_station, station_files
 from urbanpulse.detect import DetectionSettings, DetectorBank
 from urbanpulse.detect.profiles import COL
+from urbanpulse.detect.reference import ReferenceBank
 from urbanpulse.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src/urbanpulse/datasets/sample/PRSA_Data_Dongsi_20130301-20170228.csv.gz"
@@ -334,3 +336,128 @@ def test_anomaly_likelihood_only_changes_the_fused_score_never_a_decision() -> N
     assert 0 < extra.sum() < 0.05 * len(on)
     # ... and never removes or lowers a detector onset
     assert (on.anomaly_score >= off.anomaly_score).all()
+
+
+# -- the numba kernel against the numpy reference (bit-identical) ----------------------------------
+
+def _assert_same_scores(got, ref) -> None:
+    for f in ("index", "slot", "ts_us", "value", "decision", "alert"):
+        assert np.array_equal(getattr(got, f), getattr(ref, f)), f
+    for f in ("score", "anomaly_score"):
+        assert np.array_equal(getattr(got, f), getattr(ref, f), equal_nan=True), f
+    assert got.names == ref.names
+
+
+def _assert_same_state(bank, ref) -> None:
+    for f in ("state", "values", "changes", "gaps", "last_ts", "profile"):
+        a, b = getattr(bank, f), getattr(ref, f)
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), f
+
+
+def _run_both(settings: DetectionSettings, sensors: list[str], metrics: list[str], slots: np.ndarray,
+              ts: np.ndarray, x: np.ndarray, seed: int, max_chunk: int) -> tuple[DetectorBank, ReferenceBank]:
+    """Feed the same stream, in the same random chunks (the first one as warm-up), to both banks."""
+    bank, ref = DetectorBank(settings), ReferenceBank(settings)
+    for b in (bank, ref):
+        b.assign(np.arange(len(sensors)), sensors, metrics)
+    rng = np.random.default_rng(seed)
+    i, n_scored = 0, 0
+    while i < len(x):
+        k = int(rng.integers(1, max_chunk))
+        part = slice(i, i + k)
+        if i == 0:
+            bank.warm(slots[part], ts[part], x[part])
+            ref.warm(slots[part], ts[part], x[part])
+        else:
+            got, want = bank.score(slots[part], ts[part], x[part]), ref.score(slots[part], ts[part], x[part])
+            _assert_same_scores(got, want)
+            n_scored += len(got)
+        i += k
+    _assert_same_state(bank, ref)
+    assert n_scored > 0.5 * len(x)
+    return bank, ref
+
+
+def test_kernel_matches_numpy_reference_on_a_real_beijing_station() -> None:
+    try:
+        path = station_files()[0]
+    except DatasetNotFoundError:
+        path = SAMPLE  # the bundled station (same format) when the full dataset is not installed
+    data = read_station(path)
+    n = 12_000  # 500 days of hourly readings, all 11 metrics (NaNs where the station has gaps)
+    metrics = data.metrics
+    slots = np.repeat(np.arange(len(metrics)), n)
+    ts = np.tile(data.ts_ms[:n].astype(np.int64) * 1000, len(metrics))
+    x = np.concatenate([data.values[m][:n] for m in metrics]).astype(np.float64)
+    assert np.isnan(x).any()
+    order = np.argsort(ts, kind="stable")  # arrival order: the metrics of an hour together
+    settings = DetectionSettings(metrics={"pm2_5": {"threshold": {"enabled": True, "high": 250, "clear_high": 200}},
+                                          "rain": {"robust_z": {"enabled": False}}})
+    _run_both(settings, [data.station] * len(metrics), metrics, slots[order], ts[order], x[order],
+              seed=3, max_chunk=3000)
+
+
+def test_kernel_matches_numpy_reference_on_synthetic_edge_cases() -> None:
+    rng = np.random.default_rng(21)
+    n = 2500
+    base = np.arange(n, dtype=np.int64) * MIN_US + 1_700_000_000_000_000
+    series = []
+    x = 20 + rng.normal(0, 1, n)  # noise with a spike, a flatline, a gap, a level shift
+    x[700] += 40
+    x[1000:1040] = x[1000]
+    x[1600:] += 6
+    t = base.copy()
+    t[1300:] += 45 * MIN_US
+    series.append(("station-1", "pm2_5", t, x))
+    rain = np.zeros(n)  # zero-inflated, with NaNs
+    for s in rng.choice(n - 10, 60, replace=False):
+        rain[s:s + rng.integers(1, 6)] = np.round(rng.gamma(1.0, 2.0), 1) + 0.1
+    rain[rng.random(n) < 0.02] = np.nan
+    series.append(("station-1", "rain", base.copy(), rain))
+    so2 = np.maximum(2.0, np.round(np.exp(rng.normal(1.5, 0.8, n))))  # quantised floor, stuck stretches
+    so2[900:950] = 2.0
+    so2[1500:1545] = 9.0
+    so2[rng.random(n) < 0.01] = np.inf
+    series.append(("lamp-north", "so2", base + rng.integers(0, 30 * MIN_US, n).cumsum() // 20, so2))
+    temp = 10 + 5 * np.sin(np.arange(n) / 60) + rng.standard_t(3, n)  # heavy tails, irregular gaps
+    tt = base + np.cumsum(rng.choice([1, 1, 1, 2, 7], n)) * MIN_US
+    temp[rng.random(n) < 0.03] = np.nan
+    series.append(("station-7", "temperature", tt, temp))
+    flat = np.round(rng.normal(0, 0.3, n), 1)  # quantised, many repeats and exact zeros
+    series.append(("lamp-8", "no2", base.copy(), flat))
+    thr = 50 + 30 * np.sin(np.arange(n) / 40) + rng.normal(0, 3, n)  # crosses the threshold band
+    series.append(("station-9", "pm2_5", base.copy(), thr))
+    sensors, metrics = [s[0] for s in series], [s[1] for s in series]
+    slots = np.concatenate([np.full(n, i, np.int64) for i in range(len(series))])
+    ts = np.concatenate([s[2] for s in series])
+    x = np.concatenate([s[3] for s in series])
+    late = rng.random(len(x)) < 0.01
+    ts[late] -= 3 * MIN_US  # out of order, some duplicate timestamps: skipped the same way
+    order = np.argsort(ts + rng.integers(0, MIN_US, len(ts)), kind="stable")
+    settings = DetectionSettings(
+        metrics={"pm2_5": {"threshold": {"enabled": True, "high": 70, "clear_high": 60, "low": 25}},
+                 "rain": {"robust_z": {"enabled": False}, "flatline": {"enabled": False}},
+                 "temperature": {"robust_z": {"window": 48, "threshold": 5}, "spike": {"window": 24},
+                                 "flatline": {"min_duration_s": 600, "tolerance": 0.05}},
+                 "no2": {"silence": {"window": 12, "factor": 2}, "flatline": {"only_if_varying": False}}},
+        groups=[{"sensors": ["lamp-*"], "detectors": {"silence": {"expected_interval_s": 90},
+                                                     "ewma": {"alpha": 0.2, "shift_memory": 64}}},
+                {"sensors": ["station-1"], "metrics": ["pm2_5"], "detectors": {"spike": {"threshold": 6}}}],
+        fusion={"rearm_half_life": 50, "likelihood_memory": 200})
+    bank, ref = _run_both(settings, sensors, metrics, slots[order], ts[order], x[order], seed=5, max_chunk=700)
+    assert len(set(bank.profile[:len(series)].tolist())) == len(series)
+    last = int(ts.max())
+    all_slots = np.arange(len(series))
+    for now in (last, last + 4 * MIN_US, last + 30 * MIN_US):
+        ev = np.where(all_slots % 2 == 0, now, -1)
+        got, want = bank.check_silence(all_slots, ev, now + MIN_US), ref.check_silence(all_slots, ev, now + MIN_US)
+        for f in ("slot", "last_ts_us", "gap_us", "score"):
+            assert np.array_equal(getattr(got, f), getattr(want, f)), f
+    # evicted and reassigned slots start over identically
+    for b in (bank, ref):
+        b.evict(np.array([1, 3]))
+        b.assign(np.array([3]), ["lamp-9"], ["so2"])
+    sub = np.isin(slots, [0, 3])
+    s2, t2, x2 = slots[sub], ts[sub] + 10**12, x[sub]
+    _assert_same_scores(bank.score(s2, t2, x2), ref.score(s2, t2, x2))
+    _assert_same_state(bank, ref)

@@ -1,0 +1,448 @@
+"""Numba kernel of DetectorBank: the per-reading state machine, scalar, in (slot, ts) order.
+
+This is the scalar form of the round-based numpy implementation kept in `reference.py` (the
+specification, used by the tests): the same IEEE operations in the same order on the same
+per-slot arrays, so the outputs and the state evolution are bit-identical to it. A series'
+readings only touch its own slot and are processed strictly in its own order, so processing
+the batch reading by reading in (slot, ts) order is the same computation as the rounds.
+
+Rules kept here (each one matters for bit-identity):
+- no fastmath, no parallel: no reassociation, no contraction into FMA;
+- `np.maximum` / `np.minimum` propagate NaN (`_max` / `_min`), `np.fmax` ignores it (`_fmax`);
+- products keep numpy's left-to-right grouping (`a * d * d` is `(a * d) * d`);
+- the rolling medians are exact order statistics of the same window (a branch-free three-way
+  quickselect instead of a full sort gives the same values: an order statistic does not depend
+  on how it is found; only the sign of a zero could, and no score depends on that sign).
+
+Column indices are passed in (`ci` for the state table, `pc` for the parameter table) so this
+module does not depend on the layout definitions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_TINY = 1e-300
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _max(a, b):  # np.maximum: NaN wins
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a > b else b
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _min(a, b):  # np.minimum: NaN wins
+    if a != a:
+        return a
+    if b != b:
+        return b
+    return a if a < b else b
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _fmax(a, b):  # np.fmax: NaN loses
+    if b != b:
+        return a
+    if a != a:
+        return b
+    return a if a > b else b
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _isfinite(a):
+    return a - a == 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _partition_lt(buf, lo, hi, pivot):
+    """Move the entries of buf[lo:hi] that are < pivot to its front; returns where they end.
+    Branch-free (a swap every step, the boundary advances by the comparison): selection on
+    unpredictable data is otherwise dominated by mispredicted branches."""
+    i = lo
+    for j in range(lo, hi):
+        v = buf[j]
+        buf[j] = buf[i]
+        buf[i] = v
+        i += np.int64(v < pivot)
+    return i
+
+
+@njit(cache=True, error_model="numpy")
+def _partition_le(buf, lo, hi, pivot):
+    """As _partition_lt, for the entries <= pivot."""
+    i = lo
+    for j in range(lo, hi):
+        v = buf[j]
+        buf[j] = buf[i]
+        buf[i] = v
+        i += np.int64(v <= pivot)
+    return i
+
+
+@njit(cache=True, error_model="numpy")
+def _select(buf, lo, hi, kth):
+    """Reorder buf[lo:hi] (no NaN) so that buf[kth] holds its kth order statistic (as in a sorted
+    copy), everything before it is <= and everything after it is >= (three-way quickselect, so
+    runs of equal values -- quantised series, regular gaps -- cost one pass)."""
+    while hi - lo > 8:
+        a = buf[lo]
+        b = buf[(lo + hi) >> 1]
+        c = buf[hi - 1]
+        pivot = max(min(a, b), min(max(a, b), c))  # median of three, an entry of the range
+        p = _partition_lt(buf, lo, hi, pivot)
+        if kth < p:
+            hi = p
+            continue
+        q = _partition_le(buf, p, hi, pivot)  # buf[p:q] == pivot (non-empty)
+        if kth < q:
+            return
+        lo = q
+    for i in range(lo + 1, hi):  # insertion sort of the rest
+        v = buf[i]
+        j = i - 1
+        while j >= lo and buf[j] > v:
+            buf[j + 1] = buf[j]
+            j -= 1
+        buf[j + 1] = v
+
+
+@njit(cache=True, error_model="numpy")
+def _gather(ring_row, window, nc, buf):
+    """The ring's newest `window` entries that are not NaN, into buf; returns how many.
+    (Order does not matter for order statistics, so ring order is kept.)"""
+    R = ring_row.shape[0]
+    w = window if window < R else R
+    m = 0
+    if w >= R:
+        for j in range(R):
+            v = np.float64(ring_row[j])
+            buf[m] = v
+            m += np.int64(v == v)
+    else:
+        for j in range(R):
+            age = (nc - 1 - j) % R
+            if age < 0:
+                age += R
+            v = np.float64(ring_row[j])
+            buf[m] = v
+            m += np.int64((v == v) and (age < w))
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def _n_finite(buf, m):
+    k = 0
+    for j in range(m):
+        k += np.int64(buf[j] - buf[j] == 0.0)
+    return k
+
+
+@njit(cache=True, error_model="numpy")
+def _median_k(buf, m, k, W):
+    """median_of_sorted of a window with k finite entries (buf[:m]: its non-NaN entries)."""
+    if k == 0:
+        return np.nan
+    lo = (k - 1) // 2
+    hi = k // 2
+    if hi > W - 1:
+        hi = W - 1
+    _select(buf, 0, m, hi)
+    b = buf[hi]
+    if lo == hi:
+        a = b
+    else:  # lo == hi - 1: the largest of buf[:hi], which are the hi smallest
+        a = buf[0]
+        for j in range(1, hi):
+            a = max(a, buf[j])
+    return 0.5 * (a + b)
+
+
+@njit(cache=True, error_model="numpy")
+def _median(buf, m, W):
+    """median_of_sorted of a window (W entries, m of them not NaN, in buf[:m]); reorders buf."""
+    return _median_k(buf, m, _n_finite(buf, m), W)
+
+
+@njit(cache=True, error_model="numpy")
+def _refresh(sl, nc, prow, st, values, changes, gaps, ci, pc, buf, buf2):
+    """Rolling medians (values, MAD, |changes|, gaps) of one slot from its rings."""
+    W = values.shape[1]
+    m = _gather(values[sl], np.int64(prow[pc[0]]), nc, buf)  # rz_window
+    k = _n_finite(buf, m)
+    if m > 0:  # lo_min: the smallest entry (sorted first)
+        mn = buf[0]
+        for j in range(1, m):
+            mn = min(mn, buf[j])
+        st[sl, ci[0]] = mn
+    else:
+        st[sl, ci[0]] = np.nan
+    med = _median_k(buf, m, k, W)  # leaves buf[:k // 2] = the k // 2 smallest
+    st[sl, ci[2]] = med
+    if k > 0:  # lo_q: order statistic k // 20 (<= k // 2)
+        q = k // 20
+        h = k // 2
+        if h > W - 1:
+            h = W - 1
+        if q < h:
+            _select(buf, 0, h, q)
+        st[sl, ci[1]] = buf[q]
+    else:
+        st[sl, ci[1]] = np.nan
+    # MAD: |v - med| over the same window (NaN where v is NaN or med is NaN)
+    m2 = 0
+    for j in range(m):
+        d = abs(buf[j] - med)
+        buf2[m2] = d
+        m2 += np.int64(d == d)
+    st[sl, ci[3]] = _median(buf2, m2, W)
+    m = _gather(changes[sl], np.int64(prow[pc[1]]), nc, buf)  # sp_window
+    st[sl, ci[4]] = _median(buf, m, changes.shape[1])
+    m = _gather(gaps[sl], np.int64(prow[pc[2]]), nc, buf)  # si_window
+    st[sl, ci[5]] = _median(buf, m, gaps.shape[1])
+
+
+@njit(cache=True, error_model="numpy")
+def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R, out, fused_out,
+            refresh_every, eager_refresh):
+    """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
+
+    C: state column indices, P: parameter column indices (both int64 arrays, see bank._C / _P),
+    R: refresh column indices. out [n, 6] detector scores in DETECTOR_NAMES order, fused_out [n].
+    """
+    n = s.shape[0]
+    RV = values.shape[1]
+    RC = changes.shape[1]
+    RG = gaps.shape[1]
+    nbuf = max(RV, RC, RG)
+    buf = np.empty(nbuf, np.float64)
+    buf2 = np.empty(nbuf, np.float64)
+    # state columns
+    c_count, c_med, c_mad, c_dscale, c_gap_med, c_ew_m, c_ew_v, c_prev, c_base = C[0], C[1], C[2], C[3], C[4], C[5], C[6], C[7], C[8]
+    c_fl_ref, c_fl_run, c_fl_start, c_fl_ok, c_thr_on, c_peak, c_lo_min, c_lo_q = C[9], C[10], C[11], C[12], C[13], C[14], C[15], C[16]
+    c_sh_m, c_sh_s, c_sh_n, c_li_n, c_li_s, c_li_m, c_li_v, c_li_peak = C[17], C[18], C[19], C[20], C[21], C[22], C[23], C[24]
+    # parameter columns
+    p_on0 = P[0]  # on_threshold .. on_silence are P[0] + 0..5
+    p_w0 = P[1]  # w_threshold .. w_silence are P[1] + 0..5
+    p_thr_high, p_thr_low, p_thr_clear_high, p_thr_clear_low = P[2], P[3], P[4], P[5]
+    p_rz_threshold, p_rz_min = P[6], P[7]
+    p_ew_alpha, p_ew_threshold, p_ew_min, p_sh_alpha, p_sh_threshold, p_sh_decay = P[8], P[9], P[10], P[11], P[12], P[13]
+    p_sp_threshold, p_sp_min = P[14], P[15]
+    p_fl_min_readings, p_fl_min_duration_us, p_fl_tolerance, p_fl_only_varying = P[16], P[17], P[18], P[19]
+    p_si_factor, p_si_interval_us, p_si_min = P[20], P[21], P[22]
+    p_fu_decay, p_fu_bump, p_li_w, p_li_rate, p_li_alpha, p_li_thr, p_li_min = P[23], P[24], P[25], P[26], P[27], P[28], P[29]
+
+    for i in range(n):
+        sl = s[i]
+        ti = t[i]
+        xi = x[i]
+        pr = table[profile[sl]]
+        cnt = st[sl, c_count]
+        last = last_ts[sl]
+        has_prev = cnt > 0
+
+        # silence
+        gap = np.float64(ti - last) if has_prev else np.nan
+        conf = pr[p_si_interval_us]
+        if conf != conf:
+            expected = st[sl, c_gap_med] * 1e6 if cnt >= pr[p_si_min] else np.nan
+        else:
+            expected = conf
+        excess = _max(gap / expected - 1.0, 0.0)
+        sil = excess / (excess + (pr[p_si_factor] - 1.0))
+        o5 = (sil if _isfinite(sil) else 0.0) * pr[p_on0 + 5]
+
+        # robust_z
+        ew_v = st[sl, c_ew_v]
+        ew_std = np.sqrt(ew_v)
+        med = st[sl, c_med]
+        mad = st[sl, c_mad]
+        scaled = mad > 0
+        rscale = _fmax(_fmax(1.4826 * mad, 0.25 * ew_std), 1e-9 * abs(med) + _TINY)
+        z = abs(xi - med) / rscale
+        rz = z / (z + pr[p_rz_threshold])
+        ok = (cnt >= pr[p_rz_min]) and _isfinite(rz) and scaled
+        o1 = (rz if ok else 0.0) * pr[p_on0 + 1]
+
+        # ewma bands and level shift
+        ew_m = st[sl, c_ew_m]
+        escale = _max(ew_std, 1e-9 * abs(ew_m) + _TINY)
+        ez = abs(xi - ew_m) / escale
+        es = ez / (ez + pr[p_ew_threshold])
+        ok = (cnt >= pr[p_ew_min]) and _isfinite(es) and scaled
+        if not ok:
+            es = 0.0
+        sh_a = pr[p_sh_alpha]
+        sh_m0 = st[sl, c_sh_m]
+        sh_m = sh_m0 + sh_a * (xi - sh_m0) if has_prev else xi
+        sh_d = abs(sh_m - med)
+        sh_s = st[sl, c_sh_s]
+        sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad)
+        shq = sh_d / sh_scale
+        shs = shq / (shq + pr[p_sh_threshold])
+        sh_n = st[sl, c_sh_n]
+        warm = sh_n >= _max(pr[p_ew_min], 0.25 / pr[p_sh_decay])
+        quiet = (es < 0.5) and (o1 < 0.5)
+        if warm and scaled and quiet and (sh_s > 0) and _isfinite(shs):
+            shs = _min(shs, 0.75)
+        else:
+            shs = 0.0
+        o2 = _max(es, shs) * pr[p_on0 + 2]
+
+        # spike
+        prev = st[sl, c_prev]
+        change = abs(xi - prev)
+        back = abs(xi - st[sl, c_base])
+        dchange = _min(change, back) if _isfinite(back) else change
+        dsc = st[sl, c_dscale]
+        dscale = _fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), 1e-9 * abs(prev) + _TINY)
+        spq = dchange / dscale
+        sp = spq / (spq + pr[p_sp_threshold])
+        ok = (cnt >= pr[p_sp_min]) and _isfinite(sp) and _isfinite(dsc)
+        if not ok:
+            sp = 0.0
+        o3 = sp * pr[p_on0 + 3]
+
+        # flatline
+        tol = pr[p_fl_tolerance]
+        fl_ref = st[sl, c_fl_ref]
+        same = has_prev and (abs(xi - fl_ref) <= tol)
+        tf = np.float64(ti)
+        if same:
+            run = st[sl, c_fl_run] + 1.0
+            fl_start = st[sl, c_fl_start]
+            fl_ok = st[sl, c_fl_ok]
+        else:
+            run = 1.0
+            fl_start = tf
+            at_floor = (xi >= st[sl, c_lo_min] - tol) and (xi <= st[sl, c_lo_q])
+            varying = ((mad > 0) and not at_floor) or (pr[p_fl_only_varying] == 0)
+            fl_ok = 1.0 if varying else 0.0
+        if run >= 2:
+            rq = run - 1.0
+            rs = rq / (rq + (pr[p_fl_min_readings] - 1.0))
+            dur = tf - fl_start
+            ds = dur / (dur + pr[p_fl_min_duration_us])
+        else:
+            rs = 0.0
+            ds = 0.0
+        fs = _max(rs, ds if _isfinite(ds) else 0.0) * fl_ok
+        o4 = fs * pr[p_on0 + 4]
+
+        # threshold with hysteresis
+        if st[sl, c_thr_on] > 0:
+            inside = (not (xi > pr[p_thr_clear_high])) and (not (xi < pr[p_thr_clear_low]))
+            now_on = not inside
+        else:
+            now_on = (xi > pr[p_thr_high]) or (xi < pr[p_thr_low])
+        o0 = (1.0 if now_on else 0.0) * pr[p_on0]
+
+        # fused, gated by the decaying peak
+        raw = o0 * pr[p_w0]
+        v = o1 * pr[p_w0 + 1]
+        if v > raw:
+            raw = v
+        v = o2 * pr[p_w0 + 2]
+        if v > raw:
+            raw = v
+        v = o3 * pr[p_w0 + 3]
+        if v > raw:
+            raw = v
+        v = o4 * pr[p_w0 + 4]
+        if v > raw:
+            raw = v
+        v = o5 * pr[p_w0 + 5]
+        if v > raw:
+            raw = v
+        li_n = st[sl, c_li_n]
+        li_m = st[sl, c_li_m]
+        li_v = st[sl, c_li_v]
+        shuq = sh_d / _fmax(sh_s, _TINY)
+        shu = shuq / (shuq + pr[p_sh_threshold])
+        if warm and (sh_s > 0) and _isfinite(shu):
+            shu = _min(shu, 0.75)
+        else:
+            shu = 0.0
+        li_in = _max(raw, shu)
+        li_s0 = st[sl, c_li_s]
+        li_s = li_s0 + pr[p_li_alpha] * (li_in - li_s0) if li_n > 0 else li_in
+        li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)
+        lz = _max(li_z, 0.0)
+        lis = lz / (lz + pr[p_li_thr])
+        if not ((li_n >= pr[p_li_min]) and _isfinite(lis)):
+            lis = 0.0
+        lis = pr[p_li_w] * lis
+        peak = st[sl, c_peak]
+        fu = raw if raw > peak else 0.0
+        bumped = raw + pr[p_fu_bump] * (1.0 - raw) if fu > 0 else raw
+        new_peak = _max(peak * pr[p_fu_decay], bumped)
+        li_peak = st[sl, c_li_peak]
+        li_f = lis if ((lis > li_peak) and (lis > peak)) else 0.0
+        li_bumped = lis + pr[p_fu_bump] * (1.0 - lis) if li_f > 0 else lis
+        new_li_peak = _max(li_peak * pr[p_fu_decay], li_bumped)
+        fu = _max(fu, li_f)
+
+        out[i, 0] = o0
+        out[i, 1] = o1
+        out[i, 2] = o2
+        out[i, 3] = o3
+        out[i, 4] = o4
+        out[i, 5] = o5
+        fused_out[i] = fu
+
+        # --- state updates ---
+        a = pr[p_ew_alpha]
+        d = xi - ew_m
+        if cnt >= pr[p_ew_min]:
+            lim = 4.0 * ew_std
+            d = _min(_max(d, -lim), lim)  # np.clip
+        if has_prev:
+            new_m = ew_m + a * d
+            new_v = (1.0 - a) * (ew_v + a * d * d)
+        else:
+            new_m = xi
+            new_v = 0.0
+
+        new_cnt = cnt + 1.0
+        cix = np.int64(cnt)
+        values[sl, cix % RV] = xi
+        changes[sl, cix % RC] = np.float32(change) if (has_prev and change > 0) else np.float32(np.nan)
+        gaps[sl, cix % RG] = np.float32(gap / 1e6) if has_prev else np.float32(np.nan)
+
+        st[sl, c_base] = prev if has_prev else np.nan
+        st[sl, c_count] = new_cnt
+        st[sl, c_ew_m] = new_m
+        st[sl, c_ew_v] = new_v
+        st[sl, c_prev] = xi
+        if not same:
+            st[sl, c_fl_ref] = xi
+        st[sl, c_fl_run] = run
+        st[sl, c_fl_start] = fl_start
+        st[sl, c_fl_ok] = fl_ok
+        st[sl, c_thr_on] = 1.0 if now_on else 0.0
+        st[sl, c_peak] = new_peak
+        st[sl, c_sh_m] = sh_m
+        dd = sh_d if _isfinite(sh_d) else 0.0
+        if sh_s > 0:
+            dd = _min(dd, 3.0 * sh_s)
+        if has_prev and _isfinite(med):
+            rate = _max(pr[p_sh_decay], 1.0 / (sh_n + 1.0))
+            st[sl, c_sh_s] = sh_s + rate * (dd - sh_s)
+            st[sl, c_sh_n] = sh_n + 1.0
+
+        li_rate = _max(pr[p_li_rate], 1.0 / (li_n + 1.0))
+        li_d = li_s - li_m
+        st[sl, c_li_m] = li_m + li_rate * li_d
+        st[sl, c_li_v] = (1.0 - li_rate) * (li_v + li_rate * li_d * li_d)
+        st[sl, c_li_s] = li_s
+        st[sl, c_li_n] = li_n + 1.0
+        st[sl, c_li_peak] = new_li_peak
+
+        nc = np.int64(new_cnt)
+        if nc <= eager_refresh or nc % refresh_every == 0:
+            _refresh(sl, nc, pr, st, values, changes, gaps, R, P[30:33], buf, buf2)
+        last_ts[sl] = ti
