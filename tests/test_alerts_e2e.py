@@ -157,6 +157,11 @@ def test_injected_spike_flatline_and_gap_raise_exactly_one_alert_each_on_the_api
 
         # stored once each; nothing else was raised
         assert db_value(fresh_db, "SELECT count(*) FROM alerts") == 3
+        # operators see it on /metrics too
+        assert svc.metric("urbanpulse_alert_events_total", kind="opened") == 3
+        assert svc.metric("urbanpulse_series_in_memory") == 3
+        assert 0 < svc.metric("urbanpulse_series_state_bytes") < 10_000
+        assert svc.metric("urbanpulse_alerts_open") == 0  # the spike alert was resolved by the operator
     finally:
         sse.stop_event.set()
         svc.stop_quietly()

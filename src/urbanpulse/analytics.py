@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,7 @@ class StreamAnalytics:
         self.warm_readings = int(self.bank.history_needed)
         self.evicted = 0
         self.late = 0
+        self.events_by_kind: Counter[str] = Counter()
         self._score_log = _ScoreLog(settings.detection.score_log) if settings.detection.score_log else None
 
     async def start(self) -> None:
@@ -165,6 +167,8 @@ class StreamAnalytics:
     def committed(self, prepared: object) -> None:
         assert isinstance(prepared, Prepared)
         if prepared.events:
+            for e in prepared.events:
+                self.events_by_kind[e.kind] += 1
             self.alerts.publish(prepared.events)
 
     async def tick(self) -> Prepared | None:

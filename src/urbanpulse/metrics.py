@@ -29,3 +29,43 @@ class IngestMetrics:
                                ["topic", "partition"], registry=r)
         self.tally: Tally[str] = Tally()
         self.reasons: Tally[str] = Tally()
+
+
+class AnalyticsCollector:
+    """Windows, detector and alert figures read from the live analytics at scrape time, so the
+    hot path only bumps plain integers."""
+
+    def __init__(self, analytics: object) -> None:
+        self.analytics = analytics
+
+    def collect(self):  # noqa: ANN201 - a generator of metric families (prometheus_client protocol)
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        a = self.analytics
+        yield GaugeMetricFamily("urbanpulse_series_in_memory", "Series with window and detector state in memory",
+                                value=len(a.slots))
+        yield GaugeMetricFamily("urbanpulse_series_state_bytes", "Bytes of in-memory state per series",
+                                value=a.nbytes_per_series())
+        yield CounterMetricFamily("urbanpulse_series_evicted", "Series evicted from memory (idle or over max_series)",
+                                  value=a.evicted)
+        late = CounterMetricFamily("urbanpulse_readings_late", "Readings older than the source watermark",
+                                   labels=["kind"])
+        late.add_metric(["beyond_lateness"], a.late)
+        late.add_metric(["within_lateness"], a.windows.counters.get("late_within_lateness", 0))
+        yield late
+        alerts = a.alerts
+        yield GaugeMetricFamily("urbanpulse_alerts_open", "Open or acknowledged alerts held by this process",
+                                value=len(alerts.manager.open_alerts()))
+        events = CounterMetricFamily("urbanpulse_alert_events", "Alert changes committed", labels=["kind"])
+        for kind, n in sorted(a.events_by_kind.items()):
+            events.add_metric([kind], n)
+        yield events
+        yield CounterMetricFamily("urbanpulse_detections_muted", "Anomalous decisions muted by maintenance windows",
+                                  value=alerts.manager.muted_total)
+        hooks = CounterMetricFamily("urbanpulse_webhook_notifications", "Webhook notifications by outcome",
+                                    labels=["outcome"])
+        for outcome in ("delivered", "failed", "dropped", "retries"):
+            hooks.add_metric([outcome], alerts.notifier.stats.get(outcome, 0))
+        yield hooks
+        yield GaugeMetricFamily("urbanpulse_sse_subscribers", "Clients on GET /alerts/stream",
+                                value=alerts.hub.subscribers)

@@ -20,7 +20,7 @@ from urbanpulse.connectors.base import Source
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits
 from urbanpulse.formats.canonical import CanonicalJsonFormat
-from urbanpulse.metrics import IngestMetrics
+from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
@@ -106,6 +106,7 @@ class IngestService:
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
+            self.metrics.registry.register(AnalyticsCollector(self.analytics))
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics)
         await self.pipeline.start()
         self.sources = self._configured_sources() + self.extra_sources
