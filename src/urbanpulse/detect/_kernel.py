@@ -8,11 +8,12 @@ the batch reading by reading in (slot, ts) order is the same computation as the 
 
 Rules kept here (each one matters for bit-identity):
 - no fastmath, no parallel: no reassociation, no contraction into FMA;
+- error_model="numpy": division by zero gives inf/NaN as in numpy (numba's default raises);
 - `np.maximum` / `np.minimum` propagate NaN (`_max` / `_min`), `np.fmax` ignores it (`_fmax`);
 - products keep numpy's left-to-right grouping (`a * d * d` is `(a * d) * d`);
-- the rolling medians are exact order statistics of the same window (a branch-free three-way
-  quickselect instead of a full sort gives the same values: an order statistic does not depend
-  on how it is found; only the sign of a zero could, and no score depends on that sign).
+- the rolling medians are exact order statistics of the same window: a branch-free three-way
+  quickselect (`_select`) instead of a full sort gives the same values, as an order statistic
+  does not depend on how it is found (only the sign of a zero could; no score depends on it).
 
 Column indices are passed in (`ci` for the state table, `pc` for the parameter table) so this
 module does not depend on the layout definitions.
@@ -59,56 +60,62 @@ def _isfinite(a):
 
 
 @njit(cache=True, error_model="numpy")
-def _partition_lt(buf, lo, hi, pivot):
-    """Move the entries of buf[lo:hi] that are < pivot to its front; returns where they end.
-    Branch-free (a swap every step, the boundary advances by the comparison): selection on
-    unpredictable data is otherwise dominated by mispredicted branches."""
-    i = lo
-    for j in range(lo, hi):
-        v = buf[j]
-        buf[j] = buf[i]
-        buf[i] = v
-        i += np.int64(v < pivot)
-    return i
+def _select(src, m, kth, a, b):
+    """The kth order statistic of src[:m] (no NaN; as in a sorted copy) and the (kth-1)th (kth
+    itself when kth == 0); src is left as it is, a and b are scratch of at least m entries.
 
-
-@njit(cache=True, error_model="numpy")
-def _partition_le(buf, lo, hi, pivot):
-    """As _partition_lt, for the entries <= pivot."""
-    i = lo
-    for j in range(lo, hi):
-        v = buf[j]
-        buf[j] = buf[i]
-        buf[i] = v
-        i += np.int64(v <= pivot)
-    return i
-
-
-@njit(cache=True, error_model="numpy")
-def _select(buf, lo, hi, kth):
-    """Reorder buf[lo:hi] (no NaN) so that buf[kth] holds its kth order statistic (as in a sorted
-    copy), everything before it is <= and everything after it is >= (three-way quickselect, so
-    runs of equal values -- quantised series, regular gaps -- cost one pass)."""
-    while hi - lo > 8:
-        a = buf[lo]
-        b = buf[(lo + hi) >> 1]
-        c = buf[hi - 1]
-        pivot = max(min(a, b), min(max(a, b), c))  # median of three, an entry of the range
-        p = _partition_lt(buf, lo, hi, pivot)
-        if kth < p:
-            hi = p
-            continue
-        q = _partition_le(buf, p, hi, pivot)  # buf[p:q] == pivot (non-empty)
-        if kth < q:
-            return
-        lo = q
+    Three-way quickselect, out of place and branch-free: each pass writes every entry to both
+    ends of the other buffer and advances the end it belongs to by a comparison, so neither
+    mispredicted branches nor store-to-load forwarding stalls dominate, and runs of equal values
+    (quantised series, regular gaps) end the search in one pass.
+    """
+    for j in range(m):
+        a[j] = src[j]
+    lo = 0
+    hi = m
+    left_max = -np.inf  # the largest entry known to sort before a[lo:hi] (valid once lo > 0)
+    while hi - lo > 4:
+        x = a[lo]
+        y = a[(lo + hi) >> 1]
+        z = a[hi - 1]
+        pivot = max(min(x, y), min(max(x, y), z))  # median of three: an entry of the range
+        # unsigned indices: no negative-index wraparound code in the hot loop (e >= f >= lo here)
+        fu = np.uint64(lo)
+        eu = np.uint64(hi - 1)
+        for j in range(np.uint64(lo), np.uint64(hi)):
+            v = a[j]
+            b[fu] = v
+            b[eu] = v
+            fu += np.uint64(v < pivot)
+            eu -= np.uint64(v > pivot)
+        f = np.int64(fu)
+        e = np.int64(eu)
+        # b[lo:f] < pivot, b[e+1:hi] > pivot, the e+1-f entries between equal the pivot
+        if kth < f:
+            hi = f
+        elif kth > e:
+            left_max = pivot
+            lo = e + 1
+        else:
+            if kth - 1 >= f or kth == 0:
+                return pivot, pivot
+            if f > lo:
+                p = b[lo]
+                for j in range(lo + 1, f):
+                    p = max(p, b[j])
+                return pivot, p
+            return pivot, left_max
+        a, b = b, a
     for i in range(lo + 1, hi):  # insertion sort of the rest
-        v = buf[i]
+        v = a[i]
         j = i - 1
-        while j >= lo and buf[j] > v:
-            buf[j + 1] = buf[j]
+        while j >= lo and a[j] > v:
+            a[j + 1] = a[j]
             j -= 1
-        buf[j + 1] = v
+        a[j + 1] = v
+    if kth == 0:
+        return a[0], a[0]
+    return a[kth], (a[kth - 1] if kth - 1 >= lo else left_max)
 
 
 @njit(cache=True, error_model="numpy")
@@ -143,7 +150,7 @@ def _n_finite(buf, m):
 
 
 @njit(cache=True, error_model="numpy")
-def _median_k(buf, m, k, W):
+def _median_k(buf, m, k, W, a, b):
     """median_of_sorted of a window with k finite entries (buf[:m]: its non-NaN entries)."""
     if k == 0:
         return np.nan
@@ -151,59 +158,47 @@ def _median_k(buf, m, k, W):
     hi = k // 2
     if hi > W - 1:
         hi = W - 1
-    _select(buf, 0, m, hi)
-    b = buf[hi]
-    if lo == hi:
-        a = b
-    else:  # lo == hi - 1: the largest of buf[:hi], which are the hi smallest
-        a = buf[0]
-        for j in range(1, hi):
-            a = max(a, buf[j])
-    return 0.5 * (a + b)
+    v_hi, v_prev = _select(buf, m, hi, a, b)
+    v_lo = v_hi if lo == hi else v_prev  # lo == hi - 1 otherwise
+    return 0.5 * (v_lo + v_hi)
 
 
 @njit(cache=True, error_model="numpy")
-def _median(buf, m, W):
-    """median_of_sorted of a window (W entries, m of them not NaN, in buf[:m]); reorders buf."""
-    return _median_k(buf, m, _n_finite(buf, m), W)
+def _median(buf, m, W, a, b):
+    """median_of_sorted of a window (W entries, m of them not NaN, in buf[:m])."""
+    return _median_k(buf, m, _n_finite(buf, m), W, a, b)
 
 
 @njit(cache=True, error_model="numpy")
-def _refresh(sl, nc, prow, st, values, changes, gaps, ci, pc, buf, buf2):
-    """Rolling medians (values, MAD, |changes|, gaps) of one slot from its rings."""
+def _refresh(sl, nc, prow, st, values, changes, gaps, ci, pc, g, d, a, b):
+    """Rolling medians (values, MAD, |changes|, gaps) of one slot from its rings (scratch g, d, a, b)."""
     W = values.shape[1]
-    m = _gather(values[sl], np.int64(prow[pc[0]]), nc, buf)  # rz_window
-    k = _n_finite(buf, m)
+    m = _gather(values[sl], np.int64(prow[pc[0]]), nc, g)  # rz_window
+    k = _n_finite(g, m)
     if m > 0:  # lo_min: the smallest entry (sorted first)
-        mn = buf[0]
+        mn = g[0]
         for j in range(1, m):
-            mn = min(mn, buf[j])
+            mn = min(mn, g[j])
         st[sl, ci[0]] = mn
     else:
         st[sl, ci[0]] = np.nan
-    med = _median_k(buf, m, k, W)  # leaves buf[:k // 2] = the k // 2 smallest
-    st[sl, ci[2]] = med
-    if k > 0:  # lo_q: order statistic k // 20 (<= k // 2)
-        q = k // 20
-        h = k // 2
-        if h > W - 1:
-            h = W - 1
-        if q < h:
-            _select(buf, 0, h, q)
-        st[sl, ci[1]] = buf[q]
+    if k > 0:  # lo_q: order statistic k // 20
+        st[sl, ci[1]] = _select(g, m, k // 20, a, b)[0]
     else:
         st[sl, ci[1]] = np.nan
+    med = _median_k(g, m, k, W, a, b)
+    st[sl, ci[2]] = med
     # MAD: |v - med| over the same window (NaN where v is NaN or med is NaN)
     m2 = 0
     for j in range(m):
-        d = abs(buf[j] - med)
-        buf2[m2] = d
-        m2 += np.int64(d == d)
-    st[sl, ci[3]] = _median(buf2, m2, W)
-    m = _gather(changes[sl], np.int64(prow[pc[1]]), nc, buf)  # sp_window
-    st[sl, ci[4]] = _median(buf, m, changes.shape[1])
-    m = _gather(gaps[sl], np.int64(prow[pc[2]]), nc, buf)  # si_window
-    st[sl, ci[5]] = _median(buf, m, gaps.shape[1])
+        dv = abs(g[j] - med)
+        d[m2] = dv
+        m2 += np.int64(dv == dv)
+    st[sl, ci[3]] = _median(d, m2, W, a, b)
+    m = _gather(changes[sl], np.int64(prow[pc[1]]), nc, g)  # sp_window
+    st[sl, ci[4]] = _median(g, m, changes.shape[1], a, b)
+    m = _gather(gaps[sl], np.int64(prow[pc[2]]), nc, g)  # si_window
+    st[sl, ci[5]] = _median(g, m, gaps.shape[1], a, b)
 
 
 @njit(cache=True, error_model="numpy")
@@ -219,8 +214,10 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
     RC = changes.shape[1]
     RG = gaps.shape[1]
     nbuf = max(RV, RC, RG)
-    buf = np.empty(nbuf, np.float64)
-    buf2 = np.empty(nbuf, np.float64)
+    scr_g = np.empty(nbuf, np.float64)  # scratch of the refreshes
+    scr_d = np.empty(nbuf, np.float64)
+    scr_a = np.empty(nbuf, np.float64)
+    scr_b = np.empty(nbuf, np.float64)
     # state columns
     c_count, c_med, c_mad, c_dscale, c_gap_med, c_ew_m, c_ew_v, c_prev, c_base = C[0], C[1], C[2], C[3], C[4], C[5], C[6], C[7], C[8]
     c_fl_ref, c_fl_run, c_fl_start, c_fl_ok, c_thr_on, c_peak, c_lo_min, c_lo_q = C[9], C[10], C[11], C[12], C[13], C[14], C[15], C[16]
@@ -444,5 +441,5 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
 
         nc = np.int64(new_cnt)
         if nc <= eager_refresh or nc % refresh_every == 0:
-            _refresh(sl, nc, pr, st, values, changes, gaps, R, P[30:33], buf, buf2)
+            _refresh(sl, nc, pr, st, values, changes, gaps, R, P[30:33], scr_g, scr_d, scr_a, scr_b)
         last_ts[sl] = ti
