@@ -131,3 +131,27 @@ async def test_silence_needs_quiet_beyond_the_lateness_on_either_clock(pool: asy
     silent = a.bank.check_silence(slots, clock, later)
     assert sorted(silent.slot.tolist()) == sorted(slots.tolist())
     await a.stop()
+
+
+async def test_a_lagging_kafka_partition_is_neither_late_nor_silent(pool: asyncpg.Pool) -> None:
+    """A backlog drains unevenly: partition 1 runs 10 minutes of event time ahead of partition 0.
+    With one watermark per partition, nothing is flagged late and no series is called silent."""
+    a = StreamAnalytics(load_settings(None), pool)
+    await a.start()
+    store = ReadingStore(pool, MonthlyPartitions())
+    now_s = int(time.time())
+    t0 = now_s - 3600
+    for step in range(0, 600, 60):  # 10 batches; lane 1 is always 600 s ahead of lane 0
+        behind = (t0 + step + np.arange(60)) * 1_000_000
+        ahead = behind + 600_000_000
+        rc = columns(["p0-sensor"] * 60 + ["p1-sensor"] * 60, "temperature", np.concatenate([behind, ahead]),
+                     np.concatenate([hourly(60, step), hourly(60, step + 1)]))
+        rc.lane = np.array([0] * 60 + [1] * 60, np.int16)
+        await analyse(a, store, "kafka", rc)
+        assert not (rc.flags & 1).any()
+    slots = a.slots.slot_of[np.array([1, 2])]
+    silent = a.bank.check_silence(slots, a._silence_clock(slots, now_s * 1_000_000), now_s * 1_000_000)
+    assert silent.slot.size == 0
+    # the same readings on ONE lane would have been late: lane 0 is 600 s behind
+    assert await pool.fetchval("SELECT count(*) FROM readings WHERE flags & 1 = 1") == 0
+    await a.stop()

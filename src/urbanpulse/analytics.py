@@ -30,7 +30,7 @@ from urbanpulse.alerts.service import AlertService
 from urbanpulse.config import Settings
 from urbanpulse.detect.bank import DetectorBank, Scores
 from urbanpulse.model import ReadingColumns
-from urbanpulse.windows.state import WindowState
+from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +151,35 @@ class StreamAnalytics:
             slots = await self._admit(series_ids, slots, readings)
         if len(readings.flags) != len(readings):
             readings.flags = np.zeros(len(readings), np.int16)
-        observed = self.windows.observe(source, slots, readings.ts_us, readings.value, readings.flags, now_us)
-        self.late += observed.late
+        closed = self._observe(source, readings, slots, now_us)
         scores = self.bank.score(slots, readings.ts_us, readings.value)
         if self._score_log is not None:
             self._score_log.write(scores, self.slots)
-        changes = self.alerts.manager.process(self._detections(scores), observed.closed, None)
+        changes = self.alerts.manager.process(self._detections(scores), closed, None)
         return Prepared(changes) if changes else None
+
+    def _observe(self, source: str, readings: ReadingColumns, slots: np.ndarray, now_us: int) -> ClosedWindows:
+        """Windows and late flags, with a watermark per ordered sub-stream (Kafka partition).
+
+        Partitions of one topic are consumed at different paces (a backlog drains unevenly), so
+        one watermark for the whole source would call the lagging partitions' readings late and
+        their sensors silent. Kafka orders within a partition only: that is the unit of "late"."""
+        lanes = readings.lane
+        if len(lanes) != len(readings) or not len(lanes) or (lanes == lanes[0]).all():
+            key = source if not len(lanes) or len(lanes) != len(readings) else f"{source}:{int(lanes[0])}"
+            observed = self.windows.observe(key, slots, readings.ts_us, readings.value, readings.flags, now_us)
+            self.late += observed.late
+            return observed.closed
+        parts = []
+        for lane in np.unique(lanes).tolist():
+            idx = np.flatnonzero(lanes == lane)
+            flags = readings.flags[idx]
+            observed = self.windows.observe(f"{source}:{lane}", slots[idx], readings.ts_us[idx], readings.value[idx],
+                                            flags, now_us)
+            readings.flags[idx] = flags
+            self.late += observed.late
+            parts.append(observed.closed)
+        return ClosedWindows.concat(parts)
 
     async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
         if prepared is not None:

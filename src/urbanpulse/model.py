@@ -101,6 +101,9 @@ class ReadingColumns:
     item: np.ndarray  # int32
     has_null_value: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    #: ordered sub-stream of the source each reading came from (a Kafka topic-partition), for
+    #: per-partition watermarks; empty = one stream
+    lane: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
 
     def take(self, keep: np.ndarray) -> ReadingColumns:
         """The subset selected by boolean mask ``keep`` (lists filtered once, arrays by numpy)."""
@@ -113,6 +116,7 @@ class ReadingColumns:
             unit=[self.unit[i] for i in pick], msg=self.msg[idx], item=self.item[idx],
             has_null_value=self.has_null_value[idx],
             flags=self.flags[idx] if len(self.flags) else np.zeros(len(idx), np.int16),
+            lane=self.lane[idx] if len(self.lane) else np.zeros(0, np.int16),
         )
 
     @staticmethod
@@ -133,6 +137,8 @@ class ReadingColumns:
             value=cat([p.value for p in parts]), lat=cat([p.lat for p in parts]), lon=cat([p.lon for p in parts]),
             unit=unit, msg=cat([p.msg for p in parts]), item=cat([p.item for p in parts]),
             has_null_value=cat([p.has_null_value for p in parts]), flags=cat([p.flags for p in parts]),
+            lane=cat([p.lane if len(p.lane) == len(p) else np.zeros(len(p), np.int16) for p in parts])
+            if any(len(p.lane) for p in parts) else np.zeros(0, np.int16),
         )
 
     def __len__(self) -> int:
