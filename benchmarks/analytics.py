@@ -13,8 +13,10 @@ reports figures (no pass/fail):
 * alert latency - the service runs with analytics on; a separate process produces a steady
   stream (``--latency-series`` series at ``--latency-rate`` readings/s) and, after a warm-up,
   one spike every 0.5 s on a fresh series, recording the wall time it handed each spike to
-  the producer; an SSE client on ``GET /alerts/stream`` records when the ``opened`` event for
-  that series arrives. Latency = SSE arrival - publish, p50/p95/p99/max.
+  the producer; an SSE client on ``GET /alerts/stream`` records when the event of that
+  series' spike alert arrives. Latency = SSE arrival - publish, p50/p95/p99/max; also the
+  time to the alert event's commit (database clock) and the readings' publish-to-stored
+  latency in the same phase (count matched, as in ingest.py), to show where the time goes.
 * memory per series - in-process, the analytics state (slot map, windows, detectors) for
   ``--series`` (default 100,000) series fed 30 readings each: the arrays' bytes per series and
   the RSS growth per series.
@@ -125,6 +127,8 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
     k = 0
     next_spike = t0 + warmup
     spiked: set[int] = set()
+    timeline: list[tuple[float, int]] = [(t0, 0)]
+    produced = 0
     while True:
         now = time.time()
         if now - t0 > seconds:
@@ -146,6 +150,7 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
             ts_ms = int(now * 1000)
             payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": SPIKE_VALUE})
             p.produce(spec["topic"], payload, key=f"lat-{s}".encode())
+            produced += 1
             p.poll(0)
             spikes[f"lat-{s}"] = time.time()
         for s, ts_ms, value in msgs:
@@ -153,10 +158,12 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 continue
             p.produce(spec["topic"], orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms,
                                                    "value": value}), key=f"lat-{s}".encode())
+            produced += 1
         p.poll(0)
+        timeline.append((time.time(), produced))
         time.sleep(0.002)
     p.flush(60)
-    return {"spikes": spikes, "sent": sent, "t0": t0}
+    return {"spikes": spikes, "sent": produced, "t0": t0, "timeline": timeline[::10] + [timeline[-1]]}
 
 
 class SseClient(threading.Thread):
@@ -201,6 +208,16 @@ class SseClient(threading.Thread):
                         self.first_seen[sensor] = now
 
 
+def _event_times(dsn: str) -> dict[str, float]:
+    """When each sensor's first alert event was committed (the database clock: same machine)."""
+    async def go(conn):  # noqa: ANN001
+        rows = await conn.fetch("""SELECT DISTINCT ON (a.sensor_id) a.sensor_id, extract(epoch FROM e.at) AS at
+                                   FROM alert_events e JOIN alerts a ON a.id = e.alert_id
+                                   ORDER BY a.sensor_id, e.id""")
+        return {r["sensor_id"]: float(r["at"]) for r in rows}
+    return ib.db_call(dsn, go)
+
+
 def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     from services import create_topic
 
@@ -227,8 +244,12 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     deadline = time.time() + 30
     while time.time() < deadline and not all(s in sse.first_seen for s in pub["spikes"]):
         time.sleep(0.2)
+    ph.wait_stored(pub["sent"], timeout=120)
+    stored = ib.latency_from([tuple(x) for x in pub["timeline"]], list(ph.poller.samples))
     sse.stop_event.set()
+    committed = _event_times(ctx.dsn)
     stop = ph.stop()
+    to_db = sorted((committed[s] - t) * 1000 for s, t in pub["spikes"].items() if s in committed)
     lat = sorted((sse.first_seen[s] - t) * 1000 for s, t in pub["spikes"].items() if s in sse.first_seen)
     missing = [s for s in pub["spikes"] if s not in sse.first_seen]
 
@@ -237,6 +258,11 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
 
     res = {"spikes": len(pub["spikes"]), "alerts_seen": len(lat), "missing": missing, "p50_ms": pct(0.50),
            "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": round(lat[-1], 1) if lat else None,
+           "to_commit_p50_ms": round(to_db[len(to_db) // 2], 1) if to_db else None,
+           "to_commit_p99_ms": round(to_db[min(len(to_db) - 1, int(0.99 * len(to_db)))], 1) if to_db else None,
+           "per_spike_ms": [round((sse.first_seen[s] - t) * 1000) for s, t in sorted(pub["spikes"].items(),
+                            key=lambda kv: kv[1]) if s in sse.first_seen],
+           "stored_latency": {k: stored.get(k) for k in ("p50_ms", "p99_ms")},
            "sse_events": sse.events, "background_alert_events": sse.background, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
            "db": _db_counts(ctx.dsn)}
     ib.log(f"alert latency: p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms over {len(lat)} spikes "
