@@ -198,6 +198,8 @@ class StreamAnalytics:
         closed = self.windows.close_idle(now_us)
         active = np.flatnonzero(self.slots.series_of[:self.slots.capacity] >= 0).astype(np.int32)
         silences = self.bank.check_silence(active, self._silence_clock(active, now_us), now_us)
+        if len(silences):  # the same configured severity as a silence found by a reading
+            silences.severity = [self.bank.severity(int(s), "silence") for s in silences.slot.tolist()]
         changes = self.alerts.manager.process(None, closed, silences)
         evicted = self.windows.evict_idle(now_us)
         if len(evicted):

@@ -109,7 +109,8 @@ class SilenceParams(_Params):
     expected_interval_s: float | None = Field(None, gt=0, description="expected gap between readings; null = learn")
     window: int = Field(32, ge=4, le=1024, description="recent gaps in the learned (median) interval")
     min_history: int = Field(8, ge=2, description="readings seen before a learned interval is trusted")
-    severity: Severity = Field("warning", description="severity of the alerts this detector raises")
+    severity: Severity = Field("critical", description="severity of the alerts this detector raises: missing data "
+                              "is what operations must act on first")
 
 
 class DetectorParams(BaseModel):
