@@ -155,10 +155,10 @@ class FusionSettings(BaseModel):
         300.0, gt=0, description="readings for the memory of the last peak to halve; a new anomaly_score is only "
         "emitted when the raw score beats that decaying peak, so one anomaly gives one high score at its onset")
     rearm_bump: float = Field(
-        0.5, ge=0, le=1, description="after an emitted score s the peak memory is set to s + bump x (1 - s): "
+        0.3, ge=0, le=1, description="after an emitted score s the peak memory is set to s + bump x (1 - s): "
         "0 = any higher score is emitted again, 1 = nothing is emitted until the memory has decayed")
     likelihood_weight: float = Field(
-        1.0, ge=0, le=1, description="factor on the anomaly-likelihood score in the fused anomaly_score (0 = off). "
+        0.9, ge=0, le=1, description="factor on the anomaly-likelihood score in the fused anomaly_score (0 = off). "
         "Numenta-style post-processing of the slot's own raw fused score: a short-term average of it is compared "
         "with the long-run mean/std of that average, so a raw score that is unusually high *for this series* "
         "(sustained small departures, a change of pattern) counts; the fused raw score is the larger of the "
@@ -169,7 +169,7 @@ class FusionSettings(BaseModel):
     likelihood_alpha: float = Field(
         0.25, gt=0, le=1, description="EWMA factor of the short-term average of the raw fused score (0.25: ~7 readings)")
     likelihood_threshold: float = Field(
-        4.0, gt=0, description="likelihood score 0.5 where the short-term average is this many long-run standard "
+        2.5, gt=0, description="likelihood score 0.5 where the short-term average is this many long-run standard "
         "deviations above its long-run mean (score z / (z + threshold))")
     likelihood_min_history: int = Field(64, ge=2, description="readings seen before the likelihood scores")
 
