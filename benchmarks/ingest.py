@@ -458,8 +458,10 @@ def ceiling(dsn: str, n: int, base_ms: int) -> dict[str, float]:
 
 
 def service_config(dsn: str, kafka: dict | None = None, mqtt: dict | None = None) -> dict[str, Any]:
+    # the ingest path alone; benchmarks/analytics.py measures windows, rollups, detectors and alerts
     cfg: dict[str, Any] = {"database": {"dsn": dsn, "storage_mode": "postgres"}, "log_level": "INFO",
-                           "kafka": {"enabled": False}, "mqtt": {"enabled": False}}
+                           "kafka": {"enabled": False}, "mqtt": {"enabled": False},
+                           "detection": {"enabled": False}, "windows": {"rollups": False}}
     if kafka:
         cfg["kafka"] = {"enabled": True, **kafka}
     if mqtt:
