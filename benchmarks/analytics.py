@@ -56,7 +56,10 @@ BENCH_METRIC = "temperature"  # what the ingest benchmark's producer writes (val
 
 def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all") -> dict[str, Any]:
     cfg = ib.service_config(dsn, kafka=kafka)
-    if part == "detectors":
+    if part == "off":
+        cfg["detection"] = {"enabled": False}
+        cfg["windows"] = {"rollups": False}
+    elif part == "detectors":
         cfg["detection"] = {"enabled": True}
         cfg["windows"] = {"rollups": False}
     elif part == "rollups":
