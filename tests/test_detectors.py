@@ -122,6 +122,21 @@ def test_threshold_is_off_unless_configured() -> None:
 
 # -- real data --------------------------------------------------------------------------------
 
+def test_direction_aware_shift_is_a_likelihood_input_only(dongsi_temperature) -> None:
+    """fusion.likelihood_shift_threshold feeds the likelihood only: detector scores and decisions are the same
+    with it off, the fused score stays in [0, 1], and it does change the fused score somewhere."""
+    ts, x = dongsi_temperature
+    out = {}
+    for thr in (16.0, 0.0):
+        bank = _bank(DetectionSettings(fusion={"likelihood_shift_threshold": thr}), metrics=["temperature"],
+                     sensors=["beijing-dongsi"])
+        out[thr] = bank.score(np.zeros(len(x), np.int64), ts, x)
+    on, off = out[16.0], out[0.0]
+    assert np.array_equal(on.score, off.score) and np.array_equal(on.decision, off.decision)
+    assert on.anomaly_score.min() >= 0 and on.anomaly_score.max() <= 1
+    assert not np.array_equal(on.anomaly_score, off.anomaly_score)
+
+
 def test_real_station_with_injected_spike_flatline_and_six_hour_gap(dongsi_temperature) -> None:
     ts, x = dongsi_temperature
     x = x.copy()

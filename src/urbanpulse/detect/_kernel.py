@@ -222,6 +222,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
     c_count, c_med, c_mad, c_dscale, c_gap_med, c_ew_m, c_ew_v, c_prev, c_base = C[0], C[1], C[2], C[3], C[4], C[5], C[6], C[7], C[8]
     c_fl_ref, c_fl_run, c_fl_start, c_fl_ok, c_thr_on, c_peak, c_lo_min, c_lo_q = C[9], C[10], C[11], C[12], C[13], C[14], C[15], C[16]
     c_sh_m, c_sh_s, c_sh_n, c_li_n, c_li_s, c_li_m, c_li_v, c_li_peak = C[17], C[18], C[19], C[20], C[21], C[22], C[23], C[24]
+    c_sh_sp, c_sh_sn = C[25], C[26]
     # parameter columns
     p_on0 = P[0]  # on_threshold .. on_silence are P[0] + 0..5
     p_w0 = P[1]  # w_threshold .. w_silence are P[1] + 0..5
@@ -232,6 +233,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
     p_fl_min_readings, p_fl_min_duration_us, p_fl_tolerance, p_fl_only_varying = P[16], P[17], P[18], P[19]
     p_si_factor, p_si_interval_us, p_si_min = P[20], P[21], P[22]
     p_fu_decay, p_fu_bump, p_li_w, p_li_rate, p_li_alpha, p_li_thr, p_li_min = P[23], P[24], P[25], P[26], P[27], P[28], P[29]
+    p_ls_thr, p_ls_floor = P[33], P[34]
 
     for i in range(n):
         sl = s[i]
@@ -364,6 +366,17 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
             shu = _min(shu, 0.75)
         else:
             shu = 0.0
+        # direction-aware: the same distance in units of its typical size on its own side
+        sdir = sh_m - med
+        sh_sp = st[sl, c_sh_sp]
+        sh_sn = st[sl, c_sh_sn]
+        ls_thr = pr[p_ls_thr]
+        if ls_thr > 0:
+            side = sh_sp if sdir > 0 else sh_sn
+            dq = sh_d / _fmax(_fmax(side, pr[p_ls_floor] * sh_s), _TINY)
+            dsu = dq / (dq + ls_thr)
+            if warm and (sh_s > 0) and _isfinite(dsu):
+                shu = _max(shu, _min(dsu, 0.75))
         li_in = _max(raw, shu)
         li_s0 = st[sl, c_li_s]
         li_s = li_s0 + pr[p_li_alpha] * (li_in - li_s0) if li_n > 0 else li_in
@@ -430,6 +443,14 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
             rate = _max(pr[p_sh_decay], 1.0 / (sh_n + 1.0))
             st[sl, c_sh_s] = sh_s + rate * (dd - sh_s)
             st[sl, c_sh_n] = sh_n + 1.0
+            dp = _max(sdir, 0.0) if _isfinite(sdir) else 0.0
+            dn = _max(-sdir, 0.0) if _isfinite(sdir) else 0.0
+            if sh_sp > 0:
+                dp = _min(dp, 3.0 * sh_sp)
+            if sh_sn > 0:
+                dn = _min(dn, 3.0 * sh_sn)
+            st[sl, c_sh_sp] = sh_sp + rate * (dp - sh_sp)
+            st[sl, c_sh_sn] = sh_sn + rate * (dn - sh_sn)
 
         li_rate = _max(pr[p_li_rate], 1.0 / (li_n + 1.0))
         li_d = li_s - li_m

@@ -42,9 +42,12 @@ the level-shift statistic also where ewma does not score it, rolling MAD 0) is
 compared with the long-run EWMA mean/std of that average (memory `fusion.likelihood_memory`
 readings), scored z / (z + `fusion.likelihood_threshold`). It lifts what is unusual for *this*
 series -- a run of moderate raw scores after a change of level, variance or pattern that no
-single reading makes extreme. It is gated by its own decaying peak (so it cannot mask a detector
+single reading makes extreme. The input also carries a *direction-aware* level shift: the same
+fast-EWMA-vs-median distance in units of its typical size on the same side (learned separately
+above and below the median), so a step in the direction a series rarely moves counts more
+(`fusion.likelihood_shift_threshold`). It is gated by its own decaying peak (so it cannot mask a detector
 onset that follows) and only emitted above the detectors' peak memory too. It never changes a
-detector's decision, so live alerts are untouched. Five float64 state columns per slot.
+detector's decision, so live alerts are untouched. Seven float64 state columns per slot.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ _TINY = 1e-300
 # columns of the float64 state table
 _STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
           "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
-          "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak")
+          "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
+          "sh_sp", "sh_sn")
 S = {name: i for i, name in enumerate(_STATE)}
 
 # column indices handed to the kernel (it does not import the layouts): state columns in _STATE
@@ -76,7 +80,7 @@ _P = np.array([COL["on_threshold"], COL["w_threshold"], COL["thr_high"], COL["th
                COL["sp_min"], COL["fl_min_readings"], COL["fl_min_duration_us"], COL["fl_tolerance"],
                COL["fl_only_varying"], COL["si_factor"], COL["si_interval_us"], COL["si_min"], COL["fu_decay"],
                COL["fu_bump"], COL["li_w"], COL["li_rate"], COL["li_alpha"], COL["li_thr"], COL["li_min"],
-               COL["rz_window"], COL["sp_window"], COL["si_window"]], np.int64)
+               COL["rz_window"], COL["sp_window"], COL["si_window"], COL["ls_thr"], COL["ls_floor"]], np.int64)
 _R = np.array([S["lo_min"], S["lo_q"], S["med"], S["mad"], S["dscale"], S["gap_med"]], np.int64)
 # the kernel reads on_* and w_* as 6 consecutive columns each, in DETECTOR_NAMES order
 assert [COL[f"on_{n}"] for n in DETECTOR_NAMES] == list(range(COL["on_threshold"], COL["on_threshold"] + 6))

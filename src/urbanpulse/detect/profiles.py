@@ -26,6 +26,7 @@ COLUMNS: tuple[str, ...] = (
     "fl_min_readings", "fl_min_duration_us", "fl_tolerance", "fl_only_varying",
     "si_factor", "si_interval_us", "si_window", "si_min",
     "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
+    "ls_thr", "ls_floor",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 SEVERITIES = ("info", "warning", "critical")
@@ -60,6 +61,7 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         fu_decay=0.5 ** (1.0 / fusion.rearm_half_life), fu_bump=fusion.rearm_bump,
         li_w=fusion.likelihood_weight, li_rate=1.0 / fusion.likelihood_memory, li_alpha=fusion.likelihood_alpha,
         li_thr=fusion.likelihood_threshold, li_min=fusion.likelihood_min_history,
+        ls_thr=fusion.likelihood_shift_threshold, ls_floor=fusion.likelihood_shift_floor,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

@@ -176,6 +176,16 @@ class ReferenceBank(DetectorBank):
             # such a series shows in the average (input only: no detector score changes)
             shu = _ratio_score(sh_d / np.fmax(sh_s, _TINY), P[:, COL["sh_threshold"]])
             shu = np.where(warm & (sh_s > 0) & np.isfinite(shu), np.minimum(shu, 0.75), 0.0)
+            # and a direction-aware level shift: the same distance in units of its typical size on its
+            # own side (learned separately above and below the median), so a step in the direction the
+            # series rarely moves counts (a drop of a series that only spikes upwards)
+            sdir = sh_m - med
+            sh_sp, sh_sn = st[:, S["sh_sp"]], st[:, S["sh_sn"]]
+            side = np.where(sdir > 0, sh_sp, sh_sn)
+            ls_thr = P[:, COL["ls_thr"]]
+            dsu = _ratio_score(sh_d / np.fmax(np.fmax(side, P[:, COL["ls_floor"]] * sh_s), _TINY), ls_thr)
+            use = (ls_thr > 0) & warm & (sh_s > 0) & np.isfinite(dsu)
+            shu = np.where(use, np.maximum(shu, np.minimum(dsu, 0.75)), shu)
             li_in = np.maximum(raw, shu)
             li_s = np.where(li_n > 0, st[:, S["li_s"]] + P[:, COL["li_alpha"]] * (li_in - st[:, S["li_s"]]), li_in)
             li_z = (li_s - li_m) / np.maximum(np.sqrt(li_v), 1e-9 * np.abs(li_m) + 1e-12)
@@ -230,6 +240,13 @@ class ReferenceBank(DetectorBank):
         rate = np.maximum(P[:, COL["sh_decay"]], 1.0 / (sh_n + 1.0))  # plain mean until the memory is full
         st[:, S["sh_s"]] = np.where(learn, sh_s + rate * (dd - sh_s), sh_s)
         st[:, S["sh_n"]] = np.where(learn, sh_n + 1.0, sh_n)
+        fin = np.isfinite(sdir)
+        dp = np.where(fin, np.maximum(sdir, 0.0), 0.0)
+        dn = np.where(fin, np.maximum(-sdir, 0.0), 0.0)
+        dp = np.where(sh_sp > 0, np.minimum(dp, 3.0 * sh_sp), dp)
+        dn = np.where(sh_sn > 0, np.minimum(dn, 3.0 * sh_sn), dn)
+        st[:, S["sh_sp"]] = np.where(learn, sh_sp + rate * (dp - sh_sp), sh_sp)
+        st[:, S["sh_sn"]] = np.where(learn, sh_sn + rate * (dn - sh_sn), sh_sn)
 
         li_rate = np.maximum(P[:, COL["li_rate"]], 1.0 / (li_n + 1.0))  # plain mean until the memory is full
         li_d = li_s - li_m

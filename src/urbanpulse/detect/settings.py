@@ -169,9 +169,19 @@ class FusionSettings(BaseModel):
     likelihood_alpha: float = Field(
         0.25, gt=0, le=1, description="EWMA factor of the short-term average of the raw fused score (0.25: ~7 readings)")
     likelihood_threshold: float = Field(
-        2.5, gt=0, description="likelihood score 0.5 where the short-term average is this many long-run standard "
+        2.25, gt=0, description="likelihood score 0.5 where the short-term average is this many long-run standard "
         "deviations above its long-run mean (score z / (z + threshold))")
     likelihood_min_history: int = Field(64, ge=2, description="readings seen before the likelihood scores")
+    likelihood_shift_threshold: float = Field(
+        16.0, ge=0, description="direction-aware level shift in the likelihood's input (0 = off): the distance of "
+        "ewma's fast shift EWMA from the rolling median in units of that distance's typical size *on the same side* "
+        "(learned separately above and below, same memory as ewma.shift_memory), scored q / (q + this), capped at "
+        "0.75; a step in the direction a series rarely moves (a drop of a series that only spikes upwards, a pump "
+        "losing pressure) counts. Input only: no detector score or decision changes")
+    likelihood_shift_floor: float = Field(
+        0.3, gt=0, le=1, description="the one-sided typical size is taken as at least this fraction of the "
+        "two-sided one (ewma's level-shift scale), so a side the series has never moved to cannot make any step "
+        "extreme")
 
 
 class DetectionSettings(BaseModel):
