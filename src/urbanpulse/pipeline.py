@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 Ack = Callable[[], Awaitable[None] | None]
 
+#: how long a batch's alert changes wait for earlier batches to commit (see _earlier_committed)
+ALERT_ORDER_WAIT_S = 5.0
+
 
 class BatchAnalytics(Protocol):
     """What the pipeline needs from stream analytics (windows, detectors, alerts)."""
@@ -97,6 +100,7 @@ class Pipeline:
         self._ack_lock = asyncio.Lock()
         self._enqueue_lock = asyncio.Lock()
         self._acked = asyncio.Condition()
+        self._done = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self.database_ok = True
         self.last_error: str | None = None
@@ -245,13 +249,34 @@ class Pipeline:
         if self.analytics is None:
             return await self.store.write(job.readings, job.rejections, job.source)
         analytics, prepared = self.analytics, job.prepared
+
+        async def in_order(conn: asyncpg.Connection) -> None:
+            if prepared is not None:  # alert changes: after every earlier batch has committed
+                await self._earlier_committed(job.seq)
+            await analytics.write(conn, prepared)
+
         if job.readings is None and not job.rejections:
             start = time.perf_counter()
             async with self.store.pool.acquire() as conn, conn.transaction():
-                await analytics.write(conn, prepared)
+                await in_order(conn)
             return WriteResult(0, 0, 0, time.perf_counter() - start, False)
         return await self.store.write(job.readings, job.rejections, job.source, series_ids=job.series_ids,
-                                      in_transaction=lambda conn: analytics.write(conn, prepared))
+                                      in_transaction=in_order)
+
+    async def _earlier_committed(self, seq: int) -> None:
+        """Wait until every batch formed before ``seq`` is committed, so alert changes (computed in
+        batch order) also reach the database in batch order. Bounded: two in-flight batches that
+        carry the same reading can block each other inside PostgreSQL (the later one holds the
+        key); after ``ALERT_ORDER_WAIT_S`` the write goes ahead and the alert store's merge of an
+        already-open row keeps it consistent."""
+        def ready() -> bool:
+            return all(j.done for s, j in self._jobs.items() if s < seq)
+        try:
+            async with self._done:
+                await asyncio.wait_for(self._done.wait_for(ready), ALERT_ORDER_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("batch %d: earlier batches still uncommitted after %.0fs; writing its alert changes anyway",
+                        seq, ALERT_ORDER_WAIT_S)
 
     async def _timer(self) -> None:
         period = self.settings.batch_max_ms / 1000.0
@@ -296,6 +321,8 @@ class Pipeline:
                 m.quarantined.labels(source, r.reason.value).inc()
                 m.reasons[r.reason.value] += 1
             job.done = True
+            async with self._done:
+                self._done.notify_all()
             await self._acknowledge()
 
     async def _acknowledge(self) -> None:
