@@ -114,3 +114,44 @@ async def test_a_write_that_loses_its_connection_is_retried_not_dropped(fresh_db
         await killer.close()
         await pipeline.stop()
         await pool.close()
+
+
+class _OrderProbe:
+    """Analytics stand-in recording, for each batch's alert write, which batches had committed.
+    The first batch's readings are held back (a slow write), so a later batch's would-be alert
+    write has to wait for it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.n = 0
+        self.writes: list[tuple[int, int]] = []  # (batch, committed readings visible at that moment)
+
+    async def prepare(self, source, readings, series_ids):  # noqa: ANN001, ANN201
+        self.n += 1
+        return self.n  # every batch "has alert changes"
+
+    async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
+        if prepared == 1:
+            await asyncio.sleep(0.5)  # batch 1 commits late
+        async with self.pool.acquire() as c:
+            self.writes.append((int(prepared), await c.fetchval("SELECT count(*) FROM readings")))  # type: ignore[arg-type]
+
+    def committed(self, prepared: object) -> None:
+        pass
+
+    async def tick(self) -> None:
+        return None
+
+
+async def test_alert_changes_are_written_after_every_earlier_batch_committed(fresh_db: str) -> None:
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=100, writers=3, max_in_flight_batches=6)
+    probe = _OrderProbe(pool)
+    pipeline.analytics = probe
+    for k in range(4):
+        await pipeline.submit(message_batch(k * 100, 100))
+    await pipeline.drain()
+    await pipeline.stop()
+    await pool.close()
+    assert [b for b, _ in probe.writes] == [1, 2, 3, 4]  # in batch order, although batch 1 was slowest
+    # when batch b wrote its alert changes, the b-1 earlier batches (100 readings each) were committed
+    assert [seen for _, seen in probe.writes] == [0, 100, 200, 300]
