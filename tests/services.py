@@ -15,6 +15,7 @@ producer of the data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,41 @@ def _tail(path: Path, n: int = 4000) -> str:
         return path.read_text(errors="replace")[-n:]
     except OSError:
         return ""
+
+
+# --------------------------------------------------------------------------------------------
+# TimescaleDB stand-in (PGlite + timescaledb compiled to WASM, tests/timescale)
+
+TIMESCALE_DIR = Path(__file__).resolve().parent / "timescale"
+
+
+@contextlib.contextmanager
+def timescale_standin(workdir: Path, timeout: float = 120.0) -> Iterator[tuple[str, int]]:
+    """Serve the stand-in on a free port of 127.0.0.1 and yield (host, port); stopped after.
+
+    It takes ONE connection for its life (a reconnect hangs), so each test module starts its
+    own. Readiness is its READY log line: a probing TCP connect would use up that session."""
+    node = shutil.which("node")
+    if node is None:
+        unavailable("node is not installed (needed for the TimescaleDB stand-in in tests/timescale)")
+    if not (TIMESCALE_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
+        unavailable("TimescaleDB stand-in not installed: run `npm ci --prefix tests/timescale`")
+    port = free_port()
+    log = workdir / "serve.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([node, "serve.mjs", str(port)], cwd=TIMESCALE_DIR, stdout=fh,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout  # ~8 s here: loading the WASM Postgres and the extension
+        while "READY" not in _tail(log):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop(proc)
+                unavailable(f"TimescaleDB stand-in did not start on port {port} "
+                            f"(exit={proc.returncode}):\n{_tail(log)}")
+            time.sleep(0.05)
+        yield ("127.0.0.1", port)
+    finally:
+        _stop(proc)
 
 
 # --------------------------------------------------------------------------------------------

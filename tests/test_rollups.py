@@ -9,10 +9,6 @@ replayed at a few seconds apart so minute and hour buckets hold many readings ea
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,41 +299,15 @@ async def test_transaction_hook_runs_inside_the_batch_transaction(db: Db) -> Non
 
 # -- TimescaleDB (PGlite WASM stand-in; see tests/test_timescaledb_mode.py for its limits) ------
 
-TIMESCALE_DIR = Path(__file__).resolve().parent / "timescale"
-
-
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    node = shutil.which("node")
-    if node is None:
-        services.unavailable("node is not installed (needed for the TimescaleDB stand-in in tests/timescale)")
-    if not (TIMESCALE_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
-        services.unavailable("TimescaleDB stand-in not installed: run `npm ci --prefix tests/timescale`")
-    port = services.free_port()
-    log = tmp_path_factory.mktemp("timescale-rollups") / "serve.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([node, "serve.mjs", str(port)], cwd=TIMESCALE_DIR, stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    conn = None
-    try:
-        deadline = time.monotonic() + 120
-        while "READY" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                services.unavailable(f"TimescaleDB stand-in did not start:\n{log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.05)
-        conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="postgres",
+    with services.timescale_standin(tmp_path_factory.mktemp("timescale-rollups")) as (host, port):
+        conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
                                      statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
-        yield conn
-    finally:
-        if conn is not None:
+        try:
+            yield conn
+        finally:
             conn.terminate()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
 
 
 @pytest.mark.integration

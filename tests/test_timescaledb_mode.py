@@ -22,12 +22,7 @@ Limits of the stand-in, which shape these tests:
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
-import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -39,7 +34,6 @@ from urbanpulse.storage.writer import prepare_connection
 
 pytestmark = pytest.mark.integration
 
-SERVER_DIR = Path(__file__).resolve().parent / "timescale"
 START_TIMEOUT = 120.0  # ~8 s on the 2-core machine: loading the WASM Postgres and the extension
 QUERY_TIMEOUT = 120.0  # a wedged PGlite must fail the test, not hang the suite
 
@@ -48,49 +42,11 @@ QUERY_TIMEOUT = 120.0  # a wedged PGlite must fail the test, not hang the suite
 # fixtures
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def _log_tail(log: Path, n: int = 3000) -> str:
-    try:
-        return log.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
-
 @pytest.fixture(scope="module")
 def timescale_server(tmp_path_factory) -> tuple[str, int]:
     """PGlite + timescaledb served on a free port of 127.0.0.1; stopped after the module."""
-    node = shutil.which("node")
-    if node is None:
-        services.unavailable("node is not installed (needed for the TimescaleDB stand-in in tests/timescale)")
-    if not (SERVER_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
-        services.unavailable("TimescaleDB stand-in not installed: run `npm ci --prefix tests/timescale`")
-    port = services.free_port()
-    log = tmp_path_factory.mktemp("timescale") / "serve.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([node, "serve.mjs", str(port)], cwd=SERVER_DIR, stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        # Wait for the ready line only: a probing TCP connect would use up PGlite's one session.
-        deadline = time.monotonic() + START_TIMEOUT
-        while "READY" not in _log_tail(log):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _stop(proc)
-                services.unavailable(f"TimescaleDB stand-in did not start on port {port} "
-                                     f"(exit={proc.returncode}):\n{_log_tail(log)}")
-            time.sleep(0.05)
-        yield ("127.0.0.1", port)
-    finally:
-        _stop(proc)
+    with services.timescale_standin(tmp_path_factory.mktemp("timescale"), START_TIMEOUT) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

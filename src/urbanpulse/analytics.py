@@ -123,6 +123,10 @@ class StreamAnalytics:
         self.bank = DetectorBank(settings.detection)
         self.alerts = AlertService(settings.alerts)
         self.warm_readings = int(self.bank.history_needed)
+        # the bank's score columns, most specific detector first (see _detections)
+        rank = {n: i for i, n in enumerate(ALERT_PRIORITY)}
+        self._priority = np.array(sorted(range(len(self.bank.names)),
+                                         key=lambda c: rank.get(self.bank.names[c], len(rank))), np.int64)
         self.evicted = 0
         self.late = 0
         self.events_by_kind: Counter[str] = Counter()
@@ -275,11 +279,10 @@ class StreamAnalytics:
         for what only they see (a level shift: robust_z; a slow excursion: ewma)."""
         if not len(scores) or not scores.alert.any():
             return None
-        order = self._priority_order(scores.names)
+        order = self._priority
         ranked = scores.decision[:, order]
-        flagged = np.flatnonzero(ranked.any(axis=1))
-        rows = flagged
-        cols = order[np.argmax(ranked[flagged], axis=1)]
+        rows = np.flatnonzero(ranked.any(axis=1))
+        cols = order[np.argmax(ranked[rows], axis=1)]
         slot = scores.slot[rows]
         return Detections.build(
             slot=slot, series_id=self.slots.series_of[slot], ts_us=scores.ts_us[rows], value=scores.value[rows],
@@ -287,10 +290,6 @@ class StreamAnalytics:
             sensor_id=[self.slots.sensor[s] for s in slot.tolist()],
             metric=[self.slots.metric[s] for s in slot.tolist()],
             severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())])
-
-    def _priority_order(self, names: tuple[str, ...]) -> np.ndarray:
-        rank = {n: i for i, n in enumerate(ALERT_PRIORITY)}
-        return np.array(sorted(range(len(names)), key=lambda c: rank.get(names[c], len(rank))), np.int64)
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map)."""

@@ -238,7 +238,11 @@ class DetectorBank:
         assert out is not None
         return out
 
-    def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
+    def _scorable(self, slot: np.ndarray, ts_us: np.ndarray,
+                  value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The readings to score, in (slot, ts) order: finite values newer than their slot's last
+        scored reading (of equal timestamps in a batch, the first). Returns their positions in
+        the input, slots, times and values."""
         slot = np.asarray(slot, np.int64)
         ts = np.asarray(ts_us, np.int64)
         val = np.asarray(value, np.float64)
@@ -254,7 +258,18 @@ class DetectorBank:
             same = s[1:] == s[:-1]
             keep[1:] &= ~(same & (t[1:] <= t[:-1]))  # equal ts within the batch: first one wins
         order = order[keep]
-        s, t, x = slot[order], ts[order], val[order]
+        return order, slot[order], ts[order], val[order]
+
+    def _result(self, order: np.ndarray, s: np.ndarray, t: np.ndarray, x: np.ndarray, score: np.ndarray,
+                fused: np.ndarray) -> Scores:
+        """Scores of the enabled detectors (columns in ``names`` order) with their decisions."""
+        decision = score >= 0.5
+        return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
+                      decision=decision, names=self.names, anomaly_score=fused,
+                      alert=decision.any(axis=1) if len(self.names) else np.zeros(len(order), bool))
+
+    def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
+        order, s, t, x = self._scorable(slot, ts_us, value)
         n = len(order)
         out = np.zeros((n, len(DETECTOR_NAMES)), np.float64)
         fused = np.zeros(n, np.float64)
@@ -266,11 +281,7 @@ class DetectorBank:
                               REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None
-        score = out[:, self._det_cols]
-        decision = score >= 0.5
-        return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
-                      decision=decision, names=self.names, anomaly_score=fused,
-                      alert=decision.any(axis=1) if len(self.names) else np.zeros(n, bool))
+        return self._result(order, s, t, x, out[:, self._det_cols], fused)
 
     # -- live silence ----------------------------------------------------------------------------
 

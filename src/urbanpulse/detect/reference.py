@@ -5,43 +5,24 @@ moved into a Numba kernel (`_kernel.py`): a batch is sorted by (slot, ts) and ro
 k-th reading of every series in the batch with vectorised numpy calls. It is the specification
 the kernel is tested against (tests/test_detectors.py: outputs and state bit-identical); the
 service never uses it. Slot management (capacity, assign, evict, state layout) is shared with
-DetectorBank; only scoring and the live silence check are re-implemented here.
+DetectorBank, and so are the input ordering, the output and the live silence check; only the
+scoring itself is re-implemented here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from urbanpulse.detect.bank import _NO_TS, _TINY, EAGER_REFRESH, REFRESH_EVERY, S, DetectorBank, Scores, Silences
+from urbanpulse.detect.bank import _TINY, EAGER_REFRESH, REFRESH_EVERY, S, DetectorBank, Scores, _ratio_score
 from urbanpulse.detect.profiles import COL
 from urbanpulse.detect.settings import DETECTOR_NAMES
-
-
-def _ratio_score(stat: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
-    """stat / (stat + threshold): 0 at 0, 0.5 at the threshold, -> 1, never saturating early."""
-    return stat / (stat + threshold)
 
 
 class ReferenceBank(DetectorBank):
     """DetectorBank with the original round-based numpy scoring (the kernel's specification)."""
 
     def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
-        slot = np.asarray(slot, np.int64)
-        ts = np.asarray(ts_us, np.int64)
-        val = np.asarray(value, np.float64)
-        if not (len(slot) == len(ts) == len(val)):
-            raise ValueError("score: slot, ts_us and value must have the same length")
-        if len(slot) and (slot.min() < 0 or slot.max() >= self.capacity):
-            raise ValueError("score: slot out of range; call ensure_capacity/assign first")
-        pos = np.flatnonzero(np.isfinite(val))
-        order = pos[np.lexsort((ts[pos], slot[pos]))]
-        s, t = slot[order], ts[order]
-        keep = t > self.last_ts[s]
-        if len(s) > 1:
-            same = s[1:] == s[:-1]
-            keep[1:] &= ~(same & (t[1:] <= t[:-1]))  # equal ts within the batch: first one wins
-        order = order[keep]
-        s, t, x = slot[order], ts[order], val[order]
+        order, s, t, x = self._scorable(slot, ts_us, value)
         n, k = len(order), len(self.names)
         score = np.zeros((n, k), np.float64)
         fused = np.zeros(n, np.float64)
@@ -58,10 +39,7 @@ class ReferenceBank(DetectorBank):
                 score[rows] = all_scores[:, self._det_cols]
         if not emit:
             return None
-        decision = score >= 0.5
-        return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
-                      decision=decision, names=self.names, anomaly_score=fused,
-                      alert=decision.any(axis=1) if k else np.zeros(n, bool))
+        return self._result(order, s, t, x, score, fused)
 
     def _round(self, sl: np.ndarray, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score one reading of each slot in `sl` (distinct slots) and update their state."""
@@ -299,31 +277,3 @@ class ReferenceBank(DetectorBank):
         st[rows, S["dscale"]] = median_of_sorted(np.sort(changes, axis=1))
         gaps = window_of(self.gaps, P[:, COL["si_window"]].astype(np.int64))
         st[rows, S["gap_med"]] = median_of_sorted(np.sort(gaps, axis=1))
-
-    # -- live silence ----------------------------------------------------------------------------
-
-    def check_silence(self, slots: np.ndarray, now_event_us: np.ndarray, now_wall_us: int) -> Silences:
-        """Series among `slots` whose gap since their last reading exceeds factor x expected interval.
-
-        The gap is measured against `now_event_us` (per slot: the source's event-time watermark), or
-        against `now_wall_us` where that is negative/unknown, so replays of old data are judged in
-        their own time and live sensors by the clock.
-        """
-        slots = np.asarray(slots, np.int64)
-        now_ev = np.asarray(now_event_us, np.int64)
-        now_ev = np.full(slots.shape, int(now_ev), np.int64) if now_ev.ndim == 0 else now_ev
-        valid = (slots >= 0) & (slots < self.capacity)
-        slots, now_ev = slots[valid], now_ev[valid]
-        P = self.profiles.table[self.profile[slots]]
-        st = self.state[slots]
-        last = self.last_ts[slots]
-        now = np.where(now_ev >= 0, now_ev, np.int64(now_wall_us))
-        gap = now - last
-        with np.errstate(invalid="ignore", divide="ignore"):
-            conf = P[:, COL["si_interval_us"]]
-            learned_ok = st[:, S["count"]] >= P[:, COL["si_min"]]
-            expected = np.where(np.isnan(conf), np.where(learned_ok, st[:, S["gap_med"]] * 1e6, np.nan), conf)
-            excess = np.maximum(gap / expected - 1.0, 0.0)
-            sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
-        hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
-        return Silences(slot=slots[hit].astype(np.int32), last_ts_us=last[hit], gap_us=gap[hit], score=sc[hit])
