@@ -44,6 +44,15 @@ WHERE state <> 'resolved'
 _RANK = "array_position(ARRAY['open','acknowledged','resolved']::text[], {})"
 _SEV = "array_position(ARRAY['info','warning','critical']::text[], {})"
 
+def _operator_set(column: str, marker: str) -> str:
+    """SET clause for a column the API owns (ack/resolve): a re-opening replaces it, an older
+    pipeline copy never does, and a value the operator already set is kept."""
+    return f"""{column} = CASE
+        WHEN EXCLUDED.reopen_count > a.reopen_count THEN EXCLUDED.{column}
+        WHEN EXCLUDED.reopen_count < a.reopen_count OR a.{marker} IS NOT NULL THEN a.{column}
+        ELSE EXCLUDED.{column} END"""
+
+
 _UPSERT_SQL = f"""
 INSERT INTO alerts AS a (series_id, sensor_id, metric, detector, severity, state, flapping, reopen_count,
     opened_at, last_triggered_at, trigger_count, max_score, triggers, acknowledged_at, acknowledged_by,
@@ -68,22 +77,10 @@ ON CONFLICT (series_id, detector, opened_at) DO UPDATE SET
         WHEN EXCLUDED.reopen_count < a.reopen_count THEN a.state
         WHEN {_RANK.format('EXCLUDED.state')} > {_RANK.format('a.state')} THEN EXCLUDED.state
         ELSE a.state END,
-    acknowledged_at = CASE
-        WHEN EXCLUDED.reopen_count > a.reopen_count THEN EXCLUDED.acknowledged_at
-        WHEN EXCLUDED.reopen_count < a.reopen_count OR a.acknowledged_at IS NOT NULL THEN a.acknowledged_at
-        ELSE EXCLUDED.acknowledged_at END,
-    acknowledged_by = CASE
-        WHEN EXCLUDED.reopen_count > a.reopen_count THEN EXCLUDED.acknowledged_by
-        WHEN EXCLUDED.reopen_count < a.reopen_count OR a.acknowledged_at IS NOT NULL THEN a.acknowledged_by
-        ELSE EXCLUDED.acknowledged_by END,
-    resolved_at = CASE
-        WHEN EXCLUDED.reopen_count > a.reopen_count THEN EXCLUDED.resolved_at
-        WHEN EXCLUDED.reopen_count < a.reopen_count OR a.resolved_at IS NOT NULL THEN a.resolved_at
-        ELSE EXCLUDED.resolved_at END,
-    resolved_by = CASE
-        WHEN EXCLUDED.reopen_count > a.reopen_count THEN EXCLUDED.resolved_by
-        WHEN EXCLUDED.reopen_count < a.reopen_count OR a.resolved_at IS NOT NULL THEN a.resolved_by
-        ELSE EXCLUDED.resolved_by END,
+    {_operator_set('acknowledged_at', 'acknowledged_at')},
+    {_operator_set('acknowledged_by', 'acknowledged_at')},
+    {_operator_set('resolved_at', 'resolved_at')},
+    {_operator_set('resolved_by', 'resolved_at')},
     flapping = a.flapping OR EXCLUDED.flapping,
     reopen_count = GREATEST(a.reopen_count, EXCLUDED.reopen_count),
     last_triggered_at = GREATEST(a.last_triggered_at, EXCLUDED.last_triggered_at),
