@@ -93,13 +93,64 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
                                      "group_id": f"bench-{label}-{uuid.uuid4().hex[:6]}"}, on, part)
     ib.log(f"{label}: draining {n:,} readings, analytics {'ON' if on else 'off'}")
     ph = ib.Phase(ctx, cfg, "kafka", 0.05).start()
+    cpu0 = _cpu_by_process_group(ctx)
+    spy = _start_profiler(ctx, ph, label)
     ph.wait_stored(n, timeout=max(300, n / 1000))
+    cpu = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in _cpu_by_process_group(ctx).items()}
     rate = ib.rate_from_samples(ph.poller.samples, n)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
     time.sleep(0.5)
     stop = ph.stop()
-    res = {**rate, **stop, "analytics": on, "db": _db_counts(ctx.dsn)}
-    ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, db {res['db']}")
+    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, "db": _db_counts(ctx.dsn)}
+    ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, cpu {cpu}, db {res['db']}")
     return res
+
+
+def _compile_kernels() -> None:
+    """Fill numba's on-disk cache before the phases, so that a fresh checkout's first analytics
+    phase does not pay the one-time compile (the service would, once, at its first start)."""
+    code = ("import numpy as np; from urbanpulse.detect.bank import _kernel; _kernel(); "
+            "from urbanpulse.windows.state import WindowState; from urbanpulse.windows.settings import WindowSettings; "
+            "w = WindowState(WindowSettings()); w.assign(np.arange(2), ['m', 'm']); "
+            "w.observe('s', np.arange(2), np.arange(2, dtype=np.int64), np.zeros(2), np.zeros(2, np.int16), 0)")
+    t0 = time.time()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    ib.log(f"numba kernels compiled or loaded from cache in {time.time() - t0:.1f}s")
+
+
+def _cpu_by_process_group(ctx: ib.Ctx) -> dict[str, float]:
+    """CPU seconds so far of PostgreSQL (all backends) and the broker: the service shares the
+    machine's 2 cores with both, so a cost can show up in either instead of the service."""
+    import psutil
+
+    out = {"postgres": 0.0, "broker": 0.0}
+    broker_pid = ctx.tansu.proc.pid if ctx.tansu is not None else None
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        t = p.info["cpu_times"]
+        if t is None:
+            continue
+        if p.info["name"] == "postgres":
+            out["postgres"] += t.user + t.system
+        elif p.pid == broker_pid:
+            out["broker"] += t.user + t.system
+    return out
+
+
+def _start_profiler(ctx: ib.Ctx, ph: ib.Phase, label: str) -> subprocess.Popen | None:
+    """With UP_BENCH_PYSPY=1, sample the service with py-spy (collapsed stacks in the workdir)."""
+    import os
+    import shutil
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not os.environ.get("UP_BENCH_PYSPY") or not Path(spy).exists():
+        return None
+    out = ctx.workdir / f"profile-{label}.txt"
+    ib.log(f"{label}: profiling the service into {out}")
+    return subprocess.Popen([spy, "record", "--pid", str(ph.svc.proc.pid), "--rate", "200", "--nonblocking",
+                             "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def _db_counts(dsn: str) -> dict[str, int]:
@@ -377,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             cleanup.callback(ctx.tansu.stop)
             ib.prepare_schema(ctx.dsn, args.readings, ctx.base_ms)
         if not args.skip_throughput:
+            _compile_kernels()
             topic = f"bench.readings.{uuid.uuid4().hex[:6]}"
             # the ingest benchmark's producer writes BENCH metric readings; see ib.reading_json
             r["produce"] = ib.produce_kafka_backlog(ctx, topic)

@@ -42,7 +42,7 @@ async def pool(fresh_db: str):
 async def analyse(a: StreamAnalytics, store: ReadingStore, source: str, rc: ReadingColumns):
     """What the pipeline does with one batch: ids, analysis, one transaction, publish."""
     sid = await store.series.ids_for(store.pool, rc.sensor_id, rc.metric)
-    prepared = await a.prepare(source, rc, sid)
+    prepared = await a.ready(await a.prepare(source, rc, sid))
     await store.write(rc, [], source, series_ids=sid,
                       in_transaction=lambda conn: a.write(conn, prepared))
     if prepared is not None:

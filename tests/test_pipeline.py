@@ -130,6 +130,9 @@ class _OrderProbe:
         self.n += 1
         return self.n  # every batch "has alert changes"
 
+    async def ready(self, prepared: object) -> object:
+        return prepared
+
     async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
         if prepared == 1:
             await asyncio.sleep(0.5)  # batch 1 commits late

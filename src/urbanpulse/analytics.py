@@ -10,15 +10,25 @@ open alerts are loaded at start-up, so a restart neither duplicates nor forgets 
 
 Per-series state lives in numpy arrays indexed by a dense *slot*; ``series id -> slot`` is an
 array lookup, so the per-reading path has no Python objects.
+
+The per-reading work (windows and detectors, Numba kernels that release the GIL) runs on one
+worker thread, so it overlaps with the event loop decoding the next Kafka fetch instead of
+adding to it: on a 2-core machine the event loop is the ingest path's bottleneck. Batches are
+analysed strictly in the order they were formed (one worker, FIFO) and the alert lifecycle
+step runs back on the event loop in the same order (:meth:`StreamAnalytics._pump`). Every
+other change to the per-series state (admitting or evicting series, the periodic tick) waits
+until the worker is idle, so the worker never sees arrays being replaced under it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import logging
-from collections import Counter
 import time
-from dataclasses import dataclass
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -50,8 +60,11 @@ ALERT_PRIORITY = ("threshold", "silence", "flatline", "spike", "robust_z", "ewma
 class Prepared:
     """One batch's analytics output, written with the batch and published after its commit."""
 
-    changes: AlertChanges
+    changes: AlertChanges | None = None
     events: list[object] | None = None
+    #: the worker thread's part (detections, closed windows); None once :attr:`done` is set
+    analysis: asyncio.Future[tuple[Detections | None, ClosedWindows]] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class SlotMap:
@@ -129,16 +142,28 @@ class StreamAnalytics:
                                          key=lambda c: rank.get(self.bank.names[c], len(rank))), np.int64)
         self.evicted = 0
         self.late = 0
+        self.failed_batches = 0
         self.events_by_kind: Counter[str] = Counter()
         self._score_log = _ScoreLog(settings.detection.score_log) if settings.detection.score_log else None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics")
+        self._queue: asyncio.Queue[Prepared] = asyncio.Queue()
+        self._pump_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load open alerts and maintenance windows (a restart updates alerts, never duplicates
-        them) and start the webhook sender."""
+        them), start the webhook sender and the in-order finishing of analysed batches."""
         await self.alerts.start(self.pool)
+        if self._pump_task is None:
+            self._pump_task = asyncio.create_task(self._pump(), name="analytics-pump")
 
     async def stop(self) -> None:
-        """Stop the webhook sender (bounded flush)."""
+        """Finish the batches being analysed, stop the webhook sender (bounded flush)."""
+        if self._pump_task is not None:
+            await self._idle()
+            self._pump_task.cancel()
+            await asyncio.gather(self._pump_task, return_exceptions=True)
+            self._pump_task = None
+        self._worker.shutdown(wait=True)
         await self.alerts.stop()
         if self._score_log is not None:
             self._score_log.close()
@@ -147,20 +172,62 @@ class StreamAnalytics:
 
     async def prepare(self, source: str, readings: ReadingColumns | None,
                       series_ids: np.ndarray | None) -> Prepared | None:
+        """Start analysing a batch (called in batch order); :meth:`ready` gives the outcome."""
         now_us = time.time_ns() // 1000
         if readings is None or series_ids is None or not len(readings):
             return None
+        if self._pump_task is None:
+            raise RuntimeError("StreamAnalytics.start() must be awaited before batches are prepared")
         slots = self.slots.lookup(series_ids)
         if (slots < 0).any():
+            await self._idle()  # admitting replaces per-slot arrays: not while the worker uses them
             slots = await self._admit(series_ids, slots, readings)
         if len(readings.flags) != len(readings):
             readings.flags = np.zeros(len(readings), np.int16)
+        loop = asyncio.get_running_loop()
+        prepared = Prepared(analysis=loop.run_in_executor(self._worker, self._analyse, source, readings, slots,
+                                                          now_us))
+        self._queue.put_nowait(prepared)
+        return prepared
+
+    async def ready(self, prepared: object) -> Prepared | None:
+        """Wait until the batch is analysed: its LATE flags are set and its alert changes decided.
+        Returns what :meth:`write` and :meth:`committed` take (None: nothing to write)."""
+        if prepared is None:
+            return None
+        assert isinstance(prepared, Prepared)
+        await prepared.done.wait()
+        return prepared if prepared.changes else None
+
+    def _analyse(self, source: str, readings: ReadingColumns, slots: np.ndarray,
+                 now_us: int) -> tuple[Detections | None, ClosedWindows]:
+        """The worker thread's part of a batch: windows, late flags, detector scores."""
         closed = self._observe(source, readings, slots, now_us)
         scores = self.bank.score(slots, readings.ts_us, readings.value)
         if self._score_log is not None:
             self._score_log.write(scores, self.slots)
-        changes = self.alerts.manager.process(self._detections(scores), closed, None)
-        return Prepared(changes) if changes else None
+        return self._detections(scores), closed
+
+    async def _pump(self) -> None:
+        """Finish analysed batches in the order they were prepared: the alert lifecycle step
+        (event-loop state, shared with the alert store) for each, then wake its writer."""
+        while True:
+            prepared = await self._queue.get()
+            try:
+                assert prepared.analysis is not None
+                detections, closed = await prepared.analysis
+                prepared.changes = self.alerts.manager.process(detections, closed, None)
+            except Exception:  # noqa: BLE001 - analytics must never stop ingestion: store the readings anyway
+                self.failed_batches += 1
+                log.exception("analysing a batch failed; its readings are stored without alert changes")
+            finally:
+                prepared.analysis = None
+                prepared.done.set()
+                self._queue.task_done()
+
+    async def _idle(self) -> None:
+        """Wait until every prepared batch is analysed (the worker holds no per-slot arrays)."""
+        await self._queue.join()
 
     def _observe(self, source: str, readings: ReadingColumns, slots: np.ndarray, now_us: int) -> ClosedWindows:
         """Windows and late flags, with a watermark per ordered sub-stream (Kafka partition).
@@ -198,6 +265,8 @@ class StreamAnalytics:
             self.alerts.publish(prepared.events)
 
     async def tick(self) -> Prepared | None:
+        """Idle windows, silence during a gap and eviction; runs with the worker idle."""
+        await self._idle()
         now_us = time.time_ns() // 1000
         closed = self.windows.close_idle(now_us)
         active = np.flatnonzero(self.slots.series_of[:self.slots.capacity] >= 0).astype(np.int32)
@@ -211,7 +280,7 @@ class StreamAnalytics:
             self.alerts.manager.evict(evicted)
             self.slots.release(evicted)
             self.evicted += len(evicted)
-        return Prepared(changes) if changes else None
+        return _finished(changes) if changes else None
 
     def _silence_clock(self, slots: np.ndarray, now_us: int) -> np.ndarray:
         """"Now" per series for the silence check, in the series' own event time.
@@ -294,6 +363,13 @@ class StreamAnalytics:
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map)."""
         return int(self.windows.nbytes_per_slot() + self.bank.nbytes_per_slot() + 8)
+
+
+def _finished(changes: AlertChanges) -> Prepared:
+    """A Prepared whose analysis is already done (the periodic tick's output)."""
+    prepared = Prepared(changes)
+    prepared.done.set()
+    return prepared
 
 
 class _ScoreLog:

@@ -8,9 +8,10 @@ Guarantees:
 - at most ``max_in_flight_batches`` batches are queued or being written: beyond that
   :meth:`Pipeline.submit` waits, which is how sources are slowed down (backpressure);
 - a failed write is retried with bounded exponential backoff, never dropped;
-- with stream analytics attached, each batch is analysed (windows, detectors, alerts) when it
-  is formed, strictly in batch order, and the resulting alert changes are written in the same
-  transaction as the batch's readings: a crash can never store one without the other.
+- with stream analytics attached, each batch is analysed (windows, detectors, alerts) from when
+  it is formed, strictly in batch order, and the resulting alert changes are written in the same
+  transaction as the batch's readings: a crash can never store one without the other. The
+  analysis overlaps with decoding the next batches; a writer waits for it before writing.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ class BatchAnalytics(Protocol):
     """What the pipeline needs from stream analytics (windows, detectors, alerts)."""
 
     async def prepare(self, source: str, readings: ReadingColumns | None, series_ids: np.ndarray | None) -> object:
-        """Analyse a batch as it is formed (in batch order); may set quality flags in ``readings``."""
+        """Start analysing a batch as it is formed (in batch order); returns a handle for :meth:`ready`."""
+
+    async def ready(self, prepared: object) -> object:
+        """Wait for the batch's analysis: quality flags set in its readings, alert changes decided.
+        Returns what :meth:`write` and :meth:`committed` take; None when there is nothing to write."""
 
     async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
         """Write the batch's analytics output inside the batch's transaction."""
@@ -248,7 +253,8 @@ class Pipeline:
     async def _write(self, job: _Job):  # noqa: ANN202 - WriteResult
         if self.analytics is None:
             return await self.store.write(job.readings, job.rejections, job.source)
-        analytics, prepared = self.analytics, job.prepared
+        analytics = self.analytics
+        prepared = job.prepared = await analytics.ready(job.prepared)  # idempotent: a retry gets it again
 
         async def in_order(conn: asyncpg.Connection) -> None:
             if prepared is not None:  # alert changes: after every earlier batch has committed

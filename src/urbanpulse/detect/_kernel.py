@@ -27,7 +27,7 @@ from numba import njit
 _TINY = 1e-300
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _max(a, b):  # np.maximum: NaN wins
     if a != a:
         return a
@@ -36,7 +36,7 @@ def _max(a, b):  # np.maximum: NaN wins
     return a if a > b else b
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _min(a, b):  # np.minimum: NaN wins
     if a != a:
         return a
@@ -45,7 +45,7 @@ def _min(a, b):  # np.minimum: NaN wins
     return a if a < b else b
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _fmax(a, b):  # np.fmax: NaN loses
     if b != b:
         return a
@@ -54,12 +54,12 @@ def _fmax(a, b):  # np.fmax: NaN loses
     return a if a > b else b
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _isfinite(a):
     return a - a == 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _select(src, m, kth, a, b):
     """The kth order statistic of src[:m] (no NaN; as in a sorted copy) and the (kth-1)th (kth
     itself when kth == 0); src is left as it is, a and b are scratch of at least m entries.
@@ -118,7 +118,7 @@ def _select(src, m, kth, a, b):
     return a[kth], (a[kth - 1] if kth - 1 >= lo else left_max)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gather(ring_row, window, nc, buf):
     """The ring's newest `window` entries that are not NaN, into buf; returns how many.
     (Order does not matter for order statistics, so ring order is kept.)"""
@@ -141,7 +141,7 @@ def _gather(ring_row, window, nc, buf):
     return m
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _n_finite(buf, m):
     k = 0
     for j in range(m):
@@ -149,7 +149,7 @@ def _n_finite(buf, m):
     return k
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _median_k(buf, m, k, W, a, b):
     """median_of_sorted of a window with k finite entries (buf[:m]: its non-NaN entries)."""
     if k == 0:
@@ -163,13 +163,13 @@ def _median_k(buf, m, k, W, a, b):
     return 0.5 * (v_lo + v_hi)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _median(buf, m, W, a, b):
     """median_of_sorted of a window (W entries, m of them not NaN, in buf[:m])."""
     return _median_k(buf, m, _n_finite(buf, m), W, a, b)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _refresh(sl, nc, prow, st, values, changes, gaps, ci, pc, g, d, a, b):
     """Rolling medians (values, MAD, |changes|, gaps) of one slot from its rings (scratch g, d, a, b)."""
     W = values.shape[1]
@@ -201,7 +201,7 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, ci, pc, g, d, a, b):
     st[sl, ci[5]] = _median(g, m, gaps.shape[1], a, b)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R, out, fused_out,
             refresh_every, eager_refresh):
     """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
