@@ -1,29 +1,40 @@
-"""Per-series tumbling windows and per-source watermarks, as numpy arrays indexed by slot.
+"""Per-series tumbling windows and per-stream watermarks, as numpy arrays indexed by slot.
 
 Contract (what the lead and the alert manager rely on):
 
-* Lateness is judged per *source* (mqtt, kafka, ...): the source watermark is the newest event
-  time seen on it, advanced reading by reading in arrival order. A reading older than
+* Lateness is judged per *stream*: a (source, lane) pair, where a lane is an ordered sub-stream
+  of the source (a Kafka partition; readings given without lanes are lane 0). Partitions drain
+  at different paces, so each stream has its own watermark: the newest event time seen on it,
+  advanced reading by reading in arrival order. A reading older than its stream's
   ``watermark - allowed_lateness`` gets ``Flag.LATE`` in the caller's ``flags`` array. Late
   readings are still stored and still update their rollup; windows ignore them.
+* A series belongs to the stream of its latest reading: its event-time "now"
+  (:meth:`WindowState.event_now`) and the watermark that closes its window are that stream's.
 * Each series has one window open at a time. A window holds the series' on-time readings of
   one tumbling interval ``[start, start + size)``. It closes, and is returned exactly once in
   a :class:`ClosedWindows`, when
     - the series gets an on-time reading for a later interval (the same batch included);
-    - the source watermark passes ``end + allowed_lateness``;
+    - at the end of a batch that touched the series' stream, that stream's watermark has
+      reached ``end + allowed_lateness``;
     - the series has sent nothing for ``size + allowed_lateness`` of wall-clock time
       (:meth:`WindowState.close_idle`), so a silent sensor cannot keep a window open.
 * A window takes a reading only if it is on time and newer than every on-time reading the
-  series sent before it, which is also what the detectors score. An on-time reading that is
-  not (re-sent, out of order, or for a window already closed) is counted as
+  series sent before it (on any lane), which is also what the detectors score. An on-time
+  reading that is not (re-sent, out of order, or for a window already closed) is counted as
   ``late_within_lateness``: it is stored and goes to the rollup, but never enters or reopens
   a window. ``late_beyond_lateness`` counts the LATE-flagged ones.
 * Readings are taken in arrival order, so the closed windows do not depend on how the
-  stream was cut into batches (only the moment a window is *reported* does).
+  stream was cut into batches (only the moment a window is *reported* does), as long as each
+  series keeps to one stream (a Kafka key keeps its partition): a series that moves to a
+  lagging stream could otherwise send, right after a batch end closed its window, a reading
+  the window would have taken within one batch.
 
-Memory: :meth:`WindowState.nbytes_per_slot` bytes per slot, arrays grown by doubling.
-Slots are dense ints handed out by the caller; ``max_series`` is enforced by the caller
-evicting :meth:`WindowState.least_recently_seen` slots before it assigns new ones.
+:meth:`WindowState.observe` runs as a Numba kernel (``_kernel.py``) that releases the GIL, so
+it can run on a worker thread while the event loop keeps decoding messages.
+
+Memory: :meth:`WindowState.nbytes_per_slot` bytes per slot, arrays grown by doubling, plus
+16 bytes per stream. Slots are dense ints handed out by the caller; ``max_series`` is enforced
+by the caller evicting :meth:`WindowState.least_recently_seen` slots before it assigns new ones.
 """
 
 from __future__ import annotations
@@ -33,12 +44,32 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from urbanpulse.model import Flag
-from urbanpulse.windows.aggregate import Moments, combine, group_starts, moments
+from urbanpulse.windows.aggregate import Moments
 from urbanpulse.windows.settings import WindowSettings
 
 #: "no value" for int64 times and buckets; far from overflow when sizes are added to it
 NONE = np.int64(-(2**62))
+#: "no deadline": the due time of a stream with no open window (the kernel's NEVER)
+NEVER = np.iinfo(np.int64).max
+#: the ``lane`` given to the kernel for a batch without lanes: every reading on lane 0
+_LANE_ZERO = np.zeros(0, np.int64)
+
+_KERNEL = None
+
+
+def _kernel():  # noqa: ANN202
+    """The compiled kernel module (imported on first use: numba is only loaded by a WindowState),
+    warmed up so the first real batch does not pay for compiling or loading the machine code."""
+    global _KERNEL
+    if _KERNEL is None:
+        from urbanpulse.windows import _kernel as k
+
+        _KERNEL = k  # before the warm-up, which builds a WindowState
+        w = WindowState(WindowSettings())
+        w.assign(np.zeros(1, np.int64), ["warm-up"], now_wall_us=0)
+        w.observe("warm-up", np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int16), 0,
+                  lane=np.zeros(1, np.int64))
+    return _KERNEL
 
 
 @dataclass(slots=True)
@@ -91,7 +122,7 @@ class Observed:
     closed: ClosedWindows
     late: int  # readings flagged LATE (older than watermark - allowed lateness)
     late_within_lateness: int  # on time by the watermark, but not newer than the series' newest reading
-    watermark_us: int  # the source watermark after the batch
+    watermark_us: int  # the newest watermark among the streams the batch touched (NONE for no readings)
 
 
 class WindowState:
@@ -103,18 +134,23 @@ class WindowState:
         self.evict_after_us = int(round(settings.evict_after_s * 1_000_000))
         self.capacity = 0
         self.counters = {"late_within_lateness": 0, "late_beyond_lateness": 0}
-        self._sources: dict[str, int] = {}
+        # per stream, a (source, lane): its watermark, and a lower bound of end + lateness over
+        # the open windows of its series (the watermark close scans the slots only past it)
+        self._lane_streams: dict[str, np.ndarray] = {}  # source -> stream index per lane (int32)
+        self._n_streams = 0
         self._watermark = np.full(4, NONE, np.int64)
+        self._due = np.full(4, NEVER, np.int64)
         self._size_of: dict[str, int] = {}
         # per slot
         self.size_us = np.zeros(0, np.int64)
         self.bucket = np.zeros(0, np.int64)  # current window = [bucket*size, (bucket+1)*size)
         self.open = np.zeros(0, bool)
         self.in_use = np.zeros(0, bool)
-        self.source = np.zeros(0, np.int16)  # source of the series' latest reading
+        self.source = np.zeros(0, np.int32)  # stream of the series' latest reading
         self.last_event_us = np.zeros(0, np.int64)  # newest on-time event time of the series
         self.last_wall_us = np.zeros(0, np.int64)
         self.win = Moments.empty()  # running summary of the open window
+        _kernel()  # compile / load the kernel now, not on the first batch
 
     # -- slots ------------------------------------------------------------------------------
 
@@ -194,84 +230,70 @@ class WindowState:
 
     # -- watermarks ----------------------------------------------------------------------------
 
-    def watermark(self, source: str) -> int | None:
-        """Newest event time seen on ``source`` (us), None before its first reading."""
-        i = self._sources.get(source)
-        return None if i is None or self._watermark[i] == NONE else int(self._watermark[i])
+    def watermark(self, source: str, lane: int = 0) -> int | None:
+        """Newest event time seen on that lane of ``source`` (us), None before its first reading."""
+        streams = self._lane_streams.get(source)
+        if streams is None or not 0 <= lane < len(streams):
+            return None
+        wm = self._watermark[streams[lane]]
+        return None if wm == NONE else int(wm)
 
     def event_now(self, slots: np.ndarray) -> np.ndarray:
-        """Per slot, the watermark of the source it last came from (event-time 'now')."""
+        """Per slot, the watermark of the stream it last came from (event-time 'now')."""
         src = self.source[slots]
         return np.where(src >= 0, self._watermark[np.maximum(src, 0)], NONE)
 
-    def _source_index(self, source: str) -> int:
-        i = self._sources.get(source)
-        if i is None:
-            i = self._sources[source] = len(self._sources)
-            if i >= len(self._watermark):
-                self._watermark = np.concatenate([self._watermark, np.full(len(self._watermark), NONE)])
-        return i
+    def _streams(self, source: str, n_lanes: int) -> np.ndarray:
+        """Stream index (int32) of each lane of ``source``, lanes 0..n_lanes-1 at least.
+
+        A lane gets its stream on first sight, together with the source's lower lanes that have
+        none yet: lanes are small ints, and an index array per source keeps the mapping of a
+        batch's readings a lookup in the kernel instead of a grouping in Python.
+        """
+        streams = self._lane_streams.get(source)
+        have = 0 if streams is None else len(streams)
+        if have >= n_lanes:
+            return streams
+        first = self._n_streams
+        self._n_streams += n_lanes - have
+        if self._n_streams > len(self._watermark):
+            grow = max(self._n_streams, 2 * len(self._watermark)) - len(self._watermark)
+            self._watermark = np.concatenate([self._watermark, np.full(grow, NONE)])
+            self._due = np.concatenate([self._due, np.full(grow, NEVER)])
+        new = np.arange(first, self._n_streams, dtype=np.int32)
+        streams = self._lane_streams[source] = new if streams is None else np.concatenate([streams, new])
+        return streams
 
     # -- the batch ----------------------------------------------------------------------------
 
     def observe(self, source: str, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, flags: np.ndarray,
-                now_wall_us: int) -> Observed:
+                now_wall_us: int, lane: np.ndarray | None = None) -> Observed:
         """Take one batch in arrival order: flag late readings, update windows, close windows.
 
         ``slot`` must be assigned slots; ``flags`` (int16) gets ``Flag.LATE`` set in place.
+        ``lane`` (optional, any int dtype, small non-negative ints): each reading's ordered
+        sub-stream of ``source``, e.g. its Kafka partition; None (or empty) puts every reading
+        on lane 0.
         Returns the windows this batch closed (by later readings or by the watermark).
         """
-        s = self._source_index(source)
         n = len(ts_us)
         if n == 0:
-            return Observed(ClosedWindows.empty(), 0, 0, int(self._watermark[s]))
-        slot = np.asarray(slot, np.int64)
-        run_wm = np.maximum.accumulate(ts_us)
-        np.maximum(run_wm, self._watermark[s], out=run_wm)
-        late = ts_us < run_wm - self.lateness_us
-        n_late = int(late.sum())
-        if n_late:
-            np.bitwise_or(flags, np.int16(Flag.LATE), out=flags, where=late)
-        self._watermark[s] = run_wm[-1]
-
-        # per slot, in arrival order. A window takes a reading only if it is on time and newer
-        # than every on-time reading the series sent before it (what the detectors score too):
-        # re-sent duplicates and out-of-order readings never enter a window twice or backwards.
-        order = np.argsort(slot, kind="stable")
-        sl, ts, val, ontime = slot[order], ts_us[order], value[order], ~late[order]
-        seg_starts = group_starts(sl)
-        seg_len = np.diff(np.append(seg_starts, n))
-        seg = np.repeat(np.arange(len(seg_starts), dtype=np.int64), seg_len)
-        # newest earlier on-time ts per reading: segmented running max over ts ranks, shifted by one
-        uniq, rank = np.unique(ts, return_inverse=True)
-        width = len(uniq) + 1
-        base = seg * width
-        upto = np.maximum.accumulate(base + np.where(ontime, rank.reshape(-1) + 1, 0)) - base - 1
-        before = np.empty_like(upto)
-        before[1:] = upto[:-1]
-        before[seg_starts] = -1
-        prev = np.maximum(np.where(before >= 0, uniq[np.maximum(before, 0)], NONE), self.last_event_us[sl])
-        bucket = ts // self.size_us[sl]
-        accept = ontime & (ts > prev) & ((bucket > self.bucket[sl]) | self.open[sl])
+            return Observed(ClosedWindows.empty(), 0, 0, int(NONE))
+        lane = _LANE_ZERO if lane is None else np.asarray(lane, np.int64)
+        streams = self._streams(source, int(lane.max()) + 1 if len(lane) else 1)
+        # each reading closes at most one window, the watermark at most every open one
+        room = n + int(np.count_nonzero(self.open))
+        out = (np.empty(room, np.int32), np.empty((3, room), np.int64), np.empty((6, room), np.float64))
+        n_closed, n_late, n_within, newest = _kernel().observe(
+            np.asarray(slot, np.int64), np.asarray(ts_us, np.int64), np.asarray(value, np.float64), flags, lane,
+            streams, now_wall_us, self.lateness_us, self._watermark, self._due,
+            (self.size_us, self.bucket, self.open, self.source, self.last_event_us, self.last_wall_us),
+            tuple(getattr(self.win, f.name) for f in fields(Moments)), out)
         self.counters["late_beyond_lateness"] += n_late
-        n_within = int((ontime & ~accept).sum())
         self.counters["late_within_lateness"] += n_within
-
-        closed = [self._fold(sl[accept], bucket[accept], ts[accept], val[accept])]
-
-        # activity, for idle close and eviction
-        seen = sl[seg_starts]
-        self.last_wall_us[seen] = now_wall_us
-        self.source[seen] = s
-        newest = np.maximum.reduceat(np.where(ontime, ts, NONE), seg_starts)
-        self.last_event_us[seen] = np.maximum(self.last_event_us[seen], newest)
-
-        # the watermark closes this source's windows whose end + lateness it passed
-        cand = np.flatnonzero(self.open & (self.source == s))
-        if len(cand):
-            end = (self.bucket[cand] + 1) * self.size_us[cand]
-            closed.append(self._close(cand[self._watermark[s] >= end + self.lateness_us]))
-        return Observed(ClosedWindows.concat(closed), n_late, n_within, int(self._watermark[s]))
+        out_slot, out_int, out_float = out
+        closed = ClosedWindows(out_slot[:n_closed], *out_int[:, :n_closed], *out_float[:, :n_closed])
+        return Observed(closed, n_late, n_within, newest)
 
     def close_idle(self, now_wall_us: int) -> ClosedWindows:
         """Close the open windows of series that sent nothing for ``size + lateness`` (wall clock)."""
@@ -279,42 +301,6 @@ class WindowState:
         return self._close(idle)
 
     # -- internals ------------------------------------------------------------------------------
-
-    def _fold(self, sl: np.ndarray, bucket: np.ndarray, ts: np.ndarray, val: np.ndarray) -> ClosedWindows:
-        """Add accepted readings to their windows; returns the windows they closed."""
-        if len(sl) == 0:
-            return ClosedWindows.empty()
-        # accepted readings of a slot are strictly increasing in ts: (slot, ts) order is arrival order
-        o = np.lexsort((ts, sl))
-        sl, bucket, ts, val = sl[o], bucket[o], ts[o], val[o]
-        starts = group_starts(sl, bucket)
-        m = moments(starts, ts, val)
-        g_slot, g_bucket = sl[starts], bucket[starts]
-        first = np.ones(len(starts), bool)
-        first[1:] = g_slot[1:] != g_slot[:-1]
-        last = np.ones(len(starts), bool)
-        last[:-1] = g_slot[1:] != g_slot[:-1]
-
-        # the open window continues in the batch's first group of its slot, or is superseded
-        fs = g_slot[first]
-        cont = self.open[fs] & (self.bucket[fs] == g_bucket[first])
-        superseded = self._close(fs[self.open[fs] & ~cont])
-        gi = np.flatnonzero(first)[cont]
-        if len(gi):
-            merged = combine(self.win.take(g_slot[gi]), m.take(gi))
-            for f in fields(Moments):
-                getattr(m, f.name)[gi] = getattr(merged, f.name)
-
-        done = ~last
-        closed = ClosedWindows.build(g_slot[done], g_bucket[done] * self.size_us[g_slot[done]],
-                                     self.size_us[g_slot[done]], m.take(done))
-        ls = g_slot[last]
-        self.bucket[ls] = g_bucket[last]
-        self.open[ls] = True
-        keep = m.take(last)
-        for f in fields(Moments):
-            getattr(self.win, f.name)[ls] = getattr(keep, f.name)
-        return ClosedWindows.concat([superseded, closed])
 
     def _close(self, slots: np.ndarray) -> ClosedWindows:
         if len(slots) == 0:
