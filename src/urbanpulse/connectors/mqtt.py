@@ -33,6 +33,10 @@ from urbanpulse.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 
+#: how long a shutdown waits for queued PUBACKs and the DISCONNECT to be written
+DISCONNECT_FLUSH_S = 5.0
+
+
 class _BulkReadClient(mqtt.Client):
     """paho's client, reading every packet already buffered on the socket per wake-up.
 
@@ -79,6 +83,7 @@ class MqttSource:
         self._subscribed = False
         self._refused = False
         self._stopping = False
+        self._disconnected = threading.Event()
         self.last_error: str | None = None
         self._client: mqtt.Client | None = None
 
@@ -117,6 +122,7 @@ class MqttSource:
         with self._cond:
             self._connected = False
             self._subscribed = False
+        self._disconnected.set()
         if not self._stopping and not self._refused:  # keep the refusal's reason visible
             self.last_error = f"disconnected: {reason}"
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
@@ -194,8 +200,16 @@ class MqttSource:
             self._stopping = True
             with self._cond:
                 self._cond.notify_all()
-            await pipeline.drain()  # PUBACKs for everything written go out before disconnecting
-            client.disconnect()
+            await pipeline.drain()  # PUBACKs for everything written are queued before the DISCONNECT
+            if self._connected:
+                # paho writes queued packets in order and reports the disconnect once the DISCONNECT
+                # is on the wire: stopping its thread before that can drop the PUBACKs, and the broker
+                # would redeliver messages that are already stored
+                self._disconnected.clear()
+                client.disconnect()
+                await asyncio.to_thread(self._disconnected.wait, DISCONNECT_FLUSH_S)
+            else:
+                client.disconnect()
             client.loop_stop()
             self._connected = False
 
