@@ -102,10 +102,25 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
         spy.send_signal(signal.SIGINT)
         spy.wait(30)
     time.sleep(0.5)
+    analysis = _analysis_latency(ph.svc.url)
     stop = ph.stop()
-    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, "db": _db_counts(ctx.dsn)}
+    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn)}
     ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, cpu {cpu}, db {res['db']}")
     return res
+
+
+def _analysis_latency(url: str) -> dict[str, Any]:
+    """Mean time from a batch being formed to its analysis being ready (the service's summary)."""
+    import httpx
+
+    vals = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("urbanpulse_analytics_batch_seconds_"):
+            name, value = line.split()
+            vals[name.rsplit("_", 1)[1]] = float(value)
+    if not vals.get("count"):
+        return {}
+    return {"analysed_batches": int(vals["count"]), "analysis_ms_per_batch": round(1000 * vals["sum"] / vals["count"], 1)}
 
 
 def _compile_kernels() -> None:
@@ -148,7 +163,7 @@ def _start_profiler(ctx: ib.Ctx, ph: ib.Phase, label: str) -> subprocess.Popen |
         return None
     out = ctx.workdir / f"profile-{label}.txt"
     ib.log(f"{label}: profiling the service into {out}")
-    return subprocess.Popen([spy, "record", "--pid", str(ph.svc.proc.pid), "--rate", "200", "--nonblocking",
+    return subprocess.Popen([spy, "record", "--pid", str(ph.svc.proc.pid), "--rate", "200", "--nonblocking", "--threads",
                              "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 

@@ -65,6 +65,7 @@ class Prepared:
     #: the worker thread's part (detections, closed windows); None once :attr:`done` is set
     analysis: asyncio.Future[tuple[Detections | None, ClosedWindows]] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float = 0.0  # perf_counter() at prepare
 
 
 class SlotMap:
@@ -143,6 +144,8 @@ class StreamAnalytics:
         self.evicted = 0
         self.late = 0
         self.failed_batches = 0
+        self.analysed_batches = 0
+        self.analysis_seconds = 0.0  # prepare -> decided, summed over batches (queueing included)
         self.events_by_kind: Counter[str] = Counter()
         self._score_log = _ScoreLog(settings.detection.score_log) if settings.detection.score_log else None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics")
@@ -186,7 +189,7 @@ class StreamAnalytics:
             readings.flags = np.zeros(len(readings), np.int16)
         loop = asyncio.get_running_loop()
         prepared = Prepared(analysis=loop.run_in_executor(self._worker, self._analyse, source, readings, slots,
-                                                          now_us))
+                                                          now_us), started=time.perf_counter())
         self._queue.put_nowait(prepared)
         return prepared
 
@@ -221,6 +224,8 @@ class StreamAnalytics:
                 self.failed_batches += 1
                 log.exception("analysing a batch failed; its readings are stored without alert changes")
             finally:
+                self.analysed_batches += 1
+                self.analysis_seconds += time.perf_counter() - prepared.started
                 prepared.analysis = None
                 prepared.done.set()
                 self._queue.task_done()
@@ -235,22 +240,11 @@ class StreamAnalytics:
         Partitions of one topic are consumed at different paces (a backlog drains unevenly), so
         one watermark for the whole source would call the lagging partitions' readings late and
         their sensors silent. Kafka orders within a partition only: that is the unit of "late"."""
-        lanes = readings.lane
-        if len(lanes) != len(readings) or not len(lanes) or (lanes == lanes[0]).all():
-            key = source if not len(lanes) or len(lanes) != len(readings) else f"{source}:{int(lanes[0])}"
-            observed = self.windows.observe(key, slots, readings.ts_us, readings.value, readings.flags, now_us)
-            self.late += observed.late
-            return observed.closed
-        parts = []
-        for lane in np.unique(lanes).tolist():
-            idx = np.flatnonzero(lanes == lane)
-            flags = readings.flags[idx]
-            observed = self.windows.observe(f"{source}:{lane}", slots[idx], readings.ts_us[idx], readings.value[idx],
-                                            flags, now_us)
-            readings.flags[idx] = flags
-            self.late += observed.late
-            parts.append(observed.closed)
-        return ClosedWindows.concat(parts)
+        lanes = readings.lane if len(readings.lane) == len(readings) else None
+        observed = self.windows.observe(source, slots, readings.ts_us, readings.value, readings.flags, now_us,
+                                        lane=lanes)
+        self.late += observed.late
+        return observed.closed
 
     async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
         if prepared is not None:

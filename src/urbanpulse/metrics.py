@@ -39,7 +39,7 @@ class AnalyticsCollector:
         self.analytics = analytics
 
     def collect(self):  # noqa: ANN201 - a generator of metric families (prometheus_client protocol)
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
         a = self.analytics
         yield GaugeMetricFamily("urbanpulse_series_in_memory", "Series with window and detector state in memory",
@@ -48,6 +48,12 @@ class AnalyticsCollector:
                                 value=a.nbytes_per_series())
         yield CounterMetricFamily("urbanpulse_series_evicted", "Series evicted from memory (idle or over max_series)",
                                   value=a.evicted)
+        yield SummaryMetricFamily("urbanpulse_analytics_batch_seconds",
+                                  "From a batch being formed to its windows, scores and alert changes being ready",
+                                  count_value=a.analysed_batches, sum_value=a.analysis_seconds)
+        yield CounterMetricFamily("urbanpulse_analytics_failed_batches",
+                                  "Batches stored without analysis because analysing them raised (see the log)",
+                                  value=a.failed_batches)
         late = CounterMetricFamily("urbanpulse_readings_late", "Readings older than the source watermark",
                                    labels=["kind"])
         late.add_metric(["beyond_lateness"], a.late)

@@ -96,7 +96,6 @@ class Pipeline:
         self.settings = settings
         self.metrics = metrics
         self._pending: dict[str, _Pending] = {}
-        self._lane_topics: dict[str, int] = {}
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
         self._jobs: dict[int, _Job] = {}
@@ -138,8 +137,8 @@ class Pipeline:
         if pending is None:
             pending = self._pending[source] = _Pending(started=time.monotonic())
         if n_valid:
-            if batch.partitions is not None and self.analytics is not None:
-                validated.readings.lane = self._lanes(batch)[validated.readings.msg]
+            if batch.lanes is not None and self.analytics is not None:
+                validated.readings.lane = batch.lanes[validated.readings.msg]
             pending.parts.append(validated.readings)
         pending.rejections.extend(validated.rejections)
         if ack is not None:
@@ -147,18 +146,6 @@ class Pipeline:
         pending.size += n_valid + n_rej
         if pending.size >= self.settings.batch_max_readings:
             await self._enqueue(source)
-
-    def _lanes(self, batch: MessageBatch) -> np.ndarray:
-        """Per message, a small id of its ordered sub-stream (Kafka topic-partition)."""
-        parts = np.asarray(batch.partitions, np.int64)
-        topics = batch.topics or []
-        names = set(topics)
-        if len(names) <= 1:
-            key = parts
-        else:  # several topics in one pull: a lane per (topic, partition)
-            index = {t: self._lane_topics.setdefault(t, len(self._lane_topics)) for t in names}
-            key = parts + 4096 * np.fromiter((index[t] for t in topics), np.int64, len(topics))
-        return key.astype(np.int16)
 
     async def flush(self) -> None:
         """Hand every partial batch to the writers now (waits for in-flight room)."""

@@ -15,6 +15,7 @@ import time
 from functools import partial
 from typing import Any
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.helpers import create_ssl_context
@@ -72,6 +73,7 @@ class KafkaSource:
         self.connected = False
         self.last_error: str | None = None
         self.assigned: list[str] = []
+        self._lane_of: dict[TopicPartition, int] = {}  # dense lane id per topic-partition ever read
 
     def health(self) -> dict[str, object]:
         return {"connected": self.connected, "assigned": self.assigned, "last_error": self.last_error}
@@ -122,8 +124,12 @@ class KafkaSource:
             topics: list[str] = []
             partitions: list[int] = []
             offsets: list[int] = []
+            lanes: list[int] = []
+            runs: list[int] = []
             commit: dict[TopicPartition, int] = {}
             for tp, records in data.items():
+                lanes.append(self._lane_of.setdefault(tp, len(self._lane_of)))
+                runs.append(len(records))
                 payloads.extend([r.value if r.value is not None else b"" for r in records])
                 offsets.extend([r.offset for r in records])
                 topics.extend([tp.topic] * len(records))
@@ -133,7 +139,8 @@ class KafkaSource:
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])
             batch = MessageBatch(source="kafka", payloads=payloads, topics=topics, partitions=partitions,
-                                 offsets=offsets, received_ns=time.time_ns())
+                                 offsets=offsets, received_ns=time.time_ns(),
+                                 lanes=np.repeat(np.array(lanes, np.int16), runs))
             await pipeline.submit(batch, ack=partial(self._commit, consumer, commit))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

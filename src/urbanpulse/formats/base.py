@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from urbanpulse.model import ReadingColumns, Rejection
 
 
@@ -14,6 +16,8 @@ class MessageBatch:
 
     ``topic_fields`` holds, per message, fields a topic template filled in (for example
     ``sensor_id`` and ``metric`` from ``city/{district}/{sensor_id}/{metric}``), or None.
+    ``lanes`` holds, per message, a small dense id of the ordered sub-stream it came from (a
+    Kafka topic-partition): lateness is judged per lane, because only a lane is ordered.
     """
 
     source: str
@@ -23,6 +27,7 @@ class MessageBatch:
     offsets: list[int] | None = None
     topic_fields: list[dict[str, str] | None] | None = None
     received_ns: int = 0
+    lanes: np.ndarray | None = None  # int16 per message
 
     def provenance(self, i: int) -> tuple[str | None, int | None, int | None]:
         """Topic, partition and offset of message ``i`` (None where the source has none)."""
