@@ -3,6 +3,7 @@ one alert per broken reading, warm restarts, bounded memory, and the silence clo
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -154,4 +155,40 @@ async def test_a_lagging_kafka_partition_is_neither_late_nor_silent(pool: asyncp
     assert silent.slot.size == 0
     # the same readings on ONE lane would have been late: lane 0 is 600 s behind
     assert await pool.fetchval("SELECT count(*) FROM readings WHERE flags & 1 = 1") == 0
+    await a.stop()
+
+
+async def test_the_periodic_check_runs_in_batch_order_finds_silence_and_evicts(pool: asyncpg.Pool) -> None:
+    """The one-second check is queued behind batches being analysed (it sees their readings),
+    raises a silence alert while the gap is still open, and evicts series idle too long."""
+    settings = load_settings(None, windows={"size_s": 1, "allowed_lateness_s": 0, "evict_after_s": 4},
+                             detection={"metrics": {"temperature": {"silence": {"expected_interval_s": 0.5,
+                                                                                "factor": 3}}}})
+    a = StreamAnalytics(settings, pool)
+    await a.start()
+    store = ReadingStore(pool, MonthlyPartitions())
+    now_us = time.time_ns() // 1000
+    ts = now_us - 5_000_000 + np.arange(10) * 500_000  # the last reading is half a second old
+    rc = columns(["gappy"] * 10, "temperature", ts, hourly(10))
+    sid = await store.series.ids_for(pool, rc.sensor_id, rc.metric)
+    pending = await a.prepare("mqtt", rc, sid)  # not finished yet when the check is queued
+    check = await a.tick()
+    assert check is not None and not pending.done.is_set()
+    assert await a.ready(check) is None  # 0.5 s after the last reading: no silence yet
+    assert pending.done.is_set()  # finished first: FIFO behind the batch
+    await store.write(rc, [], "mqtt", series_ids=sid)
+
+    await asyncio.sleep(2.0)  # 2.5 s of nothing > 3 x 0.5 s
+    found = await a.ready(await a.tick())
+    assert found is not None and found.changes is not None
+    assert [(e.kind, e.alert.series_id, e.alert.detector) for e in found.changes.events] == [
+        ("opened", int(sid[0]), "silence")]
+    async with pool.acquire() as conn, conn.transaction():
+        await a.write(conn, found)
+    a.committed(found)
+    assert await pool.fetchval("SELECT count(*) FROM alerts WHERE detector = 'silence' AND state = 'open'") == 1
+
+    await asyncio.sleep(2.5)  # idle beyond evict_after_s: evicted, with the worker paused
+    await a.ready(await a.tick())
+    assert a.evicted == 1 and len(a.slots) == 0
     await a.stop()

@@ -27,6 +27,7 @@ import csv
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,14 @@ from urbanpulse.alerts.inputs import Detections
 from urbanpulse.alerts.lifecycle import AlertChanges
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.config import Settings
-from urbanpulse.detect.bank import DetectorBank, Scores
+from urbanpulse.detect.bank import DetectorBank, Scores, Silences
 from urbanpulse.model import ReadingColumns
 from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
+
+#: the worker thread's result: detections, windows that closed, silences (periodic check only)
+_Analysis = tuple["Detections | None", "ClosedWindows", "Silences | None"]
 
 _WARM_SQL = """
 SELECT s.id AS series_id, (extract(epoch FROM r.ts) * 1000000)::int8 AS ts_us, r.value
@@ -62,8 +66,8 @@ class Prepared:
 
     changes: AlertChanges | None = None
     events: list[object] | None = None
-    #: the worker thread's part (detections, closed windows); None once :attr:`done` is set
-    analysis: asyncio.Future[tuple[Detections | None, ClosedWindows]] | None = None
+    #: the worker thread's part; None once :attr:`done` is set
+    analysis: asyncio.Future[_Analysis] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = 0.0  # perf_counter() at prepare
 
@@ -187,9 +191,12 @@ class StreamAnalytics:
             slots = await self._admit(series_ids, slots, readings)
         if len(readings.flags) != len(readings):
             readings.flags = np.zeros(len(readings), np.int16)
+        return self._submit(self._analyse, source, readings, slots, now_us)
+
+    def _submit(self, work: Callable[..., _Analysis], *args: object) -> Prepared:
+        """Queue work for the worker thread; the pump finishes it in the order submitted."""
         loop = asyncio.get_running_loop()
-        prepared = Prepared(analysis=loop.run_in_executor(self._worker, self._analyse, source, readings, slots,
-                                                          now_us), started=time.perf_counter())
+        prepared = Prepared(analysis=loop.run_in_executor(self._worker, work, *args), started=time.perf_counter())
         self._queue.put_nowait(prepared)
         return prepared
 
@@ -202,14 +209,13 @@ class StreamAnalytics:
         await prepared.done.wait()
         return prepared if prepared.changes else None
 
-    def _analyse(self, source: str, readings: ReadingColumns, slots: np.ndarray,
-                 now_us: int) -> tuple[Detections | None, ClosedWindows]:
+    def _analyse(self, source: str, readings: ReadingColumns, slots: np.ndarray, now_us: int) -> _Analysis:
         """The worker thread's part of a batch: windows, late flags, detector scores."""
         closed = self._observe(source, readings, slots, now_us)
         scores = self.bank.score(slots, readings.ts_us, readings.value)
         if self._score_log is not None:
             self._score_log.write(scores, self.slots)
-        return self._detections(scores), closed
+        return self._detections(scores), closed, None
 
     async def _pump(self) -> None:
         """Finish analysed batches in the order they were prepared: the alert lifecycle step
@@ -218,8 +224,8 @@ class StreamAnalytics:
             prepared = await self._queue.get()
             try:
                 assert prepared.analysis is not None
-                detections, closed = await prepared.analysis
-                prepared.changes = self.alerts.manager.process(detections, closed, None)
+                detections, closed, silences = await prepared.analysis
+                prepared.changes = self.alerts.manager.process(detections, closed, silences)
             except Exception:  # noqa: BLE001 - analytics must never stop ingestion: store the readings anyway
                 self.failed_batches += 1
                 log.exception("analysing a batch failed; its readings are stored without alert changes")
@@ -259,22 +265,31 @@ class StreamAnalytics:
             self.alerts.publish(prepared.events)
 
     async def tick(self) -> Prepared | None:
-        """Idle windows, silence during a gap and eviction; runs with the worker idle."""
-        await self._idle()
+        """Idle windows and silence during a gap, queued behind the batches on the worker like a
+        batch; when series are due for eviction, everything at once with the worker idle."""
         now_us = time.time_ns() // 1000
+        w = self.windows
+        # a read-only peek while the worker runs: it only decides whether to pause the worker
+        if (w.in_use & (now_us - w.last_wall_us > w.evict_after_us)).any():
+            await self._idle()  # eviction frees slots that batches being formed may look up
+            detections, closed, silences = self._periodic(now_us)
+            changes = self.alerts.manager.process(detections, closed, silences)
+            evicted = w.evict_idle(now_us)
+            self.bank.evict(evicted)
+            self.alerts.manager.evict(evicted)
+            self.slots.release(evicted)
+            self.evicted += len(evicted)
+            return _finished(changes) if changes else None
+        return self._submit(self._periodic, now_us)
+
+    def _periodic(self, now_us: int) -> _Analysis:
+        """Windows of series gone quiet close by the wall clock; silences found during the gap."""
         closed = self.windows.close_idle(now_us)
         active = np.flatnonzero(self.slots.series_of[:self.slots.capacity] >= 0).astype(np.int32)
         silences = self.bank.check_silence(active, self._silence_clock(active, now_us), now_us)
         if len(silences):  # the same configured severity as a silence found by a reading
             silences.severity = [self.bank.severity(int(s), "silence") for s in silences.slot.tolist()]
-        changes = self.alerts.manager.process(None, closed, silences)
-        evicted = self.windows.evict_idle(now_us)
-        if len(evicted):
-            self.bank.evict(evicted)
-            self.alerts.manager.evict(evicted)
-            self.slots.release(evicted)
-            self.evicted += len(evicted)
-        return _finished(changes) if changes else None
+        return None, closed, silences
 
     def _silence_clock(self, slots: np.ndarray, now_us: int) -> np.ndarray:
         """"Now" per series for the silence check, in the series' own event time.

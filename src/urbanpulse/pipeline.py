@@ -249,6 +249,8 @@ class Pipeline:
             await analytics.write(conn, prepared)
 
         if job.readings is None and not job.rejections:
+            if prepared is None:  # a periodic check that changed nothing
+                return WriteResult(0, 0, 0, 0.0, False)
             start = time.perf_counter()
             async with self.store.pool.acquire() as conn, conn.transaction():
                 await in_order(conn)
