@@ -12,6 +12,9 @@ Guarantees:
   it is formed, strictly in batch order, and the resulting alert changes are written in the same
   transaction as the batch's readings: a crash can never store one without the other. The
   analysis overlaps with decoding the next batches; a writer waits for it before writing.
+  Batches then also *commit* in the order they were formed (the COPYs still run in parallel):
+  after a crash the stored batches are a prefix of the stream, so every redelivered reading is
+  newer than what the restarted detectors were warmed with, and none is skipped unscored.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ log = logging.getLogger(__name__)
 
 Ack = Callable[[], Awaitable[None] | None]
 
-#: how long a batch's alert changes wait for earlier batches to commit (see _earlier_committed)
-ALERT_ORDER_WAIT_S = 5.0
+#: how long a batch waits for earlier batches to commit before it commits (see _earlier_committed)
+COMMIT_ORDER_WAIT_S = 5.0
+#: while it waits, how often it checks that it is not holding up an earlier batch inside PostgreSQL
+COMMIT_ORDER_PROBE_S = 0.05
+_BLOCKS_ANOTHER_SQL = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))"
 
 
 class BatchAnalytics(Protocol):
@@ -108,6 +114,7 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self.database_ok = True
         self.last_error: str | None = None
+        self.commits_out_of_order = 0  # see _earlier_committed
 
     async def start(self) -> None:
         """Start the writers and the batch timer."""
@@ -244,8 +251,7 @@ class Pipeline:
         prepared = job.prepared = await analytics.ready(job.prepared)  # idempotent: a retry gets it again
 
         async def in_order(conn: asyncpg.Connection) -> None:
-            if prepared is not None:  # alert changes: after every earlier batch has committed
-                await self._earlier_committed(job.seq)
+            await self._earlier_committed(job.seq, conn)
             await analytics.write(conn, prepared)
 
         if job.readings is None and not job.rejections:
@@ -258,20 +264,37 @@ class Pipeline:
         return await self.store.write(job.readings, job.rejections, job.source, series_ids=job.series_ids,
                                       in_transaction=in_order)
 
-    async def _earlier_committed(self, seq: int) -> None:
-        """Wait until every batch formed before ``seq`` is committed, so alert changes (computed in
-        batch order) also reach the database in batch order. Bounded: two in-flight batches that
-        carry the same reading can block each other inside PostgreSQL (the later one holds the
-        key); after ``ALERT_ORDER_WAIT_S`` the write goes ahead and the alert store's merge of an
-        already-open row keeps it consistent."""
+    async def _earlier_committed(self, seq: int, conn: asyncpg.Connection) -> None:
+        """Wait until every batch formed before ``seq`` is committed (see the module doc).
+
+        Runs inside the batch's transaction, after its COPY, before its rollups and alert
+        changes. Two in-flight batches that carry the same reading can block each other: the
+        later one inserted the key first, the earlier one's COPY waits for it inside PostgreSQL
+        while the later one waits here. So a wait longer than ``COMMIT_ORDER_PROBE_S`` checks
+        whether this transaction blocks anyone, and if it does, it commits out of order (the
+        earlier batch then merges idempotently). ``COMMIT_ORDER_WAIT_S`` bounds the rest (an
+        earlier batch whose writes keep failing)."""
         def ready() -> bool:
             return all(j.done for s, j in self._jobs.items() if s < seq)
-        try:
-            async with self._done:
-                await asyncio.wait_for(self._done.wait_for(ready), ALERT_ORDER_WAIT_S)
-        except asyncio.TimeoutError:
-            log.warning("batch %d: earlier batches still uncommitted after %.0fs; writing its alert changes anyway",
-                        seq, ALERT_ORDER_WAIT_S)
+
+        deadline = time.monotonic() + COMMIT_ORDER_WAIT_S
+        while not ready():
+            try:
+                async with self._done:
+                    await asyncio.wait_for(self._done.wait_for(ready), COMMIT_ORDER_PROBE_S)
+                return
+            except asyncio.TimeoutError:
+                pass
+            if await conn.fetchval(_BLOCKS_ANOTHER_SQL, conn.get_server_pid()):
+                self.commits_out_of_order += 1
+                log.info("batch %d holds rows an earlier batch waits for (the same readings twice): committing "
+                         "it first", seq)
+                return
+            if time.monotonic() > deadline:
+                self.commits_out_of_order += 1
+                log.warning("batch %d: earlier batches still uncommitted after %.0fs; committing it anyway",
+                            seq, COMMIT_ORDER_WAIT_S)
+                return
 
     async def _timer(self) -> None:
         period = self.settings.batch_max_ms / 1000.0
