@@ -126,10 +126,7 @@ def _analysis_latency(url: str) -> dict[str, Any]:
 def _compile_kernels() -> None:
     """Fill numba's on-disk cache before the phases, so that a fresh checkout's first analytics
     phase does not pay the one-time compile (the service would, once, at its first start)."""
-    code = ("import numpy as np; from urbanpulse.detect.bank import _kernel; _kernel(); "
-            "from urbanpulse.windows.state import WindowState; from urbanpulse.windows.settings import WindowSettings; "
-            "w = WindowState(WindowSettings()); w.assign(np.arange(2), ['m', 'm']); "
-            "w.observe('s', np.arange(2), np.arange(2, dtype=np.int64), np.zeros(2), np.zeros(2, np.int16), 0)")
+    code = "from urbanpulse.analytics import compile_kernels; compile_kernels()"
     t0 = time.time()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     ib.log(f"numba kernels compiled or loaded from cache in {time.time() - t0:.1f}s")

@@ -25,6 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import services  # noqa: E402
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the Numba kernels (or load them from cache) before any test starts a service:
+    a fresh checkout's first compile takes ~17 s, which a service start-up timeout must not pay."""
+    from urbanpulse.analytics import compile_kernels
+
+    compile_kernels()
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     err = services.check_postgres(services.PG_DSN)

@@ -60,6 +60,18 @@ CROSS JOIN LATERAL (SELECT ts, value FROM readings WHERE series_id = s.id ORDER 
 ALERT_PRIORITY = ("threshold", "silence", "flatline", "spike", "robust_z", "ewma")
 
 
+def compile_kernels() -> None:
+    """Compile the windows' and detectors' Numba kernels now, or load them from numba's on-disk
+    cache. The first start after an install or an upgrade spends about 17 s here on 2 cores;
+    later starts under a second. Test sessions and benchmarks call it once up front, so that no
+    service they start has to compile against a start-up timeout."""
+    from urbanpulse.detect.settings import DetectionSettings
+    from urbanpulse.windows.settings import WindowSettings
+
+    WindowState(WindowSettings())
+    DetectorBank(DetectionSettings())
+
+
 @dataclass(slots=True)
 class Prepared:
     """One batch's analytics output, written with the batch and published after its commit."""

@@ -12,7 +12,7 @@ Defaults and why:
   still update their rollups; only the in-memory window ignores them.
 * ``evict_after_s: 3600`` - a series silent for an hour gives its slot back. Its windows were
   closed by wall clock long before (after ``size + lateness``), so only the slot is freed.
-* ``max_series: 200000`` - memory bound; about 100 bytes of window state per series
+* ``max_series: 200000`` - memory bound; about 110 bytes of window state per series
   (``WindowState.nbytes_per_slot``), so the bound is ~20 MB. Beyond it the least recently
   seen series are evicted first (see ``WindowState.least_recently_seen``).
 """
