@@ -31,6 +31,7 @@ import contextlib
 import datetime as dt
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -56,6 +57,8 @@ BENCH_METRIC = "temperature"  # what the ingest benchmark's producer writes (val
 
 def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all") -> dict[str, Any]:
     cfg = ib.service_config(dsn, kafka=kafka)
+    if os.environ.get("UP_BENCH_INGEST"):  # experiments: ingest settings for both modes, as JSON
+        cfg["ingest"] = json.loads(os.environ["UP_BENCH_INGEST"])
     if part == "off":
         cfg["detection"] = {"enabled": False}
         cfg["windows"] = {"rollups": False}

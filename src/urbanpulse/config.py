@@ -47,7 +47,9 @@ class DatabaseSettings(_Section):
 class IngestSettings(_Section):
     """Batching and backpressure."""
 
-    batch_max_readings: int = Field(5000, ge=1)
+    batch_max_readings: int = Field(
+        20_000, ge=1, description="a batch is written at this many readings (or at batch_max_ms): bigger batches "
+        "amortise the per-batch work (rollup rows, detector calls) under load; at low rates the age limit rules")
     batch_max_ms: int = Field(200, ge=1)
     max_in_flight_batches: int = Field(4, ge=1, description="batches queued or being written; sources pause beyond")
     writers: int = Field(2, ge=1, le=32, description="concurrent database writers")
