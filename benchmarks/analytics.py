@@ -402,6 +402,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-rate", type=int, default=20_000, help="readings/s in the latency phase (default 20000)")
     p.add_argument("--latency-seconds", type=float, default=40.0, help="length of the latency phase (default 40)")
     p.add_argument("--latency-warmup", type=float, default=15.0, help="seconds before the first spike (default 15)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="ABBA rounds (off, on, on, off) of the throughput phases; the ratio uses all (default 1)")
     p.add_argument("--breakdown", action="store_true",
                    help="also run detectors-only and rollups-only phases, to see where the cost is")
     p.add_argument("--skip-throughput", action="store_true")
@@ -448,8 +450,10 @@ def main(argv: list[str] | None = None) -> int:
             # the ingest benchmark's producer writes BENCH metric readings; see ib.reading_json
             r["produce"] = ib.produce_kafka_backlog(ctx, topic)
             runs = []
-            for label, on in (("off-1", False), ("on-1", True), ("on-2", True), ("off-2", False)):
-                runs.append({"label": label, **kafka_phase(ctx, topic, on, label)})
+            for k in range(args.rounds):  # ABBA per round
+                for label, on in ((f"off-{2 * k + 1}", False), (f"on-{2 * k + 1}", True), (f"on-{2 * k + 2}", True),
+                                  (f"off-{2 * k + 2}", False)):
+                    runs.append({"label": label, **kafka_phase(ctx, topic, on, label)})
             if args.breakdown:
                 for label, part in (("detectors-only", "detectors"), ("rollups-only", "rollups")):
                     r.setdefault("breakdown", {})[label] = kafka_phase(ctx, topic, True, label, part)
@@ -458,8 +462,19 @@ def main(argv: list[str] | None = None) -> int:
             r["throughput"] = {"runs": runs, "ingest_only_rate": sum(off) / len(off),
                                "analytics_rate": sum(on_) / len(on_)}
             r["throughput"]["ratio"] = r["throughput"]["analytics_rate"] / r["throughput"]["ingest_only_rate"]
-            ib.log(f"throughput: analytics {r['throughput']['analytics_rate']:,.0f}/s vs ingest-only "
-                   f"{r['throughput']['ingest_only_rate']:,.0f}/s = {r['throughput']['ratio']:.1%}")
+            r["throughput"]["round_ratios"] = [
+                round(sum(x["rate"] for x in runs[4 * k:4 * k + 4] if x["analytics"])
+                      / sum(x["rate"] for x in runs[4 * k:4 * k + 4] if not x["analytics"]), 3)
+                for k in range(args.rounds)]
+            # CPU of service + PostgreSQL + broker per reading: less sensitive than rates to the VM's noise
+            for mode, flag in (("off", False), ("on", True)):
+                sel = [x for x in runs if x["analytics"] is flag]
+                cpu = sum(x["service_cpu_s"] + sum(x["cpu_s"].values()) for x in sel)
+                r["throughput"][f"cpu_us_per_reading_{mode}"] = round(1e6 * cpu / (len(sel) * args.readings), 2)
+            t = r["throughput"]
+            ib.log(f"throughput: analytics {t['analytics_rate']:,.0f}/s vs ingest-only {t['ingest_only_rate']:,.0f}/s "
+                   f"= {t['ratio']:.1%} (rounds {t['round_ratios']}); CPU per reading (service + PostgreSQL + "
+                   f"broker) {t['cpu_us_per_reading_on']} us on vs {t['cpu_us_per_reading_off']} us off")
         if not args.skip_latency:
             r["alert_latency"] = latency_phase(ctx)
         if not args.skip_memory:
