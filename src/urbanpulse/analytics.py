@@ -46,7 +46,7 @@ from urbanpulse.windows.state import ClosedWindows, WindowState
 log = logging.getLogger(__name__)
 
 #: the worker thread's result: detections, windows that closed, silences (periodic check only)
-_Analysis = tuple["Detections | None", "ClosedWindows", "Silences | None"]
+_Analysis = tuple[Detections | None, ClosedWindows, Silences | None]
 
 _WARM_SQL = """
 SELECT s.id AS series_id, (extract(epoch FROM r.ts) * 1000000)::int8 AS ts_us, r.value
