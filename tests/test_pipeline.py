@@ -160,18 +160,14 @@ async def test_alert_changes_are_written_after_every_earlier_batch_committed(fre
     assert [seen for _, seen in probe.writes] == [0, 100, 200, 300]
 
 
-class _CommitOrderProbe:
+class _CommitOrderProbe(_OrderProbe):
     """Analytics stand-in: only batch 1 has alert changes and it is slow to write them, or (with
     ``slow_ready``) slow to be analysed; records what other connections saw meanwhile."""
 
     def __init__(self, pool: asyncpg.Pool, slow_ready: bool = False) -> None:
-        self.pool, self.slow_ready = pool, slow_ready
-        self.n = 0
+        super().__init__(pool)
+        self.slow_ready = slow_ready
         self.seen_while_batch_1_wrote: int | None = None
-
-    async def prepare(self, source, readings, series_ids):  # noqa: ANN001, ANN201
-        self.n += 1
-        return self.n
 
     async def ready(self, prepared: object) -> object:
         if prepared == 1 and self.slow_ready:
@@ -183,12 +179,6 @@ class _CommitOrderProbe:
             await asyncio.sleep(0.5)
             async with self.pool.acquire() as c:
                 self.seen_while_batch_1_wrote = await c.fetchval("SELECT count(*) FROM readings")
-
-    def committed(self, prepared: object) -> None:
-        pass
-
-    async def tick(self) -> None:
-        return None
 
 
 async def test_batches_commit_in_the_order_they_were_formed_with_analytics(fresh_db: str) -> None:

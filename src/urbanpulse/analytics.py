@@ -286,11 +286,7 @@ class StreamAnalytics:
             await self._idle()  # eviction frees slots that batches being formed may look up
             detections, closed, silences = self._periodic(now_us)
             changes = self.alerts.manager.process(detections, closed, silences)
-            evicted = w.evict_idle(now_us)
-            self.bank.evict(evicted)
-            self.alerts.manager.evict(evicted)
-            self.slots.release(evicted)
-            self.evicted += len(evicted)
+            self._forget(w.evict_idle(now_us))
             return _finished(changes) if changes else None
         return self._submit(self._periodic, now_us)
 
@@ -353,12 +349,16 @@ class StreamAnalytics:
         victims = cands[~np.isin(cands, keep)][:k].astype(np.int32)
         if len(victims):
             self.windows.evict(victims)
-            self.bank.evict(victims)
-            self.alerts.manager.evict(victims)
-            self.slots.release(victims)
-            self.evicted += len(victims)
+            self._forget(victims)
             log.warning("more than windows.max_series=%d series: evicted the %d least recently seen",
                         self.settings.windows.max_series, len(victims))
+
+    def _forget(self, slots: np.ndarray) -> None:
+        """Drop evicted slots (their windows already freed) from the detectors, alerts and slot map."""
+        self.bank.evict(slots)
+        self.alerts.manager.evict(slots)
+        self.slots.release(slots)
+        self.evicted += len(slots)
 
     def _detections(self, scores: Scores) -> Detections | None:
         """Anomalous readings for the alert manager, each attributed to ONE detector.

@@ -9,7 +9,7 @@ the batch reading by reading in (slot, ts) order is the same computation as the 
 Rules kept here (each one matters for bit-identity):
 - no fastmath, no parallel: no reassociation, no contraction into FMA;
 - error_model="numpy": division by zero gives inf/NaN as in numpy (numba's default raises);
-- `np.maximum` / `np.minimum` propagate NaN (`_max` / `_min`), `np.fmax` ignores it (`_fmax`);
+- `np.maximum` / `np.minimum` propagate NaN (`_max` / `_min`, from kernel_math), `np.fmax` ignores it (`_fmax`);
 - products keep numpy's left-to-right grouping (`a * d * d` is `(a * d) * d`);
 - the rolling medians are exact order statistics of the same window: a branch-free three-way
   quickselect (`_select`) instead of a full sort gives the same values, as an order statistic
@@ -24,25 +24,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from urbanpulse.kernel_math import nan_max as _max
+from urbanpulse.kernel_math import nan_min as _min
+
 _TINY = 1e-300
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _max(a, b):  # np.maximum: NaN wins
-    if a != a:
-        return a
-    if b != b:
-        return b
-    return a if a > b else b
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _min(a, b):  # np.minimum: NaN wins
-    if a != a:
-        return a
-    if b != b:
-        return b
-    return a if a < b else b
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")

@@ -10,7 +10,7 @@ Rules kept here:
 - no fastmath: Welford's updates must not be reassociated or contracted;
 - error_model="numpy": no zero-division checks in the loop (no divisor here can be zero: a
   count is at least 1 where divided by, window sizes at least 1 s);
-- `_min` / `_max` propagate NaN as np.minimum / np.maximum do;
+- `_min` / `_max` (kernel_math) propagate NaN as np.minimum / np.maximum do;
 - the loop indexes without bounds checks, so `_check` rejects bad slots and lanes before any
   state changes;
 - the helpers on the per-reading path (`_deadline`, `_start`, `_add`) take arrays one by one:
@@ -28,29 +28,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from urbanpulse.kernel_math import nan_max as _max
+from urbanpulse.kernel_math import nan_min as _min
 from urbanpulse.model import Flag
 
 #: "no deadline": the due time of a stream with no open window
 NEVER = np.iinfo(np.int64).max
 _LATE = int(Flag.LATE)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _max(a, b):  # np.maximum: NaN wins
-    if a != a:
-        return a
-    if b != b:
-        return b
-    return a if a > b else b
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _min(a, b):  # np.minimum: NaN wins
-    if a != a:
-        return a
-    if b != b:
-        return b
-    return a if a < b else b
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
