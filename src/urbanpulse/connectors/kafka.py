@@ -62,6 +62,10 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
     return opts
 
 
+#: how long a shutdown keeps retrying offset commits the broker refused (a group rejoin takes ~5 s)
+SHUTDOWN_COMMIT_RETRY_S = 12.0
+
+
 class KafkaSource:
     """Consumes canonical JSON readings from Kafka topics in a consumer group."""
 
@@ -74,6 +78,7 @@ class KafkaSource:
         self.last_error: str | None = None
         self.assigned: list[str] = []
         self._lane_of: dict[TopicPartition, int] = {}  # dense lane id per topic-partition ever read
+        self._failed_commits: dict[TopicPartition, int] = {}  # refused by the broker, not yet covered
 
     def health(self) -> dict[str, object]:
         return {"connected": self.connected, "assigned": self.assigned, "last_error": self.last_error}
@@ -104,6 +109,7 @@ class KafkaSource:
             await self._consume(consumer, pipeline, stopping)
         finally:
             await pipeline.drain()
+            await self._retry_failed_commits(consumer)
             self.connected = False
             await consumer.stop()
 
@@ -150,6 +156,31 @@ class KafkaSource:
             return  # revoked meanwhile: the new owner re-reads these, storage is idempotent
         try:
             await consumer.commit(mine)
+            for tp in mine:
+                self._failed_commits.pop(tp, None)
         except (CommitFailedError, KafkaError) as exc:
             self.last_error = f"commit failed: {exc}"
+            self._failed_commits.update(mine)
             log.warning("offset commit failed (%s); those messages will be redelivered and stored once", exc)
+
+    async def _retry_failed_commits(self, consumer: AIOKafkaConsumer) -> None:
+        """At shutdown, commit again what the broker refused (it dropped the member and made it
+        rejoin): while running, the next commit covers it, but the last one has no next. Bounded;
+        what still fails is redelivered to the next owner and stored once."""
+        deadline = time.monotonic() + SHUTDOWN_COMMIT_RETRY_S
+        while self._failed_commits and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)  # the consumer rejoins the group in the background
+            owned = consumer.assignment()
+            mine = {tp: o for tp, o in self._failed_commits.items() if tp in owned}
+            if owned and not mine:
+                return  # rejoined without those partitions: their new owner re-reads them
+            if not mine:
+                continue
+            try:
+                await consumer.commit(mine)
+            except (CommitFailedError, KafkaError) as exc:
+                log.info("offset commit at shutdown still refused (%s); retrying", exc)
+                continue
+            for tp in mine:
+                self._failed_commits.pop(tp, None)
+            log.info("offsets the broker refused earlier are committed")
