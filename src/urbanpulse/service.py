@@ -28,7 +28,7 @@ from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.timescale import apply_policies
+from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,8 @@ class IngestService:
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
-            self.storage_mode = await migrate(conn, s.database.storage_mode)
-            if self.storage_mode == "timescaledb":
-                ts = s.database.timescaledb
-                await apply_policies(conn, ts.compress_after, ts.retain_for)
+            # on TimescaleDB the policies are applied under the migration lock too
+            self.storage_mode = await migrate(conn, s.database.storage_mode, configured_policies(s.database))
         finally:
             await conn.close()
         log.info("storage mode: %s", self.storage_mode)
