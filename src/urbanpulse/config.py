@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.registry.settings import RegistrySettings
 from urbanpulse.windows.settings import WindowSettings
 
 
@@ -160,6 +161,7 @@ class Settings(BaseSettings):
     windows: WindowSettings = WindowSettings()
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
+    registry: RegistrySettings = RegistrySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("log_level", mode="before")

@@ -66,6 +66,7 @@ class Reason(str, enum.Enum):
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_OLD = "too_old"
     TOPIC_MISMATCH = "topic_mismatch"
+    UNKNOWN_SENSOR = "unknown_sensor"  # registry.unregistered: quarantine
 
 
 @dataclass(slots=True)

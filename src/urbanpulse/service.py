@@ -26,6 +26,7 @@ from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.timescale import configured_policies
@@ -82,6 +83,9 @@ class IngestService:
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
+        #: registered sensor ids and expected intervals (the ingest check, silence, quality)
+        self.registered = RegisteredSensors()
+        self._registry_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
@@ -105,7 +109,11 @@ class IngestService:
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
         fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
-        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
+        await self.registered.refresh(self.pool)
+        self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
+                                                  name="registry-refresh")
+        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s),
+                                     known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
@@ -145,6 +153,10 @@ class IngestService:
             await self.pipeline.stop()
         if self.analytics is not None:
             await self.analytics.stop()
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            await asyncio.gather(self._registry_task, return_exceptions=True)
+            self._registry_task = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
