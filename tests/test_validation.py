@@ -185,8 +185,9 @@ def test_first_failing_check_decides_the_reason() -> None:
 
 
 def test_every_reason_code_is_reachable_from_realistic_input() -> None:
-    """One payload per reason (TOPIC_MISMATCH needs an MQTT topic template, UNKNOWN_SENSOR the
-    registry's quarantine policy: both covered apart, the latter in test_registry_policy.py)."""
+    """One payload per reason of the canonical JSON path (TOPIC_MISMATCH needs an MQTT topic template,
+    UNKNOWN_SENSOR the registry's quarantine policy, MALFORMED a non-JSON format: covered apart,
+    in test_registry_policy.py and the formats' tests)."""
     payloads = {
         Reason.EMPTY_PAYLOAD: b"",
         Reason.PAYLOAD_TOO_LARGE: encode(reading(pad="x" * (300 * 1024))),
@@ -207,7 +208,7 @@ def test_every_reason_code_is_reachable_from_realistic_input() -> None:
         Reason.FUTURE_TIMESTAMP: encode(reading(ts=NOW_MS + DAY_MS)),
         Reason.TOO_OLD: encode(reading(ts=NOW_MS - 365 * DAY_MS)),
     }
-    assert set(payloads) == set(Reason) - {Reason.TOPIC_MISMATCH, Reason.UNKNOWN_SENSOR}
+    assert set(payloads) == set(Reason) - {Reason.TOPIC_MISMATCH, Reason.UNKNOWN_SENSOR, Reason.MALFORMED}
     reasons = list(payloads)
     out = validate(*payloads.values())
     assert len(out.readings) == 0
