@@ -157,6 +157,18 @@ class KafkaSettings(_Section):
     tls: TlsSettings = TlsSettings()
 
 
+class SupervisionSettings(_Section):
+    """How failed sources are restarted and messages that crash them are recognised."""
+
+    restart_initial_s: float = Field(0.5, gt=0, description="first back-off after a source fails; doubles per "
+                                     "failure in a row")
+    restart_max_s: float = Field(30.0, gt=0, description="longest back-off between restarts of a failed source")
+    healthy_after_s: float = Field(60.0, gt=0, description="a source that ran this long before failing starts "
+                                   "again from the first back-off")
+    forget_suspects_after_s: float = Field(7 * 86400.0, gt=0, description="messages that crashed a source are "
+                                           "remembered (database table source_suspects) this long")
+
+
 class ApiSettings(_Section):
     """The HTTP API (health, metrics)."""
 
@@ -176,6 +188,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()

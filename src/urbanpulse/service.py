@@ -18,8 +18,9 @@ import asyncpg
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import Settings
 from urbanpulse.connectors.base import Source
+from urbanpulse.connectors.supervisor import SourceSupervisor
 from urbanpulse.errors import StorageUnavailable
-from urbanpulse.formats.base import DecodeLimits
+from urbanpulse.formats.base import DecodeLimits, Format
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
@@ -66,11 +67,14 @@ def resolve_dsn(settings: Settings) -> tuple[str, object | None]:
 class IngestService:
     """Everything `urbanpulse run` keeps alive; also used directly by the demo and tests."""
 
-    def __init__(self, settings: Settings, sources: Sequence[Source] | None = None) -> None:
+    def __init__(self, settings: Settings, sources: Sequence[Source] | None = None,
+                 fmt: Format | None = None) -> None:
         self.settings = settings
+        self.fmt = fmt  # None: the canonical JSON format with the configured limits
         self.metrics = IngestMetrics()
         self.extra_sources = list(sources or [])
         self.sources: list[Source] = []
+        self.supervisors: list[SourceSupervisor] = []
         self.storage_mode: StorageMode | None = None
         self.dsn: str | None = None
         self.pool: asyncpg.Pool | None = None
@@ -104,7 +108,7 @@ class IngestService:
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
-        fmt = CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
+        fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
         validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool)
@@ -114,8 +118,9 @@ class IngestService:
         await self.pipeline.start()
         self.sources = self._configured_sources() + self.extra_sources
         _freeze_long_lived_objects()
-        for src in self.sources:
-            self._source_tasks.append(asyncio.create_task(self._run_source(src), name=f"source-{src.name}"))
+        self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision) for src in self.sources]
+        for sup in self.supervisors:
+            self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
 
     def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
         """Old partitions and rows leave in the background (storage/retention.py)."""
@@ -141,15 +146,6 @@ class IngestService:
 
             out.append(KafkaSource(self.settings.kafka, self.metrics))
         return out
-
-    async def _run_source(self, src: Source) -> None:
-        assert self.pipeline is not None
-        try:
-            await src.run(self.pipeline, self.stopping)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("source %s failed; the rest of the service keeps running", src.name)
 
     async def stop(self) -> None:
         """Stop pulling, write and acknowledge everything received, close. Idempotent."""
@@ -186,7 +182,7 @@ class IngestService:
         if self.pipeline is not None and self.pipeline.last_error and not self.pipeline.database_ok:
             db["error"] = self.pipeline.last_error
         db["ok"] = ok
-        brokers = {src.name: src.health() for src in self.sources}
+        brokers = {sup.name: sup.health() for sup in self.supervisors}
         healthy = ok and all(b.get("connected", True) for b in brokers.values())
         return {"status": "ok" if healthy else "degraded", "storage_mode": self.storage_mode,
                 "database": db, "brokers": brokers, "counts": dict(self.metrics.tally)}
