@@ -66,6 +66,8 @@ class Reason(str, enum.Enum):
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_OLD = "too_old"
     TOPIC_MISMATCH = "topic_mismatch"
+    #: the message breaks its format's own syntax (line protocol, CSV, CBOR)
+    MALFORMED = "malformed"
     #: the format or validation raised on this message or item (a bug or input nobody
     #: anticipated); ``detail`` holds the exception's type and text
     DECODE_ERROR = "decode_error"
