@@ -118,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
 async def _migrate(settings) -> int:  # noqa: ANN001
     from urbanpulse.service import connect_with_retry, resolve_dsn
     from urbanpulse.storage.migrations import migrate
+    from urbanpulse.storage.timescale import configured_policies
 
     dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
     try:
         conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
         try:
-            mode = await migrate(conn, settings.database.storage_mode)
+            mode = await migrate(conn, settings.database.storage_mode, configured_policies(settings.database))
         finally:
             await conn.close()
         print(f"schema up to date; storage mode: {mode}")
