@@ -29,6 +29,7 @@ from urbanpulse.quality.validate import ReadingValidator, TimeRules
 from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.retention import Retention, RetentionPlan
 from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -86,6 +87,8 @@ class IngestService:
         #: registered sensor ids and expected intervals (the ingest check, silence, quality)
         self.registered = RegisteredSensors()
         self._registry_task: asyncio.Task[None] | None = None
+        self.retention: Retention | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
@@ -105,6 +108,7 @@ class IngestService:
             partitions = MonthlyPartitions()
             async with self.pool.acquire() as c:
                 await partitions.load(c)
+        self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
@@ -125,6 +129,14 @@ class IngestService:
         self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision) for src in self.sources]
         for sup in self.supervisors:
             self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
+
+    def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
+        """Old partitions and rows leave in the background (storage/retention.py)."""
+        r = self.settings.database.retention
+        self.retention = Retention(self.pool, self.storage_mode, RetentionPlan.from_settings(r), partitions,
+                                   self.metrics.registry)
+        self._retention_task = asyncio.create_task(self.retention.run(self.stopping, r.check_every),
+                                                   name="retention")
 
     @property
     def alerts(self):  # noqa: ANN201 - AlertService | None; the API's alert routes use it
@@ -149,6 +161,10 @@ class IngestService:
         if self._source_tasks:
             await asyncio.gather(*self._source_tasks, return_exceptions=True)
             self._source_tasks = []
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+            self._retention_task = None
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.analytics is not None:
