@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from urbanpulse.api.routes import alerts, health, metrics
+from urbanpulse.api.routes import alerts, health, metrics, quality, sensors
 from urbanpulse.service import IngestService
 
 
@@ -16,4 +16,6 @@ def create_app(service: IngestService) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(alerts.router)  # /alerts, /alerts/stream, /maintenance
+    app.include_router(sensors.router)  # /sensors (registry)
+    app.include_router(quality.router)  # /quality
     return app
