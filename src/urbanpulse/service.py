@@ -26,8 +26,10 @@ from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.retention import Retention, RetentionPlan
 from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -82,6 +84,11 @@ class IngestService:
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
+        #: registered sensor ids and expected intervals (the ingest check, silence, quality)
+        self.registered = RegisteredSensors()
+        self._registry_task: asyncio.Task[None] | None = None
+        self.retention: Retention | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
@@ -101,11 +108,16 @@ class IngestService:
             partitions = MonthlyPartitions()
             async with self.pool.acquire() as c:
                 await partitions.load(c)
+        self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
         fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
-        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
+        await self.registered.refresh(self.pool)
+        self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
+                                                  name="registry-refresh")
+        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s),
+                                     known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
@@ -117,6 +129,14 @@ class IngestService:
         self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision) for src in self.sources]
         for sup in self.supervisors:
             self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
+
+    def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
+        """Old partitions and rows leave in the background (storage/retention.py)."""
+        r = self.settings.database.retention
+        self.retention = Retention(self.pool, self.storage_mode, RetentionPlan.from_settings(r), partitions,
+                                   self.metrics.registry)
+        self._retention_task = asyncio.create_task(self.retention.run(self.stopping, r.check_every),
+                                                   name="retention")
 
     @property
     def alerts(self):  # noqa: ANN201 - AlertService | None; the API's alert routes use it
@@ -141,10 +161,18 @@ class IngestService:
         if self._source_tasks:
             await asyncio.gather(*self._source_tasks, return_exceptions=True)
             self._source_tasks = []
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+            self._retention_task = None
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.analytics is not None:
             await self.analytics.stop()
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            await asyncio.gather(self._registry_task, return_exceptions=True)
+            self._registry_task = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
