@@ -197,11 +197,14 @@ class SupervisionSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """The HTTP API (health, metrics)."""
+    """The HTTP API (health, metrics, alerts, keys; access control in docs/api.md)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    open_data: bool = Field(False, description="anonymous callers may read series whose data class is open "
+                                               "(never restricted or personal); everything else needs an API key")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies are answered 413")
 
 
 class Settings(BaseSettings):
