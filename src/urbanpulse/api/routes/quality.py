@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
-from urbanpulse.api.routes.registry_deps import ALLOW_OPEN_DATA, Principal, pool, scope_classes
+from urbanpulse.api.access import ALLOW_OPEN_DATA, Principal
+from urbanpulse.api.routes.registry_deps import list_param, pool, scope_classes
+from urbanpulse.errors import InvalidRequest
 from urbanpulse.quality.report import quality_report
 
 router = APIRouter(tags=["quality"])
@@ -31,17 +33,33 @@ def parse_period(period: str, now: datetime) -> tuple[datetime, datetime]:
         else:
             length = _DURATION.validate_python(period)
             start, end = now - length, now
-    except (ValidationError, ValueError) as exc:
-        raise HTTPException(422, f"period {period!r} must be an ISO 8601 duration ending now (P7D, PT6H) or "
+    except (ValidationError, ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"period {period!r} must be an ISO 8601 duration ending now (P7D, PT6H) or "
                                  "START/END in RFC 3339 with offsets (2026-11-01T00:00:00Z/2026-11-08T00:00:00Z)") from exc
     if end <= start:
-        raise HTTPException(422, f"period {period!r} is empty: its end must be after its start")
+        raise InvalidRequest(f"period {period!r} is empty: its end must be after its start")
     if end - start > MAX_PERIOD:
-        raise HTTPException(422, f"period {period!r} is longer than {MAX_PERIOD.days} days; ask for a shorter one")
+        raise InvalidRequest(f"period {period!r} is longer than {MAX_PERIOD.days} days; ask for a shorter one")
     return start, end
 
 
-@router.get("/quality", summary="Data quality per series, sensor and area over a period")
+_EXAMPLE = {
+    "start": "2026-11-25T00:00:00Z", "end": "2026-11-26T00:00:00Z", "gap_factor": 1.5,
+    "series": [{"series_id": 7, "sensor_id": "camden-aq-1", "metric": "pm2_5", "area": "camden", "interval_s": 60.0,
+                "last_seen": "2026-11-25T23:59:00Z", "received": 1380, "expected": 1440.0, "completeness": 0.958,
+                "late": 3, "gap_count": 1, "gap_seconds": 3660.0,
+                "gaps": [{"start": "2026-11-25T03:00:00Z", "end": "2026-11-25T04:01:00Z", "seconds": 3660.0}],
+                "quarantined": {"out_of_range": 2}}],
+    "sensors": [{"sensor_id": "camden-aq-1", "series": 1, "last_seen": "2026-11-25T23:59:00Z", "received": 1380,
+                 "expected": 1440.0, "completeness": 0.958, "late": 3, "gap_count": 1, "gap_seconds": 3660.0,
+                 "quarantined": {"out_of_range": 2}}],
+    "areas": [{"area": "camden", "series": 1, "last_seen": "2026-11-25T23:59:00Z", "received": 1380,
+               "expected": 1440.0, "completeness": 0.958, "late": 3, "gap_count": 1, "gap_seconds": 3660.0,
+               "quarantined": {"out_of_range": 2}}]}
+
+
+@router.get("/quality", summary="Data quality per series, sensor and area over a period",
+            responses={200: {"content": {"application/json": {"example": _EXAMPLE}}}})
 async def get_quality(
     request: Request,
     period: str = Query("P1D", description="ISO 8601 duration ending now (P1D, PT6H) or START/END",
@@ -56,9 +74,7 @@ async def get_quality(
     (start, end, seconds), ``late`` and ``quarantined`` by reason."""
     start, end = parse_period(period, datetime.now(timezone.utc))
 
-    def many(v: str | None) -> list[str] | None:
-        return None if v is None else [p.strip() for p in v.split(",") if p.strip()]
-
-    report = await quality_report(pool(request), start, end, sensor_ids=many(sensor), area=many(area),
-                                  metric=many(metric), data_classes=scope_classes(principal))
+    report = await quality_report(pool(request), start, end, sensor_ids=list_param("sensor", sensor),
+                                  area=list_param("area", area), metric=list_param("metric", metric),
+                                  data_classes=scope_classes(principal))
     return report.as_dict()

@@ -1,46 +1,29 @@
 """Shared by the registry and quality routes: the database pool, the metric catalogue, the
-access rules, and registry errors as HTTP answers a user can act on."""
+caller's data-class scope, and checks of path and query text before it reaches SQL."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable
-from typing import Any, TypeVar
 
 import asyncpg
-from fastapi import HTTPException, Request
+from fastapi import Request
 
+from urbanpulse.api.access import FULL, Principal
+from urbanpulse.errors import InvalidRequest, StorageUnavailable
 from urbanpulse.quality.catalogue import MetricCatalogue
-from urbanpulse.registry.errors import InvalidChange, SensorExists, SensorNotFound
 
-T = TypeVar("T")
 
-try:  # the api helper's access control (issue 9 item 5)
-    from urbanpulse.api.access import ALLOW_ADMIN, ALLOW_OPEN_DATA, ALLOW_VIEWER, Principal
-
-    def scope_classes(principal: Any) -> list[str] | None:
-        """Data classes the caller may read (None: every class)."""
-        return None if principal is None else principal.scope.data_classes_list
-except ImportError:  # TODO(auth): api/access.py has not landed on main yet; until it does these
-    # routes are unprotected. Remove this branch once it has (the merge makes the import work).
-    from fastapi import Depends
-
-    Principal = Any  # type: ignore[misc,assignment]
-
-    async def _no_check() -> None:
-        return None
-
-    ALLOW_ADMIN = ALLOW_OPEN_DATA = ALLOW_VIEWER = Depends(_no_check)
-
-    def scope_classes(principal: Any) -> list[str] | None:
-        return None
+def scope_classes(principal: Principal) -> list[str] | None:
+    """Data classes the caller may read; None for a key (every class, and sensors the registry
+    does not know), a list for the anonymous open-data scope (``["open"]``)."""
+    return None if principal.scope == FULL else principal.scope.data_classes_list
 
 
 def pool(request: Request) -> asyncpg.Pool:
     """The service's pool (``app.state.service.pool``); 503 while the database is not connected."""
     p = getattr(getattr(request.app.state, "service", None), "pool", None)
     if p is None:
-        raise HTTPException(503, "the database is not connected yet; retry shortly")
+        raise StorageUnavailable("the database is not connected yet; retry shortly")
     return p
 
 
@@ -55,20 +38,27 @@ def catalogue(request: Request) -> MetricCatalogue:
 
 async def registry_changed(request: Request) -> None:
     """Reload the service's in-memory register after a change (the unknown_sensor check)."""
-    service = getattr(request.app.state, "service", None)
-    registered = getattr(service, "registered", None)
+    registered = getattr(getattr(request.app.state, "service", None), "registered", None)
     if registered is not None:
         await registered.refresh(pool(request))
 
 
-async def translate(call: Awaitable[T]) -> T:
-    """Run a registry call; its errors become 404 / 409 with the error's message."""
+def text_param(name: str, value: str) -> str:
+    """A path or query value that PostgreSQL can hold (no NUL, no lone surrogates)."""
+    if not value.isprintable():
+        raise InvalidRequest(f"{name} {value!r} has control characters; sensor ids, areas and tags are printable text")
     try:
-        return await call
-    except SensorNotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except (SensorExists, InvalidChange) as exc:
-        raise HTTPException(409, str(exc)) from exc
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"{name} is not valid Unicode text") from exc
+    return value
+
+
+def list_param(name: str, value: str | None) -> list[str] | None:
+    """A comma-separated query value as a list (None when absent)."""
+    if value is None:
+        return None
+    return [text_param(name, p.strip()) for p in value.split(",") if p.strip()]
 
 
 def encode_cursor(last_id: str) -> str:
@@ -77,7 +67,7 @@ def encode_cursor(last_id: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return text_param("cursor", base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(422, "cursor is not one this service made; pass next_cursor of the previous page "
-                                 "unchanged") from exc
+        raise InvalidRequest("cursor is not one this service made; pass next_cursor of the previous page "
+                             "unchanged") from exc

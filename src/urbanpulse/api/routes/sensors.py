@@ -11,22 +11,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
-from urbanpulse.api.routes.registry_deps import (ALLOW_ADMIN, ALLOW_OPEN_DATA, ALLOW_VIEWER, Principal,
-                                                 catalogue, decode_cursor, encode_cursor, pool, registry_changed,
-                                                 scope_classes, translate)
-from urbanpulse.registry.model import Sensor, SensorFields, SensorIn, SensorPatch, catalogue_problems
+from urbanpulse.api.access import ALLOW_ADMIN, ALLOW_OPEN_DATA, ALLOW_VIEWER, Principal
+from urbanpulse.api.routes.registry_deps import (catalogue, decode_cursor, encode_cursor, list_param, pool,
+                                                 registry_changed, scope_classes, text_param)
+from urbanpulse.errors import InvalidRequest, NotFound
+from urbanpulse.registry.model import SENSOR_EXAMPLE, Sensor, SensorFields, SensorIn, SensorPatch, catalogue_problems
 from urbanpulse.registry.store import (delete_sensor, get_sensor, list_sensors, save_sensor, sensor_history,
                                        unregistered_sensors)
 
 router = APIRouter(tags=["sensors"])
 
-_EXAMPLE = {"name": "Camden Road AQ", "description": "on the lamp post by the school gate", "type": "air-quality",
-            "lat": 51.5413, "lon": -0.1395, "elevation": 28.0, "area": "camden", "tags": ["air", "school"],
-            "owner": "LB Camden", "install_date": "2024-03-01", "status": "active", "data_class": "open",
-            "licence": "OGL-UK-3.0",
-            "metrics": {"pm2_5": {"unit": "ug/m3", "interval_s": 60}, "no2": {"unit": "ug/m3", "interval_s": 60}}}
+SENSOR_ID = Path(description="the sensor's id (what its readings carry as sensor_id)", examples=["camden-aq-1"],
+                 max_length=128)
+_SENSOR_OUT = {"id": "camden-aq-1", **SENSOR_EXAMPLE, "valid_from": "2026-05-01T00:00:00Z"}
+
+
+def _example(example: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
 
 
 def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
@@ -38,21 +41,24 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
         parts = ()
     if len(parts) != 4 or not (-180 <= parts[0] <= 180 and -180 <= parts[2] <= 180
                                and -90 <= parts[1] <= parts[3] <= 90):
-        raise HTTPException(422, f"bbox {text!r} must be min_lon,min_lat,max_lon,max_lat (degrees, e.g. "
-                                 "-0.2,51.5,-0.1,51.6)")
+        raise InvalidRequest(f"bbox {text!r} must be min_lon,min_lat,max_lon,max_lat (degrees, e.g. "
+                             "-0.2,51.5,-0.1,51.6)")
     return parts  # type: ignore[return-value]
 
 
-def _list(text: str | None) -> list[str] | None:
-    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
-
-
-def _visible(sensor: Sensor | None, principal: Any) -> bool:
+def _visible(sensor: Sensor | None, principal: Principal) -> bool:
     classes = scope_classes(principal)
     return sensor is not None and (classes is None or sensor.data_class.value in classes)
 
 
-@router.get("/sensors", summary="Find sensors by area, tags, bounding box, status")
+def _aware(name: str, t: datetime | None) -> datetime | None:
+    if t is not None and t.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a UTC offset, e.g. 2026-05-01T00:00:00Z")
+    return t
+
+
+@router.get("/sensors", summary="Find sensors by area, tags, bounding box, status",
+            responses=_example({"items": [_SENSOR_OUT], "next_cursor": None}))
 async def find_sensors(
     request: Request,
     area: str | None = Query(None, description="district/area (comma-separated for several)", examples=["camden"]),
@@ -65,13 +71,14 @@ async def find_sensors(
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
     principal: Principal = ALLOW_OPEN_DATA,
 ) -> dict[str, Any]:
-    """``{"items": [sensor, ...], "next_cursor": "..." | null}``, ordered by id."""
+    """``{"items": [sensor, ...], "next_cursor": "..." | null}``, ordered by id. Without a key
+    (open data) only ``open`` sensors are listed."""
     classes = scope_classes(principal)
-    wanted = _list(data_class)
+    wanted = list_param("data_class", data_class)
     if classes is not None:
-        wanted = [c for c in (wanted or classes) if c in classes]
-    items = await list_sensors(pool(request), area=_list(area), tags=_list(tags), bbox=_bbox(bbox),
-                               status=_list(status), data_classes=wanted,
+        wanted = [c for c in (wanted if wanted is not None else classes) if c in classes]
+    items = await list_sensors(pool(request), area=list_param("area", area), tags=list_param("tags", tags),
+                               bbox=_bbox(bbox), status=list_param("status", status), data_classes=wanted,
                                after=decode_cursor(cursor) if cursor else None, limit=limit + 1)
     more = len(items) > limit
     items = items[:limit]
@@ -79,88 +86,103 @@ async def find_sensors(
             "next_cursor": encode_cursor(items[-1].id) if more else None}
 
 
-@router.get("/sensors/unregistered", summary="Sensors that send readings but are not in the registry")
+@router.get("/sensors/unregistered", summary="Sensors that send readings but are not in the registry",
+            responses=_example({"items": [{"sensor_id": "dongsi-03", "metrics": ["pm10", "pm2_5"],
+                                           "first_seen": "2026-11-26T08:00:01Z"}]}))
 async def unregistered(request: Request, principal: Principal = ALLOW_VIEWER) -> dict[str, Any]:
     """Accepted under ``registry.unregistered: accept``; register them with PUT /sensors/{id}."""
     return {"items": await unregistered_sensors(pool(request))}
 
 
-@router.get("/sensors/{sensor_id}", summary="One sensor (its current version, or the one valid at a time)")
-async def read_sensor(request: Request, sensor_id: str,
+@router.get("/sensors/{sensor_id}", summary="One sensor (its current version, or the one valid at a time)",
+            responses=_example(_SENSOR_OUT))
+async def read_sensor(request: Request, sensor_id: str = SENSOR_ID,
                       at: datetime | None = Query(None, description="RFC 3339: the version valid at this time"),
                       principal: Principal = ALLOW_OPEN_DATA) -> dict[str, Any]:
     """The sensor's fields, with ``valid_from`` (and ``valid_to`` for a past version)."""
-    if at is None:
+    text_param("sensor_id", sensor_id)
+    if _aware("at", at) is None:
         sensor = await get_sensor(pool(request), sensor_id)
     else:
-        if at.tzinfo is None:
-            raise HTTPException(422, "at needs a UTC offset, e.g. 2026-05-01T00:00:00Z")
         versions = await sensor_history(pool(request), sensor_id)
         sensor = next((v for v in versions if v.valid_from <= at and (v.valid_to is None or at < v.valid_to)), None)
     if not _visible(sensor, principal):
-        raise HTTPException(404, f"sensor {sensor_id!r} is not registered" + (" at that time" if at else "")
-                                 + "; GET /sensors lists the registered ones")
+        raise NotFound(f"sensor {sensor_id!r} is not registered" + (" at that time" if at else "")
+                       + "; GET /sensors lists the registered ones")
     return sensor.model_dump(mode="json", exclude_none=at is None)  # type: ignore[union-attr]
 
 
-@router.get("/sensors/{sensor_id}/history", summary="Every version of a sensor with its validity period")
-async def read_history(request: Request, sensor_id: str, principal: Principal = ALLOW_OPEN_DATA) -> dict[str, Any]:
+@router.get("/sensors/{sensor_id}/history", summary="Every version of a sensor with its validity period",
+            responses=_example({"items": [{**_SENSOR_OUT, "valid_to": "2026-11-20T12:00:00Z"}]}))
+async def read_history(request: Request, sensor_id: str = SENSOR_ID,
+                       principal: Principal = ALLOW_OPEN_DATA) -> dict[str, Any]:
     """Oldest first; a moved sensor shows each position and when it held."""
+    text_param("sensor_id", sensor_id)
     versions = [v for v in await sensor_history(pool(request), sensor_id) if _visible(v, principal)]
     if not versions:
-        raise HTTPException(404, f"sensor {sensor_id!r} has never been registered")
+        raise NotFound(f"sensor {sensor_id!r} has never been registered; GET /sensors lists the registered ones")
     return {"items": [v.model_dump(mode="json") for v in versions]}
 
 
 def _checked(request: Request, sensor: SensorIn) -> SensorIn:
     problems = catalogue_problems(sensor, catalogue(request))
     if problems:
-        raise HTTPException(422, "; ".join(problems))
+        raise InvalidRequest("; ".join(problems))
     return sensor
 
 
+def _as_sensor(sensor_id: str, fields: dict[str, Any]) -> SensorIn:
+    try:
+        return SensorIn.model_validate({**fields, "id": sensor_id})
+    except ValueError as exc:  # the id (the body was validated already)
+        raise InvalidRequest(f"sensor id {sensor_id!r}: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}"
+                             ) from exc
+
+
+VALID_FROM = Query(None, description="when the change takes effect (RFC 3339 with offset; default now)")
+
+
 @router.put("/sensors/{sensor_id}", summary="Register a sensor or replace its description (admin)",
-            status_code=200, responses={201: {"description": "registered"}, 200: {"description": "changed or unchanged"},
-                                        409: {"description": "valid_from before the current version"}})
-async def put_sensor(request: Request, response: Response, sensor_id: str,
-                     body: SensorFields = Body(..., examples=[_EXAMPLE]),
-                     valid_from: datetime | None = Query(None, description="when the change takes effect "
-                                                         "(RFC 3339; default now)"),
+            responses={**_example({**_SENSOR_OUT, "outcome": "updated"}), 201: {"description": "registered"},
+                       409: {"description": "valid_from is not after the current version's"}})
+async def put_sensor(request: Request, response: Response, body: SensorFields = Body(...),
+                     sensor_id: str = SENSOR_ID, valid_from: datetime | None = VALID_FROM,
                      principal: Principal = ALLOW_ADMIN) -> dict[str, Any]:
-    """A change makes a new version effective from ``valid_from``; the old one keeps its period."""
-    sensor = _checked(request, SensorIn.model_validate({**body.model_dump(), "id": sensor_id}))
-    saved, outcome = await translate(save_sensor(pool(request), sensor, valid_from))
+    """A change makes a new version effective from ``valid_from``; the old one keeps its period.
+    ``outcome`` is ``created`` (201), ``updated`` or ``unchanged``."""
+    sensor = _checked(request, _as_sensor(sensor_id, body.model_dump()))
+    saved, outcome = await save_sensor(pool(request), sensor, _aware("valid_from", valid_from))
     if outcome == "created":
         response.status_code = 201
     await registry_changed(request)
     return {**saved.model_dump(mode="json", exclude_none=True), "outcome": outcome}
 
 
-@router.patch("/sensors/{sensor_id}", summary="Change some fields of a sensor (admin)")
-async def patch_sensor(request: Request, sensor_id: str,
-                       body: SensorPatch = Body(..., examples=[{"lat": 51.55, "lon": -0.2, "area": "brent"}]),
-                       valid_from: datetime | None = Query(None, description="when the change takes effect "
-                                                           "(RFC 3339; default now)"),
-                       principal: Principal = ALLOW_ADMIN) -> dict[str, Any]:
+@router.patch("/sensors/{sensor_id}", summary="Change some fields of a sensor (admin)",
+              responses=_example({**_SENSOR_OUT, "outcome": "updated"}))
+async def patch_sensor(request: Request, body: SensorPatch = Body(...), sensor_id: str = SENSOR_ID,
+                       valid_from: datetime | None = VALID_FROM, principal: Principal = ALLOW_ADMIN) -> dict[str, Any]:
     """Only the fields given change; ``metrics`` entries merge (``null`` removes a metric)."""
+    text_param("sensor_id", sensor_id)
     current = await get_sensor(pool(request), sensor_id)
     if current is None:
-        raise HTTPException(404, f"sensor {sensor_id!r} is not registered; create it with PUT /sensors/{{id}}")
+        raise NotFound(f"sensor {sensor_id!r} is not registered; create it with PUT /sensors/{{id}}")
     try:
         sensor = body.apply(current)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    saved, outcome = await translate(save_sensor(pool(request), _checked(request, sensor), valid_from,
-                                                 must_exist=True))
+        raise InvalidRequest(f"the patched sensor is invalid: {exc}") from exc
+    saved, outcome = await save_sensor(pool(request), _checked(request, sensor), _aware("valid_from", valid_from),
+                                       must_exist=True)
     await registry_changed(request)
     return {**saved.model_dump(mode="json", exclude_none=True), "outcome": outcome}
 
 
 @router.delete("/sensors/{sensor_id}", status_code=204, summary="Take a sensor out of the registry (admin)")
-async def remove_sensor(request: Request, sensor_id: str,
+async def remove_sensor(request: Request, sensor_id: str = SENSOR_ID,
                         at: datetime | None = Query(None, description="when it leaves (RFC 3339; default now)"),
                         principal: Principal = ALLOW_ADMIN) -> Response:
     """Its history stays: old readings keep their positions (``/sensors/{id}/history``)."""
-    await translate(delete_sensor(pool(request), sensor_id, at))
+    text_param("sensor_id", sensor_id)
+    await delete_sensor(pool(request), sensor_id, _aware("at", at))
     await registry_changed(request)
     return Response(status_code=204)
