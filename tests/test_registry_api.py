@@ -12,7 +12,10 @@ import httpx
 import orjson
 import pytest
 
+from urbanpulse.api.access import AccessPolicy
 from urbanpulse.api.app import create_app
+from urbanpulse.auth.keys import KeyStore
+from urbanpulse.auth.roles import Role
 from urbanpulse.config import load_settings
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.service import IngestService
@@ -30,8 +33,11 @@ async def api(fresh_db: str) -> AsyncIterator[tuple[httpx.AsyncClient, IngestSer
     service = IngestService(settings)
     await service.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
-                                     base_url="http://test") as client:
+        admin = (await KeyStore(service.pool).create("registry admin", Role.admin)).secret
+        app = create_app(service)
+        app.state.access_policy = AccessPolicy(open_data=True)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                     headers={"Authorization": f"Bearer {admin}"}) as client:
             yield client, service
     finally:
         await service.stop()
@@ -110,3 +116,31 @@ async def test_quality_and_unregistered_over_http(api):
     assert (await client.get("/quality", params={"period": "P2Y"})).status_code == 422
     assert (await client.get("/quality", params={"period": "yesterday"})).status_code == 422
     assert (await client.get("/sensors/unregistered")).json() == {"items": []}
+
+
+async def test_open_data_scope_sees_only_open_sensors_and_writes_need_admin(api):
+    client, service = api
+    for sid, data_class in (("open-1", "open"), ("restricted-1", "restricted"), ("personal-1", "personal")):
+        assert (await client.put(f"/sensors/{sid}", json={**BODY, "data_class": data_class})).status_code == 201
+    viewer = (await KeyStore(service.pool).create("planner", Role.viewer)).secret
+    now_ms = int(time.time() * 1000)
+    await service.pipeline.submit(MessageBatch(source="mqtt", payloads=[
+        orjson.dumps({"sensor_id": s, "metric": "pm2_5", "ts": now_ms - 60_000, "value": 10})
+        for s in ("open-1", "restricted-1", "personal-1")]))
+    await service.pipeline.drain()
+    async with httpx.AsyncClient(transport=client._transport, base_url="http://test") as anonymous:
+        listed = (await anonymous.get("/sensors")).json()["items"]
+        assert [s["id"] for s in listed] == ["open-1"]
+        assert [s["id"] for s in (await anonymous.get("/sensors", params={"data_class": "personal"})).json()["items"]] == []
+        assert (await anonymous.get("/sensors/personal-1")).status_code == 404
+        assert (await anonymous.get("/sensors/personal-1/history")).status_code == 404
+        assert (await anonymous.get("/sensors/open-1")).status_code == 200
+        quality = (await anonymous.get("/quality", params={"period": "PT1H"})).json()
+        assert [s["sensor_id"] for s in quality["series"]] == ["open-1"]
+        assert (await anonymous.get("/sensors/unregistered")).status_code == 401
+        assert (await anonymous.put("/sensors/x", json=BODY)).status_code == 401
+        as_viewer = {"Authorization": f"Bearer {viewer}"}
+        assert (await anonymous.put("/sensors/x", json=BODY, headers=as_viewer)).status_code == 403
+        assert (await anonymous.delete("/sensors/open-1", headers=as_viewer)).status_code == 403
+        keyed = (await anonymous.get("/sensors", headers=as_viewer)).json()["items"]
+        assert [s["id"] for s in keyed] == ["open-1", "personal-1", "restricted-1"]
