@@ -75,6 +75,15 @@ class ServiceProcess:
                 total += float(value)
         return total
 
+    def analytics_failed_batches(self) -> float:
+        """``urbanpulse_analytics_failed_batches`` from /metrics; AssertionError if it is not
+        exposed (stream analytics off), so "== 0" can never pass by the metric being absent."""
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith("urbanpulse_analytics_failed_batches_total "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError("urbanpulse_analytics_failed_batches is not on /metrics (detection disabled?)")
+
     def kill(self) -> None:
         """SIGKILL: no flush, no ack, no goodbye."""
         assert self.proc is not None

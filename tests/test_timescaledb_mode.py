@@ -4,7 +4,8 @@ CI has no TimescaleDB server, so ``tests/timescale/serve.mjs`` runs PGlite with 
 timescaledb extension in Node and serves it over the PostgreSQL wire protocol
 (``npm ci --prefix tests/timescale`` installs it; ``.ci/run`` does that). What is checked is
 exactly the TimescaleDB part of the storage layer: :data:`TIMESCALE_READINGS` through
-:func:`migrate`, :func:`apply_policies`, and that idempotent inserts and ``time_bucket``
+:func:`migrate`, :func:`apply_policies` (two services starting on a fresh database, job ids and
+``alter_job`` tuning surviving restarts), and that idempotent inserts and ``time_bucket``
 queries behave on the resulting hypertable (also on a compressed chunk).
 
 Limits of the stand-in, which shape these tests:
@@ -29,7 +30,7 @@ import pytest
 
 import services
 from urbanpulse.storage.migrations import _LOCK_ID, MIGRATIONS, migrate, timescaledb_available
-from urbanpulse.storage.timescale import apply_policies
+from urbanpulse.storage.timescale import TablePolicy, apply_policies
 from urbanpulse.storage.writer import prepare_connection
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,54 @@ async def schema(conn) -> str:
 async def test_timescaledb_is_available(conn):
     assert await conn.fetchval("SELECT current_setting('server_version_num')::int") >= 150000
     assert await timescaledb_available(conn) is True
+
+
+async def _jobs_by_kind(conn, table: str = "readings") -> dict[str, dict]:
+    rows = await conn.fetch("""
+        SELECT job_id, proc_name, config, schedule_interval FROM timescaledb_information.jobs
+        WHERE hypertable_schema = 'public' AND hypertable_name = $1""", table)
+    out: dict[str, dict] = {}
+    for r in rows:
+        assert r["proc_name"] not in out, f"two {r['proc_name']} jobs on {table}"
+        cfg = r["config"]
+        out[r["proc_name"]] = {"id": r["job_id"], "schedule": r["schedule_interval"],
+                               **(json.loads(cfg) if isinstance(cfg, str) else dict(cfg))}
+    return out
+
+
+START_POLICIES = [TablePolicy("readings", timedelta(days=7), timedelta(days=730))]
+
+
+async def test_two_services_start_together_on_a_fresh_database(conn):
+    """What two services starting at once do, in the order the schema lock lets them: the whole
+    start (migrations, then policies) of one, then the other's. (The stand-in has one session, so
+    the two starts take turns here; that they do take turns on a real server is
+    tests/test_policies.py's part.) Neither fails, the second changes nothing, later starts keep
+    the job ids and the ``alter_job`` tuning, and a changed interval keeps the job too."""
+    assert await conn.fetchval("SELECT to_regclass('readings') IS NULL")  # fresh
+    assert await migrate(conn, "auto", START_POLICIES) == "timescaledb"  # service A
+    first = await _jobs_by_kind(conn)
+    assert {k: (v["compress_after"] if k == "policy_compression" else v["drop_after"]) for k, v in first.items()} == \
+        {"policy_compression": "7 days", "policy_retention": "730 days"}
+    assert await migrate(conn, "auto", START_POLICIES) == "timescaledb"  # service B
+    assert await _jobs_by_kind(conn) == first
+    assert all(c.action == "keep" for c in await apply_policies(conn, START_POLICIES))
+
+    # an operator tunes the compression job; restarts leave it alone
+    job = first["policy_compression"]["id"]
+    await conn.execute("SELECT alter_job($1, schedule_interval => interval '2 hours')", job)
+    await migrate(conn, "auto", START_POLICIES)
+    tuned = await _jobs_by_kind(conn)
+    assert tuned["policy_compression"]["id"] == job
+    assert tuned["policy_compression"]["schedule"] == timedelta(hours=2)
+    assert tuned["policy_retention"] == first["policy_retention"]
+
+    # a new interval in the configuration: the same job, the new interval, the tuning kept
+    changed = await apply_policies(conn, [TablePolicy("readings", timedelta(days=2), timedelta(days=730))])
+    assert [(c.action, c.kind) for c in changed] == [("alter", "compression"), ("keep", "retention")]
+    after = await _jobs_by_kind(conn)
+    assert after["policy_compression"] == {**tuned["policy_compression"], "compress_after": "2 days"}
+    await apply_policies(conn, START_POLICIES)
 
 
 async def test_migrate_auto_creates_compressed_hypertable(conn, schema):
@@ -140,43 +189,31 @@ async def test_migrate_again_is_idempotent_and_releases_its_lock(conn, schema):
     assert await conn.fetchval(advisory, _LOCK_ID) == 0
 
 
-async def _policy_jobs(conn) -> dict[str, dict]:
-    rows = await conn.fetch("""
-        SELECT proc_name, config FROM timescaledb_information.jobs
-        WHERE hypertable_schema = 'public' AND hypertable_name = 'readings'""")
-    jobs: dict[str, dict] = {}
-    for r in rows:
-        assert r["proc_name"] not in jobs, f"two {r['proc_name']} jobs on readings"
-        cfg = r["config"]
-        jobs[r["proc_name"]] = json.loads(cfg) if isinstance(cfg, str) else dict(cfg)
-    return jobs
-
-
 async def test_apply_policies_creates_and_removes_jobs(conn, schema):
-    await apply_policies(conn, timedelta(days=7), timedelta(days=730))
-    jobs = await _policy_jobs(conn)
+    both = [TablePolicy("readings", timedelta(days=7), timedelta(days=730))]
+    await apply_policies(conn, both)
+    jobs = await _jobs_by_kind(conn)
     assert set(jobs) == {"policy_compression", "policy_retention"}
     assert jobs["policy_compression"]["compress_after"] == "7 days"
     assert jobs["policy_retention"]["drop_after"] == "730 days"
 
-    await apply_policies(conn, timedelta(days=7), timedelta(days=730))  # idempotent: still one of each
-    assert await _policy_jobs(conn) == jobs
+    await apply_policies(conn, both)  # idempotent: still one of each, the same jobs
+    assert await _jobs_by_kind(conn) == jobs
 
-    await apply_policies(conn, timedelta(days=7), None)
-    jobs = await _policy_jobs(conn)
-    assert set(jobs) == {"policy_compression"}
-    assert jobs["policy_compression"]["compress_after"] == "7 days"
+    await apply_policies(conn, [TablePolicy("readings", timedelta(days=7), None)])
+    assert await _jobs_by_kind(conn) == {"policy_compression": jobs["policy_compression"]}
 
-    await apply_policies(conn, timedelta(days=2), timedelta(days=30))  # changed settings replace the jobs
-    jobs = await _policy_jobs(conn)
-    assert jobs["policy_compression"]["compress_after"] == "2 days"
-    assert jobs["policy_retention"]["drop_after"] == "30 days"
+    await apply_policies(conn, [TablePolicy("readings", timedelta(days=2), timedelta(days=30))])
+    changed = await _jobs_by_kind(conn)
+    assert changed["policy_compression"]["compress_after"] == "2 days"
+    assert changed["policy_compression"]["id"] == jobs["policy_compression"]["id"]  # altered, not recreated
+    assert changed["policy_retention"]["drop_after"] == "30 days"
 
-    await apply_policies(conn, None, None)
-    assert await _policy_jobs(conn) == {}
+    await apply_policies(conn, [TablePolicy("readings")])
+    assert await _jobs_by_kind(conn) == {}
 
-    await apply_policies(conn, timedelta(days=7), None)  # leave the usual configuration
-    assert set(await _policy_jobs(conn)) == {"policy_compression"}
+    await apply_policies(conn, [TablePolicy("readings", timedelta(days=7))])  # leave the usual configuration
+    assert set(await _jobs_by_kind(conn)) == {"policy_compression"}
 
 
 _INSERT = """

@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="output CSV (or a directory: same relative paths as under the input directory)")
     det.add_argument("--no-progress", action="store_true", help="no progress bar for directory input")
     det.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    from urbanpulse.registry.cli import add_registry_parser
+
+    add_registry_parser(sub)
     return p
 
 
@@ -99,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             from urbanpulse.demo import run_demo
 
             return asyncio.run(run_demo(settings, stations=args.stations, hours=args.hours, datasets=args.datasets))
+        if args.command == "registry":
+            from urbanpulse.registry.cli import run_registry_command
+
+            return run_registry_command(args, settings)
         if args.command == "detect":
             from urbanpulse.detect.backtest import run_backtest
 
@@ -118,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
 async def _migrate(settings) -> int:  # noqa: ANN001
     from urbanpulse.service import connect_with_retry, resolve_dsn
     from urbanpulse.storage.migrations import migrate
+    from urbanpulse.storage.timescale import configured_policies
 
     dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
     try:
         conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
         try:
-            mode = await migrate(conn, settings.database.storage_mode)
+            mode = await migrate(conn, settings.database.storage_mode, configured_policies(settings.database))
         finally:
             await conn.close()
         print(f"schema up to date; storage mode: {mode}")

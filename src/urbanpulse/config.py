@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.registry.settings import RegistrySettings
 from urbanpulse.windows.settings import WindowSettings
 
 
@@ -29,8 +30,29 @@ class _Section(BaseModel):
 class TimescaleSettings(_Section):
     """Policies applied to the readings hypertable when TimescaleDB is in use."""
 
-    compress_after: timedelta | None = Field(timedelta(days=7), description="compress chunks older than this")
-    retain_for: timedelta | None = Field(None, description="drop chunks older than this; null keeps everything")
+    compress_after: timedelta | None = Field(
+        timedelta(days=7), description="compress chunks (readings and rollups) older than this; null: never")
+    retain_for: timedelta | None = Field(
+        None, description="older name of database.retention.readings (both modes); set one of them, not both")
+
+
+class RetentionSettings(_Section):
+    """How long each table keeps its rows, in both storage modes (storage/retention.py); null
+    keeps everything. Readings and rollups go by event time, quarantine by arrival, alert events
+    by when they happened. Everything dropped is logged and counted on /metrics."""
+
+    readings: timedelta | None = Field(
+        None, description="TimescaleDB: a retention policy drops whole 1-day chunks; PostgreSQL: whole monthly "
+        "partitions, once the partition's last instant is older than this")
+    rollup_1m: timedelta | None = Field(None, description="one-minute rollups")
+    rollup_1h: timedelta | None = Field(None, description="one-hour rollups")
+    rollup_1d: timedelta | None = Field(None, description="one-day rollups")
+    quarantine: timedelta | None = Field(
+        timedelta(days=90), description="quarantined payloads (raw input, may hold personal data) by received_at")
+    alert_events: timedelta | None = Field(None, description="the alert event log behind the SSE stream, by `at`")
+    check_every: timedelta = Field(timedelta(hours=1), gt=timedelta(0), description="how often the service applies "
+                                   "retention (PostgreSQL partitions and deletes; TimescaleDB runs its own policy)")
+    delete_batch_rows: int = Field(10_000, ge=100, description="rows per DELETE transaction (short locks; resumable)")
 
 
 class DatabaseSettings(_Section):
@@ -42,6 +64,17 @@ class DatabaseSettings(_Section):
     pool_size: int = Field(3, ge=2, le=64)
     connect_timeout_s: float = Field(10.0, gt=0)
     timescaledb: TimescaleSettings = TimescaleSettings()
+    retention: RetentionSettings = RetentionSettings()
+
+    @model_validator(mode="after")
+    def _retain_for_is_readings_retention(self) -> DatabaseSettings:
+        old, new = self.timescaledb.retain_for, self.retention.readings
+        if old is not None and new is not None and old != new:
+            raise ValueError("database.timescaledb.retain_for and database.retention.readings disagree; "
+                             "keep only database.retention.readings")
+        if old is not None:
+            self.retention.readings = old
+        return self
 
 
 class IngestSettings(_Section):
@@ -125,6 +158,18 @@ class KafkaSettings(_Section):
     tls: TlsSettings = TlsSettings()
 
 
+class SupervisionSettings(_Section):
+    """How failed sources are restarted and messages that crash them are recognised."""
+
+    restart_initial_s: float = Field(0.5, gt=0, description="first back-off after a source fails; doubles per "
+                                     "failure in a row")
+    restart_max_s: float = Field(30.0, gt=0, description="longest back-off between restarts of a failed source")
+    healthy_after_s: float = Field(60.0, gt=0, description="a source that ran this long before failing starts "
+                                   "again from the first back-off")
+    forget_suspects_after_s: float = Field(7 * 86400.0, gt=0, description="messages that crashed a source are "
+                                           "remembered (database table source_suspects) this long")
+
+
 class ApiSettings(_Section):
     """The HTTP API (health, metrics)."""
 
@@ -144,10 +189,25 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
+    registry: RegistrySettings = RegistrySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _retention_outlasts_max_age(self) -> Settings:
+        # a reading accepted after its partition or chunk was dropped would re-create it (and on
+        # another instance whose partition cache still knows the month, fail its batch for good)
+        r, max_age = self.database.retention, self.validation.max_age_s
+        for table in ("readings", "rollup_1m", "rollup_1h", "rollup_1d"):
+            keep = getattr(r, table)
+            if keep is not None and (max_age is None or keep.total_seconds() < max_age):
+                raise ValueError(f"database.retention.{table} ({keep}) must be at least validation.max_age_s "
+                                 f"({max_age}): readings older than the retention would still be accepted; "
+                                 f"set validation.max_age_s to at most {int(keep.total_seconds())}")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -27,6 +27,11 @@ class IngestMetrics:
         self.write_errors = Counter("urbanpulse_batch_write_errors", "Failed batch writes (retried)", registry=r)
         self.kafka_lag = Gauge("urbanpulse_kafka_lag", "Messages behind the partition's high watermark",
                                ["topic", "partition"], registry=r)
+        # supervision (connectors/supervisor.py) and the writer's error policy
+        self.source_restarts = Counter("urbanpulse_source_restarts", "Times a failed source was restarted "
+                                       "(after its back-off)", ["source"], registry=r)
+        self.source_up = Gauge("urbanpulse_source_up", "1 while the source runs, 0 while it waits to be "
+                               "restarted", ["source"], registry=r)
         self.tally: Tally[str] = Tally()
         self.reasons: Tally[str] = Tally()
 

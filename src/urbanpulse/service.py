@@ -18,16 +18,19 @@ import asyncpg
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import Settings
 from urbanpulse.connectors.base import Source
+from urbanpulse.connectors.supervisor import SourceSupervisor
 from urbanpulse.errors import StorageUnavailable
-from urbanpulse.formats.base import DecodeLimits
+from urbanpulse.formats.base import DecodeLimits, Format
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.timescale import apply_policies
+from urbanpulse.storage.retention import Retention, RetentionPlan
+from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
 log = logging.getLogger(__name__)
@@ -65,11 +68,14 @@ def resolve_dsn(settings: Settings) -> tuple[str, object | None]:
 class IngestService:
     """Everything `urbanpulse run` keeps alive; also used directly by the demo and tests."""
 
-    def __init__(self, settings: Settings, sources: Sequence[Source] | None = None) -> None:
+    def __init__(self, settings: Settings, sources: Sequence[Source] | None = None,
+                 fmt: Format | None = None) -> None:
         self.settings = settings
+        self.fmt = fmt  # None: the canonical JSON format with the configured limits
         self.metrics = IngestMetrics()
         self.extra_sources = list(sources or [])
         self.sources: list[Source] = []
+        self.supervisors: list[SourceSupervisor] = []
         self.storage_mode: StorageMode | None = None
         self.dsn: str | None = None
         self.pool: asyncpg.Pool | None = None
@@ -78,6 +84,11 @@ class IngestService:
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
+        #: registered sensor ids and expected intervals (the ingest check, silence, quality)
+        self.registered = RegisteredSensors()
+        self._registry_task: asyncio.Task[None] | None = None
+        self.retention: Retention | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
@@ -85,10 +96,8 @@ class IngestService:
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
-            self.storage_mode = await migrate(conn, s.database.storage_mode)
-            if self.storage_mode == "timescaledb":
-                ts = s.database.timescaledb
-                await apply_policies(conn, ts.compress_after, ts.retain_for)
+            # on TimescaleDB the policies are applied under the migration lock too
+            self.storage_mode = await migrate(conn, s.database.storage_mode, configured_policies(s.database))
         finally:
             await conn.close()
         log.info("storage mode: %s", self.storage_mode)
@@ -99,11 +108,16 @@ class IngestService:
             partitions = MonthlyPartitions()
             async with self.pool.acquire() as c:
                 await partitions.load(c)
+        self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
-        fmt = CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
-        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
+        fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
+        await self.registered.refresh(self.pool)
+        self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
+                                                  name="registry-refresh")
+        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s),
+                                     known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
@@ -112,8 +126,17 @@ class IngestService:
         await self.pipeline.start()
         self.sources = self._configured_sources() + self.extra_sources
         _freeze_long_lived_objects()
-        for src in self.sources:
-            self._source_tasks.append(asyncio.create_task(self._run_source(src), name=f"source-{src.name}"))
+        self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision) for src in self.sources]
+        for sup in self.supervisors:
+            self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
+
+    def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
+        """Old partitions and rows leave in the background (storage/retention.py)."""
+        r = self.settings.database.retention
+        self.retention = Retention(self.pool, self.storage_mode, RetentionPlan.from_settings(r), partitions,
+                                   self.metrics.registry)
+        self._retention_task = asyncio.create_task(self.retention.run(self.stopping, r.check_every),
+                                                   name="retention")
 
     @property
     def alerts(self):  # noqa: ANN201 - AlertService | None; the API's alert routes use it
@@ -132,25 +155,24 @@ class IngestService:
             out.append(KafkaSource(self.settings.kafka, self.metrics))
         return out
 
-    async def _run_source(self, src: Source) -> None:
-        assert self.pipeline is not None
-        try:
-            await src.run(self.pipeline, self.stopping)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("source %s failed; the rest of the service keeps running", src.name)
-
     async def stop(self) -> None:
         """Stop pulling, write and acknowledge everything received, close. Idempotent."""
         self.stopping.set()
         if self._source_tasks:
             await asyncio.gather(*self._source_tasks, return_exceptions=True)
             self._source_tasks = []
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+            self._retention_task = None
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.analytics is not None:
             await self.analytics.stop()
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            await asyncio.gather(self._registry_task, return_exceptions=True)
+            self._registry_task = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -172,7 +194,7 @@ class IngestService:
         if self.pipeline is not None and self.pipeline.last_error and not self.pipeline.database_ok:
             db["error"] = self.pipeline.last_error
         db["ok"] = ok
-        brokers = {src.name: src.health() for src in self.sources}
+        brokers = {sup.name: sup.health() for sup in self.supervisors}
         healthy = ok and all(b.get("connected", True) for b in brokers.values())
         return {"status": "ok" if healthy else "degraded", "storage_mode": self.storage_mode,
                 "database": db, "brokers": brokers, "counts": dict(self.metrics.tally)}

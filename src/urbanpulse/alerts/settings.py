@@ -18,7 +18,7 @@ EventKind = Literal["opened", "updated", "acknowledged", "resolved", "reopened",
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 DEFAULT_SEVERITIES: dict[str, Severity] = {
-    "threshold": "warning", "robust_z": "warning", "ewma": "warning",
+    "threshold": "critical", "robust_z": "warning", "ewma": "warning",
     "spike": "warning", "flatline": "warning", "silence": "critical",
 }
 

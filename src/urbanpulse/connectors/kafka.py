@@ -85,6 +85,11 @@ class KafkaSource:
 
     async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
         s = self.settings
+        # a supervisor may call run again after a failure: a new consumer resumes from the
+        # group's committed offsets, so what the failed one had not committed is read again
+        self.connected = False
+        self.assigned = []
+        self._failed_commits = {}
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
             enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,

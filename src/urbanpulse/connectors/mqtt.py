@@ -169,8 +169,20 @@ class MqttSource:
         client.on_connect_fail = self._on_connect_fail
         return client
 
+    def _reset(self) -> None:
+        """Forget the previous run (a supervisor restarts a failed source by calling ``run`` again):
+        what the old connection received but did not acknowledge, the broker redelivers."""
+        with self._cond:
+            self._buffer = []
+            self._connected = False
+            self._subscribed = False
+        self._refused = False
+        self._stopping = False
+        self._disconnected = threading.Event()
+
     async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
         s = self.settings
+        self._reset()
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         client = self._client = self._make_client()

@@ -1,7 +1,8 @@
 """Numbered schema migrations, applied by ``urbanpulse migrate`` and on start-up.
 
 Each migration runs once, in order, inside a transaction, under an advisory lock so two
-services starting together do not race. Only the readings table differs by storage mode,
+services starting together do not race. On TimescaleDB the configured policies (compression,
+retention) are applied under the same lock, right after the migrations (storage/timescale.py). Only the readings table differs by storage mode,
 and the TimescaleDB part is the few statements in :data:`TIMESCALE_READINGS` so it can be
 checked on its own against a real TimescaleDB.
 """
@@ -10,17 +11,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal
 
 import asyncpg
 
 from urbanpulse.alerts.schema import ALERTS_SQL
+from urbanpulse.registry.schema import REGISTRY_SQL
+from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
 from urbanpulse.storage.rollup_schema import POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS
+from urbanpulse.storage.timescale import PolicyChange, TablePolicy, apply_policies
 
 log = logging.getLogger(__name__)
 
 StorageMode = Literal["timescaledb", "postgres"]
-_LOCK_ID = 0x75_72_62_61  # "urba"
+_LOCK_ID = MIGRATION_LOCK_ID
 
 _READINGS_COLUMNS = """
     series_id int4 NOT NULL,  -- series.id; no FK: a per-row FK check halves COPY speed
@@ -92,6 +97,7 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(2, "readings table", POSTGRES_READINGS, TIMESCALE_READINGS),
     Migration(3, "rollups (1 minute, 1 hour)", POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS),
     Migration(4, "alerts, alert events, maintenance windows", ALERTS_SQL),
+    Migration(10, "sensor registry with validity periods", REGISTRY_SQL),
 ]
 
 
@@ -112,14 +118,16 @@ async def current_mode(conn: asyncpg.Connection) -> StorageMode | None:
     return await conn.fetchval("SELECT value FROM urbanpulse_meta WHERE key = 'storage_mode'")
 
 
-async def migrate(conn: asyncpg.Connection, prefer: str = "auto") -> StorageMode:
+async def migrate(conn: asyncpg.Connection, prefer: str = "auto",
+                  policies: Sequence[TablePolicy] | None = None) -> StorageMode:
     """Bring the schema up to date and return the storage mode in use.
 
     ``prefer`` is ``auto`` (TimescaleDB when the extension is available), ``timescaledb``
     (fail if it is not) or ``postgres``. The mode is fixed when the readings table is created.
+    ``policies``: on TimescaleDB, the hypertable policies to apply under the same lock (None:
+    leave the policies as they are).
     """
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
-    try:
+    async with migration_lock(conn):
         await conn.execute("""
             CREATE TABLE IF NOT EXISTS urbanpulse_meta (key text PRIMARY KEY, value text NOT NULL);
             CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -144,9 +152,17 @@ async def migrate(conn: asyncpg.Connection, prefer: str = "auto") -> StorageMode
                                        m.version, m.description)
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"migration {m.version:04d} ({m.description}) failed: {exc}") from exc
+        if mode == "timescaledb" and policies is not None:
+            await _apply_policies(conn, policies)
         return mode  # type: ignore[return-value]
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+
+
+async def _apply_policies(conn: asyncpg.Connection, policies: Sequence[TablePolicy]) -> list[PolicyChange]:
+    try:
+        return await apply_policies(conn, policies)
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(f"cannot apply the TimescaleDB policies ({exc}); check database.timescaledb and "
+                             "database.retention in the configuration") from exc
 
 
 async def _choose_mode(conn: asyncpg.Connection, prefer: str) -> StorageMode:

@@ -1,0 +1,179 @@
+"""What a registered sensor is: pydantic models for API bodies, import rows and answers.
+
+Shape checks live here (types, ranges, allowed words); checks that need the metric catalogue
+(is the metric known, is the unit one it accepts) live in :func:`catalogue_problems`, so a model
+can be validated without loading configuration.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from urbanpulse.quality.catalogue import MetricCatalogue
+
+
+class Status(str, enum.Enum):
+    """Whether a sensor is expected to report."""
+
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"
+    RETIRED = "retired"
+
+
+class DataClass(str, enum.Enum):
+    """Who may read a sensor's data: ``open`` to anyone (the open-data scope), ``restricted`` and
+    ``personal`` only with a key."""
+
+    OPEN = "open"
+    RESTRICTED = "restricted"
+    PERSONAL = "personal"
+
+
+#: UCUM codes accepted for the catalogue's canonical units (besides the catalogue's own spellings)
+UCUM_EQUIVALENTS: dict[str, frozenset[str]] = {
+    "degC": frozenset({"Cel"}),
+    "%": frozenset({"%"}),
+    "hPa": frozenset({"hPa"}),
+    "mm": frozenset({"mm"}),
+    "m/s": frozenset({"m/s"}),
+    "ug/m3": frozenset({"ug/m3"}),
+    "dB": frozenset({"dB"}),
+    "count": frozenset({"{count}", "1"}),
+    "km/h": frozenset({"km/h"}),
+}
+
+SensorId = Annotated[str, Field(min_length=1, max_length=128, description="stable id readings carry as sensor_id")]
+Text = Annotated[str, Field(max_length=2000)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class MetricInfo(BaseModel):
+    """One metric a sensor reports: its unit and how often a reading is expected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str = Field(min_length=1, max_length=64, description="UCUM code or the catalogue's unit, e.g. ug/m3")
+    interval_s: float = Field(gt=0, le=366 * 86400, allow_inf_nan=False,
+                              description="expected seconds between readings (feeds silence and completeness)")
+
+
+class SensorFields(BaseModel):
+    """Everything about a sensor except its id (the body of ``PUT /sensors/{id}``)."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    name: ShortText
+    description: Text = ""
+    type: Annotated[str, Field(max_length=200)] = ""
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    elevation: float | None = Field(None, ge=-500, le=10000, allow_inf_nan=False, description="metres")
+    area: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="district or area")
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=100)
+    owner: Annotated[str, Field(max_length=200)] | None = None
+    install_date: date | None = None
+    status: Status = Status.ACTIVE
+    data_class: DataClass = DataClass.OPEN
+    licence: Annotated[str, Field(max_length=200)] | None = Field(None, description="e.g. CC-BY-4.0")
+    metrics: dict[Annotated[str, Field(min_length=1, max_length=128)], MetricInfo] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, tags: list[str]) -> list[str]:
+        for t in tags:
+            if t != t.strip() or ";" in t or not t.isprintable():
+                raise ValueError(f"tag {t!r} must be printable, without ';' or surrounding spaces")
+        return sorted(set(tags))
+
+
+class SensorIn(SensorFields):
+    """A sensor with its id: one row of an import file, or what the registry stores."""
+
+    id: SensorId
+
+    @field_validator("id")
+    @classmethod
+    def _printable_id(cls, v: str) -> str:
+        if not v.isprintable() or v != v.strip():
+            raise ValueError("sensor id must be printable, without surrounding spaces")
+        return v
+
+
+class SensorPatch(BaseModel):
+    """``PATCH /sensors/{id}``: only the fields given change (``metrics`` entries are merged;
+    ``null`` for a metric removes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText | None = None
+    description: Text | None = None
+    type: Annotated[str, Field(max_length=200)] | None = None
+    lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+    elevation: float | None = Field(None, ge=-500, le=10000, allow_inf_nan=False)
+    area: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = None
+    owner: Annotated[str, Field(max_length=200)] | None = None
+    install_date: date | None = None
+    status: Status | None = None
+    data_class: DataClass | None = None
+    licence: Annotated[str, Field(max_length=200)] | None = None
+    metrics: dict[Annotated[str, Field(min_length=1, max_length=128)], MetricInfo | None] | None = None
+
+    def apply(self, current: SensorIn) -> SensorIn:
+        """``current`` with this patch applied, validated again as a whole."""
+        data = current.model_dump(include=set(SensorIn.model_fields))
+        for key, value in self.model_dump(exclude_unset=True).items():
+            if key == "metrics":
+                merged = dict(data["metrics"])
+                for metric, info in (value or {}).items():
+                    if info is None:
+                        merged.pop(metric, None)
+                    else:
+                        merged[metric] = info
+                data["metrics"] = merged
+            else:
+                data[key] = value
+        return SensorIn.model_validate(data)
+
+
+class Sensor(SensorIn):
+    """A registered sensor as the API answers it: the current version and since when it holds."""
+
+    valid_from: datetime = Field(description="since when this version of the sensor holds")
+    valid_to: datetime | None = Field(None, description="when it stopped holding (history only)")
+
+
+def catalogue_problems(sensor: SensorFields, catalogue: MetricCatalogue) -> list[str]:
+    """What is wrong with ``sensor``'s metrics against the catalogue (empty when nothing)."""
+    problems = []
+    for metric, info in sensor.metrics.items():
+        i = catalogue.index.get(metric)
+        if i is None:
+            problems.append(f"metric {metric!r} is not in the catalogue (config/metrics.yaml); readings of it "
+                            f"would be quarantined as unknown_metric: add it under validation.metrics")
+            continue
+        spec = catalogue.specs[i]
+        allowed = catalogue.units[i] | UCUM_EQUIVALENTS.get(spec.unit, frozenset())
+        if info.unit not in allowed:
+            problems.append(f"unit {info.unit!r} for {metric}: expected {spec.unit!r} (or one of "
+                            f"{sorted(allowed - {spec.unit})})")
+    return problems
+
+
+def row_of(record: Any) -> dict[str, Any]:
+    """A ``sensors``/``sensors_history`` database row as the model's field names."""
+    d = dict(record)
+    d["id"] = d.pop("sensor_id")
+    metrics = d.get("metrics")
+    if isinstance(metrics, str):
+        import orjson
+
+        d["metrics"] = orjson.loads(metrics)
+    d["tags"] = list(d.get("tags") or [])
+    d.pop("changed_at", None)
+    return d

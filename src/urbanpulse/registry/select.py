@@ -1,0 +1,91 @@
+"""Choosing series through the registry: the one place history queries, exports and quality
+reports turn "sensor ids / metric / area / tags / bounding box" into series ids with metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.registry.model import DataClass
+from urbanpulse.registry.store import Executor, _filters
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    """One stored series (sensor × metric) and what the registry says about it now.
+
+    ``registered`` is False for a sensor that reports but is not in the register: then every
+    registry field is None (and ``unit`` is the catalogue's, when a catalogue was given).
+    """
+
+    series_id: int
+    sensor_id: str
+    metric: str
+    unit: str | None
+    lat: float | None
+    lon: float | None
+    elevation: float | None
+    area: str | None
+    name: str | None
+    licence: str | None
+    data_class: str | None
+    interval_s: float | None
+    registered: bool
+
+
+def _many(v: str | Sequence[str] | None) -> list[str] | None:
+    if v is None:
+        return None
+    return [v] if isinstance(v, str) else list(v)
+
+
+async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
+                        metric: str | Sequence[str] | None = None, area: str | Sequence[str] | None = None,
+                        tags: Sequence[str] | None = None, bbox: tuple[float, float, float, float] | None = None,
+                        *, data_classes: Sequence[DataClass | str] | None = None,
+                        include_unregistered: bool = True,
+                        catalogue: MetricCatalogue | None = None) -> list[SeriesInfo]:
+    """Stored series matching every filter given, ordered by (sensor_id, metric).
+
+    - ``sensor_ids``, ``metric``, ``area``: one value or several (any of them);
+    - ``tags``: the sensor carries all of them; ``bbox``: (min_lon, min_lat, max_lon, max_lat);
+    - ``data_classes``: e.g. ``["open"]`` for the open-data scope.
+    A registry filter (area, tags, bbox, data_classes) leaves out unregistered sensors; so does
+    ``include_unregistered=False``. Positions are the sensors' current ones: the position at a
+    reading's time is in the ``readings_located`` view.
+    """
+    registry_filter = area is not None or bool(tags) or bbox is not None or data_classes is not None
+    args: list[object] = []
+    where, args = _filters(area=_many(area), tags=tags, bbox=bbox, status=None, data_classes=data_classes,
+                           sensor_ids=None, prefix="h.", args=args)
+    ids = _many(sensor_ids)
+    if ids is not None:
+        args.append(ids)
+        where.append(f"s.sensor_id = ANY(${len(args)}::text[])")
+    metrics = _many(metric)
+    if metrics is not None:
+        args.append(metrics)
+        where.append(f"s.metric = ANY(${len(args)}::text[])")
+    if registry_filter or not include_unregistered:
+        where.append("h.sensor_id IS NOT NULL")
+    sql = f"""
+        SELECT s.id, s.sensor_id, s.metric, h.metrics -> s.metric ->> 'unit' AS unit,
+               (h.metrics -> s.metric ->> 'interval_s')::float8 AS interval_s,
+               h.lat, h.lon, h.elevation, h.area, h.name, h.licence, h.data_class, h.sensor_id IS NOT NULL AS registered
+          FROM series s
+          LEFT JOIN sensors_history h ON h.sensor_id = s.sensor_id AND h.valid_to IS NULL
+         {"WHERE " + " AND ".join(where) if where else ""}
+         ORDER BY s.sensor_id, s.metric"""
+    rows = await db.fetch(sql, *args)
+    out = []
+    for r in rows:
+        unit = r["unit"]
+        if unit is None and catalogue is not None and r["metric"] in catalogue.index:
+            unit = catalogue.specs[catalogue.index[r["metric"]]].unit
+        out.append(SeriesInfo(series_id=r["id"], sensor_id=r["sensor_id"], metric=r["metric"], unit=unit,
+                              lat=r["lat"], lon=r["lon"], elevation=r["elevation"], area=r["area"], name=r["name"],
+                              licence=r["licence"], data_class=r["data_class"], interval_s=r["interval_s"],
+                              registered=r["registered"]))
+    return out
