@@ -219,7 +219,7 @@ async def test_limits_answer_with_what_to_narrow(stored):
     pool, ds = stored
     small = HistoryRunner(pool, QueryLimits(max_series=2, max_buckets=1000, max_scan_readings=100,
                                             max_page_rows=50))
-    with pytest.raises(QueryTooLarge, match="more than 2 series"):
+    with pytest.raises(QueryTooLarge, match="more than the limit of 2"):
         await small.page(parse_query({"metric": "pm2_5", "start": "2024-03-28", "end": "2024-03-29",
                                       "bucket": "1h"}))
     with pytest.raises(QueryTooLarge, match="wider bucket"):
@@ -242,3 +242,67 @@ async def test_limits_answer_with_what_to_narrow(stored):
                                                        "end": "2024-03-29"}), limit=3)
     with pytest.raises(QueryError, match="different query"):
         await HistoryRunner(pool).page(other, cursor=page.next_cursor)
+
+
+# -- over HTTP -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def client(stored):
+    import httpx
+    from fastapi import FastAPI
+
+    from urbanpulse.api.routes import readings as readings_routes
+
+    pool, _ = stored
+    app = FastAPI()
+    app.state.service = type("Svc", (), {"pool": pool})()
+    app.include_router(readings_routes.router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+async def test_http_history_pages_equal_the_recomputation(stored, client):
+    pool, ds = stored
+    params = {"sensor": "hq-a,hq-b", "start": "2024-10-26T00:00:00Z", "end": "2024-10-29T00:00:00Z",
+              "bucket": "1d", "agg": "count,mean,stddev,p90", "tz": "Europe/London", "limit": "2"}
+    items, cursor = [], None
+    while True:
+        r = await client.get("/readings", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert body["query"]["path"] == "raw" and body["query"]["columns"] == ["count", "mean", "stddev", "p90"]
+    q = parse_query({k: v for k, v in params.items() if k != "limit"})
+    expected = _expected(ds, q)
+    ids = {"hq-a": ds.series["hq-a"], "hq-b": ds.series["hq-b"]}
+    rows = [(ids[i["sensor_id"]], to_us(parse_query({"sensor": "x", "start": i["bucket"]}).start),
+             (i["count"], i["mean"], i["stddev"], i["p90"]), False) for i in items]
+    assert_page_matches(rows, ("count", "mean", "stddev", "p90"), expected, ds.scale, "http")
+    assert items[0]["local"].endswith("+01:00") and items[-1]["local"].endswith("+00:00")
+
+
+async def test_http_errors_say_what_to_change(client):
+    r = await client.get("/readings", params={"sensor": "hq-a", "start": "2024-03-28", "bucket": "7m"})
+    assert r.status_code == 422 and "divide a day" in r.json()["detail"]
+    r = await client.get("/readings", params={"sensor": "hq-a", "start": "2024-03-28", "colour": "red"})
+    assert r.status_code == 422 and "colour" in r.json()["detail"]
+    r = await client.get("/readings", params={"sensor": "nope", "start": "2024-03-28"})
+    assert r.status_code == 404
+    r = await client.get("/readings", params={"sensor": "hq-a", "start": "2024-03-28", "limit": "100000"})
+    assert r.status_code == 422 and "next_cursor" in r.json()["detail"]
+    r = await client.get("/readings/export", params={"sensor": "hq-a", "start": "2024-03-28", "format": "xls"})
+    assert r.status_code == 422 and "parquet" in r.json()["detail"]
+
+
+async def test_http_latest_reading_per_metric(stored, client):
+    _, ds = stored
+    r = await client.get("/sensors/hq-c/latest")
+    assert r.status_code == 200
+    (reading,) = r.json()["readings"]
+    f = ds.frame[ds.frame.series_id == ds.series["hq-c"]]
+    assert reading["metric"] == "pm2_5" and reading["value"] == f.value.iloc[-1]
+    assert (await client.get("/sensors/nope/latest")).status_code == 404

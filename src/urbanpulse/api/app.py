@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from urbanpulse.api.routes import alerts, health, metrics
+from urbanpulse.api.routes import alerts, health, metrics, readings
 from urbanpulse.service import IngestService
 
 
@@ -16,4 +16,5 @@ def create_app(service: IngestService) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(alerts.router)  # /alerts, /alerts/stream, /maintenance
+    app.include_router(readings.router)  # /readings, /readings/export, /sensors/{id}/latest
     return app

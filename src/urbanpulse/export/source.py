@@ -66,7 +66,7 @@ class _SeriesLookup:
         self.metrics = pa.array(sorted({s.metric for s in series}), pa.string())
         sensor_pos = {v: i for i, v in enumerate(self.sensors.to_pylist())}
         metric_pos = {v: i for i, v in enumerate(self.metrics.to_pylist())}
-        ids = np.array([s.id for s in series], np.int64)
+        ids = np.array([s.series_id for s in series], np.int64)
         self.ids = ids
         self.sensor_idx = np.array([sensor_pos[s.sensor_id] for s in series], np.int32)
         self.metric_idx = np.array([metric_pos[s.metric] for s in series], np.int32)

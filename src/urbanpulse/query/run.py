@@ -106,16 +106,19 @@ def _rows(records: list[asyncpg.Record], q: HistoryQuery) -> Iterator[tuple[int,
 class HistoryRunner:
     """Answers :class:`HistoryQuery` objects on a pool with the given limits."""
 
-    def __init__(self, pool: asyncpg.Pool, limits: QueryLimits | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, limits: QueryLimits | None = None,
+                 data_classes: list[str] | None = None) -> None:
+        """``data_classes``: the caller's scope (``["open"]`` for anonymous open data), None for all."""
         self.pool = pool
         self.limits = limits or QueryLimits()
+        self.data_classes = data_classes
 
     async def prepare(self, conn: asyncpg.Connection, q: HistoryQuery) -> tuple[list[SeriesInfo], Plan, list[int]]:
         """Series, plan and the size checks shared by pages and exports."""
-        series = await resolve_series(conn, q.series, self.limits.max_series)
+        series = await resolve_series(conn, q.series, self.limits.max_series, self.data_classes)
         _check_size(q, len(series), self.limits)
         plan = plan_query(q, max_buckets=self.limits.max_buckets)
-        ids = [s.id for s in series]
+        ids = [s.series_id for s in series]
         await _check_scan(conn, q, plan, ids, self.limits)
         return series, plan, ids
 
@@ -127,10 +130,13 @@ class HistoryRunner:
                              "follow next_cursor for more (or use the export for whole files)")
         fp = q.fingerprint()
         pos = decode_cursor(fp, cursor) if cursor else Position(-1, to_us(q.start))
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await self._timeout(conn)
-            series, plan, ids = await self.prepare(conn, q)
-            records = await self._fetch(conn, plan.sql, _args(q, plan, ids, pos, limit + 1))
+        try:
+            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+                await self._timeout(conn)
+                series, plan, ids = await self.prepare(conn, q)
+                records = await conn.fetch(plan.sql, *_args(q, plan, ids, pos, limit + 1))
+        except asyncpg.QueryCanceledError as exc:
+            raise self._timeout_error() from exc
         out = list(self._assemble(q, ids, _rows(records, q), pos, exhausted=len(records) <= limit, stop=limit + 1))
         next_cursor = None
         if len(out) > limit:
@@ -171,8 +177,11 @@ class HistoryRunner:
                                                                                          list[Out]]]:
         """Every row of the query in chunks (a server-side cursor), gap-filled when asked; constant memory."""
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            await self._timeout(conn)
-            series, plan, ids = await self.prepare(conn, q)
+            await self._timeout(conn, self.limits.export_timeout_s)
+            try:
+                series, plan, ids = await self.prepare(conn, q)
+            except asyncpg.QueryCanceledError as exc:
+                raise self._timeout_error() from exc
             pos = Position(-1, to_us(q.start))
             filler = self.filler(q, ids, pos) if q.fill else None
             cur = await conn.cursor(plan.sql, *_args(q, plan, ids, pos, None))
@@ -193,8 +202,8 @@ class HistoryRunner:
                 if len(records) < chunk:
                     return
 
-    async def _timeout(self, conn: asyncpg.Connection) -> None:
-        ms = int(self.limits.statement_timeout_s * 1000)
+    async def _timeout(self, conn: asyncpg.Connection, seconds: float | None = None) -> None:
+        ms = int((seconds or self.limits.statement_timeout_s) * 1000)
         await conn.execute(f"SET LOCAL statement_timeout = {ms}")
 
     def _timeout_error(self) -> QueryTimeout:
@@ -202,16 +211,18 @@ class HistoryRunner:
                             "narrow it: a shorter range, fewer series, a wider bucket, or start/end on whole "
                             "minutes/hours so the rollups answer it")
 
-    async def _fetch(self, conn: asyncpg.Connection, sql: str, args: list) -> list[asyncpg.Record]:
-        try:
-            return await conn.fetch(sql, *args)
-        except asyncpg.QueryCanceledError as exc:
-            raise self._timeout_error() from exc
 
+async def latest(pool: asyncpg.Pool, sensor_id: str, data_classes: list[str] | None = None) -> list[dict]:
+    """The newest reading of each metric of a sensor (``GET /sensors/{id}/latest``).
 
-async def latest(pool: asyncpg.Pool, sensor_id: str) -> list[dict]:
-    """The newest reading of each metric of a sensor (``GET /sensors/{id}/latest``)."""
+    With ``data_classes`` (the open-data scope) only a registered sensor of those classes answers."""
     async with pool.acquire() as conn:
+        if data_classes is not None:
+            from urbanpulse.registry import select_series
+
+            allowed = await select_series(conn, sensor_ids=[sensor_id], data_classes=data_classes)
+            if not allowed:
+                return []
         rows = await conn.fetch("""
             SELECT s.metric, r.ts, r.value, r.flags FROM series s
             CROSS JOIN LATERAL (SELECT ts, value, flags FROM readings WHERE series_id = s.id

@@ -1,90 +1,39 @@
-"""Resolve a query's series selector to series ids and the metadata exports carry.
+"""Resolve a query's series selector through the sensor registry (``registry.select_series``).
 
-Sensor ids and metrics are looked up in the ``series`` table. Area, tags and bounding box
-come from the sensor registry (``urbanpulse.registry``) when it is installed; the registry's
-unit, location, licence and data class are attached when it has them.
+The registry is the one place that turns sensor ids / metric / area / tags / bbox into series
+ids, with the metadata exports carry (unit, location, licence, data class). Results are always
+ordered by series id: the order of every page and file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 import asyncpg
 
-from urbanpulse.query.errors import QueryError, QueryTooLarge, UnknownSeries
+from urbanpulse.query.errors import QueryTooLarge, UnknownSeries
 from urbanpulse.query.spec import SeriesSelector
+from urbanpulse.registry import SeriesInfo, select_series
+
+__all__ = ["SeriesInfo", "resolve_series"]
 
 
-@dataclass(frozen=True)
-class SeriesInfo:
-    """One selected series and what a file about it should say."""
+async def resolve_series(conn: asyncpg.Connection, selector: SeriesSelector, max_series: int,
+                         data_classes: Sequence[str] | None = None) -> list[SeriesInfo]:
+    """The selected series ordered by id; 404 when nothing matches, 413 beyond ``max_series``.
 
-    id: int
-    sensor_id: str
-    metric: str
-    unit: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-    licence: str | None = None
-    data_class: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-async def resolve_series(conn: asyncpg.Connection, selector: SeriesSelector, max_series: int) -> list[SeriesInfo]:
-    """The selected series ordered by id (the order of every result); 404 when nothing matches."""
-    if selector.needs_registry:
-        rows = await _registry_select(conn, selector)
-    else:
-        rows = await conn.fetch("""
-            SELECT id, sensor_id, metric FROM series
-            WHERE (cardinality($1::text[]) = 0 OR sensor_id = ANY($1::text[]))
-              AND (cardinality($2::text[]) = 0 OR metric = ANY($2::text[]))
-            ORDER BY id LIMIT $3""", list(selector.sensors), list(selector.metrics), max_series + 1)
-        rows = [SeriesInfo(r["id"], r["sensor_id"], r["metric"]) for r in rows]
-    if not rows:
-        what = ", ".join(f"{k}={','.join(v)}" for k, v in (("sensor", selector.sensors),
-                                                             ("metric", selector.metrics)) if v) or "the selection"
-        raise UnknownSeries(f"no stored series matches {what}; check the ids (GET /sensors lists them)")
-    if len(rows) > max_series:
-        raise QueryTooLarge(f"the selection matches more than {max_series} series; narrow it (fewer sensors, a "
-                            "metric, a smaller area or bbox) or query it in parts")
-    return await _with_metadata(conn, rows)
-
-
-async def _registry_select(conn: asyncpg.Connection, selector: SeriesSelector) -> list[SeriesInfo]:
-    try:
-        from urbanpulse.registry import select_series  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise QueryError("area, tag and bbox need the sensor registry, which this build does not have; select "
-                         "series by sensor= and metric=") from exc
-    found = await select_series(conn, sensors=list(selector.sensors) or None, metrics=list(selector.metrics) or None,
-                                area=selector.area, tags=list(selector.tags) or None, bbox=selector.bbox)
-    return [SeriesInfo(int(_get(r, "series_id", "id")), _get(r, "sensor_id"), _get(r, "metric")) for r in found]
-
-
-def _get(row: Any, *names: str) -> Any:
-    for n in names:
-        if isinstance(row, dict) or hasattr(row, "keys"):
-            try:
-                return row[n]
-            except (KeyError, IndexError):
-                continue
-        if hasattr(row, n):
-            return getattr(row, n)
-    raise KeyError(names[0])
-
-
-async def _with_metadata(conn: asyncpg.Connection, rows: list[SeriesInfo]) -> list[SeriesInfo]:
-    """Attach the registry's unit, location, licence (best effort: the registry may not exist)."""
-    try:
-        from urbanpulse.registry import series_metadata  # type: ignore[attr-defined]
-    except ImportError:
-        return sorted(rows, key=lambda s: s.id)
-    meta = await series_metadata(conn, [s.id for s in rows])
-    out = []
-    for s in rows:
-        m = meta.get(s.id) or {}
-        out.append(SeriesInfo(s.id, s.sensor_id, s.metric, unit=m.get("unit"), lat=m.get("lat"), lon=m.get("lon"),
-                              licence=m.get("licence"), data_class=m.get("data_class")))
-    return sorted(out, key=lambda s: s.id)
+    ``data_classes`` (e.g. ``["open"]`` for the anonymous open-data scope) keeps only those."""
+    found = await select_series(conn, sensor_ids=list(selector.sensors) or None,
+                                metric=list(selector.metrics) or None, area=selector.area,
+                                tags=list(selector.tags) or None, bbox=selector.bbox, data_classes=data_classes)
+    if not found:
+        what = ", ".join(f"{k}={v}" for k, v in (("sensor", ",".join(selector.sensors)),
+                                                  ("metric", ",".join(selector.metrics)), ("area", selector.area),
+                                                  ("tag", ",".join(selector.tags)), ("bbox", selector.bbox)) if v)
+        scope = f" among {'/'.join(data_classes)} series" if data_classes is not None else ""
+        raise UnknownSeries(f"no stored series matches {what}{scope}; check the ids and filters (GET /sensors "
+                            "lists the registered sensors)")
+    if len(found) > max_series:
+        raise QueryTooLarge(f"the selection matches {len(found)} series, more than the limit of {max_series}; narrow "
+                            "it (fewer sensors, a metric, a smaller area or bbox) or query it in parts")
+    return sorted(found, key=lambda s: s.series_id)
