@@ -25,6 +25,8 @@ from urbanpulse.query.errors import QueryError, QueryTooLarge, UnknownSeries
 from urbanpulse.query.plan import rollup_table
 from urbanpulse.query.run import HistoryRunner, QueryLimits, to_us
 from urbanpulse.query.spec import parse_query
+from urbanpulse.registry.model import SensorIn
+from urbanpulse.registry.store import save_sensor
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
@@ -73,6 +75,10 @@ async def stored(pg_dsn):
             cols = readings_columns([sensors[j] for j in idx], ["pm2_5"] * len(idx), ts[idx], vals[idx])
             await store.write(cols, [], "replay")
         async with pool.acquire() as c:
+            for sensor_id, cls in (("hq-a", "open"), ("hq-b", "restricted")):  # hq-c stays unregistered
+                await save_sensor(c, SensorIn(id=sensor_id, name=sensor_id, lat=51.5, lon=-0.12, area="north",
+                                              data_class=cls, licence="CC-BY-4.0", tags=["roadside"],
+                                              metrics={"pm2_5": {"unit": "ug/m3", "interval_s": 420}}))
             frame = await stored_frame(c)
             series = {r["sensor_id"]: r["id"] for r in await c.fetch("SELECT id, sensor_id FROM series")}
         yield pool, Dataset(series, frame, float(np.abs(frame.value).max()))
@@ -250,15 +256,17 @@ async def test_limits_answer_with_what_to_narrow(stored):
 @pytest.fixture(scope="module")
 async def client(stored):
     import httpx
-    from fastapi import FastAPI
 
-    from urbanpulse.api.routes import readings as readings_routes
+    from urbanpulse.api.access import AccessPolicy
+    from urbanpulse.api.app import build_app
+    from urbanpulse.auth.keys import KeyStore
 
     pool, _ = stored
-    app = FastAPI()
-    app.state.service = type("Svc", (), {"pool": pool})()
-    app.include_router(readings_routes.router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    keys = KeyStore(pool)
+    viewer = (await keys.create("history tests", "viewer")).secret
+    app = build_app(AccessPolicy(open_data=True), keys=keys, service=type("Svc", (), {"pool": pool})())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers={"Authorization": f"Bearer {viewer}"}) as c:
         yield c
 
 
@@ -306,3 +314,24 @@ async def test_http_latest_reading_per_metric(stored, client):
     f = ds.frame[ds.frame.series_id == ds.series["hq-c"]]
     assert reading["metric"] == "pm2_5" and reading["value"] == f.value.iloc[-1]
     assert (await client.get("/sensors/nope/latest")).status_code == 404
+
+
+async def test_area_selection_metadata_and_open_data_scope(stored, client):
+    params = {"area": "north", "start": "2024-03-28T00:00:00Z", "end": "2024-03-28T03:00:00Z", "bucket": "1h"}
+    body = (await client.get("/readings", params=params)).json()
+    assert [s["sensor_id"] for s in body["series"]] == ["hq-a", "hq-b"]
+    assert body["series"][0]["unit"] == "ug/m3" and body["series"][0]["licence"] == "CC-BY-4.0"
+    assert {i["sensor_id"] for i in body["items"]} == {"hq-a", "hq-b"}
+    key = client.headers.pop("Authorization")  # anonymous: the open-data scope
+    try:
+        r = await client.get("/readings", params=params)
+        assert r.status_code == 200, r.text
+        assert {i["sensor_id"] for i in r.json()["items"]} == {"hq-a"}  # restricted and unregistered left out
+        r = await client.get("/readings", params={**params, "sensor": "hq-c", "area": ""})
+        assert r.status_code == 404
+        assert (await client.get("/sensors/hq-b/latest")).status_code == 404
+        assert (await client.get("/sensors/hq-a/latest")).status_code == 200
+        r = await client.get("/readings/export", params={**params, "format": "csv", "sensor": "hq-b"})
+        assert r.status_code == 404
+    finally:
+        client.headers["Authorization"] = key

@@ -1,8 +1,10 @@
 """``/readings`` (history pages), ``/readings/export`` (files) and ``/sensors/{id}/latest``.
 
-The routes only translate HTTP to :mod:`urbanpulse.query` and :mod:`urbanpulse.export`;
-every error is a 4xx (413 when a limit is hit, 404 for unknown series) or 503 (statement
-timeout) with ``{"detail": "<what is wrong and what to narrow>"}``.
+The routes only translate HTTP to :mod:`urbanpulse.query` and :mod:`urbanpulse.export`. They
+declare the open-data rule: a key of any reading role reads every series, the anonymous
+open-data scope (``api.open_data``) only ``open`` ones. Errors are raised as typed exceptions
+and answered by the API's one handler: 422 (what to change), 413 (a limit: what to narrow),
+404 (no such series), 503 (statement timeout).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
 from urbanpulse.export.stream import check_format, open_export
 from urbanpulse.export.writers import EXTENSIONS, FORMATS
-from urbanpulse.query.errors import QueryError, QueryTimeout
+from urbanpulse.query.errors import QueryError, UnknownSeries
 from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, latest
 from urbanpulse.query.spec import HistoryQuery, parse_query
 
@@ -29,27 +32,19 @@ _EXAMPLE = ("/readings?sensor=beijing-dongsi&metric=pm2_5&start=2015-01-01T00:00
             "&bucket=1h&agg=mean,max&tz=Asia/Shanghai")
 
 
-def runner(request: Request) -> HistoryRunner:
-    """A runner on the service's pool, with the configured limits and the caller's data-class scope."""
+def runner(request: Request, principal: Principal) -> HistoryRunner:
+    """A runner on the service's pool, with the configured limits and the caller's data-class scope
+    (None: every series, registered or not; the open-data scope: only registered ``open`` ones)."""
     limits = getattr(request.app.state, "history_limits", None) or QueryLimits()
-    scope = getattr(request.state, "data_classes", None)  # set by the access layer for open-data callers
+    scope = None if principal.scope == FULL else principal.scope.data_classes_list
     return HistoryRunner(request.app.state.service.pool, limits, scope)
 
 
 def _query(request: Request, allowed: set[str]) -> HistoryQuery:
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
-        raise HTTPException(422, f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
-    try:
-        return parse_query(dict(request.query_params))
-    except QueryError as exc:
-        raise HTTPException(exc.status, str(exc)) from exc
-
-
-def _http(exc: Exception) -> HTTPException:
-    if isinstance(exc, (QueryError, QueryTimeout)):
-        return HTTPException(exc.status, str(exc))
-    raise exc
+        raise QueryError(f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+    return parse_query(dict(request.query_params))
 
 
 def _iso(us: list[int]) -> list[str]:
@@ -108,13 +103,11 @@ async def history(
     path: str | None = Query(None, description="auto (default), raw or rollup: which stored table answers"),
     limit: int | None = Query(None, description="rows per page (default 1000, at most 10000)"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    principal: Principal = ALLOW_OPEN_DATA,
 ) -> Response:
     """Readings (no ``bucket``) or per-bucket aggregates, ordered by series then time."""
     q = _query(request, _SELECT | {"limit", "cursor"})
-    try:
-        page = await runner(request).page(q, limit=limit, cursor=cursor)
-    except (QueryError, QueryTimeout) as exc:
-        raise _http(exc) from exc
+    page = await runner(request, principal).page(q, limit=limit, cursor=cursor)
     return Response(orjson.dumps(page_body(page)), media_type="application/json")
 
 
@@ -130,15 +123,12 @@ async def export(
     end: str | None = Query(None), bucket: str | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None), fill: str | None = Query(None),
     path: str | None = Query(None),
+    principal: Principal = ALLOW_OPEN_DATA,
 ) -> StreamingResponse:
     """The rows of ``/readings`` for the whole range, as one file."""
-    allowed = _SELECT | {"format"}
-    q = _query(request, allowed)
-    try:
-        fmt = check_format(format)
-        ex = await open_export(runner(request), q, fmt)
-    except (QueryError, QueryTimeout) as exc:
-        raise _http(exc) from exc
+    q = _query(request, _SELECT | {"format"})
+    fmt = check_format(format)
+    ex = await open_export(runner(request, principal), q, fmt)
     name = f"urbanpulse-{q.start:%Y%m%d}-{q.end:%Y%m%d}.{EXTENSIONS[fmt]}"
     return StreamingResponse(ex.chunks, media_type=FORMATS[fmt],
                              headers={"Content-Disposition": f'attachment; filename="{name}"',
@@ -146,14 +136,15 @@ async def export(
 
 
 @router.get("/sensors/{sensor_id}/latest", summary="The newest reading of each metric of a sensor")
-async def sensor_latest(request: Request, sensor_id: str) -> Response:
+async def sensor_latest(request: Request, sensor_id: str = Path(..., examples=["beijing-dongsi"]),
+                        principal: Principal = ALLOW_OPEN_DATA) -> Response:
     """``{"sensor_id", "readings": [{"metric", "ts", "value", "flags"}]}``; 404 if the sensor has no readings."""
-    run = runner(request)
+    run = runner(request, principal)
     rows = await latest(run.pool, sensor_id, run.data_classes)
     if not rows:
-        raise HTTPException(404, f"sensor {sensor_id!r} has no stored readings"
-                                 f"{' in the open-data scope' if run.data_classes is not None else ''}; "
-                                 "GET /sensors lists the sensors")
+        raise UnknownSeries(f"sensor {sensor_id!r} has no stored readings"
+                            f"{' in the open-data scope' if run.data_classes is not None else ''}; "
+                            "GET /sensors lists the sensors")
     for r in rows:
         r["ts"] = r["ts"].isoformat()
     return Response(orjson.dumps({"sensor_id": sensor_id, "readings": rows}), media_type="application/json")
