@@ -249,3 +249,17 @@ def test_csv_mapping_is_checked_at_start_up_and_against_each_message():
     assert d.columns.sensor_id == ["a"]
     assert [(r.reason, r.item) for r in d.rejections] == [
         (Reason.BAD_TIMESTAMP, 3), (Reason.MALFORMED, 4), (Reason.MISSING_FIELD, -1)]
+
+
+@pytest.mark.parametrize("name", sorted(__import__("urbanpulse.testing.samples", fromlist=["SAMPLES"]).SAMPLES))
+def test_realistic_samples_decode_and_validate_completely(name):
+    from urbanpulse.testing.samples import SAMPLE_OPTIONS, sample
+
+    payload, expected = sample(name, "s-1", RECEIVED_NS / 1e9 - 5, 10)
+    fmt = build_format(name, SAMPLE_OPTIONS.get(name))
+    b = batch(payload, topic="owntracks/u/d" if name == "owntracks" else None)
+    d = fmt.decode(b)
+    out = ReadingValidator(MetricCatalogue.load(), TimeRules(), clock=lambda: RECEIVED_NS / 1e9).validate(
+        b, d, lambda k: fmt.raw_of(b, d, k))
+    assert [(r.reason, r.detail) for r in out.rejections] == []
+    assert len(out.readings) == expected

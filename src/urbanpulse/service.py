@@ -21,7 +21,7 @@ from urbanpulse.connectors.base import Source
 from urbanpulse.connectors.supervisor import SourceSupervisor
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
-from urbanpulse.formats.canonical import CanonicalJsonFormat
+from urbanpulse.formats.router import build_router
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
@@ -93,6 +93,10 @@ class IngestService:
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
         s = self.settings
+        v = s.validation
+        # formats first: a misconfigured or broken format plugin stops start-up before anything runs
+        fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
+                                       MetricCatalogue.load(v.catalogue, v.metrics))
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -112,7 +116,6 @@ class IngestService:
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
-        fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
         await self.registered.refresh(self.pool)
         self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
                                                   name="registry-refresh")

@@ -17,6 +17,8 @@ from typing import Literal
 import asyncpg
 
 from urbanpulse.alerts.schema import ALERTS_SQL
+from urbanpulse.auth.schema import API_KEYS_SQL
+from urbanpulse.errors import MigrationError
 from urbanpulse.registry.schema import REGISTRY_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
 from urbanpulse.storage.rollup_schema import POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS
@@ -98,11 +100,8 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(3, "rollups (1 minute, 1 hour)", POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS),
     Migration(4, "alerts, alert events, maintenance windows", ALERTS_SQL),
     Migration(10, "sensor registry with validity periods", REGISTRY_SQL),
+    Migration(20, "API keys (hashed) with roles", API_KEYS_SQL),
 ]
-
-
-class MigrationError(RuntimeError):
-    """A migration failed; the database is left at the last version that succeeded."""
 
 
 async def timescaledb_available(conn: asyncpg.Connection) -> bool:
