@@ -166,7 +166,7 @@ class CanonicalJsonFormat:
         full = self._full.decode
         try:
             decoded = [full(p) for p in payloads]
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
         if not any(type(d) is list for d in decoded):
             n = len(decoded)
@@ -213,7 +213,8 @@ class CanonicalJsonFormat:
             topic_fields = fields[i] if fields is not None else None
             try:
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                # RecursionError: msgspec skipping a deeply nested unknown field (found by fuzzing)
                 self._decode_slow(batch, i, payload, topic_fields, objs, msg_idx, item_idx,
                                   rejections, slow_raw, nan_not_null)
                 continue
@@ -340,6 +341,12 @@ class CanonicalJsonFormat:
         except msgspec.ValidationError as exc:
             rejections.append(self._reject(batch, i, _reason_for(exc), str(exc)[:200], raw, where))
             return
+        except UnicodeEncodeError as exc:  # msgspec meets a key or text it cannot encode (found by fuzzing)
+            rejections.append(self._reject(
+                batch, i, Reason.INVALID_JSON,
+                f"a \\u escape encodes a lone surrogate ({exc.object[exc.start:exc.end]!r}), which is not a Unicode "
+                "character (RFC 8259 section 8.2)", raw, where))
+            return
         if topic_fields is not None:
             filled = self._apply_topic(batch, i, [reading], topic_fields, rejections, raw, False)
             if not filled:
@@ -367,7 +374,8 @@ class CanonicalJsonFormat:
                         nan_not_null: list[int]) -> ReadingColumns:
         stamps = [o.ts for o in objs]
         try:
-            ts_us = np.array(stamps, dtype=np.float64) * 1000.0
+            with np.errstate(over="ignore"):  # an absurd epoch overflows to inf: bad_timestamp later
+                ts_us = np.array(stamps, dtype=np.float64) * 1000.0
         except TypeError:  # some RFC 3339 strings among them
             ts_us = np.array(
                 [(t - _EPOCH) // _ONE_US if type(t) is datetime else t * 1000.0 for t in stamps],
