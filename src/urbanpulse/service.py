@@ -29,6 +29,7 @@ from urbanpulse.quality.validate import ReadingValidator, TimeRules
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.retention import Retention, RetentionPlan
+from urbanpulse.storage.rollups import RollupPolicy
 from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -108,6 +109,8 @@ class IngestService:
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
+        if store.rollups is not None:
+            store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.metric_of)
         fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
         validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
         if s.detection.enabled:
