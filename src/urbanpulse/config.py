@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.registry.settings import RegistrySettings
 from urbanpulse.windows.settings import WindowSettings
 
 
@@ -158,6 +159,14 @@ class MqttSettings(_Section):
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     max_buffered_messages: int = Field(50_000, ge=100, description="received but not yet batched; paho pauses beyond")
+    formats: dict[str, str] = Field(
+        default_factory=dict, description="topic filter -> format name (e.g. {\"ttn/#\": ttn_v3}); first match wins, "
+        "others use formats.default; the filters are subscribed too")
+
+    @model_validator(mode="after")
+    def _subscribe_format_filters(self) -> MqttSettings:
+        self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
 
 
 class KafkaSettings(_Section):
@@ -177,6 +186,24 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: str | None = None
     tls: TlsSettings = TlsSettings()
+    formats: dict[str, str] = Field(
+        default_factory=dict, description="topic -> format name; others use formats.default; the topics are "
+        "subscribed too")
+
+    @model_validator(mode="after")
+    def _subscribe_format_topics(self) -> KafkaSettings:
+        self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
+
+
+class FormatsSettings(_Section):
+    """Payload formats: the default, per-format options, vendor metric names (docs/connectors.md)."""
+
+    default: str = Field("json", description="format of messages no mqtt.formats / kafka.formats entry matches")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per format name, its options (checked against the format's model)")
+    metric_names: dict[str, str] = Field(
+        default_factory=dict, description="vendor metric name -> catalogue metric, for every vendor format")
 
 
 class SupervisionSettings(_Section):
@@ -192,11 +219,14 @@ class SupervisionSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """The HTTP API (health, metrics)."""
+    """The HTTP API (health, metrics, alerts, keys; access control in docs/api.md)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    open_data: bool = Field(False, description="anonymous callers may read series whose data class is open "
+                                               "(never restricted or personal); everything else needs an API key")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies are answered 413")
 
 
 class Settings(BaseSettings):
@@ -209,11 +239,13 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
+    formats: FormatsSettings = FormatsSettings()
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
+    registry: RegistrySettings = RegistrySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

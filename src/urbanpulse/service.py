@@ -21,11 +21,12 @@ from urbanpulse.connectors.base import Source
 from urbanpulse.connectors.supervisor import SourceSupervisor
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
-from urbanpulse.formats.canonical import CanonicalJsonFormat
+from urbanpulse.formats.router import build_router
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.retention import Retention, RetentionPlan
@@ -84,12 +85,19 @@ class IngestService:
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
+        #: registered sensor ids and expected intervals (the ingest check, silence, quality)
+        self.registered = RegisteredSensors()
+        self._registry_task: asyncio.Task[None] | None = None
         self.retention: Retention | None = None
         self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
         s = self.settings
+        v = s.validation
+        # formats first: a misconfigured or broken format plugin stops start-up before anything runs
+        fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
+                                       MetricCatalogue.load(v.catalogue, v.metrics))
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -111,8 +119,11 @@ class IngestService:
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
         if store.rollups is not None:
             store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.metric_of)
-        fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
-        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
+        await self.registered.refresh(self.pool)
+        self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
+                                                  name="registry-refresh")
+        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s),
+                                     known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
@@ -164,6 +175,10 @@ class IngestService:
             await self.pipeline.stop()
         if self.analytics is not None:
             await self.analytics.stop()
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            await asyncio.gather(self._registry_task, return_exceptions=True)
+            self._registry_task = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None

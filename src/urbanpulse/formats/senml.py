@@ -42,7 +42,7 @@ CBOR_LABELS = {-1: "bver", -2: "bn", -3: "bt", -4: "bu", -5: "bv", -6: "bs", 0: 
                4: "vb", 5: "s", 6: "t", 7: "ut", 8: "vd"}
 
 
-class Record(msgspec.Struct):
+class Record(msgspec.Struct, omit_defaults=True):
     """One SenML record as it appears in a JSON pack (RFC 8428 §4, Table 1)."""
 
     bn: str | None = None
