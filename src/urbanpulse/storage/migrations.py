@@ -19,7 +19,7 @@ import asyncpg
 from urbanpulse.alerts.schema import ALERTS_SQL
 from urbanpulse.auth.schema import API_KEYS_SQL
 from urbanpulse.errors import MigrationError
-from urbanpulse.registry.schema import REGISTRY_SQL
+from urbanpulse.registry.schema import QUARANTINE_SERIES_SQL, REGISTRY_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
 from urbanpulse.storage.rollup_schema import POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS
 from urbanpulse.storage.timescale import PolicyChange, TablePolicy, apply_policies
@@ -101,6 +101,7 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(4, "alerts, alert events, maintenance windows", ALERTS_SQL),
     Migration(10, "sensor registry with validity periods", REGISTRY_SQL),
     Migration(20, "API keys (hashed) with roles", API_KEYS_SQL),
+    Migration(11, "quarantine_series(): the series a quarantined payload names", QUARANTINE_SERIES_SQL),
 ]
 
 
