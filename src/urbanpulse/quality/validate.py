@@ -142,7 +142,13 @@ class ReadingValidator:
         if reason is Reason.FUTURE_TIMESTAMP:
             return f"event time is more than {self.rules.max_future_skew_s:g}s ahead of the clock (validation.max_future_skew_s)"
         if reason is Reason.TOO_OLD:
-            return f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+            detail = f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+            as_seconds_us = float(cols.ts_us[k]) * 1000.0  # the number read as seconds instead of ms
+            now_us = self.clock() * 1e6
+            if abs(as_seconds_us - now_us) <= (self.rules.max_age_s or 0) * 1e6:
+                detail += ("; the timestamp looks like epoch seconds read as milliseconds: send ms, or set "
+                           "formats.options.json.ts_unit to s (or auto)")
+            return detail
         if reason is Reason.MISSING_VALUE:
             return "value is null"
         if reason is Reason.NON_FINITE:
