@@ -66,6 +66,7 @@ class Reason(str, enum.Enum):
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_OLD = "too_old"
     TOPIC_MISMATCH = "topic_mismatch"
+    POISON_MESSAGE = "poison_message"  # crashed its source when decoded alone; not decoded again
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from typing import Literal
 import asyncpg
 
 from urbanpulse.alerts.schema import ALERTS_SQL
+from urbanpulse.connectors.suspects import SUSPECTS_SQL
 from urbanpulse.registry.schema import REGISTRY_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
 from urbanpulse.storage.rollup_schema import POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS
@@ -98,6 +99,7 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(3, "rollups (1 minute, 1 hour)", POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS),
     Migration(4, "alerts, alert events, maintenance windows", ALERTS_SQL),
     Migration(10, "sensor registry with validity periods", REGISTRY_SQL),
+    Migration(50, "messages that crashed a source (poison-message handling)", SUSPECTS_SQL),
 ]
 
 
