@@ -457,15 +457,19 @@ def score_corpus(
     series: Mapping[str, FileSeries],
     windows: Mapping[str, list[tuple[int, int]]],
     profile: str = "standard",
+    threshold: float | None = None,
 ) -> CorpusScore:
     """Score a detector's outputs under one profile: best corpus threshold, then per file.
 
-    `windows[name]` are row-index windows of `series[name]` (see `window_indices`)."""
+    `windows[name]` are row-index windows of `series[name]` (see `window_indices`). A given
+    `threshold` is used as it is instead of the best one (scoring held-out data at a threshold
+    chosen on other data)."""
     cost = PROFILES[PROFILE_ALIASES.get(profile, profile)]
     names = sorted(series)
     sweeps = [_sweep_file(series[n], windows.get(n, []), cost) for n in names]
-    table = _threshold_table(sweeps, cost)
-    threshold = float(table.thresholds[table.best()])
+    if threshold is None:
+        table = _threshold_table(sweeps, cost)
+        threshold = float(table.thresholds[table.best()])
 
     # NAB's null detector: anomaly_score 0 everywhere, scored the same way (its own best threshold).
     null_sweeps = [

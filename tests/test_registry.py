@@ -114,6 +114,13 @@ async def test_select_series_by_area_tags_bbox_and_class(rdb):
     x = (await select_series(rdb.pool, sensor_ids=["x"], catalogue=MetricCatalogue.load()))[0]
     assert (x.unit, x.registered, x.area) == ("ug/m3", False, None)
 
+    # a registered metric that never reported: only with include_silent (quality reports show it)
+    await save_sensor(rdb.pool, sensor("d", area="camden"))
+    assert keys(await select_series(rdb.pool, area="camden", metric="pm2_5")) == [("a", "pm2_5"), ("b", "pm2_5")]
+    silent = await select_series(rdb.pool, area="camden", metric="pm2_5", include_silent=True)
+    assert [(r.sensor_id, r.series_id is None) for r in silent] == [("a", False), ("b", False), ("d", True)]
+    await delete_sensor(rdb.pool, "d")
+
     assert [s.id for s in await list_sensors(rdb.pool, area=["camden"], status=["active"])] == ["a", "b"]
     assert [s.id for s in await list_sensors(rdb.pool, after="a", limit=1)] == ["b"]
     assert await registered_ids(rdb.pool) == {"a", "b", "c"}

@@ -146,7 +146,7 @@ async def test_migrate_auto_creates_compressed_hypertable(conn, schema):
         SELECT hypertable_name, num_dimensions, compression_enabled
         FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' ORDER BY 1""")
     assert [(r["hypertable_name"], r["num_dimensions"], r["compression_enabled"]) for r in ht] == \
-        [("readings", 1, True), ("rollup_1h", 1, False), ("rollup_1m", 1, False)]
+        [("readings", 1, True), ("rollup_1d", 1, True), ("rollup_1h", 1, True), ("rollup_1m", 1, True)]
     dim = await conn.fetchrow("""
         SELECT column_name, dimension_type, time_interval FROM timescaledb_information.dimensions
         WHERE hypertable_name = 'readings'""")

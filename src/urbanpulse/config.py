@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.registry.settings import RegistrySettings
 from urbanpulse.windows.settings import WindowSettings
 
 
@@ -29,8 +30,50 @@ class _Section(BaseModel):
 class TimescaleSettings(_Section):
     """Policies applied to the readings hypertable when TimescaleDB is in use."""
 
-    compress_after: timedelta | None = Field(timedelta(days=7), description="compress chunks older than this")
-    retain_for: timedelta | None = Field(None, description="drop chunks older than this; null keeps everything")
+    compress_after: timedelta | None = Field(
+        timedelta(days=7), description="compress chunks (readings and rollups) older than this; null: never")
+    retain_for: timedelta | None = Field(
+        None, description="older name of database.retention.readings (both modes); set one of them, not both")
+
+
+class RetentionSettings(_Section):
+    """How long each table keeps its rows, in both storage modes (storage/retention.py); null
+    keeps everything. Readings and rollups go by event time, quarantine by arrival, alert events
+    by when they happened. Everything dropped is logged and counted on /metrics."""
+
+    readings: timedelta | None = Field(
+        None, description="TimescaleDB: a retention policy drops whole 1-day chunks; PostgreSQL: whole monthly "
+        "partitions, once the partition's last instant is older than this")
+    rollup_1m: timedelta | None = Field(None, description="one-minute rollups")
+    rollup_1h: timedelta | None = Field(None, description="one-hour rollups")
+    rollup_1d: timedelta | None = Field(None, description="one-day rollups")
+    quarantine: timedelta | None = Field(
+        timedelta(days=90), description="quarantined payloads (raw input, may hold personal data) by received_at")
+    alert_events: timedelta | None = Field(None, description="the alert event log behind the SSE stream, by `at`")
+    check_every: timedelta = Field(timedelta(hours=1), gt=timedelta(0), description="how often the service applies "
+                                   "retention (PostgreSQL partitions and deletes; TimescaleDB runs its own policy)")
+    delete_batch_rows: int = Field(10_000, ge=100, description="rows per DELETE transaction (short locks; resumable)")
+
+
+class RollupSettings(_Section):
+    """Which rollup levels (1 min, 1 h, 1 d) each series keeps (docs/rollups.md): a level is kept
+    where its bucket holds at least ``min_readings_per_bucket`` readings of the series."""
+
+    min_readings_per_bucket: int = Field(
+        10, ge=1, description="a rollup row costs about two readings' storage: a level holding fewer readings per "
+        "bucket is cheaper to compute from the readings when asked; 1 keeps every level for every series")
+    learn_after: int = Field(8, ge=2, description="intervals seen before a series' learned interval decides")
+    intervals: dict[str, float] = Field(
+        default_factory=dict, description="expected seconds between readings per metric, e.g. {pm2_5: 3600}: "
+        "decides at the first reading instead of learning")
+
+    @field_validator("intervals")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {m: s for m, s in v.items() if not s > 0}
+        if bad:
+            raise ValueError(f"intervals must be positive seconds: {bad}")
+        return v
 
 
 class DatabaseSettings(_Section):
@@ -42,6 +85,18 @@ class DatabaseSettings(_Section):
     pool_size: int = Field(3, ge=2, le=64)
     connect_timeout_s: float = Field(10.0, gt=0)
     timescaledb: TimescaleSettings = TimescaleSettings()
+    retention: RetentionSettings = RetentionSettings()
+    rollups: RollupSettings = RollupSettings()
+
+    @model_validator(mode="after")
+    def _retain_for_is_readings_retention(self) -> DatabaseSettings:
+        old, new = self.timescaledb.retain_for, self.retention.readings
+        if old is not None and new is not None and old != new:
+            raise ValueError("database.timescaledb.retain_for and database.retention.readings disagree; "
+                             "keep only database.retention.readings")
+        if old is not None:
+            self.retention.readings = old
+        return self
 
 
 class IngestSettings(_Section):
@@ -104,6 +159,14 @@ class MqttSettings(_Section):
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     max_buffered_messages: int = Field(50_000, ge=100, description="received but not yet batched; paho pauses beyond")
+    formats: dict[str, str] = Field(
+        default_factory=dict, description="topic filter -> format name (e.g. {\"ttn/#\": ttn_v3}); first match wins, "
+        "others use formats.default; the filters are subscribed too")
+
+    @model_validator(mode="after")
+    def _subscribe_format_filters(self) -> MqttSettings:
+        self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
 
 
 class KafkaSettings(_Section):
@@ -123,6 +186,24 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: str | None = None
     tls: TlsSettings = TlsSettings()
+    formats: dict[str, str] = Field(
+        default_factory=dict, description="topic -> format name; others use formats.default; the topics are "
+        "subscribed too")
+
+    @model_validator(mode="after")
+    def _subscribe_format_topics(self) -> KafkaSettings:
+        self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
+
+
+class FormatsSettings(_Section):
+    """Payload formats: the default, per-format options, vendor metric names (docs/connectors.md)."""
+
+    default: str = Field("json", description="format of messages no mqtt.formats / kafka.formats entry matches")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per format name, its options (checked against the format's model)")
+    metric_names: dict[str, str] = Field(
+        default_factory=dict, description="vendor metric name -> catalogue metric, for every vendor format")
 
 
 class SupervisionSettings(_Section):
@@ -138,11 +219,14 @@ class SupervisionSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """The HTTP API (health, metrics)."""
+    """The HTTP API (health, metrics, alerts, keys; access control in docs/api.md)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    open_data: bool = Field(False, description="anonymous callers may read series whose data class is open "
+                                               "(never restricted or personal); everything else needs an API key")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies are answered 413")
 
 
 class Settings(BaseSettings):
@@ -155,12 +239,27 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
+    formats: FormatsSettings = FormatsSettings()
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
+    registry: RegistrySettings = RegistrySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _retention_outlasts_max_age(self) -> Settings:
+        # a reading accepted after its partition or chunk was dropped would re-create it (and on
+        # another instance whose partition cache still knows the month, fail its batch for good)
+        r, max_age = self.database.retention, self.validation.max_age_s
+        for table in ("readings", "rollup_1m", "rollup_1h", "rollup_1d"):
+            keep = getattr(r, table)
+            if keep is not None and (max_age is None or keep.total_seconds() < max_age):
+                raise ValueError(f"database.retention.{table} ({keep}) must be at least validation.max_age_s "
+                                 f"({max_age}): readings older than the retention would still be accepted; "
+                                 f"set validation.max_age_s to at most {int(keep.total_seconds())}")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -66,6 +66,12 @@ class Reason(str, enum.Enum):
     FUTURE_TIMESTAMP = "future_timestamp"
     TOO_OLD = "too_old"
     TOPIC_MISMATCH = "topic_mismatch"
+    #: the message breaks its format's own syntax (line protocol, CSV, CBOR)
+    MALFORMED = "malformed"
+    #: the format or validation raised on this message or item (a bug or input nobody
+    #: anticipated); ``detail`` holds the exception's type and text
+    DECODE_ERROR = "decode_error"
+    UNKNOWN_SENSOR = "unknown_sensor"  # registry.unregistered: quarantine
     POISON_MESSAGE = "poison_message"  # crashed its source when decoded alone; not decoded again
 
 
@@ -105,6 +111,14 @@ class ReadingColumns:
     #: ordered sub-stream of the source each reading came from (a Kafka topic-partition), for
     #: per-partition watermarks; empty = one stream
     lane: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+
+    @staticmethod
+    def empty() -> ReadingColumns:
+        """No readings, with the dtypes validation produces (ts_us int64, flags int16)."""
+        return ReadingColumns(sensor_id=[], metric=[], ts_us=np.zeros(0, np.int64), value=np.zeros(0),
+                              lat=np.zeros(0), lon=np.zeros(0), unit=[], msg=np.zeros(0, np.int32),
+                              item=np.zeros(0, np.int32), has_null_value=np.zeros(0, bool),
+                              flags=np.zeros(0, np.int16))
 
     def take(self, keep: np.ndarray) -> ReadingColumns:
         """The subset selected by boolean mask ``keep`` (lists filtered once, arrays by numpy)."""

@@ -14,7 +14,13 @@ Guarantees:
   analysis overlaps with decoding the next batches; a writer waits for it before writing.
   Batches then also *commit* in the order they were formed (the COPYs still run in parallel):
   after a crash the stored batches are a prefix of the stream, so every redelivered reading is
-  newer than what the restarted detectors were warmed with, and none is skipped unscored.
+  newer than what the restarted detectors were warmed with, and none is skipped unscored;
+- whatever the format or validation raises on one message costs that message only: it is
+  quarantined as ``decode_error`` (the exception in ``detail``, the bytes as received) and its
+  neighbours go on (:meth:`Pipeline._decode`);
+- stream analytics failing on a batch (while preparing, analysing or writing its alert changes)
+  never holds up its readings: they are stored without alert changes, the failure is counted
+  (``urbanpulse_analytics_failed_batches``) and logged, and ingestion continues.
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ import asyncpg
 import numpy as np
 
 from urbanpulse.config import IngestSettings
-from urbanpulse.formats.base import Format, MessageBatch
+from urbanpulse.formats.base import Format, MessageBatch, describe_exception
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.model import ReadingColumns, Rejection
-from urbanpulse.quality.validate import ReadingValidator
+from urbanpulse.model import ReadingColumns, Reason, Rejection
+from urbanpulse.quality.validate import ReadingValidator, Validated
 from urbanpulse.storage.writer import ReadingStore, WriteResult
 
 log = logging.getLogger(__name__)
@@ -47,8 +53,43 @@ COMMIT_ORDER_PROBE_S = 0.05
 _BLOCKS_ANOTHER_SQL = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))"
 
 
+#: errors after which a batch's transaction is retried whole, rather than dropping its alert changes
+_RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                      asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
+#: a repeated failure (decode isolation, analytics) is logged with its traceback at most this often
+FAILURE_LOG_INTERVAL_S = 60.0
+
+
+class _ThrottledLog:
+    """Logs a kind of failure with its traceback the first time, then at most once per
+    ``FAILURE_LOG_INTERVAL_S`` with how many happened in between: a hostile sender must not be
+    able to flood the log."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.total = 0
+        self._since = 0
+        self._next = 0.0
+
+    def failed(self, exc: BaseException, *args: object) -> None:
+        self.total += 1
+        self._since += 1
+        now = time.monotonic()
+        if now < self._next:
+            return
+        log.error(self.message + " (%d time(s) since the last report, %d in all)", *args, self._since, self.total,
+                  exc_info=exc)
+        self._since = 0
+        self._next = now + FAILURE_LOG_INTERVAL_S
+
+
 class BatchAnalytics(Protocol):
-    """What the pipeline needs from stream analytics (windows, detectors, alerts)."""
+    """What the pipeline needs from stream analytics (windows, detectors, alerts).
+
+    ``failed_batches`` counts batches stored without analysis; the pipeline adds to it when
+    :meth:`prepare`, :meth:`ready` or :meth:`write` raises."""
+
+    failed_batches: int
 
     async def prepare(self, source: str, readings: ReadingColumns | None, series_ids: np.ndarray | None) -> object:
         """Start analysing a batch as it is formed (in batch order); returns a handle for :meth:`ready`."""
@@ -115,6 +156,12 @@ class Pipeline:
         self.database_ok = True
         self.last_error: str | None = None
         self.commits_out_of_order = 0  # see _earlier_committed
+        self._raw_of = getattr(fmt, "raw_of", None)
+        self._decode_failures = _ThrottledLog(
+            "format %r raised on a batch from %s; decoded it message by message, quarantining only the "
+            "message that raises (reason decode_error)")
+        self._analytics_failures = _ThrottledLog(
+            "stream analytics failed while %s a batch from %s; its readings are stored without alert changes")
 
     async def start(self) -> None:
         """Start the writers and the batch timer."""
@@ -128,11 +175,7 @@ class Pipeline:
 
         Waits (backpressure) while the in-flight limit is reached.
         """
-        decoded = self.fmt.decode(batch)
-        raw_of = getattr(self.fmt, "raw_of", None)
-        validated = self.validator.validate(
-            batch, decoded,
-            (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b""))
+        validated = self._decode(batch)
         source = batch.source
         m = self.metrics
         n_valid, n_rej = len(validated.readings), len(validated.rejections)
@@ -153,6 +196,55 @@ class Pipeline:
         pending.size += n_valid + n_rej
         if pending.size >= self.settings.batch_max_readings:
             await self._enqueue(source)
+
+    def _decode(self, batch: MessageBatch) -> Validated:
+        """Decode and validate ``batch``; whatever that raises costs only the message raising it.
+
+        The fast path is the format's batch decode as is. Only if it raises is the batch decoded
+        again one message at a time, and a message that raises on its own is quarantined as
+        ``decode_error`` with the exception's type and text and its bytes as received."""
+        try:
+            return self._decode_validate(batch)
+        except Exception as exc:  # noqa: BLE001 - input nobody anticipated must not stop a source
+            self._decode_failures.failed(exc, getattr(self.fmt, "name", type(self.fmt).__name__), batch.source)
+            if len(batch.payloads) == 1:
+                return Validated(ReadingColumns.empty(), [_decode_error(batch, 0, exc)])
+            return self._decode_one_by_one(batch)
+
+    def _decode_validate(self, batch: MessageBatch) -> Validated:
+        decoded = self.fmt.decode(batch)
+        raw_of = self._raw_of
+        validated = self.validator.validate(
+            batch, decoded,
+            (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b""))
+        for r in validated.rejections:  # cheap unless a rejection could not be stored as it is
+            if type(r.payload) is not bytes or type(r.detail) is not str or not r.detail.isascii() \
+                    or type(r.reason) is not Reason:
+                _make_storable(r, batch)
+        return validated
+
+    def _decode_one_by_one(self, batch: MessageBatch) -> Validated:
+        """The slow path after a batch decode raised (see :meth:`_decode`)."""
+        parts: list[ReadingColumns] = []
+        rejections: list[Rejection] = []
+        for i in range(len(batch.payloads)):
+            try:
+                one = self._decode_validate(_one_message(batch, i))
+            except Exception as exc:  # noqa: BLE001 - see _decode
+                rejections.append(_decode_error(batch, i, exc))
+                continue
+            if len(one.readings):
+                one.readings.msg[:] = i
+                parts.append(one.readings)
+            rejections.extend(one.rejections)
+        readings = ReadingColumns.concat(parts) if parts else ReadingColumns.empty()
+        return Validated(readings, rejections)
+
+    def _analytics_failed(self, doing: str, source: str, exc: BaseException) -> None:
+        """Count and log a batch stored without (some of) its analysis."""
+        if hasattr(self.analytics, "failed_batches"):
+            self.analytics.failed_batches += 1  # type: ignore[union-attr]
+        self._analytics_failures.failed(exc, doing, source)
 
     async def flush(self) -> None:
         """Hand every partial batch to the writers now (waits for in-flight room)."""
@@ -227,7 +319,10 @@ class Pipeline:
         if self.analytics is not None:
             if readings is not None and len(readings):
                 job.series_ids = await self._series_ids(readings)
-            job.prepared = await self.analytics.prepare(source, readings, job.series_ids)
+            try:
+                job.prepared = await self.analytics.prepare(source, readings, job.series_ids)
+            except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
+                self._analytics_failed("preparing", source, exc)
         self._next_seq += 1
         self._jobs[job.seq] = job
         self.metrics.in_flight.inc()
@@ -270,11 +365,17 @@ class Pipeline:
         if self.analytics is None:
             return await self.store.write(job.readings, job.rejections, job.source)
         analytics = self.analytics
-        prepared = job.prepared = await analytics.ready(job.prepared)  # idempotent: a retry gets it again
+        try:
+            prepared = await analytics.ready(job.prepared)  # idempotent: a retry gets it again
+        except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
+            self._analytics_failed("analysing", job.source, exc)
+            prepared = None
+        job.prepared = prepared
 
         async def in_order(conn: asyncpg.Connection) -> None:
             await self._earlier_committed(job.seq, conn)
-            await analytics.write(conn, prepared)
+            if prepared is not None:
+                await self._write_analytics(conn, job, prepared)
 
         if job.readings is None and not job.rejections:
             if prepared is None:  # a periodic check that changed nothing
@@ -285,6 +386,20 @@ class Pipeline:
             return WriteResult(0, 0, 0, time.perf_counter() - start, False)
         return await self.store.write(job.readings, job.rejections, job.source, series_ids=job.series_ids,
                                       in_transaction=in_order)
+
+    async def _write_analytics(self, conn: asyncpg.Connection, job: _Job, prepared: object) -> None:
+        """The batch's alert changes, in a savepoint of its transaction: if writing them raises
+        (a bug, data the alert tables refuse), they are rolled back alone and the readings still
+        commit. A lost connection or a deadlock retries the whole batch as before."""
+        assert self.analytics is not None
+        try:
+            async with conn.transaction():
+                await self.analytics.write(conn, prepared)
+        except _RETRY_WHOLE_BATCH:
+            raise
+        except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
+            self._analytics_failed("writing the alert changes of", job.source, exc)
+            job.prepared = None  # nothing to publish
 
     async def _earlier_committed(self, seq: int, conn: asyncpg.Connection) -> None:
         """Wait until every batch formed before ``seq`` is committed (see the module doc).
@@ -387,3 +502,43 @@ class Pipeline:
         async with self._acked:
             self._acked.notify_all()
 
+
+
+def _one_message(batch: MessageBatch, i: int) -> MessageBatch:
+    """Message ``i`` of ``batch`` as a batch of its own, with its provenance."""
+    def pick(values: list | None) -> list | None:  # noqa: ANN401
+        return values[i:i + 1] if values is not None else None
+
+    return MessageBatch(source=batch.source, payloads=batch.payloads[i:i + 1], topics=pick(batch.topics),
+                        partitions=pick(batch.partitions), offsets=pick(batch.offsets),
+                        topic_fields=pick(batch.topic_fields), received_ns=batch.received_ns,
+                        lanes=batch.lanes[i:i + 1] if batch.lanes is not None else None)
+
+
+def _decode_error(batch: MessageBatch, i: int, exc: BaseException) -> Rejection:
+    """Message ``i`` quarantined whole, as received, because decoding or validating it raised."""
+    topic, partition, offset = batch.provenance(i)
+    return Rejection(reason=Reason.DECODE_ERROR, detail=describe_exception(exc), payload=_as_bytes(batch.payloads[i]),
+                     source=batch.source, topic=topic, partition=partition, offset=offset)
+
+
+def _as_bytes(payload: object) -> bytes:
+    if type(payload) is bytes:
+        return payload  # type: ignore[return-value]
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    return str(payload).encode("utf-8", "backslashreplace")
+
+
+def _make_storable(r: Rejection, batch: MessageBatch) -> None:
+    """Repair what a format handed back that PostgreSQL could not store (text that is not valid
+    UTF-8, a payload that is not bytes, a reason that is not a :class:`Reason`), so one odd
+    rejection never makes its whole batch unwritable."""
+    r.detail = str(r.detail).encode("utf-8", "backslashreplace").decode("utf-8")
+    r.payload = _as_bytes(r.payload)
+    if type(r.reason) is not Reason:
+        try:
+            r.reason = Reason(r.reason)
+        except ValueError:
+            r.detail = f"format gave the unknown reason {r.reason!r}: {r.detail}"
+            r.reason = Reason.DECODE_ERROR

@@ -23,13 +23,16 @@ from urbanpulse.connectors.supervisor import SourceSupervisor
 from urbanpulse.connectors.suspects import SuspectStore
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
-from urbanpulse.formats.canonical import CanonicalJsonFormat
+from urbanpulse.formats.router import build_router
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.retention import Retention, RetentionPlan
+from urbanpulse.storage.rollups import RollupPolicy
 from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -85,10 +88,19 @@ class IngestService:
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
+        #: registered sensor ids and expected intervals (the ingest check, silence, quality)
+        self.registered = RegisteredSensors()
+        self._registry_task: asyncio.Task[None] | None = None
+        self.retention: Retention | None = None
+        self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
         s = self.settings
+        v = s.validation
+        # formats first: a misconfigured or broken format plugin stops start-up before anything runs
+        fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
+                                       MetricCatalogue.load(v.catalogue, v.metrics))
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -104,11 +116,17 @@ class IngestService:
             partitions = MonthlyPartitions()
             async with self.pool.acquire() as c:
                 await partitions.load(c)
+        self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
-        fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
-        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s))
+        if store.rollups is not None:
+            store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.metric_of)
+        await self.registered.refresh(self.pool)
+        self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
+                                                  name="registry-refresh")
+        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s),
+                                     known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
@@ -123,6 +141,14 @@ class IngestService:
                             for src in self.sources]
         for sup in self.supervisors:
             self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
+
+    def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
+        """Old partitions and rows leave in the background (storage/retention.py)."""
+        r = self.settings.database.retention
+        self.retention = Retention(self.pool, self.storage_mode, RetentionPlan.from_settings(r), partitions,
+                                   self.metrics.registry)
+        self._retention_task = asyncio.create_task(self.retention.run(self.stopping, r.check_every),
+                                                   name="retention")
 
     @property
     def alerts(self):  # noqa: ANN201 - AlertService | None; the API's alert routes use it
@@ -147,10 +173,18 @@ class IngestService:
         if self._source_tasks:
             await asyncio.gather(*self._source_tasks, return_exceptions=True)
             self._source_tasks = []
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+            self._retention_task = None
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.analytics is not None:
             await self.analytics.stop()
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            await asyncio.gather(self._registry_task, return_exceptions=True)
+            self._registry_task = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None

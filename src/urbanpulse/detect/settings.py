@@ -38,14 +38,24 @@ class _Params(BaseModel):
 
 
 class ThresholdParams(_Params):
-    """Static limits with hysteresis: raise above `high` / below `low`, clear once back inside the clear band."""
+    """Static limits with hysteresis: raise above `high` / below `low`, clear once back inside the clear band.
 
-    enabled: bool = Field(False, description="off unless limits are configured for a metric or group")
+    Giving a limit (`high` or `low`) turns the detector on unless `enabled: false` is written next
+    to it: an operator who sets limits means them (before, limits without `enabled: true` were
+    silently ignored)."""
+
+    enabled: bool = Field(False, description="off unless limits are configured for a metric or group; giving "
+                          "`high` or `low` turns it on (write `enabled: false` beside them to keep it off)")
     high: float | None = Field(None, description="raise when a value is above this; null = no upper limit")
     low: float | None = Field(None, description="raise when a value is below this; null = no lower limit")
     clear_high: float | None = Field(None, description="clear once the value is at or below this (default: high)")
     clear_low: float | None = Field(None, description="clear once the value is at or above this (default: low)")
     severity: Severity = Field("critical", description="severity of the alerts this detector raises")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _limits_enable(cls, data: Any) -> Any:
+        return limits_enable(data)
 
     @model_validator(mode="after")
     def _bands(self) -> ThresholdParams:
@@ -54,6 +64,14 @@ class ThresholdParams(_Params):
         if self.low is not None and self.clear_low is not None and self.clear_low < self.low:
             raise ValueError("clear_low must be >= low (hysteresis clears above the raise level)")
         return self
+
+
+def limits_enable(fields: Any) -> Any:
+    """A threshold patch that gives a limit but says nothing about `enabled` enables the detector."""
+    if isinstance(fields, dict) and "enabled" not in fields and (
+            fields.get("high") is not None or fields.get("low") is not None):
+        return {**fields, "enabled": True}
+    return fields
 
 
 class RobustZParams(_Params):
@@ -129,7 +147,7 @@ class DetectorParams(BaseModel):
         """A copy with a partial override applied (validated)."""
         data = self.model_dump()
         for name, fields in patch.items():
-            data[name].update(fields)
+            data[name].update(limits_enable(fields) if name == "threshold" else fields)
         return DetectorParams.model_validate(data)
 
 

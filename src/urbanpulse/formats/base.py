@@ -56,6 +56,20 @@ class Decoded:
     raw_items: list[object] = field(default_factory=list)
 
 
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``Type: text`` of an exception, for a quarantine row's ``detail``.
+
+    Bounded, and always encodable as UTF-8: the text of an exception raised by hostile input
+    often quotes that input (a lone surrogate, say), and a detail PostgreSQL cannot store would
+    turn one bad message into a batch that can never be written.
+    """
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises still gets quarantined
+        text = type(exc).__name__
+    return text[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @runtime_checkable
 class Format(Protocol):
     """A payload format: registered under ``urbanpulse.formats`` by name."""
@@ -63,5 +77,10 @@ class Format(Protocol):
     name: str
 
     def decode(self, batch: MessageBatch) -> Decoded:
-        """Decode every message; never raise for bad input, return rejections instead."""
+        """Decode every message; never raise for bad input, return rejections instead.
+
+        Should a format raise anyway, the pipeline decodes that batch again message by message
+        and quarantines just the message that raises (reason ``decode_error``): a format bug
+        costs one message, never a source.
+        """
         ...

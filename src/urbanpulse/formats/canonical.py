@@ -11,12 +11,15 @@ reading rejects that reading and not its neighbours.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 import msgspec
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, describe_exception
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -52,6 +55,48 @@ def _reason_for(err: msgspec.ValidationError) -> Reason:
     return Reason.BAD_TYPE
 
 
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_RAW_DECODE = json.JSONDecoder().raw_decode
+
+
+def _array_item_spans(text: str) -> list[tuple[int, int]] | None:
+    """Where each item of the top-level JSON array in ``text`` starts and ends.
+
+    Quarantine keeps a rejected array item as the bytes it arrived as, not as a re-serialised
+    copy: a re-serialisation loses what made the item odd, and some items (a JSON-escaped lone
+    surrogate) cannot be serialised to UTF-8 at all. None when ``text`` is not a JSON array."""
+    space = _JSON_SPACE.match
+    at = space(text, 0).end()
+    if text[at:at + 1] != "[":
+        return None
+    at = space(text, at + 1).end()
+    spans: list[tuple[int, int]] = []
+    if text[at:at + 1] == "]":
+        return spans
+    while True:
+        try:
+            _, end = _RAW_DECODE(text, at)
+        except (ValueError, RecursionError):
+            return None
+        spans.append((at, end))
+        at = space(text, end).end()
+        sep = text[at:at + 1]
+        if sep == "]":
+            return spans
+        if sep != ",":
+            return None
+        at = space(text, at + 1).end()
+
+
+def _item_bytes(text: str, spans: list[tuple[int, int]] | None, j: int, item: object) -> bytes:
+    """Array item ``j`` as received (``text`` came from valid UTF-8, so any slice encodes);
+    without its span, the item as ASCII-escaped JSON, which any item can be turned into."""
+    if spans is not None and j < len(spans):
+        a, b = spans[j]
+        return text[a:b].encode("utf-8")
+    return json.dumps(item).encode("ascii")
+
+
 def _depth_exceeds(obj: object, limit: int) -> bool:
     """True if JSON nesting goes deeper than ``limit`` (iterative: safe on hostile input)."""
     stack: list[tuple[object, int]] = [(obj, 1)]
@@ -66,20 +111,46 @@ def _depth_exceeds(obj: object, limit: int) -> bool:
     return False
 
 
+class CanonicalOptions(BaseModel):
+    """Options of the canonical format (``formats.options.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts_unit: Literal["ms", "s", "auto"] = Field(
+        "ms", description="unit of numeric `ts`: ms (default), s, or auto (below 1e11 is seconds, else ms)")
+
+
 class CanonicalJsonFormat:
     """Decoder for urbanpulse's canonical JSON readings (format name ``json``)."""
 
     name = "json"
+    Options = CanonicalOptions
+    time_unit = "ms (RFC 3339 text too)"
 
-    def __init__(self, limits: DecodeLimits | None = None) -> None:
+    def __init__(self, limits: DecodeLimits | None = None, options: CanonicalOptions | None = None) -> None:
         self.limits = limits or DecodeLimits()
+        self.ts_unit = (options or CanonicalOptions()).ts_unit
         self._full = msgspec.json.Decoder(Reading | list[Reading])
         self._partial = msgspec.json.Decoder(TopicReading | list[TopicReading])
 
     def decode(self, batch: MessageBatch) -> Decoded:
         """Decode all messages of ``batch``; bad input becomes rejections, never exceptions."""
         clean = self._decode_clean(batch)
-        return clean if clean is not None else self._decode_each(batch)
+        decoded = clean if clean is not None else self._decode_each(batch)
+        if self.ts_unit != "ms" and len(decoded.columns):
+            self._epoch_seconds(decoded)
+        return decoded
+
+    def _epoch_seconds(self, decoded: Decoded) -> None:
+        """Numeric timestamps in seconds (``ts_unit: s``), or where they can only be seconds
+        (``auto``: below 1e11, which as ms is before 1973-03-04 and as s is before year 5138)."""
+        objs = decoded.raw_items[0]  # type: ignore[index]
+        numeric = np.fromiter((type(o.ts) is not datetime for o in objs), dtype=bool, count=len(objs))
+        ts = decoded.columns.ts_us
+        if self.ts_unit == "auto":
+            with np.errstate(invalid="ignore"):
+                numeric &= np.abs(ts) < 1e11 * 1000.0
+        ts[numeric] *= 1000.0
 
     def _decode_clean(self, batch: MessageBatch) -> Decoded | None:
         """The common case in one comprehension: every message a valid object or array.
@@ -95,7 +166,7 @@ class CanonicalJsonFormat:
         full = self._full.decode
         try:
             decoded = [full(p) for p in payloads]
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
         if not any(type(d) is list for d in decoded):
             n = len(decoded)
@@ -142,7 +213,8 @@ class CanonicalJsonFormat:
             topic_fields = fields[i] if fields is not None else None
             try:
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                # RecursionError: msgspec skipping a deeply nested unknown field (found by fuzzing)
                 self._decode_slow(batch, i, payload, topic_fields, objs, msg_idx, item_idx,
                                   rejections, slow_raw, nan_not_null)
                 continue
@@ -177,6 +249,8 @@ class CanonicalJsonFormat:
         A reading that contradicts the topic, or lacks a field neither provides, is rejected.
         """
         kept = []
+        spans: list[tuple[int, int]] | None = None
+        text = ""
         for j, r in enumerate(readings):
             item = j if in_array else -1
             bad = None
@@ -194,7 +268,12 @@ class CanonicalJsonFormat:
             if bad is None:
                 kept.append(j)
             else:
-                raw = msgspec.json.encode(r) if in_array else payload
+                raw = payload
+                if in_array:  # the item as received (the payload decoded, so it is valid UTF-8)
+                    if spans is None:
+                        text = payload.decode("utf-8")
+                        spans = _array_item_spans(text) or []
+                    raw = _item_bytes(text, spans, j, msgspec.to_builtins(r))
                 rejections.append(self._reject(batch, i, bad[0], bad[1], raw, item))
         return kept
 
@@ -233,32 +312,54 @@ class CanonicalJsonFormat:
             rejections.append(self._reject(batch, i, Reason.NOT_AN_OBJECT,
                                            f"expected a JSON object or array, got {type(parsed).__name__}", payload))
             return
+        spans = _array_item_spans(text) if in_array else None
         for j, item in enumerate(items):
             where = j if in_array else -1
-            raw = json.dumps(item, ensure_ascii=False).encode() if in_array else payload
-            if not isinstance(item, dict):
-                rejections.append(self._reject(batch, i, Reason.NOT_AN_OBJECT,
-                                               f"array item is {type(item).__name__}, not an object", raw, where))
-                continue
-            target: type = Reading if topic_fields is None else TopicReading
+            raw = payload
             try:
-                reading = msgspec.convert(item, target)
-            except msgspec.ValidationError as exc:
-                rejections.append(self._reject(batch, i, _reason_for(exc), str(exc)[:200], raw, where))
-                continue
-            if topic_fields is not None:
-                filled = self._apply_topic(batch, i, [reading], topic_fields, rejections, raw, False)
-                if not filled:
-                    if in_array:  # fix the item index the helper could not know
-                        rejections[-1].item = j
-                    continue
-            value = item.get("value")
-            if isinstance(value, float) and value != value:
-                nan_not_null.append(len(objs))
-            slow_raw[len(objs)] = raw
-            objs.append(reading)
-            msg_idx.append(i)
-            item_idx.append(where)
+                if in_array:
+                    raw = _item_bytes(text, spans, j, item)
+                self._slow_item(batch, i, item, where, raw, topic_fields, objs, msg_idx, item_idx, rejections,
+                                slow_raw, nan_not_null)
+            except Exception as exc:  # noqa: BLE001 - one item nobody anticipated costs that item only
+                rejections.append(self._reject(batch, i, Reason.DECODE_ERROR, describe_exception(exc), raw, where))
+
+    def _slow_item(self, batch: MessageBatch, i: int, item: object, where: int, raw: bytes,
+                   topic_fields: dict[str, str] | None, objs: list, msg_idx: list[int], item_idx: list[int],
+                   rejections: list[Rejection], slow_raw: dict[int, object], nan_not_null: list[int]) -> None:
+        """One parsed object of a message (``where``: its array index, -1 for the whole message).
+
+        Appends to the output lists only once nothing can raise any more, so an exception leaves
+        them consistent and the caller can quarantine the item alone."""
+        if not isinstance(item, dict):
+            rejections.append(self._reject(batch, i, Reason.NOT_AN_OBJECT,
+                                           f"array item is {type(item).__name__}, not an object", raw, where))
+            return
+        target: type = Reading if topic_fields is None else TopicReading
+        try:
+            reading = msgspec.convert(item, target)
+        except msgspec.ValidationError as exc:
+            rejections.append(self._reject(batch, i, _reason_for(exc), str(exc)[:200], raw, where))
+            return
+        except UnicodeEncodeError as exc:  # msgspec meets a key or text it cannot encode (found by fuzzing)
+            rejections.append(self._reject(
+                batch, i, Reason.INVALID_JSON,
+                f"a \\u escape encodes a lone surrogate ({exc.object[exc.start:exc.end]!r}), which is not a Unicode "
+                "character (RFC 8259 section 8.2)", raw, where))
+            return
+        if topic_fields is not None:
+            filled = self._apply_topic(batch, i, [reading], topic_fields, rejections, raw, False)
+            if not filled:
+                if where != -1:  # fix the item index the helper could not know
+                    rejections[-1].item = where
+                return
+        value = item.get("value")
+        if isinstance(value, float) and value != value:
+            nan_not_null.append(len(objs))
+        slow_raw[len(objs)] = raw
+        objs.append(reading)
+        msg_idx.append(i)
+        item_idx.append(where)
 
     # -- columns ---------------------------------------------------------------------------
 
@@ -273,7 +374,8 @@ class CanonicalJsonFormat:
                         nan_not_null: list[int]) -> ReadingColumns:
         stamps = [o.ts for o in objs]
         try:
-            ts_us = np.array(stamps, dtype=np.float64) * 1000.0
+            with np.errstate(over="ignore"):  # an absurd epoch overflows to inf: bad_timestamp later
+                ts_us = np.array(stamps, dtype=np.float64) * 1000.0
         except TypeError:  # some RFC 3339 strings among them
             ts_us = np.array(
                 [(t - _EPOCH) // _ONE_US if type(t) is datetime else t * 1000.0 for t in stamps],
@@ -303,11 +405,22 @@ class CanonicalJsonFormat:
                          topic=topic, partition=partition, offset=offset, item=item)
 
     def raw_of(self, batch: MessageBatch, decoded: Decoded, k: int) -> bytes:
-        """The raw bytes to quarantine for reading ``k`` of ``decoded``."""
-        objs, slow_raw = decoded.raw_items  # type: ignore[misc]
-        raw = slow_raw.get(k)
+        """The raw bytes to quarantine for reading ``k`` of ``decoded``: the message as received,
+        or for an array item the item's exact bytes within it."""
+        objs, slow_raw = decoded.raw_items[0], decoded.raw_items[1]
+        raw = slow_raw.get(k)  # type: ignore[union-attr]
         if raw is not None:
             return raw  # type: ignore[return-value]
-        if decoded.columns.item[k] == -1:
-            return batch.payloads[int(decoded.columns.msg[k])]
-        return msgspec.json.encode(objs[k])
+        m, j = int(decoded.columns.msg[k]), int(decoded.columns.item[k])
+        payload = batch.payloads[m]
+        if j == -1:
+            return payload
+        try:
+            text = payload.decode("utf-8")
+            spans = _array_item_spans(text)
+            if spans is not None and j < len(spans):
+                a, b = spans[j]
+                return text[a:b].encode("utf-8")
+        except Exception:  # noqa: BLE001 - fall back to the item as decoded
+            pass
+        return msgspec.json.encode(objs[k])  # type: ignore[index]

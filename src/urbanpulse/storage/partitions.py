@@ -12,6 +12,17 @@ def _partition_name(month: np.datetime64) -> str:
     return "readings_" + str(month).replace("-", "_")  # readings_2013_03
 
 
+def partition_month(name: str) -> np.datetime64 | None:
+    """The month of a partition this module named (``readings_2013_03``), else None."""
+    if not name.startswith("readings_"):
+        return None
+    try:
+        month = np.datetime64(name[len("readings_"):].replace("_", "-"), "M")
+    except ValueError:
+        return None
+    return month if _partition_name(month) == name else None
+
+
 class MonthlyPartitions:
     """Ensures a partition exists for every month a batch touches before it is copied.
 
@@ -28,9 +39,13 @@ class MonthlyPartitions:
             SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
             WHERE i.inhparent = 'readings'::regclass""")
         for r in rows:
-            name = r["relname"]
-            if name.startswith("readings_"):
-                self._known.add(np.datetime64(name[len("readings_"):].replace("_", "-"), "M"))
+            month = partition_month(r["relname"])
+            if month is not None:
+                self._known.add(month)
+
+    def forget(self, month: np.datetime64) -> None:
+        """A partition was dropped (retention): create it again if a reading for it comes."""
+        self._known.discard(month)
 
     async def ensure(self, pool: asyncpg.Pool, ts_us: np.ndarray) -> None:
         """Create the partitions missing for these event times."""

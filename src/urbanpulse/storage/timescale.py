@@ -146,6 +146,14 @@ async def apply_policies(conn: asyncpg.Connection, policies: Sequence[TablePolic
     already as configured is left alone (its job id, schedule, history and tuning survive).
     """
     async with migration_lock(conn):
+        present = set(await conn.fetchval(
+            "SELECT coalesce(array_agg(hypertable_name::text), '{}') FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = current_schema() AND hypertable_name = ANY($1::text[])",
+            [p.table for p in policies])) if policies else set()
+        for p in policies:
+            if p.table not in present and (p.compress_after is not None or p.drop_after is not None):
+                log.warning("timescaledb: %s is not a hypertable here; its policies are not applied", p.table)
+        policies = [p for p in policies if p.table in present]
         changes = plan_policy_changes(await policy_jobs(conn, [p.table for p in policies]), policies)
         for c in changes:
             _, key, add_fn, _remove_fn = _KINDS[c.kind]
@@ -167,7 +175,14 @@ def _fmt(interval: timedelta | None) -> str:
     return "none" if interval is None else f"{interval.total_seconds() / 86400:g} days"
 
 
+#: hypertables whose policies the configuration decides, and whether they are compressed
+POLICY_TABLES: dict[str, bool] = {"readings": True, "rollup_1m": True, "rollup_1h": True, "rollup_1d": True}
+
+
 def configured_policies(database: object) -> list[TablePolicy]:
-    """The policies the ``database`` settings section asks for (``DatabaseSettings``)."""
-    ts = database.timescaledb  # type: ignore[attr-defined]
-    return [TablePolicy("readings", ts.compress_after, ts.retain_for)]
+    """The policies the ``database`` settings section (``DatabaseSettings``) asks for:
+    ``timescaledb.compress_after`` on the compressed hypertables, ``retention.<table>`` on each."""
+    compress_after = database.timescaledb.compress_after  # type: ignore[attr-defined]
+    retention = database.retention  # type: ignore[attr-defined]
+    return [TablePolicy(t, compress_after if compressed else None, getattr(retention, t))
+            for t, compressed in POLICY_TABLES.items()]
