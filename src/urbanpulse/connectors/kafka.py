@@ -21,9 +21,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from urbanpulse.config import KafkaSettings
+from urbanpulse.connectors.base import Sink
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class _DrainOnRevoke(ConsumerRebalanceListener):
     """Flush and commit everything in flight before partitions move to another worker."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Sink) -> None:
         self.pipeline = pipeline
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -70,6 +70,7 @@ class KafkaSource:
     """Consumes canonical JSON readings from Kafka topics in a consumer group."""
 
     name = "kafka"
+    Config = KafkaSettings  # its typed config: the `kafka:` section
 
     def __init__(self, settings: KafkaSettings, metrics: IngestMetrics) -> None:
         self.settings = settings
@@ -83,7 +84,7 @@ class KafkaSource:
     def health(self) -> dict[str, object]:
         return {"connected": self.connected, "assigned": self.assigned, "last_error": self.last_error}
 
-    async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
+    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
         s = self.settings
         # a supervisor may call run again after a failure: a new consumer resumes from the
         # group's committed offsets, so what the failed one had not committed is read again
@@ -118,7 +119,7 @@ class KafkaSource:
             self.connected = False
             await consumer.stop()
 
-    async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Pipeline, stopping: asyncio.Event) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Sink, stopping: asyncio.Event) -> None:
         lag = self.metrics.kafka_lag
         while not stopping.is_set():
             try:
@@ -149,7 +150,7 @@ class KafkaSource:
                 high = consumer.highwater(tp)
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])
-            batch = MessageBatch(source="kafka", payloads=payloads, topics=topics, partitions=partitions,
+            batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, partitions=partitions,
                                  offsets=offsets, received_ns=time.time_ns(),
                                  lanes=np.repeat(np.array(lanes, np.int16), runs))
             await pipeline.submit(batch, ack=partial(self._commit, consumer, commit))
