@@ -18,7 +18,9 @@ import asyncpg
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import Settings
 from urbanpulse.connectors.base import Source
+from urbanpulse.connectors.poison import PoisonGuard
 from urbanpulse.connectors.supervisor import SourceSupervisor
+from urbanpulse.connectors.suspects import SuspectStore
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
 from urbanpulse.formats.router import build_router
@@ -79,6 +81,7 @@ class IngestService:
         self.extra_sources = list(sources or [])
         self.sources: list[Source] = []
         self.supervisors: list[SourceSupervisor] = []
+        self.poison: PoisonGuard | None = None
         self.storage_mode: StorageMode | None = None
         self.dsn: str | None = None
         self.pool: asyncpg.Pool | None = None
@@ -121,7 +124,8 @@ class IngestService:
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
         if store.rollups is not None:
-            store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.metric_of)
+            store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
+                                                              self.registered.expected_interval)
         await self.registered.refresh(self.pool)
         self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
                                                   name="registry-refresh")
@@ -136,7 +140,10 @@ class IngestService:
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources]))
         _freeze_long_lived_objects()
-        self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision) for src in self.sources]
+        self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
+        await self.poison.load()
+        self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision, self.poison)
+                            for src in self.sources]
         for sup in self.supervisors:
             self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
 

@@ -18,6 +18,7 @@ import asyncpg
 
 from urbanpulse.alerts.schema import ALERTS_SQL
 from urbanpulse.auth.schema import API_KEYS_SQL
+from urbanpulse.connectors.suspects import SUSPECTS_SQL
 from urbanpulse.errors import MigrationError
 from urbanpulse.registry.schema import QUARANTINE_SERIES_SQL, REGISTRY_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
@@ -108,6 +109,7 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(11, "quarantine_series(): the series a quarantined payload names", QUARANTINE_SERIES_SQL),
     Migration(40, "daily rollups, per-series rollup levels", POSTGRES_ROLLUP_1D, TIMESCALE_ROLLUP_1D),
     Migration(41, "rollups compressed like readings", POSTGRES_ROLLUP_COMPRESSION, TIMESCALE_ROLLUP_COMPRESSION),
+    Migration(50, "messages that crashed a source (poison-message handling)", SUSPECTS_SQL),
     Migration(60, "source ids assigned at start-up (plugin sources)", SOURCE_IDS_SQL),
 ]
 
