@@ -28,7 +28,7 @@ from test_rollups import Db, db, recompute, stored_readings  # noqa: F401 - db i
 from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.rollups import (
-    DAY_US, HOUR_US, MINUTE_US, NO_LEVEL_US, ROLLUP_TABLES, IntervalLearner, MetricIntervals, RollupPolicy,
+    DAY_US, HOUR_US, MINUTE_US, NO_LEVEL_US, ROLLUP_TABLES, ConfiguredIntervals, IntervalLearner, RollupPolicy,
     RollupWriter, partial_aggregates, rollup_partials,
 )
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
@@ -62,6 +62,14 @@ def test_the_finest_level_is_the_first_whose_bucket_holds_k_readings(interval_s,
             assert holds >= k * (1 - 1e-9)  # a level kept holds at least k
         if interval_s * 1e6 >= width:
             assert width < finest  # never a level whose bucket is at most one interval
+
+
+def test_the_registry_interval_comes_before_the_configured_one():
+    keys = {1: ("a", "pm2_5"), 2: ("b", "pm2_5"), 3: ("c", "noise")}
+    registry = {("a", "pm2_5"): 10.0}
+    hint = ConfiguredIntervals({"pm2_5": 3600.0}, keys.get, lambda sensor, metric: registry.get((sensor, metric)))
+    got = hint(np.array([1, 2, 3, 4], np.int32))
+    assert got[:2].tolist() == [10.0, 3600.0] and np.isnan(got[2:]).all()
 
 
 def test_min_readings_one_keeps_every_level():
@@ -119,9 +127,9 @@ def arrival(seed: int = 11) -> Arrival:
     return Arrival(metrics, ts_us, value, batches)
 
 
-def policy(metric_of) -> RollupPolicy:  # noqa: ANN001
+def policy(key_of) -> RollupPolicy:  # noqa: ANN001
     configured = {m: c for m, (_, c, _) in SERIES.items() if c is not None}
-    return RollupPolicy(K, 8, MetricIntervals(configured, metric_of))
+    return RollupPolicy(K, 8, ConfiguredIntervals(configured, key_of))
 
 
 async def assert_levels(conn: asyncpg.Connection, sid_of: dict[str, int]) -> None:
@@ -163,7 +171,7 @@ async def assert_levels(conn: asyncpg.Connection, sid_of: dict[str, int]) -> Non
 async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(db: Db):  # noqa: F811
     data = arrival()
     store = ReadingStore(db.pool, db.partitions)
-    store.rollups.policy = policy(store.series.metric_of)
+    store.rollups.policy = policy(store.series.key_of)
     n_total = 0
     for idx in data.batches:
         k = len(idx)
@@ -180,7 +188,7 @@ async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(d
         # a restart: a new writer learns the decisions from the table and keeps them
         before = await conn.fetch("SELECT * FROM rollup_series ORDER BY 1")
     store2 = ReadingStore(db.pool, db.partitions)
-    store2.rollups.policy = policy(store2.series.metric_of)
+    store2.rollups.policy = policy(store2.series.key_of)
     idx = data.batches[3]
     k = len(idx)
     cols = ReadingColumns(
@@ -226,9 +234,9 @@ async def test_levels_earn_their_place_on_timescaledb_with_compressed_rollups(ts
     for metric in SERIES:
         sid_of[metric] = await conn.fetchval(
             "INSERT INTO series (sensor_id, metric) VALUES ('levels-test', $1) RETURNING id", metric)
-    metric_of = {v: k for k, v in sid_of.items()}.get
+    key_of = {v: ("levels-test", k) for k, v in sid_of.items()}.get
     sid = np.array([sid_of[m] for m in data.metric], np.int32)
-    writer = RollupWriter("unnest", policy(metric_of))
+    writer = RollupWriter("unnest", policy(key_of))
     await prepare_connection(conn)
     from urbanpulse.storage.writer import _MERGE_SQL
 

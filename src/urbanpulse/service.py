@@ -121,7 +121,8 @@ class IngestService:
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
         if store.rollups is not None:
-            store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.metric_of)
+            store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
+                                                              self.registered.expected_interval)
         await self.registered.refresh(self.pool)
         self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
                                                   name="registry-refresh")

@@ -214,17 +214,29 @@ async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], m
 IntervalHint = Callable[[np.ndarray], np.ndarray]
 
 
-class MetricIntervals:
-    """An :data:`IntervalHint` from configured intervals per metric (``database.rollups.intervals``)."""
+class ConfiguredIntervals:
+    """An :data:`IntervalHint` from what the operator said: the sensor registry's expected
+    interval of the series if it has one, else ``database.rollups.intervals`` for its metric."""
 
-    def __init__(self, intervals: dict[str, float], metric_of: Callable[[int], str | None]) -> None:
-        self.intervals = dict(intervals)
-        self.metric_of = metric_of
+    def __init__(self, per_metric: dict[str, float], key_of: Callable[[int], tuple[str, str] | None],
+                 registered: Callable[[str, str], float | None] | None = None) -> None:
+        self.per_metric = dict(per_metric)
+        self.key_of = key_of
+        self.registered = registered
 
     def __call__(self, sid: np.ndarray) -> np.ndarray:
-        """Seconds per series id; NaN for metrics not configured."""
-        get = self.intervals.get
-        return np.array([get(self.metric_of(s) or "", np.nan) for s in np.asarray(sid).tolist()], np.float64)
+        """Seconds per series id; NaN where nothing is configured."""
+        out = np.full(len(sid), np.nan)
+        for i, s in enumerate(np.asarray(sid).tolist()):
+            key = self.key_of(s)
+            if key is None:
+                continue
+            got = self.registered(*key) if self.registered is not None else None
+            if got is None:
+                got = self.per_metric.get(key[1])
+            if got is not None and got > 0:
+                out[i] = got
+        return out
 
 
 @dataclass
@@ -237,11 +249,11 @@ class RollupPolicy:
     interval_hint: IntervalHint | None = None
 
     @classmethod
-    def from_settings(cls, settings: object, metric_of: Callable[[int], str | None] | None = None) -> RollupPolicy:
-        """The policy of a ``database.rollups`` section; ``metric_of`` maps a series id to its metric
-        (for the configured per-metric intervals)."""
-        intervals = settings.intervals  # type: ignore[attr-defined]
-        hint = MetricIntervals(intervals, metric_of) if intervals and metric_of is not None else None
+    def from_settings(cls, settings: object, key_of: Callable[[int], tuple[str, str] | None] | None = None,
+                      registered: Callable[[str, str], float | None] | None = None) -> RollupPolicy:
+        """The policy of a ``database.rollups`` section. ``key_of`` maps a series id to its
+        (sensor id, metric); ``registered`` gives the registry's expected interval of one."""
+        hint = ConfiguredIntervals(settings.intervals, key_of, registered) if key_of is not None else None  # type: ignore[attr-defined]
         return cls(settings.min_readings_per_bucket, settings.learn_after, hint)  # type: ignore[attr-defined]
 
     @property
