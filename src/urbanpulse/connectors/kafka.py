@@ -23,6 +23,7 @@ from aiokafka.helpers import create_ssl_context
 from urbanpulse.config import KafkaSettings
 from urbanpulse.connectors.base import Sink
 from urbanpulse.formats.base import MessageBatch
+from urbanpulse.log_throttle import throttle_repeated_messages
 from urbanpulse.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,49 @@ class KafkaSource:
         self.assigned: list[str] = []
         self._lane_of: dict[TopicPartition, int] = {}  # dense lane id per topic-partition ever read
         self._failed_commits: dict[TopicPartition, int] = {}  # refused by the broker, not yet covered
+        self._last_contact: float | None = None  # monotonic time of the last metadata answer (see _probe)
+        self._probe_error: str | None = None
+        self._reachable = True
+
+    @property
+    def unreachable_after_s(self) -> float:
+        """No answer from the cluster this long counts as a lost broker: half the session timeout,
+        so /health says so before the group gives up on this worker."""
+        return self.settings.session_timeout_ms / 2000
 
     def health(self) -> dict[str, object]:
-        return {"connected": self.connected, "assigned": self.assigned, "last_error": self.last_error}
+        connected = self.connected
+        last_error = self.last_error
+        if connected and self._last_contact is not None:
+            silent = time.monotonic() - self._last_contact
+            if silent > self.unreachable_after_s:
+                connected = False
+                last_error = (f"Kafka unreachable at {self.settings.bootstrap_servers}: no answer for {silent:.0f}s "
+                              f"({self._probe_error or 'no metadata response'})")
+        return {"connected": connected, "assigned": self.assigned, "last_error": last_error}
+
+    async def _probe(self, consumer: AIOKafkaConsumer) -> None:
+        """Ask the cluster for metadata every few seconds: aiokafka retries a lost broker on its own
+        and reports nothing to its caller, so this is how /health learns the broker is gone."""
+        period = max(0.5, self.unreachable_after_s / 3)
+        while True:
+            try:
+                await asyncio.wait_for(consumer.topics(), period)
+            except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+                self._probe_error = f"{type(exc).__name__}: {exc}"
+                if self._reachable:
+                    self._reachable = False
+                    log.error("Kafka at %s does not answer (%s); /health reports it once it has been silent "
+                              "for %.0fs", self.settings.bootstrap_servers, self._probe_error,
+                              self.unreachable_after_s)
+            else:
+                self._last_contact = time.monotonic()
+                self._probe_error = None
+                if not self._reachable:
+                    self._reachable = True
+                    self.last_error = None
+                    log.info("Kafka at %s answers again", self.settings.bootstrap_servers)
+            await asyncio.sleep(period)
 
     async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
         s = self.settings
@@ -91,6 +132,9 @@ class KafkaSource:
         self.connected = False
         self.assigned = []
         self._failed_commits = {}
+        self._last_contact = None
+        self._reachable = True
+        throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
             enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
@@ -111,9 +155,12 @@ class KafkaSource:
         else:
             return
         self.connected = True
+        self._last_contact = time.monotonic()
+        probe = asyncio.create_task(self._probe(consumer), name="kafka-probe")
         try:
             await self._consume(consumer, pipeline, stopping)
         finally:
+            probe.cancel()
             await pipeline.drain()
             await self._retry_failed_commits(consumer)
             self.connected = False
