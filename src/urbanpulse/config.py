@@ -196,6 +196,15 @@ class KafkaSettings(_Section):
         return self
 
 
+class SourceEntry(_Section):
+    """A plugin source (entry-point group urbanpulse.connectors), see docs/connectors.md."""
+
+    plugin: str = Field(..., min_length=1, description="entry-point name of the source plugin")
+    name: str | None = Field(None, min_length=1, max_length=64, description="the readings' source; default: plugin")
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="checked against the plugin's Config model")
+
+
 class FormatsSettings(_Section):
     """Payload formats: the default, per-format options, vendor metric names (docs/connectors.md)."""
 
@@ -240,6 +249,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     formats: FormatsSettings = FormatsSettings()
+    sources: list[SourceEntry] = Field(default_factory=list, description="plugin sources beyond mqtt/kafka")
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()

@@ -21,23 +21,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from urbanpulse.connectors.base import Ack, Sink  # noqa: F401 - Sink re-exported: the contract a source sees
 from urbanpulse.formats.base import DecodeLimits, MessageBatch
 from urbanpulse.model import Reason
-
-Ack = Callable[[], Awaitable[None] | None]
-
-
-class Sink(Protocol):
-    """What a source hands its messages to (the pipeline in the service)."""
-
-    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
-        """Take ``batch``; ``ack`` is called once all of it is durable (may wait: backpressure)."""
-
-    async def drain(self) -> None:
-        """Return once everything submitted so far is durable and acknowledged."""
-
 
 # -- formats ---------------------------------------------------------------------------------
 
