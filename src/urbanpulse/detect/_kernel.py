@@ -212,7 +212,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
     c_fl_ref, c_fl_run, c_fl_start, c_fl_ok, c_thr_on, c_peak, c_lo_min, c_lo_q = C[9], C[10], C[11], C[12], C[13], C[14], C[15], C[16]
     c_sh_m, c_sh_s, c_sh_n, c_li_n, c_li_s, c_li_m, c_li_v, c_li_peak = C[17], C[18], C[19], C[20], C[21], C[22], C[23], C[24]
     c_sh_sp, c_sh_sn = C[25], C[26]
-    c_gap_q, c_fl_max, c_lr_v, c_res, c_ch_v = C[27], C[28], C[29], C[30], C[31]
+    c_gap_q, c_fl_max, c_lr_v, c_res, c_ch_v, c_dch = C[27], C[28], C[29], C[30], C[31], C[32]
     # parameter columns
     p_on0 = P[0]  # on_threshold .. on_silence are P[0] + 0..5
     p_w0 = P[1]  # w_threshold .. w_silence are P[1] + 0..5
@@ -301,8 +301,8 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         back = abs(xi - st[sl, c_base])
         dchange = _min(change, back) if _isfinite(back) else change
         dsc = st[sl, c_dscale]
-        # floor: the long-run RMS change (zeros included), so an on/off series' normal switching,
-        # rare against the median of its small changes but part of its RMS, is not a spike
+        # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
+        # on/off series' normal switching, rare against the median of its small changes, is not a spike
         ch_rms = np.sqrt(st[sl, c_ch_v])
         dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[p_sp_floor] * ch_rms, res)),
                        1e-9 * abs(prev) + _TINY)
@@ -453,9 +453,13 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
             else:
                 dv2 = dv * dv
             st[sl, c_lr_v] = lr_v + lr_rate * (dv2 - lr_v)
-            st[sl, c_ch_v] = st[sl, c_ch_v] + lr_rate * (change * change - st[sl, c_ch_v])
+            # a *step*: the previous change, as far as this reading kept it (a one-reading spike and
+            # its return count ~0, an on/off switch counts in full), so repeated spikes are not learned
+            step = _min(st[sl, c_dch], back) if _isfinite(back) else 0.0
+            st[sl, c_ch_v] = st[sl, c_ch_v] + lr_rate * (step * step - st[sl, c_ch_v])
             if change > 0 and (res == 0 or change < res):
                 st[sl, c_res] = change
+            st[sl, c_dch] = dchange
         st[sl, c_fl_max] = fl_max
 
         new_cnt = cnt + 1.0

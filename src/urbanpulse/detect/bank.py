@@ -68,7 +68,7 @@ _TINY = 1e-300
 _STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
           "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
           "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
-          "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v")
+          "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch")
 S = {name: i for i, name in enumerate(_STATE)}
 
 # column indices handed to the kernel (it does not import the layouts): state columns in _STATE

@@ -111,8 +111,9 @@ class SpikeParams(_Params):
     threshold: float = Field(12.0, gt=0, description="decision at this many robust scales of change (score 0.5)")
     min_history: int = Field(16, ge=3, description="readings seen before it scores")
     spread_floor: float = Field(
-        0.5, ge=0, description="the scale is at least this x the long-run RMS change (zeros included), so the "
-        "normal switching of an on/off series (rare, large, part of its RMS) is not a spike; 0 = off")
+        0.5, ge=0, description="the scale is at least this x the long-run RMS step (a change the next reading "
+        "kept; zeros included), so the normal switching of an on/off series (rare, large, persistent) is not a "
+        "spike, while repeated one-reading spikes (which return) are never learned as normal; 0 = off")
 
 
 class FlatlineParams(_Params):
