@@ -30,6 +30,7 @@ class ServiceProcess:
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"urbanpulse-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._keys: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -57,6 +58,29 @@ class ServiceProcess:
                 last = str(exc)
             time.sleep(0.1)
         raise RuntimeError(f"urbanpulse not healthy after {timeout}s (last: {last}):\n{self.log_tail()}")
+
+    def key(self, role: str = "operator") -> str:
+        """An API key with ``role`` for this service's database (made once, after start-up has
+        migrated the schema), as `urbanpulse keys create` makes it."""
+        if role not in self._keys:
+            from urbanpulse.auth.keys import KeyStore
+
+            async def make() -> str:
+                conn = await asyncpg.connect(self.dsn)
+                try:
+                    return (await KeyStore(conn).create(f"test {role}", role)).secret
+                finally:
+                    await conn.close()
+            self._keys[role] = asyncio.run(make())
+        return self._keys[role]
+
+    def auth(self, role: str = "operator") -> dict[str, str]:
+        """Headers that authenticate as a key with ``role``."""
+        return {"Authorization": f"Bearer {self.key(role)}"}
+
+    @property
+    def dsn(self) -> str:
+        return yaml.safe_load(self.config_path.read_text())["database"]["dsn"]
 
     def health(self) -> httpx.Response:
         return httpx.get(self.url + "/health", timeout=5)

@@ -14,13 +14,13 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from fastapi import FastAPI
 
 from urbanpulse.alerts.inputs import ClosedWindowsRef, Detections
 from urbanpulse.alerts.model import AlertEvent
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.alerts.settings import AlertSettings
-from urbanpulse.api.routes import alerts as alert_routes
+from urbanpulse.api.app import build_app
+from urbanpulse.auth.keys import KeyStore
 from urbanpulse.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
@@ -30,15 +30,17 @@ T0 = 1_700_000_000_000_000
 
 
 class Harness:
-    """A migrated database, a started AlertService and a minimal app serving the alert routes."""
+    """A migrated database, a started AlertService and the API app without an ingest service;
+    the client sends an operator key made in the database (as `urbanpulse keys create` does)."""
 
-    def __init__(self, pool: asyncpg.Pool, svc: AlertService) -> None:
+    def __init__(self, pool: asyncpg.Pool, svc: AlertService, key: str) -> None:
         self.pool = pool
         self.svc = svc
-        self.app = FastAPI()
-        self.app.state.alerts = svc
-        self.app.include_router(alert_routes.router)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://test")
+        self.key = key
+        self.auth = {"Authorization": f"Bearer {key}"}
+        self.app = build_app(alerts=svc, keys=KeyStore(pool))
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://test",
+                                        headers={"Authorization": f"Bearer {key}"})
 
     async def batch(self, detections: Detections | None = None, closed: ClosedWindowsRef | None = None,
                     publish: bool = True) -> list[AlertEvent]:
@@ -66,7 +68,8 @@ async def h(fresh_db: str) -> AsyncIterator[Harness]:
     svc = AlertService(AlertSettings(resolve_after_windows=1, sse_keepalive_s=0.3, sse_poll_s=0.2))
     await svc.start(pool)
     svc.manager.assign([0, 1, 2], [10, 11, 12], ["station-a", "station-b", "kerb-1"], ["pm2_5", "no2", "speed"])
-    harness = Harness(pool, svc)
+    key = (await KeyStore(pool).create("ana (operations)", "operator")).secret
+    harness = Harness(pool, svc, key)
     try:
         yield harness
     finally:
@@ -77,8 +80,9 @@ async def h(fresh_db: str) -> AsyncIterator[Harness]:
 
 def assert_detail(resp: httpx.Response, status: int, *words: str) -> None:
     assert resp.status_code == status, resp.text
-    detail = resp.json()["detail"]
-    assert isinstance(detail, str)
+    body = resp.json()
+    detail = body["detail"]
+    assert isinstance(detail, str) and isinstance(body["error"], str)
     for w in words:
         assert w in detail, detail
 
@@ -98,7 +102,7 @@ async def test_list_get_ack_resolve(h: Harness):
     r = await h.client.post(f"/alerts/{first['id']}/ack", json={"by": "ana", "note": "driving there"})
     assert r.status_code == 200 and r.json()["state"] == "acknowledged" and r.json()["acknowledged_by"] == "ana"
     r = await h.client.post(f"/alerts/{first['id']}/resolve")  # no body
-    assert r.status_code == 200 and r.json()["state"] == "resolved" and r.json()["resolved_by"] == "api"
+    assert r.status_code == 200 and r.json()["state"] == "resolved" and r.json()["resolved_by"] == "ana (operations)"
     assert r.json()["note"] == "driving there"
     r = await h.client.get(f"/alerts/{first['id']}")
     assert r.json()["state"] == "resolved"
@@ -138,29 +142,34 @@ async def test_bad_requests_get_4xx_with_a_message_that_says_what_to_do(h: Harne
     (alert,) = (await h.client.get("/alerts")).json()["items"]
     c = h.client
     assert_detail(await c.get("/alerts/424242"), 404, "no alert with id 424242", "GET /alerts")
-    assert_detail(await c.get("/alerts/abc"), 422, "not valid", "numeric id")
+    assert_detail(await c.get("/alerts/abc"), 422, "path parameter alert_id", "the alert's id")
+    assert_detail(await c.get("/alerts/0"), 422, "path parameter alert_id", "greater than or equal to 1")
     assert_detail(await c.post("/alerts/424242/ack"), 404, "no alert with id 424242")
-    assert_detail(await c.post(f"/alerts/{alert['id']}/ack", content=b"{not json"), 422, "JSON object")
-    assert_detail(await c.post(f"/alerts/{alert['id']}/ack", json={"who": "x"}), 422, "unknown field", "by, note")
-    assert_detail(await c.post(f"/alerts/{alert['id']}/ack", json={"by": 5}), 422, "by must be a string")
+    assert_detail(await c.post(f"/alerts/{alert['id']}/ack", content=b"{not json",
+                               headers={"content-type": "application/json"}), 422, "not valid JSON")
+    assert_detail(await c.post(f"/alerts/{alert['id']}/ack", json={"who": "x"}), 422, "body field who",
+                  "not a known field")
+    assert_detail(await c.post(f"/alerts/{alert['id']}/ack", json={"by": 5}), 422, "body field by",
+                  "valid string")
     assert (await c.post(f"/alerts/{alert['id']}/ack")).status_code == 200
     assert_detail(await c.post(f"/alerts/{alert['id']}/ack"), 409, "already acknowledged", "/resolve")
     assert (await c.post(f"/alerts/{alert['id']}/resolve")).status_code == 200
     assert_detail(await c.post(f"/alerts/{alert['id']}/resolve"), 409, "already resolved")
     assert_detail(await c.post(f"/alerts/{alert['id']}/ack"), 409, "resolved", "cannot be acknowledged")
     assert_detail(await c.get("/alerts", params={"state": "closed"}), 422,
-                  "state=closed", "open, acknowledged, resolved")
+                  "query parameter state", "open, acknowledged, resolved")
     assert_detail(await c.get("/alerts", params={"severity": "urgent"}), 422, "info, warning, critical")
-    assert_detail(await c.get("/alerts", params={"detector": "magic"}), 422, "detector=magic")
+    assert_detail(await c.get("/alerts", params={"detector": "magic"}), 422, "query parameter detector")
     assert_detail(await c.get("/alerts", params={"since": "yesterday"}), 422, "ISO 8601", "since=2024")
-    assert_detail(await c.get("/alerts", params={"since": "2024-01-02", "until": "2024-01-01"}), 422, "later")
-    assert_detail(await c.get("/alerts", params={"limit": "0"}), 422, "1..1000")
-    assert_detail(await c.get("/alerts", params={"limit": "5000"}), 422, "1..1000", "next_cursor")
-    assert_detail(await c.get("/alerts", params={"limit": "ten"}), 422, "whole number")
+    assert_detail(await c.get("/alerts", params={"limit": "0"}), 422, "query parameter limit", "1..1000")
+    assert_detail(await c.get("/alerts", params={"limit": "5000"}), 422, "query parameter limit", "1..1000")
+    assert_detail(await c.get("/alerts", params={"limit": "ten"}), 422, "valid integer")
     assert_detail(await c.get("/alerts", params={"cursor": "garbage!"}), 422, "next_cursor")
-    assert_detail(await c.get("/alerts", params={"flapping": "maybe"}), 422, "flapping=true")
+    assert_detail(await c.get("/alerts", params={"flapping": "maybe"}), 422, "query parameter flapping")
     assert_detail(await c.get("/alerts", params={"sensr": "x"}), 422, "unknown query parameter", "sensor")
     assert_detail(await c.get("/alerts/stream", headers={"Last-Event-ID": "x"}), 422, "Last-Event-ID")
+    r = await c.get("/alerts", params={"since": "2024-01-02T00:00:00Z", "until": "2024-01-01T00:00:00Z"})
+    assert r.status_code == 200 and r.json()["items"] == []  # filters apply independently; nothing matches
 
 
 async def test_maintenance_endpoints_mute_and_unmute(h: Harness):
@@ -177,16 +186,19 @@ async def test_maintenance_endpoints_mute_and_unmute(h: Harness):
     assert (await h.client.delete(f"/maintenance/{win['id']}")).status_code == 204
     assert [e.kind for e in await h.batch(det((0, T0 + 2 * MIN, "spike")))] == ["opened"]
     assert_detail(await h.client.delete(f"/maintenance/{win['id']}"), 404, "no maintenance window")
-    assert_detail(await h.client.post("/maintenance", json={"sensor": "x"}), 422, "missing starts_at, ends_at")
+    assert_detail(await h.client.post("/maintenance", json={"sensor": "x"}), 422, "body field starts_at",
+                  "body field ends_at", "Field required")
     assert_detail(await h.client.post("/maintenance", json={"sensor": "x", "starts_at": "2024-01-02T00:00:00Z",
                                                             "ends_at": "2024-01-01T00:00:00Z"}), 422, "later")
 
 
-async def test_service_without_alerts_answers_503():
-    app = FastAPI()
-    app.include_router(alert_routes.router)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        assert_detail(await c.get("/alerts"), 503, "alerts.enabled")
+async def test_service_without_alerts_answers_503_naming_the_real_switch(h: Harness):
+    app = build_app(keys=h.app.state.keys)  # no alert service: detection.enabled is false
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers={"Authorization": f"Bearer {h.key}"}) as c:
+        r = await c.get("/alerts")
+        assert_detail(r, 503, "detection.enabled: true", "URBANPULSE_DETECTION__ENABLED")
+        assert "alerts.enabled" not in r.text and r.json()["error"] == "feature_disabled"
 
 
 # -- SSE -----------------------------------------------------------------------------------
@@ -244,7 +256,7 @@ class SseReader:
 
 async def test_sse_streams_live_events_and_resumes_after_last_event_id(h: Harness, server: str):
     first = await h.batch(det((0, T0, "spike")))
-    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=server, timeout=10, headers=h.auth) as client:
         async with client.stream("GET", "/alerts/stream") as resp:
             assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
             sse = SseReader(resp)
@@ -274,7 +286,7 @@ async def test_sse_streams_live_events_and_resumes_after_last_event_id(h: Harnes
 
 
 async def test_sse_picks_up_events_committed_by_another_worker_and_sends_keepalives(h: Harness, server: str):
-    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=server, timeout=10, headers=h.auth) as client:
         async with client.stream("GET", "/alerts/stream") as resp:
             sse = SseReader(resp)
             await asyncio.sleep(0.3)
@@ -289,7 +301,7 @@ async def test_sse_picks_up_events_committed_by_another_worker_and_sends_keepali
 
 
 async def test_sse_out_of_order_publish_is_delivered_in_id_order_without_duplicates(h: Harness, server: str):
-    async with httpx.AsyncClient(base_url=server, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=server, timeout=10, headers=h.auth) as client:
         async with client.stream("GET", "/alerts/stream") as resp:
             sse = SseReader(resp)
             await asyncio.sleep(0.3)
@@ -334,7 +346,7 @@ async def test_flapping_alert_notifies_once_then_goes_quiet_on_webhooks(fresh_db
     try:
         await svc.start(pool)
         svc.manager.assign([0], [10], ["station-a"], ["pm2_5"])
-        h = Harness(pool, svc)
+        h = Harness(pool, svc, (await KeyStore(pool).create("ops", "viewer")).secret)
         t = T0
         await h.batch(det((0, t, "spike")))
         for _ in range(4):
@@ -359,9 +371,10 @@ async def test_service_app_serves_alerts_of_service_alerts(h: Harness):
 
     from urbanpulse.api.app import create_app
 
-    app = create_app(SimpleNamespace(alerts=h.svc))  # type: ignore[arg-type]
+    app = create_app(SimpleNamespace(alerts=h.svc, pool=h.pool))  # type: ignore[arg-type]
     await h.batch(det((0, T0, "spike")))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers={"Authorization": f"Bearer {h.key}"}) as c:
         items = (await c.get("/alerts")).json()["items"]
         assert [i["sensor_id"] for i in items] == ["station-a"]
         assert (await c.get("/maintenance")).status_code == 200

@@ -28,10 +28,10 @@ pytestmark = pytest.mark.integration
 class SseRecorder(threading.Thread):
     """Collects (id, event, data) from GET /alerts/stream, optionally resuming after an id."""
 
-    def __init__(self, url: str, last_event_id: int | None = None) -> None:
+    def __init__(self, svc: ServiceProcess, last_event_id: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.url = url + "/alerts/stream"
-        self.headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        self.url = svc.url + "/alerts/stream"
+        self.headers = svc.auth("viewer") | ({} if last_event_id is None else {"Last-Event-ID": str(last_event_id)})
         self.events: list[dict[str, Any]] = []
         self.connected = threading.Event()
         self.stop_event = threading.Event()
@@ -68,7 +68,9 @@ class SseRecorder(threading.Thread):
 
 
 def service_config(dsn: str, bootstrap: str, topic: str, **alerts: Any) -> dict[str, Any]:
-    return {"database": {"dsn": dsn}, "log_level": "INFO", "validation": {"max_age_s": None},
+    # every rollup level for every series: assert_rollups_match_readings checks them all
+    return {"database": {"dsn": dsn, "rollups": {"min_readings_per_bucket": 1}}, "log_level": "INFO",
+            "validation": {"max_age_s": None},
             "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "topics": [topic],
                       "group_id": f"alerts-{uuid.uuid4().hex[:8]}", "session_timeout_ms": 6000,
                       "heartbeat_interval_ms": 500},
@@ -76,7 +78,7 @@ def service_config(dsn: str, bootstrap: str, topic: str, **alerts: Any) -> dict[
 
 
 def alerts(svc: ServiceProcess, **params: Any) -> list[dict[str, Any]]:
-    r = httpx.get(svc.url + "/alerts", params=params, timeout=10)
+    r = httpx.get(svc.url + "/alerts", params=params, timeout=10, headers=svc.auth("viewer"))
     assert r.status_code == 200, r.text
     return r.json()["items"]
 
@@ -94,7 +96,7 @@ def test_injected_spike_flatline_and_gap_raise_exactly_one_alert_each_on_the_api
     payloads = data.payloads()
     expected_readings = sum(int(k.sum()) for k in data.keep.values())
     svc = ServiceProcess(service_config(fresh_db, kafka_bootstrap, topic), tmp_path).start()
-    sse = SseRecorder(svc.url)
+    sse = SseRecorder(svc)
     try:
         sse.start()
         assert sse.connected.wait(10)
@@ -135,21 +137,22 @@ def test_injected_spike_flatline_and_gap_raise_exactly_one_alert_each_on_the_api
         assert "resolved" in [e["event"] for e in sse.of_alert(flat["id"])]
 
         # operator actions: ack then resolve; both show on the stream
-        r = httpx.post(f"{svc.url}/alerts/{spike['id']}/ack", json={"by": "ops-anna", "note": "checking"})
+        r = httpx.post(f"{svc.url}/alerts/{spike['id']}/ack", json={"by": "ops-anna", "note": "checking"},
+                       headers=svc.auth())
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "acknowledged" and r.json()["acknowledged_by"] == "ops-anna"
-        r = httpx.post(f"{svc.url}/alerts/{spike['id']}/resolve", json={"by": "ops-anna"})
+        r = httpx.post(f"{svc.url}/alerts/{spike['id']}/resolve", json={"by": "ops-anna"}, headers=svc.auth())
         assert r.status_code == 200 and r.json()["state"] == "resolved" and r.json()["resolved_by"] == "ops-anna"
         wait_until(lambda: [e["event"] for e in sse.of_alert(spike["id"])][-2:] == ["acknowledged", "resolved"],
                    10, what="ack and resolve events on the stream")
         # a resolved alert cannot be acknowledged
-        r = httpx.post(f"{svc.url}/alerts/{spike['id']}/ack")
+        r = httpx.post(f"{svc.url}/alerts/{spike['id']}/ack", headers=svc.auth())
         assert r.status_code == 409 and "resolved" in r.json()["detail"]
-        assert httpx.get(f"{svc.url}/alerts/{spike['id']}").json()["state"] == "resolved"
+        assert httpx.get(f"{svc.url}/alerts/{spike['id']}", headers=svc.auth()).json()["state"] == "resolved"
 
         # resuming the stream after the first event replays the rest, exactly
         first = sse.events[0]["id"]
-        resumed = SseRecorder(svc.url, last_event_id=first)
+        resumed = SseRecorder(svc, last_event_id=first)
         resumed.start()
         wait_until(lambda: len(resumed.events) >= len(sse.events) - 1, 15, what="the resumed stream to catch up")
         assert [e["id"] for e in resumed.events] == [e["id"] for e in sse.events[1:]]
@@ -186,12 +189,18 @@ def test_bad_alert_requests_get_4xx_with_a_message(fresh_db: str, kafka_bootstra
             ("GET", "/alerts?flapping=maybe", 422, "flapping"),
         ]
         for method, path, status, needle in cases:
-            r = httpx.request(method, svc.url + path, timeout=10)
+            r = httpx.request(method, svc.url + path, timeout=10, headers=svc.auth())
             assert r.status_code == status, (path, r.status_code, r.text)
             detail = r.json()["detail"]
             assert needle in str(detail), (path, detail)
-        r = httpx.get(svc.url + "/alerts/stream", headers={"Last-Event-ID": "x"}, timeout=10)
+        r = httpx.get(svc.url + "/alerts/stream", headers={"Last-Event-ID": "x"} | svc.auth(), timeout=10)
         assert r.status_code == 422
+        # without a key, or with a key whose role is too small, nothing is read or changed
+        r = httpx.get(svc.url + "/alerts", timeout=10)
+        assert r.status_code == 401 and r.json()["error"] == "missing_key" and "Bearer" in r.json()["detail"]
+        r = httpx.post(svc.url + "/alerts/999999/ack", timeout=10, headers=svc.auth("viewer"))
+        assert r.status_code == 403 and r.json()["error"] == "insufficient_role", r.text
+        assert svc.key("viewer") not in svc.log_tail(10**7) and svc.key() not in svc.log_tail(10**7)
     finally:
         svc.stop_quietly()
 

@@ -98,9 +98,13 @@ LIMITS = DecodeLimits(max_payload_bytes=8 * 1024, max_json_depth=16)
 _DECODERS = {}
 
 
+#: formats that cannot run without a declared mapping get a representative one
+SAMPLE_OPTIONS = {"csv": {"sensor_id": "sensor_id", "ts": "ts", "metric": "metric", "value": "value"}}
+
+
 def decoder(name: str):
     if name not in _DECODERS:
-        _DECODERS[name] = plugins.build_format(name, None, LIMITS)
+        _DECODERS[name] = plugins.build_format(name, SAMPLE_OPTIONS.get(name), LIMITS)
     return _DECODERS[name]
 
 

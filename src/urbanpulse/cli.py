@@ -1,4 +1,4 @@
-"""Command line: ``urbanpulse run | migrate | demo``."""
+"""Command line: ``urbanpulse run | migrate | demo | detect | keys``."""
 
 from __future__ import annotations
 
@@ -76,7 +76,41 @@ def _parser() -> argparse.ArgumentParser:
                      help="output CSV (or a directory: same relative paths as under the input directory)")
     det.add_argument("--no-progress", action="store_true", help="no progress bar for directory input")
     det.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _add_keys_parser(sub)
+
+    from urbanpulse.registry.cli import add_registry_parser
+
+    add_registry_parser(sub)
+    from urbanpulse.plugins_cli import add_plugin_parsers
+
+    add_plugin_parsers(sub)
     return p
+
+
+def _add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    keys = sub.add_parser(
+        "keys", help="make, list and revoke API keys (roles viewer, operator, admin, ingest)",
+        description="API keys for the HTTP API. Roles: viewer (read alerts, maintenance, readings), operator "
+        "(viewer + acknowledge/resolve alerts, maintenance windows), admin (operator + registry and keys), "
+        "ingest (send readings over HTTP, nothing else). Only a SHA-256 of each key is stored: the key is "
+        "printed once by `keys create` and cannot be shown again. Works on the configured database directly "
+        "(whoever can reach the database is already trusted), so it also makes the first admin key.",
+        epilog="Examples:\n  urbanpulse keys create --role operator --name 'ana (operations)'\n"
+        "  urbanpulse keys list\n  urbanpulse keys revoke 3f9a1c07b2\n\n"
+        "Use a key as 'Authorization: Bearer <key>'. Exit status: 0 done, 2 bad input, unknown key id "
+        "or database error.\n\n" + _EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    keys.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (for database.dsn)")
+    keys.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = ksub.add_parser("create", help="make a key and print it (once)")
+    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin", "ingest"])
+    create.add_argument("--name", required=True, help="who or what holds the key, e.g. 'grafana'")
+    create.add_argument("--by", default=None, help="who makes it (kept with the key; default: $USER)")
+    lst = ksub.add_parser("list", help="list keys (id, name, role, state; never the secrets)")
+    lst.add_argument("--active", action="store_true", help="only keys that are not revoked")
+    revoke = ksub.add_parser("revoke", help="revoke a key by its id (it stops working at once)")
+    revoke.add_argument("key_id", metavar="ID", help="the id shown by `keys list` (the part after upk_)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     from urbanpulse.config import load_settings
 
     try:
+        if args.command == "plugins":
+            from urbanpulse.plugins_cli import run_plugins
+
+            return run_plugins(args)
         settings = load_settings(args.config)
         level = args.log_level or settings.log_level
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -99,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             from urbanpulse.demo import run_demo
 
             return asyncio.run(run_demo(settings, stations=args.stations, hours=args.hours, datasets=args.datasets))
+        if args.command == "decode":
+            from urbanpulse.plugins_cli import run_decode
+
+            return run_decode(args, settings)
+        if args.command == "registry":
+            from urbanpulse.registry.cli import run_registry_command
+
+            return run_registry_command(args, settings)
         if args.command == "detect":
             from urbanpulse.detect.backtest import run_backtest
 
@@ -107,12 +153,24 @@ def main(argv: list[str] | None = None) -> int:
             rows, alerts = sum(r.rows for r in results), sum(r.alerts for r in results)
             print(f"scored {rows} rows in {len(results)} file(s), {alerts} with alert=1 -> {args.output}")
             return 0
+        if args.command == "keys":
+            return asyncio.run(_keys(settings, args))
     except UrbanpulseError as exc:
         print(f"urbanpulse: error: {exc}", file=sys.stderr)
+        return 2
+    except _database_errors() as exc:
+        print(f"urbanpulse: error: the database refused the command ({type(exc).__name__}: {exc}); check "
+              f"database.dsn and that the schema is up to date (`urbanpulse migrate`)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def _migrate(settings) -> int:  # noqa: ANN001
@@ -129,6 +187,45 @@ async def _migrate(settings) -> int:  # noqa: ANN001
             await conn.close()
         print(f"schema up to date; storage mode: {mode}")
         return 0
+    finally:
+        if embedded is not None:
+            embedded.stop()  # type: ignore[attr-defined]
+
+
+async def _keys(settings, args: argparse.Namespace) -> int:  # noqa: ANN001
+    import getpass
+
+    from urbanpulse.auth.keys import KeyStore
+    from urbanpulse.service import connect_with_retry, resolve_dsn
+    from urbanpulse.storage.migrations import migrate
+
+    dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
+    try:
+        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
+        try:
+            await migrate(conn, settings.database.storage_mode)
+            store = KeyStore(conn)
+            if args.keys_command == "create":
+                by = args.by or getpass.getuser()
+                created = await store.create(args.name, args.role, created_by=f"cli:{by}")
+                print(f"made {created.key.role.value} key {created.key.id} for {created.key.name!r}; "
+                      f"store it now, it is not shown again:", file=sys.stderr)
+                print(created.secret)
+            elif args.keys_command == "list":
+                keys = await store.list(include_revoked=not args.active)
+                print(f"{'ID':<10}  {'ROLE':<8}  {'STATE':<7}  {'CREATED (UTC)':<19}  NAME")
+                for k in keys:
+                    state = "active" if k.active else "revoked"
+                    print(f"{k.id:<10}  {k.role.value:<8}  {state:<7}  {k.created_at:%Y-%m-%d %H:%M:%S}  {k.name}")
+                if not keys:
+                    print("(no keys yet: make one with `urbanpulse keys create --role admin --name YOU`)",
+                          file=sys.stderr)
+            else:
+                key = await store.revoke(args.key_id.removeprefix("upk_"), revoked_by=f"cli:{getpass.getuser()}")
+                print(f"revoked key {key.id} ({key.role.value}, {key.name!r}) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+            return 0
+        finally:
+            await conn.close()
     finally:
         if embedded is not None:
             embedded.stop()  # type: ignore[attr-defined]

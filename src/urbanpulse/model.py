@@ -71,6 +71,8 @@ class Reason(str, enum.Enum):
     #: the format or validation raised on this message or item (a bug or input nobody
     #: anticipated); ``detail`` holds the exception's type and text
     DECODE_ERROR = "decode_error"
+    UNKNOWN_SENSOR = "unknown_sensor"  # registry.unregistered: quarantine
+    POISON_MESSAGE = "poison_message"  # crashed its source when decoded alone; not decoded again
 
 
 @dataclass(slots=True)

@@ -91,6 +91,8 @@ class AlertSettings(_Section):
     webhook_queue_size: int = Field(10_000, ge=1, description="per webhook; the oldest events are dropped beyond")
     sse_queue_size: int = Field(1_000, ge=1, description="events buffered per SSE client before it is dropped")
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent on an idle SSE stream")
+    sse_send_timeout_s: float = Field(30.0, gt=0, description="an SSE client that takes no data for this long "
+                                                              "(its socket buffer stays full) is disconnected")
     sse_poll_s: float = Field(1.0, gt=0, description="how often an SSE stream checks the database for "
                                                      "events committed by other workers")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -23,7 +24,7 @@ _MAX_TS_US = 7258118400 * 1_000_000
 _CHECK_ORDER = [
     Reason.BAD_SENSOR_ID, Reason.BAD_TIMESTAMP, Reason.MISSING_VALUE, Reason.NON_FINITE,
     Reason.BAD_LOCATION, Reason.UNKNOWN_METRIC, Reason.UNIT_MISMATCH, Reason.OUT_OF_RANGE,
-    Reason.FUTURE_TIMESTAMP, Reason.TOO_OLD,
+    Reason.FUTURE_TIMESTAMP, Reason.TOO_OLD, Reason.UNKNOWN_SENSOR,
 ]
 _CODE = {reason: i + 1 for i, reason in enumerate(_CHECK_ORDER)}
 
@@ -34,6 +35,14 @@ class TimeRules:
 
     max_future_skew_s: float = 300.0
     max_age_s: float | None = 30 * 86400.0
+
+
+class SensorMembership(Protocol):
+    """Which sensors may report (the registry, with ``registry.unregistered: quarantine``)."""
+
+    def unknown_mask(self, sensor_ids: list[str], distinct: set[str] | None = None) -> np.ndarray | None:
+        """Boolean mask of readings from unregistered sensors; None when there are none.
+        ``distinct`` is ``set(sensor_ids)`` when the caller has it already."""
 
 
 @dataclass(slots=True)
@@ -48,10 +57,11 @@ class ReadingValidator:
     """Applies the catalogue and time rules to decoded readings."""
 
     def __init__(self, catalogue: MetricCatalogue, rules: TimeRules | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, known_sensors: SensorMembership | None = None) -> None:
         self.catalogue = catalogue
         self.rules = rules or TimeRules()
         self.clock = clock
+        self.known_sensors = known_sensors
 
     def validate(self, batch: MessageBatch, decoded: Decoded, raw_of: Callable[[int], bytes]) -> Validated:
         """Split ``decoded`` into valid readings and rejections with reasons."""
@@ -67,7 +77,8 @@ class ReadingValidator:
         def mark(reason: Reason, failed: np.ndarray) -> None:
             code[(code == 0) & failed] = _CODE[reason]
 
-        bad_ids = {s for s in set(cols.sensor_id) if not s.isprintable() or s != s.strip()}
+        distinct_ids = set(cols.sensor_id)
+        bad_ids = {s for s in distinct_ids if not s.isprintable() or s != s.strip()}
         if bad_ids:
             mark(Reason.BAD_SENSOR_ID, np.array([s in bad_ids for s in cols.sensor_id]))
         ts = cols.ts_us
@@ -100,6 +111,10 @@ class ReadingValidator:
         mark(Reason.FUTURE_TIMESTAMP, ts > now_us + self.rules.max_future_skew_s * 1e6)
         if self.rules.max_age_s is not None:
             mark(Reason.TOO_OLD, ts < now_us - self.rules.max_age_s * 1e6)
+        if self.known_sensors is not None:
+            unknown_sensor = self.known_sensors.unknown_mask(cols.sensor_id, distinct_ids)
+            if unknown_sensor is not None:
+                mark(Reason.UNKNOWN_SENSOR, unknown_sensor)
 
         cols.flags = np.where(has_unit, np.int16(Flag.HAS_UNIT), np.int16(0)).astype(np.int16)
         bad = np.flatnonzero(code)
@@ -129,7 +144,13 @@ class ReadingValidator:
         if reason is Reason.FUTURE_TIMESTAMP:
             return f"event time is more than {self.rules.max_future_skew_s:g}s ahead of the clock (validation.max_future_skew_s)"
         if reason is Reason.TOO_OLD:
-            return f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+            detail = f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+            as_seconds_us = float(cols.ts_us[k]) * 1000.0  # the number read as seconds instead of ms
+            now_us = self.clock() * 1e6
+            if abs(as_seconds_us - now_us) <= (self.rules.max_age_s or 0) * 1e6:
+                detail += ("; the timestamp looks like epoch seconds read as milliseconds: send ms, or set "
+                           "formats.options.json.ts_unit to s (or auto)")
+            return detail
         if reason is Reason.MISSING_VALUE:
             return "value is null"
         if reason is Reason.NON_FINITE:
@@ -138,6 +159,9 @@ class ReadingValidator:
             return "timestamp is not a finite time between 1900 and 2200"
         if reason is Reason.BAD_LOCATION:
             return "lat/lon must both be given, finite, within ±90/±180"
+        if reason is Reason.UNKNOWN_SENSOR:
+            return (f"sensor {cols.sensor_id[k]!r} is not in the sensor registry (registry.unregistered: quarantine); "
+                    "register it with PUT /sensors/{id} or urbanpulse registry import")
         if reason is Reason.BAD_SENSOR_ID:
             return "sensor_id has control characters or surrounding whitespace"
         return reason.value

@@ -2,8 +2,9 @@
 
 The routes only translate HTTP to calls on the alert store, manager and hub of
 ``app.state.alerts`` or, when that is not set, ``app.state.service.alerts`` (an
-:class:`urbanpulse.alerts.service.AlertService` or anything with ``store``, ``manager``, ``hub``). Every
-error is a 4xx with ``{"detail": "<what is wrong and what to do>"}``.
+:class:`urbanpulse.alerts.service.AlertService` or anything with ``store``, ``manager``, ``hub``).
+Reading needs a ``viewer`` key, changing an alert an ``operator`` key. Every error is a 4xx with
+``{"detail": "<what is wrong and what to do>", "error": "<code>"}`` (see urbanpulse.api.errors).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from urbanpulse.alerts.errors import InvalidQuery
 from urbanpulse.alerts.hub import Subscription
-from urbanpulse.alerts.query import MAX_LIMIT, AlertQuery
+from urbanpulse.alerts.query import DETECTORS, MAX_LIMIT, AlertQuery
+from urbanpulse.api.access import ALLOW_OPERATOR, ALLOW_VIEWER, Principal
 from urbanpulse.api.routes import maintenance
-from urbanpulse.api.routes.alert_deps import (Alerting, alert_service, alert_settings, change_state, json_body,
-                                              parse_id, translate)
+from urbanpulse.api.routes.alert_deps import MAX_ID, Alerting, alert_service, alert_settings, change_state
+from urbanpulse.api.schemas import Alert, AlertNote, AlertPage
+from urbanpulse.api.sse import EventStreamResponse
 
 router = APIRouter(tags=["alerts"])
 router.include_router(maintenance.router)
@@ -28,60 +32,77 @@ router.include_router(maintenance.router)
 _FILTERS = {"state", "severity", "sensor", "metric", "detector", "since", "until", "flapping", "limit", "cursor"}
 
 
-@router.get("/alerts", summary="List alerts, newest first, with filters and cursor pagination")
+def _any_of(*words: str) -> str:
+    one = "(" + "|".join(words) + ")"
+    return f"^{one}(,{one})*$"
+
+
+_NAME = r"[A-Za-z0-9_.:*?\-]{1,200}"
+_ID = r"^[0-9]{1,18}$"
+
+
+@router.get("/alerts", summary="List alerts, newest first, with filters and cursor pagination",
+            response_model=AlertPage, dependencies=[ALLOW_VIEWER])
 async def list_alerts(
     request: Request,
-    state: str | None = Query(None, description="open, acknowledged, resolved (comma-separated for several)"),
-    severity: str | None = Query(None, description="info, warning, critical (comma-separated)"),
-    sensor: str | None = Query(None, description="sensor id, or a pattern with * and ? (comma-separated)"),
-    metric: str | None = Query(None, description="metric name (comma-separated)"),
-    detector: str | None = Query(None, description="threshold, robust_z, ewma, spike, flatline, silence"),
-    since: str | None = Query(None, description="ISO 8601: alerts triggered at or after this (event time)"),
-    until: str | None = Query(None, description="ISO 8601: alerts opened before this (event time)"),
-    flapping: str | None = Query(None, description="true or false"),
-    limit: str | None = Query(None, description=f"page size 1..{MAX_LIMIT}, default 100"),
-    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    state: str | None = Query(None, pattern=_any_of("open", "acknowledged", "resolved"),
+                              description="open, acknowledged, resolved (comma-separated for several)"),
+    severity: str | None = Query(None, pattern=_any_of("info", "warning", "critical"),
+                                 description="info, warning, critical (comma-separated)"),
+    sensor: str | None = Query(None, pattern=f"^{_NAME}(,{_NAME})*$",
+                               description="sensor id, or a pattern with * and ? (comma-separated)"),
+    metric: str | None = Query(None, pattern=f"^{_NAME}(,{_NAME})*$", description="metric name (comma-separated)"),
+    detector: str | None = Query(None, pattern=_any_of(*DETECTORS),
+                                 description="threshold, robust_z, ewma, spike, flatline, silence (comma-separated)"),
+    since: str | None = Query(None, description="ISO 8601: alerts triggered at or after this (event time)",
+                              json_schema_extra={"format": "date-time"}),
+    until: str | None = Query(None, description="ISO 8601: alerts opened before this (event time)",
+                              json_schema_extra={"format": "date-time"}),
+    flapping: bool | None = Query(None, description="true or false"),
+    limit: int | None = Query(None, ge=1, le=MAX_LIMIT, description=f"page size 1..{MAX_LIMIT}, default 100"),
+    cursor: str | None = Query(None, pattern=_ID, description="next_cursor of the previous page"),
 ) -> dict[str, Any]:
     """``{"items": [...], "next_cursor": "..." | null}``; pass ``cursor=next_cursor`` for the next page."""
     unknown = sorted(set(request.query_params) - _FILTERS)
     if unknown:
-        raise HTTPException(422, f"unknown query parameter(s) {', '.join(unknown)}; filters are "
-                                 f"{', '.join(sorted(_FILTERS))}")
+        raise InvalidQuery(f"unknown query parameter(s) {', '.join(unknown)}; filters are {', '.join(sorted(_FILTERS))}")
     svc = alert_service(request)
     params = {"state": state, "severity": severity, "sensor": sensor, "metric": metric, "detector": detector,
-              "since": since, "until": until, "flapping": flapping, "limit": limit, "cursor": cursor}
-
-    async def run() -> tuple[list[dict[str, Any]], str | None]:
-        return await svc.store.list(AlertQuery.parse(params))
-
-    items, next_cursor = await translate(run())
+              "since": since, "until": until, "flapping": None if flapping is None else str(flapping).lower(),
+              "limit": None if limit is None else str(limit), "cursor": cursor}
+    items, next_cursor = await svc.store.list(AlertQuery.parse(params))
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/alerts/stream", summary="Server-Sent Events of alert changes (resumable)")
+_SSE_DOC = {200: {"description": "A text/event-stream of alert events (never ends on its own)",
+                  "content": {"text/event-stream": {
+                      "schema": {"type": "string"},
+                      "example": 'retry: 2000\n\nid: 17\nevent: opened\ndata: {"id": 17, "alert_id": 42, '
+                                 '"at": "2026-11-26T08:00:01Z", "kind": "opened", "state": "open", "alert": {...}}\n\n'}}}}
+
+
+@router.get("/alerts/stream", summary="Server-Sent Events of alert changes (resumable)", response_class=StreamingResponse,
+            responses=_SSE_DOC, dependencies=[ALLOW_VIEWER])
 async def stream_alerts(
     request: Request,
-    last_event_id: str | None = Query(None, description="resume after this event id (or the Last-Event-ID header)"),
-    last_event_id_header: str | None = Header(None, alias="Last-Event-ID"),
+    last_event_id: str | None = Query(None, pattern=_ID,
+                                      description="resume after this event id (or the Last-Event-ID header)"),
+    last_event_id_header: str | None = Header(None, alias="Last-Event-ID", pattern=_ID,
+                                              description="resume after this event id"),
 ) -> StreamingResponse:
     """Each event: ``id:`` (alert_events id), ``event:`` (opened, updated, acknowledged, resolved,
     reopened, flapping), ``data:`` JSON {id, alert_id, at, kind, state, alert}. With a
     Last-Event-ID the events after it are replayed from the database first, then live ones
-    follow; without one the stream starts with the next event."""
+    follow; without one the stream starts with the next event. A client that falls more than
+    ``alerts.sse_queue_size`` events behind, or stops reading for ``alerts.sse_send_timeout_s``,
+    is disconnected (after a comment saying so) and resumes with its Last-Event-ID."""
     svc = alert_service(request)
     raw = last_event_id_header if last_event_id_header not in (None, "") else last_event_id
-    start: int | None = None
-    if raw not in (None, ""):
-        try:
-            start = int(raw or "")
-        except ValueError:
-            start = -1
-        if start < 0:
-            raise HTTPException(422, f"Last-Event-ID {raw!r} is not valid: send the id of the last event received "
-                                     f"(a whole number >= 0), or nothing to start with new events")
+    start = int(raw) if raw not in (None, "") else None
     sub = svc.hub.subscribe()  # before the catch-up, so no event falls between the two
-    return StreamingResponse(_sse(svc, sub, start), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    settings = alert_settings(svc)
+    return EventStreamResponse(_sse(svc, sub, start), send_timeout_s=settings.sse_send_timeout_s,
+                               on_close=lambda: svc.hub.unsubscribe(sub))
 
 
 async def _sse(svc: Alerting, sub: Subscription, start: int | None) -> AsyncIterator[bytes]:
@@ -143,23 +164,33 @@ async def _catch_up(svc: Alerting, last: int, up_to: int | None) -> AsyncIterato
             return
 
 
-@router.get("/alerts/{alert_id}", summary="One alert with its triggering readings")
-async def get_alert(request: Request, alert_id: str) -> dict[str, Any]:
-    return await translate(alert_service(request).store.get(parse_id(alert_id)))
+_ALERT_ID = Path(ge=1, le=MAX_ID, description="the alert's id (from GET /alerts)", examples=[42])
+_NOTE = Body(None, description="optional: who and why")
 
 
-@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an open alert")
-async def acknowledge(request: Request, alert_id: str) -> dict[str, Any]:
-    """Body (optional): ``{"by": "who", "note": "why"}``. 409 unless the alert is open."""
-    aid = parse_id(alert_id)
-    body = await json_body(request, {"by": 200, "note": 2000})
-    return await translate(change_state(alert_service(request), aid, "acknowledged", body.get("by"), body.get("note")))
+@router.get("/alerts/{alert_id}", summary="One alert with its triggering readings", response_model=Alert,
+            dependencies=[ALLOW_VIEWER])
+async def get_alert(request: Request, alert_id: int = _ALERT_ID) -> dict[str, Any]:
+    return await alert_service(request).store.get(alert_id)
 
 
-@router.post("/alerts/{alert_id}/resolve", summary="Resolve an open or acknowledged alert")
-async def resolve(request: Request, alert_id: str) -> dict[str, Any]:
-    """Body (optional): ``{"by": "who", "note": "why"}``. 409 if it is already resolved."""
-    aid = parse_id(alert_id)
-    body = await json_body(request, {"by": 200, "note": 2000})
-    return await translate(change_state(alert_service(request), aid, "resolved", body.get("by"), body.get("note")))
+_CONFLICT = {409: {"description": "Not allowed in the alert's current state"}}
 
+
+@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an open alert", response_model=Alert, responses=_CONFLICT)
+async def acknowledge(request: Request, alert_id: int = _ALERT_ID, body: AlertNote | None = _NOTE,
+                      principal: Principal = ALLOW_OPERATOR) -> dict[str, Any]:
+    """Body (optional): ``{"by": "who", "note": "why"}``; ``by`` defaults to the key's name.
+    409 unless the alert is open."""
+    body = body or AlertNote()
+    return await change_state(alert_service(request), alert_id, "acknowledged", body.by or principal.name, body.note)
+
+
+@router.post("/alerts/{alert_id}/resolve", summary="Resolve an open or acknowledged alert", response_model=Alert,
+             responses=_CONFLICT)
+async def resolve(request: Request, alert_id: int = _ALERT_ID, body: AlertNote | None = _NOTE,
+                  principal: Principal = ALLOW_OPERATOR) -> dict[str, Any]:
+    """Body (optional): ``{"by": "who", "note": "why"}``; ``by`` defaults to the key's name.
+    409 if it is already resolved."""
+    body = body or AlertNote()
+    return await change_state(alert_service(request), alert_id, "resolved", body.by or principal.name, body.note)

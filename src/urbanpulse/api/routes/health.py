@@ -8,7 +8,12 @@ from fastapi.responses import JSONResponse
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", summary="Service health: database, brokers, storage mode")
+@router.get("/health", summary="Service health: database, brokers, storage mode",
+            responses={200: {"content": {"application/json": {"schema": {"type": "object"}, "example": {
+                "status": "ok", "storage_mode": "postgres", "database": {"mode": "postgres", "ok": True},
+                "brokers": {"mqtt": {"connected": True}}, "counts": {"stored": 1200}}}}},
+                       503: {"description": "Degraded: the same body, saying what is wrong",
+                             "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def health(request: Request) -> JSONResponse:
     """200 when the database and every broker are fine, 503 with details otherwise."""
     body = await request.app.state.service.health()

@@ -2,22 +2,25 @@
 
 Windows match sensors by id or fnmatch pattern and readings by event time. Those from the
 config file are listed with ``"source": "config"`` and no id (edit the file to change them).
+Listing needs a ``viewer`` key, adding and removing an ``operator`` key.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from urbanpulse.alerts.errors import InvalidQuery
-from urbanpulse.alerts.query import parse_time
-from urbanpulse.api.routes.alert_deps import alert_service, json_body, parse_id, reload_maintenance, translate
+from urbanpulse.api.access import ALLOW_OPERATOR, ALLOW_VIEWER
+from urbanpulse.api.routes.alert_deps import MAX_ID, alert_service, reload_maintenance
+from urbanpulse.api.schemas import MaintenanceList, MaintenanceWindow, MaintenanceWindowIn
 
 router = APIRouter(tags=["maintenance"])
 
 
-@router.get("/maintenance", summary="Maintenance windows (from the config file and the API)")
+@router.get("/maintenance", summary="Maintenance windows (from the config file and the API)",
+            response_model=MaintenanceList, dependencies=[ALLOW_VIEWER])
 async def list_windows(request: Request) -> dict[str, Any]:
     svc = alert_service(request)
     stored = await svc.store.maintenance()
@@ -25,33 +28,26 @@ async def list_windows(request: Request) -> dict[str, Any]:
     return {"items": config + [w.to_api() for w in stored]}
 
 
-@router.post("/maintenance", status_code=201, summary="Add a maintenance window")
-async def add_window(request: Request) -> dict[str, Any]:
-    """Body: ``{"sensor": "station-12" or "dongsi-*", "starts_at": ISO 8601, "ends_at": ISO 8601,
-    "reason": "..."}``. Detections of matching sensors with event times in [starts_at, ends_at)
-    are muted from now on (in every worker within ``alerts.maintenance_refresh_s``)."""
+@router.post("/maintenance", status_code=201, summary="Add a maintenance window", response_model=MaintenanceWindow,
+             dependencies=[ALLOW_OPERATOR])
+async def add_window(request: Request, body: MaintenanceWindowIn) -> dict[str, Any]:
+    """Detections of matching sensors with event times in [starts_at, ends_at) are muted from
+    now on (in every worker within ``alerts.maintenance_refresh_s``). 422 unless ends_at is
+    later than starts_at."""
+    if body.ends_at <= body.starts_at:
+        raise InvalidQuery("ends_at must be later than starts_at")
     svc = alert_service(request)
-    body = await json_body(request, {"sensor": 200, "starts_at": 64, "ends_at": 64, "reason": 2000})
-    missing = [k for k in ("sensor", "starts_at", "ends_at") if not body.get(k)]
-    if missing:
-        raise HTTPException(422, f"missing {', '.join(missing)}; send e.g. {{\"sensor\": \"station-12\", "
-                                 f"\"starts_at\": \"2024-05-01T08:00:00Z\", \"ends_at\": \"2024-05-01T12:00:00Z\", "
-                                 f"\"reason\": \"filter change\"}}")
-    try:
-        starts = parse_time("starts_at", body["starts_at"])
-        ends = parse_time("ends_at", body["ends_at"])
-    except InvalidQuery as exc:
-        raise HTTPException(422, str(exc)) from None
-    if ends <= starts:
-        raise HTTPException(422, "ends_at must be later than starts_at")
-    window = await svc.store.add_maintenance(body["sensor"], starts, ends, body.get("reason") or "")
+    window = await svc.store.add_maintenance(body.sensor, body.starts_at, body.ends_at, body.reason)
     await reload_maintenance(svc)
     return window.to_api()
 
 
-@router.delete("/maintenance/{window_id}", status_code=204, summary="Remove a maintenance window")
-async def delete_window(request: Request, window_id: str) -> Response:
+@router.delete("/maintenance/{window_id}", status_code=204, summary="Remove a maintenance window",
+               response_class=Response, dependencies=[ALLOW_OPERATOR])
+async def delete_window(request: Request, window_id: int = Path(ge=1, le=MAX_ID, examples=[3],
+                                                                description="the window's id (GET /maintenance)")
+                        ) -> Response:
     svc = alert_service(request)
-    await translate(svc.store.delete_maintenance(parse_id(window_id, "maintenance window")))
+    await svc.store.delete_maintenance(window_id)
     await reload_maintenance(svc)
     return Response(status_code=204)

@@ -1,0 +1,184 @@
+"""CSV with a declared column mapping (``csv``): each message is CSV text (RFC 4180 quoting).
+
+The mapping is the format's options, because a CSV file says nothing about itself:
+
+- ``sensor_id``: a column name, or ``sensor_id_value`` for a fixed id;
+- time: ``ts`` a column or a list of columns joined with spaces (``[year, month, day, hour]``),
+  read with ``time_format``: ``rfc3339``, ``epoch_s``, ``epoch_ms`` or a strptime pattern
+  (``%Y %m %d %H``) in ``timezone`` (IANA name, default UTC);
+- values, either long (``metric`` + ``value`` columns, optional ``unit``) or wide
+  (``values: {column: metric}``, one reading per mapped column and row);
+- optional ``lat``/``lon`` columns; ``header: true`` when each message starts with a header row
+  (else ``fieldnames`` names the columns).
+
+Empty cells and ``NA``/``NaN`` in a value column are missing values: the reading is skipped
+(``missing: skip``) or quarantined as ``missing_value``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from urbanpulse.formats.base import MessageBatch
+from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, parse_time
+from urbanpulse.model import Reason, Rejection
+
+_MISSING = {"", "na", "nan", "null", "none", "-"}
+
+
+class CsvOptions(FormatOptions):
+    """The declared column mapping."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    header: bool = True
+    fieldnames: list[str] | None = None
+    sensor_id: str | None = Field(None, description="column holding the sensor id")
+    sensor_id_value: str | None = Field(None, description="fixed sensor id when no column holds it")
+    ts: str | list[str] = Field("ts", description="time column, or columns joined with spaces")
+    time_format: str = Field("rfc3339", description="rfc3339, epoch_s, epoch_ms or a strptime pattern")
+    timezone: str = "UTC"
+    metric: str | None = Field(None, description="long form: column holding the metric name")
+    value: str | None = Field(None, description="long form: column holding the value")
+    unit: str | None = Field(None, description="long form: column holding the unit")
+    values: dict[str, str] = Field(default_factory=dict, description="wide form: column -> metric")
+    value_units: dict[str, str] = Field(default_factory=dict, description="wide form: column -> unit")
+    lat: str | None = None
+    lon: str | None = None
+    missing: Literal["skip", "reject"] = "skip"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> CsvOptions:
+        if not self.values and not (self.metric and self.value):
+            raise ValueError("declare either `values` (wide: column -> metric) or `metric` and `value` columns")
+        if not self.sensor_id and not self.sensor_id_value:
+            raise ValueError("declare `sensor_id` (a column) or `sensor_id_value` (a fixed id)")
+        if not self.header and not self.fieldnames:
+            raise ValueError("without a header row, `fieldnames` must name the columns")
+        return self
+
+
+class CsvFormat(VendorFormat):
+    """CSV rows to readings through the declared mapping."""
+
+    name = "csv"
+    Options = CsvOptions
+    time_unit = "declared"
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - VendorFormat's
+        super().__init__(*args, **kwargs)
+        self._zone = ZoneInfo(self.options.timezone)
+
+    def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
+                       rejections: list[Rejection]) -> None:
+        try:
+            text = payload.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DecodeFailure(Reason.INVALID_UTF8, str(exc)[:200]) from None
+        if "\x00" in text:
+            raise DecodeFailure(Reason.MALFORMED, "NUL byte in CSV text")
+        opts = self.options
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=opts.delimiter, strict=True)
+        try:
+            lines = list(reader)
+        except csv.Error as exc:
+            raise DecodeFailure(Reason.MALFORMED, f"CSV syntax: {exc}") from None
+        if opts.header:
+            if not lines:
+                raise DecodeFailure(Reason.EMPTY_PAYLOAD, "no header row")
+            names, body, first = lines[0], lines[1:], 2
+        else:
+            names, body, first = list(opts.fieldnames or []), lines, 1
+        col = {n.strip(): k for k, n in enumerate(names)}
+        needed = [c for c in self._columns() if c not in col]
+        if needed:
+            raise DecodeFailure(Reason.MISSING_FIELD, f"columns {needed} declared in the mapping are not in the CSV")
+        ts_cols = [opts.ts] if isinstance(opts.ts, str) else opts.ts
+        ts_idx = [col[c] for c in ts_cols]
+        sensor_idx = col[opts.sensor_id] if opts.sensor_id else None
+        any_row = False
+        for r, line in enumerate(body):
+            if not line or all(not cell.strip() for cell in line):
+                continue
+            any_row = True
+            j = first + r - 1
+            raw = opts.delimiter.join(line).encode()
+            if len(line) != len(names):
+                rejections.append(self.reject(batch, i, Reason.MALFORMED,
+                                              f"row {first + r}: {len(line)} cells, header has {len(names)}", raw, j))
+                continue
+            sensor = line[sensor_idx].strip() if sensor_idx is not None else opts.sensor_id_value
+            if not sensor or len(sensor) > 128:
+                rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID, f"row {first + r}: no sensor id", raw, j))
+                continue
+            ts_us = self._time(" ".join(line[k].strip() for k in ts_idx))
+            if ts_us is None:
+                rejections.append(self.reject(batch, i, Reason.BAD_TIMESTAMP,
+                                              f"row {first + r}: time not in {opts.time_format}", raw, j))
+                continue
+            lat = _num(line[col[opts.lat]]) if opts.lat else None
+            lon = _num(line[col[opts.lon]]) if opts.lon else None
+            if opts.values:
+                pairs = [(metric, line[col[c]], opts.value_units.get(c)) for c, metric in opts.values.items()]
+            else:
+                unit = line[col[opts.unit]].strip() or None if opts.unit else None
+                pairs = [(line[col[opts.metric]].strip(), line[col[opts.value]], unit)]  # type: ignore[index]
+            for metric, cell, unit in pairs:
+                if cell.strip().lower() in _MISSING:
+                    if opts.missing == "reject":
+                        rejections.append(self.reject(batch, i, Reason.MISSING_VALUE,
+                                                      f"row {first + r}: {metric} is empty", raw, j))
+                    continue
+                number = _num(cell)
+                if number is None:
+                    rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
+                                                  f"row {first + r}: {metric}={cell[:40]!r} is not a number", raw, j))
+                    continue
+                if not metric or len(metric) > 128:
+                    rejections.append(self.reject(batch, i, Reason.MISSING_FIELD, f"row {first + r}: no metric", raw, j))
+                    continue
+                rows.add(i, j, sensor, metric, ts_us, number, unit, lat, lon, raw)
+        if not any_row:
+            raise DecodeFailure(Reason.EMPTY_PAYLOAD, "no data rows")
+
+    def _columns(self) -> list[str]:
+        o = self.options
+        cols = [o.ts] if isinstance(o.ts, str) else list(o.ts)
+        cols += [c for c in (o.sensor_id, o.metric, o.value, o.unit, o.lat, o.lon) if c]
+        return cols + list(o.values)
+
+    def _time(self, text: str) -> float | None:
+        fmt = self.options.time_format
+        if fmt == "rfc3339":
+            return parse_time(text)
+        if fmt in ("epoch_s", "epoch_ms"):
+            number = _num(text)
+            return None if number is None else number * (1e6 if fmt == "epoch_s" else 1e3)
+        try:
+            dt = datetime.strptime(text, fmt)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=self._zone)
+        return dt.timestamp() * 1e6
+
+
+def _num(text: str) -> float | None:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
