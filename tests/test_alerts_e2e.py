@@ -68,7 +68,9 @@ class SseRecorder(threading.Thread):
 
 
 def service_config(dsn: str, bootstrap: str, topic: str, **alerts: Any) -> dict[str, Any]:
-    return {"database": {"dsn": dsn}, "log_level": "INFO", "validation": {"max_age_s": None},
+    # every rollup level for every series: assert_rollups_match_readings checks them all
+    return {"database": {"dsn": dsn, "rollups": {"min_readings_per_bucket": 1}}, "log_level": "INFO",
+            "validation": {"max_age_s": None},
             "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "topics": [topic],
                       "group_id": f"alerts-{uuid.uuid4().hex[:8]}", "session_timeout_ms": 6000,
                       "heartbeat_interval_ms": 500},

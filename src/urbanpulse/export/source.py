@@ -1,6 +1,7 @@
 """Rows of a history query as Arrow record batches, a bounded number in memory at a time.
 
-Readings (no bucket) come through ``COPY (SELECT ...) TO STDOUT (FORMAT binary)``: every row
+Readings (no bucket) come through ``COPY (SELECT ...) TO STDOUT (FORMAT binary)``, one series
+after the other (each a primary-key range scan, no sort): every row
 is the same 40 bytes (series_id int4, ts int8, value float8, flags int2, none NULL), parsed
 by numpy without a Python object per row. The COPY is paused while the consumer is behind
 (the output callback awaits a bounded queue, so the socket stops being read and PostgreSQL
@@ -21,7 +22,8 @@ import pyarrow as pa
 
 from urbanpulse.query.errors import QueryTimeout
 from urbanpulse.query.fill import Out
-from urbanpulse.query.run import HistoryRunner, from_us, to_us, value_columns
+from urbanpulse.query.plan import READINGS_SQL
+from urbanpulse.query.run import HistoryRunner, value_columns
 from urbanpulse.query.series import SeriesInfo
 from urbanpulse.query.spec import HistoryQuery
 from urbanpulse.storage.binary_copy import PG_EPOCH_OFFSET_US
@@ -107,7 +109,7 @@ async def estimate_rows(runner: HistoryRunner, q: HistoryQuery, ids: list[int]) 
                                        ids, q.start, q.end))
 
 
-async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 100_000,
+async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 32_768,
                          use_copy: bool = True) -> tuple[ExportInfo, AsyncIterator[pa.RecordBatch]]:
     """The export's description and an iterator of its record batches (about ``chunk_rows`` each).
 
@@ -118,7 +120,7 @@ async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int
     sch = schema(info)
     lookup = _SeriesLookup(series)
     if q.bucket is None and use_copy:
-        return info, _copy_batches(runner, q, plan.sql, ids, lookup, sch, chunk_rows)
+        return info, _copy_batches(runner, q, ids, lookup, sch, chunk_rows)
 
     async def from_cursor() -> AsyncIterator[pa.RecordBatch]:
         async for _, _, out in runner.stream(q, chunk=chunk_rows):
@@ -135,45 +137,50 @@ async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int
     return info, from_cursor()
 
 
-async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, sql: str, ids: list[int], lookup: _SeriesLookup,
+async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, ids: list[int], lookup: _SeriesLookup,
                         sch: pa.Schema, chunk_rows: int) -> AsyncIterator[pa.RecordBatch]:
-    queue: asyncio.Queue = asyncio.Queue(maxsize=2)
+    """One binary COPY per series (each a primary-key range scan in time order), parsed into
+    batches of about ``chunk_rows`` rows; the producer waits while a batch is queued."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
     chunk_bytes = chunk_rows * _ROW.itemsize
     done = object()
 
     async def produce() -> None:
-        pending = bytearray()
-        header_seen = False
+        carry = bytearray()  # whole rows, then possibly part of a row or the 2-byte trailer
+        header_left = 0
+
+        async def emit(n_rows: int) -> None:
+            n = n_rows * _ROW.itemsize
+            rows = np.frombuffer(bytes(carry[:n]), _ROW)
+            del carry[:n]
+            await queue.put(_readings_batch(rows, lookup, sch))
 
         async def on_data(data: bytes) -> None:
-            nonlocal header_seen, pending
-            pending += data
-            if not header_seen:
-                if len(pending) < _HEADER_LEN:
-                    return
-                del pending[:_HEADER_LEN]
-                header_seen = True
-            if len(pending) >= chunk_bytes:
-                n = len(pending) // _ROW.itemsize
-                rows = np.frombuffer(bytes(pending[:n * _ROW.itemsize]), _ROW)
-                del pending[:n * _ROW.itemsize]
-                await queue.put(_readings_batch(rows, lookup, sch))
+            nonlocal header_left
+            if header_left:
+                skip = min(header_left, len(data))
+                data, header_left = data[skip:], header_left - skip
+            carry.extend(data)
+            whole = (len(carry) - 2) // _ROW.itemsize  # the last 2 bytes may be the trailer
+            if whole * _ROW.itemsize >= chunk_bytes:
+                await emit(whole)
 
         try:
             async with runner.pool.acquire() as conn, conn.transaction(readonly=True):
                 await conn.execute(f"SET LOCAL statement_timeout = {int(runner.limits.export_timeout_s * 1000)}")
-                await conn.copy_from_query(sql, ids, q.start, q.end, -1, from_us(to_us(q.start)), None,
-                                           output=on_data, format="binary")
-            body = bytes(pending[:len(pending) - 2])  # drop the trailer (int16 -1)
-            if len(body) % _ROW.itemsize:
-                raise RuntimeError("binary COPY of readings ended mid-row")
-            if body:
-                await queue.put(_readings_batch(np.frombuffer(body, _ROW), lookup, sch))
+                for sid in ids:
+                    header_left = _HEADER_LEN
+                    await conn.copy_from_query(READINGS_SQL, sid, q.start, q.end, None, output=on_data,
+                                               format="binary")
+                    if len(carry) % _ROW.itemsize != 2 or carry[-2:] != b"\xff\xff":
+                        raise RuntimeError("binary COPY of readings did not end with its trailer")
+                    del carry[-2:]
+            if carry:
+                await emit(len(carry) // _ROW.itemsize)
             await queue.put(done)
-        except asyncpg.QueryCanceledError as exc:
+        except asyncpg.QueryCanceledError:
             await queue.put(QueryTimeout(f"the export took longer than {runner.limits.export_timeout_s:g} s; "
                                          "export a shorter range or fewer series per file"))
-            del exc
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             await queue.put(exc)
 

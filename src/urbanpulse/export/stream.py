@@ -30,7 +30,7 @@ class Export:
     chunks: AsyncIterator[bytes]
 
 
-async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 100_000,
+async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 32_768,
                       use_copy: bool = True) -> Export:
     """Prepare the export (query errors raise here, before any byte is sent) and return its byte stream."""
     fmt = check_format(fmt)

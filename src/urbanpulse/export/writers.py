@@ -5,7 +5,7 @@ response, the CLI and tests stream the same bytes.
 
 Metadata (the query, and per series: sensor, metric, unit, location, licence, data class):
 * Parquet: file key-value metadata ``urbanpulse`` (JSON); the rows are row groups of one batch.
-* CSV: ``#`` comment lines before the header (``pandas.read_csv(path, comment="#")``).
+* CSV: ``#`` comment lines before the header (``pandas.read_csv(path, comment="#")``); UTC times.
 * NDJSON: the first line is ``{"meta": {...}}``, every following line one row.
 """
 
@@ -81,22 +81,31 @@ class FileWriter:
 
 
 class CsvWriter(FileWriter):
-    """RFC 4180 CSV with ISO 8601 UTC times; metadata in ``#`` comment lines."""
+    """RFC 4180 CSV; metadata in ``#`` comment lines; times in UTC, in columns named ``*_utc``
+    (``ts_utc`` or ``bucket_utc``, ``2024-01-01 00:00:00.000000``): writing them zone-less is
+    20x faster than with a zone suffix in pyarrow, and the name says the zone."""
 
     def begin(self) -> bytes:
         meta = metadata(self.info)
-        lines = [f"# urbanpulse export {orjson.dumps(meta['query']).decode()}"]
+        lines = [f"# urbanpulse export {orjson.dumps(meta['query']).decode()}",
+                 "# times are UTC; one line per series with its registry metadata:"]
         lines += [f"# series {orjson.dumps(s).decode()}" for s in meta["series"]]
-        lines.append(",".join(self.schema.names))
+        lines.append(",".join(n + "_utc" if pa.types.is_timestamp(self.schema.field(n).type) else n
+                              for n in self.schema.names))
         return ("\n".join(lines) + "\n").encode()
 
     def batch(self, b: pa.RecordBatch) -> bytes:
         self.rows += b.num_rows
         buf = io.BytesIO()
-        plain = pa.RecordBatch.from_arrays(
-            [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in b.columns],
-            names=b.schema.names)
-        pacsv.write_csv(plain, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        cols = []
+        for c in b.columns:
+            if pa.types.is_dictionary(c.type):
+                c = c.dictionary_decode()
+            elif pa.types.is_timestamp(c.type):
+                c = c.cast(pa.timestamp("us"))
+            cols.append(c)
+        pacsv.write_csv(pa.RecordBatch.from_arrays(cols, names=b.schema.names), buf,
+                        pacsv.WriteOptions(include_header=False, quoting_style="needed"))
         return buf.getvalue()
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 import msgspec
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, describe_exception
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
@@ -124,20 +126,46 @@ def _depth_exceeds(obj: object, limit: int) -> bool:
     return False
 
 
+class CanonicalOptions(BaseModel):
+    """Options of the canonical format (``formats.options.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts_unit: Literal["ms", "s", "auto"] = Field(
+        "ms", description="unit of numeric `ts`: ms (default), s, or auto (below 1e11 is seconds, else ms)")
+
+
 class CanonicalJsonFormat:
     """Decoder for urbanpulse's canonical JSON readings (format name ``json``)."""
 
     name = "json"
+    Options = CanonicalOptions
+    time_unit = "ms (RFC 3339 text too)"
 
-    def __init__(self, limits: DecodeLimits | None = None) -> None:
+    def __init__(self, limits: DecodeLimits | None = None, options: CanonicalOptions | None = None) -> None:
         self.limits = limits or DecodeLimits()
+        self.ts_unit = (options or CanonicalOptions()).ts_unit
         self._full = msgspec.json.Decoder(Reading | list[Reading])
         self._partial = msgspec.json.Decoder(TopicReading | list[TopicReading])
 
     def decode(self, batch: MessageBatch) -> Decoded:
         """Decode all messages of ``batch``; bad input becomes rejections, never exceptions."""
         clean = self._decode_clean(batch)
-        return clean if clean is not None else self._decode_each(batch)
+        decoded = clean if clean is not None else self._decode_each(batch)
+        if self.ts_unit != "ms" and len(decoded.columns):
+            self._epoch_seconds(decoded)
+        return decoded
+
+    def _epoch_seconds(self, decoded: Decoded) -> None:
+        """Numeric timestamps in seconds (``ts_unit: s``), or where they can only be seconds
+        (``auto``: below 1e11, which as ms is before 1973-03-04 and as s is before year 5138)."""
+        objs = decoded.raw_items[0]  # type: ignore[index]
+        numeric = np.fromiter((type(o.ts) is not datetime for o in objs), dtype=bool, count=len(objs))
+        ts = decoded.columns.ts_us
+        if self.ts_unit == "auto":
+            with np.errstate(invalid="ignore"):
+                numeric &= np.abs(ts) < 1e11 * 1000.0
+        ts[numeric] *= 1000.0
 
     def _decode_clean(self, batch: MessageBatch) -> Decoded | None:
         """The common case in one comprehension: every message a valid object or array.

@@ -3,7 +3,7 @@
 Paths, all returning rows ordered by (series_id, bucket) so keyset pagination works on
 ``(series_id, ts|bucket) >= (cursor)``, which the primary keys serve:
 
-* ``readings``: no bucket, the readings themselves.
+* ``readings``: no bucket, the readings themselves, one series after the other (:data:`READINGS_SQL`).
 * ``raw``: readings grouped in SQL (``date_bin`` / ``date_trunc(.., tz)``); the only path for
   percentiles (``percentile_cont``, i.e. linear interpolation, numpy's default).
 * ``rollup_1h`` / ``rollup_1m``: when every bucket boundary and both ends of the range fall
@@ -114,14 +114,18 @@ _MERGED_AGG = {
 }
 
 
+#: the readings of ONE series ($1) from $2 (inclusive) to $3, in time order: a pure primary-key range
+#: scan. Several series are read one after the other (PostgreSQL 15 cannot return an
+#: ``= ANY(array)`` index scan in key order, so one query would sort every row first).
+READINGS_SQL = """
+SELECT $1::int4 AS series_id, ts AS b, value, flags FROM readings
+WHERE series_id = $1::int4 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4::int8"""
+
+
 def plan_query(q: HistoryQuery, *, paged: bool = True, max_buckets: int = 1_000_000) -> Plan:
     """Choose the path (``q.path`` may force raw or rollup) and build its SQL."""
     if q.bucket is None:
-        sql = f"""
-SELECT series_id, ts AS b, value, flags FROM readings
-WHERE series_id = ANY($1::int4[]) AND ts >= $2 AND ts < $3 AND (series_id, ts) >= ($4::int4, $5::timestamptz)
-ORDER BY series_id, ts {_limit(paged)}"""
-        return Plan("readings", sql, ())
+        return Plan("readings", READINGS_SQL, ())
     table = None if q.path == "raw" else rollup_table(q, max_buckets)
     if q.path == "rollup" and table is None:
         raise QueryError("this query cannot be answered from the rollups: start and end must fall on whole UTC "

@@ -16,7 +16,7 @@ from urbanpulse.query.buckets import boundaries, count_buckets
 from urbanpulse.query.cursor import Position, decode_cursor, encode_cursor
 from urbanpulse.query.errors import QueryError, QueryTimeout, QueryTooLarge
 from urbanpulse.query.fill import GapFiller, Out
-from urbanpulse.query.plan import Plan, plan_query
+from urbanpulse.query.plan import READINGS_SQL, Plan, plan_query
 from urbanpulse.query.series import SeriesInfo, resolve_series
 from urbanpulse.query.spec import HistoryQuery
 
@@ -134,7 +134,10 @@ class HistoryRunner:
             async with self.pool.acquire() as conn, conn.transaction(readonly=True):
                 await self._timeout(conn)
                 series, plan, ids = await self.prepare(conn, q)
-                records = await conn.fetch(plan.sql, *_args(q, plan, ids, pos, limit + 1))
+                if plan.path == "readings":
+                    records = await self._readings(conn, q, ids, pos, limit + 1)
+                else:
+                    records = await conn.fetch(plan.sql, *_args(q, plan, ids, pos, limit + 1))
         except asyncpg.QueryCanceledError as exc:
             raise self._timeout_error() from exc
         out = list(self._assemble(q, ids, _rows(records, q), pos, exhausted=len(records) <= limit, stop=limit + 1))
@@ -144,6 +147,19 @@ class HistoryRunner:
             next_cursor = encode_cursor(fp, Position(sid, at, prev if q.fill else None))
         rows = [(sid, at, vals, filled) for sid, at, vals, filled, _ in out[:limit]]
         return Page(q, series, plan.path, value_columns(q), rows, next_cursor)
+
+    async def _readings(self, conn: asyncpg.Connection, q: HistoryQuery, ids: list[int], pos: Position,
+                        limit: int) -> list[asyncpg.Record]:
+        """Up to ``limit`` readings from ``pos`` on, series by series (each a primary-key range scan)."""
+        out: list[asyncpg.Record] = []
+        for sid in ids:
+            if sid < pos.series_id:
+                continue
+            lo = from_us(max(pos.at_us, to_us(q.start))) if sid == pos.series_id else q.start
+            out += await conn.fetch(READINGS_SQL, sid, lo, q.end, limit - len(out))
+            if len(out) >= limit:
+                break
+        return out
 
     def _assemble(self, q: HistoryQuery, ids: list[int], rows: Iterator[tuple[int, int, tuple]], pos: Position,
                   exhausted: bool, stop: int | None) -> Iterator[Out]:
@@ -184,12 +200,19 @@ class HistoryRunner:
                 raise self._timeout_error() from exc
             pos = Position(-1, to_us(q.start))
             filler = self.filler(q, ids, pos) if q.fill else None
+            if plan.path == "readings":
+                for sid in ids:  # one series after the other, each in key order
+                    cur = await conn.cursor(READINGS_SQL, sid, q.start, q.end, None)
+                    while True:
+                        records = await self._chunk(cur, chunk)
+                        if records:
+                            yield series, plan.path, [(r[0], to_us(r[1]), (r[2], r[3]), False, None) for r in records]
+                        if len(records) < chunk:
+                            break
+                return
             cur = await conn.cursor(plan.sql, *_args(q, plan, ids, pos, None))
             while True:
-                try:
-                    records = await cur.fetch(chunk)
-                except asyncpg.QueryCanceledError as exc:
-                    raise self._timeout_error() from exc
+                records = await self._chunk(cur, chunk)
                 rows = _rows(records, q)
                 if filler is None:
                     out = [(sid, at, vals, False, None) for sid, at, vals in rows]
@@ -201,6 +224,12 @@ class HistoryRunner:
                     yield series, plan.path, out
                 if len(records) < chunk:
                     return
+
+    async def _chunk(self, cur: asyncpg.cursor.Cursor, n: int) -> list[asyncpg.Record]:
+        try:
+            return await cur.fetch(n)
+        except asyncpg.QueryCanceledError as exc:
+            raise self._timeout_error() from exc
 
     async def _timeout(self, conn: asyncpg.Connection, seconds: float | None = None) -> None:
         ms = int((seconds or self.limits.statement_timeout_s) * 1000)
