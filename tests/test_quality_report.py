@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import services
-from registry_fixtures import RegistryDb
+from registry_fixtures import RegistryDb, rdb  # noqa: F401 - fixture
 from urbanpulse.quality.report import GAP_FACTOR, quality_report
 from urbanpulse.registry.model import SensorIn
 from urbanpulse.registry.store import save_sensor
@@ -155,3 +155,13 @@ def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_s
     assert area.key == f"area-{sid}"
     doc = report.as_dict()  # JSON-ready, as GET /quality and exports serve it
     assert orjson.loads(orjson.dumps(doc))["sensors"][0]["received"] == totals["received"]
+
+
+async def test_a_report_past_its_time_limit_is_a_clear_503(rdb):
+    from urbanpulse.query.errors import QueryTimeout
+
+    await save_sensor(rdb.pool, SensorIn(id="slow", name="slow", lat=1, lon=2,
+                                         metrics={"pm2_5": {"unit": "ug/m3", "interval_s": 1}}))
+    await rdb.write("slow", "pm2_5", T0_US + np.arange(50_000, dtype=np.int64) * 1_000_000)
+    with pytest.raises(QueryTimeout, match="shorter period or fewer series"):
+        await quality_report(rdb.pool, T0, T0 + timedelta(days=1), now=T0 + timedelta(days=2), timeout_s=1e-4)

@@ -144,3 +144,21 @@ async def test_open_data_scope_sees_only_open_sensors_and_writes_need_admin(api)
         assert (await anonymous.delete("/sensors/open-1", headers=as_viewer)).status_code == 403
         keyed = (await anonymous.get("/sensors", headers=as_viewer)).json()["items"]
         assert [s["id"] for s in keyed] == ["open-1", "personal-1", "restricted-1"]
+
+
+async def test_edge_inputs_found_by_schemathesis_get_clear_answers(api):
+    client, _ = api
+    assert (await client.put("/sensors/e-1", json=BODY)).status_code == 201
+    # null for a required field in a PATCH leaves it; for an optional one it clears it
+    r = await client.patch("/sensors/e-1", params={"valid_from": "2026-11-20T12:00:00Z"},
+                           json={"name": None, "status": None, "metrics": None, "area": None, "lat": 51.6})
+    assert r.status_code == 200, r.text
+    assert (r.json()["name"], r.json()["status"], "area" in r.json(), r.json()["lat"]) == (BODY["name"], "active",
+                                                                                           False, 51.6)
+    assert (await client.put("/sensors/e-2", json={**BODY, "install_date": 0})).status_code == 422
+    assert (await client.put("/sensors/e-2", json={**BODY, "name": "a\x00b"})).status_code == 422
+    assert (await client.put("/sensors/e-1", params={"valid_from": "0.5"}, json=BODY)).status_code == 422
+    assert (await client.get("/sensors/e-1", params={"at": "2026-11-20T12:00:00"})).status_code == 422  # no offset
+    assert (await client.get("/sensors/a%01b")).status_code == 404
+    assert (await client.get("/sensors", params={"area": "a\x00"})).status_code == 422
+    assert (await client.get("/quality", params={"sensor": "x\x00"})).status_code == 422

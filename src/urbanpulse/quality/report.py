@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from urbanpulse.query.errors import QueryTimeout
 from urbanpulse.registry.model import DataClass
 from urbanpulse.registry.select import SeriesInfo, select_series
 from urbanpulse.registry.store import Executor
@@ -142,18 +143,27 @@ def _rollup_dict(r: RollUp, key: str) -> dict[str, Any]:
             "gap_count": r.gap_count, "gap_seconds": r.gap_seconds, "quarantined": dict(sorted(r.quarantined.items()))}
 
 
+# Two statements, each walking every selected series' readings once through the (series_id, ts)
+# primary key in order, one series at a time (LATERAL): no sort, whatever the planner guesses
+# about the id array. Measured on 1,000 series x 1 day at 1/min (1.41 M readings, 2 shared
+# cores): 0.65 s for the counts, 2.0 s for the gaps; one query with a window over the whole
+# selection took 3.4 s (a 36 MB on-disk sort). See docs/api.md for what a request may cover.
 _STATS_SQL = """
-WITH sel AS (SELECT * FROM unnest($1::int4[], $2::float8[]) AS t(series_id, threshold_s)),
-r AS (
-    SELECT series_id, ts, flags, lag(ts) OVER (PARTITION BY series_id ORDER BY ts) AS prev
-      FROM readings WHERE series_id = ANY($1::int4[]) AND ts >= $3 AND ts < $4)
-SELECT r.series_id, 'stats' AS kind, min(r.ts) AS a, max(r.ts) AS b, count(*) AS n,
-       count(*) FILTER (WHERE r.flags & 1 = 1) AS late
-  FROM r GROUP BY r.series_id
-UNION ALL
-SELECT r.series_id, 'gap', r.prev, r.ts, 0, 0
-  FROM r JOIN sel USING (series_id)
- WHERE r.prev IS NOT NULL AND extract(epoch FROM r.ts - r.prev) > sel.threshold_s
+SELECT s.id AS series_id, r.n, r.first, r.last, r.late
+  FROM unnest($1::int4[]) AS s(id)
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS n, min(ts) AS first, max(ts) AS last, count(*) FILTER (WHERE flags & 1 = 1) AS late
+         FROM readings WHERE series_id = s.id AND ts >= $2 AND ts < $3) r
+ WHERE r.n > 0
+"""
+
+_GAPS_SQL = """
+SELECT s.id AS series_id, r.prev, r.ts
+  FROM unnest($1::int4[], $2::float8[]) AS s(id, threshold_s)
+ CROSS JOIN LATERAL (
+       SELECT ts, lag(ts) OVER (ORDER BY ts) AS prev
+         FROM readings WHERE series_id = s.id AND ts >= $3 AND ts < $4) r
+ WHERE r.prev IS NOT NULL AND extract(epoch FROM r.ts - r.prev) > s.threshold_s
 """
 
 _QUARANTINE_SQL = """
@@ -169,9 +179,23 @@ async def quality_report(db: Executor, start: datetime, end: datetime, *,
                          series: Sequence[SeriesInfo] | None = None, sensor_ids: Sequence[str] | None = None,
                          metric: str | Sequence[str] | None = None, area: str | Sequence[str] | None = None,
                          data_classes: Sequence[DataClass | str] | None = None,
-                         gap_factor: float = GAP_FACTOR, now: datetime | None = None) -> QualityReport:
+                         gap_factor: float = GAP_FACTOR, now: datetime | None = None,
+                         timeout_s: float | None = None) -> QualityReport:
     """Quality of the given series (or those selected by ids / metric / area / data class) over
-    ``[start, end)``; see the module doc for every definition."""
+    ``[start, end)``; see the module doc for every definition. A statement running longer than
+    ``timeout_s`` raises :class:`QueryTimeout` (HTTP 503) saying what to narrow."""
+    try:
+        return await _quality_report(db, start, end, series=series, sensor_ids=sensor_ids, metric=metric, area=area,
+                                     data_classes=data_classes, gap_factor=gap_factor, now=now, timeout_s=timeout_s)
+    except TimeoutError as exc:
+        raise QueryTimeout(f"the quality report took longer than {timeout_s:g} s; ask for a shorter period or fewer "
+                           f"series (sensor=, area=, metric=)") from exc
+
+
+async def _quality_report(db: Executor, start: datetime, end: datetime, *, series: Sequence[SeriesInfo] | None,
+                          sensor_ids: Sequence[str] | None, metric: str | Sequence[str] | None,
+                          area: str | Sequence[str] | None, data_classes: Sequence[DataClass | str] | None,
+                          gap_factor: float, now: datetime | None, timeout_s: float | None) -> QualityReport:
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end need a UTC offset")
     end = min(end, now or datetime.now(timezone.utc))
@@ -187,17 +211,18 @@ async def quality_report(db: Executor, start: datetime, end: datetime, *,
             q.expected = duration / q.series.interval_s
     if series and duration > 0:
         stored = [s for s in series if s.series_id is not None]
-        ids = [s.series_id for s in stored]
-        thresholds = [gap_factor * s.interval_s if s.interval_s else None for s in stored]
         first: dict[int | None, datetime] = {}
-        rows = await db.fetch(_STATS_SQL, ids, thresholds, start, end) if stored else []
-        for r in rows:
-            q = by_id[r["series_id"]]
-            if r["kind"] == "stats":
-                q.received, q.late, q.last_seen = r["n"], r["late"], r["b"]
-                first[q.series.series_id] = r["a"]
-            else:
-                _add_gap(q, Gap(r["a"], r["b"]))
+        if stored:
+            for r in await db.fetch(_STATS_SQL, [s.series_id for s in stored], start, end, timeout=timeout_s):
+                q = by_id[r["series_id"]]
+                q.received, q.late, q.last_seen = r["n"], r["late"], r["last"]
+                first[q.series.series_id] = r["first"]
+        timed = [s for s in stored if s.interval_s and by_id[s.series_id].received > 1]
+        if timed:
+            for r in await db.fetch(_GAPS_SQL, [s.series_id for s in timed],
+                                    [gap_factor * s.interval_s for s in timed], start, end,  # type: ignore[operator]
+                                    timeout=timeout_s):
+                _add_gap(by_id[r["series_id"]], Gap(r["prev"], r["ts"]))
         for q in out.values():
             if not q.series.interval_s:
                 continue
@@ -212,7 +237,8 @@ async def quality_report(db: Executor, start: datetime, end: datetime, *,
             if (end - q.last_seen).total_seconds() > threshold:  # type: ignore[operator]
                 _add_gap(q, Gap(q.last_seen, end))  # type: ignore[arg-type]
             q.gaps.sort(key=lambda g: g.start)
-        for r in await db.fetch(_QUARANTINE_SQL, start, end, sorted({s.sensor_id for s in series})):
+        for r in await db.fetch(_QUARANTINE_SQL, start, end, sorted({s.sensor_id for s in series}),
+                                timeout=timeout_s):
             q = out.get((r["sensor_id"], r["metric"]))
             if q is not None:
                 q.quarantined[r["reason"]] = r["n"]

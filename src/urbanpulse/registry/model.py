@@ -11,7 +11,7 @@ import enum
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from urbanpulse.quality.catalogue import MetricCatalogue
 
@@ -69,6 +69,16 @@ def _no_control_characters(value: Any, where: str = "") -> None:
             _no_control_characters(v, where)
 
 
+def _iso_date(value: Any) -> Any:
+    """An install date is ``YYYY-MM-DD`` text (or a date): a number would silently be epoch seconds."""
+    if isinstance(value, (int, float)):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
 class _Checked(BaseModel):
     @model_validator(mode="before")
     @classmethod
@@ -106,7 +116,7 @@ class SensorFields(_Checked):
     area: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="district or area")
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=100)
     owner: Annotated[str, Field(max_length=200)] | None = None
-    install_date: date | None = None
+    install_date: IsoDate | None = None
     status: Status = Status.ACTIVE
     data_class: DataClass = DataClass.OPEN
     licence: Annotated[str, Field(max_length=200)] | None = Field(None, description="e.g. CC-BY-4.0")
@@ -138,7 +148,8 @@ class SensorIn(SensorFields):
 
 class SensorPatch(_Checked):
     """``PATCH /sensors/{id}``: only the fields given change (``metrics`` entries are merged;
-    ``null`` for a metric removes it)."""
+    ``null`` for a metric removes it). ``null`` clears an optional field (elevation, area, owner,
+    install_date, licence) and leaves a required one (name, lat, lon, status, ...) as it is."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"lat": 51.55, "lon": -0.2, "area": "brent", "metrics": {"no2": None}}]})
@@ -152,7 +163,7 @@ class SensorPatch(_Checked):
     area: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = None
     owner: Annotated[str, Field(max_length=200)] | None = None
-    install_date: date | None = None
+    install_date: IsoDate | None = None
     status: Status | None = None
     data_class: DataClass | None = None
     licence: Annotated[str, Field(max_length=200)] | None = None
@@ -162,6 +173,8 @@ class SensorPatch(_Checked):
         """``current`` with this patch applied, validated again as a whole."""
         data = current.model_dump(include=set(SensorIn.model_fields))
         for key, value in self.model_dump(exclude_unset=True).items():
+            if value is None and key in _REQUIRED_OR_DEFAULTED:
+                continue
             if key == "metrics":
                 merged = dict(data["metrics"])
                 for metric, info in (value or {}).items():
@@ -173,6 +186,10 @@ class SensorPatch(_Checked):
             else:
                 data[key] = value
         return SensorIn.model_validate(data)
+
+
+_REQUIRED_OR_DEFAULTED = frozenset({"name", "description", "type", "lat", "lon", "tags", "status", "data_class",
+                                    "metrics"})
 
 
 class Sensor(SensorIn):

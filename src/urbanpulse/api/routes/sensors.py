@@ -8,20 +8,32 @@ taken: ``GET /sensors/{id}/history`` lists the versions, ``?at=`` picks the one 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
+from pydantic import AwareDatetime, BeforeValidator
 
 from urbanpulse.api.access import ALLOW_ADMIN, ALLOW_OPEN_DATA, ALLOW_VIEWER, Principal
 from urbanpulse.api.routes.registry_deps import (catalogue, decode_cursor, encode_cursor, list_param, pool,
-                                                 registry_changed, scope_classes, text_param)
+                                                 registry_changed, scope_classes)
 from urbanpulse.errors import InvalidRequest, NotFound
 from urbanpulse.registry.model import SENSOR_EXAMPLE, Sensor, SensorFields, SensorIn, SensorPatch, catalogue_problems
 from urbanpulse.registry.store import (delete_sensor, get_sensor, list_sensors, save_sensor, sensor_history,
                                        unregistered_sensors)
 
 router = APIRouter(tags=["sensors"])
+
+def _rfc3339_only(value: Any) -> Any:
+    """Times in the query are RFC 3339 text; a bare number would silently mean epoch seconds."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be RFC 3339 with an offset, e.g. 2026-05-01T00:00:00Z")
+    return value
+
+
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "the sensor is not registered"},
+    409: {"description": "valid_from (or at) is not after the start of the sensor's current version"}}
 
 SENSOR_ID = Path(description="the sensor's id (what its readings carry as sensor_id)", examples=["camden-aq-1"],
                  max_length=128)
@@ -46,15 +58,16 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return parts  # type: ignore[return-value]
 
 
+def _known_id(sensor_id: str) -> str:
+    """Registered ids are printable text; anything else cannot name a sensor (404, not a SQL error)."""
+    if not sensor_id.isprintable():
+        raise NotFound(f"no sensor has the id {sensor_id!r}: sensor ids are printable text")
+    return sensor_id
+
+
 def _visible(sensor: Sensor | None, principal: Principal) -> bool:
     classes = scope_classes(principal)
     return sensor is not None and (classes is None or sensor.data_class.value in classes)
-
-
-def _aware(name: str, t: datetime | None) -> datetime | None:
-    if t is not None and t.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a UTC offset, e.g. 2026-05-01T00:00:00Z")
-    return t
 
 
 @router.get("/sensors", summary="Find sensors by area, tags, bounding box, status",
@@ -95,13 +108,13 @@ async def unregistered(request: Request, principal: Principal = ALLOW_VIEWER) ->
 
 
 @router.get("/sensors/{sensor_id}", summary="One sensor (its current version, or the one valid at a time)",
-            responses=_example(_SENSOR_OUT))
+            responses={**_example(_SENSOR_OUT), 404: _CHANGE_ERRORS[404]})
 async def read_sensor(request: Request, sensor_id: str = SENSOR_ID,
-                      at: datetime | None = Query(None, description="RFC 3339: the version valid at this time"),
+                      at: Time | None = Query(None, description="RFC 3339: the version valid at this time"),
                       principal: Principal = ALLOW_OPEN_DATA) -> dict[str, Any]:
     """The sensor's fields, with ``valid_from`` (and ``valid_to`` for a past version)."""
-    text_param("sensor_id", sensor_id)
-    if _aware("at", at) is None:
+    _known_id(sensor_id)
+    if at is None:
         sensor = await get_sensor(pool(request), sensor_id)
     else:
         versions = await sensor_history(pool(request), sensor_id)
@@ -113,11 +126,12 @@ async def read_sensor(request: Request, sensor_id: str = SENSOR_ID,
 
 
 @router.get("/sensors/{sensor_id}/history", summary="Every version of a sensor with its validity period",
-            responses=_example({"items": [{**_SENSOR_OUT, "valid_to": "2026-11-20T12:00:00Z"}]}))
+            responses={**_example({"items": [{**_SENSOR_OUT, "valid_to": "2026-11-20T12:00:00Z"}]}),
+                       404: _CHANGE_ERRORS[404]})
 async def read_history(request: Request, sensor_id: str = SENSOR_ID,
                        principal: Principal = ALLOW_OPEN_DATA) -> dict[str, Any]:
     """Oldest first; a moved sensor shows each position and when it held."""
-    text_param("sensor_id", sensor_id)
+    _known_id(sensor_id)
     versions = [v for v in await sensor_history(pool(request), sensor_id) if _visible(v, principal)]
     if not versions:
         raise NotFound(f"sensor {sensor_id!r} has never been registered; GET /sensors lists the registered ones")
@@ -139,19 +153,20 @@ def _as_sensor(sensor_id: str, fields: dict[str, Any]) -> SensorIn:
                              ) from exc
 
 
-VALID_FROM = Query(None, description="when the change takes effect (RFC 3339 with offset; default now)")
+VALID_FROM = Query(None, description="when the change takes effect (RFC 3339 with offset; default now)",
+                   examples=["2026-11-20T12:00:00Z"])
 
 
 @router.put("/sensors/{sensor_id}", summary="Register a sensor or replace its description (admin)",
             responses={**_example({**_SENSOR_OUT, "outcome": "updated"}), 201: {"description": "registered"},
-                       409: {"description": "valid_from is not after the current version's"}})
+                       409: _CHANGE_ERRORS[409]})
 async def put_sensor(request: Request, response: Response, body: SensorFields = Body(...),
-                     sensor_id: str = SENSOR_ID, valid_from: datetime | None = VALID_FROM,
+                     sensor_id: str = SENSOR_ID, valid_from: Time | None = VALID_FROM,
                      principal: Principal = ALLOW_ADMIN) -> dict[str, Any]:
     """A change makes a new version effective from ``valid_from``; the old one keeps its period.
     ``outcome`` is ``created`` (201), ``updated`` or ``unchanged``."""
     sensor = _checked(request, _as_sensor(sensor_id, body.model_dump()))
-    saved, outcome = await save_sensor(pool(request), sensor, _aware("valid_from", valid_from))
+    saved, outcome = await save_sensor(pool(request), sensor, valid_from)
     if outcome == "created":
         response.status_code = 201
     await registry_changed(request)
@@ -159,11 +174,11 @@ async def put_sensor(request: Request, response: Response, body: SensorFields = 
 
 
 @router.patch("/sensors/{sensor_id}", summary="Change some fields of a sensor (admin)",
-              responses=_example({**_SENSOR_OUT, "outcome": "updated"}))
+              responses={**_example({**_SENSOR_OUT, "outcome": "updated"}), **_CHANGE_ERRORS})
 async def patch_sensor(request: Request, body: SensorPatch = Body(...), sensor_id: str = SENSOR_ID,
-                       valid_from: datetime | None = VALID_FROM, principal: Principal = ALLOW_ADMIN) -> dict[str, Any]:
+                       valid_from: Time | None = VALID_FROM, principal: Principal = ALLOW_ADMIN) -> dict[str, Any]:
     """Only the fields given change; ``metrics`` entries merge (``null`` removes a metric)."""
-    text_param("sensor_id", sensor_id)
+    _known_id(sensor_id)
     current = await get_sensor(pool(request), sensor_id)
     if current is None:
         raise NotFound(f"sensor {sensor_id!r} is not registered; create it with PUT /sensors/{{id}}")
@@ -171,18 +186,19 @@ async def patch_sensor(request: Request, body: SensorPatch = Body(...), sensor_i
         sensor = body.apply(current)
     except ValueError as exc:
         raise InvalidRequest(f"the patched sensor is invalid: {exc}") from exc
-    saved, outcome = await save_sensor(pool(request), _checked(request, sensor), _aware("valid_from", valid_from),
+    saved, outcome = await save_sensor(pool(request), _checked(request, sensor), valid_from,
                                        must_exist=True)
     await registry_changed(request)
     return {**saved.model_dump(mode="json", exclude_none=True), "outcome": outcome}
 
 
-@router.delete("/sensors/{sensor_id}", status_code=204, summary="Take a sensor out of the registry (admin)")
+@router.delete("/sensors/{sensor_id}", status_code=204, summary="Take a sensor out of the registry (admin)",
+               responses=_CHANGE_ERRORS)
 async def remove_sensor(request: Request, sensor_id: str = SENSOR_ID,
-                        at: datetime | None = Query(None, description="when it leaves (RFC 3339; default now)"),
+                        at: Time | None = Query(None, description="when it leaves (RFC 3339; default now)"),
                         principal: Principal = ALLOW_ADMIN) -> Response:
     """Its history stays: old readings keep their positions (``/sensors/{id}/history``)."""
-    text_param("sensor_id", sensor_id)
-    await delete_sensor(pool(request), sensor_id, _aware("at", at))
+    _known_id(sensor_id)
+    await delete_sensor(pool(request), sensor_id, at)
     await registry_changed(request)
     return Response(status_code=204)
