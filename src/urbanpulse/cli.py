@@ -1,4 +1,4 @@
-"""Command line: ``urbanpulse run | migrate | demo | detect | keys``."""
+"""Command line: ``urbanpulse run | migrate | demo | detect | keys | registry | export``."""
 
 from __future__ import annotations
 
@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     from urbanpulse.registry.cli import add_registry_parser
 
     add_registry_parser(sub)
+    from urbanpulse.export.cli import add_export_parser
+
+    add_export_parser(sub)
     from urbanpulse.plugins_cli import add_plugin_parsers
 
     add_plugin_parsers(sub)
@@ -144,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             from urbanpulse.plugins_cli import run_decode
 
             return run_decode(args, settings)
+        if args.command == "export":
+            from urbanpulse.export.cli import run_export_command
+
+            return run_export_command(args, settings)
         if args.command == "registry":
             from urbanpulse.registry.cli import run_registry_command
 
