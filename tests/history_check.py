@@ -34,7 +34,7 @@ def readings_columns(sensors: list[str], metrics: list[str], ts_us: np.ndarray, 
 
 
 async def insert_without_copy(conn: asyncpg.Connection, sid: np.ndarray, ts_us: np.ndarray, value: np.ndarray,
-                              chunk: int = 5000) -> None:
+                              chunk: int = 300) -> None:
     """Readings and their rollups by INSERT .. unnest (the TimescaleDB stand-in dies on COPY)."""
     for i in range(0, len(sid), chunk):
         s, t, v = sid[i:i + chunk], ts_us[i:i + chunk], value[i:i + chunk]

@@ -183,3 +183,23 @@ async def test_http_export_streams_a_file(million):
         assert "attachment" in r.headers["content-disposition"]
         got = pq.read_table(io.BytesIO(r.content)).to_pandas()
     assert set(got.sensor_id.astype(str)) == {"ex-00"} and len(got) == 360
+
+
+def test_cli_export_writes_the_file_with_a_progress_bar(million, tmp_path):
+    dsn, _, frame = million
+    out = tmp_path / "ex.parquet"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "URBANPULSE_DATABASE__DSN": dsn}
+    res = subprocess.run([sys.executable, "-m", "urbanpulse.cli", "export", "--sensor", "ex-04,ex-05",
+                          "--start", "2024-01-01T00:00:00Z", "--end", "2024-01-01T06:00:00Z", "--output", str(out)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "exported 4,320 rows of 2 series (parquet, from readings)" in res.stderr
+    assert "100%" in res.stderr and "rows" in res.stderr  # tqdm's bar reached its estimated total
+    got = pq.read_table(out).to_pandas()
+    want = expected(frame[frame.sensor_id.isin(["ex-04", "ex-05"])],
+                    {"metric": "x", "start": "2024-01-01T00:00:00Z", "end": "2024-01-01T06:00:00Z"})
+    np.testing.assert_array_equal(got.value.to_numpy(), want.value.to_numpy())
+    bad = subprocess.run([sys.executable, "-m", "urbanpulse.cli", "export", "--sensor", "ex-04", "--start",
+                          "2024-01-01", "--bucket", "7m", "--output", str(tmp_path / "x.csv")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "divide a day" in bad.stderr

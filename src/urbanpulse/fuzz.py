@@ -152,6 +152,10 @@ def _value(c: Choices) -> str:
 
 def reading_json(c: Choices, now_ms: int) -> str:
     """A reading object, valid about half of the time; otherwise broken in one or more ways."""
+    if c.integer(0, 1) == 0:
+        return json.dumps({"sensor_id": c.choice(SENSOR_IDS[:3]), "metric": c.choice(METRICS[:4]),
+                           "ts": now_ms - c.integer(0, 86_400_000), "value": c.integer(0, 1000) / 10},
+                          ensure_ascii=c.choice([True, False]))
     fields: list[tuple[str, str]] = [
         ("sensor_id", json_string(c, c.choice(SENSOR_IDS[:3])) if c.integer(0, 3) else json_string(
             c, c.choice(SENSOR_IDS))),

@@ -43,21 +43,21 @@ def run_plugins(args: argparse.Namespace) -> int:
     for group, kind in ((plugins.FORMAT_GROUP, "format"), (plugins.SOURCE_GROUP, "source")):
         for name, info in sorted(plugins.installed(group).items()):
             row = {"kind": kind, "name": name, "package": info.package, "version": info.version, "target": info.value}
-            if kind == "format":
-                try:
-                    factory, _ = plugins.load(group, name)
+            try:
+                factory, _ = plugins.load(group, name)
+                if kind == "format":
                     row["time_unit"] = getattr(factory, "time_unit", "")
-                    model = plugins.options_model(factory)
-                    row["options"] = sorted(model.model_fields) if model else []
-                except Exception as exc:  # noqa: BLE001 - listing must show broken plugins too
-                    row["error"] = str(exc)
+                model = plugins.options_model(factory)
+                row["options"] = sorted(model.model_fields) if model else []
+            except Exception as exc:  # noqa: BLE001 - listing must show broken plugins too
+                row["error"] = str(exc)
             rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
         extra = f"  [{r['error']}]" if "error" in r else \
-            f"  time: {r['time_unit']}; options: {', '.join(r['options']) or '-'}" if r["kind"] == "format" else ""
+            (f"  time: {r['time_unit']};" if r["kind"] == "format" else "") + f"  options: {', '.join(r['options']) or '-'}"
         print(f"{r['kind']:7} {r['name']:18} {r['package']} {r['version']}  ({r['target']}){extra}")
     return 0
 

@@ -29,10 +29,12 @@ from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
 from urbanpulse.registry.membership import RegisteredSensors
+from urbanpulse.source_plugins import build_sources
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.retention import Retention, RetentionPlan
 from urbanpulse.storage.rollups import RollupPolicy
+from urbanpulse.storage.source_registry import register_sources
 from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -101,6 +103,7 @@ class IngestService:
         # formats first: a misconfigured or broken format plugin stops start-up before anything runs
         fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
                                        MetricCatalogue.load(v.catalogue, v.metrics))
+        configured_sources = build_sources(s, self.metrics)  # by entry-point name; bad ones stop start-up here
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -134,7 +137,8 @@ class IngestService:
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics)
         await self.pipeline.start()
-        self.sources = self._configured_sources() + self.extra_sources
+        self.sources = configured_sources + self.extra_sources
+        store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources]))
         _freeze_long_lived_objects()
         self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
         await self.poison.load()
@@ -155,18 +159,6 @@ class IngestService:
     def alerts(self):  # noqa: ANN201 - AlertService | None; the API's alert routes use it
         """The alert components, when stream analytics run in this process."""
         return self.analytics.alerts if self.analytics is not None else None
-
-    def _configured_sources(self) -> list[Source]:
-        out: list[Source] = []
-        if self.settings.mqtt.enabled:
-            from urbanpulse.connectors.mqtt import MqttSource
-
-            out.append(MqttSource(self.settings.mqtt, self.metrics))
-        if self.settings.kafka.enabled:
-            from urbanpulse.connectors.kafka import KafkaSource
-
-            out.append(KafkaSource(self.settings.kafka, self.metrics))
-        return out
 
     async def stop(self) -> None:
         """Stop pulling, write and acknowledge everything received, close. Idempotent."""
@@ -208,6 +200,10 @@ class IngestService:
             db["error"] = self.pipeline.last_error
         db["ok"] = ok
         brokers = {sup.name: sup.health() for sup in self.supervisors}
+        halted = dict(self.pipeline.halted) if self.pipeline is not None else {}
+        if halted:  # a batch failed with a permanent write error: those sources' acks are held back
+            db["halted_sources"] = halted
+            ok = False
         healthy = ok and all(b.get("connected", True) for b in brokers.values())
         return {"status": "ok" if healthy else "degraded", "storage_mode": self.storage_mode,
                 "database": db, "brokers": brokers, "counts": dict(self.metrics.tally)}
