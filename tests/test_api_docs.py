@@ -74,3 +74,17 @@ async def test_every_operation_has_an_example_and_every_body_a_schema(client: ht
                     (where, code)
     metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain; version=1.0.0; charset=utf-8"] or list(metrics)[0].startswith("text/plain")
+
+
+async def test_allow_lists_every_method_of_a_path(client: httpx.AsyncClient):
+    head_ok = (await client.head("/health")).status_code == 200
+    expect = "GET, HEAD, OPTIONS, POST" if head_ok else "GET, OPTIONS, POST"
+    r = await client.options("/maintenance")
+    assert r.status_code == 204 and r.headers["allow"] == expect
+    r = await client.put("/maintenance")
+    assert r.status_code == 405 and r.headers["allow"] == expect
+    assert r.json()["error"] == "method_not_allowed"
+    r = await client.options("/alerts/7/ack")
+    assert r.status_code == 204 and r.headers["allow"] == "OPTIONS, POST"
+    r = await client.get("/no/such/thing")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
