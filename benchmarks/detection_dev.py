@@ -45,6 +45,11 @@ CANDIDATES: dict[str, dict] = {
     "no_flatline": {"defaults": {"flatline": {"enabled": False}}},
     "rz12": {"defaults": {"robust_z": {"threshold": 12.0}, "ewma": {"threshold": 12.0}}},
     "li3": {"fusion": {"likelihood_threshold": 3.0}},
+    "ew_floor1": {"defaults": {"ewma": {"spread_floor": 1.0}}},
+    "sp_floor1": {"defaults": {"spike": {"spread_floor": 1.0}}},
+    "silence5_ew_floor1": {"defaults": {"silence": {"factor": 5.0}, "ewma": {"spread_floor": 1.0}}},
+    "ewma16": {"defaults": {"ewma": {"threshold": 16.0}}},
+    "bump06": {"fusion": {"rearm_bump": 0.6}},
 }
 
 

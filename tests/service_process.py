@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import yaml
 
-from services import free_port
+from services import free_port, produce_kafka, publish_mqtt
 
 
 class ServiceProcess:
@@ -172,3 +172,40 @@ def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "c
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+MARKER_SENSOR = "flush-marker"
+
+
+def flush_with_markers(dsn: str, ts_ms: int, mqtt: tuple[str, int, str] | None = None,
+                       kafka: tuple[str, str, int] | None = None, timeout: float = 60.0) -> int:
+    """Send one marker reading behind everything already sent on each stream -- the MQTT topic
+    ``mqtt = (host, port, topic)`` and every partition of ``kafka = (bootstrap, topic, partitions)``
+    -- and wait until all markers are stored. Then nothing sent before them is still on its way
+    (MQTT delivers a session's messages in order, Kafka a partition's, and batches commit in the
+    order they were formed): the condition to use instead of sleeping before "nothing more
+    arrived". Markers are sensor ``flush-marker``, metric temperature, at ``ts_ms``, ``ts_ms`` + 1,
+    ... (pick a time that moves no watermark). Returns the number of markers stored."""
+    def marker(k: int) -> bytes:
+        return b'{"sensor_id": "%s", "metric": "temperature", "ts": %d, "value": 1.0}' % (
+            MARKER_SENSOR.encode(), ts_ms + k)
+
+    sent = 0
+    if mqtt is not None:
+        host, port, topic = mqtt
+        publish_mqtt(host, port, topic, [marker(sent)])
+        sent += 1
+    if kafka is not None:
+        bootstrap, topic, partitions = kafka
+        for partition in range(partitions):
+            produce_kafka(bootstrap, topic, [marker(sent)], partition=partition)
+            sent += 1
+    stamps = list(range(ts_ms, ts_ms + sent))
+
+    def stored() -> int:
+        return int(db_value(dsn, "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id "
+                                 "WHERE s.sensor_id = $1 AND (extract(epoch FROM r.ts) * 1000)::int8 = ANY($2)",
+                            MARKER_SENSOR, stamps))
+
+    wait_until(lambda: stored() == sent, timeout, what=f"{sent} marker(s) behind what was sent")
+    return sent

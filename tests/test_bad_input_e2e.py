@@ -108,6 +108,7 @@ def test_every_bad_case_is_quarantined_with_its_reason_and_neighbours_are_stored
         assert {"neighbour", "kafka-array"} <= sensors
         assert svc.health().status_code == 200
         assert svc.metric("urbanpulse_readings_quarantined_total", reason="non_finite") == 6
+        assert svc.analytics_failed_batches() == 0
         assert svc.terminate() == 0
     finally:
         svc.stop_quietly()

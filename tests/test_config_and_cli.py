@@ -41,7 +41,6 @@ def write(tmp_path: Path, text: str, name: str = "urbanpulse.yaml") -> Path:
 
 def test_defaults_need_no_file_and_no_brokers() -> None:
     s = load_settings()
-    assert isinstance(s, Settings)
     assert s.database.dsn is None
     assert s.mqtt.enabled is False and s.kafka.enabled is False
     assert s.api.enabled is True

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service_process import ServiceProcess, db_rows, db_value, readings_count, wait_until
+from service_process import ServiceProcess, db_rows, db_value, flush_with_markers, readings_count, wait_until
 from services import create_topic, produce_kafka, publish_mqtt
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,7 @@ def test_10k_mqtt_and_10k_kafka_are_stored_once_and_a_resend_stores_nothing(
         per_source = {r["name"]: r["n"] for r in db_rows(
             fresh_db, "SELECT s.name, count(*) AS n FROM readings r JOIN sources s ON s.id = r.source GROUP BY 1")}
         assert per_source == {"mqtt": 10_000, "kafka": 10_000}
+        assert svc.analytics_failed_batches() == 0
         assert svc.terminate() == 0
     finally:
         svc.stop_quietly()
@@ -104,12 +105,20 @@ def test_sigkill_mid_stream_then_restart_stores_every_reading_exactly_once(
 
         second.start()
         wait_until(lambda: readings_count(fresh_db) >= 20_000, 180, what="all 20,000 readings after restart")
-        time.sleep(2)  # let any redelivery land, then check nothing was stored twice
-        assert readings_count(fresh_db) == 20_000
-        assert db_value(fresh_db, "SELECT count(*) FROM (SELECT DISTINCT series_id, ts FROM readings) d") == 20_000
+        # every redelivery has landed once markers sent behind it are stored
+        markers = flush_with_markers(fresh_db, BASE_MS, mqtt=(mosquitto.host, mosquitto.port, "city/district-1/test"),
+                                     kafka=(kafka_bootstrap, topic, 3))
+        assert readings_count(fresh_db) == 20_000 + markers
+        # the restarted process stored exactly what the first had not, and recognised every
+        # redelivered reading it received as already stored
+        stored_by_second = second.metric("urbanpulse_readings_stored_total")
+        assert stored_by_second == 20_000 + markers - at_kill
+        assert second.metric("urbanpulse_readings_received_total") == \
+            stored_by_second + second.metric("urbanpulse_readings_duplicate_total")
         per_source = {r["name"]: r["n"] for r in db_rows(
             fresh_db, "SELECT s.name, count(*) AS n FROM readings r JOIN sources s ON s.id = r.source GROUP BY 1")}
-        assert per_source == {"mqtt": 10_000, "kafka": 10_000}
+        assert per_source == {"mqtt": 10_000 + 1, "kafka": 10_000 + 3}
+        assert second.analytics_failed_batches() == 0
         assert second.terminate() == 0
     finally:
         first.stop_quietly()
@@ -136,9 +145,13 @@ def test_sigterm_stores_everything_received_and_acknowledges_it(
     # Everything was acknowledged before exit: a restart gets no redelivery at all.
     again = ServiceProcess(held | {"ingest": {"batch_max_ms": 100}}, tmp_path).start()
     try:
-        time.sleep(3)
-        assert again.metric("urbanpulse_readings_received_total") == 0
-        assert readings_count(fresh_db) == 6_000
+        # markers behind anything the brokers might redeliver: once they are stored, a
+        # redelivery would have been received before them
+        markers = flush_with_markers(fresh_db, BASE_MS, mqtt=(mosquitto.host, mosquitto.port, "city/district-1/test"),
+                                     kafka=(kafka_bootstrap, topic, 3))
+        assert again.metric("urbanpulse_readings_received_total") == markers
+        assert readings_count(fresh_db) == 6_000 + markers
+        assert again.analytics_failed_batches() == 0
         assert again.terminate() == 0
     finally:
         again.stop_quietly()

@@ -299,3 +299,19 @@ async def test_analytics_failing_on_one_batch_stores_its_readings_and_counts_it(
     finally:
         await pipeline.stop()
         await analytics.stop()
+
+
+def test_invalid_utf8_where_msgspec_does_not_look_rejects_the_message_whatever_its_neighbours() -> None:
+    """Found by the long fuzz run: msgspec skips an unknown key without checking its UTF-8, so a
+    message with an encoded surrogate there was stored when its reading was valid and rejected
+    whole when it was not. Now it is invalid_utf8 either way."""
+    key = b'"sensor\xed\xa0\x80_id": ""'
+    valid = b'[{"sensor_id": "rp", "metric": "pm2_5", "ts": %d, "value": 1, %s}]' % (NOW_MS, key)
+    invalid = b'[{"sensor_id": "rp\\u007f", "metric": "pm2_5", "ts": %d, "value": 1, %s}]' % (NOW_MS, key)
+    for payload in (valid, invalid):
+        out = decode_and_validate(payload)
+        assert [(r.reason, r.item) for r in out.rejections] == [(Reason.INVALID_UTF8, -1)]
+        assert len(out.readings) == 0
+    both = decode_and_validate(valid, orjson.dumps(good("fine")))  # the batch fast path checks it too
+    assert [(r.reason, r.offset) for r in both.rejections] == [(Reason.INVALID_UTF8, 0)]
+    assert both.readings.sensor_id == ["fine"]

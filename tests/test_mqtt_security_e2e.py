@@ -172,9 +172,8 @@ def test_right_credentials_store_readings(fresh_db: str, auth_broker: services.M
         assert status == 200 and mqtt["connected"] is True and mqtt["last_error"] is None, mqtt
         publish_ok(auth_broker, readings(f"auth{protocol}", N), username=USER, password=PASSWORD)
         wait_until(lambda: readings_count(fresh_db) >= N, 60, what=f"{N} readings stored")
-        time.sleep(0.5)
+        assert svc.terminate() == 0  # a clean stop stores everything received first
         assert readings_count(fresh_db) == N
-        assert svc.terminate() == 0
     finally:
         svc.stop_quietly()
 
@@ -212,9 +211,8 @@ def test_refused_credentials_are_reported_then_fixed_credentials_work(
         assert status == 200 and mqtt["connected"] is True, mqtt
         publish_ok(auth_broker, readings("fixed", N), username=USER, password=PASSWORD)
         wait_until(lambda: readings_count(fresh_db) >= N, 60, what=f"{N} readings after fixing the password")
-        time.sleep(0.5)
+        assert good.terminate() == 0  # a clean stop stores everything received first
         assert readings_count(fresh_db) == N
-        assert good.terminate() == 0
     finally:
         good.stop_quietly()
 
@@ -305,9 +303,8 @@ def test_tls_with_the_ca_stores_readings(fresh_db: str, tls_broker: TlsBroker, t
                         "-p", str(tls_broker.broker.port), "-q", "1", "-t", "city/tls/cli", "-m", one],
                        check=True, timeout=30)
         wait_until(lambda: readings_count(fresh_db) >= N + 1, 60, what=f"{N + 1} readings stored over TLS")
-        time.sleep(0.5)
+        assert svc.terminate() == 0  # a clean stop stores everything received first
         assert readings_count(fresh_db) == N + 1
-        assert svc.terminate() == 0
     finally:
         svc.stop_quietly()
 

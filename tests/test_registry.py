@@ -114,6 +114,13 @@ async def test_select_series_by_area_tags_bbox_and_class(rdb):
     x = (await select_series(rdb.pool, sensor_ids=["x"], catalogue=MetricCatalogue.load()))[0]
     assert (x.unit, x.registered, x.area) == ("ug/m3", False, None)
 
+    # a registered metric that never reported: only with include_silent (quality reports show it)
+    await save_sensor(rdb.pool, sensor("d", area="camden"))
+    assert keys(await select_series(rdb.pool, area="camden", metric="pm2_5")) == [("a", "pm2_5"), ("b", "pm2_5")]
+    silent = await select_series(rdb.pool, area="camden", metric="pm2_5", include_silent=True)
+    assert [(r.sensor_id, r.series_id is None) for r in silent] == [("a", False), ("b", False), ("d", True)]
+    await delete_sensor(rdb.pool, "d")
+
     assert [s.id for s in await list_sensors(rdb.pool, area=["camden"], status=["active"])] == ["a", "b"]
     assert [s.id for s in await list_sensors(rdb.pool, after="a", limit=1)] == ["b"]
     assert await registered_ids(rdb.pool) == {"a", "b", "c"}
@@ -136,3 +143,21 @@ def test_models_reject_bad_fields_and_units_against_the_catalogue():
     problems = catalogue_problems(sensor("s", metrics={"temperature": {"unit": "K", "interval_s": 60},
                                                        "smell": {"unit": "1", "interval_s": 60}}), cat)
     assert len(problems) == 2 and "unit 'K'" in problems[1] + problems[0]
+
+
+async def test_changes_cannot_be_dated_in_the_future_and_races_are_conflicts(rdb):
+    import asyncio
+
+    future = datetime.now(timezone.utc) + timedelta(days=1)
+    with pytest.raises(InvalidChange, match="in the future"):
+        await save_sensor(rdb.pool, sensor("f1"), valid_from=future)
+    await save_sensor(rdb.pool, sensor("f1"))
+    with pytest.raises(InvalidChange, match="in the future"):
+        await delete_sensor(rdb.pool, "f1", at=future)
+    # many concurrent registrations of one new sensor: one creates it, the others are unchanged
+    # (they waited for it) or conflicts that say to retry; never a database error
+    results = await asyncio.gather(*(save_sensor(rdb.pool, sensor("race", name=f"n{i % 2}")) for i in range(6)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, (tuple, InvalidChange, SensorExists)) for r in results), results
+    assert [r[1] for r in results if isinstance(r, tuple)].count("created") == 1
+    assert len(await sensor_history(rdb.pool, "race")) >= 1

@@ -6,16 +6,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from service_process import ServiceProcess, readings_count, wait_until
+from service_process import ServiceProcess, flush_with_markers, readings_count, wait_until
 from services import create_topic, produce_kafka, publish_mqtt
-from test_delivery_e2e import readings, service_config
+from test_delivery_e2e import BASE_MS, readings, service_config
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +62,9 @@ def test_two_kafka_workers_in_one_group_split_partitions_and_store_each_reading_
         assert a.terminate() == 0  # B takes over every partition from A's committed offsets
         produce_kafka(kafka_bootstrap, topic, batch[8_000:])
         wait_until(lambda: readings_count(fresh_db) >= 12_000, 120, what="worker B to store the rest")
-        time.sleep(1)
-        assert readings_count(fresh_db) == 12_000
+        markers = flush_with_markers(fresh_db, BASE_MS, kafka=(kafka_bootstrap, topic, 4))  # nothing more on its way
+        assert readings_count(fresh_db) == 12_000 + markers
+        assert b.analytics_failed_batches() == 0
         assert b.terminate() == 0
     finally:
         a.stop_quietly()
@@ -96,6 +96,7 @@ def test_health_and_metrics_describe_storage_brokers_and_counters(
             assert name in text, name
         assert svc.metric("urbanpulse_readings_stored_total", source="kafka") == 10
         assert svc.metric("urbanpulse_kafka_lag") == 0
+        assert svc.analytics_failed_batches() == 0
     finally:
         svc.stop_quietly()
 

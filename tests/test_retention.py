@@ -140,7 +140,7 @@ async def test_retention_drops_old_partitions_and_rows_on_plain_postgresql(fresh
         assert _count(registry, "urbanpulse_retention_partitions_dropped", "readings") == len(expected)
 
         # row-wise tables
-        assert report.rows == {"rollup_1m": 3, "quarantine": 250, "alert_events": 2}  # no rollup_1d table yet
+        assert report.rows == {"rollup_1m": 3, "rollup_1d": 0, "quarantine": 250, "alert_events": 2}
         assert await conn.fetchval("SELECT count(*) FROM rollup_1m WHERE bucket < $1", NOW - timedelta(days=400)) == 0
         assert await conn.fetchval("SELECT count(*) FROM rollup_1m") == 3
         assert await conn.fetchval("SELECT count(*) FROM rollup_1h") == 6  # no retention configured: untouched

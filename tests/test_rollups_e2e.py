@@ -149,7 +149,10 @@ def test_rollups_equal_a_numpy_recomputation_with_late_readings_and_survive_a_re
         len(FAR_LATE) * len(FAR_LATE_METRICS)
     topic = f"rollups-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, partitions=1)
-    config = {"database": {"dsn": fresh_db}, "log_level": "INFO", "validation": {"max_age_s": None},
+    # every level for every series (min_readings_per_bucket 1): this test checks each level's
+    # arithmetic; which levels a series keeps is tests/test_rollup_levels.py's
+    config = {"database": {"dsn": fresh_db, "rollups": {"min_readings_per_bucket": 1}}, "log_level": "INFO",
+              "validation": {"max_age_s": None},
               # tiny batches: a bucket's readings (and a late reading's bucket) span many transactions
               "ingest": {"batch_max_readings": 5},
               "kafka": {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic], "max_records": 5,

@@ -210,7 +210,7 @@ def test_every_reason_code_is_reachable_from_realistic_input() -> None:
         Reason.TOO_OLD: encode(reading(ts=NOW_MS - 365 * DAY_MS)),
     }
     assert set(payloads) == set(Reason) - {Reason.TOPIC_MISMATCH, Reason.DECODE_ERROR, Reason.MALFORMED,
-                                           Reason.UNKNOWN_SENSOR}
+                                           Reason.UNKNOWN_SENSOR, Reason.POISON_MESSAGE}
     reasons = list(payloads)
     out = validate(*payloads.values())
     assert len(out.readings) == 0

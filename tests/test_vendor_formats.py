@@ -249,3 +249,86 @@ def test_csv_mapping_is_checked_at_start_up_and_against_each_message():
     assert d.columns.sensor_id == ["a"]
     assert [(r.reason, r.item) for r in d.rejections] == [
         (Reason.BAD_TIMESTAMP, 3), (Reason.MALFORMED, 4), (Reason.MISSING_FIELD, -1)]
+
+
+@pytest.mark.parametrize("name", sorted(__import__("urbanpulse.testing.samples", fromlist=["SAMPLES"]).SAMPLES))
+def test_realistic_samples_decode_and_validate_completely(name):
+    from urbanpulse.testing.samples import SAMPLE_OPTIONS, sample
+
+    payload, expected = sample(name, "s-1", RECEIVED_NS / 1e9 - 5, 10)
+    fmt = build_format(name, SAMPLE_OPTIONS.get(name))
+    b = batch(payload, topic="owntracks/u/d" if name == "owntracks" else None)
+    d = fmt.decode(b)
+    out = ReadingValidator(MetricCatalogue.load(), TimeRules(), clock=lambda: RECEIVED_NS / 1e9).validate(
+        b, d, lambda k: fmt.raw_of(b, d, k))
+    assert [(r.reason, r.detail) for r in out.rejections] == []
+    assert len(out.readings) == expected
+
+
+@pytest.mark.parametrize("unit,ts,expect_s", [("s", 1_700_000_000, 1_700_000_000), ("ms", 1_700_000_000_000, 1_700_000_000),
+                                              ("auto", 1_700_000_000, 1_700_000_000),
+                                              ("auto", 1_700_000_000_000, 1_700_000_000)])
+def test_canonical_accepts_epoch_seconds_by_option_or_unambiguous_rule(unit, ts, expect_s):
+    fmt = build_format("json", {"ts_unit": unit})
+    p = b'[{"sensor_id":"a","metric":"pm2_5","ts":%d,"value":1},{"sensor_id":"a","metric":"pm2_5","ts":"2023-11-14T22:13:20Z","value":2}]' % ts
+    for payloads in ([p], [p, b"{bad"]):  # the clean path and the per-message path
+        d = fmt.decode(batch(*payloads))
+        assert d.columns.ts_us.tolist()[:2] == [expect_s * 1e6, 1_700_000_000 * 1e6]
+
+
+def test_too_old_from_seconds_read_as_ms_says_so():
+    fmt = build_format("json")
+    b = batch(b'{"sensor_id":"a","metric":"pm2_5","ts":1700000000,"value":1}',
+              b'{"sensor_id":"a","metric":"pm2_5","ts":"2020-01-01T00:00:00Z","value":1}')
+    d = fmt.decode(b)
+    out = ReadingValidator(CATALOGUE, TimeRules(max_age_s=30 * 86400), clock=lambda: 1_700_000_100.0).validate(
+        b, d, lambda k: b"")
+    assert [r.reason for r in out.rejections] == [Reason.TOO_OLD, Reason.TOO_OLD]
+    assert "epoch seconds read as milliseconds" in out.rejections[0].detail
+    assert "ts_unit" in out.rejections[0].detail
+    assert "seconds" not in out.rejections[1].detail
+
+
+# the SenML batch fast path must give exactly what the per-message path gives
+_senml_record = st_records = None
+
+
+def _senml_packs():
+    from hypothesis import strategies as st
+
+    num = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False) | st.integers(-1000, 1000)
+    rec = st.fixed_dictionaries({}, optional={
+        "bn": st.sampled_from(["urn:dev:ow:10e2073a01080063:", "s1/", "", "dev"]), "bt": st.sampled_from([1.7e9, 0, -5.5]),
+        "bu": st.sampled_from(["Cel", "%RH", "degF", "mg/m3"]), "bv": num, "n": st.sampled_from(["temp", "humidity", "co", "x"]),
+        "u": st.sampled_from(["Cel", "%RH", "lat", "lon", "%EL", "ppb"]), "v": num, "t": num,
+        "vs": st.just("s"), "s": num})
+    return st.lists(st.lists(rec, min_size=1, max_size=6).map(lambda r: json.dumps(r).encode()), min_size=1, max_size=5)
+
+
+from hypothesis import given as _given, settings as _settings  # noqa: E402
+
+
+@_settings(max_examples=300, deadline=None)
+@_given(packs=_senml_packs())
+def test_senml_fast_path_equals_message_path(packs):
+    from urbanpulse.formats.vendor import VendorFormat
+
+    fmt = fmt_for("senml")
+    b = batch(*packs)
+    fast = fmt.decode(b)
+    slow = VendorFormat.decode(fmt, b)
+    assert readings(fast.columns) == readings(slow.columns) or (
+        np.allclose(fast.columns.ts_us, slow.columns.ts_us) and fast.columns.metric == slow.columns.metric)
+    assert fast.columns.msg.tolist() == slow.columns.msg.tolist()
+    assert fast.columns.item.tolist() == slow.columns.item.tolist()
+    assert [(r.reason, r.item) for r in fast.rejections] == [(r.reason, r.item) for r in slow.rejections]
+    for k in range(len(fast.columns)):
+        assert fmt.raw_of(b, fast, k) == fmt.raw_of(b, slow, k)
+
+
+def test_senml_fast_path_is_taken_for_clean_packs():
+    from urbanpulse.testing.samples import sample
+
+    fmt = fmt_for("senml")
+    payload, n = sample("senml", "s1", RECEIVED_NS / 1e9, 10)
+    assert fmt._decode_fast(batch(payload, payload)) is not None

@@ -1,4 +1,4 @@
-"""Command line: ``urbanpulse run | migrate | demo | detect | keys``."""
+"""Command line: ``urbanpulse run | migrate | demo | detect | keys | registry | export``."""
 
 from __future__ import annotations
 
@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     from urbanpulse.registry.cli import add_registry_parser
 
     add_registry_parser(sub)
+    from urbanpulse.export.cli import add_export_parser
+
+    add_export_parser(sub)
+    from urbanpulse.plugins_cli import add_plugin_parsers
+
+    add_plugin_parsers(sub)
     return p
 
 
@@ -116,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     from urbanpulse.config import load_settings
 
     try:
+        if args.command == "plugins":
+            from urbanpulse.plugins_cli import run_plugins
+
+            return run_plugins(args)
         settings = load_settings(args.config)
         level = args.log_level or settings.log_level
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -130,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             from urbanpulse.demo import run_demo
 
             return asyncio.run(run_demo(settings, stations=args.stations, hours=args.hours, datasets=args.datasets))
+        if args.command == "decode":
+            from urbanpulse.plugins_cli import run_decode
+
+            return run_decode(args, settings)
+        if args.command == "export":
+            from urbanpulse.export.cli import run_export_command
+
+            return run_export_command(args, settings)
         if args.command == "registry":
             from urbanpulse.registry.cli import run_registry_command
 

@@ -55,6 +55,27 @@ class RetentionSettings(_Section):
     delete_batch_rows: int = Field(10_000, ge=100, description="rows per DELETE transaction (short locks; resumable)")
 
 
+class RollupSettings(_Section):
+    """Which rollup levels (1 min, 1 h, 1 d) each series keeps (docs/rollups.md): a level is kept
+    where its bucket holds at least ``min_readings_per_bucket`` readings of the series."""
+
+    min_readings_per_bucket: int = Field(
+        10, ge=1, description="a rollup row costs about two readings' storage: a level holding fewer readings per "
+        "bucket is cheaper to compute from the readings when asked; 1 keeps every level for every series")
+    learn_after: int = Field(8, ge=2, description="intervals seen before a series' learned interval decides")
+    intervals: dict[str, float] = Field(
+        default_factory=dict, description="expected seconds between readings per metric, e.g. {pm2_5: 3600}: "
+        "decides at the first reading instead of learning")
+
+    @field_validator("intervals")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {m: s for m, s in v.items() if not s > 0}
+        if bad:
+            raise ValueError(f"intervals must be positive seconds: {bad}")
+        return v
+
+
 class DatabaseSettings(_Section):
     """Where readings are stored."""
 
@@ -65,6 +86,7 @@ class DatabaseSettings(_Section):
     connect_timeout_s: float = Field(10.0, gt=0)
     timescaledb: TimescaleSettings = TimescaleSettings()
     retention: RetentionSettings = RetentionSettings()
+    rollups: RollupSettings = RollupSettings()
 
     @model_validator(mode="after")
     def _retain_for_is_readings_retention(self) -> DatabaseSettings:
@@ -137,6 +159,14 @@ class MqttSettings(_Section):
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     max_buffered_messages: int = Field(50_000, ge=100, description="received but not yet batched; paho pauses beyond")
+    formats: dict[str, str] = Field(
+        default_factory=dict, description="topic filter -> format name (e.g. {\"ttn/#\": ttn_v3}); first match wins, "
+        "others use formats.default; the filters are subscribed too")
+
+    @model_validator(mode="after")
+    def _subscribe_format_filters(self) -> MqttSettings:
+        self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
 
 
 class KafkaSettings(_Section):
@@ -156,6 +186,33 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: str | None = None
     tls: TlsSettings = TlsSettings()
+    formats: dict[str, str] = Field(
+        default_factory=dict, description="topic -> format name; others use formats.default; the topics are "
+        "subscribed too")
+
+    @model_validator(mode="after")
+    def _subscribe_format_topics(self) -> KafkaSettings:
+        self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
+
+
+class SourceEntry(_Section):
+    """A plugin source (entry-point group urbanpulse.connectors), see docs/connectors.md."""
+
+    plugin: str = Field(..., min_length=1, description="entry-point name of the source plugin")
+    name: str | None = Field(None, min_length=1, max_length=64, description="the readings' source; default: plugin")
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="checked against the plugin's Config model")
+
+
+class FormatsSettings(_Section):
+    """Payload formats: the default, per-format options, vendor metric names (docs/connectors.md)."""
+
+    default: str = Field("json", description="format of messages no mqtt.formats / kafka.formats entry matches")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per format name, its options (checked against the format's model)")
+    metric_names: dict[str, str] = Field(
+        default_factory=dict, description="vendor metric name -> catalogue metric, for every vendor format")
 
 
 class SupervisionSettings(_Section):
@@ -191,6 +248,8 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
+    formats: FormatsSettings = FormatsSettings()
+    sources: list[SourceEntry] = Field(default_factory=list, description="plugin sources beyond mqtt/kafka")
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()

@@ -44,8 +44,8 @@ async def _analytics_summary(service: IngestService) -> dict[str, object]:
     async with service.pool.acquire() as conn:
         alerts = {r["detector"]: r["n"] for r in await conn.fetch(
             "SELECT detector, count(*) AS n FROM alerts GROUP BY 1 ORDER BY 2 DESC")}
-        return {"alerts": alerts, "rollup_1m": await conn.fetchval("SELECT count(*) FROM rollup_1m"),
-                "rollup_1h": await conn.fetchval("SELECT count(*) FROM rollup_1h")}
+        return {"alerts": alerts, **{t: await conn.fetchval(f"SELECT count(*) FROM {t}")
+                                     for t in ("rollup_1m", "rollup_1h", "rollup_1d")}}
 
 
 async def run_demo(settings: Settings, stations: int = 3, hours: int | None = None,
@@ -100,7 +100,8 @@ async def run_demo(settings: Settings, stations: int = 3, hours: int | None = No
         print(f"  `NA` cells in the files: {expected_missing:,} (quarantined as missing_value)")
     if analysed:
         by = ", ".join(f"{d} {n:,}" for d, n in analysed["alerts"].items()) or "none"  # type: ignore[union-attr]
-        print(f"  rollups             {analysed['rollup_1m']:>10,} one-minute and {analysed['rollup_1h']:,} one-hour rows")
+        print(f"  rollups             {analysed['rollup_1m']:>10,} one-minute, {analysed['rollup_1h']:,} one-hour and "
+              f"{analysed['rollup_1d']:,} one-day rows (hourly stations keep only the daily level)")
         print(f"  alerts              {sum(analysed['alerts'].values()):>10,}  ({by})")  # type: ignore[union-attr]
         print("    (station outages raise `silence`; list them with GET /alerts under `urbanpulse run`)")
     balanced = t["received"] == t["stored"] + t["duplicates"] + t["quarantined"]

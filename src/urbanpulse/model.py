@@ -72,6 +72,7 @@ class Reason(str, enum.Enum):
     #: anticipated); ``detail`` holds the exception's type and text
     DECODE_ERROR = "decode_error"
     UNKNOWN_SENSOR = "unknown_sensor"  # registry.unregistered: quarantine
+    POISON_MESSAGE = "poison_message"  # crashed its source when decoded alone; not decoded again
 
 
 @dataclass(slots=True)

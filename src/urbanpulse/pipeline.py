@@ -258,7 +258,10 @@ class Pipeline:
         Kafka rebalance is never held up by MQTT traffic.
         """
         await self.flush()
-        target = self._next_seq
+        async with self._enqueue_lock:
+            # a batch another caller (another source's drain, the timer) took out of pending but is
+            # still dispatching is not in pending any more: the lock waits for it to get its number
+            target = self._next_seq
         async with self._acked:
             await self._acked.wait_for(lambda: self._next_ack >= target)
 
@@ -271,6 +274,25 @@ class Pipeline:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    async def quarantine(self, source: str, rejections: list[Rejection], ack: Ack | None = None) -> None:
+        """Quarantine whole messages without decoding them (messages known to crash their source,
+        see connectors/poison.py), batched with the source's readings; ``ack`` runs once they and
+        everything submitted before are durable. Each rejection counts as one message received."""
+        m = self.metrics
+        m.messages.labels(source).inc(len(rejections))
+        m.received.labels(source).inc(len(rejections))
+        m.tally["messages"] += len(rejections)
+        m.tally["received"] += len(rejections)
+        pending = self._pending.get(source)
+        if pending is None:
+            pending = self._pending[source] = _Pending(started=time.monotonic())
+        pending.rejections.extend(rejections)
+        if ack is not None:
+            pending.acks.append(ack)
+        pending.size += len(rejections)
+        if pending.size >= self.settings.batch_max_readings:
+            await self._enqueue(source)
 
     # -- internals -------------------------------------------------------------------------
 

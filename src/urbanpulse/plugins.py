@@ -98,10 +98,12 @@ def load(group: str, name: str) -> tuple[Any, PluginInfo]:
 
 
 def options_model(factory: Any) -> type[BaseModel] | None:
-    """The pydantic model a plugin declares for its options (``Options`` attribute), if any."""
-    model = getattr(factory, "Options", None)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return model
+    """The pydantic model a plugin declares for its options: ``Options`` (formats) or ``Config``
+    (sources), if any."""
+    for attr in ("Options", "Config"):
+        model = getattr(factory, attr, None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return model
     return None
 
 

@@ -18,18 +18,23 @@ import asyncpg
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import Settings
 from urbanpulse.connectors.base import Source
+from urbanpulse.connectors.poison import PoisonGuard
 from urbanpulse.connectors.supervisor import SourceSupervisor
+from urbanpulse.connectors.suspects import SuspectStore
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
-from urbanpulse.formats.canonical import CanonicalJsonFormat
+from urbanpulse.formats.router import build_router
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
 from urbanpulse.registry.membership import RegisteredSensors
+from urbanpulse.source_plugins import build_sources
 from urbanpulse.storage.migrations import StorageMode, migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.retention import Retention, RetentionPlan
+from urbanpulse.storage.rollups import RollupPolicy
+from urbanpulse.storage.source_registry import register_sources
 from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -76,6 +81,7 @@ class IngestService:
         self.extra_sources = list(sources or [])
         self.sources: list[Source] = []
         self.supervisors: list[SourceSupervisor] = []
+        self.poison: PoisonGuard | None = None
         self.storage_mode: StorageMode | None = None
         self.dsn: str | None = None
         self.pool: asyncpg.Pool | None = None
@@ -93,6 +99,11 @@ class IngestService:
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
         s = self.settings
+        v = s.validation
+        # formats first: a misconfigured or broken format plugin stops start-up before anything runs
+        fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
+                                       MetricCatalogue.load(v.catalogue, v.metrics))
+        configured_sources = build_sources(s, self.metrics)  # by entry-point name; bad ones stop start-up here
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -112,7 +123,9 @@ class IngestService:
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
-        fmt = self.fmt or CanonicalJsonFormat(DecodeLimits(v.max_payload_bytes, v.max_json_depth))
+        if store.rollups is not None:
+            store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
+                                                              self.registered.expected_interval)
         await self.registered.refresh(self.pool)
         self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
                                                   name="registry-refresh")
@@ -124,9 +137,13 @@ class IngestService:
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics)
         await self.pipeline.start()
-        self.sources = self._configured_sources() + self.extra_sources
+        self.sources = configured_sources + self.extra_sources
+        store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources]))
         _freeze_long_lived_objects()
-        self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision) for src in self.sources]
+        self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
+        await self.poison.load()
+        self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision, self.poison)
+                            for src in self.sources]
         for sup in self.supervisors:
             self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
 
@@ -142,18 +159,6 @@ class IngestService:
     def alerts(self):  # noqa: ANN201 - AlertService | None; the API's alert routes use it
         """The alert components, when stream analytics run in this process."""
         return self.analytics.alerts if self.analytics is not None else None
-
-    def _configured_sources(self) -> list[Source]:
-        out: list[Source] = []
-        if self.settings.mqtt.enabled:
-            from urbanpulse.connectors.mqtt import MqttSource
-
-            out.append(MqttSource(self.settings.mqtt, self.metrics))
-        if self.settings.kafka.enabled:
-            from urbanpulse.connectors.kafka import KafkaSource
-
-            out.append(KafkaSource(self.settings.kafka, self.metrics))
-        return out
 
     async def stop(self) -> None:
         """Stop pulling, write and acknowledge everything received, close. Idempotent."""

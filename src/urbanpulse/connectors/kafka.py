@@ -21,9 +21,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from urbanpulse.config import KafkaSettings
+from urbanpulse.connectors.base import Sink
 from urbanpulse.formats.base import MessageBatch
+from urbanpulse.log_throttle import throttle_repeated_messages
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 class _DrainOnRevoke(ConsumerRebalanceListener):
     """Flush and commit everything in flight before partitions move to another worker."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Sink) -> None:
         self.pipeline = pipeline
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -70,6 +71,7 @@ class KafkaSource:
     """Consumes canonical JSON readings from Kafka topics in a consumer group."""
 
     name = "kafka"
+    Config = KafkaSettings  # its typed config: the `kafka:` section
 
     def __init__(self, settings: KafkaSettings, metrics: IngestMetrics) -> None:
         self.settings = settings
@@ -79,17 +81,60 @@ class KafkaSource:
         self.assigned: list[str] = []
         self._lane_of: dict[TopicPartition, int] = {}  # dense lane id per topic-partition ever read
         self._failed_commits: dict[TopicPartition, int] = {}  # refused by the broker, not yet covered
+        self._last_contact: float | None = None  # monotonic time of the last metadata answer (see _probe)
+        self._probe_error: str | None = None
+        self._reachable = True
+
+    @property
+    def unreachable_after_s(self) -> float:
+        """No answer from the cluster this long counts as a lost broker: half the session timeout,
+        so /health says so before the group gives up on this worker."""
+        return self.settings.session_timeout_ms / 2000
 
     def health(self) -> dict[str, object]:
-        return {"connected": self.connected, "assigned": self.assigned, "last_error": self.last_error}
+        connected = self.connected
+        last_error = self.last_error
+        if connected and self._last_contact is not None:
+            silent = time.monotonic() - self._last_contact
+            if silent > self.unreachable_after_s:
+                connected = False
+                last_error = (f"Kafka unreachable at {self.settings.bootstrap_servers}: no answer for {silent:.0f}s "
+                              f"({self._probe_error or 'no metadata response'})")
+        return {"connected": connected, "assigned": self.assigned, "last_error": last_error}
 
-    async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
+    async def _probe(self, consumer: AIOKafkaConsumer) -> None:
+        """Ask the cluster for metadata every few seconds: aiokafka retries a lost broker on its own
+        and reports nothing to its caller, so this is how /health learns the broker is gone."""
+        period = max(0.5, self.unreachable_after_s / 3)
+        while True:
+            try:
+                await asyncio.wait_for(consumer.topics(), period)
+            except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+                self._probe_error = f"{type(exc).__name__}: {exc}"
+                if self._reachable:
+                    self._reachable = False
+                    log.error("Kafka at %s does not answer (%s); /health reports it once it has been silent "
+                              "for %.0fs", self.settings.bootstrap_servers, self._probe_error,
+                              self.unreachable_after_s)
+            else:
+                self._last_contact = time.monotonic()
+                self._probe_error = None
+                if not self._reachable:
+                    self._reachable = True
+                    self.last_error = None
+                    log.info("Kafka at %s answers again", self.settings.bootstrap_servers)
+            await asyncio.sleep(period)
+
+    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
         s = self.settings
         # a supervisor may call run again after a failure: a new consumer resumes from the
         # group's committed offsets, so what the failed one had not committed is read again
         self.connected = False
         self.assigned = []
         self._failed_commits = {}
+        self._last_contact = None
+        self._reachable = True
+        throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
             enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
@@ -110,15 +155,18 @@ class KafkaSource:
         else:
             return
         self.connected = True
+        self._last_contact = time.monotonic()
+        probe = asyncio.create_task(self._probe(consumer), name="kafka-probe")
         try:
             await self._consume(consumer, pipeline, stopping)
         finally:
+            probe.cancel()
             await pipeline.drain()
             await self._retry_failed_commits(consumer)
             self.connected = False
             await consumer.stop()
 
-    async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Pipeline, stopping: asyncio.Event) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Sink, stopping: asyncio.Event) -> None:
         lag = self.metrics.kafka_lag
         while not stopping.is_set():
             try:
@@ -149,7 +197,7 @@ class KafkaSource:
                 high = consumer.highwater(tp)
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])
-            batch = MessageBatch(source="kafka", payloads=payloads, topics=topics, partitions=partitions,
+            batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, partitions=partitions,
                                  offsets=offsets, received_ns=time.time_ns(),
                                  lanes=np.repeat(np.array(lanes, np.int16), runs))
             await pipeline.submit(batch, ack=partial(self._commit, consumer, commit))

@@ -25,10 +25,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from urbanpulse.config import MqttSettings
+from urbanpulse.connectors.base import Sink
 from urbanpulse.connectors.topics import TopicTemplates
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class MqttSource:
     """Subscribes to topic filters and feeds canonical JSON readings to the pipeline."""
 
     name = "mqtt"
+    Config = MqttSettings  # its typed config: the `mqtt:` section
 
     def __init__(self, settings: MqttSettings, metrics: IngestMetrics) -> None:
         self.settings = settings
@@ -180,7 +181,7 @@ class MqttSource:
         self._stopping = False
         self._disconnected = threading.Event()
 
-    async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
+    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
         s = self.settings
         self._reset()
         self._loop = asyncio.get_running_loop()
@@ -225,12 +226,12 @@ class MqttSource:
             client.loop_stop()
             self._connected = False
 
-    async def _submit(self, pipeline: Pipeline, taken: list[tuple[bytes, str, int, int]]) -> None:
+    async def _submit(self, pipeline: Sink, taken: list[tuple[bytes, str, int, int]]) -> None:
         payloads = [t[0] for t in taken]
         topics = [t[1] for t in taken]
         acks = [(t[2], t[3]) for t in taken]
         fields = [self.templates.fields(t) for t in topics] if self.templates else None
-        batch = MessageBatch(source="mqtt", payloads=payloads, topics=topics, topic_fields=fields,
+        batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, topic_fields=fields,
                              received_ns=time.time_ns())
         await pipeline.submit(batch, ack=partial(self._ack, acks))
 

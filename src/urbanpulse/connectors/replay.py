@@ -6,8 +6,8 @@ import asyncio
 import time
 from collections.abc import Iterable
 
+from urbanpulse.connectors.base import Sink
 from urbanpulse.formats.base import MessageBatch
-from urbanpulse.pipeline import Pipeline
 
 
 class ReplaySource:
@@ -31,7 +31,7 @@ class ReplaySource:
     def health(self) -> dict[str, object]:
         return {"sent": self.sent, "finished": self.finished.is_set()}
 
-    async def run(self, pipeline: Pipeline, stopping: asyncio.Event) -> None:
+    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
         start = time.monotonic()
         chunk: list[bytes] = []
         for payload in self.payloads:
@@ -46,8 +46,8 @@ class ReplaySource:
         await pipeline.drain()
         self.finished.set()
 
-    async def _send(self, pipeline: Pipeline, chunk: list[bytes], start: float) -> None:
-        await pipeline.submit(MessageBatch(source="replay", payloads=chunk, received_ns=time.time_ns()))
+    async def _send(self, pipeline: Sink, chunk: list[bytes], start: float) -> None:
+        await pipeline.submit(MessageBatch(source=self.name, payloads=chunk, received_ns=time.time_ns()))
         self.sent += len(chunk)
         if self.progress is not None:
             self.progress(self.sent)

@@ -72,6 +72,9 @@ class SourceSupervisor:
         body["restarts"] = self.restarts
         body["last_failure"] = self.last_failure
         body["last_failure_at"] = self.last_failure_at
+        if self.guard is not None:
+            body["suspect_messages"] = self.guard.count(self.name)
+            body["poison_quarantined"] = self.guard.poisoned.get(self.name, 0)
         if self.state in ("starting", "restarting"):
             body["connected"] = False
             if self.next_restart_at is not None:

@@ -28,6 +28,7 @@ from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
 _TINY = 1e-300
+_TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -183,7 +184,10 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, ci, pc, g, d, a, b):
     m = _gather(changes[sl], np.int64(prow[pc[1]]), nc, g)  # sp_window
     st[sl, ci[4]] = _median(g, m, changes.shape[1], a, b)
     m = _gather(gaps[sl], np.int64(prow[pc[2]]), nc, g)  # si_window
-    st[sl, ci[5]] = _median(g, m, gaps.shape[1], a, b)
+    k = _n_finite(g, m)
+    st[sl, ci[5]] = _median_k(g, m, k, gaps.shape[1], a, b)
+    # the 90th percentile gap: how irregular the sampling is (regular series: the median)
+    st[sl, ci[6]] = _select(g, m, (9 * (k - 1)) // 10, a, b)[0] if k > 0 else np.nan
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -208,6 +212,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
     c_fl_ref, c_fl_run, c_fl_start, c_fl_ok, c_thr_on, c_peak, c_lo_min, c_lo_q = C[9], C[10], C[11], C[12], C[13], C[14], C[15], C[16]
     c_sh_m, c_sh_s, c_sh_n, c_li_n, c_li_s, c_li_m, c_li_v, c_li_peak = C[17], C[18], C[19], C[20], C[21], C[22], C[23], C[24]
     c_sh_sp, c_sh_sn = C[25], C[26]
+    c_gap_q, c_fl_max, c_lr_v, c_res, c_ch_v, c_dch = C[27], C[28], C[29], C[30], C[31], C[32]
     # parameter columns
     p_on0 = P[0]  # on_threshold .. on_silence are P[0] + 0..5
     p_w0 = P[1]  # w_threshold .. w_silence are P[1] + 0..5
@@ -219,6 +224,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
     p_si_factor, p_si_interval_us, p_si_min = P[20], P[21], P[22]
     p_fu_decay, p_fu_bump, p_li_w, p_li_rate, p_li_alpha, p_li_thr, p_li_min = P[23], P[24], P[25], P[26], P[27], P[28], P[29]
     p_ls_thr, p_ls_floor = P[33], P[34]
+    p_fl_learn, p_fl_decay, p_sp_floor, p_ew_floor, p_lr_rate = P[35], P[36], P[37], P[38], P[39]
 
     for i in range(n):
         sl = s[i]
@@ -233,7 +239,12 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         gap = np.float64(ti - last) if has_prev else np.nan
         conf = pr[p_si_interval_us]
         if conf != conf:
-            expected = st[sl, c_gap_med] * 1e6 if cnt >= pr[p_si_min] else np.nan
+            # learned: the median gap, stretched by how irregular the gaps are (q90 / median), so
+            # an event-driven feed whose gaps of 3x the median are normal is not "silent" there
+            g_med = st[sl, c_gap_med]
+            g_q = st[sl, c_gap_q]
+            learned = g_q * (g_q / g_med) if g_q > g_med else g_med
+            expected = learned * 1e6 if cnt >= pr[p_si_min] else np.nan
         else:
             expected = conf
         excess = _max(gap / expected - 1.0, 0.0)
@@ -246,7 +257,12 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         med = st[sl, c_med]
         mad = st[sl, c_mad]
         scaled = mad > 0
-        rscale = _fmax(_fmax(1.4826 * mad, 0.25 * ew_std), 1e-9 * abs(med) + _TINY)
+        # scale floors that do not collapse on quiet stretches: the series' resolution (smallest
+        # non-zero change seen) and its long-run spread around the EWMA (slow mean square)
+        res = st[sl, c_res]
+        lr_std = np.sqrt(st[sl, c_lr_v])
+        floor = _fmax(pr[p_ew_floor] * lr_std, res)
+        rscale = _fmax(_fmax(_fmax(1.4826 * mad, 0.25 * ew_std), floor), 1e-9 * abs(med) + _TINY)
         z = abs(xi - med) / rscale
         rz = z / (z + pr[p_rz_threshold])
         ok = (cnt >= pr[p_rz_min]) and _isfinite(rz) and scaled
@@ -254,7 +270,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
 
         # ewma bands and level shift
         ew_m = st[sl, c_ew_m]
-        escale = _max(ew_std, 1e-9 * abs(ew_m) + _TINY)
+        escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
         ez = abs(xi - ew_m) / escale
         es = ez / (ez + pr[p_ew_threshold])
         ok = (cnt >= pr[p_ew_min]) and _isfinite(es) and scaled
@@ -265,13 +281,15 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         sh_m = sh_m0 + sh_a * (xi - sh_m0) if has_prev else xi
         sh_d = abs(sh_m - med)
         sh_s = st[sl, c_sh_s]
-        sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad)
+        # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
+        # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
+        sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad) if scaled else _fmax(sh_s, 2.0 * pr[p_ew_floor] * lr_std)
         shq = sh_d / sh_scale
         shs = shq / (shq + pr[p_sh_threshold])
         sh_n = st[sl, c_sh_n]
         warm = sh_n >= _max(pr[p_ew_min], 0.25 / pr[p_sh_decay])
         quiet = (es < 0.5) and (o1 < 0.5)
-        if warm and scaled and quiet and (sh_s > 0) and _isfinite(shs):
+        if warm and quiet and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
             shs = _min(shs, 0.75)
         else:
             shs = 0.0
@@ -283,9 +301,14 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         back = abs(xi - st[sl, c_base])
         dchange = _min(change, back) if _isfinite(back) else change
         dsc = st[sl, c_dscale]
-        dscale = _fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), 1e-9 * abs(prev) + _TINY)
+        # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
+        # on/off series' normal switching, rare against the median of its small changes, is not a spike
+        ch_rms = np.sqrt(st[sl, c_ch_v])
+        dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[p_sp_floor] * ch_rms, res)),
+                       1e-9 * abs(prev) + _TINY)
         spq = dchange / dscale
         sp = spq / (spq + pr[p_sp_threshold])
+        # no non-zero change in the window (a long dry / stuck stretch): the first change is not a spike
         ok = (cnt >= pr[p_sp_min]) and _isfinite(sp) and _isfinite(dsc)
         if not ok:
             sp = 0.0
@@ -294,6 +317,11 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         # flatline
         tol = pr[p_fl_tolerance]
         fl_ref = st[sl, c_fl_ref]
+        # the longest run this series shows normally (decaying memory): a plateau of a periodic
+        # series or a slow channel's hold is not a stuck sensor; the decision is at the larger of
+        # min_readings and learn_factor x that
+        fl_max = st[sl, c_fl_max] * pr[p_fl_decay]
+        fl_eff = _max(pr[p_fl_min_readings], pr[p_fl_learn] * fl_max)
         same = has_prev and (abs(xi - fl_ref) <= tol)
         tf = np.float64(ti)
         if same:
@@ -301,6 +329,9 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
             fl_start = st[sl, c_fl_start]
             fl_ok = st[sl, c_fl_ok]
         else:
+            prev_run = st[sl, c_fl_run]
+            if has_prev and st[sl, c_fl_ok] > 0:  # a counted run ended: learn it (at most 2x the bar)
+                fl_max = _max(fl_max, _min(prev_run, 2.0 * fl_eff))
             run = 1.0
             fl_start = tf
             at_floor = (xi >= st[sl, c_lo_min] - tol) and (xi <= st[sl, c_lo_q])
@@ -308,7 +339,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
             fl_ok = 1.0 if varying else 0.0
         if run >= 2:
             rq = run - 1.0
-            rs = rq / (rq + (pr[p_fl_min_readings] - 1.0))
+            rs = rq / (rq + (fl_eff - 1.0))
             dur = tf - fl_start
             ds = dur / (dur + pr[p_fl_min_duration_us])
         else:
@@ -371,14 +402,22 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         if not ((li_n >= pr[p_li_min]) and _isfinite(lis)):
             lis = 0.0
         lis = pr[p_li_w] * lis
-        peak = st[sl, c_peak]
-        fu = raw if raw > peak else 0.0
-        bumped = raw + pr[p_fu_bump] * (1.0 - raw) if fu > 0 else raw
-        new_peak = _max(peak * pr[p_fu_decay], bumped)
-        li_peak = st[sl, c_li_peak]
-        li_f = lis if ((lis > li_peak) and (lis > peak)) else 0.0
-        li_bumped = lis + pr[p_fu_bump] * (1.0 - lis) if li_f > 0 else lis
-        new_li_peak = _max(li_peak * pr[p_fu_decay], li_bumped)
+        # re-arm gate in tail space (1 - score): the memory of the recent peak is a tail that grows
+        # by 1/decay a reading, and a score is emitted only when its tail is below it; after an
+        # emission the memory is the score's tail x (1 - bump). So a repeat of the same score needs
+        # the same number of readings (half_life x log2(1 / (1 - bump))) however close to 1 it is
+        bump = pr[p_fu_bump]
+        grow = 1.0 / pr[p_fu_decay]
+        t_mem = 1.0 - st[sl, c_peak]
+        t_raw = _fmax(1.0 - raw, _TAIL_FLOOR)
+        fu = raw if t_raw < t_mem else 0.0
+        t_new = t_raw * (1.0 - bump) if fu > 0 else t_raw
+        new_peak = 1.0 - _min(_min(t_mem * grow, 1.0), t_new)
+        t_li = 1.0 - st[sl, c_li_peak]
+        t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
+        li_f = lis if ((t_lis < t_li) and (t_lis < t_mem)) else 0.0
+        t_li_new = t_lis * (1.0 - bump) if li_f > 0 else t_lis
+        new_li_peak = 1.0 - _min(_min(t_li * grow, 1.0), t_li_new)
         fu = _max(fu, li_f)
 
         out[i, 0] = o0
@@ -401,6 +440,27 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         else:
             new_m = xi
             new_v = 0.0
+
+        # long-run (slow) mean squares: deviation from the EWMA, and change (zeros included);
+        # plain means until the memory is full, the deviation winsorised at 6 long-run sigmas
+        lr_rate = _max(pr[p_lr_rate], 1.0 / (cnt + 1.0))
+        if has_prev:
+            dv = xi - ew_m
+            lr_v = st[sl, c_lr_v]
+            if cnt >= 64:
+                lim2 = 36.0 * lr_v
+                dv2 = _min(dv * dv, lim2) if lim2 > 0 else dv * dv
+            else:
+                dv2 = dv * dv
+            st[sl, c_lr_v] = lr_v + lr_rate * (dv2 - lr_v)
+            # a *step*: the previous change, as far as this reading kept it (a one-reading spike and
+            # its return count ~0, an on/off switch counts in full), so repeated spikes are not learned
+            step = _min(st[sl, c_dch], back) if _isfinite(back) else 0.0
+            st[sl, c_ch_v] = st[sl, c_ch_v] + lr_rate * (step * step - st[sl, c_ch_v])
+            if change > 0 and (res == 0 or change < res):
+                st[sl, c_res] = change
+            st[sl, c_dch] = dchange
+        st[sl, c_fl_max] = fl_max
 
         new_cnt = cnt + 1.0
         cix = np.int64(cnt)

@@ -68,7 +68,7 @@ _TINY = 1e-300
 _STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
           "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
           "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
-          "sh_sp", "sh_sn")
+          "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch")
 S = {name: i for i, name in enumerate(_STATE)}
 
 # column indices handed to the kernel (it does not import the layouts): state columns in _STATE
@@ -80,8 +80,9 @@ _P = np.array([COL["on_threshold"], COL["w_threshold"], COL["thr_high"], COL["th
                COL["sp_min"], COL["fl_min_readings"], COL["fl_min_duration_us"], COL["fl_tolerance"],
                COL["fl_only_varying"], COL["si_factor"], COL["si_interval_us"], COL["si_min"], COL["fu_decay"],
                COL["fu_bump"], COL["li_w"], COL["li_rate"], COL["li_alpha"], COL["li_thr"], COL["li_min"],
-               COL["rz_window"], COL["sp_window"], COL["si_window"], COL["ls_thr"], COL["ls_floor"]], np.int64)
-_R = np.array([S["lo_min"], S["lo_q"], S["med"], S["mad"], S["dscale"], S["gap_med"]], np.int64)
+               COL["rz_window"], COL["sp_window"], COL["si_window"], COL["ls_thr"], COL["ls_floor"],
+               COL["fl_learn"], COL["fl_decay"], COL["sp_floor"], COL["ew_floor"], COL["lr_rate"]], np.int64)
+_R = np.array([S["lo_min"], S["lo_q"], S["med"], S["mad"], S["dscale"], S["gap_med"], S["gap_q"]], np.int64)
 # the kernel reads on_* and w_* as 6 consecutive columns each, in DETECTOR_NAMES order
 assert [COL[f"on_{n}"] for n in DETECTOR_NAMES] == list(range(COL["on_threshold"], COL["on_threshold"] + 6))
 assert [COL[f"w_{n}"] for n in DETECTOR_NAMES] == list(range(COL["w_threshold"], COL["w_threshold"] + 6))
@@ -194,6 +195,7 @@ class DetectorBank:
         self.state[slots, S["mad"]] = np.nan
         self.state[slots, S["dscale"]] = np.nan
         self.state[slots, S["gap_med"]] = np.nan
+        self.state[slots, S["gap_q"]] = np.nan
         self.state[slots, S["lo_min"]] = np.nan
         self.state[slots, S["lo_q"]] = np.nan
         self.values[slots] = np.nan
@@ -305,7 +307,9 @@ class DetectorBank:
         with np.errstate(invalid="ignore", divide="ignore"):
             conf = P[:, COL["si_interval_us"]]
             learned_ok = st[:, S["count"]] >= P[:, COL["si_min"]]
-            expected = np.where(np.isnan(conf), np.where(learned_ok, st[:, S["gap_med"]] * 1e6, np.nan), conf)
+            g_med, g_q = st[:, S["gap_med"]], st[:, S["gap_q"]]
+            learned = np.where(g_q > g_med, g_q * (g_q / g_med), g_med)  # as the kernel: irregular gaps stretch it
+            expected = np.where(np.isnan(conf), np.where(learned_ok, learned * 1e6, np.nan), conf)
             excess = np.maximum(gap / expected - 1.0, 0.0)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
         hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)

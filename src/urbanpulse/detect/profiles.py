@@ -27,9 +27,11 @@ COLUMNS: tuple[str, ...] = (
     "si_factor", "si_interval_us", "si_window", "si_min",
     "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
     "ls_thr", "ls_floor",
+    "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate",
 )
 COL = {name: i for i, name in enumerate(COLUMNS)}
 SEVERITIES = ("info", "warning", "critical")
+LONG_RUN_READINGS = 2000.0  # memory of the long-run spreads (scale floors of ewma, robust_z, spike)
 
 
 def _nan(x: float | None) -> float:
@@ -62,6 +64,8 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         li_w=fusion.likelihood_weight, li_rate=1.0 / fusion.likelihood_memory, li_alpha=fusion.likelihood_alpha,
         li_thr=fusion.likelihood_threshold, li_min=fusion.likelihood_min_history,
         ls_thr=fusion.likelihood_shift_threshold, ls_floor=fusion.likelihood_shift_floor,
+        fl_learn=p.flatline.learn_factor, fl_decay=0.5 ** (1.0 / p.flatline.learn_memory),
+        sp_floor=p.spike.spread_floor, ew_floor=p.ewma.spread_floor, lr_rate=1.0 / LONG_RUN_READINGS,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

@@ -98,6 +98,10 @@ class EwmaParams(_Params):
         "rolling median (that typical deviation is learned per series, so smooth series are not over-flagged); "
         "0.5 score; the ewma score is the larger of the band and the level-shift score")
     shift_memory: int = Field(2048, ge=16, description="readings of memory of the typical deviation")
+    spread_floor: float = Field(
+        0.5, ge=0, description="the band (and robust_z's scale) is at least this x the series' long-run RMS "
+        "deviation from its EWMA (and at least its resolution, the smallest change seen), so a quiet stretch of "
+        "a smooth or quantised series does not shrink the scale to nothing; 0 = resolution only")
 
 
 class SpikeParams(_Params):
@@ -106,6 +110,10 @@ class SpikeParams(_Params):
     window: int = Field(64, ge=8, le=1024, description="recent changes in the robust scale")
     threshold: float = Field(12.0, gt=0, description="decision at this many robust scales of change (score 0.5)")
     min_history: int = Field(16, ge=3, description="readings seen before it scores")
+    spread_floor: float = Field(
+        0.5, ge=0, description="the scale is at least this x the long-run RMS step (a change the next reading "
+        "kept; zeros included), so the normal switching of an on/off series (rare, large, persistent) is not a "
+        "spike, while repeated one-reading spikes (which return) are never learned as normal; 0 = off")
 
 
 class FlatlineParams(_Params):
@@ -114,6 +122,11 @@ class FlatlineParams(_Params):
     min_readings: int = Field(12, ge=2, description="decision after this many readings without variation")
     min_duration_s: float | None = Field(None, gt=0, description="or after this long without variation; null = off")
     tolerance: float = Field(0.0, ge=0, description="changes up to this (absolute, in the metric's unit) count as none")
+    learn_factor: float = Field(
+        2.0, ge=0, description="decision at the larger of min_readings and this x the longest run of equal values "
+        "the series shows normally (learned, decaying memory): plateaus of a periodic series, a slow channel "
+        "holding its value, are not a stuck sensor; 0 = min_readings only")
+    learn_memory: float = Field(20_000.0, ge=1, description="readings for the learned longest run to halve")
     only_if_varying: bool = Field(
         True, description="only flag series that normally vary (non-zero MAD when the run starts), so metrics "
         "that are legitimately constant (rain = 0) do not alert; and not runs at the series' usual floor (within "
@@ -121,12 +134,14 @@ class FlatlineParams(_Params):
 
 
 class SilenceParams(_Params):
-    """No reading for `factor` x the expected interval (configured, or learned as the median gap)."""
+    """No reading for `factor` x the expected interval (configured, or learned from the recent gaps: the
+    median gap, stretched by q90 / median where sampling is irregular)."""
 
     factor: float = Field(3.0, gt=1, description="silent when the gap exceeds this many expected intervals")
     expected_interval_s: float | None = Field(None, gt=0, description="expected gap between readings; null = learn")
     window: int = Field(32, ge=4, le=1024, description="recent gaps in the learned (median) interval")
-    min_history: int = Field(8, ge=2, description="readings seen before a learned interval is trusted")
+    min_history: int = Field(32, ge=2, description="readings seen before a learned interval is trusted (enough "
+                             "gaps to learn how regular the sampling is)")
     severity: Severity = Field("critical", description="severity of the alerts this detector raises: missing data "
                               "is what operations must act on first")
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 import msgspec
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, describe_exception
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
@@ -51,6 +53,21 @@ def _reason_for(err: msgspec.ValidationError) -> Reason:
     if text.startswith("Expected `object`"):
         return Reason.NOT_AN_OBJECT
     return Reason.BAD_TYPE
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 throughout. msgspec does not check the parts of a message it
+    skips (an unknown key, say), so without this a message with invalid UTF-8 there would be
+    accepted when its readings are valid and rejected whole when a neighbour is not (found by
+    fuzzing). ASCII, the usual case, is one C-speed pass; a batch's messages are checked joined:
+    each one msgspec accepts starts and ends in ASCII, so no sequence can span two."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
@@ -109,20 +126,46 @@ def _depth_exceeds(obj: object, limit: int) -> bool:
     return False
 
 
+class CanonicalOptions(BaseModel):
+    """Options of the canonical format (``formats.options.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts_unit: Literal["ms", "s", "auto"] = Field(
+        "ms", description="unit of numeric `ts`: ms (default), s, or auto (below 1e11 is seconds, else ms)")
+
+
 class CanonicalJsonFormat:
     """Decoder for urbanpulse's canonical JSON readings (format name ``json``)."""
 
     name = "json"
+    Options = CanonicalOptions
+    time_unit = "ms (RFC 3339 text too)"
 
-    def __init__(self, limits: DecodeLimits | None = None) -> None:
+    def __init__(self, limits: DecodeLimits | None = None, options: CanonicalOptions | None = None) -> None:
         self.limits = limits or DecodeLimits()
+        self.ts_unit = (options or CanonicalOptions()).ts_unit
         self._full = msgspec.json.Decoder(Reading | list[Reading])
         self._partial = msgspec.json.Decoder(TopicReading | list[TopicReading])
 
     def decode(self, batch: MessageBatch) -> Decoded:
         """Decode all messages of ``batch``; bad input becomes rejections, never exceptions."""
         clean = self._decode_clean(batch)
-        return clean if clean is not None else self._decode_each(batch)
+        decoded = clean if clean is not None else self._decode_each(batch)
+        if self.ts_unit != "ms" and len(decoded.columns):
+            self._epoch_seconds(decoded)
+        return decoded
+
+    def _epoch_seconds(self, decoded: Decoded) -> None:
+        """Numeric timestamps in seconds (``ts_unit: s``), or where they can only be seconds
+        (``auto``: below 1e11, which as ms is before 1973-03-04 and as s is before year 5138)."""
+        objs = decoded.raw_items[0]  # type: ignore[index]
+        numeric = np.fromiter((type(o.ts) is not datetime for o in objs), dtype=bool, count=len(objs))
+        ts = decoded.columns.ts_us
+        if self.ts_unit == "auto":
+            with np.errstate(invalid="ignore"):
+                numeric &= np.abs(ts) < 1e11 * 1000.0
+        ts[numeric] *= 1000.0
 
     def _decode_clean(self, batch: MessageBatch) -> Decoded | None:
         """The common case in one comprehension: every message a valid object or array.
@@ -133,12 +176,12 @@ class CanonicalJsonFormat:
         if batch.topic_fields is not None or not payloads:
             return None
         sizes = list(map(len, payloads))
-        if min(sizes) == 0 or max(sizes) > self.limits.max_payload_bytes:
+        if min(sizes) == 0 or max(sizes) > self.limits.max_payload_bytes or not _valid_utf8(b"".join(payloads)):
             return None
         full = self._full.decode
         try:
             decoded = [full(p) for p in payloads]
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
         if not any(type(d) is list for d in decoded):
             n = len(decoded)
@@ -184,8 +227,11 @@ class CanonicalJsonFormat:
                 continue
             topic_fields = fields[i] if fields is not None else None
             try:
+                if not _valid_utf8(payload):
+                    raise UnicodeDecodeError("utf-8", payload, 0, 1, "found before msgspec")
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                # RecursionError: msgspec skipping a deeply nested unknown field (found by fuzzing)
                 self._decode_slow(batch, i, payload, topic_fields, objs, msg_idx, item_idx,
                                   rejections, slow_raw, nan_not_null)
                 continue
@@ -312,6 +358,12 @@ class CanonicalJsonFormat:
         except msgspec.ValidationError as exc:
             rejections.append(self._reject(batch, i, _reason_for(exc), str(exc)[:200], raw, where))
             return
+        except UnicodeEncodeError as exc:  # msgspec meets a key or text it cannot encode (found by fuzzing)
+            rejections.append(self._reject(
+                batch, i, Reason.INVALID_JSON,
+                f"a \\u escape encodes a lone surrogate ({exc.object[exc.start:exc.end]!r}), which is not a Unicode "
+                "character (RFC 8259 section 8.2)", raw, where))
+            return
         if topic_fields is not None:
             filled = self._apply_topic(batch, i, [reading], topic_fields, rejections, raw, False)
             if not filled:
@@ -339,7 +391,8 @@ class CanonicalJsonFormat:
                         nan_not_null: list[int]) -> ReadingColumns:
         stamps = [o.ts for o in objs]
         try:
-            ts_us = np.array(stamps, dtype=np.float64) * 1000.0
+            with np.errstate(over="ignore"):  # an absurd epoch overflows to inf: bad_timestamp later
+                ts_us = np.array(stamps, dtype=np.float64) * 1000.0
         except TypeError:  # some RFC 3339 strings among them
             ts_us = np.array(
                 [(t - _EPOCH) // _ONE_US if type(t) is datetime else t * 1000.0 for t in stamps],

@@ -120,28 +120,31 @@ class MetricMapper:
             return cols
         known = self.canonical_unit
         metrics = cols.metric
-        if any(m not in known for m in set(metrics)):
-            cols.metric = metrics = [m if m in known else self.metric_for(m) for m in metrics]
+        rename = {m: self.metric_for(m) for m in set(metrics) if m not in known}
+        if rename:
+            get = rename.get
+            cols.metric = metrics = [get(m, m) for m in metrics]
         units = cols.unit
         if units.count(None) == len(units):
             return cols
-        pairs: dict[tuple[str, str], list[int]] = {}
         allowed = self.allowed
-        for k, (m, u) in enumerate(zip(metrics, units)):
+        todo: dict[tuple[str, str], tuple[str, float, float]] = {}
+        for m, u in set(zip(metrics, units)):  # distinct pairs first: the usual batch needs no conversion
             if u is None:
                 continue
             ok = allowed.get(m)
             if ok is None or u in ok:
                 continue
-            pairs.setdefault((m, u), []).append(k)
-        for (m, u), idx in pairs.items():
-            target = known[m]
-            conv = conversion(u, target)
-            if conv is None:
-                continue  # the validator rejects it as unit_mismatch, naming the unit
-            scale, offset = conv
-            where = np.array(idx, dtype=np.int64)
+            conv = conversion(u, known[m])
+            if conv is not None:  # else the validator rejects it as unit_mismatch, naming the unit
+                todo[(m, u)] = (known[m], *conv)
+        if not todo:
+            return cols
+        m_arr = np.array(metrics, dtype=object)
+        u_arr = np.array(units, dtype=object)
+        for (m, u), (target, scale, offset) in todo.items():
+            where = (u_arr == u) & (m_arr == m)  # object comparisons, in C
             cols.value[where] = cols.value[where] * scale + offset
-            for k in idx:
-                units[k] = target
+            u_arr[where] = target
+        cols.unit = u_arr.tolist()
         return cols

@@ -40,8 +40,9 @@ class TimeRules:
 class SensorMembership(Protocol):
     """Which sensors may report (the registry, with ``registry.unregistered: quarantine``)."""
 
-    def unknown_mask(self, sensor_ids: list[str]) -> np.ndarray | None:
-        """Boolean mask of readings from unregistered sensors; None when there are none."""
+    def unknown_mask(self, sensor_ids: list[str], distinct: set[str] | None = None) -> np.ndarray | None:
+        """Boolean mask of readings from unregistered sensors; None when there are none.
+        ``distinct`` is ``set(sensor_ids)`` when the caller has it already."""
 
 
 @dataclass(slots=True)
@@ -76,7 +77,8 @@ class ReadingValidator:
         def mark(reason: Reason, failed: np.ndarray) -> None:
             code[(code == 0) & failed] = _CODE[reason]
 
-        bad_ids = {s for s in set(cols.sensor_id) if not s.isprintable() or s != s.strip()}
+        distinct_ids = set(cols.sensor_id)
+        bad_ids = {s for s in distinct_ids if not s.isprintable() or s != s.strip()}
         if bad_ids:
             mark(Reason.BAD_SENSOR_ID, np.array([s in bad_ids for s in cols.sensor_id]))
         ts = cols.ts_us
@@ -110,7 +112,7 @@ class ReadingValidator:
         if self.rules.max_age_s is not None:
             mark(Reason.TOO_OLD, ts < now_us - self.rules.max_age_s * 1e6)
         if self.known_sensors is not None:
-            unknown_sensor = self.known_sensors.unknown_mask(cols.sensor_id)
+            unknown_sensor = self.known_sensors.unknown_mask(cols.sensor_id, distinct_ids)
             if unknown_sensor is not None:
                 mark(Reason.UNKNOWN_SENSOR, unknown_sensor)
 
@@ -142,7 +144,13 @@ class ReadingValidator:
         if reason is Reason.FUTURE_TIMESTAMP:
             return f"event time is more than {self.rules.max_future_skew_s:g}s ahead of the clock (validation.max_future_skew_s)"
         if reason is Reason.TOO_OLD:
-            return f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+            detail = f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+            as_seconds_us = float(cols.ts_us[k]) * 1000.0  # the number read as seconds instead of ms
+            now_us = self.clock() * 1e6
+            if abs(as_seconds_us - now_us) <= (self.rules.max_age_s or 0) * 1e6:
+                detail += ("; the timestamp looks like epoch seconds read as milliseconds: send ms, or set "
+                           "formats.options.json.ts_unit to s (or auto)")
+            return detail
         if reason is Reason.MISSING_VALUE:
             return "value is null"
         if reason is Reason.NON_FINITE:

@@ -11,7 +11,7 @@ import enum
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from urbanpulse.quality.catalogue import MetricCatalogue
 
@@ -46,12 +46,53 @@ UCUM_EQUIVALENTS: dict[str, frozenset[str]] = {
     "km/h": frozenset({"km/h"}),
 }
 
+#: what the API shows as the example of a sensor (and /docs fills in)
+SENSOR_EXAMPLE: dict[str, Any] = {
+    "name": "Camden Road AQ", "description": "on the lamp post by the school gate", "type": "air-quality",
+    "lat": 51.5413, "lon": -0.1395, "elevation": 28.0, "area": "camden", "tags": ["air", "school"],
+    "owner": "LB Camden", "install_date": "2024-03-01", "status": "active", "data_class": "open",
+    "licence": "OGL-UK-3.0",
+    "metrics": {"pm2_5": {"unit": "ug/m3", "interval_s": 60}, "no2": {"unit": "ug/m3", "interval_s": 60}}}
+
+
+def _no_control_characters(value: Any, where: str = "") -> None:
+    """PostgreSQL text cannot hold NUL, and ids/tags/units must read back as typed."""
+    if isinstance(value, str):
+        if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+            raise ValueError(f"{where or 'text'} holds a NUL or a lone surrogate; send plain text")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_control_characters(k, where)
+            _no_control_characters(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _no_control_characters(v, where)
+
+
+def _iso_date(value: Any) -> Any:
+    """An install date is ``YYYY-MM-DD`` text (or a date): a number would silently be epoch seconds."""
+    if isinstance(value, (int, float)):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+class _Checked(BaseModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_text(cls, data: Any) -> Any:
+        _no_control_characters(data)
+        return data
+
+
 SensorId = Annotated[str, Field(min_length=1, max_length=128, description="stable id readings carry as sensor_id")]
 Text = Annotated[str, Field(max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class MetricInfo(BaseModel):
+class MetricInfo(_Checked):
     """One metric a sensor reports: its unit and how often a reading is expected."""
 
     model_config = ConfigDict(extra="forbid")
@@ -61,10 +102,10 @@ class MetricInfo(BaseModel):
                               description="expected seconds between readings (feeds silence and completeness)")
 
 
-class SensorFields(BaseModel):
+class SensorFields(_Checked):
     """Everything about a sensor except its id (the body of ``PUT /sensors/{id}``)."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SENSOR_EXAMPLE]})
 
     name: ShortText
     description: Text = ""
@@ -75,7 +116,7 @@ class SensorFields(BaseModel):
     area: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="district or area")
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=100)
     owner: Annotated[str, Field(max_length=200)] | None = None
-    install_date: date | None = None
+    install_date: IsoDate | None = None
     status: Status = Status.ACTIVE
     data_class: DataClass = DataClass.OPEN
     licence: Annotated[str, Field(max_length=200)] | None = Field(None, description="e.g. CC-BY-4.0")
@@ -93,6 +134,8 @@ class SensorFields(BaseModel):
 class SensorIn(SensorFields):
     """A sensor with its id: one row of an import file, or what the registry stores."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"id": "camden-aq-1", **SENSOR_EXAMPLE}]})
+
     id: SensorId
 
     @field_validator("id")
@@ -103,11 +146,13 @@ class SensorIn(SensorFields):
         return v
 
 
-class SensorPatch(BaseModel):
+class SensorPatch(_Checked):
     """``PATCH /sensors/{id}``: only the fields given change (``metrics`` entries are merged;
-    ``null`` for a metric removes it)."""
+    ``null`` for a metric removes it). ``null`` clears an optional field (elevation, area, owner,
+    install_date, licence) and leaves a required one (name, lat, lon, status, ...) as it is."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"lat": 51.55, "lon": -0.2, "area": "brent", "metrics": {"no2": None}}]})
 
     name: ShortText | None = None
     description: Text | None = None
@@ -118,7 +163,7 @@ class SensorPatch(BaseModel):
     area: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = None
     owner: Annotated[str, Field(max_length=200)] | None = None
-    install_date: date | None = None
+    install_date: IsoDate | None = None
     status: Status | None = None
     data_class: DataClass | None = None
     licence: Annotated[str, Field(max_length=200)] | None = None
@@ -128,6 +173,8 @@ class SensorPatch(BaseModel):
         """``current`` with this patch applied, validated again as a whole."""
         data = current.model_dump(include=set(SensorIn.model_fields))
         for key, value in self.model_dump(exclude_unset=True).items():
+            if value is None and key in _REQUIRED_OR_DEFAULTED:
+                continue
             if key == "metrics":
                 merged = dict(data["metrics"])
                 for metric, info in (value or {}).items():
@@ -141,8 +188,15 @@ class SensorPatch(BaseModel):
         return SensorIn.model_validate(data)
 
 
+_REQUIRED_OR_DEFAULTED = frozenset({"name", "description", "type", "lat", "lon", "tags", "status", "data_class",
+                                    "metrics"})
+
+
 class Sensor(SensorIn):
     """A registered sensor as the API answers it: the current version and since when it holds."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"id": "camden-aq-1", **SENSOR_EXAMPLE, "valid_from": "2026-05-01T00:00:00Z"}]})
 
     valid_from: datetime = Field(description="since when this version of the sensor holds")
     valid_to: datetime | None = Field(None, description="when it stopped holding (history only)")

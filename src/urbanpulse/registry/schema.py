@@ -67,3 +67,20 @@ SELECT r.series_id, s.sensor_id, s.metric, r.ts, r.value, r.flags,
   LEFT JOIN sensors_history h
     ON h.sensor_id = s.sensor_id AND h.valid_from <= r.ts AND (h.valid_to IS NULL OR r.ts < h.valid_to);
 """
+
+#: migration 11: which series a quarantined payload names, for the quality figures. A payload that
+#: is not a JSON object with sensor_id/metric (not UTF-8, not JSON, an array) names none.
+QUARANTINE_SERIES_SQL = """
+CREATE FUNCTION quarantine_series(p bytea, OUT sensor_id text, OUT metric text)
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE doc jsonb;
+BEGIN
+    doc := convert_from(p, 'UTF8')::jsonb;
+    IF jsonb_typeof(doc) = 'object' THEN
+        sensor_id := doc->>'sensor_id';
+        metric := doc->>'metric';
+    END IF;
+EXCEPTION WHEN others THEN
+    RETURN;  -- unreadable payload: names no series
+END $$;
+"""

@@ -18,9 +18,11 @@ class SeriesInfo:
 
     ``registered`` is False for a sensor that reports but is not in the register: then every
     registry field is None (and ``unit`` is the catalogue's, when a catalogue was given).
+    ``series_id`` is None for a registered metric that has never reported (only with
+    ``select_series(..., include_silent=True)``).
     """
 
-    series_id: int
+    series_id: int | None
     sensor_id: str
     metric: str
     unit: str | None
@@ -45,7 +47,7 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
                         metric: str | Sequence[str] | None = None, area: str | Sequence[str] | None = None,
                         tags: Sequence[str] | None = None, bbox: tuple[float, float, float, float] | None = None,
                         *, data_classes: Sequence[DataClass | str] | None = None,
-                        include_unregistered: bool = True,
+                        include_unregistered: bool = True, include_silent: bool = False,
                         catalogue: MetricCatalogue | None = None) -> list[SeriesInfo]:
     """Stored series matching every filter given, ordered by (sensor_id, metric).
 
@@ -54,7 +56,8 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
     - ``data_classes``: e.g. ``["open"]`` for the open-data scope.
     A registry filter (area, tags, bbox, data_classes) leaves out unregistered sensors; so does
     ``include_unregistered=False``. Positions are the sensors' current ones: the position at a
-    reading's time is in the ``readings_located`` view.
+    reading's time is in the ``readings_located`` view. ``include_silent`` adds the metrics the
+    registry lists that have never reported (``series_id`` None): what quality reports must show.
     """
     registry_filter = area is not None or bool(tags) or bbox is not None or data_classes is not None
     args: list[object] = []
@@ -78,7 +81,10 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
           LEFT JOIN sensors_history h ON h.sensor_id = s.sensor_id AND h.valid_to IS NULL
          {"WHERE " + " AND ".join(where) if where else ""}
          ORDER BY s.sensor_id, s.metric"""
-    rows = await db.fetch(sql, *args)
+    rows = list(await db.fetch(sql, *args))
+    if include_silent:
+        rows += await _silent(db, ids, metrics, area=_many(area), tags=tags, bbox=bbox, data_classes=data_classes)
+        rows.sort(key=lambda r: (r["sensor_id"], r["metric"]))
     out = []
     for r in rows:
         unit = r["unit"]
@@ -89,3 +95,20 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
                               licence=r["licence"], data_class=r["data_class"], interval_s=r["interval_s"],
                               registered=r["registered"]))
     return out
+
+
+async def _silent(db: Executor, ids: list[str] | None, metrics: list[str] | None, **registry_filters: object) -> list:
+    """Registered (sensor, metric) pairs without a series row: they never sent a reading."""
+    where, args = _filters(status=None, sensor_ids=ids, prefix="h.", **registry_filters)  # type: ignore[arg-type]
+    if metrics is not None:
+        args.append(metrics)
+        where.append(f"m.key = ANY(${len(args)}::text[])")
+    sql = f"""
+        SELECT NULL::int4 AS id, h.sensor_id, m.key AS metric, m.value ->> 'unit' AS unit,
+               (m.value ->> 'interval_s')::float8 AS interval_s,
+               h.lat, h.lon, h.elevation, h.area, h.name, h.licence, h.data_class, true AS registered
+          FROM sensors_history h, jsonb_each(h.metrics) m
+         WHERE h.valid_to IS NULL
+           AND NOT EXISTS (SELECT 1 FROM series s WHERE s.sensor_id = h.sensor_id AND s.metric = m.key)
+           {"".join(" AND " + w for w in where)}"""
+    return list(await db.fetch(sql, *args))

@@ -10,7 +10,7 @@ nothing, so re-importing the same file is a no-op.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -21,6 +21,9 @@ from urbanpulse.registry.model import DataClass, Sensor, SensorIn, Status, row_o
 
 #: the first version of a sensor holds from here unless told otherwise (readings before 1900 are rejected)
 EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+#: how far ahead of the clock a change may be dated (clock skew); the register describes what is,
+#: so a move is recorded when it happens, not scheduled
+MAX_FUTURE = timedelta(minutes=5)
 
 _FIELDS = ("name", "description", "type", "lat", "lon", "elevation", "area", "tags", "owner", "install_date",
            "status", "data_class", "licence", "metrics")
@@ -131,8 +134,25 @@ async def save_sensor(db: Executor, sensor: SensorIn, valid_from: datetime | Non
     there; it must be later than the current version's start. Raises :class:`SensorExists` with
     ``create_only``, :class:`SensorNotFound` with ``must_exist``, :class:`InvalidChange` otherwise.
     """
-    if valid_from is not None and valid_from.tzinfo is None:
-        raise InvalidChange("valid_from needs a UTC offset, e.g. 2026-05-01T00:00:00Z")
+    _check_time("valid_from", valid_from)
+    try:
+        return await _save(db, sensor, valid_from, create_only, must_exist)
+    except asyncpg.UniqueViolationError as exc:  # another request registered or changed it meanwhile
+        raise InvalidChange(f"sensor {sensor.id!r} was changed by another request at the same moment; "
+                            "read it again and retry") from exc
+
+
+def _check_time(name: str, t: datetime | None) -> None:
+    if t is None:
+        return
+    if t.tzinfo is None:
+        raise InvalidChange(f"{name} needs a UTC offset, e.g. 2026-05-01T00:00:00Z")
+    if t > datetime.now(timezone.utc) + MAX_FUTURE:
+        raise InvalidChange(f"{name} {t.isoformat()} is in the future; record a change when it happens")
+
+
+async def _save(db: Executor, sensor: SensorIn, valid_from: datetime | None, create_only: bool,
+                must_exist: bool) -> tuple[Sensor, str]:
     async with _transaction(db) as conn:
         current = await conn.fetchrow(_SELECT + " WHERE sensor_id = $1 AND valid_to IS NULL FOR UPDATE", sensor.id)
         values = _values(sensor)
@@ -166,6 +186,7 @@ async def save_sensor(db: Executor, sensor: SensorIn, valid_from: datetime | Non
 async def delete_sensor(db: Executor, sensor_id: str, at: datetime | None = None) -> Sensor:
     """Take a sensor out of the register from ``at`` (default now); its history stays, so its
     readings keep their positions. Returns the version that was closed."""
+    _check_time("at", at)
     async with _transaction(db) as conn:
         row = await conn.fetchrow(_SELECT + " WHERE sensor_id = $1 AND valid_to IS NULL FOR UPDATE", sensor_id)
         if row is None:

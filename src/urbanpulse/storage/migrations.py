@@ -18,10 +18,15 @@ import asyncpg
 
 from urbanpulse.alerts.schema import ALERTS_SQL
 from urbanpulse.auth.schema import API_KEYS_SQL
+from urbanpulse.connectors.suspects import SUSPECTS_SQL
 from urbanpulse.errors import MigrationError
-from urbanpulse.registry.schema import REGISTRY_SQL
+from urbanpulse.registry.schema import QUARANTINE_SERIES_SQL, REGISTRY_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
-from urbanpulse.storage.rollup_schema import POSTGRES_ROLLUPS, TIMESCALE_ROLLUPS
+from urbanpulse.storage.source_registry import SOURCE_IDS_SQL
+from urbanpulse.storage.rollup_schema import (
+    POSTGRES_ROLLUP_1D, POSTGRES_ROLLUP_COMPRESSION, POSTGRES_ROLLUPS, TIMESCALE_ROLLUP_1D,
+    TIMESCALE_ROLLUP_COMPRESSION, TIMESCALE_ROLLUPS,
+)
 from urbanpulse.storage.timescale import PolicyChange, TablePolicy, apply_policies
 
 log = logging.getLogger(__name__)
@@ -101,6 +106,11 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(4, "alerts, alert events, maintenance windows", ALERTS_SQL),
     Migration(10, "sensor registry with validity periods", REGISTRY_SQL),
     Migration(20, "API keys (hashed) with roles", API_KEYS_SQL),
+    Migration(11, "quarantine_series(): the series a quarantined payload names", QUARANTINE_SERIES_SQL),
+    Migration(40, "daily rollups, per-series rollup levels", POSTGRES_ROLLUP_1D, TIMESCALE_ROLLUP_1D),
+    Migration(41, "rollups compressed like readings", POSTGRES_ROLLUP_COMPRESSION, TIMESCALE_ROLLUP_COMPRESSION),
+    Migration(50, "messages that crashed a source (poison-message handling)", SUSPECTS_SQL),
+    Migration(60, "source ids assigned at start-up (plugin sources)", SOURCE_IDS_SQL),
 ]
 
 

@@ -56,3 +56,52 @@ CREATE TABLE rollup_1h ({_COLUMNS}) WITH (fillfactor = 70);
 SELECT create_hypertable('rollup_1h', 'bucket', chunk_time_interval => INTERVAL '90 days');
 {_VIEWS}
 """
+
+
+# -- migration 40: the daily level and the per-series level decisions ----------------------------
+
+_DAILY_VIEW = """
+CREATE VIEW rollup_1d_stats AS
+    SELECT series_id, bucket, count, mean,
+           CASE WHEN count > 1 THEN sqrt(greatest(m2, 0) / (count - 1)) END AS std,
+           min, max, first, last, first_ts, last_ts
+    FROM rollup_1d;
+"""
+
+#: ``rollup_series``: per series, the finest rollup level stored (bucket width in microseconds;
+#: 2^62 = none) and the interval it was decided from. A series without a row has every level.
+#: Levels only ever get coarser (storage/rollups.py), so every stored level of a series holds
+#: every bucket of it: a query reads the finest level at least as fine as it needs that exists
+#: for the series, or the readings.
+_DECISIONS = """
+CREATE TABLE rollup_series (
+    series_id  int4 PRIMARY KEY,
+    finest_us  int8 NOT NULL,
+    interval_s float8,
+    source     text NOT NULL,              -- 'learned' or 'configured'
+    decided_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+POSTGRES_ROLLUP_1D = f"""
+CREATE TABLE rollup_1d ({_COLUMNS}) WITH (fillfactor = 70);
+CREATE INDEX rollup_1d_bucket_brin ON rollup_1d USING brin (bucket);
+{_DAILY_VIEW}
+{_DECISIONS}
+"""
+
+TIMESCALE_ROLLUP_1D = f"""
+CREATE TABLE rollup_1d ({_COLUMNS}) WITH (fillfactor = 70);
+SELECT create_hypertable('rollup_1d', 'bucket', chunk_time_interval => INTERVAL '365 days');
+{_DAILY_VIEW}
+{_DECISIONS}
+"""
+
+# -- migration 41: rollups compressed like readings (TimescaleDB) -------------------------------
+
+#: segment by series, order by bucket: the layout of readings (series_id / ts), so a series'
+#: range query reads one segment per chunk; the compression policy is storage/timescale.py's
+TIMESCALE_ROLLUP_COMPRESSION = "\n".join(
+    f"ALTER TABLE {t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
+    f"timescaledb.compress_orderby = 'bucket');" for t in ("rollup_1m", "rollup_1h", "rollup_1d"))
+POSTGRES_ROLLUP_COMPRESSION = "SELECT 1;  -- nothing to do without TimescaleDB"

@@ -1,4 +1,4 @@
-"""Rollups (``rollup_1m``, ``rollup_1h``) maintained inside each batch's transaction.
+"""Rollups (``rollup_1m``, ``rollup_1h``, ``rollup_1d``) maintained inside each batch's transaction.
 
 Why they stay right:
 * Only the readings a transaction actually inserted are aggregated (the COPY path inserts the
@@ -10,7 +10,15 @@ Why they stay right:
   (count, mean, M2, min, max, first, last) and merged into the stored row with Chan et al.'s
   parallel formulas, which are exact: the stored row equals a recomputation over all readings
   of the bucket (up to float rounding), whatever the batch boundaries or arrival order.
-* The hour partials are built from the minute partials in numpy (no second pass over readings).
+* Hierarchical: the hour partials are built from the minute partials and the day partials from
+  the hour partials in numpy (no second pass over readings).
+* A level earns its place per series (:class:`RollupPolicy`): it is stored only where its bucket
+  holds at least ``min_readings_per_bucket`` readings of the series, judged from the series'
+  interval (configured, or learned from the readings by :class:`IntervalLearner`). The decision
+  is kept in ``rollup_series`` and only ever gets coarser; when a series' finest level becomes
+  coarser its finer rows are deleted in the same transaction, so a level of a series holds
+  either every bucket or none. The merges skip the levels a series does not keep, in SQL, so
+  several services agree on the decisions without talking to each other.
 * Rows are merged in (series_id, bucket) order, so two concurrent batches touching the same
   rows wait for each other instead of deadlocking.
 
@@ -22,8 +30,10 @@ parameters; for servers where COPY is unavailable). benchmarks/rollups.py has th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import asyncpg
@@ -32,9 +42,16 @@ import numpy as np
 from urbanpulse.storage.binary_copy import HEADER, PG_EPOCH_OFFSET_US, TRAILER
 from urbanpulse.windows.aggregate import Moments, group_starts, merge_runs, moments
 
+log = logging.getLogger(__name__)
+
 MINUTE_US = 60_000_000
 HOUR_US = 3_600_000_000
-ROLLUP_TABLES = {"rollup_1m": MINUTE_US, "rollup_1h": HOUR_US}
+DAY_US = 86_400_000_000
+#: the levels, finest first; each level's partials are built from the one before
+ROLLUP_TABLES = {"rollup_1m": MINUTE_US, "rollup_1h": HOUR_US, "rollup_1d": DAY_US}
+NO_LEVEL_US = 1 << 62  # rollup_series.finest_us of a series that keeps no level at all
+#: advisory lock: shared by every rollup merge, exclusive while a level decision deletes rows
+DECISION_LOCK_ID = 0x75_72_62_64  # "urbd"
 MergeMethod = Literal["stage", "unnest"]
 
 COLUMNS = ("series_id", "bucket", "count", "mean", "m2", "min", "max", "first_ts", "first", "last_ts", "last")
@@ -63,6 +80,10 @@ class Partials:
     series_id: np.ndarray  # int32
     bucket_us: np.ndarray  # int64, bucket start (us since the epoch)
     stats: Moments
+    #: from the readings (not kept by coarsen): every step between consecutive readings of a
+    #: series in these readings, for learning intervals
+    step_sid: np.ndarray | None = None
+    step_us: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.series_id)
@@ -75,7 +96,9 @@ def partial_aggregates(series_id: np.ndarray, ts_us: np.ndarray, value: np.ndarr
     order = np.lexsort((ts_us, bucket, series_id))
     sid, bucket, ts, val = series_id[order], bucket[order], ts_us[order], value[order]
     starts = group_starts(sid, bucket)
-    return Partials(sid[starts].astype(np.int32), bucket[starts], moments(starts, ts, val))
+    same = sid[1:] == sid[:-1]  # sorted by (series, bucket, ts) = by (series, ts)
+    return Partials(sid[starts].astype(np.int32), bucket[starts], moments(starts, ts, val),
+                    sid[1:][same], (ts[1:] - ts[:-1])[same])
 
 
 def coarsen(p: Partials, bucket_us: int) -> Partials:
@@ -86,9 +109,11 @@ def coarsen(p: Partials, bucket_us: int) -> Partials:
 
 
 def rollup_partials(series_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray) -> dict[str, Partials]:
-    """The partials of both rollup tables for these (inserted) readings."""
+    """The partials of every rollup level for these (inserted) readings: minute, then each
+    coarser level from the one before."""
     minute = partial_aggregates(series_id, ts_us, value, MINUTE_US)
-    return {"rollup_1m": minute, "rollup_1h": coarsen(minute, HOUR_US)}
+    hour = coarsen(minute, HOUR_US)
+    return {"rollup_1m": minute, "rollup_1h": hour, "rollup_1d": coarsen(hour, DAY_US)}
 
 
 def _merge_sql(table: str, source: str) -> str:
@@ -110,6 +135,11 @@ ON CONFLICT (series_id, bucket) DO UPDATE SET
 """
 
 
+def _kept(sid: str, width: int) -> str:
+    """SQL condition: the series ``sid`` keeps the level ``width`` (no decision, or one as fine)."""
+    return f"NOT EXISTS (SELECT 1 FROM rollup_series d WHERE d.series_id = {sid} AND d.finest_us > {width})"
+
+
 _US = "timestamptz 'epoch' + {} * interval '1 microsecond'"
 _UNNEST_SOURCE = f"""
 SELECT u.sid, {_US.format("u.bucket")}, u.n, u.mean, u.m2, u.mn, u.mx, {_US.format("u.fts")}, u.fv,
@@ -118,11 +148,14 @@ FROM unnest($1::int4[], $2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::
             $8::int8[], $9::float8[], $10::int8[], $11::float8[]) AS u(sid, bucket, n, mean, m2, mn, mx, fts, fv, lts, lv)
 """
 
-MERGE_UNNEST_SQL = {t: _merge_sql(t, _UNNEST_SOURCE) for t in ROLLUP_TABLES}
-#: both tables from one stage, in one round trip (a multi-statement simple query)
-MERGE_STAGE_SQL = ";".join(
-    _merge_sql(t, f"SELECT {', '.join(COLUMNS)} FROM rollup_stage WHERE width = {w} ORDER BY series_id, bucket")
-    for t, w in ROLLUP_TABLES.items())
+MERGE_UNNEST_SQL = {t: _merge_sql(t, _UNNEST_SOURCE + f" WHERE {_kept('u.sid', w)} ORDER BY 1, 2")
+                    for t, w in ROLLUP_TABLES.items()}
+_SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({DECISION_LOCK_ID})"
+#: every table from one stage, in one round trip (a multi-statement simple query)
+MERGE_STAGE_SQL = ";".join([_SHARED_LOCK] + [
+    _merge_sql(t, f"SELECT {', '.join(COLUMNS)} FROM rollup_stage s WHERE width = {w} AND {_kept('s.series_id', w)} "
+                  f"ORDER BY series_id, bucket")
+    for t, w in ROLLUP_TABLES.items()])
 STAGE_COLUMNS = (*COLUMNS, "width")
 
 
@@ -157,7 +190,8 @@ def encode_partials(parts: dict[str, Partials]) -> bytes:
 async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], method: MergeMethod = "stage") -> None:
     """Merge partials (table name -> partials) into the rollup tables, inside the caller's transaction.
 
-    Tables are merged in a fixed order (minute, hour), rows in key order: no lock-order inversions.
+    Tables are merged in a fixed order (minute, hour, day), rows in key order: no lock-order
+    inversions. A level a series does not keep (``rollup_series``) is skipped.
     """
     parts = {t: parts[t] for t in ROLLUP_TABLES if t in parts and len(parts[t])}
     if not parts:
@@ -167,6 +201,7 @@ async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], m
                                  format="binary")
         await conn.execute(MERGE_STAGE_SQL)
         return
+    await conn.execute(_SHARED_LOCK)
     for table, p in parts.items():
         m = p.stats
         await conn.execute(MERGE_UNNEST_SQL[table], p.series_id.tolist(), p.bucket_us.tolist(), m.count.tolist(),
@@ -174,15 +209,294 @@ async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], m
                            m.first.tolist(), m.last_ts.tolist(), m.last.tolist())
 
 
+#: interval hint: expected seconds between readings per series id (NaN: unknown); e.g. the
+#: sensor registry's expected interval. Called with the int32 series ids of a batch.
+IntervalHint = Callable[[np.ndarray], np.ndarray]
+
+
+class ConfiguredIntervals:
+    """An :data:`IntervalHint` from what the operator said: the sensor registry's expected
+    interval of the series if it has one, else ``database.rollups.intervals`` for its metric."""
+
+    def __init__(self, per_metric: dict[str, float], key_of: Callable[[int], tuple[str, str] | None],
+                 registered: Callable[[str, str], float | None] | None = None) -> None:
+        self.per_metric = dict(per_metric)
+        self.key_of = key_of
+        self.registered = registered
+
+    def __call__(self, sid: np.ndarray) -> np.ndarray:
+        """Seconds per series id; NaN where nothing is configured."""
+        out = np.full(len(sid), np.nan)
+        for i, s in enumerate(np.asarray(sid).tolist()):
+            key = self.key_of(s)
+            if key is None:
+                continue
+            got = self.registered(*key) if self.registered is not None else None
+            if got is None:
+                got = self.per_metric.get(key[1])
+            if got is not None and got > 0:
+                out[i] = got
+        return out
+
+
+@dataclass
+class RollupPolicy:
+    """Which rollup levels a series keeps: those whose bucket holds at least
+    ``min_readings_per_bucket`` of its readings (1: every level for every series, nothing learned)."""
+
+    min_readings_per_bucket: int = 1
+    learn_after: int = 8  # intervals seen before a learned interval decides
+    interval_hint: IntervalHint | None = None
+
+    @classmethod
+    def from_settings(cls, settings: object, key_of: Callable[[int], tuple[str, str] | None] | None = None,
+                      registered: Callable[[str, str], float | None] | None = None) -> RollupPolicy:
+        """The policy of a ``database.rollups`` section. ``key_of`` maps a series id to its
+        (sensor id, metric); ``registered`` gives the registry's expected interval of one."""
+        hint = ConfiguredIntervals(settings.intervals, key_of, registered) if key_of is not None else None  # type: ignore[attr-defined]
+        return cls(settings.min_readings_per_bucket, settings.learn_after, hint)  # type: ignore[attr-defined]
+
+    @property
+    def prunes(self) -> bool:
+        """Whether any level can be left out."""
+        return self.min_readings_per_bucket > 1
+
+    def finest_level_us(self, interval_s: np.ndarray) -> np.ndarray:
+        """Per interval (seconds), the width of the finest level whose bucket holds at least
+        ``min_readings_per_bucket`` readings; :data:`NO_LEVEL_US` where none does."""
+        need_us = np.asarray(interval_s, np.float64) * 1e6 * self.min_readings_per_bucket
+        out = np.full(len(need_us), NO_LEVEL_US, np.int64)
+        for width in sorted(ROLLUP_TABLES.values(), reverse=True):
+            out[need_us <= width] = width
+        return out
+
+
+class IntervalLearner:
+    """Each series' typical interval between readings, learned from the readings stored.
+
+    Per series (arrays indexed by series id, grown by doubling): the newest event time seen and a
+    ring of the last ``RING`` interval samples; the interval is their median (robust to a gap or
+    a late reading). 88 bytes per series id, while it is learned.
+    """
+
+    RING = 16
+
+    def __init__(self) -> None:
+        self.last_ts = np.full(0, np.iinfo(np.int64).min, np.int64)
+        self.ring = np.full((0, self.RING), np.nan, np.float32)
+        self.seen = np.zeros(0, np.int64)  # intervals summarised so far
+        self.slot = np.zeros(0, np.int64)  # samples written to the ring so far
+
+    def _grow(self, top: int) -> None:
+        n = len(self.seen)
+        if top < n:
+            return
+        m = max(1024, 2 * n, top + 1)
+        self.last_ts = np.concatenate([self.last_ts, np.full(m - n, np.iinfo(np.int64).min, np.int64)])
+        self.ring = np.concatenate([self.ring, np.full((m - n, self.RING), np.nan, np.float32)])
+        self.seen = np.concatenate([self.seen, np.zeros(m - n, np.int64)])
+        self.slot = np.concatenate([self.slot, np.zeros(m - n, np.int64)])
+
+    def observe(self, minute: Partials, wanted: np.ndarray | None = None) -> np.ndarray:
+        """Learn from one batch's minute partials; returns the series ids it touched.
+
+        ``wanted``: a boolean mask by series id of the series still worth learning (None: all);
+        the others only have their newest event time kept. One sample per series and batch: the
+        lower median of its steps between consecutive readings, the step from the newest reading
+        seen before the batch included (a late reading gives none), so a gap or a late reading
+        is one outlier among many; it counts as as many samples as it has steps.
+        """
+        if not len(minute):
+            return np.zeros(0, np.int32)
+        m = minute.stats
+        starts = group_starts(minute.series_id)
+        sid = minute.series_id[starts].astype(np.int64)
+        self._grow(int(sid.max()))
+        first = np.minimum.reduceat(m.first_ts, starts)
+        last = np.maximum.reduceat(m.last_ts, starts)
+        prev = self.last_ts[sid]
+        self.last_ts[sid] = np.maximum(prev, last)
+        across = (prev > np.iinfo(np.int64).min) & (first > prev)  # a late first reading gives no step
+        s_all, x_all = sid[across], first[across] - prev[across]
+        if minute.step_sid is not None and len(minute.step_sid):
+            s_all = np.concatenate([s_all, minute.step_sid.astype(np.int64)])
+            x_all = np.concatenate([x_all, minute.step_us])
+        if wanted is not None:
+            keep = (s_all < len(wanted)) & wanted[np.minimum(s_all, len(wanted) - 1)]
+            s_all, x_all = s_all[keep], x_all[keep]
+        ok = x_all > 0
+        s_all, x_all = s_all[ok], x_all[ok]
+        if len(s_all):
+            order = np.lexsort((x_all, s_all))
+            s_all, x_all = s_all[order], x_all[order]
+            g = group_starts(s_all)
+            size = np.diff(np.append(g, len(s_all)))
+            # the lower median per series: a missing reading makes a step too long, never too short,
+            # and a shorter estimate only keeps a level more
+            self._add(s_all[g], x_all[g + (size - 1) // 2] / 1e6, size)
+        return sid.astype(np.int32)
+
+    def _add(self, sid: np.ndarray, sample: np.ndarray, weight: np.ndarray) -> None:
+        ok = np.isfinite(sample) & (sample > 0)
+        sid, sample, weight = sid[ok], sample[ok], weight[ok]
+        self.ring[sid, self.slot[sid] % self.RING] = sample
+        self.slot[sid] += 1
+        self.seen[sid] += weight
+
+    def interval_s(self, sid: np.ndarray, min_samples: int) -> np.ndarray:
+        """The learned interval (seconds) of each series; NaN before ``min_samples`` samples."""
+        sid = np.asarray(sid, np.int64)
+        out = np.full(len(sid), np.nan)
+        known = sid < len(self.seen)
+        idx = sid[known]
+        ready = self.seen[idx] >= min_samples
+        with np.errstate(all="ignore"):
+            med = np.nanmedian(self.ring[idx[ready]], axis=1) if ready.any() else np.zeros(0)
+        vals = np.full(len(idx), np.nan)
+        vals[ready] = med
+        out[known] = vals
+        return out
+
+
+class LevelDecisions:
+    """Each series' finest kept level as far as this process knows, by series id (numpy): 0 not
+    decided, ``MINUTE_US`` every level (kept in memory only), coarser ones as ``rollup_series``
+    holds them once seen committed. ``pending``: decisions made here and not yet seen committed
+    (written again if their transaction turns out to have rolled back)."""
+
+    def __init__(self) -> None:
+        self.finest = np.zeros(0, np.int64)
+        self.pending: dict[int, tuple[int, float, str]] = {}  # sid -> (finest_us, interval, source)
+        self.loaded = False
+
+    def grow(self, top: int) -> None:
+        """Room for series ids up to ``top``."""
+        n = len(self.finest)
+        if top >= n:
+            self.finest = np.concatenate([self.finest, np.zeros(max(1024, 2 * n, top + 1) - n, np.int64)])
+
+    def set(self, sid: int, finest_us: int) -> None:
+        """Record a committed (or in-memory "every level") decision; only ever coarser."""
+        self.grow(sid)
+        self.finest[sid] = max(self.finest[sid], finest_us)
+
+    def of(self, sid: np.ndarray) -> np.ndarray:
+        """The known finest level per series id (0: not decided)."""
+        sid = np.asarray(sid, np.int64)
+        self.grow(int(sid.max()) if len(sid) else 0)
+        return self.finest[sid]
+
+
+_DECIDE_SQL = """
+INSERT INTO rollup_series AS r (series_id, finest_us, interval_s, source)
+SELECT * FROM unnest($1::int4[], $2::int8[], $3::float8[], $4::text[]) ORDER BY 1
+ON CONFLICT (series_id) DO UPDATE SET finest_us = EXCLUDED.finest_us, interval_s = EXCLUDED.interval_s,
+    source = EXCLUDED.source, decided_at = now()
+    WHERE EXCLUDED.finest_us > r.finest_us   -- only ever coarser
+"""
+
+
 class RollupWriter:
     """Merges the rollups of a batch's inserted readings; the writer calls it inside its transaction."""
 
-    def __init__(self, method: MergeMethod = "stage") -> None:
+    def __init__(self, method: MergeMethod = "stage", policy: RollupPolicy | None = None) -> None:
         self.method: MergeMethod = method
+        self.policy = policy or RollupPolicy()
+        self.learner = IntervalLearner()
+        self.decisions = LevelDecisions()
+        self._reload_at = 0.0
 
     async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials]) -> None:
-        """Merge the minute and hour partials of one batch."""
+        """Merge the partials of one batch into every level its series keep."""
+        if self.policy.prunes and "rollup_1m" in partials:
+            await self._decide(conn, partials["rollup_1m"])
+            partials = self._drop_decided(partials)
         await merge_partials(conn, partials, self.method)
+
+    async def _decide(self, conn: asyncpg.Connection, minute: Partials) -> None:
+        """Learn from this batch; record the levels of series whose interval became known and
+        delete their rows in levels they no longer keep (all inside the batch transaction)."""
+        d = self.decisions
+        if len(minute):
+            d.grow(int(minute.series_id.max()))
+        touched = self.learner.observe(minute, d.finest == 0)
+        stale: list[int] = []
+        if not d.loaded:
+            await self._reload(conn)
+        elif d.pending and time.monotonic() >= self._reload_at:
+            await self._reload(conn)
+            stale = list(d.pending)  # still not committed: that transaction rolled back; write them again
+        undecided = touched[d.of(touched) == 0]
+        if d.pending and len(undecided):
+            undecided = np.array([s for s in undecided.tolist() if s not in d.pending], np.int32)
+        if len(undecided):
+            interval = np.full(len(undecided), np.nan)
+            source = np.full(len(undecided), "learned", object)
+            if self.policy.interval_hint is not None:
+                hint = np.asarray(self.policy.interval_hint(undecided), np.float64)
+                interval, source = np.where(np.isfinite(hint), hint, interval), np.where(np.isfinite(hint),
+                                                                                          "configured", source)
+            learned = self.learner.interval_s(undecided, self.policy.learn_after)
+            interval = np.where(np.isfinite(interval), interval, learned)
+            known = np.isfinite(interval) & (interval > 0)
+            finest = self.policy.finest_level_us(np.where(known, interval, 0.0))
+            for s, f, i, src in zip(undecided[known].tolist(), finest[known].tolist(), interval[known].tolist(),
+                                    source[known].tolist()):
+                if f > MINUTE_US:  # keeping every level needs no row
+                    d.pending[s] = (f, i, src)
+                    stale.append(s)
+                else:
+                    d.set(s, f)
+        if stale:
+            await self._apply(conn, sorted(set(stale)))
+
+    async def _apply(self, conn: asyncpg.Connection, sids: list[int]) -> None:
+        """Write these pending decisions and delete the rows of the levels they drop."""
+        d = self.decisions
+        finest = [d.pending[s][0] for s in sids]
+        # exclusive: no merge of another transaction is between reading the decisions and committing
+        await conn.execute(f"SELECT pg_advisory_xact_lock({DECISION_LOCK_ID})")
+        await conn.execute(_DECIDE_SQL, sids, finest, [d.pending[s][1] for s in sids], [d.pending[s][2] for s in sids])
+        rows = await conn.fetch("SELECT series_id, finest_us FROM rollup_series WHERE series_id = ANY($1::int4[])", sids)
+        for table, width in ROLLUP_TABLES.items():
+            drop = [r["series_id"] for r in rows if r["finest_us"] > width]
+            if drop:
+                status = await conn.execute(f"DELETE FROM {table} WHERE series_id = ANY($1::int4[])", drop)
+                deleted = int(status.rsplit(" ", 1)[-1])
+                if deleted:
+                    log.info("rollups: %d series report too rarely for %s; deleted its %d rows", len(drop), table,
+                             deleted)
+        for s in sids:
+            f, i, src = d.pending[s]
+            log.debug("rollups: series %d (%s interval %.3g s) keeps levels from %s", s, src, i,
+                      _level_name(f))
+        self._reload_at = time.monotonic() + 5.0
+
+    async def _reload(self, conn: asyncpg.Connection) -> None:
+        """Read the committed decisions (every series at the first call, then the pending ones)."""
+        d = self.decisions
+        if not d.loaded:
+            rows = await conn.fetch("SELECT series_id, finest_us FROM rollup_series")
+            d.loaded = True
+        else:
+            rows = await conn.fetch("SELECT series_id, finest_us FROM rollup_series WHERE series_id = ANY($1::int4[])",
+                                    sorted(d.pending))
+        for r in rows:
+            d.set(r["series_id"], r["finest_us"])
+            d.pending.pop(r["series_id"], None)
+
+    def _drop_decided(self, partials: dict[str, Partials]) -> dict[str, Partials]:
+        """Leave out, before staging, the partials of levels a series is known not to keep (the
+        SQL filter is what makes it right; this only saves work)."""
+        out = {}
+        for table, p in partials.items():
+            keep = self.decisions.of(p.series_id) <= ROLLUP_TABLES[table]
+            out[table] = p if keep.all() else Partials(p.series_id[keep], p.bucket_us[keep], p.stats.take(keep))
+        return out
+
+
+def _level_name(width: int) -> str:
+    return next((t for t, w in ROLLUP_TABLES.items() if w == width), "none")
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -17,10 +17,16 @@ class SeriesRegistry:
 
     def __init__(self) -> None:
         self._ids: dict[tuple[str, str], int] = {}
+        self._keys: dict[int, tuple[str, str]] = {}
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def key_of(self, series_id: int) -> tuple[str, str] | None:
+        """(sensor id, metric) of a series this process has seen (None otherwise): e.g. for the
+        configured rollup intervals."""
+        return self._keys.get(series_id)
 
     async def ids_for(self, pool: asyncpg.Pool, sensors: list[str], metrics: list[str]) -> np.ndarray:
         """int32 series id per reading, registering the series seen for the first time."""
@@ -51,3 +57,4 @@ class SeriesRegistry:
                       ON s.sensor_id = k.sensor_id AND s.metric = k.metric""", sensors, metrics)
             for r in rows:
                 self._ids[(r["sensor_id"], r["metric"])] = r["id"]
+                self._keys[r["id"]] = (r["sensor_id"], r["metric"])

@@ -176,7 +176,7 @@ def _fmt(interval: timedelta | None) -> str:
 
 
 #: hypertables whose policies the configuration decides, and whether they are compressed
-POLICY_TABLES: dict[str, bool] = {"readings": True, "rollup_1m": False, "rollup_1h": False, "rollup_1d": False}
+POLICY_TABLES: dict[str, bool] = {"readings": True, "rollup_1m": True, "rollup_1h": True, "rollup_1d": True}
 
 
 def configured_policies(database: object) -> list[TablePolicy]:

@@ -29,6 +29,8 @@ from urbanpulse.storage.series import SeriesRegistry
 
 log = logging.getLogger(__name__)
 
+#: ids of the built-in sources (seeded by migration 1); others are registered at start-up
+#: (storage/source_registry.py) and added to ``ReadingStore.source_ids``
 SOURCE_IDS = {"mqtt": 1, "kafka": 2, "http": 3, "replay": 4}
 
 _QUARANTINE_SQL = """
@@ -79,6 +81,7 @@ class ReadingStore:
         self.payload_limit = quarantine_payload_limit
         self.rollups = RollupWriter(rollup_method) if rollups else None
         self._merge_batches_left = 0
+        self.source_ids: dict[str, int] = dict(SOURCE_IDS)  # the service adds its sources' registered ids
 
     async def write(self, readings: ReadingColumns | None, rejections: list[Rejection], source: str, *,
                     series_ids: np.ndarray | None = None,
@@ -104,7 +107,7 @@ class ReadingStore:
             if self.partitions is not None:
                 await self.partitions.ensure(self.pool, readings.ts_us)
             payload = encode_readings(sid, readings.ts_us, readings.value, readings.flags,
-                                      readings.lat, readings.lon, SOURCE_IDS.get(source, 0))
+                                      readings.lat, readings.lon, self.source_ids.get(source, 0))
         merged = False
         stored = 0
         async with self.pool.acquire() as conn:

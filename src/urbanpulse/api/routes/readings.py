@@ -1,0 +1,150 @@
+"""``/readings`` (history pages), ``/readings/export`` (files) and ``/sensors/{id}/latest``.
+
+The routes only translate HTTP to :mod:`urbanpulse.query` and :mod:`urbanpulse.export`. They
+declare the open-data rule: a key of any reading role reads every series, the anonymous
+open-data scope (``api.open_data``) only ``open`` ones. Errors are raised as typed exceptions
+and answered by the API's one handler: 422 (what to change), 413 (a limit: what to narrow),
+404 (no such series), 503 (statement timeout).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
+from urbanpulse.export.stream import check_format, open_export
+from urbanpulse.export.writers import EXTENSIONS, FORMATS
+from urbanpulse.query.errors import QueryError, UnknownSeries
+from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, latest
+from urbanpulse.query.spec import HistoryQuery, parse_query
+
+router = APIRouter(tags=["history"])
+
+_SELECT = {"sensor", "metric", "area", "tag", "bbox", "start", "end", "bucket", "agg", "percentile", "tz", "fill",
+           "path"}
+_EXAMPLE = ("/readings?sensor=beijing-dongsi&metric=pm2_5&start=2015-01-01T00:00:00Z&end=2016-01-01T00:00:00Z"
+            "&bucket=1h&agg=mean,max&tz=Asia/Shanghai")
+
+
+def runner(request: Request, principal: Principal) -> HistoryRunner:
+    """A runner on the service's pool, with the configured limits and the caller's data-class scope
+    (None: every series, registered or not; the open-data scope: only registered ``open`` ones)."""
+    limits = getattr(request.app.state, "history_limits", None) or QueryLimits()
+    scope = None if principal.scope == FULL else principal.scope.data_classes_list
+    return HistoryRunner(request.app.state.service.pool, limits, scope)
+
+
+def _query(request: Request, allowed: set[str]) -> HistoryQuery:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise QueryError(f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+    return parse_query(dict(request.query_params))
+
+
+def _iso(us: list[int]) -> list[str]:
+    arr = np.array(us, dtype="datetime64[us]")
+    return list(np.datetime_as_string(arr, unit="auto", timezone="UTC"))
+
+
+def page_body(page: Page) -> dict[str, Any]:
+    """The JSON of a page: the query, its series (registry metadata), rows as flat objects."""
+    q = page.query
+    by_id = {s.series_id: s for s in page.series}
+    time_key = "bucket" if q.bucket is not None else "ts"
+    cols = page.columns
+    stamps = _iso([r[1] for r in page.rows])
+    local = q.bucket is not None and str(q.tz.key) != "UTC"
+    items = []
+    for (sid, at, vals, filled), stamp in zip(page.rows, stamps):
+        s = by_id[sid]
+        item = {"sensor_id": s.sensor_id, "metric": s.metric, time_key: stamp}
+        if local:
+            item["local"] = datetime.fromtimestamp(at / 1e6, timezone.utc).astimezone(q.tz).isoformat()
+        item.update(zip(cols, vals))
+        if q.fill:
+            item["filled"] = filled
+        items.append(item)
+    return {
+        "query": {"start": q.start.isoformat(), "end": q.end.isoformat(),
+                  "bucket": q.bucket.text if q.bucket else None, "tz": str(q.tz.key), "columns": list(cols),
+                  "fill": q.fill, "path": page.path},
+        "series": [{"sensor_id": s.sensor_id, "metric": s.metric, "unit": s.unit, "lat": s.lat, "lon": s.lon,
+                    "area": s.area, "licence": s.licence, "data_class": s.data_class} for s in page.series],
+        "items": items,
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/readings", summary="History of one or many series: readings or buckets with aggregates",
+            description=f"Example: `{_EXAMPLE}`. Pages follow `next_cursor`.")
+async def history(
+    request: Request,
+    sensor: str | None = Query(None, description="sensor id(s), comma-separated", examples=["beijing-dongsi"]),
+    metric: str | None = Query(None, description="metric name(s), comma-separated", examples=["pm2_5"]),
+    area: str | None = Query(None, description="registry area/district"),
+    tag: str | None = Query(None, description="registry tags (all must match), comma-separated"),
+    bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat"),
+    start: str = Query(..., description="ISO 8601, inclusive", examples=["2015-01-01T00:00:00Z"]),
+    end: str | None = Query(None, description="ISO 8601, exclusive; default now", examples=["2016-01-01T00:00:00Z"]),
+    bucket: str | None = Query(None, description="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month; none = readings",
+                               examples=["1h"]),
+    agg: str | None = Query(None, description="count,min,max,mean,sum,stddev,first,last,p50,p90,p95,p99",
+                            examples=["mean,max"]),
+    percentile: str | None = Query(None, description="extra percentiles as fractions, e.g. 0.25,0.75"),
+    tz: str | None = Query(None, description="IANA zone for day/month buckets and bucket alignment; default UTC",
+                           examples=["Europe/London"]),
+    fill: str | None = Query(None, description="fill empty buckets: null, previous or linear"),
+    path: str | None = Query(None, description="auto (default), raw or rollup: which stored table answers"),
+    limit: int | None = Query(None, description="rows per page (default 1000, at most 10000)"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    principal: Principal = ALLOW_OPEN_DATA,
+) -> Response:
+    """Readings (no ``bucket``) or per-bucket aggregates, ordered by series then time."""
+    q = _query(request, _SELECT | {"limit", "cursor"})
+    page = await runner(request, principal).page(q, limit=limit, cursor=cursor)
+    return Response(orjson.dumps(page_body(page)), media_type="application/json")
+
+
+@router.get("/readings/export", summary="The same query as a file: CSV, NDJSON or Parquet, streamed",
+            description="Streams with constant memory. CSV carries the query and each series' unit, location "
+                        "and licence in `#` comment lines (pandas: `read_csv(url, comment='#')`); NDJSON in its "
+                        "first line; Parquet in the file's key-value metadata (`urbanpulse`).")
+async def export(
+    request: Request,
+    format: str = Query("csv", description="csv, ndjson or parquet"),
+    sensor: str | None = Query(None), metric: str | None = Query(None), area: str | None = Query(None),
+    tag: str | None = Query(None), bbox: str | None = Query(None), start: str = Query(...),
+    end: str | None = Query(None), bucket: str | None = Query(None), agg: str | None = Query(None),
+    percentile: str | None = Query(None), tz: str | None = Query(None), fill: str | None = Query(None),
+    path: str | None = Query(None),
+    principal: Principal = ALLOW_OPEN_DATA,
+) -> StreamingResponse:
+    """The rows of ``/readings`` for the whole range, as one file."""
+    q = _query(request, _SELECT | {"format"})
+    fmt = check_format(format)
+    ex = await open_export(runner(request, principal), q, fmt)
+    name = f"urbanpulse-{q.start:%Y%m%d}-{q.end:%Y%m%d}.{EXTENSIONS[fmt]}"
+    return StreamingResponse(ex.chunks, media_type=FORMATS[fmt],
+                             headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                      "X-Urbanpulse-Path": ex.info.path})
+
+
+@router.get("/sensors/{sensor_id}/latest", summary="The newest reading of each metric of a sensor")
+async def sensor_latest(request: Request, sensor_id: str = Path(..., examples=["beijing-dongsi"]),
+                        principal: Principal = ALLOW_OPEN_DATA) -> Response:
+    """``{"sensor_id", "readings": [{"metric", "ts", "value", "flags"}]}``; 404 if the sensor has no readings."""
+    run = runner(request, principal)
+    rows = await latest(run.pool, sensor_id, run.data_classes)
+    if not rows:
+        raise UnknownSeries(f"sensor {sensor_id!r} has no stored readings"
+                            f"{' in the open-data scope' if run.data_classes is not None else ''}; "
+                            "GET /sensors lists the sensors")
+    for r in rows:
+        r["ts"] = r["ts"].isoformat()
+    return Response(orjson.dumps({"sensor_id": sensor_id, "readings": rows}), media_type="application/json")

@@ -1,0 +1,112 @@
+"""``urbanpulse export``: a history query to a CSV, NDJSON or Parquet file, with a progress bar.
+
+Reads the configured database directly (like ``urbanpulse keys``: whoever can reach the
+database is already trusted), through exactly the query and export code of
+``GET /readings/export``, so the file is the same as the API's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+_EPILOG = """\
+Examples:
+  urbanpulse export --area dongcheng --metric pm2_5 --start 2015-01-01 --end 2016-01-01 \\
+      --bucket 1h --agg mean,max --tz Asia/Shanghai --output dongcheng-2015.parquet
+  urbanpulse export --sensor beijing-dongsi --start 2015-03-01 --end 2015-04-01 --output dongsi.csv
+
+The format follows the output's extension (.csv, .ndjson, .parquet) unless --format says otherwise;
+--output - writes to standard output. Exit status: 0 done, 2 bad query or database error.
+"""
+
+_QUERY_OPTIONS = ("sensor", "metric", "area", "tag", "bbox", "start", "end", "bucket", "agg", "percentile", "tz",
+                  "fill", "path")
+
+
+def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``export`` subcommand's options (the query options of ``GET /readings``)."""
+    p = sub.add_parser("export", help="export history (readings or buckets) to CSV, NDJSON or Parquet",
+                       description="Write the readings, or per-bucket aggregates, of the selected series to a "
+                       "file, streamed with constant memory; the registry's unit, location and licence of each "
+                       "series go into the file (Parquet metadata, CSV '#' lines, the first NDJSON line).",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sensor", metavar="ID[,ID..]", help="sensor id(s)")
+    p.add_argument("--metric", metavar="NAME[,NAME..]", help="metric(s), e.g. pm2_5")
+    p.add_argument("--area", help="registry area/district")
+    p.add_argument("--tag", metavar="TAG[,TAG..]", help="registry tags (all must match)")
+    p.add_argument("--bbox", metavar="MINLON,MINLAT,MAXLON,MAXLAT", help="bounding box")
+    p.add_argument("--start", required=True, help="ISO 8601, inclusive (e.g. 2015-01-01 or 2015-01-01T00:00:00Z)")
+    p.add_argument("--end", help="ISO 8601, exclusive (default: now)")
+    p.add_argument("--bucket", help="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month (default: the readings)")
+    p.add_argument("--agg", help="count,min,max,mean,sum,stddev,first,last,p50,p90,p95,p99")
+    p.add_argument("--percentile", help="extra percentiles as fractions, e.g. 0.25,0.75")
+    p.add_argument("--tz", help="IANA zone for day/month buckets (default UTC)")
+    p.add_argument("--fill", choices=["null", "previous", "linear"], help="fill empty buckets")
+    p.add_argument("--path", choices=["auto", "raw", "rollup"], help=argparse.SUPPRESS)
+    p.add_argument("--format", choices=["csv", "ndjson", "parquet"], help="default: from --output's extension")
+    p.add_argument("--output", required=True, metavar="FILE", help="file to write, or - for standard output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (for database.dsn)")
+    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def output_format(args: argparse.Namespace) -> str:
+    """--format, else the output file's extension, else csv."""
+    if args.format:
+        return args.format
+    suffix = Path(args.output).suffix.lower().lstrip(".")
+    return {"jsonl": "ndjson", "pq": "parquet"}.get(suffix, suffix) if suffix in (
+        "csv", "ndjson", "jsonl", "parquet", "pq") else "csv"
+
+
+def run_export_command(args: argparse.Namespace, settings: Any) -> int:
+    """Entry point from :mod:`urbanpulse.cli`."""
+    return asyncio.run(_export(args, settings))
+
+
+async def _export(args: argparse.Namespace, settings: Any) -> int:
+    import asyncpg
+    from tqdm import tqdm
+
+    from urbanpulse.export.source import estimate_rows
+    from urbanpulse.export.stream import open_export
+    from urbanpulse.query.buckets import count_buckets
+    from urbanpulse.query.run import HistoryRunner
+    from urbanpulse.query.spec import parse_query
+    from urbanpulse.service import resolve_dsn
+
+    q = parse_query({k: getattr(args, k) for k in _QUERY_OPTIONS if getattr(args, k, None) is not None})
+    dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, timeout=settings.database.connect_timeout_s)
+        try:
+            runner = HistoryRunner(pool)
+            ex = await open_export(runner, q, output_format(args))
+            ids = [s.series_id for s in ex.info.series]
+            total = (await estimate_rows(runner, q, ids) if q.bucket is None
+                     else count_buckets(q.start, q.end, q.bucket, q.tz) * len(ids))
+            out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+            bar = tqdm(total=total, unit=" rows", unit_scale=True, disable=args.no_progress or args.output == "-",
+                       desc=f"{len(ids)} series -> {args.output}", file=sys.stderr)
+            try:
+                done = 0
+                async for chunk in ex.chunks:
+                    out.write(chunk)
+                    bar.update(ex.writer.rows - done)
+                    done = ex.writer.rows
+            finally:
+                bar.close()
+                if out is not sys.stdout.buffer:
+                    out.close()
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()  # type: ignore[attr-defined]
+    print(f"exported {ex.writer.rows:,} rows of {len(ids)} series ({ex.format}, from {ex.info.path}) -> "
+          f"{args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,200 @@
+"""Rows of a history query as Arrow record batches, a bounded number in memory at a time.
+
+Readings (no bucket) come through ``COPY (SELECT ...) TO STDOUT (FORMAT binary)``, one series
+after the other (each a primary-key range scan, no sort): every row
+is the same 40 bytes (series_id int4, ts int8, value float8, flags int2, none NULL), parsed
+by numpy without a Python object per row. The COPY is paused while the consumer is behind
+(the output callback awaits a bounded queue, so the socket stops being read and PostgreSQL
+waits), which keeps memory flat however large the export. Bucketed queries go through
+:meth:`HistoryRunner.stream` (a server-side cursor fetched in chunks, gap filling included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import numpy as np
+import pyarrow as pa
+
+from urbanpulse.query.errors import QueryTimeout
+from urbanpulse.query.fill import Out
+from urbanpulse.query.plan import READINGS_SQL
+from urbanpulse.query.run import HistoryRunner, value_columns
+from urbanpulse.query.series import SeriesInfo
+from urbanpulse.query.spec import HistoryQuery
+from urbanpulse.storage.binary_copy import PG_EPOCH_OFFSET_US
+
+_HEADER_LEN = 19  # PGCOPY\n\377\r\n\0 + flags int32 + header extension length int32 (0)
+_ROW = np.dtype([("nfields", ">i2"), ("l_sid", ">i4"), ("sid", ">i4"), ("l_ts", ">i4"), ("ts", ">i8"),
+                 ("l_val", ">i4"), ("val", ">f8"), ("l_flags", ">i4"), ("flags", ">i2")])
+assert _ROW.itemsize == 40
+
+
+@dataclass
+class ExportInfo:
+    """What the file describes: the query, its series (with registry metadata) and the path used."""
+
+    query: HistoryQuery
+    series: list[SeriesInfo]
+    path: str
+    columns: tuple[str, ...]
+    estimated_rows: int | None = None
+
+
+def schema(info: ExportInfo) -> pa.Schema:
+    """Arrow schema of the rows: sensor, metric, time, then the value columns."""
+    q = info.query
+    fields = [pa.field("sensor_id", pa.dictionary(pa.int32(), pa.string())),
+              pa.field("metric", pa.dictionary(pa.int32(), pa.string())),
+              pa.field("ts" if q.bucket is None else "bucket", pa.timestamp("us", tz="UTC"))]
+    if q.bucket is None:
+        fields += [pa.field("value", pa.float64()), pa.field("flags", pa.int16())]
+    else:
+        fields += [pa.field(c, pa.int64() if c == "count" else pa.float64()) for c in info.columns]
+        if q.fill:
+            fields.append(pa.field("filled", pa.bool_()))
+    return pa.schema(fields)
+
+
+class _SeriesLookup:
+    """series id -> dictionary index of its sensor and metric (numpy take, no per-row dict)."""
+
+    def __init__(self, series: list[SeriesInfo]) -> None:
+        self.sensors = pa.array(sorted({s.sensor_id for s in series}), pa.string())
+        self.metrics = pa.array(sorted({s.metric for s in series}), pa.string())
+        sensor_pos = {v: i for i, v in enumerate(self.sensors.to_pylist())}
+        metric_pos = {v: i for i, v in enumerate(self.metrics.to_pylist())}
+        ids = np.array([s.series_id for s in series], np.int64)
+        self.ids = ids
+        self.sensor_idx = np.array([sensor_pos[s.sensor_id] for s in series], np.int32)
+        self.metric_idx = np.array([metric_pos[s.metric] for s in series], np.int32)
+        self.order = np.argsort(ids)
+
+    def columns(self, sid: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        pos = self.order[np.searchsorted(self.ids[self.order], sid)]
+        return (pa.DictionaryArray.from_arrays(pa.array(self.sensor_idx[pos]), self.sensors),
+                pa.DictionaryArray.from_arrays(pa.array(self.metric_idx[pos]), self.metrics))
+
+
+def _readings_batch(rows: np.ndarray, lookup: _SeriesLookup, sch: pa.Schema) -> pa.RecordBatch:
+    sid = rows["sid"].astype(np.int32)
+    sensor, metric = lookup.columns(sid)
+    ts = pa.array(rows["ts"].astype(np.int64) + PG_EPOCH_OFFSET_US, pa.timestamp("us", tz="UTC"))
+    return pa.RecordBatch.from_arrays([sensor, metric, ts, pa.array(rows["val"].astype(np.float64)),
+                                       pa.array(rows["flags"].astype(np.int16))], schema=sch)
+
+
+def _bucket_batch(out: list[Out], info: ExportInfo, lookup: _SeriesLookup, sch: pa.Schema) -> pa.RecordBatch:
+    sid = np.fromiter((o[0] for o in out), np.int32, len(out))
+    sensor, metric = lookup.columns(sid)
+    ts = pa.array(np.fromiter((o[1] for o in out), np.int64, len(out)), pa.timestamp("us", tz="UTC"))
+    cols = [sensor, metric, ts]
+    for i, name in enumerate(info.columns):
+        cols.append(pa.array([o[2][i] for o in out], pa.int64() if name == "count" else pa.float64()))
+    if info.query.fill:
+        cols.append(pa.array([o[3] for o in out], pa.bool_()))
+    return pa.RecordBatch.from_arrays(cols, schema=sch)
+
+
+async def estimate_rows(runner: HistoryRunner, q: HistoryQuery, ids: list[int]) -> int:
+    """Readings in range from rollup_1h (exact for whole hours), for progress bars."""
+    async with runner.pool.acquire() as conn:
+        return int(await conn.fetchval("""
+            SELECT coalesce(sum(count), 0) FROM rollup_1h
+            WHERE series_id = ANY($1::int4[]) AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3""",
+                                       ids, q.start, q.end))
+
+
+async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 32_768,
+                         use_copy: bool = True) -> tuple[ExportInfo, AsyncIterator[pa.RecordBatch]]:
+    """The export's description and an iterator of its record batches (about ``chunk_rows`` each).
+
+    ``use_copy=False`` reads readings through the cursor path too (servers without COPY)."""
+    async with runner.pool.acquire() as conn:
+        series, plan, ids = await runner.prepare(conn, q)
+    info = ExportInfo(q, series, plan.path, value_columns(q) if q.bucket is not None else ("value", "flags"))
+    sch = schema(info)
+    lookup = _SeriesLookup(series)
+    if q.bucket is None and use_copy:
+        return info, _copy_batches(runner, q, ids, lookup, sch, chunk_rows)
+
+    async def from_cursor() -> AsyncIterator[pa.RecordBatch]:
+        async for _, _, out in runner.stream(q, chunk=chunk_rows):
+            if q.bucket is None:
+                rows = np.empty(len(out), _ROW)
+                rows["sid"] = [o[0] for o in out]
+                rows["ts"] = np.array([o[1] for o in out], np.int64) - PG_EPOCH_OFFSET_US
+                rows["val"] = [o[2][0] for o in out]
+                rows["flags"] = [o[2][1] for o in out]
+                yield _readings_batch(rows, lookup, sch)
+            else:
+                yield _bucket_batch(out, info, lookup, sch)
+
+    return info, from_cursor()
+
+
+async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, ids: list[int], lookup: _SeriesLookup,
+                        sch: pa.Schema, chunk_rows: int) -> AsyncIterator[pa.RecordBatch]:
+    """One binary COPY per series (each a primary-key range scan in time order), parsed into
+    batches of about ``chunk_rows`` rows; the producer waits while a batch is queued."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+    chunk_bytes = chunk_rows * _ROW.itemsize
+    done = object()
+
+    async def produce() -> None:
+        carry = bytearray()  # whole rows, then possibly part of a row or the 2-byte trailer
+        header_left = 0
+
+        async def emit(n_rows: int) -> None:
+            n = n_rows * _ROW.itemsize
+            rows = np.frombuffer(bytes(carry[:n]), _ROW)
+            del carry[:n]
+            await queue.put(_readings_batch(rows, lookup, sch))
+
+        async def on_data(data: bytes) -> None:
+            nonlocal header_left
+            if header_left:
+                skip = min(header_left, len(data))
+                data, header_left = data[skip:], header_left - skip
+            carry.extend(data)
+            whole = (len(carry) - 2) // _ROW.itemsize  # the last 2 bytes may be the trailer
+            if whole * _ROW.itemsize >= chunk_bytes:
+                await emit(whole)
+
+        try:
+            async with runner.pool.acquire() as conn, conn.transaction(readonly=True):
+                await conn.execute(f"SET LOCAL statement_timeout = {int(runner.limits.export_timeout_s * 1000)}")
+                for sid in ids:
+                    header_left = _HEADER_LEN
+                    await conn.copy_from_query(READINGS_SQL, sid, q.start, q.end, None, output=on_data,
+                                               format="binary")
+                    if len(carry) % _ROW.itemsize != 2 or carry[-2:] != b"\xff\xff":
+                        raise RuntimeError("binary COPY of readings did not end with its trailer")
+                    del carry[-2:]
+            if carry:
+                await emit(len(carry) // _ROW.itemsize)
+            await queue.put(done)
+        except asyncpg.QueryCanceledError:
+            await queue.put(QueryTimeout(f"the export took longer than {runner.limits.export_timeout_s:g} s; "
+                                         "export a shorter range or fewer series per file"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            await queue.put(exc)
+
+    task = asyncio.create_task(produce())
+    try:
+        while True:
+            item = await queue.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,52 @@
+"""One export as a stream of bytes: query -> record batches -> file format."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from urbanpulse.export.source import ExportInfo, record_batches, schema
+from urbanpulse.export.writers import FORMATS, WRITERS, FileWriter
+from urbanpulse.query.errors import QueryError
+from urbanpulse.query.run import HistoryRunner
+from urbanpulse.query.spec import HistoryQuery
+
+
+def check_format(fmt: str | None) -> str:
+    """A known format name (csv, ndjson, parquet); csv when not given."""
+    f = (fmt or "csv").lower()
+    if f not in FORMATS:
+        raise QueryError(f"format={fmt!r} is not known; use csv, ndjson or parquet")
+    return f
+
+
+@dataclass
+class Export:
+    """A prepared export: its description, the writer (``writer.rows`` counts rows sent) and its bytes."""
+
+    info: ExportInfo
+    format: str
+    writer: FileWriter
+    chunks: AsyncIterator[bytes]
+
+
+async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 32_768,
+                      use_copy: bool = True) -> Export:
+    """Prepare the export (query errors raise here, before any byte is sent) and return its byte stream."""
+    fmt = check_format(fmt)
+    info, batches = await record_batches(runner, q, chunk_rows, use_copy)
+    writer = WRITERS[fmt](info, schema(info))
+
+    async def body() -> AsyncIterator[bytes]:
+        first = writer.begin()
+        if first:
+            yield first
+        async for b in batches:
+            data = writer.batch(b)
+            if data:
+                yield data
+        last = writer.end()
+        if last:
+            yield last
+
+    return Export(info, fmt, writer, body())

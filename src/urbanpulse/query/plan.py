@@ -1,0 +1,167 @@
+"""Which table answers a history query, and the SQL that asks it.
+
+Paths, all returning rows ordered by (series_id, bucket) so keyset pagination works on
+``(series_id, ts|bucket) >= (cursor)``, which the primary keys serve:
+
+* ``readings``: no bucket, the readings themselves, one series after the other (:data:`READINGS_SQL`).
+* ``raw``: readings grouped in SQL (``date_bin`` / ``date_trunc(.., tz)``); the only path for
+  percentiles (``percentile_cont``, i.e. linear interpolation, numpy's default).
+* ``rollup_1h`` / ``rollup_1m``: when every bucket boundary and both ends of the range fall
+  on whole UTC hours / minutes, each stored rollup row lies inside exactly one output bucket,
+  so grouping the rows gives the same result as grouping the readings: count and sum add,
+  min/max/first/last combine, the mean is count-weighted and the variance merges the stored
+  M2 exactly (Chan et al.: ``M2 = sum(m2_i + n_i (mean_i - mean)^2)``, never the cancelling
+  sum-of-squares form). When the bucket equals the table's width the rows are returned as
+  stored (``direct``).
+
+Parameters: $1 series ids (int4[]), $2 start, $3 end, $4/$5 keyset position (series id,
+timestamp), $6 row limit (NULL when streaming), $7/$8 bucket width/zone and origin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from urbanpulse.query.buckets import HOUR, MINUTE, all_aligned, boundaries, origin
+from urbanpulse.query.errors import QueryError
+from urbanpulse.query.spec import HistoryQuery
+
+ROLLUPS = (("rollup_1h", HOUR), ("rollup_1m", MINUTE))
+_EPOCH = "extract(epoch FROM {})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chosen path and its SQL; ``bucket_args`` follow the common $1..$6."""
+
+    path: str  # readings | raw | rollup_1m | rollup_1h
+    sql: str
+    bucket_args: tuple
+    direct: bool = False
+
+
+def _aligned(t: datetime, seconds: int) -> bool:
+    return t.microsecond == 0 and int(t.timestamp()) % seconds == 0
+
+
+def rollup_table(q: HistoryQuery, max_buckets: int) -> str | None:
+    """The coarsest rollup table that answers ``q`` exactly, or None."""
+    if q.bucket is None or q.percentiles:
+        return None
+    for table, width in ROLLUPS:
+        if not (_aligned(q.start, width) and _aligned(q.end, width)):
+            continue
+        if q.bucket.is_fixed:
+            if q.bucket.seconds % width == 0 and _aligned(origin(q.tz), width):
+                return table
+        elif all_aligned(boundaries(q.start, q.end, q.bucket, q.tz, max_buckets), width):
+            return table
+    return None
+
+
+def _bucket_expr(q: HistoryQuery, column: str) -> tuple[str, tuple]:
+    assert q.bucket is not None
+    if q.bucket.is_fixed:
+        return f"date_bin($7::interval, {column}, $8::timestamptz)", (timedelta(seconds=q.bucket.seconds), origin(q.tz))
+    return f"date_trunc('{q.bucket.calendar}', {column}, $7::text)", (str(q.tz.key),)
+
+
+def _limit(paged: bool) -> str:
+    return "LIMIT $6::int8"  # NULL when streaming: no limit
+
+
+def _pct_sql(q: HistoryQuery) -> list[str]:
+    if not q.percentiles:
+        return []
+    arr = "ARRAY[" + ",".join(repr(float(p)) for p in q.percentiles) + "]::float8[]"
+    return [f"percentile_cont({arr}) WITHIN GROUP (ORDER BY value) AS pct"]
+
+
+_RAW_AGG = {
+    "count": "count(*) AS count",
+    "min": "min(value) AS min",
+    "max": "max(value) AS max",
+    "mean": "avg(value) AS mean",
+    "sum": "sum(value) AS sum",
+    "stddev": "stddev_samp(value) AS stddev",
+    # earliest / latest reading of the bucket: arrays compare element by element
+    "first": f"(min(ARRAY[{_EPOCH.format('ts')}::float8, value]))[2] AS first",
+    "last": f"(max(ARRAY[{_EPOCH.format('ts')}::float8, value]))[2] AS last",
+}
+
+_DIRECT_AGG = {
+    "count": "count",
+    "min": "min",
+    "max": "max",
+    "mean": "mean",
+    "sum": "count * mean AS sum",
+    "stddev": "CASE WHEN count > 1 THEN sqrt(greatest(m2, 0) / (count - 1)) END AS stddev",
+    "first": "first",
+    "last": "last",
+}
+
+_MERGED_AGG = {
+    "count": "sum(count)::int8 AS count",
+    "min": "min(min) AS min",
+    "max": "max(max) AS max",
+    "mean": "sum(count * mean) / sum(count) AS mean",
+    "sum": "sum(count * mean) AS sum",
+    "stddev": "CASE WHEN sum(count) > 1 THEN sqrt(greatest(sum(m2 + count * (mean - gmean) ^ 2), 0) "
+              "/ (sum(count) - 1)) END AS stddev",
+    "first": f"(min(ARRAY[{_EPOCH.format('first_ts')}::float8, first]))[2] AS first",
+    "last": f"(max(ARRAY[{_EPOCH.format('last_ts')}::float8, last]))[2] AS last",
+}
+
+
+#: the readings of ONE series ($1) from $2 (inclusive) to $3, in time order: a pure primary-key range
+#: scan. Several series are read one after the other (PostgreSQL 15 cannot return an
+#: ``= ANY(array)`` index scan in key order, so one query would sort every row first).
+READINGS_SQL = """
+SELECT $1::int4 AS series_id, ts AS b, value, flags FROM readings
+WHERE series_id = $1::int4 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4::int8"""
+
+
+def plan_query(q: HistoryQuery, *, paged: bool = True, max_buckets: int = 1_000_000) -> Plan:
+    """Choose the path (``q.path`` may force raw or rollup) and build its SQL."""
+    if q.bucket is None:
+        return Plan("readings", READINGS_SQL, ())
+    table = None if q.path == "raw" else rollup_table(q, max_buckets)
+    if q.path == "rollup" and table is None:
+        raise QueryError("this query cannot be answered from the rollups: start and end must fall on whole UTC "
+                         "minutes (hours for rollup_1h), the bucket must be a multiple of 1m whose boundaries in tz "
+                         "fall on whole minutes, and percentiles need path=raw; use path=auto")
+    if table is None:
+        expr, bargs = _bucket_expr(q, "ts")
+        cols = [_RAW_AGG[a] for a in q.aggregates] + _pct_sql(q)
+        sql = f"""
+SELECT series_id, {expr} AS b{''.join(', ' + c for c in cols)}
+FROM readings
+WHERE series_id = ANY($1::int4[]) AND ts >= $2 AND ts < $3 AND (series_id, ts) >= ($4::int4, $5::timestamptz)
+GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
+        return Plan("raw", sql, bargs)
+    width = dict(ROLLUPS)[table]
+    where = ("series_id = ANY($1::int4[]) AND bucket >= $2 AND bucket < $3 "
+             "AND (series_id, bucket) >= ($4::int4, $5::timestamptz)")
+    if q.bucket.is_fixed and q.bucket.seconds == width:
+        cols = [_DIRECT_AGG[a] for a in q.aggregates]
+        sql = f"""
+SELECT series_id, bucket AS b{''.join(', ' + c for c in cols)}
+FROM {table} WHERE {where}
+ORDER BY series_id, bucket {_limit(paged)}"""
+        return Plan(table, sql, (), direct=True)
+    expr, bargs = _bucket_expr(q, "bucket")
+    cols = [_MERGED_AGG[a] for a in q.aggregates]
+    if "stddev" in q.aggregates:
+        source = f"""(SELECT r.*, sum(count * mean) OVER w / sum(count) OVER w AS gmean
+      FROM (SELECT series_id, {expr} AS b, count, mean, m2, min, max, first_ts, first, last_ts, last
+            FROM {table} WHERE {where}) r
+      WINDOW w AS (PARTITION BY series_id, b)) g"""
+    else:
+        source = f"""(SELECT series_id, {expr} AS b, count, mean, m2, min, max, first_ts, first, last_ts, last
+      FROM {table} WHERE {where}) g"""
+    sql = f"""
+SELECT series_id, b{''.join(', ' + c for c in cols)}
+FROM {source}
+GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
+    return Plan(table, sql, bargs)
