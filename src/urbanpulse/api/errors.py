@@ -114,8 +114,11 @@ def _message(e: dict[str, Any], described: dict[tuple[str, str], str]) -> str:
                f"object as shown in /docs"
     if kind == "extra_forbidden":
         return f"{_where(loc)} is not a known field; /docs lists the fields"
-    msg = f"{_where(loc)}: {e.get('msg', '')}"
     given = e.get("input")
+    described_as = described.get((str(loc[0]), str(loc[1]))) if len(loc) == 2 else None
+    if kind == "string_pattern_mismatch" and described_as:  # the regex itself helps nobody
+        return f"{_where(loc)}: {given!r} is not valid (expected: {described_as})"
+    msg = f"{_where(loc)}: {e.get('msg', '')}"
     if loc and loc[0] in ("query", "path", "header") and isinstance(given, str) and len(given) <= 100:
         msg += f", got {given!r}"
     if len(loc) == 2 and (str(loc[0]), str(loc[1])) in described:
@@ -139,10 +142,13 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route serves at ``path`` (for a correct ``Allow`` header)."""
     from urbanpulse.api.access import api_routes
 
+    matching = [r for r in api_routes(app.routes) if r.path_regex.match(path)]
+    # a literal path (/sensors/unregistered) is its own resource even where a template
+    # (/sensors/{sensor_id}) also matches it: the document lists only the literal one's methods
+    literal = [r for r in matching if r.path_format == path]
     methods: set[str] = set()
-    for route in api_routes(app.routes):
-        if route.path_regex.match(path):
-            methods |= set(route.methods or ())
+    for route in literal or matching:
+        methods |= set(route.methods or ())
     return sorted(methods | {"OPTIONS"}) if methods else []
 
 

@@ -58,8 +58,9 @@ async def list_alerts(
     detector: str | None = Query(None, pattern=_any_of(*DETECTORS),
                                  description="threshold, robust_z, ewma, spike, flatline, silence (comma-separated)"),
     since: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts triggered at or after this "
-                              "(event time); without a timezone: UTC", json_schema_extra={"format": "date-time"}),
-    until: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts opened before this (event time)",
+                              "(event time), e.g. 2024-05-01T08:00:00Z; without a timezone: UTC", json_schema_extra={"format": "date-time"}),
+    until: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts opened before this (event time), "
+                              "e.g. 2024-05-01T08:00:00Z",
                               json_schema_extra={"format": "date-time"}),
     flapping: bool | None = Query(None, description="true or false"),
     limit: int | None = Query(None, ge=1, le=MAX_LIMIT, description=f"page size 1..{MAX_LIMIT}, default 100"),
