@@ -74,7 +74,7 @@ def test_third_party_format_is_found_by_entry_point_with_its_options(plugin_path
     fmt = plugins.build_format("acme", {"prefix": "x-"})
     d = fmt.decode(MessageBatch("mqtt", [b"s1=3.5", b"broken"], received_ns=1))
     assert d.columns.sensor_id == ["x-s1"] and d.columns.value.tolist() == [3.5]
-    assert d.rejections[0].reason is Reason.BAD_TYPE and "acme" in d.rejections[0].detail
+    assert d.rejections[0].reason is Reason.DECODE_ERROR and d.rejections[0].detail.startswith("acme: ValueError: ")
 
 
 def test_broken_plugin_raises_plugin_error_naming_the_package(plugin_path):

@@ -91,3 +91,22 @@ def test_cli_decode_prints_readings_and_rejections_with_reasons(tmp_path):
     assert lines[1]["rejected"]["reason"] == "unknown_metric" and lines[1]["rejected"]["item"] == 1
     bad = _cli("decode", "--format", "influx_line", "--options", '{"precision": "h"}', str(p))
     assert bad.returncode == 2 and b"precision" in bad.stderr
+
+
+def test_urbanpulse_run_with_a_bad_format_option_stops_before_connecting(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("database: {dsn: 'postgresql://nobody@127.0.0.1:1/none'}\n"
+                   "formats: {options: {influx_line: {precision: minutes}}}\n"
+                   "mqtt: {enabled: true, formats: {'lp/#': influx_line}}\n")
+    out = _cli("run", "--config", str(cfg))
+    assert out.returncode == 2
+    assert b"formats.options.influx_line.precision" in out.stderr
+    assert b"database" not in out.stderr.lower()  # it never tried to connect
+
+
+def test_formats_routes_apply_to_any_sources_topics():
+    router = build_router(load_settings(None, formats={"routes": {"ttn/#": "ttn_v3"}}), DecodeLimits())
+    assert isinstance(router, FormatRouter)
+    ttn, n = sample("ttn_v3", "dev1", 1_700_000_000.0)
+    d = router.decode(MessageBatch("ttn", [ttn], topics=["ttn/app1/dev1"]))
+    assert len(d.columns) == n and d.rejections == []

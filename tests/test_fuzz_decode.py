@@ -12,6 +12,7 @@ runs a million inputs. Real decoder, real validator, real PostgreSQL for the sto
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -62,8 +63,10 @@ def assert_storable(v: Validated, batch: MessageBatch) -> None:
         message = batch.payloads[r.offset]
         if r.item == -1:
             assert r.payload == message
-        else:
+        else:  # the item's own bytes within the message: they parse to that very item
             assert type(r.payload) is bytes and r.payload in message, (r.payload, message)
+            item = json.loads(message.decode("utf-8"))[r.item]
+            assert json.dumps(json.loads(r.payload.decode("utf-8"))) == json.dumps(item)
     for s in v.readings.sensor_id + v.readings.metric:
         assert s.isprintable() or s.encode("utf-8")
 

@@ -181,6 +181,9 @@ class KafkaSettings(_Section):
     max_records: int = Field(10_000, ge=1, description="per getmany call")
     session_timeout_ms: int = Field(10_000, ge=1000, description="a worker silent this long leaves the group")
     heartbeat_interval_ms: int = Field(3_000, ge=100)
+    revoke_drain_timeout_s: float = Field(
+        30.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
+        "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -213,6 +216,9 @@ class FormatsSettings(_Section):
         default_factory=dict, description="per format name, its options (checked against the format's model)")
     metric_names: dict[str, str] = Field(
         default_factory=dict, description="vendor metric name -> catalogue metric, for every vendor format")
+    routes: dict[str, str] = Field(
+        default_factory=dict, description="topic filter -> format for every source's messages (plugin sources "
+        "too); checked after mqtt.formats / kafka.formats")
 
 
 class SupervisionSettings(_Section):

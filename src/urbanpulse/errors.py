@@ -35,6 +35,11 @@ class StorageUnavailable(UrbanpulseError):
     """The database cannot be reached or refused a write; readings stay un-acknowledged."""
 
 
+class SourceHalted(StorageUnavailable):
+    """A batch from this source failed to write with a permanent error (see ``/health``): its
+    acknowledgements and intake stop until that batch is written; fix the cause the message names."""
+
+
 class MigrationError(UrbanpulseError):
     """A migration failed; the database is left at the last version that succeeded."""
 

@@ -32,6 +32,11 @@ class IngestMetrics:
                                        "(after its back-off)", ["source"], registry=r)
         self.source_up = Gauge("urbanpulse_source_up", "1 while the source runs, 0 while it waits to be "
                                "restarted", ["source"], registry=r)
+        self.write_permanent_errors = Counter(
+            "urbanpulse_batch_write_permanent_errors", "Batch writes that failed with a permanent error (parked, "
+            "retried every ingest.retry_max_s)", ["source"], registry=r)
+        self.acks_halted = Gauge("urbanpulse_source_acks_halted", "1 while a source's acknowledgements are held "
+                                 "back behind a batch parked after a permanent write error", ["source"], registry=r)
         self.tally: Tally[str] = Tally()
         self.reasons: Tally[str] = Tally()
 

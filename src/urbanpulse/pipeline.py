@@ -36,10 +36,12 @@ import asyncpg
 import numpy as np
 
 from urbanpulse.config import IngestSettings
+from urbanpulse.errors import SourceHalted
 from urbanpulse.formats.base import Format, MessageBatch, describe_exception
 from urbanpulse.metrics import IngestMetrics
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 from urbanpulse.quality.validate import ReadingValidator, Validated
+from urbanpulse.storage.write_errors import WriteErrorKind, classify_write_error
 from urbanpulse.storage.writer import ReadingStore, WriteResult
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ COMMIT_ORDER_PROBE_S = 0.05
 _BLOCKS_ANOTHER_SQL = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))"
 
 
+#: failed writes logged without a traceback (the message says it all)
+_CONNECTION_TROUBLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 #: errors after which a batch's transaction is retried whole, rather than dropping its alert changes
 _RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                       asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
@@ -127,6 +131,7 @@ class _Job:
     series_ids: np.ndarray | None = None
     prepared: object | None = None
     done: bool = False
+    parked: bool = False  # failed with a permanent error; retried every retry_max_s (see _park)
 
 
 class Pipeline:
@@ -156,6 +161,10 @@ class Pipeline:
         self.database_ok = True
         self.last_error: str | None = None
         self.commits_out_of_order = 0  # see _earlier_committed
+        #: source -> why its acknowledgements stopped (a batch failed with a permanent error)
+        self.halted: dict[str, str] = {}
+        self._parked: list[_Job] = []
+        self._held: dict[str, list[_Job]] = {}  # jobs of halted sources taken out of the ack order
         self._raw_of = getattr(fmt, "raw_of", None)
         self._decode_failures = _ThrottledLog(
             "format %r raised on a batch from %s; decoded it message by message, quarantining only the "
@@ -167,14 +176,17 @@ class Pipeline:
         """Start the writers and the batch timer."""
         self._tasks = [asyncio.create_task(self._writer(i), name=f"writer-{i}") for i in range(self.settings.writers)]
         self._tasks.append(asyncio.create_task(self._timer(), name="batch-timer"))
+        self._tasks.append(asyncio.create_task(self._retry_parked(), name="parked-retry"))
         if self.analytics is not None:
             self._tasks.append(asyncio.create_task(self._ticker(), name="analytics-tick"))
 
     async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
         """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
 
-        Waits (backpressure) while the in-flight limit is reached.
+        Waits (backpressure) while the in-flight limit is reached. Raises :class:`SourceHalted`
+        while a batch of this source is parked after a permanent write error.
         """
+        self._refuse_if_halted(batch.source)
         validated = self._decode(batch)
         source = batch.source
         m = self.metrics
@@ -252,7 +264,8 @@ class Pipeline:
             await self._enqueue(source)
 
     async def drain(self) -> None:
-        """Flush and wait until everything submitted so far is written and acknowledged.
+        """Flush and wait until everything submitted so far is written and acknowledged (or held:
+        a halted source's acknowledgements wait for its parked batch, see :meth:`_park`).
 
         Batches formed after the call (other sources keep flowing) are not waited for, so a
         Kafka rebalance is never held up by MQTT traffic.
@@ -279,6 +292,7 @@ class Pipeline:
         """Quarantine whole messages without decoding them (messages known to crash their source,
         see connectors/poison.py), batched with the source's readings; ``ack`` runs once they and
         everything submitted before are durable. Each rejection counts as one message received."""
+        self._refuse_if_halted(source)
         m = self.metrics
         m.messages.labels(source).inc(len(rejections))
         m.received.labels(source).inc(len(rejections))
@@ -412,7 +426,7 @@ class Pipeline:
         earlier batch then merges idempotently). ``COMMIT_ORDER_WAIT_S`` bounds the rest (an
         earlier batch whose writes keep failing)."""
         def ready() -> bool:
-            return all(j.done for s, j in self._jobs.items() if s < seq)
+            return all(j.done or j.parked for s, j in self._jobs.items() if s < seq)
 
         deadline = time.monotonic() + COMMIT_ORDER_WAIT_S
         while not ready():
@@ -447,6 +461,7 @@ class Pipeline:
         while True:
             job = await self._queue.get()
             delay = self.settings.retry_initial_s
+            failure: BaseException | None = None
             while True:
                 try:
                     result = await asyncio.wait_for(self._write(job), self.settings.write_timeout_s)
@@ -454,47 +469,112 @@ class Pipeline:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a writer must never die: that would stall every ack
+                    m.write_errors.inc()
+                    if classify_write_error(exc) is WriteErrorKind.PERMANENT:
+                        result, failure = None, exc
+                        break
                     self.database_ok = False
                     self.last_error = f"{type(exc).__name__}: {exc}"
-                    m.write_errors.inc()
-                    transient = isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                                                 asyncio.TimeoutError))
-                    log.log(logging.WARNING if transient else logging.ERROR,
-                            "batch write failed (%s); retrying in %.1fs, nothing is acknowledged meanwhile",
-                            self.last_error, delay, exc_info=not transient)
+                    log.warning("batch write failed (%s); retrying in %.1fs, nothing is acknowledged meanwhile",
+                                self.last_error, delay, exc_info=not isinstance(exc, _CONNECTION_TROUBLE))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.settings.retry_max_s)
+            if result is None:
+                await self._park(job, failure)
+                continue
             self.database_ok = True
-            source = job.source
-            m.batch_seconds.observe(result.seconds)
-            m.stored.labels(source).inc(result.stored)
-            m.duplicates.labels(source).inc(result.duplicates)
-            m.tally["stored"] += result.stored
-            m.tally["duplicates"] += result.duplicates
-            m.tally["quarantined"] += result.quarantined
-            for r in job.rejections:
-                m.quarantined.labels(source, r.reason.value).inc()
-                m.reasons[r.reason.value] += 1
-            job.done = True
-            async with self._done:
-                self._done.notify_all()
-            await self._acknowledge()
+            await self._completed(job, result)
+
+    async def _completed(self, job: _Job, result: WriteResult) -> None:
+        """A batch is durable: count it, let later batches commit, acknowledge what is due."""
+        m = self.metrics
+        source = job.source
+        m.batch_seconds.observe(result.seconds)
+        m.stored.labels(source).inc(result.stored)
+        m.duplicates.labels(source).inc(result.duplicates)
+        m.tally["stored"] += result.stored
+        m.tally["duplicates"] += result.duplicates
+        m.tally["quarantined"] += result.quarantined
+        for r in job.rejections:
+            m.quarantined.labels(source, r.reason.value).inc()
+            m.reasons[r.reason.value] += 1
+        job.done = True
+        async with self._done:
+            self._done.notify_all()
+        await self._acknowledge()
+
+    # -- permanent write errors ------------------------------------------------------------
+
+    def _refuse_if_halted(self, source: str) -> None:
+        reason = self.halted.get(source)
+        if reason is not None:
+            raise SourceHalted(f"source {source} is halted: {reason}")
+
+    async def _park(self, job: _Job, exc: BaseException) -> None:
+        """A permanent write error (storage/write_errors.py): retrying at once would fail the same
+        way while every later acknowledgement waits. So the batch is parked and retried every
+        ``retry_max_s``; its source is halted (``/health`` says why, its submits raise
+        :class:`SourceHalted`), and its acknowledgements, this batch's and every later one's, are
+        held back so no Kafka commit can cover the parked batch. Other sources go on. Once the
+        parked batch is written (an operator fixed the cause), the held acknowledgements go out in
+        order and the source resumes; until then the broker keeps the messages."""
+        what = f"{type(exc).__name__}: {exc}"
+        source = job.source
+        if source not in self.halted:
+            log.error("batch of %s failed with a permanent error (%s): its acknowledgements stop until it is "
+                      "written; retrying it every %.0fs", source, what, self.settings.retry_max_s, exc_info=exc)
+        self.halted[source] = f"permanent write error: {what}"
+        self.last_error = what
+        self.metrics.write_permanent_errors.labels(source).inc()
+        self.metrics.acks_halted.labels(source).set(1)
+        job.parked = True
+        self._parked.append(job)
+        async with self._done:
+            self._done.notify_all()
+        await self._acknowledge()
+
+    async def _retry_parked(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retry_max_s)
+            for job in list(self._parked):
+                try:
+                    result = await asyncio.wait_for(self._write(job), self.settings.write_timeout_s)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - stays parked
+                    self.halted[job.source] = f"permanent write error: {type(exc).__name__}: {exc}"
+                    log.info("parked batch of %s still fails (%s: %s)", job.source, type(exc).__name__, exc)
+                    continue
+                log.warning("parked batch of %s is written", job.source)
+                self._parked.remove(job)
+                job.parked = False
+                await self._completed(job, result)
+                if not any(j.source == job.source for j in self._parked):
+                    await self._resume(job.source)
+
+    async def _resume(self, source: str) -> None:
+        """The last parked batch of ``source`` is written: send its held acks in order, lift the halt."""
+        async with self._ack_lock:
+            for job in self._held.pop(source, []):
+                await self._run_acks(job)
+            self.halted.pop(source, None)
+            self.metrics.acks_halted.labels(source).set(0)
+        log.warning("source %s resumes: its held acknowledgements are sent", source)
+        async with self._acked:
+            self._acked.notify_all()
 
     async def _acknowledge(self) -> None:
         async with self._ack_lock:
-            while (job := self._jobs.get(self._next_ack)) is not None and job.done:
-                if self.analytics is not None and job.prepared is not None:
-                    try:
-                        self.analytics.committed(job.prepared)
-                    except Exception:  # noqa: BLE001 - publishing must not stall acks
-                        log.exception("publishing analytics output failed")
-                for ack in job.acks:
-                    try:
-                        result = ack()
-                        if result is not None:
-                            await result
-                    except Exception:  # an ack failure means redelivery, which is idempotent
-                        log.exception("acknowledgement failed; the broker will redeliver (stored idempotently)")
+            while (job := self._jobs.get(self._next_ack)) is not None:
+                if job.source in self.halted and (job.done or job.parked):
+                    # out of the ack order until its source resumes (see _park)
+                    if job.done:
+                        job.readings, job.rejections, job.series_ids = None, [], None
+                    self._held.setdefault(job.source, []).append(job)
+                elif job.done:
+                    await self._run_acks(job)
+                else:
+                    break
                 del self._jobs[self._next_ack]
                 self._next_ack += 1
                 self.metrics.in_flight.dec()
@@ -502,6 +582,19 @@ class Pipeline:
         async with self._acked:
             self._acked.notify_all()
 
+    async def _run_acks(self, job: _Job) -> None:
+        if self.analytics is not None and job.prepared is not None:
+            try:
+                self.analytics.committed(job.prepared)
+            except Exception:  # noqa: BLE001 - publishing must not stall acks
+                log.exception("publishing analytics output failed")
+        for ack in job.acks:
+            try:
+                result = ack()
+                if result is not None:
+                    await result
+            except Exception:  # an ack failure means redelivery, which is idempotent
+                log.exception("acknowledgement failed; the broker will redeliver (stored idempotently)")
 
 
 def _one_message(batch: MessageBatch, i: int) -> MessageBatch:

@@ -200,6 +200,10 @@ class IngestService:
             db["error"] = self.pipeline.last_error
         db["ok"] = ok
         brokers = {sup.name: sup.health() for sup in self.supervisors}
+        halted = dict(self.pipeline.halted) if self.pipeline is not None else {}
+        if halted:  # a batch failed with a permanent write error: those sources' acks are held back
+            db["halted_sources"] = halted
+            ok = False
         healthy = ok and all(b.get("connected", True) for b in brokers.values())
         return {"status": "ok" if healthy else "degraded", "storage_mode": self.storage_mode,
                 "database": db, "brokers": brokers, "counts": dict(self.metrics.tally)}

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 import logging
 import time
 from functools import partial
@@ -30,18 +31,42 @@ log = logging.getLogger(__name__)
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):
-    """Flush and commit everything in flight before partitions move to another worker."""
+    """Flush and commit everything in flight before partitions move to another worker, for at
+    most ``timeout_s`` (the group waits for this member no longer than ``rebalance_timeout_ms``,
+    which is set to match): a database that is down must not hold the whole group. What is not
+    committed by then the new owner re-reads, and storage absorbs it idempotently."""
 
-    def __init__(self, pipeline: Sink) -> None:
+    def __init__(self, pipeline: Sink, timeout_s: float) -> None:
         self.pipeline = pipeline
+        self.timeout_s = timeout_s
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
             log.info("partitions %s being revoked: draining in-flight batches first", sorted(map(str, revoked)))
-            await self.pipeline.drain()
+            # shielded: a drain cut short goes on in the background (never half-dispatches a batch)
+            try:
+                await _bounded(self.pipeline.drain(), self.timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("in-flight batches not committed within %.0fs of the rebalance: letting the partitions "
+                            "go; their new owner re-reads what was not committed (stored once)", self.timeout_s)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned partitions %s", sorted(map(str, assigned)))
+
+
+async def _bounded(coro: Awaitable[Any], timeout_s: float) -> Any:
+    """Await ``coro`` for at most ``timeout_s`` (TimeoutError after), letting it finish in the
+    background instead of cancelling it half-way; its late failure is only logged at debug level."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                           or log.debug("late %s: %s", type(t.exception()).__name__, t.exception()))
+    return await asyncio.wait_for(asyncio.shield(task), timeout_s)
+
+
+def rebalance_timeout_ms(settings: KafkaSettings) -> int:
+    """How long the group waits for this member to rejoin: the bounded drain on revoke plus 5 s to
+    rejoin, and never less than the session timeout (aiokafka's default)."""
+    return max(settings.session_timeout_ms, int(settings.revoke_drain_timeout_s * 1000) + 5000)
 
 
 def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -84,6 +109,11 @@ class KafkaSource:
         self._last_contact: float | None = None  # monotonic time of the last metadata answer (see _probe)
         self._probe_error: str | None = None
         self._reachable = True
+
+    @property
+    def commit_timeout_s(self) -> float:
+        """How long one offset commit may take before it counts as failed (see :meth:`_commit`)."""
+        return max(5.0, self.settings.session_timeout_ms / 1000)
 
     @property
     def unreachable_after_s(self) -> float:
@@ -140,8 +170,8 @@ class KafkaSource:
             enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
             session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms,
-            **consumer_options(s))
-        consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline))
+            rebalance_timeout_ms=rebalance_timeout_ms(s), **consumer_options(s))
+        consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
         delay = 0.5
         while not stopping.is_set():
             try:
@@ -149,6 +179,9 @@ class KafkaSource:
                 break
             except KafkaError as exc:
                 self.last_error = f"cannot reach Kafka at {s.bootstrap_servers}: {exc}"
+                if not exc.retriable:
+                    await consumer.stop()
+                    raise  # e.g. authentication or authorization: the supervisor restarts and shows it
                 log.warning("%s; retrying in %.1fs", self.last_error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
@@ -168,14 +201,19 @@ class KafkaSource:
 
     async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Sink, stopping: asyncio.Event) -> None:
         lag = self.metrics.kafka_lag
+        fetch_delay = 0.5
         while not stopping.is_set():
             try:
                 data = await consumer.getmany(timeout_ms=200, max_records=self.settings.max_records)
             except KafkaError as exc:
-                self.last_error = str(exc)
-                log.warning("Kafka fetch failed: %s", exc)
-                await asyncio.sleep(1)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if not exc.retriable:
+                    raise  # retrying cannot help (authorization, a record too large ...): the supervisor shows it
+                log.warning("Kafka fetch failed (%s); retrying in %.1fs", self.last_error, fetch_delay)
+                await asyncio.sleep(fetch_delay)
+                fetch_delay = min(fetch_delay * 2, 30)
                 continue
+            fetch_delay = 0.5
             self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment())
             if not data:
                 continue
@@ -208,13 +246,17 @@ class KafkaSource:
         if not mine:
             return  # revoked meanwhile: the new owner re-reads these, storage is idempotent
         try:
-            await consumer.commit(mine)
+            # aiokafka retries a retriable commit error (no coordinator, a timeout) until it succeeds:
+            # bounded here, so a lost broker cannot hold every source's acknowledgements
+            await _bounded(consumer.commit(mine), self.commit_timeout_s)
             for tp in mine:
                 self._failed_commits.pop(tp, None)
-        except (CommitFailedError, KafkaError) as exc:
-            self.last_error = f"commit failed: {exc}"
-            self._failed_commits.update(mine)
-            log.warning("offset commit failed (%s); those messages will be redelivered and stored once", exc)
+        except (CommitFailedError, KafkaError, asyncio.TimeoutError) as exc:
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.last_error = f"commit failed: {what}"
+            self._failed_commits.update(mine)  # the next commit covers them; at shutdown they are retried
+            log.warning("offset commit failed (%s); the next commit covers those offsets, else they are "
+                        "redelivered and stored once", what)
 
     async def _retry_failed_commits(self, consumer: AIOKafkaConsumer) -> None:
         """At shutdown, commit again what the broker refused (it dropped the member and made it
@@ -230,9 +272,10 @@ class KafkaSource:
             if not mine:
                 continue
             try:
-                await consumer.commit(mine)
-            except (CommitFailedError, KafkaError) as exc:
-                log.info("offset commit at shutdown still refused (%s); retrying", exc)
+                left = max(0.5, deadline - time.monotonic())
+                await _bounded(consumer.commit(mine), left)
+            except (CommitFailedError, KafkaError, asyncio.TimeoutError) as exc:
+                log.info("offset commit at shutdown still refused (%s); retrying", type(exc).__name__)
                 continue
             for tp in mine:
                 self._failed_commits.pop(tp, None)

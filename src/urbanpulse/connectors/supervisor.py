@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from urbanpulse.config import SupervisionSettings
 from urbanpulse.connectors.base import Source
+from urbanpulse.errors import SourceHalted
 from urbanpulse.metrics import IngestMetrics
 from urbanpulse.pipeline import Pipeline
 
@@ -75,7 +76,10 @@ class SourceSupervisor:
         if self.guard is not None:
             body["suspect_messages"] = self.guard.count(self.name)
             body["poison_quarantined"] = self.guard.poisoned.get(self.name, 0)
-        if self.state in ("starting", "restarting"):
+        halted = self.pipeline.halted.get(self.name)
+        if halted is not None:
+            body["acks_halted"] = halted
+        if self.state in ("starting", "restarting", "halted") or halted is not None:
             body["connected"] = False
             if self.next_restart_at is not None:
                 body["restart_in_s"] = round(max(0.0, self.next_restart_at - time.monotonic()), 1)
@@ -118,7 +122,18 @@ class SourceSupervisor:
             self.last_failure_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
             log.error("source %s failed (%s); restarting it in %.1fs", self.name, what, delay,
                       exc_info=failure)
-            if self.guard is not None:
+            if isinstance(failure, SourceHalted):
+                # not a message's fault: the pipeline parked a batch after a permanent write error.
+                # Restart only once that batch is written; until then the broker keeps the messages.
+                self.state = "halted"
+                log.error("source %s stops until its parked batch is written: %s", self.name, failure)
+                while self.name in self.pipeline.halted and not stopping.is_set():
+                    await _wait(stopping, 1.0)
+                if stopping.is_set():
+                    break
+                delay = s.restart_initial_s
+                self.state = "restarting"
+            elif self.guard is not None:
                 await self.guard.record_failure(self.name, what)
             self.next_restart_at = time.monotonic() + delay
             if await _wait(stopping, delay):

@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, describe_exception
 from urbanpulse.formats.units import MetricMapper
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 from urbanpulse.quality.catalogue import MetricCatalogue
@@ -192,8 +192,8 @@ class VendorFormat:
             except Exception as exc:  # noqa: BLE001 - the barrier: no payload may stop a source
                 rows.truncate(mark)
                 del rejections[mark_rej:]
-                rejections.append(self.reject(
-                    batch, i, Reason.BAD_TYPE, f"{self.name}: cannot decode ({type(exc).__name__}: {exc})"[:300], payload))
+                rejections.append(self.reject(  # the same reason the pipeline's own barrier gives
+                    batch, i, Reason.DECODE_ERROR, f"{self.name}: {describe_exception(exc)}"[:300], payload))
         columns = self.mapper.apply(rows.columns())
         return Decoded(columns=columns, rejections=rejections, raw_items=rows.raw)
 

@@ -11,6 +11,7 @@ import enum
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from urbanpulse.quality.catalogue import MetricCatalogue
@@ -225,8 +226,6 @@ def row_of(record: Any) -> dict[str, Any]:
     d["id"] = d.pop("sensor_id")
     metrics = d.get("metrics")
     if isinstance(metrics, str):
-        import orjson
-
         d["metrics"] = orjson.loads(metrics)
     d["tags"] = list(d.get("tags") or [])
     d.pop("changed_at", None)

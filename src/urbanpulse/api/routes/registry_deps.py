@@ -55,10 +55,11 @@ def text_param(name: str, value: str) -> str:
 
 
 def list_param(name: str, value: str | None) -> list[str] | None:
-    """A comma-separated query value as a list (None when absent)."""
+    """A comma-separated query value as a list (None when absent or empty: no filter)."""
     if value is None:
         return None
-    return [text_param(name, p.strip()) for p in value.split(",") if p.strip()]
+    items = [text_param(name, p.strip()) for p in value.split(",") if p.strip()]
+    return items or None
 
 
 def encode_cursor(last_id: str) -> str:
