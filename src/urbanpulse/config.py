@@ -242,6 +242,11 @@ class ApiSettings(_Section):
     open_data: bool = Field(False, description="anonymous callers may read series whose data class is open "
                                                "(never restricted or personal); everything else needs an API key")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies are answered 413")
+    # HTTP ingest (POST /ingest, docs/connectors.md)
+    ingest_timeout_s: float = Field(30.0, gt=0, description="POST /ingest answers 503 when its readings are not "
+                                    "committed within this long (the client resends; storing is idempotent)")
+    ingest_max_inflated_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="a gzip/deflate request body "
+                                           "that inflates to more than this is answered 413 (zip bombs)")
 
 
 class Settings(BaseSettings):

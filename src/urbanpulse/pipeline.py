@@ -180,11 +180,12 @@ class Pipeline:
         if self.analytics is not None:
             self._tasks.append(asyncio.create_task(self._ticker(), name="analytics-tick"))
 
-    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
+    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> Validated:
         """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
 
         Waits (backpressure) while the in-flight limit is reached. Raises :class:`SourceHalted`
-        while a batch of this source is parked after a permanent write error.
+        while a batch of this source is parked after a permanent write error. Returns what the
+        batch became (readings, rejections), e.g. for HTTP ingest's answer once ``ack`` ran.
         """
         self._refuse_if_halted(batch.source)
         validated = self._decode(batch)
@@ -208,6 +209,7 @@ class Pipeline:
         pending.size += n_valid + n_rej
         if pending.size >= self.settings.batch_max_readings:
             await self._enqueue(source)
+        return validated
 
     def _decode(self, batch: MessageBatch) -> Validated:
         """Decode and validate ``batch``; whatever that raises costs only the message raising it.
@@ -258,10 +260,10 @@ class Pipeline:
             self.analytics.failed_batches += 1  # type: ignore[union-attr]
         self._analytics_failures.failed(exc, doing, source)
 
-    async def flush(self) -> None:
-        """Hand every partial batch to the writers now (waits for in-flight room)."""
-        for source in list(self._pending):
-            await self._enqueue(source)
+    async def flush(self, source: str | None = None) -> None:
+        """Hand every partial batch (or just ``source``'s) to the writers now (waits for in-flight room)."""
+        for name in list(self._pending) if source is None else [source]:
+            await self._enqueue(name)
 
     async def drain(self) -> None:
         """Flush and wait until everything submitted so far is written and acknowledged (or held:

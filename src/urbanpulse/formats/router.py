@@ -136,9 +136,10 @@ def _subset(batch: MessageBatch, idx: list[int]) -> MessageBatch:
                         lanes=None if batch.lanes is None else batch.lanes[np.asarray(idx, dtype=np.int64)])
 
 
-def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> Any:
-    """The formats the config names (``formats:``, ``formats.routes``, ``mqtt.formats``, ``kafka.formats``), each built
-    once with its validated options; PluginError / ConfigError (naming the field) on mistakes."""
+def format_builder(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> Any:
+    """``get(name)``: format ``name`` built once with its configured options (``formats.options``,
+    ``formats.metric_names``); for the topic routes below and for HTTP ingest's formats by name.
+    ConfigError (naming the field) when ``formats.options`` names a format that is not installed."""
     from urbanpulse.plugins import FORMAT_GROUP, build_format, installed
 
     fs = settings.formats
@@ -161,6 +162,15 @@ def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> 
             built[name] = build_format(name, options or None, limits, catalogue)
         return built[name]
 
+    return get
+
+
+def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None, get: Any = None) -> Any:
+    """The formats the config names (``formats:``, ``formats.routes``, ``mqtt.formats``, ``kafka.formats``), each built
+    once with its validated options; PluginError / ConfigError (naming the field) on mistakes.
+    ``get`` is a :func:`format_builder` to share built formats with (one is made if None)."""
+    fs = settings.formats
+    get = get or format_builder(settings, limits, catalogue)
     routes: dict[str, Any] = {}
     for section in ("mqtt", "kafka"):
         sec = getattr(settings, section)
