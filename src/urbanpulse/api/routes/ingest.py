@@ -115,15 +115,15 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
             name = "senml_cbor"
     else:
         name = MEDIA_TYPE_FORMAT.get(media) or DEFAULT_FORMAT[framing] or service.settings.formats.default
+    body = await request.body()
+    if not body and "content-type" not in request.headers:
+        require_body(body)
     if event is not None and event != "up":
         return {"format": name, "messages": 0, "stored": 0, "rejected": [], "ignored": f"event {event}"}
     try:
         ingestor.formats.format(name)
     except PluginError as exc:
         raise FeatureDisabled(f"{exc}; HTTP ingest cannot use it until the plugin is fixed") from exc
-    body = await request.body()
-    if not body and "content-type" not in request.headers:
-        require_body(body)
     body = inflate(body, request.headers.get("content-encoding"), service.settings.api.ingest_max_inflated_bytes)
     messages = split(body, framing, name)
     if not messages.payloads or not body.strip():  # an empty document: nothing to store
