@@ -102,3 +102,11 @@ def test_urbanpulse_run_with_a_bad_format_option_stops_before_connecting(tmp_pat
     assert out.returncode == 2
     assert b"formats.options.influx_line.precision" in out.stderr
     assert b"database" not in out.stderr.lower()  # it never tried to connect
+
+
+def test_formats_routes_apply_to_any_sources_topics():
+    router = build_router(load_settings(None, formats={"routes": {"ttn/#": "ttn_v3"}}), DecodeLimits())
+    assert isinstance(router, FormatRouter)
+    ttn, n = sample("ttn_v3", "dev1", 1_700_000_000.0)
+    d = router.decode(MessageBatch("ttn", [ttn], topics=["ttn/app1/dev1"]))
+    assert len(d.columns) == n and d.rejections == []

@@ -216,6 +216,9 @@ class FormatsSettings(_Section):
         default_factory=dict, description="per format name, its options (checked against the format's model)")
     metric_names: dict[str, str] = Field(
         default_factory=dict, description="vendor metric name -> catalogue metric, for every vendor format")
+    routes: dict[str, str] = Field(
+        default_factory=dict, description="topic filter -> format for every source's messages (plugin sources "
+        "too); checked after mqtt.formats / kafka.formats")
 
 
 class SupervisionSettings(_Section):

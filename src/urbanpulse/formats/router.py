@@ -137,7 +137,7 @@ def _subset(batch: MessageBatch, idx: list[int]) -> MessageBatch:
 
 
 def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> Any:
-    """The formats the config names (``formats:``, ``mqtt.formats``, ``kafka.formats``), each built
+    """The formats the config names (``formats:``, ``formats.routes``, ``mqtt.formats``, ``kafka.formats``), each built
     once with its validated options; PluginError / ConfigError (naming the field) on mistakes."""
     from urbanpulse.plugins import FORMAT_GROUP, build_format, installed
 
@@ -167,6 +167,8 @@ def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> 
         if sec.enabled:
             for topic_filter, name in sec.formats.items():
                 routes[topic_filter] = get(name)
+    for topic_filter, name in fs.routes.items():  # any source's topics, plugin sources included
+        routes.setdefault(topic_filter, get(name))
     if not routes:
         return get(fs.default)  # one format: no routing layer in the hot path
     return FormatRouter(get(fs.default), routes)
