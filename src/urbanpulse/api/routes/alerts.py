@@ -39,6 +39,9 @@ def _any_of(*words: str) -> str:
 
 _NAME = r"[A-Za-z0-9_.:*?\-]{1,200}"
 _ID = r"^[0-9]{1,18}$"
+#: RFC 3339 / ISO 8601 date-time, the timezone optional (UTC)
+_TIME = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+         r"(:[0-5][0-9](\.[0-9]+)?)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$")
 
 
 @router.get("/alerts", summary="List alerts, newest first, with filters and cursor pagination",
@@ -54,9 +57,10 @@ async def list_alerts(
     metric: str | None = Query(None, pattern=f"^{_NAME}(,{_NAME})*$", description="metric name (comma-separated)"),
     detector: str | None = Query(None, pattern=_any_of(*DETECTORS),
                                  description="threshold, robust_z, ewma, spike, flatline, silence (comma-separated)"),
-    since: str | None = Query(None, description="ISO 8601: alerts triggered at or after this (event time)",
-                              json_schema_extra={"format": "date-time"}),
-    until: str | None = Query(None, description="ISO 8601: alerts opened before this (event time)",
+    since: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts triggered at or after this "
+                              "(event time), e.g. 2024-05-01T08:00:00Z; without a timezone: UTC", json_schema_extra={"format": "date-time"}),
+    until: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts opened before this (event time), "
+                              "e.g. 2024-05-01T08:00:00Z",
                               json_schema_extra={"format": "date-time"}),
     flapping: bool | None = Query(None, description="true or false"),
     limit: int | None = Query(None, ge=1, le=MAX_LIMIT, description=f"page size 1..{MAX_LIMIT}, default 100"),
@@ -74,9 +78,25 @@ async def list_alerts(
     return {"items": items, "next_cursor": next_cursor}
 
 
+_EVENT_KINDS = ["opened", "updated", "acknowledged", "resolved", "reopened", "flapping"]
+#: one event of the stream (schema per event, as OpenAPI 3.2's itemSchema and Schemathesis read it)
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "alert_events id; send as Last-Event-ID"},
+        "event": {"type": "string", "enum": _EVENT_KINDS},
+        "retry": {"type": "integer", "minimum": 0},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+            "type": "object", "required": ["id", "alert_id", "at", "kind", "state", "alert"],
+            "properties": {"id": {"type": "integer"}, "alert_id": {"type": "integer"}, "at": {"type": "string"},
+                           "kind": {"type": "string", "enum": _EVENT_KINDS},
+                           "state": {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+                           "alert": {"$ref": "#/components/schemas/Alert"}}}},
+    },
+}
 _SSE_DOC = {200: {"description": "A text/event-stream of alert events (never ends on its own)",
                   "content": {"text/event-stream": {
-                      "schema": {"type": "string"},
+                      "schema": _SSE_EVENT, "itemSchema": _SSE_EVENT,
                       "example": 'retry: 2000\n\nid: 17\nevent: opened\ndata: {"id": 17, "alert_id": 42, '
                                  '"at": "2026-11-26T08:00:01Z", "kind": "opened", "state": "open", "alert": {...}}\n\n'}}}}
 
