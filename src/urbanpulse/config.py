@@ -221,6 +221,15 @@ class FormatsSettings(_Section):
         "too); checked after mqtt.formats / kafka.formats")
 
 
+class HttpIngestSettings(_Section):
+    """POST /ingest and /ingest/<format> (docs/connectors.md): readings over HTTP with an ingest key.
+    The body as sent is limited by api.max_body_bytes like every request."""
+
+    enabled: bool = True
+    max_decompressed_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="a gzip body inflated; larger: 413")
+    ack_timeout_s: float = Field(30.0, gt=0, description="not durable within this: 503 (send again; stored once)")
+
+
 class SupervisionSettings(_Section):
     """How failed sources are restarted and messages that crash them are recognised."""
 
@@ -256,6 +265,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     formats: FormatsSettings = FormatsSettings()
     sources: list[SourceEntry] = Field(default_factory=list, description="plugin sources beyond mqtt/kafka")
+    http_ingest: HttpIngestSettings = HttpIngestSettings()
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()
