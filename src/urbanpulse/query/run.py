@@ -79,7 +79,7 @@ async def _check_scan(conn: asyncpg.Connection, q: HistoryQuery, plan: Plan, ids
     n = await conn.fetchval("""
         SELECT coalesce(sum(count), 0) FROM rollup_1h
         WHERE series_id = ANY($1::int4[]) AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3""",
-                            ids, q.start, q.end)
+                            ids, q.start, q.end, timeout=limits.statement_timeout_s)
     if n > limits.max_scan_readings:
         raise QueryTooLarge(f"the query would aggregate {n:,} stored readings; the limit is "
                             f"{limits.max_scan_readings:,}: shorten the range, select fewer series, or drop "
@@ -100,7 +100,7 @@ def _values(rec: asyncpg.Record, has_pct: bool) -> tuple:
 def _rows(records: list[asyncpg.Record], q: HistoryQuery) -> Iterator[tuple[int, int, tuple]]:
     has_pct = bool(q.percentiles)
     for r in records:
-        yield r[0], to_us(r[1]), _values(r, has_pct)
+        yield r[0], r[1], _values(r, has_pct)
 
 
 class HistoryRunner:
@@ -130,15 +130,17 @@ class HistoryRunner:
                              "follow next_cursor for more (or use the export for whole files)")
         fp = q.fingerprint()
         pos = decode_cursor(fp, cursor) if cursor else Position(-1, to_us(q.start))
+        # no transaction and no SET: each statement carries the time limit (asyncpg cancels it on
+        # the server when it runs out), so a page costs two round trips (series, rows)
         try:
-            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-                await self._timeout(conn)
+            async with self.pool.acquire() as conn:
                 series, plan, ids = await self.prepare(conn, q)
                 if plan.path == "readings":
                     records = await self._readings(conn, q, ids, pos, limit + 1)
                 else:
-                    records = await conn.fetch(plan.sql, *_args(q, plan, ids, pos, limit + 1))
-        except asyncpg.QueryCanceledError as exc:
+                    records = await conn.fetch(plan.sql, *_args(q, plan, ids, pos, limit + 1),
+                                               timeout=self.limits.statement_timeout_s)
+        except (asyncpg.QueryCanceledError, TimeoutError) as exc:
             raise self._timeout_error() from exc
         out = list(self._assemble(q, ids, _rows(records, q), pos, exhausted=len(records) <= limit, stop=limit + 1))
         next_cursor = None
@@ -156,7 +158,8 @@ class HistoryRunner:
             if sid < pos.series_id:
                 continue
             lo = from_us(max(pos.at_us, to_us(q.start))) if sid == pos.series_id else q.start
-            out += await conn.fetch(READINGS_SQL, sid, lo, q.end, limit - len(out))
+            out += await conn.fetch(READINGS_SQL, sid, lo, q.end, limit - len(out),
+                                    timeout=self.limits.statement_timeout_s)
             if len(out) >= limit:
                 break
         return out
@@ -206,7 +209,7 @@ class HistoryRunner:
                     while True:
                         records = await self._chunk(cur, chunk)
                         if records:
-                            yield series, plan.path, [(r[0], to_us(r[1]), (r[2], r[3]), False, None) for r in records]
+                            yield series, plan.path, [(r[0], r[1], (r[2], r[3]), False, None) for r in records]
                         if len(records) < chunk:
                             break
                 return

@@ -112,9 +112,10 @@ async def history(
 
 
 @router.get("/readings/export", summary="The same query as a file: CSV, NDJSON or Parquet, streamed",
-            description="Streams with constant memory. CSV carries the query and each series' unit, location "
-                        "and licence in `#` comment lines (pandas: `read_csv(url, comment='#')`); NDJSON in its "
-                        "first line; Parquet in the file's key-value metadata (`urbanpulse`).")
+            description="Streams with constant memory. CSV carries the query, each series' unit, location "
+                        "and licence, and the data-quality report in `#` comment lines (pandas: "
+                        "`read_csv(url, comment='#')`); NDJSON in its first line; Parquet in the file's key-value "
+                        "metadata (`urbanpulse`).")
 async def export(
     request: Request,
     format: str = Query("csv", description="csv, ndjson or parquet"),
@@ -123,12 +124,14 @@ async def export(
     end: str | None = Query(None), bucket: str | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None), fill: str | None = Query(None),
     path: str | None = Query(None),
+    quality: bool = Query(True, description="include the data-quality report of the series over the range "
+                                            "(one more pass over the readings before the first row)"),
     principal: Principal = ALLOW_OPEN_DATA,
 ) -> StreamingResponse:
     """The rows of ``/readings`` for the whole range, as one file."""
-    q = _query(request, _SELECT | {"format"})
+    q = _query(request, _SELECT | {"format", "quality"})
     fmt = check_format(format)
-    ex = await open_export(runner(request, principal), q, fmt)
+    ex = await open_export(runner(request, principal), q, fmt, quality=quality)
     name = f"urbanpulse-{q.start:%Y%m%d}-{q.end:%Y%m%d}.{EXTENSIONS[fmt]}"
     return StreamingResponse(ex.chunks, media_type=FORMATS[fmt],
                              headers={"Content-Disposition": f'attachment; filename="{name}"',
