@@ -42,8 +42,8 @@ CACHE = RESULTS / "devset.pkl"
 DATASETS = ("skab", "beijing", "uci", "gecco", "3w", "synthetic")
 
 GECCO_RESOLUTION = {"Tp": 1, "Cl": 2, "pH": 2, "Redox": 0, "Leit": 0, "Trueb": 3, "Cl_2": 3, "Fm": 0, "Fm_2": 0}
-GECCO_SEGMENT = 7 * 1440  # one week of minutes
-GECCO_MAX_FILES = 45
+GECCO_SEGMENT = 3 * 1440  # three days of minutes (a week leaves only 2 segments whose events fit NAB windows)
+GECCO_MAX_FILES = 90
 W3_STEP = 10  # every 10th second
 
 

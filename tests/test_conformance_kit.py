@@ -121,10 +121,11 @@ async def test_the_kit_passes_a_correct_source_and_catches_one_that_acks_early()
 
 
 @pytest.mark.integration
-async def test_mqtt_source_passes_the_kit(mosquitto, source_conformance):  # noqa: ANN001
+async def test_mqtt_source_passes_the_kit(fresh_mosquitto, source_conformance):  # noqa: ANN001
+    mosquitto = fresh_mosquitto
     topic = f"kit/{uuid.uuid4().hex[:8]}"
     settings = MqttSettings(enabled=True, host=mosquitto.host, port=mosquitto.port,
-                            client_id=f"kit-{uuid.uuid4().hex[:8]}", topics=[topic])
+                            client_id=f"kit-{uuid.uuid4().hex[:8]}", topics=[topic], reconnect_max_s=1.0)
     from urbanpulse.connectors.mqtt import MqttSource
 
     # the first instance subscribes (creating the persistent session) before anything is published
@@ -142,7 +143,10 @@ async def test_mqtt_source_passes_the_kit(mosquitto, source_conformance):  # noq
     async def publish(payloads: list[bytes]) -> None:
         await asyncio.to_thread(publish_mqtt, mosquitto.host, mosquitto.port, topic, payloads)
 
-    await source_conformance(lambda: MqttSource(settings, IngestMetrics()), publish)
+    async def restart_broker() -> None:
+        await asyncio.to_thread(mosquitto.restart)
+
+    await source_conformance(lambda: MqttSource(settings, IngestMetrics()), publish, reconnect=restart_broker)
 
 
 @pytest.mark.integration

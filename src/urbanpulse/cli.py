@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--output", type=Path, required=True, metavar="OUT",
                      help="output CSV (or a directory: same relative paths as under the input directory)")
     det.add_argument("--no-progress", action="store_true", help="no progress bar for directory input")
+    det.add_argument("--report", action="store_true",
+                     help="print the alert budget: alert onsets per series per day by detector, and with a "
+                     "label column (1 = anomaly) in the input, each detector's precision and recall")
     det.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     _add_keys_parser(sub)
 
@@ -155,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "detect":
             from urbanpulse.detect.backtest import run_backtest
 
+            reports: list | None = [] if args.report else None
             results = run_backtest(args.input, args.output, args.metric, settings.detection,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, reports=reports)
             rows, alerts = sum(r.rows for r in results), sum(r.alerts for r in results)
             print(f"scored {rows} rows in {len(results)} file(s), {alerts} with alert=1 -> {args.output}")
+            if reports is not None:
+                from urbanpulse.detect.report import format_report
+
+                print(format_report(reports))
             return 0
         if args.command == "keys":
             return asyncio.run(_keys(settings, args))

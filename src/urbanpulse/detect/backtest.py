@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from urbanpulse.detect.bank import DetectorBank
+from urbanpulse.detect.report import SeriesReport, label_column, series_name
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import UrbanpulseError
 
@@ -81,14 +82,16 @@ def _parse_value(text: str) -> float:
     return v if math.isfinite(v) else math.nan
 
 
-def _chunks(reader: Iterator[list[str]], ts_col: int, val_col: int) -> Iterator[list[tuple[str, str]]]:
-    chunk: list[tuple[str, str]] = []
+def _chunks(reader: Iterator[list[str]], ts_col: int, val_col: int,
+            label_col: int | None = None) -> Iterator[list[tuple[str, str, str]]]:
+    chunk: list[tuple[str, str, str]] = []
     for row in reader:
         if not row:
             continue
         ts = row[ts_col] if ts_col < len(row) else ""
         val = row[val_col] if val_col < len(row) else ""
-        chunk.append((ts, val))
+        lab = row[label_col] if label_col is not None and label_col < len(row) else ""
+        chunk.append((ts, val, lab))
         if len(chunk) >= CHUNK_ROWS:
             yield chunk
             chunk = []
@@ -96,8 +99,10 @@ def _chunks(reader: Iterator[list[str]], ts_col: int, val_col: int) -> Iterator[
         yield chunk
 
 
-def backtest_file(src: Path, dst: Path, metric: str, settings: DetectionSettings, sensor_id: str | None = None) -> FileResult:
-    """Score one CSV into `dst` with a fresh one-slot DetectorBank."""
+def backtest_file(src: Path, dst: Path, metric: str, settings: DetectionSettings, sensor_id: str | None = None,
+                  reports: list[SeriesReport] | None = None) -> FileResult:
+    """Score one CSV into `dst` with a fresh one-slot DetectorBank; with `reports`, append this
+    series' alert budget (and, if the CSV has a label column, its per-detector hits) to it."""
     if not src.is_file():
         raise BacktestInputError(f"input file {src} does not exist (pass a CSV file or a directory of CSVs)")
     bank = DetectorBank(settings)
@@ -118,31 +123,41 @@ def backtest_file(src: Path, dst: Path, metric: str, settings: DetectionSettings
             raise BacktestInputError(f"{src}: no {' or '.join(missing)} column in the header {header!r}; "
                                      "the backtest needs columns named timestamp and value")
         ts_col, val_col = names.index("timestamp"), names.index("value")
+        lab_col = label_column(names) if reports is not None else None
+        rep_ = SeriesReport(series_name(src, sensor_id), bank.names) if reports is not None else None
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + ".part")
         with tmp.open("w", newline="", encoding="utf-8") as fout:
             writer = csv.writer(fout, lineterminator="\n")
             writer.writerow(OUTPUT_HEADER)
-            for chunk in _chunks(reader, ts_col, val_col):
-                ts = np.fromiter((parse_timestamp(t) for t, _ in chunk), np.int64, len(chunk))
-                val = np.fromiter((_parse_value(v) for _, v in chunk), np.float64, len(chunk))
+            for chunk in _chunks(reader, ts_col, val_col, lab_col):
+                ts = np.fromiter((parse_timestamp(t) for t, _, _ in chunk), np.int64, len(chunk))
+                val = np.fromiter((_parse_value(v) for _, v, _ in chunk), np.float64, len(chunk))
                 val[ts == _BAD_TS] = np.nan  # the bank skips non-finite values
                 res = bank.score(np.zeros(len(chunk), np.int64), ts, val)
                 score = np.zeros(len(chunk), np.float64)
                 alert = np.zeros(len(chunk), bool)
                 score[res.index] = res.anomaly_score
                 alert[res.index] = res.alert
-                writer.writerows((t, v, repr(s), int(a)) for (t, v), s, a in
+                writer.writerows((t, v, repr(s), int(a)) for (t, v, _), s, a in
                                  zip(chunk, score.tolist(), alert.tolist()))
+                if rep_ is not None:
+                    lab = None
+                    if lab_col is not None:
+                        lab = np.fromiter((_parse_value(x) for _, _, x in chunk), np.float64, len(chunk))[res.index]
+                    rep_.add(res.ts_us, res.decision, None if lab is None else np.nan_to_num(lab))
                 rows += len(chunk)
                 scored += len(res)
                 alerts += int(alert.sum())
         tmp.replace(dst)
+    if rep_ is not None and reports is not None:
+        rep_.finish()
+        reports.append(rep_)
     return FileResult(src, dst, rows, scored, alerts)
 
 
 def run_backtest(input_path: Path, output: Path, metric: str, settings: DetectionSettings,
-                 progress: bool = True) -> list[FileResult]:
+                 progress: bool = True, reports: list[SeriesReport] | None = None) -> list[FileResult]:
     """Backtest a file, or every *.csv below a directory into the same relative paths under `output`.
 
     In directory mode a file that cannot be read is reported on stderr and skipped; the error is
@@ -161,7 +176,7 @@ def run_backtest(input_path: Path, output: Path, metric: str, settings: Detectio
             rel = src.relative_to(input_path)
             try:
                 results.append(backtest_file(src, output / rel, metric, settings,
-                                             sensor_id=rel.with_suffix("").as_posix()))
+                                             sensor_id=rel.with_suffix("").as_posix(), reports=reports))
             except BacktestInputError as exc:
                 failed.append(str(exc))
                 print(f"urbanpulse: skipped: {exc}", file=sys.stderr)
@@ -172,4 +187,4 @@ def run_backtest(input_path: Path, output: Path, metric: str, settings: Detectio
         raise BacktestInputError(f"input {input_path} does not exist (pass a CSV file or a directory of CSVs)")
     if output.is_dir():
         output = output / input_path.name
-    return [backtest_file(input_path, output, metric, settings)]
+    return [backtest_file(input_path, output, metric, settings, reports=reports)]

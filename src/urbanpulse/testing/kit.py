@@ -9,8 +9,9 @@ one bad message does not take its neighbours with it.
 
 Sources (:func:`check_source`): a source acknowledges a message only after the sink confirmed
 it (a sink that never confirms gets everything redelivered to the next instance), stops cleanly
-when asked (``run`` returns promptly and drains the sink first), and what the sink confirmed is
-not delivered again. The sink is the small interface a source depends on: :class:`Sink`.
+when asked (``run`` returns promptly and drains the sink first), what the sink confirmed is
+not delivered again, and (given a ``reconnect`` hook) a running source survives losing its
+connection. The sink is the small interface a source depends on: :class:`Sink`.
 """
 
 from __future__ import annotations
@@ -186,10 +187,13 @@ async def _run_until(source: Any, sink: RecordingSink, want: Callable[[Recording
 
 
 async def check_source(make_source: Callable[[], Any], publish: Callable[[list[bytes]], Awaitable[None] | None],
-                       messages: int = 5, timeout: float = 30.0, stop_timeout: float = 15.0) -> None:
+                       messages: int = 5, timeout: float = 30.0, stop_timeout: float = 15.0,
+                       reconnect: Callable[[], Awaitable[None] | None] | None = None) -> None:
     """Run the source contract. ``make_source()`` returns a fresh source instance with the same
     identity (client id / consumer group) each time; ``publish(payloads)`` puts messages where
-    it reads. AssertionError on a breach."""
+    it reads; ``reconnect()``, if given, breaks the source's connection (restarts the broker):
+    the running source must reconnect by itself and deliver what is published afterwards.
+    AssertionError on a breach."""
     tag = f"{time.time_ns()}"
     first = [f'{{"kit": "{tag}", "n": {k}}}'.encode() for k in range(messages)]
     res = publish(first)
@@ -219,3 +223,50 @@ async def check_source(make_source: Callable[[], Any], publish: Callable[[list[b
     await _run_until(make_source(), after, lambda s: marker[0] in s.payloads(), timeout, stop_timeout)
     again = set(first) & set(after.payloads())
     assert not again, f"source {source.name!r}: {len(again)} messages the sink confirmed were delivered again"
+    if reconnect is not None:
+        await _survives_reconnect(make_source, publish, reconnect, tag, timeout, stop_timeout)
+
+
+async def _await(result: Awaitable[None] | None) -> None:
+    if result is not None:
+        await result
+
+
+async def _survives_reconnect(make_source: Callable[[], Any], publish: Callable[[list[bytes]], Awaitable[None] | None],
+                              reconnect: Callable[[], Awaitable[None] | None], tag: str, timeout: float,
+                              stop_timeout: float) -> None:
+    """4. A running source loses its connection and comes back without being restarted."""
+    source = make_source()
+    sink = RecordingSink(confirm=True)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(source.run(sink, stopping))
+    try:
+        before = [f'{{"kit": "{tag}", "before_reconnect": true}}'.encode()]
+        await _await(publish(before))
+        await _wait_for(lambda: before[0] in sink.payloads(), timeout, task,
+                        f"source {source.name!r}: message before the reconnect did not arrive")
+        await _await(reconnect())
+        after = [f'{{"kit": "{tag}", "after_reconnect": true}}'.encode()]
+        await _await(publish(after))
+        await _wait_for(lambda: after[0] in sink.payloads(), timeout, task,
+                        f"source {source.name!r} did not deliver a message published after its connection "
+                        f"was broken (no reconnect within {timeout}s)")
+        await sink.drain()
+    finally:
+        stopping.set()
+        try:
+            await asyncio.wait_for(task, stop_timeout)
+        except asyncio.TimeoutError:
+            task.cancel()
+            raise AssertionError(f"source {source.name!r} did not stop within {stop_timeout}s after a reconnect") from None
+
+
+async def _wait_for(cond: Callable[[], bool], timeout: float, task: asyncio.Task, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if task.done():
+            task.result()
+            raise AssertionError(message + " (the source returned)")
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        await asyncio.sleep(0.05)

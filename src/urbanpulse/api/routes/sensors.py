@@ -122,7 +122,7 @@ async def read_sensor(request: Request, sensor_id: str = SENSOR_ID,
     if not _visible(sensor, principal):
         raise NotFound(f"sensor {sensor_id!r} is not registered" + (" at that time" if at else "")
                        + "; GET /sensors lists the registered ones")
-    return sensor.model_dump(mode="json", exclude_none=at is None)  # type: ignore[union-attr]
+    return sensor.model_dump(mode="json", exclude={"valid_to"} if at is None else set())  # type: ignore[union-attr]
 
 
 @router.get("/sensors/{sensor_id}/history", summary="Every version of a sensor with its validity period",
@@ -170,7 +170,7 @@ async def put_sensor(request: Request, response: Response, body: SensorFields = 
     if outcome == "created":
         response.status_code = 201
     await registry_changed(request)
-    return {**saved.model_dump(mode="json", exclude_none=True), "outcome": outcome}
+    return {**saved.model_dump(mode="json", exclude={"valid_to"}), "outcome": outcome}
 
 
 @router.patch("/sensors/{sensor_id}", summary="Change some fields of a sensor (admin)",
@@ -189,7 +189,7 @@ async def patch_sensor(request: Request, body: SensorPatch = Body(...), sensor_i
     saved, outcome = await save_sensor(pool(request), _checked(request, sensor), valid_from,
                                        must_exist=True)
     await registry_changed(request)
-    return {**saved.model_dump(mode="json", exclude_none=True), "outcome": outcome}
+    return {**saved.model_dump(mode="json", exclude={"valid_to"}), "outcome": outcome}
 
 
 @router.delete("/sensors/{sensor_id}", status_code=204, summary="Take a sensor out of the registry (admin)",
