@@ -15,7 +15,7 @@ import pytest
 from services import create_topic, produce_kafka, publish_mqtt
 from supervision_helpers import FaultyFormat, eventually, fetch, fetchval, reading, settings_for, start_service
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def _publish(transport: str, broker, topic: str, payloads: list[bytes]) -> None:  # noqa: ANN001
