@@ -180,8 +180,9 @@ class Pipeline:
         if self.analytics is not None:
             self._tasks.append(asyncio.create_task(self._ticker(), name="analytics-tick"))
 
-    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
+    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> Validated:
         """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
+        Returns what validation made of it (HTTP ingest reports it to the client after the ack).
 
         Waits (backpressure) while the in-flight limit is reached. Raises :class:`SourceHalted`
         while a batch of this source is parked after a permanent write error.
@@ -208,6 +209,7 @@ class Pipeline:
         pending.size += n_valid + n_rej
         if pending.size >= self.settings.batch_max_readings:
             await self._enqueue(source)
+        return validated
 
     def _decode(self, batch: MessageBatch) -> Validated:
         """Decode and validate ``batch``; whatever that raises costs only the message raising it.
