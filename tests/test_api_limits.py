@@ -274,3 +274,17 @@ async def test_failed_migration_is_a_clear_cli_error_without_traceback(fresh_db:
         assert out.returncode == 2, (command, out.stderr[-3000:])
         assert "urbanpulse: error: migration 0020 (API keys (hashed) with roles) failed" in out.stderr, out.stderr
         assert "already exists" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+async def test_open_sse_stream_ends_when_its_key_is_revoked(served: Served):
+    store = served.app.state.keys
+    made = await store.create("wallboard", "viewer")
+    async with httpx.AsyncClient(base_url=served.url, timeout=10,
+                                 headers={"Authorization": f"Bearer {made.secret}"}) as c:
+        async with c.stream("GET", "/alerts/stream") as r:
+            assert r.status_code == 200
+            await until(lambda: served.svc.hub.subscribers == 1, what="subscription")
+            await store.revoke(made.key.id)
+            lines = [line async for line in r.aiter_lines()]  # the server ends the stream
+    assert f": API key {made.key.id} was revoked; stream closed" in lines
+    assert served.svc.hub.subscribers == 0

@@ -86,10 +86,12 @@ def test_each_format_over_mqtt_and_kafka_stored_once_resend_nothing_bad_quaranti
         dup_before = svc.metric("urbanpulse_readings_duplicate_total")
         _send(mosquitto, kafka_bootstrap, sent)
         sc = sum(n for s, n in expected.items() if s.startswith("esp8266-"))
-        wait_until(lambda: svc.metric("urbanpulse_readings_duplicate_total") - dup_before >= total - sc, 120,
+        wait_until(lambda: svc.metric("urbanpulse_readings_duplicate_total") - dup_before >= total - sc
+                   and readings_count(fresh_db) >= total + sc, 120,
                    what="the resent readings to be recognised as duplicates")
         wait_settled(svc, 2 * len(sent))
         assert readings_count(fresh_db) == total + sc
+        assert svc.metric("urbanpulse_readings_duplicate_total") - dup_before == total - sc
 
         # one malformed message per format and transport: quarantined with its topic and reason
         bad_sent = []

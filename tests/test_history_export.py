@@ -104,6 +104,9 @@ async def test_million_readings_export_reads_back_equal_with_flat_memory(million
         got_us = pd.to_datetime(got.ts_utc, utc=True).astype("datetime64[us, UTC]").astype("int64").to_numpy()
         head = path.read_text()[:4000]
         assert '"unit":"ug/m3"' in head and '"licence":"CC-BY-4.0"' in head and '"lat":51.5' in head
+        quality = next(x for x in path.read_text()[:200_000].splitlines() if x.startswith("# quality "))
+        report = orjson.loads(quality[len("# quality "):])
+        assert sum(s["received"] for s in report["series"]) == N
     else:
         table = pq.read_table(path)
         got = table.to_pandas()
@@ -112,6 +115,7 @@ async def test_million_readings_export_reads_back_equal_with_flat_memory(million
         ex00 = next(s for s in meta["series"] if s["sensor_id"] == "ex-00")
         assert (ex00["unit"], ex00["licence"], ex00["lat"], ex00["lon"]) == ("ug/m3", "CC-BY-4.0", 51.5, -0.12)
         assert meta["query"]["path"] == "readings"
+        assert sum(s["received"] for s in meta["quality"]["series"]) == N
         assert pq.ParquetFile(path).metadata.num_row_groups > 10  # written batch by batch
     np.testing.assert_array_equal(got.sensor_id.astype(str).to_numpy(), want.sensor_id.to_numpy())
     np.testing.assert_array_equal(got_us, want.ts_us.to_numpy())

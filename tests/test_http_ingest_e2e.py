@@ -59,8 +59,8 @@ def _config(dsn: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def svc(fresh_db: str, tmp_path: Path):
-    service = ServiceProcess(_config(fresh_db, api={"max_body_bytes": 256 * 1024,
-                                                    "ingest_max_inflated_bytes": 1024 * 1024}), tmp_path).start()
+    service = ServiceProcess(_config(fresh_db, api={"max_body_bytes": 256 * 1024},
+                                     http_ingest={"max_decompressed_bytes": 1024 * 1024}), tmp_path).start()
     try:
         yield service
     finally:
@@ -116,7 +116,7 @@ def test_each_format_over_http_stored_once_resend_nothing_bad_quarantined(svc: S
         answer = r.json()
         assert answer["stored"] == 0 and [x["reason"] for x in answer["rejected"]] == [reason], (fmt, answer)
         assert answer["rejected"][0]["index"] == 0
-        rows = db_rows(fresh_db, "SELECT source, reason, payload FROM quarantine WHERE topic = $1", f"$http/{fmt}")
+        rows = db_rows(fresh_db, "SELECT source, reason, payload FROM quarantine WHERE topic = $1", f"http/{fmt}")
         assert [(x["source"], x["reason"], bytes(x["payload"])) for x in rows] == [("http", reason, payload)], fmt
     assert readings_count(fresh_db) == total
 
@@ -180,7 +180,7 @@ def test_ingest_by_content_type_and_vendor_webhooks(svc: ServiceProcess, fresh_d
                 **{"X-Sensor": f"esp8266-{run}"})
     assert bad.status_code == 200 and bad.json()["rejected"][0]["reason"] == "missing_field"
     assert db_value(fresh_db, "SELECT count(*) FROM quarantine WHERE topic = $1",
-                    f"$http/sensor_community/esp8266-{run}") == 1
+                    f"http/sensor_community/esp8266-{run}") == 1
 
 
 def test_keys_and_limits(svc: ServiceProcess, fresh_db: str):
@@ -224,7 +224,7 @@ def test_no_2xx_when_the_database_connection_dies_mid_request(fresh_db: str, pg_
     proxy = CuttingProxy(target.host, target.port or 5432)
     proxied = fresh_db.replace(f"{target.host}:{target.port}", f"127.0.0.1:{proxy.port}")
     assert proxied != fresh_db
-    svc = ServiceProcess(_config(proxied, api={"ingest_timeout_s": 3.0},
+    svc = ServiceProcess(_config(proxied, http_ingest={"ack_timeout_s": 3.0},
                                  ingest={"retry_initial_s": 0.2, "retry_max_s": 0.5}), tmp_path).start()
     try:
         run = uuid.uuid4().hex[:6]

@@ -23,8 +23,7 @@ from urbanpulse.connectors.supervisor import SourceSupervisor
 from urbanpulse.connectors.suspects import SuspectStore
 from urbanpulse.errors import ConfigError, StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
-from urbanpulse.formats.router import build_router, format_builder
-from urbanpulse.http_ingest.formats import HTTP_SOURCE, HttpFormats
+from urbanpulse.formats.router import HTTP_SOURCE, build_router
 from urbanpulse.http_ingest.submit import HttpIngestor
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
@@ -105,10 +104,8 @@ class IngestService:
         s = self.settings
         v = s.validation
         # formats first: a misconfigured or broken format plugin stops start-up before anything runs
-        limits = DecodeLimits(v.max_payload_bytes, v.max_json_depth)
-        formats = format_builder(s, limits, MetricCatalogue.load(v.catalogue, v.metrics))
-        fmt = self.fmt or build_router(s, limits, get=formats)
-        fmt = HttpFormats(fmt, formats)  # HTTP ingest picks a format per request (http_ingest/formats.py)
+        fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
+                                       MetricCatalogue.load(v.catalogue, v.metrics))
         configured_sources = build_sources(s, self.metrics)  # by entry-point name; bad ones stop start-up here
         if any(src.name == HTTP_SOURCE for src in configured_sources):
             raise ConfigError(f"invalid configuration: sources: the name {HTTP_SOURCE!r} is HTTP ingest's; give "
@@ -148,7 +145,7 @@ class IngestService:
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources] + [HTTP_SOURCE]))
-        self.http_ingest = HttpIngestor(self.pipeline, fmt, s.api.ingest_timeout_s)
+        self.http_ingest = HttpIngestor(self.pipeline, s.http_ingest.ack_timeout_s)
         _freeze_long_lived_objects()
         self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
         await self.poison.load()

@@ -20,9 +20,10 @@ import asyncpg
 import numpy as np
 import pyarrow as pa
 
+from urbanpulse.quality.report import quality_section
 from urbanpulse.query.errors import QueryTimeout
 from urbanpulse.query.fill import Out
-from urbanpulse.query.plan import READINGS_SQL
+from urbanpulse.query.plan import READINGS_COPY_SQL
 from urbanpulse.query.run import HistoryRunner, value_columns
 from urbanpulse.query.series import SeriesInfo
 from urbanpulse.query.spec import HistoryQuery
@@ -42,7 +43,7 @@ class ExportInfo:
     series: list[SeriesInfo]
     path: str
     columns: tuple[str, ...]
-    estimated_rows: int | None = None
+    quality: dict | None = None  # the data-quality report of the exported series over the range
 
 
 def schema(info: ExportInfo) -> pa.Schema:
@@ -110,13 +111,18 @@ async def estimate_rows(runner: HistoryRunner, q: HistoryQuery, ids: list[int]) 
 
 
 async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 32_768,
-                         use_copy: bool = True) -> tuple[ExportInfo, AsyncIterator[pa.RecordBatch]]:
+                         use_copy: bool = True, quality: bool = True) -> tuple[ExportInfo,
+                                                                              AsyncIterator[pa.RecordBatch]]:
     """The export's description and an iterator of its record batches (about ``chunk_rows`` each).
 
-    ``use_copy=False`` reads readings through the cursor path too (servers without COPY)."""
+    ``use_copy=False`` reads readings through the cursor path too (servers without COPY);
+    ``quality`` adds the data-quality report of the series over the range (one more pass over
+    the readings, before the first row)."""
     async with runner.pool.acquire() as conn:
         series, plan, ids = await runner.prepare(conn, q)
-    info = ExportInfo(q, series, plan.path, value_columns(q) if q.bucket is not None else ("value", "flags"))
+        report = await quality_section(conn, series, q.start, q.end) if quality else None
+    info = ExportInfo(q, series, plan.path, value_columns(q) if q.bucket is not None else ("value", "flags"),
+                      report)
     sch = schema(info)
     lookup = _SeriesLookup(series)
     if q.bucket is None and use_copy:
@@ -170,7 +176,7 @@ async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, ids: list[int], 
                 await conn.execute(f"SET LOCAL statement_timeout = {int(runner.limits.export_timeout_s * 1000)}")
                 for sid in ids:
                     header_left = _HEADER_LEN
-                    await conn.copy_from_query(READINGS_SQL, sid, q.start, q.end, None, output=on_data,
+                    await conn.copy_from_query(READINGS_COPY_SQL, sid, q.start, q.end, None, output=on_data,
                                                format="binary")
                     if len(carry) % _ROW.itemsize != 2 or carry[-2:] != b"\xff\xff":
                         raise RuntimeError("binary COPY of readings did not end with its trailer")

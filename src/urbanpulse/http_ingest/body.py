@@ -1,7 +1,7 @@
 """An HTTP ingest request body as messages: content encoding undone, framing by Content-Type.
 
 - ``Content-Encoding: gzip`` (or ``deflate``) is inflated with a limit on the inflated size
-  (``api.ingest_max_inflated_bytes``), checked as it inflates: a zip bomb costs at most that
+  (``http_ingest.max_decompressed_bytes``), checked as it inflates: a zip bomb costs at most that
   much memory before it is answered 413.
 - ``application/json`` (and ``*+json``): one message; for the canonical format a top-level
   array is split into one message per item (the bytes as sent, no re-serialisation), so a
@@ -80,7 +80,7 @@ def inflate(body: bytes, content_encoding: str | None, limit: int) -> bytes:
             raise UnreadableBody(f"the body is not valid {enc} ({exc}); send it compressed as its Content-Encoding "
                           f"says, or without Content-Encoding") from exc
         if len(out) > limit or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"the body inflates to more than {limit} bytes (api.ingest_max_inflated_bytes); "
+            raise PayloadTooLarge(f"the body inflates to more than {limit} bytes (http_ingest.max_decompressed_bytes); "
                                   f"send fewer readings per request")
         if not inflater.eof:
             raise UnreadableBody(f"the {enc} body is truncated; send the whole compressed stream")

@@ -5,7 +5,7 @@ pipeline calls after the batch holding them is committed resolves a future, and 
 the route answer 2xx. The ``http`` batch is handed to the writers at once (no waiting for the
 batch timer): a request is its own batch, and the client is waiting.
 
-If the commit does not come within ``api.ingest_timeout_s`` (the database is down, say), the
+If the commit does not come within ``http_ingest.ack_timeout_s`` (the database is down, say), the
 answer is 503: the client resends, which is harmless, because storing is idempotent. The
 submitted batch keeps being retried by the pipeline; whether it lands or not, the client was
 never told it did.
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from urbanpulse.errors import StorageUnavailable
+from urbanpulse.errors import FeatureDisabled, StorageUnavailable
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.http_ingest.body import Messages
 from urbanpulse.http_ingest.formats import HTTP_SOURCE, http_topic
@@ -26,7 +26,7 @@ from urbanpulse.model import Rejection
 
 
 class NotDurableYet(StorageUnavailable):
-    """The request's batch was not committed within ``api.ingest_timeout_s`` (HTTP 503)."""
+    """The request's batch was not committed within ``http_ingest.ack_timeout_s`` (HTTP 503)."""
 
 
 @dataclass(slots=True)
@@ -50,11 +50,19 @@ def describe_rejection(r: Rejection) -> dict[str, Any]:
 class HttpIngestor:
     """Hands requests to the pipeline as the ``http`` source and waits for their commit."""
 
-    def __init__(self, pipeline: Any, formats: Any, timeout_s: float) -> None:
+    def __init__(self, pipeline: Any, timeout_s: float) -> None:
         self.pipeline = pipeline
-        self.formats = formats  # the pipeline's HttpFormats: formats by name
         self.timeout_s = timeout_s
         self._background: set[asyncio.Task[Any]] = set()
+
+    def format(self, name: str) -> Any:
+        """Format ``name`` as the pipeline will decode it (built once): PluginError if it is not
+        installed or cannot be loaded, ConfigError if its configured options do not fit it."""
+        by_name = getattr(self.pipeline.fmt, "by_name", None)
+        if by_name is None:
+            raise FeatureDisabled("HTTP ingest needs the service's format router (a service built with a fixed "
+                                  "format cannot pick formats per request)")
+        return by_name(name)
 
     async def ingest(self, messages: Messages, format_name: str, topic_detail: str | None = None) -> IngestOutcome:
         """Submit ``messages`` decoded as ``format_name``; return once committed, else NotDurableYet."""
@@ -83,7 +91,7 @@ class HttpIngestor:
             validated = await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
         except asyncio.TimeoutError:
             raise NotDurableYet(f"the readings were not confirmed stored within {self.timeout_s:g}s "
-                                f"(api.ingest_timeout_s): the database is unavailable or behind; resend the same "
-                                f"request later (storing is idempotent, nothing is stored twice)") from None
+                                f"(http_ingest.ack_timeout_s): the database is unavailable or behind; send the same "
+                                f"request again later (storing is idempotent, nothing is stored twice)") from None
         return IngestOutcome(stored=len(validated.readings), messages=n,
                              rejected=[describe_rejection(r) for r in validated.rejections])

@@ -29,6 +29,8 @@ from urbanpulse.query.spec import HistoryQuery
 
 ROLLUPS = (("rollup_1h", HOUR), ("rollup_1m", MINUTE))
 _EPOCH = "extract(epoch FROM {})"
+#: bucket starts leave the database as int8 microseconds since the epoch (exact; no datetime per row)
+_US = "(extract(epoch FROM {}) * 1000000)::int8"
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,10 @@ _MERGED_AGG = {
 #: scan. Several series are read one after the other (PostgreSQL 15 cannot return an
 #: ``= ANY(array)`` index scan in key order, so one query would sort every row first).
 READINGS_SQL = """
-SELECT $1::int4 AS series_id, ts AS b, value, flags FROM readings
+SELECT $1::int4 AS series_id, (extract(epoch FROM ts) * 1000000)::int8 AS b_us, value, flags FROM readings
 WHERE series_id = $1::int4 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4::int8"""
+#: the same rows with ``ts`` as stored, for binary COPY (8 bytes either way; no conversion per row)
+READINGS_COPY_SQL = READINGS_SQL.replace("(extract(epoch FROM ts) * 1000000)::int8 AS b_us", "ts")
 
 
 def plan_query(q: HistoryQuery, *, paged: bool = True, max_buckets: int = 1_000_000) -> Plan:
@@ -135,10 +139,10 @@ def plan_query(q: HistoryQuery, *, paged: bool = True, max_buckets: int = 1_000_
         expr, bargs = _bucket_expr(q, "ts")
         cols = [_RAW_AGG[a] for a in q.aggregates] + _pct_sql(q)
         sql = f"""
-SELECT series_id, {expr} AS b{''.join(', ' + c for c in cols)}
+SELECT series_id, {_US.format(expr)} AS b_us{''.join(', ' + c for c in cols)}
 FROM readings
 WHERE series_id = ANY($1::int4[]) AND ts >= $2 AND ts < $3 AND (series_id, ts) >= ($4::int4, $5::timestamptz)
-GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
+GROUP BY series_id, b_us ORDER BY series_id, b_us {_limit(paged)}"""
         return Plan("raw", sql, bargs)
     width = dict(ROLLUPS)[table]
     where = ("series_id = ANY($1::int4[]) AND bucket >= $2 AND bucket < $3 "
@@ -146,7 +150,7 @@ GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
     if q.bucket.is_fixed and q.bucket.seconds == width:
         cols = [_DIRECT_AGG[a] for a in q.aggregates]
         sql = f"""
-SELECT series_id, bucket AS b{''.join(', ' + c for c in cols)}
+SELECT series_id, {_US.format('bucket')} AS b_us{''.join(', ' + c for c in cols)}
 FROM {table} WHERE {where}
 ORDER BY series_id, bucket {_limit(paged)}"""
         return Plan(table, sql, (), direct=True)
@@ -161,7 +165,7 @@ ORDER BY series_id, bucket {_limit(paged)}"""
         source = f"""(SELECT series_id, {expr} AS b, count, mean, m2, min, max, first_ts, first, last_ts, last
       FROM {table} WHERE {where}) g"""
     sql = f"""
-SELECT series_id, b{''.join(', ' + c for c in cols)}
+SELECT series_id, {_US.format('b')} AS b_us{''.join(', ' + c for c in cols)}
 FROM {source}
-GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
+GROUP BY series_id, b ORDER BY series_id, b_us {_limit(paged)}"""
     return Plan(table, sql, bargs)

@@ -10,7 +10,7 @@ Reading needs a ``viewer`` key, changing an alert an ``operator`` key. Every err
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -20,11 +20,12 @@ from fastapi.responses import StreamingResponse
 from urbanpulse.alerts.errors import InvalidQuery
 from urbanpulse.alerts.hub import Subscription
 from urbanpulse.alerts.query import DETECTORS, MAX_LIMIT, AlertQuery
-from urbanpulse.api.access import ALLOW_OPERATOR, ALLOW_VIEWER, Principal
+from urbanpulse.api.access import ALLOW_OPERATOR, ALLOW_VIEWER, Principal, key_store
 from urbanpulse.api.routes import maintenance
 from urbanpulse.api.routes.alert_deps import MAX_ID, Alerting, alert_service, alert_settings, change_state
 from urbanpulse.api.schemas import Alert, AlertNote, AlertPage
 from urbanpulse.api.sse import EventStreamResponse
+from urbanpulse.errors import NotFound
 
 router = APIRouter(tags=["alerts"])
 router.include_router(maintenance.router)
@@ -102,9 +103,10 @@ _SSE_DOC = {200: {"description": "A text/event-stream of alert events (never end
 
 
 @router.get("/alerts/stream", summary="Server-Sent Events of alert changes (resumable)", response_class=StreamingResponse,
-            responses=_SSE_DOC, dependencies=[ALLOW_VIEWER])
+            responses=_SSE_DOC)
 async def stream_alerts(
     request: Request,
+    principal: Principal = ALLOW_VIEWER,
     last_event_id: str | None = Query(None, pattern=_ID,
                                       description="resume after this event id (or the Last-Event-ID header)"),
     last_event_id_header: str | None = Header(None, alias="Last-Event-ID", pattern=_ID,
@@ -115,17 +117,36 @@ async def stream_alerts(
     Last-Event-ID the events after it are replayed from the database first, then live ones
     follow; without one the stream starts with the next event. A client that falls more than
     ``alerts.sse_queue_size`` events behind, or stops reading for ``alerts.sse_send_timeout_s``,
-    is disconnected (after a comment saying so) and resumes with its Last-Event-ID."""
+    is disconnected (after a comment saying so) and resumes with its Last-Event-ID. The key is
+    checked again every ``alerts.sse_keepalive_s``: a stream whose key was revoked ends (with a
+    comment saying so)."""
     svc = alert_service(request)
     raw = last_event_id_header if last_event_id_header not in (None, "") else last_event_id
     start = int(raw) if raw not in (None, "") else None
     sub = svc.hub.subscribe()  # before the catch-up, so no event falls between the two
     settings = alert_settings(svc)
-    return EventStreamResponse(_sse(svc, sub, start), send_timeout_s=settings.sse_send_timeout_s,
+    return EventStreamResponse(_sse(svc, sub, start, _key_check(request, principal)),
+                               send_timeout_s=settings.sse_send_timeout_s,
                                on_close=lambda: svc.hub.unsubscribe(sub))
 
 
-async def _sse(svc: Alerting, sub: Subscription, start: int | None) -> AsyncIterator[bytes]:
+def _key_check(request: Request, principal: Principal) -> Callable[[], Awaitable[str | None]]:
+    """A check of the stream's key (None while it is valid, else why not)."""
+    store = key_store(request) if principal.key is not None else None
+
+    async def check() -> str | None:
+        if store is None or principal.key is None:
+            return None
+        try:
+            key = await store.get(principal.key.id)
+        except NotFound:
+            return f"API key {principal.key.id} no longer exists"
+        return None if key.active else f"API key {key.id} was revoked"
+    return check
+
+
+async def _sse(svc: Alerting, sub: Subscription, start: int | None,
+               key_check: Callable[[], Awaitable[str | None]] | None = None) -> AsyncIterator[bytes]:
     settings = alert_settings(svc)
     loop = asyncio.get_running_loop()
     try:
@@ -135,9 +156,15 @@ async def _sse(svc: Alerting, sub: Subscription, start: int | None) -> AsyncIter
             if start is not None:
                 async for frame, last in _catch_up(svc, last, None):
                     yield frame
-            last_write = last_poll = loop.time()
+            last_write = last_poll = last_check = loop.time()
             while True:
                 now = loop.time()
+                if key_check is not None and now - last_check >= settings.sse_keepalive_s:
+                    last_check = now  # the key is checked again as often as a keep-alive is due
+                    denied = await key_check()
+                    if denied:
+                        yield f": {denied}; stream closed\n\n".encode()
+                        return
                 wait = max(0.0, min(settings.sse_poll_s - (now - last_poll),
                                     settings.sse_keepalive_s - (now - last_write)))
                 event = await sub.get(wait)

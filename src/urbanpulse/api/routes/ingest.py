@@ -19,7 +19,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from urbanpulse.api.access import ALLOW_INGEST
-from urbanpulse.errors import FeatureDisabled, PluginError, StorageUnavailable
+from urbanpulse.errors import ConfigError, FeatureDisabled, InvalidRequest, PluginError, StorageUnavailable
 from urbanpulse.http_ingest.body import (CBOR, DEFAULT_FORMAT, MEDIA_TYPE_FORMAT, framing_of, inflate, require_body,
                                          split)
 from urbanpulse.http_ingest.formats import resolve_format_name
@@ -49,9 +49,9 @@ _BODY_DOC: dict[str, Any] = {
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body cannot be read: missing, or compressed data that does not inflate"},
     413: {"description": "The body is larger than api.max_body_bytes, or inflates to more than "
-                         "api.ingest_max_inflated_bytes"},
+                         "http_ingest.max_decompressed_bytes"},
     415: {"description": "A Content-Type or Content-Encoding HTTP ingest does not read"},
-    503: {"description": "Not confirmed stored within api.ingest_timeout_s (the database is unavailable or "
+    503: {"description": "Not confirmed stored within http_ingest.ack_timeout_s (the database is unavailable or "
                          "behind), or the format cannot be loaded: resend later, nothing is stored twice"},
 }
 
@@ -108,6 +108,8 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
     ingestor = getattr(service, "http_ingest", None)
     if ingestor is None:
         raise StorageUnavailable("HTTP ingest is not running yet (the service is starting); retry shortly")
+    if not service.settings.http_ingest.enabled:
+        raise FeatureDisabled("HTTP ingest is off; set http_ingest.enabled: true")
     framing, media = framing_of(request.headers.get("content-type"))
     if format_name is not None:
         name = resolve_format_name(format_name)
@@ -121,10 +123,12 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
     if event is not None and event != "up":
         return {"format": name, "messages": 0, "stored": 0, "rejected": [], "ignored": f"event {event}"}
     try:
-        ingestor.formats.format(name)
+        ingestor.format(name)
     except PluginError as exc:
         raise FeatureDisabled(f"{exc}; HTTP ingest cannot use it until the plugin is fixed") from exc
-    body = inflate(body, request.headers.get("content-encoding"), service.settings.api.ingest_max_inflated_bytes)
+    except ConfigError as exc:
+        raise InvalidRequest(f"format {name!r} cannot run with its configured options: {exc}") from exc
+    body = inflate(body, request.headers.get("content-encoding"), service.settings.http_ingest.max_decompressed_bytes)
     messages = split(body, framing, name)
     if not messages.payloads or not body.strip():  # an empty document: nothing to store
         return {"format": name, "messages": 0, "stored": 0, "rejected": []}
