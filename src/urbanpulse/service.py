@@ -28,6 +28,7 @@ from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.privacy.stage import build_privacy_stage
 from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.source_plugins import build_sources
 from urbanpulse.storage.migrations import StorageMode, migrate
@@ -104,6 +105,7 @@ class IngestService:
         fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
                                        MetricCatalogue.load(v.catalogue, v.metrics))
         configured_sources = build_sources(s, self.metrics)  # by entry-point name; bad ones stop start-up here
+        privacy = build_privacy_stage(s.privacy)  # a personal class without its pseudonym key stops start-up here
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -135,7 +137,7 @@ class IngestService:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
-        self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics)
+        self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources]))
