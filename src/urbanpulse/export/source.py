@@ -24,7 +24,7 @@ from urbanpulse.quality.report import quality_section
 from urbanpulse.query.errors import QueryTimeout
 from urbanpulse.query.fill import Out
 from urbanpulse.query.plan import READINGS_COPY_SQL
-from urbanpulse.query.run import HistoryRunner, value_columns
+from urbanpulse.query.run import ESTIMATE_SQL, HistoryRunner, value_columns
 from urbanpulse.query.series import SeriesInfo
 from urbanpulse.query.spec import HistoryQuery
 from urbanpulse.storage.binary_copy import PG_EPOCH_OFFSET_US
@@ -102,12 +102,9 @@ def _bucket_batch(out: list[Out], info: ExportInfo, lookup: _SeriesLookup, sch: 
 
 
 async def estimate_rows(runner: HistoryRunner, q: HistoryQuery, ids: list[int]) -> int:
-    """Readings in range from rollup_1h (exact for whole hours), for progress bars."""
+    """Readings in range, from the rollups (whole days/hours around the range), for progress bars."""
     async with runner.pool.acquire() as conn:
-        return int(await conn.fetchval("""
-            SELECT coalesce(sum(count), 0) FROM rollup_1h
-            WHERE series_id = ANY($1::int4[]) AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3""",
-                                       ids, q.start, q.end))
+        return int(await conn.fetchval(ESTIMATE_SQL, ids, q.start, q.end))
 
 
 async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 32_768,
