@@ -91,14 +91,15 @@ def value_columns(q: HistoryQuery) -> tuple[str, ...]:
     return q.columns if q.bucket is not None else ("value", "flags")
 
 
-#: readings of some series over a range, from the daily (or hourly) rollups: every series that
-#: reports at least every 2.4 h keeps rollup_1d (docs/rollups.md); slower ones hold few readings
+#: readings of some series over a range, from the hourly rollups (whole hours around the range),
+#: else the daily ones: every series reporting at least every 2.4 h keeps rollup_1d
+#: (docs/rollups.md); slower ones hold few readings
 ESTIMATE_SQL = """
-SELECT greatest(
-    (SELECT coalesce(sum(count), 0) FROM rollup_1d WHERE series_id = ANY($1::int4[])
-        AND bucket >= date_trunc('day', $2::timestamptz, 'UTC') AND bucket < $3),
+SELECT coalesce(nullif(
     (SELECT coalesce(sum(count), 0) FROM rollup_1h WHERE series_id = ANY($1::int4[])
-        AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3))"""
+        AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3), 0),
+    (SELECT coalesce(sum(count), 0) FROM rollup_1d WHERE series_id = ANY($1::int4[])
+        AND bucket >= date_trunc('day', $2::timestamptz, 'UTC') AND bucket < $3))"""
 
 
 def _check_size(q: HistoryQuery, n_series: int, limits: QueryLimits) -> None:

@@ -150,7 +150,7 @@ async def history(
 
 @router.get("/readings/export", summary="The same query as a file: CSV, NDJSON or Parquet, streamed",
             description="Streams with constant memory. CSV carries the query, each series' unit, location "
-                        "and licence, and the data-quality report in `#` comment lines (pandas: "
+                        "and licence (and with quality=true the data-quality report) in `#` comment lines (pandas: "
                         "`read_csv(url, comment='#')`); NDJSON in its first line; Parquet in the file's key-value "
                         "metadata (`urbanpulse`).")
 async def export(
@@ -161,8 +161,8 @@ async def export(
     end: str | None = Query(None), bucket: str | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None), fill: str | None = Query(None),
     path: str | None = Query(None),
-    quality: bool = Query(True, description="include the data-quality report of the series over the range "
-                                            "(one more pass over the readings before the first row)"),
+    quality: bool = Query(False, description="include the data-quality report of the series over the range "
+                                             "(one more pass over the readings before the first row)"),
     principal: Principal = ALLOW_OPEN_DATA,
 ) -> StreamingResponse:
     """The rows of ``/readings`` for the whole range, as one file."""
