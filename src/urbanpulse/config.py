@@ -183,8 +183,9 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=1000, description="a worker silent this long leaves the group")
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     revoke_drain_timeout_s: float = Field(
-        30.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
-        "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it")
+        5.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
+        "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it "
+        "(this + 5 s, at least session_timeout_ms): the group's joins can wait that long for every member")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

@@ -285,6 +285,10 @@ class Pipeline:
         if not self._tasks:
             return
         await self.drain()
+        if self._parked:
+            log.error("stopping with %d batch(es) parked after a permanent write error (%s): they are not "
+                      "acknowledged, the brokers redeliver them to the next run", len(self._parked),
+                      "; ".join(f"{k}: {v}" for k, v in self.halted.items()))
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
