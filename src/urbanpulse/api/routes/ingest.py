@@ -52,7 +52,8 @@ class IngestResult(BaseModel):
     rejected: list[IngestRejection]
 
 
-_BODY = {"requestBody": {"required": True, "content": {
+# not required: an empty body is a message too, quarantined as empty_payload and reported in the answer
+_BODY = {"requestBody": {"required": False, "content": {
     "application/json": {"schema": {"description": "one message of the format: for /ingest a canonical reading "
                                                    "or an array of them",
                                     "examples": [[{"sensor_id": "dongsi-03", "metric": "pm2_5",
