@@ -14,11 +14,13 @@ Workloads, each with 1 and with 10 concurrent clients (different sensors/areas p
 * (b) one area of 100 sensors, one day, 1-minute buckets (count, mean, min, max): direct:
   the same columns from ``rollup_1m`` for the area's 100 series ids.
 * (c) exports of the readings of 100 sensors for the year (1,000,000 rows) as CSV and as
-  Parquet, rows/s (10 clients: 10 sensors each, 100,000 rows each, aggregate rows/s); direct:
+  Parquet, rows/s (10 clients: 10 sensors each, 100,000 rows each, aggregate rows/s), with the
+  data-quality report (the default) and without (``quality=false``); direct:
   ``COPY (SELECT series_id, ts, value, flags ...) TO STDOUT`` (CSV for CSV, binary for Parquet)
   of the same rows into a null sink, read by asyncpg in this process.
 
-Also the service's peak RSS (VmHWM) after a 100,000-row and after a 1,000,000-row export.
+Also the peak RSS (VmHWM) of a fresh service after a 100,000-row export, then after 1,000,000-row
+Parquet and CSV exports (all with the data-quality report).
 
 Latency is measured per request by the client; p50/p95 over ``--requests`` requests (after 5
 warm-up requests). The ratio is API/direct (lower is better; 1.0 = no overhead).
@@ -182,11 +184,11 @@ async def bench(dsn: str, requests: int, workdir: Path) -> dict:
             def sensors_of(group: int, size: int) -> list[str]:
                 return [sensor_name(s) for s in range(group * size, (group + 1) * size)]
 
-            async def api_export(fmt: str, sensors: list[str]) -> int:
+            async def api_export(fmt: str, sensors: list[str], quality: bool = True) -> int:
                 n = 0
                 async with http.stream("GET", "/readings/export", params={
                         "sensor": ",".join(sensors), "start": "2023-01-01", "end": "2024-01-01",
-                        "format": fmt}) as r:
+                        "format": fmt, "quality": str(quality).lower()}) as r:
                     assert r.status_code == 200
                     async for chunk in r.aiter_raw():
                         n += len(chunk)
@@ -212,7 +214,11 @@ async def bench(dsn: str, requests: int, workdir: Path) -> dict:
             for fmt in ("csv", "parquet"):
                 for conc, size in ((1, 100), (10, 10)):
                     row = {}
-                    for label, fn in (("api", api_export), ("direct", sql_export)):
+                    async def api_export_nq(fmt: str, sensors: list[str]) -> int:
+                        return await api_export(fmt, sensors, quality=False)
+
+                    for label, fn in (("api", api_export), ("api_no_quality", api_export_nq),
+                                      ("direct", sql_export)):
                         await fn(fmt, sensors_of(9, 1))  # warm-up
                         t0 = time.perf_counter()
                         sizes = await asyncio.gather(*(fn(fmt, sensors_of(g, size)) for g in range(conc)))
@@ -222,27 +228,45 @@ async def bench(dsn: str, requests: int, workdir: Path) -> dict:
                         row[f"{label}_mb"] = sum(sizes) / 1e6
                     row["rows"] = rows
                     row["ratio"] = row["direct_rows_per_s"] / row["api_rows_per_s"]
+                    row["ratio_no_quality"] = row["direct_rows_per_s"] / row["api_no_quality_rows_per_s"]
                     results[f"c_{fmt}_c{conc}"] = row
                     print("c", fmt, conc, json.dumps(row), flush=True)
 
-            # the service's peak memory, small export first
-            def hwm_kb() -> int:
-                for line in Path(f"/proc/{svc.proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1])
-                return -1
-
-            await api_export("parquet", sensors_of(0, 10))
-            after_100k = hwm_kb()
-            await api_export("parquet", sensors_of(0, 100))
-            await api_export("csv", sensors_of(0, 100))
-            after_1m = hwm_kb()
-            results["service_peak_rss_kb"] = {"after_100k_export": after_100k, "after_1m_exports": after_1m}
-            print("memory", results["service_peak_rss_kb"], flush=True)
         await pool.close()
     finally:
         svc.terminate()
+    results["service_peak_rss_kb"] = await memory(dsn, headers, workdir)
     return results
+
+
+async def memory(dsn: str, headers: dict[str, str], workdir: Path) -> dict[str, int]:
+    """Peak RSS (VmHWM) of a fresh ``urbanpulse run`` after a 100,000-row export, then after
+    1,000,000-row Parquet and CSV exports: flat if the export streams."""
+    svc = ServiceProcess({"database": {"dsn": dsn, "storage_mode": "postgres"}, "log_level": "WARNING"},
+                         workdir).start(timeout=120)
+
+    def hwm_kb() -> int:
+        for line in Path(f"/proc/{svc.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return -1
+
+    out = {"at_start": hwm_kb()}
+    try:
+        async with httpx.AsyncClient(base_url=svc.url, headers=headers, timeout=600) as http:
+            for label, fmt, n in (("after_100k_parquet", "parquet", 10), ("after_1m_parquet", "parquet", 100),
+                                  ("after_1m_csv", "csv", 100)):
+                sensors = ",".join(sensor_name(s) for s in range(n))
+                async with http.stream("GET", "/readings/export", params={
+                        "sensor": sensors, "start": "2023-01-01", "end": "2024-01-01", "format": fmt}) as r:
+                    assert r.status_code == 200
+                    async for _ in r.aiter_raw():
+                        pass
+                out[label] = hwm_kb()
+    finally:
+        svc.terminate()
+    print("memory", out, flush=True)
+    return out
 
 
 async def main() -> None:

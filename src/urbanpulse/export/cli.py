@@ -77,7 +77,7 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
     from urbanpulse.export.source import estimate_rows
     from urbanpulse.export.stream import open_export
     from urbanpulse.query.buckets import count_buckets
-    from urbanpulse.query.run import HistoryRunner
+    from urbanpulse.query.run import HistoryRunner, QueryLimits
     from urbanpulse.query.spec import parse_query
     from urbanpulse.service import resolve_dsn
 
@@ -86,7 +86,7 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
     try:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, timeout=settings.database.connect_timeout_s)
         try:
-            runner = HistoryRunner(pool)
+            runner = HistoryRunner(pool, QueryLimits(**settings.history.model_dump()))
             ex = await open_export(runner, q, output_format(args), quality=not args.no_quality)
             ids = [s.series_id for s in ex.info.series]
             total = (await estimate_rows(runner, q, ids) if q.bucket is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -38,14 +39,26 @@ class QueryLimits:
 
 @dataclass
 class Page:
-    """One page of results; ``rows`` are (series_id, bucket/ts us, values, filled)."""
+    """One page of results; ``rows`` are (series_id, bucket/ts us, values, filled).
+
+    Without gap filling the page keeps the database records as they came (``records``, at most
+    ``limit``) and builds ``rows`` only when asked: the JSON route reads the records directly,
+    one pass per row instead of three."""
 
     query: HistoryQuery
     series: list[SeriesInfo]
     path: str
     columns: tuple[str, ...]
-    rows: list[tuple[int, int, tuple, bool]]
+    filled_rows: list[tuple[int, int, tuple, bool]] | None
     next_cursor: str | None
+    records: list[asyncpg.Record] | None = None
+
+    @property
+    def rows(self) -> list[tuple[int, int, tuple, bool]]:
+        if self.filled_rows is not None:
+            return self.filled_rows
+        read = _row_reader(self.query)
+        return [(*read(r), False) for r in self.records or ()]
 
 
 def to_us(t: datetime) -> int:
@@ -90,17 +103,22 @@ def _args(q: HistoryQuery, plan: Plan, ids: list[int], pos: Position, limit: int
     return [ids, q.start, q.end, pos.series_id, from_us(pos.at_us), limit, *plan.bucket_args]
 
 
-def _values(rec: asyncpg.Record, has_pct: bool) -> tuple:
-    vals = tuple(rec)[2:]
-    if has_pct:
-        vals = vals[:-1] + tuple(vals[-1])
-    return vals
+def _row_reader(q: HistoryQuery):  # noqa: ANN202
+    """record -> (series_id, bucket us, values tuple); C-level itemgetter, no Python loop per value."""
+    n = len(value_columns(q)) - len(q.percentiles) if q.bucket is not None else 2
+    if q.percentiles:
+        get = itemgetter(*range(2, 3 + n))
+        if n == 0:
+            return lambda r: (r[0], r[1], tuple(r[2]))
+        return lambda r: (r[0], r[1], (*get(r)[:-1], *get(r)[-1]))
+    if n == 1:
+        return lambda r: (r[0], r[1], (r[2],))
+    get = itemgetter(*range(2, 2 + n))
+    return lambda r: (r[0], r[1], get(r))
 
 
 def _rows(records: list[asyncpg.Record], q: HistoryQuery) -> Iterator[tuple[int, int, tuple]]:
-    has_pct = bool(q.percentiles)
-    for r in records:
-        yield r[0], r[1], _values(r, has_pct)
+    return map(_row_reader(q), records)
 
 
 class HistoryRunner:
@@ -142,12 +160,19 @@ class HistoryRunner:
                                                timeout=self.limits.statement_timeout_s)
         except (asyncpg.QueryCanceledError, TimeoutError) as exc:
             raise self._timeout_error() from exc
-        out = list(self._assemble(q, ids, _rows(records, q), pos, exhausted=len(records) <= limit, stop=limit + 1))
         next_cursor = None
-        if len(out) > limit:
-            sid, at, _, _, prev = out[limit]
-            next_cursor = encode_cursor(fp, Position(sid, at, prev if q.fill else None))
-        rows = [(sid, at, vals, filled) for sid, at, vals, filled, _ in out[:limit]]
+        if not q.fill:  # the common case, without the filler's generator
+            if len(records) > limit:
+                next_cursor = encode_cursor(fp, Position(records[limit][0], records[limit][1]))
+                records = records[:limit]
+            return Page(q, series, plan.path, value_columns(q), None, next_cursor, records)
+        else:
+            out = list(self._assemble(q, ids, _rows(records, q), pos, exhausted=len(records) <= limit,
+                                      stop=limit + 1))
+            if len(out) > limit:
+                sid, at, _, _, prev = out[limit]
+                next_cursor = encode_cursor(fp, Position(sid, at, prev))
+            rows = [(sid, at, vals, filled) for sid, at, vals, filled, _ in out[:limit]]
         return Page(q, series, plan.path, value_columns(q), rows, next_cursor)
 
     async def _readings(self, conn: asyncpg.Connection, q: HistoryQuery, ids: list[int], pos: Position,
