@@ -52,9 +52,13 @@ def test_router_decodes_each_message_with_its_topics_format_and_keeps_provenance
     assert router.raw_of(batch, d, msgs.index(0)) is not None
 
 
-def test_single_format_config_has_no_router_in_the_hot_path():
-    fmt = build_router(load_settings(None), DecodeLimits())
-    assert isinstance(fmt, CanonicalJsonFormat)
+def test_single_format_config_hands_batches_straight_to_the_default():
+    router = build_router(load_settings(None), DecodeLimits())
+    assert isinstance(router.default, CanonicalJsonFormat) and router.routes == []
+    js, n = sample("json", "c1", 1_700_000_000.0, 4)
+    d = router.decode(MessageBatch("mqtt", [js], topics=["anything"]))
+    assert len(d.columns) == n
+    assert router.by_name("senml").name == "senml"  # HTTP ingest's per-request choice
 
 
 def test_config_naming_an_unknown_format_or_bad_option_stops_start_up_naming_it():

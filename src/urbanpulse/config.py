@@ -183,8 +183,9 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=1000, description="a worker silent this long leaves the group")
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     revoke_drain_timeout_s: float = Field(
-        30.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
-        "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it")
+        5.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
+        "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it "
+        "(this + 5 s, at least session_timeout_ms): the group's joins can wait that long for every member")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -222,6 +223,15 @@ class FormatsSettings(_Section):
         "too); checked after mqtt.formats / kafka.formats")
 
 
+class HttpIngestSettings(_Section):
+    """POST /ingest and /ingest/<format> (docs/connectors.md): readings over HTTP with an ingest key.
+    The body as sent is limited by api.max_body_bytes like every request."""
+
+    enabled: bool = True
+    max_decompressed_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="a gzip body inflated; larger: 413")
+    ack_timeout_s: float = Field(30.0, gt=0, description="not durable within this: 503 (send again; stored once)")
+
+
 class SupervisionSettings(_Section):
     """How failed sources are restarted and messages that crash them are recognised."""
 
@@ -257,6 +267,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     formats: FormatsSettings = FormatsSettings()
     sources: list[SourceEntry] = Field(default_factory=list, description="plugin sources beyond mqtt/kafka")
+    http_ingest: HttpIngestSettings = HttpIngestSettings()
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()

@@ -180,8 +180,9 @@ class Pipeline:
         if self.analytics is not None:
             self._tasks.append(asyncio.create_task(self._ticker(), name="analytics-tick"))
 
-    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
+    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> Validated:
         """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
+        Returns what validation made of it (HTTP ingest reports it to the client after the ack).
 
         Waits (backpressure) while the in-flight limit is reached. Raises :class:`SourceHalted`
         while a batch of this source is parked after a permanent write error.
@@ -208,6 +209,7 @@ class Pipeline:
         pending.size += n_valid + n_rej
         if pending.size >= self.settings.batch_max_readings:
             await self._enqueue(source)
+        return validated
 
     def _decode(self, batch: MessageBatch) -> Validated:
         """Decode and validate ``batch``; whatever that raises costs only the message raising it.
@@ -258,6 +260,11 @@ class Pipeline:
             self.analytics.failed_batches += 1  # type: ignore[union-attr]
         self._analytics_failures.failed(exc, doing, source)
 
+    async def flush_source(self, source: str) -> None:
+        """Hand ``source``'s partial batch to the writers now (a caller waiting for its ack, such
+        as an HTTP request, gains nothing from the batch age limit)."""
+        await self._enqueue(source)
+
     async def flush(self) -> None:
         """Hand every partial batch to the writers now (waits for in-flight room)."""
         for source in list(self._pending):
@@ -283,6 +290,10 @@ class Pipeline:
         if not self._tasks:
             return
         await self.drain()
+        if self._parked:
+            log.error("stopping with %d batch(es) parked after a permanent write error (%s): they are not "
+                      "acknowledged, the brokers redeliver them to the next run", len(self._parked),
+                      "; ".join(f"{k}: {v}" for k, v in self.halted.items()))
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
