@@ -278,6 +278,11 @@ class Pipeline:
             self.analytics.failed_batches += 1  # type: ignore[union-attr]
         self._analytics_failures.failed(exc, doing, source)
 
+    async def flush_source(self, source: str) -> None:
+        """Hand ``source``'s partial batch to the writers now (a caller waiting for its ack, such
+        as an HTTP request, gains nothing from the batch age limit)."""
+        await self._enqueue(source)
+
     async def flush(self) -> None:
         """Hand every partial batch to the writers now (waits for in-flight room)."""
         for source in list(self._pending):
