@@ -29,6 +29,7 @@ from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.privacy.stage import build_privacy_stage
 from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.source_plugins import build_sources
 from urbanpulse.storage.migrations import StorageMode, migrate
@@ -110,6 +111,7 @@ class IngestService:
         if any(src.name == HTTP_SOURCE for src in configured_sources):
             raise ConfigError(f"invalid configuration: sources: the name {HTTP_SOURCE!r} is HTTP ingest's; give "
                               f"that source another `name`")
+        privacy = build_privacy_stage(s.privacy)  # a personal class without its pseudonym key stops start-up here
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -141,7 +143,7 @@ class IngestService:
             self.analytics = StreamAnalytics(s, self.pool)
             await self.analytics.start()
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
-        self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics)
+        self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources] + [HTTP_SOURCE]))
@@ -177,6 +179,8 @@ class IngestService:
             self._retention_task.cancel()
             await asyncio.gather(self._retention_task, return_exceptions=True)
             self._retention_task = None
+        if self.http_ingest is not None:
+            await self.http_ingest.close()
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.analytics is not None:

@@ -1,14 +1,19 @@
 """Submitting one HTTP request's messages and waiting until they are durable.
 
-The request's messages go into the pipeline as one batch of the ``http`` source; the ack the
+The request's messages go into the pipeline as a batch of the ``http`` source; the ack the
 pipeline calls after the batch holding them is committed resolves a future, and only then does
-the route answer 2xx. The ``http`` batch is handed to the writers at once (no waiting for the
-batch timer): a request is its own batch, and the client is waiting.
+the route answer 2xx.
 
-If the commit does not come within ``http_ingest.ack_timeout_s`` (the database is down, say), the
-answer is 503: the client resends, which is harmless, because storing is idempotent. The
-submitted batch keeps being retried by the pipeline; whether it lands or not, the client was
-never told it did.
+Group commit: the clients wait for the commit, so neither the batch age limit nor one
+transaction per request should set the pace. The first request is handed to the writers at
+once; requests arriving while that batch is being written gather in the next one, which is
+handed over as soon as the previous one is durable — one HTTP batch in flight, as large as the
+concurrency makes it.
+
+If the commit does not come within ``http_ingest.ack_timeout_s`` (the database is down, say),
+the answer is 503: the client sends again, which is harmless, because storing is idempotent.
+The submitted batch keeps being retried by the pipeline; whether it lands or not, the client
+was never told it did.
 """
 
 from __future__ import annotations
@@ -54,6 +59,16 @@ class HttpIngestor:
         self.pipeline = pipeline
         self.timeout_s = timeout_s
         self._background: set[asyncio.Task[Any]] = set()
+        self._waiting: list[asyncio.Future[None]] = []  # requests submitted, their batch not yet handed over
+        self._wake = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Stop the group-commit task (the service stops; the pipeline drains what was submitted)."""
+        if self._committer is not None:
+            self._committer.cancel()
+            await asyncio.gather(self._committer, return_exceptions=True)
+            self._committer = None
 
     def format(self, name: str) -> Any:
         """Format ``name`` as the pipeline will decode it (built once): PluginError if it is not
@@ -79,7 +94,10 @@ class HttpIngestor:
 
         async def submit_and_commit() -> Any:
             validated = await self.pipeline.submit(batch, ack)
-            await self.pipeline.flush(HTTP_SOURCE)  # the client waits: no batch timer for this batch
+            self._waiting.append(durable)
+            self._wake.set()
+            if self._committer is None or self._committer.done():
+                self._committer = asyncio.create_task(self._group_commit(), name="http-ingest-group-commit")
             await durable
             return validated
 
@@ -95,3 +113,13 @@ class HttpIngestor:
                                 f"request again later (storing is idempotent, nothing is stored twice)") from None
         return IngestOutcome(stored=len(validated.readings), messages=n,
                              rejected=[describe_rejection(r) for r in validated.rejections])
+
+    async def _group_commit(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            mine, self._waiting = self._waiting, []
+            if not mine:
+                continue
+            await self.pipeline.flush_source(HTTP_SOURCE)
+            await asyncio.wait(mine, timeout=self.timeout_s)  # meanwhile the next batch gathers
