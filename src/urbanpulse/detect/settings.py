@@ -88,7 +88,7 @@ class EwmaParams(_Params):
     """|x - EWMA mean| / EWMA std (winsorised updates, so one outlier does not inflate the band)."""
 
     alpha: float = Field(0.05, gt=0, lt=1, description="EWMA smoothing factor per reading")
-    threshold: float = Field(8.0, gt=0, description="decision at this many EWMA standard deviations (score 0.5)")
+    threshold: float = Field(16.0, gt=0, description="decision at this many EWMA standard deviations (score 0.5)")
     min_history: int = Field(16, ge=2, description="readings seen before it scores")
     shift_alpha: float = Field(
         0.1, gt=0, lt=1, description="smoothing of the level-shift statistic: a fast EWMA of the readings, "
