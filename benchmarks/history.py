@@ -14,13 +14,14 @@ Workloads, each with 1 and with 10 concurrent clients (different sensors/areas p
 * (b) one area of 100 sensors, one day, 1-minute buckets (count, mean, min, max): direct:
   the same columns from ``rollup_1m`` for the area's 100 series ids.
 * (c) exports of the readings of 100 sensors for the year (1,000,000 rows) as CSV and as
-  Parquet, rows/s (10 clients: 10 sensors each, 100,000 rows each, aggregate rows/s), with the
-  data-quality report (the default) and without (``quality=false``); direct:
+  Parquet, rows/s (10 clients: 10 sensors each, 100,000 rows each, aggregate rows/s), without
+  the data-quality report (the default) and with it (``quality=true``); direct:
   ``COPY (SELECT series_id, ts, value, flags ...) TO STDOUT`` (CSV for CSV, binary for Parquet)
   of the same rows into a null sink, read by asyncpg in this process.
 
-Also the peak RSS (VmHWM) of a fresh service after a 100,000-row export, then after 1,000,000-row
-Parquet and CSV exports (all with the data-quality report).
+Also the peak RSS (VmHWM) of a fresh service after a 100,000-row export of 100 sensors (their
+first 36.5 days), then after 1,000,000-row Parquet and CSV exports of the same sensors (the year);
+once without the data-quality report (the default) and, on another fresh service, with it.
 
 Latency is measured per request by the client; p50/p95 over ``--requests`` requests (after 5
 warm-up requests). The ratio is API/direct (lower is better; 1.0 = no overhead).
@@ -184,7 +185,7 @@ async def bench(dsn: str, requests: int, workdir: Path) -> dict:
             def sensors_of(group: int, size: int) -> list[str]:
                 return [sensor_name(s) for s in range(group * size, (group + 1) * size)]
 
-            async def api_export(fmt: str, sensors: list[str], quality: bool = True) -> int:
+            async def api_export(fmt: str, sensors: list[str], quality: bool = False) -> int:
                 n = 0
                 async with http.stream("GET", "/readings/export", params={
                         "sensor": ",".join(sensors), "start": "2023-01-01", "end": "2024-01-01",
@@ -214,10 +215,10 @@ async def bench(dsn: str, requests: int, workdir: Path) -> dict:
             for fmt in ("csv", "parquet"):
                 for conc, size in ((1, 100), (10, 10)):
                     row = {}
-                    async def api_export_nq(fmt: str, sensors: list[str]) -> int:
-                        return await api_export(fmt, sensors, quality=False)
+                    async def api_export_q(fmt: str, sensors: list[str]) -> int:
+                        return await api_export(fmt, sensors, quality=True)
 
-                    for label, fn in (("api", api_export), ("api_no_quality", api_export_nq),
+                    for label, fn in (("api", api_export), ("api_with_quality", api_export_q),
                                       ("direct", sql_export)):
                         await fn(fmt, sensors_of(9, 1))  # warm-up
                         t0 = time.perf_counter()
@@ -228,7 +229,7 @@ async def bench(dsn: str, requests: int, workdir: Path) -> dict:
                         row[f"{label}_mb"] = sum(sizes) / 1e6
                     row["rows"] = rows
                     row["ratio"] = row["direct_rows_per_s"] / row["api_rows_per_s"]
-                    row["ratio_no_quality"] = row["direct_rows_per_s"] / row["api_no_quality_rows_per_s"]
+                    row["ratio_with_quality"] = row["direct_rows_per_s"] / row["api_with_quality_rows_per_s"]
                     results[f"c_{fmt}_c{conc}"] = row
                     print("c", fmt, conc, json.dumps(row), flush=True)
 
@@ -236,10 +237,11 @@ async def bench(dsn: str, requests: int, workdir: Path) -> dict:
     finally:
         svc.terminate()
     results["service_peak_rss_kb"] = await memory(dsn, headers, workdir)
+    results["service_peak_rss_kb_with_quality"] = await memory(dsn, headers, workdir, quality=True)
     return results
 
 
-async def memory(dsn: str, headers: dict[str, str], workdir: Path) -> dict[str, int]:
+async def memory(dsn: str, headers: dict[str, str], workdir: Path, quality: bool = False) -> dict[str, int]:
     """Peak RSS (VmHWM) of a fresh ``urbanpulse run`` after a 100,000-row export, then after
     1,000,000-row Parquet and CSV exports: flat if the export streams."""
     svc = ServiceProcess({"database": {"dsn": dsn, "storage_mode": "postgres"}, "log_level": "WARNING"},
@@ -254,18 +256,20 @@ async def memory(dsn: str, headers: dict[str, str], workdir: Path) -> dict[str, 
     out = {"at_start": hwm_kb()}
     try:
         async with httpx.AsyncClient(base_url=svc.url, headers=headers, timeout=600) as http:
-            for label, fmt, n in (("after_100k_parquet", "parquet", 10), ("after_1m_parquet", "parquet", 100),
-                                  ("after_1m_csv", "csv", 100)):
-                sensors = ",".join(sensor_name(s) for s in range(n))
+            # the same 100 sensors: 100,000 rows are their first 36.5 days, 1,000,000 the year
+            sensors = ",".join(sensor_name(s) for s in range(100))
+            for label, fmt, end in (("after_100k_parquet", "parquet", "2023-02-06T12:00:00Z"),
+                                    ("after_1m_parquet", "parquet", "2024-01-01"), ("after_1m_csv", "csv", "2024-01-01")):
                 async with http.stream("GET", "/readings/export", params={
-                        "sensor": sensors, "start": "2023-01-01", "end": "2024-01-01", "format": fmt}) as r:
+                        "sensor": sensors, "start": "2023-01-01", "end": end, "format": fmt,
+                        "quality": str(quality).lower()}) as r:
                     assert r.status_code == 200
                     async for _ in r.aiter_raw():
                         pass
                 out[label] = hwm_kb()
     finally:
         svc.terminate()
-    print("memory", out, flush=True)
+    print("memory" + (" (quality=true)" if quality else ""), out, flush=True)
     return out
 
 
@@ -276,6 +280,7 @@ async def main() -> None:
     ap.add_argument("--keep", default=None, metavar="DB", help="reuse (and keep) this database if it exists")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--load-only", action="store_true", help="load the data (with --keep) and stop")
+    ap.add_argument("--memory-only", action="store_true", help="only the service memory measurement")
     args = ap.parse_args()
     if args.keep:
         name, dsn = args.keep, services.dsn_for(services.PG_DSN, args.keep)
@@ -298,7 +303,16 @@ async def main() -> None:
         if args.load_only:
             return
         with tempfile.TemporaryDirectory() as tmp:
-            results = await bench(dsn, args.requests, Path(tmp))
+            if args.memory_only:
+                from urbanpulse.auth.keys import KeyStore
+
+                conn = await asyncpg.connect(dsn)
+                headers = {"Authorization": f"Bearer {(await KeyStore(conn).create('benchmark', 'viewer')).secret}"}
+                await conn.close()
+                results = {"service_peak_rss_kb": await memory(dsn, headers, Path(tmp)),
+                           "service_peak_rss_kb_with_quality": await memory(dsn, headers, Path(tmp), quality=True)}
+            else:
+                results = await bench(dsn, args.requests, Path(tmp))
         results["readings"] = args.readings
         print(json.dumps(results, indent=1))
         if args.json:

@@ -23,7 +23,7 @@ from history_check import (Dataset, all_pages, assert_page_matches, close, readi
                            stored_frame, utc)
 from urbanpulse.query.errors import QueryError, QueryTooLarge, UnknownSeries
 from urbanpulse.query.plan import rollup_table
-from urbanpulse.query.run import HistoryRunner, QueryLimits, to_us
+from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability, to_us
 from urbanpulse.query.spec import parse_query
 from urbanpulse.registry.model import SensorIn
 from urbanpulse.registry.store import save_sensor
@@ -383,3 +383,37 @@ async def test_area_selection_metadata_and_open_data_scope(stored, client):
         assert r.status_code == 404
     finally:
         client.headers["Authorization"] = key
+
+
+async def test_rollups_off_cut_by_retention_or_not_kept_for_a_series_fall_back_to_the_readings(stored):
+    pool, ds = stored
+    params = {"sensor": "hq-c", "start": "2024-03-28T00:00:00Z", "end": "2024-03-31T00:00:00Z", "bucket": "1h",
+              "agg": "count,mean,stddev,first"}
+    q = parse_query(params)
+    expected = _expected(ds, q)
+    assert (await HistoryRunner(pool).page(q)).path == "rollup_1h"
+    month = timedelta(days=30)
+    for rollups in (RollupAvailability(enabled=False),  # windows.rollups: false
+                    RollupAvailability(keep={"rollup_1d": month, "rollup_1h": month, "rollup_1m": month})):
+        page = await HistoryRunner(pool, rollups=rollups).page(q)
+        assert page.path == "raw"
+        assert_page_matches(page.rows, page.columns, expected, ds.scale, f"{rollups}")
+    # a slow series keeps only the daily level (the level policy, docs/rollups.md)
+    sid = ds.series["hq-c"]
+    async with pool.acquire() as c:
+        await c.execute("INSERT INTO rollup_series (series_id, finest_us, interval_s, source) "
+                        "VALUES ($1, $2, 420, 'configured')", sid, 86_400_000_000)
+    try:
+        runner = HistoryRunner(pool)
+        page = await runner.page(q)
+        assert page.path == "raw"
+        assert_page_matches(page.rows, page.columns, expected, ds.scale, "only rollup_1d kept")
+        daily = parse_query({**params, "bucket": "1d"})
+        page = await runner.page(daily)
+        assert page.path == "rollup_1d"
+        assert_page_matches(page.rows, page.columns, _expected(ds, daily), ds.scale, "daily from rollup_1d")
+        with pytest.raises(QueryError, match="keep that rollup level"):
+            await runner.page(parse_query({**params, "path": "rollup"}))
+    finally:
+        async with pool.acquire() as c:
+            await c.execute("DELETE FROM rollup_series WHERE series_id = $1", sid)

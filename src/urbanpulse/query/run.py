@@ -7,7 +7,7 @@ Limits (:class:`QueryLimits`) turn queries that would hurt the database into a c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +17,7 @@ from urbanpulse.query.buckets import boundaries, count_buckets
 from urbanpulse.query.cursor import Position, decode_cursor, encode_cursor
 from urbanpulse.query.errors import QueryError, QueryTimeout, QueryTooLarge
 from urbanpulse.query.fill import GapFiller, Out
-from urbanpulse.query.plan import READINGS_SQL, Plan, plan_query
+from urbanpulse.query.plan import READINGS_SQL, ROLLUPS, Plan, plan_query
 from urbanpulse.query.series import SeriesInfo, resolve_series
 from urbanpulse.query.spec import HistoryQuery
 
@@ -35,6 +35,22 @@ class QueryLimits:
     max_scan_readings: int = 50_000_000  # stored readings a raw-path query may aggregate
     statement_timeout_s: float = 30.0
     export_timeout_s: float = 900.0  # a whole export (COPY or cursor) may run this long
+
+
+@dataclass(frozen=True)
+class RollupAvailability:
+    """Which rollup tables can answer: off entirely (``windows.rollups: false``), and how long
+    each keeps its rows (``database.retention``; None: forever)."""
+
+    enabled: bool = True
+    keep: dict[str, timedelta | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: object) -> RollupAvailability:
+        """From a whole :class:`urbanpulse.config.Settings`."""
+        retention = getattr(getattr(settings, "database", None), "retention", None)
+        keep = {t: getattr(retention, t, None) for t, _ in ROLLUPS} if retention is not None else {}
+        return cls(bool(getattr(getattr(settings, "windows", None), "rollups", True)), keep)
 
 
 @dataclass
@@ -75,6 +91,17 @@ def value_columns(q: HistoryQuery) -> tuple[str, ...]:
     return q.columns if q.bucket is not None else ("value", "flags")
 
 
+#: readings of some series over a range, from the hourly rollups (whole hours around the range),
+#: else the daily ones: every series reporting at least every 2.4 h keeps rollup_1d
+#: (docs/rollups.md); slower ones hold few readings
+ESTIMATE_SQL = """
+SELECT coalesce(nullif(
+    (SELECT coalesce(sum(count), 0) FROM rollup_1h WHERE series_id = ANY($1::int4[])
+        AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3), 0),
+    (SELECT coalesce(sum(count), 0) FROM rollup_1d WHERE series_id = ANY($1::int4[])
+        AND bucket >= date_trunc('day', $2::timestamptz, 'UTC') AND bucket < $3))"""
+
+
 def _check_size(q: HistoryQuery, n_series: int, limits: QueryLimits) -> None:
     if q.bucket is None:
         return
@@ -86,13 +113,10 @@ def _check_size(q: HistoryQuery, n_series: int, limits: QueryLimits) -> None:
 
 async def _check_scan(conn: asyncpg.Connection, q: HistoryQuery, plan: Plan, ids: list[int],
                       limits: QueryLimits) -> None:
-    """Refuse a raw-path aggregation over more readings than allowed (counted from rollup_1h)."""
+    """Refuse a raw-path aggregation over more readings than allowed (counted from the rollups)."""
     if plan.path != "raw":
         return
-    n = await conn.fetchval("""
-        SELECT coalesce(sum(count), 0) FROM rollup_1h
-        WHERE series_id = ANY($1::int4[]) AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3""",
-                            ids, q.start, q.end, timeout=limits.statement_timeout_s)
+    n = await conn.fetchval(ESTIMATE_SQL, ids, q.start, q.end, timeout=limits.statement_timeout_s)
     if n > limits.max_scan_readings:
         raise QueryTooLarge(f"the query would aggregate {n:,} stored readings; the limit is "
                             f"{limits.max_scan_readings:,}: shorten the range, select fewer series, or drop "
@@ -125,18 +149,32 @@ class HistoryRunner:
     """Answers :class:`HistoryQuery` objects on a pool with the given limits."""
 
     def __init__(self, pool: asyncpg.Pool, limits: QueryLimits | None = None,
-                 data_classes: list[str] | None = None) -> None:
+                 data_classes: list[str] | None = None, rollups: RollupAvailability | None = None) -> None:
         """``data_classes``: the caller's scope (``["open"]`` for anonymous open data), None for all."""
         self.pool = pool
         self.limits = limits or QueryLimits()
         self.data_classes = data_classes
+        self.rollups = rollups or RollupAvailability()
+
+    async def usable_rollups(self, conn: asyncpg.Connection, q: HistoryQuery, ids: list[int]) -> set[str]:
+        """Rollup tables holding every bucket of these series over the query's range: on, not cut
+        by retention before ``q.start``, and kept by every series (``rollup_series.finest_us``;
+        no row: every level)."""
+        if not self.rollups.enabled or q.bucket is None or q.percentiles or q.path == "raw":
+            return set()
+        now = datetime.now(timezone.utc)
+        finest = await conn.fetchval("SELECT max(finest_us) FROM rollup_series WHERE series_id = ANY($1::int4[])",
+                                     ids, timeout=self.limits.statement_timeout_s)
+        return {t for t, width in ROLLUPS
+                if (finest is None or finest <= width * 1_000_000)
+                and (self.rollups.keep.get(t) is None or q.start >= now - self.rollups.keep[t])}
 
     async def prepare(self, conn: asyncpg.Connection, q: HistoryQuery) -> tuple[list[SeriesInfo], Plan, list[int]]:
         """Series, plan and the size checks shared by pages and exports."""
         series = await resolve_series(conn, q.series, self.limits.max_series, self.data_classes)
         _check_size(q, len(series), self.limits)
-        plan = plan_query(q, max_buckets=self.limits.max_buckets)
         ids = [s.series_id for s in series]
+        plan = plan_query(q, max_buckets=self.limits.max_buckets, usable=await self.usable_rollups(conn, q, ids))
         await _check_scan(conn, q, plan, ids, self.limits)
         return series, plan, ids
 

@@ -21,7 +21,7 @@ from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
 from urbanpulse.export.stream import check_format, open_export
 from urbanpulse.export.writers import EXTENSIONS, FORMATS
 from urbanpulse.query.errors import QueryError, UnknownSeries
-from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, latest
+from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, RollupAvailability, latest
 from urbanpulse.query.spec import HistoryQuery, parse_query
 
 router = APIRouter(tags=["history"])
@@ -33,15 +33,17 @@ _EXAMPLE = ("/readings?sensor=beijing-dongsi&metric=pm2_5&start=2015-01-01T00:00
 
 
 def runner(request: Request, principal: Principal) -> HistoryRunner:
-    """A runner on the service's pool, with the configured limits and the caller's data-class scope
-    (None: every series, registered or not; the open-data scope: only registered ``open`` ones)."""
-    limits = getattr(request.app.state, "history_limits", None)
-    if limits is None:
-        settings = getattr(getattr(request.app.state.service, "settings", None), "history", None)
-        limits = QueryLimits(**settings.model_dump()) if settings is not None else QueryLimits()
-        request.app.state.history_limits = limits
+    """A runner on the service's pool, with the configured limits and rollups and the caller's
+    data-class scope (None: every series, registered or not; open data: only registered ``open`` ones)."""
+    state = request.app.state
+    if getattr(state, "history_limits", None) is None:
+        settings = getattr(state.service, "settings", None)
+        history = getattr(settings, "history", None)
+        state.history_limits = QueryLimits(**history.model_dump()) if history is not None else QueryLimits()
+        state.history_rollups = RollupAvailability.from_settings(settings)
     scope = None if principal.scope == FULL else principal.scope.data_classes_list
-    return HistoryRunner(request.app.state.service.pool, limits, scope)
+    return HistoryRunner(state.service.pool, state.history_limits, scope,
+                         getattr(state, "history_rollups", None))
 
 
 def _query(request: Request, allowed: set[str]) -> HistoryQuery:
@@ -148,7 +150,7 @@ async def history(
 
 @router.get("/readings/export", summary="The same query as a file: CSV, NDJSON or Parquet, streamed",
             description="Streams with constant memory. CSV carries the query, each series' unit, location "
-                        "and licence, and the data-quality report in `#` comment lines (pandas: "
+                        "and licence (and with quality=true the data-quality report) in `#` comment lines (pandas: "
                         "`read_csv(url, comment='#')`); NDJSON in its first line; Parquet in the file's key-value "
                         "metadata (`urbanpulse`).")
 async def export(
@@ -159,8 +161,8 @@ async def export(
     end: str | None = Query(None), bucket: str | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None), fill: str | None = Query(None),
     path: str | None = Query(None),
-    quality: bool = Query(True, description="include the data-quality report of the series over the range "
-                                            "(one more pass over the readings before the first row)"),
+    quality: bool = Query(False, description="include the data-quality report of the series over the range "
+                                             "(one more pass over the readings before the first row)"),
     principal: Principal = ALLOW_OPEN_DATA,
 ) -> StreamingResponse:
     """The rows of ``/readings`` for the whole range, as one file."""
