@@ -40,6 +40,7 @@ from urbanpulse.errors import SourceHalted
 from urbanpulse.formats.base import Format, MessageBatch, describe_exception
 from urbanpulse.metrics import IngestMetrics
 from urbanpulse.model import ReadingColumns, Reason, Rejection
+from urbanpulse.privacy.stage import PrivacyStage
 from urbanpulse.quality.validate import ReadingValidator, Validated
 from urbanpulse.storage.write_errors import WriteErrorKind, classify_write_error
 from urbanpulse.storage.writer import ReadingStore, WriteResult
@@ -139,8 +140,10 @@ class Pipeline:
 
     def __init__(self, store: ReadingStore, fmt: Format, validator: ReadingValidator,
                  settings: IngestSettings, metrics: IngestMetrics, analytics: BatchAnalytics | None = None,
-                 tick_s: float = 1.0) -> None:
+                 tick_s: float = 1.0, privacy: PrivacyStage | None = None) -> None:
         self.store = store
+        #: pseudonyms, coarsening, redaction (privacy/stage.py); None when no source is personal
+        self.privacy = privacy
         self.analytics = analytics
         self.tick_s = tick_s
         self.fmt = fmt
@@ -220,17 +223,32 @@ class Pipeline:
         try:
             return self._decode_validate(batch)
         except Exception as exc:  # noqa: BLE001 - input nobody anticipated must not stop a source
-            self._decode_failures.failed(exc, getattr(self.fmt, "name", type(self.fmt).__name__), batch.source)
+            privacy = self.privacy
+            logged: BaseException = exc
+            if privacy is not None and privacy.withholds(batch):  # its text may quote a personal id
+                logged = _Withheld(f"{type(exc).__name__} (text withheld: personal data)")
+            self._decode_failures.failed(logged, getattr(self.fmt, "name", type(self.fmt).__name__), batch.source)
             if len(batch.payloads) == 1:
-                return Validated(ReadingColumns.empty(), [_decode_error(batch, 0, exc)])
-            return self._decode_one_by_one(batch)
+                validated = Validated(ReadingColumns.empty(), [_decode_error(batch, 0, exc)])
+            else:
+                validated = self._decode_one_by_one(batch)
+            if privacy is not None:
+                privacy.scrub(batch.source, validated.rejections)
+            return validated
 
     def _decode_validate(self, batch: MessageBatch) -> Validated:
         decoded = self.fmt.decode(batch)
         raw_of = self._raw_of
-        validated = self.validator.validate(
-            batch, decoded,
-            (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b""))
+        raw = (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b"")
+        privacy = self.privacy
+        scope = privacy.scope(batch) if privacy is not None else None
+        if scope is not None:  # right after decode: nothing below sees a raw personal id
+            privacy.apply(batch, decoded, scope)
+            raw = privacy.raw_of(scope, decoded.columns, raw)
+        validated = self.validator.validate(batch, decoded, raw)
+        if scope is not None:
+            validated.readings = privacy.drop_metrics(scope, validated.readings)
+            privacy.scrub(batch.source, validated.rejections, scope)
         for r in validated.rejections:  # cheap unless a rejection could not be stored as it is
             if type(r.payload) is not bytes or type(r.detail) is not str or not r.detail.isascii() \
                     or type(r.reason) is not Reason:
@@ -304,6 +322,8 @@ class Pipeline:
         see connectors/poison.py), batched with the source's readings; ``ack`` runs once they and
         everything submitted before are durable. Each rejection counts as one message received."""
         self._refuse_if_halted(source)
+        if self.privacy is not None:
+            self.privacy.scrub(source, rejections)
         m = self.metrics
         m.messages.labels(source).inc(len(rejections))
         m.received.labels(source).inc(len(rejections))
@@ -606,6 +626,10 @@ class Pipeline:
                     await result
             except Exception:  # an ack failure means redelivery, which is idempotent
                 log.exception("acknowledgement failed; the broker will redeliver (stored idempotently)")
+
+
+class _Withheld(Exception):
+    """Stands in for an exception whose text may quote personal data, in the log."""
 
 
 def _one_message(batch: MessageBatch, i: int) -> MessageBatch:
