@@ -10,6 +10,8 @@ partials (``stage``: binary COPY + INSERT .. SELECT; ``unnest``: array parameter
 * ``beijing`` - the twelve Beijing stations x eleven metrics, hourly: each reading is its own
                 minute (5000 minute rows inserted per batch) and its own hour.
 
+Rollups on use the service's level policy (a level kept where its bucket holds at least 10
+readings of the series, learned from scratch in each run); ``all lvls`` keeps every level.
 Each figure is the median of 3 runs of 40 batches, one writer at a time; ``x2`` runs two
 writers at once, as the pipeline does by default. Figures, no pass/fail.
 
@@ -36,6 +38,7 @@ import services  # noqa: E402
 from urbanpulse.model import ReadingColumns  # noqa: E402
 from urbanpulse.storage.migrations import migrate  # noqa: E402
 from urbanpulse.storage.partitions import MonthlyPartitions  # noqa: E402
+from urbanpulse.storage.rollups import RollupPolicy  # noqa: E402
 from urbanpulse.storage.writer import ReadingStore, prepare_connection  # noqa: E402
 from urbanpulse.windows import WindowSettings, WindowState  # noqa: E402
 
@@ -80,10 +83,12 @@ def beijing_batches(n_batches: int) -> list[ReadingColumns]:
 
 
 async def run(pool: asyncpg.Pool, partitions: MonthlyPartitions, batches: list[ReadingColumns], rollups: bool,
-              method: str, writers: int) -> float:
+              method: str, writers: int, min_readings: int = 10) -> float:
     async with pool.acquire() as c:
-        await c.execute("TRUNCATE readings, rollup_1m, rollup_1h")
+        await c.execute("TRUNCATE readings, rollup_1m, rollup_1h, rollup_1d, rollup_series")
     store = ReadingStore(pool, partitions, rollups=rollups, rollup_method=method)  # type: ignore[arg-type]
+    if store.rollups is not None:  # the service's level policy (database.rollups), learned from scratch
+        store.rollups.policy = RollupPolicy(min_readings)
     for b in batches:  # series ids and partitions outside the clock
         await store.series.ids_for(pool, b.sensor_id, b.metric)
         await partitions.ensure(pool, b.ts_us)
@@ -124,12 +129,12 @@ async def main() -> None:
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4, init=prepare_connection)
         partitions = MonthlyPartitions()
         data = {"city": city_batches(args.batches), "beijing": beijing_batches(args.batches)}
-        configs = [("off", False, "stage", 1), ("stage", True, "stage", 1), ("unnest", True, "unnest", 1),
-                   ("off x2", False, "stage", 2), ("stage x2", True, "stage", 2)]
+        configs = [("off", False, "stage", 1, 10), ("stage", True, "stage", 1, 10), ("unnest", True, "unnest", 1, 10),
+                   ("all lvls", True, "stage", 1, 1), ("off x2", False, "stage", 2, 10), ("stage x2", True, "stage", 2, 10)]
         print(f"{'data':8} {'rollups':10} readings/s (median of {args.repeat} x {args.batches} batches of {BATCH})")
         for label, batches in data.items():
-            for cfg, on, method, writers in configs:
-                rates = [await run(pool, partitions, batches, on, method, writers) for _ in range(args.repeat)]
+            for cfg, on, method, writers, k in configs:
+                rates = [await run(pool, partitions, batches, on, method, writers, k) for _ in range(args.repeat)]
                 print(f"{label:8} {cfg:10} {statistics.median(rates):>12,.0f}")
             rate, nbytes = bench_windows(batches, 0)
             print(f"{label:8} {'windows':10} {rate:>12,.0f}  (WindowState.observe, {nbytes} bytes/slot)")

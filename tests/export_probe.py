@@ -21,11 +21,12 @@ from urbanpulse.query.spec import parse_query
 async def main(dsn: str, fmt: str, out: str, params: dict[str, str]) -> dict:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
-        chunk = int(params.pop("chunk", "50000"))
+        chunk = int(params.pop("chunk", "32768"))
+        quality = params.pop("quality", "false") == "true"
         q = parse_query(params)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
-        ex = await open_export(HistoryRunner(pool), q, fmt, chunk_rows=chunk)
+        ex = await open_export(HistoryRunner(pool), q, fmt, chunk_rows=chunk, quality=quality)
         size = 0
         with open(out, "wb") as fh:
             async for chunk in ex.chunks:

@@ -209,3 +209,17 @@ def flush_with_markers(dsn: str, ts_ms: int, mqtt: tuple[str, int, str] | None =
 
     wait_until(lambda: stored() == sent, timeout, what=f"{sent} marker(s) behind what was sent")
     return sent
+
+
+def wait_settled(svc: ServiceProcess, messages: int, timeout: float = 120.0) -> None:
+    """Wait until ``svc`` has received ``messages`` broker messages in all and every reading it
+    received is accounted for on /metrics (stored, already stored, or quarantined): nothing it
+    got is still on its way. For tests whose streams a marker cannot close (many topics, other
+    formats); :func:`flush_with_markers` where it can."""
+    def settled() -> bool:
+        m = svc.metric
+        return m("urbanpulse_messages_received_total") >= messages and \
+            m("urbanpulse_readings_received_total") == m("urbanpulse_readings_stored_total") + \
+            m("urbanpulse_readings_duplicate_total") + m("urbanpulse_readings_quarantined_total")
+
+    wait_until(settled, timeout, what=f"{messages} messages received and every reading in them accounted for")

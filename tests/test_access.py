@@ -146,6 +146,8 @@ def example_body(doc: dict[str, Any], route: Any, method: str) -> Any:
     if schema is None:
         return None
     refs = [s["$ref"] for s in schema.get("anyOf", [schema]) if "$ref" in s]
+    if not refs:  # an inline schema (a route that reads its raw body, e.g. /ingest)
+        return schema["examples"][0]
     model = doc["components"]["schemas"][refs[0].rsplit("/", 1)[1]]
     return model["examples"][0]
 

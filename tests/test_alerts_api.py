@@ -160,7 +160,8 @@ async def test_bad_requests_get_4xx_with_a_message_that_says_what_to_do(h: Harne
                   "query parameter state", "open, acknowledged, resolved")
     assert_detail(await c.get("/alerts", params={"severity": "urgent"}), 422, "info, warning, critical")
     assert_detail(await c.get("/alerts", params={"detector": "magic"}), 422, "query parameter detector")
-    assert_detail(await c.get("/alerts", params={"since": "yesterday"}), 422, "ISO 8601", "since=2024")
+    assert_detail(await c.get("/alerts", params={"since": "yesterday"}), 422, "ISO 8601", "'yesterday' is not valid",
+                  "2024-05-01T08:00:00Z")
     assert_detail(await c.get("/alerts", params={"limit": "0"}), 422, "query parameter limit", "1..1000")
     assert_detail(await c.get("/alerts", params={"limit": "5000"}), 422, "query parameter limit", "1..1000")
     assert_detail(await c.get("/alerts", params={"limit": "ten"}), 422, "valid integer")

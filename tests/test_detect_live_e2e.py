@@ -91,6 +91,7 @@ def test_detect_cli_scores_equal_the_live_pipeline_scores_bit_for_bit(
                    >= n_missing, 60, what="the NA readings to be quarantined")
         assert readings_count(fresh_db) == total_valid
         batches = svc.metric("urbanpulse_batch_write_seconds_count")
+        assert svc.analytics_failed_batches() == 0
         assert svc.terminate() == 0, svc.log_tail()
     finally:
         svc.stop_quietly()

@@ -52,9 +52,13 @@ def test_router_decodes_each_message_with_its_topics_format_and_keeps_provenance
     assert router.raw_of(batch, d, msgs.index(0)) is not None
 
 
-def test_single_format_config_has_no_router_in_the_hot_path():
-    fmt = build_router(load_settings(None), DecodeLimits())
-    assert isinstance(fmt, CanonicalJsonFormat)
+def test_single_format_config_hands_batches_straight_to_the_default():
+    router = build_router(load_settings(None), DecodeLimits())
+    assert isinstance(router.default, CanonicalJsonFormat) and router.routes == []
+    js, n = sample("json", "c1", 1_700_000_000.0, 4)
+    d = router.decode(MessageBatch("mqtt", [js], topics=["anything"]))
+    assert len(d.columns) == n
+    assert router.by_name("senml").name == "senml"  # HTTP ingest's per-request choice
 
 
 def test_config_naming_an_unknown_format_or_bad_option_stops_start_up_naming_it():
@@ -102,3 +106,11 @@ def test_urbanpulse_run_with_a_bad_format_option_stops_before_connecting(tmp_pat
     assert out.returncode == 2
     assert b"formats.options.influx_line.precision" in out.stderr
     assert b"database" not in out.stderr.lower()  # it never tried to connect
+
+
+def test_formats_routes_apply_to_any_sources_topics():
+    router = build_router(load_settings(None, formats={"routes": {"ttn/#": "ttn_v3"}}), DecodeLimits())
+    assert isinstance(router, FormatRouter)
+    ttn, n = sample("ttn_v3", "dev1", 1_700_000_000.0)
+    d = router.decode(MessageBatch("ttn", [ttn], topics=["ttn/app1/dev1"]))
+    assert len(d.columns) == n and d.rejections == []

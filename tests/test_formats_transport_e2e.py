@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from service_process import ServiceProcess, db_rows, readings_count, wait_until
+from service_process import ServiceProcess, db_rows, readings_count, wait_settled, wait_until
 from services import create_topic, produce_kafka, publish_mqtt
 from urbanpulse.testing.samples import SAMPLE_OPTIONS, SAMPLES, sample
 
@@ -76,7 +76,7 @@ def test_each_format_over_mqtt_and_kafka_stored_once_resend_nothing_bad_quaranti
         _send(mosquitto, kafka_bootstrap, sent)
         total = sum(expected.values())
         wait_until(lambda: readings_count(fresh_db) >= total, 120, what=f"{total} readings of every format")
-        time.sleep(1.0)
+        wait_settled(svc, len(sent))  # everything sent was received and written: nothing more to come
         stored = {r["sensor_id"]: r["n"] for r in db_rows(
             fresh_db, "SELECT s.sensor_id, count(*) AS n FROM readings r JOIN series s ON s.id = r.series_id GROUP BY 1")}
         assert stored == expected, {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
@@ -86,10 +86,12 @@ def test_each_format_over_mqtt_and_kafka_stored_once_resend_nothing_bad_quaranti
         dup_before = svc.metric("urbanpulse_readings_duplicate_total")
         _send(mosquitto, kafka_bootstrap, sent)
         sc = sum(n for s, n in expected.items() if s.startswith("esp8266-"))
-        wait_until(lambda: svc.metric("urbanpulse_readings_duplicate_total") - dup_before >= total - sc, 120,
+        wait_until(lambda: svc.metric("urbanpulse_readings_duplicate_total") - dup_before >= total - sc
+                   and readings_count(fresh_db) >= total + sc, 120,
                    what="the resent readings to be recognised as duplicates")
-        time.sleep(0.5)
+        wait_settled(svc, 2 * len(sent))
         assert readings_count(fresh_db) == total + sc
+        assert svc.metric("urbanpulse_readings_duplicate_total") - dup_before == total - sc
 
         # one malformed message per format and transport: quarantined with its topic and reason
         bad_sent = []

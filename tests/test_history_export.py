@@ -112,6 +112,7 @@ async def test_million_readings_export_reads_back_equal_with_flat_memory(million
         ex00 = next(s for s in meta["series"] if s["sensor_id"] == "ex-00")
         assert (ex00["unit"], ex00["licence"], ex00["lat"], ex00["lon"]) == ("ug/m3", "CC-BY-4.0", 51.5, -0.12)
         assert meta["query"]["path"] == "readings"
+        assert meta["quality"] is None  # opt-in (quality=true)
         assert pq.ParquetFile(path).metadata.num_row_groups > 10  # written batch by batch
     np.testing.assert_array_equal(got.sensor_id.astype(str).to_numpy(), want.sensor_id.to_numpy())
     np.testing.assert_array_equal(got_us, want.ts_us.to_numpy())
@@ -156,6 +157,22 @@ async def test_bucketed_and_filled_exports_equal_the_pages(million):
         for i, col in enumerate(("count", "mean", "stddev", "p50")):
             exp = np.array([np.nan if w[2][i] is None else w[2][i] for w in want], float)
             np.testing.assert_allclose(got[col].to_numpy(float), exp, rtol=1e-12, equal_nan=True, err_msg=fmt)
+
+
+async def test_quality_section_on_request(million):
+    _, pool, _ = million
+    runner = HistoryRunner(pool)
+    params = {"sensor": "ex-00,ex-01", "start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z"}
+    csv = (await _collect(runner, params, "csv", quality=True)).decode()
+    line = next(x for x in csv.splitlines() if x.startswith("# quality "))
+    report = orjson.loads(line[len("# quality "):])
+    assert sum(s["received"] for s in report["series"]) == 2 * 8640
+    ex00 = next(s for s in report["series"] if s["sensor_id"] == "ex-00")
+    assert ex00["expected"] == 8640 and ex00["completeness"] == 1.0
+    data = await _collect(runner, params, "parquet", quality=True)
+    meta = orjson.loads(pq.read_schema(io.BytesIO(data)).metadata[b"urbanpulse"])
+    assert meta["quality"]["series"] == report["series"]
+    assert "# quality" not in (await _collect(runner, params, "csv")).decode()
 
 
 async def test_readings_export_without_copy_equals_copy(million):

@@ -23,7 +23,7 @@ from history_check import (Dataset, all_pages, assert_page_matches, close, readi
                            stored_frame, utc)
 from urbanpulse.query.errors import QueryError, QueryTooLarge, UnknownSeries
 from urbanpulse.query.plan import rollup_table
-from urbanpulse.query.run import HistoryRunner, QueryLimits, to_us
+from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability, to_us
 from urbanpulse.query.spec import parse_query
 from urbanpulse.registry.model import SensorIn
 from urbanpulse.registry.store import save_sensor
@@ -129,6 +129,53 @@ async def test_query_equals_pandas_recomputation(stored, params):
         raw = await runner.page(parse_query({**params, "path": "raw"}), limit=10_000)
         assert raw.path == "raw"
         assert_page_matches(raw.rows, raw.columns, expected, ds.scale, f"{params} via raw")
+
+
+_generated = iter(range(10**6))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(readings=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4 * 86400 - 1), st.integers(0, 999_999),
+                                   st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False)),
+                         min_size=1, max_size=300),
+       day=st.sampled_from(["2024-10-26T00:00:00Z", "2024-03-30T00:00:00Z", "2024-04-06T00:00:00Z"]),
+       query=st.tuples(st.sampled_from(BUCKETS), st.sampled_from(ZONES),
+                       st.lists(st.sampled_from(AGGS + ["p50", "p90"]), min_size=1, max_size=5, unique=True)))
+async def test_generated_readings_equal_the_recomputation(stored, readings, day, query):
+    """Readings drawn by hypothesis (four series over four days around a DST change, values of any
+    sign and scale, several per minute or none for hours) go in through the writer; a drawn
+    bucket x zone x aggregates query over the whole stretch equals pandas, rollup path = raw path."""
+    pool, _ = stored
+    bucket, tz, aggs = query
+    tag = f"gen{next(_generated)}-{abs(hash((day, len(readings)))) % 10**6}"
+    base = to_us(parse_query({"sensor": "x", "start": day}).start)
+    seen = {}
+    for k, s_, us, v in readings:
+        seen[(k, base + s_ * 1_000_000 + us % 1_000_000)] = v  # one value per (series, time): the key
+    keys = sorted(seen)
+    store = ReadingStore(pool, MonthlyPartitions())
+    await store.write(readings_columns([f"{tag}-{k}" for k, _ in keys], ["pm2_5"] * len(keys),
+                                       np.array([t for _, t in keys], np.int64), np.array([seen[x] for x in keys])),
+                      [], "replay")
+    sensors = sorted({f"{tag}-{k}" for k, _ in keys})
+    async with pool.acquire() as c:
+        ids = {r["sensor_id"]: r["id"] for r in await c.fetch(
+            "SELECT id, sensor_id FROM series WHERE sensor_id = ANY($1::text[])", sensors)}
+        frame = await stored_frame(c)
+    frame = frame[frame.series_id.isin(ids.values())]
+    scale = float(np.abs(frame.value).max()) or 1.0
+    start = parse_query({"sensor": "x", "start": day}).start - timedelta(days=1)
+    params = {"sensor": ",".join(sensors), "start": start.isoformat(),
+              "end": (start + timedelta(days=6)).isoformat(), "bucket": bucket, "tz": tz, "agg": ",".join(aggs)}
+    q = parse_query(params)
+    expected = recompute(frame, q, sorted(ids.values()))
+    runner = HistoryRunner(pool)
+    page = await runner.page(q, limit=10_000)
+    assert_page_matches(page.rows, page.columns, expected, scale, f"{params} via {page.path}")
+    if page.path.startswith("rollup"):
+        raw = await runner.page(parse_query({**params, "path": "raw"}), limit=10_000)
+        assert_page_matches(raw.rows, raw.columns, expected, scale, f"{params} via raw")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
@@ -291,6 +338,7 @@ async def test_http_history_pages_equal_the_recomputation(stored, client):
              (i["count"], i["mean"], i["stddev"], i["p90"]), False) for i in items]
     assert_page_matches(rows, ("count", "mean", "stddev", "p90"), expected, ds.scale, "http")
     assert items[0]["local"].endswith("+01:00") and items[-1]["local"].endswith("+00:00")
+    assert items[0]["bucket"] == "2024-10-25T23:00:00Z"  # local midnight of the 26th, BST
 
 
 async def test_http_errors_say_what_to_change(client):
@@ -335,3 +383,37 @@ async def test_area_selection_metadata_and_open_data_scope(stored, client):
         assert r.status_code == 404
     finally:
         client.headers["Authorization"] = key
+
+
+async def test_rollups_off_cut_by_retention_or_not_kept_for_a_series_fall_back_to_the_readings(stored):
+    pool, ds = stored
+    params = {"sensor": "hq-c", "start": "2024-03-28T00:00:00Z", "end": "2024-03-31T00:00:00Z", "bucket": "1h",
+              "agg": "count,mean,stddev,first"}
+    q = parse_query(params)
+    expected = _expected(ds, q)
+    assert (await HistoryRunner(pool).page(q)).path == "rollup_1h"
+    month = timedelta(days=30)
+    for rollups in (RollupAvailability(enabled=False),  # windows.rollups: false
+                    RollupAvailability(keep={"rollup_1d": month, "rollup_1h": month, "rollup_1m": month})):
+        page = await HistoryRunner(pool, rollups=rollups).page(q)
+        assert page.path == "raw"
+        assert_page_matches(page.rows, page.columns, expected, ds.scale, f"{rollups}")
+    # a slow series keeps only the daily level (the level policy, docs/rollups.md)
+    sid = ds.series["hq-c"]
+    async with pool.acquire() as c:
+        await c.execute("INSERT INTO rollup_series (series_id, finest_us, interval_s, source) "
+                        "VALUES ($1, $2, 420, 'configured')", sid, 86_400_000_000)
+    try:
+        runner = HistoryRunner(pool)
+        page = await runner.page(q)
+        assert page.path == "raw"
+        assert_page_matches(page.rows, page.columns, expected, ds.scale, "only rollup_1d kept")
+        daily = parse_query({**params, "bucket": "1d"})
+        page = await runner.page(daily)
+        assert page.path == "rollup_1d"
+        assert_page_matches(page.rows, page.columns, _expected(ds, daily), ds.scale, "daily from rollup_1d")
+        with pytest.raises(QueryError, match="keep that rollup level"):
+            await runner.page(parse_query({**params, "path": "rollup"}))
+    finally:
+        async with pool.acquire() as c:
+            await c.execute("DELETE FROM rollup_series WHERE series_id = $1", sid)

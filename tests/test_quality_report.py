@@ -67,18 +67,22 @@ def series_data(draw: st.DrawFn, interval_s: int, n_slots: int) -> tuple[np.ndar
     return ts_arr, late
 
 
-def expected_figures(ts: np.ndarray, late: np.ndarray, start_us: int, end_us: int, interval_s: float) -> dict:
-    """The definitions of quality/report.py, recomputed with numpy."""
+def expected_figures(ts: np.ndarray, late: np.ndarray, start_us: int, end_us: int, interval_s: float,
+                     active: list[tuple[int, int]]) -> dict:
+    """The definitions of quality/report.py, recomputed with numpy; ``active`` are the stretches
+    of the period in which the sensor was registered as active."""
     inside = (ts >= start_us) & (ts < end_us)
     t = np.sort(ts[inside])
-    points = np.concatenate([[start_us], t, [end_us]])
-    d = np.diff(points)
-    gap_at = np.flatnonzero(d > GAP_FACTOR * interval_s * 1e6)
-    duration_s = (end_us - start_us) / 1e6
+    gaps = []
+    expected = 0.0
+    for a, b in active:
+        expected += (b - a) / 1e6 / interval_s
+        points = np.concatenate([[a], t[(t >= a) & (t < b)], [b]])
+        gap_at = np.flatnonzero(np.diff(points) > GAP_FACTOR * interval_s * 1e6)
+        gaps += [(int(points[i]), int(points[i + 1])) for i in gap_at]
     return {"received": int(inside.sum()), "late": int((inside & late).sum()),
-            "last_seen": int(t[-1]) if len(t) else None,
-            "completeness": min(1.0, inside.sum() / (duration_s / interval_s)),
-            "gaps": [(int(points[i]), int(points[i + 1])) for i in gap_at]}
+            "last_seen": int(t[-1]) if len(t) else None, "expected": expected,
+            "completeness": min(1.0, inside.sum() / expected) if expected else None, "gaps": gaps}
 
 
 def us(t: datetime | None) -> int | None:
@@ -88,14 +92,20 @@ def us(t: datetime | None) -> int | None:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), interval_s=st.sampled_from([10, 60, 300]), n_slots=st.integers(1, 120),
-       reasons=st.dictionaries(st.sampled_from(["out_of_range", "unit_mismatch", "too_old"]), st.integers(1, 3)))
-def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_slots, reasons):
+       reasons=st.dictionaries(st.sampled_from(["out_of_range", "unit_mismatch", "too_old"]), st.integers(1, 3)),
+       maintenance=st.none() | st.tuples(st.integers(0, 120), st.integers(1, 40)))
+def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_slots, reasons, maintenance):
     sid = f"q{next(_ids)}"
     pm25 = data.draw(series_data(interval_s, n_slots), label="pm2_5")
     pm10 = data.draw(series_data(2 * interval_s, max(1, n_slots // 2)), label="pm10")
     start = T0
     end = T0 + timedelta(seconds=n_slots * interval_s)
     start_us, end_us = T0_US, us(end)
+    active = [(start_us, end_us)]
+    if maintenance is not None:  # in maintenance from slot m1 for `length` slots: nothing expected then
+        m1 = T0 + timedelta(seconds=min(maintenance[0], n_slots) * interval_s)
+        m2 = m1 + timedelta(seconds=maintenance[1] * interval_s)
+        active = [(a, b) for a, b in ((start_us, us(m1)), (us(m2), end_us)) if b > a]
 
     async def run():
         pool = await asyncpg.create_pool(quality_db, min_size=1, max_size=2, init=prepare_connection)
@@ -104,9 +114,14 @@ def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_s
             async with pool.acquire() as c:
                 await parts.load(c)
             db = RegistryDb(quality_db, pool, ReadingStore(pool, parts, rollups=False))
-            await save_sensor(pool, SensorIn(id=sid, name=sid, lat=1, lon=2, area=f"area-{sid}", metrics={
+            station = SensorIn(id=sid, name=sid, lat=1, lon=2, area=f"area-{sid}", metrics={
                 "pm2_5": {"unit": "ug/m3", "interval_s": interval_s},
-                "pm10": {"unit": "ug/m3", "interval_s": 2 * interval_s}}))
+                "pm10": {"unit": "ug/m3", "interval_s": 2 * interval_s}})
+            await save_sensor(pool, station)
+            if maintenance is not None:
+                await save_sensor(pool, SensorIn.model_validate({**station.model_dump(), "status": "maintenance"}),
+                                  valid_from=m1)
+                await save_sensor(pool, station, valid_from=m2)
             for metric, (ts, late) in (("pm2_5", pm25), ("pm10", pm10)):
                 await db.write(sid, metric, ts, flags=late.astype(np.int16))
             # quarantine rows naming the series inside the period, and noise that must not count
@@ -129,15 +144,16 @@ def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_s
     totals = {"received": 0, "expected": 0.0, "capped": 0.0, "late": 0, "gaps": 0}
     for metric, (ts, late), interval in (("pm2_5", pm25, interval_s), ("pm10", pm10, 2 * interval_s)):
         q = by_metric[metric]
-        want = expected_figures(ts, late, start_us, end_us, interval)
+        want = expected_figures(ts, late, start_us, end_us, interval, active)
         assert q.received == want["received"]
         assert q.late == want["late"]
         assert us(q.last_seen) == want["last_seen"]
+        assert q.expected == pytest.approx(want["expected"])
         assert q.completeness == pytest.approx(want["completeness"])
         assert [(us(g.start), us(g.end)) for g in q.gaps] == want["gaps"]
         assert q.gap_count == len(want["gaps"])
         assert q.gap_seconds == pytest.approx(sum(b - a for a, b in want["gaps"]) / 1e6)
-        expected_n = (end_us - start_us) / 1e6 / interval
+        expected_n = want["expected"]
         totals["received"] += want["received"]
         totals["expected"] += expected_n
         totals["capped"] += min(want["received"], expected_n)
@@ -150,7 +166,8 @@ def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_s
     for roll in (sensor, area):
         assert roll.received == totals["received"] and roll.late == totals["late"]
         assert roll.gap_count == totals["gaps"]
-        assert roll.completeness == pytest.approx(min(1.0, totals["capped"] / totals["expected"]))
+        assert roll.completeness == pytest.approx(min(1.0, totals["capped"] / totals["expected"])
+                                                  if totals["expected"] else None)
         assert dict(roll.quarantined) == reasons
     assert area.key == f"area-{sid}"
     doc = report.as_dict()  # JSON-ready, as GET /quality and exports serve it

@@ -14,7 +14,9 @@ configured per metric, or learned from its readings. Shown here, on series repor
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -259,3 +261,51 @@ async def test_levels_earn_their_place_on_timescaledb_with_compressed_rollups(ts
                                                          np.array([r[1] for r in rows], np.int64),
                                                          np.array([r[2] for r in rows], np.float64)))
     await assert_levels(conn, sid_of)
+
+
+# -- the service, configured from its settings ----------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_the_service_keeps_the_levels_its_configuration_and_the_learned_intervals_say(fresh_db):
+    """`IngestService` with `database.rollups` from the configuration: a metric with a configured
+    interval is decided at its first batch, the others once their interval is learned."""
+    import orjson
+
+    from urbanpulse.config import load_settings
+    from urbanpulse.connectors.replay import ReplaySource
+    from urbanpulse.service import IngestService
+
+    start = (int(time.time()) // 3600 - 12) * 3600  # 12 hours ago, on the hour
+    sends = {("t-1", "temperature"): 2, ("p-1", "pm2_5"): 5, ("n-1", "no2"): 60}  # seconds apart
+    readings = []
+    for (sensor, metric), step in sends.items():
+        for k in range(300):
+            readings.append((start + k * step, {"sensor_id": sensor, "metric": metric, "ts": (start + k * step) * 1000,
+                                               "value": 10.0 + (k % 7)}))
+    readings.sort(key=lambda r: r[0])
+    payloads = [orjson.dumps([r for _, r in readings[i:i + 50]]) for i in range(0, len(readings), 50)]
+    settings = load_settings(None, database={"dsn": fresh_db, "rollups": {"intervals": {"pm2_5": 3600}}},
+                             api={"enabled": False}, detection={"enabled": False})
+    source = ReplaySource(payloads, messages_per_batch=2)
+    service = IngestService(settings, [source])
+    await service.start()
+    try:
+        await asyncio.wait_for(source.finished.wait(), 60)
+    finally:
+        await service.stop()
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM readings") == 900
+        sid_of = {r["metric"]: r["id"] for r in await conn.fetch("SELECT id, metric FROM series")}
+        decided = {r["series_id"]: (r["finest_us"], r["source"]) for r in await conn.fetch("SELECT * FROM rollup_series")}
+        assert decided == {sid_of["pm2_5"]: (DAY_US, "configured"), sid_of["no2"]: (HOUR_US, "learned")}
+        levels = {}
+        for table in ROLLUP_TABLES:
+            levels[table] = {r[0]: r[1] for r in await conn.fetch(
+                f"SELECT series_id, sum(count) FROM {table} GROUP BY 1")}
+        assert levels["rollup_1m"] == {sid_of["temperature"]: 300}
+        assert levels["rollup_1h"] == {sid_of["temperature"]: 300, sid_of["no2"]: 300}
+        assert levels["rollup_1d"] == {sid: 300 for sid in sid_of.values()}
+    finally:
+        await conn.close()

@@ -213,6 +213,7 @@ def test_rollups_equal_a_numpy_recomputation_with_late_readings_and_survive_a_re
             sorted(zip(r["metric"].tolist(), r["ts_us"].tolist(), r["flags"].tolist()))
         assert_rollups_equal(stored_rollups(fresh_db, "rollup_1m_stats"), recompute(r2, MINUTE_US), "rollup_1m")
         assert_rollups_equal(stored_rollups(fresh_db, "rollup_1h_stats"), recompute(r2, HOUR_US), "rollup_1h")
+        assert svc.analytics_failed_batches() == 0
         assert svc.terminate() == 0, svc.log_tail()
     finally:
         svc.stop_quietly()

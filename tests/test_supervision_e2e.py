@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
+
 import pytest
 
 from services import create_topic, produce_kafka, publish_mqtt
 from supervision_helpers import FaultyFormat, eventually, fetch, fetchval, reading, settings_for, start_service
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 async def _publish(transport: str, broker, topic: str, payloads: list[bytes]) -> None:  # noqa: ANN001
@@ -149,3 +151,60 @@ async def _status(svc, code: int) -> bool:  # noqa: ANN001
 
 async def _stored(dsn: str, n: int) -> bool:
     return await fetchval(dsn, "SELECT count(*) FROM readings") >= n
+
+
+async def test_a_permanent_write_error_halts_its_source_visibly_while_the_other_source_goes_on(
+        fresh_db: str, mqtt_broker, kafka_bootstrap: str) -> None:  # noqa: ANN001
+    topic = f"sup-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(create_topic, kafka_bootstrap, topic, 1)
+    settings = settings_for(fresh_db, mqtt=mqtt_broker, kafka=kafka_bootstrap, topic=topic)
+    settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"retry_max_s": 1.0})})
+    svc = await start_service(settings)
+    admin = await asyncpg.connect(fresh_db)
+    try:
+        await eventually(lambda: _status(svc, 200), 60, "both sources to connect")
+        # a real permanent error: an operator moved the quarantine table away
+        await admin.execute("ALTER TABLE quarantine RENAME TO quarantine_elsewhere")
+        await _publish("kafka", kafka_bootstrap, topic, [reading("k", i) for i in range(10)] + [b"not json"])
+        body = await eventually(lambda: _halted(svc, "kafka"), 60, "/health to show kafka halted")
+        assert "UndefinedTableError" in body["database"]["halted_sources"]["kafka"]
+        assert "UndefinedTableError" in body["brokers"]["kafka"]["acks_halted"]
+        assert body["brokers"]["kafka"]["connected"] is False
+        assert await svc.metric("urbanpulse_source_acks_halted", source="kafka") == 1
+        assert await svc.metric("urbanpulse_batch_write_permanent_errors_total", source="kafka") >= 1
+
+        await _publish("mqtt", mqtt_broker, topic, [reading("m", i) for i in range(20)])
+        await eventually(lambda: _count(admin, "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id "
+                                               "WHERE s.sensor_id = 'm'", 20), 60, "MQTT readings despite the halt")
+        assert await admin.fetchval("SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id "
+                                    "WHERE s.sensor_id = 'k'") == 0
+
+        # the halted source takes nothing more: its next batch stops it until the parked one is written
+        await _publish("kafka", kafka_bootstrap, topic, [reading("k", i) for i in range(20, 25)])
+        await eventually(lambda: _state(svc, "kafka", "halted"), 60, "the kafka source to stop while halted")
+
+        await admin.execute("ALTER TABLE quarantine_elsewhere RENAME TO quarantine")  # the operator's fix
+        await eventually(lambda: _status(svc, 200), 90, "/health 200 once the parked batch is written")
+        await eventually(lambda: _count(admin, "SELECT count(*) FROM quarantine", 1), 60, "the bad message quarantined")
+        await _publish("kafka", kafka_bootstrap, topic, [reading("k", i) for i in range(10, 20)])
+        await eventually(lambda: _count(admin, "SELECT count(*) FROM readings", 45), 90, "the Kafka readings")
+        assert await svc.metric("urbanpulse_source_acks_halted", source="kafka") == 0
+        assert (await svc.health()).json()["brokers"]["kafka"]["state"] == "running"
+        assert await admin.fetchval("SELECT count(*) FROM readings") == 45
+    finally:
+        await admin.close()
+        await svc.stop()
+
+
+async def _halted(svc, source: str):  # noqa: ANN001, ANN202
+    r = await svc.health()
+    body = r.json()
+    return body if r.status_code == 503 and source in body["database"].get("halted_sources", {}) else None
+
+
+async def _state(svc, source: str, state: str) -> bool:  # noqa: ANN001
+    return (await svc.health()).json()["brokers"][source]["state"] == state
+
+
+async def _count(conn, sql: str, n: int) -> bool:  # noqa: ANN001
+    return await conn.fetchval(sql) >= n

@@ -216,6 +216,31 @@ async def test_apply_policies_creates_and_removes_jobs(conn, schema):
     assert set(await _jobs_by_kind(conn)) == {"policy_compression"}
 
 
+async def test_configured_policies_cover_readings_and_every_rollup_level(conn, schema):
+    """What a service applies from its configuration: compression on readings and on the rollup
+    hypertables (compressed like readings since migration 41), retention per table."""
+    from urbanpulse.config import load_settings
+    from urbanpulse.storage.timescale import configured_policies
+
+    settings = load_settings(None, database={"timescaledb": {"compress_after": "P3D"},
+                                             "retention": {"readings": "P400D", "rollup_1m": "P90D"}},
+                             validation={"max_age_s": 86400})
+    changes = await apply_policies(conn, configured_policies(settings.database))
+    assert {(c.table, c.kind) for c in changes if c.action != "remove"} == {
+        ("readings", "compression"), ("readings", "retention"), ("rollup_1m", "compression"),
+        ("rollup_1m", "retention"), ("rollup_1h", "compression"), ("rollup_1d", "compression")}
+    for table in ("rollup_1m", "rollup_1h", "rollup_1d"):
+        assert (await _jobs_by_kind(conn, table))["policy_compression"]["compress_after"] == "3 days", table
+    assert (await _jobs_by_kind(conn, "rollup_1m"))["policy_retention"]["drop_after"] == "90 days"
+    assert "policy_retention" not in await _jobs_by_kind(conn, "rollup_1h")
+    # a second start: nothing to do
+    assert all(c.action == "keep" for c in await apply_policies(conn, configured_policies(settings.database)))
+    # back to the usual configuration for the tests after this one
+    await apply_policies(conn, configured_policies(load_settings(None).database))
+    assert set(await _jobs_by_kind(conn)) == {"policy_compression"}
+    assert set(await _jobs_by_kind(conn, "rollup_1m")) == {"policy_compression"}
+
+
 _INSERT = """
 INSERT INTO readings (series_id, ts, value, flags, source, lat, lon)
 SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::float8[], $4::int2[], $5::int2[],

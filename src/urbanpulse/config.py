@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.privacy.settings import PrivacySettings
+from urbanpulse.query.settings import HistorySettings
 from urbanpulse.registry.settings import RegistrySettings
 from urbanpulse.windows.settings import WindowSettings
 
@@ -182,8 +184,9 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(10_000, ge=1000, description="a worker silent this long leaves the group")
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     revoke_drain_timeout_s: float = Field(
-        30.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
-        "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it")
+        5.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
+        "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it "
+        "(this + 5 s, at least session_timeout_ms): the group's joins can wait that long for every member")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -216,6 +219,18 @@ class FormatsSettings(_Section):
         default_factory=dict, description="per format name, its options (checked against the format's model)")
     metric_names: dict[str, str] = Field(
         default_factory=dict, description="vendor metric name -> catalogue metric, for every vendor format")
+    routes: dict[str, str] = Field(
+        default_factory=dict, description="topic filter -> format for every source's messages (plugin sources "
+        "too); checked after mqtt.formats / kafka.formats")
+
+
+class HttpIngestSettings(_Section):
+    """POST /ingest and /ingest/<format> (docs/connectors.md): readings over HTTP with an ingest key.
+    The body as sent is limited by api.max_body_bytes like every request."""
+
+    enabled: bool = True
+    max_decompressed_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="a gzip body inflated; larger: 413")
+    ack_timeout_s: float = Field(30.0, gt=0, description="not durable within this: 503 (send again; stored once)")
 
 
 class SupervisionSettings(_Section):
@@ -253,12 +268,15 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     formats: FormatsSettings = FormatsSettings()
     sources: list[SourceEntry] = Field(default_factory=list, description="plugin sources beyond mqtt/kafka")
+    http_ingest: HttpIngestSettings = HttpIngestSettings()
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     windows: WindowSettings = WindowSettings()
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
     registry: RegistrySettings = RegistrySettings()
+    history: HistorySettings = HistorySettings()
+    privacy: PrivacySettings = PrivacySettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -40,6 +40,7 @@ from urbanpulse.errors import SourceHalted
 from urbanpulse.formats.base import Format, MessageBatch, describe_exception
 from urbanpulse.metrics import IngestMetrics
 from urbanpulse.model import ReadingColumns, Reason, Rejection
+from urbanpulse.privacy.stage import PrivacyStage
 from urbanpulse.quality.validate import ReadingValidator, Validated
 from urbanpulse.storage.write_errors import WriteErrorKind, classify_write_error
 from urbanpulse.storage.writer import ReadingStore, WriteResult
@@ -139,8 +140,10 @@ class Pipeline:
 
     def __init__(self, store: ReadingStore, fmt: Format, validator: ReadingValidator,
                  settings: IngestSettings, metrics: IngestMetrics, analytics: BatchAnalytics | None = None,
-                 tick_s: float = 1.0) -> None:
+                 tick_s: float = 1.0, privacy: PrivacyStage | None = None) -> None:
         self.store = store
+        #: pseudonyms, coarsening, redaction (privacy/stage.py); None when no source is personal
+        self.privacy = privacy
         self.analytics = analytics
         self.tick_s = tick_s
         self.fmt = fmt
@@ -180,8 +183,9 @@ class Pipeline:
         if self.analytics is not None:
             self._tasks.append(asyncio.create_task(self._ticker(), name="analytics-tick"))
 
-    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
+    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> Validated:
         """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
+        Returns what validation made of it (HTTP ingest reports it to the client after the ack).
 
         Waits (backpressure) while the in-flight limit is reached. Raises :class:`SourceHalted`
         while a batch of this source is parked after a permanent write error.
@@ -208,6 +212,7 @@ class Pipeline:
         pending.size += n_valid + n_rej
         if pending.size >= self.settings.batch_max_readings:
             await self._enqueue(source)
+        return validated
 
     def _decode(self, batch: MessageBatch) -> Validated:
         """Decode and validate ``batch``; whatever that raises costs only the message raising it.
@@ -218,17 +223,32 @@ class Pipeline:
         try:
             return self._decode_validate(batch)
         except Exception as exc:  # noqa: BLE001 - input nobody anticipated must not stop a source
-            self._decode_failures.failed(exc, getattr(self.fmt, "name", type(self.fmt).__name__), batch.source)
+            privacy = self.privacy
+            logged: BaseException = exc
+            if privacy is not None and privacy.withholds(batch):  # its text may quote a personal id
+                logged = _Withheld(f"{type(exc).__name__} (text withheld: personal data)")
+            self._decode_failures.failed(logged, getattr(self.fmt, "name", type(self.fmt).__name__), batch.source)
             if len(batch.payloads) == 1:
-                return Validated(ReadingColumns.empty(), [_decode_error(batch, 0, exc)])
-            return self._decode_one_by_one(batch)
+                validated = Validated(ReadingColumns.empty(), [_decode_error(batch, 0, exc)])
+            else:
+                validated = self._decode_one_by_one(batch)
+            if privacy is not None:
+                privacy.scrub(batch.source, validated.rejections)
+            return validated
 
     def _decode_validate(self, batch: MessageBatch) -> Validated:
         decoded = self.fmt.decode(batch)
         raw_of = self._raw_of
-        validated = self.validator.validate(
-            batch, decoded,
-            (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b""))
+        raw = (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b"")
+        privacy = self.privacy
+        scope = privacy.scope(batch) if privacy is not None else None
+        if scope is not None:  # right after decode: nothing below sees a raw personal id
+            privacy.apply(batch, decoded, scope)
+            raw = privacy.raw_of(scope, decoded.columns, raw)
+        validated = self.validator.validate(batch, decoded, raw)
+        if scope is not None:
+            validated.readings = privacy.drop_metrics(scope, validated.readings)
+            privacy.scrub(batch.source, validated.rejections, scope)
         for r in validated.rejections:  # cheap unless a rejection could not be stored as it is
             if type(r.payload) is not bytes or type(r.detail) is not str or not r.detail.isascii() \
                     or type(r.reason) is not Reason:
@@ -258,6 +278,11 @@ class Pipeline:
             self.analytics.failed_batches += 1  # type: ignore[union-attr]
         self._analytics_failures.failed(exc, doing, source)
 
+    async def flush_source(self, source: str) -> None:
+        """Hand ``source``'s partial batch to the writers now (a caller waiting for its ack, such
+        as an HTTP request, gains nothing from the batch age limit)."""
+        await self._enqueue(source)
+
     async def flush(self) -> None:
         """Hand every partial batch to the writers now (waits for in-flight room)."""
         for source in list(self._pending):
@@ -283,6 +308,10 @@ class Pipeline:
         if not self._tasks:
             return
         await self.drain()
+        if self._parked:
+            log.error("stopping with %d batch(es) parked after a permanent write error (%s): they are not "
+                      "acknowledged, the brokers redeliver them to the next run", len(self._parked),
+                      "; ".join(f"{k}: {v}" for k, v in self.halted.items()))
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -293,6 +322,8 @@ class Pipeline:
         see connectors/poison.py), batched with the source's readings; ``ack`` runs once they and
         everything submitted before are durable. Each rejection counts as one message received."""
         self._refuse_if_halted(source)
+        if self.privacy is not None:
+            self.privacy.scrub(source, rejections)
         m = self.metrics
         m.messages.labels(source).inc(len(rejections))
         m.received.labels(source).inc(len(rejections))
@@ -595,6 +626,10 @@ class Pipeline:
                     await result
             except Exception:  # an ack failure means redelivery, which is idempotent
                 log.exception("acknowledgement failed; the broker will redeliver (stored idempotently)")
+
+
+class _Withheld(Exception):
+    """Stands in for an exception whose text may quote personal data, in the log."""
 
 
 def _one_message(batch: MessageBatch, i: int) -> MessageBatch:

@@ -34,7 +34,7 @@ def test_registered_under_the_connectors_entry_point():
 
 
 async def test_passes_the_source_conformance_kit(source_conformance):
-    config = PushConfig(port=free_port(), ack_timeout_s=60)
+    config = PushConfig(port=free_port(), ack_timeout_s=60, username="station", password="s3cret")
     url = f"http://127.0.0.1:{config.port}{config.path}"
     stations: list[asyncio.Task] = []
 
@@ -43,7 +43,8 @@ async def test_passes_the_source_conformance_kit(source_conformance):
         async with httpx.AsyncClient(timeout=90) as client:
             while True:
                 try:
-                    r = await client.post(url, content=body, headers={"X-Sensor": "esp8266-12331981"})
+                    r = await client.post(url, content=body, headers={"X-Sensor": "esp8266-12331981"},
+                                          auth=("station", "s3cret"))
                     if r.status_code == 200:
                         return
                 except httpx.HTTPError:
@@ -63,3 +64,35 @@ async def test_a_push_decodes_to_readings_with_the_builtin_format():
     assert d.columns.metric == ["pm10", "pm2_5", "temperature", "pressure", "humidity"]
     assert set(d.columns.sensor_id) == {"esp8266-12331981"}
     assert d.rejections == []
+
+
+async def test_pushes_without_the_station_credentials_are_refused():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="username and password"):
+        PushConfig(port=1)
+    config = PushConfig(port=free_port(), username="station", password="s3cret")
+    source = SensorCommunityPushSource(config)
+
+    class Sink:
+        submitted = 0
+
+        async def submit(self, batch, ack=None):
+            Sink.submitted += 1
+            ack()
+
+        async def drain(self):
+            pass
+
+    stopping = asyncio.Event()
+    task = asyncio.create_task(source.run(Sink(), stopping))
+    while not source.listening:
+        await asyncio.sleep(0.02)
+    url = f"http://127.0.0.1:{config.port}{config.path}"
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(url, content=PUSH)).status_code == 401
+        assert (await client.post(url, content=PUSH, auth=("station", "wrong"))).status_code == 401
+        assert (await client.post(url, content=PUSH, auth=("station", "s3cret"))).status_code == 200
+    stopping.set()
+    await task
+    assert Sink.submitted == 1

@@ -35,7 +35,8 @@ def decode_cursor(token: str) -> int:
 
 
 def parse_time(name: str, value: str) -> datetime:
-    """ISO 8601; a time without a timezone is taken as UTC."""
+    """ISO 8601; a time without a timezone is taken as UTC. A time whose UTC equivalent falls
+    outside years 1..9999 (e.g. 0001-01-01T00:00+05:00) is clamped to the nearest end."""
     v = value.strip()
     if "T" in v and v.count(" ") == 1:
         v = v.replace(" ", "+")  # an unescaped "+02:00" arrives as " 02:00" in a query string
@@ -43,7 +44,18 @@ def parse_time(name: str, value: str) -> datetime:
         dt = datetime.fromisoformat(v)
     except ValueError:
         raise InvalidQuery(f"{name}={value!r} is not an ISO 8601 time; use e.g. {name}=2024-05-01T08:00:00Z") from None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+    return to_utc(dt)
+
+
+def to_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC (naive: taken as UTC), clamped to Python's range of years 1..9999."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:
+        limit = datetime.min if dt.year < 5000 else datetime.max
+        return limit.replace(tzinfo=timezone.utc)
 
 
 def _choices(name: str, value: str | None, allowed: tuple[str, ...] | None = None) -> list[str] | None:

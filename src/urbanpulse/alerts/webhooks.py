@@ -3,7 +3,9 @@
 Ingestion is never held up: ``enqueue`` only appends to a bounded queue per webhook (the oldest
 event is dropped and counted when it is full) and one task per webhook delivers in order, so a
 slow or dead endpoint delays only itself. Delivery is at least once: receivers can de-duplicate
-by the ``id`` field (also sent as the ``X-Urbanpulse-Event-Id`` header).
+by the ``id`` field (also sent as the ``X-Urbanpulse-Event-Id`` header). A receiver that hangs
+up mid-request or mid-response is a failed attempt like any other (retried with backoff), and
+no error in one delivery ends the webhook's delivery loop.
 
 Flap suppression: once an alert is flapping only the ``flapping`` event itself is sent; its
 further re-opens and resolutions are not, until it stays resolved for ``flap_window`` (then a
@@ -109,6 +111,12 @@ class WebhookNotifier:
             t.busy = True
             try:
                 await self._deliver(t.hook, event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad delivery must not end this webhook's loop
+                self.stats["failed"] += 1
+                log.exception("webhook %s: event %d (%s) could not be sent; going on with the next",
+                              t.hook.url, event.id, event.kind)
             finally:
                 t.busy = False
 

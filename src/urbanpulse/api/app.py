@@ -15,7 +15,7 @@ from urbanpulse.api import docs
 from urbanpulse.api.access import ALLOW_PUBLIC, AccessPolicy
 from urbanpulse.api.errors import BodyLimitMiddleware, install_error_handlers
 from urbanpulse.api.openapi import build_openapi
-from urbanpulse.api.routes import alerts, health, keys, metrics, quality, readings, sensors
+from urbanpulse.api.routes import alerts, health, ingest, keys, metrics, quality, readings, sensors
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -40,6 +40,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(readings.router)  # /readings, /readings/export, /sensors/{id}/latest
     app.include_router(sensors.router)  # /sensors (registry)
     app.include_router(quality.router)  # /quality
+    app.include_router(ingest.router)  # /ingest, /ingest/{format_name} (readings over HTTP)
 
 
 def build_app(policy: AccessPolicy | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

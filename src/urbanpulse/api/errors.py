@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from urbanpulse.errors import (AccessDenied, Conflict, FeatureDisabled, InvalidRequest, NotFound, PayloadTooLarge,
-                               StorageUnavailable, UrbanpulseError)
+                               StorageUnavailable, UnreadableBody, UnsupportedMediaType, UrbanpulseError)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ _STATUS: list[tuple[type[UrbanpulseError], int, str]] = [
     (Conflict, 409, "conflict"),
     (InvalidRequest, 422, "invalid_request"),
     (PayloadTooLarge, 413, "payload_too_large"),
+    (UnsupportedMediaType, 415, "unsupported_media_type"),
+    (UnreadableBody, 400, "bad_request"),
     (FeatureDisabled, 503, "feature_disabled"),
     (StorageUnavailable, 503, "storage_unavailable"),
 ]
@@ -114,8 +116,11 @@ def _message(e: dict[str, Any], described: dict[tuple[str, str], str]) -> str:
                f"object as shown in /docs"
     if kind == "extra_forbidden":
         return f"{_where(loc)} is not a known field; /docs lists the fields"
-    msg = f"{_where(loc)}: {e.get('msg', '')}"
     given = e.get("input")
+    described_as = described.get((str(loc[0]), str(loc[1]))) if len(loc) == 2 else None
+    if kind == "string_pattern_mismatch" and described_as:  # the regex itself helps nobody
+        return f"{_where(loc)}: {given!r} is not valid (expected: {described_as})"
+    msg = f"{_where(loc)}: {e.get('msg', '')}"
     if loc and loc[0] in ("query", "path", "header") and isinstance(given, str) and len(given) <= 100:
         msg += f", got {given!r}"
     if len(loc) == 2 and (str(loc[0]), str(loc[1])) in described:
@@ -139,10 +144,13 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every method some route serves at ``path`` (for a correct ``Allow`` header)."""
     from urbanpulse.api.access import api_routes
 
+    matching = [r for r in api_routes(app.routes) if r.path_regex.match(path)]
+    # a literal path (/sensors/unregistered) is its own resource even where a template
+    # (/sensors/{sensor_id}) also matches it: the document lists only the literal one's methods
+    literal = [r for r in matching if r.path_format == path]
     methods: set[str] = set()
-    for route in api_routes(app.routes):
-        if route.path_regex.match(path):
-            methods |= set(route.methods or ())
+    for route in literal or matching:
+        methods |= set(route.methods or ())
     return sorted(methods | {"OPTIONS"}) if methods else []
 
 
@@ -156,6 +164,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                               {"Allow": allow})
     if exc.status_code == 404:
         return error_response(404, f"no endpoint {request.url.path}; see /docs for the API", "not_found")
+    if exc.status_code == 400:  # FastAPI: a body that is not even text
+        return error_response(400, "the request body is not UTF-8 JSON; send a JSON object as shown in /docs",
+                              "bad_request")
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return error_response(exc.status_code, detail, "http_error", dict(exc.headers or {}))
 
@@ -176,16 +187,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Answers 413 to a request body larger than ``max_bytes`` without reading it all: at once
-    from ``Content-Length``, or as soon as a chunked body passes the limit."""
+    """Answers 413 to a request body larger than ``max_bytes`` without keeping it: at once from
+    ``Content-Length``, or as soon as a chunked body passes the limit. The rest of the body is
+    then discarded by the server as it arrives (so the client, still sending, can read the
+    answer); a declared body over ``CLOSE_FACTOR`` times the limit closes the connection
+    instead of being received for nothing."""
+
+    CLOSE_FACTOR = 8
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self) -> JSONResponse:
+    def _too_large(self, close: bool = False) -> JSONResponse:
         return error_response(413, f"the request body is larger than {self.max_bytes} bytes (api.max_body_bytes); "
-                                   f"send less per request", "payload_too_large", {"Connection": "close"})
+                                   f"send less per request", "payload_too_large",
+                              {"Connection": "close"} if close else None)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -194,11 +211,11 @@ class BodyLimitMiddleware:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    declared = int(value)
                 except ValueError:
-                    too_big = False
-                if too_big:
-                    await self._too_large()(scope, receive, send)
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._too_large(close=declared > self.CLOSE_FACTOR * self.max_bytes)(scope, receive, send)
                     return
         received = 0
         answered = False

@@ -23,6 +23,7 @@ from urbanpulse.auth.roles import Access
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _DESCRIPTIONS = {
+    "400": "The body could not be read (not UTF-8 JSON)",
     "401": "No API key, or a malformed, unknown or revoked one",
     "403": "The API key's role does not allow this",
     "404": "No such resource",
@@ -32,6 +33,7 @@ _DESCRIPTIONS = {
     "503": "The database is unavailable or the feature is switched off; `detail` says which",
 }
 _EXAMPLES = {
+    "400": {"detail": "the request body is not UTF-8 JSON; send a JSON object as shown in /docs", "error": "bad_request"},
     "401": {"detail": "this endpoint needs an API key with role operator or admin: send 'Authorization: Bearer <key>'",
             "error": "missing_key"},
     "403": {"detail": "API key 3f9a1c07b2 has role viewer; this endpoint needs role operator or admin",
@@ -72,12 +74,30 @@ def build_openapi(app: FastAPI, policy: AccessPolicy) -> dict[str, Any]:
         for method in route.methods - {"HEAD"}:
             op = doc["paths"].get(route.path_format, {}).get(method.lower())
             if op is not None:
+                for name, schema in op.pop("x-schemas", {}).items():  # schemas a route's openapi_extra refers to
+                    schemas.setdefault(name, schema)
                 _complete(op, route, rule, policy)
     app.openapi_schema = doc
     return doc
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without the ``null`` that ``X | None = Query(None)`` adds: a query
+    parameter or header is absent or a string, never JSON null."""
+    options = schema.get("anyOf")
+    if not options:
+        return schema
+    rest = [o for o in options if o.get("type") != "null"]
+    if len(rest) != 1 or len(rest) == len(options):
+        return schema
+    out = {k: v for k, v in schema.items() if k != "anyOf"}
+    out.update(rest[0])
+    return out
+
+
 def _complete(op: dict[str, Any], route: Any, rule: Access | None, policy: AccessPolicy) -> None:
+    for param in op.get("parameters", []):
+        param["schema"] = _not_null(param.get("schema", {}))
     responses = op.setdefault("responses", {})
     codes: set[str] = set()
     if rule is Access.public:
@@ -93,7 +113,7 @@ def _complete(op: dict[str, Any], route: Any, rule: Access | None, policy: Acces
     if route.dependant.path_params:
         codes.add("404")
     if route.body_field is not None:
-        codes.add("413")
+        codes |= {"400", "413"}
     for code in codes | {c for c in responses if c[0] in "45"}:
         declared = responses.get(code)
         if declared is None or "content" not in declared or code == "422":

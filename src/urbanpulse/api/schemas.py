@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from urbanpulse.alerts.query import to_utc
 from urbanpulse.auth.roles import Role
 
 
@@ -95,13 +96,17 @@ class MaintenanceWindowIn(_Body):
     ends_at: AwareDatetime = Field(description="after starts_at")
     reason: str = Field("", max_length=2000, pattern=_NO_NUL)
 
+    @field_validator("starts_at", "ends_at", mode="before")
+    @classmethod
+    def _iso_string(cls, v: object) -> object:
+        if not isinstance(v, str):
+            raise ValueError("must be an ISO 8601 time with a timezone, as a string, e.g. 2026-12-01T08:00:00Z")
+        return v
+
     @field_validator("starts_at", "ends_at")
     @classmethod
-    def _in_utc_range(cls, v: datetime) -> datetime:
-        try:
-            return v.astimezone(timezone.utc)
-        except OverflowError:
-            raise ValueError("the time is out of range once converted to UTC (years 1..9999)") from None
+    def _in_utc(cls, v: datetime) -> datetime:
+        return to_utc(v)
 
 
 _WINDOW_EXAMPLE = {"id": 3, "sensor": "dongsi-*", "starts_at": "2026-12-01T08:00:00Z",

@@ -52,6 +52,7 @@ class EventStreamResponse(Response):
                 await self.frames.aclose()  # type: ignore[attr-defined]
             if self.on_close is not None:
                 self.on_close()
+            log.debug("SSE stream ended: %s", self.outcome)
         if stream.done() and not stream.cancelled() and stream.exception() is not None:
             raise stream.exception()  # type: ignore[misc]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from urbanpulse.errors import InvalidRequest, NotAuthenticated, NotFound
 
 PREFIX = "upk_"
 _ID_BYTES = 5  # 10 hex characters
+log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"^upk_([0-9a-f]{10})_([A-Za-z0-9_-]{43})$")
 _DUMMY_DIGEST = hashlib.sha256(b"no such key").digest()
 
@@ -104,7 +106,9 @@ class KeyStore:
         row = await self.db.fetchrow(
             f"INSERT INTO api_keys (id, name, role, secret_sha256, created_by) VALUES ($1, $2, $3, $4, $5) "
             f"RETURNING {_COLUMNS}", key_id, name, role.value, digest(token), created_by)
-        return CreatedKey(ApiKey.from_row(row), token)
+        key = ApiKey.from_row(row)
+        log.info("API key %s made: role %s, name %r, by %s", key.id, key.role.value, key.name, created_by)
+        return CreatedKey(key, token)
 
     async def list(self, include_revoked: bool = True) -> list[ApiKey]:
         """Every key, oldest first (never their secrets)."""
@@ -126,7 +130,9 @@ class KeyStore:
             f"WHERE id = $1 RETURNING {_COLUMNS}", key_id, revoked_by)
         if row is None:
             raise NotFound(f"no API key with id {key_id!r}; list them with `urbanpulse keys list` or GET /keys")
-        return ApiKey.from_row(row)
+        key = ApiKey.from_row(row)
+        log.info("API key %s (%s, %r) revoked by %s", key.id, key.role.value, key.name, key.revoked_by)
+        return key
 
     async def verify(self, token: str) -> ApiKey:
         """The active key ``token`` is, or :class:`NotAuthenticated` saying why (never echoing it)."""

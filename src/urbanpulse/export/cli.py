@@ -50,6 +50,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--format", choices=["csv", "ndjson", "parquet"], help="default: from --output's extension")
     p.add_argument("--output", required=True, metavar="FILE", help="file to write, or - for standard output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quality", action="store_true",
+                   help="add the data-quality report of the series over the range (one more pass over the readings)")
     p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (for database.dsn)")
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -75,7 +77,7 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
     from urbanpulse.export.source import estimate_rows
     from urbanpulse.export.stream import open_export
     from urbanpulse.query.buckets import count_buckets
-    from urbanpulse.query.run import HistoryRunner
+    from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability
     from urbanpulse.query.spec import parse_query
     from urbanpulse.service import resolve_dsn
 
@@ -84,8 +86,9 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
     try:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, timeout=settings.database.connect_timeout_s)
         try:
-            runner = HistoryRunner(pool)
-            ex = await open_export(runner, q, output_format(args))
+            runner = HistoryRunner(pool, QueryLimits(**settings.history.model_dump()),
+                                   rollups=RollupAvailability.from_settings(settings))
+            ex = await open_export(runner, q, output_format(args), quality=args.quality)
             ids = [s.series_id for s in ex.info.series]
             total = (await estimate_rows(runner, q, ids) if q.bucket is None
                      else count_buckets(q.start, q.end, q.bucket, q.tz) * len(ids))
@@ -98,6 +101,8 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
                     out.write(chunk)
                     bar.update(ex.writer.rows - done)
                     done = ex.writer.rows
+                bar.total = done  # the estimate came from the rollups: end the bar at what was written
+                bar.refresh()
             finally:
                 bar.close()
                 if out is not sys.stdout.buffer:

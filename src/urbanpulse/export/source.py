@@ -20,10 +20,11 @@ import asyncpg
 import numpy as np
 import pyarrow as pa
 
+from urbanpulse.quality.report import quality_section
 from urbanpulse.query.errors import QueryTimeout
 from urbanpulse.query.fill import Out
-from urbanpulse.query.plan import READINGS_SQL
-from urbanpulse.query.run import HistoryRunner, value_columns
+from urbanpulse.query.plan import READINGS_COPY_SQL
+from urbanpulse.query.run import ESTIMATE_SQL, HistoryRunner, value_columns
 from urbanpulse.query.series import SeriesInfo
 from urbanpulse.query.spec import HistoryQuery
 from urbanpulse.storage.binary_copy import PG_EPOCH_OFFSET_US
@@ -42,7 +43,7 @@ class ExportInfo:
     series: list[SeriesInfo]
     path: str
     columns: tuple[str, ...]
-    estimated_rows: int | None = None
+    quality: dict | None = None  # the data-quality report of the exported series over the range
 
 
 def schema(info: ExportInfo) -> pa.Schema:
@@ -100,23 +101,40 @@ def _bucket_batch(out: list[Out], info: ExportInfo, lookup: _SeriesLookup, sch: 
     return pa.RecordBatch.from_arrays(cols, schema=sch)
 
 
+#: gaps listed per series in a file's quality section (counts and totals cover all of them;
+#: GET /quality lists up to 1,000): the header stays small and its size does not grow with the range
+GAPS_IN_FILE = 10
+
+
+def _trim_gaps(report: dict) -> dict:
+    for s in report.get("series", []):
+        gaps = s.get("gaps")
+        if isinstance(gaps, list) and len(gaps) > GAPS_IN_FILE:
+            s["gaps"] = gaps[:GAPS_IN_FILE]
+            s["gaps_listed"] = GAPS_IN_FILE
+    return report
+
+
 async def estimate_rows(runner: HistoryRunner, q: HistoryQuery, ids: list[int]) -> int:
-    """Readings in range from rollup_1h (exact for whole hours), for progress bars."""
+    """Readings in range, from the rollups (whole days/hours around the range), for progress bars."""
     async with runner.pool.acquire() as conn:
-        return int(await conn.fetchval("""
-            SELECT coalesce(sum(count), 0) FROM rollup_1h
-            WHERE series_id = ANY($1::int4[]) AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3""",
-                                       ids, q.start, q.end))
+        return int(await conn.fetchval(ESTIMATE_SQL, ids, q.start, q.end))
 
 
 async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 32_768,
-                         use_copy: bool = True) -> tuple[ExportInfo, AsyncIterator[pa.RecordBatch]]:
+                         use_copy: bool = True, quality: bool = False) -> tuple[ExportInfo,
+                                                                              AsyncIterator[pa.RecordBatch]]:
     """The export's description and an iterator of its record batches (about ``chunk_rows`` each).
 
-    ``use_copy=False`` reads readings through the cursor path too (servers without COPY)."""
+    ``use_copy=False`` reads readings through the cursor path too (servers without COPY);
+    ``quality`` adds the data-quality report of the series over the range (one more pass over
+    the readings, before the first row; the report holds up to 1,000 gaps per series in memory
+    while it is built, so it is opt-in: without it the export's memory is flat)."""
     async with runner.pool.acquire() as conn:
         series, plan, ids = await runner.prepare(conn, q)
-    info = ExportInfo(q, series, plan.path, value_columns(q) if q.bucket is not None else ("value", "flags"))
+        report = _trim_gaps(await quality_section(conn, series, q.start, q.end)) if quality else None
+    info = ExportInfo(q, series, plan.path, value_columns(q) if q.bucket is not None else ("value", "flags"),
+                      report)
     sch = schema(info)
     lookup = _SeriesLookup(series)
     if q.bucket is None and use_copy:
@@ -170,7 +188,7 @@ async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, ids: list[int], 
                 await conn.execute(f"SET LOCAL statement_timeout = {int(runner.limits.export_timeout_s * 1000)}")
                 for sid in ids:
                     header_left = _HEADER_LEN
-                    await conn.copy_from_query(READINGS_SQL, sid, q.start, q.end, None, output=on_data,
+                    await conn.copy_from_query(READINGS_COPY_SQL, sid, q.start, q.end, None, output=on_data,
                                                format="binary")
                     if len(carry) % _ROW.itemsize != 2 or carry[-2:] != b"\xff\xff":
                         raise RuntimeError("binary COPY of readings did not end with its trailer")

@@ -31,10 +31,10 @@ class Export:
 
 
 async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 32_768,
-                      use_copy: bool = True) -> Export:
+                      use_copy: bool = True, quality: bool = False) -> Export:
     """Prepare the export (query errors raise here, before any byte is sent) and return its byte stream."""
     fmt = check_format(fmt)
-    info, batches = await record_batches(runner, q, chunk_rows, use_copy)
+    info, batches = await record_batches(runner, q, chunk_rows, use_copy, quality)
     writer = WRITERS[fmt](info, schema(info))
 
     async def body() -> AsyncIterator[bytes]:

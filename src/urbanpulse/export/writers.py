@@ -3,7 +3,8 @@
 Each writer takes Arrow record batches and returns the bytes to send for each, so the HTTP
 response, the CLI and tests stream the same bytes.
 
-Metadata (the query, and per series: sensor, metric, unit, location, licence, data class):
+Metadata (the query; per series: sensor, metric, unit, location, area, licence, data class; and
+the data-quality report of the series over the range, as ``GET /quality`` gives it):
 * Parquet: file key-value metadata ``urbanpulse`` (JSON); the rows are row groups of one batch.
 * CSV: ``#`` comment lines before the header (``pandas.read_csv(path, comment="#")``); UTC times.
 * NDJSON: the first line is ``{"meta": {...}}``, every following line one row.
@@ -34,7 +35,8 @@ def metadata(info: ExportInfo) -> dict:
                   "bucket": q.bucket.text if q.bucket else None, "tz": str(q.tz.key),
                   "aggregates": list(info.columns) if q.bucket else None, "fill": q.fill, "path": info.path},
         "series": [{"sensor_id": s.sensor_id, "metric": s.metric, "unit": s.unit, "lat": s.lat, "lon": s.lon,
-                    "licence": s.licence, "data_class": s.data_class} for s in info.series],
+                    "area": s.area, "licence": s.licence, "data_class": s.data_class} for s in info.series],
+        "quality": info.quality,
     }
 
 
@@ -90,6 +92,8 @@ class CsvWriter(FileWriter):
         lines = [f"# urbanpulse export {orjson.dumps(meta['query']).decode()}",
                  "# times are UTC; one line per series with its registry metadata:"]
         lines += [f"# series {orjson.dumps(s).decode()}" for s in meta["series"]]
+        if meta["quality"] is not None:
+            lines.append(f"# quality {orjson.dumps(meta['quality']).decode()}")
         lines.append(",".join(n + "_utc" if pa.types.is_timestamp(self.schema.field(n).type) else n
                               for n in self.schema.names))
         return ("\n".join(lines) + "\n").encode()

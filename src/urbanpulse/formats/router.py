@@ -20,6 +20,11 @@ from urbanpulse.formats.base import Decoded, DecodeLimits, Format, MessageBatch
 from urbanpulse.model import ReadingColumns
 
 
+#: HTTP ingest names its batches' source and topic so: topic ``http/<format>[/<sender>]`` picks the format
+HTTP_SOURCE = "http"
+HTTP_TOPIC = "http/"
+
+
 def topic_matches(topic_filter: str, topic: str) -> bool:
     """MQTT topic filter matching (``+`` one level, ``#`` the rest; ``$`` topics need explicit filters)."""
     if topic_filter == topic:
@@ -55,10 +60,25 @@ class FormatRouter:
 
     name = "router"
 
-    def __init__(self, default: Format, routes: Mapping[str, Format] | None = None) -> None:
+    def __init__(self, default: Format, routes: Mapping[str, Format] | None = None,
+                 build: Any = None) -> None:
         self.default = default
         self.routes = list((routes or {}).items())  # first matching filter wins, in config order
         self._cache: dict[str | None, Any] = {}
+        self._build = build  # name -> format, for HTTP ingest's /ingest/<format> (built on first use)
+        self._by_name: dict[str, Any] = {}
+
+    def by_name(self, name: str) -> Any:
+        """The format ``name`` with its configured options (HTTP ingest picks it per request);
+        PluginError / ConfigError when it is not installed or cannot run with its options."""
+        fmt = self._by_name.get(name)
+        if fmt is None:
+            if self._build is None:
+                from urbanpulse.errors import PluginError
+
+                raise PluginError(f"format {name!r} is not available here")
+            fmt = self._by_name[name] = self._build(name)
+        return fmt
 
     def format_for(self, topic: str | None) -> Any:
         """The format for messages on ``topic`` (the default when no filter matches)."""
@@ -78,6 +98,11 @@ class FormatRouter:
 
     def decode(self, batch: MessageBatch) -> Decoded:
         """Decode each message with its topic's format; never raises (each format does not)."""
+        if batch.source == HTTP_SOURCE and batch.topics and batch.topics[0].startswith(HTTP_TOPIC):
+            # one request: one format, named by the topic's first level after http/ (the rest is provenance)
+            named = self._by_name.get(batch.topics[0][len(HTTP_TOPIC):].split("/", 1)[0])
+            if named is not None:
+                return self._single(named, batch)
         if not self.routes or batch.topics is None:
             return self._single(self.default, batch)
         fmts = [self.format_for(t) for t in batch.topics]
@@ -136,9 +161,10 @@ def _subset(batch: MessageBatch, idx: list[int]) -> MessageBatch:
                         lanes=None if batch.lanes is None else batch.lanes[np.asarray(idx, dtype=np.int64)])
 
 
-def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> Any:
-    """The formats the config names (``formats:``, ``mqtt.formats``, ``kafka.formats``), each built
-    once with its validated options; PluginError / ConfigError (naming the field) on mistakes."""
+def format_builder(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> Any:
+    """``get(name)``: format ``name`` built once with its configured options (``formats.options``,
+    ``formats.metric_names``); for the topic routes below and for HTTP ingest's formats by name.
+    ConfigError (naming the field) when ``formats.options`` names a format that is not installed."""
     from urbanpulse.plugins import FORMAT_GROUP, build_format, installed
 
     fs = settings.formats
@@ -161,12 +187,23 @@ def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> 
             built[name] = build_format(name, options or None, limits, catalogue)
         return built[name]
 
+    return get
+
+
+def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None, get: Any = None) -> Any:
+    """The formats the config names (``formats:``, ``formats.routes``, ``mqtt.formats``, ``kafka.formats``), each built
+    once with its validated options; PluginError / ConfigError (naming the field) on mistakes.
+    ``get`` is a :func:`format_builder` to share built formats with (one is made if None)."""
+    fs = settings.formats
+    get = get or format_builder(settings, limits, catalogue)
     routes: dict[str, Any] = {}
     for section in ("mqtt", "kafka"):
         sec = getattr(settings, section)
         if sec.enabled:
             for topic_filter, name in sec.formats.items():
                 routes[topic_filter] = get(name)
-    if not routes:
-        return get(fs.default)  # one format: no routing layer in the hot path
-    return FormatRouter(get(fs.default), routes)
+    for topic_filter, name in fs.routes.items():  # any source's topics, plugin sources included
+        routes.setdefault(topic_filter, get(name))
+    # always a router: HTTP ingest picks formats by name per request (built on first use); with
+    # no routes the router hands each batch straight to the default format
+    return FormatRouter(get(fs.default), routes, build=get)

@@ -4,11 +4,15 @@ Definitions (docs/api.md "Checking data quality" repeats them for users); the pe
 ``[start, end)`` and ``end`` is capped at now (nothing is expected from the future):
 
 - ``received``: stored readings with an event time in the period; ``last_seen``: the newest of them.
-- ``expected``: period length ÷ the registry's ``interval_s`` for the series (None without one);
-  ``completeness``: ``min(1, received / expected)``.
-- ``gaps``: stretches longer than ``gap_factor × interval_s`` (default 1.5: one missing reading,
-  with room for jitter) with no reading, between consecutive readings or between a period
-  boundary and the nearest reading; each with ``start``, ``end`` and ``seconds``.
+- ``expected``: the *active time* in the period ÷ the registry's ``interval_s``, summed over the
+  registry versions valid then (None when the registry gives the series no interval). Active
+  time is when the version says ``status: active`` and lists the metric: maintenance, retirement
+  and time before registration expect nothing. ``completeness``: ``min(1, received / expected)``
+  (None when nothing was expected).
+- ``gaps``: stretches of active time longer than ``gap_factor × interval_s`` (default 1.5: one
+  missing reading, with room for jitter) with no reading, between consecutive readings or
+  between a boundary (of the period or of active time) and the nearest reading; each with
+  ``start``, ``end`` and ``seconds``. A move (a new version, still active) is not a boundary.
 - ``late``: readings flagged late (``readings.flags & 1``).
 - ``quarantined``: quarantine rows received in the period whose payload names the series
   (``sensor_id`` and ``metric`` of a JSON object), by reason. A message that is not JSON names no
@@ -26,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from urbanpulse.query.errors import QueryTimeout
 from urbanpulse.registry.model import DataClass
@@ -206,9 +212,9 @@ async def _quality_report(db: Executor, start: datetime, end: datetime, *, serie
     out = {(s.sensor_id, s.metric): SeriesQuality(s) for s in series}
     by_id = {s.series_id: out[(s.sensor_id, s.metric)] for s in series if s.series_id is not None}
     duration = max(0.0, (end - start).total_seconds())
-    for q in out.values():
-        if q.series.interval_s:
-            q.expected = duration / q.series.interval_s
+    active = await _active_pieces(db, series, start, end, timeout_s) if series and duration > 0 else {}
+    for key, pieces in active.items():
+        out[key].expected = sum((p.end - p.start).total_seconds() / p.interval_s for p in pieces)
     if series and duration > 0:
         stored = [s for s in series if s.series_id is not None]
         first: dict[int | None, datetime] = {}
@@ -217,26 +223,22 @@ async def _quality_report(db: Executor, start: datetime, end: datetime, *, serie
                 q = by_id[r["series_id"]]
                 q.received, q.late, q.last_seen = r["n"], r["late"], r["last"]
                 first[q.series.series_id] = r["first"]
-        timed = [s for s in stored if s.interval_s and by_id[s.series_id].received > 1]
+        candidates: dict[tuple[str, str], list[Gap]] = {key: [] for key in active}
+        timed = [s for s in stored if (s.sensor_id, s.metric) in active and by_id[s.series_id].received > 1]
         if timed:
-            for r in await db.fetch(_GAPS_SQL, [s.series_id for s in timed],
-                                    [gap_factor * s.interval_s for s in timed], start, end,  # type: ignore[operator]
+            thresholds = [gap_factor * min(p.interval_s for p in active[(s.sensor_id, s.metric)]) for s in timed]
+            for r in await db.fetch(_GAPS_SQL, [s.series_id for s in timed], thresholds, start, end,
                                     timeout=timeout_s):
-                _add_gap(by_id[r["series_id"]], Gap(r["prev"], r["ts"]))
-        for q in out.values():
-            if not q.series.interval_s:
-                continue
-            threshold = gap_factor * q.series.interval_s
-            sid = q.series.series_id
+                q = by_id[r["series_id"]]
+                candidates[(q.series.sensor_id, q.series.metric)].append(Gap(r["prev"], r["ts"]))
+        for key, found in candidates.items():
+            q = out[key]
             if q.received == 0:
-                if duration > threshold:
-                    _add_gap(q, Gap(start, end))
-                continue
-            if (first[sid] - start).total_seconds() > threshold:
-                _add_gap(q, Gap(start, first[sid]))
-            if (end - q.last_seen).total_seconds() > threshold:  # type: ignore[operator]
-                _add_gap(q, Gap(q.last_seen, end))  # type: ignore[arg-type]
-            q.gaps.sort(key=lambda g: g.start)
+                found.append(Gap(start, end))
+            else:
+                found += [Gap(start, first[q.series.series_id]), Gap(q.last_seen, end)]  # type: ignore[arg-type]
+            for gap in sorted(_clip(found, active[key], gap_factor), key=lambda g: g.start):
+                _add_gap(q, gap)
         for r in await db.fetch(_QUARANTINE_SQL, start, end, sorted({s.sensor_id for s in series}),
                                 timeout=timeout_s):
             q = out.get((r["sensor_id"], r["metric"]))
@@ -250,6 +252,65 @@ async def _quality_report(db: Executor, start: datetime, end: datetime, *, serie
     return QualityReport(start, end, [out[(s.sensor_id, s.metric)] for s in series],
                          [sensors[k] for k in sorted(sensors)],
                          [areas[k] for k in sorted(areas, key=lambda a: (a is None, a or ""))])
+
+
+_VERSIONS_SQL = """
+SELECT sensor_id, valid_from, valid_to, status, metrics::text AS metrics
+  FROM sensors_history
+ WHERE sensor_id = ANY($1::text[]) AND valid_from < $3 AND (valid_to IS NULL OR valid_to > $2)
+ ORDER BY sensor_id, valid_from
+"""
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A stretch of the period in which a series is expected to report every ``interval_s``."""
+
+    start: datetime
+    end: datetime
+    interval_s: float
+
+
+async def _active_pieces(db: Executor, series: Sequence[SeriesInfo], start: datetime, end: datetime,
+                         timeout_s: float | None) -> dict[tuple[str, str], list[_Piece]]:
+    """Per (sensor, metric): the parts of ``[start, end)`` in which the registry versions valid
+    then say the sensor was ``active`` and listed the metric with an interval. Time in
+    maintenance, retired or before registration expects nothing."""
+    wanted = {(s.sensor_id, s.metric) for s in series}
+    sensors = sorted({s.sensor_id for s in series if s.registered})
+    out: dict[tuple[str, str], list[_Piece]] = {}
+    if not sensors:
+        return out
+    for r in await db.fetch(_VERSIONS_SQL, sensors, start, end, timeout=timeout_s):
+        if r["status"] != "active":
+            continue
+        a, b = max(r["valid_from"], start), min(r["valid_to"] or end, end)
+        for metric, info in orjson.loads(r["metrics"]).items():
+            key = (r["sensor_id"], metric)
+            interval = (info or {}).get("interval_s")
+            if key in wanted and interval:
+                out.setdefault(key, []).append(_Piece(a, b, float(interval)))
+    return out
+
+
+def _clip(candidates: list[Gap], pieces: list[_Piece], gap_factor: float) -> list[Gap]:
+    """The parts of candidate gaps (stretches between consecutive readings or a period boundary)
+    that fall in active time, merged across adjacent versions (a move is not a boundary), kept
+    when longer than ``gap_factor`` times the interval expected there."""
+    merged: list[_Piece] = []
+    for p in sorted(pieces, key=lambda p: p.start):
+        if merged and p.start <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = _Piece(last.start, max(last.end, p.end), min(last.interval_s, p.interval_s))
+        else:
+            merged.append(p)
+    out = []
+    for g in candidates:
+        for p in merged:
+            a, b = max(g.start, p.start), min(g.end, p.end)
+            if (b - a).total_seconds() > gap_factor * p.interval_s:
+                out.append(Gap(a, b))
+    return out
 
 
 def _add_gap(q: SeriesQuality, gap: Gap) -> None:

@@ -6,8 +6,9 @@ Paths, all returning rows ordered by (series_id, bucket) so keyset pagination wo
 * ``readings``: no bucket, the readings themselves, one series after the other (:data:`READINGS_SQL`).
 * ``raw``: readings grouped in SQL (``date_bin`` / ``date_trunc(.., tz)``); the only path for
   percentiles (``percentile_cont``, i.e. linear interpolation, numpy's default).
-* ``rollup_1h`` / ``rollup_1m``: when every bucket boundary and both ends of the range fall
-  on whole UTC hours / minutes, each stored rollup row lies inside exactly one output bucket,
+* ``rollup_1d`` / ``rollup_1h`` / ``rollup_1m``: when every bucket boundary and both ends of
+  the range fall on whole UTC days / hours / minutes, and every selected series keeps that level
+  over the whole range (levels per series and retention, docs/rollups.md), each stored rollup row lies inside exactly one output bucket,
   so grouping the rows gives the same result as grouping the readings: count and sum add,
   min/max/first/last combine, the mean is count-weighted and the variance merges the stored
   M2 exactly (Chan et al.: ``M2 = sum(m2_i + n_i (mean_i - mean)^2)``, never the cancelling
@@ -23,12 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from urbanpulse.query.buckets import HOUR, MINUTE, all_aligned, boundaries, origin
+from urbanpulse.query.buckets import DAY, HOUR, MINUTE, all_aligned, boundaries, origin
 from urbanpulse.query.errors import QueryError
 from urbanpulse.query.spec import HistoryQuery
 
-ROLLUPS = (("rollup_1h", HOUR), ("rollup_1m", MINUTE))
+ROLLUPS = (("rollup_1d", DAY), ("rollup_1h", HOUR), ("rollup_1m", MINUTE))  # coarsest first
 _EPOCH = "extract(epoch FROM {})"
+#: bucket starts leave the database as int8 microseconds since the epoch (exact; no datetime per row)
+_US = "(extract(epoch FROM {}) * 1000000)::int8"
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,17 @@ def _aligned(t: datetime, seconds: int) -> bool:
     return t.microsecond == 0 and int(t.timestamp()) % seconds == 0
 
 
-def rollup_table(q: HistoryQuery, max_buckets: int) -> str | None:
-    """The coarsest rollup table that answers ``q`` exactly, or None."""
+def rollup_table(q: HistoryQuery, max_buckets: int, usable: set[str] | None = None) -> str | None:
+    """The coarsest rollup table that answers ``q`` exactly, or None.
+
+    ``usable``: the tables that hold every bucket of every selected series over the range (a
+    series keeps only some levels, docs/rollups.md; retention may have cut a level short); None
+    for all of them."""
     if q.bucket is None or q.percentiles:
         return None
     for table, width in ROLLUPS:
+        if usable is not None and table not in usable:
+            continue
         if not (_aligned(q.start, width) and _aligned(q.end, width)):
             continue
         if q.bucket.is_fixed:
@@ -118,27 +127,32 @@ _MERGED_AGG = {
 #: scan. Several series are read one after the other (PostgreSQL 15 cannot return an
 #: ``= ANY(array)`` index scan in key order, so one query would sort every row first).
 READINGS_SQL = """
-SELECT $1::int4 AS series_id, ts AS b, value, flags FROM readings
+SELECT $1::int4 AS series_id, (extract(epoch FROM ts) * 1000000)::int8 AS b_us, value, flags FROM readings
 WHERE series_id = $1::int4 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4::int8"""
+#: the same rows with ``ts`` as stored, for binary COPY (8 bytes either way; no conversion per row)
+READINGS_COPY_SQL = READINGS_SQL.replace("(extract(epoch FROM ts) * 1000000)::int8 AS b_us", "ts")
 
 
-def plan_query(q: HistoryQuery, *, paged: bool = True, max_buckets: int = 1_000_000) -> Plan:
-    """Choose the path (``q.path`` may force raw or rollup) and build its SQL."""
+def plan_query(q: HistoryQuery, *, paged: bool = True, max_buckets: int = 1_000_000,
+               usable: set[str] | None = None) -> Plan:
+    """Choose the path (``q.path`` may force raw or rollup) and build its SQL; ``usable`` as for
+    :func:`rollup_table`."""
     if q.bucket is None:
         return Plan("readings", READINGS_SQL, ())
-    table = None if q.path == "raw" else rollup_table(q, max_buckets)
+    table = None if q.path == "raw" else rollup_table(q, max_buckets, usable)
     if q.path == "rollup" and table is None:
         raise QueryError("this query cannot be answered from the rollups: start and end must fall on whole UTC "
                          "minutes (hours for rollup_1h), the bucket must be a multiple of 1m whose boundaries in tz "
-                         "fall on whole minutes, and percentiles need path=raw; use path=auto")
+                         "fall on whole minutes, every selected series must keep that rollup level over the "
+                         "range, and percentiles need path=raw; use path=auto")
     if table is None:
         expr, bargs = _bucket_expr(q, "ts")
         cols = [_RAW_AGG[a] for a in q.aggregates] + _pct_sql(q)
         sql = f"""
-SELECT series_id, {expr} AS b{''.join(', ' + c for c in cols)}
+SELECT series_id, {_US.format(expr)} AS b_us{''.join(', ' + c for c in cols)}
 FROM readings
 WHERE series_id = ANY($1::int4[]) AND ts >= $2 AND ts < $3 AND (series_id, ts) >= ($4::int4, $5::timestamptz)
-GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
+GROUP BY series_id, b_us ORDER BY series_id, b_us {_limit(paged)}"""
         return Plan("raw", sql, bargs)
     width = dict(ROLLUPS)[table]
     where = ("series_id = ANY($1::int4[]) AND bucket >= $2 AND bucket < $3 "
@@ -146,7 +160,7 @@ GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
     if q.bucket.is_fixed and q.bucket.seconds == width:
         cols = [_DIRECT_AGG[a] for a in q.aggregates]
         sql = f"""
-SELECT series_id, bucket AS b{''.join(', ' + c for c in cols)}
+SELECT series_id, {_US.format('bucket')} AS b_us{''.join(', ' + c for c in cols)}
 FROM {table} WHERE {where}
 ORDER BY series_id, bucket {_limit(paged)}"""
         return Plan(table, sql, (), direct=True)
@@ -161,7 +175,7 @@ ORDER BY series_id, bucket {_limit(paged)}"""
         source = f"""(SELECT series_id, {expr} AS b, count, mean, m2, min, max, first_ts, first, last_ts, last
       FROM {table} WHERE {where}) g"""
     sql = f"""
-SELECT series_id, b{''.join(', ' + c for c in cols)}
+SELECT series_id, {_US.format('b')} AS b_us{''.join(', ' + c for c in cols)}
 FROM {source}
-GROUP BY series_id, b ORDER BY series_id, b {_limit(paged)}"""
+GROUP BY series_id, b ORDER BY series_id, b_us {_limit(paged)}"""
     return Plan(table, sql, bargs)

@@ -7,7 +7,8 @@ Limits (:class:`QueryLimits`) turn queries that would hurt the database into a c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -16,7 +17,7 @@ from urbanpulse.query.buckets import boundaries, count_buckets
 from urbanpulse.query.cursor import Position, decode_cursor, encode_cursor
 from urbanpulse.query.errors import QueryError, QueryTimeout, QueryTooLarge
 from urbanpulse.query.fill import GapFiller, Out
-from urbanpulse.query.plan import READINGS_SQL, Plan, plan_query
+from urbanpulse.query.plan import READINGS_SQL, ROLLUPS, Plan, plan_query
 from urbanpulse.query.series import SeriesInfo, resolve_series
 from urbanpulse.query.spec import HistoryQuery
 
@@ -36,16 +37,44 @@ class QueryLimits:
     export_timeout_s: float = 900.0  # a whole export (COPY or cursor) may run this long
 
 
+@dataclass(frozen=True)
+class RollupAvailability:
+    """Which rollup tables can answer: off entirely (``windows.rollups: false``), and how long
+    each keeps its rows (``database.retention``; None: forever)."""
+
+    enabled: bool = True
+    keep: dict[str, timedelta | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: object) -> RollupAvailability:
+        """From a whole :class:`urbanpulse.config.Settings`."""
+        retention = getattr(getattr(settings, "database", None), "retention", None)
+        keep = {t: getattr(retention, t, None) for t, _ in ROLLUPS} if retention is not None else {}
+        return cls(bool(getattr(getattr(settings, "windows", None), "rollups", True)), keep)
+
+
 @dataclass
 class Page:
-    """One page of results; ``rows`` are (series_id, bucket/ts us, values, filled)."""
+    """One page of results; ``rows`` are (series_id, bucket/ts us, values, filled).
+
+    Without gap filling the page keeps the database records as they came (``records``, at most
+    ``limit``) and builds ``rows`` only when asked: the JSON route reads the records directly,
+    one pass per row instead of three."""
 
     query: HistoryQuery
     series: list[SeriesInfo]
     path: str
     columns: tuple[str, ...]
-    rows: list[tuple[int, int, tuple, bool]]
+    filled_rows: list[tuple[int, int, tuple, bool]] | None
     next_cursor: str | None
+    records: list[asyncpg.Record] | None = None
+
+    @property
+    def rows(self) -> list[tuple[int, int, tuple, bool]]:
+        if self.filled_rows is not None:
+            return self.filled_rows
+        read = _row_reader(self.query)
+        return [(*read(r), False) for r in self.records or ()]
 
 
 def to_us(t: datetime) -> int:
@@ -62,6 +91,17 @@ def value_columns(q: HistoryQuery) -> tuple[str, ...]:
     return q.columns if q.bucket is not None else ("value", "flags")
 
 
+#: readings of some series over a range, from the hourly rollups (whole hours around the range),
+#: else the daily ones: every series reporting at least every 2.4 h keeps rollup_1d
+#: (docs/rollups.md); slower ones hold few readings
+ESTIMATE_SQL = """
+SELECT coalesce(nullif(
+    (SELECT coalesce(sum(count), 0) FROM rollup_1h WHERE series_id = ANY($1::int4[])
+        AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3), 0),
+    (SELECT coalesce(sum(count), 0) FROM rollup_1d WHERE series_id = ANY($1::int4[])
+        AND bucket >= date_trunc('day', $2::timestamptz, 'UTC') AND bucket < $3))"""
+
+
 def _check_size(q: HistoryQuery, n_series: int, limits: QueryLimits) -> None:
     if q.bucket is None:
         return
@@ -73,13 +113,10 @@ def _check_size(q: HistoryQuery, n_series: int, limits: QueryLimits) -> None:
 
 async def _check_scan(conn: asyncpg.Connection, q: HistoryQuery, plan: Plan, ids: list[int],
                       limits: QueryLimits) -> None:
-    """Refuse a raw-path aggregation over more readings than allowed (counted from rollup_1h)."""
+    """Refuse a raw-path aggregation over more readings than allowed (counted from the rollups)."""
     if plan.path != "raw":
         return
-    n = await conn.fetchval("""
-        SELECT coalesce(sum(count), 0) FROM rollup_1h
-        WHERE series_id = ANY($1::int4[]) AND bucket >= date_trunc('hour', $2::timestamptz) AND bucket < $3""",
-                            ids, q.start, q.end)
+    n = await conn.fetchval(ESTIMATE_SQL, ids, q.start, q.end, timeout=limits.statement_timeout_s)
     if n > limits.max_scan_readings:
         raise QueryTooLarge(f"the query would aggregate {n:,} stored readings; the limit is "
                             f"{limits.max_scan_readings:,}: shorten the range, select fewer series, or drop "
@@ -90,35 +127,54 @@ def _args(q: HistoryQuery, plan: Plan, ids: list[int], pos: Position, limit: int
     return [ids, q.start, q.end, pos.series_id, from_us(pos.at_us), limit, *plan.bucket_args]
 
 
-def _values(rec: asyncpg.Record, has_pct: bool) -> tuple:
-    vals = tuple(rec)[2:]
-    if has_pct:
-        vals = vals[:-1] + tuple(vals[-1])
-    return vals
+def _row_reader(q: HistoryQuery):  # noqa: ANN202
+    """record -> (series_id, bucket us, values tuple); C-level itemgetter, no Python loop per value."""
+    n = len(value_columns(q)) - len(q.percentiles) if q.bucket is not None else 2
+    if q.percentiles:
+        get = itemgetter(*range(2, 3 + n))
+        if n == 0:
+            return lambda r: (r[0], r[1], tuple(r[2]))
+        return lambda r: (r[0], r[1], (*get(r)[:-1], *get(r)[-1]))
+    if n == 1:
+        return lambda r: (r[0], r[1], (r[2],))
+    get = itemgetter(*range(2, 2 + n))
+    return lambda r: (r[0], r[1], get(r))
 
 
 def _rows(records: list[asyncpg.Record], q: HistoryQuery) -> Iterator[tuple[int, int, tuple]]:
-    has_pct = bool(q.percentiles)
-    for r in records:
-        yield r[0], to_us(r[1]), _values(r, has_pct)
+    return map(_row_reader(q), records)
 
 
 class HistoryRunner:
     """Answers :class:`HistoryQuery` objects on a pool with the given limits."""
 
     def __init__(self, pool: asyncpg.Pool, limits: QueryLimits | None = None,
-                 data_classes: list[str] | None = None) -> None:
+                 data_classes: list[str] | None = None, rollups: RollupAvailability | None = None) -> None:
         """``data_classes``: the caller's scope (``["open"]`` for anonymous open data), None for all."""
         self.pool = pool
         self.limits = limits or QueryLimits()
         self.data_classes = data_classes
+        self.rollups = rollups or RollupAvailability()
+
+    async def usable_rollups(self, conn: asyncpg.Connection, q: HistoryQuery, ids: list[int]) -> set[str]:
+        """Rollup tables holding every bucket of these series over the query's range: on, not cut
+        by retention before ``q.start``, and kept by every series (``rollup_series.finest_us``;
+        no row: every level)."""
+        if not self.rollups.enabled or q.bucket is None or q.percentiles or q.path == "raw":
+            return set()
+        now = datetime.now(timezone.utc)
+        finest = await conn.fetchval("SELECT max(finest_us) FROM rollup_series WHERE series_id = ANY($1::int4[])",
+                                     ids, timeout=self.limits.statement_timeout_s)
+        return {t for t, width in ROLLUPS
+                if (finest is None or finest <= width * 1_000_000)
+                and (self.rollups.keep.get(t) is None or q.start >= now - self.rollups.keep[t])}
 
     async def prepare(self, conn: asyncpg.Connection, q: HistoryQuery) -> tuple[list[SeriesInfo], Plan, list[int]]:
         """Series, plan and the size checks shared by pages and exports."""
         series = await resolve_series(conn, q.series, self.limits.max_series, self.data_classes)
         _check_size(q, len(series), self.limits)
-        plan = plan_query(q, max_buckets=self.limits.max_buckets)
         ids = [s.series_id for s in series]
+        plan = plan_query(q, max_buckets=self.limits.max_buckets, usable=await self.usable_rollups(conn, q, ids))
         await _check_scan(conn, q, plan, ids, self.limits)
         return series, plan, ids
 
@@ -130,22 +186,31 @@ class HistoryRunner:
                              "follow next_cursor for more (or use the export for whole files)")
         fp = q.fingerprint()
         pos = decode_cursor(fp, cursor) if cursor else Position(-1, to_us(q.start))
+        # no transaction and no SET: each statement carries the time limit (asyncpg cancels it on
+        # the server when it runs out), so a page costs two round trips (series, rows)
         try:
-            async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-                await self._timeout(conn)
+            async with self.pool.acquire() as conn:
                 series, plan, ids = await self.prepare(conn, q)
                 if plan.path == "readings":
                     records = await self._readings(conn, q, ids, pos, limit + 1)
                 else:
-                    records = await conn.fetch(plan.sql, *_args(q, plan, ids, pos, limit + 1))
-        except asyncpg.QueryCanceledError as exc:
+                    records = await conn.fetch(plan.sql, *_args(q, plan, ids, pos, limit + 1),
+                                               timeout=self.limits.statement_timeout_s)
+        except (asyncpg.QueryCanceledError, TimeoutError) as exc:
             raise self._timeout_error() from exc
-        out = list(self._assemble(q, ids, _rows(records, q), pos, exhausted=len(records) <= limit, stop=limit + 1))
         next_cursor = None
-        if len(out) > limit:
-            sid, at, _, _, prev = out[limit]
-            next_cursor = encode_cursor(fp, Position(sid, at, prev if q.fill else None))
-        rows = [(sid, at, vals, filled) for sid, at, vals, filled, _ in out[:limit]]
+        if not q.fill:  # the common case, without the filler's generator
+            if len(records) > limit:
+                next_cursor = encode_cursor(fp, Position(records[limit][0], records[limit][1]))
+                records = records[:limit]
+            return Page(q, series, plan.path, value_columns(q), None, next_cursor, records)
+        else:
+            out = list(self._assemble(q, ids, _rows(records, q), pos, exhausted=len(records) <= limit,
+                                      stop=limit + 1))
+            if len(out) > limit:
+                sid, at, _, _, prev = out[limit]
+                next_cursor = encode_cursor(fp, Position(sid, at, prev))
+            rows = [(sid, at, vals, filled) for sid, at, vals, filled, _ in out[:limit]]
         return Page(q, series, plan.path, value_columns(q), rows, next_cursor)
 
     async def _readings(self, conn: asyncpg.Connection, q: HistoryQuery, ids: list[int], pos: Position,
@@ -156,7 +221,8 @@ class HistoryRunner:
             if sid < pos.series_id:
                 continue
             lo = from_us(max(pos.at_us, to_us(q.start))) if sid == pos.series_id else q.start
-            out += await conn.fetch(READINGS_SQL, sid, lo, q.end, limit - len(out))
+            out += await conn.fetch(READINGS_SQL, sid, lo, q.end, limit - len(out),
+                                    timeout=self.limits.statement_timeout_s)
             if len(out) >= limit:
                 break
         return out
@@ -206,7 +272,7 @@ class HistoryRunner:
                     while True:
                         records = await self._chunk(cur, chunk)
                         if records:
-                            yield series, plan.path, [(r[0], to_us(r[1]), (r[2], r[3]), False, None) for r in records]
+                            yield series, plan.path, [(r[0], r[1], (r[2], r[3]), False, None) for r in records]
                         if len(records) < chunk:
                             break
                 return

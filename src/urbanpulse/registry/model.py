@@ -81,6 +81,8 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class _Checked(BaseModel):
+    model_config = ConfigDict(regex_engine="python-re")  # patterns mean what Python's re says, as in the tests
+
     @model_validator(mode="before")
     @classmethod
     def _plain_text(cls, data: Any) -> Any:
@@ -88,9 +90,22 @@ class _Checked(BaseModel):
         return data
 
 
-SensorId = Annotated[str, Field(min_length=1, max_length=128, description="stable id readings carry as sensor_id")]
-Text = Annotated[str, Field(max_length=2000)]
-ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+#: no control characters (C0, DEL, C1) and no surrounding whitespace: what an id or tag can be,
+#: written as a pattern so the OpenAPI document says exactly what the API accepts
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+#: the same without ';' (the CSV tag separator)
+TAG_PATTERN = r"^[^;\s\x00-\x1f\x7f-\x9f](?:[^;\x00-\x1f\x7f-\x9f]*[^;\s\x00-\x1f\x7f-\x9f])?$"
+
+SensorId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN,
+                                description="stable id readings carry as sensor_id")]
+Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=TAG_PATTERN)]
+#: PostgreSQL text cannot hold NUL; saying so in the schema keeps it a 422 the document predicts
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(max_length=2000, pattern=NO_NUL)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+Word = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
+NonEmptyWord = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+MetricName = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 class MetricInfo(_Checked):
@@ -98,7 +113,8 @@ class MetricInfo(_Checked):
 
     model_config = ConfigDict(extra="forbid")
 
-    unit: str = Field(min_length=1, max_length=64, description="UCUM code or the catalogue's unit, e.g. ug/m3")
+    unit: str = Field(min_length=1, max_length=64, pattern=NO_NUL,
+                      description="UCUM code or the catalogue's unit, e.g. ug/m3")
     interval_s: float = Field(gt=0, le=366 * 86400, allow_inf_nan=False,
                               description="expected seconds between readings (feeds silence and completeness)")
 
@@ -110,25 +126,22 @@ class SensorFields(_Checked):
 
     name: ShortText
     description: Text = ""
-    type: Annotated[str, Field(max_length=200)] = ""
+    type: Word = ""
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
     elevation: float | None = Field(None, ge=-500, le=10000, allow_inf_nan=False, description="metres")
-    area: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(None, description="district or area")
-    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=100)
-    owner: Annotated[str, Field(max_length=200)] | None = None
+    area: NonEmptyWord | None = Field(None, description="district or area")
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    owner: Word | None = None
     install_date: IsoDate | None = None
     status: Status = Status.ACTIVE
     data_class: DataClass = DataClass.OPEN
-    licence: Annotated[str, Field(max_length=200)] | None = Field(None, description="e.g. CC-BY-4.0")
-    metrics: dict[Annotated[str, Field(min_length=1, max_length=128)], MetricInfo] = Field(default_factory=dict)
+    licence: Word | None = Field(None, description="e.g. CC-BY-4.0")
+    metrics: dict[MetricName, MetricInfo] = Field(default_factory=dict)
 
     @field_validator("tags")
     @classmethod
-    def _clean_tags(cls, tags: list[str]) -> list[str]:
-        for t in tags:
-            if t != t.strip() or ";" in t or not t.isprintable():
-                raise ValueError(f"tag {t!r} must be printable, without ';' or surrounding spaces")
+    def _sorted_tags(cls, tags: list[str]) -> list[str]:
         return sorted(set(tags))
 
 
@@ -138,13 +151,6 @@ class SensorIn(SensorFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"id": "camden-aq-1", **SENSOR_EXAMPLE}]})
 
     id: SensorId
-
-    @field_validator("id")
-    @classmethod
-    def _printable_id(cls, v: str) -> str:
-        if not v.isprintable() or v != v.strip():
-            raise ValueError("sensor id must be printable, without surrounding spaces")
-        return v
 
 
 class SensorPatch(_Checked):
@@ -157,18 +163,18 @@ class SensorPatch(_Checked):
 
     name: ShortText | None = None
     description: Text | None = None
-    type: Annotated[str, Field(max_length=200)] | None = None
+    type: Word | None = None
     lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
     lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
     elevation: float | None = Field(None, ge=-500, le=10000, allow_inf_nan=False)
-    area: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = None
-    owner: Annotated[str, Field(max_length=200)] | None = None
+    area: NonEmptyWord | None = None
+    tags: list[Tag] | None = None
+    owner: Word | None = None
     install_date: IsoDate | None = None
     status: Status | None = None
     data_class: DataClass | None = None
-    licence: Annotated[str, Field(max_length=200)] | None = None
-    metrics: dict[Annotated[str, Field(min_length=1, max_length=128)], MetricInfo | None] | None = None
+    licence: Word | None = None
+    metrics: dict[MetricName, MetricInfo | None] | None = None
 
     def apply(self, current: SensorIn) -> SensorIn:
         """``current`` with this patch applied, validated again as a whole."""

@@ -16,6 +16,7 @@ logged and every table's drops are counted on ``/metrics``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,7 +130,10 @@ class Retention:
                         continue  # e.g. a table of a migration this database has not had yet
                     report.rows[table] = await self._delete_rows(conn, table, time_col, key, now - keep)
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_ID)
+                # after a failure mid-statement (cancelled at stop, connection lost) the connection
+                # cannot run this; the pool's reset of a released connection unlocks it anyway
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_ID)
         self.metrics.runs.labels("done").inc()
         return report
 

@@ -405,6 +405,7 @@ class RollupWriter:
         self.learner = IntervalLearner()
         self.decisions = LevelDecisions()
         self._reload_at = 0.0
+        self._hinted = np.zeros(1024, bool)  # by series id: interval_hint already asked
 
     async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials]) -> None:
         """Merge the partials of one batch into every level its series keep."""
@@ -433,7 +434,16 @@ class RollupWriter:
             interval = np.full(len(undecided), np.nan)
             source = np.full(len(undecided), "learned", object)
             if self.policy.interval_hint is not None:
-                hint = np.asarray(self.policy.interval_hint(undecided), np.float64)
+                # asked once per series (at its first batch): a hint is a Python call per series
+                top = int(undecided.max()) + 1
+                if top > len(self._hinted):
+                    self._hinted = np.concatenate([self._hinted, np.zeros(max(top, 2 * len(self._hinted)) -
+                                                                          len(self._hinted), bool)])
+                new = ~self._hinted[undecided]
+                hint = np.full(len(undecided), np.nan)
+                if new.any():
+                    hint[new] = np.asarray(self.policy.interval_hint(undecided[new]), np.float64)
+                    self._hinted[undecided[new]] = True
                 interval, source = np.where(np.isfinite(hint), hint, interval), np.where(np.isfinite(hint),
                                                                                           "configured", source)
             learned = self.learner.interval_s(undecided, self.policy.learn_after)

@@ -56,5 +56,6 @@ class SeriesRegistry:
                     JOIN unnest($1::text[], $2::text[]) AS k(sensor_id, metric)
                       ON s.sensor_id = k.sensor_id AND s.metric = k.metric""", sensors, metrics)
             for r in rows:
-                self._ids[(r["sensor_id"], r["metric"])] = r["id"]
-                self._keys[r["id"]] = (r["sensor_id"], r["metric"])
+                key = (r["sensor_id"], r["metric"])  # one tuple for both maps
+                self._ids[key] = r["id"]
+                self._keys[r["id"]] = key

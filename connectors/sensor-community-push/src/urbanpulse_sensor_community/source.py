@@ -14,14 +14,16 @@ station sends again: nothing is lost, and what was stored is not stored twice.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -43,6 +45,18 @@ class PushConfig(BaseModel):
     topic_prefix: str = Field("sensor_community/", description="topic = prefix + X-Sensor header")
     max_body_bytes: int = Field(64 * 1024, ge=256)
     ack_timeout_s: float = Field(30.0, gt=0, description="no confirmation within this: 503, the station retries")
+    username: str | None = Field(None, description="HTTP Basic user the stations send (airrohr: custom API user)")
+    password: SecretStr | None = Field(None, description="HTTP Basic password (airrohr: custom API password)")
+    allow_unauthenticated: bool = Field(False, description="accept pushes without credentials (a closed network only)")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> PushConfig:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and password")
+        if self.username is None and not self.allow_unauthenticated:
+            raise ValueError("set username and password (the stations' custom API credentials), "
+                             "or allow_unauthenticated: true on a closed network")
+        return self
 
 
 class _Server(uvicorn.Server):
@@ -76,7 +90,17 @@ class SensorCommunityPushSource:
     def app(self) -> Starlette:
         return Starlette(routes=[Route(self.config.path, self._push, methods=["POST"])])
 
+    def _authorised(self, request: Request) -> bool:
+        c = self.config
+        if c.username is None or c.password is None:
+            return True
+        expected = base64.b64encode(f"{c.username}:{c.password.get_secret_value()}".encode()).decode()
+        return hmac.compare_digest(request.headers.get("authorization", ""), f"Basic {expected}")
+
     async def _push(self, request: Request) -> PlainTextResponse:
+        if not self._authorised(request):
+            return PlainTextResponse("credentials required\n", status_code=401,
+                                     headers={"WWW-Authenticate": 'Basic realm="urbanpulse"'})
         if self._closing or self._sink is None:
             return PlainTextResponse("shutting down, send again\n", status_code=503)
         body = await request.body()

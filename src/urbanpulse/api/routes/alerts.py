@@ -10,7 +10,7 @@ Reading needs a ``viewer`` key, changing an alert an ``operator`` key. Every err
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -20,11 +20,12 @@ from fastapi.responses import StreamingResponse
 from urbanpulse.alerts.errors import InvalidQuery
 from urbanpulse.alerts.hub import Subscription
 from urbanpulse.alerts.query import DETECTORS, MAX_LIMIT, AlertQuery
-from urbanpulse.api.access import ALLOW_OPERATOR, ALLOW_VIEWER, Principal
+from urbanpulse.api.access import ALLOW_OPERATOR, ALLOW_VIEWER, Principal, key_store
 from urbanpulse.api.routes import maintenance
 from urbanpulse.api.routes.alert_deps import MAX_ID, Alerting, alert_service, alert_settings, change_state
 from urbanpulse.api.schemas import Alert, AlertNote, AlertPage
 from urbanpulse.api.sse import EventStreamResponse
+from urbanpulse.errors import NotFound
 
 router = APIRouter(tags=["alerts"])
 router.include_router(maintenance.router)
@@ -39,6 +40,9 @@ def _any_of(*words: str) -> str:
 
 _NAME = r"[A-Za-z0-9_.:*?\-]{1,200}"
 _ID = r"^[0-9]{1,18}$"
+#: RFC 3339 / ISO 8601 date-time, the timezone optional (UTC)
+_TIME = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+         r"(:[0-5][0-9](\.[0-9]+)?)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$")
 
 
 @router.get("/alerts", summary="List alerts, newest first, with filters and cursor pagination",
@@ -54,9 +58,10 @@ async def list_alerts(
     metric: str | None = Query(None, pattern=f"^{_NAME}(,{_NAME})*$", description="metric name (comma-separated)"),
     detector: str | None = Query(None, pattern=_any_of(*DETECTORS),
                                  description="threshold, robust_z, ewma, spike, flatline, silence (comma-separated)"),
-    since: str | None = Query(None, description="ISO 8601: alerts triggered at or after this (event time)",
-                              json_schema_extra={"format": "date-time"}),
-    until: str | None = Query(None, description="ISO 8601: alerts opened before this (event time)",
+    since: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts triggered at or after this "
+                              "(event time), e.g. 2024-05-01T08:00:00Z; without a timezone: UTC", json_schema_extra={"format": "date-time"}),
+    until: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts opened before this (event time), "
+                              "e.g. 2024-05-01T08:00:00Z",
                               json_schema_extra={"format": "date-time"}),
     flapping: bool | None = Query(None, description="true or false"),
     limit: int | None = Query(None, ge=1, le=MAX_LIMIT, description=f"page size 1..{MAX_LIMIT}, default 100"),
@@ -74,17 +79,34 @@ async def list_alerts(
     return {"items": items, "next_cursor": next_cursor}
 
 
+_EVENT_KINDS = ["opened", "updated", "acknowledged", "resolved", "reopened", "flapping"]
+#: one event of the stream (schema per event, as OpenAPI 3.2's itemSchema and Schemathesis read it)
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "alert_events id; send as Last-Event-ID"},
+        "event": {"type": "string", "enum": _EVENT_KINDS},
+        "retry": {"type": "integer", "minimum": 0},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+            "type": "object", "required": ["id", "alert_id", "at", "kind", "state", "alert"],
+            "properties": {"id": {"type": "integer"}, "alert_id": {"type": "integer"}, "at": {"type": "string"},
+                           "kind": {"type": "string", "enum": _EVENT_KINDS},
+                           "state": {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+                           "alert": {"$ref": "#/components/schemas/Alert"}}}},
+    },
+}
 _SSE_DOC = {200: {"description": "A text/event-stream of alert events (never ends on its own)",
                   "content": {"text/event-stream": {
-                      "schema": {"type": "string"},
+                      "schema": _SSE_EVENT, "itemSchema": _SSE_EVENT,
                       "example": 'retry: 2000\n\nid: 17\nevent: opened\ndata: {"id": 17, "alert_id": 42, '
                                  '"at": "2026-11-26T08:00:01Z", "kind": "opened", "state": "open", "alert": {...}}\n\n'}}}}
 
 
 @router.get("/alerts/stream", summary="Server-Sent Events of alert changes (resumable)", response_class=StreamingResponse,
-            responses=_SSE_DOC, dependencies=[ALLOW_VIEWER])
+            responses=_SSE_DOC)
 async def stream_alerts(
     request: Request,
+    principal: Principal = ALLOW_VIEWER,
     last_event_id: str | None = Query(None, pattern=_ID,
                                       description="resume after this event id (or the Last-Event-ID header)"),
     last_event_id_header: str | None = Header(None, alias="Last-Event-ID", pattern=_ID,
@@ -95,17 +117,36 @@ async def stream_alerts(
     Last-Event-ID the events after it are replayed from the database first, then live ones
     follow; without one the stream starts with the next event. A client that falls more than
     ``alerts.sse_queue_size`` events behind, or stops reading for ``alerts.sse_send_timeout_s``,
-    is disconnected (after a comment saying so) and resumes with its Last-Event-ID."""
+    is disconnected (after a comment saying so) and resumes with its Last-Event-ID. The key is
+    checked again every ``alerts.sse_keepalive_s``: a stream whose key was revoked ends (with a
+    comment saying so)."""
     svc = alert_service(request)
     raw = last_event_id_header if last_event_id_header not in (None, "") else last_event_id
     start = int(raw) if raw not in (None, "") else None
     sub = svc.hub.subscribe()  # before the catch-up, so no event falls between the two
     settings = alert_settings(svc)
-    return EventStreamResponse(_sse(svc, sub, start), send_timeout_s=settings.sse_send_timeout_s,
+    return EventStreamResponse(_sse(svc, sub, start, _key_check(request, principal)),
+                               send_timeout_s=settings.sse_send_timeout_s,
                                on_close=lambda: svc.hub.unsubscribe(sub))
 
 
-async def _sse(svc: Alerting, sub: Subscription, start: int | None) -> AsyncIterator[bytes]:
+def _key_check(request: Request, principal: Principal) -> Callable[[], Awaitable[str | None]]:
+    """A check of the stream's key (None while it is valid, else why not)."""
+    store = key_store(request) if principal.key is not None else None
+
+    async def check() -> str | None:
+        if store is None or principal.key is None:
+            return None
+        try:
+            key = await store.get(principal.key.id)
+        except NotFound:
+            return f"API key {principal.key.id} no longer exists"
+        return None if key.active else f"API key {key.id} was revoked"
+    return check
+
+
+async def _sse(svc: Alerting, sub: Subscription, start: int | None,
+               key_check: Callable[[], Awaitable[str | None]] | None = None) -> AsyncIterator[bytes]:
     settings = alert_settings(svc)
     loop = asyncio.get_running_loop()
     try:
@@ -115,9 +156,15 @@ async def _sse(svc: Alerting, sub: Subscription, start: int | None) -> AsyncIter
             if start is not None:
                 async for frame, last in _catch_up(svc, last, None):
                     yield frame
-            last_write = last_poll = loop.time()
+            last_write = last_poll = last_check = loop.time()
             while True:
                 now = loop.time()
+                if key_check is not None and now - last_check >= settings.sse_keepalive_s:
+                    last_check = now  # the key is checked again as often as a keep-alive is due
+                    denied = await key_check()
+                    if denied:
+                        yield f": {denied}; stream closed\n\n".encode()
+                        return
                 wait = max(0.0, min(settings.sse_poll_s - (now - last_poll),
                                     settings.sse_keepalive_s - (now - last_write)))
                 event = await sub.get(wait)

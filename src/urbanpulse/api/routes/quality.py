@@ -4,45 +4,48 @@ counts) per series over a period, with per-sensor and per-area roll-ups. Definit
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import TypeAdapter, ValidationError
 
 from urbanpulse.api.access import ALLOW_OPEN_DATA, Principal
-from urbanpulse.api.routes.registry_deps import list_param, pool, scope_classes
+from urbanpulse.api.routes.registry_deps import Time, list_param, pool, scope_classes
 from urbanpulse.errors import InvalidRequest
 from urbanpulse.quality.report import quality_report
 
 router = APIRouter(tags=["quality"])
 
-_DURATION = TypeAdapter(timedelta)
-_TIME = TypeAdapter(datetime)
 MAX_PERIOD = timedelta(days=366)
 #: a report still running after this answers 503 saying what to narrow (about 15 M readings here)
 TIMEOUT_S = 30.0
+#: a duration ending now, at most MAX_PERIOD: weeks (0-52), days (0-366) or hours (0-8784)
+PERIOD_PATTERN = (r"^P(?:(?P<w>5[0-2]|[1-4]?[0-9])W|(?P<d>36[0-6]|3[0-5][0-9]|[12]?[0-9]?[0-9])D"
+                  r"|T(?P<h>878[0-4]|87[0-7][0-9]|8[0-6][0-9][0-9]|[1-7]?[0-9]?[0-9]?[0-9])H)$")
 
 
-def parse_period(period: str, now: datetime) -> tuple[datetime, datetime]:
-    """``P7D`` / ``PT6H`` (ending now) or ``START/END`` (RFC 3339, each with an offset)."""
+def _shift(t: datetime, by: timedelta) -> datetime:
+    """``t + by``, kept within the years datetime can hold."""
     try:
-        if "/" in period:
-            a, b = period.split("/", 1)
-            start, end = _TIME.validate_python(a), _TIME.validate_python(b)
-            if start.tzinfo is None or end.tzinfo is None:
-                raise ValueError("naive time")
-        else:
-            length = _DURATION.validate_python(period)
-            start, end = now - length, now
-    except (ValidationError, ValueError, OverflowError) as exc:
-        raise InvalidRequest(f"period {period!r} must be an ISO 8601 duration ending now (P7D, PT6H) or "
-                                 "START/END in RFC 3339 with offsets (2026-11-01T00:00:00Z/2026-11-08T00:00:00Z)") from exc
-    if end <= start:
-        raise InvalidRequest(f"period {period!r} is empty: its end must be after its start")
-    if end - start > MAX_PERIOD:
-        raise InvalidRequest(f"period {period!r} is longer than {MAX_PERIOD.days} days; ask for a shorter one")
-    return start, end
+        return t + by
+    except OverflowError:
+        return datetime.max.replace(tzinfo=timezone.utc) if by > timedelta(0) else datetime.min.replace(tzinfo=timezone.utc)
+
+
+def parse_period(period: str, start: datetime | None, end: datetime | None,
+                 now: datetime) -> tuple[datetime, datetime]:
+    """The period reported: ``start``..``end`` when given (``end`` defaults to now, and stops
+    :data:`MAX_PERIOD` after ``start``), else the ``period`` duration ending now."""
+    if start is not None or end is not None:
+        end = end or now
+        start = start or _shift(end, -timedelta(days=1))
+        return start, max(start, min(end, _shift(start, MAX_PERIOD)))
+    m = re.match(PERIOD_PATTERN, period)
+    if m is None:  # the pattern on the parameter keeps this from happening
+        raise InvalidRequest(f"period {period!r} must be P<n>W, P<n>D or PT<n>H, at most {MAX_PERIOD.days} days")
+    length = timedelta(weeks=int(m["w"] or 0), days=int(m["d"] or 0), hours=int(m["h"] or 0))
+    return now - length, now
 
 
 _EXAMPLE = {
@@ -64,8 +67,12 @@ _EXAMPLE = {
             responses={200: {"content": {"application/json": {"example": _EXAMPLE}}}})
 async def get_quality(
     request: Request,
-    period: str = Query("P1D", description="ISO 8601 duration ending now (P1D, PT6H) or START/END",
-                        examples=["P7D", "2026-11-01T00:00:00Z/2026-11-08T00:00:00Z"]),
+    period: str = Query("P1D", description="ISO 8601 duration ending now: P<n>W, P<n>D or PT<n>H, at most 366 days",
+                        examples=["P7D"], pattern=PERIOD_PATTERN),
+    start: Time | None = Query(None, description="RFC 3339 start instead of a period (with end, "
+                                        "default now; at most 366 days are reported)",
+                                        examples=["2026-11-01T00:00:00Z"]),
+    end: Time | None = Query(None, description="RFC 3339 end (exclusive)", examples=["2026-11-08T00:00:00Z"]),
     sensor: str | None = Query(None, description="sensor id(s), comma-separated"),
     area: str | None = Query(None, description="area(s), comma-separated"),
     metric: str | None = Query(None, description="metric(s), comma-separated"),
@@ -74,7 +81,7 @@ async def get_quality(
     """``{"start", "end", "gap_factor", "series": [...], "sensors": [...], "areas": [...]}``: per series
     ``last_seen``, ``received``, ``expected`` (from the registry's interval), ``completeness``, ``gaps``
     (start, end, seconds), ``late`` and ``quarantined`` by reason."""
-    start, end = parse_period(period, datetime.now(timezone.utc))
+    start, end = parse_period(period, start, end, datetime.now(timezone.utc))
 
     report = await quality_report(pool(request), start, end, sensor_ids=list_param("sensor", sensor),
                                   area=list_param("area", area), metric=list_param("metric", metric),

@@ -21,7 +21,7 @@ from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
 from urbanpulse.export.stream import check_format, open_export
 from urbanpulse.export.writers import EXTENSIONS, FORMATS
 from urbanpulse.query.errors import QueryError, UnknownSeries
-from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, latest
+from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, RollupAvailability, latest
 from urbanpulse.query.spec import HistoryQuery, parse_query
 
 router = APIRouter(tags=["history"])
@@ -33,11 +33,17 @@ _EXAMPLE = ("/readings?sensor=beijing-dongsi&metric=pm2_5&start=2015-01-01T00:00
 
 
 def runner(request: Request, principal: Principal) -> HistoryRunner:
-    """A runner on the service's pool, with the configured limits and the caller's data-class scope
-    (None: every series, registered or not; the open-data scope: only registered ``open`` ones)."""
-    limits = getattr(request.app.state, "history_limits", None) or QueryLimits()
+    """A runner on the service's pool, with the configured limits and rollups and the caller's
+    data-class scope (None: every series, registered or not; open data: only registered ``open`` ones)."""
+    state = request.app.state
+    if getattr(state, "history_limits", None) is None:
+        settings = getattr(state.service, "settings", None)
+        history = getattr(settings, "history", None)
+        state.history_limits = QueryLimits(**history.model_dump()) if history is not None else QueryLimits()
+        state.history_rollups = RollupAvailability.from_settings(settings)
     scope = None if principal.scope == FULL else principal.scope.data_classes_list
-    return HistoryRunner(request.app.state.service.pool, limits, scope)
+    return HistoryRunner(state.service.pool, state.history_limits, scope,
+                         getattr(state, "history_rollups", None))
 
 
 def _query(request: Request, allowed: set[str]) -> HistoryQuery:
@@ -48,31 +54,62 @@ def _query(request: Request, allowed: set[str]) -> HistoryQuery:
 
 
 def _iso(us: list[int]) -> list[str]:
-    arr = np.array(us, dtype="datetime64[us]")
-    return list(np.datetime_as_string(arr, unit="auto", timezone="UTC"))
+    """RFC 3339 UTC stamps (``2023-01-01T05:00:00Z``; with microseconds only when some have them)."""
+    a = np.array(us, dtype=np.int64)
+    if not (a % 1_000_000).any():
+        text = np.datetime_as_string((a // 1_000_000).astype("datetime64[s]"))
+    else:
+        text = np.datetime_as_string(a.astype("datetime64[us]"))
+    return [t + "Z" for t in text.tolist()]
+
+
+def _item_builder(time_key: str, values: list[str], local: bool, filled: bool):  # noqa: ANN202
+    """A function (head, stamp, local_stamp, row, filled) -> the row's JSON object, as one dict
+    display with fixed keys: 10x faster than building each row with update/zip (8,760 rows of a
+    year of hours cost ~2 ms instead of ~20). ``values`` are (name, expression over ``v``) pairs
+    from a fixed vocabulary (aggregate names, ``p`` + digits, indexes), so the source is safe."""
+    parts = ["'sensor_id': h[0]", "'metric': h[1]", f"{time_key!r}: s"]
+    if local:
+        parts.append("'local': loc")
+    parts += values
+    if filled:
+        parts.append("'filled': f")
+    return eval(f"lambda h, s, loc, v, f: {{{', '.join(parts)}}}")  # noqa: S307
+
+
+def _value_parts(q: HistoryQuery, columns: tuple[str, ...], from_record: bool) -> list[str]:
+    """``'name': v[i]`` for each column: of a values tuple, or of a database record (aggregates
+    from index 2, the percentiles as one array after them)."""
+    if not from_record:
+        return [f"{name!r}: v[{i}]" for i, name in enumerate(columns)]
+    n = len(columns) - len(q.percentiles)
+    parts = [f"{name!r}: v[{2 + i}]" for i, name in enumerate(columns[:n])]
+    parts += [f"{name!r}: v[{2 + n}][{j}]" for j, name in enumerate(columns[n:])]
+    return parts
 
 
 def page_body(page: Page) -> dict[str, Any]:
     """The JSON of a page: the query, its series (registry metadata), rows as flat objects."""
     q = page.query
-    by_id = {s.series_id: s for s in page.series}
-    time_key = "bucket" if q.bucket is not None else "ts"
-    cols = page.columns
-    stamps = _iso([r[1] for r in page.rows])
+    heads = {s.series_id: (s.sensor_id, s.metric) for s in page.series}
     local = q.bucket is not None and str(q.tz.key) != "UTC"
-    items = []
-    for (sid, at, vals, filled), stamp in zip(page.rows, stamps):
-        s = by_id[sid]
-        item = {"sensor_id": s.sensor_id, "metric": s.metric, time_key: stamp}
-        if local:
-            item["local"] = datetime.fromtimestamp(at / 1e6, timezone.utc).astimezone(q.tz).isoformat()
-        item.update(zip(cols, vals))
-        if q.fill:
-            item["filled"] = filled
-        items.append(item)
+    from_record = page.records is not None
+    rows = page.records if from_record else page.rows
+    build = _item_builder("bucket" if q.bucket is not None else "ts", _value_parts(q, page.columns, from_record),
+                          local, bool(q.fill))
+    stamps = _iso([r[1] for r in rows])
+    if local:
+        tz = q.tz
+        locs = [datetime.fromtimestamp(r[1] / 1e6, timezone.utc).astimezone(tz).isoformat() for r in rows]
+    else:
+        locs = [None] * len(stamps)
+    if from_record:
+        items = [build(heads[r[0]], stamp, loc, r, False) for r, stamp, loc in zip(rows, stamps, locs)]
+    else:
+        items = [build(heads[r[0]], stamp, loc, r[2], r[3]) for r, stamp, loc in zip(rows, stamps, locs)]
     return {
         "query": {"start": q.start.isoformat(), "end": q.end.isoformat(),
-                  "bucket": q.bucket.text if q.bucket else None, "tz": str(q.tz.key), "columns": list(cols),
+                  "bucket": q.bucket.text if q.bucket else None, "tz": str(q.tz.key), "columns": list(page.columns),
                   "fill": q.fill, "path": page.path},
         "series": [{"sensor_id": s.sensor_id, "metric": s.metric, "unit": s.unit, "lat": s.lat, "lon": s.lon,
                     "area": s.area, "licence": s.licence, "data_class": s.data_class} for s in page.series],
@@ -112,9 +149,10 @@ async def history(
 
 
 @router.get("/readings/export", summary="The same query as a file: CSV, NDJSON or Parquet, streamed",
-            description="Streams with constant memory. CSV carries the query and each series' unit, location "
-                        "and licence in `#` comment lines (pandas: `read_csv(url, comment='#')`); NDJSON in its "
-                        "first line; Parquet in the file's key-value metadata (`urbanpulse`).")
+            description="Streams with constant memory. CSV carries the query, each series' unit, location "
+                        "and licence (and with quality=true the data-quality report) in `#` comment lines (pandas: "
+                        "`read_csv(url, comment='#')`); NDJSON in its first line; Parquet in the file's key-value "
+                        "metadata (`urbanpulse`).")
 async def export(
     request: Request,
     format: str = Query("csv", description="csv, ndjson or parquet"),
@@ -123,12 +161,14 @@ async def export(
     end: str | None = Query(None), bucket: str | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None), fill: str | None = Query(None),
     path: str | None = Query(None),
+    quality: bool = Query(False, description="include the data-quality report of the series over the range "
+                                             "(one more pass over the readings before the first row)"),
     principal: Principal = ALLOW_OPEN_DATA,
 ) -> StreamingResponse:
     """The rows of ``/readings`` for the whole range, as one file."""
-    q = _query(request, _SELECT | {"format"})
+    q = _query(request, _SELECT | {"format", "quality"})
     fmt = check_format(format)
-    ex = await open_export(runner(request, principal), q, fmt)
+    ex = await open_export(runner(request, principal), q, fmt, quality=quality)
     name = f"urbanpulse-{q.start:%Y%m%d}-{q.end:%Y%m%d}.{EXTENSIONS[fmt]}"
     return StreamingResponse(ex.chunks, media_type=FORMATS[fmt],
                              headers={"Content-Disposition": f'attachment; filename="{name}"',

@@ -3,14 +3,26 @@ caller's data-class scope, and checks of path and query text before it reaches S
 
 from __future__ import annotations
 
-import base64
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Request
+from pydantic import AwareDatetime, BeforeValidator
 
 from urbanpulse.api.access import FULL, Principal
-from urbanpulse.errors import InvalidRequest, StorageUnavailable
+from urbanpulse.errors import StorageUnavailable
 from urbanpulse.quality.catalogue import MetricCatalogue
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Times in the query are RFC 3339 text; a bare number would silently mean epoch seconds."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be RFC 3339 with an offset, e.g. 2026-05-01T00:00:00Z")
+    return value
+
+
+#: a query parameter time: RFC 3339 with an offset
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 
 
 def scope_classes(principal: Principal) -> list[str] | None:
@@ -43,32 +55,26 @@ async def registry_changed(request: Request) -> None:
         await registered.refresh(pool(request))
 
 
-def text_param(name: str, value: str) -> str:
-    """A path or query value that PostgreSQL can hold (no NUL, no lone surrogates)."""
-    if not value.isprintable():
-        raise InvalidRequest(f"{name} {value!r} has control characters; sensor ids, areas and tags are printable text")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequest(f"{name} is not valid Unicode text") from exc
-    return value
+#: a value PostgreSQL text cannot hold (NUL, a lone surrogate) matches no stored value; this one
+#: stands in for it in filters (it has a control character, which no stored id or tag has)
+UNMATCHABLE = "\x01"
+
+
+def _storable(value: str) -> bool:
+    return "\x00" not in value and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
 
 
 def list_param(name: str, value: str | None) -> list[str] | None:
-    """A comma-separated query value as a list (None when absent or empty: no filter)."""
+    """A comma-separated query value as a list (None when absent or empty: no filter). Any text
+    is a valid filter value; one the database cannot hold simply matches nothing."""
     if value is None:
         return None
-    items = [text_param(name, p.strip()) for p in value.split(",") if p.strip()]
+    items = [p.strip() if _storable(p) else UNMATCHABLE for p in value.split(",") if p.strip()]
     return items or None
 
 
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return text_param("cursor", base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("cursor is not one this service made; pass next_cursor of the previous page "
-                             "unchanged") from exc
+def after_cursor(cursor: str | None) -> str | None:
+    """The id a page starts after: the cursor is the last id of the previous page."""
+    if cursor is None:
+        return None
+    return "".join(c for c in cursor if c != "\x00" and not 0xD800 <= ord(c) <= 0xDFFF)

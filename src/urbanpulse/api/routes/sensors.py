@@ -8,35 +8,33 @@ taken: ``GET /sensors/{id}/history`` lists the versions, ``?at=`` picks the one 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import math
+from typing import Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from pydantic import AwareDatetime, BeforeValidator
 
 from urbanpulse.api.access import ALLOW_ADMIN, ALLOW_OPEN_DATA, ALLOW_VIEWER, Principal
-from urbanpulse.api.routes.registry_deps import (catalogue, decode_cursor, encode_cursor, list_param, pool,
-                                                 registry_changed, scope_classes)
-from urbanpulse.errors import InvalidRequest, NotFound
-from urbanpulse.registry.model import SENSOR_EXAMPLE, Sensor, SensorFields, SensorIn, SensorPatch, catalogue_problems
+from urbanpulse.api.routes.registry_deps import (Time, after_cursor, catalogue, list_param, pool, registry_changed,
+                                                 scope_classes)
+from urbanpulse.errors import Conflict, NotFound
+from urbanpulse.registry.model import (ID_PATTERN, SENSOR_EXAMPLE, Sensor, SensorFields, SensorIn, SensorPatch,
+                                       catalogue_problems)
 from urbanpulse.registry.store import (delete_sensor, get_sensor, list_sensors, save_sensor, sensor_history,
                                        unregistered_sensors)
 
 router = APIRouter(tags=["sensors"])
 
-def _rfc3339_only(value: Any) -> Any:
-    """Times in the query are RFC 3339 text; a bare number would silently mean epoch seconds."""
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise ValueError("must be RFC 3339 with an offset, e.g. 2026-05-01T00:00:00Z")
-    return value
-
-
-Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "the sensor is not registered"},
-    409: {"description": "valid_from (or at) is not after the start of the sensor's current version"}}
+    409: {"description": "valid_from (or at) is not after the start of the sensor's current version, or a metric "
+                         "or unit the service's catalogue does not know"}}
 
 SENSOR_ID = Path(description="the sensor's id (what its readings carry as sensor_id)", examples=["camden-aq-1"],
-                 max_length=128)
+                 max_length=128, pattern=ID_PATTERN)
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
+STATUS_PATTERN = r"^(active|maintenance|retired)(,(active|maintenance|retired))*$"
+CLASS_PATTERN = r"^(open|restricted|personal)(,(open|restricted|personal))*$"
 _SENSOR_OUT = {"id": "camden-aq-1", **SENSOR_EXAMPLE, "valid_from": "2026-05-01T00:00:00Z"}
 
 
@@ -45,17 +43,16 @@ def _example(example: Any) -> dict[int | str, dict[str, Any]]:
 
 
 def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``min_lon,min_lat,max_lon,max_lat``; latitudes beyond ±90 and longitudes beyond ±180 are
+    clamped, min_lon > max_lon crosses the antimeridian, min_lat > max_lat holds nothing."""
     if text is None:
         return None
-    try:
-        parts = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 4 or not (-180 <= parts[0] <= 180 and -180 <= parts[2] <= 180
-                               and -90 <= parts[1] <= parts[3] <= 90):
-        raise InvalidRequest(f"bbox {text!r} must be min_lon,min_lat,max_lon,max_lat (degrees, e.g. "
-                             "-0.2,51.5,-0.1,51.6)")
-    return parts  # type: ignore[return-value]
+    min_lon, min_lat, max_lon, max_lat = (float(p) for p in text.split(","))
+
+    def clamp(v: float, limit: float) -> float:
+        return max(-limit, min(limit, v)) if math.isfinite(v) else math.copysign(limit, v)
+
+    return clamp(min_lon, 180), clamp(min_lat, 90), clamp(max_lon, 180), clamp(max_lat, 90)
 
 
 def _known_id(sensor_id: str) -> str:
@@ -77,9 +74,12 @@ async def find_sensors(
     area: str | None = Query(None, description="district/area (comma-separated for several)", examples=["camden"]),
     tags: str | None = Query(None, description="sensors carrying all these tags (comma-separated)",
                              examples=["air,school"]),
-    bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat", examples=["-0.2,51.5,-0.1,51.6"]),
-    status: str | None = Query(None, description="active, maintenance, retired (comma-separated)"),
-    data_class: str | None = Query(None, description="open, restricted, personal (comma-separated)"),
+    bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat (degrees)",
+                             examples=["-0.2,51.5,-0.1,51.6"], pattern=BBOX_PATTERN),
+    status: str | None = Query(None, description="active, maintenance, retired (comma-separated)",
+                               pattern=STATUS_PATTERN),
+    data_class: str | None = Query(None, description="open, restricted, personal (comma-separated)",
+                                   pattern=CLASS_PATTERN),
     limit: int = Query(100, ge=1, le=1000, description="page size"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
     principal: Principal = ALLOW_OPEN_DATA,
@@ -92,11 +92,11 @@ async def find_sensors(
         wanted = [c for c in (wanted if wanted is not None else classes) if c in classes]
     items = await list_sensors(pool(request), area=list_param("area", area), tags=list_param("tags", tags),
                                bbox=_bbox(bbox), status=list_param("status", status), data_classes=wanted,
-                               after=decode_cursor(cursor) if cursor else None, limit=limit + 1)
+                               after=after_cursor(cursor), limit=limit + 1)
     more = len(items) > limit
     items = items[:limit]
     return {"items": [s.model_dump(mode="json", exclude={"valid_to"}) for s in items],
-            "next_cursor": encode_cursor(items[-1].id) if more else None}
+            "next_cursor": items[-1].id if more else None}
 
 
 @router.get("/sensors/unregistered", summary="Sensors that send readings but are not in the registry",
@@ -122,7 +122,7 @@ async def read_sensor(request: Request, sensor_id: str = SENSOR_ID,
     if not _visible(sensor, principal):
         raise NotFound(f"sensor {sensor_id!r} is not registered" + (" at that time" if at else "")
                        + "; GET /sensors lists the registered ones")
-    return sensor.model_dump(mode="json", exclude_none=at is None)  # type: ignore[union-attr]
+    return sensor.model_dump(mode="json", exclude={"valid_to"} if at is None else set())  # type: ignore[union-attr]
 
 
 @router.get("/sensors/{sensor_id}/history", summary="Every version of a sensor with its validity period",
@@ -139,18 +139,17 @@ async def read_history(request: Request, sensor_id: str = SENSOR_ID,
 
 
 def _checked(request: Request, sensor: SensorIn) -> SensorIn:
+    """A well-formed sensor whose metrics or units this service's catalogue does not know is a
+    conflict with the service's configuration (409), not a malformed request."""
     problems = catalogue_problems(sensor, catalogue(request))
     if problems:
-        raise InvalidRequest("; ".join(problems))
+        raise Conflict("; ".join(problems))
     return sensor
 
 
-def _as_sensor(sensor_id: str, fields: dict[str, Any]) -> SensorIn:
-    try:
-        return SensorIn.model_validate({**fields, "id": sensor_id})
-    except ValueError as exc:  # the id (the body was validated already)
-        raise InvalidRequest(f"sensor id {sensor_id!r}: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}"
-                             ) from exc
+def _as_sensor(sensor_id: str, fields: SensorFields) -> SensorIn:
+    """The body with the id from the path (both validated by their schemas already)."""
+    return SensorIn.model_construct(**dict(fields), id=sensor_id)
 
 
 VALID_FROM = Query(None, description="when the change takes effect (RFC 3339 with offset; default now)",
@@ -165,12 +164,12 @@ async def put_sensor(request: Request, response: Response, body: SensorFields = 
                      principal: Principal = ALLOW_ADMIN) -> dict[str, Any]:
     """A change makes a new version effective from ``valid_from``; the old one keeps its period.
     ``outcome`` is ``created`` (201), ``updated`` or ``unchanged``."""
-    sensor = _checked(request, _as_sensor(sensor_id, body.model_dump()))
+    sensor = _checked(request, _as_sensor(sensor_id, body))
     saved, outcome = await save_sensor(pool(request), sensor, valid_from)
     if outcome == "created":
         response.status_code = 201
     await registry_changed(request)
-    return {**saved.model_dump(mode="json", exclude_none=True), "outcome": outcome}
+    return {**saved.model_dump(mode="json", exclude={"valid_to"}), "outcome": outcome}
 
 
 @router.patch("/sensors/{sensor_id}", summary="Change some fields of a sensor (admin)",
@@ -182,14 +181,11 @@ async def patch_sensor(request: Request, body: SensorPatch = Body(...), sensor_i
     current = await get_sensor(pool(request), sensor_id)
     if current is None:
         raise NotFound(f"sensor {sensor_id!r} is not registered; create it with PUT /sensors/{{id}}")
-    try:
-        sensor = body.apply(current)
-    except ValueError as exc:
-        raise InvalidRequest(f"the patched sensor is invalid: {exc}") from exc
+    sensor = body.apply(current)
     saved, outcome = await save_sensor(pool(request), _checked(request, sensor), valid_from,
                                        must_exist=True)
     await registry_changed(request)
-    return {**saved.model_dump(mode="json", exclude_none=True), "outcome": outcome}
+    return {**saved.model_dump(mode="json", exclude={"valid_to"}), "outcome": outcome}
 
 
 @router.delete("/sensors/{sensor_id}", status_code=204, summary="Take a sensor out of the registry (admin)",

@@ -1,0 +1,326 @@
+#!/usr/bin/env python
+"""History queries and exports over HTTP, each beside the same query run directly in PostgreSQL.
+
+Data: 10,000,000 readings of 1,000 sensors (10 areas of 100, registered), one reading every
+3,153.6 s per sensor (jittered) through 2023, generated in numpy and stored through the real
+writer (binary COPY + rollup merge) in 200,000-reading batches, then ANALYZE. A real
+``urbanpulse run`` subprocess serves the API (no sources); clients use a viewer key over HTTP.
+
+Workloads, each with 1 and with 10 concurrent clients (different sensors/areas per request):
+
+* (a) one sensor, one year, hourly means: ``/readings?sensor=S&bucket=1h&agg=mean`` (all
+  ~8,760 rows on one page); direct: ``SELECT bucket, mean FROM rollup_1h WHERE series_id = $1
+  AND bucket >= $2 AND bucket < $3 ORDER BY bucket``.
+* (b) one area of 100 sensors, one day, 1-minute buckets (count, mean, min, max): direct:
+  the same columns from ``rollup_1m`` for the area's 100 series ids.
+* (c) exports of the readings of 100 sensors for the year (1,000,000 rows) as CSV and as
+  Parquet, rows/s (10 clients: 10 sensors each, 100,000 rows each, aggregate rows/s), without
+  the data-quality report (the default) and with it (``quality=true``); direct:
+  ``COPY (SELECT series_id, ts, value, flags ...) TO STDOUT`` (CSV for CSV, binary for Parquet)
+  of the same rows into a null sink, read by asyncpg in this process.
+
+Also the peak RSS (VmHWM) of a fresh service after a 100,000-row export of 100 sensors (their
+first 36.5 days), then after 1,000,000-row Parquet and CSV exports of the same sensors (the year);
+once without the data-quality report (the default) and, on another fresh service, with it.
+
+Latency is measured per request by the client; p50/p95 over ``--requests`` requests (after 5
+warm-up requests). The ratio is API/direct (lower is better; 1.0 = no overhead).
+
+Run:  .venv/bin/python benchmarks/history.py [--readings 10000000] [--requests 100] [--keep DB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import asyncpg
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import services  # noqa: E402
+from service_process import ServiceProcess  # noqa: E402
+
+from urbanpulse.model import ReadingColumns  # noqa: E402
+from urbanpulse.registry.model import SensorIn  # noqa: E402
+from urbanpulse.registry.store import save_sensor  # noqa: E402
+from urbanpulse.storage.migrations import migrate  # noqa: E402
+from urbanpulse.storage.partitions import MonthlyPartitions  # noqa: E402
+from urbanpulse.storage.writer import ReadingStore, prepare_connection  # noqa: E402
+
+SENSORS = 1000
+AREA_SIZE = 100
+YEAR_START = datetime(2023, 1, 1, tzinfo=timezone.utc)
+YEAR_END = datetime(2024, 1, 1, tzinfo=timezone.utc)
+BATCH = 200_000
+
+
+def sensor_name(i: int) -> str:
+    return f"bench-{i:04d}"
+
+
+async def load(dsn: str, n: int) -> None:
+    """Register the sensors and store ``n`` readings through the writer."""
+    conn = await asyncpg.connect(dsn)
+    await migrate(conn, "postgres")
+    for i in range(SENSORS):
+        await save_sensor(conn, SensorIn(id=sensor_name(i), name=f"Bench {i}", lat=39.9 + i * 1e-4,
+                                         lon=116.4 + i * 1e-4, area=f"area-{i // AREA_SIZE}", licence="CC-BY-4.0",
+                                         metrics={"pm2_5": {"unit": "ug/m3", "interval_s": 3153.6}}))
+    await conn.close()
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
+    store = ReadingStore(pool, MonthlyPartitions())
+    per = n // SENSORS
+    step = (YEAR_END - YEAR_START) / timedelta(microseconds=1) / per
+    start_us = int(YEAR_START.timestamp() * 1e6)
+    rng = np.random.default_rng(42)
+    names = np.array([sensor_name(i) for i in range(SENSORS)], dtype=object)
+    t0 = time.perf_counter()
+    # time-major order, as a city delivers: each batch is every sensor over a stretch of time
+    for b in range(0, n, BATCH):
+        k = np.arange(b, min(b + BATCH, n))
+        sensor, j = k % SENSORS, k // SENSORS
+        ts = start_us + (j * step).astype(np.int64) + rng.integers(0, int(step * 0.9), len(k))
+        vals = np.round(30 + 20 * np.sin(j / 500 + sensor) + rng.normal(0, 5, len(k)), 2)
+        m = len(k)
+        cols = ReadingColumns(sensor_id=list(names[sensor]), metric=["pm2_5"] * m, ts_us=ts, value=vals,
+                              lat=np.full(m, np.nan), lon=np.full(m, np.nan), unit=[None] * m,
+                              msg=np.zeros(m, np.int32), item=np.full(m, -1, np.int32),
+                              has_null_value=np.zeros(m, bool), flags=np.zeros(m, np.int16))
+        await store.write(cols, [], "replay")
+        done = b + m
+        if done % 1_000_000 == 0:
+            print(f"  stored {done:,} readings ({done / (time.perf_counter() - t0):,.0f}/s)", flush=True)
+    async with pool.acquire() as c:
+        await c.execute("VACUUM ANALYZE")
+    await pool.close()
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(values, p))
+
+
+async def timed(concurrency: int, requests: int, one) -> list[float]:  # noqa: ANN001
+    """Run ``one(i)`` ``requests`` times with ``concurrency`` workers; latencies in ms."""
+    lat: list[float] = []
+    counter = iter(range(requests))
+
+    async def worker() -> None:
+        for i in counter:
+            t0 = time.perf_counter()
+            await one(i)
+            lat.append((time.perf_counter() - t0) * 1000)
+
+    for i in range(5):
+        await one(10_000 + i)
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return lat
+
+
+async def bench(dsn: str, requests: int, workdir: Path) -> dict:
+    svc = ServiceProcess({"database": {"dsn": dsn, "storage_mode": "postgres", "pool_size": 12},
+                          "log_level": "WARNING"}, workdir).start(timeout=120)
+    results: dict = {}
+    try:
+        from urbanpulse.auth.keys import KeyStore
+
+        conn = await asyncpg.connect(dsn)
+        headers = {"Authorization": f"Bearer {(await KeyStore(conn).create('benchmark', 'viewer')).secret}"}
+        await conn.close()
+        pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
+        ids = {r["sensor_id"]: r["id"] for r in await pool.fetch("SELECT id, sensor_id FROM series")}
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(base_url=svc.url, headers=headers, timeout=300, limits=limits) as http:
+            async def api_a(i: int) -> None:
+                r = await http.get("/readings", params={"sensor": sensor_name(i % SENSORS), "start": "2023-01-01",
+                                                         "end": "2024-01-01", "bucket": "1h", "agg": "mean",
+                                                         "limit": "10000"})
+                assert r.status_code == 200 and r.json()["next_cursor"] is None, r.text[:300]
+
+            async def sql_a(i: int) -> None:
+                async with pool.acquire() as c:
+                    await c.fetch("SELECT bucket, mean FROM rollup_1h WHERE series_id = $1 AND bucket >= $2 "
+                                  "AND bucket < $3 ORDER BY bucket", ids[sensor_name(i % SENSORS)], YEAR_START,
+                                  YEAR_END)
+
+            def day(i: int) -> datetime:
+                return YEAR_START + timedelta(days=i % 360)
+
+            async def api_b(i: int) -> None:
+                d = day(i)
+                r = await http.get("/readings", params={"area": f"area-{i % 10}", "metric": "pm2_5",
+                                                         "start": d.isoformat(), "end": (d + timedelta(days=1)).isoformat(),
+                                                         "bucket": "1m", "limit": "10000"})
+                assert r.status_code == 200 and r.json()["next_cursor"] is None, r.text[:300]
+
+            async def sql_b(i: int) -> None:
+                d = day(i)
+                area = [ids[sensor_name(s)] for s in range((i % 10) * AREA_SIZE, (i % 10 + 1) * AREA_SIZE)]
+                async with pool.acquire() as c:
+                    await c.fetch("SELECT series_id, bucket, count, mean, min, max FROM rollup_1m "
+                                  "WHERE series_id = ANY($1::int4[]) AND bucket >= $2 AND bucket < $3 "
+                                  "ORDER BY series_id, bucket", area, d, d + timedelta(days=1))
+
+            for name, api, sql in (("a", api_a, sql_a), ("b", api_b, sql_b)):
+                for conc in (1, 10):
+                    la = await timed(conc, requests, api)
+                    ls = await timed(conc, requests, sql)
+                    results[f"{name}_c{conc}"] = {
+                        "api_p50_ms": pct(la, 50), "api_p95_ms": pct(la, 95),
+                        "direct_p50_ms": pct(ls, 50), "direct_p95_ms": pct(ls, 95),
+                        "ratio_p50": pct(la, 50) / pct(ls, 50), "ratio_p95": pct(la, 95) / pct(ls, 95)}
+                    print(name, conc, json.dumps(results[f"{name}_c{conc}"]), flush=True)
+
+            # (c) exports
+            def sensors_of(group: int, size: int) -> list[str]:
+                return [sensor_name(s) for s in range(group * size, (group + 1) * size)]
+
+            async def api_export(fmt: str, sensors: list[str], quality: bool = False) -> int:
+                n = 0
+                async with http.stream("GET", "/readings/export", params={
+                        "sensor": ",".join(sensors), "start": "2023-01-01", "end": "2024-01-01",
+                        "format": fmt, "quality": str(quality).lower()}) as r:
+                    assert r.status_code == 200
+                    async for chunk in r.aiter_raw():
+                        n += len(chunk)
+                return n
+
+            async def sql_export(fmt: str, sensors: list[str]) -> int:
+                n = 0
+
+                async def sink(data: bytes) -> None:
+                    nonlocal n
+                    n += len(data)
+
+                sids = [ids[s] for s in sensors]
+                async with pool.acquire() as c:
+                    await c.copy_from_query(
+                        "SELECT series_id, ts, value, flags FROM readings WHERE series_id = ANY($1::int4[]) "
+                        "AND ts >= $2 AND ts < $3 ORDER BY series_id, ts", sids, YEAR_START, YEAR_END,
+                        output=sink, format="csv" if fmt == "csv" else "binary")
+                return n
+
+            rows_per_sensor = await pool.fetchval(
+                "SELECT count(*) FROM readings WHERE series_id = $1", ids[sensor_name(0)])
+            for fmt in ("csv", "parquet"):
+                for conc, size in ((1, 100), (10, 10)):
+                    row = {}
+                    async def api_export_q(fmt: str, sensors: list[str]) -> int:
+                        return await api_export(fmt, sensors, quality=True)
+
+                    for label, fn in (("api", api_export), ("api_with_quality", api_export_q),
+                                      ("direct", sql_export)):
+                        await fn(fmt, sensors_of(9, 1))  # warm-up
+                        t0 = time.perf_counter()
+                        sizes = await asyncio.gather(*(fn(fmt, sensors_of(g, size)) for g in range(conc)))
+                        secs = time.perf_counter() - t0
+                        rows = rows_per_sensor * size * conc
+                        row[f"{label}_rows_per_s"] = rows / secs
+                        row[f"{label}_mb"] = sum(sizes) / 1e6
+                    row["rows"] = rows
+                    row["ratio"] = row["direct_rows_per_s"] / row["api_rows_per_s"]
+                    row["ratio_with_quality"] = row["direct_rows_per_s"] / row["api_with_quality_rows_per_s"]
+                    results[f"c_{fmt}_c{conc}"] = row
+                    print("c", fmt, conc, json.dumps(row), flush=True)
+
+        await pool.close()
+    finally:
+        svc.terminate()
+    results["service_peak_rss_kb"] = await memory(dsn, headers, workdir)
+    results["service_peak_rss_kb_with_quality"] = await memory(dsn, headers, workdir, quality=True)
+    return results
+
+
+async def memory(dsn: str, headers: dict[str, str], workdir: Path, quality: bool = False) -> dict[str, int]:
+    """Peak RSS (VmHWM) of a fresh ``urbanpulse run`` after a 100,000-row export, then after
+    1,000,000-row Parquet and CSV exports: flat if the export streams."""
+    svc = ServiceProcess({"database": {"dsn": dsn, "storage_mode": "postgres"}, "log_level": "WARNING"},
+                         workdir).start(timeout=120)
+
+    def hwm_kb() -> int:
+        for line in Path(f"/proc/{svc.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return -1
+
+    out = {"at_start": hwm_kb()}
+    try:
+        async with httpx.AsyncClient(base_url=svc.url, headers=headers, timeout=600) as http:
+            # the same 100 sensors: 100,000 rows are their first 36.5 days, 1,000,000 the year
+            sensors = ",".join(sensor_name(s) for s in range(100))
+            for label, fmt, end in (("after_100k_parquet", "parquet", "2023-02-06T12:00:00Z"),
+                                    ("after_1m_parquet", "parquet", "2024-01-01"), ("after_1m_csv", "csv", "2024-01-01")):
+                async with http.stream("GET", "/readings/export", params={
+                        "sensor": sensors, "start": "2023-01-01", "end": end, "format": fmt,
+                        "quality": str(quality).lower()}) as r:
+                    assert r.status_code == 200
+                    async for _ in r.aiter_raw():
+                        pass
+                out[label] = hwm_kb()
+    finally:
+        svc.terminate()
+    print("memory" + (" (quality=true)" if quality else ""), out, flush=True)
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--readings", type=int, default=10_000_000)
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--keep", default=None, metavar="DB", help="reuse (and keep) this database if it exists")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--load-only", action="store_true", help="load the data (with --keep) and stop")
+    ap.add_argument("--memory-only", action="store_true", help="only the service memory measurement")
+    args = ap.parse_args()
+    if args.keep:
+        name, dsn = args.keep, services.dsn_for(services.PG_DSN, args.keep)
+        try:
+            conn = await asyncpg.connect(dsn)
+            await conn.close()
+            fresh = False
+        except asyncpg.InvalidCatalogNameError:
+            await services._pg_execute(services.PG_DSN, f'CREATE DATABASE "{name}"')
+            fresh = True
+    else:
+        name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_history")
+        fresh = True
+    try:
+        if fresh:
+            t0 = time.perf_counter()
+            print(f"loading {args.readings:,} readings of {SENSORS} sensors into {name}", flush=True)
+            await load(dsn, args.readings)
+            print(f"loaded in {time.perf_counter() - t0:.0f} s", flush=True)
+        if args.load_only:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.memory_only:
+                from urbanpulse.auth.keys import KeyStore
+
+                conn = await asyncpg.connect(dsn)
+                headers = {"Authorization": f"Bearer {(await KeyStore(conn).create('benchmark', 'viewer')).secret}"}
+                await conn.close()
+                results = {"service_peak_rss_kb": await memory(dsn, headers, Path(tmp)),
+                           "service_peak_rss_kb_with_quality": await memory(dsn, headers, Path(tmp), quality=True)}
+            else:
+                results = await bench(dsn, args.requests, Path(tmp))
+        results["readings"] = args.readings
+        print(json.dumps(results, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+    finally:
+        if not args.keep:
+            services.drop_database(name, services.PG_DSN)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

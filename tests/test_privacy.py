@@ -1,0 +1,156 @@
+"""The privacy stage without a database: keyed pseudonyms, coarsening, position-only readings,
+redacted quarantine, and the start-up refusal without a key (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from urbanpulse.config import IngestSettings, load_settings
+from urbanpulse.errors import ConfigError
+from urbanpulse.formats.base import DecodeLimits, MessageBatch
+from urbanpulse.formats.router import build_router
+from urbanpulse.metrics import IngestMetrics
+from urbanpulse.pipeline import Pipeline
+from urbanpulse.privacy import Pseudonymiser, build_privacy_stage
+from urbanpulse.privacy.stage import coarsen
+from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.quality.validate import ReadingValidator
+
+KEY = b"k" * 32
+ANNA = "phone-anna.mueller@example.org"
+NOW_MS = int(time.time() * 1000)
+DAY_US = 86_400_000_000
+
+device_ids = st.text(min_size=1, max_size=64)
+times_us = st.integers(min_value=0, max_value=4_000_000_000 * 1_000_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(device=device_ids, t=times_us, rotation=st.sampled_from(["day", "week", "month", "year", "never"]),
+       offset_s=st.integers(min_value=0, max_value=40 * 86400))
+def test_one_pseudonym_per_device_and_period(device: str, t: int, rotation: str, offset_s: int) -> None:
+    p = Pseudonymiser(KEY, rotation)
+    later = t + offset_s * 1_000_000
+    a, b = p.apply([device], np.array([t]))[0], p.apply([device], np.array([later]))[0]
+    assert a.startswith("psn-") and (len(device) < 8 or device not in a)
+    assert a == Pseudonymiser(KEY, rotation).apply([device], np.array([float(t)]))[0]  # deterministic, any instance
+    same_period = p.label_of(t) == p.label_of(later)
+    assert (a == b) == same_period
+    if rotation == "never":
+        assert a == b
+
+
+@settings(max_examples=100, deadline=None)
+@given(device=device_ids, t=times_us)
+def test_pseudonyms_change_across_months_and_with_the_key(device: str, t: int) -> None:
+    p = Pseudonymiser(KEY, "month")
+    next_month = t + 32 * DAY_US
+    assert p.apply([device], np.array([t])) != p.apply([device], np.array([next_month]))
+    assert p.apply([device], np.array([t])) != Pseudonymiser(b"other-key-0123456789", "month").apply(
+        [device], np.array([t]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(ids=st.lists(st.sampled_from(["a", "b", ANNA, "d"]), min_size=1, max_size=200), t=times_us)
+def test_one_hmac_per_distinct_id_and_period(ids: list[str], t: int) -> None:
+    p = Pseudonymiser(KEY, "month")
+    out = p.apply(ids, np.full(len(ids), t))
+    assert p.hmacs == len(set(ids))
+    assert len(set(out)) == len(set(ids))  # distinct devices keep distinct series
+    p.apply(ids, np.full(len(ids), t))
+    assert p.hmacs == len(set(ids))  # cached
+
+
+@settings(max_examples=200, deadline=None)
+@given(lat=st.floats(-90, 90), lon=st.floats(-180, 180), decimals=st.integers(0, 6))
+def test_coarsening_moves_a_position_by_at_most_half_a_step(lat: float, lon: float, decimals: int) -> None:
+    rlat, rlon = coarsen(np.array([lat]), np.array([lon]), decimals)
+    step = 10.0 ** -decimals
+    assert abs(rlat[0] - lat) <= step / 2 + 1e-9 and abs(rlon[0] - lon) <= step / 2 + 1e-9
+    assert abs(rlat[0] * 10**decimals - round(rlat[0] * 10**decimals)) < 1e-6  # on the grid
+    again = coarsen(rlat, rlon, decimals)
+    assert again[0][0] == rlat[0] and again[1][0] == rlon[0]  # idempotent
+
+
+def _pipeline(privacy: dict, **config) -> Pipeline:
+    s = load_settings(None, privacy={"key_file": None, **privacy}, **config)
+    fmt = build_router(s, DecodeLimits(), MetricCatalogue.load())
+    return Pipeline(None, fmt, ReadingValidator(MetricCatalogue.load()), IngestSettings(), IngestMetrics(),  # type: ignore[arg-type]
+                    privacy=build_privacy_stage(s.privacy))
+
+
+def test_personal_source_is_pseudonymised_coarsened_and_its_quarantine_redacted(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY.decode())
+    pipe = _pipeline({"topics": {"phones/#": "personal"}})
+    msgs = [
+        {"sensor_id": ANNA, "metric": "speed", "ts": NOW_MS, "value": 12.5, "lat": 52.5200123, "lon": 13.4049456},
+        {"sensor_id": ANNA, "metric": "speed", "ts": NOW_MS, "value": None, "lat": 52.5200123, "lon": 13.4049456},
+        {"sensor_id": ANNA, "metric": "speed", "ts": NOW_MS, "value": 9999.0, "lat": 52.5200123, "lon": 13.4049456},
+        {"sensor_id": ANNA, "metric": "speed", "ts": "not a time " + ANNA, "value": 1.0},
+    ]
+    payloads = [orjson.dumps(m) for m in msgs] + [b'{"sensor_id": "' + ANNA.encode() + b'", broken']
+    batch = MessageBatch(source="mqtt", payloads=payloads, topics=[f"phones/{ANNA}"] * len(payloads))
+    v = pipe._decode(batch)
+    assert sorted(v.readings.metric) == ["position", "speed"]  # the value-less fix is a position reading
+    assert set(v.readings.sensor_id) == {Pseudonymiser(KEY).apply([ANNA], np.array([NOW_MS * 1000.0]))[0]}
+    assert v.readings.lat.tolist() == [52.52, 52.52] and v.readings.lon.tolist() == [13.405, 13.405]
+    pos = v.readings.metric.index("position")
+    assert v.readings.value[pos] == 1.0
+    reasons = sorted(r.reason.value for r in v.rejections)
+    assert reasons == ["bad_timestamp", "invalid_json", "out_of_range"]
+    for r in v.rejections:
+        text = r.payload + r.detail.encode() + (r.topic or "").encode()
+        assert b"anna" not in text and b"52.5200123" not in text and b"13.4049456" not in text, r
+        assert r.topic == "phones/#"
+    out_of_range = next(r for r in v.rejections if r.reason.value == "out_of_range")
+    kept = orjson.loads(out_of_range.payload)
+    assert kept["redacted"] is True and kept["sensor_id"].startswith("psn-") and kept["lat"] == 52.52
+
+
+def test_open_sources_are_untouched_next_to_a_personal_topic(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY.decode())
+    pipe = _pipeline({"topics": {"phones/#": "personal"}})
+    m = {"sensor_id": "station-1", "metric": "speed", "ts": NOW_MS, "value": 3.0, "lat": 52.5200123, "lon": 13.4}
+    null = dict(m, value=None)
+    batch = MessageBatch(source="mqtt", payloads=[orjson.dumps(m), orjson.dumps(null)], topics=["city/a", "city/a"])
+    v = pipe._decode(batch)
+    assert v.readings.sensor_id == ["station-1"] and v.readings.lat.tolist() == [52.5200123]
+    assert [r.reason.value for r in v.rejections] == ["missing_value"]
+    assert v.rejections[0].payload == orjson.dumps(null) and v.rejections[0].topic == "city/a"
+
+
+def test_no_stage_without_a_personal_class_and_drop_rules() -> None:
+    assert build_privacy_stage(load_settings(None).privacy) is None  # default: the hot path as before
+    s = load_settings(None, privacy={"sources": {"mqtt": "restricted"},
+                                     "policies": {"restricted": {"drop_fields": ["location", "unit"],
+                                                                 "drop_metrics": ["battery"]}}})
+    stage = build_privacy_stage(s.privacy)
+    assert stage is not None and stage.pseudonymiser is None
+    pipe = Pipeline(None, build_router(s, DecodeLimits()), ReadingValidator(MetricCatalogue.load()),  # type: ignore[arg-type]
+                    IngestSettings(), IngestMetrics(), privacy=stage)
+    msgs = [{"sensor_id": "bus-7", "metric": m, "ts": NOW_MS, "value": 50.0, "unit": u, "lat": 52.5, "lon": 13.4}
+            for m, u in (("speed", "km/h"), ("battery", "%"))]
+    v = pipe._decode(MessageBatch(source="mqtt", payloads=[orjson.dumps(m) for m in msgs]))
+    assert v.readings.metric == ["speed"] and v.readings.sensor_id == ["bus-7"]
+    assert np.isnan(v.readings.lat).all() and v.readings.unit == [None]
+
+
+def test_start_up_refuses_a_personal_class_without_a_key(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    monkeypatch.delenv("URBANPULSE_PSEUDONYM_KEY", raising=False)
+    s = load_settings(None, privacy={"sources": {"http": "personal"}})
+    with pytest.raises(ConfigError, match="source http is personal.*no key.*URBANPULSE_PSEUDONYM_KEY"):
+        build_privacy_stage(s.privacy)
+    short = tmp_path / "key"
+    short.write_text("short")
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        build_privacy_stage(load_settings(None, privacy={"sources": {"http": "personal"}, "key_file": str(short)}).privacy)
+    short.write_text("a-long-enough-key-0123456789")
+    assert build_privacy_stage(load_settings(None, privacy={"sources": {"http": "personal"},
+                                                            "key_file": str(short)}).privacy) is not None
