@@ -52,7 +52,8 @@ def test_ndjson_and_line_protocol_keep_each_lines_position(lines: list[str]):
         m = split(body, framing, fmt)
         for payload, pos in zip(m.payloads, m.positions):
             assert payload == lines[pos].encode()
-        kept = {i for i, line in enumerate(lines) if line.strip() and not (framing == TEXT and line.strip().startswith("#"))}
+        stripped = [line.encode().strip() for line in lines]  # ASCII whitespace only, as on the wire
+        kept = {i for i, b in enumerate(stripped) if b and not (framing == TEXT and b.startswith(b"#"))}
         assert set(m.positions) == kept
 
 
