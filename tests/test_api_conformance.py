@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parent
 
-#: Paths whose routes still fail schemathesis (untyped query parameters answered 422 for values
-#: the document allows, an undocumented 404), owned by the registry (/sensors, /quality) and
-#: history (/readings) work; each is to be removed from here when its routes conform.
+#: Paths whose routes still fail schemathesis (values the document allows answered 422, an
+#: undocumented 404), owned by the history work (/readings); each is to be removed from here
+#: when its routes conform.
 NOT_YET_CONFORMANT = ["/readings", "/readings/export"]
 
 _CONFIG = """

@@ -1,5 +1,5 @@
 """POST /ingest and /ingest/{format} against a running service on real PostgreSQL: 2xx only
-after the batch is committed (with what was accepted and each rejection's index and reason),
+after the batch is committed (with what was stored and each rejection's index and reason),
 an ingest key required, vendor formats by name, NDJSON, gzip, size limits, and no 2xx while the
 database cannot store the request."""
 
@@ -62,14 +62,14 @@ async def count(dsn: str, sql: str = "SELECT count(*) FROM readings") -> int:
         await conn.close()
 
 
-async def test_a_2xx_means_stored_with_accepted_count_and_each_rejection(ingest, fresh_db):
+async def test_a_2xx_means_stored_with_the_stored_count_and_each_rejection(ingest, fresh_db):
     client, service, keys = ingest
     body = [reading("h-1", 0), reading("h-1", 1, "hot"), reading("h-1", 2), reading("h-1", 3, 999)]
     r = await client.post("/ingest", json=body, headers=auth(keys["ingest"]))
     assert r.status_code == 200, r.text
-    assert r.json()["accepted"] == 2
-    assert [(x["message"], x["item"], x["reason"]) for x in r.json()["rejected"]] == [
-        (0, 1, "bad_type"), (0, 3, "out_of_range")]
+    assert r.json()["stored"] == 2  # a canonical JSON array: each item is a message, index = its position
+    assert [(x["index"], x.get("item"), x["reason"]) for x in r.json()["rejected"]] == [
+        (1, None, "bad_type"), (3, None, "out_of_range")]
     assert await count(fresh_db) == 2  # already durable when the answer came
     assert await count(fresh_db, "SELECT count(*) FROM quarantine WHERE source = 'http'") == 2
     again = await client.post("/ingest", json=body, headers=auth(keys["ingest"]))
@@ -92,21 +92,22 @@ async def test_vendor_formats_by_name_ndjson_and_gzip(ingest, fresh_db):
     h = auth(keys["ingest"])
     t0 = time.time() - 30
     ttn, n_ttn = sample("ttn_v3", "ttn-dev", t0)
-    assert (await client.post("/ingest/ttn_v3", content=ttn, headers=h)).json() == {"accepted": n_ttn, "rejected": []}
+    assert (await client.post("/ingest/ttn_v3", content=ttn, headers=h)).json() == {
+        "format": "ttn_v3", "messages": 1, "stored": n_ttn, "rejected": [], "ignored": None}
     senml_records = [{"bn": "urn:dev:ow:phone-7:", "bt": t0, "n": "temp", "u": "Cel", "v": 20.5},
                      {"n": "humidity", "u": "%RH", "v": 40, "t": -5}]
     cb = cbor2.dumps([{({"bn": -2, "bt": -3, "n": 0, "u": 1, "v": 2, "t": 6}[k]): v for k, v in r.items()}
                       for r in senml_records])
-    assert (await client.post("/ingest/senml_cbor", content=cb, headers=h)).json()["accepted"] == 2
+    assert (await client.post("/ingest/senml_cbor", content=cb, headers=h)).json()["stored"] == 2
     line = f"air,sensor_id=lp-1 pm2_5=12.5,pm10=20i {int(t0 * 1000)}".encode()
-    assert (await client.post("/ingest/influx_line", content=line, headers=h)).json()["accepted"] == 2
+    assert (await client.post("/ingest/influx_line", content=line, headers=h)).json()["stored"] == 2
     nd = b"\n".join(json.dumps(reading("nd-1", k)).encode() for k in range(3)) + b"\n{broken\n"
     r = await client.post("/ingest", content=nd, headers={**h, "Content-Type": "application/x-ndjson"})
-    assert r.json()["accepted"] == 3 and [(x["message"], x["reason"]) for x in r.json()["rejected"]] == [
+    assert r.json()["stored"] == 3 and [(x["index"], x["reason"]) for x in r.json()["rejected"]] == [
         (3, "invalid_json")]
     gz = gzip.compress(json.dumps([reading("gz-1", k) for k in range(5)]).encode())
     r = await client.post("/ingest", content=gz, headers={**h, "Content-Encoding": "gzip"})
-    assert r.status_code == 200 and r.json()["accepted"] == 5
+    assert r.status_code == 200 and r.json()["stored"] == 5
     assert await count(fresh_db) == n_ttn + 2 + 2 + 3 + 5
 
 

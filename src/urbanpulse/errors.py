@@ -72,6 +72,14 @@ class PayloadTooLarge(UrbanpulseError):
     """A request body is larger than ``api.max_body_bytes``."""
 
 
+class UnsupportedMediaType(UrbanpulseError):
+    """A request body's Content-Type or Content-Encoding is not one the endpoint reads (HTTP 415)."""
+
+
+class UnreadableBody(UrbanpulseError):
+    """A request body that cannot be read at all: empty, or compressed data that does not inflate (HTTP 400)."""
+
+
 class AccessDenied(UrbanpulseError):
     """A request without the right API key; ``code`` is a stable machine-readable reason."""
 

@@ -21,9 +21,10 @@ from urbanpulse.connectors.base import Source
 from urbanpulse.connectors.poison import PoisonGuard
 from urbanpulse.connectors.supervisor import SourceSupervisor
 from urbanpulse.connectors.suspects import SuspectStore
-from urbanpulse.errors import StorageUnavailable
+from urbanpulse.errors import ConfigError, StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
-from urbanpulse.formats.router import build_router
+from urbanpulse.formats.router import HTTP_SOURCE, build_router
+from urbanpulse.http_ingest.submit import HttpIngestor
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
@@ -95,6 +96,8 @@ class IngestService:
         self.registered = RegisteredSensors()
         self._registry_task: asyncio.Task[None] | None = None
         self.retention: Retention | None = None
+        #: POST /ingest's way into the pipeline (None until started)
+        self.http_ingest: HttpIngestor | None = None
         self._retention_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -105,6 +108,9 @@ class IngestService:
         fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
                                        MetricCatalogue.load(v.catalogue, v.metrics))
         configured_sources = build_sources(s, self.metrics)  # by entry-point name; bad ones stop start-up here
+        if any(src.name == HTTP_SOURCE for src in configured_sources):
+            raise ConfigError(f"invalid configuration: sources: the name {HTTP_SOURCE!r} is HTTP ingest's; give "
+                              f"that source another `name`")
         privacy = build_privacy_stage(s.privacy)  # a personal class without its pseudonym key stops start-up here
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
@@ -140,7 +146,8 @@ class IngestService:
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
-        store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources]))
+        store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources] + [HTTP_SOURCE]))
+        self.http_ingest = HttpIngestor(self.pipeline, s.http_ingest.ack_timeout_s)
         _freeze_long_lived_objects()
         self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
         await self.poison.load()
@@ -172,6 +179,8 @@ class IngestService:
             self._retention_task.cancel()
             await asyncio.gather(self._retention_task, return_exceptions=True)
             self._retention_task = None
+        if self.http_ingest is not None:
+            await self.http_ingest.close()
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.analytics is not None:

@@ -15,13 +15,15 @@ Every route declares exactly one rule with ``dependencies=[ALLOW_<RULE>]`` (or t
 The rule is read back from the route table by :func:`route_rule` (the authorization matrix
 test walks ``app.routes`` with it, so a route without a rule fails the suite) and by the
 OpenAPI document (security and 401/403 responses). Keys are sent as
-``Authorization: Bearer upk_<id>_<secret>``; they are never logged, and denials name only the
+``Authorization: Bearer upk_<id>_<secret>`` (ingest routes also take the key as the password
+of ``Authorization: Basic``, for devices that cannot send anything else); they are never logged, and denials name only the
 key's public id. Every denial is a 401 (no, malformed, unknown or revoked key) or a 403 (a
 valid key without the role) with ``{"detail": "...", "error": "<code>"}``.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -142,10 +144,13 @@ class RouteRule:
             raise NotAuthenticated(f"this endpoint needs an API key with role {_roles(self.rule)}: send "
                                    f"'Authorization: Bearer <key>' (an admin makes keys with `urbanpulse keys "
                                    f"create`){_open_data_hint(self.rule, request)}", "missing_key")
-        if credentials is None:
+        token = credentials.credentials if credentials is not None else None
+        if token is None and self.rule is Access.ingest:
+            token = basic_password(header)  # devices that can only send Basic (Sensor.Community firmware)
+        if token is None:
             raise NotAuthenticated("the Authorization header must be 'Bearer <key>' with a key made by "
                                    "`urbanpulse keys create`", "malformed_key")
-        key = await key_store(request).verify(credentials.credentials)
+        key = await key_store(request).verify(token)
         if not allows(key.role, self.rule):
             raise Forbidden(f"API key {key.id} has role {key.role.value}; this endpoint needs role "
                             f"{_roles(self.rule)}", "insufficient_role")
@@ -161,6 +166,21 @@ class PublicRule(RouteRule):
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         request.state.principal = ANONYMOUS
         return ANONYMOUS
+
+
+def basic_password(header: str) -> str | None:
+    """The password of an ``Authorization: Basic`` header, or None. Ingest routes take the API key
+    as the password (any user name): station firmware and some network servers can send Basic
+    credentials but no Bearer header."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep and password else None
 
 
 def _roles(rule: Access) -> str:

@@ -40,7 +40,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(readings.router)  # /readings, /readings/export, /sensors/{id}/latest
     app.include_router(sensors.router)  # /sensors (registry)
     app.include_router(quality.router)  # /quality
-    app.include_router(ingest.router)  # /ingest, /ingest/{format}
+    app.include_router(ingest.router)  # /ingest, /ingest/{format_name} (readings over HTTP)
 
 
 def build_app(policy: AccessPolicy | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from urbanpulse.errors import (AccessDenied, Conflict, FeatureDisabled, InvalidRequest, NotFound, PayloadTooLarge,
-                               StorageUnavailable, UrbanpulseError)
+                               StorageUnavailable, UnreadableBody, UnsupportedMediaType, UrbanpulseError)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ _STATUS: list[tuple[type[UrbanpulseError], int, str]] = [
     (Conflict, 409, "conflict"),
     (InvalidRequest, 422, "invalid_request"),
     (PayloadTooLarge, 413, "payload_too_large"),
+    (UnsupportedMediaType, 415, "unsupported_media_type"),
+    (UnreadableBody, 400, "bad_request"),
     (FeatureDisabled, 503, "feature_disabled"),
     (StorageUnavailable, 503, "storage_unavailable"),
 ]

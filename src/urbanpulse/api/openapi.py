@@ -74,6 +74,8 @@ def build_openapi(app: FastAPI, policy: AccessPolicy) -> dict[str, Any]:
         for method in route.methods - {"HEAD"}:
             op = doc["paths"].get(route.path_format, {}).get(method.lower())
             if op is not None:
+                for name, schema in op.pop("x-schemas", {}).items():  # schemas a route's openapi_extra refers to
+                    schemas.setdefault(name, schema)
                 _complete(op, route, rule, policy)
     app.openapi_schema = doc
     return doc

@@ -13,23 +13,11 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from urbanpulse.detect.layout import COL, PARAMS
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings, DetectorParams, FusionSettings
 
-# Column layout of the parameter table. NaN means "not set" where a limit is optional.
-COLUMNS: tuple[str, ...] = (
-    *(f"on_{n}" for n in DETECTOR_NAMES),
-    *(f"w_{n}" for n in DETECTOR_NAMES),
-    "thr_high", "thr_low", "thr_clear_high", "thr_clear_low",
-    "rz_window", "rz_threshold", "rz_min",
-    "ew_alpha", "ew_threshold", "ew_min", "sh_alpha", "sh_threshold", "sh_decay",
-    "sp_window", "sp_threshold", "sp_min",
-    "fl_min_readings", "fl_min_duration_us", "fl_tolerance", "fl_only_varying",
-    "si_factor", "si_interval_us", "si_window", "si_min",
-    "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
-    "ls_thr", "ls_floor",
-    "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate",
-)
-COL = {name: i for i, name in enumerate(COLUMNS)}
+# Column layout of the parameter table (detect/layout.py).
+COLUMNS: tuple[str, ...] = PARAMS
 SEVERITIES = ("info", "warning", "critical")
 LONG_RUN_READINGS = 2000.0  # memory of the long-run spreads (scale floors of ewma, robust_z, spike)
 
@@ -66,6 +54,7 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         ls_thr=fusion.likelihood_shift_threshold, ls_floor=fusion.likelihood_shift_floor,
         fl_learn=p.flatline.learn_factor, fl_decay=0.5 ** (1.0 / p.flatline.learn_memory),
         sp_floor=p.spike.spread_floor, ew_floor=p.ewma.spread_floor, lr_rate=1.0 / LONG_RUN_READINGS,
+        si_irregularity=p.silence.irregularity,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

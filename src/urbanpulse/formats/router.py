@@ -20,7 +20,7 @@ from urbanpulse.formats.base import Decoded, DecodeLimits, Format, MessageBatch
 from urbanpulse.model import ReadingColumns
 
 
-#: HTTP ingest names its batches' source and topic so: topic ``http/<format>`` picks the format
+#: HTTP ingest names its batches' source and topic so: topic ``http/<format>[/<sender>]`` picks the format
 HTTP_SOURCE = "http"
 HTTP_TOPIC = "http/"
 
@@ -99,7 +99,8 @@ class FormatRouter:
     def decode(self, batch: MessageBatch) -> Decoded:
         """Decode each message with its topic's format; never raises (each format does not)."""
         if batch.source == HTTP_SOURCE and batch.topics and batch.topics[0].startswith(HTTP_TOPIC):
-            named = self._by_name.get(batch.topics[0][len(HTTP_TOPIC):])  # one request: one format
+            # one request: one format, named by the topic's first level after http/ (the rest is provenance)
+            named = self._by_name.get(batch.topics[0][len(HTTP_TOPIC):].split("/", 1)[0])
             if named is not None:
                 return self._single(named, batch)
         if not self.routes or batch.topics is None:
@@ -160,9 +161,10 @@ def _subset(batch: MessageBatch, idx: list[int]) -> MessageBatch:
                         lanes=None if batch.lanes is None else batch.lanes[np.asarray(idx, dtype=np.int64)])
 
 
-def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> Any:
-    """The formats the config names (``formats:``, ``formats.routes``, ``mqtt.formats``, ``kafka.formats``), each built
-    once with its validated options; PluginError / ConfigError (naming the field) on mistakes."""
+def format_builder(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> Any:
+    """``get(name)``: format ``name`` built once with its configured options (``formats.options``,
+    ``formats.metric_names``); for the topic routes below and for HTTP ingest's formats by name.
+    ConfigError (naming the field) when ``formats.options`` names a format that is not installed."""
     from urbanpulse.plugins import FORMAT_GROUP, build_format, installed
 
     fs = settings.formats
@@ -185,6 +187,15 @@ def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None) -> 
             built[name] = build_format(name, options or None, limits, catalogue)
         return built[name]
 
+    return get
+
+
+def build_router(settings: Any, limits: DecodeLimits, catalogue: Any = None, get: Any = None) -> Any:
+    """The formats the config names (``formats:``, ``formats.routes``, ``mqtt.formats``, ``kafka.formats``), each built
+    once with its validated options; PluginError / ConfigError (naming the field) on mistakes.
+    ``get`` is a :func:`format_builder` to share built formats with (one is made if None)."""
+    fs = settings.formats
+    get = get or format_builder(settings, limits, catalogue)
     routes: dict[str, Any] = {}
     for section in ("mqtt", "kafka"):
         sec = getattr(settings, section)

@@ -1,0 +1,125 @@
+"""Submitting one HTTP request's messages and waiting until they are durable.
+
+The request's messages go into the pipeline as a batch of the ``http`` source; the ack the
+pipeline calls after the batch holding them is committed resolves a future, and only then does
+the route answer 2xx.
+
+Group commit: the clients wait for the commit, so neither the batch age limit nor one
+transaction per request should set the pace. The first request is handed to the writers at
+once; requests arriving while that batch is being written gather in the next one, which is
+handed over as soon as the previous one is durable — one HTTP batch in flight, as large as the
+concurrency makes it.
+
+If the commit does not come within ``http_ingest.ack_timeout_s`` (the database is down, say),
+the answer is 503: the client sends again, which is harmless, because storing is idempotent.
+The submitted batch keeps being retried by the pipeline; whether it lands or not, the client
+was never told it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from urbanpulse.errors import FeatureDisabled, StorageUnavailable
+from urbanpulse.formats.base import MessageBatch
+from urbanpulse.http_ingest.body import Messages
+from urbanpulse.http_ingest.formats import HTTP_SOURCE, http_topic
+from urbanpulse.model import Rejection
+
+
+class NotDurableYet(StorageUnavailable):
+    """The request's batch was not committed within ``http_ingest.ack_timeout_s`` (HTTP 503)."""
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    """What one request became once durable: readings stored, and each rejection with its position."""
+
+    stored: int
+    messages: int
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def describe_rejection(r: Rejection) -> dict[str, Any]:
+    """A rejection as the answer lists it: the reading's position in the request, why, and details."""
+    out: dict[str, Any] = {"index": r.offset if r.offset is not None else 0, "reason": getattr(r.reason, "value", r.reason),
+                           "detail": r.detail}
+    if r.item >= 0:
+        out["item"] = r.item
+    return out
+
+
+class HttpIngestor:
+    """Hands requests to the pipeline as the ``http`` source and waits for their commit."""
+
+    def __init__(self, pipeline: Any, timeout_s: float) -> None:
+        self.pipeline = pipeline
+        self.timeout_s = timeout_s
+        self._background: set[asyncio.Task[Any]] = set()
+        self._waiting: list[asyncio.Future[None]] = []  # requests submitted, their batch not yet handed over
+        self._wake = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Stop the group-commit task (the service stops; the pipeline drains what was submitted)."""
+        if self._committer is not None:
+            self._committer.cancel()
+            await asyncio.gather(self._committer, return_exceptions=True)
+            self._committer = None
+
+    def format(self, name: str) -> Any:
+        """Format ``name`` as the pipeline will decode it (built once): PluginError if it is not
+        installed or cannot be loaded, ConfigError if its configured options do not fit it."""
+        by_name = getattr(self.pipeline.fmt, "by_name", None)
+        if by_name is None:
+            raise FeatureDisabled("HTTP ingest needs the service's format router (a service built with a fixed "
+                                  "format cannot pick formats per request)")
+        return by_name(name)
+
+    async def ingest(self, messages: Messages, format_name: str, topic_detail: str | None = None) -> IngestOutcome:
+        """Submit ``messages`` decoded as ``format_name``; return once committed, else NotDurableYet."""
+        topic = http_topic(format_name, topic_detail)
+        n = len(messages.payloads)
+        batch = MessageBatch(source=HTTP_SOURCE, payloads=messages.payloads, topics=[topic] * n,
+                             offsets=messages.positions, received_ns=time.time_ns())
+        loop = asyncio.get_running_loop()
+        durable: asyncio.Future[None] = loop.create_future()
+
+        def ack() -> None:
+            if not durable.done():
+                durable.set_result(None)
+
+        async def submit_and_commit() -> Any:
+            validated = await self.pipeline.submit(batch, ack)
+            self._waiting.append(durable)
+            self._wake.set()
+            if self._committer is None or self._committer.done():
+                self._committer = asyncio.create_task(self._group_commit(), name="http-ingest-group-commit")
+            await durable
+            return validated
+
+        # shielded: a timeout must never cancel a submit half-way (the pipeline's bookkeeping)
+        task = asyncio.ensure_future(submit_and_commit())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            validated = await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise NotDurableYet(f"the readings were not confirmed stored within {self.timeout_s:g}s "
+                                f"(http_ingest.ack_timeout_s): the database is unavailable or behind; send the same "
+                                f"request again later (storing is idempotent, nothing is stored twice)") from None
+        return IngestOutcome(stored=len(validated.readings), messages=n,
+                             rejected=[describe_rejection(r) for r in validated.rejections])
+
+    async def _group_commit(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            mine, self._waiting = self._waiting, []
+            if not mine:
+                continue
+            await self.pipeline.flush_source(HTTP_SOURCE)
+            await asyncio.wait(mine, timeout=self.timeout_s)  # meanwhile the next batch gathers
