@@ -52,6 +52,7 @@ detector's decision, so live alerts are untouched. Seven float64 state columns p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,9 +129,10 @@ def _ratio_score(stat: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
 class DetectorBank:
     """All detectors for all active series; see the module docstring for the contract."""
 
-    def __init__(self, settings: DetectionSettings) -> None:
+    def __init__(self, settings: DetectionSettings,
+                 expected_interval: Callable[[str, str], float | None] | None = None) -> None:
         self.settings = settings
-        self.profiles = ProfileTable(settings)
+        self.profiles = ProfileTable(settings, expected_interval)
         cands = self.profiles.candidates()
         # ring sizes: the largest window any profile uses, per ring
         self.ring_values = int(max(p.robust_z.window for p in cands))

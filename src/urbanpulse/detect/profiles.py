@@ -8,6 +8,7 @@ slots with a single fancy index.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import math
 from fnmatch import fnmatchcase
 
@@ -64,9 +65,13 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
 class ProfileTable:
     """Distinct parameter profiles, their table rows and per-detector severities."""
 
-    def __init__(self, settings: DetectionSettings) -> None:
+    def __init__(self, settings: DetectionSettings,
+                 expected_interval: Callable[[str, str], float | None] | None = None) -> None:
         self.settings = settings
-        self._ids: dict[tuple[tuple[int, ...], str], int] = {}
+        #: the sensor registry's expected reporting interval of a series (seconds, or None):
+        #: silence judges gaps against it where the config leaves the interval to be learned
+        self.expected_interval = expected_interval
+        self._ids: dict[tuple[tuple[int, ...], str, float | None], int] = {}
         self._groups_of_sensor: dict[str, tuple[int, ...]] = {}
         self.params: list[DetectorParams] = []
         self.table = np.zeros((0, len(COLUMNS)), np.float64)
@@ -91,9 +96,13 @@ class ProfileTable:
             self._groups_of_sensor[sensor_id] = hit
         return hit
 
-    def resolve_params(self, groups: tuple[int, ...], metric: str = "") -> int:
-        """Profile id for these matching groups and this metric (created on first use)."""
-        key = (groups, metric)
+    def resolve_params(self, groups: tuple[int, ...], metric: str = "", registered_interval_s: float | None = None) -> int:
+        """Profile id for these matching groups and this metric (created on first use).
+
+        ``registered_interval_s`` (from the sensor registry) sets silence's expected interval
+        unless the config sets one for this metric or group: an explicit setting wins, the
+        registry comes next, and only without either is the interval learned from the gaps."""
+        key = (groups, metric, registered_interval_s)
         pid = self._ids.get(key)
         if pid is not None:
             return pid
@@ -105,6 +114,8 @@ class ProfileTable:
             g = s.groups[gi]
             if not g.metrics or metric in g.metrics:
                 p = p.patched(g.detectors)
+        if registered_interval_s is not None and p.silence.expected_interval_s is None:
+            p = p.patched({"silence": {"expected_interval_s": registered_interval_s}})
         pid = len(self.params)
         self.params.append(p)
         self.table = np.vstack([self.table, param_row(p, s.fusion)])
@@ -115,5 +126,9 @@ class ProfileTable:
 
     def profile_ids(self, sensor_ids: list[str], metrics: list[str]) -> np.ndarray:
         """int32 profile id per (sensor, metric)."""
-        return np.fromiter((self.resolve_params(self._groups(s), m) for s, m in zip(sensor_ids, metrics)),
+        known = self.expected_interval
+        if known is None:
+            return np.fromiter((self.resolve_params(self._groups(s), m) for s, m in zip(sensor_ids, metrics)),
+                               np.int32, len(sensor_ids))
+        return np.fromiter((self.resolve_params(self._groups(s), m, known(s, m)) for s, m in zip(sensor_ids, metrics)),
                            np.int32, len(sensor_ids))
