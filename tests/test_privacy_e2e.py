@@ -131,3 +131,44 @@ def test_no_raw_personal_id_or_precise_position_anywhere(fresh_db: str, mosquitt
     log = svc.log_path.read_text(errors="replace").lower()
     assert "storage mode" in log  # the log is there and captured
     assert [s for s in SECRETS if s in log] == []
+    _subject_phase(svc, fresh_db, anna, tmp_path)
+
+
+def _subject_phase(svc: ServiceProcess, dsn: str, anna: str, tmp_path: Path) -> None:
+    """Export lists exactly what the database holds for the device; erase removes every row derived
+    from it and nothing else; both are in the append-only audit table."""
+    from urbanpulse.cli import main
+
+    held = db_rows(dsn, "SELECT count(*) AS n FROM readings r JOIN series s ON s.id = r.series_id "
+                        "WHERE s.sensor_id = $1", anna)[0]["n"]
+    assert held == 7
+    out = tmp_path / "anna.json"
+    assert main(["subject", "export", "--device", ANNA, "--config", str(svc.config_path), "--output", str(out),
+                 "--actor", "dpo@city"]) == 0
+    doc = orjson.loads(out.read_bytes())
+    assert len(doc["readings"]) == held and {r["sensor_id"] for r in doc["readings"]} == {anna}
+    assert {r["reason"] for r in doc["quarantine"]} == {"out_of_range", "unknown_metric"}
+    csv_out = tmp_path / "anna.csv"
+    assert main(["subject", "export", "--device", ANNA, "--config", str(svc.config_path), "--format", "csv",
+                 "--output", str(csv_out)]) == 0
+    text = csv_out.read_text()
+    assert "# readings" in text and text.count(anna) >= held
+    others = db_rows(dsn, "SELECT count(*) AS n FROM readings")[0]["n"] - held
+    rollups_other = db_rows(dsn, "SELECT count(*) AS n FROM rollup_1m r JOIN series s ON s.id = r.series_id "
+                                 "WHERE s.sensor_id <> $1", anna)[0]["n"]
+    assert db_rows(dsn, "SELECT count(*) AS n FROM rollup_1m r JOIN series s ON s.id = r.series_id "
+                        "WHERE s.sensor_id = $1", anna)[0]["n"] > 0  # its rollups exist before the erasure
+    assert main(["subject", "erase", "--device", ANNA, "--config", str(svc.config_path), "--actor", "dpo@city"]) == 0
+    assert db_rows(dsn, "SELECT count(*) AS n FROM series WHERE sensor_id = $1", anna)[0]["n"] == 0
+    assert db_rows(dsn, "SELECT count(*) AS n FROM readings")[0]["n"] == others
+    assert db_rows(dsn, "SELECT count(*) AS n FROM rollup_1m r WHERE NOT EXISTS "
+                        "(SELECT 1 FROM series s WHERE s.id = r.series_id)")[0]["n"] == 0
+    assert db_rows(dsn, "SELECT count(*) AS n FROM rollup_1m")[0]["n"] == rollups_other
+    assert db_rows(dsn, "SELECT count(*) AS n FROM quarantine WHERE position(convert_to($1, 'UTF8') IN payload) > 0",
+                   anna)[0]["n"] == 0
+    audit = db_rows(dsn, "SELECT actor, action, subject, rows FROM privacy_audit ORDER BY id")
+    assert [(a["actor"], a["action"]) for a in audit][0] == ("dpo@city", "subject_export")
+    assert audit[-1]["action"] == "subject_erase" and orjson.loads(audit[-1]["rows"])["readings"] == held
+    assert all("anna" not in a["subject"] for a in audit)
+    with pytest.raises(Exception, match="append-only"):
+        db_rows(dsn, "DELETE FROM privacy_audit")
