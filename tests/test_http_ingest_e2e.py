@@ -158,6 +158,13 @@ def test_ingest_by_content_type_and_vendor_webhooks(svc: ServiceProcess, fresh_d
     r = _post(svc, "/ingest/chirpstack?event=up", payload)
     assert r.status_code == 200 and r.json()["stored"] == n, r.text
     assert _count(fresh_db, f"cs-{run}") == n
+    status = json.dumps({"deduplicationId": "5c0cbb32-1e6d-4b4e-9c3a-58a5ec1b4b2e",
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+                         "deviceInfo": {"deviceName": f"cs-{run}", "devEui": f"cs-{run}"}, "margin": 7,
+                         "externalPowerSource": False, "batteryLevel": 87.5}).encode()
+    r = _post(svc, "/ingest/chirpstack?event=status", status)
+    assert r.status_code == 200 and r.json()["stored"] == 1 and r.json()["ignored"] is None, r.text
+    assert _count(fresh_db, f"cs-{run}") == n + 1  # the battery level
 
     # Sensor.Community firmware: Basic credentials (the key as password) and its X-Sensor header
     payload, n = sample("sensor_community", f"{run}", t0)

@@ -1,7 +1,7 @@
 """``POST /ingest`` and ``POST /ingest/{format}``: readings over HTTP, answered after they are durable.
 
 Phones, gateways and vendor webhooks (The Things Stack webhooks, ChirpStack's HTTP integration
-with ``?event=up``, Sensor.Community stations' custom-API push with their ``X-Sensor`` header)
+with ``?event=up`` / ``status``, Sensor.Community stations' custom-API push with their ``X-Sensor`` header)
 post readings here with an ``ingest`` API key (``Authorization: Bearer <key>``, or the key as the
 Basic password for firmware that can send nothing else). The body goes into the same pipeline as
 MQTT and Kafka messages, as the source ``http``; the 200 is sent only after the batch holding it
@@ -28,6 +28,8 @@ router = APIRouter(tags=["ingest"])
 
 _EXAMPLE_READING = {"sensor_id": "dongsi-03", "metric": "pm2_5", "ts": "2026-11-30T10:00:00Z", "value": 41.5}
 _X_SENSOR = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+#: ChirpStack events that carry readings (``up``: the uplink's object; ``status``: the battery level)
+READING_EVENTS = frozenset({"up", "status"})
 
 #: the request body as documented (any JSON: what it must hold depends on the format); the
 #: route reads the raw bytes itself, so JSON, NDJSON, CBOR and line protocol all reach it
@@ -76,7 +78,7 @@ class IngestResult(BaseModel):
                                     "keeps one copy)")
     rejected: list[RejectedReading] = Field(description="quarantined readings/messages, each with its reason")
     ignored: str | None = Field(None, description="why the request was acknowledged without reading it (a "
-                                                  "ChirpStack event other than `up`)")
+                                                  "ChirpStack event other than `up` or `status`)")
 
     model_config = {"json_schema_extra": {"examples": [{
         "format": "json", "messages": 3, "stored": 2, "ignored": None,
@@ -87,8 +89,8 @@ _FORMAT = Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["json"],
                description="an installed format plugin (`urbanpulse plugins`) or a short name: ttn, chirpstack, "
                            "senml, sensor_community, owntracks, influx, csv, json")
 _EVENT = Query(None, max_length=32, pattern=r"^[a-z_]+$",
-               description="ChirpStack HTTP integration's event type: only `up` carries readings; other events are "
-                           "acknowledged and ignored")
+               description="ChirpStack HTTP integration's event type: `up` and `status` (battery level) carry "
+                           "readings; other events are acknowledged and ignored")
 
 
 @router.post("/ingest", summary="Send readings (canonical JSON, NDJSON, SenML CBOR or line protocol by Content-Type)",
@@ -120,7 +122,7 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
     body = await request.body()
     if not body and "content-type" not in request.headers:
         require_body(body)
-    if event is not None and event != "up":
+    if event is not None and event not in READING_EVENTS:
         return {"format": name, "messages": 0, "stored": 0, "rejected": [], "ignored": f"event {event}"}
     try:
         ingestor.format(name)
@@ -134,5 +136,7 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
         return {"format": name, "messages": 0, "stored": 0, "rejected": []}
     x_sensor = request.headers.get("x-sensor")
     detail = x_sensor if x_sensor and _X_SENSOR.match(x_sensor) else None
+    if event is not None:
+        detail = f"event/{event}"  # as ChirpStack's MQTT topics say it: the format reads the event there
     outcome = await ingestor.ingest(messages, name, detail)
     return {"format": name, "messages": outcome.messages, "stored": outcome.stored, "rejected": outcome.rejected}
