@@ -50,6 +50,13 @@ CANDIDATES: dict[str, dict] = {
     "silence5_ew_floor1": {"defaults": {"silence": {"factor": 5.0}, "ewma": {"spread_floor": 1.0}}},
     "ewma16": {"defaults": {"ewma": {"threshold": 16.0}}},
     "bump06": {"fusion": {"rearm_bump": 0.6}},
+    "irr1": {"defaults": {"silence": {"irregularity": 1.0}}},
+    "irr1_sp_floor1": {"defaults": {"silence": {"irregularity": 1.0}, "spike": {"spread_floor": 1.0}}},
+    "li_w07": {"fusion": {"likelihood_weight": 0.7}},
+    "halflife600": {"fusion": {"rearm_half_life": 600.0}},
+    "halflife150": {"fusion": {"rearm_half_life": 150.0}},
+    "halflife150_sp_floor1": {"fusion": {"rearm_half_life": 150.0}, "defaults": {"spike": {"spread_floor": 1.0}}},
+    "halflife150_ew_floor1": {"fusion": {"rearm_half_life": 150.0}, "defaults": {"ewma": {"spread_floor": 1.0}}},
 }
 
 

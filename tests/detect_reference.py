@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from urbanpulse.detect import _kernel
-from urbanpulse.detect.bank import _C, _P, _R, EAGER_REFRESH, REFRESH_EVERY, DetectorBank, Scores
+from urbanpulse.detect.bank import EAGER_REFRESH, REFRESH_EVERY, DetectorBank, Scores
 from urbanpulse.detect.settings import DETECTOR_NAMES
 
 
@@ -29,7 +29,7 @@ class ReferenceBank(DetectorBank):
         if n:
             with np.errstate(all="ignore"):
                 _kernel.process.py_func(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
-                                        self.values, self.changes, self.gaps, _C, _P, _R, out, fused,
+                                        self.values, self.changes, self.gaps, out, fused,
                                         REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None

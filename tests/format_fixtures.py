@@ -62,3 +62,18 @@ def matches(got: dict[str, Any], want: dict[str, Any]) -> bool:
     if "lat" in want:
         return "lat" in got and math.isclose(got["lat"], want["lat"]) and math.isclose(got["lon"], want["lon"])
     return "lat" not in got
+
+
+#: per format: a malformed message and the reason it must be quarantined with (transport tests)
+MALFORMED = {
+    "json": (b'{"sensor_id": "x", "metric": ', "invalid_json"),
+    "senml": (b'{"bn": "not-a-pack"}', "not_an_object"),
+    "senml_cbor": (b"\xa1\x02", "malformed"),
+    "influx_line": (b"air,sensor_id=x pm2_5=\"unterminated", "malformed"),
+    "ttn_v3": (b'{"end_device_ids": {"device_id": "d"}, "uplink_message": {"received_at": "2026-01-01T00:00:00Z"}}',
+               "missing_field"),
+    "chirpstack_v4": (b'{"deviceInfo": {"devEui": "01"}, "time": "yesterday", "object": {}}', "bad_timestamp"),
+    "owntracks": (b'{"_type": "location", "lat": 1, "lon": 2}', "missing_field"),
+    "sensor_community": (b'{"esp8266id": "1", "sensordatavalues": 5}', "missing_field"),
+    "csv": (b"\xff\xfe", "invalid_utf8"),
+}

@@ -36,8 +36,12 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0, require_healthy: bool = True) -> ServiceProcess:
-        """Start and wait until /health answers (and says ok, unless ``require_healthy`` is False)."""
+    def start(self, timeout: float = 90.0, require_healthy: bool = True) -> ServiceProcess:
+        """Start and wait until /health answers (and says ok, unless ``require_healthy`` is False).
+
+        The bound is generous: on a loaded 2-core machine a start (imports, kernel load,
+        migrations, a Kafka group join) has been seen to take 20-30 s. A start that does not
+        become healthy is killed, so a failed test leaves no service behind."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "urbanpulse.cli", "run", "--config", str(self.config_path)],
@@ -57,6 +61,8 @@ class ServiceProcess:
             except httpx.HTTPError as exc:
                 last = str(exc)
             time.sleep(0.1)
+        self.proc.kill()
+        self.proc.wait(10)
         raise RuntimeError(f"urbanpulse not healthy after {timeout}s (last: {last}):\n{self.log_tail()}")
 
     def key(self, role: str = "operator") -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from format_fixtures import MALFORMED as BAD
 from service_process import ServiceProcess, db_rows, readings_count, wait_settled, wait_until
 from services import create_topic, produce_kafka, publish_mqtt
 from urbanpulse.testing.samples import SAMPLE_OPTIONS, SAMPLES, sample
@@ -23,18 +24,6 @@ from urbanpulse.testing.samples import SAMPLE_OPTIONS, SAMPLES, sample
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FORMATS = sorted(SAMPLES)
-BAD = {  # per format: a malformed message and the reason it must be quarantined with
-    "json": (b'{"sensor_id": "x", "metric": ', "invalid_json"),
-    "senml": (b'{"bn": "not-a-pack"}', "not_an_object"),
-    "senml_cbor": (b"\xa1\x02", "malformed"),
-    "influx_line": (b"air,sensor_id=x pm2_5=\"unterminated", "malformed"),
-    "ttn_v3": (b'{"end_device_ids": {"device_id": "d"}, "uplink_message": {"received_at": "2026-01-01T00:00:00Z"}}',
-               "missing_field"),
-    "chirpstack_v4": (b'{"deviceInfo": {"devEui": "01"}, "time": "yesterday", "object": {}}', "bad_timestamp"),
-    "owntracks": (b'{"_type": "location", "lat": 1, "lon": 2}', "missing_field"),
-    "sensor_community": (b'{"esp8266id": "1", "sensordatavalues": 5}', "missing_field"),
-    "csv": (b"\xff\xfe", "invalid_utf8"),
-}
 
 
 def mqtt_topic(fmt: str, sensor: str) -> str:

@@ -9,7 +9,9 @@
 - no key / a wrong key 401, a key without the ingest role 403, body limits 413 (also for a
   gzip bomb), 400 / 415 / 404, and none of those store anything;
 - the database connection is cut at the moment the request's batch is written: the client gets
-  no 2xx and nothing is stored; once the database is back the resend is stored exactly once.
+  no 2xx and nothing is stored; once the database is back the resend is stored exactly once;
+- 8 clients post while every backend of the service keeps being killed (pg_terminate_backend):
+  every 200 is stored, and the rest sent again is stored once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import cbor2
 import httpx
 import pytest
 
+from format_fixtures import MALFORMED as BAD
 from service_process import ServiceProcess, db_rows, db_value, readings_count
 from tcp_proxy import CuttingProxy
 from urbanpulse.testing.samples import SAMPLE_OPTIONS, SAMPLES, sample
@@ -35,18 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FORMATS = sorted(SAMPLES)
 CONTENT_TYPE = {"senml_cbor": "application/cbor", "influx_line": "text/plain", "csv": "text/csv"}
-BAD = {  # per format: a malformed message and the reason it must be quarantined with
-    "json": (b'{"sensor_id": "x", "metric": ', "invalid_json"),
-    "senml": (b'{"bn": "not-a-pack"}', "not_an_object"),
-    "senml_cbor": (b"\xa1\x02", "malformed"),
-    "influx_line": (b"air,sensor_id=x pm2_5=\"unterminated", "malformed"),
-    "ttn_v3": (b'{"end_device_ids": {"device_id": "d"}, "uplink_message": {"received_at": "2026-01-01T00:00:00Z"}}',
-               "missing_field"),
-    "chirpstack_v4": (b'{"deviceInfo": {"devEui": "01"}, "time": "yesterday", "object": {}}', "bad_timestamp"),
-    "owntracks": (b'{"_type": "location", "lat": 1, "lon": 2}', "missing_field"),
-    "sensor_community": (b'{"esp8266id": "1", "sensordatavalues": 5}', "missing_field"),
-    "csv": (b"\xff\xfe", "invalid_utf8"),
-}
 
 
 def _config(dsn: str, **extra: Any) -> dict[str, Any]:
@@ -269,3 +260,62 @@ def test_no_2xx_when_the_database_connection_dies_mid_request(fresh_db: str, pg_
     finally:
         svc.stop_quietly()
         proxy.close()
+
+
+def test_every_2xx_is_stored_while_the_services_connections_keep_being_killed(fresh_db: str, tmp_path: Path):
+    """8 clients post while a killer terminates every backend of the service (pg_terminate_backend)
+    again and again: whatever got a 200 is in the database, whatever did not may or may not be,
+    and sending the failed ones again stores each reading once."""
+    svc = ServiceProcess(_config(fresh_db, http_ingest={"ack_timeout_s": 2.0},
+                                 ingest={"retry_initial_s": 0.1, "retry_max_s": 0.5}), tmp_path).start()
+    try:
+        run = uuid.uuid4().hex[:6]
+        now_ms = int(time.time() * 1000) - 60_000
+        key = svc.key("ingest")
+        bodies = {f"chaos-{run}-{i}": json.dumps([{"sensor_id": f"chaos-{run}-{i}", "metric": "pm2_5",
+                                                  "ts": now_ms + k, "value": 1.0} for k in range(200)]).encode()
+                  for i in range(40)}
+        stop = threading.Event()
+        kills = [0]
+
+        def killer() -> None:
+            while not stop.is_set():
+                kills[0] += int(db_value(fresh_db, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM "
+                                                   "pg_stat_activity WHERE datname = current_database() AND "
+                                                   "pid <> pg_backend_pid() AND backend_type = 'client backend') t"))
+                time.sleep(0.15)
+
+        answers: dict[str, int] = {}
+
+        def client(names: list[str]) -> None:
+            with httpx.Client(base_url=svc.url, timeout=30,
+                              headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"}) as c:
+                for name in names:
+                    try:
+                        answers[name] = c.post("/ingest", content=bodies[name]).status_code
+                    except httpx.HTTPError:
+                        answers[name] = 0
+
+        names = sorted(bodies)
+        k = threading.Thread(target=killer)
+        k.start()
+        clients = [threading.Thread(target=client, args=(names[i::8],)) for i in range(8)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(120)
+        stop.set()
+        k.join(10)
+        assert kills[0] > 0, "the killer never found a connection of the service"
+        ok = [n for n, status in answers.items() if status == 200]
+        assert len(answers) == len(bodies)
+        for name in ok:  # a 200 means stored: at the moment of the answer, and for good
+            assert _count(fresh_db, name) == 200, name
+        for name in names:  # the rest, sent again with the database left alone, is stored once
+            if answers[name] != 200:
+                r = httpx.post(svc.url + "/ingest", content=bodies[name], timeout=60,
+                               headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+                assert r.status_code == 200, r.text
+        assert readings_count(fresh_db) == 200 * len(bodies)
+    finally:
+        svc.stop_quietly()

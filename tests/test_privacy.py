@@ -154,3 +154,15 @@ def test_start_up_refuses_a_personal_class_without_a_key(monkeypatch, tmp_path: 
     short.write_text("a-long-enough-key-0123456789")
     assert build_privacy_stage(load_settings(None, privacy={"sources": {"http": "personal"},
                                                             "key_file": str(short)}).privacy) is not None
+
+
+def test_cli_computes_the_stored_pseudonym_only_with_the_key(monkeypatch, capsys) -> None:  # noqa: ANN001
+    from urbanpulse.cli import main
+
+    monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY.decode())
+    assert main(["privacy", "pseudonym", "--device", ANNA, "--at", "2026-11-30T12:00:00+00:00"]) == 0
+    period, pseudonym = capsys.readouterr().out.split()
+    at_us = 1_796_040_000 * 1e6  # 2026-11-30T12:00:00Z
+    assert (period, pseudonym) == ("2026-11", Pseudonymiser(KEY).apply([ANNA], np.array([at_us]))[0])
+    monkeypatch.delenv("URBANPULSE_PSEUDONYM_KEY")
+    assert main(["privacy", "pseudonym", "--device", ANNA]) == 2

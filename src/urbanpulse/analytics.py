@@ -145,12 +145,14 @@ class SlotMap:
 class StreamAnalytics:
     """Windows, detectors and alerts for the series this process ingests (see module doc)."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool,
+                 expected_interval: Callable[[str, str], float | None] | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.slots = SlotMap()
         self.windows = WindowState(settings.windows)
-        self.bank = DetectorBank(settings.detection)
+        # the sensor registry's expected interval of a series feeds silence (None: learned)
+        self.bank = DetectorBank(settings.detection, expected_interval)
         self.alerts = AlertService(settings.alerts)
         self.warm_readings = int(self.bank.history_needed)
         # the bank's score columns, most specific detector first (see _detections)

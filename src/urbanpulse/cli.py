@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     from urbanpulse.plugins_cli import add_plugin_parsers
 
     add_plugin_parsers(sub)
+    from urbanpulse.privacy.cli import add_privacy_parser, add_subject_parser
+
+    add_privacy_parser(sub)
+    add_subject_parser(sub)
     return p
 
 
@@ -151,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             from urbanpulse.export.cli import run_export_command
 
             return run_export_command(args, settings)
+        if args.command == "subject":
+            from urbanpulse.privacy.cli import run_subject_command
+
+            return run_subject_command(args, settings)
+        if args.command == "privacy":
+            from urbanpulse.privacy.cli import run_privacy_command
+
+            return run_privacy_command(args, settings)
         if args.command == "registry":
             from urbanpulse.registry.cli import run_registry_command
 

@@ -140,7 +140,7 @@ class IngestService:
         validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s),
                                      known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
-            self.analytics = StreamAnalytics(s, self.pool)
+            self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval)
             await self.analytics.start()
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)

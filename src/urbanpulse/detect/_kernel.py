@@ -15,8 +15,8 @@ Rules kept here (each one matters for bit-identity):
   quickselect (`_select`) instead of a full sort gives the same values, as an order statistic
   does not depend on how it is found (only the sign of a zero could; no score depends on it).
 
-Column indices are passed in (`ci` for the state table, `pc` for the parameter table) so this
-module does not depend on the layout definitions.
+Columns are named constants from `layout.py` (`st[sl, C_EW_V]`, `pr[P_EW_ALPHA]`), one block per
+detector in `process`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,98 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from urbanpulse.detect.layout import COL as _COL
+from urbanpulse.detect.layout import S as _S
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
 _TINY = 1e-300
+
+# named columns (numba freezes module-level ints at compile time): C_* state, P_* parameters
+C_COUNT = _S["count"]
+C_MED = _S["med"]
+C_MAD = _S["mad"]
+C_DSCALE = _S["dscale"]
+C_GAP_MED = _S["gap_med"]
+C_EW_M = _S["ew_m"]
+C_EW_V = _S["ew_v"]
+C_PREV = _S["prev"]
+C_BASE = _S["base"]
+C_FL_REF = _S["fl_ref"]
+C_FL_RUN = _S["fl_run"]
+C_FL_START = _S["fl_start"]
+C_FL_OK = _S["fl_ok"]
+C_THR_ON = _S["thr_on"]
+C_PEAK = _S["peak"]
+C_LO_MIN = _S["lo_min"]
+C_LO_Q = _S["lo_q"]
+C_SH_M = _S["sh_m"]
+C_SH_S = _S["sh_s"]
+C_SH_N = _S["sh_n"]
+C_LI_N = _S["li_n"]
+C_LI_S = _S["li_s"]
+C_LI_M = _S["li_m"]
+C_LI_V = _S["li_v"]
+C_LI_PEAK = _S["li_peak"]
+C_SH_SP = _S["sh_sp"]
+C_SH_SN = _S["sh_sn"]
+C_GAP_Q = _S["gap_q"]
+C_FL_MAX = _S["fl_max"]
+C_LR_V = _S["lr_v"]
+C_RES = _S["res"]
+C_CH_V = _S["ch_v"]
+C_DCH = _S["dch"]
+P_ON_THRESHOLD = _COL["on_threshold"]
+P_ON_ROBUST_Z = _COL["on_robust_z"]
+P_ON_EWMA = _COL["on_ewma"]
+P_ON_SPIKE = _COL["on_spike"]
+P_ON_FLATLINE = _COL["on_flatline"]
+P_ON_SILENCE = _COL["on_silence"]
+P_W_THRESHOLD = _COL["w_threshold"]
+P_W_ROBUST_Z = _COL["w_robust_z"]
+P_W_EWMA = _COL["w_ewma"]
+P_W_SPIKE = _COL["w_spike"]
+P_W_FLATLINE = _COL["w_flatline"]
+P_W_SILENCE = _COL["w_silence"]
+P_THR_HIGH = _COL["thr_high"]
+P_THR_LOW = _COL["thr_low"]
+P_THR_CLEAR_HIGH = _COL["thr_clear_high"]
+P_THR_CLEAR_LOW = _COL["thr_clear_low"]
+P_RZ_THRESHOLD = _COL["rz_threshold"]
+P_RZ_MIN = _COL["rz_min"]
+P_EW_ALPHA = _COL["ew_alpha"]
+P_EW_THRESHOLD = _COL["ew_threshold"]
+P_EW_MIN = _COL["ew_min"]
+P_SH_ALPHA = _COL["sh_alpha"]
+P_SH_THRESHOLD = _COL["sh_threshold"]
+P_SH_DECAY = _COL["sh_decay"]
+P_SP_THRESHOLD = _COL["sp_threshold"]
+P_SP_MIN = _COL["sp_min"]
+P_FL_MIN_READINGS = _COL["fl_min_readings"]
+P_FL_MIN_DURATION_US = _COL["fl_min_duration_us"]
+P_FL_TOLERANCE = _COL["fl_tolerance"]
+P_FL_ONLY_VARYING = _COL["fl_only_varying"]
+P_SI_FACTOR = _COL["si_factor"]
+P_SI_INTERVAL_US = _COL["si_interval_us"]
+P_SI_MIN = _COL["si_min"]
+P_FU_DECAY = _COL["fu_decay"]
+P_FU_BUMP = _COL["fu_bump"]
+P_LI_W = _COL["li_w"]
+P_LI_RATE = _COL["li_rate"]
+P_LI_ALPHA = _COL["li_alpha"]
+P_LI_THR = _COL["li_thr"]
+P_LI_MIN = _COL["li_min"]
+P_LS_THR = _COL["ls_thr"]
+P_LS_FLOOR = _COL["ls_floor"]
+P_FL_LEARN = _COL["fl_learn"]
+P_FL_DECAY = _COL["fl_decay"]
+P_SP_FLOOR = _COL["sp_floor"]
+P_EW_FLOOR = _COL["ew_floor"]
+P_LR_RATE = _COL["lr_rate"]
+P_SI_IRREGULARITY = _COL["si_irregularity"]
+P_RZ_WINDOW = _COL["rz_window"]
+P_SP_WINDOW = _COL["sp_window"]
+P_SI_WINDOW = _COL["si_window"]
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
 
@@ -156,47 +244,47 @@ def _median(buf, m, W, a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _refresh(sl, nc, prow, st, values, changes, gaps, ci, pc, g, d, a, b):
+def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b):
     """Rolling medians (values, MAD, |changes|, gaps) of one slot from its rings (scratch g, d, a, b)."""
     W = values.shape[1]
-    m = _gather(values[sl], np.int64(prow[pc[0]]), nc, g)  # rz_window
+    m = _gather(values[sl], np.int64(prow[P_RZ_WINDOW]), nc, g)  # rz_window
     k = _n_finite(g, m)
     if m > 0:  # lo_min: the smallest entry (sorted first)
         mn = g[0]
         for j in range(1, m):
             mn = min(mn, g[j])
-        st[sl, ci[0]] = mn
+        st[sl, C_LO_MIN] = mn
     else:
-        st[sl, ci[0]] = np.nan
+        st[sl, C_LO_MIN] = np.nan
     if k > 0:  # lo_q: order statistic k // 20
-        st[sl, ci[1]] = _select(g, m, k // 20, a, b)[0]
+        st[sl, C_LO_Q] = _select(g, m, k // 20, a, b)[0]
     else:
-        st[sl, ci[1]] = np.nan
+        st[sl, C_LO_Q] = np.nan
     med = _median_k(g, m, k, W, a, b)
-    st[sl, ci[2]] = med
+    st[sl, C_MED] = med
     # MAD: |v - med| over the same window (NaN where v is NaN or med is NaN)
     m2 = 0
     for j in range(m):
         dv = abs(g[j] - med)
         d[m2] = dv
         m2 += np.int64(dv == dv)
-    st[sl, ci[3]] = _median(d, m2, W, a, b)
-    m = _gather(changes[sl], np.int64(prow[pc[1]]), nc, g)  # sp_window
-    st[sl, ci[4]] = _median(g, m, changes.shape[1], a, b)
-    m = _gather(gaps[sl], np.int64(prow[pc[2]]), nc, g)  # si_window
+    st[sl, C_MAD] = _median(d, m2, W, a, b)
+    m = _gather(changes[sl], np.int64(prow[P_SP_WINDOW]), nc, g)  # sp_window
+    st[sl, C_DSCALE] = _median(g, m, changes.shape[1], a, b)
+    m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
     k = _n_finite(g, m)
-    st[sl, ci[5]] = _median_k(g, m, k, gaps.shape[1], a, b)
+    st[sl, C_GAP_MED] = _median_k(g, m, k, gaps.shape[1], a, b)
     # the 90th percentile gap: how irregular the sampling is (regular series: the median)
-    st[sl, ci[6]] = _select(g, m, (9 * (k - 1)) // 10, a, b)[0] if k > 0 else np.nan
+    st[sl, C_GAP_Q] = _select(g, m, (9 * (k - 1)) // 10, a, b)[0] if k > 0 else np.nan
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R, out, fused_out,
+def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out,
             refresh_every, eager_refresh):
     """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
 
-    C: state column indices, P: parameter column indices (both int64 arrays, see bank._C / _P),
-    R: refresh column indices. out [n, 6] detector scores in DETECTOR_NAMES order, fused_out [n].
+    Columns are the named constants of detect/layout.py (C_* state, P_* parameters). out [n, 6]
+    detector scores in DETECTOR_NAMES order, fused_out [n].
     """
     n = s.shape[0]
     RV = values.shape[1]
@@ -207,231 +295,213 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
     scr_d = np.empty(nbuf, np.float64)
     scr_a = np.empty(nbuf, np.float64)
     scr_b = np.empty(nbuf, np.float64)
-    # state columns
-    c_count, c_med, c_mad, c_dscale, c_gap_med, c_ew_m, c_ew_v, c_prev, c_base = C[0], C[1], C[2], C[3], C[4], C[5], C[6], C[7], C[8]
-    c_fl_ref, c_fl_run, c_fl_start, c_fl_ok, c_thr_on, c_peak, c_lo_min, c_lo_q = C[9], C[10], C[11], C[12], C[13], C[14], C[15], C[16]
-    c_sh_m, c_sh_s, c_sh_n, c_li_n, c_li_s, c_li_m, c_li_v, c_li_peak = C[17], C[18], C[19], C[20], C[21], C[22], C[23], C[24]
-    c_sh_sp, c_sh_sn = C[25], C[26]
-    c_gap_q, c_fl_max, c_lr_v, c_res, c_ch_v, c_dch = C[27], C[28], C[29], C[30], C[31], C[32]
-    # parameter columns
-    p_on0 = P[0]  # on_threshold .. on_silence are P[0] + 0..5
-    p_w0 = P[1]  # w_threshold .. w_silence are P[1] + 0..5
-    p_thr_high, p_thr_low, p_thr_clear_high, p_thr_clear_low = P[2], P[3], P[4], P[5]
-    p_rz_threshold, p_rz_min = P[6], P[7]
-    p_ew_alpha, p_ew_threshold, p_ew_min, p_sh_alpha, p_sh_threshold, p_sh_decay = P[8], P[9], P[10], P[11], P[12], P[13]
-    p_sp_threshold, p_sp_min = P[14], P[15]
-    p_fl_min_readings, p_fl_min_duration_us, p_fl_tolerance, p_fl_only_varying = P[16], P[17], P[18], P[19]
-    p_si_factor, p_si_interval_us, p_si_min = P[20], P[21], P[22]
-    p_fu_decay, p_fu_bump, p_li_w, p_li_rate, p_li_alpha, p_li_thr, p_li_min = P[23], P[24], P[25], P[26], P[27], P[28], P[29]
-    p_ls_thr, p_ls_floor = P[33], P[34]
-    p_fl_learn, p_fl_decay, p_sp_floor, p_ew_floor, p_lr_rate = P[35], P[36], P[37], P[38], P[39]
 
     for i in range(n):
         sl = s[i]
         ti = t[i]
         xi = x[i]
         pr = table[profile[sl]]
-        cnt = st[sl, c_count]
+        cnt = st[sl, C_COUNT]
         last = last_ts[sl]
         has_prev = cnt > 0
 
         # silence
         gap = np.float64(ti - last) if has_prev else np.nan
-        conf = pr[p_si_interval_us]
+        conf = pr[P_SI_INTERVAL_US]
         if conf != conf:
             # learned: the median gap, stretched by how irregular the gaps are (q90 / median), so
             # an event-driven feed whose gaps of 3x the median are normal is not "silent" there
-            g_med = st[sl, c_gap_med]
-            g_q = st[sl, c_gap_q]
-            learned = g_q * (g_q / g_med) if g_q > g_med else g_med
-            expected = learned * 1e6 if cnt >= pr[p_si_min] else np.nan
+            g_med = st[sl, C_GAP_MED]
+            g_q = st[sl, C_GAP_Q]
+            learned = g_med * (g_q / g_med) ** pr[P_SI_IRREGULARITY] if g_q > g_med else g_med
+            expected = learned * 1e6 if cnt >= pr[P_SI_MIN] else np.nan
         else:
             expected = conf
         excess = _max(gap / expected - 1.0, 0.0)
-        sil = excess / (excess + (pr[p_si_factor] - 1.0))
-        o5 = (sil if _isfinite(sil) else 0.0) * pr[p_on0 + 5]
+        sil = excess / (excess + (pr[P_SI_FACTOR] - 1.0))
+        s_silence = (sil if _isfinite(sil) else 0.0) * pr[P_ON_SILENCE]
 
         # robust_z
-        ew_v = st[sl, c_ew_v]
+        ew_v = st[sl, C_EW_V]
         ew_std = np.sqrt(ew_v)
-        med = st[sl, c_med]
-        mad = st[sl, c_mad]
+        med = st[sl, C_MED]
+        mad = st[sl, C_MAD]
         scaled = mad > 0
         # scale floors that do not collapse on quiet stretches: the series' resolution (smallest
         # non-zero change seen) and its long-run spread around the EWMA (slow mean square)
-        res = st[sl, c_res]
-        lr_std = np.sqrt(st[sl, c_lr_v])
-        floor = _fmax(pr[p_ew_floor] * lr_std, res)
+        res = st[sl, C_RES]
+        lr_std = np.sqrt(st[sl, C_LR_V])
+        floor = _fmax(pr[P_EW_FLOOR] * lr_std, res)
         rscale = _fmax(_fmax(_fmax(1.4826 * mad, 0.25 * ew_std), floor), 1e-9 * abs(med) + _TINY)
         z = abs(xi - med) / rscale
-        rz = z / (z + pr[p_rz_threshold])
-        ok = (cnt >= pr[p_rz_min]) and _isfinite(rz) and scaled
-        o1 = (rz if ok else 0.0) * pr[p_on0 + 1]
+        rz = z / (z + pr[P_RZ_THRESHOLD])
+        ok = (cnt >= pr[P_RZ_MIN]) and _isfinite(rz) and scaled
+        s_robust_z = (rz if ok else 0.0) * pr[P_ON_ROBUST_Z]
 
         # ewma bands and level shift
-        ew_m = st[sl, c_ew_m]
+        ew_m = st[sl, C_EW_M]
         escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
         ez = abs(xi - ew_m) / escale
-        es = ez / (ez + pr[p_ew_threshold])
-        ok = (cnt >= pr[p_ew_min]) and _isfinite(es) and scaled
+        es = ez / (ez + pr[P_EW_THRESHOLD])
+        ok = (cnt >= pr[P_EW_MIN]) and _isfinite(es) and scaled
         if not ok:
             es = 0.0
-        sh_a = pr[p_sh_alpha]
-        sh_m0 = st[sl, c_sh_m]
+        sh_a = pr[P_SH_ALPHA]
+        sh_m0 = st[sl, C_SH_M]
         sh_m = sh_m0 + sh_a * (xi - sh_m0) if has_prev else xi
         sh_d = abs(sh_m - med)
-        sh_s = st[sl, c_sh_s]
+        sh_s = st[sl, C_SH_S]
         # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
         # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
-        sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad) if scaled else _fmax(sh_s, 2.0 * pr[p_ew_floor] * lr_std)
+        sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad) if scaled else _fmax(sh_s, 2.0 * pr[P_EW_FLOOR] * lr_std)
         shq = sh_d / sh_scale
-        shs = shq / (shq + pr[p_sh_threshold])
-        sh_n = st[sl, c_sh_n]
-        warm = sh_n >= _max(pr[p_ew_min], 0.25 / pr[p_sh_decay])
-        quiet = (es < 0.5) and (o1 < 0.5)
+        shs = shq / (shq + pr[P_SH_THRESHOLD])
+        sh_n = st[sl, C_SH_N]
+        warm = sh_n >= _max(pr[P_EW_MIN], 0.25 / pr[P_SH_DECAY])
+        quiet = (es < 0.5) and (s_robust_z < 0.5)
         if warm and quiet and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
             shs = _min(shs, 0.75)
         else:
             shs = 0.0
-        o2 = _max(es, shs) * pr[p_on0 + 2]
+        s_ewma = _max(es, shs) * pr[P_ON_EWMA]
 
         # spike
-        prev = st[sl, c_prev]
+        prev = st[sl, C_PREV]
         change = abs(xi - prev)
-        back = abs(xi - st[sl, c_base])
+        back = abs(xi - st[sl, C_BASE])
         dchange = _min(change, back) if _isfinite(back) else change
-        dsc = st[sl, c_dscale]
+        dsc = st[sl, C_DSCALE]
         # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
         # on/off series' normal switching, rare against the median of its small changes, is not a spike
-        ch_rms = np.sqrt(st[sl, c_ch_v])
-        dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[p_sp_floor] * ch_rms, res)),
+        ch_rms = np.sqrt(st[sl, C_CH_V])
+        dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[P_SP_FLOOR] * ch_rms, res)),
                        1e-9 * abs(prev) + _TINY)
         spq = dchange / dscale
-        sp = spq / (spq + pr[p_sp_threshold])
+        sp = spq / (spq + pr[P_SP_THRESHOLD])
         # no non-zero change in the window (a long dry / stuck stretch): the first change is not a spike
-        ok = (cnt >= pr[p_sp_min]) and _isfinite(sp) and _isfinite(dsc)
+        ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(dsc)
         if not ok:
             sp = 0.0
-        o3 = sp * pr[p_on0 + 3]
+        s_spike = sp * pr[P_ON_SPIKE]
 
         # flatline
-        tol = pr[p_fl_tolerance]
-        fl_ref = st[sl, c_fl_ref]
+        tol = pr[P_FL_TOLERANCE]
+        fl_ref = st[sl, C_FL_REF]
         # the longest run this series shows normally (decaying memory): a plateau of a periodic
         # series or a slow channel's hold is not a stuck sensor; the decision is at the larger of
         # min_readings and learn_factor x that
-        fl_max = st[sl, c_fl_max] * pr[p_fl_decay]
-        fl_eff = _max(pr[p_fl_min_readings], pr[p_fl_learn] * fl_max)
+        fl_max = st[sl, C_FL_MAX] * pr[P_FL_DECAY]
+        fl_eff = _max(pr[P_FL_MIN_READINGS], pr[P_FL_LEARN] * fl_max)
         same = has_prev and (abs(xi - fl_ref) <= tol)
         tf = np.float64(ti)
         if same:
-            run = st[sl, c_fl_run] + 1.0
-            fl_start = st[sl, c_fl_start]
-            fl_ok = st[sl, c_fl_ok]
+            run = st[sl, C_FL_RUN] + 1.0
+            fl_start = st[sl, C_FL_START]
+            fl_ok = st[sl, C_FL_OK]
         else:
-            prev_run = st[sl, c_fl_run]
-            if has_prev and st[sl, c_fl_ok] > 0:  # a counted run ended: learn it (at most 2x the bar)
+            prev_run = st[sl, C_FL_RUN]
+            if has_prev and st[sl, C_FL_OK] > 0:  # a counted run ended: learn it (at most 2x the bar)
                 fl_max = _max(fl_max, _min(prev_run, 2.0 * fl_eff))
             run = 1.0
             fl_start = tf
-            at_floor = (xi >= st[sl, c_lo_min] - tol) and (xi <= st[sl, c_lo_q])
-            varying = ((mad > 0) and not at_floor) or (pr[p_fl_only_varying] == 0)
+            at_floor = (xi >= st[sl, C_LO_MIN] - tol) and (xi <= st[sl, C_LO_Q])
+            varying = ((mad > 0) and not at_floor) or (pr[P_FL_ONLY_VARYING] == 0)
             fl_ok = 1.0 if varying else 0.0
         if run >= 2:
             rq = run - 1.0
             rs = rq / (rq + (fl_eff - 1.0))
             dur = tf - fl_start
-            ds = dur / (dur + pr[p_fl_min_duration_us])
+            ds = dur / (dur + pr[P_FL_MIN_DURATION_US])
         else:
             rs = 0.0
             ds = 0.0
         fs = _max(rs, ds if _isfinite(ds) else 0.0) * fl_ok
-        o4 = fs * pr[p_on0 + 4]
+        s_flatline = fs * pr[P_ON_FLATLINE]
 
         # threshold with hysteresis
-        if st[sl, c_thr_on] > 0:
-            inside = (not (xi > pr[p_thr_clear_high])) and (not (xi < pr[p_thr_clear_low]))
+        if st[sl, C_THR_ON] > 0:
+            inside = (not (xi > pr[P_THR_CLEAR_HIGH])) and (not (xi < pr[P_THR_CLEAR_LOW]))
             now_on = not inside
         else:
-            now_on = (xi > pr[p_thr_high]) or (xi < pr[p_thr_low])
-        o0 = (1.0 if now_on else 0.0) * pr[p_on0]
+            now_on = (xi > pr[P_THR_HIGH]) or (xi < pr[P_THR_LOW])
+        s_threshold = (1.0 if now_on else 0.0) * pr[P_ON_THRESHOLD]
 
         # fused, gated by the decaying peak
-        raw = o0 * pr[p_w0]
-        v = o1 * pr[p_w0 + 1]
+        raw = s_threshold * pr[P_W_THRESHOLD]
+        v = s_robust_z * pr[P_W_ROBUST_Z]
         if v > raw:
             raw = v
-        v = o2 * pr[p_w0 + 2]
+        v = s_ewma * pr[P_W_EWMA]
         if v > raw:
             raw = v
-        v = o3 * pr[p_w0 + 3]
+        v = s_spike * pr[P_W_SPIKE]
         if v > raw:
             raw = v
-        v = o4 * pr[p_w0 + 4]
+        v = s_flatline * pr[P_W_FLATLINE]
         if v > raw:
             raw = v
-        v = o5 * pr[p_w0 + 5]
+        v = s_silence * pr[P_W_SILENCE]
         if v > raw:
             raw = v
-        li_n = st[sl, c_li_n]
-        li_m = st[sl, c_li_m]
-        li_v = st[sl, c_li_v]
+        li_n = st[sl, C_LI_N]
+        li_m = st[sl, C_LI_M]
+        li_v = st[sl, C_LI_V]
         shuq = sh_d / _fmax(sh_s, _TINY)
-        shu = shuq / (shuq + pr[p_sh_threshold])
+        shu = shuq / (shuq + pr[P_SH_THRESHOLD])
         if warm and (sh_s > 0) and _isfinite(shu):
             shu = _min(shu, 0.75)
         else:
             shu = 0.0
         # direction-aware: the same distance in units of its typical size on its own side
         sdir = sh_m - med
-        sh_sp = st[sl, c_sh_sp]
-        sh_sn = st[sl, c_sh_sn]
-        ls_thr = pr[p_ls_thr]
+        sh_sp = st[sl, C_SH_SP]
+        sh_sn = st[sl, C_SH_SN]
+        ls_thr = pr[P_LS_THR]
         if ls_thr > 0:
             side = sh_sp if sdir > 0 else sh_sn
-            dq = sh_d / _fmax(_fmax(side, pr[p_ls_floor] * sh_s), _TINY)
+            dq = sh_d / _fmax(_fmax(side, pr[P_LS_FLOOR] * sh_s), _TINY)
             dsu = dq / (dq + ls_thr)
             if warm and (sh_s > 0) and _isfinite(dsu):
                 shu = _max(shu, _min(dsu, 0.75))
         li_in = _max(raw, shu)
-        li_s0 = st[sl, c_li_s]
-        li_s = li_s0 + pr[p_li_alpha] * (li_in - li_s0) if li_n > 0 else li_in
+        li_s0 = st[sl, C_LI_S]
+        li_s = li_s0 + pr[P_LI_ALPHA] * (li_in - li_s0) if li_n > 0 else li_in
         li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)
         lz = _max(li_z, 0.0)
-        lis = lz / (lz + pr[p_li_thr])
-        if not ((li_n >= pr[p_li_min]) and _isfinite(lis)):
+        lis = lz / (lz + pr[P_LI_THR])
+        if not ((li_n >= pr[P_LI_MIN]) and _isfinite(lis)):
             lis = 0.0
-        lis = pr[p_li_w] * lis
+        lis = pr[P_LI_W] * lis
         # re-arm gate in tail space (1 - score): the memory of the recent peak is a tail that grows
         # by 1/decay a reading, and a score is emitted only when its tail is below it; after an
         # emission the memory is the score's tail x (1 - bump). So a repeat of the same score needs
         # the same number of readings (half_life x log2(1 / (1 - bump))) however close to 1 it is
-        bump = pr[p_fu_bump]
-        grow = 1.0 / pr[p_fu_decay]
-        t_mem = 1.0 - st[sl, c_peak]
+        bump = pr[P_FU_BUMP]
+        grow = 1.0 / pr[P_FU_DECAY]
+        t_mem = 1.0 - st[sl, C_PEAK]
         t_raw = _fmax(1.0 - raw, _TAIL_FLOOR)
         fu = raw if t_raw < t_mem else 0.0
         t_new = t_raw * (1.0 - bump) if fu > 0 else t_raw
         new_peak = 1.0 - _min(_min(t_mem * grow, 1.0), t_new)
-        t_li = 1.0 - st[sl, c_li_peak]
+        t_li = 1.0 - st[sl, C_LI_PEAK]
         t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
         li_f = lis if ((t_lis < t_li) and (t_lis < t_mem)) else 0.0
         t_li_new = t_lis * (1.0 - bump) if li_f > 0 else t_lis
         new_li_peak = 1.0 - _min(_min(t_li * grow, 1.0), t_li_new)
         fu = _max(fu, li_f)
 
-        out[i, 0] = o0
-        out[i, 1] = o1
-        out[i, 2] = o2
-        out[i, 3] = o3
-        out[i, 4] = o4
-        out[i, 5] = o5
+        out[i, 0] = s_threshold
+        out[i, 1] = s_robust_z
+        out[i, 2] = s_ewma
+        out[i, 3] = s_spike
+        out[i, 4] = s_flatline
+        out[i, 5] = s_silence
         fused_out[i] = fu
 
         # --- state updates ---
-        a = pr[p_ew_alpha]
+        a = pr[P_EW_ALPHA]
         d = xi - ew_m
-        if cnt >= pr[p_ew_min]:
+        if cnt >= pr[P_EW_MIN]:
             lim = 4.0 * ew_std
             d = _min(_max(d, -lim), lim)  # np.clip
         if has_prev:
@@ -443,24 +513,24 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
 
         # long-run (slow) mean squares: deviation from the EWMA, and change (zeros included);
         # plain means until the memory is full, the deviation winsorised at 6 long-run sigmas
-        lr_rate = _max(pr[p_lr_rate], 1.0 / (cnt + 1.0))
+        lr_rate = _max(pr[P_LR_RATE], 1.0 / (cnt + 1.0))
         if has_prev:
             dv = xi - ew_m
-            lr_v = st[sl, c_lr_v]
+            lr_v = st[sl, C_LR_V]
             if cnt >= 64:
                 lim2 = 36.0 * lr_v
                 dv2 = _min(dv * dv, lim2) if lim2 > 0 else dv * dv
             else:
                 dv2 = dv * dv
-            st[sl, c_lr_v] = lr_v + lr_rate * (dv2 - lr_v)
+            st[sl, C_LR_V] = lr_v + lr_rate * (dv2 - lr_v)
             # a *step*: the previous change, as far as this reading kept it (a one-reading spike and
             # its return count ~0, an on/off switch counts in full), so repeated spikes are not learned
-            step = _min(st[sl, c_dch], back) if _isfinite(back) else 0.0
-            st[sl, c_ch_v] = st[sl, c_ch_v] + lr_rate * (step * step - st[sl, c_ch_v])
+            step = _min(st[sl, C_DCH], back) if _isfinite(back) else 0.0
+            st[sl, C_CH_V] = st[sl, C_CH_V] + lr_rate * (step * step - st[sl, C_CH_V])
             if change > 0 and (res == 0 or change < res):
-                st[sl, c_res] = change
-            st[sl, c_dch] = dchange
-        st[sl, c_fl_max] = fl_max
+                st[sl, C_RES] = change
+            st[sl, C_DCH] = dchange
+        st[sl, C_FL_MAX] = fl_max
 
         new_cnt = cnt + 1.0
         cix = np.int64(cnt)
@@ -468,44 +538,44 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, C, P, R
         changes[sl, cix % RC] = np.float32(change) if (has_prev and change > 0) else np.float32(np.nan)
         gaps[sl, cix % RG] = np.float32(gap / 1e6) if has_prev else np.float32(np.nan)
 
-        st[sl, c_base] = prev if has_prev else np.nan
-        st[sl, c_count] = new_cnt
-        st[sl, c_ew_m] = new_m
-        st[sl, c_ew_v] = new_v
-        st[sl, c_prev] = xi
+        st[sl, C_BASE] = prev if has_prev else np.nan
+        st[sl, C_COUNT] = new_cnt
+        st[sl, C_EW_M] = new_m
+        st[sl, C_EW_V] = new_v
+        st[sl, C_PREV] = xi
         if not same:
-            st[sl, c_fl_ref] = xi
-        st[sl, c_fl_run] = run
-        st[sl, c_fl_start] = fl_start
-        st[sl, c_fl_ok] = fl_ok
-        st[sl, c_thr_on] = 1.0 if now_on else 0.0
-        st[sl, c_peak] = new_peak
-        st[sl, c_sh_m] = sh_m
+            st[sl, C_FL_REF] = xi
+        st[sl, C_FL_RUN] = run
+        st[sl, C_FL_START] = fl_start
+        st[sl, C_FL_OK] = fl_ok
+        st[sl, C_THR_ON] = 1.0 if now_on else 0.0
+        st[sl, C_PEAK] = new_peak
+        st[sl, C_SH_M] = sh_m
         dd = sh_d if _isfinite(sh_d) else 0.0
         if sh_s > 0:
             dd = _min(dd, 3.0 * sh_s)
         if has_prev and _isfinite(med):
-            rate = _max(pr[p_sh_decay], 1.0 / (sh_n + 1.0))
-            st[sl, c_sh_s] = sh_s + rate * (dd - sh_s)
-            st[sl, c_sh_n] = sh_n + 1.0
+            rate = _max(pr[P_SH_DECAY], 1.0 / (sh_n + 1.0))
+            st[sl, C_SH_S] = sh_s + rate * (dd - sh_s)
+            st[sl, C_SH_N] = sh_n + 1.0
             dp = _max(sdir, 0.0) if _isfinite(sdir) else 0.0
             dn = _max(-sdir, 0.0) if _isfinite(sdir) else 0.0
             if sh_sp > 0:
                 dp = _min(dp, 3.0 * sh_sp)
             if sh_sn > 0:
                 dn = _min(dn, 3.0 * sh_sn)
-            st[sl, c_sh_sp] = sh_sp + rate * (dp - sh_sp)
-            st[sl, c_sh_sn] = sh_sn + rate * (dn - sh_sn)
+            st[sl, C_SH_SP] = sh_sp + rate * (dp - sh_sp)
+            st[sl, C_SH_SN] = sh_sn + rate * (dn - sh_sn)
 
-        li_rate = _max(pr[p_li_rate], 1.0 / (li_n + 1.0))
+        li_rate = _max(pr[P_LI_RATE], 1.0 / (li_n + 1.0))
         li_d = li_s - li_m
-        st[sl, c_li_m] = li_m + li_rate * li_d
-        st[sl, c_li_v] = (1.0 - li_rate) * (li_v + li_rate * li_d * li_d)
-        st[sl, c_li_s] = li_s
-        st[sl, c_li_n] = li_n + 1.0
-        st[sl, c_li_peak] = new_li_peak
+        st[sl, C_LI_M] = li_m + li_rate * li_d
+        st[sl, C_LI_V] = (1.0 - li_rate) * (li_v + li_rate * li_d * li_d)
+        st[sl, C_LI_S] = li_s
+        st[sl, C_LI_N] = li_n + 1.0
+        st[sl, C_LI_PEAK] = new_li_peak
 
         nc = np.int64(new_cnt)
         if nc <= eager_refresh or nc % refresh_every == 0:
-            _refresh(sl, nc, pr, st, values, changes, gaps, R, P[30:33], scr_g, scr_d, scr_a, scr_b)
+            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b)
         last_ts[sl] = ti

@@ -52,10 +52,12 @@ detector's decision, so live alerts are untouched. Seven float64 state columns p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from urbanpulse.detect.layout import DETECTORS, S, STATE
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
@@ -64,28 +66,9 @@ EAGER_REFRESH = 32
 _NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300
 
-# columns of the float64 state table
-_STATE = ("count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
-          "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
-          "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
-          "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch")
-S = {name: i for i, name in enumerate(_STATE)}
-
-# column indices handed to the kernel (it does not import the layouts): state columns in _STATE
-# order, the parameter columns it reads, and the state columns a refresh writes
-_C = np.arange(len(_STATE), dtype=np.int64)
-_P = np.array([COL["on_threshold"], COL["w_threshold"], COL["thr_high"], COL["thr_low"], COL["thr_clear_high"],
-               COL["thr_clear_low"], COL["rz_threshold"], COL["rz_min"], COL["ew_alpha"], COL["ew_threshold"],
-               COL["ew_min"], COL["sh_alpha"], COL["sh_threshold"], COL["sh_decay"], COL["sp_threshold"],
-               COL["sp_min"], COL["fl_min_readings"], COL["fl_min_duration_us"], COL["fl_tolerance"],
-               COL["fl_only_varying"], COL["si_factor"], COL["si_interval_us"], COL["si_min"], COL["fu_decay"],
-               COL["fu_bump"], COL["li_w"], COL["li_rate"], COL["li_alpha"], COL["li_thr"], COL["li_min"],
-               COL["rz_window"], COL["sp_window"], COL["si_window"], COL["ls_thr"], COL["ls_floor"],
-               COL["fl_learn"], COL["fl_decay"], COL["sp_floor"], COL["ew_floor"], COL["lr_rate"]], np.int64)
-_R = np.array([S["lo_min"], S["lo_q"], S["med"], S["mad"], S["dscale"], S["gap_med"], S["gap_q"]], np.int64)
-# the kernel reads on_* and w_* as 6 consecutive columns each, in DETECTOR_NAMES order
-assert [COL[f"on_{n}"] for n in DETECTOR_NAMES] == list(range(COL["on_threshold"], COL["on_threshold"] + 6))
-assert [COL[f"w_{n}"] for n in DETECTOR_NAMES] == list(range(COL["w_threshold"], COL["w_threshold"] + 6))
+# columns of the float64 state table (detect/layout.py)
+_STATE = STATE
+assert tuple(DETECTOR_NAMES) == DETECTORS
 
 _KERNEL = None
 
@@ -101,7 +84,7 @@ def _kernel():  # noqa: ANN202
         st = np.zeros((1, len(_STATE)), np.float64)
         k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, _NO_TS, np.int64),
                   np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan), np.full((1, 8), np.nan, np.float32),
-                  np.full((1, 8), np.nan, np.float32), _C, _P, _R, np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1),
+                  np.full((1, 8), np.nan, np.float32), np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1),
                   REFRESH_EVERY, EAGER_REFRESH)
         _KERNEL = k
     return _KERNEL
@@ -146,9 +129,10 @@ def _ratio_score(stat: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
 class DetectorBank:
     """All detectors for all active series; see the module docstring for the contract."""
 
-    def __init__(self, settings: DetectionSettings) -> None:
+    def __init__(self, settings: DetectionSettings,
+                 expected_interval: Callable[[str, str], float | None] | None = None) -> None:
         self.settings = settings
-        self.profiles = ProfileTable(settings)
+        self.profiles = ProfileTable(settings, expected_interval)
         cands = self.profiles.candidates()
         # ring sizes: the largest window any profile uses, per ring
         self.ring_values = int(max(p.robust_z.window for p in cands))
@@ -279,7 +263,7 @@ class DetectorBank:
             # one reading at a time in (slot, ts) order: the scalar form of the former rounds
             # (reference.py), same arithmetic, same state evolution, bit-identical output
             _kernel().process(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
-                              self.values, self.changes, self.gaps, _C, _P, _R, out, fused,
+                              self.values, self.changes, self.gaps, out, fused,
                               REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None
@@ -308,7 +292,8 @@ class DetectorBank:
             conf = P[:, COL["si_interval_us"]]
             learned_ok = st[:, S["count"]] >= P[:, COL["si_min"]]
             g_med, g_q = st[:, S["gap_med"]], st[:, S["gap_q"]]
-            learned = np.where(g_q > g_med, g_q * (g_q / g_med), g_med)  # as the kernel: irregular gaps stretch it
+            irr = P[:, COL["si_irregularity"]]
+            learned = np.where(g_q > g_med, g_med * (g_q / g_med) ** irr, g_med)  # as the kernel
             expected = np.where(np.isnan(conf), np.where(learned_ok, learned * 1e6, np.nan), conf)
             excess = np.maximum(gap / expected - 1.0, 0.0)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)

@@ -8,28 +8,17 @@ slots with a single fancy index.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import math
 from fnmatch import fnmatchcase
 
 import numpy as np
 
+from urbanpulse.detect.layout import COL, PARAMS
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings, DetectorParams, FusionSettings
 
-# Column layout of the parameter table. NaN means "not set" where a limit is optional.
-COLUMNS: tuple[str, ...] = (
-    *(f"on_{n}" for n in DETECTOR_NAMES),
-    *(f"w_{n}" for n in DETECTOR_NAMES),
-    "thr_high", "thr_low", "thr_clear_high", "thr_clear_low",
-    "rz_window", "rz_threshold", "rz_min",
-    "ew_alpha", "ew_threshold", "ew_min", "sh_alpha", "sh_threshold", "sh_decay",
-    "sp_window", "sp_threshold", "sp_min",
-    "fl_min_readings", "fl_min_duration_us", "fl_tolerance", "fl_only_varying",
-    "si_factor", "si_interval_us", "si_window", "si_min",
-    "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
-    "ls_thr", "ls_floor",
-    "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate",
-)
-COL = {name: i for i, name in enumerate(COLUMNS)}
+# Column layout of the parameter table (detect/layout.py).
+COLUMNS: tuple[str, ...] = PARAMS
 SEVERITIES = ("info", "warning", "critical")
 LONG_RUN_READINGS = 2000.0  # memory of the long-run spreads (scale floors of ewma, robust_z, spike)
 
@@ -66,6 +55,7 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         ls_thr=fusion.likelihood_shift_threshold, ls_floor=fusion.likelihood_shift_floor,
         fl_learn=p.flatline.learn_factor, fl_decay=0.5 ** (1.0 / p.flatline.learn_memory),
         sp_floor=p.spike.spread_floor, ew_floor=p.ewma.spread_floor, lr_rate=1.0 / LONG_RUN_READINGS,
+        si_irregularity=p.silence.irregularity,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off
@@ -75,9 +65,13 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
 class ProfileTable:
     """Distinct parameter profiles, their table rows and per-detector severities."""
 
-    def __init__(self, settings: DetectionSettings) -> None:
+    def __init__(self, settings: DetectionSettings,
+                 expected_interval: Callable[[str, str], float | None] | None = None) -> None:
         self.settings = settings
-        self._ids: dict[tuple[tuple[int, ...], str], int] = {}
+        #: the sensor registry's expected reporting interval of a series (seconds, or None):
+        #: silence judges gaps against it where the config leaves the interval to be learned
+        self.expected_interval = expected_interval
+        self._ids: dict[tuple[tuple[int, ...], str, float | None], int] = {}
         self._groups_of_sensor: dict[str, tuple[int, ...]] = {}
         self.params: list[DetectorParams] = []
         self.table = np.zeros((0, len(COLUMNS)), np.float64)
@@ -102,9 +96,13 @@ class ProfileTable:
             self._groups_of_sensor[sensor_id] = hit
         return hit
 
-    def resolve_params(self, groups: tuple[int, ...], metric: str = "") -> int:
-        """Profile id for these matching groups and this metric (created on first use)."""
-        key = (groups, metric)
+    def resolve_params(self, groups: tuple[int, ...], metric: str = "", registered_interval_s: float | None = None) -> int:
+        """Profile id for these matching groups and this metric (created on first use).
+
+        ``registered_interval_s`` (from the sensor registry) sets silence's expected interval
+        unless the config sets one for this metric or group: an explicit setting wins, the
+        registry comes next, and only without either is the interval learned from the gaps."""
+        key = (groups, metric, registered_interval_s)
         pid = self._ids.get(key)
         if pid is not None:
             return pid
@@ -116,6 +114,8 @@ class ProfileTable:
             g = s.groups[gi]
             if not g.metrics or metric in g.metrics:
                 p = p.patched(g.detectors)
+        if registered_interval_s is not None and p.silence.expected_interval_s is None:
+            p = p.patched({"silence": {"expected_interval_s": registered_interval_s}})
         pid = len(self.params)
         self.params.append(p)
         self.table = np.vstack([self.table, param_row(p, s.fusion)])
@@ -126,5 +126,9 @@ class ProfileTable:
 
     def profile_ids(self, sensor_ids: list[str], metrics: list[str]) -> np.ndarray:
         """int32 profile id per (sensor, metric)."""
-        return np.fromiter((self.resolve_params(self._groups(s), m) for s, m in zip(sensor_ids, metrics)),
+        known = self.expected_interval
+        if known is None:
+            return np.fromiter((self.resolve_params(self._groups(s), m) for s, m in zip(sensor_ids, metrics)),
+                               np.int32, len(sensor_ids))
+        return np.fromiter((self.resolve_params(self._groups(s), m, known(s, m)) for s, m in zip(sensor_ids, metrics)),
                            np.int32, len(sensor_ids))

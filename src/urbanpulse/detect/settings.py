@@ -88,7 +88,7 @@ class EwmaParams(_Params):
     """|x - EWMA mean| / EWMA std (winsorised updates, so one outlier does not inflate the band)."""
 
     alpha: float = Field(0.05, gt=0, lt=1, description="EWMA smoothing factor per reading")
-    threshold: float = Field(8.0, gt=0, description="decision at this many EWMA standard deviations (score 0.5)")
+    threshold: float = Field(16.0, gt=0, description="decision at this many EWMA standard deviations (score 0.5)")
     min_history: int = Field(16, ge=2, description="readings seen before it scores")
     shift_alpha: float = Field(
         0.1, gt=0, lt=1, description="smoothing of the level-shift statistic: a fast EWMA of the readings, "
@@ -135,11 +135,15 @@ class FlatlineParams(_Params):
 
 class SilenceParams(_Params):
     """No reading for `factor` x the expected interval (configured, or learned from the recent gaps: the
-    median gap, stretched by q90 / median where sampling is irregular)."""
+    median gap, stretched by (q90 / median) ** `irregularity` where sampling is irregular)."""
 
     factor: float = Field(3.0, gt=1, description="silent when the gap exceeds this many expected intervals")
     expected_interval_s: float | None = Field(None, gt=0, description="expected gap between readings; null = learn")
     window: int = Field(32, ge=4, le=1024, description="recent gaps in the learned (median) interval")
+    irregularity: float = Field(
+        2.0, ge=0, le=4, description="how much irregular sampling stretches the learned interval: median gap x "
+        "(q90 gap / median gap) ** this (0 = the median alone; 1 = the q90 gap; 2: an event-driven feed whose "
+        "gaps of 3x the median are normal needs a gap of ~3 x 10 medians to be silent). Regular series: no change")
     min_history: int = Field(32, ge=2, description="readings seen before a learned interval is trusted (enough "
                              "gaps to learn how regular the sampling is)")
     severity: Severity = Field("critical", description="severity of the alerts this detector raises: missing data "
@@ -185,7 +189,7 @@ class FusionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rearm_half_life: float = Field(
-        300.0, gt=0, description="readings for the memory of the last peak to halve; a new anomaly_score is only "
+        150.0, gt=0, description="readings for the memory of the last peak to halve (its tail to double); a new anomaly_score is only "
         "emitted when the raw score beats that decaying peak, so one anomaly gives one high score at its onset")
     rearm_bump: float = Field(
         0.3, ge=0, le=1, description="after an emitted score s the peak memory is set to s + bump x (1 - s): "

@@ -8,7 +8,8 @@ Readings: the elements listed in ``fields`` (default ``batt`` -> battery in %, `
 speed in km/h, ``p`` -> pressure in kPa, converted to the catalogue's hPa). The sensor id is
 ``<user>/<device>`` from the topic (or the ``topic`` element of HTTP-mode payloads), else the
 tracker id ``tid``. Other ``_type``s (lwt, transition, waypoint, card, ...) are not readings and
-are skipped.
+are skipped. With ``position_metric`` set, each location also yields a position-only reading
+(metric ``position``, value 1: one fix), the first-class kind of docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class OwnTracksOptions(FormatOptions):
     units: dict[str, str] = Field(default_factory=lambda: {"batt": "%", "vel": "km/h", "p": "kPa"})
     sensor_id: Literal["topic", "tid"] = Field("topic", description="<user>/<device> from the topic, or tid")
     topic_prefix: str = "owntracks/"
+    position_metric: str | None = Field(
+        None, description="e.g. position: every location message also yields a reading of this metric, value 1 "
+        "(one fix) at the fix's lat/lon, so a position without any field is stored, not lost (docs/privacy.md)")
 
 
 class OwnTracksFormat(VendorFormat):
@@ -60,6 +64,9 @@ class OwnTracksFormat(VendorFormat):
             raise DecodeFailure(Reason.BAD_TIMESTAMP, f"`tst` is not epoch seconds: {tst!r}"[:200])
         sensor = self._sensor(batch, i, msg)
         opts = self.options
+        if opts.position_metric is not None:
+            rows.add(i, len(opts.fields), sensor, opts.position_metric, seconds * 1e6, 1.0, None, lat, lon,
+                     {"lat": lat, "lon": lon})
         for j, (element, metric) in enumerate(opts.fields.items()):
             if element not in msg:
                 continue

@@ -117,5 +117,5 @@ class Pseudonymiser:
         if len(codes) and (codes == codes[0]).all():
             code = int(codes[0])
             mapping = {d: self._one(code, d) for d in set(ids)}
-            return [mapping[d] for d in ids]
+            return list(map(mapping.__getitem__, ids))
         return [self._one(c, d) for c, d in zip(codes.tolist(), ids)]

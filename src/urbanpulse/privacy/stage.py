@@ -98,7 +98,7 @@ class PrivacyStage:
         everything = sel is None
         mask = np.ones(n, bool) if sel is None else sel
         keeps_location = "location" not in p.drop_fields
-        if p.position_readings and keeps_location and len(cols.has_null_value) == n:
+        if p.position_readings and keeps_location and len(cols.has_null_value) == n and cols.has_null_value.any():
             fix = mask & cols.has_null_value & ~np.isnan(cols.lat) & ~np.isnan(cols.lon)
             if fix.any():
                 idx = np.flatnonzero(fix)

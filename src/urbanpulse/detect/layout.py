@@ -1,0 +1,36 @@
+"""Column layouts of DetectorBank's per-slot state table and per-profile parameter table.
+
+One place that names every column, so the kernel (`_kernel.py`) reads `st[sl, C_EW_V]` and
+`pr[P_EW_ALPHA]`, not positions, and the bank, the profiles and the kernel cannot disagree. This
+module imports nothing from the package (the kernel module-level constants are frozen by numba
+at compile time).
+"""
+
+from __future__ import annotations
+
+DETECTORS: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatline", "silence")
+
+# float64 state columns of one slot
+STATE: tuple[str, ...] = (
+    "count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
+    "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
+    "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
+    "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch",
+)
+S = {name: i for i, name in enumerate(STATE)}
+
+# float64 parameter columns of one profile (NaN = "not set" where a limit is optional)
+PARAMS: tuple[str, ...] = (
+    *(f"on_{n}" for n in DETECTORS),
+    *(f"w_{n}" for n in DETECTORS),
+    "thr_high", "thr_low", "thr_clear_high", "thr_clear_low",
+    "rz_window", "rz_threshold", "rz_min",
+    "ew_alpha", "ew_threshold", "ew_min", "sh_alpha", "sh_threshold", "sh_decay",
+    "sp_window", "sp_threshold", "sp_min",
+    "fl_min_readings", "fl_min_duration_us", "fl_tolerance", "fl_only_varying",
+    "si_factor", "si_interval_us", "si_window", "si_min",
+    "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
+    "ls_thr", "ls_floor",
+    "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate", "si_irregularity",
+)
+COL = {name: i for i, name in enumerate(PARAMS)}
