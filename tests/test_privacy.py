@@ -166,3 +166,36 @@ def test_cli_computes_the_stored_pseudonym_only_with_the_key(monkeypatch, capsys
     assert (period, pseudonym) == ("2026-11", Pseudonymiser(KEY).apply([ANNA], np.array([at_us]))[0])
     monkeypatch.delenv("URBANPULSE_PSEUDONYM_KEY")
     assert main(["privacy", "pseudonym", "--device", ANNA]) == 2
+
+
+def test_a_personal_message_that_crashes_its_source_is_remembered_without_its_topic_or_text(monkeypatch) -> None:  # noqa: ANN001
+    import asyncio
+
+    from urbanpulse.connectors.poison import PoisonGuard
+
+    monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY.decode())
+    saved: list = []
+
+    class Store:
+        async def save(self, source: str, suspects: list) -> None:
+            saved.extend(suspects)
+
+    pipe = _pipeline({"topics": {"phones/#": "personal"}})
+    guard = PoisonGuard(Store(), 3600)  # type: ignore[arg-type]
+    view = guard.view("mqtt", pipe)
+    batch = MessageBatch(source="mqtt", payloads=[b'{"sensor_id": "' + ANNA.encode() + b'"}'],
+                         topics=[f"phones/{ANNA}"])
+    view.current = batch
+    asyncio.run(guard.record_failure("mqtt", f"RuntimeError: crashed on {ANNA}"))
+    assert len(saved) == 1 and saved[0].topic == "phones/#" and "anna" not in saved[0].key
+    assert "anna" not in saved[0].error and saved[0].error.startswith("RuntimeError")
+    # the redelivery is still recognised: it goes to quarantine as poison, redacted
+    quarantined: list = []
+
+    async def quarantine(source: str, rejections: list, ack=None) -> None:  # noqa: ANN001
+        pipe.privacy.scrub(source, rejections)  # type: ignore[union-attr]
+        quarantined.extend(rejections)
+    pipe.quarantine = quarantine  # type: ignore[method-assign]
+    asyncio.run(view.submit(MessageBatch(source="mqtt", payloads=batch.payloads, topics=batch.topics)))
+    assert [r.reason.value for r in quarantined] == ["poison_message"]
+    assert b"anna" not in quarantined[0].payload and quarantined[0].topic == "phones/#"

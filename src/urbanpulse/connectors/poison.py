@@ -75,8 +75,12 @@ class PoisonGuard:
         mine = self.suspects.setdefault(source, {})
         alone = len(batch.payloads) == 1
         changed: list[Suspect] = []
+        privacy = getattr(view.pipeline, "privacy", None)
+        if privacy is not None and privacy.withholds(batch):  # docs/privacy.md: no personal text kept
+            error = error.split(":", 1)[0] + " (text withheld: personal data)"
         for i, payload in enumerate(batch.payloads):
             topic, partition, offset = batch.provenance(i)
+            topic = _stored_topic(view.pipeline, source, topic)
             sha = payload_hash(payload)
             key = message_key(topic, partition, offset, sha)
             old = mine.get(key)
@@ -111,6 +115,13 @@ class PoisonGuard:
             log.warning("cannot delete %d cleared suspect(s) of %s: %s", len(keys), source, exc)
 
 
+def _stored_topic(pipeline: object, source: str, topic: str | None) -> str | None:
+    """The topic a suspect is remembered and logged under: for a personal topic the filter that
+    made it personal (privacy/stage.py), so no device id reaches source_suspects or the log."""
+    privacy = getattr(pipeline, "privacy", None)
+    return topic if privacy is None else privacy.safe_topic(source, topic)
+
+
 class GuardedPipeline:
     """What a supervised source submits to: the pipeline, screening redelivered suspects.
 
@@ -140,6 +151,7 @@ class GuardedPipeline:
         by_index: dict[int, Suspect] = {}
         for i, payload in enumerate(batch.payloads):
             topic, partition, offset = batch.provenance(i)
+            topic = _stored_topic(self.pipeline, self.source, topic)
             sha = None if offset is not None else payload_hash(payload)
             s = suspects.get(message_key(topic, partition, offset, sha))
             if s is not None and (sha or payload_hash(payload)) == s.sha256:

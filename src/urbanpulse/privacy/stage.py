@@ -173,6 +173,14 @@ class PrivacyStage:
             r.payload = REDACTED_MESSAGE
             r.detail = f"{r.reason.value if hasattr(r.reason, 'value') else r.reason}: detail withheld (personal data)"
 
+    def safe_topic(self, source: str, topic: str | None) -> str | None:
+        """``topic`` as it may be stored or logged: for a redacted class the filter (or source)
+        that made it personal, never the topic itself (it may name the device)."""
+        p, flt = self._of_topic(source, topic)
+        if p is None or not _redacts(p):
+            return topic
+        return flt
+
     def withholds(self, batch: MessageBatch) -> bool:
         """Whether error texts about ``batch`` must stay out of the log (they may quote its ids)."""
         scope = self.scope(batch)

@@ -19,6 +19,33 @@ from dataclasses import dataclass
 Out = tuple[int, int, tuple, bool, "Prev | None"]
 
 
+class Grid:
+    """Bucket starts (us) of the range: arithmetic for fixed widths (no list of a year of minutes),
+    a list for calendar buckets."""
+
+    def __init__(self, starts: Sequence[int] | None = None, first: int = 0, step: int = 0, n: int = 0) -> None:
+        self.starts = list(starts) if starts is not None else None
+        self.first, self.step = first, step
+        self.n = len(self.starts) if self.starts is not None else n
+        self._pos = {b: i for i, b in enumerate(self.starts)} if self.starts is not None else None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return self.starts[i] if self.starts is not None else self.first + i * self.step
+
+    def index(self, b: int) -> int:
+        """Position of bucket start ``b``."""
+        return self._pos[b] if self._pos is not None else (b - self.first) // self.step
+
+    def first_at_or_after(self, b: int) -> int:
+        """Position of the first bucket starting at or after ``b`` (``len`` if none)."""
+        if self.starts is not None:
+            return next((i for i, x in enumerate(self.starts) if x >= b), self.n)
+        return min(self.n, max(0, -((self.first - b) // self.step)))
+
+
 @dataclass(frozen=True, slots=True)
 class Prev:
     """The last non-empty bucket of the current series (what ``previous``/``linear`` fill from)."""
@@ -30,17 +57,16 @@ class Prev:
 class GapFiller:
     """Turns stored rows into the full bucket grid, from a resume position on."""
 
-    def __init__(self, series_ids: Sequence[int], grid_us: Sequence[int], columns: Sequence[str], fill: str,
+    def __init__(self, series_ids: Sequence[int], grid_us: Grid | Sequence[int], columns: Sequence[str], fill: str,
                  start_sid: int = -1, start_bucket_us: int | None = None, prev: Prev | None = None) -> None:
         self.series = [s for s in series_ids if s >= start_sid]
-        self.grid = list(grid_us)
-        self.index = {b: i for i, b in enumerate(self.grid)}
+        self.grid = grid_us if isinstance(grid_us, Grid) else Grid(grid_us)
         self.columns = list(columns)
         self.fill = fill
         self.si = 0
         self.gi = 0
         if self.series and self.series[0] == start_sid and start_bucket_us is not None:
-            self.gi = next((i for i, b in enumerate(self.grid) if b >= start_bucket_us), len(self.grid))
+            self.gi = self.grid.first_at_or_after(start_bucket_us)
         self.prev = prev if self.series and self.series[0] == start_sid else None
 
     def _empty(self, sid: int, b: int, nxt: tuple[int, tuple] | None) -> Out:
@@ -70,7 +96,7 @@ class GapFiller:
             self.prev = None
         if self.si >= len(self.series) or self.series[self.si] != sid:
             return
-        stop = len(self.grid) if b is None else self.index[b]
+        stop = len(self.grid) if b is None else self.grid.index(b)
         while self.gi < stop:
             yield self._empty(sid, self.grid[self.gi], nxt)
             self.gi += 1

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from urbanpulse.query.buckets import boundaries, count_buckets
+from urbanpulse.query.buckets import boundaries, count_buckets, floor
 from urbanpulse.query.cursor import Position, decode_cursor, encode_cursor
 from urbanpulse.query.errors import QueryError, QueryTimeout, QueryTooLarge
-from urbanpulse.query.fill import GapFiller, Out
+from urbanpulse.query.fill import GapFiller, Grid, Out
 from urbanpulse.query.plan import READINGS_SQL, ROLLUPS, Plan, plan_query
 from urbanpulse.query.series import SeriesInfo, resolve_series
 from urbanpulse.query.spec import HistoryQuery
@@ -252,7 +252,12 @@ class HistoryRunner:
     def filler(self, q: HistoryQuery, ids: list[int], pos: Position) -> GapFiller:
         """Gap filler over the query's bucket grid, resuming at ``pos``."""
         assert q.bucket is not None and q.fill is not None
-        grid = [to_us(b) for b in boundaries(q.start, q.end, q.bucket, q.tz, self.limits.max_buckets)]
+        if q.bucket.is_fixed:
+            first = to_us(floor(q.start, q.bucket, q.tz))
+            step = q.bucket.seconds * 1_000_000
+            grid = Grid(first=first, step=step, n=-(-(to_us(q.end) - first) // step))
+        else:
+            grid = Grid([to_us(b) for b in boundaries(q.start, q.end, q.bucket, q.tz, self.limits.max_buckets)])
         return GapFiller(ids, grid, value_columns(q), q.fill, pos.series_id, pos.at_us, pos.prev)
 
     async def stream(self, q: HistoryQuery, chunk: int = 50_000) -> AsyncIterator[tuple[list[SeriesInfo], str,

@@ -14,7 +14,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from urbanpulse.query.buckets import Bucket, parse_bucket, parse_tz
-from urbanpulse.query.errors import QueryError
+from urbanpulse.query.errors import QueryError, UnknownSeries
 
 #: aggregates the rollup tables can answer exactly (percentiles need every reading)
 ROLLUP_AGGREGATES = ("count", "min", "max", "mean", "sum", "stddev", "first", "last")
@@ -153,8 +153,9 @@ def parse_query(params: Mapping[str, str | None], *, now: datetime | None = None
                               area=(params.get("area") or None),
                               tags=_csv(params.get("tag") or params.get("tags")),
                               bbox=_bbox(params.get("bbox")))
-    if selector.is_empty():
-        raise QueryError("select series with sensor=ID[,ID..] and/or metric=NAME (or area=, tag=, bbox=)")
+    if selector.is_empty():  # selects nothing: answered like a selection that matches nothing
+        raise UnknownSeries("no series selected: select series with sensor=ID[,ID..] and/or metric=NAME (or "
+                            "area=, tag=, bbox=)")
     now = now or datetime.now(timezone.utc)
     start = parse_time("start", params.get("start"))
     end = parse_time("end", params.get("end"), now)

@@ -10,7 +10,7 @@ and answered by the API's one handler: 422 (what to change), 413 (a limit: what 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -25,6 +25,15 @@ from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, RollupAvailab
 from urbanpulse.query.spec import HistoryQuery, parse_query
 
 router = APIRouter(tags=["history"])
+
+#: every bucket width ``bucket=`` takes (widths that divide a day, the day, the month)
+BUCKETS = tuple(f"{m}m" for m in range(1, 60) if 1440 % m == 0) + tuple(
+    f"{h}h" for h in range(1, 24) if 24 % h == 0) + ("1d", "month")
+Bucket = Literal[BUCKETS]  # type: ignore[valid-type]
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No stored series matches the selection (or the open-data scope hides it)"},
+    413: {"description": "The query is larger than a configured limit; `detail` says what to narrow"},
+}
 
 _SELECT = {"sensor", "metric", "area", "tag", "bbox", "start", "end", "bucket", "agg", "percentile", "tz", "fill",
            "path"}
@@ -119,7 +128,7 @@ def page_body(page: Page) -> dict[str, Any]:
 
 
 @router.get("/readings", summary="History of one or many series: readings or buckets with aggregates",
-            description=f"Example: `{_EXAMPLE}`. Pages follow `next_cursor`.")
+            description=f"Example: `{_EXAMPLE}`. Pages follow `next_cursor`.", responses=_RESPONSES)
 async def history(
     request: Request,
     sensor: str | None = Query(None, description="sensor id(s), comma-separated", examples=["beijing-dongsi"]),
@@ -127,18 +136,20 @@ async def history(
     area: str | None = Query(None, description="registry area/district"),
     tag: str | None = Query(None, description="registry tags (all must match), comma-separated"),
     bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat"),
-    start: str = Query(..., description="ISO 8601, inclusive", examples=["2015-01-01T00:00:00Z"]),
-    end: str | None = Query(None, description="ISO 8601, exclusive; default now", examples=["2016-01-01T00:00:00Z"]),
-    bucket: str | None = Query(None, description="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month; none = readings",
-                               examples=["1h"]),
+    start: datetime = Query(..., description="ISO 8601, inclusive", examples=["2015-01-01T00:00:00Z"]),
+    end: datetime | None = Query(None, description="ISO 8601, exclusive; default now",
+                                 examples=["2016-01-01T00:00:00Z"]),
+    bucket: Bucket | None = Query(None, description="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month (any width "
+                                  "that divides a day); none = the readings", examples=["1h"]),
     agg: str | None = Query(None, description="count,min,max,mean,sum,stddev,first,last,p50,p90,p95,p99",
                             examples=["mean,max"]),
     percentile: str | None = Query(None, description="extra percentiles as fractions, e.g. 0.25,0.75"),
     tz: str | None = Query(None, description="IANA zone for day/month buckets and bucket alignment; default UTC",
                            examples=["Europe/London"]),
-    fill: str | None = Query(None, description="fill empty buckets: null, previous or linear"),
-    path: str | None = Query(None, description="auto (default), raw or rollup: which stored table answers"),
-    limit: int | None = Query(None, description="rows per page (default 1000, at most 10000)"),
+    fill: Literal["null", "previous", "linear"] | None = Query(None, description="fill empty buckets"),
+    path: Literal["auto", "raw", "rollup"] | None = Query(None, description="which stored table answers "
+                                                                           "(default auto)"),
+    limit: int | None = Query(None, ge=1, le=10_000, description="rows per page (default 1000, at most 10000)"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
     principal: Principal = ALLOW_OPEN_DATA,
 ) -> Response:
@@ -152,15 +163,19 @@ async def history(
             description="Streams with constant memory. CSV carries the query, each series' unit, location "
                         "and licence (and with quality=true the data-quality report) in `#` comment lines (pandas: "
                         "`read_csv(url, comment='#')`); NDJSON in its first line; Parquet in the file's key-value "
-                        "metadata (`urbanpulse`).")
+                        "metadata (`urbanpulse`).", response_class=StreamingResponse,
+            responses={**_RESPONSES, 200: {"description": "The file, streamed", "content": {
+                "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}})
 async def export(
     request: Request,
-    format: str = Query("csv", description="csv, ndjson or parquet"),
+    format: Literal["csv", "ndjson", "parquet"] = Query("csv", description="file format"),
     sensor: str | None = Query(None), metric: str | None = Query(None), area: str | None = Query(None),
-    tag: str | None = Query(None), bbox: str | None = Query(None), start: str = Query(...),
-    end: str | None = Query(None), bucket: str | None = Query(None), agg: str | None = Query(None),
-    percentile: str | None = Query(None), tz: str | None = Query(None), fill: str | None = Query(None),
-    path: str | None = Query(None),
+    tag: str | None = Query(None), bbox: str | None = Query(None), start: datetime = Query(...),
+    end: datetime | None = Query(None), bucket: Bucket | None = Query(None), agg: str | None = Query(None),
+    percentile: str | None = Query(None), tz: str | None = Query(None),
+    fill: Literal["null", "previous", "linear"] | None = Query(None),
+    path: Literal["auto", "raw", "rollup"] | None = Query(None),
     quality: bool = Query(False, description="include the data-quality report of the series over the range "
                                              "(one more pass over the readings before the first row)"),
     principal: Principal = ALLOW_OPEN_DATA,
@@ -175,7 +190,8 @@ async def export(
                                       "X-Urbanpulse-Path": ex.info.path})
 
 
-@router.get("/sensors/{sensor_id}/latest", summary="The newest reading of each metric of a sensor")
+@router.get("/sensors/{sensor_id}/latest", summary="The newest reading of each metric of a sensor",
+            responses={404: {"description": "The sensor has no stored readings (or the open-data scope hides it)"}})
 async def sensor_latest(request: Request, sensor_id: str = Path(..., examples=["beijing-dongsi"]),
                         principal: Principal = ALLOW_OPEN_DATA) -> Response:
     """``{"sensor_id", "readings": [{"metric", "ts", "value", "flags"}]}``; 404 if the sensor has no readings."""
