@@ -127,8 +127,23 @@ def page_body(page: Page) -> dict[str, Any]:
     }
 
 
+_PAGE_EXAMPLE = {
+    "query": {"start": "2015-01-01T00:00:00+00:00", "end": "2015-01-02T00:00:00+00:00", "bucket": "1h",
+              "tz": "Europe/London", "columns": ["mean", "max"], "fill": None, "path": "rollup"},
+    "series": [{"sensor_id": "beijing-dongsi", "metric": "pm2_5", "unit": "ug/m3", "lat": 39.929, "lon": 116.417,
+                "area": "dongcheng", "licence": "CC-BY-4.0", "data_class": "open"}],
+    "items": [{"sensor_id": "beijing-dongsi", "metric": "pm2_5", "bucket": "2015-01-01T00:00:00+00:00",
+               "local": "2015-01-01T00:00:00+00:00", "mean": 35.2, "max": 41.0}],
+    "next_cursor": None,
+}
+_LATEST_EXAMPLE = {"sensor_id": "beijing-dongsi",
+                   "readings": [{"metric": "pm2_5", "ts": "2017-02-28T23:00:00+00:00", "value": 35.2, "flags": 0}]}
+
+
 @router.get("/readings", summary="History of one or many series: readings or buckets with aggregates",
-            description=f"Example: `{_EXAMPLE}`. Pages follow `next_cursor`.", responses=_RESPONSES)
+            description=f"Example: `{_EXAMPLE}`. Pages follow `next_cursor`.",
+            responses={**_RESPONSES, 200: {"description": "One page of rows, with the series' registry metadata",
+                                           "content": {"application/json": {"example": _PAGE_EXAMPLE}}}})
 async def history(
     request: Request,
     sensor: str | None = Query(None, description="sensor id(s), comma-separated", examples=["beijing-dongsi"]),
@@ -165,8 +180,14 @@ async def history(
                         "`read_csv(url, comment='#')`); NDJSON in its first line; Parquet in the file's key-value "
                         "metadata (`urbanpulse`).", response_class=StreamingResponse,
             responses={**_RESPONSES, 200: {"description": "The file, streamed", "content": {
-                "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}},
-                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}})
+                "text/csv": {"schema": {"type": "string"},
+                             "example": "# urbanpulse export ...\nsensor_id,metric,ts_utc,value\n"
+                                        "beijing-dongsi,pm2_5,2015-01-01 00:00:00,35.2\n"},
+                "application/x-ndjson": {"schema": {"type": "string"},
+                                         "example": '{"sensor_id":"beijing-dongsi","metric":"pm2_5",'
+                                                    '"ts":"2015-01-01T00:00:00+00:00","value":35.2}\n'},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"},
+                                                   "example": "(a Parquet file)"}}}})
 async def export(
     request: Request,
     format: Literal["csv", "ndjson", "parquet"] = Query("csv", description="file format"),
@@ -191,7 +212,9 @@ async def export(
 
 
 @router.get("/sensors/{sensor_id}/latest", summary="The newest reading of each metric of a sensor",
-            responses={404: {"description": "The sensor has no stored readings (or the open-data scope hides it)"}})
+            responses={200: {"description": "The newest reading of each metric",
+                             "content": {"application/json": {"example": _LATEST_EXAMPLE}}},
+                       404: {"description": "The sensor has no stored readings (or the open-data scope hides it)"}})
 async def sensor_latest(request: Request, sensor_id: str = Path(..., examples=["beijing-dongsi"]),
                         principal: Principal = ALLOW_OPEN_DATA) -> Response:
     """``{"sensor_id", "readings": [{"metric", "ts", "value", "flags"}]}``; 404 if the sensor has no readings."""
