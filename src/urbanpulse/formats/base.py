@@ -84,3 +84,18 @@ class Format(Protocol):
         costs one message, never a source.
         """
         ...
+
+
+def depth_exceeds(obj: object, limit: int) -> bool:
+    """True if JSON nesting goes deeper than ``limit``; iterative, so hostile input cannot
+    exhaust the stack (every JSON-based format checks its parsed message with it)."""
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False

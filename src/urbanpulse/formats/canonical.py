@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, describe_exception
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -110,20 +110,6 @@ def _item_bytes(text: str, spans: list[tuple[int, int]] | None, j: int, item: ob
         a, b = spans[j]
         return text[a:b].encode("utf-8")
     return json.dumps(item).encode("ascii")
-
-
-def _depth_exceeds(obj: object, limit: int) -> bool:
-    """True if JSON nesting goes deeper than ``limit`` (iterative: safe on hostile input)."""
-    stack: list[tuple[object, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-    return False
 
 
 class CanonicalOptions(BaseModel):
@@ -313,7 +299,7 @@ class CanonicalJsonFormat:
         except ValueError as exc:
             rejections.append(self._reject(batch, i, Reason.INVALID_JSON, str(exc)[:200], payload))
             return
-        if _depth_exceeds(parsed, self.limits.max_json_depth):
+        if depth_exceeds(parsed, self.limits.max_json_depth):
             rejections.append(self._reject(
                 batch, i, Reason.TOO_DEEP,
                 f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)", payload))

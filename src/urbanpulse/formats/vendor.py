@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, describe_exception
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
 from urbanpulse.formats.units import MetricMapper
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 from urbanpulse.quality.catalogue import MetricCatalogue
@@ -217,7 +217,7 @@ class VendorFormat:
             raise DecodeFailure(Reason.TOO_DEEP, "JSON nesting exceeds the parser's limit") from None
         except ValueError as exc:
             raise DecodeFailure(Reason.INVALID_JSON, str(exc)[:200]) from None
-        if _depth_exceeds(obj, self.limits.max_json_depth):
+        if depth_exceeds(obj, self.limits.max_json_depth):
             raise DecodeFailure(Reason.TOO_DEEP,
                                 f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)")
         return obj
@@ -258,20 +258,6 @@ def _json_bytes(obj: object) -> bytes:
         return msgspec.json.encode(obj)
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
         return repr(obj).encode("utf-8", "replace")
-
-
-def _depth_exceeds(obj: object, limit: int) -> bool:
-    """True if nesting goes deeper than ``limit`` (iterative: safe on hostile input)."""
-    stack: list[tuple[object, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-    return False
 
 
 def check_name(value: object, what: str) -> str:
