@@ -5,11 +5,9 @@ PostgreSQL; the faults are injected into real components."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 import asyncpg
-import numpy as np
 import orjson
 import pytest
 from prometheus_client import generate_latest

@@ -8,7 +8,6 @@ import asyncio
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import asyncpg
 import pytest

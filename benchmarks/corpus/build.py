@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import sys
 from collections import Counter
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.events import Event, events_fit, natural_events, probation_rows
+from corpus.events import Event, events_fit, natural_events
 from corpus.inject import inject
 from nab_score import windows_from_points
 
