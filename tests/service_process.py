@@ -138,7 +138,8 @@ class ServiceProcess:
             return ""
 
 
-async def _fetchval(dsn: str, sql: str, *args: Any) -> Any:
+async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    """One value from the database, on a connection of its own."""
     conn = await asyncpg.connect(dsn)
     try:
         return await conn.fetchval(sql, *args)
@@ -146,7 +147,8 @@ async def _fetchval(dsn: str, sql: str, *args: Any) -> Any:
         await conn.close()
 
 
-async def _fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows from the database, on a connection of its own."""
     conn = await asyncpg.connect(dsn)
     try:
         return await conn.fetch(sql, *args)
@@ -156,11 +158,11 @@ async def _fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 def db_value(dsn: str, sql: str, *args: Any) -> Any:
     """One value from the database (sync, for subprocess-driven tests)."""
-    return asyncio.run(_fetchval(dsn, sql, *args))
+    return asyncio.run(fetchval(dsn, sql, *args))
 
 
 def db_rows(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    return asyncio.run(_fetch(dsn, sql, *args))
+    return asyncio.run(fetch(dsn, sql, *args))
 
 
 def readings_count(dsn: str) -> int:

@@ -193,6 +193,30 @@ def drop_database(name: str, base_dsn: str = PG_DSN) -> None:
     # WITH (FORCE) (PostgreSQL >= 13) terminates connections a test forgot to close.
     run_sync(_pg_execute(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
+@contextlib.contextmanager
+def migrated_database(base_dsn: str = PG_DSN) -> Iterator[str]:
+    """A new database with the urbanpulse schema (plain PostgreSQL mode); yields its DSN and
+    drops it afterwards. For module-scoped fixtures that share one schema across tests."""
+    import asyncpg
+
+    from urbanpulse.storage.migrations import migrate
+
+    name, dsn = create_database(base_dsn)
+
+    async def setup() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, "postgres")
+        finally:
+            await conn.close()
+
+    try:
+        run_sync(setup())
+        yield dsn
+    finally:
+        drop_database(name, base_dsn)
+
+
 
 # --------------------------------------------------------------------------------------------
 # Tansu (Kafka protocol)

@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 
+from service_process import fetch, fetchval  # noqa: F401 - re-exported for the supervision tests
 from urbanpulse.api.app import create_app
 from urbanpulse.config import load_settings
 from urbanpulse.formats.base import Decoded, MessageBatch
@@ -124,18 +124,3 @@ async def eventually(predicate: Callable[[], Awaitable[Any]], timeout: float, wh
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
-
-async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()

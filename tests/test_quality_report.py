@@ -20,7 +20,6 @@ from registry_fixtures import RegistryDb, rdb  # noqa: F401 - fixture
 from urbanpulse.quality.report import GAP_FACTOR, quality_report
 from urbanpulse.registry.model import SensorIn
 from urbanpulse.registry.store import save_sensor
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -33,20 +32,8 @@ _ids = itertools.count()
 
 @pytest.fixture(scope="module")
 def quality_db(pg_dsn: str):
-    name, dsn = services.create_database(pg_dsn)
-
-    async def setup() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn, "postgres")
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
-    try:
+    with services.migrated_database(pg_dsn) as dsn:
         yield dsn
-    finally:
-        services.drop_database(name, pg_dsn)
 
 
 @st.composite

@@ -21,7 +21,6 @@ import services
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.registry.io import CSV_COLUMNS, check_rows, export_registry, import_file, raw_rows
 from urbanpulse.registry.store import list_sensors
-from urbanpulse.storage.migrations import migrate
 
 CATALOGUE = MetricCatalogue.load()
 METRIC_UNITS = [("pm2_5", "ug/m3"), ("pm10", "µg/m3"), ("temperature", "Cel"), ("humidity", "%"),
@@ -137,20 +136,8 @@ def test_every_bad_row_is_reported_by_its_line(rows, fmt):
 
 @pytest.fixture(scope="module")
 def import_db(pg_dsn: str):
-    name, dsn = services.create_database(pg_dsn)
-
-    async def setup() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn, "postgres")
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
-    try:
+    with services.migrated_database(pg_dsn) as dsn:
         yield dsn
-    finally:
-        services.drop_database(name, pg_dsn)
 
 
 @pytest.mark.integration

@@ -16,7 +16,6 @@ import services
 from urbanpulse.registry import select_series
 from urbanpulse.registry.model import SensorIn
 from urbanpulse.registry.store import save_sensor
-from urbanpulse.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +27,8 @@ _run = itertools.count()
 
 @pytest.fixture(scope="module")
 def select_db(pg_dsn: str):
-    name, dsn = services.create_database(pg_dsn)
-
-    async def setup() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn, "postgres")
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
-    try:
+    with services.migrated_database(pg_dsn) as dsn:
         yield dsn
-    finally:
-        services.drop_database(name, pg_dsn)
 
 
 sensors_st = st.lists(st.fixed_dictionaries({
