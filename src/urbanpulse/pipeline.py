@@ -42,6 +42,7 @@ from urbanpulse.metrics import IngestMetrics
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 from urbanpulse.privacy.stage import PrivacyStage
 from urbanpulse.quality.validate import ReadingValidator, Validated
+from urbanpulse.storage.lock_waits import blocked_by_us
 from urbanpulse.storage.write_errors import WriteErrorKind, classify_write_error
 from urbanpulse.storage.writer import ReadingStore, WriteResult
 
@@ -53,7 +54,6 @@ Ack = Callable[[], Awaitable[None] | None]
 COMMIT_ORDER_WAIT_S = 5.0
 #: while it waits, how often it checks that it is not holding up an earlier batch inside PostgreSQL
 COMMIT_ORDER_PROBE_S = 0.05
-_BLOCKS_ANOTHER_SQL = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))"
 
 
 #: failed writes logged without a traceback (the message says it all)
@@ -467,13 +467,15 @@ class Pipeline:
                 return
             except asyncio.TimeoutError:
                 pass
-            if await conn.fetchval(_BLOCKS_ANOTHER_SQL, conn.get_server_pid()):
+            waiter = await blocked_by_us(conn)
+            if waiter is not None:
                 self.commits_out_of_order += 1
-                log.info("batch %d holds rows an earlier batch waits for (the same readings twice): committing "
-                         "it first", seq)
+                self.metrics.commits_out_of_order.labels(waiter.kind.value).inc()
+                log.info("batch %d commits before an earlier batch: %s", seq, waiter.describe())
                 return
             if time.monotonic() > deadline:
                 self.commits_out_of_order += 1
+                self.metrics.commits_out_of_order.labels("timeout").inc()
                 log.warning("batch %d: earlier batches still uncommitted after %.0fs; committing it anyway",
                             seq, COMMIT_ORDER_WAIT_S)
                 return
