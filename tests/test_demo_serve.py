@@ -242,3 +242,59 @@ def test_the_readme_first_command_is_one_line_that_serves_where_it_says() -> Non
     api = ApiSettings()
     url = f"http://{api.host}:{api.port}/"
     assert f"open {url}" in readme.split("```sh", 1)[0]  # the browser address, above the command
+
+
+def _configured(tmp_path: Path, dsn: str) -> str:
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(f"database:\n  dsn: {dsn}\n")
+    return str(cfg)
+
+
+def _stop(d: DemoProcess, sig: int) -> str:
+    d.proc.send_signal(sig)
+    assert d.proc.wait(60) == 0, d.output()[-3000:]
+    return d.output()
+
+
+def test_loop_goes_on_past_the_replayed_span_in_time_and_stores_every_reading_once(tmp_path: Path,
+                                                                                    fresh_db: str) -> None:
+    d = DemoProcess(tmp_path, "--config", _configured(tmp_path, fresh_db), "--stations", "3", "--hours", "30",
+                    "--backlog", "10", "--speed", "360000", "--loop")
+    try:
+        d.wait_ready()
+        assert "looping" in d.output()
+        # three loops of 30 hours: the newest reading is past the span twice over
+        wait_until(lambda: (_latest_pm25(d, "beijing-aotizhongxin") or at(0)) >= at(90), 120,
+                   what="the replay to loop twice")
+        out = _stop(d, signal.SIGINT)  # Ctrl-C
+    finally:
+        d.stop_quietly()
+    assert re.search(r"already stored\s+0\s", out), out[-2000:]  # a loop never repeats a timestamp
+    assert "received = stored + already stored + quarantined: yes" in out
+
+
+def test_without_loop_the_replay_ends_and_the_service_stays_up(tmp_path: Path, fresh_db: str) -> None:
+    d = DemoProcess(tmp_path, "--config", _configured(tmp_path, fresh_db), "--stations", "3", "--hours", "20",
+                    "--backlog", "5", "--speed", "36000")
+    try:
+        d.wait_ready()
+        wait_until(lambda: "replay finished at" in d.output(), 60, what="the end of the replay")
+        assert httpx.get(d.url + "/health", timeout=5).status_code == 200
+        assert _latest_pm25(d, "beijing-aotizhongxin") == at(19)  # the last replayed hour, and no further
+        out = _stop(d, signal.SIGTERM)
+    finally:
+        d.stop_quietly()
+    # 3 stations x 20 h x 11 metrics, less the 12 hours the first round's silent station sends nothing
+    silent = next(i for i in default_schedule(sorted(load_sites())[:3], 5, 20) if isinstance(i, Silent))
+    assert silent.start + silent.length <= 20
+    assert re.search(rf"readings received\s+{3 * 20 * 11 - silent.length * 11}\s", out), out[-2000:]
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = _cli("--serve", "--port", str(busy.getsockname()[1]))
+    assert r.returncode == 2 and "cannot serve on 127.0.0.1" in r.stderr and "--port" in r.stderr
