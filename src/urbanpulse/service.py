@@ -146,6 +146,7 @@ class IngestService:
             self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval)
             await self.analytics.start()
             self.analytics.live, self.live.fed = self.live, True
+            self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
