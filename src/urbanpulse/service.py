@@ -25,6 +25,7 @@ from urbanpulse.errors import ConfigError, StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
 from urbanpulse.formats.router import HTTP_SOURCE, build_router
 from urbanpulse.http_ingest.submit import HttpIngestor
+from urbanpulse.live.feed import LiveFeed
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
@@ -100,6 +101,8 @@ class IngestService:
         #: POST /ingest's way into the pipeline (None until started)
         self.http_ingest: HttpIngestor | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        #: the latest committed readings for the live page (fed by stream analytics)
+        self.live = LiveFeed(settings.live)
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
@@ -122,7 +125,7 @@ class IngestService:
         finally:
             await conn.close()
         log.info("storage mode: %s", self.storage_mode)
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1),
+        self.pool = self.live.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1),
                                               init=prepare_connection)
         partitions = None
         if self.storage_mode == "postgres":
@@ -146,6 +149,7 @@ class IngestService:
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval)
             await self.analytics.start()
+            self.analytics.live, self.live.fed = self.live, True
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
@@ -190,13 +194,14 @@ class IngestService:
             await self.pipeline.stop()
         if self.analytics is not None:
             await self.analytics.stop()
+        await self.live.close()
         if self._registry_task is not None:
             self._registry_task.cancel()
             await asyncio.gather(self._registry_task, return_exceptions=True)
             self._registry_task = None
         if self.pool is not None:
             await self.pool.close()
-            self.pool = None
+            self.pool = self.live.pool = None
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)  # type: ignore[attr-defined]
             self._embedded = None
