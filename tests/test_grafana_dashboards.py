@@ -53,6 +53,12 @@ def test_every_dashboard_file_is_json_an_object_and_tidy():
             f"{path.name}: keep it as json.dumps(indent=2) writes it, so diffs stay readable"
 
 
+def test_every_dashboard_is_described_in_the_docs(boards):
+    doc = (gc.REPO / "docs" / "grafana.md").read_text()
+    for name, board in boards.items():
+        assert f"### {board['title']} (`{name}`)" in doc, f"docs/grafana.md does not describe {name}"
+
+
 def _lost_keys(original, decoded, path=()) -> list[tuple[str, ...]]:
     """Keys of ``original`` missing from ``decoded`` (what the typed models did not keep)."""
     lost = []
