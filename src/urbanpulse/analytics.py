@@ -40,6 +40,7 @@ from urbanpulse.alerts.lifecycle import AlertChanges
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.config import Settings
 from urbanpulse.detect.bank import DetectorBank, Scores, Silences
+from urbanpulse.live.feed import LiveFeed
 from urbanpulse.model import ReadingColumns
 from urbanpulse.slots import SlotMap
 from urbanpulse.windows.state import ClosedWindows, WindowState
@@ -83,6 +84,8 @@ class Prepared:
     analysis: asyncio.Future[_Analysis] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = 0.0  # perf_counter() at prepare
+    #: (series ids, ts_us, values) of the batch, for the live pages after COMMIT (LiveFeed.offer)
+    live: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 class StreamAnalytics:
@@ -112,6 +115,8 @@ class StreamAnalytics:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics")
         self._queue: asyncio.Queue[Prepared] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
+        #: the live pages' feed (urbanpulse.live.feed.LiveFeed); committed batches go to it
+        self.live: LiveFeed | None = None
 
     async def start(self) -> None:
         """Load open alerts and maintenance windows (a restart updates alerts, never duplicates
@@ -148,7 +153,10 @@ class StreamAnalytics:
             slots = await self._admit(series_ids, slots, readings)
         if len(readings.flags) != len(readings):
             readings.flags = np.zeros(len(readings), np.int16)
-        return self._submit(self._analyse, source, readings, slots, now_us)
+        prepared = self._submit(self._analyse, source, readings, slots, now_us)
+        if self.live is not None:  # references only; used after COMMIT if a page is open then
+            prepared.live = (series_ids, readings.ts_us, readings.value)
+        return prepared
 
     def _submit(self, work: Callable[..., _Analysis], *args: object) -> Prepared:
         """Queue work for the worker thread; the pump finishes it in the order submitted."""
@@ -164,7 +172,10 @@ class StreamAnalytics:
             return None
         assert isinstance(prepared, Prepared)
         await prepared.done.wait()
-        return prepared if prepared.changes else None
+        if prepared.changes:
+            return prepared
+        # no alert changes: only worth a committed() call while a live page is open
+        return prepared if prepared.live is not None and self.live is not None and self.live.wanted else None
 
     def _analyse(self, source: str, readings: ReadingColumns, slots: np.ndarray, now_us: int) -> _Analysis:
         """The worker thread's part of a batch: windows, late flags, detector scores."""
@@ -212,7 +223,8 @@ class StreamAnalytics:
     async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
         if prepared is not None:
             assert isinstance(prepared, Prepared)
-            prepared.events = await self.alerts.store.apply(conn, prepared.changes)
+            if prepared.changes:
+                prepared.events = await self.alerts.store.apply(conn, prepared.changes)
 
     def committed(self, prepared: object) -> None:
         assert isinstance(prepared, Prepared)
@@ -220,6 +232,8 @@ class StreamAnalytics:
             for e in prepared.events:
                 self.events_by_kind[e.kind] += 1
             self.alerts.publish(prepared.events)
+        if prepared.live is not None and self.live is not None:
+            self.live.offer(*prepared.live)
 
     async def tick(self) -> Prepared | None:
         """Idle windows and silence during a gap, queued behind the batches on the worker like a

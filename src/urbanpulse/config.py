@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.live.settings import LiveSettings
 from urbanpulse.privacy.settings import PrivacySettings
 from urbanpulse.query.settings import HistorySettings
 from urbanpulse.registry.settings import RegistrySettings
@@ -277,6 +278,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     history: HistorySettings = HistorySettings()
     privacy: PrivacySettings = PrivacySettings()
+    live: LiveSettings = LiveSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
