@@ -42,6 +42,7 @@ from urbanpulse.config import Settings
 from urbanpulse.detect.bank import DetectorBank, Scores, Silences
 from urbanpulse.live.feed import LiveFeed
 from urbanpulse.model import ReadingColumns
+from urbanpulse.slots import SlotMap
 from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
@@ -87,64 +88,6 @@ class Prepared:
     live: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
-class SlotMap:
-    """Dense slots for the series this process currently holds in memory."""
-
-    def __init__(self) -> None:
-        self.slot_of = np.full(1024, -1, np.int32)  # indexed by series id
-        self.series_of = np.full(1024, -1, np.int32)  # indexed by slot
-        self.sensor: list[str] = []
-        self.metric: list[str] = []
-        self._free: list[int] = []
-        self._next = 0
-
-    def __len__(self) -> int:
-        return self._next - len(self._free)
-
-    @property
-    def capacity(self) -> int:
-        return len(self.series_of)
-
-    def lookup(self, series_ids: np.ndarray) -> np.ndarray:
-        """Slot per reading (-1 where the series has none yet)."""
-        top = int(series_ids.max()) if len(series_ids) else 0
-        if top >= len(self.slot_of):
-            grown = np.full(max(top + 1, 2 * len(self.slot_of)), -1, np.int32)
-            grown[:len(self.slot_of)] = self.slot_of
-            self.slot_of = grown
-        return self.slot_of[series_ids]
-
-    def allocate(self, series_ids: np.ndarray, sensors: list[str], metrics: list[str]) -> np.ndarray:
-        """New slots for these (distinct, unknown) series."""
-        out = np.empty(len(series_ids), np.int32)
-        for k, (sid, sensor, metric) in enumerate(zip(series_ids.tolist(), sensors, metrics)):
-            if self._free:
-                slot = self._free.pop()
-                self.sensor[slot], self.metric[slot] = sensor, metric
-            else:
-                slot = self._next
-                self._next += 1
-                self.sensor.append(sensor)
-                self.metric.append(metric)
-            out[k] = slot
-        if self._next > len(self.series_of):
-            grown = np.full(max(self._next, 2 * len(self.series_of)), -1, np.int32)
-            grown[:len(self.series_of)] = self.series_of
-            self.series_of = grown
-        self.series_of[out] = series_ids
-        self.slot_of[series_ids] = out
-        return out
-
-    def release(self, slots: np.ndarray) -> None:
-        """Forget these slots' series (evicted as idle)."""
-        if not len(slots):
-            return
-        sids = self.series_of[slots]
-        self.slot_of[sids[sids >= 0]] = -1
-        self.series_of[slots] = -1
-        self._free.extend(int(s) for s in slots)
-
-
 class StreamAnalytics:
     """Windows, detectors and alerts for the series this process ingests (see module doc)."""
 
@@ -156,7 +99,7 @@ class StreamAnalytics:
         self.windows = WindowState(settings.windows)
         # the sensor registry's expected interval of a series feeds silence (None: learned)
         self.bank = DetectorBank(settings.detection, expected_interval)
-        self.alerts = AlertService(settings.alerts)
+        self.alerts = AlertService(settings.alerts, slots=self.slots)  # the one slot map, shared
         self.warm_readings = int(self.bank.history_needed)
         # the bank's score columns, most specific detector first (see _detections)
         rank = {n: i for i, n in enumerate(ALERT_PRIORITY)}
@@ -313,6 +256,7 @@ class StreamAnalytics:
         silences = self.bank.check_silence(active, self._silence_clock(active, now_us), now_us)
         if len(silences):  # the same configured severity as a silence found by a reading
             silences.severity = [self.bank.severity(int(s), "silence") for s in silences.slot.tolist()]
+            silences.group = self.windows.source_names(silences.slot)  # a whole source quiet: one incident
         return None, closed, silences
 
     def _silence_clock(self, slots: np.ndarray, now_us: int) -> np.ndarray:
@@ -345,10 +289,8 @@ class StreamAnalytics:
         cap = self.slots.capacity
         self.bank.ensure_capacity(cap)
         self.windows.ensure_capacity(cap)
-        self.alerts.manager.ensure_capacity(cap)
         self.bank.assign(new_slots, sensors, metrics)
         self.windows.assign(new_slots, metrics)
-        self.alerts.manager.assign(new_slots, new_ids, sensors, metrics)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_WARM_SQL, new_ids, self.warm_readings)
         if rows:
@@ -372,7 +314,6 @@ class StreamAnalytics:
     def _forget(self, slots: np.ndarray) -> None:
         """Drop evicted slots (their windows already freed) from the detectors, alerts and slot map."""
         self.bank.evict(slots)
-        self.alerts.manager.evict(slots)
         self.slots.release(slots)
         self.evicted += len(slots)
 
@@ -395,7 +336,8 @@ class StreamAnalytics:
             score=scores.score[rows, cols], detector=[scores.names[c] for c in cols.tolist()],
             sensor_id=[self.slots.sensor[s] for s in slot.tolist()],
             metric=[self.slots.metric[s] for s in slot.tolist()],
-            severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())])
+            severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())],
+            group=self.windows.source_names(slot))
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map)."""

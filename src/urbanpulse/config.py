@@ -255,6 +255,10 @@ class ApiSettings(_Section):
     open_data: bool = Field(False, description="anonymous callers may read series whose data class is open "
                                                "(never restricted or personal); everything else needs an API key")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies are answered 413")
+    key_cache_s: float = Field(5.0, ge=0, description="a key that checked as valid is trusted this many seconds "
+                               "without asking the database again: a key revoked by another process (the CLI, "
+                               "another instance) stops working here within this time; one revoked through this "
+                               "service's API at once. 0: check every request in the database")
 
 
 class Settings(BaseSettings):

@@ -30,6 +30,7 @@ from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.privacy.retention import ClassRetention
 from urbanpulse.privacy.stage import build_privacy_stage
 from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.source_plugins import build_sources
@@ -114,7 +115,8 @@ class IngestService:
         if any(src.name == HTTP_SOURCE for src in configured_sources):
             raise ConfigError(f"invalid configuration: sources: the name {HTTP_SOURCE!r} is HTTP ingest's; give "
                               f"that source another `name`")
-        privacy = build_privacy_stage(s.privacy)  # a personal class without its pseudonym key stops start-up here
+        # a personal class without its pseudonym key stops start-up here
+        privacy = build_privacy_stage(s.privacy, self.registered.class_map)
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -134,6 +136,8 @@ class IngestService:
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
+        if privacy is not None:  # new series are recorded with their message's data class
+            store.series.class_of = privacy.class_of_sensor
         if store.rollups is not None:
             store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
                                                               self.registered.expected_interval)
@@ -165,7 +169,8 @@ class IngestService:
         """Old partitions and rows leave in the background (storage/retention.py)."""
         r = self.settings.database.retention
         self.retention = Retention(self.pool, self.storage_mode, RetentionPlan.from_settings(r), partitions,
-                                   self.metrics.registry)
+                                   self.metrics.registry,
+                                   classes=ClassRetention(self.settings.privacy, r.delete_batch_rows))
         self._retention_task = asyncio.create_task(self.retention.run(self.stopping, r.check_every),
                                                    name="retention")
 
