@@ -403,7 +403,7 @@
       row.className = "controls";
       const label = a.sensor_id + " " + a.metric + " " + a.detector + " alert " + a.id;
       row.append(
-        button("Show", "Show sensor " + a.sensor_id, () => select(a.sensor_id, a.metric)),
+        button("Show", "Show sensor " + a.sensor_id, () => select(a.sensor_id, a.metric), false, "show"),
         button("Acknowledge", "Acknowledge " + label, () => act(a, "ack"), a.state !== "open", "ack"),
         button("Resolve", "Resolve " + label, () => act(a, "resolve"), false, "resolve"),
         button("Maintenance 1 h", "Start one hour of maintenance for " + a.sensor_id, () => maintenance(a.sensor_id, 1, "from alert " + a.id), false, "maint"));
