@@ -130,7 +130,7 @@ class IngestService:
         self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
-        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
+        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=bool(s.database.rollups.enabled))
         if store.rollups is not None:
             store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
                                                               self.registered.expected_interval)
