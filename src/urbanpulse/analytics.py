@@ -40,7 +40,9 @@ from urbanpulse.alerts.lifecycle import AlertChanges
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.config import Settings
 from urbanpulse.detect.bank import DetectorBank, Scores, Silences
+from urbanpulse.live.feed import LiveFeed
 from urbanpulse.model import ReadingColumns
+from urbanpulse.slots import SlotMap
 from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
@@ -82,64 +84,8 @@ class Prepared:
     analysis: asyncio.Future[_Analysis] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = 0.0  # perf_counter() at prepare
-
-
-class SlotMap:
-    """Dense slots for the series this process currently holds in memory."""
-
-    def __init__(self) -> None:
-        self.slot_of = np.full(1024, -1, np.int32)  # indexed by series id
-        self.series_of = np.full(1024, -1, np.int32)  # indexed by slot
-        self.sensor: list[str] = []
-        self.metric: list[str] = []
-        self._free: list[int] = []
-        self._next = 0
-
-    def __len__(self) -> int:
-        return self._next - len(self._free)
-
-    @property
-    def capacity(self) -> int:
-        return len(self.series_of)
-
-    def lookup(self, series_ids: np.ndarray) -> np.ndarray:
-        """Slot per reading (-1 where the series has none yet)."""
-        top = int(series_ids.max()) if len(series_ids) else 0
-        if top >= len(self.slot_of):
-            grown = np.full(max(top + 1, 2 * len(self.slot_of)), -1, np.int32)
-            grown[:len(self.slot_of)] = self.slot_of
-            self.slot_of = grown
-        return self.slot_of[series_ids]
-
-    def allocate(self, series_ids: np.ndarray, sensors: list[str], metrics: list[str]) -> np.ndarray:
-        """New slots for these (distinct, unknown) series."""
-        out = np.empty(len(series_ids), np.int32)
-        for k, (sid, sensor, metric) in enumerate(zip(series_ids.tolist(), sensors, metrics)):
-            if self._free:
-                slot = self._free.pop()
-                self.sensor[slot], self.metric[slot] = sensor, metric
-            else:
-                slot = self._next
-                self._next += 1
-                self.sensor.append(sensor)
-                self.metric.append(metric)
-            out[k] = slot
-        if self._next > len(self.series_of):
-            grown = np.full(max(self._next, 2 * len(self.series_of)), -1, np.int32)
-            grown[:len(self.series_of)] = self.series_of
-            self.series_of = grown
-        self.series_of[out] = series_ids
-        self.slot_of[series_ids] = out
-        return out
-
-    def release(self, slots: np.ndarray) -> None:
-        """Forget these slots' series (evicted as idle)."""
-        if not len(slots):
-            return
-        sids = self.series_of[slots]
-        self.slot_of[sids[sids >= 0]] = -1
-        self.series_of[slots] = -1
-        self._free.extend(int(s) for s in slots)
+    #: (series ids, ts_us, values) of the batch, for the live pages after COMMIT (LiveFeed.offer)
+    live: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 class StreamAnalytics:
@@ -153,7 +99,7 @@ class StreamAnalytics:
         self.windows = WindowState(settings.windows)
         # the sensor registry's expected interval of a series feeds silence (None: learned)
         self.bank = DetectorBank(settings.detection, expected_interval)
-        self.alerts = AlertService(settings.alerts)
+        self.alerts = AlertService(settings.alerts, slots=self.slots)  # the one slot map, shared
         self.warm_readings = int(self.bank.history_needed)
         # the bank's score columns, most specific detector first (see _detections)
         rank = {n: i for i, n in enumerate(ALERT_PRIORITY)}
@@ -169,6 +115,8 @@ class StreamAnalytics:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics")
         self._queue: asyncio.Queue[Prepared] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
+        #: the live pages' feed (urbanpulse.live.feed.LiveFeed); committed batches go to it
+        self.live: LiveFeed | None = None
 
     async def start(self) -> None:
         """Load open alerts and maintenance windows (a restart updates alerts, never duplicates
@@ -205,7 +153,10 @@ class StreamAnalytics:
             slots = await self._admit(series_ids, slots, readings)
         if len(readings.flags) != len(readings):
             readings.flags = np.zeros(len(readings), np.int16)
-        return self._submit(self._analyse, source, readings, slots, now_us)
+        prepared = self._submit(self._analyse, source, readings, slots, now_us)
+        if self.live is not None:  # references only; used after COMMIT if a page is open then
+            prepared.live = (series_ids, readings.ts_us, readings.value)
+        return prepared
 
     def _submit(self, work: Callable[..., _Analysis], *args: object) -> Prepared:
         """Queue work for the worker thread; the pump finishes it in the order submitted."""
@@ -220,7 +171,10 @@ class StreamAnalytics:
         if prepared is None:
             return None
         await prepared.done.wait()
-        return prepared if prepared.changes else None
+        if prepared.changes:
+            return prepared
+        # no alert changes: only worth a committed() call while a live page is open
+        return prepared if prepared.live is not None and self.live is not None and self.live.wanted else None
 
     def _analyse(self, source: str, readings: ReadingColumns, slots: np.ndarray, now_us: int) -> _Analysis:
         """The worker thread's part of a batch: windows, late flags, detector scores."""
@@ -268,14 +222,18 @@ class StreamAnalytics:
     async def write(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
         """The batch's alert changes, in the batch's transaction."""
         if prepared is not None:
-            prepared.events = await self.alerts.store.apply(conn, prepared.changes)
+            if prepared.changes:
+                prepared.events = await self.alerts.store.apply(conn, prepared.changes)
 
     def committed(self, prepared: Prepared) -> None:
-        """The batch and every earlier one are committed: its alert events go live."""
+        """The batch and every earlier one are committed: its alert events (and readings, to open live
+        pages) go live."""
         if prepared.events:
             for e in prepared.events:
                 self.events_by_kind[e.kind] += 1
             self.alerts.publish(prepared.events)
+        if prepared.live is not None and self.live is not None:
+            self.live.offer(*prepared.live)
 
     async def tick(self) -> Prepared | None:
         """Idle windows and silence during a gap, queued behind the batches on the worker like a
@@ -298,6 +256,7 @@ class StreamAnalytics:
         silences = self.bank.check_silence(active, self._silence_clock(active, now_us), now_us)
         if len(silences):  # the same configured severity as a silence found by a reading
             silences.severity = [self.bank.severity(int(s), "silence") for s in silences.slot.tolist()]
+            silences.group = self.windows.source_names(silences.slot)  # a whole source quiet: one incident
         return None, closed, silences
 
     def _silence_clock(self, slots: np.ndarray, now_us: int) -> np.ndarray:
@@ -330,10 +289,8 @@ class StreamAnalytics:
         cap = self.slots.capacity
         self.bank.ensure_capacity(cap)
         self.windows.ensure_capacity(cap)
-        self.alerts.manager.ensure_capacity(cap)
         self.bank.assign(new_slots, sensors, metrics)
         self.windows.assign(new_slots, metrics)
-        self.alerts.manager.assign(new_slots, new_ids, sensors, metrics)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_WARM_SQL, new_ids, self.warm_readings)
         if rows:
@@ -357,7 +314,6 @@ class StreamAnalytics:
     def _forget(self, slots: np.ndarray) -> None:
         """Drop evicted slots (their windows already freed) from the detectors, alerts and slot map."""
         self.bank.evict(slots)
-        self.alerts.manager.evict(slots)
         self.slots.release(slots)
         self.evicted += len(slots)
 
@@ -380,7 +336,8 @@ class StreamAnalytics:
             score=scores.score[rows, cols], detector=[scores.names[c] for c in cols.tolist()],
             sensor_id=[self.slots.sensor[s] for s in slot.tolist()],
             metric=[self.slots.metric[s] for s in slot.tolist()],
-            severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())])
+            severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())],
+            group=self.windows.source_names(slot))
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map)."""

@@ -57,7 +57,7 @@ class DecodeStage:
         raw_of = self._raw_of
         raw = (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b"")
         privacy = self.privacy
-        scope = privacy.scope(batch) if privacy is not None else None
+        scope = privacy.scope(batch, decoded.columns) if privacy is not None else None
         if scope is not None:  # right after decode: nothing below sees a raw personal id
             privacy.apply(batch, decoded, scope)
             raw = privacy.raw_of(scope, decoded.columns, raw)

@@ -20,7 +20,7 @@ from urbanpulse.alerts.schema import ALERTS_SQL
 from urbanpulse.auth.schema import API_KEYS_SQL
 from urbanpulse.connectors.suspects import SUSPECTS_SQL
 from urbanpulse.errors import MigrationError
-from urbanpulse.privacy.schema import PRIVACY_AUDIT_SQL
+from urbanpulse.privacy.schema import PRIVACY_AUDIT_SQL, SERIES_CLASS_SQL
 from urbanpulse.registry.schema import QUARANTINE_SERIES_SQL, REGISTRY_SQL
 from urbanpulse.storage.bucket_function import SERIES_BUCKETS_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
@@ -115,6 +115,7 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(50, "messages that crashed a source (poison-message handling)", SUSPECTS_SQL),
     Migration(60, "source ids assigned at start-up (plugin sources)", SOURCE_IDS_SQL),
     Migration(90, "privacy audit log (append-only): subject exports and erasures", PRIVACY_AUDIT_SQL),
+    Migration(91, "data class of each series (series.data_class, series_classes view)", SERIES_CLASS_SQL),
 ]
 
 
