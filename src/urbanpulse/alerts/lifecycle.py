@@ -29,6 +29,7 @@ from urbanpulse.alerts.maintenance import MaintenanceCalendar, MaintenanceWindow
 from urbanpulse.alerts.model import (STATE_RANK, Alert, AlertChanges, PendingEvent, Trigger, alert_from_row,
                                      dt_to_us, max_severity)
 from urbanpulse.alerts.settings import AlertSettings
+from urbanpulse.capacity import grown
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class AlertManager:
         self._has_alert = np.zeros(0, bool)
         self._slot_sensor: list[str | None] = []
         self._slot_metric: list[str | None] = []
-        self._series_slot: dict[int, int] = {}
+        #: by series id: the slot holding it (-1: none). An array, not a dict: a dict entry with its
+        #: two int objects costs ~100 bytes per series, this 4 (benchmarks/README.md, memory per series)
+        self._series_slot = np.full(0, -1, np.int32)
         self._config_windows = [MaintenanceWindow.from_settings(w) for w in self.settings.maintenance]
         self.maintenance = MaintenanceCalendar(self._config_windows)
         self.event_now_us: int = int(_NO_TIME)
@@ -91,11 +94,11 @@ class AlertManager:
     # -- slots -----------------------------------------------------------------------------
 
     def ensure_capacity(self, n_slots: int) -> None:
-        """Grow the per-slot arrays (by doubling) to hold at least ``n_slots``."""
+        """Grow the per-slot arrays (by a quarter, capacity.py) to hold at least ``n_slots``."""
         cap = len(self._slot_series)
         if n_slots <= cap:
             return
-        new = max(n_slots, cap * 2, 1024)
+        new = grown(n_slots, cap)
         self._slot_series = np.concatenate([self._slot_series, np.full(new - cap, -1, np.int32)])
         self._has_alert = np.concatenate([self._has_alert, np.zeros(new - cap, bool)])
         self._slot_sensor.extend([None] * (new - cap))
@@ -109,15 +112,27 @@ class AlertManager:
         slots = np.asarray(slots, np.int64)
         if len(slots):
             self.ensure_capacity(int(slots.max()) + 1)
-        for s, sid, sensor, metric in zip(slots.tolist(), np.asarray(series_ids).tolist(), sensor_ids, metrics):
+        ids = np.asarray(series_ids, np.int64)
+        if len(ids) and int(ids.max()) >= len(self._series_slot):
+            n = len(self._series_slot)
+            self._series_slot = np.concatenate([self._series_slot,
+                                                np.full(grown(int(ids.max()) + 1, n) - n, -1, np.int32)])
+        for s, sid, sensor, metric in zip(slots.tolist(), ids.tolist(), sensor_ids, metrics):
             old = int(self._slot_series[s])
-            if old >= 0 and self._series_slot.get(old) == s:
-                del self._series_slot[old]
+            if old >= 0 and self._slot_of(old) == s:
+                self._series_slot[old] = -1
             self._slot_series[s] = sid
             self._slot_sensor[s] = sensor
             self._slot_metric[s] = metric
             self._series_slot[sid] = s
             self._has_alert[s] = bool(self._by_series.get(sid))
+
+    def _slot_of(self, series_id: int) -> int | None:
+        """The slot holding this series, if any."""
+        if 0 <= series_id < len(self._series_slot):
+            slot = int(self._series_slot[series_id])
+            return slot if slot >= 0 else None
+        return None
 
     def evict(self, slots: Sequence[int] | np.ndarray) -> None:
         """Forget slots freed by the window state; their open alerts stay (keyed by series)."""
@@ -125,8 +140,8 @@ class AlertManager:
             if s >= len(self._slot_series):
                 continue
             old = int(self._slot_series[s])
-            if old >= 0 and self._series_slot.get(old) == s:
-                del self._series_slot[old]
+            if old >= 0 and self._slot_of(old) == s:
+                self._series_slot[old] = -1
             self._slot_series[s] = -1
             self._has_alert[s] = False
             self._slot_sensor[s] = self._slot_metric[s] = None
@@ -338,7 +353,7 @@ class AlertManager:
     def _add_open(self, a: Alert) -> None:
         self._open[(a.series_id, a.detector)] = a
         self._by_series.setdefault(a.series_id, {})[a.detector] = a
-        slot = self._series_slot.get(a.series_id)
+        slot = self._slot_of(a.series_id)
         if slot is not None:
             self._has_alert[slot] = True
 
@@ -349,7 +364,7 @@ class AlertManager:
             per.pop(a.detector, None)
             if not per:
                 del self._by_series[a.series_id]
-                slot = self._series_slot.get(a.series_id)
+                slot = self._slot_of(a.series_id)
                 if slot is not None:
                     self._has_alert[slot] = False
 
