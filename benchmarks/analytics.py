@@ -239,9 +239,11 @@ class SseClient(threading.Thread):
     """Records when the spike alert of each sensor first shows on /alerts/stream (an event whose
     alert has a trigger with the spike's value); other alert events are only counted."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.url = url + "/alerts/stream"
+        self.headers = headers  # the stream needs a viewer key (api/access.py)
+        self.status: int | None = None
         self.first_seen: dict[str, float] = {}
         self.events = 0
         self.background = 0  # events of alerts the spikes did not cause
@@ -251,8 +253,12 @@ class SseClient(threading.Thread):
     def run(self) -> None:
         import httpx
 
-        with httpx.Client(timeout=httpx.Timeout(5, read=None)) as client, client.stream("GET", self.url) as r:
+        with httpx.Client(timeout=httpx.Timeout(5, read=None)) as client, \
+                client.stream("GET", self.url, headers=self.headers) as r:
+            self.status = r.status_code
             self.connected.set()
+            if r.status_code != 200:
+                return
             data: list[str] = []
             for line in r.iter_lines():
                 if self.stop_event.is_set():
@@ -299,9 +305,11 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     cfg["validation"] = {"max_age_s": None}
     ph = ib.Phase(ctx, cfg, "kafka", 0.1).start()
     ctx.wait_kafka_assigned(ph)
-    sse = SseClient(ph.svc.url)
+    sse = SseClient(ph.svc.url, ph.svc.auth("viewer"))
     sse.start()
     sse.connected.wait(10)
+    if sse.status != 200:
+        raise RuntimeError(f"GET /alerts/stream answered {sse.status}: the alert latency cannot be measured")
     time.sleep(1.0)
     ib.log(f"alert latency: {a.latency_series} series at {a.latency_rate:,} readings/s for {a.latency_seconds} s, "
            f"spikes every 0.5 s after {a.latency_warmup} s")

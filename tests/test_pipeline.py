@@ -4,6 +4,7 @@ batch order, backpressure at the in-flight limit, retries through a lost connect
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import asyncpg
@@ -205,6 +206,7 @@ async def test_two_batches_with_the_same_readings_commit_out_of_order_instead_of
     commits first; batch 1 merges idempotently. Nothing is lost, nothing stored twice."""
     pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=100, writers=2, max_in_flight_batches=4)
     pipeline.analytics = _CommitOrderProbe(pool, slow_ready=True)
+    caplog.set_level(logging.INFO, logger="urbanpulse")
     await pipeline.submit(message_batch(0, 100))
     await pipeline.submit(message_batch(50, 100))
     await pipeline.drain()
@@ -212,4 +214,7 @@ async def test_two_batches_with_the_same_readings_commit_out_of_order_instead_of
     assert await pool.fetchval("SELECT count(*) FROM readings") == 150
     assert pipeline.commits_out_of_order == 1
     assert "committing it anyway" not in caplog.text  # not the 5 s fallback
+    assert "the same readings twice" in caplog.text  # the log line names the cause ...
+    assert "new chunk" not in caplog.text  # ... and not the other one (tests/test_commit_order_wait.py)
+    assert pipeline.metrics.commits_out_of_order.labels("same_rows")._value.get() == 1
     await pool.close()

@@ -199,3 +199,78 @@ def test_a_personal_message_that_crashes_its_source_is_remembered_without_its_to
     asyncio.run(view.submit(MessageBatch(source="mqtt", payloads=batch.payloads, topics=batch.topics)))
     assert [r.reason.value for r in quarantined] == ["poison_message"]
     assert b"anna" not in quarantined[0].payload and quarantined[0].topic == "phones/#"
+
+
+def _geohash_bounds(gh: str) -> tuple[float, float, float, float]:
+    """Reference decoder (independent of privacy/grid.py): the cell of a geohash string."""
+    base32 = "0123456789bcdefghjkmnpqrstuvwxyz"
+    lat, lon = [-90.0, 90.0], [-180.0, 180.0]
+    even = True
+    for ch in gh:
+        v = base32.index(ch)
+        for bit in (16, 8, 4, 2, 1):
+            rng = lon if even else lat
+            mid = (rng[0] + rng[1]) / 2
+            if v & bit:
+                rng[0] = mid
+            else:
+                rng[1] = mid
+            even = not even
+    return lat[0], lat[1], lon[0], lon[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(lat=st.floats(-89.999, 89.999), lon=st.floats(-179.999, 179.999), length=st.integers(1, 10))
+def test_geohash_precision_snaps_to_the_centre_of_the_geohash_cell(lat: float, lon: float, length: int) -> None:
+    from urbanpulse.privacy.grid import Grid, geohash_of
+
+    grid = Grid("geohash", length)
+    slat, slon = grid.snap(np.array([lat]), np.array([lon]))
+    # the snapped point is the centre of a geohash cell (by the reference decoder) that holds the position
+    lat0, lat1, lon0, lon1 = _geohash_bounds(geohash_of(float(slat[0]), float(slon[0]), length))
+    assert slat[0] == (lat0 + lat1) / 2 and slon[0] == (lon0 + lon1) / 2
+    eps = 1e-9  # (lon + 180) rounds a position within 1e-14 of a cell edge to either side of it
+    assert lat0 - eps <= lat <= lat1 + eps and lon0 - eps <= lon <= lon1 + eps
+    lat0, lat1, lon0, lon1 = _geohash_bounds(geohash_of(lat, lon, length))
+    if min(lat - lat0, lat1 - lat, lon - lon0, lon1 - lon) > eps:  # not on an edge: exactly its own cell
+        assert slat[0] == (lat0 + lat1) / 2 and slon[0] == (lon0 + lon1) / 2
+    again = grid.snap(slat, slon)
+    assert again[0][0] == slat[0] and again[1][0] == slon[0]  # idempotent
+
+
+def test_precision_settings_refuse_finer_steps_and_both_kinds() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings(None, privacy={"policies": {"personal": {"location_decimals": 3, "location_geohash": 7}}})
+    with pytest.raises(ConfigError, match="finer than"):
+        load_settings(None, privacy={"policies": {"personal": {"location_decimals": 2, "coarsen_after": [
+            {"after": "P7D", "decimals": 3}]}}})
+    with pytest.raises(ConfigError, match="exactly one"):
+        load_settings(None, privacy={"policies": {"personal": {"coarsen_after": [{"after": "P7D"}]}}})
+    s = load_settings(None, privacy={"policies": {"personal": {"location_geohash": 7, "coarsen_after": [
+        {"after": "P30D", "geohash": 5}, {"after": "P7D", "decimals": 2}]}}})
+    assert [c.after.days for c in s.privacy.policies["personal"].coarsen_after] == [7, 30]
+
+
+def test_a_registered_sensors_class_applies_to_its_readings_without_pseudonymising_it(monkeypatch) -> None:  # noqa: ANN001
+    """Registry classes are for fixed-id sensors (a bus): the class's policy applies to readings
+    from an open topic, its id stays (it is in the registry already); a personal topic stays stricter."""
+    monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY.decode())
+    s = load_settings(None, privacy={"topics": {"phones/#": "personal"}, "key_file": None, "policies": {
+        "personal": {"pseudonymise": True, "location_geohash": 6},
+        "restricted": {"location_decimals": 2, "drop_metrics": ["battery"]}}})
+    registry = {"bus-7": "restricted"}
+    stage = build_privacy_stage(s.privacy, lambda: registry)
+    assert stage is not None
+    pipe = Pipeline(None, build_router(s, DecodeLimits()), ReadingValidator(MetricCatalogue.load()),  # type: ignore[arg-type]
+                    IngestSettings(), IngestMetrics(), privacy=stage)
+    msgs = [{"sensor_id": sid, "metric": m, "ts": NOW_MS, "value": 50.0, "lat": 52.5234567, "lon": 13.4123456}
+            for sid in ("bus-7", "station-1") for m in ("speed", "battery")]
+    v = pipe._decode(MessageBatch(source="mqtt", payloads=[orjson.dumps(m) for m in msgs],
+                                  topics=["city/x"] * len(msgs)))
+    got = sorted(zip(v.readings.sensor_id, v.readings.metric, v.readings.lat.tolist()))
+    assert got == [("bus-7", "speed", 52.52), ("station-1", "battery", 52.5234567), ("station-1", "speed", 52.5234567)]
+    # the same bus on a personal topic: the stricter (personal) policy, pseudonymised
+    v = pipe._decode(MessageBatch(source="mqtt", payloads=[orjson.dumps(msgs[0])], topics=["phones/bus-7"]))
+    assert v.readings.sensor_id[0].startswith("psn-") and v.readings.lat[0] != 52.52
+    assert stage.class_of_sensor(v.readings.sensor_id[0]) == "personal"  # its new series is recorded personal
+    assert stage.class_of_sensor("bus-7") is None  # the registry classes it, not the ingest

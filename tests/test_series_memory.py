@@ -1,7 +1,6 @@
 """Memory per series (issue 14 item 5): per-series arrays grow by a quarter, not by doubling, and
-the alert manager's series -> slot map (an array now, not a dict) stays consistent through any
-sequence of assignments and evictions. The sizes themselves are measured in
-benchmarks/series_memory.py; here only the rules behind them."""
+the series registry shares one metric name across its series. The sizes themselves are measured
+in benchmarks/series_memory.py; here only the rules behind them."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 import services
-from urbanpulse.alerts.lifecycle import AlertManager
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.capacity import GROWTH, grown
 from urbanpulse.config import load_settings
@@ -41,33 +39,6 @@ def test_growing_one_arrival_at_a_time_copies_a_bounded_number_of_rows(arrivals:
             cap = grown(need, cap, 16)
     assert cap >= need
     assert copied <= (1 + 1 / GROWTH) * need + 16
-
-
-slot_ops = st.lists(st.tuples(st.sampled_from(["assign", "evict"]), st.integers(0, 40), st.integers(1, 3000)),
-                    max_size=120)
-
-
-@given(ops=slot_ops)
-@hsettings(max_examples=80, deadline=None)
-def test_the_alert_managers_series_to_slot_array_matches_a_dict_model(ops: list[tuple[str, int, int]]) -> None:
-    m = AlertManager()
-    slot_series: dict[int, int] = {}  # the model: slot -> series, and its inverse below
-    series_slot: dict[int, int] = {}
-    for op, slot, sid in ops:
-        if op == "assign":
-            old = slot_series.get(slot)
-            if old is not None and series_slot.get(old) == slot:
-                del series_slot[old]
-            slot_series[slot] = sid
-            series_slot[sid] = slot
-            m.assign([slot], [sid], [f"sensor-{sid}"], ["pm2_5"])
-        else:
-            old = slot_series.pop(slot, None)
-            if old is not None and series_slot.get(old) == slot:
-                del series_slot[old]
-            m.evict([slot])
-        for s in set(series_slot) | {sid}:
-            assert m._slot_of(s) == series_slot.get(s)
 
 
 @pytest.fixture

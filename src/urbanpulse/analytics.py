@@ -47,11 +47,12 @@ import numpy as np
 from urbanpulse.alerts.inputs import Detections
 from urbanpulse.alerts.lifecycle import AlertChanges
 from urbanpulse.alerts.service import AlertService
-from urbanpulse.capacity import grown
 from urbanpulse.config import Settings
 from urbanpulse.detect.bank import DetectorBank, Scores, Silences
 from urbanpulse.errors import AnalyticsUnavailable
+from urbanpulse.live.feed import LiveFeed
 from urbanpulse.model import ReadingColumns
+from urbanpulse.slots import SlotMap
 from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
@@ -119,64 +120,8 @@ class Prepared:
     analysis: asyncio.Future[_Analysis] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = 0.0  # perf_counter() at prepare
-
-
-class SlotMap:
-    """Dense slots for the series this process currently holds in memory."""
-
-    def __init__(self) -> None:
-        self.slot_of = np.full(1024, -1, np.int32)  # indexed by series id
-        self.series_of = np.full(1024, -1, np.int32)  # indexed by slot
-        self.sensor: list[str] = []
-        self.metric: list[str] = []
-        self._free: list[int] = []
-        self._next = 0
-
-    def __len__(self) -> int:
-        return self._next - len(self._free)
-
-    @property
-    def capacity(self) -> int:
-        return len(self.series_of)
-
-    def lookup(self, series_ids: np.ndarray) -> np.ndarray:
-        """Slot per reading (-1 where the series has none yet)."""
-        top = int(series_ids.max()) if len(series_ids) else 0
-        if top >= len(self.slot_of):
-            bigger = np.full(grown(top + 1, len(self.slot_of)), -1, np.int32)
-            bigger[:len(self.slot_of)] = self.slot_of
-            self.slot_of = bigger
-        return self.slot_of[series_ids]
-
-    def allocate(self, series_ids: np.ndarray, sensors: list[str], metrics: list[str]) -> np.ndarray:
-        """New slots for these (distinct, unknown) series."""
-        out = np.empty(len(series_ids), np.int32)
-        for k, (sid, sensor, metric) in enumerate(zip(series_ids.tolist(), sensors, metrics)):
-            if self._free:
-                slot = self._free.pop()
-                self.sensor[slot], self.metric[slot] = sensor, metric
-            else:
-                slot = self._next
-                self._next += 1
-                self.sensor.append(sensor)
-                self.metric.append(metric)
-            out[k] = slot
-        if self._next > len(self.series_of):
-            bigger = np.full(grown(self._next, len(self.series_of)), -1, np.int32)
-            bigger[:len(self.series_of)] = self.series_of
-            self.series_of = bigger
-        self.series_of[out] = series_ids
-        self.slot_of[series_ids] = out
-        return out
-
-    def release(self, slots: np.ndarray) -> None:
-        """Forget these slots' series (evicted as idle)."""
-        if not len(slots):
-            return
-        sids = self.series_of[slots]
-        self.slot_of[sids[sids >= 0]] = -1
-        self.series_of[slots] = -1
-        self._free.extend(int(s) for s in slots)
+    #: (series ids, ts_us, values) of the batch, for the live pages after COMMIT (LiveFeed.offer)
+    live: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 class StreamAnalytics:
@@ -195,7 +140,7 @@ class StreamAnalytics:
         self.warm_readings = 0
         self._priority = np.zeros(0, np.int64)
         self._loading: asyncio.Future[None] | None = None
-        self.alerts = AlertService(settings.alerts)
+        self.alerts = AlertService(settings.alerts, slots=self.slots)  # the one slot map, shared
         self.evicted = 0
         self.late = 0
         self.failed_batches = 0
@@ -206,6 +151,8 @@ class StreamAnalytics:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics")
         self._queue: asyncio.Queue[Prepared] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
+        #: the live pages' feed (urbanpulse.live.feed.LiveFeed); committed batches go to it
+        self.live: LiveFeed | None = None
 
     async def start(self, *, background: bool = False) -> None:
         """Build the windows and detectors on the analytics thread (their kernels loaded, see the
@@ -285,7 +232,10 @@ class StreamAnalytics:
             slots = await self._admit(series_ids, slots, readings)
         if len(readings.flags) != len(readings):
             readings.flags = np.zeros(len(readings), np.int16)
-        return self._submit(self._analyse, source, readings, slots, now_us)
+        prepared = self._submit(self._analyse, source, readings, slots, now_us)
+        if self.live is not None:  # references only; used after COMMIT if a page is open then
+            prepared.live = (series_ids, readings.ts_us, readings.value)
+        return prepared
 
     def _submit(self, work: Callable[..., _Analysis], *args: object) -> Prepared:
         """Queue work for the worker thread; the pump finishes it in the order submitted."""
@@ -301,7 +251,10 @@ class StreamAnalytics:
             return None
         assert isinstance(prepared, Prepared)
         await prepared.done.wait()
-        return prepared if prepared.changes else None
+        if prepared.changes:
+            return prepared
+        # no alert changes: only worth a committed() call while a live page is open
+        return prepared if prepared.live is not None and self.live is not None and self.live.wanted else None
 
     def _analyse(self, source: str, readings: ReadingColumns, slots: np.ndarray, now_us: int) -> _Analysis:
         """The worker thread's part of a batch: windows, late flags, detector scores."""
@@ -349,7 +302,8 @@ class StreamAnalytics:
     async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
         if prepared is not None:
             assert isinstance(prepared, Prepared)
-            prepared.events = await self.alerts.store.apply(conn, prepared.changes)
+            if prepared.changes:
+                prepared.events = await self.alerts.store.apply(conn, prepared.changes)
 
     def committed(self, prepared: object) -> None:
         assert isinstance(prepared, Prepared)
@@ -357,6 +311,8 @@ class StreamAnalytics:
             for e in prepared.events:
                 self.events_by_kind[e.kind] += 1
             self.alerts.publish(prepared.events)
+        if prepared.live is not None and self.live is not None:
+            self.live.offer(*prepared.live)
 
     async def tick(self) -> Prepared | None:
         """Idle windows and silence during a gap, queued behind the batches on the worker like a
@@ -381,6 +337,7 @@ class StreamAnalytics:
         silences = self.bank.check_silence(active, self._silence_clock(active, now_us), now_us)
         if len(silences):  # the same configured severity as a silence found by a reading
             silences.severity = [self.bank.severity(int(s), "silence") for s in silences.slot.tolist()]
+            silences.group = self.windows.source_names(silences.slot)  # a whole source quiet: one incident
         return None, closed, silences
 
     def _silence_clock(self, slots: np.ndarray, now_us: int) -> np.ndarray:
@@ -413,10 +370,8 @@ class StreamAnalytics:
         cap = self.slots.capacity
         self.bank.ensure_capacity(cap)
         self.windows.ensure_capacity(cap)
-        self.alerts.manager.ensure_capacity(cap)
         self.bank.assign(new_slots, sensors, metrics)
         self.windows.assign(new_slots, metrics)
-        self.alerts.manager.assign(new_slots, new_ids, sensors, metrics)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_WARM_SQL, new_ids, self.warm_readings)
         if rows:
@@ -440,7 +395,6 @@ class StreamAnalytics:
     def _forget(self, slots: np.ndarray) -> None:
         """Drop evicted slots (their windows already freed) from the detectors, alerts and slot map."""
         self.bank.evict(slots)
-        self.alerts.manager.evict(slots)
         self.slots.release(slots)
         self.evicted += len(slots)
 
@@ -463,7 +417,8 @@ class StreamAnalytics:
             score=scores.score[rows, cols], detector=[scores.names[c] for c in cols.tolist()],
             sensor_id=[self.slots.sensor[s] for s in slot.tolist()],
             metric=[self.slots.metric[s] for s in slot.tolist()],
-            severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())])
+            severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())],
+            group=self.windows.source_names(slot))
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map); 0 while loading."""

@@ -37,16 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     mig.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
 
-    demo = sub.add_parser("demo", help="replay real Beijing air-quality data into an embedded database",
-                          description="Start an embedded PostgreSQL (or use --config's database), replay "
-                          "Beijing multi-site air-quality station files through the same pipeline as the "
-                          "service, and print what was stored and quarantined, by reason.")
-    demo.add_argument("--config", type=Path, metavar="FILE", help="optional configuration (database etc.)")
-    demo.add_argument("--stations", type=int, default=3, metavar="N", help="how many station files (default 3, max 12)")
-    demo.add_argument("--hours", type=int, default=None, metavar="H",
-                      help="replay only the first H hours of each station (default: all 35,064)")
-    demo.add_argument("--datasets", type=Path, default=None, metavar="DIR",
-                      help="datasets folder (default: $URBANPULSE_DATASETS or ../shared/datasets)")
+    from urbanpulse.demo_cli import add_demo_parser
+
+    demo = add_demo_parser(sub)
     for sp in (run, mig, demo):
         sp.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -144,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "demo":
-            from urbanpulse.demo import run_demo
+            from urbanpulse.demo_cli import run_demo_command
 
-            return asyncio.run(run_demo(settings, stations=args.stations, hours=args.hours, datasets=args.datasets))
+            return run_demo_command(args, settings)
         if args.command == "decode":
             from urbanpulse.plugins_cli import run_decode
 

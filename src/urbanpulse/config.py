@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.detect.settings import DetectionSettings
 from urbanpulse.errors import ConfigError
+from urbanpulse.live.settings import LiveSettings
 from urbanpulse.privacy.settings import PrivacySettings
 from urbanpulse.query.settings import HistorySettings
 from urbanpulse.registry.settings import RegistrySettings
@@ -262,6 +263,10 @@ class ApiSettings(_Section):
     open_data: bool = Field(False, description="anonymous callers may read series whose data class is open "
                                                "(never restricted or personal); everything else needs an API key")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies are answered 413")
+    key_cache_s: float = Field(5.0, ge=0, description="a key that checked as valid is trusted this many seconds "
+                               "without asking the database again: a key revoked by another process (the CLI, "
+                               "another instance) stops working here within this time; one revoked through this "
+                               "service's API at once. 0: check every request in the database")
 
 
 class Settings(BaseSettings):
@@ -285,6 +290,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     history: HistorySettings = HistorySettings()
     privacy: PrivacySettings = PrivacySettings()
+    live: LiveSettings = LiveSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -3,7 +3,8 @@
 Without a configured database it starts the embedded PostgreSQL, so the only prerequisite is
 ``pip install``. The replay runs as fast as storage takes it (four years of hourly data in
 seconds) and ends with the accounting a data engineer would check first: every reading sent
-is either stored or quarantined with a reason.
+is either stored or quarantined with a reason. With ``--serve`` it stays up instead, behind the
+full service and its page (:mod:`urbanpulse.demo_serve`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _payloads(stations: list, hours: int | None) -> Iterator[bytes]:
         yield from (m for m in hour if m is not None)
 
 
-async def _analytics_summary(service: IngestService) -> dict[str, object]:
+async def analytics_summary(service: IngestService) -> dict[str, object]:
     """Rollup rows and alerts by detector, for the summary (empty when analytics are off)."""
     if service.pool is None or service.analytics is None:
         return {}
@@ -83,20 +84,31 @@ async def run_demo(settings: Settings, stations: int = 3, hours: int | None = No
     analysed: dict[str, object] = {}
     try:
         await source.finished.wait()
-        analysed = await _analytics_summary(service)
+        analysed = await analytics_summary(service)
     finally:
         await service.stop()
         bar.close()
     seconds = time.perf_counter() - started
+    balanced = print_accounting(service, data, expected_missing if hours is None else None, seconds, analysed)
+    if not settings.database.dsn:
+        print(f"\nThe data stays in {settings.database.embedded_data_dir}; run the demo again to see "
+              "redelivered readings stored nothing twice, or `urbanpulse run` to serve it.")
+    return balanced
+
+
+def print_accounting(service: IngestService, data: list, expected_missing: int | None, seconds: float,
+                     analysed: dict[str, object]) -> int:
+    """The summary both demos end with: what was received, stored, already stored and quarantined
+    (by reason), rollups and alerts; returns 0 when every reading is accounted for, else 1."""
     t = service.metrics.tally
     print(f"\nreplayed {len(data)} Beijing station(s): {', '.join(d.sensor_id for d in data)}")
-    print(f"  readings received   {t['received']:>10,}  ({t['received'] / seconds:,.0f}/s)")
+    print(f"  readings received   {t['received']:>10,}  ({t['received'] / max(seconds, 1e-9):,.0f}/s)")
     print(f"  stored              {t['stored']:>10,}")
     print(f"  already stored      {t['duplicates']:>10,}  (re-running the demo stores nothing twice)")
     print(f"  quarantined         {t['quarantined']:>10,}")
     for reason, n in sorted(service.metrics.reasons.items()):
         print(f"    {reason:<20}{n:>10,}")
-    if hours is None:
+    if expected_missing is not None:
         print(f"  `NA` cells in the files: {expected_missing:,} (quarantined as missing_value)")
     if analysed:
         by = ", ".join(f"{d} {n:,}" for d, n in analysed["alerts"].items()) or "none"  # type: ignore[union-attr]
@@ -105,8 +117,5 @@ async def run_demo(settings: Settings, stations: int = 3, hours: int | None = No
         print(f"  alerts              {sum(analysed['alerts'].values()):>10,}  ({by})")  # type: ignore[union-attr]
         print("    (station outages raise `silence`; list them with GET /alerts under `urbanpulse run`)")
     balanced = t["received"] == t["stored"] + t["duplicates"] + t["quarantined"]
-    print(f"  received = stored + already stored + quarantined: {'yes' if balanced else 'NO'}")
-    if not settings.database.dsn:
-        print(f"\nThe data stays in {settings.database.embedded_data_dir}; run the demo again to see "
-              "redelivered readings stored nothing twice, or `urbanpulse run` to serve it.")
+    print(f"  received = stored + already stored + quarantined: {'yes' if balanced else 'NO'}", flush=True)
     return 0 if balanced else 1

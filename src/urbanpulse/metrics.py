@@ -37,6 +37,9 @@ class IngestMetrics:
             "retried every ingest.retry_max_s)", ["source"], registry=r)
         self.acks_halted = Gauge("urbanpulse_source_acks_halted", "1 while a source's acknowledgements are held "
                                  "back behind a batch parked after a permanent write error", ["source"], registry=r)
+        self.commits_out_of_order = Counter(
+            "urbanpulse_commits_out_of_order", "Batches committed before an earlier batch, by why: same_rows (the "
+            "same readings twice), table_lock (TimescaleDB creating a chunk), other, timeout", ["why"], registry=r)
         self.tally: Tally[str] = Tally()
         self.reasons: Tally[str] = Tally()
 

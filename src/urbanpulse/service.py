@@ -27,10 +27,12 @@ from urbanpulse.errors import ConfigError, StorageUnavailable
 from urbanpulse.formats.base import DecodeLimits, Format
 from urbanpulse.formats.router import HTTP_SOURCE, build_router
 from urbanpulse.http_ingest.submit import HttpIngestor
+from urbanpulse.live.feed import LiveFeed
 from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
+from urbanpulse.privacy.retention import ClassRetention
 from urbanpulse.privacy.stage import build_privacy_stage
 from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.source_plugins import build_sources
@@ -102,6 +104,8 @@ class IngestService:
         self.http_ingest: HttpIngestor | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._freeze_task: asyncio.Task[None] | None = None
+        #: the latest committed readings for the live page (fed by stream analytics)
+        self.live = LiveFeed(settings.live)
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
@@ -116,7 +120,8 @@ class IngestService:
         if any(src.name == HTTP_SOURCE for src in configured_sources):
             raise ConfigError(f"invalid configuration: sources: the name {HTTP_SOURCE!r} is HTTP ingest's; give "
                               f"that source another `name`")
-        privacy = build_privacy_stage(s.privacy)  # a personal class without its pseudonym key stops start-up here
+        # a personal class without its pseudonym key stops start-up here
+        privacy = build_privacy_stage(s.privacy, self.registered.class_map)
         self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
         conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
         try:
@@ -125,7 +130,7 @@ class IngestService:
         finally:
             await conn.close()
         log.info("storage mode: %s", self.storage_mode)
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1),
+        self.pool = self.live.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1),
                                               init=prepare_connection)
         partitions = None
         if self.storage_mode == "postgres":
@@ -136,6 +141,8 @@ class IngestService:
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
         store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
+        if privacy is not None:  # new series are recorded with their message's data class
+            store.series.class_of = privacy.class_of_sensor
         if store.rollups is not None:
             store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
                                                               self.registered.expected_interval)
@@ -147,6 +154,7 @@ class IngestService:
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval)
             await self.analytics.start(background=True)  # batches wait in prepare() until it is loaded
+            self.analytics.live, self.live.fed = self.live, True
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
             self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
@@ -175,7 +183,8 @@ class IngestService:
         """Old partitions and rows leave in the background (storage/retention.py)."""
         r = self.settings.database.retention
         self.retention = Retention(self.pool, self.storage_mode, RetentionPlan.from_settings(r), partitions,
-                                   self.metrics.registry)
+                                   self.metrics.registry,
+                                   classes=ClassRetention(self.settings.privacy, r.delete_batch_rows))
         self._retention_task = asyncio.create_task(self.retention.run(self.stopping, r.check_every),
                                                    name="retention")
 
@@ -204,13 +213,14 @@ class IngestService:
             self._freeze_task = None
         if self.analytics is not None:
             await self.analytics.stop()
+        await self.live.close()
         if self._registry_task is not None:
             self._registry_task.cancel()
             await asyncio.gather(self._registry_task, return_exceptions=True)
             self._registry_task = None
         if self.pool is not None:
             await self.pool.close()
-            self.pool = None
+            self.pool = self.live.pool = None
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)  # type: ignore[attr-defined]
             self._embedded = None

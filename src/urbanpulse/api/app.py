@@ -15,7 +15,7 @@ from urbanpulse.api import docs
 from urbanpulse.api.access import ALLOW_PUBLIC, AccessPolicy
 from urbanpulse.api.errors import BodyLimitMiddleware, install_error_handlers
 from urbanpulse.api.openapi import build_openapi
-from urbanpulse.api.routes import alerts, health, ingest, keys, metrics, quality, readings, sensors
+from urbanpulse.api.routes import alerts, health, ingest, keys, live, metrics, quality, readings, sensors
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -41,6 +41,8 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(sensors.router)  # /sensors (registry)
     app.include_router(quality.router)  # /quality
     app.include_router(ingest.router)  # /ingest, /ingest/{format_name} (readings over HTTP)
+    app.include_router(live.pages)  # / (the live operations page) and its files; no data
+    app.include_router(live.router)  # /live/config, /live/stream
 
 
 def build_app(policy: AccessPolicy | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

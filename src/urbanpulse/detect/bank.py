@@ -48,6 +48,11 @@ above and below the median), so a step in the direction a series rarely moves co
 (`fusion.likelihood_shift_threshold`). It is gated by its own decaying peak (so it cannot mask a detector
 onset that follows) and only emitted above the detectors' peak memory too. It never changes a
 detector's decision, so live alerts are untouched. Seven float64 state columns per slot.
+
+The emitted value is *calibrated* (docs/detection.md, "The anomaly score"): 1 - anomaly_score is
+P(Q >= q) of the fused statistic q = r / (1 - r) under an exponential tail fitted per slot to its
+own exceedances of `fusion.tail_level` (decayed counts, a prior for short histories; three float64
+columns), so one threshold means the same false-alarm rate on every series.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ class Export:
     chunks: AsyncIterator[bytes]
 
 
-async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 32_768,
+async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 65_536,
                       use_copy: bool = True, quality: bool = False) -> Export:
     """Prepare the export (query errors raise here, before any byte is sent) and return its byte stream."""
     fmt = check_format(fmt)
@@ -34,7 +35,9 @@ async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, c
         if first:
             yield first
         async for b in batches:
-            data = writer.batch(b)
+            # in a worker thread: Arrow's CSV and Parquet encoders release the GIL, so the file
+            # is built on one core while the event loop reads the next rows from PostgreSQL
+            data = await asyncio.to_thread(writer.batch, b)
             if data:
                 yield data
         last = writer.end()

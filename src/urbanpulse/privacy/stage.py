@@ -9,7 +9,7 @@ the stage, so a raw id never reaches a table, a log line, a metric label, an ale
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +20,7 @@ from urbanpulse.formats.base import Decoded, MessageBatch
 from urbanpulse.formats.router import topic_matches
 from urbanpulse.model import ReadingColumns, Rejection
 from urbanpulse.privacy.pseudonyms import Pseudonymiser, load_key
-from urbanpulse.privacy.settings import ClassPolicy, PrivacySettings
+from urbanpulse.privacy.settings import CLASS_RANK, ClassPolicy, PrivacySettings
 
 #: payload of a quarantined message of a redacted class: none of its bytes are kept
 REDACTED_MESSAGE = b'{"redacted":true}'
@@ -33,6 +33,9 @@ class Scope:
     msg_policy: list[ClassPolicy | None]
     #: redacted payloads this stage built for validation (id of the bytes object)
     made: set[int] = field(default_factory=set)
+    #: registered sensors whose registry class is stricter than their message's: sensor id -> policy
+    #: (applied without pseudonymisation: a registered id is in the registry already)
+    by_sensor: dict[str, ClassPolicy] = field(default_factory=dict)
 
     def groups(self) -> list[tuple[ClassPolicy, np.ndarray | None]]:
         """(policy, message mask or None for every message) for each active policy in the batch."""
@@ -45,12 +48,40 @@ class Scope:
 class PrivacyStage:
     """Applies the class policies of ``privacy:`` to decoded readings and their rejections."""
 
-    def __init__(self, settings: PrivacySettings, pseudonymiser: Pseudonymiser | None) -> None:
+    def __init__(self, settings: PrivacySettings, pseudonymiser: Pseudonymiser | None,
+                 registry_classes: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.settings = settings
         self.pseudonymiser = pseudonymiser
+        # every class some source or topic is given is "in scope" (even with nothing to do at ingest):
+        # its new series are recorded with their class (series.data_class) for retention and open data
         self._active = {c: p for c, p in settings.policies.items() if p.active}
+        for c in settings.classes_in_use() - {"open"}:
+            self._active.setdefault(c, ClassPolicy())  # type: ignore[index]
+        self._class_name = {id(p): c for c, p in self._active.items()}
         self._topic_rules = list(settings.topics.items())
         self._topic_cache: dict[str, tuple[ClassPolicy | None, str | None]] = {}
+        #: sensor id -> class of registered sensors whose class has an active policy (RegisteredSensors)
+        self._registry_classes = registry_classes
+        self._registry_policies = {c: p.model_copy(update={"pseudonymise": False})
+                                   for c, p in settings.policies.items() if p.active}
+        #: sensor ids (pseudonyms) of classed messages seen lately -> class: what a new series is
+        #: registered with (storage/series.py); bounded, newest kept
+        self.series_classes: dict[str, str] = {}
+        self.series_classes_max = 1_000_000
+
+    def class_of_sensor(self, sensor_id: str) -> str | None:
+        """The class a new series of ``sensor_id`` is recorded with (None: open)."""
+        return self.series_classes.get(sensor_id)
+
+    def _remember(self, ids: object, cls: str) -> None:
+        known = self.series_classes
+        new = set(ids).difference(known)  # type: ignore[call-overload]
+        if not new:
+            return
+        if len(known) + len(new) > self.series_classes_max:
+            for k in list(known)[: len(known) // 2]:  # the oldest half
+                del known[k]
+        known.update(dict.fromkeys(new, cls))
 
     # -- which policy applies ------------------------------------------------------------
 
@@ -71,14 +102,34 @@ class PrivacyStage:
                 return hit
         return self._active.get(self.settings.sources.get(source, "open")), None
 
-    def scope(self, batch: MessageBatch) -> Scope | None:
-        """The policies of ``batch``'s messages; None when none applies (the common case)."""
+    def scope(self, batch: MessageBatch, cols: ReadingColumns | None = None) -> Scope | None:
+        """The policies of ``batch``'s messages, and (given its decoded ``cols``) of registered
+        sensors whose registry class is stricter; None when none applies (the common case)."""
         n = len(batch.payloads)
         if not self._topic_rules or batch.topics is None:
             p = self._active.get(self.settings.sources.get(batch.source, "open"))
-            return None if p is None else Scope([p] * n)
-        policies = [self._of_topic(batch.source, t)[0] for t in batch.topics]
-        return Scope(policies) if any(p is not None for p in policies) else None
+            scope = None if p is None else Scope([p] * n)
+        else:
+            policies = [self._of_topic(batch.source, t)[0] for t in batch.topics]
+            scope = Scope(policies) if any(p is not None for p in policies) else None
+        if cols is not None and self._registry_classes is not None:
+            scope = self._registry_scope(cols, scope, n)
+        return scope
+
+    def _registry_scope(self, cols: ReadingColumns, scope: Scope | None, n: int) -> Scope | None:
+        """Add the registered sensors of ``cols`` whose registry class is stricter than their message's."""
+        classes = self._registry_classes()  # type: ignore[misc]
+        if not classes or not len(cols):
+            return scope
+        hits = set(cols.sensor_id).intersection(classes)
+        if not hits:
+            return scope
+        by_sensor = {s: self._registry_policies[c] for s in hits if (c := classes[s]) in self._registry_policies}
+        if not by_sensor:
+            return scope
+        scope = scope or Scope([None] * n)
+        scope.by_sensor = by_sensor
+        return scope
 
     # -- before validation ----------------------------------------------------------------
 
@@ -87,11 +138,31 @@ class PrivacyStage:
         cols = decoded.columns
         if not len(cols):
             return
+        registry_sel = None
+        if scope.by_sensor:  # before pseudonymisation changes the ids
+            registry_sel = {id(p): np.fromiter((scope.by_sensor.get(s) is p for s in cols.sensor_id), bool, len(cols))
+                            for p in {id(p): p for p in scope.by_sensor.values()}.values()}
+            ranks = self._msg_ranks(scope, cols)
         for policy, msg_mask in scope.groups():
             sel = None if msg_mask is None else msg_mask[cols.msg]
             if sel is not None and not sel.any():
                 continue
             self._apply_policy(policy, cols, sel)
+            cls = self._class_name.get(id(policy))
+            if cls is not None:
+                self._remember(cols.sensor_id if sel is None else [cols.sensor_id[k] for k in np.flatnonzero(sel)], cls)
+        if registry_sel is not None:
+            for policy in {id(p): p for p in scope.by_sensor.values()}.values():
+                cls = next(c for c, p in self._registry_policies.items() if p is policy)
+                sel = registry_sel[id(policy)] & (ranks < CLASS_RANK[cls])
+                if sel.any():
+                    self._apply_policy(policy, cols, sel)
+
+    def _msg_ranks(self, scope: Scope, cols: ReadingColumns) -> np.ndarray:
+        """Per reading, the rank of its message's class (0: open)."""
+        per_msg = np.array([CLASS_RANK[self._class_name.get(id(p), "open")] if p is not None else 0
+                            for p in scope.msg_policy] or [0], dtype=np.int8)
+        return per_msg[cols.msg] if len(scope.msg_policy) else np.zeros(len(cols), np.int8)
 
     def _apply_policy(self, p: ClassPolicy, cols: ReadingColumns, sel: np.ndarray | None) -> None:
         n = len(cols)
@@ -121,8 +192,10 @@ class PrivacyStage:
         if not keeps_location:
             cols.lat = np.where(mask, np.nan, cols.lat)
             cols.lon = np.where(mask, np.nan, cols.lon)
-        elif p.location_decimals is not None:
-            cols.lat, cols.lon = coarsen(cols.lat, cols.lon, p.location_decimals, None if everything else mask)
+        elif (grid := p.grid) is not None:
+            rlat, rlon = grid.snap(cols.lat, cols.lon)
+            cols.lat, cols.lon = (rlat, rlon) if everything else (np.where(mask, rlat, cols.lat),
+                                                                 np.where(mask, rlon, cols.lon))
         if "unit" in p.drop_fields:
             for k in (range(n) if everything else np.flatnonzero(mask).tolist()):
                 cols.unit[k] = None
@@ -130,8 +203,12 @@ class PrivacyStage:
     def raw_of(self, scope: Scope, cols: ReadingColumns, raw_of: Callable[[int], bytes]) -> Callable[[int], bytes]:
         """What validation quarantines for reading ``k``: as received, or for a redacted class only
         what the class keeps (pseudonym, metric, time, value, coarsened position)."""
+        by_sensor = scope.by_sensor
+
         def redacted_raw_of(k: int) -> bytes:
             p = scope.msg_policy[int(cols.msg[k])]
+            if by_sensor and (q := by_sensor.get(cols.sensor_id[k])) is not None and (p is None or not _redacts(p)):
+                p = q
             if p is None or not _redacts(p):
                 return raw_of(k)
             value, lat, lon = float(cols.value[k]), float(cols.lat[k]), float(cols.lon[k])
@@ -156,6 +233,11 @@ class PrivacyStage:
             if msg_mask is not None:
                 gone &= msg_mask[readings.msg]
             drop = gone if drop is None else drop | gone
+        for sensor, policy in scope.by_sensor.items():
+            if policy.drop_metrics and len(readings):
+                gone = np.isin(np.array(readings.metric, dtype=object), policy.drop_metrics) & \
+                    np.fromiter((s == sensor for s in readings.sensor_id), bool, len(readings))
+                drop = gone if drop is None else drop | gone
         return readings if drop is None or not drop.any() else readings.take(~drop)
 
     def scrub(self, source: str, rejections: list[Rejection], scope: Scope | None = None) -> None:
@@ -200,14 +282,18 @@ def coarsen(lat: np.ndarray, lon: np.ndarray, decimals: int,
     return np.where(mask, rlat, lat), np.where(mask, rlon, lon)
 
 
-def build_privacy_stage(settings: PrivacySettings) -> PrivacyStage | None:
-    """The stage for this configuration, or None when no source or topic has an active class.
+def build_privacy_stage(settings: PrivacySettings,
+                        registry_classes: Callable[[], Mapping[str, str]] | None = None) -> PrivacyStage | None:
+    """The stage for this configuration, or None when no source or topic has a class other than
+    open and no ``registry_classes`` (sensor id -> class of registered sensors; the service passes
+    its RegisteredSensors snapshot) are given.
 
     Refuses (:class:`ConfigError`) a configuration that uses the personal class, or any class
     that pseudonymises, without a key."""
     used = settings.classes_in_use()
-    active = {c for c, p in settings.policies.items() if p.active} & used
-    needs_key = "personal" in used or any(settings.policies[c].pseudonymise for c in active)
+    active = ({c for c, p in settings.policies.items() if p.active} | {"restricted", "personal"}) & used
+    needs_key = "personal" in used or any(
+        (q := settings.policies.get(c)) is not None and q.pseudonymise for c in active)  # type: ignore[call-overload]
     key = load_key(settings.key_file, settings.key_env) if (needs_key or settings.key_file) else None
     if needs_key and key is None:
         users = sorted([f"source {s}" for s, c in settings.sources.items() if c == "personal"]
@@ -217,6 +303,6 @@ def build_privacy_stage(settings: PrivacySettings) -> PrivacyStage | None:
             f"stored only as keyed pseudonyms, but there is no key: set privacy.key_file to a file holding it, or "
             f"the environment variable {settings.key_env} (at least 16 bytes, e.g. `openssl rand -hex 32`); keep it "
             "outside the database and its backups (docs/privacy.md)")
-    if not active:
+    if not active and registry_classes is None:
         return None
-    return PrivacyStage(settings, Pseudonymiser(key, settings.rotation) if key is not None else None)
+    return PrivacyStage(settings, Pseudonymiser(key, settings.rotation) if key is not None else None, registry_classes)

@@ -29,13 +29,18 @@ class RegisteredSensors:
         self.ids: frozenset[str] = frozenset()
         #: ``{(sensor_id, metric): interval_s}``: what the silence detector and quality figures expect
         self.intervals: dict[tuple[str, str], float] = {}
+        #: ``{sensor_id: data_class}`` of registered sensors whose class is not open: the privacy
+        #: stage applies that class's policy to their readings (docs/privacy.md)
+        self.classes: dict[str, str] = {}
         self.loaded = False
 
     async def refresh(self, db: Executor) -> None:
         """Reload ids and intervals (one small query each)."""
         ids = frozenset(await registered_ids(db))
         intervals = await expected_intervals(db)
-        self.ids, self.intervals, self.loaded = ids, intervals, True
+        classes = {r[0]: r[1] for r in await db.fetch(
+            "SELECT sensor_id, data_class FROM sensors_history WHERE valid_to IS NULL AND data_class <> 'open'")}
+        self.ids, self.intervals, self.classes, self.loaded = ids, intervals, classes, True
 
     def unknown_mask(self, sensor_ids: list[str], distinct: set[str] | None = None) -> np.ndarray | None:
         """Boolean mask of readings whose sensor is not registered; None when every one is.
@@ -48,6 +53,10 @@ class RegisteredSensors:
     def expected_interval(self, sensor_id: str, metric: str) -> float | None:
         """The registered reporting interval of a series, in seconds (None when not registered)."""
         return self.intervals.get((sensor_id, metric))
+
+    def class_map(self) -> dict[str, str]:
+        """The current ``classes`` (the privacy stage calls this once per batch)."""
+        return self.classes
 
     async def keep_fresh(self, pool: asyncpg.Pool, every_s: float) -> None:
         """Reload every ``every_s`` until cancelled; a failed reload keeps the last snapshot."""

@@ -20,8 +20,9 @@ from urbanpulse.alerts.schema import ALERTS_SQL
 from urbanpulse.auth.schema import API_KEYS_SQL
 from urbanpulse.connectors.suspects import SUSPECTS_SQL
 from urbanpulse.errors import MigrationError
-from urbanpulse.privacy.schema import PRIVACY_AUDIT_SQL
+from urbanpulse.privacy.schema import PRIVACY_AUDIT_SQL, SERIES_CLASS_SQL
 from urbanpulse.registry.schema import QUARANTINE_SERIES_SQL, REGISTRY_SQL
+from urbanpulse.storage.bucket_function import SERIES_BUCKETS_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
 from urbanpulse.storage.source_registry import SOURCE_IDS_SQL
 from urbanpulse.storage.rollup_schema import (
@@ -110,9 +111,11 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(11, "quarantine_series(): the series a quarantined payload names", QUARANTINE_SERIES_SQL),
     Migration(40, "daily rollups, per-series rollup levels", POSTGRES_ROLLUP_1D, TIMESCALE_ROLLUP_1D),
     Migration(41, "rollups compressed like readings", POSTGRES_ROLLUP_COMPRESSION, TIMESCALE_ROLLUP_COMPRESSION),
+    Migration(25, "series_buckets(): level-aware buckets for SQL clients (Grafana)", SERIES_BUCKETS_SQL),
     Migration(50, "messages that crashed a source (poison-message handling)", SUSPECTS_SQL),
     Migration(60, "source ids assigned at start-up (plugin sources)", SOURCE_IDS_SQL),
     Migration(90, "privacy audit log (append-only): subject exports and erasures", PRIVACY_AUDIT_SQL),
+    Migration(91, "data class of each series (series.data_class, series_classes view)", SERIES_CLASS_SQL),
 ]
 
 

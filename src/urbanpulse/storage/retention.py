@@ -4,8 +4,16 @@
   last instant is older than ``retention.readings`` (no row-by-row delete, no bloat). On
   TimescaleDB the readings and rollup hypertables are handled by TimescaleDB's own retention
   policies (storage/timescale.py), which drop whole chunks.
+  This job also calls ``drop_chunks`` itself for them, so a chunk drop is logged, counted and
+  audited whenever it happens first here (the policy then finds nothing).
 * rollups on plain PostgreSQL, ``quarantine`` and ``alert_events`` in both modes: ``DELETE`` in
   batches of ``delete_batch_rows``, each its own short transaction.
+* per data class (``privacy.policies.<class>.retention`` / ``coarsen_after``): the class's rows
+  deleted and its old positions coarsened (privacy/retention.py).
+
+Every run that is not skipped is written to the append-only ``privacy_audit`` table (action
+``retention_run``: what was dropped, deleted and coarsened, per table and class, and whether the
+run finished).
 
 Every run decides from what the database holds and the clock, so it is idempotent and a run cut
 short (crash, stop, lock timeout) is simply finished by the next one. Only one service of a
@@ -17,15 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from urbanpulse.privacy.retention import ClassCounts, ClassRetention
 from urbanpulse.storage.partitions import MonthlyPartitions, partition_month
 
 log = logging.getLogger(__name__)
@@ -64,6 +75,13 @@ class RetentionReport:
     partitions: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     skipped: bool = False  # another service held the retention lock
+    #: per data class, rows deleted per table (and ``readings:coarsened``)
+    classes: ClassCounts = field(default_factory=ClassCounts)
+
+    def audit_rows(self, outcome: str) -> dict[str, object]:
+        """What the audit row of this run records."""
+        return {"outcome": outcome, "partitions_dropped": {t: len(v) for t, v in self.partitions.items() if v},
+                "rows_deleted": {t: n for t, n in self.rows.items() if n}, "by_class": self.classes.rows}
 
 
 class RetentionMetrics:
@@ -76,6 +94,11 @@ class RetentionMetrics:
                             "Rows deleted by retention (row-wise tables; dropped partitions not included)",
                             ["table"], registry=registry)
         self.runs = Counter("urbanpulse_retention_runs", "Retention runs, by outcome", ["outcome"], registry=registry)
+        self.class_rows = Counter("urbanpulse_retention_class_rows",
+                                  "Rows deleted (or, table readings:coarsened, coarsened) by per-class retention",
+                                  ["data_class", "table"], registry=registry)
+        self.last_run = Gauge("urbanpulse_retention_last_run_timestamp_seconds",
+                              "When the last retention run ended, by outcome", ["outcome"], registry=registry)
 
 
 def month_end(month: np.datetime64) -> datetime:
@@ -95,19 +118,23 @@ class Retention:
 
     def __init__(self, pool: asyncpg.Pool, mode: str, plan: RetentionPlan,
                  partitions: MonthlyPartitions | None = None, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 classes: ClassRetention | None = None) -> None:
         self.pool = pool
         self.mode = mode
         self.plan = plan
         self.partitions = partitions
         self.metrics = RetentionMetrics(registry)
         self.clock = clock
+        self.classes = classes
+        if classes is not None:
+            classes.on_rows = lambda c, t, n: self.metrics.class_rows.labels(c, t).inc(n)
 
     @property
     def has_work(self) -> bool:
-        """Whether anything is for this service to drop (TimescaleDB hypertables are not)."""
-        return any(keep is not None and not (self.mode == "timescaledb" and t in _HYPERTABLES)
-                   for t, keep in self.plan.keep.items())
+        """Whether anything is for this job to drop, delete or coarsen."""
+        return any(keep is not None for keep in self.plan.keep.values()) or (
+            self.classes is not None and self.classes.has_work)
 
     async def run_once(self, now: datetime | None = None) -> RetentionReport:
         """One pass over every table; returns what it dropped."""
@@ -118,10 +145,15 @@ class Retention:
                 report.skipped = True
                 self.metrics.runs.labels("skipped").inc()
                 return report
+            outcome = "failed"
             try:
                 keep = self.plan.keep.get("readings")
                 if keep is not None and self.mode == "postgres":
                     report.partitions["readings"] = await self._drop_partitions(conn, now - keep)
+                if self.mode == "timescaledb":
+                    for table in _HYPERTABLES:
+                        if (keep := self.plan.keep.get(table)) is not None:
+                            report.partitions[table] = await self._drop_chunks(conn, table, now - keep)
                 for table, (time_col, key) in _DELETE_TABLES.items():
                     keep = self.plan.keep.get(table)
                     if keep is None or (self.mode == "timescaledb" and table in _HYPERTABLES):
@@ -129,13 +161,41 @@ class Retention:
                     if await conn.fetchval("SELECT to_regclass($1) IS NULL", table):
                         continue  # e.g. a table of a migration this database has not had yet
                     report.rows[table] = await self._delete_rows(conn, table, time_col, key, now - keep)
+                if self.classes is not None:
+                    await self.classes.run(conn, now, report.classes)
+                outcome = "done"
             finally:
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await self._audit(conn, report, outcome)
+                self.metrics.last_run.labels(outcome).set(time.time())
                 # after a failure mid-statement (cancelled at stop, connection lost) the connection
                 # cannot run this; the pool's reset of a released connection unlocks it anyway
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     await conn.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK_ID)
         self.metrics.runs.labels("done").inc()
         return report
+
+    async def _audit(self, conn: asyncpg.Connection, report: RetentionReport, outcome: str) -> None:
+        """One row in the append-only ``privacy_audit`` table per run (also a failed one: what it did)."""
+        if await conn.fetchval("SELECT to_regclass('privacy_audit') IS NULL"):
+            return
+        await conn.execute("INSERT INTO privacy_audit (actor, action, subject, rows) VALUES ($1, $2, $3, $4::jsonb)",
+                           "retention", "retention_run", "tables:" + ",".join(sorted(
+                               {t for t, k in self.plan.keep.items() if k is not None}
+                               | {f"class:{c}" for c in (self.classes.plans if self.classes else {})})),
+                           json.dumps(report.audit_rows(outcome)))
+
+    async def _drop_chunks(self, conn: asyncpg.Connection, table: str, cutoff: datetime) -> list[str]:
+        """TimescaleDB: drop the chunks of ``table`` wholly before ``cutoff`` (what its retention
+        policy also does); returns their names."""
+        if await conn.fetchval("SELECT to_regclass($1) IS NULL", table):
+            return []
+        names = [r[0] for r in await conn.fetch("SELECT drop_chunks($1::regclass, older_than => $2::timestamptz)",
+                                                table, cutoff)]
+        for name in names:
+            log.info("retention: dropped %s chunk %s (all before %s)", table, name, cutoff.isoformat(timespec="seconds"))
+            self.metrics.partitions.labels(table).inc()
+        return names
 
     async def _drop_partitions(self, conn: asyncpg.Connection, cutoff: datetime) -> list[str]:
         """Drop the monthly partitions of ``readings`` whose whole month lies before ``cutoff``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import asyncpg
 import numpy as np
@@ -20,6 +21,9 @@ class SeriesRegistry:
         self._ids: dict[tuple[str, str], int] = {}
         self._keys: dict[int, tuple[str, str]] = {}
         self._lock = asyncio.Lock()
+        #: the data class a new series is recorded with (privacy stage: its topic's or source's
+        #: class, docs/privacy.md); None: open
+        self.class_of: Callable[[str], str | None] | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -47,11 +51,16 @@ class SeriesRegistry:
                 return
             sensors = [k[0] for k in keys]
             metrics = [k[1] for k in keys]
+            class_of = self.class_of
+            classes = [class_of(s) for s in sensors] if class_of is not None else [None] * len(sensors)
             async with pool.acquire() as conn:
+                # a series seen again in a class (e.g. after the configuration classed its topic) takes it
                 await conn.execute("""
-                    INSERT INTO series (sensor_id, metric)
-                    SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2
-                    ON CONFLICT DO NOTHING""", sensors, metrics)
+                    INSERT INTO series (sensor_id, metric, data_class)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2
+                    ON CONFLICT (sensor_id, metric) DO UPDATE SET data_class = EXCLUDED.data_class
+                    WHERE EXCLUDED.data_class IS NOT NULL
+                      AND series.data_class IS DISTINCT FROM EXCLUDED.data_class""", sensors, metrics, classes)
                 rows = await conn.fetch("""
                     SELECT s.id, s.sensor_id, s.metric FROM series s
                     JOIN unnest($1::text[], $2::text[]) AS k(sensor_id, metric)

@@ -139,6 +139,7 @@ class WindowState:
         # the open windows of its series (the watermark close scans the slots only past it)
         self._lane_streams: dict[str, np.ndarray] = {}  # source -> stream index per lane (int32)
         self._n_streams = 0
+        self._stream_source: list[str] = []  # stream index -> source name (rebuilt when streams are added)
         self._watermark = np.full(4, NONE, np.int64)
         self._due = np.full(4, NEVER, np.int64)
         self._size_of: dict[str, int] = {}
@@ -243,6 +244,19 @@ class WindowState:
         """Per slot, the watermark of the stream it last came from (event-time 'now')."""
         src = self.source[slots]
         return np.where(src >= 0, self._watermark[np.maximum(src, 0)], NONE)
+
+    def source_names(self, slots: np.ndarray) -> list[str]:
+        """Per slot, the name of the source its latest reading came from ("" before any): what
+        groups a whole source going quiet into one silence incident."""
+        names = self._stream_source
+        if len(names) != self._n_streams:
+            names = [""] * self._n_streams
+            for source, streams in self._lane_streams.items():
+                for k in streams.tolist():
+                    names[k] = source
+            self._stream_source = names
+        src = self.source[np.asarray(slots, np.int64)]
+        return [names[k] if k >= 0 else "" for k in src.tolist()]
 
     def _streams(self, source: str, n_lanes: int) -> np.ndarray:
         """Stream index (int32) of each lane of ``source``, lanes 0..n_lanes-1 at least.

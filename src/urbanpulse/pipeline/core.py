@@ -1,59 +1,35 @@
-"""The path every message takes: decode -> validate -> batch -> durable write -> ack.
-
-Guarantees:
-- nothing is acknowledged (MQTT PUBACK, Kafka commit) before the batch holding it is
-  committed to the database, readings and quarantine rows alike;
-- acknowledgements run in the order batches were formed, so a Kafka commit never covers a
-  batch that is still being written;
-- at most ``max_in_flight_batches`` batches are queued or being written: beyond that
-  :meth:`Pipeline.submit` waits, which is how sources are slowed down (backpressure);
-- a failed write is retried with bounded exponential backoff, never dropped;
-- with stream analytics attached, each batch is analysed (windows, detectors, alerts) from when
-  it is formed, strictly in batch order, and the resulting alert changes are written in the same
-  transaction as the batch's readings: a crash can never store one without the other. The
-  analysis overlaps with decoding the next batches; a writer waits for it before writing.
-  Batches then also *commit* in the order they were formed (the COPYs still run in parallel):
-  after a crash the stored batches are a prefix of the stream, so every redelivered reading is
-  newer than what the restarted detectors were warmed with, and none is skipped unscored;
-- whatever the format or validation raises on one message costs that message only: it is
-  quarantined as ``decode_error`` (the exception in ``detail``, the bytes as received) and its
-  neighbours go on (:meth:`Pipeline._decode`);
-- stream analytics failing on a batch (while preparing, analysing or writing its alert changes)
-  never holds up its readings: they are stored without alert changes, the failure is counted
-  (``urbanpulse_analytics_failed_batches``) and logged, and ingestion continues.
-"""
+"""The :class:`Pipeline` the sources call: submit, quarantine, flush, drain (see the package doc
+for what it guarantees)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import asyncpg
 import numpy as np
 
 from urbanpulse.config import IngestSettings
 from urbanpulse.errors import SourceHalted
-from urbanpulse.formats.base import Format, MessageBatch, describe_exception
+from urbanpulse.formats.base import Format, MessageBatch
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.model import ReadingColumns, Reason, Rejection
+from urbanpulse.model import ReadingColumns, Rejection
+from urbanpulse.pipeline.batch import Ack, Batch, Pending
+from urbanpulse.pipeline.decode import DecodeStage
+from urbanpulse.pipeline.handoff import AnalyticsFailures, BatchAnalytics
 from urbanpulse.privacy.stage import PrivacyStage
 from urbanpulse.quality.validate import ReadingValidator, Validated
+from urbanpulse.storage.lock_waits import blocked_by_us
 from urbanpulse.storage.write_errors import WriteErrorKind, classify_write_error
 from urbanpulse.storage.writer import ReadingStore, WriteResult
 
 log = logging.getLogger(__name__)
 
-Ack = Callable[[], Awaitable[None] | None]
-
 #: how long a batch waits for earlier batches to commit before it commits (see _earlier_committed)
 COMMIT_ORDER_WAIT_S = 5.0
 #: while it waits, how often it checks that it is not holding up an earlier batch inside PostgreSQL
 COMMIT_ORDER_PROBE_S = 0.05
-_BLOCKS_ANOTHER_SQL = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))"
 
 
 #: failed writes logged without a traceback (the message says it all)
@@ -61,78 +37,6 @@ _CONNECTION_TROUBLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnection
 #: errors after which a batch's transaction is retried whole, rather than dropping its alert changes
 _RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                       asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
-#: a repeated failure (decode isolation, analytics) is logged with its traceback at most this often
-FAILURE_LOG_INTERVAL_S = 60.0
-
-
-class _ThrottledLog:
-    """Logs a kind of failure with its traceback the first time, then at most once per
-    ``FAILURE_LOG_INTERVAL_S`` with how many happened in between: a hostile sender must not be
-    able to flood the log."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        self.total = 0
-        self._since = 0
-        self._next = 0.0
-
-    def failed(self, exc: BaseException, *args: object) -> None:
-        self.total += 1
-        self._since += 1
-        now = time.monotonic()
-        if now < self._next:
-            return
-        log.error(self.message + " (%d time(s) since the last report, %d in all)", *args, self._since, self.total,
-                  exc_info=exc)
-        self._since = 0
-        self._next = now + FAILURE_LOG_INTERVAL_S
-
-
-class BatchAnalytics(Protocol):
-    """What the pipeline needs from stream analytics (windows, detectors, alerts).
-
-    ``failed_batches`` counts batches stored without analysis; the pipeline adds to it when
-    :meth:`prepare`, :meth:`ready` or :meth:`write` raises."""
-
-    failed_batches: int
-
-    async def prepare(self, source: str, readings: ReadingColumns | None, series_ids: np.ndarray | None) -> object:
-        """Start analysing a batch as it is formed (in batch order); returns a handle for :meth:`ready`."""
-
-    async def ready(self, prepared: object) -> object:
-        """Wait for the batch's analysis: quality flags set in its readings, alert changes decided.
-        Returns what :meth:`write` and :meth:`committed` take; None when there is nothing to write."""
-
-    async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
-        """Write the batch's analytics output inside the batch's transaction."""
-
-    def committed(self, prepared: object) -> None:
-        """The batch is durable: publish (live streams, webhooks). Called in batch order."""
-
-    async def tick(self) -> object | None:
-        """Periodic work not tied to a batch (idle windows, silence); output is written like a batch."""
-
-
-@dataclass
-class _Pending:
-    parts: list[ReadingColumns] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    acks: list[Ack] = field(default_factory=list)
-    size: int = 0
-    started: float = 0.0
-
-
-@dataclass
-class _Job:
-    seq: int
-    source: str
-    readings: ReadingColumns | None
-    rejections: list[Rejection]
-    acks: list[Ack]
-    series_ids: np.ndarray | None = None
-    prepared: object | None = None
-    done: bool = False
-    parked: bool = False  # failed with a permanent error; retried every retry_max_s (see _park)
 
 
 class Pipeline:
@@ -150,10 +54,10 @@ class Pipeline:
         self.validator = validator
         self.settings = settings
         self.metrics = metrics
-        self._pending: dict[str, _Pending] = {}
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._pending: dict[str, Pending] = {}
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
-        self._jobs: dict[int, _Job] = {}
+        self._jobs: dict[int, Batch] = {}
         self._next_seq = 0
         self._next_ack = 0
         self._ack_lock = asyncio.Lock()
@@ -166,14 +70,10 @@ class Pipeline:
         self.commits_out_of_order = 0  # see _earlier_committed
         #: source -> why its acknowledgements stopped (a batch failed with a permanent error)
         self.halted: dict[str, str] = {}
-        self._parked: list[_Job] = []
-        self._held: dict[str, list[_Job]] = {}  # jobs of halted sources taken out of the ack order
-        self._raw_of = getattr(fmt, "raw_of", None)
-        self._decode_failures = _ThrottledLog(
-            "format %r raised on a batch from %s; decoded it message by message, quarantining only the "
-            "message that raises (reason decode_error)")
-        self._analytics_failures = _ThrottledLog(
-            "stream analytics failed while %s a batch from %s; its readings are stored without alert changes")
+        self._parked: list[Batch] = []
+        self._held: dict[str, list[Batch]] = {}  # jobs of halted sources taken out of the ack order
+        self.decoder = DecodeStage(fmt, validator, privacy)
+        self._analytics_failures = AnalyticsFailures(analytics)
 
     async def start(self) -> None:
         """Start the writers and the batch timer."""
@@ -201,7 +101,7 @@ class Pipeline:
         m.tally["received"] += n_valid + n_rej
         pending = self._pending.get(source)
         if pending is None:
-            pending = self._pending[source] = _Pending(started=time.monotonic())
+            pending = self._pending[source] = Pending(started=time.monotonic())
         if n_valid:
             if batch.lanes is not None and self.analytics is not None:
                 validated.readings.lane = batch.lanes[validated.readings.msg]
@@ -215,68 +115,12 @@ class Pipeline:
         return validated
 
     def _decode(self, batch: MessageBatch) -> Validated:
-        """Decode and validate ``batch``; whatever that raises costs only the message raising it.
-
-        The fast path is the format's batch decode as is. Only if it raises is the batch decoded
-        again one message at a time, and a message that raises on its own is quarantined as
-        ``decode_error`` with the exception's type and text and its bytes as received."""
-        try:
-            return self._decode_validate(batch)
-        except Exception as exc:  # noqa: BLE001 - input nobody anticipated must not stop a source
-            privacy = self.privacy
-            logged: BaseException = exc
-            if privacy is not None and privacy.withholds(batch):  # its text may quote a personal id
-                logged = _Withheld(f"{type(exc).__name__} (text withheld: personal data)")
-            self._decode_failures.failed(logged, getattr(self.fmt, "name", type(self.fmt).__name__), batch.source)
-            if len(batch.payloads) == 1:
-                validated = Validated(ReadingColumns.empty(), [_decode_error(batch, 0, exc)])
-            else:
-                validated = self._decode_one_by_one(batch)
-            if privacy is not None:
-                privacy.scrub(batch.source, validated.rejections)
-            return validated
-
-    def _decode_validate(self, batch: MessageBatch) -> Validated:
-        decoded = self.fmt.decode(batch)
-        raw_of = self._raw_of
-        raw = (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b"")
-        privacy = self.privacy
-        scope = privacy.scope(batch) if privacy is not None else None
-        if scope is not None:  # right after decode: nothing below sees a raw personal id
-            privacy.apply(batch, decoded, scope)
-            raw = privacy.raw_of(scope, decoded.columns, raw)
-        validated = self.validator.validate(batch, decoded, raw)
-        if scope is not None:
-            validated.readings = privacy.drop_metrics(scope, validated.readings)
-            privacy.scrub(batch.source, validated.rejections, scope)
-        for r in validated.rejections:  # cheap unless a rejection could not be stored as it is
-            if type(r.payload) is not bytes or type(r.detail) is not str or not r.detail.isascii() \
-                    or type(r.reason) is not Reason:
-                _make_storable(r, batch)
-        return validated
-
-    def _decode_one_by_one(self, batch: MessageBatch) -> Validated:
-        """The slow path after a batch decode raised (see :meth:`_decode`)."""
-        parts: list[ReadingColumns] = []
-        rejections: list[Rejection] = []
-        for i in range(len(batch.payloads)):
-            try:
-                one = self._decode_validate(_one_message(batch, i))
-            except Exception as exc:  # noqa: BLE001 - see _decode
-                rejections.append(_decode_error(batch, i, exc))
-                continue
-            if len(one.readings):
-                one.readings.msg[:] = i
-                parts.append(one.readings)
-            rejections.extend(one.rejections)
-        readings = ReadingColumns.concat(parts) if parts else ReadingColumns.empty()
-        return Validated(readings, rejections)
+        """Decode and validate ``batch`` (pipeline/decode.py); never raises."""
+        return self.decoder.decode(batch)
 
     def _analytics_failed(self, doing: str, source: str, exc: BaseException) -> None:
         """Count and log a batch stored without (some of) its analysis."""
-        if hasattr(self.analytics, "failed_batches"):
-            self.analytics.failed_batches += 1  # type: ignore[union-attr]
-        self._analytics_failures.failed(exc, doing, source)
+        self._analytics_failures.failed(doing, source, exc)
 
     async def flush_source(self, source: str) -> None:
         """Hand ``source``'s partial batch to the writers now (a caller waiting for its ack, such
@@ -331,7 +175,7 @@ class Pipeline:
         m.tally["received"] += len(rejections)
         pending = self._pending.get(source)
         if pending is None:
-            pending = self._pending[source] = _Pending(started=time.monotonic())
+            pending = self._pending[source] = Pending(started=time.monotonic())
         pending.rejections.extend(rejections)
         if ack is not None:
             pending.acks.append(ack)
@@ -358,14 +202,14 @@ class Pipeline:
                 self._slots.release()
                 raise
 
-    async def _dispatch(self, source: str, pending: _Pending) -> None:
+    async def _dispatch(self, source: str, pending: Pending) -> None:
         readings = ReadingColumns.concat(pending.parts) if pending.parts else None
-        job = _Job(self._next_seq, source, readings, pending.rejections, pending.acks)
+        job = Batch(self._next_seq, source, readings, pending.rejections, pending.acks)
         if self.analytics is not None:
             if readings is not None and len(readings):
                 job.series_ids = await self._series_ids(readings)
             try:
-                job.prepared = await self.analytics.prepare(source, readings, job.series_ids)
+                job.analysis = await self.analytics.prepare(source, readings, job.series_ids)
             except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
                 self._analytics_failed("preparing", source, exc)
         self._next_seq += 1
@@ -400,22 +244,22 @@ class Pipeline:
                 if prepared is None:
                     self._slots.release()
                     continue
-                job = _Job(self._next_seq, "analytics", None, [], [], prepared=prepared)
+                job = Batch(self._next_seq, "analytics", None, [], [], analysis=prepared)
                 self._next_seq += 1
                 self._jobs[job.seq] = job
                 self.metrics.in_flight.inc()
                 self._queue.put_nowait(job)
 
-    async def _write(self, job: _Job):  # noqa: ANN202 - WriteResult
+    async def _write(self, job: Batch):  # noqa: ANN202 - WriteResult
         if self.analytics is None:
             return await self.store.write(job.readings, job.rejections, job.source)
         analytics = self.analytics
         try:
-            prepared = await analytics.ready(job.prepared)  # idempotent: a retry gets it again
+            prepared = await analytics.ready(job.analysis)  # idempotent: a retry gets it again
         except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
             self._analytics_failed("analysing", job.source, exc)
             prepared = None
-        job.prepared = prepared
+        job.analysis = prepared
 
         async def in_order(conn: asyncpg.Connection) -> None:
             await self._earlier_committed(job.seq, conn)
@@ -432,7 +276,7 @@ class Pipeline:
         return await self.store.write(job.readings, job.rejections, job.source, series_ids=job.series_ids,
                                       in_transaction=in_order)
 
-    async def _write_analytics(self, conn: asyncpg.Connection, job: _Job, prepared: object) -> None:
+    async def _write_analytics(self, conn: asyncpg.Connection, job: Batch, prepared: object) -> None:
         """The batch's alert changes, in a savepoint of its transaction: if writing them raises
         (a bug, data the alert tables refuse), they are rolled back alone and the readings still
         commit. A lost connection or a deadlock retries the whole batch as before."""
@@ -444,7 +288,7 @@ class Pipeline:
             raise
         except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
             self._analytics_failed("writing the alert changes of", job.source, exc)
-            job.prepared = None  # nothing to publish
+            job.analysis = None  # nothing to publish
 
     async def _earlier_committed(self, seq: int, conn: asyncpg.Connection) -> None:
         """Wait until every batch formed before ``seq`` is committed (see the module doc).
@@ -467,13 +311,15 @@ class Pipeline:
                 return
             except asyncio.TimeoutError:
                 pass
-            if await conn.fetchval(_BLOCKS_ANOTHER_SQL, conn.get_server_pid()):
+            waiter = await blocked_by_us(conn)
+            if waiter is not None:
                 self.commits_out_of_order += 1
-                log.info("batch %d holds rows an earlier batch waits for (the same readings twice): committing "
-                         "it first", seq)
+                self.metrics.commits_out_of_order.labels(waiter.kind.value).inc()
+                log.info("batch %d commits before an earlier batch: %s", seq, waiter.describe())
                 return
             if time.monotonic() > deadline:
                 self.commits_out_of_order += 1
+                self.metrics.commits_out_of_order.labels("timeout").inc()
                 log.warning("batch %d: earlier batches still uncommitted after %.0fs; committing it anyway",
                             seq, COMMIT_ORDER_WAIT_S)
                 return
@@ -516,7 +362,7 @@ class Pipeline:
             self.database_ok = True
             await self._completed(job, result)
 
-    async def _completed(self, job: _Job, result: WriteResult) -> None:
+    async def _completed(self, job: Batch, result: WriteResult) -> None:
         """A batch is durable: count it, let later batches commit, acknowledge what is due."""
         m = self.metrics
         source = job.source
@@ -541,7 +387,7 @@ class Pipeline:
         if reason is not None:
             raise SourceHalted(f"source {source} is halted: {reason}")
 
-    async def _park(self, job: _Job, exc: BaseException) -> None:
+    async def _park(self, job: Batch, exc: BaseException) -> None:
         """A permanent write error (storage/write_errors.py): retrying at once would fail the same
         way while every later acknowledgement waits. So the batch is parked and retried every
         ``retry_max_s``; its source is halted (``/health`` says why, its submits raise
@@ -600,7 +446,7 @@ class Pipeline:
                 if job.source in self.halted and (job.done or job.parked):
                     # out of the ack order until its source resumes (see _park)
                     if job.done:
-                        job.readings, job.rejections, job.series_ids = None, [], None
+                        job.release_data()
                     self._held.setdefault(job.source, []).append(job)
                 elif job.done:
                     await self._run_acks(job)
@@ -613,10 +459,10 @@ class Pipeline:
         async with self._acked:
             self._acked.notify_all()
 
-    async def _run_acks(self, job: _Job) -> None:
-        if self.analytics is not None and job.prepared is not None:
+    async def _run_acks(self, job: Batch) -> None:
+        if self.analytics is not None and job.analysis is not None:
             try:
-                self.analytics.committed(job.prepared)
+                self.analytics.committed(job.analysis)
             except Exception:  # noqa: BLE001 - publishing must not stall acks
                 log.exception("publishing analytics output failed")
         for ack in job.acks:
@@ -626,47 +472,3 @@ class Pipeline:
                     await result
             except Exception:  # an ack failure means redelivery, which is idempotent
                 log.exception("acknowledgement failed; the broker will redeliver (stored idempotently)")
-
-
-class _Withheld(Exception):
-    """Stands in for an exception whose text may quote personal data, in the log."""
-
-
-def _one_message(batch: MessageBatch, i: int) -> MessageBatch:
-    """Message ``i`` of ``batch`` as a batch of its own, with its provenance."""
-    def pick(values: list | None) -> list | None:  # noqa: ANN401
-        return values[i:i + 1] if values is not None else None
-
-    return MessageBatch(source=batch.source, payloads=batch.payloads[i:i + 1], topics=pick(batch.topics),
-                        partitions=pick(batch.partitions), offsets=pick(batch.offsets),
-                        topic_fields=pick(batch.topic_fields), received_ns=batch.received_ns,
-                        lanes=batch.lanes[i:i + 1] if batch.lanes is not None else None)
-
-
-def _decode_error(batch: MessageBatch, i: int, exc: BaseException) -> Rejection:
-    """Message ``i`` quarantined whole, as received, because decoding or validating it raised."""
-    topic, partition, offset = batch.provenance(i)
-    return Rejection(reason=Reason.DECODE_ERROR, detail=describe_exception(exc), payload=_as_bytes(batch.payloads[i]),
-                     source=batch.source, topic=topic, partition=partition, offset=offset)
-
-
-def _as_bytes(payload: object) -> bytes:
-    if type(payload) is bytes:
-        return payload  # type: ignore[return-value]
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload)
-    return str(payload).encode("utf-8", "backslashreplace")
-
-
-def _make_storable(r: Rejection, batch: MessageBatch) -> None:
-    """Repair what a format handed back that PostgreSQL could not store (text that is not valid
-    UTF-8, a payload that is not bytes, a reason that is not a :class:`Reason`), so one odd
-    rejection never makes its whole batch unwritable."""
-    r.detail = str(r.detail).encode("utf-8", "backslashreplace").decode("utf-8")
-    r.payload = _as_bytes(r.payload)
-    if type(r.reason) is not Reason:
-        try:
-            r.reason = Reason(r.reason)
-        except ValueError:
-            r.detail = f"format gave the unknown reason {r.reason!r}: {r.detail}"
-            r.reason = Reason.DECODE_ERROR

@@ -1,0 +1,1 @@
+"""Static files of the live operations page (``static/``), served by :mod:`urbanpulse.api.routes.live`."""
