@@ -10,6 +10,7 @@ Each check names the two places that disagree, so a failure says what to fix.
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 from pathlib import Path
@@ -267,6 +268,8 @@ def test_kafka_has_a_listener_for_containers_and_one_for_the_host(services, sett
     assert init["image"] == kafka["image"]
     assert [_flag(args, "--topic")] == list(settings.kafka.topics), "kafka-init creates another topic than urbanpulse reads"
     assert "--if-not-exists" in args and env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    # KRaft formats its log with CLUSTER_ID: a base64url UUID (16 bytes, 22 characters)
+    assert len(env["CLUSTER_ID"]) == 22 and len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
 
 
 def test_database_names_agree_with_the_dsn_and_the_grafana_datasource(services):

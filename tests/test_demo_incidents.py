@@ -44,7 +44,7 @@ INCIDENT = st.one_of(
     st.builds(Silent, st.sampled_from(STATIONS), HOUR, LENGTH),
 )
 SCHEDULES = st.lists(INCIDENT, max_size=8)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _named_cells(station: str, incidents: list) -> tuple[dict[str, set[int]], set[int]]:
@@ -129,7 +129,7 @@ def test_default_schedule_rounds_use_three_stations_and_never_overlap_on_one(n: 
 @FAST
 @given(SCHEDULES, st.integers(0, 2))
 def test_the_feed_sends_every_reading_once_except_silent_hours(city: list, incidents: list, loop: int) -> None:
-    injected = [inject(d, incidents) for d in city]
+    injected = [inject(d, incidents) for d in city[:4]]  # four stations: the schedules name all twelve
     feed = HourlyFeed(injected)
     sent: dict[tuple[str, str, int], float | None] = {}
     for hour in range(feed.hours):
@@ -174,7 +174,7 @@ def test_every_dataset_station_has_a_real_position_in_beijing() -> None:
 def test_the_bundled_month_is_the_first_744_hours_of_the_dataset_files() -> None:
     from urbanpulse.datasets import datasets_root
 
-    full = {read_station(f).station: read_station(f) for f in station_files(datasets_root() / "beijing_multisite_air_quality")}
+    full = {d.station: d for d in map(read_station, station_files(datasets_root() / "beijing_multisite_air_quality"))}
     for f in station_files(BUNDLED_CITY):
         month = read_station(f)
         whole = full[month.station]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import asyncpg
+import httpx
 import uvicorn
 
 from urbanpulse.api.app import create_app
@@ -142,6 +142,33 @@ def _check_port_free(host: str, port: int) -> None:
                             f"what listens there") from exc
 
 
+async def has_page(base: str) -> bool:
+    """Whether the service answers ``/`` with a web page for a visitor without a key (the page is
+    its own piece of work; a build without it points the visitor to the API documentation)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        try:
+            r = await client.get(base)
+        except httpx.HTTPError:
+            return False
+    return r.status_code == 200 and r.headers.get("content-type", "").startswith("text/html")
+
+
+def browser_address(host: str, port: int) -> str:
+    """The service's base URL as a browser on this machine reaches it (loopback when it listens on
+    every address)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def browser_hint(base: str, page: bool, host: str, port: int) -> str:
+    """The line that tells a person where to point the browser."""
+    listening = "" if f"//{host}:" in base else f" (listening on {host}:{port})"
+    if page:
+        return (f"open {base} in a browser{listening}: visitors read open data without a key; API documentation at "
+                f"{base}docs")
+    return f"open {base}docs in a browser{listening} (API documentation; visitors read open data without a key)"
+
+
 def _when(feed: HourlyFeed, hour: int) -> str:
     return datetime.fromtimestamp(feed.ts_ms(hour) / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -170,9 +197,6 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    data, note = load_stations(opts)
-    if note:
-        print(note, flush=True)
     s = settings.model_copy(deep=True)
     s.validation.max_age_s = None  # history from 2013: the "too old" horizon is for live feeds
     s.api.enabled, s.api.open_data = True, True
@@ -180,6 +204,9 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
     s.api.port = opts.port if opts.port is not None else s.api.port
     s.alerts.resolve_after_windows = max(s.alerts.resolve_after_windows, RESOLVE_AFTER_WINDOWS)
     _check_port_free(s.api.host, s.api.port)
+    data, note = load_stations(opts)
+    if note:
+        print(note, flush=True)
     span = min(len(d) for d in data) if opts.hours is None else max(1, min(opts.hours, *(len(d) for d in data)))
     first_paced = min(opts.backlog, span - 1)
     incidents = default_schedule([d.station for d in data], first_paced, span) if opts.incidents else []
@@ -200,14 +227,12 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
         s.database.dsn = dsn  # the service uses this database; the demo owns the embedded server
         service = IngestService(s, [source])
         await service.start()
-        server = _ApiServer(uvicorn.Config(create_app(service), host=s.api.host, port=s.api.port,
-                                           log_level="warning", lifespan="off"))
+        server = _ApiServer(uvicorn.Config(create_app(service), host=s.api.host, port=s.api.port, log_level="warning", lifespan="off"))
         api_task = asyncio.create_task(server.serve(), name="api")
         while not server.started and not api_task.done():
             await asyncio.sleep(0.05)
         if not server.started:
             raise DemoError(f"the API did not start on {s.api.host}:{s.api.port}; see the log above")
-        url = f"http://{s.api.host if ':' not in s.api.host else f'[{s.api.host}]'}:{s.api.port}/"
         span = f"{_when(feed, 0)} .. {_when(feed, feed.hours - 1)}"
         print(f"\nreplaying {len(data)} Beijing stations ({', '.join(d.station for d in data)}), {span}, "
               f"registered at their real positions", flush=True)
@@ -216,7 +241,8 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
         if incidents:
             print(f"injected incidents, a round every {EVERY_HOURS} replayed hours on other stations; the first:")
             print("\n".join(describe_incidents(incidents[:3], feed, opts)))
-        print(f"\nopen {url} in a browser (visitors read open data without a key; API documentation at {url}docs)")
+        base = browser_address(s.api.host, s.api.port)
+        print(f"\n{browser_hint(base, await has_page(base), s.api.host, s.api.port)}")
         print("operator key (acknowledge and resolve alerts; shown once, store it now):")
         print(f"  {key}")
         print("stop with Ctrl-C (or SIGTERM)", flush=True)
