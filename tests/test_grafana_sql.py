@@ -387,8 +387,13 @@ async def check_values(conn: asyncpg.Connection, main: dict, timescaledb: bool) 
     # the reader sees quarantine reasons but not what was quarantined
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await run_as_reader(conn, "SELECT payload FROM quarantine")
+    for secret in ("api_keys", "privacy_audit", "source_suspects"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await run_as_reader(conn, f"SELECT count(*) FROM {secret}")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await run_as_reader(conn, "SELECT count(*) FROM api_keys")
+        await run_as_reader(conn, "DELETE FROM readings")
+    config = await conn.fetchval("SELECT rolconfig FROM pg_roles WHERE rolname = 'grafana_reader'")
+    assert "statement_timeout=30s" in config, config
 
 
 # -- plain PostgreSQL -----------------------------------------------------------------------------------

@@ -21,9 +21,13 @@ import orjson
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import services
 from history_check import readings_columns, stored_frame
+from urbanpulse.export import source
+from urbanpulse.export.source import copy_groups
 from urbanpulse.export.stream import open_export
 from urbanpulse.query.run import HistoryRunner, to_us
 from urbanpulse.query.spec import parse_query
@@ -173,6 +177,35 @@ async def test_quality_section_on_request(million):
     meta = orjson.loads(pq.read_schema(io.BytesIO(data)).metadata[b"urbanpulse"])
     assert meta["quality"]["series"] == report["series"]
     assert "# quality" not in (await _collect(runner, params, "csv")).decode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.integers(1, 10_000), max_size=40, unique=True),
+       counts=st.lists(st.integers(0, 5_000), min_size=40, max_size=40), target=st.integers(1, 20_000))
+def test_copy_groups_keep_the_order_and_the_bound(ids, counts, target):
+    ids = sorted(ids)
+    per = dict(zip(ids, counts))
+    groups = copy_groups(ids, per, target)
+    assert [s for g in groups for s in g] == ids and all(groups)
+    for g in groups:
+        assert len(g) == 1 or sum(per[s] for s in g) <= target
+    for a, b in zip(groups, groups[1:]):  # a group is only closed when the next series would not fit
+        assert sum(per[s] for s in a) + per[b[0]] > target
+
+
+async def test_readings_export_in_several_copy_groups_equals_one(million, monkeypatch):
+    _, pool, frame = million
+    runner = HistoryRunner(pool)
+    params = {"sensor": "ex-02,ex-05,ex-06,ex-11,ex-19", "start": "2024-01-02T00:00:00Z",
+              "end": "2024-01-03T12:00:00Z"}
+    one = await _collect(runner, params, "csv")
+    monkeypatch.setattr(source, "COPY_GROUP_ROWS", 20_000)  # ~13,000 readings per series: a group each
+    several = await _collect(runner, params, "csv", chunk_rows=5_000)
+    assert one == several
+    got = pd.read_csv(io.BytesIO(several), comment="#")
+    want = expected(frame[frame.sensor_id.isin(params["sensor"].split(","))], params)
+    np.testing.assert_array_equal(got.sensor_id.to_numpy(), want.sensor_id.to_numpy())
+    np.testing.assert_array_equal(got.value.to_numpy(), want.value.to_numpy())
 
 
 async def test_readings_export_without_copy_equals_copy(million):

@@ -341,6 +341,46 @@ async def test_http_history_pages_equal_the_recomputation(stored, client):
     assert items[0]["bucket"] == "2024-10-25T23:00:00Z"  # local midnight of the 26th, BST
 
 
+def _items_of(body: dict) -> list[dict]:
+    """The rows of a ``shape=columns`` page rebuilt as the default shape's objects."""
+    cols, series = body["columns"], body["series"]
+    time_key = "bucket" if "bucket" in cols else "ts"
+    names = [n for n in cols if n != "series"]
+    out = []
+    for i, idx in enumerate(cols["series"]):
+        item = {"sensor_id": series[idx]["sensor_id"], "metric": series[idx]["metric"]}
+        item.update({n: cols[n][i] for n in names})
+        out.append(item)
+    assert all(len(cols[n]) == len(cols["series"]) for n in cols) and time_key in names
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(params=queries(), fill=st.sampled_from([None, "null", "previous", "linear"]), limit=st.integers(1, 3000),
+       readings=st.booleans())
+async def test_http_columns_shape_equals_the_items_shape(client, params, fill, limit, readings):
+    """Every page (first three, following the cursor) carries the same rows in both shapes."""
+    params = {**params, "limit": str(limit), **({"fill": fill} if fill else {})}
+    if readings:  # no bucket: the readings themselves
+        params = {k: v for k, v in params.items() if k not in ("bucket", "agg", "tz", "fill")}
+    cursor = None
+    for _ in range(3):
+        page = {**params, **({"cursor": cursor} if cursor else {})}
+        items = await client.get("/readings", params=page)
+        columns = await client.get("/readings", params={**page, "shape": "columns"})
+        assert items.status_code == columns.status_code, (items.text[:300], columns.text[:300])
+        if items.status_code != 200:
+            assert items.json() == columns.json()
+            return
+        a, b = items.json(), columns.json()
+        assert a["query"] == b["query"] and a["series"] == b["series"] and a["next_cursor"] == b["next_cursor"]
+        assert _items_of(b) == a["items"]
+        cursor = a["next_cursor"]
+        if cursor is None:
+            return
+
+
 async def test_http_errors_say_what_to_change(client):
     r = await client.get("/readings", params={"sensor": "hq-a", "start": "2024-03-28", "bucket": "7m"})
     assert r.status_code == 422 and "bucket" in r.json()["detail"]  # the document lists the widths

@@ -179,11 +179,19 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: list[str] = Field(default_factory=lambda: ["urbanpulse.readings"])
     group_id: str = "urbanpulse-ingest"
+    group_instance_id: str | None = Field(
+        None, min_length=1, max_length=249, description="static group membership (Kafka 2.3+): a stable id unique "
+        "to this worker (e.g. its StatefulSet pod name). A restarted worker with the same id gets its partitions "
+        "back without a rebalance; a worker that stops for good keeps them unread until session_timeout_ms. Two "
+        "workers with the same id fence each other. None: dynamic membership (docs/operations.md)")
     client_id: str = "urbanpulse"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(10_000, ge=1, description="per getmany call")
-    session_timeout_ms: int = Field(10_000, ge=1000, description="a worker silent this long leaves the group")
-    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    session_timeout_ms: int = Field(
+        6_000, ge=1000, description="a worker silent this long leaves the group; also how long a new group takes to "
+        "form on some brokers (Tansu: about half of it) and how long a killed worker's partitions wait. 6 s is the "
+        "least Apache Kafka accepts by default (group.min.session.timeout.ms); docs/operations.md")
+    heartbeat_interval_ms: int = Field(2_000, ge=100, description="at most a third of session_timeout_ms")
     revoke_drain_timeout_s: float = Field(
         5.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
         "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it "
@@ -255,6 +263,10 @@ class ApiSettings(_Section):
     open_data: bool = Field(False, description="anonymous callers may read series whose data class is open "
                                                "(never restricted or personal); everything else needs an API key")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger request bodies are answered 413")
+    key_cache_s: float = Field(5.0, ge=0, description="a key that checked as valid is trusted this many seconds "
+                               "without asking the database again: a key revoked by another process (the CLI, "
+                               "another instance) stops working here within this time; one revoked through this "
+                               "service's API at once. 0: check every request in the database")
 
 
 class Settings(BaseSettings):

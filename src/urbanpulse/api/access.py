@@ -109,14 +109,17 @@ def policy(request: Request) -> AccessPolicy:
 
 
 def key_store(request: Request) -> KeyStore:
-    """``app.state.keys``, else a store over the service's pool (503 while it has none)."""
+    """``app.state.keys``, else a store over the service's pool (503 while it has none), caching
+    verified keys for ``api.key_cache_s`` seconds."""
     store = getattr(request.app.state, "keys", None)
     if store is not None:
         return store
-    pool = getattr(getattr(request.app.state, "service", None), "pool", None)
+    service = getattr(request.app.state, "service", None)
+    pool = getattr(service, "pool", None)
     if pool is None:
         raise StorageUnavailable("the database is not connected yet, so API keys cannot be checked; retry shortly")
-    store = KeyStore(pool)
+    api = getattr(getattr(service, "settings", None), "api", None)
+    store = KeyStore(pool, cache_s=float(getattr(api, "key_cache_s", 0.0)))
     request.app.state.keys = store
     return store
 

@@ -15,6 +15,8 @@ import hmac
 import logging
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,7 @@ import asyncpg
 
 from urbanpulse.auth.roles import Role
 from urbanpulse.errors import InvalidRequest, NotAuthenticated, NotFound
+from urbanpulse.ttl_cache import TtlCache
 
 PREFIX = "upk_"
 _ID_BYTES = 5  # 10 hex characters
@@ -87,10 +90,19 @@ _COLUMNS = "id, name, role, created_at, created_by, revoked_at, revoked_by"
 
 
 class KeyStore:
-    """The ``api_keys`` table (migration 20) over an asyncpg pool or connection."""
+    """The ``api_keys`` table (migration 20) over an asyncpg pool or connection.
 
-    def __init__(self, db: asyncpg.Pool | asyncpg.Connection) -> None:
+    ``cache_s`` > 0 keeps keys that verified as *active* for that many seconds (the service uses
+    ``api.key_cache_s``, default 5), so a request checks its key without a database round trip.
+    The cache is keyed by the key's SHA-256 (the key itself is not kept); malformed, unknown and
+    revoked keys are looked up every time. The bound: a key revoked by another process (``urbanpulse
+    keys revoke``, another instance) stops working here within ``cache_s``; one revoked through
+    this store (``DELETE /keys/{id}``) at once. ``clock`` is for tests."""
+
+    def __init__(self, db: asyncpg.Pool | asyncpg.Connection, cache_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
+        self.cache: TtlCache[bytes, ApiKey] | None = TtlCache(cache_s, 10_000, clock) if cache_s > 0 else None
 
     async def create(self, name: str, role: Role | str, created_by: str | None = None) -> CreatedKey:
         """A new key with ``role``; the returned ``secret`` is the only copy of the key."""
@@ -131,6 +143,8 @@ class KeyStore:
         if row is None:
             raise NotFound(f"no API key with id {key_id!r}; list them with `urbanpulse keys list` or GET /keys")
         key = ApiKey.from_row(row)
+        if self.cache is not None:
+            self.cache.discard(lambda k: k.id == key.id)
         log.info("API key %s (%s, %r) revoked by %s", key.id, key.role.value, key.name, key.revoked_by)
         return key
 
@@ -140,13 +154,18 @@ class KeyStore:
         if m is None:
             raise NotAuthenticated("the API key is malformed: send the whole key printed by `urbanpulse keys "
                                    "create` (upk_<id>_<secret>) as 'Authorization: Bearer <key>'", "malformed_key")
+        wanted = digest(token)
+        if self.cache is not None and (hit := self.cache.get(wanted)) is not None:
+            return hit
         row = await self.db.fetchrow(f"SELECT {_COLUMNS}, secret_sha256 FROM api_keys WHERE id = $1", m.group(1))
         stored = bytes(row["secret_sha256"]) if row is not None else _DUMMY_DIGEST
-        if not hmac.compare_digest(stored, digest(token)) or row is None:
+        if not hmac.compare_digest(stored, wanted) or row is None:
             raise NotAuthenticated("the API key is not recognised; check it was copied whole, or ask an admin "
                                    "for a new one (`urbanpulse keys create`)", "unknown_key")
         key = ApiKey.from_row(row)
         if not key.active:
             raise NotAuthenticated(f"API key {key.id} was revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S %Z}; "
                                    f"ask an admin for a new one", "revoked_key")
+        if self.cache is not None and key.active:
+            self.cache.put(wanted, key)
         return key

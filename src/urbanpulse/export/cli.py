@@ -86,7 +86,7 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
     try:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, timeout=settings.database.connect_timeout_s)
         try:
-            runner = HistoryRunner(pool, QueryLimits(**settings.history.model_dump()),
+            runner = HistoryRunner(pool, QueryLimits.from_settings(settings.history),
                                    rollups=RollupAvailability.from_settings(settings))
             ex = await open_export(runner, q, output_format(args), quality=args.quality)
             ids = [s.series_id for s in ex.info.series]

@@ -18,6 +18,7 @@ from urbanpulse.query.cursor import Position, decode_cursor, encode_cursor
 from urbanpulse.query.errors import QueryError, QueryTimeout, QueryTooLarge
 from urbanpulse.query.fill import GapFiller, Grid, Out
 from urbanpulse.query.plan import READINGS_SQL, ROLLUPS, Plan, plan_query
+from urbanpulse.query.selection_cache import UNKNOWN, Selection, SelectionCache
 from urbanpulse.query.series import SeriesInfo, resolve_series
 from urbanpulse.query.spec import HistoryQuery
 
@@ -35,6 +36,13 @@ class QueryLimits:
     max_scan_readings: int = 50_000_000  # stored readings a raw-path query may aggregate
     statement_timeout_s: float = 30.0
     export_timeout_s: float = 900.0  # a whole export (COPY or cursor) may run this long
+
+    @classmethod
+    def from_settings(cls, history: object | None) -> QueryLimits:
+        """The limits of a ``history:`` section (:class:`urbanpulse.query.settings.HistorySettings`)."""
+        if history is None:
+            return cls()
+        return cls(**{f: getattr(history, f) for f in cls.__dataclass_fields__ if hasattr(history, f)})
 
 
 @dataclass(frozen=True)
@@ -149,32 +157,58 @@ class HistoryRunner:
     """Answers :class:`HistoryQuery` objects on a pool with the given limits."""
 
     def __init__(self, pool: asyncpg.Pool, limits: QueryLimits | None = None,
-                 data_classes: list[str] | None = None, rollups: RollupAvailability | None = None) -> None:
-        """``data_classes``: the caller's scope (``["open"]`` for anonymous open data), None for all."""
+                 data_classes: list[str] | None = None, rollups: RollupAvailability | None = None,
+                 cache: SelectionCache | None = None) -> None:
+        """``data_classes``: the caller's scope (``["open"]`` for anonymous open data), None for all.
+        ``cache``: where resolved selections are kept briefly (the service's; None: resolve each time)."""
         self.pool = pool
         self.limits = limits or QueryLimits()
         self.data_classes = data_classes
         self.rollups = rollups or RollupAvailability()
+        self.cache = cache
+
+    def _wants_rollups(self, q: HistoryQuery) -> bool:
+        return self.rollups.enabled and q.bucket is not None and not q.percentiles and q.path != "raw"
 
     async def usable_rollups(self, conn: asyncpg.Connection, q: HistoryQuery, ids: list[int]) -> set[str]:
         """Rollup tables holding every bucket of these series over the query's range: on, not cut
         by retention before ``q.start``, and kept by every series (``rollup_series.finest_us``;
         no row: every level)."""
-        if not self.rollups.enabled or q.bucket is None or q.percentiles or q.path == "raw":
+        if not self._wants_rollups(q):
             return set()
+        return self._usable(q, await self._finest(conn, ids))
+
+    async def _finest(self, conn: asyncpg.Connection, ids: list[int]) -> int | None:
+        return await conn.fetchval("SELECT max(finest_us) FROM rollup_series WHERE series_id = ANY($1::int4[])",
+                                   ids, timeout=self.limits.statement_timeout_s)
+
+    def _usable(self, q: HistoryQuery, finest: int | None) -> set[str]:
         now = datetime.now(timezone.utc)
-        finest = await conn.fetchval("SELECT max(finest_us) FROM rollup_series WHERE series_id = ANY($1::int4[])",
-                                     ids, timeout=self.limits.statement_timeout_s)
         return {t for t, width in ROLLUPS
                 if (finest is None or finest <= width * 1_000_000)
                 and (self.rollups.keep.get(t) is None or q.start >= now - self.rollups.keep[t])}
 
+    async def select(self, conn: asyncpg.Connection, q: HistoryQuery) -> Selection:
+        """The query's series (and, when a rollup may answer, their levels): from the cache when
+        it holds them, else from the registry (then cached)."""
+        key = (q.series, None if self.data_classes is None else tuple(self.data_classes))
+        sel = self.cache.get(key) if self.cache is not None else None
+        if sel is None:
+            series = await resolve_series(conn, q.series, self.limits.max_series, self.data_classes)
+            sel = Selection(series, [s.series_id for s in series])
+            if self.cache is not None:
+                self.cache.put(key, sel)
+        if sel.finest_us == UNKNOWN and self._wants_rollups(q):
+            sel.finest_us = await self._finest(conn, sel.ids)
+        return sel
+
     async def prepare(self, conn: asyncpg.Connection, q: HistoryQuery) -> tuple[list[SeriesInfo], Plan, list[int]]:
         """Series, plan and the size checks shared by pages and exports."""
-        series = await resolve_series(conn, q.series, self.limits.max_series, self.data_classes)
+        sel = await self.select(conn, q)
+        series, ids = sel.series, sel.ids
         _check_size(q, len(series), self.limits)
-        ids = [s.series_id for s in series]
-        plan = plan_query(q, max_buckets=self.limits.max_buckets, usable=await self.usable_rollups(conn, q, ids))
+        usable = self._usable(q, sel.finest_us) if self._wants_rollups(q) else set()
+        plan = plan_query(q, max_buckets=self.limits.max_buckets, usable=usable)
         await _check_scan(conn, q, plan, ids, self.limits)
         return series, plan, ids
 

@@ -18,3 +18,7 @@ class HistorySettings(BaseModel):
                                    "read (413 beyond; rollup-path queries are not limited by this)")
     statement_timeout_s: float = Field(30.0, gt=0, description="a page's statement running longer is cancelled (503)")
     export_timeout_s: float = Field(900.0, gt=0, description="an export running longer is cancelled")
+    selection_cache_s: float = Field(2.0, ge=0, description="a selection's series and rollup levels are reused this "
+                                     "many seconds: a registry change made elsewhere (CLI, another instance), a new "
+                                     "series or a new rollup-level decision reaches queries within this time; "
+                                     "registry changes through this service's API at once. 0: resolve every request")

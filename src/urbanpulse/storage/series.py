@@ -7,6 +7,7 @@ columns, and the series row is where the sensor registry later hangs units and l
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 
 import asyncpg
@@ -65,6 +66,8 @@ class SeriesRegistry:
                     JOIN unnest($1::text[], $2::text[]) AS k(sensor_id, metric)
                       ON s.sensor_id = k.sensor_id AND s.metric = k.metric""", sensors, metrics)
             for r in rows:
-                key = (r["sensor_id"], r["metric"])  # one tuple for both maps
+                # one tuple for both maps; the metric interned: each row brings its own copy of a
+                # name that thousands of series share (~60 bytes per series otherwise)
+                key = (r["sensor_id"], sys.intern(r["metric"]))
                 self._ids[key] = r["id"]
                 self._keys[r["id"]] = key

@@ -12,16 +12,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
-from urbanpulse.export.stream import check_format, open_export
-from urbanpulse.export.writers import EXTENSIONS, FORMATS
+from urbanpulse.api.page_json import columns_body, iso_utc, page_head
+from urbanpulse.export.formats import EXTENSIONS, FORMATS, check_format
 from urbanpulse.query.errors import QueryError, UnknownSeries
 from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, RollupAvailability, latest
+from urbanpulse.query.selection_cache import SelectionCache
 from urbanpulse.query.spec import HistoryQuery, parse_query
 
 router = APIRouter(tags=["history"])
@@ -42,17 +42,21 @@ _EXAMPLE = ("/readings?sensor=beijing-dongsi&metric=pm2_5&start=2015-01-01T00:00
 
 
 def runner(request: Request, principal: Principal) -> HistoryRunner:
-    """A runner on the service's pool, with the configured limits and rollups and the caller's
-    data-class scope (None: every series, registered or not; open data: only registered ``open`` ones)."""
+    """A runner on the service's pool, with the configured limits and rollups, the service's
+    selection cache and the caller's data-class scope (None: every series, registered or not;
+    open data: only registered ``open`` ones)."""
     state = request.app.state
     if getattr(state, "history_limits", None) is None:
         settings = getattr(state.service, "settings", None)
         history = getattr(settings, "history", None)
-        state.history_limits = QueryLimits(**history.model_dump()) if history is not None else QueryLimits()
+        state.history_limits = QueryLimits.from_settings(history)
         state.history_rollups = RollupAvailability.from_settings(settings)
+        ttl = float(getattr(history, "selection_cache_s", 0.0))
+        if getattr(state, "history_cache", None) is None:
+            state.history_cache = SelectionCache(ttl) if ttl > 0 else None
     scope = None if principal.scope == FULL else principal.scope.data_classes_list
     return HistoryRunner(state.service.pool, state.history_limits, scope,
-                         getattr(state, "history_rollups", None))
+                         getattr(state, "history_rollups", None), getattr(state, "history_cache", None))
 
 
 def _query(request: Request, allowed: set[str]) -> HistoryQuery:
@@ -60,16 +64,6 @@ def _query(request: Request, allowed: set[str]) -> HistoryQuery:
     if unknown:
         raise QueryError(f"unknown query parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
     return parse_query(dict(request.query_params))
-
-
-def _iso(us: list[int]) -> list[str]:
-    """RFC 3339 UTC stamps (``2023-01-01T05:00:00Z``; with microseconds only when some have them)."""
-    a = np.array(us, dtype=np.int64)
-    if not (a % 1_000_000).any():
-        text = np.datetime_as_string((a // 1_000_000).astype("datetime64[s]"))
-    else:
-        text = np.datetime_as_string(a.astype("datetime64[us]"))
-    return [t + "Z" for t in text.tolist()]
 
 
 def _item_builder(time_key: str, values: list[str], local: bool, filled: bool):  # noqa: ANN202
@@ -106,7 +100,7 @@ def page_body(page: Page) -> dict[str, Any]:
     rows = page.records if from_record else page.rows
     build = _item_builder("bucket" if q.bucket is not None else "ts", _value_parts(q, page.columns, from_record),
                           local, bool(q.fill))
-    stamps = _iso([r[1] for r in rows])
+    stamps = iso_utc([r[1] for r in rows])
     if local:
         tz = q.tz
         locs = [datetime.fromtimestamp(r[1] / 1e6, timezone.utc).astimezone(tz).isoformat() for r in rows]
@@ -116,24 +110,23 @@ def page_body(page: Page) -> dict[str, Any]:
         items = [build(heads[r[0]], stamp, loc, r, False) for r, stamp, loc in zip(rows, stamps, locs)]
     else:
         items = [build(heads[r[0]], stamp, loc, r[2], r[3]) for r, stamp, loc in zip(rows, stamps, locs)]
-    return {
-        "query": {"start": q.start.isoformat(), "end": q.end.isoformat(),
-                  "bucket": q.bucket.text if q.bucket else None, "tz": str(q.tz.key), "columns": list(page.columns),
-                  "fill": q.fill, "path": page.path},
-        "series": [{"sensor_id": s.sensor_id, "metric": s.metric, "unit": s.unit, "lat": s.lat, "lon": s.lon,
-                    "area": s.area, "licence": s.licence, "data_class": s.data_class} for s in page.series],
-        "items": items,
-        "next_cursor": page.next_cursor,
-    }
+    return {**page_head(page), "items": items, "next_cursor": page.next_cursor}
 
 
 _PAGE_EXAMPLE = {
     "query": {"start": "2015-01-01T00:00:00+00:00", "end": "2015-01-02T00:00:00+00:00", "bucket": "1h",
-              "tz": "Europe/London", "columns": ["mean", "max"], "fill": None, "path": "rollup"},
+              "tz": "Europe/London", "columns": ["mean", "max"], "fill": None, "path": "rollup_1h"},
     "series": [{"sensor_id": "beijing-dongsi", "metric": "pm2_5", "unit": "ug/m3", "lat": 39.929, "lon": 116.417,
                 "area": "dongcheng", "licence": "CC-BY-4.0", "data_class": "open"}],
-    "items": [{"sensor_id": "beijing-dongsi", "metric": "pm2_5", "bucket": "2015-01-01T00:00:00+00:00",
+    "items": [{"sensor_id": "beijing-dongsi", "metric": "pm2_5", "bucket": "2015-01-01T00:00:00Z",
                "local": "2015-01-01T00:00:00+00:00", "mean": 35.2, "max": 41.0}],
+    "next_cursor": None,
+}
+_COLUMNS_EXAMPLE = {
+    "query": _PAGE_EXAMPLE["query"], "series": _PAGE_EXAMPLE["series"],
+    "columns": {"series": [0, 0], "bucket": ["2015-01-01T00:00:00Z", "2015-01-01T01:00:00Z"],
+                "local": ["2015-01-01T00:00:00+00:00", "2015-01-01T01:00:00+00:00"], "mean": [35.2, 37.9],
+                "max": [41.0, 44.5]},
     "next_cursor": None,
 }
 _LATEST_EXAMPLE = {"sensor_id": "beijing-dongsi",
@@ -143,7 +136,11 @@ _LATEST_EXAMPLE = {"sensor_id": "beijing-dongsi",
 @router.get("/readings", summary="History of one or many series: readings or buckets with aggregates",
             description=f"Example: `{_EXAMPLE}`. Pages follow `next_cursor`.",
             responses={**_RESPONSES, 200: {"description": "One page of rows, with the series' registry metadata",
-                                           "content": {"application/json": {"example": _PAGE_EXAMPLE}}}})
+                                           "content": {"application/json": {"examples": {
+                                               "items": {"summary": "shape=items (default): one object per row",
+                                                         "value": _PAGE_EXAMPLE},
+                                               "columns": {"summary": "shape=columns: one array per column",
+                                                           "value": _COLUMNS_EXAMPLE}}}}}})
 async def history(
     request: Request,
     sensor: str | None = Query(None, description="sensor id(s), comma-separated", examples=["beijing-dongsi"]),
@@ -166,11 +163,16 @@ async def history(
                                                                            "(default auto)"),
     limit: int | None = Query(None, ge=1, le=10_000, description="rows per page (default 1000, at most 10000)"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    shape: Literal["items", "columns"] = Query("items", description="items: one object per row; columns: one "
+                                               "array per column (compact, fast to parse: "
+                                               "`pandas.DataFrame(body['columns'])`)"),
     principal: Principal = ALLOW_OPEN_DATA,
 ) -> Response:
     """Readings (no ``bucket``) or per-bucket aggregates, ordered by series then time."""
-    q = _query(request, _SELECT | {"limit", "cursor"})
+    q = _query(request, _SELECT | {"limit", "cursor", "shape"})
     page = await runner(request, principal).page(q, limit=limit, cursor=cursor)
+    if shape == "columns":
+        return Response(columns_body(page), media_type="application/json")
     return Response(orjson.dumps(page_body(page)), media_type="application/json")
 
 
@@ -203,6 +205,8 @@ async def export(
 ) -> StreamingResponse:
     """The rows of ``/readings`` for the whole range, as one file."""
     q = _query(request, _SELECT | {"format", "quality"})
+    from urbanpulse.export.stream import open_export  # pyarrow: loaded on the first export, not at start-up
+
     fmt = check_format(format)
     ex = await open_export(runner(request, principal), q, fmt, quality=quality)
     name = f"urbanpulse-{q.start:%Y%m%d}-{q.end:%Y%m%d}.{EXTENSIONS[fmt]}"

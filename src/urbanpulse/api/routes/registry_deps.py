@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BeforeValidator
 from urbanpulse.api.access import FULL, Principal
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.query.selection_cache import forget_selections
 
 
 def _rfc3339_only(value: Any) -> Any:
@@ -49,7 +50,9 @@ def catalogue(request: Request) -> MetricCatalogue:
 
 
 async def registry_changed(request: Request) -> None:
-    """Reload the service's in-memory register after a change (the unknown_sensor check)."""
+    """Reload the service's in-memory register after a change (the unknown_sensor check), and
+    forget the history queries' cached selections (area, tags, position, data class may differ)."""
+    forget_selections(request.app.state)
     registered = getattr(getattr(request.app.state, "service", None), "registered", None)
     if registered is not None:
         await registered.refresh(pool(request))
