@@ -20,6 +20,7 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +38,6 @@ from urbanpulse.demo_incidents import DETECTOR_OF, EVERY_HOURS, Incident, Spike,
 from urbanpulse.demo_stations import registry_entries
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.registry.store import save_sensor
-from urbanpulse.runner import _ApiServer
 from urbanpulse.service import IngestService, connect_with_retry
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.timescale import configured_policies
@@ -50,6 +50,15 @@ DEMO_DATABASE = "urbanpulse_demo"
 #: with hourly readings two replayed days, long enough to find and acknowledge one at 3600x,
 #: short enough that the open alerts are the recent ones
 RESOLVE_AFTER_WINDOWS = 48
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the demo decides when the API stops (after the
+    replay stopped and what it sent is stored), as ``urbanpulse run`` does."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class DemoError(UrbanpulseError):
