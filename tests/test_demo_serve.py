@@ -95,6 +95,8 @@ def test_each_injected_incident_raises_its_alert_on_the_readings_it_changed(demo
 
     wait_until(lambda: found("spike", spike) and found("flatline", stuck) and found("silence", silent), 120,
                interval=1.0, what="the first round's three alerts")
+    # every alert names a station (a silent station is not the whole replay source going quiet)
+    assert {a["sensor_id"] for a in demo.alerts()} <= {sensor(name) for name in load_sites()}
     # the spike: its alert is triggered by the spiked reading itself, value as injected
     spiked = float(_injected(spike.station, [spike])["pm2_5"][spike.hour])
     assert any(t["value"] == spiked for a in found("spike", spike) for t in a["triggers"]), found("spike", spike)
