@@ -214,7 +214,7 @@ class StreamAnalytics:
         if self._score_log is not None:
             self._score_log.close()
 
-    # -- the pipeline's BatchAnalytics protocol ---------------------------------------------
+    # -- the pipeline's BatchAnalytics[Prepared] protocol (pipeline/handoff.py) -------------
 
     async def prepare(self, source: str, readings: ReadingColumns | None,
                       series_ids: np.ndarray | None) -> Prepared | None:
@@ -244,12 +244,11 @@ class StreamAnalytics:
         self._queue.put_nowait(prepared)
         return prepared
 
-    async def ready(self, prepared: object) -> Prepared | None:
+    async def ready(self, prepared: Prepared | None) -> Prepared | None:
         """Wait until the batch is analysed: its LATE flags are set and its alert changes decided.
         Returns what :meth:`write` and :meth:`committed` take (None: nothing to write)."""
         if prepared is None:
             return None
-        assert isinstance(prepared, Prepared)
         await prepared.done.wait()
         if prepared.changes:
             return prepared
@@ -299,14 +298,15 @@ class StreamAnalytics:
         self.late += observed.late
         return observed.closed
 
-    async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
+    async def write(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
+        """The batch's alert changes, in the batch's transaction."""
         if prepared is not None:
-            assert isinstance(prepared, Prepared)
             if prepared.changes:
                 prepared.events = await self.alerts.store.apply(conn, prepared.changes)
 
-    def committed(self, prepared: object) -> None:
-        assert isinstance(prepared, Prepared)
+    def committed(self, prepared: Prepared) -> None:
+        """The batch and every earlier one are committed: its alert events (and readings, to open live
+        pages) go live."""
         if prepared.events:
             for e in prepared.events:
                 self.events_by_kind[e.kind] += 1

@@ -59,9 +59,14 @@ class RetentionSettings(_Section):
 
 
 class RollupSettings(_Section):
-    """Which rollup levels (1 min, 1 h, 1 d) each series keeps (docs/rollups.md): a level is kept
-    where its bucket holds at least ``min_readings_per_bucket`` readings of the series."""
+    """Whether the rollup tables are maintained, and which levels (1 min, 1 h, 1 d) each series
+    keeps (docs/rollups.md): a level is kept where its bucket holds at least
+    ``min_readings_per_bucket`` readings of the series. Storage, not analytics: the rollups are
+    merged in each batch's transaction whether or not detection runs."""
 
+    enabled: bool | None = Field(
+        None, description="maintain the rollups in each batch's transaction (default true); false: queries "
+        "aggregate the readings. windows.rollups is the older name of this switch")
     min_readings_per_bucket: int = Field(
         10, ge=1, description="a rollup row costs about two readings' storage: a level holding fewer readings per "
         "bucket is cheaper to compute from the readings when asked; 1 keeps every level for every series")
@@ -292,6 +297,18 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     live: LiveSettings = LiveSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _rollups_switch_under_storage(self) -> Settings:
+        # windows.rollups is the switch's older name (it is storage, not a window setting)
+        rollups, old = self.database.rollups, self.windows.rollups
+        if old is not None and rollups.enabled is not None and old != rollups.enabled:
+            raise ValueError("windows.rollups and database.rollups.enabled disagree; keep only "
+                             "database.rollups.enabled")
+        if rollups.enabled is None:
+            rollups.enabled = True if old is None else old
+        self.windows.rollups = rollups.enabled
+        return self
 
     @model_validator(mode="after")
     def _retention_outlasts_max_age(self) -> Settings:
