@@ -66,8 +66,9 @@ def test_loop_keeps_going_and_stores_every_reading_once(tmp_path: Path, fresh_db
     try:
         d.wait_ready()
         assert "looping" in d.output()
+        wait_until(lambda: d.newest("beijing-aotizhongxin") is not None, 60, what="a first stored reading")
         first = d.newest("beijing-aotizhongxin")
-        wait_until(lambda: (d.newest("beijing-aotizhongxin") or first) > first, 60, what="newer readings")
+        wait_until(lambda: d.newest("beijing-aotizhongxin") > first, 60, what="newer readings")
         out = d.stop(signal.SIGINT)  # Ctrl-C
     finally:
         d.stop_quietly()
