@@ -157,6 +157,8 @@ def main() -> int:
     ap.add_argument("--pages", type=int, default=20, help="pages open in the CPU phase")
     ap.add_argument("--window", type=float, default=60.0, help="seconds of each CPU and latency window")
     ap.add_argument("--loads", type=int, default=5, help="page loads timed")
+    ap.add_argument("--skip-browser-cpu", action="store_true", help="measure the CPU of open pages with stream "
+                    "clients only (20 browsers on 2 cores starve everything, the service included)")
     ap.add_argument("--warmup", type=float, default=25.0)
     ap.add_argument("--pg-dsn", default=services.PG_DSN)
     ap.add_argument("--json", type=Path)
@@ -221,13 +223,42 @@ def main() -> int:
 
         pid = svc.proc.pid  # type: ignore[union-attr]
 
-        def window(label: str) -> float:
-            c0, t0 = cpu_seconds(pid), time.monotonic()
-            time.sleep(args.window)
-            used = cpu_seconds(pid) - c0
-            log(f"{label}: {used:.2f} CPU s over {time.monotonic() - t0:.1f} s")
-            return used
+        def stored() -> float:
+            return svc.metric("urbanpulse_readings_stored_total")
 
+        def window(label: str) -> tuple[float, float]:
+            """CPU seconds used and readings stored over one window (a starved publisher or
+            service stores fewer: the CPU figure is then also given per 1,000 readings)."""
+            c0, n0, t0 = cpu_seconds(pid), stored(), time.monotonic()
+            time.sleep(args.window)
+            used, n = cpu_seconds(pid) - c0, stored() - n0
+            log(f"{label}: {used:.2f} CPU s over {time.monotonic() - t0:.1f} s, {n:.0f} readings stored "
+                f"({1000 * used / max(n, 1):.3f} CPU s per 1,000)")
+            return used, n
+
+        # the service's side of open pages without browsers competing for the CPU: the same streams
+        # (/live/stream with a viewer key, as a page holds) read by light clients in one process
+        none_c0 = window("no stream open")
+        clients = [PeerClient(svc.url, key) for _ in range(args.pages)]
+        for c in clients:
+            c.start()
+        time.sleep(5)
+        with_clients = window(f"{args.pages} streams open")
+        for c in clients:
+            c.stop.set()
+        time.sleep(5)
+        none_c1 = window("no stream open (again)")
+        k_none = 1000 * (none_c0[0] + none_c1[0]) / max(none_c0[1] + none_c1[1], 1)
+        k_streams = 1000 * with_clients[0] / max(with_clients[1], 1)
+        result["cpu_s_stream_clients"] = {
+            "no_streams_before": none_c0, "streams_open": with_clients, "no_streams_after": none_c1,
+            "per_1000_readings_no_streams": k_none, "per_1000_readings_streams_open": k_streams,
+            "ratio_per_reading": k_streams / k_none,
+            "extra_cpu_s_per_min_all_streams": (with_clients[0] - (none_c0[0] + none_c1[0]) / 2) * 60 / args.window}
+        log(f"CPU per 1,000 readings: {k_streams:.3f} s with {args.pages} streams vs {k_none:.3f} s without "
+            f"(x{k_streams / k_none:.2f})")
+        if args.skip_browser_cpu:
+            return finish(result, args)
         none_before = window("no page open")
         per_browser = 4
         drivers = [browser.chrome(work / f"profile-pages-{b}") for b in range(math.ceil(args.pages / per_browser))]
@@ -257,14 +288,21 @@ def main() -> int:
         drivers = []
         time.sleep(3)
         none_after = window("no page open (again)")
+        (none_before, n_before), (with_pages, n_pages), (none_after, n_after) = none_before, with_pages, none_after
         baseline = (none_before + none_after) / 2
+        per_k_none = 1000 * (none_before + none_after) / max(n_before + n_after, 1)
+        per_k_pages = 1000 * with_pages / max(n_pages, 1)
         result["cpu_s"] = {"no_pages_before": none_before, "pages_open": with_pages, "no_pages_after": none_after,
+                           "readings_stored": [n_before, n_pages, n_after],
+                           "per_1000_readings_no_pages": per_k_none, "per_1000_readings_pages_open": per_k_pages,
+                           "ratio_per_reading_pages_over_none": per_k_pages / per_k_none,
                            "extra_for_pages": with_pages - baseline,
                            "extra_per_page_per_min": (with_pages - baseline) / args.pages * 60 / args.window,
                            "ratio_pages_over_none": with_pages / baseline,
                            "frames_per_page_in_window": frames, "pages_paused": paused}
         log(f"CPU: {with_pages:.2f} s with {args.pages} pages vs {baseline:.2f} s without "
-            f"(x{with_pages / baseline:.2f}; {result['cpu_s']['extra_per_page_per_min']:.3f} CPU s per page per minute)")
+            f"(x{with_pages / baseline:.2f}; per 1,000 readings {per_k_pages:.3f} vs {per_k_none:.3f} s, "
+            f"x{per_k_pages / per_k_none:.2f})")
     finally:
         for d in [driver, *drivers]:
             if d is not None:
@@ -277,6 +315,10 @@ def main() -> int:
         svc.stop_quietly()
         broker.stop()
         services.drop_database(name, args.pg_dsn)
+    return finish(result, args)
+
+
+def finish(result: dict[str, Any], args: argparse.Namespace) -> int:
     out = json.dumps(result, indent=2)
     print(out)
     results = ROOT / "benchmarks" / "results"
