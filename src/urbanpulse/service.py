@@ -155,6 +155,7 @@ class IngestService:
             self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval)
             await self.analytics.start(background=True)  # batches wait in prepare() until it is loaded
             self.analytics.live, self.live.fed = self.live, True
+            self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
             self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)

@@ -33,6 +33,13 @@ class SeriesRegistry:
         configured rollup intervals."""
         return self._keys.get(series_id)
 
+    def forget(self, series_ids: list[int]) -> None:
+        """Drop erased series from the cache (privacy erasure): their next reading registers anew."""
+        for sid in series_ids:
+            key = self._keys.pop(sid, None)
+            if key is not None:
+                self._ids.pop(key, None)
+
     async def ids_for(self, pool: asyncpg.Pool, sensors: list[str], metrics: list[str]) -> np.ndarray:
         """int32 series id per reading, registering the series seen for the first time."""
         keys = list(zip(sensors, metrics))
