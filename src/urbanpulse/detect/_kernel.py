@@ -388,11 +388,14 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         sh_n = st[sl, C_SH_N]
         warm = sh_n >= _max(pr[P_EW_MIN], 0.25 / pr[P_SH_DECAY])
         quiet = (es < 0.5) and (s_robust_z < 0.5)
-        if warm and quiet and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
+        if warm and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
             shs = _min(shs, 0.75)
         else:
             shs = 0.0
-        s_ewma = _max(es, shs) * pr[P_ON_EWMA]
+        # the decision counts the level shift only on readings that are not outliers themselves (those are
+        # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
+        s_ewma = _max(es, shs if quiet else 0.0) * pr[P_ON_EWMA]
+        s_ewma_fused = _max(es, shs) * pr[P_ON_EWMA]
 
         # spike
         prev = st[sl, C_PREV]
@@ -460,7 +463,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         v = s_robust_z * pr[P_W_ROBUST_Z]
         if v > raw:
             raw = v
-        v = s_ewma * pr[P_W_EWMA]
+        v = s_ewma_fused * pr[P_W_EWMA]
         if v > raw:
             raw = v
         v = s_spike * pr[P_W_SPIKE]
