@@ -1,10 +1,9 @@
 """Numba kernel of DetectorBank: the per-reading state machine, scalar, in (slot, ts) order.
 
-This is the scalar form of the round-based numpy implementation kept in `reference.py` (the
-specification, used by the tests): the same IEEE operations in the same order on the same
-per-slot arrays, so the outputs and the state evolution are bit-identical to it. A series'
-readings only touch its own slot and are processed strictly in its own order, so processing
-the batch reading by reading in (slot, ts) order is the same computation as the rounds.
+The tests run this function's own Python source (numba's `py_func`, tests/detect_reference.py)
+beside the compiled kernel and require bit-identical outputs and state, so the compiled code
+computes exactly what the source says. A series' readings only touch its own slot and are
+processed strictly in its own order, so the output does not depend on how a stream is batched.
 
 Rules kept here (each one matters for bit-identity):
 - no fastmath, no parallel: no reassociation, no contraction into FMA;
