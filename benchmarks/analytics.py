@@ -6,7 +6,7 @@ reports figures (no pass/fail):
 
 * ingest-only vs analytics - the same N pre-produced readings (1,000 series, 1 s apart, one
   reading per message, 4 partitions) drained by ``urbanpulse run`` with analytics off
-  (``detection.enabled: false``, ``windows.rollups: false``) and with everything on (all six
+  (``detection.enabled: false``, ``database.rollups.enabled: false``) and with everything on (all six
   detectors, a threshold band on the benchmark metric so that detector runs too, 1-minute and
   1-hour rollups, alerts). Phases run in the order off, on, on, off (ABBA) so drift on a noisy
   machine cancels; the ratio is mean(on) / mean(off). Each phase uses its own consumer group.
@@ -61,21 +61,21 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
         cfg["ingest"] = json.loads(os.environ["UP_BENCH_INGEST"])
     if part == "off":
         cfg["detection"] = {"enabled": False}
-        cfg["windows"] = {"rollups": False}
+        cfg["database"]["rollups"] = {"enabled": False}
     elif part == "detectors":
         cfg["detection"] = {"enabled": True}
-        cfg["windows"] = {"rollups": False}
+        cfg["database"]["rollups"] = {"enabled": False}
     elif part == "rollups":
         cfg["detection"] = {"enabled": False}
-        cfg["windows"] = {"rollups": True}
+        cfg["database"]["rollups"] = {"enabled": True}
     elif on:
         cfg["detection"] = {"enabled": True,
                             "metrics": {BENCH_METRIC: {"threshold": {"enabled": True, "high": 68.0,
                                                                      "clear_high": 66.0}}}}
-        cfg["windows"] = {"rollups": True}
+        cfg["database"]["rollups"] = {"enabled": True}
     else:
         cfg["detection"] = {"enabled": False}
-        cfg["windows"] = {"rollups": False}
+        cfg["database"]["rollups"] = {"enabled": False}
     return cfg
 
 

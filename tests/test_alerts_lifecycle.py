@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+from hypothesis import given, settings as hsettings, strategies as st
 
 from urbanpulse.alerts.inputs import ClosedWindowsRef, Detections, SilencesRef
 from urbanpulse.alerts.lifecycle import AlertManager
@@ -215,3 +216,24 @@ def test_evicted_slot_keeps_the_alert_by_series_and_reassigning_finds_it():
     m.evict([0])
     m.assign([5], [10], ["station-a"], ["pm2_5"])
     assert kinds(m.process(closed=windows(5, T0 + MIN, 1))) == ["resolved"]
+
+
+@given(st.integers(1, 40), st.integers(0, 2**31 - 1), st.integers(1, 5))
+@hsettings(max_examples=40, deadline=None)
+def test_silence_of_a_source_is_one_incident_from_the_group_size_on(n: int, seed: int, need: int):
+    """n series of one source silent in one check: from `silence_group_min` series on, one alert for the
+    source; below it, one per series. Reports in any order, repeated, change nothing more."""
+    rng = np.random.default_rng(seed)
+    m = AlertManager(AlertSettings(silence_group_min=need))
+    m.assign(list(range(n)), list(range(1000, 1000 + n)), [f"s{i}" for i in range(n)], ["v"] * n)
+    order = rng.permutation(n)
+    last = T0 + rng.integers(0, MIN, n)
+    gap = (3 * MIN + rng.integers(0, MIN, n))
+    sil = SilencesRef.of(order.tolist(), last[order].tolist(), gap[order].tolist(), [0.7] * n, ["north"] * n)
+    ch = m.process(silences=sil)
+    opened = [e.alert for e in ch.events if e.kind == "opened"]
+    if n >= need:
+        assert len(opened) == 1 and opened[0].sensor_id == "source:north" and opened[0].trigger_count == n
+    else:
+        assert sorted(a.series_id for a in opened) == list(range(1000, 1000 + n))
+    assert not m.process(silences=sil).events

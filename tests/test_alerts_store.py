@@ -157,7 +157,7 @@ async def test_restart_restores_open_alerts_and_updates_them_instead_of_duplicat
     # "restart": a new manager, restored from the database
     m2 = new_manager(resolve_after_windows=1)
     async with pool.acquire() as conn:
-        assert await m2.load_open(conn) == 1
+        assert m2.restore(await store.load_recent(conn, m2.settings.flap_window)) == 1
     store2 = AlertStore(pool, m2)
     events = await apply(pool, store2, m2.process(det((0, T0 + 2 * MIN, "spike"), (1, T0 + 2 * MIN, "spike"))))
     assert sorted(e.kind for e in events) == ["reopened", "updated"]
@@ -166,10 +166,10 @@ async def test_restart_restores_open_alerts_and_updates_them_instead_of_duplicat
     assert not m2.process(det((0, T0, "spike")))
 
 
-async def test_without_load_open_the_stored_open_alert_is_adopted_not_duplicated(pool):
+async def test_without_restore_the_stored_open_alert_is_adopted_not_duplicated(pool):
     m = new_manager()
     await apply(pool, AlertStore(pool, m), m.process(det((0, T0, "spike"))))
-    m2 = new_manager()  # forgot load_open
+    m2 = new_manager()  # forgot restore
     store2 = AlertStore(pool, m2)
     events = await apply(pool, store2, m2.process(det((0, T0 + MIN, "spike"))))
     (row,) = await rows(pool)
@@ -255,3 +255,39 @@ async def test_list_filters_and_cursor_pagination(pool):
     since = datetime.fromtimestamp((T0 + 10 * MIN) / 1e6, timezone.utc).isoformat()
     items, _ = await store.list(AlertQuery.parse({"since": since}))
     assert sorted(i["series_id"] for i in items) == [10, 28, 29]
+
+
+async def test_a_whole_source_going_quiet_is_one_incident_in_the_database(pool):
+    """12 series of one MQTT source go quiet together: the live check reports each of them (again
+    every check), their first readings after the gap carry a silence decision too; all of it is ONE
+    stored alert for the source, which resolves once the series report normally. A lone silent
+    series of another source keeps its own alert."""
+    m = AlertManager(AlertSettings(resolve_after_windows=1))
+    n = 12
+    m.assign(list(range(n)), list(range(100, 100 + n)), [f"kerb-{i}" for i in range(n)], ["occupancy"] * n)
+    m.assign([n], [500], ["lamp-1"], ["lux"])
+    store = AlertStore(pool, m)
+    gap = 10 * MIN
+    north = ["mqtt-north"] * n
+    quiet = SilencesRef.of(list(range(n)), [T0] * n, [gap] * n, [0.8] * n, north)
+    ev = await apply(pool, store, m.process(silences=quiet))
+    assert [e.kind for e in ev] == ["opened"]
+    again = SilencesRef.of(list(range(n)), [T0] * n, [gap + MIN] * n, [0.9] * n, north)
+    assert not (await apply(pool, store, m.process(silences=again)))  # the same quiet spell
+    lone = SilencesRef.of([n], [T0], [gap], [0.8], ["mqtt-south"])
+    await apply(pool, store, m.process(silences=lone))
+    back = Detections.of([{"slot": s, "ts_us": T0 + gap + s, "detector": "silence", "score": 0.8, "value": 1.0,
+                           "group": "mqtt-north"} for s in range(n)])
+    ev = await apply(pool, store, m.process(back))
+    assert [e.kind for e in ev] == ["updated"]
+    stored = await rows(pool)
+    assert len(stored) == 2
+    incident = next(r for r in stored if r["sensor_id"] == "source:mqtt-north")
+    assert incident["metric"] == "*" and incident["detector"] == "silence" and incident["state"] == "open"
+    assert incident["trigger_count"] == 2 * n and incident["severity"] == "critical"
+    assert next(r for r in stored if r["sensor_id"] == "lamp-1")["series_id"] == 500
+    # the source reports normally again: its incident resolves (one event), nothing else opens
+    ev = await apply(pool, store, m.process(closed=win(3, T0 + gap + MIN)))
+    assert [e.kind for e in ev] == ["resolved"]
+    stored = await rows(pool, "SELECT * FROM alerts WHERE sensor_id = 'source:mqtt-north'")
+    assert [r["state"] for r in stored] == ["resolved"]

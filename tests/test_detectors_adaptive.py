@@ -181,3 +181,75 @@ def test_rearm_spacing_does_not_depend_on_how_close_to_1_the_score_is(level: flo
     emitted = np.flatnonzero(sc.anomaly_score > 0)
     assert emitted[0] == 0
     assert np.diff(emitted).min(initial=10_000) >= 60
+
+
+# -- the calibrated anomaly score ----------------------------------------------------------------------
+
+def _clean_shapes(n: int, rng: np.random.Generator, scale: float, offset: float) -> dict[str, np.ndarray]:
+    """Clean series of very different shapes, all multiplied by `scale` and shifted by `offset`."""
+    i = np.arange(n)
+    raw = {
+        "gaussian": rng.normal(0, 1, n),
+        "student_t3": rng.standard_t(3, n),
+        "sine_noise": 5 * np.sin(2 * np.pi * i / 144) + rng.normal(0, 0.2, n),
+        "poisson": rng.poisson(3.0, n).astype(np.float64),
+        "random_walk": np.cumsum(rng.normal(0, 0.1, n)),
+        "bursty": _bursty(n, rng),
+    }
+    return {k: offset + scale * v for k, v in raw.items()}
+
+
+@given(st.integers(0, 1000), st.sampled_from([1e-3, 1.0, 250.0, 1e4]), st.sampled_from([0.0, 20.0, 1e5]))
+@hsettings(max_examples=8, deadline=None)
+def test_one_threshold_gives_about_the_same_false_alarm_rate_on_clean_series_of_any_scale_and_shape(
+        seed: int, scale: float, offset: float) -> None:
+    """1 - anomaly_score is a tail probability under the series' own fitted tail: at one threshold
+    1 - alpha, a clean series of any scale or shape emits at most ~alpha of its readings there
+    (fewer, as the re-arm gate keeps emissions sparse), and the shapes stay within one band."""
+    n, skip = 5000, 1000
+    series = _clean_shapes(n, np.random.default_rng(seed), scale, offset)
+    bank = DetectorBank(DetectionSettings())
+    bank.assign(np.arange(len(series)), list(series), ["value"] * len(series))
+    slots = np.repeat(np.arange(len(series)), n)
+    ts = np.tile(T0 + np.arange(n, dtype=np.int64) * MIN_US, len(series))
+    sc = bank.score(slots, ts, np.concatenate(list(series.values())))
+    for alpha in (0.01, 0.001):
+        rates = {name: float((sc.anomaly_score[sc.slot == k][skip:] >= 1 - alpha).mean())
+                 for k, name in enumerate(series)}
+        assert max(rates.values()) <= 2 * alpha, (alpha, rates)
+
+
+@given(st.floats(0.0, 50.0), st.floats(0.0, 50.0), st.floats(0.0, 5000.0), st.floats(0.0, 1.0),
+       st.floats(0.0, 10.0), st.floats(0.01, 2.0))
+@hsettings(max_examples=200, deadline=None)
+def test_tail_probability_is_in_unit_interval_and_never_rises_with_the_statistic(
+        q1: float, q2: float, n: float, share: float, excess: float, level: float) -> None:
+    from urbanpulse.detect import _kernel
+    from urbanpulse.detect.profiles import ProfileTable
+
+    pr = ProfileTable(DetectionSettings(fusion={"tail_level": level})).table[0]
+    k = share * n
+    lo, hi = sorted((q1, q2))
+    for tail in (_kernel._tail, _kernel._tail.py_func):
+        p_lo, p_hi = tail(lo, pr, n, k, excess * k), tail(hi, pr, n, k, excess * k)
+        assert 0.0 <= p_hi <= p_lo <= 1.0
+    # continuous at the level, 1 at q = 0
+    assert _kernel._tail(0.0, pr, n, k, excess * k) == 1.0
+    below, above = _kernel._tail(level * (1 - 1e-12), pr, n, k, 0.0), _kernel._tail(level * (1 + 1e-12), pr, n, k, 0.0)
+    assert abs(below - above) < 1e-6
+
+
+@given(st.floats(4.0, 40.0), st.floats(1.05, 3.0), st.integers(0, 50))
+@hsettings(max_examples=25, deadline=None)
+def test_a_bigger_spike_never_gets_a_lower_anomaly_score(size: float, factor: float, seed: int) -> None:
+    """Same history, a spike of `size` sigmas or `factor` times that at the same reading: the larger
+    one is emitted whenever the smaller is, with at least its score (higher = more anomalous)."""
+    rng = np.random.default_rng(seed)
+    x = 20 + rng.normal(0, 1, 1500)
+    out = []
+    for s in (size, size * factor):
+        y = x.copy()
+        y[1400] += s
+        out.append(_score(y).anomaly_score[1400])
+    assert out[1] >= out[0]
+    assert 0.0 <= out[0] <= 1.0 and out[1] <= 1.0

@@ -7,26 +7,18 @@
   grid without overlapping; every datasource reference names a provisioned datasource of the same
   type; SQL targets in code mode with a format; every template variable used is defined (and
   defined before a variable that uses it), every macro is one the PostgreSQL datasource knows.
-* Every metric a Prometheus panel reads is on the ``/metrics`` of a running service.
 
-The SQL itself runs in tests/test_grafana_sql.py.
+The SQL itself runs in tests/test_grafana_sql.py, the PromQL in tests/test_grafana_prometheus.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
-from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 import grafana_check as gc
-from service_process import ServiceProcess
-from services import create_topic, produce_kafka, publish_mqtt
 
 SDK_NOT_MODELLED = {
     # Grafana's UI writes a query variable's text here too; the schema has only `query`
@@ -180,70 +172,3 @@ def test_the_variable_helpers_see_what_grafana_sees():
     assert gc.promql_metric_names(
         'histogram_quantile(0.99, sum by (le, job) (rate(a_b_bucket{job="x", le!~"1"}[5m]))) / on (job) '
         'group_left (instance) up offset 5m or vector(0)') == {"a_b_bucket", "up"}
-
-
-# -- Prometheus: every metric a panel reads is exposed --------------------------------------------------
-
-
-def _exposed_sample_names(text: str) -> set[str]:
-    """Sample names /metrics can expose: every sample present, plus each declared family's names."""
-    suffixes = {"counter": ["_total", "_created"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count", "_created"],
-                "summary": ["", "_sum", "_count", "_created"], "untyped": [""], "info": ["_info"]}
-    names = set()
-    for fam in text_string_to_metric_families(text):
-        names |= {s.name for s in fam.samples}
-        names |= {fam.name + suffix for suffix in suffixes.get(fam.type, [""])}
-    return names
-
-
-@pytest.mark.integration
-def test_every_promql_metric_is_on_the_services_metrics(boards, fresh_db, mqtt_broker, kafka_bootstrap,
-                                                         tmp_path: Path):
-    topic = f"grafana-{uuid.uuid4().hex[:8]}"
-    create_topic(kafka_bootstrap, topic)
-    host, port = mqtt_broker
-    mqtt_topic = f"grafana-{uuid.uuid4().hex[:8]}"
-    config = {"database": {"dsn": fresh_db}, "validation": {"max_age_s": None},
-              "mqtt": {"enabled": True, "host": host, "port": port, "client_id": f"grafana-{uuid.uuid4().hex[:8]}",
-                       "topics": [f"{mqtt_topic}/#"]},
-              "kafka": {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic],
-                        "group_id": f"grafana-{uuid.uuid4().hex[:8]}"}}
-    svc = ServiceProcess(config, tmp_path).start()
-    try:
-        now_ms = int(time.time() * 1000)
-        publish_mqtt(host, port, f"{mqtt_topic}/a", [json.dumps({"sensor_id": "g-1", "metric": "pm2_5", "value": 3.5,
-                                                                  "ts": now_ms}), b"not json"])
-        produce_kafka(kafka_bootstrap, topic, [json.dumps({"sensor_id": "g-2", "metric": "pm2_5", "value": 4.5,
-                                                           "ts": now_ms})])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-                svc.metric("urbanpulse_readings_stored_total", source="mqtt") >= 1
-                and svc.metric("urbanpulse_readings_stored_total", source="kafka") >= 1
-                and svc.metric("urbanpulse_readings_quarantined_total") >= 1):
-            time.sleep(0.25)
-        text = httpx.get(svc.url + "/metrics", timeout=10).text
-    finally:
-        svc.stop_quietly()
-    exposed = _exposed_sample_names(text)
-    assert "urbanpulse_readings_stored_total" in {s.name for f in text_string_to_metric_families(text)
-                                                  for s in f.samples}, "the service stored nothing"
-    # up{} is Prometheus' own series for a scrape job: the one of config/prometheus.yml
-    import yaml
-    jobs = [j["job_name"] for j in yaml.safe_load((gc.REPO / "config" / "prometheus.yml").read_text())["scrape_configs"]]
-    prom_job = "urbanpulse"
-    assert prom_job in jobs, jobs
-    checked = 0
-    for name, board in boards.items():
-        for q in gc.queries(name, board):
-            if q.datasource.get("type") != gc.PROM_TYPE:
-                continue
-            if q.kind == "variable":
-                assert f'up{{job="{prom_job}"}}' in q.text
-                continue
-            for metric in gc.promql_metric_names(q.text):
-                checked += 1
-                if metric == "up":
-                    assert f'job="{prom_job}"' in q.text, f"{name} {q.where}: up of another job"
-                    continue
-                assert metric in exposed, f"{name} {q.where}: {metric} is not on /metrics"
-    assert checked >= 15, checked

@@ -70,7 +70,7 @@ class AnalyticsCollector:
         late = CounterMetricFamily("urbanpulse_readings_late", "Readings older than the source watermark",
                                    labels=["kind"])
         late.add_metric(["beyond_lateness"], a.late)
-        late.add_metric(["within_lateness"], a.windows.counters.get("late_within_lateness", 0))
+        late.add_metric(["within_lateness"], a.late_within_lateness)
         yield late
         alerts = a.alerts
         yield GaugeMetricFamily("urbanpulse_alerts_open", "Open or acknowledged alerts held by this process",

@@ -7,22 +7,32 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from typing import Any
 
-import uvicorn
-
-from urbanpulse.api.app import create_app
 from urbanpulse.config import Settings
 from urbanpulse.service import IngestService
 
 log = logging.getLogger(__name__)
 
 
-class _ApiServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the service decides when the API stops."""
+def _api_server(service: IngestService, settings: Settings) -> Any:  # noqa: ANN401 - a uvicorn.Server
+    """The API server, its modules imported here: FastAPI, the routes and uvicorn take about a
+    second to import, which the sources' start (a Kafka group join) need not wait for. Called on
+    a thread, so the event loop (heartbeats, the first batches) keeps running meanwhile."""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    from urbanpulse.api.app import create_app
+
+    class _ApiServer(uvicorn.Server):
+        """uvicorn without its own signal handling: the service decides when the API stops."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(create_app(service), host=settings.api.host, port=settings.api.port,
+                            log_level="warning", lifespan="off")
+    return _ApiServer(config)
 
 
 async def run_service(settings: Settings) -> int:
@@ -36,9 +46,7 @@ async def run_service(settings: Settings) -> int:
     server = None
     api_task = None
     if settings.api.enabled:
-        config = uvicorn.Config(create_app(service), host=settings.api.host, port=settings.api.port,
-                                log_level="warning", lifespan="off")
-        server = _ApiServer(config)
+        server = await asyncio.to_thread(_api_server, service, settings)
         api_task = asyncio.create_task(server.serve(), name="api")
         log.info("API on http://%s:%s (GET /health, /metrics)", settings.api.host, settings.api.port)
     log.info("urbanpulse running; send SIGTERM or press Ctrl-C to stop")

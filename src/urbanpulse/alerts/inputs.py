@@ -44,18 +44,21 @@ class ClosedWindowsRef:
 
 @dataclass(slots=True)
 class SilencesRef:
-    """Series that have been silent too long (the silence detector's anomalous signal)."""
+    """Series that have been silent too long (the silence detector's anomalous signal). ``group``
+    (optional, per row): the source the series comes from, so a whole source going quiet becomes
+    one incident (``alerts.silence_group_min``)."""
 
     slot: np.ndarray
     last_ts_us: np.ndarray
     gap_us: np.ndarray
     score: np.ndarray
+    group: Sequence[str] | None = None
 
     @classmethod
     def of(cls, slot: Sequence[int], last_ts_us: Sequence[int], gap_us: Sequence[int],
-           score: Sequence[float]) -> SilencesRef:
+           score: Sequence[float], group: Sequence[str] | None = None) -> SilencesRef:
         return cls(np.asarray(slot, np.int32), np.asarray(last_ts_us, np.int64),
-                   np.asarray(gap_us, np.int64), np.asarray(score, np.float64))
+                   np.asarray(gap_us, np.int64), np.asarray(score, np.float64), group)
 
 
 @dataclass(slots=True)
@@ -65,6 +68,7 @@ class Detections:
     ``detector`` indexes ``names``. ``series_id``, ``sensor_id`` and ``metric`` may be None,
     then they come from the slots registered with ``AlertManager.assign``. ``severity`` (per
     row, None/"" = use the alert config) lets detector settings carry their own severity.
+    ``group`` (optional, per row): the source of the series, for grouping silence (see SilencesRef).
     """
 
     slot: np.ndarray
@@ -77,6 +81,7 @@ class Detections:
     sensor_id: Sequence[str] | None = None
     metric: Sequence[str] | None = None
     severity: Sequence[str | None] | None = None
+    group: Sequence[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ts_us)
@@ -89,7 +94,7 @@ class Detections:
     @classmethod
     def build(cls, *, slot: Any, ts_us: Any, value: Any, score: Any, detector: Sequence[str],
               series_id: Any = None, sensor_id: Sequence[str] | None = None, metric: Sequence[str] | None = None,
-              severity: Sequence[str | None] | None = None) -> Detections:
+              severity: Sequence[str | None] | None = None, group: Sequence[str] | None = None) -> Detections:
         """From columns with the detector *name* per row."""
         names = tuple(dict.fromkeys(detector))
         index = {n: i for i, n in enumerate(names)}
@@ -97,7 +102,7 @@ class Detections:
                    value=np.asarray(value, np.float64), score=np.asarray(score, np.float64),
                    detector=np.fromiter((index[d] for d in detector), np.int16, len(detector)), names=names,
                    series_id=None if series_id is None else np.asarray(series_id, np.int32),
-                   sensor_id=sensor_id, metric=metric, severity=severity)
+                   sensor_id=sensor_id, metric=metric, severity=severity, group=group)
 
     @classmethod
     def of(cls, rows: Sequence[dict[str, Any]]) -> Detections:
@@ -116,7 +121,8 @@ class Detections:
             else None,
             sensor_id=[r["sensor_id"] for r in rows] if all("sensor_id" in r for r in rows) else None,
             metric=[r["metric"] for r in rows] if all("metric" in r for r in rows) else None,
-            severity=[r.get("severity") for r in rows])
+            severity=[r.get("severity") for r in rows],
+            group=[r.get("group") or "" for r in rows] if any(r.get("group") for r in rows) else None)
 
     @classmethod
     def from_scores(cls, scores: Any, severities: dict[str, str] | None = None,

@@ -19,6 +19,7 @@ later. Rules, all in *event* time:
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -26,9 +27,9 @@ import numpy as np
 
 from urbanpulse.alerts.inputs import ClosedWindowsLike, Detections, SilencesLike
 from urbanpulse.alerts.maintenance import MaintenanceCalendar, MaintenanceWindow
-from urbanpulse.alerts.model import (STATE_RANK, Alert, AlertChanges, PendingEvent, Trigger, alert_from_row,
-                                     dt_to_us, max_severity)
+from urbanpulse.alerts.model import STATE_RANK, Alert, AlertChanges, PendingEvent, Trigger, dt_to_us, max_severity
 from urbanpulse.alerts.settings import AlertSettings
+from urbanpulse.slots import SlotMap
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,18 @@ SILENCE = "silence"
 _NO_TIME = np.iinfo(np.int64).min
 # merge order at equal event time: a window ending at t closes before a reading at t is judged
 _WINDOW, _DETECTION, _SILENCE = 0, 1, 2
+GROUP_METRIC = "*"
 
-_LOAD_SQL = """
-SELECT * FROM alerts WHERE state <> 'resolved'
-UNION ALL
-SELECT * FROM (
-    SELECT DISTINCT ON (series_id, detector) * FROM alerts
-    WHERE state = 'resolved'
-      AND (updated_at >= now() - $1::interval
-           OR last_triggered_at >= (SELECT max(last_triggered_at) FROM alerts) - $1::interval)
-    ORDER BY series_id, detector, opened_at DESC) recent
-"""
 
+def source_series_id(source: str) -> int:
+    """The (negative, stable) series id of a source's silence incident: alerts are keyed by
+    (series_id, detector), and no real series id is negative."""
+    return -(zlib.crc32(source.encode()) & 0x7FFFFFFF) - 1
+
+
+def source_sensor_id(source: str) -> str:
+    """The sensor_id a source's silence incident is listed under."""
+    return f"source:{source}"
 
 class _ChangeLog:
     """Collects snapshots and events of one process() call, coalescing updates per alert."""
@@ -70,18 +71,21 @@ class _ChangeLog:
 
 
 class AlertManager:
-    """In-memory authority for the open alerts of the series this process owns."""
+    """In-memory authority for the open alerts of the series this process owns.
 
-    def __init__(self, settings: AlertSettings | None = None) -> None:
+    Slots are resolved through ``slots``, the process's one :class:`SlotMap` (the pipeline passes
+    its own, so detectors, windows and alerts cannot disagree about which series a slot holds);
+    without one the manager keeps a private map filled by :meth:`assign` (tests, tools)."""
+
+    def __init__(self, settings: AlertSettings | None = None, slots: SlotMap | None = None) -> None:
         self.settings = settings or AlertSettings()
+        self.slots = slots if slots is not None else SlotMap()
         self._open: dict[tuple[int, str], Alert] = {}
         self._by_series: dict[int, dict[str, Alert]] = {}
         self._resolved: dict[tuple[int, str], Alert] = {}  # latest resolved per key, for re-opening
-        self._slot_series = np.full(0, -1, np.int32)
-        self._has_alert = np.zeros(0, bool)
-        self._slot_sensor: list[str | None] = []
-        self._slot_metric: list[str | None] = []
-        self._series_slot: dict[int, int] = {}
+        # series whose silence went to their source's incident -> (that incident's series id, the
+        # series' last silent reading counted there)
+        self._member_of: dict[int, tuple[int, int]] = {}
         self._config_windows = [MaintenanceWindow.from_settings(w) for w in self.settings.maintenance]
         self.maintenance = MaintenanceCalendar(self._config_windows)
         self.event_now_us: int = int(_NO_TIME)
@@ -90,46 +94,20 @@ class AlertManager:
 
     # -- slots -----------------------------------------------------------------------------
 
-    def ensure_capacity(self, n_slots: int) -> None:
-        """Grow the per-slot arrays (by doubling) to hold at least ``n_slots``."""
-        cap = len(self._slot_series)
-        if n_slots <= cap:
-            return
-        new = max(n_slots, cap * 2, 1024)
-        self._slot_series = np.concatenate([self._slot_series, np.full(new - cap, -1, np.int32)])
-        self._has_alert = np.concatenate([self._has_alert, np.zeros(new - cap, bool)])
-        self._slot_sensor.extend([None] * (new - cap))
-        self._slot_metric.extend([None] * (new - cap))
-
     def assign(self, slots: Sequence[int] | np.ndarray, series_ids: Sequence[int] | np.ndarray,
                sensor_ids: Sequence[str], metrics: Sequence[str]) -> None:
-        """Tell the manager which series a slot now holds (call with ``DetectorBank.assign``).
-
-        Closed windows and silences arrive by slot; this is how they find their alerts."""
-        slots = np.asarray(slots, np.int64)
-        if len(slots):
-            self.ensure_capacity(int(slots.max()) + 1)
-        for s, sid, sensor, metric in zip(slots.tolist(), np.asarray(series_ids).tolist(), sensor_ids, metrics):
-            old = int(self._slot_series[s])
-            if old >= 0 and self._series_slot.get(old) == s:
-                del self._series_slot[old]
-            self._slot_series[s] = sid
-            self._slot_sensor[s] = sensor
-            self._slot_metric[s] = metric
-            self._series_slot[sid] = s
-            self._has_alert[s] = bool(self._by_series.get(sid))
+        """Place series at slots in the slot map (for callers without a pipeline: the pipeline's
+        own slot map already holds them). Closed windows and silences arrive by slot; this is how
+        they find their alerts."""
+        self.slots.put(slots, series_ids, sensor_ids, metrics)
 
     def evict(self, slots: Sequence[int] | np.ndarray) -> None:
-        """Forget slots freed by the window state; their open alerts stay (keyed by series)."""
-        for s in np.asarray(slots, np.int64).tolist():
-            if s >= len(self._slot_series):
-                continue
-            old = int(self._slot_series[s])
-            if old >= 0 and self._series_slot.get(old) == s:
-                del self._series_slot[old]
-            self._slot_series[s] = -1
-            self._has_alert[s] = False
-            self._slot_sensor[s] = self._slot_metric[s] = None
+        """Free slots in the slot map; their open alerts stay (keyed by series)."""
+        self.slots.release(np.asarray(slots, np.int64))
+
+    def _sensor_metric(self, slots: np.ndarray) -> tuple[list[str], list[str]]:
+        pairs = [self.slots.sensor_metric(s) for s in slots.tolist()]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -139,18 +117,15 @@ class AlertManager:
 
     # -- restore ---------------------------------------------------------------------------
 
-    async def load_open(self, conn: Any) -> int:
-        """Restore open/acknowledged alerts (and recently resolved ones, for re-opening) from the
-        database, so a restarted service updates them instead of opening duplicates. Returns the
-        number of open/acknowledged alerts restored."""
-        rows = await conn.fetch(_LOAD_SQL, self.settings.flap_window)
+    def restore(self, stored: Iterable[Alert]) -> int:
+        """Take the stored open/acknowledged alerts (and recently resolved ones, for re-opening;
+        ``AlertStore.load_recent``) into memory, so a restarted service updates them instead of
+        opening duplicates. Returns the number of open/acknowledged alerts restored."""
         self._open.clear()
         self._by_series.clear()
         self._resolved.clear()
-        self._has_alert[:] = False
         n = 0
-        for row in rows:
-            a = alert_from_row(row)
+        for a in stored:
             if a.state == "resolved":
                 self._resolved[(a.series_id, a.detector)] = a
             else:
@@ -191,11 +166,10 @@ class AlertManager:
         s_series = None
         if sil is not None:
             slots = np.asarray(sil.slot, np.int64)
-            self.ensure_capacity(int(slots.max()) + 1)
-            s_series = self._slot_series[slots]
+            s_series = self.slots.series(slots)
             known = s_series >= 0
             at = np.asarray(sil.last_ts_us, np.int64) + np.asarray(sil.gap_us, np.int64)
-            sensors = [self._slot_sensor[s] or "" for s in slots.tolist()]
+            sensors, _ = self._sensor_metric(slots)
             muted = self.maintenance.muted(sensors, at) & known
             cl.changes.muted += int(muted.sum())
             self.muted_total += int(muted.sum())
@@ -207,8 +181,9 @@ class AlertManager:
 
         if closed is not None and len(closed.slot):
             slots = np.asarray(closed.slot, np.int64)
-            self.ensure_capacity(int(slots.max()) + 1)
-            relevant = self._has_alert[slots].copy()
+            with_alert = np.fromiter([*self._by_series, *self._member_of], np.int64,
+                                     len(self._by_series) + len(self._member_of))
+            relevant = np.isin(self.slots.series(slots), with_alert)
             if det is not None:
                 relevant |= np.isin(slots, np.asarray(det.slot))
             if sil is not None:
@@ -229,40 +204,97 @@ class AlertManager:
         k = np.concatenate(kinds)
         r = np.concatenate(rows)
         self.event_now_us = max(self.event_now_us, int(t.max()))
+        grouped = self._silence_groups(det, d_series, sil, s_series, rows, kinds)
         for i in np.lexsort((k, t)).tolist():
             kind, row = int(k[i]), int(r[i])
             if kind == _DETECTION:
                 assert det is not None and d_series is not None and d_sensor is not None and d_metric is not None
                 name = det.names[int(det.detector[row])]
                 sev = det.severity[row] if det.severity is not None else None
-                self._trigger(cl, int(d_series[row]), d_sensor[row], d_metric[row], name,
-                              int(det.ts_us[row]), float(det.value[row]), float(det.score[row]), sev)
+                group = det.group[row] if (name == SILENCE and det.group is not None) else ""
+                if group in grouped:
+                    self._trigger_source(cl, group, int(d_series[row]), int(det.ts_us[row]), float(det.value[row]),
+                                         float(det.score[row]), sev)
+                else:
+                    self._trigger(cl, int(d_series[row]), d_sensor[row], d_metric[row], name,
+                                  int(det.ts_us[row]), float(det.value[row]), float(det.score[row]), sev)
             elif kind == _SILENCE:
                 assert sil is not None and s_series is not None
-                slot = int(sil.slot[row])
+                sensor, metric = self.slots.sensor_metric(int(sil.slot[row]))
                 sev = getattr(sil, "severity", None)  # optional per-row severity of the silence detector
-                self._trigger(cl, int(s_series[row]), self._slot_sensor[slot] or "", self._slot_metric[slot] or "",
-                              SILENCE, int(sil.last_ts_us[row]), float(sil.gap_us[row]) / 1e6,
-                              float(sil.score[row]), sev[row] if sev is not None else None)
+                groups = getattr(sil, "group", None)
+                group = groups[row] if groups is not None else ""
+                if group in grouped:
+                    self._trigger_source(cl, group, int(s_series[row]), int(sil.last_ts_us[row]),
+                                         float(sil.gap_us[row]) / 1e6, float(sil.score[row]),
+                                         sev[row] if sev is not None else None)
+                else:
+                    self._trigger(cl, int(s_series[row]), sensor, metric, SILENCE, int(sil.last_ts_us[row]),
+                                  float(sil.gap_us[row]) / 1e6, float(sil.score[row]),
+                                  sev[row] if sev is not None else None)
             else:
                 assert closed is not None
                 self._window_closed(cl, int(closed.slot[row]), int(closed.start_us[row]), int(closed.end_us[row]))
         self._prune_resolved()
         return cl.changes
 
+    def _silence_groups(self, det: Detections | None, d_series: np.ndarray | None, sil: SilencesLike | None,
+                        s_series: np.ndarray | None, rows: list[np.ndarray], kinds: list[np.ndarray]) -> set[str]:
+        """Sources whose silence in this batch is one incident: at least ``silence_group_min``
+        distinct series of the source silent (reported by the live check or by the first reading
+        after a gap), or the source's incident already open."""
+        need = self.settings.silence_group_min
+        if need <= 0:
+            return set()
+        series_by_group: dict[str, set[int]] = {}
+        for keep, kind in zip(rows, kinds):
+            if not len(keep):
+                continue
+            if kind[0] == _DETECTION and det is not None and det.group is not None and d_series is not None:
+                silence = det.names.index(SILENCE) if SILENCE in det.names else -1
+                for row in keep.tolist():
+                    if int(det.detector[row]) == silence and det.group[row]:
+                        series_by_group.setdefault(det.group[row], set()).add(int(d_series[row]))
+            elif kind[0] == _SILENCE and sil is not None and s_series is not None:
+                groups = getattr(sil, "group", None)
+                if groups is None:
+                    continue
+                for row in keep.tolist():
+                    if groups[row]:
+                        series_by_group.setdefault(groups[row], set()).add(int(s_series[row]))
+        return {g for g, members in series_by_group.items()
+                if len(members) >= need or (source_series_id(g), SILENCE) in self._open}
+
+    def _trigger_source(self, cl: _ChangeLog, source: str, series_id: int, ts: int, value: float, score: float,
+                        severity: str | None) -> None:
+        """A series' silence, as a trigger of its source's one incident (opened, re-opened or updated
+        like any alert; one trigger per silent series and gap: the same gap reported again by the
+        next check is not a new trigger)."""
+        group_id = source_series_id(source)
+        known = self._member_of.get(series_id)
+        if known is not None and known[0] == group_id and ts <= known[1]:
+            return  # this series' gap was already counted
+        self._member_of[series_id] = (group_id, ts)
+        a = self._open.get((group_id, SILENCE))
+        if a is None:
+            self._trigger(cl, group_id, source_sensor_id(source), GROUP_METRIC, SILENCE, ts, value, score, severity)
+            return
+        # several series of the source report the same quiet spell: each is a trigger of the incident
+        self._add_trigger(a, max(ts, a.last_triggered_at_us), value, score,
+                          severity or self.settings.severity_for(SILENCE))
+        cl.record(a, "updated")
+
     def _resolve_series(self, det: Detections) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
         slots = np.asarray(det.slot, np.int64)
-        if len(slots):
-            self.ensure_capacity(int(slots.max()) + 1)
-        series = (np.asarray(det.series_id, np.int64) if det.series_id is not None
-                  else self._slot_series[slots].astype(np.int64))
-        sensors = list(det.sensor_id) if det.sensor_id is not None else \
-            [self._slot_sensor[s] or "" for s in slots.tolist()]
-        metrics = list(det.metric) if det.metric is not None else \
-            [self._slot_metric[s] or "" for s in slots.tolist()]
+        held = self.slots.series(slots).astype(np.int64)
+        series = np.asarray(det.series_id, np.int64) if det.series_id is not None else held
+        if det.sensor_id is None or det.metric is None:
+            sm_s, sm_m = self._sensor_metric(slots)
+        sensors = list(det.sensor_id) if det.sensor_id is not None else sm_s
+        metrics = list(det.metric) if det.metric is not None else sm_m
         if det.series_id is not None:
             # learn slots the caller did not assign, so their windows can resolve the alerts
-            fresh = np.flatnonzero((self._slot_series[slots] < 0) & (series >= 0))
+            fresh = np.flatnonzero((held < 0) & (series >= 0))
             if len(fresh):
                 first = {int(slots[i]): i for i in fresh.tolist()}
                 self.assign(list(first), [int(series[i]) for i in first.values()],
@@ -319,11 +351,18 @@ class AlertManager:
         a.normal_windows = 0
 
     def _window_closed(self, cl: _ChangeLog, slot: int, start_us: int, end_us: int) -> None:
-        series = int(self._slot_series[slot])
-        alerts = self._by_series.get(series)
+        series = int(self.slots.series(np.array([slot]))[0])
+        alerts = list(self._by_series.get(series, {}).values())
+        member = self._member_of.get(series)
+        if member is not None:  # the source's incident: any member's normal windows count
+            incident = self._open.get((member[0], SILENCE))
+            if incident is None:
+                del self._member_of[series]
+            else:
+                alerts.append(incident)
         if not alerts:
             return
-        for a in list(alerts.values()):
+        for a in alerts:
             if start_us <= a.last_triggered_at_us:
                 continue
             a.normal_windows += 1
@@ -338,9 +377,6 @@ class AlertManager:
     def _add_open(self, a: Alert) -> None:
         self._open[(a.series_id, a.detector)] = a
         self._by_series.setdefault(a.series_id, {})[a.detector] = a
-        slot = self._series_slot.get(a.series_id)
-        if slot is not None:
-            self._has_alert[slot] = True
 
     def _remove_open(self, a: Alert) -> None:
         self._open.pop((a.series_id, a.detector), None)
@@ -349,9 +385,6 @@ class AlertManager:
             per.pop(a.detector, None)
             if not per:
                 del self._by_series[a.series_id]
-                slot = self._series_slot.get(a.series_id)
-                if slot is not None:
-                    self._has_alert[slot] = False
 
     def _prune_resolved(self) -> None:
         if len(self._resolved) < 1024:
@@ -389,7 +422,7 @@ class AlertManager:
 
     def adopt(self, opened_at_us: int, stored: Alert) -> None:
         """The database already holds an open alert for this series and detector (opened by
-        another worker, or before a restart without load_open): the alert this manager opened at
+        another worker, or before a restart without restore): the alert this manager opened at
         ``opened_at_us`` becomes that one, with the stored triggers added to its own."""
         a = self._open.get((stored.series_id, stored.detector))
         if a is None or a.opened_at_us != opened_at_us:

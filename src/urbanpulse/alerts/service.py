@@ -3,7 +3,7 @@
 
 Order of use by the pipeline (see docs/alerts.md):
   at start-up     ``await alerts.start(pool)``  (restores open alerts, maintenance, webhooks)
-  slot assigned   ``alerts.manager.assign(slots, series_ids, sensor_ids, metrics)``
+  slots           ``AlertService(settings, slots=pipeline_slot_map)``: the manager reads the pipeline's map
   batch formation ``changes = alerts.manager.process(detections, closed_windows, silences)``
   batch tx        ``events = await alerts.store.apply(conn, changes)``  (last, before COMMIT)
   after COMMIT    ``alerts.publish(events)``  (SSE + webhooks)
@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import httpx
 
 from urbanpulse.alerts.hub import AlertHub
 from urbanpulse.alerts.lifecycle import AlertManager
@@ -26,6 +25,10 @@ from urbanpulse.alerts.model import AlertEvent
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.alerts.store import AlertStore
 from urbanpulse.alerts.webhooks import WebhookNotifier
+from urbanpulse.slots import SlotMap
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,9 @@ class AlertService:
     """Manager (memory), store (database), hub (SSE) and notifier (webhooks) of one process."""
 
     def __init__(self, settings: AlertSettings | None = None,
-                 webhook_transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 webhook_transport: httpx.AsyncBaseTransport | None = None, slots: SlotMap | None = None) -> None:
         self.settings = settings or AlertSettings()
-        self.manager = AlertManager(self.settings)
+        self.manager = AlertManager(self.settings, slots)
         self.store = AlertStore(None, self.manager)
         self.hub = AlertHub(self.settings.sse_queue_size)
         self.notifier = WebhookNotifier(self.settings.webhooks, self.settings.webhook_queue_size, webhook_transport)
@@ -47,7 +50,7 @@ class AlertService:
         before the first batch is processed."""
         self.store.pool = pool
         async with pool.acquire() as conn:
-            await self.manager.load_open(conn)
+            self.manager.restore(await self.store.load_recent(conn, self.settings.flap_window))
             self.manager.set_maintenance(await self.store.load_maintenance(conn))
         await self.notifier.start()
         if self._refresh_task is None:

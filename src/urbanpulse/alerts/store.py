@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -27,13 +27,26 @@ import orjson
 from urbanpulse.alerts.errors import AlertNotFound, InvalidTransition
 from urbanpulse.alerts.maintenance import MaintenanceWindow
 from urbanpulse.alerts.lifecycle import AlertManager
-from urbanpulse.alerts.model import (AlertChanges, AlertEvent, AlertSnapshot, PendingEvent, alert_from_row, dt_to_us,
+from urbanpulse.alerts.model import (Alert, AlertChanges, AlertEvent, AlertSnapshot, PendingEvent, alert_from_row, dt_to_us,
                                      iso, row_to_api, us_to_dt)
 from urbanpulse.alerts.query import AlertQuery, encode_cursor
 
 log = logging.getLogger(__name__)
 
 EVENTS_LOCK = 0x75_70_61_65  # "upae"
+
+# what a (re)starting manager restores: every open/acknowledged alert, and the latest resolved one
+# per (series, detector) that may still re-open (within the flap window of now or of the newest trigger)
+_LOAD_RECENT_SQL = """
+SELECT * FROM alerts WHERE state <> 'resolved'
+UNION ALL
+SELECT * FROM (
+    SELECT DISTINCT ON (series_id, detector) * FROM alerts
+    WHERE state = 'resolved'
+      AND (updated_at >= now() - $1::interval
+           OR last_triggered_at >= (SELECT max(last_triggered_at) FROM alerts) - $1::interval)
+    ORDER BY series_id, detector, opened_at DESC) recent
+"""
 
 _OPEN_ELSEWHERE_SQL = """
 SELECT * FROM alerts
@@ -117,6 +130,11 @@ class AlertStore:
 
     # -- the pipeline ----------------------------------------------------------------------
 
+    async def load_recent(self, conn: asyncpg.Connection, flap_window: timedelta) -> list[Alert]:
+        """The alerts a (re)starting manager must know (``AlertManager.restore``): open and
+        acknowledged ones, and recently resolved ones that may still re-open."""
+        return [alert_from_row(r) for r in await conn.fetch(_LOAD_RECENT_SQL, flap_window)]
+
     async def apply(self, conn: asyncpg.Connection, changes: AlertChanges) -> list[AlertEvent]:
         """Write one batch's alert changes inside the caller's transaction; returns the events
         that were newly stored, with their ids, in id order. Call it last before COMMIT (it takes
@@ -146,7 +164,7 @@ class AlertStore:
                                changes: AlertChanges) -> dict[tuple[int, str, int], AlertSnapshot]:
         """Snapshots by key, with an alert that is new in memory but already open in the
         database under another opening time (opened by another worker, or before a restart
-        without ``load_open``) merged into the stored row: its triggers are added to the stored
+        without ``AlertManager.restore``) merged into the stored row: its triggers are added to the stored
         ones and its events become one ``updated`` event."""
         snaps = dict(changes.alerts)
         live = [s for s in snaps.values() if s.state != "resolved"]

@@ -21,6 +21,8 @@ detector in `process`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -116,6 +118,16 @@ P_SI_IRREGULARITY = _COL["si_irregularity"]
 P_RZ_WINDOW = _COL["rz_window"]
 P_SP_WINDOW = _COL["sp_window"]
 P_SI_WINDOW = _COL["si_window"]
+C_TL_N = _S["tl_n"]
+C_TL_K = _S["tl_k"]
+C_TL_E = _S["tl_e"]
+P_TL_U = _COL["tl_u"]
+P_TL_DECAY = _COL["tl_decay"]
+P_TL_N0 = _COL["tl_n0"]
+P_TL_K0 = _COL["tl_k0"]
+P_TL_E0 = _COL["tl_e0"]
+P_TL_C0 = _COL["tl_c0"]
+SLOW_REFRESH = 4
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
 
@@ -131,6 +143,19 @@ def _fmax(a, b):  # np.fmax: NaN loses
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _isfinite(a):
     return a - a == 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _tail(q, pr, n, k, e):
+    """P(Q >= q) of the slot's fused statistic: above the level u an exponential tail with the
+    series' exceedance rate and mean excess (decayed counts n, k, e plus the prior), below it a
+    straight line from 1 at q = 0 to the rate at u. In [0, 1], non-increasing in q."""
+    lam = (k + pr[P_TL_K0]) / (n + pr[P_TL_N0])
+    u = pr[P_TL_U]
+    if q > u:
+        m = (e + pr[P_TL_E0]) / (k + pr[P_TL_C0])
+        return lam * math.exp(-(q - u) / m)
+    return 1.0 - (1.0 - lam) * (q / u)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -244,22 +269,25 @@ def _median(buf, m, W, a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b):
-    """Rolling medians (values, MAD, |changes|, gaps) of one slot from its rings (scratch g, d, a, b)."""
+def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
+    """Rolling medians (values, MAD, |changes|) of one slot from its rings (scratch g, d, a, b); with
+    `slow` also the statistics that move slowly: the window's floor (minimum, 5 % quantile, for
+    flatline) and the median and q90 gap (silence)."""
     W = values.shape[1]
     m = _gather(values[sl], np.int64(prow[P_RZ_WINDOW]), nc, g)  # rz_window
     k = _n_finite(g, m)
-    if m > 0:  # lo_min: the smallest entry (sorted first)
-        mn = g[0]
-        for j in range(1, m):
-            mn = min(mn, g[j])
-        st[sl, C_LO_MIN] = mn
-    else:
-        st[sl, C_LO_MIN] = np.nan
-    if k > 0:  # lo_q: order statistic k // 20
-        st[sl, C_LO_Q] = _select(g, m, k // 20, a, b)[0]
-    else:
-        st[sl, C_LO_Q] = np.nan
+    if slow:
+        if m > 0:  # lo_min: the smallest entry (sorted first)
+            mn = g[0]
+            for j in range(1, m):
+                mn = min(mn, g[j])
+            st[sl, C_LO_MIN] = mn
+        else:
+            st[sl, C_LO_MIN] = np.nan
+        if k > 0:  # lo_q: order statistic k // 20
+            st[sl, C_LO_Q] = _select(g, m, k // 20, a, b)[0]
+        else:
+            st[sl, C_LO_Q] = np.nan
     med = _median_k(g, m, k, W, a, b)
     st[sl, C_MED] = med
     # MAD: |v - med| over the same window (NaN where v is NaN or med is NaN)
@@ -271,11 +299,12 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b):
     st[sl, C_MAD] = _median(d, m2, W, a, b)
     m = _gather(changes[sl], np.int64(prow[P_SP_WINDOW]), nc, g)  # sp_window
     st[sl, C_DSCALE] = _median(g, m, changes.shape[1], a, b)
-    m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
-    k = _n_finite(g, m)
-    st[sl, C_GAP_MED] = _median_k(g, m, k, gaps.shape[1], a, b)
-    # the 90th percentile gap: how irregular the sampling is (regular series: the median)
-    st[sl, C_GAP_Q] = _select(g, m, (9 * (k - 1)) // 10, a, b)[0] if k > 0 else np.nan
+    if slow:
+        m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
+        k = _n_finite(g, m)
+        st[sl, C_GAP_MED] = _median_k(g, m, k, gaps.shape[1], a, b)
+        # the 90th percentile gap: how irregular the sampling is (regular series: the median)
+        st[sl, C_GAP_Q] = _select(g, m, (9 * (k - 1)) // 10, a, b)[0] if k > 0 else np.nan
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -488,6 +517,19 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         li_f = lis if ((t_lis < t_li) and (t_lis < t_mem)) else 0.0
         t_li_new = t_lis * (1.0 - bump) if li_f > 0 else t_lis
         new_li_peak = 1.0 - _min(_min(t_li * grow, 1.0), t_li_new)
+        # calibrated: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where
+        # q is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its
+        # threshold); the likelihood's score (already a z against the series' own history) the same way
+        # under the prior tail alone, so it cannot change what a detector emits
+        q_det = raw / (1.0 - raw)
+        q_li = lis / (1.0 - lis)
+        tl_n = st[sl, C_TL_N]
+        tl_k = st[sl, C_TL_K]
+        tl_e = st[sl, C_TL_E]
+        if fu > 0:
+            fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e), _TAIL_FLOOR)
+        if li_f > 0:
+            li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0), _TAIL_FLOOR)  # the prior tail
         fu = _max(fu, li_f)
 
         out[i, 0] = s_threshold
@@ -575,7 +617,23 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         st[sl, C_LI_N] = li_n + 1.0
         st[sl, C_LI_PEAK] = new_li_peak
 
+        # the tail fit: decayed counts of readings, exceedances of u and their excess (winsorised at
+        # 5 x the current mean excess, so one anomaly does not teach the series that it is normal)
+        tl_d = pr[P_TL_DECAY]
+        # (the detectors' statistic only: the likelihood never changes a detector's emitted score)
+        u = pr[P_TL_U]
+        st[sl, C_TL_N] = tl_d * tl_n + 1.0
+        if q_det > u:
+            m_now = (tl_e + pr[P_TL_E0]) / (tl_k + pr[P_TL_C0])
+            st[sl, C_TL_K] = tl_d * tl_k + 1.0
+            st[sl, C_TL_E] = tl_d * tl_e + _min(q_det - u, 5.0 * m_now)
+        else:
+            st[sl, C_TL_K] = tl_d * tl_k
+            st[sl, C_TL_E] = tl_d * tl_e
+
         nc = np.int64(new_cnt)
         if nc <= eager_refresh or nc % refresh_every == 0:
-            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b)
+            # the floor and the gaps every SLOW_REFRESH x refresh_every readings: they move slowly
+            slow = nc <= eager_refresh or nc % (SLOW_REFRESH * refresh_every) == 0
+            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow)
         last_ts[sl] = ti

@@ -48,6 +48,11 @@ above and below the median), so a step in the direction a series rarely moves co
 (`fusion.likelihood_shift_threshold`). It is gated by its own decaying peak (so it cannot mask a detector
 onset that follows) and only emitted above the detectors' peak memory too. It never changes a
 detector's decision, so live alerts are untouched. Seven float64 state columns per slot.
+
+The emitted value is *calibrated* (docs/detection.md, "The anomaly score"): 1 - anomaly_score is
+P(Q >= q) of the fused statistic q = r / (1 - r) under an exponential tail fitted per slot to its
+own exceedances of `fusion.tail_level` (decayed counts, a prior for short histories; three float64
+columns), so one threshold means the same false-alarm rate on every series.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from urbanpulse.capacity import grown
 from urbanpulse.detect.layout import DETECTORS, S, STATE
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
@@ -156,10 +162,10 @@ class DetectorBank:
     # -- slots -------------------------------------------------------------------------------
 
     def ensure_capacity(self, n_slots: int) -> None:
-        """Grow every per-slot array (by doubling) to hold at least `n_slots` slots."""
+        """Grow every per-slot array (by a quarter, capacity.py) to hold at least `n_slots` slots."""
         if n_slots <= self.capacity:
             return
-        new = max(n_slots, 2 * self.capacity, 16)
+        new = grown(n_slots, self.capacity, 16)
         old = self.capacity
 
         def grow(a: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ STATE: tuple[str, ...] = (
     "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
     "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
     "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch",
+    "tl_n", "tl_k", "tl_e",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -32,5 +33,6 @@ PARAMS: tuple[str, ...] = (
     "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
     "ls_thr", "ls_floor",
     "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate", "si_irregularity",
+    "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}

@@ -21,6 +21,7 @@ from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings, Detect
 COLUMNS: tuple[str, ...] = PARAMS
 SEVERITIES = ("info", "warning", "critical")
 LONG_RUN_READINGS = 2000.0  # memory of the long-run spreads (scale floors of ewma, robust_z, spike)
+TAIL_PRIOR_TAILS = 2.0  # pseudo-exceedances behind the prior mean excess of the calibrated tail
 
 
 def _nan(x: float | None) -> float:
@@ -56,6 +57,9 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         fl_learn=p.flatline.learn_factor, fl_decay=0.5 ** (1.0 / p.flatline.learn_memory),
         sp_floor=p.spike.spread_floor, ew_floor=p.ewma.spread_floor, lr_rate=1.0 / LONG_RUN_READINGS,
         si_irregularity=p.silence.irregularity,
+        tl_u=fusion.tail_level, tl_decay=1.0 - 1.0 / fusion.tail_memory, tl_n0=fusion.tail_prior_readings,
+        tl_k0=fusion.tail_prior_rate * fusion.tail_prior_readings, tl_e0=fusion.tail_prior_excess * TAIL_PRIOR_TAILS,
+        tl_c0=TAIL_PRIOR_TAILS,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

@@ -219,6 +219,21 @@ class FusionSettings(BaseModel):
         0.3, gt=0, le=1, description="the one-sided typical size is taken as at least this fraction of the "
         "two-sided one (ewma's level-shift scale), so a side the series has never moved to cannot make any step "
         "extreme")
+    tail_level: float = Field(
+        0.25, gt=0, description="calibrated anomaly_score: the series' fused statistic q (the largest detector "
+        "statistic in units of its threshold, x weight; the likelihood's z in units of its threshold, x weight) "
+        "counts as a tail exceedance above this; P(Q >= q) above it is an exponential tail fitted to the series' "
+        "own exceedances (rate and mean excess), and anomaly_score = 1 - P(Q >= q)")
+    tail_memory: float = Field(
+        5000.0, ge=16, description="readings of memory of the tail fit (exponentially decaying counts)")
+    tail_prior_rate: float = Field(
+        0.01, gt=0, lt=1, description="prior share of readings above tail_level, for a series with little history")
+    tail_prior_excess: float = Field(
+        1.0, gt=0, description="prior mean excess above tail_level (thresholds): with tail_prior_rate the tail of a "
+        "series with little history (a statistic at the threshold, q = 1, is P ~ 0.01 x exp(-0.75) ~ 5e-3 then); "
+        "and the fixed tail that maps the likelihood's q to its P (the likelihood is already a per-series z)")
+    tail_prior_readings: float = Field(
+        200.0, ge=0, description="weight of the prior rate, in readings (the series' own counts take over after that)")
 
 
 class DetectionSettings(BaseModel):

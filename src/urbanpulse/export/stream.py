@@ -7,19 +7,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from urbanpulse.export.formats import check_format
 from urbanpulse.export.source import ExportInfo, record_batches, schema
-from urbanpulse.export.writers import FORMATS, WRITERS, FileWriter
-from urbanpulse.query.errors import QueryError
+from urbanpulse.export.writers import WRITERS, FileWriter
 from urbanpulse.query.run import HistoryRunner
 from urbanpulse.query.spec import HistoryQuery
-
-
-def check_format(fmt: str | None) -> str:
-    """A known format name (csv, ndjson, parquet); csv when not given."""
-    f = (fmt or "csv").lower()
-    if f not in FORMATS:
-        raise QueryError(f"format={fmt!r} is not known; use csv, ndjson or parquet")
-    return f
 
 
 @dataclass

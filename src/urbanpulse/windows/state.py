@@ -44,6 +44,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from urbanpulse.capacity import grown
 from urbanpulse.windows.aggregate import Moments
 from urbanpulse.windows.settings import WindowSettings
 
@@ -138,6 +139,7 @@ class WindowState:
         # the open windows of its series (the watermark close scans the slots only past it)
         self._lane_streams: dict[str, np.ndarray] = {}  # source -> stream index per lane (int32)
         self._n_streams = 0
+        self._stream_source: list[str] = []  # stream index -> source name (rebuilt when streams are added)
         self._watermark = np.full(4, NONE, np.int64)
         self._due = np.full(4, NEVER, np.int64)
         self._size_of: dict[str, int] = {}
@@ -155,10 +157,10 @@ class WindowState:
     # -- slots ------------------------------------------------------------------------------
 
     def ensure_capacity(self, n_slots: int) -> None:
-        """Room for slots 0..n_slots-1 (doubling, so growth is amortised O(1) per slot)."""
+        """Room for slots 0..n_slots-1 (growing by a quarter, capacity.py: amortised O(1) per slot)."""
         if n_slots <= self.capacity:
             return
-        new = max(n_slots, 2 * self.capacity, 64)
+        new = grown(n_slots, self.capacity, 64)
         grow = new - self.capacity
 
         def ext(a: np.ndarray, fill: object) -> np.ndarray:
@@ -242,6 +244,19 @@ class WindowState:
         """Per slot, the watermark of the stream it last came from (event-time 'now')."""
         src = self.source[slots]
         return np.where(src >= 0, self._watermark[np.maximum(src, 0)], NONE)
+
+    def source_names(self, slots: np.ndarray) -> list[str]:
+        """Per slot, the name of the source its latest reading came from ("" before any): what
+        groups a whole source going quiet into one silence incident."""
+        names = self._stream_source
+        if len(names) != self._n_streams:
+            names = [""] * self._n_streams
+            for source, streams in self._lane_streams.items():
+                for k in streams.tolist():
+                    names[k] = source
+            self._stream_source = names
+        src = self.source[np.asarray(slots, np.int64)]
+        return [names[k] if k >= 0 else "" for k in src.tolist()]
 
     def _streams(self, source: str, n_lanes: int) -> np.ndarray:
         """Stream index (int32) of each lane of ``source``, lanes 0..n_lanes-1 at least.
