@@ -92,8 +92,9 @@ def per_series(src: Path, series: int, readings: int, trace: bool) -> dict:
 
 # -- the child: one tree's holders, measured in this process -------------------------------------
 
-def _arrays_nbytes(obj: object, depth: int = 2) -> int:
-    """Bytes of the numpy arrays an object holds (attributes, and theirs, ``depth`` levels)."""
+def _arrays_nbytes(obj: object, seen: set[int], depth: int = 2) -> int:
+    """Bytes of the numpy arrays an object holds (attributes, and theirs, ``depth`` levels), each
+    array counted once across calls sharing ``seen`` (the slot map is shared by several holders)."""
     import numpy as np
 
     total = 0
@@ -102,10 +103,12 @@ def _arrays_nbytes(obj: object, depth: int = 2) -> int:
     for name in set(names):
         v = getattr(obj, name, None)
         if isinstance(v, np.ndarray):
-            total += v.nbytes
+            if id(v) not in seen:
+                seen.add(id(v))
+                total += v.nbytes
         elif depth > 1 and v is not None and not isinstance(v, (str, bytes, int, float, bool, dict, list, tuple)) \
                 and (hasattr(v, "__dict__") or hasattr(v, "__slots__")) and type(v).__module__.startswith("urbanpulse"):
-            total += _arrays_nbytes(v, depth - 1)
+            total += _arrays_nbytes(v, seen, depth - 1)
     return total
 
 
@@ -154,6 +157,12 @@ async def _child(series: int, readings: int, trace: bool) -> dict:
             if prepared is not None:
                 a.committed(prepared)
 
+    try:  # as `urbanpulse run` does first thing (the before tree has no such call)
+        from urbanpulse.capacity import keep_large_arrays_off_the_heap
+    except ImportError:
+        pass
+    else:
+        keep_large_arrays_off_the_heap()
     name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_memory_startup")
     try:
         conn = await asyncpg.connect(dsn)
@@ -184,10 +193,11 @@ async def _child(series: int, readings: int, trace: bool) -> dict:
             result["tracemalloc"] = {f: v / series for f, v in sorted(by_file.items(), key=lambda kv: -kv[1])[:12]}
         after = rss()
         holders = {"detectors (DetectorBank)": a.bank, "windows (WindowState)": a.windows, "slot map": a.slots,
-                   "alert state (AlertManager)": a.alerts.manager, "series registry": store.series,
+                   "alert state (AlertManager, its own arrays)": a.alerts.manager, "series registry": store.series,
                    "rollup interval learner": store.rollups.learner, "rollup level decisions": store.rollups.decisions}
+        seen: set[int] = set()
         result.update(series=series, rss_before=before, rss_after=after, per_series=(after - before) / series,
-                      arrays={k: _arrays_nbytes(v) / series for k, v in holders.items()},
+                      arrays={k: _arrays_nbytes(v, seen) / series for k, v in holders.items()},
                       detector_slots=int(a.bank.capacity), held=len(a.slots))
         await a.stop()
         await pool.close()

@@ -81,3 +81,31 @@ async def test_the_series_registry_shares_one_metric_name_across_its_series(pool
     assert len(set(ids.tolist())) == n
     metrics = {id(reg.key_of(int(i))[1]) for i in ids}
     assert len(metrics) == 1 and reg.key_of(int(ids[0])) == ("s-0", "no2")
+
+
+def test_large_arrays_freed_after_the_switch_go_back_to_the_operating_system() -> None:
+    """What keeps growth copies from piling up as free heap (capacity.keep_large_arrays_off_the_heap):
+    arrays of 1 MiB or more, allocated between small long-lived objects, return their memory when
+    freed (glibc; elsewhere the switch does nothing and says so)."""
+    import gc
+
+    import psutil
+
+    from urbanpulse.capacity import MMAP_THRESHOLD, keep_large_arrays_off_the_heap
+
+    assert keep_large_arrays_off_the_heap(), "glibc's mallopt expected (CI runs Debian)"
+    proc = psutil.Process()
+    gc.collect()
+    start = proc.memory_info().rss
+    big, small = [], []
+    for i in range(60):
+        a = np.empty(MMAP_THRESHOLD * 2 // 8 + i)  # 2 MiB and a little, each a different size
+        a.fill(1.0)  # touched: counted in RSS
+        big.append(a)
+        small.append([object() for _ in range(50)])  # long-lived objects between them
+    held = proc.memory_info().rss
+    assert held - start > 100 * 2**20
+    del big
+    gc.collect()
+    assert proc.memory_info().rss - start < 20 * 2**20  # the 120 MiB went back
+    assert len(small) == 60
