@@ -440,7 +440,7 @@ async def test_rollups_off_cut_by_retention_or_not_kept_for_a_series_fall_back_t
     expected = _expected(ds, q)
     assert (await HistoryRunner(pool).page(q)).path == "rollup_1h"
     month = timedelta(days=30)
-    for rollups in (RollupAvailability(enabled=False),  # windows.rollups: false
+    for rollups in (RollupAvailability(enabled=False),  # database.rollups.enabled: false
                     RollupAvailability(keep={"rollup_1d": month, "rollup_1h": month, "rollup_1m": month})):
         page = await HistoryRunner(pool, rollups=rollups).page(q)
         assert page.path == "raw"
