@@ -461,7 +461,8 @@ def service_config(dsn: str, kafka: dict | None = None, mqtt: dict | None = None
     # the ingest path alone; benchmarks/analytics.py measures windows, rollups, detectors and alerts
     cfg: dict[str, Any] = {"database": {"dsn": dsn, "storage_mode": "postgres"}, "log_level": "INFO",
                            "kafka": {"enabled": False}, "mqtt": {"enabled": False},
-                           "detection": {"enabled": False}, "windows": {"rollups": False}}
+                           "detection": {"enabled": False}}
+    cfg["database"]["rollups"] = {"enabled": False}
     if kafka:
         cfg["kafka"] = {"enabled": True, **kafka}
     if mqtt:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Where the start-up seconds go (issue 14 item 4): a measurement, not a fix.
+"""Where the start-up seconds go, and how soon `urbanpulse run` stores (issue 14 item 4).
 
 Each phase of `urbanpulse run`'s start is replayed in a fresh Python process (so interpreter
 and import costs are real), timed from the moment the parent spawned it:
@@ -17,7 +17,20 @@ record, for a new group, a restart after a clean stop (the member left the group
 restart after a SIGKILL (the dead member still holds its partitions until its session times
 out), each with and without ``group_instance_id`` (static membership). Figures, no pass/fail.
 
-Run:  .venv/bin/python benchmarks/startup.py [--repeat 3] [--cold] [--skip-kafka]
+Then the whole service, before and after, in the same run (``--before REV``, default the main
+commit before issue 14 item 4's changes, extracted with ``git archive`` into a temporary
+directory and its kernels compiled there first): `urbanpulse run` spawned against a fresh
+database, a private mosquitto and Tansu, with a publisher sending one reading every 10 ms
+throughout. Timed by polling ``count(*) FROM readings`` every 20 ms from outside:
+
+* ``first stored, MQTT``: spawn to the first reading committed (no group join in the way);
+* ``first stored, Kafka (new group)``: spawn to the first Kafka reading committed;
+* ``restart after SIGKILL, Kafka``: the service killed while readings flow, spawned again at
+  once: spawn to the first reading committed after the kill (Kafka's group rejoin included);
+* the same two Kafka figures with ``kafka.group_instance_id`` set (static membership, after only).
+
+Run:  .venv/bin/python benchmarks/startup.py [--repeat 3] [--cold] [--skip-phases] [--skip-join]
+      [--skip-service] [--before REV]
 """
 
 from __future__ import annotations
@@ -30,6 +43,8 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -165,20 +180,206 @@ def kafka_join(repeat: int) -> dict[str, list[float]]:
     return rows
 
 
+#: the main commit before issue 14 item 4's start-up changes (the "before" of the service figures)
+BEFORE_REV = "558675b"
+
+PUBLISHER = r'''
+import json, os, sys, time
+kind, where, topic = sys.argv[1], sys.argv[2], sys.argv[3]
+i = 0
+def reading():
+    global i
+    i += 1
+    return json.dumps({"sensor_id": f"s-{i % 50}", "metric": "temperature", "ts": int(time.time() * 1000),
+                       "value": 20 + (i % 7) / 10}).encode()
+if kind == "kafka":
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": where, "linger.ms": 0, "log_level": 0})
+    while True:
+        p.produce(topic, reading()); p.poll(0); time.sleep(0.01)
+else:
+    import paho.mqtt.client as mqtt
+    host, port = where.split(":")
+    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    c.connect(host, int(port)); c.loop_start()
+    while True:
+        c.publish(topic, reading(), qos=1); time.sleep(0.01)
+'''
+
+
+def source_tree(rev: str, into: Path) -> Path:
+    """``src/`` of ``rev`` (git archive) in ``into``, with its Numba kernels compiled there."""
+    archive = into / "src.tar"
+    subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(archive), rev, "src"], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    src = into / "src"
+    subprocess.run([sys.executable, "-c", "from urbanpulse.analytics import compile_kernels; compile_kernels()"],
+                   env=dict(os.environ, PYTHONPATH=str(src)), check=True, timeout=1800)
+    return src
+
+
+class _Run:
+    """One `urbanpulse run` process of a given source tree and config."""
+
+    def __init__(self, src: Path, config: dict, workdir: Path) -> None:
+        import yaml
+
+        self.src, self.workdir = src, workdir
+        self.config = workdir / f"cfg-{uuid.uuid4().hex[:6]}.yaml"
+        self.config.write_text(yaml.safe_dump(config))
+        self.proc: subprocess.Popen | None = None
+
+    def spawn(self) -> float:
+        log = open(self.workdir / "service.log", "ab")
+        t = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "urbanpulse.cli", "run", "--config", str(self.config)],
+                                     env=dict(os.environ, PYTHONPATH=str(self.src)), stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=self.workdir)
+        log.close()
+        return t
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _count(dsn: str) -> int:
+    import services
+
+    async def q() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM readings") or 0) if await conn.fetchval(
+                "SELECT to_regclass('readings') IS NOT NULL") else 0
+        finally:
+            await conn.close()
+
+    return services.run_sync(q())
+
+
+def _until_more_than(dsn: str, floor: int, since: float, run: _Run, timeout: float = 120) -> float:
+    """Seconds from ``since`` until readings exceed ``floor`` (polled every 20 ms)."""
+    import asyncio
+
+    import asyncpg
+
+    async def poll() -> float:
+        conn = None
+        while time.monotonic() - since < timeout:
+            if run.proc is not None and run.proc.poll() is not None:
+                raise RuntimeError(f"urbanpulse exited with {run.proc.returncode}; see {run.workdir}/service.log")
+            try:
+                if conn is None:
+                    conn = await asyncpg.connect(dsn)
+                if await conn.fetchval("SELECT to_regclass('readings') IS NOT NULL") and \
+                        await conn.fetchval("SELECT count(*) FROM readings") > floor:
+                    return time.monotonic() - since
+            except (OSError, asyncpg.PostgresError):
+                pass
+            await asyncio.sleep(0.02)
+        raise RuntimeError(f"nothing stored within {timeout}s; see {run.workdir}/service.log")
+
+    return asyncio.run(poll())
+
+
+def service_starts(repeat: int, before_rev: str) -> dict[str, list[float]]:
+    """The whole service from outside, before and after, interleaved (see the module doc)."""
+    import services
+
+    rows: dict[str, list[float]] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="up-bench-startup-"))
+    (tmp / "before").mkdir()
+    trees = {"before": source_tree(before_rev, tmp / "before"), "after": REPO / "src"}
+    tansu = services.start_tansu(tmp / "tansu")
+    mosq = services.start_mosquitto(tmp / "mosquitto")
+    pubs: list[subprocess.Popen] = []
+    try:
+        for k in range(repeat):
+            for variant, static in (("before", False), ("after", False), ("after", True)):
+                tag = f"{variant}{', static member' if static else ''}"
+                work = tmp / f"{tag.replace(', ', '-').replace(' ', '-')}-{k}"
+                work.mkdir()
+                topic = f"bench-{uuid.uuid4().hex[:8]}"
+                services.create_topic(tansu.bootstrap, topic, partitions=4)
+                base = {"api": {"enabled": True, "host": "127.0.0.1", "port": services.free_port()},
+                        "ingest": {"batch_max_ms": 50}}
+                if not static:  # MQTT: spawn -> first stored, nothing but the start in the way
+                    name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_startup")
+                    mqtt_topic = f"bench/{uuid.uuid4().hex[:6]}"
+                    pubs.append(subprocess.Popen([sys.executable, "-c", PUBLISHER, "mqtt",
+                                                  f"{mosq.host}:{mosq.port}", mqtt_topic]))
+                    run = _Run(trees[variant], {**base, "database": {"dsn": dsn}, "mqtt": {
+                        "enabled": True, "host": mosq.host, "port": mosq.port, "topics": [mqtt_topic],
+                        "client_id": f"bench-{uuid.uuid4().hex[:6]}"}}, work)
+                    try:
+                        rows.setdefault(f"first stored, MQTT ({tag})", []).append(
+                            _until_more_than(dsn, 0, run.spawn(), run))
+                    finally:
+                        run.kill(signal.SIGTERM)
+                        pubs.pop().kill()
+                        services.drop_database(name)
+                name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_startup")
+                kafka = {"enabled": True, "bootstrap_servers": tansu.bootstrap, "topics": [topic],
+                         "group_id": f"bench-{uuid.uuid4().hex[:8]}"}
+                if static:
+                    kafka["group_instance_id"] = "bench-worker-0"
+                pubs.append(subprocess.Popen([sys.executable, "-c", PUBLISHER, "kafka", tansu.bootstrap, topic]))
+                run = _Run(trees[variant], {**base, "database": {"dsn": dsn}, "kafka": kafka}, work)
+                try:
+                    rows.setdefault(f"first stored, Kafka new group ({tag})", []).append(
+                        _until_more_than(dsn, 0, run.spawn(), run))
+                    time.sleep(3)  # flowing
+                    run.kill(signal.SIGKILL)
+                    floor = _count(dsn)
+                    rows.setdefault(f"restart after SIGKILL, Kafka ({tag})", []).append(
+                        _until_more_than(dsn, floor, run.spawn(), run))
+                finally:
+                    run.kill(signal.SIGTERM)
+                    pubs.pop().kill()
+                    services.drop_database(name)
+                print(f"  {tag} run {k + 1}: " + ", ".join(f"{n.split(' (')[0]} {v[-1]:.2f}"
+                                                            for n, v in rows.items() if n.endswith(f"({tag})")),
+                      file=sys.stderr, flush=True)
+    finally:
+        for p in pubs:
+            p.kill()
+        tansu.stop()
+        mosq.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cold", action="store_true", help="clear the Numba cache before each run")
-    ap.add_argument("--skip-kafka", action="store_true")
+    ap.add_argument("--skip-phases", action="store_true", help="leave out the in-process phases")
+    ap.add_argument("--skip-join", "--skip-kafka", action="store_true", help="leave out the bare group-join timings")
+    ap.add_argument("--skip-service", action="store_true", help="leave out the whole-service runs")
+    ap.add_argument("--before", default=BEFORE_REV, help=f"revision of the 'before' service (default {BEFORE_REV})")
     args = ap.parse_args()
-    print(f"median of {args.repeat} runs (min-max), seconds\n\n| phase | seconds |\n|---|---|")
-    total = 0.0
-    for k, v in phases(args.repeat, args.cold).items():
-        med = statistics.median(v)
-        total += med if k != "second batch" and k != "migrations (up to date)" else 0
-        print(f"| {k} | {med:.3f} ({min(v):.3f}-{max(v):.3f}) |", flush=True)
-    print(f"| sum to the first batch stored (fresh database) | {total:.3f} |")
-    if not args.skip_kafka:
+    print(f"median of {args.repeat} runs (min-max), seconds")
+    if not args.skip_service:
+        print("\n| `urbanpulse run`, from spawn | seconds |\n|---|---|")
+        for k, v in service_starts(args.repeat, args.before).items():
+            print(f"| {k} | {statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f}) |", flush=True)
+    if not args.skip_phases:
+        print("\n| phase | seconds |\n|---|---|")
+        total = 0.0
+        for k, v in phases(args.repeat, args.cold).items():
+            med = statistics.median(v)
+            total += med if k != "second batch" and k != "migrations (up to date)" else 0
+            print(f"| {k} | {med:.3f} ({min(v):.3f}-{max(v):.3f}) |", flush=True)
+        print(f"| sum to the first batch stored (fresh database) | {total:.3f} |")
+    if not args.skip_join:
         print("\n| Kafka group join, consumer.start() to the first record | seconds |\n|---|---|")
         for k, v in kafka_join(args.repeat).items():
             print(f"| {k} | {statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f}) |", flush=True)

@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 from test_pipeline import _CommitOrderProbe, make_pipeline, message_batch
 from urbanpulse.storage import lock_waits
 from urbanpulse.storage.lock_waits import BlockedWaiter, WaitKind, blocked_by_us
+from urbanpulse.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -84,14 +85,15 @@ async def test_a_table_lock_held_by_a_later_batch_is_not_called_duplicate_readin
     while it waits for batch 1, whose COPY waits for the lock. Batch 2 commits first, the log
     says why, and nothing is lost."""
     conn = await asyncpg.connect(fresh_db)
-    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=100, writers=2, max_in_flight_batches=4)
+    await migrate(conn, "postgres")
     await conn.execute("""
         CREATE FUNCTION lock_like_chunk_creation() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN LOCK TABLE readings IN SHARE UPDATE EXCLUSIVE MODE; RETURN NULL; END $$;
         CREATE TRIGGER like_chunk_creation BEFORE INSERT ON readings
             FOR EACH STATEMENT EXECUTE FUNCTION lock_like_chunk_creation();""")
     await conn.close()
-    pipeline.analytics = _CommitOrderProbe(pool, slow_ready=True)
+    pipeline, pool = await make_pipeline(fresh_db, lambda pool: _CommitOrderProbe(pool, slow_ready=True),
+                                         batch_max_readings=100, writers=2, max_in_flight_batches=4)
     caplog.set_level(logging.INFO, logger="urbanpulse")
     try:
         await pipeline.submit(message_batch(0, 100))

@@ -96,6 +96,17 @@ def settings():
     return load_settings(REPO / "config" / "urbanpulse.compose.yaml")
 
 
+def test_the_compose_file_is_valid_compose_specification():
+    """Parsed by compose_spec (the Rust implementation of the Compose Specification, strict: an
+    unknown key, a bad duration, port or depends_on condition is an error), as Docker would."""
+    from compose_spec import PyCompose
+
+    parsed = PyCompose.from_yaml(COMPOSE_FILE.read_text())
+    assert sorted(parsed.service_names()) == sorted(_load(COMPOSE_FILE)["services"])
+    with pytest.raises(Exception, match="healthchek"):  # the parser does reject what Docker would
+        PyCompose.from_yaml(COMPOSE_FILE.read_text().replace("    healthcheck:", "    healthchek:", 1))
+
+
 # -- every path -----------------------------------------------------------------------------------
 
 
@@ -114,6 +125,23 @@ def test_every_host_path_the_compose_file_names_exists(services):
     missing = [(n, str(p.relative_to(REPO))) for n, p in named if not p.exists()]
     assert not missing, f"docker-compose.yml names paths that are not in the repo: {missing}"
     assert all(p.is_relative_to(REPO) for _, p in named), "a bind mount reaches outside the repo"
+
+
+def test_the_dockerfile_copies_what_exists_and_the_image_has_its_default_config(services):
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    assert copies, "the Dockerfile copies nothing"
+    ignored = {p.strip().rstrip("/") for p in (REPO / ".dockerignore").read_text().splitlines()
+               if p.strip() and not p.startswith("#")}
+    for sources in copies:
+        for src in sources:
+            assert (REPO / src).exists(), f"Dockerfile: COPY {src}: not in the repo"
+            assert src.rstrip("/") not in ignored, f"Dockerfile: COPY {src}, which .dockerignore leaves out"
+    cmd = next(line for line in lines if line.startswith("CMD "))
+    config = re.search(r'"--config", "(/app/[^"]+)"', cmd).group(1)
+    assert (REPO / config.removeprefix("/app/")).exists() and any("config" in s for c in copies for s in c)
+    assert services["urbanpulse"]["build"] == "." and "python" in services["urbanpulse"]["healthcheck"]["test"]
+    assert next(line for line in lines if line.startswith("FROM ")).split()[1].startswith("python:3.11")
 
 
 def test_the_files_the_containers_are_told_to_read_are_mounted(services):

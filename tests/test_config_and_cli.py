@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from urbanpulse.config import Settings, load_settings
 from urbanpulse.errors import ConfigError
@@ -285,3 +286,27 @@ def test_migrate_in_auto_mode_prints_the_mode_the_server_supports(tmp_path: Path
     assert out.returncode == 0, out.stderr
     expected = "timescaledb" if _in_thread(_timescaledb_available, fresh_db) else "postgres"
     assert out.stdout.strip().endswith(f"storage mode: {expected}")
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([None, True, False]), st.sampled_from([None, True, False]))
+def test_the_rollups_switch_is_a_storage_setting_and_reads_its_older_name(new: bool | None, old: bool | None) -> None:
+    """database.rollups.enabled switches the rollups (issue 14 item 8); windows.rollups, its older
+    name, still works alone; the two set differently is an error naming the one to keep."""
+    from urbanpulse.config import load_settings
+    from urbanpulse.errors import ConfigError
+    from urbanpulse.query.run import RollupAvailability
+
+    overrides: dict = {}
+    if new is not None:
+        overrides["database"] = {"rollups": {"enabled": new}}
+    if old is not None:
+        overrides["windows"] = {"rollups": old}
+    if new is not None and old is not None and new != old:
+        with pytest.raises(ConfigError, match="database.rollups.enabled"):
+            load_settings(None, **overrides)
+        return
+    s = load_settings(None, **overrides)
+    expected = next((v for v in (new, old) if v is not None), True)
+    assert s.database.rollups.enabled is expected
+    assert RollupAvailability.from_settings(s).enabled is expected

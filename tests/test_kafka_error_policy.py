@@ -87,4 +87,4 @@ async def test_the_drain_on_revoke_is_bounded_and_goes_on_in_the_background() ->
 def test_the_rebalance_timeout_covers_the_bounded_drain() -> None:
     assert rebalance_timeout_ms(KafkaSettings(revoke_drain_timeout_s=30, session_timeout_ms=10_000)) == 35_000
     assert rebalance_timeout_ms(KafkaSettings(revoke_drain_timeout_s=1, session_timeout_ms=10_000)) == 10_000
-    assert rebalance_timeout_ms(KafkaSettings()) == 10_000  # the defaults: 5 s drain + 5 s = the session timeout
+    assert rebalance_timeout_ms(KafkaSettings()) == 10_000  # the defaults: 5 s drain + 5 s (above the 6 s session)

@@ -127,6 +127,19 @@ def _alert_item(driver: Any, sensor: str) -> Any:
     return items[0] if items else None
 
 
+def _click(driver: Any, css: str, what: str) -> None:
+    """Click the element ``css`` finds, found afresh on each try (the alert list is redrawn
+    whenever an alert changes, which leaves earlier element references stale)."""
+    def attempt() -> bool:
+        driver.find_element("css selector", css).click()
+        return True
+    browser.wait_for(attempt, 20, what)
+
+
+def _alert_button(driver: Any, sensor: str, action: str) -> None:
+    _click(driver, f'#alert-list li[data-sensor="{sensor}"] button[data-action="{action}"]', f"{action} of {sensor}")
+
+
 def test_operator_sees_live_readings_and_acknowledges_an_alert(stack, driver):
     svc, broker = stack
     driver.get(svc.url + "/")
@@ -167,15 +180,15 @@ def test_operator_sees_live_readings_and_acknowledges_an_alert(stack, driver):
 
     # an injected anomaly (above the threshold) opens an alert the page shows, and marks the sensor
     _publish(broker, _reading("lp-wanliu", 950.0))
-    item = browser.wait_for(lambda: _alert_item(driver, "lp-wanliu"), 60, "the alert of lp-wanliu on the page")
-    assert "critical" in item.text and "threshold" in item.text
+    text = browser.wait_for(lambda: _alert_item(driver, "lp-wanliu").text, 60, "the alert of lp-wanliu on the page")
+    assert "critical" in text and "threshold" in text
     browser.wait_for(lambda: _marker(driver, "lp-wanliu").get_attribute("data-status") == "alerting", 20,
                      "lp-wanliu's marker shows alerting")
     assert _marker(driver, "lp-wanliu").find_element("css selector", "svg polygon")  # a triangle, not only a colour
-    alert_id = int(item.get_attribute("data-alert"))
+    alert_id = int(browser.wait_for(lambda: _alert_item(driver, "lp-wanliu").get_attribute("data-alert"), 10, "id"))
     browser.screenshot(driver, "live-page-04-alert")
 
-    item.find_element("css selector", 'button[data-action="ack"]').click()
+    _alert_button(driver, "lp-wanliu", "ack")
     browser.wait_for(lambda: "acknowledged" in driver.find_element("id", "action-msg").text, 20,
                      "the page to confirm the acknowledgement")
     rows = db_rows(svc.dsn, "SELECT state, acknowledged_by FROM alerts WHERE id = $1", alert_id)
@@ -185,12 +198,56 @@ def test_operator_sees_live_readings_and_acknowledges_an_alert(stack, driver):
     browser.screenshot(driver, "live-page-05-acknowledged")
 
     # the chart of the alerting sensor marks its alert
-    _alert_item(driver, "lp-wanliu").find_element("css selector", "button").click()  # "Show"
+    _alert_button(driver, "lp-wanliu", "show")
     browser.wait_for(lambda: int(driver.find_element("id", "chart").get_attribute("data-alerts") or 0) >= 1, 30,
                      "the alert marked on lp-wanliu's chart")
     # the data-quality panel is filled from /quality
     browser.wait_for(lambda: driver.find_elements("css selector", "#quality-areas tbody tr"), 30, "the quality panel")
     browser.screenshot(driver, "live-page-06-chart-and-quality")
+
+    # maintenance and resolve from the page, both in the database, the marker a square while in maintenance
+    _alert_button(driver, "lp-wanliu", "maint")
+    browser.wait_for(lambda: "Maintenance for lp-wanliu" in driver.find_element("id", "action-msg").text, 20,
+                     "the page to confirm the maintenance window")
+    windows = db_rows(svc.dsn, "SELECT ends_at - starts_at AS span FROM maintenance_windows WHERE sensor = 'lp-wanliu'")
+    assert [r["span"].total_seconds() for r in windows] == [3600.0]
+    browser.wait_for(lambda: _marker(driver, "lp-wanliu").get_attribute("data-status") == "maintenance", 20,
+                     "lp-wanliu's marker shows maintenance")
+    assert _marker(driver, "lp-wanliu").find_element("css selector", "svg rect")
+    _alert_button(driver, "lp-wanliu", "resolve")
+    browser.wait_for(lambda: _alert_item(driver, "lp-wanliu") is None, 20, "the resolved alert to leave the list")
+    assert db_rows(svc.dsn, "SELECT state, resolved_by FROM alerts WHERE id = $1", alert_id)[0]["state"] == "resolved"
+    browser.screenshot(driver, "live-page-07-maintenance-resolved")
+    assert browser.console_errors(driver) == []
+
+
+def test_the_page_works_from_the_keyboard_and_labels_every_control(stack, driver):
+    from selenium.webdriver.common.keys import Keys
+
+    svc, _ = stack
+    driver.get(svc.url + "/")
+    browser.wait_for(lambda: driver.execute_script("return document.readyState") == "complete", 30, "the page")
+    # every form control has a label the browser exposes (label[for], aria-label or aria-labelledby)
+    unlabelled = driver.execute_script("""
+        return [...document.querySelectorAll('input, select, button, textarea')].filter((el) =>
+            !((el.labels && el.labels.length) || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+              || (el.tagName === 'BUTTON' && el.textContent.trim()))).map((el) => el.outerHTML)""")
+    assert unlabelled == []
+    # the key is typed and submitted with the keyboard alone
+    field = driver.find_element("id", "key")
+    field.send_keys(svc.key("viewer"), Keys.ENTER)
+    browser.wait_for(lambda: driver.execute_script("return window.urbanpulseLive.ready"), 30, "the live snapshot")
+    # a sensor is opened from the table with Enter, and its chart is described in text
+    button = browser.wait_for(lambda: driver.find_element("css selector", 'button[data-select="lp-dongsi"]'), 10,
+                              "the sensor table")
+    button.send_keys(Keys.ENTER)
+    browser.wait_for(lambda: "lp-dongsi" in driver.find_element("id", "detail-h").text, 20, "the sensor's panel")
+    desc = browser.wait_for(lambda: driver.find_element("id", "chart-desc").get_attribute("textContent"), 20,
+                            "the chart's text description")
+    assert "pm2_5 of lp-dongsi" in desc
+    # the map takes keyboard focus (Leaflet pans and zooms with arrows and +/-)
+    assert driver.find_element("id", "map").get_attribute("tabindex") == "0"
+    browser.screenshot(driver, "live-page-09-keyboard")
     assert browser.console_errors(driver) == []
 
 
@@ -202,13 +259,13 @@ def test_a_viewer_key_cannot_acknowledge_and_the_page_says_why(stack, driver):
     driver.get(svc.url + "/")
     browser.wait_for(lambda: driver.execute_script("return document.readyState") == "complete", 30, "the page")
     _use_key(driver, svc.key("viewer"))
-    item = browser.wait_for(lambda: _alert_item(driver, "lp-tiantan"), 60, "the alert of lp-tiantan")
-    alert_id = int(item.get_attribute("data-alert"))
+    alert_id = int(browser.wait_for(lambda: _alert_item(driver, "lp-tiantan").get_attribute("data-alert"), 60,
+                                    "the alert of lp-tiantan"))
     assert browser.console_errors(driver) == []
-    item.find_element("css selector", 'button[data-action="ack"]').click()
+    _alert_button(driver, "lp-tiantan", "ack")
     msg = browser.wait_for(lambda: driver.find_element("id", "action-msg").text, 20, "the page's answer")
     assert "Not allowed (403)" in msg and "role viewer" in msg and "operator" in msg, msg
-    browser.screenshot(driver, "live-page-07-viewer-403")
+    browser.screenshot(driver, "live-page-08-viewer-403")
     rows = db_rows(svc.dsn, "SELECT state, acknowledged_by FROM alerts WHERE id = $1", alert_id)
     assert [tuple(r) for r in rows] == [("open", None)]
     # the one console error is the refused request itself
@@ -235,7 +292,7 @@ def test_unreachable_tiles_fall_back_and_open_data_shows_only_open_sensors(stack
         assert "cannot be reached" in driver.find_element("id", "tiles-note").text
         # detection is off on this service: the page says alerts do not run, and polls snapshots
         assert "do not run" in driver.find_element("id", "alert-list").text
-        browser.screenshot(driver, "live-page-08-open-data-no-tiles")
+        browser.screenshot(driver, "live-page-10-open-data-no-tiles")
         # the only console errors are the tiles that could not be fetched
         errors = browser.console_errors(driver)
         assert errors and all("tiles.example.invalid" in e["message"] for e in errors), errors

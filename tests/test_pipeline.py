@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import asyncpg
 import orjson
@@ -15,7 +16,7 @@ from urbanpulse.config import IngestSettings
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.pipeline import Pipeline
+from urbanpulse.pipeline import BatchAnalytics, Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator
 from urbanpulse.storage.migrations import migrate
@@ -33,7 +34,8 @@ def message_batch(start: int, n: int) -> MessageBatch:
     return MessageBatch(source="kafka", payloads=payloads)
 
 
-async def make_pipeline(dsn: str, **ingest: object) -> tuple[Pipeline, asyncpg.Pool]:
+async def make_pipeline(dsn: str, analytics: Callable[[asyncpg.Pool], BatchAnalytics] | None = None,
+                        **ingest: object) -> tuple[Pipeline, asyncpg.Pool]:
     conn = await asyncpg.connect(dsn)
     await migrate(conn, "postgres")
     await conn.close()
@@ -43,7 +45,7 @@ async def make_pipeline(dsn: str, **ingest: object) -> tuple[Pipeline, asyncpg.P
         await parts.load(c)
     settings = IngestSettings(**ingest)
     pipeline = Pipeline(ReadingStore(pool, parts), CanonicalJsonFormat(), ReadingValidator(MetricCatalogue.load()),
-                        settings, IngestMetrics())
+                        settings, IngestMetrics(), analytics(pool) if analytics is not None else None)
     await pipeline.start()
     return pipeline, pool
 
@@ -124,6 +126,7 @@ class _OrderProbe:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.failed_batches = 0
         self.n = 0
         self.writes: list[tuple[int, int]] = []  # (batch, committed readings visible at that moment)
 
@@ -148,9 +151,10 @@ class _OrderProbe:
 
 
 async def test_alert_changes_are_written_after_every_earlier_batch_committed(fresh_db: str) -> None:
-    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=100, writers=3, max_in_flight_batches=6)
-    probe = _OrderProbe(pool)
-    pipeline.analytics = probe
+    probes: list[_OrderProbe] = []
+    pipeline, pool = await make_pipeline(fresh_db, lambda pool: probes.append(_OrderProbe(pool)) or probes[0],
+                                         batch_max_readings=100, writers=3, max_in_flight_batches=6)
+    probe = probes[0]
     for k in range(4):
         await pipeline.submit(message_batch(k * 100, 100))
     await pipeline.drain()
@@ -186,9 +190,10 @@ async def test_batches_commit_in_the_order_they_were_formed_with_analytics(fresh
     """Batches 2-4 change no alert, yet none commits while batch 1 is still writing: after a
     crash the stored batches are a prefix of the stream, so no redelivered reading is older than
     what a restarted detector was warmed with."""
-    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=100, writers=3, max_in_flight_batches=6)
-    probe = _CommitOrderProbe(pool)
-    pipeline.analytics = probe
+    probes: list[_CommitOrderProbe] = []
+    pipeline, pool = await make_pipeline(fresh_db, lambda pool: probes.append(_CommitOrderProbe(pool)) or probes[0],
+                                         batch_max_readings=100, writers=3, max_in_flight_batches=6)
+    probe = probes[0]
     for k in range(4):
         await pipeline.submit(message_batch(k * 100, 100))
     await pipeline.drain()
@@ -204,8 +209,8 @@ async def test_two_batches_with_the_same_readings_commit_out_of_order_instead_of
     """Batch 2 repeats half of batch 1 and is copied first; batch 1's COPY then waits for batch 2's
     keys while batch 2 waits for batch 1 to commit. Batch 2 sees that it blocks batch 1 and
     commits first; batch 1 merges idempotently. Nothing is lost, nothing stored twice."""
-    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=100, writers=2, max_in_flight_batches=4)
-    pipeline.analytics = _CommitOrderProbe(pool, slow_ready=True)
+    pipeline, pool = await make_pipeline(fresh_db, lambda pool: _CommitOrderProbe(pool, slow_ready=True),
+                                         batch_max_readings=100, writers=2, max_in_flight_batches=4)
     caplog.set_level(logging.INFO, logger="urbanpulse")
     await pipeline.submit(message_batch(0, 100))
     await pipeline.submit(message_batch(50, 100))

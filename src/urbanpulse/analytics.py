@@ -18,13 +18,22 @@ analysed strictly in the order they were formed (one worker, FIFO) and the alert
 step runs back on the event loop in the same order (:meth:`StreamAnalytics._pump`). Every
 other change to the per-series state (admitting or evicting series, the periodic tick) waits
 until the worker is idle, so the worker never sees arrays being replaced under it.
+
+Start-up: the windows' and detectors' compiled kernels take 1-2 s to load from numba's on-disk
+cache (about 17 s to compile on a first start), most of a start's own time. So loading begins
+on a thread of its own as soon as the service starts (:func:`preload_kernels`), beside the
+migrations, the pool and the Kafka group join, and ``start(background=True)`` does not wait
+for it: batches formed meanwhile wait in :meth:`StreamAnalytics.prepare`, held by the pipeline
+and unacknowledged, and are analysed and stored in their order once the kernels are in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import csv
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,6 +49,7 @@ from urbanpulse.alerts.lifecycle import AlertChanges
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.config import Settings
 from urbanpulse.detect.bank import DetectorBank, Scores, Silences
+from urbanpulse.errors import AnalyticsUnavailable
 from urbanpulse.live.feed import LiveFeed
 from urbanpulse.model import ReadingColumns
 from urbanpulse.slots import SlotMap
@@ -74,6 +84,32 @@ def compile_kernels() -> None:
     DetectorBank(DetectionSettings())
 
 
+_preload: concurrent.futures.Future[None] | None = None
+_preload_lock = threading.Lock()
+
+
+def preload_kernels() -> concurrent.futures.Future[None]:
+    """Start :func:`compile_kernels` on a thread of its own, once per process; the future says
+    when it is done (its exception, if loading failed). The service calls this first thing, so
+    the kernels load while it migrates, opens its pool and joins its Kafka group."""
+    global _preload
+    with _preload_lock:
+        if _preload is None:
+            future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+            def load() -> None:
+                try:
+                    compile_kernels()
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the kernels
+                    future.set_exception(exc)
+                else:
+                    future.set_result(None)
+
+            threading.Thread(target=load, name="kernel-load", daemon=True).start()
+            _preload = future
+        return _preload
+
+
 @dataclass(slots=True)
 class Prepared:
     """One batch's analytics output, written with the batch and published after its commit."""
@@ -96,15 +132,15 @@ class StreamAnalytics:
         self.settings = settings
         self.pool = pool
         self.slots = SlotMap()
-        self.windows = WindowState(settings.windows)
         # the sensor registry's expected interval of a series feeds silence (None: learned)
-        self.bank = DetectorBank(settings.detection, expected_interval)
+        self._expected_interval = expected_interval
+        #: windows and detectors: built by start() on the analytics thread (see _build)
+        self.windows: WindowState
+        self.bank: DetectorBank
+        self.warm_readings = 0
+        self._priority = np.zeros(0, np.int64)
+        self._loading: asyncio.Future[None] | None = None
         self.alerts = AlertService(settings.alerts, slots=self.slots)  # the one slot map, shared
-        self.warm_readings = int(self.bank.history_needed)
-        # the bank's score columns, most specific detector first (see _detections)
-        rank = {n: i for i, n in enumerate(ALERT_PRIORITY)}
-        self._priority = np.array(sorted(range(len(self.bank.names)),
-                                         key=lambda c: rank.get(self.bank.names[c], len(rank))), np.int64)
         self.evicted = 0
         self.late = 0
         self.failed_batches = 0
@@ -118,12 +154,51 @@ class StreamAnalytics:
         #: the live pages' feed (urbanpulse.live.feed.LiveFeed); committed batches go to it
         self.live: LiveFeed | None = None
 
-    async def start(self) -> None:
-        """Load open alerts and maintenance windows (a restart updates alerts, never duplicates
-        them), start the webhook sender and the in-order finishing of analysed batches."""
+    async def start(self, *, background: bool = False) -> None:
+        """Build the windows and detectors on the analytics thread (their kernels loaded, see the
+        module doc), load open alerts and maintenance windows (a restart updates alerts, never
+        duplicates them), start the webhook sender and the in-order finishing of analysed batches.
+
+        ``background=True`` returns without waiting for the windows and detectors: batches
+        prepared before they are built wait in :meth:`prepare` (:meth:`loaded` waits for them)."""
+        if self._loading is None:
+            self._loading = asyncio.get_running_loop().run_in_executor(self._worker, self._build)
+            self._loading.add_done_callback(_log_load_failure)
         await self.alerts.start(self.pool)
         if self._pump_task is None:
             self._pump_task = asyncio.create_task(self._pump(), name="analytics-pump")
+        if not background:
+            await self.loaded()
+
+    def _build(self) -> None:
+        """Windows, detectors and what depends on them; runs on the analytics thread, so that
+        loading their kernels holds up neither the event loop nor the sources' start."""
+        preload_kernels().result()
+        self.windows = WindowState(self.settings.windows)
+        self.bank = DetectorBank(self.settings.detection, self._expected_interval)
+        self.warm_readings = int(self.bank.history_needed)
+        # the bank's score columns, most specific detector first (see _detections)
+        rank = {n: i for i, n in enumerate(ALERT_PRIORITY)}
+        self._priority = np.array(sorted(range(len(self.bank.names)),
+                                         key=lambda c: rank.get(self.bank.names[c], len(rank))), np.int64)
+
+    async def loaded(self) -> None:
+        """Wait until the windows and detectors are built; raises :class:`AnalyticsUnavailable`
+        if building them failed."""
+        if self._loading is None:
+            raise RuntimeError("StreamAnalytics.start() must be awaited first")
+        try:
+            await asyncio.shield(self._loading)
+        except Exception as exc:
+            raise AnalyticsUnavailable(
+                f"stream analytics could not load its compiled kernels ({type(exc).__name__}: {exc}); readings "
+                f"are stored without analysis. Check numba's cache directory is writable (NUMBA_CACHE_DIR) and "
+                f"restart") from exc
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the windows and detectors are built (batches are analysed without waiting)."""
+        return self._loading is not None and self._loading.done() and self._loading.exception() is None
 
     async def stop(self) -> None:
         """Finish the batches being analysed, stop the webhook sender (bounded flush)."""
@@ -132,12 +207,14 @@ class StreamAnalytics:
             self._pump_task.cancel()
             await asyncio.gather(self._pump_task, return_exceptions=True)
             self._pump_task = None
+        if self._loading is not None:  # still loading: not blocking the event loop in shutdown() below
+            await asyncio.gather(asyncio.shield(self._loading), return_exceptions=True)
         self._worker.shutdown(wait=True)
         await self.alerts.stop()
         if self._score_log is not None:
             self._score_log.close()
 
-    # -- the pipeline's BatchAnalytics protocol ---------------------------------------------
+    # -- the pipeline's BatchAnalytics[Prepared] protocol (pipeline/handoff.py) -------------
 
     async def prepare(self, source: str, readings: ReadingColumns | None,
                       series_ids: np.ndarray | None) -> Prepared | None:
@@ -147,6 +224,8 @@ class StreamAnalytics:
             return None
         if self._pump_task is None:
             raise RuntimeError("StreamAnalytics.start() must be awaited before batches are prepared")
+        if not self.is_loaded:  # still loading its kernels: the pipeline holds this batch meanwhile
+            await self.loaded()
         slots = self.slots.lookup(series_ids)
         if (slots < 0).any():
             await self._idle()  # admitting replaces per-slot arrays: not while the worker uses them
@@ -165,12 +244,11 @@ class StreamAnalytics:
         self._queue.put_nowait(prepared)
         return prepared
 
-    async def ready(self, prepared: object) -> Prepared | None:
+    async def ready(self, prepared: Prepared | None) -> Prepared | None:
         """Wait until the batch is analysed: its LATE flags are set and its alert changes decided.
         Returns what :meth:`write` and :meth:`committed` take (None: nothing to write)."""
         if prepared is None:
             return None
-        assert isinstance(prepared, Prepared)
         await prepared.done.wait()
         if prepared.changes:
             return prepared
@@ -220,14 +298,15 @@ class StreamAnalytics:
         self.late += observed.late
         return observed.closed
 
-    async def write(self, conn: asyncpg.Connection, prepared: object) -> None:
+    async def write(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
+        """The batch's alert changes, in the batch's transaction."""
         if prepared is not None:
-            assert isinstance(prepared, Prepared)
             if prepared.changes:
                 prepared.events = await self.alerts.store.apply(conn, prepared.changes)
 
-    def committed(self, prepared: object) -> None:
-        assert isinstance(prepared, Prepared)
+    def committed(self, prepared: Prepared) -> None:
+        """The batch and every earlier one are committed: its alert events (and readings, to open live
+        pages) go live."""
         if prepared.events:
             for e in prepared.events:
                 self.events_by_kind[e.kind] += 1
@@ -239,6 +318,8 @@ class StreamAnalytics:
         """Idle windows and silence during a gap, queued behind the batches on the worker like a
         batch; when series are due for eviction, everything at once with the worker idle."""
         now_us = time.time_ns() // 1000
+        if not self.is_loaded:
+            return None  # no series held before the detectors exist
         w = self.windows
         # a read-only peek while the worker runs: it only decides whether to pause the worker
         if (w.in_use & (now_us - w.last_wall_us > w.evict_after_us)).any():
@@ -340,8 +421,22 @@ class StreamAnalytics:
             group=self.windows.source_names(slot))
 
     def nbytes_per_series(self) -> int:
-        """Memory of one series' in-memory state (windows + detectors + slot map)."""
+        """Memory of one series' in-memory state (windows + detectors + slot map); 0 while loading."""
+        if not self.is_loaded:
+            return 0
         return int(self.windows.nbytes_per_slot() + self.bank.nbytes_per_slot() + 8)
+
+    @property
+    def late_within_lateness(self) -> int:
+        """Readings older than the watermark but within the allowed lateness (0 while loading)."""
+        return self.windows.counters.get("late_within_lateness", 0) if self.is_loaded else 0
+
+
+def _log_load_failure(future: asyncio.Future[None]) -> None:
+    """Say once, when it happens, that analytics failed to load (each batch then fails to prepare)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("stream analytics could not be built; readings are stored without analysis",
+                  exc_info=future.exception())
 
 
 def _finished(changes: AlertChanges) -> Prepared:

@@ -59,9 +59,14 @@ class RetentionSettings(_Section):
 
 
 class RollupSettings(_Section):
-    """Which rollup levels (1 min, 1 h, 1 d) each series keeps (docs/rollups.md): a level is kept
-    where its bucket holds at least ``min_readings_per_bucket`` readings of the series."""
+    """Whether the rollup tables are maintained, and which levels (1 min, 1 h, 1 d) each series
+    keeps (docs/rollups.md): a level is kept where its bucket holds at least
+    ``min_readings_per_bucket`` readings of the series. Storage, not analytics: the rollups are
+    merged in each batch's transaction whether or not detection runs."""
 
+    enabled: bool | None = Field(
+        None, description="maintain the rollups in each batch's transaction (default true); false: queries "
+        "aggregate the readings. windows.rollups is the older name of this switch")
     min_readings_per_bucket: int = Field(
         10, ge=1, description="a rollup row costs about two readings' storage: a level holding fewer readings per "
         "bucket is cheaper to compute from the readings when asked; 1 keeps every level for every series")
@@ -179,11 +184,19 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: list[str] = Field(default_factory=lambda: ["urbanpulse.readings"])
     group_id: str = "urbanpulse-ingest"
+    group_instance_id: str | None = Field(
+        None, min_length=1, max_length=249, description="static group membership (Kafka 2.3+): a stable id unique "
+        "to this worker (e.g. its StatefulSet pod name). A restarted worker with the same id gets its partitions "
+        "back without a rebalance; a worker that stops for good keeps them unread until session_timeout_ms. Two "
+        "workers with the same id fence each other. None: dynamic membership (docs/operations.md)")
     client_id: str = "urbanpulse"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(10_000, ge=1, description="per getmany call")
-    session_timeout_ms: int = Field(10_000, ge=1000, description="a worker silent this long leaves the group")
-    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    session_timeout_ms: int = Field(
+        6_000, ge=1000, description="a worker silent this long leaves the group; also how long a new group takes to "
+        "form on some brokers (Tansu: about half of it) and how long a killed worker's partitions wait. 6 s is the "
+        "least Apache Kafka accepts by default (group.min.session.timeout.ms); docs/operations.md")
+    heartbeat_interval_ms: int = Field(2_000, ge=100, description="at most a third of session_timeout_ms")
     revoke_drain_timeout_s: float = Field(
         5.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
         "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it "
@@ -284,6 +297,18 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     live: LiveSettings = LiveSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _rollups_switch_under_storage(self) -> Settings:
+        # windows.rollups is the switch's older name (it is storage, not a window setting)
+        rollups, old = self.database.rollups, self.windows.rollups
+        if old is not None and rollups.enabled is not None and old != rollups.enabled:
+            raise ValueError("windows.rollups and database.rollups.enabled disagree; keep only "
+                             "database.rollups.enabled")
+        if rollups.enabled is None:
+            rollups.enabled = True if old is None else old
+        self.windows.rollups = rollups.enabled
+        return self
 
     @model_validator(mode="after")
     def _retention_outlasts_max_age(self) -> Settings:

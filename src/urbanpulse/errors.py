@@ -40,6 +40,11 @@ class SourceHalted(StorageUnavailable):
     acknowledgements and intake stop until that batch is written; fix the cause the message names."""
 
 
+class AnalyticsUnavailable(UrbanpulseError):
+    """Stream analytics could not build its windows and detectors (their compiled kernels failed
+    to load or compile): readings are stored without analysis; the message says what to check."""
+
+
 class MigrationError(UrbanpulseError):
     """A migration failed; the database is left at the last version that succeeded."""
 

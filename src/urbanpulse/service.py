@@ -1,7 +1,9 @@
 """The running service: database, pipeline, sources and API wired together, with an orderly stop.
 
 Start order: database (embedded if none is configured) -> migrations -> pool -> pipeline ->
-sources. Stop order (SIGTERM/SIGINT): sources stop pulling -> partial batches flush -> acks and
+sources, while the analytics' compiled kernels load on a thread of their own from the first
+line on (analytics.py): a source's first batches wait for them, unacknowledged, instead of the
+sources waiting to start (the Kafka group join alone takes seconds). Stop order (SIGTERM/SIGINT): sources stop pulling -> partial batches flush -> acks and
 commits go out -> pool closes -> embedded database stops.
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from urbanpulse.analytics import StreamAnalytics
+from urbanpulse.analytics import StreamAnalytics, preload_kernels
 from urbanpulse.config import Settings
 from urbanpulse.connectors.base import Source
 from urbanpulse.connectors.poison import PoisonGuard
@@ -101,12 +103,15 @@ class IngestService:
         #: POST /ingest's way into the pipeline (None until started)
         self.http_ingest: HttpIngestor | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._freeze_task: asyncio.Task[None] | None = None
         #: the latest committed readings for the live page (fed by stream analytics)
         self.live = LiveFeed(settings.live)
 
     async def start(self) -> None:
         """Connect, migrate and start pulling from every enabled source."""
         s = self.settings
+        if s.detection.enabled:
+            preload_kernels()  # the slowest part of a start (~1-2 s): beside everything below
         v = s.validation
         # formats first: a misconfigured or broken format plugin stops start-up before anything runs
         fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
@@ -135,7 +140,7 @@ class IngestService:
         self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
-        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=s.windows.rollups)
+        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=bool(s.database.rollups.enabled))
         if privacy is not None:  # new series are recorded with their message's data class
             store.series.class_of = privacy.class_of_sensor
         if store.rollups is not None:
@@ -148,21 +153,34 @@ class IngestService:
                                      known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
             self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval)
-            await self.analytics.start()
+            await self.analytics.start(background=True)  # batches wait in prepare() until it is loaded
             self.analytics.live, self.live.fed = self.live, True
+            self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
+            self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources] + [HTTP_SOURCE]))
         self.http_ingest = HttpIngestor(self.pipeline, s.http_ingest.ack_timeout_s)
         _freeze_long_lived_objects()
+        _collect_less_often()
+        self.metrics.gc_pauses.watch()  # urbanpulse_gc_pause_seconds: the event loop's stalls
         self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
         await self.poison.load()
         self.supervisors = [SourceSupervisor(src, self.pipeline, self.metrics, s.supervision, self.poison)
                             for src in self.sources]
         for sup in self.supervisors:
             self._source_tasks.append(asyncio.create_task(sup.run(self.stopping), name=f"source-{sup.name}"))
+
+    @staticmethod
+    async def _freeze_once_loaded(analytics: StreamAnalytics) -> None:
+        """Numba's objects arrive after start() froze the rest: freeze again once they are in."""
+        try:
+            await analytics.loaded()
+        except Exception:  # noqa: BLE001 - already logged by analytics; nothing more to freeze
+            return
+        _freeze_long_lived_objects()
 
     def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
         """Old partitions and rows leave in the background (storage/retention.py)."""
@@ -181,6 +199,7 @@ class IngestService:
     async def stop(self) -> None:
         """Stop pulling, write and acknowledge everything received, close. Idempotent."""
         self.stopping.set()
+        self.metrics.gc_pauses.unwatch()
         if self._source_tasks:
             await asyncio.gather(*self._source_tasks, return_exceptions=True)
             self._source_tasks = []
@@ -192,6 +211,10 @@ class IngestService:
             await self.http_ingest.close()
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self._freeze_task is not None:
+            self._freeze_task.cancel()
+            await asyncio.gather(self._freeze_task, return_exceptions=True)
+            self._freeze_task = None
         if self.analytics is not None:
             await self.analytics.stop()
         await self.live.close()
@@ -238,3 +261,18 @@ def _freeze_long_lived_objects() -> None:
     code ran 3x slower until frozen (benchmarks/README.md)."""
     gc.collect()
     gc.freeze()
+
+
+#: the collector's (young, middle, full) thresholds under `urbanpulse run`; CPython's are (700, 10, 10)
+GC_THRESHOLDS = (100_000, 50, 20)
+
+
+def _collect_less_often() -> None:
+    """Collect young objects every 100,000 allocations instead of 700. A Kafka fetch allocates a
+    record object per message and keeps it until its batch is formed, so with the default
+    thresholds nearly every collection finds them alive and promotes them; the older
+    generations then fill with soon-dead records and a full collection (one event-loop stall of
+    100-500 ms on this machine, ``urbanpulse_gc_pause_seconds``) came every few seconds. With a
+    bigger young generation most records die before they are looked at, and full collections
+    become rare (benchmarks/README.md, alert latency). Reference cycles are still collected."""
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from urbanpulse.capacity import grown
+
 
 class SlotMap:
     """Dense slots for the series this process currently holds in memory."""
@@ -100,9 +102,9 @@ class SlotMap:
 
     def _set(self, slots: np.ndarray, series_ids: np.ndarray) -> None:
         if self._next > len(self.series_of):
-            grown = np.full(max(self._next, 2 * len(self.series_of)), -1, np.int32)
-            grown[:len(self.series_of)] = self.series_of
-            self.series_of = grown
+            bigger = np.full(grown(self._next, len(self.series_of)), -1, np.int32)
+            bigger[:len(self.series_of)] = self.series_of
+            self.series_of = bigger
         if len(series_ids):
             self._fit_series(int(series_ids.max()))
         old = self.slot_of[series_ids]  # a series moved to another slot leaves its old one
@@ -113,6 +115,6 @@ class SlotMap:
 
     def _fit_series(self, top: int) -> None:
         if top >= len(self.slot_of):
-            grown = np.full(max(top + 1, 2 * len(self.slot_of)), -1, np.int32)
-            grown[:len(self.slot_of)] = self.slot_of
-            self.slot_of = grown
+            bigger = np.full(grown(top + 1, len(self.slot_of)), -1, np.int32)
+            bigger[:len(self.slot_of)] = self.slot_of
+            self.slot_of = bigger

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import httpx
 
 from urbanpulse.alerts.hub import AlertHub
 from urbanpulse.alerts.lifecycle import AlertManager
@@ -27,6 +26,9 @@ from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.alerts.store import AlertStore
 from urbanpulse.alerts.webhooks import WebhookNotifier
 from urbanpulse.slots import SlotMap
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 

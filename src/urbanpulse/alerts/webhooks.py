@@ -18,12 +18,15 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import httpx
 import orjson
 
 from urbanpulse.alerts.model import AlertEvent
 from urbanpulse.alerts.settings import WebhookSettings
+
+if TYPE_CHECKING:  # httpx (with what it pulls in) costs ~0.2 s at start-up: imported when a webhook starts
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class WebhookNotifier:
         """Start one delivery task per webhook. Idempotent."""
         if self._client is not None or not self._targets:
             return
+        import httpx
+
         self._client = httpx.AsyncClient(transport=self._transport)
         for t in self._targets:
             t.task = asyncio.create_task(self._deliver_loop(t), name=f"webhook-{t.hook.url}")
@@ -121,6 +126,8 @@ class WebhookNotifier:
                 t.busy = False
 
     async def _deliver(self, hook: WebhookSettings, event: AlertEvent) -> None:
+        import httpx  # already loaded by start()
+
         assert self._client is not None
         body = orjson.dumps(event.to_json())
         headers = {"content-type": "application/json", "x-urbanpulse-event-id": str(event.id),

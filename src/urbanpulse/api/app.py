@@ -15,7 +15,8 @@ from urbanpulse.api import docs
 from urbanpulse.api.access import ALLOW_PUBLIC, AccessPolicy
 from urbanpulse.api.errors import BodyLimitMiddleware, install_error_handlers
 from urbanpulse.api.openapi import build_openapi
-from urbanpulse.api.routes import alerts, health, ingest, keys, live, metrics, quality, readings, sensors
+from urbanpulse.api.routes import (alerts, health, ingest, keys, live, metrics, open_aggregates, quality, readings,
+                                   sensors, subjects)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -37,6 +38,8 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(metrics.router, dependencies=[ALLOW_PUBLIC])
     app.include_router(alerts.router)  # /alerts, /alerts/stream, /maintenance
     app.include_router(keys.router)
+    app.include_router(subjects.router)  # /admin/subjects/export|erase (privacy, admin only)
+    app.include_router(open_aggregates.router)  # /open/personal-aggregates (k-anonymous, open data)
     app.include_router(readings.router)  # /readings, /readings/export, /sensors/{id}/latest
     app.include_router(sensors.router)  # /sensors (registry)
     app.include_router(quality.router)  # /quality

@@ -69,6 +69,21 @@ def rebalance_timeout_ms(settings: KafkaSettings) -> int:
     return max(settings.session_timeout_ms, int(settings.revoke_drain_timeout_s * 1000) + 5000)
 
 
+def group_options(settings: KafkaSettings) -> dict[str, Any]:
+    """aiokafka keyword arguments for the consumer group: manual commits, the group timers and,
+    when configured, static membership (``group_instance_id``; see docs/operations.md)."""
+    s = settings
+    opts: dict[str, Any] = dict(
+        bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
+        enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
+        max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms,
+        rebalance_timeout_ms=rebalance_timeout_ms(s))
+    if s.group_instance_id is not None:
+        opts["group_instance_id"] = s.group_instance_id
+    return opts
+
+
 def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
     """aiokafka keyword arguments for the configured security options."""
     opts: dict[str, Any] = {"security_protocol": settings.security_protocol}
@@ -165,12 +180,7 @@ class KafkaSource:
         self._last_contact = None
         self._reachable = True
         throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
-            enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
-            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
-            session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms,
-            rebalance_timeout_ms=rebalance_timeout_ms(s), **consumer_options(s))
+        consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s))
         consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
         delay = 0.5
         while not stopping.is_set():

@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from urbanpulse.capacity import grown
 from urbanpulse.detect.layout import DETECTORS, S, STATE
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
@@ -161,10 +162,10 @@ class DetectorBank:
     # -- slots -------------------------------------------------------------------------------
 
     def ensure_capacity(self, n_slots: int) -> None:
-        """Grow every per-slot array (by doubling) to hold at least `n_slots` slots."""
+        """Grow every per-slot array (by a quarter, capacity.py) to hold at least `n_slots` slots."""
         if n_slots <= self.capacity:
             return
-        new = max(n_slots, 2 * self.capacity, 16)
+        new = grown(n_slots, self.capacity, 16)
         old = self.capacity
 
         def grow(a: np.ndarray) -> np.ndarray:

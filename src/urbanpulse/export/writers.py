@@ -20,10 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from urbanpulse.export.formats import EXTENSIONS, FORMATS  # noqa: F401 - their former home, still importable
 from urbanpulse.export.source import ExportInfo
-
-FORMATS = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
-EXTENSIONS = {"csv": "csv", "ndjson": "ndjson", "parquet": "parquet"}
 
 
 def metadata(info: ExportInfo) -> dict:

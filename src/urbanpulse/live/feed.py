@@ -8,6 +8,11 @@ every page gets one frame per interval holding the newest reading of each series
 encoded once per data-class scope (a page in the anonymous open-data scope gets only ``open``
 sensors' readings). A page that falls ``live.queue_frames`` frames behind is dropped; it
 reconnects and starts again from a snapshot, which comes from the database, not from memory.
+
+Alert changes ride on the same stream (``event: alerts``, to pages with a key only): the feed
+subscribes to the alert hub while pages are open and forwards what it publishes (after COMMIT)
+once per interval. So a page holds ONE connection: browsers open at most 6 HTTP/1.1
+connections per host, shared by every tab, and a page with two streams stalled the 4th tab.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncpg
 import numpy as np
 import orjson
 
+from urbanpulse.alerts.hub import AlertHub, Subscription
 from urbanpulse.live.settings import LiveSettings
 
 log = logging.getLogger(__name__)
@@ -87,6 +93,9 @@ class LiveFeed:
         self._names: dict[int, tuple[str, str, str | None]] = {}
         self._names_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        #: the alert hub whose events go to keyed pages (None: alerts do not run here)
+        self.alert_hub: AlertHub | None = None
+        self._alerts: Subscription | None = None
 
     @property
     def wanted(self) -> bool:
@@ -106,6 +115,8 @@ class LiveFeed:
         """A page opens: it gets every frame from now on (read the snapshot after this)."""
         sub = LiveSubscription(scope, self.settings.queue_frames)
         self._subs.add(sub)
+        if self.alert_hub is not None and self._alerts is None:
+            self._alerts = self.alert_hub.subscribe()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="live-feed")
         return sub
@@ -121,6 +132,9 @@ class LiveFeed:
             self._task = None
         self._subs.clear()
         self._pending.clear()
+        if self._alerts is not None and self.alert_hub is not None:
+            self.alert_hub.unsubscribe(self._alerts)
+        self._alerts = None
 
     async def snapshot(self, scope: Scope) -> bytes:
         """The newest stored reading of every series in ``scope``, as a ``snapshot`` frame."""
@@ -135,6 +149,7 @@ class LiveFeed:
         try:
             while self._subs:
                 await asyncio.sleep(self.settings.interval_s)
+                self._forward_alerts()
                 if self._pending:
                     try:
                         await self.flush()
@@ -142,6 +157,42 @@ class LiveFeed:
                         log.warning("live page update skipped: cannot name series (%s)", exc)
         finally:
             self._pending.clear()
+            if self._alerts is not None and self.alert_hub is not None:
+                self.alert_hub.unsubscribe(self._alerts)
+            self._alerts = None
+
+    def _forward_alerts(self) -> None:
+        """Alert events published since the last interval, to every page with a key."""
+        hub = self.alert_hub
+        if hub is None:
+            return
+        sub = self._alerts
+        if sub is None or sub.dropped.is_set():
+            self._alerts = hub.subscribe()
+            if sub is None:
+                return
+            # the hub dropped us (a burst of events): pages re-read the open alerts
+            self._send_keyed(b"event: alerts\ndata: " + orjson.dumps({"reload": True, "events": []}) + b"\n\n")
+            return
+        events = []
+        while not sub.queue.empty():
+            events.append(sub.queue.get_nowait().to_json())
+        if events:
+            self._send_keyed(b"event: alerts\ndata: " + orjson.dumps({"reload": False, "events": events}) + b"\n\n")
+
+    def _send_keyed(self, data: bytes) -> None:
+        for page in list(self._subs):
+            if page.scope is None:
+                self._put(page, data)
+
+    def _put(self, sub: LiveSubscription, data: bytes) -> None:
+        try:
+            sub.queue.put_nowait(data)
+            self.frames_sent += 1
+        except asyncio.QueueFull:
+            sub.dropped.set()
+            self._subs.discard(sub)
+            self.dropped_subscribers += 1
 
     async def flush(self) -> None:
         """Coalesce what was offered since the last flush and queue one frame per page."""
@@ -168,15 +219,8 @@ class LiveFeed:
             if data is None:
                 mine = [r for c, r in rows if sub.scope is None or c in sub.scope]
                 data = encoded[sub.scope] = frame("readings", mine) if mine else b""
-            if not data:
-                continue
-            try:
-                sub.queue.put_nowait(data)
-                self.frames_sent += 1
-            except asyncio.QueueFull:
-                sub.dropped.set()
-                self._subs.discard(sub)
-                self.dropped_subscribers += 1
+            if data:
+                self._put(sub, data)
 
     async def _resolve(self, sids: np.ndarray) -> dict[int, tuple[str, str, str | None]]:
         """Sensor, metric and data class of each series id (cached for :data:`NAMES_TTL_S`)."""

@@ -47,7 +47,7 @@ class QueryLimits:
 
 @dataclass(frozen=True)
 class RollupAvailability:
-    """Which rollup tables can answer: off entirely (``windows.rollups: false``), and how long
+    """Which rollup tables can answer: off entirely (``database.rollups.enabled: false``), and how long
     each keeps its rows (``database.retention``; None: forever)."""
 
     enabled: bool = True
@@ -58,7 +58,8 @@ class RollupAvailability:
         """From a whole :class:`urbanpulse.config.Settings`."""
         retention = getattr(getattr(settings, "database", None), "retention", None)
         keep = {t: getattr(retention, t, None) for t, _ in ROLLUPS} if retention is not None else {}
-        return cls(bool(getattr(getattr(settings, "windows", None), "rollups", True)), keep)
+        enabled = getattr(getattr(getattr(settings, "database", None), "rollups", None), "enabled", True)
+        return cls(enabled is not False, keep)
 
 
 @dataclass

@@ -39,6 +39,7 @@ from typing import Literal
 import asyncpg
 import numpy as np
 
+from urbanpulse.capacity import grown
 from urbanpulse.storage.binary_copy import HEADER, PG_EPOCH_OFFSET_US, TRAILER
 from urbanpulse.windows.aggregate import Moments, group_starts, merge_runs, moments
 
@@ -291,7 +292,7 @@ class IntervalLearner:
         n = len(self.seen)
         if top < n:
             return
-        m = max(1024, 2 * n, top + 1)
+        m = grown(top + 1, n)
         self.last_ts = np.concatenate([self.last_ts, np.full(m - n, np.iinfo(np.int64).min, np.int64)])
         self.ring = np.concatenate([self.ring, np.full((m - n, self.RING), np.nan, np.float32)])
         self.seen = np.concatenate([self.seen, np.zeros(m - n, np.int64)])
@@ -373,7 +374,7 @@ class LevelDecisions:
         """Room for series ids up to ``top``."""
         n = len(self.finest)
         if top >= n:
-            self.finest = np.concatenate([self.finest, np.zeros(max(1024, 2 * n, top + 1) - n, np.int64)])
+            self.finest = np.concatenate([self.finest, np.zeros(grown(top + 1, n) - n, np.int64)])
 
     def set(self, sid: int, finest_us: int) -> None:
         """Record a committed (or in-memory "every level") decision; only ever coarser."""
@@ -437,7 +438,7 @@ class RollupWriter:
                 # asked once per series (at its first batch): a hint is a Python call per series
                 top = int(undecided.max()) + 1
                 if top > len(self._hinted):
-                    self._hinted = np.concatenate([self._hinted, np.zeros(max(top, 2 * len(self._hinted)) -
+                    self._hinted = np.concatenate([self._hinted, np.zeros(grown(top, len(self._hinted)) -
                                                                           len(self._hinted), bool)])
                 new = ~self._hinted[undecided]
                 hint = np.full(len(undecided), np.nan)

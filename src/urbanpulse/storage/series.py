@@ -7,6 +7,7 @@ columns, and the series row is where the sensor registry later hangs units and l
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 
 import asyncpg
@@ -31,6 +32,13 @@ class SeriesRegistry:
         """(sensor id, metric) of a series this process has seen (None otherwise): e.g. for the
         configured rollup intervals."""
         return self._keys.get(series_id)
+
+    def forget(self, series_ids: list[int]) -> None:
+        """Drop erased series from the cache (privacy erasure): their next reading registers anew."""
+        for sid in series_ids:
+            key = self._keys.pop(sid, None)
+            if key is not None:
+                self._ids.pop(key, None)
 
     async def ids_for(self, pool: asyncpg.Pool, sensors: list[str], metrics: list[str]) -> np.ndarray:
         """int32 series id per reading, registering the series seen for the first time."""
@@ -65,6 +73,8 @@ class SeriesRegistry:
                     JOIN unnest($1::text[], $2::text[]) AS k(sensor_id, metric)
                       ON s.sensor_id = k.sensor_id AND s.metric = k.metric""", sensors, metrics)
             for r in rows:
-                key = (r["sensor_id"], r["metric"])  # one tuple for both maps
+                # one tuple for both maps; the metric interned: each row brings its own copy of a
+                # name that thousands of series share (~60 bytes per series otherwise)
+                key = (r["sensor_id"], sys.intern(r["metric"]))
                 self._ids[key] = r["id"]
                 self._keys[r["id"]] = key

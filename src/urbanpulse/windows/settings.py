@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class WindowSettings(BaseModel):
-    """Tumbling window sizes, allowed lateness, idle close, eviction and rollups."""
+    """Tumbling window sizes, allowed lateness, idle close and eviction."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -34,7 +34,7 @@ class WindowSettings(BaseModel):
                                       description="a reading older than its source's watermark minus this is late")
     evict_after_s: float = Field(3600.0, gt=0.0, description="series silent this long (wall clock) are evicted")
     max_series: int = Field(200_000, ge=1, description="series held in memory; least recently seen evicted beyond")
-    rollups: bool = Field(True, description="maintain rollup_1m / rollup_1h in the batch transaction")
+    rollups: bool | None = Field(None, description="older name of database.rollups.enabled (set that one)")
 
     @model_validator(mode="after")
     def _check(self) -> WindowSettings:

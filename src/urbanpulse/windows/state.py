@@ -44,6 +44,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from urbanpulse.capacity import grown
 from urbanpulse.windows.aggregate import Moments
 from urbanpulse.windows.settings import WindowSettings
 
@@ -156,10 +157,10 @@ class WindowState:
     # -- slots ------------------------------------------------------------------------------
 
     def ensure_capacity(self, n_slots: int) -> None:
-        """Room for slots 0..n_slots-1 (doubling, so growth is amortised O(1) per slot)."""
+        """Room for slots 0..n_slots-1 (growing by a quarter, capacity.py: amortised O(1) per slot)."""
         if n_slots <= self.capacity:
             return
-        new = max(n_slots, 2 * self.capacity, 64)
+        new = grown(n_slots, self.capacity, 64)
         grow = new - self.capacity
 
         def ext(a: np.ndarray, fill: object) -> np.ndarray:

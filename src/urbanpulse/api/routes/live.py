@@ -113,11 +113,16 @@ async def live_config(request: Request) -> JSONResponse:
 _EVENT = {
     "type": "object",
     "properties": {
-        "event": {"type": "string", "enum": ["snapshot", "readings"]},
+        "event": {"type": "string", "enum": ["snapshot", "readings", "alerts"]},
         "retry": {"type": "integer", "minimum": 0},
         "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
-            "type": "object", "required": ["at", "readings"],
+            "type": "object",
             "properties": {"at": {"type": "integer", "description": "server time, ms since the epoch"},
+                           "reload": {"type": "boolean", "description": "alerts: events were missed; re-read "
+                                                                        "GET /alerts"},
+                           "events": {"type": "array", "description": "alerts: what GET /alerts/stream sends "
+                                      "as data, {id, alert_id, at, kind, state, alert}",
+                                      "items": {"type": "object"}},
                            "readings": {"type": "array", "items": {
                                "type": "array", "minItems": 4, "maxItems": 4,
                                "description": "[sensor_id, metric, reading time in ms since the epoch, value]",
@@ -146,7 +151,9 @@ async def live_stream(request: Request, principal: Principal = ALLOW_OPEN_DATA) 
     """First a ``snapshot`` event (the newest stored reading of every series in the caller's
     scope), then ``readings`` events at most every ``live.interval_s`` with the newest committed
     reading of each series that changed: ``data: {"at": ms, "readings": [[sensor_id, metric,
-    ts_ms, value], ...]}``. A reading is sent only after its batch committed. Without a key
+    ts_ms, value], ...]}``. A reading is sent only after its batch committed. With a key, alert
+    changes come too, as ``alerts`` events: ``data: {"reload": false, "events": [...]}`` (the
+    events as /alerts/stream sends them; ``reload: true`` when some were missed). Without a key
     (``api.open_data``) only ``open`` sensors are sent. A page that falls behind is disconnected
     and starts again from a snapshot; a revoked key ends the stream."""
     s = _enabled(request)

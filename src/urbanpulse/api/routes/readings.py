@@ -18,8 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
 from urbanpulse.api.page_json import columns_body, iso_utc, page_head
-from urbanpulse.export.stream import check_format, open_export
-from urbanpulse.export.writers import EXTENSIONS, FORMATS
+from urbanpulse.export.formats import EXTENSIONS, FORMATS, check_format
 from urbanpulse.query.errors import QueryError, UnknownSeries
 from urbanpulse.query.run import HistoryRunner, Page, QueryLimits, RollupAvailability, latest
 from urbanpulse.query.selection_cache import SelectionCache
@@ -206,6 +205,8 @@ async def export(
 ) -> StreamingResponse:
     """The rows of ``/readings`` for the whole range, as one file."""
     q = _query(request, _SELECT | {"format", "quality"})
+    from urbanpulse.export.stream import open_export  # pyarrow: loaded on the first export, not at start-up
+
     fmt = check_format(format)
     ex = await open_export(runner(request, principal), q, fmt, quality=quality)
     name = f"urbanpulse-{q.start:%Y%m%d}-{q.end:%Y%m%d}.{EXTENSIONS[fmt]}"

@@ -3,8 +3,9 @@
  * Everything comes from the service's API with the key entered in the page (sessionStorage):
  *   /live/config   tiles, colour scales, units             (no key)
  *   /sensors       the registry: positions, metrics, status (viewer key, or open data)
- *   /live/stream   snapshot + latest committed readings     (SSE over fetch, so the key is a header)
- *   /alerts, /alerts/stream, /maintenance                    (viewer key; changes need operator)
+ *   /live/stream   snapshot, latest committed readings and alert changes: the page's one
+ *                  connection (SSE over fetch, so the key is a header, not in the URL)
+ *   /alerts, /maintenance                                    (viewer key; changes need operator)
  *   /readings, /quality                                      (viewer key, or open data)
  * window.urbanpulseLive exposes what tests and benchmarks read (arrival times of readings).
  */
@@ -29,7 +30,7 @@
 
   // what tests and benchmarks read: arrival time of each live reading, after the page shows it
   const hook = window.urbanpulseLive = {
-    arrivals: [], snapshots: 0, frames: 0, ready: false, markers: 0,
+    arrivals: [], snapshots: 0, frames: 0, ready: false, readyAt: null, sensorsAt: null, markers: 0, paused: false,
     drain() { const a = this.arrivals; this.arrivals = []; return a; },
   };
 
@@ -87,7 +88,7 @@
   }
 
   /** Keep a stream open: reconnect after 2 s when it ends or fails (401/403 stop it). */
-  function keepStreaming(name, path, onEvent, lastIdOf) {
+  function keepStreaming(name, path, onEvent) {
     const ctl = new AbortController();
     const gen = state.generation;
     state.streams.push(ctl);
@@ -95,7 +96,7 @@
       while (!ctl.signal.aborted && gen === state.generation) {
         try {
           setConn("live", "Live");
-          await sse(path, onEvent, ctl.signal, lastIdOf ? lastIdOf() : null);
+          await sse(path, onEvent, ctl.signal, null);
         } catch (e) {
           if (ctl.signal.aborted) return;
           if (e instanceof ApiError && (e.status === 401 || e.status === 403)) { setConn("error", name + ": " + e.message); return; }
@@ -155,15 +156,22 @@
     return ivs.length ? Math.max.apply(null, ivs) : null;
   }
 
-  function statusOf(s, now) {
-    if (s.reg.status === "maintenance" || inMaintenance(s.reg.id, now)) return "maintenance";
-    let silent = false, alerting = false;
+  /** sensor id -> {alerting, silent}: what its open and acknowledged alerts say (rebuilt on change). */
+  let alertIndex = new Map();
+  function indexAlerts() {
+    alertIndex = new Map();
     for (const a of state.alerts.values()) {
-      if (a.sensor_id !== s.reg.id) continue;
-      if (a.detector === "silence") silent = true; else alerting = true;
+      const e = alertIndex.get(a.sensor_id) || { alerting: false, silent: false };
+      if (a.detector === "silence") e.silent = true; else e.alerting = true;
+      alertIndex.set(a.sensor_id, e);
     }
-    if (alerting) return "alerting";
-    if (silent) return "silent";
+  }
+
+  function statusOf(s, now) {
+    if (s.reg.status === "maintenance" || (state.windows.length && inMaintenance(s.reg.id, now))) return "maintenance";
+    const a = alertIndex.get(s.reg.id);
+    if (a && a.alerting) return "alerting";
+    if (a && a.silent) return "silent";
     const iv = expectedInterval(s.reg);
     const newest = Math.max(0, ...Object.values(s.latest).map((x) => x[0]));
     if (iv && (!newest || now - newest > SILENT_FACTOR * iv * 1000)) return "silent";
@@ -293,6 +301,7 @@
     state.colourMetric = metrics[0] || "pm2_5";
     if (bounds.length) state.map.fitBounds(bounds, { padding: [20, 20], maxZoom: 15 });
     hook.markers = state.sensors.size;
+    hook.sensorsAt = performance.now();
     $("marker-count").textContent = state.sensors.size + " sensors";
     legend();
     refreshAll();
@@ -319,9 +328,17 @@
 
   function onLive(event, data) {
     const msg = JSON.parse(data);
+    if (event === "alerts") {
+      if (msg.reload) loadAlerts().catch((e) => say(explain(e), "error"));
+      for (const e of msg.events) onAlertEvent(e);
+      return;
+    }
     if (event === "snapshot") {
       applyReadings(msg.readings);
+      // every (re)connection starts with a snapshot: alert changes missed meanwhile are re-read
+      if (alertsWanted()) loadAlerts().catch((e) => say(explain(e), "error"));
       hook.snapshots++;
+      if (!hook.ready) hook.readyAt = performance.now();   // ms since navigation start: map + values shown
       hook.ready = true;
       return;
     }
@@ -334,7 +351,10 @@
 
   // -- alerts ---------------------------------------------------------------------------------
 
-  let lastAlertEvent = null;
+  const alertsWanted = () => !!(state.key && state.config.alerts);
+  const resolvedAt = new Map();     // alert id -> updated_at of its resolution seen on the stream
+
+  const newer = (a, b) => String(a.updated_at || "") > String(b.updated_at || "");
 
   async function loadAlerts() {
     const items = [];
@@ -344,8 +364,14 @@
       items.push(...page.items);
       cursor = page.next_cursor;
     } while (cursor && items.length < 5000);
-    state.alerts.clear();
-    for (const a of items) state.alerts.set(a.id, a);
+    // changes that came on the stream while this list was read win over it (they are newer)
+    const fresh = new Map();
+    for (const a of items) {
+      const seen = state.alerts.get(a.id), gone = resolvedAt.get(a.id);
+      if (gone && gone >= String(a.updated_at || "")) continue;
+      fresh.set(a.id, seen && newer(seen, a) ? seen : a);
+    }
+    state.alerts = fresh;
     renderAlerts();
     refreshAll();
   }
@@ -354,18 +380,28 @@
     try { state.windows = (await api("/maintenance")).items; } catch (e) { state.windows = []; }
   }
 
-  function onAlertEvent(event, data, id) {
-    if (id) lastAlertEvent = id;
-    const e = JSON.parse(data);
+  function onAlertEvent(e) {
     const a = e.alert;
     if (!a) return;
-    if (a.state === "resolved") state.alerts.delete(a.id); else state.alerts.set(a.id, a);
+    const seen = state.alerts.get(a.id);
+    if (seen && newer(seen, a)) return;
+    if (a.state === "resolved") { state.alerts.delete(a.id); resolvedAt.set(a.id, String(a.updated_at || "")); }
+    else state.alerts.set(a.id, a);
     renderAlerts();
     const s = state.sensors.get(a.sensor_id);
     if (s) { refresh(s, Date.now()); state.tableDirty = true; }
   }
 
+  let alertsDrawPending = false;
+  /** Redraw the alert list at most every 100 ms however many alert changes arrive (and re-index them). */
   function renderAlerts() {
+    indexAlerts();
+    if (alertsDrawPending) return;
+    alertsDrawPending = true;
+    setTimeout(() => { alertsDrawPending = false; drawAlerts(); }, 100);
+  }
+
+  function drawAlerts() {
     const list = $("alert-list");
     const items = [...state.alerts.values()].sort((a, b) => (a.state === b.state ? 0 : a.state === "open" ? -1 : 1) ||
       String(b.last_triggered_at).localeCompare(String(a.last_triggered_at)));
@@ -384,7 +420,7 @@
       row.className = "controls";
       const label = a.sensor_id + " " + a.metric + " " + a.detector + " alert " + a.id;
       row.append(
-        button("Show", "Show sensor " + a.sensor_id, () => select(a.sensor_id, a.metric)),
+        button("Show", "Show sensor " + a.sensor_id, () => select(a.sensor_id, a.metric), false, "show"),
         button("Acknowledge", "Acknowledge " + label, () => act(a, "ack"), a.state !== "open", "ack"),
         button("Resolve", "Resolve " + label, () => act(a, "resolve"), false, "resolve"),
         button("Maintenance 1 h", "Start one hour of maintenance for " + a.sensor_id, () => maintenance(a.sensor_id, 1, "from alert " + a.id), false, "maint"));
@@ -596,19 +632,35 @@
       setConn("error", explain(e));
       return;
     }
-    const alertsToo = !!(state.key && state.config.alerts);
-    if (alertsToo) {
-      try { await Promise.all([loadMaintenance(), loadAlerts()]); } catch (e) { say(explain(e), "error"); }
-      keepStreaming("Alerts", "/alerts/stream", onAlertEvent, () => lastAlertEvent);
+    if (alertsWanted()) {
+      await loadMaintenance();   // the open alerts are read when the stream's snapshot arrives
     } else {
       $("alert-list").innerHTML = "<li class='help'>" + (state.config.alerts ? "Alerts need a viewer key." : "Alerts do not run on this service (detection is off).") + "</li>";
     }
-    keepStreaming("Live readings", "/live/stream", onLive);
+    // one stream per page (readings and alert changes): browsers allow 6 connections per host in all
+    keepStreaming("Live", "/live/stream", onLive);
     loadQuality();
     state.started = true;
   }
 
+  // A tab hidden for a while lets go of its stream (a browser has 6 connections per host for all
+  // its tabs); shown again, it reconnects and starts from a fresh snapshot and alert list.
+  const HIDDEN_PAUSE_MS = 30000;
+  let hiddenTimer = null, paused = false;
+  function onVisibility() {
+    if (document.visibilityState === "hidden") {
+      if (!hiddenTimer && state.started) hiddenTimer = setTimeout(() => {
+        hiddenTimer = null;
+        if (document.visibilityState === "hidden") { stop(); paused = true; hook.paused = true; setConn("idle", "Paused while hidden"); }
+      }, HIDDEN_PAUSE_MS);
+      return;
+    }
+    if (hiddenTimer) { clearTimeout(hiddenTimer); hiddenTimer = null; }
+    if (paused) { paused = false; hook.paused = false; keepStreaming("Live", "/live/stream", onLive); }
+  }
+
   async function main() {
+    document.addEventListener("visibilitychange", onVisibility);
     state.config = await api("/live/config");
     buildMap();
     $("key").value = "";

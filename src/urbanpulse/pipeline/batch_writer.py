@@ -1,0 +1,206 @@
+"""Writes formed batches to the database, and decides what a failed write means.
+
+The retry policy lives here and nowhere else: a transient failure (connection lost, timeout,
+deadlock) is retried with bounded exponential backoff, never dropped, while nothing is
+acknowledged; a permanent one (storage/write_errors.py) would fail the same way again while
+every later acknowledgement waits, so the batch is *parked*: its source is halted through the
+ack ledger and the batch is retried every ``retry_max_s`` until an operator fixes the cause.
+Resolving series ids (the first step of a batch's write, also needed when analytics prepare a
+batch) waits for the database the same way.
+
+With stream analytics, a batch's alert changes are written in its own transaction, after every
+earlier batch committed (:meth:`AckLedger.wait_turn`), in a savepoint: analytics failing costs
+the batch its alert changes, never its readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+import numpy as np
+
+from urbanpulse.config import IngestSettings
+from urbanpulse.metrics import IngestMetrics
+from urbanpulse.model import ReadingColumns
+from urbanpulse.pipeline.ack_ledger import AckLedger
+from urbanpulse.pipeline.batch import Batch
+from urbanpulse.pipeline.handoff import AnalyticsFailures, BatchAnalytics
+from urbanpulse.storage.write_errors import WriteErrorKind, classify_write_error
+from urbanpulse.storage.writer import ReadingStore, WriteResult
+
+log = logging.getLogger(__name__)
+
+#: failed writes logged without a traceback (the message says it all)
+_CONNECTION_TROUBLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+#: errors after which a batch's transaction is retried whole, rather than dropping its alert changes
+_RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                      asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
+#: what resolving series ids may raise while the database is away
+_LOOKUP_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+
+
+class BatchWriter:
+    """``settings.writers`` tasks storing batches, with the retry and park policy."""
+
+    def __init__(self, store: ReadingStore, settings: IngestSettings, metrics: IngestMetrics, ledger: AckLedger,
+                 analytics: BatchAnalytics | None, failures: AnalyticsFailures) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.ledger = ledger
+        self.analytics = analytics
+        self.failures = failures
+        #: False while writes fail (``/health`` says degraded, with :attr:`last_error`)
+        self.database_ok = True
+        self.last_error: str | None = None
+        self.parked: list[Batch] = []
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Start the writers and the parked-batch retry."""
+        tasks = [asyncio.create_task(self._writer(), name=f"writer-{i}") for i in range(self.settings.writers)]
+        tasks.append(asyncio.create_task(self._retry_parked(), name="parked-retry"))
+        return tasks
+
+    def put(self, batch: Batch) -> None:
+        """Queue a formed (and registered) batch for writing."""
+        self._queue.put_nowait(batch)
+
+    async def series_ids(self, readings: ReadingColumns) -> np.ndarray:
+        """Series id per reading, waiting for the database like a write would (nothing is
+        acknowledged meanwhile)."""
+        delay = self.settings.retry_initial_s
+        while True:
+            try:
+                return await self.store.series.ids_for(self.store.pool, readings.sensor_id, readings.metric)
+            except _LOOKUP_TROUBLE as exc:
+                self._failing(exc)
+                log.warning("cannot resolve series ids (%s); retrying in %.1fs", self.last_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+
+    def _failing(self, exc: BaseException) -> None:
+        self.database_ok = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+
+    # -- the write loop --------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        while True:
+            batch = await self._queue.get()
+            self.metrics.batch_stage.labels("queue").observe(time.perf_counter() - batch.formed)
+            delay = self.settings.retry_initial_s
+            while True:
+                try:
+                    result = await asyncio.wait_for(self._write(batch), self.settings.write_timeout_s)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a writer must never die: that would stall every ack
+                    self.metrics.write_errors.inc()
+                    if classify_write_error(exc) is WriteErrorKind.PERMANENT:
+                        result = None
+                        await self._park(batch, exc)
+                        break
+                    self._failing(exc)
+                    log.warning("batch write failed (%s); retrying in %.1fs, nothing is acknowledged meanwhile",
+                                self.last_error, delay, exc_info=not isinstance(exc, _CONNECTION_TROUBLE))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.retry_max_s)
+            if result is not None:
+                self.database_ok = True
+                self._count(batch, result)
+                if batch.received_ns:
+                    self.metrics.received_to_committed.observe((time.time_ns() - batch.received_ns) / 1e9)
+                await self.ledger.committed(batch)
+
+    async def _write(self, batch: Batch) -> WriteResult:
+        if self.analytics is None:
+            return await self.store.write(batch.readings, batch.rejections, batch.source)
+        waited = time.perf_counter()
+        try:
+            handle = await self.analytics.ready(batch.analysis)  # idempotent: a retry gets it again
+        except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
+            self.failures.failed("analysing", batch.source, exc)
+            handle = None
+        self.metrics.batch_stage.labels("analysis").observe(time.perf_counter() - waited)
+        batch.analysis = handle
+
+        async def in_order(conn: asyncpg.Connection) -> None:
+            await self.ledger.wait_turn(batch, conn)
+            if handle is not None:
+                await self._write_analytics(conn, batch, handle)
+
+        if batch.readings is None and not batch.rejections:
+            if handle is None:  # a periodic check that changed nothing
+                return WriteResult(0, 0, 0, 0.0, False)
+            start = time.perf_counter()
+            async with self.store.pool.acquire() as conn, conn.transaction():
+                await in_order(conn)
+            return WriteResult(0, 0, 0, time.perf_counter() - start, False)
+        return await self.store.write(batch.readings, batch.rejections, batch.source, series_ids=batch.series_ids,
+                                      in_transaction=in_order)
+
+    async def _write_analytics(self, conn: asyncpg.Connection, batch: Batch, handle: object) -> None:
+        """The batch's alert changes, in a savepoint of its transaction: if writing them raises
+        (a bug, data the alert tables refuse), they are rolled back alone and the readings still
+        commit. A lost connection or a deadlock retries the whole batch."""
+        assert self.analytics is not None
+        try:
+            async with conn.transaction():
+                await self.analytics.write(conn, handle)
+        except _RETRY_WHOLE_BATCH:
+            raise
+        except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
+            self.failures.failed("writing the alert changes of", batch.source, exc)
+            batch.analysis = None  # nothing to publish
+
+    def _count(self, batch: Batch, result: WriteResult) -> None:
+        m = self.metrics
+        source = batch.source
+        m.batch_seconds.observe(result.seconds)
+        m.batch_stage.labels("write").observe(result.seconds)
+        m.stored.labels(source).inc(result.stored)
+        m.duplicates.labels(source).inc(result.duplicates)
+        m.tally["stored"] += result.stored
+        m.tally["duplicates"] += result.duplicates
+        m.tally["quarantined"] += result.quarantined
+        for r in batch.rejections:
+            m.quarantined.labels(source, r.reason.value).inc()
+            m.reasons[r.reason.value] += 1
+
+    # -- permanent write errors ------------------------------------------------------------
+
+    async def _park(self, batch: Batch, exc: BaseException) -> None:
+        """A permanent write error: park the batch, halt its source (see the module doc)."""
+        what = f"{type(exc).__name__}: {exc}"
+        source = batch.source
+        if source not in self.ledger.halted:
+            log.error("batch of %s failed with a permanent error (%s): its acknowledgements stop until it is "
+                      "written; retrying it every %.0fs", source, what, self.settings.retry_max_s, exc_info=exc)
+        self.last_error = what
+        self.metrics.write_permanent_errors.labels(source).inc()
+        self.parked.append(batch)
+        await self.ledger.park(batch, f"permanent write error: {what}")
+
+    async def _retry_parked(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retry_max_s)
+            for batch in list(self.parked):
+                try:
+                    result = await asyncio.wait_for(self._write(batch), self.settings.write_timeout_s)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - stays parked
+                    self.ledger.halted[batch.source] = f"permanent write error: {type(exc).__name__}: {exc}"
+                    log.info("parked batch of %s still fails (%s: %s)", batch.source, type(exc).__name__, exc)
+                    continue
+                log.warning("parked batch of %s is written", batch.source)
+                self.parked.remove(batch)
+                self._count(batch, result)
+                await self.ledger.unparked(batch)
+                if not any(b.source == batch.source for b in self.parked):
+                    await self.ledger.resume(batch.source)

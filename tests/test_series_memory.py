@@ -1,0 +1,111 @@
+"""Memory per series (issue 14 item 5): per-series arrays grow by a quarter, not by doubling, and
+the series registry shares one metric name across its series. The sizes themselves are measured
+in benchmarks/series_memory.py; here only the rules behind them."""
+
+from __future__ import annotations
+
+import asyncpg
+import numpy as np
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+import services
+from urbanpulse.analytics import StreamAnalytics
+from urbanpulse.capacity import GROWTH, grown
+from urbanpulse.config import load_settings
+from urbanpulse.model import ReadingColumns
+from urbanpulse.storage.migrations import migrate
+from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.series import SeriesRegistry
+from urbanpulse.storage.writer import ReadingStore, prepare_connection
+
+
+@given(needed=st.integers(0, 10**7), current=st.integers(0, 10**7), minimum=st.integers(0, 4096))
+def test_grown_gives_room_never_more_than_a_quarter_of_slack_beyond_the_need(needed: int, current: int,
+                                                                             minimum: int) -> None:
+    new = grown(needed, current, minimum)
+    assert new >= needed and new >= minimum
+    assert new <= max(needed, current + int(current * GROWTH), minimum)
+
+
+@given(arrivals=st.lists(st.integers(1, 5000), min_size=1, max_size=60))
+def test_growing_one_arrival_at_a_time_copies_a_bounded_number_of_rows(arrivals: list[int]) -> None:
+    """Amortised O(1): the rows copied over all growths stay within a constant factor of the size."""
+    cap, need, copied = 0, 0, 0
+    for n in arrivals:
+        need += n
+        if need > cap:
+            copied += cap
+            cap = grown(need, cap, 16)
+    assert cap >= need
+    assert copied <= (1 + 1 / GROWTH) * need + 16
+
+
+@pytest.fixture
+async def pool(pg_dsn: str):
+    name, dsn = services.create_database(pg_dsn, prefix="up_test_startup_memory")
+    conn = await asyncpg.connect(dsn)
+    await migrate(conn, "postgres")
+    await conn.close()
+    p = await asyncpg.create_pool(dsn, min_size=1, max_size=3, init=prepare_connection)
+    try:
+        yield p
+    finally:
+        await p.close()
+        services.drop_database(name, pg_dsn)
+
+
+async def test_per_series_arrays_hold_at_most_a_quarter_more_rows_than_series(pool: asyncpg.Pool) -> None:
+    a = StreamAnalytics(load_settings(None), pool)
+    await a.start()
+    store = ReadingStore(pool, MonthlyPartitions())
+    held = 0
+    for k, n in enumerate((700, 1300, 2600, 900)):  # series arriving in batches of uneven size
+        sensors = [f"mem-{k}-{i}" for i in range(n)]
+        rc = ReadingColumns(sensors, ["temperature"] * n, np.full(n, 1_700_000_000_000_000, np.int64),
+                            np.full(n, 20.0), np.full(n, np.nan), np.full(n, np.nan), [None] * n,
+                            np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+        sid = await store.series.ids_for(pool, rc.sensor_id, rc.metric)
+        await a.ready(await a.prepare("replay", rc, sid))
+        held += n
+        assert len(a.slots) == held
+        for capacity in (a.bank.capacity, a.windows.capacity, a.slots.capacity):
+            assert held <= capacity <= max(1024, int(held * (1 + GROWTH)) + 1)
+    await a.stop()
+
+
+async def test_the_series_registry_shares_one_metric_name_across_its_series(pool: asyncpg.Pool) -> None:
+    reg = SeriesRegistry()
+    n = 200
+    ids = await reg.ids_for(pool, [f"s-{i}" for i in range(n)], ["no2"] * n)
+    assert len(set(ids.tolist())) == n
+    metrics = {id(reg.key_of(int(i))[1]) for i in ids}
+    assert len(metrics) == 1 and reg.key_of(int(ids[0])) == ("s-0", "no2")
+
+
+def test_large_arrays_freed_after_the_switch_go_back_to_the_operating_system() -> None:
+    """What keeps growth copies from piling up as free heap (capacity.keep_large_arrays_off_the_heap):
+    arrays of 1 MiB or more, allocated between small long-lived objects, return their memory when
+    freed (glibc; elsewhere the switch does nothing and says so)."""
+    import gc
+
+    import psutil
+
+    from urbanpulse.capacity import MMAP_THRESHOLD, keep_large_arrays_off_the_heap
+
+    assert keep_large_arrays_off_the_heap(), "glibc's mallopt expected (CI runs Debian)"
+    proc = psutil.Process()
+    gc.collect()
+    start = proc.memory_info().rss
+    big, small = [], []
+    for i in range(60):
+        a = np.empty(MMAP_THRESHOLD * 2 // 8 + i)  # 2 MiB and a little, each a different size
+        a.fill(1.0)  # touched: counted in RSS
+        big.append(a)
+        small.append([object() for _ in range(50)])  # long-lived objects between them
+    held = proc.memory_info().rss
+    assert held - start > 100 * 2**20
+    del big
+    gc.collect()
+    assert proc.memory_info().rss - start < 20 * 2**20  # the 120 MiB went back
+    assert len(small) == 60

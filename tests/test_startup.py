@@ -1,0 +1,211 @@
+"""Start-up (issue 14 item 4): the service does not wait for stream analytics to load its compiled
+kernels before it starts its sources, and readings that arrive meanwhile are held, never
+acknowledged early, then analysed and stored once the kernels are in; static Kafka group
+membership is an option that reaches the consumer.
+
+Real PostgreSQL, the real pipeline and detectors, a private Tansu. The slow kernel load is made
+slow on purpose by holding the analytics thread at :func:`urbanpulse.analytics.preload_kernels`
+until the test lets it go (then the real kernels load); nothing here measures time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+import uuid
+
+import asyncpg
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+import services
+from urbanpulse import analytics as analytics_module
+from urbanpulse.config import KafkaSettings, load_settings
+from urbanpulse.connectors.kafka import KafkaSource, group_options
+from urbanpulse.formats.base import MessageBatch
+from urbanpulse.metrics import IngestMetrics
+from urbanpulse.service import IngestService
+from urbanpulse.testing import RecordingSink
+
+
+@pytest.fixture
+def startup_db(pg_dsn: str):
+    name, dsn = services.create_database(pg_dsn, prefix="up_test_startup")
+    try:
+        yield dsn
+    finally:
+        services.drop_database(name, pg_dsn)
+
+
+def minute_readings(sensor: str, n: int = 400, spike_at: int | None = 390) -> list[bytes]:
+    """``n`` canonical readings one minute apart ending now, a daily-like wave (with one spike)."""
+    rng = np.random.default_rng(7)
+    values = 15 + 5 * np.sin(np.arange(n) * 2 * np.pi / 24) + rng.normal(0, 0.3, n)
+    if spike_at is not None:
+        values[spike_at] += 25  # far outside the noise, inside the catalogue's range for temperature
+    now_ms = int(time.time() * 1000)
+    return [orjson.dumps({"sensor_id": sensor, "metric": "temperature", "ts": now_ms - (n - i) * 60_000,
+                          "value": float(v)}) for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def held_kernels(monkeypatch: pytest.MonkeyPatch):
+    """The analytics thread waits at the kernel load until the test sets the event."""
+    release = threading.Event()
+    real = analytics_module.preload_kernels
+
+    def slow_preload() -> concurrent.futures.Future[None]:
+        release.wait(120)
+        return real()
+
+    monkeypatch.setattr(analytics_module, "preload_kernels", slow_preload)
+    yield release
+    release.set()
+
+
+async def _service(dsn: str) -> IngestService:
+    settings = load_settings(None, database={"dsn": dsn}, api={"enabled": False},
+                             ingest={"batch_max_readings": 100_000, "batch_max_ms": 50})
+    service = IngestService(settings)
+    await service.start()
+    return service
+
+
+async def test_readings_arriving_while_the_kernels_load_are_held_then_analysed_stored_and_acked_after_commit(
+        startup_db: str, held_kernels: threading.Event) -> None:
+    service = await _service(startup_db)  # returns although the analytics cannot load yet
+    try:
+        assert service.analytics is not None and not service.analytics.is_loaded
+        acked_with: list[int] = []
+
+        async def ack() -> None:  # what is in the database at the moment of the acknowledgement
+            acked_with.append(await service.pool.fetchval("SELECT count(*) FROM readings"))
+
+        await service.pipeline.submit(MessageBatch(source="mqtt", payloads=minute_readings("early-bird")), ack=ack)
+        flushing = asyncio.create_task(service.pipeline.flush())
+        await asyncio.sleep(0.5)  # room for a wrong implementation to write or acknowledge early
+        assert acked_with == []
+        assert await service.pool.fetchval("SELECT count(*) FROM readings") == 0
+        assert not service.analytics.is_loaded
+
+        held_kernels.set()
+        await flushing
+        await service.pipeline.drain()
+        assert acked_with == [400]  # acknowledged once, after all 400 readings were committed
+        assert service.analytics.is_loaded and service.analytics.failed_batches == 0
+        assert service.analytics.analysed_batches >= 1
+        alerts = await service.pool.fetch(
+            "SELECT a.detector, s.sensor_id FROM alerts a JOIN series s ON s.id = a.series_id")
+        assert [r["sensor_id"] for r in alerts] == ["early-bird"]  # the spike was scored
+        assert service.analytics.nbytes_per_series() > 0
+    finally:
+        held_kernels.set()
+        await service.stop()
+
+
+async def test_kernels_that_fail_to_load_leave_readings_stored_and_acked_without_analysis(
+        startup_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> concurrent.futures.Future[None]:
+        failed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        failed.set_exception(OSError("numba cache directory unreadable"))
+        return failed
+
+    monkeypatch.setattr(analytics_module, "preload_kernels", broken)
+    service = await _service(startup_db)
+    try:
+        acks: list[int] = []
+
+        async def ack() -> None:
+            acks.append(await service.pool.fetchval("SELECT count(*) FROM readings"))
+
+        await service.pipeline.submit(MessageBatch(source="mqtt", payloads=minute_readings("no-kernels", 50, spike_at=None)),
+                                      ack=ack)
+        await service.pipeline.drain()
+        assert acks == [50]
+        assert service.analytics.failed_batches >= 1 and not service.analytics.is_loaded
+        assert await service.pool.fetchval("SELECT count(*) FROM alerts") == 0
+        assert service.analytics.nbytes_per_series() == 0 and service.analytics.late_within_lateness == 0
+        assert "numba cache directory unreadable" in caplog.text
+    finally:
+        await service.stop()
+
+
+async def test_a_service_stopped_while_its_kernels_load_stops_cleanly_and_acks_what_it_stored(
+        startup_db: str, held_kernels: threading.Event) -> None:
+    service = await _service(startup_db)
+    acks: list[int] = []
+
+    async def ack() -> None:
+        acks.append(await service.pool.fetchval("SELECT count(*) FROM readings"))
+
+    await service.pipeline.submit(MessageBatch(source="mqtt", payloads=minute_readings("stopping", 30, spike_at=None)), ack=ack)
+    stopping = asyncio.create_task(service.stop())  # drains: waits for the kernels, then writes
+    await asyncio.sleep(0.3)
+    assert acks == [] and not stopping.done()
+    held_kernels.set()
+    await stopping
+    assert acks == [30]
+    conn = await asyncpg.connect(startup_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM readings") == 30
+    finally:
+        await conn.close()
+
+
+# -- static membership ---------------------------------------------------------------------------
+
+instance_ids = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=249)
+
+
+@given(instance=st.none() | instance_ids, session=st.integers(1000, 60_000), drain=st.floats(0.1, 60))
+@hsettings(max_examples=60, deadline=None)
+def test_group_instance_id_reaches_the_consumer_options_and_changes_nothing_else(
+        instance: str | None, session: int, drain: float) -> None:
+    s = KafkaSettings(group_instance_id=instance, session_timeout_ms=session, revoke_drain_timeout_s=drain)
+    opts = group_options(s)
+    dynamic = group_options(KafkaSettings(session_timeout_ms=session, revoke_drain_timeout_s=drain))
+    assert opts.get("group_instance_id") == instance
+    assert "group_instance_id" not in dynamic
+    assert {k: v for k, v in opts.items() if k != "group_instance_id"} == dynamic
+    assert opts["enable_auto_commit"] is False and opts["session_timeout_ms"] == session
+
+
+def test_group_instance_id_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("URBANPULSE_KAFKA__GROUP_INSTANCE_ID", "ingest-0")
+    assert group_options(load_settings(None).kafka)["group_instance_id"] == "ingest-0"
+    monkeypatch.delenv("URBANPULSE_KAFKA__GROUP_INSTANCE_ID")
+    assert load_settings(None).kafka.group_instance_id is None  # dynamic membership by default
+
+
+async def _consume(source: KafkaSource, sink: RecordingSink, want: int) -> None:
+    stopping = asyncio.Event()
+    task = asyncio.create_task(source.run(sink, stopping))
+    try:
+        deadline = time.monotonic() + 90
+        while sink.messages < want and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.1)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def test_a_static_member_consumes_commits_and_a_restart_with_its_id_resumes_after_the_commit(
+        kafka_bootstrap: str) -> None:
+    topic = f"startup-static-{uuid.uuid4().hex[:8]}"
+    services.create_topic(kafka_bootstrap, topic, partitions=2)
+    services.produce_kafka(kafka_bootstrap, topic, [b'{"n": %d}' % i for i in range(20)])
+    cfg = KafkaSettings(enabled=True, bootstrap_servers=kafka_bootstrap, topics=[topic],
+                        group_id=f"startup-{uuid.uuid4().hex[:8]}", group_instance_id="ingest-0",
+                        session_timeout_ms=6000, heartbeat_interval_ms=500)
+    first = RecordingSink(confirm=True)
+    await _consume(KafkaSource(cfg, IngestMetrics()), first, 20)
+    assert sorted(first.payloads()) == sorted(b'{"n": %d}' % i for i in range(20))
+
+    services.produce_kafka(kafka_bootstrap, topic, [b'{"n": %d}' % i for i in range(20, 30)])
+    again = RecordingSink(confirm=True)
+    await _consume(KafkaSource(cfg, IngestMetrics()), again, 10)
+    assert sorted(again.payloads()) == sorted(b'{"n": %d}' % i for i in range(20, 30))  # from the commit on
