@@ -46,7 +46,10 @@ def test_open_aggregates_export_and_erasure_through_the_api(fresh_db: str, tmp_p
     key_file = tmp_path / "pseudonym.key"
     key_file.write_bytes(KEY)
     config = {"database": {"dsn": fresh_db}, "api": {"open_data": True},
-              "privacy": {"sources": {"http": "personal"}, "key_file": str(key_file), "k_anonymity": 3}}
+              "privacy": {"sources": {"http": "personal"}, "key_file": str(key_file), "k_anonymity": 3,
+                          "policies": {"personal": {"pseudonymise": True, "location_decimals": 3,
+                                                    "quarantine_payload": "redact",
+                                                    "retention": {"readings": "P20D", "quarantine": "P7D"}}}}}
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     svc = ServiceProcess(config, tmp_path).start(timeout=120)
     try:
@@ -59,6 +62,13 @@ def test_open_aggregates_export_and_erasure_through_the_api(fresh_db: str, tmp_p
                    what="readings stored")
         wait_until(lambda: db_rows(fresh_db, "SELECT coalesce(sum(count), 0) AS n FROM rollup_1m")[0]["n"]
                    == len(readings), 30, what="rollups written")
+
+        # per-class retention runs in the service: on /metrics and in the audit table
+        wait_until(lambda: svc.metric("urbanpulse_retention_last_run_timestamp_seconds", outcome="done") > 0, 30,
+                   what="a retention run")
+        assert svc.metric("urbanpulse_retention_runs_total", outcome="done") >= 1
+        assert db_rows(fresh_db, "SELECT count(*) AS n FROM privacy_audit WHERE action = 'retention_run' "
+                                 "AND subject LIKE '%class:personal%'")[0]["n"] >= 1
 
         # -- open aggregates: Berlin has k = 3 devices (shown), Munich k-1 = 2 (suppressed)
         agg = _aggregates(svc, hour)

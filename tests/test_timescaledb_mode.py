@@ -321,3 +321,51 @@ async def test_writer_merge_path_on_hypertable(conn, schema):
     assert await conn.fetchval("SELECT count(*) FROM readings_stage") == 0  # ON COMMIT DELETE ROWS
     rows = await conn.fetch("SELECT value FROM readings WHERE series_id = $1 ORDER BY ts", sid)
     assert [r["value"] for r in rows] == [1.0] * 5 + [2.0] * 5
+
+
+class _OneConnection:
+    """A pool stand-in over the module's one connection (PGlite takes no second one)."""
+
+    def __init__(self, conn) -> None:  # noqa: ANN001
+        self.conn = conn
+
+    def acquire(self):  # noqa: ANN201
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def held():  # noqa: ANN202
+            yield self.conn
+        return held()
+
+
+async def test_live_page_snapshot_and_names_on_the_hypertable(conn, schema):
+    """The live page's SQL (urbanpulse.live.feed) on a hypertable with a compressed chunk: the
+    snapshot is the newest reading of each series in scope, the open-data scope only open sensors."""
+    import numpy as np
+    import orjson
+
+    from urbanpulse.live.feed import LiveFeed
+    from urbanpulse.registry.model import SensorIn
+    from urbanpulse.registry.store import save_sensor
+
+    for sid, cls in (("ts-live-open", "open"), ("ts-live-restricted", "restricted")):
+        await save_sensor(conn, SensorIn(id=sid, name=sid, lat=39.9, lon=116.4, data_class=cls))
+    ids = [await conn.fetchval("""
+        INSERT INTO series (sensor_id, metric) VALUES ($1, 'pm2_5')
+        ON CONFLICT (sensor_id, metric) DO UPDATE SET metric = EXCLUDED.metric RETURNING id""", s)
+        for s in ("ts-live-open", "ts-live-restricted")]
+    base = (datetime.now(timezone.utc) - timedelta(hours=2)).replace(microsecond=0)
+    for k, sid in enumerate(ids):
+        await _insert(conn, [sid] * 3, [base + timedelta(minutes=m) for m in range(3)], [k * 10.0 + m for m in range(3)])
+    expected = {(r["sensor_id"], r["metric"]): r["value"] for r in await conn.fetch("""
+        SELECT DISTINCT ON (s.id) s.sensor_id, s.metric, r.value FROM series s JOIN readings r ON r.series_id = s.id
+        ORDER BY s.id, r.ts DESC""")}
+    feed = LiveFeed()
+    feed.pool = _OneConnection(conn)  # type: ignore[assignment]
+    for scope, keep in ((None, lambda s: True), (("open",), lambda s: s == "ts-live-open")):
+        raw = await feed.snapshot(scope)
+        got = {(r[0], r[1]): r[3] for r in orjson.loads(raw.split(b"data: ", 1)[1])["readings"]}
+        assert got == {k: v for k, v in expected.items() if keep(k[0])}
+    assert got == {("ts-live-open", "pm2_5"): 2.0}
+    names = await feed._resolve(np.array(ids, np.int64))
+    assert [names[i] for i in ids] == [("ts-live-open", "pm2_5", "open"), ("ts-live-restricted", "pm2_5", "restricted")]

@@ -17,9 +17,10 @@ Without --serve: replay as fast as storage takes it, print what was stored and q
 reason), rollups and alerts, and exit.
 
 With --serve: stay up with the full service and its HTTP API (the web page at /), the stations
-registered at their real coordinates, replaying at --speed, with injected incidents (a PM2.5
-spike, a stuck PM2.5 sensor, a station going silent) so that the spike, flatline and silence
-detectors raise alerts within a minute. Visitors read open data without a key; the operator key
+registered at their real coordinates, replaying at --speed (by default stamped with the time
+each replayed hour is sent: see --clock), with injected incidents (a PM2.5 spike, a stuck PM2.5
+sensor, a station going silent) so that the spike, flatline and silence detectors raise alerts
+within a minute. Visitors read open data without a key; the operator key
 printed at start acknowledges and resolves alerts. On the embedded database the demo's own
 database (urbanpulse_demo) is made fresh at every start. Ctrl-C or SIGTERM stops cleanly and
 prints the same summary.
@@ -41,7 +42,7 @@ option, data or database.
 """
 
 #: options that only mean something with --serve (their defaults are applied there)
-_SERVE_ONLY = ("speed", "backlog", "loop", "no_incidents", "host", "port")
+_SERVE_ONLY = ("speed", "clock", "backlog", "loop", "no_incidents", "host", "port")
 
 
 def _positive(value: str) -> float:
@@ -72,6 +73,11 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve.add_argument("--speed", type=_positive, default=None, metavar="X",
                        help="replayed time per wall-clock time (default 3600: an hour of readings a second; "
                             "600: ten minutes a second; 1: real time)")
+    serve.add_argument("--clock", choices=["live", "original"], default=None,
+                       help="live (default): stamp each replayed hour with the time it is sent, so the page, charts "
+                            "of the last hour and Grafana's 'now' show the replay as it comes (at 3600x a station "
+                            "reports every second, registered so); original: keep the dataset's dates (2013-2017, "
+                            "one reading an hour), for looking at the history as it was")
     serve.add_argument("--backlog", type=int, default=None, metavar="H",
                        help="hours replayed at once before pacing starts: history for the charts and warm detectors "
                             "(default 48); the incidents come a few replayed hours after it")
@@ -102,10 +108,15 @@ def run_demo_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
 
     if args.backlog is not None and args.backlog < 0:
         raise ConfigError(f"--backlog must be 0 or more hours, got {args.backlog}")
+    speed = 3600.0 if args.speed is None else args.speed
+    clock = args.clock or "live"
+    if clock == "live" and speed > 3_600_000:
+        raise ConfigError(f"--speed {speed:g} with the live clock would stamp two replayed hours in the same "
+                          f"millisecond; use at most 3600000, or --clock original")
     if args.hours is not None and args.hours < 1:
         raise ConfigError(f"--hours must be at least 1, got {args.hours}")
     opts = ServeOptions(stations=12 if args.stations is None else args.stations, hours=args.hours,
-                        datasets=args.datasets, speed=3600.0 if args.speed is None else args.speed,
+                        datasets=args.datasets, speed=speed, clock=clock,
                         backlog=48 if args.backlog is None else args.backlog, loop=args.loop,
                         incidents=not args.no_incidents, host=args.host, port=args.port)
     return asyncio.run(serve_demo(settings, opts))

@@ -4,10 +4,16 @@ One message per station and hour (a JSON array of its readings), all stations of
 together, as a city feed arrives: event time moves forward for all of them at once, so the
 source's watermark -- and with it silence, window closing and alert auto-resolve -- behaves
 as it would live. A backlog of hours goes first at full speed (history for the charts, warm
-detectors), then one replayed hour every ``1 / hours_per_second`` seconds. Looping starts
-again at the first hour with every timestamp moved on by the replayed span, so readings keep
-going forward in time and a loop never collides with the one before (nothing is "already
-stored", and the detectors score every reading).
+detectors), then one replayed hour every ``1 / hours_per_second`` seconds.
+
+Two clocks. ``live`` (the default of ``urbanpulse demo --serve``) stamps each replayed hour
+with the wall-clock time it is sent at (the backlog just before the start, one interval
+apart): the values are Beijing's, the feed is a present-day one whose sensors report every
+``1 / hours_per_second`` seconds, so a page, a "last hour" chart or a Grafana time range
+relative to now shows it as it comes. ``original`` keeps the dataset's own hours (2013..2017).
+Looping starts again at the first hour; with the original clock every timestamp is moved on
+by the replayed span, so in both clocks readings keep going forward and a loop never collides
+with the one before (nothing is "already stored", and the detectors score every reading).
 """
 
 from __future__ import annotations
@@ -43,14 +49,15 @@ class HourlyFeed:
         """Event time of replayed ``hour`` in ``loop`` (UTC epoch milliseconds)."""
         return int(self.stations[0].data.ts_ms[hour]) + loop * self.span_ms
 
-    def messages(self, hour: int, loop: int = 0) -> list[bytes]:
-        """One canonical JSON array per station that is not silent at ``hour``."""
+    def messages(self, hour: int, loop: int = 0, ts_ms: int | None = None) -> list[bytes]:
+        """One canonical JSON array per station that is not silent at ``hour``, stamped ``ts_ms``
+        (the live clock) or with the hour's own time moved on by ``loop`` spans."""
         out = []
         shift = loop * self.span_ms
         for station, columns in zip(self.stations, self._columns):
             if station.silent[hour]:
                 continue
-            ts = int(station.data.ts_ms[hour]) + shift
+            ts = int(station.data.ts_ms[hour]) + shift if ts_ms is None else ts_ms
             sid = station.data.sensor_id
             out.append(orjson.dumps([{"sensor_id": sid, "metric": m, "ts": ts,
                                       "value": None if v[hour] != v[hour] else float(v[hour]), "unit": u}
@@ -65,9 +72,17 @@ class PacedReplaySource:
 
     name = "beijing-replay"
 
-    def __init__(self, feed: HourlyFeed, hours_per_second: float, backlog: int = 0, loop: bool = False) -> None:
+    def __init__(self, feed: HourlyFeed, hours_per_second: float, backlog: int = 0, loop: bool = False,
+                 live_clock: bool = False) -> None:
         if hours_per_second <= 0:
             raise ValueError(f"hours_per_second must be positive, got {hours_per_second}")
+        if live_clock and hours_per_second > 1000:
+            raise ValueError(f"with the live clock one replayed hour must take at least a millisecond (timestamps are "
+                             f"whole milliseconds), got {hours_per_second:g} hours a second")
+        self.live_clock = live_clock
+        #: wall-clock milliseconds between two replayed hours (the live clock's reporting interval)
+        self.interval_ms = 1000.0 / hours_per_second
+        self._t0_ms: int | None = None  # the live clock's stamp of the first paced hour
         self.feed = feed
         self.hours_per_second = hours_per_second
         self.backlog = max(0, min(backlog, feed.hours))
@@ -84,7 +99,8 @@ class PacedReplaySource:
                 "replayed_to": self.replayed_to(), "finished": self.finished.is_set()}
 
     def replayed_to(self) -> str | None:
-        """Event time of the last hour handed over (ISO 8601), None before the first."""
+        """The dataset's time of the last hour handed over (ISO 8601; with the original clock also
+        its event time), None before the first."""
         if self.sent_hours == 0:
             return None
         hour, loop = (self.hour - 1, self.loops) if self.hour > 0 else (self.feed.hours - 1, self.loops - 1)
@@ -93,12 +109,14 @@ class PacedReplaySource:
     async def run(self, sink: Sink, stopping: asyncio.Event) -> None:
         """Send hours until the span ends (without ``loop``) or ``stopping`` is set; then drain."""
         chunk: list[bytes] = []
+        if self._t0_ms is None:
+            self._t0_ms = time.time_ns() // 1_000_000
         while not stopping.is_set():
             if self.hour >= self.feed.hours:
                 if not self.loop:
                     break
                 self.hour, self.loops = 0, self.loops + 1
-            chunk.extend(self.feed.messages(self.hour, self.loops))
+            chunk.extend(self.feed.messages(self.hour, self.loops, self.stamp(self.sent_hours)))
             self.hour += 1
             self.sent_hours += 1
             if self.sent_hours < self.backlog and len(chunk) < 500:
@@ -114,6 +132,15 @@ class PacedReplaySource:
             self.sent_messages += len(chunk)
         await sink.drain()
         self.finished.set()
+
+    def stamp(self, index: int) -> int | None:
+        """The live clock's timestamp of the ``index``-th hour sent (None with the original clock):
+        the backlog just before the start, then one interval apart; never later than when it
+        is sent, since the ``index``-th paced hour is not sent before that much time has passed."""
+        if not self.live_clock:
+            return None
+        assert self._t0_ms is not None
+        return self._t0_ms + round((index - self.backlog) * self.interval_ms)
 
     async def _pace(self, stopping: asyncio.Event) -> None:
         """Wait until the next hour is due (or the service stops)."""

@@ -5,7 +5,9 @@ database every start, so each run shows its alerts again); the schema; the repla
 the registry at their real positions (:mod:`urbanpulse.demo_stations`); an operator key made with
 the keys module; the service with its API, the open-data scope on (visitors read open series
 without a key); then the paced replay (:mod:`urbanpulse.demo_feed`) with incidents
-(:mod:`urbanpulse.demo_incidents`) placed so the detectors raise alerts within a minute. It
+(:mod:`urbanpulse.demo_incidents`) placed so the detectors raise alerts within a minute; by
+default on the live clock (each replayed hour stamped when it is sent, so the page and any
+"last hour" view show it as it comes; :mod:`urbanpulse.demo_feed`). It
 prints the URL to open and the key, serves until SIGTERM/Ctrl-C, then stops in the service's
 order (sources, flush, acks, pool, database) and prints the demo's usual accounting.
 """
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +38,6 @@ from urbanpulse.demo_incidents import DETECTOR_OF, EVERY_HOURS, Incident, Spike,
 from urbanpulse.demo_stations import registry_entries
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.registry.store import save_sensor
-from urbanpulse.runner import _ApiServer
 from urbanpulse.service import IngestService, connect_with_retry
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.timescale import configured_policies
@@ -43,10 +46,19 @@ from urbanpulse.storage.timescale import configured_policies
 BUNDLED_CITY = Path(__file__).parent / "datasets" / "sample_city"
 #: the embedded server's database the serve demo recreates on every start
 DEMO_DATABASE = "urbanpulse_demo"
-#: alerts stay open this many closed windows without a new trigger: with hourly readings two
-#: replayed days, long enough to find and acknowledge one at 3600x, short enough that the
-#: open alerts are the recent ones
+#: with the original clock, alerts stay open this many closed windows without a new trigger:
+#: with hourly readings two replayed days, long enough to find and acknowledge one at 3600x,
+#: short enough that the open alerts are the recent ones
 RESOLVE_AFTER_WINDOWS = 48
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the demo decides when the API stops (after the
+    replay stopped and what it sent is stored), as ``urbanpulse run`` does."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class DemoError(UrbanpulseError):
@@ -61,6 +73,7 @@ class ServeOptions:
     hours: int | None = None
     datasets: Path | None = None
     speed: float = 3600.0
+    clock: str = "live"  # or "original" (demo_feed)
     backlog: int = 48
     loop: bool = False
     incidents: bool = True
@@ -70,6 +83,16 @@ class ServeOptions:
     @property
     def hours_per_second(self) -> float:
         return self.speed / 3600.0
+
+    @property
+    def live_clock(self) -> bool:
+        return self.clock == "live"
+
+    @property
+    def interval_s(self) -> float:
+        """How often a station reports, as the registry says: each replayed hour with the live
+        clock is ``1 / hours_per_second`` seconds; with the original clock an hour."""
+        return 1.0 / self.hours_per_second if self.live_clock else 3600.0
 
 
 def load_stations(opts: ServeOptions) -> tuple[list[StationData], str | None]:
@@ -108,7 +131,8 @@ async def _fresh_embedded_database(settings: Settings) -> tuple[str, object]:
     return dsn, server
 
 
-async def prepare_database(dsn: str, settings: Settings, stations: list[StationData], fresh: bool) -> str:
+async def prepare_database(dsn: str, settings: Settings, stations: list[StationData], fresh: bool,
+                           interval_s: float = 3600.0) -> str:
     """Schema, the stations in the registry, and a new operator key (returned, the only copy).
 
     On a configured database (``fresh`` False) that already holds readings of these stations
@@ -123,7 +147,7 @@ async def prepare_database(dsn: str, settings: Settings, stations: list[StationD
             raise DemoError("the configured database already holds readings of the demo's Beijing stations, so a "
                             "replay would store nothing new and raise no alerts: point --config at an empty "
                             "database, or run without --config (the embedded database is made fresh each start)")
-        for sensor in registry_entries(stations):
+        for sensor in registry_entries(stations, interval_s=interval_s):
             await save_sensor(conn, sensor)
         created = await KeyStore(conn).create("demo operator", "operator", created_by="urbanpulse demo --serve")
         return created.secret
@@ -145,6 +169,7 @@ def _check_port_free(host: str, port: int) -> None:
 async def has_page(base: str) -> bool:
     """Whether the service answers ``/`` with a web page for a visitor without a key (the page is
     its own piece of work; a build without it points the visitor to the API documentation)."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO line per request is noise here
     async with httpx.AsyncClient(timeout=10) as client:
         try:
             r = await client.get(base)
@@ -202,7 +227,15 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
     s.api.enabled, s.api.open_data = True, True
     s.api.host = opts.host or s.api.host
     s.api.port = opts.port if opts.port is not None else s.api.port
-    s.alerts.resolve_after_windows = max(s.alerts.resolve_after_windows, RESOLVE_AFTER_WINDOWS)
+    # every station comes through the one replay source: several silent series of one batch are a
+    # station going quiet, not the source (alerts.silence_group_min would raise one alert for the source)
+    s.alerts.silence_group_min = 0
+    if opts.live_clock:
+        # a reading trailing the newest by more than this is late, and silence waits this much longer:
+        # two of the live clock's intervals (60 s would hide a silence of 12 replayed hours at 3600x)
+        s.windows.allowed_lateness_s = min(s.windows.allowed_lateness_s, max(0.1, 2 * opts.interval_s))
+    else:  # one-minute windows hold one reading an hour: stay open two replayed days, not three hours
+        s.alerts.resolve_after_windows = max(s.alerts.resolve_after_windows, RESOLVE_AFTER_WINDOWS)
     _check_port_free(s.api.host, s.api.port)
     data, note = load_stations(opts)
     if note:
@@ -211,7 +244,8 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
     first_paced = min(opts.backlog, span - 1)
     incidents = default_schedule([d.station for d in data], first_paced, span) if opts.incidents else []
     feed = HourlyFeed([inject(d, incidents) for d in data], opts.hours)
-    source = PacedReplaySource(feed, opts.hours_per_second, backlog=opts.backlog, loop=opts.loop)
+    source = PacedReplaySource(feed, opts.hours_per_second, backlog=opts.backlog, loop=opts.loop,
+                               live_clock=opts.live_clock)
 
     embedded = None
     if s.database.dsn:
@@ -223,7 +257,7 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
     api_task = None
     started = time.perf_counter()
     try:
-        key = await prepare_database(dsn, s, data, fresh=embedded is not None)
+        key = await prepare_database(dsn, s, data, fresh=embedded is not None, interval_s=opts.interval_s)
         s.database.dsn = dsn  # the service uses this database; the demo owns the embedded server
         service = IngestService(s, [source])
         await service.start()
@@ -234,10 +268,13 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
         if not server.started:
             raise DemoError(f"the API did not start on {s.api.host}:{s.api.port}; see the log above")
         span = f"{_when(feed, 0)} .. {_when(feed, feed.hours - 1)}"
-        print(f"\nreplaying {len(data)} Beijing stations ({', '.join(d.station for d in data)}), {span}, "
+        print(f"\nreplaying {len(data)} Beijing stations ({', '.join(d.station for d in data)}), data of {span}, "
               f"registered at their real positions", flush=True)
         print(f"  speed {opts.speed:g}x ({opts.hours_per_second:g} replayed hour(s) a second) after a backlog of "
               f"{source.backlog} h; {'looping' if opts.loop else 'then the service stays up with what was stored'}")
+        if opts.live_clock:
+            print(f"  live clock: each replayed hour is stamped with the time it is sent (a station reports every "
+                  f"{opts.interval_s:g} s); --clock original keeps the dataset's dates")
         if incidents:
             print(f"injected incidents, a round every {EVERY_HOURS} replayed hours on other stations; the first:")
             print("\n".join(describe_incidents(incidents[:3], feed, opts)))
@@ -250,7 +287,7 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({finished, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if finished.done() and not stop.is_set():
-            print(f"replay finished at {source.replayed_to()}; still serving (Ctrl-C stops)", flush=True)
+            print(f"replay finished (data up to {source.replayed_to()}); still serving (Ctrl-C stops)", flush=True)
         await stop.wait()
         stopping.cancel()
         finished.cancel()

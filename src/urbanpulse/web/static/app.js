@@ -30,7 +30,7 @@
 
   // what tests and benchmarks read: arrival time of each live reading, after the page shows it
   const hook = window.urbanpulseLive = {
-    arrivals: [], snapshots: 0, frames: 0, ready: false, readyAt: null, markers: 0, paused: false,
+    arrivals: [], snapshots: 0, frames: 0, ready: false, readyAt: null, sensorsAt: null, markers: 0, paused: false,
     drain() { const a = this.arrivals; this.arrivals = []; return a; },
   };
 
@@ -156,15 +156,22 @@
     return ivs.length ? Math.max.apply(null, ivs) : null;
   }
 
-  function statusOf(s, now) {
-    if (s.reg.status === "maintenance" || inMaintenance(s.reg.id, now)) return "maintenance";
-    let silent = false, alerting = false;
+  /** sensor id -> {alerting, silent}: what its open and acknowledged alerts say (rebuilt on change). */
+  let alertIndex = new Map();
+  function indexAlerts() {
+    alertIndex = new Map();
     for (const a of state.alerts.values()) {
-      if (a.sensor_id !== s.reg.id) continue;
-      if (a.detector === "silence") silent = true; else alerting = true;
+      const e = alertIndex.get(a.sensor_id) || { alerting: false, silent: false };
+      if (a.detector === "silence") e.silent = true; else e.alerting = true;
+      alertIndex.set(a.sensor_id, e);
     }
-    if (alerting) return "alerting";
-    if (silent) return "silent";
+  }
+
+  function statusOf(s, now) {
+    if (s.reg.status === "maintenance" || (state.windows.length && inMaintenance(s.reg.id, now))) return "maintenance";
+    const a = alertIndex.get(s.reg.id);
+    if (a && a.alerting) return "alerting";
+    if (a && a.silent) return "silent";
     const iv = expectedInterval(s.reg);
     const newest = Math.max(0, ...Object.values(s.latest).map((x) => x[0]));
     if (iv && (!newest || now - newest > SILENT_FACTOR * iv * 1000)) return "silent";
@@ -294,6 +301,7 @@
     state.colourMetric = metrics[0] || "pm2_5";
     if (bounds.length) state.map.fitBounds(bounds, { padding: [20, 20], maxZoom: 15 });
     hook.markers = state.sensors.size;
+    hook.sensorsAt = performance.now();
     $("marker-count").textContent = state.sensors.size + " sensors";
     legend();
     refreshAll();
@@ -384,7 +392,16 @@
     if (s) { refresh(s, Date.now()); state.tableDirty = true; }
   }
 
+  let alertsDrawPending = false;
+  /** Redraw the alert list at most every 100 ms however many alert changes arrive (and re-index them). */
   function renderAlerts() {
+    indexAlerts();
+    if (alertsDrawPending) return;
+    alertsDrawPending = true;
+    setTimeout(() => { alertsDrawPending = false; drawAlerts(); }, 100);
+  }
+
+  function drawAlerts() {
     const list = $("alert-list");
     const items = [...state.alerts.values()].sort((a, b) => (a.state === b.state ? 0 : a.state === "open" ? -1 : 1) ||
       String(b.last_triggered_at).localeCompare(String(a.last_triggered_at)));
