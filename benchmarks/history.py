@@ -36,7 +36,7 @@ each workload, so new pool connections are covered) to N; run the benchmark itse
 ``nice -n N`` so all three sides (client, service, database) get the same priority.
 
 Run:  .venv/bin/python benchmarks/history.py [--readings 10000000] [--requests 100] [--keep DB]
-      [--shapes items,columns] [--renice -10]
+      [--shapes items,columns] [--renice -10] [--baseline OLD_CHECKOUT/src]
 """
 
 from __future__ import annotations
