@@ -293,6 +293,62 @@ def _event_times(dsn: str) -> dict[str, float]:
     return ib.db_call(dsn, go)
 
 
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """The q-quantile of a Prometheus histogram (cumulative (le, count) pairs), linearly
+    interpolated inside its bucket, as PromQL's histogram_quantile does."""
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    rank = q * total
+    lo_le, lo_n = 0.0, 0.0
+    for le, n in buckets:
+        if n >= rank:
+            if le == float("inf"):
+                return lo_le
+            return lo_le + (le - lo_le) * ((rank - lo_n) / (n - lo_n) if n > lo_n else 1.0)
+        lo_le, lo_n = le, n
+    return lo_le
+
+
+def latency_sources(url: str) -> dict[str, Any]:
+    """Where the service's own time goes, from its /metrics histograms (p50/p99 in ms, counts):
+    urbanpulse_batch_stage_seconds per stage, urbanpulse_received_to_committed_seconds and
+    urbanpulse_gc_pause_seconds per generation."""
+    import re
+
+    import httpx
+
+    hist: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    sums: dict[tuple[str, str], float] = {}
+    pat = re.compile(r'^(urbanpulse_(?:batch_stage|received_to_committed|gc_pause)_seconds)_(bucket|sum)'
+                     r'(?:\{(.*)\})? ([0-9.e+-]+|\+Inf)$')
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        m = pat.match(line)
+        if not m:
+            continue
+        name, kind, labels, value = m.groups()
+        labels = labels or ""
+        le = re.search(r'le="([^"]+)"', labels)
+        key_labels = re.sub(r'le="[^"]+"', "", labels).strip(",")
+        key = (name, key_labels)
+        if kind == "bucket" and le:
+            hist.setdefault(key, []).append((float(le.group(1)), float(value)))
+        elif kind == "sum":
+            sums[key] = float(value)
+    out: dict[str, Any] = {}
+    for (name, labels), buckets in sorted(hist.items()):
+        buckets.sort()
+        n = buckets[-1][1] if buckets else 0
+        if not n:
+            continue
+        short = name.removeprefix("urbanpulse_").removesuffix("_seconds") + (f"{{{labels}}}" if labels else "")
+        p50, p99 = _quantile(buckets, 0.5), _quantile(buckets, 0.99)
+        out[short] = {"n": int(n), "p50_ms": round(1000 * p50, 1) if p50 is not None else None,
+                      "p99_ms": round(1000 * p99, 1) if p99 is not None else None,
+                      "mean_ms": round(1000 * sums.get((name, labels), 0.0) / n, 2)}
+    return out
+
+
 def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     from services import create_topic
 
@@ -316,7 +372,15 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     out = ctx.workdir / f"latency-{uuid.uuid4().hex[:6]}.json"
     spec = {"kind": "alert_latency", "bootstrap": ctx.tansu.bootstrap, "topic": topic, "series": a.latency_series,
             "rate": a.latency_rate, "seconds": a.latency_seconds, "warmup_s": a.latency_warmup, "out": str(out)}
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t_produce = time.time()
     subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the producer shares the 2 cores with the service, PostgreSQL and the broker: its share, in cores
+    producer_cores = ((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)) / (time.time() - t_produce)
+    load = os.getloadavg()[0]
     pub = json.loads(out.read_text())
     deadline = time.time() + 30
     while time.time() < deadline and not all(s in sse.first_seen for s in pub["spikes"]):
@@ -325,6 +389,10 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     stored = ib.latency_from([tuple(x) for x in pub["timeline"]], list(ph.poller.samples))
     sse.stop_event.set()
     committed = _event_times(ctx.dsn)
+    try:
+        sources = latency_sources(ph.svc.url)
+    except Exception as exc:  # noqa: BLE001 - an older service without the histograms
+        sources = {"error": str(exc)}
     stop = ph.stop()
     to_db = sorted((committed[s] - t) * 1000 for s, t in pub["spikes"].items() if s in committed)
     lat = sorted((sse.first_seen[s] - t) * 1000 for s, t in pub["spikes"].items() if s in sse.first_seen)
@@ -340,6 +408,8 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
            "per_spike_ms": [round((sse.first_seen[s] - t) * 1000) for s, t in sorted(pub["spikes"].items(),
                             key=lambda kv: kv[1]) if s in sse.first_seen],
            "stored_latency": {k: stored.get(k) for k in ("p50_ms", "p99_ms")},
+           "service_stages": sources, "producer_cores": round(producer_cores, 2),
+           "service_cpu_s": stop.get("service_cpu_s"), "loadavg_1m_end_of_produce": round(load, 1),
            "sse_events": sse.events, "background_alert_events": sse.background, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
            "db": _db_counts(ctx.dsn)}
     ib.log(f"alert latency: p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms over {len(lat)} spikes "
@@ -484,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"= {t['ratio']:.1%} (rounds {t['round_ratios']}); CPU per reading (service + PostgreSQL + "
                    f"broker) {t['cpu_us_per_reading_on']} us on vs {t['cpu_us_per_reading_off']} us off")
         if not args.skip_latency:
+            if args.skip_throughput:
+                _compile_kernels()  # else the service compiles them within its start-up timeout
             r["alert_latency"] = latency_phase(ctx)
         if not args.skip_memory:
             ib.log(f"memory: analytics state for {args.series:,} series")

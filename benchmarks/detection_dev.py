@@ -57,6 +57,13 @@ CANDIDATES: dict[str, dict] = {
     "halflife150": {"fusion": {"rearm_half_life": 150.0}},
     "halflife150_sp_floor1": {"fusion": {"rearm_half_life": 150.0}, "defaults": {"spike": {"spread_floor": 1.0}}},
     "halflife150_ew_floor1": {"fusion": {"rearm_half_life": 150.0}, "defaults": {"ewma": {"spread_floor": 1.0}}},
+    # the calibrated score (issue 11 item 3): its tail fit, and the re-arm memory again
+    "halflife100": {"fusion": {"rearm_half_life": 100.0}},
+    "halflife100_bump02": {"fusion": {"rearm_half_life": 100.0, "rearm_bump": 0.2}},
+    "halflife50": {"fusion": {"rearm_half_life": 50.0}},
+    "tail_memory2000": {"fusion": {"tail_memory": 2000.0}},
+    "tail_excess2": {"fusion": {"tail_prior_excess": 2.0}},
+    "tail_level015": {"fusion": {"tail_level": 0.15}},
 }
 
 

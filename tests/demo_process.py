@@ -54,7 +54,7 @@ class DemoProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"demo exited with {self.proc.returncode}:\n{self.output()[-5000:]}")
             if time.monotonic() > deadline:
-                self.proc.kill()
+                self.stop_quietly()
                 raise AssertionError(f"demo not serving after {timeout}s:\n{self.output()[-5000:]}")
             time.sleep(0.2)
         return self
@@ -98,9 +98,14 @@ class DemoProcess:
         return self.output()
 
     def stop_quietly(self) -> None:
+        """SIGTERM (so the demo stops its embedded PostgreSQL too), SIGKILL if that does not do."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
 
 
 def demo_cli(*args: str) -> subprocess.CompletedProcess:

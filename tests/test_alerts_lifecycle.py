@@ -237,3 +237,27 @@ def test_silence_of_a_source_is_one_incident_from_the_group_size_on(n: int, seed
     else:
         assert sorted(a.series_id for a in opened) == list(range(1000, 1000 + n))
     assert not m.process(silences=sil).events
+
+
+@given(st.integers(1, 6), st.integers(1, 8), st.integers(0, 2**31 - 1), st.integers(2, 5))
+@hsettings(max_examples=40, deadline=None)
+def test_a_station_with_many_metrics_going_quiet_is_not_its_whole_source(sensors: int, metrics: int, seed: int,
+                                                                         need: int):
+    """Grouping counts distinct sensors, not series: `sensors` stations with `metrics` series each, all
+    silent in one check, are one source incident only from `silence_group_min` stations on; below
+    that every series keeps its own silence alert, however many metrics a station has."""
+    rng = np.random.default_rng(seed)
+    n = sensors * metrics
+    m = AlertManager(AlertSettings(silence_group_min=need))
+    m.assign(list(range(n)), list(range(1000, 1000 + n)), [f"st{i // metrics}" for i in range(n)],
+             [f"m{i % metrics}" for i in range(n)])
+    order = rng.permutation(n)
+    last = T0 + rng.integers(0, MIN, n)
+    gap = 3 * MIN + rng.integers(0, MIN, n)
+    sil = SilencesRef.of(order.tolist(), last[order].tolist(), gap[order].tolist(), [0.7] * n, ["gw"] * n)
+    opened = [e.alert for e in m.process(silences=sil).events if e.kind == "opened"]
+    if sensors >= need:
+        assert len(opened) == 1 and opened[0].sensor_id == "source:gw" and opened[0].trigger_count == n
+    else:
+        assert sorted(a.series_id for a in opened) == list(range(1000, 1000 + n))
+        assert not any(a.sensor_id.startswith("source:") for a in opened)

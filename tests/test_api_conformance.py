@@ -91,7 +91,7 @@ def test_schemathesis_checks_all_finds_no_failure(service: ServiceProcess, tmp_p
     assert httpx.get(f"{service.url}/alerts/1", headers=service.auth("viewer")).status_code == 200
     out = _st("--config-file", str(config), "run", f"{service.url}/openapi.json", "--checks", "all",
               "--header", f"Authorization: Bearer {service.key('admin')}", "--max-examples", "20",
-              "--request-timeout", "1", "--seed", "20261130", "--no-color", *_excluded(), cwd=tmp_path)
+              "--request-timeout", "10", "--seed", "20261130", "--no-color", *_excluded(), cwd=tmp_path)
     assert out.returncode == 0, _summary(out)
     assert "Stateful" in out.stdout and "Fuzzing" in out.stdout, _summary(out)
     assert " failure" not in out.stdout.split("SUMMARY")[-1], _summary(out)
@@ -100,6 +100,6 @@ def test_schemathesis_checks_all_finds_no_failure(service: ServiceProcess, tmp_p
     assert service.key("admin") not in log
 
     anonymous = _st("run", f"{service.url}/openapi.json", "--checks", "all", "--max-examples", "3",
-                    "--phases", "examples,coverage", "--request-timeout", "1", "--seed", "1", "--no-color",
+                    "--phases", "examples,coverage", "--request-timeout", "10", "--seed", "1", "--no-color",
                     *_excluded(), cwd=tmp_path)
     assert anonymous.returncode == 0, _summary(anonymous)

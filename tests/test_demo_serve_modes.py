@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from demo_process import DemoProcess, at, demo_cli, parse, sensor
+from services import free_port
 from service_process import wait_until
 from urbanpulse.demo_incidents import Silent, Spike, Stuck, default_schedule
 from urbanpulse.demo_stations import load_sites
@@ -123,8 +124,21 @@ async def test_a_configured_database_gets_the_stations_and_a_key_but_not_a_secon
         await prepare_database(fresh_db, settings, stations, fresh=False)
 
 
-def test_help_explains_every_option() -> None:
-    out = demo_cli("--help").stdout
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """``urbanpulse demo ARGS`` in this process (the command line's checks, without a subprocess)."""
+    from urbanpulse.cli import main
+
+    try:
+        code = main(["demo", *args])
+    except SystemExit as exc:  # argparse: --help, or an option it rejects
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_explains_every_option(capsys) -> None:
+    code, out, _ = _main(capsys, "--help")
+    assert code == 0
     blocks = re.split(r"\n(?=  -)", out.split("options:", 1)[1])  # one block per option with its help text
     documented = {b.split()[0].rstrip(","): len(b.split()) for b in blocks if b.strip()}
     for option in ("--serve", "--speed", "--clock", "--backlog", "--loop", "--no-incidents", "--host", "--port",
@@ -133,15 +147,15 @@ def test_help_explains_every_option() -> None:
     assert "open data" in out and "operator key" in out and "SIGTERM" in out
 
 
-def test_options_that_do_not_fit_together_exit_2_saying_what_to_change() -> None:
-    r = demo_cli("--speed", "60")
-    assert r.returncode == 2 and "--speed: only meaningful with --serve" in r.stderr
-    r = demo_cli("--serve", "--stations", "2")
-    assert r.returncode == 2 and "--stations 3 or more" in r.stderr
-    r = demo_cli("--serve", "--speed", "0")
-    assert r.returncode == 2 and "positive" in r.stderr
-    r = demo_cli("--serve", "--speed", "4000000")
-    assert r.returncode == 2 and "--clock original" in r.stderr
+def test_options_that_do_not_fit_together_exit_2_saying_what_to_change(capsys) -> None:
+    code, _, err = _main(capsys, "--speed", "60")
+    assert code == 2 and "--speed: only meaningful with --serve" in err
+    code, _, err = _main(capsys, "--serve", "--stations", "2", "--port", str(free_port()))
+    assert code == 2 and "--stations 3 or more" in err
+    code, _, err = _main(capsys, "--serve", "--speed", "0")
+    assert code == 2 and "positive" in err
+    code, _, err = _main(capsys, "--serve", "--speed", "4000000")
+    assert code == 2 and "--clock original" in err
 
 
 def test_a_port_in_use_is_refused_before_anything_starts() -> None:

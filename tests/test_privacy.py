@@ -274,3 +274,60 @@ def test_a_registered_sensors_class_applies_to_its_readings_without_pseudonymisi
     assert v.readings.sensor_id[0].startswith("psn-") and v.readings.lat[0] != 52.52
     assert stage.class_of_sensor(v.readings.sensor_id[0]) == "personal"  # its new series is recorded personal
     assert stage.class_of_sensor("bus-7") is None  # the registry classes it, not the ingest
+
+
+_REGISTRY = {"bus-1": "restricted", "bike-2": "personal"}
+_SENSORS = ["bus-1", "bike-2", "station-3"]
+_TOPICS = {"phones/x": "personal", "fleet/x": "restricted", "city/x": "open"}
+_RANK = {"open": 0, "restricted": 1, "personal": 2}
+
+
+@settings(max_examples=150, deadline=None)
+@given(msgs=st.lists(st.tuples(st.sampled_from(_SENSORS), st.sampled_from(list(_TOPICS)),
+                               st.sampled_from(["speed", "battery"]), st.floats(-80, 80), st.floats(-170, 170)),
+                     min_size=1, max_size=30))
+def test_each_reading_gets_the_policy_of_the_stricter_of_its_topic_and_registry_class(msgs) -> None:  # noqa: ANN001
+    """Generated batches mixing registered restricted/personal sensors and an unregistered one over
+    personal, restricted and open topics: each stored reading got exactly the policy of the stricter
+    class; ids pseudonymised only by a personal topic (never for a registry class alone)."""
+    from urbanpulse.privacy.grid import Grid
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("URBANPULSE_PSEUDONYM_KEY", KEY.decode())
+        _check_stricter_class(msgs, Grid)
+
+
+def _check_stricter_class(msgs: list, Grid: type) -> None:  # noqa: N803
+    s = load_settings(None, privacy={"topics": {"phones/#": "personal", "fleet/#": "restricted"}, "key_file": None,
+                                     "policies": {"personal": {"pseudonymise": True, "location_geohash": 6,
+                                                               "drop_metrics": ["battery"]},
+                                                  "restricted": {"location_decimals": 2}}})
+    stage = build_privacy_stage(s.privacy, lambda: _REGISTRY)
+    pipe = Pipeline(None, build_router(s, DecodeLimits()), ReadingValidator(MetricCatalogue.load()),  # type: ignore[arg-type]
+                    IngestSettings(), IngestMetrics(), privacy=stage)
+    payloads = [orjson.dumps({"sensor_id": sid, "metric": m, "ts": NOW_MS + k, "value": 5.0, "lat": lat, "lon": lon})
+                for k, (sid, _, m, lat, lon) in enumerate(msgs)]
+    v = pipe._decode(MessageBatch(source="mqtt", payloads=payloads, topics=[t for _, t, _, _, _ in msgs]))
+    grids = {"personal": Grid("geohash", 6), "restricted": Grid("decimals", 2)}
+    expected = []
+    for sid, topic, metric, lat, lon in msgs:
+        cls = max(_TOPICS[topic], _REGISTRY.get(sid, "open"), key=_RANK.__getitem__)
+        if cls == "personal" and metric == "battery":
+            continue  # dropped by the personal policy
+        expect_id = stage.pseudonymiser.apply([sid], np.array([NOW_MS * 1000.0]))[0] \
+            if _TOPICS[topic] == "personal" else sid  # a registry class never pseudonymises
+        if cls == "open":
+            expected.append((expect_id, metric, lat, lon))
+        else:
+            glat, glon = grids[cls].snap(np.array([lat]), np.array([lon]))
+            expected.append((expect_id, metric, float(glat[0]), float(glon[0])))
+    got = list(zip(v.readings.sensor_id, v.readings.metric, v.readings.lat.tolist(), v.readings.lon.tolist()))
+    assert [(a, b) for a, b, _, _ in got] == [(a, b) for a, b, _, _ in expected]
+    for (_, _, la, lo), (_, _, ea, eo) in zip(got, expected):
+        assert abs(la - ea) < 1e-9 and abs(lo - eo) < 1e-9
+    for sid, topic, *_ in msgs:  # new series are recorded in their topic's class (the registry's is in the view)
+        if _TOPICS[topic] != "open" and _RANK[_TOPICS[topic]] >= _RANK[_REGISTRY.get(sid, "open")]:
+            recorded = stage.pseudonymiser.apply([sid], np.array([NOW_MS * 1000.0]))[0] \
+                if _TOPICS[topic] == "personal" else sid
+            assert stage.class_of_sensor(recorded) in (_TOPICS[topic], "personal")
+

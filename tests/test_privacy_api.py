@@ -98,9 +98,14 @@ def test_open_aggregates_export_and_erasure_through_the_api(fresh_db: str, tmp_p
         assert csv.text.count(anna) == 4  # its series row and its three readings
 
         # -- erasure
+        own = {"sensor": anna, "start": (hour - timedelta(days=1)).isoformat()}
+        r = httpx.get(svc.url + "/readings", params=own, headers=svc.auth("viewer"), timeout=30)
+        assert r.status_code == 200 and len(r.json()["items"]) == 3  # (the service now caches this selection)
         others = db_rows(fresh_db, "SELECT count(*) AS n FROM readings")[0]["n"] - 3
         r = httpx.post(svc.url + "/admin/subjects/erase", json=body, headers=svc.auth("admin"), timeout=30)
         assert r.status_code == 200, r.text
+        gone = httpx.get(svc.url + "/readings", params=own, headers=svc.auth("viewer"), timeout=30)
+        assert gone.status_code == 404, gone.text  # at once: the erased series is not served from the cache
         assert r.json()["readings"] == 3 and r.json()["series"] == 1
         assert db_rows(fresh_db, "SELECT count(*) AS n FROM readings")[0]["n"] == others
         assert db_rows(fresh_db, "SELECT count(*) AS n FROM series WHERE sensor_id = $1", anna)[0]["n"] == 0

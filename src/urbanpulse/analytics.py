@@ -53,18 +53,13 @@ from urbanpulse.errors import AnalyticsUnavailable
 from urbanpulse.live.feed import LiveFeed
 from urbanpulse.model import ReadingColumns
 from urbanpulse.slots import SlotMap
+from urbanpulse.storage.recent import last_readings
 from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
 
 #: the worker thread's result: detections, windows that closed, silences (periodic check only)
 _Analysis = tuple[Detections | None, ClosedWindows, Silences | None]
-
-_WARM_SQL = """
-SELECT s.id AS series_id, (extract(epoch FROM r.ts) * 1000000)::int8 AS ts_us, r.value
-FROM unnest($1::int4[]) AS s(id)
-CROSS JOIN LATERAL (SELECT ts, value FROM readings WHERE series_id = s.id ORDER BY ts DESC LIMIT $2) AS r
-"""
 
 
 #: Which detector a reading flagged by several is attributed to: operator-set limits first, then
@@ -373,11 +368,8 @@ class StreamAnalytics:
         self.bank.assign(new_slots, sensors, metrics)
         self.windows.assign(new_slots, metrics)
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_WARM_SQL, new_ids, self.warm_readings)
-        if rows:
-            sid = np.fromiter((r[0] for r in rows), np.int32, len(rows))
-            ts = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-            val = np.fromiter((r[2] for r in rows), np.float64, len(rows))
+            sid, ts, val = await last_readings(conn, new_ids, self.warm_readings)
+        if len(sid):
             self.bank.warm(self.slots.slot_of[sid], ts, val)
         return self.slots.slot_of[series_ids]
 

@@ -227,8 +227,9 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
     s.api.enabled, s.api.open_data = True, True
     s.api.host = opts.host or s.api.host
     s.api.port = opts.port if opts.port is not None else s.api.port
-    # every station comes through the one replay source: several silent series of one batch are a
-    # station going quiet, not the source (alerts.silence_group_min would raise one alert for the source)
+    # every station comes through the one replay source, and the demo's silence incident is one station
+    # going quiet: keep one alert per series so the page marks that station (grouping counts sensors, so
+    # the default would do the same for one station; this also keeps it so if incidents ever overlap)
     s.alerts.silence_group_min = 0
     if opts.live_clock:
         # a reading trailing the newest by more than this is late, and silence waits this much longer:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
+import gc
+import time
 from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+#: seconds; fine below a second, where the latency targets are
+LATENCY_BUCKETS = (.005, .01, .025, .05, .075, .1, .15, .2, .25, .3, .4, .5, .75, 1, 1.5, 2, 3, 5, 10)
 
 
 class IngestMetrics:
@@ -40,6 +47,18 @@ class IngestMetrics:
         self.commits_out_of_order = Counter(
             "urbanpulse_commits_out_of_order", "Batches committed before an earlier batch, by why: same_rows (the "
             "same readings twice), table_lock (TimescaleDB creating a chunk), other, timeout", ["why"], registry=r)
+        # where latency comes from (issue 14 item 6; benchmarks/README.md reads them)
+        self.batch_stage = Histogram(
+            "urbanpulse_batch_stage_seconds", "Where a batch's time goes: age (its oldest message waiting for the "
+            "batch to form), form (series ids and the analytics hand-off), queue (formed -> a writer takes it), "
+            "analysis (the writer waiting for its analysis), commit_wait (in its transaction, waiting for earlier "
+            "batches to commit), write (the whole write, commit included), published (oldest message -> its alert "
+            "events live), acked (oldest message -> acknowledged)", ["stage"], registry=r, buckets=LATENCY_BUCKETS)
+        self.received_to_committed = Histogram(
+            "urbanpulse_received_to_committed_seconds", "From a source receiving a batch's oldest message (wall "
+            "clock) to the batch's commit", registry=r, buckets=LATENCY_BUCKETS)
+        self.gc_pauses = GcPauses()
+        r.register(self.gc_pauses)
         self.tally: Tally[str] = Tally()
         self.reasons: Tally[str] = Tally()
 
@@ -88,3 +107,54 @@ class AnalyticsCollector:
         yield hooks
         yield GaugeMetricFamily("urbanpulse_sse_subscribers", "Clients on GET /alerts/stream",
                                 value=alerts.hub.subscribers)
+
+
+
+class GcPauses:
+    """``urbanpulse_gc_pause_seconds``: every garbage collection of the process, timed. A full
+    collection stops the event loop, so its pauses add directly to the ingest latency.
+
+    The collector's callback only bumps plain integers (a Prometheus metric takes a lock, and a
+    collection can start while that very lock is held); the histogram is built at scrape time."""
+
+    BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0)
+
+    def __init__(self) -> None:
+        self.counts = [[0] * (len(self.BUCKETS) + 1) for _ in range(3)]
+        self.sums = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        self._watching = False
+
+    def watch(self) -> None:
+        """Start timing collections (once; the service calls it at start-up)."""
+        if not self._watching:
+            self._watching = True
+            gc.callbacks.append(self._callback)
+
+    def unwatch(self) -> None:
+        """Stop timing collections (the service's stop)."""
+        if self._watching:
+            self._watching = False
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        g = min(max(int(info.get("generation", 0)), 0), 2)
+        self.sums[g] += took
+        self.counts[g][bisect.bisect_left(self.BUCKETS, took)] += 1
+
+    def collect(self):  # noqa: ANN201 - a generator of metric families (prometheus_client protocol)
+        from prometheus_client.core import HistogramMetricFamily
+
+        h = HistogramMetricFamily("urbanpulse_gc_pause_seconds", "Garbage-collector pauses of the service "
+                                  "process (the event loop stands still meanwhile)", labels=["generation"])
+        for g in range(3):
+            cum, buckets = 0, []
+            for bound, n in zip([*map(str, self.BUCKETS), "+Inf"], self.counts[g]):
+                cum += n
+                buckets.append((bound, cum))
+            h.add_metric([str(g)], buckets, self.sums[g])
+        yield h

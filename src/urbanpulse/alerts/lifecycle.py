@@ -204,7 +204,7 @@ class AlertManager:
         k = np.concatenate(kinds)
         r = np.concatenate(rows)
         self.event_now_us = max(self.event_now_us, int(t.max()))
-        grouped = self._silence_groups(det, d_series, sil, s_series, rows, kinds)
+        grouped = self._silence_groups(det, d_sensor, sil, rows, kinds)
         for i in np.lexsort((k, t)).tolist():
             kind, row = int(k[i]), int(r[i])
             if kind == _DETECTION:
@@ -238,31 +238,33 @@ class AlertManager:
         self._prune_resolved()
         return cl.changes
 
-    def _silence_groups(self, det: Detections | None, d_series: np.ndarray | None, sil: SilencesLike | None,
-                        s_series: np.ndarray | None, rows: list[np.ndarray], kinds: list[np.ndarray]) -> set[str]:
+    def _silence_groups(self, det: Detections | None, d_sensor: list[str] | None, sil: SilencesLike | None,
+                        rows: list[np.ndarray], kinds: list[np.ndarray]) -> set[str]:
         """Sources whose silence in this batch is one incident: at least ``silence_group_min``
-        distinct series of the source silent (reported by the live check or by the first reading
-        after a gap), or the source's incident already open."""
+        distinct *sensors* of the source silent (reported by the live check or by the first reading
+        after a gap), or the source's incident already open. Sensors, not series: one station
+        with six metrics going quiet is that station's silence, not its whole source's."""
         need = self.settings.silence_group_min
         if need <= 0:
             return set()
-        series_by_group: dict[str, set[int]] = {}
+        sensors_by_group: dict[str, set[str]] = {}
         for keep, kind in zip(rows, kinds):
             if not len(keep):
                 continue
-            if kind[0] == _DETECTION and det is not None and det.group is not None and d_series is not None:
+            if kind[0] == _DETECTION and det is not None and det.group is not None and d_sensor is not None:
                 silence = det.names.index(SILENCE) if SILENCE in det.names else -1
                 for row in keep.tolist():
                     if int(det.detector[row]) == silence and det.group[row]:
-                        series_by_group.setdefault(det.group[row], set()).add(int(d_series[row]))
-            elif kind[0] == _SILENCE and sil is not None and s_series is not None:
+                        sensors_by_group.setdefault(det.group[row], set()).add(d_sensor[row])
+            elif kind[0] == _SILENCE and sil is not None:
                 groups = getattr(sil, "group", None)
                 if groups is None:
                     continue
                 for row in keep.tolist():
                     if groups[row]:
-                        series_by_group.setdefault(groups[row], set()).add(int(s_series[row]))
-        return {g for g, members in series_by_group.items()
+                        sensor, _ = self.slots.sensor_metric(int(sil.slot[row]))
+                        sensors_by_group.setdefault(groups[row], set()).add(sensor)
+        return {g for g, members in sensors_by_group.items()
                 if len(members) >= need or (source_series_id(g), SILENCE) in self._open}
 
     def _trigger_source(self, cl: _ChangeLog, source: str, series_id: int, ts: int, value: float, score: float,

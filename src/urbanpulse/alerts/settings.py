@@ -79,8 +79,8 @@ class AlertSettings(_Section):
                     "not duplicated; a flapping alert is re-notified only after staying resolved this long")
     flap_threshold: int = Field(3, ge=1, description="re-opens within flap_window that mark an alert flapping")
     silence_group_min: int = Field(
-        3, ge=0, description="a whole source going quiet is ONE incident: when at least this many series of one "
-        "source are reported silent in one batch (or its incident is already open), their silence opens or updates "
+        3, ge=0, description="a whole source going quiet is ONE incident: when at least this many sensors (not series: "
+        "one station's metrics count once) of one source are reported silent in one batch (or its incident is already open), their silence opens or updates "
         "a single alert for the source (sensor_id 'source:<name>', metric '*') instead of one per series; "
         "0 = one silence alert per series")
     severity: dict[str, Severity] = Field(

@@ -1,10 +1,9 @@
 """Numba kernel of DetectorBank: the per-reading state machine, scalar, in (slot, ts) order.
 
-This is the scalar form of the round-based numpy implementation kept in `reference.py` (the
-specification, used by the tests): the same IEEE operations in the same order on the same
-per-slot arrays, so the outputs and the state evolution are bit-identical to it. A series'
-readings only touch its own slot and are processed strictly in its own order, so processing
-the batch reading by reading in (slot, ts) order is the same computation as the rounds.
+The tests run this function's own Python source (numba's `py_func`, tests/detect_reference.py)
+beside the compiled kernel and require bit-identical outputs and state, so the compiled code
+computes exactly what the source says. A series' readings only touch its own slot and are
+processed strictly in its own order, so the output does not depend on how a stream is batched.
 
 Rules kept here (each one matters for bit-identity):
 - no fastmath, no parallel: no reassociation, no contraction into FMA;
@@ -388,11 +387,14 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         sh_n = st[sl, C_SH_N]
         warm = sh_n >= _max(pr[P_EW_MIN], 0.25 / pr[P_SH_DECAY])
         quiet = (es < 0.5) and (s_robust_z < 0.5)
-        if warm and quiet and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
+        if warm and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
             shs = _min(shs, 0.75)
         else:
             shs = 0.0
-        s_ewma = _max(es, shs) * pr[P_ON_EWMA]
+        # the decision counts the level shift only on readings that are not outliers themselves (those are
+        # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
+        s_ewma = _max(es, shs if quiet else 0.0) * pr[P_ON_EWMA]
+        s_ewma_fused = _max(es, shs) * pr[P_ON_EWMA]
 
         # spike
         prev = st[sl, C_PREV]
@@ -460,7 +462,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         v = s_robust_z * pr[P_W_ROBUST_Z]
         if v > raw:
             raw = v
-        v = s_ewma * pr[P_W_EWMA]
+        v = s_ewma_fused * pr[P_W_EWMA]
         if v > raw:
             raw = v
         v = s_spike * pr[P_W_SPIKE]

@@ -4,23 +4,23 @@ Why this shape: the live pipeline scores batches of thousands of readings from t
 and the backtest (`urbanpulse detect`) must reproduce the live scores exactly. So the state of
 every series lives in structure-of-arrays numpy tables indexed by a dense slot; a batch is sorted
 by (slot, ts) and a Numba-compiled kernel (`_kernel.py`) runs the per-reading state machine
-reading by reading, each reading touching only its own slot's row. It is the scalar form of the
-original round-based numpy implementation, kept as the specification in `reference.py` (tests
-only): same IEEE operations in the same order, so outputs and state are bit-identical to it.
+reading by reading, each reading touching only its own slot's row. The tests check it against
+its own interpreted source (tests/detect_reference.py): outputs and state bit-identical.
 The kernel is compiled (or loaded from numba's on-disk cache) when the first bank is built.
 
 Guarantees:
 - Batch-split invariance. A reading's scores depend only on its slot's state and the reading,
-  every state update is elementwise IEEE arithmetic (no reductions across slots, no
-  transcendental functions), and periodic refreshes are scheduled by the slot's own reading
+  every state update is elementwise IEEE arithmetic (no reductions across slots; the one
+  transcendental, the calibrated score's exp, is the same libm call wherever it runs), and periodic refreshes are scheduled by the slot's own reading
   count, so scoring a stream in one batch or in any chunking gives bit-identical output.
 - Readings with ts <= the slot's last scored ts (duplicates, out of order) and non-finite
   values are skipped: not scored, not in the output, state untouched.
 - O(1) amortised per reading: the rolling median / MAD (robust_z), the median |change|
   (spike) and the median gap (silence) are recomputed from their ring buffers every
   `REFRESH_EVERY` readings of a slot (and on each of its first `EAGER_REFRESH` readings), i.e.
-  O(R log R / REFRESH_EVERY) per reading for rings of R values; between refreshes the cached
-  statistics are used.
+  O(R log R / REFRESH_EVERY) per reading for rings of R values; the slowly moving ones (the
+  window's floor for flatline, the gap median and q90 for silence) every 4 x REFRESH_EVERY
+  (`_kernel.SLOW_REFRESH`); between refreshes the cached statistics are used.
 
 - Scale-based detectors score only where their scale is defined: robust_z and ewma need a
   non-zero rolling MAD (zero-inflated series such as rain, or a metric resting at a quantised
@@ -68,7 +68,7 @@ from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
 REFRESH_EVERY = 8
-EAGER_REFRESH = 32
+EAGER_REFRESH = 16
 _NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300
 
@@ -267,7 +267,7 @@ class DetectorBank:
         fused = np.zeros(n, np.float64)
         if n:
             # one reading at a time in (slot, ts) order: the scalar form of the former rounds
-            # (reference.py), same arithmetic, same state evolution, bit-identical output
+            # (tests/detect_reference.py runs the same source interpreted: bit-identical output)
             _kernel().process(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
                               self.values, self.changes, self.gaps, out, fused,
                               REFRESH_EVERY, EAGER_REFRESH)

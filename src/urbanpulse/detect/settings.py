@@ -189,7 +189,7 @@ class FusionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rearm_half_life: float = Field(
-        150.0, gt=0, description="readings for the memory of the last peak to halve (its tail to double); a new anomaly_score is only "
+        100.0, gt=0, description="readings for the memory of the last peak to halve (its tail to double); a new anomaly_score is only "
         "emitted when the raw score beats that decaying peak, so one anomaly gives one high score at its onset")
     rearm_bump: float = Field(
         0.3, ge=0, le=1, description="after an emitted score s the peak memory is set to s + bump x (1 - s): "

@@ -151,7 +151,7 @@ async def estimate_rows(runner: HistoryRunner, q: HistoryQuery, ids: list[int]) 
         return int(await conn.fetchval(ESTIMATE_SQL, ids, q.start, q.end))
 
 
-async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 65_536,
+async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int = 32_768,
                          use_copy: bool = True, quality: bool = False) -> tuple[ExportInfo,
                                                                               AsyncIterator[pa.RecordBatch]]:
     """The export's description and an iterator of its record batches (about ``chunk_rows`` each).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from urbanpulse.export.formats import check_format
@@ -23,7 +24,7 @@ class Export:
     chunks: AsyncIterator[bytes]
 
 
-async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 65_536,
+async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, chunk_rows: int = 32_768,
                       use_copy: bool = True, quality: bool = False) -> Export:
     """Prepare the export (query errors raise here, before any byte is sent) and return its byte stream."""
     fmt = check_format(fmt)
@@ -31,17 +32,24 @@ async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, c
     writer = WRITERS[fmt](info, schema(info))
 
     async def body() -> AsyncIterator[bytes]:
-        first = writer.begin()
-        if first:
-            yield first
-        async for b in batches:
-            # in a worker thread: Arrow's CSV and Parquet encoders release the GIL, so the file
-            # is built on one core while the event loop reads the next rows from PostgreSQL
-            data = await asyncio.to_thread(writer.batch, b)
-            if data:
-                yield data
-        last = writer.end()
-        if last:
-            yield last
+        # batches are encoded in a thread of the export's own: Arrow's CSV and Parquet encoders
+        # release the GIL, so the file is built on one core while the event loop reads the next
+        # rows from PostgreSQL. One thread, not the shared pool: Arrow's allocator keeps freed
+        # memory per thread, so batches spread over many threads would raise the peak memory.
+        loop = asyncio.get_running_loop()
+        encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
+        try:
+            first = writer.begin()
+            if first:
+                yield first
+            async for b in batches:
+                data = await loop.run_in_executor(encoder, writer.batch, b)
+                if data:
+                    yield data
+            last = writer.end()
+            if last:
+                yield last
+        finally:
+            encoder.shutdown(wait=False)
 
     return Export(info, fmt, writer, body())

@@ -22,9 +22,12 @@ Guarantees:
   never holds up its readings: they are stored without alert changes, the failure is counted
   (``urbanpulse_analytics_failed_batches``) and logged, and ingestion continues.
 
-Modules, one job each: decode.py (decode and validate, isolated per message), batch.py (the
-record the others hand each other), handoff.py (the typed analytics hand-off), core.py (the
-:class:`Pipeline` the sources call).
+Modules, one job each: core.py (the :class:`Pipeline` the sources call: wiring and intake
+counts), decode.py (decode and validate, isolated per message), batcher.py (batching, its timer,
+sequence numbers, backpressure), batch_writer.py (durable writes, the retry and park policy, the
+series-id lookup), ack_ledger.py (commit order, publishing, ordered acknowledgements),
+handoff.py (the typed analytics hand-off), batch.py (the record the others hand each other).
+SQL lives in storage/ only.
 """
 
 from urbanpulse.pipeline.batch import Ack

@@ -89,6 +89,13 @@ class AckLedger:
         def earlier_settled() -> bool:
             return all(b.done or b.parked for s, b in self._batches.items() if s < seq)
 
+        start = time.perf_counter()
+        try:
+            await self._wait_earlier(seq, conn, earlier_settled)
+        finally:
+            self.metrics.batch_stage.labels("commit_wait").observe(time.perf_counter() - start)
+
+    async def _wait_earlier(self, seq: int, conn: asyncpg.Connection, earlier_settled: Callable[[], bool]) -> None:
         deadline = time.monotonic() + COMMIT_ORDER_WAIT_S
         while not earlier_settled():
             try:
@@ -178,6 +185,8 @@ class AckLedger:
             self._publish(batch)
         except Exception:  # noqa: BLE001 - publishing must not stall acks
             log.exception("publishing analytics output failed")
+        if batch.started:
+            self.metrics.batch_stage.labels("published").observe(time.perf_counter() - batch.started)
 
     async def run(self) -> None:
         """Send acknowledgements as they become due, in batch order (the ledger's task)."""
@@ -195,6 +204,8 @@ class AckLedger:
                     self._held.setdefault(batch.source, []).append(batch)
                 elif batch.done:
                     await _run_acks(batch)
+                    if batch.started:
+                        self.metrics.batch_stage.labels("acked").observe(time.perf_counter() - batch.started)
                 else:
                     break
                 del self._batches[self._next_ack]

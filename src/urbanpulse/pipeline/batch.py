@@ -30,6 +30,8 @@ class Pending:
     rejections: list[Rejection] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
     size: int = 0
+    #: wall clock (ns) when the source received the oldest of these messages; 0: not known
+    received_ns: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -45,8 +47,12 @@ class Batch(Generic[H]):
     series_ids: np.ndarray | None = None
     #: the analytics' handle: from prepare until the batch is written, then what committed() publishes
     analysis: H | None = None
-    #: perf_counter() when the batch's oldest message was submitted (the batch age, see metrics)
+    #: perf_counter() when the batch's oldest message was submitted, and when the batch was formed
+    #: (urbanpulse_batch_stage_seconds); 0.0 for output not made of messages
     started: float = 0.0
+    formed: float = 0.0
+    #: wall clock (ns) when the source received the batch's oldest message; 0: not known
+    received_ns: int = 0
     done: bool = False
     parked: bool = False  # failed with a permanent error; retried every retry_max_s (batch_writer.py)
     published: bool = False

@@ -91,6 +91,7 @@ class BatchWriter:
     async def _writer(self) -> None:
         while True:
             batch = await self._queue.get()
+            self.metrics.batch_stage.labels("queue").observe(time.perf_counter() - batch.formed)
             delay = self.settings.retry_initial_s
             while True:
                 try:
@@ -112,16 +113,20 @@ class BatchWriter:
             if result is not None:
                 self.database_ok = True
                 self._count(batch, result)
+                if batch.received_ns:
+                    self.metrics.received_to_committed.observe((time.time_ns() - batch.received_ns) / 1e9)
                 await self.ledger.committed(batch)
 
     async def _write(self, batch: Batch) -> WriteResult:
         if self.analytics is None:
             return await self.store.write(batch.readings, batch.rejections, batch.source)
+        waited = time.perf_counter()
         try:
             handle = await self.analytics.ready(batch.analysis)  # idempotent: a retry gets it again
         except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
             self.failures.failed("analysing", batch.source, exc)
             handle = None
+        self.metrics.batch_stage.labels("analysis").observe(time.perf_counter() - waited)
         batch.analysis = handle
 
         async def in_order(conn: asyncpg.Connection) -> None:
@@ -157,6 +162,7 @@ class BatchWriter:
         m = self.metrics
         source = batch.source
         m.batch_seconds.observe(result.seconds)
+        m.batch_stage.labels("write").observe(result.seconds)
         m.stored.labels(source).inc(result.stored)
         m.duplicates.labels(source).inc(result.duplicates)
         m.tally["stored"] += result.stored

@@ -37,7 +37,7 @@ class Batcher:
         self._next_seq = 0
 
     async def add(self, source: str, readings: ReadingColumns | None, rejections: list[Rejection],
-                  ack: Ack | None) -> None:
+                  ack: Ack | None, received_ns: int = 0) -> None:
         """Add a message batch's readings and rejections to ``source``'s pending batch; ``ack``
         runs once they (and everything the source added before) are durable. Waits while the
         in-flight limit is reached and this source's batch is full."""
@@ -50,6 +50,8 @@ class Batcher:
         if ack is not None:
             pending.acks.append(ack)
         pending.size += (len(readings) if readings is not None else 0) + len(rejections)
+        if received_ns and not pending.received_ns:
+            pending.received_ns = received_ns
         if pending.size >= self.settings.batch_max_readings:
             await self.form(source)
 
@@ -100,11 +102,15 @@ class Batcher:
         self._slots.release()
 
     async def run_timer(self) -> None:
-        """Form each pending batch once it is ``batch_max_ms`` old (checked every quarter of that)."""
+        """Form each pending batch when it is ``batch_max_ms`` old: the timer sleeps until the
+        oldest pending batch is due (a batch's age is the latency floor of its first reading),
+        and at most a quarter of that period while nothing is pending."""
         period = self.settings.batch_max_ms / 1000.0
         while True:
-            await asyncio.sleep(period / 4)
             now = time.perf_counter()
             for source, pending in list(self._pending.items()):
                 if now - pending.started >= period:
                     await self.form(source)
+            oldest = min((p.started for p in self._pending.values()), default=None)
+            wait = period / 4 if oldest is None else oldest + period - time.perf_counter()
+            await asyncio.sleep(max(wait, 0.001))

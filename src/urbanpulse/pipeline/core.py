@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from urbanpulse.config import IngestSettings
 from urbanpulse.errors import SourceHalted
@@ -114,7 +115,7 @@ class Pipeline:
         readings = validated.readings if n_valid else None
         if readings is not None and batch.lanes is not None and self.analytics is not None:
             readings.lane = batch.lanes[readings.msg]
-        await self.batcher.add(batch.source, readings, validated.rejections, ack)
+        await self.batcher.add(batch.source, readings, validated.rejections, ack, batch.received_ns)
         return validated
 
     async def quarantine(self, source: str, rejections: list[Rejection], ack: Ack | None = None) -> None:
@@ -168,8 +169,10 @@ class Pipeline:
 
     async def _hand_off(self, seq: int, source: str, pending: Pending) -> None:
         """A formed batch (batcher.py): series ids and analysis started, registered, queued."""
+        formed = time.perf_counter()
         readings = ReadingColumns.concat(pending.parts) if pending.parts else None
-        batch: Batch = Batch(seq, source, readings, pending.rejections, pending.acks, started=pending.started)
+        batch: Batch = Batch(seq, source, readings, pending.rejections, pending.acks, started=pending.started,
+                             formed=formed, received_ns=pending.received_ns)
         if self.analytics is not None:
             if readings is not None and len(readings):
                 batch.series_ids = await self.writer.series_ids(readings)
@@ -179,6 +182,9 @@ class Pipeline:
                 self._failures.failed("preparing", source, exc)
         self.ledger.register(batch)
         self.writer.put(batch)
+        stage = self.metrics.batch_stage
+        stage.labels("age").observe(formed - pending.started)
+        stage.labels("form").observe(time.perf_counter() - formed)
 
     def _publish(self, batch: Batch) -> None:
         """A batch and every earlier one are committed: its analytics output goes live."""
@@ -198,7 +204,7 @@ class Pipeline:
                 return False
             if handle is None:
                 return False
-            batch: Batch = Batch(seq, "analytics", None, [], [], analysis=handle)
+            batch: Batch = Batch(seq, "analytics", None, [], [], analysis=handle, formed=time.perf_counter())
             self.ledger.register(batch)
             self.writer.put(batch)
             return True

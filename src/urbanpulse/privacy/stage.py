@@ -138,25 +138,30 @@ class PrivacyStage:
         cols = decoded.columns
         if not len(cols):
             return
-        registry_sel = None
+        n = len(cols)
+        registry: list[tuple[ClassPolicy, np.ndarray]] = []
+        override = None  # readings whose registry class is stricter than their message's: that policy only
         if scope.by_sensor:  # before pseudonymisation changes the ids
-            registry_sel = {id(p): np.fromiter((scope.by_sensor.get(s) is p for s in cols.sensor_id), bool, len(cols))
-                            for p in {id(p): p for p in scope.by_sensor.values()}.values()}
             ranks = self._msg_ranks(scope, cols)
+            for policy in {id(p): p for p in scope.by_sensor.values()}.values():
+                cls = next(c for c, p in self._registry_policies.items() if p is policy)
+                sel = np.fromiter((scope.by_sensor.get(s) is policy for s in cols.sensor_id), bool, n) \
+                    & (ranks < CLASS_RANK[cls])
+                if sel.any():
+                    registry.append((policy, sel))
+                    override = sel if override is None else override | sel
         for policy, msg_mask in scope.groups():
             sel = None if msg_mask is None else msg_mask[cols.msg]
+            if override is not None:
+                sel = ~override if sel is None else sel & ~override
             if sel is not None and not sel.any():
                 continue
             self._apply_policy(policy, cols, sel)
             cls = self._class_name.get(id(policy))
             if cls is not None:
                 self._remember(cols.sensor_id if sel is None else [cols.sensor_id[k] for k in np.flatnonzero(sel)], cls)
-        if registry_sel is not None:
-            for policy in {id(p): p for p in scope.by_sensor.values()}.values():
-                cls = next(c for c, p in self._registry_policies.items() if p is policy)
-                sel = registry_sel[id(policy)] & (ranks < CLASS_RANK[cls])
-                if sel.any():
-                    self._apply_policy(policy, cols, sel)
+        for policy, sel in registry:
+            self._apply_policy(policy, cols, sel)
 
     def _msg_ranks(self, scope: Scope, cols: ReadingColumns) -> np.ndarray:
         """Per reading, the rank of its message's class (0: open)."""

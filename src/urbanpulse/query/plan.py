@@ -99,13 +99,24 @@ _RAW_AGG = {
     "last": f"(max(ARRAY[{_EPOCH.format('ts')}::float8, value]))[2] AS last",
 }
 
+def _div(num: str, den: str) -> str:
+    """``num / den`` where a quotient too small for float8 is 0: PostgreSQL raises "value out of
+    range: underflow" instead of rounding (readings of 1e-300 and less, which float8 holds)."""
+    return f"(CASE WHEN abs({num}) < 1e-290 THEN 0::float8 ELSE ({num}) / ({den}) END)"
+
+
+def _square(x: str) -> str:
+    """``x ^ 2``, 0 where the square is too small for float8 (see :func:`_div`)."""
+    return f"(CASE WHEN abs({x}) < 1e-150 THEN 0::float8 ELSE ({x}) ^ 2 END)"
+
+
 _DIRECT_AGG = {
     "count": "count",
     "min": "min",
     "max": "max",
     "mean": "mean",
     "sum": "count * mean AS sum",
-    "stddev": "CASE WHEN count > 1 THEN sqrt(greatest(m2, 0) / (count - 1)) END AS stddev",
+    "stddev": f"CASE WHEN count > 1 THEN sqrt({_div('greatest(m2, 0)', 'count - 1')}) END AS stddev",
     "first": "first",
     "last": "last",
 }
@@ -114,10 +125,11 @@ _MERGED_AGG = {
     "count": "sum(count)::int8 AS count",
     "min": "min(min) AS min",
     "max": "max(max) AS max",
-    "mean": "sum(count * mean) / sum(count) AS mean",
+    "mean": f"{_div('sum(count * mean)', 'sum(count)')} AS mean",
     "sum": "sum(count * mean) AS sum",
-    "stddev": "CASE WHEN sum(count) > 1 THEN sqrt(greatest(sum(m2 + count * (mean - gmean) ^ 2), 0) "
-              "/ (sum(count) - 1)) END AS stddev",
+    "stddev": "CASE WHEN sum(count) > 1 THEN sqrt("
+              + _div("greatest(sum(m2 + count * " + _square("mean - gmean") + "), 0)", "sum(count) - 1")
+              + ") END AS stddev",
     "first": f"(min(ARRAY[{_EPOCH.format('first_ts')}::float8, first]))[2] AS first",
     "last": f"(max(ARRAY[{_EPOCH.format('last_ts')}::float8, last]))[2] AS last",
 }
@@ -172,7 +184,7 @@ ORDER BY series_id, bucket {_limit(paged)}"""
     expr, bargs = _bucket_expr(q, "bucket")
     cols = [_MERGED_AGG[a] for a in q.aggregates]
     if "stddev" in q.aggregates:
-        source = f"""(SELECT r.*, sum(count * mean) OVER w / sum(count) OVER w AS gmean
+        source = f"""(SELECT r.*, {_div('sum(count * mean) OVER w', 'sum(count) OVER w')} AS gmean
       FROM (SELECT series_id, {expr} AS b, count, mean, m2, min, max, first_ts, first, last_ts, last
             FROM {table} WHERE {where}) r
       WINDOW w AS (PARTITION BY series_id, b)) g"""

@@ -8,7 +8,8 @@ ask the same selection again and again, so the service keeps each answer ``ttl_s
 The bound, documented in docs/api.md: a change made **elsewhere** (a sensor registered, moved,
 reclassified or removed by the CLI or another instance, a sensor's first reading creating its
 series, a new rollup-level decision of the writer) reaches queries within ``ttl_s`` seconds.
-Registry changes through this service's API clear the cache at once (:func:`forget_selections`).
+Registry changes and subject erasures through this service's API clear the cache at once
+(:func:`forget_selections`).
 Errors (no such series, too many) are never cached. Keyed by the selector and the caller's
 data-class scope, so the open-data scope never sees an entry resolved for a key.
 """

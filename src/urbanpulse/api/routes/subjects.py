@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, field_validator
 from urbanpulse.api.access import ALLOW_ADMIN, Principal
 from urbanpulse.api.schemas import _Body
 from urbanpulse.errors import StorageUnavailable
+from urbanpulse.query.selection_cache import forget_selections
 
 router = APIRouter(tags=["privacy"])
 
@@ -135,4 +136,5 @@ async def erase_subject_route(request: Request, body: SubjectEraseIn,
     store = getattr(getattr(request.app.state.service, "pipeline", None), "store", None)
     if store is not None and series:
         store.series.forget(series)  # a later reading of the device starts a new series
+    forget_selections(request.app.state)  # history queries must not serve the erased series from cache
     return counts
