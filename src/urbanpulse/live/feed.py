@@ -104,6 +104,7 @@ class LiveFeed:
 
     @property
     def subscribers(self) -> int:
+        """Pages open now."""
         return len(self._subs)
 
     def offer(self, series_ids: np.ndarray, ts_us: np.ndarray, values: np.ndarray) -> None:
@@ -181,11 +182,13 @@ class LiveFeed:
             self._send_keyed(b"event: alerts\ndata: " + orjson.dumps({"reload": False, "events": events}) + b"\n\n")
 
     def _send_keyed(self, data: bytes) -> None:
+        """To every page with a key (alerts need a viewer key; open-data pages get none)."""
         for page in list(self._subs):
             if page.scope is None:
                 self._put(page, data)
 
     def _put(self, sub: LiveSubscription, data: bytes) -> None:
+        """Queue a frame for a page; a page whose queue is full is dropped (it reconnects)."""
         try:
             sub.queue.put_nowait(data)
             self.frames_sent += 1
@@ -233,10 +236,6 @@ class LiveFeed:
                 for r in await conn.fetch(_NAMES_SQL, missing):
                     self._names[r[0]] = (r[1], r[2], r[3])
         return self._names
-
-    def health(self) -> dict[str, object]:
-        return {"pages": len(self._subs), "frames_sent": self.frames_sent,
-                "dropped_pages": self.dropped_subscribers, "fed_by_analytics": self.fed}
 
 
 def scope_of(classes: Sequence[str] | None) -> Scope:

@@ -47,11 +47,13 @@ router = APIRouter(tags=["live"])
 
 
 def live_settings(request: Request) -> LiveSettings:
+    """The service's ``live:`` section (defaults for an app without a service, e.g. /docs tests)."""
     settings = getattr(getattr(request.app.state, "service", None), "settings", None)
     return getattr(settings, "live", None) or LiveSettings()
 
 
 def _enabled(request: Request) -> LiveSettings:
+    """The live settings, or 404 when the page is switched off."""
     s = live_settings(request)
     if not s.enabled:
         raise NotFound("the live page is switched off on this service (live.enabled: false)")
@@ -139,6 +141,7 @@ _STREAM_DOC = {200: {"description": "A text/event-stream: one snapshot, then coa
 
 
 def live_feed(request: Request) -> LiveFeed:
+    """The running service's feed of committed readings (503 in an app without a service)."""
     feed = getattr(getattr(request.app.state, "service", None), "live", None)
     if feed is None:
         raise FeatureDisabled("the live feed runs only inside `urbanpulse run`; this app has no service")
@@ -166,6 +169,8 @@ async def live_stream(request: Request, principal: Principal = ALLOW_OPEN_DATA) 
 
 async def _frames(feed: LiveFeed, sub: LiveSubscription, s: LiveSettings,
                   key_check: Callable[[], Awaitable[str | None]]) -> AsyncIterator[bytes]:
+    """The stream's frames: a snapshot, then the feed's frames (or, without stream analytics, a
+    fresh snapshot every ``poll_s``), keep-alives, and the key checked again every keepalive."""
     loop = asyncio.get_running_loop()
     try:
         yield b"retry: 2000\n: urbanpulse live readings\n\n"
