@@ -176,7 +176,7 @@ def test_operator_sees_live_readings_and_acknowledges_an_alert(stack, driver):
     browser.screenshot(driver, "live-page-03-live-reading")
 
     # the sensor's chart has its history from /readings
-    driver.find_element("css selector", '#sensor-table button[data-select="lp-guanyuan"]').click()
+    _click(driver, '#sensor-table button[data-select="lp-guanyuan"]', "the sensor's row button")  # table redraws
     browser.wait_for(lambda: int(driver.find_element("id", "chart").get_attribute("data-points") or 0) >= 2, 30,
                      "the chart of lp-guanyuan's history")
 

@@ -95,10 +95,10 @@ async def test_compressed_chunks_exist_in_the_layout(conn):
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                 HealthCheck.too_slow])
 @given(layout=layouts(), crash_after=st.integers(1, 6))
-def test_per_class_retention_on_hypertables_is_exact_and_resumable(conn, layout, crash_after) -> None:  # noqa: ANN001
-    import asyncio
-
-    asyncio.get_event_loop().run_until_complete(_scenario(conn, layout, crash_after))
+async def test_per_class_retention_on_hypertables_is_exact_and_resumable(conn, layout, crash_after) -> None:  # noqa: ANN001
+    # async (pytest-asyncio runs each hypothesis example on the session loop that owns `conn`); a sync
+    # test calling asyncio.get_event_loop() failed in the full suite once an earlier test left no loop set
+    await _scenario(conn, layout, crash_after)
 
 
 async def _scenario(conn: asyncpg.Connection, layout, crash_after: int) -> None:  # noqa: ANN001
