@@ -111,6 +111,18 @@ def _tail(path: Path, n: int = 4000) -> str:
 TIMESCALE_DIR = Path(__file__).resolve().parent / "timescale"
 
 
+
+async def connect_timescale(host: str, port: int):  # noqa: ANN201 - asyncpg.Connection
+    """One connection to the TimescaleDB stand-in as its server allows it (no statement cache, no
+    TLS), or unavailable() saying which address did not answer."""
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
+                                     statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"cannot connect to the TimescaleDB stand-in on {host}:{port}: {exc}")
+
 @contextlib.contextmanager
 def timescale_standin(workdir: Path, timeout: float = 120.0) -> Iterator[tuple[str, int]]:
     """Serve the stand-in on a free port of 127.0.0.1 and yield (host, port); stopped after.

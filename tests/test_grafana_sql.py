@@ -488,11 +488,7 @@ async def test_series_buckets_equals_an_aggregation_of_the_readings(pg_conn, int
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
     with services.timescale_standin(tmp_path_factory.mktemp("timescale-grafana")) as (host, port):
-        try:
-            conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
-                                         statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
-        except Exception as exc:  # noqa: BLE001
-            services.unavailable(f"cannot connect to the TimescaleDB stand-in on {host}:{port}: {exc}")
+        conn = await services.connect_timescale(host, port)
         try:
             assert await migrate(conn, "auto") == "timescaledb"
             yield conn

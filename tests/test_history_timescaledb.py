@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 
-import asyncpg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -40,11 +39,7 @@ def timescale_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 async def stored(timescale_server):
     host, port = timescale_server
-    try:
-        conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
-                                     statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
-    except Exception as exc:  # noqa: BLE001
-        services.unavailable(f"cannot connect to the TimescaleDB stand-in on {host}:{port}: {exc}")
+    conn = await services.connect_timescale(host, port)
     try:
         assert await migrate(conn, "auto") == "timescaledb"
         sensors, ts, vals = generate()

@@ -55,11 +55,7 @@ def timescale_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 async def conn(timescale_server):
     host, port = timescale_server
-    try:
-        c = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
-                                  statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
-    except Exception as exc:  # noqa: BLE001
-        services.unavailable(f"cannot connect to the TimescaleDB stand-in on {host}:{port}: {exc}")
+    c = await services.connect_timescale(host, port)
     try:
         assert await migrate(c, "auto") == "timescaledb"
         yield c
