@@ -89,7 +89,8 @@ def _kernel():  # noqa: ANN202
         table = ProfileTable(DetectionSettings()).table
         st = np.zeros((1, len(_STATE)), np.float64)
         k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, _NO_TS, np.int64),
-                  np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan), np.full((1, 8), np.nan, np.float32),
+                  np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan, np.float32),
+                  np.full((1, 8), np.nan, np.float32),
                   np.full((1, 8), np.nan, np.float32), np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1),
                   REFRESH_EVERY, EAGER_REFRESH)
         _KERNEL = k
@@ -154,7 +155,8 @@ class DetectorBank:
         self.last_ts = np.zeros(0, np.int64)
         self.profile = np.zeros(0, np.int32)
         self.state = np.zeros((0, len(_STATE)), np.float64)
-        self.values = np.zeros((0, self.ring_values), np.float64)
+        # float32 offsets from the slot's float64 base (state column "vbase"; _kernel.py says why)
+        self.values = np.zeros((0, self.ring_values), np.float32)
         self.changes = np.zeros((0, self.ring_changes), np.float32)
         self.gaps = np.zeros((0, self.ring_gaps), np.float32)  # seconds
         _kernel()  # compile / load the kernel now, not on the first batch
@@ -188,6 +190,7 @@ class DetectorBank:
         self.state[slots, S["gap_q"]] = np.nan
         self.state[slots, S["lo_min"]] = np.nan
         self.state[slots, S["lo_q"]] = np.nan
+        self.state[slots, S["vbase"]] = np.nan
         self.values[slots] = np.nan
         self.changes[slots] = np.nan
         self.gaps[slots] = np.nan
@@ -216,7 +219,7 @@ class DetectorBank:
 
     def nbytes_per_slot(self) -> int:
         """Bytes of per-slot state (state table, rings, last ts, profile id)."""
-        return int(8 + 4 + 8 * len(_STATE) + 8 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
+        return int(8 + 4 + 8 * len(_STATE) + 4 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
 
     # -- scoring -------------------------------------------------------------------------------
 
