@@ -21,11 +21,12 @@ The value ring is float32 *offsets* from a per-slot float64 base (`C_VBASE`), no
 the bytes of the largest per-series array, without float32's loss on large values (a 1.2 million
 kWh counter in float32 keeps steps of 0.125, so its 0.1 steps would vanish). An entry x is stored
 as float32(x - base) and read as base + that; its error is at most |x - base| x 2^-24. The base is
-the slot's first value, and at each refresh it moves to the window's median when that has drifted
-from it by more than the window's MAD (the entries re-encoded): so the entries that decide the
-median and MAD, those near the median, keep about 24 bits *of their spread around it*, whatever
-their magnitude (the counter's 0.1 steps are kept to ~1e-6). Offsets beyond float32's range
-(3.4e38) read as +-inf.
+the slot's first value, and at a refresh it moves to the window's median (the entries re-encoded)
+when that has drifted from it by more than `REBASE_RES` times the series' resolution (its smallest
+non-zero change): so an entry near the median is within 2^-10 of a step of its value, whatever
+its magnitude (the counter's 0.1 steps are kept to ~1e-4). The encoding is monotone and equal
+values encode equally under one base, so order and ties, which the medians and a MAD of exactly
+0 depend on, are kept. Offsets beyond float32's range (3.4e38) read as +-inf.
 """
 
 from __future__ import annotations
@@ -138,6 +139,11 @@ P_TL_K0 = _COL["tl_k0"]
 P_TL_E0 = _COL["tl_e0"]
 P_TL_C0 = _COL["tl_c0"]
 SLOW_REFRESH = 4
+#: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
+#: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
+#: from the median); rarely, as a re-encoded entry can differ in its last bit from the same value
+#: encoded afresh, which would break a tie (a MAD of exactly 0 is a decision in the detectors)
+REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
 
@@ -341,7 +347,8 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
         m2 += np.int64(dv == dv)
     mad = _median(d, m2, W, a, b)
     st[sl, C_MAD] = mad
-    if _isfinite(med) and abs(med - base) > mad:  # the median drifted: offsets from it instead
+    res = st[sl, C_RES]
+    if res > 0 and _isfinite(med) and abs(med - base) > REBASE_RES * res:  # drifted: offsets from the median
         _rebase(values[sl], base, med)
         st[sl, C_VBASE] = med
     m = _gather(changes[sl], np.int64(prow[P_SP_WINDOW]), nc, g)  # sp_window

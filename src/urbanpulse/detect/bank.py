@@ -6,7 +6,7 @@ every series lives in structure-of-arrays numpy tables indexed by a dense slot; 
 by (slot, ts) and a Numba-compiled kernel (`_kernel.py`) runs the per-reading state machine
 reading by reading, each reading touching only its own slot's row. The tests check it against
 its own interpreted source (tests/detect_reference.py): outputs and state bit-identical.
-The kernel is compiled (or loaded from numba's on-disk cache) when the first bank is built.
+The kernel is loaded (built ahead of time, urbanpulse/aot.py, or by Numba) when the first bank is built.
 
 Guarantees:
 - Batch-split invariance. A reading's scores depend only on its slot's state and the reading,
@@ -80,11 +80,13 @@ _KERNEL = None
 
 
 def _kernel():  # noqa: ANN202
-    """The compiled kernel module (imported on first use: numba is only loaded by a bank), warmed
-    up so the first real batch does not pay for compiling or loading the cached machine code."""
+    """The compiled kernel (on first use: built ahead of time, urbanpulse/aot.py, else Numba's),
+    warmed up so the first real batch does not pay for compiling or loading the machine code."""
     global _KERNEL
     if _KERNEL is None:
-        from urbanpulse.detect import _kernel as k
+        from urbanpulse import aot
+
+        k = aot.kernel("urbanpulse.detect._kernel")
 
         table = ProfileTable(DetectionSettings()).table
         st = np.zeros((1, len(_STATE)), np.float64)
