@@ -30,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib
+import json
 import importlib.machinery
 import importlib.metadata
 import importlib.util
@@ -40,8 +41,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +57,9 @@ KERNELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "urbanpulse.detect._kernel": ("detect", ("process",)),
     "urbanpulse.windows._kernel": ("windows", ("observe",)),
 }
-#: sources whose change changes a kernel or the argument types its owner passes
-_SOURCES = ("detect", "windows", "kernel_math.py", "model.py", "capacity.py")
+#: sources whose change changes a kernel or the argument types its owner passes (the whole
+#: packages: a rebuild too many costs half a minute, a stale build would be wrong)
+_SOURCES = ("detect", "windows", "kernel_math.py", "model.py", "capacity.py", "aot.py")
 
 _lock = threading.Lock()
 _loaded: dict[str, ModuleType] = {}
@@ -116,12 +122,73 @@ def _module_name(short: str, k: str) -> str:
 
 
 def _import_built(path: Path, name: str) -> ModuleType:
+    """The built extension, its functions wrapped in checks of the argument types it was built
+    for (a compiled function trusts its arguments: an int32 array where it expects int64, or a
+    strided view where it expects a contiguous array, would be read out of bounds)."""
+    specs = json.loads(path.with_suffix(".json").read_text())
     loader = importlib.machinery.ExtensionFileLoader(name, str(path))
     spec = importlib.util.spec_from_file_location(name, path, loader=loader)
     assert spec is not None
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
+    ext = importlib.util.module_from_spec(spec)
+    loader.exec_module(ext)
+    mod = ModuleType(name, f"ahead-of-time build of {path.name}")
+    mod.__file__ = str(path)
+    for fn, args in specs.items():
+        setattr(mod, fn, _checked(getattr(ext, fn), fn, args))
     return mod
+
+
+def _checked(fn: Callable[..., Any], name: str, specs: list[Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        if len(args) != len(specs):
+            raise TypeError(f"{name}: {len(args)} arguments, built for {len(specs)}")
+        for i, (a, sp) in enumerate(zip(args, specs)):
+            _check(a, sp, f"{name} argument {i}")
+        return fn(*args)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{name} (built ahead of time; arguments checked against the types it was built for)"
+    return call
+
+
+def _check(a: Any, spec: Any, where: str) -> None:
+    kind = spec[0]
+    if kind == "array":
+        _, dtype, ndim, contiguous = spec
+        if not (isinstance(a, np.ndarray) and a.dtype == np.dtype(dtype) and a.ndim == ndim
+                and a.flags.aligned and a.flags.writeable and (a.flags.c_contiguous or not contiguous)):
+            got = f"{a.dtype}[{a.ndim}d, contiguous={a.flags.c_contiguous}]" if isinstance(a, np.ndarray) else type(a)
+            raise TypeError(f"{where}: built for a writeable {'C-contiguous ' if contiguous else ''}{ndim}-d {dtype} "
+                            f"array, got {got}; convert it (np.ascontiguousarray(x, {dtype}))")
+    elif kind == "tuple":
+        if not (isinstance(a, tuple) and len(a) == len(spec[1])):
+            raise TypeError(f"{where}: built for a tuple of {len(spec[1])}, got {type(a).__name__}")
+        for j, (x, sp) in enumerate(zip(a, spec[1])):
+            _check(x, sp, f"{where}[{j}]")
+    elif kind == "int":
+        if not isinstance(a, (int, np.integer)) or isinstance(a, (bool, np.bool_)):
+            raise TypeError(f"{where}: built for an integer, got {type(a).__name__}")
+    elif kind == "float":
+        if not isinstance(a, (int, float, np.integer, np.floating)) or isinstance(a, (bool, np.bool_)):
+            raise TypeError(f"{where}: built for a number, got {type(a).__name__}")
+
+
+def _spec(ty: Any) -> Any:
+    """A numba argument type as the JSON-able spec `_check` reads (build side)."""
+    from numba.core import types
+    from numba.np.numpy_support import as_dtype
+
+    if isinstance(ty, types.Array):
+        if not ty.mutable or not ty.aligned:
+            raise KernelBuildError(f"unsupported argument type {ty} (read-only or unaligned array)")
+        return ["array", as_dtype(ty.dtype).name, ty.ndim, ty.layout == "C"]
+    if isinstance(ty, types.BaseTuple):
+        return ["tuple", [_spec(t) for t in ty.types]]
+    if isinstance(ty, types.Integer):
+        return ["int"]
+    if isinstance(ty, types.Float):
+        return ["float"]
+    raise KernelBuildError(f"unsupported argument type {ty}")
 
 
 def kernel(module: str) -> ModuleType:
@@ -174,9 +241,10 @@ def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None
                                        f"{(out.stderr or out.stdout).strip()[-1500:]}")
             for short, _ in KERNELS.values():
                 name = _module_name(short, k)
+                os.replace(Path(tmp) / f"{name}.json", directory / f"{name}.json")  # before the .so it describes
                 os.replace(Path(tmp) / f"{name}.so", directory / f"{name}.so")
-        for stale in directory.glob("_upk_*.so"):  # earlier sources' builds
-            if not stale.name.endswith(f"_{k}.so"):
+        for stale in directory.glob("_upk_*"):  # earlier sources' builds
+            if stale.stem.rsplit("_", 1)[-1] != k:
                 stale.unlink(missing_ok=True)
 
 
@@ -204,6 +272,7 @@ def _build_here(out_dir: str, k: str) -> None:
         cc.output_dir = out_dir
         cc.output_file = f"{_module_name(short, k)}.so"
         cc.target_cpu = "host"
+        specs = {}
         for fn in functions:
             disp = getattr(mod, fn)
             sigs = list(disp.overloads.values())
@@ -211,8 +280,10 @@ def _build_here(out_dir: str, k: str) -> None:
                 raise KernelBuildError(f"{module}.{fn} was compiled for {len(sigs)} signatures after the warm-up, "
                                        "expected exactly one (its owner passes arguments of varying types)")
             sig = sigs[0].signature
+            specs[fn] = [_spec(t) for t in sig.args]
             cc.export(fn, sig)(disp.py_func)
         cc.compile()
+        (Path(out_dir) / f"{_module_name(short, k)}.json").write_text(json.dumps(specs))
 
 
 if __name__ == "__main__":
