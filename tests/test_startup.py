@@ -319,10 +319,17 @@ def test_a_manually_assigned_service_killed_mid_stream_restarts_and_stores_every
                         "group_id": f"manual-{uuid.uuid4().hex[:8]}", "assignment": "manual"}}
     first, second = ServiceProcess(config, tmp_path).start(), ServiceProcess(config, tmp_path)
     try:
-        services.produce_kafka(kafka_bootstrap, topic, payloads)
-        wait_until(lambda: readings_count(fresh_db) >= 1_000, 120, interval=0.05, what="the first stored batches")
-        first.kill()
-        at_kill = readings_count(fresh_db)
+        def produce_slowly() -> None:  # still producing when the kill comes
+            for i in range(0, len(payloads), 500):
+                services.produce_kafka(kafka_bootstrap, topic, payloads[i:i + 500])
+                time.sleep(0.1)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            producing = pool.submit(produce_slowly)
+            wait_until(lambda: readings_count(fresh_db) >= 1_000, 120, interval=0.05, what="the first stored batches")
+            first.kill()
+            at_kill = readings_count(fresh_db)
+            producing.result()
         assert at_kill < 20_000, "the kill came after everything was stored: not mid-stream"
         second.start()
         wait_until(lambda: readings_count(fresh_db) >= 20_000, 180, what="all 20,000 readings after the restart")
