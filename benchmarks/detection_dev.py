@@ -14,8 +14,11 @@ the candidate settings (`CANDIDATES`) and the threshold are chosen on all other 
 is scored at that choice; the figure is the mean over datasets (and the worst). Baselines get the
 same treatment (their only choice is the threshold):
 - zscore: windowed Gaussian (|z| against the previous 500 readings; benchmarks/corpus/baselines.py);
-- hst: River's HalfSpaceTrees on the min-max scaled value (PyPI `river`), the usual streaming
-  baseline; its score is already in [0, 1].
+- hst: River's HalfSpaceTrees (PyPI `river`), the usual streaming baseline, set up as River
+  documents it: the reading and its first difference, min-max scaled, River's default trees;
+  its score calibrated per stream (conformal rank, River's per-stream quantile thresholding in
+  continuous form) so that one threshold means the same on every file (benchmarks/corpus/hst.py,
+  computed in a separate venv and cached).
 """
 
 from __future__ import annotations
@@ -104,26 +107,29 @@ def run_zscore(files: list[devset.DevFile]) -> dict[str, np.ndarray]:
 
 
 def run_hst(files: list[devset.DevFile]) -> dict[str, np.ndarray]:
-    """River HalfSpaceTrees per file (cached: it is pure Python and takes minutes)."""
-    cache = devset.RESULTS / "devset-hst.npz"
+    """River HalfSpaceTrees per file as `corpus/hst.py` computes it, read from its cache.
+
+    River needs scipy/pandas builds that pin an older numpy than the project's, so the scores
+    are normally computed in a venv of their own (see corpus/hst.py); a cache made with other
+    settings (`hst.config_tag()` differs, e.g. the value-only, uncalibrated setup before) or for
+    another development set is not used."""
+    from corpus import hst
+
+    cache = hst.CACHE
     if cache.is_file():
         got = dict(np.load(cache))
-        if all(f.name in got and len(got[f.name]) == len(f.values) for f in files):
+        if str(got.get("__config__", "")) == hst.config_tag() and \
+                all(f.name in got and len(got[f.name]) == len(f.values) for f in files):
             return {f.name: got[f.name] for f in files}
-    from river import anomaly, compose, preprocessing
-
-    out = {}
-    for f in files:
-        model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=42))
-        s = np.zeros(len(f.values))
-        for k, x in enumerate(f.values.tolist()):
-            if x != x:
-                continue
-            d = {"x": x}
-            s[k] = model.score_one(d)
-            model.learn_one(d)
-        out[f.name] = s
-    np.savez_compressed(cache, **out)
+    try:
+        import river  # noqa: F401
+    except ImportError:
+        raise SystemExit(f"no current HalfSpaceTrees cache at {cache} and no `river` here: run\n"
+                         "  python3 -m venv /tmp/detect-river-venv && /tmp/detect-river-venv/bin/pip install river numpy\n"
+                         "  /tmp/detect-river-venv/bin/python benchmarks/corpus/hst.py\n"
+                         "(after detection_devset.py has cached the set), or pass --no-hst") from None
+    out = {f.name: hst.conformal(hst.score_file(f.values)) for f in files}
+    np.savez_compressed(cache, __config__=np.array(hst.config_tag()), **out)
     return out
 
 
