@@ -245,6 +245,29 @@ def main(argv=None) -> int:
         print(f"{label:10s} mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | {cells}  "
               + ",".join(lo[ds]["chosen"] for ds in devset.DATASETS) if label == "urbanpulse" else
               f"{label:10s} mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | {cells}")
+    # gecco and 3w per station (max over channels; devset.stations): their labels are per station
+    sfiles, _ = devset.stations(files, runs["defaults"])
+    sruns = {name: devset.stations(files, sc)[1] for name, sc in runs.items()}
+    sbase = {b: devset.stations(files, sc)[1] for b, sc in base.items()}
+    report["station"] = {"urbanpulse": per_dataset(sfiles, sruns["defaults"]), "baselines": {}, "lodo": {}}
+    print("\ngecco and 3w scored per station (anomaly_score = max over the station's channels):")
+    print(devset.composition(sfiles))
+    r = report["station"]["urbanpulse"]
+    print(f"urbanpulse {'standard':19s} overall {r['overall']['normalized']:6.1f} worst {r['worst']:6.1f} | {_fmt(r)}")
+    for bname, sc in sbase.items():
+        r = per_dataset(sfiles, sc)
+        report["station"]["baselines"][bname] = r
+        print(f"{bname:10s} {'standard':19s} overall {r['overall']['normalized']:6.1f} worst {r['worst']:6.1f} | {_fmt(r)}")
+    for label, rr in [("urbanpulse", sruns), ("urbanpulse_defaults", {"defaults": sruns["defaults"]})] + [
+            (b, {b: s}) for b, s in sbase.items()]:
+        lo = lodo(sfiles, rr)
+        report["station"]["lodo"][label] = lo
+        cells = " ".join(f"{lo[ds]['held_out']:6.1f}" for ds in devset.DATASETS)
+        print(f"LODO {label:19s} mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | {cells}")
+    lo = lodo(files, {"defaults": runs["defaults"]})
+    report["lodo"]["urbanpulse_defaults"] = lo
+    print(f"\nper channel, LODO defaults only: mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | "
+          + " ".join(f"{lo[ds]['held_out']:6.1f}" for ds in devset.DATASETS))
     fa = clean_false_alerts()
     report["skab_anomaly_free_alerts_per_10k"] = fa
     print("\nSKAB anomaly-free run, alert onsets per 10,000 readings (defaults): "
