@@ -1,7 +1,9 @@
 """Start-up (issue 14 item 4): the service does not wait for stream analytics to load its compiled
 kernels before it starts its sources, and readings that arrive meanwhile are held, never
 acknowledged early, then analysed and stored once the kernels are in; static Kafka group
-membership is an option that reaches the consumer.
+membership is an option that reaches the consumer; ``kafka.assignment: manual`` reads every
+partition without a group join, from the group's committed offsets, and commits only what was
+acknowledged (a restart, even after SIGKILL, loses nothing and re-reads only the uncommitted).
 
 Real PostgreSQL, the real pipeline and detectors, a private Tansu. The slow kernel load is made
 slow on purpose by holding the analytics thread at :func:`urbanpulse.analytics.preload_kernels`
@@ -20,9 +22,11 @@ import asyncpg
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from pydantic import ValidationError
 
 import services
+from service_process import ServiceProcess, readings_count, wait_until
 from urbanpulse import analytics as analytics_module
 from urbanpulse.config import KafkaSettings, load_settings
 from urbanpulse.connectors.kafka import KafkaSource, group_options
@@ -209,3 +213,133 @@ async def test_a_static_member_consumes_commits_and_a_restart_with_its_id_resume
     again = RecordingSink(confirm=True)
     await _consume(KafkaSource(cfg, IngestMetrics()), again, 10)
     assert sorted(again.payloads()) == sorted(b'{"n": %d}' % i for i in range(20, 30))  # from the commit on
+
+
+# -- manual partition assignment (no group join) -------------------------------------------------
+
+def test_manual_assignment_with_static_membership_is_refused() -> None:
+    with pytest.raises(ValidationError, match="group_instance_id"):
+        KafkaSettings(assignment="manual", group_instance_id="ingest-0")
+    assert KafkaSettings().assignment == "group"  # the group join stays the default
+
+
+def _manual(bootstrap: str, topics: list[str], group: str) -> KafkaSource:
+    cfg = KafkaSettings(enabled=True, bootstrap_servers=bootstrap, topics=topics, group_id=group,
+                        assignment="manual")
+    return KafkaSource(cfg, IngestMetrics())
+
+
+async def _run_source(source: KafkaSource, sink: RecordingSink, until, then=None, timeout: float = 60) -> None:  # noqa: ANN001
+    """Run ``source`` until ``until()``, await ``then()`` while it still runs, then stop it."""
+    stopping = asyncio.Event()
+    task = asyncio.create_task(source.run(sink, stopping))
+    try:
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+        assert until(), f"source did not get there within {timeout}s (got {sink.messages} messages)"
+        if then is not None:
+            await then()
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 60)
+
+
+@given(partitions=st.integers(1, 4), first=st.integers(1, 60), acked_share=st.floats(0, 1), later=st.integers(0, 15))
+@hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_manual_assignment_reads_every_partition_and_a_restart_resumes_after_what_was_acknowledged(
+        kafka_bootstrap: str, partitions: int, first: int, acked_share: float, later: int) -> None:
+    """A worker that acknowledged (stored) only its first batches commits only those: the next
+    start, without any group join, re-reads exactly the rest from every partition; nothing is lost."""
+    topic, group = f"manual-{uuid.uuid4().hex[:8]}", f"manual-{uuid.uuid4().hex[:8]}"
+    services.create_topic(kafka_bootstrap, topic, partitions=partitions)
+    sent = [b'{"n": %d}' % i for i in range(first)]
+    services.produce_kafka(kafka_bootstrap, topic, sent)
+
+    async def scenario() -> None:
+        held = RecordingSink(confirm=False)  # the pipeline has not stored anything yet
+        src = _manual(kafka_bootstrap, [topic], group)
+        acked = 0
+
+        async def store_some() -> None:  # the first batches are stored and acknowledged, in order
+            nonlocal acked
+            acked = round(len(held.pending) * acked_share)
+            for ack in held.pending[:acked]:
+                await ack()
+
+        await _run_source(src, held, lambda: held.messages >= first, then=store_some)
+        assert sorted(held.payloads()) == sorted(sent)
+        assert src.assigned == [f"{topic}[{p}]" for p in range(partitions)]  # every partition, no join
+        unacked = [p for b in held.batches[acked:] for p in b.payloads]
+
+        again = [b'{"n": %d}' % i for i in range(first, first + later)]
+        services.produce_kafka(kafka_bootstrap, topic, again)
+        replay = RecordingSink(confirm=True)
+        want = len(unacked) + later
+        await _run_source(_manual(kafka_bootstrap, [topic], group), replay,
+                          lambda: replay.messages >= want and replay.messages > 0 or want == 0,
+                          then=lambda: asyncio.sleep(1.5))  # room for a wrong implementation to read more
+        assert sorted(replay.payloads()) == sorted(unacked + again)
+
+    asyncio.run(scenario())
+
+
+async def test_manual_assignment_waits_for_a_topic_that_does_not_exist_yet(kafka_bootstrap: str) -> None:
+    topic = f"manual-late-{uuid.uuid4().hex[:8]}"
+    sink = RecordingSink(confirm=True)
+    src = _manual(kafka_bootstrap, [topic], f"manual-{uuid.uuid4().hex[:8]}")
+    stopping = asyncio.Event()
+    task = asyncio.create_task(src.run(sink, stopping))
+    try:
+        await asyncio.sleep(1.0)
+        assert not task.done() and src.assigned == []
+        await asyncio.to_thread(services.create_topic, kafka_bootstrap, topic, 2)
+        await asyncio.to_thread(services.produce_kafka, kafka_bootstrap, topic, [b'{"late": 1}'])
+        deadline = time.monotonic() + 60
+        while sink.messages < 1 and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.1)
+        assert sink.payloads() == [b'{"late": 1}'] and src.assigned == [f"{topic}[0]", f"{topic}[1]"]
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 60)
+
+
+def test_a_manually_assigned_service_killed_mid_stream_restarts_and_stores_every_reading_once(
+        fresh_db: str, kafka_bootstrap: str, tmp_path) -> None:  # noqa: ANN001
+    """SIGKILL with batches in flight: the restarted service resumes from the committed offsets
+    (commits came only after each batch was stored), so nothing is lost and the re-read part is
+    stored once."""
+    topic = f"manual-kill-{uuid.uuid4().hex[:8]}"
+    services.create_topic(kafka_bootstrap, topic, partitions=3)
+    base_ms = int(time.time() * 1000) - 6 * 3600 * 1000
+    payloads = [orjson.dumps({"sensor_id": f"m-{i % 40}", "metric": "temperature", "ts": base_ms + i * 1000,
+                              "value": 10 + (i % 100) / 10}) for i in range(20_000)]
+    config = {"database": {"dsn": fresh_db}, "log_level": "INFO", "ingest": {"batch_max_readings": 500},
+              "kafka": {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic],
+                        "group_id": f"manual-{uuid.uuid4().hex[:8]}", "assignment": "manual"}}
+    first, second = ServiceProcess(config, tmp_path).start(), ServiceProcess(config, tmp_path)
+    try:
+        def produce_slowly() -> None:  # still producing when the kill comes
+            for i in range(0, len(payloads), 500):
+                services.produce_kafka(kafka_bootstrap, topic, payloads[i:i + 500])
+                time.sleep(0.1)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            producing = pool.submit(produce_slowly)
+            wait_until(lambda: readings_count(fresh_db) >= 1_000, 120, interval=0.05, what="the first stored batches")
+            first.kill()
+            at_kill = readings_count(fresh_db)
+            producing.result()
+        assert at_kill < 20_000, "the kill came after everything was stored: not mid-stream"
+        second.start()
+        wait_until(lambda: readings_count(fresh_db) >= 20_000, 180, what="all 20,000 readings after the restart")
+        wait_until(lambda: second.metric("urbanpulse_readings_received_total") ==
+                   second.metric("urbanpulse_readings_stored_total") +
+                   second.metric("urbanpulse_readings_duplicate_total"), 30, what="the last batch counted")
+        assert readings_count(fresh_db) == 20_000
+        assert second.metric("urbanpulse_readings_stored_total") == 20_000 - at_kill
+        assert "kafka.assignment: manual" in second.log_path.read_text()
+        assert second.terminate() == 0
+    finally:
+        first.stop_quietly()
+        second.stop_quietly()
