@@ -59,6 +59,8 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
     cfg = ib.service_config(dsn, kafka=kafka)
     if os.environ.get("UP_BENCH_INGEST"):  # experiments: ingest settings for both modes, as JSON
         cfg["ingest"] = json.loads(os.environ["UP_BENCH_INGEST"])
+    if os.environ.get("UP_BENCH_KAFKA"):  # experiments: extra kafka settings, as JSON
+        cfg["kafka"].update(json.loads(os.environ["UP_BENCH_KAFKA"]))
     if part == "off":
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": False}
