@@ -189,6 +189,11 @@ class KafkaSettings(_Section):
         "to this worker (e.g. its StatefulSet pod name). A restarted worker with the same id gets its partitions "
         "back without a rebalance; a worker that stops for good keeps them unread until session_timeout_ms. Two "
         "workers with the same id fence each other. None: dynamic membership (docs/operations.md)")
+    assignment: Literal["group", "manual"] = Field(
+        "group", description="group: partitions come from the consumer group (a join, a rebalance when workers come "
+        "and go). manual: this worker reads every partition of `topics` itself, at once and without a join, and "
+        "still commits its offsets to group_id after each durable write. For a single worker only: two manual "
+        "workers both read everything (stored once, twice the work); docs/operations.md")
     client_id: str = "urbanpulse"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(10_000, ge=1, description="per getmany call")
@@ -218,6 +223,13 @@ class KafkaSettings(_Section):
     @model_validator(mode="after")
     def _subscribe_format_topics(self) -> KafkaSettings:
         self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
+
+    @model_validator(mode="after")
+    def _static_membership_needs_the_group(self) -> KafkaSettings:
+        if self.assignment == "manual" and self.group_instance_id is not None:
+            raise ValueError("kafka.group_instance_id (static membership) has no effect with kafka.assignment: "
+                             "manual (no group is joined); remove one of them")
         return self
 
 

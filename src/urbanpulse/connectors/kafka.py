@@ -5,6 +5,12 @@
 - On rebalance, before partitions are revoked, the pipeline is drained (written and
   committed), so the next owner starts exactly where this one stopped.
 - A crash between write and commit means redelivery, which storage absorbs idempotently.
+- ``assignment: manual`` (one worker): no group join at all. The worker assigns itself every
+  partition of its topics, starts each from the group's committed offset, and commits to the
+  group as above. A join costs seconds on every start (Tansu: half the session for a new group,
+  about two sessions after a kill); this costs one metadata request. New partitions of a topic
+  are picked up when the client's metadata refreshes (``metadata_max_age_ms``, 5 min), after
+  the batches in flight are committed.
 """
 
 from __future__ import annotations
@@ -104,6 +110,9 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
     return opts
 
 
+#: ``assignment: manual``: how often the client's metadata is looked at for new partitions
+MANUAL_GROW_CHECK_S = 10.0
+
 #: how long a shutdown keeps retrying offset commits the broker refused (a group rejoin takes ~5 s)
 SHUTDOWN_COMMIT_RETRY_S = 12.0
 
@@ -182,7 +191,9 @@ class KafkaSource:
         self._reachable = True
         throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
         consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s))
-        consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
+        manual = s.assignment == "manual"
+        if not manual:
+            consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
         delay = 0.5
         while not stopping.is_set():
             try:
@@ -202,6 +213,8 @@ class KafkaSource:
         self._last_contact = time.monotonic()
         probe = asyncio.create_task(self._probe(consumer), name="kafka-probe")
         try:
+            if manual and not await self._assign_all(consumer, stopping):
+                return  # stopped while the topics did not exist yet
             await self._consume(consumer, pipeline, stopping)
         finally:
             probe.cancel()
@@ -210,11 +223,59 @@ class KafkaSource:
             self.connected = False
             await consumer.stop()
 
+    def _all_partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition] | None:
+        """Every partition of the configured topics in the client's metadata (None: a topic has none yet)."""
+        out: set[TopicPartition] = set()
+        for topic in self.settings.topics:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                return None
+            out.update(TopicPartition(topic, p) for p in parts)
+        return out
+
+    async def _assign_all(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> bool:
+        """``assignment: manual``: take every partition of the topics, waiting (as a group
+        subscription would) for topics that do not exist yet. Each partition starts at the group's
+        committed offset (``auto_offset_reset`` where there is none). False if stopped first."""
+        delay = 0.5
+        while not stopping.is_set():
+            parts = self._all_partitions(consumer)
+            if parts is not None:
+                consumer.assign(sorted(parts))
+                self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in parts)
+                log.info("assigned partitions %s (kafka.assignment: manual, offsets from group %r)",
+                         self.assigned, self.settings.group_id)
+                return True
+            missing = [t for t in self.settings.topics if not consumer.partitions_for_topic(t)]
+            log.warning("Kafka topics %s not found at %s yet; waiting for them", missing, self.settings.bootstrap_servers)
+            # aiokafka refreshes tracked topics only every metadata_max_age_ms: ask now
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way to refresh
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+        return False
+
+    async def _grow_assignment(self, consumer: AIOKafkaConsumer, pipeline: Sink) -> None:
+        """``assignment: manual``: partitions added to a topic since the assignment are taken too,
+        after everything in flight is committed (``assign`` restarts every partition from its
+        committed offset; what was fetched and not yet handed over is fetched again)."""
+        parts = self._all_partitions(consumer)
+        if parts is None or parts <= consumer.assignment():
+            return
+        await pipeline.drain()
+        consumer.assign(sorted(parts | consumer.assignment()))
+        self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment())
+        log.info("topic partitions grew: now reading %s", self.assigned)
+
     async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Sink, stopping: asyncio.Event) -> None:
         lag = self.metrics.kafka_lag
         fetched = self.metrics.kafka_fetch_delay
         fetch_delay = 0.5
+        manual = self.settings.assignment == "manual"
+        grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
         while not stopping.is_set():
+            if manual and time.monotonic() >= grow_check_at:
+                grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
+                await self._grow_assignment(consumer, pipeline)
             try:
                 data = await consumer.getmany(timeout_ms=200, max_records=self.settings.max_records)
             except KafkaError as exc:
