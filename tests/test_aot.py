@@ -23,7 +23,7 @@ from urbanpulse.detect import DetectionSettings, DetectorBank
 from urbanpulse.detect import _kernel as detect_jit
 from urbanpulse.detect import bank as detect_bank
 from urbanpulse.detect.bank import EAGER_REFRESH, REFRESH_EVERY
-from urbanpulse.detect.layout import OUT_COLUMNS
+from urbanpulse.detect.settings import DETECTOR_NAMES
 from urbanpulse.windows import _kernel as windows_jit
 from urbanpulse.windows import state as window_state
 from urbanpulse.windows.settings import WindowSettings
@@ -135,11 +135,11 @@ def test_a_built_kernel_refuses_arguments_of_other_types() -> None:
     bank.assign(np.arange(2), ["a", "b"], ["m", "m"])
     k = window_state._kernel(), aot.kernel("urbanpulse.detect._kernel")
     args = [np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), bank.last_ts, bank.profile, bank.profiles.table,
-            bank.state, bank.values, bank.changes, bank.gaps, np.zeros((1, OUT_COLUMNS)), np.zeros(1),
-            REFRESH_EVERY, EAGER_REFRESH]
+            bank.state, bank.values, bank.changes, bank.gaps, np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1),
+            np.zeros(1, np.uint8), REFRESH_EVERY, EAGER_REFRESH]
     k[1].process(*args)  # as built: fine
     for i, bad in [(0, np.zeros(1, np.int32)), (2, np.zeros(4)[::2]), (7, bank.values.astype(np.float64)),
-                   (12, 8.0)]:
+                   (13, 8.0)]:
         wrong = list(args)
         wrong[i] = bad
         with pytest.raises(TypeError, match=f"process argument {i}"):
