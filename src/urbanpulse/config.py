@@ -195,9 +195,19 @@ class KafkaSettings(_Section):
         "to this worker (e.g. its StatefulSet pod name). A restarted worker with the same id gets its partitions "
         "back without a rebalance; a worker that stops for good keeps them unread until session_timeout_ms. Two "
         "workers with the same id fence each other. None: dynamic membership (docs/operations.md)")
+    assignment: Literal["group", "manual"] = Field(
+        "group", description="group: partitions come from the consumer group (a join, a rebalance when workers come "
+        "and go). manual: this worker reads every partition of `topics` itself, at once and without a join, and "
+        "still commits its offsets to group_id after each durable write. For a single worker only: two manual "
+        "workers both read everything (stored once, twice the work); docs/operations.md")
     client_id: str = "urbanpulse"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(10_000, ge=1, description="per getmany call")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000, description="how long the broker may hold a fetch that finds no new records. Apache "
+        "Kafka answers as soon as a record arrives, so this only sets how often an idle consumer asks again; "
+        "brokers that answer only when it runs out (Tansu) add up to this much to each reading's latency "
+        "(benchmarks/README.md, issue 14 item 6). aiokafka's default is 500")
     session_timeout_ms: int = Field(
         6_000, ge=1000, description="a worker silent this long leaves the group; also how long a new group takes to "
         "form on some brokers (Tansu: about half of it) and how long a killed worker's partitions wait. 6 s is the "
@@ -219,6 +229,13 @@ class KafkaSettings(_Section):
     @model_validator(mode="after")
     def _subscribe_format_topics(self) -> KafkaSettings:
         self.topics = list(dict.fromkeys([*self.topics, *self.formats]))
+        return self
+
+    @model_validator(mode="after")
+    def _static_membership_needs_the_group(self) -> KafkaSettings:
+        if self.assignment == "manual" and self.group_instance_id is not None:
+            raise ValueError("kafka.group_instance_id (static membership) has no effect with kafka.assignment: "
+                             "manual (no group is joined); remove one of them")
         return self
 
 

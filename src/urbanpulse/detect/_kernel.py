@@ -126,6 +126,7 @@ P_TL_N0 = _COL["tl_n0"]
 P_TL_K0 = _COL["tl_k0"]
 P_TL_E0 = _COL["tl_e0"]
 P_TL_C0 = _COL["tl_c0"]
+P_AL_TAIL = _COL["al_tail"]
 SLOW_REFRESH = 4
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
@@ -155,6 +156,15 @@ def _tail(q, pr, n, k, e):
         m = (e + pr[P_TL_E0]) / (k + pr[P_TL_C0])
         return lam * math.exp(-(q - u) / m)
     return 1.0 - (1.0 - lam) * (q / u)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _decides(r, alert_tail, pr, n, k, e):
+    """A detector's weighted score r at its decision level is rare enough for this series to decide:
+    P(Q >= r / (1 - r)) under the slot's fitted tail is at most alert_tail (always where alert_tail >= 1)."""
+    if alert_tail >= 1.0:
+        return True
+    return _tail(r / (1.0 - r), pr, n, k, e) <= alert_tail
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -541,6 +551,19 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         out[i, 4] = s_flatline
         out[i, 5] = s_silence
         fused_out[i] = fu
+        # decisions, consistent with the calibrated score: robust_z and ewma (whose statistic is a distance in
+        # units of the series' spread, so a heavy-tailed series reaches the threshold often) decide where
+        # their weighted score is also rare under the series' fitted tail (P <= fusion.alert_tail); such a
+        # decision then carries a calibrated score >= 1 - alert_tail (the fused raw score is at least as high).
+        # threshold (operator limits), silence (the live gap check has no tail), spike and flatline (scales
+        # learned per series; a repeated spike must never be learned away) decide on their statistic alone
+        al = pr[P_AL_TAIL]
+        out[i, 6] = 1.0 if s_threshold >= 0.5 else 0.0
+        out[i, 7] = 1.0 if (s_robust_z >= 0.5 and _decides(s_robust_z * pr[P_W_ROBUST_Z], al, pr, tl_n, tl_k, tl_e)) else 0.0
+        out[i, 8] = 1.0 if (s_ewma >= 0.5 and _decides(s_ewma * pr[P_W_EWMA], al, pr, tl_n, tl_k, tl_e)) else 0.0
+        out[i, 9] = 1.0 if s_spike >= 0.5 else 0.0
+        out[i, 10] = 1.0 if s_flatline >= 0.5 else 0.0
+        out[i, 11] = 1.0 if s_silence >= 0.5 else 0.0
 
         # --- state updates ---
         a = pr[P_EW_ALPHA]

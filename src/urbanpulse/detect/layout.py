@@ -33,6 +33,11 @@ PARAMS: tuple[str, ...] = (
     "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
     "ls_thr", "ls_floor",
     "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate", "si_irregularity",
-    "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0",
+    "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0", "al_tail",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
+
+# the kernel's output per reading: the detectors' scores, then their decisions (1.0 / 0.0)
+OUT_SCORE = 0
+OUT_DECISION = len(DETECTORS)
+OUT_COLUMNS = 2 * len(DETECTORS)
