@@ -27,6 +27,7 @@ from numba import njit
 
 from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
+from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -127,6 +128,8 @@ P_TL_K0 = _COL["tl_k0"]
 P_TL_E0 = _COL["tl_e0"]
 P_TL_C0 = _COL["tl_c0"]
 P_AL_TAIL = _COL["al_tail"]
+V_ROBUST_Z = _VETO_BIT["robust_z"]
+V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
@@ -317,12 +320,13 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out,
+def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
             refresh_every, eager_refresh):
     """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
 
     Columns are the named constants of detect/layout.py (C_* state, P_* parameters). out [n, 6]
-    detector scores in DETECTOR_NAMES order, fused_out [n].
+    detector scores in DETECTOR_NAMES order, fused_out [n], veto_out [n] uint8 (layout.VETO_BIT: the
+    statistic reached its threshold, the calibrated tail vetoes the decision).
     """
     n = s.shape[0]
     RV = values.shape[1]
@@ -558,12 +562,12 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         # threshold (operator limits), silence (the live gap check has no tail), spike and flatline (scales
         # learned per series; a repeated spike must never be learned away) decide on their statistic alone
         al = pr[P_AL_TAIL]
-        out[i, 6] = 1.0 if s_threshold >= 0.5 else 0.0
-        out[i, 7] = 1.0 if (s_robust_z >= 0.5 and _decides(s_robust_z * pr[P_W_ROBUST_Z], al, pr, tl_n, tl_k, tl_e)) else 0.0
-        out[i, 8] = 1.0 if (s_ewma >= 0.5 and _decides(s_ewma * pr[P_W_EWMA], al, pr, tl_n, tl_k, tl_e)) else 0.0
-        out[i, 9] = 1.0 if s_spike >= 0.5 else 0.0
-        out[i, 10] = 1.0 if s_flatline >= 0.5 else 0.0
-        out[i, 11] = 1.0 if s_silence >= 0.5 else 0.0
+        veto = 0
+        if s_robust_z >= 0.5 and not _decides(s_robust_z * pr[P_W_ROBUST_Z], al, pr, tl_n, tl_k, tl_e):
+            veto |= V_ROBUST_Z
+        if s_ewma >= 0.5 and not _decides(s_ewma * pr[P_W_EWMA], al, pr, tl_n, tl_k, tl_e):
+            veto |= V_EWMA
+        veto_out[i] = veto
 
         # --- state updates ---
         a = pr[P_EW_ALPHA]

@@ -33,7 +33,7 @@ Scores are in [0, 1]; score 0.5 is where a detector's statistic reaches the conf
 (z = threshold, gap = factor x interval, run = min_readings ...), and that is its decision; robust_z's
 and ewma's decisions also need their weighted score to be rare under the slot's fitted tail (below),
 P <= `fusion.alert_tail`, so a decision is consistent with the calibrated score. The kernel writes
-the scores and the decisions (layout.OUT_*).
+the scores and, per reading, which decisions the tail vetoes (layout.VETO_BIT).
 The fused `anomaly_score` is the largest weighted detector score, *gated*: it is emitted only
 when it beats a decaying memory of the slot's recent peak (half-life `fusion.rearm_half_life`
 readings) and is 0 otherwise, so an anomaly yields one high score at its onset instead of a
@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from urbanpulse.capacity import grown
-from urbanpulse.detect.layout import DETECTORS, OUT_COLUMNS, OUT_DECISION, S, STATE
+from urbanpulse.detect.layout import DETECTORS, S, STATE, VETO_BIT
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
@@ -93,7 +93,7 @@ def _kernel():  # noqa: ANN202
         st = np.zeros((1, len(_STATE)), np.float64)
         k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, _NO_TS, np.int64),
                   np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan), np.full((1, 8), np.nan, np.float32),
-                  np.full((1, 8), np.nan, np.float32), np.zeros((1, OUT_COLUMNS)), np.zeros(1),
+                  np.full((1, 8), np.nan, np.float32), np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1), np.zeros(1, np.uint8),
                   REFRESH_EVERY, EAGER_REFRESH)
         _KERNEL = k
     return _KERNEL
@@ -152,6 +152,7 @@ class DetectorBank:
             enabled.discard("threshold")
         self.names: tuple[str, ...] = tuple(n for n in DETECTOR_NAMES if n in enabled)
         self._det_cols = np.array([DETECTOR_NAMES.index(n) for n in self.names], np.int64)
+        self._veto_bits = np.array([VETO_BIT[n] for n in self.names], np.uint8)
         self.history_needed = max(int(settings.warm_readings), self.ring_values)
         self.capacity = 0
         self.last_ts = np.zeros(0, np.int64)
@@ -256,11 +257,15 @@ class DetectorBank:
         return order, slot[order], ts[order], val[order]
 
     def _result(self, order: np.ndarray, s: np.ndarray, t: np.ndarray, x: np.ndarray, out: np.ndarray,
-                fused: np.ndarray) -> Scores:
-        """Scores of the enabled detectors (columns in ``names`` order) with their decisions, from the
-        kernel's output (scores, then decisions: layout.OUT_*)."""
+                fused: np.ndarray, veto: np.ndarray) -> Scores:
+        """Scores of the enabled detectors (columns in ``names`` order) with their decisions: the
+        statistic at its threshold (score >= 0.5) unless the calibrated tail vetoed it (layout.VETO_BIT)."""
         score = out[:, self._det_cols]
-        decision = out[:, OUT_DECISION + self._det_cols] > 0
+        decision = score >= 0.5
+        vetoed = np.flatnonzero(veto)
+        if len(vetoed):
+            bits = veto[vetoed, None] & self._veto_bits[None, :]
+            decision[vetoed] &= bits == 0
         return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
                       decision=decision, names=self.names, anomaly_score=fused,
                       alert=decision.any(axis=1) if len(self.names) else np.zeros(len(order), bool))
@@ -268,17 +273,18 @@ class DetectorBank:
     def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
         order, s, t, x = self._scorable(slot, ts_us, value)
         n = len(order)
-        out = np.zeros((n, OUT_COLUMNS), np.float64)
+        out = np.zeros((n, len(DETECTOR_NAMES)), np.float64)
         fused = np.zeros(n, np.float64)
+        veto = np.zeros(n, np.uint8)
         if n:
             # one reading at a time in (slot, ts) order: the scalar form of the former rounds
             # (tests/detect_reference.py runs the same source interpreted: bit-identical output)
             _kernel().process(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
-                              self.values, self.changes, self.gaps, out, fused,
+                              self.values, self.changes, self.gaps, out, fused, veto,
                               REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None
-        return self._result(order, s, t, x, out, fused)
+        return self._result(order, s, t, x, out, fused, veto)
 
     # -- live silence ----------------------------------------------------------------------------
 

@@ -37,7 +37,6 @@ PARAMS: tuple[str, ...] = (
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 
-# the kernel's output per reading: the detectors' scores, then their decisions (1.0 / 0.0)
-OUT_SCORE = 0
-OUT_DECISION = len(DETECTORS)
-OUT_COLUMNS = 2 * len(DETECTORS)
+# the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
+# reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
+VETO_BIT = {name: 1 << i for i, name in enumerate(DETECTORS)}
