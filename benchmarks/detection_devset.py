@@ -57,6 +57,7 @@ class DevFile:
     values: np.ndarray
     windows: list[tuple[int, int]] = field(default_factory=list)  # row-index limits, inclusive
     kinds: list[str] = field(default_factory=list)
+    onsets_us: list[int] = field(default_factory=list)  # the labelled onsets' timestamps
 
 
 def _datasets_root() -> Path:
@@ -70,7 +71,8 @@ def _datasets_root() -> Path:
 
 def _from_onsets(dataset: str, name: str, ts: np.ndarray, v: np.ndarray, onsets: list[int],
                  kinds: list[str]) -> DevFile:
-    return DevFile(dataset, f"{dataset}/{name}", ts, v, nab_score.windows_from_points(ts, onsets), kinds)
+    return DevFile(dataset, f"{dataset}/{name}", ts, v, nab_score.windows_from_points(ts, onsets), kinds,
+                   [int(ts[o]) for o in onsets])
 
 
 def load_corpus_files() -> list[DevFile]:
@@ -159,12 +161,63 @@ def load_synthetic() -> list[DevFile]:
 def load(refresh: bool = False) -> list[DevFile]:
     """The whole development set (cached)."""
     if CACHE.is_file() and not refresh:
-        return [DevFile(**d) for d in pickle.loads(CACHE.read_bytes())]
+        files = [DevFile(**d) for d in pickle.loads(CACHE.read_bytes())]
+        if all(f.onsets_us or f.dataset not in MULTICHANNEL or not f.windows for f in files):
+            return files  # (a cache from before onsets were kept is rebuilt)
     root = _datasets_root()
     files = load_corpus_files() + load_gecco(root) + load_3w(root) + load_synthetic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     CACHE.write_bytes(pickle.dumps([f.__dict__ for f in files]))  # plain dicts: loadable from any __main__
     return files
+
+
+MULTICHANNEL = ("gecco", "3w")
+
+
+def station_key(f: DevFile) -> str | None:
+    """The station (GECCO segment, 3W instance) a multichannel file belongs to, else None."""
+    stem = f.name.split("/", 1)[1]
+    if f.dataset == "gecco":  # "<channel>_<segment>" (channels may contain "_": Cl_2, Fm_2)
+        return f"gecco/segment_{stem.rsplit('_', 1)[1]}"
+    if f.dataset == "3w":  # "<type>_<well>_<start>_<channel>"
+        return f"3w/{stem.rsplit('_', 1)[0]}"
+    return None
+
+
+def stations(files: list[DevFile], scores: dict[str, np.ndarray]) -> tuple[list[DevFile], dict[str, np.ndarray]]:
+    """The multichannel datasets scored per station instead of per channel.
+
+    GECCO's `EVENT` and 3W's `class` label a minute of the station / a well's instance, not a
+    channel (dataset READMEs): an event is typically visible on a few of the channels, and a
+    per-channel file counts every channel that does not show it as a missed window. Here each
+    station (GECCO segment, 3W instance) is one file: the union of its channels' timestamps, the
+    anomaly_score at a timestamp the largest of its channels' (the calibrated score is comparable
+    across series, so the maximum is a station's score), the same onsets and NAB windows on the
+    station's rows. Other datasets pass through unchanged.
+    """
+    groups: dict[str, list[DevFile]] = {}
+    out_files: list[DevFile] = []
+    out_scores: dict[str, np.ndarray] = {}
+    for f in files:
+        key = station_key(f)
+        if key is None:
+            out_files.append(f)
+            out_scores[f.name] = scores[f.name]
+        else:
+            groups.setdefault(key, []).append(f)
+    for key, members in sorted(groups.items()):
+        ts = np.unique(np.concatenate([f.ts_us for f in members]))
+        sc = np.zeros(len(ts))
+        for f in members:
+            pos = np.searchsorted(ts, f.ts_us)
+            np.maximum.at(sc, pos, scores[f.name])
+        onsets = sorted({o for f in members for o in f.onsets_us})
+        rows = sorted({int(np.searchsorted(ts, o)) for o in onsets})
+        kinds = members[0].kinds[:len(rows)]
+        out_files.append(DevFile(members[0].dataset, key, ts, np.full(len(ts), np.nan),
+                                 nab_score.windows_from_points(ts, rows), kinds, onsets))
+        out_scores[key] = sc
+    return out_files, out_scores
 
 
 def composition(files: list[DevFile]) -> str:

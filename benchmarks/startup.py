@@ -5,7 +5,8 @@ Each phase of `urbanpulse run`'s start is replayed in a fresh Python process (so
 and import costs are real), timed from the moment the parent spawned it:
 
 * ``interpreter``: from spawn to the first line of the child;
-* ``imports``: the modules `urbanpulse run` loads (cli, service, api app, connectors);
+* ``imports``: the modules `urbanpulse run` loads before its first batch (cli with its parser,
+  runner, service, connectors; not the API, which is imported on a thread after the start);
 * ``migrations (fresh)`` / ``(up to date)``: ``migrate()`` on an empty database and again;
 * ``pool``: ``asyncpg.create_pool`` with the per-connection setup;
 * ``analytics start``: loading open alerts and maintenance windows;
@@ -27,10 +28,12 @@ throughout. Timed by polling ``count(*) FROM readings`` every 20 ms from outside
 * ``first stored, Kafka (new group)``: spawn to the first Kafka reading committed;
 * ``restart after SIGKILL, Kafka``: the service killed while readings flow, spawned again at
   once: spawn to the first reading committed after the kill (Kafka's group rejoin included);
-* the same two Kafka figures with ``kafka.group_instance_id`` set (static membership, after only).
+* the same two Kafka figures with ``kafka.group_instance_id`` set (static membership, after only),
+  and with ``kafka.assignment: manual`` (every partition, no group join, offsets still committed
+  to the group; after only).
 
 Run:  .venv/bin/python benchmarks/startup.py [--repeat 3] [--cold] [--skip-phases] [--skip-join]
-      [--skip-service] [--before REV]
+      [--skip-service] [--before REV] [--variants before,after,static,manual] [--sources mqtt,kafka]
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ t = time.perf_counter()
 def mark(name):
     global t
     now = time.perf_counter(); marks[name] = now - t; t = now
-import urbanpulse.cli, urbanpulse.service, urbanpulse.api.app, urbanpulse.connectors.kafka  # noqa: E401
+import urbanpulse.cli
+urbanpulse.cli._parser()  # what `urbanpulse run` imports before start(); the API comes later, on a thread
+import urbanpulse.runner, urbanpulse.connectors.kafka, urbanpulse.connectors.mqtt  # noqa: E401
 import asyncpg, numpy as np
 mark("imports")
 from urbanpulse.analytics import StreamAnalytics
@@ -290,33 +295,45 @@ def _until_more_than(dsn: str, floor: int, since: float, run: _Run, timeout: flo
     return asyncio.run(poll())
 
 
-def service_starts(repeat: int, before_rev: str) -> dict[str, list[float]]:
-    """The whole service from outside, before and after, interleaved (see the module doc)."""
+VARIANTS = ("before", "after", "static", "manual")
+#: variant -> (source tree, extra kafka settings, label); MQTT runs only for the plain variants
+_KAFKA_EXTRA = {"before": {}, "after": {}, "static": {"group_instance_id": "bench-worker-0"},
+                "manual": {"assignment": "manual"}}
+_LABEL = {"before": "before", "after": "after", "static": "after, static member", "manual": "after, manual assignment"}
+
+
+def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VARIANTS,
+                   sources: tuple[str, ...] = ("mqtt", "kafka")) -> dict[str, list[float]]:
+    """The whole service from outside, before and after, interleaved (see the module doc);
+    ``variants`` and ``sources`` pick a part of it (a shorter quiet slot)."""
     import services
 
     rows: dict[str, list[float]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="up-bench-startup-"))
-    (tmp / "before").mkdir()
-    trees = {"before": source_tree(before_rev, tmp / "before"), "after": REPO / "src"}
+    trees = {"after": REPO / "src"}
+    if "before" in variants:
+        (tmp / "before").mkdir()
+        trees["before"] = source_tree(before_rev, tmp / "before")
     tansu = services.start_tansu(tmp / "tansu")
     mosq = services.start_mosquitto(tmp / "mosquitto")
     pubs: list[subprocess.Popen] = []
     try:
         for k in range(repeat):
-            for variant, static in (("before", False), ("after", False), ("after", True)):
-                tag = f"{variant}{', static member' if static else ''}"
+            for variant in variants:
+                static = variant in ("static", "manual")  # Kafka options only: no MQTT run
+                tag = _LABEL[variant]
                 work = tmp / f"{tag.replace(', ', '-').replace(' ', '-')}-{k}"
                 work.mkdir()
                 topic = f"bench-{uuid.uuid4().hex[:8]}"
                 services.create_topic(tansu.bootstrap, topic, partitions=4)
                 base = {"api": {"enabled": True, "host": "127.0.0.1", "port": services.free_port()},
                         "ingest": {"batch_max_ms": 50}}
-                if not static:  # MQTT: spawn -> first stored, nothing but the start in the way
+                if not static and "mqtt" in sources:  # MQTT: spawn -> first stored, nothing but the start in the way
                     name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_startup")
                     mqtt_topic = f"bench/{uuid.uuid4().hex[:6]}"
                     pubs.append(subprocess.Popen([sys.executable, "-c", PUBLISHER, "mqtt",
                                                   f"{mosq.host}:{mosq.port}", mqtt_topic]))
-                    run = _Run(trees[variant], {**base, "database": {"dsn": dsn}, "mqtt": {
+                    run = _Run(trees["before" if variant == "before" else "after"], {**base, "database": {"dsn": dsn}, "mqtt": {
                         "enabled": True, "host": mosq.host, "port": mosq.port, "topics": [mqtt_topic],
                         "client_id": f"bench-{uuid.uuid4().hex[:6]}"}}, work)
                     try:
@@ -326,13 +343,18 @@ def service_starts(repeat: int, before_rev: str) -> dict[str, list[float]]:
                         run.kill(signal.SIGTERM)
                         pubs.pop().kill()
                         services.drop_database(name)
+                if "kafka" not in sources:
+                    print(f"  {tag} run {k + 1}: " + ", ".join(
+                        f"{n.split(' (')[0]} {v[-1]:.2f}" for n, v in rows.items() if n.endswith(f"({tag})")),
+                        file=sys.stderr, flush=True)
+                    continue
                 name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_startup")
                 kafka = {"enabled": True, "bootstrap_servers": tansu.bootstrap, "topics": [topic],
                          "group_id": f"bench-{uuid.uuid4().hex[:8]}"}
-                if static:
-                    kafka["group_instance_id"] = "bench-worker-0"
+                kafka.update(_KAFKA_EXTRA[variant])
                 pubs.append(subprocess.Popen([sys.executable, "-c", PUBLISHER, "kafka", tansu.bootstrap, topic]))
-                run = _Run(trees[variant], {**base, "database": {"dsn": dsn}, "kafka": kafka}, work)
+                run = _Run(trees["before" if variant == "before" else "after"], {**base, "database": {"dsn": dsn},
+                                                                                  "kafka": kafka}, work)
                 try:
                     rows.setdefault(f"first stored, Kafka new group ({tag})", []).append(
                         _until_more_than(dsn, 0, run.spawn(), run))
@@ -364,12 +386,16 @@ def main() -> None:
     ap.add_argument("--skip-phases", action="store_true", help="leave out the in-process phases")
     ap.add_argument("--skip-join", "--skip-kafka", action="store_true", help="leave out the bare group-join timings")
     ap.add_argument("--skip-service", action="store_true", help="leave out the whole-service runs")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="whole-service variants to run, comma-separated from before,after,static,manual")
+    ap.add_argument("--sources", default="mqtt,kafka", help="whole-service sources: mqtt,kafka or one of them")
     ap.add_argument("--before", default=BEFORE_REV, help=f"revision of the 'before' service (default {BEFORE_REV})")
     args = ap.parse_args()
     print(f"median of {args.repeat} runs (min-max), seconds")
     if not args.skip_service:
         print("\n| `urbanpulse run`, from spawn | seconds |\n|---|---|")
-        for k, v in service_starts(args.repeat, args.before).items():
+        for k, v in service_starts(args.repeat, args.before, tuple(args.variants.split(",")),
+                                         tuple(args.sources.split(","))).items():
             print(f"| {k} | {statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f}) |", flush=True)
     if not args.skip_phases:
         print("\n| phase | seconds |\n|---|---|")

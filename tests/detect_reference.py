@@ -26,11 +26,12 @@ class ReferenceBank(DetectorBank):
         n = len(order)
         out = np.zeros((n, len(DETECTOR_NAMES)), np.float64)
         fused = np.zeros(n, np.float64)
+        veto = np.zeros(n, np.uint8)
         if n:
             with np.errstate(all="ignore"):
                 _kernel.process.py_func(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
-                                        self.values, self.changes, self.gaps, out, fused,
+                                        self.values, self.changes, self.gaps, out, fused, veto,
                                         REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None
-        return self._result(order, s, t, x, out[:, self._det_cols], fused)
+        return self._result(order, s, t, x, out, fused, veto)

@@ -212,7 +212,11 @@ def test_scores_in_unit_interval_and_alert_is_any_decision() -> None:
     assert sc.score.min() >= 0 and sc.score.max() <= 1
     assert sc.anomaly_score.min() >= 0 and sc.anomaly_score.max() <= 1
     assert np.array_equal(sc.alert, sc.decision.any(axis=1))
-    assert np.array_equal(sc.decision, sc.score >= 0.5)
+    assert not (sc.decision & (sc.score < 0.5)).any()  # a decision needs the statistic at its threshold
+    # with the calibrated gate off (fusion.alert_tail 1) the decision is the statistic alone
+    off = DetectionSettings.model_validate({"fusion": {"alert_tail": 1.0}})
+    sc1 = _bank(off, n=4).score(slots, ts, x)
+    assert np.array_equal(sc1.decision, sc1.score >= 0.5)
 
 
 def test_duplicates_out_of_order_and_non_finite_readings_are_skipped() -> None:

@@ -92,6 +92,7 @@ class IngestService:
         self.dsn: str | None = None
         self.pool: asyncpg.Pool | None = None
         self.pipeline: Pipeline | None = None
+        self.store: ReadingStore | None = None
         self.analytics: StreamAnalytics | None = None
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
@@ -104,6 +105,7 @@ class IngestService:
         self.http_ingest: HttpIngestor | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._freeze_task: asyncio.Task[None] | None = None
+        self._purge_task: asyncio.Task[None] | None = None
         #: the latest committed readings for the live page (fed by stream analytics)
         self.live = LiveFeed(settings.live)
 
@@ -130,8 +132,11 @@ class IngestService:
         finally:
             await conn.close()
         log.info("storage mode: %s", self.storage_mode)
-        self.pool = self.live.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1),
-                                              init=prepare_connection)
+        deferred = bool(s.database.rollups.enabled) and s.database.rollups.flush_every_s > 0
+        # deferred rollups hold one connection for their writer's liveness lock and flush on another
+        self.pool = self.live.pool = await asyncpg.create_pool(
+            self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1) + (2 if deferred else 0),
+            init=prepare_connection)
         partitions = None
         if self.storage_mode == "postgres":
             partitions = MonthlyPartitions()
@@ -140,12 +145,17 @@ class IngestService:
         self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
-        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=bool(s.database.rollups.enabled))
+        store = self.store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit,
+                                          rollups=bool(s.database.rollups.enabled),
+                                          rollup_flush_s=s.database.rollups.flush_every_s)
         if privacy is not None:  # new series are recorded with their message's data class
             store.series.class_of = privacy.class_of_sensor
         if store.rollups is not None:
             store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
                                                               self.registered.expected_interval)
+            # rows of levels a series no longer keeps: deleted beside ingest, never in a batch
+            self._purge_task = asyncio.create_task(store.rollups.keep_purging(self.pool, self.stopping),
+                                                   name="rollup-purge")
         await self.registered.refresh(self.pool)
         self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
                                                   name="registry-refresh")
@@ -203,14 +213,19 @@ class IngestService:
         if self._source_tasks:
             await asyncio.gather(*self._source_tasks, return_exceptions=True)
             self._source_tasks = []
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            await asyncio.gather(self._retention_task, return_exceptions=True)
-            self._retention_task = None
+        for name in ("_retention_task", "_purge_task"):
+            task = getattr(self, name)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                setattr(self, name, None)
         if self.http_ingest is not None:
             await self.http_ingest.close()
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.store is not None:
+            await self.store.close()  # the rollups held in memory are written
+            self.store = None
         if self._freeze_task is not None:
             self._freeze_task.cancel()
             await asyncio.gather(self._freeze_task, return_exceptions=True)

@@ -5,6 +5,12 @@
 - On rebalance, before partitions are revoked, the pipeline is drained (written and
   committed), so the next owner starts exactly where this one stopped.
 - A crash between write and commit means redelivery, which storage absorbs idempotently.
+- ``assignment: manual`` (one worker): no group join at all. The worker assigns itself every
+  partition of its topics, starts each from the group's committed offset, and commits to the
+  group as above. A join costs seconds on every start (Tansu: half the session for a new group,
+  about two sessions after a kill); this costs one metadata request. New partitions of a topic
+  are picked up when the client's metadata refreshes (``metadata_max_age_ms``, 5 min), after
+  the batches in flight are committed.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ def group_options(settings: KafkaSettings) -> dict[str, Any]:
         bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
         enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        fetch_max_wait_ms=s.fetch_max_wait_ms,
         session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms,
         rebalance_timeout_ms=rebalance_timeout_ms(s))
     if s.group_instance_id is not None:
@@ -102,6 +109,9 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
                     sasl_plain_username=settings.sasl_username, sasl_plain_password=settings.sasl_password)
     return opts
 
+
+#: ``assignment: manual``: how often the client's metadata is looked at for new partitions
+MANUAL_GROW_CHECK_S = 10.0
 
 #: how long a shutdown keeps retrying offset commits the broker refused (a group rejoin takes ~5 s)
 SHUTDOWN_COMMIT_RETRY_S = 12.0
@@ -181,7 +191,9 @@ class KafkaSource:
         self._reachable = True
         throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
         consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s))
-        consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
+        manual = s.assignment == "manual"
+        if not manual:
+            consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
         delay = 0.5
         while not stopping.is_set():
             try:
@@ -201,6 +213,8 @@ class KafkaSource:
         self._last_contact = time.monotonic()
         probe = asyncio.create_task(self._probe(consumer), name="kafka-probe")
         try:
+            if manual and not await self._assign_all(consumer, stopping):
+                return  # stopped while the topics did not exist yet
             await self._consume(consumer, pipeline, stopping)
         finally:
             probe.cancel()
@@ -209,10 +223,59 @@ class KafkaSource:
             self.connected = False
             await consumer.stop()
 
+    def _all_partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition] | None:
+        """Every partition of the configured topics in the client's metadata (None: a topic has none yet)."""
+        out: set[TopicPartition] = set()
+        for topic in self.settings.topics:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                return None
+            out.update(TopicPartition(topic, p) for p in parts)
+        return out
+
+    async def _assign_all(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> bool:
+        """``assignment: manual``: take every partition of the topics, waiting (as a group
+        subscription would) for topics that do not exist yet. Each partition starts at the group's
+        committed offset (``auto_offset_reset`` where there is none). False if stopped first."""
+        delay = 0.5
+        while not stopping.is_set():
+            parts = self._all_partitions(consumer)
+            if parts is not None:
+                consumer.assign(sorted(parts))
+                self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in parts)
+                log.info("assigned partitions %s (kafka.assignment: manual, offsets from group %r)",
+                         self.assigned, self.settings.group_id)
+                return True
+            missing = [t for t in self.settings.topics if not consumer.partitions_for_topic(t)]
+            log.warning("Kafka topics %s not found at %s yet; waiting for them", missing, self.settings.bootstrap_servers)
+            # aiokafka refreshes tracked topics only every metadata_max_age_ms: ask now
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way to refresh
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+        return False
+
+    async def _grow_assignment(self, consumer: AIOKafkaConsumer, pipeline: Sink) -> None:
+        """``assignment: manual``: partitions added to a topic since the assignment are taken too,
+        after everything in flight is committed (``assign`` restarts every partition from its
+        committed offset; what was fetched and not yet handed over is fetched again)."""
+        parts = self._all_partitions(consumer)
+        if parts is None or parts <= consumer.assignment():
+            return
+        await pipeline.drain()
+        consumer.assign(sorted(parts | consumer.assignment()))
+        self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment())
+        log.info("topic partitions grew: now reading %s", self.assigned)
+
     async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Sink, stopping: asyncio.Event) -> None:
         lag = self.metrics.kafka_lag
+        fetched = self.metrics.kafka_fetch_delay
         fetch_delay = 0.5
+        manual = self.settings.assignment == "manual"
+        grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
         while not stopping.is_set():
+            if manual and time.monotonic() >= grow_check_at:
+                grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
+                await self._grow_assignment(consumer, pipeline)
             try:
                 data = await consumer.getmany(timeout_ms=200, max_records=self.settings.max_records)
             except KafkaError as exc:
@@ -234,7 +297,10 @@ class KafkaSource:
             lanes: list[int] = []
             runs: list[int] = []
             commit: dict[TopicPartition, int] = {}
+            now_ms = time.time() * 1000
             for tp, records in data.items():
+                if records[0].timestamp is not None and records[0].timestamp > 0:
+                    fetched.observe(max(0.0, now_ms - records[0].timestamp) / 1000)
                 lanes.append(self._lane_of.setdefault(tp, len(self._lane_of)))
                 runs.append(len(records))
                 payloads.extend([r.value if r.value is not None else b"" for r in records])
@@ -245,9 +311,11 @@ class KafkaSource:
                 high = consumer.highwater(tp)
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])
+            # a fetch short of max_records emptied aiokafka's prefetch buffer: nothing more to wait for
             batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, partitions=partitions,
                                  offsets=offsets, received_ns=time.time_ns(),
-                                 lanes=np.repeat(np.array(lanes, np.int16), runs))
+                                 lanes=np.repeat(np.array(lanes, np.int16), runs),
+                                 caught_up=len(payloads) < self.settings.max_records)
             await pipeline.submit(batch, ack=partial(self._commit, consumer, commit))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -27,6 +27,7 @@ from numba import njit
 
 from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
+from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -126,6 +127,9 @@ P_TL_N0 = _COL["tl_n0"]
 P_TL_K0 = _COL["tl_k0"]
 P_TL_E0 = _COL["tl_e0"]
 P_TL_C0 = _COL["tl_c0"]
+P_AL_TAIL = _COL["al_tail"]
+V_ROBUST_Z = _VETO_BIT["robust_z"]
+V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
@@ -155,6 +159,15 @@ def _tail(q, pr, n, k, e):
         m = (e + pr[P_TL_E0]) / (k + pr[P_TL_C0])
         return lam * math.exp(-(q - u) / m)
     return 1.0 - (1.0 - lam) * (q / u)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _decides(r, alert_tail, pr, n, k, e):
+    """A detector's weighted score r at its decision level is rare enough for this series to decide:
+    P(Q >= r / (1 - r)) under the slot's fitted tail is at most alert_tail (always where alert_tail >= 1)."""
+    if alert_tail >= 1.0:
+        return True
+    return _tail(r / (1.0 - r), pr, n, k, e) <= alert_tail
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -307,12 +320,13 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out,
+def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
             refresh_every, eager_refresh):
     """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
 
     Columns are the named constants of detect/layout.py (C_* state, P_* parameters). out [n, 6]
-    detector scores in DETECTOR_NAMES order, fused_out [n].
+    detector scores in DETECTOR_NAMES order, fused_out [n], veto_out [n] uint8 (layout.VETO_BIT: the
+    statistic reached its threshold, the calibrated tail vetoes the decision).
     """
     n = s.shape[0]
     RV = values.shape[1]
@@ -541,6 +555,19 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         out[i, 4] = s_flatline
         out[i, 5] = s_silence
         fused_out[i] = fu
+        # decisions, consistent with the calibrated score: robust_z and ewma (whose statistic is a distance in
+        # units of the series' spread, so a heavy-tailed series reaches the threshold often) decide where
+        # their weighted score is also rare under the series' fitted tail (P <= fusion.alert_tail); such a
+        # decision then carries a calibrated score >= 1 - alert_tail (the fused raw score is at least as high).
+        # threshold (operator limits), silence (the live gap check has no tail), spike and flatline (scales
+        # learned per series; a repeated spike must never be learned away) decide on their statistic alone
+        al = pr[P_AL_TAIL]
+        veto = 0
+        if s_robust_z >= 0.5 and not _decides(s_robust_z * pr[P_W_ROBUST_Z], al, pr, tl_n, tl_k, tl_e):
+            veto |= V_ROBUST_Z
+        if s_ewma >= 0.5 and not _decides(s_ewma * pr[P_W_EWMA], al, pr, tl_n, tl_k, tl_e):
+            veto |= V_EWMA
+        veto_out[i] = veto
 
         # --- state updates ---
         a = pr[P_EW_ALPHA]

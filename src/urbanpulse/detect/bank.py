@@ -29,8 +29,11 @@ Guarantees:
   units of that distance's own slowly learned typical size, on readings that are not outliers
   themselves (capped at 0.75, so a long excursion still yields one fused score at its onset).
 
-Scores are in [0, 1]; each detector's decision is its score >= 0.5, which is where its statistic
-reaches the configured threshold (z = threshold, gap = factor x interval, run = min_readings ...).
+Scores are in [0, 1]; score 0.5 is where a detector's statistic reaches the configured threshold
+(z = threshold, gap = factor x interval, run = min_readings ...), and that is its decision; robust_z's
+and ewma's decisions also need their weighted score to be rare under the slot's fitted tail (below),
+P <= `fusion.alert_tail`, so a decision is consistent with the calibrated score. The kernel writes
+the scores and, per reading, which decisions the tail vetoes (layout.VETO_BIT).
 The fused `anomaly_score` is the largest weighted detector score, *gated*: it is emitted only
 when it beats a decaying memory of the slot's recent peak (half-life `fusion.rearm_half_life`
 readings) and is 0 otherwise, so an anomaly yields one high score at its onset instead of a
@@ -63,7 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from urbanpulse.capacity import grown
-from urbanpulse.detect.layout import DETECTORS, S, STATE
+from urbanpulse.detect.layout import DETECTORS, S, STATE, VETO_BIT
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
@@ -90,7 +93,7 @@ def _kernel():  # noqa: ANN202
         st = np.zeros((1, len(_STATE)), np.float64)
         k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, _NO_TS, np.int64),
                   np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan), np.full((1, 8), np.nan, np.float32),
-                  np.full((1, 8), np.nan, np.float32), np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1),
+                  np.full((1, 8), np.nan, np.float32), np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1), np.zeros(1, np.uint8),
                   REFRESH_EVERY, EAGER_REFRESH)
         _KERNEL = k
     return _KERNEL
@@ -149,6 +152,7 @@ class DetectorBank:
             enabled.discard("threshold")
         self.names: tuple[str, ...] = tuple(n for n in DETECTOR_NAMES if n in enabled)
         self._det_cols = np.array([DETECTOR_NAMES.index(n) for n in self.names], np.int64)
+        self._veto_bits = np.array([VETO_BIT[n] for n in self.names], np.uint8)
         self.history_needed = max(int(settings.warm_readings), self.ring_values)
         self.capacity = 0
         self.last_ts = np.zeros(0, np.int64)
@@ -252,10 +256,16 @@ class DetectorBank:
         order = order[keep]
         return order, slot[order], ts[order], val[order]
 
-    def _result(self, order: np.ndarray, s: np.ndarray, t: np.ndarray, x: np.ndarray, score: np.ndarray,
-                fused: np.ndarray) -> Scores:
-        """Scores of the enabled detectors (columns in ``names`` order) with their decisions."""
+    def _result(self, order: np.ndarray, s: np.ndarray, t: np.ndarray, x: np.ndarray, out: np.ndarray,
+                fused: np.ndarray, veto: np.ndarray) -> Scores:
+        """Scores of the enabled detectors (columns in ``names`` order) with their decisions: the
+        statistic at its threshold (score >= 0.5) unless the calibrated tail vetoed it (layout.VETO_BIT)."""
+        score = out[:, self._det_cols]
         decision = score >= 0.5
+        vetoed = np.flatnonzero(veto)
+        if len(vetoed):
+            bits = veto[vetoed, None] & self._veto_bits[None, :]
+            decision[vetoed] &= bits == 0
         return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
                       decision=decision, names=self.names, anomaly_score=fused,
                       alert=decision.any(axis=1) if len(self.names) else np.zeros(len(order), bool))
@@ -265,15 +275,16 @@ class DetectorBank:
         n = len(order)
         out = np.zeros((n, len(DETECTOR_NAMES)), np.float64)
         fused = np.zeros(n, np.float64)
+        veto = np.zeros(n, np.uint8)
         if n:
             # one reading at a time in (slot, ts) order: the scalar form of the former rounds
             # (tests/detect_reference.py runs the same source interpreted: bit-identical output)
             _kernel().process(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
-                              self.values, self.changes, self.gaps, out, fused,
+                              self.values, self.changes, self.gaps, out, fused, veto,
                               REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None
-        return self._result(order, s, t, x, out[:, self._det_cols], fused)
+        return self._result(order, s, t, x, out, fused, veto)
 
     # -- live silence ----------------------------------------------------------------------------
 

@@ -33,6 +33,10 @@ PARAMS: tuple[str, ...] = (
     "fu_decay", "fu_bump", "li_w", "li_rate", "li_alpha", "li_thr", "li_min",
     "ls_thr", "ls_floor",
     "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate", "si_irregularity",
-    "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0",
+    "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0", "al_tail",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
+
+# the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
+# reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
+VETO_BIT = {name: 1 << i for i, name in enumerate(DETECTORS)}

@@ -59,7 +59,7 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         si_irregularity=p.silence.irregularity,
         tl_u=fusion.tail_level, tl_decay=1.0 - 1.0 / fusion.tail_memory, tl_n0=fusion.tail_prior_readings,
         tl_k0=fusion.tail_prior_rate * fusion.tail_prior_readings, tl_e0=fusion.tail_prior_excess * TAIL_PRIOR_TAILS,
-        tl_c0=TAIL_PRIOR_TAILS,
+        tl_c0=TAIL_PRIOR_TAILS, al_tail=fusion.alert_tail,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

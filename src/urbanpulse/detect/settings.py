@@ -232,6 +232,12 @@ class FusionSettings(BaseModel):
         1.0, gt=0, description="prior mean excess above tail_level (thresholds): with tail_prior_rate the tail of a "
         "series with little history (a statistic at the threshold, q = 1, is P ~ 0.01 x exp(-0.75) ~ 5e-3 then); "
         "and the fixed tail that maps the likelihood's q to its P (the likelihood is already a per-series z)")
+    alert_tail: float = Field(
+        0.01, gt=0, le=1, description="a detector decides (alerts) where its statistic reaches its threshold *and* the "
+        "calibrated score of that statistic (weighted, under the series' fitted tail) is at least 1 - alert_tail: "
+        "so every decision has anomaly_score-scale evidence >= 1 - alert_tail, and a series whose statistic often "
+        "reaches the threshold (heavy tails) needs a larger one to alert. 1 = the statistic alone. "
+        "threshold (operator limits) and silence (live gap checks) are not gated")
     tail_prior_readings: float = Field(
         200.0, ge=0, description="weight of the prior rate, in readings (the series' own counts take over after that)")
 

@@ -16,9 +16,14 @@ Why they stay right:
   holds at least ``min_readings_per_bucket`` readings of the series, judged from the series'
   interval (configured, or learned from the readings by :class:`IntervalLearner`). The decision
   is kept in ``rollup_series`` and only ever gets coarser; when a series' finest level becomes
-  coarser its finer rows are deleted in the same transaction, so a level of a series holds
-  either every bucket or none. The merges skip the levels a series does not keep, in SQL, so
-  several services agree on the decisions without talking to each other.
+  coarser its finer rows are deleted: up to :data:`INLINE_DROP_ROWS` per level in the same
+  transaction (a series that is just learning has a few), the rest in the background in
+  bounded transactions (:meth:`RollupWriter.keep_purging`): a series with a long history in a
+  level it no longer keeps (a database filled before the level policy, 10 M readings) held its
+  first batch after a start for minutes otherwise. Nothing reads a level a series does not keep
+  (queries follow ``rollup_series``), so rows waiting for the purge are never seen. The merges
+  skip the levels a series does not keep, in SQL, so several services agree on the decisions
+  without talking to each other.
 * Rows are merged in (series_id, bucket) order, so two concurrent batches touching the same
   rows wait for each other instead of deadlocking.
 
@@ -30,6 +35,8 @@ parameters; for servers where COPY is unavailable). benchmarks/rollups.py has th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -149,14 +156,32 @@ FROM unnest($1::int4[], $2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::
             $8::int8[], $9::float8[], $10::int8[], $11::float8[]) AS u(sid, bucket, n, mean, m2, mn, mx, fts, fv, lts, lv)
 """
 
-MERGE_UNNEST_SQL = {t: _merge_sql(t, _UNNEST_SOURCE + f" WHERE {_kept('u.sid', w)} ORDER BY 1, 2")
-                    for t, w in ROLLUP_TABLES.items()}
+def _exists(sid: str) -> str:
+    """SQL condition: the series still exists (a deferred flush must not bring back an erased one)."""
+    return f"EXISTS (SELECT 1 FROM series x WHERE x.id = {sid})"
+
+
+def _unnest_sql(existing_only: bool) -> dict[str, str]:
+    extra = f" AND {_exists('u.sid')}" if existing_only else ""
+    return {t: _merge_sql(t, _UNNEST_SOURCE + f" WHERE {_kept('u.sid', w)}{extra} ORDER BY 1, 2")
+            for t, w in ROLLUP_TABLES.items()}
+
+
 _SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({DECISION_LOCK_ID})"
-#: every table from one stage, in one round trip (a multi-statement simple query)
-MERGE_STAGE_SQL = ";".join([_SHARED_LOCK] + [
-    _merge_sql(t, f"SELECT {', '.join(COLUMNS)} FROM rollup_stage s WHERE width = {w} AND {_kept('s.series_id', w)} "
-                  f"ORDER BY series_id, bucket")
-    for t, w in ROLLUP_TABLES.items()])
+
+
+def _stage_sql(existing_only: bool) -> str:
+    """Every table from one stage, in one round trip (a multi-statement simple query)."""
+    extra = f" AND {_exists('s.series_id')}" if existing_only else ""
+    return ";".join([_SHARED_LOCK] + [
+        _merge_sql(t, f"SELECT {', '.join(COLUMNS)} FROM rollup_stage s WHERE width = {w} AND "
+                      f"{_kept('s.series_id', w)}{extra} ORDER BY series_id, bucket")
+        for t, w in ROLLUP_TABLES.items()])
+
+
+MERGE_UNNEST_SQL = _unnest_sql(False)
+MERGE_STAGE_SQL = _stage_sql(False)
+_EXISTING_SQL = {"stage": _stage_sql(True), "unnest": _unnest_sql(True)}
 STAGE_COLUMNS = (*COLUMNS, "width")
 
 
@@ -188,7 +213,8 @@ def encode_partials(parts: dict[str, Partials]) -> bytes:
     return b"".join(chunks)
 
 
-async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], method: MergeMethod = "stage") -> None:
+async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], method: MergeMethod = "stage",
+                         existing_only: bool = False) -> None:
     """Merge partials (table name -> partials) into the rollup tables, inside the caller's transaction.
 
     Tables are merged in a fixed order (minute, hour, day), rows in key order: no lock-order
@@ -200,12 +226,13 @@ async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], m
     if method == "stage":
         await conn.copy_to_table("rollup_stage", source=_once(encode_partials(parts)), columns=STAGE_COLUMNS,
                                  format="binary")
-        await conn.execute(MERGE_STAGE_SQL)
+        await conn.execute(_EXISTING_SQL["stage"] if existing_only else MERGE_STAGE_SQL)
         return
     await conn.execute(_SHARED_LOCK)
     for table, p in parts.items():
         m = p.stats
-        await conn.execute(MERGE_UNNEST_SQL[table], p.series_id.tolist(), p.bucket_us.tolist(), m.count.tolist(),
+        sql = _EXISTING_SQL["unnest"][table] if existing_only else MERGE_UNNEST_SQL[table]
+        await conn.execute(sql, p.series_id.tolist(), p.bucket_us.tolist(), m.count.tolist(),
                            m.mean.tolist(), m.m2.tolist(), m.min.tolist(), m.max.tolist(), m.first_ts.tolist(),
                            m.first.tolist(), m.last_ts.tolist(), m.last.tolist())
 
@@ -388,6 +415,50 @@ class LevelDecisions:
         return self.finest[sid]
 
 
+#: rows of a level a series no longer keeps deleted inside the deciding batch's transaction, per
+#: level; more are left to the background purge (RollupWriter.keep_purging)
+INLINE_DROP_ROWS = 5_000
+#: rows per transaction of the background purge
+PURGE_BATCH_ROWS = 10_000
+#: seconds after a start before the first purge pass (the first batches go first)
+PURGE_FIRST_AFTER_S = 10.0
+
+
+def _drop_some_sql(table: str) -> str:
+    """At most $2 rows of ``table`` of the series $1 (whose decisions drop the level)."""
+    return f"""
+WITH d AS (SELECT series_id, bucket FROM {table} WHERE series_id = ANY($1::int4[]) LIMIT $2)
+DELETE FROM {table} t USING d WHERE t.series_id = d.series_id AND t.bucket = d.bucket"""
+
+
+def _purge_sql(table: str, width: int) -> str:
+    """At most $1 rows of ``table`` belonging to series that no longer keep it: one index probe
+    per decided series, however long the history."""
+    return f"""
+WITH d AS (SELECT r.series_id, r.bucket FROM rollup_series s
+           CROSS JOIN LATERAL (SELECT series_id, bucket FROM {table} WHERE series_id = s.series_id LIMIT $1) r
+           WHERE s.finest_us > {width} LIMIT $1)
+DELETE FROM {table} t USING d WHERE t.series_id = d.series_id AND t.bucket = d.bucket"""
+
+
+async def purge_dropped_levels(pool: asyncpg.Pool, batch_rows: int = PURGE_BATCH_ROWS) -> dict[str, int]:
+    """Delete every row of a level its series no longer keeps, ``batch_rows`` per transaction
+    (short locks, no long transaction held against vacuum); returns the rows deleted per table."""
+    deleted: dict[str, int] = {}
+    for table, width in ROLLUP_TABLES.items():
+        sql = _purge_sql(table, width)
+        while True:
+            async with pool.acquire() as conn:
+                if await conn.fetchval("SELECT to_regclass('rollup_series') IS NULL"):
+                    return deleted
+                n = int((await conn.execute(sql, batch_rows)).rsplit(" ", 1)[-1])
+            if n:
+                deleted[table] = deleted.get(table, 0) + n
+            if n < batch_rows:
+                break
+    return deleted
+
+
 _DECIDE_SQL = """
 INSERT INTO rollup_series AS r (series_id, finest_us, interval_s, source)
 SELECT * FROM unnest($1::int4[], $2::int8[], $3::float8[], $4::text[]) ORDER BY 1
@@ -407,21 +478,47 @@ class RollupWriter:
         self.decisions = LevelDecisions()
         self._reload_at = 0.0
         self._hinted = np.zeros(1024, bool)  # by series id: interval_hint already asked
+        self._learnt: dict[int, float] = {}  # deferred: series id -> interval when it became known
+        #: set when a decision left rows of a dropped level behind (see keep_purging)
+        self.purge_wanted = asyncio.Event()
+        self.purged: dict[str, int] = {}  # rows deleted by the background purge, per table
 
-    async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials]) -> None:
-        """Merge the partials of one batch into every level its series keep."""
+    async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials], *, learned: bool = False,
+                    existing_only: bool = False) -> None:
+        """Merge the partials of one batch (or of one deferred flush: ``learned``, the batches were
+        learnt from by :meth:`learn` as they committed) into every level its series keep."""
         if self.policy.prunes and "rollup_1m" in partials:
-            await self._decide(conn, partials["rollup_1m"])
+            await self._decide(conn, partials["rollup_1m"], learn=not learned)
             partials = self._drop_decided(partials)
-        await merge_partials(conn, partials, self.method)
+        await merge_partials(conn, partials, self.method, existing_only)
 
-    async def _decide(self, conn: asyncpg.Connection, minute: Partials) -> None:
+    def learn(self, minute: Partials) -> None:
+        """Learn the intervals from one committed batch's minute partials (deferred rollups: in
+        batch order, as the steps between batches need)."""
+        if not self.policy.prunes or not len(minute):
+            return
+        d = self.decisions
+        d.grow(int(minute.series_id.max()))
+        touched = self.learner.observe(minute, d.finest == 0)
+        # the interval as it stood at this batch, as the per-batch path would decide it: a flush
+        # later must not decide from samples that came after (late readings' steps included)
+        new = np.array([s for s in touched[d.of(touched) == 0].tolist() if s not in self._learnt], np.int32)
+        if len(new):
+            got = self.learner.interval_s(new, self.policy.learn_after)
+            for s, i in zip(new.tolist(), got.tolist()):
+                if np.isfinite(i) and i > 0:
+                    self._learnt[s] = i
+
+    async def _decide(self, conn: asyncpg.Connection, minute: Partials, learn: bool = True) -> None:
         """Learn from this batch; record the levels of series whose interval became known and
         delete their rows in levels they no longer keep (all inside the batch transaction)."""
         d = self.decisions
         if len(minute):
             d.grow(int(minute.series_id.max()))
-        touched = self.learner.observe(minute, d.finest == 0)
+        if learn:
+            touched = self.learner.observe(minute, d.finest == 0)
+        else:
+            touched = np.unique(minute.series_id).astype(np.int32)
         stale: list[int] = []
         if not d.loaded:
             await self._reload(conn)
@@ -448,6 +545,9 @@ class RollupWriter:
                 interval, source = np.where(np.isfinite(hint), hint, interval), np.where(np.isfinite(hint),
                                                                                           "configured", source)
             learned = self.learner.interval_s(undecided, self.policy.learn_after)
+            if self._learnt:  # deferred: the interval as of the batch that made it known
+                early = np.array([self._learnt.pop(s, np.nan) for s in undecided.tolist()])
+                learned = np.where(np.isfinite(early), early, learned)
             interval = np.where(np.isfinite(interval), interval, learned)
             known = np.isfinite(interval) & (interval > 0)
             finest = self.policy.finest_level_us(np.where(known, interval, 0.0))
@@ -472,9 +572,13 @@ class RollupWriter:
         for table, width in ROLLUP_TABLES.items():
             drop = [r["series_id"] for r in rows if r["finest_us"] > width]
             if drop:
-                status = await conn.execute(f"DELETE FROM {table} WHERE series_id = ANY($1::int4[])", drop)
+                status = await conn.execute(_drop_some_sql(table), drop, INLINE_DROP_ROWS)
                 deleted = int(status.rsplit(" ", 1)[-1])
-                if deleted:
+                if deleted >= INLINE_DROP_ROWS:
+                    self.purge_wanted.set()  # a long history: the rest in the background, not in this batch
+                    log.info("rollups: %d series report too rarely for %s; deleted %d of its rows, the rest "
+                             "follow in the background", len(drop), table, deleted)
+                elif deleted:
                     log.info("rollups: %d series report too rarely for %s; deleted its %d rows", len(drop), table,
                              deleted)
         for s in sids:
@@ -496,12 +600,54 @@ class RollupWriter:
             d.set(r["series_id"], r["finest_us"])
             d.pending.pop(r["series_id"], None)
 
+    async def keep_purging(self, pool: asyncpg.Pool, stopping: asyncio.Event,
+                           first_after_s: float | None = None) -> None:
+        """Delete, in the background, the rows of levels their series no longer keep: once soon
+        after the start (what a previous process left: it may have stopped half-way), then each
+        time a decision leaves rows behind. Never in a batch's transaction; a failed pass is
+        logged and tried again at the next occasion."""
+        self.purge_wanted.set()
+        waits = PURGE_FIRST_AFTER_S if first_after_s is None else first_after_s
+        while not stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), waits)
+            waits = 1.0
+            if stopping.is_set() or not self.purge_wanted.is_set():
+                if not stopping.is_set():
+                    await self._wait_for_work(stopping)
+                continue
+            self.purge_wanted.clear()
+            try:
+                deleted = await purge_dropped_levels(pool)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.warning("rollups: deleting the rows of dropped levels failed (%s: %s); trying again later",
+                            type(exc).__name__, exc)
+                self.purge_wanted.set()
+                waits = 60.0
+                continue
+            for table, n in deleted.items():
+                self.purged[table] = self.purged.get(table, 0) + n
+                log.info("rollups: deleted %d rows of %s that their series no longer keep", n, table)
+
+    async def _wait_for_work(self, stopping: asyncio.Event) -> None:
+        """Until a decision leaves rows behind, or the service stops."""
+        waiting = {asyncio.ensure_future(self.purge_wanted.wait()), asyncio.ensure_future(stopping.wait())}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiting:
+                w.cancel()
+
     def _drop_decided(self, partials: dict[str, Partials]) -> dict[str, Partials]:
         """Leave out, before staging, the partials of levels a series is known not to keep (the
         SQL filter is what makes it right; this only saves work)."""
         out = {}
+        pending = self.decisions.pending
         for table, p in partials.items():
-            keep = self.decisions.of(p.series_id) <= ROLLUP_TABLES[table]
+            finest = self.decisions.of(p.series_id)
+            if pending:  # decided in this very transaction: the SQL filter sees them already
+                finest = np.maximum(finest, [pending[s][0] if s in pending else 0 for s in p.series_id.tolist()])
+            keep = finest <= ROLLUP_TABLES[table]
             out[table] = p if keep.all() else Partials(p.series_id[keep], p.bucket_us[keep], p.stats.take(keep))
         return out
 
