@@ -187,8 +187,8 @@ class StreamAnalytics:
         except Exception as exc:
             raise AnalyticsUnavailable(
                 f"stream analytics could not load its compiled kernels ({type(exc).__name__}: {exc}); readings "
-                f"are stored without analysis. Check numba's cache directory is writable (NUMBA_CACHE_DIR) and "
-                f"restart") from exc
+                f"are stored without analysis. Check the kernel directory (URBANPULSE_KERNEL_DIR, or numba's "
+                f"NUMBA_CACHE_DIR) is writable and restart") from exc
 
     @property
     def is_loaded(self) -> bool:
