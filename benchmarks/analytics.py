@@ -68,11 +68,11 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
     elif part == "rollups":
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": True}
-    elif on:
+    elif on:  # part "all", or "no-rollups": everything on but the rollups (what they cost)
         cfg["detection"] = {"enabled": True,
                             "metrics": {BENCH_METRIC: {"threshold": {"enabled": True, "high": 68.0,
                                                                      "clear_high": 66.0}}}}
-        cfg["database"]["rollups"] = {"enabled": True}
+        cfg["database"]["rollups"] = {"enabled": part != "no-rollups"}
     else:
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": False}
@@ -82,15 +82,20 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
 def reset_all(dsn: str) -> None:
     async def go(conn):  # noqa: ANN001
         await conn.execute("TRUNCATE readings, series, quarantine RESTART IDENTITY")
-        for table in ("rollup_1m", "rollup_1h", "alert_events", "alerts"):
+        # every rollup level and the per-series level decisions, whatever the schema has by now
+        rollups = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                   "AND tablename LIKE 'rollup%'")
+        for table in [r["tablename"] for r in rollups] + ["alert_events", "alerts"]:
             if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
                 await conn.execute(f"TRUNCATE {table} CASCADE")
         await conn.execute("CHECKPOINT")
     ib.db_call(dsn, go)
 
 
-def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all") -> dict[str, Any]:
-    n = ctx.args.readings
+def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all",
+                expected: int | None = None) -> dict[str, Any]:
+    """One service draining the topic; ``expected``: readings it stores (default all produced)."""
+    n = expected or ctx.args.readings
     reset_all(ctx.dsn)
     cfg = analytics_config(ctx.dsn, {"bootstrap_servers": ctx.tansu.bootstrap, "topics": [topic],
                                      "group_id": f"bench-{label}-{uuid.uuid4().hex[:6]}"}, on, part)
@@ -107,7 +112,10 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     time.sleep(0.5)
     analysis = _analysis_latency(ph.svc.url)
     stop = ph.stop()
-    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn)}
+    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn),
+           "t_spawn": ph.t_spawn, "first_stored_s": round(rate["first_stored_at"] - ph.t_spawn, 2),
+           "from_spawn_s": round(rate["all_stored_at"] - ph.t_spawn, 2),
+           "from_spawn_rate": n / (rate["all_stored_at"] - ph.t_spawn)}
     ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, cpu {cpu}, db {res['db']}")
     return res
 

@@ -52,28 +52,39 @@ SOURCE_KAFKA = 2          # urbanpulse.storage.writer.SOURCE_IDS["kafka"]
 # the data: reading i is a pure function of (i, base_ms), shared by publishers and the ceiling
 
 
-def reading_fields(i: int, base_ms: int) -> tuple[int, int, float]:
-    """(sensor index, ts epoch ms, value) of reading ``i``."""
-    return i % SENSORS, base_ms + (i // SENSORS) * STEP_MS, ((i * 7919) % 800 - 200) / 10
+INVALID_VALUE = 999.0     # out of the catalogue's temperature range (-90..70): quarantined
 
 
-def reading_json(i: int, base_ms: int) -> str:
-    s, ts, v = reading_fields(i, base_ms)
+def reading_fields(i: int, base_ms: int, series: int = SENSORS) -> tuple[int, int, float]:
+    """(sensor index, ts epoch ms, value) of reading ``i`` with ``series`` sensors."""
+    return i % series, base_ms + (i // series) * STEP_MS, ((i * 7919) % 800 - 200) / 10
+
+
+def is_invalid(i: int, invalid_every: int) -> bool:
+    """Reading ``i`` carries an out-of-range value: one in ``invalid_every`` (0: none)."""
+    return invalid_every > 0 and i % invalid_every == invalid_every - 1
+
+
+def reading_json(i: int, base_ms: int, series: int = SENSORS, invalid_every: int = 0) -> str:
+    s, ts, v = reading_fields(i, base_ms, series)
+    if is_invalid(i, invalid_every):
+        v = INVALID_VALUE
     return f'{{"sensor_id":"sensor-{s:04d}","metric":"temperature","ts":{ts},"value":{v!r}}}'
 
 
-def message_payload(i0: int, i1: int, base_ms: int, array: bool) -> bytes:
+def message_payload(i0: int, i1: int, base_ms: int, array: bool, series: int = SENSORS,
+                    invalid_every: int = 0) -> bytes:
     """One broker message holding readings i0..i1-1 (a JSON object, or an array of them)."""
     if not array:
-        return reading_json(i0, base_ms).encode()
-    return ("[" + ",".join(reading_json(i, base_ms) for i in range(i0, i1)) + "]").encode()
+        return reading_json(i0, base_ms, series, invalid_every).encode()
+    return ("[" + ",".join(reading_json(i, base_ms, series, invalid_every) for i in range(i0, i1)) + "]").encode()
 
 
-def default_base_ms(n: int) -> int:
+def default_base_ms(n: int, series: int = SENSORS) -> int:
     """Event times inside the last day (the validator rejects the future and > 30 days old)."""
-    span_ms = ((n - 1) // SENSORS + 1) * STEP_MS
+    span_ms = ((n - 1) // series + 1) * STEP_MS
     if span_ms > 20 * 3600 * 1000:
-        raise SystemExit(f"--readings {n} spans more than 20 h of event time at {SENSORS} sensors x {STEP_MS} ms")
+        raise SystemExit(f"--readings {n} spans more than 20 h of event time at {series} sensors x {STEP_MS} ms")
     return int(time.time() * 1000) - span_ms - 3600 * 1000
 
 
@@ -120,6 +131,7 @@ def worker_kafka(spec: dict[str, Any]) -> dict[str, Any]:
                   "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_097_151,
                   "log_level": 0})
     n, per, base = spec["readings"], spec["per_message"], spec["base_ms"]
+    series, invalid_every = spec.get("series", SENSORS), spec.get("invalid_every", 0)
     array = per > 1
     topic = spec["topic"]
     state = {"i": 0}
@@ -128,8 +140,8 @@ def worker_kafka(spec: dict[str, Any]) -> dict[str, Any]:
         i = state["i"]
         while i < target:
             j = min(n, i + per)
-            s, _, _ = reading_fields(i, base)
-            value = message_payload(i, j, base, array)
+            s, _, _ = reading_fields(i, base, series)
+            value = message_payload(i, j, base, array, series, invalid_every)
             while True:
                 try:
                     p.produce(topic, value=value, key=b"sensor-%04d" % s, on_delivery=cb)
@@ -423,15 +435,26 @@ def prepare_schema(dsn: str, n: int, base_ms: int) -> None:
     asyncio.run(go())
 
 
-def ceiling(dsn: str, n: int, base_ms: int) -> dict[str, float]:
-    """Binary COPY of the paths' rows: 5000 rows per transaction, then one single COPY."""
-    utc = dt.timezone.utc
-    epoch = dt.datetime(1970, 1, 1, tzinfo=utc)
+CEILING_COLUMNS = ["series_id", "ts", "value", "flags", "source", "lat", "lon"]
+
+
+def ceiling_records(n: int, base_ms: int, series: int = SENSORS, invalid_every: int = 0) -> list[tuple]:
+    """The rows the paths store for readings 0..n-1 (invalid ones left out), as ``readings``
+    records in CEILING_COLUMNS order; series ids 1..series as a fresh service assigns them."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     records = []
     for i in range(n):
-        s, ts, v = reading_fields(i, base_ms)
+        if is_invalid(i, invalid_every):
+            continue
+        s, ts, v = reading_fields(i, base_ms, series)
         records.append((s + 1, epoch + dt.timedelta(milliseconds=ts), v, 0, SOURCE_KAFKA, None, None))
-    columns = ["series_id", "ts", "value", "flags", "source", "lat", "lon"]
+    return records
+
+
+def ceiling(dsn: str, n: int, base_ms: int) -> dict[str, float]:
+    """Binary COPY of the paths' rows: 5000 rows per transaction, then one single COPY."""
+    records = ceiling_records(n, base_ms)
+    columns = CEILING_COLUMNS
 
     async def go(conn) -> dict[str, float]:  # noqa: ANN001
         out = {}
@@ -630,7 +653,8 @@ def latency_phase(ctx: Ctx, kind: str) -> dict[str, Any]:
     return res
 
 
-def produce_kafka_backlog(ctx: Ctx, topic: str) -> dict[str, Any]:
+def produce_kafka_backlog(ctx: Ctx, topic: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pre-produce the phase's readings; ``data`` may set ``series`` and ``invalid_every``."""
     from services import create_topic
 
     n = ctx.args.readings
@@ -638,7 +662,7 @@ def produce_kafka_backlog(ctx: Ctx, topic: str) -> dict[str, Any]:
     log(f"kafka: pre-producing {n:,} readings ({ctx.args.kafka_readings_per_message}/message) to {topic} "
         f"(4 partitions, confluent_kafka in a separate process)")
     w = Worker({"kind": "kafka", "mode": "burst", "bootstrap": ctx.tansu.bootstrap, "topic": topic, "readings": n,
-                "per_message": ctx.args.kafka_readings_per_message, "base_ms": ctx.base_ms},
+                "per_message": ctx.args.kafka_readings_per_message, "base_ms": ctx.base_ms, **(data or {})},
                ctx.workdir, ctx.cleanup)
     out = w.result()
     if out["undelivered"] or out["errors"]:
