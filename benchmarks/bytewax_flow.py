@@ -154,7 +154,8 @@ def build_flow() -> Dataflow:
     flow = Dataflow("urbanpulse_peer")
     msgs = op.input("kafka", flow, KafkaSource(
         SPEC["brokers"], [SPEC["topic"]], tail=False, batch_size=SPEC.get("batch_size", 5000),
-        add_config={"group.id": SPEC["group"], "fetch.max.bytes": "52428800"}))
+        add_config={"group.id": SPEC["group"], "fetch.max.bytes": "67108864",  # as the service
+                    "max.partition.fetch.bytes": "4194304"}))
     readings = op.filter_map("validate", msgs, parse)
     op.output("readings", readings, _Sink(_ReadingsPartition))
     keyed = op.key_on("series", readings, lambda r: f"{r[0]}\x00{r[1]}")

@@ -42,7 +42,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-SENSORS = 1000
+SENSORS = 1000           # distinct sensors (benchmarks/analytics.py --data-series changes it)
+INVALID_EVERY = 0         # every k-th reading out of the physical range (quarantined); 0: none
+INVALID_VALUE = 9999.0    # temperature far outside its catalogue range
 STEP_MS = 1000            # per-sensor spacing of event times: (sensor, ts) stays unique
 CEILING_BATCH = 5000      # = IngestSettings.batch_max_readings default
 SOURCE_KAFKA = 2          # urbanpulse.storage.writer.SOURCE_IDS["kafka"]
@@ -52,39 +54,40 @@ SOURCE_KAFKA = 2          # urbanpulse.storage.writer.SOURCE_IDS["kafka"]
 # the data: reading i is a pure function of (i, base_ms), shared by publishers and the ceiling
 
 
-INVALID_VALUE = 999.0     # out of the catalogue's temperature range (-90..70): quarantined
+def reading_fields(i: int, base_ms: int) -> tuple[int, int, float]:
+    """(sensor index, ts epoch ms, value) of reading ``i``."""
+    value = INVALID_VALUE if INVALID_EVERY and i % INVALID_EVERY == INVALID_EVERY - 1 else ((i * 7919) % 800 - 200) / 10
+    return i % SENSORS, base_ms + (i // SENSORS) * STEP_MS, value
 
 
-def reading_fields(i: int, base_ms: int, series: int = SENSORS) -> tuple[int, int, float]:
-    """(sensor index, ts epoch ms, value) of reading ``i`` with ``series`` sensors."""
-    return i % series, base_ms + (i // series) * STEP_MS, ((i * 7919) % 800 - 200) / 10
+def configure_data(sensors: int, invalid_every: int = 0) -> None:
+    """Change the data's shape (in this process; workers get it through their spec)."""
+    global SENSORS, INVALID_EVERY
+    SENSORS, INVALID_EVERY = sensors, invalid_every
 
 
-def is_invalid(i: int, invalid_every: int) -> bool:
-    """Reading ``i`` carries an out-of-range value: one in ``invalid_every`` (0: none)."""
-    return invalid_every > 0 and i % invalid_every == invalid_every - 1
+def invalid_count(n: int) -> int:
+    """How many of readings 0..n-1 are out of range (quarantined, never stored)."""
+    return n // INVALID_EVERY if INVALID_EVERY else 0
 
 
-def reading_json(i: int, base_ms: int, series: int = SENSORS, invalid_every: int = 0) -> str:
-    s, ts, v = reading_fields(i, base_ms, series)
-    if is_invalid(i, invalid_every):
-        v = INVALID_VALUE
+def reading_json(i: int, base_ms: int) -> str:
+    s, ts, v = reading_fields(i, base_ms)
     return f'{{"sensor_id":"sensor-{s:04d}","metric":"temperature","ts":{ts},"value":{v!r}}}'
 
 
-def message_payload(i0: int, i1: int, base_ms: int, array: bool, series: int = SENSORS,
-                    invalid_every: int = 0) -> bytes:
+def message_payload(i0: int, i1: int, base_ms: int, array: bool) -> bytes:
     """One broker message holding readings i0..i1-1 (a JSON object, or an array of them)."""
     if not array:
-        return reading_json(i0, base_ms, series, invalid_every).encode()
-    return ("[" + ",".join(reading_json(i, base_ms, series, invalid_every) for i in range(i0, i1)) + "]").encode()
+        return reading_json(i0, base_ms).encode()
+    return ("[" + ",".join(reading_json(i, base_ms) for i in range(i0, i1)) + "]").encode()
 
 
-def default_base_ms(n: int, series: int = SENSORS) -> int:
+def default_base_ms(n: int) -> int:
     """Event times inside the last day (the validator rejects the future and > 30 days old)."""
-    span_ms = ((n - 1) // series + 1) * STEP_MS
+    span_ms = ((n - 1) // SENSORS + 1) * STEP_MS
     if span_ms > 20 * 3600 * 1000:
-        raise SystemExit(f"--readings {n} spans more than 20 h of event time at {series} sensors x {STEP_MS} ms")
+        raise SystemExit(f"--readings {n} spans more than 20 h of event time at {SENSORS} sensors x {STEP_MS} ms")
     return int(time.time() * 1000) - span_ms - 3600 * 1000
 
 
@@ -131,7 +134,6 @@ def worker_kafka(spec: dict[str, Any]) -> dict[str, Any]:
                   "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_097_151,
                   "log_level": 0})
     n, per, base = spec["readings"], spec["per_message"], spec["base_ms"]
-    series, invalid_every = spec.get("series", SENSORS), spec.get("invalid_every", 0)
     array = per > 1
     topic = spec["topic"]
     state = {"i": 0}
@@ -140,8 +142,8 @@ def worker_kafka(spec: dict[str, Any]) -> dict[str, Any]:
         i = state["i"]
         while i < target:
             j = min(n, i + per)
-            s, _, _ = reading_fields(i, base, series)
-            value = message_payload(i, j, base, array, series, invalid_every)
+            s, _, _ = reading_fields(i, base)
+            value = message_payload(i, j, base, array)
             while True:
                 try:
                     p.produce(topic, value=value, key=b"sensor-%04d" % s, on_delivery=cb)
@@ -235,6 +237,7 @@ def worker_mqtt(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(spec_json: str) -> int:
     spec = json.loads(spec_json)
+    configure_data(spec.get("sensors", SENSORS), spec.get("invalid_every", 0))
     out = worker_kafka(spec) if spec["kind"] == "kafka" else worker_mqtt(spec)
     Path(spec["out"]).write_text(json.dumps(out))
     return 0
@@ -253,7 +256,7 @@ class Worker:
 
     def __init__(self, spec: dict[str, Any], workdir: Path, cleanup: contextlib.ExitStack) -> None:
         self.out = workdir / f"worker-{uuid.uuid4().hex[:8]}.json"
-        spec = dict(spec, out=str(self.out))
+        spec = dict(spec, out=str(self.out), sensors=SENSORS, invalid_every=INVALID_EVERY)
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
                                      stdin=subprocess.DEVNULL)
         cleanup.callback(self._kill)
@@ -438,15 +441,15 @@ def prepare_schema(dsn: str, n: int, base_ms: int) -> None:
 CEILING_COLUMNS = ["series_id", "ts", "value", "flags", "source", "lat", "lon"]
 
 
-def ceiling_records(n: int, base_ms: int, series: int = SENSORS, invalid_every: int = 0) -> list[tuple]:
-    """The rows the paths store for readings 0..n-1 (invalid ones left out), as ``readings``
-    records in CEILING_COLUMNS order; series ids 1..series as a fresh service assigns them."""
+def ceiling_records(n: int, base_ms: int) -> list[tuple]:
+    """The rows the paths store for readings 0..n-1 (the out-of-range ones left out), as
+    ``readings`` records in CEILING_COLUMNS order, series ids 1..SENSORS."""
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     records = []
     for i in range(n):
-        if is_invalid(i, invalid_every):
+        if INVALID_EVERY and i % INVALID_EVERY == INVALID_EVERY - 1:
             continue
-        s, ts, v = reading_fields(i, base_ms, series)
+        s, ts, v = reading_fields(i, base_ms)
         records.append((s + 1, epoch + dt.timedelta(milliseconds=ts), v, 0, SOURCE_KAFKA, None, None))
     return records
 
@@ -653,8 +656,7 @@ def latency_phase(ctx: Ctx, kind: str) -> dict[str, Any]:
     return res
 
 
-def produce_kafka_backlog(ctx: Ctx, topic: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Pre-produce the phase's readings; ``data`` may set ``series`` and ``invalid_every``."""
+def produce_kafka_backlog(ctx: Ctx, topic: str) -> dict[str, Any]:
     from services import create_topic
 
     n = ctx.args.readings
@@ -662,7 +664,7 @@ def produce_kafka_backlog(ctx: Ctx, topic: str, data: dict[str, Any] | None = No
     log(f"kafka: pre-producing {n:,} readings ({ctx.args.kafka_readings_per_message}/message) to {topic} "
         f"(4 partitions, confluent_kafka in a separate process)")
     w = Worker({"kind": "kafka", "mode": "burst", "bootstrap": ctx.tansu.bootstrap, "topic": topic, "readings": n,
-                "per_message": ctx.args.kafka_readings_per_message, "base_ms": ctx.base_ms, **(data or {})},
+                "per_message": ctx.args.kafka_readings_per_message, "base_ms": ctx.base_ms},
                ctx.workdir, ctx.cleanup)
     out = w.result()
     if out["undelivered"] or out["errors"]:

@@ -104,10 +104,9 @@ def measure_ceiling(ctx: ib.Ctx, records: list[tuple], per_tx: int, label: str) 
 # Bytewax
 
 
-def expected_buckets(n: int, base_ms: int, series: int, invalid_every: int) -> int:
-    """(series, minute) buckets holding at least one valid reading: the peer's mean rows."""
-    return len({(s, ts // 60_000) for i in range(n) if not ib.is_invalid(i, invalid_every)
-                for s, ts, _ in (ib.reading_fields(i, base_ms, series),)})
+def expected_buckets(records: list[tuple]) -> int:
+    """(series, minute) buckets holding at least one stored reading: the peer's mean rows."""
+    return len({(r[0], r[1].replace(second=0, microsecond=0)) for r in records})
 
 
 def _bytewax_tables(dsn: str) -> None:
@@ -198,8 +197,8 @@ def bytewax_phase(ctx: ib.Ctx, topic: str, python: Path, processes: int, expecte
 # the run
 
 
-def service_phase(ctx: ib.Ctx, topic: str, config: str, label: str, expected: int) -> dict[str, Any]:
-    res = ab.kafka_phase(ctx, topic, config != "off", label, config, expected=expected)
+def service_phase(ctx: ib.Ctx, topic: str, config: str, label: str) -> dict[str, Any]:
+    res = ab.kafka_phase(ctx, topic, config != "off", label, config)
     res["loadavg_1m"] = round(os.getloadavg()[0], 2)
     return res
 
@@ -319,14 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix=f"throughput-{stamp}-", dir=RESULTS))
     started = time.time()
     data = {"series": args.series, "invalid_every": args.invalid_every}
+    ib.configure_data(args.series, args.invalid_every)  # the producer workers get it through their spec
     n = args.readings
-    stored = n - sum(1 for i in range(n) if ib.is_invalid(i, args.invalid_every))
+    stored = n - ib.invalid_count(n)
     r: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": _commit(),
                          "readings": n, "stored": stored, **data, "loadavg_start": os.getloadavg(),
                          "command": " ".join([Path(sys.executable).name, *sys.argv])}
     with contextlib.ExitStack() as cleanup:
         ctx = ib.Ctx(args, workdir, cleanup)
-        ctx.base_ms = ib.default_base_ms(n, args.series)
+        ctx.base_ms = ib.default_base_ms(n)
         db_name, ctx.dsn = create_database(base_dsn, prefix="up_bench14")
         cleanup.callback(lambda: drop_database(db_name, base_dsn))
         r["machine"] = ib.machine_info(ctx.dsn)
@@ -335,27 +335,24 @@ def main(argv: list[str] | None = None) -> int:
         ib.prepare_schema(ctx.dsn, n, ctx.base_ms)
         ab._compile_kernels()  # "compiled kernels cached", as the issue's targets assume
         topic = f"bench.throughput.{uuid.uuid4().hex[:6]}"
-        r["produce"] = ib.produce_kafka_backlog(ctx, topic, data)
-        records = ib.ceiling_records(n, ctx.base_ms, args.series, args.invalid_every)
+        r["produce"] = ib.produce_kafka_backlog(ctx, topic)
+        records = ib.ceiling_records(n, ctx.base_ms)
+        buckets = expected_buckets(records)
         r["ceiling"] = [measure_ceiling(ctx, records, args.ceiling_batch, "before")]
-        del records
         order = ["all", "no-rollups", "off"]
         phases = []
         for c in order:
-            phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-1", stored)})
+            phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-1")})
         if not bytewax_skipped:
-            buckets = expected_buckets(n, ctx.base_ms, args.series, args.invalid_every)
             r["bytewax"] = {f"{k} process{'es' if k > 1 else ''}":
                             bytewax_phase(ctx, topic, args.bytewax_python, k, stored, buckets) for k in (2, 1)}
         else:
             r["bytewax_skipped"] = bytewax_skipped
         if args.repeats == 2:
             for c in reversed(order):
-                phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-2", stored)})
+                phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-2")})
         r["service_phases"] = phases
-        records = ib.ceiling_records(n, ctx.base_ms, args.series, args.invalid_every)
         r["ceiling"].append(measure_ceiling(ctx, records, args.ceiling_batch, "after"))
-        del records
     r["loadavg_end"] = os.getloadavg()
     r["loadavg"] = f"{r['loadavg_start'][0]:.1f} -> {r['loadavg_end'][0]:.1f} (1 min)"
     r["summary"] = summarise(r)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import threading
 import time
 import uuid
@@ -27,12 +28,19 @@ from pydantic import ValidationError
 
 import services
 from service_process import ServiceProcess, readings_count, wait_until
+from test_rollups import recompute, stored_readings
 from urbanpulse import analytics as analytics_module
-from urbanpulse.config import KafkaSettings, load_settings
+from urbanpulse.config import KafkaSettings, RollupSettings, load_settings
 from urbanpulse.connectors.kafka import KafkaSource, group_options
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.metrics import IngestMetrics
+from urbanpulse.model import ReadingColumns
 from urbanpulse.service import IngestService
+from urbanpulse.storage import recent as recent_module, rollups as rollups_module
+from urbanpulse.storage.migrations import migrate
+from urbanpulse.storage.partitions import MonthlyPartitions
+from urbanpulse.storage.rollups import DAY_US, RollupPolicy
+from urbanpulse.storage.writer import ReadingStore, prepare_connection
 from urbanpulse.testing import RecordingSink
 
 
@@ -343,3 +351,149 @@ def test_a_manually_assigned_service_killed_mid_stream_restarts_and_stores_every
     finally:
         first.stop_quietly()
         second.stop_quietly()
+
+
+# -- a start against a long history ------------------------------------------------------------
+
+def _columns(sensors: list[str], metric: str, ts_us: np.ndarray, value: np.ndarray) -> ReadingColumns:
+    n = len(ts_us)
+    return ReadingColumns(sensor_id=sensors, metric=[metric] * n, ts_us=ts_us, value=value, lat=np.full(n, np.nan),
+                          lon=np.full(n, np.nan), unit=[None] * n, msg=np.arange(n, dtype=np.int32),
+                          item=np.full(n, -1, np.int32), has_null_value=np.zeros(n, bool), flags=np.zeros(n, np.int16))
+
+
+@given(series=st.integers(1, 4), per_series=st.integers(60, 400), inline=st.integers(1, 80),
+       purge_rows=st.integers(7, 200))
+@hsettings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_rows_of_levels_a_long_history_no_longer_keeps_leave_beside_the_batch_not_inside_it(
+        startup_db: str, monkeypatch: pytest.MonkeyPatch, series: int, per_series: int, inline: int,
+        purge_rows: int) -> None:
+    """A database filled before the level policy holds every level of every series. The first
+    batch after a start that decides a series keeps only daily rollups deletes at most
+    ``INLINE_DROP_ROWS`` rows per level in its own transaction (it used to delete the whole
+    history there: minutes on 10 M readings); the background purge deletes the rest in bounded
+    transactions. Queries never see the rows in between (rollup_series says which levels to
+    read), and the daily level stays equal to a recomputation from the readings."""
+    monkeypatch.setattr(rollups_module, "INLINE_DROP_ROWS", inline)
+    metric = f"m{uuid.uuid4().hex[:8]}"  # one hypothesis example's series, apart from the others'
+    sensors = [f"hist-{i}" for i in range(series)]
+    base_us = int(time.time() // 86400 * 86400 - 40 * 86400) * 1_000_000
+    step_us = 600_000_000  # every 10 minutes: a day bucket holds 144, an hour 6 (< 10): only 1d is kept
+
+    async def scenario() -> None:
+        conn = await asyncpg.connect(startup_db)
+        await migrate(conn, "postgres")
+        await conn.close()
+        pool = await asyncpg.create_pool(startup_db, min_size=1, max_size=3, init=prepare_connection)
+        try:
+            parts = MonthlyPartitions()
+            async with pool.acquire() as c:
+                await parts.load(c)
+            old = ReadingStore(pool, parts)  # the writer before the level policy: every level
+            k = np.repeat(np.arange(per_series), series)
+            who = [sensors[i % series] for i in range(len(k))]
+            await old.write(_columns(who, metric, base_us + k * step_us, 20 + np.sin(k / 7.0)), [], "replay")
+            sids = sorted((await old.series.ids_for(pool, sensors, [metric] * series)).tolist())
+
+            async def rows(table: str) -> int:
+                return await pool.fetchval(f"SELECT count(*) FROM {table} WHERE series_id = ANY($1::int4[])", sids)
+
+            history = {t: await rows(t) for t in ("rollup_1m", "rollup_1h")}
+            new = ReadingStore(pool, parts)
+            new.rollups.policy = RollupPolicy.from_settings(RollupSettings(intervals={metric: 600}), new.series.key_of)
+            last = base_us + per_series * step_us
+            await new.write(_columns(sensors, metric, np.full(series, last, np.int64), np.full(series, 21.0)), [],
+                            "replay")
+            assert await pool.fetchval("SELECT count(*) FROM rollup_series WHERE series_id = ANY($1::int4[]) "
+                                       "AND finest_us = $2", sids, DAY_US) == series
+            for table, before in history.items():  # the batch deleted at most the bound
+                assert before - min(before, inline) <= await rows(table) <= before
+            if any(n > inline for n in history.values()):  # rows left behind: the purge is asked for
+                assert new.rollups.purge_wanted.is_set()
+            await rollups_module.purge_dropped_levels(pool, purge_rows)
+            assert await rows("rollup_1m") == 0 and await rows("rollup_1h") == 0
+            async with pool.acquire() as c:
+                sid, ts, value = await stored_readings(c)
+                keep = np.isin(sid, sids)
+                expected = recompute(sid[keep], ts[keep], value[keep], DAY_US)
+                got = {(r[0], r[1]): r[2] for r in await c.fetch(
+                    "SELECT series_id, (extract(epoch FROM bucket) * 1000000)::int8, count FROM rollup_1d "
+                    "WHERE series_id = ANY($1::int4[])", sids)}
+            assert got == {key: v[0] for key, v in expected.items()}
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+async def test_the_detectors_warm_up_reads_each_series_newest_readings_by_index(startup_db: str) -> None:
+    """The warm-up after a start (storage/recent.py) walks each series' primary key backwards
+    from its newest reading, LIMIT per series, in the newest partition first: no sequential scan
+    of readings, so its cost follows the series asked for, not the history stored."""
+    conn = await asyncpg.connect(startup_db)
+    pool = await asyncpg.create_pool(startup_db, min_size=1, max_size=2)
+    try:
+        await migrate(conn, "postgres")
+        parts = MonthlyPartitions()
+        await parts.load(conn)
+        now_us = int(time.time() * 1e6)
+        n_series, per = 30, 3000  # 40 minutes apart: 83 days, four monthly partitions
+        await conn.execute("INSERT INTO series (sensor_id, metric) SELECT 'warm-' || g, 'temperature' "
+                           "FROM generate_series(1, $1) g", n_series)
+        sids = [r[0] for r in await conn.fetch("SELECT id FROM series WHERE sensor_id LIKE 'warm-%' ORDER BY id")]
+        await parts.ensure(pool, now_us - np.arange(per, dtype=np.int64) * 40 * 60 * 10**6)
+        await conn.execute("""
+            INSERT INTO readings (series_id, ts, value, source, flags)
+            SELECT s, now() - make_interval(mins => g * 40), g, 1, 0
+            FROM unnest($1::int4[]) s, generate_series(0, $2 - 1) g""", sids, per)
+        await conn.execute("ANALYZE readings")
+        plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + recent_module._LAST_READINGS_SQL, sids, 128)
+        nodes = []
+
+        def walk(node: dict) -> None:
+            nodes.append((node["Node Type"], node.get("Relation Name", ""), node.get("Index Name", "")))
+            for child in node.get("Plans", []):
+                walk(child)
+
+        walk(json.loads(plan)[0]["Plan"])
+        on_readings = [n for n in nodes if n[1].startswith("readings")]
+        assert on_readings and all(kind in ("Index Scan", "Index Only Scan") for kind, _, _ in on_readings), nodes
+        assert ("Limit", "", "") in nodes
+        sid, ts_us, value = await recent_module.last_readings(conn, np.array(sids, np.int32), 128)
+        assert len(sid) == n_series * 128 and np.bincount(sid - min(sids)).max() == 128
+    finally:
+        await conn.close()
+        await pool.close()
+
+
+async def test_the_service_deletes_rows_a_previous_process_left_in_dropped_levels(
+        startup_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process stopped before its background purge finished leaves rows of dropped levels; the
+    next start deletes them beside ingest (and nothing else)."""
+    monkeypatch.setattr(rollups_module, "PURGE_FIRST_AFTER_S", 0.0)
+    conn = await asyncpg.connect(startup_db)
+    try:
+        await migrate(conn, "postgres")
+        await conn.execute("INSERT INTO series (sensor_id, metric) VALUES ('left', 'pm2_5'), ('kept', 'pm2_5')")
+        left, kept = [r[0] for r in await conn.fetch("SELECT id FROM series ORDER BY sensor_id DESC")]
+        await conn.execute("INSERT INTO rollup_series (series_id, finest_us, interval_s, source) "
+                           "VALUES ($1, $2, 600, 'configured')", left, DAY_US)
+        for table in ("rollup_1m", "rollup_1h", "rollup_1d"):
+            await conn.execute(f"""
+                INSERT INTO {table} (series_id, bucket, count, mean, m2, min, max, first_ts, first, last_ts, last)
+                SELECT s, now() - make_interval(days => g), 1, 1, 0, 1, 1, now(), 1, now(), 1
+                FROM unnest($1::int4[]) s, generate_series(1, 30) g""", [left, kept])
+    finally:
+        await conn.close()
+    service = await _service(startup_db)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and await service.pool.fetchval(
+                "SELECT (SELECT count(*) FROM rollup_1m WHERE series_id = $1) + "
+                "(SELECT count(*) FROM rollup_1h WHERE series_id = $1)", left):
+            await asyncio.sleep(0.1)
+        counts = {t: dict(await service.pool.fetch(f"SELECT series_id, count(*) FROM {t} GROUP BY 1"))
+                  for t in ("rollup_1m", "rollup_1h", "rollup_1d")}
+        assert counts == {"rollup_1m": {kept: 30}, "rollup_1h": {kept: 30}, "rollup_1d": {left: 30, kept: 30}}
+    finally:
+        await service.stop()

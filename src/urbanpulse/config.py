@@ -197,6 +197,11 @@ class KafkaSettings(_Section):
     client_id: str = "urbanpulse"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(10_000, ge=1, description="per getmany call")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000, description="how long the broker may hold a fetch that finds no new records. Apache "
+        "Kafka answers as soon as a record arrives, so this only sets how often an idle consumer asks again; "
+        "brokers that answer only when it runs out (Tansu) add up to this much to each reading's latency "
+        "(benchmarks/README.md, issue 14 item 6). aiokafka's default is 500")
     session_timeout_ms: int = Field(
         6_000, ge=1000, description="a worker silent this long leaves the group; also how long a new group takes to "
         "form on some brokers (Tansu: about half of it) and how long a killed worker's partitions wait. 6 s is the "

@@ -104,6 +104,7 @@ class IngestService:
         self.http_ingest: HttpIngestor | None = None
         self._retention_task: asyncio.Task[None] | None = None
         self._freeze_task: asyncio.Task[None] | None = None
+        self._purge_task: asyncio.Task[None] | None = None
         #: the latest committed readings for the live page (fed by stream analytics)
         self.live = LiveFeed(settings.live)
 
@@ -146,6 +147,9 @@ class IngestService:
         if store.rollups is not None:
             store.rollups.policy = RollupPolicy.from_settings(s.database.rollups, store.series.key_of,
                                                               self.registered.expected_interval)
+            # rows of levels a series no longer keeps: deleted beside ingest, never in a batch
+            self._purge_task = asyncio.create_task(store.rollups.keep_purging(self.pool, self.stopping),
+                                                   name="rollup-purge")
         await self.registered.refresh(self.pool)
         self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
                                                   name="registry-refresh")
@@ -203,10 +207,12 @@ class IngestService:
         if self._source_tasks:
             await asyncio.gather(*self._source_tasks, return_exceptions=True)
             self._source_tasks = []
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            await asyncio.gather(self._retention_task, return_exceptions=True)
-            self._retention_task = None
+        for name in ("_retention_task", "_purge_task"):
+            task = getattr(self, name)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                setattr(self, name, None)
         if self.http_ingest is not None:
             await self.http_ingest.close()
         if self.pipeline is not None:

@@ -16,9 +16,14 @@ Why they stay right:
   holds at least ``min_readings_per_bucket`` readings of the series, judged from the series'
   interval (configured, or learned from the readings by :class:`IntervalLearner`). The decision
   is kept in ``rollup_series`` and only ever gets coarser; when a series' finest level becomes
-  coarser its finer rows are deleted in the same transaction, so a level of a series holds
-  either every bucket or none. The merges skip the levels a series does not keep, in SQL, so
-  several services agree on the decisions without talking to each other.
+  coarser its finer rows are deleted: up to :data:`INLINE_DROP_ROWS` per level in the same
+  transaction (a series that is just learning has a few), the rest in the background in
+  bounded transactions (:meth:`RollupWriter.keep_purging`): a series with a long history in a
+  level it no longer keeps (a database filled before the level policy, 10 M readings) held its
+  first batch after a start for minutes otherwise. Nothing reads a level a series does not keep
+  (queries follow ``rollup_series``), so rows waiting for the purge are never seen. The merges
+  skip the levels a series does not keep, in SQL, so several services agree on the decisions
+  without talking to each other.
 * Rows are merged in (series_id, bucket) order, so two concurrent batches touching the same
   rows wait for each other instead of deadlocking.
 
@@ -30,6 +35,8 @@ parameters; for servers where COPY is unavailable). benchmarks/rollups.py has th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -388,6 +395,50 @@ class LevelDecisions:
         return self.finest[sid]
 
 
+#: rows of a level a series no longer keeps deleted inside the deciding batch's transaction, per
+#: level; more are left to the background purge (RollupWriter.keep_purging)
+INLINE_DROP_ROWS = 5_000
+#: rows per transaction of the background purge
+PURGE_BATCH_ROWS = 10_000
+#: seconds after a start before the first purge pass (the first batches go first)
+PURGE_FIRST_AFTER_S = 10.0
+
+
+def _drop_some_sql(table: str) -> str:
+    """At most $2 rows of ``table`` of the series $1 (whose decisions drop the level)."""
+    return f"""
+WITH d AS (SELECT series_id, bucket FROM {table} WHERE series_id = ANY($1::int4[]) LIMIT $2)
+DELETE FROM {table} t USING d WHERE t.series_id = d.series_id AND t.bucket = d.bucket"""
+
+
+def _purge_sql(table: str, width: int) -> str:
+    """At most $1 rows of ``table`` belonging to series that no longer keep it: one index probe
+    per decided series, however long the history."""
+    return f"""
+WITH d AS (SELECT r.series_id, r.bucket FROM rollup_series s
+           CROSS JOIN LATERAL (SELECT series_id, bucket FROM {table} WHERE series_id = s.series_id LIMIT $1) r
+           WHERE s.finest_us > {width} LIMIT $1)
+DELETE FROM {table} t USING d WHERE t.series_id = d.series_id AND t.bucket = d.bucket"""
+
+
+async def purge_dropped_levels(pool: asyncpg.Pool, batch_rows: int = PURGE_BATCH_ROWS) -> dict[str, int]:
+    """Delete every row of a level its series no longer keeps, ``batch_rows`` per transaction
+    (short locks, no long transaction held against vacuum); returns the rows deleted per table."""
+    deleted: dict[str, int] = {}
+    for table, width in ROLLUP_TABLES.items():
+        sql = _purge_sql(table, width)
+        while True:
+            async with pool.acquire() as conn:
+                if await conn.fetchval("SELECT to_regclass('rollup_series') IS NULL"):
+                    return deleted
+                n = int((await conn.execute(sql, batch_rows)).rsplit(" ", 1)[-1])
+            if n:
+                deleted[table] = deleted.get(table, 0) + n
+            if n < batch_rows:
+                break
+    return deleted
+
+
 _DECIDE_SQL = """
 INSERT INTO rollup_series AS r (series_id, finest_us, interval_s, source)
 SELECT * FROM unnest($1::int4[], $2::int8[], $3::float8[], $4::text[]) ORDER BY 1
@@ -407,6 +458,9 @@ class RollupWriter:
         self.decisions = LevelDecisions()
         self._reload_at = 0.0
         self._hinted = np.zeros(1024, bool)  # by series id: interval_hint already asked
+        #: set when a decision left rows of a dropped level behind (see keep_purging)
+        self.purge_wanted = asyncio.Event()
+        self.purged: dict[str, int] = {}  # rows deleted by the background purge, per table
 
     async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials]) -> None:
         """Merge the partials of one batch into every level its series keep."""
@@ -472,9 +526,13 @@ class RollupWriter:
         for table, width in ROLLUP_TABLES.items():
             drop = [r["series_id"] for r in rows if r["finest_us"] > width]
             if drop:
-                status = await conn.execute(f"DELETE FROM {table} WHERE series_id = ANY($1::int4[])", drop)
+                status = await conn.execute(_drop_some_sql(table), drop, INLINE_DROP_ROWS)
                 deleted = int(status.rsplit(" ", 1)[-1])
-                if deleted:
+                if deleted >= INLINE_DROP_ROWS:
+                    self.purge_wanted.set()  # a long history: the rest in the background, not in this batch
+                    log.info("rollups: %d series report too rarely for %s; deleted %d of its rows, the rest "
+                             "follow in the background", len(drop), table, deleted)
+                elif deleted:
                     log.info("rollups: %d series report too rarely for %s; deleted its %d rows", len(drop), table,
                              deleted)
         for s in sids:
@@ -495,6 +553,44 @@ class RollupWriter:
         for r in rows:
             d.set(r["series_id"], r["finest_us"])
             d.pending.pop(r["series_id"], None)
+
+    async def keep_purging(self, pool: asyncpg.Pool, stopping: asyncio.Event,
+                           first_after_s: float | None = None) -> None:
+        """Delete, in the background, the rows of levels their series no longer keep: once soon
+        after the start (what a previous process left: it may have stopped half-way), then each
+        time a decision leaves rows behind. Never in a batch's transaction; a failed pass is
+        logged and tried again at the next occasion."""
+        self.purge_wanted.set()
+        waits = PURGE_FIRST_AFTER_S if first_after_s is None else first_after_s
+        while not stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), waits)
+            waits = 1.0
+            if stopping.is_set() or not self.purge_wanted.is_set():
+                if not stopping.is_set():
+                    await self._wait_for_work(stopping)
+                continue
+            self.purge_wanted.clear()
+            try:
+                deleted = await purge_dropped_levels(pool)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.warning("rollups: deleting the rows of dropped levels failed (%s: %s); trying again later",
+                            type(exc).__name__, exc)
+                self.purge_wanted.set()
+                waits = 60.0
+                continue
+            for table, n in deleted.items():
+                self.purged[table] = self.purged.get(table, 0) + n
+                log.info("rollups: deleted %d rows of %s that their series no longer keep", n, table)
+
+    async def _wait_for_work(self, stopping: asyncio.Event) -> None:
+        """Until a decision leaves rows behind, or the service stops."""
+        waiting = {asyncio.ensure_future(self.purge_wanted.wait()), asyncio.ensure_future(stopping.wait())}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiting:
+                w.cancel()
 
     def _drop_decided(self, partials: dict[str, Partials]) -> dict[str, Partials]:
         """Leave out, before staging, the partials of levels a series is known not to keep (the
