@@ -711,6 +711,24 @@ def machine_info(dsn: str) -> dict[str, Any]:
             "postgres": db_call(dsn, go), "packages": versions}
 
 
+def results_workdir(name: str) -> tuple[str, Path]:
+    """A run's time stamp and its work dir under benchmarks/results/ (logs, configs, broker data)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return stamp, Path(tempfile.mkdtemp(prefix=f"{name}-{stamp}-", dir=RESULTS))
+
+
+def write_results(r: dict[str, Any], name: str, stamp: str, also: Path | None) -> Path:
+    """The run's JSON to benchmarks/results/<name>-<stamp>.json and to ``also`` if given."""
+    text = json.dumps(r, indent=2, default=str)
+    out = RESULTS / f"{name}-{stamp}.json"
+    out.write_text(text)
+    if also:
+        also.parent.mkdir(parents=True, exist_ok=True)
+        also.write_text(text)
+    return also or out
+
+
 def fmt_rate(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f}"
 
@@ -791,9 +809,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base_dsn = args.pg_dsn or PG_DSN
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on SIGTERM too
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = Path(tempfile.mkdtemp(prefix=f"ingest-{stamp}-", dir=RESULTS))
+    stamp, workdir = results_workdir("ingest")
     started = time.time()
     with contextlib.ExitStack() as cleanup:
         ctx = Ctx(args, workdir, cleanup)
@@ -845,13 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         r["workdir"] = str(workdir)
 
     print_table(r)
-    text = json.dumps(r, indent=2, default=str)
-    default_out = RESULTS / f"ingest-{stamp}.json"
-    default_out.write_text(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
-    log(f"results: {args.json or default_out} (wall {r['wall_s']} s)")
+    log(f"results: {write_results(r, 'ingest', stamp, args.json)} (wall {r['wall_s']} s)")
     return 0
 
 

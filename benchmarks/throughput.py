@@ -50,7 +50,6 @@ sys.path.insert(0, str(HERE))
 import analytics as ab  # noqa: E402 - the analytics benchmark's service phases (also sets sys.path)
 import ingest as ib  # noqa: E402 - topic production, Tansu, the readings' rows
 
-RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_BYTEWAX_PY = Path("/tmp/bytewax-venv/bin/python")
 BYTEWAX_VENV_HINT = ("python3 -m venv /tmp/bytewax-venv && /tmp/bytewax-venv/bin/pip install "
                      "'bytewax==0.21.*' confluent-kafka 'psycopg[binary]' orjson")
@@ -313,9 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         ib.log(f"Bytewax part skipped: {bytewax_skipped}")
     base_dsn = args.pg_dsn or PG_DSN
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = Path(tempfile.mkdtemp(prefix=f"throughput-{stamp}-", dir=RESULTS))
+    stamp, workdir = ib.results_workdir("throughput")
     started = time.time()
     data = {"series": args.series, "invalid_every": args.invalid_every}
     ib.configure_data(args.series, args.invalid_every)  # the producer workers get it through their spec
@@ -358,13 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     r["summary"] = summarise(r)
     r["wall_s"] = round(time.time() - started, 1)
     print_table(r)
-    text = json.dumps(r, indent=2, default=str)
-    out = RESULTS / f"throughput-{stamp}.json"
-    out.write_text(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
-    ib.log(f"results: {args.json or out} (wall {r['wall_s']} s)")
+    ib.log(f"results: {ib.write_results(r, 'throughput', stamp, args.json)} (wall {r['wall_s']} s)")
     return 0
 
 
