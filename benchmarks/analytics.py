@@ -59,6 +59,8 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
     cfg = ib.service_config(dsn, kafka=kafka)
     if os.environ.get("UP_BENCH_INGEST"):  # experiments: ingest settings for both modes, as JSON
         cfg["ingest"] = json.loads(os.environ["UP_BENCH_INGEST"])
+    if os.environ.get("UP_BENCH_KAFKA"):  # experiments: extra kafka settings, as JSON
+        cfg["kafka"].update(json.loads(os.environ["UP_BENCH_KAFKA"]))
     if part == "off":
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": False}
@@ -90,7 +92,7 @@ def reset_all(dsn: str) -> None:
 
 
 def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all") -> dict[str, Any]:
-    n = ctx.args.readings
+    n = ctx.args.readings - ib.invalid_count(ctx.args.readings)  # the out-of-range ones are quarantined
     reset_all(ctx.dsn)
     cfg = analytics_config(ctx.dsn, {"bootstrap_servers": ctx.tansu.bootstrap, "topics": [topic],
                                      "group_id": f"bench-{label}-{uuid.uuid4().hex[:6]}"}, on, part)
@@ -106,8 +108,14 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
         spy.wait(30)
     time.sleep(0.5)
     analysis = _analysis_latency(ph.svc.url)
+    try:
+        stages = latency_sources(ph.svc.url)
+    except Exception as exc:  # noqa: BLE001 - an older service without the histograms
+        stages = {"error": str(exc)}
     stop = ph.stop()
-    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn)}
+    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn),
+           "from_spawn_rate": round(n / (rate["all_stored_at"] - ph.t_spawn)) if rate.get("all_stored_at") else None,
+           "loadavg_1m_end": round(os.getloadavg()[0], 1), "service_stages": stages}
     ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, cpu {cpu}, db {res['db']}")
     return res
 
@@ -320,7 +328,7 @@ def latency_sources(url: str) -> dict[str, Any]:
 
     hist: dict[tuple[str, str], list[tuple[float, float]]] = {}
     sums: dict[tuple[str, str], float] = {}
-    pat = re.compile(r'^(urbanpulse_(?:batch_stage|received_to_committed|gc_pause)_seconds)_(bucket|sum)'
+    pat = re.compile(r'^(urbanpulse_(?:batch_stage|received_to_committed|gc_pause|kafka_fetch_delay)_seconds)_(bucket|sum)'
                      r'(?:\{(.*)\})? ([0-9.e+-]+|\+Inf)$')
     for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
         m = pat.match(line)
@@ -359,7 +367,7 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     cfg = analytics_config(ctx.dsn, {"bootstrap_servers": ctx.tansu.bootstrap, "topics": [topic],
                                      "group_id": f"bench-{topic}", "auto_offset_reset": "earliest"}, True)
     cfg["validation"] = {"max_age_s": None}
-    ph = ib.Phase(ctx, cfg, "kafka", 0.1).start()
+    ph = ib.Phase(ctx, cfg, "kafka", 0.02).start()  # the stored counter polled at 50 Hz: 20 ms resolution
     ctx.wait_kafka_assigned(ph)
     sse = SseClient(ph.svc.url, ph.svc.auth("viewer"))
     sse.start()
@@ -482,6 +490,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-warmup", type=float, default=15.0, help="seconds before the first spike (default 15)")
     p.add_argument("--rounds", type=int, default=1,
                    help="ABBA rounds (off, on, on, off) of the throughput phases; the ratio uses all (default 1)")
+    p.add_argument("--phases", default="off,on,on,off",
+                   help="the throughput phases of one round, comma-separated off/on (default off,on,on,off: ABBA); "
+                        "e.g. 'on' for the sustained rate with everything on alone")
+    p.add_argument("--data-series", type=int, default=1000,
+                   help="distinct series in the throughput data (default 1000; the issue's job has 2000)")
+    p.add_argument("--invalid-every", type=int, default=0,
+                   help="every k-th reading out of range, quarantined (default 0: none; 100 = the issue's 1 %%)")
     p.add_argument("--breakdown", action="store_true",
                    help="also run detectors-only and rollups-only phases, to see where the cost is")
     p.add_argument("--skip-throughput", action="store_true")
@@ -513,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         # the ingest benchmark's context, with its knobs for the shared phases
         ns = args  # the ingest benchmark's phases read the same knobs (readings, kafka_readings_per_message)
         ns.kafka_readings_per_message = 1
+        ib.configure_data(args.data_series, args.invalid_every)
         ctx = ib.Ctx(ns, workdir, cleanup)
         ctx.base_ms = ib.default_base_ms(args.readings)
         db_name, ctx.dsn = create_database(base_dsn, prefix="up_bench")
@@ -528,31 +544,44 @@ def main(argv: list[str] | None = None) -> int:
             # the ingest benchmark's producer writes BENCH metric readings; see ib.reading_json
             r["produce"] = ib.produce_kafka_backlog(ctx, topic)
             runs = []
-            for k in range(args.rounds):  # ABBA per round
-                for label, on in ((f"off-{2 * k + 1}", False), (f"on-{2 * k + 1}", True), (f"on-{2 * k + 2}", True),
-                                  (f"off-{2 * k + 2}", False)):
-                    runs.append({"label": label, **kafka_phase(ctx, topic, on, label)})
+            phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+            if not phases or set(phases) - {"on", "off"}:
+                raise SystemExit("--phases: a comma-separated list of on/off")
+            seen: dict[str, int] = {}
+            for _ in range(args.rounds):  # ABBA per round by default
+                for mode in phases:
+                    seen[mode] = seen.get(mode, 0) + 1
+                    label = f"{mode}-{seen[mode]}"
+                    runs.append({"label": label, **kafka_phase(ctx, topic, mode == "on", label)})
             if args.breakdown:
                 for label, part in (("detectors-only", "detectors"), ("rollups-only", "rollups")):
                     r.setdefault("breakdown", {})[label] = kafka_phase(ctx, topic, True, label, part)
             off = [x["rate"] for x in runs if not x["analytics"]]
             on_ = [x["rate"] for x in runs if x["analytics"]]
-            r["throughput"] = {"runs": runs, "ingest_only_rate": sum(off) / len(off),
-                               "analytics_rate": sum(on_) / len(on_)}
-            r["throughput"]["ratio"] = r["throughput"]["analytics_rate"] / r["throughput"]["ingest_only_rate"]
-            r["throughput"]["round_ratios"] = [
-                round(sum(x["rate"] for x in runs[4 * k:4 * k + 4] if x["analytics"])
-                      / sum(x["rate"] for x in runs[4 * k:4 * k + 4] if not x["analytics"]), 3)
-                for k in range(args.rounds)]
+            r["throughput"] = {"runs": runs, "data_series": args.data_series, "invalid_every": args.invalid_every,
+                               "ingest_only_rate": sum(off) / len(off) if off else None,
+                               "analytics_rate": sum(on_) / len(on_) if on_ else None}
+            t = r["throughput"]
+            per = len(phases)
+            if off and on_:
+                t["ratio"] = t["analytics_rate"] / t["ingest_only_rate"]
+                t["round_ratios"] = [
+                    round(sum(x["rate"] for x in runs[per * k:per * k + per] if x["analytics"])
+                          / sum(x["rate"] for x in runs[per * k:per * k + per] if not x["analytics"]), 3)
+                    for k in range(args.rounds)]
             # CPU of service + PostgreSQL + broker per reading: less sensitive than rates to the VM's noise
             for mode, flag in (("off", False), ("on", True)):
                 sel = [x for x in runs if x["analytics"] is flag]
-                cpu = sum(x["service_cpu_s"] + sum(x["cpu_s"].values()) for x in sel)
-                r["throughput"][f"cpu_us_per_reading_{mode}"] = round(1e6 * cpu / (len(sel) * args.readings), 2)
-            t = r["throughput"]
-            ib.log(f"throughput: analytics {t['analytics_rate']:,.0f}/s vs ingest-only {t['ingest_only_rate']:,.0f}/s "
-                   f"= {t['ratio']:.1%} (rounds {t['round_ratios']}); CPU per reading (service + PostgreSQL + "
-                   f"broker) {t['cpu_us_per_reading_on']} us on vs {t['cpu_us_per_reading_off']} us off")
+                if sel:
+                    cpu = sum(x["service_cpu_s"] + sum(x["cpu_s"].values()) for x in sel)
+                    t[f"cpu_us_per_reading_{mode}"] = round(1e6 * cpu / (len(sel) * args.readings), 2)
+            for x in runs:
+                ib.log(f"{x['label']}: {x['rate']:,.0f} readings/s sustained, {x['from_spawn_rate']:,} from spawn")
+            if "ratio" in t:
+                ib.log(f"throughput: analytics {t['analytics_rate']:,.0f}/s vs ingest-only "
+                       f"{t['ingest_only_rate']:,.0f}/s = {t['ratio']:.1%} (rounds {t['round_ratios']}); CPU per "
+                       f"reading (service + PostgreSQL + broker) {t['cpu_us_per_reading_on']} us on vs "
+                       f"{t['cpu_us_per_reading_off']} us off")
         if not args.skip_latency:
             if args.skip_throughput:
                 _compile_kernels()  # else the service compiles them within its start-up timeout

@@ -42,7 +42,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-SENSORS = 1000
+SENSORS = 1000           # distinct sensors (benchmarks/analytics.py --data-series changes it)
+INVALID_EVERY = 0         # every k-th reading out of the physical range (quarantined); 0: none
+INVALID_VALUE = 9999.0    # temperature far outside its catalogue range
 STEP_MS = 1000            # per-sensor spacing of event times: (sensor, ts) stays unique
 CEILING_BATCH = 5000      # = IngestSettings.batch_max_readings default
 SOURCE_KAFKA = 2          # urbanpulse.storage.writer.SOURCE_IDS["kafka"]
@@ -54,7 +56,19 @@ SOURCE_KAFKA = 2          # urbanpulse.storage.writer.SOURCE_IDS["kafka"]
 
 def reading_fields(i: int, base_ms: int) -> tuple[int, int, float]:
     """(sensor index, ts epoch ms, value) of reading ``i``."""
-    return i % SENSORS, base_ms + (i // SENSORS) * STEP_MS, ((i * 7919) % 800 - 200) / 10
+    value = INVALID_VALUE if INVALID_EVERY and i % INVALID_EVERY == INVALID_EVERY - 1 else ((i * 7919) % 800 - 200) / 10
+    return i % SENSORS, base_ms + (i // SENSORS) * STEP_MS, value
+
+
+def configure_data(sensors: int, invalid_every: int = 0) -> None:
+    """Change the data's shape (in this process; workers get it through their spec)."""
+    global SENSORS, INVALID_EVERY
+    SENSORS, INVALID_EVERY = sensors, invalid_every
+
+
+def invalid_count(n: int) -> int:
+    """How many of readings 0..n-1 are out of range (quarantined, never stored)."""
+    return n // INVALID_EVERY if INVALID_EVERY else 0
 
 
 def reading_json(i: int, base_ms: int) -> str:
@@ -223,6 +237,7 @@ def worker_mqtt(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(spec_json: str) -> int:
     spec = json.loads(spec_json)
+    configure_data(spec.get("sensors", SENSORS), spec.get("invalid_every", 0))
     out = worker_kafka(spec) if spec["kind"] == "kafka" else worker_mqtt(spec)
     Path(spec["out"]).write_text(json.dumps(out))
     return 0
@@ -241,7 +256,7 @@ class Worker:
 
     def __init__(self, spec: dict[str, Any], workdir: Path, cleanup: contextlib.ExitStack) -> None:
         self.out = workdir / f"worker-{uuid.uuid4().hex[:8]}.json"
-        spec = dict(spec, out=str(self.out))
+        spec = dict(spec, out=str(self.out), sensors=SENSORS, invalid_every=INVALID_EVERY)
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
                                      stdin=subprocess.DEVNULL)
         cleanup.callback(self._kill)

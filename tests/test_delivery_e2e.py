@@ -81,6 +81,8 @@ def test_10k_mqtt_and_10k_kafka_are_stored_once_and_a_resend_stores_nothing(
             fresh_db, "SELECT s.name, count(*) AS n FROM readings r JOIN sources s ON s.id = r.source GROUP BY 1")}
         assert per_source == {"mqtt": 10_000, "kafka": 10_000}
         assert svc.analytics_failed_batches() == 0
+        # the broker leg of the latency (record timestamp -> fetched) is measured per fetch
+        assert svc.metric("urbanpulse_kafka_fetch_delay_seconds_count") > 0
         assert svc.terminate() == 0
     finally:
         svc.stop_quietly()

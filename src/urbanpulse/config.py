@@ -62,7 +62,8 @@ class RollupSettings(_Section):
     """Whether the rollup tables are maintained, and which levels (1 min, 1 h, 1 d) each series
     keeps (docs/rollups.md): a level is kept where its bucket holds at least
     ``min_readings_per_bucket`` readings of the series. Storage, not analytics: the rollups are
-    merged in each batch's transaction whether or not detection runs."""
+    maintained whether or not detection runs (every ``flush_every_s`` from memory, or in each
+    batch's transaction)."""
 
     enabled: bool | None = Field(
         None, description="maintain the rollups in each batch's transaction (default true); false: queries "
@@ -71,6 +72,11 @@ class RollupSettings(_Section):
         10, ge=1, description="a rollup row costs about two readings' storage: a level holding fewer readings per "
         "bucket is cheaper to compute from the readings when asked; 1 keeps every level for every series")
     learn_after: int = Field(8, ge=2, description="intervals seen before a series' learned interval decides")
+    flush_every_s: float = Field(
+        1.0, ge=0, description="merge the rollups every this many seconds (and 0.1 s after the last batch when "
+        "idle) from the committed batches' partials held in memory, instead of in each batch's transaction; "
+        "a crash loses nothing (the minutes are marked durably and rebuilt from the readings). 0: merge in "
+        "each batch's transaction (rollups current at COMMIT, at about twice the cost)")
     intervals: dict[str, float] = Field(
         default_factory=dict, description="expected seconds between readings per metric, e.g. {pm2_5: 3600}: "
         "decides at the first reading instead of learning")
@@ -197,6 +203,11 @@ class KafkaSettings(_Section):
     client_id: str = "urbanpulse"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_records: int = Field(10_000, ge=1, description="per getmany call")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000, description="how long the broker may hold a fetch that finds no new records. Apache "
+        "Kafka answers as soon as a record arrives, so this only sets how often an idle consumer asks again; "
+        "brokers that answer only when it runs out (Tansu) add up to this much to each reading's latency "
+        "(benchmarks/README.md, issue 14 item 6). aiokafka's default is 500")
     session_timeout_ms: int = Field(
         6_000, ge=1000, description="a worker silent this long leaves the group; also how long a new group takes to "
         "form on some brokers (Tansu: about half of it) and how long a killed worker's partitions wait. 6 s is the "

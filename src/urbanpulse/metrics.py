@@ -57,6 +57,11 @@ class IngestMetrics:
         self.received_to_committed = Histogram(
             "urbanpulse_received_to_committed_seconds", "From a source receiving a batch's oldest message (wall "
             "clock) to the batch's commit", registry=r, buckets=LATENCY_BUCKETS)
+        self.kafka_fetch_delay = Histogram(
+            "urbanpulse_kafka_fetch_delay_seconds", "From a Kafka record's timestamp (the producer's CreateTime, "
+            "or the broker's LogAppendTime) to this service fetching it, for the oldest record of each partition "
+            "in a fetch: the broker leg of the latency (clock skew between producer and this host included)",
+            registry=r, buckets=LATENCY_BUCKETS)
         self.gc_pauses = GcPauses()
         r.register(self.gc_pauses)
         self.tally: Tally[str] = Tally()

@@ -83,6 +83,7 @@ def group_options(settings: KafkaSettings) -> dict[str, Any]:
         bootstrap_servers=s.bootstrap_servers, group_id=s.group_id, client_id=s.client_id,
         enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        fetch_max_wait_ms=s.fetch_max_wait_ms,
         session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms,
         rebalance_timeout_ms=rebalance_timeout_ms(s))
     if s.group_instance_id is not None:
@@ -267,6 +268,7 @@ class KafkaSource:
 
     async def _consume(self, consumer: AIOKafkaConsumer, pipeline: Sink, stopping: asyncio.Event) -> None:
         lag = self.metrics.kafka_lag
+        fetched = self.metrics.kafka_fetch_delay
         fetch_delay = 0.5
         manual = self.settings.assignment == "manual"
         grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
@@ -295,7 +297,10 @@ class KafkaSource:
             lanes: list[int] = []
             runs: list[int] = []
             commit: dict[TopicPartition, int] = {}
+            now_ms = time.time() * 1000
             for tp, records in data.items():
+                if records[0].timestamp is not None and records[0].timestamp > 0:
+                    fetched.observe(max(0.0, now_ms - records[0].timestamp) / 1000)
                 lanes.append(self._lane_of.setdefault(tp, len(self._lane_of)))
                 runs.append(len(records))
                 payloads.extend([r.value if r.value is not None else b"" for r in records])
@@ -306,9 +311,11 @@ class KafkaSource:
                 high = consumer.highwater(tp)
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])
+            # a fetch short of max_records emptied aiokafka's prefetch buffer: nothing more to wait for
             batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, partitions=partitions,
                                  offsets=offsets, received_ns=time.time_ns(),
-                                 lanes=np.repeat(np.array(lanes, np.int16), runs))
+                                 lanes=np.repeat(np.array(lanes, np.int16), runs),
+                                 caught_up=len(payloads) < self.settings.max_records)
             await pipeline.submit(batch, ack=partial(self._commit, consumer, commit))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -231,8 +231,9 @@ class MqttSource:
         topics = [t[1] for t in taken]
         acks = [(t[2], t[3]) for t in taken]
         fields = [self.templates.fields(t) for t in topics] if self.templates else None
+        # everything the client had buffered was taken: nothing more to wait for
         batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, topic_fields=fields,
-                             received_ns=time.time_ns())
+                             received_ns=time.time_ns(), caught_up=True)
         await pipeline.submit(batch, ack=partial(self._ack, acks))
 
     def _ack(self, acks: list[tuple[int, int]]) -> None:

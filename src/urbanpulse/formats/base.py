@@ -18,6 +18,7 @@ class MessageBatch:
     ``sensor_id`` and ``metric`` from ``city/{district}/{sensor_id}/{metric}``), or None.
     ``lanes`` holds, per message, a small dense id of the ordered sub-stream it came from (a
     Kafka topic-partition): lateness is judged per lane, because only a lane is ordered.
+    ``caught_up`` says the source has nothing more waiting right now (see the field).
     """
 
     source: str
@@ -28,6 +29,10 @@ class MessageBatch:
     topic_fields: list[dict[str, str] | None] | None = None
     received_ns: int = 0
     lanes: np.ndarray | None = None  # int16 per message
+    #: the source had nothing more buffered when it handed these over (a Kafka fetch short of
+    #: max_records, an MQTT buffer emptied): the pipeline may write them now rather than wait for
+    #: more (pipeline/batcher.py), since waiting would only add latency
+    caught_up: bool = False
 
     def provenance(self, i: int) -> tuple[str | None, int | None, int | None]:
         """Topic, partition and offset of message ``i`` (None where the source has none)."""

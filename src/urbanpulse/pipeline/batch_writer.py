@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import asyncpg
 import numpy as np
@@ -46,7 +47,8 @@ class BatchWriter:
     """``settings.writers`` tasks storing batches, with the retry and park policy."""
 
     def __init__(self, store: ReadingStore, settings: IngestSettings, metrics: IngestMetrics, ledger: AckLedger,
-                 analytics: BatchAnalytics | None, failures: AnalyticsFailures) -> None:
+                 analytics: BatchAnalytics | None, failures: AnalyticsFailures,
+                 on_idle: Callable[[], None] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
@@ -58,6 +60,15 @@ class BatchWriter:
         self.last_error: str | None = None
         self.parked: list[Batch] = []
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
+        #: batches queued or being written (not yet committed nor parked)
+        self._writing = 0
+        #: called when the last of them is done (the batcher may form a caught-up source's batch)
+        self._on_idle = on_idle
+
+    @property
+    def idle(self) -> bool:
+        """No batch is queued or being written: a batch formed now is written at once."""
+        return self._writing == 0
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """Start the writers and the parked-batch retry."""
@@ -67,7 +78,14 @@ class BatchWriter:
 
     def put(self, batch: Batch) -> None:
         """Queue a formed (and registered) batch for writing."""
+        self._writing += 1
         self._queue.put_nowait(batch)
+
+    def _done(self) -> None:
+        """A batch left the write stage (committed or parked)."""
+        self._writing -= 1
+        if not self._writing and self._on_idle is not None:
+            self._on_idle()
 
     async def series_ids(self, readings: ReadingColumns) -> np.ndarray:
         """Series id per reading, waiting for the database like a write would (nothing is
@@ -104,6 +122,7 @@ class BatchWriter:
                     if classify_write_error(exc) is WriteErrorKind.PERMANENT:
                         result = None
                         await self._park(batch, exc)
+                        self._done()
                         break
                     self._failing(exc)
                     log.warning("batch write failed (%s); retrying in %.1fs, nothing is acknowledged meanwhile",
@@ -116,6 +135,7 @@ class BatchWriter:
                 if batch.received_ns:
                     self.metrics.received_to_committed.observe((time.time_ns() - batch.received_ns) / 1e9)
                 await self.ledger.committed(batch)
+                self._done()
 
     async def _write(self, batch: Batch) -> WriteResult:
         if self.analytics is None:

@@ -1,7 +1,11 @@
 """Turns a stream of decoded messages per source into numbered batches, and slows sources down.
 
 A source's submissions gather in its pending batch until it holds ``batch_max_readings`` or is
-``batch_max_ms`` old (the timer). Forming a batch takes an in-flight slot first and then a
+``batch_max_ms`` old (the timer), or until the source has nothing more buffered (it says so with
+``caught_up``) while no batch is being written: then waiting would add latency and save nothing,
+because the writers are idle. Under load the writers are busy, so batches keep growing while
+they write (the fewer, larger batches that throughput needs); at low rates a reading is written
+as soon as it arrives instead of after the batch age (issue 14 item 6). Forming a batch takes an in-flight slot first and then a
 sequence number, under one lock: numbers follow the order batches were formed, which is the
 order they commit and are acknowledged in, so a Kafka commit never overtakes. Only
 ``max_in_flight_batches`` batches are formed and not yet acknowledged; beyond that forming
@@ -23,24 +27,31 @@ from urbanpulse.pipeline.batch import Ack, Pending
 Form = Callable[[int, str, Pending], Awaitable[None]]
 #: makes a batch of something else at the next sequence number; returns False if it made none
 Insert = Callable[[int], Awaitable[bool]]
+#: whether no batch is queued or being written (batch_writer.py)
+Idle = Callable[[], bool]
 
 
 class Batcher:
     """Pending batches per source, their timer, sequence numbers and the in-flight limit."""
 
-    def __init__(self, settings: IngestSettings, form: Form) -> None:
+    def __init__(self, settings: IngestSettings, form: Form, idle: Idle | None = None) -> None:
         self.settings = settings
         self._form = form
+        self._idle = idle
         self._pending: dict[str, Pending] = {}
+        #: sources that are caught up, whose batch waits for the writers to go idle
+        self._caught_up: set[str] = set()
+        self._wake = asyncio.Event()  # the writers went idle: form the caught-up sources' batches
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
         self._lock = asyncio.Lock()
         self._next_seq = 0
 
     async def add(self, source: str, readings: ReadingColumns | None, rejections: list[Rejection],
-                  ack: Ack | None, received_ns: int = 0) -> None:
+                  ack: Ack | None, received_ns: int = 0, caught_up: bool = False) -> None:
         """Add a message batch's readings and rejections to ``source``'s pending batch; ``ack``
         runs once they (and everything the source added before) are durable. Waits while the
-        in-flight limit is reached and this source's batch is full."""
+        in-flight limit is reached and this source's batch is full. ``caught_up``: the source
+        has nothing more buffered (see the module doc)."""
         pending = self._pending.get(source)
         if pending is None:
             pending = self._pending[source] = Pending(started=time.perf_counter())
@@ -54,10 +65,18 @@ class Batcher:
             pending.received_ns = received_ns
         if pending.size >= self.settings.batch_max_readings:
             await self.form(source)
+        elif caught_up and self._idle is not None:
+            if self._idle():
+                await self.form(source)
+            else:
+                self._caught_up.add(source)
+        else:
+            self._caught_up.discard(source)  # more is on its way: the size or the age forms it
 
     async def form(self, source: str) -> None:
         """Form ``source``'s pending batch now (if it has anything): slot, number, hand-off."""
         async with self._lock:
+            self._caught_up.discard(source)
             if source not in self._pending:
                 return
             await self._slots.acquire()
@@ -97,20 +116,36 @@ class Batcher:
         async with self._lock:
             return self._next_seq
 
+    def writers_idle(self) -> None:
+        """The last batch being written is done: a caught-up source's batch is formed now (by
+        the timer task), not at its age."""
+        if self._caught_up:
+            self._wake.set()
+
     def retired(self) -> None:
         """A batch left the ack ledger (acknowledged or held): its slot is free again."""
         self._slots.release()
 
     async def run_timer(self) -> None:
-        """Form each pending batch when it is ``batch_max_ms`` old: the timer sleeps until the
-        oldest pending batch is due (a batch's age is the latency floor of its first reading),
-        and at most a quarter of that period while nothing is pending."""
+        """Form each pending batch when it is ``batch_max_ms`` old, and a caught-up source's as
+        soon as the writers go idle (:meth:`writers_idle`). The timer sleeps until the oldest
+        pending batch is due or the writers wake it, and at most a quarter of the period while
+        nothing is pending."""
         period = self.settings.batch_max_ms / 1000.0
         while True:
+            self._wake.clear()
+            if self._caught_up and (self._idle is None or self._idle()):
+                for source in list(self._caught_up):
+                    await self.form(source)
             now = time.perf_counter()
             for source, pending in list(self._pending.items()):
                 if now - pending.started >= period:
                     await self.form(source)
             oldest = min((p.started for p in self._pending.values()), default=None)
             wait = period / 4 if oldest is None else oldest + period - time.perf_counter()
-            await asyncio.sleep(max(wait, 0.001))
+            if self._wake.is_set():
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.001))
+            except asyncio.TimeoutError:
+                pass

@@ -48,9 +48,10 @@ class Pipeline:
         self.metrics = metrics
         self.decoder = DecodeStage(fmt, validator, privacy)
         self._failures = AnalyticsFailures(analytics)
-        self.batcher = Batcher(settings, self._hand_off)
+        self.batcher = Batcher(settings, self._hand_off, idle=lambda: self.writer.idle)
         self.ledger = AckLedger(metrics, publish=self._publish, retired=self.batcher.retired)
-        self.writer = BatchWriter(store, settings, metrics, self.ledger, analytics, self._failures)
+        self.writer = BatchWriter(store, settings, metrics, self.ledger, analytics, self._failures,
+                                  on_idle=self.batcher.writers_idle)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- what the service and /health read -------------------------------------------------
@@ -115,7 +116,8 @@ class Pipeline:
         readings = validated.readings if n_valid else None
         if readings is not None and batch.lanes is not None and self.analytics is not None:
             readings.lane = batch.lanes[readings.msg]
-        await self.batcher.add(batch.source, readings, validated.rejections, ack, batch.received_ns)
+        await self.batcher.add(batch.source, readings, validated.rejections, ack, batch.received_ns,
+                               caught_up=batch.caught_up)
         return validated
 
     async def quarantine(self, source: str, rejections: list[Rejection], ack: Ack | None = None) -> None:
