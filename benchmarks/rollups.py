@@ -3,7 +3,9 @@
 
 Against a throw-away database on the local PostgreSQL (127.0.0.1:5432), ``ReadingStore.write``
 throughput for 5000-reading batches with rollups off, and on with each way of shipping the
-partials (``stage``: binary COPY + INSERT .. SELECT; ``unnest``: array parameters):
+partials (``stage``: binary COPY + INSERT .. SELECT; ``unnest``: array parameters), and deferred
+(``database.rollups.flush_every_s``: partials buffered in memory and merged every ``--flush-s``;
+the last flush is inside the clock):
 
 * ``city``    - 1000 series at 1 reading/s: each batch is 5 s of the city (1000 minute rows
                 and 1000 hour rows touched per batch, almost all of them updates);
@@ -83,10 +85,11 @@ def beijing_batches(n_batches: int) -> list[ReadingColumns]:
 
 
 async def run(pool: asyncpg.Pool, partitions: MonthlyPartitions, batches: list[ReadingColumns], rollups: bool,
-              method: str, writers: int, min_readings: int = 10) -> float:
+              method: str, writers: int, min_readings: int = 10, flush_s: float = 0.0) -> float:
     async with pool.acquire() as c:
-        await c.execute("TRUNCATE readings, rollup_1m, rollup_1h, rollup_1d, rollup_series")
-    store = ReadingStore(pool, partitions, rollups=rollups, rollup_method=method)  # type: ignore[arg-type]
+        await c.execute("TRUNCATE readings, rollup_1m, rollup_1h, rollup_1d, rollup_series, rollup_pending")
+    store = ReadingStore(pool, partitions, rollups=rollups, rollup_method=method,  # type: ignore[arg-type]
+                         rollup_flush_s=flush_s)
     if store.rollups is not None:  # the service's level policy (database.rollups), learned from scratch
         store.rollups.policy = RollupPolicy(min_readings)
     for b in batches:  # series ids and partitions outside the clock
@@ -98,8 +101,11 @@ async def run(pool: asyncpg.Pool, partitions: MonthlyPartitions, batches: list[R
         while queue:
             await store.write(queue.pop(0), [], "kafka")
 
+    if store.rollup_buffer is not None:
+        await store.rollup_buffer.start()  # its liveness lock, outside the clock
     t0 = time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(writers)))
+    await store.close()  # deferred: the last flush is inside the clock
     return sum(len(b) for b in batches) / (time.perf_counter() - t0)
 
 
@@ -120,6 +126,9 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--flush-s", type=float, default=1.0, help="deferred rollups' flush interval")
+    ap.add_argument("--data", default="", help="comma-separated subset of city,beijing")
+    ap.add_argument("--configs", default="", help="comma-separated subset, e.g. off,per-batch,deferred")
     args = ap.parse_args()
     name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_rollups")
     try:
@@ -129,13 +138,28 @@ async def main() -> None:
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4, init=prepare_connection)
         partitions = MonthlyPartitions()
         data = {"city": city_batches(args.batches), "beijing": beijing_batches(args.batches)}
-        configs = [("off", False, "stage", 1, 10), ("stage", True, "stage", 1, 10), ("unnest", True, "unnest", 1, 10),
-                   ("all lvls", True, "stage", 1, 1), ("off x2", False, "stage", 2, 10), ("stage x2", True, "stage", 2, 10)]
-        print(f"{'data':8} {'rollups':10} readings/s (median of {args.repeat} x {args.batches} batches of {BATCH})")
+        if args.data:
+            data = {k: v for k, v in data.items() if k in args.data.split(",")}
+        f = args.flush_s
+        configs = [("off", False, "stage", 1, 10, 0.0), ("per-batch", True, "stage", 1, 10, 0.0),
+                   ("deferred", True, "stage", 1, 10, f), ("unnest", True, "unnest", 1, 10, 0.0),
+                   ("all lvls", True, "stage", 1, 1, 0.0), ("defer all", True, "stage", 1, 1, f),
+                   ("off x2", False, "stage", 2, 10, 0.0), ("per-b. x2", True, "stage", 2, 10, 0.0),
+                   ("defer x2", True, "stage", 2, 10, f)]
+        wanted = set(args.configs.split(",")) if args.configs else None
+        print(f"{'data':8} {'rollups':10} readings/s (median of {args.repeat} x {args.batches} batches of {BATCH}; "
+              f"deferred flushes every {f} s and at the end, inside the clock)  on/off")
+        chosen = [c for c in configs if wanted is None or c[0] in wanted]
         for label, batches in data.items():
-            for cfg, on, method, writers, k in configs:
-                rates = [await run(pool, partitions, batches, on, method, writers, k) for _ in range(args.repeat)]
-                print(f"{label:8} {cfg:10} {statistics.median(rates):>12,.0f}")
+            rates: dict[str, list[float]] = {c[0]: [] for c in chosen}
+            for _ in range(args.repeat):  # interleaved: a neighbour's burst hits every config alike
+                for cfg, on, method, writers, k, flush_s in chosen:
+                    rates[cfg].append(await run(pool, partitions, batches, on, method, writers, k, flush_s))
+            off = {c[3]: statistics.median(rates[c[0]]) for c in chosen if not c[1]}
+            for cfg, on, method, writers, k, flush_s in chosen:
+                rate = statistics.median(rates[cfg])
+                ratio = f"{rate / off[writers]:6.0%}" if on and writers in off else ""
+                print(f"{label:8} {cfg:10} {rate:>12,.0f}  {ratio}", flush=True)
             rate, nbytes = bench_windows(batches, 0)
             print(f"{label:8} {'windows':10} {rate:>12,.0f}  (WindowState.observe, {nbytes} bytes/slot)")
         await pool.close()

@@ -15,7 +15,7 @@ import numpy as np
 
 from urbanpulse.detect import _kernel
 from urbanpulse.detect.bank import EAGER_REFRESH, REFRESH_EVERY, DetectorBank, Scores
-from urbanpulse.detect.layout import OUT_COLUMNS
+from urbanpulse.detect.settings import DETECTOR_NAMES
 
 
 class ReferenceBank(DetectorBank):
@@ -24,13 +24,14 @@ class ReferenceBank(DetectorBank):
     def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
         order, s, t, x = self._scorable(slot, ts_us, value)
         n = len(order)
-        out = np.zeros((n, OUT_COLUMNS), np.float64)
+        out = np.zeros((n, len(DETECTOR_NAMES)), np.float64)
         fused = np.zeros(n, np.float64)
+        veto = np.zeros(n, np.uint8)
         if n:
             with np.errstate(all="ignore"):
                 _kernel.process.py_func(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
-                                        self.values, self.changes, self.gaps, out, fused,
+                                        self.values, self.changes, self.gaps, out, fused, veto,
                                         REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None
-        return self._result(order, s, t, x, out, fused)
+        return self._result(order, s, t, x, out, fused, veto)

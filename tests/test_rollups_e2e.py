@@ -120,6 +120,11 @@ def stored_rollups(dsn: str, view: str) -> dict[tuple[int, int], dict[str, float
     return out
 
 
+def rollup_total(dsn: str) -> int:
+    """Readings counted in rollup_1h (every level is kept here)."""
+    return int(db_rows(dsn, "SELECT coalesce(sum(count), 0) AS n FROM rollup_1h")[0]["n"])
+
+
 def raw_rollups(dsn: str, table: str) -> list[tuple]:
     return [tuple(r) for r in db_rows(dsn, f"SELECT * FROM {table} ORDER BY series_id, bucket")]
 
@@ -162,6 +167,8 @@ def test_rollups_equal_a_numpy_recomputation_with_late_readings_and_survive_a_re
     try:
         produce_kafka(kafka_bootstrap, topic, data.payloads)
         wait_until(lambda: readings_count(fresh_db) >= total, 180, what="every reading to be stored")
+        # rollups are merged from memory (database.rollups.flush_every_s): shortly after the COMMIT
+        wait_until(lambda: rollup_total(fresh_db) >= total, 30, what="the rollups of every reading to be merged")
         r = stored_readings(fresh_db)
         assert len(r["ts_us"]) == total
         assert set(zip(r["metric"].tolist(), r["ts_us"].tolist())) == data.expected

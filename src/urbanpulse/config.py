@@ -62,7 +62,8 @@ class RollupSettings(_Section):
     """Whether the rollup tables are maintained, and which levels (1 min, 1 h, 1 d) each series
     keeps (docs/rollups.md): a level is kept where its bucket holds at least
     ``min_readings_per_bucket`` readings of the series. Storage, not analytics: the rollups are
-    merged in each batch's transaction whether or not detection runs."""
+    maintained whether or not detection runs (every ``flush_every_s`` from memory, or in each
+    batch's transaction)."""
 
     enabled: bool | None = Field(
         None, description="maintain the rollups in each batch's transaction (default true); false: queries "
@@ -71,6 +72,11 @@ class RollupSettings(_Section):
         10, ge=1, description="a rollup row costs about two readings' storage: a level holding fewer readings per "
         "bucket is cheaper to compute from the readings when asked; 1 keeps every level for every series")
     learn_after: int = Field(8, ge=2, description="intervals seen before a series' learned interval decides")
+    flush_every_s: float = Field(
+        1.0, ge=0, description="merge the rollups every this many seconds (and 0.1 s after the last batch when "
+        "idle) from the committed batches' partials held in memory, instead of in each batch's transaction; "
+        "a crash loses nothing (the minutes are marked durably and rebuilt from the readings). 0: merge in "
+        "each batch's transaction (rollups current at COMMIT, at about twice the cost)")
     intervals: dict[str, float] = Field(
         default_factory=dict, description="expected seconds between readings per metric, e.g. {pm2_5: 3600}: "
         "decides at the first reading instead of learning")

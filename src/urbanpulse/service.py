@@ -92,6 +92,7 @@ class IngestService:
         self.dsn: str | None = None
         self.pool: asyncpg.Pool | None = None
         self.pipeline: Pipeline | None = None
+        self.store: ReadingStore | None = None
         self.analytics: StreamAnalytics | None = None
         self.stopping = asyncio.Event()
         self._embedded: object | None = None
@@ -131,8 +132,11 @@ class IngestService:
         finally:
             await conn.close()
         log.info("storage mode: %s", self.storage_mode)
-        self.pool = self.live.pool = await asyncpg.create_pool(self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1),
-                                              init=prepare_connection)
+        deferred = bool(s.database.rollups.enabled) and s.database.rollups.flush_every_s > 0
+        # deferred rollups hold one connection for their writer's liveness lock and flush on another
+        self.pool = self.live.pool = await asyncpg.create_pool(
+            self.dsn, min_size=2, max_size=max(s.database.pool_size, s.ingest.writers + 1) + (2 if deferred else 0),
+            init=prepare_connection)
         partitions = None
         if self.storage_mode == "postgres":
             partitions = MonthlyPartitions()
@@ -141,7 +145,9 @@ class IngestService:
         self._start_retention(partitions)
         v = s.validation
         catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
-        store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit, rollups=bool(s.database.rollups.enabled))
+        store = self.store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit,
+                                          rollups=bool(s.database.rollups.enabled),
+                                          rollup_flush_s=s.database.rollups.flush_every_s)
         if privacy is not None:  # new series are recorded with their message's data class
             store.series.class_of = privacy.class_of_sensor
         if store.rollups is not None:
@@ -217,6 +223,9 @@ class IngestService:
             await self.http_ingest.close()
         if self.pipeline is not None:
             await self.pipeline.stop()
+        if self.store is not None:
+            await self.store.close()  # the rollups held in memory are written
+            self.store = None
         if self._freeze_task is not None:
             self._freeze_task.cancel()
             await asyncio.gather(self._freeze_task, return_exceptions=True)

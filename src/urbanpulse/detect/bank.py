@@ -6,7 +6,7 @@ every series lives in structure-of-arrays numpy tables indexed by a dense slot; 
 by (slot, ts) and a Numba-compiled kernel (`_kernel.py`) runs the per-reading state machine
 reading by reading, each reading touching only its own slot's row. The tests check it against
 its own interpreted source (tests/detect_reference.py): outputs and state bit-identical.
-The kernel is compiled (or loaded from numba's on-disk cache) when the first bank is built.
+The kernel is loaded (built ahead of time, urbanpulse/aot.py, or by Numba) when the first bank is built.
 
 Guarantees:
 - Batch-split invariance. A reading's scores depend only on its slot's state and the reading,
@@ -33,7 +33,7 @@ Scores are in [0, 1]; score 0.5 is where a detector's statistic reaches the conf
 (z = threshold, gap = factor x interval, run = min_readings ...), and that is its decision; robust_z's
 and ewma's decisions also need their weighted score to be rare under the slot's fitted tail (below),
 P <= `fusion.alert_tail`, so a decision is consistent with the calibrated score. The kernel writes
-the scores and the decisions (layout.OUT_*).
+the scores and, per reading, which decisions the tail vetoes (layout.VETO_BIT).
 The fused `anomaly_score` is the largest weighted detector score, *gated*: it is emitted only
 when it beats a decaying memory of the slot's recent peak (half-life `fusion.rearm_half_life`
 readings) and is 0 otherwise, so an anomaly yields one high score at its onset instead of a
@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from urbanpulse.capacity import grown
-from urbanpulse.detect.layout import DETECTORS, OUT_COLUMNS, OUT_DECISION, S, STATE
+from urbanpulse.detect.layout import DETECTORS, S, STATE, VETO_BIT
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
@@ -83,17 +83,20 @@ _KERNEL = None
 
 
 def _kernel():  # noqa: ANN202
-    """The compiled kernel module (imported on first use: numba is only loaded by a bank), warmed
-    up so the first real batch does not pay for compiling or loading the cached machine code."""
+    """The compiled kernel (on first use: built ahead of time, urbanpulse/aot.py, else Numba's),
+    warmed up so the first real batch does not pay for compiling or loading the machine code."""
     global _KERNEL
     if _KERNEL is None:
-        from urbanpulse.detect import _kernel as k
+        from urbanpulse import aot
+
+        k = aot.kernel("urbanpulse.detect._kernel")
 
         table = ProfileTable(DetectionSettings()).table
         st = np.zeros((1, len(_STATE)), np.float64)
         k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, _NO_TS, np.int64),
-                  np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan), np.full((1, 8), np.nan, np.float32),
-                  np.full((1, 8), np.nan, np.float32), np.zeros((1, OUT_COLUMNS)), np.zeros(1),
+                  np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan, np.float32),
+                  np.full((1, 8), np.nan, np.float32), np.full((1, 8), np.nan, np.float32),
+                  np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1), np.zeros(1, np.uint8),
                   REFRESH_EVERY, EAGER_REFRESH)
         _KERNEL = k
     return _KERNEL
@@ -152,12 +155,14 @@ class DetectorBank:
             enabled.discard("threshold")
         self.names: tuple[str, ...] = tuple(n for n in DETECTOR_NAMES if n in enabled)
         self._det_cols = np.array([DETECTOR_NAMES.index(n) for n in self.names], np.int64)
+        self._veto_bits = np.array([VETO_BIT[n] for n in self.names], np.uint8)
         self.history_needed = max(int(settings.warm_readings), self.ring_values)
         self.capacity = 0
         self.last_ts = np.zeros(0, np.int64)
         self.profile = np.zeros(0, np.int32)
         self.state = np.zeros((0, len(_STATE)), np.float64)
-        self.values = np.zeros((0, self.ring_values), np.float64)
+        # float32 offsets from the slot's float64 base (state column "vbase"; _kernel.py says why)
+        self.values = np.zeros((0, self.ring_values), np.float32)
         self.changes = np.zeros((0, self.ring_changes), np.float32)
         self.gaps = np.zeros((0, self.ring_gaps), np.float32)  # seconds
         _kernel()  # compile / load the kernel now, not on the first batch
@@ -191,6 +196,7 @@ class DetectorBank:
         self.state[slots, S["gap_q"]] = np.nan
         self.state[slots, S["lo_min"]] = np.nan
         self.state[slots, S["lo_q"]] = np.nan
+        self.state[slots, S["vbase"]] = np.nan
         self.values[slots] = np.nan
         self.changes[slots] = np.nan
         self.gaps[slots] = np.nan
@@ -219,7 +225,7 @@ class DetectorBank:
 
     def nbytes_per_slot(self) -> int:
         """Bytes of per-slot state (state table, rings, last ts, profile id)."""
-        return int(8 + 4 + 8 * len(_STATE) + 8 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
+        return int(8 + 4 + 8 * len(_STATE) + 4 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -256,11 +262,15 @@ class DetectorBank:
         return order, slot[order], ts[order], val[order]
 
     def _result(self, order: np.ndarray, s: np.ndarray, t: np.ndarray, x: np.ndarray, out: np.ndarray,
-                fused: np.ndarray) -> Scores:
-        """Scores of the enabled detectors (columns in ``names`` order) with their decisions, from the
-        kernel's output (scores, then decisions: layout.OUT_*)."""
+                fused: np.ndarray, veto: np.ndarray) -> Scores:
+        """Scores of the enabled detectors (columns in ``names`` order) with their decisions: the
+        statistic at its threshold (score >= 0.5) unless the calibrated tail vetoed it (layout.VETO_BIT)."""
         score = out[:, self._det_cols]
-        decision = out[:, OUT_DECISION + self._det_cols] > 0
+        decision = score >= 0.5
+        vetoed = np.flatnonzero(veto)
+        if len(vetoed):
+            bits = veto[vetoed, None] & self._veto_bits[None, :]
+            decision[vetoed] &= bits == 0
         return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
                       decision=decision, names=self.names, anomaly_score=fused,
                       alert=decision.any(axis=1) if len(self.names) else np.zeros(len(order), bool))
@@ -268,17 +278,18 @@ class DetectorBank:
     def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
         order, s, t, x = self._scorable(slot, ts_us, value)
         n = len(order)
-        out = np.zeros((n, OUT_COLUMNS), np.float64)
+        out = np.zeros((n, len(DETECTOR_NAMES)), np.float64)
         fused = np.zeros(n, np.float64)
+        veto = np.zeros(n, np.uint8)
         if n:
             # one reading at a time in (slot, ts) order: the scalar form of the former rounds
             # (tests/detect_reference.py runs the same source interpreted: bit-identical output)
             _kernel().process(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
-                              self.values, self.changes, self.gaps, out, fused,
+                              self.values, self.changes, self.gaps, out, fused, veto,
                               REFRESH_EVERY, EAGER_REFRESH)
         if not emit:
             return None
-        return self._result(order, s, t, x, out, fused)
+        return self._result(order, s, t, x, out, fused, veto)
 
     # -- live silence ----------------------------------------------------------------------------
 

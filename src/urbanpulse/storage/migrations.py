@@ -26,7 +26,7 @@ from urbanpulse.storage.bucket_function import SERIES_BUCKETS_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
 from urbanpulse.storage.source_registry import SOURCE_IDS_SQL
 from urbanpulse.storage.rollup_schema import (
-    POSTGRES_ROLLUP_1D, POSTGRES_ROLLUP_COMPRESSION, POSTGRES_ROLLUPS, TIMESCALE_ROLLUP_1D,
+    POSTGRES_ROLLUP_1D, POSTGRES_ROLLUP_COMPRESSION, POSTGRES_ROLLUPS, ROLLUP_PENDING, TIMESCALE_ROLLUP_1D,
     TIMESCALE_ROLLUP_COMPRESSION, TIMESCALE_ROLLUPS,
 )
 from urbanpulse.storage.timescale import PolicyChange, TablePolicy, apply_policies
@@ -111,6 +111,7 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(11, "quarantine_series(): the series a quarantined payload names", QUARANTINE_SERIES_SQL),
     Migration(40, "daily rollups, per-series rollup levels", POSTGRES_ROLLUP_1D, TIMESCALE_ROLLUP_1D),
     Migration(41, "rollups compressed like readings", POSTGRES_ROLLUP_COMPRESSION, TIMESCALE_ROLLUP_COMPRESSION),
+    Migration(42, "deferred rollups: per-writer marks of buffered minutes", ROLLUP_PENDING),
     Migration(25, "series_buckets(): level-aware buckets for SQL clients (Grafana)", SERIES_BUCKETS_SQL),
     Migration(50, "messages that crashed a source (poison-message handling)", SUSPECTS_SQL),
     Migration(60, "source ids assigned at start-up (plugin sources)", SOURCE_IDS_SQL),

@@ -105,3 +105,21 @@ TIMESCALE_ROLLUP_COMPRESSION = "\n".join(
     f"ALTER TABLE {t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'series_id', "
     f"timescaledb.compress_orderby = 'bucket');" for t in ("rollup_1m", "rollup_1h", "rollup_1d"))
 POSTGRES_ROLLUP_COMPRESSION = "SELECT 1;  -- nothing to do without TimescaleDB"
+
+# -- migration 42: deferred rollups' durable marks ----------------------------------------------
+
+#: ``rollup_pending``: per writer (a random id, alive while it holds
+#: ``pg_advisory_lock(LIVE_NS, writer_id)``), the minutes holding committed readings whose rollup
+#: share is still in its memory; written in the batch transaction, deleted by the flush that
+#: merges them. Rows of a writer that is gone name the buckets to rebuild from the readings
+#: (storage/rollup_buffer.py, storage/rollup_rebuild.py). A plain table in both modes: a few rows
+#: per writer and minute, short-lived.
+ROLLUP_PENDING = """
+CREATE TABLE rollup_pending (
+    writer_id int8 NOT NULL,
+    gen       int8 NOT NULL,
+    bucket    timestamptz NOT NULL,
+    PRIMARY KEY (writer_id, bucket, gen)
+);
+CREATE INDEX rollup_pending_bucket ON rollup_pending (bucket);
+"""

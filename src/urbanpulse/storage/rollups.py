@@ -156,14 +156,32 @@ FROM unnest($1::int4[], $2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::
             $8::int8[], $9::float8[], $10::int8[], $11::float8[]) AS u(sid, bucket, n, mean, m2, mn, mx, fts, fv, lts, lv)
 """
 
-MERGE_UNNEST_SQL = {t: _merge_sql(t, _UNNEST_SOURCE + f" WHERE {_kept('u.sid', w)} ORDER BY 1, 2")
-                    for t, w in ROLLUP_TABLES.items()}
+def _exists(sid: str) -> str:
+    """SQL condition: the series still exists (a deferred flush must not bring back an erased one)."""
+    return f"EXISTS (SELECT 1 FROM series x WHERE x.id = {sid})"
+
+
+def _unnest_sql(existing_only: bool) -> dict[str, str]:
+    extra = f" AND {_exists('u.sid')}" if existing_only else ""
+    return {t: _merge_sql(t, _UNNEST_SOURCE + f" WHERE {_kept('u.sid', w)}{extra} ORDER BY 1, 2")
+            for t, w in ROLLUP_TABLES.items()}
+
+
 _SHARED_LOCK = f"SELECT pg_advisory_xact_lock_shared({DECISION_LOCK_ID})"
-#: every table from one stage, in one round trip (a multi-statement simple query)
-MERGE_STAGE_SQL = ";".join([_SHARED_LOCK] + [
-    _merge_sql(t, f"SELECT {', '.join(COLUMNS)} FROM rollup_stage s WHERE width = {w} AND {_kept('s.series_id', w)} "
-                  f"ORDER BY series_id, bucket")
-    for t, w in ROLLUP_TABLES.items()])
+
+
+def _stage_sql(existing_only: bool) -> str:
+    """Every table from one stage, in one round trip (a multi-statement simple query)."""
+    extra = f" AND {_exists('s.series_id')}" if existing_only else ""
+    return ";".join([_SHARED_LOCK] + [
+        _merge_sql(t, f"SELECT {', '.join(COLUMNS)} FROM rollup_stage s WHERE width = {w} AND "
+                      f"{_kept('s.series_id', w)}{extra} ORDER BY series_id, bucket")
+        for t, w in ROLLUP_TABLES.items()])
+
+
+MERGE_UNNEST_SQL = _unnest_sql(False)
+MERGE_STAGE_SQL = _stage_sql(False)
+_EXISTING_SQL = {"stage": _stage_sql(True), "unnest": _unnest_sql(True)}
 STAGE_COLUMNS = (*COLUMNS, "width")
 
 
@@ -195,7 +213,8 @@ def encode_partials(parts: dict[str, Partials]) -> bytes:
     return b"".join(chunks)
 
 
-async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], method: MergeMethod = "stage") -> None:
+async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], method: MergeMethod = "stage",
+                         existing_only: bool = False) -> None:
     """Merge partials (table name -> partials) into the rollup tables, inside the caller's transaction.
 
     Tables are merged in a fixed order (minute, hour, day), rows in key order: no lock-order
@@ -207,12 +226,13 @@ async def merge_partials(conn: asyncpg.Connection, parts: dict[str, Partials], m
     if method == "stage":
         await conn.copy_to_table("rollup_stage", source=_once(encode_partials(parts)), columns=STAGE_COLUMNS,
                                  format="binary")
-        await conn.execute(MERGE_STAGE_SQL)
+        await conn.execute(_EXISTING_SQL["stage"] if existing_only else MERGE_STAGE_SQL)
         return
     await conn.execute(_SHARED_LOCK)
     for table, p in parts.items():
         m = p.stats
-        await conn.execute(MERGE_UNNEST_SQL[table], p.series_id.tolist(), p.bucket_us.tolist(), m.count.tolist(),
+        sql = _EXISTING_SQL["unnest"][table] if existing_only else MERGE_UNNEST_SQL[table]
+        await conn.execute(sql, p.series_id.tolist(), p.bucket_us.tolist(), m.count.tolist(),
                            m.mean.tolist(), m.m2.tolist(), m.min.tolist(), m.max.tolist(), m.first_ts.tolist(),
                            m.first.tolist(), m.last_ts.tolist(), m.last.tolist())
 
@@ -458,24 +478,47 @@ class RollupWriter:
         self.decisions = LevelDecisions()
         self._reload_at = 0.0
         self._hinted = np.zeros(1024, bool)  # by series id: interval_hint already asked
+        self._learnt: dict[int, float] = {}  # deferred: series id -> interval when it became known
         #: set when a decision left rows of a dropped level behind (see keep_purging)
         self.purge_wanted = asyncio.Event()
         self.purged: dict[str, int] = {}  # rows deleted by the background purge, per table
 
-    async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials]) -> None:
-        """Merge the partials of one batch into every level its series keep."""
+    async def merge(self, conn: asyncpg.Connection, partials: dict[str, Partials], *, learned: bool = False,
+                    existing_only: bool = False) -> None:
+        """Merge the partials of one batch (or of one deferred flush: ``learned``, the batches were
+        learnt from by :meth:`learn` as they committed) into every level its series keep."""
         if self.policy.prunes and "rollup_1m" in partials:
-            await self._decide(conn, partials["rollup_1m"])
+            await self._decide(conn, partials["rollup_1m"], learn=not learned)
             partials = self._drop_decided(partials)
-        await merge_partials(conn, partials, self.method)
+        await merge_partials(conn, partials, self.method, existing_only)
 
-    async def _decide(self, conn: asyncpg.Connection, minute: Partials) -> None:
+    def learn(self, minute: Partials) -> None:
+        """Learn the intervals from one committed batch's minute partials (deferred rollups: in
+        batch order, as the steps between batches need)."""
+        if not self.policy.prunes or not len(minute):
+            return
+        d = self.decisions
+        d.grow(int(minute.series_id.max()))
+        touched = self.learner.observe(minute, d.finest == 0)
+        # the interval as it stood at this batch, as the per-batch path would decide it: a flush
+        # later must not decide from samples that came after (late readings' steps included)
+        new = np.array([s for s in touched[d.of(touched) == 0].tolist() if s not in self._learnt], np.int32)
+        if len(new):
+            got = self.learner.interval_s(new, self.policy.learn_after)
+            for s, i in zip(new.tolist(), got.tolist()):
+                if np.isfinite(i) and i > 0:
+                    self._learnt[s] = i
+
+    async def _decide(self, conn: asyncpg.Connection, minute: Partials, learn: bool = True) -> None:
         """Learn from this batch; record the levels of series whose interval became known and
         delete their rows in levels they no longer keep (all inside the batch transaction)."""
         d = self.decisions
         if len(minute):
             d.grow(int(minute.series_id.max()))
-        touched = self.learner.observe(minute, d.finest == 0)
+        if learn:
+            touched = self.learner.observe(minute, d.finest == 0)
+        else:
+            touched = np.unique(minute.series_id).astype(np.int32)
         stale: list[int] = []
         if not d.loaded:
             await self._reload(conn)
@@ -502,6 +545,9 @@ class RollupWriter:
                 interval, source = np.where(np.isfinite(hint), hint, interval), np.where(np.isfinite(hint),
                                                                                           "configured", source)
             learned = self.learner.interval_s(undecided, self.policy.learn_after)
+            if self._learnt:  # deferred: the interval as of the batch that made it known
+                early = np.array([self._learnt.pop(s, np.nan) for s in undecided.tolist()])
+                learned = np.where(np.isfinite(early), early, learned)
             interval = np.where(np.isfinite(interval), interval, learned)
             known = np.isfinite(interval) & (interval > 0)
             finest = self.policy.finest_level_us(np.where(known, interval, 0.0))
@@ -596,8 +642,12 @@ class RollupWriter:
         """Leave out, before staging, the partials of levels a series is known not to keep (the
         SQL filter is what makes it right; this only saves work)."""
         out = {}
+        pending = self.decisions.pending
         for table, p in partials.items():
-            keep = self.decisions.of(p.series_id) <= ROLLUP_TABLES[table]
+            finest = self.decisions.of(p.series_id)
+            if pending:  # decided in this very transaction: the SQL filter sees them already
+                finest = np.maximum(finest, [pending[s][0] if s in pending else 0 for s in p.series_id.tolist()])
+            keep = finest <= ROLLUP_TABLES[table]
             out[table] = p if keep.all() else Partials(p.series_id[keep], p.bucket_us[keep], p.stats.take(keep))
         return out
 

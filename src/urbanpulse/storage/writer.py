@@ -24,7 +24,9 @@ import numpy as np
 from urbanpulse.model import ReadingColumns, Rejection
 from urbanpulse.storage.binary_copy import READING_COLUMNS, encode_readings
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.rollups import MergeMethod, Partials, RollupWriter, prepare_rollup_stage, rollup_partials
+from urbanpulse.storage.rollup_buffer import Claim, RollupBuffer
+from urbanpulse.storage.rollups import (MINUTE_US, MergeMethod, Partials, RollupWriter, partial_aggregates,
+                                        prepare_rollup_stage, rollup_partials)
 from urbanpulse.storage.series import SeriesRegistry
 
 log = logging.getLogger(__name__)
@@ -74,12 +76,16 @@ class ReadingStore:
 
     def __init__(self, pool: asyncpg.Pool, partitions: MonthlyPartitions | None,
                  quarantine_payload_limit: int = 64 * 1024, rollups: bool = True,
-                 rollup_method: MergeMethod = "stage") -> None:
+                 rollup_method: MergeMethod = "stage", rollup_flush_s: float = 0.0) -> None:
         self.pool = pool
         self.series = SeriesRegistry()
         self.partitions = partitions
         self.payload_limit = quarantine_payload_limit
         self.rollups = RollupWriter(rollup_method) if rollups else None
+        #: ``rollup_flush_s`` > 0: rollups merged every that many seconds from a buffer of the
+        #: committed batches' partials (storage/rollup_buffer.py), not in each batch transaction
+        self.rollup_buffer = (RollupBuffer(self.rollups, pool, rollup_flush_s)
+                              if self.rollups is not None and rollup_flush_s > 0 else None)
         self._merge_batches_left = 0
         self.source_ids: dict[str, int] = dict(SOURCE_IDS)  # the service adds its sources' registered ids
 
@@ -110,6 +116,8 @@ class ReadingStore:
                                       readings.lat, readings.lon, self.source_ids.get(source, 0))
         merged = False
         stored = 0
+        if self.rollup_buffer is not None:
+            await self.rollup_buffer.start()  # before taking a connection: it takes one of its own
         async with self.pool.acquire() as conn:
             if payload is None:
                 if rejections or in_transaction is not None:
@@ -132,42 +140,76 @@ class ReadingStore:
         """COPY straight into readings; False (rolled back) if the batch overlaps stored rows."""
         partials = None
         if self.rollups is not None and readings is not None:
-            partials = rollup_partials(sid, readings.ts_us, readings.value)  # every row is inserted
+            partials = self._partials(sid, readings.ts_us, readings.value)  # every row is inserted
+        claim, committed = Claim(), False
         try:
             async with conn.transaction():
                 await conn.copy_to_table("readings", source=_stream(payload), columns=READING_COLUMNS,
                                          format="binary")
-                await self._finish(conn, rejections, hook, partials)
+                await self._finish(conn, rejections, hook, partials, claim)
+            committed = True
         except asyncpg.UniqueViolationError:
             self._merge_batches_left = 4
             log.info("batch overlaps stored readings (a redelivery); merging idempotently")
             return False
+        finally:
+            self._after(claim, partials, committed)
         return True
+
+    def _partials(self, sid: np.ndarray, ts_us: np.ndarray, value: np.ndarray) -> dict[str, Partials]:
+        """The batch's partials: every level when merged in the transaction, the minutes only when
+        buffered (a flush builds the coarser levels from the combined minutes)."""
+        if self.rollup_buffer is not None:
+            return {"rollup_1m": partial_aggregates(sid, ts_us, value, MINUTE_US)}
+        return rollup_partials(sid, ts_us, value)
+
+    def _after(self, claim: Claim, partials: dict[str, Partials] | None, committed: bool) -> None:
+        """After the batch transaction: a committed batch's partials join the rollup buffer; a
+        failed one gives its claim back."""
+        if self.rollup_buffer is None:
+            return
+        if committed and claim.pairs and partials is not None:
+            self.rollup_buffer.accept(claim, partials["rollup_1m"])
+        self.rollup_buffer.release(claim)
 
     async def _merge(self, conn: asyncpg.Connection, payload: bytes, rejections: list[Rejection],
                      hook: TransactionHook | None) -> int:
         """COPY into the staging table, insert what is new; returns how many rows were new."""
-        async with conn.transaction():
-            await conn.copy_to_table("readings_stage", source=_stream(payload), columns=READING_COLUMNS,
-                                     format="binary")
-            rows = await conn.fetch(_MERGE_SQL)
-            partials = None
-            if self.rollups is not None and rows:
-                k = len(rows)
-                partials = rollup_partials(np.fromiter((r[0] for r in rows), np.int32, k),
-                                           np.fromiter((r[1] for r in rows), np.int64, k),
-                                           np.fromiter((r[2] for r in rows), np.float64, k))
-            await self._finish(conn, rejections, hook, partials)
+        claim, committed = Claim(), False
+        partials = None
+        try:
+            async with conn.transaction():
+                await conn.copy_to_table("readings_stage", source=_stream(payload), columns=READING_COLUMNS,
+                                         format="binary")
+                rows = await conn.fetch(_MERGE_SQL)
+                if self.rollups is not None and rows:
+                    k = len(rows)
+                    partials = self._partials(np.fromiter((r[0] for r in rows), np.int32, k),
+                                              np.fromiter((r[1] for r in rows), np.int64, k),
+                                              np.fromiter((r[2] for r in rows), np.float64, k))
+                await self._finish(conn, rejections, hook, partials, claim)
+            committed = True
+        finally:
+            self._after(claim, partials, committed)
         return len(rows)
 
     async def _finish(self, conn: asyncpg.Connection, rejections: list[Rejection], hook: TransactionHook | None,
-                      partials: dict[str, Partials] | None) -> None:
-        """The rest of the batch transaction, after the readings: quarantine, hook, rollups."""
+                      partials: dict[str, Partials] | None, claim: Claim) -> None:
+        """The rest of the batch transaction, after the readings: quarantine, hook, rollups (merged,
+        or, with a buffer, only the minutes they fall in marked)."""
         await self._quarantine(conn, rejections)
         if hook is not None:
             await hook(conn)
         if partials is not None:
-            await self.rollups.merge(conn, partials)
+            if self.rollup_buffer is not None:
+                await self.rollup_buffer.mark(conn, partials["rollup_1m"], claim)
+            else:
+                await self.rollups.merge(conn, partials)
+
+    async def close(self) -> None:
+        """Flush the rollup buffer (a stop writes everything it holds)."""
+        if self.rollup_buffer is not None:
+            await self.rollup_buffer.close()
 
     async def _quarantine(self, conn: asyncpg.Connection, rejections: list[Rejection]) -> None:
         if not rejections:

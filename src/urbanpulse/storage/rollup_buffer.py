@@ -1,0 +1,269 @@
+"""Deferred rollups: merge a batch's partials into the tables every ``flush_every_s``, not per batch.
+
+Why: merging every level per batch was what rollups cost (benchmarks/rollups.py: a 1000-series
+city batch of 5 s updates ~3000 rollup rows for 5000 readings; the updates, not numpy, are the
+time). A minute row of a series sending every second was updated 12 times before its minute was
+over. Here each batch's minute partials (numpy, built anyway) wait in memory and are combined;
+a flush builds the hour partials from the minutes and the days from the hours (hierarchical) and
+merges each row once per flush, so the database work follows the rows, not the batches.
+
+Why it stays right:
+* Only committed readings count: partials join the buffer after their batch's COMMIT, from the
+  rows that transaction inserted (a redelivery adds nothing, as before).
+* Nothing is lost to a crash: the batch transaction records, per writer, the minutes its
+  readings fall in (``rollup_pending``, one row per writer, minute and generation; the buffer
+  knows which it wrote, so a batch of the current minute usually writes none). A flush merges
+  the partials and deletes the marks they covered in one transaction. A writer killed before its
+  flush leaves marks; a writer that finds marks of a writer no longer alive (its session
+  advisory lock is free) rebuilds those buckets from the readings (storage/rollup_rebuild.py).
+* A mark still needed by a batch in flight is never deleted: marks carry the buffer's generation,
+  bumped at every flush, and a flush skips the (generation, minute) pairs claimed by batches that
+  have not committed yet.
+* Late and redelivered readings: a late reading is an insert like any other, marked and
+  buffered under its own (old) minute; the next flush merges it into its old buckets.
+* A series erased meanwhile (privacy) is not brought back: a flush merges only series that still
+  exist.
+
+When: every ``flush_every_s`` under load, and ``idle_s`` (0.1 s) after the last commit when no
+batch is in flight, so a trickle of readings is in the rollups about 0.1 s after its COMMIT.
+What it costs: rollups are current up to ``flush_every_s`` after COMMIT, not at it (a stop
+flushes everything); one held connection per writer for its liveness lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field, fields
+
+import asyncpg
+import numpy as np
+
+from urbanpulse.storage.rollup_rebuild import rebuild_days
+from urbanpulse.storage.rollups import DAY_US, HOUR_US, Partials, RollupWriter, coarsen
+from urbanpulse.windows.aggregate import Moments, group_starts, merge_runs
+
+log = logging.getLogger(__name__)
+
+#: namespace of the writers' liveness locks (``pg_advisory_lock(LIVE_NS, writer_id)``)
+LIVE_NS = 0x75727077  # "urpw"
+
+_MARK_SQL = """
+INSERT INTO rollup_pending (writer_id, gen, bucket)
+SELECT $1::int8, $2::int8, timestamptz 'epoch' + b * interval '1 microsecond' FROM unnest($3::int8[]) AS u(b) ORDER BY 3
+ON CONFLICT DO NOTHING"""
+
+_UNMARK_SQL = """
+DELETE FROM rollup_pending p USING unnest($2::int8[], $3::int8[]) AS u(g, b)
+WHERE p.writer_id = $1 AND p.gen = u.g AND p.bucket = timestamptz 'epoch' + u.b * interval '1 microsecond'
+RETURNING p.gen, (extract(epoch FROM p.bucket) * 1000000)::int8"""
+
+
+@dataclass(slots=True)
+class Claim:
+    """The (generation, minute) marks one batch relies on until its partials are buffered."""
+
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+    done: bool = False
+
+
+class RollupBuffer:
+    """Per-writer buffer of committed minute partials, flushed every ``flush_every_s``."""
+
+    def __init__(self, writer: RollupWriter, pool: asyncpg.Pool | None, flush_every_s: float,
+                 max_rows: int = 400_000, idle_s: float = 0.1) -> None:
+        self.writer = writer
+        self.pool = pool
+        self.flush_every_s = flush_every_s
+        #: flush this long after the last commit when no batch is in flight: a trickle of data is
+        #: in the rollups within ~idle_s; under load (no gap) every flush_every_s
+        self.idle_s = min(idle_s, flush_every_s)
+        self._last_flush = self._last_accept = time.monotonic()
+        self.max_rows = max_rows  # buffered partial rows that trigger a flush before its time
+        self.writer_id = secrets.randbelow(2**31 - 2) + 1
+        self.gen = 1
+        self.parts: list[Partials] = []
+        self.rows = 0
+        self.db_marks: set[tuple[int, int]] = set()  # (gen, minute us) committed in rollup_pending
+        self.inflight: Counter[tuple[int, int]] = Counter()
+        self.flushes = 0
+        self._lock_conn: asyncpg.Connection | None = None
+        self._started = False
+        self._start_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+        self._kick: asyncio.Task | None = None
+
+    # -- the batch transaction ---------------------------------------------------------------
+
+    async def mark(self, conn: asyncpg.Connection, minute: Partials, claim: Claim) -> None:
+        """Inside the batch transaction: record the minutes these readings fall in."""
+        g = self.gen
+        minutes = np.unique(minute.bucket_us).tolist()
+        claim.pairs = [(g, m) for m in minutes]
+        self.inflight.update(claim.pairs)
+        new = [m for m in minutes if (g, m) not in self.db_marks]
+        if new:
+            await conn.execute(_MARK_SQL, self.writer_id, g, new)
+
+    def accept(self, claim: Claim, minute: Partials) -> None:
+        """After COMMIT: buffer the batch's minute partials; its marks are now the buffer's."""
+        self.db_marks.update(claim.pairs)
+        self.release(claim)
+        self.writer.learn(minute)
+        self.parts.append(Partials(minute.series_id, minute.bucket_us, minute.stats))
+        self.rows += len(minute)
+        self._last_accept = time.monotonic()
+        if self.rows >= self.max_rows and (self._kick is None or self._kick.done()):
+            self._kick = asyncio.create_task(self.flush(), name="rollup-flush")
+
+    def release(self, claim: Claim) -> None:
+        """The batch is over (committed and accepted, or rolled back)."""
+        if claim.done:
+            return
+        claim.done = True
+        self.inflight.subtract(claim.pairs)
+        for p in claim.pairs:
+            if self.inflight[p] <= 0:
+                del self.inflight[p]
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    def _combined(self, parts: list[Partials]) -> Partials:
+        """All buffered minute partials, one per (series, minute)."""
+        sid = np.concatenate([p.series_id for p in parts])
+        bucket = np.concatenate([p.bucket_us for p in parts])
+        stats = Moments(*(np.concatenate([getattr(p.stats, f.name) for p in parts]) for f in fields(Moments)))
+        order = np.lexsort((bucket, sid))
+        sid, bucket, stats = sid[order], bucket[order], stats.take(order)
+        starts = group_starts(sid, bucket)
+        return Partials(sid[starts], bucket[starts], merge_runs(starts, stats))
+
+    async def flush_on(self, conn: asyncpg.Connection) -> int:
+        """Merge everything buffered and delete the marks it covered, in one transaction on
+        ``conn``; returns the minute rows merged. On failure the partials stay buffered."""
+        g = self.gen
+        self.gen += 1  # batches from now on mark anew: nothing they rely on is deleted below
+        parts, self.parts, rows = self.parts, [], self.rows
+        self.rows = 0
+        done = sorted(p for p in self.db_marks if p[0] <= g and p not in self.inflight)
+        merged = 0
+        try:
+            async with conn.transaction():
+                lost_days: set[int] = set()
+                if done:
+                    got = {(r[0], r[1]) for r in await conn.fetch(
+                        _UNMARK_SQL, self.writer_id, [p[0] for p in done], [p[1] for p in done])}
+                    lost_days = {m - m % DAY_US for p in done if p not in got for m in (p[1],)}
+                if parts:
+                    minute = self._combined(parts)
+                    if lost_days:  # rebuilt from readings by another writer that took this one for dead
+                        log.error("rollups: writer %d was taken for dead (its liveness lock was lost) and %d day(s) "
+                                  "rebuilt from readings; dropping its buffered partials of those days",
+                                  self.writer_id, len(lost_days))
+                        keep = ~np.isin(minute.bucket_us - minute.bucket_us % DAY_US, list(lost_days))
+                        minute = Partials(minute.series_id[keep], minute.bucket_us[keep], minute.stats.take(keep))
+                    if len(minute):
+                        hour = coarsen(minute, HOUR_US)
+                        await self.writer.merge(conn, {"rollup_1m": minute, "rollup_1h": hour,
+                                                       "rollup_1d": coarsen(hour, DAY_US)},
+                                                learned=True, existing_only=True)
+                        merged = len(minute)
+        except BaseException:
+            self.parts[:0] = parts
+            self.rows += rows
+            raise
+        self.db_marks.difference_update(done)
+        if lost_days:
+            self.db_marks = {p for p in self.db_marks if p[1] - p[1] % DAY_US not in lost_days}
+        self.flushes += 1
+        return merged
+
+    async def flush(self) -> int:
+        """Flush on a pooled connection (one flush at a time)."""
+        async with self._flush_lock:
+            self._last_flush = time.monotonic()
+            if not self.parts and not self.db_marks:
+                return 0
+            async with self.pool.acquire() as conn:
+                return await self.flush_on(conn)
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take this writer's liveness lock, rebuild what dead writers left, start the timer."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            conn = await self.pool.acquire()
+            await conn.execute("SELECT pg_advisory_lock($1, $2)", LIVE_NS, self.writer_id)
+            self._lock_conn = conn
+            await self.recover()
+            self._task = asyncio.create_task(self._loop(), name="rollup-flush-timer")
+            self._started = True
+
+    async def recover(self) -> tuple[int, int]:
+        """Rebuild the days writers that are gone left marks in; (days rebuilt, days waiting)."""
+        conn = self._lock_conn
+        others = [r[0] for r in await conn.fetch(
+            "SELECT DISTINCT writer_id FROM rollup_pending WHERE writer_id <> $1", self.writer_id)]
+        dead = [w for w in others if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LIVE_NS, int(w))]
+        if not dead:
+            return 0, 0
+        try:
+            async with self.pool.acquire() as c:
+                return await rebuild_days(c, dead)
+        finally:
+            for w in dead:
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_NS, int(w))
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        if not self.parts and not self.db_marks:
+            return False
+        return (now - self._last_flush >= self.flush_every_s
+                or (not self.inflight and now - self._last_accept >= self.idle_s))
+
+    async def _loop(self) -> None:
+        last_recover = time.monotonic()
+        while True:
+            await asyncio.sleep(self.idle_s)
+            try:
+                if self._due():
+                    await self.flush()
+                if time.monotonic() - last_recover >= max(10.0, self.flush_every_s):
+                    last_recover = time.monotonic()
+                    await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried at the next tick; the marks keep it safe
+                log.warning("rollups: flush failed, retried in %.1f s: %s", self.flush_every_s, exc)
+                await asyncio.sleep(self.flush_every_s)
+
+    async def close(self) -> None:
+        """Flush everything and give the liveness lock back (marks left by a failed last flush
+        are rebuilt by the next writer)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._kick is not None:
+            await asyncio.gather(self._kick, return_exceptions=True)
+        try:
+            if self._started:
+                await self.flush()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("rollups: the last flush failed (%s); the next start rebuilds those buckets", exc)
+        finally:
+            if self._lock_conn is not None:
+                try:
+                    await self._lock_conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_NS, self.writer_id)
+                finally:
+                    await self.pool.release(self._lock_conn)
+                    self._lock_conn = None
+            self._started = False
