@@ -70,11 +70,11 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
     elif part == "rollups":
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": True}
-    elif on:
+    elif on:  # part "all", or "no-rollups": everything on but the rollups (what they cost)
         cfg["detection"] = {"enabled": True,
                             "metrics": {BENCH_METRIC: {"threshold": {"enabled": True, "high": 68.0,
                                                                      "clear_high": 66.0}}}}
-        cfg["database"]["rollups"] = {"enabled": True}
+        cfg["database"]["rollups"] = {"enabled": part != "no-rollups"}
     else:
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": False}
@@ -84,7 +84,10 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
 def reset_all(dsn: str) -> None:
     async def go(conn):  # noqa: ANN001
         await conn.execute("TRUNCATE readings, series, quarantine RESTART IDENTITY")
-        for table in ("rollup_1m", "rollup_1h", "alert_events", "alerts"):
+        # every rollup level and the per-series level decisions, whatever the schema has by now
+        rollups = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                   "AND tablename LIKE 'rollup%'")
+        for table in [r["tablename"] for r in rollups] + ["alert_events", "alerts"]:
             if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
                 await conn.execute(f"TRUNCATE {table} CASCADE")
         await conn.execute("CHECKPOINT")
@@ -115,7 +118,9 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     stop = ph.stop()
     res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn),
            "from_spawn_rate": round(n / (rate["all_stored_at"] - ph.t_spawn)) if rate.get("all_stored_at") else None,
-           "loadavg_1m_end": round(os.getloadavg()[0], 1), "service_stages": stages}
+           "loadavg_1m_end": round(os.getloadavg()[0], 1), "service_stages": stages,
+           "first_stored_s": round(rate["first_stored_at"] - ph.t_spawn, 2) if rate.get("first_stored_at") else None,
+           "from_spawn_s": round(rate["all_stored_at"] - ph.t_spawn, 2) if rate.get("all_stored_at") else None}
     ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, cpu {cpu}, db {res['db']}")
     return res
 
