@@ -37,17 +37,21 @@ each workload, so new pool connections are covered) to N; run the benchmark itse
 
 Run:  .venv/bin/python benchmarks/history.py [--readings 10000000] [--requests 100] [--keep DB]
       [--shapes items,columns] [--renice -10] [--baseline OLD_CHECKOUT/src]
+      [--only a,b,c,memory] [--clients 1,10] [--formats csv,parquet] [--no-quality] [--rounds 2]
+      [--client-gc service|default]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -130,6 +134,23 @@ async def get(client: httpx.AsyncClient, url: str, params: dict[str, str]) -> ht
         return await client.get(url, params=params)
 
 
+async def gc_pauses(client: httpx.AsyncClient) -> dict[str, float]:
+    """The service's garbage-collector pauses so far (``urbanpulse_gc_pause_seconds``): count and
+    seconds per generation, to tell the service's own stalls from the database's."""
+    r = await client.get("/metrics")
+    out: dict[str, float] = {}
+    for line in r.text.splitlines():
+        for g in "012":
+            for kind in ("count", "sum"):
+                if line.startswith(f'urbanpulse_gc_pause_seconds_{kind}{{generation="{g}"}}'):
+                    out[f"gen{g}_{kind}"] = float(line.split()[-1])
+    return out
+
+
+def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(values, p))
 
@@ -174,8 +195,21 @@ async def renice(dsn: str, niceness: int | None, *pids: int) -> None:
             pass
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which parts run (``--only``, ``--clients``, ``--formats``, ``--no-quality``, ``--rounds``):
+    a quiet slot is short, so a run can measure just the workloads in question."""
+
+    workloads: frozenset[str] = frozenset({"a", "b", "c", "memory"})
+    clients: tuple[int, ...] = (1, 10)
+    formats: tuple[str, ...] = ("csv", "parquet")
+    quality: bool = True
+    rounds: int = EXPORT_ROUNDS
+    client_gc: str = "service"
+
+
 async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], niceness: int | None,
-                baseline: Path | None = None) -> dict:
+                baseline: Path | None = None, sel: Selection = Selection()) -> dict:
     config = {"database": {"dsn": dsn, "storage_mode": "postgres", "pool_size": 12}, "log_level": "WARNING"}
     svc = ServiceProcess(config, workdir).start(timeout=600)
     base = None
@@ -192,7 +226,10 @@ async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], nicen
     pids = [p.proc.pid for p in (svc, base) if p is not None]
     results: dict = {"conditions": {"shapes": shapes, "renice": niceness, "own_nice": os.nice(0),
                                     "baseline": str(baseline) if baseline else None,
-                                    "loadavg_start": os.getloadavg()}}
+                                    "loadavg_start": os.getloadavg(), "workloads": sorted(sel.workloads),
+                                    "clients": list(sel.clients), "formats": list(sel.formats),
+                                    "export_quality": sel.quality, "export_rounds": sel.rounds,
+                                    "requests": requests, "client_gc": sel.client_gc}}
     try:
         from urbanpulse.auth.keys import KeyStore
 
@@ -206,6 +243,17 @@ async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], nicen
         if base is not None:
             clients["baseline"] = httpx.AsyncClient(base_url=base.url, headers=headers, timeout=300, limits=limits)
         http = clients["api"]
+        if sel.client_gc == "service":
+            # this process's collector as the service's (urbanpulse.service): what set-up loaded
+            # frozen, young objects collected every 100,000 allocations. With CPython's defaults
+            # a full collection of this process (~90k objects: numpy, httpx, asyncpg) took
+            # 40-80 ms every dozen requests and landed in whichever variant was running, the
+            # direct query as often as the API (its p95 was above the API's in a quiet run).
+            from urbanpulse.service import GC_THRESHOLDS
+
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
         try:
             shape_params: dict[str, dict[str, str]] = {"items": {}, "columns": {"shape": "columns"}}
 
@@ -245,15 +293,18 @@ async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], nicen
                                   "ORDER BY series_id, bucket", area, d, d + timedelta(days=1))
 
             for name, api, sql in (("a", api_a, sql_a), ("b", api_b, sql_b)):
-                for conc in (1, 10):
+                if name not in sel.workloads:
+                    continue
+                for conc in sel.clients:
                     await renice(dsn, niceness, *pids)
                     variants = {"direct": sql}
                     for shape in shapes:
                         variants["api" if shape == "items" else f"api_{shape}"] = api(http, shape)
                     if base is not None:
                         variants["baseline"] = api(clients["baseline"], "items")
+                    gc0 = await gc_pauses(http)
                     lat = await timed(conc, requests, variants)
-                    row: dict = {}
+                    row: dict = {"service_gc": diff(await gc_pauses(http), gc0)}
                     for label, la in lat.items():
                         row.update({f"{label}_p50_ms": pct(la, 50), f"{label}_p95_ms": pct(la, 95)})
                     for label in variants:
@@ -296,8 +347,8 @@ async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], nicen
 
             rows_per_sensor = await pool.fetchval(
                 "SELECT count(*) FROM readings WHERE series_id = $1", ids[sensor_name(0)])
-            for fmt in ("csv", "parquet"):
-                for conc, size in ((1, 100), (10, 10)):
+            for fmt in (sel.formats if "c" in sel.workloads else ()):
+                for conc, size in ((c, 100 // c) for c in sel.clients):
                     row = {}
                     async def api_export_q(fmt: str, sensors: list[str]) -> int:
                         return await api_export(fmt, sensors, quality=True)
@@ -306,13 +357,15 @@ async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], nicen
                         return await api_export(fmt, sensors, client=clients["baseline"])
 
                     await renice(dsn, niceness, *pids)
-                    runs = [("direct", sql_export), ("api", api_export), ("api_with_quality", api_export_q)]
+                    runs = [("direct", sql_export), ("api", api_export)]
+                    if sel.quality:
+                        runs.append(("api_with_quality", api_export_q))
                     if base is not None:
                         runs.append(("baseline", baseline_export))
                     for _, fn in runs:
                         await fn(fmt, sensors_of(9, 1))  # warm-up
                     rows = rows_per_sensor * size * conc
-                    for rnd in range(EXPORT_ROUNDS):  # alternating order; the best round of each counts
+                    for rnd in range(sel.rounds):  # alternating order; the best round of each counts
                         for label, fn in (runs if rnd % 2 == 0 else runs[::-1]):
                             t0 = time.perf_counter()
                             sizes = await asyncio.gather(*(fn(fmt, sensors_of(g, size)) for g in range(conc)))
@@ -322,7 +375,8 @@ async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], nicen
                             row[f"{label}_mb"] = sum(sizes) / 1e6
                     row["rows"] = rows
                     row["ratio"] = row["direct_rows_per_s"] / row["api_rows_per_s"]
-                    row["ratio_with_quality"] = row["direct_rows_per_s"] / row["api_with_quality_rows_per_s"]
+                    if sel.quality:
+                        row["ratio_with_quality"] = row["direct_rows_per_s"] / row["api_with_quality_rows_per_s"]
                     if base is not None:
                         row["ratio_baseline"] = row["direct_rows_per_s"] / row["baseline_rows_per_s"]
                     results[f"c_{fmt}_c{conc}"] = row
@@ -338,8 +392,10 @@ async def bench(dsn: str, requests: int, workdir: Path, shapes: list[str], nicen
             base.terminate()
     results["conditions"]["loadavg_end"] = os.getloadavg()
     results["conditions"]["requests_resent_after_keepalive_close"] = RETRIES["count"]
-    results["service_peak_rss_kb"] = await memory(dsn, headers, workdir)
-    results["service_peak_rss_kb_with_quality"] = await memory(dsn, headers, workdir, quality=True)
+    if "memory" in sel.workloads:
+        results["service_peak_rss_kb"] = await memory(dsn, headers, workdir)
+        if sel.quality:
+            results["service_peak_rss_kb_with_quality"] = await memory(dsn, headers, workdir, quality=True)
     return results
 
 
@@ -389,6 +445,17 @@ async def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None, metavar="SRC",
                     help="also run a service from this source tree (e.g. a checkout of the code before a "
                          "change) and measure it interleaved with the current one: before/after in one run")
+    ap.add_argument("--only", default="a,b,c,memory",
+                    help="workloads to run, comma-separated: a, b, c (exports), memory (peak RSS)")
+    ap.add_argument("--clients", default="1,10", help="client counts, comma-separated (exports: 100 sensors "
+                                                        "split over the clients)")
+    ap.add_argument("--formats", default="csv,parquet", help="export formats of (c), comma-separated")
+    ap.add_argument("--no-quality", action="store_true", help="skip the quality=true export variants")
+    ap.add_argument("--rounds", type=int, default=EXPORT_ROUNDS, help="rounds of each export variant")
+    ap.add_argument("--client-gc", choices=("service", "default"), default="service",
+                    help="this process's garbage collector: as the service's (frozen after set-up, "
+                         "thresholds urbanpulse.service.GC_THRESHOLDS) or CPython's defaults (the runs "
+                         "before this option)")
     ap.add_argument("--renice", type=int, default=None, metavar="N",
                     help="priority for the service and the database backends (run this under nice -n N too)")
     args = ap.parse_args()
@@ -422,8 +489,11 @@ async def main() -> None:
                 results = {"service_peak_rss_kb": await memory(dsn, headers, Path(tmp)),
                            "service_peak_rss_kb_with_quality": await memory(dsn, headers, Path(tmp), quality=True)}
             else:
+                sel = Selection(frozenset(args.only.split(",")), tuple(int(c) for c in args.clients.split(",")),
+                                tuple(args.formats.split(",")), not args.no_quality, args.rounds,
+                                args.client_gc)
                 results = await bench(dsn, args.requests, Path(tmp), args.shapes.split(","), args.renice,
-                                      args.baseline)
+                                      args.baseline, sel)
         results["readings"] = args.readings
         print(json.dumps(results, indent=1))
         if args.json:

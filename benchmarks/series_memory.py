@@ -6,8 +6,9 @@ Two measurements, each in fresh Python processes of two source trees: the curren
 ``git archive`` and its kernels compiled first, as benchmarks/startup.py does).
 
 1. **Baseline**: RSS of a process that has imported, step by step, what `urbanpulse run`
-   imports (interpreter, numpy, asyncpg, the configuration, the service, Numba, its compiled
-   kernels, the HTTP API) before any series arrives.
+   imports (interpreter, numpy, asyncpg, the configuration, the service, the compiled kernels
+   (built ahead of time, or Numba with its target context), the HTTP API) before any series
+   arrives.
 2. **Per series**: against a throw-away database, the service's per-series holders
    (``ReadingStore`` with its series registry and rollup writer, ``StreamAnalytics`` with
    windows, detectors, slot map and alert state) are warmed up on 100 series, then
@@ -36,8 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-#: main before issue 14 item 5's changes (the "before" column)
-BEFORE_REV = "558675b"
+#: main before this round of issue 14 item 5 (the "before" column; 558675b before the first round)
+BEFORE_REV = "ce151dc"
 
 BASELINE_CHILD = r'''
 import gc, json, sys, psutil
@@ -59,14 +60,13 @@ import urbanpulse.config
 mark("configuration (pydantic, settings)")
 import urbanpulse.cli, urbanpulse.runner, urbanpulse.service, urbanpulse.connectors.kafka, urbanpulse.connectors.mqtt
 mark("service modules")
-import numba
-mark("numba")
 from urbanpulse.analytics import compile_kernels
 compile_kernels()
-mark("compiled kernels loaded (numba's target context)")
+mark("kernels loaded (built ahead of time, or Numba + its target context)")
 import urbanpulse.api.app, uvicorn
 mark("HTTP API (fastapi, routes, uvicorn)")
-print(json.dumps({"steps": steps, "pyarrow": "pyarrow" in sys.modules, "httpx": "httpx" in sys.modules}))
+print(json.dumps({"steps": steps, "pyarrow": "pyarrow" in sys.modules, "httpx": "httpx" in sys.modules,
+                  "numba": "numba" in sys.modules}))
 '''
 
 
@@ -196,7 +196,10 @@ async def _child(series: int, readings: int, trace: bool) -> dict:
                    "alert state (AlertManager, its own arrays)": a.alerts.manager, "series registry": store.series,
                    "rollup interval learner": store.rollups.learner, "rollup level decisions": store.rollups.decisions}
         seen: set[int] = set()
+        import sys
+
         result.update(series=series, rss_before=before, rss_after=after, per_series=(after - before) / series,
+                      numba="numba" in sys.modules,
                       arrays={k: _arrays_nbytes(v, seen) / series for k, v in holders.items()},
                       detector_slots=int(a.bank.capacity), held=len(a.slots))
         await a.stop()
@@ -242,8 +245,8 @@ def main() -> None:
     for i, (step, _, _) in enumerate(base[cols[0]]["steps"]):
         cells = [f"{base[c]['steps'][i][1] / 1e6:.1f} (+{base[c]['steps'][i][2] / 1e6:.1f})" for c in cols]
         print(f"| {step} | " + " | ".join(cells) + " |")
-    print("| pyarrow / httpx imported | " + " | ".join(f"{base[c]['pyarrow']} / {base[c]['httpx']}" for c in cols)
-          + " |")
+    print("| pyarrow / httpx / numba imported | " + " | ".join(
+        f"{base[c]['pyarrow']} / {base[c]['httpx']} / {base[c]['numba']}" for c in cols) + " |")
     print(f"\n{args.series:,} series, {args.readings} readings each, bytes per series\n")
     print("| | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
     print("| **RSS growth** (after gc.collect()) | " + " | ".join(
@@ -252,6 +255,9 @@ def main() -> None:
     for k in runs[cols[0]]["arrays"]:
         print(f"| numpy: {k} | " + " | ".join(f"{runs[c]['arrays'].get(k, 0):,.0f}" for c in cols) + " |")
     print("| detector slots allocated | " + " | ".join(f"{runs[c]['detector_slots']:,}" for c in cols) + " |")
+    print("| **RSS after the series** (the service with them) | " + " | ".join(
+        f"**{runs[c]['rss_after'] / 1e6:.1f} MB**" for c in cols) + " |")
+    print("| numba imported | " + " | ".join(str(runs[c].get("numba")) for c in cols) + " |")
     if traced:
         files = list(dict.fromkeys(f for c in cols for f in traced[c]["tracemalloc"]))
         print("\n| allocated by (tracemalloc, growth) | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))

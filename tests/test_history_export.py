@@ -193,19 +193,54 @@ def test_copy_groups_keep_the_order_and_the_bound(ids, counts, target):
         assert sum(per[s] for s in a) + per[b[0]] > target
 
 
-async def test_readings_export_in_several_copy_groups_equals_one(million, monkeypatch):
+@pytest.mark.parametrize("read_ahead", [True, False])
+async def test_readings_export_in_several_copy_groups_equals_one(million, monkeypatch, read_ahead):
+    """Groups read one after the other on one connection, or ahead on a second one (the next
+    group's COPY sorting while this one streams): the same file as one COPY."""
     _, pool, frame = million
     runner = HistoryRunner(pool)
     params = {"sensor": "ex-02,ex-05,ex-06,ex-11,ex-19", "start": "2024-01-02T00:00:00Z",
               "end": "2024-01-03T12:00:00Z"}
+    monkeypatch.setattr(source, "COPY_GROUP_ROWS", 10_000_000)
     one = await _collect(runner, params, "csv")
     monkeypatch.setattr(source, "COPY_GROUP_ROWS", 20_000)  # ~13,000 readings per series: a group each
+    second = source._second_connection
+    lent = []
+
+    async def spy(p):  # noqa: ANN001, ANN202
+        conn = await second(p) if read_ahead else None
+        lent.append(conn)
+        return conn
+
+    monkeypatch.setattr(source, "_second_connection", spy)
     several = await _collect(runner, params, "csv", chunk_rows=5_000)
+    assert (lent[0] is not None) == read_ahead  # the pool (max 2) had one to spare
+    assert pool.get_idle_size() == pool.get_size()  # both connections went back
     assert one == several
     got = pd.read_csv(io.BytesIO(several), comment="#")
     want = expected(frame[frame.sensor_id.isin(params["sensor"].split(","))], params)
     np.testing.assert_array_equal(got.sensor_id.to_numpy(), want.sensor_id.to_numpy())
     np.testing.assert_array_equal(got.value.to_numpy(), want.value.to_numpy())
+
+
+async def test_an_export_abandoned_mid_file_returns_both_connections(million, monkeypatch):
+    """A client that goes away after the first bytes (the response's iterator closed) leaves no
+    COPY running and no connection lent, with the read-ahead connection in use."""
+    _, pool, _ = million
+    runner = HistoryRunner(pool)
+    monkeypatch.setattr(source, "COPY_GROUP_ROWS", 20_000)
+    ex = await open_export(runner, parse_query({**FULL, "sensor": ",".join(f"ex-{i:02d}" for i in range(8))}),
+                           "parquet", chunk_rows=5_000)
+    got = 0
+    async for chunk in ex.chunks:
+        got += len(chunk)
+        if ex.writer.rows >= 20_000:
+            break
+    await ex.chunks.aclose()
+    assert got > 0 and pool.get_idle_size() == pool.get_size()
+    async with pool.acquire() as c:  # and the connections still work
+        assert await c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%' "
+                                "AND state = 'active' AND datname = current_database()") == 0
 
 
 async def test_readings_export_without_copy_equals_copy(million):

@@ -16,6 +16,17 @@ Rules kept here (each one matters for bit-identity):
 
 Columns are named constants from `layout.py` (`st[sl, C_EW_V]`, `pr[P_EW_ALPHA]`), one block per
 detector in `process`.
+
+The value ring is float32 *offsets* from a per-slot float64 base (`C_VBASE`), not the values: half
+the bytes of the largest per-series array, without float32's loss on large values (a 1.2 million
+kWh counter in float32 keeps steps of 0.125, so its 0.1 steps would vanish). An entry x is stored
+as float32(x - base) and read as base + that; its error is at most |x - base| x 2^-24. The base is
+the slot's first value, and at a refresh it moves to the window's median (the entries re-encoded)
+when that has drifted from it by more than `REBASE_RES` times the series' resolution (its smallest
+non-zero change): so an entry near the median is within 2^-10 of a step of its value, whatever
+its magnitude (the counter's 0.1 steps are kept to ~1e-4). The encoding is monotone and equal
+values encode equally under one base, so order and ties, which the medians and a MAD of exactly
+0 depend on, are kept. Offsets beyond float32's range (3.4e38) read as +-inf.
 """
 
 from __future__ import annotations
@@ -121,6 +132,7 @@ P_SI_WINDOW = _COL["si_window"]
 C_TL_N = _S["tl_n"]
 C_TL_K = _S["tl_k"]
 C_TL_E = _S["tl_e"]
+C_VBASE = _S["vbase"]
 P_TL_U = _COL["tl_u"]
 P_TL_DECAY = _COL["tl_decay"]
 P_TL_N0 = _COL["tl_n0"]
@@ -131,6 +143,11 @@ P_AL_TAIL = _COL["al_tail"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
+#: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
+#: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
+#: from the median); rarely, as a re-encoded entry can differ in its last bit from the same value
+#: encoded afresh, which would break a tie (a MAD of exactly 0 is a decision in the detectors)
+REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 
 
@@ -253,6 +270,38 @@ def _gather(ring_row, window, nc, buf):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _gather_values(ring_row, base, window, nc, buf):
+    """`_gather` of the value ring: its newest `window` entries that are not NaN, decoded (base +
+    the float32 offset), into buf; returns how many."""
+    R = ring_row.shape[0]
+    w = window if window < R else R
+    m = 0
+    if w >= R:
+        for j in range(R):
+            v = base + np.float64(ring_row[j])
+            buf[m] = v
+            m += np.int64(v == v)
+    else:
+        for j in range(R):
+            age = (nc - 1 - j) % R
+            if age < 0:
+                age += R
+            v = base + np.float64(ring_row[j])
+            buf[m] = v
+            m += np.int64((v == v) and (age < w))
+    return m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rebase(row, base, new_base):
+    """Re-encode a value ring's offsets from `base` to `new_base` (NaN entries, empty, stay NaN)."""
+    for j in range(row.shape[0]):
+        v = row[j]
+        if v == v:
+            row[j] = np.float32((base + np.float64(v)) - new_base)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _n_finite(buf, m):
     k = 0
     for j in range(m):
@@ -286,7 +335,8 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
     `slow` also the statistics that move slowly: the window's floor (minimum, 5 % quantile, for
     flatline) and the median and q90 gap (silence)."""
     W = values.shape[1]
-    m = _gather(values[sl], np.int64(prow[P_RZ_WINDOW]), nc, g)  # rz_window
+    base = st[sl, C_VBASE]
+    m = _gather_values(values[sl], base, np.int64(prow[P_RZ_WINDOW]), nc, g)  # rz_window
     k = _n_finite(g, m)
     if slow:
         if m > 0:  # lo_min: the smallest entry (sorted first)
@@ -308,7 +358,12 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
         dv = abs(g[j] - med)
         d[m2] = dv
         m2 += np.int64(dv == dv)
-    st[sl, C_MAD] = _median(d, m2, W, a, b)
+    mad = _median(d, m2, W, a, b)
+    st[sl, C_MAD] = mad
+    res = st[sl, C_RES]
+    if res > 0 and _isfinite(med) and abs(med - base) > REBASE_RES * res:  # drifted: offsets from the median
+        _rebase(values[sl], base, med)
+        st[sl, C_VBASE] = med
     m = _gather(changes[sl], np.int64(prow[P_SP_WINDOW]), nc, g)  # sp_window
     st[sl, C_DSCALE] = _median(g, m, changes.shape[1], a, b)
     if slow:
@@ -605,7 +660,11 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
 
         new_cnt = cnt + 1.0
         cix = np.int64(cnt)
-        values[sl, cix % RV] = xi
+        vbase = st[sl, C_VBASE]
+        if vbase != vbase:  # the ring's first value: its base
+            vbase = xi
+            st[sl, C_VBASE] = xi
+        values[sl, cix % RV] = np.float32(xi - vbase)
         changes[sl, cix % RC] = np.float32(change) if (has_prev and change > 0) else np.float32(np.nan)
         gaps[sl, cix % RG] = np.float32(gap / 1e6) if has_prev else np.float32(np.nan)
 

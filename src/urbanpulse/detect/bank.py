@@ -6,7 +6,7 @@ every series lives in structure-of-arrays numpy tables indexed by a dense slot; 
 by (slot, ts) and a Numba-compiled kernel (`_kernel.py`) runs the per-reading state machine
 reading by reading, each reading touching only its own slot's row. The tests check it against
 its own interpreted source (tests/detect_reference.py): outputs and state bit-identical.
-The kernel is compiled (or loaded from numba's on-disk cache) when the first bank is built.
+The kernel is loaded (built ahead of time, urbanpulse/aot.py, or by Numba) when the first bank is built.
 
 Guarantees:
 - Batch-split invariance. A reading's scores depend only on its slot's state and the reading,
@@ -83,17 +83,20 @@ _KERNEL = None
 
 
 def _kernel():  # noqa: ANN202
-    """The compiled kernel module (imported on first use: numba is only loaded by a bank), warmed
-    up so the first real batch does not pay for compiling or loading the cached machine code."""
+    """The compiled kernel (on first use: built ahead of time, urbanpulse/aot.py, else Numba's),
+    warmed up so the first real batch does not pay for compiling or loading the machine code."""
     global _KERNEL
     if _KERNEL is None:
-        from urbanpulse.detect import _kernel as k
+        from urbanpulse import aot
+
+        k = aot.kernel("urbanpulse.detect._kernel")
 
         table = ProfileTable(DetectionSettings()).table
         st = np.zeros((1, len(_STATE)), np.float64)
         k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, _NO_TS, np.int64),
-                  np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan), np.full((1, 8), np.nan, np.float32),
-                  np.full((1, 8), np.nan, np.float32), np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1), np.zeros(1, np.uint8),
+                  np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan, np.float32),
+                  np.full((1, 8), np.nan, np.float32), np.full((1, 8), np.nan, np.float32),
+                  np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1), np.zeros(1, np.uint8),
                   REFRESH_EVERY, EAGER_REFRESH)
         _KERNEL = k
     return _KERNEL
@@ -158,7 +161,8 @@ class DetectorBank:
         self.last_ts = np.zeros(0, np.int64)
         self.profile = np.zeros(0, np.int32)
         self.state = np.zeros((0, len(_STATE)), np.float64)
-        self.values = np.zeros((0, self.ring_values), np.float64)
+        # float32 offsets from the slot's float64 base (state column "vbase"; _kernel.py says why)
+        self.values = np.zeros((0, self.ring_values), np.float32)
         self.changes = np.zeros((0, self.ring_changes), np.float32)
         self.gaps = np.zeros((0, self.ring_gaps), np.float32)  # seconds
         _kernel()  # compile / load the kernel now, not on the first batch
@@ -192,6 +196,7 @@ class DetectorBank:
         self.state[slots, S["gap_q"]] = np.nan
         self.state[slots, S["lo_min"]] = np.nan
         self.state[slots, S["lo_q"]] = np.nan
+        self.state[slots, S["vbase"]] = np.nan
         self.values[slots] = np.nan
         self.changes[slots] = np.nan
         self.gaps[slots] = np.nan
@@ -220,7 +225,7 @@ class DetectorBank:
 
     def nbytes_per_slot(self) -> int:
         """Bytes of per-slot state (state table, rings, last ts, profile id)."""
-        return int(8 + 4 + 8 * len(_STATE) + 8 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
+        return int(8 + 4 + 8 * len(_STATE) + 4 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
 
     # -- scoring -------------------------------------------------------------------------------
 

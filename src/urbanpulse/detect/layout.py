@@ -10,13 +10,14 @@ from __future__ import annotations
 
 DETECTORS: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatline", "silence")
 
-# float64 state columns of one slot
+# float64 state columns of one slot ("vbase": the float64 base the float32 value ring's entries are
+# offsets from, see _kernel.py)
 STATE: tuple[str, ...] = (
     "count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
     "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
     "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
     "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch",
-    "tl_n", "tl_k", "tl_e",
+    "tl_n", "tl_k", "tl_e", "vbase",
 )
 S = {name: i for i, name in enumerate(STATE)}
 

@@ -3,7 +3,8 @@
 Readings (no bucket) come through ``COPY (SELECT ...) TO STDOUT (FORMAT binary)``, a group of
 series at a time (:data:`READINGS_COPY_SQL`: one bitmap scan of the group's heap pages, sorted
 by series and time in PostgreSQL; groups hold about :data:`COPY_GROUP_ROWS` readings, estimated
-from ``rollup_1d``, which bounds each sort). Every row is the same 40 bytes (series_id int4,
+from ``rollup_1d``, which bounds each sort; the next group's COPY runs ahead on a second
+connection when the pool has one to spare, so its sort overlaps this group's rows). Every row is the same 40 bytes (series_id int4,
 ts int8, value float8, flags int2, none NULL), parsed by numpy without a Python object per row.
 The COPY is paused while the consumer is behind (the output callback awaits a bounded queue,
 so the socket stops being read and PostgreSQL waits), which keeps memory flat however large
@@ -104,8 +105,10 @@ def _bucket_batch(out: list[Out], info: ExportInfo, lookup: _SeriesLookup, sch: 
 
 
 #: readings one COPY sorts at most (estimated): bounds PostgreSQL's sort (memory, temp files) and
-#: the wait before the group's first row; a bigger group reads each heap page fewer times
-COPY_GROUP_ROWS = 2_000_000
+#: the wait before the group's first row; a bigger group reads each heap page fewer times. With
+#: read-ahead only the first group's sort is waited for: 400,000 (a 1,000,000-row export in three
+#: groups) exported faster than 2,000,000, 200,000 or 100,000 (benchmarks/README.md, issue 9)
+COPY_GROUP_ROWS = 400_000
 #: readings per series over the range, from the daily rollups (whole days around the range);
 #: a series without daily rollups counts 0 (it keeps none because it reports rarely)
 GROUP_COUNTS_SQL = """
@@ -185,25 +188,53 @@ async def record_batches(runner: HistoryRunner, q: HistoryQuery, chunk_rows: int
     return info, from_cursor()
 
 
+async def _second_connection(pool: asyncpg.Pool) -> asyncpg.pool.PoolConnectionProxy | None:
+    """A connection for reading ahead, only when the pool can spare one at once (an idle one
+    beyond the next request's, or room to open one): an export never waits for a second
+    connection while holding its first, so concurrent exports cannot starve each other or the
+    writers. None when there is none to spare."""
+    if pool.get_idle_size() < 2 and pool.get_size() >= pool.get_max_size():
+        return None
+    try:
+        return await pool.acquire(timeout=PREFETCH_ACQUIRE_S)
+    except (TimeoutError, asyncio.TimeoutError):
+        return None
+
+
+#: how long an export tries for its read-ahead connection before going on with one
+PREFETCH_ACQUIRE_S = 0.05
+
+
 async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, ids: list[int], lookup: _SeriesLookup,
                         sch: pa.Schema, chunk_rows: int) -> AsyncIterator[pa.RecordBatch]:
     """One binary COPY per group of series (:func:`copy_groups`), parsed into batches of about
-    ``chunk_rows`` rows; the producer waits while a batch is queued."""
+    ``chunk_rows`` rows; the producer waits while a batch is queued.
+
+    Read-ahead: PostgreSQL sorts a group before it sends its first row, so with one connection
+    the export stood still for every group's sort. With a second connection (when the pool has
+    one to spare, :func:`_second_connection`) group k+1's COPY starts when group k's starts, on
+    the other connection, and its sort runs while group k streams; its rows are taken only once
+    group k has ended (until then asyncpg stops reading its socket and PostgreSQL waits), so the
+    order and the memory bound are those of one connection. Each statement sees its own snapshot,
+    as before (READ COMMITTED)."""
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
     chunk_bytes = chunk_rows * _ROW.itemsize
     done = object()
+    carry = bytearray()  # whole rows, then possibly part of a row or the 2-byte trailer
 
-    async def produce() -> None:
-        carry = bytearray()  # whole rows, then possibly part of a row or the 2-byte trailer
-        header_left = 0
+    async def emit(n_rows: int) -> None:
+        rows = np.frombuffer(carry, _ROW, count=n_rows).copy()
+        del carry[:n_rows * _ROW.itemsize]
+        await queue.put(_readings_batch(rows, lookup, sch))
 
-        async def emit(n_rows: int) -> None:
-            rows = np.frombuffer(carry, _ROW, count=n_rows).copy()
-            del carry[:n_rows * _ROW.itemsize]
-            await queue.put(_readings_batch(rows, lookup, sch))
+    async def copy_group(conn: asyncpg.Connection, group: list[int], turn: asyncio.Event | None) -> None:
+        """COPY one group; its rows enter ``carry`` only after ``turn`` (the previous group's end)."""
+        header_left = _HEADER_LEN
 
         async def on_data(data: bytes) -> None:
             nonlocal header_left
+            if turn is not None:
+                await turn.wait()
             if header_left:
                 skip = min(header_left, len(data))
                 data, header_left = data[skip:], header_left - skip
@@ -212,19 +243,56 @@ async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, ids: list[int], 
             if whole * _ROW.itemsize >= chunk_bytes:
                 await emit(whole)
 
+        await conn.copy_from_query(READINGS_COPY_SQL, group, q.start, q.end, output=on_data, format="binary")
+        if turn is not None:
+            await turn.wait()
+        if len(carry) % _ROW.itemsize != 2 or carry[-2:] != b"\xff\xff":
+            raise RuntimeError("binary COPY of readings did not end with its trailer")
+        del carry[-2:]
+
+    async def prepare(conn: asyncpg.Connection) -> None:
+        # no JIT: compiling the scan costs more than it saves on a plain read of stored rows
+        await conn.execute(f"SET LOCAL statement_timeout = {int(runner.limits.export_timeout_s * 1000)}; "
+                           "SET LOCAL jit = off")
+
+    async def produce() -> None:
         try:
-            async with runner.pool.acquire() as conn, conn.transaction(readonly=True):
-                # no JIT: compiling the scan costs more than it saves on a plain read of stored rows
-                await conn.execute(f"SET LOCAL statement_timeout = {int(runner.limits.export_timeout_s * 1000)}; "
-                                   "SET LOCAL jit = off")
-                counts = dict(await conn.fetch(GROUP_COUNTS_SQL, ids, q.start, q.end))
-                for group in copy_groups(ids, counts, COPY_GROUP_ROWS):
-                    header_left = _HEADER_LEN
-                    await conn.copy_from_query(READINGS_COPY_SQL, group, q.start, q.end, output=on_data,
-                                               format="binary")
-                    if len(carry) % _ROW.itemsize != 2 or carry[-2:] != b"\xff\xff":
-                        raise RuntimeError("binary COPY of readings did not end with its trailer")
-                    del carry[-2:]
+            async with contextlib.AsyncExitStack() as stack:
+                first = await stack.enter_async_context(runner.pool.acquire())
+                await stack.enter_async_context(first.transaction(readonly=True))
+                await prepare(first)
+                counts = dict(await first.fetch(GROUP_COUNTS_SQL, ids, q.start, q.end))
+                groups = copy_groups(ids, counts, COPY_GROUP_ROWS)
+                conns = [first]
+                if len(groups) > 1:
+                    second = await _second_connection(runner.pool)
+                    if second is not None:
+                        stack.push_async_callback(runner.pool.release, second)
+                        await stack.enter_async_context(second.transaction(readonly=True))
+                        await prepare(second)
+                        conns.append(second)
+                running: list[asyncio.Task] = []
+                try:
+                    ended: asyncio.Event | None = None
+                    for k, group in enumerate(groups):
+                        if len(running) == len(conns):  # this group's connection is busy with group k-2
+                            await running.pop(0)
+                        mine = asyncio.Event()
+                        task = asyncio.create_task(copy_group(conns[k % len(conns)], group, ended))
+                        # the next group's turn comes when this one has ended well (after a
+                        # failure it never comes: the failure is awaited first and ends the export)
+                        task.add_done_callback(lambda t, e=mine: e.set() if not t.cancelled()
+                                               and t.exception() is None else None)
+                        running.append(task)
+                        ended = mine
+                    for task in running:
+                        await task
+                finally:
+                    for task in running:
+                        task.cancel()
+                    for task in running:
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
             if carry:
                 await emit(len(carry) // _ROW.itemsize)
             await queue.put(done)

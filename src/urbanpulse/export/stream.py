@@ -51,5 +51,10 @@ async def open_export(runner: HistoryRunner, q: HistoryQuery, fmt: str | None, c
                 yield last
         finally:
             encoder.shutdown(wait=False)
+            # at once, not when the garbage collector finds it: a client that went away mid-file
+            # must not keep the COPY running and its connections lent
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     return Export(info, fmt, writer, body())

@@ -59,11 +59,13 @@ _KERNEL = None
 
 
 def _kernel():  # noqa: ANN202
-    """The compiled kernel module (imported on first use: numba is only loaded by a WindowState),
+    """The compiled kernel (on first use: built ahead of time, urbanpulse/aot.py, else Numba's),
     warmed up so the first real batch does not pay for compiling or loading the machine code."""
     global _KERNEL
     if _KERNEL is None:
-        from urbanpulse.windows import _kernel as k
+        from urbanpulse import aot
+
+        k = aot.kernel("urbanpulse.windows._kernel")
 
         _KERNEL = k  # before the warm-up, which builds a WindowState
         w = WindowState(WindowSettings())
