@@ -224,9 +224,14 @@ class RollupBuffer:
             if self._started:
                 return
             conn = await self.pool.acquire()
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", LIVE_NS, self.writer_id)
-            self._lock_conn = conn
-            await self.recover()
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1, $2)", LIVE_NS, self.writer_id)
+                self._lock_conn = conn
+                await self.recover()
+            except BaseException:
+                self._lock_conn = None
+                await self.pool.release(conn)  # the pool's reset query unlocks its advisory locks
+                raise
             self._task = asyncio.create_task(self._loop(), name="rollup-flush-timer")
             self._started = True
 
