@@ -70,11 +70,11 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
     elif part == "rollups":
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": True}
-    elif on:
+    elif on:  # part "all", or "no-rollups": everything on but the rollups (what they cost)
         cfg["detection"] = {"enabled": True,
                             "metrics": {BENCH_METRIC: {"threshold": {"enabled": True, "high": 68.0,
                                                                      "clear_high": 66.0}}}}
-        cfg["database"]["rollups"] = {"enabled": True}
+        cfg["database"]["rollups"] = {"enabled": part != "no-rollups"}
     else:
         cfg["detection"] = {"enabled": False}
         cfg["database"]["rollups"] = {"enabled": False}
@@ -84,7 +84,10 @@ def analytics_config(dsn: str, kafka: dict[str, Any], on: bool, part: str = "all
 def reset_all(dsn: str) -> None:
     async def go(conn):  # noqa: ANN001
         await conn.execute("TRUNCATE readings, series, quarantine RESTART IDENTITY")
-        for table in ("rollup_1m", "rollup_1h", "alert_events", "alerts"):
+        # every rollup level and the per-series level decisions, whatever the schema has by now
+        rollups = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                   "AND tablename LIKE 'rollup%'")
+        for table in [r["tablename"] for r in rollups] + ["alert_events", "alerts"]:
             if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
                 await conn.execute(f"TRUNCATE {table} CASCADE")
         await conn.execute("CHECKPOINT")
@@ -115,7 +118,9 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     stop = ph.stop()
     res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn),
            "from_spawn_rate": round(n / (rate["all_stored_at"] - ph.t_spawn)) if rate.get("all_stored_at") else None,
-           "loadavg_1m_end": round(os.getloadavg()[0], 1), "service_stages": stages}
+           "loadavg_1m_end": round(os.getloadavg()[0], 1), "service_stages": stages,
+           "first_stored_s": round(rate["first_stored_at"] - ph.t_spawn, 2) if rate.get("first_stored_at") else None,
+           "from_spawn_s": round(rate["all_stored_at"] - ph.t_spawn, 2) if rate.get("all_stored_at") else None}
     ib.log(f"{label}: {res['rate']:,.0f} readings/s, peak RSS {res['peak_rss_mb']} MB, cpu {cpu}, db {res['db']}")
     return res
 
@@ -195,7 +200,8 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import orjson
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "all", "linger.ms": 1, "log_level": 0})
+    p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "all", "linger.ms": spec.get("linger_ms", 1),
+                  "log_level": 0})
     series, rate, seconds, warmup = spec["series"], spec["rate"], spec["seconds"], spec["warmup_s"]
     step = series / rate  # seconds between two readings of one series
     spikes: dict[str, float] = {}
@@ -379,7 +385,8 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
            f"spikes every 0.5 s after {a.latency_warmup} s")
     out = ctx.workdir / f"latency-{uuid.uuid4().hex[:6]}.json"
     spec = {"kind": "alert_latency", "bootstrap": ctx.tansu.bootstrap, "topic": topic, "series": a.latency_series,
-            "rate": a.latency_rate, "seconds": a.latency_seconds, "warmup_s": a.latency_warmup, "out": str(out)}
+            "rate": a.latency_rate, "seconds": a.latency_seconds, "warmup_s": a.latency_warmup, "out": str(out),
+            "linger_ms": a.latency_linger_ms}
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -416,7 +423,7 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
            "per_spike_ms": [round((sse.first_seen[s] - t) * 1000) for s, t in sorted(pub["spikes"].items(),
                             key=lambda kv: kv[1]) if s in sse.first_seen],
            "stored_latency": {k: stored.get(k) for k in ("p50_ms", "p99_ms")},
-           "service_stages": sources, "producer_cores": round(producer_cores, 2),
+           "service_stages": sources, "producer_cores": round(producer_cores, 2), "linger_ms": a.latency_linger_ms,
            "service_cpu_s": stop.get("service_cpu_s"), "loadavg_1m_end_of_produce": round(load, 1),
            "sse_events": sse.events, "background_alert_events": sse.background, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
            "db": _db_counts(ctx.dsn)}
@@ -487,6 +494,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-series", type=int, default=2000, help="series in the latency phase (default 2000)")
     p.add_argument("--latency-rate", type=int, default=20_000, help="readings/s in the latency phase (default 20000)")
     p.add_argument("--latency-seconds", type=float, default=40.0, help="length of the latency phase (default 40)")
+    p.add_argument("--latency-linger-ms", type=int, default=1,
+                   help="the latency producer's linger.ms (default 1: a produce request per ms and partition, "
+                        "which costs the broker on the same 2 cores most of a core at 20k/s; see benchmarks/README.md)")
     p.add_argument("--latency-warmup", type=float, default=15.0, help="seconds before the first spike (default 15)")
     p.add_argument("--rounds", type=int, default=1,
                    help="ABBA rounds (off, on, on, off) of the throughput phases; the ratio uses all (default 1)")

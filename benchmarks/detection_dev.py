@@ -19,6 +19,10 @@ same treatment (their only choice is the threshold):
   its score calibrated per stream (conformal rank, River's per-stream quantile thresholding in
   continuous form) so that one threshold means the same on every file (benchmarks/corpus/hst.py,
   computed in a separate venv and cached).
+
+GECCO and 3W label a station (segment / well instance), not a channel: the report also scores them
+per station (`detection_devset.stations`: the largest anomaly_score of the station's channels at
+each time, same onsets and windows), per dataset and LODO, beside the per-channel figures.
 """
 
 from __future__ import annotations

@@ -438,15 +438,26 @@ def prepare_schema(dsn: str, n: int, base_ms: int) -> None:
     asyncio.run(go())
 
 
-def ceiling(dsn: str, n: int, base_ms: int) -> dict[str, float]:
-    """Binary COPY of the paths' rows: 5000 rows per transaction, then one single COPY."""
-    utc = dt.timezone.utc
-    epoch = dt.datetime(1970, 1, 1, tzinfo=utc)
+CEILING_COLUMNS = ["series_id", "ts", "value", "flags", "source", "lat", "lon"]
+
+
+def ceiling_records(n: int, base_ms: int) -> list[tuple]:
+    """The rows the paths store for readings 0..n-1 (the out-of-range ones left out), as
+    ``readings`` records in CEILING_COLUMNS order, series ids 1..SENSORS."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     records = []
     for i in range(n):
+        if INVALID_EVERY and i % INVALID_EVERY == INVALID_EVERY - 1:
+            continue
         s, ts, v = reading_fields(i, base_ms)
         records.append((s + 1, epoch + dt.timedelta(milliseconds=ts), v, 0, SOURCE_KAFKA, None, None))
-    columns = ["series_id", "ts", "value", "flags", "source", "lat", "lon"]
+    return records
+
+
+def ceiling(dsn: str, n: int, base_ms: int) -> dict[str, float]:
+    """Binary COPY of the paths' rows: 5000 rows per transaction, then one single COPY."""
+    records = ceiling_records(n, base_ms)
+    columns = CEILING_COLUMNS
 
     async def go(conn) -> dict[str, float]:  # noqa: ANN001
         out = {}
@@ -700,6 +711,24 @@ def machine_info(dsn: str) -> dict[str, Any]:
             "postgres": db_call(dsn, go), "packages": versions}
 
 
+def results_workdir(name: str) -> tuple[str, Path]:
+    """A run's time stamp and its work dir under benchmarks/results/ (logs, configs, broker data)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return stamp, Path(tempfile.mkdtemp(prefix=f"{name}-{stamp}-", dir=RESULTS))
+
+
+def write_results(r: dict[str, Any], name: str, stamp: str, also: Path | None) -> Path:
+    """The run's JSON to benchmarks/results/<name>-<stamp>.json and to ``also`` if given."""
+    text = json.dumps(r, indent=2, default=str)
+    out = RESULTS / f"{name}-{stamp}.json"
+    out.write_text(text)
+    if also:
+        also.parent.mkdir(parents=True, exist_ok=True)
+        also.write_text(text)
+    return also or out
+
+
 def fmt_rate(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f}"
 
@@ -780,9 +809,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base_dsn = args.pg_dsn or PG_DSN
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on SIGTERM too
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    workdir = Path(tempfile.mkdtemp(prefix=f"ingest-{stamp}-", dir=RESULTS))
+    stamp, workdir = results_workdir("ingest")
     started = time.time()
     with contextlib.ExitStack() as cleanup:
         ctx = Ctx(args, workdir, cleanup)
@@ -834,13 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         r["workdir"] = str(workdir)
 
     print_table(r)
-    text = json.dumps(r, indent=2, default=str)
-    default_out = RESULTS / f"ingest-{stamp}.json"
-    default_out.write_text(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
-    log(f"results: {args.json or default_out} (wall {r['wall_s']} s)")
+    log(f"results: {write_results(r, 'ingest', stamp, args.json)} (wall {r['wall_s']} s)")
     return 0
 
 

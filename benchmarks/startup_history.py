@@ -41,7 +41,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 #: main before the rollup purge left the deciding batch's transaction
 BEFORE_REV = "2faa4f3"
-TEMPLATE = "up_bench_start14_hist_tpl"
+
+
+def template_name(readings: int) -> str:
+    return f"up_bench_startup_hist_{readings}"
 
 PUBLISHER = r'''
 import json, sys, time
@@ -58,27 +61,29 @@ while True:
 '''
 
 
-async def ensure_template(readings: int) -> None:
+async def ensure_template(readings: int) -> str:
     import services
     from history import load
 
+    template = template_name(readings)
     admin = await asyncpg.connect(services.PG_DSN)
     try:
-        if await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE):
-            return
-        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+        if await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", template):
+            return template
+        await admin.execute(f"CREATE DATABASE {template}")
     finally:
         await admin.close()
-    print(f"loading {readings:,} readings into {TEMPLATE}", file=sys.stderr, flush=True)
-    await load(services.dsn_for(services.PG_DSN, TEMPLATE), readings)
+    print(f"loading {readings:,} readings into {template}", file=sys.stderr, flush=True)
+    await load(services.dsn_for(services.PG_DSN, template), readings)
+    return template
 
 
-async def copy_of_template(name: str) -> str:
+async def copy_of_template(name: str, template: str) -> str:
     import services
 
     admin = await asyncpg.connect(services.PG_DSN)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     finally:
         await admin.close()
     return services.dsn_for(services.PG_DSN, name)
@@ -105,13 +110,13 @@ async def poll(dsn: str, since: float, proc: subprocess.Popen, log: Path, timeou
     raise RuntimeError(f"not 1,000 readings within {timeout}s; see {log}")
 
 
-def one_run(src: Path, work: Path, mosq, tag: str) -> dict[str, float]:  # noqa: ANN001
+def one_run(src: Path, work: Path, mosq, tag: str, template: str) -> dict[str, float]:  # noqa: ANN001
     import yaml
 
     import services
 
     name = f"up_bench_start14_hist_{uuid.uuid4().hex[:6]}"
-    dsn = asyncio.run(copy_of_template(name))
+    dsn = asyncio.run(copy_of_template(name, template))
     topic = f"hist/{uuid.uuid4().hex[:6]}"
     pub = subprocess.Popen([sys.executable, "-c", PUBLISHER, mosq.host, str(mosq.port), topic])
     cfg = work / f"{tag}.yaml"
@@ -146,9 +151,9 @@ def main() -> None:
     ap.add_argument("--readings", type=int, default=2_000_000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--before", default=BEFORE_REV)
-    ap.add_argument("--keep-template", action="store_true", help=f"keep {TEMPLATE} for the next run")
+    ap.add_argument("--keep-template", action="store_true", help="keep the template database for the next run")
     args = ap.parse_args()
-    asyncio.run(ensure_template(args.readings))
+    template = asyncio.run(ensure_template(args.readings))
     tmp = Path(tempfile.mkdtemp(prefix="up-bench-starthist-"))
     (tmp / "before").mkdir()
     trees = {"before": source_tree(args.before, tmp / "before"), "after": REPO / "src"}
@@ -157,7 +162,7 @@ def main() -> None:
     try:
         for k in range(args.repeat):
             for variant in ("before", "after"):
-                got = one_run(trees[variant], tmp, mosq, f"{variant}-{k}")
+                got = one_run(trees[variant], tmp, mosq, f"{variant}-{k}", template)
                 for what, v in got.items():
                     rows.setdefault(f"{what} ({variant})", []).append(v)
                 print(f"  {variant} run {k + 1}: " + ", ".join(f"{w} {v:.2f}" for w, v in got.items()),
@@ -166,7 +171,7 @@ def main() -> None:
         mosq.stop()
         shutil.rmtree(tmp, ignore_errors=True)
         if not args.keep_template:
-            services.drop_database(TEMPLATE)
+            services.drop_database(template)
     print(f"{args.readings:,} readings of history, median of {args.repeat} (min-max), seconds from spawn")
     print("\n| `urbanpulse run` with an MQTT source | seconds |\n|---|---|")
     for k, v in rows.items():

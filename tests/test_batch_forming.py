@@ -56,6 +56,21 @@ async def test_a_source_with_more_on_its_way_waits_for_the_size_or_the_age(fresh
         await pool.close()
 
 
+async def test_with_write_when_caught_up_off_only_the_size_or_the_age_forms_a_batch(fresh_db: str) -> None:
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_ms=NEVER_MS, batch_max_readings=30,
+                                         write_when_caught_up=False)
+    try:
+        await pipeline.submit(caught_up(0, 20))
+        assert pipeline.ledger.in_flight == 0
+        await pipeline.submit(caught_up(20, 10))
+        assert pipeline.ledger.in_flight == 1
+        await pipeline.drain()
+        assert await stored(pool) == 30
+    finally:
+        await pipeline.stop()
+        await pool.close()
+
+
 async def test_while_a_batch_is_written_a_caught_up_source_gathers_into_one_batch(
         fresh_db: str, pg_dsn: str) -> None:
     pipeline, pool = await make_pipeline(fresh_db, batch_max_ms=NEVER_MS, batch_max_readings=10_000, writers=2)

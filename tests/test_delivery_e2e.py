@@ -129,9 +129,10 @@ def test_sigkill_mid_stream_then_restart_stores_every_reading_exactly_once(
 
 def test_sigterm_stores_everything_received_and_acknowledges_it(
         fresh_db: str, mosquitto, kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:  # noqa: ANN001
-    # batches that never fill and never time out: only the shutdown flush can write them
+    # batches that never fill, never time out and are not written when caught up: only the
+    # shutdown flush can write them
     held = service_config(fresh_db, mosquitto, kafka_bootstrap, topic,
-                          batch_max_readings=1_000_000, batch_max_ms=600_000)
+                          batch_max_readings=1_000_000, batch_max_ms=600_000, write_when_caught_up=False)
     svc = ServiceProcess(held, tmp_path).start()
     try:
         publish_both(mosquitto, kafka_bootstrap, topic, readings("mqtt", 3_000), readings("kafka", 3_000))

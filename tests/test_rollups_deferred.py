@@ -57,8 +57,10 @@ async def abandon(buf: RollupBuffer) -> None:
     """The writer dies: its buffered partials are gone, its liveness lock is free."""
     if buf._task is None:
         return
-    buf._task.cancel()
-    await asyncio.gather(buf._task, return_exceptions=True)
+    for task in (buf._task, buf._kick):  # a flush under way dies with it (rolled back)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     buf._started = False
     await buf._lock_conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_NS, buf.writer_id)
     await buf.pool.release(buf._lock_conn)

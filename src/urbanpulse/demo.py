@@ -42,6 +42,8 @@ async def analytics_summary(service: IngestService) -> dict[str, object]:
     """Rollup rows and alerts by detector, for the summary (empty when analytics are off)."""
     if service.pool is None or service.analytics is None:
         return {}
+    if service.store is not None and service.store.rollup_buffer is not None:
+        await service.store.rollup_buffer.flush()  # rollups are merged from memory every second
     async with service.pool.acquire() as conn:
         alerts = {r["detector"]: r["n"] for r in await conn.fetch(
             "SELECT detector, count(*) AS n FROM alerts GROUP BY 1 ORDER BY 2 DESC")}

@@ -48,7 +48,8 @@ class Pipeline:
         self.metrics = metrics
         self.decoder = DecodeStage(fmt, validator, privacy)
         self._failures = AnalyticsFailures(analytics)
-        self.batcher = Batcher(settings, self._hand_off, idle=lambda: self.writer.idle)
+        self.batcher = Batcher(settings, self._hand_off,
+                               idle=(lambda: self.writer.idle) if settings.write_when_caught_up else None)
         self.ledger = AckLedger(metrics, publish=self._publish, retired=self.batcher.retired)
         self.writer = BatchWriter(store, settings, metrics, self.ledger, analytics, self._failures,
                                   on_idle=self.batcher.writers_idle)

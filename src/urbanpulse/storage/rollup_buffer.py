@@ -43,7 +43,7 @@ import asyncpg
 import numpy as np
 
 from urbanpulse.storage.rollup_rebuild import rebuild_days
-from urbanpulse.storage.rollups import DAY_US, HOUR_US, Partials, RollupWriter, coarsen
+from urbanpulse.storage.rollups import DAY_US, HOUR_US, MINUTE_US, Partials, RollupWriter, coarsen
 from urbanpulse.windows.aggregate import Moments, group_starts, merge_runs
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,12 @@ INSERT INTO rollup_pending (writer_id, gen, bucket)
 SELECT $1::int8, $2::int8, timestamptz 'epoch' + b * interval '1 microsecond' FROM unnest($3::int8[]) AS u(b) ORDER BY 3
 ON CONFLICT DO NOTHING"""
 
+#: this writer's marks up to generation $2 but those of batches still in flight ($3, $4: few);
+#: a plain range on the primary key, not a join with the (many) marks flushed
 _UNMARK_SQL = """
-DELETE FROM rollup_pending p USING unnest($2::int8[], $3::int8[]) AS u(g, b)
-WHERE p.writer_id = $1 AND p.gen = u.g AND p.bucket = timestamptz 'epoch' + u.b * interval '1 microsecond'
+DELETE FROM rollup_pending p WHERE p.writer_id = $1 AND p.gen <= $2 AND NOT EXISTS (
+    SELECT 1 FROM unnest($3::int8[], $4::int8[]) AS u(g, b)
+    WHERE u.g = p.gen AND p.bucket = timestamptz 'epoch' + u.b * interval '1 microsecond')
 RETURNING p.gen, (extract(epoch FROM p.bucket) * 1000000)::int8"""
 
 
@@ -113,12 +116,30 @@ class RollupBuffer:
         """After COMMIT: buffer the batch's minute partials; its marks are now the buffer's."""
         self.db_marks.update(claim.pairs)
         self.release(claim)
-        self.writer.learn(minute)
-        self.parts.append(Partials(minute.series_id, minute.bucket_us, minute.stats))
-        self.rows += len(minute)
+        decided = self.writer.learn(minute)
+        part = self._coarsened(minute)
+        self.parts.append(part)
+        self.rows += len(part)
         self._last_accept = time.monotonic()
-        if self.rows >= self.max_rows and (self._kick is None or self._kick.done()):
+        # a series' level became known: flush now, so it is buffered at its level from then on
+        # (a start-up's first seconds; an hourly sensor's readings are one partial each until then)
+        if (decided or self.rows >= self.max_rows) and (self._kick is None or self._kick.done()):
             self._kick = asyncio.create_task(self.flush(), name="rollup-flush")
+
+    def _coarsened(self, minute: Partials) -> Partials:
+        """Buffer each series at the finest level it keeps (committed decisions only get coarser):
+        an hourly sensor's readings wait as one partial per day, not one per reading, and a
+        series that keeps no level is not buffered at all. Exact for every level it keeps."""
+        finest = self.writer.decisions.of(minute.series_id)
+        if not (finest > MINUTE_US).any():
+            return Partials(minute.series_id, minute.bucket_us, minute.stats)
+        out = [minute.take_rows(finest <= MINUTE_US)]
+        for width in (HOUR_US, DAY_US):
+            sel = finest == width
+            if sel.any():
+                out.append(coarsen(minute.take_rows(sel), width))
+        return Partials(np.concatenate([p.series_id for p in out]), np.concatenate([p.bucket_us for p in out]),
+                        Moments(*(np.concatenate([getattr(p.stats, f.name) for p in out]) for f in fields(Moments))))
 
     def release(self, claim: Claim) -> None:
         """The batch is over (committed and accepted, or rolled back)."""
@@ -150,14 +171,15 @@ class RollupBuffer:
         parts, self.parts, rows = self.parts, [], self.rows
         self.rows = 0
         done = sorted(p for p in self.db_marks if p[0] <= g and p not in self.inflight)
+        held = [p for p in self.inflight if p[0] <= g]  # marks batches in flight rely on: kept
         merged = 0
         try:
             async with conn.transaction():
                 lost_days: set[int] = set()
                 if done:
                     got = {(r[0], r[1]) for r in await conn.fetch(
-                        _UNMARK_SQL, self.writer_id, [p[0] for p in done], [p[1] for p in done])}
-                    lost_days = {m - m % DAY_US for p in done if p not in got for m in (p[1],)}
+                        _UNMARK_SQL, self.writer_id, g, [p[0] for p in held], [p[1] for p in held])}
+                    lost_days = {p[1] - p[1] % DAY_US for p in done if p not in got}
                 if parts:
                     minute = self._combined(parts)
                     if lost_days:  # rebuilt from readings by another writer that took this one for dead
@@ -176,6 +198,7 @@ class RollupBuffer:
             self.parts[:0] = parts
             self.rows += rows
             raise
+        self.writer.committed()
         self.db_marks.difference_update(done)
         if lost_days:
             self.db_marks = {p for p in self.db_marks if p[1] - p[1] % DAY_US not in lost_days}
@@ -201,9 +224,14 @@ class RollupBuffer:
             if self._started:
                 return
             conn = await self.pool.acquire()
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", LIVE_NS, self.writer_id)
-            self._lock_conn = conn
-            await self.recover()
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1, $2)", LIVE_NS, self.writer_id)
+                self._lock_conn = conn
+                await self.recover()
+            except BaseException:
+                self._lock_conn = None
+                await self.pool.release(conn)  # the pool's reset query unlocks its advisory locks
+                raise
             self._task = asyncio.create_task(self._loop(), name="rollup-flush-timer")
             self._started = True
 

@@ -89,7 +89,7 @@ async def rebuild_days(conn: asyncpg.Connection, dead: list[int]) -> tuple[int, 
                 done += 1
             else:
                 waiting += 1
-        except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as exc:
+        except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError) as exc:
             log.info("rollups: rebuilding %s met a concurrent flush (%s); retried later", row["day"], exc)
             waiting += 1
     return done, waiting

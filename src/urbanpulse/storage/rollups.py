@@ -96,6 +96,10 @@ class Partials:
     def __len__(self) -> int:
         return len(self.series_id)
 
+    def take_rows(self, mask: np.ndarray) -> Partials:
+        """The partials where ``mask`` is true (order kept; the learning steps are not)."""
+        return Partials(self.series_id[mask], self.bucket_us[mask], self.stats.take(mask))
+
 
 def partial_aggregates(series_id: np.ndarray, ts_us: np.ndarray, value: np.ndarray, bucket_us: int) -> Partials:
     """Group readings by (series, ``bucket_us``-wide bucket) in numpy: one lexsort, reduceat per column."""
@@ -479,6 +483,7 @@ class RollupWriter:
         self._reload_at = 0.0
         self._hinted = np.zeros(1024, bool)  # by series id: interval_hint already asked
         self._learnt: dict[int, float] = {}  # deferred: series id -> interval when it became known
+        self.applied: list[int] = []  # series whose pending decision the last merge's transaction wrote
         #: set when a decision left rows of a dropped level behind (see keep_purging)
         self.purge_wanted = asyncio.Event()
         self.purged: dict[str, int] = {}  # rows deleted by the background purge, per table
@@ -487,16 +492,18 @@ class RollupWriter:
                     existing_only: bool = False) -> None:
         """Merge the partials of one batch (or of one deferred flush: ``learned``, the batches were
         learnt from by :meth:`learn` as they committed) into every level its series keep."""
+        self.applied = []
         if self.policy.prunes and "rollup_1m" in partials:
             await self._decide(conn, partials["rollup_1m"], learn=not learned)
             partials = self._drop_decided(partials)
         await merge_partials(conn, partials, self.method, existing_only)
 
-    def learn(self, minute: Partials) -> None:
+    def learn(self, minute: Partials) -> int:
         """Learn the intervals from one committed batch's minute partials (deferred rollups: in
-        batch order, as the steps between batches need)."""
+        batch order, as the steps between batches need); returns how many series' intervals
+        became known (a decision for the next flush to write)."""
         if not self.policy.prunes or not len(minute):
-            return
+            return 0
         d = self.decisions
         d.grow(int(minute.series_id.max()))
         touched = self.learner.observe(minute, d.finest == 0)
@@ -505,9 +512,12 @@ class RollupWriter:
         new = np.array([s for s in touched[d.of(touched) == 0].tolist() if s not in self._learnt], np.int32)
         if len(new):
             got = self.learner.interval_s(new, self.policy.learn_after)
+            before = len(self._learnt)
             for s, i in zip(new.tolist(), got.tolist()):
                 if np.isfinite(i) and i > 0:
                     self._learnt[s] = i
+            return len(self._learnt) - before
+        return 0
 
     async def _decide(self, conn: asyncpg.Connection, minute: Partials, learn: bool = True) -> None:
         """Learn from this batch; record the levels of series whose interval became known and
@@ -564,6 +574,7 @@ class RollupWriter:
     async def _apply(self, conn: asyncpg.Connection, sids: list[int]) -> None:
         """Write these pending decisions and delete the rows of the levels they drop."""
         d = self.decisions
+        self.applied.extend(sids)
         finest = [d.pending[s][0] for s in sids]
         # exclusive: no merge of another transaction is between reading the decisions and committing
         await conn.execute(f"SELECT pg_advisory_xact_lock({DECISION_LOCK_ID})")
@@ -637,6 +648,15 @@ class RollupWriter:
         finally:
             for w in waiting:
                 w.cancel()
+
+    def committed(self) -> None:
+        """The last merge's transaction committed: its decisions hold (deferred rollups buffer
+        these series at their level from now on instead of waiting for the reload)."""
+        d = self.decisions
+        for s in self.applied:
+            if s in d.pending:
+                d.set(s, d.pending.pop(s)[0])
+        self.applied = []
 
     def _drop_decided(self, partials: dict[str, Partials]) -> dict[str, Partials]:
         """Leave out, before staging, the partials of levels a series is known not to keep (the

@@ -1,0 +1,363 @@
+#!/usr/bin/env python
+"""Issue 14's benchmark: one run, everything side by side, on one pre-produced Kafka topic.
+
+One topic (``--readings``, default 1,000,000 readings, 2,000 series, 1 % with an out-of-range
+value, one reading per message, 4 partitions) is produced once on a private Tansu; then, each
+consumer with its own group and the tables emptied in between:
+
+* ``all on``      - `urbanpulse run` with every detector, windows, alerts and rollups;
+* ``no rollups``  - the same with ``database.rollups.enabled: false`` (rollups cost = 1 - all / this);
+* ``ingest only`` - detection and rollups off (the ingest path alone);
+* ``ceiling``     - asyncpg binary COPY of the same valid rows into the same ``readings`` table,
+                    on two connections (the service writes with two) and on one;
+* ``bytewax``     - a Bytewax 0.21 dataflow of the same shape (benchmarks/bytewax_flow.py: Kafka
+                    JSON -> filter -> idempotent insert into the same tables + a one-minute mean
+                    per series) with one and with two processes.
+
+The service phases run in mirrored order (all, no rollups, ingest only, [Bytewax],
+ingest only, no rollups, all) so drift on the shared VM cancels in the ratios. Each figure is
+readings/s sustained (first stored batch to the last) and from process spawn (spawn to the last
+reading stored). The ratios the issue's targets are stated in are printed and written to JSON.
+
+Bytewax runs in its own venv (``--bytewax-python``, default /tmp/bytewax-venv/bin/python);
+without it that part is skipped with a message saying how to create it.
+
+Run:  .venv/bin/python benchmarks/throughput.py [--readings 1000000] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import analytics as ab  # noqa: E402 - the analytics benchmark's service phases (also sets sys.path)
+import ingest as ib  # noqa: E402 - topic production, Tansu, the readings' rows
+
+DEFAULT_BYTEWAX_PY = Path("/tmp/bytewax-venv/bin/python")
+BYTEWAX_VENV_HINT = ("python3 -m venv /tmp/bytewax-venv && /tmp/bytewax-venv/bin/pip install "
+                     "'bytewax==0.21.*' confluent-kafka 'psycopg[binary]' orjson")
+SERVICE_CONFIGS = {"all": "all on", "no-rollups": "no rollups", "off": "ingest only"}
+TARGETS = {"sustained_all_on": 250_000, "rollups_cost": 0.15, "from_spawn_vs_bytewax": 5.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# ceiling: binary COPY on one and on two connections
+
+
+def copy_ceiling(dsn: str, records: list[tuple], connections: int, per_tx: int) -> float:
+    """Rows/s of ``records`` COPY'd into ``readings``, ``per_tx`` rows per transaction, the
+    transactions dealt round-robin to ``connections`` concurrent connections."""
+    import asyncpg
+
+    async def go() -> float:
+        conns = [await asyncpg.connect(dsn) for _ in range(connections)]
+        try:
+            await conns[0].execute("TRUNCATE readings")
+            await conns[0].execute("CHECKPOINT")
+            chunks = [records[i:i + per_tx] for i in range(0, len(records), per_tx)]
+
+            async def writer(k: int) -> None:
+                for chunk in chunks[k::connections]:
+                    async with conns[k].transaction():
+                        await conns[k].copy_records_to_table("readings", records=chunk, columns=ib.CEILING_COLUMNS)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(writer(k) for k in range(connections)))
+            seconds = time.perf_counter() - t0
+            stored = await conns[0].fetchval("SELECT count(*) FROM readings")
+            if stored != len(records):
+                raise RuntimeError(f"ceiling stored {stored} of {len(records)} rows")
+            await conns[0].execute("TRUNCATE readings")
+            return len(records) / seconds
+        finally:
+            for c in conns:
+                await c.close()
+    return asyncio.run(go())
+
+
+def measure_ceiling(ctx: ib.Ctx, records: list[tuple], per_tx: int, label: str) -> dict[str, float]:
+    out = {f"{k}_connection{'s' if k > 1 else ''}": copy_ceiling(ctx.dsn, records, k, per_tx) for k in (2, 1)}
+    ib.log(f"ceiling ({label}): {out['2_connections']:,.0f} rows/s on two connections, "
+           f"{out['1_connection']:,.0f} on one ({per_tx:,} rows per transaction)")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Bytewax
+
+
+def expected_buckets(records: list[tuple]) -> int:
+    """(series, minute) buckets holding at least one stored reading: the peer's mean rows."""
+    return len({(r[0], r[1].replace(second=0, microsecond=0)) for r in records})
+
+
+def _bytewax_tables(dsn: str) -> None:
+    async def go(conn):  # noqa: ANN001
+        await conn.execute("CREATE TABLE IF NOT EXISTS bw_mean_1m (series_id int4 NOT NULL, bucket timestamptz "
+                           "NOT NULL, mean float8 NOT NULL, count int8 NOT NULL, PRIMARY KEY (series_id, bucket))")
+        await conn.execute("TRUNCATE bw_mean_1m")
+    ib.db_call(dsn, go)
+
+
+def _bytewax_check(dsn: str) -> dict[str, Any]:
+    """Rows stored, and the peer's means against a recomputation from the stored readings."""
+    async def go(conn):  # noqa: ANN001
+        return {"readings": await conn.fetchval("SELECT count(*) FROM readings"),
+                "mean_rows": await conn.fetchval("SELECT count(*) FROM bw_mean_1m"),
+                "mean_readings": await conn.fetchval("SELECT coalesce(sum(count), 0) FROM bw_mean_1m"),
+                "mean_max_abs_error": await conn.fetchval(
+                    "SELECT max(abs(m.mean - r.mean)) FROM bw_mean_1m m JOIN (SELECT series_id, "
+                    "date_trunc('minute', ts) AS bucket, avg(value) AS mean FROM readings GROUP BY 1, 2) r "
+                    "USING (series_id, bucket)")}
+    return ib.db_call(dsn, go)
+
+
+def bytewax_phase(ctx: ib.Ctx, topic: str, python: Path, processes: int, expected: int,
+                  buckets: int) -> dict[str, Any]:
+    from services import free_port
+
+    from urbanpulse.quality.catalogue import MetricCatalogue
+
+    ab.reset_all(ctx.dsn)
+    _bytewax_tables(ctx.dsn)
+    # the service's own catalogue ranges, so the peer drops exactly what the service quarantines
+    ranges = {m.name: [m.min, m.max] for m in MetricCatalogue.load().specs}
+    out_dir = Path(tempfile.mkdtemp(prefix=f"bytewax-{processes}p-", dir=ctx.workdir))
+    spec = {"brokers": [ctx.tansu.bootstrap], "topic": topic, "dsn": ctx.dsn, "out_dir": str(out_dir),
+            "group": f"bench-bytewax-{processes}p-{uuid.uuid4().hex[:6]}", "ranges": ranges,
+            "max_future_ms": 300_000, "max_age_ms": 30 * 86_400_000, "batch_size": ctx.args.bytewax_batch}
+    env = {**os.environ, "UP_BW_SPEC": json.dumps(spec), "PYTHONPATH": str(HERE)}
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    ib.log(f"bytewax, {processes} process(es): draining {ctx.args.readings:,} readings")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t_spawn = time.time()
+    procs = []
+    for k in range(processes):
+        cmd = [str(python), "-m", "bytewax.run", "bytewax_flow:flow", "-w", "1"]
+        if processes > 1:
+            cmd += ["-i", str(k), "-a", addresses]
+        log = open(out_dir / f"process-{k}.log", "wb")  # noqa: SIM115 - closed below
+        procs.append((subprocess.Popen(cmd, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    for p, _ in procs:
+        ctx.cleanup.callback(lambda p=p: p.poll() is None and (p.kill(), p.wait(10)))
+    timeout = max(600, ctx.args.readings / 1000)
+    codes = [p.wait(timeout) for p, _ in procs]
+    t_exit = time.time()
+    for _, log in procs:
+        log.close()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if any(codes):
+        tail = (out_dir / "process-0.log").read_text()[-3000:]
+        raise RuntimeError(f"bytewax exited with {codes}; logs in {out_dir}\n{tail}")
+    commits: dict[str, list[tuple[float, int]]] = {"readings": [], "means": []}
+    for f in out_dir.glob("*.json"):
+        d = json.loads(f.read_text())
+        commits[d["kind"]] += [tuple(c) for c in d["commits"]]
+    check = _bytewax_check(ctx.dsn)
+    if check["readings"] != expected:
+        raise RuntimeError(f"bytewax stored {check}, expected {expected} readings")
+    check["means_complete"] = check["mean_rows"] == buckets and check["mean_readings"] == expected
+    if not check["means_complete"]:
+        ib.log(f"bytewax: means incomplete ({check}; expected {buckets} rows over {expected} readings): "
+               f"readings counted late and dropped from their windows")
+    rows = sorted(commits["readings"])
+    t_first, c_first = rows[0]
+    t_last = max(t for t, _ in rows)
+    t_done = max(t_last, max(t for t, _ in commits["means"]))
+    res = {"processes": processes, "rate": (expected - c_first) / (t_last - t_first), "window_s": t_last - t_first,
+           "first_stored_s": round(t_first - t_spawn, 2), "from_spawn_s": round(t_done - t_spawn, 2),
+           "from_spawn_rate": expected / (t_done - t_spawn), "exit_s": round(t_exit - t_spawn, 2),
+           "cpu_s": round((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), 2),
+           "batches": len(rows), "db": check, "logs": str(out_dir), "loadavg_1m": round(os.getloadavg()[0], 2)}
+    ib.log(f"bytewax, {processes} process(es): {res['rate']:,.0f} readings/s sustained, "
+           f"{res['from_spawn_rate']:,.0f} from spawn ({res['from_spawn_s']} s), means checked "
+           f"(max error {check['mean_max_abs_error']})")
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+
+def service_phase(ctx: ib.Ctx, topic: str, config: str, label: str) -> dict[str, Any]:
+    res = ab.kafka_phase(ctx, topic, config != "off", label, config)
+    res["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return res
+
+
+def summarise(r: dict[str, Any]) -> dict[str, Any]:
+    """Means per configuration and the ratios the issue's targets are stated in."""
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs)
+
+    by = {c: [p for p in r["service_phases"] if p["config"] == c] for c in SERVICE_CONFIGS}
+    s: dict[str, Any] = {}
+    for c, phases in by.items():
+        if phases:
+            s[c] = {"sustained": mean([p["rate"] for p in phases]),
+                    "from_spawn": mean([p["from_spawn_rate"] for p in phases]),
+                    "first_stored_s": mean([p["first_stored_s"] for p in phases]),
+                    "runs_sustained": [round(p["rate"]) for p in phases],
+                    "runs_from_spawn": [round(p["from_spawn_rate"]) for p in phases]}
+    ceil = r["ceiling"]
+    s["ceiling_2_connections"] = mean([c["2_connections"] for c in ceil])
+    s["ceiling_1_connection"] = mean([c["1_connection"] for c in ceil])
+    ratios: dict[str, Any] = {}
+    if "all" in s and "no-rollups" in s:
+        ratios["rollups_cost"] = 1 - s["all"]["sustained"] / s["no-rollups"]["sustained"]
+    if "all" in s and "off" in s:
+        ratios["analytics_cost"] = 1 - s["all"]["sustained"] / s["off"]["sustained"]
+    for c in ("all", "off"):
+        if c in s:
+            ratios[f"{c}_vs_ceiling"] = s[c]["sustained"] / s["ceiling_2_connections"]
+    bw = r.get("bytewax") or {}
+    if bw and "all" in s:
+        best = max(bw.values(), key=lambda b: b["from_spawn_rate"])
+        ratios["from_spawn_vs_bytewax"] = s["all"]["from_spawn"] / best["from_spawn_rate"]
+        ratios["from_spawn_vs_bytewax_best_is"] = f"{best['processes']} process(es)"
+        for k, b in bw.items():
+            ratios[f"from_spawn_vs_bytewax_{k}"] = s["all"]["from_spawn"] / b["from_spawn_rate"]
+            ratios[f"sustained_vs_bytewax_{k}"] = s["all"]["sustained"] / b["rate"]
+    s["ratios"] = ratios
+    targets = {}
+    if "all" in s:
+        targets["sustained_all_on"] = {"target": ">= 250,000 readings/s", "value": round(s["all"]["sustained"]),
+                                       "met": s["all"]["sustained"] >= TARGETS["sustained_all_on"]}
+    if "rollups_cost" in ratios:
+        targets["rollups_cost"] = {"target": "<= 15 %", "value": round(ratios["rollups_cost"], 3),
+                                   "met": ratios["rollups_cost"] <= TARGETS["rollups_cost"]}
+    if "from_spawn_vs_bytewax" in ratios:
+        targets["from_spawn_vs_bytewax"] = {"target": ">= 5x the faster Bytewax, from process start",
+                                            "value": round(ratios["from_spawn_vs_bytewax"], 2),
+                                            "met": ratios["from_spawn_vs_bytewax"] >= TARGETS["from_spawn_vs_bytewax"]}
+    s["targets"] = targets
+    return s
+
+
+def print_table(r: dict[str, Any]) -> None:
+    s = r["summary"]
+    lines = [f"issue 14 throughput  {r['date']}  commit {r['commit']}  readings={r['readings']:,} "
+             f"({r['stored']:,} valid, {r['series']:,} series)  load {r['loadavg']}", "",
+             f"{'path':<34}{'sustained/s':>14}{'from spawn/s':>14}{'first stored':>14}   runs (sustained)", "-" * 110]
+    for c, name in SERVICE_CONFIGS.items():
+        if c in s:
+            x = s[c]
+            lines.append(f"{'urbanpulse, ' + name:<34}{x['sustained']:>14,.0f}{x['from_spawn']:>14,.0f}"
+                         f"{x['first_stored_s']:>13.1f}s   {x['runs_sustained']}")
+    lines.append(f"{'binary COPY, 2 connections':<34}{s['ceiling_2_connections']:>14,.0f}")
+    lines.append(f"{'binary COPY, 1 connection':<34}{s['ceiling_1_connection']:>14,.0f}")
+    for k, b in (r.get("bytewax") or {}).items():
+        lines.append(f"{'Bytewax 0.21, ' + k:<34}{b['rate']:>14,.0f}{b['from_spawn_rate']:>14,.0f}"
+                     f"{b['first_stored_s']:>13.1f}s   done {b['from_spawn_s']} s after spawn")
+    if r.get("bytewax_skipped"):
+        lines.append(f"Bytewax: skipped ({r['bytewax_skipped']})")
+    lines += ["", "ratios: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in s["ratios"].items())]
+    for k, t in s["targets"].items():
+        lines.append(f"target {k}: {t['target']}: {t['value']} -> {'MET' if t['met'] else 'NOT MET'}")
+    print("\n".join(lines))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--readings", type=int, default=1_000_000, help="readings on the topic (default 1000000)")
+    p.add_argument("--series", type=int, default=2000, help="series (default 2000)")
+    p.add_argument("--invalid-every", type=int, default=100, help="one reading in N is out of range (default 100: 1 %%)")
+    p.add_argument("--repeats", type=int, default=2, choices=(1, 2),
+                   help="2: service phases in mirrored order around the Bytewax ones (default); 1: once each")
+    p.add_argument("--ceiling-batch", type=int, default=20_000,
+                   help="rows per COPY transaction (default 20000 = ingest.batch_max_readings)")
+    p.add_argument("--bytewax-python", type=Path, default=DEFAULT_BYTEWAX_PY, help="python of the Bytewax venv")
+    p.add_argument("--bytewax-batch", type=int, default=5000, help="KafkaSource batch_size (default 5000)")
+    p.add_argument("--skip-bytewax", action="store_true")
+    p.add_argument("--pg-dsn", default=None, help="server for the throw-away database")
+    p.add_argument("--json", metavar="OUT", type=Path, default=None, help="also write the results here")
+    return p.parse_args(argv)
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + ("+changes" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.kafka_readings_per_message = 1
+    from services import PG_DSN, create_database, drop_database, start_tansu
+
+    bytewax_skipped = None
+    if args.skip_bytewax:
+        bytewax_skipped = "--skip-bytewax"
+    elif not args.bytewax_python.exists():
+        bytewax_skipped = f"no Bytewax venv at {args.bytewax_python}; create it with: {BYTEWAX_VENV_HINT}"
+        ib.log(f"Bytewax part skipped: {bytewax_skipped}")
+    base_dsn = args.pg_dsn or PG_DSN
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stamp, workdir = ib.results_workdir("throughput")
+    started = time.time()
+    data = {"series": args.series, "invalid_every": args.invalid_every}
+    ib.configure_data(args.series, args.invalid_every)  # the producer workers get it through their spec
+    n = args.readings
+    stored = n - ib.invalid_count(n)
+    r: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": _commit(),
+                         "readings": n, "stored": stored, **data, "loadavg_start": os.getloadavg(),
+                         "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    with contextlib.ExitStack() as cleanup:
+        ctx = ib.Ctx(args, workdir, cleanup)
+        ctx.base_ms = ib.default_base_ms(n)
+        db_name, ctx.dsn = create_database(base_dsn, prefix="up_bench14")
+        cleanup.callback(lambda: drop_database(db_name, base_dsn))
+        r["machine"] = ib.machine_info(ctx.dsn)
+        ctx.tansu = start_tansu(workdir / "tansu")
+        cleanup.callback(ctx.tansu.stop)
+        ib.prepare_schema(ctx.dsn, n, ctx.base_ms)
+        ab._compile_kernels()  # "compiled kernels cached", as the issue's targets assume
+        topic = f"bench.throughput.{uuid.uuid4().hex[:6]}"
+        r["produce"] = ib.produce_kafka_backlog(ctx, topic)
+        records = ib.ceiling_records(n, ctx.base_ms)
+        buckets = expected_buckets(records)
+        r["ceiling"] = [measure_ceiling(ctx, records, args.ceiling_batch, "before")]
+        order = ["all", "no-rollups", "off"]
+        phases = []
+        for c in order:
+            phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-1")})
+        if not bytewax_skipped:
+            r["bytewax"] = {f"{k} process{'es' if k > 1 else ''}":
+                            bytewax_phase(ctx, topic, args.bytewax_python, k, stored, buckets) for k in (2, 1)}
+        else:
+            r["bytewax_skipped"] = bytewax_skipped
+        if args.repeats == 2:
+            for c in reversed(order):
+                phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-2")})
+        r["service_phases"] = phases
+        r["ceiling"].append(measure_ceiling(ctx, records, args.ceiling_batch, "after"))
+    r["loadavg_end"] = os.getloadavg()
+    r["loadavg"] = f"{r['loadavg_start'][0]:.1f} -> {r['loadavg_end'][0]:.1f} (1 min)"
+    r["summary"] = summarise(r)
+    r["wall_s"] = round(time.time() - started, 1)
+    print_table(r)
+    ib.log(f"results: {ib.write_results(r, 'throughput', stamp, args.json)} (wall {r['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
