@@ -182,6 +182,47 @@ async def test_a_writer_killed_with_buffered_rollups_loses_nothing(db: Db) -> No
 # -- TimescaleDB (stand-in) ----------------------------------------------------------------------
 
 
+@pytest.mark.integration
+async def test_a_writer_whose_lock_connection_dies_takes_the_lock_again_and_closes_cleanly(db: Db) -> None:  # noqa: F811
+    """The database drops the connection holding the liveness lock (restart, network cut): the
+    next recovery takes the lock again on a new connection, and closing never fails on the dead
+    one (it did: a service stopping after a cut exited with an error)."""
+    store = deferred_store(db.pool, db.partitions)
+    buf = store.rollup_buffer
+    data = arrival(7)
+
+    async def lock_holders() -> list[int]:
+        async with db.pool.acquire() as c:
+            return [r[0] for r in await c.fetch(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2",
+                LIVE_NS, buf.writer_id)]
+
+    try:
+        await store.write(columns(data, data.batches[0]), [], "replay")
+        first = await lock_holders()
+        assert len(first) == 1
+        async with db.pool.acquire() as c:
+            assert await c.fetchval("SELECT pg_terminate_backend($1)", first[0])
+        for _ in range(100):  # the client notices the lost connection at its next read
+            if await lock_holders() == []:
+                break
+            await asyncio.sleep(0.05)
+        assert await lock_holders() == []
+        await buf.recover()
+        again = await lock_holders()
+        assert len(again) == 1 and again != first
+        async with db.pool.acquire() as c:
+            await c.execute("SELECT pg_terminate_backend($1)", again[0])
+        await asyncio.sleep(0.2)
+        stored = (await store.write(columns(data, data.batches[1]), [], "replay")).stored
+        assert stored == len(data.batches[1])
+    finally:
+        await store.close()  # raised InterfaceError on the dead lock connection before
+    assert await lock_holders() == []
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM rollup_pending") == 0
+
+
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
     with services.timescale_standin(tmp_path_factory.mktemp("timescale-deferred")) as (host, port):

@@ -237,7 +237,7 @@ class RollupBuffer:
 
     async def recover(self) -> tuple[int, int]:
         """Rebuild the days writers that are gone left marks in; (days rebuilt, days waiting)."""
-        conn = self._lock_conn
+        conn = await self._hold_lock()
         others = [r[0] for r in await conn.fetch(
             "SELECT DISTINCT writer_id FROM rollup_pending WHERE writer_id <> $1", self.writer_id)]
         dead = [w for w in others if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LIVE_NS, int(w))]
@@ -249,6 +249,26 @@ class RollupBuffer:
         finally:
             for w in dead:
                 await conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_NS, int(w))
+
+    async def _hold_lock(self) -> asyncpg.Connection:
+        """The connection holding this writer's liveness lock, taken again on a new connection
+        when the database dropped the old one (a restart, a network cut, pg_terminate_backend):
+        without it other writers would take this one for dead at their next recovery."""
+        conn = self._lock_conn
+        if conn is not None and not _connection_lost(conn):
+            return conn
+        self._lock_conn = None
+        if conn is not None:
+            await self.pool.release(conn)  # a no-op when the pool took the dead connection back
+            log.warning("rollups: the connection holding this writer's liveness lock was lost; taking it again")
+        conn = await self.pool.acquire()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1, $2)", LIVE_NS, self.writer_id)
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        self._lock_conn = conn
+        return conn
 
     def _due(self) -> bool:
         now = time.monotonic()
@@ -288,10 +308,22 @@ class RollupBuffer:
         except Exception as exc:  # noqa: BLE001
             log.warning("rollups: the last flush failed (%s); the next start rebuilds those buckets", exc)
         finally:
-            if self._lock_conn is not None:
+            conn, self._lock_conn = self._lock_conn, None
+            if conn is not None:
                 try:
-                    await self._lock_conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_NS, self.writer_id)
+                    if not _connection_lost(conn):  # a lost connection took its locks with it
+                        await conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_NS, self.writer_id)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    log.info("rollups: the liveness lock went with its connection (%s)", exc)
                 finally:
-                    await self.pool.release(self._lock_conn)
-                    self._lock_conn = None
+                    await self.pool.release(conn)
             self._started = False
+
+
+def _connection_lost(conn: asyncpg.Connection) -> bool:
+    """True when ``conn`` is closed or the pool already took it back because it died (asyncpg
+    detaches the proxy of a connection it lost; using it then raises InterfaceError)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
