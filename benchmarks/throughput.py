@@ -293,10 +293,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "a group join, as Bytewax's KafkaSource does; 'group' was the setting before 2026-12-01)")
     p.add_argument("--fixed-poll", action="store_true",
                    help="poll /metrics at 20 Hz throughout the service phases (before 2026-12-01), not thinned")
+    p.add_argument("--configs", default="all,no-rollups,off",
+                   help=f"service configurations to run, comma-separated, of {','.join(SERVICE_CONFIGS)} (default all)")
     p.add_argument("--skip-bytewax", action="store_true")
     p.add_argument("--pg-dsn", default=None, help="server for the throw-away database")
     p.add_argument("--json", metavar="OUT", type=Path, default=None, help="also write the results here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = set(args.configs.split(",")) - set(SERVICE_CONFIGS) - {""}
+    if unknown:
+        p.error(f"--configs: unknown {sorted(unknown)}; choose from {sorted(SERVICE_CONFIGS)}")
+    return args
 
 
 def _commit() -> str:
@@ -343,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         records = ib.ceiling_records(n, ctx.base_ms)
         buckets = expected_buckets(records)
         r["ceiling"] = [measure_ceiling(ctx, records, args.ceiling_batch, "before")]
-        order = ["all", "no-rollups", "off"]
+        order = [c for c in args.configs.split(",") if c]
         phases = []
         for c in order:
             phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-1")})
