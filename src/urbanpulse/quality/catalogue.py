@@ -62,4 +62,6 @@ class MetricCatalogue:
         """Catalogue index per metric name; ``len(specs)`` for unknown names."""
         unknown = len(self.specs)
         get = self.index.get
-        return np.array([get(m, unknown) for m in metrics], dtype=np.int32)
+        # a batch names few distinct metrics: look each up once, then map the batch in C
+        found = {m: get(m, unknown) for m in set(metrics)}
+        return np.fromiter(map(found.__getitem__, metrics), dtype=np.int32, count=len(metrics))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
+from operator import is_not
 from typing import Protocol
 
 import numpy as np
@@ -56,12 +58,42 @@ class Validated:
 class ReadingValidator:
     """Applies the catalogue and time rules to decoded readings."""
 
+    #: how many sensor ids found well-formed are remembered (see ``_bad_sensor_ids``); ~100 B each
+    clean_ids_limit = 200_000
+
     def __init__(self, catalogue: MetricCatalogue, rules: TimeRules | None = None,
                  clock: Callable[[], float] = time.time, known_sensors: SensorMembership | None = None) -> None:
         self.catalogue = catalogue
         self.rules = rules or TimeRules()
         self.clock = clock
         self.known_sensors = known_sensors
+        self._clean_ids: set[str] = set()
+
+    def _bad_sensor_ids(self, distinct_ids: set[str]) -> set[str]:
+        """The ids among ``distinct_ids`` with control characters or surrounding whitespace.
+
+        Ids already found clean are remembered (up to ``clean_ids_limit``, then forgotten all at
+        once), so a batch checks only the series it is the first to bring, not each series again."""
+        fresh = distinct_ids - self._clean_ids
+        if not fresh:
+            return set()
+        bad = {s for s in fresh if not s.isprintable() or s != s.strip()}
+        if len(self._clean_ids) + len(fresh) > self.clean_ids_limit:
+            self._clean_ids = set()
+        self._clean_ids |= fresh - bad if bad else fresh
+        return bad
+
+    def _unit_masks(self, units: list[str | None], midx: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(readings whose unit is not their known metric's, or None when there are none;
+        readings that carry a unit). A batch holds few distinct (unit, metric) pairs, so each
+        pair is judged once and the batch mapped onto the verdicts in C."""
+        n = len(units)
+        cat = self.catalogue
+        allowed, unknown = cat.units, len(cat.specs)
+        pairs = list(zip(units, midx.tolist()))
+        bad_pairs = {(u, m) for u, m in set(pairs) if u is not None and m != unknown and u not in allowed[m]}
+        bad = np.fromiter(map(bad_pairs.__contains__, pairs), dtype=bool, count=n) if bad_pairs else None
+        return bad, np.fromiter(map(is_not, units, repeat(None)), dtype=bool, count=n)
 
     def validate(self, batch: MessageBatch, decoded: Decoded, raw_of: Callable[[int], bytes]) -> Validated:
         """Split ``decoded`` into valid readings and rejections with reasons."""
@@ -78,9 +110,9 @@ class ReadingValidator:
             code[(code == 0) & failed] = _CODE[reason]
 
         distinct_ids = set(cols.sensor_id)
-        bad_ids = {s for s in distinct_ids if not s.isprintable() or s != s.strip()}
+        bad_ids = self._bad_sensor_ids(distinct_ids)
         if bad_ids:
-            mark(Reason.BAD_SENSOR_ID, np.array([s in bad_ids for s in cols.sensor_id]))
+            mark(Reason.BAD_SENSOR_ID, np.fromiter(map(bad_ids.__contains__, cols.sensor_id), dtype=bool, count=n))
         ts = cols.ts_us
         with np.errstate(invalid="ignore"):
             mark(Reason.BAD_TIMESTAMP, ~((ts >= _MIN_TS_US) & (ts <= _MAX_TS_US)))
@@ -99,12 +131,9 @@ class ReadingValidator:
         units = cols.unit
         has_unit = np.zeros(n, dtype=bool)
         if units.count(None) != n:
-            allowed = cat.units
-            unknown = len(cat.specs)
-            bad_unit = np.array([u is not None and m != unknown and u not in allowed[m]
-                                 for u, m in zip(units, midx.tolist())])
-            mark(Reason.UNIT_MISMATCH, bad_unit)
-            has_unit = np.array([u is not None for u in units])
+            bad_unit, has_unit = self._unit_masks(units, midx)
+            if bad_unit is not None:
+                mark(Reason.UNIT_MISMATCH, bad_unit)
         with np.errstate(invalid="ignore"):
             mark(Reason.OUT_OF_RANGE, (value < cat.low[midx]) | (value > cat.high[midx]))
         now_us = self.clock() * 1e6
