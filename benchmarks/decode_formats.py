@@ -10,6 +10,7 @@ ceiling: parsing alone, no typing, no columns, no checks), and the ratio of the 
 
     python benchmarks/decode_formats.py                 # all formats
     python benchmarks/decode_formats.py --formats json senml --json out.json
+    python benchmarks/decode_formats.py --kafka-shape --batch 10000   # 1 reading/message, 2,000 series, 1 % invalid
 
 Reports numbers; does not pass or fail (the target for json and senml is >= 500,000 readings/s).
 """
@@ -49,6 +50,20 @@ def corpus(fmt: str, messages: int, t0: float) -> tuple[list[bytes], int]:
     return payloads, readings
 
 
+def kafka_corpus(messages: int, series: int, invalid_every: int, t0: float) -> tuple[list[bytes], int]:
+    """The analytics/throughput benchmarks' Kafka topic (benchmarks/ingest.py): one canonical
+    reading per message, ``series`` sensors in turn, every ``invalid_every``-th value out of range."""
+    base_ms = int(t0 * 1000) - 3_600_000
+    payloads = []
+    for i in range(messages):
+        bad = invalid_every and i % invalid_every == invalid_every - 1
+        value = 9999.0 if bad else ((i * 7919) % 800 - 200) / 10
+        ts = base_ms + (i // series) * 1000
+        payloads.append(f'{{"sensor_id":"sensor-{i % series:04d}","metric":"temperature","ts":{ts},"value":{value!r}}}'
+                        .encode())
+    return payloads, messages
+
+
 def best_of(repeat: int, fn) -> float:  # noqa: ANN001
     """Least CPU time of ``repeat`` runs: CPU seconds of this process, not wall time, so other
     processes on a shared machine do not count against the decoder (the work is one thread)."""
@@ -61,9 +76,12 @@ def best_of(repeat: int, fn) -> float:  # noqa: ANN001
     return best
 
 
-def measure(fmt_name: str, messages: int, batch: int, repeat: int) -> dict:
+def measure(fmt_name: str, messages: int, batch: int, repeat: int, kafka: tuple[int, int] | None = None) -> dict:
     t0 = time.time() - 120
-    payloads, readings = corpus(fmt_name, messages, t0)
+    if kafka is not None:
+        payloads, readings = kafka_corpus(messages, *kafka, t0)
+    else:
+        payloads, readings = corpus(fmt_name, messages, t0)
     fmt = build_format(fmt_name, SAMPLE_OPTIONS.get(fmt_name))
     validator = ReadingValidator(MetricCatalogue.load(), TimeRules())
     topic = "owntracks/u/d" if fmt_name == "owntracks" else "t"
@@ -106,14 +124,23 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500, help="messages per decode call (a Kafka fetch / MQTT chunk)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--kafka-shape", action="store_true",
+                    help="canonical JSON only, shaped like the analytics benchmark's Kafka topic: one reading per "
+                         "message, --series sensors, every --invalid-every-th value out of range")
+    ap.add_argument("--series", type=int, default=2000)
+    ap.add_argument("--invalid-every", type=int, default=100)
     args = ap.parse_args()
     # one thread: decoding and validation run on one core at a time (numpy does not spread these
     # element-wise operations over threads). Not pinned to a fixed CPU: on a shared machine that
     # measures the other processes on that CPU, not the decoder.
     rows = []
-    for name in args.formats:
-        per = sample(name, "x", time.time(), PER_MESSAGE.get(name, 10))[1]
-        rows.append(measure(name, max(1, args.readings // per), args.batch, args.repeat))
+    for name in (["json"] if args.kafka_shape else args.formats):
+        if args.kafka_shape:
+            rows.append(measure(name, args.readings, args.batch, args.repeat, (args.series, args.invalid_every)))
+            name = "json (Kafka shape)"
+        else:
+            per = sample(name, "x", time.time(), PER_MESSAGE.get(name, 10))[1]
+            rows.append(measure(name, max(1, args.readings // per), args.batch, args.repeat))
         r = rows[-1]
         print(f"{name:17} {r['decode_validate_rps']:>12,.0f} readings/s decode+validate  "
               f"{r['decode_rps']:>12,.0f} decode only  "
