@@ -21,8 +21,9 @@ same treatment (their only choice is the threshold):
   computed in a separate venv and cached).
 
 GECCO and 3W label a station (segment / well instance), not a channel: the report also scores them
-per station (`detection_devset.stations`: the largest anomaly_score of the station's channels at
-each time, same onsets and windows), per dataset and LODO, beside the per-channel figures.
+per station (`detection_devset.stations`: at each time the largest anomaly_score of the station's
+channels, Sidak-corrected for their number (`combine_station`; uncorrected "max" beside it), same
+onsets and windows), per dataset and LODO, beside the per-channel figures.
 """
 
 from __future__ import annotations
@@ -249,25 +250,30 @@ def main(argv=None) -> int:
         print(f"{label:10s} mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | {cells}  "
               + ",".join(lo[ds]["chosen"] for ds in devset.DATASETS) if label == "urbanpulse" else
               f"{label:10s} mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | {cells}")
-    # gecco and 3w per station (max over channels; devset.stations): their labels are per station
-    sfiles, _ = devset.stations(files, runs["defaults"])
-    sruns = {name: devset.stations(files, sc)[1] for name, sc in runs.items()}
-    sbase = {b: devset.stations(files, sc)[1] for b, sc in base.items()}
-    report["station"] = {"urbanpulse": per_dataset(sfiles, sruns["defaults"]), "baselines": {}, "lodo": {}}
-    print("\ngecco and 3w scored per station (anomaly_score = max over the station's channels):")
-    print(devset.composition(sfiles))
-    r = report["station"]["urbanpulse"]
-    print(f"urbanpulse {'standard':19s} overall {r['overall']['normalized']:6.1f} worst {r['worst']:6.1f} | {_fmt(r)}")
-    for bname, sc in sbase.items():
-        r = per_dataset(sfiles, sc)
-        report["station"]["baselines"][bname] = r
-        print(f"{bname:10s} {'standard':19s} overall {r['overall']['normalized']:6.1f} worst {r['worst']:6.1f} | {_fmt(r)}")
-    for label, rr in [("urbanpulse", sruns), ("urbanpulse_defaults", {"defaults": sruns["defaults"]})] + [
-            (b, {b: s}) for b, s in sbase.items()]:
-        lo = lodo(sfiles, rr)
-        report["station"]["lodo"][label] = lo
-        cells = " ".join(f"{lo[ds]['held_out']:6.1f}" for ds in devset.DATASETS)
-        print(f"LODO {label:19s} mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | {cells}")
+    # gecco and 3w per station (devset.stations): their labels are per station. "sidak": the largest channel
+    # score corrected for the station's number of channels (the reference); "max": uncorrected (as before)
+    report["station"] = {}
+    for combine in ("sidak", "max"):
+        sfiles, _ = devset.stations(files, runs["defaults"], combine)
+        sruns = {name: devset.stations(files, sc, combine)[1] for name, sc in runs.items()}
+        sbase = {b: devset.stations(files, sc, combine)[1] for b, sc in base.items()}
+        rep = report["station"][combine] = {"urbanpulse": per_dataset(sfiles, sruns["defaults"]),
+                                            "baselines": {}, "lodo": {}}
+        print(f"\ngecco and 3w scored per station, combine={combine} (devset.combine_station):")
+        if combine == "sidak":
+            print(devset.composition(sfiles))
+        r = rep["urbanpulse"]
+        print(f"urbanpulse {'standard':19s} overall {r['overall']['normalized']:6.1f} worst {r['worst']:6.1f} | {_fmt(r)}")
+        for bname, sc in sbase.items():
+            r = per_dataset(sfiles, sc)
+            rep["baselines"][bname] = r
+            print(f"{bname:10s} {'standard':19s} overall {r['overall']['normalized']:6.1f} worst {r['worst']:6.1f} | {_fmt(r)}")
+        for label, rr in [("urbanpulse", sruns), ("urbanpulse_defaults", {"defaults": sruns["defaults"]})] + [
+                (b, {b: s}) for b, s in sbase.items()]:
+            lo = lodo(sfiles, rr)
+            rep["lodo"][label] = lo
+            cells = " ".join(f"{lo[ds]['held_out']:6.1f}" for ds in devset.DATASETS)
+            print(f"LODO {label:19s} mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | {cells}")
     lo = lodo(files, {"defaults": runs["defaults"]})
     report["lodo"]["urbanpulse_defaults"] = lo
     print(f"\nper channel, LODO defaults only: mean {lo['mean']:6.1f} worst {lo['worst']:6.1f} | "

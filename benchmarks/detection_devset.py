@@ -184,16 +184,16 @@ def station_key(f: DevFile) -> str | None:
     return None
 
 
-def stations(files: list[DevFile], scores: dict[str, np.ndarray]) -> tuple[list[DevFile], dict[str, np.ndarray]]:
+def stations(files: list[DevFile], scores: dict[str, np.ndarray],
+             combine: str = "sidak") -> tuple[list[DevFile], dict[str, np.ndarray]]:
     """The multichannel datasets scored per station instead of per channel.
 
     GECCO's `EVENT` and 3W's `class` label a minute of the station / a well's instance, not a
     channel (dataset READMEs): an event is typically visible on a few of the channels, and a
     per-channel file counts every channel that does not show it as a missed window. Here each
     station (GECCO segment, 3W instance) is one file: the union of its channels' timestamps, the
-    anomaly_score at a timestamp the largest of its channels' (the calibrated score is comparable
-    across series, so the maximum is a station's score), the same onsets and NAB windows on the
-    station's rows. Other datasets pass through unchanged.
+    same onsets and NAB windows on the station's rows, and at each timestamp a score from its
+    channels' anomaly_scores (`combine_station`). Other datasets pass through unchanged.
     """
     groups: dict[str, list[DevFile]] = {}
     out_files: list[DevFile] = []
@@ -216,8 +216,31 @@ def stations(files: list[DevFile], scores: dict[str, np.ndarray]) -> tuple[list[
         kinds = members[0].kinds[:len(rows)]
         out_files.append(DevFile(members[0].dataset, key, ts, np.full(len(ts), np.nan),
                                  nab_score.windows_from_points(ts, rows), kinds, onsets))
-        out_scores[key] = sc
+        out_scores[key] = combine_station(sc, len(members), combine)
     return out_files, out_scores
+
+
+def combine_station(best: np.ndarray, channels: int, combine: str = "sidak") -> np.ndarray:
+    """A station's score at each timestamp from the largest of its `channels` channels' scores.
+
+    "max": that largest score as it is. "sidak" (the default): the largest score is a tail
+    probability p = 1 - score of one channel, but a station offers `channels` chances at it each
+    reading, so a station of nine channels crosses a threshold about nine times as often as one
+    series does; the station's own tail is the Sidak correction 1 - (1 - p)^channels (the
+    probability that at least one of k independent channels is that extreme), and its score
+    1 - that. Monotone in the largest score (a station's ranking of its own readings is unchanged);
+    it makes one threshold mean the same for a station of 3 and of 9 channels, and for a single
+    series (channels = 1 leaves the score as it is). Only meaningful for scores that are tail
+    probabilities (urbanpulse's calibrated anomaly_score, the calibrated HST baseline).
+    """
+    if combine == "max" or channels <= 1:
+        return best
+    if combine != "sidak":
+        raise ValueError(f"unknown station combine {combine!r}: use 'sidak' or 'max'")
+    p = np.clip(1.0 - best, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        tail = -np.expm1(channels * np.log1p(-p))  # 1 - (1 - p)^k, exact for small p
+    return 1.0 - tail
 
 
 def composition(files: list[DevFile]) -> str:

@@ -197,7 +197,9 @@ def bytewax_phase(ctx: ib.Ctx, topic: str, python: Path, processes: int, expecte
 
 
 def service_phase(ctx: ib.Ctx, topic: str, config: str, label: str) -> dict[str, Any]:
-    res = ab.kafka_phase(ctx, topic, config != "off", label, config)
+    res = ab.kafka_phase(ctx, topic, config != "off", label, config,
+                         kafka_extra={"assignment": ctx.args.kafka_assignment})
+    res["kafka_assignment"] = ctx.args.kafka_assignment
     res["loadavg_1m"] = round(os.getloadavg()[0], 2)
     return res
 
@@ -286,10 +288,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="rows per COPY transaction (default 20000 = ingest.batch_max_readings)")
     p.add_argument("--bytewax-python", type=Path, default=DEFAULT_BYTEWAX_PY, help="python of the Bytewax venv")
     p.add_argument("--bytewax-batch", type=int, default=5000, help="KafkaSource batch_size (default 5000)")
+    p.add_argument("--kafka-assignment", choices=("manual", "group"), default="manual",
+                   help="the service's kafka.assignment (default manual: one worker takes every partition without "
+                        "a group join, as Bytewax's KafkaSource does; 'group' was the setting before 2026-12-01)")
+    p.add_argument("--fixed-poll", action="store_true",
+                   help="poll /metrics at 20 Hz throughout the service phases (before 2026-12-01), not thinned")
+    p.add_argument("--configs", default="all,no-rollups,off",
+                   help=f"service configurations to run, comma-separated, of {','.join(SERVICE_CONFIGS)} (default all)")
     p.add_argument("--skip-bytewax", action="store_true")
     p.add_argument("--pg-dsn", default=None, help="server for the throw-away database")
     p.add_argument("--json", metavar="OUT", type=Path, default=None, help="also write the results here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = set(args.configs.split(",")) - set(SERVICE_CONFIGS) - {""}
+    if unknown:
+        p.error(f"--configs: unknown {sorted(unknown)}; choose from {sorted(SERVICE_CONFIGS)}")
+    return args
 
 
 def _commit() -> str:
@@ -336,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         records = ib.ceiling_records(n, ctx.base_ms)
         buckets = expected_buckets(records)
         r["ceiling"] = [measure_ceiling(ctx, records, args.ceiling_batch, "before")]
-        order = ["all", "no-rollups", "off"]
+        order = [c for c in args.configs.split(",") if c]
         phases = []
         for c in order:
             phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-1")})

@@ -29,6 +29,7 @@ from aiokafka.helpers import create_ssl_context
 
 from urbanpulse.config import KafkaSettings
 from urbanpulse.connectors.base import Sink
+from urbanpulse.connectors.kafka_records import LEAN, install as install_lean_records
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.log_throttle import throttle_repeated_messages
 from urbanpulse.metrics import IngestMetrics
@@ -197,7 +198,9 @@ class KafkaSource:
         self._last_contact = None
         self._reachable = True
         throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
-        consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s))
+        # records handed over a batch at a time, not as a dataclass each (connectors/kafka_records.py)
+        install_lean_records()
+        consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s), value_deserializer=LEAN)
         manual = s.assignment == "manual"
         if not manual:
             consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
