@@ -295,11 +295,13 @@ def _until_more_than(dsn: str, floor: int, since: float, run: _Run, timeout: flo
     return asyncio.run(poll())
 
 
-VARIANTS = ("before", "after", "static", "manual")
+VARIANTS = ("before", "after", "static", "manual", "short")
 #: variant -> (source tree, extra kafka settings, label); MQTT runs only for the plain variants
 _KAFKA_EXTRA = {"before": {}, "after": {}, "static": {"group_instance_id": "bench-worker-0"},
-                "manual": {"assignment": "manual"}}
-_LABEL = {"before": "before", "after": "after", "static": "after, static member", "manual": "after, manual assignment"}
+                "manual": {"assignment": "manual"},
+                "short": {"session_timeout_ms": 2000, "heartbeat_interval_ms": 600}}
+_LABEL = {"before": "before", "after": "after", "static": "after, static member", "manual": "after, manual assignment",
+          "short": "after, 2 s session"}
 
 
 def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VARIANTS,
@@ -320,7 +322,7 @@ def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VAR
     try:
         for k in range(repeat):
             for variant in variants:
-                static = variant in ("static", "manual")  # Kafka options only: no MQTT run
+                static = variant in ("static", "manual", "short")  # Kafka options only: no MQTT run
                 tag = _LABEL[variant]
                 work = tmp / f"{tag.replace(', ', '-').replace(' ', '-')}-{k}"
                 work.mkdir()

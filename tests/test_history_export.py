@@ -8,6 +8,7 @@ million rows is compared with its peak for 100,000 rows of the same shape.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -57,8 +58,8 @@ async def million(pg_dsn):
         await save_sensor(c, SensorIn(id="ex-00", name="Export test 0", lat=51.5, lon=-0.12, licence="CC-BY-4.0",
                                       metrics={"pm2_5": {"unit": "ug/m3", "interval_s": 10}}))
         await c.close()
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
-        store = ReadingStore(pool, MonthlyPartitions())
+        loader = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
+        store = ReadingStore(loader, MonthlyPartitions())
         rng = np.random.default_rng(5)
         for i in range(0, N, 100_000):
             k = np.arange(i, i + 100_000)
@@ -66,6 +67,10 @@ async def million(pg_dsn):
             vals = np.round(rng.normal(20, 6, len(k)), 4) + rng.random(len(k)) * 1e-9  # full float digits
             await store.write(readings_columns([f"ex-{j % SENSORS:02d}" for j in k], ["pm2_5"] * len(k), ts, vals),
                               [], "replay")
+        await store.close()  # its rollups written, its timer stopped
+        await loader.close()
+        # the tests' pool is the exports' alone (one connection open, room for the read-ahead one)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
         async with pool.acquire() as c:
             await c.execute("ANALYZE")
             frame = await stored_frame(c)
@@ -223,11 +228,35 @@ async def test_readings_export_in_several_copy_groups_equals_one(million, monkey
     np.testing.assert_array_equal(got.value.to_numpy(), want.value.to_numpy())
 
 
-async def test_an_export_abandoned_mid_file_returns_both_connections(million, monkeypatch):
-    """A client that goes away after the first bytes (the response's iterator closed) leaves no
-    COPY running and no connection lent, with the read-ahead connection in use."""
+@pytest.mark.parametrize("chunk_rows", [50, 100, 400])
+async def test_an_export_abandoned_after_its_copy_ended_returns_its_connection(million, chunk_rows):
+    """The client goes away while the producer, its COPY done, waits to hand over its last
+    batches: the export ends and its connection goes back (the producer must not take its own
+    cancellation for an error to hand to a consumer that is gone: that put would wait forever)."""
     _, pool, _ = million
     runner = HistoryRunner(pool)
+    ex = await open_export(runner, parse_query({"sensor": "ex-03", "start": "2024-01-02T00:00:00Z",
+                                                "end": "2024-01-02T02:00:00Z"}), "csv", chunk_rows=chunk_rows)
+    first = await anext(ex.chunks)
+    assert first
+    await asyncio.sleep(0.5)  # ~720 rows: the COPY has ended; the producer waits on the full queue
+    await asyncio.wait_for(ex.chunks.aclose(), 30)
+    assert pool.get_idle_size() == pool.get_size()
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+async def test_an_export_abandoned_mid_file_returns_both_connections(million, monkeypatch, read_ahead):
+    """A client that goes away after the first bytes (the response's iterator closed) leaves no
+    COPY running and no connection lent, with and without the read-ahead connection. (Once, with
+    the pool's other connection lent elsewhere, the producer swallowed its cancellation and waited
+    forever to hand it to a full queue: the export's connection was never returned.)"""
+    _, pool, _ = million
+    runner = HistoryRunner(pool)
+    if not read_ahead:
+        async def none(p):  # noqa: ANN001, ANN202
+            return None
+
+        monkeypatch.setattr(source, "_second_connection", none)
     monkeypatch.setattr(source, "COPY_GROUP_ROWS", 20_000)
     ex = await open_export(runner, parse_query({**FULL, "sensor": ",".join(f"ex-{i:02d}" for i in range(8))}),
                            "parquet", chunk_rows=5_000)
@@ -236,11 +265,12 @@ async def test_an_export_abandoned_mid_file_returns_both_connections(million, mo
         got += len(chunk)
         if ex.writer.rows >= 20_000:
             break
-    await ex.chunks.aclose()
+    await asyncio.sleep(0.3)  # the producer fills the queue meanwhile: the case that hung (a put nobody takes)
+    await asyncio.wait_for(ex.chunks.aclose(), 60)
     assert got > 0 and pool.get_idle_size() == pool.get_size()
     async with pool.acquire() as c:  # and the connections still work
-        assert await c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%' "
-                                "AND state = 'active' AND datname = current_database()") == 0
+        assert await c.fetchval("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (%FROM readings%' "
+                                "AND state <> 'idle' AND datname = current_database()") == 0
 
 
 async def test_readings_export_without_copy_equals_copy(million):

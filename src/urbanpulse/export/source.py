@@ -296,6 +296,8 @@ async def _copy_batches(runner: HistoryRunner, q: HistoryQuery, ids: list[int], 
             if carry:
                 await emit(len(carry) // _ROW.itemsize)
             await queue.put(done)
+        except asyncio.CancelledError:
+            raise  # the consumer went away (its finally cancels this task): nobody takes a put any more
         except asyncpg.QueryCanceledError:
             await queue.put(QueryTimeout(f"the export took longer than {runner.limits.export_timeout_s:g} s; "
                                          "export a shorter range or fewer series per file"))
