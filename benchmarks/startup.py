@@ -29,11 +29,13 @@ throughout. Timed by polling ``count(*) FROM readings`` every 20 ms from outside
 * ``restart after SIGKILL, Kafka``: the service killed while readings flow, spawned again at
   once: spawn to the first reading committed after the kill (Kafka's group rejoin included);
 * the same two Kafka figures with ``kafka.group_instance_id`` set (static membership, after only),
-  and with ``kafka.assignment: manual`` (every partition, no group join, offsets still committed
-  to the group; after only).
+  with ``kafka.assignment: manual`` (every partition, no group join, offsets still committed
+  to the group; after only), and with ``kafka.session_timeout_ms: 2000`` (variant ``short``: Tansu
+  forms a new group in half the session, in whole seconds; after only).
 
 Run:  .venv/bin/python benchmarks/startup.py [--repeat 3] [--cold] [--skip-phases] [--skip-join]
-      [--skip-service] [--before REV] [--variants before,after,static,manual] [--sources mqtt,kafka]
+      [--skip-service] [--before REV] [--variants before,after,static,manual,short] [--sources mqtt,kafka]
+      [--join-sessions 10000,6000,2000]
 """
 
 from __future__ import annotations
@@ -115,8 +117,9 @@ from aiokafka import AIOKafkaConsumer
 async def main():
     kw = {"group_instance_id": os.environ["INSTANCE"]} if os.environ.get("INSTANCE") else {}
     c = AIOKafkaConsumer(os.environ["TOPIC"], bootstrap_servers=os.environ["BOOTSTRAP"], group_id=os.environ["GROUP"],
-                         enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10000,
-                         heartbeat_interval_ms=3000, **kw)
+                         enable_auto_commit=False, auto_offset_reset="earliest",
+                         session_timeout_ms=int(os.environ["SESSION_MS"]),
+                         heartbeat_interval_ms=min(3000, int(os.environ["SESSION_MS"]) // 3), **kw)
     t0 = time.perf_counter()
     await c.start()
     while True:
@@ -156,30 +159,29 @@ def phases(repeat: int, cold: bool) -> dict[str, list[float]]:
     return rows
 
 
-def kafka_join(repeat: int) -> dict[str, list[float]]:
+def kafka_join(repeat: int, sessions: tuple[int, ...] = (10_000,)) -> dict[str, list[float]]:
     import services
 
     tansu = services.start_tansu()
     rows: dict[str, list[float]] = {}
     try:
-        for _ in range(repeat):
-            for static in (False, True):
-                topic, group = f"startup-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-                services.create_topic(tansu.bootstrap, topic, partitions=4)
-                services.produce_kafka(tansu.bootstrap, topic, [b'{"x": 1}'] * 40)
-                env = {"BOOTSTRAP": tansu.bootstrap, "TOPIC": topic, "GROUP": group,
-                       "INSTANCE": "bench-1" if static else ""}
-                tag = " (static member)" if static else ""
-                rows.setdefault("new group" + tag, []).append(run_child(KAFKA_CHILD, env)["first_record_s"])
-                rows.setdefault("restart after a clean stop" + tag, []).append(
-                    run_child(KAFKA_CHILD, env)["first_record_s"])
-                # a member that dies without leaving
-                penv = dict(os.environ, PYTHONPATH=str(REPO / "src"), SPAWN_AT=repr(time.time()), HANG="1", **env)
-                proc = subprocess.Popen([sys.executable, "-c", KAFKA_CHILD], env=penv, stdout=subprocess.PIPE, text=True)
-                proc.stdout.readline()
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                rows.setdefault("restart after SIGKILL" + tag, []).append(run_child(KAFKA_CHILD, env)["first_record_s"])
+        for _, session, static in ((r, ms, st) for r in range(repeat) for ms in sessions for st in (False, True)):
+            topic, group = f"startup-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+            services.create_topic(tansu.bootstrap, topic, partitions=4)
+            services.produce_kafka(tansu.bootstrap, topic, [b'{"x": 1}'] * 40)
+            env = {"BOOTSTRAP": tansu.bootstrap, "TOPIC": topic, "GROUP": group,
+                   "INSTANCE": "bench-1" if static else "", "SESSION_MS": str(session)}
+            tag = f" (session {session / 1000:g} s{', static member' if static else ''})"
+            rows.setdefault("new group" + tag, []).append(run_child(KAFKA_CHILD, env)["first_record_s"])
+            rows.setdefault("restart after a clean stop" + tag, []).append(
+                run_child(KAFKA_CHILD, env)["first_record_s"])
+            # a member that dies without leaving
+            penv = dict(os.environ, PYTHONPATH=str(REPO / "src"), SPAWN_AT=repr(time.time()), HANG="1", **env)
+            proc = subprocess.Popen([sys.executable, "-c", KAFKA_CHILD], env=penv, stdout=subprocess.PIPE, text=True)
+            proc.stdout.readline()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            rows.setdefault("restart after SIGKILL" + tag, []).append(run_child(KAFKA_CHILD, env)["first_record_s"])
     finally:
         tansu.stop()
     return rows
@@ -295,11 +297,13 @@ def _until_more_than(dsn: str, floor: int, since: float, run: _Run, timeout: flo
     return asyncio.run(poll())
 
 
-VARIANTS = ("before", "after", "static", "manual")
+VARIANTS = ("before", "after", "static", "manual", "short")
 #: variant -> (source tree, extra kafka settings, label); MQTT runs only for the plain variants
 _KAFKA_EXTRA = {"before": {}, "after": {}, "static": {"group_instance_id": "bench-worker-0"},
-                "manual": {"assignment": "manual"}}
-_LABEL = {"before": "before", "after": "after", "static": "after, static member", "manual": "after, manual assignment"}
+                "manual": {"assignment": "manual"},
+                "short": {"session_timeout_ms": 2000, "heartbeat_interval_ms": 600}}
+_LABEL = {"before": "before", "after": "after", "static": "after, static member", "manual": "after, manual assignment",
+          "short": "after, 2 s session"}
 
 
 def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VARIANTS,
@@ -320,7 +324,7 @@ def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VAR
     try:
         for k in range(repeat):
             for variant in variants:
-                static = variant in ("static", "manual")  # Kafka options only: no MQTT run
+                static = variant in ("static", "manual", "short")  # Kafka options only: no MQTT run
                 tag = _LABEL[variant]
                 work = tmp / f"{tag.replace(', ', '-').replace(' ', '-')}-{k}"
                 work.mkdir()
@@ -387,7 +391,9 @@ def main() -> None:
     ap.add_argument("--skip-join", "--skip-kafka", action="store_true", help="leave out the bare group-join timings")
     ap.add_argument("--skip-service", action="store_true", help="leave out the whole-service runs")
     ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="whole-service variants to run, comma-separated from before,after,static,manual")
+                    help="whole-service variants to run, comma-separated from before,after,static,manual,short")
+    ap.add_argument("--join-sessions", default="10000",
+                    help="session timeouts (ms) of the bare group-join timings, comma-separated")
     ap.add_argument("--sources", default="mqtt,kafka", help="whole-service sources: mqtt,kafka or one of them")
     ap.add_argument("--before", default=BEFORE_REV, help=f"revision of the 'before' service (default {BEFORE_REV})")
     args = ap.parse_args()
@@ -407,7 +413,7 @@ def main() -> None:
         print(f"| sum to the first batch stored (fresh database) | {total:.3f} |")
     if not args.skip_join:
         print("\n| Kafka group join, consumer.start() to the first record | seconds |\n|---|---|")
-        for k, v in kafka_join(args.repeat).items():
+        for k, v in kafka_join(args.repeat, tuple(int(x) for x in args.join_sessions.split(","))).items():
             print(f"| {k} | {statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f}) |", flush=True)
 
 

@@ -39,7 +39,7 @@ def test_a_station_scores_the_largest_channel_score_at_each_time_with_the_same_o
         scores[files[-1].name] = rng.random(len(ts)) * (rng.random(len(ts)) < 0.1)
     other = devset._from_onsets("skab", "run_1", grid, rng.normal(size=n), [onset_row], ["x"])
     scores[other.name] = rng.random(n)
-    out_files, out_scores = devset.stations(files + [other], scores)
+    out_files, out_scores = devset.stations(files + [other], scores, "max")  # the uncorrected largest score
     # other datasets pass through unchanged
     assert other in out_files and out_scores[other.name] is scores[other.name]
     stations = [f for f in out_files if f.dataset == dataset]

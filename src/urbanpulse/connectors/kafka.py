@@ -76,6 +76,13 @@ def rebalance_timeout_ms(settings: KafkaSettings) -> int:
     return max(settings.session_timeout_ms, int(settings.revoke_drain_timeout_s * 1000) + 5000)
 
 
+def heartbeat_interval_ms(settings: KafkaSettings) -> int:
+    """The configured heartbeat interval, at most a third of the session timeout: a shorter
+    session (``session_timeout_ms: 2000`` forms a new group in 1 s on Tansu; docs/operations.md)
+    needs no second setting, and three heartbeats can be lost before the member is."""
+    return max(1, min(settings.heartbeat_interval_ms, settings.session_timeout_ms // 3))
+
+
 def group_options(settings: KafkaSettings) -> dict[str, Any]:
     """aiokafka keyword arguments for the consumer group: manual commits, the group timers and,
     when configured, static membership (``group_instance_id``; see docs/operations.md)."""
@@ -85,7 +92,7 @@ def group_options(settings: KafkaSettings) -> dict[str, Any]:
         enable_auto_commit=False, auto_offset_reset=s.auto_offset_reset,
         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
         fetch_max_wait_ms=s.fetch_max_wait_ms,
-        session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms,
+        session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms(s),
         rebalance_timeout_ms=rebalance_timeout_ms(s))
     if s.group_instance_id is not None:
         opts["group_instance_id"] = s.group_instance_id

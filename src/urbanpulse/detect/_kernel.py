@@ -133,6 +133,8 @@ C_TL_N = _S["tl_n"]
 C_TL_K = _S["tl_k"]
 C_TL_E = _S["tl_e"]
 C_VBASE = _S["vbase"]
+C_NZ_S = _S["nz_s"]
+C_NZ_L = _S["nz_l"]
 P_TL_U = _COL["tl_u"]
 P_TL_DECAY = _COL["tl_decay"]
 P_TL_N0 = _COL["tl_n0"]
@@ -140,6 +142,8 @@ P_TL_K0 = _COL["tl_k0"]
 P_TL_E0 = _COL["tl_e0"]
 P_TL_C0 = _COL["tl_c0"]
 P_AL_TAIL = _COL["al_tail"]
+P_NZ_THR = _COL["nz_thr"]
+P_NZ_RATE = _COL["nz_rate"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -563,7 +567,24 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
             dsu = dq / (dq + ls_thr)
             if warm and (sh_s > 0) and _isfinite(dsu):
                 shu = _max(shu, _min(dsu, 0.75))
-        li_in = _max(raw, shu)
+        # change of spread: the short-term mean square change against its long-run one (more noise, a
+        # faster period: every reading's change grows while no single reading is an outlier); increases
+        # only, the change winsorised at 6 long-run RMS changes so one spike is not a change of spread
+        nz_s = st[sl, C_NZ_S]
+        nz_l = st[sl, C_NZ_L]
+        ch2 = change * change if (has_prev and _isfinite(change)) else np.nan
+        if ch2 == ch2 and cnt >= 64 and nz_l > 0:
+            ch2 = _min(ch2, 36.0 * nz_l)
+        nz_s_new = nz_s
+        if ch2 == ch2:
+            nz_s_new = nz_s + _max(pr[P_NZ_RATE], 1.0 / cnt) * (ch2 - nz_s)
+        nzs = 0.0
+        nz_thr = pr[P_NZ_THR]
+        if nz_thr > 0 and cnt >= pr[P_LI_MIN]:
+            nzq = np.sqrt(nz_s_new / _fmax(nz_l, res * res)) - 1.0
+            if nzq > 0 and _isfinite(nzq):
+                nzs = _min(nzq / (nzq + nz_thr), 0.75)
+        li_in = _max(_max(raw, shu), nzs)
         li_s0 = st[sl, C_LI_S]
         li_s = li_s0 + pr[P_LI_ALPHA] * (li_in - li_s0) if li_n > 0 else li_in
         li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)
@@ -656,6 +677,9 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
             if change > 0 and (res == 0 or change < res):
                 st[sl, C_RES] = change
             st[sl, C_DCH] = dchange
+            if ch2 == ch2:
+                st[sl, C_NZ_S] = nz_s_new
+                st[sl, C_NZ_L] = nz_l + _max(pr[P_LR_RATE], 1.0 / cnt) * (ch2 - nz_l)
         st[sl, C_FL_MAX] = fl_max
 
         new_cnt = cnt + 1.0

@@ -48,7 +48,10 @@ series -- a run of moderate raw scores after a change of level, variance or patt
 single reading makes extreme. The input also carries a *direction-aware* level shift: the same
 fast-EWMA-vs-median distance in units of its typical size on the same side (learned separately
 above and below the median), so a step in the direction a series rarely moves counts more
-(`fusion.likelihood_shift_threshold`). It is gated by its own decaying peak (so it cannot mask a detector
+(`fusion.likelihood_shift_threshold`), and a *change of spread*: the short-term (~32 readings) RMS change
+between readings against its long-run RMS (2,000 readings), so more noise or a faster period, where
+every reading moves further than usual and none is an outlier, counts (`fusion.likelihood_spread_threshold`;
+two more float64 columns). It is gated by its own decaying peak (so it cannot mask a detector
 onset that follows) and only emitted above the detectors' peak memory too. It never changes a
 detector's decision, so live alerts are untouched. Seven float64 state columns per slot.
 

@@ -17,7 +17,7 @@ STATE: tuple[str, ...] = (
     "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
     "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
     "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch",
-    "tl_n", "tl_k", "tl_e", "vbase",
+    "tl_n", "tl_k", "tl_e", "vbase", "nz_s", "nz_l",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -35,6 +35,7 @@ PARAMS: tuple[str, ...] = (
     "ls_thr", "ls_floor",
     "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate", "si_irregularity",
     "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0", "al_tail",
+    "nz_thr", "nz_rate",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

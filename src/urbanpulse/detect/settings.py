@@ -219,6 +219,11 @@ class FusionSettings(BaseModel):
         0.3, gt=0, le=1, description="the one-sided typical size is taken as at least this fraction of the "
         "two-sided one (ewma's level-shift scale), so a side the series has never moved to cannot make any step "
         "extreme")
+    likelihood_spread_threshold: float = Field(
+        2.0, ge=0, description="change of spread in the likelihood's input (0 = off): the RMS change between "
+        "readings over the last ~32 readings against its long-run RMS (2,000 readings), as q = ratio - 1, scored "
+        "q / (q + this), capped at 0.75; more noise or a faster period (each reading's change grows while no single "
+        "reading is an outlier) counts. Increases only. Input only: no detector score or decision changes")
     tail_level: float = Field(
         0.25, gt=0, description="calibrated anomaly_score: the series' fused statistic q (the largest detector "
         "statistic in units of its threshold, x weight; the likelihood's z in units of its threshold, x weight) "
