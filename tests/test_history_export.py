@@ -201,8 +201,18 @@ def test_copy_groups_keep_the_order_and_the_bound(ids, counts, target):
 @pytest.mark.parametrize("read_ahead", [True, False])
 async def test_readings_export_in_several_copy_groups_equals_one(million, monkeypatch, read_ahead):
     """Groups read one after the other on one connection, or ahead on a second one (the next
-    group's COPY sorting while this one streams): the same file as one COPY."""
-    _, pool, frame = million
+    group's COPY sorting while this one streams): the same file as one COPY. A pool of its own
+    (one connection open, room for a second): whether the module's pool has one to spare depends
+    on what the tests before did with it."""
+    dsn, _, frame = million
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
+    try:
+        await _several_groups_equal_one(pool, frame, monkeypatch, read_ahead)
+    finally:
+        await pool.close()
+
+
+async def _several_groups_equal_one(pool: asyncpg.Pool, frame: pd.DataFrame, monkeypatch, read_ahead: bool) -> None:  # noqa: ANN001
     runner = HistoryRunner(pool)
     params = {"sensor": "ex-02,ex-05,ex-06,ex-11,ex-19", "start": "2024-01-02T00:00:00Z",
               "end": "2024-01-03T12:00:00Z"}
