@@ -299,7 +299,7 @@ def start_tansu(workdir: Path | None = None, timeout: float = 20.0, port: int | 
     raise RuntimeError(f"Tansu did not become ready on {bootstrap} (exit={proc.returncode}):\n{_tail(log)}")
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout: float = 15.0) -> None:
+def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout: float = 60.0) -> None:
     """Create ``name`` with ``partitions`` partitions and wait until metadata shows them all.
     Uses confluent_kafka's AdminClient (works against Tansu; replication factor must be 1)."""
     from confluent_kafka import KafkaException
@@ -313,14 +313,21 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout: float 
     except KafkaException as exc:
         if "TOPIC_ALREADY_EXISTS" not in str(exc):
             raise
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout  # a bound for a loaded machine, not a speed check
+    seen: object = None
     while time.monotonic() < deadline:
-        md = admin.list_topics(topic=name, timeout=5)
+        try:
+            md = admin.list_topics(topic=name, timeout=5)
+        except KafkaException as exc:  # the broker busy: ask again
+            seen = exc
+            time.sleep(0.2)
+            continue
         t = md.topics.get(name)
         if t is not None and t.error is None and len(t.partitions) == partitions:
             return
+        seen = None if t is None else (t.error, len(t.partitions))
         time.sleep(0.1)
-    raise RuntimeError(f"topic {name!r} did not show {partitions} partitions in metadata")
+    raise RuntimeError(f"topic {name!r} did not show {partitions} partitions in metadata (last seen: {seen!r})")
 
 
 # Debian's kcat 2.0.2 fails the ApiVersions handshake with Tansu, so confluent-kafka 2.x

@@ -31,7 +31,7 @@ from test_rollup_levels import SERIES, arrival, policy
 from test_rollups import Db, db, recompute, stored_readings  # noqa: F401 - db is a fixture
 from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.migrations import migrate
-from urbanpulse.storage.rollup_buffer import LIVE_NS, Claim, RollupBuffer
+from urbanpulse.storage.rollup_buffer import LIVE_NS, Claim, RollupBuffer, _connection_lost
 from urbanpulse.storage.rollup_rebuild import rebuild_days
 from urbanpulse.storage.rollups import MINUTE_US, ROLLUP_TABLES, RollupWriter, partial_aggregates
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
@@ -182,6 +182,16 @@ async def test_a_writer_killed_with_buffered_rollups_loses_nothing(db: Db) -> No
 # -- TimescaleDB (stand-in) ----------------------------------------------------------------------
 
 
+async def until_the_client_notices(buf: RollupBuffer) -> None:
+    """Wait (bounded) until asyncpg has seen the lock's connection close: the server ends the
+    backend at once, the client learns it when its socket reports the close."""
+    for _ in range(400):
+        if _connection_lost(buf._lock_conn):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("asyncpg never noticed the terminated connection")
+
+
 @pytest.mark.integration
 async def test_a_writer_whose_lock_connection_dies_takes_the_lock_again_and_closes_cleanly(db: Db) -> None:  # noqa: F811
     """The database drops the connection holding the liveness lock (restart, network cut): the
@@ -203,17 +213,14 @@ async def test_a_writer_whose_lock_connection_dies_takes_the_lock_again_and_clos
         assert len(first) == 1
         async with db.pool.acquire() as c:
             assert await c.fetchval("SELECT pg_terminate_backend($1)", first[0])
-        for _ in range(100):  # the client notices the lost connection at its next read
-            if await lock_holders() == []:
-                break
-            await asyncio.sleep(0.05)
+        await until_the_client_notices(buf)
         assert await lock_holders() == []
         await buf.recover()
         again = await lock_holders()
         assert len(again) == 1 and again != first
         async with db.pool.acquire() as c:
             await c.execute("SELECT pg_terminate_backend($1)", again[0])
-        await asyncio.sleep(0.2)
+        await until_the_client_notices(buf)
         stored = (await store.write(columns(data, data.batches[1]), [], "replay")).stored
         assert stored == len(data.batches[1])
     finally:

@@ -313,7 +313,7 @@ class RollupBuffer:
                 try:
                     if not _connection_lost(conn):  # a lost connection took its locks with it
                         await conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_NS, self.writer_id)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
                     log.info("rollups: the liveness lock went with its connection (%s)", exc)
                 finally:
                     await self.pool.release(conn)
