@@ -1,4 +1,4 @@
-"""spike's floor by the long-run RMS *step* (`spike.spread_floor`, 0.9 since issue 11's alert budget):
+"""spike's floor by the long-run RMS *step* (`spike.spread_floor`, 0.8 since issue 11's alert budget):
 on a series whose persistent steps are heavy-tailed (hourly pollution, dew point: a front moves the
 value by many median steps and it stays there) such natural jumps are not spikes, while a one-reading
 spike, which returns and so never counts as a step, is still found, however often it repeats."""
