@@ -552,6 +552,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run detectors-only and rollups-only phases, to see where the cost is")
     p.add_argument("--fixed-poll", action="store_true",
                    help="throughput phases: poll /metrics at 20 Hz throughout (before 2026-12-01), not thinned")
+    p.add_argument("--full-metrics-poll", action="store_true",
+                   help="the stored-counter poller asks for every metric (before 2026-12-01), not only the counter")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
@@ -582,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         ns = args  # the ingest benchmark's phases read the same knobs (readings, kafka_readings_per_message)
         ns.kafka_readings_per_message = 1
         ib.configure_data(args.data_series, args.invalid_every)
+        ib.StoredPoller.THIN = not args.full_metrics_poll
         ctx = ib.Ctx(ns, workdir, cleanup)
         ctx.base_ms = ib.default_base_ms(args.readings)
         db_name, ctx.dsn = create_database(base_dsn, prefix="up_bench")

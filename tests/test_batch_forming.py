@@ -1,6 +1,6 @@
 """When a batch is formed (pipeline/batcher.py), against real PostgreSQL: a source that has nothing
-more buffered is written at once while the writers are idle, and gathers into one batch while a
-write is in progress, formed as soon as that write is done; a source with more on its way waits
+more buffered is written at once while a writer is free, and gathers into one batch while every
+writer is busy, formed as soon as one of them is done; a source with more on its way waits
 for the size or the age, as before. Whatever the flags, every reading is stored once and the
 acknowledgements run in order after their commit (issue 14 item 6).
 
@@ -73,7 +73,7 @@ async def test_with_write_when_caught_up_off_only_the_size_or_the_age_forms_a_ba
 
 async def test_while_a_batch_is_written_a_caught_up_source_gathers_into_one_batch(
         fresh_db: str, pg_dsn: str) -> None:
-    pipeline, pool = await make_pipeline(fresh_db, batch_max_ms=NEVER_MS, batch_max_readings=10_000, writers=2)
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_ms=NEVER_MS, batch_max_readings=10_000, writers=1)
     blocker = await asyncpg.connect(fresh_db)
     acked: list[int] = []
     try:
@@ -90,6 +90,36 @@ async def test_while_a_batch_is_written_a_caught_up_source_gathers_into_one_batc
         assert acked == list(range(6))
         assert pipeline.metrics.tally["stored"] == 60
         assert _formed(pipeline) == 2, "the five gathered submissions make one batch"
+    finally:
+        await blocker.close()
+        await pipeline.stop()
+        await pool.close()
+
+
+async def test_a_second_writer_takes_a_caught_up_batch_at_once_and_then_the_source_gathers(
+        fresh_db: str, pg_dsn: str) -> None:
+    """With two writers and one busy, a caught-up submission is formed at once for the free one
+    (the batch does not wait to fill while a writer could write it); with both busy the next
+    submissions gather into one batch, formed when a writer is done; acks stay in order."""
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_ms=NEVER_MS, batch_max_readings=10_000, writers=2)
+    blocker = await asyncpg.connect(fresh_db)
+    acked: list[int] = []
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("LOCK TABLE readings IN EXCLUSIVE MODE")  # both writers' COPYs wait
+        await pipeline.submit(caught_up(0, 10), ack=lambda: acked.append(0))
+        assert pipeline.ledger.in_flight == 1
+        await pipeline.submit(caught_up(10, 10), ack=lambda: acked.append(1))
+        assert pipeline.ledger.in_flight == 2, "the second writer was free: formed at once"
+        for k in range(2, 6):
+            await pipeline.submit(caught_up(k * 10, 10), ack=lambda k=k: acked.append(k))
+        assert pipeline.ledger.in_flight == 2, "both writers are busy: the caught-up source gathers"
+        await tx.rollback()
+        await asyncio.wait_for(_until(lambda: len(acked) == 6), 30)
+        assert acked == list(range(6))
+        assert pipeline.metrics.tally["stored"] == 60
+        assert _formed(pipeline) == 3, "the four gathered submissions make one batch"
     finally:
         await blocker.close()
         await pipeline.stop()

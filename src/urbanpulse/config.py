@@ -121,9 +121,10 @@ class IngestSettings(_Section):
         "amortise the per-batch work (rollup rows, detector calls) under load; at low rates the age limit rules")
     batch_max_ms: int = Field(200, ge=1)
     write_when_caught_up: bool = Field(
-        True, description="form a source's batch at once when it has nothing more buffered and no batch is being "
-        "written, instead of waiting for batch_max_ms (latency at low rates; costs more, smaller batches). False: "
-        "only the size and the age form batches")
+        True, description="form a source's batch at once when it has nothing more buffered and a writer is free "
+        "(fewer batches queued or being written than writers), instead of waiting for batch_max_ms or the size "
+        "(latency at low and moderate rates; costs more, smaller batches). False: only the size and the age form "
+        "batches")
     max_in_flight_batches: int = Field(4, ge=1, description="batches queued or being written; sources pause beyond")
     writers: int = Field(2, ge=1, le=32, description="concurrent database writers")
     retry_initial_s: float = Field(0.5, gt=0)

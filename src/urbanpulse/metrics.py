@@ -75,6 +75,19 @@ class AnalyticsCollector:
     def __init__(self, analytics: object) -> None:
         self.analytics = analytics
 
+    def describe(self):  # noqa: ANN201 - the families collect() yields, without samples
+        """The families :meth:`collect` yields, so that ``/metrics?name[]=...`` finds them (a
+        restricted registry knows a collector only by what it describes)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+        for name in ("urbanpulse_series_in_memory", "urbanpulse_series_state_bytes", "urbanpulse_alerts_open",
+                     "urbanpulse_sse_subscribers"):
+            yield GaugeMetricFamily(name, "")
+        for name in ("urbanpulse_series_evicted", "urbanpulse_analytics_failed_batches", "urbanpulse_readings_late",
+                     "urbanpulse_alert_events", "urbanpulse_detections_muted", "urbanpulse_webhook_notifications"):
+            yield CounterMetricFamily(name, "")
+        yield SummaryMetricFamily("urbanpulse_analytics_batch_seconds", "")
+
     def collect(self):  # noqa: ANN201 - a generator of metric families (prometheus_client protocol)
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
@@ -150,6 +163,12 @@ class GcPauses:
         g = min(max(int(info.get("generation", 0)), 0), 2)
         self.sums[g] += took
         self.counts[g][bisect.bisect_left(self.BUCKETS, took)] += 1
+
+    def describe(self):  # noqa: ANN201 - the family collect() yields, without samples
+        """What :meth:`collect` yields, so that ``/metrics?name[]=...`` finds it."""
+        from prometheus_client.core import HistogramMetricFamily
+
+        yield HistogramMetricFamily("urbanpulse_gc_pause_seconds", "", labels=["generation"])
 
     def collect(self):  # noqa: ANN201 - a generator of metric families (prometheus_client protocol)
         from prometheus_client.core import HistogramMetricFamily

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress
 from typing import Annotated
 
 import msgspec
@@ -121,14 +122,16 @@ class ReadingColumns:
                               flags=np.zeros(0, np.int16))
 
     def take(self, keep: np.ndarray) -> ReadingColumns:
-        """The subset selected by boolean mask ``keep`` (lists filtered once, arrays by numpy)."""
+        """The subset selected by boolean mask ``keep`` (lists filtered in C by
+        ``itertools.compress``, about half the cost of indexing them one reading at a time;
+        arrays by numpy)."""
         idx = np.flatnonzero(keep)
-        pick = idx.tolist()
+        mask = np.asarray(keep, dtype=bool).tolist()
         return ReadingColumns(
-            sensor_id=[self.sensor_id[i] for i in pick],
-            metric=[self.metric[i] for i in pick],
+            sensor_id=list(compress(self.sensor_id, mask)),
+            metric=list(compress(self.metric, mask)),
             ts_us=self.ts_us[idx], value=self.value[idx], lat=self.lat[idx], lon=self.lon[idx],
-            unit=[self.unit[i] for i in pick], msg=self.msg[idx], item=self.item[idx],
+            unit=list(compress(self.unit, mask)), msg=self.msg[idx], item=self.item[idx],
             has_null_value=self.has_null_value[idx],
             flags=self.flags[idx] if len(self.flags) else np.zeros(len(idx), np.int16),
             lane=self.lane[idx] if len(self.lane) else np.zeros(0, np.int16),

@@ -144,6 +144,16 @@ P_TL_C0 = _COL["tl_c0"]
 P_AL_TAIL = _COL["al_tail"]
 P_NZ_THR = _COL["nz_thr"]
 P_NZ_RATE = _COL["nz_rate"]
+C_TR_S1 = _S["tr_s1"]
+C_TR_S2 = _S["tr_s2"]
+C_TR_M = _S["tr_m"]
+C_TR_VM = _S["tr_vm"]
+C_TR_VE = _S["tr_ve"]
+P_TR_THR = _COL["tr_thr"]
+P_TR_ALPHA = _COL["tr_alpha"]
+P_TR_RATE = _COL["tr_rate"]
+P_TR_SLOPE = _COL["tr_slope"]
+P_TR_W = _COL["tr_w"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -153,6 +163,7 @@ SLOW_REFRESH = 4
 #: encoded afresh, which would break a tie (a MAD of exactly 0 is a decision in the detectors)
 REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
+TREND_CAP = 0.5
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -580,11 +591,43 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
             nz_s_new = nz_s + _max(pr[P_NZ_RATE], 1.0 / cnt) * (ch2 - nz_s)
         nzs = 0.0
         nz_thr = pr[P_NZ_THR]
-        if nz_thr > 0 and cnt >= pr[P_LI_MIN]:
-            nzq = np.sqrt(nz_s_new / _fmax(nz_l, res * res)) - 1.0
+        nz_den = _fmax(nz_l, res * res)
+        if nz_thr > 0 and cnt >= pr[P_LI_MIN] and nz_s_new > nz_den:  # (the root only where the ratio is > 1)
+            nzq = np.sqrt(nz_s_new / nz_den) - 1.0
             if nzq > 0 and _isfinite(nzq):
                 nzs = _min(nzq / (nzq + nz_thr), 0.75)
-        li_in = _max(_max(raw, shu), nzs)
+        # trend-aware residual: the reading against a local linear prediction (Brown's double exponential
+        # smoothing: level 2 s1 - s2, slope a / (1 - a) (s1 - s2)), so a level shift or a change of slope on a
+        # trending or seasonal series shows where a level (median, EWMA) lags behind the series; its short-term
+        # mean (~16 readings) in units of its own long-run RMS (residuals of real series are autocorrelated, so
+        # not the white-noise formula alone; that is a floor). The residual is winsorised at 4 long-run RMS for
+        # the smoother and the mean, so one spike neither moves the prediction nor reads as a trend
+        # (square roots only on the rare readings that need them: the clip, and a z above 2)
+        tr_a = pr[P_TR_ALPHA]
+        tr_r = pr[P_TR_RATE]
+        tr_s1 = st[sl, C_TR_S1]
+        tr_s2 = st[sl, C_TR_S2]
+        tr_d = tr_s1 - tr_s2
+        tr_ve = st[sl, C_TR_VE]
+        tr_vm = st[sl, C_TR_VM]
+        tr_step = tr_d + pr[P_TR_SLOPE] * tr_d  # prediction - s1: the smoothed difference and the slope
+        tr_e = xi - (tr_s1 + tr_step) if has_prev else 0.0
+        tr_ec = tr_e
+        if cnt >= 64 and tr_e * tr_e > 16.0 * tr_ve and tr_ve > 0:
+            tr_lim = 4.0 * np.sqrt(tr_ve)
+            tr_ec = _min(_max(tr_e, -tr_lim), tr_lim)
+        tr_m = st[sl, C_TR_M] + tr_r * (tr_ec - st[sl, C_TR_M]) if has_prev else 0.0
+        trs = 0.0
+        tr_thr = pr[P_TR_THR]
+        if tr_thr > 0 and cnt >= pr[P_LI_MIN]:
+            # the mean's scale: its long-run RMS, floored by what white residuals would give (W = r / (2 - r)
+            # of their variance) and by the resolution; q = z - 2 increases only (a z of 2 is common)
+            tr_sc2 = _fmax(_fmax(tr_vm, _fmax(tr_ve, res * res) * pr[P_TR_W]), _TINY)
+            if tr_m * tr_m > 4.0 * tr_sc2:
+                trq = abs(tr_m) / np.sqrt(tr_sc2) - 2.0
+                if trq > 0 and _isfinite(trq):
+                    trs = _min(trq / (trq + tr_thr), TREND_CAP)
+        li_in = _max(_max(_max(raw, shu), nzs), trs)
         li_s0 = st[sl, C_LI_S]
         li_s = li_s0 + pr[P_LI_ALPHA] * (li_in - li_s0) if li_n > 0 else li_in
         li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)
@@ -677,9 +720,27 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
             if change > 0 and (res == 0 or change < res):
                 st[sl, C_RES] = change
             st[sl, C_DCH] = dchange
+            tr_rate = _max(pr[P_LR_RATE], 1.0 / cnt)
+            tr_e2 = tr_e * tr_e
+            tr_m2 = tr_m * tr_m
+            if cnt >= 64:
+                if tr_ve > 0:
+                    tr_e2 = _min(tr_e2, 36.0 * tr_ve)
+                if tr_vm > 0:
+                    tr_m2 = _min(tr_m2, 36.0 * tr_vm)
+            if _isfinite(tr_e2) and _isfinite(tr_m2):
+                tr_x = tr_s1 + tr_a * (tr_step + tr_ec)  # s1 + a (prediction + residual - s1)
+                st[sl, C_TR_S1] = tr_x
+                st[sl, C_TR_S2] = tr_s2 + tr_a * (tr_x - tr_s2)
+                st[sl, C_TR_M] = tr_m
+                st[sl, C_TR_VE] = tr_ve + tr_rate * (tr_e2 - tr_ve)
+                st[sl, C_TR_VM] = tr_vm + tr_rate * (tr_m2 - tr_vm)
             if ch2 == ch2:
                 st[sl, C_NZ_S] = nz_s_new
                 st[sl, C_NZ_L] = nz_l + _max(pr[P_LR_RATE], 1.0 / cnt) * (ch2 - nz_l)
+        else:  # the trend input's smoother starts at the first value, slope 0
+            st[sl, C_TR_S1] = xi
+            st[sl, C_TR_S2] = xi
         st[sl, C_FL_MAX] = fl_max
 
         new_cnt = cnt + 1.0

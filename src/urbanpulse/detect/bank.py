@@ -51,7 +51,9 @@ above and below the median), so a step in the direction a series rarely moves co
 (`fusion.likelihood_shift_threshold`), and a *change of spread*: the short-term (~32 readings) RMS change
 between readings against its long-run RMS (2,000 readings), so more noise or a faster period, where
 every reading moves further than usual and none is an outlier, counts (`fusion.likelihood_spread_threshold`;
-two more float64 columns). It is gated by its own decaying peak (so it cannot mask a detector
+two more float64 columns), and a *trend-aware residual*: the reading against a local linear prediction
+(Brown's double exponential smoothing), its short-term mean in units of its own long-run RMS
+(`fusion.likelihood_trend_threshold`; five more float64 columns). It is gated by its own decaying peak (so it cannot mask a detector
 onset that follows) and only emitted above the detectors' peak memory too. It never changes a
 detector's decision, so live alerts are untouched. Seven float64 state columns per slot.
 

@@ -18,6 +18,7 @@ STATE: tuple[str, ...] = (
     "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
     "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch",
     "tl_n", "tl_k", "tl_e", "vbase", "nz_s", "nz_l",
+    "tr_s1", "tr_s2", "tr_m", "tr_vm", "tr_ve",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -36,6 +37,7 @@ PARAMS: tuple[str, ...] = (
     "fl_learn", "fl_decay", "sp_floor", "ew_floor", "lr_rate", "si_irregularity",
     "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0", "al_tail",
     "nz_thr", "nz_rate",
+    "tr_thr", "tr_alpha", "tr_rate", "tr_slope", "tr_w",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

@@ -22,6 +22,7 @@ COLUMNS: tuple[str, ...] = PARAMS
 SEVERITIES = ("info", "warning", "critical")
 LONG_RUN_READINGS = 2000.0  # memory of the long-run spreads (scale floors of ewma, robust_z, spike)
 SPREAD_SHORT_READINGS = 32.0  # memory of the short-term mean square change (the likelihood's change-of-spread input)
+TREND_SHORT_READINGS = 16.0  # memory of the short-term mean residual against the local linear prediction (trend input)
 TAIL_PRIOR_TAILS = 2.0  # pseudo-exceedances behind the prior mean excess of the calibrated tail
 
 
@@ -62,6 +63,9 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         tl_k0=fusion.tail_prior_rate * fusion.tail_prior_readings, tl_e0=fusion.tail_prior_excess * TAIL_PRIOR_TAILS,
         tl_c0=TAIL_PRIOR_TAILS, al_tail=fusion.alert_tail,
         nz_thr=fusion.likelihood_spread_threshold, nz_rate=1.0 / SPREAD_SHORT_READINGS,
+        tr_thr=fusion.likelihood_trend_threshold, tr_alpha=fusion.likelihood_trend_alpha,
+        tr_rate=1.0 / TREND_SHORT_READINGS, tr_slope=fusion.likelihood_trend_alpha / (1.0 - fusion.likelihood_trend_alpha),
+        tr_w=(1.0 / TREND_SHORT_READINGS) / (2.0 - 1.0 / TREND_SHORT_READINGS),
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

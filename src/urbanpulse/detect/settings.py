@@ -224,6 +224,16 @@ class FusionSettings(BaseModel):
         "readings over the last ~32 readings against its long-run RMS (2,000 readings), as q = ratio - 1, scored "
         "q / (q + this), capped at 0.75; more noise or a faster period (each reading's change grows while no single "
         "reading is an outlier) counts. Increases only. Input only: no detector score or decision changes")
+    likelihood_trend_threshold: float = Field(
+        2.0, ge=0, description="trend-aware residual in the likelihood's input (0 = off): each reading against a "
+        "local linear prediction (Brown's double exponential smoothing, factor likelihood_trend_alpha, the update "
+        "winsorised at 4 long-run RMS residuals), the residual's short-term mean (~16 readings) in units of its own "
+        "long-run RMS as z, scored q / (q + this) for q = z - 2, capped at 0.75; a level shift or a change of slope "
+        "on a trending or seasonal series, which a level (median, EWMA) lags behind, counts. Input only: no "
+        "detector score or decision changes")
+    likelihood_trend_alpha: float = Field(
+        0.1, gt=0, lt=1, description="smoothing factor of the trend input's local linear prediction (0.1: a level "
+        "and slope over the last ~10-20 readings)")
     tail_level: float = Field(
         0.25, gt=0, description="calibrated anomaly_score: the series' fused statistic q (the largest detector "
         "statistic in units of its threshold, x weight; the likelihood's z in units of its threshold, x weight) "

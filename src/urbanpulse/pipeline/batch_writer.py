@@ -48,7 +48,7 @@ class BatchWriter:
 
     def __init__(self, store: ReadingStore, settings: IngestSettings, metrics: IngestMetrics, ledger: AckLedger,
                  analytics: BatchAnalytics | None, failures: AnalyticsFailures,
-                 on_idle: Callable[[], None] | None = None) -> None:
+                 on_free: Callable[[], None] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
@@ -62,13 +62,14 @@ class BatchWriter:
         self._queue: asyncio.Queue[Batch] = asyncio.Queue()
         #: batches queued or being written (not yet committed nor parked)
         self._writing = 0
-        #: called when the last of them is done (the batcher may form a caught-up source's batch)
-        self._on_idle = on_idle
+        #: called when a writer becomes free (the batcher may form a caught-up source's batch)
+        self._on_free = on_free
 
     @property
-    def idle(self) -> bool:
-        """No batch is queued or being written: a batch formed now is written at once."""
-        return self._writing == 0
+    def free(self) -> bool:
+        """Fewer batches are queued or being written than there are writers: a batch formed now
+        is written at once, by a writer of its own."""
+        return self._writing < self.settings.writers
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """Start the writers and the parked-batch retry."""
@@ -82,10 +83,10 @@ class BatchWriter:
         self._queue.put_nowait(batch)
 
     def _done(self) -> None:
-        """A batch left the write stage (committed or parked)."""
+        """A batch left the write stage (committed or parked): its writer is free."""
         self._writing -= 1
-        if not self._writing and self._on_idle is not None:
-            self._on_idle()
+        if self._writing < self.settings.writers and self._on_free is not None:
+            self._on_free()
 
     async def series_ids(self, readings: ReadingColumns) -> np.ndarray:
         """Series id per reading, waiting for the database like a write would (nothing is

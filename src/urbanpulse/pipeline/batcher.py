@@ -2,10 +2,16 @@
 
 A source's submissions gather in its pending batch until it holds ``batch_max_readings`` or is
 ``batch_max_ms`` old (the timer), or until the source has nothing more buffered (it says so with
-``caught_up``) while no batch is being written: then waiting would add latency and save nothing,
-because the writers are idle. Under load the writers are busy, so batches keep growing while
-they write (the fewer, larger batches that throughput needs); at low rates a reading is written
-as soon as it arrives instead of after the batch age (issue 14 item 6). Forming a batch takes an in-flight slot first and then a
+``caught_up``) while a writer is free (fewer batches queued or being written than there are
+writers): then waiting would add latency and save nothing, because a writer would take the batch
+at once. While every writer is busy, a caught-up source's batch keeps growing and is formed the
+moment one of them is done, so the batch size follows the arrival rate: about the readings that
+arrive during one write. Under a backlog the fetches are full (not caught up) and the size rule
+forms the big batches throughput needs; at low and moderate rates a reading is written as soon
+as a writer can take it instead of after the batch age or the batch size (issue 14 item 6).
+Waiting for *every* writer to be idle instead (the rule before) let a batch at half the
+sustained rate grow to the size limit, because with two writers both are rarely idle at once.
+Forming a batch takes an in-flight slot first and then a
 sequence number, under one lock: numbers follow the order batches were formed, which is the
 order they commit and are acknowledged in, so a Kafka commit never overtakes. Only
 ``max_in_flight_batches`` batches are formed and not yet acknowledged; beyond that forming
@@ -27,21 +33,21 @@ from urbanpulse.pipeline.batch import Ack, Pending
 Form = Callable[[int, str, Pending], Awaitable[None]]
 #: makes a batch of something else at the next sequence number; returns False if it made none
 Insert = Callable[[int], Awaitable[bool]]
-#: whether no batch is queued or being written (batch_writer.py)
-Idle = Callable[[], bool]
+#: whether a writer is free to take a batch at once (batch_writer.py)
+Free = Callable[[], bool]
 
 
 class Batcher:
     """Pending batches per source, their timer, sequence numbers and the in-flight limit."""
 
-    def __init__(self, settings: IngestSettings, form: Form, idle: Idle | None = None) -> None:
+    def __init__(self, settings: IngestSettings, form: Form, free: Free | None = None) -> None:
         self.settings = settings
         self._form = form
-        self._idle = idle
+        self._free = free
         self._pending: dict[str, Pending] = {}
-        #: sources that are caught up, whose batch waits for the writers to go idle
+        #: sources that are caught up, whose batch waits for a writer to be free
         self._caught_up: set[str] = set()
-        self._wake = asyncio.Event()  # the writers went idle: form the caught-up sources' batches
+        self._wake = asyncio.Event()  # a writer is free: form the caught-up sources' batches
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
         self._lock = asyncio.Lock()
         self._next_seq = 0
@@ -65,8 +71,8 @@ class Batcher:
             pending.received_ns = received_ns
         if pending.size >= self.settings.batch_max_readings:
             await self.form(source)
-        elif caught_up and self._idle is not None:
-            if self._idle():
+        elif caught_up and self._free is not None:
+            if self._free():
                 await self.form(source)
             else:
                 self._caught_up.add(source)
@@ -116,9 +122,9 @@ class Batcher:
         async with self._lock:
             return self._next_seq
 
-    def writers_idle(self) -> None:
-        """The last batch being written is done: a caught-up source's batch is formed now (by
-        the timer task), not at its age."""
+    def writer_free(self) -> None:
+        """A writer is done and free: a caught-up source's batch is formed now (by the timer
+        task), not at its age."""
         if self._caught_up:
             self._wake.set()
 
@@ -128,13 +134,13 @@ class Batcher:
 
     async def run_timer(self) -> None:
         """Form each pending batch when it is ``batch_max_ms`` old, and a caught-up source's as
-        soon as the writers go idle (:meth:`writers_idle`). The timer sleeps until the oldest
+        soon as a writer is free (:meth:`writer_free`). The timer sleeps until the oldest
         pending batch is due or the writers wake it, and at most a quarter of the period while
         nothing is pending."""
         period = self.settings.batch_max_ms / 1000.0
         while True:
             self._wake.clear()
-            if self._caught_up and (self._idle is None or self._idle()):
+            if self._caught_up and (self._free is None or self._free()):
                 for source in list(self._caught_up):
                     await self.form(source)
             now = time.perf_counter()

@@ -49,10 +49,10 @@ class Pipeline:
         self.decoder = DecodeStage(fmt, validator, privacy)
         self._failures = AnalyticsFailures(analytics)
         self.batcher = Batcher(settings, self._hand_off,
-                               idle=(lambda: self.writer.idle) if settings.write_when_caught_up else None)
+                               free=(lambda: self.writer.free) if settings.write_when_caught_up else None)
         self.ledger = AckLedger(metrics, publish=self._publish, retired=self.batcher.retired)
         self.writer = BatchWriter(store, settings, metrics, self.ledger, analytics, self._failures,
-                                  on_idle=self.batcher.writers_idle)
+                                  on_free=self.batcher.writer_free)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- what the service and /health read -------------------------------------------------

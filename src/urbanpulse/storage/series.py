@@ -20,6 +20,9 @@ class SeriesRegistry:
     def __init__(self) -> None:
         self._ids: dict[tuple[str, str], int] = {}
         self._keys: dict[int, tuple[str, str]] = {}
+        #: metric -> sensor id -> series id: the same ids as ``_ids``, for batches of one metric
+        #: (looked up by the sensor string alone, no (sensor, metric) tuple to hash per reading)
+        self._by_metric: dict[str, dict[str, int]] = {}
         self._lock = asyncio.Lock()
         #: the data class a new series is recorded with (privacy stage: its topic's or source's
         #: class, docs/privacy.md); None: open
@@ -39,12 +42,16 @@ class SeriesRegistry:
             key = self._keys.pop(sid, None)
             if key is not None:
                 self._ids.pop(key, None)
+                self._by_metric.get(key[1], {}).pop(key[0], None)
 
     async def ids_for(self, pool: asyncpg.Pool, sensors: list[str], metrics: list[str]) -> np.ndarray:
         """int32 series id per reading, registering the series seen for the first time."""
-        get = self._ids.get
+        n = len(sensors)
         try:  # the common case, every series known: one C-level pass (a per-reading cost on the hot path)
-            return np.fromiter(map(get, zip(sensors, metrics)), np.int32, count=len(sensors))
+            if n and metrics.count(metrics[0]) == n and (by_sensor := self._by_metric.get(metrics[0])) is not None:
+                # one metric in the batch (a topic per metric): keyed by the sensor alone, ~2x faster
+                return np.fromiter(map(by_sensor.get, sensors), np.int32, count=n)
+            return np.fromiter(map(self._ids.get, zip(sensors, metrics)), np.int32, count=n)
         except TypeError:  # a None: some series are new
             pass
         keys = list(zip(sensors, metrics))
@@ -79,3 +86,4 @@ class SeriesRegistry:
                 key = (r["sensor_id"], sys.intern(r["metric"]))
                 self._ids[key] = r["id"]
                 self._keys[r["id"]] = key
+                self._by_metric.setdefault(key[1], {})[key[0]] = r["id"]

@@ -1,0 +1,61 @@
+"""Series ids for a batch (storage/series.py), against real PostgreSQL: whatever mix of sensors
+and metrics a batch holds (one metric, the fast path keyed by sensor alone; several; series new,
+known, or erased in between and registered anew under a new id), each reading gets the id the
+``series`` table holds for its (sensor id, metric)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import services
+from urbanpulse.storage.migrations import migrate
+from urbanpulse.storage.series import SeriesRegistry
+from urbanpulse.storage.writer import prepare_connection
+
+pytestmark = pytest.mark.integration
+
+SENSORS = [f"s-{i}" for i in range(6)] + ["ß-7", "s 8"]
+METRICS = ["no2", "pm25", "temp"]
+
+
+@pytest.fixture(scope="module")
+async def pool(pg_dsn: str):
+    name, dsn = services.create_database(pg_dsn, prefix="up_test_series_ids")
+    conn = await asyncpg.connect(dsn)
+    await migrate(conn, "postgres")
+    await conn.close()
+    p = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
+    try:
+        yield p
+    finally:
+        await p.close()
+        services.drop_database(name, pg_dsn)
+
+
+batch = st.one_of(
+    # one metric (the common Kafka shape): the lookup by sensor alone
+    st.tuples(st.sampled_from(METRICS), st.lists(st.sampled_from(SENSORS), min_size=1, max_size=30)).map(
+        lambda mt: [(s, mt[0]) for s in mt[1]]),
+    st.lists(st.tuples(st.sampled_from(SENSORS), st.sampled_from(METRICS)), min_size=1, max_size=30))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(batch, st.lists(st.sampled_from(SENSORS), max_size=2)), min_size=1, max_size=6))
+async def test_every_reading_gets_the_id_the_series_table_holds(
+        pool: asyncpg.Pool, steps: list[tuple[list[tuple[str, str]], list[str]]]) -> None:
+    reg = SeriesRegistry()
+    for keys, erased_sensors in steps:
+        # fresh string objects, as decoding makes them: equal, not identical
+        sensors = [("" + s + ".")[:-1] for s, _ in keys]
+        metrics = [("" + m + ".")[:-1] for _, m in keys]
+        ids = await reg.ids_for(pool, sensors, metrics)
+        rows = await pool.fetch("SELECT id, sensor_id, metric FROM series")
+        table = {(r["sensor_id"], r["metric"]): r["id"] for r in rows}
+        assert ids.tolist() == [table[k] for k in keys]
+        # an erasure deletes some series and the registry forgets them: their next reading
+        # registers them anew, under a new id (a stale cache entry would give the old one)
+        gone = [table[(s, m)] for s in erased_sensors for m in METRICS if (s, m) in table]
+        await pool.execute("DELETE FROM series WHERE id = ANY($1::int4[])", gone)
+        reg.forget(gone)
