@@ -9,6 +9,8 @@ the worst dataset and LODO with the defaults only (the threshold chosen without 
 per channel and per station (Sidak); the synthetic windows found at the pooled threshold by
 family:kind; decision onsets (rising edges of any detector's decision) per 10,000 readings and the
 share of windows with an onset (recall), per dataset; the SKAB anomaly-free run's alert onsets.
+With --baselines, the two baselines of detection_dev.py (zscore, and River's HalfSpaceTrees from its
+cache, see detection_dev.run_hst) are scored the same way (their only choice is the threshold).
 With --choose, also LODO with the patches as candidates: for each held-out dataset the patch (and the
 threshold) that scores best on the other five, that dataset scored at the choice (how a new default is
 chosen without the dataset it is measured on). Writes results/detection_ab.json. About 10-20 s per
@@ -122,6 +124,22 @@ def main(argv: list[str]) -> int:
         print(f"{name:14s} onsets/10k, recall", {d: f"{o['per_10k']:.1f}, {o['recall']:.2f}" for d, o in ons.items()})
         if "skab_clean" in row:
             print(f"{name:14s} skab clean any {row['skab_clean']['any']:.2f}  ({time.time() - t0:.0f} s)", flush=True)
+    if "--baselines" in sys.argv:
+        base = {"zscore": dd.run_zscore(files)}
+        try:
+            base["hst"] = dd.run_hst(files)
+        except SystemExit as exc:  # no current cache and no river here
+            print(f"hst skipped: {str(exc).splitlines()[0]}")
+        for bname, sc in base.items():
+            row = {"channel": report(files, sc)}
+            sfiles_b, ssc = devset.stations(files, sc, "sidak")
+            row["station"] = report(sfiles_b, ssc)
+            out[bname] = row
+            for m in ("channel", "station"):
+                r = row[m]
+                print(f"{bname:14s} {m:8s} overall {r['overall']:5.1f} worst {r['worst']:5.1f} | "
+                      + " ".join(f"{d} {r[d]:5.1f}" for d in devset.DATASETS)
+                      + f" | LODO {r['lodo_mean']:5.1f} / {r['lodo_worst']:5.1f}", flush=True)
     if "--choose" in sys.argv:
         for label, fs, rr in (("channel", files, runs), ("station", sfiles, sruns)):
             lo = dd.lodo(fs, rr)

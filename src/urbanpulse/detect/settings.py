@@ -111,9 +111,11 @@ class SpikeParams(_Params):
     threshold: float = Field(12.0, gt=0, description="decision at this many robust scales of change (score 0.5)")
     min_history: int = Field(16, ge=3, description="readings seen before it scores")
     spread_floor: float = Field(
-        0.5, ge=0, description="the scale is at least this x the long-run RMS step (a change the next reading "
-        "kept; zeros included), so the normal switching of an on/off series (rare, large, persistent) is not a "
-        "spike, while repeated one-reading spikes (which return) are never learned as normal; 0 = off")
+        0.9, ge=0, description="the scale is at least this x the long-run RMS step (a change the next reading "
+        "kept; zeros included), so the normal switching of an on/off series (rare, large, persistent) and the "
+        "natural jumps of a series with heavy-tailed steps (hourly pollution, dew point) are not spikes, while "
+        "repeated one-reading spikes (which return) are never learned as normal; on Gaussian steps the RMS step "
+        "is about the median-based scale, so this floor changes nothing there; 0 = off")
 
 
 class FlatlineParams(_Params):
