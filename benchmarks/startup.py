@@ -31,7 +31,9 @@ throughout. Timed by polling ``count(*) FROM readings`` every 20 ms from outside
 * the same two Kafka figures with ``kafka.group_instance_id`` set (static membership, after only),
   with ``kafka.assignment: manual`` (every partition, no group join, offsets still committed
   to the group; after only), and with ``kafka.session_timeout_ms: 2000`` (variant ``short``: Tansu
-  forms a new group in half the session, in whole seconds; after only).
+  forms a new group in half the session, in whole seconds; after only). ``before-static``,
+  ``before-manual`` and ``before-short`` run those settings on the "before" tree, so each pair
+  is interleaved in one run; ``--before DIR`` takes an already extracted ``src/``.
 
 Run:  .venv/bin/python benchmarks/startup.py [--repeat 3] [--cold] [--skip-phases] [--skip-join]
       [--skip-service] [--before REV] [--variants before,after,static,manual,short] [--sources mqtt,kafka]
@@ -292,12 +294,21 @@ def _until_more_than(dsn: str, floor: int, since: float, run: _Run, timeout: flo
             except (OSError, asyncpg.PostgresError):
                 pass
             await asyncio.sleep(0.02)
-        raise RuntimeError(f"nothing stored within {timeout}s; see {run.workdir}/service.log")
+        log = (run.workdir / "service.log").read_text(errors="replace")[-6000:]
+        raise RuntimeError(f"nothing stored within {timeout}s; the end of {run.workdir}/service.log:\n{log}")
 
     return asyncio.run(poll())
 
 
 VARIANTS = ("before", "after", "static", "manual", "short")
+#: ``before-short``, ``before-manual``, ``before-static``: the same Kafka settings on the "before" tree
+
+
+def _base(variant: str) -> tuple[str, bool]:
+    """(the variant's Kafka settings name, whether it runs the "before" tree)."""
+    if variant.startswith("before-"):
+        return variant.removeprefix("before-"), True
+    return variant, variant == "before"
 #: variant -> (source tree, extra kafka settings, label); MQTT runs only for the plain variants
 _KAFKA_EXTRA = {"before": {}, "after": {}, "static": {"group_instance_id": "bench-worker-0"},
                 "manual": {"assignment": "manual"},
@@ -315,17 +326,23 @@ def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VAR
     rows: dict[str, list[float]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="up-bench-startup-"))
     trees = {"after": REPO / "src"}
-    if "before" in variants:
-        (tmp / "before").mkdir()
-        trees["before"] = source_tree(before_rev, tmp / "before")
+    if any(_base(v)[1] for v in variants):
+        if Path(before_rev).is_dir():  # an extracted src/ whose kernels are built (``--before /tmp/x/src``)
+            trees["before"] = Path(before_rev)
+        else:
+            (tmp / "before").mkdir()
+            trees["before"] = source_tree(before_rev, tmp / "before")
     tansu = services.start_tansu(tmp / "tansu")
     mosq = services.start_mosquitto(tmp / "mosquitto")
     pubs: list[subprocess.Popen] = []
     try:
         for k in range(repeat):
             for variant in variants:
-                static = variant in ("static", "manual", "short")  # Kafka options only: no MQTT run
-                tag = _LABEL[variant]
+                base_variant, before = _base(variant)
+                tree = trees["before" if before else "after"]
+                static = base_variant in ("static", "manual", "short")  # Kafka options only: no MQTT run
+                tag = _LABEL[base_variant] if not before or base_variant == "before" else \
+                    _LABEL[base_variant].replace("after", "before")
                 work = tmp / f"{tag.replace(', ', '-').replace(' ', '-')}-{k}"
                 work.mkdir()
                 topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -337,7 +354,7 @@ def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VAR
                     mqtt_topic = f"bench/{uuid.uuid4().hex[:6]}"
                     pubs.append(subprocess.Popen([sys.executable, "-c", PUBLISHER, "mqtt",
                                                   f"{mosq.host}:{mosq.port}", mqtt_topic]))
-                    run = _Run(trees["before" if variant == "before" else "after"], {**base, "database": {"dsn": dsn}, "mqtt": {
+                    run = _Run(tree, {**base, "database": {"dsn": dsn}, "mqtt": {
                         "enabled": True, "host": mosq.host, "port": mosq.port, "topics": [mqtt_topic],
                         "client_id": f"bench-{uuid.uuid4().hex[:6]}"}}, work)
                     try:
@@ -355,10 +372,9 @@ def service_starts(repeat: int, before_rev: str, variants: tuple[str, ...] = VAR
                 name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_startup")
                 kafka = {"enabled": True, "bootstrap_servers": tansu.bootstrap, "topics": [topic],
                          "group_id": f"bench-{uuid.uuid4().hex[:8]}"}
-                kafka.update(_KAFKA_EXTRA[variant])
+                kafka.update(_KAFKA_EXTRA[base_variant])
                 pubs.append(subprocess.Popen([sys.executable, "-c", PUBLISHER, "kafka", tansu.bootstrap, topic]))
-                run = _Run(trees["before" if variant == "before" else "after"], {**base, "database": {"dsn": dsn},
-                                                                                  "kafka": kafka}, work)
+                run = _Run(tree, {**base, "database": {"dsn": dsn}, "kafka": kafka}, work)
                 try:
                     rows.setdefault(f"first stored, Kafka new group ({tag})", []).append(
                         _until_more_than(dsn, 0, run.spawn(), run))
@@ -391,11 +407,14 @@ def main() -> None:
     ap.add_argument("--skip-join", "--skip-kafka", action="store_true", help="leave out the bare group-join timings")
     ap.add_argument("--skip-service", action="store_true", help="leave out the whole-service runs")
     ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="whole-service variants to run, comma-separated from before,after,static,manual,short")
+                    help="whole-service variants to run, comma-separated from before,after,static,manual,short "
+                         "and before-static,before-manual,before-short (those settings on the before tree)")
     ap.add_argument("--join-sessions", default="10000",
                     help="session timeouts (ms) of the bare group-join timings, comma-separated")
     ap.add_argument("--sources", default="mqtt,kafka", help="whole-service sources: mqtt,kafka or one of them")
-    ap.add_argument("--before", default=BEFORE_REV, help=f"revision of the 'before' service (default {BEFORE_REV})")
+    ap.add_argument("--before", default=BEFORE_REV,
+                    help=f"revision of the 'before' service (default {BEFORE_REV}), or a directory holding an "
+                         "extracted src/ whose kernels are built")
     args = ap.parse_args()
     print(f"median of {args.repeat} runs (min-max), seconds")
     if not args.skip_service:

@@ -22,7 +22,13 @@ reading stored). The ratios the issue's targets are stated in are printed and wr
 Bytewax runs in its own venv (``--bytewax-python``, default /tmp/bytewax-venv/bin/python);
 without it that part is skipped with a message saying how to create it.
 
+``--before-src DIR`` runs each service configuration also from another source tree (main's
+``src/``, extracted with ``git archive``), interleaved with this one's, so a before/after pair
+shares the run's conditions; ``--bytewax-processes 1`` and ``--skip-ceiling`` shorten a run to
+fit a quiet slot.
+
 Run:  .venv/bin/python benchmarks/throughput.py [--readings 1000000] [--json OUT]
+      [--configs all] [--before-src /tmp/base/src] [--bytewax-processes 1] [--skip-ceiling]
 """
 
 from __future__ import annotations
@@ -196,10 +202,23 @@ def bytewax_phase(ctx: ib.Ctx, topic: str, python: Path, processes: int, expecte
 # the run
 
 
-def service_phase(ctx: ib.Ctx, topic: str, config: str, label: str) -> dict[str, Any]:
-    res = ab.kafka_phase(ctx, topic, config != "off", label, config,
-                         kafka_extra={"assignment": ctx.args.kafka_assignment})
+def service_phase(ctx: ib.Ctx, topic: str, config: str, label: str, tree: Path | None = None) -> dict[str, Any]:
+    """One service configuration drained; ``tree``: run the service from this ``src/`` instead
+    (``--before-src``: main's code beside this branch's, in the same run)."""
+    saved = os.environ.get("PYTHONPATH")
+    if tree is not None:
+        os.environ["PYTHONPATH"] = str(tree)  # the service process inherits it (service_process.py)
+    try:
+        res = ab.kafka_phase(ctx, topic, config != "off", label, config,
+                             kafka_extra={"assignment": ctx.args.kafka_assignment})
+    finally:
+        if tree is not None:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
     res["kafka_assignment"] = ctx.args.kafka_assignment
+    res["tree"] = "before" if tree is not None else "after"
     res["loadavg_1m"] = round(os.getloadavg()[0], 2)
     return res
 
@@ -209,31 +228,44 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
     def mean(xs: list[float]) -> float:
         return sum(xs) / len(xs)
 
-    by = {c: [p for p in r["service_phases"] if p["config"] == c] for c in SERVICE_CONFIGS}
+    def by_config(tree: str) -> dict[str, list[dict[str, Any]]]:
+        return {c: [p for p in r["service_phases"] if p["config"] == c and p.get("tree", "after") == tree]
+                for c in SERVICE_CONFIGS}
+
+    def figures(phases: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"sustained": mean([p["rate"] for p in phases]),
+                "from_spawn": mean([p["from_spawn_rate"] for p in phases]),
+                "first_stored_s": mean([p["first_stored_s"] for p in phases]),
+                "from_spawn_s": mean([p["from_spawn_s"] for p in phases]),
+                "runs_sustained": [round(p["rate"]) for p in phases],
+                "runs_from_spawn": [round(p["from_spawn_rate"]) for p in phases],
+                "runs_from_spawn_s": [p["from_spawn_s"] for p in phases]}
+
     s: dict[str, Any] = {}
-    for c, phases in by.items():
+    for c, phases in by_config("after").items():
         if phases:
-            s[c] = {"sustained": mean([p["rate"] for p in phases]),
-                    "from_spawn": mean([p["from_spawn_rate"] for p in phases]),
-                    "first_stored_s": mean([p["first_stored_s"] for p in phases]),
-                    "runs_sustained": [round(p["rate"]) for p in phases],
-                    "runs_from_spawn": [round(p["from_spawn_rate"]) for p in phases]}
+            s[c] = figures(phases)
+    before = {c: figures(phases) for c, phases in by_config("before").items() if phases}
+    if before:
+        s["before"] = before
     ceil = r["ceiling"]
-    s["ceiling_2_connections"] = mean([c["2_connections"] for c in ceil])
-    s["ceiling_1_connection"] = mean([c["1_connection"] for c in ceil])
+    s["ceiling_2_connections"] = mean([c["2_connections"] for c in ceil]) if ceil else float("nan")
+    s["ceiling_1_connection"] = mean([c["1_connection"] for c in ceil]) if ceil else float("nan")
     ratios: dict[str, Any] = {}
     if "all" in s and "no-rollups" in s:
         ratios["rollups_cost"] = 1 - s["all"]["sustained"] / s["no-rollups"]["sustained"]
     if "all" in s and "off" in s:
         ratios["analytics_cost"] = 1 - s["all"]["sustained"] / s["off"]["sustained"]
     for c in ("all", "off"):
-        if c in s:
+        if c in s and ceil:
             ratios[f"{c}_vs_ceiling"] = s[c]["sustained"] / s["ceiling_2_connections"]
     bw = r.get("bytewax") or {}
     if bw and "all" in s:
         best = max(bw.values(), key=lambda b: b["from_spawn_rate"])
         ratios["from_spawn_vs_bytewax"] = s["all"]["from_spawn"] / best["from_spawn_rate"]
         ratios["from_spawn_vs_bytewax_best_is"] = f"{best['processes']} process(es)"
+        if "all" in before:
+            ratios["before_from_spawn_vs_bytewax"] = before["all"]["from_spawn"] / best["from_spawn_rate"]
         for k, b in bw.items():
             ratios[f"from_spawn_vs_bytewax_{k}"] = s["all"]["from_spawn"] / b["from_spawn_rate"]
             ratios[f"sustained_vs_bytewax_{k}"] = s["all"]["sustained"] / b["rate"]
@@ -263,6 +295,12 @@ def print_table(r: dict[str, Any]) -> None:
             x = s[c]
             lines.append(f"{'urbanpulse, ' + name:<34}{x['sustained']:>14,.0f}{x['from_spawn']:>14,.0f}"
                          f"{x['first_stored_s']:>13.1f}s   {x['runs_sustained']}")
+    for c, x in s.get("before", {}).items():
+        lines.append(f"{'before: ' + SERVICE_CONFIGS[c]:<34}{x['sustained']:>14,.0f}{x['from_spawn']:>14,.0f}"
+                     f"{x['first_stored_s']:>13.1f}s   {x['runs_sustained']} done {x['runs_from_spawn_s']} s")
+    for c in SERVICE_CONFIGS:
+        if c in s:
+            lines.append(f"{'  (after) ' + SERVICE_CONFIGS[c] + ' done after spawn':<34}{s[c]['runs_from_spawn_s']} s")
     lines.append(f"{'binary COPY, 2 connections':<34}{s['ceiling_2_connections']:>14,.0f}")
     lines.append(f"{'binary COPY, 1 connection':<34}{s['ceiling_1_connection']:>14,.0f}")
     for k, b in (r.get("bytewax") or {}).items():
@@ -296,6 +334,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--configs", default="all,no-rollups,off",
                    help=f"service configurations to run, comma-separated, of {','.join(SERVICE_CONFIGS)} (default all)")
     p.add_argument("--skip-bytewax", action="store_true")
+    p.add_argument("--bytewax-processes", default="2,1",
+                   help="Bytewax runs, comma-separated process counts (default 2,1; 1 alone for a shorter run)")
+    p.add_argument("--before-src", type=Path, default=None,
+                   help="also run each service configuration from this src/ (e.g. main's, extracted with git archive, "
+                        "its kernels built), interleaved with this tree's: before, after[, Bytewax, after, before]")
+    p.add_argument("--skip-ceiling", action="store_true", help="leave out the binary COPY ceiling (a shorter run)")
     p.add_argument("--pg-dsn", default=None, help="server for the throw-away database")
     p.add_argument("--json", metavar="OUT", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -348,21 +392,28 @@ def main(argv: list[str] | None = None) -> int:
         r["produce"] = ib.produce_kafka_backlog(ctx, topic)
         records = ib.ceiling_records(n, ctx.base_ms)
         buckets = expected_buckets(records)
-        r["ceiling"] = [measure_ceiling(ctx, records, args.ceiling_batch, "before")]
+        r["ceiling"] = [] if args.skip_ceiling else [measure_ceiling(ctx, records, args.ceiling_batch, "before")]
         order = [c for c in args.configs.split(",") if c]
+        trees: list[Path | None] = [args.before_src.resolve(), None] if args.before_src else [None]
         phases = []
         for c in order:
-            phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-1")})
+            for k, tree in enumerate(trees):
+                tag = f"{c}-1" + ("-before" if tree is not None else "")
+                phases.append({"config": c, **service_phase(ctx, topic, c, tag, tree)})
         if not bytewax_skipped:
+            counts = [int(x) for x in args.bytewax_processes.split(",") if x]
             r["bytewax"] = {f"{k} process{'es' if k > 1 else ''}":
-                            bytewax_phase(ctx, topic, args.bytewax_python, k, stored, buckets) for k in (2, 1)}
+                            bytewax_phase(ctx, topic, args.bytewax_python, k, stored, buckets) for k in counts}
         else:
             r["bytewax_skipped"] = bytewax_skipped
         if args.repeats == 2:
             for c in reversed(order):
-                phases.append({"config": c, **service_phase(ctx, topic, c, f"{c}-2")})
+                for tree in reversed(trees):
+                    tag = f"{c}-2" + ("-before" if tree is not None else "")
+                    phases.append({"config": c, **service_phase(ctx, topic, c, tag, tree)})
         r["service_phases"] = phases
-        r["ceiling"].append(measure_ceiling(ctx, records, args.ceiling_batch, "after"))
+        if not args.skip_ceiling:
+            r["ceiling"].append(measure_ceiling(ctx, records, args.ceiling_batch, "after"))
     r["loadavg_end"] = os.getloadavg()
     r["loadavg"] = f"{r['loadavg_start'][0]:.1f} -> {r['loadavg_end'][0]:.1f} (1 min)"
     r["summary"] = summarise(r)

@@ -3,7 +3,10 @@
 Start order: database (embedded if none is configured) -> migrations -> pool -> pipeline ->
 sources, while the analytics' compiled kernels load on a thread of their own from the first
 line on (analytics.py): a source's first batches wait for them, unacknowledged, instead of the
-sources waiting to start (the Kafka group join alone takes seconds). Stop order (SIGTERM/SIGINT): sources stop pulling -> partial batches flush -> acks and
+sources waiting to start (the Kafka group join alone takes seconds). Under `urbanpulse run` the
+sources' connections (MQTT connect, the Kafka group join) and the migrations begin even earlier,
+before this module is imported (start_ahead.py); the sources take nothing before the pipeline
+runs. Stop order (SIGTERM/SIGINT): sources stop pulling -> partial batches flush -> acks and
 commits go out -> pool closes -> embedded database stops.
 """
 
@@ -13,7 +16,6 @@ import asyncio
 import gc
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import asyncpg
 
@@ -36,54 +38,29 @@ from urbanpulse.privacy.retention import ClassRetention
 from urbanpulse.privacy.stage import build_privacy_stage
 from urbanpulse.registry.membership import RegisteredSensors
 from urbanpulse.source_plugins import build_sources
-from urbanpulse.storage.migrations import StorageMode, migrate
+from urbanpulse.start_ahead import StartAhead, connect_with_retry, migrated_database, resolve_dsn
+from urbanpulse.storage.migrations import StorageMode
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.retention import Retention, RetentionPlan
 from urbanpulse.storage.rollups import RollupPolicy
 from urbanpulse.storage.source_registry import register_sources
-from urbanpulse.storage.timescale import configured_policies
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
 log = logging.getLogger(__name__)
 
-
-async def connect_with_retry(dsn: str, timeout_s: float, attempts: int = 10) -> asyncpg.Connection:
-    """One connection, retried with backoff so a database that is still starting is waited for."""
-    delay = 0.25
-    for attempt in range(attempts):
-        try:
-            return await asyncpg.connect(dsn, timeout=timeout_s)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
-            if attempt == attempts - 1:
-                raise StorageUnavailable(
-                    f"cannot connect to the database ({exc}); check database.dsn "
-                    f"(or URBANPULSE_DATABASE__DSN) and that the server is running") from exc
-            log.warning("database not reachable yet (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5)
-    raise AssertionError("unreachable")
-
-
-def resolve_dsn(settings: Settings) -> tuple[str, object | None]:
-    """The configured DSN, or an embedded PostgreSQL started in the configured data dir."""
-    if settings.database.dsn:
-        return settings.database.dsn, None
-    from urbanpulse.embedded_db import EmbeddedPostgres
-
-    server = EmbeddedPostgres(Path(settings.database.embedded_data_dir))
-    dsn = server.start()
-    log.info("no database.dsn configured: started embedded PostgreSQL in %s", settings.database.embedded_data_dir)
-    return dsn, server
+__all__ = ["IngestService", "connect_with_retry", "resolve_dsn"]  # the two live in start_ahead (imported early)
 
 
 class IngestService:
     """Everything `urbanpulse run` keeps alive; also used directly by the demo and tests."""
 
     def __init__(self, settings: Settings, sources: Sequence[Source] | None = None,
-                 fmt: Format | None = None) -> None:
+                 fmt: Format | None = None, ahead: StartAhead | None = None) -> None:
         self.settings = settings
         self.fmt = fmt  # None: the canonical JSON format with the configured limits
-        self.metrics = IngestMetrics()
+        #: what `urbanpulse run` began before importing this module (sources connecting, migrations)
+        self.ahead = ahead
+        self.metrics = ahead.metrics if ahead is not None and ahead.metrics is not None else IngestMetrics()
         self.extra_sources = list(sources or [])
         self.sources: list[Source] = []
         self.supervisors: list[SourceSupervisor] = []
@@ -118,19 +95,18 @@ class IngestService:
         # formats first: a misconfigured or broken format plugin stops start-up before anything runs
         fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
                                        MetricCatalogue.load(v.catalogue, v.metrics))
-        configured_sources = build_sources(s, self.metrics)  # by entry-point name; bad ones stop start-up here
+        if self.ahead is not None:  # built, and connecting, since before this module was imported
+            configured_sources = list(self.ahead.sources)
+        else:
+            configured_sources = build_sources(s, self.metrics)  # by entry-point name; bad ones stop start-up here
         if any(src.name == HTTP_SOURCE for src in configured_sources):
             raise ConfigError(f"invalid configuration: sources: the name {HTTP_SOURCE!r} is HTTP ingest's; give "
                               f"that source another `name`")
         # a personal class without its pseudonym key stops start-up here
         privacy = build_privacy_stage(s.privacy, self.registered.class_map)
-        self.dsn, self._embedded = await asyncio.to_thread(resolve_dsn, s)
-        conn = await connect_with_retry(self.dsn, s.database.connect_timeout_s)
-        try:
-            # on TimescaleDB the policies are applied under the migration lock too
-            self.storage_mode = await migrate(conn, s.database.storage_mode, configured_policies(s.database))
-        finally:
-            await conn.close()
+        # migrated ahead, beside the imports (start_ahead.py), or here
+        database = self.ahead.database() if self.ahead is not None else migrated_database(s)
+        self.dsn, self._embedded, self.storage_mode = await database
         log.info("storage mode: %s", self.storage_mode)
         deferred = bool(s.database.rollups.enabled) and s.database.rollups.flush_every_s > 0
         # deferred rollups hold one connection for their writer's liveness lock and flush on another

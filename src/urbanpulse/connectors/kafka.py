@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 import logging
 import time
@@ -43,12 +44,12 @@ class _DrainOnRevoke(ConsumerRebalanceListener):
     which is set to match): a database that is down must not hold the whole group. What is not
     committed by then the new owner re-reads, and storage absorbs it idempotently."""
 
-    def __init__(self, pipeline: Sink, timeout_s: float) -> None:
-        self.pipeline = pipeline
+    def __init__(self, pipeline: Sink | None, timeout_s: float) -> None:
+        self.pipeline = pipeline  # None while the consumer joins ahead of the pipeline: nothing in flight
         self.timeout_s = timeout_s
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        if revoked:
+        if revoked and self.pipeline is not None:
             log.info("partitions %s being revoked: draining in-flight batches first", sorted(map(str, revoked)))
             # shielded: a drain cut short goes on in the background (never half-dispatches a batch)
             try:
@@ -118,6 +119,14 @@ def consumer_options(settings: KafkaSettings) -> dict[str, Any]:
     return opts
 
 
+async def _wait_or(event: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``event`` is set first."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
 #: ``assignment: manual``: how often the client's metadata is looked at for new partitions
 MANUAL_GROW_CHECK_S = 10.0
 
@@ -142,6 +151,9 @@ class KafkaSource:
         self._last_contact: float | None = None  # monotonic time of the last metadata answer (see _probe)
         self._probe_error: str | None = None
         self._reachable = True
+        self._early: asyncio.Future[AIOKafkaConsumer | None] | None = None  # start_early()'s connection
+        self._early_stop = asyncio.Event()
+        self._early_listener: _DrainOnRevoke | None = None
 
     @property
     def commit_timeout_s(self) -> float:
@@ -188,7 +200,79 @@ class KafkaSource:
                     log.info("Kafka at %s answers again", self.settings.bootstrap_servers)
             await asyncio.sleep(period)
 
-    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
+    def start_early(self) -> None:
+        """Begin connecting now, before the pipeline exists (``urbanpulse run`` calls this first
+        thing, start_ahead.py): the client connects, and joins its group (mostly a wait for the
+        broker: on Tansu half the session timeout) or with ``assignment: manual`` takes its
+        partitions, while the service imports its modules and migrates. Nothing is taken from the
+        consumer and nothing is committed until :meth:`run` is given the pipeline; aiokafka may
+        prefetch records into its own buffer meanwhile. Needs a running event loop."""
+        if self._early is None:
+            self._early_stop = asyncio.Event()
+            self._early_listener = _DrainOnRevoke(None, self.settings.revoke_drain_timeout_s)
+            self._early = asyncio.ensure_future(self._open_ahead(self._early_listener, self._early_stop))
+
+    async def _open_ahead(self, listener: _DrainOnRevoke, stopping: asyncio.Event) -> AIOKafkaConsumer | None:
+        """:meth:`_open` ahead of the pipeline, or None to join later, from :meth:`run`: a group
+        that already has members is joined only when the pipeline runs, as before. Those members
+        are other workers (a join now would rebalance them for nothing yet) or this worker's
+        previous process, killed without leaving: Tansu lists it until a join expels it, and a
+        join begun right after the kill took about twice as long as one begun a second later
+        (benchmarks/README.md, "The start overlapped")."""
+        if self.settings.assignment != "manual" and await self._group_has_members():
+            return None
+        return await self._open(listener, stopping)
+
+    async def _group_has_members(self) -> bool:
+        """Whether the consumer group lists members now (True too when that cannot be told)."""
+        s = self.settings
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        opts = consumer_options(s)
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers, client_id=s.client_id, **opts)
+        try:
+            await asyncio.wait_for(admin.start(), 5)
+            answer = await asyncio.wait_for(admin.describe_consumer_groups([s.group_id]), 5)
+            groups = [g for resp in answer for g in resp.groups]
+            members = [m for g in groups for m in g[5]] if all(g[0] == 0 for g in groups) else None
+        except (KafkaError, OSError, asyncio.TimeoutError, IndexError, TypeError) as exc:
+            log.debug("cannot describe consumer group %r (%s): joining once the pipeline runs", s.group_id, exc)
+            return True
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        if members is None:
+            return True
+        if members:
+            log.info("consumer group %r has %d member(s) (other workers, or this one's previous process not "
+                     "yet expired): joining once the pipeline runs", s.group_id, len(members))
+        return bool(members)
+
+    @property
+    def joining(self) -> bool:
+        """Whether the consumer opened ahead is still waiting for its partitions (the group join)."""
+        early = self._early
+        if early is None:
+            return False
+        if not early.done():
+            return True
+        consumer = None if early.cancelled() or early.exception() is not None else early.result()
+        return consumer is not None and not consumer.assignment()
+
+    async def abandon_early(self) -> None:
+        """The start failed after :meth:`start_early`: leave, committing nothing (idempotent)."""
+        early, self._early = self._early, None
+        if early is None:
+            return
+        self._early_stop.set()
+        consumer = await asyncio.gather(early, return_exceptions=True)
+        if isinstance(consumer[0], AIOKafkaConsumer):
+            self.connected = False
+            await consumer[0].stop()
+
+    async def _open(self, listener: _DrainOnRevoke, stopping: asyncio.Event) -> AIOKafkaConsumer | None:
+        """A started consumer (connected; a group member, or with ``assignment: manual`` holding
+        every partition), retrying a retriable failure with back-off; None if ``stopping`` first."""
         s = self.settings
         # a supervisor may call run again after a failure: a new consumer resumes from the
         # group's committed offsets, so what the failed one had not committed is read again
@@ -203,7 +287,7 @@ class KafkaSource:
         consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s), value_deserializer=LEAN)
         manual = s.assignment == "manual"
         if not manual:
-            consumer.subscribe(s.topics, listener=_DrainOnRevoke(pipeline, s.revoke_drain_timeout_s))
+            consumer.subscribe(s.topics, listener=listener)
         delay = 0.5
         while not stopping.is_set():
             try:
@@ -215,16 +299,40 @@ class KafkaSource:
                     await consumer.stop()
                     raise  # e.g. authentication or authorization: the supervisor restarts and shows it
                 log.warning("%s; retrying in %.1fs", self.last_error, delay)
-                await asyncio.sleep(delay)
+                await _wait_or(stopping, delay)
                 delay = min(delay * 2, 30)
         else:
-            return
+            await consumer.stop()
+            return None
         self.connected = True
         self._last_contact = time.monotonic()
+        if manual and not await self._assign_all(consumer, stopping):
+            await consumer.stop()
+            return None  # stopped while the topics did not exist yet
+        return consumer
+
+    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
+        early, self._early = self._early, None
+        if early is not None:  # connecting since start_early(): the pipeline now exists
+            self._early_listener.pipeline = pipeline
+            waiting = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({early, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if not early.done():  # stopped while connecting
+                self._early_stop.set()
+            consumer = await early
+        else:
+            consumer = None
+        if consumer is None and not stopping.is_set():  # not opened ahead (or left for now, see _open_ahead)
+            consumer = await self._open(_DrainOnRevoke(pipeline, self.settings.revoke_drain_timeout_s), stopping)
+        if consumer is None:
+            return
+        if stopping.is_set():
+            self.connected = False
+            await consumer.stop()
+            return
         probe = asyncio.create_task(self._probe(consumer), name="kafka-probe")
         try:
-            if manual and not await self._assign_all(consumer, stopping):
-                return  # stopped while the topics did not exist yet
             await self._consume(consumer, pipeline, stopping)
         finally:
             probe.cancel()
@@ -259,7 +367,8 @@ class KafkaSource:
             missing = [t for t in self.settings.topics if not consumer.partitions_for_topic(t)]
             log.warning("Kafka topics %s not found at %s yet; waiting for them", missing, self.settings.bootstrap_servers)
             # aiokafka refreshes tracked topics only every metadata_max_age_ms: ask now
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way to refresh
+            if await consumer._client.force_metadata_update():  # noqa: SLF001 - no public way to refresh
+                self._last_contact = time.monotonic()  # the cluster answers (/health): the topics are missing
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
         return False

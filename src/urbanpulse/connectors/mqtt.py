@@ -87,6 +87,7 @@ class MqttSource:
         self._disconnected = threading.Event()
         self.last_error: str | None = None
         self._client: mqtt.Client | None = None
+        self._early: mqtt.Client | None = None  # connected by start_early(), taken over by run()
 
     def health(self) -> dict[str, object]:
         return {"connected": self._connected and self._subscribed, "broker": f"{self.settings.host}:{self.settings.port}",
@@ -181,7 +182,8 @@ class MqttSource:
         self._stopping = False
         self._disconnected = threading.Event()
 
-    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
+    def _connect(self) -> mqtt.Client:
+        """A new client connecting in paho's thread (connect, then subscribe in ``_on_connect``)."""
         s = self.settings
         self._reset()
         self._loop = asyncio.get_running_loop()
@@ -195,6 +197,33 @@ class MqttSource:
         else:  # persistent session via clean_session=False, set on the client
             client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         client.loop_start()
+        return client
+
+    def start_early(self) -> None:
+        """Connect and subscribe now, before the pipeline exists (``urbanpulse run``,
+        start_ahead.py). Messages the broker delivers meanwhile wait in the bounded buffer,
+        unacknowledged, until :meth:`run` takes them. Needs a running event loop."""
+        if self._early is None:
+            self._early = self._connect()
+
+    async def abandon_early(self) -> None:
+        """The start failed after :meth:`start_early`: disconnect without a PUBACK (idempotent);
+        the persistent session makes the broker redeliver what it had sent."""
+        client, self._early = self._early, None
+        if client is None:
+            return
+        self._stopping = True
+        with self._cond:
+            self._buffer = []
+            self._cond.notify_all()
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        self._connected = False
+
+    async def run(self, pipeline: Sink, stopping: asyncio.Event) -> None:
+        client, self._early = self._early, None
+        if client is None:  # not connected ahead (start_early), or a restart after a failure
+            client = self._connect()
         try:
             while not stopping.is_set():
                 self._wake.clear()

@@ -3,8 +3,34 @@ keyed pseudonyms of device ids, dropped fields, coarsened positions, redacted qu
 position-only readings. Applied right after decode, before validation, and only to the readings
 of sources or topics whose class has a policy: every other source takes the path it always took."""
 
-from urbanpulse.privacy.pseudonyms import Pseudonymiser, load_key
-from urbanpulse.privacy.settings import ClassPolicy, PrivacySettings
-from urbanpulse.privacy.stage import PrivacyStage, build_privacy_stage
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from urbanpulse.privacy.pseudonyms import Pseudonymiser, load_key
+    from urbanpulse.privacy.settings import ClassPolicy, PrivacySettings
+    from urbanpulse.privacy.stage import PrivacyStage, build_privacy_stage
+
+#: name -> module: imported on first use (PEP 562), so importing one submodule (a settings
+#: model the configuration needs) does not import the whole package at start-up
+_LAZY = {
+    "ClassPolicy": "urbanpulse.privacy.settings",
+    "PrivacySettings": "urbanpulse.privacy.settings",
+    "PrivacyStage": "urbanpulse.privacy.stage",
+    "Pseudonymiser": "urbanpulse.privacy.pseudonyms",
+    "build_privacy_stage": "urbanpulse.privacy.stage",
+    "load_key": "urbanpulse.privacy.pseudonyms",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The package's names, each imported from its module when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ClassPolicy", "PrivacySettings", "PrivacyStage", "Pseudonymiser", "build_privacy_stage", "load_key"]

@@ -7,7 +7,31 @@
 - :mod:`.io`: ``urbanpulse registry import`` / ``export`` (CSV, JSON).
 """
 
-from urbanpulse.registry.select import SeriesInfo, select_series
-from urbanpulse.registry.store import expected_intervals, position_at
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from urbanpulse.registry.select import SeriesInfo, select_series
+    from urbanpulse.registry.store import expected_intervals, position_at
+
+#: name -> module: imported on first use (PEP 562), so importing one submodule (a settings
+#: model the configuration needs) does not import the whole package at start-up
+_LAZY = {
+    "SeriesInfo": "urbanpulse.registry.select",
+    "expected_intervals": "urbanpulse.registry.store",
+    "position_at": "urbanpulse.registry.store",
+    "select_series": "urbanpulse.registry.select",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The package's names, each imported from its module when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SeriesInfo", "expected_intervals", "position_at", "select_series"]
