@@ -93,8 +93,8 @@ class IngestService:
             preload_kernels()  # the slowest part of a start (~1-2 s): beside everything below
         v = s.validation
         # formats first: a misconfigured or broken format plugin stops start-up before anything runs
-        fmt = self.fmt or build_router(s, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
-                                       MetricCatalogue.load(v.catalogue, v.metrics))
+        fmt = self.fmt or (self.ahead.fmt if self.ahead is not None else None) or build_router(
+            s, DecodeLimits(v.max_payload_bytes, v.max_json_depth), MetricCatalogue.load(v.catalogue, v.metrics))
         if self.ahead is not None:  # built, and connecting, since before this module was imported
             configured_sources = list(self.ahead.sources)
         else:

@@ -103,6 +103,18 @@ def process_age_s() -> float | None:
         return None
 
 
+def configured_formats(settings: Settings) -> Any:  # noqa: ANN401 - a FormatRouter
+    """The configured formats' router, each format built with its validated options: ConfigError or
+    PluginError (naming the field) on a mistake, raised before any source or database connects."""
+    from urbanpulse.formats.base import DecodeLimits
+    from urbanpulse.formats.router import build_router
+    from urbanpulse.quality.catalogue import MetricCatalogue
+
+    v = settings.validation
+    return build_router(settings, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
+                        MetricCatalogue.load(v.catalogue, v.metrics))
+
+
 class StartAhead:
     """The sources' connections and the migrations, begun before the service is imported.
 
@@ -116,10 +128,14 @@ class StartAhead:
         self.sources: list[Any] = []
         self._database: asyncio.Task[tuple[str, object | None, StorageMode]] | None = None
         self._taken = False  # the service took the database (and an embedded server) over
+        #: the configured formats, built (their options validated) before anything connects
+        self.fmt: Any = None
 
     def begin(self) -> None:
-        """Build the configured sources (a bad one stops the start here, as before), let each that
-        can start connecting (``start_early()``), and start migrating the database."""
+        """Build the configured formats and sources (a bad format option or source stops the start
+        here, before anything connects, as before the start overlapped), let each source that can
+        start connecting (``start_early()``), and start migrating the database."""
+        self.fmt = configured_formats(self.settings)
         self.metrics = IngestMetrics()
         self.sources = build_sources(self.settings, self.metrics)  # by entry-point name; bad ones stop start-up
         for src in self.sources:
