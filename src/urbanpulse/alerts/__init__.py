@@ -7,6 +7,8 @@ transaction and serves the API, ``AlertHub`` fans events out to SSE clients and
 
 from typing import TYPE_CHECKING
 
+from urbanpulse.lazy_exports import lazy_getattr
+
 if TYPE_CHECKING:
     from urbanpulse.alerts.errors import AlertError, AlertNotFound, InvalidQuery, InvalidTransition
     from urbanpulse.alerts.hub import AlertHub
@@ -39,15 +41,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """The package's names, each imported from its module when first asked for."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -2,6 +2,8 @@
 
 from typing import TYPE_CHECKING
 
+from urbanpulse.lazy_exports import lazy_getattr
+
 if TYPE_CHECKING:
     from urbanpulse.detect.bank import DetectorBank, Scores, Silences
     from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
@@ -17,15 +19,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """The package's names, each imported from its module when first asked for."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["DETECTOR_NAMES", "DetectionSettings", "DetectorBank", "Scores", "Silences"]

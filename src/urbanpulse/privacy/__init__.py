@@ -5,6 +5,8 @@ of sources or topics whose class has a policy: every other source takes the path
 
 from typing import TYPE_CHECKING
 
+from urbanpulse.lazy_exports import lazy_getattr
+
 if TYPE_CHECKING:
     from urbanpulse.privacy.pseudonyms import Pseudonymiser, load_key
     from urbanpulse.privacy.settings import ClassPolicy, PrivacySettings
@@ -22,15 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """The package's names, each imported from its module when first asked for."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["ClassPolicy", "PrivacySettings", "PrivacyStage", "Pseudonymiser", "build_privacy_stage", "load_key"]

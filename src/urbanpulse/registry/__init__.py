@@ -9,6 +9,8 @@
 
 from typing import TYPE_CHECKING
 
+from urbanpulse.lazy_exports import lazy_getattr
+
 if TYPE_CHECKING:
     from urbanpulse.registry.select import SeriesInfo, select_series
     from urbanpulse.registry.store import expected_intervals, position_at
@@ -23,15 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """The package's names, each imported from its module when first asked for."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["SeriesInfo", "expected_intervals", "position_at", "select_series"]
