@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from urbanpulse.metrics import IngestMetrics
@@ -159,4 +160,66 @@ def test_a_batch_waits_its_turn_until_every_earlier_batch_is_committed(order: li
         assert ledger.commits_out_of_order == 0
         for seq, seen in turns.items():
             assert seen >= set(range(seq)), f"batch {seq} committed before {set(range(seq)) - seen}"
+    asyncio.run(go())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 10).flatmap(lambda n: st.tuples(st.permutations(list(range(n))),
+                                                      st.lists(st.booleans(), min_size=n, max_size=n))),
+       st.data())
+def test_each_batch_frees_its_write_slot_once_when_it_commits_or_parks(case: tuple[list[int], list[bool]],
+                                                                      data: st.DataObject) -> None:
+    """``settled`` runs once per batch, at its commit or its park (never again when a parked batch
+    is written after all), whatever order the writers finish in and however far the
+    acknowledgements lag; ``retired`` runs once per batch when it leaves the ledger. A committed
+    batch no longer holds its readings while it waits for its acknowledgement."""
+    order, parks = case
+    n = len(order)
+
+    async def go() -> None:
+        rec = Recorder()
+        rec.sources = ["a" if p else "b" for p in parks]
+        freed: list[int] = []
+        settled_at: dict[int, int] = {}
+        retired_at: list[int] = []
+        batches: list[Batch] = []
+
+        def settled() -> None:
+            freed.append(len(freed))
+
+        ledger = AckLedger(IngestMetrics(), publish=rec.publish, settled=settled,
+                           retired=lambda: retired_at.append(len(freed)))
+        for seq in range(n):
+            b = Batch(seq, rec.sources[seq], None, [], [rec.ack_for(seq)], analysis=seq,
+                      series_ids=np.arange(3, dtype=np.int32))
+            ledger.register(b)
+            batches.append(b)
+        task = asyncio.create_task(ledger.run())
+        parked = [s for s in range(n) if parks[s]][:1]  # at most one parked batch (source "a")
+        for seq in order:
+            before = len(freed)
+            if seq in parked:
+                rec.parked[seq] = "a"
+                await ledger.park(batches[seq], "permanent write error: test")
+                assert batches[seq].series_ids is not None  # kept: the writer retries it
+            else:
+                rec.committed.add(seq)
+                await ledger.committed(batches[seq])
+                assert batches[seq].series_ids is None  # durable: its data is dropped
+            assert len(freed) == before + 1  # freed at once, acks or not
+            settled_at[seq] = before
+            if data.draw(st.booleans(), label="let acks run"):
+                await settle(ledger)
+        for seq in parked:
+            rec.committed.add(seq)
+            del rec.parked[seq]
+            await ledger.unparked(batches[seq])
+            await ledger.resume("a")
+        await asyncio.wait_for(ledger.acknowledged(n), 5)
+        await settle(ledger)
+        task.cancel()
+        assert len(freed) == n  # once each: an unparked batch does not free a second slot
+        assert len(retired_at) == n
+        assert not rec.violations
+        assert sorted(s for kind, s in rec.events if kind == "ack") == list(range(n))
     asyncio.run(go())

@@ -14,6 +14,13 @@ What a committed batch publishes (alert events on the live stream, webhooks) goe
 it and every earlier batch are committed, before the acknowledgements: an operator does not wait
 for broker round trips to learn about an alert that is already durable.
 
+A batch frees its write slot (batcher.py) when it commits or is parked, through ``settled``,
+and its unacknowledged slot when it leaves the ledger, through ``retired``. A committed batch
+drops its readings at once: it waits for its acknowledgements (and perhaps for its turn to
+publish, which needs only its analytics output) holding nothing else, so the batches waiting for
+slow broker round trips cost little memory, and their number is bounded by
+``max_unacked_batches``.
+
 A source whose batch failed with a permanent error is *halted* (batch_writer.py parks the batch
 and retries it): its acknowledgements, that batch's and every later one's, are held back so no
 Kafka commit can cover the parked batch, while other sources' go on. :meth:`AckLedger.resume`
@@ -48,10 +55,13 @@ class AckLedger:
     """Batches from being formed to being acknowledged: commit order, publishing, ordered acks."""
 
     def __init__(self, metrics: IngestMetrics, *, publish: Callable[[Batch], None] | None = None,
-                 retired: Callable[[], None] | None = None, probe: Probe = blocked_by_us) -> None:
+                 retired: Callable[[], None] | None = None, settled: Callable[[], None] | None = None,
+                 probe: Probe = blocked_by_us) -> None:
         self.metrics = metrics
         #: called with each committed batch, in batch order (analytics output goes live)
         self._publish = publish
+        #: called once per batch when it is committed or parked: frees its write slot
+        self._settled_cb = settled
         #: called when a batch leaves the ledger (acknowledged or held): frees its in-flight slot
         self._retired = retired
         self._probe = probe
@@ -120,6 +130,8 @@ class AckLedger:
     async def committed(self, batch: Batch) -> None:
         """``batch`` is durable: let later batches commit, publish what is due, acknowledge."""
         batch.done = True
+        self._free_write_slot(batch)
+        batch.release_data()  # durable: only its acknowledgements (and analytics output) are needed
         await self._settle()
 
     async def park(self, batch: Batch, reason: str) -> None:
@@ -128,6 +140,7 @@ class AckLedger:
         self.halted[batch.source] = reason
         self.metrics.acks_halted.labels(batch.source).set(1)
         batch.parked = True
+        self._free_write_slot(batch)  # the writer moved on; batch_writer.py retries it on its own
         await self._settle()
 
     async def unparked(self, batch: Batch) -> None:
@@ -135,6 +148,7 @@ class AckLedger:
         still wait for :meth:`resume`, the source is halted)."""
         batch.parked = False
         batch.done = True
+        batch.release_data()
         if batch.seq < self._next_publish:  # passed over while parked: publish it now
             self._publish_one(batch)
         await self._settle()
@@ -163,6 +177,13 @@ class AckLedger:
         return len(self._batches)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _free_write_slot(self, batch: Batch) -> None:
+        if batch.slot_freed:
+            return  # a parked batch written after all (unparked) gave its slot back when parked
+        batch.slot_freed = True
+        if self._settled_cb is not None:
+            self._settled_cb()
 
     async def _settle(self) -> None:
         self._publish_due()

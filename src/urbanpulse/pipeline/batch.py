@@ -56,6 +56,8 @@ class Batch(Generic[H]):
     done: bool = False
     parked: bool = False  # failed with a permanent error; retried every retry_max_s (batch_writer.py)
     published: bool = False
+    #: its write slot is free again (committed or parked: AckLedger calls ``settled`` once)
+    slot_freed: bool = False
 
     def release_data(self) -> None:
         """Drop what a written batch no longer needs while its acknowledgement is held back."""
