@@ -257,6 +257,14 @@ class FusionSettings(BaseModel):
         "threshold (operator limits) and silence (live gap checks) are not gated")
     tail_prior_readings: float = Field(
         200.0, ge=0, description="weight of the prior rate, in readings (the series' own counts take over after that)")
+    recalibrate_level: float = Field(
+        0.0, ge=0, lt=1, description="second-stage calibration of the emitted anomaly_score (0 = off): in surprise "
+        "units -ln(1 - score), an exponential tail above -ln(1 - this) fitted to the series' own emitted scores "
+        "(rate and mean excess, decayed counts), so one threshold is the same tail of emitted scores on every series")
+    recalibrate_memory: float = Field(
+        20000.0, ge=16, description="readings of memory of the second-stage fit (exponentially decaying counts)")
+    recalibrate_prior_readings: float = Field(
+        1000.0, gt=0, description="weight of the second stage's prior (the identity map), in readings")
 
 
 class DetectionSettings(BaseModel):
