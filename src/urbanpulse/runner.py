@@ -3,9 +3,12 @@
 The start overlaps what it waits for with what it computes (benchmarks/README.md, "The start
 overlapped"): the sources start connecting and the database is migrated first
 (:class:`~urbanpulse.start_ahead.StartAhead`), the service's modules are imported on a thread
-meanwhile; the HTTP API's modules (FastAPI, the routes, uvicorn) are imported and its app built
-on a thread beside the service's start while a Kafka group join is still pending (waiting time),
-else once the service has started; the API serves after the start.
+meanwhile. The API's port opens once the service has started, first with the interim answers of
+:class:`~urbanpulse.api.interim.ApiWhileBuilding` (/metrics, /health 503 starting, the rest 503
+Retry-After); the full app (FastAPI, the routes: 0.2-0.4 s of CPU) is built on a thread beside the
+start while a Kafka group join is still pending (waiting time), else once the process is not busy
+(a backlog's catch-up keeps it busy), at the latest ``api.build_defer_s`` after the start
+(benchmarks/README.md, ``spawn16``).
 """
 
 from __future__ import annotations
