@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from urbanpulse.capacity import keep_large_arrays_off_the_heap
@@ -108,6 +109,22 @@ async def _built_app(service: IngestService, settings: Settings, defer: bool) ->
     return await asyncio.to_thread(_full_app, service)
 
 
+#: what serving the API's port imports (uvicorn's server and protocols, the interim app)
+API_PORT_MODULES = ("uvicorn", "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto",
+                    "uvicorn.lifespan.off", "urbanpulse.api.interim")
+
+
+def _import_for_start(api: bool) -> ModuleType:
+    """The service's module, and with the API on what serving its port needs: imported on a thread
+    while the event loop waits for the sources' connections and the migrations, instead of on the
+    event loop once the service has started, where the first batches wait for them."""
+    module = importlib.import_module("urbanpulse.service")
+    if api:
+        for name in API_PORT_MODULES:
+            importlib.import_module(name)
+    return module
+
+
 #: the GIL switch interval during the start (CPython's default is 5 ms)
 START_SWITCH_INTERVAL_S = 0.001
 
@@ -125,7 +142,7 @@ async def _start(settings: Settings) -> tuple[IngestService, asyncio.Task[Any] |
     sys.setswitchinterval(START_SWITCH_INTERVAL_S)
     try:
         ahead.begin()  # sources connect (a Kafka group join is mostly waiting), the database migrates
-        module = await asyncio.to_thread(importlib.import_module, "urbanpulse.service")
+        module = await asyncio.to_thread(_import_for_start, settings.api.enabled)
         if settings.detection.enabled:
             from urbanpulse.analytics import preload_kernels
 

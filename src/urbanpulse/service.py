@@ -143,13 +143,14 @@ class IngestService:
             self.analytics.live, self.live.fed = self.live, True
             self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
-            self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources] + [HTTP_SOURCE]))
         self.http_ingest = HttpIngestor(self.pipeline, s.http_ingest.ack_timeout_s)
         freeze_long_lived_objects(collect=False)  # the first batches wait for this one: no full collection
+        if self.analytics is not None:  # after the freeze above, so its collection walks only what came since
+            self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")
         _collect_less_often()
         self.metrics.gc_pauses.watch()  # urbanpulse_gc_pause_seconds: the event loop's stalls
         self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
