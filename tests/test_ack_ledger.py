@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from urbanpulse.metrics import IngestMetrics
@@ -159,4 +160,146 @@ def test_a_batch_waits_its_turn_until_every_earlier_batch_is_committed(order: li
         assert ledger.commits_out_of_order == 0
         for seq, seen in turns.items():
             assert seen >= set(range(seq)), f"batch {seq} committed before {set(range(seq)) - seen}"
+    asyncio.run(go())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 10).flatmap(lambda n: st.tuples(st.permutations(list(range(n))),
+                                                      st.lists(st.booleans(), min_size=n, max_size=n))),
+       st.data())
+def test_each_batch_frees_its_write_slot_once_when_it_commits_or_parks(case: tuple[list[int], list[bool]],
+                                                                      data: st.DataObject) -> None:
+    """``settled`` runs once per batch, at its commit or its park (never again when a parked batch
+    is written after all), whatever order the writers finish in and however far the
+    acknowledgements lag; ``retired`` runs once per batch when it leaves the ledger. A committed
+    batch no longer holds its readings while it waits for its acknowledgement."""
+    order, parks = case
+    n = len(order)
+
+    async def go() -> None:
+        rec = Recorder()
+        rec.sources = ["a" if p else "b" for p in parks]
+        freed: list[int] = []
+        settled_at: dict[int, int] = {}
+        retired_at: list[int] = []
+        batches: list[Batch] = []
+
+        def settled() -> None:
+            freed.append(len(freed))
+
+        ledger = AckLedger(IngestMetrics(), publish=rec.publish, settled=settled,
+                           retired=lambda: retired_at.append(len(freed)))
+        for seq in range(n):
+            b = Batch(seq, rec.sources[seq], None, [], [rec.ack_for(seq)], analysis=seq,
+                      series_ids=np.arange(3, dtype=np.int32))
+            ledger.register(b)
+            batches.append(b)
+        task = asyncio.create_task(ledger.run())
+        parked = [s for s in range(n) if parks[s]][:1]  # at most one parked batch (source "a")
+        for seq in order:
+            before = len(freed)
+            if seq in parked:
+                rec.parked[seq] = "a"
+                await ledger.park(batches[seq], "permanent write error: test")
+                assert batches[seq].series_ids is not None  # kept: the writer retries it
+            else:
+                rec.committed.add(seq)
+                await ledger.committed(batches[seq])
+                assert batches[seq].series_ids is None  # durable: its data is dropped
+            assert len(freed) == before + 1  # freed at once, acks or not
+            settled_at[seq] = before
+            if data.draw(st.booleans(), label="let acks run"):
+                await settle(ledger)
+        for seq in parked:
+            rec.committed.add(seq)
+            del rec.parked[seq]
+            await ledger.unparked(batches[seq])
+            await ledger.resume("a")
+        await asyncio.wait_for(ledger.acknowledged(n), 5)
+        await settle(ledger)
+        task.cancel()
+        assert len(freed) == n  # once each: an unparked batch does not free a second slot
+        assert len(retired_at) == n
+        assert not rec.violations
+        assert sorted(s for kind, s in rec.events if kind == "ack") == list(range(n))
+    asyncio.run(go())
+
+
+class FakeCommit:
+    """A mergeable acknowledgement, like a Kafka offset commit: covers batches ``seqs``."""
+
+    def __init__(self, rec: Recorder, consumer: str, seqs: tuple[int, ...]) -> None:
+        self.rec, self.consumer, self.seqs = rec, consumer, seqs
+
+    def merged(self, later: object) -> FakeCommit | None:
+        if not isinstance(later, FakeCommit) or later.consumer != self.consumer:
+            return None
+        return FakeCommit(self.rec, self.consumer, self.seqs + later.seqs)
+
+    async def __call__(self) -> None:
+        for seq in self.seqs:
+            missing = [s for s in range(seq + 1) if s not in self.rec.committed]
+            if missing:
+                self.rec.violations.append(f"batch {seq} acknowledged before {missing} committed")
+        await asyncio.sleep(0)  # a broker round trip: more batches commit meanwhile
+        self.rec.events.extend(("ack", s) for s in self.seqs)
+        self.rec.events.append(("round trip", len(self.seqs)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(st.permutations(list(range(n))),
+                                                      st.lists(st.sampled_from(["c1", "c2", "plain"]),
+                                                               min_size=n, max_size=n))),
+       st.data())
+def test_acks_due_together_are_merged_and_still_run_once_in_order_after_their_commit(
+        case: tuple[list[int], list[str]], data: st.DataObject) -> None:
+    """Mergeable acknowledgements (two consumers' offset commits) and plain ones, whatever order
+    the commits finish in: each batch's acknowledgement runs once, in batch order, only after it
+    and every earlier batch committed; neighbours of one consumer that are due together take one
+    round trip; the other kinds are never merged into them."""
+    order, kinds = case
+    n = len(order)
+
+    async def go() -> None:
+        rec = Recorder()
+        rec.sources = ["kafka"] * n
+        ledger = AckLedger(IngestMetrics(), publish=rec.publish)
+        batches = []
+        for seq in range(n):
+            ack = FakeCommit(rec, kinds[seq], (seq,)) if kinds[seq] != "plain" else rec.ack_for(seq)
+            b = Batch(seq, "kafka", None, [], [ack], analysis=seq)
+            ledger.register(b)
+            batches.append(b)
+        task = asyncio.create_task(ledger.run())
+        for seq in order:
+            rec.committed.add(seq)
+            await ledger.committed(batches[seq])
+            if data.draw(st.booleans(), label="let acks run"):
+                await settle(ledger)
+        await asyncio.wait_for(ledger.acknowledged(n), 5)
+        task.cancel()
+        assert not rec.violations
+        assert [s for kind, s in rec.events if kind == "ack"] == list(range(n))  # once each, in order
+        trips = [k for kind, k in rec.events if kind == "round trip"]
+        assert sum(trips) == sum(1 for k in kinds if k != "plain")
+        assert len(trips) <= sum(1 for k in kinds if k != "plain")
+    asyncio.run(go())
+
+
+def test_a_run_of_one_consumers_commits_due_together_is_one_round_trip() -> None:
+    async def go() -> None:
+        rec = Recorder()
+        rec.sources = ["kafka"] * 5
+        ledger = AckLedger(IngestMetrics(), publish=rec.publish)
+        batches = [Batch(s, "kafka", None, [], [FakeCommit(rec, "c1", (s,))]) for s in range(5)]
+        for b in batches:
+            ledger.register(b)
+        for b in reversed(batches):  # all committed before the ledger's task runs
+            rec.committed.add(b.seq)
+            await ledger.committed(b)
+        task = asyncio.create_task(ledger.run())
+        await asyncio.wait_for(ledger.acknowledged(5), 5)
+        task.cancel()
+        assert [k for kind, k in rec.events if kind == "round trip"] == [5]
+        assert not rec.violations
     asyncio.run(go())

@@ -77,24 +77,97 @@ async def test_acks_run_after_commit_and_in_the_order_batches_were_formed(fresh_
         await pool.close()
 
 
-async def test_submit_waits_when_the_in_flight_limit_is_reached(fresh_db: str) -> None:
-    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=50, writers=1, max_in_flight_batches=2)
+async def test_submit_waits_when_the_unacknowledged_limit_is_reached(fresh_db: str) -> None:
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=50, writers=1, max_in_flight_batches=4,
+                                         max_unacked_batches=2)
     release = asyncio.Event()
     try:
         async def blocked_ack() -> None:
-            await release.wait()  # holds the in-flight slot until released
+            await release.wait()  # a broker that does not answer: holds the unacknowledged slot
 
         await pipeline.submit(message_batch(0, 50), ack=blocked_ack)
         await pipeline.submit(message_batch(50, 50), ack=None)
         third = asyncio.create_task(pipeline.submit(message_batch(100, 50)))
         await asyncio.sleep(0.5)
-        assert not third.done(), "submit should wait while 2 batches are in flight"
+        assert not third.done(), "submit should wait while 2 batches are not acknowledged"
         release.set()
         await asyncio.wait_for(third, 10)
         await pipeline.drain()
         assert await stored(pool) == 150
     finally:
         release.set()
+        await pipeline.stop()
+        await pool.close()
+
+
+async def test_a_committed_batch_waiting_for_its_ack_does_not_hold_a_write_slot(fresh_db: str) -> None:
+    """max_in_flight_batches bounds the batches queued or being written; one that is committed and
+    only waits for a slow acknowledgement lets the next batches form and be written (stored before
+    the first ack returns), and their acks still wait for it, in order."""
+    pipeline, pool = await make_pipeline(fresh_db, batch_max_readings=50, writers=1, max_in_flight_batches=1)
+    release = asyncio.Event()
+    acked: list[int] = []
+    try:
+        async def slow_ack() -> None:
+            await release.wait()
+            acked.append(0)
+
+        await pipeline.submit(message_batch(0, 50), ack=slow_ack)
+        for k in range(1, 4):
+            await asyncio.wait_for(pipeline.submit(message_batch(50 * k, 50), ack=lambda k=k: acked.append(k)), 30)
+        await pipeline.flush()
+        for _ in range(300):  # the later batches commit while the first ack waits
+            if await stored(pool) == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert await stored(pool) == 200
+        assert acked == []  # nothing overtakes the first acknowledgement
+        release.set()
+        await asyncio.wait_for(pipeline.drain(), 30)
+        assert acked == [0, 1, 2, 3]
+    finally:
+        release.set()
+        await pipeline.stop()
+        await pool.close()
+
+
+async def test_submit_waits_while_every_write_slot_is_taken(fresh_db: str) -> None:
+    """A batch that cannot be written (its analysis never finishes) keeps its write slot until it
+    commits: the next full batch cannot form, so its source waits (backpressure)."""
+    gate = asyncio.Event()
+
+    class Stalled:
+        failed_batches = 0
+
+        async def prepare(self, source, readings, series_ids):  # noqa: ANN001, ANN201
+            return object()
+
+        async def ready(self, handle):  # noqa: ANN001, ANN201
+            await gate.wait()
+            return None
+
+        async def write(self, conn, handle):  # noqa: ANN001, ANN201
+            return None
+
+        def committed(self, handle) -> None:  # noqa: ANN001
+            return None
+
+        async def tick(self):  # noqa: ANN201
+            return None
+
+    pipeline, pool = await make_pipeline(fresh_db, lambda pool: Stalled(), batch_max_readings=50, writers=1,
+                                         max_in_flight_batches=1)
+    try:
+        await pipeline.submit(message_batch(0, 50))
+        second = asyncio.create_task(pipeline.submit(message_batch(50, 50)))
+        await asyncio.sleep(0.5)
+        assert not second.done(), "submit should wait while the one write slot is taken"
+        gate.set()
+        await asyncio.wait_for(second, 10)
+        await pipeline.drain()
+        assert await stored(pool) == 100
+    finally:
+        gate.set()
         await pipeline.stop()
         await pool.close()
 

@@ -125,7 +125,12 @@ class IngestSettings(_Section):
         "(fewer batches queued or being written than writers), instead of waiting for batch_max_ms or the size "
         "(latency at low and moderate rates; costs more, smaller batches). False: only the size and the age form "
         "batches")
-    max_in_flight_batches: int = Field(4, ge=1, description="batches queued or being written; sources pause beyond")
+    max_in_flight_batches: int = Field(
+        4, ge=1, description="batches queued or being written (formed, not yet committed); sources pause beyond")
+    max_unacked_batches: int = Field(
+        64, ge=1, description="batches formed and not yet acknowledged (a committed batch waiting for its Kafka "
+        "commit or PUBACK holds only its acknowledgements, not its readings); sources pause beyond, so a broker "
+        "that stops answering offset commits slows the sources down instead of letting them run ahead")
     writers: int = Field(2, ge=1, le=32, description="concurrent database writers")
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)

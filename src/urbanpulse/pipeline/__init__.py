@@ -5,8 +5,9 @@ Guarantees:
   committed to the database, readings and quarantine rows alike;
 - acknowledgements run in the order batches were formed, so a Kafka commit never covers a
   batch that is still being written;
-- at most ``max_in_flight_batches`` batches are queued or being written: beyond that
-  :meth:`Pipeline.submit` waits, which is how sources are slowed down (backpressure);
+- at most ``max_in_flight_batches`` batches are queued or being written (a batch frees its slot
+  at its commit) and at most ``max_unacked_batches`` are formed and not yet acknowledged: beyond
+  either :meth:`Pipeline.submit` waits, which is how sources are slowed down (backpressure);
 - a failed write is retried with bounded exponential backoff, never dropped;
 - with stream analytics attached, each batch is analysed (windows, detectors, alerts) from when
   it is formed, strictly in batch order, and the resulting alert changes are written in the same

@@ -4,7 +4,10 @@ Two promises meet here. A Kafka commit covers every earlier offset of its partit
 acknowledgements must run in the order batches were formed, each exactly once, and only after
 the batch committed: :meth:`AckLedger.committed` marks a batch and the ledger's own task runs
 whatever acknowledgements have become due, in order (a slow broker round trip holds up the
-later acknowledgements, never a writer). With stream analytics, batches must also *commit* in
+later acknowledgements, never a writer). The acknowledgements that are due when the task runs
+go out together, neighbours that merge made one (:class:`~urbanpulse.pipeline.batch.MergeableAck`:
+a Kafka source's offset commits, one per fetch, become one commit of the latest offsets), so a
+broker round trip is paid per round, not per fetch. With stream analytics, batches must also *commit* in
 that order (see the package doc): :meth:`AckLedger.wait_turn` runs inside a batch's transaction
 and returns once every earlier batch is committed, unless this transaction holds something an
 earlier batch waits for inside PostgreSQL (then waiting would deadlock, so it commits first and
@@ -13,6 +16,13 @@ says why, storage/lock_waits.py).
 What a committed batch publishes (alert events on the live stream, webhooks) goes out as soon as
 it and every earlier batch are committed, before the acknowledgements: an operator does not wait
 for broker round trips to learn about an alert that is already durable.
+
+A batch frees its write slot (batcher.py) when it commits or is parked, through ``settled``,
+and its unacknowledged slot when it leaves the ledger, through ``retired``. A committed batch
+drops its readings at once: it waits for its acknowledgements (and perhaps for its turn to
+publish, which needs only its analytics output) holding nothing else, so the batches waiting for
+slow broker round trips cost little memory, and their number is bounded by
+``max_unacked_batches``.
 
 A source whose batch failed with a permanent error is *halted* (batch_writer.py parks the batch
 and retries it): its acknowledgements, that batch's and every later one's, are held back so no
@@ -30,7 +40,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.pipeline.batch import Batch
+from urbanpulse.pipeline.batch import Ack, Batch, MergeableAck
 from urbanpulse.storage.lock_waits import BlockedWaiter, blocked_by_us
 
 log = logging.getLogger(__name__)
@@ -48,10 +58,13 @@ class AckLedger:
     """Batches from being formed to being acknowledged: commit order, publishing, ordered acks."""
 
     def __init__(self, metrics: IngestMetrics, *, publish: Callable[[Batch], None] | None = None,
-                 retired: Callable[[], None] | None = None, probe: Probe = blocked_by_us) -> None:
+                 retired: Callable[[], None] | None = None, settled: Callable[[], None] | None = None,
+                 probe: Probe = blocked_by_us) -> None:
         self.metrics = metrics
         #: called with each committed batch, in batch order (analytics output goes live)
         self._publish = publish
+        #: called once per batch when it is committed or parked: frees its write slot
+        self._settled_cb = settled
         #: called when a batch leaves the ledger (acknowledged or held): frees its in-flight slot
         self._retired = retired
         self._probe = probe
@@ -120,6 +133,8 @@ class AckLedger:
     async def committed(self, batch: Batch) -> None:
         """``batch`` is durable: let later batches commit, publish what is due, acknowledge."""
         batch.done = True
+        self._free_write_slot(batch)
+        batch.release_data()  # durable: only its acknowledgements (and analytics output) are needed
         await self._settle()
 
     async def park(self, batch: Batch, reason: str) -> None:
@@ -128,6 +143,7 @@ class AckLedger:
         self.halted[batch.source] = reason
         self.metrics.acks_halted.labels(batch.source).set(1)
         batch.parked = True
+        self._free_write_slot(batch)  # the writer moved on; batch_writer.py retries it on its own
         await self._settle()
 
     async def unparked(self, batch: Batch) -> None:
@@ -135,6 +151,7 @@ class AckLedger:
         still wait for :meth:`resume`, the source is halted)."""
         batch.parked = False
         batch.done = True
+        batch.release_data()
         if batch.seq < self._next_publish:  # passed over while parked: publish it now
             self._publish_one(batch)
         await self._settle()
@@ -143,7 +160,7 @@ class AckLedger:
         """The last parked batch of ``source`` is written: send its held acks in order, lift the halt."""
         async with self._ack_lock:
             for batch in self._held.pop(source, []):
-                await _run_acks(batch)
+                await _run_acks([batch])
             self.halted.pop(source, None)
             self.metrics.acks_halted.labels(source).set(0)
         log.warning("source %s resumes: its held acknowledgements are sent", source)
@@ -163,6 +180,13 @@ class AckLedger:
         return len(self._batches)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _free_write_slot(self, batch: Batch) -> None:
+        if batch.slot_freed:
+            return  # a parked batch written after all (unparked) gave its slot back when parked
+        batch.slot_freed = True
+        if self._settled_cb is not None:
+            self._settled_cb()
 
     async def _settle(self) -> None:
         self._publish_due()
@@ -196,30 +220,66 @@ class AckLedger:
             await self._acknowledge()
 
     async def _acknowledge(self) -> None:
+        """Every batch at the head of the ack order that is due: the committed ones acknowledged
+        together (:func:`_run_acks` merges what can be merged: one Kafka offset commit for all of
+        them instead of a round trip per fetch), a halted source's held back."""
         async with self._ack_lock:
             while (batch := self._batches.get(self._next_ack)) is not None:
-                if batch.source in self.halted and (batch.done or batch.parked):
+                due = self._due_run()
+                if due:
+                    await _run_acks(due)
+                    now = time.perf_counter()
+                    for b in due:
+                        if b.started:
+                            self.metrics.batch_stage.labels("acked").observe(now - b.started)
+                        await self._retire(b)
+                elif batch.source in self.halted and (batch.done or batch.parked):
                     if batch.done:  # out of the ack order until its source resumes (see park)
                         batch.release_data()
                     self._held.setdefault(batch.source, []).append(batch)
-                elif batch.done:
-                    await _run_acks(batch)
-                    if batch.started:
-                        self.metrics.batch_stage.labels("acked").observe(time.perf_counter() - batch.started)
+                    await self._retire(batch)
                 else:
                     break
-                del self._batches[self._next_ack]
-                self._next_ack += 1
-                self.metrics.in_flight.dec()
-                if self._retired is not None:
-                    self._retired()
-                async with self._acked:
-                    self._acked.notify_all()
+
+    def _due_run(self) -> list[Batch]:
+        """The committed batches of sources not halted from the head of the ack order on."""
+        run: list[Batch] = []
+        seq = self._next_ack
+        while (b := self._batches.get(seq)) is not None and b.done and b.source not in self.halted:
+            run.append(b)
+            seq += 1
+        return run
+
+    async def _retire(self, batch: Batch) -> None:
+        """``batch`` (the head of the ack order) is acknowledged or held: it leaves the ledger."""
+        del self._batches[batch.seq]
+        self._next_ack = batch.seq + 1
+        self.metrics.in_flight.dec()
+        if self._retired is not None:
+            self._retired()
+        async with self._acked:
+            self._acked.notify_all()
 
 
-async def _run_acks(batch: Batch) -> None:
-    """Each of the batch's acknowledgements, in order; one failing costs a redelivery only."""
-    for ack in batch.acks:
+def merge_acks(acks: list[Ack]) -> list[Ack]:
+    """``acks`` in order, each run of neighbours that merge (:class:`MergeableAck`: offset commits
+    of one consumer) made one. Running the result leaves what running ``acks`` one by one would:
+    a Kafka commit of later offsets covers the earlier ones."""
+    out: list[Ack] = []
+    for ack in acks:
+        if out and isinstance(out[-1], MergeableAck):
+            both = out[-1].merged(ack)
+            if both is not None:
+                out[-1] = both
+                continue
+        out.append(ack)
+    return out
+
+
+async def _run_acks(batches: list[Batch]) -> None:
+    """The batches' acknowledgements, in order, merged where they can be; one failing costs a
+    redelivery only."""
+    for ack in merge_acks([a for b in batches for a in b.acks]):
         try:
             result = ack()
             if result is not None:

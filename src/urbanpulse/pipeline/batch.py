@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -16,6 +16,19 @@ from urbanpulse.model import ReadingColumns, Rejection
 
 #: runs once every message it covers is durable (MQTT PUBACK, Kafka commit, an HTTP answer)
 Ack = Callable[[], Awaitable[None] | None]
+
+
+@runtime_checkable
+class MergeableAck(Protocol):
+    """An acknowledgement that can stand for a later one too (a Kafka offset commit: committing
+    the later offsets covers the earlier ones). The ack ledger runs the acknowledgements that
+    became due together as one when each can take the next in (see ack_ledger.py)."""
+
+    def __call__(self) -> Awaitable[None] | None: ...
+
+    def merged(self, later: Ack) -> Ack | None:
+        """One acknowledgement doing what running ``self`` then ``later`` would leave behind;
+        None when ``later`` is of another kind (another consumer, another source)."""
 
 #: the analytics' own per-batch handle (see pipeline/handoff.py)
 H = TypeVar("H")
@@ -56,6 +69,8 @@ class Batch(Generic[H]):
     done: bool = False
     parked: bool = False  # failed with a permanent error; retried every retry_max_s (batch_writer.py)
     published: bool = False
+    #: its write slot is free again (committed or parked: AckLedger calls ``settled`` once)
+    slot_freed: bool = False
 
     def release_data(self) -> None:
         """Drop what a written batch no longer needs while its acknowledgement is held back."""

@@ -11,12 +11,19 @@ forms the big batches throughput needs; at low and moderate rates a reading is w
 as a writer can take it instead of after the batch age or the batch size (issue 14 item 6).
 Waiting for *every* writer to be idle instead (the rule before) let a batch at half the
 sustained rate grow to the size limit, because with two writers both are rarely idle at once.
-Forming a batch takes an in-flight slot first and then a
+Forming a batch takes two slots first and then a
 sequence number, under one lock: numbers follow the order batches were formed, which is the
-order they commit and are acknowledged in, so a Kafka commit never overtakes. Only
-``max_in_flight_batches`` batches are formed and not yet acknowledged; beyond that forming
-waits, and so does the :meth:`Batcher.add` of the source that filled its batch: that wait is
-the backpressure every connector feels (it stops pulling from its broker).
+order they commit and are acknowledged in, so a Kafka commit never overtakes. A *write slot*
+is held from forming until the batch is committed (or parked): only ``max_in_flight_batches``
+batches are queued or being written. An *unacked slot* is held until the batch is acknowledged
+(or held back behind a parked one): only ``max_unacked_batches`` are formed and not yet
+acknowledged. Beyond either bound forming waits, and so does the :meth:`Batcher.add` of the
+source that filled its batch: that wait is the backpressure every connector feels (it stops
+pulling from its broker). The write slot is given back at the commit, not at the
+acknowledgement: the readings are durable then, and the acknowledgements (Kafka offset commits,
+one broker round trip after another in batch order) used to keep the next batch from forming
+for 40-190 ms at half the sustained rate (issue 14 item 6). A committed batch drops its
+readings (ack_ledger.py), so what the unacked bound holds is acknowledgements, not data.
 """
 
 from __future__ import annotations
@@ -48,7 +55,10 @@ class Batcher:
         #: sources that are caught up, whose batch waits for a writer to be free
         self._caught_up: set[str] = set()
         self._wake = asyncio.Event()  # a writer is free: form the caught-up sources' batches
+        #: formed -> committed or parked (:meth:`settled`)
         self._slots = asyncio.Semaphore(settings.max_in_flight_batches)
+        #: formed -> acknowledged or held (:meth:`retired`)
+        self._unacked = asyncio.Semaphore(settings.max_unacked_batches)
         self._lock = asyncio.Lock()
         self._next_seq = 0
 
@@ -85,15 +95,15 @@ class Batcher:
             self._caught_up.discard(source)
             if source not in self._pending:
                 return
-            await self._slots.acquire()
+            await self._take_slots()
             pending = self._pending.pop(source, None)
             if pending is None or (not pending.size and not pending.acks):
-                self._slots.release()
+                self._give_back_slots()
                 return
             try:
                 await self._form(self._next_seq, source, pending)
             except BaseException:
-                self._slots.release()
+                self._give_back_slots()
                 raise
             self._next_seq += 1
 
@@ -106,16 +116,16 @@ class Batcher:
         """Give the next sequence number (and an in-flight slot) to something that is not a
         source's batch, such as the analytics' periodic output, in order with the batches."""
         async with self._lock:
-            await self._slots.acquire()
+            await self._take_slots()
             try:
                 made = await make(self._next_seq)
             except BaseException:
-                self._slots.release()
+                self._give_back_slots()
                 raise
             if made:
                 self._next_seq += 1
             else:
-                self._slots.release()
+                self._give_back_slots()
 
     async def next_seq(self) -> int:
         """The number the next batch will get; a batch still being handed on is waited for."""
@@ -128,9 +138,27 @@ class Batcher:
         if self._caught_up:
             self._wake.set()
 
-    def retired(self) -> None:
-        """A batch left the ack ledger (acknowledged or held): its slot is free again."""
+    def settled(self) -> None:
+        """A batch committed (or was parked): its write slot is free again."""
         self._slots.release()
+
+    def retired(self) -> None:
+        """A batch left the ack ledger (acknowledged or held): its unacked slot is free again."""
+        self._unacked.release()
+
+    async def _take_slots(self) -> None:
+        """A write slot and an unacked slot for the batch about to be formed (under the lock)."""
+        await self._unacked.acquire()
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._unacked.release()
+            raise
+
+    def _give_back_slots(self) -> None:
+        """Nothing was formed after all: both slots are free again."""
+        self._slots.release()
+        self._unacked.release()
 
     async def run_timer(self) -> None:
         """Form each pending batch when it is ``batch_max_ms`` old, and a caught-up source's as

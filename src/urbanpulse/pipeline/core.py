@@ -50,7 +50,8 @@ class Pipeline:
         self._failures = AnalyticsFailures(analytics)
         self.batcher = Batcher(settings, self._hand_off,
                                free=(lambda: self.writer.free) if settings.write_when_caught_up else None)
-        self.ledger = AckLedger(metrics, publish=self._publish, retired=self.batcher.retired)
+        self.ledger = AckLedger(metrics, publish=self._publish, retired=self.batcher.retired,
+                                settled=self.batcher.settled)
         self.writer = BatchWriter(store, settings, metrics, self.ledger, analytics, self._failures,
                                   on_free=self.batcher.writer_free)
         self._tasks: list[asyncio.Task[None]] = []
