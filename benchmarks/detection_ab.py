@@ -7,8 +7,9 @@ them ("defaults": {detector: {field: value}}, any other section: {field: value})
 development set (benchmarks/detection_devset.py): NAB standard per dataset at the pooled threshold,
 the worst dataset and LODO with the defaults only (the threshold chosen without the held-out dataset),
 per channel and per station (Sidak); the synthetic windows found at the pooled threshold by
-family:kind; decision onsets (rising edges of any detector's decision) per 10,000 readings and the
-share of windows with an onset (recall), per dataset; the SKAB anomaly-free run's alert onsets.
+family:kind, and per dataset and labelled kind with the false-positive rows per dataset (where a
+dataset's score is lost); decision onsets (rising edges of any detector's decision) per 10,000
+readings and the share of windows with an onset (recall), per dataset; the SKAB anomaly-free run's alert onsets.
 With --baselines, the two baselines of detection_dev.py (zscore, and River's HalfSpaceTrees from its
 cache, see detection_dev.run_hst) are scored the same way (their only choice is the threshold).
 With --choose, also LODO with the patches as candidates: for each held-out dataset the patch (and the
@@ -86,6 +87,25 @@ def synthetic_found(files, sc, th) -> dict:
     return found
 
 
+def found_by_kind(files, sc, th) -> dict:
+    """Windows found (a score >= th inside) per dataset and labelled kind, and false-positive rows per dataset
+    (scores >= th outside every window, after the probationary part): where a dataset's score is lost."""
+    found: dict[str, list[int]] = {}
+    fp: dict[str, int] = {}
+    for f in files:
+        s = sc[f.name]
+        inside = np.zeros(len(s), bool)
+        kinds = f.kinds if len(f.kinds) == len(f.windows) else ["?"] * len(f.windows)
+        for (a, b), k in zip(f.windows, kinds):
+            inside[a:b + 1] = True
+            c = found.setdefault(f"{f.dataset}:{k}", [0, 0])
+            c[0] += 1
+            c[1] += int((s[a:b + 1] >= th).any())
+        probation = min(int(0.15 * len(s)), 750)
+        fp[f.dataset] = fp.get(f.dataset, 0) + int(((s >= th) & ~inside)[probation:].sum())
+    return {"found": found, "fp_rows": fp}
+
+
 def main(argv: list[str]) -> int:
     files = devset.load(False)
     out = {}
@@ -103,6 +123,7 @@ def main(argv: list[str]) -> int:
         runs[name], sruns[name] = sc, ssc
         row["synthetic_found"] = synthetic_found(files, sc, row["channel"]["thr"])
         row["onsets"] = ons
+        row["by_kind"] = found_by_kind(files, sc, row["channel"]["thr"])
         if "--no-clean" not in sys.argv:
             import urbanpulse.detect as det
 
@@ -121,6 +142,8 @@ def main(argv: list[str]) -> int:
                   + f" | LODO {r['lodo_mean']:5.1f} / {r['lodo_worst']:5.1f} ("
                   + " ".join(f"{r['lodo'][d]:.1f}" for d in devset.DATASETS) + f") thr {r['thr']:.5f}", flush=True)
         print(f"{name:14s} synthetic found", {k: f"{h}/{n}" for k, (n, h) in sorted(row['synthetic_found'].items())})
+        print(f"{name:14s} found by kind", {k: f"{h}/{n}" for k, (n, h) in sorted(row['by_kind']['found'].items())},
+              "FP rows", row["by_kind"]["fp_rows"])
         print(f"{name:14s} onsets/10k, recall", {d: f"{o['per_10k']:.1f}, {o['recall']:.2f}" for d, o in ons.items()})
         if "skab_clean" in row:
             print(f"{name:14s} skab clean any {row['skab_clean']['any']:.2f}  ({time.time() - t0:.0f} s)", flush=True)

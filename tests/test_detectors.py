@@ -350,8 +350,11 @@ def test_sustained_small_level_shift_fires_the_ewma_shift_score() -> None:
 
 def test_anomaly_likelihood_only_changes_the_fused_score_never_a_decision() -> None:
     slots, ts, x = _interleaved(4, 1500, seed=11)
-    off = _bank(DetectionSettings(fusion={"likelihood_weight": 0.0}), n=4).score(slots, ts, x)
-    on = _bank(n=4).score(slots, ts, x)
+    # (the first stage: with the second-stage calibration on, the likelihood's emissions are part of the
+    # series' emitted tail, so they can scale later scores; test_detect_recalibrate.py covers that stage)
+    first = {"recalibrate_level": 0.0}
+    off = _bank(DetectionSettings(fusion={"likelihood_weight": 0.0, **first}), n=4).score(slots, ts, x)
+    on = _bank(DetectionSettings(fusion=first), n=4).score(slots, ts, x)
     assert np.array_equal(off.score, on.score) and np.array_equal(off.decision, on.decision)
     assert ((on.anomaly_score >= 0) & (on.anomaly_score <= 1)).all()
     # the likelihood adds onsets of its own (sparse: gated by its own decaying peak) ...

@@ -154,6 +154,14 @@ P_TR_ALPHA = _COL["tr_alpha"]
 P_TR_RATE = _COL["tr_rate"]
 P_TR_SLOPE = _COL["tr_slope"]
 P_TR_W = _COL["tr_w"]
+C_RC_N = _S["rc_n"]
+C_RC_K = _S["rc_k"]
+C_RC_E = _S["rc_e"]
+P_RC_Y0 = _COL["rc_y0"]
+P_RC_DECAY = _COL["rc_decay"]
+P_RC_N0 = _COL["rc_n0"]
+P_RC_K0 = _COL["rc_k0"]
+P_RC_E0 = _COL["rc_e0"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -666,6 +674,34 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         if li_f > 0:
             li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0), _TAIL_FLOOR)  # the prior tail
         fu = _max(fu, li_f)
+        # second stage (fusion.recalibrate_level, 0 = off): the emitted score's own per-series tail. In
+        # surprise units y = -ln(1 - fu), an exponential tail above y0 fitted to this series' emitted
+        # scores (decayed counts of readings, of emissions above y0 and their excess, winsorised at 5 x the
+        # mean excess; the prior is the identity map: rate e^-y0, mean excess 1), below y0 a linear scale
+        # continuous at y0; so one threshold is the same tail of emitted scores on every series
+        rc_y0 = pr[P_RC_Y0]
+        rc_y = 0.0
+        if rc_y0 > 0:
+            rc_n = st[sl, C_RC_N]
+            rc_k = st[sl, C_RC_K]
+            rc_e = st[sl, C_RC_E]
+            rc_m = (rc_e + pr[P_RC_E0]) / (rc_k + pr[P_RC_K0])
+            if fu > 0:
+                rc_y = -math.log(_fmax(1.0 - fu, _TAIL_FLOOR))
+                rc_ly = -math.log((rc_k + pr[P_RC_K0]) / (rc_n + pr[P_RC_N0]))
+                if rc_y > rc_y0:
+                    rc_out = rc_ly + (rc_y - rc_y0) / rc_m
+                else:
+                    rc_out = rc_y * (rc_ly / rc_y0)
+                fu = 1.0 - _fmax(math.exp(-rc_out), _TAIL_FLOOR)
+            rc_d = pr[P_RC_DECAY]
+            st[sl, C_RC_N] = rc_d * rc_n + 1.0
+            if rc_y > rc_y0:
+                st[sl, C_RC_K] = rc_d * rc_k + 1.0
+                st[sl, C_RC_E] = rc_d * rc_e + _min(rc_y - rc_y0, 5.0 * rc_m)
+            else:
+                st[sl, C_RC_K] = rc_d * rc_k
+                st[sl, C_RC_E] = rc_d * rc_e
 
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z

@@ -60,7 +60,10 @@ detector's decision, so live alerts are untouched. Seven float64 state columns p
 The emitted value is *calibrated* (docs/detection.md, "The anomaly score"): 1 - anomaly_score is
 P(Q >= q) of the fused statistic q = r / (1 - r) under an exponential tail fitted per slot to its
 own exceedances of `fusion.tail_level` (decayed counts, a prior for short histories; three float64
-columns), so one threshold means the same false-alarm rate on every series.
+columns), so one threshold means the same false-alarm rate on every series. A second stage
+(`fusion.recalibrate_level`) maps that emitted score once more through an exponential tail fitted per
+slot to its own *emitted* scores (the likelihood's included; three more float64 columns), so a series
+that often emits very high scores has them scaled down; scores only, never a decision.
 """
 
 from __future__ import annotations

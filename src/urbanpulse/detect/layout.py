@@ -19,6 +19,7 @@ STATE: tuple[str, ...] = (
     "sh_sp", "sh_sn", "gap_q", "fl_max", "lr_v", "res", "ch_v", "dch",
     "tl_n", "tl_k", "tl_e", "vbase", "nz_s", "nz_l",
     "tr_s1", "tr_s2", "tr_m", "tr_vm", "tr_ve",
+    "rc_n", "rc_k", "rc_e",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -38,6 +39,7 @@ PARAMS: tuple[str, ...] = (
     "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0", "al_tail",
     "nz_thr", "nz_rate",
     "tr_thr", "tr_alpha", "tr_rate", "tr_slope", "tr_w",
+    "rc_y0", "rc_decay", "rc_n0", "rc_k0", "rc_e0",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

@@ -66,6 +66,10 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         tr_thr=fusion.likelihood_trend_threshold, tr_alpha=fusion.likelihood_trend_alpha,
         tr_rate=1.0 / TREND_SHORT_READINGS, tr_slope=fusion.likelihood_trend_alpha / (1.0 - fusion.likelihood_trend_alpha),
         tr_w=(1.0 / TREND_SHORT_READINGS) / (2.0 - 1.0 / TREND_SHORT_READINGS),
+        rc_y0=-math.log(1.0 - fusion.recalibrate_level) if fusion.recalibrate_level > 0 else 0.0,
+        rc_decay=1.0 - 1.0 / fusion.recalibrate_memory, rc_n0=fusion.recalibrate_prior_readings,
+        rc_k0=(1.0 - fusion.recalibrate_level) * fusion.recalibrate_prior_readings,
+        rc_e0=(1.0 - fusion.recalibrate_level) * fusion.recalibrate_prior_readings,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

@@ -257,6 +257,18 @@ class FusionSettings(BaseModel):
         "threshold (operator limits) and silence (live gap checks) are not gated")
     tail_prior_readings: float = Field(
         200.0, ge=0, description="weight of the prior rate, in readings (the series' own counts take over after that)")
+    recalibrate_level: float = Field(
+        0.99, ge=0, lt=1, description="second-stage calibration of the emitted anomaly_score (0 = off): in surprise "
+        "units y = -ln(1 - score), an exponential tail above y0 = -ln(1 - this) fitted to the series' own emitted "
+        "scores (their rate above y0 and mean excess, decayed counts; the prior is the identity map), below y0 a "
+        "linear scale; so a series that often emits very high scores has them scaled down, and one threshold is "
+        "closer to the same tail of emitted scores on every series. Scores only: which readings carry a score "
+        "and every decision are unchanged")
+    recalibrate_memory: float = Field(
+        20000.0, ge=16, description="readings of memory of the second-stage fit (exponentially decaying counts)")
+    recalibrate_prior_readings: float = Field(
+        5000.0, gt=0, description="weight of the second stage's prior (the identity map: rate 1 - recalibrate_level "
+        "above the level, mean excess 1), in readings; weaker priors over-fit short series (benchmarks/README.md, det16b)")
 
 
 class DetectionSettings(BaseModel):
