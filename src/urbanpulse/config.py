@@ -305,6 +305,13 @@ class ApiSettings(_Section):
                                "without asking the database again: a key revoked by another process (the CLI, "
                                "another instance) stops working here within this time; one revoked through this "
                                "service's API at once. 0: check every request in the database")
+    build_defer_s: float = Field(10.0, ge=0, description="the port answers from the start (GET /metrics as "
+                                 "always, GET /health 503 'starting', every other endpoint 503 with Retry-After); "
+                                 "the full API (0.2-0.4 s of CPU) is built once the process is not busy, e.g. "
+                                 "catching up on a backlog, and at the latest this many seconds after the "
+                                 "start. 0: built at once")
+    build_below_cores: float = Field(0.3, ge=0, description="the process counts as busy while it uses at least "
+                                     "this many cores of CPU (over 0.5 s; draining a backlog it uses 0.55-1.0 here); see build_defer_s")
 
 
 class Settings(BaseSettings):

@@ -3,20 +3,26 @@
 The start overlaps what it waits for with what it computes (benchmarks/README.md, "The start
 overlapped"): the sources start connecting and the database is migrated first
 (:class:`~urbanpulse.start_ahead.StartAhead`), the service's modules are imported on a thread
-meanwhile; the HTTP API's modules (FastAPI, the routes, uvicorn) are imported and its app built
-on a thread beside the service's start while a Kafka group join is still pending (waiting time),
-else once the service has started; the API serves after the start.
+meanwhile. The API's port opens once the service has started, first with the interim answers of
+:class:`~urbanpulse.api.interim.ApiWhileBuilding` (/metrics, /health 503 starting, the rest 503
+Retry-After); the full app (FastAPI, the routes: 0.2-0.4 s of CPU) is built on a thread beside the
+start while a Kafka group join is still pending (waiting time), else once the process is not busy
+(a backlog's catch-up keeps it busy), at the latest ``api.build_defer_s`` after the start
+(benchmarks/README.md, ``spawn16``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from urbanpulse.capacity import keep_large_arrays_off_the_heap
@@ -29,13 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _api_server(service: IngestService, settings: Settings) -> Any:  # noqa: ANN401 - a uvicorn.Server
-    """The API server, its modules imported here: FastAPI, the routes and uvicorn take about half
-    a second to import, which the sources' start (a Kafka group join) need not wait for. Called on
-    a thread, so the event loop (heartbeats, migrations, the first batches) keeps running meanwhile."""
+def _api_server(app: Any, settings: Settings) -> Any:  # noqa: ANN401 - an ASGI app; a uvicorn.Server
+    """The API's server, serving ``app`` (an :class:`~urbanpulse.api.interim.ApiWhileBuilding`)."""
     import uvicorn
-
-    from urbanpulse.api.app import create_app
 
     class _ApiServer(uvicorn.Server):
         """uvicorn without its own signal handling: the service decides when the API stops."""
@@ -44,9 +46,16 @@ def _api_server(service: IngestService, settings: Settings) -> Any:  # noqa: ANN
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    config = uvicorn.Config(create_app(service), host=settings.api.host, port=settings.api.port,
-                            log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="off")
     return _ApiServer(config)
+
+
+def _full_app(service: IngestService) -> Any:  # noqa: ANN401 - a FastAPI app
+    """The full API, its modules imported here: FastAPI, the routes and their models take 0.2-0.4 s
+    of CPU to import. Called on a thread, so the event loop keeps running meanwhile."""
+    from urbanpulse.api.app import create_app
+
+    return create_app(service)
 
 
 #: how long the API's import waits for the analytics' kernels (a compile on a first start takes longer)
@@ -71,10 +80,49 @@ async def _kernels_first(settings: Settings) -> None:
         return
 
 
-async def _prepared_api(service: IngestService, settings: Settings) -> Any:  # noqa: ANN401 - a uvicorn.Server
-    """The API server built (modules imported, app made) beside the service's start."""
+#: the window over which the process's CPU is measured (busy: at least ``api.build_below_cores``)
+BUSY_WINDOW_S = 0.5
+
+
+async def until_not_busy(at_most_s: float, below_cores: float, window_s: float = BUSY_WINDOW_S) -> None:
+    """Return once this process used less than ``below_cores`` of CPU (all its threads) over the
+    last ``window_s``, or after ``at_most_s``. With a backlog waiting the service is CPU-bound
+    (about one core: the event loop, the kernels' thread); caught up, or ingesting a live stream
+    at a modest rate, it is mostly idle."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + at_most_s
+    t0, c0 = loop.time(), time.process_time()
+    while (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(window_s, left))
+        t1, c1 = loop.time(), time.process_time()
+        if t1 > t0 and (c1 - c0) / (t1 - t0) < below_cores:
+            return
+        t0, c0 = t1, c1
+
+
+async def _built_app(service: IngestService, settings: Settings, defer: bool) -> Any:  # noqa: ANN401 - FastAPI
+    """The full API built; ``defer``: first wait while the service is busy (:func:`until_not_busy`,
+    at most ``api.build_defer_s``), so a backlog's first seconds of CPU go to ingest."""
     await _kernels_first(settings)
-    return await asyncio.to_thread(_api_server, service, settings)
+    if defer and settings.api.build_defer_s > 0:
+        await until_not_busy(settings.api.build_defer_s, settings.api.build_below_cores)
+    return await asyncio.to_thread(_full_app, service)
+
+
+#: what serving the API's port imports (uvicorn's server and protocols, the interim app)
+API_PORT_MODULES = ("uvicorn", "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto",
+                    "uvicorn.lifespan.off", "urbanpulse.api.interim")
+
+
+def _import_for_start(api: bool) -> ModuleType:
+    """The service's module, and with the API on what serving its port needs: imported on a thread
+    while the event loop waits for the sources' connections and the migrations, instead of on the
+    event loop once the service has started, where the first batches wait for them."""
+    module = importlib.import_module("urbanpulse.service")
+    if api:
+        for name in API_PORT_MODULES:
+            importlib.import_module(name)
+    return module
 
 
 #: the GIL switch interval during the start (CPython's default is 5 ms)
@@ -83,7 +131,7 @@ START_SWITCH_INTERVAL_S = 0.001
 
 async def _start(settings: Settings) -> tuple[IngestService, asyncio.Task[Any] | None]:
     """Start the service with everything that can wait on the network begun first (module doc);
-    returns the started service and the task building its API server (None: API disabled).
+    returns the started service and the task building its full API app (None: API disabled).
     A failed start closes what was opened and acknowledges nothing."""
     ahead = StartAhead(settings)
     service: IngestService | None = None
@@ -94,7 +142,7 @@ async def _start(settings: Settings) -> tuple[IngestService, asyncio.Task[Any] |
     sys.setswitchinterval(START_SWITCH_INTERVAL_S)
     try:
         ahead.begin()  # sources connect (a Kafka group join is mostly waiting), the database migrates
-        module = await asyncio.to_thread(importlib.import_module, "urbanpulse.service")
+        module = await asyncio.to_thread(_import_for_start, settings.api.enabled)
         if settings.detection.enabled:
             from urbanpulse.analytics import preload_kernels
 
@@ -104,10 +152,10 @@ async def _start(settings: Settings) -> tuple[IngestService, asyncio.Task[Any] |
         # for its Kafka group join (idle time: the broker holds the answer), else after the start
         joining = any(getattr(src, "joining", False) for src in ahead.sources)
         if settings.api.enabled and joining:
-            api = asyncio.create_task(_prepared_api(service, settings), name="api-import")
+            api = asyncio.create_task(_built_app(service, settings, defer=False), name="api-build")
         await service.start()
-        if settings.api.enabled and api is None:
-            api = asyncio.create_task(_prepared_api(service, settings), name="api-import")
+        if settings.api.enabled and api is None:  # built once the service is not busy (api/interim.py)
+            api = asyncio.create_task(_built_app(service, settings, defer=True), name="api-build")
     except BaseException:
         if api is not None:
             api.cancel()
@@ -122,6 +170,25 @@ async def _start(settings: Settings) -> tuple[IngestService, asyncio.Task[Any] |
     return service, api
 
 
+async def _install_when_built(gate: Any, building: asyncio.Task[Any], failed: list[BaseException],  # noqa: ANN401
+                              stop: asyncio.Event) -> None:
+    """Swap the full app in once built; a build that fails stops the service (``failed`` says why)."""
+    try:
+        gate.app = await building
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported: the service stops and the process exits non-zero
+        log.error("the HTTP API could not be built (%s: %s); stopping", type(exc).__name__, exc)
+        failed.append(exc)
+        stop.set()
+        return
+    from urbanpulse.service import freeze_long_lived_objects
+
+    freeze_long_lived_objects()  # the app's routes and models live as long as the process
+    age = process_age_s()
+    log.info("API complete%s", f" {age:.2f} s after the process started" if age is not None else "")
+
+
 async def run_service(settings: Settings) -> int:
     """Serve until a stop signal; returns the process exit code (0 after a clean drain)."""
     keep_large_arrays_off_the_heap()  # memory per series: freed growths go back to the OS (capacity.py)
@@ -129,22 +196,36 @@ async def run_service(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    service, prepared = await _start(settings)
+    try:
+        service, building = await _start(settings)
+    finally:
+        gc.enable()  # `urbanpulse run` imports with the collector off (cli.py); the service set its thresholds
     age = process_age_s()
     log.info("started%s; sources %s", f" {age:.2f} s after the process" if age is not None else "",
              ", ".join(src.name for src in service.sources) or "none")
-    server = None
-    api_task = None
-    if prepared is not None:
-        server = await prepared
+    server = api_task = install = None
+    failed: list[BaseException] = []
+    if building is not None:
+        from urbanpulse.api.interim import ApiWhileBuilding
+
+        gate = ApiWhileBuilding(service)
+        install = asyncio.create_task(_install_when_built(gate, building, failed, stop), name="api-install")
+        server = _api_server(gate, settings)
         api_task = asyncio.create_task(server.serve(), name="api")
-        log.info("API on http://%s:%s (GET /health, /metrics)", settings.api.host, settings.api.port)
+        log.info("API on http://%s:%s (GET /health, /metrics; every other endpoint once the service is not busy "
+                 "catching up)", settings.api.host, settings.api.port)
     log.info("urbanpulse running; send SIGTERM or press Ctrl-C to stop")
     await stop.wait()
     log.info("stopping: no new messages are pulled; flushing and acknowledging what was received")
+    if install is not None and building is not None:
+        for task in (install, building):
+            task.cancel()
+        await asyncio.gather(install, building, return_exceptions=True)
     await service.stop()
     if server is not None and api_task is not None:
         server.should_exit = True
         await api_task
+    if failed:
+        raise failed[0]
     log.info("stopped cleanly: counts %s", dict(service.metrics.tally))
     return 0

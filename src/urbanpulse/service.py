@@ -143,13 +143,14 @@ class IngestService:
             self.analytics.live, self.live.fed = self.live, True
             self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
-            self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources] + [HTTP_SOURCE]))
         self.http_ingest = HttpIngestor(self.pipeline, s.http_ingest.ack_timeout_s)
-        _freeze_long_lived_objects()
+        freeze_long_lived_objects(collect=False)  # the first batches wait for this one: no full collection
+        if self.analytics is not None:  # after the freeze above, so its collection walks only what came since
+            self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")
         _collect_less_often()
         self.metrics.gc_pauses.watch()  # urbanpulse_gc_pause_seconds: the event loop's stalls
         self.poison = PoisonGuard(SuspectStore(self.pool), s.supervision.forget_suspects_after_s)
@@ -166,7 +167,7 @@ class IngestService:
             await analytics.loaded()
         except Exception:  # noqa: BLE001 - already logged by analytics; nothing more to freeze
             return
-        _freeze_long_lived_objects()
+        freeze_long_lived_objects()
 
     def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
         """Old partitions and rows leave in the background (storage/retention.py)."""
@@ -244,13 +245,20 @@ class IngestService:
                 "database": db, "brokers": brokers, "counts": dict(self.metrics.tally)}
 
 
-def _freeze_long_lived_objects() -> None:
+def freeze_long_lived_objects(collect: bool = True) -> None:
     """Take what start-up loaded (libraries, compiled kernels, settings, app) out of the garbage
     collector's sight: it lives as long as the process, yet every full collection would walk it
     again, and the ingest path allocates enough short-lived objects per Kafka message to trigger
     collections all the time. Measured here: with numba's ~120k objects loaded, allocation-heavy
-    code ran 3x slower until frozen (benchmarks/README.md)."""
-    gc.collect()
+    code ran 3x slower until frozen (benchmarks/README.md).
+
+    ``collect``: collect the garbage first. The start's own freeze does not: a full collection of
+    the ~105,000 objects a start has loaded took 50-125 ms on the event loop, just as the first
+    batches arrive, to free about 1,250 objects (~0.5 MB, import-time reference cycles; measured
+    with ``gc.DEBUG_SAVEALL``, benchmarks/README.md ``spawn16``), which now stay frozen instead. The
+    later freezes (kernels loaded, API built) collect first; frozen objects are not walked again."""
+    if collect:
+        gc.collect()
     gc.freeze()
 
 

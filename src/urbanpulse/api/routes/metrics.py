@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from fastapi import APIRouter, Query, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from urbanpulse.api.exposition import CONTENT_TYPE_LATEST, render
+
+__all__ = ["render", "router"]
 
 router = APIRouter(tags=["operations"])
-
-
-def render(registry: CollectorRegistry, names: Sequence[str] | None = None) -> bytes:
-    """The exposition text of ``registry``, or of only the metric families with one of ``names``
-    (sample names such as ``urbanpulse_readings_stored_total``, as Prometheus' own ``name[]``
-    filter takes them). Rendering every family costs the service about 4 ms of event loop; a
-    poller that wants one counter many times a second (the latency benchmark, at 50 Hz) would
-    otherwise take a fifth of a core from the ingest path it measures."""
-    if names:
-        return generate_latest(registry.restricted_registry(list(names)))
-    return generate_latest(registry)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {
