@@ -208,17 +208,10 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 
 
 async def _migrate(settings) -> int:  # noqa: ANN001
-    from urbanpulse.service import connect_with_retry, resolve_dsn
-    from urbanpulse.storage.migrations import migrate
-    from urbanpulse.storage.timescale import configured_policies
+    from urbanpulse.start_ahead import migrated_database
 
-    dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
+    _dsn, embedded, mode = await migrated_database(settings)
     try:
-        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
-        try:
-            mode = await migrate(conn, settings.database.storage_mode, configured_policies(settings.database))
-        finally:
-            await conn.close()
         print(f"schema up to date; storage mode: {mode}")
         return 0
     finally:
