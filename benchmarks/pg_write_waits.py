@@ -12,7 +12,8 @@ run, with no change to the service, and then groups the samples by transaction:
   ``pg_stat_wal``.
 * ``report --samples FILE --pg-log LOG``: each transaction of the bench database that ran a
   ``COPY "readings"`` (a batch write), its duration (first to last sample, so up to one interval
-  short), the time per state and wait event, split into the fastest half, p90-p99 and the top
+  short), the rows its COPY was seen to have processed (``pg_stat_progress_copy``, a lower
+  bound), the time per state and wait event, split into the fastest half, p90-p99 and the top
   1 %, and whether it overlapped a checkpoint that the WAL volume or the timer started
   (``log_checkpoints`` lines from the server log; immediate ones, from CREATE/DROP DATABASE,
   listed apart). ``idle in transaction`` after the COPY is the service's own time inside the
@@ -41,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 _ACTIVITY_SQL = """
-SELECT pid, backend_type, datname, state, wait_event_type, wait_event,
+SELECT a.pid, backend_type, a.datname, state, wait_event_type, wait_event,
        extract(epoch FROM xact_start)::float8 AS xs, left(query, 60) AS q,
-       extract(epoch FROM clock_timestamp())::float8 AS now
-FROM pg_stat_activity
-WHERE pid <> pg_backend_pid()
+       extract(epoch FROM clock_timestamp())::float8 AS now, c.tuples_processed AS copied
+FROM pg_stat_activity a LEFT JOIN pg_stat_progress_copy c ON c.pid = a.pid
+WHERE a.pid <> pg_backend_pid()
   AND ((backend_type = 'client backend' AND state <> 'idle')
        OR backend_type IN ('checkpointer', 'background writer', 'walwriter'))
 """
@@ -130,6 +131,7 @@ class Transaction:
     parts: collections.Counter = field(default_factory=collections.Counter)
     writes: bool = False
     waited_until: float = 0.0  # the last sample in the COPY or the commit-order wait
+    rows: int = 0  # the most rows the COPY into readings was seen to have processed (a lower bound)
 
     @property
     def seconds(self) -> float:
@@ -154,6 +156,8 @@ def transactions(samples: list[dict[str, Any]], db_prefix: str) -> list[Transact
                 tx.waited_until = r["now"]
             if (r["q"] or "").startswith(_COPY_READINGS):
                 tx.writes = True
+                if r["state"] == "active" and r.get("copied"):
+                    tx.rows = max(tx.rows, r["copied"])
     return sorted((t for t in txs.values() if t.writes), key=lambda t: t.seconds)
 
 
@@ -186,6 +190,7 @@ def report(samples_path: Path, pg_log: Path, db_prefix: str) -> dict[str, Any]:
         return {"n": k, "mean_ms": round(1000 * sum(t.seconds for t in ts) / k, 1),
                 "after_the_wait_ms": round(1000 * sum(t.last - (t.waited_until or t.start) for t in ts) / k, 1),
                 "overlap_checkpoint": sum(overlaps(t) for t in ts),
+                "rows_seen_mean": round(sum(t.rows for t in ts) / k),
                 "wal_mb_per_s_meanwhile": round(sum(wal_rate(t, "wal_bytes") for t in ts) / k / 2**20, 1),
                 "full_page_images_per_s_meanwhile": round(sum(wal_rate(t, "wal_fpi") for t in ts) / k),
                 "mean_ms_by_state": {w: round(1000 * v / k, 1) for w, v in parts.most_common(10)}}
@@ -204,7 +209,7 @@ def report(samples_path: Path, pg_log: Path, db_prefix: str) -> dict[str, Any]:
         "p90_p99": group(txs[int(0.9 * n): int(0.99 * n)] or txs[-1:]),
         "top_1pct": group(txs[int(0.99 * n):]),
         "top_1pct_each": [{"at": dt.datetime.fromtimestamp(t.start, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3],
-                           "ms": round(1000 * t.seconds), "overlaps_checkpoint": overlaps(t),
+                           "ms": round(1000 * t.seconds), "rows_seen": t.rows, "overlaps_checkpoint": overlaps(t),
                            "full_page_images_per_s": round(wal_rate(t, "wal_fpi")),
                            "by_state_ms": {w: round(1000 * v) for w, v in t.parts.most_common(4)}}
                           for t in txs[int(0.99 * n):]],
