@@ -14,7 +14,7 @@ run, with no change to the service, and then groups the samples by transaction:
   ``COPY "readings"`` (a batch write), its duration (first to last sample, so up to one interval
   short), the rows its COPY was seen to have processed (``pg_stat_progress_copy``, a lower
   bound), the time per state and wait event, split into the fastest half, p90-p99 and the top
-  1 %, and whether it overlapped a checkpoint that the WAL volume or the timer started
+  1 %, split by whether it wrote alert changes, and whether it overlapped a checkpoint that the WAL volume or the timer started
   (``log_checkpoints`` lines from the server log; immediate ones, from CREATE/DROP DATABASE,
   listed apart). ``idle in transaction`` after the COPY is the service's own time inside the
   transaction: the commit-order wait (pipeline/ack_ledger.py), and whatever Python ran between
@@ -131,6 +131,7 @@ class Transaction:
     parts: collections.Counter = field(default_factory=collections.Counter)
     writes: bool = False
     waited_until: float = 0.0  # the last sample in the COPY or the commit-order wait
+    alerts: bool = False  # it wrote alert changes (statements on the alerts tables)
     rows: int = 0  # the most rows the COPY into readings was seen to have processed (a lower bound)
 
     @property
@@ -154,6 +155,8 @@ def transactions(samples: list[dict[str, Any]], db_prefix: str) -> list[Transact
             tx.parts[what] += dt_s
             if what.startswith("COPY readings") or "commit-order" in what:
                 tx.waited_until = r["now"]
+            if "alert" in (r["q"] or ""):
+                tx.alerts = True
             if (r["q"] or "").startswith(_COPY_READINGS):
                 tx.writes = True
                 if r["state"] == "active" and r.get("copied"):
@@ -195,6 +198,17 @@ def report(samples_path: Path, pg_log: Path, db_prefix: str) -> dict[str, Any]:
                 "full_page_images_per_s_meanwhile": round(sum(wal_rate(t, "wal_fpi") for t in ts) / k),
                 "mean_ms_by_state": {w: round(1000 * v / k, 1) for w, v in parts.most_common(10)}}
 
+    def split(ts: list[Transaction]) -> dict[str, Any]:
+        """Duration percentiles, rows, and the time after the COPY and the commit-order wait."""
+        if not ts:
+            return {"n": 0}
+        ds = sorted(t.seconds for t in ts)
+        post = sorted(t.last - (t.waited_until or t.start) for t in ts)
+        k = len(ts)
+        return {"n": k, "p50_ms": round(1000 * ds[k // 2], 1), "p99_ms": round(1000 * ds[min(k - 1, int(0.99 * k))], 1),
+                "rows_seen_mean": round(sum(t.rows for t in ts) / k),
+                "after_the_wait_p50_ms": round(1000 * post[k // 2], 1), "after_the_wait_max_ms": round(1000 * post[-1], 1)}
+
     n = len(txs)
     pct = {f"p{q}": round(1000 * txs[min(n - 1, int(q / 100 * n))].seconds, 1) for q in (50, 90, 99)}
     return {
@@ -205,6 +219,10 @@ def report(samples_path: Path, pg_log: Path, db_prefix: str) -> dict[str, Any]:
         "immediate_checkpoints": sum(c.immediate for c in cks),
         "share_overlapping_a_checkpoint": round(sum(overlaps(t) for t in txs) / n, 2),
         "wal": ({k: wal[-1][1][k] - wal[0][1][k] for k in wal[0][1]} if len(wal) > 1 else {}),
+        "during_a_checkpoint": split([t for t in txs if overlaps(t)]),
+        "outside_checkpoints": split([t for t in txs if not overlaps(t)]),
+        "with_alert_changes": split([t for t in txs if t.alerts]),
+        "without_alert_changes": split([t for t in txs if not t.alerts]),
         "fastest_half": group(txs[: n // 2]),
         "p90_p99": group(txs[int(0.9 * n): int(0.99 * n)] or txs[-1:]),
         "top_1pct": group(txs[int(0.99 * n):]),
