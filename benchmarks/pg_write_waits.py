@@ -106,6 +106,8 @@ def checkpoints(log_path: Path, since: float, until: float) -> list[Checkpoint]:
             if since <= t and start[0] <= until:
                 out.append(Checkpoint(start[0], t, start[1]))
             start = None
+    if start is not None and start[0] <= until:  # still running when the log was read
+        out.append(Checkpoint(start[0], until, start[1]))
     return out
 
 
