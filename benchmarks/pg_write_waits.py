@@ -171,8 +171,8 @@ def report(samples_path: Path, pg_log: Path, db_prefix: str) -> dict[str, Any]:
     txs = transactions(samples, db_prefix)
     if not txs:
         return {"transactions": 0}
-    cks = checkpoints(pg_log, txs[0].start - 5, txs[-1].last + 5) if pg_log.exists() else []
     span = (min(t.start for t in txs), max(t.last for t in txs))
+    cks = checkpoints(pg_log, span[0] - 5, span[1] + 5) if pg_log.exists() else []
     by_volume = [c for c in cks if not c.immediate]
 
     def overlaps(t: Transaction) -> bool:
