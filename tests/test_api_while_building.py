@@ -218,3 +218,31 @@ def test_urbanpulse_run_builds_the_full_api_at_the_bound_and_serves_it(fresh_db:
         assert svc.terminate(60) == 0
     finally:
         svc.stop_quietly()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pg
+def test_a_failed_api_build_stops_the_service_with_its_error(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the full app cannot be built, the service does not go on without its API: it stops cleanly,
+    `run_service` raises the build's error (so `urbanpulse run` exits non-zero with it) and the port
+    is closed. No configuration makes `create_app` fail for real, so the failure is injected."""
+    import urbanpulse.runner as runner
+    from urbanpulse.config import load_settings
+
+    def broken_build(service: Any) -> Any:  # noqa: ANN401
+        raise RuntimeError("injected: the API cannot be built")
+
+    monkeypatch.setattr(runner, "_full_app", broken_build)
+    port = _free_port()
+    settings = load_settings(None, **_config(fresh_db, host="127.0.0.1", port=port, build_defer_s=0))
+    with pytest.raises(RuntimeError, match="injected: the API cannot be built"):
+        asyncio.run(asyncio.wait_for(runner.run_service(settings), 60))
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
