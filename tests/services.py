@@ -330,6 +330,18 @@ def create_topic(bootstrap: str, name: str, partitions: int = 1, timeout: float 
     raise RuntimeError(f"topic {name!r} did not show {partitions} partitions in metadata (last seen: {seen!r})")
 
 
+async def committed_offsets(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int | None]:
+    """The group's committed offset per partition (None: nothing committed), asked without joining."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        return {p: await c.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await c.stop()
+
+
 # Debian's kcat 2.0.2 fails the ApiVersions handshake with Tansu, so confluent-kafka 2.x
 # (bundled librdkafka) stands in as the independent Kafka client; it runs in a child process.
 _PRODUCE_SCRIPT = r"""

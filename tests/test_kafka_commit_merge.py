@@ -15,7 +15,7 @@ import asyncio
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 import services
@@ -26,16 +26,6 @@ from urbanpulse.pipeline.ack_ledger import merge_acks
 from urbanpulse.testing import RecordingSink
 
 pytestmark = pytest.mark.integration
-
-
-async def _committed(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int | None]:
-    """The group's committed offset per partition (None: nothing committed), asked without joining."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await c.start()
-    try:
-        return {p: await c.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        await c.stop()
 
 
 def _ends(batches: list, upto: int) -> dict[int, int]:  # noqa: ANN001 - MessageBatch
@@ -78,7 +68,7 @@ def test_merged_offset_commits_leave_the_offsets_the_commits_one_by_one_would(
                 assert len(merged) == 1  # one consumer's commits: one round trip per round
                 await merged[0]()
                 done = end
-                got = await _committed(kafka_bootstrap, topic, group, partitions)
+                got = await services.committed_offsets(kafka_bootstrap, topic, group, partitions)
                 want = _ends(sink.batches, done)
                 assert {p: got[p] for p in want} == want
                 assert all(got[p] is None for p in range(partitions) if p not in want)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 import services
@@ -47,16 +47,6 @@ def _source(bootstrap: str, topic: str, group: str, assignment: str) -> KafkaSou
     cfg = KafkaSettings(enabled=True, bootstrap_servers=bootstrap, topics=[topic], group_id=group,
                         assignment=assignment, session_timeout_ms=2000)
     return KafkaSource(cfg, IngestMetrics())
-
-
-async def _committed(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int | None]:
-    """The group's committed offset per partition (None: nothing committed), asked without joining."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await c.start()
-    try:
-        return {p: await c.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        await c.stop()
 
 
 async def _until(cond, timeout: float = 60, what: str = "") -> None:  # noqa: ANN001
@@ -100,7 +90,7 @@ def test_a_consumer_opened_ahead_hands_over_every_record_once_and_commits_only_a
         src.start_early()
         await _until(lambda: len(_assignment_of(src)) == partitions, what="the partitions, joined ahead")
         await asyncio.sleep(ahead_s)  # the client prefetches meanwhile; nobody takes anything
-        assert await _committed(kafka_bootstrap, topic, group, partitions) == dict.fromkeys(range(partitions))
+        assert await services.committed_offsets(kafka_bootstrap, topic, group, partitions) == dict.fromkeys(range(partitions))
 
         held = RecordingSink(confirm=False)  # the pipeline exists now, but stores nothing yet
         stopping = asyncio.Event()
@@ -117,12 +107,12 @@ def test_a_consumer_opened_ahead_hands_over_every_record_once_and_commits_only_a
             firsts = {p: min(o for b in held.batches for q, o in zip(b.partitions, b.offsets) if q == p)
                       for b in held.batches for p in b.partitions}
             assert set(firsts.values()) == {0}
-            assert await _committed(kafka_bootstrap, topic, group, partitions) == dict.fromkeys(range(partitions))
+            assert await services.committed_offsets(kafka_bootstrap, topic, group, partitions) == dict.fromkeys(range(partitions))
             for ack in held.pending:  # stored: now the commits may go out
                 await ack()
             ends = {p: max(o for b in held.batches for q, o in zip(b.partitions, b.offsets) if q == p) + 1
                     for p in firsts}
-            got = await _committed(kafka_bootstrap, topic, group, partitions)
+            got = await services.committed_offsets(kafka_bootstrap, topic, group, partitions)
             assert {p: got[p] for p in ends} == ends
         finally:
             stopping.set()
@@ -144,7 +134,7 @@ async def test_a_consumer_abandoned_after_its_head_start_commits_nothing(kafka_b
     await asyncio.sleep(0.5)  # prefetched
     await src.abandon_early()
     await src.abandon_early()  # idempotent
-    assert await _committed(kafka_bootstrap, topic, group, 2) == {0: None, 1: None}
+    assert await services.committed_offsets(kafka_bootstrap, topic, group, 2) == {0: None, 1: None}
     again = RecordingSink(confirm=True)
     await _run(_source(kafka_bootstrap, topic, group, assignment), again, 25, settle_s=0.5)
     assert sorted(again.payloads()) == sorted(sent)  # everything, from the beginning
@@ -235,7 +225,7 @@ def test_a_start_that_fails_after_the_consumer_joined_commits_nothing(kafka_boot
     assert "urbanpulse: error:" in log
     if failure == "database down":
         assert "Joined group" in log, log  # it had joined (and could prefetch) before the start failed
-    assert services.run_sync(_committed(kafka_bootstrap, topic, group, 2)) == {0: None, 1: None}
+    assert services.run_sync(services.committed_offsets(kafka_bootstrap, topic, group, 2)) == {0: None, 1: None}
 
     async def reread() -> list[bytes]:
         again = RecordingSink(confirm=True)
