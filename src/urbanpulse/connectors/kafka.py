@@ -416,6 +416,10 @@ class KafkaSource:
         fetched = self.metrics.kafka_fetch_delay
         fetch_delay = 0.5
         manual = self.settings.assignment == "manual"
+        #: each partition's lag when it was last fetched (high watermark minus the next offset handed
+        #: over): their sum is ``MessageBatch.behind``, the backlog of every partition read so far
+        #: and still owned, not only of the ones this fetch happened to hold
+        lags: dict[TopicPartition, int] = {}
         grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
         while not stopping.is_set():
             if manual and time.monotonic() >= grow_check_at:
@@ -442,7 +446,6 @@ class KafkaSource:
             lanes: list[int] = []
             runs: list[int] = []
             commit: dict[TopicPartition, int] = {}
-            behind = 0
             now_ms = time.time() * 1000
             for tp, records in data.items():
                 if records[0].timestamp is not None and records[0].timestamp > 0:
@@ -457,12 +460,15 @@ class KafkaSource:
                 high = consumer.highwater(tp)
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])
-                    behind += max(0, high - commit[tp])
+                    lags[tp] = max(0, high - commit[tp])
+            owned = consumer.assignment()
+            for tp in [tp for tp in lags if tp not in owned]:
+                del lags[tp]  # revoked: another worker's backlog now
             # a fetch short of max_records emptied aiokafka's prefetch buffer: nothing more to wait for
             batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, partitions=partitions,
                                  offsets=offsets, received_ns=time.time_ns(),
                                  lanes=np.repeat(np.array(lanes, np.int16), runs),
-                                 caught_up=len(payloads) < self.settings.max_records, behind=behind)
+                                 caught_up=len(payloads) < self.settings.max_records, behind=sum(lags.values()))
             await pipeline.submit(batch, ack=OffsetCommit(self, consumer, commit))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

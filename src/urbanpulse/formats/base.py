@@ -33,8 +33,9 @@ class MessageBatch:
     #: max_records, an MQTT buffer emptied): the pipeline may write them now rather than wait for
     #: more (pipeline/batcher.py), since waiting would only add latency
     caught_up: bool = False
-    #: messages known to be waiting at the source after these (a Kafka fetch: each fetched
-    #: partition's high watermark minus the next offset, summed); 0 when not known. The pipeline
+    #: messages known to be waiting at the source after these (Kafka: each partition's high
+    #: watermark minus the next offset, as of its latest fetch, summed over the partitions read so
+    #: far); 0 when not known. The pipeline
     #: writes bigger batches while a source is far behind (``ingest.catch_up_batch_readings``)
     behind: int = 0
 
