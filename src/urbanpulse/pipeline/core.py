@@ -24,7 +24,6 @@ from urbanpulse.pipeline.batch import Ack, Batch, Pending
 from urbanpulse.pipeline.batch_writer import BatchWriter
 from urbanpulse.pipeline.batcher import Batcher
 from urbanpulse.pipeline.decode import DecodeStage
-from urbanpulse.pipeline.decode_slices import SLICE_SIZE, joined, slices, yield_to_io
 from urbanpulse.pipeline.handoff import AnalyticsFailures, BatchAnalytics
 from urbanpulse.privacy.stage import PrivacyStage
 from urbanpulse.quality.validate import ReadingValidator, Validated
@@ -48,8 +47,6 @@ class Pipeline:
         self.settings = settings
         self.metrics = metrics
         self.decoder = DecodeStage(fmt, validator, privacy)
-        #: messages decoded in one event-loop step (pipeline/decode_slices.py)
-        self.decode_slice = SLICE_SIZE
         self._failures = AnalyticsFailures(analytics)
         self.batcher = Batcher(settings, self._hand_off,
                                free=(lambda: self.writer.free) if settings.write_when_caught_up else None)
@@ -112,20 +109,9 @@ class Pipeline:
         Returns what validation made of it (HTTP ingest reports it to the client after the ack).
 
         Waits (backpressure) while the in-flight limit is reached. Raises :class:`SourceHalted`
-        while a batch of this source is parked after a permanent write error. A batch of more than
-        ``decode_slice`` messages is decoded in slices, letting the writers' round trips through
-        between them (pipeline/decode_slices.py); the result is the same.
+        while a batch of this source is parked after a permanent write error.
         """
         self._refuse_if_halted(batch.source)
-        parts = slices(batch, self.decode_slice)  # a big batch in slices (pipeline/decode_slices.py)
-        done: list[tuple[int, Validated]] = []
-        for k, (start, part) in enumerate(parts):
-            if k:
-                await yield_to_io()
-            done.append((start, await self._submit_part(part, ack if k == len(parts) - 1 else None)))
-        return joined(done)
-
-    async def _submit_part(self, batch: MessageBatch, ack: Ack | None) -> Validated:
         validated = self._decode(batch)
         n_valid, n_rej = len(validated.readings), len(validated.rejections)
         self._count_in(batch.source, len(batch.payloads), n_valid + n_rej)
