@@ -102,10 +102,11 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
                                      "group_id": f"bench-{label}-{uuid.uuid4().hex[:6]}", **(kafka_extra or {})},
                            on, part)
     ib.log(f"{label}: draining {n:,} readings, analytics {'ON' if on else 'off'}")
+    # before the spawn: Phase.start waits for the full API, which is built once the backlog is drained
+    cpu0 = _cpu_by_process_group(ctx)
     ph = ib.Phase(ctx, cfg, "kafka", 0.05).start()
     if not getattr(ctx.args, "fixed_poll", False):
         threading.Thread(target=_thin_polling, args=(ph.poller, n), daemon=True).start()
-    cpu0 = _cpu_by_process_group(ctx)
     spy = _start_profiler(ctx, ph, label)
     ph.wait_stored(n, timeout=max(300, n / 1000))
     cpu = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in _cpu_by_process_group(ctx).items()}

@@ -340,6 +340,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also run each service configuration from this src/ (e.g. main's, extracted with git archive, "
                         "its kernels built), interleaved with this tree's: before, after[, Bytewax, after, before]")
     p.add_argument("--skip-ceiling", action="store_true", help="leave out the binary COPY ceiling (a shorter run)")
+    p.add_argument("--compile-bytecode", action="store_true",
+                   help="compile each service tree's modules to bytecode first (python -m compileall), as `pip "
+                        "install` does for an installed service; without it, a shell with PYTHONDONTWRITEBYTECODE=1 "
+                        "(this VM's) compiles every urbanpulse module again at each service start")
     p.add_argument("--pg-dsn", default=None, help="server for the throw-away database")
     p.add_argument("--json", metavar="OUT", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -347,6 +351,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"--configs: unknown {sorted(unknown)}; choose from {sorted(SERVICE_CONFIGS)}")
     return args
+
+
+def compile_trees(extra: list[Path]) -> None:
+    """Bytecode for the service trees the phases run (``--compile-bytecode``): this tree's
+    ``urbanpulse`` package and the ``--before-src`` one, as an installed service has it."""
+    import urbanpulse
+
+    for tree in [Path(urbanpulse.__file__).resolve().parent.parent, *extra]:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True, stdout=subprocess.DEVNULL)
+        ib.log(f"compiled {tree} to bytecode")
 
 
 def _commit() -> str:
@@ -377,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     stored = n - ib.invalid_count(n)
     r: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": _commit(),
                          "readings": n, "stored": stored, **data, "loadavg_start": os.getloadavg(),
-                         "command": " ".join([Path(sys.executable).name, *sys.argv])}
+                         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                         "compile_bytecode": args.compile_bytecode}
     with contextlib.ExitStack() as cleanup:
         ctx = ib.Ctx(args, workdir, cleanup)
         ctx.base_ms = ib.default_base_ms(n)
@@ -387,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx.tansu = start_tansu(workdir / "tansu")
         cleanup.callback(ctx.tansu.stop)
         ib.prepare_schema(ctx.dsn, n, ctx.base_ms)
+        if args.compile_bytecode:
+            compile_trees([args.before_src] if args.before_src else [])
         ab._compile_kernels()  # "compiled kernels cached", as the issue's targets assume
         topic = f"bench.throughput.{uuid.uuid4().hex[:6]}"
         r["produce"] = ib.produce_kafka_backlog(ctx, topic)

@@ -120,6 +120,13 @@ class IngestSettings(_Section):
         20_000, ge=1, description="a batch is written at this many readings (or at batch_max_ms): bigger batches "
         "amortise the per-batch work (rollup rows, detector calls) under load; at low rates the age limit rules")
     batch_max_ms: int = Field(200, ge=1)
+    catch_up_batch_readings: int = Field(
+        60_000, ge=0, description="while a source is at least this many messages behind (a Kafka consumer's lag: a "
+        "backlog after a restart or an outage), its batches are written at this size instead of batch_max_readings, "
+        "once the first batch since the start is formed: the per-batch work (detector and window calls over every "
+        "series in the batch, the rollup partials, a transaction) is paid a third as often. The readings are old "
+        "already, so the bigger batch costs no latency that matters; at live rates the lag is small and "
+        "batch_max_readings rules. 0, or not above batch_max_readings: off")
     write_when_caught_up: bool = Field(
         True, description="form a source's batch at once when it has nothing more buffered and a writer is free "
         "(fewer batches queued or being written than writers), instead of waiting for batch_max_ms or the size "

@@ -12,6 +12,13 @@ Guarantees
   COMMIT, so a reader that has seen id N will never later find a committed id below N. That is
   what makes ``Last-Event-ID`` resume and the SSE poll exact. Take it last (after any row lock)
   so it cannot deadlock with ``SELECT ... FOR NO KEY UPDATE`` of the API.
+
+Round trips: a batch's alert changes are written after every earlier batch committed, and every
+later batch waits for them (pipeline/ack_ledger.py), while each round trip also waits for a busy
+event loop to send the next statement. So ``apply`` is two statements: the upsert, which looks
+for an alert already open under another opening time in the same statement and inserts nothing
+if it finds one (then the rare adopting path runs the plain upsert after it), and the event
+insert, which takes the event-order lock itself before its first id is drawn.
 """
 
 from __future__ import annotations
@@ -46,12 +53,6 @@ SELECT * FROM (
       AND (updated_at >= now() - $1::interval
            OR last_triggered_at >= (SELECT max(last_triggered_at) FROM alerts) - $1::interval)
     ORDER BY series_id, detector, opened_at DESC) recent
-"""
-
-_OPEN_ELSEWHERE_SQL = """
-SELECT * FROM alerts
-WHERE state <> 'resolved'
-  AND (series_id, detector) IN (SELECT * FROM unnest($1::int4[], $2::text[]))
 """
 
 _RANK = "array_position(ARRAY['open','acknowledged','resolved']::text[], {})"
@@ -105,11 +106,30 @@ ON CONFLICT (series_id, detector, opened_at) DO UPDATE SET
 RETURNING *
 """
 
+# The upsert, unless an alert of a live (unresolved) snapshot's series and detector ($19, $20) is
+# already open under an opening time the batch does not write: then nothing is inserted and those
+# rows come back (``found_elsewhere``) for ``_adopt_open_rows``. One round trip instead of two.
+_UPSERT_UNLESS_ELSEWHERE = _UPSERT_SQL.replace("ORDER BY u.ord", "WHERE NOT EXISTS (SELECT FROM elsewhere)\nORDER BY u.ord")
+_UPSERT_UNLESS_OPEN_ELSEWHERE_SQL = f"""
+WITH elsewhere AS (
+    SELECT * FROM alerts
+    WHERE state <> 'resolved'
+      AND (series_id, detector) IN (SELECT * FROM unnest($19::int4[], $20::text[]))
+      AND (series_id, detector, opened_at) NOT IN (SELECT * FROM unnest($1::int4[], $4::text[], $9::timestamptz[]))
+), upserted AS (
+{_UPSERT_UNLESS_ELSEWHERE}
+)
+SELECT false AS found_elsewhere, * FROM upserted
+UNION ALL
+SELECT true, * FROM elsewhere
+"""
+
 _EVENTS_SQL = """
 INSERT INTO alert_events (alert_id, kind, state, reopen_count, trigger_count, payload)
 SELECT u.alert_id, u.kind, u.state, u.reopen_count, u.trigger_count, u.payload::jsonb
 FROM unnest($1::int8[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[]) WITH ORDINALITY
      AS u(alert_id, kind, state, reopen_count, trigger_count, payload, ord)
+WHERE (SELECT true FROM pg_advisory_xact_lock($7))  -- the event-order lock, once, before any id is drawn
 ORDER BY u.ord
 ON CONFLICT (alert_id, kind, reopen_count, trigger_count) DO NOTHING
 RETURNING id, alert_id, at, kind, state, payload
@@ -138,13 +158,11 @@ class AlertStore:
     async def apply(self, conn: asyncpg.Connection, changes: AlertChanges) -> list[AlertEvent]:
         """Write one batch's alert changes inside the caller's transaction; returns the events
         that were newly stored, with their ids, in id order. Call it last before COMMIT (it takes
-        the event-order lock when there are events), publish the events only after COMMIT."""
+        the event-order lock when there are events), publish the events only after COMMIT.
+        Two statements in the usual case (module doc)."""
         if not changes.alerts:
             return []
-        snaps = await self._adopt_open_rows(conn, changes)
-        # resolutions first, so a resolved row frees the one-open-alert slot before a new one takes it
-        order = sorted(snaps.values(), key=lambda s: s.state != "resolved")
-        rows = await conn.fetch(_UPSERT_SQL, *_columns(order))
+        snaps, rows = await self._upsert(conn, changes)
         stored = {(r["series_id"], r["detector"], dt_to_us(r["opened_at"])): r for r in rows}
         if self.manager is not None:
             for key, snap in snaps.items():
@@ -160,17 +178,29 @@ class AlertStore:
             pending.append((row["id"], e.kind, payload["state"], e.alert.reopen_count, e.alert.trigger_count, payload))
         return await self._insert_events(conn, pending)
 
-    async def _adopt_open_rows(self, conn: asyncpg.Connection,
-                               changes: AlertChanges) -> dict[tuple[int, str, int], AlertSnapshot]:
-        """Snapshots by key, with an alert that is new in memory but already open in the
-        database under another opening time (opened by another worker, or before a restart
-        without ``AlertManager.restore``) merged into the stored row: its triggers are added to the stored
-        ones and its events become one ``updated`` event."""
+    async def _upsert(self, conn: asyncpg.Connection, changes: AlertChanges
+                      ) -> tuple[dict[tuple[int, str, int], AlertSnapshot], list[asyncpg.Record]]:
+        """Upsert the batch's snapshots (adopting alerts open under another opening time first);
+        returns the snapshots written, by key, and the stored rows."""
         snaps = dict(changes.alerts)
         live = [s for s in snaps.values() if s.state != "resolved"]
-        if not live:
-            return snaps
-        rows = await conn.fetch(_OPEN_ELSEWHERE_SQL, [s.series_id for s in live], [s.detector for s in live])
+        rows = await conn.fetch(_UPSERT_UNLESS_OPEN_ELSEWHERE_SQL, *_columns(_upsert_order(snaps)),
+                                [s.series_id for s in live], [s.detector for s in live])
+        elsewhere = [r for r in rows if r["found_elsewhere"]]
+        if not elsewhere:
+            return snaps, rows
+        # nothing was inserted: adopt the open rows, then upsert what that made
+        snaps = self._adopt_open_rows(changes, elsewhere)
+        return snaps, await conn.fetch(_UPSERT_SQL, *_columns(_upsert_order(snaps)))
+
+    def _adopt_open_rows(self, changes: AlertChanges,
+                         rows: list[asyncpg.Record]) -> dict[tuple[int, str, int], AlertSnapshot]:
+        """Snapshots by key, with an alert that is new in memory but already open in the
+        database under another opening time (``rows``: opened by another worker, or before a
+        restart without ``AlertManager.restore``) merged into the stored row: its triggers are
+        added to the stored ones and its events become one ``updated`` event."""
+        snaps = dict(changes.alerts)
+        live = [s for s in snaps.values() if s.state != "resolved"]
         for row in rows:
             stored_key = (row["series_id"], row["detector"], dt_to_us(row["opened_at"]) or 0)
             if stored_key in snaps:
@@ -199,10 +229,9 @@ class AlertStore:
     async def _insert_events(self, conn: asyncpg.Connection, pending: list[tuple]) -> list[AlertEvent]:
         if not pending:
             return []
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", EVENTS_LOCK)
         cols = list(zip(*pending))
         rows = await conn.fetch(_EVENTS_SQL, list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]),
-                                list(cols[4]), [_json(p) for p in cols[5]])
+                                list(cols[4]), [_json(p) for p in cols[5]], EVENTS_LOCK)
         return sorted((AlertEvent.from_row(r) for r in rows), key=lambda e: e.id)
 
     # -- the API ---------------------------------------------------------------------------
@@ -311,6 +340,11 @@ class AlertStore:
             done = await conn.execute("DELETE FROM maintenance_windows WHERE id = $1", window_id)
         if done.endswith(" 0"):
             raise AlertNotFound(f"no maintenance window with id {window_id}; list them with GET /maintenance")
+
+
+def _upsert_order(snaps: dict[tuple[int, str, int], AlertSnapshot]) -> list[AlertSnapshot]:
+    """Resolutions first, so a resolved row frees the one-open-alert slot before a new one takes it."""
+    return sorted(snaps.values(), key=lambda s: s.state != "resolved")
 
 
 def _columns(snaps: list[AlertSnapshot]) -> list[list[Any]]:

@@ -442,6 +442,7 @@ class KafkaSource:
             lanes: list[int] = []
             runs: list[int] = []
             commit: dict[TopicPartition, int] = {}
+            behind = 0
             now_ms = time.time() * 1000
             for tp, records in data.items():
                 if records[0].timestamp is not None and records[0].timestamp > 0:
@@ -456,11 +457,12 @@ class KafkaSource:
                 high = consumer.highwater(tp)
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])
+                    behind += max(0, high - commit[tp])
             # a fetch short of max_records emptied aiokafka's prefetch buffer: nothing more to wait for
             batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, partitions=partitions,
                                  offsets=offsets, received_ns=time.time_ns(),
                                  lanes=np.repeat(np.array(lanes, np.int16), runs),
-                                 caught_up=len(payloads) < self.settings.max_records)
+                                 caught_up=len(payloads) < self.settings.max_records, behind=behind)
             await pipeline.submit(batch, ack=OffsetCommit(self, consumer, commit))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:

@@ -33,6 +33,10 @@ class MessageBatch:
     #: max_records, an MQTT buffer emptied): the pipeline may write them now rather than wait for
     #: more (pipeline/batcher.py), since waiting would only add latency
     caught_up: bool = False
+    #: messages known to be waiting at the source after these (a Kafka fetch: each fetched
+    #: partition's high watermark minus the next offset, summed); 0 when not known. The pipeline
+    #: writes bigger batches while a source is far behind (``ingest.catch_up_batch_readings``)
+    behind: int = 0
 
     def provenance(self, i: int) -> tuple[str | None, int | None, int | None]:
         """Topic, partition and offset of message ``i`` (None where the source has none)."""

@@ -9,8 +9,12 @@ Resolving series ids (the first step of a batch's write, also needed when analyt
 batch) waits for the database the same way.
 
 With stream analytics, a batch's alert changes are written in its own transaction, after every
-earlier batch committed (:meth:`AckLedger.wait_turn`), in a savepoint: analytics failing costs
-the batch its alert changes, never its readings.
+earlier batch committed (:meth:`AckLedger.wait_turn`): analytics failing costs the batch its
+alert changes, never its readings. Not in a savepoint: that section runs in batch order and every
+later batch's commit waits for it, so it sends no statement it does not need (a savepoint and its
+release are two round trips, each waiting for a busy event loop). When writing the alert changes
+raises, the whole transaction rolls back instead and the batch is written again at once without
+them (:class:`AlertChangesFailed`); nothing was committed or acknowledged in between.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ _RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionE
                       asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
 #: what resolving series ids may raise while the database is away
 _LOOKUP_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+
+
+class AlertChangesFailed(Exception):
+    """Writing a batch's alert changes raised (a bug, data the alert tables refuse): its
+    transaction is rolled back and the batch is written again without them. Not an asyncpg
+    error, so no handler on the way out (the COPY's duplicate check) takes it for its own."""
 
 
 class BatchWriter:
@@ -149,6 +159,15 @@ class BatchWriter:
             handle = None
         self.metrics.batch_stage.labels("analysis").observe(time.perf_counter() - waited)
         batch.analysis = handle
+        try:
+            return await self._write_with(batch, handle)
+        except AlertChangesFailed as failed:  # rolled back whole: the readings again, without them
+            self.failures.failed("writing the alert changes of", batch.source, failed.__cause__ or failed)
+            batch.analysis = None  # nothing to publish
+            return await self._write_with(batch, None)
+
+    async def _write_with(self, batch: Batch, handle: object | None) -> WriteResult:
+        """The batch's transaction: readings, then (in batch order) its alert changes, if any."""
 
         async def in_order(conn: asyncpg.Connection) -> None:
             await self.ledger.wait_turn(batch, conn)
@@ -166,18 +185,17 @@ class BatchWriter:
                                       in_transaction=in_order)
 
     async def _write_analytics(self, conn: asyncpg.Connection, batch: Batch, handle: object) -> None:
-        """The batch's alert changes, in a savepoint of its transaction: if writing them raises
-        (a bug, data the alert tables refuse), they are rolled back alone and the readings still
-        commit. A lost connection or a deadlock retries the whole batch."""
+        """The batch's alert changes, in its transaction (no savepoint, see the module doc): if
+        writing them raises (a bug, data the alert tables refuse), :class:`AlertChangesFailed`
+        rolls the transaction back and :meth:`_write` writes the batch again without them. A
+        lost connection or a deadlock retries the whole batch, alert changes included."""
         assert self.analytics is not None
         try:
-            async with conn.transaction():
-                await self.analytics.write(conn, handle)
+            await self.analytics.write(conn, handle)
         except _RETRY_WHOLE_BATCH:
             raise
         except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
-            self.failures.failed("writing the alert changes of", batch.source, exc)
-            batch.analysis = None  # nothing to publish
+            raise AlertChangesFailed(f"writing the alert changes of a batch of {batch.source} failed") from exc
 
     def _count(self, batch: Batch, result: WriteResult) -> None:
         m = self.metrics

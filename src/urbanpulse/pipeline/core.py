@@ -119,7 +119,7 @@ class Pipeline:
         if readings is not None and batch.lanes is not None and self.analytics is not None:
             readings.lane = batch.lanes[readings.msg]
         await self.batcher.add(batch.source, readings, validated.rejections, ack, batch.received_ns,
-                               caught_up=batch.caught_up)
+                               caught_up=batch.caught_up, behind=batch.behind)
         return validated
 
     async def quarantine(self, source: str, rejections: list[Rejection], ack: Ack | None = None) -> None:
