@@ -162,6 +162,7 @@ P_RC_DECAY = _COL["rc_decay"]
 P_RC_N0 = _COL["rc_n0"]
 P_RC_K0 = _COL["rc_k0"]
 P_RC_E0 = _COL["rc_e0"]
+P_DT_STRETCH = _COL["dt_stretch"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -189,25 +190,32 @@ def _isfinite(a):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tail(q, pr, n, k, e):
+def _tail(q, pr, n, k, e, stretch):
     """P(Q >= q) of the slot's fused statistic: above the level u an exponential tail with the
-    series' exceedance rate and mean excess (decayed counts n, k, e plus the prior), below it a
-    straight line from 1 at q = 0 to the rate at u. In [0, 1], non-increasing in q."""
+    series' exceedance rate and mean excess (decayed counts n, k, e plus the prior), its excess
+    in mean-excess units multiplied by `stretch`; below it a straight line from 1 at q = 0 to the
+    rate at u. Continuous at u, in [0, 1], non-increasing in q for any stretch > 0.
+
+    stretch 1 is the fitted tail itself (decisions always use it); the emitted anomaly_score uses
+    `fusion.detector_tail_stretch` (DETECTOR_TAIL_STRETCH): below 1 the tail falls more slowly, so
+    a detector's far statistic scores a little lower beside the likelihood's (benchmarks/README.md,
+    det18 / det19). s x 1.0 == s, so stretch 1 is the plain tail bit for bit."""
     lam = (k + pr[P_TL_K0]) / (n + pr[P_TL_N0])
     u = pr[P_TL_U]
     if q > u:
         m = (e + pr[P_TL_E0]) / (k + pr[P_TL_C0])
-        return lam * math.exp(-(q - u) / m)
+        return lam * math.exp(-(stretch * (q - u)) / m)
     return 1.0 - (1.0 - lam) * (q / u)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _decides(r, alert_tail, pr, n, k, e):
     """A detector's weighted score r at its decision level is rare enough for this series to decide:
-    P(Q >= r / (1 - r)) under the slot's fitted tail is at most alert_tail (always where alert_tail >= 1)."""
+    P(Q >= r / (1 - r)) under the slot's fitted tail (unstretched: the emitted score's shape never
+    changes a decision) is at most alert_tail (always where alert_tail >= 1)."""
     if alert_tail >= 1.0:
         return True
-    return _tail(r / (1.0 - r), pr, n, k, e) <= alert_tail
+    return _tail(r / (1.0 - r), pr, n, k, e, 1.0) <= alert_tail
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -669,10 +677,11 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         tl_n = st[sl, C_TL_N]
         tl_k = st[sl, C_TL_K]
         tl_e = st[sl, C_TL_E]
+        # (the detectors' tail with fusion.detector_tail_stretch; the likelihood's prior tail unstretched)
         if fu > 0:
-            fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e), _TAIL_FLOOR)
+            fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
         if li_f > 0:
-            li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0), _TAIL_FLOOR)  # the prior tail
+            li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
         fu = _max(fu, li_f)
         # second stage (fusion.recalibrate_level, 0 = off): the emitted score's own per-series tail. In
         # surprise units y = -ln(1 - fu), an exponential tail above y0 fitted to this series' emitted

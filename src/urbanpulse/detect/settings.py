@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Severity = Literal["info", "warning", "critical"]
 DETECTOR_NAMES: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatline", "silence")
+#: default `fusion.detector_tail_stretch`: the detectors' emitted tail falls at this fraction of the fitted
+#: tail's rate above its level (benchmarks/README.md, det18 measured it, det19 adopted it by a rule fixed first)
+DETECTOR_TAIL_STRETCH = 0.8
 
 
 class _Params(BaseModel):
@@ -255,6 +258,12 @@ class FusionSettings(BaseModel):
         "so every decision has anomaly_score-scale evidence >= 1 - alert_tail, and a series whose statistic often "
         "reaches the threshold (heavy tails) needs a larger one to alert. 1 = the statistic alone. "
         "threshold (operator limits) and silence (live gap checks) are not gated")
+    detector_tail_stretch: float = Field(
+        DETECTOR_TAIL_STRETCH, gt=0, description="the detectors' emitted anomaly_score: above tail_level, P(Q >= q) = "
+        "rate x exp(-stretch x excess / mean excess), so below 1 the emitted tail falls more slowly than the fitted "
+        "one and a far detector statistic scores a little lower beside the likelihood's (1 = the fitted tail; "
+        "chosen by leave-one-dataset-out, benchmarks/README.md det19). Scores only: which readings carry a score and "
+        "every decision (always on the fitted tail) are unchanged")
     tail_prior_readings: float = Field(
         200.0, ge=0, description="weight of the prior rate, in readings (the series' own counts take over after that)")
     recalibrate_level: float = Field(
