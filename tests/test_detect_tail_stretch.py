@@ -2,7 +2,9 @@
 det18 / det19): above the tail's level the emitted P is rate x exp(-stretch x excess / mean excess), so a
 stretch below 1 lets the emitted tail fall more slowly than the fitted one. It changes emitted scores only:
 scores stay in [0, 1] and a bigger statistic never scores lower, while which readings carry a score, every
-detector's score and every decision are those of the fitted tail (stretch 1)."""
+detector's score and every decision are those of the fitted tail (stretch 1). What it does weaken: a robust_z or
+ewma decision (fitted P <= alert_tail) carries an emitted score of at least 1 - alert_tail ** stretch, no longer
+1 - alert_tail (tests/test_detect_decision_calibrated.py states the latter at the default stretch, 1)."""
 
 from __future__ import annotations
 
@@ -90,3 +92,16 @@ def test_a_bigger_spike_never_gets_a_lower_stretched_score(size: float, factor: 
     assert out[1] >= out[0]
     assert 0.0 <= out[0] <= 1.0 and out[1] <= 1.0
 
+
+
+@given(st.integers(0, 10_000), _kinds, _sizes, st.floats(0.1, 1.0), st.sampled_from([0.001, 0.003, 0.01, 0.03]))
+@hsettings(max_examples=20, deadline=None)
+def test_a_decision_carries_a_score_of_at_least_one_minus_alert_tail_to_the_stretch(
+        seed: int, kind: str, sizes: list[float], stretch: float, alert_tail: float) -> None:
+    """The stretched tail is rate^(1 - s) x P^s <= P^s (rate <= 1), so where robust_z or ewma decides (P <= alert_tail)
+    the first-stage emitted score is at least 1 - alert_tail^s (second stage off: it rescales per series)."""
+    x = _series(seed, kind, sizes)
+    sc = _score([x], {"recalibrate_level": 0.0, "detector_tail_stretch": stretch, "alert_tail": alert_tail})
+    cols = [sc.names.index(n) for n in ("robust_z", "ewma") if n in sc.names]
+    emitted = sc.decision[:, cols].any(axis=1) & (sc.anomaly_score > 0)
+    assert (sc.anomaly_score[emitted] >= 1.0 - alert_tail ** stretch - 1e-12).all()

@@ -196,10 +196,12 @@ def _tail(q, pr, n, k, e, stretch):
     in mean-excess units multiplied by `stretch`; below it a straight line from 1 at q = 0 to the
     rate at u. Continuous at u, in [0, 1], non-increasing in q for any stretch > 0.
 
-    stretch 1 is the fitted tail itself (decisions always use it); the emitted anomaly_score uses
-    `fusion.detector_tail_stretch` (DETECTOR_TAIL_STRETCH): below 1 the tail falls more slowly, so
-    a detector's far statistic scores a little lower beside the likelihood's (benchmarks/README.md,
-    det18 / det19). s x 1.0 == s, so stretch 1 is the plain tail bit for bit."""
+    stretch 1 is the fitted tail itself (decisions always use it, and so does the likelihood's prior
+    tail); the emitted detector score passes `fusion.detector_tail_stretch` (DETECTOR_TAIL_STRETCH, 1):
+    below 1 the tail falls more slowly, so a detector's far statistic scores a little lower beside the
+    likelihood's. As P_stretched = rate^(1 - s) x P^s <= P^s, a decision (P <= alert_tail) then carries
+    a score of at least 1 - alert_tail^s, no longer 1 - alert_tail (benchmarks/README.md, det18 / det19).
+    s x 1.0 == s, so stretch 1 is the plain tail bit for bit."""
     lam = (k + pr[P_TL_K0]) / (n + pr[P_TL_N0])
     u = pr[P_TL_U]
     if q > u:
