@@ -61,7 +61,8 @@ def test_the_detection_doc_block_shows_the_defaults_and_loads() -> None:
     defaults = DetectorParams().model_dump()
     for det, fields in block["defaults"].items():
         for name, value in fields.items():
-            assert defaults[det][name] == value, f"docs/detection.md: defaults.{det}.{name} {value} != {defaults[det][name]}"
+            assert defaults[det][name] == value, \
+                f"docs/detection.md: defaults.{det}.{name} {value} != {defaults[det][name]}"
     DetectionSettings.model_validate(block)  # every override there validates
 
 

@@ -484,19 +484,19 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
         # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
         sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad) if scaled else _fmax(sh_s, 2.0 * pr[P_EW_FLOOR] * lr_std)
-        shq = sh_d / sh_scale
-        shs = shq / (shq + pr[P_SH_THRESHOLD])
+        shift_q = sh_d / sh_scale
+        shift_score = shift_q / (shift_q + pr[P_SH_THRESHOLD])
         sh_n = st[sl, C_SH_N]
         warm = sh_n >= _max(pr[P_EW_MIN], 0.25 / pr[P_SH_DECAY])
         quiet = (es < 0.5) and (s_robust_z < 0.5)
-        if warm and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
-            shs = _min(shs, 0.75)
+        if warm and (sh_s > 0) and _isfinite(shift_score):  # also where MAD = 0 (quantised series)
+            shift_score = _min(shift_score, 0.75)
         else:
-            shs = 0.0
+            shift_score = 0.0
         # the decision counts the level shift only on readings that are not outliers themselves (those are
         # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
-        s_ewma = _max(es, shs if quiet else 0.0) * pr[P_ON_EWMA]
-        s_ewma_fused = _max(es, shs) * pr[P_ON_EWMA]
+        s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
+        s_ewma_fused = _max(es, shift_score) * pr[P_ON_EWMA]
 
         # spike
         prev = st[sl, C_PREV]
@@ -579,12 +579,12 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         li_n = st[sl, C_LI_N]
         li_m = st[sl, C_LI_M]
         li_v = st[sl, C_LI_V]
-        shuq = sh_d / _fmax(sh_s, _TINY)
-        shu = shuq / (shuq + pr[P_SH_THRESHOLD])
-        if warm and (sh_s > 0) and _isfinite(shu):
-            shu = _min(shu, 0.75)
+        li_shift_q = sh_d / _fmax(sh_s, _TINY)
+        li_shift = li_shift_q / (li_shift_q + pr[P_SH_THRESHOLD])
+        if warm and (sh_s > 0) and _isfinite(li_shift):
+            li_shift = _min(li_shift, 0.75)
         else:
-            shu = 0.0
+            li_shift = 0.0
         # direction-aware: the same distance in units of its typical size on its own side
         sdir = sh_m - med
         sh_sp = st[sl, C_SH_SP]
@@ -592,10 +592,10 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         ls_thr = pr[P_LS_THR]
         if ls_thr > 0:
             side = sh_sp if sdir > 0 else sh_sn
-            dq = sh_d / _fmax(_fmax(side, pr[P_LS_FLOOR] * sh_s), _TINY)
-            dsu = dq / (dq + ls_thr)
-            if warm and (sh_s > 0) and _isfinite(dsu):
-                shu = _max(shu, _min(dsu, 0.75))
+            side_q = sh_d / _fmax(_fmax(side, pr[P_LS_FLOOR] * sh_s), _TINY)
+            side_shift = side_q / (side_q + ls_thr)
+            if warm and (sh_s > 0) and _isfinite(side_shift):
+                li_shift = _max(li_shift, _min(side_shift, 0.75))
         # change of spread: the short-term mean square change against its long-run one (more noise, a
         # faster period: every reading's change grows while no single reading is an outlier); increases
         # only, the change winsorised at 6 long-run RMS changes so one spike is not a change of spread
@@ -607,13 +607,13 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         nz_s_new = nz_s
         if ch2 == ch2:
             nz_s_new = nz_s + _max(pr[P_NZ_RATE], 1.0 / cnt) * (ch2 - nz_s)
-        nzs = 0.0
+        spread_in = 0.0
         nz_thr = pr[P_NZ_THR]
         nz_den = _fmax(nz_l, res * res)
         if nz_thr > 0 and cnt >= pr[P_LI_MIN] and nz_s_new > nz_den:  # (the root only where the ratio is > 1)
-            nzq = np.sqrt(nz_s_new / nz_den) - 1.0
-            if nzq > 0 and _isfinite(nzq):
-                nzs = _min(nzq / (nzq + nz_thr), 0.75)
+            spread_q = np.sqrt(nz_s_new / nz_den) - 1.0
+            if spread_q > 0 and _isfinite(spread_q):
+                spread_in = _min(spread_q / (spread_q + nz_thr), 0.75)
         # trend-aware residual: the reading against a local linear prediction (Brown's double exponential
         # smoothing: level 2 s1 - s2, slope a / (1 - a) (s1 - s2)), so a level shift or a change of slope on a
         # trending or seasonal series shows where a level (median, EWMA) lags behind the series; its short-term
@@ -635,17 +635,17 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
             tr_lim = 4.0 * np.sqrt(tr_ve)
             tr_ec = _min(_max(tr_e, -tr_lim), tr_lim)
         tr_m = st[sl, C_TR_M] + tr_r * (tr_ec - st[sl, C_TR_M]) if has_prev else 0.0
-        trs = 0.0
+        trend_in = 0.0
         tr_thr = pr[P_TR_THR]
         if tr_thr > 0 and cnt >= pr[P_LI_MIN]:
             # the mean's scale: its long-run RMS, floored by what white residuals would give (W = r / (2 - r)
             # of their variance) and by the resolution; q = z - 2 increases only (a z of 2 is common)
             tr_sc2 = _fmax(_fmax(tr_vm, _fmax(tr_ve, res * res) * pr[P_TR_W]), _TINY)
             if tr_m * tr_m > 4.0 * tr_sc2:
-                trq = abs(tr_m) / np.sqrt(tr_sc2) - 2.0
-                if trq > 0 and _isfinite(trq):
-                    trs = _min(trq / (trq + tr_thr), TREND_CAP)
-        li_in = _max(_max(_max(raw, shu), nzs), trs)
+                trend_q = abs(tr_m) / np.sqrt(tr_sc2) - 2.0
+                if trend_q > 0 and _isfinite(trend_q):
+                    trend_in = _min(trend_q / (trend_q + tr_thr), TREND_CAP)
+        li_in = _max(_max(_max(raw, li_shift), spread_in), trend_in)
         li_s0 = st[sl, C_LI_S]
         li_s = li_s0 + pr[P_LI_ALPHA] * (li_in - li_s0) if li_n > 0 else li_in
         li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)

@@ -29,7 +29,7 @@ Severity = Literal["info", "warning", "critical"]
 DETECTOR_NAMES: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatline", "silence")
 #: default `fusion.detector_tail_stretch`: 1, the emitted detector tail is the fitted one. 0.8 met det19's
 #: figure rule but breaks "every robust_z / ewma decision carries a score >= 1 - alert_tail" (the bound
-#: becomes 1 - alert_tail ** stretch): not adopted, left to decide (benchmarks/README.md, det18 / det19)
+#: becomes 1 - alert_tail ** stretch) and was picked on all six datasets: not adopted (benchmarks/README.md, det19)
 DETECTOR_TAIL_STRETCH = 1.0
 
 
