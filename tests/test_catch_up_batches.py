@@ -3,10 +3,7 @@ are formed at the catch-up size instead of ``batch_max_readings``, after the fir
 
 * The batcher (pipeline/batcher.py), hypothesis over submissions of any size and lag: the sizes at
   which batches are formed are exactly those of the rule (an oracle that replays it), and every
-  reading and rejection is in exactly one batch, in order. With ``caught_up`` flags and a free
-  writer too: a caught-up source's batch is formed at once, except while the catch-up size is in
-  force (a Kafka fetch comes back short where a partition's prefetched data ends, not because the
-  source has caught up).
+  reading and rejection is in exactly one batch, in order.
 * The whole pipeline against real PostgreSQL: every reading stored once, the acks in order, and
   fewer batches while behind.
 * The Kafka source against a real Tansu broker: ``behind`` of each fetch is the messages the topic
@@ -83,64 +80,6 @@ def test_batches_are_formed_at_the_catch_up_size_only_while_behind_and_after_the
     assert len(sizes) <= len(want) + 1  # the rest, formed by form_all
     total = sum(n for n, _ in submissions)
     assert [k for c in contents for k in c] == list(range(total))
-
-
-def _replay_flags(submissions: list[tuple[int, int, bool]], size: int, catch_up: int,
-                  ignore_caught_up_behind: bool = True) -> list[int]:
-    """The sizes batches are formed at with ``caught_up`` flags and a writer always free (the
-    oracle); ``ignore_caught_up_behind=False`` is the rule before spawn18 (a mutant)."""
-    formed: list[int] = []
-    pending = 0
-    for n, behind, up in submissions:
-        pending += n
-        catching_up = catch_up > size and behind >= catch_up and bool(formed)
-        limit = catch_up if catching_up else size
-        if pending >= limit or (up and not (catching_up and ignore_caught_up_behind)):
-            formed.append(pending)
-            pending = 0
-    return formed
-
-
-@given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 200), st.booleans()), min_size=1, max_size=30),
-       st.integers(1, 50), st.sampled_from([0, 1, 30, 60, 100, 150]))
-@settings(max_examples=300, deadline=None)
-def test_caught_up_forms_at_once_only_while_the_catch_up_size_is_not_in_force(
-        submissions: list[tuple[int, int, bool]], size: int, catch_up: int) -> None:
-    async def scenario() -> tuple[list[int], list[list[int]]]:
-        sizes: list[int] = []
-        contents: list[list[int]] = []
-
-        async def form(seq: int, source: str, pending: Pending) -> None:
-            assert seq == len(sizes)
-            sizes.append(pending.size)
-            contents.append([r.offset for r in pending.rejections])
-            batcher.settled()
-            batcher.retired()
-
-        batcher = Batcher(IngestSettings(batch_max_readings=size, batch_max_ms=NEVER_MS,
-                                         catch_up_batch_readings=catch_up), form, free=lambda: True)
-        start = 0
-        for n, behind, up in submissions:
-            await batcher.add("s", None, _rejections(start, n), None, caught_up=up, behind=behind)
-            start += n
-        await batcher.form_all()
-        return sizes, contents
-
-    sizes, contents = asyncio.run(scenario())
-    want = _replay_flags(submissions, size, catch_up)
-    assert sizes[:len(want)] == want
-    assert len(sizes) <= len(want) + 1  # the rest, formed by form_all
-    total = sum(n for n, _, _ in submissions)
-    assert [k for c in contents for k in c] == list(range(total))
-
-
-def test_the_rule_before_is_told_apart_by_the_caught_up_oracle() -> None:
-    """A short fetch far behind after the first batch: the rule before formed it at once."""
-    subs = [(20, 500, False), (10, 500, True), (50, 500, False)]
-    assert _replay_flags(subs, 20, 60) == [20, 60]
-    assert _replay_flags(subs, 20, 60, ignore_caught_up_behind=False) == [20, 10]
-    # the first batch, and a source no longer far behind, still form at once when caught up
-    assert _replay_flags([(5, 500, True), (5, 10, True)], 20, 60) == [5, 5]
 
 
 def test_a_mutant_rule_without_the_first_batch_exception_is_told_apart() -> None:

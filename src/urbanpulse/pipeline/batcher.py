@@ -68,12 +68,7 @@ class Batcher:
         runs once they (and everything the source added before) are durable. Waits while the
         in-flight limit is reached and this source's batch is full. ``caught_up``: the source
         has nothing more buffered (see the module doc); ``behind``: messages still waiting at
-        the source (:meth:`size_limit`). While the catch-up size is in force, ``caught_up`` forms
-        nothing early: a source that many messages behind has more on its way whatever its last
-        fetch held. A Kafka fetch comes back short where a partition's prefetched data ends (every
-        ~40,000 records at 4 MB per partition fetch), and those fetches used to form a catch-up
-        backlog's batches at whatever size they had reached: 23-25 batches for the throughput
-        benchmark's million readings instead of ~18 (benchmarks/README.md ``spawn18``)."""
+        the source (:meth:`size_limit`)."""
         pending = self._pending.get(source)
         if pending is None:
             pending = self._pending[source] = Pending(started=time.perf_counter())
@@ -85,10 +80,9 @@ class Batcher:
         pending.size += (len(readings) if readings is not None else 0) + len(rejections)
         if received_ns and not pending.received_ns:
             pending.received_ns = received_ns
-        limit = self.size_limit(behind)
-        if pending.size >= limit:
+        if pending.size >= self.size_limit(behind):
             await self.form(source)
-        elif caught_up and self._free is not None and limit <= self.settings.batch_max_readings:
+        elif caught_up and self._free is not None:
             if self._free():
                 await self.form(source)
             else:
