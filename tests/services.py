@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -507,3 +507,41 @@ def publish_mqtt(host: str, port: int, topic: str, payloads: Iterable[bytes | st
     subprocess.run([sys.executable, "-c", _PUBLISH_SCRIPT], input=json.dumps(spec), text=True,
                    check=True, timeout=timeout + 30)
     return len(data)
+
+
+# -- pipeline and source probes shared by tests --------------------------------------------------
+
+def batches_formed(pipeline) -> int:  # noqa: ANN001 - urbanpulse.pipeline.Pipeline
+    """Batches the pipeline formed so far: each is observed once in the ``form`` stage histogram."""
+    for metric in pipeline.metrics.batch_stage.collect():
+        for s in metric.samples:
+            if s.name.endswith("_count") and s.labels.get("stage") == "form":
+                return int(s.value)
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def kafka_source_fetched(bootstrap: str, topic: str, group: str, max_records: int, sink,  # noqa: ANN001
+                               messages: int, timeout: float = 60.0) -> AsyncIterator[object]:
+    """Run a manually assigned ``KafkaSource`` on ``topic`` into ``sink`` until it has handed over
+    ``messages`` messages; yield the source (still running, its fetches' acks held by the sink) and
+    stop it on exit. Fails the test if the records do not arrive in ``timeout`` seconds or the
+    source stops on its own.
+    """
+    from urbanpulse.config import KafkaSettings
+    from urbanpulse.connectors.kafka import KafkaSource
+    from urbanpulse.metrics import IngestMetrics
+
+    src = KafkaSource(KafkaSettings(enabled=True, bootstrap_servers=bootstrap, topics=[topic], group_id=group,
+                                    assignment="manual", max_records=max_records), IngestMetrics())
+    stopping = asyncio.Event()
+    task = asyncio.create_task(src.run(sink, stopping))
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while sink.messages < messages:
+            assert not task.done() and asyncio.get_running_loop().time() < deadline, "records did not arrive"
+            await asyncio.sleep(0.05)
+        yield src
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, timeout)

@@ -14,6 +14,7 @@ import asyncio
 import asyncpg
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import services
 from test_pipeline import make_pipeline, message_batch, stored
 from urbanpulse.formats.base import MessageBatch
 
@@ -89,7 +90,7 @@ async def test_while_a_batch_is_written_a_caught_up_source_gathers_into_one_batc
         await asyncio.wait_for(_until(lambda: len(acked) == 6), 30)
         assert acked == list(range(6))
         assert pipeline.metrics.tally["stored"] == 60
-        assert _formed(pipeline) == 2, "the five gathered submissions make one batch"
+        assert services.batches_formed(pipeline) == 2, "the five gathered submissions make one batch"
     finally:
         await blocker.close()
         await pipeline.stop()
@@ -119,7 +120,7 @@ async def test_a_second_writer_takes_a_caught_up_batch_at_once_and_then_the_sour
         await asyncio.wait_for(_until(lambda: len(acked) == 6), 30)
         assert acked == list(range(6))
         assert pipeline.metrics.tally["stored"] == 60
-        assert _formed(pipeline) == 3, "the four gathered submissions make one batch"
+        assert services.batches_formed(pipeline) == 3, "the four gathered submissions make one batch"
     finally:
         await blocker.close()
         await pipeline.stop()
@@ -149,15 +150,6 @@ async def test_any_mix_of_caught_up_flags_stores_every_reading_once_and_acks_in_
     finally:
         await pipeline.stop()
         await pool.close()
-
-
-def _formed(pipeline) -> int:  # noqa: ANN001
-    """Batches formed so far (each is observed once in the `form` stage)."""
-    for metric in pipeline.metrics.batch_stage.collect():
-        for s in metric.samples:
-            if s.name.endswith("_count") and s.labels.get("stage") == "form":
-                return int(s.value)
-    return 0
 
 
 async def _until(cond) -> None:  # noqa: ANN001

@@ -20,9 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import services
 from test_pipeline import make_pipeline, message_batch, stored
-from urbanpulse.config import IngestSettings, KafkaSettings
-from urbanpulse.connectors.kafka import KafkaSource
-from urbanpulse.metrics import IngestMetrics
+from urbanpulse.config import IngestSettings
 from urbanpulse.model import Reason, Rejection
 from urbanpulse.pipeline.batch import Pending
 from urbanpulse.pipeline.batcher import Batcher
@@ -111,18 +109,10 @@ async def test_a_source_far_behind_is_written_in_fewer_batches_every_reading_onc
         # behind, then 50, 20, 20 at the normal size, and the last 10 at the drain
         rule = _replay([(10, 1000)] * 24 + [(10, 0)] * 6, 20, 60)
         assert rule == [20, 60, 60, 60, 50, 20, 20]
-        assert _formed(pipeline) == len(rule) + 1
+        assert services.batches_formed(pipeline) == len(rule) + 1
     finally:
         await pipeline.stop()
         await pool.close()
-
-
-def _formed(pipeline) -> int:  # noqa: ANN001
-    for metric in pipeline.metrics.batch_stage.collect():
-        for s in metric.samples:
-            if s.name.endswith("_count") and s.labels.get("stage") == "form":
-                return int(s.value)
-    return 0
 
 
 @pg
@@ -135,20 +125,9 @@ def test_behind_is_what_the_topic_still_holds_past_each_fetch(kafka_bootstrap: s
     services.produce_kafka(kafka_bootstrap, topic, [b'{"n": %d}' % i for i in range(n)])
 
     async def scenario() -> None:
-        src = KafkaSource(KafkaSettings(enabled=True, bootstrap_servers=kafka_bootstrap, topics=[topic],
-                                        group_id=group, assignment="manual", max_records=max_records),
-                          IngestMetrics())
         sink = RecordingSink(confirm=False)
-        stopping = asyncio.Event()
-        task = asyncio.create_task(src.run(sink, stopping))
-        try:
-            deadline = asyncio.get_running_loop().time() + 60
-            while sink.messages < n:
-                assert not task.done() and asyncio.get_running_loop().time() < deadline, "records did not arrive"
-                await asyncio.sleep(0.05)
-        finally:
-            stopping.set()
-            await asyncio.wait_for(task, 60)
+        async with services.kafka_source_fetched(kafka_bootstrap, topic, group, max_records, sink, n):
+            pass
         ends = {p: 0 for p in range(partitions)}  # records per partition, from what was fetched
         for b in sink.batches:
             for p, o in zip(b.partitions, b.offsets):

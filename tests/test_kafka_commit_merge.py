@@ -46,17 +46,8 @@ def test_merged_offset_commits_leave_the_offsets_the_commits_one_by_one_would(
     services.produce_kafka(kafka_bootstrap, topic, [b'{"n": %d}' % i for i in range(n)])
 
     async def scenario() -> None:
-        src = KafkaSource(KafkaSettings(enabled=True, bootstrap_servers=kafka_bootstrap, topics=[topic],
-                                        group_id=group, assignment="manual", max_records=max_records),
-                          IngestMetrics())
         sink = RecordingSink(confirm=False)  # holds every fetch's ack: they run below, merged
-        stopping = asyncio.Event()
-        task = asyncio.create_task(src.run(sink, stopping))
-        try:
-            deadline = asyncio.get_running_loop().time() + 60
-            while sink.messages < n:
-                assert not task.done() and asyncio.get_running_loop().time() < deadline, "records did not arrive"
-                await asyncio.sleep(0.05)
+        async with services.kafka_source_fetched(kafka_bootstrap, topic, group, max_records, sink, n) as src:
             acks = list(sink.pending)
             assert len(acks) == len(sink.batches) and all(isinstance(a, OffsetCommit) for a in acks)
             # the due acks come in rounds (a round: what became due while the previous one ran)
@@ -73,9 +64,6 @@ def test_merged_offset_commits_leave_the_offsets_the_commits_one_by_one_would(
                 assert {p: got[p] for p in want} == want
                 assert all(got[p] is None for p in range(partitions) if p not in want)
             assert src._failed_commits == {}  # noqa: SLF001 - every commit was accepted
-        finally:
-            stopping.set()
-            await asyncio.wait_for(task, 60)
 
     asyncio.run(scenario())
 
