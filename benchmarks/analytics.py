@@ -104,10 +104,14 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     ib.log(f"{label}: draining {n:,} readings, analytics {'ON' if on else 'off'}")
     # before the spawn: Phase.start waits for the full API, which is built once the backlog is drained
     cpu0 = _cpu_by_process_group(ctx)
-    ph = ib.Phase(ctx, cfg, "kafka", 0.05).start()
+    ph = ib.Phase(ctx, cfg, "kafka", 0.05)
+    spies: list[subprocess.Popen | None] = []
+    # from the spawn: Phase.start returns only once the drain is over (the full API is built after it)
+    ph.svc.on_spawn = lambda pid: spies.append(_start_profiler(ctx, pid, label))
+    ph.start()
     if not getattr(ctx.args, "fixed_poll", False):
         threading.Thread(target=_thin_polling, args=(ph.poller, n), daemon=True).start()
-    spy = _start_profiler(ctx, ph, label)
+    spy = spies[0] if spies else None
     ph.wait_stored(n, timeout=max(300, n / 1000))
     cpu = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in _cpu_by_process_group(ctx).items()}
     rate = ib.rate_from_samples(ph.poller.samples, n)
@@ -188,8 +192,10 @@ def _cpu_by_process_group(ctx: ib.Ctx) -> dict[str, float]:
     return out
 
 
-def _start_profiler(ctx: ib.Ctx, ph: ib.Phase, label: str) -> subprocess.Popen | None:
-    """With UP_BENCH_PYSPY=1, sample the service with py-spy (collapsed stacks in the workdir)."""
+def _start_profiler(ctx: ib.Ctx, pid: int, label: str) -> subprocess.Popen | None:
+    """With UP_BENCH_PYSPY=1, sample the service with py-spy from its spawn to the end of the drain
+    (raw collapsed stacks per thread, idle excluded, in the workdir); UP_BENCH_PYSPY=gil samples
+    only the thread holding the GIL. py-spy is taken from PATH or beside this Python."""
     import os
     import shutil
 
@@ -198,7 +204,8 @@ def _start_profiler(ctx: ib.Ctx, ph: ib.Phase, label: str) -> subprocess.Popen |
         return None
     out = ctx.workdir / f"profile-{label}.txt"
     ib.log(f"{label}: profiling the service into {out}")
-    return subprocess.Popen([spy, "record", "--pid", str(ph.svc.proc.pid), "--rate", "200", "--nonblocking", "--threads",
+    gil = ["--gil"] if os.environ["UP_BENCH_PYSPY"] == "gil" else []
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "200", "--nonblocking", "--threads", *gil,
                              "--format", "raw", "--output", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -30,6 +31,8 @@ class ServiceProcess:
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"urbanpulse-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: called with the process id right after the spawn (a profiler that must see the start)
+        self.on_spawn: Callable[[int], None] | None = None
         self._keys: dict[str, str] = {}
 
     @property
@@ -50,6 +53,8 @@ class ServiceProcess:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         log.close()
+        if self.on_spawn is not None:
+            self.on_spawn(self.proc.pid)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:

@@ -181,3 +181,28 @@ def test_a_location_column_of_none_is_nan_as_numpy_makes_it() -> None:
     assert got.dtype == np.float64
     mixed = CanonicalJsonFormat._optional_floats([None, 1.5])
     assert np.isnan(mixed[0]) and mixed[1] == 1.5
+
+
+# -- a batch of one metric (``MetricCatalogue.lookup``'s first path) ----------------------------------
+
+NAMES = [s.name for s in SPECS[:4]] + ["no_such_metric", "Temperature", ""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.tuples(st.sampled_from(NAMES), st.integers(0, 50)).map(lambda t: [t[0]] * t[1]),  # one metric
+    st.lists(st.sampled_from(NAMES), max_size=50)))  # any mix
+def test_lookup_equals_the_per_reading_lookup_for_one_metric_or_many(metrics: list[str]) -> None:
+    """Fresh string objects, as the decoder makes them (equal, not identical): a batch of one
+    metric and a mixed one both map every name exactly as the per-reading lookup did."""
+    fresh = [json.loads(json.dumps(m)) for m in metrics]
+    got = MetricCatalogue(SPECS).lookup(fresh)
+    want = PerReadingCatalogue(SPECS).lookup(metrics)
+    assert got.dtype == np.int32 and got.tolist() == want.tolist()
+
+
+def test_one_metric_but_the_middle_is_told_apart() -> None:
+    """The first path needs every name equal: a different name between equal ends is looked up."""
+    names = ["temperature", "humidity", "temperature"]
+    assert MetricCatalogue(SPECS).lookup(names).tolist() == PerReadingCatalogue(SPECS).lookup(names).tolist()
+    assert len(set(MetricCatalogue(SPECS).lookup(names).tolist())) == 2

@@ -80,3 +80,44 @@ def test_lean_records_equal_aiokafkas(kafka_bootstrap: str, topic: str, start: i
     assert [o for o, _, _ in lean] == list(range(start, N_PLAIN + N_GZIP))
     assert lean_pos == stock_pos == N_PLAIN + N_GZIP
     assert any(v is None for _, v, _ in lean) == (start <= 17)  # the empty value is handed over as None
+
+
+# -- the offsets of a fetch (connectors/kafka.py ``record_offsets``) -----------------------------
+
+
+def _records_at(offsets: list[int]) -> list:
+    """aiokafka's own C-parsed records of one record batch holding exactly these offsets (a
+    compacted topic leaves such gaps)."""
+    from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 30)
+    for o in offsets:
+        assert builder.append(o, timestamp=1_700_000_000_000, key=None, value=b"%d" % o, headers=[]) is not None
+    return list(DefaultRecordBatch(bytes(builder.build())))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=60), st.integers(0, 10_000))
+def test_record_offsets_are_each_records_offset_with_or_without_gaps(steps: list[int], base: int) -> None:
+    """Contiguous or not, the offsets handed over are the records' own, in order (a range only
+    where they are contiguous); the per-record path before is the oracle."""
+    from urbanpulse.connectors.kafka import record_offsets
+
+    offsets = [base]
+    for step in steps[1:]:
+        offsets.append(offsets[-1] + 1 + step)  # offsets only increase; a step of 0 is no gap
+    records = _records_at([o - base for o in offsets])  # deltas from the batch's base offset 0
+    want = [r.offset for r in records]
+    got = record_offsets(records)
+    assert list(got) == want == [o - base for o in offsets]
+    assert isinstance(got, range) == (want[-1] - want[0] == len(want) - 1)
+
+
+def test_a_gap_is_told_apart_from_contiguous_offsets() -> None:
+    """The oracle can fail: with one gap, a range from the first offset would be wrong."""
+    from urbanpulse.connectors.kafka import record_offsets
+
+    records = _records_at([0, 1, 3])
+    assert list(record_offsets(records)) == [0, 1, 3]
+    assert list(range(0, 3)) != [0, 1, 3]

@@ -1,7 +1,8 @@
 """Series ids for a batch (storage/series.py), against real PostgreSQL: whatever mix of sensors
-and metrics a batch holds (one metric, the fast path keyed by sensor alone; several; series new,
-known, or erased in between and registered anew under a new id), each reading gets the id the
-``series`` table holds for its (sensor id, metric)."""
+and metrics a batch holds (one metric, the fast path keyed by sensor alone, also where some of its
+series are new; several; series new, known, or erased in between and registered anew under a new
+id), each reading gets the id the ``series`` table holds for its (sensor id, metric). A mutant of
+the one-metric path for new series that registers the known sensors instead fails it."""
 
 from __future__ import annotations
 

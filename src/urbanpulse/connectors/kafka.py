@@ -127,6 +127,17 @@ async def _wait_or(event: asyncio.Event, seconds: float) -> None:
         pass
 
 
+def record_offsets(records: list[Any]) -> range | list[int]:
+    """The offsets of one partition's fetched ``records``, in order. A partition's offsets only
+    increase, so when the last is ``len - 1`` past the first they are exactly first..last: a
+    ``range``, without reading an attribute per record (25 -> 10 ns a record). Gaps (compacted
+    topics, transaction markers) take each record's own offset."""
+    first, last = records[0].offset, records[-1].offset
+    if last - first == len(records) - 1:
+        return range(first, last + 1)
+    return [r.offset for r in records]
+
+
 class OffsetCommit:
     """A fetch's acknowledgement: commit ``last offset + 1`` of each of its partitions.
 
@@ -453,7 +464,7 @@ class KafkaSource:
                 lanes.append(self._lane_of.setdefault(tp, len(self._lane_of)))
                 runs.append(len(records))
                 payloads.extend([r.value if r.value is not None else b"" for r in records])
-                offsets.extend([r.offset for r in records])
+                offsets.extend(record_offsets(records))
                 topics.extend([tp.topic] * len(records))
                 partitions.extend([tp.partition] * len(records))
                 commit[tp] = records[-1].offset + 1
