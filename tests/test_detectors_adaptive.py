@@ -112,8 +112,11 @@ def test_bursty_on_off_series_switching_is_not_a_spike_and_a_real_spike_is(seed:
     assert all(r >= ONSET for rows in _alerts(sc).values() for r in rows if r >= 300)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@given(st.integers(0, 2**32 - 1))
+@hsettings(max_examples=100, deadline=None, derandomize=True)
 def test_irregularly_sampled_series_gaps_are_not_silence_but_a_dropout_is(seed: int) -> None:
+    """Over generated seeds, not hand-picked ones (seeds 0-2 hid it: before det20 48 of seeds 0-299 raised a
+    silence alert on the clean series); more shapes of event-driven sampling: test_detect_silence_irregular.py."""
     rng = np.random.default_rng(seed)
     ts = _irregular_ts(N, rng)
     x = np.round(20 + rng.normal(0, 0.3, N), 2)

@@ -72,7 +72,7 @@ C_LI_V = _S["li_v"]
 C_LI_PEAK = _S["li_peak"]
 C_SH_SP = _S["sh_sp"]
 C_SH_SN = _S["sh_sn"]
-C_GAP_Q = _S["gap_q"]
+C_GAP_SPREAD = _S["gap_spread"]
 C_FL_MAX = _S["fl_max"]
 C_LR_V = _S["lr_v"]
 C_RES = _S["res"]
@@ -166,6 +166,7 @@ P_DT_STRETCH = _COL["dt_stretch"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
+GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
 #: from the median); rarely, as a re-encoded entry can differ in its last bit from the same value
@@ -402,9 +403,16 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
     if slow:
         m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
         k = _n_finite(g, m)
-        st[sl, C_GAP_MED] = _median_k(g, m, k, gaps.shape[1], a, b)
-        # the 90th percentile gap: how irregular the sampling is (regular series: the median)
-        st[sl, C_GAP_Q] = _select(g, m, (9 * (k - 1)) // 10, a, b)[0] if k > 0 else np.nan
+        g_med = _median_k(g, m, k, gaps.shape[1], a, b)
+        st[sl, C_GAP_MED] = g_med
+        # the gaps' spread: q90 gap - median gap (a regular series, even one with a few missed readings: 0;
+        # exponential inter-arrivals: 1.6 x the mean gap), blended into the learned spread at GAP_SPREAD_RATE a
+        # refresh but never below this window's: many windows' gaps, not 32, so a window of short gaps by
+        # chance does not make a rare long gap "silent"
+        if k > 0 and g_med == g_med:
+            spread = _select(g, m, (9 * (k - 1)) // 10, a, b)[0] - g_med
+            prev = st[sl, C_GAP_SPREAD]
+            st[sl, C_GAP_SPREAD] = spread if prev != prev else _max(spread, prev + GAP_SPREAD_RATE * (spread - prev))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -439,11 +447,10 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         gap = np.float64(ti - last) if has_prev else np.nan
         conf = pr[P_SI_INTERVAL_US]
         if conf != conf:
-            # learned: the median gap, stretched by how irregular the gaps are (q90 / median), so
-            # an event-driven feed whose gaps of 3x the median are normal is not "silent" there
-            g_med = st[sl, C_GAP_MED]
-            g_q = st[sl, C_GAP_Q]
-            learned = g_med * (g_q / g_med) ** pr[P_SI_IRREGULARITY] if g_q > g_med else g_med
+            # learned: the median gap plus `irregularity` x the gaps' spread (0 on a regular series), so a
+            # gap that an event-driven feed's exponential inter-arrivals produce now and then is not "silent"
+            g_spread = st[sl, C_GAP_SPREAD]
+            learned = st[sl, C_GAP_MED] + (pr[P_SI_IRREGULARITY] * g_spread if g_spread > 0 else 0.0)
             expected = learned * 1e6 if cnt >= pr[P_SI_MIN] else np.nan
         else:
             expected = conf

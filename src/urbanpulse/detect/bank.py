@@ -19,7 +19,7 @@ Guarantees:
   (spike) and the median gap (silence) are recomputed from their ring buffers every
   `REFRESH_EVERY` readings of a slot (and on each of its first `EAGER_REFRESH` readings), i.e.
   O(R log R / REFRESH_EVERY) per reading for rings of R values; the slowly moving ones (the
-  window's floor for flatline, the gap median and q90 for silence) every 4 x REFRESH_EVERY
+  window's floor for flatline, the gap median and spread for silence) every 4 x REFRESH_EVERY
   (`_kernel.SLOW_REFRESH`); between refreshes the cached statistics are used.
 
 - Scale-based detectors score only where their scale is defined: robust_z and ewma need a
@@ -201,7 +201,7 @@ class DetectorBank:
         self.state[slots, S["mad"]] = np.nan
         self.state[slots, S["dscale"]] = np.nan
         self.state[slots, S["gap_med"]] = np.nan
-        self.state[slots, S["gap_q"]] = np.nan
+        self.state[slots, S["gap_spread"]] = np.nan
         self.state[slots, S["lo_min"]] = np.nan
         self.state[slots, S["lo_q"]] = np.nan
         self.state[slots, S["vbase"]] = np.nan
@@ -321,9 +321,9 @@ class DetectorBank:
         with np.errstate(invalid="ignore", divide="ignore"):
             conf = P[:, COL["si_interval_us"]]
             learned_ok = st[:, S["count"]] >= P[:, COL["si_min"]]
-            g_med, g_q = st[:, S["gap_med"]], st[:, S["gap_q"]]
+            g_med, g_spread = st[:, S["gap_med"]], st[:, S["gap_spread"]]
             irr = P[:, COL["si_irregularity"]]
-            learned = np.where(g_q > g_med, g_med * (g_q / g_med) ** irr, g_med)  # as the kernel
+            learned = g_med + np.where(g_spread > 0, irr * g_spread, 0.0)  # as the kernel
             expected = np.where(np.isnan(conf), np.where(learned_ok, learned * 1e6, np.nan), conf)
             excess = np.maximum(gap / expected - 1.0, 0.0)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)

@@ -141,15 +141,16 @@ class FlatlineParams(_Params):
 
 class SilenceParams(_Params):
     """No reading for `factor` x the expected interval (configured, or learned from the recent gaps: the
-    median gap, stretched by (q90 / median) ** `irregularity` where sampling is irregular)."""
+    median gap plus `irregularity` x the gaps' spread, q90 - median, where sampling is irregular)."""
 
     factor: float = Field(3.0, gt=1, description="silent when the gap exceeds this many expected intervals")
     expected_interval_s: float | None = Field(None, gt=0, description="expected gap between readings; null = learn")
     window: int = Field(32, ge=4, le=1024, description="recent gaps in the learned (median) interval")
     irregularity: float = Field(
-        2.0, ge=0, le=4, description="how much irregular sampling stretches the learned interval: median gap x "
-        "(q90 gap / median gap) ** this (0 = the median alone; 1 = the q90 gap; 2: an event-driven feed whose "
-        "gaps of 3x the median are normal needs a gap of ~3 x 10 medians to be silent). Regular series: no change")
+        4.0, ge=0, le=50, description="how much irregular sampling stretches the learned interval: median gap + "
+        "this x the gaps' spread (q90 gap - median gap, learned over many windows of gaps). 0 = the median alone; "
+        "4: an event-driven feed (exponential inter-arrivals) is silent after ~21 mean gaps, a gap it produces "
+        "about once in 10^9 readings. Regular series, even with a few missed readings: no change")
     min_history: int = Field(32, ge=2, description="readings seen before a learned interval is trusted (enough "
                              "gaps to learn how regular the sampling is)")
     severity: Severity = Field("critical", description="severity of the alerts this detector raises: missing data "
