@@ -220,10 +220,11 @@ def test_one_threshold_gives_about_the_same_false_alarm_rate_on_clean_series_of_
 
 
 @given(st.floats(0.0, 50.0), st.floats(0.0, 50.0), st.floats(0.0, 5000.0), st.floats(0.0, 1.0),
-       st.floats(0.0, 10.0), st.floats(0.01, 2.0))
+       st.floats(0.0, 10.0), st.floats(0.01, 2.0), st.sampled_from([1.0, 0.8]) | st.floats(0.05, 4.0))
 @hsettings(max_examples=200, deadline=None)
 def test_tail_probability_is_in_unit_interval_and_never_rises_with_the_statistic(
-        q1: float, q2: float, n: float, share: float, excess: float, level: float) -> None:
+        q1: float, q2: float, n: float, share: float, excess: float, level: float, stretch: float) -> None:
+    """For any stretch of the emitted tail (fusion.detector_tail_stretch), as for the fitted tail itself."""
     from urbanpulse.detect import _kernel
     from urbanpulse.detect.profiles import ProfileTable
 
@@ -231,11 +232,12 @@ def test_tail_probability_is_in_unit_interval_and_never_rises_with_the_statistic
     k = share * n
     lo, hi = sorted((q1, q2))
     for tail in (_kernel._tail, _kernel._tail.py_func):
-        p_lo, p_hi = tail(lo, pr, n, k, excess * k), tail(hi, pr, n, k, excess * k)
+        p_lo, p_hi = tail(lo, pr, n, k, excess * k, stretch), tail(hi, pr, n, k, excess * k, stretch)
         assert 0.0 <= p_hi <= p_lo <= 1.0
     # continuous at the level, 1 at q = 0
-    assert _kernel._tail(0.0, pr, n, k, excess * k) == 1.0
-    below, above = _kernel._tail(level * (1 - 1e-12), pr, n, k, 0.0), _kernel._tail(level * (1 + 1e-12), pr, n, k, 0.0)
+    assert _kernel._tail(0.0, pr, n, k, excess * k, stretch) == 1.0
+    below = _kernel._tail(level * (1 - 1e-12), pr, n, k, 0.0, stretch)
+    above = _kernel._tail(level * (1 + 1e-12), pr, n, k, 0.0, stretch)
     assert abs(below - above) < 1e-6
 
 

@@ -162,6 +162,7 @@ P_RC_DECAY = _COL["rc_decay"]
 P_RC_N0 = _COL["rc_n0"]
 P_RC_K0 = _COL["rc_k0"]
 P_RC_E0 = _COL["rc_e0"]
+P_DT_STRETCH = _COL["dt_stretch"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -189,25 +190,34 @@ def _isfinite(a):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _tail(q, pr, n, k, e):
+def _tail(q, pr, n, k, e, stretch):
     """P(Q >= q) of the slot's fused statistic: above the level u an exponential tail with the
-    series' exceedance rate and mean excess (decayed counts n, k, e plus the prior), below it a
-    straight line from 1 at q = 0 to the rate at u. In [0, 1], non-increasing in q."""
+    series' exceedance rate and mean excess (decayed counts n, k, e plus the prior), its excess
+    in mean-excess units multiplied by `stretch`; below it a straight line from 1 at q = 0 to the
+    rate at u. Continuous at u, in [0, 1], non-increasing in q for any stretch > 0.
+
+    stretch 1 is the fitted tail itself (decisions always use it, and so does the likelihood's prior
+    tail); the emitted detector score passes `fusion.detector_tail_stretch` (DETECTOR_TAIL_STRETCH, 1):
+    below 1 the tail falls more slowly, so a detector's far statistic scores a little lower beside the
+    likelihood's. As P_stretched = rate^(1 - s) x P^s <= P^s, a decision (P <= alert_tail) then carries
+    a score of at least 1 - alert_tail^s, no longer 1 - alert_tail (benchmarks/README.md, det18 / det19).
+    s x 1.0 == s, so stretch 1 is the plain tail bit for bit."""
     lam = (k + pr[P_TL_K0]) / (n + pr[P_TL_N0])
     u = pr[P_TL_U]
     if q > u:
         m = (e + pr[P_TL_E0]) / (k + pr[P_TL_C0])
-        return lam * math.exp(-(q - u) / m)
+        return lam * math.exp(-(stretch * (q - u)) / m)
     return 1.0 - (1.0 - lam) * (q / u)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _decides(r, alert_tail, pr, n, k, e):
     """A detector's weighted score r at its decision level is rare enough for this series to decide:
-    P(Q >= r / (1 - r)) under the slot's fitted tail is at most alert_tail (always where alert_tail >= 1)."""
+    P(Q >= r / (1 - r)) under the slot's fitted tail (unstretched: the emitted score's shape never
+    changes a decision) is at most alert_tail (always where alert_tail >= 1)."""
     if alert_tail >= 1.0:
         return True
-    return _tail(r / (1.0 - r), pr, n, k, e) <= alert_tail
+    return _tail(r / (1.0 - r), pr, n, k, e, 1.0) <= alert_tail
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -474,19 +484,19 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
         # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
         sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad) if scaled else _fmax(sh_s, 2.0 * pr[P_EW_FLOOR] * lr_std)
-        shq = sh_d / sh_scale
-        shs = shq / (shq + pr[P_SH_THRESHOLD])
+        shift_q = sh_d / sh_scale
+        shift_score = shift_q / (shift_q + pr[P_SH_THRESHOLD])
         sh_n = st[sl, C_SH_N]
         warm = sh_n >= _max(pr[P_EW_MIN], 0.25 / pr[P_SH_DECAY])
         quiet = (es < 0.5) and (s_robust_z < 0.5)
-        if warm and (sh_s > 0) and _isfinite(shs):  # also where MAD = 0 (quantised series)
-            shs = _min(shs, 0.75)
+        if warm and (sh_s > 0) and _isfinite(shift_score):  # also where MAD = 0 (quantised series)
+            shift_score = _min(shift_score, 0.75)
         else:
-            shs = 0.0
+            shift_score = 0.0
         # the decision counts the level shift only on readings that are not outliers themselves (those are
         # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
-        s_ewma = _max(es, shs if quiet else 0.0) * pr[P_ON_EWMA]
-        s_ewma_fused = _max(es, shs) * pr[P_ON_EWMA]
+        s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
+        s_ewma_fused = _max(es, shift_score) * pr[P_ON_EWMA]
 
         # spike
         prev = st[sl, C_PREV]
@@ -569,12 +579,12 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         li_n = st[sl, C_LI_N]
         li_m = st[sl, C_LI_M]
         li_v = st[sl, C_LI_V]
-        shuq = sh_d / _fmax(sh_s, _TINY)
-        shu = shuq / (shuq + pr[P_SH_THRESHOLD])
-        if warm and (sh_s > 0) and _isfinite(shu):
-            shu = _min(shu, 0.75)
+        li_shift_q = sh_d / _fmax(sh_s, _TINY)
+        li_shift = li_shift_q / (li_shift_q + pr[P_SH_THRESHOLD])
+        if warm and (sh_s > 0) and _isfinite(li_shift):
+            li_shift = _min(li_shift, 0.75)
         else:
-            shu = 0.0
+            li_shift = 0.0
         # direction-aware: the same distance in units of its typical size on its own side
         sdir = sh_m - med
         sh_sp = st[sl, C_SH_SP]
@@ -582,10 +592,10 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         ls_thr = pr[P_LS_THR]
         if ls_thr > 0:
             side = sh_sp if sdir > 0 else sh_sn
-            dq = sh_d / _fmax(_fmax(side, pr[P_LS_FLOOR] * sh_s), _TINY)
-            dsu = dq / (dq + ls_thr)
-            if warm and (sh_s > 0) and _isfinite(dsu):
-                shu = _max(shu, _min(dsu, 0.75))
+            side_q = sh_d / _fmax(_fmax(side, pr[P_LS_FLOOR] * sh_s), _TINY)
+            side_shift = side_q / (side_q + ls_thr)
+            if warm and (sh_s > 0) and _isfinite(side_shift):
+                li_shift = _max(li_shift, _min(side_shift, 0.75))
         # change of spread: the short-term mean square change against its long-run one (more noise, a
         # faster period: every reading's change grows while no single reading is an outlier); increases
         # only, the change winsorised at 6 long-run RMS changes so one spike is not a change of spread
@@ -597,13 +607,13 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         nz_s_new = nz_s
         if ch2 == ch2:
             nz_s_new = nz_s + _max(pr[P_NZ_RATE], 1.0 / cnt) * (ch2 - nz_s)
-        nzs = 0.0
+        spread_in = 0.0
         nz_thr = pr[P_NZ_THR]
         nz_den = _fmax(nz_l, res * res)
         if nz_thr > 0 and cnt >= pr[P_LI_MIN] and nz_s_new > nz_den:  # (the root only where the ratio is > 1)
-            nzq = np.sqrt(nz_s_new / nz_den) - 1.0
-            if nzq > 0 and _isfinite(nzq):
-                nzs = _min(nzq / (nzq + nz_thr), 0.75)
+            spread_q = np.sqrt(nz_s_new / nz_den) - 1.0
+            if spread_q > 0 and _isfinite(spread_q):
+                spread_in = _min(spread_q / (spread_q + nz_thr), 0.75)
         # trend-aware residual: the reading against a local linear prediction (Brown's double exponential
         # smoothing: level 2 s1 - s2, slope a / (1 - a) (s1 - s2)), so a level shift or a change of slope on a
         # trending or seasonal series shows where a level (median, EWMA) lags behind the series; its short-term
@@ -625,17 +635,17 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
             tr_lim = 4.0 * np.sqrt(tr_ve)
             tr_ec = _min(_max(tr_e, -tr_lim), tr_lim)
         tr_m = st[sl, C_TR_M] + tr_r * (tr_ec - st[sl, C_TR_M]) if has_prev else 0.0
-        trs = 0.0
+        trend_in = 0.0
         tr_thr = pr[P_TR_THR]
         if tr_thr > 0 and cnt >= pr[P_LI_MIN]:
             # the mean's scale: its long-run RMS, floored by what white residuals would give (W = r / (2 - r)
             # of their variance) and by the resolution; q = z - 2 increases only (a z of 2 is common)
             tr_sc2 = _fmax(_fmax(tr_vm, _fmax(tr_ve, res * res) * pr[P_TR_W]), _TINY)
             if tr_m * tr_m > 4.0 * tr_sc2:
-                trq = abs(tr_m) / np.sqrt(tr_sc2) - 2.0
-                if trq > 0 and _isfinite(trq):
-                    trs = _min(trq / (trq + tr_thr), TREND_CAP)
-        li_in = _max(_max(_max(raw, shu), nzs), trs)
+                trend_q = abs(tr_m) / np.sqrt(tr_sc2) - 2.0
+                if trend_q > 0 and _isfinite(trend_q):
+                    trend_in = _min(trend_q / (trend_q + tr_thr), TREND_CAP)
+        li_in = _max(_max(_max(raw, li_shift), spread_in), trend_in)
         li_s0 = st[sl, C_LI_S]
         li_s = li_s0 + pr[P_LI_ALPHA] * (li_in - li_s0) if li_n > 0 else li_in
         li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)
@@ -669,10 +679,11 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         tl_n = st[sl, C_TL_N]
         tl_k = st[sl, C_TL_K]
         tl_e = st[sl, C_TL_E]
+        # (the detectors' tail with fusion.detector_tail_stretch; the likelihood's prior tail unstretched)
         if fu > 0:
-            fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e), _TAIL_FLOOR)
+            fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
         if li_f > 0:
-            li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0), _TAIL_FLOOR)  # the prior tail
+            li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
         fu = _max(fu, li_f)
         # second stage (fusion.recalibrate_level, 0 = off): the emitted score's own per-series tail. In
         # surprise units y = -ln(1 - fu), an exponential tail above y0 fitted to this series' emitted

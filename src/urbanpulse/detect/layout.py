@@ -40,6 +40,7 @@ PARAMS: tuple[str, ...] = (
     "nz_thr", "nz_rate",
     "tr_thr", "tr_alpha", "tr_rate", "tr_slope", "tr_w",
     "rc_y0", "rc_decay", "rc_n0", "rc_k0", "rc_e0",
+    "dt_stretch",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

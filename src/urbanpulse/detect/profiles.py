@@ -70,6 +70,7 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         rc_decay=1.0 - 1.0 / fusion.recalibrate_memory, rc_n0=fusion.recalibrate_prior_readings,
         rc_k0=(1.0 - fusion.recalibrate_level) * fusion.recalibrate_prior_readings,
         rc_e0=(1.0 - fusion.recalibrate_level) * fusion.recalibrate_prior_readings,
+        dt_stretch=fusion.detector_tail_stretch,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off
