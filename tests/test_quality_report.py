@@ -169,3 +169,44 @@ async def test_a_report_past_its_time_limit_is_a_clear_503(rdb):
     await rdb.write("slow", "pm2_5", T0_US + np.arange(50_000, dtype=np.int64) * 1_000_000)
     with pytest.raises(QueryTimeout, match="shorter period or fewer series"):
         await quality_report(rdb.pool, T0, T0 + timedelta(days=1), now=T0 + timedelta(days=2), timeout_s=1e-4)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(interval_s=st.sampled_from([10, 60, 300]), n_slots=st.integers(1, 50), extra_slots=st.integers(0, 10),
+       readings=st.integers(0, 5))
+def test_a_series_in_maintenance_for_the_whole_period_expects_nothing_rather_than_unknown(
+        quality_db, interval_s: int, n_slots: int, extra_slots: int, readings: int) -> None:
+    """Registered with an interval but in maintenance throughout: ``expected`` is 0 (known: nothing
+    was expected), completeness is None and no gap is reported, whatever arrived (docs/api.md's
+    `expected` row: null only when the registry gives no interval). Hypothesis found this case of the
+    recomputation test above, rarely: this test makes it certain."""
+    sid = f"q{next(_ids)}"
+    start, end = T0, T0 + timedelta(seconds=n_slots * interval_s)
+
+    async def run():
+        pool = await asyncpg.create_pool(quality_db, min_size=1, max_size=2, init=prepare_connection)
+        try:
+            parts = MonthlyPartitions()
+            async with pool.acquire() as c:
+                await parts.load(c)
+            db = RegistryDb(quality_db, pool, ReadingStore(pool, parts, rollups=False))
+            station = SensorIn(id=sid, name=sid, lat=1, lon=2, area=f"area-{sid}", metrics={
+                "pm2_5": {"unit": "ug/m3", "interval_s": interval_s}})
+            await save_sensor(pool, station)
+            await save_sensor(pool, SensorIn.model_validate({**station.model_dump(), "status": "maintenance"}),
+                              valid_from=start)
+            await save_sensor(pool, station, valid_from=end + timedelta(seconds=extra_slots * interval_s))
+            ts = T0_US + np.arange(readings, dtype=np.int64) * interval_s * 1_000_000
+            await db.write(sid, "pm2_5", ts)
+            return await quality_report(pool, start, end, sensor_ids=[sid], now=end + timedelta(days=1))
+        finally:
+            await pool.close()
+
+    report = asyncio.run(run())
+    (pm25,) = report.series
+    assert pm25.expected == 0.0 and pm25.completeness is None
+    assert pm25.gap_count == 0 and pm25.gaps == []
+    assert pm25.received == min(readings, n_slots)
+    (sensor,) = report.sensors
+    assert sensor.completeness is None and sensor.gap_count == 0
+    assert report.as_dict()["series"][0]["expected"] == 0.0

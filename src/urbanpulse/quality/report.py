@@ -223,8 +223,8 @@ async def _quality_report(db: Executor, start: datetime, end: datetime, *, serie
                 q = by_id[r["series_id"]]
                 q.received, q.late, q.last_seen = r["n"], r["late"], r["last"]
                 first[q.series.series_id] = r["first"]
-        candidates: dict[tuple[str, str], list[Gap]] = {key: [] for key in active}
-        timed = [s for s in stored if (s.sensor_id, s.metric) in active and by_id[s.series_id].received > 1]
+        candidates: dict[tuple[str, str], list[Gap]] = {key: [] for key, pieces in active.items() if pieces}
+        timed = [s for s in stored if (s.sensor_id, s.metric) in candidates and by_id[s.series_id].received > 1]
         if timed:
             thresholds = [gap_factor * min(p.interval_s for p in active[(s.sensor_id, s.metric)]) for s in timed]
             for r in await db.fetch(_GAPS_SQL, [s.series_id for s in timed], thresholds, start, end,
@@ -275,21 +275,23 @@ async def _active_pieces(db: Executor, series: Sequence[SeriesInfo], start: date
                          timeout_s: float | None) -> dict[tuple[str, str], list[_Piece]]:
     """Per (sensor, metric): the parts of ``[start, end)`` in which the registry versions valid
     then say the sensor was ``active`` and listed the metric with an interval. Time in
-    maintenance, retired or before registration expects nothing."""
+    maintenance, retired or before registration expects nothing: a series whose versions in the
+    period list it with an interval but none is active gets no parts (it expects 0 readings, which
+    is known, unlike a series the registry gives no interval for, which is absent)."""
     wanted = {(s.sensor_id, s.metric) for s in series}
     sensors = sorted({s.sensor_id for s in series if s.registered})
     out: dict[tuple[str, str], list[_Piece]] = {}
     if not sensors:
         return out
     for r in await db.fetch(_VERSIONS_SQL, sensors, start, end, timeout=timeout_s):
-        if r["status"] != "active":
-            continue
         a, b = max(r["valid_from"], start), min(r["valid_to"] or end, end)
         for metric, info in orjson.loads(r["metrics"]).items():
             key = (r["sensor_id"], metric)
             interval = (info or {}).get("interval_s")
             if key in wanted and interval:
-                out.setdefault(key, []).append(_Piece(a, b, float(interval)))
+                pieces = out.setdefault(key, [])
+                if r["status"] == "active":
+                    pieces.append(_Piece(a, b, float(interval)))
     return out
 
 
