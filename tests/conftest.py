@@ -23,6 +23,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import services  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+# Under CI=true the property tests draw the same examples on every run (derandomize), so a CI
+# verdict is reproducible and a red run can be replayed; a developer's run draws new ones each time
+# (hypothesis's default), which is where new counterexamples are found and then kept as tests.
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if services.in_ci():
+    _hypothesis_settings.load_profile("ci")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
