@@ -167,6 +167,7 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
+FLOOR_MODE_Z = 4.0  # ewma level shift: a window floor this many robust sigmas below the median is a mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
 #: from the median); rarely, as a re-encoded entry can differ in its last bit from the same value
@@ -490,7 +491,17 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         sh_s = st[sl, C_SH_S]
         # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
         # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
-        sh_scale = _fmax(sh_s, 0.05 * 1.4826 * mad) if scaled else _fmax(sh_s, 2.0 * pr[P_EW_FLOOR] * lr_std)
+        # an on/off series whose window is mostly "on" has MAD > 0, yet its idle floor is still a mode of its own
+        # (at least 5 % of the window at its minimum, and that minimum over FLOOR_MODE_Z robust sigmas below the
+        # median): the rolling median has flipped from the idle to the active level, so the idle readings that
+        # follow are its normal excursions too, and the scale keeps the same long-run floor as where MAD = 0
+        lo_min = st[sl, C_LO_MIN]
+        floor_mode = scaled and (st[sl, C_LO_Q] <= lo_min)
+        sh_floor = 2.0 * pr[P_EW_FLOOR] * lr_std
+        if scaled:
+            sh_scale = _fmax(sh_s, _fmax(0.05 * 1.4826 * mad, sh_floor) if floor_mode else 0.05 * 1.4826 * mad)
+        else:
+            sh_scale = _fmax(sh_s, sh_floor)
         shift_q = sh_d / sh_scale
         shift_score = shift_q / (shift_q + pr[P_SH_THRESHOLD])
         sh_n = st[sl, C_SH_N]
