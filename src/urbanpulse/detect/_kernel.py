@@ -167,7 +167,7 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
-FLOOR_MODE_Z = 4.0  # ewma level shift: a window floor this many robust sigmas below the median is a mode (on/off)
+FLOOR_MODE_Z = 8.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
 #: from the median); rarely, as a re-encoded entry can differ in its last bit from the same value
@@ -496,7 +496,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         # median): the rolling median has flipped from the idle to the active level, so the idle readings that
         # follow are its normal excursions too, and the scale keeps the same long-run floor as where MAD = 0
         lo_min = st[sl, C_LO_MIN]
-        floor_mode = scaled and (st[sl, C_LO_Q] <= lo_min)
+        floor_mode = scaled and (st[sl, C_LO_Q] <= lo_min) and (med - lo_min > FLOOR_MODE_Z * 1.4826 * st[sl, C_DSCALE])
         sh_floor = 2.0 * pr[P_EW_FLOOR] * lr_std
         if scaled:
             sh_scale = _fmax(sh_s, _fmax(0.05 * 1.4826 * mad, sh_floor) if floor_mode else 0.05 * 1.4826 * mad)
