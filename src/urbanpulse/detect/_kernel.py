@@ -492,11 +492,13 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
         # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
         # an on/off series whose window is mostly "on" has MAD > 0, yet its idle floor is still a mode of its own
-        # (at least 5 % of the window at its minimum, and that minimum over FLOOR_MODE_Z robust sigmas below the
-        # median): the rolling median has flipped from the idle to the active level, so the idle readings that
-        # follow are its normal excursions too, and the scale keeps the same long-run floor as where MAD = 0
+        # (at least 5 % of the window exactly at its minimum, the median over FLOOR_MODE_Z typical changes, spike's
+        # robust change scale, above it): the rolling median has flipped from the idle to the active level, so the
+        # idle readings that follow are its normal excursions too, and the scale keeps the long-run floor it has
+        # where MAD = 0 (a quantised series' low end is a few typical changes below its median: unchanged)
         lo_min = st[sl, C_LO_MIN]
-        floor_mode = scaled and (st[sl, C_LO_Q] <= lo_min) and (med - lo_min > FLOOR_MODE_Z * 1.4826 * st[sl, C_DSCALE])
+        floor_mode = (scaled and (st[sl, C_LO_Q] <= lo_min)
+                      and (med - lo_min > FLOOR_MODE_Z * 1.4826 * st[sl, C_DSCALE]))
         sh_floor = 2.0 * pr[P_EW_FLOOR] * lr_std
         if scaled:
             sh_scale = _fmax(sh_s, _fmax(0.05 * 1.4826 * mad, sh_floor) if floor_mode else 0.05 * 1.4826 * mad)
