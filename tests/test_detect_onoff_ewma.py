@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
+from test_detectors_adaptive import _bursty
 from urbanpulse.detect import DetectionSettings, DetectorBank
 
 T0 = 1_700_000_000_000_000
@@ -42,16 +43,7 @@ def _onsets(x: np.ndarray, name: str, ts: np.ndarray | None = None) -> list[int]
 @given(seed=st.integers(0, 299))
 def test_det19_bursty_seeds_raise_no_ewma_alert(seed: int) -> None:
     """det19's generator (test_detectors_adaptive._bursty) over its seeds 0-299: 12 alerted on main."""
-    rng = np.random.default_rng(seed)
-    on = np.zeros(N, bool)
-    k = 0
-    while k < N:
-        if rng.random() < 0.03:
-            d = int(rng.integers(3, 15))
-            on[k:k + d] = True
-            k += d
-        k += 1
-    x = np.round(np.where(on, 60 * (1 + 0.05 * rng.normal(size=N)), 0.0), 1)
+    x = _bursty(N, np.random.default_rng(seed))
     assert [r for r in _onsets(x, "ewma") if r >= PROBATION] == []
 
 

@@ -11,21 +11,10 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
-from urbanpulse.detect import DetectionSettings, DetectorBank
+from test_detect_recalibrate import _score
 from urbanpulse.detect.settings import DETECTOR_TAIL_STRETCH
 
-MIN_US = 60_000_000
-T0 = 1_700_000_000_000_000
 N = 3000
-
-
-def _score(series: list[np.ndarray], fusion: dict):
-    bank = DetectorBank(DetectionSettings(fusion=fusion))
-    k = len(series)
-    bank.assign(np.arange(k), [f"s{i}" for i in range(k)], ["value"] * k)
-    slots = np.concatenate([np.full(len(x), i, np.int64) for i, x in enumerate(series)])
-    ts = np.concatenate([T0 + np.arange(len(x), dtype=np.int64) * MIN_US for x in series])
-    return bank.score(slots, ts, np.concatenate(series))
 
 
 def _series(seed: int, kind: str, sizes: list[float]) -> np.ndarray:

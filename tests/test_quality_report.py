@@ -5,7 +5,9 @@ real PostgreSQL through the production writer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -34,6 +36,19 @@ _ids = itertools.count()
 def quality_db(pg_dsn: str):
     with services.migrated_database(pg_dsn) as dsn:
         yield dsn
+
+
+@contextlib.asynccontextmanager
+async def _registry_db(dsn: str) -> AsyncIterator[RegistryDb]:
+    """A service-like pool on the module's database and the production writer over it."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
+    try:
+        parts = MonthlyPartitions()
+        async with pool.acquire() as c:
+            await parts.load(c)
+        yield RegistryDb(dsn, pool, ReadingStore(pool, parts, rollups=False))
+    finally:
+        await pool.close()
 
 
 @st.composite
@@ -95,12 +110,8 @@ def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_s
         active = [(a, b) for a, b in ((start_us, us(m1)), (us(m2), end_us)) if b > a]
 
     async def run():
-        pool = await asyncpg.create_pool(quality_db, min_size=1, max_size=2, init=prepare_connection)
-        try:
-            parts = MonthlyPartitions()
-            async with pool.acquire() as c:
-                await parts.load(c)
-            db = RegistryDb(quality_db, pool, ReadingStore(pool, parts, rollups=False))
+        async with _registry_db(quality_db) as db:
+            pool = db.pool
             station = SensorIn(id=sid, name=sid, lat=1, lon=2, area=f"area-{sid}", metrics={
                 "pm2_5": {"unit": "ug/m3", "interval_s": interval_s},
                 "pm10": {"unit": "ug/m3", "interval_s": 2 * interval_s}})
@@ -122,8 +133,6 @@ def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_s
             await pool.executemany("INSERT INTO quarantine (source, reason, payload, payload_size, received_at) "
                                    "VALUES ('mqtt', $1, $2::bytea, length($2::bytea), $3)", rows)
             return await quality_report(pool, start, end, sensor_ids=[sid], now=end + timedelta(days=1))
-        finally:
-            await pool.close()
 
     report = asyncio.run(run())
     by_metric = {q.series.metric: q for q in report.series}
@@ -184,12 +193,8 @@ def test_a_series_in_maintenance_for_the_whole_period_expects_nothing_rather_tha
     start, end = T0, T0 + timedelta(seconds=n_slots * interval_s)
 
     async def run():
-        pool = await asyncpg.create_pool(quality_db, min_size=1, max_size=2, init=prepare_connection)
-        try:
-            parts = MonthlyPartitions()
-            async with pool.acquire() as c:
-                await parts.load(c)
-            db = RegistryDb(quality_db, pool, ReadingStore(pool, parts, rollups=False))
+        async with _registry_db(quality_db) as db:
+            pool = db.pool
             station = SensorIn(id=sid, name=sid, lat=1, lon=2, area=f"area-{sid}", metrics={
                 "pm2_5": {"unit": "ug/m3", "interval_s": interval_s}})
             await save_sensor(pool, station)
@@ -199,8 +204,6 @@ def test_a_series_in_maintenance_for_the_whole_period_expects_nothing_rather_tha
             ts = T0_US + np.arange(readings, dtype=np.int64) * interval_s * 1_000_000
             await db.write(sid, "pm2_5", ts)
             return await quality_report(pool, start, end, sensor_ids=[sid], now=end + timedelta(days=1))
-        finally:
-            await pool.close()
 
     report = asyncio.run(run())
     (pm25,) = report.series
