@@ -49,6 +49,7 @@ C_COUNT = _S["count"]
 C_MED = _S["med"]
 C_MAD = _S["mad"]
 C_DSCALE = _S["dscale"]
+C_DSCALE_LR = _S["dscale_lr"]
 C_GAP_MED = _S["gap_med"]
 C_EW_M = _S["ew_m"]
 C_EW_V = _S["ew_v"]
@@ -167,6 +168,7 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
+DSCALE_LR_MIN = 8  # spike: a window's median non-zero change joins the long-run memory if it has this many changes
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
@@ -365,7 +367,7 @@ def _median(buf, m, W, a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
+def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_every):
     """Rolling medians (values, MAD, |changes|) of one slot from its rings (scratch g, d, a, b); with
     `slow` also the statistics that move slowly: the window's floor (minimum, 5 % quantile, for
     flatline) and the median and q90 gap (silence)."""
@@ -400,7 +402,16 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
         _rebase(values[sl], base, med)
         st[sl, C_VBASE] = med
     m = _gather(changes[sl], np.int64(prow[P_SP_WINDOW]), nc, g)  # sp_window
-    st[sl, C_DSCALE] = _median(g, m, changes.shape[1], a, b)
+    k = _n_finite(g, m)
+    dsc = _median_k(g, m, k, changes.shape[1], a, b)
+    st[sl, C_DSCALE] = dsc
+    # the long-run memory of the window's median non-zero change (windows of at least DSCALE_LR_MIN changes,
+    # a plain mean at first, then the long-run rate): what spike judges the first change after an idle
+    # stretch longer than its window against
+    if k >= DSCALE_LR_MIN:
+        lr = st[sl, C_DSCALE_LR]
+        rate = _max(prow[P_LR_RATE] * refresh_every, refresh_every / nc)
+        st[sl, C_DSCALE_LR] = dsc if lr != lr else lr + _min(rate, 1.0) * (dsc - lr)
     if slow:
         m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
         k = _n_finite(g, m)
@@ -524,6 +535,10 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         back = abs(xi - st[sl, C_BASE])
         dchange = _min(change, back) if _isfinite(back) else change
         dsc = st[sl, C_DSCALE]
+        if dsc != dsc:
+            # no non-zero change in the window (an idle stretch longer than it): the first change is judged
+            # against the series' long-run median non-zero change (NaN until learned: then not scored)
+            dsc = st[sl, C_DSCALE_LR]
         # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
         # on/off series' normal switching, rare against the median of its small changes, is not a spike
         ch_rms = np.sqrt(st[sl, C_CH_V])
@@ -531,7 +546,7 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
                        1e-9 * abs(prev) + _TINY)
         spq = dchange / dscale
         sp = spq / (spq + pr[P_SP_THRESHOLD])
-        # no non-zero change in the window (a long dry / stuck stretch): the first change is not a spike
+        # no non-zero change in the window and none learned (a dry / stuck series): the first change is not a spike
         ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(dsc)
         if not ok:
             sp = 0.0
@@ -875,5 +890,5 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         if nc <= eager_refresh or nc % refresh_every == 0:
             # the floor and the gaps every SLOW_REFRESH x refresh_every readings: they move slowly
             slow = nc <= eager_refresh or nc % (SLOW_REFRESH * refresh_every) == 0
-            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow)
+            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow, refresh_every)
         last_ts[sl] = ti
