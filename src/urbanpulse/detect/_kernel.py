@@ -50,6 +50,7 @@ C_MED = _S["med"]
 C_MAD = _S["mad"]
 C_DSCALE = _S["dscale"]
 C_DSCALE_LR = _S["dscale_lr"]
+C_DSCALE_N = _S["dscale_n"]
 C_GAP_MED = _S["gap_med"]
 C_EW_M = _S["ew_m"]
 C_EW_V = _S["ew_v"]
@@ -405,6 +406,7 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
     k = _n_finite(g, m)
     dsc = _median_k(g, m, k, changes.shape[1], a, b)
     st[sl, C_DSCALE] = dsc
+    st[sl, C_DSCALE_N] = k
     # the long-run memory of the window's median non-zero change (windows of at least DSCALE_LR_MIN changes,
     # a plain mean at first, then the long-run rate): what spike judges the first change after an idle
     # stretch longer than its window against
@@ -535,10 +537,12 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         back = abs(xi - st[sl, C_BASE])
         dchange = _min(change, back) if _isfinite(back) else change
         dsc = st[sl, C_DSCALE]
-        if dsc != dsc:
-            # no non-zero change in the window (an idle stretch longer than it): the first change is judged
-            # against the series' long-run median non-zero change (NaN until learned: then not scored)
-            dsc = st[sl, C_DSCALE_LR]
+        dsc_n = st[sl, C_DSCALE_N]
+        dsc_lr = st[sl, C_DSCALE_LR]
+        if dsc_n < DSCALE_LR_MIN and dsc_lr == dsc_lr:
+            # fewer than DSCALE_LR_MIN non-zero changes in the window (none: an idle stretch longer than it): their
+            # median moves toward the series' long-run median non-zero change, all the way where there is none
+            dsc = dsc_lr if dsc_n == 0 else dsc_lr + (dsc_n / DSCALE_LR_MIN) * (dsc - dsc_lr)
         # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
         # on/off series' normal switching, rare against the median of its small changes, is not a spike
         ch_rms = np.sqrt(st[sl, C_CH_V])
