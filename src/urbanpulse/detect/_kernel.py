@@ -169,7 +169,11 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
-DSCALE_LR_MIN = 8  # spike: a window's median non-zero change joins the long-run memory if it has this many changes
+# spike's change scale where the window holds few non-zero changes: the window's median joins the long-run memory
+# (`dscale_lr`) where it has at least DSCALE_LR_MIN of them; with fewer, where that median is over DSCALE_LR_RATIO x
+# the memory (the few changes are an on/off series' switches, not its usual changes), it moves toward the memory
+DSCALE_LR_MIN = 8
+DSCALE_LR_RATIO = 4.0
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
@@ -407,9 +411,9 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
     dsc = _median_k(g, m, k, changes.shape[1], a, b)
     st[sl, C_DSCALE] = dsc
     st[sl, C_DSCALE_N] = k
-    # the long-run memory of the window's median non-zero change (windows of at least DSCALE_LR_MIN changes,
-    # a plain mean at first, then the long-run rate): what spike judges the first change after an idle
-    # stretch longer than its window against
+    # the long-run memory of the window's median non-zero change (windows of at least DSCALE_LR_MIN changes;
+    # a fast mean at first, then the long-run rate), and how many changes this window's median has: spike's scale
+    # where the window has none or a few
     if k >= DSCALE_LR_MIN:
         lr = st[sl, C_DSCALE_LR]
         rate = _max(prow[P_LR_RATE] * refresh_every, refresh_every / nc)
@@ -539,9 +543,11 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         dsc = st[sl, C_DSCALE]
         dsc_n = st[sl, C_DSCALE_N]
         dsc_lr = st[sl, C_DSCALE_LR]
-        if dsc_n < DSCALE_LR_MIN and dsc_lr == dsc_lr:
-            # fewer than DSCALE_LR_MIN non-zero changes in the window (none: an idle stretch longer than it): their
-            # median moves toward the series' long-run median non-zero change, all the way where there is none
+        # no non-zero change in the window (an idle stretch longer than it): the first change is judged against the
+        # series' long-run median non-zero change instead of not at all; a window of a few changes all far above
+        # that memory (an on/off series' switches after a mostly idle stretch) has its median moved toward it, in
+        # proportion to how few they are. Anywhere else (and before anything is learned) the window's median alone
+        if dsc_lr == dsc_lr and (dsc_n == 0 or (dsc_n < DSCALE_LR_MIN and dsc > DSCALE_LR_RATIO * dsc_lr)):
             dsc = dsc_lr if dsc_n == 0 else dsc_lr + (dsc_n / DSCALE_LR_MIN) * (dsc - dsc_lr)
         # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
         # on/off series' normal switching, rare against the median of its small changes, is not a spike
