@@ -169,9 +169,10 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
-# spike's change scale where the window holds few non-zero changes: the window's median joins the long-run memory
-# (`dscale_lr`) where it has at least DSCALE_LR_MIN of them; with fewer, where that median is over DSCALE_LR_RATIO x
-# the memory (the few changes are an on/off series' switches, not its usual changes), it moves toward the memory
+# spike's change scale where the window holds few non-zero changes: a window with at least DSCALE_LR_MIN of them
+# teaches the long-run memory (`dscale_lr`) its scale; with fewer, where the window's robust scale is over
+# DSCALE_LR_RATIO x the memory (the few changes are an on/off series' switches, not its usual changes), the
+# scale moves toward the memory; with none it is the memory
 DSCALE_LR_MIN = 8
 DSCALE_LR_RATIO = 4.0
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
@@ -411,13 +412,15 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
     dsc = _median_k(g, m, k, changes.shape[1], a, b)
     st[sl, C_DSCALE] = dsc
     st[sl, C_DSCALE_N] = k
-    # the long-run memory of the window's median non-zero change (windows of at least DSCALE_LR_MIN changes;
-    # a fast mean at first, then the long-run rate), and how many changes this window's median has: spike's scale
-    # where the window has none or a few
+    # how many non-zero changes this window's median has, and the long-run memory of spike's scale on windows of
+    # at least DSCALE_LR_MIN of them (the larger of the robust scale and the RMS-step floor, as the spike sees it
+    # there; a fast mean at first, then the long-run rate): not blended while the series idles, so it does not
+    # decay as the RMS step does over an idle stretch. Spike's scale where the window has none or a few
     if k >= DSCALE_LR_MIN:
+        cur = _fmax(1.4826 * dsc, prow[P_SP_FLOOR] * np.sqrt(st[sl, C_CH_V]))
         lr = st[sl, C_DSCALE_LR]
         rate = _max(prow[P_LR_RATE] * refresh_every, refresh_every / nc)
-        st[sl, C_DSCALE_LR] = dsc if lr != lr else lr + _min(rate, 1.0) * (dsc - lr)
+        st[sl, C_DSCALE_LR] = cur if lr != lr else lr + _min(rate, 1.0) * (cur - lr)
     if slow:
         m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
         k = _n_finite(g, m)
@@ -544,20 +547,22 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         dsc_n = st[sl, C_DSCALE_N]
         dsc_lr = st[sl, C_DSCALE_LR]
         # no non-zero change in the window (an idle stretch longer than it): the first change is judged against the
-        # series' long-run median non-zero change instead of not at all; a window of a few changes all far above
-        # that memory (an on/off series' switches after a mostly idle stretch) has its median moved toward it, in
-        # proportion to how few they are. Anywhere else (and before anything is learned) the window's median alone
-        if dsc_lr == dsc_lr and (dsc_n == 0 or (dsc_n < DSCALE_LR_MIN and dsc > DSCALE_LR_RATIO * dsc_lr)):
-            dsc = dsc_lr if dsc_n == 0 else dsc_lr + (dsc_n / DSCALE_LR_MIN) * (dsc - dsc_lr)
+        # series' long-run scale of its active windows (its usual switch is not a spike, ten times it is) instead of
+        # not at all; a window of a few changes whose robust scale is far above that memory (an on/off series'
+        # switches after a mostly idle stretch) has its scale moved toward it, in proportion to how few they are.
+        # Anywhere else (and before anything is learned) the window's robust scale as before
+        wscale = 1.4826 * dsc
+        if dsc_lr == dsc_lr and (dsc_n == 0 or (dsc_n < DSCALE_LR_MIN and wscale > DSCALE_LR_RATIO * dsc_lr)):
+            wscale = dsc_lr if dsc_n == 0 else dsc_lr + (dsc_n / DSCALE_LR_MIN) * (wscale - dsc_lr)
         # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
         # on/off series' normal switching, rare against the median of its small changes, is not a spike
         ch_rms = np.sqrt(st[sl, C_CH_V])
-        dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[P_SP_FLOOR] * ch_rms, res)),
+        dscale = _fmax(_fmax(_fmax(wscale, 0.1 * 1.4826 * mad), _fmax(pr[P_SP_FLOOR] * ch_rms, res)),
                        1e-9 * abs(prev) + _TINY)
         spq = dchange / dscale
         sp = spq / (spq + pr[P_SP_THRESHOLD])
         # no non-zero change in the window and none learned (a dry / stuck series): the first change is not a spike
-        ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(dsc)
+        ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(wscale)
         if not ok:
             sp = 0.0
         s_spike = sp * pr[P_ON_SPIKE]
