@@ -49,8 +49,9 @@ C_COUNT = _S["count"]
 C_MED = _S["med"]
 C_MAD = _S["mad"]
 C_DSCALE = _S["dscale"]
-C_DSCALE_LR = _S["dscale_lr"]
 C_DSCALE_N = _S["dscale_n"]
+C_DSCALE_LR = _S["dscale_lr"]
+C_CHG_RMS_LR = _S["chg_rms_lr"]
 C_GAP_MED = _S["gap_med"]
 C_EW_M = _S["ew_m"]
 C_EW_V = _S["ew_v"]
@@ -169,10 +170,10 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
-# spike's change scale where the window holds few non-zero changes: a window with at least DSCALE_LR_MIN of them
-# teaches the long-run memory (`dscale_lr`) its scale; with fewer, where the window's robust scale is over
-# DSCALE_LR_RATIO x the memory (the few changes are an on/off series' switches, not its usual changes), the
-# scale moves toward the memory; with none it is the memory
+# spike where its window holds few non-zero changes: a window of at least DSCALE_LR_MIN of them teaches two long-run
+# memories (`dscale_lr`: spike's scale there, `chg_rms_lr`: the RMS of the non-zero changes); a window with none
+# judges the first change against the RMS memory; a window of fewer whose robust scale is over DSCALE_LR_RATIO x the
+# scale memory (its few changes are an on/off series' switches, not its usual changes) moves toward that memory
 DSCALE_LR_MIN = 8
 DSCALE_LR_RATIO = 4.0
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
@@ -412,15 +413,23 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
     dsc = _median_k(g, m, k, changes.shape[1], a, b)
     st[sl, C_DSCALE] = dsc
     st[sl, C_DSCALE_N] = k
-    # how many non-zero changes this window's median has, and the long-run memory of spike's scale on windows of
-    # at least DSCALE_LR_MIN of them (the larger of the robust scale and the RMS-step floor, as the spike sees it
-    # there; a fast mean at first, then the long-run rate): not blended while the series idles, so it does not
-    # decay as the RMS step does over an idle stretch. Spike's scale where the window has none or a few
+    # how many non-zero changes this window's median has, and two long-run memories learned on windows of at least
+    # DSCALE_LR_MIN of them (a fast mean at first, then the long-run rate; not blended while the series idles, so
+    # they do not decay as the RMS step does over an idle stretch): spike's scale there (the larger of the robust
+    # scale and the RMS-step floor) and the RMS of the non-zero changes (an on/off series' switches included)
     if k >= DSCALE_LR_MIN:
+        rate = _min(_max(prow[P_LR_RATE] * refresh_every, refresh_every / nc), 1.0)
         cur = _fmax(1.4826 * dsc, prow[P_SP_FLOOR] * np.sqrt(st[sl, C_CH_V]))
         lr = st[sl, C_DSCALE_LR]
-        rate = _max(prow[P_LR_RATE] * refresh_every, refresh_every / nc)
-        st[sl, C_DSCALE_LR] = cur if lr != lr else lr + _min(rate, 1.0) * (cur - lr)
+        st[sl, C_DSCALE_LR] = cur if lr != lr else lr + rate * (cur - lr)
+        ss = 0.0
+        for j in range(m):
+            c = g[j]
+            if c - c == 0.0:
+                ss += c * c
+        cur = np.sqrt(ss / k)
+        lr = st[sl, C_CHG_RMS_LR]
+        st[sl, C_CHG_RMS_LR] = cur if lr != lr else lr + rate * (cur - lr)
     if slow:
         m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
         k = _n_finite(g, m)
@@ -546,14 +555,17 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
         dsc = st[sl, C_DSCALE]
         dsc_n = st[sl, C_DSCALE_N]
         dsc_lr = st[sl, C_DSCALE_LR]
+        chg_lr = st[sl, C_CHG_RMS_LR]
         # no non-zero change in the window (an idle stretch longer than it): the first change is judged against the
-        # series' long-run scale of its active windows (its usual switch is not a spike, ten times it is) instead of
-        # not at all; a window of a few changes whose robust scale is far above that memory (an on/off series'
-        # switches after a mostly idle stretch) has its scale moved toward it, in proportion to how few they are.
-        # Anywhere else (and before anything is learned) the window's robust scale as before
+        # long-run RMS of the series' non-zero changes (an on/off series' usual switch is not a spike, ten times it
+        # is) instead of not at all; a window of a few changes whose robust scale is far above spike's long-run
+        # scale (an on/off series' switches after a mostly idle stretch) moves toward it, in proportion to how few
+        # they are. Anywhere else (and before anything is learned) the window's robust scale as before
         wscale = 1.4826 * dsc
-        if dsc_lr == dsc_lr and (dsc_n == 0 or (dsc_n < DSCALE_LR_MIN and wscale > DSCALE_LR_RATIO * dsc_lr)):
-            wscale = dsc_lr if dsc_n == 0 else dsc_lr + (dsc_n / DSCALE_LR_MIN) * (wscale - dsc_lr)
+        if dsc_n == 0 and chg_lr == chg_lr:
+            wscale = chg_lr
+        elif dsc_n < DSCALE_LR_MIN and dsc_lr == dsc_lr and wscale > DSCALE_LR_RATIO * dsc_lr:
+            wscale = dsc_lr + (dsc_n / DSCALE_LR_MIN) * (wscale - dsc_lr)
         # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
         # on/off series' normal switching, rare against the median of its small changes, is not a spike
         ch_rms = np.sqrt(st[sl, C_CH_V])
