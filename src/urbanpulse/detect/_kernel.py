@@ -424,13 +424,18 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
 # --- the per-reading stages, in the order `process` calls them -------------------------------------
 # Each detector scores the reading against its slot's state *before* the reading and then learns it
 # (writes its own columns); no stage reads a column that an earlier stage of the same reading wrote,
-# so every stage sees the state before the reading, as a single pass would. The stages are inlined
-# into `process` (numba IR inlining, `inline=_INLINE`), and tests/detect_reference.py runs their Python
-# source (`STAGES`) beside the compiled kernel.
-_INLINE = "always"
+# so every stage sees the state before the reading, as a single pass would. tests/detect_reference.py
+# runs their Python source (`STAGES`) beside the compiled kernel.
+#
+# Compiled without Numba's reference counting (`_nrt=False`: they take arrays, never make one), as plain
+# functions that LLVM inlines into `process`: with it, every array argument of every stage costs an
+# atomic increment and decrement a reading (Numba does not prune them across the stages' branches), and
+# the kernel ran at 0.66 x its speed as one function; Numba's own inlining (`inline="always"`) lowers
+# the stages inside `process`, with reference counting, and was as slow (benchmarks/README.md, det22).
+_STAGE = dict(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _scales(st, sl, pr):
     """The scales several detectors share, as they stood before this reading: the window's rolling median and
     MAD (kept by the refreshes), the series' resolution (its smallest non-zero change), the EWMA's level and
@@ -448,7 +453,7 @@ def _scales(st, sl, pr):
     return med, mad, res, st[sl, C_EW_M], ew_std, lr_std, floor
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _silence(st, sl, pr, ti, last, cnt, has_prev):
     """silence: the gap since the slot's previous reading against the expected interval, the configured one or
     else the learned one (the median gap plus `irregularity` x the gaps' spread, once `min_readings` are seen);
@@ -472,7 +477,7 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
     return (sil if _isfinite(sil) else 0.0) * pr[P_ON_SILENCE], gap
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _robust_z(pr, xi, cnt, med, mad, ew_std, floor):
     """robust_z: the reading's distance from the window's median in units of a robust scale (1.4826 x MAD,
     floored by a quarter of the EWMA's standard deviation and by the shared floor); 0 until `min_readings`
@@ -488,7 +493,7 @@ def _robust_z(pr, xi, cnt, med, mad, ew_std, floor):
     return (rz if ok else 0.0) * pr[P_ON_ROBUST_Z]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, s_robust_z):
     """ewma: the reading against the EWMA's bands, and the level shift (a short EWMA's distance from the window's
     median in units of its own typical distance); then learns the reading: the EWMA (the change winsorised at 4
@@ -594,7 +599,7 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     return s_ewma, s_ewma_fused, li_shift
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     """spike: the reading's change from the previous value, as far as it is kept against the value before that
     (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
@@ -630,7 +635,7 @@ def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     return sp * pr[P_ON_SPIKE], change
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _flatline(st, sl, pr, xi, ti, has_prev, mad):
     """flatline: the current run of readings within `tolerance` of the run's first value, by count (against the
     larger of `min_readings` and `learn_factor` x the longest run the series shows normally, a decaying memory)
@@ -680,7 +685,7 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad):
     return fs * pr[P_ON_FLATLINE]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _threshold(st, sl, pr, xi):
     """threshold: 1 while the reading is outside the operator's limits, with hysteresis (once on, it stays on
     until the reading is back inside the clear limits). Reads and writes C_THR_ON; reads P_THR_HIGH, P_THR_LOW,
@@ -694,7 +699,7 @@ def _threshold(st, sl, pr, xi):
     return (1.0 if now_on else 0.0) * pr[P_ON_THRESHOLD]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_silence):
     """The fused raw score: the largest weighted detector score (P_W_* weights; ewma with its level shift always
     counted). Reads no state. Returns it."""
@@ -717,7 +722,7 @@ def _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_sile
     return raw
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _spread_input(st, sl, pr, cnt, has_prev, res, change):
     """The likelihood's change-of-spread input: the short-term mean square change against its long-run one (more
     noise, a faster period: every reading's change grows while no single reading is an outlier); increases only,
@@ -746,7 +751,7 @@ def _spread_input(st, sl, pr, cnt, has_prev, res, change):
     return spread_in
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
     """The likelihood's trend-aware input: the reading against a local linear prediction (Brown's double
     exponential smoothing: level 2 s1 - s2, slope a / (1 - a) (s1 - s2)), so a level shift or a change of slope on
@@ -805,7 +810,7 @@ def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
     return trend_in
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in):
     """The likelihood: its input (the largest of the fused raw score and the level-shift, spread and trend inputs),
     smoothed, as a z against that input's own running mean and variance; weighted by P_LI_W, 0 until `li_min`
@@ -833,7 +838,7 @@ def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in):
     return pr[P_LI_W] * lis
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _rearm(st, sl, pr, raw, lis):
     """The re-arm gate, in tail space (1 - score): the memory of the recent peak is a tail that grows by 1/decay a
     reading, and a score is emitted only when its tail is below it; after an emission the memory is the score's
@@ -858,7 +863,7 @@ def _rearm(st, sl, pr, raw, lis):
     return fu, li_f
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _veto(st, sl, pr, s_robust_z, s_ewma):
     """The decisions' veto, consistent with the calibrated score: robust_z and ewma (whose statistic is a distance
     in units of the series' spread, so a heavy-tailed series reaches the threshold often) decide where their
@@ -881,7 +886,7 @@ def _veto(st, sl, pr, s_robust_z, s_ewma):
     return veto
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _calibrate(st, sl, pr, raw, lis, fu, li_f):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
@@ -915,7 +920,7 @@ def _calibrate(st, sl, pr, raw, lis, fu, li_f):
     return _max(fu, li_f)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _recalibrate(st, sl, pr, fu):
     """The second stage (fusion.recalibrate_level, 0 = off): the emitted score's own per-series tail. In surprise
     units y = -ln(1 - fu), an exponential tail above y0 fitted to this series' emitted scores (decayed counts of
@@ -951,7 +956,7 @@ def _recalibrate(st, sl, pr, fu):
     return fu
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline=_INLINE)
+@njit(**_STAGE)
 def _learn_series(st, sl, pr, xi, cnt, has_prev, ew_m, res, change, gap, values, changes, gaps):
     """Learns what every detector reads of the series, last (the detectors read it as it stood before the
     reading): the long-run mean square deviation from the EWMA (a plain mean until the memory is full, winsorised
