@@ -18,9 +18,9 @@ Columns are named constants from `layout.py` (`st[sl, C_EW_V]`, `pr[P_EW_ALPHA]`
 detector (`_silence`, `_robust_z`, `_ewma`, `_spike`, `_flatline`, `_threshold`) and per shared stage
 (`_scales`, `_fuse`, the likelihood's inputs and `_likelihood`, `_rearm`, `_veto`, `_calibrate`,
 `_recalibrate`, `_learn_series`, `_refresh`), each saying which columns it reads and writes; `process`
-calls them in order for each reading. A detector scores the reading against its slot's state as it was
-before the reading, then learns it: it writes only its own columns, which no later stage of the same
-reading reads (what several read, e.g. the EWMA's level for the long-run spread, is passed along).
+(its loop, `_readings`) calls them in order for each reading. A detector scores the reading against its
+slot's state as it was before the reading, then learns it: it writes only its own columns, which no
+later stage of the same reading reads (what several read, e.g. the EWMA's level, is passed along).
 
 The value ring is float32 *offsets* from a per-slot float64 base (`C_VBASE`), not the values: half
 the bytes of the largest per-series array, without float32's loss on large values (a 1.2 million
@@ -421,18 +421,19 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
             st[sl, C_GAP_SPREAD] = spread if prev != prev else _max(spread, prev + GAP_SPREAD_RATE * (spread - prev))
 
 
-# --- the per-reading stages, in the order `process` calls them -------------------------------------
+# --- the per-reading stages, in the order `_readings` (process's loop) calls them ---------------------
 # Each detector scores the reading against its slot's state *before* the reading and then learns it
 # (writes its own columns); no stage reads a column that an earlier stage of the same reading wrote,
 # so every stage sees the state before the reading, as a single pass would. tests/detect_reference.py
 # runs their Python source (`STAGES`) beside the compiled kernel.
 #
-# Compiled without Numba's reference counting (`_nrt=False`: they take arrays, never make one), as plain
-# functions that LLVM inlines into `process`: with it, every array argument of every stage costs an
-# atomic increment and decrement a reading (Numba does not prune them across the stages' branches), and
-# the kernel ran at 0.66 x its speed as one function; Numba's own inlining (`inline="always"`) lowers
-# the stages inside `process`, with reference counting, and was as slow (benchmarks/README.md, det22).
-_STAGE = dict(cache=True, nogil=True, error_model="numpy", _nrt=False)
+# Each is inlined into the loop over readings (`_readings`) by Numba (`inline="always"`), and that loop is
+# compiled without Numba's reference counting (`_nrt=False`; it makes no array, `process` allocates its
+# scratch): with reference counting, every array argument of every stage costs an atomic increment and
+# decrement a reading (Numba does not prune them across the stages' branches; the kernel ran at 0.66 x
+# its speed as one function), and as plain calls LLVM leaves the larger stages out of line (0.91 x).
+# benchmarks/README.md (det22) has the figures.
+_STAGE = dict(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @njit(**_STAGE)
@@ -992,31 +993,15 @@ def _learn_series(st, sl, pr, xi, cnt, has_prev, ew_m, res, change, gap, values,
     return new_cnt
 
 
-#: the per-reading stages `process` calls (tests/detect_reference.py runs their Python source)
-STAGES = (_scales, _silence, _robust_z, _ewma, _spike, _flatline, _threshold, _fuse, _spread_input, _trend_input,
-          _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
-            refresh_every, eager_refresh):
-    """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
-
-    Columns are the named constants of detect/layout.py (C_* state, P_* parameters). out [n, 6]
-    detector scores in DETECTOR_NAMES order, fused_out [n], veto_out [n] uint8 (layout.VETO_BIT: the
-    statistic reached its threshold, the calibrated tail vetoes the decision). One reading is the
-    stages above in order: the shared scales, the six detectors (each scores, then learns), the
-    fusion, the likelihood, the re-arm gate, the decisions' veto, the calibration, the series' own
-    state, and now and then a refresh of the rolling statistics.
-    """
-    n = s.shape[0]
-    nbuf = max(values.shape[1], changes.shape[1], gaps.shape[1])
-    scr_g = np.empty(nbuf, np.float64)  # scratch of the refreshes
-    scr_d = np.empty(nbuf, np.float64)
-    scr_a = np.empty(nbuf, np.float64)
-    scr_b = np.empty(nbuf, np.float64)
-
-    for i in range(n):
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
+              refresh_every, eager_refresh, scr_g, scr_d, scr_a, scr_b):
+    """`process`'s loop over the readings, its stages inlined, without reference counting (the arrays are
+    `process`'s arguments and scratch, alive throughout). One reading is the stages above in order: the
+    shared scales, the six detectors (each scores, then learns), the fusion, the likelihood, the re-arm
+    gate, the decisions' veto, the calibration, the series' own state, and now and then a refresh of the
+    rolling statistics."""
+    for i in range(s.shape[0]):
         sl = s[i]
         ti = t[i]
         xi = x[i]
@@ -1053,3 +1038,27 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
             slow = nc <= eager_refresh or nc % (SLOW_REFRESH * refresh_every) == 0
             _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow)
         last_ts[sl] = ti
+
+
+#: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
+STAGES = (_readings, _scales, _silence, _robust_z, _ewma, _spike, _flatline, _threshold, _fuse, _spread_input,
+          _trend_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
+            refresh_every, eager_refresh):
+    """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
+
+    Columns are the named constants of detect/layout.py (C_* state, P_* parameters). out [n, 6]
+    detector scores in DETECTOR_NAMES order, fused_out [n], veto_out [n] uint8 (layout.VETO_BIT: the
+    statistic reached its threshold, the calibrated tail vetoes the decision). The readings run
+    through `_readings`, one stage function after another.
+    """
+    nbuf = max(values.shape[1], changes.shape[1], gaps.shape[1])
+    scr_g = np.empty(nbuf, np.float64)  # scratch of the refreshes
+    scr_d = np.empty(nbuf, np.float64)
+    scr_a = np.empty(nbuf, np.float64)
+    scr_b = np.empty(nbuf, np.float64)
+    _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
+              refresh_every, eager_refresh, scr_g, scr_d, scr_a, scr_b)
