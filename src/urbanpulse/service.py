@@ -138,7 +138,9 @@ class IngestService:
         validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s),
                                      known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
-            self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval)
+            store.series.keep_created()  # new series skip the history lookup (nothing is stored for them)
+            self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval,
+                                             created_here=store.series.created_here)
             await self.analytics.start(background=True)  # batches wait in prepare() until it is loaded
             self.analytics.live, self.live.fed = self.live, True
             self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream
