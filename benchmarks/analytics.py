@@ -17,10 +17,10 @@ reports figures (no pass/fail):
   series' spike alert arrives. Latency = SSE arrival - publish, p50/p95/p99/max; also the
   time to the alert event's commit (database clock) and the readings' publish-to-stored
   latency in the same phase (count matched, as in ingest.py), to show where the time goes.
-  Before it, PostgreSQL's pool of ready WAL segments is filled (``--latency-wal warm``, the
-  default: a server under this load has one; a cold pool makes backends create and fsync 16 MB
-  segments during the run, see pg_state.py), and the result records the server's and machine's
-  state over the run (segments created, checkpoints, busy cores, other processes' cores).
+  The result records the server's and the machine's state over the run (WAL segments created,
+  checkpoints, busy cores, other processes' cores; pg_state.py) and the stored p99 per 5 s;
+  ``--latency-wal warm|cold`` sets PostgreSQL's pool of ready WAL segments first (default: as
+  found), to tell a cold server's first run from the service's own tail.
 * memory per series - in-process, the analytics state (slot map, windows, detectors) for
   ``--series`` (default 100,000) series fed 30 readings each: the arrays' bytes per series and
   the RSS growth per series.
@@ -601,10 +601,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the latency producer's linger.ms (default 1: a produce request per ms and partition, "
                         "which costs the broker on the same 2 cores most of a core at 20k/s; see benchmarks/README.md)")
     p.add_argument("--latency-warmup", type=float, default=15.0, help="seconds before the first spike (default 15)")
-    p.add_argument("--latency-wal", choices=("warm", "found", "cold"), default="warm",
-                   help="the server's pool of ready WAL segments before the latency phase: warm (default; as a "
-                        "server under this load has it, pg_state.warm_wal), as found, or cold (as after a boot or "
-                        "a quiet period, pg_state.cool_wal); the segments created during the run are reported")
+    p.add_argument("--latency-wal", choices=("found", "warm", "cold"), default="found",
+                   help="the server's pool of ready WAL segments before the latency phase: as found (default), "
+                        "warm (as a server under this load has it: pg_state.warm_wal) or cold (as after a boot or "
+                        "a quiet period: pg_state.cool_wal); the segments created during the run are reported")
     p.add_argument("--rounds", type=int, default=1,
                    help="ABBA rounds (off, on, on, off) of the throughput phases; the ratio uses all (default 1)")
     p.add_argument("--phases", default="off,on,on,off",
