@@ -168,9 +168,10 @@ class IngestService:
     async def _freeze_once_loaded(analytics: StreamAnalytics) -> None:
         """The kernels' objects (Numba's, when they are not built ahead of time) arrive after
         start() froze the rest: freeze again once they are in, without a full collection first.
-        The kernels load while a backlog's first batches are in flight, so that collection walked
-        every object of the batches being decoded and written, on the event loop (13-50 ms per
-        start, benchmarks/README.md ``spawn20``), to free the few import-time cycles loading leaves."""
+        Kernels built ahead of time are usually loaded by the end of the start (the collection then
+        took 0.0-1.2 ms), but where they load later it falls in a backlog's drain and walks every
+        object of the batches in flight, on the event loop, to free the few import-time cycles
+        loading leaves (benchmarks/README.md ``spawn19``, ``spawn20``)."""
         try:
             await analytics.loaded()
         except Exception:  # noqa: BLE001 - already logged by analytics; nothing more to freeze
