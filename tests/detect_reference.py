@@ -5,17 +5,36 @@ Why: the kernel must compute exactly what its Python source says (no fastmath re
 FMA contraction, numpy's NaN and division-by-zero rules via error_model="numpy"); comparing the
 compiled kernel with its own interpreted source, outputs and state bit-identical, checks that on
 every code path a test stream reaches. (It replaces the former round-based numpy re-implementation,
-`detect/reference.py`, which every detector change had to duplicate.) The order-statistic helpers
-(`_select`, `_gather`) stay compiled: they are checked by the medians they feed.
+`detect/reference.py`, which every detector change had to duplicate.) The per-reading stages `process`
+calls (`_kernel.STAGES`: one function per detector and per shared stage) run as their Python source
+too; the order-statistic helpers (`_select`, `_gather`, the refreshes) and the small numeric helpers
+(`_tail`, `_fmax`, ...) stay compiled: they are checked by the values they feed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from urbanpulse.detect import _kernel
 from urbanpulse.detect.bank import EAGER_REFRESH, REFRESH_EVERY, DetectorBank, Scores
 from urbanpulse.detect.settings import DETECTOR_NAMES
+
+
+@contextmanager
+def interpreted_stages() -> Iterator[None]:
+    """While open, `_kernel.process.py_func` calls its stages' Python source (`py_func`), not their
+    compiled code: the module's globals are what the interpreted source looks its callees up in."""
+    compiled = {f.py_func.__name__: f for f in _kernel.STAGES}
+    try:
+        for name, f in compiled.items():
+            setattr(_kernel, name, f.py_func)
+        yield
+    finally:
+        for name, f in compiled.items():
+            setattr(_kernel, name, f)
 
 
 class ReferenceBank(DetectorBank):
@@ -28,7 +47,7 @@ class ReferenceBank(DetectorBank):
         fused = np.zeros(n, np.float64)
         veto = np.zeros(n, np.uint8)
         if n:
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), interpreted_stages():
                 _kernel.process.py_func(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
                                         self.values, self.changes, self.gaps, out, fused, veto,
                                         REFRESH_EVERY, EAGER_REFRESH)

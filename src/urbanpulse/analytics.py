@@ -123,9 +123,13 @@ class StreamAnalytics:
     """Windows, detectors and alerts for the series this process ingests (see module doc)."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool,
-                 expected_interval: Callable[[str, str], float | None] | None = None) -> None:
+                 expected_interval: Callable[[str, str], float | None] | None = None,
+                 created_here: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.settings = settings
         self.pool = pool
+        #: which new series ids this process has just created, so have no stored history to warm
+        #: from (``SeriesRegistry.created_here``); None: ask PostgreSQL for every new series
+        self._created_here = created_here
         self.slots = SlotMap()
         # the sensor registry's expected interval of a series feeds silence (None: learned)
         self._expected_interval = expected_interval
@@ -367,8 +371,13 @@ class StreamAnalytics:
         self.windows.ensure_capacity(cap)
         self.bank.assign(new_slots, sensors, metrics)
         self.windows.assign(new_slots, metrics)
+        # a series this process has just created has nothing stored: no round trip for it
+        # (under the batcher's lock, ~30 ms for a batch bringing ~500 new series)
+        asked = new_ids if self._created_here is None else new_ids[~self._created_here(new_ids)]
+        if not len(asked):
+            return self.slots.slot_of[series_ids]
         async with self.pool.acquire() as conn:
-            sid, ts, val = await last_readings(conn, new_ids, self.warm_readings)
+            sid, ts, val = await last_readings(conn, asked, self.warm_readings)
         if len(sid):
             self.bank.warm(self.slots.slot_of[sid], ts, val)
         return self.slots.slot_of[series_ids]

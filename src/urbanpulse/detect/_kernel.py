@@ -14,8 +14,13 @@ Rules kept here (each one matters for bit-identity):
   quickselect (`_select`) instead of a full sort gives the same values, as an order statistic
   does not depend on how it is found (only the sign of a zero could; no score depends on it).
 
-Columns are named constants from `layout.py` (`st[sl, C_EW_V]`, `pr[P_EW_ALPHA]`), one block per
-detector in `process`.
+Columns are named constants from `layout.py` (`st[sl, C_EW_V]`, `pr[P_EW_ALPHA]`). One function per
+detector (`_silence`, `_robust_z`, `_ewma`, `_spike`, `_flatline`, `_threshold`) and per shared stage
+(`_scales`, `_fuse`, the likelihood's inputs and `_likelihood`, `_rearm`, `_veto`, `_calibrate`,
+`_recalibrate`, `_learn_series`, `_refresh`), each saying which columns it reads and writes; `process`
+(its loop, `_readings`) calls them in order for each reading. A detector scores the reading against its
+slot's state as it was before the reading, then learns it: it writes only its own columns, which no
+later stage of the same reading reads (what several read, e.g. the EWMA's level, is passed along).
 
 The value ring is float32 *offsets* from a per-slot float64 base (`C_VBASE`), not the values: half
 the bytes of the largest per-series array, without float32's loss on large values (a 1.2 million
@@ -416,6 +421,630 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
             st[sl, C_GAP_SPREAD] = spread if prev != prev else _max(spread, prev + GAP_SPREAD_RATE * (spread - prev))
 
 
+# --- the per-reading stages, in the order `_readings` (process's loop) calls them ---------------------
+# Each detector scores the reading against its slot's state *before* the reading and then learns it
+# (writes its own columns); no stage reads a column that an earlier stage of the same reading wrote,
+# so every stage sees the state before the reading, as a single pass would. tests/detect_reference.py
+# runs their Python source (`STAGES`) beside the compiled kernel.
+#
+# Each is inlined into the loop over readings (`_readings`) by Numba (`inline="always"`), and that loop is
+# compiled without Numba's reference counting (`_nrt=False`; it makes no array, `process` allocates its
+# scratch): with reference counting, every array argument of every stage costs an atomic increment and
+# decrement a reading (Numba does not prune them across the stages' branches; the kernel ran at 0.66 x
+# its speed as one function), and as plain calls LLVM leaves the larger stages out of line (0.91 x).
+# benchmarks/README.md (det22) has the figures.
+_STAGE = dict(cache=True, nogil=True, error_model="numpy", inline="always")
+
+
+@njit(**_STAGE)
+def _scales(st, sl, pr):
+    """The scales several detectors share, as they stood before this reading: the window's rolling median and
+    MAD (kept by the refreshes), the series' resolution (its smallest non-zero change), the EWMA's level and
+    standard deviation, the long-run RMS deviation from the EWMA, and the floor of robust_z's and ewma's scales
+    (`ew_floor` x that long-run RMS, at least the resolution: it does not collapse on quiet stretches).
+
+    Reads C_MED, C_MAD, C_RES, C_EW_M, C_EW_V, C_LR_V; P_EW_FLOOR. Writes nothing.
+    Returns (med, mad, res, ew_m, ew_std, lr_std, floor)."""
+    ew_std = np.sqrt(st[sl, C_EW_V])
+    med = st[sl, C_MED]
+    mad = st[sl, C_MAD]
+    res = st[sl, C_RES]
+    lr_std = np.sqrt(st[sl, C_LR_V])
+    floor = _fmax(pr[P_EW_FLOOR] * lr_std, res)
+    return med, mad, res, st[sl, C_EW_M], ew_std, lr_std, floor
+
+
+@njit(**_STAGE)
+def _silence(st, sl, pr, ti, last, cnt, has_prev):
+    """silence: the gap since the slot's previous reading against the expected interval, the configured one or
+    else the learned one (the median gap plus `irregularity` x the gaps' spread, once `min_readings` are seen);
+    the score rises from 0 at the expected gap to 0.5 at `factor` x it.
+
+    Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes); P_SI_INTERVAL_US, P_SI_IRREGULARITY, P_SI_MIN,
+    P_SI_FACTOR, P_ON_SILENCE. Writes nothing (the gap ring: `_learn_series`).
+    Returns (score, gap in µs, NaN on the slot's first reading)."""
+    gap = np.float64(ti - last) if has_prev else np.nan
+    conf = pr[P_SI_INTERVAL_US]
+    if conf != conf:
+        # learned: the median gap plus `irregularity` x the gaps' spread (0 on a regular series), so a
+        # gap that an event-driven feed's exponential inter-arrivals produce now and then is not "silent"
+        g_spread = st[sl, C_GAP_SPREAD]
+        learned = st[sl, C_GAP_MED] + (pr[P_SI_IRREGULARITY] * g_spread if g_spread > 0 else 0.0)
+        expected = learned * 1e6 if cnt >= pr[P_SI_MIN] else np.nan
+    else:
+        expected = conf
+    excess = _max(gap / expected - 1.0, 0.0)
+    sil = excess / (excess + (pr[P_SI_FACTOR] - 1.0))
+    return (sil if _isfinite(sil) else 0.0) * pr[P_ON_SILENCE], gap
+
+
+@njit(**_STAGE)
+def _robust_z(pr, xi, cnt, med, mad, ew_std, floor):
+    """robust_z: the reading's distance from the window's median in units of a robust scale (1.4826 x MAD,
+    floored by a quarter of the EWMA's standard deviation and by the shared floor); 0 until `min_readings`
+    and where MAD = 0 (a quantised or mostly-constant window: ewma's and spike's case).
+
+    Reads no state column itself (med, mad, ew_std, floor: `_scales`); P_RZ_THRESHOLD, P_RZ_MIN, P_ON_ROBUST_Z.
+    Writes nothing (the median and MAD are the refreshes'). Returns the score."""
+    scaled = mad > 0
+    rscale = _fmax(_fmax(_fmax(1.4826 * mad, 0.25 * ew_std), floor), 1e-9 * abs(med) + _TINY)
+    z = abs(xi - med) / rscale
+    rz = z / (z + pr[P_RZ_THRESHOLD])
+    ok = (cnt >= pr[P_RZ_MIN]) and _isfinite(rz) and scaled
+    return (rz if ok else 0.0) * pr[P_ON_ROBUST_Z]
+
+
+@njit(**_STAGE)
+def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, s_robust_z):
+    """ewma: the reading against the EWMA's bands, and the level shift (a short EWMA's distance from the window's
+    median in units of its own typical distance); then learns the reading: the EWMA (the change winsorised at 4
+    standard deviations once `min_readings` are seen) and the shift's typical distances (overall and per side).
+
+    The decision's score counts the level shift only on readings that are not outliers themselves (those are
+    robust_z's); the fused score counts it always. Also returns the shift's input to the likelihood (the same
+    distance in units of its typical size, and on its own side, capped at 0.75).
+
+    Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE (med, mad, ew_m, ew_std,
+    lr_std, floor: `_scales`); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA, P_SH_THRESHOLD,
+    P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN.
+    Returns (score for the decision, score for the fusion, the likelihood's level-shift input)."""
+    scaled = mad > 0
+    escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
+    ez = abs(xi - ew_m) / escale
+    es = ez / (ez + pr[P_EW_THRESHOLD])
+    ok = (cnt >= pr[P_EW_MIN]) and _isfinite(es) and scaled
+    if not ok:
+        es = 0.0
+    sh_a = pr[P_SH_ALPHA]
+    sh_m0 = st[sl, C_SH_M]
+    sh_m = sh_m0 + sh_a * (xi - sh_m0) if has_prev else xi
+    sh_d = abs(sh_m - med)
+    sh_s = st[sl, C_SH_S]
+    # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
+    # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
+    # an on/off series whose window is mostly "on" has MAD > 0, yet its idle floor is still a mode of its own
+    # (at least 5 % of the window exactly at its minimum, the median over FLOOR_MODE_Z typical changes, spike's
+    # robust change scale, above it): the rolling median has flipped from the idle to the active level, so the
+    # idle readings that follow are its normal excursions too, and the scale keeps the long-run floor it has
+    # where MAD = 0 (a quantised series' low end is a few typical changes below its median: unchanged)
+    lo_min = st[sl, C_LO_MIN]
+    floor_mode = (scaled and (st[sl, C_LO_Q] <= lo_min)
+                  and (med - lo_min > FLOOR_MODE_Z * 1.4826 * st[sl, C_DSCALE]))
+    sh_floor = 2.0 * pr[P_EW_FLOOR] * lr_std
+    if scaled:
+        sh_scale = _fmax(sh_s, _fmax(0.05 * 1.4826 * mad, sh_floor) if floor_mode else 0.05 * 1.4826 * mad)
+    else:
+        sh_scale = _fmax(sh_s, sh_floor)
+    shift_q = sh_d / sh_scale
+    shift_score = shift_q / (shift_q + pr[P_SH_THRESHOLD])
+    sh_n = st[sl, C_SH_N]
+    warm = sh_n >= _max(pr[P_EW_MIN], 0.25 / pr[P_SH_DECAY])
+    quiet = (es < 0.5) and (s_robust_z < 0.5)
+    if warm and (sh_s > 0) and _isfinite(shift_score):  # also where MAD = 0 (quantised series)
+        shift_score = _min(shift_score, 0.75)
+    else:
+        shift_score = 0.0
+    # the decision counts the level shift only on readings that are not outliers themselves (those are
+    # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
+    s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
+    s_ewma_fused = _max(es, shift_score) * pr[P_ON_EWMA]
+
+    # the likelihood's level-shift input
+    li_shift_q = sh_d / _fmax(sh_s, _TINY)
+    li_shift = li_shift_q / (li_shift_q + pr[P_SH_THRESHOLD])
+    if warm and (sh_s > 0) and _isfinite(li_shift):
+        li_shift = _min(li_shift, 0.75)
+    else:
+        li_shift = 0.0
+    # direction-aware: the same distance in units of its typical size on its own side
+    sdir = sh_m - med
+    sh_sp = st[sl, C_SH_SP]
+    sh_sn = st[sl, C_SH_SN]
+    ls_thr = pr[P_LS_THR]
+    if ls_thr > 0:
+        side = sh_sp if sdir > 0 else sh_sn
+        side_q = sh_d / _fmax(_fmax(side, pr[P_LS_FLOOR] * sh_s), _TINY)
+        side_shift = side_q / (side_q + ls_thr)
+        if warm and (sh_s > 0) and _isfinite(side_shift):
+            li_shift = _max(li_shift, _min(side_shift, 0.75))
+
+    # learn: the EWMA, its change winsorised (np.clip) at 4 standard deviations once warm
+    a = pr[P_EW_ALPHA]
+    d = xi - ew_m
+    if cnt >= pr[P_EW_MIN]:
+        lim = 4.0 * ew_std
+        d = _min(_max(d, -lim), lim)  # np.clip
+    if has_prev:
+        st[sl, C_EW_M] = ew_m + a * d
+        st[sl, C_EW_V] = (1.0 - a) * (st[sl, C_EW_V] + a * d * d)
+    else:
+        st[sl, C_EW_M] = xi
+        st[sl, C_EW_V] = 0.0
+    # learn: the short EWMA and the shift's typical distances (winsorised at 3 typical distances)
+    st[sl, C_SH_M] = sh_m
+    dd = sh_d if _isfinite(sh_d) else 0.0
+    if sh_s > 0:
+        dd = _min(dd, 3.0 * sh_s)
+    if has_prev and _isfinite(med):
+        rate = _max(pr[P_SH_DECAY], 1.0 / (sh_n + 1.0))
+        st[sl, C_SH_S] = sh_s + rate * (dd - sh_s)
+        st[sl, C_SH_N] = sh_n + 1.0
+        dp = _max(sdir, 0.0) if _isfinite(sdir) else 0.0
+        dn = _max(-sdir, 0.0) if _isfinite(sdir) else 0.0
+        if sh_sp > 0:
+            dp = _min(dp, 3.0 * sh_sp)
+        if sh_sn > 0:
+            dn = _min(dn, 3.0 * sh_sn)
+        st[sl, C_SH_SP] = sh_sp + rate * (dp - sh_sp)
+        st[sl, C_SH_SN] = sh_sn + rate * (dn - sh_sn)
+    return s_ewma, s_ewma_fused, li_shift
+
+
+@njit(**_STAGE)
+def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
+    """spike: the reading's change from the previous value, as far as it is kept against the value before that
+    (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
+    median non-zero change, floored by a tenth of the values' robust scale, `floor` x the long-run RMS step and
+    the resolution); 0 until `min_readings` and while the window has no non-zero change. Then learns the long-run
+    RMS step (a step: the previous change as far as this reading kept it, so repeated spikes are not learned).
+
+    Reads C_PREV, C_BASE, C_DSCALE, C_CH_V, C_DCH (mad, res: `_scales`); P_SP_THRESHOLD, P_SP_MIN, P_SP_FLOOR,
+    P_LR_RATE, P_ON_SPIKE. Writes C_CH_V, C_DCH. Returns (score, |change| from the previous value)."""
+    prev = st[sl, C_PREV]
+    change = abs(xi - prev)
+    back = abs(xi - st[sl, C_BASE])
+    dchange = _min(change, back) if _isfinite(back) else change
+    dsc = st[sl, C_DSCALE]
+    # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
+    # on/off series' normal switching, rare against the median of its small changes, is not a spike
+    ch_rms = np.sqrt(st[sl, C_CH_V])
+    dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[P_SP_FLOOR] * ch_rms, res)),
+                   1e-9 * abs(prev) + _TINY)
+    spq = dchange / dscale
+    sp = spq / (spq + pr[P_SP_THRESHOLD])
+    # no non-zero change in the window (a long dry / stuck stretch): the first change is not a spike
+    ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(dsc)
+    if not ok:
+        sp = 0.0
+    if has_prev:
+        # learn: a *step*, the previous change as far as this reading kept it (a one-reading spike and its
+        # return count ~0, an on/off switch counts in full); a plain mean until the memory is full
+        lr_rate = _max(pr[P_LR_RATE], 1.0 / (cnt + 1.0))
+        step = _min(st[sl, C_DCH], back) if _isfinite(back) else 0.0
+        st[sl, C_CH_V] = st[sl, C_CH_V] + lr_rate * (step * step - st[sl, C_CH_V])
+        st[sl, C_DCH] = dchange
+    return sp * pr[P_ON_SPIKE], change
+
+
+@njit(**_STAGE)
+def _flatline(st, sl, pr, xi, ti, has_prev, mad):
+    """flatline: the current run of readings within `tolerance` of the run's first value, by count (against the
+    larger of `min_readings` and `learn_factor` x the longest run the series shows normally, a decaying memory)
+    and by duration (against `min_duration`); only runs that start where the window varies and off the series'
+    floor count (with `only_varying`). Then learns the run and, where a counted run ends, its length.
+
+    Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q (mad: `_scales`); P_FL_TOLERANCE,
+    P_FL_DECAY, P_FL_MIN_READINGS, P_FL_LEARN, P_FL_ONLY_VARYING, P_FL_MIN_DURATION_US, P_ON_FLATLINE.
+    Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX. Returns the score."""
+    tol = pr[P_FL_TOLERANCE]
+    fl_ref = st[sl, C_FL_REF]
+    # the longest run this series shows normally (decaying memory): a plateau of a periodic
+    # series or a slow channel's hold is not a stuck sensor; the decision is at the larger of
+    # min_readings and learn_factor x that
+    fl_max = st[sl, C_FL_MAX] * pr[P_FL_DECAY]
+    fl_eff = _max(pr[P_FL_MIN_READINGS], pr[P_FL_LEARN] * fl_max)
+    same = has_prev and (abs(xi - fl_ref) <= tol)
+    tf = np.float64(ti)
+    if same:
+        run = st[sl, C_FL_RUN] + 1.0
+        fl_start = st[sl, C_FL_START]
+        fl_ok = st[sl, C_FL_OK]
+    else:
+        prev_run = st[sl, C_FL_RUN]
+        if has_prev and st[sl, C_FL_OK] > 0:  # a counted run ended: learn it (at most 2x the bar)
+            fl_max = _max(fl_max, _min(prev_run, 2.0 * fl_eff))
+        run = 1.0
+        fl_start = tf
+        at_floor = (xi >= st[sl, C_LO_MIN] - tol) and (xi <= st[sl, C_LO_Q])
+        varying = ((mad > 0) and not at_floor) or (pr[P_FL_ONLY_VARYING] == 0)
+        fl_ok = 1.0 if varying else 0.0
+    if run >= 2:
+        rq = run - 1.0
+        rs = rq / (rq + (fl_eff - 1.0))
+        dur = tf - fl_start
+        ds = dur / (dur + pr[P_FL_MIN_DURATION_US])
+    else:
+        rs = 0.0
+        ds = 0.0
+    fs = _max(rs, ds if _isfinite(ds) else 0.0) * fl_ok
+    st[sl, C_FL_MAX] = fl_max
+    if not same:
+        st[sl, C_FL_REF] = xi
+    st[sl, C_FL_RUN] = run
+    st[sl, C_FL_START] = fl_start
+    st[sl, C_FL_OK] = fl_ok
+    return fs * pr[P_ON_FLATLINE]
+
+
+@njit(**_STAGE)
+def _threshold(st, sl, pr, xi):
+    """threshold: 1 while the reading is outside the operator's limits, with hysteresis (once on, it stays on
+    until the reading is back inside the clear limits). Reads and writes C_THR_ON; reads P_THR_HIGH, P_THR_LOW,
+    P_THR_CLEAR_HIGH, P_THR_CLEAR_LOW, P_ON_THRESHOLD. Returns the score (0 or 1)."""
+    if st[sl, C_THR_ON] > 0:
+        inside = (not (xi > pr[P_THR_CLEAR_HIGH])) and (not (xi < pr[P_THR_CLEAR_LOW]))
+        now_on = not inside
+    else:
+        now_on = (xi > pr[P_THR_HIGH]) or (xi < pr[P_THR_LOW])
+    st[sl, C_THR_ON] = 1.0 if now_on else 0.0
+    return (1.0 if now_on else 0.0) * pr[P_ON_THRESHOLD]
+
+
+@njit(**_STAGE)
+def _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_silence):
+    """The fused raw score: the largest weighted detector score (P_W_* weights; ewma with its level shift always
+    counted). Reads no state. Returns it."""
+    raw = s_threshold * pr[P_W_THRESHOLD]
+    v = s_robust_z * pr[P_W_ROBUST_Z]
+    if v > raw:
+        raw = v
+    v = s_ewma_fused * pr[P_W_EWMA]
+    if v > raw:
+        raw = v
+    v = s_spike * pr[P_W_SPIKE]
+    if v > raw:
+        raw = v
+    v = s_flatline * pr[P_W_FLATLINE]
+    if v > raw:
+        raw = v
+    v = s_silence * pr[P_W_SILENCE]
+    if v > raw:
+        raw = v
+    return raw
+
+
+@njit(**_STAGE)
+def _spread_input(st, sl, pr, cnt, has_prev, res, change):
+    """The likelihood's change-of-spread input: the short-term mean square change against its long-run one (more
+    noise, a faster period: every reading's change grows while no single reading is an outlier); increases only,
+    the change winsorised at 6 long-run RMS changes so one spike is not a change of spread. Then learns both means.
+
+    Reads C_NZ_S, C_NZ_L (res, change: `_scales`, `_spike`); P_NZ_RATE, P_NZ_THR, P_LI_MIN, P_LR_RATE.
+    Writes C_NZ_S, C_NZ_L. Returns the input (0 to 0.75)."""
+    nz_s = st[sl, C_NZ_S]
+    nz_l = st[sl, C_NZ_L]
+    ch2 = change * change if (has_prev and _isfinite(change)) else np.nan
+    if ch2 == ch2 and cnt >= 64 and nz_l > 0:
+        ch2 = _min(ch2, 36.0 * nz_l)
+    nz_s_new = nz_s
+    if ch2 == ch2:
+        nz_s_new = nz_s + _max(pr[P_NZ_RATE], 1.0 / cnt) * (ch2 - nz_s)
+    spread_in = 0.0
+    nz_thr = pr[P_NZ_THR]
+    nz_den = _fmax(nz_l, res * res)
+    if nz_thr > 0 and cnt >= pr[P_LI_MIN] and nz_s_new > nz_den:  # (the root only where the ratio is > 1)
+        spread_q = np.sqrt(nz_s_new / nz_den) - 1.0
+        if spread_q > 0 and _isfinite(spread_q):
+            spread_in = _min(spread_q / (spread_q + nz_thr), 0.75)
+    if has_prev and ch2 == ch2:
+        st[sl, C_NZ_S] = nz_s_new
+        st[sl, C_NZ_L] = nz_l + _max(pr[P_LR_RATE], 1.0 / cnt) * (ch2 - nz_l)
+    return spread_in
+
+
+@njit(**_STAGE)
+def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
+    """The likelihood's trend-aware input: the reading against a local linear prediction (Brown's double
+    exponential smoothing: level 2 s1 - s2, slope a / (1 - a) (s1 - s2)), so a level shift or a change of slope on
+    a trending or seasonal series shows where a level (median, EWMA) lags behind the series; its short-term mean
+    (~16 readings) in units of its own long-run RMS (residuals of real series are autocorrelated, so not the
+    white-noise formula alone; that is a floor). The residual is winsorised at 4 long-run RMS for the smoother and
+    the mean, so one spike neither moves the prediction nor reads as a trend (square roots only on the rare
+    readings that need them: the clip, and a z above 2). Then learns the smoother, the mean and both RMS.
+
+    Reads C_TR_S1, C_TR_S2, C_TR_M, C_TR_VE, C_TR_VM (res: `_scales`); P_TR_ALPHA, P_TR_RATE, P_TR_SLOPE,
+    P_TR_THR, P_TR_W, P_LI_MIN, P_LR_RATE. Writes C_TR_S1, C_TR_S2, C_TR_M, C_TR_VE, C_TR_VM.
+    Returns the input (0 to TREND_CAP)."""
+    tr_a = pr[P_TR_ALPHA]
+    tr_r = pr[P_TR_RATE]
+    tr_s1 = st[sl, C_TR_S1]
+    tr_s2 = st[sl, C_TR_S2]
+    tr_d = tr_s1 - tr_s2
+    tr_ve = st[sl, C_TR_VE]
+    tr_vm = st[sl, C_TR_VM]
+    tr_step = tr_d + pr[P_TR_SLOPE] * tr_d  # prediction - s1: the smoothed difference and the slope
+    tr_e = xi - (tr_s1 + tr_step) if has_prev else 0.0
+    tr_ec = tr_e
+    if cnt >= 64 and tr_e * tr_e > 16.0 * tr_ve and tr_ve > 0:
+        tr_lim = 4.0 * np.sqrt(tr_ve)
+        tr_ec = _min(_max(tr_e, -tr_lim), tr_lim)
+    tr_m = st[sl, C_TR_M] + tr_r * (tr_ec - st[sl, C_TR_M]) if has_prev else 0.0
+    trend_in = 0.0
+    tr_thr = pr[P_TR_THR]
+    if tr_thr > 0 and cnt >= pr[P_LI_MIN]:
+        # the mean's scale: its long-run RMS, floored by what white residuals would give (W = r / (2 - r)
+        # of their variance) and by the resolution; q = z - 2 increases only (a z of 2 is common)
+        tr_sc2 = _fmax(_fmax(tr_vm, _fmax(tr_ve, res * res) * pr[P_TR_W]), _TINY)
+        if tr_m * tr_m > 4.0 * tr_sc2:
+            trend_q = abs(tr_m) / np.sqrt(tr_sc2) - 2.0
+            if trend_q > 0 and _isfinite(trend_q):
+                trend_in = _min(trend_q / (trend_q + tr_thr), TREND_CAP)
+    if has_prev:
+        tr_rate = _max(pr[P_LR_RATE], 1.0 / cnt)
+        tr_e2 = tr_e * tr_e
+        tr_m2 = tr_m * tr_m
+        if cnt >= 64:
+            if tr_ve > 0:
+                tr_e2 = _min(tr_e2, 36.0 * tr_ve)
+            if tr_vm > 0:
+                tr_m2 = _min(tr_m2, 36.0 * tr_vm)
+        if _isfinite(tr_e2) and _isfinite(tr_m2):
+            tr_x = tr_s1 + tr_a * (tr_step + tr_ec)  # s1 + a (prediction + residual - s1)
+            st[sl, C_TR_S1] = tr_x
+            st[sl, C_TR_S2] = tr_s2 + tr_a * (tr_x - tr_s2)
+            st[sl, C_TR_M] = tr_m
+            st[sl, C_TR_VE] = tr_ve + tr_rate * (tr_e2 - tr_ve)
+            st[sl, C_TR_VM] = tr_vm + tr_rate * (tr_m2 - tr_vm)
+    else:  # the smoother starts at the first value, slope 0
+        st[sl, C_TR_S1] = xi
+        st[sl, C_TR_S2] = xi
+    return trend_in
+
+
+@njit(**_STAGE)
+def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in):
+    """The likelihood: its input (the largest of the fused raw score and the level-shift, spread and trend inputs),
+    smoothed, as a z against that input's own running mean and variance; weighted by P_LI_W, 0 until `li_min`
+    readings. Then learns the smoothed input and its mean and variance.
+
+    Reads C_LI_N, C_LI_S, C_LI_M, C_LI_V; P_LI_ALPHA, P_LI_THR, P_LI_MIN, P_LI_W, P_LI_RATE.
+    Writes C_LI_N, C_LI_S, C_LI_M, C_LI_V. Returns its score."""
+    li_n = st[sl, C_LI_N]
+    li_m = st[sl, C_LI_M]
+    li_v = st[sl, C_LI_V]
+    li_in = _max(_max(_max(raw, li_shift), spread_in), trend_in)
+    li_s0 = st[sl, C_LI_S]
+    li_s = li_s0 + pr[P_LI_ALPHA] * (li_in - li_s0) if li_n > 0 else li_in
+    li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)
+    lz = _max(li_z, 0.0)
+    lis = lz / (lz + pr[P_LI_THR])
+    if not ((li_n >= pr[P_LI_MIN]) and _isfinite(lis)):
+        lis = 0.0
+    li_rate = _max(pr[P_LI_RATE], 1.0 / (li_n + 1.0))
+    li_d = li_s - li_m
+    st[sl, C_LI_M] = li_m + li_rate * li_d
+    st[sl, C_LI_V] = (1.0 - li_rate) * (li_v + li_rate * li_d * li_d)
+    st[sl, C_LI_S] = li_s
+    st[sl, C_LI_N] = li_n + 1.0
+    return pr[P_LI_W] * lis
+
+
+@njit(**_STAGE)
+def _rearm(st, sl, pr, raw, lis):
+    """The re-arm gate, in tail space (1 - score): the memory of the recent peak is a tail that grows by 1/decay a
+    reading, and a score is emitted only when its tail is below it; after an emission the memory is the score's
+    tail x (1 - bump). So a repeat of the same score needs the same number of readings (half_life x
+    log2(1 / (1 - bump))) however close to 1 it is. The likelihood's score has its own memory and is emitted only
+    where its tail is also below the detectors' memory.
+
+    Reads and writes C_PEAK, C_LI_PEAK; reads P_FU_BUMP, P_FU_DECAY.
+    Returns (the fused raw score where emitted, else 0; the likelihood's score where emitted, else 0)."""
+    bump = pr[P_FU_BUMP]
+    grow = 1.0 / pr[P_FU_DECAY]
+    t_mem = 1.0 - st[sl, C_PEAK]
+    t_raw = _fmax(1.0 - raw, _TAIL_FLOOR)
+    fu = raw if t_raw < t_mem else 0.0
+    t_new = t_raw * (1.0 - bump) if fu > 0 else t_raw
+    st[sl, C_PEAK] = 1.0 - _min(_min(t_mem * grow, 1.0), t_new)
+    t_li = 1.0 - st[sl, C_LI_PEAK]
+    t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
+    li_f = lis if ((t_lis < t_li) and (t_lis < t_mem)) else 0.0
+    t_li_new = t_lis * (1.0 - bump) if li_f > 0 else t_lis
+    st[sl, C_LI_PEAK] = 1.0 - _min(_min(t_li * grow, 1.0), t_li_new)
+    return fu, li_f
+
+
+@njit(**_STAGE)
+def _veto(st, sl, pr, s_robust_z, s_ewma):
+    """The decisions' veto, consistent with the calibrated score: robust_z and ewma (whose statistic is a distance
+    in units of the series' spread, so a heavy-tailed series reaches the threshold often) decide where their
+    weighted score is also rare under the series' fitted tail (P <= fusion.alert_tail); such a decision then
+    carries a calibrated score >= 1 - alert_tail (the fused raw score is at least as high). threshold (operator
+    limits), silence (the live gap check has no tail), spike and flatline (scales learned per series; a repeated
+    spike must never be learned away) decide on their statistic alone. Runs before `_calibrate` learns the tail.
+
+    Reads C_TL_N, C_TL_K, C_TL_E; P_AL_TAIL, P_W_ROBUST_Z, P_W_EWMA (and `_tail`'s). Writes nothing.
+    Returns the veto bits (layout.VETO_BIT)."""
+    tl_n = st[sl, C_TL_N]
+    tl_k = st[sl, C_TL_K]
+    tl_e = st[sl, C_TL_E]
+    al = pr[P_AL_TAIL]
+    veto = 0
+    if s_robust_z >= 0.5 and not _decides(s_robust_z * pr[P_W_ROBUST_Z], al, pr, tl_n, tl_k, tl_e):
+        veto |= V_ROBUST_Z
+    if s_ewma >= 0.5 and not _decides(s_ewma * pr[P_W_EWMA], al, pr, tl_n, tl_k, tl_e):
+        veto |= V_EWMA
+    return veto
+
+
+@njit(**_STAGE)
+def _calibrate(st, sl, pr, raw, lis, fu, li_f):
+    """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
+    is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
+    with fusion.detector_tail_stretch; the likelihood's score (already a z against the series' own history) the
+    same way under the prior tail alone, unstretched, so it cannot change what a detector emits. The larger of
+    the two. Then learns the tail fit: decayed counts of readings, of exceedances of the level u and their excess
+    (winsorised at 5 x the current mean excess, so one anomaly does not teach the series that it is normal), from
+    the detectors' statistic only.
+
+    Reads C_TL_N, C_TL_K, C_TL_E; P_DT_STRETCH, P_TL_U, P_TL_DECAY, P_TL_E0, P_TL_C0 (and `_tail`'s).
+    Writes C_TL_N, C_TL_K, C_TL_E. Returns the calibrated score (0 where neither was emitted)."""
+    q_det = raw / (1.0 - raw)
+    q_li = lis / (1.0 - lis)
+    tl_n = st[sl, C_TL_N]
+    tl_k = st[sl, C_TL_K]
+    tl_e = st[sl, C_TL_E]
+    if fu > 0:
+        fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
+    if li_f > 0:
+        li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
+    tl_d = pr[P_TL_DECAY]
+    u = pr[P_TL_U]
+    st[sl, C_TL_N] = tl_d * tl_n + 1.0
+    if q_det > u:
+        m_now = (tl_e + pr[P_TL_E0]) / (tl_k + pr[P_TL_C0])
+        st[sl, C_TL_K] = tl_d * tl_k + 1.0
+        st[sl, C_TL_E] = tl_d * tl_e + _min(q_det - u, 5.0 * m_now)
+    else:
+        st[sl, C_TL_K] = tl_d * tl_k
+        st[sl, C_TL_E] = tl_d * tl_e
+    return _max(fu, li_f)
+
+
+@njit(**_STAGE)
+def _recalibrate(st, sl, pr, fu):
+    """The second stage (fusion.recalibrate_level, 0 = off): the emitted score's own per-series tail. In surprise
+    units y = -ln(1 - fu), an exponential tail above y0 fitted to this series' emitted scores (decayed counts of
+    readings, of emissions above y0 and their excess, winsorised at 5 x the mean excess; the prior is the identity
+    map: rate e^-y0, mean excess 1), below y0 a linear scale continuous at y0; so one threshold is the same tail of
+    emitted scores on every series. Then learns that tail.
+
+    Reads and writes C_RC_N, C_RC_K, C_RC_E; reads P_RC_Y0, P_RC_DECAY, P_RC_N0, P_RC_K0, P_RC_E0.
+    Returns the score emitted (anomaly_score)."""
+    rc_y0 = pr[P_RC_Y0]
+    rc_y = 0.0
+    if rc_y0 > 0:
+        rc_n = st[sl, C_RC_N]
+        rc_k = st[sl, C_RC_K]
+        rc_e = st[sl, C_RC_E]
+        rc_m = (rc_e + pr[P_RC_E0]) / (rc_k + pr[P_RC_K0])
+        if fu > 0:
+            rc_y = -math.log(_fmax(1.0 - fu, _TAIL_FLOOR))
+            rc_ly = -math.log((rc_k + pr[P_RC_K0]) / (rc_n + pr[P_RC_N0]))
+            if rc_y > rc_y0:
+                rc_out = rc_ly + (rc_y - rc_y0) / rc_m
+            else:
+                rc_out = rc_y * (rc_ly / rc_y0)
+            fu = 1.0 - _fmax(math.exp(-rc_out), _TAIL_FLOOR)
+        rc_d = pr[P_RC_DECAY]
+        st[sl, C_RC_N] = rc_d * rc_n + 1.0
+        if rc_y > rc_y0:
+            st[sl, C_RC_K] = rc_d * rc_k + 1.0
+            st[sl, C_RC_E] = rc_d * rc_e + _min(rc_y - rc_y0, 5.0 * rc_m)
+        else:
+            st[sl, C_RC_K] = rc_d * rc_k
+            st[sl, C_RC_E] = rc_d * rc_e
+    return fu
+
+
+@njit(**_STAGE)
+def _learn_series(st, sl, pr, xi, cnt, has_prev, ew_m, res, change, gap, values, changes, gaps):
+    """Learns what every detector reads of the series, last (the detectors read it as it stood before the
+    reading): the long-run mean square deviation from the EWMA (a plain mean until the memory is full, winsorised
+    at 6 long-run sigmas), the resolution, the previous value and the one before, the count, and the value,
+    change and gap rings (the refreshes' windows; the value ring's base is set by its first value).
+
+    Reads C_LR_V, C_VBASE, C_PREV (ew_m, res: `_scales`; change: `_spike`; gap: `_silence`); P_LR_RATE.
+    Writes C_LR_V, C_RES, C_VBASE, C_BASE, C_PREV, C_COUNT and the rings. Returns the new count."""
+    lr_rate = _max(pr[P_LR_RATE], 1.0 / (cnt + 1.0))
+    if has_prev:
+        dv = xi - ew_m
+        lr_v = st[sl, C_LR_V]
+        if cnt >= 64:
+            lim2 = 36.0 * lr_v
+            dv2 = _min(dv * dv, lim2) if lim2 > 0 else dv * dv
+        else:
+            dv2 = dv * dv
+        st[sl, C_LR_V] = lr_v + lr_rate * (dv2 - lr_v)
+        if change > 0 and (res == 0 or change < res):
+            st[sl, C_RES] = change
+    new_cnt = cnt + 1.0
+    cix = np.int64(cnt)
+    vbase = st[sl, C_VBASE]
+    if vbase != vbase:  # the ring's first value: its base
+        vbase = xi
+        st[sl, C_VBASE] = xi
+    values[sl, cix % values.shape[1]] = np.float32(xi - vbase)
+    changes[sl, cix % changes.shape[1]] = np.float32(change) if (has_prev and change > 0) else np.float32(np.nan)
+    gaps[sl, cix % gaps.shape[1]] = np.float32(gap / 1e6) if has_prev else np.float32(np.nan)
+    st[sl, C_BASE] = st[sl, C_PREV] if has_prev else np.nan
+    st[sl, C_COUNT] = new_cnt
+    st[sl, C_PREV] = xi
+    return new_cnt
+
+
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
+              refresh_every, eager_refresh, scr_g, scr_d, scr_a, scr_b):
+    """`process`'s loop over the readings, its stages inlined, without reference counting (the arrays are
+    `process`'s arguments and scratch, alive throughout). One reading is the stages above in order: the
+    shared scales, the six detectors (each scores, then learns), the fusion, the likelihood, the re-arm
+    gate, the decisions' veto, the calibration, the series' own state, and now and then a refresh of the
+    rolling statistics."""
+    for i in range(s.shape[0]):
+        sl = s[i]
+        ti = t[i]
+        xi = x[i]
+        pr = table[profile[sl]]
+        cnt = st[sl, C_COUNT]
+        has_prev = cnt > 0
+        med, mad, res, ew_m, ew_std, lr_std, floor = _scales(st, sl, pr)
+
+        s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
+        s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor)
+        s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
+                                               floor, s_robust_z)
+        s_spike, change = _spike(st, sl, pr, xi, cnt, has_prev, mad, res)
+        s_flatline = _flatline(st, sl, pr, xi, ti, has_prev, mad)
+        s_threshold = _threshold(st, sl, pr, xi)
+
+        raw = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_silence)
+        spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
+        trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
+        lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in)
+        fu, li_f = _rearm(st, sl, pr, raw, lis)
+        veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
+        fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, li_f))
+        out[i, 0] = s_threshold
+        out[i, 1] = s_robust_z
+        out[i, 2] = s_ewma
+        out[i, 3] = s_spike
+        out[i, 4] = s_flatline
+        out[i, 5] = s_silence
+
+        nc = np.int64(_learn_series(st, sl, pr, xi, cnt, has_prev, ew_m, res, change, gap, values, changes, gaps))
+        if nc <= eager_refresh or nc % refresh_every == 0:
+            # the floor and the gaps every SLOW_REFRESH x refresh_every readings: they move slowly
+            slow = nc <= eager_refresh or nc % (SLOW_REFRESH * refresh_every) == 0
+            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow)
+        last_ts[sl] = ti
+
+
+#: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
+STAGES = (_readings, _scales, _silence, _robust_z, _ewma, _spike, _flatline, _threshold, _fuse, _spread_input,
+          _trend_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
             refresh_every, eager_refresh):
@@ -423,457 +1052,13 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
 
     Columns are the named constants of detect/layout.py (C_* state, P_* parameters). out [n, 6]
     detector scores in DETECTOR_NAMES order, fused_out [n], veto_out [n] uint8 (layout.VETO_BIT: the
-    statistic reached its threshold, the calibrated tail vetoes the decision).
+    statistic reached its threshold, the calibrated tail vetoes the decision). The readings run
+    through `_readings`, one stage function after another.
     """
-    n = s.shape[0]
-    RV = values.shape[1]
-    RC = changes.shape[1]
-    RG = gaps.shape[1]
-    nbuf = max(RV, RC, RG)
+    nbuf = max(values.shape[1], changes.shape[1], gaps.shape[1])
     scr_g = np.empty(nbuf, np.float64)  # scratch of the refreshes
     scr_d = np.empty(nbuf, np.float64)
     scr_a = np.empty(nbuf, np.float64)
     scr_b = np.empty(nbuf, np.float64)
-
-    for i in range(n):
-        sl = s[i]
-        ti = t[i]
-        xi = x[i]
-        pr = table[profile[sl]]
-        cnt = st[sl, C_COUNT]
-        last = last_ts[sl]
-        has_prev = cnt > 0
-
-        # silence
-        gap = np.float64(ti - last) if has_prev else np.nan
-        conf = pr[P_SI_INTERVAL_US]
-        if conf != conf:
-            # learned: the median gap plus `irregularity` x the gaps' spread (0 on a regular series), so a
-            # gap that an event-driven feed's exponential inter-arrivals produce now and then is not "silent"
-            g_spread = st[sl, C_GAP_SPREAD]
-            learned = st[sl, C_GAP_MED] + (pr[P_SI_IRREGULARITY] * g_spread if g_spread > 0 else 0.0)
-            expected = learned * 1e6 if cnt >= pr[P_SI_MIN] else np.nan
-        else:
-            expected = conf
-        excess = _max(gap / expected - 1.0, 0.0)
-        sil = excess / (excess + (pr[P_SI_FACTOR] - 1.0))
-        s_silence = (sil if _isfinite(sil) else 0.0) * pr[P_ON_SILENCE]
-
-        # robust_z
-        ew_v = st[sl, C_EW_V]
-        ew_std = np.sqrt(ew_v)
-        med = st[sl, C_MED]
-        mad = st[sl, C_MAD]
-        scaled = mad > 0
-        # scale floors that do not collapse on quiet stretches: the series' resolution (smallest
-        # non-zero change seen) and its long-run spread around the EWMA (slow mean square)
-        res = st[sl, C_RES]
-        lr_std = np.sqrt(st[sl, C_LR_V])
-        floor = _fmax(pr[P_EW_FLOOR] * lr_std, res)
-        rscale = _fmax(_fmax(_fmax(1.4826 * mad, 0.25 * ew_std), floor), 1e-9 * abs(med) + _TINY)
-        z = abs(xi - med) / rscale
-        rz = z / (z + pr[P_RZ_THRESHOLD])
-        ok = (cnt >= pr[P_RZ_MIN]) and _isfinite(rz) and scaled
-        s_robust_z = (rz if ok else 0.0) * pr[P_ON_ROBUST_Z]
-
-        # ewma bands and level shift
-        ew_m = st[sl, C_EW_M]
-        escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
-        ez = abs(xi - ew_m) / escale
-        es = ez / (ez + pr[P_EW_THRESHOLD])
-        ok = (cnt >= pr[P_EW_MIN]) and _isfinite(es) and scaled
-        if not ok:
-            es = 0.0
-        sh_a = pr[P_SH_ALPHA]
-        sh_m0 = st[sl, C_SH_M]
-        sh_m = sh_m0 + sh_a * (xi - sh_m0) if has_prev else xi
-        sh_d = abs(sh_m - med)
-        sh_s = st[sl, C_SH_S]
-        # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
-        # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
-        # an on/off series whose window is mostly "on" has MAD > 0, yet its idle floor is still a mode of its own
-        # (at least 5 % of the window exactly at its minimum, the median over FLOOR_MODE_Z typical changes, spike's
-        # robust change scale, above it): the rolling median has flipped from the idle to the active level, so the
-        # idle readings that follow are its normal excursions too, and the scale keeps the long-run floor it has
-        # where MAD = 0 (a quantised series' low end is a few typical changes below its median: unchanged)
-        lo_min = st[sl, C_LO_MIN]
-        floor_mode = (scaled and (st[sl, C_LO_Q] <= lo_min)
-                      and (med - lo_min > FLOOR_MODE_Z * 1.4826 * st[sl, C_DSCALE]))
-        sh_floor = 2.0 * pr[P_EW_FLOOR] * lr_std
-        if scaled:
-            sh_scale = _fmax(sh_s, _fmax(0.05 * 1.4826 * mad, sh_floor) if floor_mode else 0.05 * 1.4826 * mad)
-        else:
-            sh_scale = _fmax(sh_s, sh_floor)
-        shift_q = sh_d / sh_scale
-        shift_score = shift_q / (shift_q + pr[P_SH_THRESHOLD])
-        sh_n = st[sl, C_SH_N]
-        warm = sh_n >= _max(pr[P_EW_MIN], 0.25 / pr[P_SH_DECAY])
-        quiet = (es < 0.5) and (s_robust_z < 0.5)
-        if warm and (sh_s > 0) and _isfinite(shift_score):  # also where MAD = 0 (quantised series)
-            shift_score = _min(shift_score, 0.75)
-        else:
-            shift_score = 0.0
-        # the decision counts the level shift only on readings that are not outliers themselves (those are
-        # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
-        s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
-        s_ewma_fused = _max(es, shift_score) * pr[P_ON_EWMA]
-
-        # spike
-        prev = st[sl, C_PREV]
-        change = abs(xi - prev)
-        back = abs(xi - st[sl, C_BASE])
-        dchange = _min(change, back) if _isfinite(back) else change
-        dsc = st[sl, C_DSCALE]
-        # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
-        # on/off series' normal switching, rare against the median of its small changes, is not a spike
-        ch_rms = np.sqrt(st[sl, C_CH_V])
-        dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[P_SP_FLOOR] * ch_rms, res)),
-                       1e-9 * abs(prev) + _TINY)
-        spq = dchange / dscale
-        sp = spq / (spq + pr[P_SP_THRESHOLD])
-        # no non-zero change in the window (a long dry / stuck stretch): the first change is not a spike
-        ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(dsc)
-        if not ok:
-            sp = 0.0
-        s_spike = sp * pr[P_ON_SPIKE]
-
-        # flatline
-        tol = pr[P_FL_TOLERANCE]
-        fl_ref = st[sl, C_FL_REF]
-        # the longest run this series shows normally (decaying memory): a plateau of a periodic
-        # series or a slow channel's hold is not a stuck sensor; the decision is at the larger of
-        # min_readings and learn_factor x that
-        fl_max = st[sl, C_FL_MAX] * pr[P_FL_DECAY]
-        fl_eff = _max(pr[P_FL_MIN_READINGS], pr[P_FL_LEARN] * fl_max)
-        same = has_prev and (abs(xi - fl_ref) <= tol)
-        tf = np.float64(ti)
-        if same:
-            run = st[sl, C_FL_RUN] + 1.0
-            fl_start = st[sl, C_FL_START]
-            fl_ok = st[sl, C_FL_OK]
-        else:
-            prev_run = st[sl, C_FL_RUN]
-            if has_prev and st[sl, C_FL_OK] > 0:  # a counted run ended: learn it (at most 2x the bar)
-                fl_max = _max(fl_max, _min(prev_run, 2.0 * fl_eff))
-            run = 1.0
-            fl_start = tf
-            at_floor = (xi >= st[sl, C_LO_MIN] - tol) and (xi <= st[sl, C_LO_Q])
-            varying = ((mad > 0) and not at_floor) or (pr[P_FL_ONLY_VARYING] == 0)
-            fl_ok = 1.0 if varying else 0.0
-        if run >= 2:
-            rq = run - 1.0
-            rs = rq / (rq + (fl_eff - 1.0))
-            dur = tf - fl_start
-            ds = dur / (dur + pr[P_FL_MIN_DURATION_US])
-        else:
-            rs = 0.0
-            ds = 0.0
-        fs = _max(rs, ds if _isfinite(ds) else 0.0) * fl_ok
-        s_flatline = fs * pr[P_ON_FLATLINE]
-
-        # threshold with hysteresis
-        if st[sl, C_THR_ON] > 0:
-            inside = (not (xi > pr[P_THR_CLEAR_HIGH])) and (not (xi < pr[P_THR_CLEAR_LOW]))
-            now_on = not inside
-        else:
-            now_on = (xi > pr[P_THR_HIGH]) or (xi < pr[P_THR_LOW])
-        s_threshold = (1.0 if now_on else 0.0) * pr[P_ON_THRESHOLD]
-
-        # fused, gated by the decaying peak
-        raw = s_threshold * pr[P_W_THRESHOLD]
-        v = s_robust_z * pr[P_W_ROBUST_Z]
-        if v > raw:
-            raw = v
-        v = s_ewma_fused * pr[P_W_EWMA]
-        if v > raw:
-            raw = v
-        v = s_spike * pr[P_W_SPIKE]
-        if v > raw:
-            raw = v
-        v = s_flatline * pr[P_W_FLATLINE]
-        if v > raw:
-            raw = v
-        v = s_silence * pr[P_W_SILENCE]
-        if v > raw:
-            raw = v
-        li_n = st[sl, C_LI_N]
-        li_m = st[sl, C_LI_M]
-        li_v = st[sl, C_LI_V]
-        li_shift_q = sh_d / _fmax(sh_s, _TINY)
-        li_shift = li_shift_q / (li_shift_q + pr[P_SH_THRESHOLD])
-        if warm and (sh_s > 0) and _isfinite(li_shift):
-            li_shift = _min(li_shift, 0.75)
-        else:
-            li_shift = 0.0
-        # direction-aware: the same distance in units of its typical size on its own side
-        sdir = sh_m - med
-        sh_sp = st[sl, C_SH_SP]
-        sh_sn = st[sl, C_SH_SN]
-        ls_thr = pr[P_LS_THR]
-        if ls_thr > 0:
-            side = sh_sp if sdir > 0 else sh_sn
-            side_q = sh_d / _fmax(_fmax(side, pr[P_LS_FLOOR] * sh_s), _TINY)
-            side_shift = side_q / (side_q + ls_thr)
-            if warm and (sh_s > 0) and _isfinite(side_shift):
-                li_shift = _max(li_shift, _min(side_shift, 0.75))
-        # change of spread: the short-term mean square change against its long-run one (more noise, a
-        # faster period: every reading's change grows while no single reading is an outlier); increases
-        # only, the change winsorised at 6 long-run RMS changes so one spike is not a change of spread
-        nz_s = st[sl, C_NZ_S]
-        nz_l = st[sl, C_NZ_L]
-        ch2 = change * change if (has_prev and _isfinite(change)) else np.nan
-        if ch2 == ch2 and cnt >= 64 and nz_l > 0:
-            ch2 = _min(ch2, 36.0 * nz_l)
-        nz_s_new = nz_s
-        if ch2 == ch2:
-            nz_s_new = nz_s + _max(pr[P_NZ_RATE], 1.0 / cnt) * (ch2 - nz_s)
-        spread_in = 0.0
-        nz_thr = pr[P_NZ_THR]
-        nz_den = _fmax(nz_l, res * res)
-        if nz_thr > 0 and cnt >= pr[P_LI_MIN] and nz_s_new > nz_den:  # (the root only where the ratio is > 1)
-            spread_q = np.sqrt(nz_s_new / nz_den) - 1.0
-            if spread_q > 0 and _isfinite(spread_q):
-                spread_in = _min(spread_q / (spread_q + nz_thr), 0.75)
-        # trend-aware residual: the reading against a local linear prediction (Brown's double exponential
-        # smoothing: level 2 s1 - s2, slope a / (1 - a) (s1 - s2)), so a level shift or a change of slope on a
-        # trending or seasonal series shows where a level (median, EWMA) lags behind the series; its short-term
-        # mean (~16 readings) in units of its own long-run RMS (residuals of real series are autocorrelated, so
-        # not the white-noise formula alone; that is a floor). The residual is winsorised at 4 long-run RMS for
-        # the smoother and the mean, so one spike neither moves the prediction nor reads as a trend
-        # (square roots only on the rare readings that need them: the clip, and a z above 2)
-        tr_a = pr[P_TR_ALPHA]
-        tr_r = pr[P_TR_RATE]
-        tr_s1 = st[sl, C_TR_S1]
-        tr_s2 = st[sl, C_TR_S2]
-        tr_d = tr_s1 - tr_s2
-        tr_ve = st[sl, C_TR_VE]
-        tr_vm = st[sl, C_TR_VM]
-        tr_step = tr_d + pr[P_TR_SLOPE] * tr_d  # prediction - s1: the smoothed difference and the slope
-        tr_e = xi - (tr_s1 + tr_step) if has_prev else 0.0
-        tr_ec = tr_e
-        if cnt >= 64 and tr_e * tr_e > 16.0 * tr_ve and tr_ve > 0:
-            tr_lim = 4.0 * np.sqrt(tr_ve)
-            tr_ec = _min(_max(tr_e, -tr_lim), tr_lim)
-        tr_m = st[sl, C_TR_M] + tr_r * (tr_ec - st[sl, C_TR_M]) if has_prev else 0.0
-        trend_in = 0.0
-        tr_thr = pr[P_TR_THR]
-        if tr_thr > 0 and cnt >= pr[P_LI_MIN]:
-            # the mean's scale: its long-run RMS, floored by what white residuals would give (W = r / (2 - r)
-            # of their variance) and by the resolution; q = z - 2 increases only (a z of 2 is common)
-            tr_sc2 = _fmax(_fmax(tr_vm, _fmax(tr_ve, res * res) * pr[P_TR_W]), _TINY)
-            if tr_m * tr_m > 4.0 * tr_sc2:
-                trend_q = abs(tr_m) / np.sqrt(tr_sc2) - 2.0
-                if trend_q > 0 and _isfinite(trend_q):
-                    trend_in = _min(trend_q / (trend_q + tr_thr), TREND_CAP)
-        li_in = _max(_max(_max(raw, li_shift), spread_in), trend_in)
-        li_s0 = st[sl, C_LI_S]
-        li_s = li_s0 + pr[P_LI_ALPHA] * (li_in - li_s0) if li_n > 0 else li_in
-        li_z = (li_s - li_m) / _max(np.sqrt(li_v), 1e-9 * abs(li_m) + 1e-12)
-        lz = _max(li_z, 0.0)
-        lis = lz / (lz + pr[P_LI_THR])
-        if not ((li_n >= pr[P_LI_MIN]) and _isfinite(lis)):
-            lis = 0.0
-        lis = pr[P_LI_W] * lis
-        # re-arm gate in tail space (1 - score): the memory of the recent peak is a tail that grows
-        # by 1/decay a reading, and a score is emitted only when its tail is below it; after an
-        # emission the memory is the score's tail x (1 - bump). So a repeat of the same score needs
-        # the same number of readings (half_life x log2(1 / (1 - bump))) however close to 1 it is
-        bump = pr[P_FU_BUMP]
-        grow = 1.0 / pr[P_FU_DECAY]
-        t_mem = 1.0 - st[sl, C_PEAK]
-        t_raw = _fmax(1.0 - raw, _TAIL_FLOOR)
-        fu = raw if t_raw < t_mem else 0.0
-        t_new = t_raw * (1.0 - bump) if fu > 0 else t_raw
-        new_peak = 1.0 - _min(_min(t_mem * grow, 1.0), t_new)
-        t_li = 1.0 - st[sl, C_LI_PEAK]
-        t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
-        li_f = lis if ((t_lis < t_li) and (t_lis < t_mem)) else 0.0
-        t_li_new = t_lis * (1.0 - bump) if li_f > 0 else t_lis
-        new_li_peak = 1.0 - _min(_min(t_li * grow, 1.0), t_li_new)
-        # calibrated: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where
-        # q is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its
-        # threshold); the likelihood's score (already a z against the series' own history) the same way
-        # under the prior tail alone, so it cannot change what a detector emits
-        q_det = raw / (1.0 - raw)
-        q_li = lis / (1.0 - lis)
-        tl_n = st[sl, C_TL_N]
-        tl_k = st[sl, C_TL_K]
-        tl_e = st[sl, C_TL_E]
-        # (the detectors' tail with fusion.detector_tail_stretch; the likelihood's prior tail unstretched)
-        if fu > 0:
-            fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
-        if li_f > 0:
-            li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
-        fu = _max(fu, li_f)
-        # second stage (fusion.recalibrate_level, 0 = off): the emitted score's own per-series tail. In
-        # surprise units y = -ln(1 - fu), an exponential tail above y0 fitted to this series' emitted
-        # scores (decayed counts of readings, of emissions above y0 and their excess, winsorised at 5 x the
-        # mean excess; the prior is the identity map: rate e^-y0, mean excess 1), below y0 a linear scale
-        # continuous at y0; so one threshold is the same tail of emitted scores on every series
-        rc_y0 = pr[P_RC_Y0]
-        rc_y = 0.0
-        if rc_y0 > 0:
-            rc_n = st[sl, C_RC_N]
-            rc_k = st[sl, C_RC_K]
-            rc_e = st[sl, C_RC_E]
-            rc_m = (rc_e + pr[P_RC_E0]) / (rc_k + pr[P_RC_K0])
-            if fu > 0:
-                rc_y = -math.log(_fmax(1.0 - fu, _TAIL_FLOOR))
-                rc_ly = -math.log((rc_k + pr[P_RC_K0]) / (rc_n + pr[P_RC_N0]))
-                if rc_y > rc_y0:
-                    rc_out = rc_ly + (rc_y - rc_y0) / rc_m
-                else:
-                    rc_out = rc_y * (rc_ly / rc_y0)
-                fu = 1.0 - _fmax(math.exp(-rc_out), _TAIL_FLOOR)
-            rc_d = pr[P_RC_DECAY]
-            st[sl, C_RC_N] = rc_d * rc_n + 1.0
-            if rc_y > rc_y0:
-                st[sl, C_RC_K] = rc_d * rc_k + 1.0
-                st[sl, C_RC_E] = rc_d * rc_e + _min(rc_y - rc_y0, 5.0 * rc_m)
-            else:
-                st[sl, C_RC_K] = rc_d * rc_k
-                st[sl, C_RC_E] = rc_d * rc_e
-
-        out[i, 0] = s_threshold
-        out[i, 1] = s_robust_z
-        out[i, 2] = s_ewma
-        out[i, 3] = s_spike
-        out[i, 4] = s_flatline
-        out[i, 5] = s_silence
-        fused_out[i] = fu
-        # decisions, consistent with the calibrated score: robust_z and ewma (whose statistic is a distance in
-        # units of the series' spread, so a heavy-tailed series reaches the threshold often) decide where
-        # their weighted score is also rare under the series' fitted tail (P <= fusion.alert_tail); such a
-        # decision then carries a calibrated score >= 1 - alert_tail (the fused raw score is at least as high).
-        # threshold (operator limits), silence (the live gap check has no tail), spike and flatline (scales
-        # learned per series; a repeated spike must never be learned away) decide on their statistic alone
-        al = pr[P_AL_TAIL]
-        veto = 0
-        if s_robust_z >= 0.5 and not _decides(s_robust_z * pr[P_W_ROBUST_Z], al, pr, tl_n, tl_k, tl_e):
-            veto |= V_ROBUST_Z
-        if s_ewma >= 0.5 and not _decides(s_ewma * pr[P_W_EWMA], al, pr, tl_n, tl_k, tl_e):
-            veto |= V_EWMA
-        veto_out[i] = veto
-
-        # --- state updates ---
-        a = pr[P_EW_ALPHA]
-        d = xi - ew_m
-        if cnt >= pr[P_EW_MIN]:
-            lim = 4.0 * ew_std
-            d = _min(_max(d, -lim), lim)  # np.clip
-        if has_prev:
-            new_m = ew_m + a * d
-            new_v = (1.0 - a) * (ew_v + a * d * d)
-        else:
-            new_m = xi
-            new_v = 0.0
-
-        # long-run (slow) mean squares: deviation from the EWMA, and change (zeros included);
-        # plain means until the memory is full, the deviation winsorised at 6 long-run sigmas
-        lr_rate = _max(pr[P_LR_RATE], 1.0 / (cnt + 1.0))
-        if has_prev:
-            dv = xi - ew_m
-            lr_v = st[sl, C_LR_V]
-            if cnt >= 64:
-                lim2 = 36.0 * lr_v
-                dv2 = _min(dv * dv, lim2) if lim2 > 0 else dv * dv
-            else:
-                dv2 = dv * dv
-            st[sl, C_LR_V] = lr_v + lr_rate * (dv2 - lr_v)
-            # a *step*: the previous change, as far as this reading kept it (a one-reading spike and
-            # its return count ~0, an on/off switch counts in full), so repeated spikes are not learned
-            step = _min(st[sl, C_DCH], back) if _isfinite(back) else 0.0
-            st[sl, C_CH_V] = st[sl, C_CH_V] + lr_rate * (step * step - st[sl, C_CH_V])
-            if change > 0 and (res == 0 or change < res):
-                st[sl, C_RES] = change
-            st[sl, C_DCH] = dchange
-            tr_rate = _max(pr[P_LR_RATE], 1.0 / cnt)
-            tr_e2 = tr_e * tr_e
-            tr_m2 = tr_m * tr_m
-            if cnt >= 64:
-                if tr_ve > 0:
-                    tr_e2 = _min(tr_e2, 36.0 * tr_ve)
-                if tr_vm > 0:
-                    tr_m2 = _min(tr_m2, 36.0 * tr_vm)
-            if _isfinite(tr_e2) and _isfinite(tr_m2):
-                tr_x = tr_s1 + tr_a * (tr_step + tr_ec)  # s1 + a (prediction + residual - s1)
-                st[sl, C_TR_S1] = tr_x
-                st[sl, C_TR_S2] = tr_s2 + tr_a * (tr_x - tr_s2)
-                st[sl, C_TR_M] = tr_m
-                st[sl, C_TR_VE] = tr_ve + tr_rate * (tr_e2 - tr_ve)
-                st[sl, C_TR_VM] = tr_vm + tr_rate * (tr_m2 - tr_vm)
-            if ch2 == ch2:
-                st[sl, C_NZ_S] = nz_s_new
-                st[sl, C_NZ_L] = nz_l + _max(pr[P_LR_RATE], 1.0 / cnt) * (ch2 - nz_l)
-        else:  # the trend input's smoother starts at the first value, slope 0
-            st[sl, C_TR_S1] = xi
-            st[sl, C_TR_S2] = xi
-        st[sl, C_FL_MAX] = fl_max
-
-        new_cnt = cnt + 1.0
-        cix = np.int64(cnt)
-        vbase = st[sl, C_VBASE]
-        if vbase != vbase:  # the ring's first value: its base
-            vbase = xi
-            st[sl, C_VBASE] = xi
-        values[sl, cix % RV] = np.float32(xi - vbase)
-        changes[sl, cix % RC] = np.float32(change) if (has_prev and change > 0) else np.float32(np.nan)
-        gaps[sl, cix % RG] = np.float32(gap / 1e6) if has_prev else np.float32(np.nan)
-
-        st[sl, C_BASE] = prev if has_prev else np.nan
-        st[sl, C_COUNT] = new_cnt
-        st[sl, C_EW_M] = new_m
-        st[sl, C_EW_V] = new_v
-        st[sl, C_PREV] = xi
-        if not same:
-            st[sl, C_FL_REF] = xi
-        st[sl, C_FL_RUN] = run
-        st[sl, C_FL_START] = fl_start
-        st[sl, C_FL_OK] = fl_ok
-        st[sl, C_THR_ON] = 1.0 if now_on else 0.0
-        st[sl, C_PEAK] = new_peak
-        st[sl, C_SH_M] = sh_m
-        dd = sh_d if _isfinite(sh_d) else 0.0
-        if sh_s > 0:
-            dd = _min(dd, 3.0 * sh_s)
-        if has_prev and _isfinite(med):
-            rate = _max(pr[P_SH_DECAY], 1.0 / (sh_n + 1.0))
-            st[sl, C_SH_S] = sh_s + rate * (dd - sh_s)
-            st[sl, C_SH_N] = sh_n + 1.0
-            dp = _max(sdir, 0.0) if _isfinite(sdir) else 0.0
-            dn = _max(-sdir, 0.0) if _isfinite(sdir) else 0.0
-            if sh_sp > 0:
-                dp = _min(dp, 3.0 * sh_sp)
-            if sh_sn > 0:
-                dn = _min(dn, 3.0 * sh_sn)
-            st[sl, C_SH_SP] = sh_sp + rate * (dp - sh_sp)
-            st[sl, C_SH_SN] = sh_sn + rate * (dn - sh_sn)
-
-        li_rate = _max(pr[P_LI_RATE], 1.0 / (li_n + 1.0))
-        li_d = li_s - li_m
-        st[sl, C_LI_M] = li_m + li_rate * li_d
-        st[sl, C_LI_V] = (1.0 - li_rate) * (li_v + li_rate * li_d * li_d)
-        st[sl, C_LI_S] = li_s
-        st[sl, C_LI_N] = li_n + 1.0
-        st[sl, C_LI_PEAK] = new_li_peak
-
-        # the tail fit: decayed counts of readings, exceedances of u and their excess (winsorised at
-        # 5 x the current mean excess, so one anomaly does not teach the series that it is normal)
-        tl_d = pr[P_TL_DECAY]
-        # (the detectors' statistic only: the likelihood never changes a detector's emitted score)
-        u = pr[P_TL_U]
-        st[sl, C_TL_N] = tl_d * tl_n + 1.0
-        if q_det > u:
-            m_now = (tl_e + pr[P_TL_E0]) / (tl_k + pr[P_TL_C0])
-            st[sl, C_TL_K] = tl_d * tl_k + 1.0
-            st[sl, C_TL_E] = tl_d * tl_e + _min(q_det - u, 5.0 * m_now)
-        else:
-            st[sl, C_TL_K] = tl_d * tl_k
-            st[sl, C_TL_E] = tl_d * tl_e
-
-        nc = np.int64(new_cnt)
-        if nc <= eager_refresh or nc % refresh_every == 0:
-            # the floor and the gaps every SLOW_REFRESH x refresh_every readings: they move slowly
-            slow = nc <= eager_refresh or nc % (SLOW_REFRESH * refresh_every) == 0
-            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow)
-        last_ts[sl] = ti
+    _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
+              refresh_every, eager_refresh, scr_g, scr_d, scr_a, scr_b)

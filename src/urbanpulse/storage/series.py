@@ -27,6 +27,9 @@ class SeriesRegistry:
         #: the data class a new series is recorded with (privacy stage: its topic's or source's
         #: class, docs/privacy.md); None: open
         self.class_of: Callable[[str], str | None] | None = None
+        #: ids of series this process's own insert created and nobody has asked about yet (see
+        #: :meth:`created_here`); None: not kept (nothing would ask, e.g. analytics off)
+        self._created: set[int] | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -36,8 +39,37 @@ class SeriesRegistry:
         configured rollup intervals."""
         return self._keys.get(series_id)
 
+    def keep_created(self) -> None:
+        """Remember from now on which series this process's insert creates, for
+        :meth:`created_here` (the service turns it on with analytics: nothing else asks, and
+        each id is remembered only until asked about)."""
+        if self._created is None:
+            self._created = set()
+
+    def created_here(self, series_ids: np.ndarray) -> np.ndarray:
+        """Bool per id: whether this process's own insert created that series and this is the
+        first time it is asked about it (each id answers True once, then False).
+
+        Why: a series just created has no stored readings, so the analytics need not ask
+        PostgreSQL for its history when they first see it (the throughput benchmark's first four
+        batches each bring ~500 new series, each asking under the batcher's lock). A series
+        another process created (our insert met it), or one that was erased and registered again
+        by someone else, is not ours and still gets its history looked up; one asked about again
+        (an evicted series coming back) too. What another worker may store for a series in the
+        milliseconds between our insert and this question is not looked for: a series' readings
+        come from the partitions one worker owns."""
+        created = self._created
+        if not created:
+            return np.zeros(len(series_ids), bool)
+        ids = series_ids.tolist()
+        mask = np.fromiter(map(created.__contains__, ids), bool, count=len(ids))
+        created.difference_update(ids)
+        return mask
+
     def forget(self, series_ids: list[int]) -> None:
         """Drop erased series from the cache (privacy erasure): their next reading registers anew."""
+        if self._created is not None:
+            self._created.difference_update(series_ids)
         for sid in series_ids:
             key = self._keys.pop(sid, None)
             if key is not None:
@@ -79,17 +111,27 @@ class SeriesRegistry:
             class_of = self.class_of
             classes = [class_of(s) for s in sensors] if class_of is not None else [None] * len(sensors)
             async with pool.acquire() as conn:
-                # a series seen again in a class (e.g. after the configuration classed its topic) takes it
-                await conn.execute("""
+                # a series seen again in a class (e.g. after the configuration classed its topic) takes it.
+                # RETURNING gives the rows inserted (xmax = 0: created by this insert) and the ones
+                # updated; only the rest (known, unchanged) need a second query
+                rows = await conn.fetch("""
                     INSERT INTO series (sensor_id, metric, data_class)
                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2
                     ON CONFLICT (sensor_id, metric) DO UPDATE SET data_class = EXCLUDED.data_class
                     WHERE EXCLUDED.data_class IS NOT NULL
-                      AND series.data_class IS DISTINCT FROM EXCLUDED.data_class""", sensors, metrics, classes)
-                rows = await conn.fetch("""
-                    SELECT s.id, s.sensor_id, s.metric FROM series s
-                    JOIN unnest($1::text[], $2::text[]) AS k(sensor_id, metric)
-                      ON s.sensor_id = k.sensor_id AND s.metric = k.metric""", sensors, metrics)
+                      AND series.data_class IS DISTINCT FROM EXCLUDED.data_class
+                    RETURNING id, sensor_id, metric, xmax = 0 AS created""", sensors, metrics, classes)
+                if len(rows) < len(keys):
+                    got = {(r["sensor_id"], r["metric"]) for r in rows}
+                    rest = [k for k in keys if k not in got]
+                    rows += await conn.fetch("""
+                        SELECT s.id, s.sensor_id, s.metric, false AS created FROM series s
+                        JOIN unnest($1::text[], $2::text[]) AS k(sensor_id, metric)
+                          ON s.sensor_id = k.sensor_id AND s.metric = k.metric""",
+                        [k[0] for k in rest], [k[1] for k in rest])
+            created = self._created
+            if created is not None:
+                created.update(r["id"] for r in rows if r["created"])
             for r in rows:
                 # one tuple for both maps; the metric interned: each row brings its own copy of a
                 # name that thousands of series share (~60 bytes per series otherwise)
