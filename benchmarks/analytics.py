@@ -17,6 +17,10 @@ reports figures (no pass/fail):
   series' spike alert arrives. Latency = SSE arrival - publish, p50/p95/p99/max; also the
   time to the alert event's commit (database clock) and the readings' publish-to-stored
   latency in the same phase (count matched, as in ingest.py), to show where the time goes.
+  The result records the server's and the machine's state over the run (WAL segments created,
+  checkpoints, busy cores, other processes' cores; pg_state.py) and the stored p99 per 5 s;
+  ``--latency-wal warm|cold`` sets PostgreSQL's pool of ready WAL segments first (default: as
+  found), to tell a cold server's first run from the service's own tail.
 * memory per series - in-process, the analytics state (slot map, windows, detectors) for
   ``--series`` (default 100,000) series fed 30 readings each: the arrays' bytes per series and
   the RSS growth per series.
@@ -407,11 +411,44 @@ def latency_sources(url: str) -> dict[str, Any]:
     return out
 
 
+def stored_p99_by_slice(pub: list[tuple[float, int]], stored: list[tuple[float, int]],
+                        slice_s: float = 5.0) -> list[float | None]:
+    """publish -> stored p99 (ms) of the readings published in each ``slice_s`` of the run,
+    count-matched as ``ib.latency_from``: shows whether a run's tail is its first seconds
+    (a start-up or cold-server transient) or spread over the run."""
+    import numpy as np
+
+    pt = np.array([p[0] for p in pub])
+    pc = np.array([p[1] for p in pub])
+    st = np.array([s[0] for s in stored])
+    sc = np.array([s[1] for s in stored])
+    k_max = int(min(pc[-1], sc[-1])) if len(pc) and len(sc) else 0
+    if k_max <= 0:
+        return []
+    k = np.arange(1, k_max + 1)
+    t_pub = pt[np.searchsorted(pc, k, "left")]
+    lat = st[np.searchsorted(sc, k, "left")] - t_pub
+    which = ((t_pub - pt[0]) // slice_s).astype(int)
+    out: list[float | None] = []
+    for i in range(int(which.max()) + 1):
+        sel = lat[which == i]
+        out.append(round(float(np.percentile(sel, 99)) * 1000, 1) if len(sel) else None)
+    return out
+
+
 def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     from services import create_topic
 
+    import pg_state
+
     a = ctx.args
     reset_all(ctx.dsn)
+    wal_pool = None
+    if a.latency_wal != "found":
+        t0 = time.time()
+        wal_pool = pg_state.warm_wal(ctx.dsn) if a.latency_wal == "warm" else pg_state.cool_wal(ctx.dsn)
+        ib.log(f"WAL pool made {a.latency_wal}: segments {wal_pool['segments_before']} -> "
+               f"{wal_pool['segments_after']} ({time.time() - t0:.1f} s)")
     topic = f"bench.alerts.{uuid.uuid4().hex[:6]}"
     create_topic(ctx.tansu.bootstrap, topic, partitions=4)
     cfg = analytics_config(ctx.dsn, {"bootstrap_servers": ctx.tansu.bootstrap, "topics": [topic],
@@ -433,12 +470,21 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
             "linger_ms": a.latency_linger_ms}
     import resource
 
+    import psutil
+
+    service = psutil.Process(ph.svc.proc.pid)
+    me = psutil.Process()
+    pg0 = pg_state.snapshot(ctx.dsn)  # the server's WAL segments, checkpoints, the machine's CPU
+    svc0, me0 = sum(service.cpu_times()[:2]), sum(me.cpu_times()[:2])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = _cpu_by_process_group(ctx)
     t_produce = time.time()
     subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     produce_s = time.time() - t_produce
+    cpu_end = pg_state.proc_stat()
+    svc_cores = (sum(service.cpu_times()[:2]) - svc0) / produce_s
+    me_cores = (sum(me.cpu_times()[:2]) - me0) / produce_s
     # the broker and PostgreSQL share the cores too: their shares while the producer ran, in cores
     others = {k: round((v - cpu0.get(k, 0.0)) / produce_s, 2) for k, v in _cpu_by_process_group(ctx).items()}
     # the producer shares the 2 cores with the service, PostgreSQL and the broker: its share, in cores
@@ -449,6 +495,10 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     while time.time() < deadline and not all(s in sse.first_seen for s in pub["spikes"]):
         time.sleep(0.2)
     ph.wait_stored(pub["sent"], timeout=120)
+    pg = pg_state.difference(pg0, {**pg_state.snapshot(ctx.dsn), "cpu": cpu_end})
+    if "machine_busy_cores" in pg:  # cores used by none of the benchmark's processes: someone else's
+        ours = sum(others.values()) + producer_cores + svc_cores + me_cores
+        pg["other_cores"] = round(max(0.0, pg["machine_busy_cores"] - ours), 2)
     stored = ib.latency_from([tuple(x) for x in pub["timeline"]], list(ph.poller.samples))
     sse.stop_event.set()
     committed = _event_times(ctx.dsn)
@@ -471,13 +521,17 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
            "per_spike_ms": [round((sse.first_seen[s] - t) * 1000) for s, t in sorted(pub["spikes"].items(),
                             key=lambda kv: kv[1]) if s in sse.first_seen],
            "stored_latency": {k: stored.get(k) for k in ("p50_ms", "p99_ms")},
+           "stored_p99_ms_by_5s": stored_p99_by_slice([tuple(x) for x in pub["timeline"]], list(ph.poller.samples)),
            "service_stages": sources, "producer_cores": round(producer_cores, 2), "linger_ms": a.latency_linger_ms,
            "cores_while_producing": others, "produce_to_acked": pub.get("produce_to_acked"),
            "service_cpu_s": stop.get("service_cpu_s"), "loadavg_1m_end_of_produce": round(load, 1),
            "sse_events": sse.events, "background_alert_events": sse.background, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
-           "db": _db_counts(ctx.dsn)}
+           "db": _db_counts(ctx.dsn), "postgres_state": pg, "wal_pool": {"made": a.latency_wal, **(wal_pool or {})}}
     ib.log(f"alert latency: p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms over {len(lat)} spikes "
            f"({len(missing)} without an SSE event)")
+    ib.log(f"server state: WAL segments {pg['wal_segments_before']} -> {pg['wal_segments_after']}, "
+           f"{pg['wal_segments_created']} created during the run; {pg['wal_mb']} MB of WAL; "
+           f"other processes {pg.get('other_cores')} cores")
     return res
 
 
@@ -547,6 +601,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the latency producer's linger.ms (default 1: a produce request per ms and partition, "
                         "which costs the broker on the same 2 cores most of a core at 20k/s; see benchmarks/README.md)")
     p.add_argument("--latency-warmup", type=float, default=15.0, help="seconds before the first spike (default 15)")
+    p.add_argument("--latency-wal", choices=("found", "warm", "cold"), default="found",
+                   help="the server's pool of ready WAL segments before the latency phase: as found (default), "
+                        "warm (as a server under this load has it: pg_state.warm_wal) or cold (as after a boot or "
+                        "a quiet period: pg_state.cool_wal); the segments created during the run are reported")
     p.add_argument("--rounds", type=int, default=1,
                    help="ABBA rounds (off, on, on, off) of the throughput phases; the ratio uses all (default 1)")
     p.add_argument("--phases", default="off,on,on,off",

@@ -120,7 +120,9 @@ class IngestService:
                 await partitions.load(c)
         self._start_retention(partitions)
         v = s.validation
-        catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
+        # read once per start: the one the formats were built with ahead, else read here (~5 ms of YAML)
+        catalogue = (self.ahead.catalogue if self.ahead is not None and self.ahead.catalogue is not None
+                     else MetricCatalogue.load(v.catalogue, v.metrics))
         store = self.store = ReadingStore(self.pool, partitions, v.quarantine_payload_limit,
                                           rollups=bool(s.database.rollups.enabled),
                                           rollup_flush_s=s.database.rollups.flush_every_s)
@@ -164,12 +166,17 @@ class IngestService:
 
     @staticmethod
     async def _freeze_once_loaded(analytics: StreamAnalytics) -> None:
-        """Numba's objects arrive after start() froze the rest: freeze again once they are in."""
+        """The kernels' objects (Numba's, when they are not built ahead of time) arrive after
+        start() froze the rest: freeze again once they are in, without a full collection first.
+        Kernels built ahead of time are usually loaded by the end of the start (the collection then
+        took 0.0-1.2 ms), but where they load later it falls in a backlog's drain and walks every
+        object of the batches in flight, on the event loop, to free the few import-time cycles
+        loading leaves (benchmarks/README.md ``spawn19``, ``spawn20``)."""
         try:
             await analytics.loaded()
         except Exception:  # noqa: BLE001 - already logged by analytics; nothing more to freeze
             return
-        freeze_long_lived_objects()
+        freeze_long_lived_objects(collect=False)
 
     def _start_retention(self, partitions: MonthlyPartitions | None) -> None:
         """Old partitions and rows leave in the background (storage/retention.py)."""
@@ -257,8 +264,11 @@ def freeze_long_lived_objects(collect: bool = True) -> None:
     ``collect``: collect the garbage first. The start's own freeze does not: a full collection of
     the ~105,000 objects a start has loaded took 50-125 ms on the event loop, just as the first
     batches arrive, to free about 1,250 objects (~0.5 MB, import-time reference cycles; measured
-    with ``gc.DEBUG_SAVEALL``, benchmarks/README.md ``spawn16``), which now stay frozen instead. The
-    later freezes (kernels loaded, API built) collect first; frozen objects are not walked again."""
+    with ``gc.DEBUG_SAVEALL``, benchmarks/README.md ``spawn16``), which now stay frozen instead; nor
+    does the freeze once the kernels are loaded (it falls in a backlog's drain, ``spawn20``). The API's
+    freeze, once it is built after a catch-up, collects first; frozen objects are not walked again.
+    Frozen objects are still freed when their last reference goes: only garbage in reference cycles
+    at the moment of a freeze is kept."""
     if collect:
         gc.collect()
     gc.freeze()

@@ -103,16 +103,24 @@ def process_age_s() -> float | None:
         return None
 
 
-def configured_formats(settings: Settings) -> Any:  # noqa: ANN401 - a FormatRouter
-    """The configured formats' router, each format built with its validated options: ConfigError or
-    PluginError (naming the field) on a mistake, raised before any source or database connects."""
-    from urbanpulse.formats.base import DecodeLimits
-    from urbanpulse.formats.router import build_router
+def configured_catalogue(settings: Settings) -> Any:  # noqa: ANN401 - a MetricCatalogue
+    """The metric catalogue the configuration names (``validation.catalogue`` plus ``validation.metrics``)."""
     from urbanpulse.quality.catalogue import MetricCatalogue
 
     v = settings.validation
+    return MetricCatalogue.load(v.catalogue, v.metrics)
+
+
+def configured_formats(settings: Settings, catalogue: Any = None) -> Any:  # noqa: ANN401 - a FormatRouter
+    """The configured formats' router, each format built with its validated options: ConfigError or
+    PluginError (naming the field) on a mistake, raised before any source or database connects.
+    ``catalogue``: the :func:`configured_catalogue` already read (None: read it here)."""
+    from urbanpulse.formats.base import DecodeLimits
+    from urbanpulse.formats.router import build_router
+
+    v = settings.validation
     return build_router(settings, DecodeLimits(v.max_payload_bytes, v.max_json_depth),
-                        MetricCatalogue.load(v.catalogue, v.metrics))
+                        catalogue if catalogue is not None else configured_catalogue(settings))
 
 
 class StartAhead:
@@ -130,12 +138,15 @@ class StartAhead:
         self._taken = False  # the service took the database (and an embedded server) over
         #: the configured formats, built (their options validated) before anything connects
         self.fmt: Any = None
+        #: the metric catalogue the formats and the validator share (read once per start)
+        self.catalogue: Any = None
 
     def begin(self) -> None:
         """Build the configured formats and sources (a bad format option or source stops the start
         here, before anything connects, as before the start overlapped), let each source that can
         start connecting (``start_early()``), and start migrating the database."""
-        self.fmt = configured_formats(self.settings)
+        self.catalogue = configured_catalogue(self.settings)
+        self.fmt = configured_formats(self.settings, self.catalogue)
         self.metrics = IngestMetrics()
         self.sources = build_sources(self.settings, self.metrics)  # by entry-point name; bad ones stop start-up
         for src in self.sources:

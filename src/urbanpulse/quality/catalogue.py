@@ -12,6 +12,9 @@ import yaml
 from urbanpulse.errors import ConfigError
 
 DEFAULT_CATALOGUE = Path(__file__).with_name("metrics.yaml")
+#: PyYAML's safe loader, libyaml's C parser where PyYAML was built with it: the same documents and
+#: types; the shipped catalogue read in 0.5-1 ms instead of 5-6 ms at every start (``spawn20``)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class MetricCatalogue:
         """Read the catalogue YAML (default: the shipped one) plus metrics from the config."""
         path = path or DEFAULT_CATALOGUE
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.load(path.read_text(), Loader=_SAFE_LOADER) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read metric catalogue {path}: {exc}; fix validation.catalogue") from exc
         entries = dict(raw.get("metrics") or {})

@@ -17,7 +17,7 @@ import logging
 import asyncpg
 import numpy as np
 
-from urbanpulse.registry.store import Executor, expected_intervals, registered_ids
+from urbanpulse.registry.current import Executor, expected_intervals, registered_ids
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+# the ingest path's reads live in .current (without the models below); re-exported here with the rest
+from urbanpulse.registry.current import Executor, expected_intervals, registered_ids  # noqa: F401
 from urbanpulse.registry.errors import InvalidChange, SensorExists, SensorNotFound
 from urbanpulse.registry.model import DataClass, Sensor, SensorIn, Status, row_of
 
@@ -29,8 +31,6 @@ _FIELDS = ("name", "description", "type", "lat", "lon", "elevation", "area", "ta
            "status", "data_class", "licence", "metrics")
 _SELECT = ("SELECT sensor_id, " + ", ".join(f for f in _FIELDS if f != "metrics")
            + ", metrics::text AS metrics, valid_from, valid_to FROM sensors_history")
-
-Executor = asyncpg.Connection | asyncpg.Pool
 
 
 def _sensor(record: asyncpg.Record) -> Sensor:
@@ -206,18 +206,6 @@ async def position_at(db: Executor, sensor_id: str, at: datetime) -> tuple[float
     it was not registered at that time."""
     row = await db.fetchrow("SELECT lat, lon, elevation FROM sensor_position_at($1, $2)", sensor_id, at)
     return None if row is None else (row["lat"], row["lon"], row["elevation"])
-
-
-async def registered_ids(db: Executor) -> set[str]:
-    """Ids of every currently registered sensor."""
-    return {r[0] for r in await db.fetch("SELECT sensor_id FROM sensors_history WHERE valid_to IS NULL")}
-
-
-async def expected_intervals(db: Executor) -> dict[tuple[str, str], float]:
-    """``{(sensor_id, metric): interval_s}`` from the registry: the silence detector's and the
-    completeness figures' expected reporting interval for each registered series."""
-    rows = await db.fetch("SELECT sensor_id, metric, interval_s FROM sensor_metrics WHERE interval_s IS NOT NULL")
-    return {(r["sensor_id"], r["metric"]): float(r["interval_s"]) for r in rows}
 
 
 async def unregistered_sensors(db: Executor) -> list[dict[str, Any]]:
