@@ -648,18 +648,19 @@ def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     back = abs(xi - st[sl, C_BASE])
     dchange = _min(change, back) if _isfinite(back) else change
     dsc_n = st[sl, C_DSCALE_N]
-    dsc_lr = st[sl, C_DSCALE_LR]
-    chg_lr = st[sl, C_CHG_RMS_LR]
     # no non-zero change in the window (an idle stretch longer than it): the first change is judged against the
     # long-run RMS of the series' non-zero changes (an on/off series' usual switch is not a spike, ten times it
     # is) instead of not at all; a window of a few changes whose robust scale is far above spike's long-run
     # scale (an on/off series' switches after a mostly idle stretch) moves toward it, in proportion to how few
     # they are. Anywhere else (and before anything is learned) the window's robust scale as before
     wscale = 1.4826 * st[sl, C_DSCALE]
-    if dsc_n == 0 and chg_lr == chg_lr:
-        wscale = chg_lr
-    elif dsc_n < DSCALE_LR_MIN and dsc_lr == dsc_lr and wscale > DSCALE_LR_RATIO * dsc_lr:
-        wscale = dsc_lr + (dsc_n / DSCALE_LR_MIN) * (wscale - dsc_lr)
+    if dsc_n < DSCALE_LR_MIN:  # (the memories are read only here: most windows have more changes)
+        chg_lr = st[sl, C_CHG_RMS_LR]
+        dsc_lr = st[sl, C_DSCALE_LR]
+        if dsc_n == 0 and chg_lr == chg_lr:
+            wscale = chg_lr
+        elif dsc_lr == dsc_lr and wscale > DSCALE_LR_RATIO * dsc_lr:
+            wscale = dsc_lr + (dsc_n / DSCALE_LR_MIN) * (wscale - dsc_lr)
     # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
     # on/off series' normal switching, rare against the median of its small changes, is not a spike
     ch_rms = np.sqrt(st[sl, C_CH_V])
