@@ -54,6 +54,9 @@ C_COUNT = _S["count"]
 C_MED = _S["med"]
 C_MAD = _S["mad"]
 C_DSCALE = _S["dscale"]
+C_DSCALE_N = _S["dscale_n"]
+C_DSCALE_LR = _S["dscale_lr"]
+C_CHG_RMS_LR = _S["chg_rms_lr"]
 C_GAP_MED = _S["gap_med"]
 C_EW_M = _S["ew_m"]
 C_EW_V = _S["ew_v"]
@@ -172,6 +175,12 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
+# spike where its window holds few non-zero changes: a window of at least DSCALE_LR_MIN of them teaches two long-run
+# memories (`dscale_lr`: spike's scale there, `chg_rms_lr`: the RMS of the non-zero changes); a window with none
+# judges the first change against the RMS memory; a window of fewer whose robust scale is over DSCALE_LR_RATIO x the
+# scale memory (its few changes are an on/off series' switches, not its usual changes) moves toward that memory
+DSCALE_LR_MIN = 8
+DSCALE_LR_RATIO = 4.0
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
@@ -370,7 +379,7 @@ def _median(buf, m, W, a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
+def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_every):
     """Rolling medians (values, MAD, |changes|) of one slot from its rings (scratch g, d, a, b); with
     `slow` also the statistics that move slowly: the window's floor (minimum, 5 % quantile, for
     flatline) and the median and q90 gap (silence)."""
@@ -405,7 +414,27 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow):
         _rebase(values[sl], base, med)
         st[sl, C_VBASE] = med
     m = _gather(changes[sl], np.int64(prow[P_SP_WINDOW]), nc, g)  # sp_window
-    st[sl, C_DSCALE] = _median(g, m, changes.shape[1], a, b)
+    k = _n_finite(g, m)
+    dsc = _median_k(g, m, k, changes.shape[1], a, b)
+    st[sl, C_DSCALE] = dsc
+    st[sl, C_DSCALE_N] = k
+    # how many non-zero changes this window's median has, and two long-run memories learned on windows of at least
+    # DSCALE_LR_MIN of them (a fast mean at first, then the long-run rate; not blended while the series idles, so
+    # they do not decay as the RMS step does over an idle stretch): spike's scale there (the larger of the robust
+    # scale and the RMS-step floor) and the RMS of the non-zero changes (an on/off series' switches included)
+    if k >= DSCALE_LR_MIN:
+        rate = _min(_max(prow[P_LR_RATE] * refresh_every, refresh_every / nc), 1.0)
+        cur = _fmax(1.4826 * dsc, prow[P_SP_FLOOR] * np.sqrt(st[sl, C_CH_V]))
+        lr = st[sl, C_DSCALE_LR]
+        st[sl, C_DSCALE_LR] = cur if lr != lr else lr + rate * (cur - lr)
+        ss = 0.0
+        for j in range(m):
+            c = g[j]
+            if c - c == 0.0:
+                ss += c * c
+        cur = np.sqrt(ss / k)
+        lr = st[sl, C_CHG_RMS_LR]
+        st[sl, C_CHG_RMS_LR] = cur if lr != lr else lr + rate * (cur - lr)
     if slow:
         m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
         k = _n_finite(g, m)
@@ -605,25 +634,41 @@ def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     """spike: the reading's change from the previous value, as far as it is kept against the value before that
     (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
     median non-zero change, floored by a tenth of the values' robust scale, `floor` x the long-run RMS step and
-    the resolution); 0 until `min_readings` and while the window has no non-zero change. Then learns the long-run
-    RMS step (a step: the previous change as far as this reading kept it, so repeated spikes are not learned).
+    the resolution); 0 until `min_readings`. Where the window has no non-zero change (an idle stretch longer than
+    it) the scale is the long-run RMS of the non-zero changes (0 until one is learned), and where it has fewer than
+    DSCALE_LR_MIN whose robust scale is over DSCALE_LR_RATIO x spike's long-run scale, it moves toward that
+    (`_refresh` learns both). Then learns the long-run RMS step (a step: the previous change as far as this
+    reading kept it, so repeated spikes are not learned).
 
-    Reads C_PREV, C_BASE, C_DSCALE, C_CH_V, C_DCH (mad, res: `_scales`); P_SP_THRESHOLD, P_SP_MIN, P_SP_FLOOR,
+    Reads C_PREV, C_BASE, C_DSCALE, C_DSCALE_N, C_DSCALE_LR, C_CHG_RMS_LR, C_CH_V, C_DCH (mad, res: `_scales`);
+    P_SP_THRESHOLD, P_SP_MIN, P_SP_FLOOR,
     P_LR_RATE, P_ON_SPIKE. Writes C_CH_V, C_DCH. Returns (score, |change| from the previous value)."""
     prev = st[sl, C_PREV]
     change = abs(xi - prev)
     back = abs(xi - st[sl, C_BASE])
     dchange = _min(change, back) if _isfinite(back) else change
-    dsc = st[sl, C_DSCALE]
+    dsc_n = st[sl, C_DSCALE_N]
+    dsc_lr = st[sl, C_DSCALE_LR]
+    chg_lr = st[sl, C_CHG_RMS_LR]
+    # no non-zero change in the window (an idle stretch longer than it): the first change is judged against the
+    # long-run RMS of the series' non-zero changes (an on/off series' usual switch is not a spike, ten times it
+    # is) instead of not at all; a window of a few changes whose robust scale is far above spike's long-run
+    # scale (an on/off series' switches after a mostly idle stretch) moves toward it, in proportion to how few
+    # they are. Anywhere else (and before anything is learned) the window's robust scale as before
+    wscale = 1.4826 * st[sl, C_DSCALE]
+    if dsc_n == 0 and chg_lr == chg_lr:
+        wscale = chg_lr
+    elif dsc_n < DSCALE_LR_MIN and dsc_lr == dsc_lr and wscale > DSCALE_LR_RATIO * dsc_lr:
+        wscale = dsc_lr + (dsc_n / DSCALE_LR_MIN) * (wscale - dsc_lr)
     # floor: the long-run RMS step (zeros included; a step = a change the next reading kept), so an
     # on/off series' normal switching, rare against the median of its small changes, is not a spike
     ch_rms = np.sqrt(st[sl, C_CH_V])
-    dscale = _fmax(_fmax(_fmax(1.4826 * dsc, 0.1 * 1.4826 * mad), _fmax(pr[P_SP_FLOOR] * ch_rms, res)),
+    dscale = _fmax(_fmax(_fmax(wscale, 0.1 * 1.4826 * mad), _fmax(pr[P_SP_FLOOR] * ch_rms, res)),
                    1e-9 * abs(prev) + _TINY)
     spq = dchange / dscale
     sp = spq / (spq + pr[P_SP_THRESHOLD])
-    # no non-zero change in the window (a long dry / stuck stretch): the first change is not a spike
-    ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(dsc)
+    # no non-zero change in the window and nothing learned (a dry / stuck series): the first change is not a spike
+    ok = (cnt >= pr[P_SP_MIN]) and _isfinite(sp) and _isfinite(wscale)
     if not ok:
         sp = 0.0
     if has_prev:
@@ -1036,7 +1081,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         if nc <= eager_refresh or nc % refresh_every == 0:
             # the floor and the gaps every SLOW_REFRESH x refresh_every readings: they move slowly
             slow = nc <= eager_refresh or nc % (SLOW_REFRESH * refresh_every) == 0
-            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow)
+            _refresh(sl, nc, pr, st, values, changes, gaps, scr_g, scr_d, scr_a, scr_b, slow, refresh_every)
         last_ts[sl] = ti
 
 

@@ -200,6 +200,8 @@ class DetectorBank:
         self.state[slots, S["med"]] = np.nan
         self.state[slots, S["mad"]] = np.nan
         self.state[slots, S["dscale"]] = np.nan
+        self.state[slots, S["dscale_lr"]] = np.nan
+        self.state[slots, S["chg_rms_lr"]] = np.nan
         self.state[slots, S["gap_med"]] = np.nan
         self.state[slots, S["gap_spread"]] = np.nan
         self.state[slots, S["lo_min"]] = np.nan
