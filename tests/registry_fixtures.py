@@ -10,10 +10,10 @@ import asyncpg
 import numpy as np
 import pytest
 
+import services
 from urbanpulse.model import ReadingColumns
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 
 @dataclass
@@ -40,12 +40,7 @@ class RegistryDb:
 
 @pytest.fixture
 async def rdb(fresh_db: str) -> AsyncIterator[RegistryDb]:
-    conn = await asyncpg.connect(fresh_db, timeout=10)
-    try:
-        await migrate(conn, "postgres")
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=4, init=prepare_connection)
+    pool = await services.open_migrated_pool(fresh_db, min_size=1, max_size=4)
     try:
         partitions = MonthlyPartitions()
         async with pool.acquire() as c:

@@ -205,29 +205,59 @@ def drop_database(name: str, base_dsn: str = PG_DSN) -> None:
     # WITH (FORCE) (PostgreSQL >= 13) terminates connections a test forgot to close.
     run_sync(_pg_execute(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-@contextlib.contextmanager
-def migrated_database(base_dsn: str = PG_DSN) -> Iterator[str]:
-    """A new database with the urbanpulse schema (plain PostgreSQL mode); yields its DSN and
-    drops it afterwards. For module-scoped fixtures that share one schema across tests."""
+async def migrate_schema(dsn: str) -> None:
+    """Give the database at ``dsn`` the urbanpulse schema (plain PostgreSQL mode), on a connection
+    of its own: a pool opened with ``prepare_connection`` needs the tables before it connects."""
     import asyncpg
 
     from urbanpulse.storage.migrations import migrate
 
-    name, dsn = create_database(base_dsn)
-
-    async def setup() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn, "postgres")
-        finally:
-            await conn.close()
-
+    conn = await asyncpg.connect(dsn)
     try:
-        run_sync(setup())
-        yield dsn
+        await migrate(conn, "postgres")
+    finally:
+        await conn.close()
+
+
+async def open_migrated_pool(dsn: str, *, min_size: int = 1, max_size: int = 4,
+                             prepared: bool = True):  # noqa: ANN201 - asyncpg.Pool
+    """The schema on ``dsn``, then a pool on it; ``prepared`` opens its connections as the
+    service does (``storage.writer.prepare_connection``). The caller closes the pool."""
+    import asyncpg
+
+    from urbanpulse.storage.writer import prepare_connection
+
+    await migrate_schema(dsn)
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                     init=prepare_connection if prepared else None)
+
+
+@contextlib.asynccontextmanager
+async def migrated_pool(base_dsn: str = PG_DSN, prefix: str = "up_test", *, min_size: int = 1, max_size: int = 4,
+                        prepared: bool = True) -> AsyncIterator:
+    """A pool on a new database (named ``prefix_<random>``) with the urbanpulse schema; the pool is
+    closed and the database dropped afterwards. For fixtures that want their own schema."""
+    name, dsn = create_database(base_dsn, prefix)
+    try:
+        pool = await open_migrated_pool(dsn, min_size=min_size, max_size=max_size, prepared=prepared)
+        try:
+            yield pool
+        finally:
+            await pool.close()
     finally:
         drop_database(name, base_dsn)
 
+
+@contextlib.contextmanager
+def migrated_database(base_dsn: str = PG_DSN) -> Iterator[str]:
+    """A new database with the urbanpulse schema (plain PostgreSQL mode); yields its DSN and
+    drops it afterwards. For module-scoped fixtures that share one schema across tests."""
+    name, dsn = create_database(base_dsn)
+    try:
+        run_sync(migrate_schema(dsn))
+        yield dsn
+    finally:
+        drop_database(name, base_dsn)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ import asyncpg
 import numpy as np
 import pytest
 
+import services
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import load_settings
 from urbanpulse.model import ReadingColumns
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +32,7 @@ def columns(sensors: list[str], metric: str, ts_us: np.ndarray, values: np.ndarr
 
 @pytest.fixture
 async def pool(fresh_db: str):
-    conn = await asyncpg.connect(fresh_db)
-    await migrate(conn, "postgres")
-    await conn.close()
-    p = await asyncpg.create_pool(fresh_db, min_size=1, max_size=3, init=prepare_connection)
+    p = await services.open_migrated_pool(fresh_db, min_size=1, max_size=3)
     yield p
     await p.close()
 

@@ -142,12 +142,7 @@ class Db:
 
 @pytest.fixture
 async def db(fresh_db: str) -> AsyncIterator[Db]:
-    conn = await asyncpg.connect(fresh_db, timeout=10)
-    try:
-        assert await migrate(conn, "postgres") == "postgres"
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(fresh_db, min_size=2, max_size=4, init=prepare_connection)
+    pool = await services.open_migrated_pool(fresh_db, min_size=2, max_size=4)
     try:
         partitions = MonthlyPartitions()
         async with pool.acquire() as c:

@@ -19,11 +19,10 @@ import urbanpulse.analytics as analytics_module
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import load_settings
 from urbanpulse.model import ReadingColumns
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.recent import last_readings
 from urbanpulse.storage.series import SeriesRegistry
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +33,9 @@ BASE_US = 1_700_000_000_000_000
 
 @pytest.fixture(scope="module")
 async def pool(pg_dsn: str):
-    name, dsn = services.create_database(pg_dsn, prefix="up_test_created_here")
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn, "postgres")
-    await conn.close()
-    p = await asyncpg.create_pool(dsn, min_size=2, max_size=4, init=prepare_connection)
-    await MonthlyPartitions().ensure(p, np.array([BASE_US], np.int64))
-    try:
+    async with services.migrated_pool(pg_dsn, "up_test_created_here", min_size=2, max_size=4) as p:
+        await MonthlyPartitions().ensure(p, np.array([BASE_US], np.int64))
         yield p
-    finally:
-        await p.close()
-        services.drop_database(name, pg_dsn)
 
 
 keys_st = st.lists(st.tuples(st.sampled_from(SENSORS), st.sampled_from(METRICS)), min_size=1, max_size=12)

@@ -40,7 +40,7 @@ from urbanpulse.storage import recent as recent_module, rollups as rollups_modul
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.rollups import DAY_US, RollupPolicy
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 from urbanpulse.testing import RecordingSink
 
 
@@ -381,10 +381,7 @@ def test_rows_of_levels_a_long_history_no_longer_keeps_leave_beside_the_batch_no
     step_us = 600_000_000  # every 10 minutes: a day bucket holds 144, an hour 6 (< 10): only 1d is kept
 
     async def scenario() -> None:
-        conn = await asyncpg.connect(startup_db)
-        await migrate(conn, "postgres")
-        await conn.close()
-        pool = await asyncpg.create_pool(startup_db, min_size=1, max_size=3, init=prepare_connection)
+        pool = await services.open_migrated_pool(startup_db, min_size=1, max_size=3)
         try:
             parts = MonthlyPartitions()
             async with pool.acquire() as c:
