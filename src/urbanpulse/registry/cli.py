@@ -8,6 +8,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+from urbanpulse.cli_options import add_log_level
+
 _HELP = """\
 Import: every row is checked (fields, units against the metric catalogue, duplicate ids); each bad
 row is reported with its line number and the rest are imported (or nothing, with --strict).
@@ -30,7 +32,10 @@ def add_registry_parser(sub: argparse._SubParsersAction) -> None:
                          description="The canonical register of the city's sensors.", epilog=_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     rsub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
-    imp = rsub.add_parser("import", help="import sensors from a CSV or JSON file", epilog=_HELP,
+    imp = rsub.add_parser("import", help="import sensors from a CSV or JSON file",
+                          description="Load sensors from a CSV or JSON file into the register; each bad row "
+                          "is reported by line and the good ones are imported (all or nothing with --strict).",
+                          epilog=_HELP,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("file", type=Path, metavar="FILE", help="a .csv or .json file")
     imp.add_argument("--strict", action="store_true", help="import nothing if any row is bad")
@@ -43,7 +48,7 @@ def add_registry_parser(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--output", "-o", type=Path, default=None, metavar="FILE", help="default: standard output")
     for p in (imp, exp):
         p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration (database, catalogue)")
-        p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        add_log_level(p)
 
 
 def run_registry_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 - Settings
