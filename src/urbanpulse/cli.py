@@ -232,39 +232,29 @@ async def _keys(settings, args: argparse.Namespace) -> int:  # noqa: ANN001
     import getpass
 
     from urbanpulse.auth.keys import KeyStore
-    from urbanpulse.service import connect_with_retry, resolve_dsn
-    from urbanpulse.storage.migrations import migrate
+    from urbanpulse.cli_database import command_connection
 
-    dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
-    try:
-        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
-        try:
-            await migrate(conn, settings.database.storage_mode)
-            store = KeyStore(conn)
-            if args.keys_command == "create":
-                by = args.by or getpass.getuser()
-                created = await store.create(args.name, args.role, created_by=f"cli:{by}")
-                print(f"made {created.key.role.value} key {created.key.id} for {created.key.name!r}; "
-                      f"store it now, it is not shown again:", file=sys.stderr)
-                print(created.secret)
-            elif args.keys_command == "list":
-                keys = await store.list(include_revoked=not args.active)
-                print(f"{'ID':<10}  {'ROLE':<8}  {'STATE':<7}  {'CREATED (UTC)':<19}  NAME")
-                for k in keys:
-                    state = "active" if k.active else "revoked"
-                    print(f"{k.id:<10}  {k.role.value:<8}  {state:<7}  {k.created_at:%Y-%m-%d %H:%M:%S}  {k.name}")
-                if not keys:
-                    print("(no keys yet: make one with `urbanpulse keys create --role admin --name YOU`)",
-                          file=sys.stderr)
-            else:
-                key = await store.revoke(args.key_id.removeprefix("upk_"), revoked_by=f"cli:{getpass.getuser()}")
-                print(f"revoked key {key.id} ({key.role.value}, {key.name!r}) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
-            return 0
-        finally:
-            await conn.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
+    async with command_connection(settings) as conn:
+        store = KeyStore(conn)
+        if args.keys_command == "create":
+            by = args.by or getpass.getuser()
+            created = await store.create(args.name, args.role, created_by=f"cli:{by}")
+            print(f"made {created.key.role.value} key {created.key.id} for {created.key.name!r}; "
+                  f"store it now, it is not shown again:", file=sys.stderr)
+            print(created.secret)
+        elif args.keys_command == "list":
+            keys = await store.list(include_revoked=not args.active)
+            print(f"{'ID':<10}  {'ROLE':<8}  {'STATE':<7}  {'CREATED (UTC)':<19}  NAME")
+            for k in keys:
+                state = "active" if k.active else "revoked"
+                print(f"{k.id:<10}  {k.role.value:<8}  {state:<7}  {k.created_at:%Y-%m-%d %H:%M:%S}  {k.name}")
+            if not keys:
+                print("(no keys yet: make one with `urbanpulse keys create --role admin --name YOU`)",
+                      file=sys.stderr)
+        else:
+            key = await store.revoke(args.key_id.removeprefix("upk_"), revoked_by=f"cli:{getpass.getuser()}")
+            print(f"revoked key {key.id} ({key.role.value}, {key.name!r}) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+        return 0
 
 
 if __name__ == "__main__":

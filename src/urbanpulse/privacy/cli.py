@@ -97,14 +97,9 @@ def run_subject_command(args: Any, settings: Any) -> int:  # noqa: ANN401
         since = since.replace(tzinfo=timezone.utc)
 
     async def go() -> int:
-        from urbanpulse.service import connect_with_retry, resolve_dsn
-        from urbanpulse.storage.migrations import migrate
-        from urbanpulse.storage.timescale import configured_policies
+        from urbanpulse.cli_database import command_connection
 
-        dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
-        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
-        try:
-            await migrate(conn, settings.database.storage_mode, configured_policies(settings.database))
+        async with command_connection(settings, apply_policies=True) as conn:
             if args.subject_command == "export":
                 held = await export_subject(conn, args.device, pseudo, key, since, args.actor)
                 text = to_json(held) if args.format == "json" else to_csv(held)
@@ -116,10 +111,6 @@ def run_subject_command(args: Any, settings: Any) -> int:  # noqa: ANN401
             counts = await erase_subject(conn, args.device, pseudo, key, since, args.actor)
             print(json.dumps(counts))
             return 0
-        finally:
-            await conn.close()
-            if embedded is not None and hasattr(embedded, "stop"):
-                embedded.stop()
     if key is None and p.classes_in_use() & {"personal"}:
         from urbanpulse.errors import ConfigError
 

@@ -57,37 +57,27 @@ def run_registry_command(args: argparse.Namespace, settings) -> int:  # noqa: AN
 
 
 async def _run(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
+    from urbanpulse.cli_database import command_connection
     from urbanpulse.quality.catalogue import MetricCatalogue
     from urbanpulse.registry.io import detect_format, export_registry, import_file
-    from urbanpulse.service import connect_with_retry, resolve_dsn
-    from urbanpulse.storage.migrations import migrate
 
-    dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
-    try:
-        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
-        try:
-            await migrate(conn, settings.database.storage_mode)
-            if args.registry_command == "import":
-                v = settings.validation
-                report = await import_file(conn, args.file, MetricCatalogue.load(v.catalogue, v.metrics),
-                                           fmt=args.format, strict=args.strict)
-                for err in report.errors:
-                    print(f"{args.file}: {err}", file=sys.stderr)
-                if not report.applied:
-                    print(f"{len(report.errors)} bad row(s); --strict: nothing imported", file=sys.stderr)
-                    return 1
-                print(f"imported {report.imported} sensor(s): {report.created} created, {report.updated} updated, "
-                      f"{report.unchanged} unchanged; {len(report.errors)} row(s) rejected")
-                return 1 if report.errors else 0
-            fmt = args.format or (detect_format(args.output) if args.output and args.output.suffix else "csv")
-            text = await export_registry(conn, fmt)
-            if args.output is None:
-                sys.stdout.write(text)
-            else:
-                args.output.write_text(text, encoding="utf-8")
-            return 0
-        finally:
-            await conn.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
+    async with command_connection(settings) as conn:
+        if args.registry_command == "import":
+            v = settings.validation
+            report = await import_file(conn, args.file, MetricCatalogue.load(v.catalogue, v.metrics),
+                                       fmt=args.format, strict=args.strict)
+            for err in report.errors:
+                print(f"{args.file}: {err}", file=sys.stderr)
+            if not report.applied:
+                print(f"{len(report.errors)} bad row(s); --strict: nothing imported", file=sys.stderr)
+                return 1
+            print(f"imported {report.imported} sensor(s): {report.created} created, {report.updated} updated, "
+                  f"{report.unchanged} unchanged; {len(report.errors)} row(s) rejected")
+            return 1 if report.errors else 0
+        fmt = args.format or (detect_format(args.output) if args.output and args.output.suffix else "csv")
+        text = await export_registry(conn, fmt)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            args.output.write_text(text, encoding="utf-8")
+        return 0
