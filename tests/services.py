@@ -152,6 +152,19 @@ def timescale_standin(workdir: Path, timeout: float = 120.0) -> Iterator[tuple[s
         _stop(proc)
 
 
+@contextlib.asynccontextmanager
+async def timescale_connection(workdir: Path, timeout: float = 120.0) -> AsyncIterator:
+    """The stand-in served for a test module (``timescale_standin``) and its ONE connection
+    (``connect_timescale``); the connection is terminated, not closed (close() would wait for
+    the stand-in to hang up), then the server stopped."""
+    with timescale_standin(workdir, timeout) as (host, port):
+        conn = await connect_timescale(host, port)
+        try:
+            yield conn
+        finally:
+            conn.terminate()
+
+
 # --------------------------------------------------------------------------------------------
 # PostgreSQL
 

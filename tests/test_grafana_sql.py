@@ -487,13 +487,9 @@ async def test_series_buckets_equals_an_aggregation_of_the_readings(pg_conn, int
 
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-grafana")) as (host, port):
-        conn = await services.connect_timescale(host, port)
-        try:
-            assert await migrate(conn, "auto") == "timescaledb"
-            yield conn
-        finally:
-            conn.terminate()
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-grafana")) as conn:
+        assert await migrate(conn, "auto") == "timescaledb"
+        yield conn
 
 
 async def test_every_panel_runs_on_timescaledb(ts_conn):

@@ -295,13 +295,8 @@ async def test_transaction_hook_runs_inside_the_batch_transaction(db: Db) -> Non
 
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-rollups")) as (host, port):
-        conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
-                                     statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
-        try:
-            yield conn
-        finally:
-            conn.terminate()
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-rollups")) as conn:
+        yield conn
 
 
 @pytest.mark.integration

@@ -232,12 +232,8 @@ async def test_a_writer_whose_lock_connection_dies_takes_the_lock_again_and_clos
 
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-deferred")) as (host, port):
-        conn = await services.connect_timescale(host, port)
-        try:
-            yield conn
-        finally:
-            conn.terminate()
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-deferred")) as conn:
+        yield conn
 
 
 @pytest.mark.integration
