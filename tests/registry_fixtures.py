@@ -3,6 +3,7 @@ stored readings written through the real batch writer (binary COPY, partitions, 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import pytest
 import services
 from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore
+from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
 
 @dataclass
@@ -38,13 +39,21 @@ class RegistryDb:
         await self.store.write(cols, [], "replay")
 
 
-@pytest.fixture
-async def rdb(fresh_db: str) -> AsyncIterator[RegistryDb]:
-    pool = await services.open_migrated_pool(fresh_db, min_size=1, max_size=4)
+@contextlib.asynccontextmanager
+async def registry_db(dsn: str, max_size: int = 4) -> AsyncIterator[RegistryDb]:
+    """A service-like pool on a migrated database and the production writer over it (no rollups)."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=prepare_connection)
     try:
         partitions = MonthlyPartitions()
         async with pool.acquire() as c:
             await partitions.load(c)
-        yield RegistryDb(fresh_db, pool, ReadingStore(pool, partitions, rollups=False))
+        yield RegistryDb(dsn, pool, ReadingStore(pool, partitions, rollups=False))
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def rdb(fresh_db: str) -> AsyncIterator[RegistryDb]:
+    await services.migrate_schema(fresh_db)
+    async with registry_db(fresh_db) as db:
+        yield db
