@@ -165,6 +165,26 @@ async def timescale_connection(workdir: Path, timeout: float = 120.0) -> AsyncIt
             conn.terminate()
 
 
+async def stage_and_merge(conn, series_id, ts_us, value, flags=None, source: int = 4):  # noqa: ANN001, ANN201
+    """The batch writer's merge without its COPY, which the stand-in cannot take: the rows go into
+    ``readings_stage`` by INSERT and the writer's own merge statement moves them into ``readings``.
+    Returns what that inserted as arrays (series ids int32, µs timestamps int64, values float64),
+    for the rollups. Call it inside the batch's transaction: the stage empties at commit."""
+    import numpy as np
+
+    from urbanpulse.storage.writer import _MERGE_SQL
+
+    f = np.zeros(len(series_id), np.int16) if flags is None else np.asarray(flags, np.int16)
+    await conn.execute("""
+        INSERT INTO readings_stage (series_id, ts, value, flags, source)
+        SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, f, $5::int2
+          FROM unnest($1::int4[], $2::int8[], $3::float8[], $4::int2[]) AS u(s, t, v, f)""",
+        np.asarray(series_id).tolist(), np.asarray(ts_us).tolist(), np.asarray(value).tolist(), f.tolist(), source)
+    rows = await conn.fetch(_MERGE_SQL)
+    return (np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.int64),
+            np.array([r[2] for r in rows], np.float64))
+
+
 # --------------------------------------------------------------------------------------------
 # PostgreSQL
 

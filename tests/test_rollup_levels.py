@@ -235,8 +235,6 @@ async def test_levels_earn_their_place_on_timescaledb_with_compressed_rollups(ts
     sid = np.array([sid_of[m] for m in data.metric], np.int32)
     writer = RollupWriter("unnest", policy(key_of))
     await prepare_connection(conn)
-    from urbanpulse.storage.writer import _MERGE_SQL
-
     late_from = len(data.batches) - 6
     for i, part in enumerate(data.batches):
         if i == late_from:  # everything so far compressed, as the policy would: late rows land in it
@@ -245,16 +243,9 @@ async def test_levels_earn_their_place_on_timescaledb_with_compressed_rollups(ts
             assert await conn.fetchval("""SELECT count(*) FROM timescaledb_information.chunks
                 WHERE hypertable_name LIKE 'rollup_%' AND is_compressed""") > 0
         async with conn.transaction():
-            await conn.execute("""
-                INSERT INTO readings_stage (series_id, ts, value, flags, source)
-                SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, 0, 4
-                FROM unnest($1::int4[], $2::int8[], $3::float8[]) AS u(s, t, v)""",
-                sid[part].tolist(), data.ts_us[part].tolist(), data.value[part].tolist())
-            rows = await conn.fetch(_MERGE_SQL)
-            if rows:
-                await writer.merge(conn, rollup_partials(np.array([r[0] for r in rows], np.int32),
-                                                         np.array([r[1] for r in rows], np.int64),
-                                                         np.array([r[2] for r in rows], np.float64)))
+            inserted = await services.stage_and_merge(conn, sid[part], data.ts_us[part], data.value[part])
+            if len(inserted[0]):
+                await writer.merge(conn, rollup_partials(*inserted))
     await assert_levels(conn, sid_of)
 
 

@@ -317,22 +317,13 @@ async def test_timescaledb_rollups_are_hypertables_and_merge_exactly(ts_conn) ->
 
     # the writer's merge path on hypertables (stage filled by INSERT: COPY kills the stand-in)
     await prepare_connection(conn)
-    from urbanpulse.storage.writer import _MERGE_SQL
     n = len(sid)
     rng = np.random.default_rng(5)
     order = rng.permutation(n)  # arrival order scrambled: late readings everywhere
     for part in np.array_split(order, 4) + [order[: n // 3]]:  # the last one is a redelivery
         async with conn.transaction():
-            await conn.execute("""
-                INSERT INTO readings_stage (series_id, ts, value, flags, source)
-                SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, 0, 4
-                FROM unnest($1::int4[], $2::int8[], $3::float8[]) AS u(s, t, v)""",
-                sid[part].tolist(), stream.ts_us[part].tolist(), stream.value[part].tolist())
-            rows = await conn.fetch(_MERGE_SQL)
-            if rows:
-                partials = rollup_partials(np.array([r[0] for r in rows], np.int32),
-                                           np.array([r[1] for r in rows], np.int64),
-                                           np.array([r[2] for r in rows], np.float64))
-                await merge_partials(conn, partials, "unnest")
+            inserted = await services.stage_and_merge(conn, sid[part], stream.ts_us[part], stream.value[part])
+            if len(inserted[0]):
+                await merge_partials(conn, rollup_partials(*inserted), "unnest")
     assert await conn.fetchval("SELECT count(*) FROM readings WHERE source = 4") == n
     assert await assert_rollups_match(conn) == n

@@ -248,8 +248,6 @@ async def test_deferred_rollups_on_timescaledb_with_compressed_chunks_and_a_lost
             "INSERT INTO series (sensor_id, metric) VALUES ('levels-test', $1) RETURNING id", metric)
     key_of = {v: ("levels-test", k) for k, v in sids.items()}.get
     sid = np.array([sids[m] for m in data.metric], np.int32)
-    from urbanpulse.storage.writer import _MERGE_SQL
-
     def new_buffer() -> RollupBuffer:
         return RollupBuffer(RollupWriter("unnest", policy(key_of)), None, 3600.0)
 
@@ -267,16 +265,9 @@ async def test_deferred_rollups_on_timescaledb_with_compressed_chunks_and_a_lost
                 await conn.fetch(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
         claim, minute = Claim(), None
         async with conn.transaction():
-            await conn.execute("""
-                INSERT INTO readings_stage (series_id, ts, value, flags, source)
-                SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, 0, 4
-                FROM unnest($1::int4[], $2::int8[], $3::float8[]) AS u(s, t, v)""",
-                sid[part].tolist(), data.ts_us[part].tolist(), data.value[part].tolist())
-            rows = await conn.fetch(_MERGE_SQL)
-            if rows:
-                minute = partial_aggregates(np.array([r[0] for r in rows], np.int32),
-                                            np.array([r[1] for r in rows], np.int64),
-                                            np.array([r[2] for r in rows], np.float64), MINUTE_US)
+            inserted = await services.stage_and_merge(conn, sid[part], data.ts_us[part], data.value[part])
+            if len(inserted[0]):
+                minute = partial_aggregates(*inserted, MINUTE_US)
                 await buf.mark(conn, minute, claim)
         if minute is not None:
             buf.accept(claim, minute)
