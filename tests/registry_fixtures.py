@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import services
-from urbanpulse.model import ReadingColumns
+from readings import readings_columns
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -28,14 +28,9 @@ class RegistryDb:
     async def write(self, sensor: str, metric: str, ts_us: Sequence[int] | np.ndarray, values: Sequence[float] | None = None,
                     flags: Sequence[int] | None = None) -> None:
         """Store readings of one series with the production writer."""
-        ts = np.asarray(ts_us, dtype=np.int64)
-        n = len(ts)
-        cols = ReadingColumns(
-            sensor_id=[sensor] * n, metric=[metric] * n, ts_us=ts,
-            value=np.asarray(values if values is not None else np.arange(n, dtype=float), dtype=np.float64),
-            lat=np.full(n, np.nan), lon=np.full(n, np.nan), unit=[None] * n,
-            msg=np.arange(n, dtype=np.int32), item=np.full(n, -1, np.int32), has_null_value=np.zeros(n, bool),
-            flags=np.asarray(flags if flags is not None else np.zeros(n), dtype=np.int16))
+        n = len(ts_us)
+        cols = readings_columns([sensor] * n, metric, ts_us,
+                                values if values is not None else np.arange(n, dtype=float), flags)
         await self.store.write(cols, [], "replay")
 
 

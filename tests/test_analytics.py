@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import services
+from readings import readings_columns
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import load_settings
 from urbanpulse.model import ReadingColumns
@@ -23,11 +24,7 @@ HOUR_US = 3_600_000_000
 BASE_US = 1_700_000_000_000_000
 
 
-def columns(sensors: list[str], metric: str, ts_us: np.ndarray, values: np.ndarray) -> ReadingColumns:
-    n = len(sensors)
-    return ReadingColumns(sensors, [metric] * n, np.asarray(ts_us, np.int64), np.asarray(values, np.float64),
-                          np.full(n, np.nan), np.full(n, np.nan), [None] * n, np.zeros(n, np.int32),
-                          np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+columns = readings_columns
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 import services
-from history_check import (Dataset, all_pages, assert_page_matches, close, readings_columns, recompute,
-                           stored_frame, utc)
+from history_check import Dataset, all_pages, assert_page_matches, close, recompute, stored_frame, utc
+from readings import readings_columns
 from urbanpulse.query.errors import QueryError, QueryTooLarge, UnknownSeries
 from urbanpulse.query.plan import rollup_table
 from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability, to_us

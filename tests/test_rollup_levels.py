@@ -26,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import services
+from readings import readings_columns
 from test_rollups import Db, db, recompute, stored_readings  # noqa: F401 - db is a fixture
-from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.rollups import (
     DAY_US, HOUR_US, MINUTE_US, NO_LEVEL_US, ROLLUP_TABLES, ConfiguredIntervals, IntervalLearner, RollupPolicy,
@@ -177,11 +177,7 @@ async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(d
     n_total = 0
     for idx in data.batches:
         k = len(idx)
-        cols = ReadingColumns(
-            sensor_id=["levels-test"] * k, metric=[data.metric[i] for i in idx], ts_us=data.ts_us[idx],
-            value=data.value[idx], lat=np.full(k, np.nan), lon=np.full(k, np.nan), unit=[None] * k,
-            msg=np.arange(k, dtype=np.int32), item=np.full(k, -1, np.int32), has_null_value=np.zeros(k, bool),
-            flags=np.zeros(k, np.int16))
+        cols = readings_columns(["levels-test"] * k, [data.metric[i] for i in idx], data.ts_us[idx], data.value[idx])
         n_total += (await store.write(cols, [], "replay")).stored
     assert n_total == len(SERIES) * PER_SERIES
     async with db.pool.acquire() as conn:
@@ -192,12 +188,8 @@ async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(d
     store2 = ReadingStore(db.pool, db.partitions)
     store2.rollups.policy = policy(store2.series.key_of)
     idx = data.batches[3]
-    k = len(idx)
-    cols = ReadingColumns(
-        sensor_id=["levels-test"] * k, metric=[data.metric[i] for i in idx], ts_us=data.ts_us[idx] + 1,
-        value=data.value[idx], lat=np.full(k, np.nan), lon=np.full(k, np.nan), unit=[None] * k,
-        msg=np.arange(k, dtype=np.int32), item=np.full(k, -1, np.int32), has_null_value=np.zeros(k, bool),
-        flags=np.zeros(k, np.int16))
+    cols = readings_columns(["levels-test"] * len(idx), [data.metric[i] for i in idx], data.ts_us[idx] + 1,
+                            data.value[idx])
     assert (await store2.write(cols, [], "replay")).stored == k
     async with db.pool.acquire() as conn:
         assert await conn.fetch("SELECT * FROM rollup_series ORDER BY 1") == before

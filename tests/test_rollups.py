@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import services
+from readings import readings_columns
 from urbanpulse.datasets.beijing import read_station
 from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.migrations import migrate
@@ -44,12 +45,8 @@ class Stream:
     value: np.ndarray
 
     def take(self, idx: np.ndarray) -> ReadingColumns:
-        n = len(idx)
-        return ReadingColumns(
-            sensor_id=[self.sensor[i] for i in idx], metric=[self.metric[i] for i in idx],
-            ts_us=self.ts_us[idx], value=self.value[idx], lat=np.full(n, np.nan), lon=np.full(n, np.nan),
-            unit=[None] * n, msg=np.arange(n, dtype=np.int32), item=np.full(n, -1, np.int32),
-            has_null_value=np.zeros(n, bool), flags=np.zeros(n, np.int16))
+        return readings_columns([self.sensor[i] for i in idx], [self.metric[i] for i in idx], self.ts_us[idx],
+                                self.value[idx])
 
 
 def beijing_stream(hours: int = 2400, step_s: float = 7.0) -> Stream:

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import services
+from readings import readings_columns
 from test_rollup_levels import SERIES, arrival, policy
 from test_rollups import Db, db, recompute, stored_readings  # noqa: F401 - db is a fixture
 from urbanpulse.model import ReadingColumns
@@ -40,11 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def columns(data, idx: np.ndarray, sensor: str = "levels-test") -> ReadingColumns:  # noqa: ANN001
-    k = len(idx)
-    return ReadingColumns(
-        sensor_id=[sensor] * k, metric=[data.metric[i] for i in idx], ts_us=data.ts_us[idx], value=data.value[idx],
-        lat=np.full(k, np.nan), lon=np.full(k, np.nan), unit=[None] * k, msg=np.arange(k, dtype=np.int32),
-        item=np.full(k, -1, np.int32), has_null_value=np.zeros(k, bool), flags=np.zeros(k, np.int16))
+    return readings_columns([sensor] * len(idx), [data.metric[i] for i in idx], data.ts_us[idx], data.value[idx])
 
 
 def deferred_store(pool: asyncpg.Pool, partitions) -> ReadingStore:  # noqa: ANN001

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import services
 import urbanpulse.analytics as analytics_module
+from readings import readings_columns
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import load_settings
 from urbanpulse.model import ReadingColumns
@@ -109,10 +110,7 @@ async def test_a_registry_not_keeping_created_series_says_none_are(pool: asyncpg
 
 
 def _columns(sensors: list[str], metric: str, ts_us: np.ndarray) -> ReadingColumns:
-    n = len(sensors)
-    return ReadingColumns(sensors, [metric] * n, np.asarray(ts_us, np.int64), np.full(n, 20.0),
-                          np.full(n, np.nan), np.full(n, np.nan), [None] * n, np.zeros(n, np.int32),
-                          np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+    return readings_columns(sensors, metric, ts_us, np.full(len(sensors), 20.0))
 
 
 async def test_the_analytics_warm_what_another_process_stored_and_skip_their_own_new_series(

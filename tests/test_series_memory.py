@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import services
+from readings import readings_columns
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.capacity import GROWTH, grown
 from urbanpulse.config import load_settings
-from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.series import SeriesRegistry
 from urbanpulse.storage.writer import ReadingStore
@@ -53,9 +53,7 @@ async def test_per_series_arrays_hold_at_most_a_quarter_more_rows_than_series(po
     held = 0
     for k, n in enumerate((700, 1300, 2600, 900)):  # series arriving in batches of uneven size
         sensors = [f"mem-{k}-{i}" for i in range(n)]
-        rc = ReadingColumns(sensors, ["temperature"] * n, np.full(n, 1_700_000_000_000_000, np.int64),
-                            np.full(n, 20.0), np.full(n, np.nan), np.full(n, np.nan), [None] * n,
-                            np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+        rc = readings_columns(sensors, "temperature", np.full(n, 1_700_000_000_000_000, np.int64), np.full(n, 20.0))
         sid = await store.series.ids_for(pool, rc.sensor_id, rc.metric)
         await a.ready(await a.prepare("replay", rc, sid))
         held += n

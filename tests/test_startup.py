@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from pydantic import ValidationError
 
 import services
+from readings import readings_columns
 from service_process import ServiceProcess, readings_count, wait_until
 from test_rollups import recompute, stored_readings
 from urbanpulse import analytics as analytics_module
@@ -34,7 +35,6 @@ from urbanpulse.config import KafkaSettings, RollupSettings, load_settings
 from urbanpulse.connectors.kafka import KafkaSource, group_options
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.model import ReadingColumns
 from urbanpulse.service import IngestService
 from urbanpulse.storage import recent as recent_module, rollups as rollups_module
 from urbanpulse.storage.migrations import migrate
@@ -355,11 +355,7 @@ def test_a_manually_assigned_service_killed_mid_stream_restarts_and_stores_every
 
 # -- a start against a long history ------------------------------------------------------------
 
-def _columns(sensors: list[str], metric: str, ts_us: np.ndarray, value: np.ndarray) -> ReadingColumns:
-    n = len(ts_us)
-    return ReadingColumns(sensor_id=sensors, metric=[metric] * n, ts_us=ts_us, value=value, lat=np.full(n, np.nan),
-                          lon=np.full(n, np.nan), unit=[None] * n, msg=np.arange(n, dtype=np.int32),
-                          item=np.full(n, -1, np.int32), has_null_value=np.zeros(n, bool), flags=np.zeros(n, np.int16))
+_columns = readings_columns
 
 
 @given(series=st.integers(1, 4), per_series=st.integers(60, 400), inline=st.integers(1, 80),
