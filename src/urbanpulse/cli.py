@@ -1,4 +1,5 @@
-"""Command line: ``urbanpulse run | migrate | demo | detect | keys | registry | export``."""
+"""Command line: ``urbanpulse run | migrate | demo | detect | keys | registry | export | plugins | decode |
+privacy | subject`` (the commands' own parsers beside their code; ``urbanpulse COMMAND --help``)."""
 
 from __future__ import annotations
 
