@@ -188,8 +188,8 @@ async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(d
     store2 = ReadingStore(db.pool, db.partitions)
     store2.rollups.policy = policy(store2.series.key_of)
     idx = data.batches[3]
-    cols = readings_columns(["levels-test"] * len(idx), [data.metric[i] for i in idx], data.ts_us[idx] + 1,
-                            data.value[idx])
+    k = len(idx)
+    cols = readings_columns(["levels-test"] * k, [data.metric[i] for i in idx], data.ts_us[idx] + 1, data.value[idx])
     assert (await store2.write(cols, [], "replay")).stored == k
     async with db.pool.acquire() as conn:
         assert await conn.fetch("SELECT * FROM rollup_series ORDER BY 1") == before
