@@ -4,6 +4,8 @@ bank, slot and timestamps alike."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from urbanpulse.detect import DetectionSettings, DetectorBank, Scores
@@ -34,3 +36,17 @@ def anomaly_at_inputs(sc: Scores, n: int) -> np.ndarray:
     full = np.zeros(n)
     full[sc.index] = sc.anomaly_score
     return full
+
+
+def spike_pair_scores(score: Callable[[np.ndarray], Scores], size: float, factor: float,
+                      seed: int) -> tuple[float, float]:
+    """The anomaly scores of a spike of ``size`` sigmas and of one ``factor`` times bigger at the same
+    reading (row 1400) of the same history (1,500 readings of N(20, 1) drawn from ``seed``), each
+    scored by ``score``: the pair a monotonicity property compares."""
+    x = 20 + np.random.default_rng(seed).normal(0, 1, 1500)
+    out = []
+    for s in (size, size * factor):
+        y = x.copy()
+        y[1400] += s
+        out.append(float(score(y).anomaly_score[1400]))
+    return out[0], out[1]
