@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings as hsettings, strategies as st
 
+from detect_series import onsets, score_one
 from test_detectors_adaptive import _bursty
-from urbanpulse.detect import DetectionSettings, DetectorBank
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -37,14 +37,8 @@ SEEDS = st.integers(0, 2**31 - 1)
 
 
 def _onsets(values: np.ndarray, ts: np.ndarray) -> dict[str, list[int]]:
-    bank = DetectorBank(DetectionSettings())
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    sc = bank.score(np.zeros(len(values), np.int64), ts, values)
-    out = {}
-    for j, name in enumerate(sc.names):
-        d = sc.decision[:, j]
-        out[name] = np.flatnonzero(d & ~np.r_[False, d[:-1]]).tolist()
-    return out
+    sc = score_one(values, ts)
+    return {name: onsets(sc, name).tolist() for name in sc.names}
 
 
 @hsettings(max_examples=150, deadline=None, derandomize=True)
