@@ -25,7 +25,10 @@ Why it stays right:
   exist.
 
 When: every ``flush_every_s`` under load, and ``idle_s`` (0.1 s) after the last commit when no
-batch is in flight, so a trickle of readings is in the rollups about 0.1 s after its COMMIT.
+batch is being written (:attr:`RollupBuffer.writing`, counted from the start of the write), so a
+trickle of readings is in the rollups about 0.1 s after its COMMIT, while a drain flushes every
+``flush_every_s`` (each flush re-merges the current minute, hour and day rows: their number is
+what a drain pays).
 What it costs: rollups are current up to ``flush_every_s`` after COMMIT, not at it (a stop
 flushes everything); one held connection per writer for its liveness lock.
 """
