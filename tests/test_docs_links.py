@@ -105,3 +105,12 @@ def test_a_link_to_a_heading_resolves_and_a_link_to_a_missing_one_does_not(tmp_p
     assert dead_links(doc, d) == []
     doc.write_text(f"see [it](b.md#{anchor}-missing) and [gone](c.md)\n", encoding="utf-8")
     assert [x.split(" (")[0] for x in dead_links(doc, d)] == [f"a.md:1: b.md#{anchor}-missing", "a.md:1: c.md"]
+
+
+def test_every_doc_is_linked_from_the_readme() -> None:
+    """A newcomer starts at README.md: every page in docs/ is reachable from it."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    linked = {(REPO / m.group("target").strip("<>").partition("#")[0]).resolve()
+              for _, line in prose_lines(readme) for m in LINK.finditer(line)}
+    unlinked = [d.name for d in sorted((REPO / "docs").glob("*.md")) if d.resolve() not in linked]
+    assert unlinked == [], f"README.md links none of docs/{unlinked}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -18,6 +19,18 @@ Configuration: a YAML file (see config/urbanpulse.example.yaml) and URBANPULSE_*
 variables, e.g. URBANPULSE_DATABASE__DSN=postgresql://user@host/db. Without a database.dsn an
 embedded PostgreSQL is started in .urbanpulse/pgdata.
 """
+
+
+#: commands run by ``function(args, settings) -> exit status`` of their own module, imported only
+#: when that command runs (``run``, ``migrate``, ``detect`` and ``keys`` are handled in _main)
+_COMMANDS = {
+    "demo": ("urbanpulse.demo_cli", "run_demo_command"),
+    "decode": ("urbanpulse.plugins_cli", "run_decode"),
+    "export": ("urbanpulse.export.cli", "run_export_command"),
+    "subject": ("urbanpulse.privacy.cli", "run_subject_command"),
+    "privacy": ("urbanpulse.privacy.cli", "run_privacy_command"),
+    "registry": ("urbanpulse.registry.cli", "run_registry_command"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,30 +173,9 @@ def _main(argv: list[str] | None) -> int:
             return asyncio.run(run_service(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
-        if args.command == "demo":
-            from urbanpulse.demo_cli import run_demo_command
-
-            return run_demo_command(args, settings)
-        if args.command == "decode":
-            from urbanpulse.plugins_cli import run_decode
-
-            return run_decode(args, settings)
-        if args.command == "export":
-            from urbanpulse.export.cli import run_export_command
-
-            return run_export_command(args, settings)
-        if args.command == "subject":
-            from urbanpulse.privacy.cli import run_subject_command
-
-            return run_subject_command(args, settings)
-        if args.command == "privacy":
-            from urbanpulse.privacy.cli import run_privacy_command
-
-            return run_privacy_command(args, settings)
-        if args.command == "registry":
-            from urbanpulse.registry.cli import run_registry_command
-
-            return run_registry_command(args, settings)
+        if args.command in _COMMANDS:
+            module, function = _COMMANDS[args.command]
+            return getattr(importlib.import_module(module), function)(args, settings)
         if args.command == "detect":
             from urbanpulse.detect.backtest import run_backtest
 
