@@ -256,6 +256,17 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
     def on_delivery(err, msg, t=0.0):  # noqa: ANN001
         if err is None:
             delivered.append(time.time() - t)
+
+    full = [0]  # times the producer's local queue was full (the broker behind): waited, not dropped
+
+    def produce(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        while True:
+            try:
+                p.produce(*args, **kwargs)
+                return
+            except BufferError:  # "Local: Queue full": wait for deliveries instead of failing the run
+                full[0] += 1
+                p.poll(0.01)
     series, rate, seconds, warmup = spec["series"], spec["rate"], spec["seconds"], spec["warmup_s"]
     step = series / rate  # seconds between two readings of one series
     spikes: dict[str, float] = {}
@@ -286,7 +297,7 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
             next_spike += 0.5
             ts_ms = int(now * 1000)
             payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": SPIKE_VALUE})
-            p.produce(spec["topic"], payload, key=f"lat-{s}".encode())
+            produce(spec["topic"], payload, key=f"lat-{s}".encode())
             produced += 1
             p.poll(0)
             spikes[f"lat-{s}"] = time.time()
@@ -295,9 +306,9 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 continue
             payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": value})
             if produced % 50:
-                p.produce(spec["topic"], payload, key=f"lat-{s}".encode())
+                produce(spec["topic"], payload, key=f"lat-{s}".encode())
             else:
-                p.produce(spec["topic"], payload, key=f"lat-{s}".encode(), on_delivery=partial(on_delivery, t=time.time()))
+                produce(spec["topic"], payload, key=f"lat-{s}".encode(), on_delivery=partial(on_delivery, t=time.time()))
             produced += 1
         p.poll(0)
         timeline.append((time.time(), produced))
@@ -307,7 +318,7 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
     acked = ({f"p{q}_ms": round(1000 * delivered[min(len(delivered) - 1, int(q / 100 * len(delivered)))], 1)
               for q in (50, 99)} if delivered else {})
     return {"spikes": spikes, "sent": produced, "t0": t0, "timeline": timeline[::10] + [timeline[-1]],
-            "produce_to_acked": acked}
+            "produce_to_acked": acked, "producer_queue_full": full[0]}
 
 
 class SseClient(threading.Thread):
@@ -491,10 +502,17 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     svc0, me0 = sum(service.cpu_times()[:2]), sum(me.cpu_times()[:2])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = _cpu_by_process_group(ctx)
+    broker_pid = ctx.tansu.proc.pid if ctx.tansu is not None else None
+    faults0 = {"service": pg_state.minor_faults(service.pid), "broker": pg_state.minor_faults(broker_pid)}
     t_produce = time.time()
     subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     produce_s = time.time() - t_produce
+    # minor page faults while the producer ran: fresh pages each process took (`lat18`, `lat19`)
+    faults = {k: (None if v is None or (now := pg_state.minor_faults(pid)) is None else now - v)
+              for (k, v), pid in zip(faults0.items(), (service.pid, broker_pid))}
+    faults["producer"] = after.ru_minflt - before.ru_minflt
+    svc_cpu_producing = sum(service.cpu_times()[:2]) - svc0
     cpu_end = pg_state.proc_stat()
     svc_cores = (sum(service.cpu_times()[:2]) - svc0) / produce_s
     me_cores = (sum(me.cpu_times()[:2]) - me0) / produce_s
@@ -535,8 +553,10 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
                             key=lambda kv: kv[1]) if s in sse.first_seen],
            "stored_latency": {k: stored.get(k) for k in ("p50_ms", "p99_ms")},
            "stored_p99_ms_by_5s": stored_p99_by_slice([tuple(x) for x in pub["timeline"]], list(ph.poller.samples)),
-           "service_stages": sources, "producer_cores": round(producer_cores, 2), "linger_ms": a.latency_linger_ms,
+           "service_stages": sources, "producer_cores": round(producer_cores, 2),
+           "minor_faults_while_producing": faults, "service_cpu_s_while_producing": round(svc_cpu_producing, 2), "linger_ms": a.latency_linger_ms,
            "cores_while_producing": others, "produce_to_acked": pub.get("produce_to_acked"),
+           "producer_queue_full": pub.get("producer_queue_full"),
            "service_cpu_s": stop.get("service_cpu_s"), "loadavg_1m_end_of_produce": round(load, 1),
            "sse_events": sse.events, "background_alert_events": sse.background, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
            "db": _db_counts(ctx.dsn), "postgres_state": pg, "wal_pool": {"made": a.latency_wal, **(wal_pool or {})}}
@@ -545,6 +565,8 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     ib.log(f"server state: WAL segments {pg['wal_segments_before']} -> {pg['wal_segments_after']}, "
            f"{pg['wal_segments_created']} created during the run; {pg['wal_mb']} MB of WAL; "
            f"other processes {pg.get('other_cores')} cores")
+    ib.log(f"while producing: minor page faults {faults}; service CPU {svc_cpu_producing:.2f} s, "
+           f"producer {producer_cores:.2f} cores")
     return res
 
 
