@@ -118,6 +118,7 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     spy = spies[0] if spies else None
     ph.wait_stored(n, timeout=max(300, n / 1000))
     cpu = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in _cpu_by_process_group(ctx).items()}
+    service_cpu = _service_cpu(ph)  # spawn -> last stored, as PostgreSQL's and the broker's are
     rate = ib.rate_from_samples(ph.poller.samples, n)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
@@ -129,7 +130,8 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     except Exception as exc:  # noqa: BLE001 - an older service without the histograms
         stages = {"error": str(exc)}
     stop = ph.stop()
-    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn),
+    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, "service_cpu_at_stored_s": service_cpu, **analysis,
+           "db": _db_counts(ctx.dsn),
            "from_spawn_rate": round(n / (rate["all_stored_at"] - ph.t_spawn)) if rate.get("all_stored_at") else None,
            "loadavg_1m_end": round(os.getloadavg()[0], 1), "service_stages": stages,
            "first_stored_s": round(rate["first_stored_at"] - ph.t_spawn, 2) if rate.get("first_stored_at") else None,
@@ -176,6 +178,17 @@ def _compile_kernels() -> None:
     t0 = time.time()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     ib.log(f"numba kernels compiled or loaded from cache in {time.time() - t0:.1f}s")
+
+
+def _service_cpu(ph: ib.Phase) -> float | None:
+    """CPU seconds of the service process so far (None if it is gone)."""
+    import psutil
+
+    try:
+        t = psutil.Process(ph.svc.proc.pid).cpu_times()
+    except (psutil.Error, AttributeError):
+        return None
+    return round(t.user + t.system, 2)
 
 
 def _cpu_by_process_group(ctx: ib.Ctx) -> dict[str, float]:

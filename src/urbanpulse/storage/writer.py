@@ -104,6 +104,20 @@ class ReadingStore:
         and the caller retries the write).
         """
         start = time.perf_counter()
+        buffer = self.rollup_buffer
+        if buffer is not None:
+            await buffer.start()  # before taking a connection: it takes one of its own
+            buffer.writing += 1  # from here: the idle flush waits for this batch
+        try:
+            return await self._write(readings, rejections, source, in_transaction, series_ids, start)
+        finally:
+            if buffer is not None:
+                buffer.writing -= 1
+
+    async def _write(self, readings: ReadingColumns | None, rejections: list[Rejection], source: str,
+                     in_transaction: TransactionHook | None, series_ids: np.ndarray | None,
+                     start: float) -> WriteResult:
+        """The batch's transaction(s): COPY, or the merge path after a redelivery."""
         n = len(readings) if readings is not None else 0
         payload = None
         sid = None
@@ -116,8 +130,6 @@ class ReadingStore:
                                       readings.lat, readings.lon, self.source_ids.get(source, 0))
         merged = False
         stored = 0
-        if self.rollup_buffer is not None:
-            await self.rollup_buffer.start()  # before taking a connection: it takes one of its own
         async with self.pool.acquire() as conn:
             if payload is None:
                 if rejections or in_transaction is not None:
@@ -160,7 +172,10 @@ class ReadingStore:
         """The batch's partials: every level when merged in the transaction, the minutes only when
         buffered (a flush builds the coarser levels from the combined minutes)."""
         if self.rollup_buffer is not None:
-            return {"rollup_1m": partial_aggregates(sid, ts_us, value, MINUTE_US)}
+            t0 = time.perf_counter()
+            minute = partial_aggregates(sid, ts_us, value, MINUTE_US)
+            self.rollup_buffer.stats.partials_s += time.perf_counter() - t0
+            return {"rollup_1m": minute}
         return rollup_partials(sid, ts_us, value)
 
     def _after(self, claim: Claim, partials: dict[str, Partials] | None, committed: bool) -> None:
