@@ -77,6 +77,9 @@ def compile_kernels() -> None:
 
     WindowState(WindowSettings())
     DetectorBank(DetectionSettings())
+    from urbanpulse.connectors.kafka_records import load_parser
+
+    load_parser()  # the Kafka record parser, built and loaded with them (connectors/kafka_records.py)
 
 
 _preload: concurrent.futures.Future[None] | None = None
