@@ -56,7 +56,7 @@ _PKG = Path(__file__).resolve().parent
 KERNELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "urbanpulse.detect._kernel": ("detect", ("process",)),
     "urbanpulse.windows._kernel": ("windows", ("observe",)),
-    "urbanpulse.connectors._records_kernel": ("records", ("frame", "records")),
+    "urbanpulse.connectors._records_kernel": ("records", ("frame", "records", "value_format")),
 }
 #: sources whose change changes a kernel or the argument types its owner passes (the whole
 #: packages: a rebuild too many costs half a minute, a stale build would be wrong)

@@ -174,3 +174,40 @@ def records(buf: np.ndarray, table: np.ndarray, n_batches: int, rows: np.ndarray
             return b
         table[b, B_END_ROW] = row
     return n_batches
+
+
+@njit(cache=False, nogil=True)
+def _digits(v: int, out: np.ndarray, k: int) -> int:
+    """``v`` (>= 0) in decimal ASCII at ``out[k:]``; returns the position after it."""
+    d = 1
+    t = v // 10
+    while t:
+        t //= 10
+        d += 1
+    for i in range(d):
+        out[k + d - 1 - i] = 48 + v % 10
+        v //= 10
+    return k + d
+
+
+@njit(cache=False, nogil=True)
+def value_format(rows: np.ndarray, first: int, end: int, out: np.ndarray) -> int:
+    """The ``struct`` format that cuts the values of rows ``first:end`` out of the fetch's bytes
+    in one C call (``{gap}x{length}s`` per record, from the first value's start; a null value as
+    ``0s``), written as ASCII into ``out``; returns its length, or -1 if ``out`` is too short."""
+    k = 0
+    prev = rows[first, R_VALUE_START]
+    for r in range(first, end):
+        start = rows[r, R_VALUE_START]
+        length = max(rows[r, R_VALUE_LEN], 0)
+        if k + 42 > out.shape[0] or start < prev:
+            return -1
+        if start > prev:
+            k = _digits(start - prev, out, k)
+            out[k] = 120  # x: pad bytes, skipped
+            k += 1
+        k = _digits(length, out, k)
+        out[k] = 115  # s: bytes
+        k += 1
+        prev = start + length
+    return k

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import struct
 import threading
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -59,7 +60,9 @@ def load_parser() -> ModuleType | None:
         buf = np.frombuffer(bytes(61), np.uint8)  # read-only, as a fetch's bytes are
         table = np.empty((1, BATCH_COLUMNS), np.int64)
         n = mod.frame(buf, table)
-        mod.records(buf, table, n, np.empty((0, RECORD_COLUMNS), np.int64))
+        rows = np.zeros((1, RECORD_COLUMNS), np.int64)
+        mod.records(buf, table, n, rows)
+        mod.value_format(rows, 0, 1, np.empty(64, np.uint8))
     except Exception as exc:  # noqa: BLE001 - the records path works without it
         log.warning("the compiled Kafka record parser is not available (%s): fetches use aiokafka's records", exc)
         return None
@@ -231,7 +234,7 @@ def install() -> bool:
                 got = self._take_records(room)
                 if got:
                     pieces.append(tuple(got))
-            return _run(self._data, self._rows, pieces)
+            return _run(self._data, self._rows, pieces, _parser)
 
         def _take_parsed(self, want: int, pieces: list[Any]) -> int:
             """Rows of the parsed batches into ``pieces``, up to ``want``; returns the room left."""
@@ -335,8 +338,8 @@ def install() -> bool:
     return True
 
 
-def _run(data: bytes, rows: np.ndarray, pieces: list[Any]) -> RecordRun | list[Any]:
-    """The :class:`RecordRun` of ``pieces`` (row ranges of the kernel's table, then a list of
+def _run(data: bytes, rows: np.ndarray, pieces: list[Any], parser: ModuleType) -> RecordRun | list[Any]:
+    """The :class:`RecordRun` of ``pieces`` (row ranges of the kernel's table, then a tuple of
     aiokafka's records); an empty list if there are none."""
     values: list[bytes | None] = []
     offsets: list[Any] = []
@@ -344,15 +347,16 @@ def _run(data: bytes, rows: np.ndarray, pieces: list[Any]) -> RecordRun | list[A
     has_null = False
     for piece in pieces:
         if type(piece) is list:  # [first row, end row]
-            part = rows[piece[0]:piece[1]]
-            starts, lens = part[:, _R_VALUE_START], part[:, _R_VALUE_LEN]
-            got = [data[a:b] for a, b in zip(starts.tolist(), (starts + lens).tolist())]
+            first, end = piece
+            part = rows[first:end]
+            lens = part[:, _R_VALUE_LEN]
+            values.extend(_values(data, rows, first, end, parser))
             nulls = np.flatnonzero(lens < 0)
             if len(nulls):
                 has_null = True
+                at = len(values) - len(part)
                 for i in nulls.tolist():
-                    got[i] = None
-            values.extend(got)
+                    values[at + i] = None
             offsets.append(part[:, _R_OFFSET])
             stamps.append(part[:, _R_TIMESTAMP])
         else:
@@ -364,6 +368,18 @@ def _run(data: bytes, rows: np.ndarray, pieces: list[Any]) -> RecordRun | list[A
     if not values:
         return []
     offs = offsets[0] if len(offsets) == 1 else np.concatenate(offsets)
-    first, last = int(offs[0]), int(offs[-1])
-    return RecordRun(values, range(first, last + 1) if last - first == len(offs) - 1 else offs.tolist(),
+    first_offset, last = int(offs[0]), int(offs[-1])
+    return RecordRun(values, range(first_offset, last + 1) if last - first_offset == len(offs) - 1 else offs.tolist(),
                      stamps[0] if len(stamps) == 1 else np.concatenate(stamps), has_null)
+
+
+def _values(data: bytes, rows: np.ndarray, first: int, end: int, parser: ModuleType) -> list[bytes]:
+    """The values of rows ``first:end`` as ``bytes`` (a null one as ``b""``): cut out of ``data``
+    by one ``struct`` unpack whose format the kernel writes (~55 ns a value against ~100 for a
+    slice each), else sliced one by one."""
+    fmt = np.empty((end - first) * 42, np.uint8)
+    k = parser.value_format(rows, first, end, fmt)
+    if k > 0:
+        return list(struct.Struct(fmt[:k].tobytes()).unpack_from(data, int(rows[first, _R_VALUE_START])))
+    starts, lens = rows[first:end, _R_VALUE_START], np.maximum(rows[first:end, _R_VALUE_LEN], 0)
+    return [data[a:b] for a, b in zip(starts.tolist(), (starts + lens).tolist())]
