@@ -191,6 +191,17 @@ def _digits(v: int, out: np.ndarray, k: int) -> int:
 
 
 @njit(cache=False, nogil=True)
+def _width(v: int) -> int:
+    """Decimal digits of ``v`` (>= 0)."""
+    d = 1
+    v //= 10
+    while v:
+        v //= 10
+        d += 1
+    return d
+
+
+@njit(cache=False, nogil=True)
 def value_format(rows: np.ndarray, first: int, end: int, out: np.ndarray) -> int:
     """The ``struct`` format that cuts the values of rows ``first:end`` out of the fetch's bytes
     in one C call (``{gap}x{length}s`` per record, from the first value's start; a null value as
@@ -200,7 +211,9 @@ def value_format(rows: np.ndarray, first: int, end: int, out: np.ndarray) -> int
     for r in range(first, end):
         start = rows[r, R_VALUE_START]
         length = max(rows[r, R_VALUE_LEN], 0)
-        if k + 42 > out.shape[0] or start < prev:
+        if start < prev or start - prev >= 10 ** 18 or length >= 10 ** 18:
+            return -1
+        if k + _width(start - prev) + _width(length) + 2 > out.shape[0]:
             return -1
         if start > prev:
             k = _digits(start - prev, out, k)

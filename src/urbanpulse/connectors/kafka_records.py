@@ -202,8 +202,13 @@ def install() -> bool:
             """The fetch's bytes through the kernel; aiokafka's records read what it did not take."""
             raw, self._raw = self._raw, None
             buf = np.frombuffer(raw, np.uint8)
-            table = np.empty((len(raw) // HEADER_BYTES + 1, BATCH_COLUMNS), np.int64)
-            n = parser.frame(buf, table)
+            cap = min(len(raw) // HEADER_BYTES + 1, 64)
+            while True:  # a table for the batches (a fetch holds a few; grown where it holds more)
+                table = np.empty((cap, BATCH_COLUMNS), np.int64)
+                n = parser.frame(buf, table)
+                if n < cap or cap > len(raw) // HEADER_BYTES:
+                    break
+                cap *= 4
             if n == 0:
                 return
             rows = np.empty((int(table[:n, _B_COUNT].sum()), RECORD_COLUMNS), np.int64)
@@ -234,7 +239,12 @@ def install() -> bool:
                 got = self._take_records(room)
                 if got:
                     pieces.append(tuple(got))
-            return _run(self._data, self._rows, pieces, _parser)
+            run = _run(self._data, self._rows, pieces, _parser)
+            if not self._batches:
+                # the parsed part is handed over: free the fetch's bytes now, as aiokafka's records do
+                # (this object sits in a reference cycle with its iterator, which is collected late)
+                self._rows, self._data = None, b""
+            return run
 
         def _take_parsed(self, want: int, pieces: list[Any]) -> int:
             """Rows of the parsed batches into ``pieces``, up to ``want``; returns the room left."""
@@ -377,7 +387,7 @@ def _values(data: bytes, rows: np.ndarray, first: int, end: int, parser: ModuleT
     """The values of rows ``first:end`` as ``bytes`` (a null one as ``b""``): cut out of ``data``
     by one ``struct`` unpack whose format the kernel writes (~55 ns a value against ~100 for a
     slice each), else sliced one by one."""
-    fmt = np.empty((end - first) * 42, np.uint8)
+    fmt = np.empty((end - first) * (2 * len(str(len(data))) + 2), np.uint8)  # {gap}x{length}s each at most
     k = parser.value_format(rows, first, end, fmt)
     if k > 0:
         return list(struct.Struct(fmt[:k].tobytes()).unpack_from(data, int(rows[first, _R_VALUE_START])))
