@@ -57,6 +57,10 @@ C_DSCALE = _S["dscale"]
 C_DSCALE_N = _S["dscale_n"]
 C_DSCALE_LR = _S["dscale_lr"]
 C_CHG_RMS_LR = _S["chg_rms_lr"]
+C_AC_N = _S["ac_n"]
+C_AC_M = _S["ac_m"]
+C_AC_F = _S["ac_f"]
+C_AC_V = _S["ac_v"]
 C_GAP_MED = _S["gap_med"]
 C_EW_M = _S["ew_m"]
 C_EW_V = _S["ew_v"]
@@ -181,6 +185,11 @@ GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned g
 # scale memory (its few changes are an on/off series' switches, not its usual changes) moves toward that memory
 DSCALE_LR_MIN = 8
 DSCALE_LR_RATIO = 4.0
+# ewma's active level (an on/off series whose idle floor is an atom): a reading is active where it is over ACTIVE_SPLIT x
+# the learned active excursion above the floor; the level is scored once ACTIVE_MIN active readings are learned
+ACTIVE_SPLIT = 0.5
+ACTIVE_MIN = 32.0
+ACTIVE_SEP = 8.0
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
@@ -573,6 +582,39 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         shift_score = _min(shift_score, 0.75)
     else:
         shift_score = 0.0
+    # the active level of an on/off series (the window's floor an atom: at least 5 % of it exactly at its minimum):
+    # the excursion above the floor of its active readings (over ACTIVE_SPLIT x the learned one; before anything is
+    # learned, over the median and FLOOR_MODE_Z typical changes above the floor), a fast EWMA of it against its
+    # long-run mean in units of the excursions' typical spread (floored by the resolution), where that mean is over
+    # ACTIVE_SEP spreads (the bursts are one level, not a continuum above a floor): the bursts rising twice as far
+    # is a level shift the median (idle) and the fast EWMA of every reading (bursts are its excursions) miss
+    ac_n = st[sl, C_AC_N]
+    ac_m = st[sl, C_AC_M]
+    ac_f = st[sl, C_AC_F]
+    ac_v = st[sl, C_AC_V]
+    ac_x = xi - lo_min
+    active = False
+    if cnt >= pr[P_RZ_WINDOW] and st[sl, C_LO_Q] <= lo_min:  # (the floor of a full window)
+        if ac_n > 0:
+            active = ac_x > ACTIVE_SPLIT * ac_m
+        else:
+            active = (xi > med) and (ac_x > FLOOR_MODE_Z * 1.4826 * st[sl, C_DSCALE] or not scaled)
+    if active:
+        ac_f_new = ac_f + sh_a * (ac_x - ac_f) if ac_n > 0 else ac_x
+        ac_sc = _fmax(_fmax(ac_v, st[sl, C_RES]), 1e-9 * abs(ac_m) + _TINY)
+        if ac_n >= ACTIVE_MIN and ac_m > ACTIVE_SEP * ac_sc:
+            ac_q = abs(ac_f_new - ac_m) / ac_sc
+            ac_score = ac_q / (ac_q + pr[P_SH_THRESHOLD])
+            if _isfinite(ac_score):
+                shift_score = _max(shift_score, _min(ac_score, 0.75))
+        # learn: the long-run mean (a plain mean first), the fast EWMA, the typical spread (winsorised at 3 of it)
+        ac_rate = _max(pr[P_SH_DECAY], 1.0 / (ac_n + 1.0))
+        ac_dev = abs(ac_x - ac_m)
+        if ac_n > 0:
+            st[sl, C_AC_V] = ac_v + ac_rate * ((_min(ac_dev, 3.0 * ac_v) if ac_n >= ACTIVE_MIN else ac_dev) - ac_v)
+        st[sl, C_AC_M] = ac_m + ac_rate * (ac_x - ac_m) if ac_n > 0 else ac_x
+        st[sl, C_AC_F] = ac_f_new
+        st[sl, C_AC_N] = ac_n + 1.0
     # the decision counts the level shift only on readings that are not outliers themselves (those are
     # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
     s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
