@@ -592,9 +592,9 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     ac_m = st[sl, C_AC_M]
     ac_f = st[sl, C_AC_F]
     ac_v = st[sl, C_AC_V]
-    ac_x = xi - lo_min
+    ac_x = xi - st[sl, C_LO_Q]
     active = False
-    if cnt >= pr[P_RZ_WINDOW] and st[sl, C_LO_Q] <= lo_min:  # (the floor of a full window)
+    if cnt >= pr[P_RZ_WINDOW]:  # (the floor of a full window)
         if ac_n > 0:
             active = ac_x > ACTIVE_SPLIT * ac_m
         else:
