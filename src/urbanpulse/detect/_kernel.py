@@ -584,7 +584,7 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         shift_score = 0.0
     # the active level of an on/off series (the window's floor an atom: at least 5 % of it exactly at its minimum):
     # the excursion above the floor of its active readings (over ACTIVE_SPLIT x the learned one; before anything is
-    # learned, over the median and FLOOR_MODE_Z typical changes above the floor), a fast EWMA of it against its
+    # learned, over FLOOR_MODE_Z robust sigmas (or resolutions) above the median), a fast EWMA of it against its
     # long-run mean in units of the excursions' typical spread (floored by the resolution), where that mean is over
     # ACTIVE_SEP spreads (the bursts are one level, not a continuum above a floor): the bursts rising twice as far
     # is a level shift the median (idle) and the fast EWMA of every reading (bursts are its excursions) miss
@@ -594,11 +594,12 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     ac_v = st[sl, C_AC_V]
     ac_x = xi - st[sl, C_LO_Q]
     active = False
+    act_score = 0.0
     if cnt >= pr[P_RZ_WINDOW]:  # (the floor of a full window)
         if ac_n > 0:
             active = ac_x > ACTIVE_SPLIT * ac_m
         else:
-            active = (xi > med) and (ac_x > FLOOR_MODE_Z * 1.4826 * st[sl, C_DSCALE] or not scaled)
+            active = (xi > med) and (ac_x > FLOOR_MODE_Z * _fmax(1.4826 * mad, st[sl, C_RES]))
     if active:
         ac_f_new = ac_f + sh_a * (ac_x - ac_f) if ac_n > 0 else ac_x
         ac_sc = _fmax(_fmax(ac_v, st[sl, C_RES]), 1e-9 * abs(ac_m) + _TINY)
@@ -606,7 +607,7 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
             ac_q = abs(ac_f_new - ac_m) / ac_sc
             ac_score = ac_q / (ac_q + pr[P_SH_THRESHOLD])
             if _isfinite(ac_score):
-                shift_score = _max(shift_score, _min(ac_score, 0.75))
+                act_score = _min(ac_score, 0.75)
         # learn: the long-run mean (a plain mean first), the fast EWMA, the typical spread (winsorised at 3 of it)
         ac_rate = _max(pr[P_SH_DECAY], 1.0 / (ac_n + 1.0))
         ac_dev = abs(ac_x - ac_m)
@@ -616,9 +617,10 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         st[sl, C_AC_F] = ac_f_new
         st[sl, C_AC_N] = ac_n + 1.0
     # the decision counts the level shift only on readings that are not outliers themselves (those are
-    # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
-    s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
-    s_ewma_fused = _max(es, shift_score) * pr[P_ON_EWMA]
+    # robust_z's); the fused score counts it always, so a bigger outlier never scores lower. The active level counts
+    # always: its readings are the on/off series' bursts, outliers of a window that is mostly idle
+    s_ewma = _max(_max(es, shift_score if quiet else 0.0), act_score) * pr[P_ON_EWMA]
+    s_ewma_fused = _max(_max(es, shift_score), act_score) * pr[P_ON_EWMA]
 
     # the likelihood's level-shift input
     li_shift_q = sh_d / _fmax(sh_s, _TINY)
