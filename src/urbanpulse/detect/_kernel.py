@@ -185,8 +185,9 @@ GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned g
 # scale memory (its few changes are an on/off series' switches, not its usual changes) moves toward that memory
 DSCALE_LR_MIN = 8
 DSCALE_LR_RATIO = 4.0
-# ewma's active level (an on/off series whose idle floor is an atom): a reading is active where it is over ACTIVE_SPLIT x
-# the learned active excursion above the floor; the level is scored once ACTIVE_MIN active readings are learned
+# ewma's active level of an on/off series: a reading is active where its excursion above the window's floor is over
+# ACTIVE_SPLIT x the learned one; scored once ACTIVE_MIN active readings are learned, where the learned excursion is
+# over ACTIVE_SEP x its typical spread (one level: on/off, not a periodic or trending series)
 ACTIVE_SPLIT = 0.5
 ACTIVE_MIN = 32.0
 ACTIVE_SEP = 8.0
@@ -539,12 +540,15 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     standard deviations once `min_readings` are seen) and the shift's typical distances (overall and per side).
 
     The decision's score counts the level shift only on readings that are not outliers themselves (those are
-    robust_z's); the fused score counts it always. Also returns the shift's input to the likelihood (the same
-    distance in units of its typical size, and on its own side, capped at 0.75).
+    robust_z's); the fused score counts it always. Both count the *active level* of an on/off series (the bursts'
+    excursion above the window's floor against its long-run mean: bursts rising twice as far), which then learns
+    the reading if it is active. Also returns the shift's input to the likelihood (the same distance in units of
+    its typical size, and on its own side, capped at 0.75).
 
-    Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE (med, mad, ew_m, ew_std,
-    lr_std, floor: `_scales`); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA, P_SH_THRESHOLD,
-    P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN.
+    Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE, C_RES, C_AC_N, C_AC_M,
+    C_AC_F, C_AC_V (med, mad, ew_m, ew_std, lr_std, floor: `_scales`); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR,
+    P_EW_ALPHA, P_SH_ALPHA, P_SH_THRESHOLD, P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_RZ_WINDOW, P_ON_EWMA. Writes C_EW_M,
+    C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_AC_N, C_AC_M, C_AC_F, C_AC_V.
     Returns (score for the decision, score for the fusion, the likelihood's level-shift input)."""
     scaled = mad > 0
     escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
@@ -582,12 +586,13 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         shift_score = _min(shift_score, 0.75)
     else:
         shift_score = 0.0
-    # the active level of an on/off series (the window's floor an atom: at least 5 % of it exactly at its minimum):
-    # the excursion above the floor of its active readings (over ACTIVE_SPLIT x the learned one; before anything is
-    # learned, over FLOOR_MODE_Z robust sigmas (or resolutions) above the median), a fast EWMA of it against its
-    # long-run mean in units of the excursions' typical spread (floored by the resolution), where that mean is over
-    # ACTIVE_SEP spreads (the bursts are one level, not a continuum above a floor): the bursts rising twice as far
-    # is a level shift the median (idle) and the fast EWMA of every reading (bursts are its excursions) miss
+    # the active level of an on/off series: the excursion above the window's floor (its 5 % quantile, once the window
+    # is full) of the active readings (over ACTIVE_SPLIT x the learned excursion; before anything is learned, over
+    # FLOOR_MODE_Z robust sigmas or resolutions above the median), a fast EWMA of it (shift_alpha) against its
+    # long-run mean in units of the excursions' typical spread (floored by the resolution), scored only where that
+    # mean is over ACTIVE_SEP spreads (the bursts are one level, not a continuum above a floor: a periodic or
+    # trending series is not scored) and ACTIVE_MIN active readings are learned. Bursts rising twice as far above
+    # idle is a level shift the median (idle) and the fast EWMA of every reading (bursts are its excursions) miss
     ac_n = st[sl, C_AC_N]
     ac_m = st[sl, C_AC_M]
     ac_f = st[sl, C_AC_F]
