@@ -608,7 +608,7 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     if active:
         ac_f_new = ac_f + sh_a * (ac_x - ac_f) if ac_n > 0 else ac_x
         ac_sc = _fmax(_fmax(ac_v, st[sl, C_RES]), 1e-9 * abs(ac_m) + _TINY)
-        if ac_n >= ACTIVE_MIN and ac_m > ACTIVE_SEP * ac_sc:
+        if ac_n >= ACTIVE_MIN and ac_m > ACTIVE_SEP * ac_sc and ac_m > FLOOR_MODE_Z * 1.4826 * mad:
             ac_q = abs(ac_f_new - ac_m) / ac_sc
             ac_score = ac_q / (ac_q + pr[P_SH_THRESHOLD])
             if _isfinite(ac_score):
@@ -617,7 +617,7 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         ac_rate = _max(pr[P_SH_DECAY], 1.0 / (ac_n + 1.0))
         ac_dev = abs(ac_x - ac_m)
         if ac_n > 0:
-            st[sl, C_AC_V] = ac_v + ac_rate * ((_min(ac_dev, 3.0 * ac_v) if ac_n >= ACTIVE_MIN else ac_dev) - ac_v)
+            st[sl, C_AC_V] = ac_v + ac_rate * ((_min(ac_dev, 3.0 * ac_v) if (ac_n >= ACTIVE_MIN and ac_v > 0) else ac_dev) - ac_v)
         st[sl, C_AC_M] = ac_m + ac_rate * (ac_x - ac_m) if ac_n > 0 else ac_x
         st[sl, C_AC_F] = ac_f_new
         st[sl, C_AC_N] = ac_n + 1.0
