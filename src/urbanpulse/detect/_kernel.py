@@ -608,7 +608,8 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     if active:
         ac_f_new = ac_f + sh_a * (ac_x - ac_f) if ac_n > 0 else ac_x
         ac_sc = _fmax(_fmax(ac_v, st[sl, C_RES]), 1e-9 * abs(ac_m) + _TINY)
-        if ac_n >= ACTIVE_MIN and ac_m > ACTIVE_SEP * ac_sc and ac_m > FLOOR_MODE_Z * 1.4826 * mad:
+        if (ac_n >= ACTIVE_MIN and ac_m > ACTIVE_SEP * ac_sc
+                and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, st[sl, C_DSCALE])):
             ac_q = abs(ac_f_new - ac_m) / ac_sc
             ac_score = ac_q / (ac_q + pr[P_SH_THRESHOLD])
             if _isfinite(ac_score):
