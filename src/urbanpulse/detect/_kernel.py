@@ -619,7 +619,8 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         ac_dev = abs(ac_x - ac_m)
         if ac_n > 0:
             st[sl, C_AC_V] = ac_v + ac_rate * ((_min(ac_dev, 3.0 * ac_v) if (ac_n >= ACTIVE_MIN and ac_v > 0) else ac_dev) - ac_v)
-        st[sl, C_AC_M] = ac_m + ac_rate * (ac_x - ac_m) if ac_n > 0 else ac_x
+        ac_lim = 3.0 * ac_v if (ac_n >= ACTIVE_MIN and ac_v > 0) else np.inf  # winsorised as the spread is
+        st[sl, C_AC_M] = ac_m + ac_rate * _min(_max(ac_x - ac_m, -ac_lim), ac_lim) if ac_n > 0 else ac_x
         st[sl, C_AC_F] = ac_f_new
         st[sl, C_AC_N] = ac_n + 1.0
     # the decision counts the level shift only on readings that are not outliers themselves (those are
