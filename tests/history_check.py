@@ -15,22 +15,12 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
-from urbanpulse.model import ReadingColumns
 from urbanpulse.query.run import Page, from_us, to_us
 from urbanpulse.query.spec import HistoryQuery
 from urbanpulse.storage.rollups import merge_partials, rollup_partials
 
 FIXED_SECONDS = {"1m": 60, "2m": 120, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "3h": 10800,
                  "6h": 21600, "12h": 43200}
-
-
-def readings_columns(sensors: list[str], metrics: list[str], ts_us: np.ndarray, value: np.ndarray) -> ReadingColumns:
-    n = len(ts_us)
-    return ReadingColumns(
-        sensor_id=list(sensors), metric=list(metrics), ts_us=np.asarray(ts_us, np.int64),
-        value=np.asarray(value, np.float64), lat=np.full(n, np.nan), lon=np.full(n, np.nan), unit=[None] * n,
-        msg=np.arange(n, dtype=np.int32), item=np.full(n, -1, np.int32), has_null_value=np.zeros(n, bool),
-        flags=np.zeros(n, np.int16))
 
 
 async def insert_without_copy(conn: asyncpg.Connection, sid: np.ndarray, ts_us: np.ndarray, value: np.ndarray,

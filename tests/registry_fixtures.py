@@ -3,6 +3,7 @@ stored readings written through the real batch writer (binary COPY, partitions, 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -10,8 +11,8 @@ import asyncpg
 import numpy as np
 import pytest
 
-from urbanpulse.model import ReadingColumns
-from urbanpulse.storage.migrations import migrate
+import services
+from readings import readings_columns
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
@@ -27,29 +28,27 @@ class RegistryDb:
     async def write(self, sensor: str, metric: str, ts_us: Sequence[int] | np.ndarray, values: Sequence[float] | None = None,
                     flags: Sequence[int] | None = None) -> None:
         """Store readings of one series with the production writer."""
-        ts = np.asarray(ts_us, dtype=np.int64)
-        n = len(ts)
-        cols = ReadingColumns(
-            sensor_id=[sensor] * n, metric=[metric] * n, ts_us=ts,
-            value=np.asarray(values if values is not None else np.arange(n, dtype=float), dtype=np.float64),
-            lat=np.full(n, np.nan), lon=np.full(n, np.nan), unit=[None] * n,
-            msg=np.arange(n, dtype=np.int32), item=np.full(n, -1, np.int32), has_null_value=np.zeros(n, bool),
-            flags=np.asarray(flags if flags is not None else np.zeros(n), dtype=np.int16))
+        n = len(ts_us)
+        cols = readings_columns([sensor] * n, metric, ts_us,
+                                values if values is not None else np.arange(n, dtype=float), flags)
         await self.store.write(cols, [], "replay")
 
 
-@pytest.fixture
-async def rdb(fresh_db: str) -> AsyncIterator[RegistryDb]:
-    conn = await asyncpg.connect(fresh_db, timeout=10)
-    try:
-        await migrate(conn, "postgres")
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=4, init=prepare_connection)
+@contextlib.asynccontextmanager
+async def registry_db(dsn: str, max_size: int = 4) -> AsyncIterator[RegistryDb]:
+    """A service-like pool on a migrated database and the production writer over it (no rollups)."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=prepare_connection)
     try:
         partitions = MonthlyPartitions()
         async with pool.acquire() as c:
             await partitions.load(c)
-        yield RegistryDb(fresh_db, pool, ReadingStore(pool, partitions, rollups=False))
+        yield RegistryDb(dsn, pool, ReadingStore(pool, partitions, rollups=False))
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def rdb(fresh_db: str) -> AsyncIterator[RegistryDb]:
+    await services.migrate_schema(fresh_db)
+    async with registry_db(fresh_db) as db:
+        yield db

@@ -102,17 +102,7 @@ class ServiceProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a Prometheus sample (``name``) over series matching ``labels``."""
-        text = httpx.get(self.url + "/metrics", timeout=5).text
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name):
-                continue
-            head, _, value = line.rpartition(" ")
-            if head != name and not head.startswith(name + "{"):
-                continue
-            if all(f'{k}="{v}"' in head for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric_sum(httpx.get(self.url + "/metrics", timeout=5).text, name, **labels)
 
     def analytics_failed_batches(self) -> float:
         """``urbanpulse_analytics_failed_batches`` from /metrics; AssertionError if it is not
@@ -145,6 +135,21 @@ class ServiceProcess:
             return self.log_path.read_text(errors="replace")[-n:]
         except OSError:
             return ""
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` in a Prometheus text exposition (``/metrics``) over the
+    series whose labels include ``labels``; 0.0 when there is none."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head != name and not head.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
 
 
 async def fetchval(dsn: str, sql: str, *args: Any) -> Any:

@@ -152,6 +152,39 @@ def timescale_standin(workdir: Path, timeout: float = 120.0) -> Iterator[tuple[s
         _stop(proc)
 
 
+@contextlib.asynccontextmanager
+async def timescale_connection(workdir: Path, timeout: float = 120.0) -> AsyncIterator:
+    """The stand-in served for a test module (``timescale_standin``) and its ONE connection
+    (``connect_timescale``); the connection is terminated, not closed (close() would wait for
+    the stand-in to hang up), then the server stopped."""
+    with timescale_standin(workdir, timeout) as (host, port):
+        conn = await connect_timescale(host, port)
+        try:
+            yield conn
+        finally:
+            conn.terminate()
+
+
+async def stage_and_merge(conn, series_id, ts_us, value, flags=None, source: int = 4):  # noqa: ANN001, ANN201
+    """The batch writer's merge without its COPY, which the stand-in cannot take: the rows go into
+    ``readings_stage`` by INSERT and the writer's own merge statement moves them into ``readings``.
+    Returns what that inserted as arrays (series ids int32, µs timestamps int64, values float64),
+    for the rollups. Call it inside the batch's transaction: the stage empties at commit."""
+    import numpy as np
+
+    from urbanpulse.storage.writer import _MERGE_SQL
+
+    f = np.zeros(len(series_id), np.int16) if flags is None else np.asarray(flags, np.int16)
+    await conn.execute("""
+        INSERT INTO readings_stage (series_id, ts, value, flags, source)
+        SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, f, $5::int2
+          FROM unnest($1::int4[], $2::int8[], $3::float8[], $4::int2[]) AS u(s, t, v, f)""",
+        np.asarray(series_id).tolist(), np.asarray(ts_us).tolist(), np.asarray(value).tolist(), f.tolist(), source)
+    rows = await conn.fetch(_MERGE_SQL)
+    return (np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.int64),
+            np.array([r[2] for r in rows], np.float64))
+
+
 # --------------------------------------------------------------------------------------------
 # PostgreSQL
 
@@ -205,29 +238,59 @@ def drop_database(name: str, base_dsn: str = PG_DSN) -> None:
     # WITH (FORCE) (PostgreSQL >= 13) terminates connections a test forgot to close.
     run_sync(_pg_execute(base_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-@contextlib.contextmanager
-def migrated_database(base_dsn: str = PG_DSN) -> Iterator[str]:
-    """A new database with the urbanpulse schema (plain PostgreSQL mode); yields its DSN and
-    drops it afterwards. For module-scoped fixtures that share one schema across tests."""
+async def migrate_schema(dsn: str) -> None:
+    """Give the database at ``dsn`` the urbanpulse schema (plain PostgreSQL mode), on a connection
+    of its own: a pool opened with ``prepare_connection`` needs the tables before it connects."""
     import asyncpg
 
     from urbanpulse.storage.migrations import migrate
 
-    name, dsn = create_database(base_dsn)
-
-    async def setup() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn, "postgres")
-        finally:
-            await conn.close()
-
+    conn = await asyncpg.connect(dsn)
     try:
-        run_sync(setup())
-        yield dsn
+        await migrate(conn, "postgres")
+    finally:
+        await conn.close()
+
+
+async def open_migrated_pool(dsn: str, *, min_size: int = 1, max_size: int = 4,
+                             prepared: bool = True):  # noqa: ANN201 - asyncpg.Pool
+    """The schema on ``dsn``, then a pool on it; ``prepared`` opens its connections as the
+    service does (``storage.writer.prepare_connection``). The caller closes the pool."""
+    import asyncpg
+
+    from urbanpulse.storage.writer import prepare_connection
+
+    await migrate_schema(dsn)
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                     init=prepare_connection if prepared else None)
+
+
+@contextlib.asynccontextmanager
+async def migrated_pool(base_dsn: str = PG_DSN, prefix: str = "up_test", *, min_size: int = 1, max_size: int = 4,
+                        prepared: bool = True) -> AsyncIterator:
+    """A pool on a new database (named ``prefix_<random>``) with the urbanpulse schema; the pool is
+    closed and the database dropped afterwards. For fixtures that want their own schema."""
+    name, dsn = create_database(base_dsn, prefix)
+    try:
+        pool = await open_migrated_pool(dsn, min_size=min_size, max_size=max_size, prepared=prepared)
+        try:
+            yield pool
+        finally:
+            await pool.close()
     finally:
         drop_database(name, base_dsn)
 
+
+@contextlib.contextmanager
+def migrated_database(base_dsn: str = PG_DSN) -> Iterator[str]:
+    """A new database with the urbanpulse schema (plain PostgreSQL mode); yields its DSN and
+    drops it afterwards. For module-scoped fixtures that share one schema across tests."""
+    name, dsn = create_database(base_dsn)
+    try:
+        run_sync(migrate_schema(dsn))
+        yield dsn
+    finally:
+        drop_database(name, base_dsn)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
-from service_process import fetch, fetchval  # noqa: F401 - re-exported for the supervision tests
+from service_process import fetch, fetchval, metric_sum  # noqa: F401 - fetch, fetchval re-exported for the supervision tests
 from urbanpulse.api.app import create_app
 from urbanpulse.config import load_settings
 from urbanpulse.formats.base import Decoded, MessageBatch
@@ -91,15 +91,7 @@ class RunningService:
 
     async def metric(self, name: str, **labels: str) -> float:
         """Sum of a Prometheus sample over the series matching ``labels``, read from /metrics."""
-        text = (await self.http.get("/metrics")).text
-        total = 0.0
-        for line in text.splitlines():
-            head, _, value = line.rpartition(" ")
-            if head != name and not head.startswith(name + "{"):
-                continue
-            if all(f'{k}="{v}"' in head for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric_sum((await self.http.get("/metrics")).text, name, **labels)
 
     async def stop(self) -> None:
         await self.http.aclose()

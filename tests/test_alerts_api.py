@@ -15,13 +15,13 @@ import orjson
 import pytest
 import uvicorn
 
+import services
 from urbanpulse.alerts.inputs import ClosedWindowsRef, Detections
 from urbanpulse.alerts.model import AlertEvent
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.api.app import build_app
 from urbanpulse.auth.keys import KeyStore
-from urbanpulse.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +59,7 @@ def det(*rows: tuple) -> Detections:
 
 @pytest.fixture
 async def h(fresh_db: str) -> AsyncIterator[Harness]:
-    conn = await asyncpg.connect(fresh_db)
-    try:
-        await migrate(conn, "postgres")
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=6)
+    pool = await services.open_migrated_pool(fresh_db, min_size=1, max_size=6, prepared=False)
     svc = AlertService(AlertSettings(resolve_after_windows=1, sse_keepalive_s=0.3, sse_poll_s=0.2))
     await svc.start(pool)
     svc.manager.assign([0, 1, 2], [10, 11, 12], ["station-a", "station-b", "kerb-1"], ["pm2_5", "no2", "speed"])
@@ -337,10 +332,7 @@ async def test_flapping_alert_notifies_once_then_goes_quiet_on_webhooks(fresh_db
     rec = Receiver()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), rec.handler())
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    conn = await asyncpg.connect(fresh_db)
-    await migrate(conn, "postgres")
-    await conn.close()
-    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=3)
+    pool = await services.open_migrated_pool(fresh_db, min_size=1, max_size=3, prepared=False)
     svc = AlertService(AlertSettings(
         resolve_after_windows=1, flap_threshold=2, flap_window=timedelta(hours=1),
         webhooks=[WebhookSettings(url=f"http://127.0.0.1:{srv.server_address[1]}/", backoff_initial_s=0.05)]))

@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 import pytest
 
+import services
 from urbanpulse.alerts.errors import AlertNotFound, InvalidTransition
 from urbanpulse.alerts.inputs import ClosedWindowsRef, Detections, SilencesRef
 from urbanpulse.alerts.lifecycle import AlertManager
@@ -17,7 +18,6 @@ from urbanpulse.alerts.model import AlertChanges, AlertEvent
 from urbanpulse.alerts.query import AlertQuery
 from urbanpulse.alerts.settings import AlertSettings
 from urbanpulse.alerts.store import AlertStore
-from urbanpulse.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,7 @@ T0 = 1_700_000_000_000_000
 
 @pytest.fixture
 async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await asyncpg.connect(fresh_db)
-    try:
-        await migrate(conn, "postgres")
-    finally:
-        await conn.close()
-    p = await asyncpg.create_pool(fresh_db, min_size=1, max_size=4)
+    p = await services.open_migrated_pool(fresh_db, min_size=1, max_size=4, prepared=False)
     try:
         yield p
     finally:

@@ -10,12 +10,13 @@ import asyncpg
 import numpy as np
 import pytest
 
+import services
+from readings import readings_columns
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import load_settings
 from urbanpulse.model import ReadingColumns
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 pytestmark = pytest.mark.integration
 
@@ -23,19 +24,12 @@ HOUR_US = 3_600_000_000
 BASE_US = 1_700_000_000_000_000
 
 
-def columns(sensors: list[str], metric: str, ts_us: np.ndarray, values: np.ndarray) -> ReadingColumns:
-    n = len(sensors)
-    return ReadingColumns(sensors, [metric] * n, np.asarray(ts_us, np.int64), np.asarray(values, np.float64),
-                          np.full(n, np.nan), np.full(n, np.nan), [None] * n, np.zeros(n, np.int32),
-                          np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+columns = readings_columns
 
 
 @pytest.fixture
 async def pool(fresh_db: str):
-    conn = await asyncpg.connect(fresh_db)
-    await migrate(conn, "postgres")
-    await conn.close()
-    p = await asyncpg.create_pool(fresh_db, min_size=1, max_size=3, init=prepare_connection)
+    p = await services.open_migrated_pool(fresh_db, min_size=1, max_size=3)
     yield p
     await p.close()
 

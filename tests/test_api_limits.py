@@ -23,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
-from services import free_port
+from services import free_port, open_migrated_pool
 from urbanpulse.alerts.model import AlertEvent
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.alerts.settings import AlertSettings, WebhookSettings
@@ -50,12 +50,7 @@ class Served:
 
 @pytest.fixture
 async def served(fresh_db: str) -> AsyncIterator[Served]:
-    conn = await asyncpg.connect(fresh_db)
-    try:
-        await migrate(conn, "postgres")
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=4)
+    pool = await open_migrated_pool(fresh_db, min_size=1, max_size=4, prepared=False)
     svc = AlertService(AlertSettings(sse_queue_size=8, sse_send_timeout_s=1.0, sse_keepalive_s=0.5, sse_poll_s=0.2))
     await svc.start(pool)
     key = (await KeyStore(pool).create("limits", "operator")).secret

@@ -12,18 +12,14 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
-from urbanpulse.detect import DetectionSettings, DetectorBank
+from detect_series import score_one
+from urbanpulse.detect import DetectionSettings
 
-MIN_US = 60_000_000
-T0 = 1_700_000_000_000_000
 GATED = ("robust_z", "ewma")
 
 
 def _score(x: np.ndarray, **fusion):
-    bank = DetectorBank(DetectionSettings.model_validate({"fusion": fusion}))
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    ts = T0 + np.arange(len(x), dtype=np.int64) * MIN_US
-    return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
+    return score_one(x, settings=DetectionSettings.model_validate({"fusion": fusion}))
 
 
 def _series(kind: str, seed: int, n: int = 1500) -> np.ndarray:

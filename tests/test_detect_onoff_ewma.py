@@ -20,23 +20,15 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
+from detect_series import onsets, score_one
 from test_detectors_adaptive import _bursty
-from urbanpulse.detect import DetectionSettings, DetectorBank
 
-T0 = 1_700_000_000_000_000
-MIN_US = 60_000_000
 N = 3000
 PROBATION = 300
 
 
 def _onsets(x: np.ndarray, name: str, ts: np.ndarray | None = None) -> list[int]:
-    bank = DetectorBank(DetectionSettings())
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    if ts is None:
-        ts = T0 + np.arange(len(x), dtype=np.int64) * MIN_US
-    sc = bank.score(np.zeros(len(x), np.int64), ts, x)
-    d = sc.decision[:, sc.names.index(name)]
-    return np.flatnonzero(d & ~np.r_[False, d[:-1]]).tolist()
+    return onsets(score_one(x, ts), name).tolist()
 
 
 @hsettings(max_examples=300, deadline=None, derandomize=True)
@@ -59,8 +51,6 @@ def test_a_level_shift_on_a_continuous_series_is_still_found(seed: int, log_sigm
     x = mean_sigmas * sigma + sigma * rng.normal(size=N)
     x[2000:] += (1 if up else -1) * jump * sigma
     x = np.round(x / (sigma / 100)) * (sigma / 100)
-    bank = DetectorBank(DetectionSettings())
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    sc = bank.score(np.zeros(N, np.int64), T0 + np.arange(N, dtype=np.int64) * MIN_US, x)
+    sc = score_one(x)
     rows = np.flatnonzero(sc.decision.any(axis=1))
     assert any(2000 <= r <= 2030 for r in rows), "the level shift is not found"

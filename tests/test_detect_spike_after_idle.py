@@ -21,22 +21,16 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
+from detect_series import onsets, score_one
 from test_detectors_adaptive import _bursty
-from urbanpulse.detect import DetectionSettings, DetectorBank
 
-T0 = 1_700_000_000_000_000
-MIN_US = 60_000_000
 N = 3000
 ONSET = 2000
 PROBATION = 300
 
 
 def _onsets(x: np.ndarray, name: str) -> list[int]:
-    bank = DetectorBank(DetectionSettings())
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    sc = bank.score(np.zeros(len(x), np.int64), T0 + np.arange(len(x), dtype=np.int64) * MIN_US, x)
-    d = sc.decision[:, sc.names.index(name)]
-    return np.flatnonzero(d & ~np.r_[False, d[:-1]]).tolist()
+    return onsets(score_one(x), name).tolist()
 
 
 @hsettings(max_examples=300, deadline=None, derandomize=True)

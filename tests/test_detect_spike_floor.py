@@ -8,22 +8,18 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
-from urbanpulse.detect import DetectionSettings, DetectorBank
+from detect_series import onsets, score_one
+from urbanpulse.detect import DetectionSettings
 
 HOUR_US = 3_600_000_000
-T0 = 1_700_000_000_000_000
 N = 3000
 
 
 def _spikes(x: np.ndarray, spread_floor: float | None = None) -> np.ndarray:
     """Rows where spike decides (its decision turning on)."""
     defaults = {} if spread_floor is None else {"spike": {"spread_floor": spread_floor}}
-    bank = DetectorBank(DetectionSettings(defaults=defaults))
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["pm2_5"])
-    sc = bank.score(np.zeros(len(x), np.int64), T0 + np.arange(len(x), dtype=np.int64) * HOUR_US,
-                    np.asarray(x, np.float64))
-    d = sc.decision[:, sc.names.index("spike")]
-    return sc.index[d & ~np.r_[False, d[:-1]]]
+    sc = score_one(x, settings=DetectionSettings(defaults=defaults), metric="pm2_5", step_us=HOUR_US)
+    return sc.index[onsets(sc, "spike")]
 
 
 def _walk(seed: int, scale: float) -> np.ndarray:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
-from urbanpulse.detect import DetectionSettings, DetectorBank
+from detect_series import anomaly_at_inputs, score_one
+from urbanpulse.detect import DetectionSettings
 
-MIN_US = 60_000_000
-T0 = 1_700_000_000_000_000
 HIGH = 0.995  # about the development set's pooled NAB threshold (benchmarks/README.md)
 N, AT, LENGTH = 4000, 3000, 150
 
@@ -21,13 +20,8 @@ def _score(x: np.ndarray, spread_threshold: float | None = None, trend_threshold
     fusion: dict[str, float] = {} if spread_threshold is None else {"likelihood_spread_threshold": spread_threshold}
     if trend_threshold is not None:
         fusion["likelihood_trend_threshold"] = trend_threshold
-    bank = DetectorBank(DetectionSettings(fusion=fusion))
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    sc = bank.score(np.zeros(len(x), np.int64), T0 + np.arange(len(x), dtype=np.int64) * MIN_US,
-                    np.asarray(x, np.float64))
-    full = np.zeros(len(x))
-    full[sc.index] = sc.anomaly_score
-    return sc, full
+    sc = score_one(x, settings=DetectionSettings(fusion=fusion))
+    return sc, anomaly_at_inputs(sc, len(x))
 
 
 def _sine(period: int, amp: float, speed: np.ndarray | None = None) -> np.ndarray:

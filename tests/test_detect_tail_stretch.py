@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
+from detect_series import spike_pair_scores
 from test_detect_recalibrate import _score
 from urbanpulse.detect.settings import DETECTOR_TAIL_STRETCH
 
@@ -71,15 +72,9 @@ def test_a_bigger_spike_never_gets_a_lower_stretched_score(size: float, factor: 
                                                            stretch: float) -> None:
     """Monotone in the detector's statistic: same history, a spike of `size` sigmas or `factor` times that
     at the same reading; the larger one scores at least as high under any stretch."""
-    rng = np.random.default_rng(seed)
-    x = 20 + rng.normal(0, 1, 1500)
-    out = []
-    for s in (size, size * factor):
-        y = x.copy()
-        y[1400] += s
-        out.append(_score([y], {"detector_tail_stretch": stretch}).anomaly_score[1400])
-    assert out[1] >= out[0]
-    assert 0.0 <= out[0] <= 1.0 and out[1] <= 1.0
+    smaller, bigger = spike_pair_scores(lambda y: _score([y], {"detector_tail_stretch": stretch}), size, factor, seed)
+    assert bigger >= smaller
+    assert 0.0 <= smaller <= 1.0 and bigger <= 1.0
 
 
 

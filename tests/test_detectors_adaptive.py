@@ -10,20 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
+from detect_series import score_one, spike_pair_scores
 from urbanpulse.config import load_settings
 from urbanpulse.detect import DetectionSettings, DetectorBank
 
 MIN_US = 60_000_000
 T0 = 1_700_000_000_000_000
-
-
-def _score(x: np.ndarray, ts: np.ndarray | None = None, settings: DetectionSettings | None = None,
-           metric: str = "value"):
-    bank = DetectorBank(settings or DetectionSettings())
-    bank.assign(np.zeros(1, np.int64), ["s0"], [metric])
-    if ts is None:
-        ts = T0 + np.arange(len(x), dtype=np.int64) * MIN_US
-    return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
 
 
 def _alerts(sc) -> dict[str, list[int]]:
@@ -104,10 +96,10 @@ def test_bursty_on_off_series_switching_is_not_a_spike_and_a_real_spike_is(seed:
     rng = np.random.default_rng(seed)
     x = _bursty(N, rng)
     # the first few hundred readings teach the long-run spread of its changes (NAB's probation)
-    assert {k: v for k, v in _alerts(_score(x)).items() if max(v) >= 300} == {}
+    assert {k: v for k, v in _alerts(score_one(x)).items() if max(v) >= 300} == {}
     y = x.copy()
     y[ONSET] = 600.0  # ten times the on level (switching itself is a change of 1x)
-    sc = _score(y)
+    sc = score_one(y)
     assert _found(sc, ONSET, within=0)
     assert all(r >= ONSET for rows in _alerts(sc).values() for r in rows if r >= 300)
 
@@ -120,28 +112,28 @@ def test_irregularly_sampled_series_gaps_are_not_silence_but_a_dropout_is(seed: 
     rng = np.random.default_rng(seed)
     ts = _irregular_ts(N, rng)
     x = np.round(20 + rng.normal(0, 0.3, N), 2)
-    assert "silence" not in _alerts(_score(x, ts))
+    assert "silence" not in _alerts(score_one(x, ts))
     ts2 = ts.copy()
     ts2[ONSET:] += 6 * 3600 * 1_000_000  # six hours without a reading (the mean gap is a minute)
-    sc = _score(x, ts2)
+    sc = score_one(x, ts2)
     assert _alerts(sc).get("silence") == [ONSET]
 
 
 def test_noise_free_sine_raises_nothing_and_a_small_step_is_found() -> None:
     x = _sine(N)
-    assert _alerts(_score(x)) == {}
+    assert _alerts(score_one(x)) == {}
     y = x.copy()
     y[ONSET:ONSET + 200] += 16.0  # twice the amplitude; NOT found today: a step of the amplitude (spike's
     # scale is floored at 0.1 MAD of the window, ewma's band carries its lag on the ramps)
-    assert _found(_score(y), ONSET)
+    assert _found(score_one(y), ONSET)
     z = x.copy()
     z[ONSET:ONSET + 300] = z[ONSET]  # stuck mid-ramp
-    assert _found(_score(z), ONSET, within=40)
+    assert _found(score_one(z), ONSET, within=40)
 
 
 def test_noise_free_sine_with_plateaus_is_not_a_flatline() -> None:
     x = np.clip(_sine(6 * N), 4.0, 16.0)  # day/night plateaus of ~50 readings
-    al = _alerts(_score(x))
+    al = _alerts(score_one(x))
     # the first plateaus may teach the learned run length; after that nothing
     assert all(r < 1000 for rows in al.values() for r in rows), al
 
@@ -150,10 +142,10 @@ def test_noise_free_sine_with_plateaus_is_not_a_flatline() -> None:
 def test_quantised_mostly_zero_series_clean_is_quiet_and_a_real_level_shift_is_found(seed: int) -> None:
     rng = np.random.default_rng(seed)
     x = _quantised(N, rng)
-    assert _alerts(_score(x)) == {}
+    assert _alerts(score_one(x)) == {}
     y = x.copy()
     y[ONSET:ONSET + 300] = rng.poisson(4.0, 300)  # the rate goes from 0.1 to 4 a reading
-    assert _found(_score(y), ONSET)
+    assert _found(score_one(y), ONSET)
 
 
 # -- re-arm for saturating scores -------------------------------------------------------------------
@@ -164,7 +156,7 @@ def test_a_saturating_score_is_not_re_emitted_every_few_readings() -> None:
     rng = np.random.default_rng(0)
     x = 20 + rng.normal(0, 1, N)
     x[ONSET:ONSET + 400] += 1e6
-    sc = _score(x)
+    sc = score_one(x)
     emitted = np.flatnonzero(sc.anomaly_score[ONSET:ONSET + 400] > 0)
     assert emitted.size and emitted[0] <= 1
     assert np.diff(emitted).min(initial=10_000) >= 45  # half_life 100 x log2(1 / (1 - 0.3)) ~ 51
@@ -180,7 +172,7 @@ def test_rearm_spacing_does_not_depend_on_how_close_to_1_the_score_is(level: flo
                           fusion={"likelihood_weight": 0.0})
     x = np.full(1000, 150.0)
     x[::7] += seed  # not a flatline either way
-    sc = _score(x, settings=s)
+    sc = score_one(x, settings=s)
     emitted = np.flatnonzero(sc.anomaly_score > 0)
     assert emitted[0] == 0
     assert np.diff(emitted).min(initial=10_000) >= 45
@@ -249,12 +241,6 @@ def test_tail_probability_is_in_unit_interval_and_never_rises_with_the_statistic
 def test_a_bigger_spike_never_gets_a_lower_anomaly_score(size: float, factor: float, seed: int) -> None:
     """Same history, a spike of `size` sigmas or `factor` times that at the same reading: the larger
     one is emitted whenever the smaller is, with at least its score (higher = more anomalous)."""
-    rng = np.random.default_rng(seed)
-    x = 20 + rng.normal(0, 1, 1500)
-    out = []
-    for s in (size, size * factor):
-        y = x.copy()
-        y[1400] += s
-        out.append(_score(y).anomaly_score[1400])
-    assert out[1] >= out[0]
-    assert 0.0 <= out[0] <= 1.0 and out[1] <= 1.0
+    smaller, bigger = spike_pair_scores(score_one, size, factor, seed)
+    assert bigger >= smaller
+    assert 0.0 <= smaller <= 1.0 and bigger <= 1.0

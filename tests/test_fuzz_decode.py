@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import services
 from urbanpulse.config import IngestSettings
 from urbanpulse.formats.base import Decoded, MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
@@ -31,9 +32,8 @@ from urbanpulse.pipeline import Pipeline
 from urbanpulse.plugins import BUILTIN_FORMATS, build_format
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, Validated
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 NOW_MS = int(time.time() * 1000)
@@ -163,10 +163,7 @@ def test_every_format_decodes_hostile_input_without_raising_and_loses_no_message
 
 
 async def _pipeline(dsn: str) -> tuple[Pipeline, asyncpg.Pool]:
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn, "postgres")
-    await conn.close()
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3, init=prepare_connection)
+    pool = await services.open_migrated_pool(dsn, min_size=1, max_size=3)
     parts = MonthlyPartitions()
     async with pool.acquire() as c:
         await parts.load(c)

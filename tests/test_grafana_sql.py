@@ -43,7 +43,7 @@ from urbanpulse.quality.report import quality_report
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.rollups import ConfiguredIntervals, RollupPolicy, RollupWriter, rollup_partials
-from urbanpulse.storage.writer import _MERGE_SQL, prepare_connection
+from urbanpulse.storage.writer import prepare_connection
 
 pytestmark = pytest.mark.integration
 
@@ -185,15 +185,8 @@ async def seed(conn: asyncpg.Connection, mode: str) -> None:
     for i in range(0, len(ts), 400):
         part = slice(i, i + 400)
         async with conn.transaction():
-            await conn.execute("""
-                INSERT INTO readings_stage (series_id, ts, value, flags, source)
-                SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, f, 1
-                  FROM unnest($1::int4[], $2::int8[], $3::float8[], $4::int2[]) AS u(s, t, v, f)""",
-                               sid[part].tolist(), ts[part].tolist(), val[part].tolist(), flags[part].tolist())
-            rows = await conn.fetch(_MERGE_SQL)
-            await writer.merge(conn, rollup_partials(np.array([r[0] for r in rows], np.int32),
-                                                     np.array([r[1] for r in rows], np.int64),
-                                                     np.array([r[2] for r in rows], np.float64)))
+            inserted = await services.stage_and_merge(conn, sid[part], ts[part], val[part], flags[part], source=1)
+            await writer.merge(conn, rollup_partials(*inserted))
     alert = """INSERT INTO alerts (series_id, sensor_id, metric, detector, severity, state, opened_at, last_triggered_at,
                                    resolved_at, resolved_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)"""
     await conn.execute(alert, sid_of[("gt-dongsi", "pm2_5")], "gt-dongsi", "pm2_5", "spike", "warning", "open",
@@ -487,13 +480,9 @@ async def test_series_buckets_equals_an_aggregation_of_the_readings(pg_conn, int
 
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-grafana")) as (host, port):
-        conn = await services.connect_timescale(host, port)
-        try:
-            assert await migrate(conn, "auto") == "timescaledb"
-            yield conn
-        finally:
-            conn.terminate()
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-grafana")) as conn:
+        assert await migrate(conn, "auto") == "timescaledb"
+        yield conn
 
 
 async def test_every_panel_runs_on_timescaledb(ts_conn):

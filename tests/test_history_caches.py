@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import services
-from history_check import readings_columns
+from readings import readings_columns
 from urbanpulse.api.access import AccessPolicy
 from urbanpulse.api.app import build_app
 from urbanpulse.auth.keys import KeyStore

@@ -26,7 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import services
-from history_check import readings_columns, stored_frame
+from history_check import stored_frame
+from readings import readings_columns
 from urbanpulse.export import source
 from urbanpulse.export.source import copy_groups
 from urbanpulse.export.stream import open_export

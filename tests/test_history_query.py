@@ -12,24 +12,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import asyncpg
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 import services
-from history_check import (Dataset, all_pages, assert_page_matches, close, readings_columns, recompute,
-                           stored_frame, utc)
+from history_check import Dataset, all_pages, assert_page_matches, close, recompute, stored_frame, utc
+from readings import readings_columns
 from urbanpulse.query.errors import QueryError, QueryTooLarge, UnknownSeries
 from urbanpulse.query.plan import rollup_table
 from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability, to_us
 from urbanpulse.query.spec import parse_query
 from urbanpulse.registry.model import SensorIn
 from urbanpulse.registry.store import save_sensor
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 pytestmark = pytest.mark.integration
 
@@ -61,12 +59,7 @@ def generate(seed: int = 11) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 async def stored(pg_dsn):
-    name, dsn = services.create_database(pg_dsn)
-    c = await asyncpg.connect(dsn)
-    await migrate(c, "postgres")  # before the pool: its init needs the tables
-    await c.close()
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3, init=prepare_connection)
-    try:
+    async with services.migrated_pool(pg_dsn, min_size=1, max_size=3) as pool:
         store = ReadingStore(pool, MonthlyPartitions())
         sensors, ts, vals = generate()
         order = np.random.default_rng(3).permutation(len(ts))  # arrival order unrelated to time
@@ -82,9 +75,6 @@ async def stored(pg_dsn):
             frame = await stored_frame(c)
             series = {r["sensor_id"]: r["id"] for r in await c.fetch("SELECT id, sensor_id FROM series")}
         yield pool, Dataset(series, frame, float(np.abs(frame.value).max()))
-    finally:
-        await pool.close()
-        services.drop_database(name, pg_dsn)
 
 
 @st.composite

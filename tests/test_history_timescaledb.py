@@ -31,16 +31,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def timescale_server(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-history"), 120.0) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-async def stored(timescale_server):
-    host, port = timescale_server
-    conn = await services.connect_timescale(host, port)
-    try:
+async def stored(tmp_path_factory):
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-history")) as conn:
         assert await migrate(conn, "auto") == "timescaledb"
         sensors, ts, vals = generate()
         keep = np.zeros(len(ts), bool)  # a lighter load for the WASM server: the first window only
@@ -55,8 +47,6 @@ async def stored(timescale_server):
         await insert_without_copy(conn, sid[order], ts[order], vals[order])  # (more crash the WASM server)
         frame = await stored_frame(conn)
         yield SinglePool(conn), Dataset(ids, frame, float(np.abs(frame.value).max()))
-    finally:
-        conn.terminate()
 
 
 def _first_window(params: dict[str, str]) -> dict[str, str]:

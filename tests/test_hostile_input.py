@@ -12,6 +12,7 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
+import services
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import IngestSettings, load_settings
 from urbanpulse.formats.base import Decoded, MessageBatch
@@ -21,9 +22,8 @@ from urbanpulse.model import Reason, Rejection
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 NOW_MS = int(time.time() * 1000) - 60_000
 
@@ -137,10 +137,7 @@ class UnstorableRejections(CanonicalJsonFormat):
 
 @pytest.fixture
 async def pool(fresh_db: str):
-    conn = await asyncpg.connect(fresh_db)
-    await migrate(conn, "postgres")
-    await conn.close()
-    p = await asyncpg.create_pool(fresh_db, min_size=2, max_size=5, init=prepare_connection)
+    p = await services.open_migrated_pool(fresh_db, min_size=2, max_size=5)
     yield p
     await p.close()
 

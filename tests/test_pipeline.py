@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 import pytest
 
+import services
 from urbanpulse.config import IngestSettings
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
@@ -19,9 +20,8 @@ from urbanpulse.metrics import IngestMetrics
 from urbanpulse.pipeline import BatchAnalytics, Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +36,7 @@ def message_batch(start: int, n: int) -> MessageBatch:
 
 async def make_pipeline(dsn: str, analytics: Callable[[asyncpg.Pool], BatchAnalytics] | None = None,
                         **ingest: object) -> tuple[Pipeline, asyncpg.Pool]:
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn, "postgres")
-    await conn.close()
-    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4, init=prepare_connection)
+    pool = await services.open_migrated_pool(dsn, min_size=2, max_size=4)
     parts = MonthlyPartitions()
     async with pool.acquire() as c:
         await parts.load(c)

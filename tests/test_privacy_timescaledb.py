@@ -47,20 +47,10 @@ class OneConnection:
 
 
 @pytest.fixture(scope="module")
-def timescale_server(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-privacy"), 120.0) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-async def conn(timescale_server):
-    host, port = timescale_server
-    c = await services.connect_timescale(host, port)
-    try:
+async def conn(tmp_path_factory):
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-privacy")) as c:
         assert await migrate(c, "auto") == "timescaledb"
         yield c
-    finally:
-        c.terminate()
 
 
 async def _prepare(conn: asyncpg.Connection, layout) -> None:  # noqa: ANN001

@@ -5,12 +5,9 @@ real PostgreSQL through the production writer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
-import asyncpg
 import numpy as np
 import orjson
 import pytest
@@ -18,12 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import services
-from registry_fixtures import RegistryDb, rdb  # noqa: F401 - fixture
+from registry_fixtures import rdb, registry_db  # noqa: F401 - fixture
 from urbanpulse.quality.report import GAP_FACTOR, quality_report
 from urbanpulse.registry.model import SensorIn
 from urbanpulse.registry.store import save_sensor
-from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +31,6 @@ _ids = itertools.count()
 def quality_db(pg_dsn: str):
     with services.migrated_database(pg_dsn) as dsn:
         yield dsn
-
-
-@contextlib.asynccontextmanager
-async def _registry_db(dsn: str) -> AsyncIterator[RegistryDb]:
-    """A service-like pool on the module's database and the production writer over it."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
-    try:
-        parts = MonthlyPartitions()
-        async with pool.acquire() as c:
-            await parts.load(c)
-        yield RegistryDb(dsn, pool, ReadingStore(pool, parts, rollups=False))
-    finally:
-        await pool.close()
 
 
 @st.composite
@@ -110,7 +92,7 @@ def test_quality_figures_equal_a_recomputation(quality_db, data, interval_s, n_s
         active = [(a, b) for a, b in ((start_us, us(m1)), (us(m2), end_us)) if b > a]
 
     async def run():
-        async with _registry_db(quality_db) as db:
+        async with registry_db(quality_db, max_size=2) as db:
             pool = db.pool
             station = SensorIn(id=sid, name=sid, lat=1, lon=2, area=f"area-{sid}", metrics={
                 "pm2_5": {"unit": "ug/m3", "interval_s": interval_s},
@@ -193,7 +175,7 @@ def test_a_series_in_maintenance_for_the_whole_period_expects_nothing_rather_tha
     start, end = T0, T0 + timedelta(seconds=n_slots * interval_s)
 
     async def run():
-        async with _registry_db(quality_db) as db:
+        async with registry_db(quality_db, max_size=2) as db:
             pool = db.pool
             station = SensorIn(id=sid, name=sid, lat=1, lon=2, area=f"area-{sid}", metrics={
                 "pm2_5": {"unit": "ug/m3", "interval_s": interval_s}})

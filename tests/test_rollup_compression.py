@@ -33,12 +33,8 @@ BASE_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
 
 @pytest.fixture(scope="module")
 async def conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-rollup-compression")) as (host, port):
-        c = await services.connect_timescale(host, port)
-        try:
-            yield c
-        finally:
-            c.terminate()  # close() would wait for the stand-in to hang up
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-rollup-compression")) as c:
+        yield c
 
 
 async def _compression_settings(conn, table: str) -> list[tuple[str, int | None, int | None, bool | None]]:

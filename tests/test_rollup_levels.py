@@ -26,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import services
+from readings import readings_columns
 from test_rollups import Db, db, recompute, stored_readings  # noqa: F401 - db is a fixture
-from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.rollups import (
     DAY_US, HOUR_US, MINUTE_US, NO_LEVEL_US, ROLLUP_TABLES, ConfiguredIntervals, IntervalLearner, RollupPolicy,
@@ -177,11 +177,7 @@ async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(d
     n_total = 0
     for idx in data.batches:
         k = len(idx)
-        cols = ReadingColumns(
-            sensor_id=["levels-test"] * k, metric=[data.metric[i] for i in idx], ts_us=data.ts_us[idx],
-            value=data.value[idx], lat=np.full(k, np.nan), lon=np.full(k, np.nan), unit=[None] * k,
-            msg=np.arange(k, dtype=np.int32), item=np.full(k, -1, np.int32), has_null_value=np.zeros(k, bool),
-            flags=np.zeros(k, np.int16))
+        cols = readings_columns(["levels-test"] * k, [data.metric[i] for i in idx], data.ts_us[idx], data.value[idx])
         n_total += (await store.write(cols, [], "replay")).stored
     assert n_total == len(SERIES) * PER_SERIES
     async with db.pool.acquire() as conn:
@@ -193,11 +189,7 @@ async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(d
     store2.rollups.policy = policy(store2.series.key_of)
     idx = data.batches[3]
     k = len(idx)
-    cols = ReadingColumns(
-        sensor_id=["levels-test"] * k, metric=[data.metric[i] for i in idx], ts_us=data.ts_us[idx] + 1,
-        value=data.value[idx], lat=np.full(k, np.nan), lon=np.full(k, np.nan), unit=[None] * k,
-        msg=np.arange(k, dtype=np.int32), item=np.full(k, -1, np.int32), has_null_value=np.zeros(k, bool),
-        flags=np.zeros(k, np.int16))
+    cols = readings_columns(["levels-test"] * k, [data.metric[i] for i in idx], data.ts_us[idx] + 1, data.value[idx])
     assert (await store2.write(cols, [], "replay")).stored == k
     async with db.pool.acquire() as conn:
         assert await conn.fetch("SELECT * FROM rollup_series ORDER BY 1") == before
@@ -213,13 +205,8 @@ async def test_levels_earn_their_place_and_equal_a_recomputation_on_postgresql(d
 
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-levels")) as (host, port):
-        conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
-                                     statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
-        try:
-            yield conn
-        finally:
-            conn.terminate()
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-levels")) as conn:
+        yield conn
 
 
 @pytest.mark.integration
@@ -240,8 +227,6 @@ async def test_levels_earn_their_place_on_timescaledb_with_compressed_rollups(ts
     sid = np.array([sid_of[m] for m in data.metric], np.int32)
     writer = RollupWriter("unnest", policy(key_of))
     await prepare_connection(conn)
-    from urbanpulse.storage.writer import _MERGE_SQL
-
     late_from = len(data.batches) - 6
     for i, part in enumerate(data.batches):
         if i == late_from:  # everything so far compressed, as the policy would: late rows land in it
@@ -250,16 +235,9 @@ async def test_levels_earn_their_place_on_timescaledb_with_compressed_rollups(ts
             assert await conn.fetchval("""SELECT count(*) FROM timescaledb_information.chunks
                 WHERE hypertable_name LIKE 'rollup_%' AND is_compressed""") > 0
         async with conn.transaction():
-            await conn.execute("""
-                INSERT INTO readings_stage (series_id, ts, value, flags, source)
-                SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, 0, 4
-                FROM unnest($1::int4[], $2::int8[], $3::float8[]) AS u(s, t, v)""",
-                sid[part].tolist(), data.ts_us[part].tolist(), data.value[part].tolist())
-            rows = await conn.fetch(_MERGE_SQL)
-            if rows:
-                await writer.merge(conn, rollup_partials(np.array([r[0] for r in rows], np.int32),
-                                                         np.array([r[1] for r in rows], np.int64),
-                                                         np.array([r[2] for r in rows], np.float64)))
+            inserted = await services.stage_and_merge(conn, sid[part], data.ts_us[part], data.value[part])
+            if len(inserted[0]):
+                await writer.merge(conn, rollup_partials(*inserted))
     await assert_levels(conn, sid_of)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import services
+from readings import readings_columns
 from urbanpulse.datasets.beijing import read_station
 from urbanpulse.model import ReadingColumns
 from urbanpulse.storage.migrations import migrate
@@ -44,12 +45,8 @@ class Stream:
     value: np.ndarray
 
     def take(self, idx: np.ndarray) -> ReadingColumns:
-        n = len(idx)
-        return ReadingColumns(
-            sensor_id=[self.sensor[i] for i in idx], metric=[self.metric[i] for i in idx],
-            ts_us=self.ts_us[idx], value=self.value[idx], lat=np.full(n, np.nan), lon=np.full(n, np.nan),
-            unit=[None] * n, msg=np.arange(n, dtype=np.int32), item=np.full(n, -1, np.int32),
-            has_null_value=np.zeros(n, bool), flags=np.zeros(n, np.int16))
+        return readings_columns([self.sensor[i] for i in idx], [self.metric[i] for i in idx], self.ts_us[idx],
+                                self.value[idx])
 
 
 def beijing_stream(hours: int = 2400, step_s: float = 7.0) -> Stream:
@@ -142,12 +139,7 @@ class Db:
 
 @pytest.fixture
 async def db(fresh_db: str) -> AsyncIterator[Db]:
-    conn = await asyncpg.connect(fresh_db, timeout=10)
-    try:
-        assert await migrate(conn, "postgres") == "postgres"
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(fresh_db, min_size=2, max_size=4, init=prepare_connection)
+    pool = await services.open_migrated_pool(fresh_db, min_size=2, max_size=4)
     try:
         partitions = MonthlyPartitions()
         async with pool.acquire() as c:
@@ -300,13 +292,8 @@ async def test_transaction_hook_runs_inside_the_batch_transaction(db: Db) -> Non
 
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-rollups")) as (host, port):
-        conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres",
-                                     statement_cache_size=0, ssl=False, timeout=30, command_timeout=120)
-        try:
-            yield conn
-        finally:
-            conn.terminate()
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-rollups")) as conn:
+        yield conn
 
 
 @pytest.mark.integration
@@ -327,22 +314,13 @@ async def test_timescaledb_rollups_are_hypertables_and_merge_exactly(ts_conn) ->
 
     # the writer's merge path on hypertables (stage filled by INSERT: COPY kills the stand-in)
     await prepare_connection(conn)
-    from urbanpulse.storage.writer import _MERGE_SQL
     n = len(sid)
     rng = np.random.default_rng(5)
     order = rng.permutation(n)  # arrival order scrambled: late readings everywhere
     for part in np.array_split(order, 4) + [order[: n // 3]]:  # the last one is a redelivery
         async with conn.transaction():
-            await conn.execute("""
-                INSERT INTO readings_stage (series_id, ts, value, flags, source)
-                SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, 0, 4
-                FROM unnest($1::int4[], $2::int8[], $3::float8[]) AS u(s, t, v)""",
-                sid[part].tolist(), stream.ts_us[part].tolist(), stream.value[part].tolist())
-            rows = await conn.fetch(_MERGE_SQL)
-            if rows:
-                partials = rollup_partials(np.array([r[0] for r in rows], np.int32),
-                                           np.array([r[1] for r in rows], np.int64),
-                                           np.array([r[2] for r in rows], np.float64))
-                await merge_partials(conn, partials, "unnest")
+            inserted = await services.stage_and_merge(conn, sid[part], stream.ts_us[part], stream.value[part])
+            if len(inserted[0]):
+                await merge_partials(conn, rollup_partials(*inserted), "unnest")
     assert await conn.fetchval("SELECT count(*) FROM readings WHERE source = 4") == n
     assert await assert_rollups_match(conn) == n

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import services
+from readings import readings_columns
 from test_rollup_levels import SERIES, arrival, policy
 from test_rollups import Db, db, recompute, stored_readings  # noqa: F401 - db is a fixture
 from urbanpulse.model import ReadingColumns
@@ -40,11 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def columns(data, idx: np.ndarray, sensor: str = "levels-test") -> ReadingColumns:  # noqa: ANN001
-    k = len(idx)
-    return ReadingColumns(
-        sensor_id=[sensor] * k, metric=[data.metric[i] for i in idx], ts_us=data.ts_us[idx], value=data.value[idx],
-        lat=np.full(k, np.nan), lon=np.full(k, np.nan), unit=[None] * k, msg=np.arange(k, dtype=np.int32),
-        item=np.full(k, -1, np.int32), has_null_value=np.zeros(k, bool), flags=np.zeros(k, np.int16))
+    return readings_columns([sensor] * len(idx), [data.metric[i] for i in idx], data.ts_us[idx], data.value[idx])
 
 
 def deferred_store(pool: asyncpg.Pool, partitions) -> ReadingStore:  # noqa: ANN001
@@ -232,12 +229,8 @@ async def test_a_writer_whose_lock_connection_dies_takes_the_lock_again_and_clos
 
 @pytest.fixture(scope="module")
 async def ts_conn(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-deferred")) as (host, port):
-        conn = await services.connect_timescale(host, port)
-        try:
-            yield conn
-        finally:
-            conn.terminate()
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-deferred")) as conn:
+        yield conn
 
 
 @pytest.mark.integration
@@ -252,8 +245,6 @@ async def test_deferred_rollups_on_timescaledb_with_compressed_chunks_and_a_lost
             "INSERT INTO series (sensor_id, metric) VALUES ('levels-test', $1) RETURNING id", metric)
     key_of = {v: ("levels-test", k) for k, v in sids.items()}.get
     sid = np.array([sids[m] for m in data.metric], np.int32)
-    from urbanpulse.storage.writer import _MERGE_SQL
-
     def new_buffer() -> RollupBuffer:
         return RollupBuffer(RollupWriter("unnest", policy(key_of)), None, 3600.0)
 
@@ -271,16 +262,9 @@ async def test_deferred_rollups_on_timescaledb_with_compressed_chunks_and_a_lost
                 await conn.fetch(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
         claim, minute = Claim(), None
         async with conn.transaction():
-            await conn.execute("""
-                INSERT INTO readings_stage (series_id, ts, value, flags, source)
-                SELECT s, timestamptz 'epoch' + t * interval '1 microsecond', v, 0, 4
-                FROM unnest($1::int4[], $2::int8[], $3::float8[]) AS u(s, t, v)""",
-                sid[part].tolist(), data.ts_us[part].tolist(), data.value[part].tolist())
-            rows = await conn.fetch(_MERGE_SQL)
-            if rows:
-                minute = partial_aggregates(np.array([r[0] for r in rows], np.int32),
-                                            np.array([r[1] for r in rows], np.int64),
-                                            np.array([r[2] for r in rows], np.float64), MINUTE_US)
+            inserted = await services.stage_and_merge(conn, sid[part], data.ts_us[part], data.value[part])
+            if len(inserted[0]):
+                minute = partial_aggregates(*inserted, MINUTE_US)
                 await buf.mark(conn, minute, claim)
         if minute is not None:
             buf.accept(claim, minute)

@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import services
 import urbanpulse.analytics as analytics_module
+from readings import readings_columns
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.config import load_settings
 from urbanpulse.model import ReadingColumns
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.recent import last_readings
 from urbanpulse.storage.series import SeriesRegistry
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +34,9 @@ BASE_US = 1_700_000_000_000_000
 
 @pytest.fixture(scope="module")
 async def pool(pg_dsn: str):
-    name, dsn = services.create_database(pg_dsn, prefix="up_test_created_here")
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn, "postgres")
-    await conn.close()
-    p = await asyncpg.create_pool(dsn, min_size=2, max_size=4, init=prepare_connection)
-    await MonthlyPartitions().ensure(p, np.array([BASE_US], np.int64))
-    try:
+    async with services.migrated_pool(pg_dsn, "up_test_created_here", min_size=2, max_size=4) as p:
+        await MonthlyPartitions().ensure(p, np.array([BASE_US], np.int64))
         yield p
-    finally:
-        await p.close()
-        services.drop_database(name, pg_dsn)
 
 
 keys_st = st.lists(st.tuples(st.sampled_from(SENSORS), st.sampled_from(METRICS)), min_size=1, max_size=12)
@@ -118,10 +110,7 @@ async def test_a_registry_not_keeping_created_series_says_none_are(pool: asyncpg
 
 
 def _columns(sensors: list[str], metric: str, ts_us: np.ndarray) -> ReadingColumns:
-    n = len(sensors)
-    return ReadingColumns(sensors, [metric] * n, np.asarray(ts_us, np.int64), np.full(n, 20.0),
-                          np.full(n, np.nan), np.full(n, np.nan), [None] * n, np.zeros(n, np.int32),
-                          np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+    return readings_columns(sensors, metric, ts_us, np.full(len(sensors), 20.0))
 
 
 async def test_the_analytics_warm_what_another_process_stored_and_skip_their_own_new_series(

@@ -11,9 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import services
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.series import SeriesRegistry
-from urbanpulse.storage.writer import prepare_connection
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +21,8 @@ METRICS = ["no2", "pm25", "temp"]
 
 @pytest.fixture(scope="module")
 async def pool(pg_dsn: str):
-    name, dsn = services.create_database(pg_dsn, prefix="up_test_series_ids")
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn, "postgres")
-    await conn.close()
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=prepare_connection)
-    try:
+    async with services.migrated_pool(pg_dsn, "up_test_series_ids", min_size=1, max_size=2) as p:
         yield p
-    finally:
-        await p.close()
-        services.drop_database(name, pg_dsn)
 
 
 batch = st.one_of(

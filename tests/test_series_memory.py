@@ -7,17 +7,16 @@ from __future__ import annotations
 import asyncpg
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given, strategies as st
 
 import services
+from readings import readings_columns
 from urbanpulse.analytics import StreamAnalytics
 from urbanpulse.capacity import GROWTH, grown
 from urbanpulse.config import load_settings
-from urbanpulse.model import ReadingColumns
-from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.series import SeriesRegistry
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 
 
 @given(needed=st.integers(0, 10**7), current=st.integers(0, 10**7), minimum=st.integers(0, 4096))
@@ -43,16 +42,8 @@ def test_growing_one_arrival_at_a_time_copies_a_bounded_number_of_rows(arrivals:
 
 @pytest.fixture
 async def pool(pg_dsn: str):
-    name, dsn = services.create_database(pg_dsn, prefix="up_test_startup_memory")
-    conn = await asyncpg.connect(dsn)
-    await migrate(conn, "postgres")
-    await conn.close()
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=3, init=prepare_connection)
-    try:
+    async with services.migrated_pool(pg_dsn, "up_test_startup_memory", min_size=1, max_size=3) as p:
         yield p
-    finally:
-        await p.close()
-        services.drop_database(name, pg_dsn)
 
 
 async def test_per_series_arrays_hold_at_most_a_quarter_more_rows_than_series(pool: asyncpg.Pool) -> None:
@@ -62,9 +53,7 @@ async def test_per_series_arrays_hold_at_most_a_quarter_more_rows_than_series(po
     held = 0
     for k, n in enumerate((700, 1300, 2600, 900)):  # series arriving in batches of uneven size
         sensors = [f"mem-{k}-{i}" for i in range(n)]
-        rc = ReadingColumns(sensors, ["temperature"] * n, np.full(n, 1_700_000_000_000_000, np.int64),
-                            np.full(n, 20.0), np.full(n, np.nan), np.full(n, np.nan), [None] * n,
-                            np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.int16))
+        rc = readings_columns(sensors, "temperature", np.full(n, 1_700_000_000_000_000, np.int64), np.full(n, 20.0))
         sid = await store.series.ids_for(pool, rc.sensor_id, rc.metric)
         await a.ready(await a.prepare("replay", rc, sid))
         held += n

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from pydantic import ValidationError
 
 import services
+from readings import readings_columns
 from service_process import ServiceProcess, readings_count, wait_until
 from test_rollups import recompute, stored_readings
 from urbanpulse import analytics as analytics_module
@@ -34,13 +35,12 @@ from urbanpulse.config import KafkaSettings, RollupSettings, load_settings
 from urbanpulse.connectors.kafka import KafkaSource, group_options
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.metrics import IngestMetrics
-from urbanpulse.model import ReadingColumns
 from urbanpulse.service import IngestService
 from urbanpulse.storage import recent as recent_module, rollups as rollups_module
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.rollups import DAY_US, RollupPolicy
-from urbanpulse.storage.writer import ReadingStore, prepare_connection
+from urbanpulse.storage.writer import ReadingStore
 from urbanpulse.testing import RecordingSink
 
 
@@ -355,11 +355,7 @@ def test_a_manually_assigned_service_killed_mid_stream_restarts_and_stores_every
 
 # -- a start against a long history ------------------------------------------------------------
 
-def _columns(sensors: list[str], metric: str, ts_us: np.ndarray, value: np.ndarray) -> ReadingColumns:
-    n = len(ts_us)
-    return ReadingColumns(sensor_id=sensors, metric=[metric] * n, ts_us=ts_us, value=value, lat=np.full(n, np.nan),
-                          lon=np.full(n, np.nan), unit=[None] * n, msg=np.arange(n, dtype=np.int32),
-                          item=np.full(n, -1, np.int32), has_null_value=np.zeros(n, bool), flags=np.zeros(n, np.int16))
+_columns = readings_columns
 
 
 @given(series=st.integers(1, 4), per_series=st.integers(60, 400), inline=st.integers(1, 80),
@@ -381,10 +377,7 @@ def test_rows_of_levels_a_long_history_no_longer_keeps_leave_beside_the_batch_no
     step_us = 600_000_000  # every 10 minutes: a day bucket holds 144, an hour 6 (< 10): only 1d is kept
 
     async def scenario() -> None:
-        conn = await asyncpg.connect(startup_db)
-        await migrate(conn, "postgres")
-        await conn.close()
-        pool = await asyncpg.create_pool(startup_db, min_size=1, max_size=3, init=prepare_connection)
+        pool = await services.open_migrated_pool(startup_db, min_size=1, max_size=3)
         try:
             parts = MonthlyPartitions()
             async with pool.acquire() as c:

@@ -22,19 +22,9 @@ T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")
-def timescale_server(tmp_path_factory):
-    with services.timescale_standin(tmp_path_factory.mktemp("timescale-registry"), 120.0) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-async def conn(timescale_server):
-    host, port = timescale_server
-    c = await services.connect_timescale(host, port)
-    try:
+async def conn(tmp_path_factory):
+    async with services.timescale_connection(tmp_path_factory.mktemp("timescale-registry")) as c:
         yield c
-    finally:
-        c.terminate()
 
 
 async def test_moved_sensor_and_quality_on_a_hypertable(conn):

@@ -1,14 +1,17 @@
-"""Command line: ``urbanpulse run | migrate | demo | detect | keys | registry | export``."""
+"""Command line: ``urbanpulse run | migrate | demo | detect | keys | registry | export | plugins | decode |
+privacy | subject`` (the commands' own parsers beside their code; ``urbanpulse COMMAND --help``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import importlib
 import logging
 import sys
 from pathlib import Path
 
+from urbanpulse.cli_options import add_log_level
 from urbanpulse.errors import UrbanpulseError
 
 _EPILOG = """\
@@ -16,6 +19,18 @@ Configuration: a YAML file (see config/urbanpulse.example.yaml) and URBANPULSE_*
 variables, e.g. URBANPULSE_DATABASE__DSN=postgresql://user@host/db. Without a database.dsn an
 embedded PostgreSQL is started in .urbanpulse/pgdata.
 """
+
+
+#: commands run by ``function(args, settings) -> exit status`` of their own module, imported only
+#: when that command runs (``run``, ``migrate``, ``detect`` and ``keys`` are handled in _main)
+_COMMANDS = {
+    "demo": ("urbanpulse.demo_cli", "run_demo_command"),
+    "decode": ("urbanpulse.plugins_cli", "run_decode"),
+    "export": ("urbanpulse.export.cli", "run_export_command"),
+    "subject": ("urbanpulse.privacy.cli", "run_subject_command"),
+    "privacy": ("urbanpulse.privacy.cli", "run_privacy_command"),
+    "registry": ("urbanpulse.registry.cli", "run_registry_command"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,8 +42,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the ingestion service and its HTTP API until SIGTERM/Ctrl-C",
                          description="Consume the enabled sources (mqtt:, kafka: in the config), store readings, "
-                         "serve GET /health and GET /metrics. SIGTERM/SIGINT stops pulling, flushes, "
-                         "acknowledges and exits 0.", epilog=_EPILOG,
+                         "detect anomalies and serve the HTTP API (GET /health, GET /metrics, alerts, sensors, "
+                         "history, HTTP ingest and the live page; docs/api.md). SIGTERM/SIGINT stops pulling, "
+                         "flushes, acknowledges and exits 0.", epilog=_EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
 
@@ -42,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = add_demo_parser(sub)
     for sp in (run, mig, demo):
-        sp.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        add_log_level(sp)
 
     det = sub.add_parser(
         "detect", help="backtest the anomaly detectors on CSV history (file or directory)",
@@ -72,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     det.add_argument("--report", action="store_true",
                      help="print the alert budget: alert onsets per series per day by detector, and with a "
                      "label column (1 = anomaly) in the input, each detector's precision and recall")
-    det.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(det)
     _add_keys_parser(sub)
 
     from urbanpulse.registry.cli import add_registry_parser
@@ -105,15 +121,22 @@ def _add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         "or database error.\n\n" + _EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     keys.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (for database.dsn)")
-    keys.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(keys)
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = ksub.add_parser("create", help="make a key and print it (once)")
-    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin", "ingest"])
+    create = ksub.add_parser("create", help="make a key and print it (once)",
+                             description="Make a key with a role and print it on stdout, once: only its hash "
+                             "is stored.")
+    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin", "ingest"],
+                        help="what the key may do (see `urbanpulse keys --help`)")
     create.add_argument("--name", required=True, help="who or what holds the key, e.g. 'grafana'")
     create.add_argument("--by", default=None, help="who makes it (kept with the key; default: $USER)")
-    lst = ksub.add_parser("list", help="list keys (id, name, role, state; never the secrets)")
+    lst = ksub.add_parser("list", help="list keys (id, name, role, state; never the secrets)",
+                          description="List the keys: id, role, state, when made and the holder's name; never "
+                          "the secrets.")
     lst.add_argument("--active", action="store_true", help="only keys that are not revoked")
-    revoke = ksub.add_parser("revoke", help="revoke a key by its id (it stops working at once)")
+    revoke = ksub.add_parser("revoke", help="revoke a key by its id (it stops working at once)",
+                             description="Revoke a key by its id: the next request made with it is refused "
+                             "(401). Revoking a revoked key changes nothing.")
     revoke.add_argument("key_id", metavar="ID", help="the id shown by `keys list` (the part after upk_)")
 
 
@@ -150,30 +173,9 @@ def _main(argv: list[str] | None) -> int:
             return asyncio.run(run_service(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
-        if args.command == "demo":
-            from urbanpulse.demo_cli import run_demo_command
-
-            return run_demo_command(args, settings)
-        if args.command == "decode":
-            from urbanpulse.plugins_cli import run_decode
-
-            return run_decode(args, settings)
-        if args.command == "export":
-            from urbanpulse.export.cli import run_export_command
-
-            return run_export_command(args, settings)
-        if args.command == "subject":
-            from urbanpulse.privacy.cli import run_subject_command
-
-            return run_subject_command(args, settings)
-        if args.command == "privacy":
-            from urbanpulse.privacy.cli import run_privacy_command
-
-            return run_privacy_command(args, settings)
-        if args.command == "registry":
-            from urbanpulse.registry.cli import run_registry_command
-
-            return run_registry_command(args, settings)
+        if args.command in _COMMANDS:
+            module, function = _COMMANDS[args.command]
+            return getattr(importlib.import_module(module), function)(args, settings)
         if args.command == "detect":
             from urbanpulse.detect.backtest import run_backtest
 
@@ -223,39 +225,29 @@ async def _keys(settings, args: argparse.Namespace) -> int:  # noqa: ANN001
     import getpass
 
     from urbanpulse.auth.keys import KeyStore
-    from urbanpulse.service import connect_with_retry, resolve_dsn
-    from urbanpulse.storage.migrations import migrate
+    from urbanpulse.cli_database import command_connection
 
-    dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
-    try:
-        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
-        try:
-            await migrate(conn, settings.database.storage_mode)
-            store = KeyStore(conn)
-            if args.keys_command == "create":
-                by = args.by or getpass.getuser()
-                created = await store.create(args.name, args.role, created_by=f"cli:{by}")
-                print(f"made {created.key.role.value} key {created.key.id} for {created.key.name!r}; "
-                      f"store it now, it is not shown again:", file=sys.stderr)
-                print(created.secret)
-            elif args.keys_command == "list":
-                keys = await store.list(include_revoked=not args.active)
-                print(f"{'ID':<10}  {'ROLE':<8}  {'STATE':<7}  {'CREATED (UTC)':<19}  NAME")
-                for k in keys:
-                    state = "active" if k.active else "revoked"
-                    print(f"{k.id:<10}  {k.role.value:<8}  {state:<7}  {k.created_at:%Y-%m-%d %H:%M:%S}  {k.name}")
-                if not keys:
-                    print("(no keys yet: make one with `urbanpulse keys create --role admin --name YOU`)",
-                          file=sys.stderr)
-            else:
-                key = await store.revoke(args.key_id.removeprefix("upk_"), revoked_by=f"cli:{getpass.getuser()}")
-                print(f"revoked key {key.id} ({key.role.value}, {key.name!r}) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
-            return 0
-        finally:
-            await conn.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
+    async with command_connection(settings) as conn:
+        store = KeyStore(conn)
+        if args.keys_command == "create":
+            by = args.by or getpass.getuser()
+            created = await store.create(args.name, args.role, created_by=f"cli:{by}")
+            print(f"made {created.key.role.value} key {created.key.id} for {created.key.name!r}; "
+                  f"store it now, it is not shown again:", file=sys.stderr)
+            print(created.secret)
+        elif args.keys_command == "list":
+            keys = await store.list(include_revoked=not args.active)
+            print(f"{'ID':<10}  {'ROLE':<8}  {'STATE':<7}  {'CREATED (UTC)':<19}  NAME")
+            for k in keys:
+                state = "active" if k.active else "revoked"
+                print(f"{k.id:<10}  {k.role.value:<8}  {state:<7}  {k.created_at:%Y-%m-%d %H:%M:%S}  {k.name}")
+            if not keys:
+                print("(no keys yet: make one with `urbanpulse keys create --role admin --name YOU`)",
+                      file=sys.stderr)
+        else:
+            key = await store.revoke(args.key_id.removeprefix("upk_"), revoked_by=f"cli:{getpass.getuser()}")
+            print(f"revoked key {key.id} ({key.role.value}, {key.name!r}) at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+        return 0
 
 
 if __name__ == "__main__":

@@ -245,7 +245,9 @@ def hostile_payload(c: Choices, now_ms: int) -> bytes:
 
 
 def _too_deep(obj: object, limit: int) -> bool:
-    """More than ``limit`` nested containers (objects, arrays); scalars add no level."""
+    """More than ``limit`` nested containers (objects, arrays); scalars add no level. Its own copy
+    of ``formats.base.depth_exceeds`` on purpose: this accounting must not share code with the
+    decoder it checks, or a bug in one would be a bug in both and go unseen."""
     stack = [(obj, 1)]
     while stack:
         node, depth = stack.pop()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from urbanpulse.cli_options import add_log_level
 from urbanpulse.errors import ConfigError
 
 
@@ -25,14 +26,16 @@ def add_plugin_parsers(sub: Any) -> None:
         description="Decode FILE (one message; '-' reads stdin) with format NAME and validate it against the "
         "metric catalogue exactly as the service would, without a service or database. Options come from "
         "--config (formats.options.NAME) or --options JSON.",
-        epilog="Example: urbanpulse decode --format ttn_v3 uplink.json --topic v3/app/devices/dev1/up")
-    dec.add_argument("file", type=Path, metavar="FILE")
+        epilog="Example: urbanpulse decode --format ttn_v3 uplink.json --topic v3/app/devices/dev1/up\n\n"
+        "Exit status: 0 every reading valid, 1 something rejected (listed with its reason), 2 bad option, "
+        "unreadable file or invalid configuration.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    dec.add_argument("file", type=Path, metavar="FILE", help="the message to decode ('-': standard input)")
     dec.add_argument("--format", required=True, metavar="NAME", help="format name (see `urbanpulse plugins`)")
     dec.add_argument("--topic", default=None, help="topic the message arrived on (some formats read it)")
     dec.add_argument("--options", default=None, metavar="JSON", help="format options as JSON (over the config's)")
     dec.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration (formats, validation)")
     dec.add_argument("--lines", action="store_true", help="FILE holds one message per line (NDJSON)")
-    dec.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(dec, "WARNING")
 
 
 def run_plugins(args: argparse.Namespace) -> int:

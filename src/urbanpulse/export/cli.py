@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from urbanpulse.cli_options import add_log_level
+
 _EPILOG = """\
 Examples:
   urbanpulse export --area dongcheng --metric pm2_5 --start 2015-01-01 --end 2016-01-01 \\
@@ -53,7 +55,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--quality", action="store_true",
                    help="add the data-quality report of the series over the range (one more pass over the readings)")
     p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (for database.dsn)")
-    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(p)
 
 
 def output_format(args: argparse.Namespace) -> str:

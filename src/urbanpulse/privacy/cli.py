@@ -12,10 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from urbanpulse.cli_options import add_log_level
+
 
 def add_privacy_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """The ``privacy`` command and its ``pseudonym`` subcommand."""
-    priv = sub.add_parser("privacy", help="privacy tools (pseudonyms of personal devices; docs/privacy.md)")
+    priv = sub.add_parser("privacy", help="privacy tools (pseudonyms of personal devices; docs/privacy.md)",
+                          description="Privacy tools. Device ids of personal sources are stored only as keyed "
+                          "pseudonyms that change every rotation period; `pseudonym` computes one with the key, "
+                          "to find a device's rows (docs/privacy.md, re-identification).",
+                          epilog="Example: urbanpulse privacy pseudonym --device phone-17 --at 2026-11-30T12:00:00Z "
+                          "--config urbanpulse.yaml\n\nExit status: 0 done, 2 no key, bad option or invalid "
+                          "configuration.", formatter_class=argparse.RawDescriptionHelpFormatter)
     psub = priv.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
     ps = psub.add_parser("pseudonym", help="print the pseudonym a device id has in a period (needs the key)",
                          description="Computes the keyed pseudonym under which readings of a personal device are "
@@ -25,7 +33,7 @@ def add_privacy_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
     ps.add_argument("--device", required=True, help="the device id as the device sends it")
     ps.add_argument("--at", default=None, help="a time in the period, RFC 3339 (default: now)")
     ps.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration (privacy section)")
-    ps.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(ps)
 
 
 def run_privacy_command(args: Any, settings: Any) -> int:  # noqa: ANN401
@@ -48,7 +56,14 @@ def run_privacy_command(args: Any, settings: Any) -> int:  # noqa: ANN401
 
 def add_subject_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """The ``subject`` command: ``export`` and ``erase`` for one device (docs/privacy.md)."""
-    subj = sub.add_parser("subject", help="subject access (export) and erasure for one device (docs/privacy.md)")
+    subj = sub.add_parser("subject", help="subject access (export) and erasure for one device (docs/privacy.md)",
+                          description="A data subject's requests for one device: `export` prints everything "
+                          "held for it, `erase` deletes it. Both are recorded in the append-only privacy_audit "
+                          "table; a personal device is found by its pseudonyms, which needs the key.",
+                          epilog="Examples:\n  urbanpulse subject export --device phone-17 --format csv --output "
+                          "phone-17.csv\n  urbanpulse subject erase --device phone-17 --actor 'dpo ticket 42'\n\n"
+                          "Exit status: 0 done, 2 no key where one is needed, bad option or database error.",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = subj.add_subparsers(dest="subject_command", required=True, metavar="ACTION")
     for name, text in (("export", "print everything held for a device (series, readings, alerts, quarantine)"),
                        ("erase", "delete every row derived from a device (readings, rollups, alerts, quarantine)")):
@@ -59,10 +74,11 @@ def add_subject_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
         sp.add_argument("--since", default=None, help="RFC 3339; first period searched (default: 3 years ago)")
         sp.add_argument("--actor", default=None, help="who asks, for the audit table (default: your user name)")
         sp.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration (database, privacy)")
-        sp.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        add_log_level(sp)
         if name == "export":
-            sp.add_argument("--format", choices=["json", "csv"], default="json")
-            sp.add_argument("--output", type=Path, default=None, help="file to write (default: stdout)")
+            sp.add_argument("--format", choices=["json", "csv"], default="json", help="default: json")
+            sp.add_argument("--output", type=Path, default=None, metavar="FILE",
+                            help="file to write (default: stdout)")
 
 
 def run_subject_command(args: Any, settings: Any) -> int:  # noqa: ANN401
@@ -81,14 +97,9 @@ def run_subject_command(args: Any, settings: Any) -> int:  # noqa: ANN401
         since = since.replace(tzinfo=timezone.utc)
 
     async def go() -> int:
-        from urbanpulse.service import connect_with_retry, resolve_dsn
-        from urbanpulse.storage.migrations import migrate
-        from urbanpulse.storage.timescale import configured_policies
+        from urbanpulse.cli_database import command_connection
 
-        dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
-        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
-        try:
-            await migrate(conn, settings.database.storage_mode, configured_policies(settings.database))
+        async with command_connection(settings, apply_policies=True) as conn:
             if args.subject_command == "export":
                 held = await export_subject(conn, args.device, pseudo, key, since, args.actor)
                 text = to_json(held) if args.format == "json" else to_csv(held)
@@ -100,10 +111,6 @@ def run_subject_command(args: Any, settings: Any) -> int:  # noqa: ANN401
             counts = await erase_subject(conn, args.device, pseudo, key, since, args.actor)
             print(json.dumps(counts))
             return 0
-        finally:
-            await conn.close()
-            if embedded is not None and hasattr(embedded, "stop"):
-                embedded.stop()
     if key is None and p.classes_in_use() & {"personal"}:
         from urbanpulse.errors import ConfigError
 

@@ -8,6 +8,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+from urbanpulse.cli_options import add_log_level
+
 _HELP = """\
 Import: every row is checked (fields, units against the metric catalogue, duplicate ids); each bad
 row is reported with its line number and the rest are imported (or nothing, with --strict).
@@ -30,7 +32,10 @@ def add_registry_parser(sub: argparse._SubParsersAction) -> None:
                          description="The canonical register of the city's sensors.", epilog=_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     rsub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
-    imp = rsub.add_parser("import", help="import sensors from a CSV or JSON file", epilog=_HELP,
+    imp = rsub.add_parser("import", help="import sensors from a CSV or JSON file",
+                          description="Load sensors from a CSV or JSON file into the register; each bad row "
+                          "is reported by line and the good ones are imported (all or nothing with --strict).",
+                          epilog=_HELP,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("file", type=Path, metavar="FILE", help="a .csv or .json file")
     imp.add_argument("--strict", action="store_true", help="import nothing if any row is bad")
@@ -43,7 +48,7 @@ def add_registry_parser(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--output", "-o", type=Path, default=None, metavar="FILE", help="default: standard output")
     for p in (imp, exp):
         p.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration (database, catalogue)")
-        p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        add_log_level(p)
 
 
 def run_registry_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 - Settings
@@ -52,37 +57,27 @@ def run_registry_command(args: argparse.Namespace, settings) -> int:  # noqa: AN
 
 
 async def _run(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
+    from urbanpulse.cli_database import command_connection
     from urbanpulse.quality.catalogue import MetricCatalogue
     from urbanpulse.registry.io import detect_format, export_registry, import_file
-    from urbanpulse.service import connect_with_retry, resolve_dsn
-    from urbanpulse.storage.migrations import migrate
 
-    dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
-    try:
-        conn = await connect_with_retry(dsn, settings.database.connect_timeout_s)
-        try:
-            await migrate(conn, settings.database.storage_mode)
-            if args.registry_command == "import":
-                v = settings.validation
-                report = await import_file(conn, args.file, MetricCatalogue.load(v.catalogue, v.metrics),
-                                           fmt=args.format, strict=args.strict)
-                for err in report.errors:
-                    print(f"{args.file}: {err}", file=sys.stderr)
-                if not report.applied:
-                    print(f"{len(report.errors)} bad row(s); --strict: nothing imported", file=sys.stderr)
-                    return 1
-                print(f"imported {report.imported} sensor(s): {report.created} created, {report.updated} updated, "
-                      f"{report.unchanged} unchanged; {len(report.errors)} row(s) rejected")
-                return 1 if report.errors else 0
-            fmt = args.format or (detect_format(args.output) if args.output and args.output.suffix else "csv")
-            text = await export_registry(conn, fmt)
-            if args.output is None:
-                sys.stdout.write(text)
-            else:
-                args.output.write_text(text, encoding="utf-8")
-            return 0
-        finally:
-            await conn.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()  # type: ignore[attr-defined]
+    async with command_connection(settings) as conn:
+        if args.registry_command == "import":
+            v = settings.validation
+            report = await import_file(conn, args.file, MetricCatalogue.load(v.catalogue, v.metrics),
+                                       fmt=args.format, strict=args.strict)
+            for err in report.errors:
+                print(f"{args.file}: {err}", file=sys.stderr)
+            if not report.applied:
+                print(f"{len(report.errors)} bad row(s); --strict: nothing imported", file=sys.stderr)
+                return 1
+            print(f"imported {report.imported} sensor(s): {report.created} created, {report.updated} updated, "
+                  f"{report.unchanged} unchanged; {len(report.errors)} row(s) rejected")
+            return 1 if report.errors else 0
+        fmt = args.format or (detect_format(args.output) if args.output and args.output.suffix else "csv")
+        text = await export_registry(conn, fmt)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            args.output.write_text(text, encoding="utf-8")
+        return 0
