@@ -1,41 +1,39 @@
-"""A doubling of an on/off series' active level is found (issue 11, build 2, "the injected anomaly is found").
+"""A doubling of an on/off series' active level is found (issue 11, build 2, "the injected anomaly is found"):
+documented gap, xfail(strict=True) until a detector change meets the adoption rule (benchmarks/README.md, det25).
 
 On an on/off series (a pump, a lane at night, a batch job: idle at 0 or at an offset, bursts at a level) the
-bursts rising twice as far above idle is a level shift no detector decided before det25: the window's median
-stays at the idle level (robust_z has no scale where MAD = 0), ewma's level shift compares a fast EWMA of every
-reading with that median and the long-run spread floors its scale (bursts are the series' normal excursions,
-det21), and spike sees a switch twice the usual one against the long-run RMS step (~0.4 of its threshold).
-`benchmarks/detection_families.py` over 300 draws of `corpus/families.py`'s on/off family: 223 missed within
-200 readings on main. Since det25 ewma also scores the *active level*: the excursion above the window's 5 %
-quantile of the readings over half the learned one, a fast EWMA of it against its long-run mean in units of the
-excursions' typical spread, where the bursts are one level (the mean over 8 spreads).
+bursts rising twice as far above idle is a level shift no detector decides: the window's median stays at the
+idle level (robust_z has no scale where MAD = 0, and where the idle is noisy its bursts are outliers the
+calibrated tail vetoes), ewma's level shift compares a fast EWMA of every reading with that median and the
+long-run spread floors its scale (bursts are the series' normal excursions, det21), and spike sees a switch
+twice the usual one against the long-run RMS step (scores 0.4-0.5). `benchmarks/detection_families.py` over 300
+draws of `corpus/families.py`'s on/off family: 223 missed within 200 readings on main. An "active level" in
+ewma (the bursts' excursion above the window's floor against its long-run mean) finds all but 7 of them, but
+every form of it tried so far moves SKAB's or GECCO's held-out score past the adoption rule or misses these
+properties (benchmarks/detection_tried/det25_active_level_v7.patch, _v14.patch). Both properties fail on main;
+they must pass with the change that closes the gap (then drop the xfail).
 Deterministic (`derandomize=True`): the examples are the same in every run.
-
-Not shown here (benchmarks/README.md, det25): draws with a resolution of 10 % of the level or bursts of 2
-readings are still missed now and then (9 of 300 in the family sweep); clean on/off series still raise
-ewma and flatline alerts now and then (as before det25: 24 of 300).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
+from detect_series import score_one
 from test_detectors_adaptive import _bursty
-from urbanpulse.detect import DetectionSettings, DetectorBank
 
-T0 = 1_700_000_000_000_000
-MIN_US = 60_000_000
 N = 3000
 ONSET = 2000
 WITHIN = 200
 PROBATION = 450
+GAP = pytest.mark.xfail(strict=True, reason="issue 11 gap (benchmarks/README.md, det25): a doubling of an on/off "
+                        "series' active level is not decided by any detector")
 
 
 def _decisions(x: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    bank = DetectorBank(DetectionSettings())
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    sc = bank.score(np.zeros(len(x), np.int64), T0 + np.arange(len(x), dtype=np.int64) * MIN_US, x)
+    sc = score_one(x)
     return sc.decision, sc.names
 
 
@@ -60,10 +58,11 @@ def _onoff(rng: np.random.Generator, level: float, offset: float, noise: float, 
     return np.round((offset + amp + idle) / res) * res, np.round((offset + amp2 + idle) / res) * res
 
 
+@GAP
 @hsettings(max_examples=120, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 2**31 - 1), log_level=st.floats(-1.0, 4.0), offset=st.sampled_from([0.0, 0.01, 0.3, 1.0, 2.0]),
-       noise=st.floats(0.005, 0.08), p_start=st.floats(0.01, 0.12), max_len=st.integers(3, 50),
-       res=st.sampled_from([0.01, 0.001]))
+@given(seed=st.integers(0, 2**31 - 1), log_level=st.floats(-1.0, 4.0),
+       offset=st.sampled_from([0.0, 0.01, 0.3, 1.0, 2.0]), noise=st.floats(0.005, 0.08),
+       p_start=st.floats(0.01, 0.12), max_len=st.integers(3, 50), res=st.sampled_from([0.01, 0.001]))
 def test_a_doubling_of_the_active_level_is_found(seed: int, log_level: float, offset: float, noise: float,
                                                   p_start: float, max_len: int, res: float) -> None:
     """Any scale, idle at 0 or at an offset of 1-200 % of the level, noise 0.5-8 %, resolution 1 or 0.1 %: some
@@ -75,6 +74,7 @@ def test_a_doubling_of_the_active_level_is_found(seed: int, log_level: float, of
     assert dec[first:first + WITHIN].any(), "the doubled bursts are not found"
 
 
+@GAP
 @hsettings(max_examples=100, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_det19_bursty_series_a_doubling_is_found_and_the_clean_series_raises_no_ewma_alert(seed: int) -> None:
@@ -88,4 +88,22 @@ def test_det19_bursty_series_a_doubling_is_found_and_the_clean_series_raises_no_
     y[ONSET:] *= 2.0
     first = ONSET + int(np.flatnonzero(y[ONSET:] > 0)[0])
     dec, _ = _decisions(y)
+    assert dec[first:first + WITHIN].any(), "the doubled bursts are not found"
+
+
+@hsettings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31 - 1), log_level=st.floats(-1.0, 4.0), noise=st.floats(0.01, 0.03),
+       p_start=st.floats(0.02, 0.08), max_len=st.integers(10, 30))
+def test_a_doubling_of_the_active_level_of_an_idle_at_zero_series_is_found(seed: int, log_level: float,
+                                                                          noise: float, p_start: float,
+                                                                          max_len: int) -> None:
+    """Since det25 (ewma's active level): idle at exactly 0, any scale, noise 1-3 %, bursts of 3 to 10-30 readings at a
+    resolution of 0.1 % of the level: some detector decides within 200 readings of the first doubled burst, and the
+    clean series raises no ewma alert after the probation. Fails on main (no detector decides the doubling)."""
+    level = 10.0 ** log_level
+    clean, doubled = _onoff(np.random.default_rng(seed), level, 0.0, noise, p_start, max_len, 0.001 * level)
+    dec, names = _decisions(clean)
+    assert not dec[PROBATION:, names.index("ewma")].any(), "a clean on/off series raised an ewma alert"
+    first = ONSET + int(np.flatnonzero(doubled[ONSET:] != clean[ONSET:])[0])
+    dec, _ = _decisions(doubled)
     assert dec[first:first + WITHIN].any(), "the doubled bursts are not found"
