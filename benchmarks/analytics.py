@@ -118,6 +118,7 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     spy = spies[0] if spies else None
     ph.wait_stored(n, timeout=max(300, n / 1000))
     cpu = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in _cpu_by_process_group(ctx).items()}
+    service_cpu = _service_cpu(ph)  # spawn -> last stored, as PostgreSQL's and the broker's are
     rate = ib.rate_from_samples(ph.poller.samples, n)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
@@ -129,7 +130,8 @@ def kafka_phase(ctx: ib.Ctx, topic: str, on: bool, label: str, part: str = "all"
     except Exception as exc:  # noqa: BLE001 - an older service without the histograms
         stages = {"error": str(exc)}
     stop = ph.stop()
-    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, **analysis, "db": _db_counts(ctx.dsn),
+    res = {**rate, **stop, "analytics": on, "cpu_s": cpu, "service_cpu_at_stored_s": service_cpu, **analysis,
+           "db": _db_counts(ctx.dsn),
            "from_spawn_rate": round(n / (rate["all_stored_at"] - ph.t_spawn)) if rate.get("all_stored_at") else None,
            "loadavg_1m_end": round(os.getloadavg()[0], 1), "service_stages": stages,
            "first_stored_s": round(rate["first_stored_at"] - ph.t_spawn, 2) if rate.get("first_stored_at") else None,
@@ -176,6 +178,17 @@ def _compile_kernels() -> None:
     t0 = time.time()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     ib.log(f"numba kernels compiled or loaded from cache in {time.time() - t0:.1f}s")
+
+
+def _service_cpu(ph: ib.Phase) -> float | None:
+    """CPU seconds of the service process so far (None if it is gone)."""
+    import psutil
+
+    try:
+        t = psutil.Process(ph.svc.proc.pid).cpu_times()
+    except (psutil.Error, AttributeError):
+        return None
+    return round(t.user + t.system, 2)
 
 
 def _cpu_by_process_group(ctx: ib.Ctx) -> dict[str, float]:
@@ -243,6 +256,17 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
     def on_delivery(err, msg, t=0.0):  # noqa: ANN001
         if err is None:
             delivered.append(time.time() - t)
+
+    full = [0]  # times the producer's local queue was full (the broker behind): waited, not dropped
+
+    def produce(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        while True:
+            try:
+                p.produce(*args, **kwargs)
+                return
+            except BufferError:  # "Local: Queue full": wait for deliveries instead of failing the run
+                full[0] += 1
+                p.poll(0.01)
     series, rate, seconds, warmup = spec["series"], spec["rate"], spec["seconds"], spec["warmup_s"]
     step = series / rate  # seconds between two readings of one series
     spikes: dict[str, float] = {}
@@ -273,7 +297,7 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
             next_spike += 0.5
             ts_ms = int(now * 1000)
             payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": SPIKE_VALUE})
-            p.produce(spec["topic"], payload, key=f"lat-{s}".encode())
+            produce(spec["topic"], payload, key=f"lat-{s}".encode())
             produced += 1
             p.poll(0)
             spikes[f"lat-{s}"] = time.time()
@@ -282,9 +306,9 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 continue
             payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": value})
             if produced % 50:
-                p.produce(spec["topic"], payload, key=f"lat-{s}".encode())
+                produce(spec["topic"], payload, key=f"lat-{s}".encode())
             else:
-                p.produce(spec["topic"], payload, key=f"lat-{s}".encode(), on_delivery=partial(on_delivery, t=time.time()))
+                produce(spec["topic"], payload, key=f"lat-{s}".encode(), on_delivery=partial(on_delivery, t=time.time()))
             produced += 1
         p.poll(0)
         timeline.append((time.time(), produced))
@@ -294,7 +318,7 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
     acked = ({f"p{q}_ms": round(1000 * delivered[min(len(delivered) - 1, int(q / 100 * len(delivered)))], 1)
               for q in (50, 99)} if delivered else {})
     return {"spikes": spikes, "sent": produced, "t0": t0, "timeline": timeline[::10] + [timeline[-1]],
-            "produce_to_acked": acked}
+            "produce_to_acked": acked, "producer_queue_full": full[0]}
 
 
 class SseClient(threading.Thread):
@@ -478,10 +502,17 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     svc0, me0 = sum(service.cpu_times()[:2]), sum(me.cpu_times()[:2])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = _cpu_by_process_group(ctx)
+    broker_pid = ctx.tansu.proc.pid if ctx.tansu is not None else None
+    faults0 = {"service": pg_state.minor_faults(service.pid), "broker": pg_state.minor_faults(broker_pid)}
     t_produce = time.time()
     subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     produce_s = time.time() - t_produce
+    # minor page faults while the producer ran: fresh pages each process took (`lat18`, `lat19`)
+    faults = {k: (None if v is None or (now := pg_state.minor_faults(pid)) is None else now - v)
+              for (k, v), pid in zip(faults0.items(), (service.pid, broker_pid))}
+    faults["producer"] = after.ru_minflt - before.ru_minflt
+    svc_cpu_producing = sum(service.cpu_times()[:2]) - svc0
     cpu_end = pg_state.proc_stat()
     svc_cores = (sum(service.cpu_times()[:2]) - svc0) / produce_s
     me_cores = (sum(me.cpu_times()[:2]) - me0) / produce_s
@@ -522,8 +553,10 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
                             key=lambda kv: kv[1]) if s in sse.first_seen],
            "stored_latency": {k: stored.get(k) for k in ("p50_ms", "p99_ms")},
            "stored_p99_ms_by_5s": stored_p99_by_slice([tuple(x) for x in pub["timeline"]], list(ph.poller.samples)),
-           "service_stages": sources, "producer_cores": round(producer_cores, 2), "linger_ms": a.latency_linger_ms,
+           "service_stages": sources, "producer_cores": round(producer_cores, 2),
+           "minor_faults_while_producing": faults, "service_cpu_s_while_producing": round(svc_cpu_producing, 2), "linger_ms": a.latency_linger_ms,
            "cores_while_producing": others, "produce_to_acked": pub.get("produce_to_acked"),
+           "producer_queue_full": pub.get("producer_queue_full"),
            "service_cpu_s": stop.get("service_cpu_s"), "loadavg_1m_end_of_produce": round(load, 1),
            "sse_events": sse.events, "background_alert_events": sse.background, "readings_sent": pub["sent"], "peak_rss_mb": stop["peak_rss_mb"],
            "db": _db_counts(ctx.dsn), "postgres_state": pg, "wal_pool": {"made": a.latency_wal, **(wal_pool or {})}}
@@ -532,6 +565,8 @@ def latency_phase(ctx: ib.Ctx) -> dict[str, Any]:
     ib.log(f"server state: WAL segments {pg['wal_segments_before']} -> {pg['wal_segments_after']}, "
            f"{pg['wal_segments_created']} created during the run; {pg['wal_mb']} MB of WAL; "
            f"other processes {pg.get('other_cores')} cores")
+    ib.log(f"while producing: minor page faults {faults}; service CPU {svc_cpu_producing:.2f} s, "
+           f"producer {producer_cores:.2f} cores")
     return res
 
 

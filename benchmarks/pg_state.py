@@ -35,6 +35,20 @@ def proc_stat() -> list[int] | None:
         return None
 
 
+def minor_faults(pid: int | None) -> int | None:
+    """Minor page faults of process ``pid`` so far (field 10 of /proc/PID/stat), or None when it is
+    gone or off Linux. Each maps a page, for heap and anonymous memory a fresh one: what a process
+    takes in fresh memory, which this VM makes slow (benchmarks/README.md, `lat18`, `lat19`)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[7])  # after the command name, which may hold spaces
+
+
 def _wal_inodes(data_directory: str) -> set[int] | None:
     """Inodes of the WAL segment files, or None when pg_wal cannot be read from this process."""
     wal = Path(data_directory) / "pg_wal"

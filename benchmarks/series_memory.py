@@ -163,6 +163,13 @@ async def _child(series: int, readings: int, trace: bool) -> dict:
         pass
     else:
         keep_large_arrays_off_the_heap()
+    try:  # and keeps a batch's freed memory for the next (lat19; older trees have no such call)
+        from urbanpulse.config import IngestSettings
+        from urbanpulse.heap_reuse import keep_freed_heap
+    except ImportError:
+        pass
+    else:
+        keep_freed_heap(IngestSettings().heap_keep_mb)
     name, dsn = services.create_database(services.PG_DSN, prefix="up_bench_memory_startup")
     try:
         conn = await asyncpg.connect(dsn)

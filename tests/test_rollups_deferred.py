@@ -166,6 +166,15 @@ async def test_a_writer_killed_with_buffered_rollups_loses_nothing(db: Db) -> No
         proc.wait()
     async with db.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM rollup_pending") > 0
+        # the server ends the killed writer's sessions when it notices their sockets closed, which
+        # on a loaded machine can come after the next writer's start-up recovery (then retried
+        # only 10 s later, after this test's writes): wait (bounded) until its liveness lock is free
+        for _ in range(200):
+            if not await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int8::oid "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", LIVE_NS):
+                break
+            await asyncio.sleep(0.05)
     data = arrival(21)
     store = deferred_store(db.pool, db.partitions)
     for idx in data.batches[len(data.batches) // 2:]:  # the rest, late readings and redeliveries included

@@ -142,6 +142,11 @@ class IngestSettings(_Section):
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)
     write_timeout_s: float = Field(120.0, gt=0, description="a batch write hanging longer is abandoned and retried")
+    heap_keep_mb: int = Field(
+        8, ge=0, le=4096, description="MiB of freed memory glibc keeps at the top of its heaps for the next batches "
+        "(M_TRIM_THRESHOLD) instead of returning it to the system once 128 KiB are free: fewer fresh pages, each a "
+        "page fault (heap_reuse.py; benchmarks/README.md lat19). Up to this much more RSS once the load touched it; "
+        "0: glibc's default")
 
 
 class ValidationSettings(_Section):

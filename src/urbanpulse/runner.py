@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from urbanpulse.capacity import keep_large_arrays_off_the_heap
 from urbanpulse.config import Settings
+from urbanpulse.heap_reuse import keep_freed_heap
 from urbanpulse.start_ahead import StartAhead, process_age_s
 
 if TYPE_CHECKING:
@@ -192,6 +193,7 @@ async def _install_when_built(gate: Any, building: asyncio.Task[Any], failed: li
 async def run_service(settings: Settings) -> int:
     """Serve until a stop signal; returns the process exit code (0 after a clean drain)."""
     keep_large_arrays_off_the_heap()  # memory per series: freed growths go back to the OS (capacity.py)
+    keep_freed_heap(settings.ingest.heap_keep_mb)  # a batch's freed memory kept for the next (heap_reuse.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,7 +25,10 @@ Why it stays right:
   exist.
 
 When: every ``flush_every_s`` under load, and ``idle_s`` (0.1 s) after the last commit when no
-batch is in flight, so a trickle of readings is in the rollups about 0.1 s after its COMMIT.
+batch is being written (:attr:`RollupBuffer.writing`, counted from the start of the write), so a
+trickle of readings is in the rollups about 0.1 s after its COMMIT, while a drain flushes every
+``flush_every_s`` (each flush re-merges the current minute, hour and day rows: their number is
+what a drain pays).
 What it costs: rollups are current up to ``flush_every_s`` after COMMIT, not at it (a stop
 flushes everything); one held connection per writer for its liveness lock.
 """
@@ -33,11 +36,12 @@ flushes everything); one held connection per writer for its liveness lock.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import asyncpg
 import numpy as np
@@ -73,6 +77,42 @@ class Claim:
     done: bool = False
 
 
+@dataclass(slots=True)
+class RollupStats:
+    """Where the deferred rollups' time went (wall seconds, server time included in the awaits),
+    logged at the stop: what benchmarks/throughput.py reads to say what the rollups cost."""
+
+    batches: int = 0
+    partials_s: float = 0.0  # the batch's minute partials (numpy, on the event loop)
+    marks: int = 0  # mark statements (batches with minutes not marked yet)
+    mark_s: float = 0.0
+    accept_s: float = 0.0  # after COMMIT: learning intervals, buffering
+    flushes: int = 0
+    flush_s: float = 0.0  # whole flush transactions, commit included
+    prep_s: float = 0.0  # combining the buffered partials, the hour and day partials (numpy)
+    merge_s: float = 0.0  # shipping and merging the partials (COPY + INSERT .. ON CONFLICT)
+    unmark_s: float = 0.0
+    rows_1m: int = 0
+    rows_1h: int = 0
+    rows_1d: int = 0
+    last_flush_s: float = 0.0  # the stop's flush (after the last batch)
+    why: dict[str, int] = field(default_factory=dict)  # flushes by what started them
+    #: the first flushes: [s after the first batch, why, minute rows, s]
+    timeline: list[list] = field(default_factory=list)
+    _t0: float | None = None
+    _why: str = ""
+
+    def count(self, why: str) -> None:
+        """One flush more started by ``why`` (timer, idle, decided, full, stop)."""
+        self.why[why] = self.why.get(why, 0) + 1
+        self._why = why
+
+    def line(self) -> str:
+        """One JSON object, rounded."""
+        return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()
+                           if not k.startswith("_")})
+
+
 class RollupBuffer:
     """Per-writer buffer of committed minute partials, flushed every ``flush_every_s``."""
 
@@ -92,7 +132,11 @@ class RollupBuffer:
         self.rows = 0
         self.db_marks: set[tuple[int, int]] = set()  # (gen, minute us) committed in rollup_pending
         self.inflight: Counter[tuple[int, int]] = Counter()
+        #: batch writes under way (from the start of ReadingStore.write, before their marks): the
+        #: idle flush waits for none, or it would flush between the batches of a drain
+        self.writing = 0
         self.flushes = 0
+        self.stats = RollupStats()
         self._lock_conn: asyncpg.Connection | None = None
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -110,10 +154,14 @@ class RollupBuffer:
         self.inflight.update(claim.pairs)
         new = [m for m in minutes if (g, m) not in self.db_marks]
         if new:
+            t0 = time.perf_counter()
             await conn.execute(_MARK_SQL, self.writer_id, g, new)
+            self.stats.marks += 1
+            self.stats.mark_s += time.perf_counter() - t0
 
     def accept(self, claim: Claim, minute: Partials) -> None:
         """After COMMIT: buffer the batch's minute partials; its marks are now the buffer's."""
+        t0 = time.perf_counter()
         self.db_marks.update(claim.pairs)
         self.release(claim)
         decided = self.writer.learn(minute)
@@ -121,10 +169,14 @@ class RollupBuffer:
         self.parts.append(part)
         self.rows += len(part)
         self._last_accept = time.monotonic()
+        self.stats.batches += 1
+        if self.stats._t0 is None:
+            self.stats._t0 = time.perf_counter()
+        self.stats.accept_s += time.perf_counter() - t0
         # a series' level became known: flush now, so it is buffered at its level from then on
         # (a start-up's first seconds; an hourly sensor's readings are one partial each until then)
         if (decided or self.rows >= self.max_rows) and (self._kick is None or self._kick.done()):
-            self._kick = asyncio.create_task(self.flush(), name="rollup-flush")
+            self._kick = asyncio.create_task(self.flush("decided" if decided else "full"), name="rollup-flush")
 
     def _coarsened(self, minute: Partials) -> Partials:
         """Buffer each series at the finest level it keeps (committed decisions only get coarser):
@@ -173,14 +225,19 @@ class RollupBuffer:
         done = sorted(p for p in self.db_marks if p[0] <= g and p not in self.inflight)
         held = [p for p in self.inflight if p[0] <= g]  # marks batches in flight rely on: kept
         merged = 0
+        st = self.stats
+        t_start = time.perf_counter()
         try:
             async with conn.transaction():
                 lost_days: set[int] = set()
                 if done:
+                    t0 = time.perf_counter()
                     got = {(r[0], r[1]) for r in await conn.fetch(
                         _UNMARK_SQL, self.writer_id, g, [p[0] for p in held], [p[1] for p in held])}
                     lost_days = {p[1] - p[1] % DAY_US for p in done if p not in got}
+                    st.unmark_s += time.perf_counter() - t0
                 if parts:
+                    t0 = time.perf_counter()
                     minute = self._combined(parts)
                     if lost_days:  # rebuilt from readings by another writer that took this one for dead
                         log.error("rollups: writer %d was taken for dead (its liveness lock was lost) and %d day(s) "
@@ -190,10 +247,15 @@ class RollupBuffer:
                         minute = Partials(minute.series_id[keep], minute.bucket_us[keep], minute.stats.take(keep))
                     if len(minute):
                         hour = coarsen(minute, HOUR_US)
-                        await self.writer.merge(conn, {"rollup_1m": minute, "rollup_1h": hour,
-                                                       "rollup_1d": coarsen(hour, DAY_US)},
+                        day = coarsen(hour, DAY_US)
+                        t1 = time.perf_counter()
+                        st.prep_s += t1 - t0
+                        await self.writer.merge(conn, {"rollup_1m": minute, "rollup_1h": hour, "rollup_1d": day},
                                                 learned=True, existing_only=True)
+                        st.merge_s += time.perf_counter() - t1
                         merged = len(minute)
+                        st.rows_1m, st.rows_1h, st.rows_1d = (st.rows_1m + len(minute), st.rows_1h + len(hour),
+                                                              st.rows_1d + len(day))
         except BaseException:
             self.parts[:0] = parts
             self.rows += rows
@@ -203,14 +265,20 @@ class RollupBuffer:
         if lost_days:
             self.db_marks = {p for p in self.db_marks if p[1] - p[1] % DAY_US not in lost_days}
         self.flushes += 1
+        st.flushes += 1
+        st.last_flush_s = time.perf_counter() - t_start
+        st.flush_s += st.last_flush_s
+        if len(st.timeline) < 40:
+            st.timeline.append([round(t_start - (st._t0 or t_start), 3), st._why, merged, round(st.last_flush_s, 4)])
         return merged
 
-    async def flush(self) -> int:
-        """Flush on a pooled connection (one flush at a time)."""
+    async def flush(self, why: str = "other") -> int:
+        """Flush on a pooled connection (one flush at a time); ``why`` is counted in :attr:`stats`."""
         async with self._flush_lock:
             self._last_flush = time.monotonic()
             if not self.parts and not self.db_marks:
                 return 0
+            self.stats.count(why)
             async with self.pool.acquire() as conn:
                 return await self.flush_on(conn)
 
@@ -270,20 +338,25 @@ class RollupBuffer:
         self._lock_conn = conn
         return conn
 
-    def _due(self) -> bool:
+    def _due(self) -> str | None:
+        """Why a flush is due now (None: it is not)."""
         now = time.monotonic()
         if not self.parts and not self.db_marks:
-            return False
-        return (now - self._last_flush >= self.flush_every_s
-                or (not self.inflight and now - self._last_accept >= self.idle_s))
+            return None
+        if now - self._last_flush >= self.flush_every_s:
+            return "timer"
+        if not self.inflight and not self.writing and now - self._last_accept >= self.idle_s:
+            return "idle"
+        return None
 
     async def _loop(self) -> None:
         last_recover = time.monotonic()
         while True:
             await asyncio.sleep(self.idle_s)
             try:
-                if self._due():
-                    await self.flush()
+                why = self._due()
+                if why:
+                    await self.flush(why)
                 if time.monotonic() - last_recover >= max(10.0, self.flush_every_s):
                     last_recover = time.monotonic()
                     await self.recover()
@@ -304,7 +377,8 @@ class RollupBuffer:
             await asyncio.gather(self._kick, return_exceptions=True)
         try:
             if self._started:
-                await self.flush()
+                await self.flush("stop")
+                log.info("rollup stats: %s", self.stats.line())
         except Exception as exc:  # noqa: BLE001
             log.warning("rollups: the last flush failed (%s); the next start rebuilds those buckets", exc)
         finally:

@@ -501,7 +501,9 @@ class RollupWriter:
     def learn(self, minute: Partials) -> int:
         """Learn the intervals from one committed batch's minute partials (deferred rollups: in
         batch order, as the steps between batches need); returns how many series' intervals
-        became known (a decision for the next flush to write)."""
+        became known to drop a level (a decision worth flushing at once, so that their partials
+        are buffered coarsened from then on; a series keeping every level gains nothing from it,
+        and a flush per such batch at a start was most of a drain's flushes)."""
         if not self.policy.prunes or not len(minute):
             return 0
         d = self.decisions
@@ -512,11 +514,10 @@ class RollupWriter:
         new = np.array([s for s in touched[d.of(touched) == 0].tolist() if s not in self._learnt], np.int32)
         if len(new):
             got = self.learner.interval_s(new, self.policy.learn_after)
-            before = len(self._learnt)
-            for s, i in zip(new.tolist(), got.tolist()):
-                if np.isfinite(i) and i > 0:
-                    self._learnt[s] = i
-            return len(self._learnt) - before
+            known = np.isfinite(got) & (got > 0)
+            for s, i in zip(new[known].tolist(), got[known].tolist()):
+                self._learnt[s] = i
+            return int((self.policy.finest_level_us(got[known]) > MINUTE_US).sum())
         return 0
 
     async def _decide(self, conn: asyncpg.Connection, minute: Partials, learn: bool = True) -> None:
