@@ -57,10 +57,6 @@ C_DSCALE = _S["dscale"]
 C_DSCALE_N = _S["dscale_n"]
 C_DSCALE_LR = _S["dscale_lr"]
 C_CHG_RMS_LR = _S["chg_rms_lr"]
-C_AC_N = _S["ac_n"]
-C_AC_M = _S["ac_m"]
-C_AC_F = _S["ac_f"]
-C_AC_V = _S["ac_v"]
 C_GAP_MED = _S["gap_med"]
 C_EW_M = _S["ew_m"]
 C_EW_V = _S["ew_v"]
@@ -185,13 +181,6 @@ GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned g
 # scale memory (its few changes are an on/off series' switches, not its usual changes) moves toward that memory
 DSCALE_LR_MIN = 8
 DSCALE_LR_RATIO = 4.0
-# ewma's active level of an on/off series: a reading is active where its excursion above the window's floor is over
-# ACTIVE_SPLIT x the learned one; scored once ACTIVE_MIN active readings are learned, where the learned excursion is
-# over ACTIVE_SEP x its typical spread (one level: on/off, not a periodic or trending series) and over FLOOR_MODE_Z x
-# the window's robust scale and robust change scale
-ACTIVE_SPLIT = 0.5
-ACTIVE_MIN = 32.0
-ACTIVE_SEP = 8.0
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
@@ -541,15 +530,12 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     standard deviations once `min_readings` are seen) and the shift's typical distances (overall and per side).
 
     The decision's score counts the level shift only on readings that are not outliers themselves (those are
-    robust_z's); the fused score counts it always. Both count the *active level* of an on/off series (the bursts'
-    excursion above the window's floor against its long-run mean: bursts rising twice as far), which then learns
-    the reading if it is active. Also returns the shift's input to the likelihood (the same distance in units of
-    its typical size, and on its own side, capped at 0.75).
+    robust_z's); the fused score counts it always. Also returns the shift's input to the likelihood (the same
+    distance in units of its typical size, and on its own side, capped at 0.75).
 
-    Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE, C_RES, C_AC_N, C_AC_M,
-    C_AC_F, C_AC_V (med, mad, ew_m, ew_std, lr_std, floor: `_scales`); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR,
-    P_EW_ALPHA, P_SH_ALPHA, P_SH_THRESHOLD, P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_RZ_WINDOW, P_ON_EWMA. Writes C_EW_M,
-    C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_AC_N, C_AC_M, C_AC_F, C_AC_V.
+    Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE (med, mad, ew_m, ew_std,
+    lr_std, floor: `_scales`); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA, P_SH_THRESHOLD,
+    P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN.
     Returns (score for the decision, score for the fusion, the likelihood's level-shift input)."""
     scaled = mad > 0
     escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
@@ -587,52 +573,10 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         shift_score = _min(shift_score, 0.75)
     else:
         shift_score = 0.0
-    # the active level of an on/off series: the excursion above the window's floor (its 5 % quantile, once the window
-    # is full) of the active readings (over ACTIVE_SPLIT x the learned excursion; before anything is learned, over
-    # FLOOR_MODE_Z robust sigmas or resolutions above the median), a fast EWMA of it (shift_alpha) against its
-    # long-run mean in units of the excursions' typical spread (floored by the resolution), scored only once
-    # ACTIVE_MIN active readings are learned and where that mean is over ACTIVE_SEP spreads (the bursts are one
-    # level, not a continuum above a floor: a periodic or trending series) and over FLOOR_MODE_Z x the window's
-    # robust scale and robust change scale (the bursts stand far out of the idle noise and of the series' usual
-    # changes: not a few quantised levels, SKAB's flow at 32 / 33 / 34). The long-run mean and spread learn
-    # winsorised at 3 spreads, so a continuous channel back from an outage does not open the gate (GECCO). Bursts
-    # rising twice as far above idle is a level shift the median (idle) and the fast EWMA of every reading (bursts
-    # are its excursions) miss (benchmarks/README.md, det25)
-    ac_n = st[sl, C_AC_N]
-    ac_m = st[sl, C_AC_M]
-    ac_f = st[sl, C_AC_F]
-    ac_v = st[sl, C_AC_V]
-    ac_x = xi - st[sl, C_LO_Q]
-    active = False
-    act_score = 0.0
-    if cnt >= pr[P_RZ_WINDOW]:  # (the floor of a full window)
-        if ac_n > 0:
-            active = ac_x > ACTIVE_SPLIT * ac_m
-        else:
-            active = (xi > med) and (ac_x > FLOOR_MODE_Z * _fmax(1.4826 * mad, st[sl, C_RES]))
-    if active:
-        ac_f_new = ac_f + sh_a * (ac_x - ac_f) if ac_n > 0 else ac_x
-        ac_sc = _fmax(_fmax(ac_v, st[sl, C_RES]), 1e-9 * abs(ac_m) + _TINY)
-        if (ac_n >= ACTIVE_MIN and ac_m > ACTIVE_SEP * ac_sc
-                and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, st[sl, C_DSCALE])):
-            ac_q = abs(ac_f_new - ac_m) / ac_sc
-            ac_score = ac_q / (ac_q + pr[P_SH_THRESHOLD])
-            if _isfinite(ac_score):
-                act_score = _min(ac_score, 0.75)
-        # learn: the long-run mean (a plain mean first), the fast EWMA, the typical spread (winsorised at 3 of it)
-        ac_rate = _max(pr[P_SH_DECAY], 1.0 / (ac_n + 1.0))
-        ac_dev = abs(ac_x - ac_m)
-        ac_lim = 3.0 * ac_v if (ac_n >= ACTIVE_MIN and ac_v > 0) else np.inf  # (both winsorised at 3 spreads)
-        if ac_n > 0:
-            st[sl, C_AC_V] = ac_v + ac_rate * (_min(ac_dev, ac_lim) - ac_v)
-        st[sl, C_AC_M] = ac_m + ac_rate * _min(_max(ac_x - ac_m, -ac_lim), ac_lim) if ac_n > 0 else ac_x
-        st[sl, C_AC_F] = ac_f_new
-        st[sl, C_AC_N] = ac_n + 1.0
     # the decision counts the level shift only on readings that are not outliers themselves (those are
-    # robust_z's); the fused score counts it always, so a bigger outlier never scores lower. The active level counts
-    # always: its readings are the on/off series' bursts, outliers of a window that is mostly idle
-    s_ewma = _max(_max(es, shift_score if quiet else 0.0), act_score) * pr[P_ON_EWMA]
-    s_ewma_fused = _max(_max(es, shift_score), act_score) * pr[P_ON_EWMA]
+    # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
+    s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
+    s_ewma_fused = _max(es, shift_score) * pr[P_ON_EWMA]
 
     # the likelihood's level-shift input
     li_shift_q = sh_d / _fmax(sh_s, _TINY)
