@@ -675,9 +675,12 @@ def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     if has_prev:
         # learn: a *step*, the previous change as far as this reading kept it (a one-reading spike and its
         # return count ~0, an on/off switch counts in full); a plain mean until the memory is full
+        # not while the series idles (no non-zero change in the window, none now): over an idle stretch of
+        # thousands of readings the RMS step would fade, and the burst after it would end in a "spike"
         lr_rate = _max(pr[P_LR_RATE], 1.0 / (cnt + 1.0))
         step = _min(st[sl, C_DCH], back) if _isfinite(back) else 0.0
-        st[sl, C_CH_V] = st[sl, C_CH_V] + lr_rate * (step * step - st[sl, C_CH_V])
+        if dsc_n > 0 or step > 0:
+            st[sl, C_CH_V] = st[sl, C_CH_V] + lr_rate * (step * step - st[sl, C_CH_V])
         st[sl, C_DCH] = dchange
     return sp * pr[P_ON_SPIKE], change
 
@@ -689,7 +692,7 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad):
     and by duration (against `min_duration`); only runs that start where the window varies and off the series'
     floor count (with `only_varying`). Then learns the run and, where a counted run ends, its length.
 
-    Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q (mad: `_scales`); P_FL_TOLERANCE,
+    Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q, C_VBASE (mad: `_scales`); P_FL_TOLERANCE,
     P_FL_DECAY, P_FL_MIN_READINGS, P_FL_LEARN, P_FL_ONLY_VARYING, P_FL_MIN_DURATION_US, P_ON_FLATLINE.
     Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX. Returns the score."""
     tol = pr[P_FL_TOLERANCE]
@@ -711,7 +714,12 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad):
             fl_max = _max(fl_max, _min(prev_run, 2.0 * fl_eff))
         run = 1.0
         fl_start = tf
-        at_floor = (xi >= st[sl, C_LO_MIN] - tol) and (xi <= st[sl, C_LO_Q])
+        # the window's floor (lo_min, lo_q) is read from the float32 value ring: compare the reading as the ring
+        # stores it (an idle level of 0.0121 reads back as 0.01207969 beside a base of 0.19), or an on/off
+        # series' idle stretch would be "off its floor" and count as a stuck sensor
+        vb = st[sl, C_VBASE]
+        xe = vb + np.float64(np.float32(xi - vb))
+        at_floor = (xe >= st[sl, C_LO_MIN] - tol) and (xe <= st[sl, C_LO_Q])
         varying = ((mad > 0) and not at_floor) or (pr[P_FL_ONLY_VARYING] == 0)
         fl_ok = 1.0 if varying else 0.0
     if run >= 2:
