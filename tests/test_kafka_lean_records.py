@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from services import create_topic
-from urbanpulse.connectors.kafka_records import LEAN, install
+from urbanpulse.connectors.kafka_records import LEAN, RecordRun, install, load_parser
 
 N_PLAIN = 120  # produced in small record batches (linger 0)
 N_GZIP = 80  # then in gzip-compressed batches
@@ -50,15 +50,18 @@ async def _read(bootstrap: str, topic: str, start: int, max_records: int, lean: 
         consumer.assign([tp])
         consumer.seek(tp, start)
         got: list[tuple[int, bytes | None, int]] = []
+        parsed = 0
         total = N_PLAIN + N_GZIP
         for _ in range(400):
             data = await consumer.getmany(tp, timeout_ms=200, max_records=max_records)
             records = data.get(tp, [])
             assert len(records) <= max_records
             assert all(isinstance(r, ConsumerRecord) != lean for r in records)  # which path ran
+            parsed += type(records) is RecordRun  # the compiled parser's (connectors/_records_kernel.py)
             got.extend((r.offset, r.value, r.timestamp) for r in records)
             if got and got[-1][0] == total - 1:
                 break
+        assert (parsed > 0) == (lean and start < N_PLAIN)  # plain batches went through the parser
         return got, await consumer.position(tp)
     finally:
         await consumer.stop()
@@ -74,6 +77,7 @@ def test_install_takes_the_lean_path() -> None:
 @given(start=st.integers(0, N_PLAIN + N_GZIP - 1), max_records=st.sampled_from([1, 3, 7, 50, 10_000]))
 def test_lean_records_equal_aiokafkas(kafka_bootstrap: str, topic: str, start: int, max_records: int) -> None:
     install()
+    assert load_parser() is not None
     lean, lean_pos = asyncio.run(_read(kafka_bootstrap, topic, start, max_records, lean=True))
     stock, stock_pos = asyncio.run(_read(kafka_bootstrap, topic, start, max_records, lean=False))
     assert lean == stock

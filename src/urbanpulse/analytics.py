@@ -77,6 +77,9 @@ def compile_kernels() -> None:
 
     WindowState(WindowSettings())
     DetectorBank(DetectionSettings())
+    from urbanpulse.connectors.kafka_records import load_parser
+
+    load_parser()  # the Kafka record parser, built and loaded with them (connectors/kafka_records.py)
 
 
 _preload: concurrent.futures.Future[None] | None = None
@@ -91,6 +94,9 @@ def preload_kernels() -> concurrent.futures.Future[None]:
     with _preload_lock:
         if _preload is None:
             future: concurrent.futures.Future[None] = concurrent.futures.Future()
+            # running from now on: a waiter that gives up (a timeout cancels what it awaits) cannot
+            # cancel the load for everyone else sharing it
+            future.set_running_or_notify_cancel()
 
             def load() -> None:
                 try:
@@ -172,7 +178,12 @@ class StreamAnalytics:
     def _build(self) -> None:
         """Windows, detectors and what depends on them; runs on the analytics thread, so that
         loading their kernels holds up neither the event loop nor the sources' start."""
-        preload_kernels().result()
+        try:
+            preload_kernels().result()
+        except concurrent.futures.CancelledError as exc:  # asyncio would turn it into its own
+            # CancelledError, a BaseException that no `except Exception` of the pipeline catches
+            raise AnalyticsUnavailable("loading the compiled kernels was cancelled; readings are stored "
+                                       "without analysis until the service is restarted") from exc
         self.windows = WindowState(self.settings.windows)
         self.bank = DetectorBank(self.settings.detection, self._expected_interval)
         self.warm_readings = int(self.bank.history_needed)

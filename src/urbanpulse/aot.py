@@ -56,10 +56,12 @@ _PKG = Path(__file__).resolve().parent
 KERNELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "urbanpulse.detect._kernel": ("detect", ("process",)),
     "urbanpulse.windows._kernel": ("windows", ("observe",)),
+    "urbanpulse.connectors._records_kernel": ("records", ("frame", "records", "value_format")),
 }
 #: sources whose change changes a kernel or the argument types its owner passes (the whole
 #: packages: a rebuild too many costs half a minute, a stale build would be wrong)
-_SOURCES = ("detect", "windows", "kernel_math.py", "model.py", "capacity.py", "aot.py")
+_SOURCES = ("detect", "windows", "kernel_math.py", "model.py", "capacity.py", "aot.py",
+            "connectors/_records_kernel.py")
 
 _lock = threading.Lock()
 _loaded: dict[str, ModuleType] = {}
@@ -154,11 +156,12 @@ def _checked(fn: Callable[..., Any], name: str, specs: list[Any]) -> Callable[..
 def _check(a: Any, spec: Any, where: str) -> None:
     kind = spec[0]
     if kind == "array":
-        _, dtype, ndim, contiguous = spec
+        _, dtype, ndim, contiguous, *readonly = spec  # a read-only array argument: only read, never written
         if not (isinstance(a, np.ndarray) and a.dtype == np.dtype(dtype) and a.ndim == ndim
-                and a.flags.aligned and a.flags.writeable and (a.flags.c_contiguous or not contiguous)):
+                and a.flags.aligned and (a.flags.writeable or readonly) and (a.flags.c_contiguous or not contiguous)):
             got = f"{a.dtype}[{a.ndim}d, contiguous={a.flags.c_contiguous}]" if isinstance(a, np.ndarray) else type(a)
-            raise TypeError(f"{where}: built for a writeable {'C-contiguous ' if contiguous else ''}{ndim}-d {dtype} "
+            raise TypeError(f"{where}: built for a {'' if readonly else 'writeable '}"
+                            f"{'C-contiguous ' if contiguous else ''}{ndim}-d {dtype} "
                             f"array, got {got}; convert it (np.ascontiguousarray(x, {dtype}))")
     elif kind == "tuple":
         if not (isinstance(a, tuple) and len(a) == len(spec[1])):
@@ -179,9 +182,10 @@ def _spec(ty: Any) -> Any:
     from numba.np.numpy_support import as_dtype
 
     if isinstance(ty, types.Array):
-        if not ty.mutable or not ty.aligned:
-            raise KernelBuildError(f"unsupported argument type {ty} (read-only or unaligned array)")
-        return ["array", as_dtype(ty.dtype).name, ty.ndim, ty.layout == "C"]
+        if not ty.aligned:
+            raise KernelBuildError(f"unsupported argument type {ty} (unaligned array)")
+        spec = ["array", as_dtype(ty.dtype).name, ty.ndim, ty.layout == "C"]
+        return spec if ty.mutable else [*spec, "readonly"]
     if isinstance(ty, types.BaseTuple):
         return ["tuple", [_spec(t) for t in ty.types]]
     if isinstance(ty, types.Integer):

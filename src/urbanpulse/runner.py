@@ -74,7 +74,9 @@ async def _kernels_first(settings: Settings) -> None:
     from urbanpulse.analytics import preload_kernels
 
     try:
-        await asyncio.wait_for(asyncio.wrap_future(preload_kernels()), KERNELS_FIRST_S)
+        # shielded: wait_for cancels what it waits for at the timeout, and the load is shared with the
+        # analytics, which must go on waiting for it (a cancelled load left them unbuilt for good)
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(preload_kernels())), KERNELS_FIRST_S)
     except asyncio.TimeoutError:
         return  # the load itself goes on
     except Exception:  # noqa: BLE001 - a failed load is logged by the analytics; the API starts anyway

@@ -30,7 +30,7 @@ from aiokafka.helpers import create_ssl_context
 
 from urbanpulse.config import KafkaSettings
 from urbanpulse.connectors.base import Sink
-from urbanpulse.connectors.kafka_records import LEAN, install as install_lean_records
+from urbanpulse.connectors.kafka_records import LEAN, RecordRun, install as install_lean_records, start_loading
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.log_throttle import throttle_repeated_messages
 from urbanpulse.metrics import IngestMetrics
@@ -321,6 +321,7 @@ class KafkaSource:
         throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
         # records handed over a batch at a time, not as a dataclass each (connectors/kafka_records.py)
         install_lean_records()
+        start_loading()  # the compiled record parser, on a thread: aiokafka's records until it is loaded
         consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s), value_deserializer=LEAN)
         manual = s.assignment == "manual"
         if not manual:
@@ -459,15 +460,23 @@ class KafkaSource:
             commit: dict[TopicPartition, int] = {}
             now_ms = time.time() * 1000
             for tp, records in data.items():
-                if records[0].timestamp is not None and records[0].timestamp > 0:
-                    fetched.observe(max(0.0, now_ms - records[0].timestamp) / 1000)
+                if type(records) is RecordRun:  # parsed from the fetch's bytes (connectors/kafka_records.py)
+                    first_ts = int(records.timestamps[0])
+                    values = records.values
+                    payloads.extend([v if v is not None else b"" for v in values] if records.has_null else values)
+                    offsets.extend(records.offsets)
+                    commit[tp] = records.offsets[-1] + 1
+                else:
+                    first_ts = records[0].timestamp
+                    payloads.extend([r.value if r.value is not None else b"" for r in records])
+                    offsets.extend(record_offsets(records))
+                    commit[tp] = records[-1].offset + 1
+                if first_ts is not None and first_ts > 0:
+                    fetched.observe(max(0.0, now_ms - first_ts) / 1000)
                 lanes.append(self._lane_of.setdefault(tp, len(self._lane_of)))
                 runs.append(len(records))
-                payloads.extend([r.value if r.value is not None else b"" for r in records])
-                offsets.extend(record_offsets(records))
                 topics.extend([tp.topic] * len(records))
                 partitions.extend([tp.partition] * len(records))
-                commit[tp] = records[-1].offset + 1
                 high = consumer.highwater(tp)
                 if high is not None:
                     lag.labels(tp.topic, str(tp.partition)).set(high - commit[tp])

@@ -1,0 +1,132 @@
+"""Which injected anomalies the detectors miss on the shapes of `corpus/families.py` (issue 11, det25).
+
+    PYTHONPATH=$PWD/src .venv/bin/python benchmarks/detection_families.py --seeds 300 [--json out.json]
+    PYTHONPATH=$PWD/src .venv/bin/python benchmarks/detection_families.py --only onoff:level_shift --show 10
+
+Why: the development set scores NAB windows over a few hundred files; a gap on a shape it holds little of
+(on/off series of any scale, rates with a daily period, slow temperatures) shows there as a fraction of a point.
+Here every family and kind is drawn `--seeds` times and scored with the defaults (one DetectorBank, a slot per
+series); per kind:
+
+- missed: the injected copy has no decision (any detector) within `families.within(kind)` readings from the
+  onset (3 for a spike, 200 otherwise);
+- chance: of the found, how many the clean copy also has a decision in the same rows (found by chance);
+- clean: clean copies with a decision onset after the probation (`PROBATION` readings), a false alert;
+- by: which detector decided first in the window, over the found.
+`--show K` prints the first K missed seeds with their parameters and the best score in the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from corpus import families  # noqa: E402
+
+from urbanpulse.detect import DetectionSettings, DetectorBank  # noqa: E402
+
+PROBATION = 450  # NAB's 15 % of 3,000 readings
+
+
+def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None = None) -> list[dict]:
+    """Score every draw's clean and injected copy (one slot each, one batch); per draw what the sweep reports."""
+    bank = DetectorBank(settings or DetectionSettings())
+    n = 2 * len(draws)
+    bank.assign(np.arange(n, dtype=np.int64), [f"s{i}" for i in range(n)], ["value"] * n)
+    slots, ts, xs = [], [], []
+    for j, d in enumerate(draws):
+        for k, x in enumerate((d.clean, d.injected)):
+            slots.append(np.full(len(x), 2 * j + k, np.int64))
+            ts.append(d.ts_us)
+            xs.append(x)
+    sc = bank.score(np.concatenate(slots), np.concatenate(ts), np.concatenate(xs))
+    bounds = np.searchsorted(sc.slot, np.arange(n + 1))
+    out = []
+    for j, d in enumerate(draws):
+        w = families.within(d.kind)
+        rows = {}
+        for k in (0, 1):
+            a, b = bounds[2 * j + k], bounds[2 * j + k + 1]
+            rows[k] = (sc.decision[a:b], sc.score[a:b], sc.anomaly_score[a:b])
+        dec_c, _, _ = rows[0]
+        dec_i, s_i, an_i = rows[1]
+        win = slice(d.onset, d.onset + w)
+        hit = np.flatnonzero(dec_i[win].any(axis=1))
+        found = len(hit) > 0
+        by = None
+        if found:
+            by = ",".join(sc.names[c] for c in np.flatnonzero(dec_i[d.onset + hit[0]]))
+        alert_c = dec_c.any(axis=1)
+        onsets_c = np.flatnonzero(alert_c & ~np.r_[False, alert_c[:-1]])
+        out.append({
+            "family": d.family, "kind": d.kind, "seed": d.seed, "onset": d.onset, "found": found,
+            "chance": bool(found and dec_c[win].any()), "by": by,
+            "clean_alerts": [int(r) for r in onsets_c if r >= PROBATION],
+            "clean_by": sorted({sc.names[c] for r in onsets_c if r >= PROBATION for c in np.flatnonzero(dec_c[r])}),
+            "best": {nm: round(float(s_i[win, c].max()), 3) for c, nm in enumerate(sc.names)},
+            "best_anomaly_score": round(float(an_i[win].max()), 4),
+            "params": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.params.items()},
+        })
+    return out
+
+
+def sweep(seeds: int, only: list[str] | None = None, settings: DetectionSettings | None = None) -> list[dict]:
+    """Every family and kind (or `only`, "family:kind"), seeds 0 .. seeds-1."""
+    res = []
+    for fam, kinds in families.KINDS.items():
+        for kind in kinds:
+            if only and f"{fam}:{kind}" not in only:
+                continue
+            draws = [families.draw(fam, kind, s) for s in range(seeds)]
+            for lo in range(0, len(draws), 100):  # batches of 100 pairs
+                res.extend(score_pairs(draws[lo:lo + 100], settings))
+    return res
+
+
+def table(res: list[dict]) -> str:
+    """The miss table: per family and kind, missed / chance / clean alerts / first detector."""
+    lines = ["| family | kind | within | draws | missed | found by chance | clean series alerting | found first by |",
+             "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["family"], r["kind"]) for r in res}, key=lambda k: (list(families.KINDS).index(k[0]),
+                                                                           families.KINDS[k[0]].index(k[1])))
+    for fam, kind in keys:
+        rs = [r for r in res if r["family"] == fam and r["kind"] == kind]
+        miss = sum(not r["found"] for r in rs)
+        ch = sum(r["chance"] for r in rs)
+        clean = sum(bool(r["clean_alerts"]) for r in rs)
+        by = Counter(r["by"] for r in rs if r["found"]).most_common(3)
+        cb = Counter(d for r in rs for d in r["clean_by"]).most_common(3)
+        lines.append(f"| {fam} | {kind} | {families.within(kind)} | {len(rs)} | **{miss}** | {ch} | {clean} "
+                     f"({', '.join(f'{k} {v}' for k, v in cb)}) | {', '.join(f'{k} {v}' for k, v in by)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the sweep, print the table (and missed examples), optionally write every draw's row as JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=300)
+    ap.add_argument("--only", action="append", help="family:kind (repeatable)")
+    ap.add_argument("--show", type=int, default=0, help="print this many missed draws per kind")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    res = sweep(a.seeds, a.only)
+    print(table(res))
+    if a.show:
+        for fam, kinds in families.KINDS.items():
+            for kind in kinds:
+                missed = [r for r in res if r["family"] == fam and r["kind"] == kind and not r["found"]]
+                for r in missed[:a.show]:
+                    print(fam, kind, r["seed"], r["onset"], r["best"], r["best_anomaly_score"], r["params"])
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
