@@ -22,9 +22,8 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable
 
-#: glibc's mallopt parameter numbers (malloc.h)
+#: glibc's mallopt parameter number (malloc.h)
 M_TRIM_THRESHOLD = -1
-M_TOP_PAD = -2
 
 
 def _mallopt() -> Callable[[int, int], int] | None:
