@@ -80,6 +80,9 @@ def compile_kernels() -> None:
     from urbanpulse.connectors.kafka_records import load_parser
 
     load_parser()  # the Kafka record parser, built and loaded with them (connectors/kafka_records.py)
+    from urbanpulse.formats.canonical_compiled import load_kernel
+
+    load_kernel()  # the canonical JSON decoder, likewise (formats/canonical_compiled.py)
 
 
 _preload: concurrent.futures.Future[None] | None = None
