@@ -46,6 +46,22 @@ _loading: threading.Thread | None = None
 _loading_lock = threading.Lock()
 
 
+class _Failures:
+    """Logs a failed kernel call once per process (it is not expected; each batch it happens to
+    is decoded by msgspec's path, so no outcome changes)."""
+
+    logged = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.logged:
+            self.logged = True
+            log.error("the compiled JSON decoder failed (%s: %s); such batches are decoded by msgspec's path. "
+                      "Please report this.", type(exc).__name__, exc)
+
+
+_failures = _Failures()
+
+
 def table_size(n: int) -> int:
     """The hash table the kernel needs for ``n`` messages (``_canonical_kernel.table_size``)."""
     size = 8
@@ -117,7 +133,11 @@ def decode(fmt: CanonicalJsonFormat, batch: MessageBatch, mod: ModuleType) -> De
     n = len(payloads)
     if batch.topic_fields is not None or n == 0:
         return None
-    got = _call(mod, payloads, fmt.limits.max_payload_bytes)
+    try:
+        got = _call(mod, payloads, int(fmt.limits.max_payload_bytes))
+    except Exception as exc:  # noqa: BLE001 - never a message's fault: the batch takes msgspec's path
+        _failures.failed(exc)
+        return None
     if got is None:
         return None
     data, floats, ints, strings, count = got
