@@ -592,12 +592,14 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     standard deviations once `min_readings` are seen) and the shift's typical distances (overall and per side).
 
     The decision's score counts the level shift only on readings that are not outliers themselves (those are
-    robust_z's); the fused score counts it always. Also returns the shift's input to the likelihood (the same
-    distance in units of its typical size, and on its own side, capped at 0.75).
+    robust_z's); the fused score counts it always. Both count the active level of an on/off series
+    (`_active_level`: bursts rising twice as far above idle). Also returns the shift's input to the likelihood (the
+    same distance in units of its typical size, and on its own side, capped at 0.75).
 
     Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE (med, mad, ew_m, ew_std,
-    lr_std, floor: `_scales`); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA, P_SH_THRESHOLD,
-    P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN.
+    lr_std, floor: `_scales`; and `_active_level`'s); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA,
+    P_SH_THRESHOLD, P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N,
+    C_SH_SP, C_SH_SN (and `_active_level`'s: C_AC_M, C_AC_V).
     Returns (score for the decision, score for the fusion, the likelihood's level-shift input)."""
     scaled = mad > 0
     escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
