@@ -291,6 +291,9 @@ class StreamAnalytics:
                 self.failed_batches += 1
                 log.exception("analysing a batch failed; its readings are stored without alert changes")
             finally:
+                # not kept while waiting for the next batch: the closed windows are views of the
+                # window kernel's output buffer, sized by the series with an open window
+                detections = closed = silences = None  # noqa: F841
                 self.analysed_batches += 1
                 self.analysis_seconds += time.perf_counter() - prepared.started
                 prepared.analysis = None

@@ -306,7 +306,7 @@ class RollupPolicy:
 class IntervalLearner:
     """Each series' typical interval between readings, learned from the readings stored.
 
-    Per series (arrays indexed by series id, grown by doubling): the newest event time seen and a
+    Per series (arrays indexed by series id, grown by a quarter): the newest event time seen and a
     ring of the last ``RING`` interval samples; the interval is their median (robust to a gap or
     a late reading). 77 bytes per series id.
     """
