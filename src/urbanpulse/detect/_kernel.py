@@ -567,7 +567,7 @@ def _active_level(st, sl, pr, xi, cnt, has_prev, med, mad):
             ac_sc = _fmax(_fmax(ac_v, res), 1e-9 * abs(ac_m) + _TINY)
             pv_x = st[sl, C_PREV] - lo_q
             if (has_prev and pv_x > split and ac_m > ACTIVE_SEP * ac_sc
-                    and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, st[sl, C_DSCALE])):
+                    and _max(ac_m, _min(ac_x, pv_x)) > FLOOR_MODE_Z * 1.4826 * _fmax(mad, st[sl, C_DSCALE])):
                 ac_d = _max(_min(ac_x, pv_x) - ac_m, ac_m - _max(ac_x, pv_x))
                 if ac_d > 0:
                     ac_q = ac_d / ac_sc
