@@ -45,16 +45,18 @@ def database() -> Iterator[str]:
         yield dsn
 
 
-def columns(keys: list[tuple[int, int]], invalid: int) -> tuple[ReadingColumns | None, list[Rejection]]:
+def columns(keys: list[tuple[int, int]], invalid: int, first_offset: int = 0) -> tuple[ReadingColumns | None,
+                                                                                       list[Rejection]]:
     """Readings (sensor, second) decoded and validated by the real format, plus ``invalid``
-    messages the validator rejects."""
+    messages the validator rejects, at Kafka offsets from ``first_offset`` (a rejection is
+    quarantined once per offset)."""
     items = [{"sensor_id": f"r-{s}", "metric": "temperature", "ts": NOW_MS + k * 1000, "value": 20.0 + k}
              for s, k in keys]
     items += [{"sensor_id": "r-bad", "metric": "temperature", "ts": NOW_MS, "value": 9999.0}] * invalid
     payloads = [json.dumps(i).encode() for i in items]
     n = len(payloads)
     batch = MessageBatch(source="kafka", payloads=payloads, topics=["t"] * n, partitions=[0] * n,
-                         offsets=list(range(n)))
+                         offsets=list(range(first_offset, first_offset + n)))
     fmt = CanonicalJsonFormat()
     decoded = fmt.decode(batch)
     out = ReadingValidator(MetricCatalogue.load(), TimeRules(max_age_s=None)).validate(
@@ -108,7 +110,7 @@ def test_a_write_returns_before_its_connection_is_reset_and_every_reading_is_sto
             store = ReadingStore(pool, parts, rollups=False)
             expected: set[tuple[str, int]] = set()
             for i, (keys, invalid, fail) in enumerate(batches):
-                readings, rejections = columns(keys, invalid)
+                readings, rejections = columns(keys, invalid, first_offset=1000 * i)
                 if fail:
                     resets.fail.add(i)
 
