@@ -37,6 +37,7 @@ batch = st.one_of(
 async def test_every_reading_gets_the_id_the_series_table_holds(
         pool: asyncpg.Pool, steps: list[tuple[list[tuple[str, str]], list[str]]]) -> None:
     reg = SeriesRegistry()
+    held: dict[int, tuple[str, str]] = {}  # what the registry should know: id -> (sensor, metric)
     for keys, erased_sensors in steps:
         # fresh string objects, as decoding makes them: equal, not identical
         sensors = [("" + s + ".")[:-1] for s, _ in keys]
@@ -45,8 +46,18 @@ async def test_every_reading_gets_the_id_the_series_table_holds(
         rows = await pool.fetch("SELECT id, sensor_id, metric FROM series")
         table = {(r["sensor_id"], r["metric"]): r["id"] for r in rows}
         assert ids.tolist() == [table[k] for k in keys]
+        held.update((table[k], k) for k in keys)
+        # and back from an id to its key (compact table, series_keys.py), the sensor string shared
+        assert len(reg) == len(held)
+        assert {i: reg.key_of(i) for i in held} == held
+        shared = reg.sensors_of(ids)
+        assert shared == [s for s, _ in keys]
+        assert all(s is reg.key_of(i)[0] for s, i in zip(shared, ids.tolist()))
         # an erasure deletes some series and the registry forgets them: their next reading
         # registers them anew, under a new id (a stale cache entry would give the old one)
         gone = [table[(s, m)] for s in erased_sensors for m in METRICS if (s, m) in table]
         await pool.execute("DELETE FROM series WHERE id = ANY($1::int4[])", gone)
         reg.forget(gone)
+        for i in gone:
+            held.pop(i, None)
+        assert [reg.key_of(i) for i in gone] == [None] * len(gone) and len(reg) == len(held)
