@@ -61,3 +61,41 @@ async def test_every_reading_gets_the_id_the_series_table_holds(
         for i in gone:
             held.pop(i, None)
         assert [reg.key_of(i) for i in gone] == [None] * len(gone) and len(reg) == len(held)
+
+
+async def _id_sequence(pool: asyncpg.Pool) -> int:
+    """The id the next new series would take (the sequence's position, not the table's max)."""
+    return await pool.fetchval("SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END"
+                               " FROM series_id_seq")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.lists(batch, min_size=1, max_size=4), again=st.lists(batch, min_size=1, max_size=4),
+       classed=st.booleans())
+async def test_a_restart_registering_known_series_takes_no_new_ids(
+        pool: asyncpg.Pool, first: list[list[tuple[str, str]]], again: list[list[tuple[str, str]]],
+        classed: bool) -> None:
+    """A restarted worker (a fresh registry) asks for every series it meets again: the known ones
+    keep their ids and the id sequence moves by exactly the series that are new. Each row an
+    ``INSERT ... ON CONFLICT`` tries takes a sequence value even when it conflicts, so asking
+    for known series through it alone would push the ids up by the series count at every start."""
+    await pool.execute("DELETE FROM series")
+
+    def registry() -> SeriesRegistry:
+        reg = SeriesRegistry()
+        if classed:  # a class that is already recorded is no change either
+            reg.class_of = lambda sensor: "personal" if sensor.startswith("s-") else None
+        return reg
+
+    before = registry()
+    for keys in first:
+        await before.ids_for(pool, [s for s, _ in keys], [m for _, m in keys])
+    table = {(r["sensor_id"], r["metric"]): r["id"] for r in await pool.fetch("SELECT * FROM series")}
+    position = await _id_sequence(pool)
+    restarted = registry()
+    new: set[tuple[str, str]] = set()
+    for keys in again:
+        new |= {k for k in keys if k not in table}
+        ids = await restarted.ids_for(pool, [s for s, _ in keys], [m for _, m in keys])
+        assert [i for i, k in zip(ids.tolist(), keys) if k in table] == [table[k] for k in keys if k in table]
+    assert await _id_sequence(pool) == position + len(new)

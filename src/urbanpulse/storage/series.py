@@ -124,10 +124,18 @@ class SeriesRegistry:
             async with pool.acquire() as conn:
                 # a series seen again in a class (e.g. after the configuration classed its topic) takes it.
                 # RETURNING gives the rows inserted (xmax = 0: created by this insert) and the ones
-                # updated; only the rest (known, unchanged) need a second query
+                # updated; only the rest (known, unchanged) need a second query. Rows known and
+                # unchanged are left out of the INSERT: each row it tries takes a value of the id
+                # sequence even when it conflicts, so a restart re-registering 100,000 known series
+                # would push the ids 100,000 further each time, and the holders indexed by series
+                # id (slot map, interval learner) grow with the highest id, not the series held
                 rows = await conn.fetch("""
                     INSERT INTO series (sensor_id, metric, data_class)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(sensor_id, metric, data_class)
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM series s WHERE s.sensor_id = k.sensor_id AND s.metric = k.metric
+                          AND (k.data_class IS NULL OR s.data_class IS NOT DISTINCT FROM k.data_class))
+                    ORDER BY 1, 2
                     ON CONFLICT (sensor_id, metric) DO UPDATE SET data_class = EXCLUDED.data_class
                     WHERE EXCLUDED.data_class IS NOT NULL
                       AND series.data_class IS DISTINCT FROM EXCLUDED.data_class
