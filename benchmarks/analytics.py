@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import signal
 import subprocess
@@ -245,7 +244,6 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Producer process: steady readings for S series, then one spike per 0.5 s on a fresh series."""
     from functools import partial
 
-    import orjson
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": spec["bootstrap"], "acks": "all", "linger.ms": spec.get("linger_ms", 1),
@@ -258,59 +256,51 @@ def latency_worker(spec: dict[str, Any]) -> dict[str, Any]:
             delivered.append(time.time() - t)
 
     full = [0]  # times the producer's local queue was full (the broker behind): waited, not dropped
+    topic = spec["topic"]
+    p_produce, p_poll = p.produce, p.poll
 
-    def produce(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def produce_waiting(value: bytes, key: bytes, **kwargs) -> None:  # noqa: ANN003
         while True:
             try:
-                p.produce(*args, **kwargs)
+                p_produce(topic, value, key, **kwargs)
                 return
             except BufferError:  # "Local: Queue full": wait for deliveries instead of failing the run
                 full[0] += 1
-                p.poll(0.01)
+                p_poll(0.01)
+    # the messages come from a pure generator (latency_stream.py, `lat28`): numpy values and byte
+    # templates, the same bytes as the per-message dict + orjson before, for less of the shared cores
+    from latency_stream import LatencyStream
+
     series, rate, seconds, warmup = spec["series"], spec["rate"], spec["seconds"], spec["warmup_s"]
-    step = series / rate  # seconds between two readings of one series
     spikes: dict[str, float] = {}
     t0 = time.time()
-    sent = 0
-    k = 0
-    next_spike = t0 + warmup
-    spiked: set[int] = set()
+    stream = LatencyStream(series, rate, t0, warmup, BENCH_METRIC, SPIKE_VALUE)
     timeline: list[tuple[float, int]] = [(t0, 0)]
     produced = 0
     while True:
         now = time.time()
         if now - t0 > seconds:
             break
-        target = int(rate * (now - t0))
-        msgs = []
-        while sent < target:
-            s = sent % series
-            tick = sent // series
-            ts_ms = int((t0 + tick * step) * 1000)
-            value = 20.0 + 5.0 * math.sin(2 * math.pi * tick * step / 300.0 + s) + 0.3 * math.sin(tick * 1.7 + s * 3.1)
-            msgs.append((s, ts_ms, value))
-            sent += 1
-        if now >= next_spike and k < series:
-            s = k
-            k += 1
-            spiked.add(s)
-            next_spike += 0.5
-            ts_ms = int(now * 1000)
-            payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": SPIKE_VALUE})
-            produce(spec["topic"], payload, key=f"lat-{s}".encode())
+        spike = stream.spike_due(now)
+        if spike is not None:
+            s, key, payload = spike
+            produce_waiting(payload, key)
             produced += 1
-            p.poll(0)
-            spikes[f"lat-{s}"] = time.time()
-        for s, ts_ms, value in msgs:
-            if s in spiked and ts_ms <= int(spikes.get(f"lat-{s}", 0) * 1000):
-                continue
-            payload = orjson.dumps({"sensor_id": f"lat-{s}", "metric": BENCH_METRIC, "ts": ts_ms, "value": value})
+            p_poll(0)
+            at = time.time()
+            stream.spike_sent(s, at)
+            spikes[key.decode()] = at
+        keys, payloads = stream.readings_due(now)
+        for key, payload in zip(keys, payloads):
             if produced % 50:
-                produce(spec["topic"], payload, key=f"lat-{s}".encode())
-            else:
-                produce(spec["topic"], payload, key=f"lat-{s}".encode(), on_delivery=partial(on_delivery, t=time.time()))
+                try:
+                    p_produce(topic, payload, key)
+                except BufferError:
+                    produce_waiting(payload, key)
+            else:  # every 50th message times its own produce -> broker acknowledgement
+                produce_waiting(payload, key, on_delivery=partial(on_delivery, t=time.time()))
             produced += 1
-        p.poll(0)
+        p_poll(0)
         timeline.append((time.time(), produced))
         time.sleep(0.002)
     p.flush(60)
