@@ -85,6 +85,8 @@ C_FL_MAX = _S["fl_max"]
 C_LR_V = _S["lr_v"]
 C_RES = _S["res"]
 C_CH_V = _S["ch_v"]
+C_ENV_HI = _S["env_hi"]
+C_ENV_LO = _S["env_lo"]
 C_DCH = _S["dch"]
 P_ON_THRESHOLD = _COL["on_threshold"]
 P_ON_ROBUST_Z = _COL["on_robust_z"]
@@ -171,6 +173,10 @@ P_RC_N0 = _COL["rc_n0"]
 P_RC_K0 = _COL["rc_k0"]
 P_RC_E0 = _COL["rc_e0"]
 P_DT_STRETCH = _COL["dt_stretch"]
+P_ENV_K = _COL["env_k"]
+P_ENV_G = _COL["env_g"]
+P_ENV_MIN = _COL["env_min"]
+P_ENV_DECAY = _COL["env_decay"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -630,6 +636,44 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
 
 
 @njit(**_STAGE)
+def _envelope(st, sl, pr, xi, cnt, has_prev, res):
+    """envelope (counted in ewma's score): the fast level (ewma's shift EWMA, as it will be after this reading)
+    beyond the range the series' fast level has shown, in units of `envelope_threshold` x that range's width
+    (floored by the resolution): a sustained level change larger than anything the series has done (a rate
+    doubling its daily peak, a sparse count's rate x5), which the window's median and spread follow. The range:
+    a decaying memory (ewma's shift_memory) of the highest and lowest fast level, widening by at most
+    `envelope_growth` x its width a reading, so a new level stays outside it for a while. 0 until
+    `envelope_min_history` readings, and where `envelope_threshold` is 0. Then learns the range.
+
+    Reads C_SH_M, C_ENV_HI, C_ENV_LO, C_DSCALE_N (res: `_scales`); P_SH_ALPHA, P_ENV_K, P_ENV_G, P_ENV_MIN,
+    P_ENV_DECAY, P_ON_EWMA. Writes C_ENV_HI, C_ENV_LO. Returns the score."""
+    if not has_prev:
+        st[sl, C_ENV_HI] = xi
+        st[sl, C_ENV_LO] = xi
+        return 0.0
+    sh_m0 = st[sl, C_SH_M]
+    lvl = sh_m0 + pr[P_SH_ALPHA] * (xi - sh_m0)
+    hi = st[sl, C_ENV_HI]
+    lo = st[sl, C_ENV_LO]
+    width = _fmax(hi - lo, res)
+    out = _max(lvl - hi, lo - lvl)
+    k = pr[P_ENV_K]
+    es = 0.0
+    if k > 0 and cnt >= pr[P_ENV_MIN] and out > 0:
+        q = out / (k * width)
+        es = q / (q + 1.0)
+        if not _isfinite(es):
+            es = 0.0
+    if _isfinite(lvl):
+        rate = pr[P_ENV_DECAY] if st[sl, C_DSCALE_N] > 0 else 0.0  # not while the series idles
+        # decay toward the level, widen toward it by at most `grow` (at once while warming up)
+        grow = pr[P_ENV_G] * width if cnt >= pr[P_ENV_MIN] else np.inf
+        st[sl, C_ENV_HI] = _max(hi + rate * (lvl - hi), _min(lvl, hi + grow))
+        st[sl, C_ENV_LO] = _min(lo + rate * (lvl - lo), _max(lvl, lo - grow))
+    return es * pr[P_ON_EWMA]
+
+
+@njit(**_STAGE)
 def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     """spike: the reading's change from the previous value, as far as it is kept against the value before that
     (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
@@ -1066,11 +1110,14 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
         s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor)
+        s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res)
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
                                                floor, s_robust_z)
         s_spike, change = _spike(st, sl, pr, xi, cnt, has_prev, mad, res)
         s_flatline = _flatline(st, sl, pr, xi, ti, has_prev, mad)
         s_threshold = _threshold(st, sl, pr, xi)
+        s_ewma = _max(s_ewma, s_env)
+        s_ewma_fused = _max(s_ewma_fused, s_env)
 
         raw = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_silence)
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
@@ -1095,7 +1142,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _ewma, _spike, _flatline, _threshold, _fuse, _spread_input,
+STAGES = (_readings, _scales, _silence, _robust_z, _envelope, _ewma, _spike, _flatline, _threshold, _fuse, _spread_input,
           _trend_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
 

@@ -20,6 +20,7 @@ STATE: tuple[str, ...] = (
     "tl_n", "tl_k", "tl_e", "vbase", "nz_s", "nz_l",
     "tr_s1", "tr_s2", "tr_m", "tr_vm", "tr_ve",
     "rc_n", "rc_k", "rc_e", "dscale_n", "dscale_lr", "chg_rms_lr",
+    "env_hi", "env_lo",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -41,6 +42,7 @@ PARAMS: tuple[str, ...] = (
     "tr_thr", "tr_alpha", "tr_rate", "tr_slope", "tr_w",
     "rc_y0", "rc_decay", "rc_n0", "rc_k0", "rc_e0",
     "dt_stretch",
+    "env_k", "env_g", "env_min", "env_decay",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 
