@@ -195,6 +195,7 @@ FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes b
 REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 TREND_CAP = 0.5
+ENVELOPE_CAP = 0.75  # envelope: its score is capped here (as the level shift's), in the decision and the fusion
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -661,7 +662,7 @@ def _envelope(st, sl, pr, xi, cnt, has_prev, res):
     es = 0.0
     if k > 0 and cnt >= pr[P_ENV_MIN] and out > 0:
         q = out / (k * width)
-        es = q / (q + 1.0)
+        es = _min(q / (q + 1.0), ENVELOPE_CAP)
         if not _isfinite(es):
             es = 0.0
     if _isfinite(lvl):
