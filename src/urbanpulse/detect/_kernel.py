@@ -660,7 +660,7 @@ def _envelope(st, sl, pr, xi, cnt, has_prev, res):
     out = _max(lvl - hi, lo - lvl)
     k = pr[P_ENV_K]
     es = 0.0
-    if k > 0 and cnt >= pr[P_ENV_MIN] and out > 0:
+    if k > 0 and cnt >= pr[P_ENV_MIN] and out >= k * width:  # (a smaller step out is the range widening)
         q = out / (k * width)
         es = _min(q / (q + 1.0), ENVELOPE_CAP)
         if not _isfinite(es):
