@@ -657,20 +657,19 @@ def _envelope(st, sl, pr, xi, cnt, has_prev, res):
     hi = st[sl, C_ENV_HI]
     lo = st[sl, C_ENV_LO]
     width = _fmax(hi - lo, res)
-    out = _max(lvl - hi, lo - lvl)
-    k = pr[P_ENV_K]
+    out = max(lvl - hi, lo - lvl)
+    bar = pr[P_ENV_K] * width
+    warm = cnt >= pr[P_ENV_MIN]
     es = 0.0
-    if k > 0 and cnt >= pr[P_ENV_MIN] and out >= k * width:  # (a smaller step out is the range widening)
-        q = out / (k * width)
-        es = _min(q / (q + 1.0), ENVELOPE_CAP)
-        if not _isfinite(es):
-            es = 0.0
-    if _isfinite(lvl):
-        rate = pr[P_ENV_DECAY] if st[sl, C_DSCALE_N] > 0 else 0.0  # not while the series idles
-        # decay toward the level, widen toward it by at most `grow` (at once while warming up)
-        grow = pr[P_ENV_G] * width if cnt >= pr[P_ENV_MIN] else np.inf
-        st[sl, C_ENV_HI] = _max(hi + rate * (lvl - hi), _min(lvl, hi + grow))
-        st[sl, C_ENV_LO] = _min(lo + rate * (lvl - lo), _max(lvl, lo - grow))
+    if out >= bar and bar > 0 and warm:  # (a smaller step out is the range widening; rare)
+        q = out / bar
+        es = min(q / (q + 1.0), ENVELOPE_CAP)
+    # decay toward the level (not while the series idles), widen toward it by at most `grow` (at once while
+    # warming up)
+    rate = pr[P_ENV_DECAY] if st[sl, C_DSCALE_N] > 0 else 0.0
+    grow = pr[P_ENV_G] * width if warm else np.inf
+    st[sl, C_ENV_HI] = max(hi + rate * (lvl - hi), min(lvl, hi + grow))
+    st[sl, C_ENV_LO] = min(lo + rate * (lvl - lo), max(lvl, lo - grow))
     return es * pr[P_ON_EWMA]
 
 
