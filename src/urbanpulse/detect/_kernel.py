@@ -57,6 +57,8 @@ C_DSCALE = _S["dscale"]
 C_DSCALE_N = _S["dscale_n"]
 C_DSCALE_LR = _S["dscale_lr"]
 C_CHG_RMS_LR = _S["chg_rms_lr"]
+C_AC_M = _S["ac_m"]
+C_AC_V = _S["ac_v"]
 C_GAP_MED = _S["gap_med"]
 C_EW_M = _S["ew_m"]
 C_EW_V = _S["ew_v"]
@@ -187,6 +189,16 @@ GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned g
 # scale memory (its few changes are an on/off series' switches, not its usual changes) moves toward that memory
 DSCALE_LR_MIN = 8
 DSCALE_LR_RATIO = 4.0
+# ewma's active level of an on/off series (`_active_level`): a reading is active where its excursion above the
+# window's floor is over ACTIVE_SPLIT x the learned one; the learned excursion and its typical spread follow the
+# active readings at ACTIVE_RATE (the spread starts at ACTIVE_V0 x the first excursion, so nothing is scored until
+# some 1 / ACTIVE_RATE active readings have shrunk it); scored where the learned excursion is over ACTIVE_SEP x its
+# spread (one level: on/off, not a periodic or trending series) and over FLOOR_MODE_Z x the window's robust scale
+# and robust change scale
+ACTIVE_SPLIT = 0.5
+ACTIVE_RATE = 1.0 / 32.0
+ACTIVE_V0 = 0.25
+ACTIVE_SEP = 8.0
 FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes below the median is an idle mode (on/off)
 #: the value ring's base moves to the median once they are this many resolutions apart (2^14: an
 #: entry's float32 error stays below 2^-10 of the series' smallest step, plus 2^-24 of its distance
@@ -531,18 +543,70 @@ def _robust_z(pr, xi, cnt, med, mad, ew_std, floor):
 
 
 @njit(**_STAGE)
+def _active_level(st, sl, pr, xi, cnt, has_prev, med, mad):
+    """ewma's active level of an on/off series (a pump, a lane, a batch job): bursts rising twice as far above idle
+    are a level shift that neither the rolling median (idle) nor the fast EWMA of every reading (the bursts are its
+    normal excursions) sees. The excursion above the window's floor (its 5 % quantile, once the window is full) of
+    the active readings (over ACTIVE_SPLIT x the learned excursion; before anything is learned, over FLOOR_MODE_Z
+    robust sigmas or resolutions above the median) is learned with its typical spread; this reading and the one
+    before, both active and both on the same side of the learned excursion, are scored by the nearer one's distance
+    from it in units of that spread (at least the resolution), with the level-shift threshold, capped at 0.75: two
+    readings, not a fast EWMA, so no state beyond the two learned figures. Scored only where the learned excursion
+    is over ACTIVE_SEP spreads (one level, not a continuum above a floor: a periodic or trending series; the
+    spread starts at ACTIVE_V0 x the first excursion, so this is also the warm-up) and over FLOOR_MODE_Z x the
+    window's robust scale and robust change scale (the bursts stand far out of the idle noise and of the series'
+    usual changes: not a few quantised levels, SKAB's flow at 32 / 33 / 34). Both learn winsorised at 3 spreads,
+    so a continuous channel back from an outage does not open the gate (GECCO). benchmarks/README.md, det25 / det27a.
+
+    Reads C_LO_Q, C_PREV, C_RES, C_DSCALE, C_AC_M, C_AC_V (med, mad: `_scales`); P_RZ_WINDOW, P_SH_THRESHOLD.
+    Writes C_AC_M, C_AC_V. Returns the score (0 where not scored)."""
+    act_score = 0.0
+    if cnt < pr[P_RZ_WINDOW]:  # (the floor of a full window)
+        return act_score
+    ac_m = st[sl, C_AC_M]
+    ac_v = st[sl, C_AC_V]
+    lo_q = st[sl, C_LO_Q]
+    res = st[sl, C_RES]
+    ac_x = xi - lo_q
+    if ac_m > 0:
+        split = ACTIVE_SPLIT * ac_m
+        if ac_x > split:
+            ac_sc = _fmax(_fmax(ac_v, res), 1e-9 * abs(ac_m) + _TINY)
+            pv_x = st[sl, C_PREV] - lo_q
+            if (has_prev and pv_x > split and ac_m > ACTIVE_SEP * ac_sc
+                    and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, st[sl, C_DSCALE])):
+                ac_d = _max(_min(ac_x, pv_x) - ac_m, ac_m - _max(ac_x, pv_x))
+                if ac_d > 0:
+                    ac_q = ac_d / ac_sc
+                    ac_score = ac_q / (ac_q + pr[P_SH_THRESHOLD])
+                    if _isfinite(ac_score):
+                        act_score = _min(ac_score, 0.75)
+            # learn, winsorised at 3 spreads
+            ac_lim = 3.0 * ac_v
+            ac_dev = abs(ac_x - ac_m)
+            st[sl, C_AC_V] = ac_v + ACTIVE_RATE * (_min(ac_dev, ac_lim) - ac_v)
+            st[sl, C_AC_M] = ac_m + ACTIVE_RATE * _min(_max(ac_x - ac_m, -ac_lim), ac_lim)
+    elif (xi > med) and (ac_x > FLOOR_MODE_Z * _fmax(1.4826 * mad, res)):  # the first active reading
+        st[sl, C_AC_M] = ac_x
+        st[sl, C_AC_V] = ACTIVE_V0 * ac_x
+    return act_score
+
+
+@njit(**_STAGE)
 def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, s_robust_z):
     """ewma: the reading against the EWMA's bands, and the level shift (a short EWMA's distance from the window's
     median in units of its own typical distance); then learns the reading: the EWMA (the change winsorised at 4
     standard deviations once `min_readings` are seen) and the shift's typical distances (overall and per side).
 
     The decision's score counts the level shift only on readings that are not outliers themselves (those are
-    robust_z's); the fused score counts it always. Also returns the shift's input to the likelihood (the same
-    distance in units of its typical size, and on its own side, capped at 0.75).
+    robust_z's); the fused score counts it always. Both count the active level of an on/off series
+    (`_active_level`: bursts rising twice as far above idle). Also returns the shift's input to the likelihood (the
+    same distance in units of its typical size, and on its own side, capped at 0.75).
 
     Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE (med, mad, ew_m, ew_std,
-    lr_std, floor: `_scales`); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA, P_SH_THRESHOLD,
-    P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN.
+    lr_std, floor: `_scales`; and `_active_level`'s); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA,
+    P_SH_THRESHOLD, P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N,
+    C_SH_SP, C_SH_SN (and `_active_level`'s: C_AC_M, C_AC_V).
     Returns (score for the decision, score for the fusion, the likelihood's level-shift input)."""
     scaled = mad > 0
     escale = _max(_fmax(ew_std, floor), 1e-9 * abs(ew_m) + _TINY)
@@ -580,10 +644,12 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
         shift_score = _min(shift_score, 0.75)
     else:
         shift_score = 0.0
+    act_score = _active_level(st, sl, pr, xi, cnt, has_prev, med, mad)
     # the decision counts the level shift only on readings that are not outliers themselves (those are
-    # robust_z's); the fused score counts it always, so a bigger outlier never scores lower
-    s_ewma = _max(es, shift_score if quiet else 0.0) * pr[P_ON_EWMA]
-    s_ewma_fused = _max(es, shift_score) * pr[P_ON_EWMA]
+    # robust_z's); the fused score counts it always, so a bigger outlier never scores lower. The active level counts
+    # always: its readings are the on/off series' bursts, outliers of a window that is mostly idle
+    s_ewma = _max(_max(es, shift_score if quiet else 0.0), act_score) * pr[P_ON_EWMA]
+    s_ewma_fused = _max(_max(es, shift_score), act_score) * pr[P_ON_EWMA]
 
     # the likelihood's level-shift input
     li_shift_q = sh_d / _fmax(sh_s, _TINY)
@@ -1142,7 +1208,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _envelope, _ewma, _spike, _flatline, _threshold, _fuse, _spread_input,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _ewma, _spike, _flatline, _threshold,
+          _fuse, _spread_input,
           _trend_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
 

@@ -20,6 +20,7 @@ STATE: tuple[str, ...] = (
     "tl_n", "tl_k", "tl_e", "vbase", "nz_s", "nz_l",
     "tr_s1", "tr_s2", "tr_m", "tr_vm", "tr_ve",
     "rc_n", "rc_k", "rc_e", "dscale_n", "dscale_lr", "chg_rms_lr",
+    "ac_m", "ac_v",
 )
 S = {name: i for i, name in enumerate(STATE)}
 

@@ -114,7 +114,11 @@ class RollupStats:
 
 
 class RollupBuffer:
-    """Per-writer buffer of committed minute partials, flushed every ``flush_every_s``."""
+    """Per-writer buffer of committed minute partials, flushed every ``flush_every_s``.
+
+    Without a pool (a caller that flushes through :meth:`flush_on` on its own connection, as a
+    backfill or a test does) the buffer never starts a flush by itself: there is nothing it could
+    flush on, and a task that can only fail would be left for the event loop to report."""
 
     def __init__(self, writer: RollupWriter, pool: asyncpg.Pool | None, flush_every_s: float,
                  max_rows: int = 400_000, idle_s: float = 0.1) -> None:
@@ -175,7 +179,8 @@ class RollupBuffer:
         self.stats.accept_s += time.perf_counter() - t0
         # a series' level became known: flush now, so it is buffered at its level from then on
         # (a start-up's first seconds; an hourly sensor's readings are one partial each until then)
-        if (decided or self.rows >= self.max_rows) and (self._kick is None or self._kick.done()):
+        if (self.pool is not None and (decided or self.rows >= self.max_rows)
+                and (self._kick is None or self._kick.done())):
             self._kick = asyncio.create_task(self.flush("decided" if decided else "full"), name="rollup-flush")
 
     def _coarsened(self, minute: Partials) -> Partials:
