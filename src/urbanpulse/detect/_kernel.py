@@ -727,12 +727,15 @@ def _envelope(st, sl, pr, xi, cnt, has_prev, res):
     bar = pr[P_ENV_K] * width
     warm = cnt >= pr[P_ENV_MIN]
     es = 0.0
-    if out >= bar and bar > 0 and warm:  # (a smaller step out is the range widening; rare)
+    dsc_n = st[sl, C_DSCALE_N]
+    # (a smaller step out is the range widening; a window of fewer than DSCALE_LR_MIN changes is showers after
+    # dry spells, whose largest yet is no level change; rare)
+    if out >= bar and bar > 0 and warm and dsc_n >= DSCALE_LR_MIN:
         q = out / bar
         es = min(q / (q + 1.0), ENVELOPE_CAP)
     # decay toward the level (not while the series idles), widen toward it by at most `grow` (at once while
     # warming up)
-    rate = pr[P_ENV_DECAY] if st[sl, C_DSCALE_N] > 0 else 0.0
+    rate = pr[P_ENV_DECAY] if dsc_n > 0 else 0.0
     grow = pr[P_ENV_G] * width if warm else np.inf
     st[sl, C_ENV_HI] = max(hi + rate * (lvl - hi), min(lvl, hi + grow))
     st[sl, C_ENV_LO] = min(lo + rate * (lvl - lo), max(lvl, lo - grow))
