@@ -114,6 +114,7 @@ def _arrays_nbytes(obj: object, seen: set[int], depth: int = 2) -> int:
 
 async def _child(series: int, readings: int, trace: bool) -> dict:
     import gc
+    import inspect
     import time
     import tracemalloc
     from collections import defaultdict
@@ -176,9 +177,15 @@ async def _child(series: int, readings: int, trace: bool) -> dict:
         await migrate(conn, "postgres")
         await conn.close()
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=3, init=prepare_connection)
-        a = StreamAnalytics(load_settings(None, database={"dsn": dsn}), pool)
-        await a.start()
         store = ReadingStore(pool, MonthlyPartitions())
+        # built as the service builds it (service.py), with what the tree's StreamAnalytics takes
+        wiring = {"created_here": "created_here", "sensors_of": "sensors_of"}
+        takes = inspect.signature(StreamAnalytics).parameters
+        if "created_here" in takes:
+            store.series.keep_created()
+        a = StreamAnalytics(load_settings(None, database={"dsn": dsn}), pool,
+                            **{k: getattr(store.series, v) for k, v in wiring.items() if k in takes})
+        await a.start()
         store.rollups.policy = RollupPolicy(10, 8)
         await feed(a, store, batches(10**7, 100))  # kernels loaded, buffers sized
         before = rss()

@@ -53,6 +53,8 @@ class PerReadingValidator(ReadingValidator):
 
 
 class PerMessageFormat(CanonicalJsonFormat):
+    compiled = False  # msgspec's per-message path only, not the compiled decoder (test_canonical_compiled)
+
     def _decode_clean(self, batch: MessageBatch) -> Decoded | None:
         return None
 

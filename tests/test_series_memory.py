@@ -114,3 +114,39 @@ def test_large_arrays_freed_after_the_switch_go_back_to_the_operating_system() -
         assert r["held"] > 100 * 2**20
     assert runs["on"]["left"] < 20 * 2**20  # the 120 MiB went back
     assert runs["off"]["left"] > 60 * 2**20  # without the switch most of it stays
+
+
+async def test_the_slot_map_keeps_the_registrys_sensor_string_and_one_metric_name(pool: asyncpg.Pool) -> None:
+    """Wired as the service wires it (``sensors_of``), the analytics' slot map keeps the series
+    registry's own sensor id string, not the one decoded from the series' first reading (equal, a
+    second copy per series otherwise), and one metric name object across its series."""
+    store = ReadingStore(pool, MonthlyPartitions())
+    a = StreamAnalytics(load_settings(None), pool, sensors_of=store.series.sensors_of)
+    await a.start()
+    n = 300
+    sensors = [f"share-{i}" for i in range(n)]
+    decoded = [("" + s + ".")[:-1] for s in sensors]  # fresh strings, as decoding makes them
+    rc = readings_columns(decoded, [("" + "pm25" + ".")[:-1] for _ in range(n)],
+                          np.full(n, 1_700_000_000_000_000, np.int64), np.full(n, 20.0))
+    sid = await store.series.ids_for(pool, rc.sensor_id, rc.metric)
+    await a.ready(await a.prepare("replay", rc, sid))
+    slots = a.slots.lookup(sid).tolist()
+    assert [a.slots.sensor_metric(k) for k in slots] == [(s, "pm25") for s in sensors]
+    assert all(a.slots.sensor[k] is store.series.key_of(i)[0] for k, i in zip(slots, sid.tolist()))
+    assert not any(a.slots.sensor[k] is d for k, d in zip(slots, decoded))
+    assert len({id(a.slots.metric[k]) for k in slots}) == 1
+    await a.stop()
+
+
+def test_sensor_profiles_keep_no_entry_per_sensor_without_groups_and_resolve_alike() -> None:
+    """Without sensor groups configured every sensor's groups are (): nothing is cached per sensor
+    (it was ~40 bytes a series), and the profile ids are those the groups give when configured."""
+    from urbanpulse.detect.profiles import ProfileTable
+    from urbanpulse.detect.settings import DetectionSettings
+
+    plain = ProfileTable(DetectionSettings())
+    ids = plain.profile_ids([f"s-{i}" for i in range(50)], ["no2"] * 50)
+    assert not plain._groups_of_sensor and set(ids.tolist()) == {plain.resolve_params((), "no2")}
+    grouped = ProfileTable(DetectionSettings(groups=[{"sensors": ["s-1*"], "detectors": {"spike": {"threshold": 9}}}]))
+    gids = grouped.profile_ids([f"s-{i}" for i in range(50)], ["no2"] * 50).tolist()
+    assert len(set(gids)) == 2 and gids[1] != gids[0] and len(grouped._groups_of_sensor) == 50

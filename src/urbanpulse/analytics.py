@@ -80,6 +80,9 @@ def compile_kernels() -> None:
     from urbanpulse.connectors.kafka_records import load_parser
 
     load_parser()  # the Kafka record parser, built and loaded with them (connectors/kafka_records.py)
+    from urbanpulse.formats.canonical_compiled import load_kernel
+
+    load_kernel()  # the canonical JSON decoder, likewise (formats/canonical_compiled.py)
 
 
 _preload: concurrent.futures.Future[None] | None = None
@@ -130,9 +133,14 @@ class StreamAnalytics:
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool,
                  expected_interval: Callable[[str, str], float | None] | None = None,
-                 created_here: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 created_here: Callable[[np.ndarray], np.ndarray] | None = None,
+                 sensors_of: Callable[[np.ndarray], list[str | None]] | None = None) -> None:
         self.settings = settings
         self.pool = pool
+        #: the series registry's own sensor id string per series id (``SeriesRegistry.sensors_of``):
+        #: the slot map keeps that one instead of the string decoded from the series' first reading,
+        #: one copy per series, not two (~60 bytes a series); None: the reading's
+        self._sensors_of = sensors_of
         #: which new series ids this process has just created, so have no stored history to warm
         #: from (``SeriesRegistry.created_here``); None: ask PostgreSQL for every new series
         self._created_here = created_here
@@ -286,6 +294,9 @@ class StreamAnalytics:
                 self.failed_batches += 1
                 log.exception("analysing a batch failed; its readings are stored without alert changes")
             finally:
+                # not kept while waiting for the next batch: the closed windows are views of the
+                # window kernel's output buffer, sized by the series with an open window
+                detections = closed = silences = None  # noqa: F841
                 self.analysed_batches += 1
                 self.analysis_seconds += time.perf_counter() - prepared.started
                 prepared.analysis = None
@@ -375,6 +386,8 @@ class StreamAnalytics:
         if over > 0:
             self._evict_least_recent(over, keep=np.unique(slots[slots >= 0]))
         sensors = [readings.sensor_id[i] for i in where.tolist()]
+        if self._sensors_of is not None:  # equal strings; the registry's copy is kept anyway
+            sensors = [held if held is not None else s for held, s in zip(self._sensors_of(new_ids), sensors)]
         metrics = [readings.metric[i] for i in where.tolist()]
         new_slots = self.slots.allocate(new_ids, sensors, metrics)
         cap = self.slots.capacity

@@ -57,11 +57,12 @@ KERNELS: dict[str, tuple[str, tuple[str, ...]]] = {
     "urbanpulse.detect._kernel": ("detect", ("process",)),
     "urbanpulse.windows._kernel": ("windows", ("observe",)),
     "urbanpulse.connectors._records_kernel": ("records", ("frame", "records", "value_format")),
+    "urbanpulse.formats._canonical_kernel": ("json", ("decode_objects",)),
 }
 #: sources whose change changes a kernel or the argument types its owner passes (the whole
 #: packages: a rebuild too many costs half a minute, a stale build would be wrong)
 _SOURCES = ("detect", "windows", "kernel_math.py", "model.py", "capacity.py", "aot.py",
-            "connectors/_records_kernel.py")
+            "connectors/_records_kernel.py", "formats/_canonical_kernel.py")
 
 _lock = threading.Lock()
 _loaded: dict[str, ModuleType] = {}
@@ -276,6 +277,9 @@ def _build_here(out_dir: str, k: str) -> None:
         cc.output_dir = out_dir
         cc.output_file = f"{_module_name(short, k)}.so"
         cc.target_cpu = "host"
+        # a module that allocates nothing says so (USES_NRT = False): built without Numba's reference
+        # counting, whose atomic increments around every helper call taking an array cost it 3x
+        cc.use_nrt = getattr(mod, "USES_NRT", True)
         specs = {}
         for fn in functions:
             disp = getattr(mod, fn)

@@ -142,7 +142,8 @@ class IngestService:
         if s.detection.enabled:
             store.series.keep_created()  # new series skip the history lookup (nothing is stored for them)
             self.analytics = StreamAnalytics(s, self.pool, self.registered.expected_interval,
-                                             created_here=store.series.created_here)
+                                             created_here=store.series.created_here,
+                                             sensors_of=store.series.sensors_of)
             await self.analytics.start(background=True)  # batches wait in prepare() until it is loaded
             self.analytics.live, self.live.fed = self.live, True
             self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream

@@ -9,6 +9,7 @@ copy that could disagree with it after an eviction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from sys import intern
 
 import numpy as np
 
@@ -54,6 +55,7 @@ class SlotMap:
         """New slots for these (distinct, unknown) series."""
         out = np.empty(len(series_ids), np.int32)
         for k, (sid, sensor, metric) in enumerate(zip(series_ids.tolist(), sensors, metrics)):
+            metric = intern(metric)  # one string per metric name, not one decoded per series' reading
             if self._free:
                 slot = self._free.pop()
                 self.sensor[slot], self.metric[slot] = sensor, metric
@@ -82,7 +84,7 @@ class SlotMap:
         self._free = [s for s in self._free if s not in taken]
         self.release(slots[self.series(slots) >= 0], reuse=False)
         for s, sensor, metric in zip(slots.tolist(), sensors, metrics):
-            self.sensor[s], self.metric[s] = sensor, metric
+            self.sensor[s], self.metric[s] = sensor, intern(metric)
         self._set(slots.astype(np.int32), np.asarray(series_ids, np.int32))
 
     def release(self, slots: np.ndarray, reuse: bool = True) -> None:

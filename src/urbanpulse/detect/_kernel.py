@@ -555,7 +555,9 @@ def _active_level(st, sl, pr, xi, cnt, has_prev, med, mad):
     is over ACTIVE_SEP spreads (one level, not a continuum above a floor: a periodic or trending series; the
     spread starts at ACTIVE_V0 x the first excursion, so this is also the warm-up) and over FLOOR_MODE_Z x the
     window's robust scale and robust change scale (the bursts stand far out of the idle noise and of the series'
-    usual changes: not a few quantised levels, SKAB's flow at 32 / 33 / 34). Both learn winsorised at 3 spreads,
+    usual changes: not a few quantised levels, SKAB's flow at 32 / 33 / 34; the larger of the learned excursion and
+    the pair's own is compared with the change scale, as a doubling doubles the changes within a burst too, which
+    shut the gate at the onset itself). Both learn winsorised at 3 spreads,
     so a continuous channel back from an outage does not open the gate (GECCO). benchmarks/README.md, det25 / det27a.
 
     Reads C_LO_Q, C_PREV, C_RES, C_DSCALE, C_AC_M, C_AC_V (med, mad: `_scales`); P_RZ_WINDOW, P_SH_THRESHOLD.
@@ -574,7 +576,7 @@ def _active_level(st, sl, pr, xi, cnt, has_prev, med, mad):
             ac_sc = _fmax(_fmax(ac_v, res), 1e-9 * abs(ac_m) + _TINY)
             pv_x = st[sl, C_PREV] - lo_q
             if (has_prev and pv_x > split and ac_m > ACTIVE_SEP * ac_sc
-                    and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, st[sl, C_DSCALE])):
+                    and _max(ac_m, _min(ac_x, pv_x)) > FLOOR_MODE_Z * 1.4826 * _fmax(mad, st[sl, C_DSCALE])):
                 ac_d = _max(_min(ac_x, pv_x) - ac_m, ac_m - _max(ac_x, pv_x))
                 if ac_d > 0:
                     ac_q = ac_d / ac_sc

@@ -104,6 +104,8 @@ class ProfileTable:
         return out
 
     def _groups(self, sensor_id: str) -> tuple[int, ...]:
+        if not self.settings.groups:  # nothing to match: no cache entry per sensor (~40 bytes a series)
+            return ()
         hit = self._groups_of_sensor.get(sensor_id)
         if hit is None:
             hit = tuple(i for i, g in enumerate(self.settings.groups)

@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from urbanpulse.formats import canonical_compiled
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
 
@@ -138,17 +139,27 @@ class CanonicalJsonFormat:
     name = "json"
     Options = CanonicalOptions
     time_unit = "ms (RFC 3339 text too)"
+    #: whether batches go through the compiled decoder once it is loaded (False: msgspec alone,
+    #: the tests' oracle)
+    compiled = True
 
     def __init__(self, limits: DecodeLimits | None = None, options: CanonicalOptions | None = None) -> None:
         self.limits = limits or DecodeLimits()
         self.ts_unit = (options or CanonicalOptions()).ts_unit
         self._full = msgspec.json.Decoder(Reading | list[Reading])
         self._partial = msgspec.json.Decoder(TopicReading | list[TopicReading])
+        canonical_compiled.start_loading()  # the compiled decoder, on a thread: msgspec until it is loaded
 
     def decode(self, batch: MessageBatch) -> Decoded:
-        """Decode all messages of ``batch``; bad input becomes rejections, never exceptions."""
-        clean = self._decode_clean(batch)
-        decoded = clean if clean is not None else self._decode_each(batch)
+        """Decode all messages of ``batch``; bad input becomes rejections, never exceptions.
+
+        The messages the compiled decoder takes (formats/canonical_compiled.py) come out as
+        msgspec's path would make them; the others take that path."""
+        kernel = canonical_compiled.kernel() if self.compiled else None
+        decoded = canonical_compiled.decode(self, batch, kernel) if kernel is not None else None
+        if decoded is None:
+            clean = self._decode_clean(batch)
+            decoded = clean if clean is not None else self._decode_each(batch)
         if self.ts_unit != "ms" and len(decoded.columns):
             self._epoch_seconds(decoded)
         return decoded
@@ -157,8 +168,10 @@ class CanonicalJsonFormat:
         """Numeric timestamps in seconds (``ts_unit: s``), or where they can only be seconds
         (``auto``: below 1e11, which as ms is before 1973-03-04 and as s is before year 5138)."""
         objs = decoded.raw_items[0]  # type: ignore[index]
-        numeric = np.fromiter((type(o.ts) is not datetime for o in objs), dtype=bool, count=len(objs))
         ts = decoded.columns.ts_us
+        # None: a reading of the compiled decoder, whose ts is always a number
+        numeric = np.ones(len(ts), bool) if objs is None else np.fromiter(
+            (o is None or type(o.ts) is not datetime for o in objs), dtype=bool, count=len(objs))
         if self.ts_unit == "auto":
             with np.errstate(invalid="ignore"):
                 numeric &= np.abs(ts) < 1e11 * 1000.0

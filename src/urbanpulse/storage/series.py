@@ -13,16 +13,20 @@ from collections.abc import Callable
 import asyncpg
 import numpy as np
 
+from urbanpulse.storage.series_keys import SeriesKeys
+
 
 class SeriesRegistry:
     """Resolves series ids for a batch; unknown series are registered idempotently."""
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[str, str], int] = {}
-        self._keys: dict[int, tuple[str, str]] = {}
-        #: metric -> sensor id -> series id: the same ids as ``_ids``, for batches of one metric
-        #: (looked up by the sensor string alone, no (sensor, metric) tuple to hash per reading)
+        #: metric -> sensor id -> series id: the one map from keys to ids. A batch of one metric
+        #: is looked up by the sensor string alone; a mixed batch metric by metric, per reading
+        #: in C (no (sensor, metric) tuple built and hashed per reading, none kept per series)
         self._by_metric: dict[str, dict[str, int]] = {}
+        #: series id -> (sensor id, metric), in sorted arrays (series_keys.py: 16 bytes a series,
+        #: where a dict of tuples cost ~110)
+        self._keys = SeriesKeys()
         self._lock = asyncio.Lock()
         #: the data class a new series is recorded with (privacy stage: its topic's or source's
         #: class, docs/privacy.md); None: open
@@ -32,12 +36,18 @@ class SeriesRegistry:
         self._created: set[int] | None = None
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._keys)
 
     def key_of(self, series_id: int) -> tuple[str, str] | None:
         """(sensor id, metric) of a series this process has seen (None otherwise): e.g. for the
         configured rollup intervals."""
-        return self._keys.get(series_id)
+        return self._keys.key_of(series_id)
+
+    def sensors_of(self, series_ids: np.ndarray) -> list[str | None]:
+        """The registry's own sensor id string of each series (None for one it has not seen): a
+        holder that keeps a sensor id per series (the analytics' slot map) keeps this one, not a
+        second copy decoded from a reading."""
+        return self._keys.sensors_of(series_ids)
 
     def keep_created(self) -> None:
         """Remember from now on which series this process's insert creates, for
@@ -71,10 +81,10 @@ class SeriesRegistry:
         if self._created is not None:
             self._created.difference_update(series_ids)
         for sid in series_ids:
-            key = self._keys.pop(sid, None)
+            key = self._keys.key_of(sid)
             if key is not None:
-                self._ids.pop(key, None)
                 self._by_metric.get(key[1], {}).pop(key[0], None)
+        self._keys.remove(series_ids)
 
     async def ids_for(self, pool: asyncpg.Pool, sensors: list[str], metrics: list[str]) -> np.ndarray:
         """int32 series id per reading, registering the series seen for the first time."""
@@ -84,7 +94,8 @@ class SeriesRegistry:
             if one_metric and (by_sensor := self._by_metric.get(metrics[0])) is not None:
                 # one metric in the batch (a topic per metric): keyed by the sensor alone, ~2x faster
                 return np.fromiter(map(by_sensor.get, sensors), np.int32, count=n)
-            return np.fromiter(map(self._ids.get, zip(sensors, metrics)), np.int32, count=n)
+            # per reading its metric's map, then the sensor in it (an unknown metric: None, TypeError)
+            return np.fromiter(map(dict.get, map(self._by_metric.get, metrics), sensors), np.int32, count=n)
         except TypeError:  # a None: some series are new
             pass
         if one_metric:
@@ -96,14 +107,14 @@ class SeriesRegistry:
             known = self._by_metric.get(metric, {})
             await self._register(pool, {(s, metric) for s in set(sensors) if s not in known})
             return np.fromiter(map(self._by_metric[metric].__getitem__, sensors), np.int32, count=n)
-        keys = list(zip(sensors, metrics))
-        missing = {k for k in keys if k not in self._ids}
-        await self._register(pool, missing)
-        return np.fromiter(map(self._ids.__getitem__, keys), np.int32, count=len(keys))
+        by_metric = self._by_metric
+        await self._register(pool, {(s, m) for s, m in zip(sensors, metrics) if s not in by_metric.get(m, ())})
+        return np.fromiter(map(dict.__getitem__, map(by_metric.__getitem__, metrics), sensors), np.int32, count=n)
 
     async def _register(self, pool: asyncpg.Pool, keys: set[tuple[str, str]]) -> None:
         async with self._lock:
-            keys = {k for k in keys if k not in self._ids}
+            by_metric = self._by_metric
+            keys = {k for k in keys if k[0] not in by_metric.get(k[1], ())}
             if not keys:
                 return
             sensors = [k[0] for k in keys]
@@ -113,10 +124,18 @@ class SeriesRegistry:
             async with pool.acquire() as conn:
                 # a series seen again in a class (e.g. after the configuration classed its topic) takes it.
                 # RETURNING gives the rows inserted (xmax = 0: created by this insert) and the ones
-                # updated; only the rest (known, unchanged) need a second query
+                # updated; only the rest (known, unchanged) need a second query. Rows known and
+                # unchanged are left out of the INSERT: each row it tries takes a value of the id
+                # sequence even when it conflicts, so a restart re-registering 100,000 known series
+                # would push the ids 100,000 further each time, and the holders indexed by series
+                # id (slot map, interval learner) grow with the highest id, not the series held
                 rows = await conn.fetch("""
                     INSERT INTO series (sensor_id, metric, data_class)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(sensor_id, metric, data_class)
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM series s WHERE s.sensor_id = k.sensor_id AND s.metric = k.metric
+                          AND (k.data_class IS NULL OR s.data_class IS NOT DISTINCT FROM k.data_class))
+                    ORDER BY 1, 2
                     ON CONFLICT (sensor_id, metric) DO UPDATE SET data_class = EXCLUDED.data_class
                     WHERE EXCLUDED.data_class IS NOT NULL
                       AND series.data_class IS DISTINCT FROM EXCLUDED.data_class
@@ -132,10 +151,10 @@ class SeriesRegistry:
             created = self._created
             if created is not None:
                 created.update(r["id"] for r in rows if r["created"])
-            for r in rows:
-                # one tuple for both maps; the metric interned: each row brings its own copy of a
-                # name that thousands of series share (~60 bytes per series otherwise)
-                key = (r["sensor_id"], sys.intern(r["metric"]))
-                self._ids[key] = r["id"]
-                self._keys[r["id"]] = key
-                self._by_metric.setdefault(key[1], {})[key[0]] = r["id"]
+            ids = [r["id"] for r in rows]
+            sensors = [r["sensor_id"] for r in rows]
+            # the metric interned: each row brings its own copy of a name thousands of series share
+            metrics = [sys.intern(r["metric"]) for r in rows]
+            for sid, sensor, metric in zip(ids, sensors, metrics):
+                by_metric.setdefault(metric, {})[sensor] = sid
+            self._keys.add(ids, sensors, metrics)

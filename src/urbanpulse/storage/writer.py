@@ -13,6 +13,7 @@ redelivery adds nothing to a rollup and a failed transaction takes its rollup sh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,47 @@ async def prepare_connection(conn: asyncpg.Connection) -> None:
     await prepare_rollup_stage(conn)
 
 
+class BackgroundRelease:
+    """Gives committed batches' connections back to the pool in the background.
+
+    asyncpg's ``Pool.release`` resets the connection first: ``SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL``, one more round trip to a server that is busy with the
+    other writer's COPY. Inside ``async with pool.acquire()`` a batch write returned only after
+    it, so the batch counted as stored, freed its writer and let the next batch commit (batches
+    commit in order) one round trip after its COMMIT: 5 ms at the median, 57 ms at p99 at half
+    the sustained rate (benchmarks/README.md ``lat27``), paid in series by every batch.
+    The COMMIT has returned when :meth:`release_soon` is called, so nothing about durability
+    waits for the reset; the pool still resets the connection before anyone else gets it.
+    A reset that fails terminates the connection (asyncpg), and the pool opens a new one."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def release_soon(self, conn: asyncpg.Connection) -> None:
+        """Give ``conn`` (committed, no transaction open) back to the pool in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._release(conn), name="write-connection-release")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        try:
+            await self.pool.release(conn)
+        except Exception as exc:  # noqa: BLE001 - the batch is committed; asyncpg dropped the connection
+            log.warning("resetting a batch writer's connection failed (%s: %s); the pool opens a new one",
+                        type(exc).__name__, exc)
+
+    @property
+    def pending(self) -> int:
+        """Connections being given back right now."""
+        return len(self._pending)
+
+    async def wait(self) -> None:
+        """Until every connection handed to :meth:`release_soon` is back in the pool."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
 class ReadingStore:
     """Writes validated readings and rejections; safe to call from several tasks at once."""
 
@@ -88,6 +130,8 @@ class ReadingStore:
                               if self.rollups is not None and rollup_flush_s > 0 else None)
         self._merge_batches_left = 0
         self.source_ids: dict[str, int] = dict(SOURCE_IDS)  # the service adds its sources' registered ids
+        #: a batch's connection goes back to the pool after :meth:`write` returned (see BackgroundRelease)
+        self.releases = BackgroundRelease(pool)
 
     async def write(self, readings: ReadingColumns | None, rejections: list[Rejection], source: str, *,
                     series_ids: np.ndarray | None = None,
@@ -130,7 +174,8 @@ class ReadingStore:
                                       readings.lat, readings.lon, self.source_ids.get(source, 0))
         merged = False
         stored = 0
-        async with self.pool.acquire() as conn:
+        conn = await self.pool.acquire()
+        try:
             if payload is None:
                 if rejections or in_transaction is not None:
                     async with conn.transaction():
@@ -144,6 +189,10 @@ class ReadingStore:
                 merged = True
                 stored = await self._merge(conn, payload, rejections, in_transaction)
                 self._merge_batches_left = max(0, self._merge_batches_left - 1) if stored == n else 4
+        except BaseException:
+            await self.pool.release(conn)  # rolls back what is open (or terminates a broken connection)
+            raise
+        self.releases.release_soon(conn)  # committed: the caller need not wait for the pool's reset
         return WriteResult(stored=stored, duplicates=n - stored, quarantined=len(rejections),
                            seconds=time.perf_counter() - start, merged=merged)
 
@@ -222,9 +271,11 @@ class ReadingStore:
                 await self.rollups.merge(conn, partials)
 
     async def close(self) -> None:
-        """Flush the rollup buffer (a stop writes everything it holds)."""
+        """Flush the rollup buffer (a stop writes everything it holds); wait for the connections
+        still being given back to the pool."""
         if self.rollup_buffer is not None:
             await self.rollup_buffer.close()
+        await self.releases.wait()
 
     async def _quarantine(self, conn: asyncpg.Connection, rejections: list[Rejection]) -> None:
         if not rejections:
