@@ -72,12 +72,9 @@ class StatementByStatementStore(AlertStore):
 
 
 @pytest.fixture(scope="module")
-def two_databases() -> Iterator[tuple[str, str]]:
+def two_databases(pg_dsn: str) -> Iterator[tuple[str, str]]:
     """Two migrated databases: the statements of before in one, this module's in the other."""
-    err = services.check_postgres(services.PG_DSN)
-    if err is not None:
-        services.unavailable(f"PostgreSQL not reachable at {services.PG_DSN}: {err}")
-    with services.migrated_database() as before, services.migrated_database() as now:
+    with services.migrated_database(pg_dsn) as before, services.migrated_database(pg_dsn) as now:
         yield before, now
 
 

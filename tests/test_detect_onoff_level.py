@@ -57,7 +57,11 @@ def _onoff(rng: np.random.Generator, level: float, offset: float, noise: float, 
     return np.round((offset + amp + idle) / res) * res, np.round((offset + amp2 + idle) / res) * res
 
 
-@GAP
+# with det27b's envelope this one passes or fails depending on the examples drawn: Hypothesis biases its draws
+# with constants from the modules a run has imported, so the derandomized examples differ between a run of this
+# file alone (a failing example remains) and a run beside the other detection tests (all 120 pass): not strict
+@pytest.mark.xfail(strict=False, reason="issue 11 gap (benchmarks/README.md, det25 / det27a / det27b): some "
+                   "doublings with short noisy bursts, a coarse resolution or a noisy idle offset are still missed")
 @hsettings(max_examples=120, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**31 - 1), log_level=st.floats(-1.0, 4.0),
        offset=st.sampled_from([0.0, 0.01, 0.3, 1.0, 2.0]), noise=st.floats(0.005, 0.08),

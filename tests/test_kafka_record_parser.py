@@ -145,11 +145,11 @@ def test_parsed_records_equal_aiokafkas(parser: Any, specs: list[dict[str, Any]]
     if max_records is not None:
         assert all(len(t) <= max_records for t in takes)
     # the lean path without the parser (kafka_records before it): every take and position alike
-    kafka_records._parser = None
+    kafka_records.PARSER.module = None
     try:
         assert _lean(data, start, max_records) == (takes, positions, error)
     finally:
-        kafka_records._parser = parser
+        kafka_records.PARSER.module = parser
 
 
 def test_the_parser_takes_plain_batches_and_leaves_the_rest() -> None:

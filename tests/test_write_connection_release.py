@@ -37,11 +37,8 @@ NOW_MS = int(time.time() * 1000) // 1000 * 1000 - 3_600_000
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    err = services.check_postgres(services.PG_DSN)
-    if err is not None:
-        services.unavailable(f"PostgreSQL not reachable at {services.PG_DSN}: {err}")
-    with services.migrated_database() as dsn:
+def database(pg_dsn: str) -> Iterator[str]:
+    with services.migrated_database(pg_dsn) as dsn:
         yield dsn
 
 

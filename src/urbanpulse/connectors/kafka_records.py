@@ -32,52 +32,41 @@ from __future__ import annotations
 import inspect
 import logging
 import struct
-import threading
 from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from urbanpulse.optional_kernel import OptionalKernel
+
 log = logging.getLogger(__name__)
 
-#: the compiled record parser once loaded (:func:`load_parser`), else None
-_parser: ModuleType | None = None
-_loading: threading.Thread | None = None
-_loading_lock = threading.Lock()
+def _warm_up(mod: ModuleType) -> None:
+    buf = np.frombuffer(bytes(61), np.uint8)  # read-only, as a fetch's bytes are
+    table = np.empty((1, BATCH_COLUMNS), np.int64)
+    n = mod.frame(buf, table)
+    rows = np.zeros((1, RECORD_COLUMNS), np.int64)
+    mod.records(buf, table, n, rows)
+    mod.value_format(rows, 0, 1, np.empty(64, np.uint8))
+
+
+#: the compiled record parser, loaded once per process (optional_kernel.py); ``.module`` is None
+#: until then (or where it cannot be had) and the fetches take aiokafka's records
+PARSER = OptionalKernel("urbanpulse.connectors._records_kernel", _warm_up, "fetches use aiokafka's records",
+                        "kafka-parser-load")
 
 
 def load_parser() -> ModuleType | None:
     """Load the compiled record parser (built ahead of time by urbanpulse.aot, building it if
     needed) and call it once, so that its first real call costs nothing; None if it cannot be
     had (the fetches then stay on aiokafka's records). Blocking: see :func:`start_loading`."""
-    global _parser
-    if _parser is not None:
-        return _parser
-    from urbanpulse import aot
-
-    try:
-        mod = aot.kernel("urbanpulse.connectors._records_kernel")
-        buf = np.frombuffer(bytes(61), np.uint8)  # read-only, as a fetch's bytes are
-        table = np.empty((1, BATCH_COLUMNS), np.int64)
-        n = mod.frame(buf, table)
-        rows = np.zeros((1, RECORD_COLUMNS), np.int64)
-        mod.records(buf, table, n, rows)
-        mod.value_format(rows, 0, 1, np.empty(64, np.uint8))
-    except Exception as exc:  # noqa: BLE001 - the records path works without it
-        log.warning("the compiled Kafka record parser is not available (%s): fetches use aiokafka's records", exc)
-        return None
-    _parser = mod
-    return mod
+    return PARSER.load()
 
 
 def start_loading() -> None:
     """:func:`load_parser` on a thread of its own, once per process (a first start may build the
     kernels, which takes tens of seconds; the fetches meanwhile take aiokafka's records)."""
-    global _loading
-    with _loading_lock:
-        if _loading is None and _parser is None:
-            _loading = threading.Thread(target=load_parser, name="kafka-parser-load", daemon=True)
-            _loading.start()
+    PARSER.start_loading()
 
 
 # the parser's table columns (connectors/_records_kernel.py, which imports Numba; a test checks they agree)
@@ -226,7 +215,7 @@ def install() -> bool:
             :class:`RecordRun` where the fetch's bytes were parsed, else aiokafka's records."""
             want = max_records if max_records is not None else 1 << 62
             if self._raw is not None:
-                parser = _parser
+                parser = PARSER.module
                 if parser is None:
                     self._raw = None
                 else:
@@ -239,7 +228,7 @@ def install() -> bool:
                 got = self._take_records(room)
                 if got:
                     pieces.append(tuple(got))
-            run = _run(self._data, self._rows, pieces, _parser)
+            run = _run(self._data, self._rows, pieces, PARSER.module)
             if not self._batches:
                 # the parsed part is handed over: free the fetch's bytes now, as aiokafka's records do
                 # (this object sits in a reference cycle with its iterator, which is collected late)
@@ -324,7 +313,7 @@ def install() -> bool:
             return stock_records(tp, records, aborted, fetch_offset, key_deserializer, value_deserializer,
                                  check_crcs, isolation_level)
         return LeanPartitionRecords(tp, records, aborted, fetch_offset, key_deserializer, value_deserializer,
-                                    check_crcs, isolation_level, raw=raw if _parser is not None else None)
+                                    check_crcs, isolation_level, raw=raw if PARSER.module is not None else None)
 
     stock_getall = stock_result.getall
 

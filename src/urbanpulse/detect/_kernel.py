@@ -87,6 +87,8 @@ C_FL_MAX = _S["fl_max"]
 C_LR_V = _S["lr_v"]
 C_RES = _S["res"]
 C_CH_V = _S["ch_v"]
+C_ENV_HI = _S["env_hi"]
+C_ENV_LO = _S["env_lo"]
 C_DCH = _S["dch"]
 P_ON_THRESHOLD = _COL["on_threshold"]
 P_ON_ROBUST_Z = _COL["on_robust_z"]
@@ -173,6 +175,10 @@ P_RC_N0 = _COL["rc_n0"]
 P_RC_K0 = _COL["rc_k0"]
 P_RC_E0 = _COL["rc_e0"]
 P_DT_STRETCH = _COL["dt_stretch"]
+P_ENV_K = _COL["env_k"]
+P_ENV_G = _COL["env_g"]
+P_ENV_MIN = _COL["env_min"]
+P_ENV_DECAY = _COL["env_decay"]
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -201,6 +207,7 @@ FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes b
 REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 TREND_CAP = 0.5
+ENVELOPE_CAP = 0.75  # envelope: its score is capped here (as the level shift's), in the decision and the fusion
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -698,6 +705,46 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
 
 
 @njit(**_STAGE)
+def _envelope(st, sl, pr, xi, cnt, has_prev, res):
+    """envelope (counted in ewma's score): the fast level (ewma's shift EWMA, as it will be after this reading)
+    beyond the range the series' fast level has shown, in units of `envelope_threshold` x that range's width
+    (floored by the resolution): a sustained level change larger than anything the series has done (a rate
+    doubling its daily peak, a sparse count's rate x5), which the window's median and spread follow. The range:
+    a decaying memory (ewma's shift_memory) of the highest and lowest fast level, widening by at most
+    `envelope_growth` x its width a reading, so a new level stays outside it for a while. 0 until
+    `envelope_min_history` readings, and where `envelope_threshold` is 0. Then learns the range.
+
+    Reads C_SH_M, C_ENV_HI, C_ENV_LO, C_DSCALE_N (res: `_scales`); P_SH_ALPHA, P_ENV_K, P_ENV_G, P_ENV_MIN,
+    P_ENV_DECAY, P_ON_EWMA. Writes C_ENV_HI, C_ENV_LO. Returns the score."""
+    if not has_prev:
+        st[sl, C_ENV_HI] = xi
+        st[sl, C_ENV_LO] = xi
+        return 0.0
+    sh_m0 = st[sl, C_SH_M]
+    lvl = sh_m0 + pr[P_SH_ALPHA] * (xi - sh_m0)
+    hi = st[sl, C_ENV_HI]
+    lo = st[sl, C_ENV_LO]
+    width = _fmax(hi - lo, res)
+    out = max(lvl - hi, lo - lvl)
+    bar = pr[P_ENV_K] * width
+    warm = cnt >= pr[P_ENV_MIN]
+    es = 0.0
+    dsc_n = st[sl, C_DSCALE_N]
+    # (a smaller step out is the range widening; a window of fewer than DSCALE_LR_MIN changes is showers after
+    # dry spells, whose largest yet is no level change; rare)
+    if out >= bar and bar > 0 and warm and dsc_n >= DSCALE_LR_MIN:
+        q = out / bar
+        es = min(q / (q + 1.0), ENVELOPE_CAP)
+    # decay toward the level (not while the series idles), widen toward it by at most `grow` (at once while
+    # warming up)
+    rate = pr[P_ENV_DECAY] if dsc_n > 0 else 0.0
+    grow = pr[P_ENV_G] * width if warm else np.inf
+    st[sl, C_ENV_HI] = max(hi + rate * (lvl - hi), min(lvl, hi + grow))
+    st[sl, C_ENV_LO] = min(lo + rate * (lvl - lo), max(lvl, lo - grow))
+    return es * pr[P_ON_EWMA]
+
+
+@njit(**_STAGE)
 def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     """spike: the reading's change from the previous value, as far as it is kept against the value before that
     (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
@@ -1134,11 +1181,14 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
         s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor)
+        s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res)
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
                                                floor, s_robust_z)
         s_spike, change = _spike(st, sl, pr, xi, cnt, has_prev, mad, res)
         s_flatline = _flatline(st, sl, pr, xi, ti, has_prev, mad)
         s_threshold = _threshold(st, sl, pr, xi)
+        s_ewma = _max(s_ewma, s_env)
+        s_ewma_fused = _max(s_ewma_fused, s_env)
 
         raw = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_silence)
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
@@ -1163,7 +1213,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _ewma, _spike, _flatline, _threshold, _fuse, _spread_input,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _ewma, _spike, _flatline, _threshold,
+          _fuse, _spread_input,
           _trend_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
 

@@ -15,7 +15,7 @@ DETECTORS: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatlin
 STATE: tuple[str, ...] = (
     "count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
     "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
-    "sh_m", "sh_s", "sh_n", "li_n", "li_s", "li_m", "li_v", "li_peak",
+    "sh_m", "sh_s", "sh_n", "env_hi", "env_lo", "li_n", "li_s", "li_m", "li_v", "li_peak",
     "sh_sp", "sh_sn", "gap_spread", "fl_max", "lr_v", "res", "ch_v", "dch",
     "tl_n", "tl_k", "tl_e", "vbase", "nz_s", "nz_l",
     "tr_s1", "tr_s2", "tr_m", "tr_vm", "tr_ve",
@@ -42,6 +42,7 @@ PARAMS: tuple[str, ...] = (
     "tr_thr", "tr_alpha", "tr_rate", "tr_slope", "tr_w",
     "rc_y0", "rc_decay", "rc_n0", "rc_k0", "rc_e0",
     "dt_stretch",
+    "env_k", "env_g", "env_min", "env_decay",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

@@ -71,6 +71,8 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         rc_k0=(1.0 - fusion.recalibrate_level) * fusion.recalibrate_prior_readings,
         rc_e0=(1.0 - fusion.recalibrate_level) * fusion.recalibrate_prior_readings,
         dt_stretch=fusion.detector_tail_stretch,
+        env_k=p.ewma.envelope_threshold, env_g=p.ewma.envelope_growth, env_min=p.ewma.envelope_min_history,
+        env_decay=1.0 / p.ewma.envelope_memory,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

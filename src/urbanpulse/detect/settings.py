@@ -102,6 +102,18 @@ class EwmaParams(_Params):
         "rolling median (that typical deviation is learned per series, so smooth series are not over-flagged); "
         "0.5 score; the ewma score is the larger of the band and the level-shift score")
     shift_memory: int = Field(2048, ge=16, description="readings of memory of the typical deviation")
+    envelope_threshold: float = Field(
+        0.5, ge=0, description="envelope: decision where the fast level (the shift EWMA) is this many widths of the "
+        "series' learned range beyond that range (its highest and lowest fast level, decaying over shift_memory, "
+        "growing by at most envelope_growth widths a reading): a sustained level change beyond anything the series "
+        "has done; 0 = off")
+    envelope_growth: float = Field(
+        1.0 / 64.0, gt=0, le=1, description="envelope: the learned range widens by at most this x its width a reading, "
+        "so a new level outside it stays outside for a while instead of being learned at once")
+    envelope_memory: float = Field(
+        8192.0, ge=16, description="envelope: readings for the learned range to decay toward the level (not while "
+        "the series idles: no change in spike's window)")
+    envelope_min_history: int = Field(512, ge=2, description="envelope: readings seen before it scores")
     spread_floor: float = Field(
         0.5, ge=0, description="the band (and robust_z's scale) is at least this x the series' long-run RMS "
         "deviation from its EWMA (and at least its resolution, the smallest change seen), so a quiet stretch of "

@@ -18,7 +18,6 @@ kernels) every batch takes the msgspec path.
 from __future__ import annotations
 
 import logging
-import threading
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from urbanpulse.formats.base import Decoded, MessageBatch
 from urbanpulse.model import ReadingColumns
+from urbanpulse.optional_kernel import OptionalKernel
 
 if TYPE_CHECKING:
     from urbanpulse.formats.canonical import CanonicalJsonFormat
@@ -41,9 +41,6 @@ I_STATUS, I_SENSOR, I_METRIC, I_UNIT = range(4)
 BAIL, TAKEN, TAKEN_NULL = 0, 1, 2
 S_START, S_LEN = range(2)
 
-_kernel: ModuleType | None = None
-_loading: threading.Thread | None = None
-_loading_lock = threading.Lock()
 
 
 class _Failures:
@@ -70,37 +67,30 @@ def table_size(n: int) -> int:
     return size
 
 
+def _warm_up(mod: ModuleType) -> None:
+    _call(mod, [b'{"sensor_id":"s","metric":"m","ts":1,"value":1}', b"[]"], 1024)
+
+
+#: the compiled decoder, loaded once per process (optional_kernel.py)
+_KERNEL = OptionalKernel(KERNEL_MODULE, _warm_up, "canonical JSON is decoded by msgspec",
+                         "json-decoder-load")
+
+
 def load_kernel() -> ModuleType | None:
     """Load the compiled decoder (built ahead of time by urbanpulse.aot, building it if needed)
     and call it once, so that its first real call costs nothing; None if it cannot be had (every
     batch then takes the msgspec path). Blocking: see :func:`start_loading`."""
-    global _kernel
-    if _kernel is not None:
-        return _kernel
-    from urbanpulse import aot
-
-    try:
-        mod = aot.kernel(KERNEL_MODULE)
-        _call(mod, [b'{"sensor_id":"s","metric":"m","ts":1,"value":1}', b"[]"], 1024)
-    except Exception as exc:  # noqa: BLE001 - the msgspec path works without it
-        log.warning("the compiled JSON decoder is not available (%s): canonical JSON is decoded by msgspec", exc)
-        return None
-    _kernel = mod
-    return mod
+    return _KERNEL.load()
 
 
 def start_loading() -> None:
     """:func:`load_kernel` on a thread of its own, once per process."""
-    global _loading
-    with _loading_lock:
-        if _loading is None and _kernel is None:
-            _loading = threading.Thread(target=load_kernel, name="json-decoder-load", daemon=True)
-            _loading.start()
+    _KERNEL.start_loading()
 
 
 def kernel() -> ModuleType | None:
     """The loaded kernel, or None (not loaded yet, or it could not be had)."""
-    return _kernel
+    return _KERNEL.module
 
 
 def _call(mod: ModuleType, payloads: list[bytes], max_bytes: int) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int] | None:
