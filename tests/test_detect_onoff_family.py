@@ -104,6 +104,7 @@ def test_injected_anomalies_are_still_found(seed: int, kind: str) -> None:
                    "10 % resolution (10 of 500) and one early spike alert (1 of 500): benchmarks/README.md, det24")
 @hsettings(max_examples=200, deadline=None, derandomize=True)
 @given(seed=SEEDS)
+@example(seed=15)  # flatline at row 588 (and seeds 10, 28, 54: ewma) on main at eaf807a: not hung on the draws
 def test_a_clean_member_raises_no_alert_after_the_probation(seed: int) -> None:
     m = fam.member(seed)
     got = {k: [r for r in v if r >= fam.PROBATION] for k, v in _onsets(m.values, m.ts_us).items()}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import example, given, settings as hsettings, strategies as st
 
 from detect_series import score_one
 from test_detectors_adaptive import _bursty
@@ -26,7 +26,7 @@ N = 3000
 ONSET = 2000
 WITHIN = 200
 PROBATION = 450
-GAP = pytest.mark.xfail(strict=True, reason="issue 11 gap (benchmarks/README.md, det25 / det27a): a doubling of the "
+GAP = pytest.mark.xfail(strict=True, reason="issue 11 gap (benchmarks/README.md, det25 / det27a / det27b): a doubling of the "
                         "active level of an on/off series with short noisy bursts, a coarse resolution or a noisy idle "
                         "offset is not decided by any detector")
 
@@ -57,15 +57,17 @@ def _onoff(rng: np.random.Generator, level: float, offset: float, noise: float, 
     return np.round((offset + amp + idle) / res) * res, np.round((offset + amp2 + idle) / res) * res
 
 
-# with det27b's envelope this one passes or fails depending on the examples drawn: Hypothesis biases its draws
-# with constants from the modules a run has imported, so the derandomized examples differ between a run of this
-# file alone (a failing example remains) and a run beside the other detection tests (all 120 pass): not strict
-@pytest.mark.xfail(strict=False, reason="issue 11 gap (benchmarks/README.md, det25 / det27a / det27b): some "
-                   "doublings with short noisy bursts, a coarse resolution or a noisy idle offset are still missed")
+# A failing example is given explicitly (found by a sweep of 300 numpy-drawn parameter sets on main at eaf807a:
+# 5 missed), so the strict xfail does not hang on which examples Hypothesis draws: its derandomized draws depend
+# on the constants of the modules a run has imported, i.e. on the test selection (det27b found this one passing
+# beside the other detection tests and failing alone)
+@GAP
 @hsettings(max_examples=120, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**31 - 1), log_level=st.floats(-1.0, 4.0),
        offset=st.sampled_from([0.0, 0.01, 0.3, 1.0, 2.0]), noise=st.floats(0.005, 0.08),
        p_start=st.floats(0.01, 0.12), max_len=st.integers(3, 50), res=st.sampled_from([0.01, 0.001]))
+@example(seed=1396231712, log_level=1.1514936597391667, offset=0.01, noise=0.07745465605880526,
+         p_start=0.07184550264513027, max_len=39, res=0.01)
 def test_a_doubling_of_the_active_level_is_found(seed: int, log_level: float, offset: float, noise: float,
                                                   p_start: float, max_len: int, res: float) -> None:
     """Any scale, idle at 0 or at an offset of 1-200 % of the level, noise 0.5-8 %, resolution 1 or 0.1 %: some
@@ -80,6 +82,7 @@ def test_a_doubling_of_the_active_level_is_found(seed: int, log_level: float, of
 @GAP
 @hsettings(max_examples=100, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**31 - 1))
+@example(seed=142)  # missed (with 150, of seeds 0-299 on main at eaf807a): the xfail does not hang on the draws
 def test_det19_bursty_series_a_doubling_is_found_and_the_clean_series_raises_no_ewma_alert(seed: int) -> None:
     """det19's generator (0 / ~60 on/off, bursts of 3-14): the clean series raises no ewma alert after the probation
     (the active level learns its bursts as normal), and bursts twice as high from ONSET on are found."""
