@@ -45,6 +45,14 @@ def subject_digest(device: str, key: bytes | None) -> str:
     return "subject-" + digest[:32]
 
 
+async def subject_series(conn: asyncpg.Connection, device: str, pseudonymiser: Pseudonymiser | None,
+                         since: datetime) -> list[int]:
+    """Ids of the series ``device`` is stored under (as sent or pseudonymised since ``since``): what
+    a service's series registry must forget once the device is erased."""
+    ids = subject_ids(device, pseudonymiser, since)
+    return [r[0] for r in await conn.fetch("SELECT id FROM series WHERE sensor_id = ANY($1::text[])", ids)]
+
+
 async def _collect(conn: asyncpg.Connection, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     series = await conn.fetch("SELECT id, sensor_id, metric FROM series WHERE sensor_id = ANY($1::text[])", ids)
     sids = [r["id"] for r in series]

@@ -126,12 +126,11 @@ async def export_subject_route(request: Request, body: SubjectExportIn,
                  "example": _ERASE_EXAMPLE}}}})
 async def erase_subject_route(request: Request, body: SubjectEraseIn,
                               principal: Principal = ALLOW_ADMIN) -> dict[str, int]:
-    from urbanpulse.privacy.subject import erase_subject, subject_ids
+    from urbanpulse.privacy.subject import erase_subject, subject_series
 
     pool, pseudo, key, since = _context(request, body.since)
     async with pool.acquire() as conn:
-        series = [r[0] for r in await conn.fetch("SELECT id FROM series WHERE sensor_id = ANY($1::text[])",
-                                                 subject_ids(body.device, pseudo, since))]
+        series = await subject_series(conn, body.device, pseudo, since)
         counts = await erase_subject(conn, body.device, pseudo, key, since, _actor(principal))
     store = getattr(getattr(request.app.state.service, "pipeline", None), "store", None)
     if store is not None and series:
