@@ -19,29 +19,20 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
+import sys
+from pathlib import Path
+
 from detect_series import score_one
 from urbanpulse.detect import DetectionSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from corpus.families import _poisson_from_uniform  # noqa: E402  (the families' sparse counts, same inversion)
 
 N = 3000
 ONSET = 2000
 WITHIN = 200
 PROBATION = 450
-
-
-def _poisson(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """Poisson counts by inversion of the same uniforms: a higher rate gives counts at least as high, so the clean
-    and the changed copy differ only by the change."""
-    k = np.zeros(len(u))
-    p = np.exp(-lam)
-    cdf = p.copy()
-    for j in range(1, 80):
-        more = u > cdf
-        if not more.any():
-            break
-        k += more
-        p = p * lam / j
-        cdf = cdf + p
-    return k
 
 
 def _sparse(seed: int, rate: float, unit: float, factor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +42,7 @@ def _sparse(seed: int, rate: float, unit: float, factor: float) -> tuple[np.ndar
     lam = np.full(N, rate)
     changed = lam.copy()
     changed[ONSET:] *= factor
-    return _poisson(u, lam) * unit, _poisson(u, changed) * unit
+    return _poisson_from_uniform(u, lam) * unit, _poisson_from_uniform(u, changed) * unit
 
 
 def _check(clean: np.ndarray, changed: np.ndarray) -> None:

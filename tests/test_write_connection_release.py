@@ -82,6 +82,16 @@ class Resets:
                 raise ConnectionResetError(f"reset of write {write} failed (injected)")
         await conn.reset()  # what asyncpg does without a hook
 
+async def _store(database: str, resets: "Resets", min_size: int, max_size: int) -> tuple[asyncpg.Pool, ReadingStore]:
+    """A pool whose resets ``resets`` records, and a rollup-less store on it."""
+    pool = await asyncpg.create_pool(database, min_size=min_size, max_size=max_size, init=prepare_connection,
+                                     reset=resets)
+    parts = MonthlyPartitions()
+    async with pool.acquire() as c:
+        await parts.load(c)
+    return pool, ReadingStore(pool, parts, rollups=False)
+
+
 
 batch_spec = st.tuples(
     st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), max_size=30),  # (sensor, second); repeats redeliver
@@ -99,12 +109,8 @@ def test_a_write_returns_before_its_connection_is_reset_and_every_reading_is_sto
         await conn.execute("TRUNCATE readings, quarantine")
         await conn.close()
         resets = Resets()
-        pool = await asyncpg.create_pool(database, min_size=2, max_size=3, init=prepare_connection, reset=resets)
+        pool, store = await _store(database, resets, 2, 3)
         try:
-            parts = MonthlyPartitions()
-            async with pool.acquire() as c:
-                await parts.load(c)
-            store = ReadingStore(pool, parts, rollups=False)
             expected: set[tuple[str, int]] = set()
             for i, (keys, invalid, fail) in enumerate(batches):
                 readings, rejections = columns(keys, invalid, first_offset=1000 * i)
@@ -138,12 +144,8 @@ def test_a_failed_write_gives_its_connection_back_at_once_rolled_back(database: 
     caller retries it, and the pool must not hand out a connection with a transaction open)."""
     async def scenario() -> None:
         resets = Resets()
-        pool = await asyncpg.create_pool(database, min_size=1, max_size=2, init=prepare_connection, reset=resets)
+        pool, store = await _store(database, resets, 1, 2)
         try:
-            parts = MonthlyPartitions()
-            async with pool.acquire() as c:
-                await parts.load(c)
-            store = ReadingStore(pool, parts, rollups=False)
             readings, _ = columns([(0, 50), (1, 51)], 0)
 
             async def hook(conn: asyncpg.Connection) -> None:
