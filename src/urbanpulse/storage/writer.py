@@ -102,6 +102,11 @@ class BackgroundRelease:
             log.warning("resetting a batch writer's connection failed (%s: %s); the pool opens a new one",
                         type(exc).__name__, exc)
 
+    @property
+    def pending(self) -> int:
+        """Connections being given back right now."""
+        return len(self._pending)
+
     async def wait(self) -> None:
         """Until every connection handed to :meth:`release_soon` is back in the pool."""
         while self._pending:
