@@ -13,6 +13,10 @@ series); per kind:
 - chance: of the found, how many the clean copy also has a decision in the same rows (found by chance);
 - clean: clean copies with a decision onset after the probation (`PROBATION` readings), a false alert;
 - by: which detector decided first in the window, over the found.
+`--nab` adds a NAB-style score of the anomaly_score (what the held-out benchmark scores, not the decisions): every
+injected copy is a file with one NAB window centred on its onset, every clean copy a file without windows, one
+threshold pooled over all of them (NAB standard profile, `nab_score.score_corpus`), then the normalised score per
+family and kind, per family and overall, and the false-positive rows on the clean copies.
 `--show K` prints the first K missed seeds with their parameters and the best score in the window.
 """
 
@@ -28,6 +32,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import nab_score  # noqa: E402
 from corpus import families  # noqa: E402
 
 from urbanpulse.detect import DetectionSettings, DetectorBank  # noqa: E402
@@ -35,8 +40,11 @@ from urbanpulse.detect import DetectionSettings, DetectorBank  # noqa: E402
 PROBATION = 450  # NAB's 15 % of 3,000 readings
 
 
-def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None = None) -> list[dict]:
-    """Score every draw's clean and injected copy (one slot each, one batch); per draw what the sweep reports."""
+def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None = None,
+                scores: dict[str, nab_score.FileSeries] | None = None) -> list[dict]:
+    """Score every draw's clean and injected copy (one slot each, one batch); per draw what the sweep reports.
+
+    With `scores`, each copy's anomaly_score is kept there as a NAB file (`<family>/<kind>/<seed>/clean|injected`)."""
     bank = DetectorBank(settings or DetectionSettings())
     n = 2 * len(draws)
     bank.assign(np.arange(n, dtype=np.int64), [f"s{i}" for i in range(n)], ["value"] * n)
@@ -55,6 +63,10 @@ def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None =
         for k in (0, 1):
             a, b = bounds[2 * j + k], bounds[2 * j + k + 1]
             rows[k] = (sc.decision[a:b], sc.score[a:b], sc.anomaly_score[a:b])
+        if scores is not None:
+            for k, tag in ((0, "clean"), (1, "injected")):
+                name = f"{d.family}/{d.kind}/{d.seed}/{tag}"
+                scores[name] = nab_score.FileSeries(name, d.ts_us, np.asarray(rows[k][2], dtype=np.float64))
         dec_c, _, _ = rows[0]
         dec_i, s_i, an_i = rows[1]
         win = slice(d.onset, d.onset + w)
@@ -77,8 +89,9 @@ def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None =
     return out
 
 
-def sweep(seeds: int, only: list[str] | None = None, settings: DetectionSettings | None = None) -> list[dict]:
-    """Every family and kind (or `only`, "family:kind"), seeds 0 .. seeds-1."""
+def sweep(seeds: int, only: list[str] | None = None, settings: DetectionSettings | None = None,
+          scores: dict[str, nab_score.FileSeries] | None = None) -> list[dict]:
+    """Every family and kind (or `only`, "family:kind"), seeds 0 .. seeds-1 (anomaly_scores kept in `scores`)."""
     res = []
     for fam, kinds in families.KINDS.items():
         for kind in kinds:
@@ -86,7 +99,7 @@ def sweep(seeds: int, only: list[str] | None = None, settings: DetectionSettings
                 continue
             draws = [families.draw(fam, kind, s) for s in range(seeds)]
             for lo in range(0, len(draws), 100):  # batches of 100 pairs
-                res.extend(score_pairs(draws[lo:lo + 100], settings))
+                res.extend(score_pairs(draws[lo:lo + 100], settings, scores))
     return res
 
 
@@ -108,6 +121,42 @@ def table(res: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def nab_table(res: list[dict], scores: dict[str, nab_score.FileSeries]) -> tuple[str, dict]:
+    """NAB standard score of the anomaly_score, one threshold pooled over every copy; per kind, family, overall.
+
+    Why beside the miss table: the held-out benchmark thresholds the anomaly_score (not the decisions), so a
+    level change the likelihood scores 0.99+ counts there even where no detector decides, and every clean
+    copy's high score costs a false positive."""
+    windows = {}
+    for r in res:
+        base = f"{r['family']}/{r['kind']}/{r['seed']}"
+        windows[f"{base}/clean"] = []
+        windows[f"{base}/injected"] = nab_score.windows_from_points(scores[f"{base}/injected"].ts_us, [r["onset"]])
+    corpus = nab_score.score_corpus(scores, windows, "standard")
+    lines = [f"NAB standard, anomaly_score, pooled threshold {corpus.threshold:.5f}: overall "
+             f"**{corpus.normalized:.2f}**", "",
+             "| family | kind | score | windows found | FP rows (injected copies) | FP rows (clean copies) |",
+             "|---|---|---|---|---|---|"]
+    summary: dict = {"threshold": corpus.threshold, "overall": corpus.normalized, "kinds": {}, "families": {}}
+    keys = sorted({(r["family"], r["kind"]) for r in res}, key=lambda k: (list(families.KINDS).index(k[0]),
+                                                                           families.KINDS[k[0]].index(k[1])))
+    for fam, kind in keys:
+        inj = [n for n in scores if n.startswith(f"{fam}/{kind}/") and n.endswith("/injected")]
+        cln = [n for n in scores if n.startswith(f"{fam}/{kind}/") and n.endswith("/clean")]
+        sub = corpus.subset(inj + cln)
+        fp_i, fp_c = corpus.subset(inj)["fp_rows"], corpus.subset(cln)["fp_rows"]
+        summary["kinds"][f"{fam}:{kind}"] = sub["normalized"]
+        lines.append(f"| {fam} | {kind} | {sub['normalized']:.2f} | {sub['detected_windows']} of {sub['windows']} "
+                     f"| {fp_i} | {fp_c} |")
+    for fam in families.KINDS:
+        names = [n for n in scores if n.startswith(f"{fam}/")]
+        if names:
+            summary["families"][fam] = corpus.subset(names)["normalized"]
+    lines.append("")
+    lines.append("per family: " + ", ".join(f"{f} {v:.2f}" for f, v in summary["families"].items()))
+    return "\n".join(lines), summary
+
+
 def main() -> None:
     """Run the sweep, print the table (and missed examples), optionally write every draw's row as JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,9 +164,16 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="family:kind (repeatable)")
     ap.add_argument("--show", type=int, default=0, help="print this many missed draws per kind")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--nab", action="store_true", help="also score the anomaly_score NAB-style (see above)")
     a = ap.parse_args()
-    res = sweep(a.seeds, a.only)
+    scores: dict[str, nab_score.FileSeries] | None = {} if a.nab else None
+    res = sweep(a.seeds, a.only, scores=scores)
     print(table(res))
+    nab_summary = None
+    if scores is not None:
+        text, nab_summary = nab_table(res, scores)
+        print()
+        print(text)
     if a.show:
         for fam, kinds in families.KINDS.items():
             for kind in kinds:
@@ -125,7 +181,7 @@ def main() -> None:
                 for r in missed[:a.show]:
                     print(fam, kind, r["seed"], r["onset"], r["best"], r["best_anomaly_score"], r["params"])
     if a.json:
-        a.json.write_text(json.dumps(res, indent=1))
+        a.json.write_text(json.dumps(res if nab_summary is None else {"draws": res, "nab": nab_summary}, indent=1))
 
 
 if __name__ == "__main__":
