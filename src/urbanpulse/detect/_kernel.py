@@ -208,6 +208,8 @@ REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 TREND_CAP = 0.5
 ENVELOPE_CAP = 0.75  # envelope: its score is capped here (as the level shift's), in the decision and the fusion
+RZ_LAG_G = 2.0  # robust_z: the fast level this many robust scales from the median = the window lags (`_robust_z`)
+RZ_LAG_K = 4.0  # ... and at most this many of its typical distances from it (a lag the series shows normally)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -527,16 +529,25 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
 
 
 @njit(**_STAGE)
-def _robust_z(pr, xi, cnt, med, mad, ew_std, floor):
+def _robust_z(st, sl, pr, xi, cnt, med, mad, ew_std, floor):
     """robust_z: the reading's distance from the window's median in units of a robust scale (1.4826 x MAD,
     floored by a quarter of the EWMA's standard deviation and by the shared floor); 0 until `min_readings`
-    and where MAD = 0 (a quantised or mostly-constant window: ewma's and spike's case).
+    and where MAD = 0 (a quantised or mostly-constant window: ewma's and spike's case). Where ewma's fast level
+    (the shift EWMA before this reading) has left the median by more than RZ_LAG_G robust scales but by at most
+    RZ_LAG_K of its typical distances (ewma's `sh_s`: a lag the series shows normally, not a level shift), the
+    window lags a moving series (a daily rate's morning rise against a window still mostly night): the distance is
+    then from the nearer of the two, so a normal rise is no outlier and an outlier, far from both, still is
+    (benchmarks/README.md, det28c).
 
-    Reads no state column itself (med, mad, ew_std, floor: `_scales`); P_RZ_THRESHOLD, P_RZ_MIN, P_ON_ROBUST_Z.
+    Reads C_SH_M, C_SH_S (med, mad, ew_std, floor: `_scales`); P_RZ_THRESHOLD, P_RZ_MIN, P_ON_ROBUST_Z.
     Writes nothing (the median and MAD are the refreshes'). Returns the score."""
     scaled = mad > 0
     rscale = _fmax(_fmax(_fmax(1.4826 * mad, 0.25 * ew_std), floor), 1e-9 * abs(med) + _TINY)
-    z = abs(xi - med) / rscale
+    dist = abs(xi - med)
+    lag = abs(st[sl, C_SH_M] - med)
+    if lag > RZ_LAG_G * rscale and lag <= RZ_LAG_K * st[sl, C_SH_S]:
+        dist = _min(dist, abs(xi - st[sl, C_SH_M]))
+    z = dist / rscale
     rz = z / (z + pr[P_RZ_THRESHOLD])
     ok = (cnt >= pr[P_RZ_MIN]) and _isfinite(rz) and scaled
     return (rz if ok else 0.0) * pr[P_ON_ROBUST_Z]
@@ -1180,7 +1191,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         med, mad, res, ew_m, ew_std, lr_std, floor = _scales(st, sl, pr)
 
         s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
-        s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor)
+        s_robust_z = _robust_z(st, sl, pr, xi, cnt, med, mad, ew_std, floor)
         s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res)
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
                                                floor, s_robust_z)
