@@ -491,17 +491,19 @@ def _scales(st, sl, pr):
     """The scales several detectors share, as they stood before this reading: the window's rolling median and
     MAD (kept by the refreshes), the series' resolution (its smallest non-zero change), the EWMA's level and
     standard deviation, the long-run RMS deviation from the EWMA, and the floor of robust_z's and ewma's scales
-    (`ew_floor` x that long-run RMS, at least the resolution: it does not collapse on quiet stretches).
+    (`ew_floor` x that long-run RMS, at least the resolution: it does not collapse on quiet stretches); and ewma's
+    fast level (the shift EWMA) and its typical distance from the median, which robust_z, the envelope and ewma read
+    (loaded once: no stage before ewma writes them).
 
-    Reads C_MED, C_MAD, C_RES, C_EW_M, C_EW_V, C_LR_V; P_EW_FLOOR. Writes nothing.
-    Returns (med, mad, res, ew_m, ew_std, lr_std, floor)."""
+    Reads C_MED, C_MAD, C_RES, C_EW_M, C_EW_V, C_LR_V, C_SH_M, C_SH_S; P_EW_FLOOR. Writes nothing.
+    Returns (med, mad, res, ew_m, ew_std, lr_std, floor, sh_m, sh_s)."""
     ew_std = np.sqrt(st[sl, C_EW_V])
     med = st[sl, C_MED]
     mad = st[sl, C_MAD]
     res = st[sl, C_RES]
     lr_std = np.sqrt(st[sl, C_LR_V])
     floor = _fmax(pr[P_EW_FLOOR] * lr_std, res)
-    return med, mad, res, st[sl, C_EW_M], ew_std, lr_std, floor
+    return med, mad, res, st[sl, C_EW_M], ew_std, lr_std, floor, st[sl, C_SH_M], st[sl, C_SH_S]
 
 
 @njit(**_STAGE)
@@ -529,7 +531,7 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
 
 
 @njit(**_STAGE)
-def _robust_z(st, sl, pr, xi, cnt, med, mad, ew_std, floor):
+def _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m, sh_s):
     """robust_z: the reading's distance from the window's median in units of a robust scale (1.4826 x MAD,
     floored by a quarter of the EWMA's standard deviation and by the shared floor); 0 until `min_readings`
     and where MAD = 0 (a quantised or mostly-constant window: ewma's and spike's case). Where ewma's fast level
@@ -539,14 +541,15 @@ def _robust_z(st, sl, pr, xi, cnt, med, mad, ew_std, floor):
     then from the nearer of the two, so a normal rise is no outlier and an outlier, far from both, still is
     (benchmarks/README.md, det28c).
 
-    Reads C_SH_M, C_SH_S (med, mad, ew_std, floor: `_scales`); P_RZ_THRESHOLD, P_RZ_MIN, P_ON_ROBUST_Z.
+    Reads no state column itself (med, mad, ew_std, floor, sh_m, sh_s: `_scales`); P_RZ_THRESHOLD, P_RZ_MIN,
+    P_ON_ROBUST_Z.
     Writes nothing (the median and MAD are the refreshes'). Returns the score."""
     scaled = mad > 0
     rscale = _fmax(_fmax(_fmax(1.4826 * mad, 0.25 * ew_std), floor), 1e-9 * abs(med) + _TINY)
     dist = abs(xi - med)
-    lag = abs(st[sl, C_SH_M] - med)
-    if lag > RZ_LAG_G * rscale and lag <= RZ_LAG_K * st[sl, C_SH_S]:
-        dist = _min(dist, abs(xi - st[sl, C_SH_M]))
+    lag = abs(sh_m - med)
+    if lag > RZ_LAG_G * rscale and lag <= RZ_LAG_K * sh_s:
+        dist = _min(dist, abs(xi - sh_m))
     z = dist / rscale
     rz = z / (z + pr[P_RZ_THRESHOLD])
     ok = (cnt >= pr[P_RZ_MIN]) and _isfinite(rz) and scaled
@@ -606,7 +609,7 @@ def _active_level(st, sl, pr, xi, cnt, has_prev, med, mad):
 
 
 @njit(**_STAGE)
-def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, s_robust_z):
+def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, s_robust_z, sh_m0, sh_s):
     """ewma: the reading against the EWMA's bands, and the level shift (a short EWMA's distance from the window's
     median in units of its own typical distance); then learns the reading: the EWMA (the change winsorised at 4
     standard deviations once `min_readings` are seen) and the shift's typical distances (overall and per side).
@@ -616,7 +619,7 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     (`_active_level`: bursts rising twice as far above idle). Also returns the shift's input to the likelihood (the
     same distance in units of its typical size, and on its own side, capped at 0.75).
 
-    Reads C_EW_V, C_SH_M, C_SH_S, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE (med, mad, ew_m, ew_std,
+    Reads C_EW_V, C_SH_N, C_SH_SP, C_SH_SN, C_LO_MIN, C_LO_Q, C_DSCALE (med, mad, ew_m, ew_std, sh_m0, sh_s,
     lr_std, floor: `_scales`; and `_active_level`'s); P_EW_THRESHOLD, P_EW_MIN, P_EW_FLOOR, P_EW_ALPHA, P_SH_ALPHA,
     P_SH_THRESHOLD, P_SH_DECAY, P_LS_THR, P_LS_FLOOR, P_ON_EWMA. Writes C_EW_M, C_EW_V, C_SH_M, C_SH_S, C_SH_N,
     C_SH_SP, C_SH_SN (and `_active_level`'s: C_AC_M, C_AC_V).
@@ -629,10 +632,8 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
     if not ok:
         es = 0.0
     sh_a = pr[P_SH_ALPHA]
-    sh_m0 = st[sl, C_SH_M]
     sh_m = sh_m0 + sh_a * (xi - sh_m0) if has_prev else xi
     sh_d = abs(sh_m - med)
-    sh_s = st[sl, C_SH_S]
     # where MAD = 0 (quantised, mostly-zero, on/off) the typical distance is floored by the long-run
     # spread, so an on/off series' bursts are its normal excursions and a real change of rate is not
     # an on/off series whose window is mostly "on" has MAD > 0, yet its idle floor is still a mode of its own
@@ -716,7 +717,7 @@ def _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std, floor, 
 
 
 @njit(**_STAGE)
-def _envelope(st, sl, pr, xi, cnt, has_prev, res):
+def _envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0):
     """envelope (counted in ewma's score): the fast level (ewma's shift EWMA, as it will be after this reading)
     beyond the range the series' fast level has shown, in units of `envelope_threshold` x that range's width
     (floored by the resolution): a sustained level change larger than anything the series has done (a rate
@@ -725,13 +726,12 @@ def _envelope(st, sl, pr, xi, cnt, has_prev, res):
     `envelope_growth` x its width a reading, so a new level stays outside it for a while. 0 until
     `envelope_min_history` readings, and where `envelope_threshold` is 0. Then learns the range.
 
-    Reads C_SH_M, C_ENV_HI, C_ENV_LO, C_DSCALE_N (res: `_scales`); P_SH_ALPHA, P_ENV_K, P_ENV_G, P_ENV_MIN,
+    Reads C_ENV_HI, C_ENV_LO, C_DSCALE_N (res, sh_m0: `_scales`); P_SH_ALPHA, P_ENV_K, P_ENV_G, P_ENV_MIN,
     P_ENV_DECAY, P_ON_EWMA. Writes C_ENV_HI, C_ENV_LO. Returns the score."""
     if not has_prev:
         st[sl, C_ENV_HI] = xi
         st[sl, C_ENV_LO] = xi
         return 0.0
-    sh_m0 = st[sl, C_SH_M]
     lvl = sh_m0 + pr[P_SH_ALPHA] * (xi - sh_m0)
     hi = st[sl, C_ENV_HI]
     lo = st[sl, C_ENV_LO]
@@ -1188,13 +1188,13 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         pr = table[profile[sl]]
         cnt = st[sl, C_COUNT]
         has_prev = cnt > 0
-        med, mad, res, ew_m, ew_std, lr_std, floor = _scales(st, sl, pr)
+        med, mad, res, ew_m, ew_std, lr_std, floor, sh_m0, sh_s0 = _scales(st, sl, pr)
 
         s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
-        s_robust_z = _robust_z(st, sl, pr, xi, cnt, med, mad, ew_std, floor)
-        s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res)
+        s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
+        s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0)
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
-                                               floor, s_robust_z)
+                                               floor, s_robust_z, sh_m0, sh_s0)
         s_spike, change = _spike(st, sl, pr, xi, cnt, has_prev, mad, res)
         s_flatline = _flatline(st, sl, pr, xi, ti, has_prev, mad)
         s_threshold = _threshold(st, sl, pr, xi)
