@@ -207,6 +207,14 @@ FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes b
 REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
 TREND_CAP = 0.5
+# flatline in the fusion: a run's score counts there until it first reaches FL_FUSE_ONCE (9 x the bar), then not
+# for the rest of the run (its decision, so the alert, stays on): a stuck value's score rises once, and is not
+# re-emitted ever higher every few dozen readings for as long as it holds; benchmarks/README.md, det28b
+FL_FUSE_ONCE = 0.9
+# flatline on an on/off series whose window is idle (MAD 0): a run at its active level (ewma's `_active_level`)
+# counts from FL_ACTIVE_MIN readings on, once the active level is one level (ACTIVE_SEP); before, or where it is
+# not, such a run is learned as the series' normal (its bursts' longest hold) but not counted
+FL_ACTIVE_MIN = 1024.0
 ENVELOPE_CAP = 0.75  # envelope: its score is capped here (as the level shift's), in the decision and the fusion
 
 
@@ -801,15 +809,19 @@ def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
 
 
 @njit(**_STAGE)
-def _flatline(st, sl, pr, xi, ti, has_prev, mad):
+def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     """flatline: the current run of readings within `tolerance` of the run's first value, by count (against the
     larger of `min_readings` and `learn_factor` x the longest run the series shows normally, a decaying memory)
     and by duration (against `min_duration`); only runs that start where the window varies and off the series'
-    floor count (with `only_varying`). Then learns the run and, where a counted run ends, its length.
+    floor count (with `only_varying`); where the window is idle (MAD 0, an on/off series), a run at the series'
+    active level (ewma's learned excursion, FL_ACTIVE_MIN) too. Then learns the run and, where a counted (or a
+    learned-only: fl_ok 0.5) run ends, its length.
 
-    Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q, C_VBASE (mad: `_scales`); P_FL_TOLERANCE,
-    P_FL_DECAY, P_FL_MIN_READINGS, P_FL_LEARN, P_FL_ONLY_VARYING, P_FL_MIN_DURATION_US, P_ON_FLATLINE.
-    Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX. Returns the score."""
+    Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q, C_VBASE, C_COUNT, C_RES, C_AC_M, C_AC_V
+    (ewma's, as before the reading: `_readings` calls flatline first; mad, med: `_scales`); P_FL_TOLERANCE,
+    P_FL_DECAY, P_FL_MIN_READINGS, P_FL_LEARN, P_FL_ONLY_VARYING, P_FL_MIN_DURATION_US, P_RZ_WINDOW, P_ON_FLATLINE.
+    Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX. Returns (the decision's score, the fusion's: the run
+    counted until it first reaches FL_FUSE_ONCE)."""
     tol = pr[P_FL_TOLERANCE]
     fl_ref = st[sl, C_FL_REF]
     # the longest run this series shows normally (decaying memory): a plateau of a periodic
@@ -836,7 +848,19 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad):
         xe = vb + np.float64(np.float32(xi - vb))
         at_floor = (xe >= st[sl, C_LO_MIN] - tol) and (xe <= st[sl, C_LO_Q])
         varying = ((mad > 0) and not at_floor) or (pr[P_FL_ONLY_VARYING] == 0)
-        fl_ok = 1.0 if varying else 0.0
+        learn_only = False
+        if mad == 0 and not varying and st[sl, C_COUNT] >= pr[P_RZ_WINDOW]:
+            # an on/off series idle through most of the window (its median at the floor): a run at the active level
+            # (over ACTIVE_SPLIT x the learned excursion above the floor) is a burst held at one value, and a
+            # sensor stuck while the pump runs is one held far longer than the bursts are
+            ac_m = st[sl, C_AC_M]
+            lo_q = st[sl, C_LO_Q]
+            if ac_m > 0 and (xe - lo_q) > ACTIVE_SPLIT * ac_m and med <= lo_q:
+                ac_sc = _fmax(_fmax(st[sl, C_AC_V], st[sl, C_RES]), 1e-9 * abs(ac_m) + _TINY)
+                varying = ac_m > ACTIVE_SEP * ac_sc and st[sl, C_COUNT] >= FL_ACTIVE_MIN
+                learn_only = not varying
+        # 1: counted; 0.5: learned when it ends, not counted; 0: neither (at the floor, or the window does not vary)
+        fl_ok = 1.0 if varying else (0.5 if learn_only else 0.0)
     if run >= 2:
         rq = run - 1.0
         rs = rq / (rq + (fl_eff - 1.0))
@@ -845,14 +869,20 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad):
     else:
         rs = 0.0
         ds = 0.0
-    fs = _max(rs, ds if _isfinite(ds) else 0.0) * fl_ok
+    fs = _max(rs, ds if _isfinite(ds) else 0.0) if fl_ok >= 1 else 0.0
+    # the fusion's score: the run's rising score until it first reaches FL_FUSE_ONCE (fl_ok 2: spent), then 0 for the
+    # rest of the run; before, its ever higher score was re-emitted by the re-arm gate every few dozen readings for
+    # as long as the value held. The decision (the alert) stays on for the whole run
+    fs_fused = fs if fl_ok < 2 else 0.0
+    if fl_ok == 1 and fs >= FL_FUSE_ONCE:
+        fl_ok = 2.0
     st[sl, C_FL_MAX] = fl_max
     if not same:
         st[sl, C_FL_REF] = xi
     st[sl, C_FL_RUN] = run
     st[sl, C_FL_START] = fl_start
     st[sl, C_FL_OK] = fl_ok
-    return fs * pr[P_ON_FLATLINE]
+    return fs * pr[P_ON_FLATLINE], fs_fused * pr[P_ON_FLATLINE]
 
 
 @njit(**_STAGE)
@@ -1181,16 +1211,16 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
         s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor)
+        s_flatline, s_flatline_fused = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
         s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res)
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
                                                floor, s_robust_z)
         s_spike, change = _spike(st, sl, pr, xi, cnt, has_prev, mad, res)
-        s_flatline = _flatline(st, sl, pr, xi, ti, has_prev, mad)
         s_threshold = _threshold(st, sl, pr, xi)
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
 
-        raw = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_silence)
+        raw = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused, s_silence)
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in)

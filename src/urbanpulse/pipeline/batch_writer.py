@@ -43,8 +43,14 @@ _CONNECTION_TROUBLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnection
 #: errors after which a batch's transaction is retried whole, rather than dropping its alert changes
 _RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                       asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
-#: what resolving series ids may raise while the database is away
-_LOOKUP_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+#: what resolving series ids may raise while the database is away. InternalClientError too: a
+#: pooled connection that has read the server's goodbye (FATAL 57P01 "terminating connection",
+#: sent by a restart or pg_terminate_backend) but not yet the close that follows is still open to
+#: the pool, and the next query on it fails with "another operation (2) is in progress"; the next
+#: attempt finds it closed and reconnects (tests/test_series_lookup_retry.py). The write loop
+#: already retries it (write_errors.py: not known to be permanent, so transient)
+_LOOKUP_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
+                   asyncpg.exceptions.InternalClientError)
 
 
 class AlertChangesFailed(Exception):
