@@ -145,6 +145,18 @@ def test_bursty_on_off_series_switching_is_not_a_spike_and_a_real_spike_is(
     _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
 
 
+@pytest.mark.xfail(strict=True, reason="rare draws inside the property's range, found by a 500-example run (not "
+                   "derandomized) after det28b's merge: a tenfold reading scoring 0.496 in spike (missed), a clean "
+                   "ewma alert at 3 % noise")
+@given(**_bursts())
+@hsettings(max_examples=10, deadline=None, derandomize=True)
+@example(level=1.0, start_p=0.05, lo=5, longest=8, noise=0.03125, decimals=1, seed=64)
+@example(level=1.0, start_p=0.03590824229569303, lo=3, longest=30, noise=0.03125, decimals=1, seed=30)
+def test_bursty_on_off_series_rare_draws(
+        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
+    _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
+
+
 @pytest.mark.xfail(strict=True, reason="bursts with 4-10 % noise: ewma alerts on the clean series (gone with "
                    "shift_threshold off; 26 of 500 draws at 4.5-10 %, 2 of 800 at 2-4.5 %, det28d)")
 @given(**_bursts(noise=st.floats(0.04, 0.1)))
@@ -346,6 +358,7 @@ def test_quantised_mostly_zero_series_clean_is_quiet_and_a_real_level_shift_is_f
 @given(**dict(QUANTISED, factor=st.floats(1.0, 1.5)))
 @hsettings(max_examples=10, deadline=None, derandomize=True)
 @example(rate=0.5, unit=1.0, factor=1.0, length=100, seed=179)
+@example(rate=0.25, unit=1.0, factor=1.5, length=100, seed=249)  # inside the property's range: 15x found after 48
 @example(rate=0.2006227040726491, unit=1.0, factor=2.3028252229108217 / 2.0, length=299, seed=3192792611)
 @example(rate=0.44586250393575366, unit=1.0, factor=14.225011216418824 / 4.4586250393575366, length=117,
          seed=155362616)
