@@ -109,7 +109,10 @@ def main() -> None:
     print(f"per-channel score bound for any single-channel detector: {100 * (total - blind) / total:.1f} "
           "(every other window found at its first row, no false positive)")
     if a.cache:
-        scores = np.load(a.cache)[a.key]
+        cache = np.load(a.cache)
+        if a.key not in cache:
+            raise SystemExit(f"no {a.key!r} in {a.cache}; its keys: {', '.join(sorted(cache.keys()))}")
+        scores = cache[a.key]
         found = found_by_kind(all_files, scores, a.threshold, ts, cols, per_station)
         print(f"found at anomaly_score >= {a.threshold}: " + ", ".join(
             f"{kind} {hit} of {n}" for kind, (n, hit) in found.items()))
