@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, example, given, settings as hsettings, strategies as st
+from hypothesis import given, settings as hsettings, strategies as st
 
 from detect_series import score_one, spike_pair_scores
 from urbanpulse.config import load_settings
@@ -55,21 +55,17 @@ def test_threshold_explicitly_disabled_with_limits_stays_off() -> None:
 
 # -- the four shapes that broke the corpus-tuned defaults -----------------------------------------
 
-def _bursty(n: int, rng: np.random.Generator, level: float = 60.0, start_p: float = 0.03,
-            length: tuple[int, int] = (3, 15), noise: float = 0.05, decimals: int = 1) -> np.ndarray:
-    """On/off: 0 most of the time, bursts of `length` readings (drawn in [lo, hi)) starting with
-    probability `start_p` a reading, at `level` with relative `noise`, rounded to `decimals` places of 60
-    (the defaults: bursts of a few readings at ~60, rounded to 0.1)."""
+def _bursty(n: int, rng: np.random.Generator) -> np.ndarray:
+    """On/off: 0 most of the time, bursts of a few readings at ~60."""
     on = np.zeros(n, bool)
     k = 0
     while k < n:
-        if rng.random() < start_p:
-            d = int(rng.integers(*length))
+        if rng.random() < 0.03:
+            d = int(rng.integers(3, 15))
             on[k:k + d] = True
             k += d
         k += 1
-    scale = level / 60.0
-    return np.round(np.where(on, 60.0 * (1 + noise * rng.normal(size=n)), 0.0), decimals) * scale
+    return np.round(np.where(on, 60 * (1 + 0.05 * rng.normal(size=n)), 0.0), 1)
 
 
 def _irregular_ts(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -78,17 +74,12 @@ def _irregular_ts(n: int, rng: np.random.Generator) -> np.ndarray:
     return T0 + np.cumsum(np.maximum(gaps, 1.0) * 1e6).astype(np.int64)
 
 
-def _sine(n: int, period: float = 144.0, amplitude: float = 8.0, offset: float = 10.0,
-          decimals: int = 2) -> np.ndarray:
-    """A noise-free sine, rounded to `decimals` places of amplitude / 8 (the defaults: 10 + 8 sin over 144
-    readings, rounded to 0.01)."""
-    scale = amplitude / 8.0
-    return np.round((offset + amplitude * np.sin(2 * np.pi * np.arange(n) / period)) / scale, decimals) * scale
+def _sine(n: int) -> np.ndarray:
+    return np.round(10 + 8 * np.sin(2 * np.pi * np.arange(n) / 144.0), 2)
 
 
-def _quantised(n: int, rng: np.random.Generator, rate: float = 0.1, unit: float = 1.0) -> np.ndarray:
-    """Counts of a Poisson process of `rate` a reading, in `unit`s (mostly zero below a rate of ~0.7)."""
-    return rng.poisson(rate, n) * unit
+def _quantised(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.poisson(0.1, n).astype(np.float64)
 
 
 def _found(sc, onset: int, within: int = 30) -> bool:
@@ -100,103 +91,17 @@ N = 3000
 ONSET = 2000
 
 
-SEEDS = st.integers(0, 2**32 - 1)
-
-
-def _log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
-    """Scales from `lo` to `hi`, each decade as likely."""
-    return st.floats(np.log10(lo), np.log10(hi)).map(lambda e: float(10.0 ** e))
-
-PROBATION = 300  # the first readings teach each detector the series' usual changes (NAB's probation: 10 % here)
-
-
-def _after(sc, start: int) -> dict[str, list[int]]:
-    """Alert onsets at or after row `start`, by detector."""
-    return {k: [r for r in v if r >= start] for k, v in _alerts(sc).items() if max(v) >= start}
-
-
-def _bursts(start_p: st.SearchStrategy[float] = st.floats(0.02, 0.1), lo: st.SearchStrategy[int] = st.integers(3, 5),
-            longest: st.SearchStrategy[int] = st.integers(8, 30), noise: st.SearchStrategy[float] = st.floats(0.02, 0.04),
-            decimals: st.SearchStrategy[int] = st.integers(1, 2)) -> dict[str, st.SearchStrategy]:
-    """The on/off shape's parameters: by default the region where the property holds (det28d's wide run: 0 of
-    ~640 draws fail); each strict xfail below widens one of them to where it fails."""
-    return dict(level=_log_uniform(0.1, 1e4), start_p=start_p, lo=lo, longest=longest, noise=noise,
-                decimals=decimals, seed=SEEDS)
-
-
-def _check_bursty(level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int,
-                  seed: int) -> None:
-    x = _bursty(N, np.random.default_rng(seed), level, start_p, (lo, lo + longest), noise, decimals)
-    assert _after(score_one(x), PROBATION) == {}
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bursty_on_off_series_switching_is_not_a_spike_and_a_real_spike_is(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = _bursty(N, rng)
+    # the first few hundred readings teach the long-run spread of its changes (NAB's probation)
+    assert {k: v for k, v in _alerts(score_one(x)).items() if max(v) >= 300} == {}
     y = x.copy()
-    y[ONSET] = 10 * level  # ten times the on level (switching itself is a change of 1x)
+    y[ONSET] = 600.0  # ten times the on level (switching itself is a change of 1x)
     sc = score_one(y)
     assert _found(sc, ONSET, within=0)
-    assert all(r >= ONSET for rows in _after(sc, PROBATION).values() for r in rows)
-
-
-@given(**_bursts())
-@hsettings(max_examples=100, deadline=None, derandomize=True)
-def test_bursty_on_off_series_switching_is_not_a_spike_and_a_real_spike_is(
-        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
-    """Bursts at any level (0.1-10,000) starting at 2-10 % of readings, 3-5 to 11-35 readings long, with 2-4 %
-    noise and a resolution of 0.17 % or 0.017 % of the level: no alert after the probation; a reading of ten
-    times the level is found at once and nothing else alerts. (More on/off shapes: test_detect_onoff_*.py.)"""
-    _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
-
-
-@pytest.mark.xfail(strict=True, reason="rare draws inside the property's range, found by a 500-example run (not "
-                   "derandomized) after det28b's merge: a tenfold reading scoring 0.496 in spike (missed), a clean "
-                   "ewma alert at 3 % noise")
-@given(**_bursts())
-@hsettings(max_examples=10, deadline=None, derandomize=True)
-@example(level=1.0, start_p=0.05, lo=5, longest=8, noise=0.03125, decimals=1, seed=64)
-@example(level=1.0, start_p=0.03590824229569303, lo=3, longest=30, noise=0.03125, decimals=1, seed=30)
-def test_bursty_on_off_series_rare_draws(
-        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
-    _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
-
-
-@pytest.mark.xfail(strict=True, reason="bursts with 4-10 % noise: ewma alerts on the clean series (gone with "
-                   "shift_threshold off; 26 of 500 draws at 4.5-10 %, 2 of 800 at 2-4.5 %, det28d)")
-@given(**_bursts(noise=st.floats(0.04, 0.1)))
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(level=17.4908, start_p=0.0408, lo=4, longest=24, noise=0.093, decimals=1, seed=3802224684)
-def test_bursty_on_off_series_with_noisier_bursts_is_quiet(
-        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
-    _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
-
-
-@pytest.mark.xfail(strict=True, reason="bursts that hold one value (noise below a resolution of 1.7 % of the level): "
-                   "the window's changes are all switches, so a tenfold reading scores 0.36 in spike (a 20-fold "
-                   "0.53) and is missed; coarse bursts also raise flatline alerts (test_detect_onoff_family.py, det24)")
-@given(**_bursts(noise=st.floats(0.0, 0.01), decimals=st.just(0)))
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(level=0.48878050892714053, start_p=0.0985374936345959, lo=5, longest=8, noise=0.0002747147602664146,
-         decimals=0, seed=1571285993)
-def test_bursty_on_off_series_whose_bursts_hold_one_value_gets_its_spike_found(
-        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
-    _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
-
-
-@pytest.mark.xfail(strict=True, reason="bursts starting at 1-2 % of readings: few switches in the probation, and a "
-                   "switch soon after it is a spike (the RMS step has not seen enough bursts; det24's early spike)")
-@given(**_bursts(start_p=st.floats(0.01, 0.02)))
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(level=1.2727, start_p=0.013, lo=5, longest=23, noise=0.0223, decimals=2, seed=2815245709)
-def test_bursty_on_off_series_with_rare_bursts_is_quiet_after_the_probation(
-        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
-    _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
-
-
-@pytest.mark.xfail(strict=True, reason="bursts of 2-10 readings: the tenfold reading is missed (the window's median "
-                   "change is a switch; docs/detection.md, det25/det27a)")
-@given(**_bursts(lo=st.integers(2, 3), longest=st.integers(3, 7)))
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(level=1832.646, start_p=0.0224, lo=2, longest=6, noise=0.0255, decimals=2, seed=2162500540)
-def test_bursty_on_off_series_with_short_bursts_gets_its_spike_found(
-        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
-    _check_bursty(level, start_p, lo, longest, noise, decimals, seed)
+    assert all(r >= ONSET for rows in _alerts(sc).values() for r in rows if r >= 300)
 
 
 @given(st.integers(0, 2**32 - 1))
@@ -214,157 +119,33 @@ def test_irregularly_sampled_series_gaps_are_not_silence_but_a_dropout_is(seed: 
     assert _alerts(sc).get("silence") == [ONSET]
 
 
-SINES = dict(period=st.floats(24.0, 500.0), amplitude=_log_uniform(1e-3, 1e4),
-             offset=st.sampled_from([0.0, 1.0, -1.0]) | st.floats(-1e3, 1e3), decimals=st.integers(1, 3))
-
-
-def _check_sine_clean_and_step(period: float, amplitude: float, offset: float, decimals: int, step: float,
-                               probation: int) -> None:
-    x = _sine(N, period, amplitude, offset * amplitude, decimals)
-    assert _after(score_one(x), probation) == {}
-    y = x.copy()
-    y[ONSET:ONSET + 200] += step * amplitude  # NOT found: a step of the amplitude (spike's scale is floored at
-    # 0.1 MAD of the window, ewma's band carries its lag on the ramps)
-    assert _found(score_one(y), ONSET)
-
-
-@given(step=st.floats(2.5, 10.0) | st.floats(-10.0, -2.5), **SINES)
-@hsettings(max_examples=100, deadline=None, derandomize=True)
-@example(period=144.0, amplitude=8.0, offset=1.25, decimals=2, step=2.0)  # the former hand-picked sine
-def test_noise_free_sine_raises_nothing_and_a_small_step_is_found(
-        period: float, amplitude: float, offset: float, decimals: int, step: float) -> None:
-    """A sine of period 24-500 readings, amplitude 0.001-10,000, offset -1,000-1,000 amplitudes, rounded to 1-3
-    decimals of amplitude / 8: no alert after the probation and one period (a slower sine's first trough:
-    the strict xfail below); a step of 2.5-10 amplitudes either way is found within 30 readings (exactly 2:
-    the strict xfail below)."""
-    _check_sine_clean_and_step(period, amplitude, offset, decimals, step, max(PROBATION, int(period) + 1))
-
-
-@pytest.mark.xfail(strict=True, reason="a sine slower than the probation: flatline alerts on its first trough "
-                   "(3 of 500 in det28d's wide run, periods 395-475)")
-@given(step=st.just(2.0), **SINES)
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(period=394.60425522888613, amplitude=0.08809248967196083, offset=-2.6670, decimals=1, step=2.0)
-def test_noise_free_sine_slower_than_the_probation_raises_nothing_after_it(
-        period: float, amplitude: float, offset: float, decimals: int, step: float) -> None:
-    _check_sine_clean_and_step(period, amplitude, offset, decimals, step, PROBATION)
-
-
-@pytest.mark.xfail(strict=True, reason="a step of exactly 2 amplitudes on the steepest ramp of a fast sine (period 43): "
-                   "spike scores 0.46 (the ramp's own changes set its scale), ewma finds it after 31 readings "
-                   "(det28d's 500-example run, not derandomized)")
-@given(step=st.just(2.0), period=st.floats(24.0, 60.0), amplitude=SINES["amplitude"], offset=SINES["offset"],
-       decimals=SINES["decimals"])
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(step=2.0, period=43.0, amplitude=1.0, offset=0.0, decimals=1)
-def test_noise_free_fast_sine_step_of_twice_the_amplitude_is_found_within_30(
-        period: float, amplitude: float, offset: float, decimals: int, step: float) -> None:
-    _check_sine_clean_and_step(period, amplitude, offset, decimals, step, max(PROBATION, int(period) + 1))
-
-
-def _check_sine_stuck(period: float, amplitude: float, offset: float, decimals: int, rising: bool,
-                      phase: float) -> None:
-    x = _sine(N, period, amplitude, offset * amplitude, decimals)
-    at = int(np.ceil((np.ceil(ONSET / period) + (0.0 if rising else 0.5) + phase) * period))  # on a ramp
-    z = x.copy()
-    z[at:at + 300] = z[at]  # stuck mid-ramp
-    assert _found(score_one(z), at, within=40)
-
-
-@given(period=st.floats(24.0, 200.0), amplitude=SINES["amplitude"], offset=SINES["offset"],
-       decimals=SINES["decimals"], rising=st.booleans(), phase=st.floats(-0.08, 0.08))
-@hsettings(max_examples=100, deadline=None, derandomize=True)
-@example(period=144.0, amplitude=8.0, offset=1.25, decimals=2, rising=True, phase=-0.11)  # ~ the former case
-def test_noise_free_sine_stuck_mid_ramp_is_found(period: float, amplitude: float, offset: float, decimals: int,
-                                                 rising: bool, phase: float) -> None:
-    """Stuck within 0.08 periods of a zero crossing (rising or falling), periods 24-200: found within 40
-    readings. Slower sines: the strict xfail below."""
-    _check_sine_stuck(period, amplitude, offset, decimals, rising, phase)
-
-
-@pytest.mark.xfail(strict=True, reason="periods over 200: stuck on a falling ramp, the stuck value becomes the "
-                   "window's floor (its bottom 5 %), where flatline does not count runs; found late or not at all "
-                   "(11 of 500 in det28d's wide run)")
-@given(period=st.floats(200.0, 500.0), amplitude=SINES["amplitude"], offset=SINES["offset"],
-       decimals=SINES["decimals"], rising=st.booleans(), phase=st.floats(-0.08, 0.08))
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(period=209.5700862128465, amplitude=3.4454962516820147, offset=-1.0, decimals=2, rising=False,
-         phase=0.052921584931846746)
-def test_noise_free_slow_sine_stuck_mid_ramp_is_found(period: float, amplitude: float, offset: float,
-                                                      decimals: int, rising: bool, phase: float) -> None:
-    _check_sine_stuck(period, amplitude, offset, decimals, rising, phase)
-
-
-def _check_sine_plateaus(period: float, plateau: float, amplitude: float, offset: float, decimals: int) -> None:
-    x = _sine(6 * N, period, amplitude, offset * amplitude, decimals)
-    top = np.cos(np.pi * plateau / period) * amplitude  # the sine is above `top` for `plateau` readings
-    x = np.clip(x, offset * amplitude - top, offset * amplitude + top)
-    # the first plateaus may teach the learned run length; after that nothing
-    assert _after(score_one(x), 1000) == {}
-
-
-@given(period=st.floats(24.0, 500.0), plateau=st.floats(2.0, 48.0), amplitude=SINES["amplitude"],
-       offset=SINES["offset"], decimals=SINES["decimals"])
-@hsettings(max_examples=100, deadline=None, derandomize=True)
-@example(period=144.0, plateau=33.0, amplitude=8.0, offset=1.25, decimals=2)  # the former case (clip at 0.75)
-def test_noise_free_sine_with_plateaus_is_not_a_flatline(period: float, plateau: float, amplitude: float,
-                                                         offset: float, decimals: int) -> None:
-    """Day/night plateaus of 2-48 readings (at most a third of the period) on a sine of any period, amplitude,
-    offset and rounding: no alert after the first 1,000 readings. Longer plateaus: the strict xfail below."""
-    assume(plateau <= period / 3)
-    _check_sine_plateaus(period, plateau, amplitude, offset, decimals)
-
-
-@pytest.mark.xfail(strict=True, reason="plateaus longer than ~half the robust window (128): the window's median "
-                   "stays on the plateau while the ramp leaves it, and ewma's level-shift statistic (fast EWMA "
-                   "against that median) alerts (99 of 500 in det28d's wide run, all with plateaus over 40)")
-@given(period=st.floats(250.0, 500.0), plateau=st.floats(64.0, 160.0), amplitude=SINES["amplitude"],
-       offset=SINES["offset"], decimals=SINES["decimals"])
-@hsettings(max_examples=20, deadline=None, derandomize=True)
-@example(period=322.0, plateau=77.0, amplitude=71.67370302959247, offset=0.0, decimals=3)
-def test_noise_free_sine_with_long_plateaus_is_not_a_level_shift(period: float, plateau: float, amplitude: float,
-                                                                 offset: float, decimals: int) -> None:
-    _check_sine_plateaus(period, plateau, amplitude, offset, decimals)
-
-
-QUANTISED = dict(rate=st.floats(0.02, 0.5), unit=st.just(1.0) | _log_uniform(1e-3, 1e3), factor=st.floats(1.5, 5.0),
-                 length=st.integers(100, 500), seed=SEEDS)
-
-
-def _check_quantised(rate: float, unit: float, factor: float, length: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    x = _quantised(N, rng, rate, unit)
+def test_noise_free_sine_raises_nothing_and_a_small_step_is_found() -> None:
+    x = _sine(N)
     assert _alerts(score_one(x)) == {}
     y = x.copy()
-    shifted = max(10 * rate, 2.0) * factor  # at least ten times the rate and two a reading
-    y[ONSET:ONSET + length] = _quantised(length, rng, shifted, unit)
+    y[ONSET:ONSET + 200] += 16.0  # twice the amplitude; NOT found today: a step of the amplitude (spike's
+    # scale is floored at 0.1 MAD of the window, ewma's band carries its lag on the ramps)
     assert _found(score_one(y), ONSET)
+    z = x.copy()
+    z[ONSET:ONSET + 300] = z[ONSET]  # stuck mid-ramp
+    assert _found(score_one(z), ONSET, within=40)
 
 
-@given(**QUANTISED)
-@hsettings(max_examples=100, deadline=None, derandomize=True)
-@example(rate=0.1, unit=1.0, factor=2.0, length=300, seed=0)  # the former hand-picked case: 0.1 -> 4 a reading
-def test_quantised_mostly_zero_series_clean_is_quiet_and_a_real_level_shift_is_found(
-        rate: float, unit: float, factor: float, length: int, seed: int) -> None:
-    """Poisson counts of 0.02-0.5 a reading in integer or scaled units (0.001-1,000): no alert at all; a rate
-    of 1.5-5 x (at least ten times that and two a reading), for 100-500 readings, is found within 30. What fails:
-    the strict xfail below (shifts of 1-1.5 x that bound found late, a rare clean alert)."""
-    _check_quantised(rate, unit, factor, length, seed)
+def test_noise_free_sine_with_plateaus_is_not_a_flatline() -> None:
+    x = np.clip(_sine(6 * N), 4.0, 16.0)  # day/night plateaus of ~50 readings
+    al = _alerts(score_one(x))
+    # the first plateaus may teach the learned run length; after that nothing
+    assert all(r < 1000 for rows in al.values() for r in rows), al
 
 
-@pytest.mark.xfail(strict=True, reason="shifts of 1-1.5 x the bound (0.5 -> 5, 0.2 -> 2.3, 0.23 -> 2.8 a reading) "
-                   "found by ewma's level-shift statistic only after 41-67 readings (det28d's wide runs); a clean "
-                   "0.45-a-reading series alerting on ewma's envelope statistic (1 of 2,500 draws)")
-@given(**dict(QUANTISED, factor=st.floats(1.0, 1.5)))
-@hsettings(max_examples=10, deadline=None, derandomize=True)
-@example(rate=0.5, unit=1.0, factor=1.0, length=100, seed=179)
-@example(rate=0.25, unit=1.0, factor=1.5, length=100, seed=249)  # inside the property's range: 15x found after 48
-@example(rate=0.2006227040726491, unit=1.0, factor=2.3028252229108217 / 2.0, length=299, seed=3192792611)
-@example(rate=0.44586250393575366, unit=1.0, factor=14.225011216418824 / 4.4586250393575366, length=117,
-         seed=155362616)
-def test_quantised_mostly_zero_series_rare_draws(rate: float, unit: float, factor: float, length: int,
-                                                 seed: int) -> None:
-    _check_quantised(rate, unit, factor, length, seed)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_quantised_mostly_zero_series_clean_is_quiet_and_a_real_level_shift_is_found(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = _quantised(N, rng)
+    assert _alerts(score_one(x)) == {}
+    y = x.copy()
+    y[ONSET:ONSET + 300] = rng.poisson(4.0, 300)  # the rate goes from 0.1 to 4 a reading
+    assert _found(score_one(y), ONSET)
 
 
 # -- re-arm for saturating scores -------------------------------------------------------------------
