@@ -25,8 +25,10 @@ Families and kinds (`KINDS`):
 - `sparse`: a quantised mostly-zero count (Poisson of 0.02-0.3 a reading, x a unit of 0.1-1). Kinds: `level_shift`
   (the rate x 5-10 from the onset on).
 
-Every series has `ROWS` readings one minute apart; the anomaly starts at `ONSET` (after NAB's 15 % probation and
-a long history to learn from), except `spike_after_idle`, whose onset is the burst's first row.
+Every series has `ROWS` readings one minute apart, except a `rate`, whose readings are 86,400 s / its period apart
+(15 / 10 / 5 minutes: its day is a clock day, as a road's or an online system's is, so a model of the time of day
+sees it; season29); the anomaly starts at `ONSET` (after NAB's 15 % probation and a long history to learn from),
+except `spike_after_idle`, whose onset is the burst's first row.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 ROWS = 3000
 ONSET = 2000
 STEP_US = 60_000_000
+DAY_US = 86_400_000_000
 T0_US = 1_700_000_000_000_000
 
 KINDS: dict[str, tuple[str, ...]] = {
@@ -242,5 +245,6 @@ def draw(family: str, kind: str, seed: int) -> Draw:
         raise ValueError(f"unknown family {family!r}; use one of {sorted(GENERATORS)}")
     rng = np.random.default_rng([seed, list(GENERATORS).index(family), KINDS[family].index(kind)])
     clean, injected, onset, params = GENERATORS[family](kind, rng)
-    ts = T0_US + np.arange(len(clean), dtype=np.int64) * STEP_US
+    step = DAY_US // int(params["period"]) if family == "rate" else STEP_US  # a rate's day is a clock day
+    ts = T0_US + np.arange(len(clean), dtype=np.int64) * step
     return Draw(family, kind, seed, ts, clean.astype(np.float64), injected.astype(np.float64), onset, params)
