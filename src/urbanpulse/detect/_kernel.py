@@ -190,6 +190,7 @@ SE_N = _SE["n"]
 P_SE_THR = _COL["se_thr"]
 P_SE_TAU_US = _COL["se_tau_us"]
 P_SE_GAMMA = _COL["se_gamma"]
+P_SE_AMP = _COL["se_amp"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
 BIN_US = DAY_US // _SEASON_BINS
@@ -1088,7 +1089,18 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
         if m * m > 4.0 * sc2:
             q = abs(m) / np.sqrt(sc2) - 2.0
-            if q > 0 and _isfinite(q):
+            # only a series whose day is well above its noise: the profile's range over SEASON_AMP x the residual's
+            # long-run RMS (a rate, a road; not a weather-driven series with a weak daily cycle); the bins are read
+            # only on these rare readings (z > 2)
+            lo = np.inf
+            hi = -np.inf
+            for b in range(SEASON_BINS):
+                v = np.float64(se[sl, b])
+                if v < lo:
+                    lo = v
+                if v > hi:
+                    hi = v
+            if q > 0 and _isfinite(q) and hi - lo >= pr[P_SE_AMP] * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
     if _isfinite(ec) and _isfinite(gap):
         st[sl, C_SE_L] = lv + _min(gap / pr[P_SE_TAU_US], 1.0) * ec

@@ -262,6 +262,10 @@ class FusionSettings(BaseModel):
         "changed day (a halved period, a rate that halves) counts where the trend input's local prediction follows "
         "it and the detectors' windows hold the whole swing. Likelihood only: no detector score or decision "
         "changes")
+    likelihood_season_min_amplitude: float = Field(
+        8.0, ge=0, description="the seasonal score only where the learned day's range (its profile's highest bin "
+        "less its lowest) is at least this many long-run RMS residuals: a series whose day stands well above its "
+        "noise (a road, an online rate), not a weather-driven one with a weak daily cycle")
     likelihood_season_level_hours: float = Field(
         6.0, gt=0, description="time constant of the seasonal input's level, in hours of the series' own time")
     likelihood_season_gamma: float = Field(
