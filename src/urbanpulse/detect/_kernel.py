@@ -188,13 +188,14 @@ SE_VE = _SE["ve"]
 SE_VM = _SE["vm"]
 SE_N = _SE["n"]
 P_SE_THR = _COL["se_thr"]
-P_SE_TAU_US = _COL["se_tau_us"]
+P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
 P_SE_AMP = _COL["se_amp"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
 BIN_US = DAY_US // _SEASON_BINS
 HALF_BIN_US = BIN_US // 2
+PER_BIN_US = 1.0 / BIN_US  # (products, not quotients, on every reading: a float division costs ~4 products)
 SEASON_START_US = 1.25 * DAY_US  # the seasonal input is scored from this age of the series on (a day and a quarter)
 SEASON_CAP = 0.95  # the seasonal score's largest value (its z separates a changed day well: not capped as the trend's)
 SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; its rate is then the long-run one)
@@ -1055,8 +1056,9 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     both, so one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 112 B a series), the
     level and the series' first timestamp float64 state.
 
-    Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_TAU_US,
-    P_SE_GAMMA, P_TR_RATE, P_TR_W, P_LI_MIN, P_LR_RATE. Writes the same. Returns the score (0 to SEASON_CAP)."""
+    Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
+    P_SE_GAMMA, P_SE_AMP, P_TR_RATE, P_TR_W, P_LI_MIN, P_LR_RATE. Writes the same. Returns the score (0 to
+    SEASON_CAP)."""
     if not pr[P_SE_THR] > 0:
         return 0.0
     if not has_prev:
@@ -1065,7 +1067,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         return 0.0
     ph = ti % DAY_US - HALF_BIN_US  # time of day from the first bin's centre
     bi = ph // BIN_US  # -1 before the first centre
-    w1 = np.float64(ph - bi * BIN_US) / np.float64(BIN_US)
+    w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
     b0 = (bi + SEASON_BINS) % SEASON_BINS
     b1 = (bi + 1) % SEASON_BINS
     q0 = np.float64(se[sl, b0])
@@ -1103,8 +1105,8 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             if q > 0 and _isfinite(q) and hi - lo >= pr[P_SE_AMP] * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
     if _isfinite(ec) and _isfinite(gap):
-        st[sl, C_SE_L] = lv + _min(gap / pr[P_SE_TAU_US], 1.0) * ec
-        g = (pr[P_SE_GAMMA] if age >= DAY_US else 1.0) * _min(gap / np.float64(BIN_US), 1.0)
+        st[sl, C_SE_L] = lv + _min(gap * pr[P_SE_PER_US], 1.0) * ec
+        g = (pr[P_SE_GAMMA] if age >= DAY_US else 1.0) * _min(gap * PER_BIN_US, 1.0)
         # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
         se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
         se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)

@@ -52,7 +52,7 @@ PARAMS: tuple[str, ...] = (
     "rc_y0", "rc_decay", "rc_n0", "rc_k0", "rc_e0",
     "dt_stretch",
     "env_k", "env_g", "env_min", "env_decay",
-    "se_thr", "se_tau_us", "se_gamma", "se_amp",
+    "se_thr", "se_per_us", "se_gamma", "se_amp",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 
