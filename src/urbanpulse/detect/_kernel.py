@@ -1045,16 +1045,18 @@ def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
 def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     """The likelihood's daily-seasonal score: the reading against a slow level plus a profile of the UTC day
     (additive Holt-Winters: SEASON_BINS bins, interpolated linearly between their centres), so a changed day (a
-    halved period, a rate that halves, a drift inside the daily swing) shows where the trend input's local
-    prediction follows the series within ~10 readings and the detectors' windows hold the whole swing. Its
-    short-term mean (the trend input's memory, ~16 readings) in units of its own long-run RMS, floored as there,
-    scored q / (q + likelihood_season_threshold) for q = z - 2 (`_likelihood` takes the larger of it and its own
-    score: a z already, it is not smoothed again nor learned into the input's mean); scored from SEASON_START_US of the series' own time on (a day of profile, a quarter of one of the RMS), so a
-    run of minutes or hours never gets it. The level and the profile move in time, not per reading: the level by
-    gap / likelihood_season_level_hours, a bin by its share of likelihood_season_gamma per pass of the day (1 in
-    the first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for
-    both, so one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 112 B a series), the
-    level and the series' first timestamp float64 state.
+    halved period, a rate that halves) shows where the trend input's local prediction follows the series within
+    ~10 readings and the detectors' windows hold the whole swing. Its short-term mean (the trend input's memory,
+    ~16 readings) in units of its own long-run RMS, floored as there, scored q / (q + likelihood_season_threshold)
+    for q = z - 2 (`_likelihood` takes the larger of it and its own score: a z already, it is not smoothed again
+    nor learned into the input's mean); from SEASON_START_US of the series' own time on (a day of profile, a
+    quarter of one of the RMS), so a run of minutes or hours never gets it; only where the learned day's range is
+    at least likelihood_season_min_amplitude long-run RMS residuals (a road, an online rate; not a weather-driven
+    series with a weak day). The level and the profile move in time, not per reading: the level by gap /
+    likelihood_season_level_hours, a bin by its share of likelihood_season_gamma per pass of the day (1 in the
+    first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for both, so
+    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 112 B a series), the level and the
+    series' first timestamp float64 state.
 
     Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
     P_SE_GAMMA, P_SE_AMP, P_TR_RATE, P_TR_W, P_LI_MIN, P_LR_RATE. Writes the same. Returns the score (0 to
