@@ -58,6 +58,23 @@ def canonical(sensor: str, ts_ms: int) -> bytes:
     return orjson.dumps({"sensor_id": sensor, "metric": "humidity", "ts": ts_ms, "value": 50.0})
 
 
+#: one writer, quick retries (a parked batch is retried every retry_max_s)
+QUICK_RETRY = {"writers": 1, "retry_initial_s": 0.05, "retry_max_s": 0.2}
+
+
+async def submit_one(pipeline: Pipeline, source: str, sensor: str, ts_ms: int, acked: list, tag: object) -> None:
+    """One canonical reading from ``source``; its ack appends ``tag`` to ``acked``."""
+    await pipeline.submit(MessageBatch(source=source, payloads=[canonical(sensor, ts_ms)]),
+                          ack=lambda: acked.append(tag))
+
+
+def raising(exc: Exception):  # noqa: ANN201
+    """A stand-in for ``SeriesRegistry.ids_for`` that raises ``exc`` every time."""
+    async def ids_for(pool, sensors, metrics):  # noqa: ANN001, ANN202
+        raise exc
+    return ids_for
+
+
 async def shut(pipeline: Pipeline, pool: asyncpg.Pool) -> None:
     """Stop the pipeline; if its drain hangs (the failure some of these tests show on old code),
     cancel its tasks rather than hang the suite."""
@@ -99,6 +116,11 @@ def test_a_sensor_id_validation_passes_is_one_the_series_table_can_hold(sensor: 
     """Every format hands its readings to this validator: an id it passes can be sent to PostgreSQL
     (valid UTF-8, no NUL) and fits the series index; one it does not is quarantined with a reason
     and costs its reading only."""
+    validation_keeps_the_series_table_safe(sensor)
+
+
+def validation_keeps_the_series_table_safe(sensor: str) -> None:
+    """The property above (a function of its own, so a wide run can draw it under other seeds)."""
     n = 2
     cols = ReadingColumns(sensor_id=[sensor, "hsl-neighbour"], metric=["humidity"] * n,
                           ts_us=np.full(n, NOW_MS * 1000.0), value=np.full(n, 50.0), lat=np.full(n, np.nan),
@@ -128,7 +150,7 @@ async def test_a_senml_base_name_too_long_for_the_series_index_is_quarantined_an
     acknowledged and still accepting."""
     pipeline, pool = await make_pipeline(fresh_db, (lambda pool: RecordingAnalytics()) if analytics else None,
                                          fmt=SenmlJsonFormat(), batch_max_readings=100_000, batch_max_ms=NEVER_MS,
-                                         writers=1, retry_initial_s=0.05, retry_max_s=0.2)
+                                         **QUICK_RETRY)
     hostile = incompressible(3000)
     acked: list[int] = []
     try:
@@ -167,8 +189,7 @@ async def test_a_series_the_database_refuses_parks_its_batch_and_every_other_sou
               "timer": {"batch_max_readings": 100_000, "batch_max_ms": 100},
               "drain": {"batch_max_readings": 100_000, "batch_max_ms": NEVER_MS}}[path]
     analytics = RecordingAnalytics()
-    pipeline, pool = await make_pipeline(fresh_db, lambda pool: analytics, writers=1, retry_initial_s=0.05,
-                                         retry_max_s=0.2, **ingest)
+    pipeline, pool = await make_pipeline(fresh_db, lambda pool: analytics, **ingest, **QUICK_RETRY)
     acked: list[str] = []
     drains: list[asyncio.Task] = []
     try:
@@ -182,8 +203,7 @@ async def test_a_series_the_database_refuses_parks_its_batch_and_every_other_sou
         assert "ProgramLimitExceededError" in pipeline.halted["bad"]
         assert [b.source for b in pipeline.writer.parked] == ["bad"]
         assert analytics.ids == []  # handed on without ids, so not analysed
-        await pipeline.submit(MessageBatch(source="good", payloads=[canonical("hsl-good", NOW_MS)]),
-                              ack=lambda: acked.append("good"))
+        await submit_one(pipeline, "good", "hsl-good", NOW_MS, acked, "good")
         if path != "timer":
             drains.append(asyncio.create_task(pipeline.drain()))
         await until(lambda: acked == ["good"], "the other source's batch stored and acknowledged")
@@ -205,23 +225,17 @@ async def test_a_bug_in_the_lookup_does_not_end_the_age_timer_and_loses_nothing(
     removed) the parked batch is written and acknowledged, its source resumes, and the timer forms
     the next batch."""
     pipeline, pool = await make_pipeline(fresh_db, lambda pool: RecordingAnalytics(), batch_max_readings=100_000,
-                                         batch_max_ms=100, writers=1, retry_initial_s=0.05, retry_max_s=0.2)
+                                         batch_max_ms=100, **QUICK_RETRY)
     acked: list[int] = []
-
-    async def broken(pool, sensors, metrics):  # noqa: ANN001, ANN202
-        raise TypeError("a bug in the series lookup")
-
     try:
-        monkeypatch.setattr(pipeline.store.series, "ids_for", broken)
-        await pipeline.submit(MessageBatch(source="feed", payloads=[canonical("hsl-t1", NOW_MS)]),
-                              ack=lambda: acked.append(1))
+        monkeypatch.setattr(pipeline.store.series, "ids_for", raising(TypeError("a bug in the series lookup")))
+        await submit_one(pipeline, "feed", "hsl-t1", NOW_MS, acked, 1)
         await until(lambda: "feed" in pipeline.halted, "the batch parked after the bug")
         assert "TypeError" in pipeline.halted["feed"] and acked == []
         monkeypatch.undo()
         await until(lambda: acked == [1], "the parked batch written once the bug is gone")
         await until(lambda: "feed" not in pipeline.halted, "the source resumed")
-        await pipeline.submit(MessageBatch(source="feed", payloads=[canonical("hsl-t2", NOW_MS + 1)]),
-                              ack=lambda: acked.append(2))
+        await submit_one(pipeline, "feed", "hsl-t2", NOW_MS + 1, acked, 2)
         await until(lambda: acked == [1, 2], "the timer formed the next batch by age")
         assert await stored_sensors(pool) == ["hsl-t1", "hsl-t2"]
     finally:
@@ -237,24 +251,18 @@ async def test_a_drain_cancelled_while_the_lookup_waits_for_the_database_keeps_t
     had been taken from the source's pending ones: it used to be dropped, unacknowledged, while
     later batches of the source were acknowledged past it. Now it is put back and formed again."""
     pipeline, pool = await make_pipeline(fresh_db, lambda pool: RecordingAnalytics(), batch_max_readings=100_000,
-                                         batch_max_ms=NEVER_MS, writers=1, retry_initial_s=0.05, retry_max_s=0.2)
+                                         batch_max_ms=NEVER_MS, **QUICK_RETRY)
     acked: list[int] = []
     real = pipeline.store.series.ids_for
-
-    async def refused(pool, sensors, metrics):  # noqa: ANN001, ANN202
-        raise ConnectionRefusedError("the database is restarting")
-
     try:
-        monkeypatch.setattr(pipeline.store.series, "ids_for", refused)
-        await pipeline.submit(MessageBatch(source="feed", payloads=[canonical("hsl-c1", NOW_MS)]),
-                              ack=lambda: acked.append(1))
+        monkeypatch.setattr(pipeline.store.series, "ids_for", raising(ConnectionRefusedError("restarting")))
+        await submit_one(pipeline, "feed", "hsl-c1", NOW_MS, acked, 1)
         drain = asyncio.create_task(pipeline.drain())
         await until(lambda: pipeline.writer.last_error is not None, "the lookup failing")
         assert not pipeline.database_ok
         drain.cancel()
         await asyncio.gather(drain, return_exceptions=True)
-        await pipeline.submit(MessageBatch(source="feed", payloads=[canonical("hsl-c2", NOW_MS + 1)]),
-                              ack=lambda: acked.append(2))
+        await submit_one(pipeline, "feed", "hsl-c2", NOW_MS + 1, acked, 2)
         monkeypatch.setattr(pipeline.store.series, "ids_for", real)
         await asyncio.wait_for(pipeline.drain(), WITHIN_S)
         assert acked == [1, 2] and pipeline.database_ok

@@ -43,8 +43,9 @@ async def make_pipeline(dsn: str, analytics: Callable[[asyncpg.Pool], BatchAnaly
     async with pool.acquire() as c:
         await parts.load(c)
     settings = IngestSettings(**ingest)
-    pipeline = Pipeline(ReadingStore(pool, parts), fmt or CanonicalJsonFormat(), ReadingValidator(MetricCatalogue.load()),
-                        settings, IngestMetrics(), analytics(pool) if analytics is not None else None)
+    pipeline = Pipeline(ReadingStore(pool, parts), fmt or CanonicalJsonFormat(),
+                        ReadingValidator(MetricCatalogue.load()), settings, IngestMetrics(),
+                        analytics(pool) if analytics is not None else None)
     await pipeline.start()
     return pipeline, pool
 

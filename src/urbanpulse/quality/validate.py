@@ -87,7 +87,7 @@ class ReadingValidator:
         if not fresh:
             return set()
         bad = {s for s in fresh
-               if not s or len(s) > MAX_SENSOR_ID_CHARS or not s.isprintable() or s != s.strip()}
+               if not s.isprintable() or s != s.strip() or not s or len(s) > MAX_SENSOR_ID_CHARS}
         if len(self._clean_ids) + len(fresh) > self.clean_ids_limit:
             self._clean_ids = set()
         self._clean_ids |= fresh - bad if bad else fresh
