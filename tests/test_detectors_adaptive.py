@@ -120,7 +120,7 @@ def _log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
 
 
 # the ranges each property claims (prop29's wide runs: 0 failing draws in each; README for the counts)
-BURSTY = dict(level=_log_uniform(0.1, 1e4), start_p=st.floats(0.03, 0.1), lo=st.integers(4, 5),
+BURSTY = dict(level=_log_uniform(0.1, 1e4), start_p=st.floats(0.05, 0.1), lo=st.integers(4, 10),
               longest=st.integers(10, 30), noise=st.floats(0.015, 0.025), decimals=st.integers(1, 2), seed=SEEDS)
 SINES = dict(period=st.floats(24.0, 280.0), amplitude=_log_uniform(1e-3, 1e4),
              offset=st.sampled_from([0.0, 1.0, -1.0]) | st.floats(-1e3, 1e3), decimals=st.integers(1, 3))
@@ -131,16 +131,30 @@ QUANTISED = dict(rate=st.floats(0.02, 0.35), unit=st.just(1.0) | _log_uniform(1e
                  length=st.integers(100, 500), seed=SEEDS)
 
 
+IDLE_BEFORE = 15  # readings without a burst before the injected one (prop29: the misses follow a switch closely)
+
+
+def _idle_reading(x: np.ndarray, start: int) -> int | None:
+    """The first reading from `start` on that is idle, as are the IDLE_BEFORE readings before it (None: none)."""
+    idle = np.convolve((x != 0).astype(np.int64), np.ones(IDLE_BEFORE + 1, np.int64))[:len(x)] == 0
+    at = np.flatnonzero(idle[start:len(x) - 100])
+    return start + int(at[0]) if len(at) else None
+
+
 def check_bursty(level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int,
-                 seed: int) -> None:
-    """No alert after the probation; a reading of ten times the level found at once, nothing else alerting."""
+                 seed: int, at_onset: bool = False) -> None:
+    """No alert after the probation; a reading of ten times the level in an idle stretch (IDLE_BEFORE readings
+    after the last burst; at reading ONSET wherever it falls with `at_onset`) found at once, nothing else
+    alerting."""
     x = _bursty(N, np.random.default_rng(seed), level, start_p, (lo, lo + longest), noise, decimals)
     assert _after(score_one(x), PROBATION) == {}, "clean"
+    at = ONSET if at_onset else _idle_reading(x, ONSET)
+    assume(at is not None)  # (no idle stretch in the last third: a few draws of the densest bursts)
     y = x.copy()
-    y[ONSET] = 10 * level  # ten times the on level (switching itself is a change of 1x)
+    y[at] = 10 * level  # ten times the on level (switching itself is a change of 1x)
     sc = score_one(y)
-    assert _found(sc, ONSET, within=0), "missed"
-    assert all(r >= ONSET for rows in _after(sc, PROBATION).values() for r in rows), "other"
+    assert _found(sc, at, within=0), "missed"
+    assert all(r >= at for rows in _after(sc, PROBATION).values() for r in rows), "other"
 
 
 def check_sine_step(period: float, amplitude: float, offset: float, decimals: int, step: float) -> None:
@@ -197,11 +211,30 @@ def _explicit_only(test):
 @example(level=60.0, start_p=0.03, lo=3, longest=12, noise=0.05, decimals=1, seed=2)  # of 3-14: fixed cases only)
 def test_bursty_on_off_series_switching_is_not_a_spike_and_a_real_spike_is(
         level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
-    """Bursts at any level (0.1-10,000) starting at 3-10 % of readings, 4-5 to 13-34 readings long, with
+    """Bursts at any level (0.1-10,000) starting at 5-10 % of readings, 4-10 to 13-39 readings long, with
     1.5-2.5 % noise and a resolution of 0.17 % or 0.017 % of the level: no alert after the probation; a reading
-    of ten times the level is found at once and nothing else alerts. Noisier, one-value, rare or short bursts:
-    the strict xfails below. (More on/off shapes: test_detect_onoff_*.py.)"""
+    of ten times the level while idle (IDLE_BEFORE readings after the last burst) is found at once and nothing
+    else alerts. Right after a switch, noisier, one-value, rare or short bursts: the strict xfails below.
+    (More on/off shapes: test_detect_onoff_*.py.)"""
     check_bursty(level, start_p, lo, longest, noise, decimals, seed)
+
+
+@pytest.mark.xfail(strict=True, reason="a tenfold reading 1-3 readings after a switch, where spike's floor (the "
+                   "long-run RMS step) has just learned the switch: it can score just under 0.5 in spike and be "
+                   "missed (prop29's wide runs with the reading at 2000: 4 distinct draws in 16,000, and det28d's "
+                   "seed 64, each 1-3 readings after a switch; the property places the reading while idle)")
+@given(**BURSTY)
+@example(level=1.0, start_p=0.03, lo=4, longest=10, noise=0.01782445982475295, decimals=2, seed=116)
+@example(level=1.0421904971162983, start_p=0.03, lo=5, longest=10, noise=0.015, decimals=1, seed=27)
+@example(level=491.12799548764355, start_p=0.08985023823547435, lo=4, longest=16, noise=0.02005919189160149,
+         decimals=1, seed=250)
+@example(level=1.4891473314111239, start_p=0.06454362608424398, lo=9, longest=15, noise=0.02270944881722122,
+         decimals=2, seed=24413137)
+@example(level=1.0, start_p=0.05, lo=5, longest=8, noise=0.03125, decimals=1, seed=64)
+@_explicit_only
+def test_bursty_on_off_series_spike_right_after_a_switch_is_found(
+        level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
+    check_bursty(level, start_p, lo, longest, noise, decimals, seed, at_onset=True)
 
 
 @pytest.mark.xfail(strict=True, reason="bursts with 2.5-10 % noise: ewma alerts on the clean series (gone with "
@@ -230,21 +263,22 @@ def test_bursty_on_off_series_whose_bursts_hold_one_value_gets_its_spike_found(
     check_bursty(level, start_p, lo, longest, noise, decimals, seed)
 
 
-@pytest.mark.xfail(strict=True, reason="bursts starting at 1-2 % of readings: few switches in the probation, and a "
-                   "switch soon after it is a spike (the RMS step has not seen enough bursts; det24's early spike)")
-@given(**dict(BURSTY, start_p=st.floats(0.01, 0.02)))
+@pytest.mark.xfail(strict=True, reason="bursts starting at 1-5 % of readings: few switches in the probation, and a "
+                   "switch soon after it is a spike (the RMS step has not seen enough bursts; det24's early spike; "
+                   "prop29: one burst in the probation at 3 %)")
+@given(**dict(BURSTY, start_p=st.floats(0.01, 0.05)))
 @example(level=1.2727, start_p=0.013, lo=5, longest=23, noise=0.0223, decimals=2, seed=2815245709)
+@example(level=1.023292992280754, start_p=0.03, lo=8, longest=20, noise=0.022451197103019883, decimals=1, seed=28853)
 @_explicit_only
 def test_bursty_on_off_series_with_rare_bursts_is_quiet_after_the_probation(
         level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
     check_bursty(level, start_p, lo, longest, noise, decimals, seed)
 
 
-@pytest.mark.xfail(strict=True, reason="bursts of 2-12 readings: the tenfold reading is missed (the window's median "
-                   "change is a switch; docs/detection.md, det25/det27a; 5-12 readings at 3 % noise: scores 0.496)")
-@given(**dict(BURSTY, lo=st.integers(2, 5), longest=st.integers(3, 8)))
+@pytest.mark.xfail(strict=True, reason="bursts of 2-10 readings: the tenfold reading is missed (the window's median "
+                   "change is a switch; docs/detection.md, det25/det27a)")
+@given(**dict(BURSTY, lo=st.integers(2, 3), longest=st.integers(3, 8)))
 @example(level=1832.646, start_p=0.0224, lo=2, longest=6, noise=0.0255, decimals=2, seed=2162500540)
-@example(level=1.0, start_p=0.05, lo=5, longest=8, noise=0.03125, decimals=1, seed=64)
 @_explicit_only
 def test_bursty_on_off_series_with_short_bursts_gets_its_spike_found(
         level: float, start_p: float, lo: int, longest: int, noise: float, decimals: int, seed: int) -> None:
