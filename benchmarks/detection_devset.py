@@ -96,8 +96,10 @@ def load_corpus_files() -> list[DevFile]:
     return out
 
 
-def load_gecco(root: Path, seed: int = 2018) -> list[DevFile]:
-    """Week-long per-channel GECCO segments whose events fit NAB windows (seeded sample)."""
+def read_gecco(root: Path) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """GECCO 2018's rows, Train then Test: timestamps (int64 µs), each channel's values as the
+    files hold them (unrounded, NaN where empty; in the files' column order) and the event flag.
+    Shared by :func:`load_gecco` and gecco_channel_bound.py, which reads the unrounded values."""
     rows: list[list[str]] = []
     header: list[str] = []
     for part in ("geccoIC2018Train.csv.gz", "geccoIC2018Test.csv.gz"):
@@ -107,9 +109,16 @@ def load_gecco(root: Path, seed: int = 2018) -> list[DevFile]:
             rows.extend(r)
     ts = np.asarray([x[0].rstrip("Z") for x in rows], dtype="datetime64[us]").astype(np.int64)
     event = np.asarray([x[-1] == "TRUE" for x in rows])
+    cols = {col: np.asarray([float(x[ci]) if x[ci] else np.nan for x in rows])
+            for ci, col in enumerate(header[1:-1], start=1)}
+    return ts, cols, event
+
+
+def load_gecco(root: Path, seed: int = 2018) -> list[DevFile]:
+    """Week-long per-channel GECCO segments whose events fit NAB windows (seeded sample)."""
+    ts, raw, event = read_gecco(root)
     cand = []
-    for ci, col in enumerate(header[1:-1], start=1):
-        v = np.asarray([float(x[ci]) if x[ci] else np.nan for x in rows])
+    for col, v in raw.items():
         v = np.round(v, GECCO_RESOLUTION[col])
         for a in range(0, len(v) - GECCO_SEGMENT // 2, GECCO_SEGMENT):
             b = min(a + GECCO_SEGMENT, len(v))

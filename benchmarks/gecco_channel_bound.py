@@ -18,8 +18,6 @@ here assumes every other window is found at its first row and no false positive 
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import sys
 from pathlib import Path
 
@@ -28,21 +26,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import detection_devset as devset  # noqa: E402
-
-
-def raw_columns(root: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """GECCO's timestamps and unrounded columns (Train then Test), as the README describes them."""
-    rows: list[list[str]] = []
-    header: list[str] = []
-    for part in ("geccoIC2018Train.csv.gz", "geccoIC2018Test.csv.gz"):
-        with gzip.open(root / "gecco2018_water_quality" / part, "rt") as fh:
-            reader = csv.reader(fh)
-            header = next(reader)
-            rows.extend(reader)
-    ts = np.asarray([x[0].rstrip("Z") for x in rows], dtype="datetime64[us]").astype(np.int64)
-    cols = {col: np.asarray([float(x[ci]) if x[ci] else np.nan for x in rows])
-            for ci, col in enumerate(header[1:-1], start=1)}
-    return ts, cols
 
 
 def channel_windows(files: list[devset.DevFile], ts: np.ndarray,
@@ -94,7 +77,7 @@ def main() -> None:
     a = ap.parse_args()
     all_files = devset.load()
     files = [f for f in all_files if f.dataset == "gecco"]
-    ts, cols = raw_columns(devset._datasets_root())
+    ts, cols, _ = devset.read_gecco(devset._datasets_root())
     per_station = channel_windows(files, ts, cols)
     total = sum(len(v) for v in per_station.values())
     injected_stations = [v for v in per_station.values() if any(v)]

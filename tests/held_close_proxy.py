@@ -17,6 +17,8 @@ import termios
 import threading
 from dataclasses import dataclass, field
 
+from tcp_proxy import listen_local, shutdown_quietly
+
 
 @dataclass
 class _Pair:
@@ -38,11 +40,7 @@ class HeldCloseProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port: int = self.listener.getsockname()[1]
+        self.listener, self.port = listen_local()
         self._holding = False
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -66,7 +64,7 @@ class HeldCloseProxy:
             pairs = list(self._pairs)
         for p in pairs:
             for s in (p.client, p.upstream):
-                _shutdown(s)
+                shutdown_quietly(s)
 
     def goodbyes_read(self) -> bool:
         """Every connection still open towards the client had its server side end, and the client has
@@ -115,7 +113,7 @@ class HeldCloseProxy:
         except OSError:
             pass
         pair.client_gone = True
-        _shutdown(pair.upstream)
+        shutdown_quietly(pair.upstream)
         self._pipe_done(pair)
 
     def _to_client(self, pair: _Pair) -> None:
@@ -128,7 +126,7 @@ class HeldCloseProxy:
         pair.server_ended.set()
         if self._holding and not pair.client_gone:
             self._released.wait()  # the close held back: the client keeps a connection the server ended
-        _shutdown(pair.client)
+        shutdown_quietly(pair.client)
         self._forget(pair)
         self._pipe_done(pair)
 
@@ -147,16 +145,7 @@ class HeldCloseProxy:
                 self._pairs.remove(pair)
         for s in (pair.client, pair.upstream):
             if s is not None:
-                _shutdown(s)
-
-
-def _shutdown(s: socket.socket | None) -> None:
-    if s is None:
-        return
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+                shutdown_quietly(s)
 
 
 def _unsent(s: socket.socket) -> int:

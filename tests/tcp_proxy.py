@@ -7,6 +7,27 @@ import socket
 import threading
 
 
+def listen_local() -> tuple[socket.socket, int]:
+    """A socket listening on 127.0.0.1 at a port the kernel picked, and that port (the proxies'
+    front door, here and in held_close_proxy.py)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    return listener, listener.getsockname()[1]
+
+
+def shutdown_quietly(s: socket.socket | None) -> None:
+    """Shut both directions of ``s`` down (waking a thread blocked in its recv) without closing it:
+    closing could let that recv read a descriptor reused meanwhile. Already shut or gone: nothing."""
+    if s is None:
+        return
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class CuttingProxy:
     """Forwards 127.0.0.1:<port> to ``target``. ``cut_on(marker)``: the first client chunk holding
     ``marker`` is dropped (PostgreSQL never sees it), every connection is closed at once and new
@@ -14,11 +35,7 @@ class CuttingProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
+        self.listener, self.port = listen_local()
         self.marker: bytes | None = None
         self.refusing = False
         self.cut = threading.Event()
@@ -43,11 +60,8 @@ class CuttingProxy:
     def _cut_all(self) -> None:
         with self._lock:
             socks, self._socks = self._socks, []
-        for s in socks:  # shutdown wakes the pipe threads; they close (closing here could let a
-            try:             # blocked recv read a reused descriptor)
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for s in socks:  # wakes the pipe threads; they close
+            shutdown_quietly(s)
 
     def _accept(self) -> None:
         while not self._closed:
@@ -88,10 +102,7 @@ class CuttingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                shutdown_quietly(s)
             with self._lock:
                 pending[0] -= 1
                 last = pending[0] == 0

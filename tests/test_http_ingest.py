@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -154,3 +155,24 @@ async def test_no_2xx_when_the_database_connection_dies_mid_request(ingest, fres
         await asyncio.sleep(0.2)
     r = await client.post("/ingest", json=[reading("blocked", 0)], headers=auth(keys["ingest"]))
     assert r.status_code == 200 and await count(fresh_db) == 1
+
+
+async def test_a_senml_base_name_too_long_for_the_series_index_is_rejected_and_http_ingest_goes_on(ingest, fresh_db):
+    """Over HTTP, the hostile id tests/test_hostile_series_lookup.py sends through the pipeline: a SenML
+    base name of 3,000 characters the series index cannot hold. It used to pass validation (only the
+    canonical format bounded ids), its batch's write failed with ``ProgramLimitExceededError`` and was
+    parked, the ``http`` source halted: no 2xx for this request nor any later one. Now that record is
+    rejected as ``bad_sensor_id`` and its neighbour stored."""
+    client, service, keys = ingest
+    h = auth(keys["ingest"])
+    rnd = random.Random(29)  # random letters: TOAST cannot compress them under the index limit
+    hostile = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(3000))
+    t0 = time.time() - 30
+    body = json.dumps([{"bn": hostile, "bt": t0, "n": "temperature", "v": 20.5},
+                       {"bn": "hs-ok", "bt": t0, "n": "temperature", "v": 20.5}]).encode()
+    r = await client.post("/ingest/senml", content=body, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["stored"] == 1 and [x["reason"] for x in r.json()["rejected"]] == ["bad_sensor_id"]
+    later = await client.post("/ingest", json=[reading("hs-later", 0)], headers=h)
+    assert later.status_code == 200 and later.json()["stored"] == 1
+    assert await count(fresh_db) == 2 and not service.pipeline.halted

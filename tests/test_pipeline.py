@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 import services
+from analytics_stubs import NullAnalytics
 from urbanpulse.config import IngestSettings
-from urbanpulse.formats.base import MessageBatch
+from urbanpulse.formats.base import Format, MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.metrics import IngestMetrics
 from urbanpulse.pipeline import BatchAnalytics, Pipeline
@@ -35,14 +36,16 @@ def message_batch(start: int, n: int) -> MessageBatch:
 
 
 async def make_pipeline(dsn: str, analytics: Callable[[asyncpg.Pool], BatchAnalytics] | None = None,
-                        **ingest: object) -> tuple[Pipeline, asyncpg.Pool]:
+                        fmt: Format | None = None, **ingest: object) -> tuple[Pipeline, asyncpg.Pool]:
+    """A started pipeline on ``dsn`` (canonical JSON unless ``fmt``) and its pool."""
     pool = await services.open_migrated_pool(dsn, min_size=2, max_size=4)
     parts = MonthlyPartitions()
     async with pool.acquire() as c:
         await parts.load(c)
     settings = IngestSettings(**ingest)
-    pipeline = Pipeline(ReadingStore(pool, parts), CanonicalJsonFormat(), ReadingValidator(MetricCatalogue.load()),
-                        settings, IngestMetrics(), analytics(pool) if analytics is not None else None)
+    pipeline = Pipeline(ReadingStore(pool, parts), fmt or CanonicalJsonFormat(),
+                        ReadingValidator(MetricCatalogue.load()), settings, IngestMetrics(),
+                        analytics(pool) if analytics is not None else None)
     await pipeline.start()
     return pipeline, pool
 
@@ -133,23 +136,9 @@ async def test_submit_waits_while_every_write_slot_is_taken(fresh_db: str) -> No
     commits: the next full batch cannot form, so its source waits (backpressure)."""
     gate = asyncio.Event()
 
-    class Stalled:
-        failed_batches = 0
-
-        async def prepare(self, source, readings, series_ids):  # noqa: ANN001, ANN201
-            return object()
-
+    class Stalled(NullAnalytics):
         async def ready(self, handle):  # noqa: ANN001, ANN201
             await gate.wait()
-            return None
-
-        async def write(self, conn, handle):  # noqa: ANN001, ANN201
-            return None
-
-        def committed(self, handle) -> None:  # noqa: ANN001
-            return None
-
-        async def tick(self):  # noqa: ANN201
             return None
 
     pipeline, pool = await make_pipeline(fresh_db, lambda pool: Stalled(), batch_max_readings=50, writers=1,

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import asyncpg
-import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given
@@ -34,6 +33,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 import services
+from analytics_stubs import RecordingAnalytics
 from held_close_proxy import HeldCloseProxy
 from test_pipeline import NOW_MS, make_pipeline
 from urbanpulse.formats.base import MessageBatch
@@ -46,34 +46,6 @@ VALUES = {"humidity": 50.0, "temperature": 20.0, "pressure": 1000.0}
 NEVER_MS = 600_000
 #: the longest any wait on state may take before the test fails (generous: a loaded 2-core CI machine)
 WITHIN_S = 60.0
-
-
-class _Recording:
-    """Analytics stand-in: with analytics the pipeline resolves series ids as a batch is formed (that
-    lookup is what is tested); this records the ids each batch was prepared with and analyses nothing."""
-
-    failed_batches = 0
-
-    def __init__(self) -> None:
-        self.ids: list[np.ndarray] = []
-        self.keys: list[list[tuple[str, str]]] = []
-
-    async def prepare(self, source, readings, series_ids):  # noqa: ANN001, ANN201
-        self.ids.append(np.asarray(series_ids).copy())
-        self.keys.append(list(zip(readings.sensor_id, readings.metric)))
-        return object()
-
-    async def ready(self, handle):  # noqa: ANN001, ANN201
-        return None
-
-    async def write(self, conn, handle):  # noqa: ANN001, ANN201
-        return None
-
-    def committed(self, handle) -> None:  # noqa: ANN001
-        return None
-
-    async def tick(self):  # noqa: ANN201
-        return None
 
 
 async def until(condition: Callable[[], bool] | Callable[[], object], what: str) -> None:
@@ -153,7 +125,7 @@ def test_a_lookup_during_an_outage_fails_is_retried_and_every_reading_is_stored_
     during = payloads(known_keys + new_keys, per_series, NOW_MS + 1000)
 
     async def scenario() -> None:
-        analytics = _Recording()
+        analytics = RecordingAnalytics()
         pipeline, pool = await make_pipeline(database, lambda pool: analytics, batch_max_readings=100_000,
                                              batch_max_ms=NEVER_MS, writers=1, retry_initial_s=0.05, retry_max_s=0.2)
         name = await pool.fetchval("SELECT current_database()")
@@ -224,7 +196,7 @@ async def test_a_lookup_on_a_connection_that_read_the_server_goodbye_but_not_the
     once the proxy lets connections through, the batch is stored once and acknowledged once."""
     name = fresh_db.rpartition("/")[2]
     proxy = HeldCloseProxy(services.PG_HOST, int(services.PG_PORT))
-    analytics = _Recording()
+    analytics = RecordingAnalytics()
     pipeline, pool = await make_pipeline(f"postgresql://{services.PG_USER}@127.0.0.1:{proxy.port}/{name}",
                                          lambda pool: analytics, batch_max_readings=100_000, batch_max_ms=NEVER_MS,
                                          writers=1, retry_initial_s=0.05, retry_max_s=0.2)

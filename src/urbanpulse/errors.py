@@ -40,6 +40,11 @@ class SourceHalted(StorageUnavailable):
     acknowledgements and intake stop until that batch is written; fix the cause the message names."""
 
 
+class SeriesLookupFailed(UrbanpulseError):
+    """Resolving a batch's series ids failed with a permanent error (logged with its cause): the
+    batch is stored without analysis, or parked if its write fails the same way (``/health``)."""
+
+
 class AnalyticsUnavailable(UrbanpulseError):
     """Stream analytics could not build its windows and detectors (their compiled kernels failed
     to load or compile): readings are stored without analysis; the message says what to check."""

@@ -6,7 +6,14 @@ acknowledged; a permanent one (storage/write_errors.py) would fail the same way 
 every later acknowledgement waits, so the batch is *parked*: its source is halted through the
 ack ledger and the batch is retried every ``retry_max_s`` until an operator fixes the cause.
 Resolving series ids (the first step of a batch's write, also needed when analytics prepare a
-batch) waits for the database the same way.
+batch as it is formed) follows the same classification: a transient failure is retried with
+backoff (``/health`` degraded), nothing acknowledged meanwhile; a permanent one (a bug, a series the
+database refuses, ``ProgramLimitExceededError`` for a key too long for the series index) gives up
+on the ids and hands the batch on without them, so the write's own lookup meets the error again and
+the write loop parks the batch like any failed write. It used to retry every ``PostgresError``
+(forever, for a permanent one, holding the batcher's lock: no source could form a batch) and let
+anything else escape into the batcher (the age timer died, or the submit of the source whose batch
+it was raised, its batch neither stored nor acknowledged): benchmarks/README.md ``robust29``.
 
 With stream analytics, a batch's alert changes are written in its own transaction, after every
 earlier batch committed (:meth:`AckLedger.wait_turn`): analytics failing costs the batch its
@@ -43,14 +50,6 @@ _CONNECTION_TROUBLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnection
 #: errors after which a batch's transaction is retried whole, rather than dropping its alert changes
 _RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                       asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
-#: what resolving series ids may raise while the database is away. InternalClientError too: a
-#: pooled connection that has read the server's goodbye (FATAL 57P01 "terminating connection",
-#: sent by a restart or pg_terminate_backend) but not yet the close that follows is still open to
-#: the pool, and the next query on it fails with "another operation (2) is in progress"; the next
-#: attempt finds it closed and reconnects (tests/test_series_lookup_retry.py). The write loop
-#: already retries it (write_errors.py: not known to be permanent, so transient)
-_LOOKUP_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
-                   asyncpg.exceptions.InternalClientError)
 
 
 class AlertChangesFailed(Exception):
@@ -104,16 +103,33 @@ class BatchWriter:
         if self._writing < self.settings.writers and self._on_free is not None:
             self._on_free()
 
-    async def series_ids(self, readings: ReadingColumns) -> np.ndarray:
-        """Series id per reading, waiting for the database like a write would (nothing is
-        acknowledged meanwhile)."""
+    async def series_ids(self, readings: ReadingColumns, source: str) -> np.ndarray | None:
+        """Series id per reading, or None after a permanent failure (see the module doc). Never
+        raises but ``CancelledError``: a transient failure is retried with backoff like a write
+        (nothing is acknowledged meanwhile). Transient includes asyncpg's ``InternalClientError``:
+        a pooled connection that has read the server's goodbye (FATAL 57P01 "terminating
+        connection", sent by a restart or pg_terminate_backend) but not yet the close that follows
+        is still open to the pool, and the next query on it fails with "another operation (2) is
+        in progress"; the next attempt finds it closed and reconnects
+        (tests/test_series_lookup_retry.py). A permanent failure returns None: the batch goes on
+        without ids (and without analysis), and its write, which resolves them itself, fails the
+        same way and parks it; retrying here would hold the batcher's lock for ever."""
         delay = self.settings.retry_initial_s
         while True:
             try:
                 return await self.store.series.ids_for(self.store.pool, readings.sensor_id, readings.metric)
-            except _LOOKUP_TROUBLE as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one batch's lookup must never end a source or the timer
+                if classify_write_error(exc) is WriteErrorKind.PERMANENT:
+                    self.metrics.write_errors.inc()
+                    log.error("resolving the series ids of a batch of %s failed with a permanent error (%s: %s); "
+                              "handing it on without them: its write will be parked if it fails the same way",
+                              source, type(exc).__name__, exc, exc_info=exc)
+                    return None
                 self._failing(exc)
-                log.warning("cannot resolve series ids (%s); retrying in %.1fs", self.last_error, delay)
+                log.warning("cannot resolve series ids (%s); retrying in %.1fs", self.last_error, delay,
+                            exc_info=not isinstance(exc, _CONNECTION_TROUBLE))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
 

@@ -118,8 +118,23 @@ class Batcher:
                 await self._form(self._next_seq, source, pending)
             except BaseException:
                 self._give_back_slots()
+                self._restore(source, pending)
                 raise
             self._next_seq += 1
+
+    def _restore(self, source: str, pending: Pending) -> None:
+        """A hand-off that raised (cancelled while its series lookup waited for the database, as a
+        bounded Kafka drain on a rebalance does) registered nothing: its readings and acks go back
+        in front of what the source added since, to be formed again, instead of being dropped
+        while later batches are acknowledged past them."""
+        later = self._pending.get(source)
+        if later is not None:
+            pending.parts.extend(later.parts)
+            pending.rejections.extend(later.rejections)
+            pending.acks.extend(later.acks)
+            pending.size += later.size
+            pending.received_ns = pending.received_ns or later.received_ns
+        self._pending[source] = pending
 
     async def form_all(self) -> None:
         """Form every pending batch now (waits for in-flight room)."""

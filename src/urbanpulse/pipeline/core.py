@@ -15,7 +15,7 @@ import logging
 import time
 
 from urbanpulse.config import IngestSettings
-from urbanpulse.errors import SourceHalted
+from urbanpulse.errors import SeriesLookupFailed, SourceHalted
 from urbanpulse.formats.base import Format, MessageBatch
 from urbanpulse.metrics import IngestMetrics
 from urbanpulse.model import ReadingColumns, Rejection
@@ -178,12 +178,19 @@ class Pipeline:
         batch: Batch = Batch(seq, source, readings, pending.rejections, pending.acks, started=pending.started,
                              formed=formed, received_ns=pending.received_ns)
         if self.analytics is not None:
+            resolved = True
             if readings is not None and len(readings):
-                batch.series_ids = await self.writer.series_ids(readings)
-            try:
-                batch.analysis = await self.analytics.prepare(source, readings, batch.series_ids)
-            except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
-                self._failures.failed("preparing", source, exc)
+                # never raises but CancelledError: a permanent failure gives None (batch_writer.py)
+                batch.series_ids = await self.writer.series_ids(readings, source)
+                resolved = batch.series_ids is not None
+            if resolved:
+                try:
+                    batch.analysis = await self.analytics.prepare(source, readings, batch.series_ids)
+                except Exception as exc:  # noqa: BLE001 - analytics must never stop ingestion
+                    self._failures.failed("preparing", source, exc)
+            else:  # handed on unanalysed: its write resolves the ids again, or parks it
+                self._failures.failed("resolving the series ids of", source,
+                                      SeriesLookupFailed("a permanent error, logged above"))
         self.ledger.register(batch)
         self.writer.put(batch)
         stage = self.metrics.batch_stage

@@ -30,6 +30,13 @@ _CHECK_ORDER = [
 ]
 _CODE = {reason: i + 1 for i, reason in enumerate(_CHECK_ORDER)}
 
+#: the longest sensor id any format may hand on (model.Name's bound, which the canonical format and
+#: the sensor registry already apply). Formats that build ids from other fields (SenML's base name,
+#: line-protocol tags, CSV columns) had none: a SenML ``bn`` of ~3,000 incompressible characters
+#: reached the series table, whose unique index refuses a key over 2,704 bytes
+#: (``ProgramLimitExceededError``), and that failure halted the source (benchmarks/README.md ``robust29``)
+MAX_SENSOR_ID_CHARS = 128
+
 
 @dataclass(frozen=True)
 class TimeRules:
@@ -70,14 +77,17 @@ class ReadingValidator:
         self._clean_ids: set[str] = set()
 
     def _bad_sensor_ids(self, distinct_ids: set[str]) -> set[str]:
-        """The ids among ``distinct_ids`` with control characters or surrounding whitespace.
+        """The ids among ``distinct_ids`` that are empty, longer than ``MAX_SENSOR_ID_CHARS``, or
+        have control characters (NUL, lone surrogates, format characters: not printable) or
+        surrounding whitespace.
 
         Ids already found clean are remembered (up to ``clean_ids_limit``, then forgotten all at
         once), so a batch checks only the series it is the first to bring, not each series again."""
         fresh = distinct_ids - self._clean_ids
         if not fresh:
             return set()
-        bad = {s for s in fresh if not s.isprintable() or s != s.strip()}
+        bad = {s for s in fresh
+               if not s.isprintable() or s != s.strip() or not s or len(s) > MAX_SENSOR_ID_CHARS}
         if len(self._clean_ids) + len(fresh) > self.clean_ids_limit:
             self._clean_ids = set()
         self._clean_ids |= fresh - bad if bad else fresh
@@ -192,5 +202,8 @@ class ReadingValidator:
             return (f"sensor {cols.sensor_id[k]!r} is not in the sensor registry (registry.unregistered: quarantine); "
                     "register it with PUT /sensors/{id} or urbanpulse registry import")
         if reason is Reason.BAD_SENSOR_ID:
+            size = len(cols.sensor_id[k])
+            if not size or size > MAX_SENSOR_ID_CHARS:
+                return f"sensor_id is {size} characters long; it must be 1 to {MAX_SENSOR_ID_CHARS}"
             return "sensor_id has control characters or surrounding whitespace"
         return reason.value
