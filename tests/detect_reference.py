@@ -50,7 +50,7 @@ class ReferenceBank(DetectorBank):
             with np.errstate(all="ignore"), interpreted_stages():
                 _kernel.process.py_func(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
                                         self.values, self.changes, self.gaps, out, fused, veto,
-                                        REFRESH_EVERY, EAGER_REFRESH)
+                                        REFRESH_EVERY, EAGER_REFRESH, self.season)
         if not emit:
             return None
         return self._result(order, s, t, x, out, fused, veto)

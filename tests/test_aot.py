@@ -136,7 +136,7 @@ def test_a_built_kernel_refuses_arguments_of_other_types() -> None:
     k = window_state._kernel(), aot.kernel("urbanpulse.detect._kernel")
     args = [np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), bank.last_ts, bank.profile, bank.profiles.table,
             bank.state, bank.values, bank.changes, bank.gaps, np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1),
-            np.zeros(1, np.uint8), REFRESH_EVERY, EAGER_REFRESH]
+            np.zeros(1, np.uint8), REFRESH_EVERY, EAGER_REFRESH, bank.season]
     k[1].process(*args)  # as built: fine
     for i, bad in [(0, np.zeros(1, np.int32)), (2, np.zeros(4)[::2]), (7, bank.values.astype(np.float64)),
                    (13, 8.0)]:

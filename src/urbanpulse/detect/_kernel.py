@@ -43,6 +43,8 @@ from numba import njit
 
 from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
+from urbanpulse.detect.layout import SE as _SE
+from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
@@ -179,6 +181,24 @@ P_ENV_K = _COL["env_k"]
 P_ENV_G = _COL["env_g"]
 P_ENV_MIN = _COL["env_min"]
 P_ENV_DECAY = _COL["env_decay"]
+C_SE_L = _S["se_l"]
+C_SE_T0 = _S["se_t0"]
+SE_M = _SE["m"]
+SE_VE = _SE["ve"]
+SE_VM = _SE["vm"]
+SE_N = _SE["n"]
+P_SE_THR = _COL["se_thr"]
+P_SE_PER_US = _COL["se_per_us"]
+P_SE_GAMMA = _COL["se_gamma"]
+P_SE_AMP = _COL["se_amp"]
+SEASON_BINS = _SEASON_BINS
+DAY_US = 86_400_000_000
+BIN_US = DAY_US // _SEASON_BINS
+HALF_BIN_US = BIN_US // 2
+PER_BIN_US = 1.0 / BIN_US  # (products, not quotients, on every reading: a float division costs ~4 products)
+SEASON_START_US = 1.25 * DAY_US  # the seasonal input is scored from this age of the series on (a day and a quarter)
+SEASON_CAP = 0.95  # the seasonal score's largest value (its z separates a changed day well: not capped as the trend's)
+SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; its rate is then the long-run one)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -1022,10 +1042,99 @@ def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
 
 
 @njit(**_STAGE)
-def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in):
+def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
+    """The likelihood's daily-seasonal score: the reading against a slow level plus a profile of the UTC day
+    (additive Holt-Winters: SEASON_BINS bins, interpolated linearly between their centres), so a changed day (a
+    halved period, a rate that halves) shows where the trend input's local prediction follows the series within
+    ~10 readings and the detectors' windows hold the whole swing. Its short-term mean (the trend input's memory,
+    ~16 readings) in units of its own long-run RMS, floored as there, scored q / (q + likelihood_season_threshold)
+    for q = z - 2 (`_likelihood` takes the larger of it and its own score: a z already, it is not smoothed again
+    nor learned into the input's mean); from SEASON_START_US of the series' own time on (a day of profile, a
+    quarter of one of the RMS), so a run of minutes or hours never gets it; only where the learned day's range is
+    at least likelihood_season_min_amplitude long-run RMS residuals (a road, an online rate; not a weather-driven
+    series with a weak day). The level and the profile move in time, not per reading: the level by gap /
+    likelihood_season_level_hours, a bin by its share of likelihood_season_gamma per pass of the day (1 in the
+    first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for both, so
+    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 112 B a series), the level and the
+    series' first timestamp float64 state.
+
+    Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
+    P_SE_GAMMA, P_SE_AMP, P_TR_RATE, P_TR_W, P_LI_MIN, P_LR_RATE. Writes the same. Returns the score (0 to
+    SEASON_CAP)."""
+    if not pr[P_SE_THR] > 0:
+        return 0.0
+    if not has_prev:
+        st[sl, C_SE_L] = xi
+        st[sl, C_SE_T0] = np.float64(ti)
+        return 0.0
+    ph = ti % DAY_US - HALF_BIN_US  # time of day from the first bin's centre
+    bi = ph // BIN_US  # -1 before the first centre
+    w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
+    b0 = (bi + SEASON_BINS) % SEASON_BINS
+    b1 = (bi + 1) % SEASON_BINS
+    q0 = np.float64(se[sl, b0])
+    q1 = np.float64(se[sl, b1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)  # a bin not seen yet takes its neighbour's value, or 0
+    p1 = q1 if q1 == q1 else p0
+    lv = st[sl, C_SE_L]
+    e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
+    ve = np.float64(se[sl, SE_VE])
+    vm = np.float64(se[sl, SE_VM])
+    n = np.float64(se[sl, SE_N])
+    ec = e
+    if n >= 64 and e * e > 16.0 * ve and ve > 0:
+        lim = 4.0 * np.sqrt(ve)
+        ec = _min(_max(e, -lim), lim)
+    m0 = np.float64(se[sl, SE_M])
+    m = m0 + pr[P_TR_RATE] * (ec - m0)
+    age = np.float64(ti) - st[sl, C_SE_T0]
+    season_in = 0.0
+    if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
+        sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
+        if m * m > 4.0 * sc2:
+            q = abs(m) / np.sqrt(sc2) - 2.0
+            # only a series whose day is well above its noise: the profile's range over SEASON_AMP x the residual's
+            # long-run RMS (a rate, a road; not a weather-driven series with a weak daily cycle); the bins are read
+            # only on these rare readings (z > 2)
+            lo = np.inf
+            hi = -np.inf
+            for b in range(SEASON_BINS):
+                v = np.float64(se[sl, b])
+                if v < lo:
+                    lo = v
+                if v > hi:
+                    hi = v
+            if q > 0 and _isfinite(q) and hi - lo >= pr[P_SE_AMP] * np.sqrt(_fmax(ve, res * res)):
+                season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
+    if _isfinite(ec) and _isfinite(gap):
+        st[sl, C_SE_L] = lv + _min(gap * pr[P_SE_PER_US], 1.0) * ec
+        g = (pr[P_SE_GAMMA] if age >= DAY_US else 1.0) * _min(gap * PER_BIN_US, 1.0)
+        # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
+        se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+        se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+        se[sl, SE_M] = np.float32(m)
+        if age >= DAY_US:
+            n1 = n + 1.0
+            rate = _max(pr[P_LR_RATE], 1.0 / n1)
+            e2 = e * e
+            m2 = m * m
+            if n >= 64:
+                if ve > 0:
+                    e2 = _min(e2, 36.0 * ve)
+                if vm > 0:
+                    m2 = _min(m2, 36.0 * vm)
+            se[sl, SE_N] = np.float32(_min(n1, SEASON_N_MAX))
+            se[sl, SE_VE] = np.float32(ve + rate * (e2 - ve))
+            se[sl, SE_VM] = np.float32(vm + rate * (m2 - vm))
+    return season_in
+
+
+@njit(**_STAGE)
+def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in):
     """The likelihood: its input (the largest of the fused raw score and the level-shift, spread and trend inputs),
-    smoothed, as a z against that input's own running mean and variance; weighted by P_LI_W, 0 until `li_min`
-    readings. Then learns the smoothed input and its mean and variance.
+    smoothed, as a z against that input's own running mean and variance, or the seasonal score where that is
+    larger (`_season_input`); weighted by P_LI_W, 0 until `li_min` readings. Then learns the smoothed input and
+    its mean and variance.
 
     Reads C_LI_N, C_LI_S, C_LI_M, C_LI_V; P_LI_ALPHA, P_LI_THR, P_LI_MIN, P_LI_W, P_LI_RATE.
     Writes C_LI_N, C_LI_S, C_LI_M, C_LI_V. Returns its score."""
@@ -1040,6 +1149,9 @@ def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in):
     lis = lz / (lz + pr[P_LI_THR])
     if not ((li_n >= pr[P_LI_MIN]) and _isfinite(lis)):
         lis = 0.0
+    # the seasonal input is already a z against the series' own history (its day): the score directly, not
+    # smoothed and not learned into the input's mean and variance (a clean day's is ~0, a changed day's 0.7-0.95)
+    lis = _max(lis, season_in)
     li_rate = _max(pr[P_LI_RATE], 1.0 / (li_n + 1.0))
     li_d = li_s - li_m
     st[sl, C_LI_M] = li_m + li_rate * li_d
@@ -1205,7 +1317,7 @@ def _learn_series(st, sl, pr, xi, cnt, has_prev, ew_m, res, change, gap, values,
 
 @njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
-              refresh_every, eager_refresh, scr_g, scr_d, scr_a, scr_b):
+              refresh_every, eager_refresh, season, scr_g, scr_d, scr_a, scr_b):
     """`process`'s loop over the readings, its stages inlined, without reference counting (the arrays are
     `process`'s arguments and scratch, alive throughout). One reading is the stages above in order: the
     shared scales, the six detectors (each scores, then learns), the fusion, the likelihood, the re-arm
@@ -1234,7 +1346,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         raw = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused, s_silence)
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
-        lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in)
+        season_in = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
+        lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fu, li_f = _rearm(st, sl, pr, raw, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
         fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, li_f))
@@ -1256,18 +1369,19 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _ewma, _spike, _flatline, _threshold,
           _fuse, _spread_input,
-          _trend_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
+          _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
-            refresh_every, eager_refresh):
+            refresh_every, eager_refresh, season):
     """Score readings (already sorted by (slot, ts), skips removed) and update the slots' state.
 
     Columns are the named constants of detect/layout.py (C_* state, P_* parameters). out [n, 6]
     detector scores in DETECTOR_NAMES order, fused_out [n], veto_out [n] uint8 (layout.VETO_BIT: the
     statistic reached its threshold, the calibrated tail vetoes the decision). The readings run
-    through `_readings`, one stage function after another.
+    through `_readings`, one stage function after another. season [n, len(layout.SEASON)] float32: the seasonal
+    input's profile and scales (`_season_input`).
     """
     nbuf = max(values.shape[1], changes.shape[1], gaps.shape[1])
     scr_g = np.empty(nbuf, np.float64)  # scratch of the refreshes
@@ -1275,4 +1389,4 @@ def process(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fu
     scr_a = np.empty(nbuf, np.float64)
     scr_b = np.empty(nbuf, np.float64)
     _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
-              refresh_every, eager_refresh, scr_g, scr_d, scr_a, scr_b)
+              refresh_every, eager_refresh, season, scr_g, scr_d, scr_a, scr_b)

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from urbanpulse.capacity import grown
-from urbanpulse.detect.layout import DETECTORS, S, STATE, VETO_BIT
+from urbanpulse.detect.layout import DETECTORS, S, SEASON, SEASON_BINS, STATE, VETO_BIT
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
@@ -105,7 +105,7 @@ def _kernel():  # noqa: ANN202
                   np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan, np.float32),
                   np.full((1, 8), np.nan, np.float32), np.full((1, 8), np.nan, np.float32),
                   np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1), np.zeros(1, np.uint8),
-                  REFRESH_EVERY, EAGER_REFRESH)
+                  REFRESH_EVERY, EAGER_REFRESH, np.full((1, len(SEASON)), np.nan, np.float32))
         _KERNEL = k
     return _KERNEL
 
@@ -173,6 +173,8 @@ class DetectorBank:
         self.values = np.zeros((0, self.ring_values), np.float32)
         self.changes = np.zeros((0, self.ring_changes), np.float32)
         self.gaps = np.zeros((0, self.ring_gaps), np.float32)  # seconds
+        # the likelihood's seasonal input: its daily profile (offsets from state column "se_l") and scales, float32
+        self.season = np.zeros((0, len(SEASON)), np.float32)
         _kernel()  # compile / load the kernel now, not on the first batch
 
     # -- slots -------------------------------------------------------------------------------
@@ -191,6 +193,7 @@ class DetectorBank:
 
         self.last_ts, self.profile, self.state = grow(self.last_ts), grow(self.profile), grow(self.state)
         self.values, self.changes, self.gaps = grow(self.values), grow(self.changes), grow(self.gaps)
+        self.season = grow(self.season)
         self.capacity = new
         self._reset(np.arange(old, new))
 
@@ -210,6 +213,8 @@ class DetectorBank:
         self.values[slots] = np.nan
         self.changes[slots] = np.nan
         self.gaps[slots] = np.nan
+        self.season[slots] = 0.0
+        self.season[slots, :SEASON_BINS] = np.nan  # the daily profile's bins: not seen yet
 
     def assign(self, slots: np.ndarray, sensor_ids: list[str], metrics: list[str]) -> None:
         """(Re)configure these slots for their (sensor, metric) from the config and reset their state."""
@@ -234,8 +239,9 @@ class DetectorBank:
         return SEVERITIES[int(self.profiles.severity[pid, DETECTOR_NAMES.index(detector)])]
 
     def nbytes_per_slot(self) -> int:
-        """Bytes of per-slot state (state table, rings, last ts, profile id)."""
-        return int(8 + 4 + 8 * len(_STATE) + 4 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps)
+        """Bytes of per-slot state (state table, rings, seasonal table, last ts, profile id)."""
+        return int(8 + 4 + 8 * len(_STATE) + 4 * self.ring_values + 4 * self.ring_changes + 4 * self.ring_gaps
+                   + 4 * len(SEASON))
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -296,7 +302,7 @@ class DetectorBank:
             # (tests/detect_reference.py runs the same source interpreted: bit-identical output)
             _kernel().process(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
                               self.values, self.changes, self.gaps, out, fused, veto,
-                              REFRESH_EVERY, EAGER_REFRESH)
+                              REFRESH_EVERY, EAGER_REFRESH, self.season)
         if not emit:
             return None
         return self._result(order, s, t, x, out, fused, veto)

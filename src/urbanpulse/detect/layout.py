@@ -21,8 +21,17 @@ STATE: tuple[str, ...] = (
     "tr_s1", "tr_s2", "tr_m", "tr_vm", "tr_ve",
     "rc_n", "rc_k", "rc_e", "dscale_n", "dscale_lr", "chg_rms_lr",
     "ac_m", "ac_v",
+    "se_l", "se_t0",
 )
 S = {name: i for i, name in enumerate(STATE)}
+
+#: phase bins of the daily profile behind the likelihood's seasonal input (hours of the UTC day)
+SEASON_BINS = 24
+# float32 columns of one slot's seasonal table (the bank's `season`): the profile's bins (offsets from the float64
+# level `se_l` of the state table, so float32 keeps their precision), the residual's short-term mean, its long-run
+# mean square and the short-term mean's, and how many readings those two have learned (exact in float32: capped)
+SEASON: tuple[str, ...] = (*(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n")
+SE = {name: i for i, name in enumerate(SEASON)}
 
 # float64 parameter columns of one profile (NaN = "not set" where a limit is optional)
 PARAMS: tuple[str, ...] = (
@@ -43,6 +52,7 @@ PARAMS: tuple[str, ...] = (
     "rc_y0", "rc_decay", "rc_n0", "rc_k0", "rc_e0",
     "dt_stretch",
     "env_k", "env_g", "env_min", "env_decay",
+    "se_thr", "se_per_us", "se_gamma", "se_amp",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

@@ -73,6 +73,8 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         dt_stretch=fusion.detector_tail_stretch,
         env_k=p.ewma.envelope_threshold, env_g=p.ewma.envelope_growth, env_min=p.ewma.envelope_min_history,
         env_decay=1.0 / p.ewma.envelope_memory,
+        se_thr=fusion.likelihood_season_threshold, se_per_us=1.0 / (fusion.likelihood_season_level_hours * 3.6e9),
+        se_gamma=fusion.likelihood_season_gamma, se_amp=fusion.likelihood_season_min_amplitude,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

@@ -253,6 +253,24 @@ class FusionSettings(BaseModel):
     likelihood_trend_alpha: float = Field(
         0.1, gt=0, lt=1, description="smoothing factor of the trend input's local linear prediction (0.1: a level "
         "and slope over the last ~10-20 readings)")
+    likelihood_season_threshold: float = Field(
+        1.0, ge=0, description="daily-seasonal residual in the likelihood's score (0 = off): each reading against "
+        "a slow level plus a profile of the UTC day in 24 hourly bins interpolated between their centres (additive "
+        "Holt-Winters, the update winsorised at 4 long-run RMS residuals), the residual's short-term mean (~16 "
+        "readings) in units of its own long-run RMS as z, scored q / (q + this) for q = z - 2, capped at 0.95, "
+        "from 1.25 days of the series' own time on; the likelihood's score is the larger of this and its own. A "
+        "changed day (a halved period, a rate that halves) counts where the trend input's local prediction follows "
+        "it and the detectors' windows hold the whole swing. Likelihood only: no detector score or decision "
+        "changes")
+    likelihood_season_min_amplitude: float = Field(
+        8.0, ge=0, description="the seasonal score only where the learned day's range (its profile's highest bin "
+        "less its lowest) is at least this many long-run RMS residuals: a series whose day stands well above its "
+        "noise (a road, an online rate), not a weather-driven one with a weak daily cycle")
+    likelihood_season_level_hours: float = Field(
+        6.0, gt=0, description="time constant of the seasonal input's level, in hours of the series' own time")
+    likelihood_season_gamma: float = Field(
+        0.2, gt=0, le=1, description="how far a pass of the day moves each bin of the seasonal input's profile "
+        "toward the residual (after the first day, which sets each bin to its first pass's mean)")
     tail_level: float = Field(
         0.25, gt=0, description="calibrated anomaly_score: the series' fused statistic q (the largest detector "
         "statistic in units of its threshold, x weight; the likelihood's z in units of its threshold, x weight) "
