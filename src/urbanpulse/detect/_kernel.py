@@ -1067,20 +1067,21 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         st[sl, C_SE_L] = xi
         st[sl, C_SE_T0] = np.float64(ti)
         return 0.0
-    ph = ti % DAY_US - HALF_BIN_US  # time of day from the first bin's centre
-    bi = ph // BIN_US  # -1 before the first centre
+    # the bin centre at or before the reading (bins since the epoch: one 64-bit division a reading; a day is
+    # SEASON_BINS bins exactly, so its remainder is the bin of the day) and the weight of the next
+    ph = ti - HALF_BIN_US
+    bi = ph // BIN_US
     w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
-    b0 = (bi + SEASON_BINS) % SEASON_BINS
-    b1 = (bi + 1) % SEASON_BINS
+    b0 = bi % SEASON_BINS
+    b1 = b0 + 1 if b0 + 1 < SEASON_BINS else 0
     q0 = np.float64(se[sl, b0])
     q1 = np.float64(se[sl, b1])
     p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)  # a bin not seen yet takes its neighbour's value, or 0
     p1 = q1 if q1 == q1 else p0
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
-    ve = np.float64(se[sl, SE_VE])
-    vm = np.float64(se[sl, SE_VM])
     n = np.float64(se[sl, SE_N])
+    ve = np.float64(se[sl, SE_VE])
     ec = e
     if n >= 64 and e * e > 16.0 * ve and ve > 0:
         lim = 4.0 * np.sqrt(ve)
@@ -1089,6 +1090,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     age = np.float64(ti) - st[sl, C_SE_T0]
     season_in = 0.0
+    vm = np.float64(se[sl, SE_VM])
     if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
         sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
         if m * m > 4.0 * sc2:
