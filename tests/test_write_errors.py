@@ -31,11 +31,20 @@ NOW_MS = int(time.time() * 1000) - 3_600_000
     asyncpg.AdminShutdownError("terminating connection due to administrator command"),
     asyncpg.DiskFullError("could not extend file"),
     asyncpg.InvalidCachedStatementError("cached statement plan is invalid"),
-    asyncpg.InternalServerError("something unexpected"),  # unknown: retried, never parked
-    RuntimeError("unknown"),
+    asyncpg.InternalClientError("cannot perform operation: another operation is in progress"),
 ], ids=lambda e: type(e).__name__)
 def test_transient_errors_are_retried(exc: BaseException) -> None:
     assert classify_write_error(exc) is WriteErrorKind.TRANSIENT
+
+
+@pytest.mark.parametrize("exc", [
+    asyncpg.InternalServerError("something unexpected"), RuntimeError("unknown"), OverflowError("unknown"),
+    MemoryError(), Exception("nobody listed this"),
+], ids=lambda e: type(e).__name__)
+def test_unknown_errors_are_retried_a_few_times_then_parked(exc: BaseException) -> None:
+    """Neither list knows them: ``ingest.unknown_error_attempts`` attempts, then parked
+    (tests/test_hostile_write_errors.py)."""
+    assert classify_write_error(exc) is WriteErrorKind.UNKNOWN
 
 
 @pytest.mark.parametrize("exc", [

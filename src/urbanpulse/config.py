@@ -142,6 +142,11 @@ class IngestSettings(_Section):
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)
     write_timeout_s: float = Field(120.0, gt=0, description="a batch write hanging longer is abandoned and retried")
+    unknown_error_attempts: int = Field(
+        5, ge=1, description="attempts at a batch whose write (or series lookup) fails with an error known to be "
+        "neither transient nor permanent (storage/write_errors.py) before the batch is parked like a permanent "
+        "failure: its source halted, nothing acknowledged, retried every retry_max_s. Known transient errors (lost "
+        "connection, restart, timeouts) are retried for ever")
     heap_keep_mb: int = Field(
         8, ge=0, le=4096, description="MiB of freed memory glibc keeps at the top of its heaps for the next batches "
         "(M_TRIM_THRESHOLD) instead of returning it to the system once 128 KiB are free: fewer fresh pages, each a "

@@ -14,6 +14,10 @@ the write loop parks the batch like any failed write. It used to retry every ``P
 (forever, for a permanent one, holding the batcher's lock: no source could form a batch) and let
 anything else escape into the batcher (the age timer died, or the submit of the source whose batch
 it was raised, its batch neither stored nor acknowledged): benchmarks/README.md ``robust29``.
+An error known to be neither (``WriteErrorKind.UNKNOWN``) is retried ``unknown_error_attempts``
+times in a row, in the lookup and in the write alike, and then taken for permanent: retried for
+ever, it held the batcher's lock (the lookup) or a writer and every later acknowledgement (the
+write) for as long as the cause lasted (``robust30``).
 
 With stream analytics, a batch's alert changes are written in its own transaction, after every
 earlier batch committed (:meth:`AckLedger.wait_turn`): analytics failing costs the batch its
@@ -104,7 +108,8 @@ class BatchWriter:
             self._on_free()
 
     async def series_ids(self, readings: ReadingColumns, source: str) -> np.ndarray | None:
-        """Series id per reading, or None after a permanent failure (see the module doc). Never
+        """Series id per reading, or None after a permanent failure or a persistent unknown one
+        (see the module doc). Never
         raises but ``CancelledError``: a transient failure is retried with backoff like a write
         (nothing is acknowledged meanwhile). Transient includes asyncpg's ``InternalClientError``:
         a pooled connection that has read the server's goodbye (FATAL 57P01 "terminating
@@ -113,19 +118,25 @@ class BatchWriter:
         in progress"; the next attempt finds it closed and reconnects
         (tests/test_series_lookup_retry.py). A permanent failure returns None: the batch goes on
         without ids (and without analysis), and its write, which resolves them itself, fails the
-        same way and parks it; retrying here would hold the batcher's lock for ever."""
+        same way and parks it; retrying here would hold the batcher's lock for ever. So does an
+        unknown one after ``ingest.unknown_error_attempts`` attempts in a row."""
         delay = self.settings.retry_initial_s
+        unknown = 0
         while True:
             try:
                 return await self.store.series.ids_for(self.store.pool, readings.sensor_id, readings.metric)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one batch's lookup must never end a source or the timer
-                if classify_write_error(exc) is WriteErrorKind.PERMANENT:
+                kind = classify_write_error(exc)
+                unknown += kind is WriteErrorKind.UNKNOWN
+                if kind is WriteErrorKind.PERMANENT or unknown >= self.settings.unknown_error_attempts:
                     self.metrics.write_errors.inc()
-                    log.error("resolving the series ids of a batch of %s failed with a permanent error (%s: %s); "
-                              "handing it on without them: its write will be parked if it fails the same way",
-                              source, type(exc).__name__, exc, exc_info=exc)
+                    what = "a permanent error" if kind is WriteErrorKind.PERMANENT else \
+                        f"an unknown error, {unknown} times in a row (ingest.unknown_error_attempts)"
+                    log.error("resolving the series ids of a batch of %s failed with %s (%s: %s); handing it on "
+                              "without them: its write will be parked if it fails the same way",
+                              source, what, type(exc).__name__, exc, exc_info=exc)
                     return None
                 self._failing(exc)
                 log.warning("cannot resolve series ids (%s); retrying in %.1fs", self.last_error, delay,
@@ -144,6 +155,7 @@ class BatchWriter:
             batch = await self._queue.get()
             self.metrics.batch_stage.labels("queue").observe(time.perf_counter() - batch.formed)
             delay = self.settings.retry_initial_s
+            unknown = 0
             while True:
                 try:
                     result = await asyncio.wait_for(self._write(batch), self.settings.write_timeout_s)
@@ -152,9 +164,13 @@ class BatchWriter:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a writer must never die: that would stall every ack
                     self.metrics.write_errors.inc()
-                    if classify_write_error(exc) is WriteErrorKind.PERMANENT:
+                    kind = classify_write_error(exc)
+                    unknown += kind is WriteErrorKind.UNKNOWN
+                    if kind is WriteErrorKind.PERMANENT or unknown >= self.settings.unknown_error_attempts:
                         result = None
-                        await self._park(batch, exc)
+                        await self._park(batch, exc, "permanent write error" if kind is WriteErrorKind.PERMANENT
+                                         else f"unknown write error ({unknown} attempts, "
+                                              f"ingest.unknown_error_attempts)")
                         self._done()
                         break
                     self._failing(exc)
@@ -232,17 +248,18 @@ class BatchWriter:
 
     # -- permanent write errors ------------------------------------------------------------
 
-    async def _park(self, batch: Batch, exc: BaseException) -> None:
-        """A permanent write error: park the batch, halt its source (see the module doc)."""
+    async def _park(self, batch: Batch, exc: BaseException, kind: str = "permanent write error") -> None:
+        """A permanent write error, or an unknown one that kept coming: park the batch, halt its
+        source (see the module doc). ``kind`` opens the halt reason (``/health``)."""
         what = f"{type(exc).__name__}: {exc}"
         source = batch.source
         if source not in self.ledger.halted:
-            log.error("batch of %s failed with a permanent error (%s): its acknowledgements stop until it is "
-                      "written; retrying it every %.0fs", source, what, self.settings.retry_max_s, exc_info=exc)
+            log.error("batch of %s failed with a %s (%s): its acknowledgements stop until it is "
+                      "written; retrying it every %.0fs", source, kind, what, self.settings.retry_max_s, exc_info=exc)
         self.last_error = what
         self.metrics.write_permanent_errors.labels(source).inc()
         self.parked.append(batch)
-        await self.ledger.park(batch, f"permanent write error: {what}")
+        await self.ledger.park(batch, f"{kind}: {what}")
 
     async def _retry_parked(self) -> None:
         while True:
@@ -253,7 +270,8 @@ class BatchWriter:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - stays parked
-                    self.ledger.halted[batch.source] = f"permanent write error: {type(exc).__name__}: {exc}"
+                    kind = self.ledger.halted.get(batch.source, "permanent write error").split(":", 1)[0]
+                    self.ledger.halted[batch.source] = f"{kind}: {type(exc).__name__}: {exc}"
                     log.info("parked batch of %s still fails (%s: %s)", batch.source, type(exc).__name__, exc)
                     continue
                 log.warning("parked batch of %s is written", batch.source)

@@ -17,6 +17,22 @@ DEFAULT_CATALOGUE = Path(__file__).with_name("metrics.yaml")
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: the largest magnitude a stored value may have, whatever the catalogue says. The rollups merge
+#: running means and sums of squared deviations in PostgreSQL float8, which raises "value out of
+#: range: overflow" (a permanent write error: the batch is parked, its source halted) where numpy
+#: would give inf; with |value| <= 1e100 a squared deviation times any count stays below 1e240. A
+#: metric configured with ``min: -.inf, max: .inf`` let two readings of +-1e200 halt their source
+#: for good (benchmarks/README.md ``robust30``)
+MAX_ABS_VALUE = 1e100
+#: the smallest magnitude a stored value other than zero may have, for the same reason the other
+#: way: float8 raises "value out of range: underflow" when a product of non-zero numbers rounds to
+#: zero, as the squared difference of two means does below ~1e-162. With the shipped catalogue a
+#: pm2_5 reading of 0 and one of 1e-200 in the same minute (two batches) halted their source for
+#: good (``robust30``). Non-zero values at least this large differ by at least ~1e-116, whose
+#: square times any count's ratio stays far from zero
+MIN_ABS_VALUE = 1e-100
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """One catalogue entry."""
@@ -34,9 +50,10 @@ class MetricCatalogue:
     def __init__(self, specs: list[MetricSpec]) -> None:
         self.specs = specs
         self.index: dict[str, int] = {s.name: i for i, s in enumerate(specs)}
-        # index len(specs) is the "unknown metric" slot: a range no value satisfies
-        self.low = np.array([s.min for s in specs] + [np.inf], dtype=np.float64)
-        self.high = np.array([s.max for s in specs] + [-np.inf], dtype=np.float64)
+        # index len(specs) is the "unknown metric" slot: a range no value satisfies; every other
+        # range within +-MAX_ABS_VALUE
+        self.low = np.array([max(s.min, -MAX_ABS_VALUE) for s in specs] + [np.inf], dtype=np.float64)
+        self.high = np.array([min(s.max, MAX_ABS_VALUE) for s in specs] + [-np.inf], dtype=np.float64)
         self.units: list[frozenset[str]] = [frozenset((s.unit, *s.aliases)) for s in specs]
 
     @classmethod

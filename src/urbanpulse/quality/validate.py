@@ -17,7 +17,7 @@ import numpy as np
 
 from urbanpulse.formats.base import Decoded, MessageBatch
 from urbanpulse.model import Flag, ReadingColumns, Reason, Rejection
-from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.quality.catalogue import MAX_ABS_VALUE, MIN_ABS_VALUE, MetricCatalogue
 
 # Plausible event times: 1900-01-01 .. 2200-01-01 in microseconds since the epoch.
 _MIN_TS_US = -2208988800 * 1_000_000
@@ -146,6 +146,8 @@ class ReadingValidator:
                 mark(Reason.UNIT_MISMATCH, bad_unit)
         with np.errstate(invalid="ignore"):
             mark(Reason.OUT_OF_RANGE, (value < cat.low[midx]) | (value > cat.high[midx]))
+            magnitude = np.abs(value)  # neither overflow (the catalogue's bounds) nor underflow in the rollups
+            mark(Reason.OUT_OF_RANGE, (magnitude < MIN_ABS_VALUE) & (magnitude > 0))
         now_us = self.clock() * 1e6
         mark(Reason.FUTURE_TIMESTAMP, ts > now_us + self.rules.max_future_skew_s * 1e6)
         if self.rules.max_age_s is not None:
@@ -176,7 +178,14 @@ class ReadingValidator:
             return f"metric {metric!r} is not in the catalogue; add it under validation.metrics"
         if reason is Reason.OUT_OF_RANGE:
             spec = self.catalogue.specs[m]
-            return f"{metric}={float(cols.value[k])!r} outside the physical range [{spec.min}, {spec.max}] {spec.unit}"
+            value = float(cols.value[k])
+            if abs(value) > MAX_ABS_VALUE:
+                return (f"{metric}={value!r} is beyond ±{MAX_ABS_VALUE:g}, the largest magnitude stored whatever the "
+                        f"catalogue says (rollup statistics would overflow); send it in a larger unit")
+            if 0 < abs(value) < MIN_ABS_VALUE:
+                return (f"{metric}={value!r} is closer to zero than {MIN_ABS_VALUE:g}, the smallest magnitude stored "
+                        f"other than 0 (rollup statistics would underflow); send it in a smaller unit, or 0")
+            return f"{metric}={value!r} outside the physical range [{spec.min}, {spec.max}] {spec.unit}"
         if reason is Reason.UNIT_MISMATCH:
             spec = self.catalogue.specs[m]
             return f"unit {cols.unit[k]!r} for {metric}; expected {spec.unit!r} or one of {sorted(spec.aliases)}"

@@ -12,8 +12,14 @@ handling). Retrying those every few seconds would only stall every acknowledgeme
 the pipeline parks the batch instead, stops acknowledging its source visibly (``/health``) and
 tries it again rarely, in case an operator fixed the cause.
 
-Anything not known to be permanent counts as transient: for unknown errors, retrying keeps the
-data; parking is for what is known never to pass.
+An error known to be neither is **unknown** (``InternalServerError``, ``RuntimeError``, an
+exception type nobody listed): it is retried like a transient one, but only
+``ingest.unknown_error_attempts`` times in a row for one batch; then the batch is parked like a
+permanent failure. Retrying an unknown error for ever held the batcher's lock (the series lookup
+runs under it), so one batch whose write kept failing the same unforeseen way stopped every source
+(benchmarks/README.md ``robust30``). Parking keeps the data: nothing of the batch is acknowledged, it
+is retried every ``ingest.retry_max_s`` and written once the cause is gone (an outage that only
+looked unknown ends too), and a restart gets it redelivered by the broker.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ class WriteErrorKind(str, enum.Enum):
 
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+    #: neither: retried ``ingest.unknown_error_attempts`` times, then parked (see the module doc)
+    UNKNOWN = "unknown"
 
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -38,6 +46,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,      # 57014 statement timeout, 57P01 admin shutdown, 57P03 starting up
     asyncpg.InsufficientResourcesError,     # 53300 too many connections, 53100 disk full, 53200 out of memory
     asyncpg.InvalidCachedStatementError,    # the schema changed under a prepared statement: re-prepared next time
+    # a pooled connection that has read the server's goodbye (a restart, pg_terminate_backend) but not yet the
+    # close that follows: "another operation is in progress"; the next attempt reconnects
+    asyncpg.InternalClientError,
 )
 
 _PERMANENT: tuple[type[BaseException], ...] = (
@@ -51,9 +62,10 @@ _PERMANENT: tuple[type[BaseException], ...] = (
 
 
 def classify_write_error(exc: BaseException) -> WriteErrorKind:
-    """Transient (retry with back-off) or permanent (park the batch, stop its source's acks)."""
+    """Transient (retry with back-off), permanent (park the batch, stop its source's acks) or
+    unknown (retry a few times, then park: see the module doc)."""
     if isinstance(exc, _TRANSIENT):
         return WriteErrorKind.TRANSIENT
     if isinstance(exc, _PERMANENT):
         return WriteErrorKind.PERMANENT
-    return WriteErrorKind.TRANSIENT
+    return WriteErrorKind.UNKNOWN
