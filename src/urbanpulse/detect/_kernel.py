@@ -191,6 +191,11 @@ P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
 P_SE_AMP = _COL["se_amp"]
+C_CR_P = _S["cr_p"]
+C_CR_S = _S["cr_s"]
+P_CR_THR = _COL["cr_thr"]
+P_CR_LNK = _COL["cr_lnk"]
+P_CR_KM1 = _COL["cr_km1"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
 BIN_US = DAY_US // _SEASON_BINS
@@ -238,6 +243,11 @@ FL_ACTIVE_MIN = 1024.0
 ENVELOPE_CAP = 0.75  # envelope: its score is capped here (as the level shift's), in the decision and the fusion
 RZ_LAG_G = 2.0  # robust_z: the fast level this many robust scales from the median = the window lags (`_robust_z`)
 RZ_LAG_K = 4.0  # ... and at most this many of its typical distances from it (a lag the series shows normally)
+# count rate (`_count_rate`): the series' long-run onset rate is tested as at most its estimate plus COUNT_UCB standard
+# errors (and one onset in its memory), so a rate learned from few onsets, low by chance, is not a change; the CUSUM is
+# held at COUNT_CAP x its threshold (a long change is not remembered for ever: it ends once the rate is back)
+COUNT_UCB = 2.0
+COUNT_CAP = 3.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -781,6 +791,49 @@ def _envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0):
     st[sl, C_ENV_HI] = max(hi + rate * (lvl - hi), min(lvl, hi + grow))
     st[sl, C_ENV_LO] = min(lo + rate * (lvl - lo), max(lvl, lo - grow))
     return es * pr[P_ON_EWMA]
+
+
+@njit(**_STAGE)
+def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
+    """count rate (counted in ewma's score): a mostly-zero series (a sparse count, an on/off series idle most of the
+    time: the window's median at its floor and its MAD 0) whose *onsets* (a reading above the window's floor after
+    one at it) come more often than the series' own long-run onset rate: a one-sided Bernoulli CUSUM of the onsets,
+    the alternative `count_factor` x the rate's odds, so S += ln K - ln(1 + (K - 1) p) at an onset and -ln(1 + (K - 1)
+    p) otherwise (p: the long-run rate, taken as its estimate plus COUNT_UCB standard errors of a memory of min(count,
+    2,000) readings, so a rate learned from few onsets is not low by chance). Decides where S reaches
+    `count_threshold` (its false-alarm rate is about the onset rate x e^-threshold); score q / (q + 1) of q = S /
+    threshold, capped at 0.75 like the level shift's, 0 below the decision level. Onsets, not readings above the
+    floor: an on/off series' bursts are many readings in a row, a rain shower several hours, one onset each; a sparse
+    count's rate x5 is ~x5 its onsets as long as its readings are mostly zero. Where the gate does not hold (a window
+    not at its floor) S restarts at 0; the rate is learned on every reading (a plain mean, then 2,000 readings).
+
+    Reads C_LO_MIN, C_LO_Q, C_PREV, C_CR_P, C_CR_S (med, mad, res: `_scales`); P_CR_THR, P_CR_LNK, P_CR_KM1,
+    P_ENV_MIN, P_LR_RATE, P_ON_EWMA. Writes C_CR_P, C_CR_S. Returns the score."""
+    h = pr[P_CR_THR]
+    if not (h > 0 and has_prev):
+        return 0.0
+    lo = st[sl, C_LO_MIN]
+    half = 0.5 * res
+    if not (st[sl, C_PREV] - lo <= half):  # the previous reading above the floor (or no floor yet): no trial
+        return 0.0
+    onset = xi - lo > half
+    p0 = st[sl, C_CR_P]
+    lr_rate = pr[P_LR_RATE]
+    score = 0.0
+    s = 0.0
+    if mad == 0 and med <= st[sl, C_LO_Q] and cnt >= pr[P_ENV_MIN]:
+        n_eff = _min(cnt, 1.0 / lr_rate)
+        pu = p0 + COUNT_UCB * np.sqrt(p0 / n_eff) + 1.0 / n_eff
+        s = st[sl, C_CR_S] - math.log(1.0 + pr[P_CR_KM1] * pu)
+        if onset:
+            s += pr[P_CR_LNK]
+        s = _min(_max(s, 0.0), COUNT_CAP * h)
+        if s >= h:
+            q = s / h
+            score = _min(q / (q + 1.0), ENVELOPE_CAP)
+    st[sl, C_CR_S] = s
+    st[sl, C_CR_P] = p0 + _max(lr_rate, 1.0 / cnt) * ((1.0 if onset else 0.0) - p0)
+    return score * pr[P_ON_EWMA]
 
 
 @njit(**_STAGE)
@@ -1337,7 +1390,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
         s_flatline, s_flatline_fused = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
-        s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0)
+        s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
+                     _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res))
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
                                                floor, s_robust_z, sh_m0, sh_s0)
         s_spike, change = _spike(st, sl, pr, xi, cnt, has_prev, mad, res)
@@ -1369,7 +1423,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _ewma, _spike, _flatline, _threshold,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _ewma, _spike, _flatline, _threshold,
           _fuse, _spread_input,
           _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
