@@ -821,7 +821,7 @@ def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
     lr_rate = pr[P_LR_RATE]
     score = 0.0
     s = 0.0
-    if mad == 0 and med <= lo and st[sl, C_LO_MIN] >= lo and cnt >= pr[P_ENV_MIN]:
+    if mad == 0 and med <= lo and st[sl, C_LO_MIN] >= lo and abs(lo) <= half and cnt >= pr[P_ENV_MIN]:
         n_eff = _min(cnt, 1.0 / lr_rate)
         pu = p0 + COUNT_UCB * np.sqrt(p0 / n_eff) + 1.0 / n_eff
         s = st[sl, C_CR_S] - math.log(1.0 + pr[P_CR_KM1] * pu)
