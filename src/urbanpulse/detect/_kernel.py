@@ -244,8 +244,9 @@ ENVELOPE_CAP = 0.75  # envelope: its score is capped here (as the level shift's)
 RZ_LAG_G = 2.0  # robust_z: the fast level this many robust scales from the median = the window lags (`_robust_z`)
 RZ_LAG_K = 4.0  # ... and at most this many of its typical distances from it (a lag the series shows normally)
 # count rate (`_count_rate`): the series' long-run onset rate is tested as at most its estimate plus COUNT_UCB standard
-# errors (and one onset in its memory), so a rate learned from few onsets, low by chance, is not a change; the CUSUM is
-# held at COUNT_CAP x its threshold (a long change is not remembered for ever: it ends once the rate is back)
+# errors (and one onset in its memory), so a rate learned from few onsets, low by chance, is not a change; where the
+# CUSUM reaches its threshold it jumps to COUNT_CAP x it and is held there at most (one decision that lasts while the
+# rate stays up, not one per onset; a long change is not remembered for ever: it ends once the rate is back)
 COUNT_UCB = 2.0
 COUNT_CAP = 3.0
 
@@ -814,25 +815,28 @@ def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
         return 0.0
     lo = st[sl, C_LO_Q]
     half = 0.5 * res
-    if not (st[sl, C_PREV] - lo <= half):  # the previous reading above the floor (or no floor yet): no trial
-        return 0.0
+    s0 = st[sl, C_CR_S]
+    trial = st[sl, C_PREV] - lo <= half  # the previous reading at the floor (False where no floor is known yet)
     onset = xi - lo > half
-    p0 = st[sl, C_CR_P]
     lr_rate = pr[P_LR_RATE]
     score = 0.0
     s = 0.0
     if mad == 0 and med <= lo and st[sl, C_LO_MIN] >= lo and abs(lo) <= half and cnt >= pr[P_ENV_MIN]:
-        n_eff = _min(cnt, 1.0 / lr_rate)
-        pu = p0 + COUNT_UCB * np.sqrt(p0 / n_eff) + 1.0 / n_eff
-        s = st[sl, C_CR_S] - math.log(1.0 + pr[P_CR_KM1] * pu)
-        if onset:
-            s += pr[P_CR_LNK]
-        s = _min(_max(s, 0.0), COUNT_CAP * h)
+        s = s0
+        if trial:
+            p0 = st[sl, C_CR_P]
+            n_eff = _min(cnt, 1.0 / lr_rate)
+            pu = p0 + COUNT_UCB * np.sqrt(p0 / n_eff) + 1.0 / n_eff
+            s = _max(s - math.log(1.0 + pr[P_CR_KM1] * pu) + (pr[P_CR_LNK] if onset else 0.0), 0.0)
+            if s >= h:  # reached: latched at the cap
+                s = _max(s, COUNT_CAP * h) if s0 < h else _min(s, COUNT_CAP * h)
         if s >= h:
             q = s / h
             score = _min(q / (q + 1.0), ENVELOPE_CAP)
     st[sl, C_CR_S] = s
-    st[sl, C_CR_P] = p0 + _max(lr_rate, 1.0 / cnt) * ((1.0 if onset else 0.0) - p0)
+    if trial:
+        p0 = st[sl, C_CR_P]
+        st[sl, C_CR_P] = p0 + _max(lr_rate, 1.0 / cnt) * ((1.0 if onset else 0.0) - p0)
     return score * pr[P_ON_EWMA]
 
 

@@ -115,7 +115,7 @@ class EwmaParams(_Params):
         "the series idles: no change in spike's window)")
     envelope_min_history: int = Field(512, ge=2, description="envelope: readings seen before it scores")
     count_threshold: float = Field(
-        10.0, ge=0, description="count rate: on a mostly-zero series (the window's median at its floor, MAD 0: a "
+        12.0, ge=0, description="count rate: on a mostly-zero series (the window's median at its floor, MAD 0: a "
         "sparse count, an idle on/off series), decision where a one-sided CUSUM of the onsets (a reading above the "
         "floor after one at it) against the series' own long-run onset rate reaches this many nats (false alarms: "
         "about the onset rate x e^-this a reading); a sparse count whose rate goes up several-fold, before its "
