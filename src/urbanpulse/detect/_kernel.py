@@ -799,16 +799,16 @@ def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
     """count rate (counted in ewma's score): a mostly-zero series (the window's median, its 5 % quantile and its
     minimum all at a floor of 0, its MAD 0: a sparse count, an on/off series idle most of the time, rain) whose
     *onsets* (a reading above the floor after one at it) come more often than the series' own: a one-sided Bernoulli
-    CUSUM S of the readings that follow one at the floor (its trials), the alternative `count_factor` K x the odds of
-    an onset, so S += ln K - ln(1 + (K - 1) p) at an onset and -ln(1 + (K - 1) p) otherwise, where p is the series'
-    long-run onset rate per trial taken as its estimate plus COUNT_UCB standard errors of a memory of min(count,
-    2,000) readings (a rate learned from few onsets, low by chance, is no change). A reading after one above the floor
-    is no trial (an on/off series' burst or a shower is one onset however long it lasts, so a series whose bursts
-    get longer is not a rate change). Decides where S reaches `count_threshold` (false alarms: at most about e^-threshold
-    per onset); S then jumps to COUNT_CAP x the threshold (one decision while the rate stays up, not one per onset) and
-    is held there at most; score q / (q + 1) of q = S / threshold, capped at 0.75 like the level shift's, 0 below the
-    decision level. From `envelope_min_history` readings on; where the gate does not hold S restarts at 0. The rate
-    is learned on every trial (a plain mean, then 2,000 readings), gated or not.
+    CUSUM S of the readings that follow one at the floor (its trials), the alternative `count_factor` K x the odds
+    of an onset, so S += ln K - ln(1 + (K - 1) p) at an onset and -ln(1 + (K - 1) p) otherwise, where p is the
+    series' long-run onset rate per trial taken as its estimate plus COUNT_UCB standard errors of a memory of
+    min(count, 2,000) readings (a rate learned from few onsets, low by chance, is no change). A reading after one
+    above the floor is no trial (an on/off series' burst or a shower is one onset however long it lasts, so a series
+    whose bursts get longer is not a rate change). Decides where S reaches `count_threshold` (false alarms: at most
+    about e^-threshold per onset); S then jumps to COUNT_CAP x the threshold (one decision while the rate stays up,
+    not one per onset) and is held there at most; score q / (q + 1) of q = S / threshold, capped at 0.75 like the
+    level shift's, 0 below the decision level. From `envelope_min_history` readings on; where the gate does not hold
+    S restarts at 0. The rate is learned on every trial (a plain mean, then 2,000 readings), gated or not.
 
     Reads C_LO_MIN, C_LO_Q, C_PREV, C_CR_P, C_CR_S (med, mad, res: `_scales`); P_CR_THR, P_CR_LNK, P_CR_KM1,
     P_ENV_MIN, P_LR_RATE, P_ON_EWMA. Writes C_CR_P, C_CR_S. Returns the score."""
@@ -1429,8 +1429,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _ewma, _spike, _flatline, _threshold,
-          _fuse, _spread_input,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _ewma, _spike, _flatline,
+          _threshold, _fuse, _spread_input,
           _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
 
