@@ -201,6 +201,13 @@ DAY_US = 86_400_000_000
 BIN_US = DAY_US // _SEASON_BINS
 HALF_BIN_US = BIN_US // 2
 PER_BIN_US = 1.0 / BIN_US  # (products, not quotients, on every reading: a float division costs ~4 products)
+# the phase in unsigned arithmetic where the time is after the epoch's first half bin (every real reading): a quotient
+# and a remainder by a constant are then a product and a shift, without the floor correction of a signed one, and
+# the bins' indices need no negative wrap-around (numba adds one to every signed index); the same values
+U_BIN_US = np.uint64(BIN_US)
+U_SEASON_BINS = np.uint64(_SEASON_BINS)
+U_ONE = np.uint64(1)
+U_ZERO = np.uint64(0)
 SEASON_START_US = 1.25 * DAY_US  # the seasonal input is scored from this age of the series on (a day and a quarter)
 SEASON_CAP = 0.95  # the seasonal score's largest value (its z separates a changed day well: not capped as the trend's)
 SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; its rate is then the long-run one)
@@ -1129,28 +1136,42 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     # the bin centre at or before the reading (bins since the epoch: one 64-bit division a reading; a day is
     # SEASON_BINS bins exactly, so its remainder is the bin of the day) and the weight of the next
     ph = ti - HALF_BIN_US
-    bi = ph // BIN_US
-    w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
-    b0 = bi % SEASON_BINS
-    b1 = b0 + 1 if b0 + 1 < SEASON_BINS else 0
+    if ph >= 0:  # unsigned (U_BIN_US says why); below, the signed floor for a time before 1970-01-01 00:30 UTC
+        up = np.uint64(ph)
+        ubi = up // U_BIN_US
+        w1 = np.float64(up - ubi * U_BIN_US) * PER_BIN_US
+        b0 = ubi % U_SEASON_BINS
+    else:
+        bi = ph // BIN_US
+        w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
+        b0 = np.uint64(bi % SEASON_BINS)
+    b1 = b0 + U_ONE if b0 + U_ONE < U_SEASON_BINS else U_ZERO
     q0 = np.float64(se[sl, b0])
     q1 = np.float64(se[sl, b1])
-    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)  # a bin not seen yet takes its neighbour's value, or 0
-    p1 = q1 if q1 == q1 else p0
+    # both bins seen (every reading but a few in the first pass of the day): one test, not a choice per value
+    seen = q0 == q0 and q1 == q1
+    if seen:
+        p0 = q0
+        p1 = q1
+    else:  # a bin not seen yet takes its neighbour's value, or 0
+        p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+        p1 = q1 if q1 == q1 else p0
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
     n = np.float64(se[sl, SE_N])
-    ve = np.float64(se[sl, SE_VE])
     ec = e
-    if n >= 64 and e * e > 16.0 * ve and ve > 0:
-        lim = 4.0 * np.sqrt(ve)
-        ec = _min(_max(e, -lim), lim)
+    if n >= 64:
+        ve = np.float64(se[sl, SE_VE])
+        if e * e > 16.0 * ve and ve > 0:
+            lim = 4.0 * np.sqrt(ve)
+            ec = _min(_max(e, -lim), lim)
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     age = np.float64(ti) - st[sl, C_SE_T0]
     season_in = 0.0
-    vm = np.float64(se[sl, SE_VM])
     if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
+        ve = np.float64(se[sl, SE_VE])
+        vm = np.float64(se[sl, SE_VM])
         sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
         if m * m > 4.0 * sc2:
             q = abs(m) / np.sqrt(sc2) - 2.0
@@ -1167,14 +1188,25 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                     hi = v
             if q > 0 and _isfinite(q) and hi - lo >= pr[P_SE_AMP] * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
-    if _isfinite(ec) and _isfinite(gap):
-        st[sl, C_SE_L] = lv + _min(gap * pr[P_SE_PER_US], 1.0) * ec
-        g = (pr[P_SE_GAMMA] if age >= DAY_US else 1.0) * _min(gap * PER_BIN_US, 1.0)
+    # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a
+    # plain comparison is np.minimum for them
+    if _isfinite(ec):
+        kl = gap * pr[P_SE_PER_US]
+        st[sl, C_SE_L] = lv + (kl if kl < 1.0 else 1.0) * ec
+        kb = gap * PER_BIN_US
+        after_day = age >= DAY_US
+        g = (pr[P_SE_GAMMA] if after_day else 1.0) * (kb if kb < 1.0 else 1.0)
         # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
-        se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
-        se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+        if seen:
+            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
+            se[sl, b1] = np.float32(q1 + g * w1 * ec)
+        else:
+            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+            se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
         se[sl, SE_M] = np.float32(m)
-        if age >= DAY_US:
+        if after_day:
+            ve = np.float64(se[sl, SE_VE])
+            vm = np.float64(se[sl, SE_VM])
             n1 = n + 1.0
             rate = _max(pr[P_LR_RATE], 1.0 / n1)
             e2 = e * e
