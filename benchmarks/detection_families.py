@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD/src .venv/bin/python benchmarks/detection_families.py --seeds 300 [--json out.json]
     PYTHONPATH=$PWD/src .venv/bin/python benchmarks/detection_families.py --only onoff:level_shift --show 10
+    PYTHONPATH=$PWD/src .venv/bin/python benchmarks/detection_families.py --families server,traffic --nab
 
 Why: the development set scores NAB windows over a few hundred files; a gap on a shape it holds little of
 (on/off series of any scale, rates with a daily period, slow temperatures) shows there as a fraction of a point.
@@ -18,6 +19,9 @@ injected copy is a file with one NAB window centred on its onset, every clean co
 threshold pooled over all of them (NAB standard profile, `nab_score.score_corpus`), then the normalised score per
 family and kind, per family and overall, and the false-positive rows on the clean copies.
 `--show K` prints the first K missed seeds with their parameters and the best score in the window.
+`--families a,b` sweeps those families (default: `families.KINDS`, the four whose figure sessions compare;
+`server` and `traffic`, fam30, are in `families.EXTRA_KINDS` only, so the default run is what it was). The NAB
+threshold is pooled over the copies swept, so a run of other families has its own threshold.
 """
 
 from __future__ import annotations
@@ -90,11 +94,18 @@ def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None =
 
 
 def sweep(seeds: int, only: list[str] | None = None, settings: DetectionSettings | None = None,
-          scores: dict[str, nab_score.FileSeries] | None = None) -> list[dict]:
-    """Every family and kind (or `only`, "family:kind"), seeds 0 .. seeds-1 (anomaly_scores kept in `scores`)."""
+          scores: dict[str, nab_score.FileSeries] | None = None, fams: list[str] | None = None) -> list[dict]:
+    """Every kind of `fams` (default `families.KINDS`'s; or `only`, "family:kind", of any family), seeds 0 ..
+    seeds-1 (anomaly_scores kept in `scores`)."""
+    fams = list(families.KINDS) if fams is None else fams
+    unknown = [f for f in fams if f not in families.ALL_KINDS]
+    if unknown:
+        raise SystemExit(f"unknown families {unknown}; use some of {list(families.ALL_KINDS)}")
+    if only:
+        fams = fams + [f for f in families.ALL_KINDS if f not in fams and any(o.startswith(f + ":") for o in only)]
     res = []
-    for fam, kinds in families.KINDS.items():
-        for kind in kinds:
+    for fam in fams:
+        for kind in families.ALL_KINDS[fam]:
             if only and f"{fam}:{kind}" not in only:
                 continue
             draws = [families.draw(fam, kind, s) for s in range(seeds)]
@@ -103,12 +114,16 @@ def sweep(seeds: int, only: list[str] | None = None, settings: DetectionSettings
     return res
 
 
+def _order(key: tuple[str, str]) -> tuple[int, int]:
+    """A (family, kind)'s place in `families.ALL_KINDS` (the tables' row order)."""
+    return list(families.ALL_KINDS).index(key[0]), families.ALL_KINDS[key[0]].index(key[1])
+
+
 def table(res: list[dict]) -> str:
     """The miss table: per family and kind, missed / chance / clean alerts / first detector."""
     lines = ["| family | kind | within | draws | missed | found by chance | clean series alerting | found first by |",
              "|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["family"], r["kind"]) for r in res}, key=lambda k: (list(families.KINDS).index(k[0]),
-                                                                           families.KINDS[k[0]].index(k[1])))
+    keys = sorted({(r["family"], r["kind"]) for r in res}, key=_order)
     for fam, kind in keys:
         rs = [r for r in res if r["family"] == fam and r["kind"] == kind]
         miss = sum(not r["found"] for r in rs)
@@ -138,8 +153,7 @@ def nab_table(res: list[dict], scores: dict[str, nab_score.FileSeries]) -> tuple
              "| family | kind | score | windows found | FP rows (injected copies) | FP rows (clean copies) |",
              "|---|---|---|---|---|---|"]
     summary: dict = {"threshold": corpus.threshold, "overall": corpus.normalized, "kinds": {}, "families": {}}
-    keys = sorted({(r["family"], r["kind"]) for r in res}, key=lambda k: (list(families.KINDS).index(k[0]),
-                                                                           families.KINDS[k[0]].index(k[1])))
+    keys = sorted({(r["family"], r["kind"]) for r in res}, key=_order)
     for fam, kind in keys:
         inj = [n for n in scores if n.startswith(f"{fam}/{kind}/") and n.endswith("/injected")]
         cln = [n for n in scores if n.startswith(f"{fam}/{kind}/") and n.endswith("/clean")]
@@ -148,7 +162,7 @@ def nab_table(res: list[dict], scores: dict[str, nab_score.FileSeries]) -> tuple
         summary["kinds"][f"{fam}:{kind}"] = sub["normalized"]
         lines.append(f"| {fam} | {kind} | {sub['normalized']:.2f} | {sub['detected_windows']} of {sub['windows']} "
                      f"| {fp_i} | {fp_c} |")
-    for fam in families.KINDS:
+    for fam in families.ALL_KINDS:
         names = [n for n in scores if n.startswith(f"{fam}/")]
         if names:
             summary["families"][fam] = corpus.subset(names)["normalized"]
@@ -165,9 +179,11 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=0, help="print this many missed draws per kind")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--nab", action="store_true", help="also score the anomaly_score NAB-style (see above)")
+    ap.add_argument("--families", help="comma-separated families to sweep (default: " + ",".join(families.KINDS)
+                    + "; also " + ",".join(families.EXTRA_KINDS) + ")")
     a = ap.parse_args()
     scores: dict[str, nab_score.FileSeries] | None = {} if a.nab else None
-    res = sweep(a.seeds, a.only, scores=scores)
+    res = sweep(a.seeds, a.only, scores=scores, fams=a.families.split(",") if a.families else None)
     print(table(res))
     nab_summary = None
     if scores is not None:
@@ -175,7 +191,7 @@ def main() -> None:
         print()
         print(text)
     if a.show:
-        for fam, kinds in families.KINDS.items():
+        for fam, kinds in families.ALL_KINDS.items():
             for kind in kinds:
                 missed = [r for r in res if r["family"] == fam and r["kind"] == kind and not r["found"]]
                 for r in missed[:a.show]:

@@ -1,17 +1,19 @@
 """Detector throughput: readings/s through one DetectorBank on one core, in live-sized batches.
 
-    python benchmarks/detection_throughput.py [--series 2000] [--readings 500] [--rounds 3]
+    python benchmarks/detection_throughput.py [--series 2000] [--readings 500] [--rounds 3] [--settings JSON]
 
 Mixed series (Gaussian noise, quantised mostly-zero counts, on/off bursts, a smooth sine) all
 with one reading a minute, fed as the service does: batches of 20,000 readings, each batch
 holding consecutive readings of many series. Reports the best of `rounds` full passes (the VM is
 noisy; the best is the least disturbed), in readings per CPU-second of this process. Compare two
-trees with PYTHONPATH=<tree>/src, alternating (ABAB).
+trees with PYTHONPATH=<tree>/src, alternating (ABAB); a setting's cost with --settings (detection settings
+over the defaults, e.g. '{"fusion": {"likelihood_season_threshold": 0}}': the seasonal score off).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -43,20 +45,24 @@ def main() -> None:
     ap.add_argument("--readings", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=20_000)
+    ap.add_argument("--settings", default="{}", help="detection settings (JSON) over the defaults")
     args = ap.parse_args()
     from urbanpulse.detect import DetectionSettings, DetectorBank
+
+    settings = DetectionSettings.model_validate(json.loads(args.settings))
 
     slot, ts, v = workload(args.series, args.readings)
     best = 0.0
     for _ in range(args.rounds):
-        bank = DetectorBank(DetectionSettings())
+        bank = DetectorBank(settings)
         bank.assign(np.arange(args.series), [f"s{k}" for k in range(args.series)], ["value"] * args.series)
         t0 = time.process_time()  # CPU time of this process: less disturbed by other load than wall time
         for a in range(0, len(v), args.batch):
             bank.score(slot[a:a + args.batch], ts[a:a + args.batch], v[a:a + args.batch])
         best = max(best, len(v) / (time.process_time() - t0))
     print(f"{best:,.0f} readings per CPU-second ({args.series} series x {args.readings} readings, batches of "
-          f"{args.batch}, best of {args.rounds}); state {DetectorBank(DetectionSettings()).nbytes_per_slot()} B/series")
+          f"{args.batch}, best of {args.rounds}); state {DetectorBank(settings).nbytes_per_slot()} B/series"
+          + (f"; settings {args.settings}" if args.settings != "{}" else ""))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ imported; a range it claims must hold everywhere, so before a range is fixed eac
 over thousands of random draws (hypothesis, not derandomized, `--seed` per run; generation only, no shrinking),
 and every failing draw is tallied with its parameters and what failed (clean / missed / other) instead of stopping
 at the first. `key=lo:hi` overrides one parameter's range (floats; `:int` for integers) to probe outside it.
-Properties: bursty, step (sine clean + step), stuck, plateau, quantised. Prints one JSON line.
+Properties: bursty, step (sine clean + step), stuck, plateau, quantised (test_detectors_adaptive.py), sparse_rate
+(test_detect_count_rate.py). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from hypothesis import HealthCheck, Phase, assume, given, seed as hseed, setting
 from hypothesis.errors import UnsatisfiedAssumption
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import test_detect_count_rate as C  # noqa: E402
 import test_detectors_adaptive as T  # noqa: E402
 
 PROPERTIES = {"bursty": (T.check_bursty, T.BURSTY), "step": (T.check_sine_step, T.SINE_STEP),
               "stuck": (T.check_sine_stuck, T.SINE_STUCK), "plateau": (T.check_sine_plateaus, T.SINE_PLATEAU),
-              "quantised": (T.check_quantised, T.QUANTISED)}
+              "quantised": (T.check_quantised, T.QUANTISED),
+              "sparse_rate": (C.check_sparse_rate, C.SPARSE_RATE)}
 
 
 def main(argv: list[str]) -> None:

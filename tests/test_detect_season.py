@@ -149,3 +149,38 @@ def test_the_kernel_computes_what_its_source_says_with_the_seasonal_score() -> N
     assert np.array_equal(bank.state, ref.state, equal_nan=True)
     assert np.array_equal(bank.season, ref.season, equal_nan=True)
     assert np.isfinite(bank.season[:2, SE["vm"]]).all() and (bank.season[:2, SE["n"]] > 64).all()
+
+
+def check_epoch_shift(seed: int, days: int, clock_s: int, period: int) -> None:
+    """A series whose readings start `days` days and `clock_s` seconds of the clock before the epoch (the phase's
+    signed path, `_season_input`: times before 1970-01-01 00:30 UTC) scores and learns exactly as the same series
+    20,000 days later (the unsigned path): the day is the clock's, so only the seasonal table's first timestamp
+    differs; and the compiled kernel computes what its source says there (cost30)."""
+    n = 700
+    _, x = clock_daily_rate(seed, period, 400.0, 0.1, False, 0.05, faster_from=500)
+    step = DAY_US // period
+    before = -days * DAY_US + clock_s * 1_000_000 + np.arange(n, dtype=np.int64) * step
+    later = before + 20_000 * DAY_US
+    assert before[0] < 0 < before[-1]  # the series crosses the epoch
+    got = []
+    for ts, bank in ((before, DetectorBank(DetectionSettings())), (later, DetectorBank(DetectionSettings())),
+                     (before, ReferenceBank(DetectionSettings()))):
+        bank.assign(np.arange(1), ["a"], ["value"])
+        parts = [bank.score(np.zeros(len(p), np.int64), ts[p], x[p][:n]) for p in np.array_split(np.arange(n), 3)]
+        got.append((np.concatenate([p.score for p in parts]), np.concatenate([p.anomaly_score for p in parts]),
+                    bank.season[0].copy()))
+    for other in got[1:]:
+        assert np.array_equal(got[0][0], other[0])
+        assert np.array_equal(got[0][1], other[1])
+        assert np.array_equal(got[0][2], other[2], equal_nan=True)
+    assert np.isfinite(got[0][2][:SEASON_BINS]).all()  # every bin learned (the series runs ~5 days at 96-288 a day)
+
+
+@hsettings(max_examples=6, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31 - 1), days=st.integers(1, 2), clock_s=st.integers(0, 86_399),
+       period=st.integers(96, 288))
+@example(seed=3, days=1, clock_s=0, period=144)  # the first reading at a bin's edge, a day before the epoch
+@example(seed=4, days=1, clock_s=1_799, period=96)  # ... and one second before the first bin centre
+def test_a_day_before_the_epoch_is_the_same_clock_day_after_it(seed: int, days: int, clock_s: int,
+                                                                 period: int) -> None:
+    check_epoch_shift(seed, days, clock_s, period)

@@ -191,11 +191,23 @@ P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
 P_SE_AMP = _COL["se_amp"]
+C_CR_P = _S["cr_p"]
+C_CR_S = _S["cr_s"]
+P_CR_THR = _COL["cr_thr"]
+P_CR_LNK = _COL["cr_lnk"]
+P_CR_KM1 = _COL["cr_km1"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
 BIN_US = DAY_US // _SEASON_BINS
 HALF_BIN_US = BIN_US // 2
 PER_BIN_US = 1.0 / BIN_US  # (products, not quotients, on every reading: a float division costs ~4 products)
+# the phase in unsigned arithmetic where the time is after the epoch's first half bin (every real reading): a quotient
+# and a remainder by a constant are then a product and a shift, without the floor correction of a signed one, and
+# the bins' indices need no negative wrap-around (numba adds one to every signed index); the same values
+U_BIN_US = np.uint64(BIN_US)
+U_SEASON_BINS = np.uint64(_SEASON_BINS)
+U_ONE = np.uint64(1)
+U_ZERO = np.uint64(0)
 SEASON_START_US = 1.25 * DAY_US  # the seasonal input is scored from this age of the series on (a day and a quarter)
 SEASON_CAP = 0.95  # the seasonal score's largest value (its z separates a changed day well: not capped as the trend's)
 SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; its rate is then the long-run one)
@@ -238,6 +250,12 @@ FL_ACTIVE_MIN = 1024.0
 ENVELOPE_CAP = 0.75  # envelope: its score is capped here (as the level shift's), in the decision and the fusion
 RZ_LAG_G = 2.0  # robust_z: the fast level this many robust scales from the median = the window lags (`_robust_z`)
 RZ_LAG_K = 4.0  # ... and at most this many of its typical distances from it (a lag the series shows normally)
+# count rate (`_count_rate`): the series' long-run onset rate is tested as at most its estimate plus COUNT_UCB standard
+# errors (and one onset in its memory), so a rate learned from few onsets, low by chance, is not a change; where the
+# CUSUM reaches its threshold it jumps to COUNT_CAP x it and is held there at most (one decision that lasts while the
+# rate stays up, not one per onset; a long change is not remembered for ever: it ends once the rate is back)
+COUNT_UCB = 2.0
+COUNT_CAP = 3.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -784,6 +802,54 @@ def _envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0):
 
 
 @njit(**_STAGE)
+def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
+    """count rate (counted in ewma's score): a mostly-zero series (the window's median, its 5 % quantile and its
+    minimum all at a floor of 0, its MAD 0: a sparse count, an on/off series idle most of the time, rain) whose
+    *onsets* (a reading above the floor after one at it) come more often than the series' own: a one-sided Bernoulli
+    CUSUM S of the readings that follow one at the floor (its trials), the alternative `count_factor` K x the odds
+    of an onset, so S += ln K - ln(1 + (K - 1) p) at an onset and -ln(1 + (K - 1) p) otherwise, where p is the
+    series' long-run onset rate per trial taken as its estimate plus COUNT_UCB standard errors of a memory of
+    min(count, 2,000) readings (a rate learned from few onsets, low by chance, is no change). A reading after one
+    above the floor is no trial (an on/off series' burst or a shower is one onset however long it lasts, so a series
+    whose bursts get longer is not a rate change). Decides where S reaches `count_threshold` (false alarms: at most
+    about e^-threshold per onset); S then jumps to COUNT_CAP x the threshold (one decision while the rate stays up,
+    not one per onset) and is held there at most; score q / (q + 1) of q = S / threshold, capped at 0.75 like the
+    level shift's, 0 below the decision level. From `envelope_min_history` readings on; where the gate does not hold
+    S restarts at 0. The rate is learned on every trial (a plain mean, then 2,000 readings), gated or not.
+
+    Reads C_LO_MIN, C_LO_Q, C_PREV, C_CR_P, C_CR_S (med, mad, res: `_scales`); P_CR_THR, P_CR_LNK, P_CR_KM1,
+    P_ENV_MIN, P_LR_RATE, P_ON_EWMA. Writes C_CR_P, C_CR_S. Returns the score."""
+    h = pr[P_CR_THR]
+    if not (h > 0 and has_prev):
+        return 0.0
+    lo = st[sl, C_LO_Q]
+    half = 0.5 * res
+    s0 = st[sl, C_CR_S]
+    trial = st[sl, C_PREV] - lo <= half  # the previous reading at the floor (False where no floor is known yet)
+    onset = xi - lo > half
+    lr_rate = pr[P_LR_RATE]
+    score = 0.0
+    s = 0.0
+    if mad == 0 and med <= lo and st[sl, C_LO_MIN] >= lo and abs(lo) <= half and cnt >= pr[P_ENV_MIN]:
+        s = s0
+        if trial:
+            p0 = st[sl, C_CR_P]
+            n_eff = _min(cnt, 1.0 / lr_rate)
+            pu = p0 + COUNT_UCB * np.sqrt(p0 / n_eff) + 1.0 / n_eff
+            s = _max(s - math.log(1.0 + pr[P_CR_KM1] * pu) + (pr[P_CR_LNK] if onset else 0.0), 0.0)
+            if s >= h:  # reached: latched at the cap
+                s = _max(s, COUNT_CAP * h) if s0 < h else _min(s, COUNT_CAP * h)
+        if s >= h:
+            q = s / h
+            score = _min(q / (q + 1.0), ENVELOPE_CAP)
+    st[sl, C_CR_S] = s
+    if trial:
+        p0 = st[sl, C_CR_P]
+        st[sl, C_CR_P] = p0 + _max(lr_rate, 1.0 / cnt) * ((1.0 if onset else 0.0) - p0)
+    return score * pr[P_ON_EWMA]
+
+
+@njit(**_STAGE)
 def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     """spike: the reading's change from the previous value, as far as it is kept against the value before that
     (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
@@ -1070,28 +1136,42 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     # the bin centre at or before the reading (bins since the epoch: one 64-bit division a reading; a day is
     # SEASON_BINS bins exactly, so its remainder is the bin of the day) and the weight of the next
     ph = ti - HALF_BIN_US
-    bi = ph // BIN_US
-    w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
-    b0 = bi % SEASON_BINS
-    b1 = b0 + 1 if b0 + 1 < SEASON_BINS else 0
+    if ph >= 0:  # unsigned (U_BIN_US says why); below, the signed floor for a time before 1970-01-01 00:30 UTC
+        up = np.uint64(ph)
+        ubi = up // U_BIN_US
+        w1 = np.float64(up - ubi * U_BIN_US) * PER_BIN_US
+        b0 = ubi % U_SEASON_BINS
+    else:
+        bi = ph // BIN_US
+        w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
+        b0 = np.uint64(bi % SEASON_BINS)
+    b1 = b0 + U_ONE if b0 + U_ONE < U_SEASON_BINS else U_ZERO
     q0 = np.float64(se[sl, b0])
     q1 = np.float64(se[sl, b1])
-    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)  # a bin not seen yet takes its neighbour's value, or 0
-    p1 = q1 if q1 == q1 else p0
+    # both bins seen (every reading but a few in the first pass of the day): one test, not a choice per value
+    seen = q0 == q0 and q1 == q1
+    if seen:
+        p0 = q0
+        p1 = q1
+    else:  # a bin not seen yet takes its neighbour's value, or 0
+        p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+        p1 = q1 if q1 == q1 else p0
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
     n = np.float64(se[sl, SE_N])
-    ve = np.float64(se[sl, SE_VE])
     ec = e
-    if n >= 64 and e * e > 16.0 * ve and ve > 0:
-        lim = 4.0 * np.sqrt(ve)
-        ec = _min(_max(e, -lim), lim)
+    if n >= 64:
+        ve = np.float64(se[sl, SE_VE])
+        if e * e > 16.0 * ve and ve > 0:
+            lim = 4.0 * np.sqrt(ve)
+            ec = _min(_max(e, -lim), lim)
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     age = np.float64(ti) - st[sl, C_SE_T0]
     season_in = 0.0
-    vm = np.float64(se[sl, SE_VM])
     if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
+        ve = np.float64(se[sl, SE_VE])
+        vm = np.float64(se[sl, SE_VM])
         sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
         if m * m > 4.0 * sc2:
             q = abs(m) / np.sqrt(sc2) - 2.0
@@ -1108,14 +1188,25 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                     hi = v
             if q > 0 and _isfinite(q) and hi - lo >= pr[P_SE_AMP] * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
-    if _isfinite(ec) and _isfinite(gap):
-        st[sl, C_SE_L] = lv + _min(gap * pr[P_SE_PER_US], 1.0) * ec
-        g = (pr[P_SE_GAMMA] if age >= DAY_US else 1.0) * _min(gap * PER_BIN_US, 1.0)
+    # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a
+    # plain comparison is np.minimum for them
+    if _isfinite(ec):
+        kl = gap * pr[P_SE_PER_US]
+        st[sl, C_SE_L] = lv + (kl if kl < 1.0 else 1.0) * ec
+        kb = gap * PER_BIN_US
+        after_day = age >= DAY_US
+        g = (pr[P_SE_GAMMA] if after_day else 1.0) * (kb if kb < 1.0 else 1.0)
         # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
-        se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
-        se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+        if seen:
+            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
+            se[sl, b1] = np.float32(q1 + g * w1 * ec)
+        else:
+            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+            se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
         se[sl, SE_M] = np.float32(m)
-        if age >= DAY_US:
+        if after_day:
+            ve = np.float64(se[sl, SE_VE])
+            vm = np.float64(se[sl, SE_VM])
             n1 = n + 1.0
             rate = _max(pr[P_LR_RATE], 1.0 / n1)
             e2 = e * e
@@ -1337,7 +1428,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
         s_flatline, s_flatline_fused = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
-        s_env = _envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0)
+        s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
+                     _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res))
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
                                                floor, s_robust_z, sh_m0, sh_s0)
         s_spike, change = _spike(st, sl, pr, xi, cnt, has_prev, mad, res)
@@ -1369,8 +1461,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _ewma, _spike, _flatline, _threshold,
-          _fuse, _spread_input,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _ewma, _spike, _flatline,
+          _threshold, _fuse, _spread_input,
           _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
 

@@ -22,6 +22,7 @@ STATE: tuple[str, ...] = (
     "rc_n", "rc_k", "rc_e", "dscale_n", "dscale_lr", "chg_rms_lr",
     "ac_m", "ac_v",
     "se_l", "se_t0",
+    "cr_p", "cr_s",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -53,6 +54,7 @@ PARAMS: tuple[str, ...] = (
     "dt_stretch",
     "env_k", "env_g", "env_min", "env_decay",
     "se_thr", "se_per_us", "se_gamma", "se_amp",
+    "cr_thr", "cr_lnk", "cr_km1",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

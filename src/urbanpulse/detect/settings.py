@@ -114,6 +114,16 @@ class EwmaParams(_Params):
         8192.0, ge=16, description="envelope: readings for the learned range to decay toward the level (not while "
         "the series idles: no change in spike's window)")
     envelope_min_history: int = Field(512, ge=2, description="envelope: readings seen before it scores")
+    count_threshold: float = Field(
+        12.0, ge=0, description="count rate: on a mostly-zero series (the window's median and minimum at a floor of "
+        "0, MAD 0: a sparse count, an idle on/off series, rain), decision where a one-sided CUSUM of the onsets (a "
+        "reading above 0 after one at 0) against the series' own long-run onset rate reaches this many nats (false "
+        "alarms: at most about e^-this per onset); a count whose rate goes up several-fold, before its median or "
+        "range moves; the decision then holds while the rate stays up; scored from envelope_min_history readings "
+        "on; 0 = off")
+    count_factor: float = Field(
+        4.0, gt=1, description="count rate: the CUSUM's alternative, this x the odds of an onset (the change it is "
+        "quickest to find; larger changes are found sooner still)")
     spread_floor: float = Field(
         0.5, ge=0, description="the band (and robust_z's scale) is at least this x the series' long-run RMS "
         "deviation from its EWMA (and at least its resolution, the smallest change seen), so a quiet stretch of "
