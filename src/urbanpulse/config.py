@@ -295,6 +295,10 @@ class HttpIngestSettings(_Section):
     enabled: bool = True
     max_decompressed_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="a gzip body inflated; larger: 413")
     ack_timeout_s: float = Field(30.0, gt=0, description="not durable within this: 503 (send again; stored once)")
+    max_messages: int = Field(10_000, ge=1, description="messages (array items, NDJSON / line-protocol lines) a "
+                              "request may hold; more: 413, nothing stored")
+    max_readings: int = Field(100_000, ge=1, description="readings and rejected items a request may decode to (a "
+                              "SenML pack, an array per line holds many); more: 413, nothing stored")
 
 
 class SupervisionSettings(_Section):

@@ -152,7 +152,7 @@ class IngestService:
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
         store.source_ids.update(await register_sources(self.pool, [src.name for src in self.sources] + [HTTP_SOURCE]))
-        self.http_ingest = HttpIngestor(self.pipeline, s.http_ingest.ack_timeout_s)
+        self.http_ingest = HttpIngestor(self.pipeline, s.http_ingest.ack_timeout_s, s.http_ingest.max_readings)
         freeze_long_lived_objects(collect=False)  # the first batches wait for this one: no full collection
         if self.analytics is not None:  # after the freeze above, so its collection walks only what came since
             self._freeze_task = asyncio.create_task(self._freeze_once_loaded(self.analytics), name="gc-freeze")

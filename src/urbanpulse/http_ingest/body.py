@@ -17,6 +17,8 @@ the ``index`` of a rejection in the answer, and its provenance in quarantine.
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -97,22 +99,21 @@ class Messages:
 
 
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+#: the first byte of a line that is not blank (``bytes.strip``'s whitespace)
+_CONTENT = re.compile(rb"[^ \t\r\n\x0b\x0c]")
+_JSON_WS = " \t\r\n"
 
 
-def split(body: bytes, framing: str, format_name: str) -> Messages:
-    """The messages of an (inflated) body; see the module doc for the rules."""
+def split(body: bytes, framing: str, format_name: str, max_messages: int | None = None) -> Messages:
+    """The messages of an (inflated) body; see the module doc for the rules. More than
+    ``max_messages`` (``http_ingest.max_messages``): :class:`PayloadTooLarge`, found after
+    looking at no more than ``max_messages + 1`` of them, so a body of millions of tiny lines
+    costs no more than one of the largest allowed (benchmarks/README.md ``robust31``)."""
     if framing == NDJSON or (framing == TEXT and format_name == "influx_line"):
-        payloads: list[bytes] = []
-        positions: list[int] = []
-        for n, line in enumerate(body.split(b"\n")):
-            line = line.rstrip(b"\r")
-            stripped = line.strip()
-            if not stripped or (framing == TEXT and stripped.startswith(b"#")):
-                continue
-            payloads.append(line)
-            positions.append(n)
-        return Messages(payloads, positions)
+        return _lines(body, framing == TEXT, max_messages)
     if framing == JSON and format_name == "json" and body.lstrip()[:1] == b"[":
+        if max_messages is not None and body.count(b",") >= max_messages and _more_items_than(body, max_messages):
+            raise _too_many(max_messages, "array items")
         try:
             items = _RAW_ITEMS.decode(body)
         except (msgspec.DecodeError, RecursionError):
@@ -120,6 +121,71 @@ def split(body: bytes, framing: str, format_name: str) -> Messages:
         if items:
             return Messages([bytes(item) for item in items], list(range(len(items))))
     return Messages([body], [0])
+
+
+def _lines(body: bytes, comments: bool, max_messages: int | None) -> Messages:
+    """One message per line that is not blank (nor a ``#`` comment when ``comments``), each with
+    its line number. Blank lines are skipped in C (a regex search for the next non-blank byte),
+    not one Python iteration each; every other line counts towards ``max_messages``, comments
+    included (they cost a Python iteration like a message)."""
+    payloads: list[bytes] = []
+    positions: list[int] = []
+    pos, lineno, seen, n = 0, 0, 0, len(body)
+    while pos < n:
+        m = _CONTENT.search(body, pos)
+        if m is None:
+            break
+        first = m.start()
+        nl = body.rfind(b"\n", pos, first)
+        start = pos if nl < 0 else nl + 1
+        lineno += body.count(b"\n", pos, start)
+        end = body.find(b"\n", first)
+        end = n if end < 0 else end
+        seen += 1
+        if max_messages is not None and seen > max_messages:
+            raise _too_many(max_messages, "lines")
+        if not (comments and body[first] == 0x23):  # "#"
+            payloads.append(body[start:end].rstrip(b"\r"))
+            positions.append(lineno)
+        pos, lineno = end + 1, lineno + 1
+    return Messages(payloads, positions)
+
+
+def _more_items_than(body: bytes, limit: int) -> bool:
+    """Whether a JSON array holds more than ``limit`` items, walking at most ``limit + 1`` of
+    them (decoding the whole array first is what a hostile array of millions costs: ~8 s for 16 M
+    items, measured). False when it is not a readable JSON array: the format says why."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    decoder = json.JSONDecoder()
+    i, n = text.index("[") + 1, len(text)
+    count = 0
+    try:
+        while True:
+            while i < n and text[i] in _JSON_WS:
+                i += 1
+            if i >= n or text[i] == "]":
+                return False
+            _, i = decoder.raw_decode(text, i)
+            count += 1
+            if count > limit:
+                return True
+            while i < n and text[i] in _JSON_WS:
+                i += 1
+            if i < n and text[i] == ",":
+                i += 1
+            else:
+                return False
+    except (ValueError, RecursionError):
+        return False
+
+
+def _too_many(limit: int, what: str) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request holds more than {limit} messages ({what}; http_ingest.max_messages): "
+                           f"nothing of it was stored; send at most {limit} per request (split the file into "
+                           f"several requests), or raise http_ingest.max_messages")
 
 
 def require_body(body: bytes) -> None:

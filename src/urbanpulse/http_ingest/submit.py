@@ -10,6 +10,12 @@ once; requests arriving while that batch is being written gather in the next one
 handed over as soon as the previous one is durable — one HTTP batch in flight, as large as the
 concurrency makes it.
 
+A request is decoded in chunks (:data:`CHUNK_MESSAGES` messages, :data:`CHUNK_BYTES` bytes), the
+event loop free between them, and nothing of it is submitted until all of it is decoded: one that
+decodes to more than ``http_ingest.max_readings`` readings and rejections is answered 413 with
+nothing stored (a body of tiny lines or a SenML pack of millions of records held every source and
+the API for up to ~20 s before, benchmarks/README.md ``robust31``).
+
 If the commit does not come within ``http_ingest.ack_timeout_s`` (the database is down, say),
 the answer is 503: the client sends again, which is harmless, because storing is idempotent.
 The submitted batch keeps being retried by the pipeline; whether it lands or not, the client
@@ -23,11 +29,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from urbanpulse.errors import FeatureDisabled, StorageUnavailable
+from urbanpulse.errors import FeatureDisabled, PayloadTooLarge, StorageUnavailable
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.http_ingest.body import Messages
 from urbanpulse.http_ingest.formats import HTTP_SOURCE, http_topic
 from urbanpulse.model import Rejection
+from urbanpulse.quality.validate import Validated
+
+#: a request is decoded this many messages, or about this many bytes, at a time (at least one
+#: message): one chunk holds the event loop about as long as one large MQTT or Kafka message
+CHUNK_MESSAGES = 1000
+CHUNK_BYTES = 256 * 1024
 
 
 class NotDurableYet(StorageUnavailable):
@@ -55,9 +67,10 @@ def describe_rejection(r: Rejection) -> dict[str, Any]:
 class HttpIngestor:
     """Hands requests to the pipeline as the ``http`` source and waits for their commit."""
 
-    def __init__(self, pipeline: Any, timeout_s: float) -> None:
+    def __init__(self, pipeline: Any, timeout_s: float, max_readings: int | None = None) -> None:
         self.pipeline = pipeline
         self.timeout_s = timeout_s
+        self.max_readings = max_readings
         self._background: set[asyncio.Task[Any]] = set()
         self._waiting: list[asyncio.Future[None]] = []  # requests submitted, their batch not yet handed over
         self._wake = asyncio.Event()
@@ -83,36 +96,69 @@ class HttpIngestor:
         """Submit ``messages`` decoded as ``format_name``; return once committed, else NotDurableYet."""
         topic = http_topic(format_name, topic_detail)
         n = len(messages.payloads)
-        batch = MessageBatch(source=HTTP_SOURCE, payloads=messages.payloads, topics=[topic] * n,
-                             offsets=messages.positions, received_ns=time.time_ns())
+        chunks = await self._decode(messages, topic)
         loop = asyncio.get_running_loop()
-        durable: asyncio.Future[None] = loop.create_future()
+        durables: list[asyncio.Future[None]] = []
 
-        def ack() -> None:
-            if not durable.done():
-                durable.set_result(None)
+        def ack_of(durable: asyncio.Future[None]) -> Any:
+            def ack() -> None:
+                if not durable.done():
+                    durable.set_result(None)
+            return ack
 
-        async def submit_and_commit() -> Any:
-            validated = await self.pipeline.submit(batch, ack)
-            self._waiting.append(durable)
+        async def submit_and_commit() -> list[Validated]:
+            done: list[Validated] = []
+            for batch, validated in chunks:
+                durable: asyncio.Future[None] = loop.create_future()
+                done.append(await self.pipeline.submit(batch, ack_of(durable), validated))
+                durables.append(durable)
+                self._waiting.append(durable)
             self._wake.set()
             if self._committer is None or self._committer.done():
                 self._committer = asyncio.create_task(self._group_commit(), name="http-ingest-group-commit")
-            await durable
-            return validated
+            await asyncio.gather(*durables)
+            return done
 
         # shielded: a timeout must never cancel a submit half-way (the pipeline's bookkeeping)
         task = asyncio.ensure_future(submit_and_commit())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         try:
-            validated = await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+            parts = await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
         except asyncio.TimeoutError:
             raise NotDurableYet(f"the readings were not confirmed stored within {self.timeout_s:g}s "
                                 f"(http_ingest.ack_timeout_s): the database is unavailable or behind; send the same "
                                 f"request again later (storing is idempotent, nothing is stored twice)") from None
-        return IngestOutcome(stored=len(validated.readings), messages=n,
-                             rejected=[describe_rejection(r) for r in validated.rejections])
+        return IngestOutcome(stored=sum(len(v.readings) for v in parts), messages=n,
+                             rejected=[describe_rejection(r) for v in parts for r in v.rejections])
+
+    async def _decode(self, messages: Messages, topic: str) -> list[tuple[MessageBatch, Validated]]:
+        """The request as message batches of at most a chunk each, decoded and validated, the
+        event loop free between chunks; 413 (nothing submitted) past ``max_readings``."""
+        received_ns = time.time_ns()
+        out: list[tuple[MessageBatch, Validated]] = []
+        total = 0
+        payloads, positions = messages.payloads, messages.positions
+        i, n = 0, len(payloads)
+        while i < n:
+            j, size = i, 0
+            while j < n and j - i < CHUNK_MESSAGES and (j == i or size + len(payloads[j]) <= CHUNK_BYTES):
+                size += len(payloads[j])
+                j += 1
+            batch = MessageBatch(source=HTTP_SOURCE, payloads=payloads[i:j], topics=[topic] * (j - i),
+                                 offsets=positions[i:j], received_ns=received_ns)
+            validated = self.pipeline.decode(batch)
+            total += len(validated.readings) + len(validated.rejections)
+            if self.max_readings is not None and total > self.max_readings:
+                raise PayloadTooLarge(
+                    f"the request decodes to more than {self.max_readings} readings (rejected ones included; "
+                    f"http_ingest.max_readings): nothing of it was stored; send fewer readings per request (split "
+                    f"it into several), or raise http_ingest.max_readings")
+            out.append((batch, validated))
+            i = j
+            if i < n:
+                await asyncio.sleep(0)  # the other sources and the API run between chunks
+        return out
 
     async def _group_commit(self) -> None:
         while True:

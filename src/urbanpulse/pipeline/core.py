@@ -104,15 +104,19 @@ class Pipeline:
 
     # -- what sources call -----------------------------------------------------------------
 
-    async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> Validated:
+    async def submit(self, batch: MessageBatch, ack: Ack | None = None,
+                     validated: Validated | None = None) -> Validated:
         """Decode and validate ``batch``; ``ack`` runs once every message of it is durable.
         Returns what validation made of it (HTTP ingest reports it to the client after the ack).
+        ``validated``: what :meth:`decode` already made of ``batch`` (HTTP ingest decodes a
+        request chunk by chunk and checks its size before submitting any of it).
 
         Waits (backpressure) while the in-flight limit is reached. Raises :class:`SourceHalted`
         while a batch of this source is parked after a permanent write error.
         """
         self._refuse_if_halted(batch.source)
-        validated = self._decode(batch)
+        if validated is None:
+            validated = self._decode(batch)
         n_valid, n_rej = len(validated.readings), len(validated.rejections)
         self._count_in(batch.source, len(batch.payloads), n_valid + n_rej)
         readings = validated.readings if n_valid else None
@@ -152,6 +156,10 @@ class Pipeline:
         # a batch another caller (another source's drain, the timer) is still handing on has no
         # number yet: next_seq waits for it
         await self.ledger.acknowledged(await self.batcher.next_seq())
+
+    def decode(self, batch: MessageBatch) -> Validated:
+        """What :meth:`submit` would make of ``batch``, without submitting it; never raises."""
+        return self._decode(batch)
 
     def _decode(self, batch: MessageBatch) -> Validated:
         """Decode and validate ``batch`` (pipeline/decode.py); never raises."""

@@ -50,8 +50,9 @@ _BODY_DOC: dict[str, Any] = {
 }
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body cannot be read: missing, or compressed data that does not inflate"},
-    413: {"description": "The body is larger than api.max_body_bytes, or inflates to more than "
-                         "http_ingest.max_decompressed_bytes"},
+    413: {"description": "The body is larger than api.max_body_bytes, inflates to more than "
+                         "http_ingest.max_decompressed_bytes, holds more than http_ingest.max_messages messages or "
+                         "decodes to more than http_ingest.max_readings readings: nothing of it is stored; split it"},
     415: {"description": "A Content-Type or Content-Encoding HTTP ingest does not read"},
     503: {"description": "Not confirmed stored within http_ingest.ack_timeout_s (the database is unavailable or "
                          "behind), or the format cannot be loaded: resend later, nothing is stored twice"},
@@ -131,7 +132,7 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
     except ConfigError as exc:
         raise InvalidRequest(f"format {name!r} cannot run with its configured options: {exc}") from exc
     body = inflate(body, request.headers.get("content-encoding"), service.settings.http_ingest.max_decompressed_bytes)
-    messages = split(body, framing, name)
+    messages = split(body, framing, name, service.settings.http_ingest.max_messages)
     if not messages.payloads or not body.strip():  # an empty document: nothing to store
         return {"format": name, "messages": 0, "stored": 0, "rejected": []}
     x_sensor = request.headers.get("x-sensor")
