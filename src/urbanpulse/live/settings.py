@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: band edges per metric for the map's colours (4 edges -> 5 bands: low .. very high). Air quality
@@ -70,7 +72,7 @@ class LiveSettings(BaseModel):
     @classmethod
     def _ascending(cls, scales: dict[str, list[float]]) -> dict[str, list[float]]:
         for metric, edges in scales.items():
-            if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
-                raise ValueError(f"scales.{metric} must be a non-empty ascending list of band edges, e.g. "
+            if not edges or not all(math.isfinite(e) for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"scales.{metric} must be a non-empty ascending list of finite band edges, e.g. "
                                  f"[12, 35.5, 55.5, 150.5]")
         return {**DEFAULT_SCALES, **scales}

@@ -10,6 +10,7 @@ a 403 is shown on the page with its reason. See docs/live-page.md.
 
 from __future__ import annotations
 
+import math
 import mimetypes
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -92,7 +93,7 @@ _CONFIG_EXAMPLE = {
             responses={200: {"content": {"application/json": {"example": _CONFIG_EXAMPLE}}}})
 async def live_config(request: Request) -> JSONResponse:
     """``tiles`` (URL template or null for the plain background), ``scales`` (colour band edges
-    per metric), ``metrics`` (unit and physical range from the catalogue), ``interval_s`` (how
+    per metric), ``metrics`` (unit and physical range from the catalogue; ``null`` for an unbounded side), ``interval_s`` (how
     often readings are pushed), ``open_data`` (whether reading works without a key),
     ``live_readings`` (pushed by stream analytics; else polled) and ``alerts`` (whether alerts
     run here). Configuration only: no sensor data."""
@@ -105,11 +106,17 @@ async def live_config(request: Request) -> JSONResponse:
     feed = getattr(service, "live", None)
     return JSONResponse({
         "tiles": s.tiles.model_dump(), "scales": s.scales,
-        "metrics": {m.name: {"unit": m.unit, "min": m.min, "max": m.max} for m in cat.specs},
+        "metrics": {m.name: {"unit": m.unit, "min": _finite(m.min), "max": _finite(m.max)} for m in cat.specs},
         "interval_s": s.interval_s, "open_data": policy(request).open_data,
         "live_readings": bool(feed is not None and feed.fed),
         "alerts": getattr(service, "alerts", None) is not None,
     })
+
+
+def _finite(bound: float | None) -> float | None:
+    """A catalogue bound as JSON has it: an unbounded side (``-.inf`` / ``.inf``, which the
+    catalogue allows) is ``null``; JSON has no infinity, and the response raised on it (500)."""
+    return bound if bound is not None and math.isfinite(bound) else None
 
 
 _EVENT = {

@@ -125,7 +125,7 @@
     const s = state.config.scales[metric];
     if (s) return s;
     const m = state.config.metrics[metric];
-    if (!m) return [];
+    if (!m || m.min === null || m.max === null) return [];  // unbounded range and no scale: one colour
     const step = (m.max - m.min) / 5;
     return [1, 2, 3, 4].map((i) => m.min + i * step);
   }
