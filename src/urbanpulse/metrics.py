@@ -128,6 +128,37 @@ class AnalyticsCollector:
 
 
 
+class RollupCollector:
+    """The deferred rollups' flushes (storage/rollup_buffer.py), read from the buffer at scrape
+    time: a flush that fails delays the rollups (nothing is lost), and this is how it shows."""
+
+    def __init__(self, buffer: object) -> None:
+        self.buffer = buffer
+
+    def describe(self):  # noqa: ANN201 - see AnalyticsCollector.describe
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield CounterMetricFamily("urbanpulse_rollup_flush_failures", "")
+        yield GaugeMetricFamily("urbanpulse_rollup_flush_failing_seconds", "")
+        yield GaugeMetricFamily("urbanpulse_rollup_buffered_rows", "")
+
+    def collect(self):  # noqa: ANN201 - a generator of metric families (prometheus_client protocol)
+        import time
+
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        b = self.buffer
+        yield CounterMetricFamily("urbanpulse_rollup_flush_failures",
+                                  "Deferred rollup flushes that failed (retried; the rows wait in memory)",
+                                  value=b.failed_flushes)
+        since = b.failing_since
+        yield GaugeMetricFamily("urbanpulse_rollup_flush_failing_seconds",
+                                "Seconds since rollup flushes started failing in a row (0: the last one worked)",
+                                value=0.0 if since is None else max(0.0, time.time() - since))
+        yield GaugeMetricFamily("urbanpulse_rollup_buffered_rows", "Rollup partial rows waiting for a flush",
+                                value=b.rows)
+
+
 class GcPauses:
     """``urbanpulse_gc_pause_seconds``: every garbage collection of the process, timed. A full
     collection stops the event loop, so its pauses add directly to the ingest latency.

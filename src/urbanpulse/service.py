@@ -30,7 +30,7 @@ from urbanpulse.formats.base import DecodeLimits, Format
 from urbanpulse.formats.router import HTTP_SOURCE, build_router
 from urbanpulse.http_ingest.submit import HttpIngestor
 from urbanpulse.live.feed import LiveFeed
-from urbanpulse.metrics import AnalyticsCollector, IngestMetrics
+from urbanpulse.metrics import AnalyticsCollector, IngestMetrics, RollupCollector
 from urbanpulse.pipeline import Pipeline
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
@@ -148,6 +148,8 @@ class IngestService:
             self.analytics.live, self.live.fed = self.live, True
             self.live.alert_hub = self.analytics.alerts.hub  # alert changes ride on the pages' one stream
             self.metrics.registry.register(AnalyticsCollector(self.analytics))
+        if store.rollup_buffer is not None:
+            self.metrics.registry.register(RollupCollector(store.rollup_buffer))
         self.pipeline = Pipeline(store, fmt, validator, s.ingest, self.metrics, self.analytics, privacy=privacy)
         await self.pipeline.start()
         self.sources = configured_sources + self.extra_sources
@@ -250,6 +252,11 @@ class IngestService:
         if halted:  # a batch failed with a permanent write error: those sources' acks are held back
             db["halted_sources"] = halted
             ok = False
+        buffer = self.store.rollup_buffer if self.store is not None else None
+        if buffer is not None:  # deferred rollups: a failing flush delays them (nothing is lost)
+            rollups = buffer.health()
+            db["rollups"] = rollups
+            ok = ok and bool(rollups["ok"])
         healthy = ok and all(b.get("connected", True) for b in brokers.values())
         return {"status": "ok" if healthy else "degraded", "storage_mode": self.storage_mode,
                 "database": db, "brokers": brokers, "counts": dict(self.metrics.tally)}

@@ -31,6 +31,13 @@ trickle of readings is in the rollups about 0.1 s after its COMMIT, while a drai
 what a drain pays).
 What it costs: rollups are current up to ``flush_every_s`` after COMMIT, not at it (a stop
 flushes everything); one held connection per writer for its liveness lock.
+
+A flush that fails loses nothing: its partials go back into the buffer and its marks stay, so the
+next flush (or, after a crash, a rebuild from the readings) merges them. It only delays the
+rollups, for as long as the cause lasts: :meth:`RollupBuffer.health` says so on ``/health`` (the
+service is ``degraded`` while the last flush failed) and ``urbanpulse_rollup_flush_failures`` /
+``urbanpulse_rollup_flush_failing_seconds`` / ``urbanpulse_rollup_buffered_rows`` on ``/metrics``
+(before robust31 it was a log line only).
 """
 
 from __future__ import annotations
@@ -147,6 +154,11 @@ class RollupBuffer:
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._kick: asyncio.Task | None = None
+        #: flushes that raised (all time), the last one's error, and since when (wall clock) they
+        #: fail in a row (None: the last flush succeeded)
+        self.failed_flushes = 0
+        self.last_error: str | None = None
+        self.failing_since: float | None = None
 
     # -- the batch transaction ---------------------------------------------------------------
 
@@ -181,7 +193,7 @@ class RollupBuffer:
         # (a start-up's first seconds; an hourly sensor's readings are one partial each until then)
         if (self.pool is not None and (decided or self.rows >= self.max_rows)
                 and (self._kick is None or self._kick.done())):
-            self._kick = asyncio.create_task(self.flush("decided" if decided else "full"), name="rollup-flush")
+            self._kick = asyncio.create_task(self._kicked("decided" if decided else "full"), name="rollup-flush")
 
     def _coarsened(self, minute: Partials) -> Partials:
         """Buffer each series at the finest level it keeps (committed decisions only get coarser):
@@ -278,14 +290,47 @@ class RollupBuffer:
         return merged
 
     async def flush(self, why: str = "other") -> int:
-        """Flush on a pooled connection (one flush at a time); ``why`` is counted in :attr:`stats`."""
+        """Flush on a pooled connection (one flush at a time); ``why`` is counted in :attr:`stats`.
+        A failure is recorded for :meth:`health` and raised."""
         async with self._flush_lock:
             self._last_flush = time.monotonic()
             if not self.parts and not self.db_marks:
                 return 0
             self.stats.count(why)
-            async with self.pool.acquire() as conn:
-                return await self.flush_on(conn)
+            try:
+                async with self.pool.acquire() as conn:
+                    merged = await self.flush_on(conn)
+            except Exception as exc:
+                self.failed_flushes += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                if self.failing_since is None:
+                    self.failing_since = time.time()
+                raise
+            if self.failing_since is not None:
+                log.warning("rollups: flushing works again after %.0f s; the delayed rows are merged",
+                            time.time() - self.failing_since)
+            self.failing_since = None
+            return merged
+
+    async def _kicked(self, why: str) -> None:
+        """A flush started early (a decision, a full buffer): its failure is recorded and logged
+        here (else the task's exception would only reach the event loop's handler), and retried
+        by the timer like any other."""
+        try:
+            await self.flush(why)
+        except Exception as exc:  # noqa: BLE001 - the partials are back in the buffer; the timer retries
+            log.warning("rollups: flush (%s) failed, retried by the timer: %s", why, exc)
+
+    def health(self) -> dict[str, object]:
+        """For ``/health``: whether the last flush worked, what is waiting, and why not."""
+        out: dict[str, object] = {"ok": self.failing_since is None, "buffered_rows": self.rows,
+                                  "failed_flushes": self.failed_flushes}
+        if self.failing_since is not None:
+            out["failing_for_s"] = round(time.time() - self.failing_since, 1)
+            out["error"] = self.last_error
+            out["note"] = ("rollups are delayed, not lost: the buffered rows are merged once a flush succeeds "
+                           "(readings are stored meanwhile)")
+        return out
 
     # -- life cycle --------------------------------------------------------------------------
 
