@@ -9,6 +9,12 @@ sends each PUBACK (``client.ack``) from the pipeline's ack callback, after the d
 The session is persistent (fixed client id, clean_start false, session expiry), so messages
 not yet acknowledged when the process dies are redelivered by the broker on reconnect and
 stored once thanks to the idempotent write.
+
+A topic that is not UTF-8 (MQTT requires it; Mosquitto refuses such a PUBLISH, a laxer broker
+or bridge may forward it) is quarantined as ``invalid_utf8`` with its bytes escaped, and
+acknowledged once that is durable. Before robust31 reading ``msg.topic`` raised in ``on_message``,
+which ended paho's network thread: no message was received or acknowledged again, the broker
+redelivered the same message to every new session, and ``/health`` still said connected.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from urbanpulse.connectors.base import Sink
 from urbanpulse.connectors.topics import TopicTemplates
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.metrics import IngestMetrics
+from urbanpulse.model import Reason, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +142,16 @@ class MqttSource:
         log.warning("MQTT connection failed: %s; retrying with backoff", exc)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # never raises: an exception here would end paho's network thread (see the module doc)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = bytes(msg._topic)  # kept as bytes: quarantined by _submit
         limit = self.settings.max_buffered_messages
         with self._cond:
             while len(self._buffer) >= limit and not self._stopping:
                 self._cond.wait(0.5)  # backpressure: stop reading the socket until drained
-            self._buffer.append((msg.payload, msg.topic, msg.mid, self._generation))
+            self._buffer.append((msg.payload, topic, msg.mid, self._generation))  # type: ignore[arg-type]
             first = len(self._buffer) == 1
         if first:
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -256,6 +268,19 @@ class MqttSource:
             self._connected = False
 
     async def _submit(self, pipeline: Sink, taken: list[tuple[bytes, str, int, int]]) -> None:
+        bad = [t for t in taken if isinstance(t[1], bytes)]  # a topic that is not UTF-8 (_on_message)
+        if bad:
+            taken = [t for t in taken if not isinstance(t[1], bytes)]
+            rejections = []
+            for payload, raw_topic, _, _ in bad:
+                shown = bytes(raw_topic).decode("utf-8", "backslashreplace")  # ASCII escapes: storable
+                rejections.append(Rejection(
+                    Reason.INVALID_UTF8, f"the MQTT topic is not UTF-8 (MQTT requires it; the broker or a bridge "
+                    f"let it through): {shown[:200]}", payload, self.name, shown))
+            await pipeline.quarantine(self.name, rejections,  # type: ignore[attr-defined]
+                                      ack=partial(self._ack, [(t[2], t[3]) for t in bad]))
+            if not taken:
+                return
         payloads = [t[0] for t in taken]
         topics = [t[1] for t in taken]
         acks = [(t[2], t[3]) for t in taken]
