@@ -8,7 +8,7 @@ environment with a double underscore, e.g. ``URBANPULSE_DATABASE__DSN=postgresql
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -161,9 +161,25 @@ class ValidationSettings(_Section):
     max_json_depth: int = Field(16, ge=2)
     max_future_skew_s: float = Field(300.0, ge=0)
     max_age_s: float | None = Field(30 * 86400.0, description="older readings are quarantined; null disables")
+    min_event_time: datetime | None = Field(
+        datetime(2000, 1, 1, tzinfo=timezone.utc), description="readings before this are quarantined (too_old) "
+        "whatever max_age_s says: each month a message touches is a partition (a day: a TimescaleDB chunk), so "
+        "one message of readings from 1901 on made 1,512; set it earlier to import older history; null: 1900")
     quarantine_payload_limit: int = Field(64 * 1024, ge=256, description="raw bytes kept per quarantined item")
     catalogue: Path | None = Field(None, description="metric catalogue YAML; null = the shipped one")
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict, description="extra/overriding metrics")
+
+
+    @field_validator("min_event_time")
+    @classmethod
+    def _utc(cls, t: datetime | None) -> datetime | None:
+        """A time without an offset is UTC (not the host's zone)."""
+        return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
+
+    @property
+    def min_event_time_s(self) -> float | None:
+        """:attr:`min_event_time` as seconds since the epoch (None: no floor but the hard 1900)."""
+        return self.min_event_time.timestamp() if self.min_event_time is not None else None
 
 
 class TlsSettings(_Section):

@@ -7,6 +7,7 @@ JSON, and its neighbours in the same message are unaffected.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -21,6 +22,8 @@ from urbanpulse.quality.catalogue import MAX_ABS_VALUE, MIN_ABS_VALUE, MetricCat
 
 # Plausible event times: 1900-01-01 .. 2200-01-01 in microseconds since the epoch.
 _MIN_TS_US = -2208988800 * 1_000_000
+#: validation.min_event_time's default, 2000-01-01T00:00:00Z
+MIN_EVENT_TIME_S = 946684800.0
 _MAX_TS_US = 7258118400 * 1_000_000
 
 _CHECK_ORDER = [
@@ -44,6 +47,10 @@ class TimeRules:
 
     max_future_skew_s: float = 300.0
     max_age_s: float | None = 30 * 86400.0
+    #: ``validation.min_event_time`` in epoch seconds: earlier readings are too_old even with
+    #: max_age_s null (a history import), so one message cannot make storage create a partition
+    #: for every month since 1900 (None: only the hard 1900 floor)
+    min_event_time_s: float | None = MIN_EVENT_TIME_S
 
 
 class SensorMembership(Protocol):
@@ -152,6 +159,8 @@ class ReadingValidator:
         mark(Reason.FUTURE_TIMESTAMP, ts > now_us + self.rules.max_future_skew_s * 1e6)
         if self.rules.max_age_s is not None:
             mark(Reason.TOO_OLD, ts < now_us - self.rules.max_age_s * 1e6)
+        if self.rules.min_event_time_s is not None:
+            mark(Reason.TOO_OLD, ts < self.rules.min_event_time_s * 1e6)
         if self.known_sensors is not None:
             unknown_sensor = self.known_sensors.unknown_mask(cols.sensor_id, distinct_ids)
             if unknown_sensor is not None:
@@ -192,12 +201,22 @@ class ReadingValidator:
         if reason is Reason.FUTURE_TIMESTAMP:
             return f"event time is more than {self.rules.max_future_skew_s:g}s ahead of the clock (validation.max_future_skew_s)"
         if reason is Reason.TOO_OLD:
-            detail = f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
-            as_seconds_us = float(cols.ts_us[k]) * 1000.0  # the number read as seconds instead of ms
-            now_us = self.clock() * 1e6
-            if abs(as_seconds_us - now_us) <= (self.rules.max_age_s or 0) * 1e6:
+            floor = self.rules.min_event_time_s
+            ts_us = float(cols.ts_us[k])
+            if floor is not None and ts_us < floor * 1e6:
+                since = datetime.fromtimestamp(floor, timezone.utc).isoformat().replace("+00:00", "Z")
+                detail = (f"event time is before {since} (validation.min_event_time); to import older history set "
+                          f"it earlier, e.g. 1950-01-01")
+                window_s = max(self.rules.max_age_s or 0, 366 * 86400.0)
+            else:
+                detail = f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+                window_s = self.rules.max_age_s or 0
+            as_seconds_us = ts_us * 1000.0  # the number read as seconds instead of ms
+            if abs(as_seconds_us - self.clock() * 1e6) <= window_s * 1e6:
                 detail += ("; the timestamp looks like epoch seconds read as milliseconds: send ms, or set "
                            "formats.options.json.ts_unit to s (or auto)")
+            elif floor is not None and 0 <= ts_us < 366 * 86400e6:
+                detail += "; a time in 1970 is what a device whose clock was never set sends"
             return detail
         if reason is Reason.MISSING_VALUE:
             return "value is null"
