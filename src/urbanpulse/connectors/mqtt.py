@@ -84,7 +84,7 @@ class MqttSource:
         self.settings = settings
         self.metrics = metrics
         self.templates = TopicTemplates(settings.topic_templates)
-        self._buffer: list[tuple[bytes, str, int, int]] = []
+        self._buffer: list[tuple[bytes, str | bytes, int, int]]  # topic as bytes: not UTF-8 = []
         self._cond = threading.Condition()
         self._generation = 0
         self._connected = False
@@ -151,7 +151,7 @@ class MqttSource:
         with self._cond:
             while len(self._buffer) >= limit and not self._stopping:
                 self._cond.wait(0.5)  # backpressure: stop reading the socket until drained
-            self._buffer.append((msg.payload, topic, msg.mid, self._generation))  # type: ignore[arg-type]
+            self._buffer.append((msg.payload, topic, msg.mid, self._generation))
             first = len(self._buffer) == 1
         if first:
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -267,7 +267,7 @@ class MqttSource:
             client.loop_stop()
             self._connected = False
 
-    async def _submit(self, pipeline: Sink, taken: list[tuple[bytes, str, int, int]]) -> None:
+    async def _submit(self, pipeline: Sink, taken: list[tuple[bytes, str | bytes, int, int]]) -> None:
         bad = [t for t in taken if isinstance(t[1], bytes)]  # a topic that is not UTF-8 (_on_message)
         if bad:
             taken = [t for t in taken if not isinstance(t[1], bytes)]
