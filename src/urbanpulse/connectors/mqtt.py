@@ -84,7 +84,7 @@ class MqttSource:
         self.settings = settings
         self.metrics = metrics
         self.templates = TopicTemplates(settings.topic_templates)
-        self._buffer: list[tuple[bytes, str | bytes, int, int]]  # topic as bytes: not UTF-8 = []
+        self._buffer: list[tuple[bytes, str | bytes, int, int]] = []  # a topic as bytes: not UTF-8
         self._cond = threading.Condition()
         self._generation = 0
         self._connected = False
