@@ -79,6 +79,7 @@ from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
 REFRESH_EVERY = 8
+_SI_Z, _SI_C0 = 2.0, 2.0  # silence's rarity: the kernel's SI_Z, SI_C0 (`check_silence` judges a gap as it does)
 EAGER_REFRESH = 16
 _NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300
@@ -334,6 +335,16 @@ class DetectorBank:
             learned = g_med + np.where(g_spread > 0, irr * g_spread, 0.0)  # as the kernel
             expected = np.where(np.isnan(conf), np.where(learned_ok, learned * 1e6, np.nan), conf)
             excess = np.maximum(gap / expected - 1.0, 0.0)
+            # the rarity of long gaps, as the kernel (`_silence`): past the learned interval, a series whose long
+            # gaps are not rare enough waits for the length whose tail probability is `rarity`
+            factor = P[:, COL["si_factor"]]
+            si_k, si_n, si_e = st[:, S["si_k"]], st[:, S["si_n"]], st[:, S["si_e"]]
+            k_lo = np.where(excess > 0, si_k - _SI_Z * np.sqrt(si_k), 0.0)
+            ln_ratio = np.log(k_lo / (si_n + P[:, COL["si_n0"]])) - P[:, COL["si_lnp"]]
+            m_now = (si_e + P[:, COL["si_m0"]] * _SI_C0) / (si_k + _SI_C0)
+            rare = (factor + m_now * ln_ratio) * (g_med * 1e6) / factor
+            use = (k_lo > 0) & np.isnan(conf) & (ln_ratio > 0) & (rare > expected)
+            excess = np.where(use, np.maximum(gap / rare - 1.0, 0.0), excess)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
         hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
         return Silences(slot=slots[hit].astype(np.int32), last_ts_us=last[hit], gap_us=gap[hit], score=sc[hit])
