@@ -90,7 +90,8 @@ def test_a_spike_after_a_usual_gap_is_emitted(seed: int, share: float, max_run: 
     run of missed slots) scored 0.0, as silence's emission on the gap held the re-arm memory."""
     rng = np.random.default_rng(seed)
     ts = _missed_runs_ts(rng, N, share, max_run, jitter_s)
-    ts[ONSET:] += np.int64(max_run * STEP_US)  # a usual long gap before ONSET (the grid's own, plus max_run slots)
+    slots = int(round((ts[ONSET] - ts[ONSET - 1]) / STEP_US))
+    ts[ONSET:] += np.int64((max_run + 1 - slots) * STEP_US)  # before ONSET one of its longest usual gaps (max_run missed)
     x = np.round(20 + rng.normal(0, 0.3, N), 2)
     spike = ONSET + after
     x[spike] = 20.0 + (30.0 if up else -15.0)  # 100 / 50 noise scales

@@ -614,7 +614,7 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
         d = pr[P_SI_DECAY]
         st[sl, C_SI_N] = d * si_n + 1.0
         over = gap - factor * med_us
-        if over > 0:
+        if over >= 0:  # long: at least `factor` median gaps (the gap that decides on a regular series)
             st[sl, C_SI_K] = d * si_k + 1.0
             st[sl, C_SI_E] = d * si_e + _min(over / med_us, SI_WINSOR * m_now)
         else:
