@@ -194,6 +194,7 @@ P_SE_AMP = _COL["se_amp"]
 C_SI_N = _S["si_n"]
 C_SI_K = _S["si_k"]
 C_SI_E = _S["si_e"]
+C_SI_MAX = _S["si_max"]
 P_SI_LNP = _COL["si_lnp"]
 P_SI_DECAY = _COL["si_decay"]
 P_SI_N0 = _COL["si_n0"]
@@ -226,6 +227,9 @@ SI_C0 = 2.0  # silence's rarity: the prior's long gaps (of mean excess `si_m0`) 
 SI_WINSOR = 5.0  # silence's rarity: a long gap's excess is learned at most this x the current mean excess
 SI_Z = 2.0  # silence's rarity: the long gaps' count is taken as its estimate less SI_Z standard errors (sqrt of it),
 # so a rate learned from a few long gaps (two outages of a station) does not make the next one usual
+SI_CAP = 3.0  # silence's rarity: a gap over this x the longest usual one (not silent) the series has shown is silent
+SI_CAP_N = 16.0  # ... once this many long gaps are counted (the longest of a few exponential gaps is short)
+# whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
 # spike where its window holds few non-zero changes: a window of at least DSCALE_LR_MIN of them teaches two long-run
 # memories (`dscale_lr`: spike's scale there, `chg_rms_lr`: the RMS of the non-zero changes); a window with none
 # judges the first change against the RMS memory; a window of fewer whose robust scale is over DSCALE_LR_RATIO x the
@@ -575,13 +579,15 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
     gaps, of the long ones and of their excess over `factor`, winsorised, plus a prior of `si_n0` gaps none long and
     SI_C0 long ones of excess `si_m0`): P(gap > q medians) = rate x exp(-(q - factor) / mean excess). A gap is then
     silent only from the length whose tail probability is `rarity` (p): q* = factor + mean excess x ln(rate / p),
-    where that is beyond the interval above (a regular series, whose rate is 0: unchanged; a dead source, a gap far
-    beyond what the tail gives: still silent). Worked out only for a gap past the learned interval (rare: no
-    logarithm on the common path); the configured interval (`expected_interval_s`, the registry's) stays strict.
+    or the interval above where that is longer, but at most SI_CAP x the longest gap the series has shown that was
+    not silent (decaying): a regular series (rate 0) is unchanged; a dead source, a gap far beyond anything the
+    series has shown, is still silent (also where the gaps' q90 is itself a long gap, which stretches the interval
+    above to hours) and is not learned as usual. Worked out only for a long gap once SI_Z^2 long gaps are counted
+    (no logarithm on the common path); the configured interval (`expected_interval_s`, the registry's) stays strict.
 
-    Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes), C_SI_N, C_SI_K, C_SI_E; P_SI_INTERVAL_US,
+    Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes), C_SI_N, C_SI_K, C_SI_E, C_SI_MAX; P_SI_INTERVAL_US,
     P_SI_IRREGULARITY, P_SI_MIN, P_SI_FACTOR, P_ON_SILENCE, P_SI_LNP, P_SI_DECAY, P_SI_N0, P_SI_M0.
-    Writes C_SI_N, C_SI_K, C_SI_E (the gap ring: `_learn_series`).
+    Writes C_SI_N, C_SI_K, C_SI_E, C_SI_MAX (the gap ring: `_learn_series`).
     Returns (score, gap in µs, NaN on the slot's first reading)."""
     gap = np.float64(ti - last) if has_prev else np.nan
     conf = pr[P_SI_INTERVAL_US]
@@ -599,27 +605,37 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
         expected = learned * 1e6 if cnt >= pr[P_SI_MIN] else np.nan
     else:
         expected = conf
-    excess = _max(gap / expected - 1.0, 0.0)
-    k_lo = si_k - SI_Z * np.sqrt(si_k) if excess > 0 else 0.0
-    if k_lo > 0 and conf != conf:
-        # past the learned interval: where long gaps are not rare enough on this series, the tail's q*
+    long_gap = gap >= factor * med_us  # (False where the median is not known yet)
+    judged = False  # the rarity judged this gap (else every long gap is learned as usual: the longest's memory)
+    if long_gap and conf != conf and si_k > SI_Z * SI_Z:
+        # a long gap where enough long gaps are known (their count less SI_Z standard errors is > 0): silent from
+        # the tail's q* (at least `factor`: long gaps rarer than p change nothing) or the learned interval, the
+        # larger, but at most SI_CAP x the longest usual gap (a dead source on a series whose q90 gap is long)
+        judged = True
+        k_lo = si_k - SI_Z * np.sqrt(si_k)
         ln_ratio = math.log(k_lo / (si_n + pr[P_SI_N0])) - pr[P_SI_LNP]
-        if ln_ratio > 0:
-            rare = (factor + m_now * ln_ratio) * med_us / factor
-            if rare > expected:
-                excess = _max(gap / rare - 1.0, 0.0)
+        q_rare = factor + m_now * ln_ratio if ln_ratio > 0 else factor
+        expected = _max(expected, q_rare * med_us / factor)
+        if si_k >= SI_CAP_N:
+            expected = _min(expected, _max(SI_CAP * 1e6 * st[sl, C_SI_MAX], factor * med_us) / factor)
+    excess = _max(gap / expected - 1.0, 0.0)
     sil = excess / (excess + (factor - 1.0))
     # learn the gap's rarity (its length in median gaps), where the median is known
     if has_prev and med_us > 0:
         d = pr[P_SI_DECAY]
         st[sl, C_SI_N] = d * si_n + 1.0
         over = gap - factor * med_us
+        si_max = d * st[sl, C_SI_MAX]
         if over >= 0:  # long: at least `factor` median gaps (the gap that decides on a regular series)
+            q = over / med_us
             st[sl, C_SI_K] = d * si_k + 1.0
-            st[sl, C_SI_E] = d * si_e + _min(over / med_us, SI_WINSOR * m_now)
+            st[sl, C_SI_E] = d * si_e + _min(q, SI_WINSOR * m_now)
+            if (not judged or sil < 0.5) and gap > 1e6 * si_max:  # the longest usual gap (s): not a silent one
+                si_max = gap / 1e6
         else:
             st[sl, C_SI_K] = d * si_k
             st[sl, C_SI_E] = d * si_e
+        st[sl, C_SI_MAX] = si_max
     return (sil if _isfinite(sil) else 0.0) * pr[P_ON_SILENCE], gap
 
 

@@ -24,9 +24,10 @@ STATE: tuple[str, ...] = (
     "se_l", "se_t0",
     "cr_p", "cr_s",
     # --- silence's rarity of long gaps (gap31): decayed counts of the gaps judged, of those of at least
-    # `factor` x the median gap ("long"), and of their excess over it in median gaps (winsorised); the tail
-    # they fit tells a gap the series shows now and then from one beyond anything it has shown
-    "si_n", "si_k", "si_e",
+    # `factor` x the median gap ("long"), and of their excess over it in median gaps (winsorised), and the
+    # longest long gap not silent (seconds, decaying); the tail they fit tells a gap the series shows now and
+    # then from one beyond anything it has shown
+    "si_n", "si_k", "si_e", "si_max",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
