@@ -91,7 +91,7 @@ def test_a_spike_after_a_usual_gap_is_emitted(seed: int, share: float, max_run: 
     rng = np.random.default_rng(seed)
     ts = _missed_runs_ts(rng, N, share, max_run, jitter_s)
     slots = int(round((ts[ONSET] - ts[ONSET - 1]) / STEP_US))
-    ts[ONSET:] += np.int64((max_run + 1 - slots) * STEP_US)  # before ONSET one of its longest usual gaps (max_run missed)
+    ts[ONSET:] += np.int64((max_run + 1 - slots) * STEP_US)  # before ONSET a longest usual gap (max_run missed)
     x = np.round(20 + rng.normal(0, 0.3, N), 2)
     spike = ONSET + after
     x[spike] = 20.0 + (30.0 if up else -15.0)  # 100 / 50 noise scales
@@ -105,8 +105,8 @@ def test_the_live_check_judges_with_the_kernels_constants() -> None:
     """`check_silence` (numpy, live) repeats `_silence`'s rarity (numba, on the reading after a gap): the same."""
     from urbanpulse.detect import _kernel, bank
 
-    assert (bank._SI_Z, bank._SI_C0, bank._SI_CAP, bank._SI_CAP_N) == (
-        _kernel.SI_Z, _kernel.SI_C0, _kernel.SI_CAP, _kernel.SI_CAP_N)
+    assert (bank._SI_Z, bank._SI_C0, bank._SI_CAP, bank._SI_CAP_N, bank._SI_CAP_GAPS) == (
+        _kernel.SI_Z, _kernel.SI_C0, _kernel.SI_CAP, _kernel.SI_CAP_N, _kernel.SI_CAP_GAPS)
 
 
 @given(seed=st.integers(0, 2**32 - 1), interval_s=st.floats(1.0, 3600.0), outages=st.integers(1, 4))

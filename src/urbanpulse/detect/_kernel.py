@@ -228,7 +228,8 @@ SI_WINSOR = 5.0  # silence's rarity: a long gap's excess is learned at most this
 SI_Z = 2.0  # silence's rarity: the long gaps' count is taken as its estimate less SI_Z standard errors (sqrt of it),
 # so a rate learned from a few long gaps (two outages of a station) does not make the next one usual
 SI_CAP = 3.0  # silence's rarity: a gap over this x the longest usual one (not silent) the series has shown is silent
-SI_CAP_N = 16.0  # ... once this many long gaps are counted (the longest of a few exponential gaps is short)
+SI_CAP_N = 16.0  # ... once this many long gaps are counted
+SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen exponential gaps is short)
 # whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
 # spike where its window holds few non-zero changes: a window of at least DSCALE_LR_MIN of them teaches two long-run
 # memories (`dscale_lr`: spike's scale there, `chg_rms_lr`: the RMS of the non-zero changes); a window with none
@@ -616,7 +617,7 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
         ln_ratio = math.log(k_lo / (si_n + pr[P_SI_N0])) - pr[P_SI_LNP]
         q_rare = factor + m_now * ln_ratio if ln_ratio > 0 else factor
         expected = _max(expected, q_rare * med_us / factor)
-        if si_k >= SI_CAP_N:
+        if si_k >= SI_CAP_N and si_n >= SI_CAP_GAPS:
             expected = _min(expected, _max(SI_CAP * 1e6 * st[sl, C_SI_MAX], factor * med_us) / factor)
     excess = _max(gap / expected - 1.0, 0.0)
     sil = excess / (excess + (factor - 1.0))

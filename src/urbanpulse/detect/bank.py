@@ -79,8 +79,8 @@ from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
 REFRESH_EVERY = 8
-_SI_Z, _SI_C0, _SI_CAP, _SI_CAP_N = 2.0, 2.0, 3.0, 16.0  # silence's rarity: the kernel's SI_* (`check_silence`
-# judges a gap as it does; tests/test_detect_silence_rarity.py checks they agree)
+_SI_Z, _SI_C0, _SI_CAP, _SI_CAP_N, _SI_CAP_GAPS = 2.0, 2.0, 3.0, 16.0, 256.0  # silence's rarity: the kernel's SI_*
+# (`check_silence` judges a gap as it does; tests/test_detect_silence_rarity.py checks they agree)
 EAGER_REFRESH = 16
 _NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300
@@ -348,7 +348,8 @@ class DetectorBank:
             judged = (gap >= factor * med_us) & np.isnan(conf) & (si_k > _SI_Z * _SI_Z)
             cap = np.maximum(_SI_CAP * 1e6 * st[:, S["si_max"]], factor * med_us) / factor
             expected = np.where(judged, np.maximum(expected, q_rare * med_us / factor), expected)
-            expected = np.where(judged & (si_k >= _SI_CAP_N), np.minimum(expected, cap), expected)
+            capped = judged & (si_k >= _SI_CAP_N) & (si_n >= _SI_CAP_GAPS)
+            expected = np.where(capped, np.minimum(expected, cap), expected)
             excess = np.maximum(gap / expected - 1.0, 0.0)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
         hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
