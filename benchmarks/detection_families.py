@@ -181,9 +181,11 @@ def main() -> None:
     ap.add_argument("--nab", action="store_true", help="also score the anomaly_score NAB-style (see above)")
     ap.add_argument("--families", help="comma-separated families to sweep (default: " + ",".join(families.KINDS)
                     + "; also " + ",".join(families.EXTRA_KINDS) + ")")
+    ap.add_argument("--settings", default="{}", help="DetectionSettings as JSON (default: the defaults), for a variant")
     a = ap.parse_args()
     scores: dict[str, nab_score.FileSeries] | None = {} if a.nab else None
-    res = sweep(a.seeds, a.only, scores=scores, fams=a.families.split(",") if a.families else None)
+    settings = DetectionSettings.model_validate(json.loads(a.settings))
+    res = sweep(a.seeds, a.only, settings=settings, scores=scores, fams=a.families.split(",") if a.families else None)
     print(table(res))
     nab_summary = None
     if scores is not None:

@@ -191,6 +191,14 @@ P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
 P_SE_AMP = _COL["se_amp"]
+C_SI_N = _S["si_n"]
+C_SI_K = _S["si_k"]
+C_SI_E = _S["si_e"]
+C_SI_MAX = _S["si_max"]
+P_SI_LNP = _COL["si_lnp"]
+P_SI_DECAY = _COL["si_decay"]
+P_SI_N0 = _COL["si_n0"]
+P_SI_M0 = _COL["si_m0"]
 C_CR_P = _S["cr_p"]
 C_CR_S = _S["cr_s"]
 P_CR_THR = _COL["cr_thr"]
@@ -215,6 +223,14 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
+SI_C0 = 2.0  # silence's rarity: the prior's long gaps (of mean excess `si_m0`) in the fitted mean excess
+SI_WINSOR = 5.0  # silence's rarity: a long gap's excess is learned at most this x the current mean excess
+SI_Z = 2.0  # silence's rarity: the long gaps' count is taken as its estimate less SI_Z standard errors (sqrt of it),
+# so a rate learned from a few long gaps (two outages of a station) does not make the next one usual
+SI_CAP = 3.0  # silence's rarity: a gap over this x the longest usual one (not silent) the series has shown is silent
+SI_CAP_N = 16.0  # ... once this many long gaps are counted
+SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen exponential gaps is short)
+# whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
 # spike where its window holds few non-zero changes: a window of at least DSCALE_LR_MIN of them teaches two long-run
 # memories (`dscale_lr`: spike's scale there, `chg_rms_lr`: the RMS of the non-zero changes); a window with none
 # judges the first change against the RMS memory; a window of fewer whose robust scale is over DSCALE_LR_RATIO x the
@@ -558,11 +574,30 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
     else the learned one (the median gap plus `irregularity` x the gaps' spread, once `min_readings` are seen);
     the score rises from 0 at the expected gap to 0.5 at `factor` x it.
 
-    Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes); P_SI_INTERVAL_US, P_SI_IRREGULARITY, P_SI_MIN,
-    P_SI_FACTOR, P_ON_SILENCE. Writes nothing (the gap ring: `_learn_series`).
+    The learned interval also knows how often the series' gaps are long (rarity, gap31): a series that misses runs
+    of readings now and then (a road sensor's link drops, a scraper restarts) has long gaps that are its normal. The
+    gaps of at least `factor` median gaps are fitted an exponential tail in median-gap units (decayed counts of the
+    gaps, of the long ones and of their excess over `factor`, winsorised, plus a prior of `si_n0` gaps none long and
+    SI_C0 long ones of excess `si_m0`): P(gap > q medians) = rate x exp(-(q - factor) / mean excess). A gap is then
+    silent only from the length whose tail probability is `rarity` (p): q* = factor + mean excess x ln(rate / p),
+    or the interval above where that is longer, but at most SI_CAP x the longest gap the series has shown that was
+    not silent (decaying): a regular series (rate 0) is unchanged; a dead source, a gap far beyond anything the
+    series has shown, is still silent (also where the gaps' q90 is itself a long gap, which stretches the interval
+    above to hours) and is not learned as usual. Worked out only for a long gap once SI_Z^2 long gaps are counted
+    (no logarithm on the common path); the configured interval (`expected_interval_s`, the registry's) stays strict.
+
+    Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes), C_SI_N, C_SI_K, C_SI_E, C_SI_MAX; P_SI_INTERVAL_US,
+    P_SI_IRREGULARITY, P_SI_MIN, P_SI_FACTOR, P_ON_SILENCE, P_SI_LNP, P_SI_DECAY, P_SI_N0, P_SI_M0.
+    Writes C_SI_N, C_SI_K, C_SI_E, C_SI_MAX (the gap ring: `_learn_series`).
     Returns (score, gap in µs, NaN on the slot's first reading)."""
     gap = np.float64(ti - last) if has_prev else np.nan
     conf = pr[P_SI_INTERVAL_US]
+    factor = pr[P_SI_FACTOR]
+    med_us = st[sl, C_GAP_MED] * 1e6
+    si_n = st[sl, C_SI_N]
+    si_k = st[sl, C_SI_K]
+    si_e = st[sl, C_SI_E]
+    m_now = (si_e + pr[P_SI_M0] * SI_C0) / (si_k + SI_C0)
     if conf != conf:
         # learned: the median gap plus `irregularity` x the gaps' spread (0 on a regular series), so a
         # gap that an event-driven feed's exponential inter-arrivals produce now and then is not "silent"
@@ -571,8 +606,37 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
         expected = learned * 1e6 if cnt >= pr[P_SI_MIN] else np.nan
     else:
         expected = conf
+    long_gap = gap >= factor * med_us  # (False where the median is not known yet)
+    judged = False  # the rarity judged this gap (else every long gap is learned as usual: the longest's memory)
+    if long_gap and conf != conf and si_k > SI_Z * SI_Z:
+        # a long gap where enough long gaps are known (their count less SI_Z standard errors is > 0): silent from
+        # the tail's q* (at least `factor`: long gaps rarer than p change nothing) or the learned interval, the
+        # larger, but at most SI_CAP x the longest usual gap (a dead source on a series whose q90 gap is long)
+        judged = True
+        k_lo = si_k - SI_Z * np.sqrt(si_k)
+        ln_ratio = math.log(k_lo / (si_n + pr[P_SI_N0])) - pr[P_SI_LNP]
+        q_rare = factor + m_now * ln_ratio if ln_ratio > 0 else factor
+        expected = _max(expected, q_rare * med_us / factor)
+        if si_k >= SI_CAP_N and si_n >= SI_CAP_GAPS:
+            expected = _min(expected, _max(SI_CAP * 1e6 * st[sl, C_SI_MAX], factor * med_us) / factor)
     excess = _max(gap / expected - 1.0, 0.0)
-    sil = excess / (excess + (pr[P_SI_FACTOR] - 1.0))
+    sil = excess / (excess + (factor - 1.0))
+    # learn the gap's rarity (its length in median gaps), where the median is known
+    if has_prev and med_us > 0:
+        d = pr[P_SI_DECAY]
+        st[sl, C_SI_N] = d * si_n + 1.0
+        over = gap - factor * med_us
+        si_max = d * st[sl, C_SI_MAX]
+        if over >= 0:  # long: at least `factor` median gaps (the gap that decides on a regular series)
+            q = over / med_us
+            st[sl, C_SI_K] = d * si_k + 1.0
+            st[sl, C_SI_E] = d * si_e + _min(q, SI_WINSOR * m_now)
+            if (not judged or sil < 0.5) and gap > 1e6 * si_max:  # the longest usual gap (s): not a silent one
+                si_max = gap / 1e6
+        else:
+            st[sl, C_SI_K] = d * si_k
+            st[sl, C_SI_E] = d * si_e
+        st[sl, C_SI_MAX] = si_max
     return (sil if _isfinite(sil) else 0.0) * pr[P_ON_SILENCE], gap
 
 

@@ -79,6 +79,8 @@ from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
 REFRESH_EVERY = 8
+_SI_Z, _SI_C0, _SI_CAP, _SI_CAP_N, _SI_CAP_GAPS = 2.0, 2.0, 3.0, 16.0, 256.0  # silence's rarity: the kernel's SI_*
+# (`check_silence` judges a gap as it does; tests/test_detect_silence_rarity.py checks they agree)
 EAGER_REFRESH = 16
 _NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300
@@ -333,6 +335,21 @@ class DetectorBank:
             irr = P[:, COL["si_irregularity"]]
             learned = g_med + np.where(g_spread > 0, irr * g_spread, 0.0)  # as the kernel
             expected = np.where(np.isnan(conf), np.where(learned_ok, learned * 1e6, np.nan), conf)
+            excess = np.maximum(gap / expected - 1.0, 0.0)
+            # the rarity of long gaps, as the kernel (`_silence`): a long gap, once enough are counted, is judged
+            # against the larger of the tail's q* and the interval, at most SI_CAP x the longest usual gap
+            factor = P[:, COL["si_factor"]]
+            med_us = g_med * 1e6
+            si_k, si_n, si_e = st[:, S["si_k"]], st[:, S["si_n"]], st[:, S["si_e"]]
+            m_now = (si_e + P[:, COL["si_m0"]] * _SI_C0) / (si_k + _SI_C0)
+            k_lo = si_k - _SI_Z * np.sqrt(si_k)
+            ln_ratio = np.log(np.maximum(k_lo, 0.0) / (si_n + P[:, COL["si_n0"]])) - P[:, COL["si_lnp"]]
+            q_rare = np.where(ln_ratio > 0, factor + m_now * ln_ratio, factor)
+            judged = (gap >= factor * med_us) & np.isnan(conf) & (si_k > _SI_Z * _SI_Z)
+            cap = np.maximum(_SI_CAP * 1e6 * st[:, S["si_max"]], factor * med_us) / factor
+            expected = np.where(judged, np.maximum(expected, q_rare * med_us / factor), expected)
+            capped = judged & (si_k >= _SI_CAP_N) & (si_n >= _SI_CAP_GAPS)
+            expected = np.where(capped, np.minimum(expected, cap), expected)
             excess = np.maximum(gap / expected - 1.0, 0.0)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
         hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)

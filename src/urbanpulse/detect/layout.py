@@ -23,6 +23,11 @@ STATE: tuple[str, ...] = (
     "ac_m", "ac_v",
     "se_l", "se_t0",
     "cr_p", "cr_s",
+    # --- silence's rarity of long gaps (gap31): decayed counts of the gaps judged, of those of at least
+    # `factor` x the median gap ("long"), and of their excess over it in median gaps (winsorised), and the
+    # longest long gap not silent (seconds, decaying); the tail they fit tells a gap the series shows now and
+    # then from one beyond anything it has shown
+    "si_n", "si_k", "si_e", "si_max",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -55,6 +60,9 @@ PARAMS: tuple[str, ...] = (
     "env_k", "env_g", "env_min", "env_decay",
     "se_thr", "se_per_us", "se_gamma", "se_amp",
     "cr_thr", "cr_lnk", "cr_km1",
+    # --- silence's rarity of long gaps (gap31): ln of the per-gap tail probability below which a gap is
+    # silent (-inf = off), the counts' decay a gap, the prior's gaps (none long) and its mean excess
+    "si_lnp", "si_decay", "si_n0", "si_m0",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 

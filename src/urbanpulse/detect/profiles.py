@@ -76,6 +76,9 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         cr_thr=p.ewma.count_threshold, cr_lnk=math.log(p.ewma.count_factor), cr_km1=p.ewma.count_factor - 1.0,
         se_thr=fusion.likelihood_season_threshold, se_per_us=1.0 / (fusion.likelihood_season_level_hours * 3.6e9),
         se_gamma=fusion.likelihood_season_gamma, se_amp=fusion.likelihood_season_min_amplitude,
+        si_lnp=math.log(p.silence.rarity) if p.silence.rarity > 0 else math.inf,  # +inf: rarity off
+        si_decay=1.0 - 1.0 / p.silence.rarity_memory, si_n0=p.silence.rarity_prior_gaps,
+        si_m0=p.silence.rarity_prior_excess,
     )
     if not (t.high is not None or t.low is not None):
         values["on_threshold"] = 0.0  # enabled without limits would never fire: treat as off

@@ -175,6 +175,17 @@ class SilenceParams(_Params):
         "about once in 10^9 readings. Regular series, even with a few missed readings: no change")
     min_history: int = Field(32, ge=2, description="readings seen before a learned interval is trusted (enough "
                              "gaps to learn how regular the sampling is)")
+    rarity: float = Field(
+        1e-4, ge=0, lt=1, description="a learned interval also knows how often the series' gaps are long (at least "
+        "`factor` median gaps): a gap is silent only from the length whose chance a gap, under the exponential tail "
+        "fitted to the series' own long gaps, is this; so a road sensor or scraper that misses runs of readings now "
+        "and then is not silent on each, while a gap far beyond them (a dead source) is. 0 = off (the interval "
+        "alone); the configured `expected_interval_s` stays strict")
+    rarity_memory: float = Field(20_000.0, ge=1, description="gaps the rarity's counts remember (decay 1 - 1 / this)")
+    rarity_prior_gaps: float = Field(200.0, ge=1, description="the rarity's prior: this many gaps, none long")
+    rarity_prior_excess: float = Field(
+        3.0, gt=0, description="the rarity's prior mean excess of a long gap over `factor`, in median gaps (two "
+        "such gaps: a long gap's learned excess is winsorised at 5 x the mean, so one outage teaches little)")
     severity: Severity = Field("critical", description="severity of the alerts this detector raises: missing data "
                               "is what operations must act on first")
 
