@@ -195,6 +195,7 @@ C_SI_N = _S["si_n"]
 C_SI_K = _S["si_k"]
 C_SI_E = _S["si_e"]
 C_SI_MAX = _S["si_max"]
+C_SI_PEAK = _S["si_peak"]
 P_SI_LNP = _COL["si_lnp"]
 P_SI_DECAY = _COL["si_decay"]
 P_SI_N0 = _COL["si_n0"]
@@ -1061,9 +1062,10 @@ def _threshold(st, sl, pr, xi):
 
 
 @njit(**_STAGE)
-def _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_silence):
-    """The fused raw score: the largest weighted detector score (P_W_* weights; ewma with its level shift always
-    counted). Reads no state. Returns it."""
+def _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline):
+    """The value detectors' fused raw score: the largest weighted score of the detectors that judge the reading's
+    value (P_W_* weights; ewma with its level shift always counted); silence, which judges the gap before it, has
+    its own re-arm memory (`_rearm`) and is folded in there. Reads no state. Returns it."""
     raw = s_threshold * pr[P_W_THRESHOLD]
     v = s_robust_z * pr[P_W_ROBUST_Z]
     if v > raw:
@@ -1075,9 +1077,6 @@ def _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline, s_sile
     if v > raw:
         raw = v
     v = s_flatline * pr[P_W_FLATLINE]
-    if v > raw:
-        raw = v
-    v = s_silence * pr[P_W_SILENCE]
     if v > raw:
         raw = v
     return raw
@@ -1319,25 +1318,35 @@ def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in):
 
 
 @njit(**_STAGE)
-def _rearm(st, sl, pr, raw, lis):
+def _rearm(st, sl, pr, raw_v, raw_s, lis):
     """The re-arm gate, in tail space (1 - score): the memory of the recent peak is a tail that grows by 1/decay a
     reading, and a score is emitted only when its tail is below it; after an emission the memory is the score's
     tail x (1 - bump). So a repeat of the same score needs the same number of readings (half_life x
-    log2(1 / (1 - bump))) however close to 1 it is. The likelihood's score has its own memory and is emitted only
-    where its tail is also below the detectors' memory.
+    log2(1 / (1 - bump))) however close to 1 it is. The value detectors' fused score `raw_v` and silence's weighted
+    score `raw_s` have one memory each (C_PEAK, C_SI_PEAK; rearm31): silence's ~1.0 on a long gap must not hold
+    back a value anomaly a few dozen readings later (fam30, `traffic:spike:7`), nor a spike silence's next gap;
+    the fused score emitted is the larger of the two emissions. The likelihood's score has its own memory and is
+    emitted only where its tail is also below both of those (its input counts silence's score, so the readings
+    after an emitted gap would otherwise re-emit it as a likelihood score).
 
-    Reads and writes C_PEAK, C_LI_PEAK; reads P_FU_BUMP, P_FU_DECAY.
+    Reads and writes C_PEAK, C_SI_PEAK, C_LI_PEAK; reads P_FU_BUMP, P_FU_DECAY.
     Returns (the fused raw score where emitted, else 0; the likelihood's score where emitted, else 0)."""
     bump = pr[P_FU_BUMP]
     grow = 1.0 / pr[P_FU_DECAY]
     t_mem = 1.0 - st[sl, C_PEAK]
-    t_raw = _fmax(1.0 - raw, _TAIL_FLOOR)
-    fu = raw if t_raw < t_mem else 0.0
+    t_raw = _fmax(1.0 - raw_v, _TAIL_FLOOR)
+    fu = raw_v if t_raw < t_mem else 0.0
     t_new = t_raw * (1.0 - bump) if fu > 0 else t_raw
     st[sl, C_PEAK] = 1.0 - _min(_min(t_mem * grow, 1.0), t_new)
+    t_si = 1.0 - st[sl, C_SI_PEAK]
+    t_rs = _fmax(1.0 - raw_s, _TAIL_FLOOR)
+    fs = raw_s if t_rs < t_si else 0.0
+    t_si_new = t_rs * (1.0 - bump) if fs > 0 else t_rs
+    st[sl, C_SI_PEAK] = 1.0 - _min(_min(t_si * grow, 1.0), t_si_new)
+    fu = _max(fu, fs)
     t_li = 1.0 - st[sl, C_LI_PEAK]
     t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
-    li_f = lis if ((t_lis < t_li) and (t_lis < t_mem)) else 0.0
+    li_f = lis if ((t_lis < t_li) and (t_lis < t_mem) and (t_lis < t_si)) else 0.0
     t_li_new = t_lis * (1.0 - bump) if li_f > 0 else t_lis
     st[sl, C_LI_PEAK] = 1.0 - _min(_min(t_li * grow, 1.0), t_li_new)
     return fu, li_f
@@ -1380,11 +1389,12 @@ def _calibrate(st, sl, pr, raw, lis, fu, li_f):
     Writes C_TL_N, C_TL_K, C_TL_E. Returns the calibrated score (0 where neither was emitted)."""
     q_det = raw / (1.0 - raw)
     q_li = lis / (1.0 - lis)
+    q_fu = fu / (1.0 - fu)  # the emitted score (rearm31: the value detectors' or silence's, not always raw's max)
     tl_n = st[sl, C_TL_N]
     tl_k = st[sl, C_TL_K]
     tl_e = st[sl, C_TL_E]
     if fu > 0:
-        fu = 1.0 - _fmax(_tail(q_det, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
+        fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
     if li_f > 0:
         li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
     tl_d = pr[P_TL_DECAY]
@@ -1501,12 +1511,14 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
 
-        raw = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused, s_silence)
+        raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
+        raw_s = s_silence * pr[P_W_SILENCE]
+        raw = _max(raw_v, raw_s)
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
-        fu, li_f = _rearm(st, sl, pr, raw, lis)
+        fu, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
         fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, li_f))
         out[i, 0] = s_threshold

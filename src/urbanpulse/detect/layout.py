@@ -28,6 +28,9 @@ STATE: tuple[str, ...] = (
     # longest long gap not silent (seconds, decaying); the tail they fit tells a gap the series shows now and
     # then from one beyond anything it has shown
     "si_n", "si_k", "si_e", "si_max",
+    # --- silence's own re-arm memory (rearm31): the recent emitted silence score (as `peak` is the value
+    # detectors'), so an emission on a long gap does not hold back a value anomaly that follows it
+    "si_peak",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
