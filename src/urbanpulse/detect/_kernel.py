@@ -1389,7 +1389,9 @@ def _calibrate(st, sl, pr, raw, lis, fu, li_f):
     Writes C_TL_N, C_TL_K, C_TL_E. Returns the calibrated score (0 where neither was emitted)."""
     q_det = raw / (1.0 - raw)
     q_li = lis / (1.0 - lis)
-    q_fu = fu / (1.0 - fu)  # the emitted score (rearm31: the value detectors' or silence's, not always raw's max)
+    # the emitted score's q (rearm31: the value detectors' or silence's emission, below raw where the other is
+    # higher but not emitted; then fu < raw <= 1, so no division by 0)
+    q_fu = q_det if fu == raw else fu / (1.0 - fu)
     tl_n = st[sl, C_TL_N]
     tl_k = st[sl, C_TL_K]
     tl_e = st[sl, C_TL_E]
@@ -1513,7 +1515,9 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence * pr[P_W_SILENCE]
-        raw = _max(raw_v, raw_s)
+        raw = raw_v  # all detectors' (the likelihood's input, the tail's statistic): silence folded in last
+        if raw_s > raw:
+            raw = raw_s
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
