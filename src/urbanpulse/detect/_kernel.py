@@ -45,6 +45,7 @@ from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
+from urbanpulse.detect.layout import SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
@@ -224,14 +225,6 @@ V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
 GAP_SPREAD_RATE = 0.25  # silence: weight of a refresh's window in the learned gap spread (q90 - median)
-SI_C0 = 2.0  # silence's rarity: the prior's long gaps (of mean excess `si_m0`) in the fitted mean excess
-SI_WINSOR = 5.0  # silence's rarity: a long gap's excess is learned at most this x the current mean excess
-SI_Z = 2.0  # silence's rarity: the long gaps' count is taken as its estimate less SI_Z standard errors (sqrt of it),
-# so a rate learned from a few long gaps (two outages of a station) does not make the next one usual
-SI_CAP = 3.0  # silence's rarity: a gap over this x the longest usual one (not silent) the series has shown is silent
-SI_CAP_N = 16.0  # ... once this many long gaps are counted
-SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen exponential gaps is short)
-# whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
 # spike where its window holds few non-zero changes: a window of at least DSCALE_LR_MIN of them teaches two long-run
 # memories (`dscale_lr`: spike's scale there, `chg_rms_lr`: the RMS of the non-zero changes); a window with none
 # judges the first change against the RMS memory; a window of fewer whose robust scale is over DSCALE_LR_RATIO x the

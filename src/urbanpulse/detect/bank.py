@@ -74,13 +74,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from urbanpulse.capacity import grown
-from urbanpulse.detect.layout import DETECTORS, S, SEASON, SEASON_BINS, STATE, VETO_BIT
+from urbanpulse.detect.layout import (DETECTORS, S, SEASON, SEASON_BINS, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_Z,
+                                     STATE, VETO_BIT)
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
 REFRESH_EVERY = 8
-_SI_Z, _SI_C0, _SI_CAP, _SI_CAP_N, _SI_CAP_GAPS = 2.0, 2.0, 3.0, 16.0, 256.0  # silence's rarity: the kernel's SI_*
-# (`check_silence` judges a gap as it does; tests/test_detect_silence_rarity.py checks they agree)
+# silence's rarity: the constants the kernel's `_silence` reads (layout.py), so `check_silence` judges a gap as it does
+_SI_Z, _SI_C0, _SI_CAP, _SI_CAP_N, _SI_CAP_GAPS = SI_Z, SI_C0, SI_CAP, SI_CAP_N, SI_CAP_GAPS
 EAGER_REFRESH = 16
 _NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300

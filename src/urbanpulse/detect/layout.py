@@ -69,6 +69,17 @@ PARAMS: tuple[str, ...] = (
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 
+# silence's rarity of long gaps (gap31): constants the kernel's `_silence` and the bank's live check
+# (`DetectorBank.check_silence`) both read, so the two judge a gap alike
+SI_C0 = 2.0  # silence's rarity: the prior's long gaps (of mean excess `si_m0`) in the fitted mean excess
+SI_WINSOR = 5.0  # silence's rarity: a long gap's excess is learned at most this x the current mean excess
+SI_Z = 2.0  # silence's rarity: the long gaps' count is taken as its estimate less SI_Z standard errors (sqrt of it),
+# so a rate learned from a few long gaps (two outages of a station) does not make the next one usual
+SI_CAP = 3.0  # silence's rarity: a gap over this x the longest usual one (not silent) the series has shown is silent
+SI_CAP_N = 16.0  # ... once this many long gaps are counted
+SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen exponential gaps is short)
+# whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
+
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
 VETO_BIT = {name: 1 << i for i, name in enumerate(DETECTORS)}
