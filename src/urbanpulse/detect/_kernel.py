@@ -1335,7 +1335,7 @@ def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in):
 
 
 @njit(**_STAGE)
-def _rearm(st, sl, pr, raw_v, raw_s, lis):
+def _rearm(st, sl, pr, raw_v, raw_s, cal_s, lis):
     """The re-arm gate, in tail space (1 - score): the memory of the recent peak is a tail that grows by 1/decay a
     reading, and a score is emitted only when its tail is below it; after an emission the memory is the score's
     tail x (1 - bump). So a repeat of the same score needs the same number of readings (half_life x
@@ -1347,7 +1347,10 @@ def _rearm(st, sl, pr, raw_v, raw_s, lis):
     after an emitted gap would otherwise re-emit it as a likelihood score).
 
     Reads and writes C_PEAK, C_SI_PEAK, C_LI_PEAK; reads P_FU_BUMP, P_FU_DECAY.
-    Silence's memory holds its calibrated score (silcal32), which `_calibrate` emits as it is.
+    Silence's gate and memory run on its statistic `raw_s` as before, but where it is emitted, the value emitted is
+    its calibrated score `cal_s` (silcal32), which `_calibrate` passes as it is: so which readings carry a score is
+    unchanged (a gate on the calibrated score would let a rarer gap's emission hold back a later, less rare one for
+    hundreds of readings: a station's next outage).
 
     Returns (the value detectors' fused raw score where emitted, else 0; silence's calibrated score where emitted,
     else 0; the likelihood's score where emitted, else 0)."""
@@ -1360,8 +1363,8 @@ def _rearm(st, sl, pr, raw_v, raw_s, lis):
     st[sl, C_PEAK] = 1.0 - _min(_min(t_mem * grow, 1.0), t_new)
     t_si = 1.0 - st[sl, C_SI_PEAK]
     t_rs = _fmax(1.0 - raw_s, _TAIL_FLOOR)
-    fs = raw_s if t_rs < t_si else 0.0
-    t_si_new = t_rs * (1.0 - bump) if fs > 0 else t_rs
+    fs = cal_s if t_rs < t_si else 0.0
+    t_si_new = t_rs * (1.0 - bump) if t_rs < t_si else t_rs
     st[sl, C_SI_PEAK] = 1.0 - _min(_min(t_si * grow, 1.0), t_si_new)
     t_li = 1.0 - st[sl, C_LI_PEAK]
     t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
@@ -1543,7 +1546,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
-        fu, fs, li_f = _rearm(st, sl, pr, raw_v, s_silence_cal * pr[P_W_SILENCE], lis)
+        fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, s_silence_cal * pr[P_W_SILENCE], lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
         fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, fs, li_f))
         out[i, 0] = s_threshold
