@@ -1335,7 +1335,7 @@ def _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in):
 
 
 @njit(**_STAGE)
-def _rearm(st, sl, pr, raw_v, raw_s, cal_s, lis):
+def _rearm(st, sl, pr, raw_v, raw_s, lis):
     """The re-arm gate, in tail space (1 - score): the memory of the recent peak is a tail that grows by 1/decay a
     reading, and a score is emitted only when its tail is below it; after an emission the memory is the score's
     tail x (1 - bump). So a repeat of the same score needs the same number of readings (half_life x
@@ -1347,12 +1347,11 @@ def _rearm(st, sl, pr, raw_v, raw_s, cal_s, lis):
     after an emitted gap would otherwise re-emit it as a likelihood score).
 
     Reads and writes C_PEAK, C_SI_PEAK, C_LI_PEAK; reads P_FU_BUMP, P_FU_DECAY.
-    Silence's gate and memory run on its statistic `raw_s` as before, but where it is emitted, the value emitted is
-    its calibrated score `cal_s` (silcal32), which `_calibrate` passes as it is: so which readings carry a score is
-    unchanged (a gate on the calibrated score would let a rarer gap's emission hold back a later, less rare one for
-    hundreds of readings: a station's next outage).
+    Silence's emission is returned apart (silcal32: `_calibrate` maps it with the gap's own tail), on its statistic
+    as before, so which readings carry a score is unchanged (a gate on the calibrated score would let a rarer gap's
+    emission hold back a later, less rare one for hundreds of readings: a station's next outage).
 
-    Returns (the value detectors' fused raw score where emitted, else 0; silence's calibrated score where emitted,
+    Returns (the value detectors' fused raw score where emitted, else 0; silence's weighted score where emitted,
     else 0; the likelihood's score where emitted, else 0)."""
     bump = pr[P_FU_BUMP]
     grow = 1.0 / pr[P_FU_DECAY]
@@ -1363,8 +1362,8 @@ def _rearm(st, sl, pr, raw_v, raw_s, cal_s, lis):
     st[sl, C_PEAK] = 1.0 - _min(_min(t_mem * grow, 1.0), t_new)
     t_si = 1.0 - st[sl, C_SI_PEAK]
     t_rs = _fmax(1.0 - raw_s, _TAIL_FLOOR)
-    fs = cal_s if t_rs < t_si else 0.0
-    t_si_new = t_rs * (1.0 - bump) if t_rs < t_si else t_rs
+    fs = raw_s if t_rs < t_si else 0.0
+    t_si_new = t_rs * (1.0 - bump) if fs > 0 else t_rs
     st[sl, C_SI_PEAK] = 1.0 - _min(_min(t_si * grow, 1.0), t_si_new)
     t_li = 1.0 - st[sl, C_LI_PEAK]
     t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
@@ -1398,12 +1397,15 @@ def _veto(st, sl, pr, s_robust_z, s_ewma):
 
 
 @njit(**_STAGE)
-def _calibrate(st, sl, pr, raw, lis, fu, fs, li_f):
+def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
     with fusion.detector_tail_stretch; the likelihood's score (already a z against the series' own history) the
     same way under the prior tail alone, unstretched, so it cannot change what a detector emits. The larger of
-    the two, and silence's emission `fs`, calibrated already (its own gap tail, silcal32). Then learns the tail fit: decayed counts of readings, of exceedances of the level u and their excess
+    the two. Silence's emission `fs` (silcal32) is the smaller of that map of its own score and `cal_s`, 1 - the
+    gap's posterior-predictive tail (`_silence`): a gap the series shows now and then scores lower, and no gap
+    scores higher than before (a gap just beyond an irregular series' expected interval is not "rare" by the value
+    tail's map, whatever its own tail says). Then learns the tail fit: decayed counts of readings, of exceedances of the level u and their excess
     (winsorised at 5 x the current mean excess, so one anomaly does not teach the series that it is normal), from
     the detectors' statistic only.
 
@@ -1419,8 +1421,10 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, li_f):
     tl_e = st[sl, C_TL_E]
     if fu > 0:
         fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
-    if fs > fu:
-        fu = fs
+    if fs > 0:
+        fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
+        if fs > fu:
+            fu = fs
     if li_f > 0:
         li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
     tl_d = pr[P_TL_DECAY]
@@ -1546,9 +1550,10 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
-        fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, s_silence_cal * pr[P_W_SILENCE], lis)
+        fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
-        fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, fs, li_f))
+        fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE],
+                                                           li_f))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma

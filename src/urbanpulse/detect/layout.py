@@ -88,7 +88,7 @@ SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen expo
 # SC_C0), linear from 1 at the median gap to P(long) at `factor` median gaps below it. So the same gap scores lower
 # on a series that has shown a few such gaps than on one that never missed a reading, and a gap far beyond anything
 # seen scores near 1. Scores only: the decision is silence's statistic (score >= 0.5) as before; no state column
-SC_A0 = 0.5  # silcal32: the prior's long gaps in P(long) (0.5: a regular series' first long gap is ~1 / (2 n) rare)
+SC_A0 = 5.0  # silcal32: the prior's long gaps in P(long) (with si_n0 = 200: a long gap once in ~40 gaps before any is seen)
 SC_C0 = 2.0  # silcal32: the prior's long gaps (of mean excess `si_m0`) in the excess's Lomax tail
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
