@@ -188,6 +188,14 @@ SE_M = _SE["m"]
 SE_VE = _SE["ve"]
 SE_VM = _SE["vm"]
 SE_N = _SE["n"]
+SE_W0 = _SE["w0"]  # traffic32: the weekend profile's bins start here (SEASON_BINS of them)
+SE_FA = _SE["fa"]
+SE_FB = _SE["fb"]
+U_SE_W0 = np.uint64(SE_W0)
+U_WEEK = np.uint64(7)
+U_DOW0 = np.uint64(3)  # 1970-01-01 was a Thursday: (days since the epoch + 3) % 7 is 0 on Mondays, 5-6 at the weekend
+U_SAT = np.uint64(5)
+PER_DAY_US = 1.0 / 86_400_000_000  # days per microsecond (a product, not a quotient, a reading)
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -1197,21 +1205,32 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         ubi = up // U_BIN_US
         w1 = np.float64(up - ubi * U_BIN_US) * PER_BIN_US
         b0 = ubi % U_SEASON_BINS
+        day0 = ubi // U_SEASON_BINS
     else:
         bi = ph // BIN_US
         w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
         b0 = np.uint64(bi % SEASON_BINS)
+        day0 = np.uint64((bi // SEASON_BINS) % 7)  # the same weekday (a multiple of 7 days added)
     b1 = b0 + U_ONE if b0 + U_ONE < U_SEASON_BINS else U_ZERO
-    q0 = np.float64(se[sl, b0])
-    q1 = np.float64(se[sl, b1])
-    # both bins seen (every reading but a few in the first pass of the day): one test, not a choice per value
+    day1 = day0 + U_ONE if b1 == U_ZERO else day0
+    # traffic32: each of the two bins in its day's profile (the weekend's columns from SE_W0 on, the weekdays' 0 on)
+    o0 = U_SE_W0 if (day0 + U_DOW0) % U_WEEK >= U_SAT else U_ZERO
+    o1 = U_SE_W0 if (day1 + U_DOW0) % U_WEEK >= U_SAT else U_ZERO
+    c0 = b0 + o0
+    c1 = b1 + o1
+    q0 = np.float64(se[sl, c0])
+    q1 = np.float64(se[sl, c1])
+    # both bins seen (every reading but a few in the first pass of each profile's day): one test, not a choice per
+    # value
     seen = q0 == q0 and q1 == q1
     if seen:
         p0 = q0
         p1 = q1
-    else:  # a bin not seen yet takes its neighbour's value, or 0
-        p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
-        p1 = q1 if q1 == q1 else p0
+    else:  # a bin not seen yet takes the other profile's value at its hour, else its neighbour's, or 0
+        r0 = q0 if q0 == q0 else np.float64(se[sl, b0 + (U_SE_W0 - o0)])
+        r1 = q1 if q1 == q1 else np.float64(se[sl, b1 + (U_SE_W0 - o1)])
+        p0 = r0 if r0 == r0 else (r1 if r1 == r1 else 0.0)
+        p1 = r1 if r1 == r1 else p0
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
     n = np.float64(se[sl, SE_N])
@@ -1251,14 +1270,22 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         st[sl, C_SE_L] = lv + (kl if kl < 1.0 else 1.0) * ec
         kb = gap * PER_BIN_US
         after_day = age >= DAY_US
-        g = (pr[P_SE_GAMMA] if after_day else 1.0) * (kb if kb < 1.0 else 1.0)
+        # traffic32: a profile's own first day (from its first reading) follows the readings, as the series' first
+        # day did; the reading's profile is the first bin's
+        fc = SE_FB if o0 != U_ZERO else SE_FA
+        ad = age * PER_DAY_US
+        f0 = np.float64(se[sl, fc])
+        if not f0 == f0:
+            se[sl, fc] = np.float32(ad)
+            f0 = ad
+        g = (pr[P_SE_GAMMA] if ad - f0 >= 1.0 else 1.0) * (kb if kb < 1.0 else 1.0)
         # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
         if seen:
-            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
-            se[sl, b1] = np.float32(q1 + g * w1 * ec)
+            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec)
+            se[sl, c1] = np.float32(q1 + g * w1 * ec)
         else:
-            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
-            se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+            se[sl, c1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
         se[sl, SE_M] = np.float32(m)
         if after_day:
             ve = np.float64(se[sl, SE_VE])

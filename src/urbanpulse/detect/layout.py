@@ -39,7 +39,14 @@ SEASON_BINS = 24
 # float32 columns of one slot's seasonal table (the bank's `season`): the profile's bins (offsets from the float64
 # level `se_l` of the state table, so float32 keeps their precision), the residual's short-term mean, its long-run
 # mean square and the short-term mean's, and how many readings those two have learned (exact in float32: capped)
-SEASON: tuple[str, ...] = (*(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n")
+SEASON: tuple[str, ...] = (
+    *(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n",
+    # --- traffic32: a second profile for the weekend (Saturday and Sunday of the UTC calendar), so a road's or an
+    # office's weekend does not read as a changed day nor inflate the residual's RMS that scores the weekdays; the
+    # bins above are then the weekdays' (NaN = not seen: such a bin predicts with the other profile's), and the
+    # series' age in days at each profile's first reading (NaN = none yet: its first day follows the readings)
+    *(f"w{b}" for b in range(SEASON_BINS)), "fa", "fb",
+)
 SE = {name: i for i, name in enumerate(SEASON)}
 
 # float64 parameter columns of one profile (NaN = "not set" where a limit is optional)
