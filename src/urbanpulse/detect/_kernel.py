@@ -1243,8 +1243,15 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     age = np.float64(ti) - st[sl, C_SE_T0]
+    # traffic32: the reading's profile (its first bin's) and whether that profile is past its own first day: a
+    # profile in its first day (the series' first, or the first weekend) neither scores nor teaches the residual's
+    # scales (its readings are predicted by a profile of the other kind of day, or by one still being seeded)
+    fc = SE_FB if o0 != U_ZERO else SE_FA
+    ad = age * PER_DAY_US
+    f0 = np.float64(se[sl, fc])
+    settled = ad - f0 >= 1.0  # False while f0 is NaN
     season_in = 0.0
-    if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
+    if settled and age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
         ve = np.float64(se[sl, SE_VE])
         vm = np.float64(se[sl, SE_VM])
         sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
@@ -1270,15 +1277,11 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         st[sl, C_SE_L] = lv + (kl if kl < 1.0 else 1.0) * ec
         kb = gap * PER_BIN_US
         after_day = age >= DAY_US
-        # traffic32: a profile's own first day (from its first reading) follows the readings, as the series' first
-        # day did; the reading's profile is the first bin's
-        fc = SE_FB if o0 != U_ZERO else SE_FA
-        ad = age * PER_DAY_US
-        f0 = np.float64(se[sl, fc])
-        if not f0 == f0:
+        # traffic32: a profile's own first day (from its first reading whose two bins are both its own: not the
+        # half hour around a midnight where the kind of day changes) follows the readings, as the series' first day did
+        if not f0 == f0 and o0 == o1:
             se[sl, fc] = np.float32(ad)
-            f0 = ad
-        g = (pr[P_SE_GAMMA] if ad - f0 >= 1.0 else 1.0) * (kb if kb < 1.0 else 1.0)
+        g = (pr[P_SE_GAMMA] if settled else 1.0) * (kb if kb < 1.0 else 1.0)
         # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
         if seen:
             se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec)
@@ -1287,7 +1290,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
             se[sl, c1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
         se[sl, SE_M] = np.float32(m)
-        if after_day:
+        if after_day and settled:
             ve = np.float64(se[sl, SE_VE])
             vm = np.float64(se[sl, SE_VM])
             n1 = n + 1.0
