@@ -176,7 +176,8 @@ class DetectorBank:
         self.values = np.zeros((0, self.ring_values), np.float32)
         self.changes = np.zeros((0, self.ring_changes), np.float32)
         self.gaps = np.zeros((0, self.ring_gaps), np.float32)  # seconds
-        # the likelihood's seasonal input: its daily profile (offsets from state column "se_l") and scales, float32
+        # the likelihood's seasonal input: its daily profiles (weekdays, weekends; offsets from state column "se_l") and
+        # scales, float32
         self.season = np.zeros((0, len(SEASON)), np.float32)
         _kernel()  # compile / load the kernel now, not on the first batch
 
