@@ -189,12 +189,17 @@ SE_VE = _SE["ve"]
 SE_VM = _SE["vm"]
 SE_N = _SE["n"]
 SE_W0 = _SE["w0"]  # traffic32: the weekend profile's bins start here (SEASON_BINS of them)
-SE_FA = _SE["fa"]
 SE_FB = _SE["fb"]
+SE_WO = _SE["wo"]
+SE_WD = _SE["wd"]
+WEEKLY_RATIO = 4.0  # the weekend profile predicts a weekend once its mean square there is this many times lower
+WEEKLY_RATE = 1.0 / 32  # the rate of those two mean squares (a few hours of a 5-minute series' weekend)
 U_SE_W0 = np.uint64(SE_W0)
-U_WEEK = np.uint64(7)
-U_DOW0 = np.uint64(3)  # 1970-01-01 was a Thursday: (days since the epoch + 3) % 7 is 0 on Mondays, 5-6 at the weekend
-U_SAT = np.uint64(5)
+# the bin's place in the week: 1970-01-01 was a Thursday, so (bins since the epoch + 3 days of bins) modulo a week of
+# bins counts from Monday's first bin, and Saturday's first bin is 5 days of bins on
+U_WEEK_SHIFT = np.uint64(3 * _SEASON_BINS)
+U_WEEK_BINS = np.uint64(7 * _SEASON_BINS)
+U_WEEKEND_BIN = np.uint64(5 * _SEASON_BINS)
 PER_DAY_US = 1.0 / 86_400_000_000  # days per microsecond (a product, not a quotient, a reading)
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
@@ -1209,35 +1214,61 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         ubi = up // U_BIN_US
         w1 = np.float64(up - ubi * U_BIN_US) * PER_BIN_US
         b0 = ubi % U_SEASON_BINS
-        day0 = ubi // U_SEASON_BINS
+        weekend = (ubi + U_WEEK_SHIFT) % U_WEEK_BINS >= U_WEEKEND_BIN
     else:
         bi = ph // BIN_US
         w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
         b0 = np.uint64(bi % SEASON_BINS)
-        day0 = np.uint64((bi // SEASON_BINS) % 7)  # the same weekday (a multiple of 7 days added)
+        weekend = (bi + 3 * SEASON_BINS) % (7 * SEASON_BINS) >= 5 * SEASON_BINS
     b1 = b0 + U_ONE if b0 + U_ONE < U_SEASON_BINS else U_ZERO
-    day1 = day0 + U_ONE if b1 == U_ZERO else day0
-    # traffic32: each of the two bins in its day's profile (the weekend's columns from SE_W0 on, the weekdays' 0 on)
-    o0 = U_SE_W0 if (day0 + U_DOW0) % U_WEEK >= U_SAT else U_ZERO
-    o1 = U_SE_W0 if (day1 + U_DOW0) % U_WEEK >= U_SAT else U_ZERO
-    c0 = b0 + o0
-    c1 = b1 + o1
-    q0 = np.float64(se[sl, c0])
-    q1 = np.float64(se[sl, c1])
-    # both bins seen (every reading but a few in the first pass of each profile's day): one test, not a choice per
-    # value
+    q0 = np.float64(se[sl, b0])
+    q1 = np.float64(se[sl, b1])
+    # both bins seen (every reading but a few in the first pass of the day): one test, not a choice per value
     seen = q0 == q0 and q1 == q1
     if seen:
         p0 = q0
         p1 = q1
-    else:  # a bin not seen yet takes the other profile's value at its hour, else its neighbour's, or 0
-        r0 = q0 if q0 == q0 else np.float64(se[sl, b0 + (U_SE_W0 - o0)])
-        r1 = q1 if q1 == q1 else np.float64(se[sl, b1 + (U_SE_W0 - o1)])
-        p0 = r0 if r0 == r0 else (r1 if r1 == r1 else 0.0)
-        p1 = r1 if r1 == r1 else p0
+    else:  # a bin not seen yet takes its neighbour's value, or 0
+        p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+        p1 = q1 if q1 == q1 else p0
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
     n = np.float64(se[sl, SE_N])
+    age = np.float64(ti) - st[sl, C_SE_T0]
+    # traffic32: at the weekend (the first bin's day a Saturday or Sunday), the weekend profile (its own bins at the
+    # same hours) learns the reading too; once past its first day, how well each profile predicts the weekend is
+    # tallied, and where the weekend's own is the better by WEEKLY_RATIO in mean square (a weekly series: a road, an
+    # office), it predicts, scores and teaches the weekend's readings and the weekdays' profile no longer learns them;
+    # elsewhere the weekdays' profile serves every day (a series without a weekly cycle is scored as before). The
+    # weekend profile's first day neither scores nor teaches the scales.
+    use_w = False
+    w_first = False
+    ew = 0.0
+    r0 = 0.0
+    r1 = 0.0
+    wseen = False
+    ad = 0.0
+    fb = 0.0
+    if weekend:
+        ad = age * PER_DAY_US
+        r0 = np.float64(se[sl, U_SE_W0 + b0])
+        r1 = np.float64(se[sl, U_SE_W0 + b1])
+        wseen = r0 == r0 and r1 == r1
+        fb = np.float64(se[sl, SE_FB])
+        w_first = not ad - fb >= 1.0  # also while fb is NaN
+        if wseen:
+            ew = xi - (lv + ((1.0 - w1) * r0 + w1 * r1))
+            if not w_first:
+                so = np.float64(se[sl, SE_WO])
+                sd = np.float64(se[sl, SE_WD])
+                use_w = WEEKLY_RATIO * so < sd  # the tallies before this reading (False while NaN)
+                ew2 = ew * ew
+                e2w = e * e
+                if _isfinite(ew2) and _isfinite(e2w):
+                    se[sl, SE_WO] = np.float32(ew2 if not so == so else so + WEEKLY_RATE * (ew2 - so))
+                    se[sl, SE_WD] = np.float32(e2w if not sd == sd else sd + WEEKLY_RATE * (e2w - sd))
+    if use_w:
+        e = ew
     ec = e
     if n >= 64:
         ve = np.float64(se[sl, SE_VE])
@@ -1246,16 +1277,8 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             ec = _min(_max(e, -lim), lim)
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
-    age = np.float64(ti) - st[sl, C_SE_T0]
-    # traffic32: the reading's profile (its first bin's) and whether that profile is past its own first day: a
-    # profile in its first day (the series' first, or the first weekend) neither scores nor teaches the residual's
-    # scales (its readings are predicted by a profile of the other kind of day, or by one still being seeded)
-    fc = SE_FB if o0 != U_ZERO else SE_FA
-    ad = age * PER_DAY_US
-    f0 = np.float64(se[sl, fc])
-    settled = ad - f0 >= 1.0  # False while f0 is NaN
     season_in = 0.0
-    if settled and age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
+    if not w_first and age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
         ve = np.float64(se[sl, SE_VE])
         vm = np.float64(se[sl, SE_VM])
         sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
@@ -1280,21 +1303,37 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         kl = gap * pr[P_SE_PER_US]
         st[sl, C_SE_L] = lv + (kl if kl < 1.0 else 1.0) * ec
         kb = gap * PER_BIN_US
+        sh = kb if kb < 1.0 else 1.0
         after_day = age >= DAY_US
-        # traffic32: a profile's own first day (from its first reading whose two bins are both its own: not the
-        # half hour around a midnight where the kind of day changes) follows the readings, as the series' first day did
-        if not f0 == f0 and o0 == o1:
-            se[sl, fc] = np.float32(ad)
-        g = (pr[P_SE_GAMMA] if settled else 1.0) * (kb if kb < 1.0 else 1.0)
-        # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
-        if seen:
-            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec)
-            se[sl, c1] = np.float32(q1 + g * w1 * ec)
-        else:
-            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
-            se[sl, c1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+        if not use_w:  # (then ec is the weekdays' profile's own residual, winsorised)
+            g = (pr[P_SE_GAMMA] if after_day else 1.0) * sh
+            # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
+            if seen:
+                se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
+                se[sl, b1] = np.float32(q1 + g * w1 * ec)
+            else:
+                se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+                se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+        if weekend:
+            # the weekend profile's first day (from its first reading not in the half hour before a Monday) follows
+            # the readings, as the series' first day did
+            if not fb == fb and b0 + U_ONE < U_SEASON_BINS:
+                se[sl, SE_FB] = np.float32(ad)
+            gw = (1.0 if w_first else pr[P_SE_GAMMA]) * sh
+            if wseen:
+                ewc = ew
+                if n >= 64:  # winsorised as ec is
+                    ve = np.float64(se[sl, SE_VE])
+                    if ew * ew > 16.0 * ve and ve > 0:
+                        lim = 4.0 * np.sqrt(ve)
+                        ewc = _min(_max(ew, -lim), lim)
+                se[sl, U_SE_W0 + b0] = np.float32(r0 + gw * (1.0 - w1) * ewc)
+                se[sl, U_SE_W0 + b1] = np.float32(r1 + gw * w1 * ewc)
+            else:
+                se[sl, U_SE_W0 + b0] = np.float32(xi - lv) if not r0 == r0 else np.float32(r0)
+                se[sl, U_SE_W0 + b1] = np.float32(xi - lv) if not r1 == r1 else np.float32(r1)
         se[sl, SE_M] = np.float32(m)
-        if after_day and settled:
+        if after_day and not w_first:
             ve = np.float64(se[sl, SE_VE])
             vm = np.float64(se[sl, SE_VM])
             n1 = n + 1.0

@@ -219,7 +219,7 @@ class DetectorBank:
         self.gaps[slots] = np.nan
         self.season[slots] = 0.0
         self.season[slots, :SEASON_BINS] = np.nan  # the daily profile's bins: not seen yet
-        self.season[slots, SE["w0"]:SE["fb"] + 1] = np.nan  # the weekend's (traffic32) and both first days: the same
+        self.season[slots, SE["w0"]:] = np.nan  # the weekend's profile, first day and tallies (traffic32): the same
 
     def assign(self, slots: np.ndarray, sensor_ids: list[str], metrics: list[str]) -> None:
         """(Re)configure these slots for their (sensor, metric) from the config and reset their state."""

@@ -42,10 +42,11 @@ SEASON_BINS = 24
 SEASON: tuple[str, ...] = (
     *(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n",
     # --- traffic32: a second profile for the weekend (Saturday and Sunday of the UTC calendar), so a road's or an
-    # office's weekend does not read as a changed day nor inflate the residual's RMS that scores the weekdays; the
-    # bins above are then the weekdays' (NaN = not seen: such a bin predicts with the other profile's), and the
-    # series' age in days at each profile's first reading (NaN = none yet: its first day follows the readings)
-    *(f"w{b}" for b in range(SEASON_BINS)), "fa", "fb",
+    # office's weekend does not read as a changed day nor inflate the residual's RMS that scores the weekdays (NaN =
+    # not seen); the series' age in days at the weekend profile's first reading (NaN = none yet: its first day follows
+    # the readings); and the mean squares of the weekend's residuals against the weekend profile and against the
+    # weekdays' (NaN = none yet), which tell a weekly series (the weekend profile then predicts its weekends)
+    *(f"w{b}" for b in range(SEASON_BINS)), "fb", "wo", "wd",
 )
 SE = {name: i for i, name in enumerate(SEASON)}
 
