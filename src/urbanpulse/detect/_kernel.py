@@ -1192,9 +1192,8 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for both, so
     one spike teaches neither. Saturdays and Sundays (the UTC calendar) have a profile of their own (traffic32): a
     road's or an office's weekend is another day, and in one profile it read as a changed day and inflated the RMS
-    that scores the weekdays past the amplitude gate (every `traffic` family draw); a profile's own first day (the
-    series' first, the first weekend) is predicted by the other profile where its bins are not seen yet, and neither
-    scores nor teaches the RMS. The bins, the mean and the RMS are float32 (`se`: 216 B a series), the level and the
+    that scores the weekdays past the amplitude gate (every `traffic` family draw); it predicts a weekend only where
+    the tallies below show a weekly series, and its first day neither scores nor teaches the RMS. The bins, the mean and the RMS are float32 (`se`: 220 B a series), the level and the
     series' first timestamp float64 state.
 
     Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
