@@ -188,19 +188,6 @@ SE_M = _SE["m"]
 SE_VE = _SE["ve"]
 SE_VM = _SE["vm"]
 SE_N = _SE["n"]
-SE_W0 = _SE["w0"]  # traffic32: the weekend profile's bins start here (SEASON_BINS of them)
-SE_FB = _SE["fb"]
-SE_WO = _SE["wo"]
-SE_WD = _SE["wd"]
-WEEKLY_RATIO = 4.0  # the weekend profile predicts a weekend once its mean square there is this many times lower
-WEEKLY_RATE = 1.0 / 32  # the rate of those two mean squares (a few hours of a 5-minute series' weekend)
-U_SE_W0 = np.uint64(SE_W0)
-# the bin's place in the week: 1970-01-01 was a Thursday, so (bins since the epoch + 3 days of bins) modulo a week of
-# bins counts from Monday's first bin, and Saturday's first bin is 5 days of bins on
-U_WEEK_SHIFT = np.uint64(3 * _SEASON_BINS)
-U_WEEK_BINS = np.uint64(7 * _SEASON_BINS)
-U_WEEKEND_BIN = np.uint64(5 * _SEASON_BINS)
-PER_DAY_US = 1.0 / 86_400_000_000  # days per microsecond (a product, not a quotient, a reading)
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -1190,10 +1177,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     series with a weak day). The level and the profile move in time, not per reading: the level by gap /
     likelihood_season_level_hours, a bin by its share of likelihood_season_gamma per pass of the day (1 in the
     first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for both, so
-    one spike teaches neither. Saturdays and Sundays (the UTC calendar) have a profile of their own (traffic32): a
-    road's or an office's weekend is another day, and in one profile it read as a changed day and inflated the RMS
-    that scores the weekdays past the amplitude gate (every `traffic` family draw); it predicts a weekend only where
-    the tallies below show a weekly series, and its first day neither scores nor teaches the RMS. The bins, the mean and the RMS are float32 (`se`: 220 B a series), the level and the
+    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 112 B a series), the level and the
     series' first timestamp float64 state.
 
     Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
@@ -1213,12 +1197,10 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         ubi = up // U_BIN_US
         w1 = np.float64(up - ubi * U_BIN_US) * PER_BIN_US
         b0 = ubi % U_SEASON_BINS
-        weekend = (ubi + U_WEEK_SHIFT) % U_WEEK_BINS >= U_WEEKEND_BIN
     else:
         bi = ph // BIN_US
         w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
         b0 = np.uint64(bi % SEASON_BINS)
-        weekend = (bi + 3 * SEASON_BINS) % (7 * SEASON_BINS) >= 5 * SEASON_BINS
     b1 = b0 + U_ONE if b0 + U_ONE < U_SEASON_BINS else U_ZERO
     q0 = np.float64(se[sl, b0])
     q1 = np.float64(se[sl, b1])
@@ -1233,41 +1215,6 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
     n = np.float64(se[sl, SE_N])
-    age = np.float64(ti) - st[sl, C_SE_T0]
-    # traffic32: at the weekend (the first bin's day a Saturday or Sunday), the weekend profile (its own bins at the
-    # same hours) learns the reading too; once past its first day, how well each profile predicts the weekend is
-    # tallied, and where the weekend's own is the better by WEEKLY_RATIO in mean square (a weekly series: a road, an
-    # office), it predicts, scores and teaches the weekend's readings and the weekdays' profile no longer learns them;
-    # elsewhere the weekdays' profile serves every day (a series without a weekly cycle is scored as before). The
-    # weekend profile's first day neither scores nor teaches the scales.
-    use_w = False
-    w_first = False
-    ew = 0.0
-    r0 = 0.0
-    r1 = 0.0
-    wseen = False
-    ad = 0.0
-    fb = 0.0
-    if weekend:
-        ad = age * PER_DAY_US
-        r0 = np.float64(se[sl, U_SE_W0 + b0])
-        r1 = np.float64(se[sl, U_SE_W0 + b1])
-        wseen = r0 == r0 and r1 == r1
-        fb = np.float64(se[sl, SE_FB])
-        w_first = not ad - fb >= 1.0  # also while fb is NaN
-        if wseen:
-            ew = xi - (lv + ((1.0 - w1) * r0 + w1 * r1))
-            if not w_first:
-                so = np.float64(se[sl, SE_WO])
-                sd = np.float64(se[sl, SE_WD])
-                use_w = WEEKLY_RATIO * so < sd  # the tallies before this reading (False while NaN)
-                ew2 = ew * ew
-                e2w = e * e
-                if _isfinite(ew2) and _isfinite(e2w):
-                    se[sl, SE_WO] = np.float32(ew2 if not so == so else so + WEEKLY_RATE * (ew2 - so))
-                    se[sl, SE_WD] = np.float32(e2w if not sd == sd else sd + WEEKLY_RATE * (e2w - sd))
-    if use_w:
-        e = ew
     ec = e
     if n >= 64:
         ve = np.float64(se[sl, SE_VE])
@@ -1276,8 +1223,9 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             ec = _min(_max(e, -lim), lim)
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
+    age = np.float64(ti) - st[sl, C_SE_T0]
     season_in = 0.0
-    if not w_first and age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
+    if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
         ve = np.float64(se[sl, SE_VE])
         vm = np.float64(se[sl, SE_VM])
         sc2 = _fmax(_fmax(vm, _fmax(ve, res * res) * pr[P_TR_W]), _TINY)
@@ -1302,37 +1250,17 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         kl = gap * pr[P_SE_PER_US]
         st[sl, C_SE_L] = lv + (kl if kl < 1.0 else 1.0) * ec
         kb = gap * PER_BIN_US
-        sh = kb if kb < 1.0 else 1.0
         after_day = age >= DAY_US
-        if not use_w:  # (then ec is the weekdays' profile's own residual, winsorised)
-            g = (pr[P_SE_GAMMA] if after_day else 1.0) * sh
-            # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
-            if seen:
-                se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
-                se[sl, b1] = np.float32(q1 + g * w1 * ec)
-            else:
-                se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
-                se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
-        if weekend:
-            # the weekend profile's first day (from its first reading not in the half hour before a Monday) follows
-            # the readings, as the series' first day did
-            if not fb == fb and b0 + U_ONE < U_SEASON_BINS:
-                se[sl, SE_FB] = np.float32(ad)
-            gw = (1.0 if w_first else pr[P_SE_GAMMA]) * sh
-            if wseen:
-                ewc = ew
-                if n >= 64:  # winsorised as ec is
-                    ve = np.float64(se[sl, SE_VE])
-                    if ew * ew > 16.0 * ve and ve > 0:
-                        lim = 4.0 * np.sqrt(ve)
-                        ewc = _min(_max(ew, -lim), lim)
-                se[sl, U_SE_W0 + b0] = np.float32(r0 + gw * (1.0 - w1) * ewc)
-                se[sl, U_SE_W0 + b1] = np.float32(r1 + gw * w1 * ewc)
-            else:
-                se[sl, U_SE_W0 + b0] = np.float32(xi - lv) if not r0 == r0 else np.float32(r0)
-                se[sl, U_SE_W0 + b1] = np.float32(xi - lv) if not r1 == r1 else np.float32(r1)
+        g = (pr[P_SE_GAMMA] if after_day else 1.0) * (kb if kb < 1.0 else 1.0)
+        # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
+        if seen:
+            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
+            se[sl, b1] = np.float32(q1 + g * w1 * ec)
+        else:
+            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+            se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
         se[sl, SE_M] = np.float32(m)
-        if after_day and not w_first:
+        if after_day:
             ve = np.float64(se[sl, SE_VE])
             vm = np.float64(se[sl, SE_VM])
             n1 = n + 1.0

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from urbanpulse.capacity import grown
-from urbanpulse.detect.layout import (DETECTORS, S, SE, SEASON, SEASON_BINS, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_Z,
+from urbanpulse.detect.layout import (DETECTORS, S, SEASON, SEASON_BINS, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_Z,
                                      STATE, VETO_BIT)
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
@@ -176,8 +176,7 @@ class DetectorBank:
         self.values = np.zeros((0, self.ring_values), np.float32)
         self.changes = np.zeros((0, self.ring_changes), np.float32)
         self.gaps = np.zeros((0, self.ring_gaps), np.float32)  # seconds
-        # the likelihood's seasonal input: its daily profiles (weekdays, weekends; offsets from state column "se_l") and
-        # scales, float32
+        # the likelihood's seasonal input: its daily profile (offsets from state column "se_l") and scales, float32
         self.season = np.zeros((0, len(SEASON)), np.float32)
         _kernel()  # compile / load the kernel now, not on the first batch
 
@@ -219,7 +218,6 @@ class DetectorBank:
         self.gaps[slots] = np.nan
         self.season[slots] = 0.0
         self.season[slots, :SEASON_BINS] = np.nan  # the daily profile's bins: not seen yet
-        self.season[slots, SE["w0"]:] = np.nan  # the weekend's profile, first day and tallies (traffic32): the same
 
     def assign(self, slots: np.ndarray, sensor_ids: list[str], metrics: list[str]) -> None:
         """(Re)configure these slots for their (sensor, metric) from the config and reset their state."""

@@ -39,15 +39,7 @@ SEASON_BINS = 24
 # float32 columns of one slot's seasonal table (the bank's `season`): the profile's bins (offsets from the float64
 # level `se_l` of the state table, so float32 keeps their precision), the residual's short-term mean, its long-run
 # mean square and the short-term mean's, and how many readings those two have learned (exact in float32: capped)
-SEASON: tuple[str, ...] = (
-    *(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n",
-    # --- traffic32: a second profile for the weekend (Saturday and Sunday of the UTC calendar), so a road's or an
-    # office's weekend does not read as a changed day nor inflate the residual's RMS that scores the weekdays (NaN =
-    # not seen); the series' age in days at the weekend profile's first reading (NaN = none yet: its first day follows
-    # the readings); and the mean squares of the weekend's residuals against the weekend profile and against the
-    # weekdays' (NaN = none yet), which tell a weekly series (the weekend profile then predicts its weekends)
-    *(f"w{b}" for b in range(SEASON_BINS)), "fb", "wo", "wd",
-)
+SEASON: tuple[str, ...] = (*(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n")
 SE = {name: i for i, name in enumerate(SEASON)}
 
 # float64 parameter columns of one profile (NaN = "not set" where a limit is optional)
