@@ -111,6 +111,7 @@ def main() -> int:
     ap.add_argument("--check", action="append", default=[],
                     help="KEY=prior,memory[,level]: compare the replay with a candidate the kernel scored")
     ap.add_argument("--variant", action="append", default=[], help="main, se1, nolower (several: one each)")
+    ap.add_argument("--one-se", action="store_true", help="also detection_choose.py's one-standard-error column")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     files = devset.load(False)
@@ -140,6 +141,11 @@ def main() -> int:
             res[v][label] = r
             print(dc._line(f"{v}:{label:9s} channel", r["channel"]))
             print(dc._line(f"{v}:{label:9s} station", r["station"]), flush=True)
+            if a.one_se and len(names) > 1:
+                r1 = dc.choose_1se(files, runs, names)
+                res[v][label + "_1se"] = r1
+                print(dc._line(f"{v}:{label + ' 1se':9s} channel", r1["channel"]))
+                print(dc._line(f"{v}:{label + ' 1se':9s} station", r1["station"]), flush=True)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=float))
     return 0
