@@ -45,7 +45,7 @@ from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
-from urbanpulse.detect.layout import SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
+from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
@@ -580,10 +580,17 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
     above to hours) and is not learned as usual. Worked out only for a long gap once SI_Z^2 long gaps are counted
     (no logarithm on the common path); the configured interval (`expected_interval_s`, the registry's) stays strict.
 
+    Its emitted score (silcal32) is calibrated apart from its decision: 1 - the posterior-predictive probability of a
+    gap at least this long under the same counts (layout.SC_A0's comment), worked out only where the gap is beyond
+    the expected interval (score > 0). So among a series' gaps, and across series, the score ranks a gap by how rare
+    it is for that series (a fifth 40-minute gap on a road sensor below its first on a series that never missed a
+    reading, a dead source near 1), while the decision (score >= 0.5) and everything learned from the score (the
+    likelihood's input, the tail fit) are as before. Monotone in the gap for a given state.
+
     Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes), C_SI_N, C_SI_K, C_SI_E, C_SI_MAX; P_SI_INTERVAL_US,
     P_SI_IRREGULARITY, P_SI_MIN, P_SI_FACTOR, P_ON_SILENCE, P_SI_LNP, P_SI_DECAY, P_SI_N0, P_SI_M0.
     Writes C_SI_N, C_SI_K, C_SI_E, C_SI_MAX (the gap ring: `_learn_series`).
-    Returns (score, gap in µs, NaN on the slot's first reading)."""
+    Returns (score, gap in µs, NaN on the slot's first reading; the calibrated score, 0 where score is 0)."""
     gap = np.float64(ti - last) if has_prev else np.nan
     conf = pr[P_SI_INTERVAL_US]
     factor = pr[P_SI_FACTOR]
@@ -615,6 +622,20 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
             expected = _min(expected, _max(SI_CAP * 1e6 * st[sl, C_SI_MAX], factor * med_us) / factor)
     excess = _max(gap / expected - 1.0, 0.0)
     sil = excess / (excess + (factor - 1.0))
+    # the calibrated score (silcal32): the gap's tail probability under the counts as they stood before it
+    s_cal = 0.0
+    if sil > 0:
+        if med_us > 0:
+            qm = gap / med_us
+            p_long = (si_k + SC_A0) / (si_n + pr[P_SI_N0] + SC_A0)
+            if qm >= factor:
+                b = si_e + pr[P_SI_M0] * SC_C0
+                p = p_long * math.exp(-(si_k + SC_C0) * math.log(1.0 + (qm - factor) / b))
+            else:
+                p = 1.0 - (1.0 - p_long) * (_max(qm - 1.0, 0.0) / (factor - 1.0))
+            s_cal = 1.0 - _fmax(p, _TAIL_FLOOR)
+        else:  # a configured interval before the median gap is known: the statistic itself
+            s_cal = sil
     # learn the gap's rarity (its length in median gaps), where the median is known
     if has_prev and med_us > 0:
         d = pr[P_SI_DECAY]
@@ -631,7 +652,10 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
             st[sl, C_SI_K] = d * si_k
             st[sl, C_SI_E] = d * si_e
         st[sl, C_SI_MAX] = si_max
-    return (sil if _isfinite(sil) else 0.0) * pr[P_ON_SILENCE], gap
+    if not _isfinite(sil):
+        sil = 0.0
+        s_cal = 0.0
+    return sil * pr[P_ON_SILENCE], gap, s_cal * pr[P_ON_SILENCE]
 
 
 @njit(**_STAGE)
@@ -1323,7 +1347,12 @@ def _rearm(st, sl, pr, raw_v, raw_s, lis):
     after an emitted gap would otherwise re-emit it as a likelihood score).
 
     Reads and writes C_PEAK, C_SI_PEAK, C_LI_PEAK; reads P_FU_BUMP, P_FU_DECAY.
-    Returns (the fused raw score where emitted, else 0; the likelihood's score where emitted, else 0)."""
+    Silence's emission is returned apart (silcal32: `_calibrate` maps it with the gap's own tail), on its statistic
+    as before, so which readings carry a score is unchanged (a gate on the calibrated score would let a rarer gap's
+    emission hold back a later, less rare one for hundreds of readings: a station's next outage).
+
+    Returns (the value detectors' fused raw score where emitted, else 0; silence's weighted score where emitted,
+    else 0; the likelihood's score where emitted, else 0)."""
     bump = pr[P_FU_BUMP]
     grow = 1.0 / pr[P_FU_DECAY]
     t_mem = 1.0 - st[sl, C_PEAK]
@@ -1336,13 +1365,12 @@ def _rearm(st, sl, pr, raw_v, raw_s, lis):
     fs = raw_s if t_rs < t_si else 0.0
     t_si_new = t_rs * (1.0 - bump) if fs > 0 else t_rs
     st[sl, C_SI_PEAK] = 1.0 - _min(_min(t_si * grow, 1.0), t_si_new)
-    fu = _max(fu, fs)
     t_li = 1.0 - st[sl, C_LI_PEAK]
     t_lis = _fmax(1.0 - lis, _TAIL_FLOOR)
     li_f = lis if ((t_lis < t_li) and (t_lis < t_mem) and (t_lis < t_si)) else 0.0
     t_li_new = t_lis * (1.0 - bump) if li_f > 0 else t_lis
     st[sl, C_LI_PEAK] = 1.0 - _min(_min(t_li * grow, 1.0), t_li_new)
-    return fu, li_f
+    return fu, fs, li_f
 
 
 @njit(**_STAGE)
@@ -1369,12 +1397,15 @@ def _veto(st, sl, pr, s_robust_z, s_ewma):
 
 
 @njit(**_STAGE)
-def _calibrate(st, sl, pr, raw, lis, fu, li_f):
+def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
     with fusion.detector_tail_stretch; the likelihood's score (already a z against the series' own history) the
     same way under the prior tail alone, unstretched, so it cannot change what a detector emits. The larger of
-    the two. Then learns the tail fit: decayed counts of readings, of exceedances of the level u and their excess
+    the two. Silence's emission `fs` (silcal32) is the smaller of that map of its own score and `cal_s`, 1 - the
+    gap's posterior-predictive tail (`_silence`): a gap the series shows now and then scores lower, and no gap
+    scores higher than before (a gap just beyond an irregular series' expected interval is not "rare" by the value
+    tail's map, whatever its own tail says). Then learns the tail fit: decayed counts of readings, of exceedances of the level u and their excess
     (winsorised at 5 x the current mean excess, so one anomaly does not teach the series that it is normal), from
     the detectors' statistic only.
 
@@ -1382,14 +1413,18 @@ def _calibrate(st, sl, pr, raw, lis, fu, li_f):
     Writes C_TL_N, C_TL_K, C_TL_E. Returns the calibrated score (0 where neither was emitted)."""
     q_det = raw / (1.0 - raw)
     q_li = lis / (1.0 - lis)
-    # the emitted score's q (rearm31: the value detectors' or silence's emission, below raw where the other is
-    # higher but not emitted; then fu < raw <= 1, so no division by 0)
+    # the value detectors' emission's q (below raw where silence's statistic is higher; then fu < raw <= 1, so no
+    # division by 0)
     q_fu = q_det if fu == raw else fu / (1.0 - fu)
     tl_n = st[sl, C_TL_N]
     tl_k = st[sl, C_TL_K]
     tl_e = st[sl, C_TL_E]
     if fu > 0:
         fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
+    if fs > 0:
+        fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
+        if fs > fu:
+            fu = fs
     if li_f > 0:
         li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
     tl_d = pr[P_TL_DECAY]
@@ -1494,7 +1529,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         has_prev = cnt > 0
         med, mad, res, ew_m, ew_std, lr_std, floor, sh_m0, sh_s0 = _scales(st, sl, pr)
 
-        s_silence, gap = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
+        s_silence, gap, s_silence_cal = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
         s_flatline, s_flatline_fused = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
         s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
@@ -1515,9 +1550,10 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
-        fu, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
+        fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
-        fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, li_f))
+        fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE],
+                                                           li_f))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma

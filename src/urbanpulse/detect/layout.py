@@ -80,6 +80,17 @@ SI_CAP_N = 16.0  # ... once this many long gaps are counted
 SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen exponential gaps is short)
 # whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
 
+# --- silence's calibrated score (silcal32): silence's *emitted* score is 1 - the posterior-predictive probability
+# of a gap at least this long under the series' own gaps (the gap31 counts si_n, si_k, si_e and their prior), not
+# its statistic through the value detectors' tail: P(gap >= q medians) = P(long) x (1 + (q - factor) / B)^-A, with
+# P(long) = (si_k + SC_A0) / (si_n + si_n0 + SC_A0) (a Beta posterior's mean: a long gap's chance a gap) and the
+# excess's Lomax tail (an exponential with a Gamma posterior on its rate: A = si_k + SC_C0, B = si_e + si_m0 x
+# SC_C0), linear from 1 at the median gap to P(long) at `factor` median gaps below it. So the same gap scores lower
+# on a series that has shown a few such gaps than on one that never missed a reading, and a gap far beyond anything
+# seen scores near 1. Scores only: the decision is silence's statistic (score >= 0.5) as before; no state column
+SC_A0 = 5.0  # silcal32: the prior's long gaps in P(long) (with si_n0 = 200: a long gap once in ~40 gaps before any is seen)
+SC_C0 = 2.0  # silcal32: the prior's long gaps (of mean excess `si_m0`) in the excess's Lomax tail
+
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
 VETO_BIT = {name: 1 << i for i, name in enumerate(DETECTORS)}
