@@ -16,6 +16,9 @@ five; per channel and per station (Sidak). With no --set, every candidate alone 
 LODO) and all of them together. `--recal-sets` adds the det16b candidates (the second-stage calibration's
 prior, memory and level) and the three candidate sets its LODO choice was run on (S1-S3, and ALL of them),
 each candidate with `--base` merged in: the figure "with the choice held out" of benchmarks/README.md, det17.
+`--one-se` adds a second column for those sets (choice32, added after session 31's regression, its rule written
+down before it was run): the simplest candidate (`simplicity`) whose training score is within one bootstrap
+standard error of the best one's, instead of the best one.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ sys.path.insert(0, str(HERE))
 import detection_ab as ab  # noqa: E402
 import detection_dev as dd  # noqa: E402
 import detection_devset as devset  # noqa: E402
+import nab_score  # noqa: E402
 
 
 # det16b's candidates: the second-stage calibration (fusion.recalibrate_*) and the sets its LODO choice was run on
@@ -100,6 +104,70 @@ def choose(files, runs: dict[str, dict[str, np.ndarray]], names: list[str]) -> d
     return out
 
 
+def simplicity(name: str) -> tuple:
+    """Sort key of a second-stage candidate, simplest first (choice32's one-standard-error column, its rule written
+    down in benchmarks/README.md before it was run): the prior's weight in pseudo-emissions above the level,
+    k0 = (1 - level) x prior readings, larger first (`off`, no second stage, first of all); then the longer memory;
+    then the name."""
+    base = name.split(":")[-1]
+    f = {"recalibrate_level": 0.99, "recalibrate_prior_readings": 5000.0, "recalibrate_memory": 20000.0,
+         **RECAL_CANDIDATES[base]}
+    k0 = (np.inf if f["recalibrate_level"] == 0
+          else (1.0 - f["recalibrate_level"]) * f["recalibrate_prior_readings"])
+    return (-k0, -f["recalibrate_memory"], base)
+
+
+def _boot_se(res, resamples: int = 200, seed: int = 0) -> float:
+    """Bootstrap standard error of a pooled NAB normalised score over its files, the threshold held fixed."""
+    raw = np.array([f.raw for f in res.files])
+    null = np.array([f.null for f in res.files])
+    perf = np.array([f.perfect for f in res.files])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(raw), (resamples, len(raw)))
+    r, nl, pf = raw[idx].sum(1), null[idx].sum(1), perf[idx].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = 100.0 * (r - nl) / (pf - nl)
+    return float(np.nanstd(v, ddof=1))
+
+
+def lodo_1se(files, runs: dict[str, dict[str, np.ndarray]], profile: str = "standard") -> dict:
+    """detection_dev.lodo with the one-standard-error rule: for each held-out dataset, the simplest candidate
+    (`simplicity`) whose training score is within one bootstrap standard error of the best one's, at its own
+    best training threshold; that dataset scored there."""
+    out = {}
+    for ds in devset.DATASETS:
+        train = [f for f in files if f.dataset != ds]
+        test = [f for f in files if f.dataset == ds]
+        tr = {}
+        for name, scores in runs.items():
+            ser, win = dd._series(train, scores)
+            tr[name] = nab_score.score_corpus(ser, win, profile)
+        best = max(tr, key=lambda n: tr[n].normalized)
+        se = _boot_se(tr[best])
+        ok = [n for n in tr if tr[n].normalized >= tr[best].normalized - se]
+        pick = min(ok, key=simplicity)
+        ser, win = dd._series(test, runs[pick])
+        r = nab_score.score_corpus(ser, win, profile, threshold=tr[pick].threshold)
+        out[ds] = {"chosen": pick, "best": best, "se": se, "threshold": tr[pick].threshold,
+                   "train": tr[pick].normalized, "train_best": tr[best].normalized, "held_out": r.normalized}
+    vals = [out[ds]["held_out"] for ds in devset.DATASETS]
+    out["mean"] = float(np.mean(vals))
+    out["worst"] = float(np.min(vals))
+    return out
+
+
+def choose_1se(files, runs: dict[str, dict[str, np.ndarray]], names: list[str]) -> dict:
+    """`choose` with the one-standard-error rule (`lodo_1se`), per channel and per station (Sidak)."""
+    sub = {n: runs[n] for n in names}
+    out = {"channel": lodo_1se(files, sub)}
+    st = {}
+    sfiles = files
+    for n, sc in sub.items():
+        sfiles, st[n] = devset.stations(files, sc, "sidak")
+    out["station"] = lodo_1se(sfiles, st)
+    return out
+
+
 def _line(label: str, lo: dict) -> str:
     return (f"{label}: mean {lo['mean']:5.1f} worst {lo['worst']:5.1f} | "
             + " ".join(f"{d} {lo[d]['held_out']:.1f} ({lo[d]['chosen']})" for d in devset.DATASETS))
@@ -115,6 +183,8 @@ def main() -> int:
                     help="another tree's cache: its tagged candidates join the pool (names tag:name)")
     ap.add_argument("--recal-sets", action="store_true", help="det16b's candidates and candidate sets (S1-S3, ALL)")
     ap.add_argument("--base", default="{}", help="a patch merged under every candidate (JSON)")
+    ap.add_argument("--one-se", action="store_true",
+                    help="also the one-standard-error rule's column (choice32; second-stage candidates only)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     files = devset.load(False)
@@ -146,6 +216,11 @@ def main() -> int:
         res[label] = r
         print(_line(f"{label:18s} channel", r["channel"]))
         print(_line(f"{label:18s} station", r["station"]), flush=True)
+        if a.one_se and all(n.split(":")[-1] in RECAL_CANDIDATES for n in names) and len(names) > 1:
+            r1 = choose_1se(files, runs, names)
+            res[label + "_1se"] = r1
+            print(_line(f"{label + ' 1se':18s} channel", r1["channel"]))
+            print(_line(f"{label + ' 1se':18s} station", r1["station"]), flush=True)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1, default=float))
     return 0
