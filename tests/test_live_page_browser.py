@@ -6,7 +6,9 @@ registered sensor gets a marker, coloured and shaped from the stored latest valu
 reading published over MQTT changes the page without a reload; an injected anomaly shows an
 alert that is acknowledged from the page, and the acknowledgement is in the database; a viewer
 key cannot acknowledge and the page says why (the 403's reason); with unreachable tiles the map
-falls back to a plain background, and the anonymous open-data scope shows only open sensors.
+falls back to a plain background, and the anonymous open-data scope shows only open sensors; a
+metric whose range is unbounded (null bounds in /live/config) is drawn in one colour with no band
+name, and its legend says how to get bands.
 Screenshots of each step are saved under $URBANPULSE_TEST_ARTIFACTS (default
 /tmp/urbanpulse-test-artifacts).
 """
@@ -30,6 +32,8 @@ from service_process import ServiceProcess, db_rows, wait_until
 pytestmark = pytest.mark.integration
 
 TOPIC = "city/live-page"
+#: a catalogue metric with no bounds (``min: -inf``, ``max: inf``) and no ``live.scales`` entry
+UNBOUNDED = "energy_meter"
 #: sensors registered for the page: id -> (lat, lon, data class)
 SENSORS = {
     "lp-dongsi": (39.929, 116.417, "open"),
@@ -42,12 +46,14 @@ SENSORS = {
 
 def _config(dsn: str, broker: tuple[str, int], **extra: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
-        "database": {"dsn": dsn}, "log_level": "INFO", "validation": {"max_age_s": None},
+        "database": {"dsn": dsn}, "log_level": "INFO",
         "mqtt": {"enabled": True, "host": broker[0], "port": broker[1], "topics": [f"{TOPIC}/#"],
                  "client_id": f"lp-{uuid.uuid4().hex[:8]}"},
         "detection": {"metrics": {"pm2_5": {"threshold": {"enabled": True, "high": 300, "clear_high": 250,
                                                           "severity": "critical"}}}},
         "live": {"interval_s": 0.2},
+        # a metric with an unbounded range: /live/config serves its bounds as null (robust31)
+        "validation": {"max_age_s": None, "metrics": {UNBOUNDED: {"unit": "Wh", "min": "-inf", "max": "inf"}}},
     }
     for section, values in extra.items():
         cfg.setdefault(section, {}).update(values)
@@ -306,3 +312,51 @@ def test_unreachable_tiles_fall_back_and_open_data_shows_only_open_sensors(stack
         assert errors and all("tiles.example.invalid" in e["message"] for e in errors), errors
     finally:
         other.stop_quietly()
+
+
+def test_a_metric_without_bounds_is_drawn_in_one_colour_with_a_legend_that_says_why(stack, driver):
+    """/live/config serves null for an infinite bound (robust31); app.js had a branch for it that
+    no browser ran: the legend said "below undefined" and every value was named band 1, "low"."""
+    svc, broker = stack
+    assert httpx.get(f"{svc.url}/live/config", timeout=10).json()["metrics"][UNBOUNDED]["min"] is None
+    sensor, values = "lp-meter", (-12.5, 3.0e9)  # far apart: with bands they could not share one
+    body = {"name": "Meter", "lat": 39.95, "lon": 116.35, "area": "beijing", "data_class": "restricted",
+            "metrics": {UNBOUNDED: {"unit": "Wh", "interval_s": 600}}}
+    r = httpx.put(f"{svc.url}/sensors/{sensor}", json=body, headers=svc.auth("admin"), timeout=10)
+    assert r.status_code in (200, 201), r.text
+    try:
+        now = time.time_ns() // 1_000_000
+        services.publish_mqtt(broker[0], broker[1], f"{TOPIC}/energy", [orjson.dumps(
+            {"sensor_id": sensor, "metric": UNBOUNDED, "ts": now, "value": values[0]})])
+        wait_until(lambda: _stored(svc.dsn, sensor, values[0]), 60, what="the meter's first reading stored")
+        driver.get(svc.url + "/")
+        browser.wait_for(lambda: driver.execute_script("return document.readyState") == "complete", 30, "the page")
+        _use_key(driver, svc.key("operator"))
+        browser.wait_for(lambda: driver.execute_script("return window.urbanpulseLive.ready"), 30, "the live snapshot")
+        select = driver.find_element("id", "colour-metric")
+        assert UNBOUNDED in [o.get_attribute("value") for o in select.find_elements("css selector", "option")]
+        driver.execute_script("const s = document.getElementById('colour-metric'); s.value = arguments[0];"
+                              "s.dispatchEvent(new Event('change'));", UNBOUNDED)
+        legend = browser.wait_for(lambda: (t := driver.find_element("id", "legend").text) and UNBOUNDED in t and t,
+                                  20, "the legend of the unbounded metric")
+        assert "undefined" not in legend and "NaN" not in legend and f"live.scales.{UNBOUNDED}" in legend, legend
+        assert "low" not in legend.split("maintenance", 1)[-1], legend  # no band names for it
+        marker = browser.wait_for(lambda: (m := _marker(driver, sensor)).get_attribute("data-value") == str(values[0])
+                                  and m, 30, "the meter's marker with its stored value")
+        first_band = marker.get_attribute("data-band")
+        assert first_band not in ("-1", "0", "1", "2", "3", "4"), first_band  # neither "no reading" nor a band
+        assert "no colour scale" in marker.get_attribute("title") and "undefined" not in marker.get_attribute("title")
+        # a reading far from the first, published live: the same one colour, no band name
+        services.publish_mqtt(broker[0], broker[1], f"{TOPIC}/energy", [orjson.dumps(
+            {"sensor_id": sensor, "metric": UNBOUNDED, "ts": now + 1000, "value": values[1]})])
+        browser.wait_for(lambda: _marker(driver, sensor).get_attribute("data-value") == str(int(values[1])), 60,
+                         "the live reading on the meter's marker")
+        assert _marker(driver, sensor).get_attribute("data-band") == first_band
+        row = browser.wait_for(lambda: (t := driver.find_element("css selector", f'#sensor-table tr[data-sensor="{sensor}"]'
+                                                                 ).text) and "no colour scale" in t and t,
+                               20, "the sensor table row of the meter")
+        assert "undefined" not in row
+        browser.screenshot(driver, "live-page-11-unbounded-metric")
+        assert browser.console_errors(driver) == []
+    finally:
+        httpx.delete(f"{svc.url}/sensors/{sensor}", headers=svc.auth("admin"), timeout=10)

@@ -188,7 +188,8 @@ def test_every_reason_code_is_reachable_from_realistic_input() -> None:
     """One payload per reason (TOPIC_MISMATCH needs an MQTT topic template, covered apart;
     DECODE_ERROR is what a format or validation *raising* becomes, covered in test_hostile_input;
     MALFORMED belongs to the vendor formats, covered in test_vendor_formats; UNKNOWN_SENSOR needs
-    the registry's quarantine policy, covered in test_registry_policy)."""
+    the registry's quarantine policy, covered in test_registry_policy; TOO_MANY_DAYS needs one message
+    of more than validation.max_message_days days, covered in test_message_days)."""
     payloads = {
         Reason.EMPTY_PAYLOAD: b"",
         Reason.PAYLOAD_TOO_LARGE: encode(reading(pad="x" * (300 * 1024))),
@@ -210,7 +211,7 @@ def test_every_reason_code_is_reachable_from_realistic_input() -> None:
         Reason.TOO_OLD: encode(reading(ts=NOW_MS - 365 * DAY_MS)),
     }
     assert set(payloads) == set(Reason) - {Reason.TOPIC_MISMATCH, Reason.DECODE_ERROR, Reason.MALFORMED,
-                                           Reason.UNKNOWN_SENSOR, Reason.POISON_MESSAGE}
+                                           Reason.UNKNOWN_SENSOR, Reason.POISON_MESSAGE, Reason.TOO_MANY_DAYS}
     reasons = list(payloads)
     out = validate(*payloads.values())
     assert len(out.readings) == 0

@@ -165,6 +165,11 @@ class ValidationSettings(_Section):
         datetime(2000, 1, 1, tzinfo=timezone.utc), description="readings before this are quarantined (too_old) "
         "whatever max_age_s says: each month a message touches is a partition (a day: a TimescaleDB chunk), so "
         "one message of readings from 1901 on made 1,512; set it earlier to import older history; null: 1900")
+    max_message_days: int | None = Field(
+        366, ge=1, description="distinct days (UTC) one message's readings may touch; the newest are kept, readings "
+        "on older days quarantined (too_many_days): each day is a TimescaleDB chunk (a month a partition), so one "
+        "message of daily readings 2000..now made ~9,500 chunks; a backfill sends history in messages of at most "
+        "this many days (one per station-day, -hour or -year all fit); null: no limit")
     quarantine_payload_limit: int = Field(64 * 1024, ge=256, description="raw bytes kept per quarantined item")
     catalogue: Path | None = Field(None, description="metric catalogue YAML; null = the shipped one")
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict, description="extra/overriding metrics")

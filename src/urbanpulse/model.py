@@ -74,6 +74,8 @@ class Reason(str, enum.Enum):
     DECODE_ERROR = "decode_error"
     UNKNOWN_SENSOR = "unknown_sensor"  # registry.unregistered: quarantine
     POISON_MESSAGE = "poison_message"  # crashed its source when decoded alone; not decoded again
+    #: the message's readings touch more days than validation.max_message_days: the oldest days' readings
+    TOO_MANY_DAYS = "too_many_days"
 
 
 @dataclass(slots=True)

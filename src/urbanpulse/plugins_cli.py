@@ -93,7 +93,7 @@ def run_decode(args: argparse.Namespace, settings: Any) -> int:
                          received_ns=time.time_ns())
     decoded = fmt.decode(batch)
     raw_of = getattr(fmt, "raw_of", None)
-    validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s, v.min_event_time_s))
+    validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s, v.min_event_time_s, v.max_message_days))
     out = validator.validate(batch, decoded, (lambda k: raw_of(batch, decoded, k)) if raw_of else (lambda k: b""))
     r = out.readings
     for k in range(len(r)):

@@ -137,7 +137,7 @@ class IngestService:
         await self.registered.refresh(self.pool)
         self._registry_task = asyncio.create_task(self.registered.keep_fresh(self.pool, s.registry.refresh_s),
                                                   name="registry-refresh")
-        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s, v.min_event_time_s),
+        validator = ReadingValidator(catalogue, TimeRules(v.max_future_skew_s, v.max_age_s, v.min_event_time_s, v.max_message_days),
                                      known_sensors=self.registered if s.registry.unregistered == "quarantine" else None)
         if s.detection.enabled:
             store.series.keep_created()  # new series skip the history lookup (nothing is stored for them)

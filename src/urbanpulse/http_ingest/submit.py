@@ -48,20 +48,12 @@ class NotDurableYet(StorageUnavailable):
 
 @dataclass(slots=True)
 class IngestOutcome:
-    """What one request became once durable: readings stored, and each rejection with its position."""
+    """What one request became once durable: readings stored, and its rejections (each with its
+    position; :func:`urbanpulse.http_ingest.answer.encode_answer` lists them in the answer)."""
 
     stored: int
     messages: int
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-
-
-def describe_rejection(r: Rejection) -> dict[str, Any]:
-    """A rejection as the answer lists it: the reading's position in the request, why, and details."""
-    out: dict[str, Any] = {"index": r.offset if r.offset is not None else 0, "reason": getattr(r.reason, "value", r.reason),
-                           "detail": r.detail}
-    if r.item >= 0:
-        out["item"] = r.item
-    return out
+    rejections: list[Rejection] = field(default_factory=list)
 
 
 class HttpIngestor:
@@ -130,7 +122,7 @@ class HttpIngestor:
                                 f"(http_ingest.ack_timeout_s): the database is unavailable or behind; send the same "
                                 f"request again later (storing is idempotent, nothing is stored twice)") from None
         return IngestOutcome(stored=sum(len(v.readings) for v in parts), messages=n,
-                             rejected=[describe_rejection(r) for v in parts for r in v.rejections])
+                             rejections=[r for v in parts for r in v.rejections])
 
     async def _decode(self, messages: Messages, topic: str) -> list[tuple[MessageBatch, Validated]]:
         """The request as message batches of at most a chunk each, decoded and validated, the

@@ -25,11 +25,14 @@ _MIN_TS_US = -2208988800 * 1_000_000
 #: validation.min_event_time's default, 2000-01-01T00:00:00Z
 MIN_EVENT_TIME_S = 946684800.0
 _MAX_TS_US = 7258118400 * 1_000_000
+#: validation.max_message_days's default: a year of history per message (a leap year's days)
+MAX_MESSAGE_DAYS = 366
+_DAY_US = 86_400 * 1_000_000
 
 _CHECK_ORDER = [
     Reason.BAD_SENSOR_ID, Reason.BAD_TIMESTAMP, Reason.MISSING_VALUE, Reason.NON_FINITE,
     Reason.BAD_LOCATION, Reason.UNKNOWN_METRIC, Reason.UNIT_MISMATCH, Reason.OUT_OF_RANGE,
-    Reason.FUTURE_TIMESTAMP, Reason.TOO_OLD, Reason.UNKNOWN_SENSOR,
+    Reason.FUTURE_TIMESTAMP, Reason.TOO_OLD, Reason.UNKNOWN_SENSOR, Reason.TOO_MANY_DAYS,
 ]
 _CODE = {reason: i + 1 for i, reason in enumerate(_CHECK_ORDER)}
 
@@ -51,6 +54,11 @@ class TimeRules:
     #: max_age_s null (a history import), so one message cannot make storage create a partition
     #: for every month since 1900 (None: only the hard 1900 floor)
     min_event_time_s: float | None = MIN_EVENT_TIME_S
+    #: ``validation.max_message_days``: how many distinct UTC days one message's valid readings
+    #: may touch; the newest are kept, the readings of older days quarantined ``too_many_days``.
+    #: Each day is a TimescaleDB chunk (a month a partition): one message of daily readings
+    #: 2000..now made ~9,500 chunks (benchmarks/README.md ``ingest32``). None: no limit
+    max_message_days: int | None = MAX_MESSAGE_DAYS
 
 
 class SensorMembership(Protocol):
@@ -165,6 +173,10 @@ class ReadingValidator:
             unknown_sensor = self.known_sensors.unknown_mask(cols.sensor_id, distinct_ids)
             if unknown_sensor is not None:
                 mark(Reason.UNKNOWN_SENSOR, unknown_sensor)
+        if self.rules.max_message_days is not None:
+            beyond = _beyond_newest_days(ts, cols.msg, code == 0, self.rules.max_message_days)
+            if beyond is not None:
+                mark(Reason.TOO_MANY_DAYS, beyond)
 
         cols.flags = np.where(has_unit, np.int16(Flag.HAS_UNIT), np.int16(0)).astype(np.int16)
         bad = np.flatnonzero(code)
@@ -218,6 +230,12 @@ class ReadingValidator:
             elif floor is not None and 0 <= ts_us < 366 * 86400e6:
                 detail += "; a time in 1970 is what a device whose clock was never set sends"
             return detail
+        if reason is Reason.TOO_MANY_DAYS:
+            limit = self.rules.max_message_days
+            return (f"the message's readings touch more than {limit} distinct days (UTC) "
+                    f"(validation.max_message_days); the newest {limit} days were kept and this reading is on an "
+                    f"older one (each day is a TimescaleDB chunk, a month a partition); send history in messages of "
+                    f"at most {limit} days each, or raise validation.max_message_days (null: no limit)")
         if reason is Reason.MISSING_VALUE:
             return "value is null"
         if reason is Reason.NON_FINITE:
@@ -235,3 +253,25 @@ class ReadingValidator:
                 return f"sensor_id is {size} characters long; it must be 1 to {MAX_SENSOR_ID_CHARS}"
             return "sensor_id has control characters or surrounding whitespace"
         return reason.value
+
+
+def _beyond_newest_days(ts_us: np.ndarray, msg: np.ndarray, ok: np.ndarray, limit: int) -> np.ndarray | None:
+    """Readings (among ``ok``) on a day older than their message's ``limit`` newest distinct UTC
+    days; None when no message touches more than ``limit`` days (the common case costs a min and
+    a max). Vectorised: one ``np.unique`` over (message, day) keys, newest day first in each message."""
+    if not ok.any():
+        return None
+    days = np.floor_divide(ts_us[ok], _DAY_US).astype(np.int64)
+    if int(days.max()) - int(days.min()) < limit:
+        return None
+    # 1900..2200 is days -25,567..83,035: offset into 0..2**18, newest first within a message
+    key = msg[ok].astype(np.int64) * (1 << 18) + ((1 << 17) - days)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    owner = uniq >> 18
+    rank = np.arange(len(uniq)) - np.searchsorted(owner, owner, side="left")
+    over = rank[inverse] >= limit
+    if not over.any():
+        return None
+    out = np.zeros(len(ts_us), dtype=bool)
+    out[np.flatnonzero(ok)[over]] = True
+    return out

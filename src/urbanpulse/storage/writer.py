@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: (storage/source_registry.py) and added to ``ReadingStore.source_ids``
 SOURCE_IDS = {"mqtt": 1, "kafka": 2, "http": 3, "replay": 4}
 
+#: quarantine rows per INSERT (see ``ReadingStore._quarantine``): ~10-30 ms of encoding each
+QUARANTINE_CHUNK = 10_000
 _QUARANTINE_SQL = """
 INSERT INTO quarantine (source, topic, kafka_partition, kafka_offset, item, reason, detail, payload, payload_size)
 SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::text[],
@@ -278,21 +280,24 @@ class ReadingStore:
         await self.releases.wait()
 
     async def _quarantine(self, conn: asyncpg.Connection, rejections: list[Rejection]) -> None:
-        if not rejections:
-            return
+        """The batch's rejections, :data:`QUARANTINE_CHUNK` rows per statement (in the batch's
+        transaction): encoding one statement's arrays holds the event loop, so a batch of 100 k
+        rejections is several short holds with the loop free between them, not one long one."""
         limit = self.payload_limit
-        await conn.execute(
-            _QUARANTINE_SQL,
-            [r.source for r in rejections],
-            [_clean(r.topic) for r in rejections],
-            [r.partition for r in rejections],
-            [r.offset for r in rejections],
-            [r.item for r in rejections],
-            [r.reason.value for r in rejections],
-            [_clean(r.detail) for r in rejections],
-            [r.payload[:limit] for r in rejections],
-            [len(r.payload) for r in rejections],
-        )
+        for start in range(0, len(rejections), QUARANTINE_CHUNK):
+            part = rejections[start:start + QUARANTINE_CHUNK]
+            await conn.execute(
+                _QUARANTINE_SQL,
+                [r.source for r in part],
+                [_clean(r.topic) for r in part],
+                [r.partition for r in part],
+                [r.offset for r in part],
+                [r.item for r in part],
+                [r.reason.value for r in part],
+                [_clean(r.detail) for r in part],
+                [r.payload[:limit] for r in part],
+                [len(r.payload) for r in part],
+            )
 
 
 async def _stream(data: bytes | bytearray, chunk: int = 1 << 18):

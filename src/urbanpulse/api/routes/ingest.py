@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from urbanpulse.api.access import ALLOW_INGEST
 from urbanpulse.errors import ConfigError, FeatureDisabled, InvalidRequest, PluginError, StorageUnavailable
 from urbanpulse.http_ingest.body import (CBOR, DEFAULT_FORMAT, MEDIA_TYPE_FORMAT, framing_of, inflate, require_body,
-                                         split)
+                                         split_async)
+from urbanpulse.http_ingest.answer import encode_answer
 from urbanpulse.http_ingest.formats import resolve_format_name
 
 router = APIRouter(tags=["ingest"])
@@ -96,17 +97,17 @@ _EVENT = Query(None, max_length=32, pattern=r"^[a-z_]+$",
 
 @router.post("/ingest", summary="Send readings (canonical JSON, NDJSON, SenML CBOR or line protocol by Content-Type)",
              response_model=IngestResult, dependencies=[ALLOW_INGEST], openapi_extra=_BODY_DOC, responses=_RESPONSES)
-async def ingest(request: Request, event: str | None = _EVENT) -> dict[str, Any]:
+async def ingest(request: Request, event: str | None = _EVENT) -> Any:
     return await _ingest(request, None, event)
 
 
 @router.post("/ingest/{format_name}", summary="Send readings in a vendor format (TTS webhook, ChirpStack, SenML, ...)",
              response_model=IngestResult, dependencies=[ALLOW_INGEST], openapi_extra=_BODY_DOC, responses=_RESPONSES)
-async def ingest_format(request: Request, format_name: str = _FORMAT, event: str | None = _EVENT) -> dict[str, Any]:
+async def ingest_format(request: Request, format_name: str = _FORMAT, event: str | None = _EVENT) -> Any:
     return await _ingest(request, format_name, event)
 
 
-async def _ingest(request: Request, format_name: str | None, event: str | None) -> dict[str, Any]:
+async def _ingest(request: Request, format_name: str | None, event: str | None) -> Any:
     service = getattr(request.app.state, "service", None)
     ingestor = getattr(service, "http_ingest", None)
     if ingestor is None:
@@ -132,7 +133,7 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
     except ConfigError as exc:
         raise InvalidRequest(f"format {name!r} cannot run with its configured options: {exc}") from exc
     body = inflate(body, request.headers.get("content-encoding"), service.settings.http_ingest.max_decompressed_bytes)
-    messages = split(body, framing, name, service.settings.http_ingest.max_messages)
+    messages = await split_async(body, framing, name, service.settings.http_ingest.max_messages)
     if not messages.payloads or not body.strip():  # an empty document: nothing to store
         return {"format": name, "messages": 0, "stored": 0, "rejected": []}
     x_sensor = request.headers.get("x-sensor")
@@ -140,4 +141,7 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
     if event is not None:
         detail = f"event/{event}"  # as ChirpStack's MQTT topics say it: the format reads the event there
     outcome = await ingestor.ingest(messages, name, detail)
-    return {"format": name, "messages": outcome.messages, "stored": outcome.stored, "rejected": outcome.rejected}
+    # bytes, not a dict: FastAPI would validate and serialise every rejection in one go on the
+    # event loop (seconds for a million); the document is the same IngestResult (answer.py)
+    return Response(await encode_answer(name, outcome.messages, outcome.stored, outcome.rejections),
+                    media_type="application/json")

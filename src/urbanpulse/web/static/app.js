@@ -15,6 +15,9 @@
   const STATUSES = ["alerting", "silent", "maintenance", "ok"];
   const BAND_NAMES = ["low", "moderate", "elevated", "high", "very high"];
   const BAND_COLOURS = ["#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"];
+  // a value of a metric with no colour scale (an unbounded range, /live/config says null, and no
+  // live.scales entry): one colour, and no band name (calling it "low" would be a claim)
+  const NO_SCALE = -2, NO_SCALE_COLOUR = "#bcbddc";
   const SILENT_FACTOR = 3;          // no reading for this many expected intervals: silent
   const KEY_STORE = "urbanpulse.key";
 
@@ -133,10 +136,13 @@
   function bandOf(metric, value) {
     if (value === null || value === undefined || Number.isNaN(value)) return -1;
     const edges = edgesOf(metric);
+    if (!edges.length) return NO_SCALE;
     let b = 0;
     while (b < edges.length && value >= edges[b]) b++;
     return Math.min(b, BAND_COLOURS.length - 1);
   }
+
+  function bandName(band) { return band === NO_SCALE ? "no colour scale" : BAND_NAMES[band]; }
 
   function unitOf(metric) { const m = state.config.metrics[metric]; return m ? m.unit : ""; }
 
@@ -179,9 +185,9 @@
   }
 
   function shape(status, band) {
-    const fill = band < 0 ? "#e0e0e0" : BAND_COLOURS[band];
+    const fill = band === NO_SCALE ? NO_SCALE_COLOUR : band < 0 ? "#e0e0e0" : BAND_COLOURS[band];
     const ink = band >= 3 ? "#fff" : "#111";
-    const label = band < 0 ? "–" : String(band + 1);
+    const label = band === NO_SCALE ? "•" : band < 0 ? "–" : String(band + 1);
     let body;
     if (status === "alerting") body = '<polygon points="11,1 21,20 1,20" fill="' + fill + '" stroke="#a30000" stroke-width="2.5"/>';
     else if (status === "silent") body = '<circle cx="11" cy="11" r="9" fill="#f4f4f4" stroke="#5b4db0" stroke-width="2" stroke-dasharray="3 2"/>';
@@ -196,7 +202,7 @@
 
   function describe(s) {
     const m = state.colourMetric, v = s.latest[m];
-    const value = v ? fmt(v[1]) + " " + unitOf(m) + " (" + BAND_NAMES[bandOf(m, v[1])] + ")" : "no " + m + " reading";
+    const value = v ? fmt(v[1]) + " " + unitOf(m) + " (" + bandName(bandOf(m, v[1])) + ")" : "no " + m + " reading";
     return s.reg.name + " (" + s.reg.id + "): " + s.status + ", " + m + " " + value;
   }
 
@@ -208,6 +214,7 @@
     if (el) {
       if (el.dataset.key !== key) { el.innerHTML = shape(s.status, band); el.dataset.key = key; }
       el.dataset.status = s.status;
+      el.dataset.band = String(band);
       el.dataset.value = v ? String(v[1]) : "";
       el.setAttribute("title", describe(s));
     }
@@ -260,6 +267,12 @@
     const names = { ok: "ok", alerting: "alerting (triangle)", silent: "silent (dashed, ?)", maintenance: "maintenance (square)" };
     for (const st of ["ok", "alerting", "silent", "maintenance"]) parts.push("<span>" + shape(st, 1) + names[st] + "</span>");
     const m = state.colourMetric, edges = edgesOf(m), u = unitOf(m);
+    if (!edges.length) {  // no range to divide into bands: one entry, saying how to get bands
+      parts.push("<span>" + shape("ok", NO_SCALE) + "any " + escapeHtml(m) + " value: one colour (" + escapeHtml(m) +
+        " has no bounded range; set live.scales." + escapeHtml(m) + " for bands)</span>");
+      $("legend").innerHTML = parts.join("");
+      return;
+    }
     BAND_COLOURS.forEach((c, i) => {
       const lo = i === 0 ? "below " + edges[0] : i >= edges.length ? "≥ " + edges[edges.length - 1] : edges[i - 1] + "–" + edges[i];
       parts.push("<span>" + shape("ok", i) + (i + 1) + " " + BAND_NAMES[i] + ": " + lo + " " + escapeHtml(u) + "</span>");
@@ -474,7 +487,7 @@
     const m = state.colourMetric;
     const html = rows.map((s) => {
       const v = s.latest[m];
-      const value = v ? fmt(v[1]) + " " + escapeHtml(unitOf(m)) + " · " + BAND_NAMES[bandOf(m, v[1])] : "–";
+      const value = v ? fmt(v[1]) + " " + escapeHtml(unitOf(m)) + " · " + bandName(bandOf(m, v[1])) : "–";
       const t = v ? new Date(v[0]).toLocaleTimeString() : "–";
       return '<tr data-sensor="' + escapeHtml(s.reg.id) + '" data-status="' + s.status + '" data-value="' + (v ? v[1] : "") + '">' +
         '<td><button type="button" class="link" data-select="' + escapeHtml(s.reg.id) + '">' + escapeHtml(s.reg.id) + "</button> " +
