@@ -83,13 +83,7 @@ def key() -> str:
     """Hash of what the built modules depend on: the kernel packages' sources, the versions of
     Python, Numba, llvmlite and numpy, and this machine's CPU (the build targets the host CPU)."""
     h = hashlib.sha256()
-    files: list[Path] = []
-    for name in _SOURCES:
-        p = _PKG / name
-        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-    for f in files:
-        h.update(str(f.relative_to(_PKG)).encode())
-        h.update(f.read_bytes())
+    _hash_sources(h)
     for dist in ("numba", "llvmlite", "numpy"):
         h.update(f"{dist}={importlib.metadata.version(dist)};".encode())
     h.update(f"{sys.version};{platform.machine()};{_cpu_flags()}".encode())
@@ -204,6 +198,7 @@ def kernel(module: str) -> ModuleType:
         if module in _loaded:
             return _loaded[module]
         if mode() == "jit" or _failed is not None:
+            drop_stale_jit_cache(module)
             return importlib.import_module(module)
         k = key()
         short, _ = KERNELS[module]
@@ -217,9 +212,68 @@ def kernel(module: str) -> ModuleType:
             _failed = str(exc)
             log.warning("the analytics kernels could not be compiled ahead of time, so Numba compiles them in "
                         "this process (same results; about 116 MB more memory and a slower start): %s", exc)
+            drop_stale_jit_cache(module)
             return importlib.import_module(module)
         _loaded[module] = mod
         return mod
+
+
+def sources_key() -> str:
+    """Hash of the kernel packages' sources alone (what :func:`key` hashes before the versions)."""
+    h = hashlib.sha256()
+    _hash_sources(h)
+    return h.hexdigest()[:16]
+
+
+def _hash_sources(h: Any) -> None:
+    """Feed the kernel packages' source files (names and bytes, in a fixed order) into hash `h`."""
+    files: list[Path] = []
+    for name in _SOURCES:
+        p = _PKG / name
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(_PKG)).encode())
+        h.update(f.read_bytes())
+
+
+def drop_stale_jit_cache(module: str) -> int:
+    """Remove Numba's on-disk cache of kernel `module` when the kernel sources changed since it was
+    written; returns how many cache files were removed.
+
+    Why: Numba keys a cached function on its own source file's time stamp and size only, while a
+    kernel reads constants from other modules (`detect/layout.py`'s state columns and constants,
+    frozen into the machine code at compile time): after a change to layout.py alone, a JIT run would
+    load the old machine code and compute with the old constants, silently. A marker beside the
+    cache records the sources' hash (:func:`sources_key`); on a mismatch the module's cache files
+    go (Numba recompiles once). Only the in-tree cache (`__pycache__` beside the module) is handled;
+    with ``NUMBA_CACHE_DIR`` set, clear that directory after changing a kernel's constants."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return 0
+    src = Path(spec.origin)
+    cache = src.parent / "__pycache__"
+    marker = cache / f".{src.stem}.sources"
+    k = sources_key()
+    try:
+        if marker.read_text().strip() == k:
+            return 0
+    except OSError:
+        pass
+    removed = 0
+    for f in list(cache.glob(f"{src.stem}.*.nbi")) + list(cache.glob(f"{src.stem}.*.nbc")):
+        try:
+            f.unlink()
+            removed += 1
+        except OSError:
+            continue
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{src.stem}.sources.{os.getpid()}"
+        tmp.write_text(k)
+        os.replace(tmp, marker)
+    except OSError:
+        pass  # a read-only tree: Numba's cache is then elsewhere too, nothing of ours to mark
+    return removed
 
 
 def using_aot() -> bool:
