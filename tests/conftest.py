@@ -133,3 +133,29 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _fail_skip_in_ci(outcome.get_result())
+
+
+@pytest.fixture
+async def history_service(fresh_db: str, request):  # noqa: ANN201 - (httpx.AsyncClient, headers)
+    """A running service on a fresh database taking history (no `max_age_s`) over HTTP, with an ingest
+    key: (client, headers). `request.param` (indirect parametrisation) adds `validation` settings."""
+    import httpx
+
+    from urbanpulse.api.app import create_app
+    from urbanpulse.auth.keys import KeyStore
+    from urbanpulse.auth.roles import Role
+    from urbanpulse.config import load_settings
+    from urbanpulse.service import IngestService
+
+    validation = {"max_age_s": None, **getattr(request, "param", {})}
+    s = load_settings(None, database={"dsn": fresh_db}, api={"enabled": False}, detection={"enabled": False},
+                      validation=validation, http_ingest={"ack_timeout_s": 120})
+    service = IngestService(s)
+    await service.start()
+    try:
+        key = (await KeyStore(service.pool).create("import", Role.ingest)).secret
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
+                                     base_url="http://test", timeout=180) as client:
+            yield client, {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
+    finally:
+        await service.stop()

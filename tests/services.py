@@ -608,3 +608,14 @@ async def kafka_source_fetched(bootstrap: str, topic: str, group: str, max_recor
     finally:
         stopping.set()
         await asyncio.wait_for(task, timeout)
+
+
+async def partitions(dsn: str) -> int:
+    """How many partitions the `readings` table has (plain PostgreSQL's declarative partitioning)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass"))
+    finally:
+        await conn.close()

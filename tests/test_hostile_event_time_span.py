@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
-import httpx
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from urbanpulse.api.app import create_app
-from urbanpulse.auth.keys import KeyStore
-from urbanpulse.auth.roles import Role
+import services
 from urbanpulse.config import load_settings
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
-from urbanpulse.service import IngestService
 
 NOW_S = time.time()
 HARD_FLOOR_S, HARD_CEIL_S = -2208988800, 7258118400  # 1900 .. 2200, bad_timestamp outside
@@ -65,29 +60,8 @@ def months_since(year: int) -> list[int]:
     return [int((m.astype("datetime64[D]") + 14).astype("datetime64[ms]").astype(np.int64)) for m in months]
 
 
-@pytest.fixture
-async def history_service(fresh_db: str, request) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    validation = {"max_age_s": None, **getattr(request, "param", {})}
-    s = load_settings(None, database={"dsn": fresh_db}, api={"enabled": False}, detection={"enabled": False},
-                      validation=validation, http_ingest={"ack_timeout_s": 120})
-    service = IngestService(s)
-    await service.start()
-    try:
-        key = (await KeyStore(service.pool).create("import", Role.ingest)).secret
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
-                                     base_url="http://test", timeout=180) as client:
-            yield client, {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
-    finally:
-        await service.stop()
 
 
-async def partitions(dsn: str) -> int:
-    import asyncpg
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass"))
-    finally:
-        await conn.close()
 
 
 @pytest.mark.integration
@@ -95,7 +69,7 @@ async def test_one_message_spanning_a_century_makes_partitions_only_from_the_flo
     client, h = history_service
     stamps = months_since(1901)
     line = json.dumps([{"sensor_id": "century", "metric": "temperature", "ts": t, "value": 10.0} for t in stamps])
-    before = await partitions(fresh_db)
+    before = await services.partitions(fresh_db)
     r = await client.post("/ingest", content=line.encode(), headers=h)
     assert r.status_code == 200, r.text
     since_2000 = [t for t in stamps if t >= 946684800000]
@@ -103,7 +77,7 @@ async def test_one_message_spanning_a_century_makes_partitions_only_from_the_flo
     rejected = r.json()["rejected"]
     assert len(rejected) == len(stamps) - len(since_2000)
     assert {x["reason"] for x in rejected} == {"too_old"} and "validation.min_event_time" in rejected[0]["detail"]
-    assert await partitions(fresh_db) - before <= len(since_2000)  # before: 1,512 new partitions
+    assert await services.partitions(fresh_db) - before <= len(since_2000)  # before: 1,512 new partitions
 
 
 @pytest.mark.integration

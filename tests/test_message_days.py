@@ -19,25 +19,18 @@ import gzip
 import json
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 
 import asyncpg
-import httpx
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import services
-from urbanpulse.api.app import create_app
-from urbanpulse.auth.keys import KeyStore
-from urbanpulse.auth.roles import Role
 from urbanpulse.config import load_settings
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.canonical import CanonicalJsonFormat
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.quality.validate import ReadingValidator, TimeRules
-from urbanpulse.service import IngestService
 
 NOW_S = int(time.time())
 DAY_S = 86_400
@@ -110,28 +103,8 @@ async def test_timescaledb_chunks_per_message_are_bounded(tmp_path):
         assert chunks == {None: 120, 30: 30}
 
 
-@pytest.fixture
-async def history(fresh_db: str, request) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    validation = {"max_age_s": None, **getattr(request, "param", {})}
-    s = load_settings(None, database={"dsn": fresh_db}, api={"enabled": False}, detection={"enabled": False},
-                      validation=validation, http_ingest={"ack_timeout_s": 120})
-    service = IngestService(s)
-    await service.start()
-    try:
-        key = (await KeyStore(service.pool).create("import", Role.ingest)).secret
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
-                                     base_url="http://test", timeout=180) as client:
-            yield client, {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
-    finally:
-        await service.stop()
 
 
-async def partitions(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass"))
-    finally:
-        await conn.close()
 
 
 def line(sensor: str, times: list[int]) -> bytes:
@@ -140,12 +113,12 @@ def line(sensor: str, times: list[int]) -> bytes:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("history", [{"max_payload_bytes": 2 * 1024 * 1024}], indirect=True)  # ~0.8 MB
-async def test_one_message_of_daily_readings_since_2000_keeps_its_newest_year(history, fresh_db):
-    client, h = history
+@pytest.mark.parametrize("history_service", [{"max_payload_bytes": 2 * 1024 * 1024}], indirect=True)  # ~0.8 MB
+async def test_one_message_of_daily_readings_since_2000_keeps_its_newest_year(history_service, fresh_db):
+    client, h = history_service
     days = (NOW_S - FLOOR_S) // DAY_S
     stamps = daily(FLOOR_S, days)  # 2000-01-01 .. yesterday, ~9,500 days
-    before = await partitions(fresh_db)
+    before = await services.partitions(fresh_db)
     r = await client.post("/ingest", content=gzip.compress(line("since-2000", stamps)),
                           headers={**h, "Content-Encoding": "gzip"})
     assert r.status_code == 200, r.text[:300]
@@ -153,7 +126,7 @@ async def test_one_message_of_daily_readings_since_2000_keeps_its_newest_year(hi
     assert body["stored"] == 366 and len(body["rejected"]) == len(stamps) - 366
     assert {x["reason"] for x in body["rejected"]} == {"too_many_days"}
     assert "validation.max_message_days" in body["rejected"][0]["detail"]
-    assert await partitions(fresh_db) - before <= 14  # a year of months (was one per month since 2000: ~320)
+    assert await services.partitions(fresh_db) - before <= 14  # a year of months (was one per month since 2000: ~320)
     conn = await asyncpg.connect(fresh_db)
     try:
         oldest = await conn.fetchval("SELECT min(ts) FROM readings")
@@ -163,8 +136,8 @@ async def test_one_message_of_daily_readings_since_2000_keeps_its_newest_year(hi
 
 
 @pytest.mark.integration
-async def test_a_backfill_in_messages_of_a_day_or_a_year_is_stored_whole(history, fresh_db):
-    client, h = history
+async def test_a_backfill_in_messages_of_a_day_or_a_year_is_stored_whole(history_service, fresh_db):
+    client, h = history_service
     first = NOW_S - 800 * DAY_S
     per_day = [line("backfill-daily", [t - 43_200 + k * 3600 for k in range(0, 24, 6)]) for t in daily(first, 800)]
     per_year = [line("backfill-yearly", daily(first + y * 366 * DAY_S, 366)) for y in range(2)]
