@@ -188,6 +188,14 @@ SE_M = _SE["m"]
 SE_VE = _SE["ve"]
 SE_VM = _SE["vm"]
 SE_N = _SE["n"]
+C_SE_WK = _S["se_wk"]  # road33: the weekly judgement (layout.py)
+SE_W0 = _SE["w0"]  # road33: the weekend profile's bins start here (SEASON_BINS of them)
+SE_S0 = _SE["s0"]  # road33: the weekday bins as the first judged Saturday found them
+SE_SVE = _SE["sve"]
+SE_SVM = _SE["svm"]
+SE_SN = _SE["sn"]
+SE_WO = _SE["wo"]
+SE_WC = _SE["wc"]
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -221,6 +229,15 @@ U_ZERO = np.uint64(0)
 SEASON_START_US = 1.25 * DAY_US  # the seasonal input is scored from this age of the series on (a day and a quarter)
 SEASON_CAP = 0.95  # the seasonal score's largest value (its z separates a changed day well: not capped as the trend's)
 SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; its rate is then the long-run one)
+# road33: the week (UTC calendar). 1970-01-01 was a Thursday: (days since the epoch + 3) % 7 is 0 on Mondays, 5 on
+# Saturdays, 6 on Sundays
+U_SE_W0 = np.uint64(SE_W0)
+U_WEEK = np.uint64(7)
+U_DOW0 = np.uint64(3)
+U_SAT = np.uint64(5)
+WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squared residual against the weekday
+# profile is over this x the weekdays' (a road's Saturday misses every rush hour: 10-100x; an ordinary day ~1x)
+WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -1188,6 +1205,36 @@ def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
 
 
 @njit(**_STAGE)
+def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
+    """road33: a reading of the first judged Saturday (`_season_input`), beside what it does as before: its squared
+    residual against the weekday profile (`e`, clipped at 36 x the weekdays' mean square as the RMS's update clips)
+    into the day's tally, and the reading into the weekend profile, which follows this first pass as the series'
+    first day's bins follow theirs (an unseen bin starts at the reading's distance from the level; a seen one moves by
+    its share of the gap, its residual winsorised at 4 x the weekdays' RMS). Runs one day per series at most."""
+    svm = np.float64(se[sl, SE_SVM])
+    m2 = m * m
+    if svm > 0:
+        m2 = _min(m2, 36.0 * svm)
+    se[sl, SE_WO] = np.float32(np.float64(se[sl, SE_WO]) + m2)
+    se[sl, SE_WC] = np.float32(np.float64(se[sl, SE_WC]) + 1.0)
+    k0 = U_SE_W0 + b0
+    k1 = U_SE_W0 + b1
+    q0 = np.float64(se[sl, k0])
+    q1 = np.float64(se[sl, k1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+    p1 = q1 if q1 == q1 else p0
+    ew = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
+    sve = np.float64(se[sl, SE_SVE])
+    if sve > 0 and ew * ew > 16.0 * sve:
+        lim = 4.0 * np.sqrt(sve)
+        ew = _min(_max(ew, -lim), lim)
+    kb = gap * PER_BIN_US
+    g = kb if kb < 1.0 else 1.0
+    se[sl, k0] = np.float32(q0 + g * (1.0 - w1) * ew) if q0 == q0 else np.float32(xi - lv)
+    se[sl, k1] = np.float32(q1 + g * w1 * ew) if q1 == q1 else np.float32(xi - lv)
+
+
+@njit(**_STAGE)
 def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     """The likelihood's daily-seasonal score: the reading against a slow level plus a profile of the UTC day
     (additive Holt-Winters: SEASON_BINS bins, interpolated linearly between their centres), so a changed day (a
@@ -1221,24 +1268,77 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         ubi = up // U_BIN_US
         w1 = np.float64(up - ubi * U_BIN_US) * PER_BIN_US
         b0 = ubi % U_SEASON_BINS
+        day0 = ubi // U_SEASON_BINS
     else:
         bi = ph // BIN_US
         w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
         b0 = np.uint64(bi % SEASON_BINS)
+        day0 = np.uint64((bi // SEASON_BINS) % 7)  # the same weekday (a multiple of 7 days added)
     b1 = b0 + U_ONE if b0 + U_ONE < U_SEASON_BINS else U_ZERO
-    q0 = np.float64(se[sl, b0])
-    q1 = np.float64(se[sl, b1])
+    n = np.float64(se[sl, SE_N])
+    # road33: is the series weekly? Judged once, on its first Saturday (UTC) with a learned RMS: that day is scored and
+    # learned as before, and beside it tallied against the weekday profile and learned into a weekend profile; if it
+    # was another kind of day (its mean squared residual over WEEKLY_K x the weekdays'), the weekday bins and the
+    # RMS are put back as the Saturday found them and from then on Saturdays and Sundays have their own profile;
+    # otherwise (every series without a week) nothing of this is read again: the profile and scores are as before
+    wk = st[sl, C_SE_WK]
+    o0 = U_ZERO
+    o1 = U_ZERO
+    sat = False
+    if wk != 3.0:
+        dow0 = (day0 + U_DOW0) % U_WEEK
+        if wk == 0.0:
+            if dow0 == U_SAT and n >= 64:
+                for b in range(SEASON_BINS):
+                    se[sl, SE_S0 + b] = se[sl, b]
+                se[sl, SE_SVE] = se[sl, SE_VE]
+                se[sl, SE_SVM] = se[sl, SE_VM]
+                se[sl, SE_SN] = se[sl, SE_N]
+                se[sl, SE_WO] = 0.0
+                se[sl, SE_WC] = 0.0
+                wk = 1.0
+                st[sl, C_SE_WK] = wk
+        elif wk == 1.0 and dow0 != U_SAT:  # the judged Saturday is over
+            wc = np.float64(se[sl, SE_WC])
+            if wc < WEEKLY_MIN:  # hardly seen (a gap over it): judge the next one
+                wk = 0.0
+            elif np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * np.float64(se[sl, SE_SVM]):
+                for b in range(SEASON_BINS):
+                    se[sl, b] = se[sl, SE_S0 + b]
+                se[sl, SE_VE] = se[sl, SE_SVE]
+                se[sl, SE_VM] = se[sl, SE_SVM]
+                se[sl, SE_N] = se[sl, SE_SN]
+                n = np.float64(se[sl, SE_N])
+                wk = 2.0
+            else:
+                wk = 3.0
+            st[sl, C_SE_WK] = wk
+        if wk == 2.0:  # each of the two bins in its own day's profile
+            dow1 = dow0 if b1 != U_ZERO else (dow0 + U_ONE) % U_WEEK
+            o0 = U_SE_W0 if dow0 >= U_SAT else U_ZERO
+            o1 = U_SE_W0 if dow1 >= U_SAT else U_ZERO
+        elif wk == 1.0:
+            sat = b1 != U_ZERO  # both bins the judged Saturday's
+    c0 = b0 + o0
+    c1 = b1 + o1
+    q0 = np.float64(se[sl, c0])
+    q1 = np.float64(se[sl, c1])
     # both bins seen (every reading but a few in the first pass of the day): one test, not a choice per value
     seen = q0 == q0 and q1 == q1
     if seen:
         p0 = q0
         p1 = q1
-    else:  # a bin not seen yet takes its neighbour's value, or 0
-        p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
-        p1 = q1 if q1 == q1 else p0
+    else:  # a bin not seen yet takes (a weekend's: the weekdays' at its hour, else) its neighbour's value, or 0
+        r0 = q0
+        r1 = q1
+        if o0 != U_ZERO and not r0 == r0:
+            r0 = np.float64(se[sl, b0])
+        if o1 != U_ZERO and not r1 == r1:
+            r1 = np.float64(se[sl, b1])
+        p0 = r0 if r0 == r0 else (r1 if r1 == r1 else 0.0)
+        p1 = r1 if r1 == r1 else p0
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
-    n = np.float64(se[sl, SE_N])
     ec = e
     if n >= 64:
         ve = np.float64(se[sl, SE_VE])
@@ -1247,6 +1347,8 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             ec = _min(_max(e, -lim), lim)
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
+    if sat and _isfinite(m):
+        _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap)
     age = np.float64(ti) - st[sl, C_SE_T0]
     season_in = 0.0
     if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
@@ -1278,11 +1380,11 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         g = (pr[P_SE_GAMMA] if after_day else 1.0) * (kb if kb < 1.0 else 1.0)
         # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
         if seen:
-            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
-            se[sl, b1] = np.float32(q1 + g * w1 * ec)
+            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec)
+            se[sl, c1] = np.float32(q1 + g * w1 * ec)
         else:
-            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
-            se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+            se[sl, c1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
         se[sl, SE_M] = np.float32(m)
         if after_day:
             ve = np.float64(se[sl, SE_VE])
