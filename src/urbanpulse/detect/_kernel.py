@@ -237,6 +237,7 @@ U_DOW0 = np.uint64(3)
 U_SAT = np.uint64(5)
 WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squared residual against the weekday
 # profile is over this x the weekdays' (a road's Saturday misses every rush hour: 10-100x; an ordinary day ~1x)
+WEEKLY_AMP_X = 0.5  # a weekly series' amplitude gate is this x likelihood_season_min_amplitude
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
@@ -1368,7 +1369,10 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                     lo = v
                 if v > hi:
                     hi = v
-            if q > 0 and _isfinite(q) and hi - lo >= pr[P_SE_AMP] * np.sqrt(_fmax(ve, res * res)):
+            # (road33: a weekly series, whose first Saturday its weekday profile mispredicted, has shown a day and
+            # a week of its own: its gate is WEEKLY_AMP_X of that)
+            amp = pr[P_SE_AMP] * WEEKLY_AMP_X if wk == 2.0 else pr[P_SE_AMP]
+            if q > 0 and _isfinite(q) and hi - lo >= amp * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
     # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a
     # plain comparison is np.minimum for them
