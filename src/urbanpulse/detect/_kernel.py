@@ -196,6 +196,8 @@ SE_SVM = _SE["svm"]
 SE_SN = _SE["sn"]
 SE_WO = _SE["wo"]
 SE_WC = _SE["wc"]
+SE_WF = _SE["wf"]
+SE_WFC = _SE["wfc"]
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -235,6 +237,8 @@ U_SE_W0 = np.uint64(SE_W0)
 U_WEEK = np.uint64(7)
 U_DOW0 = np.uint64(3)
 U_SAT = np.uint64(5)
+U_FRI = np.uint64(4)
+U_JUDGE_BINS = np.uint64(3)  # a Saturday is judged from a reading in its first this many bins (hours) on
 WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squared residual against the weekday
 # profile is over this x the weekdays' (a road's Saturday misses every rush hour: 10-100x; an ordinary day ~1x)
 WEEKLY_AMP_X = 0.5  # a weekly series' amplitude gate is this x likelihood_season_min_amplitude
@@ -1286,10 +1290,18 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     o0 = U_ZERO
     o1 = U_ZERO
     sat = False
+    fri = False
     if wk != 3.0:
         dow0 = (day0 + U_DOW0) % U_WEEK
         if wk == 0.0:
-            if dow0 == U_SAT and n >= 64:
+            # a Friday from its first hours on, with a learned RMS: tally it (the day the Saturday is judged against)
+            if dow0 == U_FRI and b0 < U_JUDGE_BINS and n >= 64:
+                se[sl, SE_WF] = 0.0
+                se[sl, SE_WFC] = 0.0
+                wk = 0.5
+                st[sl, C_SE_WK] = wk
+        elif wk == 0.5 and dow0 != U_FRI:
+            if dow0 == U_SAT and b0 < U_JUDGE_BINS:  # the Saturday after it: judge it
                 for b in range(SEASON_BINS):
                     se[sl, SE_S0 + b] = se[sl, b]
                 se[sl, SE_SVE] = se[sl, SE_VE]
@@ -1298,10 +1310,13 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_WO] = 0.0
                 se[sl, SE_WC] = 0.0
                 wk = 1.0
-                st[sl, C_SE_WK] = wk
+            else:  # a gap over Saturday's first hours: the next Friday
+                wk = 0.0
+            st[sl, C_SE_WK] = wk
         elif wk == 1.0 and dow0 != U_SAT:  # the judged Saturday is over
             wc = np.float64(se[sl, SE_WC])
-            if wc < WEEKLY_MIN:  # hardly seen (a gap over it): judge the next one
+            wfc = np.float64(se[sl, SE_WFC])
+            if wc < WEEKLY_MIN or wfc < WEEKLY_MIN:  # hardly seen (a gap over it): judge the next one
                 wk = 0.0
             elif np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * np.float64(se[sl, SE_SVM]):
                 for b in range(SEASON_BINS):
@@ -1320,6 +1335,8 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             o1 = U_SE_W0 if dow1 >= U_SAT else U_ZERO
         elif wk == 1.0:
             sat = b1 != U_ZERO  # both bins the judged Saturday's
+        elif wk == 0.5:
+            fri = True
     c0 = b0 + o0
     c1 = b1 + o1
     q0 = np.float64(se[sl, c0])
@@ -1350,6 +1367,11 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     if sat and _isfinite(m):
         _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap)
+    elif fri and _isfinite(m):
+        vm = np.float64(se[sl, SE_VM])
+        m2 = _min(m * m, 36.0 * vm) if vm > 0 else m * m
+        se[sl, SE_WF] = np.float32(np.float64(se[sl, SE_WF]) + m2)
+        se[sl, SE_WFC] = np.float32(np.float64(se[sl, SE_WFC]) + 1.0)
     age = np.float64(ti) - st[sl, C_SE_T0]
     season_in = 0.0
     if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
