@@ -198,6 +198,8 @@ SE_WO = _SE["wo"]
 SE_WC = _SE["wc"]
 SE_WF = _SE["wf"]
 SE_WFC = _SE["wfc"]
+SE_WS = _SE["ws"]
+SE_WSC = _SE["wsc"]
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -242,6 +244,7 @@ U_JUDGE_BINS = np.uint64(3)  # a Saturday is judged from a reading in its first 
 WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squared residual against the weekday
 # profile is over this x the weekdays' (a road's Saturday misses every rush hour: 10-100x; an ordinary day ~1x)
 WEEKLY_AMP_X = 0.5  # a weekly series' amplitude gate is this x likelihood_season_min_amplitude
+JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
@@ -1210,7 +1213,7 @@ def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
 
 
 @njit(**_STAGE)
-def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
+def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, c_sum, c_cnt):
     """road33: a reading of the first judged Saturday (`_season_input`), beside what it does as before: its squared
     residual against the weekday profile (`e`, clipped at 36 x the weekdays' mean square as the RMS's update clips)
     into the day's tally, and the reading into the weekend profile, which follows this first pass as the series'
@@ -1220,8 +1223,8 @@ def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
     m2 = m * m
     if svm > 0:
         m2 = _min(m2, 36.0 * svm)
-    se[sl, SE_WO] = np.float32(np.float64(se[sl, SE_WO]) + m2)
-    se[sl, SE_WC] = np.float32(np.float64(se[sl, SE_WC]) + 1.0)
+    se[sl, c_sum] = np.float32(np.float64(se[sl, c_sum]) + m2)
+    se[sl, c_cnt] = np.float32(np.float64(se[sl, c_cnt]) + 1.0)
     k0 = U_SE_W0 + b0
     k1 = U_SE_W0 + b1
     q0 = np.float64(se[sl, k0])
@@ -1291,6 +1294,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     o1 = U_ZERO
     sat = False
     fri = False
+    dow0 = U_ZERO
     if wk != 3.0:
         dow0 = (day0 + U_DOW0) % U_WEEK
         if wk == 0.0:
@@ -1309,16 +1313,21 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_SN] = se[sl, SE_N]
                 se[sl, SE_WO] = 0.0
                 se[sl, SE_WC] = 0.0
+                se[sl, SE_WS] = 0.0
+                se[sl, SE_WSC] = 0.0
                 wk = 1.0
             else:  # a gap over Saturday's first hours: the next Friday
                 wk = 0.0
             st[sl, C_SE_WK] = wk
-        elif wk == 1.0 and dow0 != U_SAT:  # the judged Saturday is over
+        elif wk == 1.0 and dow0 < U_SAT:  # the judged weekend is over
             wc = np.float64(se[sl, SE_WC])
+            wsc = np.float64(se[sl, SE_WSC])
             wfc = np.float64(se[sl, SE_WFC])
-            if wc < WEEKLY_MIN or wfc < WEEKLY_MIN:  # hardly seen (a gap over it): judge the next one
+            svm = np.float64(se[sl, SE_SVM])
+            if wc < WEEKLY_MIN or wsc < WEEKLY_MIN or wfc < WEEKLY_MIN:  # hardly seen (a gap): judge the next one
                 wk = 0.0
-            elif np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * np.float64(se[sl, SE_SVM]):
+            elif (np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * svm
+                  and np.float64(se[sl, SE_WS]) > WEEKLY_K * wsc * svm):
                 for b in range(SEASON_BINS):
                     se[sl, b] = se[sl, SE_S0 + b]
                 se[sl, SE_VE] = se[sl, SE_SVE]
@@ -1326,15 +1335,16 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_N] = se[sl, SE_SN]
                 n = np.float64(se[sl, SE_N])
                 wk = 2.0
-            else:
-                wk = 3.0
+            else:  # not weekly: judged again while the series is young (a profile still learning its weekdays
+                # mispredicts a Friday too), then never
+                wk = 0.0 if np.float64(ti) - st[sl, C_SE_T0] < JUDGE_US else 3.0
             st[sl, C_SE_WK] = wk
         if wk == 2.0:  # each of the two bins in its own day's profile
             dow1 = dow0 if b1 != U_ZERO else (dow0 + U_ONE) % U_WEEK
             o0 = U_SE_W0 if dow0 >= U_SAT else U_ZERO
             o1 = U_SE_W0 if dow1 >= U_SAT else U_ZERO
         elif wk == 1.0:
-            sat = b1 != U_ZERO  # both bins the judged Saturday's
+            sat = b1 != U_ZERO or dow0 == U_SAT  # the judged weekend's (not the half hour around Monday)
         elif wk == 0.5:
             fri = True
     c0 = b0 + o0
@@ -1366,7 +1376,10 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     if sat and _isfinite(m):
-        _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap)
+        if dow0 == U_SAT:
+            _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, SE_WO, SE_WC)
+        else:
+            _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, SE_WS, SE_WSC)
     elif fri and _isfinite(m):
         vm = np.float64(se[sl, SE_VM])
         m2 = _min(m * m, 36.0 * vm) if vm > 0 else m * m
