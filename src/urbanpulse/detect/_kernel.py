@@ -200,6 +200,7 @@ SE_WF = _SE["wf"]
 SE_WFC = _SE["wfc"]
 SE_WS = _SE["ws"]
 SE_WSC = _SE["wsc"]
+SE_WSW = _SE["wsw"]
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -244,6 +245,8 @@ U_JUDGE_BINS = np.uint64(3)  # a Saturday is judged from a reading in its first 
 WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squared residual against the weekday
 # profile is over this x the weekdays' (a road's Saturday misses every rush hour: 10-100x; an ordinary day ~1x)
 WEEKLY_AMP_X = 0.5  # a weekly series' amplitude gate is this x likelihood_season_min_amplitude
+WEEKLY_K2 = 2.0  # ... and whose Sunday the Saturday's profile predicts with a mean squared residual this x below the
+# weekdays' profile's (a road's weekend is one kind of day twice; a weather front on a Saturday does not repeat so)
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
@@ -1213,7 +1216,7 @@ def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
 
 
 @njit(**_STAGE)
-def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, c_sum, c_cnt):
+def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
     """road33: a reading of the first judged Saturday (`_season_input`), beside what it does as before: its squared
     residual against the weekday profile (`e`, clipped at 36 x the weekdays' mean square as the RMS's update clips)
     into the day's tally, and the reading into the weekend profile, which follows this first pass as the series'
@@ -1223,8 +1226,8 @@ def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, c_sum, c_cnt):
     m2 = m * m
     if svm > 0:
         m2 = _min(m2, 36.0 * svm)
-    se[sl, c_sum] = np.float32(np.float64(se[sl, c_sum]) + m2)
-    se[sl, c_cnt] = np.float32(np.float64(se[sl, c_cnt]) + 1.0)
+    se[sl, SE_WO] = np.float32(np.float64(se[sl, SE_WO]) + m2)
+    se[sl, SE_WC] = np.float32(np.float64(se[sl, SE_WC]) + 1.0)
     k0 = U_SE_W0 + b0
     k1 = U_SE_W0 + b1
     q0 = np.float64(se[sl, k0])
@@ -1240,6 +1243,29 @@ def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, c_sum, c_cnt):
     g = kb if kb < 1.0 else 1.0
     se[sl, k0] = np.float32(q0 + g * (1.0 - w1) * ew) if q0 == q0 else np.float32(xi - lv)
     se[sl, k1] = np.float32(q1 + g * w1 * ew) if q1 == q1 else np.float32(xi - lv)
+
+
+@njit(**_STAGE)
+def _season_sunday(se, sl, xi, lv, e, w1, b0, b1):
+    """road33: a reading of the judged weekend's Sunday (`_season_input`): its squared residual against the weekday
+    profile (`e`) and against the Saturday's profile (the weekend bins, not taught here: a profile that followed the
+    Sunday would predict any slow series from its own last hour), each clipped at 36 x the weekdays' mean square,
+    into the tally. A week shows as a Sunday the Saturday predicts better than the weekdays do; a weather front
+    that made the Saturday unusual does not predict the Sunday."""
+    sve = np.float64(se[sl, SE_SVE])
+    q0 = np.float64(se[sl, U_SE_W0 + b0])
+    q1 = np.float64(se[sl, U_SE_W0 + b1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+    p1 = q1 if q1 == q1 else p0
+    ew = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
+    e2 = e * e
+    w2 = ew * ew
+    if sve > 0:
+        e2 = _min(e2, 36.0 * sve)
+        w2 = _min(w2, 36.0 * sve)
+    se[sl, SE_WS] = np.float32(np.float64(se[sl, SE_WS]) + e2)
+    se[sl, SE_WSW] = np.float32(np.float64(se[sl, SE_WSW]) + w2)
+    se[sl, SE_WSC] = np.float32(np.float64(se[sl, SE_WSC]) + 1.0)
 
 
 @njit(**_STAGE)
@@ -1314,6 +1340,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_WO] = 0.0
                 se[sl, SE_WC] = 0.0
                 se[sl, SE_WS] = 0.0
+                se[sl, SE_WSW] = 0.0
                 se[sl, SE_WSC] = 0.0
                 wk = 1.0
             else:  # a gap over Saturday's first hours: the next Friday
@@ -1326,8 +1353,8 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             svm = np.float64(se[sl, SE_SVM])
             if wc < WEEKLY_MIN or wsc < WEEKLY_MIN or wfc < WEEKLY_MIN:  # hardly seen (a gap): judge the next one
                 wk = 0.0
-            elif (np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * svm
-                  and np.float64(se[sl, SE_WS]) > WEEKLY_K * wsc * svm):
+            elif (np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * _min(svm, np.float64(se[sl, SE_WF]) / wfc)
+                  and np.float64(se[sl, SE_WS]) > WEEKLY_K2 * np.float64(se[sl, SE_WSW])):
                 for b in range(SEASON_BINS):
                     se[sl, b] = se[sl, SE_S0 + b]
                 se[sl, SE_VE] = se[sl, SE_SVE]
@@ -1377,9 +1404,9 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     if sat and _isfinite(m):
         if dow0 == U_SAT:
-            _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, SE_WO, SE_WC)
+            _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap)
         else:
-            _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap, SE_WS, SE_WSC)
+            _season_sunday(se, sl, xi, lv, e, w1, b0, b1)
     elif fri and _isfinite(m):
         vm = np.float64(se[sl, SE_VM])
         m2 = _min(m * m, 36.0 * vm) if vm > 0 else m * m
