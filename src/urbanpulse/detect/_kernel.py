@@ -201,6 +201,8 @@ SE_WFC = _SE["wfc"]
 SE_WS = _SE["ws"]
 SE_WSC = _SE["wsc"]
 SE_WSW = _SE["wsw"]
+SE_WM = _SE["wm"]
+SE_WMC = _SE["wmc"]
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -237,16 +239,21 @@ SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; i
 # road33: the week (UTC calendar). 1970-01-01 was a Thursday: (days since the epoch + 3) % 7 is 0 on Mondays, 5 on
 # Saturdays, 6 on Sundays
 U_SE_W0 = np.uint64(SE_W0)
+U_SE_S0 = np.uint64(SE_S0)
 U_WEEK = np.uint64(7)
 U_DOW0 = np.uint64(3)
 U_SAT = np.uint64(5)
+U_SUN = np.uint64(6)
 U_FRI = np.uint64(4)
+U_MON = np.uint64(0)
 U_JUDGE_BINS = np.uint64(3)  # a Saturday is judged from a reading in its first this many bins (hours) on
 WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squared residual against the weekday
 # profile is over this x the weekdays' (a road's Saturday misses every rush hour: 10-100x; an ordinary day ~1x)
 WEEKLY_AMP_X = 0.5  # a weekly series' amplitude gate is this x likelihood_season_min_amplitude
 WEEKLY_K2 = 2.0  # ... and whose Sunday the Saturday's profile predicts with a mean squared residual this x below the
 # weekdays' profile's (a road's weekend is one kind of day twice; a weather front on a Saturday does not repeat so)
+WEEKLY_K3 = 2.5  # ... and whose Monday the weekday profile as the Saturday found it predicts within this x the
+# weekdays' mean square (not a series that changed on the Saturday and stayed changed)
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
@@ -1269,6 +1276,25 @@ def _season_sunday(se, sl, xi, lv, e, w1, b0, b1):
 
 
 @njit(**_STAGE)
+def _season_monday(se, sl, xi, lv, w1, b0, b1):
+    """road33: a reading of the Monday after the judged weekend (`_season_input`): its squared residual against the
+    weekday profile as the Saturday found it (clipped at 36 x the weekdays' mean square), into the tally. A week
+    shows as a Monday that profile predicts again; a changed series (a new level or day from the Saturday on) stays
+    changed on the Monday."""
+    sve = np.float64(se[sl, SE_SVE])
+    q0 = np.float64(se[sl, U_SE_S0 + b0])
+    q1 = np.float64(se[sl, U_SE_S0 + b1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+    p1 = q1 if q1 == q1 else p0
+    es = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
+    e2 = es * es
+    if sve > 0:
+        e2 = _min(e2, 36.0 * sve)
+    se[sl, SE_WM] = np.float32(np.float64(se[sl, SE_WM]) + e2)
+    se[sl, SE_WMC] = np.float32(np.float64(se[sl, SE_WMC]) + 1.0)
+
+
+@njit(**_STAGE)
 def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     """The likelihood's daily-seasonal score: the reading against a slow level plus a profile of the UTC day
     (additive Holt-Winters: SEASON_BINS bins, interpolated linearly between their centres), so a changed day (a
@@ -1342,19 +1368,23 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_WS] = 0.0
                 se[sl, SE_WSW] = 0.0
                 se[sl, SE_WSC] = 0.0
+                se[sl, SE_WM] = 0.0
+                se[sl, SE_WMC] = 0.0
                 wk = 1.0
             else:  # a gap over Saturday's first hours: the next Friday
                 wk = 0.0
             st[sl, C_SE_WK] = wk
-        elif wk == 1.0 and dow0 < U_SAT:  # the judged weekend is over
+        elif wk == 1.0 and dow0 < U_SAT and dow0 != U_MON:  # the judged weekend and the Monday after it are over
             wc = np.float64(se[sl, SE_WC])
             wsc = np.float64(se[sl, SE_WSC])
             wfc = np.float64(se[sl, SE_WFC])
+            wmc = np.float64(se[sl, SE_WMC])
             svm = np.float64(se[sl, SE_SVM])
-            if wc < WEEKLY_MIN or wsc < WEEKLY_MIN or wfc < WEEKLY_MIN:  # hardly seen (a gap): judge the next one
+            if wc < WEEKLY_MIN or wsc < WEEKLY_MIN or wfc < WEEKLY_MIN or wmc < WEEKLY_MIN:  # a gap: the next one
                 wk = 0.0
             elif (np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * _min(svm, np.float64(se[sl, SE_WF]) / wfc)
-                  and np.float64(se[sl, SE_WS]) > WEEKLY_K2 * np.float64(se[sl, SE_WSW])):
+                  and np.float64(se[sl, SE_WS]) > WEEKLY_K2 * np.float64(se[sl, SE_WSW])
+                  and np.float64(se[sl, SE_WM]) < WEEKLY_K3 * wmc * np.float64(se[sl, SE_SVE])):
                 for b in range(SEASON_BINS):
                     se[sl, b] = se[sl, SE_S0 + b]
                 se[sl, SE_VE] = se[sl, SE_SVE]
@@ -1371,7 +1401,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             o0 = U_SE_W0 if dow0 >= U_SAT else U_ZERO
             o1 = U_SE_W0 if dow1 >= U_SAT else U_ZERO
         elif wk == 1.0:
-            sat = b1 != U_ZERO or dow0 == U_SAT  # the judged weekend's (not the half hour around Monday)
+            sat = (b1 != U_ZERO or dow0 != U_SUN)  # the judged weekend's and Monday's (not the half hour by midnight)
         elif wk == 0.5:
             fri = True
     c0 = b0 + o0
@@ -1405,8 +1435,10 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     if sat and _isfinite(m):
         if dow0 == U_SAT:
             _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap)
-        else:
+        elif dow0 == U_SUN:
             _season_sunday(se, sl, xi, lv, e, w1, b0, b1)
+        else:
+            _season_monday(se, sl, xi, lv, w1, b0, b1)
     elif fri and _isfinite(m):
         vm = np.float64(se[sl, SE_VM])
         m2 = _min(m * m, 36.0 * vm) if vm > 0 else m * m
