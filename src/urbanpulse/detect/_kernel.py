@@ -189,6 +189,7 @@ SE_VE = _SE["ve"]
 SE_VM = _SE["vm"]
 SE_N = _SE["n"]
 C_SE_WK = _S["se_wk"]  # road33: the weekly judgement (layout.py)
+C_SE_LS = _S["se_ls"]
 SE_W0 = _SE["w0"]  # road33: the weekend profile's bins start here (SEASON_BINS of them)
 SE_S0 = _SE["s0"]  # road33: the weekday bins as the first judged Saturday found them
 SE_SVE = _SE["sve"]
@@ -1253,7 +1254,7 @@ def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
 
 
 @njit(**_STAGE)
-def _season_sunday(se, sl, xi, lv, e, w1, b0, b1):
+def _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1):
     """road33: a reading of the judged weekend's Sunday (`_season_input`): its squared residual against the weekday
     profile (`e`) and against the Saturday's profile (the weekend bins, not taught here: a profile that followed the
     Sunday would predict any slow series from its own last hour), each clipped at 36 x the weekdays' mean square,
@@ -1264,7 +1265,7 @@ def _season_sunday(se, sl, xi, lv, e, w1, b0, b1):
     q1 = np.float64(se[sl, U_SE_W0 + b1])
     p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
     p1 = q1 if q1 == q1 else p0
-    ew = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
+    ew = xi - (lvs + ((1.0 - w1) * p0 + w1 * p1))
     e2 = e * e
     w2 = ew * ew
     if sve > 0:
@@ -1363,6 +1364,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_SVE] = se[sl, SE_VE]
                 se[sl, SE_SVM] = se[sl, SE_VM]
                 se[sl, SE_SN] = se[sl, SE_N]
+                st[sl, C_SE_LS] = st[sl, C_SE_L]
                 se[sl, SE_WO] = 0.0
                 se[sl, SE_WC] = 0.0
                 se[sl, SE_WS] = 0.0
@@ -1390,6 +1392,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_VE] = se[sl, SE_SVE]
                 se[sl, SE_VM] = se[sl, SE_SVM]
                 se[sl, SE_N] = se[sl, SE_SN]
+                st[sl, C_SE_L] = st[sl, C_SE_LS]
                 n = np.float64(se[sl, SE_N])
                 wk = 2.0
             else:  # not weekly: judged again while the series is young (a profile still learning its weekdays
@@ -1433,12 +1436,13 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
     if sat and _isfinite(m):
+        lvs = st[sl, C_SE_LS]
         if dow0 == U_SAT:
-            _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap)
+            _season_saturday(se, sl, xi, lvs, m, w1, b0, b1, gap)
         elif dow0 == U_SUN:
-            _season_sunday(se, sl, xi, lv, e, w1, b0, b1)
+            _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1)
         else:
-            _season_monday(se, sl, xi, lv, w1, b0, b1)
+            _season_monday(se, sl, xi, lvs, w1, b0, b1)
     elif fri and _isfinite(m):
         vm = np.float64(se[sl, SE_VM])
         m2 = _min(m * m, 36.0 * vm) if vm > 0 else m * m

@@ -25,6 +25,8 @@ STATE: tuple[str, ...] = (
     # --- road33: whether the series is weekly (0 = no first Saturday judged yet, 1 = the first Saturday being judged,
     # 2 = weekly: Saturdays and Sundays have a profile of their own, 3 = not weekly: one profile, as before)
     "se_wk",
+    # the level as the judged Saturday found it (that weekend's profile and the Monday are read against it)
+    "se_ls",
     "cr_p", "cr_s",
     # --- silence's rarity of long gaps (gap31): decayed counts of the gaps judged, of those of at least
     # `factor` x the median gap ("long"), and of their excess over it in median gaps (winsorised), and the
