@@ -204,6 +204,7 @@ SE_WSC = _SE["wsc"]
 SE_WSW = _SE["wsw"]
 SE_WM = _SE["wm"]
 SE_WMC = _SE["wmc"]
+SE_WMW = _SE["wmw"]
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -253,8 +254,8 @@ WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squa
 WEEKLY_AMP_X = 0.5  # a weekly series' amplitude gate is this x likelihood_season_min_amplitude
 WEEKLY_K2 = 2.0  # ... and whose Sunday the Saturday's profile predicts with a mean squared residual this x below the
 # weekdays' profile's (a road's weekend is one kind of day twice; a weather front on a Saturday does not repeat so)
-WEEKLY_K3 = 2.5  # ... and whose Monday the weekday profile as the Saturday found it predicts within this x the
-# weekdays' mean square (not a series that changed on the Saturday and stayed changed)
+# ... and whose Monday the weekday profile as the Saturday found it predicts with a mean squared residual this x
+# below that weekend's profile's (not a series that changed on the Saturday and stayed changed)
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
@@ -1277,21 +1278,30 @@ def _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1):
 
 
 @njit(**_STAGE)
-def _season_monday(se, sl, xi, lv, w1, b0, b1):
-    """road33: a reading of the Monday after the judged weekend (`_season_input`): its squared residual against the
-    weekday profile as the Saturday found it (clipped at 36 x the weekdays' mean square), into the tally. A week
-    shows as a Monday that profile predicts again; a changed series (a new level or day from the Saturday on) stays
-    changed on the Monday."""
+def _season_monday(se, sl, xi, lvs, w1, b0, b1):
+    """road33: a reading of the Monday after the judged weekend (`_season_input`): its squared residuals against the
+    weekday profile as the Saturday found it and against that weekend's profile (both from the level the Saturday
+    found), each clipped at 36 x the weekdays' mean square, into the tally. A week shows as a Monday the weekdays
+    predict better than the weekend does; a series that changed on the Saturday (a new level, a new day) and stayed
+    changed is predicted better by its weekend."""
     sve = np.float64(se[sl, SE_SVE])
     q0 = np.float64(se[sl, U_SE_S0 + b0])
     q1 = np.float64(se[sl, U_SE_S0 + b1])
     p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
     p1 = q1 if q1 == q1 else p0
-    es = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
+    es = xi - (lvs + ((1.0 - w1) * p0 + w1 * p1))
+    r0 = np.float64(se[sl, U_SE_W0 + b0])
+    r1 = np.float64(se[sl, U_SE_W0 + b1])
+    t0 = r0 if r0 == r0 else (r1 if r1 == r1 else 0.0)
+    t1 = r1 if r1 == r1 else t0
+    ew = xi - (lvs + ((1.0 - w1) * t0 + w1 * t1))
     e2 = es * es
+    w2 = ew * ew
     if sve > 0:
         e2 = _min(e2, 36.0 * sve)
+        w2 = _min(w2, 36.0 * sve)
     se[sl, SE_WM] = np.float32(np.float64(se[sl, SE_WM]) + e2)
+    se[sl, SE_WMW] = np.float32(np.float64(se[sl, SE_WMW]) + w2)
     se[sl, SE_WMC] = np.float32(np.float64(se[sl, SE_WMC]) + 1.0)
 
 
@@ -1371,6 +1381,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 se[sl, SE_WSW] = 0.0
                 se[sl, SE_WSC] = 0.0
                 se[sl, SE_WM] = 0.0
+                se[sl, SE_WMW] = 0.0
                 se[sl, SE_WMC] = 0.0
                 wk = 1.0
             else:  # a gap over Saturday's first hours: the next Friday
@@ -1386,7 +1397,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 wk = 0.0
             elif (np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * _min(svm, np.float64(se[sl, SE_WF]) / wfc)
                   and np.float64(se[sl, SE_WS]) > WEEKLY_K2 * np.float64(se[sl, SE_WSW])
-                  and np.float64(se[sl, SE_WM]) < WEEKLY_K3 * wmc * np.float64(se[sl, SE_SVE])):
+                  and WEEKLY_K2 * np.float64(se[sl, SE_WM]) < np.float64(se[sl, SE_WMW])):
                 for b in range(SEASON_BINS):
                     se[sl, b] = se[sl, SE_S0 + b]
                 se[sl, SE_VE] = se[sl, SE_SVE]

@@ -52,7 +52,7 @@ SEASON: tuple[str, ...] = (
     # day and must not stay in the weekdays' profile nor in the RMS); that Saturday's clipped squared residuals
     # against the weekday profile, summed, and their count
     *(f"w{b}" for b in range(SEASON_BINS)), *(f"s{b}" for b in range(SEASON_BINS)), "sve", "svm", "sn", "wo", "wc",
-    "wf", "wfc", "ws", "wsw", "wsc", "wm", "wmc",
+    "wf", "wfc", "ws", "wsw", "wsc", "wm", "wmw", "wmc",
 )
 SE = {name: i for i, name in enumerate(SEASON)}
 
