@@ -47,7 +47,7 @@ from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
-from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES  # noqa: F401
+from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -943,18 +943,20 @@ def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
 @njit(**_STAGE)
 def _reach(st, sl, pr, xi, cnt, has_prev, mad, res, sh_m0):
     """reach (reach33; road31's statistic, score-only): this reading beyond the range of readings the series has
-    shown, in units q of `reach_threshold` x that range's width (floored at XR_RES resolutions): a single reading
+    shown, in units q of `reach_threshold` x that range's width (floored at XR_RES resolutions and XR_STEPS of spike's
+    robust scale of changes): a single reading
     beyond anything the series has done (a capped road speed of 189 on a road whose readings never passed 109), which
     the window's scales miss where the window is a rush hour's (its MAD, spike's step floor inflated by the dips).
     The range: a decaying memory of the highest and lowest reading (decaying toward the fast level at
     `envelope_memory`, not while the series idles), widening by at most `envelope_growth` x its width a reading after
     `envelope_min_history` readings, so one outlier teaches it little. Scored only where q >= 1 and the reading is
-    reached by a jump of at least the bar from the previous one (a spike, not a ramp out of the range), from
+    reached by a jump of at least the bar from the previous one, itself inside the range (a spike, not a ramp
+    out of the range nor the next reading of a new level), from
     `reach_min_history` readings on, where the window's MAD > 0 and spike's window holds >= DSCALE_LR_MIN non-zero
     changes (not a count, an idle on/off series, rain), and where `reach_threshold` > 0. Then learns the range.
     It decides nothing: `_reach_score` turns q into a score that only the emitted anomaly_score reads.
 
-    Reads C_XR_HI, C_XR_LO, C_DSCALE_N, C_PREV (mad, res, sh_m0: `_scales`); P_XR_THR, P_XR_MIN, P_SH_ALPHA,
+    Reads C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N, C_PREV (mad, res, sh_m0: `_scales`); P_XR_THR, P_XR_MIN, P_SH_ALPHA,
     P_ENV_G, P_ENV_MIN, P_ENV_DECAY. Writes C_XR_HI, C_XR_LO. Returns q where scored, else 0."""
     k = pr[P_XR_THR]
     if not (k > 0):
@@ -965,13 +967,15 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res, sh_m0):
         return 0.0
     hi = st[sl, C_XR_HI]
     lo = st[sl, C_XR_LO]
-    width = _fmax(hi - lo, XR_RES * res)
+    width = _fmax(_fmax(hi - lo, XR_RES * res), XR_STEPS * st[sl, C_DSCALE])
     out = max(xi - hi, lo - xi)
     bar = k * width
     dsc_n = st[sl, C_DSCALE_N]
+    prev = st[sl, C_PREV]
     q = 0.0
+    # (the previous reading inside the range: one reading leaving it, not a ramp or a new level running beyond it)
     if (out >= bar and bar > 0 and cnt >= pr[P_XR_MIN] and mad > 0 and dsc_n >= DSCALE_LR_MIN
-            and abs(xi - st[sl, C_PREV]) >= bar):
+            and abs(xi - prev) >= bar and lo <= prev <= hi):
         q = out / bar
     lvl = sh_m0 + pr[P_SH_ALPHA] * (xi - sh_m0)
     rate = pr[P_ENV_DECAY] if dsc_n > 0 else 0.0
