@@ -47,7 +47,7 @@ from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
-from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
+from urbanpulse.detect.layout import XR_A0, XR_C0, XR_DECAY, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -978,7 +978,7 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res, sh_m0):
             and abs(xi - prev) >= bar and lo <= prev <= hi):
         q = out / bar
     lvl = sh_m0 + pr[P_SH_ALPHA] * (xi - sh_m0)
-    rate = pr[P_ENV_DECAY] if dsc_n > 0 else 0.0
+    rate = XR_DECAY * pr[P_ENV_DECAY] if dsc_n > 0 else 0.0
     grow = pr[P_ENV_G] * width if cnt >= pr[P_ENV_MIN] else np.inf
     if _isfinite(xi):
         st[sl, C_XR_HI] = max(hi + rate * (lvl - hi), min(xi, hi + grow))
