@@ -47,7 +47,7 @@ from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
-from urbanpulse.detect.layout import XR_A0, XR_C0, XR_DECAY, XR_M0, XR_RES, XR_STEPS  # noqa: F401
+from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -941,23 +941,23 @@ def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
 
 
 @njit(**_STAGE)
-def _reach(st, sl, pr, xi, cnt, has_prev, mad, res, sh_m0):
+def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
     """reach (reach33; road31's statistic, score-only): this reading beyond the range of readings the series has
-    shown, in units q of `reach_threshold` x that range's width (floored at XR_RES resolutions and XR_STEPS of spike's
-    robust scale of changes): a single reading
-    beyond anything the series has done (a capped road speed of 189 on a road whose readings never passed 109), which
-    the window's scales miss where the window is a rush hour's (its MAD, spike's step floor inflated by the dips).
-    The range: a decaying memory of the highest and lowest reading (decaying toward the fast level at
-    `envelope_memory`, not while the series idles), widening by at most `envelope_growth` x its width a reading after
-    `envelope_min_history` readings, so one outlier teaches it little. Scored only where q >= 1 and the reading is
-    reached by a jump of at least the bar from the previous one, itself inside the range (a spike, not a ramp
-    out of the range nor the next reading of a new level), from
-    `reach_min_history` readings on, where the window's MAD > 0 and spike's window holds >= DSCALE_LR_MIN non-zero
-    changes (not a count, an idle on/off series, rain), and where `reach_threshold` > 0. Then learns the range.
-    It decides nothing: `_reach_score` turns q into a score that only the emitted anomaly_score reads.
+    shown, in units q of `reach_threshold` x that range's width (floored at XR_RES resolutions and XR_STEPS of
+    spike's robust scale of changes): a single reading beyond anything the series has done (a capped road speed of
+    189 on a road whose readings never passed 109), which the window's scales miss where the window is a rush
+    hour's (its MAD, spike's step floor inflated by the dips). The range: the highest and lowest reading, widening
+    by at most `envelope_growth` x its width a reading after `envelope_min_history` readings, so one outlier teaches
+    it little; it never decays (road31's decaying range let a SKAB accelerometer's ordinary dip leave the range it
+    had narrowed to over 8,000 readings). Scored only where q >= 1 and the reading is reached by a jump of at least
+    the bar from the previous one, itself inside the range (a spike, not a ramp out of the range nor the next
+    reading of a new level), from `reach_min_history` readings on, where the window's MAD > 0 and spike's window
+    holds >= DSCALE_LR_MIN non-zero changes (not a count, an idle on/off series, rain), and where `reach_threshold`
+    > 0. Then learns the range. It decides nothing: `_reach_score` turns q into a score only the emitted
+    anomaly_score reads.
 
-    Reads C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N, C_PREV (mad, res, sh_m0: `_scales`); P_XR_THR, P_XR_MIN, P_SH_ALPHA,
-    P_ENV_G, P_ENV_MIN, P_ENV_DECAY. Writes C_XR_HI, C_XR_LO. Returns q where scored, else 0."""
+    Reads C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N, C_PREV (mad, res: `_scales`); P_XR_THR, P_XR_MIN, P_ENV_G,
+    P_ENV_MIN. Writes C_XR_HI, C_XR_LO. Returns q where scored, else 0."""
     k = pr[P_XR_THR]
     if not (k > 0):
         return 0.0
@@ -977,12 +977,10 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res, sh_m0):
     if (out >= bar and bar > 0 and cnt >= pr[P_XR_MIN] and mad > 0 and dsc_n >= DSCALE_LR_MIN
             and abs(xi - prev) >= bar and lo <= prev <= hi):
         q = out / bar
-    lvl = sh_m0 + pr[P_SH_ALPHA] * (xi - sh_m0)
-    rate = XR_DECAY * pr[P_ENV_DECAY] if dsc_n > 0 else 0.0
     grow = pr[P_ENV_G] * width if cnt >= pr[P_ENV_MIN] else np.inf
     if _isfinite(xi):
-        st[sl, C_XR_HI] = max(hi + rate * (lvl - hi), min(xi, hi + grow))
-        st[sl, C_XR_LO] = min(lo + rate * (lvl - lo), max(xi, lo - grow))
+        st[sl, C_XR_HI] = max(hi, min(xi, hi + grow))
+        st[sl, C_XR_LO] = min(lo, max(xi, lo - grow))
     return q
 
 
@@ -1624,7 +1622,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_threshold = _threshold(st, sl, pr, xi)
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
-        s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res, sh_m0), cnt)  # reach33
+        s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence * pr[P_W_SILENCE]

@@ -31,8 +31,8 @@ STATE: tuple[str, ...] = (
     # --- silence's own re-arm memory (rearm31): the recent emitted silence score (as `peak` is the value
     # detectors'), so an emission on a long gap does not hold back a value anomaly that follows it
     "si_peak",
-    # --- reach, a score-only statistic (reach33, `_reach` / `_reach_score`): the readings' own range (a decaying
-    # highest and lowest reading, widening slowly), and the decayed count of readings scored beyond it, their mean
+    # --- reach, a score-only statistic (reach33, `_reach` / `_reach_score`): the readings' own range (the highest
+    # and lowest reading, widening slowly), and the decayed count of readings scored beyond it, their mean
     # excess's sum, and the count (C_COUNT) when those two were last decayed (decayed lazily, on those rare readings)
     "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
 )
@@ -107,7 +107,6 @@ XR_A0 = 1.0  # reach33: the prior's readings beyond the range, in P(beyond)
 XR_C0 = 2.0  # reach33: the prior's readings beyond the range (of mean excess XR_M0) in the excess's Lomax tail
 XR_M0 = 1.0  # reach33: the prior's mean excess beyond the bar, in bars
 XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a channel quantised to a few steps)
-XR_DECAY = 0.0  # reach33: the range decays toward the level at this x 1 / envelope_memory (0: the all-time range)
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic

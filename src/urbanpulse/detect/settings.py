@@ -115,9 +115,9 @@ class EwmaParams(_Params):
         "the series idles: no change in spike's window)")
     envelope_min_history: int = Field(512, ge=2, description="envelope: readings seen before it scores")
     reach_threshold: float = Field(
-        0.5, ge=0, description="reach (anomaly_score only, never a decision): a single reading this many widths of "
-        "the series' own range of readings beyond it (its highest and lowest reading, decaying and growing as the "
-        "envelope's, envelope_memory / envelope_growth), reached by a jump of as much, scores 1 - the probability of "
+        1.0, ge=0, description="reach (anomaly_score only, never a decision): a single reading this many widths of "
+        "the series' own range of readings beyond it (its highest and lowest reading, widening by at most "
+        "envelope_growth widths a reading), reached by a jump of as much from inside it, scores 1 - the probability of "
         "such a reading under the series' own history: a capped speed's impossible value, whatever the local scale; "
         "0 = off")
     reach_min_history: int = Field(
