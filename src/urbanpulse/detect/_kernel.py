@@ -46,8 +46,9 @@ from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
-from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_RATE, RS_SPREAD_FLOOR, RS_START,  # noqa: F401
-                                      RS_THR, RS_TYP_RATE, RS_WINSOR)
+from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
+                                      RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
+                                      RS_WINSOR)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
@@ -211,6 +212,8 @@ C_RM_TYP = _S["rm_typ"]
 C_RD_SLOW = _S["rd_slow"]
 C_RD_TYP = _S["rd_typ"]
 C_RS_S = _S["rs_s"]
+C_RM_PK = _S["rm_pk"]
+C_RD_PK = _S["rd_pk"]
 C_RS_PEAK = _S["rs_peak"]
 P_CR_LNK = _COL["cr_lnk"]
 P_CR_KM1 = _COL["cr_km1"]
@@ -481,6 +484,7 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     k = since / refresh_every + 1.0
     rate = _min(_max(RS_RATE * refresh_every, 1.0 / k), 1.0)
     trate = _min(_max(RS_TYP_RATE * refresh_every, 1.0 / k), 1.0)
+    pk_decay = 0.5 ** (refresh_every / RS_PK_HALF)
     score = 0.0
     if _isfinite(med) and mad > 0:
         ls = st[sl, C_RM_SLOW]
@@ -492,8 +496,12 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
             typ = st[sl, C_RM_TYP]
             sc = _fmax(typ, RS_LEVEL_FLOOR * 1.4826 * mad)
             q = d / sc
+            pk = st[sl, C_RM_PK] * pk_decay
             if _isfinite(q):
-                score = q / (q + RS_THR)
+                r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
+                if r > 0:
+                    score = r / (r + RS_THR)
+                st[sl, C_RM_PK] = _max(pk, q)
             st[sl, C_RM_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
             st[sl, C_RM_SLOW] = ls + rate * (med - ls)
     if _isfinite(dsc) and dsc > 0:
@@ -507,7 +515,13 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
             sc = _fmax(typ, RS_SPREAD_FLOOR)
             if rr > 0 and _isfinite(rr):
                 q = rr / sc
-                score = _max(score, q / (q + RS_THR))
+                pk = st[sl, C_RD_PK] * pk_decay
+                r = q / _fmax(pk, RS_PK_FLOOR_SPREAD) - 1.0
+                if r > 0:
+                    score = _max(score, r / (r + RS_THR))
+                st[sl, C_RD_PK] = _max(pk, q)
+            else:
+                st[sl, C_RD_PK] = st[sl, C_RD_PK] * pk_decay
             st[sl, C_RD_TYP] = typ + trate * (_min(abs(rr), RS_WINSOR * sc) - typ)
             st[sl, C_RD_SLOW] = ds + rate * (dsc - ds)
     st[sl, C_RS_S] = _min(score, RS_CAP) if nc >= RS_START else 0.0
