@@ -524,7 +524,12 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
                 st[sl, C_RD_PK] = st[sl, C_RD_PK] * pk_decay
             st[sl, C_RD_TYP] = typ + trate * (_min(abs(rr), RS_WINSOR * sc) - typ)
             st[sl, C_RD_SLOW] = ds + rate * (dsc - ds)
-    st[sl, C_RS_S] = _min(score, RS_CAP) if nc >= RS_START else 0.0
+    # not on an on/off series (ewma's active level is one level far above the idle noise, `_active_level`): its
+    # window's median and median |change| flip with the share of bursts in it
+    ac_m = st[sl, C_AC_M]
+    onoff = (ac_m > ACTIVE_SEP * _fmax(st[sl, C_AC_V], st[sl, C_RES])
+             and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, dsc))
+    st[sl, C_RS_S] = _min(score, RS_CAP) if (nc >= RS_START and not onoff) else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
