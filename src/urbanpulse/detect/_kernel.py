@@ -527,8 +527,9 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     # not on an on/off series (ewma's active level is one level far above the idle noise, `_active_level`): its
     # window's median and median |change| flip with the share of bursts in it
     ac_m = st[sl, C_AC_M]
-    onoff = (ac_m > ACTIVE_SEP * _fmax(st[sl, C_AC_V], st[sl, C_RES])
-             and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, dsc))
+    onoff = ((ac_m > ACTIVE_SEP * _fmax(st[sl, C_AC_V], st[sl, C_RES])
+              and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, dsc))
+             or st[sl, C_LO_Q] <= st[sl, C_LO_MIN])  # or an idle floor: 5 % of the window at its minimum
     st[sl, C_RS_S] = _min(score, RS_CAP) if (nc >= RS_START and not onoff) else 0.0
 
 
