@@ -47,7 +47,7 @@ from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
-                                      RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
+                                      RS_PK_GROW, RS_PK_HALF, RS_PK_K, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
@@ -496,12 +496,12 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
             typ = st[sl, C_RM_TYP]
             sc = _fmax(typ, RS_LEVEL_FLOOR * 1.4826 * mad)
             q = d / sc
-            pk = st[sl, C_RM_PK] * pk_decay
+            pk = _fmax(st[sl, C_RM_PK], RS_PK_FLOOR_LEVEL)
             if _isfinite(q):
-                r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
-                if r > 0:
-                    score = r / (r + RS_THR)
-                st[sl, C_RM_PK] = _max(pk, q)
+                z = _min(q - 1.0, RS_PK_K * (q / pk - 1.0))
+                if z > 0:
+                    score = z / (z + RS_THR)
+                st[sl, C_RM_PK] = _max(pk * pk_decay, _min(q, pk * RS_PK_GROW))
             st[sl, C_RM_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
             st[sl, C_RM_SLOW] = ls + rate * (med - ls)
     if _isfinite(dsc) and dsc > 0:
@@ -515,11 +515,11 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
             sc = _fmax(typ, RS_SPREAD_FLOOR)
             if rr > 0 and _isfinite(rr):
                 q = rr / sc
-                pk = st[sl, C_RD_PK] * pk_decay
-                r = q / _fmax(pk, RS_PK_FLOOR_SPREAD) - 1.0
-                if r > 0:
-                    score = _max(score, r / (r + RS_THR))
-                st[sl, C_RD_PK] = _max(pk, q)
+                pk = _fmax(st[sl, C_RD_PK], RS_PK_FLOOR_SPREAD)
+                z = _min(q - 1.0, RS_PK_K * (q / pk - 1.0))
+                if z > 0:
+                    score = _max(score, z / (z + RS_THR))
+                st[sl, C_RD_PK] = _max(pk * pk_decay, _min(q, pk * RS_PK_GROW))
             else:
                 st[sl, C_RD_PK] = st[sl, C_RD_PK] * pk_decay
             st[sl, C_RD_TYP] = typ + trate * (_min(abs(rr), RS_WINSOR * sc) - typ)

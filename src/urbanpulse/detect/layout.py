@@ -106,12 +106,14 @@ RS_TYP_RATE = 1.0 / 1024.0  # the typical distances' rate a reading
 RS_WINSOR = 3.0  # a distance is learned at most this x the typical one
 RS_LEVEL_FLOOR = 0.25  # the level's typical distance is at least this x 1.4826 MAD (a median's move of noise)
 RS_SPREAD_FLOOR = 0.1  # the spread's typical relative distance is at least this
-RS_PK_HALF = 2048.0  # the largest distance seen (in typical distances) halves over this many readings
-RS_PK_FLOOR_LEVEL = 2.0  # the level's distance is scored beyond at least this many typical distances
-RS_PK_FLOOR_SPREAD = 4.0  # the spread's distance is scored beyond at least this many typical distances
-RS_THR = 0.25  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
+RS_PK_HALF = 4096.0  # the largest distance seen (in typical distances) halves over this many readings
+RS_PK_FLOOR_LEVEL = 1.0  # the level's distance is scored beyond at least this many typical distances
+RS_PK_FLOOR_SPREAD = 1.0  # the spread's distance is scored beyond at least this many typical distances
+RS_PK_GROW = 1.1  # the largest distance seen grows at most this factor a refresh (a sudden change stays beyond it)
+RS_PK_K = 3.0  # the distance counts at most this x its excess over the largest seen (q - 1 <= K (q / pk - 1))
+RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
 RS_CAP = 0.95  # the score's largest value
-RS_START = 1024.0  # readings before the score counts (the memories and typical distances have settled)
+RS_START = 768.0  # readings before the score counts (the memories and typical distances have settled)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
