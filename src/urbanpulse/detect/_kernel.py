@@ -47,7 +47,7 @@ from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
-                                      RS_PK_GROW, RS_PK_HALF, RS_PK_K, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
+                                      RS_HEAVY, RS_PK_GROW, RS_PK_HALF, RS_PK_K, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
@@ -530,7 +530,10 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     onoff = ((ac_m > ACTIVE_SEP * _fmax(st[sl, C_AC_V], st[sl, C_RES])
               and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, dsc))
              or st[sl, C_LO_Q] <= st[sl, C_LO_MIN])  # or an idle floor: 5 % of the window at its minimum
-    st[sl, C_RS_S] = _min(score, RS_CAP) if (nc >= RS_START and not onoff) else 0.0
+    # only where the series' RMS scales are inflated by its bursts and tails (the regime of fam30's mechanism 2:
+    # elsewhere ewma's level shift and the likelihood's spread input see what this sees)
+    heavy = np.sqrt(st[sl, C_LR_V]) > RS_HEAVY * 1.4826 * mad
+    st[sl, C_RS_S] = _min(score, RS_CAP) if (nc >= RS_START and heavy and not onoff) else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
