@@ -114,7 +114,7 @@ RS_PK_K = 3.0  # the distance counts at most this x its excess over the largest 
 RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
 RS_HEAVY = 1.5  # only where the long-run RMS deviation from the EWMA is over this x 1.4826 MAD (bursts, heavy tails)
 RS_CAP = 0.95  # the score's largest value
-RS_START = 768.0  # readings before the score counts (the memories and typical distances have settled)
+RS_START = 1536.0  # readings before the score counts (the memories and typical distances have settled)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
