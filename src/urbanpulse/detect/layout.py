@@ -112,7 +112,7 @@ RS_PK_FLOOR_SPREAD = 1.0  # the spread's distance is scored beyond at least this
 RS_PK_GROW = 1.1  # the largest distance seen grows at most this factor a refresh (a sudden change stays beyond it)
 RS_PK_K = 3.0  # the distance counts at most this x its excess over the largest seen (q - 1 <= K (q / pk - 1))
 RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
-RS_HEAVY = 1.5  # only where the long-run RMS deviation from the EWMA is over this x 1.4826 MAD (bursts, heavy tails)
+RS_HEAVY = 2.0  # only where the long-run RMS deviation from the EWMA is over this x 1.4826 MAD (bursts, heavy tails)
 RS_CAP = 0.95  # the score's largest value
 RS_START = 1536.0  # readings before the score counts (the memories and typical distances have settled)
 
