@@ -31,10 +31,6 @@ STATE: tuple[str, ...] = (
     # --- silence's own re-arm memory (rearm31): the recent emitted silence score (as `peak` is the value
     # detectors'), so an emission on a long gap does not hold back a value anomaly that follows it
     "si_peak",
-    # --- a robust level and spread score (shift33; scores only): the rolling median's and the rolling median
-    # |change|'s slow memories (EWMAs of them over the refreshes), their typical distances from those memories, the
-    # score they give (set at each refresh: every input moves only there) and its own re-arm memory
-    "rm_slow", "rm_typ", "rd_slow", "rd_typ", "rm_pk", "rd_pk", "rs_s", "rs_peak",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -94,27 +90,6 @@ SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen expo
 # seen scores near 1. Scores only: the decision is silence's statistic (score >= 0.5) as before; no state column
 SC_A0 = 5.0  # silcal32: the prior's long gaps in P(long) (with si_n0 = 200: a long gap once in ~40 gaps before any is seen)
 SC_C0 = 2.0  # silcal32: the prior's long gaps (of mean excess `si_m0`) in the excess's Lomax tail
-
-# a robust level and spread score (shift33): the anomaly_score counts where the rolling median (robust_z's window)
-# has moved from its slow memory, or the rolling median |change| (spike's window) has grown over its own, each in
-# units of its typical distance from that memory: scales a normal burst of a few readings cannot inflate (a
-# median of 64-128 readings hardly moves for one), unlike ewma's level-shift distance and the likelihood's RMS
-# change (benchmarks/README.md, fam30 mechanism 2). Emitted through its own re-arm memory and the likelihood's prior
-# tail; scores only: no detector score or decision changes
-RS_RATE = 1.0 / 512.0  # the slow memories' rate a reading (a refresh moves them refresh_every x this)
-RS_TYP_RATE = 1.0 / 1024.0  # the typical distances' rate a reading
-RS_WINSOR = 3.0  # a distance is learned at most this x the typical one
-RS_LEVEL_FLOOR = 0.25  # the level's typical distance is at least this x 1.4826 MAD (a median's move of noise)
-RS_SPREAD_FLOOR = 0.1  # the spread's typical relative distance is at least this
-RS_PK_HALF = 4096.0  # the largest distance seen (in typical distances) halves over this many readings
-RS_PK_FLOOR_LEVEL = 1.0  # the level's distance is scored beyond at least this many typical distances
-RS_PK_FLOOR_SPREAD = 1.0  # the spread's distance is scored beyond at least this many typical distances
-RS_PK_GROW = 1.1  # the largest distance seen grows at most this factor a refresh (a sudden change stays beyond it)
-RS_PK_K = 3.0  # the distance counts at most this x its excess over the largest seen (q - 1 <= K (q / pk - 1))
-RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
-RS_HEAVY = 2.0  # only where the long-run RMS deviation from the EWMA is over this x 1.4826 MAD (bursts, heavy tails)
-RS_CAP = 0.95  # the score's largest value
-RS_START = 1536.0  # readings before the score counts (the memories and typical distances have settled)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
