@@ -45,7 +45,7 @@ from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
-from urbanpulse.detect.layout import BT_A0, BT_C0, BT_M0, BT_WINSOR  # noqa: F401
+from urbanpulse.detect.layout import BT_A0, BT_C0, BT_M0, BT_WINSOR, BT_X_MAX  # noqa: F401
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
@@ -201,6 +201,7 @@ C_SI_PEAK = _S["si_peak"]
 C_BT_K = _S["bt_k"]
 C_BT_E = _S["bt_e"]
 C_BT_T = _S["bt_t"]
+C_BT_MAX = _S["bt_max"]
 P_SI_LNP = _COL["si_lnp"]
 P_SI_DECAY = _COL["si_decay"]
 P_SI_N0 = _COL["si_n0"]
@@ -1428,15 +1429,21 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
     bt_on = q_p >= 1.0
     bt_k = 0.0
     bt_e = 0.0
+    bt_mx = 0.0
     if bt_on or (fu > 0 and fu == raw_p):
         bt_x = math.exp((cnt - st[sl, C_BT_T]) * math.log(pr[P_TL_DECAY]))
         bt_k = st[sl, C_BT_K] * bt_x
         bt_e = st[sl, C_BT_E] * bt_x
+        bt_mx = st[sl, C_BT_MAX] * bt_x
     if fu > 0:
         fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
         if q_fu >= 1.0 and q_fu == q_p:  # the point detectors' emission: at most 1 - its own posterior tail
+            bt_x = math.log(q_p)
+            bt_a = bt_k + BT_C0
             bt_p = ((bt_k + BT_A0) / (tl_n + pr[P_TL_N0])
-                    * math.exp(-(bt_k + BT_C0) * math.log1p(math.log(q_p) / (bt_e + BT_M0 * BT_C0))))
+                    * math.exp(-bt_a * math.log1p(_min(bt_x, bt_mx) / (bt_e + BT_M0 * BT_C0))))
+            if bt_x > bt_mx:  # beyond the furthest the series has shown: A times faster
+                bt_p = bt_p * math.exp(-bt_a * (bt_x - bt_mx))
             fu = _min(fu, 1.0 - _fmax(bt_p, _TAIL_FLOOR))
     if bt_on:  # learn the exceedance (after scoring it)
         bt_x = math.log(q_p)
@@ -1444,6 +1451,7 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
         st[sl, C_BT_K] = bt_k + 1.0
         st[sl, C_BT_E] = bt_e + _min(bt_x, BT_WINSOR * bt_m)
         st[sl, C_BT_T] = cnt
+        st[sl, C_BT_MAX] = _fmax(bt_mx, _min(bt_x, BT_X_MAX))
     if fs > 0:
         fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
         if fs > fu:
