@@ -1437,14 +1437,14 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
         bt_mx = st[sl, C_BT_MAX] * bt_x
     if fu > 0:
         fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
-        if q_fu >= 1.0 and q_fu == q_p:  # the point detectors' emission: at most 1 - its own posterior tail
-            bt_x = math.log(q_p)
+        if q_fu == q_p:  # the point detectors' emission: at most 1 - its own posterior tail (never below 1 - alert_tail)
+            bt_x = math.log(_fmax(q_p, 1.0))  # below the decision level: the rate of exceeding it
             bt_a = bt_k + BT_C0
             bt_p = ((bt_k + BT_A0) / (tl_n + pr[P_TL_N0])
                     * math.exp(-bt_a * math.log1p(_min(bt_x, bt_mx) / (bt_e + BT_M0 * BT_C0))))
             if bt_x > bt_mx:  # beyond the furthest the series has shown: A times faster
                 bt_p = bt_p * math.exp(-bt_a * (bt_x - bt_mx))
-            fu = _min(fu, 1.0 - _fmax(bt_p, _TAIL_FLOOR))
+            fu = _min(fu, 1.0 - _min(_fmax(bt_p, _TAIL_FLOOR), pr[P_AL_TAIL]))
     if bt_on:  # learn the exceedance (after scoring it)
         bt_x = math.log(q_p)
         bt_m = (bt_e + BT_M0 * BT_C0) / (bt_k + BT_C0)
