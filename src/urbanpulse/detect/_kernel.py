@@ -1430,8 +1430,9 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
     bt_k = 0.0
     bt_e = 0.0
     bt_mx = 0.0
+    bt_t0 = st[sl, C_BT_T]
     if bt_on or (fu > 0 and fu == raw_p):
-        bt_x = math.exp((cnt - st[sl, C_BT_T]) * math.log(pr[P_TL_DECAY]))
+        bt_x = math.exp((cnt - bt_t0) * math.log(pr[P_TL_DECAY]))
         bt_k = st[sl, C_BT_K] * bt_x
         bt_e = st[sl, C_BT_E] * bt_x
         bt_mx = st[sl, C_BT_MAX] * bt_x
@@ -1445,11 +1446,14 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
             if bt_x > bt_mx:  # beyond the furthest the series has shown: A times faster
                 bt_p = bt_p * math.exp(-bt_a * (bt_x - bt_mx))
             fu = _min(fu, 1.0 - _min(_fmax(bt_p, _TAIL_FLOOR), pr[P_AL_TAIL]))
-    if bt_on:  # learn the exceedance (after scoring it)
+    if bt_on:  # learn the exceedance (after scoring it): a run's onset counts, its later readings only its reach
         bt_x = math.log(q_p)
-        bt_m = (bt_e + BT_M0 * BT_C0) / (bt_k + BT_C0)
-        st[sl, C_BT_K] = bt_k + 1.0
-        st[sl, C_BT_E] = bt_e + _min(bt_x, BT_WINSOR * bt_m)
+        if bt_t0 != cnt - 1.0:  # the previous reading did not exceed: an onset
+            bt_m = (bt_e + BT_M0 * BT_C0) / (bt_k + BT_C0)
+            bt_e = bt_e + _min(bt_x, BT_WINSOR * bt_m)
+            bt_k = bt_k + 1.0
+        st[sl, C_BT_K] = bt_k
+        st[sl, C_BT_E] = bt_e
         st[sl, C_BT_T] = cnt
         st[sl, C_BT_MAX] = _fmax(bt_mx, _min(bt_x, BT_X_MAX))
     if fs > 0:
