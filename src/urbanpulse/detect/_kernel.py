@@ -45,7 +45,7 @@ from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
-from urbanpulse.detect.layout import BT_A0, BT_C0, BT_M0, BT_WINSOR, BT_X_MAX  # noqa: F401
+from urbanpulse.detect.layout import BT_A0, BT_C0, BT_M0, BT_WINSOR, BT_RUN, BT_X_MAX  # noqa: F401
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
@@ -202,6 +202,8 @@ C_BT_K = _S["bt_k"]
 C_BT_E = _S["bt_e"]
 C_BT_T = _S["bt_t"]
 C_BT_MAX = _S["bt_max"]
+C_BT_S = _S["bt_s"]
+C_BT_R = _S["bt_r"]
 P_SI_LNP = _COL["si_lnp"]
 P_SI_DECAY = _COL["si_decay"]
 P_SI_N0 = _COL["si_n0"]
@@ -1431,7 +1433,8 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
     bt_e = 0.0
     bt_mx = 0.0
     bt_t0 = st[sl, C_BT_T]
-    if bt_on or (fu > 0 and fu == raw_p):
+    bt_end = (not bt_on) and bt_t0 == cnt - 1.0  # the run of exceedances ended at the previous reading
+    if bt_on or bt_end or (fu > 0 and fu == raw_p):
         bt_x = math.exp((cnt - bt_t0) * math.log(pr[P_TL_DECAY]))
         bt_k = st[sl, C_BT_K] * bt_x
         bt_e = st[sl, C_BT_E] * bt_x
@@ -1446,16 +1449,27 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
             if bt_x > bt_mx:  # beyond the furthest the series has shown: A times faster
                 bt_p = bt_p * math.exp(-bt_a * (bt_x - bt_mx))
             fu = _min(fu, 1.0 - _min(_fmax(bt_p, _TAIL_FLOOR), pr[P_AL_TAIL]))
-    if bt_on:  # learn the exceedance (after scoring it): a run's onset counts, its later readings only its reach
-        bt_x = math.log(q_p)
-        if bt_t0 != cnt - 1.0:  # the previous reading did not exceed: an onset
-            bt_m = (bt_e + BT_M0 * BT_C0) / (bt_k + BT_C0)
-            bt_e = bt_e + _min(bt_x, BT_WINSOR * bt_m)
-            bt_k = bt_k + 1.0
-        st[sl, C_BT_K] = bt_k
+    if bt_on:  # learn the exceedance (after scoring it): the run's start and its furthest reading
+        bt_x = _min(math.log(q_p), BT_X_MAX)
+        if bt_t0 != cnt - 1.0:  # the previous reading did not exceed: a run starts
+            st[sl, C_BT_S] = cnt
+            st[sl, C_BT_R] = bt_x
+        else:
+            st[sl, C_BT_R] = _fmax(st[sl, C_BT_R], bt_x)
+        st[sl, C_BT_K] = bt_k  # decayed to this reading, which bt_t now names
         st[sl, C_BT_E] = bt_e
+        st[sl, C_BT_MAX] = bt_mx
         st[sl, C_BT_T] = cnt
-        st[sl, C_BT_MAX] = _fmax(bt_mx, _min(bt_x, BT_X_MAX))
+    elif bt_end and cnt - st[sl, C_BT_S] <= BT_RUN:
+        # a run ended at the previous reading (bt_t, as of which the counts are kept): a burst (at most BT_RUN
+        # readings; a level change or a long event is not one) is counted there, with its furthest reading's ln excess
+        bt_x = st[sl, C_BT_R]
+        bt_k = st[sl, C_BT_K]
+        bt_e = st[sl, C_BT_E]
+        bt_m = (bt_e + BT_M0 * BT_C0) / (bt_k + BT_C0)
+        st[sl, C_BT_E] = bt_e + _min(bt_x, BT_WINSOR * bt_m)
+        st[sl, C_BT_K] = bt_k + 1.0
+        st[sl, C_BT_MAX] = _fmax(st[sl, C_BT_MAX], bt_x)
     if fs > 0:
         fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
         if fs > fu:

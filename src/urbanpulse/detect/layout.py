@@ -35,7 +35,7 @@ STATE: tuple[str, ...] = (
     # (the series' count then; decayed lazily, on an exceedance or an emission only), of readings whose point
     # statistic (robust_z, ewma, spike: weighted, in units of the decision level) reached the decision level, and of
     # their excess in ln units (winsorised), and the largest ln excess (decaying alike); the emitted score of such a reading is 1 - its posterior-predictive tail
-    "bt_k", "bt_e", "bt_t", "bt_max",
+    "bt_k", "bt_e", "bt_t", "bt_max", "bt_s", "bt_r",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -111,6 +111,7 @@ BT_A0 = 0.5  # spikecal33: the prior's exceedances in the rate
 BT_C0 = 2.0  # spikecal33: the prior's exceedances in the excess's Lomax tail
 BT_M0 = 1.0  # spikecal33: the prior's mean ln excess (a statistic e x its decision level)
 BT_WINSOR = 5.0  # spikecal33: an exceedance's ln excess is learned at most this x the current mean excess
+BT_RUN = 8.0  # spikecal33: a run of exceedances of at most this many readings is a burst (counted when it ends)
 BT_X_MAX = 40.0  # spikecal33: the furthest ln excess is learned at most this (a statistic of score 1.0 is infinite)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
