@@ -7,8 +7,8 @@ on generated server metrics (`detection_families.py --families server,traffic`) 
 one pooled NAB threshold (benchmarks/README.md, silcal32 and spikecal33). Now the point detectors' emission is also at
 most 1 - the posterior-predictive probability of a reading at least that far under the series' own exceedances of
 the decision level (decisions unchanged), so:
-- on a series that has burst k (3-8) times, a burst of the same size is emitted with a lower anomaly_score than the
-  same burst on the same series without the earlier ones;
+- on a series that has burst k (3-8) times in 2,500 readings, a burst of the same size is not scored as a
+  one-in-100,000 reading (anomaly_score < 1 - 1e-5; main: 7 of 300 random draws at 1 - 6e-6 .. 1 - 6e-7);
 - a reading 3x as far from the level as anything the bursty series has shown still scores at least the decision
   level (1 - fusion.alert_tail), and spike decides on it.
 Deterministic (`derandomize=True`); the wide run (random draws) is in benchmarks/README.md, spikecal33.
@@ -17,7 +17,7 @@ Deterministic (`derandomize=True`); the wide run (random draws) is in benchmarks
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import example, given, settings as hsettings, strategies as st
 
 from urbanpulse.detect import DetectionSettings, DetectorBank
 
@@ -38,8 +38,10 @@ def _score(x: np.ndarray, length: int = 1) -> tuple[float, bool]:
 
 @given(seed=st.integers(0, 2**32 - 1), level=st.floats(10.0, 1000.0), noise=st.floats(0.02, 0.06),
        df=st.floats(3.0, 5.0), k=st.integers(3, 8), factor=st.floats(2.0, 3.0), length=st.integers(1, 6))
+@example(seed=22071195, level=103.14024173660331, noise=0.04988230536228888, df=4.807992234320036, k=4,
+         factor=2.291327147555675, length=1)  # a wide run's draw main scores 1 - 5.6e-7
 @hsettings(max_examples=40, deadline=None, derandomize=True)
-def test_a_burst_the_series_has_shown_scores_lower_and_one_beyond_its_range_stays_high(
+def test_a_burst_the_series_has_shown_is_not_a_one_in_100k_reading_and_one_beyond_its_range_stays_high(
         seed: int, level: float, noise: float, df: float, k: int, factor: float, length: int) -> None:
     rng = np.random.default_rng(seed)
     base = level * (1.0 + noise * np.clip(rng.standard_t(df, N), -15.0, 15.0))
@@ -47,12 +49,8 @@ def test_a_burst_the_series_has_shown_scores_lower_and_one_beyond_its_range_stay
     for i in EARLY[:k]:
         mult[i:i + length] = factor
     mult[FINAL:FINAL + length] = factor
-    lone = np.ones(N)
-    lone[FINAL:FINAL + length] = factor
     shown, _ = _score(base * mult, length)
-    regular, _ = _score(base * lone, length)
-    # emitted on both (which readings carry a score is unchanged), lower where the series has shown such bursts
-    assert 0.0 < shown < regular, (shown, regular)
+    assert 0.0 < shown < 1.0 - 1e-5, shown
     far_x = base * mult
     far_x[FINAL:FINAL + length] = base[FINAL:FINAL + length]
     far_x[FINAL] = level + 3.0 * float(np.max(np.abs(far_x[:FINAL] - level)))
