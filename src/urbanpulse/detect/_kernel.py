@@ -45,7 +45,6 @@ from urbanpulse.detect.layout import COL as _COL
 from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
-from urbanpulse.detect.layout import BT_A0, BT_C0, BT_M0, BT_WINSOR, BT_RUN, BT_X_MAX  # noqa: F401
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.kernel_math import nan_max as _max
@@ -198,12 +197,6 @@ C_SI_K = _S["si_k"]
 C_SI_E = _S["si_e"]
 C_SI_MAX = _S["si_max"]
 C_SI_PEAK = _S["si_peak"]
-C_BT_K = _S["bt_k"]
-C_BT_E = _S["bt_e"]
-C_BT_T = _S["bt_t"]
-C_BT_MAX = _S["bt_max"]
-C_BT_S = _S["bt_s"]
-C_BT_R = _S["bt_r"]
 P_SI_LNP = _COL["si_lnp"]
 P_SI_DECAY = _COL["si_decay"]
 P_SI_N0 = _COL["si_n0"]
@@ -1404,7 +1397,7 @@ def _veto(st, sl, pr, s_robust_z, s_ewma):
 
 
 @njit(**_STAGE)
-def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
+def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
     with fusion.detector_tail_stretch; the likelihood's score (already a z against the series' own history) the
@@ -1426,50 +1419,8 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, raw_p, cnt):
     tl_n = st[sl, C_TL_N]
     tl_k = st[sl, C_TL_K]
     tl_e = st[sl, C_TL_E]
-    # the point detectors' exceedances (spikecal33): their decayed counts brought to this reading where read
-    q_p = raw_p / (1.0 - raw_p)
-    bt_on = q_p >= 1.0
-    bt_k = 0.0
-    bt_e = 0.0
-    bt_mx = 0.0
-    bt_t0 = st[sl, C_BT_T]
-    bt_end = (not bt_on) and bt_t0 == cnt - 1.0  # the run of exceedances ended at the previous reading
-    if bt_on or bt_end or (fu > 0 and fu == raw_p):
-        bt_x = math.exp((cnt - bt_t0) * math.log(pr[P_TL_DECAY]))
-        bt_k = st[sl, C_BT_K] * bt_x
-        bt_e = st[sl, C_BT_E] * bt_x
-        bt_mx = st[sl, C_BT_MAX] * bt_x
     if fu > 0:
         fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
-        if q_fu == q_p:  # the point detectors' emission: at most 1 - its own posterior tail (never below 1 - alert_tail)
-            bt_x = math.log(_fmax(q_p, 1.0))  # below the decision level: the rate of exceeding it
-            bt_a = bt_k + BT_C0
-            bt_p = ((bt_k + BT_A0) / (tl_n + pr[P_TL_N0])
-                    * math.exp(-bt_a * math.log1p(_min(bt_x, bt_mx) / (bt_e + BT_M0 * BT_C0))))
-            if bt_x > bt_mx:  # beyond the furthest the series has shown: A times faster
-                bt_p = bt_p * math.exp(-bt_a * (bt_x - bt_mx))
-            fu = _min(fu, 1.0 - _min(_fmax(bt_p, _TAIL_FLOOR), pr[P_AL_TAIL]))
-    if bt_on:  # learn the exceedance (after scoring it): the run's start and its furthest reading
-        bt_x = _min(math.log(q_p), BT_X_MAX)
-        if bt_t0 != cnt - 1.0:  # the previous reading did not exceed: a run starts
-            st[sl, C_BT_S] = cnt
-            st[sl, C_BT_R] = bt_x
-        else:
-            st[sl, C_BT_R] = _fmax(st[sl, C_BT_R], bt_x)
-        st[sl, C_BT_K] = bt_k  # decayed to this reading, which bt_t now names
-        st[sl, C_BT_E] = bt_e
-        st[sl, C_BT_MAX] = bt_mx
-        st[sl, C_BT_T] = cnt
-    elif bt_end and cnt - st[sl, C_BT_S] <= BT_RUN:
-        # a run ended at the previous reading (bt_t, as of which the counts are kept): a burst (at most BT_RUN
-        # readings; a level change or a long event is not one) is counted there, with its furthest reading's ln excess
-        bt_x = st[sl, C_BT_R]
-        bt_k = st[sl, C_BT_K]
-        bt_e = st[sl, C_BT_E]
-        bt_m = (bt_e + BT_M0 * BT_C0) / (bt_k + BT_C0)
-        st[sl, C_BT_E] = bt_e + _min(bt_x, BT_WINSOR * bt_m)
-        st[sl, C_BT_K] = bt_k + 1.0
-        st[sl, C_BT_MAX] = _fmax(st[sl, C_BT_MAX], bt_x)
     if fs > 0:
         fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
         if fs > fu:
@@ -1590,13 +1541,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
 
-        raw_p = _fuse(pr, 0.0, s_robust_z, s_ewma_fused, s_spike, 0.0)  # the point detectors' (spikecal33)
-        raw_v = s_threshold * pr[P_W_THRESHOLD]  # _fuse's order and comparisons, so the same value bit for bit
-        if raw_p > raw_v:
-            raw_v = raw_p
-        v_fl = s_flatline_fused * pr[P_W_FLATLINE]
-        if v_fl > raw_v:
-            raw_v = v_fl
+        raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence * pr[P_W_SILENCE]
         raw = raw_v  # all detectors' (the likelihood's input, the tail's statistic): silence folded in last
         if raw_s > raw:
@@ -1608,7 +1553,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
         fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE],
-                                                           li_f, raw_p, cnt))
+                                                           li_f))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma

@@ -31,11 +31,6 @@ STATE: tuple[str, ...] = (
     # --- silence's own re-arm memory (rearm31): the recent emitted silence score (as `peak` is the value
     # detectors'), so an emission on a long gap does not hold back a value anomaly that follows it
     "si_peak",
-    # --- the point detectors' own exceedances (spikecal33): decayed counts, as they stood at the reading `bt_t`
-    # (the series' count then; decayed lazily, on an exceedance or an emission only), of readings whose point
-    # statistic (robust_z, ewma, spike: weighted, in units of the decision level) reached the decision level, and of
-    # their excess in ln units (winsorised), and the largest ln excess (decaying alike); the emitted score of such a reading is 1 - its posterior-predictive tail
-    "bt_k", "bt_e", "bt_t", "bt_max", "bt_s", "bt_r",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -95,24 +90,6 @@ SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen expo
 # seen scores near 1. Scores only: the decision is silence's statistic (score >= 0.5) as before; no state column
 SC_A0 = 5.0  # silcal32: the prior's long gaps in P(long) (with si_n0 = 200: a long gap once in ~40 gaps before any is seen)
 SC_C0 = 2.0  # silcal32: the prior's long gaps (of mean excess `si_m0`) in the excess's Lomax tail
-
-# --- the point detectors' calibrated score (spikecal33): where the value detectors' emission is the point detectors'
-# (robust_z, ewma, spike; not flatline's or a limit's) and its statistic q (weighted, in units of the decision level)
-# is at least 1, the emitted score is also at most 1 - P, P the posterior-predictive probability of a reading at least
-# that far under the series' own exceedances of the decision level: P = (bt_k + BT_A0) / (tl_n + tl_n0) x
-# (1 + ln q / B)^-A, a Beta posterior's mean of a reading exceeding, and the ln excess's Lomax tail (an exponential
-# with a Gamma posterior on its rate: A = bt_k + BT_C0, B = bt_e + BT_M0 x BT_C0); beyond the largest ln excess the
-# series has shown (bt_max) that tail falls A times faster (a reading r times beyond the series' own furthest
-# exceedance: x r^-A more; the chance a new one beats the furthest of k is ~1 / (k + 1), by how far a power of it). So a series that bursts every few
-# hundred readings scores its ordinary burst lower, while a burst far beyond its own scores near 1 and a series that
-# never exceeds keeps its score (P ~ BT_A0 / readings). Scores only: every decision and which readings carry a score
-# are unchanged (silcal32's shape for the point detectors)
-BT_A0 = 0.5  # spikecal33: the prior's exceedances in the rate
-BT_C0 = 2.0  # spikecal33: the prior's exceedances in the excess's Lomax tail
-BT_M0 = 1.0  # spikecal33: the prior's mean ln excess (a statistic e x its decision level)
-BT_WINSOR = 5.0  # spikecal33: an exceedance's ln excess is learned at most this x the current mean excess
-BT_RUN = 8.0  # spikecal33: a run of exceedances of at most this many readings is a burst (counted when it ends)
-BT_X_MAX = 40.0  # spikecal33: the furthest ln excess is learned at most this (a statistic of score 1.0 is infinite)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
