@@ -135,3 +135,95 @@ def test_the_record_parser_never_reads_outside_the_fetch_whatever_a_length_says(
     assert done.returncode == 0, f"the parser's child process ended with {done.returncode}:\n{done.stderr[-3000:]}"
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert counts["fetches"] == EXAMPLES and counts["taken"] > 0, counts  # some records are well formed
+
+
+# -- the real service: each bad batch quarantined, the partition read on ---------------------
+
+
+async def produce_raw(bootstrap: str, topic: str, batches: list[bytes]) -> list[int]:
+    """Each of ``batches`` in its own ProduceRequest, as written (a hostile producer's bytes); the
+    base offsets the broker gave them."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.produce import ProduceRequest
+    from aiokafka.structs import TopicPartition
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        await client.add_topic(topic)
+        node = client.cluster.leader_for_partition(TopicPartition(topic, 0))
+        offsets = []
+        for data in batches:
+            resp = await client.send(node, ProduceRequest(None, -1, 10_000, [(topic, [(0, data)])]))
+            (_, parts), = resp.topics
+            assert parts[0][1] == 0, f"the broker refused the batch: {resp}"
+            offsets.append(parts[0][2])
+        return offsets
+    finally:
+        await client.close()
+
+
+def reading(sensor: str, ts_ms: int) -> bytes:
+    return b'{"sensor_id": "%s", "metric": "pm2_5", "ts": %d, "value": 7}' % (sensor.encode(), ts_ms)
+
+
+@pytest.mark.integration
+def test_unreadable_record_batches_are_quarantined_and_the_partition_is_read_on(
+        fresh_db: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    """On main the service process dies of SIGSEGV at the first hostile batch (the parser loaded),
+    or, before the parser is loaded, the source fails on it and restarts for ever."""
+    import asyncio
+
+    from service_process import ServiceProcess, db_value, wait_until
+    from services import committed_offsets, create_topic
+
+    topic, group = f"hostile-{uuid.uuid4().hex[:8]}", f"hostile-{uuid.uuid4().hex[:6]}"
+    create_topic(kafka_bootstrap, topic)
+    now = int(time.time() * 1000)
+    good = [record_batch([record(None, reading(f"good{k}", now + k))], ts_ms=now) for k in range(4)]
+    bad_crc = bytearray(record_batch([record(None, reading("crc", now))], ts_ms=now))
+    bad_crc[17] ^= 0x01
+    hostile = {
+        "key length 2**63-1": record_batch([record(None, reading("key", now), key_len=(1 << 63) - 1)], ts_ms=now),
+        "crc": bytes(bad_crc),
+        "value length beyond the record": record_batch([record(None, b"{}", value_len=1 << 40)], ts_ms=now),
+    }
+    svc = ServiceProcess({"database": {"dsn": fresh_db},
+                          "kafka": {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic],
+                                    "group_id": group}}, tmp_path).start()
+    try:
+        order = [good[0], *[x for pair in zip(hostile.values(), good[1:]) for x in pair]]
+        offsets = asyncio.run(produce_raw(kafka_bootstrap, topic, order))
+        assert offsets == list(range(len(order)))
+
+        def stored() -> int:
+            assert svc.proc is not None and svc.proc.poll() is None, f"the service died ({svc.proc.returncode})"
+            return int(db_value(fresh_db, "SELECT count(*) FROM readings"))
+
+        wait_until(lambda: stored() == len(good), 90, what="the readable messages around the hostile batches")
+        wait_until(lambda: db_value(fresh_db, "SELECT count(*) FROM quarantine") == len(hostile), 30,
+                   what="the hostile batches in quarantine")
+        rows = asyncio.run(_quarantine_rows(fresh_db))
+        assert [(r["reason"], r["kafka_offset"], r["topic"]) for r in rows] == \
+            [("malformed", 1, topic), ("malformed", 3, topic), ("malformed", 5, topic)]
+        # as produced (the broker gave each its base offset, bytes 0-7, outside the CRC)
+        assert [bytes(r["payload"])[8:] for r in rows] == [b[8:] for b in hostile.values()]
+        assert [int.from_bytes(bytes(r["payload"])[:8], "big") for r in rows] == [1, 3, 5]
+        assert "Invalid CRC" in rows[1]["detail"] and "read on from offset 4" in rows[1]["detail"]
+        wait_until(lambda: asyncio.run(committed_offsets(kafka_bootstrap, topic, group, 1)) == {0: len(order)}, 30,
+                   what="the offsets committed past every batch")
+        assert svc.health().status_code == 200
+        assert svc.terminate() == 0
+        assert "source kafka failed" not in svc.log_tail(500_000)
+    finally:
+        svc.stop_quietly()
+
+
+async def _quarantine_rows(dsn: str) -> list[Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch("SELECT reason, detail, payload, topic, kafka_offset FROM quarantine ORDER BY kafka_offset")
+    finally:
+        await conn.close()
