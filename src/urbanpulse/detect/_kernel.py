@@ -47,6 +47,7 @@ from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
+from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -206,6 +207,14 @@ C_CR_S = _S["cr_s"]
 P_CR_THR = _COL["cr_thr"]
 P_CR_LNK = _COL["cr_lnk"]
 P_CR_KM1 = _COL["cr_km1"]
+# reach33: the readings' own range and reach's own tail (`_reach`, `_reach_score`)
+C_XR_HI = _S["xr_hi"]
+C_XR_LO = _S["xr_lo"]
+C_XR_N = _S["xr_n"]
+C_XR_E = _S["xr_e"]
+C_XR_T = _S["xr_t"]
+P_XR_THR = _COL["xr_thr"]
+P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
 BIN_US = DAY_US // _SEASON_BINS
@@ -932,6 +941,79 @@ def _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res):
 
 
 @njit(**_STAGE)
+def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
+    """reach (reach33; road31's statistic, score-only): this reading beyond the range of readings the series has
+    shown, in units q of `reach_threshold` x that range's width (floored at XR_RES resolutions and XR_STEPS of
+    spike's robust scale of changes): a single reading beyond anything the series has done (a capped road speed of
+    189 on a road whose readings never passed 109), which the window's scales miss where the window is a rush
+    hour's (its MAD, spike's step floor inflated by the dips). The range: the highest and lowest reading, widening
+    by at most `envelope_growth` x its width a reading after `envelope_min_history` readings, so one outlier teaches
+    it little; it never decays (road31's decaying range let a SKAB accelerometer's ordinary dip leave the range it
+    had narrowed to over 8,000 readings). Scored only where q >= 1 and the reading is reached by a jump of at least
+    the bar from the previous one, itself inside the range (a spike, not a ramp out of the range nor the next
+    reading of a new level), from `reach_min_history` readings on, where the window's MAD > 0 and spike's window
+    holds >= DSCALE_LR_MIN non-zero changes (not a count, an idle on/off series, rain), and where `reach_threshold`
+    > 0. Then learns the range. It decides nothing: `_reach_score` turns q into a score only the emitted
+    anomaly_score reads.
+
+    Reads C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N, C_PREV (mad, res: `_scales`); P_XR_THR, P_XR_MIN, P_ENV_G,
+    P_ENV_MIN. Writes C_XR_HI, C_XR_LO. Returns q where scored, else 0."""
+    k = pr[P_XR_THR]
+    if not (k > 0):
+        return 0.0
+    if not has_prev:
+        st[sl, C_XR_HI] = xi
+        st[sl, C_XR_LO] = xi
+        return 0.0
+    hi = st[sl, C_XR_HI]
+    lo = st[sl, C_XR_LO]
+    width = _fmax(_fmax(hi - lo, XR_RES * res), XR_STEPS * st[sl, C_DSCALE])
+    out = max(xi - hi, lo - xi)
+    bar = k * width
+    dsc_n = st[sl, C_DSCALE_N]
+    prev = st[sl, C_PREV]
+    q = 0.0
+    # (the previous reading inside the range: one reading leaving it, not a ramp or a new level running beyond it)
+    if (out >= bar and bar > 0 and cnt >= pr[P_XR_MIN] and mad > 0 and dsc_n >= DSCALE_LR_MIN
+            and abs(xi - prev) >= bar and lo <= prev <= hi):
+        q = out / bar
+    grow = pr[P_ENV_G] * width if cnt >= pr[P_ENV_MIN] else np.inf
+    if _isfinite(xi):
+        st[sl, C_XR_HI] = max(hi, min(xi, hi + grow))
+        st[sl, C_XR_LO] = min(lo, max(xi, lo - grow))
+    return q
+
+
+@njit(**_STAGE)
+def _reach_score(st, sl, pr, q, cnt):
+    """reach's score (reach33): 1 - the posterior-predictive probability, under the series' own history, of a
+    reading at least q bars beyond its range (layout.XR_A0's comment): P(beyond) from the decayed count of readings
+    scored beyond it among the decayed count of readings (memory `envelope_memory`), the excess q - 1 by a Lomax
+    tail fitted to theirs. Score-only: the fused raw score, the likelihood's input, the tail fit, the veto and every
+    decision never read it; `_readings` emits the larger of it and `_calibrate`'s score, through the second stage.
+    It has no re-arm memory and sets none (a reading beyond the range reached by a jump is one reading an event;
+    through the value detectors' memory it would hold back their emissions that follow, road31's GECCO finding),
+    and its own count makes a series that often leaves its range (a heavy tail) score such readings lower. The
+    counts decay lazily, only on the rare readings scored (O(1)). 0 where q is 0 or ewma is off.
+
+    Reads and writes C_XR_N, C_XR_E, C_XR_T; reads P_ENV_DECAY, P_ON_EWMA. Returns the score."""
+    if not (q >= 1.0) or not (pr[P_ON_EWMA] > 0):
+        return 0.0
+    rate = pr[P_ENV_DECAY]
+    d = math.exp(-rate * (cnt - st[sl, C_XR_T]))
+    xr_n = st[sl, C_XR_N] * d
+    xr_e = st[sl, C_XR_E] * d
+    n_eff = (1.0 - math.exp(-rate * (cnt + 1.0))) / rate
+    a = xr_n + XR_C0
+    b = xr_e + XR_C0 * XR_M0
+    p = _min((xr_n + XR_A0) / _max(n_eff, 1.0), 1.0) * (1.0 + (q - 1.0) / b) ** (-a)
+    st[sl, C_XR_N] = xr_n + 1.0
+    st[sl, C_XR_E] = xr_e + _min(q - 1.0, 5.0 * b / a)
+    st[sl, C_XR_T] = cnt
+    return 1.0 - _fmax(p, _TAIL_FLOOR)
+
+
+@njit(**_STAGE)
 def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     """spike: the reading's change from the previous value, as far as it is kept against the value before that
     (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
@@ -1540,6 +1622,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_threshold = _threshold(st, sl, pr, xi)
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
+        s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence * pr[P_W_SILENCE]
@@ -1552,8 +1635,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
-        fused_out[i] = _recalibrate(st, sl, pr, _calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE],
-                                                           li_f))
+        fused_out[i] = _recalibrate(st, sl, pr, _max(_calibrate(st, sl, pr, raw, lis, fu, fs,
+                                                                s_silence_cal * pr[P_W_SILENCE], li_f), s_reach))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma
@@ -1570,7 +1653,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _ewma, _spike, _flatline,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
+          _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 

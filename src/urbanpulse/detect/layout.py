@@ -31,6 +31,10 @@ STATE: tuple[str, ...] = (
     # --- silence's own re-arm memory (rearm31): the recent emitted silence score (as `peak` is the value
     # detectors'), so an emission on a long gap does not hold back a value anomaly that follows it
     "si_peak",
+    # --- reach, a score-only statistic (reach33, `_reach` / `_reach_score`): the readings' own range (the highest
+    # and lowest reading, widening slowly), and the decayed count of readings scored beyond it, their mean
+    # excess's sum, and the count (C_COUNT) when those two were last decayed (decayed lazily, on those rare readings)
+    "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -66,6 +70,8 @@ PARAMS: tuple[str, ...] = (
     # --- silence's rarity of long gaps (gap31): ln of the per-gap tail probability below which a gap is
     # silent (-inf = off), the counts' decay a gap, the prior's gaps (none long) and its mean excess
     "si_lnp", "si_decay", "si_n0", "si_m0",
+    # --- reach (reach33): its level in widths of the readings' range (0 = off), and the readings seen before it scores
+    "xr_thr", "xr_min",
 )
 COL = {name: i for i, name in enumerate(PARAMS)}
 
@@ -90,6 +96,18 @@ SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen expo
 # seen scores near 1. Scores only: the decision is silence's statistic (score >= 0.5) as before; no state column
 SC_A0 = 5.0  # silcal32: the prior's long gaps in P(long) (with si_n0 = 200: a long gap once in ~40 gaps before any is seen)
 SC_C0 = 2.0  # silcal32: the prior's long gaps (of mean excess `si_m0`) in the excess's Lomax tail
+
+# --- reach (reach33): a single reading beyond the series' own range of readings, scored (never decided) as 1 - the
+# posterior-predictive probability of a reading that far beyond it: P = P(beyond) x (1 + (q - 1) / B)^-A, q the
+# distance in units of `reach_threshold` x the range's width, P(beyond) = (xr_n + XR_A0) / n_eff (n_eff the decayed
+# count of readings, memory `envelope_memory`), A = xr_n + XR_C0, B = xr_e + XR_C0 x XR_M0 (the excess q - 1's Lomax
+# tail). So a speed of 189 on a road whose readings never passed 109 scores near 1 whatever the rush hour's MAD, and
+# a series that often leaves its range (a heavy tail) learns that it does
+XR_A0 = 1.0  # reach33: the prior's readings beyond the range, in P(beyond)
+XR_C0 = 2.0  # reach33: the prior's readings beyond the range (of mean excess XR_M0) in the excess's Lomax tail
+XR_M0 = 1.0  # reach33: the prior's mean excess beyond the bar, in bars
+XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a channel quantised to a few steps)
+XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes

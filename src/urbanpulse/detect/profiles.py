@@ -73,6 +73,7 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         dt_stretch=fusion.detector_tail_stretch,
         env_k=p.ewma.envelope_threshold, env_g=p.ewma.envelope_growth, env_min=p.ewma.envelope_min_history,
         env_decay=1.0 / p.ewma.envelope_memory,
+        xr_thr=p.ewma.reach_threshold, xr_min=p.ewma.reach_min_history,
         cr_thr=p.ewma.count_threshold, cr_lnk=math.log(p.ewma.count_factor), cr_km1=p.ewma.count_factor - 1.0,
         se_thr=fusion.likelihood_season_threshold, se_per_us=1.0 / (fusion.likelihood_season_level_hours * 3.6e9),
         se_gamma=fusion.likelihood_season_gamma, se_amp=fusion.likelihood_season_min_amplitude,

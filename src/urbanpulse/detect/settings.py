@@ -114,6 +114,15 @@ class EwmaParams(_Params):
         8192.0, ge=16, description="envelope: readings for the learned range to decay toward the level (not while "
         "the series idles: no change in spike's window)")
     envelope_min_history: int = Field(512, ge=2, description="envelope: readings seen before it scores")
+    reach_threshold: float = Field(
+        1.0, ge=0, description="reach (anomaly_score only, never a decision): a single reading this many widths of "
+        "the series' own range of readings beyond it (its highest and lowest reading, widening by at most "
+        "envelope_growth widths a reading), reached by a jump of as much from inside it, scores 1 - the probability of "
+        "such a reading under the series' own history: a capped speed's impossible value, whatever the local scale; "
+        "0 = off")
+    reach_min_history: int = Field(
+        1024, ge=2, description="reach: readings seen before it scores (the range of a short history is narrow, so "
+        "a count's or a heavy tail's next record is not yet beyond anything the series does)")
     count_threshold: float = Field(
         12.0, ge=0, description="count rate: on a mostly-zero series (the window's median and minimum at a floor of "
         "0, MAD 0: a sparse count, an idle on/off series, rain), decision where a one-sided CUSUM of the onsets (a "
