@@ -6,7 +6,7 @@ sleeping 5 ms records the longest gap between its wake-ups: the longest time not
 event loop (MQTT, Kafka, the batch timer, other requests) could run. Also reported: the answer's
 status and the request's wall time.
 
-    python benchmarks/http_ingest_stall.py --lines 1000000 [--max-messages N] [--max-readings N] [--json out.json]
+    python benchmarks/http_ingest_stall.py --lines 1000000 [--max-messages N] [--max-readings N] [--array] [--json out.json]
 
 Reports numbers; does not pass or fail.
 """
@@ -35,7 +35,7 @@ from urbanpulse.config import load_settings  # noqa: E402
 from urbanpulse.service import IngestService  # noqa: E402
 
 
-async def run(lines: int, max_messages: int | None, max_readings: int | None = None) -> dict:
+async def run(lines: int, max_messages: int | None, max_readings: int | None = None, array: bool = False) -> dict:
     name, dsn = services.create_database(services.PG_DSN, prefix="up_bench")
     try:
         http = {"ack_timeout_s": 600, "max_decompressed_bytes": 64 * 1024 * 1024}
@@ -49,7 +49,8 @@ async def run(lines: int, max_messages: int | None, max_readings: int | None = N
         await service.start()
         try:
             key = (await KeyStore(service.pool).create("bench", Role.ingest)).secret
-            body = gzip.compress(b"{}\n" * lines)
+            # --array: one JSON array of N items ``{}`` (HTTP ingest's array path, hostile33) instead of NDJSON
+            body = gzip.compress(b"[" + b",".join([b"{}"] * lines) + b"]" if array else b"{}\n" * lines)
             gaps = [0.0]
             stop = asyncio.Event()
 
@@ -66,12 +67,13 @@ async def run(lines: int, max_messages: int | None, max_readings: int | None = N
                 tick = asyncio.create_task(ticker())
                 t0 = time.perf_counter()
                 r = await client.post("/ingest", content=body, headers={
-                    "Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson",
+                    "Authorization": f"Bearer {key}",
+                    "Content-Type": "application/json" if array else "application/x-ndjson",
                     "Content-Encoding": "gzip"})
                 wall = time.perf_counter() - t0
                 stop.set()
                 await tick
-            return {"lines": lines, "max_messages": max_messages, "max_readings": max_readings, "status": r.status_code,
+            return {"lines": lines, "array": array, "max_messages": max_messages, "max_readings": max_readings, "status": r.status_code,
                     "max_loop_gap_s": round(gaps[0], 3), "request_s": round(wall, 2),
                     "gzip_bytes": len(body), "answer": r.text[:300]}
         finally:
@@ -85,9 +87,10 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--max-messages", type=int, default=None, help="http_ingest.max_messages (default: the setting's)")
     ap.add_argument("--max-readings", type=int, default=None, help="http_ingest.max_readings (default: the setting's)")
+    ap.add_argument("--array", action="store_true", help="one JSON array of N items instead of N NDJSON lines")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    out = asyncio.run(run(a.lines, a.max_messages, a.max_readings))
+    out = asyncio.run(run(a.lines, a.max_messages, a.max_readings, a.array))
     print(json.dumps(out))
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))

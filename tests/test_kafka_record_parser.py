@@ -1,7 +1,8 @@
 """The compiled Kafka record parser (connectors/_records_kernel.py, used by kafka_records.py) hands
 over exactly what aiokafka's records would: the same values, offsets and timestamps in the same
-order, the consumed position where aiokafka's would leave it, a batch with a bad CRC raising
-``CorruptRecordException`` at the same point, control batches skipped, compacted gaps kept,
+order, the consumed position where aiokafka's would leave it, a batch with a bad CRC handed over
+alone as an ``UnreadableBatch`` at the point where aiokafka raises ``CorruptRecordException`` (and
+the records after it read on: benchmarks/README.md ``hostile33``), control batches skipped, compacted gaps kept,
 batches split by ``max_records``, and anything it does not take itself (compressed batches,
 records with headers, a partial batch at the end of a fetch) read by aiokafka's records.
 
@@ -25,7 +26,7 @@ from aiokafka.structs import TopicPartition
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from urbanpulse.connectors import kafka_records
-from urbanpulse.connectors.kafka_records import LEAN, RecordRun, install, load_parser
+from urbanpulse.connectors.kafka_records import LEAN, RecordRun, UnreadableBatch, install, load_parser
 
 TP = TopicPartition("t", 0)
 
@@ -102,7 +103,13 @@ def _lean(data: bytes, fetch_offset: int, max_records: int | None) -> tuple[list
     try:
         for _ in range(10_000):
             got = pr.take(max_records)
-            takes.append([(r.offset, r.value, r.timestamp) for r in got])
+            if any(type(r) is UnreadableBatch for r in got):
+                assert len(got) == 1, "an unreadable batch is handed over alone"
+                u = got[0]
+                assert "Invalid CRC" in u.error
+                takes.append([("unreadable", u.offset, u.next_offset, u.value)])
+            else:
+                takes.append([(r.offset, r.value, r.timestamp) for r in got])
             positions.append(pr.next_fetch_offset)
             if pr.exhausted():
                 break
@@ -112,16 +119,28 @@ def _lean(data: bytes, fetch_offset: int, max_records: int | None) -> tuple[list
 
 
 def _stock(data: bytes, fetch_offset: int) -> tuple[list[Any], int, Any]:
-    """aiokafka's own records (no lean path), and the position after them."""
-    pr = kafka_records.stock_partition_records()(TP, f.MemoryRecords(data), None, fetch_offset, None, None, True,
-                                                 f.READ_UNCOMMITTED)
+    """aiokafka's own records (no lean path), batch by batch, and the position after them; where
+    aiokafka raises ``CorruptRecordException`` on a batch, what the lean path must hand over instead
+    (the batch's bytes, alone) and the position after that batch."""
     out: list[Any] = []
-    try:
-        for r in pr:
-            out.append((r.offset, r.value, r.timestamp))
-    except CorruptRecordException as exc:
-        return out, pr.next_fetch_offset, str(exc)
-    return out, pr.next_fetch_offset, None
+    pos, at = fetch_offset, 0
+    while len(data) - at >= 61:
+        chunk = data[at:at + 12 + int.from_bytes(data[at + 8:at + 12], "big", signed=True)]
+        at += len(chunk)
+        pr = kafka_records.stock_partition_records()(TP, f.MemoryRecords(chunk), None, pos, None, None, True,
+                                                     f.READ_UNCOMMITTED)
+        try:
+            for r in pr:
+                out.append((r.offset, r.value, r.timestamp))
+            pos = pr.next_fetch_offset
+        except CorruptRecordException:
+            base, last = int.from_bytes(chunk[:8], "big"), int.from_bytes(chunk[23:27], "big")
+            if base + last + 1 <= pos:
+                continue  # wholly before the fetch position: read past already
+            first = max(base, pos)
+            pos = max(base + last + 1, first + 1)
+            out.append(("unreadable", first, pos, chunk))
+    return out, pos, None
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -2,7 +2,8 @@
 timestamp, without a Python object per record (issue 14 item 7; connectors/kafka_records.py).
 
 Compiled with Numba, and ahead of time by :mod:`urbanpulse.aot` like the analytics' kernels. The
-functions only *read* a fetch response's bytes: every read is bounds-checked, and anything
+functions only *read* a fetch response's bytes: every read is bounds-checked (every length is
+compared with the bytes left before it is added, so no int64 sum can wrap), and anything
 this parser does not take as it is (another magic, a compressed batch, a record with headers,
 any size that does not add up) ends the parsed part there; the caller hands the rest to aiokafka's
 own records, which then raise or decode exactly as they always have.
@@ -132,9 +133,13 @@ def records(buf: np.ndarray, table: np.ndarray, n_batches: int, rows: np.ndarray
                 return b
             length = one[0]
             body = pos
-            stop = body + length
-            if length < MIN_RECORD_BYTES - 1 or stop > end:
+            # every length is compared with the bytes left before it is added: a varint can say
+            # up to 2**63 - 1, and int64 arithmetic wraps silently (a key length of 2**63 - 1 sent
+            # pos negative and the next read far outside the buffer: a segfault, benchmarks/README.md
+            # ``hostile33``)
+            if length < MIN_RECORD_BYTES - 1 or length > end - body:
                 return b
+            stop = body + length
             pos += 1  # the record's attributes (unused)
             pos = _varint(buf, pos, stop, one)
             if pos < 0:
@@ -148,18 +153,18 @@ def records(buf: np.ndarray, table: np.ndarray, n_batches: int, rows: np.ndarray
             if pos < 0:
                 return b
             if one[0] > 0:  # the key (unused)
-                pos += one[0]
-                if pos > stop:
+                if one[0] > stop - pos:
                     return b
+                pos += one[0]
             pos = _varint(buf, pos, stop, one)
             if pos < 0:
                 return b
             value_len = one[0]
             value_start = pos
             if value_len >= 0:
-                pos += value_len
-                if pos > stop:
+                if value_len > stop - pos:
                     return b
+                pos += value_len
             else:
                 value_len = -1
             pos = _varint(buf, pos, stop, one)

@@ -30,10 +30,13 @@ from aiokafka.helpers import create_ssl_context
 
 from urbanpulse.config import KafkaSettings
 from urbanpulse.connectors.base import Sink
-from urbanpulse.connectors.kafka_records import LEAN, RecordRun, install as install_lean_records, start_loading
+from urbanpulse.connectors.kafka_records import LEAN, RecordRun, UnreadableBatch, install as install_lean_records, \
+    start_loading
+from urbanpulse.errors import PluginError
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.log_throttle import throttle_repeated_messages
 from urbanpulse.metrics import IngestMetrics
+from urbanpulse.model import Reason, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +479,12 @@ class KafkaSource:
             runs: list[int] = []
             commit: dict[TopicPartition, int] = {}
             now_ms = time.time() * 1000
+            unreadable: list[Rejection] = []
             for tp, records in data.items():
+                if type(records) is list and type(records[0]) is UnreadableBatch:  # alone (kafka_records.py)
+                    unreadable.append(self._unreadable(tp, records[0]))
+                    commit[tp] = records[0].next_offset
+                    continue
                 if type(records) is RecordRun:  # parsed from the fetch's bytes (connectors/kafka_records.py)
                     first_ts = int(records.timestamps[0])
                     values = records.values
@@ -506,7 +514,34 @@ class KafkaSource:
                                  offsets=offsets, received_ns=time.time_ns(),
                                  lanes=np.repeat(np.array(lanes, np.int16), runs),
                                  caught_up=len(payloads) < self.settings.max_records, behind=sum(lags.values()))
-            await pipeline.submit(batch, ack=OffsetCommit(self, consumer, commit))
+            if not unreadable:
+                await pipeline.submit(batch, ack=OffsetCommit(self, consumer, commit))
+                continue
+            # the readable records first, then the unreadable batches, whose quarantine acknowledges
+            # (commits) them all: acknowledgements run in order, once everything before is durable
+            if payloads:
+                await pipeline.submit(batch)
+            await self._quarantine(pipeline, unreadable, OffsetCommit(self, consumer, commit))
+
+    def _unreadable(self, tp: TopicPartition, u: UnreadableBatch) -> Rejection:
+        """The quarantine row of a record batch that cannot be read (kafka_records.UnreadableBatch)."""
+        log.error("Kafka record batch %s[%d] at offset %d cannot be read (%s): quarantined whole as fetched "
+                  "(%d bytes, reason malformed), reading on from offset %d", tp.topic, tp.partition, u.offset,
+                  u.error, len(u.value), u.next_offset)
+        self.last_error = f"unreadable record batch at {tp.topic}[{tp.partition}] offset {u.offset}: {u.error}"
+        detail = (f"a Kafka record batch (offsets {u.offset}..{u.next_offset - 1}) that cannot be read: {u.error}; "
+                  f"quarantined whole as fetched, the records in it were not decoded; the consumer read on from "
+                  f"offset {u.next_offset}")
+        detail = detail.encode("utf-8", "backslashreplace").decode()[:1000]
+        return Rejection(reason=Reason.MALFORMED, detail=detail, payload=u.value, source=self.name,
+                         topic=tp.topic, partition=tp.partition, offset=u.offset)
+
+    async def _quarantine(self, pipeline: Sink, rejections: list[Rejection], ack: OffsetCommit) -> None:
+        quarantine = getattr(pipeline, "quarantine", None)
+        if quarantine is None:
+            raise PluginError("an unreadable Kafka record batch must be quarantined, and this sink has no "
+                              "quarantine(): run the Kafka source into urbanpulse's pipeline (Pipeline.quarantine)")
+        await quarantine(self.name, rejections, ack)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         owned = consumer.assignment()

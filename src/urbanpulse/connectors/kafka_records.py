@@ -87,6 +87,27 @@ class LeanRecord(NamedTuple):
     timestamp: int
 
 
+class UnreadableBatch(NamedTuple):
+    """A record batch neither the parser nor aiokafka could read (its CRC-32C does not match, or a
+    record in it does not parse: aiokafka raised), handed over alone, in place of its records, so
+    that the source quarantines it and moves past it (connectors/kafka.py).
+
+    Before (benchmarks/README.md ``hostile33``) the fetch raised: the source failed, restarted,
+    fetched the same batch and failed again, for ever, and nothing after it on that partition was
+    stored. A broker that keeps batches as produced (Tansu) accepts such a batch from any producer.
+    """
+
+    #: the first offset of the batch not yet handed over (the quarantine row's offset)
+    offset: int
+    #: where the partition is read from next (the offset after the batch)
+    next_offset: int
+    #: the batch's bytes as fetched (b"" where they were not at hand)
+    value: bytes
+    timestamp: int
+    #: what was wrong with it, for the quarantine row's detail
+    error: str
+
+
 class RecordRun:
     """One partition's records of one ``getmany``, as columns: ``values`` (``bytes``, None for a
     null value), ``offsets`` (a ``range`` where contiguous, else a list) and ``timestamps`` (an
@@ -176,6 +197,11 @@ def install() -> bool:
             self._rows: np.ndarray | None = None  # their records (the kernel's record table)
             self._row: int | None = None  # the next record of _batches[0], once that batch is begun
             self._data = b""  # the parsed bytes
+            #: the bytes aiokafka's records (``_records``) read, and where its next batch starts there:
+            #: an unreadable batch is quarantined as these bytes (see UnreadableBatch)
+            self._stock_data = raw if raw is not None else b""
+            self._stock_pos = 0
+            self._unreadable: UnreadableBatch | None = None  # found, handed over at the next take
 
         def _unpack_records(self):  # noqa: ANN202 - aiokafka's one-at-a-time iteration, kept working
             while True:
@@ -185,7 +211,8 @@ def install() -> bool:
                 yield got[0]
 
         def exhausted(self) -> bool:
-            return self._raw is None and not self._batches and not self._rest and not self._records.has_next()
+            return self._raw is None and not self._batches and not self._rest and self._unreadable is None \
+                and not self._records.has_next()
 
         def _parse(self, parser: ModuleType) -> None:
             """The fetch's bytes through the kernel; aiokafka's records read what it did not take."""
@@ -208,12 +235,15 @@ def install() -> bool:
             self._rows = rows
             self._data = raw
             tail = self._batches[-1][_B_END]
-            self._records = stock_memory(raw[tail:]) if tail < len(raw) else stock_memory(b"")
+            self._stock_data, self._stock_pos = (raw[tail:] if tail < len(raw) else b""), 0
+            self._records = stock_memory(self._stock_data)
 
         def take(self, max_records: int | None) -> Any:
             """Up to ``max_records`` records (all if None), advancing ``next_fetch_offset``: a
             :class:`RecordRun` where the fetch's bytes were parsed, else aiokafka's records."""
             want = max_records if max_records is not None else 1 << 62
+            if self._unreadable is not None:
+                return self._hand_unreadable()
             if self._raw is not None:
                 parser = PARSER.module
                 if parser is None:
@@ -221,7 +251,8 @@ def install() -> bool:
                 else:
                     self._parse(parser)
             if not self._batches and self._rows is None:
-                return self._take_records(want)
+                got = self._take_records(want)
+                return got if got or self._unreadable is None else self._hand_unreadable()
             pieces: list[Any] = []  # [first row, end row] of the parsed part, then a tuple of aiokafka's records
             room = self._take_parsed(want, pieces)
             if room > 0 and not self._batches:
@@ -233,7 +264,26 @@ def install() -> bool:
                 # the parsed part is handed over: free the fetch's bytes now, as aiokafka's records do
                 # (this object sits in a reference cycle with its iterator, which is collected late)
                 self._rows, self._data = None, b""
-            return run
+            return run if run or self._unreadable is None else self._hand_unreadable()
+
+        def _hand_unreadable(self) -> list[UnreadableBatch]:
+            """The unreadable batch found, alone; the position moves past it."""
+            u, self._unreadable = self._unreadable, None
+            self.next_fetch_offset = u.next_offset
+            return [u]
+
+        def _found_unreadable(self, base_offset: int, last_delta: int, timestamp: int, data: bytes,
+                              error: str) -> bool:
+            """Keep a batch that cannot be read for the next take (the records before it go first);
+            False where it lies wholly before the position (read past already: nothing to hand over)."""
+            if last_delta >= 0 and base_offset + last_delta + 1 <= self.next_fetch_offset:
+                return False
+            first = max(base_offset, self.next_fetch_offset)
+            # a hostile last offset delta must not leave the position where it is (the broker would
+            # hand the same batch over again, for ever)
+            after = max(base_offset + last_delta + 1, first + 1)
+            self._unreadable = UnreadableBatch(first, after, data, timestamp, error)
+            return True
 
         def _take_parsed(self, want: int, pieces: list[Any]) -> int:
             """Rows of the parsed batches into ``pieces``, up to ``want``; returns the room left."""
@@ -243,7 +293,12 @@ def install() -> bool:
                 if self._row is None:  # the batch begins: the checks aiokafka makes of a batch
                     if self._check_crcs and not DefaultRecordBatch(
                             memoryview(self._data)[b[_B_START]:b[_B_END]]).validate_crc():
-                        raise CorruptRecordException(f"Invalid CRC - {self._tp}")
+                        batches.pop(0)
+                        if self._found_unreadable(b[_B_BASE_OFFSET], b[_B_LAST_DELTA], b[_B_BASE_TS],
+                                                  self._data[b[_B_START]:b[_B_END]],
+                                                  f"CorruptRecordException: Invalid CRC - {self._tp}"):
+                            return 0
+                        continue
                     if b[_B_ATTRIBUTES] & _CONTROL:
                         self.next_fetch_offset = b[_B_BASE_OFFSET] + b[_B_LAST_DELTA] + 1
                         batches.pop(0)
@@ -278,14 +333,29 @@ def install() -> bool:
                 if not self._put(out, recs, want, self._rest_next):
                     return out
             records = self._records
+            data = self._stock_data
             while len(out) < want and records.has_next():
+                at = self._stock_pos
                 batch = records.next_batch()
-                if self._check_crcs and not batch.validate_crc():
-                    raise CorruptRecordException(f"Invalid CRC - {self._tp}")
-                if batch.is_control_batch:
-                    self.next_fetch_offset = batch.next_offset
+                if batch is None:
+                    break
+                size = 12 + int.from_bytes(data[at + 8:at + 12], "big", signed=True) if len(data) >= at + 12 else 0
+                self._stock_pos = at + size
+                try:
+                    if self._check_crcs and not batch.validate_crc():
+                        raise CorruptRecordException(f"Invalid CRC - {self._tp}")
+                    if batch.is_control_batch:
+                        self.next_fetch_offset = batch.next_offset
+                        continue
+                    recs = list(batch)
+                except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the partition
+                    text = f"{type(exc).__name__}: {exc}"
+                    if self._found_unreadable(getattr(batch, "base_offset", self.next_fetch_offset),
+                                              getattr(batch, "last_offset_delta", 0),
+                                              getattr(batch, "first_timestamp", None) or -1,
+                                              data[at:at + size] if 0 < size <= len(data) - at else b"", text):
+                        break
                     continue
-                recs = list(batch)
                 if recs and recs[0].offset < self.next_fetch_offset:  # the fetch began inside this batch
                     start = self.next_fetch_offset
                     recs = [r for r in recs if r.offset >= start]
@@ -312,8 +382,10 @@ def install() -> bool:
         if value_deserializer is not LEAN or isolation_level != read_uncommitted:
             return stock_records(tp, records, aborted, fetch_offset, key_deserializer, value_deserializer,
                                  check_crcs, isolation_level)
-        return LeanPartitionRecords(tp, records, aborted, fetch_offset, key_deserializer, value_deserializer,
+        lean = LeanPartitionRecords(tp, records, aborted, fetch_offset, key_deserializer, value_deserializer,
                                     check_crcs, isolation_level, raw=raw if PARSER.module is not None else None)
+        lean._stock_data = raw if raw is not None else b""  # aiokafka's records read these until parsed
+        return lean
 
     stock_getall = stock_result.getall
 

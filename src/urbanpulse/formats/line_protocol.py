@@ -18,11 +18,11 @@ precision is an option (``ns`` by default, as InfluxDB). String and boolean fiel
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import Field
 
-from urbanpulse.formats.base import MessageBatch
+from urbanpulse.formats.base import Decoded, MessageBatch
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat
 from urbanpulse.model import Reason, Rejection
 
@@ -64,8 +64,11 @@ def _scan(line: str, pos: int, stops: str) -> tuple[str, int]:
     return "".join(out), pos
 
 
-def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, object], int | None]:
-    """(measurement, tags, fields, timestamp) of one line; raises LineSyntaxError."""
+def parse_line(line: str, spans: dict[str, tuple[int, int]] | None = None
+               ) -> tuple[str, dict[str, str], dict[str, object], int | None]:
+    """(measurement, tags, fields, timestamp) of one line; raises LineSyntaxError. ``spans``, if
+    given, gets each field's ``key=value`` text as (start, end) in ``line``, and ``""`` the end of
+    the measurement and tags (see :class:`_OneField`)."""
     measurement, pos = _scan(line, 0, ", ")
     if not measurement:
         raise LineSyntaxError("missing measurement")
@@ -81,9 +84,12 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, object], int |
         tags[key] = value
     if pos >= n or line[pos] != " ":
         raise LineSyntaxError("no field set after the measurement and tags")
+    if spans is not None:
+        spans[""] = (pos, pos)
     pos += 1
     fields: dict[str, object] = {}
     while True:
+        field_start = pos
         key, pos = _scan(line, pos, ",= ")
         if pos >= n or line[pos] != "=" or not key:
             raise LineSyntaxError(f"field {key!r} has no '=' or no key")
@@ -107,6 +113,8 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, object], int |
             while pos < n and line[pos] not in ", ":
                 pos += 1
             fields[key] = _field_value(key, line[start:pos])
+        if spans is not None:
+            spans[key] = (field_start, pos)
         if pos < n and line[pos] == ",":
             pos += 1
             continue
@@ -150,6 +158,13 @@ class LineProtocolFormat(VendorFormat):
     Options = LineProtocolOptions
     time_unit = "ns"
 
+    def raw_of(self, batch: MessageBatch, decoded: Decoded, k: int) -> bytes:
+        """What to quarantine for reading ``k``: its line, or its own field of it (:class:`_OneField`)."""
+        raw = decoded.raw_items[k] if k < len(decoded.raw_items) else None
+        if type(raw) is _OneField:
+            return raw.render()
+        return super().raw_of(batch, decoded, k)
+
     def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
                        rejections: list[Rejection]) -> None:
         try:
@@ -166,8 +181,10 @@ class LineProtocolFormat(VendorFormat):
                 continue
             any_point = True
             raw = line.encode()
+            spans: dict[str, tuple[int, int]] = {}
+            whole: list[bytes | None] = [raw]  # the line, for its first quarantined reading (see _OneField)
             try:
-                measurement, tags, fields, ts = parse_line(line)
+                measurement, tags, fields, ts = parse_line(line, spans)
             except LineSyntaxError as exc:
                 rejections.append(self.reject(batch, i, Reason.MALFORMED, f"line {j + 1}: {exc}", raw, j))
                 continue
@@ -190,13 +207,57 @@ class LineProtocolFormat(VendorFormat):
                     metric = f"{measurement}_{key}"
                 else:
                     metric = measurement if key == "value" else key
+                own = raw if len(fields) == 1 else _OneField(line, spans[""][0], spans[key], whole)
                 if len(metric) > 128 or len(sensor) > 128:
                     rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
-                                                  f"line {j + 1}: sensor or metric longer than 128 characters", raw, j))
+                                                  f"line {j + 1}: sensor or metric longer than 128 characters",
+                                                  own if type(own) is bytes else own.render(), j))
                     continue
-                rows.add(i, j, sensor, metric, ts_us, value, self.unit_for(key, unit), lat, lon, raw)
+                rows.add(i, j, sensor, metric, ts_us, value, self.unit_for(key, unit), lat, lon, own)
         if not any_point:
             raise DecodeFailure(Reason.EMPTY_PAYLOAD, "no points (only blank or comment lines)")
+
+
+class _OneField(NamedTuple):
+    """The raw form of one reading of a line of several fields, rendered only if it is quarantined.
+
+    The first reading of a line to be quarantined gets the whole line; every later one the line
+    with its own field only (the line's measurement and tags, that field as written, the line's
+    timestamp: a line that replays as exactly that reading). Before, each got the whole line: one
+    line of 30,000 unknown fields in a 256 KiB MQTT message made 30,000 quarantine rows of 64 KiB,
+    ~1.9 GB (benchmarks/README.md ``hostile33``). The whole line comes first because the quarantine
+    keeps one row per (topic, partition, offset, item) where there is an offset (Kafka, HTTP), and
+    a line's readings share its item: that one row keeps every field's bytes, as before."""
+
+    line: str
+    head_end: int
+    field: tuple[int, int]
+    whole: list[bytes | None]  # shared by the line's readings: the line until one took it
+
+    def render(self) -> bytes:
+        whole = self.whole[0]
+        if whole is not None:
+            self.whole[0] = None
+            return whole
+        line, (start, end) = self.line, self.field
+        return (line[:self.head_end] + " " + line[start:end] + line[_field_set_end(line, end):]).encode()
+
+
+def _field_set_end(line: str, pos: int) -> int:
+    """Where the field set that has a field ending at ``pos`` ends (the timestamp's space, or the
+    end of the line): string fields may hold spaces and commas, so the fields are walked."""
+    n = len(line)
+    while pos < n and line[pos] == ",":
+        pos = _scan(line, pos + 1, ",= ")[1] + 1
+        if pos < n and line[pos] == '"':
+            pos += 1
+            while pos < n and line[pos] != '"':
+                pos += 2 if line[pos] == "\\" and pos + 1 < n and line[pos + 1] in '"\\' else 1
+            pos += 1
+        else:
+            while pos < n and line[pos] not in ", ":
+                pos += 1
+    return pos
 
 
 def _position(value: object) -> float | None:
