@@ -1,0 +1,128 @@
+"""A ceiling on how far one compressed Kafka record batch may inflate in memory.
+
+aiokafka inflates a compressed batch whole (``gzip.GzipFile(...).read()``) when its records are
+first read, with no limit: one 408 KB gzip batch of zeros became 400 MiB in the service
+(benchmarks/README.md ``hostile33`` item 5: peak RSS 86 -> 907 MB), and a fetch of such batches on
+many partitions could get the process OOM-killed, stopping every source, again after each
+restart. aiokafka's batch classes (compiled and pure Python) look their codec functions up as
+module globals at the moment they inflate, so :func:`install` puts bounded ones there:
+
+- gzip is inflated by :func:`inflate_gzip`, a streaming ``zlib`` decompressor whose output never
+  exceeds the ceiling (``kafka.max_decompressed_bytes``); beyond it the batch's read raises
+  :class:`InflatedBatchTooLarge`, and the Kafka source quarantines the batch whole as fetched
+  (``payload_too_large``) and reads on (connectors/kafka_records.py ``UnreadableBatch``);
+- snappy, LZ4 and zstd are refused (:class:`UnboundedCodec`): their libraries are not installed
+  with urbanpulse, and the block decoders aiokafka would call take no output limit. Such a batch is
+  quarantined the same way, its detail naming the codec.
+
+One inflation per batch, as before: the bounded decoder replaces aiokafka's, it does not check
+ahead of it. The ceiling is per process (one Kafka source per service).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: the default ceiling: 128 of the largest message validation accepts (``validation.max_payload_bytes``,
+#: 256 KiB), the same as ``http_ingest.max_decompressed_bytes``
+DEFAULT_LIMIT = 32 * 1024 * 1024
+
+_limit = [DEFAULT_LIMIT]
+
+
+class InflatedBatchTooLarge(ValueError):
+    """A compressed record batch inflates beyond the configured ceiling."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the gzip-compressed batch inflates beyond kafka.max_decompressed_bytes ({limit} bytes); "
+                         f"not inflated further. If such batches are legitimate, raise kafka.max_decompressed_bytes")
+        self.limit = limit
+
+
+class UnboundedCodec(ValueError):
+    """A batch compressed with a codec whose inflation urbanpulse cannot bound."""
+
+    def __init__(self, codec: str) -> None:
+        super().__init__(f"{codec}-compressed record batches are not accepted (their inflation cannot be bounded "
+                         f"here); have the producer use gzip (compression.type=gzip) or none")
+        self.codec = codec
+
+
+def inflate_gzip(data: Any, limit: int) -> bytearray:
+    """``data`` (one or more concatenated gzip members, zero padding between or after them, as
+    ``gzip.GzipFile.read`` accepts) inflated, never holding more than ``limit`` bytes of output.
+
+    Raises :class:`InflatedBatchTooLarge` as soon as the output would exceed ``limit``;
+    ``zlib.error`` / ``EOFError`` for data that is not gzip or ends early (the header, CRC-32 and
+    length trailer are checked by zlib)."""
+    rest = bytes(data)
+    out = bytearray()
+    first = True
+    while True:
+        if not first:
+            rest = rest.lstrip(b"\x00")
+            if not rest:
+                return out
+        elif not rest:
+            return out  # GzipFile reads b"" from no bytes at all
+        first = False
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        chunk = rest
+        while not d.eof:
+            # max_length is never 0 (which would mean no limit): at least one byte past the ceiling
+            piece = d.decompress(chunk, limit - len(out) + 1)
+            if len(out) + len(piece) > limit:
+                raise InflatedBatchTooLarge(limit)
+            out += piece
+            chunk = d.unconsumed_tail
+            if not piece and not chunk:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        rest = d.unused_data
+
+
+def limit() -> int:
+    """The ceiling in force."""
+    return _limit[0]
+
+
+def _gzip_decode(payload: Any) -> bytearray:
+    return inflate_gzip(payload, _limit[0])
+
+
+def _refuse(codec: str):  # noqa: ANN202 - a decoder aiokafka calls with the compressed bytes
+    def decode(payload: Any, *args: Any, **kwargs: Any) -> bytes:
+        raise UnboundedCodec(codec)
+    decode.__name__ = f"refuse_{codec}"
+    return decode
+
+
+_DECODERS = {"gzip_decode": _gzip_decode, "snappy_decode": _refuse("snappy"), "lz4_decode": _refuse("lz4"),
+             "zstd_decode": _refuse("zstd")}
+_MODULES = ("aiokafka.record._crecords.default_records", "aiokafka.record._crecords.legacy_records",
+            "aiokafka.record.default_records", "aiokafka.record.legacy_records")
+
+
+def install(max_bytes: int = DEFAULT_LIMIT) -> bool:
+    """Set the ceiling and put the bounded decoders into aiokafka's batch modules (idempotent).
+    False (and a log line) if none of those modules could be patched: inflation is then unbounded."""
+    _limit[0] = max_bytes
+    patched = 0
+    import importlib
+
+    for name in _MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        for fn, bounded in _DECODERS.items():
+            if hasattr(mod, fn):
+                setattr(mod, fn, bounded)
+                patched += 1
+    if not patched:
+        log.warning("cannot bound the inflation of compressed Kafka batches (aiokafka's record modules have "
+                    "changed): a gzip batch inflates without limit")
+    return patched > 0
