@@ -79,7 +79,7 @@ def inflate_gzip(data: Any, limit: int) -> bytearray:
                 raise InflatedBatchTooLarge(limit)
             out += piece
             chunk = d.unconsumed_tail
-            if not piece and not chunk:
+            if not piece and not chunk and not d.eof:
                 raise EOFError("Compressed file ended before the end-of-stream marker was reached")
         rest = d.unused_data
 
