@@ -206,3 +206,44 @@ def test_the_bounded_decoders_are_the_ones_aiokafka_calls() -> None:
         assert [r.value for r in small.next_batch()] == [b"v0", b"v1", b"v2"]
     finally:
         kafka_inflate.install(kafka_inflate.DEFAULT_LIMIT)
+
+
+@pytest.mark.integration
+def test_one_getmany_inflates_at_most_about_twice_the_limit(kafka_bootstrap: str) -> None:
+    """Six gzip batches of 3 MiB each (one fetch): with a limit of 8 MiB no getmany hands over
+    more than 2 x the limit of inflated values (without the budget one getmany took all 18 MiB; a
+    limit per batch alone allows max_records x the limit), and every record still arrives, in order."""
+    from aiokafka import AIOKafkaConsumer
+
+    from services import create_topic
+    from urbanpulse.connectors import kafka_inflate
+    from urbanpulse.connectors.kafka_records import LEAN, install as install_lean
+
+    topic = f"budget-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic)
+    now = int(time.time() * 1000)
+    assert asyncio.run(produce_raw(kafka_bootstrap, topic, [gzip_batch([], now, zero_value_mib=3)] * 6)) == \
+        list(range(6))
+
+    async def consume() -> list[list[int]]:
+        assert install_lean() and kafka_inflate.install(LIMIT)
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                                    value_deserializer=LEAN, enable_auto_commit=False)
+        await consumer.start()
+        got: list[list[int]] = []
+        try:
+            deadline = time.monotonic() + 60
+            while sum(map(len, got)) < 6 and time.monotonic() < deadline:
+                kafka_inflate.begin_fetch()
+                data = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                for records in data.values():
+                    assert sum(len(r.value) for r in records) <= 2 * LIMIT
+                    got.append([r.offset for r in records])
+        finally:
+            await consumer.stop()
+            kafka_inflate.install(kafka_inflate.DEFAULT_LIMIT)
+        return got
+
+    got = asyncio.run(consume())
+    assert [o for run in got for o in run] == list(range(6)), got
+    assert len(got) >= 2, got  # the budget split the fetch

@@ -30,7 +30,7 @@ from aiokafka.helpers import create_ssl_context
 
 from urbanpulse.config import KafkaSettings
 from urbanpulse.connectors.base import Sink
-from urbanpulse.connectors.kafka_inflate import install as bound_inflation
+from urbanpulse.connectors.kafka_inflate import begin_fetch, install as bound_inflation
 from urbanpulse.connectors.kafka_records import LEAN, RecordRun, UnreadableBatch, install as install_lean_records, \
     start_loading
 from urbanpulse.errors import PluginError
@@ -460,6 +460,7 @@ class KafkaSource:
                 grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
                 await self._grow_assignment(consumer, pipeline)
             try:
+                begin_fetch()  # the inflation budget of one getmany (kafka_inflate.py)
                 data = await consumer.getmany(timeout_ms=200, max_records=self.settings.max_records)
             except KafkaError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"

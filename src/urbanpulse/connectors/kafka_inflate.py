@@ -17,6 +17,12 @@ module globals at the moment they inflate, so :func:`install` puts bounded ones 
 
 One inflation per batch, as before: the bounded decoder replaces aiokafka's, it does not check
 ahead of it. The ceiling is per process (one Kafka source per service).
+
+A ceiling per batch alone would not bound a fetch: one ``getmany`` may take up to ``max_records``
+records, each from a batch just under the ceiling (10,000 x 32 MiB). So the bytes inflated since
+the source's last :func:`begin_fetch` are counted too, and once they reach the ceiling the lean
+records take no further compressed batch in that ``getmany`` (kafka_records.py): what is left waits,
+fetched already, for the next one. One ``getmany`` thus inflates at most about twice the ceiling.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 32 * 1024 * 1024
 
 _limit = [DEFAULT_LIMIT]
+_spent = [0]  # bytes inflated since the last begin_fetch()
 
 
 class InflatedBatchTooLarge(ValueError):
@@ -89,8 +96,21 @@ def limit() -> int:
     return _limit[0]
 
 
+def begin_fetch() -> None:
+    """A new ``getmany`` begins: nothing inflated in it yet."""
+    _spent[0] = 0
+
+
+def fetch_budget_spent() -> bool:
+    """Whether this ``getmany`` has inflated the ceiling's worth already (take no more compressed
+    batches in it; the first batch of a ``getmany`` is always taken, so reading goes on)."""
+    return _spent[0] >= _limit[0]
+
+
 def _gzip_decode(payload: Any) -> bytearray:
-    return inflate_gzip(payload, _limit[0])
+    out = inflate_gzip(payload, _limit[0])
+    _spent[0] += len(out)
+    return out
 
 
 def _refuse(codec: str):  # noqa: ANN202 - a decoder aiokafka calls with the compressed bytes

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from urbanpulse.connectors.kafka_inflate import InflatedBatchTooLarge
+from urbanpulse.connectors.kafka_inflate import InflatedBatchTooLarge, fetch_budget_spent
 from urbanpulse.optional_kernel import OptionalKernel
 
 log = logging.getLogger(__name__)
@@ -339,6 +339,8 @@ def install() -> bool:
             records = self._records
             data = self._stock_data
             while len(out) < want and records.has_next():
+                if fetch_budget_spent():  # this getmany inflated enough (kafka_inflate.py): the rest waits
+                    break
                 at = self._stock_pos
                 batch = records.next_batch()
                 if batch is None:
