@@ -59,36 +59,76 @@ class UnboundedCodec(ValueError):
         self.codec = codec
 
 
+class BadGzip(ValueError):
+    """The bytes are not gzip as ``gzip.GzipFile`` reads it (a wrong magic, method or trailer)."""
+
+
+def _member_header(data: bytes, pos: int) -> int:
+    """Where the deflate stream of the gzip member at ``pos`` begins: the header read as
+    ``gzip.GzipFile`` reads it (reserved flag bits ignored, unlike zlib's own gzip mode)."""
+    def need(n: int) -> None:
+        if pos + n > len(data):
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    need(2)
+    if data[pos:pos + 2] != b"\037\213":
+        raise BadGzip(f"Not a gzipped file ({data[pos:pos + 2]!r})")
+    need(10)
+    method, flag = data[pos + 2], data[pos + 3]
+    if method != 8:
+        raise BadGzip("Unknown compression method")
+    pos += 10
+    if flag & 4:  # FEXTRA
+        need(2)
+        pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
+        need(0)
+    for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+        if flag & bit:
+            end = data.find(b"\0", pos)
+            if end < 0:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            pos = end + 1
+    if flag & 2:  # FHCRC
+        need(2)
+        pos += 2
+    return pos
+
+
 def inflate_gzip(data: Any, limit: int) -> bytearray:
-    """``data`` (one or more concatenated gzip members, zero padding between or after them, as
+    """``data`` (one or more concatenated gzip members, zero padding after each, as
     ``gzip.GzipFile.read`` accepts) inflated, never holding more than ``limit`` bytes of output.
 
     Raises :class:`InflatedBatchTooLarge` as soon as the output would exceed ``limit``;
-    ``zlib.error`` / ``EOFError`` for data that is not gzip or ends early (the header, CRC-32 and
-    length trailer are checked by zlib)."""
-    rest = bytes(data)
+    :class:`BadGzip`, ``zlib.error`` or ``EOFError`` where ``gzip.GzipFile`` would raise too
+    (a wrong header, corrupt deflate data, a CRC-32 or length that does not match, an early end)."""
+    data = bytes(data)
     out = bytearray()
-    first = True
-    while True:
-        if not first:
-            rest = rest.lstrip(b"\x00")
-            if not rest:
-                return out
-        elif not rest:
-            return out  # GzipFile reads b"" from no bytes at all
-        first = False
-        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        chunk = rest
+    pos = 0
+    while pos < len(data):
+        d = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+        start, crc = len(out), 0
+        chunk = memoryview(data)[_member_header(data, pos):]
         while not d.eof:
-            # max_length is never 0 (which would mean no limit): at least one byte past the ceiling
+            # max_length is never 0 (which would mean no limit): at most one byte past the ceiling
             piece = d.decompress(chunk, limit - len(out) + 1)
             if len(out) + len(piece) > limit:
                 raise InflatedBatchTooLarge(limit)
             out += piece
+            crc = zlib.crc32(piece, crc)
             chunk = d.unconsumed_tail
             if not piece and not chunk and not d.eof:
                 raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-        rest = d.unused_data
+        trailer = d.unused_data
+        if len(trailer) < 8:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        if int.from_bytes(trailer[:4], "little") != crc:
+            raise BadGzip("CRC check failed")
+        if int.from_bytes(trailer[4:8], "little") != (len(out) - start) & 0xFFFFFFFF:
+            raise BadGzip("Incorrect length of data produced")
+        pos = len(data) - len(trailer) + 8
+        while pos < len(data) and data[pos] == 0:  # zero padding after a member, as GzipFile skips it
+            pos += 1
+    return out
 
 
 def limit() -> int:
