@@ -535,7 +535,8 @@ class KafkaSource:
         detail = (f"a Kafka record batch (offsets {u.offset}..{u.next_offset - 1}) that cannot be read: {u.error}; "
                   f"quarantined whole as fetched, the records in it were not decoded; the consumer read on from "
                   f"offset {u.next_offset}")
-        return Rejection(reason=Reason(u.reason), detail=detail.encode("utf-8", "backslashreplace").decode()[:1000], payload=u.value, source=self.name,
+        detail = detail.encode("utf-8", "backslashreplace").decode()[:1000]
+        return Rejection(reason=Reason(u.reason), detail=detail, payload=u.value, source=self.name,
                          topic=tp.topic, partition=tp.partition, offset=u.offset)
 
     async def _quarantine(self, pipeline: Sink, rejections: list[Rejection], ack: OffsetCommit) -> None:

@@ -189,6 +189,23 @@ SE_M = _SE["m"]
 SE_VE = _SE["ve"]
 SE_VM = _SE["vm"]
 SE_N = _SE["n"]
+C_SE_WK = _S["se_wk"]  # road33: the weekly judgement (layout.py)
+C_SE_LS = _S["se_ls"]
+SE_W0 = _SE["w0"]  # road33: the weekend profile's bins start here (SEASON_BINS of them)
+SE_S0 = _SE["s0"]  # road33: the weekday bins as the first judged Saturday found them
+SE_SVE = _SE["sve"]
+SE_SVM = _SE["svm"]
+SE_SN = _SE["sn"]
+SE_WO = _SE["wo"]
+SE_WC = _SE["wc"]
+SE_WF = _SE["wf"]
+SE_WFC = _SE["wfc"]
+SE_WS = _SE["ws"]
+SE_WSC = _SE["wsc"]
+SE_WSW = _SE["wsw"]
+SE_WM = _SE["wm"]
+SE_WMC = _SE["wmc"]
+SE_WMW = _SE["wmw"]
 P_SE_THR = _COL["se_thr"]
 P_SE_PER_US = _COL["se_per_us"]
 P_SE_GAMMA = _COL["se_gamma"]
@@ -230,6 +247,26 @@ U_ZERO = np.uint64(0)
 SEASON_START_US = 1.25 * DAY_US  # the seasonal input is scored from this age of the series on (a day and a quarter)
 SEASON_CAP = 0.95  # the seasonal score's largest value (its z separates a changed day well: not capped as the trend's)
 SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; its rate is then the long-run one)
+# road33: the week (UTC calendar). 1970-01-01 was a Thursday: (days since the epoch + 3) % 7 is 0 on Mondays, 5 on
+# Saturdays, 6 on Sundays
+U_SE_W0 = np.uint64(SE_W0)
+U_SE_S0 = np.uint64(SE_S0)
+U_WEEK = np.uint64(7)
+U_DOW0 = np.uint64(3)
+U_SAT = np.uint64(5)
+U_SUN = np.uint64(6)
+U_FRI = np.uint64(4)
+U_MON = np.uint64(0)
+U_JUDGE_BINS = np.uint64(3)  # a Saturday is judged from a reading in its first this many bins (hours) on
+WEEKLY_K = 4.0  # a series is weekly where its first judged Saturday's mean squared residual against the weekday
+# profile is over this x the weekdays' (a road's Saturday misses every rush hour: 10-100x; an ordinary day ~1x)
+WEEKLY_AMP_X = 0.5  # a weekly series' amplitude gate is this x likelihood_season_min_amplitude
+WEEKLY_K2 = 2.0  # ... and whose Sunday the Saturday's profile predicts with a mean squared residual this x below the
+# weekdays' profile's (a road's weekend is one kind of day twice; a weather front on a Saturday does not repeat so)
+# ... and whose Monday the weekday profile as the Saturday found it predicts with a mean squared residual this x
+# below that weekend's profile's (not a series that changed on the Saturday and stayed changed)
+JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
+WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
 SLOW_REFRESH = 4
@@ -1270,6 +1307,87 @@ def _trend_input(st, sl, pr, xi, cnt, has_prev, res):
 
 
 @njit(**_STAGE)
+def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
+    """road33: a reading of the first judged Saturday (`_season_input`), beside what it does as before: its squared
+    residual against the weekday profile (`e`, clipped at 36 x the weekdays' mean square as the RMS's update clips)
+    into the day's tally, and the reading into the weekend profile, which follows this first pass as the series'
+    first day's bins follow theirs (an unseen bin starts at the reading's distance from the level; a seen one moves by
+    its share of the gap, its residual winsorised at 4 x the weekdays' RMS). Runs one day per series at most."""
+    svm = np.float64(se[sl, SE_SVM])
+    m2 = m * m
+    if svm > 0:
+        m2 = _min(m2, 36.0 * svm)
+    se[sl, SE_WO] = np.float32(np.float64(se[sl, SE_WO]) + m2)
+    se[sl, SE_WC] = np.float32(np.float64(se[sl, SE_WC]) + 1.0)
+    k0 = U_SE_W0 + b0
+    k1 = U_SE_W0 + b1
+    q0 = np.float64(se[sl, k0])
+    q1 = np.float64(se[sl, k1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+    p1 = q1 if q1 == q1 else p0
+    ew = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
+    sve = np.float64(se[sl, SE_SVE])
+    if sve > 0 and ew * ew > 16.0 * sve:
+        lim = 4.0 * np.sqrt(sve)
+        ew = _min(_max(ew, -lim), lim)
+    kb = gap * PER_BIN_US
+    g = kb if kb < 1.0 else 1.0
+    se[sl, k0] = np.float32(q0 + g * (1.0 - w1) * ew) if q0 == q0 else np.float32(xi - lv)
+    se[sl, k1] = np.float32(q1 + g * w1 * ew) if q1 == q1 else np.float32(xi - lv)
+
+
+@njit(**_STAGE)
+def _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1):
+    """road33: a reading of the judged weekend's Sunday (`_season_input`): its squared residual against the weekday
+    profile (`e`) and against the Saturday's profile (the weekend bins, not taught here: a profile that followed the
+    Sunday would predict any slow series from its own last hour), each clipped at 36 x the weekdays' mean square,
+    into the tally. A week shows as a Sunday the Saturday predicts better than the weekdays do; a weather front
+    that made the Saturday unusual does not predict the Sunday."""
+    sve = np.float64(se[sl, SE_SVE])
+    q0 = np.float64(se[sl, U_SE_W0 + b0])
+    q1 = np.float64(se[sl, U_SE_W0 + b1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+    p1 = q1 if q1 == q1 else p0
+    ew = xi - (lvs + ((1.0 - w1) * p0 + w1 * p1))
+    e2 = e * e
+    w2 = ew * ew
+    if sve > 0:
+        e2 = _min(e2, 36.0 * sve)
+        w2 = _min(w2, 36.0 * sve)
+    se[sl, SE_WS] = np.float32(np.float64(se[sl, SE_WS]) + e2)
+    se[sl, SE_WSW] = np.float32(np.float64(se[sl, SE_WSW]) + w2)
+    se[sl, SE_WSC] = np.float32(np.float64(se[sl, SE_WSC]) + 1.0)
+
+
+@njit(**_STAGE)
+def _season_monday(se, sl, xi, lvs, w1, b0, b1):
+    """road33: a reading of the Monday after the judged weekend (`_season_input`): its squared residuals against the
+    weekday profile as the Saturday found it and against that weekend's profile (both from the level the Saturday
+    found), each clipped at 36 x the weekdays' mean square, into the tally. A week shows as a Monday the weekdays
+    predict better than the weekend does; a series that changed on the Saturday (a new level, a new day) and stayed
+    changed is predicted better by its weekend."""
+    sve = np.float64(se[sl, SE_SVE])
+    q0 = np.float64(se[sl, U_SE_S0 + b0])
+    q1 = np.float64(se[sl, U_SE_S0 + b1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+    p1 = q1 if q1 == q1 else p0
+    es = xi - (lvs + ((1.0 - w1) * p0 + w1 * p1))
+    r0 = np.float64(se[sl, U_SE_W0 + b0])
+    r1 = np.float64(se[sl, U_SE_W0 + b1])
+    t0 = r0 if r0 == r0 else (r1 if r1 == r1 else 0.0)
+    t1 = r1 if r1 == r1 else t0
+    ew = xi - (lvs + ((1.0 - w1) * t0 + w1 * t1))
+    e2 = es * es
+    w2 = ew * ew
+    if sve > 0:
+        e2 = _min(e2, 36.0 * sve)
+        w2 = _min(w2, 36.0 * sve)
+    se[sl, SE_WM] = np.float32(np.float64(se[sl, SE_WM]) + e2)
+    se[sl, SE_WMW] = np.float32(np.float64(se[sl, SE_WMW]) + w2)
+    se[sl, SE_WMC] = np.float32(np.float64(se[sl, SE_WMC]) + 1.0)
+
+
+@njit(**_STAGE)
 def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     """The likelihood's daily-seasonal score: the reading against a slow level plus a profile of the UTC day
     (additive Holt-Winters: SEASON_BINS bins, interpolated linearly between their centres), so a changed day (a
@@ -1283,7 +1401,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     series with a weak day). The level and the profile move in time, not per reading: the level by gap /
     likelihood_season_level_hours, a bin by its share of likelihood_season_gamma per pass of the day (1 in the
     first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for both, so
-    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 112 B a series), the level and the
+    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 356 B a series with the weekly judgement, road33), the level and the
     series' first timestamp float64 state.
 
     Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
@@ -1303,24 +1421,105 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         ubi = up // U_BIN_US
         w1 = np.float64(up - ubi * U_BIN_US) * PER_BIN_US
         b0 = ubi % U_SEASON_BINS
+        day0 = ubi // U_SEASON_BINS
     else:
         bi = ph // BIN_US
         w1 = np.float64(ph - bi * BIN_US) * PER_BIN_US
         b0 = np.uint64(bi % SEASON_BINS)
+        day0 = np.uint64((bi // SEASON_BINS) % 7)  # the same weekday (a multiple of 7 days added)
     b1 = b0 + U_ONE if b0 + U_ONE < U_SEASON_BINS else U_ZERO
-    q0 = np.float64(se[sl, b0])
-    q1 = np.float64(se[sl, b1])
+    n = np.float64(se[sl, SE_N])
+    # road33: is the series weekly? Judged once, on its first Saturday (UTC) with a learned RMS: that day is scored and
+    # learned as before, and beside it tallied against the weekday profile and learned into a weekend profile; if it
+    # was another kind of day (its mean squared residual over WEEKLY_K x the weekdays'), the weekday bins and the
+    # RMS are put back as the Saturday found them and from then on Saturdays and Sundays have their own profile;
+    # otherwise (every series without a week) nothing of this is read again: the profile and scores are as before
+    wk = st[sl, C_SE_WK]
+    o0 = U_ZERO
+    o1 = U_ZERO
+    sat = False
+    fri = False
+    dow0 = U_ZERO
+    if wk != 3.0:
+        dow0 = (day0 + U_DOW0) % U_WEEK
+        if wk == 0.0:
+            # a Friday from its first hours on, with a learned RMS: tally it (the day the Saturday is judged against)
+            if dow0 == U_FRI and b0 < U_JUDGE_BINS and n >= 64:
+                se[sl, SE_WF] = 0.0
+                se[sl, SE_WFC] = 0.0
+                wk = 0.5
+                st[sl, C_SE_WK] = wk
+        elif wk == 0.5 and dow0 != U_FRI:
+            if dow0 == U_SAT and b0 < U_JUDGE_BINS:  # the Saturday after it: judge it
+                for b in range(SEASON_BINS):
+                    se[sl, SE_S0 + b] = se[sl, b]
+                se[sl, SE_SVE] = se[sl, SE_VE]
+                se[sl, SE_SVM] = se[sl, SE_VM]
+                se[sl, SE_SN] = se[sl, SE_N]
+                st[sl, C_SE_LS] = st[sl, C_SE_L]
+                se[sl, SE_WO] = 0.0
+                se[sl, SE_WC] = 0.0
+                se[sl, SE_WS] = 0.0
+                se[sl, SE_WSW] = 0.0
+                se[sl, SE_WSC] = 0.0
+                se[sl, SE_WM] = 0.0
+                se[sl, SE_WMW] = 0.0
+                se[sl, SE_WMC] = 0.0
+                wk = 1.0
+            else:  # a gap over Saturday's first hours: the next Friday
+                wk = 0.0
+            st[sl, C_SE_WK] = wk
+        elif wk == 1.0 and dow0 < U_SAT and dow0 != U_MON:  # the judged weekend and the Monday after it are over
+            wc = np.float64(se[sl, SE_WC])
+            wsc = np.float64(se[sl, SE_WSC])
+            wfc = np.float64(se[sl, SE_WFC])
+            wmc = np.float64(se[sl, SE_WMC])
+            svm = np.float64(se[sl, SE_SVM])
+            if wc < WEEKLY_MIN or wsc < WEEKLY_MIN or wfc < WEEKLY_MIN or wmc < WEEKLY_MIN:  # a gap: the next one
+                wk = 0.0
+            elif (np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * _min(svm, np.float64(se[sl, SE_WF]) / wfc)
+                  and np.float64(se[sl, SE_WS]) > WEEKLY_K2 * np.float64(se[sl, SE_WSW])
+                  and WEEKLY_K2 * np.float64(se[sl, SE_WM]) < np.float64(se[sl, SE_WMW])):
+                for b in range(SEASON_BINS):
+                    se[sl, b] = se[sl, SE_S0 + b]
+                se[sl, SE_VE] = se[sl, SE_SVE]
+                se[sl, SE_VM] = se[sl, SE_SVM]
+                se[sl, SE_N] = se[sl, SE_SN]
+                st[sl, C_SE_L] = st[sl, C_SE_LS]
+                n = np.float64(se[sl, SE_N])
+                wk = 2.0
+            else:  # not weekly: judged again while the series is young (a profile still learning its weekdays
+                # mispredicts a Friday too), then never
+                wk = 0.0 if np.float64(ti) - st[sl, C_SE_T0] < JUDGE_US else 3.0
+            st[sl, C_SE_WK] = wk
+        if wk == 2.0:  # each of the two bins in its own day's profile
+            dow1 = dow0 if b1 != U_ZERO else (dow0 + U_ONE) % U_WEEK
+            o0 = U_SE_W0 if dow0 >= U_SAT else U_ZERO
+            o1 = U_SE_W0 if dow1 >= U_SAT else U_ZERO
+        elif wk == 1.0:
+            sat = (b1 != U_ZERO or dow0 != U_SUN)  # the judged weekend's and Monday's (not the half hour by midnight)
+        elif wk == 0.5:
+            fri = True
+    c0 = b0 + o0
+    c1 = b1 + o1
+    q0 = np.float64(se[sl, c0])
+    q1 = np.float64(se[sl, c1])
     # both bins seen (every reading but a few in the first pass of the day): one test, not a choice per value
     seen = q0 == q0 and q1 == q1
     if seen:
         p0 = q0
         p1 = q1
-    else:  # a bin not seen yet takes its neighbour's value, or 0
-        p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
-        p1 = q1 if q1 == q1 else p0
+    else:  # a bin not seen yet takes (a weekend's: the weekdays' at its hour, else) its neighbour's value, or 0
+        r0 = q0
+        r1 = q1
+        if o0 != U_ZERO and not r0 == r0:
+            r0 = np.float64(se[sl, b0])
+        if o1 != U_ZERO and not r1 == r1:
+            r1 = np.float64(se[sl, b1])
+        p0 = r0 if r0 == r0 else (r1 if r1 == r1 else 0.0)
+        p1 = r1 if r1 == r1 else p0
     lv = st[sl, C_SE_L]
     e = xi - (lv + ((1.0 - w1) * p0 + w1 * p1))
-    n = np.float64(se[sl, SE_N])
     ec = e
     if n >= 64:
         ve = np.float64(se[sl, SE_VE])
@@ -1329,6 +1528,19 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             ec = _min(_max(e, -lim), lim)
     m0 = np.float64(se[sl, SE_M])
     m = m0 + pr[P_TR_RATE] * (ec - m0)
+    if sat and _isfinite(m):
+        lvs = st[sl, C_SE_LS]
+        if dow0 == U_SAT:
+            _season_saturday(se, sl, xi, lvs, m, w1, b0, b1, gap)
+        elif dow0 == U_SUN:
+            _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1)
+        else:
+            _season_monday(se, sl, xi, lvs, w1, b0, b1)
+    elif fri and _isfinite(m):
+        vm = np.float64(se[sl, SE_VM])
+        m2 = _min(m * m, 36.0 * vm) if vm > 0 else m * m
+        se[sl, SE_WF] = np.float32(np.float64(se[sl, SE_WF]) + m2)
+        se[sl, SE_WFC] = np.float32(np.float64(se[sl, SE_WFC]) + 1.0)
     age = np.float64(ti) - st[sl, C_SE_T0]
     season_in = 0.0
     if age >= SEASON_START_US and n >= 64 and cnt >= pr[P_LI_MIN]:
@@ -1348,7 +1560,10 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                     lo = v
                 if v > hi:
                     hi = v
-            if q > 0 and _isfinite(q) and hi - lo >= pr[P_SE_AMP] * np.sqrt(_fmax(ve, res * res)):
+            # (road33: a weekly series, whose first Saturday its weekday profile mispredicted, has shown a day and
+            # a week of its own: its gate is WEEKLY_AMP_X of that)
+            amp = pr[P_SE_AMP] * WEEKLY_AMP_X if wk == 2.0 else pr[P_SE_AMP]
+            if q > 0 and _isfinite(q) and hi - lo >= amp * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
     # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a
     # plain comparison is np.minimum for them
@@ -1360,11 +1575,11 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
         g = (pr[P_SE_GAMMA] if after_day else 1.0) * (kb if kb < 1.0 else 1.0)
         # an unseen bin starts at this reading's distance from the level, a seen one moves by its share
         if seen:
-            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec)
-            se[sl, b1] = np.float32(q1 + g * w1 * ec)
+            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec)
+            se[sl, c1] = np.float32(q1 + g * w1 * ec)
         else:
-            se[sl, b0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
-            se[sl, b1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
+            se[sl, c0] = np.float32(q0 + g * (1.0 - w1) * ec) if q0 == q0 else np.float32(xi - lv)
+            se[sl, c1] = np.float32(q1 + g * w1 * ec) if q1 == q1 else np.float32(xi - lv)
         se[sl, SE_M] = np.float32(m)
         if after_day:
             ve = np.float64(se[sl, SE_VE])

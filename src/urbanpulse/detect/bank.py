@@ -74,7 +74,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from urbanpulse.capacity import grown
-from urbanpulse.detect.layout import (DETECTORS, S, SEASON, SEASON_BINS, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_Z,
+from urbanpulse.detect.layout import (DETECTORS, S, SE, SEASON, SEASON_BINS, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_Z,
                                      STATE, VETO_BIT)
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
@@ -218,6 +218,7 @@ class DetectorBank:
         self.gaps[slots] = np.nan
         self.season[slots] = 0.0
         self.season[slots, :SEASON_BINS] = np.nan  # the daily profile's bins: not seen yet
+        self.season[slots, SE["w0"]:SE["w0"] + SEASON_BINS] = np.nan  # the weekend's (road33): the same
 
     def assign(self, slots: np.ndarray, sensor_ids: list[str], metrics: list[str]) -> None:
         """(Re)configure these slots for their (sensor, metric) from the config and reset their state."""

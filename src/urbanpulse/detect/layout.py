@@ -22,6 +22,11 @@ STATE: tuple[str, ...] = (
     "rc_n", "rc_k", "rc_e", "dscale_n", "dscale_lr", "chg_rms_lr",
     "ac_m", "ac_v",
     "se_l", "se_t0",
+    # --- road33: whether the series is weekly (0 = no first Saturday judged yet, 1 = the first Saturday being judged,
+    # 2 = weekly: Saturdays and Sundays have a profile of their own, 3 = not weekly: one profile, as before)
+    "se_wk",
+    # the level as the judged Saturday found it (that weekend's profile and the Monday are read against it)
+    "se_ls",
     "cr_p", "cr_s",
     # --- silence's rarity of long gaps (gap31): decayed counts of the gaps judged, of those of at least
     # `factor` x the median gap ("long"), and of their excess over it in median gaps (winsorised), and the
@@ -43,7 +48,16 @@ SEASON_BINS = 24
 # float32 columns of one slot's seasonal table (the bank's `season`): the profile's bins (offsets from the float64
 # level `se_l` of the state table, so float32 keeps their precision), the residual's short-term mean, its long-run
 # mean square and the short-term mean's, and how many readings those two have learned (exact in float32: capped)
-SEASON: tuple[str, ...] = (*(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n")
+SEASON: tuple[str, ...] = (
+    *(f"b{b}" for b in range(SEASON_BINS)), "m", "ve", "vm", "n",
+    # --- road33: the weekend's profile (Saturday and Sunday of the UTC calendar; NaN = not seen: predicts with the
+    # weekdays' bin at that hour), learned from the first Saturday judged on; the weekday bins and the residual's
+    # scales as that Saturday found them (restored if the series is judged weekly: the Saturday was another kind of
+    # day and must not stay in the weekdays' profile nor in the RMS); that Saturday's clipped squared residuals
+    # against the weekday profile, summed, and their count
+    *(f"w{b}" for b in range(SEASON_BINS)), *(f"s{b}" for b in range(SEASON_BINS)), "sve", "svm", "sn", "wo", "wc",
+    "wf", "wfc", "ws", "wsw", "wsc", "wm", "wmw", "wmc",
+)
 SE = {name: i for i, name in enumerate(SEASON)}
 
 # float64 parameter columns of one profile (NaN = "not set" where a limit is optional)
