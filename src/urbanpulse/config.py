@@ -265,6 +265,11 @@ class KafkaSettings(_Section):
         5.0, gt=0, description="on a rebalance, how long in-flight batches may take to be written and committed "
         "before the partitions go (the new owner re-reads the rest, stored once); rebalance_timeout_ms follows it "
         "(this + 5 s, at least session_timeout_ms): the group's joins can wait that long for every member")
+    max_decompressed_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024 * 1024, description="how far one compressed record batch may inflate in memory "
+        "(gzip; snappy, lz4 and zstd batches are refused). A batch beyond it is quarantined whole as fetched "
+        "(payload_too_large) and the partition read on: without it one 400 KB gzip batch inflated to 400 MiB "
+        "(benchmarks/README.md gzip33). 32 MiB: 128 of validation.max_payload_bytes' default")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

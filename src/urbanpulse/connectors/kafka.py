@@ -30,6 +30,7 @@ from aiokafka.helpers import create_ssl_context
 
 from urbanpulse.config import KafkaSettings
 from urbanpulse.connectors.base import Sink
+from urbanpulse.connectors.kafka_inflate import begin_fetch, install as bound_inflation
 from urbanpulse.connectors.kafka_records import LEAN, RecordRun, UnreadableBatch, install as install_lean_records, \
     start_loading
 from urbanpulse.errors import PluginError
@@ -324,6 +325,7 @@ class KafkaSource:
         throttle_repeated_messages()  # a lost broker makes aiokafka log ~60 errors a second
         # records handed over a batch at a time, not as a dataclass each (connectors/kafka_records.py)
         install_lean_records()
+        bound_inflation(s.max_decompressed_bytes)  # a compressed batch inflates at most this far (kafka_inflate.py)
         start_loading()  # the compiled record parser, on a thread: aiokafka's records until it is loaded
         consumer = AIOKafkaConsumer(**group_options(s), **consumer_options(s), value_deserializer=LEAN)
         manual = s.assignment == "manual"
@@ -458,6 +460,7 @@ class KafkaSource:
                 grow_check_at = time.monotonic() + MANUAL_GROW_CHECK_S
                 await self._grow_assignment(consumer, pipeline)
             try:
+                begin_fetch()  # the inflation budget of one getmany (kafka_inflate.py)
                 data = await consumer.getmany(timeout_ms=200, max_records=self.settings.max_records)
             except KafkaError as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -526,14 +529,14 @@ class KafkaSource:
     def _unreadable(self, tp: TopicPartition, u: UnreadableBatch) -> Rejection:
         """The quarantine row of a record batch that cannot be read (kafka_records.UnreadableBatch)."""
         log.error("Kafka record batch %s[%d] at offset %d cannot be read (%s): quarantined whole as fetched "
-                  "(%d bytes, reason malformed), reading on from offset %d", tp.topic, tp.partition, u.offset,
-                  u.error, len(u.value), u.next_offset)
+                  "(%d bytes, reason %s), reading on from offset %d", tp.topic, tp.partition, u.offset,
+                  u.error, len(u.value), u.reason, u.next_offset)
         self.last_error = f"unreadable record batch at {tp.topic}[{tp.partition}] offset {u.offset}: {u.error}"
         detail = (f"a Kafka record batch (offsets {u.offset}..{u.next_offset - 1}) that cannot be read: {u.error}; "
                   f"quarantined whole as fetched, the records in it were not decoded; the consumer read on from "
                   f"offset {u.next_offset}")
         detail = detail.encode("utf-8", "backslashreplace").decode()[:1000]
-        return Rejection(reason=Reason.MALFORMED, detail=detail, payload=u.value, source=self.name,
+        return Rejection(reason=Reason(u.reason), detail=detail, payload=u.value, source=self.name,
                          topic=tp.topic, partition=tp.partition, offset=u.offset)
 
     async def _quarantine(self, pipeline: Sink, rejections: list[Rejection], ack: OffsetCommit) -> None:

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from urbanpulse.connectors.kafka_inflate import InflatedBatchTooLarge, fetch_budget_spent
 from urbanpulse.optional_kernel import OptionalKernel
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ class UnreadableBatch(NamedTuple):
     timestamp: int
     #: what was wrong with it, for the quarantine row's detail
     error: str
+    #: the quarantine reason: ``payload_too_large`` where it inflates beyond
+    #: ``kafka.max_decompressed_bytes`` (connectors/kafka_inflate.py), else ``malformed``
+    reason: str = "malformed"
 
 
 class RecordRun:
@@ -273,7 +277,7 @@ def install() -> bool:
             return [u]
 
         def _found_unreadable(self, base_offset: int, last_delta: int, timestamp: int, data: bytes,
-                              error: str) -> bool:
+                              error: str, reason: str = "malformed") -> bool:
             """Keep a batch that cannot be read for the next take (the records before it go first);
             False where it lies wholly before the position (read past already: nothing to hand over)."""
             if last_delta >= 0 and base_offset + last_delta + 1 <= self.next_fetch_offset:
@@ -282,7 +286,7 @@ def install() -> bool:
             # a hostile last offset delta must not leave the position where it is (the broker would
             # hand the same batch over again, for ever)
             after = max(base_offset + last_delta + 1, first + 1)
-            self._unreadable = UnreadableBatch(first, after, data, timestamp, error)
+            self._unreadable = UnreadableBatch(first, after, data, timestamp, error, reason)
             return True
 
         def _take_parsed(self, want: int, pieces: list[Any]) -> int:
@@ -335,6 +339,8 @@ def install() -> bool:
             records = self._records
             data = self._stock_data
             while len(out) < want and records.has_next():
+                if fetch_budget_spent():  # this getmany inflated enough (kafka_inflate.py): the rest waits
+                    break
                 at = self._stock_pos
                 batch = records.next_batch()
                 if batch is None:
@@ -353,7 +359,9 @@ def install() -> bool:
                     if self._found_unreadable(getattr(batch, "base_offset", self.next_fetch_offset),
                                               getattr(batch, "last_offset_delta", 0),
                                               getattr(batch, "first_timestamp", None) or -1,
-                                              data[at:at + size] if 0 < size <= len(data) - at else b"", text):
+                                              data[at:at + size] if 0 < size <= len(data) - at else b"", text,
+                                              "payload_too_large" if isinstance(exc, InflatedBatchTooLarge)
+                                              else "malformed"):
                         break
                     continue
                 if recs and recs[0].offset < self.next_fetch_offset:  # the fetch began inside this batch
