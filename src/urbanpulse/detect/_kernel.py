@@ -1337,6 +1337,18 @@ def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
 
 
 @njit(**_STAGE)
+def _profile_at(se, sl, base, b0, b1, w1):
+    """road33: a seasonal profile's value between its bins b0 and b1 (weight w1 on b1), from column `base` of the
+    seasonal table; a bin not seen yet (NaN) takes its neighbour's, 0 where neither is seen. One place for the
+    judged days' predictions (Sunday's and Monday's tallies read two profiles each)."""
+    q0 = np.float64(se[sl, base + b0])
+    q1 = np.float64(se[sl, base + b1])
+    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
+    p1 = q1 if q1 == q1 else p0
+    return (1.0 - w1) * p0 + w1 * p1
+
+
+@njit(**_STAGE)
 def _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1):
     """road33: a reading of the judged weekend's Sunday (`_season_input`): its squared residual against the weekday
     profile (`e`) and against the Saturday's profile (the weekend bins, not taught here: a profile that followed the
@@ -1344,11 +1356,7 @@ def _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1):
     into the tally. A week shows as a Sunday the Saturday predicts better than the weekdays do; a weather front
     that made the Saturday unusual does not predict the Sunday."""
     sve = np.float64(se[sl, SE_SVE])
-    q0 = np.float64(se[sl, U_SE_W0 + b0])
-    q1 = np.float64(se[sl, U_SE_W0 + b1])
-    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
-    p1 = q1 if q1 == q1 else p0
-    ew = xi - (lvs + ((1.0 - w1) * p0 + w1 * p1))
+    ew = xi - (lvs + _profile_at(se, sl, U_SE_W0, b0, b1, w1))
     e2 = e * e
     w2 = ew * ew
     if sve > 0:
@@ -1367,16 +1375,8 @@ def _season_monday(se, sl, xi, lvs, w1, b0, b1):
     predict better than the weekend does; a series that changed on the Saturday (a new level, a new day) and stayed
     changed is predicted better by its weekend."""
     sve = np.float64(se[sl, SE_SVE])
-    q0 = np.float64(se[sl, U_SE_S0 + b0])
-    q1 = np.float64(se[sl, U_SE_S0 + b1])
-    p0 = q0 if q0 == q0 else (q1 if q1 == q1 else 0.0)
-    p1 = q1 if q1 == q1 else p0
-    es = xi - (lvs + ((1.0 - w1) * p0 + w1 * p1))
-    r0 = np.float64(se[sl, U_SE_W0 + b0])
-    r1 = np.float64(se[sl, U_SE_W0 + b1])
-    t0 = r0 if r0 == r0 else (r1 if r1 == r1 else 0.0)
-    t1 = r1 if r1 == r1 else t0
-    ew = xi - (lvs + ((1.0 - w1) * t0 + w1 * t1))
+    es = xi - (lvs + _profile_at(se, sl, U_SE_S0, b0, b1, w1))
+    ew = xi - (lvs + _profile_at(se, sl, U_SE_W0, b0, b1, w1))
     e2 = es * es
     w2 = ew * ew
     if sve > 0:
