@@ -175,7 +175,7 @@ def test_unreadable_record_batches_are_quarantined_and_the_partition_is_read_on(
     import asyncio
 
     from service_process import ServiceProcess, db_value, wait_until
-    from services import committed_offsets, create_topic
+    from services import create_topic
 
     topic, group = f"hostile-{uuid.uuid4().hex[:8]}", f"hostile-{uuid.uuid4().hex[:6]}"
     create_topic(kafka_bootstrap, topic)
@@ -210,14 +210,25 @@ def test_unreadable_record_batches_are_quarantined_and_the_partition_is_read_on(
         assert [bytes(r["payload"])[8:] for r in rows] == [b[8:] for b in hostile.values()]
         assert [int.from_bytes(bytes(r["payload"])[:8], "big") for r in rows] == [1, 3, 5]
         assert "Invalid CRC" in rows[1]["detail"] and "read on from offset 4" in rows[1]["detail"]
-        wait_until(lambda: asyncio.run(committed_offsets(kafka_bootstrap, topic, group, 1)) == {0: len(order)}, 30,
-                   what="the offsets committed past every batch")
-        assert svc.health().status_code == 200
-        assert svc.terminate() == 0
-        assert "source kafka failed" not in svc.log_tail(500_000)
+        read_past_and_healthy(svc, kafka_bootstrap, topic, group, len(order))
     finally:
         svc.stop_quietly()
 
+
+
+def read_past_and_healthy(svc: Any, bootstrap: str, topic: str, group: str, end: int) -> None:
+    """The group's offset on the topic's one partition reaches `end` (past every hostile batch), the service
+    answers /health and stops cleanly, and no source failed on the way: a hostile batch costs nothing else."""
+    import asyncio
+
+    from service_process import wait_until
+    from services import committed_offsets
+
+    wait_until(lambda: asyncio.run(committed_offsets(bootstrap, topic, group, 1)) == {0: end}, 30,
+               what="the offsets committed past every batch")
+    assert svc.health().status_code == 200
+    assert svc.terminate() == 0
+    assert "source kafka failed" not in svc.log_tail(500_000)
 
 async def _quarantine_rows(dsn: str) -> list[Any]:
     import asyncpg
