@@ -1349,22 +1349,29 @@ def _profile_at(se, sl, base, b0, b1, w1):
 
 
 @njit(**_STAGE)
+def _tally_pair(se, sl, e, w, c_e, c_w, c_n):
+    """road33: one judged-day reading's two squared residuals (`e` against one profile, `w` against the other), each
+    clipped at 36 x the weekdays' mean square (one wild reading does not decide the judgement), added to the tally
+    columns `c_e`, `c_w` and their count `c_n` (Sunday's and Monday's tallies alike)."""
+    sve = np.float64(se[sl, SE_SVE])
+    e2 = e * e
+    w2 = w * w
+    if sve > 0:
+        e2 = _min(e2, 36.0 * sve)
+        w2 = _min(w2, 36.0 * sve)
+    se[sl, c_e] = np.float32(np.float64(se[sl, c_e]) + e2)
+    se[sl, c_w] = np.float32(np.float64(se[sl, c_w]) + w2)
+    se[sl, c_n] = np.float32(np.float64(se[sl, c_n]) + 1.0)
+
+
+@njit(**_STAGE)
 def _season_sunday(se, sl, xi, lv, lvs, e, w1, b0, b1):
     """road33: a reading of the judged weekend's Sunday (`_season_input`): its squared residual against the weekday
     profile (`e`) and against the Saturday's profile (the weekend bins, not taught here: a profile that followed the
     Sunday would predict any slow series from its own last hour), each clipped at 36 x the weekdays' mean square,
     into the tally. A week shows as a Sunday the Saturday predicts better than the weekdays do; a weather front
     that made the Saturday unusual does not predict the Sunday."""
-    sve = np.float64(se[sl, SE_SVE])
-    ew = xi - (lvs + _profile_at(se, sl, U_SE_W0, b0, b1, w1))
-    e2 = e * e
-    w2 = ew * ew
-    if sve > 0:
-        e2 = _min(e2, 36.0 * sve)
-        w2 = _min(w2, 36.0 * sve)
-    se[sl, SE_WS] = np.float32(np.float64(se[sl, SE_WS]) + e2)
-    se[sl, SE_WSW] = np.float32(np.float64(se[sl, SE_WSW]) + w2)
-    se[sl, SE_WSC] = np.float32(np.float64(se[sl, SE_WSC]) + 1.0)
+    _tally_pair(se, sl, e, xi - (lvs + _profile_at(se, sl, U_SE_W0, b0, b1, w1)), SE_WS, SE_WSW, SE_WSC)
 
 
 @njit(**_STAGE)
@@ -1374,17 +1381,8 @@ def _season_monday(se, sl, xi, lvs, w1, b0, b1):
     found), each clipped at 36 x the weekdays' mean square, into the tally. A week shows as a Monday the weekdays
     predict better than the weekend does; a series that changed on the Saturday (a new level, a new day) and stayed
     changed is predicted better by its weekend."""
-    sve = np.float64(se[sl, SE_SVE])
-    es = xi - (lvs + _profile_at(se, sl, U_SE_S0, b0, b1, w1))
-    ew = xi - (lvs + _profile_at(se, sl, U_SE_W0, b0, b1, w1))
-    e2 = es * es
-    w2 = ew * ew
-    if sve > 0:
-        e2 = _min(e2, 36.0 * sve)
-        w2 = _min(w2, 36.0 * sve)
-    se[sl, SE_WM] = np.float32(np.float64(se[sl, SE_WM]) + e2)
-    se[sl, SE_WMW] = np.float32(np.float64(se[sl, SE_WMW]) + w2)
-    se[sl, SE_WMC] = np.float32(np.float64(se[sl, SE_WMC]) + 1.0)
+    _tally_pair(se, sl, xi - (lvs + _profile_at(se, sl, U_SE_S0, b0, b1, w1)),
+                xi - (lvs + _profile_at(se, sl, U_SE_W0, b0, b1, w1)), SE_WM, SE_WMW, SE_WMC)
 
 
 @njit(**_STAGE)
