@@ -242,6 +242,7 @@ C_DR_M = _S["dr_m"]
 C_DR_VE = _S["dr_ve"]
 C_DR_C1 = _S["dr_c1"]
 C_DR_PE = _S["dr_pe"]
+C_DR_PK = _S["dr_pk"]
 DR_W = DR_R_M / (2.0 - DR_R_M)  # drift34: a short mean's variance per unit variance of white residuals
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
@@ -1072,12 +1073,15 @@ def _drift(st, sl, pr, xi, ti, cnt, has_prev):
     distance's threshold. Here the prediction L + B + C cos(wt) + S sin(wt) (w: the UTC day) follows the swing and
     the trend; the residual e's short mean m, against sqrt(ve (1 + phi) / (1 - phi) x DR_W) (phi = the residual's
     lag-1 mean product / ve, clamped to [0, DR_PHI_MAX]), is z; z > DR_Z0 from DR_MIN readings on scores
-    1 - exp(-DR_K (z - DR_Z0)). The residual is winsorised at 4 RMS for the fit and the mean, so a spike is not a
-    drift. It decides nothing: `_readings` emits the larger of it and the calibrated score, through the second stage.
-    0 where ewma is off or the reading is not finite (the fit then does not learn).
+    1 - exp(-DR_K (z - DR_Z0)), emitted through its own re-arm memory (C_DR_PK, `_rearm`'s rule with fusion's decay
+    and bump): a drift held after its ramp keeps z high for a hundred readings while the level catches up; it is
+    emitted while it rises, not on every reading of the hold (those rows are false positives after the window).
+    The residual is winsorised at 4 RMS for the fit and the mean, so a spike is not a drift. It decides nothing:
+    `_readings` emits the larger of it and the calibrated score, through the second stage. 0 where ewma is off or
+    the reading is not finite (the fit then does not learn).
 
-    Reads and writes C_DR_L, C_DR_B, C_DR_C, C_DR_S, C_DR_M, C_DR_VE, C_DR_C1, C_DR_PE; reads P_ON_EWMA.
-    Returns the score."""
+    Reads and writes C_DR_L, C_DR_B, C_DR_C, C_DR_S, C_DR_M, C_DR_VE, C_DR_C1, C_DR_PE, C_DR_PK; reads P_ON_EWMA,
+    P_FU_BUMP, P_FU_DECAY. Returns the score emitted."""
     if not (pr[P_ON_EWMA] > 0) or not _isfinite(xi):
         return 0.0
     if not has_prev:
@@ -1098,13 +1102,17 @@ def _drift(st, sl, pr, xi, ti, cnt, has_prev):
         lim = 4.0 * math.sqrt(ve)
         ec = _min(_max(e, -lim), lim)
     m = st[sl, C_DR_M] + DR_R_M * (ec - st[sl, C_DR_M])
-    score = 0.0
+    t_raw = 1.0  # the score's tail (1 - score)
     if cnt >= DR_MIN and ve > 0:
         phi = _min(_max(c1 / ve, 0.0), DR_PHI_MAX)
         se2 = ve * (1.0 + phi) / (1.0 - phi) * DR_W
         if m * m > DR_Z0 * DR_Z0 * se2:
             z = abs(m) / math.sqrt(se2)
-            score = 1.0 - math.exp(-DR_K * (z - DR_Z0))
+            t_raw = _fmax(math.exp(-DR_K * (z - DR_Z0)), _TAIL_FLOOR)
+    t_mem = 1.0 - st[sl, C_DR_PK]
+    score = 1.0 - t_raw if t_raw < t_mem else 0.0
+    t_new = t_raw * (1.0 - pr[P_FU_BUMP]) if score > 0 else t_raw
+    st[sl, C_DR_PK] = 1.0 - _min(_min(t_mem / pr[P_FU_DECAY], 1.0), t_new)
     rate = _max(DR_RATE, 1.0 / cnt)
     e2 = ec * ec
     if _isfinite(e2):

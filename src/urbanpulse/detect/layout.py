@@ -45,6 +45,8 @@ STATE: tuple[str, ...] = (
     # the short mean of the residual, its mean square, its lag-1 mean product (the residual's own AR(1)
     # autocorrelation) and the previous residual
     "dr_l", "dr_b", "dr_c", "dr_s", "dr_m", "dr_ve", "dr_c1", "dr_pe",
+    # ... and its own re-arm memory (as `si_peak`): a drift held after its ramp is scored while it rises, not for ever
+    "dr_pk",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
