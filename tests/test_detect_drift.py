@@ -33,7 +33,7 @@ SIGMA = (0.08, 0.2)  # the AR(1) noise's marginal sigma (degrees)
 PHI = (0.5, 0.7)
 SWING = (0.0, 0.3)  # the daily swing's amplitude (degrees)
 SIZE = (13.0, 15.0)  # the drift, in noise sigmas
-LENGTH = (100, 300)  # readings the ramp takes
+LENGTH = (150, 250)  # readings the ramp takes
 
 
 def temperature(seed: int, sigma: float, phi: float, swing: float) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +77,7 @@ def drift_ranks_above_clean(seed: int, sigma: float, phi: float, swing: float, s
        size=st.floats(*SIZE), length=st.integers(*LENGTH), sign=st.sampled_from([-1, 1]))
 def test_a_slow_drift_on_an_autocorrelated_temperature_scores_above_its_clean_copy(
         seed: int, sigma: float, phi: float, swing: float, size: float, length: int, sign: int) -> None:
-    """A ramp of 13-15 noise sigmas over 100-300 readings on an AR(1) temperature (phi 0.5-0.7, sigma 0.08-0.2) with
+    """A ramp of 13-15 noise sigmas over 150-250 readings on an AR(1) temperature (phi 0.5-0.7, sigma 0.08-0.2) with
     a daily swing of up to 0.3 degrees: scored at least BAR and above anything the clean copy scores after the
     probation, so a threshold on the score finds it before a false positive."""
     drift_ranks_above_clean(seed, sigma, phi, swing, size, length, sign)

@@ -48,8 +48,8 @@ from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
-from urbanpulse.detect.layout import (DR_A_B, DR_A_H, DR_A_L, DR_K, DR_MIN, DR_PHI_MAX, DR_R_M, DR_RATE,  # noqa: F401
-                                      DR_Z0)
+from urbanpulse.detect.layout import (DR_A_B, DR_A_H, DR_A_L, DR_G, DR_K, DR_KQ, DR_MIN, DR_PHI_MAX,  # noqa: F401
+                                      DR_R_M, DR_RATE, DR_REC_MIN, DR_Z0)
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -243,6 +243,8 @@ C_DR_VE = _S["dr_ve"]
 C_DR_C1 = _S["dr_c1"]
 C_DR_PE = _S["dr_pe"]
 C_DR_PK = _S["dr_pk"]
+C_DR_REC = _S["dr_rec"]
+DR_G2 = (1.0 + DR_G) * (1.0 + DR_G)  # drift34: the squared record's growth a reading
 DR_W = DR_R_M / (2.0 - DR_R_M)  # drift34: a short mean's variance per unit variance of white residuals
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
@@ -1073,14 +1075,16 @@ def _drift(st, sl, pr, xi, ti, cnt, has_prev):
     distance's threshold. Here the prediction L + B + C cos(wt) + S sin(wt) (w: the UTC day) follows the swing and
     the trend; the residual e's short mean m, against sqrt(ve (1 + phi) / (1 - phi) x DR_W) (phi = the residual's
     lag-1 mean product / ve, clamped to [0, DR_PHI_MAX]), is z; z > DR_Z0 from DR_MIN readings on scores
-    1 - exp(-DR_K (z - DR_Z0)), emitted through its own re-arm memory (C_DR_PK, `_rearm`'s rule with fusion's decay
+    1 - exp(-min(DR_K (z - DR_Z0), DR_KQ (z / record - 1))) (record: the largest z the series has shown from
+    DR_REC_MIN readings on, growing at most DR_G a reading, so a series whose level moves now and then, a water
+    quality channel, learns that it does, and a drift is scored as it rises beyond it), emitted through its own re-arm memory (C_DR_PK, `_rearm`'s rule with fusion's decay
     and bump): a drift held after its ramp keeps z high for a hundred readings while the level catches up; it is
     emitted while it rises, not on every reading of the hold (those rows are false positives after the window).
     The residual is winsorised at 4 RMS for the fit and the mean, so a spike is not a drift. It decides nothing:
     `_readings` emits the larger of it and the calibrated score, through the second stage. 0 where ewma is off or
     the reading is not finite (the fit then does not learn).
 
-    Reads and writes C_DR_L, C_DR_B, C_DR_C, C_DR_S, C_DR_M, C_DR_VE, C_DR_C1, C_DR_PE, C_DR_PK; reads P_ON_EWMA,
+    Reads and writes C_DR_L, C_DR_B, C_DR_C, C_DR_S, C_DR_M, C_DR_VE, C_DR_C1, C_DR_PE, C_DR_PK, C_DR_REC; reads P_ON_EWMA,
     P_FU_BUMP, P_FU_DECAY. Returns the score emitted."""
     if not (pr[P_ON_EWMA] > 0) or not _isfinite(xi):
         return 0.0
@@ -1103,12 +1107,17 @@ def _drift(st, sl, pr, xi, ti, cnt, has_prev):
         ec = _min(_max(e, -lim), lim)
     m = st[sl, C_DR_M] + DR_R_M * (ec - st[sl, C_DR_M])
     t_raw = 1.0  # the score's tail (1 - score)
-    if cnt >= DR_MIN and ve > 0:
+    if cnt >= DR_REC_MIN and ve > 0:
         phi = _min(_max(c1 / ve, 0.0), DR_PHI_MAX)
         se2 = ve * (1.0 + phi) / (1.0 - phi) * DR_W
-        if m * m > DR_Z0 * DR_Z0 * se2:
-            z = abs(m) / math.sqrt(se2)
-            t_raw = _fmax(math.exp(-DR_K * (z - DR_Z0)), _TAIL_FLOOR)
+        z2 = m * m / se2
+        rec = st[sl, C_DR_REC]
+        if cnt >= DR_MIN and z2 > DR_Z0 * DR_Z0 and z2 > rec:
+            z = math.sqrt(z2)
+            q = math.sqrt(z2 / rec) if rec > 0 else np.inf
+            t_raw = _fmax(math.exp(-_min(DR_K * (z - DR_Z0), DR_KQ * (q - 1.0))), _TAIL_FLOOR)
+        if _isfinite(z2):
+            st[sl, C_DR_REC] = max(rec, min(z2, _max(rec, 1.0) * DR_G2))
     t_mem = 1.0 - st[sl, C_DR_PK]
     score = 1.0 - t_raw if t_raw < t_mem else 0.0
     t_new = t_raw * (1.0 - pr[P_FU_BUMP]) if score > 0 else t_raw

@@ -47,6 +47,8 @@ STATE: tuple[str, ...] = (
     "dr_l", "dr_b", "dr_c", "dr_s", "dr_m", "dr_ve", "dr_c1", "dr_pe",
     # ... and its own re-arm memory (as `si_peak`): a drift held after its ramp is scored while it rises, not for ever
     "dr_pk",
+    # ... and the largest squared z the series has shown (growing at most DR_G a reading): a drift must go beyond it
+    "dr_rec",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -145,6 +147,9 @@ DR_PHI_MAX = 0.98  # drift34: the residual's autocorrelation is taken as at most
 DR_MIN = 1536.0  # drift34: readings before it scores (the harmonic learns a day of a one-minute series)
 DR_Z0 = 3.0  # drift34: z below this scores 0
 DR_K = 2.8  # drift34: surprise (-ln(1 - score)) per z beyond DR_Z0
+DR_G = 0.002  # drift34: the record of z grows at most this fraction a reading (a drift rises faster)
+DR_KQ = 14.0  # drift34: surprise per unit of z / record beyond 1 (the score is the smaller of the two surprises)
+DR_REC_MIN = 64.0  # drift34: readings before the record learns
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
