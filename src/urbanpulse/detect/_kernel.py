@@ -48,8 +48,6 @@ from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
-from urbanpulse.detect.layout import (DR_A_B, DR_A_H, DR_A_L, DR_G, DR_K, DR_KQ, DR_MIN, DR_PHI_MAX,  # noqa: F401
-                                      DR_R_M, DR_RATE, DR_REC_MIN, DR_Z0)
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -233,23 +231,9 @@ C_XR_N = _S["xr_n"]
 C_XR_E = _S["xr_e"]
 C_XR_T = _S["xr_t"]
 P_XR_THR = _COL["xr_thr"]
-# drift34: the drift statistic's fit and residual (`_drift`)
-C_DR_L = _S["dr_l"]
-C_DR_B = _S["dr_b"]
-C_DR_C = _S["dr_c"]
-C_DR_S = _S["dr_s"]
-C_DR_M = _S["dr_m"]
-C_DR_VE = _S["dr_ve"]
-C_DR_C1 = _S["dr_c1"]
-C_DR_PE = _S["dr_pe"]
-C_DR_PK = _S["dr_pk"]
-C_DR_REC = _S["dr_rec"]
-DR_G2 = (1.0 + DR_G) * (1.0 + DR_G)  # drift34: the squared record's growth a reading
-DR_W = DR_R_M / (2.0 - DR_R_M)  # drift34: a short mean's variance per unit variance of white residuals
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
-DR_OMEGA = 2.0 * math.pi / DAY_US  # drift34: the daily harmonic's angle per microsecond
 BIN_US = DAY_US // _SEASON_BINS
 HALF_BIN_US = BIN_US // 2
 PER_BIN_US = 1.0 / BIN_US  # (products, not quotients, on every reading: a float division costs ~4 products)
@@ -1067,76 +1051,6 @@ def _reach_score(st, sl, pr, q, cnt):
 
 
 @njit(**_STAGE)
-def _drift(st, sl, pr, xi, ti, cnt, has_prev):
-    """drift (drift34, score-only): a slow departure from what the series' own level, slope and daily swing predict,
-    in units of the standard error its residuals' AR(1) autocorrelation implies. A machine temperature's ramp of
-    8-15 noise sigmas over 100-300 readings is missed by every level distance (det28a): a slow smoother cannot follow
-    the daily swing's curvature, and on AR(1) noise (phi up to 0.95) the clean series wanders as far as a plain
-    distance's threshold. Here the prediction L + B + C cos(wt) + S sin(wt) (w: the UTC day) follows the swing and
-    the trend; the residual e's short mean m, against sqrt(ve (1 + phi) / (1 - phi) x DR_W) (phi = the residual's
-    lag-1 mean product / ve, clamped to [0, DR_PHI_MAX]), is z; z > DR_Z0 from DR_MIN readings on scores
-    1 - exp(-min(DR_K (z - DR_Z0), DR_KQ (z / record - 1))) (record: the largest z the series has shown from
-    DR_REC_MIN readings on, growing at most DR_G a reading, so a series whose level moves now and then, a water
-    quality channel, learns that it does, and a drift is scored as it rises beyond it), emitted through its own re-arm memory (C_DR_PK, `_rearm`'s rule with fusion's decay
-    and bump): a drift held after its ramp keeps z high for a hundred readings while the level catches up; it is
-    emitted while it rises, not on every reading of the hold (those rows are false positives after the window).
-    The residual is winsorised at 4 RMS for the fit and the mean, so a spike is not a drift. It decides nothing:
-    `_readings` emits the larger of it and the calibrated score, through the second stage. 0 where ewma is off or
-    the reading is not finite (the fit then does not learn).
-
-    Reads and writes C_DR_L, C_DR_B, C_DR_C, C_DR_S, C_DR_M, C_DR_VE, C_DR_C1, C_DR_PE, C_DR_PK, C_DR_REC; reads P_ON_EWMA,
-    P_FU_BUMP, P_FU_DECAY. Returns the score emitted."""
-    if not (pr[P_ON_EWMA] > 0) or not _isfinite(xi):
-        return 0.0
-    if not has_prev:
-        st[sl, C_DR_L] = xi
-        return 0.0
-    ph = (ti % DAY_US) * DR_OMEGA
-    co = math.cos(ph)
-    si = math.sin(ph)
-    lv = st[sl, C_DR_L]
-    b = st[sl, C_DR_B]
-    hc = st[sl, C_DR_C]
-    hs = st[sl, C_DR_S]
-    ve = st[sl, C_DR_VE]
-    c1 = st[sl, C_DR_C1]
-    e = xi - (lv + b + hc * co + hs * si)
-    ec = e
-    if cnt >= 64 and e * e > 16.0 * ve:
-        lim = 4.0 * math.sqrt(ve)
-        ec = _min(_max(e, -lim), lim)
-    m = st[sl, C_DR_M] + DR_R_M * (ec - st[sl, C_DR_M])
-    t_raw = 1.0  # the score's tail (1 - score)
-    if cnt >= DR_REC_MIN and ve > 0:
-        phi = _min(_max(c1 / ve, 0.0), DR_PHI_MAX)
-        se2 = ve * (1.0 + phi) / (1.0 - phi) * DR_W
-        z2 = m * m / se2
-        rec = st[sl, C_DR_REC]
-        if cnt >= DR_MIN and z2 > DR_Z0 * DR_Z0 and z2 > rec:
-            z = math.sqrt(z2)
-            q = math.sqrt(z2 / rec) if rec > 0 else np.inf
-            t_raw = _fmax(math.exp(-_min(DR_K * (z - DR_Z0), DR_KQ * (q - 1.0))), _TAIL_FLOOR)
-        if _isfinite(z2):
-            st[sl, C_DR_REC] = max(rec, min(z2, _max(rec, 1.0) * DR_G2))
-    t_mem = 1.0 - st[sl, C_DR_PK]
-    score = 1.0 - t_raw if t_raw < t_mem else 0.0
-    t_new = t_raw * (1.0 - pr[P_FU_BUMP]) if score > 0 else t_raw
-    st[sl, C_DR_PK] = 1.0 - _min(_min(t_mem / pr[P_FU_DECAY], 1.0), t_new)
-    rate = _max(DR_RATE, 1.0 / cnt)
-    e2 = ec * ec
-    if _isfinite(e2):
-        st[sl, C_DR_M] = m
-        st[sl, C_DR_VE] = ve + rate * (e2 - ve)
-        st[sl, C_DR_C1] = c1 + rate * (ec * st[sl, C_DR_PE] - c1)
-        st[sl, C_DR_PE] = ec
-        st[sl, C_DR_L] = lv + b + DR_A_L * ec
-        st[sl, C_DR_B] = b + DR_A_B * ec
-        st[sl, C_DR_C] = hc + 2.0 * DR_A_H * ec * co
-        st[sl, C_DR_S] = hs + 2.0 * DR_A_H * ec * si
-    return score
-
-
-@njit(**_STAGE)
 def _spike(st, sl, pr, xi, cnt, has_prev, mad, res):
     """spike: the reading's change from the previous value, as far as it is kept against the value before that
     (a one-reading spike and its return both count), in units of the window's robust change scale (1.4826 x the
@@ -1922,7 +1836,6 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
         s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
-        s_reach = _max(s_reach, _drift(st, sl, pr, xi, ti, cnt, has_prev))  # drift34: score only, as reach
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence * pr[P_W_SILENCE]
@@ -1953,8 +1866,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _drift,
-          _ewma,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)

@@ -40,15 +40,6 @@ STATE: tuple[str, ...] = (
     # and lowest reading, widening slowly), and the decayed count of readings scored beyond it, their mean
     # excess's sum, and the count (C_COUNT) when those two were last decayed (decayed lazily, on those rare readings)
     "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
-    # --- drift, a score-only statistic (drift34, `_drift`): a level, slope and daily harmonic (cos, sin) fitted to
-    # the readings (so a machine temperature's daily swing and slow trend are predicted, not read as a departure),
-    # the short mean of the residual, its mean square, its lag-1 mean product (the residual's own AR(1)
-    # autocorrelation) and the previous residual
-    "dr_l", "dr_b", "dr_c", "dr_s", "dr_m", "dr_ve", "dr_c1", "dr_pe",
-    # ... and its own re-arm memory (as `si_peak`): a drift held after its ramp is scored while it rises, not for ever
-    "dr_pk",
-    # ... and the largest squared z the series has shown (growing at most DR_G a reading): a drift must go beyond it
-    "dr_rec",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -131,25 +122,6 @@ XR_C0 = 2.0  # reach33: the prior's readings beyond the range (of mean excess XR
 XR_M0 = 1.0  # reach33: the prior's mean excess beyond the bar, in bars
 XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a channel quantised to a few steps)
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
-
-# --- drift (drift34): a slow departure (a ramp of a few noise sigmas over hundreds of readings, then held) on an
-# autocorrelated series with a daily swing. A level L, slope B and daily harmonic C cos + S sin (phase of the UTC day)
-# predict the reading (gains DR_A_L, DR_A_B, DR_A_H: the level follows in ~100 readings, the harmonic in ~a day);
-# the residual's short mean m (rate DR_R_M) is compared with the standard error a mean of that many AR(1) residuals
-# has: sqrt(ve (1 + phi) / (1 - phi) x r / (2 - r)), phi the residual's own lag-1 autocorrelation (clamped to
-# [0, DR_PHI_MAX]). z beyond DR_Z0 scores 1 - exp(-DR_K (z - DR_Z0)), from DR_MIN readings on; score only
-DR_A_L = 0.01  # drift34: the level's gain
-DR_A_B = 2e-4  # drift34: the slope's gain
-DR_A_H = 0.003  # drift34: the daily harmonic's gain
-DR_R_M = 1.0 / 32.0  # drift34: the residual's short mean's rate
-DR_RATE = 1.0 / 2048.0  # drift34: the residual's mean square and lag-1 product's rate (a plain mean until then)
-DR_PHI_MAX = 0.98  # drift34: the residual's autocorrelation is taken as at most this
-DR_MIN = 1536.0  # drift34: readings before it scores (the harmonic learns a day of a one-minute series)
-DR_Z0 = 3.0  # drift34: z below this scores 0
-DR_K = 2.8  # drift34: surprise (-ln(1 - score)) per z beyond DR_Z0
-DR_G = 0.002  # drift34: the record of z grows at most this fraction a reading (a drift rises faster)
-DR_KQ = 14.0  # drift34: surprise per unit of z / record beyond 1 (the score is the smaller of the two surprises)
-DR_REC_MIN = 64.0  # drift34: readings before the record learns
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
