@@ -15,7 +15,9 @@ registry, §12.1) are positions, not readings: they set ``lat``/``lon`` of the o
 the same sensor at the same time, the way §5.1.3 reports a moving humidity sensor.
 Only numeric values (``v``, or ``s`` sums) are readings; ``vs``/``vb``/``vd`` are skipped (or
 rejected with ``non_numeric: reject``). Labels ending in ``_`` are must-understand (§4.4): a
-pack carrying one is rejected, since this decoder understands none.
+pack carrying one is rejected, since this decoder understands none. A record with a field of the
+wrong type (a lone surrogate ``"\\ud800"`` included) is rejected alone, and so is a later record
+that resolves against a base field it could not set; the pack's other records are kept.
 
 The JSON path decodes the whole pack with one typed msgspec call; the resolution loop touches
 each record once with plain attribute reads.
