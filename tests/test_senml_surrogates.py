@@ -23,7 +23,7 @@ from urbanpulse.quality.validate import ReadingValidator
 
 NOW_S = float(int(time.time()) - 120)
 SURROGATES = ["\ud800", "\udfff", "a\udc80b", "\udbff"]
-FIELDS = ["n", "u", "v", "t", "vs", "bn", "bu", "bt", "label"]
+FIELDS = ["n", "u", "v", "t", "vs", "bn", "bu", "bt", "label", "record"]
 STAGE = DecodeStage(build_format("senml", {"non_numeric": "reject"}), ReadingValidator(MetricCatalogue.load()), None)
 
 
@@ -50,6 +50,13 @@ def packs(draw) -> tuple[list[dict], list[dict], set[int]]:  # noqa: ANN001
         field = draw(st.sampled_from(FIELDS))
         text = draw(st.sampled_from(SURROGATES))
         rec = hostile[j]
+        if not isinstance(rec, dict):  # replaced by a string already
+            continue
+        if field == "record":  # the record itself a string (not record 0: its base fields would go with it)
+            if j > 0 and rec == clean[j]:  # (an injected base field would go with it too)
+                hostile[j] = text
+                bad.add(j)
+            continue
         if field == "label":  # an unknown label is ignored: the record stays good
             rec[text + "x"] = 1
             continue

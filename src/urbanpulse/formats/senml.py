@@ -15,9 +15,10 @@ registry, §12.1) are positions, not readings: they set ``lat``/``lon`` of the o
 the same sensor at the same time, the way §5.1.3 reports a moving humidity sensor.
 Only numeric values (``v``, or ``s`` sums) are readings; ``vs``/``vb``/``vd`` are skipped (or
 rejected with ``non_numeric: reject``). Labels ending in ``_`` are must-understand (§4.4): a
-pack carrying one is rejected, since this decoder understands none. A record with a field of the
-wrong type (a lone surrogate ``"\\ud800"`` included) is rejected alone, and so is a later record
-that resolves against a base field it could not set; the pack's other records are kept.
+pack carrying one is rejected, since this decoder understands none. A record that is not an
+object, or has a field of the wrong type (a lone surrogate ``"\\ud800"`` included), is rejected
+alone, and so is a later record that resolves against a base field it could not set; the pack's
+other records are kept.
 
 The JSON path decodes the whole pack with one typed msgspec call; the resolution loop touches
 each record once with plain attribute reads.
@@ -230,8 +231,10 @@ class SenmlJsonFormat(VendorFormat):
     def _record(raw: object, j: int, broken: dict[int, Broken]) -> Record:
         """Record ``j`` of a pack; one with fields of the wrong type is the record of its usable
         fields, and goes to ``broken`` (it is rejected alone; see :class:`Broken`)."""
-        if not isinstance(raw, dict):
-            raise DecodeFailure(Reason.NOT_AN_OBJECT, f"record {j} is {type(raw).__name__}, not an object")
+        if not isinstance(raw, dict):  # it sets no base field: the records after it are unaffected
+            broken[j] = Broken(Reason.NOT_AN_OBJECT, f"record {j} is {type(raw).__name__}, not an object",
+                               json_bytes(raw), frozenset())
+            return Record()
         known = {k: v for k, v in raw.items() if k in _LABELS}  # unknown labels are ignored (§4.4)
         try:
             return msgspec.convert(known, Record)
@@ -421,7 +424,8 @@ class SenmlCborFormat(SenmlJsonFormat):
         broken: dict[int, Broken] = {}
         for j, raw in enumerate(obj):
             if not isinstance(raw, dict):
-                raise DecodeFailure(Reason.NOT_AN_OBJECT, f"record {j} is {type(raw).__name__}, not a map")
+                records.append(self._record(raw, j, broken))
+                continue
             named: dict[str, Any] = {}
             for k, v in raw.items():
                 label = CBOR_LABELS.get(k) if isinstance(k, int) else k if isinstance(k, str) else None
