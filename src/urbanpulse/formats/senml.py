@@ -87,9 +87,9 @@ _BASE = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
 
 
 class Broken:
-    """A record with a field of the wrong type: its usable base fields still apply to the records
-    after it, it is rejected alone, and so is every later record that needs a base field it could
-    not set (until a record sets that field again)."""
+    """A record that is not an object or has a field of the wrong type: its usable base fields
+    still apply to the records after it, it is rejected alone, and so is every later record that
+    needs a base field it could not set (until a record sets that field again)."""
 
     __slots__ = ("reason", "detail", "raw", "bad_base")
 

@@ -270,8 +270,6 @@ def json_bytes(obj: object) -> bytes:
         return repr(obj).encode("utf-8", "backslashreplace")
 
 
-
-
 def check_name(value: object, what: str) -> str:
     """A sensor id or metric name from a payload: non-empty text up to 128 characters."""
     if not isinstance(value, str) or not value:
