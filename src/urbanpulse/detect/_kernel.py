@@ -48,7 +48,7 @@ from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
-                                      RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE)
+                                      RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -582,13 +582,15 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     # shift in the window inflates this window's MAD)
     rho_m = st[sl, C_RS_RHO]
     iid = rho_m == rho_m and rho_m < RS_RHO_MAX
+    # (a window without spread or without changes, a quantised count's zeros, is no such regime: the cap)
+    rho = RS_RHO_CAP
     if mad > 0 and dsc > 0 and _isfinite(mad) and _isfinite(dsc):
-        rho = 1.4142135623730951 * mad / dsc
-        if rho_m != rho_m:
-            st[sl, C_RS_RHO] = rho
-        else:
-            rrate = _min(_max(RS_RHO_RATE * refresh_every, 1.0 / k), 1.0)
-            st[sl, C_RS_RHO] = rho_m + rrate * (rho - rho_m)
+        rho = _min(1.4142135623730951 * mad / dsc, RS_RHO_CAP)
+    if rho_m != rho_m:
+        st[sl, C_RS_RHO] = rho
+    else:
+        rrate = _min(_max(RS_RHO_RATE * refresh_every, 1.0 / k), 1.0)
+        st[sl, C_RS_RHO] = rho_m + rrate * (rho - rho_m)
     st[sl, C_RS_S] = _min(score, RS_CAP) if (nc >= RS_START and not onoff and iid) else 0.0
 
 
@@ -1774,7 +1776,7 @@ def _robust_emit(st, sl, pr):
     t = _fmax(1.0 - rs, _TAIL_FLOOR)
     f = rs if (rs > 0 and t < t_mem) else 0.0
     t_new = t * (1.0 - pr[P_FU_BUMP]) if f > 0 else t
-    st[sl, C_RS_PEAK] = 1.0 - _min(_min(t_mem * (1.0 / pr[P_FU_DECAY]), 1.0), t_new)
+    st[sl, C_RS_PEAK] = 1.0 - _min(_min(t_mem * RS_REARM_GROW, 1.0), t_new)
     if f > 0:
         f = 1.0 - _fmax(_tail(f / (1.0 - f), pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)
     return f

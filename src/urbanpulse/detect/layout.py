@@ -147,6 +147,10 @@ RS_CAP = 0.95  # the score's largest value
 RS_START = 768.0  # readings before the score counts (the memories and typical distances have settled)
 RS_RHO_MAX = 1.25  # level34: scored only where the regime memory (sqrt(2) MAD / median |change|) is below this
 RS_RHO_RATE = 1.0 / 1024.0  # level34: the regime memory's rate a reading
+RS_RHO_CAP = 4.0  # level34: a window's regime statistic is learned at most this (and this where MAD or the changes are 0)
+RS_REARM_HALF = 1024.0  # level34: readings for the emission's re-arm memory (its tail) to double: a shift is emitted
+# as its median moves, not again while the slow memory catches up with the new level (~1,500 readings)
+RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
