@@ -144,7 +144,7 @@ RS_PK_FLOOR_LEVEL = 1.0  # the level's distance is scored beyond at least this m
 RS_PK_FLOOR_SPREAD = 1.0  # the spread's distance is scored beyond at least this many typical distances
 RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
 RS_CAP = 0.95  # the score's largest value
-RS_START = 768.0  # readings before the score counts (the memories and typical distances have settled)
+RS_START = 1536.0  # readings before the score counts (the memories and typical distances have settled)
 RS_RHO_MAX = 1.25  # level34: scored only where the regime memory (sqrt(2) MAD / median |change|) is below this
 RS_RHO_RATE = 1.0 / 1024.0  # level34: the regime memory's rate a reading
 RS_RHO_CAP = 4.0  # level34: a window's regime statistic is learned at most this (and this where MAD or the changes are 0)
