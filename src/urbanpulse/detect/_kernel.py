@@ -524,7 +524,13 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     window on; a plain mean at first. A normal burst of a few readings hardly moves either median, so neither scale
     is inflated by it as ewma's level-shift distance and the likelihood's RMS change are (fam30, mechanism 2).
 
-    Reads and writes C_RM_SLOW, C_RM_TYP, C_RD_SLOW, C_RD_TYP; writes C_RS_S; reads P_RZ_WINDOW."""
+    Scored only where the series is i.i.d.-like noise around a level (level34): the regime memory (an EWMA of
+    sqrt(2) MAD / median |change|, ~1 there, >> 1 for an AR(1), a cycle within the window or an on/off series) is
+    below RS_RHO_MAX; elsewhere the medians' distances have a heavier tail than their typical distance says (shift33:
+    the default families' temperature and on/off clean copies reached the injected server copies' values).
+
+    Reads and writes C_RM_SLOW, C_RM_TYP, C_RD_SLOW, C_RD_TYP, C_RM_PK, C_RD_PK, C_RS_RHO; writes C_RS_S; reads
+    P_RZ_WINDOW, C_AC_M, C_AC_V, C_RES."""
     since = nc - prow[P_RZ_WINDOW]
     if since < 0:
         return
@@ -1766,10 +1772,11 @@ def _rearm(st, sl, pr, raw_v, raw_s, lis):
 def _robust_emit(st, sl, pr):
     """The robust level and spread score's emission (shift33): its score as the last refresh set it
     (`_robust_refresh`), x the likelihood's weight, through a re-arm memory of its own (as `_rearm`'s: a sustained
-    change is emitted once as it grows, not on every reading, and no burst's emission holds it back), mapped as the
+    change is emitted once as it grows, not again while the slow memories catch up with a new level: its tail
+    doubles over RS_REARM_HALF readings; and no burst's emission holds it back), mapped as the
     likelihood's score is (the prior tail: it is a distance in the series' own typical units already).
 
-    Reads and writes C_RS_PEAK; reads C_RS_S; P_LI_W, P_FU_BUMP, P_FU_DECAY (and `_tail`'s).
+    Reads and writes C_RS_PEAK; reads C_RS_S; P_LI_W, P_FU_BUMP (and `_tail`'s).
     Returns the calibrated emission (0 where none)."""
     rs = st[sl, C_RS_S] * pr[P_LI_W]
     t_mem = 1.0 - st[sl, C_RS_PEAK]
