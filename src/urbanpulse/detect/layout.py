@@ -138,10 +138,10 @@ RS_RATE = 1.0 / 512.0  # the slow memories' rate a reading (a refresh moves them
 RS_TYP_RATE = 1.0 / 1024.0  # the typical distances' rate a reading
 RS_WINSOR = 3.0  # a distance is learned at most this x the typical one
 RS_LEVEL_FLOOR = 0.35  # the level's typical distance is at least this x 1.4826 MAD (a median's move of noise)
-RS_SPREAD_FLOOR = 0.3  # the spread's typical relative distance is at least this
+RS_SPREAD_FLOOR = 0.2  # the spread's typical relative distance is at least this
 RS_PK_HALF = 1.0  # the largest distance seen (in typical distances) halves over this many readings
-RS_PK_FLOOR_LEVEL = 1.0  # the level's distance is scored beyond at least this many typical distances
-RS_PK_FLOOR_SPREAD = 1.0  # the spread's distance is scored beyond at least this many typical distances
+RS_PK_FLOOR_LEVEL = 2.0  # the level's distance is scored beyond at least this many typical distances
+RS_PK_FLOOR_SPREAD = 2.0  # the spread's distance is scored beyond at least this many typical distances
 RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
 RS_CAP = 0.95  # the score's largest value
 RS_START = 1536.0  # readings before the score counts (the memories and typical distances have settled)
