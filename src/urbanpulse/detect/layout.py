@@ -140,14 +140,14 @@ RS_WINSOR = 3.0  # a distance is learned at most this x the typical one
 RS_LEVEL_FLOOR = 0.35  # the level's typical distance is at least this x 1.4826 MAD (a median's move of noise)
 RS_SPREAD_FLOOR = 0.2  # the spread's typical relative distance is at least this
 RS_PK_HALF = 1.0  # the largest distance seen (in typical distances) halves over this many readings
-RS_PK_FLOOR_LEVEL = 2.0  # the level's distance is scored beyond at least this many typical distances
-RS_PK_FLOOR_SPREAD = 2.0  # the spread's distance is scored beyond at least this many typical distances
+RS_PK_FLOOR_LEVEL = 2.0  # the level's distance is scored beyond this many typical distances (level34: was 1)
+RS_PK_FLOOR_SPREAD = 2.0  # the spread's distance is scored beyond this many typical distances (level34: was 1)
 RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
 RS_CAP = 0.95  # the score's largest value
 RS_START = 1536.0  # readings before the score counts (the memories and typical distances have settled)
 RS_RHO_MAX = 1.25  # level34: scored only where the regime memory (sqrt(2) MAD / median |change|) is below this
 RS_RHO_RATE = 1.0 / 1024.0  # level34: the regime memory's rate a reading
-RS_RHO_CAP = 4.0  # level34: a window's regime statistic is learned at most this (and this where MAD or the changes are 0)
+RS_RHO_CAP = 4.0  # level34: a window's regime statistic is learned at most this (and this where MAD or changes are 0)
 RS_REARM_HALF = 1024.0  # level34: readings for the emission's re-arm memory (its tail) to double: a shift is emitted
 # as its median moves, not again while the slow memory catches up with the new level (~1,500 readings)
 RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
