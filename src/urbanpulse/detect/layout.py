@@ -40,6 +40,10 @@ STATE: tuple[str, ...] = (
     # and lowest reading, widening slowly), and the decayed count of readings scored beyond it, their mean
     # excess's sum, and the count (C_COUNT) when those two were last decayed (decayed lazily, on those rare readings)
     "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
+    # --- lane34, a score-only statistic (`_lane`): the seasonal residual's slow mean (hours), its long-run mean
+    # square (the series' own day-to-day variation of it), how many readings that has learned, and the z an
+    # emission must reach next (0 = LANE_Z; raised by each emission, reset where z falls back below LANE_RESET)
+    "lc_m", "lc_v", "lc_n", "lc_bar",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -57,6 +61,9 @@ SEASON: tuple[str, ...] = (
     # against the weekday profile, summed, and their count
     *(f"w{b}" for b in range(SEASON_BINS)), *(f"s{b}" for b in range(SEASON_BINS)), "sve", "svm", "sn", "wo", "wc",
     "wf", "wfc", "ws", "wsw", "wsc", "wm", "wmw", "wmc",
+    # --- lane34: the seasonal residual's slow mean's mean square at each hour of the UTC day (0 = not seen): its
+    # day-to-day variation there (a road's rush hours differ from day to day far more than its nights)
+    *(f"l{b}" for b in range(SEASON_BINS)),
 )
 SE = {name: i for i, name in enumerate(SEASON)}
 
