@@ -1474,8 +1474,9 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     series with a weak day). The level and the profile move in time, not per reading: the level by gap /
     likelihood_season_level_hours, a bin by its share of likelihood_season_gamma per pass of the day (1 in the
     first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for both, so
-    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 356 B a series with the weekly judgement, road33), the level and the
-    series' first timestamp float64 state.
+    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 452 B a series with the weekly
+    judgement, road33, and lane34's per-hour mean squares), the level and the series' first timestamp float64
+    state.
 
     Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
     P_SE_GAMMA, P_SE_AMP, P_TR_RATE, P_TR_W, P_LI_MIN, P_LR_RATE. Writes the same. Returns the score (0 to
