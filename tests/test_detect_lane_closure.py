@@ -99,12 +99,12 @@ SENSOR = st.sampled_from(["speed", "occupancy"])
 
 def test_the_statistic_decides_nothing_and_the_kernel_computes_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled kernel = its interpreted source on a closed road and its clean copy (state, seasonal table with
-    the per-hour mean squares, anomaly_score); with `_lane` emitting nothing the detectors' scores, vetoes and
+    the per-hour mean squares, anomaly_score); with `_lane` emitting nothing the detectors' scores and
     decisions are the same (score-only), and the closed copy's anomaly_score is not (the statistic ran)."""
     import detect_reference
     from urbanpulse.detect import _kernel
 
-    ts, clean, closed, onset = road(11, "occupancy", 2.0, 2, 15)
+    ts, clean, closed, _ = road(11, "occupancy", 2.0, 2, 15)
     settings = DetectionSettings()
     slots = np.repeat(np.arange(2, dtype=np.int64), len(ts))
     t, x = np.tile(ts, 2), np.concatenate([clean, closed])
