@@ -242,6 +242,10 @@ C_XR_LO = _S["xr_lo"]
 C_XR_N = _S["xr_n"]
 C_XR_E = _S["xr_e"]
 C_XR_T = _S["xr_t"]
+C_LC_M = _S["lc_m"]  # lane34 (layout.py)
+C_LC_V = _S["lc_v"]
+C_LC_N = _S["lc_n"]
+C_LC_BAR = _S["lc_bar"]
 P_XR_THR = _COL["xr_thr"]
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
@@ -263,6 +267,7 @@ SEASON_N_MAX = 1e6  # the seasonal table's count stops here (exact in float32; i
 # Saturdays, 6 on Sundays
 U_SE_W0 = np.uint64(SE_W0)
 U_SE_S0 = np.uint64(SE_S0)
+U_SE_L0 = np.uint64(_SE["l0"])
 U_WEEK = np.uint64(7)
 U_DOW0 = np.uint64(3)
 U_SAT = np.uint64(5)
@@ -277,6 +282,20 @@ WEEKLY_K2 = 2.0  # ... and whose Sunday the Saturday's profile predicts with a m
 # weekdays' profile's (a road's weekend is one kind of day twice; a weather front on a Saturday does not repeat so)
 # ... and whose Monday the weekday profile as the Saturday found it predicts with a mean squared residual this x
 # below that weekend's profile's (not a series that changed on the Saturday and stayed changed)
+# lane34: a sustained departure from the series' own expected value (`_lane`): the seasonal residual's slow mean
+# (rate LANE_RATE a reading, ~4 h at 5 minutes) in units of its own long-run RMS (learned from the series' second day
+# at the long-run rate, winsorised at LANE_WINSOR of it), scored from LANE_START_US of age and LANE_MIN_N readings
+# learned, where z reaches the bar: LANE_Z, then LANE_STEP x the last emission's z until z falls below LANE_RESET
+LANE_RATE = 1.0 / 48.0
+LANE_Z = 4.0
+LANE_STEP = 1.25
+LANE_RESET = 2.0
+LANE_WINSOR = 9.0
+LANE_START_US = 2 * DAY_US
+LANE_MIN_N = 256.0
+LANE_ANY_SEASONAL = False
+LANE_BIN_RATE = 1.0 / 64.0  # an hour's mean square learns at this rate a reading in that hour (~5 days at 5 minutes)
+LANE_FLOOR = 0.25  # an hour's mean square is at least this x the all-day one (a few days of an hour are few values)
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
@@ -1486,6 +1505,62 @@ def _season_monday(se, sl, xi, lvs, w1, b0, b1):
 
 
 @njit(**_STAGE)
+def _lane(st, se, sl, pr, ec, age, wk, rms, bk):
+    """lane34's score-only statistic: a sustained departure from the series' own expected value (a lane closed: a
+    road's occupancy x 1.5-2.5 or speed x 0.6-0.8 from an onset on), which the detectors' windows take for a rush
+    hour and the seasonal score's short-term mean (~16 readings) judges against a scale that counts every rush
+    hour's mismatch. The seasonal residual `ec` (clipped at 4 long-run RMS, `_season_input`) is averaged over hours
+    (LANE_RATE) and judged in units of that slow mean's own long-run RMS: the series' day-to-day variation of it (a
+    road's demand differs by +-15 % from day to day, so a plain CUSUM of the residual would fire on clean days).
+    Scored only on a series judged weekly (road33) or, with LANE_ANY_SEASONAL, any whose learned day's range is over
+    the seasonal score's amplitude gate x `rms` (a series whose profile explains its day), as
+    1 - exp(-z^2 / 2), when z reaches the bar (LANE_Z, then LANE_STEP x the last emission's z until z falls below
+    LANE_RESET: one emission per departure and a few as it deepens, not one a reading for as long as it lasts).
+    It decides nothing: `_readings` emits the larger of it and `_calibrate`'s score, through the second stage.
+
+    Reads and writes C_LC_M, C_LC_V, C_LC_N, C_LC_BAR. Returns the score (0 where not emitted)."""
+    lm = st[sl, C_LC_M] + LANE_RATE * (ec - st[sl, C_LC_M])
+    st[sl, C_LC_M] = lm
+    if age < DAY_US:
+        return 0.0
+    lv = st[sl, C_LC_V]
+    ln = st[sl, C_LC_N]
+    out = 0.0
+    vb = np.float64(se[sl, bk])
+    if age >= LANE_START_US and ln >= LANE_MIN_N and lv > 0 and vb > 0:
+        z = abs(lm) / np.sqrt(_fmax(vb, LANE_FLOOR * lv))
+        bar = st[sl, C_LC_BAR]
+        gated = wk == 2.0
+        if z >= _max(bar, LANE_Z) and not gated and LANE_ANY_SEASONAL:
+            lo = np.inf
+            hi = -np.inf
+            for b in range(SEASON_BINS):
+                v = np.float64(se[sl, b])
+                if v < lo:
+                    lo = v
+                if v > hi:
+                    hi = v
+            gated = hi - lo >= pr[P_SE_AMP] * rms
+        if z < LANE_RESET:
+            st[sl, C_LC_BAR] = 0.0
+        elif gated and z >= _max(bar, LANE_Z):
+            out = 1.0 - _fmax(math.exp(-0.5 * z * z), _TAIL_FLOOR)
+            st[sl, C_LC_BAR] = LANE_STEP * z
+    m2 = lm * lm
+    if ln >= 64 and lv > 0:
+        m2 = _min(m2, LANE_WINSOR * lv)
+    st[sl, C_LC_V] = lv + _max(pr[P_LR_RATE], 1.0 / (ln + 1.0)) * (m2 - lv)
+    b2 = lm * lm
+    if vb > 0:
+        b2 = _min(b2, LANE_WINSOR * vb)
+        se[sl, bk] = np.float32(vb + LANE_BIN_RATE * (b2 - vb))
+    else:
+        se[sl, bk] = np.float32(b2)
+    st[sl, C_LC_N] = ln + 1.0
+    return out
+
+
+@njit(**_STAGE)
 def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     """The likelihood's daily-seasonal score: the reading against a slow level plus a profile of the UTC day
     (additive Holt-Winters: SEASON_BINS bins, interpolated linearly between their centres), so a changed day (a
@@ -1499,18 +1574,19 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     series with a weak day). The level and the profile move in time, not per reading: the level by gap /
     likelihood_season_level_hours, a bin by its share of likelihood_season_gamma per pass of the day (1 in the
     first day: each bin starts at its first pass's mean); the residual is winsorised at 4 long-run RMS for both, so
-    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 356 B a series with the weekly judgement, road33), the level and the
-    series' first timestamp float64 state.
+    one spike teaches neither. The bins, the mean and the RMS are float32 (`se`: 452 B a series with the weekly
+    judgement, road33, and lane34's per-hour mean squares), the level and the series' first timestamp float64
+    state.
 
     Reads C_SE_L, C_SE_T0 and the slot's `se` row (res: `_scales`; gap: `_silence`); P_SE_THR, P_SE_PER_US,
     P_SE_GAMMA, P_SE_AMP, P_TR_RATE, P_TR_W, P_LI_MIN, P_LR_RATE. Writes the same. Returns the score (0 to
-    SEASON_CAP)."""
+    SEASON_CAP), and lane34's score (`_lane`, 0 where not emitted)."""
     if not pr[P_SE_THR] > 0:
-        return 0.0
+        return 0.0, 0.0
     if not has_prev:
         st[sl, C_SE_L] = xi
         st[sl, C_SE_T0] = np.float64(ti)
-        return 0.0
+        return 0.0, 0.0
     # the bin centre at or before the reading (bins since the epoch: one 64-bit division a reading; a day is
     # SEASON_BINS bins exactly, so its remainder is the bin of the day) and the weight of the next
     ph = ti - HALF_BIN_US
@@ -1663,6 +1739,10 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             amp = pr[P_SE_AMP] * WEEKLY_AMP_X if wk == 2.0 else pr[P_SE_AMP]
             if q > 0 and _isfinite(q) and hi - lo >= amp * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
+    lane = 0.0
+    if _isfinite(ec) and n >= 64:
+        lane = _lane(st, se, sl, pr, ec, age, wk, np.sqrt(_fmax(np.float64(se[sl, SE_VE]), res * res)),
+                     U_SE_L0 + (b0 if w1 < 0.5 else b1))
     # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a
     # plain comparison is np.minimum for them
     if _isfinite(ec):
@@ -1694,7 +1774,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             se[sl, SE_N] = np.float32(_min(n1, SEASON_N_MAX))
             se[sl, SE_VE] = np.float32(ve + rate * (e2 - ve))
             se[sl, SE_VM] = np.float32(vm + rate * (m2 - vm))
-    return season_in
+    return season_in, lane
 
 
 @njit(**_STAGE)
@@ -1965,14 +2045,14 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             raw = raw_s
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
-        season_in = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
+        season_in, s_lane = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
         rs_f = _robust_emit(st, sl, pr)
         fused_out[i] = _recalibrate(st, sl, pr, _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs,
                                                                      s_silence_cal * pr[P_W_SILENCE], li_f),
-                                                          s_reach), rs_f))
+                                                          _max(s_reach, s_lane)), rs_f))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma
@@ -1992,7 +2072,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _season_input, _likelihood, _rearm, _robust_emit, _veto, _calibrate, _recalibrate,
+          _trend_input, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto, _calibrate, _recalibrate,
           _learn_series)
 
 

@@ -46,6 +46,10 @@ STATE: tuple[str, ...] = (
     "rm_slow", "rm_typ", "rd_slow", "rd_typ", "rm_pk", "rd_pk", "rs_s", "rs_peak",
     # level34: the regime memory (an EWMA of sqrt(2) MAD / median |change|: ~1 for i.i.d. noise around a level)
     "rs_rho",
+    # --- lane34, a score-only statistic (`_lane`): the seasonal residual's slow mean (hours), its long-run mean
+    # square (the series' own day-to-day variation of it), how many readings that has learned, and the z an
+    # emission must reach next (0 = LANE_Z; raised by each emission, reset where z falls back below LANE_RESET)
+    "lc_m", "lc_v", "lc_n", "lc_bar",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -63,6 +67,9 @@ SEASON: tuple[str, ...] = (
     # against the weekday profile, summed, and their count
     *(f"w{b}" for b in range(SEASON_BINS)), *(f"s{b}" for b in range(SEASON_BINS)), "sve", "svm", "sn", "wo", "wc",
     "wf", "wfc", "ws", "wsw", "wsc", "wm", "wmw", "wmc",
+    # --- lane34: the seasonal residual's slow mean's mean square at each hour of the UTC day (0 = not seen): its
+    # day-to-day variation there (a road's rush hours differ from day to day far more than its nights)
+    *(f"l{b}" for b in range(SEASON_BINS)),
 )
 SE = {name: i for i, name in enumerate(SEASON)}
 
