@@ -235,6 +235,8 @@ P_XR_THR = _COL["xr_thr"]
 # burstfp34: the series' own bursts (`_burst_rate`)
 C_BF_K = _S["bf_k"]
 C_BF_R = _S["bf_r"]
+C_BF_PK = _S["bf_pk"]
+C_BF_MAX = _S["bf_max"]
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
@@ -1709,15 +1711,19 @@ def _burst_rate(st, sl, pr, raw_p, own):
     Reads and writes C_BF_K, C_BF_R; reads C_TL_N, P_TL_DECAY. Returns that tail floor where `own`, else 0."""
     r = st[sl, C_BF_R]
     k = st[sl, C_BF_K] * pr[P_TL_DECAY]
+    bmax = st[sl, C_BF_MAX]
+    q = raw_p / (1.0 - raw_p) if raw_p < 1.0 else np.inf
     if raw_p >= 0.5:  # q >= 1
         r += 1.0
+        st[sl, C_BF_PK] = _max(st[sl, C_BF_PK], q) if r > 1.0 else q
     else:
         if r > 0 and r <= BF_RUN:
             k += 1.0
+            st[sl, C_BF_MAX] = _max(bmax, st[sl, C_BF_PK])
         r = 0.0
     st[sl, C_BF_R] = r
     st[sl, C_BF_K] = k
-    if not own:
+    if not (own and q <= bmax):
         return 0.0
     return _min((k + BF_A0) / (st[sl, C_TL_N] + BF_N0), BF_PMAX)
 

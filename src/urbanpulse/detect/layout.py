@@ -41,8 +41,9 @@ STATE: tuple[str, ...] = (
     # excess's sum, and the count (C_COUNT) when those two were last decayed (decayed lazily, on those rare readings)
     "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
     # --- burstfp34: the series' own bursts (runs of at most BF_RUN readings whose point-detector statistic is at
-    # least its threshold), a decayed count (the tail fit's memory), and the length of the run now open
-    "bf_k", "bf_r",
+    # least its threshold), a decayed count (the tail fit's memory), the length of the run now open and its furthest
+    # statistic, and the furthest statistic a burst has reached (the series' own burst envelope)
+    "bf_k", "bf_r", "bf_pk", "bf_max",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
