@@ -48,7 +48,7 @@ from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
-from urbanpulse.detect.layout import BF_A0, BF_N0, BF_PMAX, BF_RUN  # noqa: F401
+from urbanpulse.detect.layout import BF_A0, BF_BIG, BF_KMIN, BF_N0, BF_PMAX, BF_RUN  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -1717,13 +1717,13 @@ def _burst_rate(st, sl, pr, raw_p, own):
         r += 1.0
         st[sl, C_BF_PK] = _max(st[sl, C_BF_PK], q) if r > 1.0 else q
     else:
-        if r > 0 and r <= BF_RUN:
+        if r > 0 and r <= BF_RUN and st[sl, C_BF_PK] >= BF_BIG:
             k += 1.0
             st[sl, C_BF_MAX] = _max(bmax, st[sl, C_BF_PK])
         r = 0.0
     st[sl, C_BF_R] = r
     st[sl, C_BF_K] = k
-    if not (own and q <= bmax):
+    if not (own and q <= bmax and k >= BF_KMIN):
         return 0.0
     return _min((k + BF_A0) / (st[sl, C_TL_N] + BF_N0), BF_PMAX)
 
