@@ -128,8 +128,8 @@ XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a ch
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
-BF_BIG = 3.0  # burstfp34 v4: a burst counts where its furthest statistic is at least this many thresholds
-BF_KMIN = 3.0  # burstfp34 v4: ... and the floor applies once the series has shown this many (decayed) bursts
+BF_BIG = 1.5  # burstfp34 v4: a burst counts where its furthest statistic is at least this many thresholds
+BF_KMIN = 2.0  # burstfp34 v4: ... and the floor applies once the series has shown this many (decayed) bursts
 BF_PMAX = 0.01  # burstfp34: the cap never falls below 1 - this (a burst-ridden series' point score stays >= 0.99)
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
 
