@@ -48,7 +48,6 @@ from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
-from urbanpulse.detect.layout import BF_A0, BF_N0, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -232,9 +231,6 @@ C_XR_N = _S["xr_n"]
 C_XR_E = _S["xr_e"]
 C_XR_T = _S["xr_t"]
 P_XR_THR = _COL["xr_thr"]
-# burstfp34: the series' own bursts (`_burst_rate`)
-C_BF_K = _S["bf_k"]
-C_BF_R = _S["bf_r"]
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
@@ -1696,35 +1692,7 @@ def _veto(st, sl, pr, s_robust_z, s_ewma):
 
 
 @njit(**_STAGE)
-def _burst_rate(st, sl, pr, raw_p, own):
-    """burstfp34: how often this series shows a burst, as the floor of a point emission's tail. A burst is a run of
-    at most BF_RUN readings whose point detectors' weighted statistic (robust_z, ewma, spike) is at or beyond its
-    threshold (q = raw_p / (1 - raw_p) >= 1), counted where it ends (decayed as the tail fit's counts). Where the
-    reading is one the series has shown before (`own`: inside its own range, so a level multiple a burst reached)
-    the point emission's tail is at least P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0), at most BF_PMAX:
-    a server's tenth cache flush is not a one-in-a-million reading; a reading beyond the range keeps its tail, and
-    so does a series that never showed a burst (the prior is ~BF_A0 in thousands of readings). Runs before
-    `_calibrate` learns tl_n. O(1): a compare, a multiply, a store.
-
-    Reads and writes C_BF_K, C_BF_R; reads C_TL_N, P_TL_DECAY. Returns that tail floor where `own`, else 0."""
-    r = st[sl, C_BF_R]
-    cont = r > 0  # v8: this reading continues a run (a burst's first reading keeps its score)
-    k = st[sl, C_BF_K] * pr[P_TL_DECAY]
-    if raw_p >= 0.5:  # q >= 1
-        r += 1.0
-    else:
-        if r > 0 and r <= BF_RUN:
-            k += 1.0
-        r = 0.0
-    st[sl, C_BF_R] = r
-    st[sl, C_BF_K] = k
-    if not (own and cont):
-        return 0.0
-    return _min(BF_X * (k + BF_A0) / (st[sl, C_TL_N] + BF_N0), BF_PMAX)
-
-
-@njit(**_STAGE)
-def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
+def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
     with fusion.detector_tail_stretch; the likelihood's score (already a z against the series' own history) the
@@ -1747,9 +1715,7 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
     tl_k = st[sl, C_TL_K]
     tl_e = st[sl, C_TL_E]
     if fu > 0:
-        # p_own (burstfp34, `_burst_rate`): > 0 only where fu is the point detectors' on a reading the series has
-        # shown before; the tail is then at least the series' own rate of bursts
-        fu = 1.0 - _fmax(_fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), p_own), _TAIL_FLOOR)
+        fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
     if fs > 0:
         fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
         if fs > fu:
@@ -1869,8 +1835,6 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_threshold = _threshold(st, sl, pr, xi)
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
-        # burstfp34: a reading inside the series' own range (as `_reach` found it, before it learns this one)
-        own = has_prev and st[sl, C_XR_LO] <= xi <= st[sl, C_XR_HI]
         s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
@@ -1884,11 +1848,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
-        raw_p = _max(_max(s_robust_z * pr[P_W_ROBUST_Z], s_ewma_fused * pr[P_W_EWMA]), s_spike * pr[P_W_SPIKE])
-        p_own = _burst_rate(st, sl, pr, raw_p, own and fu > 0 and fu == raw_p and fu == raw)
         fused_out[i] = _recalibrate(st, sl, pr, _max(_calibrate(st, sl, pr, raw, lis, fu, fs,
-                                                                s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
-                                                     s_reach))
+                                                                s_silence_cal * pr[P_W_SILENCE], li_f), s_reach))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma
@@ -1908,7 +1869,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _season_input, _likelihood, _rearm, _veto, _burst_rate, _calibrate, _recalibrate, _learn_series)
+          _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
