@@ -46,6 +46,9 @@ from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
+from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
+                                      RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
+                                      RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -222,6 +225,15 @@ P_SI_M0 = _COL["si_m0"]
 C_CR_P = _S["cr_p"]
 C_CR_S = _S["cr_s"]
 P_CR_THR = _COL["cr_thr"]
+C_RM_SLOW = _S["rm_slow"]
+C_RM_TYP = _S["rm_typ"]
+C_RD_SLOW = _S["rd_slow"]
+C_RD_TYP = _S["rd_typ"]
+C_RS_S = _S["rs_s"]
+C_RM_PK = _S["rm_pk"]
+C_RD_PK = _S["rd_pk"]
+C_RS_PEAK = _S["rs_peak"]
+C_RS_RHO = _S["rs_rho"]
 P_CR_LNK = _COL["cr_lnk"]
 P_CR_KM1 = _COL["cr_km1"]
 # reach33: the readings' own range and reach's own tail (`_reach`, `_reach_score`)
@@ -501,6 +513,93 @@ def _median(buf, m, W, a, b):
     return _median_k(buf, m, _n_finite(buf, m), W, a, b)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
+    """The robust level and spread score (shift33), at a refresh (its inputs move only there): the window's median
+    against its slow memory, in units of its typical distance from it (at least RS_LEVEL_FLOOR x 1.4826 MAD), and
+    the window's median |change| over its slow memory, less 1, in units of its typical relative distance (at least
+    RS_SPREAD_FLOOR; increases only); each scored q / (q + RS_THR), the larger capped at RS_CAP, from RS_START
+    readings on, and stored for the readings up to the next refresh (`_robust_emit`). Then learns the memories (an
+    EWMA at RS_RATE a reading) and the typical distances (RS_TYP_RATE, winsorised at RS_WINSOR of them), from a full
+    window on; a plain mean at first. A normal burst of a few readings hardly moves either median, so neither scale
+    is inflated by it as ewma's level-shift distance and the likelihood's RMS change are (fam30, mechanism 2).
+
+    Scored only where the series is i.i.d.-like noise around a level (level34): the regime memory (an EWMA of
+    sqrt(2) MAD / median |change|, ~1 there, >> 1 for an AR(1), a cycle within the window or an on/off series) is
+    below RS_RHO_MAX; elsewhere the medians' distances have a heavier tail than their typical distance says (shift33:
+    the default families' temperature and on/off clean copies reached the injected server copies' values).
+
+    Reads and writes C_RM_SLOW, C_RM_TYP, C_RD_SLOW, C_RD_TYP, C_RM_PK, C_RD_PK, C_RS_RHO; writes C_RS_S; reads
+    P_RZ_WINDOW, C_AC_M, C_AC_V, C_RES."""
+    since = nc - prow[P_RZ_WINDOW]
+    if since < 0:
+        return
+    k = since / refresh_every + 1.0
+    rate = _min(_max(RS_RATE * refresh_every, 1.0 / k), 1.0)
+    trate = _min(_max(RS_TYP_RATE * refresh_every, 1.0 / k), 1.0)
+    pk_decay = 0.5 ** (refresh_every / RS_PK_HALF)
+    score = 0.0
+    if _isfinite(med) and mad > 0:
+        ls = st[sl, C_RM_SLOW]
+        if ls != ls:
+            st[sl, C_RM_SLOW] = med
+            st[sl, C_RM_TYP] = 0.0
+        else:
+            d = abs(med - ls)
+            typ = st[sl, C_RM_TYP]
+            sc = _fmax(typ, RS_LEVEL_FLOOR * 1.4826 * mad)
+            q = d / sc
+            pk = st[sl, C_RM_PK] * pk_decay
+            if _isfinite(q):
+                r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
+                if r > 0:
+                    score = r / (r + RS_THR)
+                st[sl, C_RM_PK] = _max(pk, q)
+            st[sl, C_RM_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
+            st[sl, C_RM_SLOW] = ls + rate * (med - ls)
+    if _isfinite(dsc) and dsc > 0:
+        ds = st[sl, C_RD_SLOW]
+        if ds != ds:
+            st[sl, C_RD_SLOW] = dsc
+            st[sl, C_RD_TYP] = 0.0
+        else:
+            rr = dsc / ds - 1.0
+            typ = st[sl, C_RD_TYP]
+            sc = _fmax(typ, RS_SPREAD_FLOOR)
+            if rr > 0 and _isfinite(rr):
+                q = rr / sc
+                pk = st[sl, C_RD_PK] * pk_decay
+                r = q / _fmax(pk, RS_PK_FLOOR_SPREAD) - 1.0
+                if r > 0:
+                    score = _max(score, r / (r + RS_THR))
+                st[sl, C_RD_PK] = _max(pk, q)
+            else:
+                st[sl, C_RD_PK] = st[sl, C_RD_PK] * pk_decay
+            st[sl, C_RD_TYP] = typ + trate * (_min(abs(rr), RS_WINSOR * sc) - typ)
+            st[sl, C_RD_SLOW] = ds + rate * (dsc - ds)
+    # not on an on/off series (ewma's active level is one level far above the idle noise, `_active_level`): its
+    # window's median and median |change| flip with the share of bursts in it
+    ac_m = st[sl, C_AC_M]
+    onoff = (ac_m > ACTIVE_SEP * _fmax(st[sl, C_AC_V], st[sl, C_RES])
+             and ac_m > FLOOR_MODE_Z * 1.4826 * _fmax(mad, dsc))
+    # only where the series is i.i.d.-like noise around a level (level34): there sqrt(2) MAD ~ the median |change|
+    # (both ~ 0.67 sigma sqrt(2)), and the medians' distances are what the scales say; an AR(1), a cycle within the
+    # window or an on/off series has MAD >> the changes' scale. Judged by its memory (learned after the score: a
+    # shift in the window inflates this window's MAD)
+    rho_m = st[sl, C_RS_RHO]
+    iid = rho_m == rho_m and rho_m < RS_RHO_MAX
+    # (a window without spread or without changes, a quantised count's zeros, is no such regime: the cap)
+    rho = RS_RHO_CAP
+    if mad > 0 and dsc > 0 and _isfinite(mad) and _isfinite(dsc):
+        rho = _min(1.4142135623730951 * mad / dsc, RS_RHO_CAP)
+    if rho_m != rho_m:
+        st[sl, C_RS_RHO] = rho
+    else:
+        rrate = _min(_max(RS_RHO_RATE * refresh_every, 1.0 / k), 1.0)
+        st[sl, C_RS_RHO] = rho_m + rrate * (rho - rho_m)
+    st[sl, C_RS_S] = _min(score, RS_CAP) if (nc >= RS_START and not onoff and iid) else 0.0
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_every):
     """Rolling medians (values, MAD, |changes|) of one slot from its rings (scratch g, d, a, b); with
@@ -558,6 +657,7 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
         cur = np.sqrt(ss / k)
         lr = st[sl, C_CHG_RMS_LR]
         st[sl, C_CHG_RMS_LR] = cur if lr != lr else lr + rate * (cur - lr)
+    _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every)
     if slow:
         m = _gather(gaps[sl], np.int64(prow[P_SI_WINDOW]), nc, g)  # si_window
         k = _n_finite(g, m)
@@ -1669,6 +1769,27 @@ def _rearm(st, sl, pr, raw_v, raw_s, lis):
 
 
 @njit(**_STAGE)
+def _robust_emit(st, sl, pr):
+    """The robust level and spread score's emission (shift33): its score as the last refresh set it
+    (`_robust_refresh`), x the likelihood's weight, through a re-arm memory of its own (as `_rearm`'s: a sustained
+    change is emitted once as it grows, not again while the slow memories catch up with a new level: its tail
+    doubles over RS_REARM_HALF readings; and no burst's emission holds it back), mapped as the
+    likelihood's score is (the prior tail: it is a distance in the series' own typical units already).
+
+    Reads and writes C_RS_PEAK; reads C_RS_S; P_LI_W, P_FU_BUMP (and `_tail`'s).
+    Returns the calibrated emission (0 where none)."""
+    rs = st[sl, C_RS_S] * pr[P_LI_W]
+    t_mem = 1.0 - st[sl, C_RS_PEAK]
+    t = _fmax(1.0 - rs, _TAIL_FLOOR)
+    f = rs if (rs > 0 and t < t_mem) else 0.0
+    t_new = t * (1.0 - pr[P_FU_BUMP]) if f > 0 else t
+    st[sl, C_RS_PEAK] = 1.0 - _min(_min(t_mem * RS_REARM_GROW, 1.0), t_new)
+    if f > 0:
+        f = 1.0 - _fmax(_tail(f / (1.0 - f), pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)
+    return f
+
+
+@njit(**_STAGE)
 def _veto(st, sl, pr, s_robust_z, s_ewma):
     """The decisions' veto, consistent with the calibrated score: robust_z and ewma (whose statistic is a distance
     in units of the series' spread, so a heavy-tailed series reaches the threshold often) decide where their
@@ -1848,8 +1969,10 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
-        fused_out[i] = _recalibrate(st, sl, pr, _max(_calibrate(st, sl, pr, raw, lis, fu, fs,
-                                                                s_silence_cal * pr[P_W_SILENCE], li_f), s_reach))
+        rs_f = _robust_emit(st, sl, pr)
+        fused_out[i] = _recalibrate(st, sl, pr, _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs,
+                                                                     s_silence_cal * pr[P_W_SILENCE], li_f),
+                                                          s_reach), rs_f))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma
@@ -1869,7 +1992,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _season_input, _likelihood, _rearm, _veto, _calibrate, _recalibrate, _learn_series)
+          _trend_input, _season_input, _likelihood, _rearm, _robust_emit, _veto, _calibrate, _recalibrate,
+          _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -213,6 +213,9 @@ class DetectorBank:
         self.state[slots, S["lo_min"]] = np.nan
         self.state[slots, S["lo_q"]] = np.nan
         self.state[slots, S["vbase"]] = np.nan
+        self.state[slots, S["rm_slow"]] = np.nan
+        self.state[slots, S["rd_slow"]] = np.nan
+        self.state[slots, S["rs_rho"]] = np.nan
         self.values[slots] = np.nan
         self.changes[slots] = np.nan
         self.gaps[slots] = np.nan

@@ -40,6 +40,12 @@ STATE: tuple[str, ...] = (
     # and lowest reading, widening slowly), and the decayed count of readings scored beyond it, their mean
     # excess's sum, and the count (C_COUNT) when those two were last decayed (decayed lazily, on those rare readings)
     "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
+    # --- a robust level and spread score (shift33; scores only): the rolling median's and the rolling median
+    # |change|'s slow memories (EWMAs of them over the refreshes), their typical distances from those memories, the
+    # score they give (set at each refresh: every input moves only there) and its own re-arm memory
+    "rm_slow", "rm_typ", "rd_slow", "rd_typ", "rm_pk", "rd_pk", "rs_s", "rs_peak",
+    # level34: the regime memory (an EWMA of sqrt(2) MAD / median |change|: ~1 for i.i.d. noise around a level)
+    "rs_rho",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -122,6 +128,29 @@ XR_C0 = 2.0  # reach33: the prior's readings beyond the range (of mean excess XR
 XR_M0 = 1.0  # reach33: the prior's mean excess beyond the bar, in bars
 XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a channel quantised to a few steps)
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
+# a robust level and spread score (shift33): the anomaly_score counts where the rolling median (robust_z's window)
+# has moved from its slow memory, or the rolling median |change| (spike's window) has grown over its own, each in
+# units of its typical distance from that memory: scales a normal burst of a few readings cannot inflate (a
+# median of 64-128 readings hardly moves for one), unlike ewma's level-shift distance and the likelihood's RMS
+# change (benchmarks/README.md, fam30 mechanism 2). Emitted through its own re-arm memory and the likelihood's prior
+# tail; scores only: no detector score or decision changes
+RS_RATE = 1.0 / 512.0  # the slow memories' rate a reading (a refresh moves them refresh_every x this)
+RS_TYP_RATE = 1.0 / 1024.0  # the typical distances' rate a reading
+RS_WINSOR = 3.0  # a distance is learned at most this x the typical one
+RS_LEVEL_FLOOR = 0.35  # the level's typical distance is at least this x 1.4826 MAD (a median's move of noise)
+RS_SPREAD_FLOOR = 0.2  # the spread's typical relative distance is at least this
+RS_PK_HALF = 1.0  # the largest distance seen (in typical distances) halves over this many readings
+RS_PK_FLOOR_LEVEL = 2.0  # the level's distance is scored beyond this many typical distances (level34: was 1)
+RS_PK_FLOOR_SPREAD = 2.0  # the spread's distance is scored beyond this many typical distances (level34: was 1)
+RS_THR = 1.0  # the score is r / (r + RS_THR), r = q / the largest q seen (floored) - 1
+RS_CAP = 0.95  # the score's largest value
+RS_START = 1536.0  # readings before the score counts (the memories and typical distances have settled)
+RS_RHO_MAX = 1.25  # level34: scored only where the regime memory (sqrt(2) MAD / median |change|) is below this
+RS_RHO_RATE = 1.0 / 1024.0  # level34: the regime memory's rate a reading
+RS_RHO_CAP = 4.0  # level34: a window's regime statistic is learned at most this (and this where MAD or changes are 0)
+RS_REARM_HALF = 1024.0  # level34: readings for the emission's re-arm memory (its tail) to double: a shift is emitted
+# as its median moves, not again while the slow memory catches up with the new level (~1,500 readings)
+RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes

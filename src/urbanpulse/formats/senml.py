@@ -15,7 +15,10 @@ registry, §12.1) are positions, not readings: they set ``lat``/``lon`` of the o
 the same sensor at the same time, the way §5.1.3 reports a moving humidity sensor.
 Only numeric values (``v``, or ``s`` sums) are readings; ``vs``/``vb``/``vd`` are skipped (or
 rejected with ``non_numeric: reject``). Labels ending in ``_`` are must-understand (§4.4): a
-pack carrying one is rejected, since this decoder understands none.
+pack carrying one is rejected, since this decoder understands none. A record that is not an
+object, or has a field of the wrong type (a lone surrogate ``"\\ud800"`` included), is rejected
+alone, and so is a later record that resolves against a base field it could not set; the pack's
+other records are kept.
 
 The JSON path decodes the whole pack with one typed msgspec call; the resolution loop touches
 each record once with plain attribute reads.
@@ -33,7 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from urbanpulse.formats.base import Decoded, MessageBatch
-from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat
+from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, json_bytes
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 
 #: RFC 8428 §4.5.3: times below 2**28 are relative to the current time
@@ -77,6 +80,24 @@ class SenmlOptions(FormatOptions):
 
 
 _PACK = msgspec.json.Decoder(list[Record])
+#: the labels a record is made of (any other label is ignored, RFC 8428 §4.4)
+_LABELS = frozenset(Record.__struct_fields__)
+#: base fields: they apply to the records after theirs too (§4.1)
+_BASE = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
+
+
+class Broken:
+    """A record that is not an object or has a field of the wrong type: its usable base fields
+    still apply to the records after it, it is rejected alone, and so is every later record that
+    needs a base field it could not set (until a record sets that field again)."""
+
+    __slots__ = ("reason", "detail", "raw", "bad_base")
+
+    def __init__(self, reason: Reason, detail: str, raw: bytes, bad_base: frozenset[str]) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.raw = raw
+        self.bad_base = bad_base
 
 
 class SenmlJsonFormat(VendorFormat):
@@ -188,32 +209,45 @@ class SenmlJsonFormat(VendorFormat):
 
     def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
                        rejections: list[Rejection]) -> None:
+        broken: dict[int, Broken] = {}
         try:
             records = _PACK.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-            records = self._slow(payload)
+            records = self._slow(payload, broken)
         if b'_"' in payload:
             self._must_understand(self.parse_json(payload))
-        self.resolve(batch, i, records, now_us, rows, rejections)
+        self.resolve(batch, i, records, now_us, rows, rejections, broken)
 
-    def _slow(self, payload: bytes) -> list[Record]:
-        """Find the reason a pack failed the typed decode."""
+    def _slow(self, payload: bytes, broken: dict[int, Broken]) -> list[Record]:
+        """The pack through Python's JSON parser, when the typed decode refused it (a wrong type,
+        a lone surrogate ``\\ud800``, which msgspec refuses and Python accepts); records with a
+        field of the wrong type go to ``broken``."""
         obj = self.parse_json(payload)
         if not isinstance(obj, list):
             raise DecodeFailure(Reason.NOT_AN_OBJECT, f"a SenML pack is a JSON array, got {type(obj).__name__}")
-        return [self._record(r, j) for j, r in enumerate(obj)]
+        return [self._record(r, j, broken) for j, r in enumerate(obj)]
 
     @staticmethod
-    def _record(raw: object, j: int) -> Record:
-        if not isinstance(raw, dict):
-            raise DecodeFailure(Reason.NOT_AN_OBJECT, f"record {j} is {type(raw).__name__}, not an object")
+    def _record(raw: object, j: int, broken: dict[int, Broken]) -> Record:
+        """Record ``j`` of a pack; one with fields of the wrong type is the record of its usable
+        fields, and goes to ``broken`` (it is rejected alone; see :class:`Broken`)."""
+        if not isinstance(raw, dict):  # it sets no base field: the records after it are unaffected
+            broken[j] = Broken(Reason.NOT_AN_OBJECT, f"record {j} is {type(raw).__name__}, not an object",
+                               json_bytes(raw), frozenset())
+            return Record()
+        known = {k: v for k, v in raw.items() if k in _LABELS}  # unknown labels are ignored (§4.4)
         try:
-            return msgspec.convert(raw, Record)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            field = text.rsplit("$.", 1)[-1].strip("`") if "$." in text else ""
-            reason = Reason.BAD_TIMESTAMP if field in ("t", "bt") else Reason.BAD_TYPE
-            raise DecodeFailure(reason, f"record {j}: {text}") from None
+            return msgspec.convert(known, Record)
+        except (msgspec.ValidationError, UnicodeEncodeError):
+            # UnicodeEncodeError: msgspec cannot word the error about a string holding a lone surrogate
+            pass
+        bad = sorted(k for k, v in known.items() if not _converts(k, v))
+        good = {k: v for k, v in known.items() if k not in bad}
+        reason = Reason.BAD_TIMESTAMP if "t" in bad or "bt" in bad else Reason.BAD_TYPE
+        kinds = ", ".join(f"{k} is {type(known[k]).__name__}" for k in bad)
+        broken[j] = Broken(reason, f"record {j}: wrong type ({kinds}); n, u, vs, vd, bn, bu are text, vb true or "
+                                   f"false, the others numbers (RFC 8428 §4)", json_bytes(raw), frozenset(bad) & _BASE)
+        return msgspec.convert(good, Record)
 
     @staticmethod
     def _must_understand(obj: object) -> None:
@@ -228,8 +262,9 @@ class SenmlJsonFormat(VendorFormat):
     # -- resolution (shared with CBOR) ------------------------------------------------------
 
     def resolve(self, batch: MessageBatch, i: int, records: list[Record], now_us: float, rows: Rows,
-                rejections: list[Rejection]) -> None:
-        """Resolve base fields and relative times (RFC 8428 §4.6) and add the readings."""
+                rejections: list[Rejection], broken: dict[int, Broken] | None = None) -> None:
+        """Resolve base fields and relative times (RFC 8428 §4.6) and add the readings; a
+        ``broken`` record is rejected alone, and so is a later one needing a base field it broke."""
         if not records:
             raise DecodeFailure(Reason.EMPTY_PAYLOAD, "the pack holds no records")
         opts = self.options
@@ -244,6 +279,8 @@ class SenmlJsonFormat(VendorFormat):
         bs = 0.0
         names: dict[tuple[str, str | None], tuple[str, str | None]] = {}
         positions: dict[tuple[str, float], list[float]] | None = None
+        #: base field -> the broken record that could not set it (see Broken)
+        unset: dict[str, int] = {}
         start = len(rows)
         add = rows.add
         for j, r in enumerate(records):
@@ -259,6 +296,9 @@ class SenmlJsonFormat(VendorFormat):
                 bv = r.bv
             if r.bs is not None:
                 bs = r.bs
+            if broken or unset:
+                if self._rejected_alone(batch, i, j, r, broken, unset, rejections):
+                    continue
             n = r.n
             key = (bn, n)
             split = names.get(key)
@@ -270,7 +310,7 @@ class SenmlJsonFormat(VendorFormat):
             t = bt + (r.t or 0.0)
             if not math.isfinite(t):
                 rejections.append(self.reject(batch, i, Reason.BAD_TIMESTAMP, f"record {j}: time {t!r} is not finite",
-                                              msgspec.json.encode(r), j))
+                                              json_bytes(r), j))
                 continue
             if t < RELATIVE_LIMIT:
                 t += now_s
@@ -287,7 +327,7 @@ class SenmlJsonFormat(VendorFormat):
                 value = bv
             else:
                 rejections.append(self.reject(batch, i, Reason.MISSING_VALUE,
-                                              f"record {j} has no value (v, vs, vb, vd or s)", msgspec.json.encode(r), j))
+                                              f"record {j} has no value (v, vs, vb, vd or s)", json_bytes(r), j))
                 continue
             if unit == "lat" or unit == "lon":
                 if positions is None:
@@ -300,15 +340,34 @@ class SenmlJsonFormat(VendorFormat):
                     rejections.append(self.reject(
                         batch, i, Reason.MISSING_FIELD,
                         f"record {j}: no name part and unit {unit!r} has no metric (senml.metric_by_unit)",
-                        msgspec.json.encode(r), j))
+                        json_bytes(r), j))
                     continue
             if not sensor:
                 rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID, f"record {j}: empty name",
-                                              msgspec.json.encode(r), j))
+                                              json_bytes(r), j))
                 continue
             add(i, j, sensor, metric, t * 1e6, value, unit, None, None, r)
         if positions:
             self._place(rows, start, positions)
+
+    def _rejected_alone(self, batch: MessageBatch, i: int, j: int, r: Record, broken: dict[int, Broken] | None,
+                        unset: dict[str, int], rejections: list[Rejection]) -> bool:
+        """Whether record ``j`` is rejected on its own: it is broken, or it resolves against a base
+        field an earlier broken record could not set (``unset``, kept up to date here)."""
+        for f in [f for f in unset if getattr(r, f) is not None]:
+            del unset[f]  # set again by this record
+        b = broken.get(j) if broken else None
+        if b is not None:
+            unset.update(dict.fromkeys(b.bad_base, j))
+            rejections.append(self.reject(batch, i, b.reason, b.detail, b.raw, j))
+            return True
+        if not unset:
+            return False
+        f, k = next(iter(unset.items()))
+        reason = Reason.BAD_TIMESTAMP if f == "bt" else Reason.BAD_SENSOR_ID if f == "bn" else Reason.BAD_TYPE
+        rejections.append(self.reject(batch, i, reason, f"record {j}: resolves against base field {f}, which record "
+                                                        f"{k} gave with the wrong type", json_bytes(r), j))
+        return True
 
     @staticmethod
     def _split(bn: str, n: str | None, seps: str) -> tuple[str, str | None]:
@@ -337,6 +396,15 @@ class SenmlJsonFormat(VendorFormat):
                 rows.lat[k], rows.lon[k] = pos
 
 
+def _converts(label: str, value: object) -> bool:
+    """Whether ``value`` has the type record field ``label`` takes."""
+    try:
+        msgspec.convert({label: value}, Record)
+    except (msgspec.ValidationError, UnicodeEncodeError):
+        return False
+    return True
+
+
 class SenmlCborFormat(SenmlJsonFormat):
     """SenML CBOR packs (``application/senml+cbor``, RFC 8428 §6): integer labels, same model."""
 
@@ -353,9 +421,11 @@ class SenmlCborFormat(SenmlJsonFormat):
         if not isinstance(obj, list):
             raise DecodeFailure(Reason.NOT_AN_OBJECT, f"a SenML pack is a CBOR array, got {type(obj).__name__}")
         records = []
+        broken: dict[int, Broken] = {}
         for j, raw in enumerate(obj):
             if not isinstance(raw, dict):
-                raise DecodeFailure(Reason.NOT_AN_OBJECT, f"record {j} is {type(raw).__name__}, not a map")
+                records.append(self._record(raw, j, broken))
+                continue
             named: dict[str, Any] = {}
             for k, v in raw.items():
                 label = CBOR_LABELS.get(k) if isinstance(k, int) else k if isinstance(k, str) else None
@@ -368,5 +438,5 @@ class SenmlCborFormat(SenmlJsonFormat):
                 elif hasattr(v, "__float__") and not isinstance(v, (bool, int, float)):
                     v = float(v)  # decimal fractions (tag 4) -> Decimal
                 named[label] = v
-            records.append(self._record(named, j))
-        self.resolve(batch, i, records, now_us, rows, rejections)
+            records.append(self._record(named, j, broken))
+        self.resolve(batch, i, records, now_us, rows, rejections, broken)

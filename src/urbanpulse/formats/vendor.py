@@ -232,7 +232,7 @@ class VendorFormat:
                     rejections: list[Rejection]) -> None:
         """A string/boolean/object value where a number belongs: skipped or rejected per options."""
         if self.options.non_numeric == "reject":
-            raw = _json_bytes({field: value})
+            raw = json_bytes({field: value})
             rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
                                           f"{field!r} is {type(value).__name__}, not a number", raw, item))
 
@@ -250,14 +250,24 @@ class VendorFormat:
             return batch.payloads[int(decoded.columns.msg[k])]
         if isinstance(raw, bytes):
             return raw
-        return _json_bytes(raw)
+        return json_bytes(raw)
 
 
-def _json_bytes(obj: object) -> bytes:
+def json_bytes(obj: object) -> bytes:
+    """``obj`` (a parsed item, a msgspec struct) as JSON bytes to quarantine, whatever it holds.
+
+    A lone surrogate (JSON ``"\\ud800"``, which Python's parser accepts) cannot be encoded as
+    UTF-8: such text is written with ``\\u`` escapes, i.e. as it was sent, so the row replays;
+    only what JSON cannot hold at all falls back to ``repr``. Never raises: a rejection whose
+    payload cannot be built must not turn into its whole message's ``decode_error``."""
     try:
         return msgspec.json.encode(obj)
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-        return repr(obj).encode("utf-8", "replace")
+        pass
+    try:
+        return json.dumps(msgspec.to_builtins(obj), ensure_ascii=True).encode("ascii")
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+        return repr(obj).encode("utf-8", "backslashreplace")
 
 
 def check_name(value: object, what: str) -> str:

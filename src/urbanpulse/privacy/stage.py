@@ -205,16 +205,28 @@ class PrivacyStage:
             for k in (range(n) if everything else np.flatnonzero(mask).tolist()):
                 cols.unit[k] = None
 
+    @staticmethod
+    def _redacting_policy(scope: Scope, cols: ReadingColumns, k: int) -> ClassPolicy | None:
+        """The policy that redacts reading ``k``'s quarantine row (its message's, else its
+        registry class's), or None when its row is kept as received."""
+        p = scope.msg_policy[int(cols.msg[k])]
+        if scope.by_sensor and (q := scope.by_sensor.get(cols.sensor_id[k])) is not None \
+                and (p is None or not _redacts(p)):
+            p = q
+        return p if p is not None and _redacts(p) else None
+
+    def withholds_reading(self, scope: Scope, cols: ReadingColumns) -> Callable[[int], bool]:
+        """Whether validation must word reading ``k``'s rejection detail without what it carries
+        (value, unit, sensor id): its quarantine row is redacted, and a detail quoting the value
+        would put back in clear text what the redacted payload is the only place for."""
+        return lambda k: self._redacting_policy(scope, cols, k) is not None
+
     def raw_of(self, scope: Scope, cols: ReadingColumns, raw_of: Callable[[int], bytes]) -> Callable[[int], bytes]:
         """What validation quarantines for reading ``k``: as received, or for a redacted class only
         what the class keeps (pseudonym, metric, time, value, coarsened position)."""
-        by_sensor = scope.by_sensor
 
         def redacted_raw_of(k: int) -> bytes:
-            p = scope.msg_policy[int(cols.msg[k])]
-            if by_sensor and (q := by_sensor.get(cols.sensor_id[k])) is not None and (p is None or not _redacts(p)):
-                p = q
-            if p is None or not _redacts(p):
+            if self._redacting_policy(scope, cols, k) is None:
                 return raw_of(k)
             value, lat, lon = float(cols.value[k]), float(cols.lat[k]), float(cols.lon[k])
             out = orjson.dumps({

@@ -120,8 +120,13 @@ class ReadingValidator:
         bad = np.fromiter(map(bad_pairs.__contains__, pairs), dtype=bool, count=n) if bad_pairs else None
         return bad, np.fromiter(map(is_not, units, repeat(None)), dtype=bool, count=n)
 
-    def validate(self, batch: MessageBatch, decoded: Decoded, raw_of: Callable[[int], bytes]) -> Validated:
-        """Split ``decoded`` into valid readings and rejections with reasons."""
+    def validate(self, batch: MessageBatch, decoded: Decoded, raw_of: Callable[[int], bytes],
+                 withhold: Callable[[int], bool] | None = None) -> Validated:
+        """Split ``decoded`` into valid readings and rejections with reasons.
+
+        ``withhold(k)``: reading ``k`` is personal data whose quarantine row is redacted
+        (privacy/stage.py), so its detail names the reason, the field and the limit but quotes no
+        value, unit or sensor id (docs/privacy.md)."""
         cols = decoded.columns
         n = len(cols)
         rejections = decoded.rejections
@@ -186,15 +191,19 @@ class ReadingValidator:
                 m = int(cols.msg[k])
                 topic, partition, offset = batch.provenance(m)
                 rejections.append(Rejection(
-                    reason=reason, detail=self._detail(reason, cols, k, int(midx[k])), payload=raw_of(k),
+                    reason=reason, payload=raw_of(k),
+                    detail=self._detail(reason, cols, k, int(midx[k]), withhold is not None and withhold(k)),
                     source=batch.source, topic=topic, partition=partition, offset=offset, item=int(cols.item[k])))
             cols = cols.take(code == 0)
         cols.ts_us = np.round(cols.ts_us).astype(np.int64)
         return Validated(cols, rejections)
 
-    def _detail(self, reason: Reason, cols: ReadingColumns, k: int, m: int) -> str:
-        """A human explanation for one rejected reading (only built for rejects)."""
+    def _detail(self, reason: Reason, cols: ReadingColumns, k: int, m: int, withheld: bool = False) -> str:
+        """A human explanation for one rejected reading (only built for rejects); ``withheld``:
+        without the reading's value, unit or sensor id (a personal reading, see :meth:`validate`)."""
         metric = cols.metric[k]
+        if withheld and reason in _QUOTING:
+            return self._withheld_detail(reason, metric, m, float(cols.value[k]))
         if reason is Reason.UNKNOWN_METRIC:
             return f"metric {metric!r} is not in the catalogue; add it under validation.metrics"
         if reason is Reason.OUT_OF_RANGE:
@@ -253,6 +262,32 @@ class ReadingValidator:
                 return f"sensor_id is {size} characters long; it must be 1 to {MAX_SENSOR_ID_CHARS}"
             return "sensor_id has control characters or surrounding whitespace"
         return reason.value
+
+    def _withheld_detail(self, reason: Reason, metric: str, m: int, value: float) -> str:
+        """The detail of a personal reading for the reasons whose usual detail quotes what it carries:
+        what was wrong and what would be accepted, so an operator can act, but not the value."""
+        why = "personal data; the redacted payload keeps what its data class allows"
+        if reason is Reason.OUT_OF_RANGE:
+            if abs(value) > MAX_ABS_VALUE:
+                return (f"{metric} is beyond ±{MAX_ABS_VALUE:g}, the largest magnitude stored; send it in a larger "
+                        f"unit (value withheld: {why})")
+            if 0 < abs(value) < MIN_ABS_VALUE:
+                return (f"{metric} is closer to zero than {MIN_ABS_VALUE:g}, the smallest magnitude stored other "
+                        f"than 0; send it in a smaller unit, or 0 (value withheld: {why})")
+            spec = self.catalogue.specs[m]
+            return f"{metric} outside the physical range [{spec.min}, {spec.max}] {spec.unit} (value withheld: {why})"
+        if reason is Reason.UNIT_MISMATCH:
+            spec = self.catalogue.specs[m]
+            return (f"unit of {metric} is not {spec.unit!r} or one of {sorted(spec.aliases)} "
+                    f"(unit withheld: {why})")
+        if reason is Reason.NON_FINITE:
+            return f"value is not a finite number (NaN or infinite; withheld: {why})"
+        return ("sensor is not in the sensor registry (registry.unregistered: quarantine); register it with "
+                f"PUT /sensors/{{id}} or urbanpulse registry import (id withheld: {why})")
+
+
+#: reasons whose usual detail quotes the reading's value, unit or sensor id (withheld for personal readings)
+_QUOTING = frozenset({Reason.OUT_OF_RANGE, Reason.UNIT_MISMATCH, Reason.NON_FINITE, Reason.UNKNOWN_SENSOR})
 
 
 def _beyond_newest_days(ts_us: np.ndarray, msg: np.ndarray, ok: np.ndarray, limit: int) -> np.ndarray | None:
