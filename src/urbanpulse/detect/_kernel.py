@@ -1456,6 +1456,21 @@ def _season_saturday(se, sl, xi, lv, m, w1, b0, b1, gap):
 
 
 @njit(**_STAGE)
+def _profile_span(se, sl):
+    """The daily profile's range (highest bin - lowest, NaN bins skipped): how far above its noise a series' day
+    is. Read by the seasonal input's amplitude gate and lane34's, only on their rare readings."""
+    lo = np.inf
+    hi = -np.inf
+    for b in range(SEASON_BINS):
+        v = np.float64(se[sl, b])
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    return hi - lo
+
+
+@njit(**_STAGE)
 def _profile_at(se, sl, base, b0, b1, w1):
     """road33: a seasonal profile's value between its bins b0 and b1 (weight w1 on b1), from column `base` of the
     seasonal table; a bin not seen yet (NaN) takes its neighbour's, 0 where neither is seen. One place for the
@@ -1532,15 +1547,7 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk):
         bar = st[sl, C_LC_BAR]
         gated = wk == 2.0
         if z >= _max(bar, LANE_Z) and not gated and LANE_ANY_SEASONAL:
-            lo = np.inf
-            hi = -np.inf
-            for b in range(SEASON_BINS):
-                v = np.float64(se[sl, b])
-                if v < lo:
-                    lo = v
-                if v > hi:
-                    hi = v
-            gated = hi - lo >= pr[P_SE_AMP] * rms
+            gated = _profile_span(se, sl) >= pr[P_SE_AMP] * rms
         if z < LANE_RESET:
             st[sl, C_LC_BAR] = 0.0
         elif gated and z >= _max(bar, LANE_Z):
@@ -1726,18 +1733,11 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
             # only a series whose day is well above its noise: the profile's range over SEASON_AMP x the residual's
             # long-run RMS (a rate, a road; not a weather-driven series with a weak daily cycle); the bins are read
             # only on these rare readings (z > 2)
-            lo = np.inf
-            hi = -np.inf
-            for b in range(SEASON_BINS):
-                v = np.float64(se[sl, b])
-                if v < lo:
-                    lo = v
-                if v > hi:
-                    hi = v
+            span = _profile_span(se, sl)
             # (road33: a weekly series, whose first Saturday its weekday profile mispredicted, has shown a day and
             # a week of its own: its gate is WEEKLY_AMP_X of that)
             amp = pr[P_SE_AMP] * WEEKLY_AMP_X if wk == 2.0 else pr[P_SE_AMP]
-            if q > 0 and _isfinite(q) and hi - lo >= amp * np.sqrt(_fmax(ve, res * res)):
+            if q > 0 and _isfinite(q) and span >= amp * np.sqrt(_fmax(ve, res * res)):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
     lane = 0.0
     if _isfinite(ec) and n >= 64:
