@@ -134,6 +134,33 @@ async def _through(pipeline: Pipeline, pool, payload: bytes, offset: int) -> tup
     return stored, rows
 
 
+def check_message(loop: asyncio.AbstractEventLoop, pipeline: Pipeline, pool, offset: int,  # noqa: ANN001
+                  message: tuple[list[Line], list[bytes], str], csv: bool) -> None:
+    """One generated message through the pipeline into PostgreSQL; AssertionError if a line is lost,
+    stored twice, or quarantined for another reason or with other bytes."""
+    lines, sent, sep = message
+    head = [CSV_HEADER.encode()] if csv else []
+    payload = sep.encode().join(head + sent) + sep.encode()
+    stored, rows = loop.run_until_complete(_through(pipeline, pool, payload, offset))
+    first = 1 if csv else 0  # the item of line j (CSV: record j + 1, the header is record 0)
+    expected = sorted(r for ln in lines if ln.bad is None for r in ln.readings)
+    assert sorted(stored) == expected, (payload, rows)  # every clean line's readings, each once
+    assert all(r["reason"] == "invalid_utf8" for r in rows), rows
+    by_item = {r["item"]: r for r in rows}
+    bad = {j + first: ln for j, ln in enumerate(lines) if ln.bad is not None}
+    assert len(by_item) == len(rows) and sorted(by_item) == sorted(bad), (payload, rows)
+    stored_lines = {s for s, _, _ in stored}
+    assert len(stored_lines) + len(rows) == len(lines)  # conserved: no line lost, none twice
+    for item, ln in bad.items():
+        row = by_item[item]
+        raw = bytes(row["payload"])
+        assert ln.bad in raw and "not UTF-8" in row["detail"], (row, ln)
+        if not csv:
+            assert raw == sent[item], (raw, sent[item])  # the line as received
+        else:  # the record's cells as received (the delimiter-joined cells, as every CSV row)
+            assert raw.replace(b'"', b"") == sent[item - first].replace(b'"', b""), (raw, sent[item - first])
+
+
 def _run_property(dsn: str, fmt: object, csv: bool) -> None:
     loop = asyncio.new_event_loop()
     pool, pipeline = loop.run_until_complete(_start(dsn, fmt))
@@ -142,27 +169,7 @@ def _run_property(dsn: str, fmt: object, csv: bool) -> None:
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(message=messages(csv))
     def check(message: tuple[list[Line], list[bytes], str]) -> None:
-        lines, sent, sep = message
-        head = [CSV_HEADER.encode()] if csv else []
-        payload = sep.encode().join(head + sent) + sep.encode()
-        stored, rows = loop.run_until_complete(_through(pipeline, pool, payload, next(offsets)))
-        first = 1 if csv else 0  # the item of line j (CSV: record j + 1, the header is record 0)
-        expected = sorted(r for ln in lines if ln.bad is None for r in ln.readings)
-        assert sorted(stored) == expected, (payload, rows)  # every clean line's readings, each once
-        assert all(r["reason"] == "invalid_utf8" for r in rows), rows
-        by_item = {r["item"]: r for r in rows}
-        bad = {j + first: ln for j, ln in enumerate(lines) if ln.bad is not None}
-        assert len(by_item) == len(rows) and sorted(by_item) == sorted(bad), (payload, rows)
-        stored_lines = {s for s, _, _ in stored}
-        assert len(stored_lines) + len(rows) == len(lines)  # conserved: no line lost, none twice
-        for item, ln in bad.items():
-            row = by_item[item]
-            raw = bytes(row["payload"])
-            assert ln.bad in raw and "not UTF-8" in row["detail"], (row, ln)
-            if not csv:
-                assert raw == sent[item], (raw, sent[item])  # the line as received
-            else:  # the record's cells as received (the delimiter-joined cells, as every CSV row)
-                assert raw.replace(b'"', b"") == sent[item - first].replace(b'"', b""), (raw, sent[item - first])
+        check_message(loop, pipeline, pool, next(offsets), message, csv)
 
     try:
         check()

@@ -122,6 +122,42 @@ def _snapped(precision: tuple[str, int], lat: float | None, lon: float | None) -
     return tuple(float(v[0]) if math.isfinite(v[0]) else None for v in (rlat, rlon))  # type: ignore[return-value]
 
 
+def check_places(loop: asyncio.AbstractEventLoop, pool, parts, pipelines: dict,  # noqa: ANN001
+                 precision: tuple[str, int], places: list[tuple[float | None, float | None]]) -> None:
+    """The same readings on a personal topic and from an open station through the pipeline into
+    PostgreSQL; AssertionError if a decision differs, a reading is lost or kept twice, or a stored
+    or quarantined personal position is not the coarsened one."""
+    if precision not in pipelines:
+        pipelines[precision] = loop.run_until_complete(_pipeline(pool, parts, precision))
+    stored, rows = loop.run_until_complete(
+        _through(pipelines[precision], pool, [_message("dev-7", places), _message("station-1", places)]))
+    mine = {int(r["value"]) - 10: r for r in stored if r["sensor_id"].startswith("psn-")}
+    station = {int(r["value"]) - 10: r for r in stored if r["sensor_id"] == "station-1"}
+    assert len(mine) + len(station) == len(stored)  # one pseudonym, one station, each reading once
+    q_mine = {r["item"]: r for r in rows if r["topic"] == PERSONAL}
+    q_station = {r["item"]: r for r in rows if r["topic"] == OPEN}
+    assert len(q_mine) + len(q_station) == len(rows)
+    for k, (lat, lon) in enumerate(places):
+        # each reading stored or quarantined, once; the personal decision is the open one, same reason
+        assert (k in mine) != (k in q_mine) and (k in station) != (k in q_station), (k, places, stored, rows)
+        assert (k in mine) == (k in station), (precision, lat, lon, stored, rows)
+        if k in q_mine:
+            assert q_mine[k]["reason"] == q_station[k]["reason"], (precision, lat, lon, rows)
+            kept = orjson.loads(bytes(q_mine[k]["payload"]))
+            want = _snapped(precision, lat, lon)
+            for name, raw, coarse in (("lat", lat, want[0]), ("lon", lon, want[1])):
+                # the coarsened position or none: never the raw one (unless coarsening leaves it as it is)
+                got = kept.get(name)
+                assert got is None or got == coarse, (name, got, raw, coarse, precision)
+                if raw is not None and math.isfinite(raw) and raw != coarse and len(repr(raw)) >= 7:
+                    assert repr(raw) not in q_mine[k]["detail"] + bytes(q_mine[k]["payload"]).decode()
+        if k in mine:
+            got = (mine[k]["lat"], mine[k]["lon"])
+            assert got == _snapped(precision, lat, lon), (precision, lat, lon, got)
+            as_sent = tuple(None if v is None or math.isnan(v) else v for v in (lat, lon))
+            assert (station[k]["lat"], station[k]["lon"]) == as_sent, (lat, lon, station[k])
+
+
 def test_a_personal_position_is_judged_as_sent_and_stored_coarsened(fresh_db: str, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY)
     loop = asyncio.new_event_loop()
@@ -131,35 +167,7 @@ def test_a_personal_position_is_judged_as_sent_and_stored_coarsened(fresh_db: st
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(precision=st.sampled_from(PRECISIONS), places=st.lists(positions, min_size=1, max_size=8))
     def check(precision: tuple[str, int], places: list[tuple[float | None, float | None]]) -> None:
-        if precision not in pipelines:
-            pipelines[precision] = loop.run_until_complete(_pipeline(pool, parts, precision))
-        stored, rows = loop.run_until_complete(
-            _through(pipelines[precision], pool, [_message("dev-7", places), _message("station-1", places)]))
-        n = len(places)
-        mine = {int(r["value"]) - 10: r for r in stored if r["sensor_id"].startswith("psn-")}
-        station = {int(r["value"]) - 10: r for r in stored if r["sensor_id"] == "station-1"}
-        assert len(mine) + len(station) == len(stored)  # one pseudonym, one station, each reading once
-        q_mine = {r["item"]: r for r in rows if r["topic"] == PERSONAL}
-        q_station = {r["item"]: r for r in rows if r["topic"] == OPEN}
-        assert len(q_mine) + len(q_station) == len(rows)
-        for k, (lat, lon) in enumerate(places):
-            # each reading stored or quarantined, once; the personal decision is the open one, same reason
-            assert (k in mine) != (k in q_mine) and (k in station) != (k in q_station), (k, places, stored, rows)
-            assert (k in mine) == (k in station), (precision, lat, lon, stored, rows)
-            if k in q_mine:
-                assert q_mine[k]["reason"] == q_station[k]["reason"], (precision, lat, lon, rows)
-                kept = orjson.loads(bytes(q_mine[k]["payload"]))
-                want = _snapped(precision, lat, lon)
-                for name, raw, coarse in (("lat", lat, want[0]), ("lon", lon, want[1])):
-                    # the coarsened position or none: never the raw one (unless coarsening leaves it as it is)
-                    got = kept.get(name)
-                    assert got is None or got == coarse, (name, got, raw, coarse, precision)
-                    if raw is not None and math.isfinite(raw) and raw != coarse:
-                        assert repr(raw) not in q_mine[k]["detail"] + bytes(q_mine[k]["payload"]).decode()
-            if k in mine:
-                got = (mine[k]["lat"], mine[k]["lon"])
-                assert got == _snapped(precision, lat, lon), (precision, lat, lon, got)
-                assert (station[k]["lat"], station[k]["lon"]) == ((lat, lon) if lat is not None else (None, None))
+        check_places(loop, pool, parts, pipelines, precision, places)
 
     try:
         check()
