@@ -11,7 +11,12 @@ up, a negative header count or header key length) is still handed over alone as 
 
 Raw fetch bytes, written byte for byte (aiokafka's own builder only writes ``str`` header keys),
 fed through the fetcher's own factories as kafka_records.install() sets them (``MemoryRecords``,
-``PartitionRecords``), with the compiled record parser and without it: no broker needed.
+``PartitionRecords``), with the compiled record parser and without it: no broker needed. As in the
+service, gzip is inflated by kafka_inflate's bounded decoder, and each take begins a fetch's inflation
+budget (``begin_fetch``) as the Kafka source does before each ``getmany``: without that the budget
+filled up over the draws and every take deferred for ever (benchmarks/README.md ``hdr35``; the
+decoder was installed only where an earlier test file had started the source, hence a failure that
+depended on the order of the files).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from test_hostile_kafka_records import record_batch, zigzag
 from test_kafka_inflate_bound import gzip_batch
-from urbanpulse.connectors import kafka_records
+from urbanpulse.connectors import kafka_inflate, kafka_records
 from urbanpulse.connectors.kafka_records import LEAN, UnreadableBatch, install, load_parser
 
 TESTS = Path(__file__).resolve().parent
@@ -93,12 +98,21 @@ def batch(records: list[bytes], base: int, gzip: bool, count: int | None = None)
 # -- the record-reading layer, as the Kafka source's consumer calls it ------------------------------
 
 
+def install_as_the_source_does(max_decompressed_bytes: int = kafka_inflate.DEFAULT_LIMIT) -> None:
+    """The lean records and the bounded inflation, as KafkaSource.run installs them (whatever test
+    file ran before: the bounded decoder stays installed once a source has started)."""
+    assert install() is True
+    assert kafka_inflate.install(max_decompressed_bytes) is True
+
+
 def read_fetch(data: bytes, max_records: int | None) -> tuple[list[Any], int]:
     """Every take's records as (offset, value, timestamp), an unreadable batch as ("unreadable",
-    offset, next offset, bytes); and the position after the last take."""
+    offset, next offset, bytes); and the position after the last take. Each take is one ``getmany``
+    of the Kafka source, which begins the fetch's inflation budget first (connectors/kafka.py)."""
     pr = f.PartitionRecords(TP, f.MemoryRecords(data), None, 0, None, LEAN, True, f.READ_UNCOMMITTED)
     out: list[Any] = []
     for _ in range(10_000):
+        kafka_inflate.begin_fetch()
         got = pr.take(max_records)
         assert max_records is None or len(got) <= max_records
         if any(type(r) is UnreadableBatch for r in got):
@@ -166,7 +180,7 @@ def check_headers_never_cost_a_value(spec: Any, max_records: int | None) -> None
 
 @pytest.fixture(scope="module", autouse=True)
 def _installed() -> None:
-    assert install() is True
+    install_as_the_source_does()
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -245,7 +259,7 @@ def run_guards(examples: int = EXAMPLES, derandomize: bool = True) -> dict[str, 
     """Properties 2 and 3, run where a crash is survivable (the child of the test below)."""
     from test_hostile_kafka_records import record_st
 
-    assert install() is True
+    install_as_the_source_does()
     counts = {"faults": 0, "hostile": 0, "hostile_read": 0}
     common = dict(max_examples=examples, derandomize=derandomize, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
@@ -302,6 +316,101 @@ def test_the_oracle_can_fail() -> None:
         list(stock)
 
 
+# -- property 4: in the service's configuration every take moves the partition on (``hdr35``) -------
+#
+# The compiled parser loaded, gzip inflated by the bounded decoder, the fetch's inflation budget begun
+# before each take as the Kafka source begins it before each getmany; the ceiling drawn from the
+# default and one below the largest batches drawn (the budget then runs out inside most takes, and a
+# batch beyond it is handed over as payload_too_large). A take that hands nothing over and leaves the
+# position where it is would be fetched again and again: the partition would never advance.
+
+SMALL_LIMIT = 256 * 1024
+
+
+def take_moving_on(pr: Any, max_records: int | None) -> list[Any]:
+    """One take, asserting that it hands something over and moves the position on."""
+    before = pr.next_fetch_offset
+    got = pr.take(max_records)
+    assert pr.next_fetch_offset > before, f"a take left the position at {before}: the partition would not advance"
+    assert got, f"a take handed nothing over from offset {before}"
+    return got
+
+
+def read_as_the_source_does(data: bytes, max_records: int | None) -> tuple[list[Any], int]:
+    """Every take's records as (offset, value, timestamp), an unreadable batch as ("unreadable",
+    offset, next offset, reason), each take after ``begin_fetch`` and moving the partition on
+    (:func:`take_moving_on`) until its records are exhausted; and the position after the last."""
+    pr = f.PartitionRecords(TP, f.MemoryRecords(data), None, 0, None, LEAN, True, f.READ_UNCOMMITTED)
+    out: list[Any] = []
+    while not pr.exhausted():
+        assert len(out) <= len(data), "more takes than the fetch has bytes"
+        kafka_inflate.begin_fetch()
+        got = take_moving_on(pr, max_records)
+        if type(got[0]) is UnreadableBatch:
+            assert len(got) == 1, "an unreadable batch is handed over alone"
+            out.append(("unreadable", got[0].offset, got[0].next_offset, got[0].reason))
+        else:
+            out.extend((r.offset, r.value, r.timestamp) for r in got)
+    return out, pr.next_fetch_offset
+
+
+def expected_under(spec: Any, limit: int) -> list[Any]:
+    """What the source hands over of ``fetch_of(spec)`` with the ceiling ``limit``: every record, but
+    a gzip batch that inflates beyond ``limit`` whole as payload_too_large (kafka_inflate.py)."""
+    want, base = [], 0
+    for gz, recs in spec:
+        inflated = sum(len(header_record(d, v, h)) for d, (v, h) in enumerate(recs))
+        if gz and inflated > limit:
+            want.append(("unreadable", base, base + len(recs), "payload_too_large"))
+        else:
+            want += [(base + d, v, TS + 7 * d) for d, (v, _) in enumerate(recs)]
+        base += len(recs)
+    return want
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(spec=fetch_st, max_records=st.one_of(st.none(), st.integers(1, 7)),
+       limit=st.sampled_from([SMALL_LIMIT, kafka_inflate.DEFAULT_LIMIT]))
+@example(spec=PROBE33, max_records=None, limit=kafka_inflate.DEFAULT_LIMIT)
+def test_every_take_moves_the_partition_on_in_the_services_configuration(spec: Any, max_records: int | None,
+                                                                         limit: int) -> None:
+    """Every take hands records or one unreadable batch over and advances the position; every record
+    is intact but in a gzip batch beyond the ceiling, and no batch is malformed (a non-UTF-8 header
+    key costs nothing). Fails on main on every draw with such a key (its batch is malformed)."""
+    assert load_parser() is not None, "the compiled record parser did not load"
+    install_as_the_source_does(limit)
+    try:
+        data, _, end = fetch_of(spec)
+        got, position = read_as_the_source_does(data, max_records)
+    finally:
+        install_as_the_source_does()
+    assert got == expected_under(spec, limit)
+    assert position == end
+
+
+def test_a_take_defers_once_the_fetch_has_inflated_the_ceiling_until_the_next_fetch() -> None:
+    """Why the budget must be begun before each getmany (and what property 4 tells apart): once a
+    getmany has inflated the ceiling's worth, a take hands nothing over and leaves the position (the
+    rest waits for the next getmany); the next begin_fetch lets it go on. Without it, every take
+    after that deferred, for ever (hdr34's tests after a file that had started the source)."""
+    assert load_parser() is not None
+    big = [header_record(0, b"x", [(b"h", b"\x80" * 150_000)])]  # 150 KB inflated each
+    data = batch(big, 0, True) + batch(big, 1, True) + batch([header_record(0, b"c", [])], 2, False)
+    install_as_the_source_does(SMALL_LIMIT)
+    try:
+        pr = f.PartitionRecords(TP, f.MemoryRecords(data), None, 0, None, LEAN, True, f.READ_UNCOMMITTED)
+        kafka_inflate.begin_fetch()
+        assert [(r.offset, r.value) for r in pr.take(None)] == [(0, b"x"), (1, b"x")]  # 300 KB inflated
+        assert kafka_inflate.fetch_budget_spent()
+        assert pr.take(None) == [] and pr.next_fetch_offset == 2 and not pr.exhausted()  # deferred
+        with pytest.raises(AssertionError, match="left the position at 2"):  # property 4 would fail
+            take_moving_on(pr, None)
+        kafka_inflate.begin_fetch()
+        assert [(r.offset, r.value) for r in pr.take(None)] == [(2, b"c")] and pr.exhausted()
+    finally:
+        install_as_the_source_does()
+
+
 # -- the wide run (benchmarks/README.md ``hdr34``): draws counted, not stopped at the first failure --
 
 
@@ -311,7 +420,7 @@ def count_draws(examples: int, seed: int = 0) -> dict[str, int]:
     from hypothesis import Phase, seed as hseed
 
     counts = {"draws": 0, "with_bad_key": 0, "failed": 0, "failed_with_bad_key": 0, "records": 0}
-    install()
+    install_as_the_source_does()
 
     @hseed(seed)
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
