@@ -86,9 +86,10 @@ def test_null_values_null_keys_and_hostile_headers_neither_stop_nor_wedge_the_so
         assert q.split(",") == [f"empty_payload@{i}" for i in empties], q
         for sensor, name in (("g3", "non-UTF-8 header key, null header value"),
                              ("g7", "gzip batch, non-UTF-8 header key")):
+            at = list(cases).index(name)
             assert db_value(fresh_db, "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id "
                                       "WHERE s.sensor_id = $1", sensor) == 1, \
-                f"the reading of the record with the non-UTF-8 header key (offset {list(cases).index(name)}) is not stored"
+                f"the reading of the record with the non-UTF-8 header key (offset {at}) is not stored"
         assert svc.health().status_code == 200
         assert svc.terminate() == 0
         log = svc.log_tail(500_000)

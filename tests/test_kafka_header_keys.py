@@ -147,7 +147,8 @@ header_value_st = st.one_of(st.none(), st.just(b""), st.binary(max_size=16), st.
                             st.integers(100_000, 400_000).map(lambda n: b"\x80" * n))
 headers_st = st.one_of(
     st.lists(st.tuples(key_st, header_value_st), max_size=6),
-    st.tuples(st.integers(50, 400), key_st).map(lambda nk: [(b"h%d" % i, b"v") for i in range(nk[0])] + [(nk[1], None)]),
+    st.tuples(st.integers(50, 400), key_st).map(
+        lambda nk: [(b"h%d" % i, b"v") for i in range(nk[0])] + [(nk[1], None)]),
 )
 record_st = st.tuples(st.one_of(st.none(), st.binary(max_size=40)), headers_st)  # (value, headers)
 fetch_st = st.lists(st.tuples(st.booleans(), st.lists(record_st, min_size=1, max_size=5)), min_size=1, max_size=4)
