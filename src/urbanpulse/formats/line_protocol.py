@@ -168,14 +168,18 @@ class LineProtocolFormat(VendorFormat):
     def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
                        rejections: list[Rejection]) -> None:
         try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DecodeFailure(Reason.INVALID_UTF8, str(exc)[:200]) from None
+            lines = payload.decode("utf-8").split("\n")
+            any_point = False
+        except UnicodeDecodeError:  # rare: only then is each line decoded on its own
+            lines, not_utf8 = _lines_of_bad_utf8(payload)
+            for j, raw_line, why in not_utf8:  # the line refused, its neighbours kept
+                rejections.append(self.reject(batch, i, Reason.INVALID_UTF8,
+                                              f"line {j + 1} is not UTF-8: {why}"[:300], raw_line, j))
+            any_point = bool(not_utf8)
         opts = self.options
         scale = _PRECISION_US[opts.precision]
         lat_key, lon_key = opts.position_keys
-        any_point = False
-        for j, line in enumerate(text.split("\n")):
+        for j, line in enumerate(lines):
             line = line.rstrip("\r")
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
@@ -258,6 +262,25 @@ def _field_set_end(line: str, pos: int) -> int:
             while pos < n and line[pos] not in ", ":
                 pos += 1
     return pos
+
+
+def _lines_of_bad_utf8(payload: bytes) -> tuple[list[str], list[tuple[int, bytes, str]]]:
+    """The lines of a payload that is not UTF-8 throughout, each decoded on its own: (the lines,
+    with ``""`` for each that is not UTF-8; (index, its bytes as received, why) of those).
+
+    Splitting the bytes at ``\\n`` gives the same lines as splitting the decoded text would: no
+    byte of a multi-byte UTF-8 sequence is below 0x80. A comment line is skipped as ever, whatever
+    its bytes. Before, one bad byte in one line quarantined the whole message (``input35``)."""
+    lines: list[str] = []
+    bad: list[tuple[int, bytes, str]] = []
+    for j, raw in enumerate(payload.split(b"\n")):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            lines.append("")
+            if not raw.lstrip().startswith(b"#"):
+                bad.append((j, raw.rstrip(b"\r"), str(exc)))
+    return lines, bad
 
 
 def _position(value: object) -> float | None:

@@ -61,7 +61,8 @@ class DecodeStage:
         if scope is not None:  # right after decode: nothing below sees a raw personal id
             privacy.apply(batch, decoded, scope)
             raw = privacy.raw_of(scope, decoded.columns, raw)
-            validated = self.validator.validate(batch, decoded, raw, privacy.withholds_reading(scope, decoded.columns))
+            validated = self.validator.validate(batch, decoded, raw, privacy.withholds_reading(scope, decoded.columns),
+                                                bad_location=scope.bad_location)
         else:
             validated = self.validator.validate(batch, decoded, raw)
         if scope is not None:

@@ -1,5 +1,9 @@
 """The privacy stage of the pipeline: runs on decoded columns before validation (docs/privacy.md).
 
+Validation still decides on the position as sent: the stage marks the positions that were invalid
+before it coarsened or dropped them (``Scope.bad_location``), so a personal reading is accepted or
+rejected exactly as the same reading from an open source, and only the coarsened position is stored.
+
 Only messages whose data class (by topic, else by source) has an active policy are touched; a
 pipeline without any such class has no stage at all, so other sources' hot path is unchanged.
 Everything is batch-shaped: pseudonyms are computed once per distinct (period, id), positions
@@ -21,6 +25,7 @@ from urbanpulse.formats.router import topic_matches
 from urbanpulse.model import ReadingColumns, Rejection
 from urbanpulse.privacy.pseudonyms import Pseudonymiser, load_key
 from urbanpulse.privacy.settings import CLASS_RANK, ClassPolicy, PrivacySettings
+from urbanpulse.quality.validate import bad_positions
 
 #: payload of a quarantined message of a redacted class: none of its bytes are kept
 REDACTED_MESSAGE = b'{"redacted":true}'
@@ -36,6 +41,9 @@ class Scope:
     #: registered sensors whose registry class is stricter than their message's: sensor id -> policy
     #: (applied without pseudonymisation: a registered id is in the registry already)
     by_sensor: dict[str, ClassPolicy] = field(default_factory=dict)
+    #: readings whose position was invalid as sent, before :meth:`PrivacyStage.apply` coarsened or
+    #: dropped it (None: none): validation rejects them as an open source's would be
+    bad_location: np.ndarray | None = None
 
     def groups(self) -> list[tuple[ClassPolicy, np.ndarray | None]]:
         """(policy, message mask or None for every message) for each active policy in the batch."""
@@ -156,12 +164,12 @@ class PrivacyStage:
                 sel = ~override if sel is None else sel & ~override
             if sel is not None and not sel.any():
                 continue
-            self._apply_policy(policy, cols, sel)
+            self._apply_policy(policy, cols, sel, scope)
             cls = self._class_name.get(id(policy))
             if cls is not None:
                 self._remember(cols.sensor_id if sel is None else [cols.sensor_id[k] for k in np.flatnonzero(sel)], cls)
         for policy, sel in registry:
-            self._apply_policy(policy, cols, sel)
+            self._apply_policy(policy, cols, sel, scope)
 
     def _msg_ranks(self, scope: Scope, cols: ReadingColumns) -> np.ndarray:
         """Per reading, the rank of its message's class (0: open)."""
@@ -169,7 +177,7 @@ class PrivacyStage:
                             for p in scope.msg_policy] or [0], dtype=np.int8)
         return per_msg[cols.msg] if len(scope.msg_policy) else np.zeros(len(cols), np.int8)
 
-    def _apply_policy(self, p: ClassPolicy, cols: ReadingColumns, sel: np.ndarray | None) -> None:
+    def _apply_policy(self, p: ClassPolicy, cols: ReadingColumns, sel: np.ndarray | None, scope: Scope) -> None:
         n = len(cols)
         everything = sel is None
         mask = np.ones(n, bool) if sel is None else sel
@@ -194,6 +202,10 @@ class PrivacyStage:
                 new = self.pseudonymiser.apply([ids[k] for k in idx.tolist()], cols.ts_us[idx])
                 for k, s in zip(idx.tolist(), new):
                     ids[k] = s
+        if not keeps_location or p.grid is not None:  # judged as sent: 90.0004 must not round to a valid 90.0
+            bad = bad_positions(cols.lat, cols.lon) & mask
+            if bad.any():
+                scope.bad_location = bad if scope.bad_location is None else scope.bad_location | bad
         if not keeps_location:
             cols.lat = np.where(mask, np.nan, cols.lat)
             cols.lon = np.where(mask, np.nan, cols.lon)

@@ -121,12 +121,15 @@ class ReadingValidator:
         return bad, np.fromiter(map(is_not, units, repeat(None)), dtype=bool, count=n)
 
     def validate(self, batch: MessageBatch, decoded: Decoded, raw_of: Callable[[int], bytes],
-                 withhold: Callable[[int], bool] | None = None) -> Validated:
+                 withhold: Callable[[int], bool] | None = None,
+                 bad_location: np.ndarray | None = None) -> Validated:
         """Split ``decoded`` into valid readings and rejections with reasons.
 
         ``withhold(k)``: reading ``k`` is personal data whose quarantine row is redacted
         (privacy/stage.py), so its detail names the reason, the field and the limit but quotes no
-        value, unit or sensor id (docs/privacy.md)."""
+        value, unit or sensor id (docs/privacy.md). ``bad_location``: readings whose position was
+        invalid as sent (:func:`bad_positions`), judged by the privacy stage before it coarsened
+        or dropped it: rounding 90.0004 to 90.0 must not make it valid (``input35``)."""
         cols = decoded.columns
         n = len(cols)
         rejections = decoded.rejections
@@ -152,9 +155,9 @@ class ReadingValidator:
         lat, lon = cols.lat, cols.lon
         has_lat, has_lon = ~np.isnan(lat), ~np.isnan(lon)
         if has_lat.any() or has_lon.any():
-            with np.errstate(invalid="ignore"):
-                bad_loc = (has_lat != has_lon) | (has_lat & ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180)))
-            mark(Reason.BAD_LOCATION, bad_loc)
+            mark(Reason.BAD_LOCATION, bad_positions(lat, lon))
+        if bad_location is not None:  # as sent, before the privacy stage coarsened or dropped it
+            mark(Reason.BAD_LOCATION, bad_location)
         cat = self.catalogue
         midx = cat.lookup(cols.metric)
         mark(Reason.UNKNOWN_METRIC, midx == len(cat.specs))
@@ -284,6 +287,14 @@ class ReadingValidator:
             return f"value is not a finite number (NaN or infinite; withheld: {why})"
         return ("sensor is not in the sensor registry (registry.unregistered: quarantine); register it with "
                 f"PUT /sensors/{{id}} or urbanpulse registry import (id withheld: {why})")
+
+
+def bad_positions(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Which positions are invalid (reason ``bad_location``): one of lat/lon missing (NaN), or
+    not finite, or beyond ±90/±180. No position (both NaN) is valid. Vectorised."""
+    has_lat, has_lon = ~np.isnan(lat), ~np.isnan(lon)
+    with np.errstate(invalid="ignore"):
+        return (has_lat != has_lon) | (has_lat & ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180)))
 
 
 #: reasons whose usual detail quotes the reading's value, unit or sensor id (withheld for personal readings)
