@@ -140,8 +140,8 @@ XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a ch
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
-BF_X = 4.0  # burstfp34: a burst reading's tail floor is this many times the rate of bursts (a burst is several readings)
-BF_PMAX = 0.01  # burstfp34: the cap never falls below 1 - this (a burst-ridden series' point score stays >= 0.99)
+BF_X = 4.0  # burstfp34: a burst reading's tail floor is this many times the rate of bursts (a burst: several)
+BF_PMAX = 0.01  # burstfp34: the floor is at most this (<= the default alert_tail: decisions unchanged at the defaults)
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
 # a robust level and spread score (shift33): the anomaly_score counts where the rolling median (robust_z's window)
 # has moved from its slow memory, or the rolling median |change| (spike's window) has grown over its own, each in
