@@ -51,7 +51,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
-from urbanpulse.detect.layout import BF_A0, BF_N0, BF_PMAX, BF_RUN, BF_X  # noqa: F401
+from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -1918,11 +1918,13 @@ def _burst_rate(st, sl, pr, raw_p, point):
     series' rate of bursts, (bf_k + BF_A0) / (tl_n + BF_N0), at most BF_PMAX: a server's tenth cache flush is not a
     one-in-a-million reading on its second and later readings. A run's first reading keeps its score (at its first
     reading a server burst looks like a GECCO one-reading event: benchmarks/README.md, burstfp34), and so does a
-    series that never showed a burst (the prior is ~BF_A0 in thousands of readings). burst35 drops v8's "inside the
-    series' own range": that range widens slowly (reach33), so a typical burst's second reading was often beyond
-    it and kept a 1 - 1e-4 score (98 % of the in-burst rows left above the pooled threshold). BF_PMAX <= the default
-    fusion.alert_tail, and `_veto` makes robust_z and ewma follow the floored score where it is above a smaller
-    alert_tail, so a decision always carries >= 1 - alert_tail. Runs before `_calibrate` learns tl_n. O(1).
+    series that never showed a burst (the prior is ~BF_A0 in thousands of readings), and so does a reading further
+    than BF_OWN x the series' own range (reach33's) beyond it: a level shift's new level (without that condition
+    the default families' on/off level shifts lost 1.2 points, burst35 c5a). burst35 widened v8's "inside the range"
+    by BF_OWN: that range widens slowly, so a typical burst's second reading was often just beyond it and kept a
+    1 - 1e-4 score. BF_PMAX <= the default fusion.alert_tail, and `_veto` makes robust_z and ewma follow the
+    floored score where it is above a smaller alert_tail, so a decision always carries >= 1 - alert_tail. Runs
+    before `_calibrate` learns tl_n. O(1).
 
     Reads and writes C_BF_K, C_BF_R; reads C_TL_N, P_TL_DECAY. Returns that tail floor (0 where none)."""
     r = st[sl, C_BF_R]
@@ -2100,7 +2102,11 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         raw_p = _max(_max(s_robust_z * pr[P_W_ROBUST_Z], s_ewma_fused * pr[P_W_EWMA]), s_spike * pr[P_W_SPIKE])
-        p_own = _burst_rate(st, sl, pr, raw_p, fu > 0 and fu == raw_p and fu == raw)  # burstfp34 / burst35
+        # burstfp34 / burst35: the point detectors' emission on a reading within a quarter of the series' own range
+        # beyond it (as `_reach` found it, before it learns this one)
+        bf_w = BF_OWN * (st[sl, C_XR_HI] - st[sl, C_XR_LO])
+        own = has_prev and st[sl, C_XR_LO] - bf_w <= xi <= st[sl, C_XR_HI] + bf_w
+        p_own = _burst_rate(st, sl, pr, raw_p, own and fu > 0 and fu == raw_p and fu == raw)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
         fused_out[i] = _recalibrate(st, sl, pr, _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs,

@@ -141,6 +141,7 @@ BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is o
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
 BF_X = 4.0  # burstfp34: a burst reading's tail floor is this many times the rate of bursts (a burst: several)
+BF_OWN = 0.25  # burst35: the floor only within this x the series' range (reach33's) beyond that range
 BF_PMAX = 0.01  # burstfp34: the floor is at most this (<= the default alert_tail: decisions unchanged at the defaults)
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
 # a robust level and spread score (shift33): the anomaly_score counts where the rolling median (robust_z's window)
