@@ -51,6 +51,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
+from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -247,6 +248,9 @@ C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
 C_LC_BAR = _S["lc_bar"]
 P_XR_THR = _COL["xr_thr"]
+# burstfp34: the series' own bursts (`_burst_rate`)
+C_BF_K = _S["bf_k"]
+C_BF_R = _S["bf_r"]
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
@@ -1870,13 +1874,19 @@ def _robust_emit(st, sl, pr):
 
 
 @njit(**_STAGE)
-def _veto(st, sl, pr, s_robust_z, s_ewma):
+def _veto(st, sl, pr, s_robust_z, s_ewma, p_own):
     """The decisions' veto, consistent with the calibrated score: robust_z and ewma (whose statistic is a distance
     in units of the series' spread, so a heavy-tailed series reaches the threshold often) decide where their
     weighted score is also rare under the series' fitted tail (P <= fusion.alert_tail); such a decision then
     carries a calibrated score >= 1 - alert_tail (the fused raw score is at least as high). threshold (operator
     limits), silence (the live gap check has no tail), spike and flatline (scales learned per series; a repeated
     spike must never be learned away) decide on their statistic alone. Runs before `_calibrate` learns the tail.
+
+    burst35: where the emission's tail is floored by the series' own burst rate (`p_own`, `_burst_rate`: only on a
+    reading that continues a run of point exceedances) above alert_tail, the emitted score is below 1 - alert_tail,
+    so robust_z and ewma do not decide there either: the decision follows its score on a burst's later readings
+    (a run's first reading keeps its score and its decision). At the defaults (BF_PMAX 0.01 <= alert_tail 0.01) this
+    vetoes nothing; it reads p_own, never the gate, so the scores never depend on alert_tail.
 
     Reads C_TL_N, C_TL_K, C_TL_E; P_AL_TAIL, P_W_ROBUST_Z, P_W_EWMA (and `_tail`'s). Writes nothing.
     Returns the veto bits (layout.VETO_BIT)."""
@@ -1885,6 +1895,12 @@ def _veto(st, sl, pr, s_robust_z, s_ewma):
     tl_e = st[sl, C_TL_E]
     al = pr[P_AL_TAIL]
     veto = 0
+    if p_own > al:  # burst35: the floored score is below 1 - alert_tail
+        if s_robust_z >= 0.5:
+            veto |= V_ROBUST_Z
+        if s_ewma >= 0.5:
+            veto |= V_EWMA
+        return veto
     if s_robust_z >= 0.5 and not _decides(s_robust_z * pr[P_W_ROBUST_Z], al, pr, tl_n, tl_k, tl_e):
         veto |= V_ROBUST_Z
     if s_ewma >= 0.5 and not _decides(s_ewma * pr[P_W_EWMA], al, pr, tl_n, tl_k, tl_e):
@@ -1893,7 +1909,42 @@ def _veto(st, sl, pr, s_robust_z, s_ewma):
 
 
 @njit(**_STAGE)
-def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f):
+def _burst_rate(st, sl, pr, raw_p, point):
+    """burstfp34 / burst35: how often this series shows a burst, as the floor of a point emission's tail on the
+    readings that continue one. A burst is a run of at most BF_RUN readings whose point detectors' weighted
+    statistic (robust_z, ewma, spike) is at or beyond its threshold (q = raw_p / (1 - raw_p) >= 1), counted where it
+    ends (decayed as the tail fit's counts). On a reading that continues such a run (the previous reading's raw_p
+    was >= 0.5) where the emission is the point detectors' (`point`), the emitted tail is at least BF_X x the
+    series' rate of bursts, (bf_k + BF_A0) / (tl_n + BF_N0), at most BF_PMAX: a server's tenth cache flush is not a
+    one-in-a-million reading on its second and later readings. A run's first reading keeps its score (at its first
+    reading a server burst looks like a GECCO one-reading event: benchmarks/README.md, burstfp34), and so does a
+    series that never showed a burst (the prior is ~BF_A0 in thousands of readings), and so does a reading further
+    than BF_OWN x the series' own range (reach33's) beyond it: a level shift's new level (without that condition
+    the default families' on/off level shifts lost 1.2 points, burst35 c5a). burst35 widened v8's "inside the range"
+    by BF_OWN: that range widens slowly, so a typical burst's second reading was often just beyond it and kept a
+    1 - 1e-4 score. BF_PMAX <= the default fusion.alert_tail, and `_veto` makes robust_z and ewma follow the
+    floored score where it is above a smaller alert_tail, so a decision always carries >= 1 - alert_tail. Runs
+    before `_calibrate` learns tl_n. O(1).
+
+    Reads and writes C_BF_K, C_BF_R; reads C_TL_N, P_TL_DECAY. Returns that tail floor (0 where none)."""
+    r = st[sl, C_BF_R]
+    cont = r > 0  # this reading continues a run
+    k = st[sl, C_BF_K] * pr[P_TL_DECAY]
+    if raw_p >= 0.5:  # q >= 1
+        r += 1.0
+    else:
+        if r > 0 and r <= BF_RUN:
+            k += 1.0
+        r = 0.0
+    st[sl, C_BF_R] = r
+    st[sl, C_BF_K] = k
+    if not (point and cont):
+        return 0.0
+    return _min(BF_X * (k + BF_A0) / (st[sl, C_TL_N] + BF_N0), BF_PMAX)
+
+
+@njit(**_STAGE)
+def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
     with fusion.detector_tail_stretch; the likelihood's score (already a z against the series' own history) the
@@ -1916,7 +1967,9 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f):
     tl_k = st[sl, C_TL_K]
     tl_e = st[sl, C_TL_E]
     if fu > 0:
-        fu = 1.0 - _fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR)
+        # p_own (burstfp34 / burst35, `_burst_rate`): > 0 only where fu is the point detectors' on a reading that
+        # continues a run of point exceedances; the tail is then at least BF_X x the series' own rate of bursts
+        fu = 1.0 - _fmax(_fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), p_own), _TAIL_FLOOR)
     if fs > 0:
         fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
         if fs > fu:
@@ -2048,10 +2101,16 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         season_in, s_lane = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
-        veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma)
+        raw_p = _max(_max(s_robust_z * pr[P_W_ROBUST_Z], s_ewma_fused * pr[P_W_EWMA]), s_spike * pr[P_W_SPIKE])
+        # burstfp34 / burst35: the point detectors' emission on a reading within a quarter of the series' own range
+        # beyond it (as `_reach` found it, before it learns this one)
+        bf_w = BF_OWN * (st[sl, C_XR_HI] - st[sl, C_XR_LO])
+        own = has_prev and st[sl, C_XR_LO] - bf_w <= xi <= st[sl, C_XR_HI] + bf_w
+        p_own = _burst_rate(st, sl, pr, raw_p, own and fu > 0 and fu == raw_p and fu == raw)
+        veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
         fused_out[i] = _recalibrate(st, sl, pr, _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs,
-                                                                     s_silence_cal * pr[P_W_SILENCE], li_f),
+                                                                     s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
                                                           _max(s_reach, s_lane)), rs_f))
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
@@ -2072,8 +2131,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto, _calibrate, _recalibrate,
-          _learn_series)
+          _trend_input, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto, _burst_rate, _calibrate,
+          _recalibrate, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -50,6 +50,9 @@ STATE: tuple[str, ...] = (
     # square (the series' own day-to-day variation of it), how many readings that has learned, and the z an
     # emission must reach next (0 = LANE_Z; raised by each emission, reset where z falls back below LANE_RESET)
     "lc_m", "lc_v", "lc_n", "lc_bar",
+    # --- burstfp34: the series' own bursts (runs of at most BF_RUN readings whose point-detector statistic is at
+    # least its threshold), a decayed count (the tail fit's memory), and the length of the run now open
+    "bf_k", "bf_r",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -134,6 +137,12 @@ XR_A0 = 1.0  # reach33: the prior's readings beyond the range, in P(beyond)
 XR_C0 = 2.0  # reach33: the prior's readings beyond the range (of mean excess XR_M0) in the excess's Lomax tail
 XR_M0 = 1.0  # reach33: the prior's mean excess beyond the bar, in bars
 XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a channel quantised to a few steps)
+BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
+BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
+BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
+BF_X = 4.0  # burstfp34: a burst reading's tail floor is this many times the rate of bursts (a burst: several)
+BF_OWN = 0.25  # burst35: the floor only within this x the series' range (reach33's) beyond that range
+BF_PMAX = 0.01  # burstfp34: the floor is at most this (<= the default alert_tail: decisions unchanged at the defaults)
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
 # a robust level and spread score (shift33): the anomaly_score counts where the rolling median (robust_z's window)
 # has moved from its slow memory, or the rolling median |change| (spike's window) has grown over its own, each in
