@@ -296,6 +296,11 @@ LANE_MIN_N = 256.0
 LANE_ANY_SEASONAL = False
 LANE_BIN_RATE = 1.0 / 64.0  # an hour's mean square learns at this rate a reading in that hour (~5 days at 5 minutes)
 LANE_FLOOR = 0.25  # an hour's mean square is at least this x the all-day one (a few days of an hour are few values)
+# lane35: while the weekly judgement is pending (road33's `se_wk` below 2: a third of the generated roads, those on a
+# clock 4-8 hours west of UTC above all, are not judged weekly on their first weekend), a departure is scored against
+# the one daily profile Tuesday to Friday (UTC: not the weekend the daily profile mispredicts, nor the Monday after
+# it) on a series whose last tallied Saturday was another kind of day than its weekdays (`_saturday_mispredicted`)
+LANE_PENDING = True
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
@@ -1520,15 +1525,34 @@ def _season_monday(se, sl, xi, lvs, w1, b0, b1):
 
 
 @njit(**_STAGE)
-def _lane(st, se, sl, pr, ec, age, wk, rms, bk):
+def _saturday_mispredicted(se, sl):
+    """lane35: was the series' last judged Saturday (road33's tally, kept until the next judgement starts) another
+    kind of day than its weekdays (its mean squared residual against the weekday profile over WEEKLY_K x the
+    weekdays', the weekly judgement's first test), though the judgement as a whole did not find a week (a time zone
+    whose UTC Saturday holds a Friday evening's rush and whose UTC Monday a Sunday evening: the Sunday and Monday
+    tests fail)? A road whose week is not settled yet; a series that has not been tallied has no such Saturday."""
+    wc = np.float64(se[sl, SE_WC])
+    if wc < WEEKLY_MIN:
+        return False
+    ref = np.float64(se[sl, SE_SVM])
+    wfc = np.float64(se[sl, SE_WFC])
+    if wfc >= WEEKLY_MIN:
+        ref = _min(ref, np.float64(se[sl, SE_WF]) / wfc)
+    return np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * ref
+
+
+@njit(**_STAGE)
+def _lane(st, se, sl, pr, ec, age, wk, rms, bk, dow):
     """lane34's score-only statistic: a sustained departure from the series' own expected value (a lane closed: a
     road's occupancy x 1.5-2.5 or speed x 0.6-0.8 from an onset on), which the detectors' windows take for a rush
     hour and the seasonal score's short-term mean (~16 readings) judges against a scale that counts every rush
     hour's mismatch. The seasonal residual `ec` (clipped at 4 long-run RMS, `_season_input`) is averaged over hours
     (LANE_RATE) and judged in units of that slow mean's own long-run RMS: the series' day-to-day variation of it (a
     road's demand differs by +-15 % from day to day, so a plain CUSUM of the residual would fire on clean days).
-    Scored only on a series judged weekly (road33) or, with LANE_ANY_SEASONAL, any whose learned day's range is over
-    the seasonal score's amplitude gate x `rms` (a series whose profile explains its day), as
+    Scored on a series judged weekly (road33); with LANE_PENDING (lane35) also, Tuesday to Friday (`dow`, UTC), on one
+    whose judgement is pending but whose last tallied Saturday was mispredicted (`_saturday_mispredicted`: a road
+    whose week the judgement has not settled yet); with LANE_ANY_SEASONAL, any whose learned day's range is over
+    the seasonal score's amplitude gate x `rms` (a series whose profile explains its day); as
     1 - exp(-z^2 / 2), when z reaches the bar (LANE_Z, then LANE_STEP x the last emission's z until z falls below
     LANE_RESET: one emission per departure and a few as it deepens, not one a reading for as long as it lasts).
     It decides nothing: `_readings` emits the larger of it and `_calibrate`'s score, through the second stage.
@@ -1546,8 +1570,11 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk):
         z = abs(lm) / np.sqrt(_fmax(vb, LANE_FLOOR * lv))
         bar = st[sl, C_LC_BAR]
         gated = wk == 2.0
-        if z >= _max(bar, LANE_Z) and not gated and LANE_ANY_SEASONAL:
-            gated = _profile_span(se, sl) >= pr[P_SE_AMP] * rms
+        if z >= _max(bar, LANE_Z) and not gated:
+            if LANE_PENDING and wk < 2.0 and U_MON < dow < U_SAT:
+                gated = _saturday_mispredicted(se, sl)
+            elif LANE_ANY_SEASONAL:
+                gated = _profile_span(se, sl) >= pr[P_SE_AMP] * rms
         if z < LANE_RESET:
             st[sl, C_LC_BAR] = 0.0
         elif gated and z >= _max(bar, LANE_Z):
@@ -1742,7 +1769,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     lane = 0.0
     if _isfinite(ec) and n >= 64:
         lane = _lane(st, se, sl, pr, ec, age, wk, np.sqrt(_fmax(np.float64(se[sl, SE_VE]), res * res)),
-                     U_SE_L0 + (b0 if w1 < 0.5 else b1))
+                     U_SE_L0 + (b0 if w1 < 0.5 else b1), dow0)
     # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a
     # plain comparison is np.minimum for them
     if _isfinite(ec):
@@ -2072,8 +2099,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto, _calibrate, _recalibrate,
-          _learn_series)
+          _trend_input, _saturday_mispredicted, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
+          _calibrate, _recalibrate, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
