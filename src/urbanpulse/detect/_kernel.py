@@ -299,8 +299,9 @@ LANE_FLOOR = 0.25  # an hour's mean square is at least this x the all-day one (a
 # lane35: while the weekly judgement is pending (road33's `se_wk` below 2: a third of the generated roads, those on a
 # clock 4-8 hours west of UTC above all, are not judged weekly on their first weekend), a departure is scored against
 # the one daily profile Tuesday to Friday (UTC: not the weekend the daily profile mispredicts, nor the Monday after
-# it) on a series whose last tallied Saturday was another kind of day than its weekdays (`_saturday_mispredicted`)
+# it) on a series whose last tallied weekend shows a week, more weakly than road33's judgement asks (`_week_pending`)
 LANE_PENDING = True
+LANE_SAT_K = 2.0  # ... its Saturday's mean squared residual over this x the weekdays' (road33's judgement: WEEKLY_K)
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
@@ -1525,20 +1526,24 @@ def _season_monday(se, sl, xi, lvs, w1, b0, b1):
 
 
 @njit(**_STAGE)
-def _saturday_mispredicted(se, sl):
-    """lane35: was the series' last judged Saturday (road33's tally, kept until the next judgement starts) another
-    kind of day than its weekdays (its mean squared residual against the weekday profile over WEEKLY_K x the
-    weekdays', the weekly judgement's first test), though the judgement as a whole did not find a week (a time zone
-    whose UTC Saturday holds a Friday evening's rush and whose UTC Monday a Sunday evening: the Sunday and Monday
-    tests fail)? A road whose week is not settled yet; a series that has not been tallied has no such Saturday."""
+def _week_pending(se, sl, wk):
+    """lane35: does the series' last tallied weekend (road33's tallies, kept until the next judgement starts) show a
+    week, though more weakly than road33's judgement asks (a road on a clock 4-8 hours west of UTC: its UTC Saturday
+    begins with a Friday evening's rush, its UTC Monday with a Sunday evening)? Its Saturday's mean squared residual
+    against the weekday profile over LANE_SAT_K x the weekdays' (the Friday's, on the day after the judgement; on a
+    Friday being tallied, `wk` 0.5, the weekdays' as that Saturday found them), its Sunday predicted better by the
+    Saturday's profile than by the weekdays', and its Monday better by the weekdays' profile than by the weekend's.
+    A series that has not been tallied, or whose weekend was an ordinary day, has no such week."""
     wc = np.float64(se[sl, SE_WC])
-    if wc < WEEKLY_MIN:
+    if wc < WEEKLY_MIN or np.float64(se[sl, SE_WSC]) < WEEKLY_MIN or np.float64(se[sl, SE_WMC]) < WEEKLY_MIN:
         return False
     ref = np.float64(se[sl, SE_SVM])
     wfc = np.float64(se[sl, SE_WFC])
-    if wfc >= WEEKLY_MIN:
+    if wk == 0.0 and wfc >= WEEKLY_MIN:
         ref = _min(ref, np.float64(se[sl, SE_WF]) / wfc)
-    return np.float64(se[sl, SE_WO]) > WEEKLY_K * wc * ref
+    return (np.float64(se[sl, SE_WO]) > LANE_SAT_K * wc * ref
+            and np.float64(se[sl, SE_WS]) > np.float64(se[sl, SE_WSW])
+            and np.float64(se[sl, SE_WM]) < np.float64(se[sl, SE_WMW]))
 
 
 @njit(**_STAGE)
@@ -1550,8 +1555,8 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk, dow):
     (LANE_RATE) and judged in units of that slow mean's own long-run RMS: the series' day-to-day variation of it (a
     road's demand differs by +-15 % from day to day, so a plain CUSUM of the residual would fire on clean days).
     Scored on a series judged weekly (road33); with LANE_PENDING (lane35) also, Tuesday to Friday (`dow`, UTC), on one
-    whose judgement is pending but whose last tallied Saturday was mispredicted (`_saturday_mispredicted`: a road
-    whose week the judgement has not settled yet); with LANE_ANY_SEASONAL, any whose learned day's range is over
+    whose judgement is pending but whose last tallied weekend shows a week (`_week_pending`: a road whose week the
+    judgement has not settled yet); with LANE_ANY_SEASONAL, any whose learned day's range is over
     the seasonal score's amplitude gate x `rms` (a series whose profile explains its day); as
     1 - exp(-z^2 / 2), when z reaches the bar (LANE_Z, then LANE_STEP x the last emission's z until z falls below
     LANE_RESET: one emission per departure and a few as it deepens, not one a reading for as long as it lasts).
@@ -1572,7 +1577,7 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk, dow):
         gated = wk == 2.0
         if z >= _max(bar, LANE_Z) and not gated:
             if LANE_PENDING and wk < 2.0 and U_MON < dow < U_SAT:
-                gated = _saturday_mispredicted(se, sl)
+                gated = _week_pending(se, sl, wk)
             elif LANE_ANY_SEASONAL:
                 gated = _profile_span(se, sl) >= pr[P_SE_AMP] * rms
         if z < LANE_RESET:
@@ -2099,7 +2104,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _saturday_mispredicted, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
+          _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
           _calibrate, _recalibrate, _learn_series)
 
 
