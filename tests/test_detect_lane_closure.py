@@ -160,6 +160,17 @@ def test_a_closed_lane_on_a_weekly_road_is_scored_within_half_a_day(seed: int, s
     assert best >= 0.9999, f"a lane closed x {factor:.2f} ({sensor}) scored at most {best:.6f} within {WINDOW} readings"
 
 
+def weak_week(se: np.ndarray) -> bool:
+    """A slot's last tallied weekend (road33's tallies in its seasonal table row `se`) shows a week: its Saturday
+    mispredicted by the weekday profile (mean squared residual over 2 x the weekdays' or the Friday's), its Sunday
+    predicted better by the Saturday's profile than by the weekdays', its Monday better by the weekdays'."""
+    wc, wfc = float(se[SE["wc"]]), float(se[SE["wfc"]])
+    if min(wc, float(se[SE["wsc"]]), float(se[SE["wmc"]])) < 16:
+        return False
+    ref = float(se[SE["svm"]]) if wfc < 16 else min(float(se[SE["svm"]]), float(se[SE["wf"]]) / wfc)
+    return bool(se[SE["wo"]] > 2.0 * wc * ref and se[SE["ws"]] > se[SE["wsw"]] and se[SE["wm"]] < se[SE["wmw"]])
+
+
 @hsettings(max_examples=20, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**31 - 1), sensor=SENSOR, strength=st.floats(0.0, 1.0), start_day=st.integers(0, 3),
        onset_dow=st.integers(1, 3), tz=st.sampled_from([-8.0, -7.0]))
@@ -168,17 +179,19 @@ def test_a_closed_lane_is_scored_while_the_week_is_not_judged_yet(seed: int, sen
     """lane35: a road on a clock 7-8 hours west of UTC (its UTC Saturday begins with a Friday evening's rush, its
     UTC Monday with a Sunday evening: road33's weekly judgement does not find its week on the first weekend),
     starting Monday-Thursday, a lane closed from a drawn time of a Tuesday-Thursday (UTC) in its second week, while
-    the judgement is still pending (`assume`): speed x 0.6-0.7 or occupancy x 2-2.5. Its anomaly_score reaches
+    the judgement is still pending and its first weekend shows a week more weakly than the judgement asks
+    (`assume`; `_kernel._week_pending`): speed x 0.6-0.65 or occupancy x 2-2.5. Its anomaly_score reaches
     0.9999 within WINDOW readings of the onset (main scores the closure only on a series judged weekly; see
     benchmarks/README.md, lane35, for the wide runs)."""
-    factor = 0.7 - 0.1 * strength if sensor == "speed" else 2.0 + 0.5 * strength
+    factor = 0.65 - 0.05 * strength if sensor == "speed" else 2.0 + 0.5 * strength
     onset_day = 7 + (onset_dow - start_day) % 7
     ts, clean, closed, onset = road(seed, sensor, factor, start_day, onset_day, tz)
     ahead = DetectorBank(DetectionSettings())
     ahead.assign(np.zeros(1, np.int64), ["closed"], ["value"])
     ahead.score(np.zeros(onset, np.int64), ts[:onset], closed[:onset])
     wk = ahead.state[0, S["se_wk"]]
-    assume(wk == 0.0 and ahead.season[0, SE["wc"]] >= 16)  # pending, its first Saturday tallied
+    # pending, its first weekend tallied and showing a week more weakly than the judgement asks (`_week_pending`)
+    assume(wk == 0.0 and weak_week(ahead.season[0]))
     (a_closed,) = anomaly_scores(ts, closed)
     best = float(np.max(a_closed[onset:onset + WINDOW]))
     assert best >= 0.9999, (f"a lane closed x {factor:.2f} ({sensor}, UTC{tz:+.0f}) before its week was judged "
