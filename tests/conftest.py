@@ -41,6 +41,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     compile_kernels()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_kafka_inflation_budget() -> None:
+    """Each test begins with an empty Kafka inflation budget (connectors/kafka_inflate.py), as each
+    getmany of the Kafka source does: the budget is process-wide, and bytes one test inflated must
+    not make a later test's takes defer (benchmarks/README.md ``hdr35``). Not imported if unused."""
+    inflate = sys.modules.get("urbanpulse.connectors.kafka_inflate")
+    if inflate is not None:
+        inflate.begin_fetch()
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     err = services.check_postgres(services.PG_DSN)

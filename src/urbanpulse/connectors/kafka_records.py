@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from urbanpulse.connectors.kafka_headers import records_ignoring_header_keys
 from urbanpulse.connectors.kafka_inflate import InflatedBatchTooLarge, fetch_budget_spent
 from urbanpulse.optional_kernel import OptionalKernel
 
@@ -353,7 +354,7 @@ def install() -> bool:
                     if batch.is_control_batch:
                         self.next_fetch_offset = batch.next_offset
                         continue
-                    recs = list(batch)
+                    recs = _records_of(batch, data, at, size)
                 except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the partition
                     text = f"{type(exc).__name__}: {exc}"
                     if self._found_unreadable(getattr(batch, "base_offset", self.next_fetch_offset),
@@ -415,6 +416,19 @@ def install() -> bool:
     stock_result.getall = getall
     _installed = True
     return True
+
+
+def _records_of(batch: Any, data: bytes, at: int, size: int) -> list[Any]:
+    """The records of aiokafka's ``batch`` (its bytes ``data[at:at + size]``): where aiokafka refuses
+    a header key that is not UTF-8, read again with header keys decoded leniently (kafka_headers.py):
+    urbanpulse reads no header, and one such key must not cost the batch's readings. Anything else
+    wrong with the batch still raises (the caller hands it over as an UnreadableBatch)."""
+    try:
+        return list(batch)
+    except UnicodeDecodeError:
+        if not 0 < size <= len(data) - at:  # the bytes are not at hand: unreadable, as before
+            raise
+        return records_ignoring_header_keys(data[at:at + size])
 
 
 def _run(data: bytes, rows: np.ndarray, pieces: list[Any], parser: ModuleType) -> RecordRun | list[Any]:
