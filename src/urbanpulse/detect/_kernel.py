@@ -300,6 +300,12 @@ LANE_MIN_N = 256.0
 LANE_ANY_SEASONAL = False
 LANE_BIN_RATE = 1.0 / 64.0  # an hour's mean square learns at this rate a reading in that hour (~5 days at 5 minutes)
 LANE_FLOOR = 0.25  # an hour's mean square is at least this x the all-day one (a few days of an hour are few values)
+# lane35: while the weekly judgement is pending (road33's `se_wk` below 2: a third of the generated roads, those on a
+# clock 4-8 hours west of UTC above all, are not judged weekly on their first weekend), a departure is scored against
+# the one daily profile Tuesday to Friday (UTC: not the weekend the daily profile mispredicts, nor the Monday after
+# it) on a series whose last tallied weekend shows a week, more weakly than road33's judgement asks (`_week_pending`)
+LANE_PENDING = True
+LANE_SAT_K = 2.0  # ... its Saturday's mean squared residual over this x the weekdays' (road33's judgement: WEEKLY_K)
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
@@ -1524,15 +1530,38 @@ def _season_monday(se, sl, xi, lvs, w1, b0, b1):
 
 
 @njit(**_STAGE)
-def _lane(st, se, sl, pr, ec, age, wk, rms, bk):
+def _week_pending(se, sl, wk):
+    """lane35: does the series' last tallied weekend (road33's tallies, kept until the next judgement starts) show a
+    week, though more weakly than road33's judgement asks (a road on a clock 4-8 hours west of UTC: its UTC Saturday
+    begins with a Friday evening's rush, its UTC Monday with a Sunday evening)? Its Saturday's mean squared residual
+    against the weekday profile over LANE_SAT_K x the weekdays' (the Friday's, on the day after the judgement; on a
+    Friday being tallied, `wk` 0.5, the weekdays' as that Saturday found them), its Sunday predicted better by the
+    Saturday's profile than by the weekdays', and its Monday better by the weekdays' profile than by the weekend's.
+    A series that has not been tallied, or whose weekend was an ordinary day, has no such week."""
+    wc = np.float64(se[sl, SE_WC])
+    if wc < WEEKLY_MIN or np.float64(se[sl, SE_WSC]) < WEEKLY_MIN or np.float64(se[sl, SE_WMC]) < WEEKLY_MIN:
+        return False
+    ref = np.float64(se[sl, SE_SVM])
+    wfc = np.float64(se[sl, SE_WFC])
+    if wk == 0.0 and wfc >= WEEKLY_MIN:
+        ref = _min(ref, np.float64(se[sl, SE_WF]) / wfc)
+    return (np.float64(se[sl, SE_WO]) > LANE_SAT_K * wc * ref
+            and np.float64(se[sl, SE_WS]) > np.float64(se[sl, SE_WSW])
+            and np.float64(se[sl, SE_WM]) < np.float64(se[sl, SE_WMW]))
+
+
+@njit(**_STAGE)
+def _lane(st, se, sl, pr, ec, age, wk, rms, bk, dow):
     """lane34's score-only statistic: a sustained departure from the series' own expected value (a lane closed: a
     road's occupancy x 1.5-2.5 or speed x 0.6-0.8 from an onset on), which the detectors' windows take for a rush
     hour and the seasonal score's short-term mean (~16 readings) judges against a scale that counts every rush
     hour's mismatch. The seasonal residual `ec` (clipped at 4 long-run RMS, `_season_input`) is averaged over hours
     (LANE_RATE) and judged in units of that slow mean's own long-run RMS: the series' day-to-day variation of it (a
     road's demand differs by +-15 % from day to day, so a plain CUSUM of the residual would fire on clean days).
-    Scored only on a series judged weekly (road33) or, with LANE_ANY_SEASONAL, any whose learned day's range is over
-    the seasonal score's amplitude gate x `rms` (a series whose profile explains its day), as
+    Scored on a series judged weekly (road33); with LANE_PENDING (lane35) also, Tuesday to Friday (`dow`, UTC), on one
+    whose judgement is pending but whose last tallied weekend shows a week (`_week_pending`: a road whose week the
+    judgement has not settled yet); with LANE_ANY_SEASONAL, any whose learned day's range is over
+    the seasonal score's amplitude gate x `rms` (a series whose profile explains its day); as
     1 - exp(-z^2 / 2), when z reaches the bar (LANE_Z, then LANE_STEP x the last emission's z until z falls below
     LANE_RESET: one emission per departure and a few as it deepens, not one a reading for as long as it lasts).
     It decides nothing: `_readings` emits the larger of it and `_calibrate`'s score, through the second stage.
@@ -1550,8 +1579,11 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk):
         z = abs(lm) / np.sqrt(_fmax(vb, LANE_FLOOR * lv))
         bar = st[sl, C_LC_BAR]
         gated = wk == 2.0
-        if z >= _max(bar, LANE_Z) and not gated and LANE_ANY_SEASONAL:
-            gated = _profile_span(se, sl) >= pr[P_SE_AMP] * rms
+        if z >= _max(bar, LANE_Z) and not gated:
+            if LANE_PENDING and wk < 2.0 and U_MON < dow < U_SAT:
+                gated = _week_pending(se, sl, wk)
+            elif LANE_ANY_SEASONAL:
+                gated = _profile_span(se, sl) >= pr[P_SE_AMP] * rms
         if z < LANE_RESET:
             st[sl, C_LC_BAR] = 0.0
         elif gated and z >= _max(bar, LANE_Z):
@@ -1746,7 +1778,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     lane = 0.0
     if _isfinite(ec) and n >= 64:
         lane = _lane(st, se, sl, pr, ec, age, wk, np.sqrt(_fmax(np.float64(se[sl, SE_VE]), res * res)),
-                     U_SE_L0 + (b0 if w1 < 0.5 else b1))
+                     U_SE_L0 + (b0 if w1 < 0.5 else b1), dow0)
     # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a
     # plain comparison is np.minimum for them
     if _isfinite(ec):
@@ -2131,8 +2163,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto, _burst_rate, _calibrate,
-          _recalibrate, _learn_series)
+          _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
+          _burst_rate, _calibrate, _recalibrate, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
