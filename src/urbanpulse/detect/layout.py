@@ -142,8 +142,11 @@ XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a ch
 # traffic36: reach's second path, a reading beyond the range reached by a record jump: scored where the jump from the
 # previous reading (inside the range) is at least XR_JUMP x the largest jump the series has made (`xr_j`), at
 # q = jump / (XR_JUMP x xr_j) bars (a road's stalled vehicle, speed 0-20 % of free flow, lies a fraction of a width
-# below a range the rush hours' jams widened, but no reading of the road ever fell that far at once)
+# below a range the rush hours' jams widened, but no reading of the road ever fell that far at once), and at least
+# XR_JUMP_W x the range's width (a spike, not a ramp of steps growing out of a flat series' range: 3W's pressures,
+# GECCO's Fm / pH steps, a SKAB accelerometer's dip scored on the development set without it)
 XR_JUMP = 1.5
+XR_JUMP_W = 0.9
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
