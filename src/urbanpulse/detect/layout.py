@@ -146,7 +146,7 @@ XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a ch
 # XR_JUMP_W x the range's width (a spike, not a ramp of steps growing out of a flat series' range: 3W's pressures,
 # GECCO's Fm / pH steps, a SKAB accelerometer's dip scored on the development set without it)
 XR_JUMP = 1.5
-XR_JUMP_W = 0.9
+XR_JUMP_W = 1.0
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
