@@ -145,8 +145,11 @@ XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a ch
 # below a range the rush hours' jams widened, but no reading of the road ever fell that far at once), and at least
 # XR_JUMP_W x the range's width (a spike, not a ramp of steps growing out of a flat series' range: 3W's pressures,
 # GECCO's Fm / pH steps, a SKAB accelerometer's dip scored on the development set without it)
+# and only where the previous reading's own change was at most XR_JUMP_CALM x that largest jump (one reading leaving a
+# steady road, not the next step of a move already under way: GECCO's Fm_2_51 step 812, 834, 884 on the dev set)
 XR_JUMP = 1.5
 XR_JUMP_W = 1.0
+XR_JUMP_CALM = 0.8
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
