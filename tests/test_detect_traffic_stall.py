@@ -10,7 +10,8 @@ the window statistics judge it against the rush hours' spread and steps, so on m
 reading of the road ever did is fall that far *at once*: reach's second path (`_kernel._reach`, traffic36) scores a
 reading beyond the range reached from inside it by a jump of at least 1.5 x the largest jump between consecutive
 readings the series has made and at least the range's width (a spike, not a ramp growing out of a flat series'
-range). Score only: the decisions are those of reach off, bit for bit.
+range), from a previous reading that itself moved at most 0.8 x that record (not the next step of a move under
+way). Score only: the decisions are those of reach off, bit for bit.
 
 The first property fails on main and passes on the branch; the second holds on both (reach is score-only).
 Deterministic (`derandomize=True`); `stall_scores_high` is the body a wide random run calls
