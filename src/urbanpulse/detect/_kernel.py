@@ -52,7 +52,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import (DR_A_B, DR_A_H, DR_A_L, DR_AGE_S, DR_C0, DR_DECAY, DR_M0,  # noqa: F401
                                       DR_MIN, DR_PHI_MAX, DR_R_M, DR_RATE, DR_RATE0, DR_RESYNC, DR_STEP,
-                                      DR_STEP_MIN, DR_Z0)
+                                      DR_STEP_MIN, DR_WARM, DR_Z0)
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -274,6 +274,7 @@ C_DR_N = _S["dr_n"]
 C_DR_K = _S["dr_k"]
 C_DR_E = _S["dr_e"]
 C_DR_ZP = _S["dr_zp"]
+C_DR_F = _S["dr_f"]
 DR_W = DR_R_M / (2.0 - DR_R_M)  # a short mean's variance per unit variance of white residuals
 DR_N0 = DR_C0 / DR_RATE0  # the prior's weight in readings
 DR_E0 = DR_C0 * DR_M0  # the prior's summed excess
@@ -1228,14 +1229,20 @@ def _drift(st, sl, pr, xi, ti, tp, cnt, has_prev):
 
     Reads and writes the C_DR_* columns; reads C_GAP_MED, P_ON_EWMA, P_DR_ON. Returns the score (0 where not emitted,
     ewma or fusion.drift_score is off or the reading is not finite; the fit then does not learn)."""
-    if not (pr[P_ON_EWMA] > 0) or not (pr[P_DR_ON] > 0) or not _isfinite(xi):
-        return 0.0
-    if not has_prev:
+    if cnt + DR_WARM < DR_MIN or not (pr[P_ON_EWMA] > 0) or not (pr[P_DR_ON] > 0) or not _isfinite(xi):
+        return 0.0  # drift36: a young series costs one comparison (the fit starts DR_WARM readings before it scores)
+    nf = st[sl, C_DR_F]  # the readings the fit has learned
+    if not (nf > 0):
+        if not ((cnt + DR_WARM) * st[sl, C_GAP_MED] >= DR_AGE_S):  # (NaN: no median gap yet)
+            return 0.0
         ph = (ti % DAY_US) * DR_OMEGA
         st[sl, C_DR_L] = xi
         st[sl, C_DR_CO] = math.cos(ph)
         st[sl, C_DR_SI] = math.sin(ph)
+        st[sl, C_DR_DT] = -1.0  # the next reading's phase computed afresh
+        st[sl, C_DR_F] = 1.0
         return 0.0
+    st[sl, C_DR_F] = nf + 1.0
     g = ti - tp
     if g == st[sl, C_DR_DT] and np.int64(cnt) % DR_RESYNC != 0:
         co0 = st[sl, C_DR_CO]
@@ -1261,12 +1268,12 @@ def _drift(st, sl, pr, xi, ti, tp, cnt, has_prev):
     c1 = st[sl, C_DR_C1]
     e = xi - (lv + b + hc * co + hs * si)
     ec = e
-    if cnt >= 64 and e * e > 16.0 * ve:
+    if nf >= 64 and e * e > 16.0 * ve:
         lim = 4.0 * math.sqrt(ve)
         ec = _min(_max(e, -lim), lim)
     m = st[sl, C_DR_M] + DR_R_M * (ec - st[sl, C_DR_M])
     score = 0.0
-    if cnt >= 64 and ve > 0:
+    if nf >= 64 and ve > 0:
         # z^2 = m^2 (1 - phi) / ((1 + phi) ve DR_W), phi ve clamped to [0, DR_PHI_MAX ve]: no division below DR_Z0
         pv = _min(_max(c1, 0.0), DR_PHI_MAX * ve)
         m2 = m * m
@@ -1295,7 +1302,7 @@ def _drift(st, sl, pr, xi, ti, tp, cnt, has_prev):
             st[sl, C_DR_K] = DR_DECAY * dk
             st[sl, C_DR_E] = DR_DECAY * de
         st[sl, C_DR_N] = DR_DECAY * dn + 1.0
-    rate = _max(DR_RATE, 1.0 / cnt)
+    rate = _max(DR_RATE, 1.0 / nf)
     st[sl, C_DR_M] = m
     st[sl, C_DR_VE] = ve + rate * (ec * ec - ve)
     st[sl, C_DR_C1] = c1 + rate * (ec * st[sl, C_DR_PE] - c1)

@@ -62,6 +62,8 @@ STATE: tuple[str, ...] = (
     "dr_l", "dr_b", "dr_c", "dr_s", "dr_m", "dr_ve", "dr_c1", "dr_pe",
     "dr_co", "dr_si", "dr_dt", "dr_cd", "dr_sd",
     "dr_pk", "dr_n", "dr_k", "dr_e", "dr_zp",
+    # drift36: the readings the fit has learned (0: not started; it starts DR_WARM readings before it may score)
+    "dr_f",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -188,7 +190,7 @@ RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
 # DR_AGE_S of age (a day: the harmonic has seen one); score only
 DR_A_L = 0.01  # drift34: the level's gain
 DR_A_B = 2e-4  # drift34: the slope's gain
-DR_A_H = 0.003  # drift34: the daily harmonic's gain
+DR_A_H = 0.0015  # drift34: the daily harmonic's gain
 DR_R_M = 1.0 / 32.0  # drift34: the residual's short mean's rate
 DR_RATE = 1.0 / 2048.0  # drift34: the residual's mean square and lag-1 product's rate (a plain mean until then)
 DR_PHI_MAX = 0.98  # drift34: the residual's autocorrelation is taken as at most this
@@ -197,10 +199,11 @@ DR_AGE_S = 86_400.0  # drift35: ... and the series' age (readings x median gap, 
 DR_Z0 = 3.0  # drift34: z beyond this is a departure (scored, counted)
 DR_RATE0 = 1.0 / 3000.0  # drift35: the prior's departures per reading
 DR_C0 = 1.0  # drift35: the prior's weight, in departures
-DR_M0 = 0.5  # drift35: the prior's mean excess of a departure's peak beyond DR_Z0
+DR_M0 = 0.4  # drift35: the prior's mean excess of a departure's peak beyond DR_Z0
 DR_DECAY = 1.0 - 1.0 / 16384.0  # drift35: the departures' counts decay a reading
-DR_STEP = 1.5  # drift35: a departure is emitted again where its surprise reaches this many times the last emission's
+DR_STEP = 1.25  # drift35: a departure is emitted again where its surprise reaches this many times the last emission's
 DR_STEP_MIN = 0.5  # drift35: ... and at least this much more (nats); the bar is reset where the departure ends
+DR_WARM = 1024.0  # drift36: the fit starts this many readings before the series may score (by DR_MIN and DR_AGE_S)
 DR_RESYNC = 4096  # drift35: the day's phase is computed afresh at least every this many readings (else rotated)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
