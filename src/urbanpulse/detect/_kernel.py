@@ -1209,7 +1209,7 @@ def _reach_score(st, sl, pr, q, cnt):
 
 
 @njit(**_STAGE)
-def _drift(st, sl, pr, xi, ti, tp, cnt, has_prev):
+def _drift(st, sl, pr, xi, ti, tp, cnt, vq):
     """drift (drift34's fit, drift35's gates; score only): a slow departure from what the series' own level, slope
     and daily swing predict. A machine temperature's ramp of 8-15 noise sigmas over 100-300 readings is missed by
     every level distance (det28a: a slow smoother cannot follow the daily swing's curvature, and AR(1) noise
@@ -1287,7 +1287,9 @@ def _drift(st, sl, pr, xi, ti, tp, cnt, has_prev):
             if (cnt >= DR_MIN and cnt * st[sl, C_GAP_MED] >= DR_AGE_S):
                 y = DR_LN_RATE0 - math.log((dk + DR_C0) / (dn + DR_N0)) + (z - DR_Z0) / mx
                 bar = st[sl, C_DR_PK]
-                if y > 0 and y > bar:  # emitted as it rises beyond its last emission by DR_STEP, not on every reading
+                # emitted as it rises beyond its last emission by DR_STEP, not on every reading; not where a value
+                # detector's statistic vq reached its threshold (drift36: the emission waits for the next reading)
+                if y > 0 and y > bar and vq < 0.5:
                     score = 1.0 - _fmax(math.exp(-y), _TAIL_FLOOR)
                     st[sl, C_DR_PK] = _max(DR_STEP * y, y + DR_STEP_MIN)
             st[sl, C_DR_ZP] = _max(zp, z)
@@ -2257,14 +2259,14 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
         s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
-        s_drift = _drift(st, sl, pr, xi, ti, last_ts[sl], cnt, has_prev)  # drift35: score only
+        s_vq = _max(_max(_max(s_threshold, s_robust_z), _max(s_ewma, s_spike)), s_flatline)
+        s_drift = _drift(st, sl, pr, xi, ti, last_ts[sl], cnt, s_vq)  # drift35: score only
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence * pr[P_W_SILENCE]
         # drift35: not where a value detector's statistic reached its threshold (that reading is theirs to score: a
         # decision carries their calibrated score, and a held excursion their one onset, not drift's steps)
-        if _max(_max(_max(s_threshold, s_robust_z), _max(s_ewma, s_spike)), s_flatline) < 0.5:
-            s_reach = _max(s_reach, s_drift)
+        s_reach = _max(s_reach, s_drift)  # (0 where s_vq reached 0.5)
         raw = raw_v  # all detectors' (the likelihood's input, the tail's statistic): silence folded in last
         if raw_s > raw:
             raw = raw_s
