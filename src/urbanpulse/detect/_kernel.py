@@ -1221,14 +1221,18 @@ def _drift(st, sl, pr, xi, ti, tp, cnt, vq):
     of its ended departures (decayed counts, a prior of DR_C0 at DR_RATE0 and DR_M0): a water-quality channel that
     steps now and then learns that it does, a clean temperature's rare departures keep the prior (drift34's record
     learned a drift while it rose; a departure is learned when it ends). Scored from DR_MIN readings and DR_AGE_S of
-    age (readings x the median gap: a 2.6-hour one-second file never scores). A departure is emitted as its surprise
-    rises to DR_STEP x its last emission's (at least DR_STEP_MIN more; the bar is reset where the departure ends), not
-    on every reading while it rises or holds: each of those rows outside a labelled window is a false positive (gecco's
-    flow channel after its event). The residual is winsorised at 4 RMS, so a spike is not a drift. It decides
-    nothing: `_readings` emits the larger of it and the other scores through the second stage.
+    age (readings x the median gap: a 2.6-hour one-second file never scores); the fit starts DR_WARM readings before
+    both hold (drift36: a younger series costs one comparison, and its 19 columns are not touched). A departure is
+    emitted as its surprise rises to DR_STEP x its last emission's (at least DR_STEP_MIN more; the bar is reset
+    where the departure ends), not on every reading while it rises or holds: each of those rows outside a labelled
+    window is a false positive (gecco's flow channel after its event), nor where a value detector's statistic vq
+    reached its threshold (that reading is theirs to score; the emission waits for the next reading, drift36: the
+    bar is raised only where it is emitted). The residual is winsorised at 4 RMS, so a spike is not a drift. It
+    decides nothing: `_readings` emits the larger of it and the other scores through the second stage.
 
     Reads and writes the C_DR_* columns; reads C_GAP_MED, P_ON_EWMA, P_DR_ON. Returns the score (0 where not emitted,
-    ewma or fusion.drift_score is off or the reading is not finite; the fit then does not learn)."""
+    the series is too young, ewma or fusion.drift_score is off or the reading is not finite; the fit then does not
+    learn)."""
     if cnt + DR_WARM < DR_MIN or not (pr[P_ON_EWMA] > 0) or not (pr[P_DR_ON] > 0) or not _isfinite(xi):
         return 0.0  # drift36: a young series costs one comparison (the fit starts DR_WARM readings before it scores)
     nf = st[sl, C_DR_F]  # the readings the fit has learned
