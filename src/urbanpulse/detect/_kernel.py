@@ -50,9 +50,6 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
-from urbanpulse.detect.layout import (DR_A_B, DR_A_H, DR_A_L, DR_AGE_S, DR_C0, DR_DECAY, DR_M0,  # noqa: F401
-                                      DR_MIN, DR_PHI_MAX, DR_R_M, DR_RATE, DR_RATE0, DR_RESYNC, DR_STEP,
-                                      DR_STEP_MIN, DR_WARM, DR_Z0)
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -254,35 +251,9 @@ P_XR_THR = _COL["xr_thr"]
 # burstfp34: the series' own bursts (`_burst_rate`)
 C_BF_K = _S["bf_k"]
 C_BF_R = _S["bf_r"]
-P_DR_ON = _COL["dr_on"]
-# drift35: the drift statistic's fit, residual, phase rotation, re-arm memory and departures (`_drift`)
-C_DR_L = _S["dr_l"]
-C_DR_B = _S["dr_b"]
-C_DR_C = _S["dr_c"]
-C_DR_S = _S["dr_s"]
-C_DR_M = _S["dr_m"]
-C_DR_VE = _S["dr_ve"]
-C_DR_C1 = _S["dr_c1"]
-C_DR_PE = _S["dr_pe"]
-C_DR_CO = _S["dr_co"]
-C_DR_SI = _S["dr_si"]
-C_DR_DT = _S["dr_dt"]
-C_DR_CD = _S["dr_cd"]
-C_DR_SD = _S["dr_sd"]
-C_DR_PK = _S["dr_pk"]
-C_DR_N = _S["dr_n"]
-C_DR_K = _S["dr_k"]
-C_DR_E = _S["dr_e"]
-C_DR_ZP = _S["dr_zp"]
-C_DR_F = _S["dr_f"]
-DR_W = DR_R_M / (2.0 - DR_R_M)  # a short mean's variance per unit variance of white residuals
-DR_N0 = DR_C0 / DR_RATE0  # the prior's weight in readings
-DR_E0 = DR_C0 * DR_M0  # the prior's summed excess
-DR_LN_RATE0 = math.log(DR_RATE0)
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
-DR_OMEGA = 2.0 * math.pi / DAY_US  # drift: the daily harmonic's angle per microsecond
 BIN_US = DAY_US // _SEASON_BINS
 HALF_BIN_US = BIN_US // 2
 PER_BIN_US = 1.0 / BIN_US  # (products, not quotients, on every reading: a float division costs ~4 products)
@@ -1206,118 +1177,6 @@ def _reach_score(st, sl, pr, q, cnt):
     st[sl, C_XR_E] = xr_e + _min(q - 1.0, 5.0 * b / a)
     st[sl, C_XR_T] = cnt
     return 1.0 - _fmax(p, _TAIL_FLOOR)
-
-
-@njit(**_STAGE)
-def _drift(st, sl, pr, xi, ti, tp, cnt, vq):
-    """drift (drift34's fit, drift35's gates; score only): a slow departure from what the series' own level, slope
-    and daily swing predict. A machine temperature's ramp of 8-15 noise sigmas over 100-300 readings is missed by
-    every level distance (det28a: a slow smoother cannot follow the daily swing's curvature, and AR(1) noise
-    wanders as far). The prediction L + B + C cos(wt) + S sin(wt) (w: the UTC day; the phase rotated by the gap's
-    angle where the gap repeats, computed afresh otherwise and every DR_RESYNC readings) follows the swing and the
-    trend; the residual e's short mean m against sqrt(ve (1 + phi) / (1 - phi) x DR_W) (phi: the residual's lag-1
-    mean product / ve, in [0, DR_PHI_MAX]) is z. A departure (z beyond DR_Z0) scores by the series' own past
-    departures: surprise ln(DR_RATE0 / rate) + (z - DR_Z0) / mean excess, rate and mean excess fitted to the peaks
-    of its ended departures (decayed counts, a prior of DR_C0 at DR_RATE0 and DR_M0): a water-quality channel that
-    steps now and then learns that it does, a clean temperature's rare departures keep the prior (drift34's record
-    learned a drift while it rose; a departure is learned when it ends). Scored from DR_MIN readings and DR_AGE_S of
-    age (readings x the median gap: a 2.6-hour one-second file never scores); the fit starts DR_WARM readings before
-    both hold (drift36: a younger series costs one comparison, and its 19 columns are not touched). A departure is
-    emitted as its surprise rises to DR_STEP x its last emission's (at least DR_STEP_MIN more; the bar is reset
-    where the departure ends), not on every reading while it rises or holds: each of those rows outside a labelled
-    window is a false positive (gecco's flow channel after its event), nor where a value detector's statistic vq
-    reached its threshold (that reading is theirs to score; the emission waits for the next reading, drift36: the
-    bar is raised only where it is emitted). The residual is winsorised at 4 RMS, so a spike is not a drift. It
-    decides nothing: `_readings` emits the larger of it and the other scores through the second stage.
-
-    Reads and writes the C_DR_* columns; reads C_GAP_MED, P_ON_EWMA, P_DR_ON. Returns the score (0 where not emitted,
-    the series is too young, ewma or fusion.drift_score is off or the reading is not finite; the fit then does not
-    learn)."""
-    if cnt + DR_WARM < DR_MIN or not (pr[P_ON_EWMA] > 0) or not (pr[P_DR_ON] > 0) or not _isfinite(xi):
-        return 0.0  # drift36: a young series costs one comparison (the fit starts DR_WARM readings before it scores)
-    nf = st[sl, C_DR_F]  # the readings the fit has learned
-    if not (nf > 0):
-        if not ((cnt + DR_WARM) * st[sl, C_GAP_MED] >= DR_AGE_S):  # (NaN: no median gap yet)
-            return 0.0
-        ph = (ti % DAY_US) * DR_OMEGA
-        st[sl, C_DR_L] = xi
-        st[sl, C_DR_CO] = math.cos(ph)
-        st[sl, C_DR_SI] = math.sin(ph)
-        st[sl, C_DR_DT] = -1.0  # the next reading's phase computed afresh
-        st[sl, C_DR_F] = 1.0
-        return 0.0
-    st[sl, C_DR_F] = nf + 1.0
-    g = ti - tp
-    if g == st[sl, C_DR_DT] and np.int64(cnt) % DR_RESYNC != 0:
-        co0 = st[sl, C_DR_CO]
-        si0 = st[sl, C_DR_SI]
-        cd = st[sl, C_DR_CD]
-        sd = st[sl, C_DR_SD]
-        co = co0 * cd - si0 * sd
-        si = si0 * cd + co0 * sd
-    else:
-        ph = (ti % DAY_US) * DR_OMEGA
-        co = math.cos(ph)
-        si = math.sin(ph)
-        st[sl, C_DR_DT] = g
-        st[sl, C_DR_CD] = math.cos(g * DR_OMEGA)
-        st[sl, C_DR_SD] = math.sin(g * DR_OMEGA)
-    st[sl, C_DR_CO] = co
-    st[sl, C_DR_SI] = si
-    lv = st[sl, C_DR_L]
-    b = st[sl, C_DR_B]
-    hc = st[sl, C_DR_C]
-    hs = st[sl, C_DR_S]
-    ve = st[sl, C_DR_VE]
-    c1 = st[sl, C_DR_C1]
-    e = xi - (lv + b + hc * co + hs * si)
-    ec = e
-    if nf >= 64 and e * e > 16.0 * ve:
-        lim = 4.0 * math.sqrt(ve)
-        ec = _min(_max(e, -lim), lim)
-    m = st[sl, C_DR_M] + DR_R_M * (ec - st[sl, C_DR_M])
-    score = 0.0
-    if nf >= 64 and ve > 0:
-        # z^2 = m^2 (1 - phi) / ((1 + phi) ve DR_W), phi ve clamped to [0, DR_PHI_MAX ve]: no division below DR_Z0
-        pv = _min(_max(c1, 0.0), DR_PHI_MAX * ve)
-        m2 = m * m
-        dn = st[sl, C_DR_N]
-        dk = st[sl, C_DR_K]
-        de = st[sl, C_DR_E]
-        zp = st[sl, C_DR_ZP]
-        mx = (de + DR_E0) / (dk + DR_C0)
-        if m2 * (ve - pv) > DR_Z0 * DR_Z0 * DR_W * ve * (ve + pv):
-            z = math.sqrt(m2 * (ve - pv) / (DR_W * ve * (ve + pv)))
-            if (cnt >= DR_MIN and cnt * st[sl, C_GAP_MED] >= DR_AGE_S):
-                y = DR_LN_RATE0 - math.log((dk + DR_C0) / (dn + DR_N0)) + (z - DR_Z0) / mx
-                bar = st[sl, C_DR_PK]
-                # emitted as it rises beyond its last emission by DR_STEP, not on every reading; not where a value
-                # detector's statistic vq reached its threshold (drift36: the emission waits for the next reading)
-                if y > 0 and y > bar and vq < 0.5:
-                    score = 1.0 - _fmax(math.exp(-y), _TAIL_FLOOR)
-                    st[sl, C_DR_PK] = _max(DR_STEP * y, y + DR_STEP_MIN)
-            st[sl, C_DR_ZP] = _max(zp, z)
-            st[sl, C_DR_K] = DR_DECAY * dk
-            st[sl, C_DR_E] = DR_DECAY * de
-        elif zp > 0:  # a departure ended: learned by its peak
-            st[sl, C_DR_K] = DR_DECAY * dk + 1.0
-            st[sl, C_DR_E] = DR_DECAY * de + _min(zp - DR_Z0, 5.0 * mx)
-            st[sl, C_DR_ZP] = 0.0
-            st[sl, C_DR_PK] = 0.0
-        else:
-            st[sl, C_DR_K] = DR_DECAY * dk
-            st[sl, C_DR_E] = DR_DECAY * de
-        st[sl, C_DR_N] = DR_DECAY * dn + 1.0
-    rate = _max(DR_RATE, 1.0 / nf)
-    st[sl, C_DR_M] = m
-    st[sl, C_DR_VE] = ve + rate * (ec * ec - ve)
-    st[sl, C_DR_C1] = c1 + rate * (ec * st[sl, C_DR_PE] - c1)
-    st[sl, C_DR_PE] = ec
-    st[sl, C_DR_L] = lv + b + DR_A_L * ec
-    st[sl, C_DR_B] = b + DR_A_B * ec
-    st[sl, C_DR_C] = hc + 2.0 * DR_A_H * ec * co
-    st[sl, C_DR_S] = hs + 2.0 * DR_A_H * ec * si
-    return score
 
 
 @njit(**_STAGE)
@@ -2263,14 +2122,9 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
         s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
-        s_vq = _max(_max(_max(s_threshold, s_robust_z), _max(s_ewma, s_spike)), s_flatline)
-        s_drift = _drift(st, sl, pr, xi, ti, last_ts[sl], cnt, s_vq)  # drift35: score only
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence * pr[P_W_SILENCE]
-        # drift35: not where a value detector's statistic reached its threshold (that reading is theirs to score: a
-        # decision carries their calibrated score, and a held excursion their one onset, not drift's steps)
-        s_reach = _max(s_reach, s_drift)  # (0 where s_vq reached 0.5)
         raw = raw_v  # all detectors' (the likelihood's input, the tail's statistic): silence folded in last
         if raw_s > raw:
             raw = raw_s
@@ -2306,8 +2160,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _drift,
-          _ewma,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,

@@ -53,17 +53,6 @@ STATE: tuple[str, ...] = (
     # --- burstfp34: the series' own bursts (runs of at most BF_RUN readings whose point-detector statistic is at
     # least its threshold), a decayed count (the tail fit's memory), and the length of the run now open
     "bf_k", "bf_r",
-    # --- drift35, a score-only statistic (`_drift`, drift34's fit): a level, slope and daily harmonic (cos, sin)
-    # fitted to the readings, the residual's short mean, its mean square, its lag-1 mean product and the previous
-    # residual; the day's phase as a rotation (cos, sin, the gap they were rotated by and that gap's cos, sin);
-    # the surprise the departure under way must reach to be emitted again (0: any); the residual's own departures
-    # beyond DR_Z0 (decayed count of readings, of ended departures and their peaks' summed excess, and the peak of
-    # the departure under way)
-    "dr_l", "dr_b", "dr_c", "dr_s", "dr_m", "dr_ve", "dr_c1", "dr_pe",
-    "dr_co", "dr_si", "dr_dt", "dr_cd", "dr_sd",
-    "dr_pk", "dr_n", "dr_k", "dr_e", "dr_zp",
-    # drift36: the readings the fit has learned (0: not started; it starts DR_WARM readings before it may score)
-    "dr_f",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -103,7 +92,6 @@ PARAMS: tuple[str, ...] = (
     "tl_u", "tl_decay", "tl_n0", "tl_k0", "tl_e0", "tl_c0", "al_tail",
     "nz_thr", "nz_rate",
     "tr_thr", "tr_alpha", "tr_rate", "tr_slope", "tr_w",
-    "dr_on",  # drift35: fusion.drift_score (1 = on)
     "rc_y0", "rc_decay", "rc_n0", "rc_k0", "rc_e0",
     "dt_stretch",
     "env_k", "env_g", "env_min", "env_decay",
@@ -179,32 +167,6 @@ RS_RHO_CAP = 4.0  # level34: a window's regime statistic is learned at most this
 RS_REARM_HALF = 1024.0  # level34: readings for the emission's re-arm memory (its tail) to double: a shift is emitted
 # as its median moves, not again while the slow memory catches up with the new level (~1,500 readings)
 RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
-
-# --- drift (drift34's fit, drift35's gates): a slow departure (a ramp of a few noise sigmas over hundreds of
-# readings, then held) on an autocorrelated series with a daily swing. A level L, slope B and daily harmonic
-# C cos + S sin (phase of the UTC day) predict the reading; the residual's short mean m (rate DR_R_M) against the
-# standard error of a mean of that many AR(1) residuals, sqrt(ve (1 + phi) / (1 - phi) x r / (2 - r)), is z.
-# Beyond DR_Z0 it is surprising by the series' own departures: an exponential tail fitted to the peaks of its past
-# departures (rate per reading and mean excess, a prior of DR_C0 departures at DR_RATE0 and DR_M0), so a series
-# whose level steps now and then (a water-quality channel) learns that it does. Scored from DR_MIN readings and
-# DR_AGE_S of age (a day: the harmonic has seen one); score only
-DR_A_L = 0.01  # drift34: the level's gain
-DR_A_B = 2e-4  # drift34: the slope's gain
-DR_A_H = 0.0015  # drift34: the daily harmonic's gain
-DR_R_M = 1.0 / 32.0  # drift34: the residual's short mean's rate
-DR_RATE = 1.0 / 2048.0  # drift34: the residual's mean square and lag-1 product's rate (a plain mean until then)
-DR_PHI_MAX = 0.98  # drift34: the residual's autocorrelation is taken as at most this
-DR_MIN = 1536.0  # drift34: readings before it scores
-DR_AGE_S = 86_400.0  # drift35: ... and the series' age (readings x median gap, seconds) before it scores
-DR_Z0 = 3.0  # drift34: z beyond this is a departure (scored, counted)
-DR_RATE0 = 1.0 / 3000.0  # drift35: the prior's departures per reading
-DR_C0 = 1.0  # drift35: the prior's weight, in departures
-DR_M0 = 0.4  # drift35: the prior's mean excess of a departure's peak beyond DR_Z0
-DR_DECAY = 1.0 - 1.0 / 16384.0  # drift35: the departures' counts decay a reading
-DR_STEP = 1.25  # drift35: a departure is emitted again where its surprise reaches this many times the last emission's
-DR_STEP_MIN = 0.5  # drift35: ... and at least this much more (nats); the bar is reset where the departure ends
-DR_WARM = 1024.0  # drift36: the fit starts this many readings before the series may score (by DR_MIN and DR_AGE_S)
-DR_RESYNC = 4096  # drift35: the day's phase is computed afresh at least every this many readings (else rotated)
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes

@@ -63,7 +63,6 @@ def param_row(p: DetectorParams, fusion: FusionSettings) -> np.ndarray:
         tl_k0=fusion.tail_prior_rate * fusion.tail_prior_readings, tl_e0=fusion.tail_prior_excess * TAIL_PRIOR_TAILS,
         tl_c0=TAIL_PRIOR_TAILS, al_tail=fusion.alert_tail,
         nz_thr=fusion.likelihood_spread_threshold, nz_rate=1.0 / SPREAD_SHORT_READINGS,
-        dr_on=1.0 if fusion.drift_score else 0.0,
         tr_thr=fusion.likelihood_trend_threshold, tr_alpha=fusion.likelihood_trend_alpha,
         tr_rate=1.0 / TREND_SHORT_READINGS, tr_slope=fusion.likelihood_trend_alpha / (1.0 - fusion.likelihood_trend_alpha),
         tr_w=(1.0 / TREND_SHORT_READINGS) / (2.0 - 1.0 / TREND_SHORT_READINGS),

@@ -283,11 +283,6 @@ class FusionSettings(BaseModel):
     likelihood_trend_alpha: float = Field(
         0.1, gt=0, lt=1, description="smoothing factor of the trend input's local linear prediction (0.1: a level "
         "and slope over the last ~10-20 readings)")
-    drift_score: bool = Field(
-        True, description="the drift score (score only, drift35): each reading against the series' own level, slope "
-        "and daily harmonic, the residual's short mean in units of the standard error its lag-1 autocorrelation "
-        "implies, as surprising as the series' own past departures say; from a day of age and 1,536 readings. "
-        "anomaly_score only: no detector score or decision changes")
     likelihood_season_threshold: float = Field(
         1.0, ge=0, description="daily-seasonal residual in the likelihood's score (0 = off): each reading against "
         "a slow level plus a profile of the UTC day in 24 hourly bins interpolated between their centres (additive "
