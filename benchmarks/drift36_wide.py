@@ -1,4 +1,4 @@
-"""drift36: a wide random run of tests/test_detect_drift.py's body (in benchmarks/detection_tried/drift36_fit_start_c3.patch).
+"""drift36: a wide random run of tests/test_detect_drift.py's body (in detection_tried/drift36_fit_start_c3.patch).
 
     PYTHONPATH=<tree>/src:tests python benchmarks/drift36_wide.py N SEED     # RANGES='{"LENGTH": (150, 200)}' overrides ranges
 
