@@ -1,6 +1,6 @@
 """drift36: a wide random run of tests/test_detect_drift.py's body (in detection_tried/drift36_fit_start_c3.patch).
 
-    PYTHONPATH=<tree>/src:tests python benchmarks/drift36_wide.py N SEED     # RANGES='{"LENGTH": (150, 200)}' overrides ranges
+    PYTHONPATH=<tree>/src:tests python benchmarks/drift36_wide.py N SEED  # RANGES='{"LENGTH": (150, 200)}' overrides
 
 N draws uniform in the test's ranges (SIGMA, PHI, SWING, SIZE, LENGTH, a random sign); prints each failing draw and
 "K of N fail". The test module must be importable (apply the patch, or keep its tests/test_detect_drift.py).
