@@ -1,0 +1,16 @@
+"""Wide run of tests/test_detect_burst_onset.py's property (first36): seeds S0 .. S0+N, every server kind.
+
+    PYTHONPATH=$PWD/src .venv/bin/python benchmarks/first36_onset_wide.py 6000 60   # and PYTHONPATH=/work/main/src
+"""
+import sys
+import numpy as np
+sys.path.insert(0, "tests")
+import test_detect_burst_onset as t
+from corpus import families
+s0, n = int(sys.argv[1]), int(sys.argv[2])
+fo = ff = fs = tot = 0
+for seed in range(s0, s0 + n):
+    for kind in families.ALL_KINDS["server"]:
+        onset, fd, far, shift = t.judge(seed, kind)
+        tot += 1; fo += onset >= t.BAR; ff += (not fd) or far < 0.99; fs += shift < t.BAR
+print(f"{tot} draws: onset >= bar {fo}, far fails {ff}, shift fails {fs}")
