@@ -131,6 +131,57 @@ def test_record_offsets_reads_each_records_offset() -> None:
 # -- through the service, PostgreSQL and Tansu --------------------------------------------------
 
 
+#: deltas whose ends look contiguous (the last is len - 1, so the commit is the batch's end)
+e2e_deltas = deltas().filter(lambda d: len(d) > 1).map(lambda d: [*d[:-1], len(d) - 1])
+
+
+def check_batch(svc: Any, dsn: str, bootstrap: str, topic: str, group: str, state: dict[str, int],  # noqa: ANN401
+                ds: list[int], garbage: list[bool], gzip: bool) -> None:
+    """One batch of readings and garbage at deltas ``ds`` produced raw into ``topic``; AssertionError
+    unless every reading is stored, the group's offset is committed past the batch and each
+    garbage record's quarantine row holds its own offset."""
+    from service_process import db_rows, db_value, wait_until
+    from services import committed_offsets
+
+    e = state["example"] = state["example"] + 1
+    now = state["now"]
+    values = [b"garbage %d-%d" % (e, i) if garbage[i] else reading(f"d{e}-{i}", now - 1000 * e - i)
+              for i in range(len(ds))]
+    recs = [record_d(d, v) for d, v in zip(ds, values)]
+    batch = gzip_batch(recs, now) if gzip else record_batch(recs, ts_ms=now)
+    base, = asyncio.run(produce_raw(bootstrap, topic, [batch]))
+    own = {v: base + d for d, v in zip(ds, values)}
+    bad = [v for v in values if v.startswith(b"garbage")]
+    state["stored"] += len(values) - len(bad)
+
+    def settled() -> bool:
+        assert svc.proc is not None and svc.proc.poll() is None, f"the service died ({svc.proc.returncode})"
+        return int(db_value(dsn, "SELECT count(*) FROM readings")) == state["stored"] and \
+            asyncio.run(committed_offsets(bootstrap, topic, group, 1)) == {0: base + len(ds)}
+
+    wait_until(settled, 60, what=f"example {e}: the readings stored and the offset committed past the batch")
+    rows = db_rows(dsn, "SELECT kafka_offset, payload FROM quarantine WHERE kafka_offset >= $1", base)
+    got = {bytes(r["payload"]): int(r["kafka_offset"]) for r in rows}
+    assert len(got) == len(rows), rows
+    for payload, offset in got.items():
+        assert own.get(payload) == offset, (ds, payload, offset, own.get(payload))
+    # one row per offset claimed by garbage (a second record at the same offset: the row's key is taken)
+    assert sorted(got.values()) == sorted({own[v] for v in bad}), (ds, garbage, got)
+
+
+def start_service(dsn: str, bootstrap: str, tmp_path: Path) -> tuple[Any, str, str]:
+    """The service consuming a new topic of its own: (service, topic, group)."""
+    from service_process import ServiceProcess
+    from services import create_topic
+
+    topic, group = f"deltas-{uuid.uuid4().hex[:8]}", f"deltas-{uuid.uuid4().hex[:6]}"
+    create_topic(bootstrap, topic)
+    svc = ServiceProcess({"database": {"dsn": dsn},
+                          "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "topics": [topic],
+                                    "group_id": group}}, tmp_path).start()
+    return svc, topic, group
+
+
 @pytest.mark.integration
 def test_quarantine_rows_carry_their_records_own_offsets(fresh_db: str, kafka_bootstrap: str,
                                                          tmp_path: Path) -> None:
@@ -138,44 +189,13 @@ def test_quarantine_rows_carry_their_records_own_offsets(fresh_db: str, kafka_bo
     offset (two records claiming one offset share that row: the second is dropped as a redelivery
     would be, see benchmarks/README.md ``hostile36``), every reading is stored, and the group's
     offset is committed past each batch."""
-    from service_process import ServiceProcess, db_rows, db_value, wait_until
-    from services import committed_offsets, create_topic
-
-    topic, group = f"deltas-{uuid.uuid4().hex[:8]}", f"deltas-{uuid.uuid4().hex[:6]}"
-    create_topic(kafka_bootstrap, topic)
-    svc = ServiceProcess({"database": {"dsn": fresh_db},
-                          "kafka": {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": [topic],
-                                    "group_id": group}}, tmp_path).start()
-    now = int(time.time() * 1000)
-    state = {"example": 0, "stored": 0}
+    svc, topic, group = start_service(fresh_db, kafka_bootstrap, tmp_path)
+    state = {"example": 0, "stored": 0, "now": int(time.time() * 1000)}
 
     @settings(max_examples=E2E_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(ds=deltas().filter(lambda d: len(d) > 1).map(lambda d: [*d[:-1], len(d) - 1]), garbage=st.lists(st.booleans(), min_size=12, max_size=12),
-           gzip=st.booleans())
+    @given(ds=e2e_deltas, garbage=st.lists(st.booleans(), min_size=12, max_size=12), gzip=st.booleans())
     def check(ds: list[int], garbage: list[bool], gzip: bool) -> None:
-        e = state["example"] = state["example"] + 1
-        values = [b"garbage %d-%d" % (e, i) if garbage[i] else reading(f"d{e}-{i}", now - 1000 * e - i)
-                  for i in range(len(ds))]
-        recs = [record_d(d, v) for d, v in zip(ds, values)]
-        batch = gzip_batch(recs, now) if gzip else record_batch(recs, ts_ms=now)
-        base, = asyncio.run(produce_raw(kafka_bootstrap, topic, [batch]))
-        own = {v: base + d for d, v in zip(ds, values)}
-        bad = [v for v in values if v.startswith(b"garbage")]
-        state["stored"] += len(values) - len(bad)
-
-        def settled() -> bool:
-            assert svc.proc is not None and svc.proc.poll() is None, f"the service died ({svc.proc.returncode})"
-            return int(db_value(fresh_db, "SELECT count(*) FROM readings")) == state["stored"] and \
-                asyncio.run(committed_offsets(kafka_bootstrap, topic, group, 1)) == {0: base + len(ds)}
-
-        wait_until(settled, 60, what=f"example {e}: the readings stored and the offset committed past the batch")
-        rows = db_rows(fresh_db, "SELECT kafka_offset, payload FROM quarantine WHERE kafka_offset >= $1", base)
-        got = {bytes(r["payload"]): int(r["kafka_offset"]) for r in rows}
-        assert len(got) == len(rows), rows
-        for payload, offset in got.items():
-            assert own.get(payload) == offset, (ds, payload, offset, own.get(payload))
-        # one row per offset claimed by garbage (a second record at the same offset: the row's key is taken)
-        assert sorted(got.values()) == sorted({own[v] for v in bad}), (ds, garbage, got)
+        check_batch(svc, fresh_db, kafka_bootstrap, topic, group, state, ds, garbage, gzip)
 
     try:
         check()

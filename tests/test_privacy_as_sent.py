@@ -97,11 +97,13 @@ def sensor_ids(draw) -> tuple[str, bool]:  # noqa: ANN001
 
 
 @st.composite
-def readings(draw) -> Sent:  # noqa: ANN001
-    sensor, valid_id = draw(sensor_ids())
+def readings(draw, ids: bool = True, units: bool = True) -> Sent:  # noqa: ANN001
+    """A reading; ``ids``/``units`` False: its id / unit always valid (to count one property alone)."""
+    sensor, valid_id = draw(sensor_ids()) if ids else ("dev-" + draw(st.text("abcdefgh0123", min_size=4, max_size=12)), True)
     metric = draw(st.sampled_from(sorted(UNITS)))
     unit_of, alias, wrong = UNITS[metric]
-    kind = draw(st.sampled_from(["none", "catalogue", "alias", "wrong", "made_up"]))
+    kind = draw(st.sampled_from(["none", "catalogue", "alias", "wrong", "made_up"] if units
+                                else ["none", "catalogue", "alias"]))
     unit = {"none": None, "catalogue": unit_of, "alias": alias, "wrong": draw(st.sampled_from(wrong)),
             "made_up": "u" + draw(st.text("qwxyz", min_size=6, max_size=10))}[kind]
     reason = "bad_sensor_id" if not valid_id else "unit_mismatch" if kind in ("wrong", "made_up") else None
