@@ -470,10 +470,11 @@ def offset_labels(offs: np.ndarray) -> range | list[int]:
     The ends alone do not prove that: a hostile producer's batch (kept as produced by a broker such
     as Tansu) can repeat an offset delta or go back, and deltas 0, 1, 1, 3 span 0..3 in four records,
     which a range would label 0, 1, 2, 3 (a quarantine row one off, ``hostile36``). So where the ends
-    say "contiguous", every step is checked to be 1, in C (~1 ns a record)."""
+    say "contiguous", the offsets must also strictly increase (n - 1 integer steps of at least 1
+    summing to n - 1 are all 1): one comparison in C, ~1.6 us a run whatever its length up to 1,000."""
     n = len(offs)
     first, last = int(offs[0]), int(offs[-1])
-    if last - first == n - 1 and (n < 3 or bool((np.diff(offs) == 1).all())):
+    if last - first == n - 1 and (n < 3 or bool((offs[1:] > offs[:-1]).all())):
         return range(first, last + 1)
     return offs.tolist()
 
