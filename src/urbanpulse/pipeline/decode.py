@@ -62,7 +62,8 @@ class DecodeStage:
             privacy.apply(batch, decoded, scope)
             raw = privacy.raw_of(scope, decoded.columns, raw)
             validated = self.validator.validate(batch, decoded, raw, privacy.withholds_reading(scope, decoded.columns),
-                                                bad_location=scope.bad_location)
+                                                bad_location=scope.bad_location, bad_sensor_id=scope.bad_sensor_id,
+                                                units_as_sent=scope.units_as_sent)
         else:
             validated = self.validator.validate(batch, decoded, raw)
         if scope is not None:

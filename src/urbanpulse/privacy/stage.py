@@ -1,8 +1,10 @@
 """The privacy stage of the pipeline: runs on decoded columns before validation (docs/privacy.md).
 
-Validation still decides on the position as sent: the stage marks the positions that were invalid
-before it coarsened or dropped them (``Scope.bad_location``), so a personal reading is accepted or
-rejected exactly as the same reading from an open source, and only the coarsened position is stored.
+Validation still decides on what was sent: the stage marks the positions that were invalid before
+it coarsened or dropped them (``Scope.bad_location``), the ids that were invalid before it
+pseudonymised them (``Scope.bad_sensor_id``) and keeps the units it dropped for the unit check
+(``Scope.units_as_sent``), so a personal reading is accepted or rejected exactly as the same reading
+from an open source, and only the coarsened position, the pseudonym and no unit are stored.
 
 Only messages whose data class (by topic, else by source) has an active policy are touched; a
 pipeline without any such class has no stage at all, so other sources' hot path is unchanged.
@@ -25,7 +27,7 @@ from urbanpulse.formats.router import topic_matches
 from urbanpulse.model import ReadingColumns, Rejection
 from urbanpulse.privacy.pseudonyms import Pseudonymiser, load_key
 from urbanpulse.privacy.settings import CLASS_RANK, ClassPolicy, PrivacySettings
-from urbanpulse.quality.validate import bad_positions
+from urbanpulse.quality.validate import bad_positions, sensor_id_fault
 
 #: payload of a quarantined message of a redacted class: none of its bytes are kept
 REDACTED_MESSAGE = b'{"redacted":true}'
@@ -44,6 +46,12 @@ class Scope:
     #: readings whose position was invalid as sent, before :meth:`PrivacyStage.apply` coarsened or
     #: dropped it (None: none): validation rejects them as an open source's would be
     bad_location: np.ndarray | None = None
+    #: per reading, the ``sensor_id_fault`` of its id as sent, before :meth:`PrivacyStage.apply`
+    #: pseudonymised it (None: none invalid): " phone\x07 " must not become a valid ``psn-...``
+    bad_sensor_id: np.ndarray | None = None
+    #: reading -> its unit as sent, where ``drop_fields: [unit]`` dropped it: validation judges the
+    #: unit (``furlongs`` for temperature is ``unit_mismatch``), storage never sees it
+    units_as_sent: dict[int, str] = field(default_factory=dict)
 
     def groups(self) -> list[tuple[ClassPolicy, np.ndarray | None]]:
         """(policy, message mask or None for every message) for each active policy in the batch."""
@@ -194,6 +202,7 @@ class PrivacyStage:
                 cols.has_null_value = cols.has_null_value & ~fix
         if p.pseudonymise:
             assert self.pseudonymiser is not None  # build_privacy_stage refuses this without a key
+            _mark_bad_ids(cols.sensor_id, mask, everything, scope)
             if everything:
                 cols.sensor_id = self.pseudonymiser.apply(cols.sensor_id, cols.ts_us)
             else:
@@ -213,9 +222,13 @@ class PrivacyStage:
             rlat, rlon = grid.snap(cols.lat, cols.lon)
             cols.lat, cols.lon = (rlat, rlon) if everything else (np.where(mask, rlat, cols.lat),
                                                                  np.where(mask, rlon, cols.lon))
-        if "unit" in p.drop_fields:
+        if "unit" in p.drop_fields:  # judged as sent (Scope.units_as_sent), stored without
+            units, sent = cols.unit, scope.units_as_sent
             for k in (range(n) if everything else np.flatnonzero(mask).tolist()):
-                cols.unit[k] = None
+                u = units[k]
+                if u is not None:
+                    sent[k] = u
+                    units[k] = None
 
     @staticmethod
     def _redacting_policy(scope: Scope, cols: ReadingColumns, k: int) -> ClassPolicy | None:
@@ -296,6 +309,23 @@ class PrivacyStage:
         """Whether error texts about ``batch`` must stay out of the log (they may quote its ids)."""
         scope = self.scope(batch)
         return scope is not None and any(p is not None and _redacts(p) for p in scope.msg_policy)
+
+
+def _mark_bad_ids(ids: list[str], mask: np.ndarray, everything: bool, scope: Scope) -> None:
+    """Mark in ``scope.bad_sensor_id`` the readings (of ``mask``) whose id is invalid as sent, by
+    validation's own predicate, once per distinct id. Nothing is remembered across batches:
+    validation's cache of clean ids must not hold raw personal ids (the pseudonymiser's keyed cache
+    holds them already, inside the stage, and is the one place)."""
+    idx = None if everything else np.flatnonzero(mask).tolist()
+    distinct = set(ids) if idx is None else {ids[k] for k in idx}
+    faults = {s: f for s in distinct if (f := sensor_id_fault(s))}
+    if not faults:
+        return
+    n = len(ids)
+    codes = np.fromiter((faults.get(s, 0) for s in ids), dtype=np.int8, count=n)
+    if idx is not None:
+        codes[~mask] = 0
+    scope.bad_sensor_id = codes if scope.bad_sensor_id is None else np.where(codes != 0, codes, scope.bad_sensor_id)
 
 
 def _redacts(p: ClassPolicy) -> bool:

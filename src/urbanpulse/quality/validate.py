@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
 from operator import is_not
@@ -101,8 +101,7 @@ class ReadingValidator:
         fresh = distinct_ids - self._clean_ids
         if not fresh:
             return set()
-        bad = {s for s in fresh
-               if not s.isprintable() or s != s.strip() or not s or len(s) > MAX_SENSOR_ID_CHARS}
+        bad = {s for s in fresh if sensor_id_fault(s)}
         if len(self._clean_ids) + len(fresh) > self.clean_ids_limit:
             self._clean_ids = set()
         self._clean_ids |= fresh - bad if bad else fresh
@@ -122,14 +121,19 @@ class ReadingValidator:
 
     def validate(self, batch: MessageBatch, decoded: Decoded, raw_of: Callable[[int], bytes],
                  withhold: Callable[[int], bool] | None = None,
-                 bad_location: np.ndarray | None = None) -> Validated:
+                 bad_location: np.ndarray | None = None, bad_sensor_id: np.ndarray | None = None,
+                 units_as_sent: Mapping[int, str] | None = None) -> Validated:
         """Split ``decoded`` into valid readings and rejections with reasons.
 
         ``withhold(k)``: reading ``k`` is personal data whose quarantine row is redacted
         (privacy/stage.py), so its detail names the reason, the field and the limit but quotes no
         value, unit or sensor id (docs/privacy.md). ``bad_location``: readings whose position was
         invalid as sent (:func:`bad_positions`), judged by the privacy stage before it coarsened
-        or dropped it: rounding 90.0004 to 90.0 must not make it valid (``input35``)."""
+        or dropped it: rounding 90.0004 to 90.0 must not make it valid (``input35``).
+        ``bad_sensor_id``: per reading, the :func:`sensor_id_fault` of its id as sent (0: none), judged
+        by the privacy stage before it pseudonymised the id (a pseudonym is always well-formed).
+        ``units_as_sent``: reading -> unit, for readings whose unit the privacy stage dropped
+        (``drop_fields: [unit]``): the unit is judged as sent, then not stored (``hostile36``)."""
         cols = decoded.columns
         n = len(cols)
         rejections = decoded.rejections
@@ -146,6 +150,8 @@ class ReadingValidator:
         bad_ids = self._bad_sensor_ids(distinct_ids)
         if bad_ids:
             mark(Reason.BAD_SENSOR_ID, np.fromiter(map(bad_ids.__contains__, cols.sensor_id), dtype=bool, count=n))
+        if bad_sensor_id is not None:  # as sent, before the privacy stage pseudonymised it
+            mark(Reason.BAD_SENSOR_ID, bad_sensor_id != 0)
         ts = cols.ts_us
         with np.errstate(invalid="ignore"):
             mark(Reason.BAD_TIMESTAMP, ~((ts >= _MIN_TS_US) & (ts <= _MAX_TS_US)))
@@ -161,12 +167,18 @@ class ReadingValidator:
         cat = self.catalogue
         midx = cat.lookup(cols.metric)
         mark(Reason.UNKNOWN_METRIC, midx == len(cat.specs))
-        units = cols.unit
+        units = judged = cols.unit
+        if units_as_sent:  # judged as sent, stored without (the privacy stage dropped them)
+            judged = list(units)
+            for k, u in units_as_sent.items():
+                judged[k] = u
         has_unit = np.zeros(n, dtype=bool)
-        if units.count(None) != n:
-            bad_unit, has_unit = self._unit_masks(units, midx)
+        if judged.count(None) != n:
+            bad_unit, has_unit = self._unit_masks(judged, midx)
             if bad_unit is not None:
                 mark(Reason.UNIT_MISMATCH, bad_unit)
+            if judged is not units:  # the flag says what is stored
+                has_unit = np.fromiter(map(is_not, units, repeat(None)), dtype=bool, count=n)
         with np.errstate(invalid="ignore"):
             mark(Reason.OUT_OF_RANGE, (value < cat.low[midx]) | (value > cat.high[midx]))
             magnitude = np.abs(value)  # neither overflow (the catalogue's bounds) nor underflow in the rollups
@@ -193,17 +205,23 @@ class ReadingValidator:
                 reason = _CHECK_ORDER[code[k] - 1]
                 m = int(cols.msg[k])
                 topic, partition, offset = batch.provenance(m)
+                withheld = withhold is not None and withhold(k)
+                if reason is Reason.BAD_SENSOR_ID and bad_sensor_id is not None and bad_sensor_id[k]:
+                    detail = _sent_id_detail(int(bad_sensor_id[k]), withheld)
+                else:
+                    detail = self._detail(reason, cols, k, int(midx[k]), withheld, judged)
                 rejections.append(Rejection(
-                    reason=reason, payload=raw_of(k),
-                    detail=self._detail(reason, cols, k, int(midx[k]), withhold is not None and withhold(k)),
+                    reason=reason, payload=raw_of(k), detail=detail,
                     source=batch.source, topic=topic, partition=partition, offset=offset, item=int(cols.item[k])))
             cols = cols.take(code == 0)
         cols.ts_us = np.round(cols.ts_us).astype(np.int64)
         return Validated(cols, rejections)
 
-    def _detail(self, reason: Reason, cols: ReadingColumns, k: int, m: int, withheld: bool = False) -> str:
+    def _detail(self, reason: Reason, cols: ReadingColumns, k: int, m: int, withheld: bool = False,
+                units: list[str | None] | None = None) -> str:
         """A human explanation for one rejected reading (only built for rejects); ``withheld``:
-        without the reading's value, unit or sensor id (a personal reading, see :meth:`validate`)."""
+        without the reading's value, unit or sensor id (a personal reading, see :meth:`validate`);
+        ``units``: the units as judged (as sent, where the privacy stage dropped them)."""
         metric = cols.metric[k]
         if withheld and reason in _QUOTING:
             return self._withheld_detail(reason, metric, m, float(cols.value[k]))
@@ -221,7 +239,8 @@ class ReadingValidator:
             return f"{metric}={value!r} outside the physical range [{spec.min}, {spec.max}] {spec.unit}"
         if reason is Reason.UNIT_MISMATCH:
             spec = self.catalogue.specs[m]
-            return f"unit {cols.unit[k]!r} for {metric}; expected {spec.unit!r} or one of {sorted(spec.aliases)}"
+            unit = (cols.unit if units is None else units)[k]
+            return f"unit {unit!r} for {metric}; expected {spec.unit!r} or one of {sorted(spec.aliases)}"
         if reason is Reason.FUTURE_TIMESTAMP:
             return f"event time is more than {self.rules.max_future_skew_s:g}s ahead of the clock (validation.max_future_skew_s)"
         if reason is Reason.TOO_OLD:
@@ -287,6 +306,33 @@ class ReadingValidator:
             return f"value is not a finite number (NaN or infinite; withheld: {why})"
         return ("sensor is not in the sensor registry (registry.unregistered: quarantine); register it with "
                 f"PUT /sensors/{{id}} or urbanpulse registry import (id withheld: {why})")
+
+
+#: :func:`sensor_id_fault`'s verdicts
+ID_OK, ID_LENGTH, ID_CHARACTERS = 0, 1, 2
+
+
+def sensor_id_fault(s: str) -> int:
+    """Why ``s`` is not a valid sensor id (reason ``bad_sensor_id``): :data:`ID_LENGTH` (empty or
+    longer than ``MAX_SENSOR_ID_CHARS``), :data:`ID_CHARACTERS` (control characters, i.e. NUL, lone
+    surrogates, format characters, anything not printable, or surrounding whitespace), else
+    :data:`ID_OK` (0). One predicate for validation and for the privacy stage, which judges a
+    personal id as sent before it replaces it by a pseudonym (always well-formed)."""
+    if not s or len(s) > MAX_SENSOR_ID_CHARS:
+        return ID_LENGTH
+    if not s.isprintable() or s != s.strip():
+        return ID_CHARACTERS
+    return ID_OK
+
+
+def _sent_id_detail(fault: int, withheld: bool) -> str:
+    """The detail of a reading whose id the privacy stage found invalid as sent and pseudonymised:
+    what was wrong, never the id (nor its pseudonym's length, which says nothing of it)."""
+    why = " (id withheld: personal data; it is replaced by a pseudonym after this check)" if withheld else ""
+    if fault == ID_LENGTH:
+        return f"sensor_id as sent is empty or longer than {MAX_SENSOR_ID_CHARS} characters; it must be 1 to " \
+               f"{MAX_SENSOR_ID_CHARS}{why}"
+    return f"sensor_id as sent has control characters or surrounding whitespace{why}"
 
 
 def bad_positions(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

@@ -1,0 +1,206 @@
+"""Each fetched Kafka record is labelled with its own offset, whatever offset deltas its batch
+holds (benchmarks/README.md ``hostile36``).
+
+A record's offset is its batch's base offset plus its own offset delta, written by the producer. A
+broker that keeps batches as produced (Tansu does) hands a hostile producer's deltas over as they
+are: repeated (0, 1, 1, 3) or going back (0, 2, 1, 3). Before, ``kafka_records._run`` and kafka.py's
+``record_offsets`` took the offsets as ``range(first, last + 1)`` whenever ``last - first == len - 1``,
+so such a batch was labelled 0, 1, 2, 3 and a quarantine row's ``kafka_offset`` named a record it
+was not (one off). Now the ends are only a hint: every step is checked (in C on the compiled
+parser's path, each record's offset read on aiokafka's).
+
+Two properties over generated deltas: through the fetcher's own ``PartitionRecords`` as installed
+(raw fetch bytes, with and without the compiled parser, plain and gzip batches, ``max_records``
+drawn), and through the real service, PostgreSQL and Tansu (each record's quarantine row carries its
+own offset, the group's offset is committed past the batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiokafka.consumer import fetcher as f
+from aiokafka.structs import TopicPartition
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from test_hostile_kafka_records import produce_raw, reading, record_batch, zigzag
+from test_kafka_inflate_bound import gzip_batch
+from urbanpulse.connectors import kafka_records
+from urbanpulse.connectors.kafka_records import LEAN, install, load_parser
+
+TP = TopicPartition("t", 0)
+E2E_EXAMPLES = int(os.environ.get("OFFSET_DELTAS_E2E_EXAMPLES", "8"))
+
+
+def record_d(delta: int, value: bytes | None) -> bytes:
+    """One record at offset delta ``delta`` (no key, no headers)."""
+    blob = zigzag(-1) if value is None else zigzag(len(value)) + value
+    body = b"\x00" + zigzag(0) + zigzag(delta) + zigzag(-1) + blob + zigzag(0)
+    return zigzag(len(body)) + body
+
+
+def with_base(batch: bytes, base: int) -> bytes:
+    """``batch`` at base offset ``base`` (bytes 0..7, not covered by the CRC)."""
+    return base.to_bytes(8, "big") + batch[8:]
+
+
+@st.composite
+def deltas(draw) -> list[int]:  # noqa: ANN001
+    """A batch's offset deltas as a hostile producer writes them: the first 0, the last (mostly)
+    ``len - 1`` (the batch's last offset delta, so the ends look contiguous), repeats and steps back
+    in between; sometimes truly 0..n-1."""
+    n = draw(st.integers(1, 12))
+    if n == 1 or draw(st.integers(0, 4)) == 0:
+        return list(range(n))
+    inner = draw(st.lists(st.integers(0, n - 1), min_size=n - 2, max_size=n - 2))
+    if draw(st.booleans()):
+        inner.sort()
+    last = n - 1 if draw(st.integers(0, 5)) else draw(st.integers(0, n - 1))
+    return [0, *inner, last]
+
+
+batch_st = st.fixed_dictionaries({"deltas": deltas(), "gzip": st.booleans()})
+
+
+def fetch_of(specs: list[dict[str, Any]]) -> tuple[bytes, list[tuple[int, bytes]], int]:
+    """The fetch's bytes, each record's (own offset, value) in order, and the offset after the last
+    batch (its base + count: record_batch writes ``count - 1`` as the last offset delta)."""
+    parts, want, base = [], [], 0
+    for b, spec in enumerate(specs):
+        recs = []
+        for i, d in enumerate(spec["deltas"]):
+            value = b"b%d-r%d" % (b, i)
+            recs.append(record_d(d, value))
+            want.append((base + d, value))
+        raw = gzip_batch(recs, 1_700_000_000_000) if spec["gzip"] else record_batch(recs, ts_ms=1_700_000_000_000)
+        parts.append(with_base(raw, base))
+        base += len(recs)
+    return b"".join(parts), want, base
+
+
+def lean_take_all(data: bytes, max_records: int | None) -> tuple[list[tuple[int, bytes]], int]:
+    """Every record a consumer on the lean path is handed, (offset, value), through the fetcher's
+    factories as the fetcher calls them, and the position after the last take."""
+    pr = f.PartitionRecords(TP, f.MemoryRecords(data), None, 0, None, LEAN, True, f.READ_UNCOMMITTED)
+    out: list[tuple[int, bytes]] = []
+    for _ in range(10_000):
+        got = pr.take(max_records)
+        out.extend((r.offset, r.value) for r in got)
+        if pr.exhausted():
+            return out, pr.next_fetch_offset
+    raise AssertionError("the partition's records never ran out")
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(specs=st.lists(batch_st, min_size=1, max_size=4), max_records=st.one_of(st.none(), st.integers(1, 15)))
+def test_each_record_is_handed_over_with_its_own_offset(specs: list[dict[str, Any]], max_records: int | None) -> None:
+    assert install() is True
+    parser = load_parser()
+    assert parser is not None, "the compiled record parser did not load"
+    data, want, end = fetch_of(specs)
+    for module in (parser, None):  # the compiled parser's RecordRun, then aiokafka's records
+        kafka_records.PARSER.module = module
+        try:
+            got, position = lean_take_all(data, max_records)
+        finally:
+            kafka_records.PARSER.module = parser
+        assert got == want, (module is not None, specs, got)
+        assert position == end
+
+
+def test_record_offsets_reads_each_records_offset() -> None:
+    """kafka.py's path for aiokafka's records (before the parser loads): deltas 0, 1, 1, 3."""
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    from urbanpulse.connectors.kafka import record_offsets
+
+    records = list(DefaultRecordBatch(record_batch([record_d(d, b"v") for d in (0, 1, 1, 3)])))
+    assert [r.offset for r in records] == [0, 1, 1, 3]  # the oracle: aiokafka's own reading of the deltas
+    assert list(record_offsets(records)) == [0, 1, 1, 3]
+    assert list(kafka_records.offset_labels(np.array([0, 1, 1, 3]))) == [0, 1, 1, 3]
+    assert kafka_records.offset_labels(np.arange(5, 9)) == range(5, 9)  # the fast path kept
+
+
+# -- through the service, PostgreSQL and Tansu --------------------------------------------------
+
+
+#: deltas whose ends look contiguous (the last is len - 1, so the commit is the batch's end)
+e2e_deltas = deltas().filter(lambda d: len(d) > 1).map(lambda d: [*d[:-1], len(d) - 1])
+
+
+def check_batch(svc: Any, dsn: str, bootstrap: str, topic: str, group: str, state: dict[str, int],  # noqa: ANN401
+                ds: list[int], garbage: list[bool], gzip: bool) -> None:
+    """One batch of readings and garbage at deltas ``ds`` produced raw into ``topic``; AssertionError
+    unless every reading is stored, the group's offset is committed past the batch and each
+    garbage record's quarantine row holds its own offset."""
+    from service_process import db_rows, db_value, wait_until
+    from services import committed_offsets
+
+    e = state["example"] = state["example"] + 1
+    now = state["now"]
+    values = [b"garbage %d-%d" % (e, i) if garbage[i] else reading(f"d{e}-{i}", now - 1000 * e - i)
+              for i in range(len(ds))]
+    recs = [record_d(d, v) for d, v in zip(ds, values)]
+    batch = gzip_batch(recs, now) if gzip else record_batch(recs, ts_ms=now)
+    base, = asyncio.run(produce_raw(bootstrap, topic, [batch]))
+    own = {v: base + d for d, v in zip(ds, values)}
+    bad = [v for v in values if v.startswith(b"garbage")]
+    state["stored"] += len(values) - len(bad)
+
+    def settled() -> bool:
+        assert svc.proc is not None and svc.proc.poll() is None, f"the service died ({svc.proc.returncode})"
+        return int(db_value(dsn, "SELECT count(*) FROM readings")) == state["stored"] and \
+            asyncio.run(committed_offsets(bootstrap, topic, group, 1)) == {0: base + len(ds)}
+
+    wait_until(settled, 60, what=f"example {e}: the readings stored and the offset committed past the batch")
+    rows = db_rows(dsn, "SELECT kafka_offset, payload FROM quarantine WHERE kafka_offset >= $1", base)
+    got = {bytes(r["payload"]): int(r["kafka_offset"]) for r in rows}
+    assert len(got) == len(rows), rows
+    for payload, offset in got.items():
+        assert own.get(payload) == offset, (ds, payload, offset, own.get(payload))
+    # one row per offset claimed by garbage (a second record at the same offset: the row's key is taken)
+    assert sorted(got.values()) == sorted({own[v] for v in bad}), (ds, garbage, got)
+
+
+def start_service(dsn: str, bootstrap: str, tmp_path: Path) -> tuple[Any, str, str]:
+    """The service consuming a new topic of its own: (service, topic, group)."""
+    from service_process import ServiceProcess
+    from services import create_topic
+
+    topic, group = f"deltas-{uuid.uuid4().hex[:8]}", f"deltas-{uuid.uuid4().hex[:6]}"
+    create_topic(bootstrap, topic)
+    svc = ServiceProcess({"database": {"dsn": dsn},
+                          "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "topics": [topic],
+                                    "group_id": group}}, tmp_path).start()
+    return svc, topic, group
+
+
+@pytest.mark.integration
+def test_quarantine_rows_carry_their_records_own_offsets(fresh_db: str, kafka_bootstrap: str,
+                                                         tmp_path: Path) -> None:
+    """Hostile batches of readings and garbage: each garbage record's quarantine row holds its own
+    offset (two records claiming one offset share that row: the second is dropped as a redelivery
+    would be, see benchmarks/README.md ``hostile36``), every reading is stored, and the group's
+    offset is committed past each batch."""
+    svc, topic, group = start_service(fresh_db, kafka_bootstrap, tmp_path)
+    state = {"example": 0, "stored": 0, "now": int(time.time() * 1000)}
+
+    @settings(max_examples=E2E_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(ds=e2e_deltas, garbage=st.lists(st.booleans(), min_size=12, max_size=12), gzip=st.booleans())
+    def check(ds: list[int], garbage: list[bool], gzip: bool) -> None:
+        check_batch(svc, fresh_db, kafka_bootstrap, topic, group, state, ds, garbage, gzip)
+
+    try:
+        check()
+        assert svc.terminate() == 0
+        log = svc.log_tail(500_000)
+        assert "source kafka failed" not in log and "Traceback" not in log, log[-3000:]
+    finally:
+        svc.stop_quietly()
