@@ -49,7 +49,7 @@ from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, S
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
-                                      RQ_RHO_MAX, RQ_RATE, RQ_MIN_N, RQ_CLIP)
+                                      RQ_RHO_MAX, RQ_RATE, RQ_MIN_N, RQ_CLIP, RQ_LEVEL_PER_US)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
@@ -585,8 +585,9 @@ def _resid_level(st, sl, pk_decay, refresh_every):
             r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
             if r > 0:
                 score = r / (r + RS_THR)
+            else:  # level36: the scale is learned only off a scored distance (a shift building does not widen it)
+                st[sl, C_RQ_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
             st[sl, C_RQ_PK] = _max(pk, q)
-            st[sl, C_RQ_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
         st[sl, C_RQ_SLOW] = ls + rate * (lv - ls)
     if ln < RQ_MIN_N or not (rd > 0) or 1.4142135623730951 * ra >= RQ_RHO_MAX * rd:
         return -1.0
@@ -1874,7 +1875,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     lane = 0.0
     if _isfinite(ec) and n >= 64:
         if age >= DAY_US:  # resid35: the series less its profile (e + lv), its own level and residual regime
-            kr = gap * pr[P_SE_PER_US]
+            kr = gap * RQ_LEVEL_PER_US
             _resid_regime(st, sl, e + lv, kr if kr < 1.0 else 1.0)
         lane = _lane(st, se, sl, pr, ec, age, wk, np.sqrt(_fmax(np.float64(se[sl, SE_VE]), res * res)),
                      U_SE_L0 + (b0 if w1 < 0.5 else b1), dow0)

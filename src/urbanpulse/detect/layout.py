@@ -179,6 +179,7 @@ RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
 RQ_RHO_MAX = 1.25  # resid35: scored where sqrt(2) median |residual| / median |change of residual| is below this
 RQ_RATE = 1.0 / 1024.0 # resid35: the residual regime's median trackers' relative step a reading (larger at first)
 RQ_CLIP = 3.0  # resid35: the residual moves the level at most this many robust scales (1.4826 median |residual|)
+RQ_LEVEL_PER_US = 1.0 / (2.0 * 3.6e9)  # level36: the residual's own level moves at this share of a gap (a 2 h memory)
 RQ_MIN_N = 512.0  # resid35: residuals learned (after the profile's first day) before the residual path scores
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
