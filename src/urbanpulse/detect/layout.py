@@ -176,7 +176,7 @@ RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
 # |change| 1.4-4), the same score counts on what the daily profile leaves, if that is i.i.d.-like: the level is the
 # series less the seasonal stage's profile, its own burst-robust ~6 h level (`_resid_regime`), scored against its slow
 # memory as level34 scores the rolling median; the spread is level34's (the median |change|: a daily cycle hardly moves it)
-RQ_RHO_MAX = 1.25  # resid35: scored where sqrt(2) median |residual| / median |change of residual| is below this
+RQ_RHO_MAX = 1.6  # resid35: scored where sqrt(2) median |residual| / median |change of residual| is below this
 RQ_RATE = 1.0 / 1024.0 # resid35: the residual regime's median trackers' relative step a reading (larger at first)
 RQ_CLIP = 3.0  # resid35: the residual moves the level at most this many robust scales (1.4826 median |residual|)
 RQ_LEVEL_PER_US = 1.0 / (2.0 * 3.6e9)  # level36: the residual's own level moves at this share of a gap (a 2 h memory)
