@@ -248,7 +248,7 @@ C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
 C_LC_BAR = _S["lc_bar"]
-C_RQ_SLOW = _S["rq_slow"]  # resid35 (layout.py)
+C_RQ_SLOW = _S["rq_slow"]  # level36 (layout.py)
 C_RQ_TYP = _S["rq_typ"]
 C_RQ_PK = _S["rq_pk"]
 C_RQ_A = _S["rq_a"]
@@ -552,13 +552,15 @@ def _median(buf, m, W, a, b):
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _resid_level(st, sl, pk_decay, refresh_every):
-    """resid35: level34's level score on the level of the series less its daily profile (`_resid_regime`, a ~6 h
-    memory, robust to bursts: a level shift moves it within hours, the day does not), at a refresh: its distance
-    from its slow memory (RS_RATE a reading) in units of its typical distance (RS_TYP_RATE, winsorised at RS_WINSOR)
+    """level36 (resid35's idea): level34's level score on the level of the series less its daily profile
+    (`_resid_regime`, a ~2 h memory, robust to bursts: a level shift moves it within hours, the day does not), at a
+    refresh: its distance from its slow memory (RS_RATE a reading) in units of its typical distance (RS_TYP_RATE,
+    winsorised at RS_WINSOR; learned only where the distance is not scored: a shift building does not widen it)
     floored at RS_LEVEL_FLOOR x the residual's scale (1.4826 x its median |residual|, `_resid_regime`),
     scored beyond RS_PK_FLOOR_LEVEL typical distances as level34's. Learned from the profile's second day on (the
-    lane's count of residuals, C_LC_N). Returns the score, or -1 where the residual is not i.i.d.-like noise (sqrt(2)
-    x its median |residual| over its median |change| at least RQ_RHO_MAX) or has learned fewer than RQ_MIN_N residuals.
+    lane's count of residuals, C_LC_N). Returns the score, or -1 where the residual wanders far beyond its noise
+    (sqrt(2) x its median |residual| over its median |change| at least RQ_RHO_MAX: level36 1.6, resid35 1.25) or has
+    learned fewer than RQ_MIN_N residuals.
 
     Reads and writes C_RQ_SLOW, C_RQ_TYP, C_RQ_PK; reads C_RQ_L, C_LC_N, C_RQ_A, C_RQ_D."""
     ln = st[sl, C_LC_N]
@@ -684,7 +686,7 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     if nc >= RS_START and not onoff:
         if iid:
             out = _max(score, spread)
-        elif resid >= 0:  # resid35: a daily cycle shut the series out, what its profile leaves is i.i.d.-like
+        elif resid >= 0:  # level36: a daily cycle shut the series out; scored on what its profile leaves
             out = _max(resid, spread)
     st[sl, C_RS_S] = _min(out, RS_CAP)
 
@@ -1665,15 +1667,16 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk, dow):
 
 @njit(**_STAGE)
 def _resid_regime(st, sl, y, kl):
-    """resid35: the series less its daily profile (`y`: the reading less the seasonal stage's profile at its time,
-    from the profile's second day on; `_season_input`, before `_lane` counts the reading in C_LC_N), its own level
-    and the regime of what that leaves. The level moves by `kl` (the seasonal level's share of this gap, ~6 h) of
-    the residual clipped at RQ_CLIP robust scales (so a server's burst of a few readings at 2 x its level, 30-60 of
-    its noise scales, hardly moves it: the seasonal level's clip is 4 RMS, and a burst's squares make that RMS);
-    the regime is the median |residual| and the median |change of residual|, each tracked by a multiplicative step
-    (up by RQ_RATE of itself where the new value is above it, down where below: the median's fixed point; a few
-    readings move it a few steps). For i.i.d. noise sqrt(2) x the first ~ the second (as level34's MAD and median
-    |change|); what a profile leaves on a road (each day's demand x 0.85-1.15) or an AR(1) series moves slowly, so
+    """level36 (resid35's idea): the series less its daily profile (`y`: the reading less the seasonal stage's
+    profile at its time, from the profile's second day on; `_season_input`, before `_lane` counts the reading in
+    C_LC_N), its own level and the regime of what that leaves. The level moves by `kl` (RQ_LEVEL_PER_US of this gap,
+    ~2 h: level36, was the seasonal level's ~6 h) of the residual clipped at RQ_CLIP robust scales (so a server's
+    burst of a few readings at 2 x its level, 30-60 of its noise scales, hardly moves it: the seasonal level's clip
+    is 4 RMS, and a burst's squares make that RMS); the regime is the median |residual| and the median |change of
+    residual|, each tracked by a multiplicative step (up by RQ_RATE of itself where the new value is above it, down
+    where below: the median's fixed point; a few readings move it a few steps). For i.i.d. noise sqrt(2) x the first
+    ~ the second (as level34's MAD and median |change|); what a profile leaves on a road (each day's demand x
+    0.85-1.15) or an AR(1) series moves slowly, so
     its changes are small beside it.
 
     Reads and writes C_RQ_L, C_RQ_A, C_RQ_D, C_RQ_E; reads C_LC_N."""
@@ -1874,7 +1877,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
     lane = 0.0
     if _isfinite(ec) and n >= 64:
-        if age >= DAY_US:  # resid35: the series less its profile (e + lv), its own level and residual regime
+        if age >= DAY_US:  # level36: the series less its profile (e + lv), its own level and residual regime
             kr = gap * RQ_LEVEL_PER_US
             _resid_regime(st, sl, e + lv, kr if kr < 1.0 else 1.0)
         lane = _lane(st, se, sl, pr, ec, age, wk, np.sqrt(_fmax(np.float64(se[sl, SE_VE]), res * res)),
