@@ -49,7 +49,8 @@ from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, S
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
-                                      RQ_RHO_MAX, RQ_RATE, RQ_MIN_N, RQ_CLIP, RQ_LEVEL_PER_US)
+                                      RQ_RHO_MAX, RQ_RATE, RQ_MIN_N, RQ_CLIP, RQ_LEVEL_PER_US,
+                                      RQ_LEVEL_MAX)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
@@ -1879,7 +1880,7 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     if _isfinite(ec) and n >= 64:
         if age >= DAY_US:  # level36: the series less its profile (e + lv), its own level and residual regime
             kr = gap * RQ_LEVEL_PER_US
-            _resid_regime(st, sl, e + lv, kr if kr < 1.0 else 1.0)
+            _resid_regime(st, sl, e + lv, kr if kr < RQ_LEVEL_MAX else RQ_LEVEL_MAX)
         lane = _lane(st, se, sl, pr, ec, age, wk, np.sqrt(_fmax(np.float64(se[sl, SE_VE]), res * res)),
                      U_SE_L0 + (b0 if w1 < 0.5 else b1), dow0)
     # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a

@@ -184,6 +184,7 @@ RQ_RHO_MAX = 1.6  # level36: scored where sqrt(2) median |residual| / median |ch
 RQ_RATE = 1.0 / 1024.0  # resid35: the residual regime's median trackers' relative step a reading (larger at first)
 RQ_CLIP = 3.0  # resid35: the residual moves the level at most this many robust scales (1.4826 median |residual|)
 RQ_LEVEL_PER_US = 1.0 / (2.0 * 3.6e9)  # level36: the residual's own level moves by this share of a gap (2 h memory)
+RQ_LEVEL_MAX = 1.0 / 24.0  # level36: ... and at most this a reading (an hourly series' level: a day, not 2 readings)
 RQ_MIN_N = 512.0  # resid35: residuals learned (after the profile's first day) before the residual path scores
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
