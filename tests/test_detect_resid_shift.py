@@ -66,9 +66,10 @@ NOISE = st.floats(0.02, 0.05)
 DAILY = st.floats(0.15, 0.30)  # a swing of 3-15 noise scales each way: level34's regime gate shuts it out
 PHASE = st.floats(0.0, 2 * np.pi)
 P_BURST = st.floats(0.0, 0.002)  # up to one burst start in 500 readings (more: the profile learns them)
-#: a level main misses on a quarter of such draws (wide run of 200: main 48 below it, resid35 16; the pooled NAB
-#: thresholds of `detection_families.py --families server,traffic` are 0.998-0.999: resid35 raises, not solves)
-SHIFT_LEVEL = 0.993
+#: a level main misses on a third of such draws (wide run of 200 with up to 0.2 % burst starts: main 76 below it,
+#: level36 0; resid35, at 0.993 with up to 0.5 %: main 48, resid35 16); the clean server copies' bursts reach
+#: 0.999-0.9997, so level36 raises the shifted copies toward them, it does not pass them all
+SHIFT_LEVEL = 0.995
 
 
 @hsettings(max_examples=12, deadline=None, derandomize=True)
