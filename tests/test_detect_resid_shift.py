@@ -12,7 +12,7 @@ below 1.6 (what the profile leaves wanders with the profile's errors: 1.3-2 on s
 decisions are unchanged.
 
 Fails on main, passes here; deterministic (`derandomize=True`); a wide random run of the same body (200 fresh draws,
-`/tmp/level36/wide.py 200 11 out.json 0.002`): benchmarks/README.md, level36.
+`benchmarks/level36_wide_run.py 200 11 out.json 0.002`): benchmarks/README.md, level36.
 """
 
 from __future__ import annotations

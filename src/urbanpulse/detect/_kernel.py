@@ -556,7 +556,8 @@ def _resid_level(st, sl, pk_decay, refresh_every):
     """level36 (resid35's idea): level34's level score on the level of the series less its daily profile
     (`_resid_regime`, a ~2 h memory, robust to bursts: a level shift moves it within hours, the day does not), at a
     refresh: its distance from its slow memory (RS_RATE a reading) in units of its typical distance (RS_TYP_RATE,
-    winsorised at RS_WINSOR; learned only where the distance is not scored: a shift building does not widen it)
+    winsorised at RS_WINSOR; learned at every refresh: level36's V3-V5a learned it only off a scored distance, and on
+    a trending series the slow memory's growing lag then grew the distance without bound)
     floored at RS_LEVEL_FLOOR x the residual's scale (1.4826 x its median |residual|, `_resid_regime`),
     scored beyond RS_PK_FLOOR_LEVEL typical distances as level34's. Learned from the profile's second day on (the
     lane's count of residuals, C_LC_N). Returns the score, or -1 where the residual wanders far beyond its noise
@@ -588,9 +589,8 @@ def _resid_level(st, sl, pk_decay, refresh_every):
             r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
             if r > 0:
                 score = r / (r + RS_THR)
-            else:  # level36: the scale is learned only off a scored distance (a shift building does not widen it)
-                st[sl, C_RQ_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
             st[sl, C_RQ_PK] = _max(pk, q)
+            st[sl, C_RQ_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
         st[sl, C_RQ_SLOW] = ls + rate * (lv - ls)
     if ln < RQ_MIN_N or not (rd > 0) or 1.4142135623730951 * ra >= RQ_RHO_MAX * rd:
         return -1.0
