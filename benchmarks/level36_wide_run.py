@@ -1,6 +1,6 @@
 """Wide run of tests/test_detect_resid_shift.py's body (level36): N fresh random draws of its range, not derandomised.
 
-    URBANPULSE_KERNELS=jit PYTHONPATH=$PWD/src:tests .venv/bin/python benchmarks/level36_wide_run.py 200 11 out.json 0.002
+    URBANPULSE_KERNELS=jit PYTHONPATH=$PWD/src:tests .venv/bin/python benchmarks/level36_wide_run.py 200 11 o.json 0.002
 
 Why: the derandomised property draws 12 fixed examples; the range it claims must hold on every draw, so the rule's
 item 1 counts, over N draws (numpy generator seeded by the second argument; the last argument is the largest burst
