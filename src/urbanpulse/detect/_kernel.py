@@ -53,6 +53,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
                                       RQ_LEVEL_MAX)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
+from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
@@ -245,6 +246,7 @@ C_XR_LO = _S["xr_lo"]
 C_XR_N = _S["xr_n"]
 C_XR_E = _S["xr_e"]
 C_XR_T = _S["xr_t"]
+C_XR_J = _S["xr_j"]  # traffic36
 C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
@@ -1183,10 +1185,17 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
     reading of a new level), from `reach_min_history` readings on, where the window's MAD > 0 and spike's window
     holds >= DSCALE_LR_MIN non-zero changes (not a count, an idle on/off series, rain), and where `reach_threshold`
     > 0. Then learns the range. It decides nothing: `_reach_score` turns q into a score only the emitted
-    anomaly_score reads.
+    anomaly_score reads. Second path (traffic36), under the same gates: a reading beyond the range at all, reached
+    by a jump of at least XR_JUMP x the largest jump between consecutive readings the series has made (C_XR_J)
+    and XR_JUMP_W x the range's width (a spike, not a ramp growing out of a flat series' range), from a previous
+    reading whose own change (from C_BASE) was at most XR_JUMP_CALM x that largest (not the next step of a move
+    already under way), scores q = that jump / (XR_JUMP x the largest) where that is larger (a road's stalled
+    vehicle: a speed a fraction of a width below the range its jams widened, but a fall no reading of the road
+    ever made at once; a capped speed's spurious vehicle under a width above its cap); then learns the largest
+    jump.
 
-    Reads C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N, C_PREV (mad, res: `_scales`); P_XR_THR, P_XR_MIN, P_ENV_G,
-    P_ENV_MIN. Writes C_XR_HI, C_XR_LO. Returns q where scored, else 0."""
+    Reads C_XR_HI, C_XR_LO, C_XR_J, C_DSCALE, C_DSCALE_N, C_PREV, C_BASE (mad, res: `_scales`); P_XR_THR,
+    P_XR_MIN, P_ENV_G, P_ENV_MIN. Writes C_XR_HI, C_XR_LO, C_XR_J. Returns q where scored, else 0."""
     k = pr[P_XR_THR]
     if not (k > 0):
         return 0.0
@@ -1202,14 +1211,23 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
     dsc_n = st[sl, C_DSCALE_N]
     prev = st[sl, C_PREV]
     q = 0.0
+    jump = abs(xi - prev)
+    jmax = st[sl, C_XR_J]
     # (the previous reading inside the range: one reading leaving it, not a ramp or a new level running beyond it)
-    if (out >= bar and bar > 0 and cnt >= pr[P_XR_MIN] and mad > 0 and dsc_n >= DSCALE_LR_MIN
-            and abs(xi - prev) >= bar and lo <= prev <= hi):
-        q = out / bar
+    if bar > 0 and cnt >= pr[P_XR_MIN] and mad > 0 and dsc_n >= DSCALE_LR_MIN and lo <= prev <= hi:
+        if out >= bar and jump >= bar:
+            q = out / bar
+        # traffic36: beyond the range at all, by a jump of at least XR_JUMP x any the series has made and
+        # XR_JUMP_W x the range's width, from a previous reading that itself moved at most XR_JUMP_CALM x that
+        if (out > 0 and jmax > 0 and jump >= XR_JUMP * jmax and jump >= XR_JUMP_W * width
+                and abs(prev - st[sl, C_BASE]) <= XR_JUMP_CALM * jmax):
+            q = _max(q, jump / (XR_JUMP * jmax))
     grow = pr[P_ENV_G] * width if cnt >= pr[P_ENV_MIN] else np.inf
     if _isfinite(xi):
         st[sl, C_XR_HI] = max(hi, min(xi, hi + grow))
         st[sl, C_XR_LO] = min(lo, max(xi, lo - grow))
+        if jump > jmax:  # (False where prev is NaN)
+            st[sl, C_XR_J] = jump
     return q
 
 

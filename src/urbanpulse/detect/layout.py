@@ -40,6 +40,8 @@ STATE: tuple[str, ...] = (
     # and lowest reading, widening slowly), and the decayed count of readings scored beyond it, their mean
     # excess's sum, and the count (C_COUNT) when those two were last decayed (decayed lazily, on those rare readings)
     "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
+    # traffic36: the largest jump between consecutive readings the series has made (reach's second path)
+    "xr_j",
     # --- a robust level and spread score (shift33; scores only): the rolling median's and the rolling median
     # |change|'s slow memories (EWMAs of them over the refreshes), their typical distances from those memories, the
     # score they give (set at each refresh: every input moves only there) and its own re-arm memory
@@ -142,6 +144,17 @@ XR_A0 = 1.0  # reach33: the prior's readings beyond the range, in P(beyond)
 XR_C0 = 2.0  # reach33: the prior's readings beyond the range (of mean excess XR_M0) in the excess's Lomax tail
 XR_M0 = 1.0  # reach33: the prior's mean excess beyond the bar, in bars
 XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a channel quantised to a few steps)
+# traffic36: reach's second path, a reading beyond the range reached by a record jump: scored where the jump from the
+# previous reading (inside the range) is at least XR_JUMP x the largest jump the series has made (`xr_j`), at
+# q = jump / (XR_JUMP x xr_j) bars (a road's stalled vehicle, speed 0-20 % of free flow, lies a fraction of a width
+# below a range the rush hours' jams widened, but no reading of the road ever fell that far at once), and at least
+# XR_JUMP_W x the range's width (a spike, not a ramp of steps growing out of a flat series' range: 3W's pressures,
+# GECCO's Fm / pH steps, a SKAB accelerometer's dip scored on the development set without it)
+# and only where the previous reading's own change was at most XR_JUMP_CALM x that largest jump (one reading leaving a
+# steady road, not the next step of a move already under way: GECCO's Fm_2_51 step 812, 834, 884 on the dev set)
+XR_JUMP = 1.5
+XR_JUMP_W = 1.0
+XR_JUMP_CALM = 0.8
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
