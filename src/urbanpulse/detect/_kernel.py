@@ -48,7 +48,9 @@ from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
-                                      RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW)
+                                      RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
+                                      RQ_RHO_MAX, RQ_RATE, RQ_MIN_N, RQ_CLIP, RQ_LEVEL_PER_US,
+                                      RQ_LEVEL_MAX)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W  # noqa: F401
@@ -250,6 +252,13 @@ C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
 C_LC_BAR = _S["lc_bar"]
+C_RQ_SLOW = _S["rq_slow"]  # level36 (layout.py)
+C_RQ_TYP = _S["rq_typ"]
+C_RQ_PK = _S["rq_pk"]
+C_RQ_A = _S["rq_a"]
+C_RQ_D = _S["rq_d"]
+C_RQ_E = _S["rq_e"]
+C_RQ_L = _S["rq_l"]
 P_XR_THR = _COL["xr_thr"]
 # burstfp34: the series' own bursts (`_burst_rate`)
 C_BF_K = _S["bf_k"]
@@ -554,6 +563,52 @@ def _median(buf, m, W, a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _resid_level(st, sl, pk_decay, refresh_every):
+    """level36 (resid35's idea): level34's level score on the level of the series less its daily profile
+    (`_resid_regime`, a ~2 h memory, robust to bursts: a level shift moves it within hours, the day does not), at a
+    refresh: its distance from its slow memory (RS_RATE a reading) in units of its typical distance (RS_TYP_RATE,
+    winsorised at RS_WINSOR; learned at every refresh: level36's V3-V5a learned it only off a scored distance, and on
+    a trending series the slow memory's growing lag then grew the distance without bound)
+    floored at RS_LEVEL_FLOOR x the residual's scale (1.4826 x its median |residual|, `_resid_regime`),
+    scored beyond RS_PK_FLOOR_LEVEL typical distances as level34's. Learned from the profile's second day on (the
+    lane's count of residuals, C_LC_N). Returns the score, or -1 where the residual wanders far beyond its noise
+    (sqrt(2) x its median |residual| over its median |change| at least RQ_RHO_MAX: level36 1.6, resid35 1.25) or has
+    learned fewer than RQ_MIN_N residuals.
+
+    Reads and writes C_RQ_SLOW, C_RQ_TYP, C_RQ_PK; reads C_RQ_L, C_LC_N, C_RQ_A, C_RQ_D."""
+    ln = st[sl, C_LC_N]
+    lv = st[sl, C_RQ_L]
+    if not (ln > 0 and _isfinite(lv)):
+        return -1.0
+    ra = st[sl, C_RQ_A]
+    rd = st[sl, C_RQ_D]
+    score = 0.0
+    ls = st[sl, C_RQ_SLOW]
+    if ls != ls:
+        st[sl, C_RQ_SLOW] = lv
+        st[sl, C_RQ_TYP] = 0.0
+    else:
+        k = ln / refresh_every + 1.0
+        rate = _min(_max(RS_RATE * refresh_every, 1.0 / k), 1.0)
+        trate = _min(_max(RS_TYP_RATE * refresh_every, 1.0 / k), 1.0)
+        d = abs(lv - ls)
+        typ = st[sl, C_RQ_TYP]
+        sc = _fmax(typ, RS_LEVEL_FLOOR * 1.4826 * ra)
+        if sc > 0:
+            q = d / sc
+            pk = st[sl, C_RQ_PK] * pk_decay
+            r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
+            if r > 0:
+                score = r / (r + RS_THR)
+            st[sl, C_RQ_PK] = _max(pk, q)
+            st[sl, C_RQ_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
+        st[sl, C_RQ_SLOW] = ls + rate * (lv - ls)
+    if ln < RQ_MIN_N or not (rd > 0) or 1.4142135623730951 * ra >= RQ_RHO_MAX * rd:
+        return -1.0
+    return score
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     """The robust level and spread score (shift33), at a refresh (its inputs move only there): the window's median
     against its slow memory, in units of its typical distance from it (at least RS_LEVEL_FLOOR x 1.4826 MAD), and
@@ -579,6 +634,7 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     trate = _min(_max(RS_TYP_RATE * refresh_every, 1.0 / k), 1.0)
     pk_decay = 0.5 ** (refresh_every / RS_PK_HALF)
     score = 0.0
+    spread = 0.0
     if _isfinite(med) and mad > 0:
         ls = st[sl, C_RM_SLOW]
         if ls != ls:
@@ -611,7 +667,7 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
                 pk = st[sl, C_RD_PK] * pk_decay
                 r = q / _fmax(pk, RS_PK_FLOOR_SPREAD) - 1.0
                 if r > 0:
-                    score = _max(score, r / (r + RS_THR))
+                    spread = r / (r + RS_THR)
                 st[sl, C_RD_PK] = _max(pk, q)
             else:
                 st[sl, C_RD_PK] = st[sl, C_RD_PK] * pk_decay
@@ -637,7 +693,14 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     else:
         rrate = _min(_max(RS_RHO_RATE * refresh_every, 1.0 / k), 1.0)
         st[sl, C_RS_RHO] = rho_m + rrate * (rho - rho_m)
-    st[sl, C_RS_S] = _min(score, RS_CAP) if (nc >= RS_START and not onoff and iid) else 0.0
+    resid = _resid_level(st, sl, pk_decay, refresh_every)
+    out = 0.0
+    if nc >= RS_START and not onoff:
+        if iid:
+            out = _max(score, spread)
+        elif resid >= 0:  # level36: a daily cycle shut the series out; scored on what its profile leaves
+            out = _max(resid, spread)
+    st[sl, C_RS_S] = _min(out, RS_CAP)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1631,6 +1694,44 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk, dow):
 
 
 @njit(**_STAGE)
+def _resid_regime(st, sl, y, kl):
+    """level36 (resid35's idea): the series less its daily profile (`y`: the reading less the seasonal stage's
+    profile at its time, from the profile's second day on; `_season_input`, before `_lane` counts the reading in
+    C_LC_N), its own level and the regime of what that leaves. The level moves by `kl` (RQ_LEVEL_PER_US of this gap,
+    ~2 h: level36, was the seasonal level's ~6 h) of the residual clipped at RQ_CLIP robust scales (so a server's
+    burst of a few readings at 2 x its level, 30-60 of its noise scales, hardly moves it: the seasonal level's clip
+    is 4 RMS, and a burst's squares make that RMS); the regime is the median |residual| and the median |change of
+    residual|, each tracked by a multiplicative step (up by RQ_RATE of itself where the new value is above it, down
+    where below: the median's fixed point; a few readings move it a few steps). For i.i.d. noise sqrt(2) x the first
+    ~ the second (as level34's MAD and median |change|); what a profile leaves on a road (each day's demand x
+    0.85-1.15) or an AR(1) series moves slowly, so
+    its changes are small beside it.
+
+    Reads and writes C_RQ_L, C_RQ_A, C_RQ_D, C_RQ_E; reads C_LC_N."""
+    rl = st[sl, C_RQ_L]
+    if rl != rl:
+        st[sl, C_RQ_L] = y
+        return
+    ln = st[sl, C_LC_N]
+    eta = _min(_max(RQ_RATE, 2.0 / (ln + 1.0)), 0.25)
+    r = y - rl
+    ra = st[sl, C_RQ_A]
+    rc = r
+    if ra > 0 and ln >= 64:
+        lim = RQ_CLIP * 1.4826 * ra
+        rc = _min(_max(r, -lim), lim)
+    st[sl, C_RQ_L] = rl + kl * rc
+    a = abs(r)
+    st[sl, C_RQ_A] = a if ra <= 0 else (ra * (1.0 + eta) if a > ra else ra * (1.0 - eta))
+    pe = st[sl, C_RQ_E]
+    if pe == pe:
+        dd = abs(r - pe)
+        rd = st[sl, C_RQ_D]
+        st[sl, C_RQ_D] = dd if rd <= 0 else (rd * (1.0 + eta) if dd > rd else rd * (1.0 - eta))
+    st[sl, C_RQ_E] = r
+
+
+@njit(**_STAGE)
 def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
     """The likelihood's daily-seasonal score: the reading against a slow level plus a profile of the UTC day
     (additive Holt-Winters: SEASON_BINS bins, interpolated linearly between their centres), so a changed day (a
@@ -1804,6 +1905,9 @@ def _season_input(st, se, sl, pr, xi, ti, gap, cnt, has_prev, res):
                 season_in = _min(q / (q + pr[P_SE_THR]), SEASON_CAP)
     lane = 0.0
     if _isfinite(ec) and n >= 64:
+        if age >= DAY_US:  # level36: the series less its profile (e + lv), its own level and residual regime
+            kr = gap * RQ_LEVEL_PER_US
+            _resid_regime(st, sl, e + lv, kr if kr < RQ_LEVEL_MAX else RQ_LEVEL_MAX)
         lane = _lane(st, se, sl, pr, ec, age, wk, np.sqrt(_fmax(np.float64(se[sl, SE_VE]), res * res)),
                      U_SE_L0 + (b0 if w1 < 0.5 else b1), dow0)
     # gap is finite here (has_prev: an int64 difference, > 0), and so are the products below (P_SE_PER_US >= 0): a

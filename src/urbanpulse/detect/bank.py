@@ -216,6 +216,9 @@ class DetectorBank:
         self.state[slots, S["rm_slow"]] = np.nan
         self.state[slots, S["rd_slow"]] = np.nan
         self.state[slots, S["rs_rho"]] = np.nan
+        self.state[slots, S["rq_slow"]] = np.nan
+        self.state[slots, S["rq_l"]] = np.nan
+        self.state[slots, S["rq_e"]] = np.nan
         self.values[slots] = np.nan
         self.changes[slots] = np.nan
         self.gaps[slots] = np.nan

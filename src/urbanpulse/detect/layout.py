@@ -57,8 +57,13 @@ STATE: tuple[str, ...] = (
     "bf_k", "bf_r",
     # --- first36: the series' own burst onsets (`_burst_onset`): a decayed count of the bursts' first readings, the
     # decayed sum of their point statistic's ln (q / BO_Q0), the largest, the open run's first, its length, its first
-# reading's distance from the median and whether the reading after it held (a burst) or not (a one-reading spike)
+    # reading's distance from the median and whether the reading after it held (a burst) or not (a one-reading spike)
     "bo_k", "bo_e", "bo_max", "bo_q", "bo_r", "bo_d", "bo_h",
+    # --- level36 (resid35's idea): level34's level score on the series less its daily profile: that difference's own
+    # level (~2 h, burst-robust), its slow memory, typical distance from it and the largest distance seen; and the
+    # regime of the residual from that level (its median |residual| and median |change of residual|, tracked, and the
+    # last residual: sqrt(2) x the first over the second is ~1 where what the profile leaves is i.i.d.-like noise)
+    "rq_l", "rq_slow", "rq_typ", "rq_pk", "rq_a", "rq_d", "rq_e",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -198,6 +203,20 @@ RS_RHO_CAP = 4.0  # level34: a window's regime statistic is learned at most this
 RS_REARM_HALF = 1024.0  # level34: readings for the emission's re-arm memory (its tail) to double: a shift is emitted
 # as its median moves, not again while the slow memory catches up with the new level (~1,500 readings)
 RS_REARM_GROW = 2.0 ** (1.0 / RS_REARM_HALF)
+# level36 (resid35's idea, not adopted then): where level34's regime gate shuts a series out (a daily cycle inside
+# robust_z's window: sqrt(2) MAD / median |change| 1.4-4), the same score counts on what the daily profile leaves: the
+# level is the series less the seasonal stage's profile, its own burst-robust ~2 h level (`_resid_regime`), scored
+# against its slow memory as level34 scores the rolling median, in units of its own typical distance (learned only
+# off a scored distance, so a shift building does not widen it); the spread is level34's (the median |change|: a
+# daily cycle hardly moves it). What the profile leaves wanders with the profile's errors (an autocorrelated residual:
+# regime statistic 1.3-2 on the server family's daily-swing half); the typical distance is learned on that level, so
+# it carries the wander, and the path scores up to RQ_RHO_MAX
+RQ_RHO_MAX = 1.6  # level36: scored where sqrt(2) median |residual| / median |change of residual| is below this
+RQ_RATE = 1.0 / 1024.0  # resid35: the residual regime's median trackers' relative step a reading (larger at first)
+RQ_CLIP = 3.0  # resid35: the residual moves the level at most this many robust scales (1.4826 median |residual|)
+RQ_LEVEL_PER_US = 1.0 / (2.0 * 3.6e9)  # level36: the residual's own level moves by this share of a gap (2 h memory)
+RQ_LEVEL_MAX = 1.0 / 24.0  # level36: ... and at most this a reading (an hourly series' level: a day, not 2 readings)
+RQ_MIN_N = 512.0  # resid35: residuals learned (after the profile's first day) before the residual path scores
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
