@@ -4,7 +4,8 @@ from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBat
 b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1, producer_epoch=-1,
                               base_sequence=-1, batch_size=1 << 30)
 for o in range(1000):
-    b.append(o, timestamp=1_700_000_000_000, key=None, value=b'{"sensor_id":"s","metric":"pm2_5","ts":1,"value":7}', headers=[])
+    b.append(o, timestamp=1_700_000_000_000, key=None,
+             value=b'{"sensor_id":"s","metric":"pm2_5","ts":1,"value":7}', headers=[])
 raw = bytes(b.build())
 recs = list(DefaultRecordBatch(raw))
 get = operator.attrgetter("offset")

@@ -99,7 +99,10 @@ def sensor_ids(draw) -> tuple[str, bool]:  # noqa: ANN001
 @st.composite
 def readings(draw, ids: bool = True, units: bool = True) -> Sent:  # noqa: ANN001
     """A reading; ``ids``/``units`` False: its id / unit always valid (to count one property alone)."""
-    sensor, valid_id = draw(sensor_ids()) if ids else ("dev-" + draw(st.text("abcdefgh0123", min_size=4, max_size=12)), True)
+    if ids:
+        sensor, valid_id = draw(sensor_ids())
+    else:
+        sensor, valid_id = "dev-" + draw(st.text("abcdefgh0123", min_size=4, max_size=12)), True
     metric = draw(st.sampled_from(sorted(UNITS)))
     unit_of, alias, wrong = UNITS[metric]
     kind = draw(st.sampled_from(["none", "catalogue", "alias", "wrong", "made_up"] if units
@@ -235,7 +238,8 @@ def test_the_oracle_can_fail(fresh_db: str, monkeypatch) -> None:  # noqa: ANN00
         check_sent(loop, pool, parts, pipelines, "pseudonymise_drop_unit",
                    [Sent(" phone\x07 ", "temperature", None, "bad_sensor_id"),
                     Sent("dev-abcd", "temperature", "furlongs", "unit_mismatch")])
-        for wrong in (Sent(" phone\x07 ", "temperature", None, None), Sent("dev-abcd", "temperature", "furlongs", None)):
+        for wrong in (Sent(" phone\x07 ", "temperature", None, None),
+                      Sent("dev-abcd", "temperature", "furlongs", None)):
             try:
                 check_sent(loop, pool, parts, pipelines, "pseudonymise_drop_unit", [wrong])
             except AssertionError:

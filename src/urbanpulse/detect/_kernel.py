@@ -55,7 +55,6 @@ from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
-from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -263,14 +262,6 @@ P_XR_THR = _COL["xr_thr"]
 # burstfp34: the series' own bursts (`_burst_rate`)
 C_BF_K = _S["bf_k"]
 C_BF_R = _S["bf_r"]
-# first36: the series' own burst onsets (`_burst_onset`)
-C_BO_K = _S["bo_k"]
-C_BO_E = _S["bo_e"]
-C_BO_MAX = _S["bo_max"]
-C_BO_Q = _S["bo_q"]
-C_BO_R = _S["bo_r"]
-C_BO_D = _S["bo_d"]
-C_BO_H = _S["bo_h"]
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
@@ -2107,61 +2098,6 @@ def _burst_rate(st, sl, pr, raw_p, point):
 
 
 @njit(**_STAGE)
-def _burst_onset(st, sl, pr, raw_p, point, xi, med):
-    """first36: a burst's first reading on a series that bursts routinely, as the floor of a point emission's
-    tail. burst35's floor (`_burst_rate`) leaves a run's first reading alone: there a server's cache flush and a
-    GECCO one-reading event look the same, and they differ only in how often the series does it and how large its
-    onsets are. So the bursts' first readings are learned: a run of point exceedances (q = raw_p / (1 - raw_p) >= 1)
-    of at most BF_RUN readings counts as an onset where it ends (decayed as the tail fit's counts), with its first
-    reading's ln q (the sum, winsorised at 5 x the mean, and the largest). On a run's first reading where the
-    emission is the point detectors' (`point`), once the series has shown BO_MIN onsets, the emitted tail is at
-    least BO_X x P(an onset at least this large a reading): the onsets' rate (bo_k + BF_A0) / (tl_n + BF_N0) x their
-    ln q's Lomax tail (A = bo_k + BO_C0, B = bo_e + BO_C0 x BO_M0), which falls A times faster beyond the largest
-    onset seen (a reading twice as far as any onset keeps a high score), at most BF_PMAX (<= the default
-    alert_tail: decisions unchanged at the defaults; `_veto` makes robust_z and ewma follow the floor above a
-    smaller alert_tail). A series with few onsets (a GECCO channel: ~1 event in 900 readings, a few in the tail's
-    memory) keeps its scores. Reads C_BF_R (the run as `_burst_rate` left it: runs before it). O(1): a log only on a
-    run's first reading, a power only where the floor applies.
-
-    Reads and writes C_BO_K, C_BO_E, C_BO_MAX, C_BO_Q; reads C_BF_R, C_TL_N, P_TL_DECAY.
-    Returns that tail floor (0 where none)."""
-    d = pr[P_TL_DECAY]
-    k = st[sl, C_BO_K] * d
-    e = st[sl, C_BO_E] * d
-    r = st[sl, C_BO_R]
-    floor = 0.0
-    q = raw_p / _fmax(1.0 - raw_p, _TAIL_FLOOR)
-    if r == 1:  # the reading after an onset: did it hold (a burst) or fall back (a one-reading spike)?
-        d0 = st[sl, C_BO_D]
-        st[sl, C_BO_H] = 1.0 if (xi - med) * d0 >= BO_HOLD * d0 * d0 else 0.0
-    if q >= BO_Q0:
-        if r == 0:  # an onset: its first reading's ln (q / BO_Q0) and distance from the median
-            st[sl, C_BO_Q] = math.log(q / BO_Q0)
-            st[sl, C_BO_D] = xi - med
-        r += 1.0
-        if raw_p >= 0.5 and st[sl, C_BF_R] == 0 and point and k >= BO_MIN:  # a decision-level run's first reading
-            lq = math.log(q / BO_Q0)
-            a = k + BO_C0
-            tail = (1.0 + lq / (e + BO_C0 * BO_M0)) ** (-a)
-            lmax = st[sl, C_BO_MAX]
-            if lq > lmax:
-                tail *= math.exp(-a * (lq - lmax))
-            floor = _min(BO_X * (k + BF_A0) / (st[sl, C_TL_N] + BF_N0) * tail, BF_PMAX)
-    else:
-        if r > 0 and r <= BO_RUN and st[sl, C_BO_H] > 0:  # a burst ended: its onset is learned
-            lq = _min(st[sl, C_BO_Q], 5.0 * (e + BO_C0 * BO_M0) / (k + BO_C0))  # winsorised
-            e += lq
-            k += 1.0
-            if lq > st[sl, C_BO_MAX]:
-                st[sl, C_BO_MAX] = lq
-        r = 0.0
-    st[sl, C_BO_R] = r
-    st[sl, C_BO_K] = k
-    st[sl, C_BO_E] = e
-    return floor
-
-
-@njit(**_STAGE)
 def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
@@ -2324,9 +2260,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         # beyond it (as `_reach` found it, before it learns this one)
         bf_w = BF_OWN * (st[sl, C_XR_HI] - st[sl, C_XR_LO])
         own = has_prev and st[sl, C_XR_LO] - bf_w <= xi <= st[sl, C_XR_HI] + bf_w
-        p_pt = own and fu > 0 and fu == raw_p and fu == raw
-        p_own = _max(_burst_onset(st, sl, pr, raw_p, p_pt, xi, med),  # first36
-                     _burst_rate(st, sl, pr, raw_p, p_pt))  # burst35
+        p_own = _burst_rate(st, sl, pr, raw_p, own and fu > 0 and fu == raw_p and fu == raw)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
         fused_out[i] = _recalibrate(st, sl, pr, _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs,
@@ -2352,7 +2286,7 @@ STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _co
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
-          _burst_onset, _burst_rate, _calibrate, _recalibrate, _learn_series)
+          _burst_rate, _calibrate, _recalibrate, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
