@@ -19,6 +19,13 @@ from test_delivery_e2e import BASE_MS, readings, service_config
 pytestmark = pytest.mark.integration
 
 
+def produce_over_partitions(bootstrap: str, topic: str, payloads: list[bytes], partitions: int) -> None:
+    """Produce ``payloads`` round-robin over every partition, named explicitly: keyless records go
+    where librdkafka's sticky partitioner puts them, which can be one worker's partitions only."""
+    for p in range(partitions):
+        produce_kafka(bootstrap, topic, payloads[p::partitions], partition=p)
+
+
 def test_mqtt_broker_restart_reconnects_resubscribes_and_loses_nothing(
         fresh_db: str, fresh_mosquitto, tmp_path: Path) -> None:  # noqa: ANN001
     broker = fresh_mosquitto
@@ -49,18 +56,18 @@ def test_two_kafka_workers_in_one_group_split_partitions_and_store_each_reading_
     b = ServiceProcess(config, tmp_path)
     try:
         batch = readings("group", 12_000)
-        produce_kafka(kafka_bootstrap, topic, batch[:4_000])
+        produce_over_partitions(kafka_bootstrap, topic, batch[:4_000], 4)
         wait_until(lambda: readings_count(fresh_db) >= 4_000, 90, what="worker A to store the first part")
 
         b.start()  # joins the group: A drains and commits before its partitions move
         wait_until(lambda: b.health().json()["brokers"]["kafka"]["assigned"], 90,
                    what="worker B to be assigned partitions")
-        produce_kafka(kafka_bootstrap, topic, batch[4_000:8_000])
+        produce_over_partitions(kafka_bootstrap, topic, batch[4_000:8_000], 4)
         wait_until(lambda: readings_count(fresh_db) >= 8_000, 90, what="both workers to store the second part")
         assert b.metric("urbanpulse_readings_received_total") > 0, "worker B never got any partition"
 
         assert a.terminate() == 0  # B takes over every partition from A's committed offsets
-        produce_kafka(kafka_bootstrap, topic, batch[8_000:])
+        produce_over_partitions(kafka_bootstrap, topic, batch[8_000:], 4)
         wait_until(lambda: readings_count(fresh_db) >= 12_000, 120, what="worker B to store the rest")
         markers = flush_with_markers(fresh_db, BASE_MS, kafka=(kafka_bootstrap, topic, 4))  # nothing more on its way
         assert readings_count(fresh_db) == 12_000 + markers
