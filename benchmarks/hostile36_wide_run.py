@@ -27,6 +27,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
 
 import services
+from privacy_pipeline import open_store
+from wide_tally import FailureTally
 import test_kafka_offset_deltas as K
 import test_privacy_as_sent as P
 
@@ -34,20 +36,8 @@ import test_privacy_as_sent as P
 def main(argv: list[str]) -> None:
     name, n, run_seed = argv[0], int(argv[1]), int(argv[2])
     os.environ.setdefault("URBANPULSE_PSEUDONYM_KEY", P.KEY)
-    count = {"examples": 0, "failed": 0}
-    whys: dict[str, int] = {}
-    started = time.perf_counter()
-
-    def tally(fn) -> None:  # noqa: ANN001
-        try:
-            fn()
-        except AssertionError as exc:
-            count["failed"] += 1
-            why = str(exc).split("\n")[-1][:80] or "assert"
-            whys[why] = whys.get(why, 0) + 1
-        except AttributeError as exc:  # main has no kafka_records.offset_labels: not this property's failure
-            raise SystemExit(f"{exc}")
-        count["examples"] += 1
+    tally = FailureTally(fatal=(AttributeError,))  # main has no kafka_records.offset_labels: not a failure
+    extra: dict[str, int] = {}
 
     def wide(**strategies):  # noqa: ANN003, ANN202
         return lambda fn: hseed(run_seed)(settings(
@@ -58,7 +48,7 @@ def main(argv: list[str]) -> None:
         db, dsn = services.create_database(services.PG_DSN)
         loop = asyncio.new_event_loop()
         try:
-            pool, parts = loop.run_until_complete(P._start(dsn))
+            pool, parts = loop.run_until_complete(open_store(dsn))
             pipelines: dict = {}
             policies = sorted(p for p in P.POLICIES if name == "ids" or "drop_unit" in p)
 
@@ -95,7 +85,7 @@ def main(argv: list[str]) -> None:
                     assert position == end, "position"
             tally(one)
         run()
-        count.update(records)
+        extra.update(records)
     elif name == "kafka_offsets":
         db, dsn = services.create_database(services.PG_DSN)
         work = Path(tempfile.mkdtemp(prefix="hostile36-"))
@@ -116,8 +106,9 @@ def main(argv: list[str]) -> None:
             services.drop_database(db, services.PG_DSN)
     else:
         raise SystemExit(f"unknown property {name!r}")
-    print(json.dumps({"property": name, "seed": run_seed, **count, "seconds": round(time.perf_counter() - started, 1),
-                      "whys": dict(sorted(whys.items(), key=lambda kv: -kv[1])[:5])}))
+    out = tally.summary()
+    out["whys"] = dict(sorted(out["whys"].items(), key=lambda kv: -kv[1])[:5])
+    print(json.dumps({"property": name, "seed": run_seed, **out, **extra}))
 
 
 if __name__ == "__main__":

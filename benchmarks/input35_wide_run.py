@@ -18,11 +18,12 @@ import itertools
 import json
 import os
 import sys
-import time
 
 from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
 
 import services
+from privacy_pipeline import open_store
+from wide_tally import FailureTally
 import test_hostile_utf8_lines as U
 import test_privacy_position_bounds as P
 from urbanpulse.formats.csv_columns import CsvFormat
@@ -34,18 +35,7 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("URBANPULSE_PSEUDONYM_KEY", P.KEY)
     db, dsn = services.create_database(services.PG_DSN)
     loop = asyncio.new_event_loop()
-    count = {"examples": 0, "failed": 0}
-    whys: dict[str, int] = {}
-    started = time.perf_counter()
-
-    def tally(fn) -> None:  # noqa: ANN001
-        try:
-            fn()
-        except AssertionError as exc:
-            count["failed"] += 1
-            why = str(exc).split("\n")[-1][:80] or "assert"
-            whys[why] = whys.get(why, 0) + 1
-        count["examples"] += 1
+    tally = FailureTally()
 
     try:
         if name in ("utf8_lines", "utf8_csv"):
@@ -62,7 +52,7 @@ def main(argv: list[str]) -> None:
             def run(message) -> None:  # noqa: ANN001
                 tally(lambda: U.check_message(loop, pipeline, pool, next(offsets), message, csv))
         else:
-            pool, parts = loop.run_until_complete(P._start(dsn))
+            pool, parts = loop.run_until_complete(open_store(dsn))
             pipelines: dict = {}
             closers = pipelines.values()  # type: ignore[assignment]
 
@@ -79,8 +69,9 @@ def main(argv: list[str]) -> None:
     finally:
         loop.close()
         services.drop_database(db, services.PG_DSN)
-    print(json.dumps({"property": name, "seed": run_seed, **count, "seconds": round(time.perf_counter() - started, 1),
-                      "whys": dict(sorted(whys.items(), key=lambda kv: -kv[1])[:5])}))
+    out = tally.summary()
+    out["whys"] = dict(sorted(out["whys"].items(), key=lambda kv: -kv[1])[:5])
+    print(json.dumps({"property": name, "seed": run_seed, **out}))
 
 
 if __name__ == "__main__":

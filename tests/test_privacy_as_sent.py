@@ -25,19 +25,10 @@ from dataclasses import dataclass
 import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import services
-from urbanpulse.config import IngestSettings, load_settings
-from urbanpulse.formats.base import DecodeLimits, MessageBatch
-from urbanpulse.formats.router import build_router
-from urbanpulse.metrics import IngestMetrics
+from privacy_pipeline import open_store, personal_pipeline, through
 from urbanpulse.model import Flag
 from urbanpulse.pipeline import Pipeline
-from urbanpulse.privacy import build_privacy_stage
 from urbanpulse.privacy.stage import REDACTED_MESSAGE
-from urbanpulse.quality.catalogue import MetricCatalogue
-from urbanpulse.quality.validate import ReadingValidator
-from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore
 
 EXAMPLES = int(os.environ.get("AS_SENT_EXAMPLES", "40"))
 KEY = "as-sent-key-0123456789abcdefghij"
@@ -126,35 +117,13 @@ def _message(sent: list[Sent], value0: float, ts_shift_ms: int) -> bytes:
     return orjson.dumps(items)
 
 
-async def _start(dsn: str) -> tuple:
-    pool = await services.open_migrated_pool(dsn, min_size=1, max_size=2)
-    parts = MonthlyPartitions()
-    async with pool.acquire() as c:
-        await parts.load(c)
-    return pool, parts
-
-
 async def _pipeline(pool, parts, policy: str) -> Pipeline:  # noqa: ANN001
     """A started pipeline of the service's parts, ``phones/#`` personal under ``POLICIES[policy]``."""
-    s = load_settings(None, privacy={"key_file": None, "topics": {PERSONAL: "personal"},
-                                     "policies": {"personal": POLICIES[policy]}})
-    fmt = build_router(s, DecodeLimits(), MetricCatalogue.load())
-    pipeline = Pipeline(ReadingStore(pool, parts), fmt, ReadingValidator(MetricCatalogue.load()),
-                        IngestSettings(), IngestMetrics(), privacy=build_privacy_stage(s.privacy))
-    await pipeline.start()
-    return pipeline
+    return await personal_pipeline(pool, parts, POLICIES[policy], PERSONAL)
 
 
 async def _through(pipeline: Pipeline, pool, payloads: list[bytes]) -> tuple[list[dict], list[dict]]:  # noqa: ANN001
-    await pipeline.submit(MessageBatch(source="mqtt", payloads=payloads, topics=["phones/dev-7", OPEN],
-                                       received_ns=time.time_ns()))
-    await pipeline.drain()
-    assert not pipeline.halted
-    stored = [dict(r) for r in await pool.fetch(
-        "SELECT s.sensor_id, s.metric, r.value, r.flags FROM readings r JOIN series s ON s.id = r.series_id")]
-    rows = [dict(r) for r in await pool.fetch("SELECT topic, reason, detail, payload, item FROM quarantine")]
-    await pool.execute("DELETE FROM readings; DELETE FROM quarantine")
-    return stored, rows
+    return await through(pipeline, pool, payloads, ["phones/dev-7", OPEN], "s.sensor_id, s.metric, r.value, r.flags")
 
 
 def check_sent(loop: asyncio.AbstractEventLoop, pool, parts, pipelines: dict,  # noqa: ANN001
@@ -211,7 +180,7 @@ def check_sent(loop: asyncio.AbstractEventLoop, pool, parts, pipelines: dict,  #
 def test_a_personal_id_and_unit_are_judged_as_sent(fresh_db: str, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY)
     loop = asyncio.new_event_loop()
-    pool, parts = loop.run_until_complete(_start(fresh_db))
+    pool, parts = loop.run_until_complete(open_store(fresh_db))
     pipelines: dict[str, Pipeline] = {}
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -232,7 +201,7 @@ def test_the_oracle_can_fail(fresh_db: str, monkeypatch) -> None:  # noqa: ANN00
     """The open decision is checked against the oracle: a wrong expectation is told apart."""
     monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY)
     loop = asyncio.new_event_loop()
-    pool, parts = loop.run_until_complete(_start(fresh_db))
+    pool, parts = loop.run_until_complete(open_store(fresh_db))
     pipelines: dict[str, Pipeline] = {}
     try:
         check_sent(loop, pool, parts, pipelines, "pseudonymise_drop_unit",

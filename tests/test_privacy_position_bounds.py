@@ -25,18 +25,9 @@ import numpy as np
 import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import services
-from urbanpulse.config import IngestSettings, load_settings
-from urbanpulse.formats.base import DecodeLimits, MessageBatch
-from urbanpulse.formats.router import build_router
-from urbanpulse.metrics import IngestMetrics
+from privacy_pipeline import open_store, personal_pipeline, through
 from urbanpulse.pipeline import Pipeline
-from urbanpulse.privacy import build_privacy_stage
 from urbanpulse.privacy.grid import Grid
-from urbanpulse.quality.catalogue import MetricCatalogue
-from urbanpulse.quality.validate import ReadingValidator
-from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore
 
 EXAMPLES = int(os.environ.get("POSITION_BOUNDS_EXAMPLES", "40"))
 KEY = "position-bounds-key-0123456789abc"
@@ -60,14 +51,6 @@ def _coordinate(bound: float) -> st.SearchStrategy[float | None]:
 positions = st.tuples(_coordinate(90.0), _coordinate(180.0))
 
 
-async def _start(dsn: str) -> tuple:
-    pool = await services.open_migrated_pool(dsn, min_size=1, max_size=2)
-    parts = MonthlyPartitions()
-    async with pool.acquire() as c:
-        await parts.load(c)
-    return pool, parts
-
-
 async def _pipeline(pool, parts, precision: tuple[str, int]) -> Pipeline:  # noqa: ANN001
     """A started pipeline of the service's parts, ``phones/#`` personal at ``precision``."""
     kind, level = precision
@@ -78,13 +61,7 @@ async def _pipeline(pool, parts, precision: tuple[str, int]) -> Pipeline:  # noq
         policy["location_geohash"] = level
     else:
         policy["drop_fields"] = ["location"]
-    s = load_settings(None, privacy={"key_file": None, "topics": {PERSONAL: "personal"},
-                                     "policies": {"personal": policy}})
-    fmt = build_router(s, DecodeLimits(), MetricCatalogue.load())
-    pipeline = Pipeline(ReadingStore(pool, parts), fmt, ReadingValidator(MetricCatalogue.load()),
-                        IngestSettings(), IngestMetrics(), privacy=build_privacy_stage(s.privacy))
-    await pipeline.start()
-    return pipeline
+    return await personal_pipeline(pool, parts, policy, PERSONAL)
 
 
 def _message(sensor: str, places: list[tuple[float | None, float | None]]) -> bytes:
@@ -101,15 +78,7 @@ def _message(sensor: str, places: list[tuple[float | None, float | None]]) -> by
 
 
 async def _through(pipeline: Pipeline, pool, payloads: list[bytes]) -> tuple[list[dict], list[dict]]:  # noqa: ANN001
-    await pipeline.submit(MessageBatch(source="mqtt", payloads=payloads, topics=["phones/dev-7", OPEN],
-                                       received_ns=time.time_ns()))
-    await pipeline.drain()
-    assert not pipeline.halted
-    stored = [dict(r) for r in await pool.fetch(
-        "SELECT s.sensor_id, r.value, r.lat, r.lon FROM readings r JOIN series s ON s.id = r.series_id")]
-    rows = [dict(r) for r in await pool.fetch("SELECT topic, reason, detail, payload, item FROM quarantine")]
-    await pool.execute("DELETE FROM readings; DELETE FROM quarantine")
-    return stored, rows
+    return await through(pipeline, pool, payloads, ["phones/dev-7", OPEN], "s.sensor_id, r.value, r.lat, r.lon")
 
 
 def _snapped(precision: tuple[str, int], lat: float | None, lon: float | None) -> tuple[float | None, float | None]:
@@ -161,7 +130,7 @@ def check_places(loop: asyncio.AbstractEventLoop, pool, parts, pipelines: dict, 
 def test_a_personal_position_is_judged_as_sent_and_stored_coarsened(fresh_db: str, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("URBANPULSE_PSEUDONYM_KEY", KEY)
     loop = asyncio.new_event_loop()
-    pool, parts = loop.run_until_complete(_start(fresh_db))
+    pool, parts = loop.run_until_complete(open_store(fresh_db))
     pipelines: dict[tuple[str, int], Pipeline] = {}
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
