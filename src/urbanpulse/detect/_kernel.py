@@ -50,7 +50,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
                                       RQ_RHO_MAX, RQ_RATE, RQ_MIN_N, RQ_CLIP, RQ_LEVEL_PER_US,
-                                      RQ_LEVEL_MAX)
+                                      RQ_LEVEL_MAX, RS_HOLD_MIN, RS_HOLD_N, RS_HOLD_X)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W  # noqa: F401
@@ -238,6 +238,7 @@ C_RM_PK = _S["rm_pk"]
 C_RD_PK = _S["rd_pk"]
 C_RS_PEAK = _S["rs_peak"]
 C_RS_RHO = _S["rs_rho"]
+C_RS_HOLD = _S["rs_hold"]
 P_CR_LNK = _COL["cr_lnk"]
 P_CR_KM1 = _COL["cr_km1"]
 # reach33: the readings' own range and reach's own tail (`_reach`, `_reach_score`)
@@ -692,6 +693,8 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
         elif resid >= 0:  # level36: a daily cycle shut the series out; scored on what its profile leaves
             out = _max(resid, spread)
     st[sl, C_RS_S] = _min(out, RS_CAP)
+    # shift37: how long the score has held RS_HOLD_MIN (refreshes come every refresh_every readings once eager ones end)
+    st[sl, C_RS_HOLD] = st[sl, C_RS_HOLD] + refresh_every if out >= RS_HOLD_MIN else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -2014,9 +2017,22 @@ def _robust_emit(st, sl, pr):
     doubles over RS_REARM_HALF readings; and no burst's emission holds it back), mapped as the
     likelihood's score is (the prior tail: it is a distance in the series' own typical units already).
 
-    Reads and writes C_RS_PEAK; reads C_RS_S; P_LI_W, P_FU_BUMP (and `_tail`'s).
+    shift37: where the score has held RS_HOLD_MIN for a while (C_RS_HOLD) its excess over the prior tail's level is
+    stretched by up to RS_HOLD_X (at RS_HOLD_N readings of hold): a level or spread change that holds for many
+    refreshes is much rarer on a series than one refresh's distance says (the server family's clean copies never
+    held 0.5 beyond one refresh; a shift of 3-6 noise scales holds it for 50-190 readings of its 200-reading
+    window), and the re-arm memory below sees the stretched score, so a change emits again as its hold grows.
+
+    Reads and writes C_RS_PEAK; reads C_RS_S, C_RS_HOLD; P_LI_W, P_FU_BUMP, P_TL_U (and `_tail`'s).
     Returns the calibrated emission (0 where none)."""
     rs = st[sl, C_RS_S] * pr[P_LI_W]
+    hold = st[sl, C_RS_HOLD]
+    if hold > 0 and rs > 0:
+        q = rs / (1.0 - rs)
+        u = pr[P_TL_U]
+        if q > u:
+            q = u + (q - u) * (1.0 + (RS_HOLD_X - 1.0) * _min(hold / RS_HOLD_N, 1.0))
+            rs = q / (1.0 + q)
     t_mem = 1.0 - st[sl, C_RS_PEAK]
     t = _fmax(1.0 - rs, _TAIL_FLOOR)
     f = rs if (rs > 0 and t < t_mem) else 0.0

@@ -60,6 +60,8 @@ STATE: tuple[str, ...] = (
     # regime of the residual from that level (its median |residual| and median |change of residual|, tracked, and the
     # last residual: sqrt(2) x the first over the second is ~1 where what the profile leaves is i.i.d.-like noise)
     "rq_l", "rq_slow", "rq_typ", "rq_pk", "rq_a", "rq_d", "rq_e",
+    # shift37: readings the robust level / spread score (rs_s) has held at least RS_HOLD_MIN, up to its last refresh
+    "rs_hold",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -199,6 +201,15 @@ RQ_CLIP = 3.0  # resid35: the residual moves the level at most this many robust 
 RQ_LEVEL_PER_US = 1.0 / (2.0 * 3.6e9)  # level36: the residual's own level moves by this share of a gap (2 h memory)
 RQ_LEVEL_MAX = 1.0 / 24.0  # level36: ... and at most this a reading (an hourly series' level: a day, not 2 readings)
 RQ_MIN_N = 512.0  # resid35: residuals learned (after the profile's first day) before the residual path scores
+# shift37: a level or spread change that holds is rarer than one refresh's score says. On the server family's clean
+# copies the robust score (rs_s) held >= 0.5 for at most one refresh (8 readings; 80 copies), on the shifted and
+# noisier copies for 50-190 readings of the 200 after the onset. Where it has held RS_HOLD_MIN its emission's excess
+# over the prior tail's level is stretched, linearly in the hold, up to RS_HOLD_X at RS_HOLD_N readings of hold
+# (benchmarks/README.md, shift37: 2.5-8 x, 16-64 readings and 0.3-0.5 tried; 8 x from 0.4 at 16 readings moved LODO's
+# SKAB threshold, 6 x from 0.4 raised a clean road's rows past tests/test_detect_reach_score.py's far reading)
+RS_HOLD_MIN = 0.5  # shift37: the score a refresh must reach to extend the hold (a distance of 4 typical distances)
+RS_HOLD_N = 32.0  # shift37: readings of hold for the full stretch (4 refreshes)
+RS_HOLD_X = 4.0  # shift37: the emission's excess (above the prior tail's level) x this at the full hold
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
