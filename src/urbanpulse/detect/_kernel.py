@@ -53,7 +53,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
                                       RQ_LEVEL_MAX, RS_HOLD_MIN, RS_HOLD_N, RS_HOLD_X)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
-from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W  # noqa: F401
+from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
@@ -248,6 +248,8 @@ C_XR_N = _S["xr_n"]
 C_XR_E = _S["xr_e"]
 C_XR_T = _S["xr_t"]
 C_XR_J = _S["xr_j"]  # traffic36
+C_XR_TB = _S["xr_tb"]  # spike37
+C_XR_X = _S["xr_x"]  # spike37
 C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
@@ -1195,16 +1197,26 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
     already under way), scores q = that jump / (XR_JUMP x the largest) where that is larger (a road's stalled
     vehicle: a speed a fraction of a width below the range its jams widened, but a fall no reading of the road
     ever made at once; a capped speed's spurious vehicle under a width above its cap); then learns the largest
-    jump.
+    jump. Third path (spike37), under the same gates, on the reading after: the previous reading left the range
+    from a reading inside it (C_XR_X) and this one is back inside; where the there-and-back (the smaller of the
+    jump out and the jump back) is at least XR_TB x the largest there-and-back the series has made (C_XR_TB),
+    q = that / (XR_TB x the largest) where larger (the missed stalls and spurious vehicles of traffic36: reached
+    by a jump a noisy night matched, but no two readings of the road ever went out and back that far; a server's
+    incident reading; a ramp, a step or a new level does not come back), unless the excursion itself was emitted
+    at least as high as reach's least score (its score at q = 1: one event, one emission; `_readings` keeps the
+    excursion's emission, before the second stage, in C_XR_X as 1 + it). Then learns the largest there-and-back
+    and whether this reading left the range from inside it (C_XR_X 1, or 0).
 
-    Reads C_XR_HI, C_XR_LO, C_XR_J, C_DSCALE, C_DSCALE_N, C_PREV, C_BASE (mad, res: `_scales`); P_XR_THR,
-    P_XR_MIN, P_ENV_G, P_ENV_MIN. Writes C_XR_HI, C_XR_LO, C_XR_J. Returns q where scored, else 0."""
+    Reads C_XR_HI, C_XR_LO, C_XR_J, C_XR_TB, C_XR_X, C_XR_N, C_XR_T, C_DSCALE, C_DSCALE_N, C_PREV, C_BASE (mad,
+    res: `_scales`); P_XR_THR, P_XR_MIN, P_ENV_G, P_ENV_MIN, P_ENV_DECAY. Writes C_XR_HI, C_XR_LO, C_XR_J,
+    C_XR_TB, C_XR_X. Returns q where scored, else 0."""
     k = pr[P_XR_THR]
     if not (k > 0):
         return 0.0
     if not has_prev:
         st[sl, C_XR_HI] = xi
         st[sl, C_XR_LO] = xi
+        st[sl, C_XR_X] = 0.0
         return 0.0
     hi = st[sl, C_XR_HI]
     lo = st[sl, C_XR_LO]
@@ -1216,10 +1228,24 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
     q = 0.0
     jump = abs(xi - prev)
     jmax = st[sl, C_XR_J]
+    # spike37: the there-and-back of the previous reading (0 where the two changes have one sign, or base is NaN)
+    d_out = prev - st[sl, C_BASE]
+    tb = _min(abs(d_out), jump) if d_out * (xi - prev) < 0 else 0.0
+    tbmax = st[sl, C_XR_TB]
+    gates = bar > 0 and cnt >= pr[P_XR_MIN] and mad > 0 and dsc_n >= DSCALE_LR_MIN
+    xr_x = st[sl, C_XR_X]
+    if (gates and xr_x > 0 and lo <= xi <= hi and tbmax > 0 and tb >= XR_TB * tbmax):
+        # one event, one emission: not where the excursion itself was emitted at least as high as reach's least
+        # score (its score at q = 1, `_reach_score`'s P(beyond) without the excess)
+        rate = pr[P_ENV_DECAY]
+        xr_n = st[sl, C_XR_N] * math.exp(-rate * (cnt - st[sl, C_XR_T]))
+        n_eff = (1.0 - math.exp(-rate * (cnt + 1.0))) / rate
+        if xr_x - 1.0 < 1.0 - _min((xr_n + XR_A0) / _max(n_eff, 1.0), 1.0):
+            q = tb / (XR_TB * tbmax)
     # (the previous reading inside the range: one reading leaving it, not a ramp or a new level running beyond it)
-    if bar > 0 and cnt >= pr[P_XR_MIN] and mad > 0 and dsc_n >= DSCALE_LR_MIN and lo <= prev <= hi:
+    if gates and lo <= prev <= hi:
         if out >= bar and jump >= bar:
-            q = out / bar
+            q = _max(q, out / bar)
         # traffic36: beyond the range at all, by a jump of at least XR_JUMP x any the series has made and
         # XR_JUMP_W x the range's width, from a previous reading that itself moved at most XR_JUMP_CALM x that
         if (out > 0 and jmax > 0 and jump >= XR_JUMP * jmax and jump >= XR_JUMP_W * width
@@ -1231,6 +1257,9 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
         st[sl, C_XR_LO] = min(lo, max(xi, lo - grow))
         if jump > jmax:  # (False where prev is NaN)
             st[sl, C_XR_J] = jump
+        if tb > tbmax:
+            st[sl, C_XR_TB] = tb
+    st[sl, C_XR_X] = 1.0 if (out > 0 and lo <= prev <= hi) else 0.0
     return q
 
 
@@ -2279,9 +2308,11 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         p_own = _burst_rate(st, sl, pr, raw_p, own and fu > 0 and fu == raw_p and fu == raw)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
-        fused_out[i] = _recalibrate(st, sl, pr, _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs,
-                                                                     s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
-                                                          _max(s_reach, s_lane)), rs_f))
+        emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
+                            _max(s_reach, s_lane)), rs_f)
+        if st[sl, C_XR_X] > 0:  # spike37: this reading left reach's range; its emission, for the reading after
+            st[sl, C_XR_X] = 1.0 + emitted
+        fused_out[i] = _recalibrate(st, sl, pr, emitted)
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma

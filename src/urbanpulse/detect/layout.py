@@ -42,6 +42,10 @@ STATE: tuple[str, ...] = (
     "xr_hi", "xr_lo", "xr_n", "xr_e", "xr_t",
     # traffic36: the largest jump between consecutive readings the series has made (reach's second path)
     "xr_j",
+    # spike37: the largest there-and-back the series has made (the smaller of two consecutive changes of opposite
+    # sign), and whether the last reading left the range from a reading inside it (1 + its emission before the second
+    # stage) or not (0) (reach's third path)
+    "xr_tb", "xr_x",
     # --- a robust level and spread score (shift33; scores only): the rolling median's and the rolling median
     # |change|'s slow memories (EWMAs of them over the refreshes), their typical distances from those memories, the
     # score they give (set at each refresh: every input moves only there) and its own re-arm memory
@@ -157,6 +161,13 @@ XR_RES = 16.0  # reach33: the range is at least this many resolutions wide (a ch
 XR_JUMP = 1.5
 XR_JUMP_W = 1.0
 XR_JUMP_CALM = 0.8
+# spike37: reach's third path, one reading beyond the range and straight back: scored on the reading that returns
+# (inside the range again) where the previous reading left the range from a reading inside it and the there-and-back
+# (the smaller of its jump out and its jump back) is at least XR_TB x the largest there-and-back the series has made
+# (`xr_tb`), at q = that / (XR_TB x xr_tb) bars: a road's stalled or spurious vehicle a fraction of a width beyond a
+# range the jams widened, reached by a jump a noisy night's changes matched, but an out-and-back no pair of readings
+# ever made; a server's incident reading beyond a heavy-tailed history's furthest
+XR_TB = 1.5
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
