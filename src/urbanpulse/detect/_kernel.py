@@ -55,6 +55,7 @@ from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
+from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -265,6 +266,15 @@ P_XR_THR = _COL["xr_thr"]
 # burstfp34: the series' own bursts (`_burst_rate`)
 C_BF_K = _S["bf_k"]
 C_BF_R = _S["bf_r"]
+# first36: the series' own burst onsets (`_burst_onset`)
+C_BO_K = _S["bo_k"]
+C_BO_E = _S["bo_e"]
+C_BO_MAX = _S["bo_max"]
+C_BO_Q = _S["bo_q"]
+C_BO_R = _S["bo_r"]
+C_BO_D = _S["bo_d"]
+C_BO_H = _S["bo_h"]
+C_BO_DMAX = _S["bo_dmax"]
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
@@ -2143,6 +2153,67 @@ def _burst_rate(st, sl, pr, raw_p, point):
 
 
 @njit(**_STAGE)
+def _burst_onset(st, sl, pr, raw_p, point, xi, med):
+    """first36 / onset37: a burst's first reading on a series that bursts routinely, as the floor of a point
+    emission's tail ("how rare is a jump this size on this series"). burst35's floor (`_burst_rate`) leaves a run's
+    first reading alone: there a server's cache flush and a GECCO one-reading event look the same; they differ in how
+    often the series does it and how large its onsets are. An onset is a run of q = raw_p / (1 - raw_p) >= BO_Q0; it
+    is learned where it ends if the reading after its first *held* (still BO_HOLD x as far from the median: a burst,
+    not a one-reading spike): decayed count bo_k, winsorised sum of ln (q / BO_Q0) bo_e, the largest bo_max. On an
+    onset's first reading (at or below the decision level: onset37) where the emission is the point detectors'
+    (`point`, with no range condition: onset37, a server's bursts lie beyond reach33's slowly widening range), once
+    bo_k >= BO_MIN, the emitted tail is at least BO_X x the onsets' rate (bo_k + BF_A0) / (tl_n + BF_N0) x their ln
+    q's Lomax tail (A = bo_k + BO_C0, B = bo_e + BO_C0 x BO_M0), which falls A times faster beyond twice the
+    largest onset's q (onset37: with a few onsets the largest is a noisy bound), at most BF_PMAX (<= the default
+    alert_tail: decisions unchanged at the defaults; `_veto` makes robust_z and ewma follow the floor above a
+    smaller alert_tail). A series with few held onsets (a GECCO channel) keeps its scores. O(1): a log only on a
+    run's first reading, a power only where the floor applies.
+
+    Reads and writes C_BO_K, C_BO_E, C_BO_MAX, C_BO_Q, C_BO_R, C_BO_D, C_BO_H; reads C_TL_N, P_TL_DECAY.
+    Returns (that tail floor (0 where none), whether the onset is no larger than the largest held one: onset37 caps
+    reach33's score at the floor there)."""
+    d = pr[P_TL_DECAY]
+    k = st[sl, C_BO_K] * d
+    e = st[sl, C_BO_E] * d
+    r = st[sl, C_BO_R]
+    floor = 0.0
+    inside = False
+    q = raw_p / _fmax(1.0 - raw_p, _TAIL_FLOOR)
+    if r == 1:  # the reading after an onset: did it hold (a burst) or fall back (a one-reading spike)?
+        d0 = st[sl, C_BO_D]
+        st[sl, C_BO_H] = 1.0 if (xi - med) * d0 >= BO_HOLD * d0 * d0 else 0.0
+    if q >= BO_Q0:
+        if r == 0 and point and k >= BO_MIN:  # an onset's first reading (at or below the decision level)
+            lq = math.log(q / BO_Q0)
+            a = k + BO_C0
+            tail = (1.0 + lq / (e + BO_C0 * BO_M0)) ** (-a)
+            lmax = st[sl, C_BO_MAX]
+            inside = lq <= lmax and abs(xi - med) <= st[sl, C_BO_DMAX]
+            lmax += BO_MARGIN
+            if lq > lmax:
+                tail *= math.exp(-a * (lq - lmax))
+            floor = _min(BO_X * (k + BF_A0) / (st[sl, C_TL_N] + BF_N0) * tail, BF_PMAX)
+        if r == 0:  # an onset: its first reading's ln (q / BO_Q0) and distance from the median
+            st[sl, C_BO_Q] = math.log(q / BO_Q0)
+            st[sl, C_BO_D] = xi - med
+        r += 1.0
+    else:
+        if r > 0 and r <= BO_RUN and st[sl, C_BO_H] > 0:  # a burst ended: its onset is learned
+            lq = _min(st[sl, C_BO_Q], 5.0 * (e + BO_C0 * BO_M0) / (k + BO_C0))  # winsorised
+            e += lq
+            k += 1.0
+            if lq > st[sl, C_BO_MAX]:
+                st[sl, C_BO_MAX] = lq
+            if abs(st[sl, C_BO_D]) > st[sl, C_BO_DMAX]:
+                st[sl, C_BO_DMAX] = abs(st[sl, C_BO_D])
+        r = 0.0
+    st[sl, C_BO_R] = r
+    st[sl, C_BO_K] = k
+    st[sl, C_BO_E] = e
+    return floor, inside
+
+
+@njit(**_STAGE)
 def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
     """The calibrated score: an emitted detector score is 1 - P(Q >= q) under the series' own fitted tail, where q
     is r / (1 - r) of the fused raw score r (one detector at weight 1: its statistic in units of its threshold),
@@ -2305,7 +2376,11 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         # beyond it (as `_reach` found it, before it learns this one)
         bf_w = BF_OWN * (st[sl, C_XR_HI] - st[sl, C_XR_LO])
         own = has_prev and st[sl, C_XR_LO] - bf_w <= xi <= st[sl, C_XR_HI] + bf_w
-        p_own = _burst_rate(st, sl, pr, raw_p, own and fu > 0 and fu == raw_p and fu == raw)
+        p_pt = fu > 0 and fu == raw_p and fu == raw  # the point detectors' emission
+        p_on, on_inside = _burst_onset(st, sl, pr, raw_p, p_pt, xi, med)  # first36 / onset37
+        p_own = _max(p_on, _burst_rate(st, sl, pr, raw_p, own and p_pt))  # burst35
+        if p_on > 0 and on_inside:  # onset37: a routine onset beyond reach33's range is no rarer by its reach
+            s_reach = _min(s_reach, 1.0 - p_on)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
@@ -2333,7 +2408,7 @@ STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _co
           _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
-          _burst_rate, _calibrate, _recalibrate, _learn_series)
+          _burst_onset, _burst_rate, _calibrate, _recalibrate, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

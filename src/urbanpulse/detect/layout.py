@@ -66,6 +66,12 @@ STATE: tuple[str, ...] = (
     "rq_l", "rq_slow", "rq_typ", "rq_pk", "rq_a", "rq_d", "rq_e",
     # shift37: readings the robust level / spread score (rs_s) has held at least RS_HOLD_MIN, up to its last refresh
     "rs_hold",
+    # --- first36: the series' own burst onsets (`_burst_onset`): a decayed count of the bursts' first readings, the
+    # decayed sum of their point statistic's ln (q / BO_Q0), the largest, the open run's first, its length, its first
+    # reading's distance from the median and whether the reading after it held (a burst) or not (a one-reading spike)
+    "bo_k", "bo_e", "bo_max", "bo_q", "bo_r", "bo_d", "bo_h",
+    # --- onset37: the largest held onset's distance from the median (reach is capped only within it)
+    "bo_dmax",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -174,6 +180,21 @@ BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
 BF_X = 4.0  # burstfp34: a burst reading's tail floor is this many times the rate of bursts (a burst: several)
 BF_OWN = 0.25  # burst35: the floor only within this x the series' range (reach33's) beyond that range
 BF_PMAX = 0.01  # burstfp34: the floor is at most this (<= the default alert_tail: decisions unchanged at the defaults)
+# --- first36: a burst's first reading on a series that bursts routinely (`_burst_onset`). burst35's floor leaves a
+# run's first reading alone (at its first reading a server burst looks like a GECCO one-reading event); what tells
+# them apart is how often the series does it and how large its onsets are. Once the series has shown BO_MIN bursts
+# (decayed count), a run's first reading's emitted tail is at least BO_X x P(a burst onset at least this large a
+# reading) = BO_X x (bo_k + BF_A0) / (tl_n + BF_N0) x S(ln q), S the onsets' ln q Lomax tail (A = bo_k + BO_C0,
+# B = bo_e + BO_C0 x BO_M0), falling A times faster beyond the largest onset seen; at most BF_PMAX
+BO_Q0 = 0.5  # first36: an onset is a run of point statistics q >= this (thresholds): the series' bursts, most of
+# which stay below the decision level, teach the rate; their magnitude above it, the tail
+BO_HOLD = 0.5  # first36: an onset counts where the reading after it is still this x its distance from the median
+BO_RUN = 1e9  # first36: a run of point exceedances this long or shorter counts as an onset where it ends
+BO_MIN = 3.0  # first36: held onsets (decayed count) before the onset floor applies (a quiet series keeps its scores)
+BO_X = 8.0  # first36 (4), onset37 (8): the onset floor is this x the series' rate of onsets at least this large
+BO_C0 = 2.0  # first36: the prior's onsets (of mean ln q BO_M0) in the onsets' Lomax tail
+BO_M0 = 0.5  # first36: the prior's mean ln q of an onset
+BO_MARGIN = 0.6931471805599453  # onset37: the Lomax tail falls fast only beyond ln 2 above the largest onset's ln q
 XR_STEPS = 8.0  # reach33: ... and this many of spike's robust scales of changes (a ramp of steps as wide as its range)
 # a robust level and spread score (shift33): the anomaly_score counts where the rolling median (robust_z's window)
 # has moved from its slow memory, or the rolling median |change| (spike's window) has grown over its own, each in
