@@ -50,7 +50,8 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
                                       RQ_RHO_MAX, RQ_RATE, RQ_MIN_N, RQ_CLIP, RQ_LEVEL_PER_US,
-                                      RQ_LEVEL_MAX, RS_HOLD_MIN, RS_HOLD_N, RS_HOLD_X)
+                                      RQ_LEVEL_MAX, RS_HOLD_MIN, RS_HOLD_N, RS_HOLD_X,
+                                      RS_HOLD_RESID)
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
@@ -628,8 +629,8 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
     below RS_RHO_MAX; elsewhere the medians' distances have a heavier tail than their typical distance says (shift33:
     the default families' temperature and on/off clean copies reached the injected server copies' values).
 
-    Reads and writes C_RM_SLOW, C_RM_TYP, C_RD_SLOW, C_RD_TYP, C_RM_PK, C_RD_PK, C_RS_RHO; writes C_RS_S; reads
-    P_RZ_WINDOW, C_AC_M, C_AC_V, C_RES."""
+    Reads and writes C_RM_SLOW, C_RM_TYP, C_RD_SLOW, C_RD_TYP, C_RM_PK, C_RD_PK, C_RS_RHO, C_RS_HOLD; writes C_RS_S;
+    reads P_RZ_WINDOW, C_AC_M, C_AC_V, C_RES, C_SE_WK."""
     since = nc - prow[P_RZ_WINDOW]
     if since < 0:
         return
@@ -705,8 +706,13 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
         elif resid >= 0:  # level36: a daily cycle shut the series out; scored on what its profile leaves
             out = _max(resid, spread)
     st[sl, C_RS_S] = _min(out, RS_CAP)
-    # shift37: how long the score has held RS_HOLD_MIN (refreshes come every refresh_every readings once eager ones end)
-    st[sl, C_RS_HOLD] = st[sl, C_RS_HOLD] + refresh_every if out >= RS_HOLD_MIN else 0.0
+    # shift37: how long the score has held RS_HOLD_MIN (refreshes come every refresh_every readings once eager ones end).
+    # hold38: on level36's residual path the hold counts at RS_HOLD_RESID of that pace, and not at all while a road's
+    # first weekend is judged (road33's se_wk 1: that Saturday is not in the profile yet, so its residual departs for
+    # hours on a clean road)
+    held = out >= RS_HOLD_MIN and (iid or st[sl, C_SE_WK] != 1.0)
+    pace = refresh_every if iid else RS_HOLD_RESID * refresh_every
+    st[sl, C_RS_HOLD] = st[sl, C_RS_HOLD] + pace if held else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

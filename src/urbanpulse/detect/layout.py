@@ -242,6 +242,12 @@ RQ_MIN_N = 512.0  # resid35: residuals learned (after the profile's first day) b
 RS_HOLD_MIN = 0.5  # shift37: the score a refresh must reach to extend the hold (a distance of 4 typical distances)
 RS_HOLD_N = 32.0  # shift37: readings of hold for the full stretch (4 refreshes)
 RS_HOLD_X = 4.0  # shift37: the emission's excess (above the prior tail's level) x this at the full hold
+# hold38: on level36's residual path (a daily-cycle series) the hold counts at this share of its pace, and not while
+# a road's first weekend is judged (road33's se_wk 1). shift37's full pace there lifted clean weekly roads: of 200
+# clean roads of tests/test_detect_reach_score.py's kind (3,000 5-minute readings) 7 had a reading at or above the
+# pooled threshold on main, 83 with shift37; 6 with the judged weekend left out, 8 of 100 four-week roads (22 at the
+# full pace); benchmarks/README.md, hold38
+RS_HOLD_RESID = 0.5
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes
