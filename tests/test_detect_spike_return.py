@@ -25,12 +25,10 @@ import numpy as np
 from hypothesis import assume, given, settings as hsettings, strategies as st
 
 from detect_series import score_one
+from road_series import N, STEP_US, road
 from urbanpulse.detect import DetectionSettings
 
-N = 2600
 ONSET = 2000  # the excursion: the first reading from here on between two ordinary free-flow readings
-STEP_US = 300_000_000  # 5 minutes
-T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC, a Thursday
 BAR = 0.9985  # the excursion's or its return's anomaly_score reaches this (main's pooled threshold on the proxy)
 # the drawn ranges: the proxy family's (corpus/families.py `traffic`, speed) where the jams are deep, the link drops
 # for long runs of slots and the noise is low: a road whose range is wide and whose record jump a jam's onset set
@@ -42,34 +40,6 @@ MISSING = (0.03, 0.12)
 RUN = (6, 30)  # the longest run of missed slots (drawn): runs are 1..RUN slots
 STALL = (0.0, 0.2)  # x free flow
 SPURIOUS = (1.7, 2.0)  # x the limit
-
-
-def _bump(hour: np.ndarray, at: float, width: float) -> np.ndarray:
-    """A smooth peak of demand at `at` hours, `width` hours wide (on the 24-hour circle)."""
-    d = (hour - at + 12.0) % 24.0 - 12.0
-    return np.exp(-0.5 * (d / width) ** 2)
-
-
-def road(seed: int, limit: float, cap: float, depth: float, noise: float, tz: int, missing: float, run: int,
-         res: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """A 5-minute road speed (free flow near `limit`, readings clipped at `cap` x it, weekday rush-hour dips of
-    `depth`, a weekend midday dip of half that, Gaussian noise of `noise` x free flow doubled at night, quantised to
-    `res`), about a share `missing` of the slots skipped in runs of 1..`run`, timestamps jittered by up to 30 s;
-    its readings, timestamps and free flow."""
-    rng = np.random.default_rng(seed)
-    skip = np.where(rng.random(N) < 2.0 * missing / (run + 1.0), rng.integers(1, run + 1, N), 0)
-    skip[0] = 0
-    slot = np.cumsum(1 + skip) - 1
-    ts = T0 + slot.astype(np.int64) * STEP_US + rng.integers(-30_000_000, 30_000_001, N)
-    local = (ts / 3.6e9 + tz) % 24.0
-    weekday = ((ts / 8.64e10 + tz / 24.0 + 3.0) // 1.0) % 7.0 < 5.0  # 1970-01-01 was a Thursday (3)
-    jam = np.where(weekday, np.maximum(_bump(local, 8.0, 1.0), _bump(local, 17.5, 1.2)),
-                   0.5 * _bump(local, 13.0, 2.5))
-    night = (local < 5.0) | (local > 22.0)
-    free = limit * rng.uniform(0.95, 1.05)
-    mean = free * (1.0 - depth * jam)
-    x = np.clip(mean + free * noise * (1.0 + night) * rng.normal(size=N), 0.0, cap * limit)
-    return np.round(x / res) * res, ts, free
 
 
 def excursion_row(clean: np.ndarray, free: float) -> int:
@@ -88,7 +58,7 @@ def excursion_scores_high(seed: int, limit: float, cap: float, depth: float, noi
     """The first property's body: one reading at `excursion_row` set to a stalled vehicle's `f` x free flow (0-0.2)
     or a spurious one's `f` x the limit (1.6-2): the larger anomaly_score of it and the reading after is at least
     BAR."""
-    clean, ts, free = road(seed, limit, cap, depth, noise, tz, missing, run, res)
+    clean, ts, free = road(seed, limit, cap, depth, noise, tz, missing, res, run=run)
     r = excursion_row(clean, free)
     assume(r < N - 10)
     gaps = np.diff(ts[r - 1:r + 2]) / STEP_US
@@ -132,7 +102,7 @@ def test_the_return_score_changes_no_decision(seed: int, limit: float, cap: floa
                                               u: float) -> None:
     """reach on (the default) or off: every detector's score and decision and every alert are the same on the road
     with its excursion; only the anomaly_score may differ."""
-    clean, ts, free = road(seed, limit, cap, depth, noise, tz, missing, run, res)
+    clean, ts, free = road(seed, limit, cap, depth, noise, tz, missing, res, run=run)
     r = excursion_row(clean, free)
     assume(r < N - 10)
     x = clean.copy()

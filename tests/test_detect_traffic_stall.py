@@ -24,13 +24,11 @@ import numpy as np
 from hypothesis import assume, given, settings as hsettings, strategies as st
 
 from detect_series import score_one
+from road_series import N, road
 from urbanpulse.detect import DetectionSettings
 
-N = 2600
 ONSET = 2000  # the stall: the first reading from here on whose previous clean reading is at free flow
 PROBATION = 450
-STEP_US = 300_000_000  # 5 minutes
-T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC, a Thursday
 BAR = 0.9995  # the stall's anomaly_score reaches this (main's pooled NAB threshold on the proxy is 0.9985)
 # the drawn ranges: the proxy family's (corpus/families.py `traffic`, speed) where the jams are deep (the range
 # reaches down to 40-60 % of free flow, so a stall is under a width below it: main misses it) and a stall is a fall
@@ -41,34 +39,6 @@ DEPTH = (0.4, 0.6)
 NOISE = (0.02, 0.04)
 MISSING = (0.03, 0.12)
 STALL = (0.0, 0.1)  # x free flow
-
-
-def _bump(hour: np.ndarray, at: float, width: float) -> np.ndarray:
-    """A smooth peak of demand at `at` hours, `width` hours wide (on the 24-hour circle)."""
-    d = (hour - at + 12.0) % 24.0 - 12.0
-    return np.exp(-0.5 * (d / width) ** 2)
-
-
-def road(seed: int, limit: float, cap: float, depth: float, noise: float, tz: int, missing: float,
-         res: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """A 5-minute road speed (free flow near `limit`, readings clipped at `cap` x it, weekday rush-hour dips of
-    `depth`, a weekend midday dip of half that, Gaussian noise of `noise` x free flow doubled at night, quantised to
-    `res`), a share `missing` of the slots skipped in runs of 1-6, timestamps jittered by up to 30 s; its readings,
-    timestamps and free flow."""
-    rng = np.random.default_rng(seed)
-    skip = np.where(rng.random(N) < missing / 3.5, rng.integers(1, 7, N), 0)
-    skip[0] = 0
-    slot = np.cumsum(1 + skip) - 1
-    ts = T0 + slot.astype(np.int64) * STEP_US + rng.integers(-30_000_000, 30_000_001, N)
-    local = (ts / 3.6e9 + tz) % 24.0
-    weekday = ((ts / 8.64e10 + tz / 24.0 + 3.0) // 1.0) % 7.0 < 5.0  # 1970-01-01 was a Thursday (3)
-    jam = np.where(weekday, np.maximum(_bump(local, 8.0, 1.0), _bump(local, 17.5, 1.2)),
-                   0.5 * _bump(local, 13.0, 2.5))
-    night = (local < 5.0) | (local > 22.0)
-    free = limit * rng.uniform(0.95, 1.05)
-    mean = free * (1.0 - depth * jam)
-    x = np.clip(mean + free * noise * (1.0 + night) * rng.normal(size=N), 0.0, cap * limit)
-    return np.round(x / res) * res, ts, free
 
 
 def stall_row(clean: np.ndarray, free: float) -> int:
