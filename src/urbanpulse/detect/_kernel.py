@@ -568,6 +568,19 @@ def _median(buf, m, W, a, b):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _beyond_peak(st, sl, col, q, pk_decay, floor):
+    """A distance `q` (in typical distances) scored beyond the decayed memory of its own peak in column `col`
+    (level34: r = q / max(peak, floor) - 1 scores r / (r + RS_THR) where positive, else 0), and the memory raised to
+    q. Why: a level or spread change then scores as it grows past what the series has already shown, not again at
+    every refresh while it merely holds (shift37's hold stretches that). Shared by level34's level and spread scores
+    (`_robust_refresh`) and level36's residual level (`_resid_level`)."""
+    pk = st[sl, col] * pk_decay
+    r = q / _fmax(pk, floor) - 1.0
+    st[sl, col] = _max(pk, q)
+    return r / (r + RS_THR) if r > 0 else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _resid_level(st, sl, pk_decay, refresh_every):
     """level36 (resid35's idea): level34's level score on the level of the series less its daily profile
     (`_resid_regime`, a ~2 h memory, robust to bursts: a level shift moves it within hours, the day does not), at a
@@ -600,12 +613,7 @@ def _resid_level(st, sl, pk_decay, refresh_every):
         typ = st[sl, C_RQ_TYP]
         sc = _fmax(typ, RS_LEVEL_FLOOR * 1.4826 * ra)
         if sc > 0:
-            q = d / sc
-            pk = st[sl, C_RQ_PK] * pk_decay
-            r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
-            if r > 0:
-                score = r / (r + RS_THR)
-            st[sl, C_RQ_PK] = _max(pk, q)
+            score = _beyond_peak(st, sl, C_RQ_PK, d / sc, pk_decay, RS_PK_FLOOR_LEVEL)
             st[sl, C_RQ_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
         st[sl, C_RQ_SLOW] = ls + rate * (lv - ls)
     if ln < RQ_MIN_N or not (rd > 0) or 1.4142135623730951 * ra >= RQ_RHO_MAX * rd:
@@ -650,12 +658,8 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
             typ = st[sl, C_RM_TYP]
             sc = _fmax(typ, RS_LEVEL_FLOOR * 1.4826 * mad)
             q = d / sc
-            pk = st[sl, C_RM_PK] * pk_decay
             if _isfinite(q):
-                r = q / _fmax(pk, RS_PK_FLOOR_LEVEL) - 1.0
-                if r > 0:
-                    score = r / (r + RS_THR)
-                st[sl, C_RM_PK] = _max(pk, q)
+                score = _beyond_peak(st, sl, C_RM_PK, q, pk_decay, RS_PK_FLOOR_LEVEL)
             st[sl, C_RM_TYP] = typ + trate * (_min(d, RS_WINSOR * sc) - typ)
             st[sl, C_RM_SLOW] = ls + rate * (med - ls)
     if _isfinite(dsc) and dsc > 0:
@@ -668,12 +672,7 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
             typ = st[sl, C_RD_TYP]
             sc = _fmax(typ, RS_SPREAD_FLOOR)
             if rr > 0 and _isfinite(rr):
-                q = rr / sc
-                pk = st[sl, C_RD_PK] * pk_decay
-                r = q / _fmax(pk, RS_PK_FLOOR_SPREAD) - 1.0
-                if r > 0:
-                    spread = r / (r + RS_THR)
-                st[sl, C_RD_PK] = _max(pk, q)
+                spread = _beyond_peak(st, sl, C_RD_PK, rr / sc, pk_decay, RS_PK_FLOOR_SPREAD)
             else:
                 st[sl, C_RD_PK] = st[sl, C_RD_PK] * pk_decay
             st[sl, C_RD_TYP] = typ + trate * (_min(abs(rr), RS_WINSOR * sc) - typ)
