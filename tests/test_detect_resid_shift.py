@@ -21,13 +21,7 @@ import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
 from detect_series import score_one
-
-N = 3000
-ONSET = 2000
-WINDOW = 200  # readings after the onset a NAB window of this length holds
-STEP_US = 300_000_000  # 5 minutes
-T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
-DAY_US = 86_400_000_000
+from test_detect_robust_shift import ONSET, WINDOW, server
 
 
 def daily_server(seed: int, df: float, noise: float, daily: float, phase: float, p_burst: float, shift: float
@@ -35,19 +29,7 @@ def daily_server(seed: int, df: float, noise: float, daily: float, phase: float,
     """A 5-minute server latency around 100 ms whose level swings with the UTC day (x 1 + `daily` cos), Student-t
     noise of `noise` x 100 (`df` degrees of freedom), bursts of 1-6 readings at 1.5-3 x the level at a rate
     `p_burst`; clean and with, from ONSET on, the level moved by `shift` noise scales; and the timestamps."""
-    rng = np.random.default_rng(seed)
-    t = np.clip(rng.standard_t(df, N), -15.0, 15.0)
-    burst = np.ones(N)
-    for k in np.flatnonzero(rng.random(N) < p_burst):
-        burst[k:k + int(rng.integers(1, 7))] = rng.uniform(1.5, 3.0)
-    ts = T0 + np.arange(N, dtype=np.int64) * STEP_US
-    hour = (ts % DAY_US) / 3.6e9
-    base = 100.0 * (1.0 + daily * np.cos(2 * np.pi * hour / 24.0 + phase))
-    scale = 100.0 * noise
-    step = np.r_[np.zeros(ONSET), np.ones(N - ONSET)]
-    clean = np.round(base * burst + scale * t, 2)
-    injected = np.round((base + shift * scale * step) * burst + scale * t, 2)
-    return clean, injected, ts
+    return server(seed, df, noise, p_burst, shift, 1.0, daily=daily, phase=phase, decimals=2)
 
 
 def window_scores(seed: int, df: float, noise: float, daily: float, phase: float, p_burst: float, shift: float

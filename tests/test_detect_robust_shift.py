@@ -27,23 +27,28 @@ PROBATION = 450  # NAB's 15 % of the readings
 WINDOW = 200  # readings after the onset a NAB window of this length holds
 STEP_US = 300_000_000  # 5 minutes
 T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
+DAY_US = 86_400_000_000
 
 
-def server(seed: int, df: float, noise: float, p_burst: float, shift: float, noise_x: float
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def server(seed: int, df: float, noise: float, p_burst: float, shift: float, noise_x: float, *, daily: float = 0.0,
+           phase: float = 0.0, decimals: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A 5-minute server latency around 100 ms (Student-t noise of `noise` x the level, `df` degrees of freedom,
     bursts of 1-6 readings at 1.5-3 x the level at a rate `p_burst`), clean and with, from ONSET on, the level
-    moved by `shift` noise scales and the noise x `noise_x`; and the timestamps."""
+    moved by `shift` noise scales and the noise x `noise_x`; and the timestamps. With `daily` the level swings with
+    the UTC day (x 1 + `daily` cos, at `phase`: tests/test_detect_resid_shift.py's daily-cycle server). Readings
+    rounded to `decimals`."""
     rng = np.random.default_rng(seed)
     t = np.clip(rng.standard_t(df, N), -15.0, 15.0)
     burst = np.ones(N)
     for k in np.flatnonzero(rng.random(N) < p_burst):
         burst[k:k + int(rng.integers(1, 7))] = rng.uniform(1.5, 3.0)
+    ts = T0 + np.arange(N, dtype=np.int64) * STEP_US
+    hour = (ts % DAY_US) / 3.6e9
+    base = 100.0 * (1.0 + daily * np.cos(2 * np.pi * hour / 24.0 + phase))
     scale = 100.0 * noise
     step = np.r_[np.zeros(ONSET), np.ones(N - ONSET)]
-    clean = np.round((100.0 * burst + scale * t), 1)
-    injected = np.round(((100.0 + shift * scale * step) * burst + scale * (1.0 + (noise_x - 1.0) * step) * t), 1)
-    ts = T0 + np.arange(N, dtype=np.int64) * STEP_US
+    clean = np.round(base * burst + scale * t, decimals)
+    injected = np.round((base + shift * scale * step) * burst + scale * (1.0 + (noise_x - 1.0) * step) * t, decimals)
     return clean, injected, ts
 
 
