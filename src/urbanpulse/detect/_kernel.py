@@ -705,7 +705,8 @@ def _robust_refresh(sl, nc, prow, st, med, mad, dsc, refresh_every):
         elif resid >= 0:  # level36: a daily cycle shut the series out; scored on what its profile leaves
             out = _max(resid, spread)
     st[sl, C_RS_S] = _min(out, RS_CAP)
-    # shift37: how long the score has held RS_HOLD_MIN (refreshes come every refresh_every readings once eager ones end).
+    # shift37: how long the score has held RS_HOLD_MIN (refreshes come every refresh_every readings once eager ones
+    # end).
     # hold38: on level36's residual path the hold counts at RS_HOLD_RESID of that pace, and not at all while a road's
     # first weekend is judged (road33's se_wk 1: that Saturday is not in the profile yet, so its residual departs for
     # hours on a clean road)
