@@ -34,13 +34,14 @@ async def open_store(dsn: str) -> tuple[Any, MonthlyPartitions]:
 
 
 async def personal_pipeline(pool: Any, parts: MonthlyPartitions, policy: dict | None,
-                            personal: str = "phones/#") -> Pipeline:
+                            personal: str = "phones/#", formats: dict | None = None) -> Pipeline:
     """A started pipeline of the service's parts with topics ``personal`` in the class ``personal``
-    under ``policy`` (None: the class's defaults)."""
+    under ``policy`` (None: the class's defaults); ``formats``: the ``formats:`` section (routes and
+    options), so a property can send line protocol or CSV on some topics (None: canonical JSON only)."""
     privacy: dict = {"key_file": None, "topics": {personal: "personal"}}
     if policy is not None:
         privacy["policies"] = {"personal": policy}
-    s = load_settings(None, privacy=privacy)
+    s = load_settings(None, privacy=privacy, **({} if formats is None else {"formats": formats}))
     fmt = build_router(s, DecodeLimits(), MetricCatalogue.load())
     pipeline = Pipeline(ReadingStore(pool, parts), fmt, ReadingValidator(MetricCatalogue.load()),
                         IngestSettings(), IngestMetrics(), privacy=build_privacy_stage(s.privacy))
