@@ -4,7 +4,7 @@ InfluxDB line protocol and CSV as well as canonical JSON, over-long ids included
 Why: tests/test_privacy_as_sent.py proves it for canonical JSON with ids of at most ~20 characters. Line
 protocol and CSV build the id from a tag or a cell and refuse some ids in the format itself (an empty
 tag, an id longer than validation's ``MAX_SENSOR_ID_CHARS``, a NUL in CSV text), before the privacy
-stage; CSV strips a cell's surrounding whitespace. Whatever the format decides, a personal topic must
+stage; CSV strips the spaces and tabs around a cell. Whatever the format decides, a personal topic must
 decide the same as an open one, quote neither the id nor the unit in its quarantine row, and lose
 nothing. The oracle: the open topic's outcome (itself checked against what each format is known to do),
 then the personal topic's against the open one, through the real pipeline into PostgreSQL.
@@ -96,18 +96,18 @@ def readings(draw, fmt: str) -> Sent:  # noqa: ANN001
 def expected_open(fmt: str, sent: list[Sent]) -> list[str | None]:
     """The reason each reading is quarantined with on an open topic (None: stored), as each format and
     validation are known to decide: a NUL refuses a CSV message whole, line protocol refuses an empty tag
-    (malformed) and an id over the limit (bad_type) in the format, CSV strips a cell and refuses an empty
-    or over-long id in the format (bad_sensor_id); the rest is validation's ``sensor_id_fault``. The vendor
+    (malformed) and an id over the limit (bad_sensor_id) in the format, CSV strips a cell's spaces and tabs
+    and refuses an empty or over-long id in the format (bad_sensor_id); the rest is validation's ``sensor_id_fault``. The vendor
     formats (line protocol, CSV) convert a unit of the metric's dimension (``degF``, ``m/s``): stored."""
     if fmt == "csv" and any("\x00" in r.sensor for r in sent):
         return ["malformed"] * len(sent)
     out: list[str | None] = []
     for r in sent:
-        sensor = r.sensor.strip() if fmt == "csv" else r.sensor
+        sensor = r.sensor.strip(" \t") if fmt == "csv" else r.sensor
         if fmt == "influx_line" and not sensor:
             out.append("malformed")
         elif fmt == "influx_line" and len(sensor) > MAX_SENSOR_ID_CHARS:
-            out.append("bad_type")
+            out.append("bad_sensor_id")
         else:
             unit_ok = r.unit_ok or (fmt != "json" and conversion(r.unit, UNITS[r.metric][0]) is not None)
             out.append("bad_sensor_id" if sensor_id_fault(sensor) else None if unit_ok else "unit_mismatch")

@@ -130,9 +130,12 @@ class CsvFormat(VendorFormat):
                 rejections.append(self.reject(batch, i, Reason.MALFORMED,
                                               f"row {first + r}: {len(line)} cells, header has {len(names)}", raw, j))
                 continue
-            sensor = line[sensor_idx].strip() if sensor_idx is not None else opts.sensor_id_value
+            # only spaces and tabs around a cell are CSV layout (str.strip() also ate control characters such as
+            # \x1f, so such an id was stored where every other format quarantines it bad_sensor_id)
+            sensor = line[sensor_idx].strip(" \t") if sensor_idx is not None else opts.sensor_id_value
             if not sensor or len(sensor) > 128:
-                rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID, f"row {first + r}: no sensor id", raw, j))
+                what = "no sensor id" if not sensor else "sensor id longer than 128 characters"
+                rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID, f"row {first + r}: {what}", raw, j))
                 continue
             ts_us = self._time(" ".join(line[k].strip() for k in ts_idx))
             if ts_us is None:

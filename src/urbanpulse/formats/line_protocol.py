@@ -212,9 +212,12 @@ class LineProtocolFormat(VendorFormat):
                 else:
                     metric = measurement if key == "value" else key
                 own = raw if len(fields) == 1 else _OneField(line, spans[""][0], spans[key], whole)
-                if len(metric) > 128 or len(sensor) > 128:
-                    rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
-                                                  f"line {j + 1}: sensor or metric longer than 128 characters",
+                if len(sensor) > 128 or len(metric) > 128:
+                    # the reason every other format and validation give: an over-long id is bad_sensor_id
+                    long_id = len(sensor) > 128
+                    rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID if long_id else Reason.BAD_TYPE,
+                                                  f"line {j + 1}: {'sensor id' if long_id else 'metric'} longer "
+                                                  "than 128 characters",
                                                   own if type(own) is bytes else own.render(), j))
                     continue
                 rows.add(i, j, sensor, metric, ts_us, value, self.unit_for(key, unit), lat, lon, own)
