@@ -16,7 +16,6 @@ PYTHONPATH's first entry at main's src to count main. Prints one JSON line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -24,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
+from hypothesis import strategies as st
 
 import services
-from privacy_pipeline import open_store
-from wide_tally import FailureTally
+from wide_store import pipeline_store
+from wide_tally import FailureTally, wide
 import test_kafka_offset_deltas as K
 import test_privacy_as_sent as P
 
@@ -39,30 +38,14 @@ def main(argv: list[str]) -> None:
     tally = FailureTally(fatal=(AttributeError,))  # main has no kafka_records.offset_labels: not a failure
     extra: dict[str, int] = {}
 
-    def wide(**strategies):  # noqa: ANN003, ANN202
-        return lambda fn: hseed(run_seed)(settings(
-            max_examples=n, derandomize=False, database=None, deadline=None, phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck))(given(**strategies)(fn)))
-
     if name in ("ids", "units"):
-        db, dsn = services.create_database(services.PG_DSN)
-        loop = asyncio.new_event_loop()
-        try:
-            pool, parts = loop.run_until_complete(open_store(dsn))
-            pipelines: dict = {}
-            policies = sorted(p for p in P.POLICIES if name == "ids" or "drop_unit" in p)
-
-            @wide(policy=st.sampled_from(policies),
+        policies = sorted(p for p in P.POLICIES if name == "ids" or "drop_unit" in p)
+        with pipeline_store() as (loop, pool, parts, pipelines):
+            @wide(n, run_seed, policy=st.sampled_from(policies),
                   sent=st.lists(P.readings(ids=name == "ids", units=name == "units"), min_size=1, max_size=8))
             def run(policy, sent) -> None:  # noqa: ANN001
                 tally(lambda: P.check_sent(loop, pool, parts, pipelines, policy, sent))
             run()
-            for p in pipelines.values():
-                loop.run_until_complete(p.stop())
-            loop.run_until_complete(pool.close())
-        finally:
-            loop.close()
-            services.drop_database(db, services.PG_DSN)
     elif name == "lean_offsets":
         from urbanpulse.connectors import kafka_records
 
@@ -70,7 +53,8 @@ def main(argv: list[str]) -> None:
         parser = kafka_records.load_parser()
         records = {"records": 0}
 
-        @wide(specs=st.lists(K.batch_st, min_size=1, max_size=4), max_records=st.one_of(st.none(), st.integers(1, 15)))
+        @wide(n, run_seed, specs=st.lists(K.batch_st, min_size=1, max_size=4),
+              max_records=st.one_of(st.none(), st.integers(1, 15)))
         def run(specs, max_records) -> None:  # noqa: ANN001
             def one() -> None:
                 data, want, end = K.fetch_of(specs)
@@ -95,7 +79,8 @@ def main(argv: list[str]) -> None:
             svc, topic, group = K.start_service(dsn, broker.bootstrap, work)
             state = {"example": 0, "stored": 0, "now": int(time.time() * 1000)}
 
-            @wide(ds=K.e2e_deltas, garbage=st.lists(st.booleans(), min_size=12, max_size=12), gzip=st.booleans())
+            @wide(n, run_seed, ds=K.e2e_deltas, garbage=st.lists(st.booleans(), min_size=12, max_size=12),
+                  gzip=st.booleans())
             def run(ds, garbage, gzip) -> None:  # noqa: ANN001
                 tally(lambda: K.check_batch(svc, dsn, broker.bootstrap, topic, group, state, ds, garbage, gzip))
             run()
@@ -106,8 +91,7 @@ def main(argv: list[str]) -> None:
             services.drop_database(db, services.PG_DSN)
     else:
         raise SystemExit(f"unknown property {name!r}")
-    out = tally.summary()
-    out["whys"] = dict(sorted(out["whys"].items(), key=lambda kv: -kv[1])[:5])
+    out = tally.summary(top=5)
     print(json.dumps({"property": name, "seed": run_seed, **out, **extra}))
 
 

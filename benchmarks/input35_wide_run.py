@@ -19,11 +19,11 @@ import json
 import os
 import sys
 
-from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
+from hypothesis import strategies as st
 
 import services
 from privacy_pipeline import open_store
-from wide_tally import FailureTally
+from wide_tally import FailureTally, wide
 import test_hostile_utf8_lines as U
 import test_privacy_position_bounds as P
 from urbanpulse.formats.csv_columns import CsvFormat
@@ -45,10 +45,7 @@ def main(argv: list[str]) -> None:
             offsets = itertools.count()
             closers = [pipeline]
 
-            @hseed(run_seed)
-            @settings(max_examples=n, derandomize=False, database=None, deadline=None, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            @given(message=U.messages(csv))
+            @wide(n, run_seed, message=U.messages(csv))
             def run(message) -> None:  # noqa: ANN001
                 tally(lambda: U.check_message(loop, pipeline, pool, next(offsets), message, csv))
         else:
@@ -56,10 +53,8 @@ def main(argv: list[str]) -> None:
             pipelines: dict = {}
             closers = pipelines.values()  # type: ignore[assignment]
 
-            @hseed(run_seed)
-            @settings(max_examples=n, derandomize=False, database=None, deadline=None, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            @given(precision=st.sampled_from(P.PRECISIONS), places=st.lists(P.positions, min_size=1, max_size=8))
+            @wide(n, run_seed, precision=st.sampled_from(P.PRECISIONS),
+                  places=st.lists(P.positions, min_size=1, max_size=8))
             def run(precision, places) -> None:  # noqa: ANN001
                 tally(lambda: P.check_places(loop, pool, parts, pipelines, precision, places))
         run()
@@ -69,8 +64,7 @@ def main(argv: list[str]) -> None:
     finally:
         loop.close()
         services.drop_database(db, services.PG_DSN)
-    out = tally.summary()
-    out["whys"] = dict(sorted(out["whys"].items(), key=lambda kv: -kv[1])[:5])
+    out = tally.summary(top=5)
     print(json.dumps({"property": name, "seed": run_seed, **out}))
 
 

@@ -13,18 +13,16 @@ one JSON line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from collections import Counter
 
-from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
+from hypothesis import strategies as st
 
-import services
 import test_privacy_as_sent_formats as F
-from privacy_pipeline import open_store
-from wide_tally import FailureTally
+from wide_store import pipeline_store
+from wide_tally import FailureTally, wide
 
 
 def main(argv: list[str]) -> None:
@@ -33,16 +31,8 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("URBANPULSE_PSEUDONYM_KEY", F.KEY)
     tally = FailureTally()
     outcomes: Counter[str] = Counter()
-    db, dsn = services.create_database(services.PG_DSN)
-    loop = asyncio.new_event_loop()
-    try:
-        pool, parts = loop.run_until_complete(open_store(dsn))
-        pipelines: dict = {}
-
-        @hseed(run_seed)
-        @settings(max_examples=n, derandomize=False, database=None, deadline=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
-        @given(policy=st.sampled_from(sorted(F.POLICIES)), drawn=F.format_and_readings())
+    with pipeline_store() as (loop, pool, parts, pipelines):
+        @wide(n, run_seed, policy=st.sampled_from(sorted(F.POLICIES)), drawn=F.format_and_readings())
         def run(policy: str, drawn: tuple[str, list[F.Sent], bool]) -> None:
             fmt, sent, mixed = drawn
             outcomes.update(f"{fmt}:{why or 'stored'}" for why in F.expected_open(fmt, sent))
@@ -50,14 +40,7 @@ def main(argv: list[str]) -> None:
             tally(lambda: F.check_formats(loop, pool, parts, pipelines, policy, fmt, sent, mixed))
 
         run()
-        for p in pipelines.values():
-            loop.run_until_complete(p.stop())
-        loop.run_until_complete(pool.close())
-    finally:
-        loop.close()
-        services.drop_database(db, services.PG_DSN)
-    out = tally.summary()
-    out["whys"] = dict(sorted(out["whys"].items(), key=lambda kv: -kv[1])[:5])
+    out = tally.summary(top=5)
     print(json.dumps({"property": "privacy38", "seed": run_seed, **out, "readings": dict(sorted(outcomes.items()))}))
 
 

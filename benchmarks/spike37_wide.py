@@ -13,8 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, given, seed as hseed, settings, strategies as st
+from hypothesis import strategies as st
 from hypothesis.errors import UnsatisfiedAssumption
+
+from wide_tally import wide
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_detect_spike_return as T  # noqa: E402
@@ -24,10 +26,7 @@ def main(argv: list[str]) -> None:
     n, run_seed = int(argv[0]), int(argv[1])
     out = {"draws": 0, "failing": 0, "skipped": 0, "fails": []}
 
-    @hseed(run_seed)
-    @settings(max_examples=n, deadline=None, phases=[Phase.generate], database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(**T._DRAWS, stalled=st.booleans(), u=st.floats(0.0, 1.0))
+    @wide(n, run_seed, **T._DRAWS, stalled=st.booleans(), u=st.floats(0.0, 1.0))
     def run(stalled, u, **kw):
         try:
             T.excursion_scores_high(**kw, stalled=stalled, f=T._excursion(stalled, u))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
+
 
 class FailureTally:
     """Draws checked, failed (an AssertionError), and how often each failure message came; `fatal` exception types
@@ -34,7 +36,20 @@ class FailureTally:
             raise SystemExit(f"{exc}") from exc
         self.examples += 1
 
-    def summary(self) -> dict:
-        """The counts and the seconds since the tally began, for the run's JSON line."""
-        return {"examples": self.examples, "failed": self.failed, "whys": self.whys,
+    def summary(self, top: int | None = None) -> dict:
+        """The counts and the seconds since the tally began, for the run's JSON line; with `top`, only that many
+        of the most frequent failure messages."""
+        whys = self.whys if top is None else dict(sorted(self.whys.items(), key=lambda kv: -kv[1])[:top])
+        return {"examples": self.examples, "failed": self.failed, "whys": whys,
                 "seconds": round(time.perf_counter() - self.started, 1)}
+
+
+def wide(n: int, run_seed: int, **strategies: object) -> Callable[[Callable], Callable]:
+    """The hypothesis decorator of a wide run: `n` fresh draws of `strategies` from `run_seed`, generation only (no
+    shrinking, no example database, not derandomized, no health check). Why: the tests draw derandomized examples;
+    a wide run is the same body over draws they never make, and every script should mean the same by it."""
+    def decorate(fn: Callable) -> Callable:
+        return hseed(run_seed)(settings(max_examples=n, derandomize=False, database=None, deadline=None,
+                                        phases=[Phase.generate], suppress_health_check=list(HealthCheck))(
+            given(**strategies)(fn)))
+    return decorate
