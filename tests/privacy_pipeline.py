@@ -3,7 +3,7 @@ properties: one set-up, so each test file states only its policy and what it che
 
 Why: the privacy tests drive canonical JSON on a personal topic next to the same readings on an
 open topic through the real parts (router, privacy stage, validation, quarantine, COPY) and read
-back what was stored; three files built that pipeline the same way.
+back what was stored; four files built that pipeline the same way.
 """
 
 from __future__ import annotations
@@ -50,15 +50,16 @@ async def personal_pipeline(pool: Any, parts: MonthlyPartitions, policy: dict | 
 
 
 async def through(pipeline: Pipeline, pool: Any, payloads: list[bytes], topics: list[str],
-                  stored_columns: str) -> tuple[list[dict], list[dict]]:
+                  stored_columns: str, quarantine_columns: str = "topic, reason, detail, payload, item",
+                  ) -> tuple[list[dict], list[dict]]:
     """``payloads`` (one per topic) through the pipeline into PostgreSQL: the readings stored
-    (``stored_columns`` of readings ``r`` joined to series ``s``) and the quarantine rows; both
-    tables are emptied after, so the next example starts clean."""
+    (``stored_columns`` of readings ``r`` joined to series ``s``) and the quarantine rows
+    (``quarantine_columns``); both tables are emptied after, so the next example starts clean."""
     await pipeline.submit(MessageBatch(source="mqtt", payloads=payloads, topics=topics, received_ns=time.time_ns()))
     await pipeline.drain()
     assert not pipeline.halted
     stored = [dict(r) for r in await pool.fetch(
         f"SELECT {stored_columns} FROM readings r JOIN series s ON s.id = r.series_id")]
-    rows = [dict(r) for r in await pool.fetch("SELECT topic, reason, detail, payload, item FROM quarantine")]
+    rows = [dict(r) for r in await pool.fetch(f"SELECT {quarantine_columns} FROM quarantine")]
     await pool.execute("DELETE FROM readings; DELETE FROM quarantine")
     return stored, rows

@@ -19,18 +19,8 @@ from dataclasses import dataclass
 import orjson
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-import services
-from urbanpulse.config import IngestSettings, load_settings
-from urbanpulse.formats.base import DecodeLimits, MessageBatch
-from urbanpulse.formats.router import build_router
-from urbanpulse.metrics import IngestMetrics
-from urbanpulse.pipeline import Pipeline
-from urbanpulse.privacy import build_privacy_stage
+from privacy_pipeline import open_store, personal_pipeline, through
 from urbanpulse.privacy.stage import REDACTED_MESSAGE
-from urbanpulse.quality.catalogue import MetricCatalogue
-from urbanpulse.quality.validate import ReadingValidator
-from urbanpulse.storage.partitions import MonthlyPartitions
-from urbanpulse.storage.writer import ReadingStore
 
 KEY = "quarantine-detail-key-0123456789"
 NOW_MS = int(time.time() * 1000) - 60_000
@@ -123,27 +113,15 @@ devices = st.text("abcdefghijklmnopqrstuvwxyz.", min_size=8, max_size=20).map(la
 
 async def _start(dsn: str) -> tuple:
     """A migrated pool and a started pipeline of the service's parts, ``phones/#`` personal."""
-    pool = await services.open_migrated_pool(dsn, min_size=1, max_size=2)
-    parts = MonthlyPartitions()
-    async with pool.acquire() as c:
-        await parts.load(c)
-    s = load_settings(None, privacy={"key_file": None, "topics": {"phones/#": "personal"}})
-    fmt = build_router(s, DecodeLimits(), MetricCatalogue.load())
-    pipeline = Pipeline(ReadingStore(pool, parts), fmt, ReadingValidator(MetricCatalogue.load()),
-                        IngestSettings(), IngestMetrics(), privacy=build_privacy_stage(s.privacy))
-    await pipeline.start()
-    return pool, pipeline
+    pool, parts = await open_store(dsn)
+    return pool, await personal_pipeline(pool, parts, None)
 
 
-async def _store(pipeline: Pipeline, pool, payloads: list[bytes], topics: list[str]) -> list[dict]:  # noqa: ANN001
+async def _store(pipeline, pool, payloads: list[bytes], topics: list[str]) -> list[dict]:  # noqa: ANN001
     """``payloads`` through the pipeline's validation and quarantine into PostgreSQL; the rows written."""
-    await pipeline.submit(MessageBatch(source="mqtt", payloads=payloads, topics=topics, received_ns=time.time_ns()))
-    await pipeline.drain()
-    assert not pipeline.halted
-    rows = [dict(r) for r in await pool.fetch(
-        "SELECT source, topic, reason, detail, payload, kafka_partition, kafka_offset, item FROM quarantine")]
-    await pool.execute("DELETE FROM quarantine")
-    assert await pool.fetchval("SELECT count(*) FROM readings") == 0  # every generated reading fails
+    stored, rows = await through(pipeline, pool, payloads, topics, "s.sensor_id",
+                                 "source, topic, reason, detail, payload, kafka_partition, kafka_offset, item")
+    assert stored == []  # every generated reading fails
     return rows
 
 
