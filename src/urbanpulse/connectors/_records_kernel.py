@@ -4,9 +4,9 @@ timestamp, without a Python object per record (issue 14 item 7; connectors/kafka
 Compiled with Numba, and ahead of time by :mod:`urbanpulse.aot` like the analytics' kernels. The
 functions only *read* a fetch response's bytes: every read is bounds-checked (every length is
 compared with the bytes left before it is added, so no int64 sum can wrap), and anything
-this parser does not take as it is (another magic, a compressed batch, a record with headers,
-any size that does not add up) ends the parsed part there; the caller hands the rest to aiokafka's
-own records, which then raise or decode exactly as they always have.
+this parser does not take as it is (another magic, a compressed batch, headers that do not
+add up, any size that does not add up) ends the parsed part there; the caller hands the rest to
+aiokafka's own records, which then raise or decode exactly as they always have.
 
 Layout (Kafka's ``DefaultRecordBatch``): a 61-byte header (base offset at 0, batch length at 8,
 magic at 16, CRC-32C at 17 over bytes 21.., attributes at 21, last offset delta at 23, base and
@@ -33,6 +33,8 @@ HEADER_BYTES = 61
 #: length and header count, one byte each
 MIN_RECORD_BYTES = 7
 _COMPRESSION_MASK = 0x07
+_INT64_MAX = 9_223_372_036_854_775_807
+_INT64_MIN = -_INT64_MAX - 1
 _LOG_APPEND_TIME = 0x08
 
 
@@ -105,12 +107,36 @@ def _varint(buf: np.ndarray, pos: int, end: int, out: np.ndarray) -> int:
 
 
 @njit(cache=False, nogil=True)
+def _header_end(buf: np.ndarray, pos: int, stop: int, one: np.ndarray) -> int:
+    """Skip a record's header count and headers (urbanpulse reads no header): the position after
+    them, or -1 where they do not add up the way aiokafka reads them (a negative count or key
+    length, a value length below -1, a length beyond ``stop``), so that record is aiokafka's."""
+    pos = _varint(buf, pos, stop, one)
+    if pos < 0:
+        return -1
+    count = one[0]
+    if count < 0 or count > stop - pos:  # each header takes at least two bytes
+        return -1
+    for _ in range(count):
+        pos = _varint(buf, pos, stop, one)  # the key's length, then the key (any bytes)
+        if pos < 0 or one[0] < 0 or one[0] > stop - pos:
+            return -1
+        pos += one[0]
+        pos = _varint(buf, pos, stop, one)  # the value's length (-1: null), then the value
+        if pos < 0 or one[0] < -1 or one[0] > stop - pos:
+            return -1
+        if one[0] > 0:
+            pos += one[0]
+    return pos
+
+
+@njit(cache=False, nogil=True)
 def records(buf: np.ndarray, table: np.ndarray, n_batches: int, rows: np.ndarray) -> int:
     """Each record of the first ``n_batches`` framed batches as a row of ``rows`` (offset,
     timestamp, value start and length, -1 for a null value); a batch's rows are
     ``table[b, B_FIRST_ROW]:table[b, B_END_ROW]``. Control batches get no rows. Returns how many
-    batches were parsed: fewer than ``n_batches`` where a batch holds a record with headers or
-    anything that does not add up (the rest is then aiokafka's to read)."""
+    batches were parsed: fewer than ``n_batches`` where a batch holds anything that does not add
+    up (a record's headers are skipped: urbanpulse reads none) (the rest is then aiokafka's to read)."""
     one = np.zeros(1, np.int64)
     row = 0
     for b in range(n_batches):
@@ -144,9 +170,15 @@ def records(buf: np.ndarray, table: np.ndarray, n_batches: int, rows: np.ndarray
             pos = _varint(buf, pos, stop, one)
             if pos < 0:
                 return b
+            d = one[0]  # a timestamp beyond int64 (it would wrap round): aiokafka's to judge
+            if (d > 0 and base_ts > 0 and d > _INT64_MAX - base_ts) or \
+                    (d < 0 and base_ts < 0 and d < _INT64_MIN - base_ts):
+                return b
             ts = max_ts if append_time else base_ts + one[0]
             pos = _varint(buf, pos, stop, one)
             if pos < 0:
+                return b
+            if one[0] < 0 or (base > 0 and one[0] > _INT64_MAX - base):  # before its batch, or beyond int64
                 return b
             offset = base + one[0]
             pos = _varint(buf, pos, stop, one)
@@ -167,8 +199,11 @@ def records(buf: np.ndarray, table: np.ndarray, n_batches: int, rows: np.ndarray
                 pos += value_len
             else:
                 value_len = -1
-            pos = _varint(buf, pos, stop, one)
-            if pos < 0 or one[0] != 0 or pos != stop:  # headers, or a size that does not add up
+            if pos < stop and buf[pos] == 0:  # no headers (the common case: one byte)
+                pos += 1
+            else:
+                pos = _header_end(buf, pos, stop, one)
+            if pos != stop:  # headers that do not add up, or a size that does not add up
                 return b
             rows[row, R_OFFSET] = offset
             rows[row, R_TIMESTAMP] = ts

@@ -22,7 +22,7 @@ timestamps: a ``getmany`` then hands over a :class:`RecordRun` per partition (th
 ``bytes`` sliced from the fetch, the offsets as a ``range`` where every step is 1), with no
 object per record at all. The same rules hold (CRC of each batch through aiokafka's own batch
 object, control batches, the fetch offset, ``max_records``, the position); whatever the kernel
-does not take as it is (a compressed or older-format batch, a record with headers, anything
+does not take as it is (a compressed or older-format batch, headers that do not add up, anything
 malformed) ends its part of the fetch, and aiokafka's records read the rest as above. Until the
 kernel is loaded (:func:`start_loading`; a first start may build it), every fetch takes that path.
 """
