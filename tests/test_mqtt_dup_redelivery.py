@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import asyncpg
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from mqtt_tap import PUBACK, PUBLISH, MqttTap
 from service_process import ServiceProcess, db_value, wait_until
@@ -41,11 +41,14 @@ from test_delivery_e2e import service_config
 pytestmark = pytest.mark.integration
 
 TOPIC = "city/dup39/feed"
+#: a failing example is reported as drawn: shrinking would replay whole broker round trips
+NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 NOW_MS = int(time.time() * 1000) - 3600 * 1000
 
 #: one message: a valid reading (kind 0), a reading whose value is text (1), or bytes that are not JSON (2)
 message_st = st.tuples(st.integers(0, 2), st.text("abcdefxyz0123456789", min_size=1, max_size=6),
-                       st.floats(-40, 60, allow_nan=False, allow_infinity=False))
+                       st.integers(-4000, 6000).map(lambda n: n / 100))  # no tiny magnitude: validate.py quarantines it
+
 batch_st = st.lists(message_st, min_size=1, max_size=6)
 
 
@@ -93,7 +96,8 @@ def pubacks(tap: MqttTap, connection: int, pid: int, after: float) -> list:
 
 
 @pytest.fixture
-def tapped_service(fresh_db: str, fresh_mosquitto, tmp_path: Path) -> Iterator[tuple[ServiceProcess, MqttTap]]:  # noqa: ANN001
+def tapped_service(fresh_db: str, fresh_mosquitto,  # noqa: ANN001
+                   tmp_path: Path) -> Iterator[tuple[ServiceProcess, MqttTap]]:
     m = fresh_mosquitto
     tap = MqttTap(m.host, m.port)
     svc = ServiceProcess(service_config(fresh_db, SimpleNamespace(host=tap.host, port=tap.port), None, None),
@@ -108,7 +112,17 @@ def tapped_service(fresh_db: str, fresh_mosquitto, tmp_path: Path) -> Iterator[t
         tap.close()
 
 
-def redelivered_with_dup(tap: MqttTap, msgs: list[tuple[int, str, bytes]], after_connection: int) -> dict:
+def waited(svc: ServiceProcess, tap: MqttTap, predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    """``wait_until``, with the tap's last packets and the service's log in the message on a timeout."""
+    try:
+        wait_until(predicate, timeout, what=what)
+    except AssertionError as exc:
+        packets = "\n".join(map(str, tap.seen()[-40:]))
+        raise AssertionError(f"{exc}\nlast packets:\n{packets}\nservice log:\n{svc.log_tail(3000)}") from None
+
+
+def redelivered_with_dup(svc: ServiceProcess, tap: MqttTap, msgs: list[tuple[int, str, bytes]],
+                         after_connection: int) -> dict:
     """Waits until the broker sent every message again with DUP on a later connection; {payload: packet}."""
     found: dict[bytes, object] = {}
 
@@ -119,7 +133,7 @@ def redelivered_with_dup(tap: MqttTap, msgs: list[tuple[int, str, bytes]], after
                 found[payload] = again[-1]
         return len(found) == len(msgs)
 
-    wait_until(all_dup, 60, what="the broker's DUP redelivery of every message")
+    waited(svc, tap, all_dup, 60, what="the broker's DUP redelivery of every message")
     return found
 
 
@@ -129,7 +143,7 @@ def test_a_redelivery_after_a_lost_puback_is_stored_and_quarantined_once(fresh_d
     m = fresh_mosquitto
     state = {"example": 0}
 
-    @settings(max_examples=4, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=4, deadline=None, database=None, derandomize=True, phases=NO_SHRINK,
               suppress_health_check=list(HealthCheck))
     @given(drawn=batch_st)
     def check(drawn: list[tuple[int, str, float]]) -> None:
@@ -137,18 +151,18 @@ def test_a_redelivery_after_a_lost_puback_is_stored_and_quarantined_once(fresh_d
         msgs = payloads_of(state["example"], drawn)
         tap.drop_pubacks = True
         publish_mqtt(m.host, m.port, TOPIC, [p for _, _, p in msgs])
-        wait_until(lambda: settled_once(fresh_db, msgs), 60, what="the first delivery committed")
+        waited(svc, tap, lambda: settled_once(fresh_db, msgs), 60, what="the first delivery committed")
         first = {p: deliveries(tap, p)[-1] for _, _, p in msgs}
         assert not any(d.dup for d in first.values())
-        wait_until(lambda: all(any(q.dropped and q.pid == d.pid and q.connection == d.connection
+        waited(svc, tap, lambda: all(any(q.dropped and q.pid == d.pid and q.connection == d.connection
                                    for q in tap.seen() if q.kind == PUBACK) for d in first.values()),
                    30, what="the service's PUBACKs of the first delivery (swallowed by the tap)")
         connection = max(d.connection for d in first.values())
         tap.drop_pubacks = False
         tap.cut()  # the broker never got those PUBACKs: it must redeliver on the persistent session
-        again = redelivered_with_dup(tap, msgs, connection)
-        wait_until(lambda: all(pubacks(tap, d.connection, d.pid, d.at) for d in again.values()), 60,
-                   what="the PUBACK of every redelivered message")
+        again = redelivered_with_dup(svc, tap, msgs, connection)
+        waited(svc, tap, lambda: all(pubacks(tap, d.connection, d.pid, d.at) for d in again.values()), 60,
+               what="the PUBACK of every redelivered message")
         assert settled_once(fresh_db, msgs), msgs  # still exactly one reading / one quarantine row each
 
     check()
@@ -167,10 +181,13 @@ def test_a_redelivery_while_the_first_write_waits_is_acknowledged_only_after_com
         wait_until(lambda: all(deliveries(tap, p) for _, _, p in msgs), 30, what="the first delivery")
         connection = max(deliveries(tap, p)[-1].connection for _, _, p in msgs)
         tap.cut()
-        again = redelivered_with_dup(tap, msgs, connection)
+        again = redelivered_with_dup(svc, tap, msgs, connection)
         time.sleep(1.0)  # room for a wrong early PUBACK to show (not a speed check)
         assert not any(pubacks(tap, d.connection, d.pid, d.at) for d in again.values()), "PUBACK before commit"
-        assert all(stored(fresh_db, k) == 0 and quarantined(fresh_db, k) == 0 for _, k, _ in msgs)
+        # read on the locking transaction: another session's read could queue behind a waiting write
+        seen = loop.run_until_complete(lock.fetchval(
+            "SELECT (SELECT count(*) FROM readings) + (SELECT count(*) FROM quarantine)"))
+        assert seen == 0, f"{seen} rows committed while the tables were locked"
         released = time.monotonic()
         loop.run_until_complete(lock.execute("ROLLBACK"))
     finally:

@@ -118,7 +118,8 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(60, "source ids assigned at start-up (plugin sources)", SOURCE_IDS_SQL),
     Migration(90, "privacy audit log (append-only): subject exports and erasures", PRIVACY_AUDIT_SQL),
     Migration(91, "data class of each series (series.data_class, series_classes view)", SERIES_CLASS_SQL),
-    Migration(139, "quarantine keys: a Kafka row's payload digest, an index for MQTT redeliveries", QUARANTINE_KEYS_SQL),
+    Migration(139, "quarantine keys: a Kafka row's payload digest, an index for MQTT redeliveries",
+              QUARANTINE_KEYS_SQL),
 ]
 
 
