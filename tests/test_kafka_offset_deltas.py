@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from aiokafka.consumer import fetcher as f
 from aiokafka.structs import TopicPartition
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from test_hostile_kafka_records import produce_raw, reading, record_batch, zigzag
 from test_kafka_inflate_bound import gzip_batch
@@ -115,6 +115,48 @@ def test_each_record_is_handed_over_with_its_own_offset(specs: list[dict[str, An
         assert position == end
 
 
+def commit_of(got: Any) -> int:  # noqa: ANN401 - a RecordRun or a list of aiokafka's records
+    """The offset kafka.py commits for one take: the take's ``resume`` where it split a batch, else its
+    last record's offset + 1."""
+    resume = getattr(got, "resume", None)
+    return resume if resume is not None else got[len(got) - 1].offset + 1
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(specs=st.lists(batch_st, min_size=1, max_size=3), max_records=st.integers(1, 6), parsed=st.booleans())
+@example(specs=[{"deltas": [0, 1, 1, 3], "gzip": False}], max_records=2, parsed=True)
+@example(specs=[{"deltas": [0, 1, 1, 3], "gzip": False}], max_records=2, parsed=False)
+@example(specs=[{"deltas": [0, 5, 1, 2, 3, 5], "gzip": False}], max_records=1, parsed=True)
+def test_a_restart_from_any_commit_hands_over_every_record_not_yet_handed(
+        specs: list[dict[str, Any]], max_records: int, parsed: bool) -> None:
+    """A crash after any take's commit: the fetch from the committed offset (the broker hands whole
+    batches again) must hand over every record the earlier takes had not handed yet. Before dup39 a
+    batch split by ``max_records`` after the first of two records at one offset (deltas 0, 1, 1, 3)
+    committed 2, and the second record at offset 1 was never handed again: its readings lost."""
+    assert install() is True
+    parser = load_parser()
+    assert parser is not None
+    data, want, _ = fetch_of(specs)
+    kafka_records.PARSER.module = parser if parsed else None
+    try:
+        pr = f.PartitionRecords(TP, f.MemoryRecords(data), None, 0, None, LEAN, True, f.READ_UNCOMMITTED)
+        handed: list[tuple[int, bytes]] = []
+        for _ in range(1000):
+            got = pr.take(max_records)
+            if not got:
+                break
+            handed.extend((r.offset, r.value) for r in got)
+            commit = commit_of(got)
+            again = f.PartitionRecords(TP, f.MemoryRecords(data), None, commit, None, LEAN, True, f.READ_UNCOMMITTED)
+            again.next_fetch_offset = commit
+            redelivered = [(r.offset, r.value) for r in again.take(None)] if not again.exhausted() else []
+            missing = [w for w in want[len(handed):] if w not in redelivered]
+            assert not missing, (specs, max_records, handed, commit, redelivered, missing)
+        assert handed == want
+    finally:
+        kafka_records.PARSER.module = parser
+
+
 def test_record_offsets_reads_each_records_offset() -> None:
     """kafka.py's path for aiokafka's records (before the parser loads): deltas 0, 1, 1, 3."""
     from aiokafka.record.default_records import DefaultRecordBatch
@@ -135,24 +177,32 @@ def test_record_offsets_reads_each_records_offset() -> None:
 e2e_deltas = deltas().filter(lambda d: len(d) > 1).map(lambda d: [*d[:-1], len(d) - 1])
 
 
+def bad_item(sensor: str, ts_ms: int) -> bytes:
+    """A message of two readings whose second fails validation: quarantined as item 1, the first stored."""
+    good = reading(sensor, ts_ms)
+    return b"[%s, {\"sensor_id\": \"%s-bad\", \"metric\": \"pm2_5\", \"ts\": %d, \"value\": \"nope\"}]" % (
+        good, sensor.encode(), ts_ms)
+
+
 def check_batch(svc: Any, dsn: str, bootstrap: str, topic: str, group: str, state: dict[str, int],  # noqa: ANN401
-                ds: list[int], garbage: list[bool], gzip: bool) -> None:
-    """One batch of readings and garbage at deltas ``ds`` produced raw into ``topic``; AssertionError
-    unless every reading is stored, the group's offset is committed past the batch and each
-    garbage record's quarantine row holds its own offset."""
+                ds: list[int], kinds: list[int], gzip: bool) -> None:
+    """One batch at deltas ``ds`` produced raw into ``topic``, record ``i`` a reading (kind 0), garbage
+    (1) or an array with a bad item (2); AssertionError unless every reading is stored, the group's
+    offset is committed past the batch and every bad record has its own quarantine row (two records
+    at one offset included, hostile36/dup39) holding its own offset."""
     from service_process import db_rows, db_value, wait_until
     from services import committed_offsets
 
     e = state["example"] = state["example"] + 1
     now = state["now"]
-    values = [b"garbage %d-%d" % (e, i) if garbage[i] else reading(f"d{e}-{i}", now - 1000 * e - i)
+    values = [(reading, lambda s, t: b"garbage " + s.encode(), bad_item)[kinds[i]](f"d{e}-{i}", now - 1000 * e - i)
               for i in range(len(ds))]
     recs = [record_d(d, v) for d, v in zip(ds, values)]
     batch = gzip_batch(recs, now) if gzip else record_batch(recs, ts_ms=now)
     base, = asyncio.run(produce_raw(bootstrap, topic, [batch]))
-    own = {v: base + d for d, v in zip(ds, values)}
-    bad = [v for v in values if v.startswith(b"garbage")]
-    state["stored"] += len(values) - len(bad)
+    state["stored"] += sum(kinds[i] != 1 for i in range(len(ds)))
+    state["bad"] += sum(kinds[i] != 0 for i in range(len(ds)))
+    state["end"] = base + len(ds)
 
     def settled() -> bool:
         assert svc.proc is not None and svc.proc.poll() is None, f"the service died ({svc.proc.returncode})"
@@ -160,22 +210,32 @@ def check_batch(svc: Any, dsn: str, bootstrap: str, topic: str, group: str, stat
             asyncio.run(committed_offsets(bootstrap, topic, group, 1)) == {0: base + len(ds)}
 
     wait_until(settled, 60, what=f"example {e}: the readings stored and the offset committed past the batch")
-    rows = db_rows(dsn, "SELECT kafka_offset, payload FROM quarantine WHERE kafka_offset >= $1", base)
-    got = {bytes(r["payload"]): int(r["kafka_offset"]) for r in rows}
-    assert len(got) == len(rows), rows
-    for payload, offset in got.items():
-        assert own.get(payload) == offset, (ds, payload, offset, own.get(payload))
-    # one row per offset claimed by garbage (a second record at the same offset: the row's key is taken)
-    assert sorted(got.values()) == sorted({own[v] for v in bad}), (ds, garbage, got)
+    rows = db_rows(dsn, "SELECT kafka_offset, item, payload FROM quarantine WHERE kafka_offset >= $1", base)
+    want = sorted((base + d, -1 if k == 1 else 1, f"d{e}-{i}") for i, (d, k) in enumerate(zip(ds, kinds)) if k)
+    got = sorted((int(r["kafka_offset"]), int(r["item"]), record_name(bytes(r["payload"]))) for r in rows)
+    assert got == want, (ds, kinds, got, want)
 
 
-def start_service(dsn: str, bootstrap: str, tmp_path: Path) -> tuple[Any, str, str]:
-    """The service consuming a new topic of its own: (service, topic, group)."""
+def record_name(payload: bytes) -> str:
+    """The ``d<example>-<record>`` a quarantined payload names (its garbage text or its bad item's id)."""
+    import re
+
+    found = re.search(rb"d\d+-\d+", payload)
+    assert found is not None, payload
+    return found.group().decode()
+
+
+def start_service(dsn: str, bootstrap: str, tmp_path: Path, topic: str | None = None) -> tuple[Any, str, str]:
+    """The service consuming a new topic of its own (or ``topic`` from its start, on a new group):
+    (service, topic, group)."""
     from service_process import ServiceProcess
     from services import create_topic
 
-    topic, group = f"deltas-{uuid.uuid4().hex[:8]}", f"deltas-{uuid.uuid4().hex[:6]}"
-    create_topic(bootstrap, topic)
+    group = f"deltas-{uuid.uuid4().hex[:6]}"
+    if topic is None:
+        topic = f"deltas-{uuid.uuid4().hex[:8]}"
+        create_topic(bootstrap, topic)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     svc = ServiceProcess({"database": {"dsn": dsn},
                           "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "topics": [topic],
                                     "group_id": group}}, tmp_path).start()
@@ -185,17 +245,23 @@ def start_service(dsn: str, bootstrap: str, tmp_path: Path) -> tuple[Any, str, s
 @pytest.mark.integration
 def test_quarantine_rows_carry_their_records_own_offsets(fresh_db: str, kafka_bootstrap: str,
                                                          tmp_path: Path) -> None:
-    """Hostile batches of readings and garbage: each garbage record's quarantine row holds its own
-    offset (two records claiming one offset share that row: the second is dropped as a redelivery
-    would be, see benchmarks/README.md ``hostile36``), every reading is stored, and the group's
-    offset is committed past each batch."""
+    """Hostile batches of readings, garbage and arrays with a bad item: each bad record has a quarantine
+    row of its own holding its own offset (two records claiming one offset are two rows: before dup39
+    the second was dropped as a redelivery would be, benchmarks/README.md ``hostile36``), every reading
+    is stored, and the group's offset is committed past each batch. Then the whole topic is delivered
+    again (a second service on a new group): no reading and no quarantine row is added."""
+    from service_process import db_value, wait_until
+    from services import committed_offsets
+
     svc, topic, group = start_service(fresh_db, kafka_bootstrap, tmp_path)
-    state = {"example": 0, "stored": 0, "now": int(time.time() * 1000)}
+    state = {"example": 0, "stored": 0, "bad": 0, "end": 0, "now": int(time.time() * 1000)}
 
     @settings(max_examples=E2E_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(ds=e2e_deltas, garbage=st.lists(st.booleans(), min_size=12, max_size=12), gzip=st.booleans())
-    def check(ds: list[int], garbage: list[bool], gzip: bool) -> None:
-        check_batch(svc, fresh_db, kafka_bootstrap, topic, group, state, ds, garbage, gzip)
+    @given(ds=e2e_deltas, kinds=st.lists(st.integers(0, 2), min_size=12, max_size=12), gzip=st.booleans())
+    @example(ds=[0, 1, 1, 3], kinds=[0, 1, 1, 0] + [0] * 8, gzip=False)  # hostile36's case: two garbage at offset 1
+    @example(ds=[0, 2, 2, 1, 4], kinds=[2, 2, 2, 1, 0] + [0] * 7, gzip=True)  # bad items twice at offset 2
+    def check(ds: list[int], kinds: list[int], gzip: bool) -> None:
+        check_batch(svc, fresh_db, kafka_bootstrap, topic, group, state, ds, kinds, gzip)
 
     try:
         check()
@@ -204,3 +270,14 @@ def test_quarantine_rows_carry_their_records_own_offsets(fresh_db: str, kafka_bo
         assert "source kafka failed" not in log and "Traceback" not in log, log[-3000:]
     finally:
         svc.stop_quietly()
+    assert db_value(fresh_db, "SELECT count(*) FROM quarantine") == state["bad"]
+    # a redelivery of every batch: the same records, the same keys, nothing added
+    again, _, group2 = start_service(fresh_db, kafka_bootstrap, tmp_path / "again", topic=topic)
+    try:
+        wait_until(lambda: asyncio.run(committed_offsets(kafka_bootstrap, topic, group2, 1)) == {0: state["end"]},
+                   90, what="the second group committed past the last batch")
+        assert again.terminate() == 0
+    finally:
+        again.stop_quietly()
+    assert db_value(fresh_db, "SELECT count(*) FROM readings") == state["stored"]
+    assert db_value(fresh_db, "SELECT count(*) FROM quarantine") == state["bad"]

@@ -90,6 +90,9 @@ class Rejection:
     partition: int | None = None
     offset: int | None = None
     item: int = -1  # index inside a JSON array, -1 for the whole message
+    #: the message may have been quarantined before (an MQTT PUBLISH the broker redelivered with
+    #: DUP set): its row is written only if no row of the same message is there yet (storage/writer.py)
+    redelivered: bool = False
 
 
 @dataclass(slots=True)

@@ -499,12 +499,13 @@ class KafkaSource:
                     values = records.values
                     payloads.extend([v if v is not None else b"" for v in values] if records.has_null else values)
                     offsets.extend(records.offsets)
-                    commit[tp] = records.offsets[-1] + 1
+                    commit[tp] = records.offsets[-1] + 1 if records.resume is None else records.resume
                 else:
                     first_ts = records[0].timestamp
                     payloads.extend([r.value if r.value is not None else b"" for r in records])
                     offsets.extend(record_offsets(records))
-                    commit[tp] = records[-1].offset + 1
+                    resume = getattr(records, "resume", None)  # a split hostile batch (kafka_records.RecordList)
+                    commit[tp] = records[-1].offset + 1 if resume is None else resume
                 if first_ts is not None and first_ts > 0:
                     fetched.observe(max(0.0, now_ms - first_ts) / 1000)
                 lanes.append(self._lane_of.setdefault(tp, len(self._lane_of)))

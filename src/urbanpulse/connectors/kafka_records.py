@@ -116,9 +116,9 @@ class UnreadableBatch(NamedTuple):
 class RecordRun:
     """One partition's records of one ``getmany``, as columns: ``values`` (``bytes``, None for a
     null value), ``offsets`` (a ``range`` where contiguous, else a list) and ``timestamps`` (an
-    int64 array). ``has_null`` says whether any value is None."""
+    int64 array). ``has_null`` says whether any value is None. ``resume``: see :class:`RecordList`."""
 
-    __slots__ = ("values", "offsets", "timestamps", "has_null")
+    __slots__ = ("values", "offsets", "timestamps", "has_null", "resume")
 
     def __init__(self, values: list[bytes | None], offsets: range | list[int], timestamps: np.ndarray,
                  has_null: bool) -> None:
@@ -126,6 +126,7 @@ class RecordRun:
         self.offsets = offsets
         self.timestamps = timestamps
         self.has_null = has_null
+        self.resume: int | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -135,6 +136,16 @@ class RecordRun:
 
     def __iter__(self):  # noqa: ANN204 - LeanRecords, one at a time (tests, getone)
         return (self[i] for i in range(len(self)))
+
+
+class RecordList(list):
+    """aiokafka's records of one take, with ``resume``: the offset to commit for them where a record
+    batch was split by ``max_records`` and a record left for the next take has an offset below the
+    last one taken plus one (a hostile batch's repeated or backward offset deltas, 0, 1, 1, 3 split
+    after the first 1). Committing ``last + 1`` there would skip that record after a restart (the
+    fetch skips records below the committed offset): dup39. None: commit ``last + 1``."""
+
+    resume: int | None = None
 
 
 def LEAN(value: bytes | None) -> bytes | None:  # noqa: N802 - a marker, named like a constant
@@ -207,6 +218,7 @@ def install() -> bool:
             self._stock_data = raw if raw is not None else b""
             self._stock_pos = 0
             self._unreadable: UnreadableBatch | None = None  # found, handed over at the next take
+            self._resume: int | None = None  # this take's safe commit where it split a batch (RecordList)
 
         def _unpack_records(self):  # noqa: ANN202 - aiokafka's one-at-a-time iteration, kept working
             while True:
@@ -247,6 +259,7 @@ def install() -> bool:
             """Up to ``max_records`` records (all if None), advancing ``next_fetch_offset``: a
             :class:`RecordRun` where the fetch's bytes were parsed, else aiokafka's records."""
             want = max_records if max_records is not None else 1 << 62
+            self._resume = None
             if self._unreadable is not None:
                 return self._hand_unreadable()
             if self._raw is not None:
@@ -257,6 +270,9 @@ def install() -> bool:
                     self._parse(parser)
             if not self._batches and self._rows is None:
                 got = self._take_records(want)
+                if got and self._resume is not None:
+                    got = RecordList(got)
+                    got.resume = self._resume
                 return got if got or self._unreadable is None else self._hand_unreadable()
             pieces: list[Any] = []  # [first row, end row] of the parsed part, then a tuple of aiokafka's records
             room = self._take_parsed(want, pieces)
@@ -265,6 +281,8 @@ def install() -> bool:
                 if got:
                     pieces.append(tuple(got))
             run = _run(self._data, self._rows, pieces, PARSER.module)
+            if self._resume is not None and type(run) is RecordRun:
+                run.resume = self._resume
             if not self._batches:
                 # the parsed part is handed over: free the fetch's bytes now, as aiokafka's records do
                 # (this object sits in a reference cycle with its iterator, which is collected late)
@@ -310,8 +328,10 @@ def install() -> bool:
                         continue
                     first = b[_B_FIRST_ROW]
                     if first < b[_B_END_ROW] and rows[first, _R_OFFSET] < self.next_fetch_offset:
-                        # the fetch began inside this batch
-                        first += int(np.searchsorted(rows[first:b[_B_END_ROW], _R_OFFSET], self.next_fetch_offset))
+                        # the fetch began inside this batch: from its first record at or past the offset
+                        # (not a binary search: a hostile batch's offsets need not be sorted, dup39)
+                        at = np.flatnonzero(rows[first:b[_B_END_ROW], _R_OFFSET] >= self.next_fetch_offset)
+                        first = int(first + at[0]) if len(at) else b[_B_END_ROW]
                     self._row = first
                 first, end = self._row, b[_B_END_ROW]
                 k = min(room, end - first)
@@ -324,6 +344,7 @@ def install() -> bool:
                 if first + k < end:  # split by max_records: the rest at the next take
                     self._row = first + k
                     self.next_fetch_offset = int(rows[first + k - 1, _R_OFFSET]) + 1
+                    self._resume = min(self.next_fetch_offset, int(rows[first + k:end, _R_OFFSET].min()))
                     return 0
                 self._row = None
                 self.next_fetch_offset = b[_B_BASE_OFFSET] + b[_B_LAST_DELTA] + 1
@@ -379,6 +400,7 @@ def install() -> bool:
                 out.extend(recs[:room])
                 self._rest, self._rest_next = recs[room:], next_offset
                 self.next_fetch_offset = out[-1].offset + 1
+                self._resume = min(self.next_fetch_offset, min(r.offset for r in self._rest))
                 return False
             out.extend(recs)
             self.next_fetch_offset = next_offset

@@ -8,7 +8,12 @@ sends each PUBACK (``client.ack``) from the pipeline's ack callback, after the d
 
 The session is persistent (fixed client id, clean_start false, session expiry), so messages
 not yet acknowledged when the process dies are redelivered by the broker on reconnect and
-stored once thanks to the idempotent write.
+stored once thanks to the idempotent write. The broker sets DUP on such a redelivery: those
+messages go to the pipeline as a batch of their own marked ``redelivered``, so a message that was
+quarantined before the PUBACK got lost is not quarantined again (storage/quarantine_keys.py).
+Before the first redelivery of a new connection goes on, everything submitted earlier is drained:
+the first delivery's write may still be in flight, and the check for an existing row only sees
+committed rows.
 
 A topic that is not UTF-8 (MQTT requires it; Mosquitto refuses such a PUBLISH, a laxer broker
 or bridge may forward it) is quarantined as ``invalid_utf8`` with its bytes escaped, and
@@ -84,9 +89,11 @@ class MqttSource:
         self.settings = settings
         self.metrics = metrics
         self.templates = TopicTemplates(settings.topic_templates)
-        self._buffer: list[tuple[bytes, str | bytes, int, int]] = []  # a topic as bytes: not UTF-8
+        # (payload, topic, mid, generation, DUP); a topic as bytes: not UTF-8
+        self._buffer: list[tuple[bytes, str | bytes, int, int, bool]] = []
         self._cond = threading.Condition()
         self._generation = 0
+        self._drained_generation = 0  # the connection whose redeliveries waited for earlier writes
         self._connected = False
         self._subscribed = False
         self._refused = False
@@ -151,7 +158,7 @@ class MqttSource:
         with self._cond:
             while len(self._buffer) >= limit and not self._stopping:
                 self._cond.wait(0.5)  # backpressure: stop reading the socket until drained
-            self._buffer.append((msg.payload, topic, msg.mid, self._generation))
+            self._buffer.append((msg.payload, topic, msg.mid, self._generation, bool(msg.dup)))
             first = len(self._buffer) == 1
         if first:
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -267,16 +274,30 @@ class MqttSource:
             client.loop_stop()
             self._connected = False
 
-    async def _submit(self, pipeline: Sink, taken: list[tuple[bytes, str | bytes, int, int]]) -> None:
+    async def _submit(self, pipeline: Sink, taken: list[tuple[bytes, str | bytes, int, int, bool]]) -> None:
+        """Hand ``taken`` to the pipeline in order: runs of first deliveries and of redeliveries (DUP)
+        as batches of their own, so the redelivered ones are marked (see the module doc)."""
+        start = 0
+        for i in range(1, len(taken) + 1):
+            if i == len(taken) or taken[i][4] != taken[start][4]:
+                generation = taken[start][3]
+                if taken[start][4] and generation > self._drained_generation:
+                    await pipeline.drain()  # the first delivery's write committed (or never will)
+                    self._drained_generation = generation
+                await self._submit_run(pipeline, taken[start:i], redelivered=taken[start][4])
+                start = i
+
+    async def _submit_run(self, pipeline: Sink, taken: list[tuple[bytes, str | bytes, int, int, bool]],
+                          redelivered: bool) -> None:
         bad = [t for t in taken if isinstance(t[1], bytes)]  # a topic that is not UTF-8 (_on_message)
         if bad:
             taken = [t for t in taken if not isinstance(t[1], bytes)]
             rejections = []
-            for payload, raw_topic, _, _ in bad:
+            for payload, raw_topic, *_ in bad:
                 shown = bytes(raw_topic).decode("utf-8", "backslashreplace")  # ASCII escapes: storable
                 rejections.append(Rejection(
                     Reason.INVALID_UTF8, f"the MQTT topic is not UTF-8 (MQTT requires it; the broker or a bridge "
-                    f"let it through): {shown[:200]}", payload, self.name, shown))
+                    f"let it through): {shown[:200]}", payload, self.name, shown, redelivered=redelivered))
             await pipeline.quarantine(self.name, rejections,  # type: ignore[attr-defined]
                                       ack=partial(self._ack, [(t[2], t[3]) for t in bad]))
             if not taken:
@@ -287,7 +308,7 @@ class MqttSource:
         fields = [self.templates.fields(t) for t in topics] if self.templates else None
         # everything the client had buffered was taken: nothing more to wait for
         batch = MessageBatch(source=self.name, payloads=payloads, topics=topics, topic_fields=fields,
-                             received_ns=time.time_ns(), caught_up=True)
+                             received_ns=time.time_ns(), caught_up=True, redelivered=redelivered)
         await pipeline.submit(batch, ack=partial(self._ack, acks))
 
     def _ack(self, acks: list[tuple[int, int]]) -> None:

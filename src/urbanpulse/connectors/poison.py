@@ -222,4 +222,5 @@ def _take(batch: MessageBatch, idx: list[int]) -> MessageBatch:
     return MessageBatch(source=batch.source, payloads=[batch.payloads[i] for i in idx], topics=pick(batch.topics),
                         partitions=pick(batch.partitions), offsets=pick(batch.offsets),
                         topic_fields=pick(batch.topic_fields), received_ns=batch.received_ns,
-                        lanes=batch.lanes[idx] if batch.lanes is not None else None)
+                        lanes=batch.lanes[idx] if batch.lanes is not None else None,
+                        redelivered=batch.redelivered)

@@ -38,6 +38,9 @@ class MessageBatch:
     #: far); 0 when not known. The pipeline
     #: writes bigger batches while a source is far behind (``ingest.catch_up_batch_readings``)
     behind: int = 0
+    #: the source says these messages may have been received before (an MQTT PUBLISH redelivered
+    #: with the DUP flag): their rejections are quarantined only if not already there
+    redelivered: bool = False
 
     def provenance(self, i: int) -> tuple[str | None, int | None, int | None]:
         """Topic, partition and offset of message ``i`` (None where the source has none)."""

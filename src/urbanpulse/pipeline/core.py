@@ -118,6 +118,9 @@ class Pipeline:
         if validated is None:
             validated = self._decode(batch)
         n_valid, n_rej = len(validated.readings), len(validated.rejections)
+        if batch.redelivered:  # quarantined once however often the broker redelivers it (storage/writer.py)
+            for r in validated.rejections:
+                r.redelivered = True
         self._count_in(batch.source, len(batch.payloads), n_valid + n_rej)
         readings = validated.readings if n_valid else None
         if readings is not None and batch.lanes is not None and self.analytics is not None:

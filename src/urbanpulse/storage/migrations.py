@@ -24,6 +24,7 @@ from urbanpulse.privacy.schema import PRIVACY_AUDIT_SQL, SERIES_CLASS_SQL
 from urbanpulse.registry.schema import QUARANTINE_SERIES_SQL, REGISTRY_SQL
 from urbanpulse.storage.bucket_function import SERIES_BUCKETS_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
+from urbanpulse.storage.quarantine_keys import QUARANTINE_KEYS_SQL
 from urbanpulse.storage.source_registry import SOURCE_IDS_SQL
 from urbanpulse.storage.rollup_schema import (
     POSTGRES_ROLLUP_1D, POSTGRES_ROLLUP_COMPRESSION, POSTGRES_ROLLUPS, ROLLUP_PENDING, TIMESCALE_ROLLUP_1D,
@@ -117,6 +118,8 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(60, "source ids assigned at start-up (plugin sources)", SOURCE_IDS_SQL),
     Migration(90, "privacy audit log (append-only): subject exports and erasures", PRIVACY_AUDIT_SQL),
     Migration(91, "data class of each series (series.data_class, series_classes view)", SERIES_CLASS_SQL),
+    Migration(139, "quarantine keys: a Kafka row's payload digest, an index for MQTT redeliveries",
+              QUARANTINE_KEYS_SQL),
 ]
 
 

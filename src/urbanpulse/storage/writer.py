@@ -28,6 +28,7 @@ from urbanpulse.storage.partitions import MonthlyPartitions
 from urbanpulse.storage.rollup_buffer import Claim, RollupBuffer
 from urbanpulse.storage.rollups import (MINUTE_US, MergeMethod, Partials, RollupWriter, partial_aggregates,
                                         prepare_rollup_stage, rollup_partials)
+from urbanpulse.storage.quarantine_keys import INSERT_REDELIVERED_SQL, INSERT_SQL
 from urbanpulse.storage.series import SeriesRegistry
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,6 @@ SOURCE_IDS = {"mqtt": 1, "kafka": 2, "http": 3, "replay": 4}
 
 #: quarantine rows per INSERT (see ``ReadingStore._quarantine``): ~10-30 ms of encoding each
 QUARANTINE_CHUNK = 10_000
-_QUARANTINE_SQL = """
-INSERT INTO quarantine (source, topic, kafka_partition, kafka_offset, item, reason, detail, payload, payload_size)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::text[],
-                     $8::bytea[], $9::int4[])
-ON CONFLICT (topic, kafka_partition, kafka_offset, item) WHERE kafka_offset IS NOT NULL DO NOTHING
-"""
-
 # the rows this transaction really inserted (ts as exact int8 microseconds)
 _MERGE_SQL = """
 INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING
@@ -284,20 +278,23 @@ class ReadingStore:
         transaction): encoding one statement's arrays holds the event loop, so a batch of 100 k
         rejections is several short holds with the loop free between them, not one long one."""
         limit = self.payload_limit
-        for start in range(0, len(rejections), QUARANTINE_CHUNK):
-            part = rejections[start:start + QUARANTINE_CHUNK]
-            await conn.execute(
-                _QUARANTINE_SQL,
-                [r.source for r in part],
-                [_clean(r.topic) for r in part],
-                [r.partition for r in part],
-                [r.offset for r in part],
-                [r.item for r in part],
-                [r.reason.value for r in part],
-                [_clean(r.detail) for r in part],
-                [r.payload[:limit] for r in part],
-                [len(r.payload) for r in part],
-            )
+        fresh = [r for r in rejections if not r.redelivered]
+        again = [r for r in rejections if r.redelivered] if len(fresh) < len(rejections) else []
+        for sql, rows in ((INSERT_SQL, fresh), (INSERT_REDELIVERED_SQL, again)):
+            for start in range(0, len(rows), QUARANTINE_CHUNK):
+                part = rows[start:start + QUARANTINE_CHUNK]
+                await conn.execute(
+                    sql,
+                    [r.source for r in part],
+                    [_clean(r.topic) for r in part],
+                    [r.partition for r in part],
+                    [r.offset for r in part],
+                    [r.item for r in part],
+                    [r.reason.value for r in part],
+                    [_clean(r.detail) for r in part],
+                    [r.payload[:limit] for r in part],
+                    [len(r.payload) for r in part],
+                )
 
 
 async def _stream(data: bytes | bytearray, chunk: int = 1 << 18):
