@@ -19,7 +19,9 @@ machine load), gzipped, with an ingest key. A case is a body of N lines of one k
 - ``empty_object``: ``{}`` (missing fields).
 
 Reported per case and service: the answer's status, the request's wall time (from the POST to the
-whole answer read), lines/s, and that the database holds what the answer says (readings stored +
+whole answer read), lines/s, the CPU seconds the service process and its PostgreSQL backends used
+over the request (on a shared machine the wall time depends on what else runs; CPU less so), and
+that the database holds what the answer says (readings stored +
 quarantine rows = lines). With two src trees, also the ratio A/B of wall times per case (>1: B is
 faster), each pair measured back to back.
 
@@ -96,6 +98,25 @@ def start(src: str, work: Path, max_lines: int) -> tuple[ServiceProcess, str, st
     return svc, name, dsn
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends_cpu_s(dsn: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to ``dsn``'s database."""
+    pids = db_value(dsn, "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND pid <> pg_backend_pid()") or []
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_s(pid)
+        except OSError:
+            pass
+    return total
+
+
 def counts(dsn: str) -> tuple[int, int]:
     return int(db_value(dsn, "SELECT count(*) FROM readings")), int(db_value(dsn, "SELECT count(*) FROM quarantine"))
 
@@ -140,19 +161,26 @@ def main() -> int:
                     row: dict = {"round": rnd, "lines": n, "kind": kind, "gzip_bytes": len(data)}
                     for label, (svc, _, dsn, key) in running.items():
                         before = counts(dsn)
+                        cpu0, pg0 = cpu_s(svc.proc.pid), backends_cpu_s(dsn)
                         status, wall, answer = post(svc, key, data)
+                        cpu, pg = cpu_s(svc.proc.pid) - cpu0, backends_cpu_s(dsn) - pg0
                         after = counts(dsn)
                         stored, quarantined = after[0] - before[0], after[1] - before[1]
                         row[label] = {"status": status, "s": round(wall, 3), "lines_per_s": round(n / wall),
+                                      "service_cpu_s": round(cpu, 2), "postgres_cpu_s": round(pg, 2),
                                       "stored": stored, "quarantined": quarantined, "answer": answer,
                                       "accounted": stored + quarantined == n}
                         print(f"{kind:>15} {n:>8} {label}: {status} {wall:7.2f} s {n / wall:>10,.0f} lines/s "
+                              f"cpu {cpu:6.2f} s pg {pg:5.2f} s "
                               f"stored {stored} quarantined {quarantined} {answer if status != 200 else ''}",
                               flush=True)
                     if len(trees) == 2:
                         a, b = (row[t[0]]["s"] for t in trees)
+                        ca, cb = (row[t[0]]["service_cpu_s"] + row[t[0]]["postgres_cpu_s"] for t in trees)
                         row["ratio"] = round(a / b, 2)
-                        print(f"{'':>15} {'':>8} ratio {trees[0][0]}/{trees[1][0]} {a / b:.2f}", flush=True)
+                        row["cpu_ratio"] = round(ca / cb, 2) if cb else None
+                        print(f"{'':>15} {'':>8} ratio {trees[0][0]}/{trees[1][0]} wall {a / b:.2f} "
+                              f"cpu (service + its backends) {ca / cb if cb else float('nan'):.2f}", flush=True)
                     results.append(row)
     finally:
         for svc, name, _, _ in running.values():
