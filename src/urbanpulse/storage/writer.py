@@ -289,8 +289,9 @@ class ReadingStore:
 
         Rows that cannot meet a stored row in the ``quarantine_kafka_message`` index (no partition
         or no offset: HTTP, MQTT) are COPY'd: the same rows in the same order as the INSERT
-        would make them, at about a third of its cost on both sides (benchmarks/README.md
-        ``reject39``: the INSERT's array encoding was a third of a request of 1 M bad lines).
+        would make them, at about a third of its encoding cost here and less work in the server
+        (benchmarks/README.md ``reject39``: the INSERT's array encoding was up to a third of a
+        request of bad lines).
         Others (Kafka: a redelivered message) keep the INSERT and its ``ON CONFLICT DO NOTHING``."""
         limit = self.payload_limit
         copy = all(r.partition is None or r.offset is None for r in rejections)
