@@ -82,6 +82,21 @@ def _all_valid_utf8(payloads: list[bytes]) -> bool:
     return _valid_utf8(b"".join(payloads))
 
 
+def _remember_whole(seen: dict[bytes, tuple[Reason, str]], payload: bytes, objs: list, n_objs: int,
+                    rejections: list[Rejection], n_rej: int) -> None:
+    """Remember ``payload``'s outcome in ``seen`` where the slow path rejected it whole: one
+    rejection of the message itself (item -1), no reading. Then an identical message later in the
+    batch has the same reason and detail (the slow path reads nothing but the bytes), and is
+    rejected without parsing it three times and raising twice again (a hostile body of 1 M ``{}``
+    lines, benchmarks/README.md ``reject39``). ``decode_error`` is not remembered: its detail is
+    an exception's text, which nothing promises is a function of the bytes alone."""
+    if len(objs) != n_objs or len(rejections) != n_rej + 1:
+        return
+    r = rejections[-1]
+    if r.item == -1 and r.payload is payload and r.reason is not Reason.DECODE_ERROR:
+        seen[payload] = (r.reason, r.detail)
+
+
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _RAW_DECODE = json.JSONDecoder().raw_decode
 
@@ -223,7 +238,14 @@ class CanonicalJsonFormat:
         max_bytes = self.limits.max_payload_bytes
         fields = batch.topic_fields
         full = self._full.decode
+        # payload -> (reason, detail) of a message the slow path rejected whole (:func:`_remember_whole`)
+        seen: dict[bytes, tuple[Reason, str]] = {}
         for i, payload in enumerate(batch.payloads):
+            if fields is None and type(payload) is bytes:
+                known = seen.get(payload)
+                if known is not None:
+                    rejections.append(self._reject(batch, i, known[0], known[1], payload))
+                    continue
             size = len(payload)
             if size == 0 or size > max_bytes:
                 if size == 0:
@@ -241,8 +263,11 @@ class CanonicalJsonFormat:
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 # RecursionError: msgspec skipping a deeply nested unknown field (found by fuzzing)
+                n_objs, n_rej = len(objs), len(rejections)
                 self._decode_slow(batch, i, payload, topic_fields, objs, msg_idx, item_idx,
                                   rejections, slow_raw, nan_not_null)
+                if topic_fields is None and type(payload) is bytes:
+                    _remember_whole(seen, payload, objs, n_objs, rejections, n_rej)
                 continue
             if type(decoded) is list:
                 if not decoded:
@@ -447,7 +472,7 @@ class CanonicalJsonFormat:
         raw = slow_raw.get(k)  # type: ignore[union-attr]
         if raw is not None:
             return raw  # type: ignore[return-value]
-        m, j = int(decoded.columns.msg[k]), int(decoded.columns.item[k])
+        m, j = decoded.columns.msg.item(k), decoded.columns.item.item(k)
         payload = batch.payloads[m]
         if j == -1:
             return payload
