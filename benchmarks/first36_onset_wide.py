@@ -6,7 +6,6 @@ benchmarks/detection_tried/first36_held_onset_floor_v11.patch first.
     PYTHONPATH=$PWD/src .venv/bin/python benchmarks/first36_onset_wide.py 6000 60   # and PYTHONPATH=/work/main/src
 """
 import sys
-import numpy as np
 sys.path.insert(0, "tests")
 import test_detect_burst_onset as t
 from corpus import families

@@ -30,7 +30,6 @@ from urbanpulse.alerts.settings import AlertSettings, WebhookSettings
 from urbanpulse.alerts.webhooks import WebhookNotifier
 from urbanpulse.api.app import build_app
 from urbanpulse.auth.keys import KeyStore
-from urbanpulse.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from urbanpulse.datasets.beijing import read_station, station_files
 from urbanpulse.demo_feed import HOUR_MS, HourlyFeed
-from urbanpulse.demo_incidents import EVERY_HOURS, Silent, Spike, Stuck, default_schedule, inject, spike_value
+from urbanpulse.demo_incidents import Silent, Spike, Stuck, default_schedule, inject, spike_value
 from urbanpulse.demo_serve import BUNDLED_CITY
 from urbanpulse.demo_stations import load_sites, registry_entries
 from urbanpulse.quality.catalogue import MetricCatalogue
