@@ -12,7 +12,9 @@ MQTT has no message identity across deliveries (a packet id is per connection), 
 marks a redelivery with DUP (the consumer may have stored it and lost the PUBACK). A rejection of
 such a PUBLISH is inserted only if no row of the same source, topic, item and payload is there yet,
 looked up through the digest index below. A first delivery (DUP clear) always gets its row: a sensor
-that sends the same bad bytes twice sent two messages as far as anyone can tell.
+that sends the same bad bytes twice sent two messages as far as anyone can tell. HTTP rows are not
+in that index: nothing redelivers them, and a body of many bad lines would pay ~3-4 us a row in
+PostgreSQL for it (as much as reject39 took off the service's side; benchmarks/README.md ``dup39``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ QUARANTINE_KEYS_SQL = """
 DROP INDEX quarantine_kafka_message;
 CREATE UNIQUE INDEX quarantine_kafka_message ON quarantine (topic, kafka_partition, kafka_offset, item, md5(payload))
     WHERE kafka_offset IS NOT NULL;
-CREATE INDEX quarantine_message_digest ON quarantine (md5(payload)) WHERE kafka_offset IS NULL;
+CREATE INDEX quarantine_message_digest ON quarantine (md5(payload)) WHERE kafka_offset IS NULL AND source <> 'http';
 """
 
 _COLUMNS = "source, topic, kafka_partition, kafka_offset, item, reason, detail, payload, payload_size"
@@ -42,7 +44,8 @@ SELECT DISTINCT ON (md5(u.payload), u.source, u.topic, u.item) u.*
   FROM {_ROWS} AS u({_COLUMNS})
  WHERE u.kafka_offset IS NOT NULL OR NOT EXISTS (
        SELECT 1 FROM quarantine q
-        WHERE q.kafka_offset IS NULL AND md5(q.payload) = md5(u.payload) AND q.payload = u.payload
+        WHERE q.kafka_offset IS NULL AND q.source <> 'http' AND md5(q.payload) = md5(u.payload)
+          AND q.payload = u.payload
           AND q.source = u.source AND q.topic IS NOT DISTINCT FROM u.topic AND q.item = u.item)
 ON CONFLICT (topic, kafka_partition, kafka_offset, item, md5(payload)) WHERE kafka_offset IS NOT NULL DO NOTHING
 """
