@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from services import free_port
+from tcp_proxy import listen_local, shutdown_quietly
 
 PUBLISH, PUBACK = 3, 4
 
@@ -70,12 +70,12 @@ class MqttTap:
 
     def __init__(self, broker_host: str, broker_port: int) -> None:
         self.broker = (broker_host, broker_port)
-        self.host, self.port = "127.0.0.1", free_port()
+        self._server, self.port = listen_local()
+        self.host = "127.0.0.1"
         self.packets: list[Packet] = []
         self.drop_pubacks = False
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._server = socket.create_server((self.host, self.port))
         self._closed = False
         self._connections = 0
         threading.Thread(target=self._accept, daemon=True, name="mqtt-tap").start()
@@ -117,10 +117,7 @@ class MqttTap:
             pass
         finally:
             for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                shutdown_quietly(s)
 
     def cut(self) -> None:
         """Drop every relayed connection at once, without a DISCONNECT (as a network failure would)."""
@@ -128,10 +125,7 @@ class MqttTap:
             pairs, self._pairs = self._pairs, []
         for pair in pairs:
             for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                shutdown_quietly(s)
                 s.close()
 
     def seen(self) -> list[Packet]:
