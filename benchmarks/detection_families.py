@@ -21,7 +21,10 @@ family and kind, per family and overall, and the false-positive rows on the clea
 `--show K` prints the first K missed seeds with their parameters and the best score in the window.
 `--families a,b` sweeps those families (default: `families.KINDS`, the four whose figure sessions compare;
 `server` and `traffic`, fam30, are in `families.EXTRA_KINDS` only, so the default run is what it was). The NAB
-threshold is pooled over the copies swept, so a run of other families has its own threshold.
+threshold is pooled over the copies swept, so a run of other families has its own threshold. blind40's four
+held-out-style families (`corpus/families_blind.py`: machine, cloud, online, adprice) run the same way; they are
+an untuned estimate, not a target (see that module). `--baseline zscore` NAB-scores the windowed Gaussian of
+`corpus/baselines.py` (as `detection_dev.py` runs it) on the same copies instead of the anomaly_score.
 """
 
 from __future__ import annotations
