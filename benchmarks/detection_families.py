@@ -21,7 +21,10 @@ family and kind, per family and overall, and the false-positive rows on the clea
 `--show K` prints the first K missed seeds with their parameters and the best score in the window.
 `--families a,b` sweeps those families (default: `families.KINDS`, the four whose figure sessions compare;
 `server` and `traffic`, fam30, are in `families.EXTRA_KINDS` only, so the default run is what it was). The NAB
-threshold is pooled over the copies swept, so a run of other families has its own threshold.
+threshold is pooled over the copies swept, so a run of other families has its own threshold. blind40's four
+held-out-style families (`corpus/families_blind.py`: machine, cloud, online, adprice) run the same way; they are
+an untuned estimate, not a target (see that module). `--baseline zscore` NAB-scores the windowed Gaussian of
+`corpus/baselines.py` (as `detection_dev.py` runs it) on the same copies instead of the anomaly_score.
 """
 
 from __future__ import annotations
@@ -37,11 +40,20 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import nab_score  # noqa: E402
-from corpus import families  # noqa: E402
+from corpus import baselines, families, families_blind  # noqa: E402
 
 from urbanpulse.detect import DetectionSettings, DetectorBank  # noqa: E402
 
 PROBATION = 450  # NAB's 15 % of 3,000 readings
+#: every family a run may name: the default four, fam30's two, blind40's four (`corpus/families_blind.py`)
+ALL_KINDS: dict[str, tuple[str, ...]] = {**families.ALL_KINDS, **families_blind.KINDS}
+
+
+def draw(family: str, kind: str, seed: int) -> families.Draw:
+    """One seeded pair from whichever module holds the family."""
+    if family in families_blind.KINDS:
+        return families_blind.draw(family, kind, seed)
+    return families.draw(family, kind, seed)
 
 
 def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None = None,
@@ -98,25 +110,25 @@ def sweep(seeds: int, only: list[str] | None = None, settings: DetectionSettings
     """Every kind of `fams` (default `families.KINDS`'s; or `only`, "family:kind", of any family), seeds 0 ..
     seeds-1 (anomaly_scores kept in `scores`)."""
     fams = list(families.KINDS) if fams is None else fams
-    unknown = [f for f in fams if f not in families.ALL_KINDS]
+    unknown = [f for f in fams if f not in ALL_KINDS]
     if unknown:
-        raise SystemExit(f"unknown families {unknown}; use some of {list(families.ALL_KINDS)}")
+        raise SystemExit(f"unknown families {unknown}; use some of {list(ALL_KINDS)}")
     if only:
-        fams = fams + [f for f in families.ALL_KINDS if f not in fams and any(o.startswith(f + ":") for o in only)]
+        fams = fams + [f for f in ALL_KINDS if f not in fams and any(o.startswith(f + ":") for o in only)]
     res = []
     for fam in fams:
-        for kind in families.ALL_KINDS[fam]:
+        for kind in ALL_KINDS[fam]:
             if only and f"{fam}:{kind}" not in only:
                 continue
-            draws = [families.draw(fam, kind, s) for s in range(seeds)]
+            draws = [draw(fam, kind, s) for s in range(seeds)]
             for lo in range(0, len(draws), 100):  # batches of 100 pairs
                 res.extend(score_pairs(draws[lo:lo + 100], settings, scores))
     return res
 
 
 def _order(key: tuple[str, str]) -> tuple[int, int]:
-    """A (family, kind)'s place in `families.ALL_KINDS` (the tables' row order)."""
-    return list(families.ALL_KINDS).index(key[0]), families.ALL_KINDS[key[0]].index(key[1])
+    """A (family, kind)'s place in `ALL_KINDS` (the tables' row order)."""
+    return list(ALL_KINDS).index(key[0]), ALL_KINDS[key[0]].index(key[1])
 
 
 def table(res: list[dict]) -> str:
@@ -162,13 +174,26 @@ def nab_table(res: list[dict], scores: dict[str, nab_score.FileSeries]) -> tuple
         summary["kinds"][f"{fam}:{kind}"] = sub["normalized"]
         lines.append(f"| {fam} | {kind} | {sub['normalized']:.2f} | {sub['detected_windows']} of {sub['windows']} "
                      f"| {fp_i} | {fp_c} |")
-    for fam in families.ALL_KINDS:
+    for fam in ALL_KINDS:
         names = [n for n in scores if n.startswith(f"{fam}/")]
         if names:
             summary["families"][fam] = corpus.subset(names)["normalized"]
     lines.append("")
     lines.append("per family: " + ", ".join(f"{f} {v:.2f}" for f, v in summary["families"].items()))
     return "\n".join(lines), summary
+
+
+def baseline_scores(scores: dict[str, nab_score.FileSeries], fams: list[str],
+                    name: str) -> dict[str, nab_score.FileSeries]:
+    """The same copies scored by a baseline of `corpus/baselines.py` (the windowed Gaussian `zscore`, as
+    `detection_dev.py` runs it), so its NAB figure on the families sits beside the detectors'."""
+    out = {}
+    for key, fs in scores.items():
+        fam, kind, seed, tag = key.split("/")
+        d = draw(fam, kind, int(seed))
+        x = d.clean if tag == "clean" else d.injected
+        out[key] = nab_score.FileSeries(key, fs.ts_us, baselines.detect(name, d.ts_us, x, np.random.default_rng(0)))
+    return out
 
 
 def main() -> None:
@@ -180,7 +205,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--nab", action="store_true", help="also score the anomaly_score NAB-style (see above)")
     ap.add_argument("--families", help="comma-separated families to sweep (default: " + ",".join(families.KINDS)
-                    + "; also " + ",".join(families.EXTRA_KINDS) + ")")
+                    + "; also " + ",".join(families.EXTRA_KINDS) + "; blind40's "
+                    + ",".join(families_blind.KINDS) + ")")
+    ap.add_argument("--baseline", choices=["zscore"], help="NAB-score this baseline's score instead of the "
+                    "anomaly_score (the miss table stays the detectors')")
     ap.add_argument("--settings", default="{}", help="DetectionSettings as JSON (default: the defaults), for a variant")
     a = ap.parse_args()
     scores: dict[str, nab_score.FileSeries] | None = {} if a.nab else None
@@ -189,11 +217,14 @@ def main() -> None:
     print(table(res))
     nab_summary = None
     if scores is not None:
+        if a.baseline:
+            scores = baseline_scores(scores, a.families.split(",") if a.families else list(families.KINDS),
+                                     a.baseline)
         text, nab_summary = nab_table(res, scores)
         print()
         print(text)
     if a.show:
-        for fam, kinds in families.ALL_KINDS.items():
+        for fam, kinds in ALL_KINDS.items():
             for kind in kinds:
                 missed = [r for r in res if r["family"] == fam and r["kind"] == kind and not r["found"]]
                 for r in missed[:a.show]:
