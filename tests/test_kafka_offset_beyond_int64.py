@@ -212,13 +212,20 @@ def test_records_beyond_int64_are_quarantined_with_their_batch_and_the_partition
         assert bases == [0, 1, 4, 6, 9], bases
         end = 10
 
+        seen: dict[str, Any] = {}
+
         def settled() -> bool:
             assert svc.proc is not None and svc.proc.poll() is None, f"the service died ({svc.proc.returncode})"
             committed = asyncio.run(committed_offsets(kafka_bootstrap, topic, group, 1))[0]
             assert committed is None or 0 <= committed <= end, f"committed offset {committed}"
-            return committed == end and db_value(fresh_db, "SELECT count(*) FROM readings") == 4
+            seen.update(committed=committed, readings=db_value(fresh_db, "SELECT count(*) FROM readings"),
+                        quarantined=db_value(fresh_db, "SELECT count(*) FROM quarantine"))
+            return committed == end and seen["readings"] == 4
 
-        wait_until(settled, 90, what="the readable batches stored and the offset committed past every batch")
+        try:
+            wait_until(settled, 90, what="the readable batches stored and the offset committed past every batch")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen {seen}; service log:\n{svc.log_tail(3000)}") from None
         rows = db_rows(fresh_db, "SELECT reason, kafka_offset, payload, detail FROM quarantine ORDER BY kafka_offset")
         assert [(r["reason"], r["kafka_offset"]) for r in rows] == [("malformed", 1), ("malformed", 6)], rows
         # each hostile batch whole, as produced (the broker wrote its base offset, bytes 0-7)
