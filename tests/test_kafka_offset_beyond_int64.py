@@ -39,8 +39,8 @@ from urbanpulse.connectors.kafka_records import LEAN, UnreadableBatch, install, 
 TP = TopicPartition("t", 0)
 INT64_MAX = (1 << 63) - 1
 
-#: a delta that puts its record beyond int64 (or at 2**63 - 1, after which no offset can be committed) from
-#: a base offset >= 1 (or >= ``INT64_MAX - d``); else at a valid offset far beyond its batch's end
+#: a delta that puts its record beyond int64 from a base offset >= 1 (or > ``INT64_MAX - d``); else at a
+#: valid offset (up to 2**63 - 1 itself) far beyond its batch's end
 wild_delta_st = st.one_of(st.just(INT64_MAX), st.integers(INT64_MAX - 1000, INT64_MAX),
                           st.integers(1 << 62, INT64_MAX))
 
@@ -79,7 +79,7 @@ def fetch_and_batches(specs: list[dict[str, Any]], first_base: int) -> tuple[byt
         raw = gzip_batch(recs, 1_700_000_000_000) if spec["gzip"] else record_batch(recs, ts_ms=1_700_000_000_000)
         raw = with_base(raw, base)
         parts.append(raw)
-        if spec["hostile"] and any(base + d >= INT64_MAX for d in ds):  # no next offset in int64 for it
+        if spec["hostile"] and any(base + d > INT64_MAX for d in ds):
             want.append(("unreadable", base, base + len(ds), raw))
         else:
             want.append([(base + d, v) for d, v in zip(ds, values)])
@@ -128,6 +128,11 @@ def take_all(data: bytes, fetch_offset: int, max_records: int | None, want: list
          parsed=False)  # the last one wraps: before hostile40 kafka.py committed -2**63 + 1
 @example(specs=[{"deltas": [0, INT64_MAX, 2], "gzip": False, "hostile": True},
                 {"deltas": [0], "gzip": False, "hostile": False}], first_base=1, max_records=1, parsed=True)
+@example(specs=[{"deltas": [0, INT64_MAX - 1, 2], "gzip": False, "hostile": True},
+                {"deltas": [0, 1], "gzip": True, "hostile": False}], first_base=1, max_records=2,
+         parsed=True)  # a record at 2**63 - 1 itself: handed over, the commit after it is the position
+@example(specs=[{"deltas": [0, INT64_MAX - 1, 2], "gzip": False, "hostile": True}], first_base=1, max_records=None,
+         parsed=False)
 def test_a_record_beyond_int64_is_handed_over_with_its_batch_as_unreadable(
         specs: list[dict[str, Any]], first_base: int, max_records: int | None, parsed: bool) -> None:
     assert install() is True
