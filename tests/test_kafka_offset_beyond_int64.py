@@ -7,14 +7,18 @@ int64: the offset wraps round to a negative number. Then, before hostile40:
 
 - a first record that wrapped (deltas 2**63 - 1, 0, 1 at base 1) lay "before the fetch offset" and
   was filtered out as already read: its reading was lost without a quarantine row;
-- a last record that wrapped was handed over at offset -2**63, and kafka.py committed ``-2**63 + 1``
-  for its partition: a restart read from there (or from wherever ``auto_offset_reset`` put it);
-- a take split by ``max_records`` after such a record committed its negative ``resume``.
+- a last record that wrapped was handed over at offset -2**63, and kafka.py's commit for that take
+  (last + 1) was ``-2**63 + 1``;
+- a take split by ``max_records`` after such a record had a negative ``resume``.
+
+And, for a valid offset: a record whose delta lies past its batch's last offset delta (0, 1000 in a
+batch whose next offset is 3) made the take that ended with it commit 1002, past the next batch's
+records not yet handed over; a restart from there skipped them (lost).
 
 The compiled parser leaves such a batch to aiokafka's records (hdrlean39), so both paths end here.
 Now a batch holding a record at an offset Kafka cannot name (below 0 or beyond int64) is unreadable:
 handed over whole as an ``UnreadableBatch``, quarantined as fetched (``malformed``, the detail names
-the record), and the partition reads on after it. Every commit stays within 0..2**63 - 1.
+the record), and the partition reads on after it; and a take's commit is never past the position.
 """
 
 from __future__ import annotations
@@ -194,9 +198,8 @@ def test_a_record_far_past_its_batch_does_not_carry_the_commit_past_the_next_bat
 @pytest.mark.integration
 def test_records_beyond_int64_are_quarantined_with_their_batch_and_the_partition_read_on(
         fresh_db: str, kafka_bootstrap: str, tmp_path: Path) -> None:
-    """Tansu assigns each batch its base offset and keeps the deltas as produced. On main the first
-    hostile batch's wrapped first record is lost (no reading, no row), and the second's wrapped last
-    record makes the service commit a negative offset."""
+    """Tansu assigns each batch its base offset and keeps the deltas as produced. On main (c96cf6c) the
+    first hostile batch's wrapped first record is lost: 9 readings of 10 records, no quarantine row."""
     from service_process import ServiceProcess, db_rows, db_value, wait_until
     from services import committed_offsets, create_topic
 
