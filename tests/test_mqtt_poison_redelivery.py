@@ -27,8 +27,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mqtt_tap import PUBACK, PUBLISH, MqttTap
-from service_process import ServiceProcess, db_value, wait_until
+from mqtt_tap import PUBACK, MqttTap
+from service_process import ServiceProcess, db_value
 from services import publish_mqtt
 from supervision_helpers import FaultyFormat, eventually, fetch, reading, settings_for, start_service
 from test_delivery_e2e import service_config
