@@ -178,7 +178,9 @@ def records(buf: np.ndarray, table: np.ndarray, n_batches: int, rows: np.ndarray
             pos = _varint(buf, pos, stop, one)
             if pos < 0:
                 return b
-            if one[0] < 0 or (base > 0 and one[0] > _INT64_MAX - base):  # before its batch, or beyond int64
+            # before its batch, beyond int64, or in a batch whose base offset is negative: aiokafka's
+            # records judge it (kafka_records.check_offsets quarantines a batch below 0 or beyond int64)
+            if one[0] < 0 or base < 0 or one[0] > _INT64_MAX - base:
                 return b
             offset = base + one[0]
             pos = _varint(buf, pos, stop, one)

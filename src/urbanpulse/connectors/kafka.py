@@ -503,7 +503,8 @@ class KafkaSource:
                 else:
                     first_ts = records[0].timestamp
                     payloads.extend([r.value if r.value is not None else b"" for r in records])
-                    offsets.extend(record_offsets(records))
+                    offs = getattr(records, "offsets", None)  # read once by kafka_records.check_offsets
+                    offsets.extend(offs if offs is not None else record_offsets(records))
                     resume = getattr(records, "resume", None)  # a split hostile batch (kafka_records.RecordList)
                     commit[tp] = records[-1].offset + 1 if resume is None else resume
                 if first_ts is not None and first_ts > 0:

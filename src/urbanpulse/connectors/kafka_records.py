@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import operator
 import struct
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -143,9 +144,11 @@ class RecordList(list):
     batch was split by ``max_records`` and a record left for the next take has an offset below the
     last one taken plus one (a hostile batch's repeated or backward offset deltas, 0, 1, 1, 3 split
     after the first 1). Committing ``last + 1`` there would skip that record after a restart (the
-    fetch skips records below the committed offset): dup39. None: commit ``last + 1``."""
+    fetch skips records below the committed offset): dup39. None: commit ``last + 1``.
+    ``offsets``: each record's own offset, in order (read once, by :func:`check_offsets`)."""
 
     resume: int | None = None
+    offsets: list[int] | None = None
 
 
 def LEAN(value: bytes | None) -> bytes | None:  # noqa: N802 - a marker, named like a constant
@@ -207,6 +210,7 @@ def install() -> bool:
         def __init__(self, *args: Any, raw: bytes | None = None) -> None:
             super().__init__(*args)
             self._rest: list[Any] = []  # records of a batch split by max_records, not yet taken
+            self._rest_offs: list[int] = []  # their offsets
             self._rest_next = 0  # that batch's next offset
             self._raw = raw  # parsed at the first take (then None)
             self._batches: list[list[int]] = []  # the parsed batches (the kernel's table rows) not yet done
@@ -270,9 +274,9 @@ def install() -> bool:
                     self._parse(parser)
             if not self._batches and self._rows is None:
                 got = self._take_records(want)
-                if got and self._resume is not None:
-                    got = RecordList(got)
-                    got.resume = self._resume
+                if got and got.offsets[-1] >= self.next_fetch_offset:
+                    self._bound_resume()
+                got.resume = self._resume
                 return got if got or self._unreadable is None else self._hand_unreadable()
             pieces: list[Any] = []  # [first row, end row] of the parsed part, then a tuple of aiokafka's records
             room = self._take_parsed(want, pieces)
@@ -281,6 +285,8 @@ def install() -> bool:
                 if got:
                     pieces.append(tuple(got))
             run = _run(self._data, self._rows, pieces, PARSER.module)
+            if run and run.offsets[-1] >= self.next_fetch_offset:
+                self._bound_resume()
             if self._resume is not None and type(run) is RecordRun:
                 run.resume = self._resume
             if not self._batches:
@@ -288,6 +294,15 @@ def install() -> bool:
                 # (this object sits in a reference cycle with its iterator, which is collected late)
                 self._rows, self._data = None, b""
             return run if run or self._unreadable is None else self._hand_unreadable()
+
+        def _bound_resume(self) -> None:
+            """The take's last record lies at or past the position (a hostile offset delta beyond its
+            batch's last offset delta: 0, 1000 in a batch whose next offset is 2): committing ``last + 1``
+            would skip the batches from the position to there after a restart, though none of their
+            records was handed over (hostile40). The commit is the position then: the fetch from it
+            begins at the next batch."""
+            at = self.next_fetch_offset
+            self._resume = at if self._resume is None else min(self._resume, at)
 
         def _hand_unreadable(self) -> list[UnreadableBatch]:
             """The unreadable batch found, alone; the position moves past it."""
@@ -351,12 +366,14 @@ def install() -> bool:
                 batches.pop(0)
             return room
 
-        def _take_records(self, want: int) -> list[Any]:
+        def _take_records(self, want: int) -> RecordList:
             """Up to ``want`` of aiokafka's C-parsed records, advancing ``next_fetch_offset``."""
-            out: list[Any] = []
+            out = RecordList()
+            out.offsets = []
             if self._rest:
                 recs, self._rest = self._rest, []
-                if not self._put(out, recs, want, self._rest_next):
+                offs, self._rest_offs = self._rest_offs, []
+                if not self._put(out, recs, offs, want, self._rest_next):
                     return out
             records = self._records
             data = self._stock_data
@@ -376,6 +393,7 @@ def install() -> bool:
                         self.next_fetch_offset = batch.next_offset
                         continue
                     recs = _records_of(batch, data, at, size)
+                    offs = check_offsets(recs, batch.base_offset)
                 except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the partition
                     text = f"{type(exc).__name__}: {exc}"
                     if self._found_unreadable(getattr(batch, "base_offset", self.next_fetch_offset),
@@ -386,23 +404,26 @@ def install() -> bool:
                                               else "malformed"):
                         break
                     continue
-                if recs and recs[0].offset < self.next_fetch_offset:  # the fetch began inside this batch
+                if recs and offs[0] < self.next_fetch_offset:  # the fetch began inside this batch
                     start = self.next_fetch_offset
-                    recs = [r for r in recs if r.offset >= start]
-                if not self._put(out, recs, want, batch.next_offset):
+                    keep = [i for i, o in enumerate(offs) if o >= start]
+                    recs, offs = [recs[i] for i in keep], [offs[i] for i in keep]
+                if not self._put(out, recs, offs, want, batch.next_offset):
                     break
             return out
 
-        def _put(self, out: list[Any], recs: list[Any], want: int, next_offset: int) -> bool:
-            """Move ``recs`` (one batch's) into ``out`` up to ``want``; False if some are left."""
+        def _put(self, out: RecordList, recs: list[Any], offs: list[int], want: int, next_offset: int) -> bool:
+            """Move ``recs`` (one batch's, at ``offs``) into ``out`` up to ``want``; False if some are left."""
             room = want - len(out)
             if len(recs) > room:
                 out.extend(recs[:room])
-                self._rest, self._rest_next = recs[room:], next_offset
-                self.next_fetch_offset = out[-1].offset + 1
-                self._resume = min(self.next_fetch_offset, min(r.offset for r in self._rest))
+                out.offsets.extend(offs[:room])
+                self._rest, self._rest_offs, self._rest_next = recs[room:], offs[room:], next_offset
+                self.next_fetch_offset = out.offsets[-1] + 1
+                self._resume = min(self.next_fetch_offset, min(self._rest_offs))
                 return False
             out.extend(recs)
+            out.offsets.extend(offs)
             self.next_fetch_offset = next_offset
             return True
 
@@ -438,6 +459,40 @@ def install() -> bool:
     stock_result.getall = getall
     _installed = True
     return True
+
+
+_OFFSET = operator.attrgetter("offset")
+
+INT64_MAX = (1 << 63) - 1
+
+
+class RecordOffsetOutOfRange(ValueError):
+    """A record whose offset Kafka cannot name: its batch is handed over as an :class:`UnreadableBatch`."""
+
+
+def check_offsets(recs: list[Any], base: int) -> list[int]:
+    """The offsets of a batch's records (aiokafka's), each its own, in order (kafka.py labels the records
+    with them); :class:`RecordOffsetOutOfRange` where one lies beyond int64 or below 0.
+
+    A record's offset is its batch's base offset plus its own offset delta, a varint the producer
+    writes, and a broker that keeps batches as produced (Tansu assigns only the base) hands a hostile
+    delta over as it is. aiokafka adds them in int64, so base 1 + delta 2**63 - 1 wraps round to
+    -2**63: such a record was filtered out as "before the fetch offset" when it came first (its
+    reading lost without a trace), and kafka.py committed a negative offset when it came last
+    (benchmarks/README.md ``hostile40``). A wrapped offset is always negative (base >= 0, delta
+    <= 2**63 - 1), so one comparison per record tells; the compiled parser leaves such batches here.
+    Reading the offsets is what kafka.py's ``record_offsets`` did for these records; the ``min`` adds
+    ~10-25 ns a record (benchmarks/kafka_stock_path_offsets.py). A record at 2**63 - 1 itself passes:
+    the commit after it is bounded by the position (``_bound_resume``)."""
+    offs = list(map(_OFFSET, recs))
+    if not offs or min(offs) >= 0:
+        return offs
+    i, off = next((i, o) for i, o in enumerate(offs) if o < 0)
+    delta = off - base if off - base >= -(1 << 63) else off - base + (1 << 64)  # the delta as written
+    raise RecordOffsetOutOfRange(
+        f"record {i} of the batch at base offset {base} has offset delta {delta}: its offset {base + delta} "
+        f"lies {'beyond int64' if base + delta > INT64_MAX else 'below 0'} (Kafka offsets are 0..{INT64_MAX}), "
+        f"so no offset names it")
 
 
 def _records_of(batch: Any, data: bytes, at: int, size: int) -> list[Any]:

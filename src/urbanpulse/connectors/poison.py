@@ -201,7 +201,10 @@ class GuardedPipeline:
         detail = (f"this message crashed the {self.source} source when decoded on its own ({s.error}; "
                   f"{s.crashes} failure(s) while it was being decoded); quarantined on redelivery instead of "
                   f"being decoded again")
-        return Rejection(Reason.POISON_MESSAGE, detail, batch.payloads[i], batch.source, topic, partition, offset)
+        # an MQTT redelivery (DUP) of a poison message whose PUBACK got lost finds its row there already
+        # (storage/quarantine_keys.py): without the flag it got a second one (hostile40)
+        return Rejection(Reason.POISON_MESSAGE, detail, batch.payloads[i], batch.source, topic, partition, offset,
+                         redelivered=batch.redelivered)
 
 
 async def _then_forget(ack: Callable[[], Awaitable[None] | None] | None, guard: PoisonGuard, source: str,
