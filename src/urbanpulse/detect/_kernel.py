@@ -1394,7 +1394,8 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     # min_readings and learn_factor x that
     fl_max = st[sl, C_FL_MAX] * pr[P_FL_DECAY]
     fl_eff = _max(pr[P_FL_MIN_READINGS], pr[P_FL_LEARN] * fl_max)
-    fl_all = st[sl, C_FL_ALL] * pr[P_FL_DECAY]  # gecco39: the longest run off the floor, counted or not
+    fl_all_prev = st[sl, C_FL_ALL]
+    fl_all = fl_all_prev * pr[P_FL_DECAY]  # gecco39: the longest run off the floor, counted or not
     same = has_prev and (abs(xi - fl_ref) <= tol)
     tf = np.float64(ti)
     if same:
@@ -1450,6 +1451,13 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     # rest of the run; before, its ever higher score was re-emitted by the re-arm gate every few dozen readings for
     # as long as the value held. The decision (the alert) stays on for the whole run
     fs_fused = fs if fl_ok < 2 else 0.0
+    # flat40: the reading where a counted run outgrows the holds the series has shown (the one before it was no
+    # longer than fl_all, this one is): its emission was withheld until now, and its score may have been spent
+    # (FL_FUSE_ONCE) meanwhile, so it is offered once more, and `_readings` clears the re-arm memory of the withheld
+    # rise for it (else a stuck sensor on a channel with long holds would be decided but never scored)
+    outgrew = same and fl_ok >= 1 and run > fl_all and run - 1.0 <= fl_all_prev
+    if outgrew:
+        fs_fused = fs
     if fl_ok == 1 and fs >= FL_FUSE_ONCE:
         fl_ok = 2.0
     st[sl, C_FL_MAX] = fl_max
@@ -1459,7 +1467,7 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     st[sl, C_FL_RUN] = run
     st[sl, C_FL_START] = fl_start
     st[sl, C_FL_OK] = fl_ok
-    return fs * pr[P_ON_FLATLINE], fs_fused * pr[P_ON_FLATLINE], run <= fl_all
+    return fs * pr[P_ON_FLATLINE], fs_fused * pr[P_ON_FLATLINE], run <= fl_all, outgrew
 
 
 @njit(**_STAGE)
@@ -2377,7 +2385,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
         s_silence, gap, s_silence_cal = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
-        s_flatline, s_flatline_fused, fl_short = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
+        s_flatline, s_flatline_fused, fl_short, fl_outgrew = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
         s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
                      _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res))
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
@@ -2397,6 +2405,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in, s_lane = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
+        if fl_outgrew and s_flatline_fused > 0:
+            st[sl, C_PEAK] = 0.0  # flat40: forget the withheld rise (the value detectors' memory only)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         raw_p = _max(_max(s_robust_z * pr[P_W_ROBUST_Z], s_ewma_fused * pr[P_W_EWMA]), s_spike * pr[P_W_SPIKE])
         if fl_short and fu > 0 and fu == s_flatline_fused * pr[P_W_FLATLINE] and fu > raw_p:
@@ -2416,6 +2426,13 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         rs_f = _robust_emit(st, sl, pr)
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
                             _max(s_reach, s_lane)), rs_f)
+        if fl_outgrew and s_flatline_fused > 0:
+            # flat40: the reading where a counted run outgrows every hold the series has shown: flatline's score
+            # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
+            # fitted tail has just learned this run's withheld rise, and would map a stuck sensor below 0.99
+            r_fl = s_flatline_fused * pr[P_W_FLATLINE]
+            emitted = _max(emitted, 1.0 - _fmax(_tail(r_fl / (1.0 - r_fl), pr, 0.0, 0.0, 0.0, pr[P_DT_STRETCH]),
+                                                _TAIL_FLOOR))
         if st[sl, C_XR_X] > 0:  # spike37: this reading left reach's range; its emission, for the reading after
             st[sl, C_XR_X] = 1.0 + emitted
         fused_out[i] = _recalibrate(st, sl, pr, emitted)
