@@ -57,7 +57,8 @@ def test_a_hold_no_longer_than_the_series_has_shown_is_not_emitted(seed: int, ba
 def test_a_stuck_sensor_held_longer_than_any_hold_is_still_emitted(seed: int, base: float, res: float,
                                                                   holds: list[int], flicker: int) -> None:
     """The guard the other way: a hold twice as long as any the series has shown still reaches 0.99 (main: 0.9945 at
-    worst over these draws), and flatline decides it."""
+    worst over these draws), and flatline decides it. With gecco39 alone nothing was emitted on it (the run's score
+    was spent while withheld); flat40 offers it once where the run outgrows the holds, mapped by the prior tail."""
     hold = 2 * max(holds) + 200
     x, start = _quantised_channel(seed, base, res, holds, flicker, hold)
     sc = score_one(x)

@@ -1385,8 +1385,15 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q, C_VBASE, C_COUNT, C_RES, C_AC_M, C_AC_V
     (ewma's, as before the reading: `_readings` calls flatline first; mad, med: `_scales`); P_FL_TOLERANCE,
     P_FL_DECAY, P_FL_MIN_READINGS, P_FL_LEARN, P_FL_ONLY_VARYING, P_FL_MIN_DURATION_US, P_RZ_WINDOW, P_ON_FLATLINE.
+    flat40: a counted run's emission is withheld only while it is no longer than C_FL_ALL: on the reading where it
+    outgrows it (a stuck sensor held longer than any hold the series has shown) its score is offered once more, even
+    if it was spent (FL_FUSE_ONCE) while withheld; `_readings` clears the re-arm memory of the withheld rise for it and
+    maps it by the prior tail. No state: the reading is the one where run > C_FL_ALL and run - 1 <= C_FL_ALL as the
+    previous reading left it (C_FL_ALL only changes where a run ends).
+
     Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_FL_ALL. Returns (the decision's score, the fusion's:
-    the run counted until it first reaches FL_FUSE_ONCE, whether the run is no longer than C_FL_ALL)."""
+    the run counted until it first reaches FL_FUSE_ONCE, and on the reading it outgrows C_FL_ALL; whether the run is
+    no longer than C_FL_ALL; whether this reading is the one where it outgrows it)."""
     tol = pr[P_FL_TOLERANCE]
     fl_ref = st[sl, C_FL_REF]
     # the longest run this series shows normally (decaying memory): a plateau of a periodic
