@@ -1462,7 +1462,7 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     # longer than fl_all, this one is): its emission was withheld until now, and its score may have been spent
     # (FL_FUSE_ONCE) meanwhile, so it is offered once more, and `_readings` clears the re-arm memory of the withheld
     # rise for it (else a stuck sensor on a channel with long holds would be decided but never scored)
-    outgrew = same and fl_ok >= 1 and run > fl_all and run - 1.0 <= fl_all_prev
+    outgrew = same and fl_ok >= 1 and fs >= 0.5 and run > fl_all and run - 1.0 <= fl_all_prev
     if outgrew:
         fs_fused = fs
     if fl_ok == 1 and fs >= FL_FUSE_ONCE:
