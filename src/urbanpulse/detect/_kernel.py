@@ -1385,14 +1385,16 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q, C_VBASE, C_COUNT, C_RES, C_AC_M, C_AC_V
     (ewma's, as before the reading: `_readings` calls flatline first; mad, med: `_scales`); P_FL_TOLERANCE,
     P_FL_DECAY, P_FL_MIN_READINGS, P_FL_LEARN, P_FL_ONLY_VARYING, P_FL_MIN_DURATION_US, P_RZ_WINDOW, P_ON_FLATLINE.
-    flat40: a counted run's emission is withheld only while it is no longer than C_FL_ALL: on the reading where it
-    outgrows it (a stuck sensor held longer than any hold the series has shown) its score is offered once more, even
-    if it was spent (FL_FUSE_ONCE) while withheld; `_readings` clears the re-arm memory of the withheld rise for it and
-    maps it by the prior tail. No state: the reading is the one where run > C_FL_ALL and run - 1 <= C_FL_ALL as the
-    previous reading left it (C_FL_ALL only changes where a run ends).
+
+    flat40: a counted run's emission is withheld only while it is no longer than C_FL_ALL: on the reading where a
+    run flatline has decided (score >= 0.5) outgrows it (a stuck sensor held longer than any hold the series has
+    shown) its score is offered once more, even if it was spent (FL_FUSE_ONCE) while withheld; `_readings` clears
+    the re-arm memory of the withheld rise for it and maps it by the prior tail. No state: the reading is the one
+    where run > C_FL_ALL and run - 1 <= C_FL_ALL as the previous reading left it (C_FL_ALL only changes where a run
+    ends).
 
     Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_FL_ALL. Returns (the decision's score, the fusion's:
-    the run counted until it first reaches FL_FUSE_ONCE, and on the reading it outgrows C_FL_ALL; whether the run is
+    the run counted until it first reaches FL_FUSE_ONCE, and where a decided run outgrows C_FL_ALL; whether the run is
     no longer than C_FL_ALL; whether this reading is the one where it outgrows it)."""
     tol = pr[P_FL_TOLERANCE]
     fl_ref = st[sl, C_FL_REF]
@@ -1458,10 +1460,10 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     # rest of the run; before, its ever higher score was re-emitted by the re-arm gate every few dozen readings for
     # as long as the value held. The decision (the alert) stays on for the whole run
     fs_fused = fs if fl_ok < 2 else 0.0
-    # flat40: the reading where a counted run outgrows the holds the series has shown (the one before it was no
-    # longer than fl_all, this one is): its emission was withheld until now, and its score may have been spent
-    # (FL_FUSE_ONCE) meanwhile, so it is offered once more, and `_readings` clears the re-arm memory of the withheld
-    # rise for it (else a stuck sensor on a channel with long holds would be decided but never scored)
+    # flat40: the reading where a counted run flatline has decided outgrows the holds the series has shown (the one
+    # before it was no longer than fl_all, this one is not): its emission was withheld until now, and its score may
+    # have been spent (FL_FUSE_ONCE) meanwhile, so it is offered once more, and `_readings` clears the re-arm memory
+    # of the withheld rise for it (else a stuck sensor on a channel with long holds would be decided, never scored)
     outgrew = same and fl_ok >= 1 and fs >= 0.5 and run > fl_all and run - 1.0 <= fl_all_prev
     if outgrew:
         fs_fused = fs
@@ -2434,7 +2436,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
                             _max(s_reach, s_lane)), rs_f)
         if fl_outgrew and s_flatline_fused > 0:
-            # flat40: the reading where a counted run outgrows every hold the series has shown: flatline's score
+            # flat40: the reading where a decided run outgrows every hold the series has shown: flatline's score
             # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
             # fitted tail has just learned this run's withheld rise, and would map a stuck sensor below 0.99
             r_fl = s_flatline_fused * pr[P_W_FLATLINE]
