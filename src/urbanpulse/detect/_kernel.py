@@ -276,6 +276,7 @@ C_BO_R = _S["bo_r"]
 C_BO_D = _S["bo_d"]
 C_BO_H = _S["bo_h"]
 C_BO_DMAX = _S["bo_dmax"]
+C_FL_ALL = _S["fl_all"]  # gecco39
 P_XR_MIN = _COL["xr_min"]
 SEASON_BINS = _SEASON_BINS
 DAY_US = 86_400_000_000
@@ -1373,11 +1374,28 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     active level (ewma's learned excursion, FL_ACTIVE_MIN) too. Then learns the run and, where a counted (or a
     learned-only: fl_ok 0.5) run ends, its length.
 
+    gecco39: it also learns (C_FL_ALL, decaying as C_FL_MAX) the longest run off the series' floor it has shown,
+    counted or not: on a quantised channel (GECCO's chlorine, conductivity, pH) the window's MAD is 0 while the value
+    holds a step for hours, so those holds were never learned, and a hold of a few dozen readings just after the
+    window varied scored against the bare `min_readings` bar (29 of GECCO's 310 false-positive rows at the
+    leave-one-dataset-out threshold, 1 window found first). The third value returned says whether the current run
+    is no longer than that; `_readings` then withholds flatline's *emission* (the decision, the tail fit, the
+    likelihood's input and the re-arm memory are unchanged).
+
     Reads C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_LO_MIN, C_LO_Q, C_VBASE, C_COUNT, C_RES, C_AC_M, C_AC_V
     (ewma's, as before the reading: `_readings` calls flatline first; mad, med: `_scales`); P_FL_TOLERANCE,
     P_FL_DECAY, P_FL_MIN_READINGS, P_FL_LEARN, P_FL_ONLY_VARYING, P_FL_MIN_DURATION_US, P_RZ_WINDOW, P_ON_FLATLINE.
-    Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX. Returns (the decision's score, the fusion's: the run
-    counted until it first reaches FL_FUSE_ONCE)."""
+
+    flat40: a counted run's emission is withheld only while it is no longer than C_FL_ALL: on the reading where a
+    run flatline has decided (score >= 0.5) outgrows it (a stuck sensor held longer than any hold the series has
+    shown) its score is offered once more, even if it was spent (FL_FUSE_ONCE) while withheld; `_readings` clears
+    the re-arm memory of the withheld rise for it and maps it by the prior tail. No state: the reading is the one
+    where run > C_FL_ALL and run - 1 <= C_FL_ALL as the previous reading left it (C_FL_ALL only changes where a run
+    ends).
+
+    Writes C_FL_REF, C_FL_RUN, C_FL_START, C_FL_OK, C_FL_MAX, C_FL_ALL. Returns (the decision's score, the fusion's:
+    the run counted until it first reaches FL_FUSE_ONCE, and where a decided run outgrows C_FL_ALL; whether the run is
+    no longer than C_FL_ALL; whether this reading is the one where it outgrows it)."""
     tol = pr[P_FL_TOLERANCE]
     fl_ref = st[sl, C_FL_REF]
     # the longest run this series shows normally (decaying memory): a plateau of a periodic
@@ -1385,6 +1403,8 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     # min_readings and learn_factor x that
     fl_max = st[sl, C_FL_MAX] * pr[P_FL_DECAY]
     fl_eff = _max(pr[P_FL_MIN_READINGS], pr[P_FL_LEARN] * fl_max)
+    fl_all_prev = st[sl, C_FL_ALL]
+    fl_all = fl_all_prev * pr[P_FL_DECAY]  # gecco39: the longest run off the floor, counted or not
     same = has_prev and (abs(xi - fl_ref) <= tol)
     tf = np.float64(ti)
     if same:
@@ -1393,8 +1413,12 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
         fl_ok = st[sl, C_FL_OK]
     else:
         prev_run = st[sl, C_FL_RUN]
-        if has_prev and st[sl, C_FL_OK] > 0:  # a counted run ended: learn it (at most 2x the bar)
+        ok_prev = st[sl, C_FL_OK]
+        if has_prev and ok_prev > 0:  # a counted run ended: learn it (at most 2x the bar)
             fl_max = _max(fl_max, _min(prev_run, 2.0 * fl_eff))
+            fl_all = _max(fl_all, _min(prev_run, 2.0 * fl_eff))
+        elif has_prev and ok_prev < 0:  # gecco39: a run off the floor the window did not let count
+            fl_all = _max(fl_all, prev_run)
         run = 1.0
         fl_start = tf
         # the window's floor (lo_min, lo_q) is read from the float32 value ring: compare the reading as the ring
@@ -1415,8 +1439,14 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
                 ac_sc = _fmax(_fmax(st[sl, C_AC_V], st[sl, C_RES]), 1e-9 * abs(ac_m) + _TINY)
                 varying = ac_m > ACTIVE_SEP * ac_sc and st[sl, C_COUNT] >= FL_ACTIVE_MIN
                 learn_only = not varying
-        # 1: counted; 0.5: learned when it ends, not counted; 0: neither (at the floor, or the window does not vary)
+        # 1: counted; 0.5: learned when it ends, not counted; 0: neither (at the floor, or the window does not vary);
+        # -1 (below): off the floor where the window does not vary, learned in fl_all only
         fl_ok = 1.0 if varying else (0.5 if learn_only else 0.0)
+        # gecco39: -1: off the series' floor (once a window's floor is known), neither counted nor learned in fl_max
+        # (a quantised channel's hold while the window's MAD is 0), learned in fl_all when it ends
+        floor_known = st[sl, C_COUNT] >= pr[P_RZ_WINDOW] and st[sl, C_LO_MIN] == st[sl, C_LO_MIN]
+        if fl_ok == 0 and not at_floor and floor_known:
+            fl_ok = -1.0
     if run >= 2:
         rq = run - 1.0
         rs = rq / (rq + (fl_eff - 1.0))
@@ -1430,15 +1460,23 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     # rest of the run; before, its ever higher score was re-emitted by the re-arm gate every few dozen readings for
     # as long as the value held. The decision (the alert) stays on for the whole run
     fs_fused = fs if fl_ok < 2 else 0.0
+    # flat40: the reading where a counted run flatline has decided outgrows the holds the series has shown (the one
+    # before it was no longer than fl_all, this one is not): its emission was withheld until now, and its score may
+    # have been spent (FL_FUSE_ONCE) meanwhile, so it is offered once more, and `_readings` clears the re-arm memory
+    # of the withheld rise for it (else a stuck sensor on a channel with long holds would be decided, never scored)
+    outgrew = same and fl_ok >= 1 and fs >= 0.5 and run > fl_all and run - 1.0 <= fl_all_prev
+    if outgrew:
+        fs_fused = fs
     if fl_ok == 1 and fs >= FL_FUSE_ONCE:
         fl_ok = 2.0
     st[sl, C_FL_MAX] = fl_max
+    st[sl, C_FL_ALL] = fl_all
     if not same:
         st[sl, C_FL_REF] = xi
     st[sl, C_FL_RUN] = run
     st[sl, C_FL_START] = fl_start
     st[sl, C_FL_OK] = fl_ok
-    return fs * pr[P_ON_FLATLINE], fs_fused * pr[P_ON_FLATLINE]
+    return fs * pr[P_ON_FLATLINE], fs_fused * pr[P_ON_FLATLINE], run <= fl_all, outgrew
 
 
 @njit(**_STAGE)
@@ -2356,7 +2394,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
         s_silence, gap, s_silence_cal = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
-        s_flatline, s_flatline_fused = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
+        s_flatline, s_flatline_fused, fl_short, fl_outgrew = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
         s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
                      _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res))
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
@@ -2376,8 +2414,14 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in, s_lane = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
+        if fl_outgrew and s_flatline_fused > 0:
+            st[sl, C_PEAK] = 0.0  # flat40: forget the withheld rise (the value detectors' memory only)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         raw_p = _max(_max(s_robust_z * pr[P_W_ROBUST_Z], s_ewma_fused * pr[P_W_EWMA]), s_spike * pr[P_W_SPIKE])
+        if fl_short and fu > 0 and fu == s_flatline_fused * pr[P_W_FLATLINE] and fu > raw_p:
+            # gecco39: flatline's emission on a run no longer than one the series has shown off its floor is withheld
+            # (the re-arm memory has counted it, as before: nothing else changes)
+            fu = 0.0
         # burstfp34 / burst35: the point detectors' emission on a reading within a quarter of the series' own range
         # beyond it (as `_reach` found it, before it learns this one)
         bf_w = BF_OWN * (st[sl, C_XR_HI] - st[sl, C_XR_LO])
@@ -2391,6 +2435,13 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         rs_f = _robust_emit(st, sl, pr)
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
                             _max(s_reach, s_lane)), rs_f)
+        if fl_outgrew and s_flatline_fused > 0:
+            # flat40: the reading where a decided run outgrows every hold the series has shown: flatline's score
+            # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
+            # fitted tail has just learned this run's withheld rise, and would map a stuck sensor below 0.99
+            r_fl = s_flatline_fused * pr[P_W_FLATLINE]
+            emitted = _max(emitted, 1.0 - _fmax(_tail(r_fl / (1.0 - r_fl), pr, 0.0, 0.0, 0.0, pr[P_DT_STRETCH]),
+                                                _TAIL_FLOOR))
         if st[sl, C_XR_X] > 0:  # spike37: this reading left reach's range; its emission, for the reading after
             st[sl, C_XR_X] = 1.0 + emitted
         fused_out[i] = _recalibrate(st, sl, pr, emitted)

@@ -72,6 +72,10 @@ STATE: tuple[str, ...] = (
     "bo_k", "bo_e", "bo_max", "bo_q", "bo_r", "bo_d", "bo_h",
     # --- onset37: the largest held onset's distance from the median (reach is capped only within it)
     "bo_dmax",
+    # --- gecco39: the longest run of equal readings off the series' floor it has shown, counted by flatline or not
+    # (decaying as fl_max): a quantised channel holds a step for hours while its window's MAD is 0, and flatline's
+    # emission is withheld on a run no longer than that (scores only, `_flatline`)
+    "fl_all",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
