@@ -125,6 +125,13 @@ class ServiceProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
+    def terminate_cleanly(self, source: str) -> None:
+        """SIGTERM; assert a graceful exit (code 0) and a log with no traceback and no "source <source> failed":
+        the end of every "hostile input never stops a source" test."""
+        assert self.terminate() == 0
+        log = self.log_tail(500_000)
+        assert "Traceback" not in log and f"source {source} failed" not in log, log[-3000:]
+
     def stop_quietly(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
