@@ -7,7 +7,8 @@ emission crossed the pooled threshold (blind40; a measurement, no detector chang
 
 `--threshold` is the pooled threshold `detection_families.py --nab` chose for the same run (its first NAB line).
 The NAB standard profile's costs are redone per row here (A_tp 1, A_fp 0.11, A_fn 1; `nab_score`'s sigmoid), so
-a kind's loss in points is 100 x (2 x its misses (the credit not earned and A_fn paid) + late credit lost + false-positive cost) / (2 x its windows), and
+a kind's loss in points is 100 x (2 x its misses (the credit not earned and A_fn paid) + late credit lost
++ false-positive cost) / (2 x its windows), and
 100 minus that is its score in `detection_families.py`'s table (checked: the `nab_check` column).
 Attribution of an emission: the detector with the largest weighted score on that row if it is at its decision
 level (weighted score >= 0.5 x weight), else `likelihood` (no detector at its decision: the anomaly-likelihood,
@@ -127,7 +128,8 @@ def diagnose(fam: str, kind: str, seeds: int, thr: float) -> dict:
         "delay_median": float(np.median(delay)), "delay_p90": float(np.percentile(delay, 90)),
         "fp_clean_rows": out["fp_clean_rows"], "fp_clean_series": out["fp_clean_series"],
         "fp_clean_by": dict(out["fp_clean_by"].most_common()), "fp_inj_rows": out["fp_inj_rows"],
-        "fp_inj_rows_after_window": out["fp_inj_after"], "fp_inj_rows_after_window_cpu_at_100": out["fp_inj_after_at_cap"],
+        "fp_inj_rows_after_window": out["fp_inj_after"],
+        "fp_inj_rows_after_window_cpu_at_100": out["fp_inj_after_at_cap"],
         "fp_inj_by": dict(out["fp_inj_by"].most_common()), "first_by": dict(out["first_by"].most_common()),
         "missed_best_anomaly_score": {"median": round(float(np.median(mb)), 4),
                                       "share>=0.99": round(float((mb >= 0.99).mean()), 3)},

@@ -34,7 +34,8 @@ def fetch(batches: int, per_batch: int, codec: int) -> bytes:
         b = DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=0, producer_id=-1,
                                       producer_epoch=-1, base_sequence=-1, batch_size=1 << 30)
         for i in range(per_batch):
-            value = b'{"sensor_id":"s%d","metric":"temperature","ts":%d,"value":%d.5}' % (i % 997, 1_700_000_000_000 + i, i % 40)
+            value = (b'{"sensor_id":"s%d","metric":"temperature","ts":%d,"value":%d.5}'
+                     % (i % 997, 1_700_000_000_000 + i, i % 40))
             b.append(i, timestamp=1_700_000_000_000 + i, key=None, value=value, headers=[])
         raw = bytearray(b.build())
         raw[0:8] = offset.to_bytes(8, "big")
