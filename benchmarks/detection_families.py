@@ -23,8 +23,10 @@ family and kind, per family and overall, and the false-positive rows on the clea
 `server` and `traffic`, fam30, are in `families.EXTRA_KINDS` only, so the default run is what it was). The NAB
 threshold is pooled over the copies swept, so a run of other families has its own threshold. blind40's four
 held-out-style families (`corpus/families_blind.py`: machine, cloud, online, adprice) run the same way; they are
-an untuned estimate, not a target (see that module). `--baseline zscore` NAB-scores the windowed Gaussian of
-`corpus/baselines.py` (as `detection_dev.py` runs it) on the same copies instead of the anomaly_score.
+an untuned estimate, not a target (see that module); so are blind41's three (`corpus/families_blind2.py`:
+energy, water, synth), a second blind set for when the first is developed on. `--baseline zscore` NAB-scores
+the windowed Gaussian of `corpus/baselines.py` (as `detection_dev.py` runs it) on the same copies instead of the
+anomaly_score.
 """
 
 from __future__ import annotations
@@ -40,19 +42,22 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import nab_score  # noqa: E402
-from corpus import baselines, families, families_blind  # noqa: E402
+from corpus import baselines, families, families_blind, families_blind2  # noqa: E402
 
 from urbanpulse.detect import DetectionSettings, DetectorBank, Scores  # noqa: E402
 
 PROBATION = 450  # NAB's 15 % of 3,000 readings
-#: every family a run may name: the default four, fam30's two, blind40's four (`corpus/families_blind.py`)
-ALL_KINDS: dict[str, tuple[str, ...]] = {**families.ALL_KINDS, **families_blind.KINDS}
+#: every family a run may name: the default four, fam30's two, blind40's four (`corpus/families_blind.py`),
+#: blind41's three (`corpus/families_blind2.py`)
+ALL_KINDS: dict[str, tuple[str, ...]] = {**families.ALL_KINDS, **families_blind.KINDS, **families_blind2.KINDS}
 
 
 def draw(family: str, kind: str, seed: int) -> families.Draw:
     """One seeded pair from whichever module holds the family."""
     if family in families_blind.KINDS:
         return families_blind.draw(family, kind, seed)
+    if family in families_blind2.KINDS:
+        return families_blind2.draw(family, kind, seed)
     return families.draw(family, kind, seed)
 
 
@@ -214,7 +219,7 @@ def main() -> None:
     ap.add_argument("--nab", action="store_true", help="also score the anomaly_score NAB-style (see above)")
     ap.add_argument("--families", help="comma-separated families to sweep (default: " + ",".join(families.KINDS)
                     + "; also " + ",".join(families.EXTRA_KINDS) + "; blind40's "
-                    + ",".join(families_blind.KINDS) + ")")
+                    + ",".join(families_blind.KINDS) + "; blind41's " + ",".join(families_blind2.KINDS) + ")")
     ap.add_argument("--baseline", choices=["zscore"], help="NAB-score this baseline's score instead of the "
                     "anomaly_score (the miss table stays the detectors')")
     ap.add_argument("--settings", default="{}", help="DetectionSettings as JSON (default: the defaults), for a variant")
