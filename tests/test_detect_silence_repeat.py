@@ -6,11 +6,14 @@ three missed readings (a gap of 3-4 median gaps: the rarity of long gaps, gap31,
 are counted), so 400 of 459 clean machine copies of blind40 raised a silence alert. Here, over generated series
 with that missed-reading process (as `benchmarks/corpus/families._clock_ts`: an exact drawn share of the slots, in
 runs placed after distinct readings, timestamps jittered by up to 10 s):
-- no silence decision on a gap no longer than one the series has shown before it (only a new longest gap may
-  alert: the first run of two missed readings on a series that never missed one is still news);
-- a dropout of 10 or more missed readings (a gap of 11+ slots, well beyond any the series showed) is decided on
+- no silence decision on a gap no longer than one the series has shown before it since its warm-up (`min_history`
+  readings; only a new longest gap may alert: the first run of two missed readings on a series that never missed
+  one is still news);
+- a dropout of 15 or more missed readings (a gap of 16+ slots, well beyond any the series showed) is decided on
   the reading after it, and the live check (`check_silence`) finds it while the series is quiet but not the
-  series' longest usual gap.
+  series' longest usual gap. (Not 10: where 3 % of the slots are missed singly, a window of 32 gaps now and then
+  holds four 2-slot gaps, so the learned spread, q90 - median, is one slot and the interval 5 slots, silent from 15
+  slots: det20's irregularity, as on main.)
 Deterministic (`derandomize=True`); the wide runs are in benchmarks/README.md, silence41.
 """
 
@@ -59,7 +62,7 @@ missed = dict(
     missing=st.floats(0.005, 0.03),  # of the grid's slots
     max_run=st.integers(1, 3),
     jitter_s=st.floats(0.0, 10.0),
-    dropout=st.integers(10, 288),  # missed readings of the dropout (up to a day)
+    dropout=st.integers(15, 288),  # missed readings of the dropout (up to a day)
 )
 
 
@@ -72,8 +75,9 @@ def test_gaps_the_series_has_shown_are_not_silence_and_a_dropout_is(seed: int, m
     x = np.round(20 + rng.normal(0, 0.3, N), 2)
     d = _silence(ts, x)
     gaps = np.diff(ts)
-    shown = np.maximum.accumulate(gaps)  # shown[i - 1]: the longest gap up to reading i
-    alerted = [i for i in np.flatnonzero(d) if i > MIN_HISTORY]
+    # shown[i - 1]: the longest gap from the warm-up up to reading i
+    shown = np.maximum.accumulate(np.r_[np.zeros(MIN_HISTORY, np.int64), gaps[MIN_HISTORY:]])
+    alerted = [i for i in np.flatnonzero(d) if i > MIN_HISTORY + 1]
     repeats = [i for i in alerted if gaps[i - 1] <= shown[i - 2]]
     assert repeats == [], f"silent on gaps the series had shown: {[(i, gaps[i - 1] / STEP_US) for i in repeats]}"
     # a dropout of `dropout` missed readings from ONSET on: decided on the reading after it
@@ -85,7 +89,7 @@ def test_gaps_the_series_has_shown_are_not_silence_and_a_dropout_is(seed: int, m
     bank = _bank()
     bank.score(np.zeros(ONSET, np.int64), ts[:ONSET], x[:ONSET])
     last = int(ts[ONSET - 1])
-    usual = int(np.max(np.diff(ts[:ONSET])))
+    usual = int(np.max(np.diff(ts[MIN_HISTORY:ONSET])))
     slot = np.zeros(1, np.int64)
     assert len(bank.check_silence(slot, np.array([last + usual]), 0).slot) == 0
     quiet = last + (dropout + 1) * STEP_US - int(jitter_s * 1e6)
