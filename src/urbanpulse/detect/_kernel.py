@@ -866,7 +866,7 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
     series has shown (`si_rep`, decaying; a silent gap counts as at most `factor` median gaps of it) is not decided
     (`_silence_decision`): a 5-minute sensor that skips one to three readings now and then is not alerted on its next
     run of two or three, while a series that never missed a reading is judged as before and a dropout well beyond
-    its gaps (10+ slots where runs of missed readings reach 3) still is. Decisions only: the statistic (the
+    its gaps (9+ slots where runs of missed readings reach 3) still is. Decisions only: the statistic (the
     likelihood's input via `raw_s`, the tail fit, the emission, the rarity's counts) is as before.
 
     Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes), C_SI_N, C_SI_K, C_SI_E, C_SI_MAX, C_SI_REP;

@@ -142,9 +142,9 @@ SI_CAP = 3.0  # silence's rarity: a gap over this x the longest usual one (not s
 SI_CAP_N = 16.0  # ... once this many long gaps are counted
 SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen exponential gaps is short)
 # whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
-SI_REPEAT = 2.5  # silence's repeat memory (rep41): a gap is silent only beyond this x the longest gap the series
+SI_REPEAT = 2.0  # silence's repeat memory (rep41): a gap is silent only beyond this x the longest gap the series
 # has shown (`si_rep`): a series that skips a reading now and then is not silent on a run of two or three, one that
-# never missed a reading (si_rep ~ one median gap) is judged as before, and a dropout of 10+ slots on a series whose
+# never missed a reading (si_rep ~ one median gap) is judged as before, and a dropout of 9+ slots on a series whose
 # runs of missed readings reach 3 (gaps of 4 slots) is still silent
 SI_USUAL = 0.49  # rep41: silence's statistic on such a gap, just below the decision (0.5): the likelihood, the tail
 # and the emitted score see it as before, the alert is not raised
