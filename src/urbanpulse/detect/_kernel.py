@@ -863,7 +863,8 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
     likelihood's input, the tail fit) are as before. Monotone in the gap for a given state.
 
     The gaps the series has shown (rep41): on a learned interval a gap no longer than SI_REPEAT x the longest gap the
-    series has shown (`si_rep`, decaying; a silent gap counts as at most `factor` median gaps of it) is not decided
+    series has shown (`si_rep`, decaying; a silent gap counts as `factor` median gaps if a short run, none if an
+    outage) is not decided
     (`_silence_decision`): a 5-minute sensor that skips one to three readings now and then is not alerted on its next
     run of two or three, while a series that never missed a reading is judged as before and a dropout well beyond
     its gaps (9+ slots where runs of missed readings reach 3) still is. Decisions only: the statistic (the
@@ -936,9 +937,12 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
             st[sl, C_SI_K] = d * si_k
             st[sl, C_SI_E] = d * si_e
         st[sl, C_SI_MAX] = si_max
-        # rep41: the longest gap shown; a silent one (or one before the interval is known) teaches at most `factor`
-        # median gaps, so a dropout does not make the next one usual
-        shown = gap if dec < 0.5 else _min(gap, factor * med_us)
+        # rep41: the longest gap shown; a silent one (or one before the interval is known) counts as at most `factor`
+        # median gaps where it is a short run over the decision (at most SI_REPEAT x that), as nothing where it is an
+        # outage, so a dropout does not make the next one usual
+        shown = gap
+        if not dec < 0.5:
+            shown = _min(gap, factor * med_us) if gap <= SI_REPEAT * factor * med_us else 0.0
         st[sl, C_SI_REP] = _max(d * st[sl, C_SI_REP], shown / 1e6)
     if not _isfinite(sil):
         sil = 0.0

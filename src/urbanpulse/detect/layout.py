@@ -33,9 +33,10 @@ STATE: tuple[str, ...] = (
     # longest long gap not silent (seconds, decaying); the tail they fit tells a gap the series shows now and
     # then from one beyond anything it has shown
     "si_n", "si_k", "si_e", "si_max",
-    # --- silence's memory of the gaps a series has shown (rep41): the longest gap not silent (of a silent one, at
-    # most `factor` median gaps), in seconds, decaying as the counts above; a gap up to SI_REPEAT x it is the
-    # series' normal sampling (a 5-minute sensor that skips one to three readings now and then)
+    # --- silence's memory of the gaps a series has shown (rep41): the longest gap not silent (a silent one counts as
+    # `factor` median gaps if at most SI_REPEAT x that, else not at all), in seconds, decaying as the counts above;
+    # a gap up to SI_REPEAT x it is the series' normal sampling (a 5-minute sensor that skips a few readings now and
+    # then)
     "si_rep",
     # --- silence's own re-arm memory (rearm31): the recent emitted silence score (as `peak` is the value
     # detectors'), so an emission on a long gap does not hold back a value anomaly that follows it
