@@ -54,7 +54,9 @@ def test_a_gap_the_series_has_shown_scores_lower_than_on_a_regular_series_and_te
     regular, regular_silent = _final(_ts(interval_us, {FINAL: gap}), x)
     shown, shown_silent = _final(_ts(interval_us, {**early, FINAL: gap}), x)
     far, far_silent = _final(_ts(interval_us, {**early, FINAL: 10 * gap}), x)
-    # the decisions are silence's statistic (unchanged): each of the three gaps is silent
-    assert regular_silent and shown_silent and far_silent
+    # the decisions: the gap on the regular series and ten times the shown gap are silent; the shown gap itself may
+    # not be (rep41: silence does not alert on a gap no longer than 2x one the series has shown; the scores here are
+    # silence's statistic, unchanged)
+    assert regular_silent and far_silent
     assert shown < regular, (shown, regular)
     assert far >= 1.0 - DetectionSettings().fusion.alert_tail, far

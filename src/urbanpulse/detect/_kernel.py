@@ -46,6 +46,7 @@ from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
+from urbanpulse.detect.layout import SI_REPEAT, SI_USUAL  # noqa: F401
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
@@ -223,6 +224,7 @@ C_SI_N = _S["si_n"]
 C_SI_K = _S["si_k"]
 C_SI_E = _S["si_e"]
 C_SI_MAX = _S["si_max"]
+C_SI_REP = _S["si_rep"]
 C_SI_PEAK = _S["si_peak"]
 P_SI_LNP = _COL["si_lnp"]
 P_SI_DECAY = _COL["si_decay"]
@@ -824,6 +826,17 @@ def _scales(st, sl, pr):
     return med, mad, res, st[sl, C_EW_M], ew_std, lr_std, floor, st[sl, C_SH_M], st[sl, C_SH_S]
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _silence_decision(sil, gap, conf, si_rep):
+    """silence's statistic for its decision (rep41): `sil`, but SI_USUAL (just below the decision) on a learned
+    interval's gap no longer than SI_REPEAT x the longest the series has shown (`si_rep`, seconds): an operator does
+    not want an alert because a sensor skipped one to three readings again, as it has before. The statistic itself
+    (the likelihood's input, the tail fit, the emitted score) is left as it is: only the alert changes."""
+    if sil >= 0.5 and conf != conf and gap <= SI_REPEAT * 1e6 * si_rep:
+        return SI_USUAL
+    return sil
+
+
 @njit(**_STAGE)
 def _silence(st, sl, pr, ti, last, cnt, has_prev):
     """silence: the gap since the slot's previous reading against the expected interval, the configured one or
@@ -849,10 +862,19 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
     reading, a dead source near 1), while the decision (score >= 0.5) and everything learned from the score (the
     likelihood's input, the tail fit) are as before. Monotone in the gap for a given state.
 
-    Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes), C_SI_N, C_SI_K, C_SI_E, C_SI_MAX; P_SI_INTERVAL_US,
-    P_SI_IRREGULARITY, P_SI_MIN, P_SI_FACTOR, P_ON_SILENCE, P_SI_LNP, P_SI_DECAY, P_SI_N0, P_SI_M0.
-    Writes C_SI_N, C_SI_K, C_SI_E, C_SI_MAX (the gap ring: `_learn_series`).
-    Returns (score, gap in µs, NaN on the slot's first reading; the calibrated score, 0 where score is 0)."""
+    The gaps the series has shown (rep41): on a learned interval a gap no longer than SI_REPEAT x the longest gap the
+    series has shown (`si_rep`, decaying; a silent gap counts as `factor` median gaps if a short run, none if an
+    outage) is not decided
+    (`_silence_decision`): a 5-minute sensor that skips one to three readings now and then is not alerted on its next
+    run of two or three, while a series that never missed a reading is judged as before and a dropout well beyond
+    its gaps (9+ slots where runs of missed readings reach 3) still is. Decisions only: the statistic (the
+    likelihood's input via `raw_s`, the tail fit, the emission, the rarity's counts) is as before.
+
+    Reads C_GAP_MED, C_GAP_SPREAD (kept by the refreshes), C_SI_N, C_SI_K, C_SI_E, C_SI_MAX, C_SI_REP;
+    P_SI_INTERVAL_US, P_SI_IRREGULARITY, P_SI_MIN, P_SI_FACTOR, P_ON_SILENCE, P_SI_LNP, P_SI_DECAY, P_SI_N0, P_SI_M0.
+    Writes C_SI_N, C_SI_K, C_SI_E, C_SI_MAX, C_SI_REP (the gap ring: `_learn_series`).
+    Returns (the decision's score, gap in µs, NaN on the slot's first reading; the calibrated score, 0 where the
+    statistic is 0; the statistic)."""
     gap = np.float64(ti - last) if has_prev else np.nan
     conf = pr[P_SI_INTERVAL_US]
     factor = pr[P_SI_FACTOR]
@@ -884,6 +906,7 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
             expected = _min(expected, _max(SI_CAP * 1e6 * st[sl, C_SI_MAX], factor * med_us) / factor)
     excess = _max(gap / expected - 1.0, 0.0)
     sil = excess / (excess + (factor - 1.0))
+    dec = _silence_decision(sil, gap, conf, st[sl, C_SI_REP])
     # the calibrated score (silcal32): the gap's tail probability under the counts as they stood before it
     s_cal = 0.0
     if sil > 0:
@@ -914,10 +937,18 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
             st[sl, C_SI_K] = d * si_k
             st[sl, C_SI_E] = d * si_e
         st[sl, C_SI_MAX] = si_max
+        # rep41: the longest gap shown; a silent one (or one before the interval is known) counts as at most `factor`
+        # median gaps where it is a short run over the decision (at most SI_REPEAT x that), as nothing where it is an
+        # outage, so a dropout does not make the next one usual
+        shown = gap
+        if not dec < 0.5:
+            shown = _min(gap, factor * med_us) if gap <= SI_REPEAT * factor * med_us else 0.0
+        st[sl, C_SI_REP] = _max(d * st[sl, C_SI_REP], shown / 1e6)
     if not _isfinite(sil):
         sil = 0.0
+        dec = 0.0
         s_cal = 0.0
-    return sil * pr[P_ON_SILENCE], gap, s_cal * pr[P_ON_SILENCE]
+    return dec * pr[P_ON_SILENCE], gap, s_cal * pr[P_ON_SILENCE], sil * pr[P_ON_SILENCE]
 
 
 @njit(**_STAGE)
@@ -2392,7 +2423,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         has_prev = cnt > 0
         med, mad, res, ew_m, ew_std, lr_std, floor, sh_m0, sh_s0 = _scales(st, sl, pr)
 
-        s_silence, gap, s_silence_cal = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
+        s_silence, gap, s_silence_cal, s_silence_raw = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
         s_flatline, s_flatline_fused, fl_short, fl_outgrew = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
         s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
@@ -2406,7 +2437,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
-        raw_s = s_silence * pr[P_W_SILENCE]
+        raw_s = s_silence_raw * pr[P_W_SILENCE]  # rep41: the statistic, not the decision's
         raw = raw_v  # all detectors' (the likelihood's input, the tail's statistic): silence folded in last
         if raw_s > raw:
             raw = raw_s

@@ -75,7 +75,7 @@ import numpy as np
 
 from urbanpulse.capacity import grown
 from urbanpulse.detect.layout import (DETECTORS, S, SE, SEASON, SEASON_BINS, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_Z,
-                                     STATE, VETO_BIT)
+                                     SI_REPEAT, SI_USUAL, STATE, VETO_BIT)
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
@@ -360,5 +360,8 @@ class DetectorBank:
             expected = np.where(capped, np.minimum(expected, cap), expected)
             excess = np.maximum(gap / expected - 1.0, 0.0)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
+            # rep41, as the kernel: a gap up to SI_REPEAT x the longest the series has shown is not silent
+            usual = (sc >= 0.5) & np.isnan(conf) & (gap <= SI_REPEAT * 1e6 * st[:, S["si_rep"]])
+            sc = np.where(usual, SI_USUAL, sc)
         hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
         return Silences(slot=slots[hit].astype(np.int32), last_ts_us=last[hit], gap_us=gap[hit], score=sc[hit])

@@ -33,6 +33,11 @@ STATE: tuple[str, ...] = (
     # longest long gap not silent (seconds, decaying); the tail they fit tells a gap the series shows now and
     # then from one beyond anything it has shown
     "si_n", "si_k", "si_e", "si_max",
+    # --- silence's memory of the gaps a series has shown (rep41): the longest gap not silent (a silent one counts as
+    # `factor` median gaps if at most SI_REPEAT x that, else not at all), in seconds, decaying as the counts above;
+    # a gap up to SI_REPEAT x it is the series' normal sampling (a 5-minute sensor that skips a few readings now and
+    # then)
+    "si_rep",
     # --- silence's own re-arm memory (rearm31): the recent emitted silence score (as `peak` is the value
     # detectors'), so an emission on a long gap does not hold back a value anomaly that follows it
     "si_peak",
@@ -138,6 +143,12 @@ SI_CAP = 3.0  # silence's rarity: a gap over this x the longest usual one (not s
 SI_CAP_N = 16.0  # ... once this many long gaps are counted
 SI_CAP_GAPS = 256.0  # ... among this many gaps (the longest of a few dozen exponential gaps is short)
 # whatever the tail gives (an exponential tail fitted to runs of at most 30 missed slots extends far beyond 30)
+SI_REPEAT = 2.0  # silence's repeat memory (rep41): a gap is silent only beyond this x the longest gap the series
+# has shown (`si_rep`): a series that skips a reading now and then is not silent on a run of two or three, one that
+# never missed a reading (si_rep ~ one median gap) is judged as before, and a dropout of 9+ slots on a series whose
+# runs of missed readings reach 3 (gaps of 4 slots) is still silent
+SI_USUAL = 0.49  # rep41: silence's statistic on such a gap, just below the decision (0.5): the likelihood, the tail
+# and the emitted score see it as before, the alert is not raised
 
 # --- silence's calibrated score (silcal32): silence's *emitted* score is 1 - the posterior-predictive probability
 # of a gap at least this long under the series' own gaps (the gap31 counts si_n, si_k, si_e and their prior), not
