@@ -76,6 +76,9 @@ STATE: tuple[str, ...] = (
     # (decaying as fl_max): a quantised channel holds a step for hours while its window's MAD is 0, and flatline's
     # emission is withheld on a run no longer than that (scores only, `_flatline`)
     "fl_all",
+    # --- exit40: a sustained exit from reach's range (`_exit`): the range's edge the open excursion left (its anchor)
+    # and the excursion's signed length in readings (+ above, - below, 0 = none; + or - XE_FIRED once it was scored)
+    "xe_a", "xe_n",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -178,6 +181,18 @@ XR_JUMP_CALM = 0.8
 # range the jams widened, reached by a jump a noisy night's changes matched, but an out-and-back no pair of readings
 # ever made; a server's incident reading beyond a heavy-tailed history's furthest
 XR_TB = 1.5
+# exit40: a sustained exit (`_exit`): an excursion begins with a reading beyond reach's range and lasts while every
+# reading stays beyond the edge it left (its anchor: the range as it stood then, not the range that widens after it),
+# less XE_H x the bar below (noise at the edge does not end it). Where it has lasted XE_M to XE_AGE readings and this
+# reading is at least XE_K x the range's width beyond the anchor, it is scored once, at q = depth / (XE_K x width),
+# through reach's tail (a machine cooling below the lowest reading it ever showed, a leak's ramp above the highest;
+# a trend that creeps beyond the range reaches the bar only after XE_AGE readings)
+XE_M = 12.0
+XE_K = 0.1
+XE_H = 0.5
+XE_AGE = 96.0
+XE_QUIET = 96.0  # exit40: ... and only where the series stayed inside its range this many readings before it began
+XE_FIRED = 1.0e6  # added to |xe_n| once the excursion was scored (one excursion, one emission)
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
