@@ -55,7 +55,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
-from urbanpulse.detect.layout import XE_AGE, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET  # noqa: F401
+from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -1314,9 +1314,11 @@ def _exit(st, sl, pr, xi, cnt, has_prev, mad, res):
     bar = XE_K * width
     if n != 0:
         side = 1.0 if n > 0 else -1.0
-        if (xi - a) * side > -XE_H * bar:
+        if (xi - a) * side > -XE_H * bar and abs(n) - (XE_FIRED if abs(n) >= XE_FIRED else 0.0) < XE_END:
             n += side
         else:
+            # back inside, or XE_END readings long (exit41: an anchor left early in a series' life, while its range
+            # was still narrow, is never re-crossed by a series that settled beyond it; it must not keep exit shut)
             n = 0.0
             a = cnt  # (between excursions C_XE_A holds the count at which the last one ended)
     if n == 0:
@@ -2526,8 +2528,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _exit, _reach, _reach_score, _ewma,
-          _spike, _flatline,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _exit, _reach, _reach_score,
+          _ewma, _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
           _burst_onset, _burst_rate, _calibrate, _recalibrate, _learn_series)

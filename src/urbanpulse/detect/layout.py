@@ -192,6 +192,7 @@ XE_K = 0.1
 XE_H = 0.5
 XE_AGE = 96.0
 XE_QUIET = 96.0  # exit40: ... and only where the series stayed inside its range this many readings before it began
+XE_END = 96.0  # exit41: an excursion this long is over, back inside its anchor or not (it can no longer be scored)
 XE_FIRED = 1.0e6  # added to |xe_n| once the excursion was scored (one excursion, one emission)
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
