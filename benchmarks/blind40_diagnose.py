@@ -2,7 +2,7 @@
 late detections and false positives (clean copies / injected copies outside the window), and which detector's
 emission crossed the pooled threshold (blind40; a measurement, no detector change).
 
-    PYTHONPATH=$PWD/src:$PWD/benchmarks python benchmarks/blind40_diagnose.py --seeds 300 \
+    PYTHONPATH=$PWD/src:$PWD/benchmarks python benchmarks/blind40_diagnose.py --seeds 300 \\
         --families machine,cloud,online,adprice --threshold 0.99888 [--json out.json]
 
 `--threshold` is the pooled threshold `detection_families.py --nab` chose for the same run (its first NAB line).
@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import detection_families as det  # noqa: E402
 import nab_score  # noqa: E402
 
-from urbanpulse.detect import DetectionSettings, DetectorBank  # noqa: E402
+from urbanpulse.detect import DetectionSettings  # noqa: E402
 
 A_FP = 0.11
 
@@ -55,19 +55,9 @@ def diagnose(fam: str, kind: str, seeds: int, thr: float) -> dict:
            "effect": [], "found": [], "fp_inj_after": 0, "fp_inj_after_at_cap": 0}
     for lo in range(0, seeds, 100):
         draws = [det.draw(fam, kind, s) for s in range(lo, min(seeds, lo + 100))]
-        bank = DetectorBank(settings)
-        n = 2 * len(draws)
-        bank.assign(np.arange(n, dtype=np.int64), [f"s{i}" for i in range(n)], ["value"] * n)
-        sl, ts, xs = [], [], []
-        for j, d in enumerate(draws):
-            for k, x in enumerate((d.clean, d.injected)):
-                sl.append(np.full(len(x), 2 * j + k, np.int64))
-                ts.append(d.ts_us)
-                xs.append(x)
-        sc = bank.score(np.concatenate(sl), np.concatenate(ts), np.concatenate(xs))
+        sc, b = det.score_copies(draws, settings)
         if weights is None:
             weights = np.array([getattr(settings.defaults, nm).weight for nm in sc.names])
-        b = np.searchsorted(sc.slot, np.arange(n + 1))
         for j, d in enumerate(draws):
             prob = int(nab_score.probation_length(len(d.ts_us)))
             # clean copy: every emission at or above the threshold after the probation is a false positive

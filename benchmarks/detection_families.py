@@ -42,7 +42,7 @@ sys.path.insert(0, str(HERE))
 import nab_score  # noqa: E402
 from corpus import baselines, families, families_blind  # noqa: E402
 
-from urbanpulse.detect import DetectionSettings, DetectorBank  # noqa: E402
+from urbanpulse.detect import DetectionSettings, DetectorBank, Scores  # noqa: E402
 
 PROBATION = 450  # NAB's 15 % of 3,000 readings
 #: every family a run may name: the default four, fam30's two, blind40's four (`corpus/families_blind.py`)
@@ -56,11 +56,11 @@ def draw(family: str, kind: str, seed: int) -> families.Draw:
     return families.draw(family, kind, seed)
 
 
-def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None = None,
-                scores: dict[str, nab_score.FileSeries] | None = None) -> list[dict]:
-    """Score every draw's clean and injected copy (one slot each, one batch); per draw what the sweep reports.
+def score_copies(draws: list[families.Draw], settings: DetectionSettings | None = None) -> tuple[Scores, np.ndarray]:
+    """Score every draw's clean and injected copy in one bank (slot 2j clean, 2j+1 injected), as the sweep does.
 
-    With `scores`, each copy's anomaly_score is kept there as a NAB file (`<family>/<kind>/<seed>/clean|injected`)."""
+    Returns the bank's scores and the row bounds per slot (`bounds[s]:bounds[s+1]` are slot s's rows), so a
+    diagnosis reads exactly the rows the sweep scored."""
     bank = DetectorBank(settings or DetectionSettings())
     n = 2 * len(draws)
     bank.assign(np.arange(n, dtype=np.int64), [f"s{i}" for i in range(n)], ["value"] * n)
@@ -71,7 +71,15 @@ def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None =
             ts.append(d.ts_us)
             xs.append(x)
     sc = bank.score(np.concatenate(slots), np.concatenate(ts), np.concatenate(xs))
-    bounds = np.searchsorted(sc.slot, np.arange(n + 1))
+    return sc, np.searchsorted(sc.slot, np.arange(n + 1))
+
+
+def score_pairs(draws: list[families.Draw], settings: DetectionSettings | None = None,
+                scores: dict[str, nab_score.FileSeries] | None = None) -> list[dict]:
+    """Score every draw's clean and injected copy (one slot each, one batch); per draw what the sweep reports.
+
+    With `scores`, each copy's anomaly_score is kept there as a NAB file (`<family>/<kind>/<seed>/clean|injected`)."""
+    sc, bounds = score_copies(draws, settings)
     out = []
     for j, d in enumerate(draws):
         w = families.within(d.kind)
