@@ -55,7 +55,7 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
-from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET  # noqa: F401
+from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET, XE_QUIET_US  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -255,6 +255,7 @@ C_XR_TB = _S["xr_tb"]  # spike37
 C_XR_X = _S["xr_x"]  # spike37
 C_XE_A = _S["xe_a"]  # exit40
 C_XE_N = _S["xe_n"]  # exit40
+C_XE_T = _S["xe_t"]  # exit41
 C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
@@ -1284,7 +1285,7 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
 
 
 @njit(**_STAGE)
-def _exit(st, sl, pr, xi, cnt, has_prev, mad, res):
+def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
     """exit (exit40; score-only, beside reach): a *sustained* exit from the range of readings the series has shown.
     reach scores a reading that jumps out of the range; a slow exit (a stopped machine cooling below the lowest
     reading it ever showed, a leak's ramp above the highest) reaches no reading by a jump, and reach's range widens
@@ -1297,13 +1298,19 @@ def _exit(st, sl, pr, xi, cnt, has_prev, mad, res):
     further from 0): a ramp that goes on or saturates into a plateau beyond the range is not scored again, and a
     trend that creeps out of the range reaches the bar only after XE_AGE readings. An excursion that begins within
     XE_QUIET readings of the last one's end (C_XE_A holds that count between excursions) is never scored: a
-    trending or still-widening range is left every few readings. Under reach's gates (from `reach_min_history`
+    trending or still-widening range is left every few readings; nor within XE_QUIET_US of it, nor of the series'
+    first reading (C_XE_T; exit41): a range is the series' own only once it has covered its daily cycle, and a
+    one-minute channel's 96 readings are not 2 hours (GECCO's water-quality channels, 3 days long, left their first
+    day's range within a day of a widening, and those emissions moved the per-channel LODO's pooled threshold). Under
+    reach's gates (from `reach_min_history`
     readings, the window's MAD > 0, spike's window holding >= DSCALE_LR_MIN changes, `reach_threshold` > 0); the
     caller scores q through reach's tail (`_reach_score`), so a series that often leaves its range learns that it
     does. O(1).
 
-    Reads C_XE_A, C_XE_N, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`); P_XR_THR, P_XR_MIN.
-    Writes C_XE_A, C_XE_N. Returns q where scored, else 0."""
+    Reads C_XE_A, C_XE_N, C_XE_T, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`); P_XR_THR,
+    P_XR_MIN. Writes C_XE_A, C_XE_N, C_XE_T. Returns q where scored, else 0."""
+    if st[sl, C_XE_T] == 0:
+        st[sl, C_XE_T] = ti  # the series' first reading (µs): no excursion is scored within XE_QUIET_US of it
     if not (pr[P_XR_THR] > 0) or not has_prev or not _isfinite(xi):
         return 0.0
     hi = st[sl, C_XR_HI]
@@ -1320,11 +1327,12 @@ def _exit(st, sl, pr, xi, cnt, has_prev, mad, res):
             # back inside, or XE_END readings long (exit41: an anchor left early in a series' life, while its range
             # was still narrow, is never re-crossed by a series that settled beyond it; it must not keep exit shut)
             n = 0.0
-            a = cnt  # (between excursions C_XE_A holds the count at which the last one ended)
+            a = cnt  # (between excursions C_XE_A holds the count at which the last one ended, C_XE_T its time)
+            st[sl, C_XE_T] = ti
     if n == 0:
         # an excursion that begins within XE_QUIET readings of the last one's end is never scored: the range of a
         # trending series (or one still widening) is left every few readings
-        calm = cnt - a >= XE_QUIET
+        calm = cnt - a >= XE_QUIET and ti - st[sl, C_XE_T] >= XE_QUIET_US
         if xi > hi:
             n = 1.0 if calm else 1.0 + XE_FIRED
             a = hi
@@ -2466,7 +2474,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_threshold = _threshold(st, sl, pr, xi)
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
-        q_exit = _exit(st, sl, pr, xi, cnt, has_prev, mad, res)  # exit40 (before reach learns this reading)
+        q_exit = _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res)  # exit40 (before reach learns this reading)
         q_reach = _reach(st, sl, pr, xi, cnt, has_prev, mad, res)
         if q_reach >= 1.0 and abs(st[sl, C_XE_N]) == 1.0:  # exit40: reach scored the excursion's jump out: one event
             st[sl, C_XE_N] *= 1.0 + XE_FIRED
