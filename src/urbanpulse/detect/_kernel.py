@@ -55,7 +55,8 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
-from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET, XE_QUIET_US  # noqa: F401
+from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET  # noqa: F401
+from urbanpulse.detect.layout import XE_M_US, XE_QUIET_US  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -1339,8 +1340,10 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
         elif xi < lo:
             n = -1.0 if calm else -1.0 - XE_FIRED
             a = lo
+        if n != 0:
+            st[sl, C_XE_T] = ti  # (while an excursion is open C_XE_T holds the time it began)
     q = 0.0
-    if n != 0 and XE_M <= abs(n) <= XE_AGE:
+    if n != 0 and XE_M <= abs(n) <= XE_AGE and ti - st[sl, C_XE_T] >= XE_M_US:
         depth = (xi - a) * (1.0 if n > 0 else -1.0)
         if (bar > 0 and depth >= bar and cnt >= pr[P_XR_MIN] and mad > 0
                 and st[sl, C_DSCALE_N] >= DSCALE_LR_MIN):

@@ -79,7 +79,8 @@ STATE: tuple[str, ...] = (
     # --- exit40: a sustained exit from reach's range (`_exit`): the range's edge the open excursion left (its anchor)
     # and the excursion's signed length in readings (+ above, - below, 0 = none; + or - XE_FIRED once it was scored)
     "xe_a", "xe_n",
-    # --- exit41: the time (µs) the last excursion ended, or the series' first reading's before any (`_exit`)
+    # --- exit41: the time (µs) the open excursion began; between excursions the time the last one ended, or the
+    # series' first reading's before any (`_exit`)
     "xe_t",
 )
 S = {name: i for i, name in enumerate(STATE)}
@@ -195,6 +196,7 @@ XE_H = 0.5
 XE_AGE = 96.0
 XE_QUIET = 96.0  # exit40: ... and only where the series stayed inside its range this many readings before it began
 XE_QUIET_US = 86_400e6  # exit41: ... and at least a day (µs) after the last one's end and the series' first reading
+XE_M_US = 3_600e6  # exit41: ... and has lasted an hour (µs): a one-minute series' 12 readings are not sustained
 XE_END = 96.0  # exit41: an excursion this long is over, back inside its anchor or not (it can no longer be scored)
 XE_FIRED = 1.0e6  # added to |xe_n| once the excursion was scored (one excursion, one emission)
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
