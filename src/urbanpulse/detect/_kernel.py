@@ -1287,23 +1287,25 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
 
 @njit(**_STAGE)
 def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
-    """exit (exit40; score-only, beside reach): a *sustained* exit from the range of readings the series has shown.
-    reach scores a reading that jumps out of the range; a slow exit (a stopped machine cooling below the lowest
-    reading it ever showed, a leak's ramp above the highest) reaches no reading by a jump, and reach's range widens
-    after it (by `envelope_growth` x its width a reading), so no single reading is far beyond it. Here an
+    """exit (exit40, exit41; score-only, beside reach): a *sustained* exit from the range of readings the series has
+    shown. reach scores a reading that jumps out of the range; a slow exit (a stopped machine cooling below the
+    lowest reading it ever showed, an overheating above the highest) reaches no reading by a jump, and reach's range
+    widens after it (by `envelope_growth` x its width a reading), so no single reading is far beyond it. Here an
     excursion begins where a reading is beyond reach's range (as it stands before reach learns this reading); its
     anchor is the edge it left (C_XE_A), and it lasts while every reading stays beyond that anchor less XE_H x the
-    bar (noise at the edge does not end it; C_XE_N counts its readings, + above, - below). Where it has lasted XE_M
-    to XE_AGE readings and this reading is at least the bar, XE_K x the range's width (reach's, floored as reach
-    floors it), beyond the anchor, it returns q = that depth / the bar, once per excursion (C_XE_N moves XE_FIRED
-    further from 0): a ramp that goes on or saturates into a plateau beyond the range is not scored again, and a
-    trend that creeps out of the range reaches the bar only after XE_AGE readings. An excursion that begins within
-    XE_QUIET readings of the last one's end (C_XE_A holds that count between excursions) is never scored: a
-    trending or still-widening range is left every few readings; nor within XE_QUIET_US of it, nor of the series'
-    first reading (C_XE_T; exit41): a range is the series' own only once it has covered its daily cycle, and a
-    one-minute channel's 96 readings are not 2 hours (GECCO's water-quality channels, 3 days long, left their first
-    day's range within a day of a widening, and those emissions moved the per-channel LODO's pooled threshold). Under
-    reach's gates (from `reach_min_history`
+    bar (noise at the edge does not end it; C_XE_N counts its readings, + above, - below), for at most XE_END
+    readings (an anchor left early in a series' life, while its range was narrow, is never re-crossed by a series
+    that settled beyond it: without the limit that excursion stayed open for good and no later one could begin).
+    Where it has lasted XE_M to XE_AGE readings and XE_M_US (an hour: a one-minute series' 12 readings are not a
+    sustained exit) and this reading is at least the bar, XE_K x the range's width (reach's, floored as reach floors
+    it), beyond the anchor, it returns q = that depth / the bar, once per excursion (C_XE_N moves XE_FIRED further
+    from 0): a ramp that goes on or saturates into a plateau beyond the range is not scored again, and a trend that
+    creeps out of the range reaches the bar only after XE_AGE readings. An excursion is never scored if it begins
+    within XE_QUIET readings or XE_QUIET_US (a day) of the last one's end or of the series' first reading (C_XE_A
+    holds that count and C_XE_T that time between excursions; C_XE_T holds the open one's start): a trending or
+    still-widening range is left every few readings, and a range is the series' own only once it has covered its
+    daily cycle (GECCO's one-minute channels, 3 days long, left a range they had shown for hours, and those
+    emissions moved the per-channel LODO's pooled threshold). Under reach's gates (from `reach_min_history`
     readings, the window's MAD > 0, spike's window holding >= DSCALE_LR_MIN changes, `reach_threshold` > 0); the
     caller scores q through reach's tail (`_reach_score`), so a series that often leaves its range learns that it
     does. O(1).
