@@ -36,7 +36,10 @@ STEP_US = 300_000_000  # 5 minutes
 T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
 WITHIN = 150  # readings (12.5 hours) from the onset
 HIGH = 0.9995  # above the pooled NAB thresholds of the families (0.9981-0.9993, benchmarks/README.md exit40)
-QUIET = 288  # the draws whose range was last widened at least a day before the onset (`_exit`'s XE_QUIET)
+# the draws whose range was last widened at least a day and XE_END readings before the onset: `_exit` scores no
+# excursion beginning within a day (XE_QUIET_US) of the last one's end, and the excursion a new extreme begins may
+# last up to XE_END (96) readings while the series stays near that extreme (a machine at full load)
+QUIET = 288 + 96
 
 
 def machine(seed: int, tau: float, noise: float, depth: float, up: bool) -> tuple[np.ndarray, np.ndarray,
@@ -79,7 +82,7 @@ def _lagged(target: np.ndarray, tau: float, start: float) -> np.ndarray:
 
 def quiet_before_onset(clean: np.ndarray) -> bool:
     """The clean readings made no new highest or lowest in the QUIET readings before the onset (`_exit` scores an
-    excursion only where the series stayed inside its range a while: a trending series leaves it all the time)."""
+    excursion only where the series stayed inside its range a day: a trending series leaves it all the time)."""
     x = clean[:ONSET]
     hi, lo = np.maximum.accumulate(x), np.minimum.accumulate(x)
     new = np.flatnonzero((x[1:] > hi[:-1]) | (x[1:] < lo[:-1])) + 1

@@ -56,7 +56,7 @@ from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
 from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET  # noqa: F401
-from urbanpulse.detect.layout import XE_M_US, XE_QUIET_US  # noqa: F401
+from urbanpulse.detect.layout import XE_KQ, XE_M_US, XE_QUIET_US  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -1349,7 +1349,7 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
         depth = (xi - a) * (1.0 if n > 0 else -1.0)
         if (bar > 0 and depth >= bar and cnt >= pr[P_XR_MIN] and mad > 0
                 and st[sl, C_DSCALE_N] >= DSCALE_LR_MIN):
-            q = depth / bar
+            q = depth / (XE_KQ * width)
             n += XE_FIRED if n > 0 else -XE_FIRED
     st[sl, C_XE_N] = n
     st[sl, C_XE_A] = a

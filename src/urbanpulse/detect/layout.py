@@ -194,6 +194,7 @@ XR_TB = 1.5
 XE_M = 12.0
 XE_K = 0.15  # exit41: 0.1 in exit40 (GECCO's channels leave their range by 0.1-0.15 widths, unlabelled)
 XE_H = 0.5
+XE_KQ = 0.1  # exit41: q = depth / (XE_KQ x width) where scored (exit40's scale; the bar XE_K only gates)
 XE_AGE = 96.0
 XE_QUIET = 96.0  # exit40: ... and only where the series stayed inside its range this many readings before it began
 XE_QUIET_US = 86_400e6  # exit41: ... and a day (µs) after the last one's end and after the series' first reading
