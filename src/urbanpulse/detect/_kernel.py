@@ -1319,6 +1319,8 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
     hi = st[sl, C_XR_HI]
     lo = st[sl, C_XR_LO]
     n = st[sl, C_XE_N]
+    if n == 0 and lo <= xi <= hi:
+        return 0.0  # (no excursion open and none begins: nearly every reading; nothing to write)
     a = st[sl, C_XE_A]
     width = _fmax(_fmax(hi - lo, XR_RES * res), XR_STEPS * st[sl, C_DSCALE])
     bar = XE_K * width
