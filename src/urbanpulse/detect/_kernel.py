@@ -1298,17 +1298,17 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
     that settled beyond it: without the limit that excursion stayed open for good and no later one could begin).
     Where it has lasted XE_M to XE_AGE readings and XE_M_US (an hour: a one-minute series' 12 readings are not a
     sustained exit) and this reading is at least the bar, XE_K x the range's width (reach's, floored as reach floors
-    it), beyond the anchor, it returns q = that depth / the bar, once per excursion (C_XE_N moves XE_FIRED further
-    from 0): a ramp that goes on or saturates into a plateau beyond the range is not scored again, and a trend that
-    creeps out of the range reaches the bar only after XE_AGE readings. An excursion is never scored if it begins
-    within XE_QUIET readings or XE_QUIET_US (a day) of the last one's end or of the series' first reading (C_XE_A
-    holds that count and C_XE_T that time between excursions; C_XE_T holds the open one's start): a trending or
-    still-widening range is left every few readings, and a range is the series' own only once it has covered its
-    daily cycle (GECCO's one-minute channels, 3 days long, left a range they had shown for hours, and those
-    emissions moved the per-channel LODO's pooled threshold). Under reach's gates (from `reach_min_history`
-    readings, the window's MAD > 0, spike's window holding >= DSCALE_LR_MIN changes, `reach_threshold` > 0); the
-    caller scores q through reach's tail (`_reach_score`), so a series that often leaves its range learns that it
-    does. O(1).
+    it), beyond the anchor, it returns q = that depth / (XE_KQ x the width; exit40's bar, so q >= XE_K / XE_KQ),
+    once per excursion (C_XE_N moves XE_FIRED further from 0): a ramp that goes on or saturates into a plateau
+    beyond the range is not scored again, and a trend that creeps out of the range reaches the bar only after XE_AGE
+    readings. An excursion is never scored if it begins within XE_QUIET readings or XE_QUIET_US (a day) of the last
+    one's end or of the series' first reading (C_XE_A holds that count and C_XE_T that time between excursions;
+    C_XE_T holds the open one's start): a trending or still-widening range is left every few readings, and a range
+    is the series' own only once it has covered its daily cycle (GECCO's one-minute channels, 3 days long, left a
+    range they had shown for hours, and those emissions moved the per-channel LODO's pooled threshold). Under
+    reach's gates (from `reach_min_history` readings, the window's MAD > 0, spike's window holding >= DSCALE_LR_MIN
+    changes, `reach_threshold` > 0); the caller scores q through reach's tail (`_reach_score`), so a series that
+    often leaves its range learns that it does. O(1).
 
     Reads C_XE_A, C_XE_N, C_XE_T, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`); P_XR_THR,
     P_XR_MIN. Writes C_XE_A, C_XE_N, C_XE_T. Returns q where scored, else 0."""
