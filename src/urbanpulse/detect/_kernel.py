@@ -56,6 +56,8 @@ from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL,
 from urbanpulse.detect.layout import VETO_BIT as _VETO_BIT
 from urbanpulse.detect.layout import XR_A0, XR_C0, XR_M0, XR_RES, XR_STEPS  # noqa: F401
 from urbanpulse.detect.layout import XR_JUMP, XR_JUMP_CALM, XR_JUMP_W, XR_TB  # noqa: F401
+from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M, XE_QUIET  # noqa: F401
+from urbanpulse.detect.layout import XE_KQ, XE_M_US, XE_QUIET_US  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
 from urbanpulse.kernel_math import nan_max as _max
@@ -254,6 +256,9 @@ C_XR_T = _S["xr_t"]
 C_XR_J = _S["xr_j"]  # traffic36
 C_XR_TB = _S["xr_tb"]  # spike37
 C_XR_X = _S["xr_x"]  # spike37
+C_XE_A = _S["xe_a"]  # exit40
+C_XE_N = _S["xe_n"]  # exit40
+C_XE_T = _S["xe_t"]  # exit41
 C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
@@ -1308,6 +1313,79 @@ def _reach(st, sl, pr, xi, cnt, has_prev, mad, res):
         if tb > tbmax:
             st[sl, C_XR_TB] = tb
     st[sl, C_XR_X] = 1.0 if (out > 0 and lo <= prev <= hi) else 0.0
+    return q
+
+
+@njit(**_STAGE)
+def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
+    """exit (exit40, exit41; score-only, beside reach): a *sustained* exit from the range of readings the series has
+    shown. reach scores a reading that jumps out of the range; a slow exit (a stopped machine cooling below the
+    lowest reading it ever showed, an overheating above the highest) reaches no reading by a jump, and reach's range
+    widens after it (by `envelope_growth` x its width a reading), so no single reading is far beyond it. Here an
+    excursion begins where a reading is beyond reach's range (as it stands before reach learns this reading); its
+    anchor is the edge it left (C_XE_A), and it lasts while every reading stays beyond that anchor less XE_H x the
+    bar (noise at the edge does not end it; C_XE_N counts its readings, + above, - below), for at most XE_END
+    readings (an anchor left early in a series' life, while its range was narrow, is never re-crossed by a series
+    that settled beyond it: without the limit that excursion stayed open for good and no later one could begin).
+    Where it has lasted XE_M to XE_AGE readings and XE_M_US (an hour: a one-minute series' 12 readings are not a
+    sustained exit) and this reading is at least the bar, XE_K x the range's width (reach's, floored as reach floors
+    it), beyond the anchor, it returns q = that depth / (XE_KQ x the width; exit40's bar, so q >= XE_K / XE_KQ),
+    once per excursion (C_XE_N moves XE_FIRED further from 0): a ramp that goes on or saturates into a plateau
+    beyond the range is not scored again, and a trend that creeps out of the range reaches the bar only after XE_AGE
+    readings. An excursion is never scored if it begins within XE_QUIET readings or XE_QUIET_US (a day) of the last
+    one's end or of the series' first reading (C_XE_A holds that count and C_XE_T that time between excursions;
+    C_XE_T holds the open one's start): a trending or still-widening range is left every few readings, and a range
+    is the series' own only once it has covered its daily cycle (GECCO's one-minute channels, 3 days long, left a
+    range they had shown for hours, and those emissions moved the per-channel LODO's pooled threshold). Under
+    reach's gates (from `reach_min_history` readings, the window's MAD > 0, spike's window holding >= DSCALE_LR_MIN
+    changes, `reach_threshold` > 0); the caller scores q through reach's tail (`_reach_score`), so a series that
+    often leaves its range learns that it does. O(1).
+
+    Reads C_XE_A, C_XE_N, C_XE_T, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`); P_XR_THR,
+    P_XR_MIN. Writes C_XE_A, C_XE_N, C_XE_T. Returns q where scored, else 0."""
+    if st[sl, C_XE_T] == 0:
+        st[sl, C_XE_T] = ti  # the series' first reading (µs): no excursion is scored within XE_QUIET_US of it
+    if not (pr[P_XR_THR] > 0) or not has_prev or not _isfinite(xi):
+        return 0.0
+    hi = st[sl, C_XR_HI]
+    lo = st[sl, C_XR_LO]
+    n = st[sl, C_XE_N]
+    if n == 0 and lo <= xi <= hi:
+        return 0.0  # (no excursion open and none begins: nearly every reading; nothing to write)
+    a = st[sl, C_XE_A]
+    width = _fmax(_fmax(hi - lo, XR_RES * res), XR_STEPS * st[sl, C_DSCALE])
+    bar = XE_K * width
+    if n != 0:
+        side = 1.0 if n > 0 else -1.0
+        if (xi - a) * side > -XE_H * bar and abs(n) - (XE_FIRED if abs(n) >= XE_FIRED else 0.0) < XE_END:
+            n += side
+        else:
+            # back inside, or XE_END readings long (exit41: an anchor left early in a series' life, while its range
+            # was still narrow, is never re-crossed by a series that settled beyond it; it must not keep exit shut)
+            n = 0.0
+            a = cnt  # (between excursions C_XE_A holds the count at which the last one ended, C_XE_T its time)
+            st[sl, C_XE_T] = ti
+    if n == 0:
+        # an excursion that begins within XE_QUIET readings of the last one's end is never scored: the range of a
+        # trending series (or one still widening) is left every few readings
+        calm = cnt - a >= XE_QUIET and ti - st[sl, C_XE_T] >= XE_QUIET_US
+        if xi > hi:
+            n = 1.0 if calm else 1.0 + XE_FIRED
+            a = hi
+        elif xi < lo:
+            n = -1.0 if calm else -1.0 - XE_FIRED
+            a = lo
+        if n != 0:
+            st[sl, C_XE_T] = ti  # (while an excursion is open C_XE_T holds the time it began)
+    q = 0.0
+    if n != 0 and XE_M <= abs(n) <= XE_AGE and ti - st[sl, C_XE_T] >= XE_M_US:
+        depth = (xi - a) * (1.0 if n > 0 else -1.0)
+        if (bar > 0 and depth >= bar and cnt >= pr[P_XR_MIN] and mad > 0
+                and st[sl, C_DSCALE_N] >= DSCALE_LR_MIN):
+            q = depth / (XE_KQ * width)
+            n += XE_FIRED if n > 0 else -XE_FIRED
+    st[sl, C_XE_N] = n
+    st[sl, C_XE_A] = a
     return q
 
 
@@ -2434,7 +2512,11 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_threshold = _threshold(st, sl, pr, xi)
         s_ewma = _max(s_ewma, s_env)
         s_ewma_fused = _max(s_ewma_fused, s_env)
-        s_reach = _reach_score(st, sl, pr, _reach(st, sl, pr, xi, cnt, has_prev, mad, res), cnt)  # reach33
+        q_exit = _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res)  # exit40 (before reach learns this reading)
+        q_reach = _reach(st, sl, pr, xi, cnt, has_prev, mad, res)
+        if q_reach >= 1.0 and abs(st[sl, C_XE_N]) == 1.0:  # exit40: reach scored the excursion's jump out: one event
+            st[sl, C_XE_N] *= 1.0 + XE_FIRED
+        s_reach = _reach_score(st, sl, pr, _max(q_reach, q_exit), cnt)
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence_raw * pr[P_W_SILENCE]  # rep41: the statistic, not the decision's
@@ -2492,8 +2574,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
-STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _reach, _reach_score, _ewma,
-          _spike, _flatline,
+STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _exit, _reach, _reach_score,
+          _ewma, _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
           _burst_onset, _burst_rate, _calibrate, _recalibrate, _learn_series)

@@ -81,6 +81,12 @@ STATE: tuple[str, ...] = (
     # (decaying as fl_max): a quantised channel holds a step for hours while its window's MAD is 0, and flatline's
     # emission is withheld on a run no longer than that (scores only, `_flatline`)
     "fl_all",
+    # --- exit40: a sustained exit from reach's range (`_exit`): the range's edge the open excursion left (its anchor)
+    # and the excursion's signed length in readings (+ above, - below, 0 = none; + or - XE_FIRED once it was scored)
+    "xe_a", "xe_n",
+    # --- exit41: the time (µs) the open excursion began; between excursions the time the last one ended, or the
+    # series' first reading's before any (`_exit`)
+    "xe_t",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -189,6 +195,23 @@ XR_JUMP_CALM = 0.8
 # range the jams widened, reached by a jump a noisy night's changes matched, but an out-and-back no pair of readings
 # ever made; a server's incident reading beyond a heavy-tailed history's furthest
 XR_TB = 1.5
+# exit40: a sustained exit (`_exit`): an excursion begins with a reading beyond reach's range and lasts while every
+# reading stays beyond the edge it left (its anchor: the range as it stood then, not the range that widens after it),
+# less XE_H x the bar below (noise at the edge does not end it), for at most XE_END readings. Where it has lasted
+# XE_M to XE_AGE readings and XE_M_US and the reading is at least XE_K x the range's width beyond the anchor, it is
+# scored once, at q = depth / (XE_K x width), through reach's tail (a machine cooling below the lowest reading it
+# ever showed, an overheating above the highest; a trend that creeps beyond the range reaches the bar only after
+# XE_AGE readings)
+XE_M = 12.0
+XE_K = 0.15  # exit41: 0.1 in exit40 (GECCO's channels leave their range by 0.1-0.15 widths, unlabelled)
+XE_H = 0.5
+XE_KQ = 0.1  # exit41: q = depth / (XE_KQ x width) where scored (exit40's scale; the bar XE_K only gates)
+XE_AGE = 96.0
+XE_QUIET = 96.0  # exit40: ... and only where the series stayed inside its range this many readings before it began
+XE_QUIET_US = 86_400e6  # exit41: ... and a day (µs) after the last one's end and after the series' first reading
+XE_M_US = 3_600e6  # exit41: ... and has lasted an hour (µs): a one-minute series' 12 readings are not sustained
+XE_END = 96.0  # exit41: an excursion this long is over, back inside its anchor or not (it can no longer be scored)
+XE_FIRED = 1.0e6  # added to |xe_n| once the excursion was scored (one excursion, one emission)
 BF_RUN = 12.0  # burstfp34: a run of point exceedances this long or shorter is one of the series' own bursts
 BF_A0 = 0.05  # burstfp34: the prior's bursts in P(a burst a reading) = (bf_k + BF_A0) / (tl_n + BF_N0)
 BF_N0 = 200.0  # burstfp34: the prior's readings in that rate
