@@ -19,31 +19,21 @@ Deterministic (`derandomize=True`); the wide runs are in benchmarks/README.md, s
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
 from urbanpulse.detect import DetectionSettings, DetectorBank
 
-T0 = 1_700_000_000_000_000
-STEP_US = 300_000_000  # 5 minutes
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from corpus.families import STEP5_US as STEP_US, _clock_ts  # noqa: E402
+
 N = 3000
 ONSET = 2000
 MIN_HISTORY = 32  # silence's `min_history`: no gap is judged before it
-
-
-def _clock_ts(rng: np.random.Generator, n: int, missing: float, max_run: int, jitter_s: float) -> np.ndarray:
-    """A 5-minute grid missing a share `missing` of its slots in runs of 1..max_run after distinct readings."""
-    total = int(round(missing / (1.0 - missing) * n))
-    runs: list[int] = []
-    while sum(runs) < total:
-        runs.append(int(rng.integers(1, max_run + 1)))
-    if runs:
-        runs[-1] -= sum(runs) - total
-    skip = np.zeros(n, np.int64)
-    skip[rng.choice(np.arange(1, n), size=len(runs), replace=False)] = runs
-    slot = np.cumsum(1 + skip) - 1
-    jitter = np.round(rng.uniform(-jitter_s, jitter_s, n) * 1e6).astype(np.int64)
-    return T0 + slot.astype(np.int64) * STEP_US + jitter
 
 
 def _bank() -> DetectorBank:
@@ -71,7 +61,7 @@ missed = dict(
 def test_gaps_the_series_has_shown_are_not_silence_and_a_dropout_is(seed: int, missing: float, max_run: int,
                                                                    jitter_s: float, dropout: int) -> None:
     rng = np.random.default_rng(seed)
-    ts = _clock_ts(rng, N, missing, max_run, jitter_s)
+    ts = _clock_ts(N, missing, max_run, jitter_s * 1e6, rng)
     x = np.round(20 + rng.normal(0, 0.3, N), 2)
     d = _silence(ts, x)
     gaps = np.diff(ts)

@@ -18,36 +18,18 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import nab_score  # noqa: E402
+from family_draws import check_draw_contract, same_draw  # noqa: E402
 from corpus import families, families_blind, families_blind2  # noqa: E402
 
 PAIRS = [(f, k) for f, kinds in families_blind2.KINDS.items() for k in kinds]
 SEEDS = st.integers(0, 2**32 - 1)
 
 
-def _same(a: families.Draw, b: families.Draw) -> bool:
-    return (a.onset == b.onset and a.params == b.params and np.array_equal(a.ts_us, b.ts_us)
-            and np.array_equal(a.clean, b.clean) and np.array_equal(a.injected, b.injected))
-
-
 @pytest.mark.parametrize("family,kind", PAIRS)
 @hsettings(max_examples=10, deadline=None)
 @given(seed=SEEDS)
 def test_draw_is_deterministic_and_its_window_follows_the_onset(family: str, kind: str, seed: int) -> None:
-    d = families_blind2.draw(family, kind, seed)
-    assert _same(d, families_blind2.draw(family, kind, seed)), f"{family}:{kind} seed {seed} drew two pairs"
-    assert len(d.ts_us) == len(d.clean) == len(d.injected) == families.ROWS
-    assert d.onset == families.ONSET
-    assert np.all(np.diff(d.ts_us) > 0), "timestamps must increase"
-    assert np.isfinite(d.clean).all() and np.isfinite(d.injected).all()
-    assert np.array_equal(d.clean[:d.onset], d.injected[:d.onset]), \
-        f"{family}:{kind} seed {seed}: the injected copy differs before the onset {d.onset}"
-    window = slice(d.onset, d.onset + families.within(kind))
-    assert np.any(d.clean[window] != d.injected[window]), \
-        f"{family}:{kind} seed {seed}: nothing injected within {families.within(kind)} readings of the onset"
-    [(start, end)] = nab_score.windows_from_points(d.ts_us, [d.onset])
-    assert start >= nab_score.probation_length(len(d.ts_us)), "the window must survive NAB's probation"
-    assert start < d.onset < end and abs((start + end) / 2 - d.onset) <= 1, "the window is centred on the onset"
+    check_draw_contract(families_blind2, family, kind, seed)
 
 
 @pytest.mark.parametrize("family,kind", PAIRS)
@@ -87,8 +69,8 @@ def test_the_sweep_reaches_the_new_families_and_keeps_the_old_streams() -> None:
     assert not set(families_blind2.KINDS) & (set(families.ALL_KINDS) | set(families_blind.KINDS)), \
         "a blind2 family must not shadow an older one"
     assert det.draw("water", "leak", 3).family == "water"
-    assert _same(det.draw("server", "spike", 3), families.draw("server", "spike", 3))
-    assert _same(det.draw("cloud", "leak", 3), families_blind.draw("cloud", "leak", 3))
+    assert same_draw(det.draw("server", "spike", 3), families.draw("server", "spike", 3))
+    assert same_draw(det.draw("cloud", "leak", 3), families_blind.draw("cloud", "leak", 3))
     with pytest.raises(ValueError, match="has no kind"):
         families_blind2.draw("energy", "spike", 0)
     with pytest.raises(ValueError, match="unknown blind2 family"):

@@ -277,11 +277,13 @@ def _poisson_from_uniform(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return k
 
 
-def _clock_ts(n: int, missing: float, max_run: int, jitter_us: float, rng: np.random.Generator) -> np.ndarray:
-    """Timestamps of `n` readings on a 5-minute grid from `T0_US` with a share `missing` of the grid's slots skipped
-    (exactly, to the slot: a drawn share, not a chance per slot, so a series of few long runs still misses what
-    was drawn) in runs of 1..`max_run` slots placed after distinct readings, each reading jittered by up to
-    +-`jitter_us` (< half a step, so they stay increasing)."""
+def _clock_ts(n: int, missing: float, max_run: int, jitter_us: float | None, rng: np.random.Generator,
+              step_us: int = STEP5_US) -> np.ndarray:
+    """Timestamps of `n` readings on a grid of `step_us` (5 minutes) from `T0_US` with a share `missing` of the
+    grid's slots skipped (exactly, to the slot: a drawn share, not a chance per slot, so a series of few long runs
+    still misses what was drawn) in runs of 1..`max_run` slots placed after distinct readings, each reading jittered
+    by up to +-`jitter_us` (< half a step, so they stay increasing); `jitter_us` None: exactly on the grid (a logger
+    stamping its interval's end), and no jitter drawn from `rng`."""
     total = int(round(missing / (1.0 - missing) * n))
     runs: list[int] = []
     while sum(runs) < total:
@@ -291,8 +293,10 @@ def _clock_ts(n: int, missing: float, max_run: int, jitter_us: float, rng: np.ra
     skip = np.zeros(n, np.int64)
     skip[rng.choice(np.arange(1, n), size=len(runs), replace=False)] = runs
     slot = np.cumsum(1 + skip) - 1
-    jitter = np.round(rng.uniform(-jitter_us, jitter_us, n)).astype(np.int64)
-    return T0_US + slot.astype(np.int64) * STEP5_US + jitter
+    ts = T0_US + slot.astype(np.int64) * step_us
+    if jitter_us is None:
+        return ts
+    return ts + np.round(rng.uniform(-jitter_us, jitter_us, n)).astype(np.int64)
 
 
 def _day_fraction(ts_us: np.ndarray, tz_hours: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from corpus.families import ONSET, ROWS, STEP_US, T0_US, Draw, _day_fraction, _quantise
+from corpus.families import ONSET, ROWS, STEP_US, T0_US, Draw, _clock_ts, _day_fraction, _quantise
 
 KINDS: dict[str, tuple[str, ...]] = {
     "energy": ("baseload", "schedule", "stuck"),
@@ -57,21 +57,6 @@ STEP15_US = 900_000_000
 #: offset of these families' index in the seed stream: apart from `families.py` (0-5) and blind40's (100-103)
 SEED_FAMILY_OFFSET = 200
 READINGS_PER_DAY15 = 96
-
-
-def _grid_ts(n: int, step_us: int, missing: float, max_run: int, rng: np.random.Generator) -> np.ndarray:
-    """Timestamps of `n` readings on an exact grid of `step_us` from `T0_US` with a share `missing` of the slots
-    skipped in runs of 1..`max_run` (a logger or meter stamps its interval's end: no jitter)."""
-    total = int(round(missing / (1.0 - missing) * n))
-    runs: list[int] = []
-    while sum(runs) < total:
-        runs.append(int(rng.integers(1, max_run + 1)))
-    if runs:
-        runs[-1] -= sum(runs) - total
-    skip = np.zeros(n, np.int64)
-    skip[rng.choice(np.arange(1, n), size=len(runs), replace=False)] = runs
-    slot = np.cumsum(1 + skip) - 1
-    return T0_US + slot.astype(np.int64) * step_us
 
 
 def _logistic(x: np.ndarray) -> np.ndarray:
@@ -114,7 +99,7 @@ def energy(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray,
     """A commercial building's kWh per 15 minutes (module docstring): clean, injected, onset, params, timestamps."""
     n = ROWS
     missing = 0.0 if rng.random() < 0.6 else rng.uniform(0.002, 0.02)
-    ts = _grid_ts(n, STEP15_US, missing, 4, rng)
+    ts = _clock_ts(n, missing, 4, None, rng, step_us=STEP15_US)
     tz = float(rng.integers(-8, 10))
     hour, day = _day_fraction(ts, tz)
     weekend = np.mod(day + 3, 7) >= 5
@@ -185,7 +170,7 @@ def water(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, 
     n = ROWS
     metric = str(rng.choice(["flow", "pressure"]))
     missing = 0.0 if rng.random() < 0.5 else rng.uniform(0.005, 0.03)
-    ts = _grid_ts(n, STEP15_US, missing, 8, rng)
+    ts = _clock_ts(n, missing, 8, None, rng, step_us=STEP15_US)
     tz = float(rng.integers(-8, 10))
     hour, day = _day_fraction(ts, tz)
     weekend = np.mod(day + 3, 7) >= 5
