@@ -199,7 +199,7 @@ XR_TB = 1.5
 # reading stays beyond the edge it left (its anchor: the range as it stood then, not the range that widens after it),
 # less XE_H x the bar below (noise at the edge does not end it), for at most XE_END readings. Where it has lasted
 # XE_M to XE_AGE readings and XE_M_US and the reading is at least XE_K x the range's width beyond the anchor, it is
-# scored once, at q = depth / (XE_K x width), through reach's tail (a machine cooling below the lowest reading it
+# scored once, at q = depth / (XE_KQ x width), through reach's tail (a machine cooling below the lowest reading it
 # ever showed, an overheating above the highest; a trend that creeps beyond the range reaches the bar only after
 # XE_AGE readings)
 XE_M = 12.0
