@@ -449,6 +449,20 @@ GENERATORS = {"onoff": onoff, "rate": rate, "temperature": temperature, "sparse"
 CLOCKED = {"server": server, "traffic": traffic}
 
 
+def clocked_draw(label: str, kinds: dict[str, list[str]], generators: dict, family_offset: int, family: str,
+                 kind: str, seed: int) -> Draw:
+    """One seeded pair from a set of families whose generators return their own timestamps (the held-out-style
+    sets, `families_blind` and `families_blind2`): the seed stream is (seed, `family_offset` + the family's index,
+    the kind's index), so each set's draws stay apart from every other set's. `label` names the set in errors."""
+    if family not in kinds:
+        raise ValueError(f"unknown {label} family {family!r}; use one of {sorted(kinds)}")
+    if kind not in kinds[family]:
+        raise ValueError(f"{family} has no kind {kind!r}; use one of {kinds[family]}")
+    rng = np.random.default_rng([seed, family_offset + list(kinds).index(family), kinds[family].index(kind)])
+    clean, injected, onset, params, ts = generators[family](kind, rng)
+    return Draw(family, kind, seed, ts, clean.astype(np.float64), injected.astype(np.float64), onset, params)
+
+
 def draw(family: str, kind: str, seed: int) -> Draw:
     """One seeded pair of the family and kind (deterministic for the three)."""
     if family not in ALL_KINDS:

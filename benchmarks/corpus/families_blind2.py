@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from corpus.families import ONSET, ROWS, STEP_US, T0_US, Draw, _clock_ts, _day_fraction, _quantise
+from corpus.families import ONSET, ROWS, STEP_US, T0_US, Draw, _clock_ts, clocked_draw, _day_fraction, _quantise
 
 KINDS: dict[str, tuple[str, ...]] = {
     "energy": ("baseload", "schedule", "stuck"),
@@ -287,10 +287,4 @@ GENERATORS = {"energy": energy, "water": water, "synth": synth}
 
 def draw(family: str, kind: str, seed: int) -> Draw:
     """One seeded pair of the family and kind (deterministic; streams apart from the other families')."""
-    if family not in KINDS:
-        raise ValueError(f"unknown blind2 family {family!r}; use one of {sorted(KINDS)}")
-    if kind not in KINDS[family]:
-        raise ValueError(f"{family} has no kind {kind!r}; use one of {KINDS[family]}")
-    rng = np.random.default_rng([seed, SEED_FAMILY_OFFSET + list(KINDS).index(family), KINDS[family].index(kind)])
-    clean, injected, onset, params, ts = GENERATORS[family](kind, rng)
-    return Draw(family, kind, seed, ts, clean.astype(np.float64), injected.astype(np.float64), onset, params)
+    return clocked_draw("blind2", KINDS, GENERATORS, SEED_FAMILY_OFFSET, family, kind, seed)

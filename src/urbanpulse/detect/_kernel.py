@@ -2527,7 +2527,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in, s_lane = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
-        if fl_outgrew and s_flatline_fused > 0:
+        fl_offer = fl_outgrew and s_flatline_fused > 0  # flat40: a decided run outgrew every hold the series showed
+        if fl_offer:
             st[sl, C_PEAK] = 0.0  # flat40: forget the withheld rise (the value detectors' memory only)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         raw_p = _max(_max(s_robust_z * pr[P_W_ROBUST_Z], s_ewma_fused * pr[P_W_EWMA]), s_spike * pr[P_W_SPIKE])
@@ -2548,7 +2549,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         rs_f = _robust_emit(st, sl, pr)
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
                             _max(s_reach, s_lane)), rs_f)
-        if fl_outgrew and s_flatline_fused > 0:
+        if fl_offer:
             # flat40: the reading where a decided run outgrows every hold the series has shown: flatline's score
             # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
             # fitted tail has just learned this run's withheld rise, and would map a stuck sensor below 0.99
