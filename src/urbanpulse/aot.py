@@ -307,9 +307,25 @@ def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None
                 stale.unlink(missing_ok=True)
 
 
+def _same_sources(k: str, when: str) -> None:
+    """Refuse a build whose sources are not the ones key `k` names (perf42).
+
+    Why: the parent computes `k` before this subprocess reads the sources; a kernel edited meanwhile (during the
+    ~30 s build) would be compiled from the new sources and filed under the old key, and once the edit is undone
+    the old key would load machine code that is not the source, in the service, the tests and `urbanpulse
+    detect`, while a JIT run computes the source. Checked before the kernels are imported and after they are
+    compiled, so every source the build read was read while the key held; a refused build leaves nothing behind
+    (the parent falls back to the JIT and the next start builds again)."""
+    now = key()
+    if now != k:
+        raise KernelBuildError(f"the kernel sources changed {when} the build (key {now}, the build was for {k}): "
+                               "not filed under the old key")
+
+
 def _build_here(out_dir: str, k: str) -> None:
     """The build subprocess: JIT-compile the kernels through their owners' warm-up (which fixes
     the argument types), then compile each exported function's one signature with numba.pycc."""
+    _same_sources(k, "before")
     import numba.pycc.compiler as pycc_compiler
     from numba.pycc import CC
 
@@ -346,6 +362,7 @@ def _build_here(out_dir: str, k: str) -> None:
             cc.export(fn, sig)(disp.py_func)
         cc.compile()
         (Path(out_dir) / f"{_module_name(short, k)}.json").write_text(json.dumps(specs))
+    _same_sources(k, "during")
 
 
 if __name__ == "__main__":
