@@ -100,7 +100,8 @@ EVENTS = st.lists(st.tuples(st.sampled_from(["poison", "other_bytes", "other_top
 @given(EVENTS)
 @example([("poison", True, 1.0)])  # hostile40: the PUBACK of its quarantine was lost, the DUP comes back
 @example([("poison", False, 30.0), ("poison", True, 1.0), ("poison", False, FORGET_S)])
-def test_an_mqtt_poison_message_is_never_decoded_again_within_forget_after_and_always_leaves_a_row(events) -> None:  # noqa: ANN001
+def test_an_mqtt_poison_message_is_never_decoded_again_within_forget_after_and_always_leaves_a_row(
+        events: list[tuple[str, bool, float]]) -> None:
     asyncio.run(_timeline(events))
 
 

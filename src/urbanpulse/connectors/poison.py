@@ -29,8 +29,10 @@ whether the transport confirms the acknowledgement (:attr:`Suspect.stable_id`):
   hash only, so a sensor that sends the very same bytes again (no DUP) within that time gets a
   ``poison_message`` row of its own for each sending, as any repeated bad message does (dup39):
   never dropped, never decoded. Those bytes crashed the source when decoded alone, so decoding
-  them again would crash it again. After ``forget_after_s`` the key is decoded like any message. A failure that kills the whole process before the supervisor sees
-it (a segfault) is not recorded: the supervisor only knows what an exception tells it.
+  them again would crash it again. After ``forget_after_s`` the key is decoded like any message.
+
+A failure that kills the whole process before the supervisor sees it (a segfault) is not
+recorded: the supervisor only knows what an exception tells it.
 """
 
 from __future__ import annotations
