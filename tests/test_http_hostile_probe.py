@@ -165,10 +165,9 @@ def _framed(framing: str, items: list[tuple[bytes, bool]], prefix: str, draw: st
     if framing == "deep":
         depth = draw(st.sampled_from([100, 5_000, 100_000]))
         return Request(b"[" * depth + _reading(prefix, 0) + b"]" * depth, {"Content-Type": ct})
-    if framing == "huge":  # past api.max_body_bytes
-        n = MAX_BODY // 80 + 10
-        return Request(b"[" + b",".join(_reading(f"{prefix}-h{k}", k) for k in range(n)) + b"]",
-                       {"Content-Type": ct})
+    if framing == "huge":  # past api.max_body_bytes as sent (gzipped it fits: then every reading is stored)
+        huge = {f"{prefix}-h{k}": _reading(f"{prefix}-h{k}", k) for k in range(MAX_BODY // 80 + 10)}
+        return Request(b"[" + b",".join(huge.values()) + b"]", {"Content-Type": ct}, huge)
     return Request(b"", {"Content-Type": ct})
 
 
