@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from urbanpulse.errors import (AccessDenied, Conflict, FeatureDisabled, InvalidRequest, NotFound, PayloadTooLarge,
                                StorageUnavailable, UnreadableBody, UnsupportedMediaType, UrbanpulseError)
@@ -171,6 +172,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, detail, "http_error", dict(exc.headers or {}))
 
 
+async def _client_left(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its body was all sent (a cancelled upload, a
+    hostile client). Nothing of the request was read, so nothing was stored or acknowledged; it
+    is not the service's failure, so no 500 and no traceback (ingest42: every abandoned upload
+    logged one, and counted as an internal error). The answer goes nowhere; it is a 400 for
+    whoever reads the access log."""
+    log.info("%s %s: the client left before sending its whole body; nothing of it was read", request.method,
+             request.url.path)
+    return error_response(400, "the connection closed before the whole request body arrived; nothing of it was "
+                               "stored", "client_disconnected")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("%s %s failed unexpectedly", request.method, request.url.path)
     return error_response(500, "internal error; the service log has the details", "internal_error")
@@ -183,6 +196,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for exc_type in DATABASE_DOWN:
         app.add_exception_handler(exc_type, _database_down)
+    app.add_exception_handler(ClientDisconnect, _client_left)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -15,15 +15,33 @@ source is restarted. On redelivery:
 
 So a poison message costs at most two restarts (one to narrow a batch down to it, one to name
 it), and one restart when it arrived alone. While a source has no suspects, the guard adds one
-dictionary lookup per batch. A failure that kills the whole process before the supervisor sees
-it (a segfault) is not recorded: the supervisor only knows what an exception tells it.
+dictionary lookup per batch.
+
+When a poison message's quarantine is acknowledged, what happens to its suspect depends on
+whether the transport confirms the acknowledgement (:attr:`Suspect.stable_id`):
+
+- a Kafka record is forgotten: its offset commit took effect, so that record never comes back;
+- an MQTT message is **kept until** ``forget_after_s`` after the failure that named it. Nothing
+  tells a client that its PUBACK arrived; when one is lost, mosquitto redelivers the message with
+  DUP, and a forgotten suspect was decoded and crashed the source once more (hostile40). Kept, the
+  redelivery is quarantined again without being decoded, and its row, marked redelivered, is not
+  written twice (storage/quarantine_keys.py). An MQTT message is named by its topic and payload
+  hash only, so a sensor that sends the very same bytes again (no DUP) within that time gets a
+  ``poison_message`` row of its own for each sending, as any repeated bad message does (dup39):
+  never dropped, never decoded. Those bytes crashed the source when decoded alone, so decoding
+  them again would crash it again. After ``forget_after_s`` the key is decoded like any message.
+
+A failure that kills the whole process before the supervisor sees it (a segfault) is not
+recorded: the supervisor only knows what an exception tells it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -41,16 +59,22 @@ SAVE_ATTEMPTS = 3
 class PoisonGuard:
     """Remembers the messages that crashed each source and screens their redeliveries."""
 
-    def __init__(self, store: SuspectStore, forget_after_s: float) -> None:
+    def __init__(self, store: SuspectStore, forget_after_s: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.forget_after_s = forget_after_s
+        self.clock = clock  # wall-clock seconds, as the table's last_seen
         self.suspects: dict[str, dict[str, Suspect]] = {}
+        self._expiry: dict[str, float] = {}  # per source: when its oldest suspect is to be forgotten
+        self.unkeyed_topics: dict[str, set[str | None]] = {}  # per source: topics of suspects without an offset
         self._views: dict[str, GuardedPipeline] = {}
         self.poisoned: dict[str, int] = {}  # messages quarantined as poison, per source
 
     async def load(self) -> None:
         """Read the suspects earlier runs left (and drop those older than ``forget_after_s``)."""
         self.suspects = await self.store.load(self.forget_after_s)
+        for source in self.suspects:
+            self._changed(source)
         n = sum(len(v) for v in self.suspects.values())
         if n:
             log.warning("%d message(s) crashed a source before: they are decoded alone or quarantined when "
@@ -86,9 +110,10 @@ class PoisonGuard:
             old = mine.get(key)
             same = old is not None and old.sha256 == sha
             s = Suspect(key, topic, partition, offset, sha, (old.crashes if same else 0) + 1,
-                        alone or (same and old.alone), error)
+                        alone or (same and old.alone), error, self.clock())
             mine[key] = s
             changed.append(s)
+        self._changed(source)
         if alone:
             log.error("a %s message (topic %s) crashed the source on its own: it will be quarantined as "
                       "poison_message when redelivered", source, changed[0].topic)
@@ -105,10 +130,35 @@ class PoisonGuard:
                           "; they are remembered until this process stops")
                 await asyncio.sleep(0.5 * (attempt + 1))
 
+    def _changed(self, source: str) -> None:
+        """Note when ``source``'s oldest suspect is due to be forgotten (one comparison per batch
+        then tells whether any is) and the topics of its suspects that have no offset (a message
+        on another topic needs no payload hash: kept MQTT poison must not cost every message one)."""
+        mine = self.suspects.get(source) or {}
+        self._expiry[source] = (min(s.seen_at for s in mine.values()) + self.forget_after_s) if mine else math.inf
+        self.unkeyed_topics[source] = {s.topic for s in mine.values() if not s.stable_id}
+
+    async def unexpired(self, source: str) -> dict[str, Suspect]:
+        """``source``'s suspects, after forgetting those older than ``forget_after_s``: a message
+        with an expired suspect's key is decoded like any other (the kept MQTT poison included)."""
+        mine = self.suspects.get(source, {})
+        if source not in self._expiry:  # suspects set from outside (tests)
+            self._changed(source)
+        now = self.clock()
+        if now < self._expiry[source]:
+            return mine
+        old = [k for k, s in mine.items() if now - s.seen_at >= self.forget_after_s]
+        if old:
+            log.info("forgetting %d %s suspect(s) older than %.0f s", len(old), source, self.forget_after_s)
+            await self._forget(source, old)
+        self._changed(source)
+        return mine
+
     async def _forget(self, source: str, keys: list[str]) -> None:
         mine = self.suspects.get(source, {})
         for k in keys:
             mine.pop(k, None)
+        self._changed(source)
         try:
             await self.store.forget(source, keys)
         except Exception as exc:  # noqa: BLE001 - a stale suspect is only decoded alone once more
@@ -139,23 +189,42 @@ class GuardedPipeline:
 
     async def submit(self, batch: MessageBatch, ack: Ack | None = None) -> None:
         """Submit ``batch`` (see :meth:`Pipeline.submit`); suspects go alone, known poison to quarantine."""
-        suspects = self.guard.suspects.get(self.source)
-        if suspects:
-            await self._screened(batch, ack, suspects)
-            return
+        if self.guard.suspects.get(self.source):
+            suspects = await self.guard.unexpired(self.source)
+            if suspects:
+                await self._screened(batch, ack, suspects)
+                return
         self.current = batch
         await self.pipeline.submit(batch, ack)
         self.current = None
 
-    async def _screened(self, batch: MessageBatch, ack: Ack | None, suspects: dict[str, Suspect]) -> None:
+    def _suspects_in(self, batch: MessageBatch, suspects: dict[str, Suspect]) -> dict[int, Suspect]:
+        """The messages of ``batch`` that are suspects, by index."""
         by_index: dict[int, Suspect] = {}
-        for i, payload in enumerate(batch.payloads):
+        for i in self._candidates(batch):
             topic, partition, offset = batch.provenance(i)
             topic = _stored_topic(self.pipeline, self.source, topic)
-            sha = None if offset is not None else payload_hash(payload)
+            sha = None if offset is not None else payload_hash(batch.payloads[i])
             s = suspects.get(message_key(topic, partition, offset, sha))
-            if s is not None and (sha or payload_hash(payload)) == s.sha256:
+            if s is not None and (sha or payload_hash(batch.payloads[i])) == s.sha256:
                 by_index[i] = s
+        return by_index
+
+    def _candidates(self, batch: MessageBatch) -> Iterable[int]:
+        """The messages of ``batch`` that may be suspects. Without offsets (MQTT) only those on a
+        suspect's topic, one set lookup per message: a kept MQTT poison message must not cost
+        every later message a payload hash (see the module doc)."""
+        if batch.offsets is not None:
+            return range(len(batch.payloads))
+        unkeyed = self.guard.unkeyed_topics[self.source]
+        topics = batch.topics if batch.topics is not None else [None] * len(batch.payloads)
+        if getattr(self.pipeline, "privacy", None) is None:
+            return [i for i, t in enumerate(topics) if t in unkeyed]
+        stored = {t: _stored_topic(self.pipeline, self.source, t) for t in set(topics)}
+        return [i for i, t in enumerate(topics) if stored[t] in unkeyed]
+
+    async def _screened(self, batch: MessageBatch, ack: Ack | None, suspects: dict[str, Suspect]) -> None:
+        by_index = self._suspects_in(batch, suspects)
         if not by_index:
             self.current = batch
             await self.pipeline.submit(batch, ack)
@@ -174,7 +243,8 @@ class GuardedPipeline:
             run = []
             if s.alone:
                 poison.append(self._rejection(batch, i, s))
-                poison_keys.append(s.key)
+                if s.stable_id:  # an MQTT one is kept (see the module doc)
+                    poison_keys.append(s.key)
             else:
                 await self._submit_part(batch, [i])  # raises again if it is the one
                 cleared.append(s.key)
@@ -185,7 +255,8 @@ class GuardedPipeline:
             self.guard.poisoned[self.source] = self.guard.poisoned.get(self.source, 0) + len(poison)
             log.warning("quarantining %d %s message(s) that crashed the source before (poison_message)",
                         len(poison), self.source)
-            ack = partial(_then_forget, ack, self.guard, self.source, poison_keys)
+            if poison_keys:
+                ack = partial(_then_forget, ack, self.guard, self.source, poison_keys)
         await self.pipeline.quarantine(batch.source, poison, ack)
 
     async def _submit_part(self, batch: MessageBatch, idx: list[int]) -> None:
@@ -198,7 +269,8 @@ class GuardedPipeline:
 
     def _rejection(self, batch: MessageBatch, i: int, s: Suspect) -> Rejection:
         topic, partition, offset = batch.provenance(i)
-        detail = (f"this message crashed the {self.source} source when decoded on its own ({s.error}; "
+        same = "this message" if s.stable_id else "a message with this topic and these bytes"
+        detail = (f"{same} crashed the {self.source} source when decoded on its own ({s.error}; "
                   f"{s.crashes} failure(s) while it was being decoded); quarantined on redelivery instead of "
                   f"being decoded again")
         # an MQTT redelivery (DUP) of a poison message whose PUBACK got lost finds its row there already

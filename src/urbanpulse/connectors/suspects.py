@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -74,6 +75,16 @@ class Suspect:
     crashes: int
     alone: bool
     error: str
+    #: wall-clock seconds of the last failure it was in (``last_seen``): it is forgotten
+    #: ``forget_after_s`` later (connectors/poison.py keeps MQTT poison that long)
+    seen_at: float = field(default_factory=time.time)
+
+    @property
+    def stable_id(self) -> bool:
+        """Whether the transport names this message itself (a Kafka offset), so that an
+        acknowledgement that took effect (a commit) means it never comes back. An MQTT message is
+        named only by its topic and bytes, and nothing tells whether its PUBACK arrived."""
+        return self.offset is not None
 
 
 class SuspectStore:
@@ -92,7 +103,7 @@ class SuspectStore:
         for r in rows:
             out.setdefault(r["source"], {})[r["message_key"]] = Suspect(
                 r["message_key"], r["topic"], r["kafka_partition"], r["kafka_offset"], bytes(r["payload_sha256"]),
-                r["crashes"], r["alone"], r["error"])
+                r["crashes"], r["alone"], r["error"], r["last_seen"].timestamp())
         return out
 
     async def save(self, source: str, suspects: list[Suspect]) -> None:
