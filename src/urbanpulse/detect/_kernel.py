@@ -60,6 +60,8 @@ from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M,
 from urbanpulse.detect.layout import XE_KQ, XE_M_US, XE_QUIET_US  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
+from urbanpulse.detect.layout import (PE_DWELL, PE_DWELL_GAPS, PE_K, PE_LEVEL_MEM, PE_MEM, PE_MIN_LOG,  # noqa: F401
+                                      PE_MIN_N, PE_RUN, PE_SD_FLOOR, PE_SD_MAX, PE_Z, PE_ZCAP)
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -259,6 +261,16 @@ C_XR_X = _S["xr_x"]  # spike37
 C_XE_A = _S["xe_a"]  # exit40
 C_XE_N = _S["xe_n"]  # exit40
 C_XE_T = _S["xe_t"]  # exit41
+C_PE_L = _S["pe_l"]  # period42
+C_PE_A = _S["pe_a"]
+C_PE_S = _S["pe_s"]
+C_PE_TF = _S["pe_tf"]
+C_PE_TU = _S["pe_tu"]
+C_PE_TD = _S["pe_td"]
+C_PE_N = _S["pe_n"]
+C_PE_M = _S["pe_m"]
+C_PE_V = _S["pe_v"]
+C_PE_R = _S["pe_r"]
 C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
@@ -1390,6 +1402,104 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
 
 
 @njit(**_STAGE)
+def _period_learn(st, sl, period):
+    """period42: one confirmed period (µs) judged against and then learned into the series' log-periods. Why a log:
+    a period x 2 and x 0.5 are alike far, and a series' periods jitter by a share of themselves. Judged only once
+    PE_MIN_N periods are learned with a spread of at most PE_SD_MAX (the series is periodic at all); a period beyond
+    PE_Z spreads and PE_MIN_LOG on the run's side extends the run (C_PE_R: signed count, + longer), where the run
+    reaches PE_RUN its tail (the product of its periods' two-sided normal tails, accumulated in the run as ln) is
+    returned and the learning starts afresh (the new period is the series' own from then on: one change, one
+    emission). Learned winsorised at PE_Z spreads once judged, so an irregular series' outliers widen the spread and
+    shut the judgement. Reads and writes C_PE_N, C_PE_M, C_PE_V, C_PE_R. Returns the tail, or 1 (nothing)."""
+    if not (period > 0):
+        return 1.0
+    y = math.log(period)
+    n = st[sl, C_PE_N]
+    m = st[sl, C_PE_M]
+    v = st[sl, C_PE_V]
+    d = y - m
+    sd = _fmax(math.sqrt(v), PE_SD_FLOOR)
+    p = 1.0
+    if n >= PE_MIN_N and math.sqrt(v) <= PE_SD_MAX:
+        r = st[sl, C_PE_R]
+        if abs(d) >= PE_Z * sd and abs(d) >= PE_MIN_LOG:
+            side = 1.0 if d > 0 else -1.0
+            r = r + side if r * side > 0 else side
+        else:
+            r = 0.0
+        st[sl, C_PE_R] = r
+        if abs(r) >= PE_RUN:
+            z = _min(abs(d) / sd, PE_ZCAP)
+            p = math.erfc(z / math.sqrt(2.0)) ** abs(r)
+            st[sl, C_PE_N] = 0.0
+            st[sl, C_PE_R] = 0.0
+            return p
+        d = _min(_fmax(d, -PE_Z * sd), PE_Z * sd)
+    w = 1.0 / _min(n + 1.0, PE_MEM)
+    st[sl, C_PE_M] = m + w * d if n > 0 else y
+    st[sl, C_PE_V] = v + w * (d * d - v) if n > 0 else 0.0
+    st[sl, C_PE_N] = _min(n + 1.0, PE_MEM)
+    return p
+
+
+@njit(**_STAGE)
+def _period(st, sl, pr, xi, ti, cnt, has_prev):
+    """period42 (score-only): a sustained change of the series' period (or oscillation rate), which no value
+    detector decides on (a rate's day half as long keeps its level, range and spread). A Schmitt trigger around the
+    series' slow level (C_PE_L, memory PE_LEVEL_MEM readings) with a band of PE_K x its mean |deviation| (C_PE_A):
+    the side (C_PE_S) flips where a reading passes the far edge. A flip is pending (+-1) until the series has held
+    the side PE_DWELL x the learned period (PE_DWELL_GAPS median gaps before any), then confirmed (+-2) and its time
+    (C_PE_TF, the flip's) gives the period since the last confirmed crossing of its kind (C_PE_TU up, C_PE_TD down),
+    judged and learned by `_period_learn`; a pending flip that flips back is a glitch (a burst): the side and its
+    time return to the last confirmed ones. Time, not readings: an irregularly sampled series' period is its
+    clock's. O(1), no ring. Reads C_GAP_MED; reads and writes the C_PE_* columns; P_ON_EWMA off: nothing.
+    Returns the score (1 - the run's tail) where a run was judged on this reading, else 0."""
+    if not (pr[P_ON_EWMA] > 0) or not _isfinite(xi):
+        return 0.0
+    if not has_prev or cnt < 1.0:
+        st[sl, C_PE_L] = xi
+        st[sl, C_PE_A] = 0.0
+        return 0.0
+    lv = st[sl, C_PE_L]
+    dev = xi - lv
+    a = st[sl, C_PE_A]
+    rate = _fmax(1.0 / (cnt + 1.0), 1.0 / PE_LEVEL_MEM)
+    st[sl, C_PE_L] = lv + rate * dev
+    st[sl, C_PE_A] = a + rate * (abs(dev) - a)
+    band = PE_K * a
+    if not (band > 0):
+        return 0.0
+    s = st[sl, C_PE_S]
+    side = 1.0 if s > 0 else (-1.0 if s < 0 else 0.0)
+    now = 1.0 if dev > band else (-1.0 if dev < -band else 0.0)
+    if now != 0 and now != side:
+        if abs(s) == 1.0:  # a pending flip undone: a glitch; back to the last confirmed side and its crossing's time
+            st[sl, C_PE_S] = 2.0 * now
+            st[sl, C_PE_TF] = st[sl, C_PE_TU] if now > 0 else st[sl, C_PE_TD]
+        else:
+            st[sl, C_PE_S] = now
+            st[sl, C_PE_TF] = ti
+        return 0.0
+    if abs(s) != 1.0:
+        return 0.0
+    n = st[sl, C_PE_N]
+    dwell = PE_DWELL_GAPS * st[sl, C_GAP_MED]
+    if n > 0:
+        dwell = _fmax(dwell, PE_DWELL * math.exp(st[sl, C_PE_M]))
+    tf = st[sl, C_PE_TF]
+    if not (ti - tf >= dwell):
+        return 0.0
+    st[sl, C_PE_S] = 2.0 * side
+    col = C_PE_TU if side > 0 else C_PE_TD
+    last = st[sl, col]
+    st[sl, col] = tf
+    if not (last > 0):
+        return 0.0
+    p = _period_learn(st, sl, tf - last)
+    return 1.0 - _fmax(p, _TAIL_FLOOR) if p < 1.0 else 0.0
+
+
+@njit(**_STAGE)
 def _reach_score(st, sl, pr, q, cnt):
     """reach's score (reach33): 1 - the posterior-predictive probability, under the series' own history, of a
     reading at least q bars beyond its range (layout.XR_A0's comment): P(beyond) from the decayed count of readings
@@ -2517,6 +2627,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         if q_reach >= 1.0 and abs(st[sl, C_XE_N]) == 1.0:  # exit40: reach scored the excursion's jump out: one event
             st[sl, C_XE_N] *= 1.0 + XE_FIRED
         s_reach = _reach_score(st, sl, pr, _max(q_reach, q_exit), cnt)
+        s_period = _period(st, sl, pr, xi, ti, cnt, has_prev)  # period42 (score-only)
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence_raw * pr[P_W_SILENCE]  # rep41: the statistic, not the decision's
@@ -2548,7 +2659,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
-                            _max(s_reach, s_lane)), rs_f)
+                            _max(_max(s_reach, s_lane), s_period)), rs_f)
         if fl_offer:
             # flat40: the reading where a decided run outgrows every hold the series has shown: flatline's score
             # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
@@ -2576,6 +2687,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _exit, _reach, _reach_score,
+          _period, _period_learn,
           _ewma, _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
