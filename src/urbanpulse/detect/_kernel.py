@@ -60,8 +60,9 @@ from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M,
 from urbanpulse.detect.layout import XE_KQ, XE_M_US, XE_QUIET_US  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
-from urbanpulse.detect.layout import (PE_DWELL, PE_DWELL_GAPS, PE_K, PE_LEVEL_MEM, PE_MEM, PE_MIN_LOG,  # noqa: F401
-                                      PE_MIN_N, PE_RUN, PE_SD_FLOOR, PE_SD_MAX, PE_Z, PE_ZCAP)
+from urbanpulse.detect.layout import (PE_AGREE, PE_DWELL, PE_DWELL_GAPS, PE_K, PE_LEVEL_MEM,  # noqa: F401
+                                      PE_MAD_SD, PE_MEM, PE_MIN_LOG, PE_MIN_N, PE_RUN, PE_SD_FLOOR, PE_SD_MAX, PE_Z,
+                                      PE_ZCAP)
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -271,6 +272,7 @@ C_PE_N = _S["pe_n"]
 C_PE_M = _S["pe_m"]
 C_PE_V = _S["pe_v"]
 C_PE_R = _S["pe_r"]
+C_PE_RY = _S["pe_ry"]
 C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
@@ -1406,11 +1408,13 @@ def _period_learn(st, sl, period):
     """period42: one confirmed period (µs) judged against and then learned into the series' log-periods. Why a log:
     a period x 2 and x 0.5 are alike far, and a series' periods jitter by a share of themselves. Judged only once
     PE_MIN_N periods are learned with a spread of at most PE_SD_MAX (the series is periodic at all); a period beyond
-    PE_Z spreads and PE_MIN_LOG on the run's side extends the run (C_PE_R: signed count, + longer), where the run
-    reaches PE_RUN its tail (the product of its periods' two-sided normal tails, accumulated in the run as ln) is
-    returned and the learning starts afresh (the new period is the series' own from then on: one change, one
-    emission). Learned winsorised at PE_Z spreads once judged, so an irregular series' outliers widen the spread and
-    shut the judgement. Reads and writes C_PE_N, C_PE_M, C_PE_V, C_PE_R. Returns the tail, or 1 (nothing)."""
+    PE_Z spreads and PE_MIN_LOG on the run's side, within PE_AGREE (log) of the run's last period (C_PE_RY), extends
+    the run (C_PE_R: signed count, + longer), else starts one; where the run reaches PE_RUN its tail (this period's
+    two-sided normal tail, z capped at PE_ZCAP, to the power of the run's length) is returned and the learning starts afresh (the new period is the series' own from then on: one change, one
+    emission). The spread is PE_MAD_SD x the log-periods' mean |deviation| (an odd crossing while the level settles
+    moves it little); learned winsorised at PE_Z x the larger of it and PE_SD_MAX, so an irregular series' outliers
+    widen the spread and shut the judgement. Reads and writes C_PE_N, C_PE_M, C_PE_V, C_PE_R,
+    C_PE_RY. Returns the tail, or 1 (nothing)."""
     if not (period > 0):
         return 1.0
     y = math.log(period)
@@ -1418,13 +1422,16 @@ def _period_learn(st, sl, period):
     m = st[sl, C_PE_M]
     v = st[sl, C_PE_V]
     d = y - m
-    sd = _fmax(math.sqrt(v), PE_SD_FLOOR)
+    spread = PE_MAD_SD * v  # (C_PE_V: the mean |deviation| of the log-periods, robust to a few odd crossings)
+    sd = _fmax(spread, PE_SD_FLOOR)
     p = 1.0
-    if n >= PE_MIN_N and math.sqrt(v) <= PE_SD_MAX:
+    if n >= PE_MIN_N and spread <= PE_SD_MAX:
         r = st[sl, C_PE_R]
         if abs(d) >= PE_Z * sd and abs(d) >= PE_MIN_LOG:
             side = 1.0 if d > 0 else -1.0
-            r = r + side if r * side > 0 else side
+            # (a run's periods agree with each other: a new period, not a day whose shape split one crossing in two)
+            r = r + side if r * side > 0 and abs(y - st[sl, C_PE_RY]) <= PE_AGREE else side
+            st[sl, C_PE_RY] = y
         else:
             r = 0.0
         st[sl, C_PE_R] = r
@@ -1434,10 +1441,11 @@ def _period_learn(st, sl, period):
             st[sl, C_PE_N] = 0.0
             st[sl, C_PE_R] = 0.0
             return p
-        d = _min(_fmax(d, -PE_Z * sd), PE_Z * sd)
+    clip = PE_Z * _fmax(sd, PE_SD_MAX)  # (an odd crossing, while the level settles or a burst passes, teaches little)
+    d = _min(_fmax(d, -clip), clip)
     w = 1.0 / _min(n + 1.0, PE_MEM)
     st[sl, C_PE_M] = m + w * d if n > 0 else y
-    st[sl, C_PE_V] = v + w * (d * d - v) if n > 0 else 0.0
+    st[sl, C_PE_V] = v + w * (abs(d) - v) if n > 0 else 0.0
     st[sl, C_PE_N] = _min(n + 1.0, PE_MEM)
     return p
 

@@ -90,8 +90,9 @@ STATE: tuple[str, ...] = (
     # --- period42: a changed period (`_period`, score-only): the series' slow level and mean |deviation| from it (the
     # Schmitt trigger's centre and band), its side (+-1 pending, +-2 confirmed, 0 none yet), when the side last
     # flipped (µs), the last confirmed up- and down-crossings (µs, 0 = none), the periods learned (capped count), their
-    # log's mean and mean square deviation, and the run of consecutive periods outside that (signed, + longer)
-    "pe_l", "pe_a", "pe_s", "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r",
+    # log's mean and mean |deviation|, the run of consecutive periods outside that (signed, + longer) and its last
+    # period's log
+    "pe_l", "pe_a", "pe_s", "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r", "pe_ry",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -312,6 +313,8 @@ PE_SD_FLOOR = 0.02  # period42: the spread the judgement uses is at least this
 PE_Z = 3.0  # period42: a period this many spreads from the learned mean is outside (and learned at most this far)
 PE_MIN_LOG = 0.26236426446749106  # period42: ... and at least ln 1.3 from it (30 % shorter or longer)
 PE_RUN = 3.0  # period42: consecutive periods outside on one side before the run is scored
+PE_AGREE = 0.25  # period42: ... each within this (log) of the one before it in the run (a new period is steady)
+PE_MAD_SD = 1.2533141373155003  # period42: a normal spread is this x its mean |deviation| (sqrt(pi / 2))
 PE_ZCAP = 8.0  # period42: a period's z counts at most this in the tail
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
