@@ -823,6 +823,8 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
 # its speed as one function), and as plain calls LLVM leaves the larger stages out of line (0.91 x).
 # benchmarks/README.md (det22) has the figures.
 _STAGE = dict(cache=True, nogil=True, error_model="numpy", inline="always")
+#: a stage's rare path (period42): compiled on its own, called, not inlined into the loop over readings
+_RARE = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_STAGE)
@@ -1403,18 +1405,18 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
     return q
 
 
-@njit(**_STAGE)
+@njit(**_RARE)
 def _period_learn(st, sl, period):
     """period42: one confirmed period (µs) judged against and then learned into the series' log-periods. Why a log:
     a period x 2 and x 0.5 are alike far, and a series' periods jitter by a share of themselves. Judged only once
     PE_MIN_N periods are learned with a spread of at most PE_SD_MAX (the series is periodic at all); a period beyond
     PE_Z spreads and PE_MIN_LOG on the run's side, within PE_AGREE (log) of the run's last period (C_PE_RY), extends
     the run (C_PE_R: signed count, + longer), else starts one; where the run reaches PE_RUN its tail (this period's
-    two-sided normal tail, z capped at PE_ZCAP, to the power of the run's length) is returned and the learning starts afresh (the new period is the series' own from then on: one change, one
-    emission). The spread is PE_MAD_SD x the log-periods' mean |deviation| (an odd crossing while the level settles
-    moves it little); learned winsorised at PE_Z x the larger of it and PE_SD_MAX, so an irregular series' outliers
-    widen the spread and shut the judgement. Reads and writes C_PE_N, C_PE_M, C_PE_V, C_PE_R,
-    C_PE_RY. Returns the tail, or 1 (nothing)."""
+    two-sided normal tail, z capped at PE_ZCAP, to the power of the run's length) is returned and the learning starts
+    afresh (the new period is the series' own from then on: one change, one emission). The spread is PE_MAD_SD x
+    the log-periods' mean |deviation| (an odd crossing while the level settles moves it little); learned winsorised
+    at PE_Z x the larger of it and PE_SD_MAX, so an irregular series' outliers widen the spread and shut the
+    judgement. Reads and writes C_PE_N, C_PE_M, C_PE_V, C_PE_R, C_PE_RY. Returns the tail, or 1 (nothing)."""
     if not (period > 0):
         return 1.0
     y = math.log(period)
@@ -1490,6 +1492,15 @@ def _period(st, sl, pr, xi, ti, cnt, has_prev):
         return 0.0
     if abs(s) != 1.0:
         return 0.0
+    return _period_pending(st, sl, ti, side)
+
+
+@njit(**_RARE)
+def _period_pending(st, sl, ti, side):
+    """period42: a pending flip of `_period`'s trigger (side `side`), confirmed once it has held the side the dwell
+    (PE_DWELL x the learned period, at least PE_DWELL_GAPS median gaps); a confirmed flip's period is judged and
+    learned (`_period_learn`). Not inlined: few readings come here, and the loop over readings stays small (its
+    throughput). Reads C_GAP_MED, C_PE_N, C_PE_M, C_PE_TF; writes C_PE_S, C_PE_TU or C_PE_TD. Returns the score."""
     n = st[sl, C_PE_N]
     dwell = PE_DWELL_GAPS * st[sl, C_GAP_MED]
     if n > 0:
@@ -2695,7 +2706,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _exit, _reach, _reach_score,
-          _period, _period_learn,
+          _period, _period_pending, _period_learn,
           _ewma, _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,

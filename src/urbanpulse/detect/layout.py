@@ -14,6 +14,9 @@ DETECTORS: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatlin
 # offsets from, see _kernel.py)
 STATE: tuple[str, ...] = (
     "count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
+    # period42: the Schmitt trigger's level, band and side (`_period`, below with its other columns), read every
+    # reading: beside the columns every reading reads, so they share their cache lines (throughput)
+    "pe_l", "pe_a", "pe_s",
     "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
     "sh_m", "sh_s", "sh_n", "env_hi", "env_lo", "li_n", "li_s", "li_m", "li_v", "li_peak",
     "sh_sp", "sh_sn", "gap_spread", "fl_max", "lr_v", "res", "ch_v", "dch",
@@ -87,12 +90,12 @@ STATE: tuple[str, ...] = (
     # --- exit41: the time (µs) the open excursion began; between excursions the time the last one ended, or the
     # series' first reading's before any (`_exit`)
     "xe_t",
-    # --- period42: a changed period (`_period`, score-only): the series' slow level and mean |deviation| from it (the
-    # Schmitt trigger's centre and band), its side (+-1 pending, +-2 confirmed, 0 none yet), when the side last
-    # flipped (µs), the last confirmed up- and down-crossings (µs, 0 = none), the periods learned (capped count), their
-    # log's mean and mean |deviation|, the run of consecutive periods outside that (signed, + longer) and its last
-    # period's log
-    "pe_l", "pe_a", "pe_s", "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r", "pe_ry",
+    # --- period42: a changed period (`_period`, score-only; at the top: the series' slow level and mean |deviation|
+    # from it, the Schmitt trigger's centre and band, and its side, +-1 pending, +-2 confirmed, 0 none yet): when the
+    # side last flipped (µs), the last confirmed up- and down-crossings (µs, 0 = none), the periods learned (capped
+    # count), their log's mean and mean |deviation|, the run of consecutive periods outside that (signed, + longer)
+    # and its last period's log
+    "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r", "pe_ry",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
