@@ -23,6 +23,7 @@ import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
 import detect_reference
+import detect_series
 from detect_reference import ReferenceBank, interpreted_stages as _interpreted
 from detect_series import score_one
 from urbanpulse.detect import DetectionSettings, Scores, _kernel
@@ -108,9 +109,14 @@ class _PeriodOffBank(ReferenceBank):
             detect_reference.interpreted_stages = _interpreted
 
 
-def _period_off_scores(x: np.ndarray, ts: np.ndarray) -> Scores:
-    bank = _PeriodOffBank(DetectionSettings())
+def period_off_scores(x: np.ndarray, ts: np.ndarray | None = None,
+                      settings: DetectionSettings | None = None) -> Scores:
+    """`x` scored as one series (as `detect_series.score_one`) by the interpreted kernel with `_period` off: what
+    the other stages find without it (tests/test_detect_spread_change.py reads it too)."""
+    bank = _PeriodOffBank(settings or DetectionSettings())
     bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
+    if ts is None:
+        ts = detect_series.T0 + np.arange(len(x), dtype=np.int64) * detect_series.MIN_US  # (score_one's default)
     return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
 
 
@@ -123,9 +129,9 @@ def test_period_is_score_only_and_silent_on_a_clean_series(seed: int, period: fl
     changed)."""
     clean, changed, ts = periodic(seed, period, factor, noise, pulse)
     for x in (clean, changed):
-        on, off = score_one(x, ts), _period_off_scores(x, ts)
+        on, off = score_one(x, ts), period_off_scores(x, ts)
         assert np.array_equal(on.decision, off.decision)
         assert np.array_equal(on.score, off.score)
         assert np.array_equal(on.alert, off.alert)
-    on, off = score_one(clean, ts), _period_off_scores(clean, ts)
+    on, off = score_one(clean, ts), period_off_scores(clean, ts)
     assert np.array_equal(on.anomaly_score, off.anomaly_score)
