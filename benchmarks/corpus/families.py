@@ -87,6 +87,7 @@ KINDS: dict[str, tuple[str, ...]] = {
 EXTRA_KINDS: dict[str, tuple[str, ...]] = {
     "server": ("level_shift", "spike", "noise", "stuck"),
     "traffic": ("failure", "level_shift", "spike"),
+    "periodic": ("period",),
 }
 ALL_KINDS: dict[str, tuple[str, ...]] = {**KINDS, **EXTRA_KINDS}
 STEP5_US = 300_000_000
@@ -444,9 +445,63 @@ def traffic(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     raise ValueError(f"traffic has no kind {kind!r}; use one of {EXTRA_KINDS['traffic']}")
 
 
+PERIODIC_SHAPES = ("sine", "pulse", "square")
+
+
+def _periodic_wave(shape: str, pos: np.ndarray, sharp: float) -> np.ndarray:
+    """A periodic shape in 0..1 at phase `pos` (radians): a sine, a raised-cosine pulse (a narrow peak for a large
+    `sharp`) or a rounded square wave (steep edges for a large `sharp`)."""
+    c = 0.5 - 0.5 * np.cos(pos)
+    if shape == "pulse":
+        return c ** sharp
+    if shape == "square":
+        return 0.5 + 0.5 * np.tanh(sharp * np.sin(pos)) / np.tanh(sharp)
+    return c
+
+
+def periodic(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int, dict, np.ndarray]:
+    """period42's development family (not a held-out shape, written from issue 11's "changed periodicity" only): a
+    series that repeats a shape every 12-400 readings (log-uniform), not tied to the clock day: a sine, a pulse or a
+    rounded square wave of an amplitude of 1-100 % of its level (1-10,000), Gaussian noise of 2-25 % of the amplitude,
+    a trend of up to one amplitude over the series, quantised to a power of ten at most a twentieth of the amplitude,
+    on a 5-minute grid that misses 0 or 1-5 % of its slots (runs of 1-4) with a jitter of up to 10 s; the phase
+    follows the grid's slots (a missed reading skips its phase). Kind `period`: from the onset on the period is x
+    0.4-0.7 or x 1.4-2.5 (phase continuous: no step at the onset). Why: a shape family wide in period, shape, noise
+    and sampling, so a stage that finds a changed period is tuned on no one period (rate's clock day)."""
+    n = ROWS
+    period = float(np.exp(rng.uniform(np.log(12.0), np.log(400.0))))
+    shape = PERIODIC_SHAPES[int(rng.integers(len(PERIODIC_SHAPES)))]
+    sharp = float(rng.uniform(2.0, 6.0))
+    level = 10.0 ** rng.uniform(0.0, 4.0)
+    amp = level * rng.uniform(0.01, 1.0)
+    noise = amp * rng.uniform(0.02, 0.25)
+    trend = amp * rng.uniform(-1.0, 1.0)
+    res = 10.0 ** np.floor(np.log10(amp / 20.0))
+    missing = rng.uniform(0.01, 0.05) if rng.random() < 0.5 else 0.0
+    ts = _clock_ts(n, missing, 4, rng.uniform(0, 10e6), rng)
+    slot = np.round((ts - T0_US) / STEP5_US)
+    phase = rng.uniform(0, 2 * np.pi)
+    z = rng.normal(size=n)
+    factor = rng.uniform(0.4, 0.7) if rng.random() < 0.5 else rng.uniform(1.4, 2.5)
+
+    def series(pos: np.ndarray) -> np.ndarray:
+        return _quantise(level + amp * _periodic_wave(shape, pos, sharp) + trend * slot / slot[-1] + noise * z, res)
+
+    pos = 2 * np.pi * slot / period + phase
+    clean = series(pos)
+    onset = ONSET
+    params = {"period": period, "shape": shape, "sharp": sharp, "level": level, "amp": amp, "noise": noise,
+              "trend": trend, "res": res, "missing": missing, "factor": factor}
+    if kind != "period":
+        raise ValueError(f"periodic has no kind {kind!r}; use one of {EXTRA_KINDS['periodic']}")
+    pos2 = pos.copy()
+    pos2[onset:] = pos[onset] + (pos[onset:] - pos[onset]) / factor
+    return clean, series(pos2), onset, params, ts
+
+
 GENERATORS = {"onoff": onoff, "rate": rate, "temperature": temperature, "sparse": sparse}
 #: families whose generator also draws the timestamps (irregular, on the clock): (clean, injected, onset, params, ts)
-CLOCKED = {"server": server, "traffic": traffic}
+CLOCKED = {"server": server, "traffic": traffic, "periodic": periodic}
 
 
 def clocked_draw(label: str, kinds: dict[str, list[str]], generators: dict, family_offset: int, family: str,

@@ -60,6 +60,9 @@ from urbanpulse.detect.layout import XE_AGE, XE_END, XE_FIRED, XE_H, XE_K, XE_M,
 from urbanpulse.detect.layout import XE_KQ, XE_M_US, XE_QUIET_US  # noqa: F401
 from urbanpulse.detect.layout import BF_A0, BF_N0, BF_OWN, BF_PMAX, BF_RUN, BF_X  # noqa: F401
 from urbanpulse.detect.layout import BO_C0, BO_HOLD, BO_M0, BO_MARGIN, BO_MIN, BO_Q0, BO_RUN, BO_X  # noqa: F401
+from urbanpulse.detect.layout import (PE_AGREE, PE_DWELL, PE_DWELL_GAPS, PE_K, PE_LEVEL_MEM,  # noqa: F401
+                                      PE_MAD_SD, PE_MEM, PE_MIN_LOG, PE_MIN_N, PE_RUN, PE_SD_FLOOR, PE_SD_MAX, PE_Z,
+                                      PE_ZCAP)
 from urbanpulse.kernel_math import nan_max as _max
 from urbanpulse.kernel_math import nan_min as _min
 
@@ -259,6 +262,17 @@ C_XR_X = _S["xr_x"]  # spike37
 C_XE_A = _S["xe_a"]  # exit40
 C_XE_N = _S["xe_n"]  # exit40
 C_XE_T = _S["xe_t"]  # exit41
+C_PE_L = _S["pe_l"]  # period42
+C_PE_A = _S["pe_a"]
+C_PE_S = _S["pe_s"]
+C_PE_TF = _S["pe_tf"]
+C_PE_TU = _S["pe_tu"]
+C_PE_TD = _S["pe_td"]
+C_PE_N = _S["pe_n"]
+C_PE_M = _S["pe_m"]
+C_PE_V = _S["pe_v"]
+C_PE_R = _S["pe_r"]
+C_PE_RY = _S["pe_ry"]
 C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
@@ -869,6 +883,8 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
 # its speed as one function), and as plain calls LLVM leaves the larger stages out of line (0.91 x).
 # benchmarks/README.md (det22) has the figures.
 _STAGE = dict(cache=True, nogil=True, error_model="numpy", inline="always")
+#: a stage's rare path (period42): compiled on its own, called, not inlined into the loop over readings
+_RARE = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_STAGE)
@@ -1447,6 +1463,119 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
     st[sl, C_XE_N] = n
     st[sl, C_XE_A] = a
     return q
+
+
+@njit(**_RARE)
+def _period_learn(st, sl, period):
+    """period42: one confirmed period (µs) judged against and then learned into the series' log-periods. Why a log:
+    a period x 2 and x 0.5 are alike far, and a series' periods jitter by a share of themselves. Judged only once
+    PE_MIN_N periods are learned with a spread of at most PE_SD_MAX (the series is periodic at all); a period beyond
+    PE_Z spreads and PE_MIN_LOG on the run's side, within PE_AGREE (log) of the run's last period (C_PE_RY), extends
+    the run (C_PE_R: signed count, + longer), else starts one; where the run reaches PE_RUN its tail (this period's
+    two-sided normal tail, z capped at PE_ZCAP, to the power of the run's length) is returned and the learning starts
+    afresh (the new period is the series' own from then on: one change, one emission). The spread is PE_MAD_SD x
+    the log-periods' mean |deviation| (an odd crossing while the level settles moves it little); learned winsorised
+    at PE_Z x the larger of it and PE_SD_MAX, so an irregular series' outliers widen the spread and shut the
+    judgement. Reads and writes C_PE_N, C_PE_M, C_PE_V, C_PE_R, C_PE_RY. Returns the tail, or 1 (nothing)."""
+    if not (period > 0):
+        return 1.0
+    y = math.log(period)
+    n = st[sl, C_PE_N]
+    m = st[sl, C_PE_M]
+    v = st[sl, C_PE_V]
+    d = y - m
+    spread = PE_MAD_SD * v  # (C_PE_V: the mean |deviation| of the log-periods, robust to a few odd crossings)
+    sd = _fmax(spread, PE_SD_FLOOR)
+    p = 1.0
+    if n >= PE_MIN_N and spread <= PE_SD_MAX:
+        r = st[sl, C_PE_R]
+        if abs(d) >= PE_Z * sd and abs(d) >= PE_MIN_LOG:
+            side = 1.0 if d > 0 else -1.0
+            # (a run's periods agree with each other: a new period, not a day whose shape split one crossing in two)
+            r = r + side if r * side > 0 and abs(y - st[sl, C_PE_RY]) <= PE_AGREE else side
+            st[sl, C_PE_RY] = y
+        else:
+            r = 0.0
+        st[sl, C_PE_R] = r
+        if abs(r) >= PE_RUN:
+            z = _min(abs(d) / sd, PE_ZCAP)
+            p = math.erfc(z / math.sqrt(2.0)) ** abs(r)
+            st[sl, C_PE_N] = 0.0
+            st[sl, C_PE_R] = 0.0
+            return p
+    clip = PE_Z * _fmax(sd, PE_SD_MAX)  # (an odd crossing, while the level settles or a burst passes, teaches little)
+    d = _min(_fmax(d, -clip), clip)
+    w = 1.0 / _min(n + 1.0, PE_MEM)
+    st[sl, C_PE_M] = m + w * d if n > 0 else y
+    st[sl, C_PE_V] = v + w * (abs(d) - v) if n > 0 else 0.0
+    st[sl, C_PE_N] = _min(n + 1.0, PE_MEM)
+    return p
+
+
+@njit(**_STAGE)
+def _period(st, sl, pr, xi, ti, cnt, has_prev):
+    """period42 (score-only): a sustained change of the series' period (or oscillation rate), which no value
+    detector decides on (a rate's day half as long keeps its level, range and spread). A Schmitt trigger around the
+    series' slow level (C_PE_L, memory PE_LEVEL_MEM readings) with a band of PE_K x its mean |deviation| (C_PE_A):
+    the side (C_PE_S) flips where a reading passes the far edge. A flip is pending (+-1) until the series has held
+    the side PE_DWELL x the learned period (PE_DWELL_GAPS median gaps before any), then confirmed (+-2) and its time
+    (C_PE_TF, the flip's) gives the period since the last confirmed crossing of its kind (C_PE_TU up, C_PE_TD down),
+    judged and learned by `_period_learn`; a pending flip that flips back is a glitch (a burst): the side and its
+    time return to the last confirmed ones. Time, not readings: an irregularly sampled series' period is its
+    clock's. O(1), no ring. Reads C_GAP_MED; reads and writes the C_PE_* columns; P_ON_EWMA off: nothing.
+    Returns the score (1 - the run's tail) where a run was judged on this reading, else 0."""
+    if not (pr[P_ON_EWMA] > 0) or not _isfinite(xi):
+        return 0.0
+    if not has_prev or cnt < 1.0:
+        st[sl, C_PE_L] = xi
+        st[sl, C_PE_A] = 0.0
+        return 0.0
+    lv = st[sl, C_PE_L]
+    dev = xi - lv
+    a = st[sl, C_PE_A]
+    rate = _fmax(1.0 / (cnt + 1.0), 1.0 / PE_LEVEL_MEM)
+    st[sl, C_PE_L] = lv + rate * dev
+    st[sl, C_PE_A] = a + rate * (abs(dev) - a)
+    band = PE_K * a
+    if not (band > 0):
+        return 0.0
+    s = st[sl, C_PE_S]
+    side = 1.0 if s > 0 else (-1.0 if s < 0 else 0.0)
+    now = 1.0 if dev > band else (-1.0 if dev < -band else 0.0)
+    if now != 0 and now != side:
+        if abs(s) == 1.0:  # a pending flip undone: a glitch; back to the last confirmed side and its crossing's time
+            st[sl, C_PE_S] = 2.0 * now
+            st[sl, C_PE_TF] = st[sl, C_PE_TU] if now > 0 else st[sl, C_PE_TD]
+        else:
+            st[sl, C_PE_S] = now
+            st[sl, C_PE_TF] = ti
+        return 0.0
+    if abs(s) != 1.0:
+        return 0.0
+    return _period_pending(st, sl, ti, side)
+
+
+@njit(**_RARE)
+def _period_pending(st, sl, ti, side):
+    """period42: a pending flip of `_period`'s trigger (side `side`), confirmed once it has held the side the dwell
+    (PE_DWELL x the learned period, at least PE_DWELL_GAPS median gaps); a confirmed flip's period is judged and
+    learned (`_period_learn`). Not inlined: few readings come here, and the loop over readings stays small (its
+    throughput). Reads C_GAP_MED, C_PE_N, C_PE_M, C_PE_TF; writes C_PE_S, C_PE_TU or C_PE_TD. Returns the score."""
+    n = st[sl, C_PE_N]
+    dwell = PE_DWELL_GAPS * st[sl, C_GAP_MED]
+    if n > 0:
+        dwell = _fmax(dwell, PE_DWELL * math.exp(st[sl, C_PE_M]))
+    tf = st[sl, C_PE_TF]
+    if not (ti - tf >= dwell):
+        return 0.0
+    st[sl, C_PE_S] = 2.0 * side
+    col = C_PE_TU if side > 0 else C_PE_TD
+    last = st[sl, col]
+    st[sl, col] = tf
+    if not (last > 0):
+        return 0.0
+    p = _period_learn(st, sl, tf - last)
+    return 1.0 - _fmax(p, _TAIL_FLOOR) if p < 1.0 else 0.0
 
 
 @njit(**_STAGE)
@@ -2577,6 +2706,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         if q_reach >= 1.0 and abs(st[sl, C_XE_N]) == 1.0:  # exit40: reach scored the excursion's jump out: one event
             st[sl, C_XE_N] *= 1.0 + XE_FIRED
         s_reach = _reach_score(st, sl, pr, _max(q_reach, q_exit), cnt)
+        s_period = _period(st, sl, pr, xi, ti, cnt, has_prev)  # period42 (score-only)
 
         raw_v = _fuse(pr, s_threshold, s_robust_z, s_ewma_fused, s_spike, s_flatline_fused)
         raw_s = s_silence_raw * pr[P_W_SILENCE]  # rep41: the statistic, not the decision's
@@ -2608,7 +2738,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
-                            _max(s_reach, s_lane)), rs_f)
+                            _max(_max(s_reach, s_lane), s_period)), rs_f)
         if fl_offer:
             # flat40: the reading where a decided run outgrows every hold the series has shown: flatline's score
             # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
@@ -2636,6 +2766,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _exit, _reach, _reach_score,
+          _period, _period_pending, _period_learn,
           _ewma, _spike, _flatline,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,

@@ -14,6 +14,9 @@ DETECTORS: tuple[str, ...] = ("threshold", "robust_z", "ewma", "spike", "flatlin
 # offsets from, see _kernel.py)
 STATE: tuple[str, ...] = (
     "count", "med", "mad", "dscale", "gap_med", "ew_m", "ew_v", "prev", "base",
+    # period42: the Schmitt trigger's level, band and side (`_period`, below with its other columns), read every
+    # reading: beside the columns every reading reads, so they share their cache lines (throughput)
+    "pe_l", "pe_a", "pe_s",
     "fl_ref", "fl_run", "fl_start", "fl_ok", "thr_on", "peak", "lo_min", "lo_q",
     "sh_m", "sh_s", "sh_n", "env_hi", "env_lo", "li_n", "li_s", "li_m", "li_v", "li_peak",
     "sh_sp", "sh_sn", "gap_spread", "fl_max", "lr_v", "res", "ch_v", "dch",
@@ -87,6 +90,12 @@ STATE: tuple[str, ...] = (
     # --- exit41: the time (µs) the open excursion began; between excursions the time the last one ended, or the
     # series' first reading's before any (`_exit`)
     "xe_t",
+    # --- period42: a changed period (`_period`, score-only; at the top: the series' slow level and mean |deviation|
+    # from it, the Schmitt trigger's centre and band, and its side, +-1 pending, +-2 confirmed, 0 none yet): when the
+    # side last flipped (µs), the last confirmed up- and down-crossings (µs, 0 = none), the periods learned (capped
+    # count), their log's mean and mean |deviation|, the run of consecutive periods outside that (signed, + longer)
+    # and its last period's log
+    "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r", "pe_ry",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -286,6 +295,30 @@ RS_HOLD_X = 4.0  # shift37: the emission's excess (above the prior tail's level)
 # pooled threshold on main, 83 with shift37; 6 with the judged weekend left out, 8 of 100 four-week roads (22 at the
 # full pace); benchmarks/README.md, hold38
 RS_HOLD_RESID = 0.5
+
+# --- period42: a changed period (`_period`, score-only). A Schmitt trigger around the series' slow level (memory
+# PE_LEVEL_MEM readings, so a period of up to ~1,000 readings ripples it little) with a band of PE_K x the mean
+# |deviation| from it (noise does not cross twice); a flip of side is confirmed only once the series has held the new
+# side PE_DWELL x the learned period (PE_DWELL_GAPS median gaps before any is learned): a burst of a few readings is
+# no crossing. Each confirmed crossing gives a full period (up to up, down to down), learned in log (a decaying mean
+# and mean square, memory PE_MEM periods, winsorised at PE_Z deviations once judged). Judged only once PE_MIN_N
+# periods are learned and their log's spread is at most PE_SD_MAX (the series is periodic at all: irregular
+# crossings are never judged); PE_RUN consecutive periods beyond PE_Z deviations and PE_MIN_LOG on one side score
+# 1 - the product of their two-sided normal tails, once (the learning then starts afresh on the new period)
+PE_LEVEL_MEM = 1024.0  # period42: readings of the level's and the band's memory
+PE_K = 0.5  # period42: the band's half-width, in mean |deviations| from the level
+PE_DWELL = 0.08  # period42: a flip holds this x the learned period to be confirmed
+PE_DWELL_GAPS = 2.0  # period42: ... or this many median gaps before a period is learned
+PE_MEM = 16.0  # period42: periods in the learned mean's and spread's memory
+PE_MIN_N = 10.0  # period42: periods learned before any is judged
+PE_SD_MAX = 0.12  # period42: judged only where the log-periods' spread is at most this (~12 %)
+PE_SD_FLOOR = 0.02  # period42: the spread the judgement uses is at least this
+PE_Z = 3.0  # period42: a period this many spreads from the learned mean is outside (and learned at most this far)
+PE_MIN_LOG = 0.26236426446749106  # period42: ... and at least ln 1.3 from it (30 % shorter or longer)
+PE_RUN = 3.0  # period42: consecutive periods outside on one side before the run is scored
+PE_AGREE = 0.25  # period42: ... each within this (log) of the one before it in the run (a new period is steady)
+PE_MAD_SD = 1.2533141373155003  # period42: a normal spread is this x its mean |deviation| (sqrt(pi / 2))
+PE_ZCAP = 8.0  # period42: a period's z counts at most this in the tail
 
 # the kernel's veto per reading (uint8 bits, 1 << detector index): a detector whose statistic
 # reached its threshold (score >= 0.5) but whose decision the calibrated tail vetoes

@@ -1,0 +1,137 @@
+"""A periodic series whose period changes and stays changed gets a high anomaly_score within a few of its periods,
+and that score changes no decision (issue 11's "changed periodicity"; benchmarks/README.md period42).
+
+A pump's duty cycle, a machine's stroke, a server's batch schedule repeat every so many readings, not tied to the
+clock day; when the period halves or doubles, the level, range and spread stay what they were, so no value
+detector and no score stage of main sees it (`detection_families.py --nab`'s rate:period was missed by every
+decision in 299 of 300 draws; its score came from the seasonal model, only because a rate's day is a clock day).
+`_kernel._period` counts the series' confirmed crossings of a Schmitt trigger around its slow level, learns their
+period in log, and scores a run of PE_RUN periods far outside it once.
+
+The first property fails on main (no stage there scores the changed period: the best anomaly_score within WITHIN
+readings stays below HIGH on such draws) and holds with period42; the second checks that the stage is score-only
+(every decision and alert the same as with `_period` returning 0, on the interpreted kernel source) and that the
+clean copy gets no score of HIGH from it. Deterministic (`derandomize=True`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from hypothesis import given, settings as hsettings, strategies as st
+
+import detect_reference
+import detect_series
+from detect_reference import ReferenceBank, interpreted_stages as _interpreted
+from detect_series import score_one
+from urbanpulse.detect import DetectionSettings, Scores, _kernel
+
+N = 3000
+ONSET = 2000
+STEP_US = 300_000_000  # 5 minutes
+T0 = 1_767_225_600_000_000  # 2026-01-01 00:00 UTC
+HIGH = 0.9995  # above the families' pooled NAB thresholds (0.9981-0.9993, benchmarks/README.md exit40)
+
+
+def periodic(seed: int, period: float, factor: float, noise: float, pulse: bool) -> tuple[np.ndarray, np.ndarray,
+                                                                                          np.ndarray]:
+    """A 5-minute series repeating a sine (or a raised-cosine pulse, `pulse`) of amplitude 10 on a level of 50 every
+    `period` readings (not a divisor of the day), Gaussian noise of `noise` x the amplitude, resolution 0.1: the
+    clean copy, and a copy whose period is `factor` x from ONSET on (phase continuous). Returns (clean, changed,
+    timestamps)."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + np.arange(N, dtype=np.int64) * STEP_US
+    i = np.arange(N, dtype=np.float64)
+    z = noise * 10.0 * rng.normal(size=N)
+    phase = rng.uniform(0, 2 * np.pi)
+
+    def series(pos: np.ndarray) -> np.ndarray:
+        c = 0.5 - 0.5 * np.cos(pos)
+        return np.round(50.0 + 10.0 * (c ** 3 if pulse else c) + z, 1)
+
+    pos = 2 * np.pi * i / period + phase
+    pos2 = pos.copy()
+    pos2[ONSET:] = pos[ONSET] + (pos[ONSET:] - pos[ONSET]) / factor
+    return series(pos), series(pos2), ts
+
+
+_DRAWS = dict(seed=st.integers(0, 2**31 - 1), period=st.floats(20.0, 80.0), factor=st.sampled_from([0.5, 2.0]),
+              noise=st.floats(0.02, 0.07), pulse=st.booleans())
+
+
+def within(period: float, factor: float) -> int:
+    """Readings from the onset by which PE_RUN (3) changed periods that agree have been confirmed: up and down
+    crossings each give a period, so 2 new periods and the dwell, one more new period (the first periods after the
+    onset mix the old and the new and may not agree), plus one old period (a crossing pending at the onset)."""
+    return int(np.ceil(period * (3.0 * factor + 1.0) + 5))
+
+
+@hsettings(max_examples=30, deadline=None, derandomize=True)
+@given(**_DRAWS)
+def test_a_changed_period_scores_high_within_a_few_periods(seed: int, period: float, factor: float, noise: float,
+                                                           pulse: bool) -> None:
+    """A sine or pulse of a period of 20-80 readings that halves or doubles from the onset on gets an anomaly_score
+    of at least HIGH within `within` readings of the onset."""
+    _, changed, ts = periodic(seed, period, factor, noise, pulse)
+    a = score_one(changed, ts).anomaly_score
+    end = ONSET + within(period, factor)
+    best = float(a[ONSET:end].max())
+    assert best >= HIGH, f"the changed period's best anomaly_score within {end - ONSET} readings is {best:.6f}"
+
+
+def _no_period(st, sl, pr, xi, ti, cnt, has_prev) -> float:  # noqa: ANN001
+    return 0.0
+
+
+@contextmanager
+def _interpreted_without_period() -> Iterator[None]:
+    """The kernel's stages as their Python source (`detect_reference.interpreted_stages`), `_period` scoring
+    nothing."""
+    with _interpreted():
+        saved = _kernel._period
+        _kernel._period = _no_period
+        try:
+            yield
+        finally:
+            _kernel._period = saved
+
+
+class _PeriodOffBank(ReferenceBank):
+    """ReferenceBank (the interpreted kernel source) with `_period` off."""
+
+    def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
+        detect_reference.interpreted_stages = _interpreted_without_period
+        try:
+            return super()._process(slot, ts_us, value, emit)
+        finally:
+            detect_reference.interpreted_stages = _interpreted
+
+
+def period_off_scores(x: np.ndarray, ts: np.ndarray | None = None,
+                      settings: DetectionSettings | None = None) -> Scores:
+    """`x` scored as one series (as `detect_series.score_one`) by the interpreted kernel with `_period` off: what
+    the other stages find without it (tests/test_detect_spread_change.py reads it too)."""
+    bank = _PeriodOffBank(settings or DetectionSettings())
+    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
+    if ts is None:
+        ts = detect_series.T0 + np.arange(len(x), dtype=np.int64) * detect_series.MIN_US  # (score_one's default)
+    return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
+
+
+@hsettings(max_examples=3, deadline=None, derandomize=True)
+@given(**_DRAWS)
+def test_period_is_score_only_and_silent_on_a_clean_series(seed: int, period: float, factor: float, noise: float,
+                                                           pulse: bool) -> None:
+    """period on (the compiled kernel) or off (`_period` returning 0): every detector's score and decision and every
+    alert are the same; on the clean copy the anomaly_score is the same too (the clean period is never judged
+    changed)."""
+    clean, changed, ts = periodic(seed, period, factor, noise, pulse)
+    for x in (clean, changed):
+        on, off = score_one(x, ts), period_off_scores(x, ts)
+        assert np.array_equal(on.decision, off.decision)
+        assert np.array_equal(on.score, off.score)
+        assert np.array_equal(on.alert, off.alert)
+    on, off = score_one(clean, ts), period_off_scores(clean, ts)
+    assert np.array_equal(on.anomaly_score, off.anomaly_score)
