@@ -119,7 +119,8 @@ def _run_ln_tail(qm: np.ndarray, factor: np.ndarray, si_n: np.ndarray, si_k: np.
     a long gap's posterior-predictive tail probability under the series' long gaps, -inf where fewer than SI_RUN_K
     long gaps are counted or the gap is not long."""
     b = si_e + P[:, COL["si_m0"]] * SC_C0
-    ln_p = np.log((si_k + SC_A0) / (si_n + P[:, COL["si_n0"]] + SC_A0)) - (si_k + SC_C0) * np.log(1.0 + (qm - factor) / b)
+    ln_long = np.log((si_k + SC_A0) / (si_n + P[:, COL["si_n0"]] + SC_A0))
+    ln_p = ln_long - (si_k + SC_C0) * np.log(1.0 + (qm - factor) / b)
     return np.where((si_k >= SI_RUN_K) & (qm >= factor), ln_p, -np.inf)
 
 
