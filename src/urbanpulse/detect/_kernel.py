@@ -46,7 +46,7 @@ from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
-from urbanpulse.detect.layout import SI_REPEAT, SI_RUN_CAP, SI_RUN_K, SI_USUAL  # noqa: F401
+from urbanpulse.detect.layout import SI_REPEAT, SI_USUAL  # noqa: F401
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
@@ -908,34 +908,14 @@ def _scales(st, sl, pr):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _silence_decision(sil, gap, conf, si_rep, ln_tail, ln_rare):
+def _silence_decision(sil, gap, conf, si_rep):
     """silence's statistic for its decision (rep41): `sil`, but SI_USUAL (just below the decision) on a learned
     interval's gap no longer than SI_REPEAT x the longest the series has shown (`si_rep`, seconds): an operator does
     not want an alert because a sensor skipped one to three readings again, as it has before. The statistic itself
-    (the likelihood's input, the tail fit, the emitted score) is left as it is: only the alert changes.
-
-    run42: also SI_USUAL where the gap's posterior-predictive tail probability under the series' own long gaps
-    (`ln_tail`, its logarithm; -inf on a series that has shown no long gap) is above the rarity (`ln_rare`) and the gap
-    is at most SI_RUN_CAP x the longest shown: a road sensor whose missed runs reach 10-30 slots has a heavy tail of
-    gaps, so its next record run (a 25-slot run after 12) is not news, while a dropout four times beyond anything the
-    series showed, or of hours, is decided at once."""
-    if sil >= 0.5 and conf != conf and (gap <= SI_REPEAT * 1e6 * si_rep
-                                        or (ln_tail > ln_rare and gap <= SI_RUN_CAP * 1e6 * si_rep)):
+    (the likelihood's input, the tail fit, the emitted score) is left as it is: only the alert changes."""
+    if sil >= 0.5 and conf != conf and gap <= SI_REPEAT * 1e6 * si_rep:
         return SI_USUAL
     return sil
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _silence_ln_tail(qm, factor, si_n, si_k, si_e, n0, m0):
-    """ln P(gap >= qm median gaps) under the series' long gaps (run42): silcal32's posterior predictive (P(long) x
-    the excess's Lomax tail, layout.SC_A0), but -inf (no gating) where fewer than SI_RUN_K long gaps are counted (a
-    series that never missed two readings running is judged as before) or the gap is not long. Why the Lomax and not
-    gap31's exponential: with a few long gaps counted the excess's scale is uncertain, and the posterior keeps that
-    uncertainty (a heavy tail) instead of a lower bound on the count that alerts on a gappy series' early runs."""
-    if si_k < SI_RUN_K or qm < factor:
-        return -math.inf
-    b = si_e + m0 * SC_C0
-    return math.log((si_k + SC_A0) / (si_n + n0 + SC_A0)) - (si_k + SC_C0) * math.log(1.0 + (qm - factor) / b)
 
 
 @njit(**_STAGE)
@@ -1007,9 +987,7 @@ def _silence(st, sl, pr, ti, last, cnt, has_prev):
             expected = _min(expected, _max(SI_CAP * 1e6 * st[sl, C_SI_MAX], factor * med_us) / factor)
     excess = _max(gap / expected - 1.0, 0.0)
     sil = excess / (excess + (factor - 1.0))
-    ln_tail = _silence_ln_tail(gap / med_us if med_us > 0 else 0.0, factor, si_n, si_k, si_e, pr[P_SI_N0],
-                               pr[P_SI_M0]) if sil >= 0.5 else -math.inf
-    dec = _silence_decision(sil, gap, conf, st[sl, C_SI_REP], ln_tail, pr[P_SI_LNP])
+    dec = _silence_decision(sil, gap, conf, st[sl, C_SI_REP])
     # the calibrated score (silcal32): the gap's tail probability under the counts as they stood before it
     s_cal = 0.0
     if sil > 0:

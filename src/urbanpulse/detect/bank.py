@@ -75,7 +75,7 @@ import numpy as np
 
 from urbanpulse.capacity import grown
 from urbanpulse.detect.layout import (DETECTORS, S, SE, SEASON, SEASON_BINS, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_Z,
-                                     SC_A0, SC_C0, SI_REPEAT, SI_RUN_CAP, SI_RUN_K, SI_USUAL, STATE, VETO_BIT)
+                                     SI_REPEAT, SI_USUAL, STATE, VETO_BIT)
 from urbanpulse.detect.profiles import COL, SEVERITIES, ProfileTable
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
 
@@ -111,17 +111,6 @@ def _kernel():  # noqa: ANN202
                   REFRESH_EVERY, EAGER_REFRESH, np.full((1, len(SEASON)), np.nan, np.float32))
         _KERNEL = k
     return _KERNEL
-
-
-def _run_ln_tail(qm: np.ndarray, factor: np.ndarray, si_n: np.ndarray, si_k: np.ndarray, si_e: np.ndarray,
-                 P: np.ndarray) -> np.ndarray:
-    """run42, as the kernel's `_silence_ln_tail` (so the live check decides a gap as `urbanpulse detect` does): ln of
-    a long gap's posterior-predictive tail probability under the series' long gaps, -inf where fewer than SI_RUN_K
-    long gaps are counted or the gap is not long."""
-    b = si_e + P[:, COL["si_m0"]] * SC_C0
-    ln_long = np.log((si_k + SC_A0) / (si_n + P[:, COL["si_n0"]] + SC_A0))
-    ln_p = ln_long - (si_k + SC_C0) * np.log(1.0 + (qm - factor) / b)
-    return np.where((si_k >= SI_RUN_K) & (qm >= factor), ln_p, -np.inf)
 
 
 @dataclass
@@ -372,10 +361,7 @@ class DetectorBank:
             excess = np.maximum(gap / expected - 1.0, 0.0)
             sc = _ratio_score(excess, P[:, COL["si_factor"]] - 1.0)
             # rep41, as the kernel: a gap up to SI_REPEAT x the longest the series has shown is not silent
-            si_rep = st[:, S["si_rep"]]
-            usual = (sc >= 0.5) & np.isnan(conf) & ((gap <= SI_REPEAT * 1e6 * si_rep)
-                                                     | (_run_ln_tail(gap / med_us, factor, si_n, si_k, si_e, P)
-                                                        > P[:, COL["si_lnp"]]) & (gap <= SI_RUN_CAP * 1e6 * si_rep))
+            usual = (sc >= 0.5) & np.isnan(conf) & (gap <= SI_REPEAT * 1e6 * st[:, S["si_rep"]])
             sc = np.where(usual, SI_USUAL, sc)
         hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
         return Silences(slot=slots[hit].astype(np.int32), last_ts_us=last[hit], gap_us=gap[hit], score=sc[hit])

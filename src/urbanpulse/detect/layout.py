@@ -162,12 +162,6 @@ SI_REPEAT = 2.0  # silence's repeat memory (rep41): a gap is silent only beyond 
 # has shown (`si_rep`): a series that skips a reading now and then is not silent on a run of two or three, one that
 # never missed a reading (si_rep ~ one median gap) is judged as before, and a dropout of 9+ slots on a series whose
 # runs of missed readings reach 3 (gaps of 4 slots) is still silent
-SI_RUN_K = 0.5  # run42: silence's decision also weighs a gap's tail probability under the series' long gaps (the
-# posterior predictive of silcal32) once this many long gaps (decayed) are counted; below it (a series that never
-# missed two readings running; one long gap counts 1, decaying) only rep41's memory and gap31's rarity judge
-SI_RUN_CAP = 3.5  # run42: ... and only on a gap at most this x the longest the series has shown (`si_rep`): a
-# dropout of 15 missed readings on a series whose runs reach 3 (gaps of 4 slots) is still silent, however heavy
-# the fitted tail
 SI_USUAL = 0.49  # rep41: silence's statistic on such a gap, just below the decision (0.5): the likelihood, the tail
 # and the emitted score see it as before, the alert is not raised
 
