@@ -20,25 +20,42 @@ import numpy as np
 
 from urbanpulse.detect import _kernel
 from urbanpulse.detect.bank import EAGER_REFRESH, REFRESH_EVERY, DetectorBank, Scores
-from urbanpulse.detect.settings import DETECTOR_NAMES
+from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings
+
+
+def scores_nothing(*args: object) -> float:
+    """A score-only stage switched off: it scores 0 on every reading and learns nothing."""
+    return 0.0
 
 
 @contextmanager
-def interpreted_stages() -> Iterator[None]:
+def interpreted_stages(off_stage: str | None = None) -> Iterator[None]:
     """While open, `_kernel.process.py_func` calls its stages' Python source (`py_func`), not their
-    compiled code: the module's globals are what the interpreted source looks its callees up in."""
+    compiled code: the module's globals are what the interpreted source looks its callees up in.
+    `off_stage` (a `_kernel` function's name) is replaced by `scores_nothing`: what the other stages
+    find without a score-only stage (its tests: every decision the same with it off)."""
     compiled = {f.py_func.__name__: f for f in _kernel.STAGES}
+    saved = getattr(_kernel, off_stage) if off_stage else None
     try:
         for name, f in compiled.items():
             setattr(_kernel, name, f.py_func)
+        if off_stage:
+            setattr(_kernel, off_stage, scores_nothing)
         yield
     finally:
         for name, f in compiled.items():
             setattr(_kernel, name, f)
+        if off_stage:
+            setattr(_kernel, off_stage, saved)
 
 
 class ReferenceBank(DetectorBank):
-    """DetectorBank scoring with the interpreted kernel source (slow: tests only)."""
+    """DetectorBank scoring with the interpreted kernel source (slow: tests only); `off_stage` names a
+    score-only stage to switch off (`interpreted_stages`)."""
+
+    def __init__(self, settings: DetectionSettings, off_stage: str | None = None) -> None:
+        super().__init__(settings)
+        self.off_stage = off_stage
 
     def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
         order, s, t, x = self._scorable(slot, ts_us, value)
@@ -47,7 +64,7 @@ class ReferenceBank(DetectorBank):
         fused = np.zeros(n, np.float64)
         veto = np.zeros(n, np.uint8)
         if n:
-            with np.errstate(all="ignore"), interpreted_stages():
+            with np.errstate(all="ignore"), interpreted_stages(self.off_stage):
                 _kernel.process.py_func(s, t, x, self.last_ts, self.profile, self.profiles.table, self.state,
                                         self.values, self.changes, self.gaps, out, fused, veto,
                                         REFRESH_EVERY, EAGER_REFRESH, self.season)

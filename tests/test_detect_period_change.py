@@ -16,17 +16,14 @@ clean copy gets no score of HIGH from it. Deterministic (`derandomize=True`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
-import detect_reference
 import detect_series
-from detect_reference import ReferenceBank, interpreted_stages as _interpreted
+from detect_reference import ReferenceBank
 from detect_series import score_one
-from urbanpulse.detect import DetectionSettings, Scores, _kernel
+from urbanpulse.detect import DetectionSettings, Scores
 
 N = 3000
 ONSET = 2000
@@ -81,39 +78,11 @@ def test_a_changed_period_scores_high_within_a_few_periods(seed: int, period: fl
     assert best >= HIGH, f"the changed period's best anomaly_score within {end - ONSET} readings is {best:.6f}"
 
 
-def _no_period(st, sl, pr, xi, ti, cnt, has_prev) -> float:  # noqa: ANN001
-    return 0.0
-
-
-@contextmanager
-def _interpreted_without_period() -> Iterator[None]:
-    """The kernel's stages as their Python source (`detect_reference.interpreted_stages`), `_period` scoring
-    nothing."""
-    with _interpreted():
-        saved = _kernel._period
-        _kernel._period = _no_period
-        try:
-            yield
-        finally:
-            _kernel._period = saved
-
-
-class _PeriodOffBank(ReferenceBank):
-    """ReferenceBank (the interpreted kernel source) with `_period` off."""
-
-    def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
-        detect_reference.interpreted_stages = _interpreted_without_period
-        try:
-            return super()._process(slot, ts_us, value, emit)
-        finally:
-            detect_reference.interpreted_stages = _interpreted
-
-
 def period_off_scores(x: np.ndarray, ts: np.ndarray | None = None,
                       settings: DetectionSettings | None = None) -> Scores:
     """`x` scored as one series (as `detect_series.score_one`) by the interpreted kernel with `_period` off: what
     the other stages find without it (tests/test_detect_spread_change.py reads it too)."""
-    bank = _PeriodOffBank(settings or DetectionSettings())
+    bank = ReferenceBank(settings or DetectionSettings(), off_stage="_period")
     bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
     if ts is None:
         ts = detect_series.T0 + np.arange(len(x), dtype=np.int64) * detect_series.MIN_US  # (score_one's default)

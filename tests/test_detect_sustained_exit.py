@@ -19,16 +19,13 @@ Deterministic (`derandomize=True`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 from hypothesis import assume, given, settings as hsettings, strategies as st
 
-import detect_reference
-from detect_reference import ReferenceBank, interpreted_stages as _interpreted
+from detect_reference import ReferenceBank
 from detect_series import score_one
-from urbanpulse.detect import DetectionSettings, Scores, _kernel
+from urbanpulse.detect import DetectionSettings, Scores
 
 N = 3000
 ONSET = 2000
@@ -120,36 +117,8 @@ def test_an_exit_that_holds_is_not_scored_again(seed: int, tau: float, noise: fl
     assert float(a[ONSET + WITHIN:].max()) < HIGH
 
 
-def _no_exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res) -> float:  # noqa: ANN001
-    return 0.0
-
-
-@contextmanager
-def _interpreted_without_exit() -> Iterator[None]:
-    """The kernel's stages as their Python source (`detect_reference.interpreted_stages`), `_exit` scoring
-    nothing."""
-    with _interpreted():
-        saved = _kernel._exit
-        _kernel._exit = _no_exit
-        try:
-            yield
-        finally:
-            _kernel._exit = saved
-
-
-class _ExitOffBank(ReferenceBank):
-    """ReferenceBank (the interpreted kernel source) with `_exit` off."""
-
-    def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
-        detect_reference.interpreted_stages = _interpreted_without_exit
-        try:
-            return super()._process(slot, ts_us, value, emit)
-        finally:
-            detect_reference.interpreted_stages = _interpreted
-
-
 def _exit_off_scores(x: np.ndarray, ts: np.ndarray) -> Scores:
-    bank = _ExitOffBank(DetectionSettings())
+    bank = ReferenceBank(DetectionSettings(), off_stage="_exit")
     bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
     return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
 
