@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from detect_reference import ReferenceBank
 from urbanpulse.detect import DetectionSettings, DetectorBank, Scores
 
 T0 = 1_700_000_000_000_000  # µs, 2023-11-14T22:13:20Z
@@ -15,10 +16,12 @@ MIN_US = 60_000_000
 
 
 def score_one(x: np.ndarray, ts: np.ndarray | None = None, settings: DetectionSettings | None = None, *,
-              metric: str = "value", step_us: int = MIN_US) -> Scores:
+              metric: str = "value", step_us: int = MIN_US, off_stage: str | None = None) -> Scores:
     """``x`` scored as one series (sensor ``s0``, ``metric``) by a fresh bank with ``settings``
-    (default: the built-in defaults), at timestamps ``ts`` (µs) or ``step_us`` apart from T0."""
-    bank = DetectorBank(settings or DetectionSettings())
+    (default: the built-in defaults), at timestamps ``ts`` (µs) or ``step_us`` apart from T0.
+    ``off_stage``: by the interpreted kernel with that score-only stage off (`ReferenceBank`)."""
+    settings = settings or DetectionSettings()
+    bank = ReferenceBank(settings, off_stage) if off_stage else DetectorBank(settings)
     bank.assign(np.zeros(1, np.int64), ["s0"], [metric])
     if ts is None:
         ts = T0 + np.arange(len(x), dtype=np.int64) * step_us
@@ -50,3 +53,15 @@ def spike_pair_scores(score: Callable[[np.ndarray], Scores], size: float, factor
         y[1400] += s
         out.append(float(score(y).anomaly_score[1400]))
     return out[0], out[1]
+
+
+def assert_score_only(clean: np.ndarray, injected: np.ndarray, ts: np.ndarray, stage: str) -> None:
+    """A score-only stage changes no detector's score or decision and no alert (on `clean` and on
+    `injected`), and scores nothing on the clean copy (its anomaly_score the same without it)."""
+    for x in (clean, injected):
+        on, off = score_one(x, ts), score_one(x, ts, off_stage=stage)
+        assert np.array_equal(on.decision, off.decision)
+        assert np.array_equal(on.score, off.score)
+        assert np.array_equal(on.alert, off.alert)
+    on, off = score_one(clean, ts), score_one(clean, ts, off_stage=stage)
+    assert np.array_equal(on.anomaly_score, off.anomaly_score)

@@ -20,9 +20,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
-import detect_series
-from detect_reference import ReferenceBank
-from detect_series import score_one
+from detect_series import assert_score_only, score_one
 from urbanpulse.detect import DetectionSettings, Scores
 
 N = 3000
@@ -80,13 +78,9 @@ def test_a_changed_period_scores_high_within_a_few_periods(seed: int, period: fl
 
 def period_off_scores(x: np.ndarray, ts: np.ndarray | None = None,
                       settings: DetectionSettings | None = None) -> Scores:
-    """`x` scored as one series (as `detect_series.score_one`) by the interpreted kernel with `_period` off: what
-    the other stages find without it (tests/test_detect_spread_change.py reads it too)."""
-    bank = ReferenceBank(settings or DetectionSettings(), off_stage="_period")
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    if ts is None:
-        ts = detect_series.T0 + np.arange(len(x), dtype=np.int64) * detect_series.MIN_US  # (score_one's default)
-    return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
+    """`x` scored as one series by the interpreted kernel with `_period` off: what the other stages find without it
+    (tests/test_detect_spread_change.py reads it)."""
+    return score_one(x, ts, settings, off_stage="_period")
 
 
 @hsettings(max_examples=3, deadline=None, derandomize=True)
@@ -97,10 +91,4 @@ def test_period_is_score_only_and_silent_on_a_clean_series(seed: int, period: fl
     alert are the same; on the clean copy the anomaly_score is the same too (the clean period is never judged
     changed)."""
     clean, changed, ts = periodic(seed, period, factor, noise, pulse)
-    for x in (clean, changed):
-        on, off = score_one(x, ts), period_off_scores(x, ts)
-        assert np.array_equal(on.decision, off.decision)
-        assert np.array_equal(on.score, off.score)
-        assert np.array_equal(on.alert, off.alert)
-    on, off = score_one(clean, ts), period_off_scores(clean, ts)
-    assert np.array_equal(on.anomaly_score, off.anomaly_score)
+    assert_score_only(clean, changed, ts, "_period")

@@ -23,9 +23,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import assume, given, settings as hsettings, strategies as st
 
-from detect_reference import ReferenceBank
-from detect_series import score_one
-from urbanpulse.detect import DetectionSettings, Scores
+from detect_series import assert_score_only, score_one
 
 N = 3000
 ONSET = 2000
@@ -117,12 +115,6 @@ def test_an_exit_that_holds_is_not_scored_again(seed: int, tau: float, noise: fl
     assert float(a[ONSET + WITHIN:].max()) < HIGH
 
 
-def _exit_off_scores(x: np.ndarray, ts: np.ndarray) -> Scores:
-    bank = ReferenceBank(DetectionSettings(), off_stage="_exit")
-    bank.assign(np.zeros(1, np.int64), ["s0"], ["value"])
-    return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
-
-
 @hsettings(max_examples=4, deadline=None, derandomize=True)
 @given(**_DRAWS)
 def test_exit_is_score_only_and_silent_on_a_clean_series(seed: int, tau: float, noise: float, depth: float,
@@ -131,10 +123,4 @@ def test_exit_is_score_only_and_silent_on_a_clean_series(seed: int, tau: float, 
     alert are the same, with the exit and without; on the clean copy, which stays within the range its first
     hours showed, the anomaly_score is the same too."""
     clean, exited, ts = machine(seed, tau, noise, depth, up)
-    for x in (clean, exited):
-        on, off = score_one(x, ts), _exit_off_scores(x, ts)
-        assert np.array_equal(on.decision, off.decision)
-        assert np.array_equal(on.score, off.score)
-        assert np.array_equal(on.alert, off.alert)
-    on, off = score_one(clean, ts), _exit_off_scores(clean, ts)
-    assert np.array_equal(on.anomaly_score, off.anomaly_score)
+    assert_score_only(clean, exited, ts, "_exit")
