@@ -167,8 +167,8 @@ def test_metrics_count_every_rejection_by_reason(reasons: list[Reason], source: 
     m = IngestMetrics()
     rejections = [Rejection(reason=r, detail="", payload=b"", source=source) for r in reasons]
     batch = SimpleNamespace(source=source, rejections=rejections)
-    BatchWriter._count(SimpleNamespace(metrics=m), batch, WriteResult(0, 0, len(reasons), 0.01, False))
     want = Counter(r.value for r in reasons)
+    BatchWriter._count(SimpleNamespace(metrics=m), batch, WriteResult(0, 0, len(reasons), 0.01, False, dict(want)))
     assert dict(m.reasons) == dict(want)
     for reason in Reason:
         assert m.quarantined.labels(source, reason.value)._value.get() == want.get(reason.value, 0)

@@ -40,6 +40,11 @@ pytestmark = pytest.mark.integration
 POISON = reading("hostile40-poison", 0)
 
 
+def _quarantined_metric(svc, reason: str) -> float:  # noqa: ANN001
+    """``urbanpulse_readings_quarantined_total`` of the MQTT source for ``reason``."""
+    return svc.service.metrics.quarantined.labels("mqtt", reason)._value.get()
+
+
 def _dup_puback_seen(tap: MqttTap, payload: bytes, dropped: bool, after: int = 0) -> bool:
     """A PUBACK (swallowed by the tap, or passed on) answered a DUP delivery of ``payload`` on a
     connection later than ``after``."""
@@ -75,6 +80,8 @@ async def test_a_poison_message_redelivered_after_a_lost_puback_is_quarantined_o
         assert [(r["reason"], bytes(r["payload"])) for r in rows] == [("poison_message", POISON)], \
             [(r["reason"], r["detail"]) for r in rows]
         assert all(d.dup for d in deliveries(tap, POISON)[1:])  # every redelivery was marked as one
+        # the metric counts the row once: the redelivery added none (session 43; it was counted twice)
+        assert _quarantined_metric(svc, "poison_message") == 1
         # an MQTT poison suspect is kept until forget_after_s (ingest42; poison.py): the DUP redelivery
         # after the lost PUBACK is quarantined again without being decoded, its row not written twice
         assert fmt.fired == 1, fmt.fired

@@ -33,9 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
-from operator import attrgetter
 
 import asyncpg
 import numpy as np
@@ -56,8 +54,6 @@ _CONNECTION_TROUBLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnection
 #: errors after which a batch's transaction is retried whole, rather than dropping its alert changes
 _RETRY_WHOLE_BATCH = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                       asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
-#: a rejection's reason (counted per batch with ``Counter(map(...))``, in C)
-_REASON = attrgetter("reason")
 
 
 class AlertChangesFailed(Exception):
@@ -247,9 +243,9 @@ class BatchWriter:
         m.tally["duplicates"] += result.duplicates
         m.tally["quarantined"] += result.quarantined
         # grouped by reason: one counter update per reason, not per rejection (a request of 1 M
-        # rejected lines spent ~1.5 s per 100 k here on ``labels()``, benchmarks/README.md ``ingest32``)
-        for reason, n in Counter(map(_REASON, batch.rejections)).items():
-            value = reason.value
+        # rejected lines spent ~1.5 s per 100 k here on ``labels()``, benchmarks/README.md ``ingest32``);
+        # the rows this write added, so a redelivered bad message is counted once
+        for value, n in result.quarantined_by_reason.items():
             m.quarantined.labels(source, value).inc(n)
             m.reasons[value] += n
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 
 import asyncpg
 import numpy as np
@@ -55,13 +57,17 @@ TransactionHook = Callable[[asyncpg.Connection], Awaitable[None]]
 
 @dataclass(slots=True)
 class WriteResult:
-    """What one batch write did."""
+    """What one batch write did. ``quarantined`` counts the quarantine rows this write added, by
+    reason in ``quarantined_by_reason``: a redelivered message whose row is already there (a Kafka
+    record fetched again, an MQTT DUP after a lost PUBACK) adds none, so the metrics built from this
+    count each bad message once."""
 
     stored: int
     duplicates: int
     quarantined: int
     seconds: float
     merged: bool
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 async def prepare_connection(conn: asyncpg.Connection) -> None:
@@ -174,30 +180,32 @@ class ReadingStore:
                                       readings.lat, readings.lon, self.source_ids.get(source, 0))
         merged = False
         stored = 0
+        written: Counter[str] = Counter()  # quarantine rows added, by reason (filled in the transaction)
         conn = await self.pool.acquire()
         try:
             if payload is None:
                 if rejections or in_transaction is not None:
                     async with conn.transaction():
-                        await self._quarantine(conn, rejections)
+                        await self._quarantine(conn, rejections, written)
                         if in_transaction is not None:
                             await in_transaction(conn)
             elif self._merge_batches_left == 0 and await self._copy(conn, payload, rejections, in_transaction,
-                                                                    sid, readings):
+                                                                    sid, readings, written):
                 stored = n
             else:
                 merged = True
-                stored = await self._merge(conn, payload, rejections, in_transaction)
+                stored = await self._merge(conn, payload, rejections, in_transaction, written)
                 self._merge_batches_left = max(0, self._merge_batches_left - 1) if stored == n else 4
         except BaseException:
             await self.pool.release(conn)  # rolls back what is open (or terminates a broken connection)
             raise
         self.releases.release_soon(conn)  # committed: the caller need not wait for the pool's reset
-        return WriteResult(stored=stored, duplicates=n - stored, quarantined=len(rejections),
-                           seconds=time.perf_counter() - start, merged=merged)
+        return WriteResult(stored=stored, duplicates=n - stored, quarantined=written.total(),
+                           seconds=time.perf_counter() - start, merged=merged, quarantined_by_reason=dict(written))
 
     async def _copy(self, conn: asyncpg.Connection, payload: bytearray, rejections: list[Rejection],
-                    hook: TransactionHook | None, sid: np.ndarray | None, readings: ReadingColumns | None) -> bool:
+                    hook: TransactionHook | None, sid: np.ndarray | None, readings: ReadingColumns | None,
+                    written: Counter[str]) -> bool:
         """COPY straight into readings; False (rolled back) if the batch overlaps stored rows."""
         partials = None
         if self.rollups is not None and readings is not None:
@@ -207,7 +215,7 @@ class ReadingStore:
             async with conn.transaction():
                 await conn.copy_to_table("readings", source=_stream(payload), columns=READING_COLUMNS,
                                          format="binary")
-                await self._finish(conn, rejections, hook, partials, claim)
+                await self._finish(conn, rejections, hook, partials, claim, written)
             committed = True
         except asyncpg.UniqueViolationError:
             self._merge_batches_left = 4
@@ -237,7 +245,7 @@ class ReadingStore:
         self.rollup_buffer.release(claim)
 
     async def _merge(self, conn: asyncpg.Connection, payload: bytearray, rejections: list[Rejection],
-                     hook: TransactionHook | None) -> int:
+                     hook: TransactionHook | None, written: Counter[str]) -> int:
         """COPY into the staging table, insert what is new; returns how many rows were new."""
         claim, committed = Claim(), False
         partials = None
@@ -251,17 +259,17 @@ class ReadingStore:
                     partials = self._partials(np.fromiter((r[0] for r in rows), np.int32, k),
                                               np.fromiter((r[1] for r in rows), np.int64, k),
                                               np.fromiter((r[2] for r in rows), np.float64, k))
-                await self._finish(conn, rejections, hook, partials, claim)
+                await self._finish(conn, rejections, hook, partials, claim, written)
             committed = True
         finally:
             self._after(claim, partials, committed)
         return len(rows)
 
     async def _finish(self, conn: asyncpg.Connection, rejections: list[Rejection], hook: TransactionHook | None,
-                      partials: dict[str, Partials] | None, claim: Claim) -> None:
+                      partials: dict[str, Partials] | None, claim: Claim, written: Counter[str]) -> None:
         """The rest of the batch transaction, after the readings: quarantine, hook, rollups (merged,
         or, with a buffer, only the minutes they fall in marked)."""
-        await self._quarantine(conn, rejections)
+        await self._quarantine(conn, rejections, written)
         if hook is not None:
             await hook(conn)
         if partials is not None:
@@ -277,7 +285,7 @@ class ReadingStore:
             await self.rollup_buffer.close()
         await self.releases.wait()
 
-    async def _quarantine(self, conn: asyncpg.Connection, rejections: list[Rejection]) -> None:
+    async def _quarantine(self, conn: asyncpg.Connection, rejections: list[Rejection], written: Counter[str]) -> None:
         """The batch's rejections, :data:`QUARANTINE_CHUNK` rows per statement (in the batch's
         transaction): encoding one statement's rows holds the event loop, so a batch of 100 k
         rejections is several short holds with the loop free between them, not one long one.
@@ -288,7 +296,9 @@ class ReadingStore:
         (benchmarks/README.md ``reject39``: the INSERT's array encoding was up to a third of a
         request of bad lines). Kafka rows keep the INSERT and its ``ON CONFLICT DO NOTHING`` (a
         redelivered record); an MQTT redelivery (DUP) inserts only rows not there yet
-        (storage/quarantine_keys.py, ``dup39``)."""
+        (storage/quarantine_keys.py, ``dup39``). ``written`` is set to the rows added, by reason
+        (the INSERTs return the reasons of the rows they added)."""
+        written.clear()
         limit = self.payload_limit
         fresh = [r for r in rejections if not r.redelivered]
         again = [r for r in rejections if r.redelivered] if len(fresh) < len(rejections) else []
@@ -301,9 +311,11 @@ class ReadingStore:
                         "quarantine", columns=QUARANTINE_COLUMNS,
                         records=[(r.source, _clean(r.topic), r.partition, r.offset, r.item, r.reason.value,
                                   _clean(r.detail), r.payload[:limit], len(r.payload)) for r in part])
+                    for reason, k in Counter(map(_REASON, part)).items():  # per reason, not per row
+                        written[reason.value] += k
                     continue
-                await conn.execute(
-                    sql,
+                added = await conn.fetch(
+                    sql + " RETURNING reason",
                     [r.source for r in part],
                     [_clean(r.topic) for r in part],
                     [r.partition for r in part],
@@ -314,6 +326,11 @@ class ReadingStore:
                     [r.payload[:limit] for r in part],
                     [len(r.payload) for r in part],
                 )
+                written.update(row[0] for row in added)
+
+
+#: a rejection's reason (counted per statement with ``Counter(map(...))``, in C)
+_REASON = attrgetter("reason")
 
 
 async def _stream(data: bytes | bytearray, chunk: int = 1 << 18):
