@@ -26,8 +26,8 @@ class IngestMetrics:
         self.stored = Counter("urbanpulse_readings_stored", "Readings newly stored", ["source"], registry=r)
         self.duplicates = Counter("urbanpulse_readings_duplicate", "Readings already stored (redeliveries)",
                                   ["source"], registry=r)
-        self.quarantined = Counter("urbanpulse_readings_quarantined", "Quarantine rows written (a redelivery adds none)",
-                                   ["source", "reason"], registry=r)
+        self.quarantined = Counter("urbanpulse_readings_quarantined",
+                                   "Quarantine rows written (a redelivery adds none)", ["source", "reason"], registry=r)
         self.batch_seconds = Histogram("urbanpulse_batch_write_seconds", "Time to write one batch durably",
                                        registry=r, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.in_flight = Gauge("urbanpulse_in_flight_batches", "Batches queued or being written", registry=r)
