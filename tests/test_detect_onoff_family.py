@@ -57,11 +57,12 @@ def test_an_idle_stretch_is_not_a_stuck_sensor(seed: int) -> None:
                    "500 members) fails the LODO rule: benchmarks/README.md, det24")
 @hsettings(max_examples=150, deadline=None, derandomize=True)
 @given(seed=SEEDS)
-@example(seed=416)
+@example(seed=22)
 def test_bursts_at_a_coarse_resolution_are_learned_as_normal_runs(seed: int) -> None:
-    """Once a member has shown 1,200 readings of its bursts, no flatline alert. Not yet: e.g. seed 416 holds its
-    "on" value for bursts of up to 40 readings at a 10 % resolution; runs that start where the window's MAD is 0 are
-    not counted and never learned as normal, so the first run of 2 x the longest learned one alerts (row 2074)."""
+    """Once a member has shown 1,200 readings of its bursts, no flatline alert. Not yet: a member at a 10 % resolution
+    holds its "on" value for whole bursts; runs that start where the window's MAD is 0 are not counted and never
+    learned as normal, so a longer held burst alerts (seed 22: row 1610, 12 readings into a held "on" value; the
+    example was seed 416 until session 42's kernel, which no longer alerts there)."""
     m = fam.member(seed, resolutions=(0.1,), burst_max_at_least=20)
     assert [r for r in _onsets(m.values, m.ts_us)["flatline"] if r >= 1200] == []
 
