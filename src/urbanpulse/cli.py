@@ -211,9 +211,24 @@ def _main(argv: list[str] | None) -> int:
         print(f"urbanpulse: error: the database refused the command ({type(exc).__name__}: {exc}); check "
               f"database.dsn and that the schema is up to date (`urbanpulse migrate`)", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:  # not a file the user named (a socket, the network): keep the whole story
+            raise
+        print(f"urbanpulse: error: {file_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def file_error_message(exc: OSError) -> str:
+    """One line for a file a command could not read or write (an --output in a folder that does not exist,
+    a file without permission), instead of the traceback `registry export -o` and `subject export --output`
+    ended in."""
+    what = f"{exc.strerror or exc}: {exc.filename}"
+    if isinstance(exc, FileNotFoundError):
+        return f"{what} (does its folder exist?)"
+    return what
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:

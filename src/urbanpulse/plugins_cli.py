@@ -76,9 +76,13 @@ def run_decode(args: argparse.Namespace, settings: Any) -> int:
     options = dict(settings.formats.options.get(args.format) or {})
     if args.options:
         try:
-            options.update(json.loads(args.options))
+            given = json.loads(args.options)
         except ValueError as exc:
             raise ConfigError(f"--options is not JSON: {exc}") from exc
+        if not isinstance(given, dict):
+            raise ConfigError(f"--options must be a JSON object of option: value, e.g. '{{\"sensor_id\": \"dev_eui\"}}'"
+                              f" (`urbanpulse plugins` lists each format's options), got {type(given).__name__}")
+        options.update(given)
     if settings.formats.metric_names and args.format != "json":
         options["metric_names"] = {**settings.formats.metric_names, **options.get("metric_names", {})}
     catalogue = MetricCatalogue.load(v.catalogue, v.metrics)
