@@ -161,3 +161,30 @@ def test_a_failed_build_falls_back_to_numba(tmp_path: Path) -> None:
     assert out.stdout.split() == ["False", "True", "50"]
     assert "could not be compiled ahead of time" in out.stderr
     assert not list(tmp_path.glob("_upk_*"))
+
+
+def test_a_build_says_it_is_compiling_before_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A first start (or `urbanpulse demo`) compiles for half a minute, minutes on a busy machine: the log says
+    so before the build starts, where it would otherwise sit silent after its progress bar showed 100 %."""
+    said_before: list[bool] = []
+
+    def failing_build(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        said_before.append(any("compiling the analytics kernels" in r.getMessage() for r in caplog.records))
+        return subprocess.CompletedProcess(args, 1, "", "no compiler here")
+
+    monkeypatch.setattr(aot.subprocess, "run", failing_build)
+    with caplog.at_level("INFO", logger="urbanpulse.aot"), pytest.raises(aot.KernelBuildError):
+        aot.build(tmp_path, "0123456789abcdef")
+    assert said_before == [True]
+    assert str(tmp_path) in caplog.text and "once after an install or upgrade" in caplog.text
+
+
+def test_a_build_already_done_says_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing to compile (another start built it while this one waited for the lock): no message."""
+    k = "fedcba9876543210"
+    for short, _ in aot.KERNELS.values():
+        (tmp_path / f"_upk_{short}_{k}.so").write_bytes(b"")
+    with caplog.at_level("INFO", logger="urbanpulse.aot"):
+        aot.build(tmp_path, k)
+    assert "compiling" not in caplog.text

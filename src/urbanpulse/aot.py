@@ -290,6 +290,9 @@ def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent start builds once, the others wait for it
         if all((directory / f"{_module_name(s, k)}.so").is_file() for s, _ in KERNELS.values()):
             return
+        # a first start is otherwise silent here for half a minute (minutes on a busy machine)
+        log.info("compiling the analytics kernels into %s (once after an install or upgrade: about 30 s on an idle "
+                 "2-core machine, longer on a busy one; later starts load them in under a second)", directory)
         env = dict(os.environ, URBANPULSE_KERNELS="jit",
                    PYTHONPATH=os.pathsep.join([str(_PKG.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
         with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:

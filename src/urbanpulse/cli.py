@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from urbanpulse.cli_options import add_log_level
+from urbanpulse.cli_options import LOG_LEVELS, add_log_level
 from urbanpulse.errors import UrbanpulseError
 
 _EPILOG = """\
@@ -123,21 +123,34 @@ def _add_keys_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     keys.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file (for database.dsn)")
     add_log_level(keys)
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = ksub.add_parser("create", help="make a key and print it (once)",
+    after_action = _keys_options_after_action()
+    create = ksub.add_parser("create", help="make a key and print it (once)", parents=[after_action],
                              description="Make a key with a role and print it on stdout, once: only its hash "
                              "is stored.")
     create.add_argument("--role", required=True, choices=["viewer", "operator", "admin", "ingest"],
                         help="what the key may do (see `urbanpulse keys --help`)")
     create.add_argument("--name", required=True, help="who or what holds the key, e.g. 'grafana'")
     create.add_argument("--by", default=None, help="who makes it (kept with the key; default: $USER)")
-    lst = ksub.add_parser("list", help="list keys (id, name, role, state; never the secrets)",
+    lst = ksub.add_parser("list", help="list keys (id, name, role, state; never the secrets)", parents=[after_action],
                           description="List the keys: id, role, state, when made and the holder's name; never "
                           "the secrets.")
     lst.add_argument("--active", action="store_true", help="only keys that are not revoked")
-    revoke = ksub.add_parser("revoke", help="revoke a key by its id (it stops working at once)",
+    revoke = ksub.add_parser("revoke", help="revoke a key by its id (it stops working at once)", parents=[after_action],
                              description="Revoke a key by its id: the next request made with it is refused "
                              "(401). Revoking a revoked key changes nothing.")
     revoke.add_argument("key_id", metavar="ID", help="the id shown by `keys list` (the part after upk_)")
+
+
+def _keys_options_after_action() -> argparse.ArgumentParser:
+    """``--config`` and ``--log-level`` once more for ``keys create|list|revoke``, so that they may also follow
+    the action (``urbanpulse keys create --role admin --name x --config FILE``, as every other command and
+    the docker-compose instructions write it). Absent there, they leave what ``keys --config`` set."""
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                       help="YAML configuration file (for database.dsn); may also come before the action")
+    after.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
+                       help="how much to log on stderr (default: the configuration's log_level, INFO unless set)")
+    return after
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,9 +211,24 @@ def _main(argv: list[str] | None) -> int:
         print(f"urbanpulse: error: the database refused the command ({type(exc).__name__}: {exc}); check "
               f"database.dsn and that the schema is up to date (`urbanpulse migrate`)", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:  # not a file the user named (a socket, the network): keep the whole story
+            raise
+        print(f"urbanpulse: error: {file_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def file_error_message(exc: OSError) -> str:
+    """One line for a file a command could not read or write (an --output in a folder that does not exist,
+    a file without permission), instead of the traceback `registry export -o` and `subject export --output`
+    ended in."""
+    what = f"{exc.strerror or exc}: {exc.filename}"
+    if isinstance(exc, FileNotFoundError):
+        return f"{what} (does its folder exist?)"
+    return what
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:

@@ -52,6 +52,18 @@ def _positive(value: str) -> float:
     return f
 
 
+def tcp_port(value: str) -> int:
+    """--port as a usable TCP port (1-65535), refused by the parser with a usage message otherwise (99999
+    ended in an OverflowError traceback from bind())."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {value}")
+    return port
+
+
 def add_demo_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     """The ``demo`` sub-command and its options."""
     demo = sub.add_parser("demo", help="replay real Beijing air-quality data; --serve stays up with the web page",
@@ -89,7 +101,7 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="replay the data as it is, without the injected spike, stuck sensor and silence")
     serve.add_argument("--host", default=None, metavar="ADDR",
                        help="address to serve on (default: api.host of the configuration, 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, metavar="PORT",
+    serve.add_argument("--port", type=tcp_port, default=None, metavar="PORT",
                        help="port to serve on (default: api.port of the configuration, 8080)")
     return demo
 

@@ -42,12 +42,28 @@ from urbanpulse.storage.timescale import configured_policies
 log = logging.getLogger(__name__)
 
 
+# Refusals that waiting does not change: the login (role, password, pg_hba.conf) or the database name is wrong.
+REFUSED_FOR_GOOD = (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError)
+
+
+def refused_for_good_message(exc: asyncpg.PostgresError) -> str:
+    """What to fix when the server refused the connection for a reason retrying cannot change."""
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return (f"cannot connect to the database ({exc}): create it (e.g. `createdb` with the same host, port "
+                f"and user) or fix the database name in database.dsn (or URBANPULSE_DATABASE__DSN)")
+    return (f"the database server refused the login ({exc}): fix the user or password in database.dsn "
+            f"(or URBANPULSE_DATABASE__DSN), or the server's pg_hba.conf")
+
+
 async def connect_with_retry(dsn: str, timeout_s: float, attempts: int = 10) -> asyncpg.Connection:
-    """One connection, retried with backoff so a database that is still starting is waited for."""
+    """One connection, retried with backoff so a database that is still starting is waited for;
+    a refused login or a database that does not exist fails at once (waiting would not help)."""
     delay = 0.25
     for attempt in range(attempts):
         try:
             return await asyncpg.connect(dsn, timeout=timeout_s)
+        except REFUSED_FOR_GOOD as exc:
+            raise StorageUnavailable(refused_for_good_message(exc)) from exc
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
             if attempt == attempts - 1:
                 raise StorageUnavailable(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from urbanpulse.cli_options import add_log_level
+from urbanpulse.errors import ConfigError
 
 _EPILOG = """\
 Examples:
@@ -58,13 +60,40 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     add_log_level(p)
 
 
+FORMAT_OF_SUFFIX = {"csv": "csv", "ndjson": "ndjson", "jsonl": "ndjson", "parquet": "parquet", "pq": "parquet"}
+
+
 def output_format(args: argparse.Namespace) -> str:
-    """--format, else the output file's extension, else csv."""
+    """--format, else the output file's extension, else (no extension, or standard output) csv. An extension
+    that names no export format is refused rather than filled with CSV (`--output city.xlsx` wrote CSV)."""
     if args.format:
         return args.format
-    suffix = Path(args.output).suffix.lower().lstrip(".")
-    return {"jsonl": "ndjson", "pq": "parquet"}.get(suffix, suffix) if suffix in (
-        "csv", "ndjson", "jsonl", "parquet", "pq") else "csv"
+    suffix = Path(args.output).suffix.lower().lstrip(".") if args.output != "-" else ""
+    if suffix and suffix not in FORMAT_OF_SUFFIX:
+        raise ConfigError(f"--output {args.output}: .{suffix} is not an export format; name the file .csv, "
+                          f".ndjson or .parquet, or say --format csv|ndjson|parquet")
+    return FORMAT_OF_SUFFIX.get(suffix, "csv")
+
+
+def check_output_writable(output: str) -> None:
+    """Refuse, before any query runs, an output file whose folder does not exist or cannot be written."""
+    if output == "-":
+        return
+    folder = Path(output).parent
+    if not folder.is_dir():
+        raise ConfigError(f"--output {output}: the folder {folder} does not exist; create it or write elsewhere")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--output {output}: the folder {folder} is not writable; write elsewhere")
+
+
+def open_output(output: str) -> Any:  # noqa: ANN401 - a binary file
+    """The binary file the export writes (standard output for ``-``), or ConfigError saying why not."""
+    if output == "-":
+        return sys.stdout.buffer
+    try:
+        return open(output, "wb")  # noqa: SIM115 - closed by the caller after the last chunk
+    except OSError as exc:
+        raise ConfigError(f"cannot write --output {output}: {exc.strerror}") from exc
 
 
 def run_export_command(args: argparse.Namespace, settings: Any) -> int:
@@ -84,17 +113,19 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
     from urbanpulse.service import resolve_dsn
 
     q = parse_query({k: getattr(args, k) for k in _QUERY_OPTIONS if getattr(args, k, None) is not None})
+    fmt = output_format(args)
+    check_output_writable(args.output)
     dsn, embedded = await asyncio.to_thread(resolve_dsn, settings)
     try:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, timeout=settings.database.connect_timeout_s)
         try:
             runner = HistoryRunner(pool, QueryLimits.from_settings(settings.history),
                                    rollups=RollupAvailability.from_settings(settings))
-            ex = await open_export(runner, q, output_format(args), quality=args.quality)
+            ex = await open_export(runner, q, fmt, quality=args.quality)
             ids = [s.series_id for s in ex.info.series]
             total = (await estimate_rows(runner, q, ids) if q.bucket is None
                      else count_buckets(q.start, q.end, q.bucket, q.tz) * len(ids))
-            out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+            out = open_output(args.output)
             bar = tqdm(total=total, unit=" rows", unit_scale=True, disable=args.no_progress or args.output == "-",
                        desc=f"{len(ids)} series -> {args.output}", file=sys.stderr)
             try:

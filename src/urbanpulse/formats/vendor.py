@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -68,14 +69,21 @@ class Rows:
 
     def add(self, msg: int, item: int, sensor: str, metric: str, ts_us: float, value: float | None,
             unit: str | None = None, lat: float | None = None, lon: float | None = None, raw: object = None) -> None:
-        """One reading; ``raw`` is what to quarantine for it (None: the whole message)."""
+        """One reading; ``raw`` is what to quarantine for it (None: the whole message). A time, value or
+        position that is not a number raises TypeError here, inside :meth:`VendorFormat.decode`'s
+        per-message barrier (its message alone is quarantined as ``decode_error``), not later for the
+        whole batch when the columns are built."""
+        ts = _number("ts_us", ts_us)
+        number = math.nan if value is None else _number("value", value)
+        at_lat = math.nan if lat is None else _number("lat", lat)
+        at_lon = math.nan if lon is None else _number("lon", lon)
         self.sensor.append(sensor)
         self.metric.append(metric)
-        self.ts_us.append(ts_us)
+        self.ts_us.append(ts)
         self.null.append(value is None)
-        self.value.append(math.nan if value is None else value)
-        self.lat.append(math.nan if lat is None else lat)
-        self.lon.append(math.nan if lon is None else lon)
+        self.value.append(number)
+        self.lat.append(at_lat)
+        self.lon.append(at_lon)
         self.unit.append(unit)
         self.msg.append(msg)
         self.item.append(item)
@@ -97,6 +105,16 @@ class Rows:
             lat=np.array(self.lat, dtype=np.float64), lon=np.array(self.lon, dtype=np.float64),
             unit=self.unit, msg=np.array(self.msg, dtype=np.int32), item=np.array(self.item, dtype=np.int32),
             has_null_value=np.array(self.null, dtype=bool))
+
+
+def _number(field: str, x: object) -> float:
+    """``x`` as a float for a column of :class:`Rows`, or TypeError saying what a plugin should pass."""
+    if type(x) is float:
+        return x
+    if isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)):
+        return float(x)
+    raise TypeError(f"Rows.add: {field} must be a number, got {type(x).__name__} {x!r:.60}; "
+                    f"convert it first (urbanpulse.formats.vendor.as_number, parse_time)")
 
 
 def as_number(value: object) -> float | None:
