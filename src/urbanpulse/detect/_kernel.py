@@ -558,6 +558,20 @@ def _select(src, m, kth, a, b, guess):
     return cur[kth], (_max_of(a, 0, left_hi, -np.inf) if left_hi > 0 else left_max)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _pack(buf, n):
+    """perf43: buf[:n]'s entries that are not NaN moved to its front, in order; returns how many. The gathers write
+    every entry to its own place first (a loop without a carried store index, which LLVM vectorises) and pack only
+    where one was NaN: the same entries in the same order as writing each to buf[m] and counting m (the former loop,
+    ~2 x slower where no entry is NaN, the usual full window)."""
+    m = 0
+    for j in range(n):
+        v = buf[j]
+        buf[m] = v
+        m += np.int64(v == v)
+    return m
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _gather(ring_row, window, nc, buf):
     """The ring's newest `window` entries that are not NaN, into buf; returns how many, and how many of them are
@@ -567,12 +581,14 @@ def _gather(ring_row, window, nc, buf):
     w = window if window < R else R
     m = 0
     k = 0
-    if w >= R:
+    if w >= R:  # perf43: every entry to its own place (a loop LLVM vectorises), then packed only if one was NaN
         for j in range(R):
             v = np.float64(ring_row[j])
-            buf[m] = v
+            buf[j] = v
             m += np.int64(v == v)
             k += np.int64(v - v == 0.0)
+        if m < R:
+            m = _pack(buf, R)
     else:
         for j in range(R):
             age = (nc - 1 - j) % R
@@ -593,12 +609,14 @@ def _gather_values(ring_row, base, window, nc, buf):
     w = window if window < R else R
     m = 0
     k = 0
-    if w >= R:
+    if w >= R:  # perf43: as `_gather`'s
         for j in range(R):
             v = base + np.float64(ring_row[j])
-            buf[m] = v
+            buf[j] = v
             m += np.int64(v == v)
             k += np.int64(v - v == 0.0)
+        if m < R:
+            m = _pack(buf, R)
     else:
         for j in range(R):
             age = (nc - 1 - j) % R
@@ -823,11 +841,13 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
     # MAD: |v - med| over the same window (NaN where v is NaN or med is NaN)
     m2 = 0
     k2 = 0  # of them finite (`_n_finite`, counted here)
-    for j in range(m):
+    for j in range(m):  # perf43: each to its own place (vectorised), packed only if one is NaN (as `_gather`)
         dv = abs(g[j] - med)
-        d[m2] = dv
+        d[j] = dv
         m2 += np.int64(dv == dv)
         k2 += np.int64(dv - dv == 0.0)
+    if m2 < m:
+        m2 = _pack(d, m)
     mad = _median_k(d, m2, k2, W, a, b, st[sl, C_MAD])  # |.|: no -0.0
     st[sl, C_MAD] = mad
     res = st[sl, C_RES]
