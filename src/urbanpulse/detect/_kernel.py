@@ -846,8 +846,8 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
             st[sl, C_LO_MIN] = mn
         else:
             st[sl, C_LO_MIN] = np.nan
-        if k > 0:  # lo_q: order statistic k // 20
-            st[sl, C_LO_Q] = _select(g, m, k // 20, a, b, np.nan)[0]
+        if k > 0:  # lo_q: order statistic k // 20 (perf43: its last value the guess, as the median's below)
+            st[sl, C_LO_Q] = _select(g, m, k // 20, a, b, st[sl, C_LO_Q] if _no_negative_zero(base) else np.nan)[0]
         else:
             st[sl, C_LO_Q] = np.nan
     # the last refresh's statistics guide the searches (`_select`); the values' only where no entry can be -0.0
