@@ -147,12 +147,13 @@ def _former_gather(ring_row: np.ndarray, base: float | None, window: int, nc: in
     R = ring_row.shape[0]
     w = window if window < R else R
     m = k = 0
-    for j in range(R):
-        v = np.float64(ring_row[j]) if base is None else base + np.float64(ring_row[j])
-        buf[m] = v
-        inside = w >= R or (nc - 1 - j) % R < w
-        m += int(v == v and inside)
-        k += int(v - v == 0.0 and inside)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, as in the kernel
+        for j in range(R):
+            v = np.float64(ring_row[j]) if base is None else base + np.float64(ring_row[j])
+            buf[m] = v
+            inside = w >= R or (nc - 1 - j) % R < w
+            m += int(v == v and inside)
+            k += int(v - v == 0.0 and inside)
     return m, k
 
 
