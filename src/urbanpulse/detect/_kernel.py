@@ -466,6 +466,28 @@ def _partition(src, dst, lo, hi, pivot):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _below_into(src, dst, m, pivot):
+    """perf43: `_partition`'s lower side alone: src[:m]'s entries below `pivot` into dst from 0 up, in input order
+    (one store and one comparison an entry, not two)."""
+    fu = np.uint64(0)
+    for j in range(np.uint64(m)):
+        v = src[j]
+        dst[fu] = v
+        fu += np.uint64(v < pivot)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _above_into(src, dst, m, pivot):
+    """perf43: `_partition`'s upper side alone: src[:m]'s entries above `pivot` into dst from m - 1 down, in input
+    order."""
+    eu = np.uint64(m - 1)
+    for j in range(np.uint64(m)):
+        v = src[j]
+        dst[eu] = v
+        eu -= np.uint64(v > pivot)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _max_of(buf, lo, hi, left):
     """The largest of buf[lo:hi] and `left` (-inf: none): what sorts just below buf[lo:hi]'s successors."""
     p = left
@@ -505,9 +527,9 @@ def _select(src, m, kth, a, b, guess):
     does on a quantised or mostly-zero series, that is the answer the first pass would have returned (its f and e
     are these counts) and no pass runs; elsewhere the search goes on as before.
     """
+    n_below = 0
+    n_above = 0
     if m > 4 and guess - guess == 0.0:
-        n_below = 0
-        n_above = 0
         for j in range(m):
             v = src[j]
             n_below += np.int64(v < guess)
@@ -526,6 +548,20 @@ def _select(src, m, kth, a, b, guess):
             a[j] = src[j]
         cur = a
     first = True
+    if m > 4 and guess - guess == 0.0 and (kth < n_below or kth > m - 1 - n_above >= n_below):
+        # perf43: the counts say which side of the guess the kth entry is on; where the first pass's state after it
+        # needs only that side (below; above, some entry equal to the guess), only that side is written, as the
+        # partition writes it (a[0:f] in input order; a[e+1:m] from the top down), and the search goes on from there
+        if kth < n_below:
+            _below_into(src, a, m, guess)
+            hi = n_below
+        else:
+            _above_into(src, a, m, guess)
+            lo = m - n_above
+            left_max = _entry_equal(guess)
+        cur = a
+        dst = b
+        first = False
     while hi - lo > 4:
         guessed = first and guess - guess == 0.0
         if guessed:
