@@ -466,6 +466,28 @@ def _partition(src, dst, lo, hi, pivot):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _below_into(src, dst, m, pivot):
+    """perf43: `_partition`'s lower side alone: src[:m]'s entries below `pivot` into dst from 0 up, in input order
+    (one store and one comparison an entry, not two)."""
+    fu = np.uint64(0)
+    for j in range(np.uint64(m)):
+        v = src[j]
+        dst[fu] = v
+        fu += np.uint64(v < pivot)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _above_into(src, dst, m, pivot):
+    """perf43: `_partition`'s upper side alone: src[:m]'s entries above `pivot` into dst from m - 1 down, in input
+    order."""
+    eu = np.uint64(m - 1)
+    for j in range(np.uint64(m)):
+        v = src[j]
+        dst[eu] = v
+        eu -= np.uint64(v > pivot)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _max_of(buf, lo, hi, left):
     """The largest of buf[lo:hi] and `left` (-inf: none): what sorts just below buf[lo:hi]'s successors."""
     p = left
@@ -499,7 +521,22 @@ def _select(src, m, kth, a, b, guess):
     their bits provided no entry is -0.0 (entries that compare equal are then one bit pattern; the guess itself,
     which need not be an entry, is never returned): the caller passes a guess only where src cannot hold -0.0, and
     NaN elsewhere (median-of-three pivots throughout: the former search, pass for pass).
+
+    perf43: with a guess, the entries below and above it are counted first (a loop without stores, which LLVM
+    vectorises: ~1/6 of a partition pass); where the kth (and the (kth-1)th) entry equals the guess, as it mostly
+    does on a quantised or mostly-zero series, that is the answer the first pass would have returned (its f and e
+    are these counts) and no pass runs; elsewhere the search goes on as before.
     """
+    n_below = 0
+    n_above = 0
+    if m > 4 and guess - guess == 0.0:
+        for j in range(m):
+            v = src[j]
+            n_below += np.int64(v < guess)
+            n_above += np.int64(v > guess)
+        if n_below <= kth <= m - 1 - n_above and (kth - 1 >= n_below or kth == 0):
+            v = _entry_equal(guess)
+            return v, v
     lo = 0
     hi = m
     left_max = -np.inf  # the largest entry known to sort before cur[lo:hi] (valid once lo > 0)
@@ -511,6 +548,20 @@ def _select(src, m, kth, a, b, guess):
             a[j] = src[j]
         cur = a
     first = True
+    if m > 4 and guess - guess == 0.0 and (kth < n_below or kth > m - 1 - n_above >= n_below):
+        # perf43: the counts say which side of the guess the kth entry is on; where the first pass's state after it
+        # needs only that side (below; above, some entry equal to the guess), only that side is written, as the
+        # partition writes it (a[0:f] in input order; a[e+1:m] from the top down), and the search goes on from there
+        if kth < n_below:
+            _below_into(src, a, m, guess)
+            hi = n_below
+        else:
+            _above_into(src, a, m, guess)
+            lo = m - n_above
+            left_max = _entry_equal(guess)
+        cur = a
+        dst = b
+        first = False
     while hi - lo > 4:
         guessed = first and guess - guess == 0.0
         if guessed:
@@ -558,6 +609,20 @@ def _select(src, m, kth, a, b, guess):
     return cur[kth], (_max_of(a, 0, left_hi, -np.inf) if left_hi > 0 else left_max)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _pack(buf, n):
+    """perf43: buf[:n]'s entries that are not NaN moved to its front, in order; returns how many. The gathers write
+    every entry to its own place first (a loop without a carried store index, which LLVM vectorises) and pack only
+    where one was NaN: the same entries in the same order as writing each to buf[m] and counting m (the former loop,
+    ~2 x slower where no entry is NaN, the usual full window)."""
+    m = 0
+    for j in range(n):
+        v = buf[j]
+        buf[m] = v
+        m += np.int64(v == v)
+    return m
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _gather(ring_row, window, nc, buf):
     """The ring's newest `window` entries that are not NaN, into buf; returns how many, and how many of them are
@@ -567,12 +632,14 @@ def _gather(ring_row, window, nc, buf):
     w = window if window < R else R
     m = 0
     k = 0
-    if w >= R:
+    if w >= R:  # perf43: every entry to its own place (a loop LLVM vectorises), then packed only if one was NaN
         for j in range(R):
             v = np.float64(ring_row[j])
-            buf[m] = v
+            buf[j] = v
             m += np.int64(v == v)
             k += np.int64(v - v == 0.0)
+        if m < R:
+            m = _pack(buf, R)
     else:
         for j in range(R):
             age = (nc - 1 - j) % R
@@ -593,12 +660,14 @@ def _gather_values(ring_row, base, window, nc, buf):
     w = window if window < R else R
     m = 0
     k = 0
-    if w >= R:
+    if w >= R:  # perf43: as `_gather`'s
         for j in range(R):
             v = base + np.float64(ring_row[j])
-            buf[m] = v
+            buf[j] = v
             m += np.int64(v == v)
             k += np.int64(v - v == 0.0)
+        if m < R:
+            m = _pack(buf, R)
     else:
         for j in range(R):
             age = (nc - 1 - j) % R
@@ -813,8 +882,8 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
             st[sl, C_LO_MIN] = mn
         else:
             st[sl, C_LO_MIN] = np.nan
-        if k > 0:  # lo_q: order statistic k // 20
-            st[sl, C_LO_Q] = _select(g, m, k // 20, a, b, np.nan)[0]
+        if k > 0:  # lo_q: order statistic k // 20 (perf43: its last value the guess, as the median's below)
+            st[sl, C_LO_Q] = _select(g, m, k // 20, a, b, st[sl, C_LO_Q] if _no_negative_zero(base) else np.nan)[0]
         else:
             st[sl, C_LO_Q] = np.nan
     # the last refresh's statistics guide the searches (`_select`); the values' only where no entry can be -0.0
@@ -823,11 +892,13 @@ def _refresh(sl, nc, prow, st, values, changes, gaps, g, d, a, b, slow, refresh_
     # MAD: |v - med| over the same window (NaN where v is NaN or med is NaN)
     m2 = 0
     k2 = 0  # of them finite (`_n_finite`, counted here)
-    for j in range(m):
+    for j in range(m):  # perf43: each to its own place (vectorised), packed only if one is NaN (as `_gather`)
         dv = abs(g[j] - med)
-        d[m2] = dv
+        d[j] = dv
         m2 += np.int64(dv == dv)
         k2 += np.int64(dv - dv == 0.0)
+    if m2 < m:
+        m2 = _pack(d, m)
     mad = _median_k(d, m2, k2, W, a, b, st[sl, C_MAD])  # |.|: no -0.0
     st[sl, C_MAD] = mad
     res = st[sl, C_RES]

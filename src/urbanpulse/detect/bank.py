@@ -149,6 +149,32 @@ def _ratio_score(stat: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
     return stat / (stat + threshold)
 
 
+def slot_ts_order(slot: np.ndarray, ts: np.ndarray,
+                  value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of the finite values sorted by (slot, ts), equal keys in input order: exactly
+    ``pos[np.lexsort((ts[pos], slot[pos]))]`` with ``pos`` the finite values' positions (the former code), int64;
+    with the slots and times in that order (``slot[order]``, ``ts[order]``).
+
+    Why (perf43): that lexsort was the largest cost of a batch outside the kernel (~4 % of the detectors' time).
+    A batch's readings of one series nearly always arrive in time order (the service's batches, `urbanpulse detect`,
+    history fed to `warm`), and then a stable sort by slot alone is that order: one stable sort of one key (fast on
+    a batch made of runs) instead of two. Where a slot's times are not in order in it, the lexsort runs as before.
+    Either way the permutation is the same.
+    """
+    finite = np.isfinite(value)
+    if finite.all():  # every position is finite: no indexing by them
+        order = np.argsort(slot, kind="stable")
+    else:
+        pos = np.flatnonzero(finite)
+        order = pos[np.argsort(slot[pos], kind="stable")]
+    s, t = slot[order], ts[order]
+    if len(order) > 1 and ((s[1:] == s[:-1]) & (t[1:] < t[:-1])).any():  # a slot's times out of order
+        pos = np.flatnonzero(finite)
+        order = pos[np.lexsort((ts[pos], slot[pos]))]
+        s, t = slot[order], ts[order]
+    return order.astype(np.int64, copy=False), s, t
+
+
 class DetectorBank:
     """All detectors for all active series; see the module docstring for the contract."""
 
@@ -277,15 +303,15 @@ class DetectorBank:
             raise ValueError("score: slot, ts_us and value must have the same length")
         if len(slot) and (slot.min() < 0 or slot.max() >= self.capacity):
             raise ValueError("score: slot out of range; call ensure_capacity/assign first")
-        pos = np.flatnonzero(np.isfinite(val))
-        order = pos[np.lexsort((ts[pos], slot[pos]))]
-        s, t = slot[order], ts[order]
+        order, s, t = slot_ts_order(slot, ts, val)
         keep = t > self.last_ts[s]
         if len(s) > 1:
             same = s[1:] == s[:-1]
             keep[1:] &= ~(same & (t[1:] <= t[:-1]))  # equal ts within the batch: first one wins
+        if keep.all():  # perf43: the usual batch, nothing skipped: its slots and times are gathered already
+            return order, s, t, val[order]
         order = order[keep]
-        return order, slot[order], ts[order], val[order]
+        return order, s[keep], t[keep], val[order]
 
     def _result(self, order: np.ndarray, s: np.ndarray, t: np.ndarray, x: np.ndarray, out: np.ndarray,
                 fused: np.ndarray, veto: np.ndarray) -> Scores:
@@ -297,16 +323,18 @@ class DetectorBank:
         if len(vetoed):
             bits = veto[vetoed, None] & self._veto_bits[None, :]
             decision[vetoed] &= bits == 0
-        return Scores(index=order.astype(np.int64), slot=s.astype(np.int32), ts_us=t, value=x, score=score,
-                      decision=decision, names=self.names, anomaly_score=fused,
+        return Scores(index=order.astype(np.int64, copy=False), slot=s.astype(np.int32), ts_us=t, value=x,
+                      score=score, decision=decision, names=self.names, anomaly_score=fused,
                       alert=decision.any(axis=1) if len(self.names) else np.zeros(len(order), bool))
 
     def _process(self, slot: np.ndarray, ts_us: np.ndarray, value: np.ndarray, emit: bool) -> Scores | None:
         order, s, t, x = self._scorable(slot, ts_us, value)
         n = len(order)
-        out = np.zeros((n, len(DETECTOR_NAMES)), np.float64)
-        fused = np.zeros(n, np.float64)
-        veto = np.zeros(n, np.uint8)
+        # perf43: not zeroed, the kernel writes every row of all three (`_readings`: out[i, 0..5], fused_out[i],
+        # veto_out[i] for every reading i)
+        out = np.empty((n, len(DETECTOR_NAMES)), np.float64)
+        fused = np.empty(n, np.float64)
+        veto = np.empty(n, np.uint8)
         if n:
             # one reading at a time in (slot, ts) order: the scalar form of the former rounds
             # (tests/detect_reference.py runs the same source interpreted: bit-identical output)
