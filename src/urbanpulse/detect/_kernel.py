@@ -262,6 +262,8 @@ C_XR_X = _S["xr_x"]  # spike37
 C_XE_A = _S["xe_a"]  # exit40
 C_XE_N = _S["xe_n"]  # exit40
 C_XE_T = _S["xe_t"]  # exit41
+C_XE_PT = _S["xe_pt"]  # gecco43
+C_XE_DP = _S["xe_dp"]  # gecco43
 C_PE_L = _S["pe_l"]  # period42
 C_PE_A = _S["pe_a"]
 C_PE_S = _S["pe_s"]
@@ -1435,12 +1437,22 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
         side = 1.0 if n > 0 else -1.0
         if (xi - a) * side > -XE_H * bar and abs(n) - (XE_FIRED if abs(n) >= XE_FIRED else 0.0) < XE_END:
             n += side
-        else:
+            if (xi - a) * side >= XE_H * bar:
+                st[sl, C_XE_DP] = 1.0  # gecco43: it has left the range, not only touched its edge
+        elif st[sl, C_XE_DP] > 0:
             # back inside, or XE_END readings long (exit41: an anchor left early in a series' life, while its range
             # was still narrow, is never re-crossed by a series that settled beyond it; it must not keep exit shut)
             n = 0.0
             a = cnt  # (between excursions C_XE_A holds the count at which the last one ended, C_XE_T its time)
             st[sl, C_XE_T] = ti
+        else:
+            # gecco43: an excursion that never went XE_H bars beyond its anchor touched the range's edge (a quantised
+            # channel at the top of its range, a flow's new high by a few units): the XE_QUIET readings count from
+            # its end (a range that is still widening is touched every few readings), but the day's clock stays as it
+            # was before it began, so a touch does not hold back a real exit for a day
+            n = 0.0
+            a = cnt
+            st[sl, C_XE_T] = st[sl, C_XE_PT]
     if n == 0:
         # an excursion that begins within XE_QUIET readings of the last one's end is never scored: the range of a
         # trending series (or one still widening) is left every few readings
@@ -1452,6 +1464,8 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
             n = -1.0 if calm else -1.0 - XE_FIRED
             a = lo
         if n != 0:
+            st[sl, C_XE_PT] = st[sl, C_XE_T]  # gecco43: the day's clock, restored if this one only touches the edge
+            st[sl, C_XE_DP] = 1.0 if (xi - a) * (1.0 if n > 0 else -1.0) >= XE_H * bar else 0.0
             st[sl, C_XE_T] = ti  # (while an excursion is open C_XE_T holds the time it began)
     q = 0.0
     if n != 0 and XE_M <= abs(n) <= XE_AGE and ti - st[sl, C_XE_T] >= XE_M_US:
