@@ -1414,13 +1414,17 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
     one's end or of the series' first reading (C_XE_A holds that count and C_XE_T that time between excursions;
     C_XE_T holds the open one's start): a trending or still-widening range is left every few readings, and a range
     is the series' own only once it has covered its daily cycle (GECCO's one-minute channels, 3 days long, left a
-    range they had shown for hours, and those emissions moved the per-channel LODO's pooled threshold). Under
+    range they had shown for hours, and those emissions moved the per-channel LODO's pooled threshold). An excursion
+    that never went XE_H bars beyond its anchor (C_XE_DP 0) only touched the range's edge (a quantised channel at
+    the top of its range, a flow's new high by a few units): when it ends the XE_QUIET readings count from its end,
+    but the day's clock is what it was before it began (C_XE_PT; gecco43: on main such touches held GECCO's real
+    exits back for a day). Under
     reach's gates (from `reach_min_history` readings, the window's MAD > 0, spike's window holding >= DSCALE_LR_MIN
     changes, `reach_threshold` > 0); the caller scores q through reach's tail (`_reach_score`), so a series that
     often leaves its range learns that it does. O(1).
 
-    Reads C_XE_A, C_XE_N, C_XE_T, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`); P_XR_THR,
-    P_XR_MIN. Writes C_XE_A, C_XE_N, C_XE_T. Returns q where scored, else 0."""
+    Reads C_XE_A, C_XE_N, C_XE_T, C_XE_PT, C_XE_DP, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`);
+    P_XR_THR, P_XR_MIN. Writes C_XE_A, C_XE_N, C_XE_T, C_XE_PT, C_XE_DP. Returns q where scored, else 0."""
     if st[sl, C_XE_T] == 0:
         st[sl, C_XE_T] = ti  # the series' first reading (µs): no excursion is scored within XE_QUIET_US of it
     if not (pr[P_XR_THR] > 0) or not has_prev or not _isfinite(xi):
