@@ -49,8 +49,8 @@ def test_a_touch_of_the_range_top_does_not_hold_back_a_sustained_exit(seed: int,
                                                                      length: int, steps: int) -> None:
     """A machine quiet for a day whose reading touched the top of its range 17-23 hours before it cools (or heats)
     to 0.3-0.5 x its range beyond it and stays there gets an anomaly_score of at least HIGH within WITHIN readings of
-    the onset, as it does without the touch (test_detect_sustained_exit's first property, at its bar less the touch's own
-    share of reach's tail)."""
+    the onset, as it does without the touch (test_detect_sustained_exit's first property, at its bar less the
+    touch's own share of reach's tail)."""
     clean, exited, ts = machine(seed, tau, noise, depth, up)
     assume(quiet_before_onset(clean))
     at = ONSET - before
