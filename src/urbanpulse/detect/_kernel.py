@@ -262,6 +262,8 @@ C_XR_X = _S["xr_x"]  # spike37
 C_XE_A = _S["xe_a"]  # exit40
 C_XE_N = _S["xe_n"]  # exit40
 C_XE_T = _S["xe_t"]  # exit41
+C_XE_PT = _S["xe_pt"]  # gecco43
+C_XE_DP = _S["xe_dp"]  # gecco43
 C_PE_L = _S["pe_l"]  # period42
 C_PE_A = _S["pe_a"]
 C_PE_S = _S["pe_s"]
@@ -1483,13 +1485,17 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
     one's end or of the series' first reading (C_XE_A holds that count and C_XE_T that time between excursions;
     C_XE_T holds the open one's start): a trending or still-widening range is left every few readings, and a range
     is the series' own only once it has covered its daily cycle (GECCO's one-minute channels, 3 days long, left a
-    range they had shown for hours, and those emissions moved the per-channel LODO's pooled threshold). Under
+    range they had shown for hours, and those emissions moved the per-channel LODO's pooled threshold). An excursion
+    that never went XE_H bars beyond its anchor (C_XE_DP 0) only touched the range's edge (a quantised channel at
+    the top of its range, a flow's new high by a few units): when it ends the XE_QUIET readings count from its end,
+    but the day's clock is what it was before it began (C_XE_PT; gecco43: on main such touches held GECCO's real
+    exits back for a day). Under
     reach's gates (from `reach_min_history` readings, the window's MAD > 0, spike's window holding >= DSCALE_LR_MIN
     changes, `reach_threshold` > 0); the caller scores q through reach's tail (`_reach_score`), so a series that
     often leaves its range learns that it does. O(1).
 
-    Reads C_XE_A, C_XE_N, C_XE_T, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`); P_XR_THR,
-    P_XR_MIN. Writes C_XE_A, C_XE_N, C_XE_T. Returns q where scored, else 0."""
+    Reads C_XE_A, C_XE_N, C_XE_T, C_XE_PT, C_XE_DP, C_XR_HI, C_XR_LO, C_DSCALE, C_DSCALE_N (mad, res: `_scales`);
+    P_XR_THR, P_XR_MIN. Writes C_XE_A, C_XE_N, C_XE_T, C_XE_PT, C_XE_DP. Returns q where scored, else 0."""
     if st[sl, C_XE_T] == 0:
         st[sl, C_XE_T] = ti  # the series' first reading (µs): no excursion is scored within XE_QUIET_US of it
     if not (pr[P_XR_THR] > 0) or not has_prev or not _isfinite(xi):
@@ -1506,12 +1512,22 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
         side = 1.0 if n > 0 else -1.0
         if (xi - a) * side > -XE_H * bar and abs(n) - (XE_FIRED if abs(n) >= XE_FIRED else 0.0) < XE_END:
             n += side
-        else:
+            if (xi - a) * side >= XE_H * bar:
+                st[sl, C_XE_DP] = 1.0  # gecco43: it has left the range, not only touched its edge
+        elif st[sl, C_XE_DP] > 0:
             # back inside, or XE_END readings long (exit41: an anchor left early in a series' life, while its range
             # was still narrow, is never re-crossed by a series that settled beyond it; it must not keep exit shut)
             n = 0.0
             a = cnt  # (between excursions C_XE_A holds the count at which the last one ended, C_XE_T its time)
             st[sl, C_XE_T] = ti
+        else:
+            # gecco43: an excursion that never went XE_H bars beyond its anchor touched the range's edge (a quantised
+            # channel at the top of its range, a flow's new high by a few units): the XE_QUIET readings count from
+            # its end (a range that is still widening is touched every few readings), but the day's clock stays as it
+            # was before it began, so a touch does not hold back a real exit for a day
+            n = 0.0
+            a = cnt
+            st[sl, C_XE_T] = st[sl, C_XE_PT]
     if n == 0:
         # an excursion that begins within XE_QUIET readings of the last one's end is never scored: the range of a
         # trending series (or one still widening) is left every few readings
@@ -1523,6 +1539,8 @@ def _exit(st, sl, pr, xi, ti, cnt, has_prev, mad, res):
             n = -1.0 if calm else -1.0 - XE_FIRED
             a = lo
         if n != 0:
+            st[sl, C_XE_PT] = st[sl, C_XE_T]  # gecco43: the day's clock, restored if this one only touches the edge
+            st[sl, C_XE_DP] = 1.0 if (xi - a) * (1.0 if n > 0 else -1.0) >= XE_H * bar else 0.0
             st[sl, C_XE_T] = ti  # (while an excursion is open C_XE_T holds the time it began)
     q = 0.0
     if n != 0 and XE_M <= abs(n) <= XE_AGE and ti - st[sl, C_XE_T] >= XE_M_US:

@@ -96,6 +96,10 @@ STATE: tuple[str, ...] = (
     # count), their log's mean and mean |deviation|, the run of consecutive periods outside that (signed, + longer)
     # and its last period's log
     "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r", "pe_ry",
+    # --- gecco43: exit's day clock (xe_t between excursions) as it stood before the open excursion began, and
+    # whether that excursion has gone XE_H bars beyond its anchor (1) or not (0): one that never did (a touch of the
+    # range's edge) leaves the day's clock as it was when it ends (`_exit`)
+    "xe_pt", "xe_dp",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
