@@ -106,8 +106,8 @@ def test_a_count_series_that_loses_part_of_its_events_is_ranked_within_half_a_da
         seed: int, strength: float, start_day: int, onset_dow: int, week: int) -> None:
     """Counts x 0.3-0.5 from a drawn time of a Tuesday or Wednesday (UTC) in the series' second or third week, the
     series starting Monday-Thursday, its weekend 0.8-1.2 x its weekdays (WEEKEND_X): the dropped copy's best
-    anomaly_score within WINDOW readings of the onset is at least 0.999 and above its clean copy's highest after its first two days (wide random runs in
-    benchmarks/README.md, drop43)."""
+    anomaly_score within WINDOW readings of the onset is at least 0.999 and above its clean copy's highest after its
+    first two days (wide random runs in benchmarks/README.md, drop43)."""
     factor = 0.5 - 0.2 * strength
     best, clean_max = ranked(seed, factor, start_day, onset_day_of(start_day, onset_dow, week), WEEKEND_X)
     assert best >= 0.999 and best > clean_max, (
