@@ -279,6 +279,12 @@ C_LC_M = _S["lc_m"]  # lane34 (layout.py)
 C_LC_V = _S["lc_v"]
 C_LC_N = _S["lc_n"]
 C_LC_BAR = _S["lc_bar"]
+C_CD_NO = _S["cd_no"]  # drop43 (layout.py)
+C_CD_T0 = _S["cd_t0"]
+C_CD_A = _S["cd_a"]
+C_CD_B = _S["cd_b"]
+C_CD_V = _S["cd_v"]
+C_CD_BAR = _S["cd_bar"]
 C_RQ_SLOW = _S["rq_slow"]  # level36 (layout.py)
 C_RQ_TYP = _S["rq_typ"]
 C_RQ_PK = _S["rq_pk"]
@@ -356,6 +362,24 @@ LANE_FLOOR = 0.25  # an hour's mean square is at least this x the all-day one (a
 LANE_PENDING = True
 LANE_SAT_K = 2.0  # ... its Saturday's mean squared residual over this x the weekdays' (road33's judgement: WEEKLY_K)
 JUDGE_US = 28 * DAY_US  # weekends are judged until the series is this old
+# drop43: a count series that loses part of its events (`_count_drop`): the slow sums' rate a microsecond of gap (a
+# 2-hour memory) and at most a reading, the hourly profile's share of a pass (as likelihood_season_gamma's default),
+# the bar, its step and reset (lane34's), the hour's mean square's floor (x the all-day one) and rate a reading of
+# that hour (~5 days at 5 minutes), and the series' age before it scores (a profile of two days)
+U_CD_P0 = np.uint64(_SE["c0"])
+U_CD_V0 = np.uint64(_SE["d0"])
+U_TUE = np.uint64(1)
+U_THU = np.uint64(3)
+CD_RATE_PER_US = 1.0 / (2.0 * 3.6e9)
+CD_RATE_MAX = 0.25
+CD_GAMMA = 0.2
+CD_Z = 4.0
+CD_STEP = 1.25
+CD_RESET = 2.0
+CD_FLOOR = 0.25
+CD_BIN_RATE = 1.0 / 64.0
+CD_WINSOR = 9.0
+CD_START_US = 2 * DAY_US
 WEEKLY_MIN = 16.0  # ... from at least this many readings of that Saturday (else: not weekly)
 V_ROBUST_Z = _VETO_BIT["robust_z"]
 V_EWMA = _VETO_BIT["ewma"]
@@ -2158,6 +2182,73 @@ def _lane(st, se, sl, pr, ec, age, wk, rms, bk, dow):
 
 
 @njit(**_STAGE)
+def _count_drop(st, se, sl, xi, ti, gap, has_prev):
+    """drop43's score-only statistic: a count series that loses part of its events (a footfall counter, a ticket
+    gate or an upstream system that stops reporting one client platform: x 0.3-0.7 from an onset on, sustained),
+    which the value detectors take for a quiet hour and lane34's additive residual for its day-to-day variation. A
+    count's day is a product (level x hour-of-day shape), so the evidence is a ratio: the slow sums (~2 h,
+    CD_RATE_PER_US) of the counts and of the hour-of-day profile's expected counts (24 UTC hours, each the mean count
+    at that hour, moved by CD_GAMMA of a pass of the day), and z = -ln(observed / expected) in units of its own
+    day-to-day RMS at that hour (floored at CD_FLOOR x the all-day one) together with the Poisson variance of the
+    observed sum (a count of a few events a bucket says little: a ratio of 0.5 over 2 hours of 3 events a bucket is
+    ~3 of them). Drops only (a surge is the value detectors'), and only Tuesday to Thursday of the UTC calendar: no
+    place's weekend (a service's weekend is 0.5-1.3 x its weekdays) nor Monday morning falls there, and a daily
+    profile cannot tell a weekend from a drop. Scored from CD_START_US of the series' age, as 1 - exp(-z^2 / 2) where
+    z reaches the bar (CD_Z, then CD_STEP x the last emission's z until z falls below CD_RESET: lane34's emission).
+    Only on a series every reading of which so far is a non-negative integer (a count; NaN and inf readings are
+    skipped).
+    It decides nothing: `_readings` emits the larger of it and the other scores, through the second stage.
+
+    Reads and writes C_CD_* and the slot's `se` columns c0..c23, d0..d23. Returns the score (0 where not emitted)."""
+    if st[sl, C_CD_NO] != 0.0 or not _isfinite(xi):
+        return 0.0
+    if xi < 0.0 or xi != math.floor(xi):
+        st[sl, C_CD_NO] = 1.0
+        return 0.0
+    if not has_prev:
+        st[sl, C_CD_T0] = np.float64(ti)
+    if ti >= 0:  # the hour of the UTC day and the weekday (unsigned: `_season_input` says why)
+        ubi = np.uint64(ti) // U_BIN_US
+    else:
+        ubi = np.uint64((ti // BIN_US) % (7 * SEASON_BINS))  # the same hour and weekday (whole weeks added)
+    h = ubi % U_SEASON_BINS
+    dow = (ubi // U_SEASON_BINS + U_DOW0) % U_WEEK
+    p = np.float64(se[sl, U_CD_P0 + h])
+    kb = gap * PER_BIN_US
+    if not p == p:  # an hour not seen yet starts at this count
+        se[sl, U_CD_P0 + h] = np.float32(xi)
+        return 0.0
+    k = _min(gap * CD_RATE_PER_US, CD_RATE_MAX)
+    a = st[sl, C_CD_A] + k * (xi - st[sl, C_CD_A])
+    b = st[sl, C_CD_B] + k * (p - st[sl, C_CD_B])
+    st[sl, C_CD_A] = a
+    st[sl, C_CD_B] = b
+    se[sl, U_CD_P0 + h] = np.float32(p + CD_GAMMA * (kb if kb < 1.0 else 1.0) * (xi - p))
+    age = np.float64(ti) - st[sl, C_CD_T0]
+    if age < DAY_US or not b > 0:
+        return 0.0
+    lr = math.log((a + 0.5 * k) / (b + 0.5 * k))
+    v = np.float64(se[sl, U_CD_V0 + h])
+    va = st[sl, C_CD_V]
+    out = 0.0
+    if age >= CD_START_US and v > 0 and U_TUE <= dow <= U_THU:
+        z = -lr / np.sqrt(_fmax(v, CD_FLOOR * va) + 0.5 * k / b)
+        bar = st[sl, C_CD_BAR]
+        if z < CD_RESET:
+            st[sl, C_CD_BAR] = 0.0
+        elif z >= _max(bar, CD_Z):
+            out = 1.0 - _fmax(math.exp(-0.5 * z * z), _TAIL_FLOOR)
+            st[sl, C_CD_BAR] = CD_STEP * z
+    l2 = lr * lr
+    if v > 0:
+        se[sl, U_CD_V0 + h] = np.float32(v + CD_BIN_RATE * (_min(l2, CD_WINSOR * v) - v))
+    else:
+        se[sl, U_CD_V0 + h] = np.float32(l2)
+    st[sl, C_CD_V] = l2 if va <= 0 else va + CD_BIN_RATE / 8.0 * (_min(l2, CD_WINSOR * va) - va)
+    return out
+
+
+@njit(**_STAGE)
 def _resid_regime(st, sl, y, kl):
     """level36 (resid35's idea): the series less its daily profile (`y`: the reading less the seasonal stage's
     profile at its time, from the profile's second day on; `_season_input`, before `_lane` counts the reading in
@@ -2805,6 +2896,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         spread_in = _spread_input(st, sl, pr, cnt, has_prev, res, change)
         trend_in = _trend_input(st, sl, pr, xi, cnt, has_prev, res)
         season_in, s_lane = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
+        s_lane = _max(s_lane, _count_drop(st, season, sl, xi, ti, gap, has_prev))  # drop43 (score-only)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
         fl_offer = fl_outgrew and s_flatline_fused > 0  # flat40: a decided run outgrew every hold the series showed
         if fl_offer:
@@ -2858,7 +2950,7 @@ STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _co
           _period, _period_pending, _period_learn,
           _ewma, _spike, _flatline,
           _threshold, _fuse, _spread_input,
-          _trend_input, _week_pending, _lane, _season_input, _likelihood, _rearm, _robust_emit, _veto,
+          _trend_input, _week_pending, _lane, _count_drop, _season_input, _likelihood, _rearm, _robust_emit, _veto,
           _burst_onset, _burst_rate, _calibrate, _recalibrate, _learn_series)
 
 

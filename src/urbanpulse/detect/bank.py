@@ -251,6 +251,7 @@ class DetectorBank:
         self.season[slots] = 0.0
         self.season[slots, :SEASON_BINS] = np.nan  # the daily profile's bins: not seen yet
         self.season[slots, SE["w0"]:SE["w0"] + SEASON_BINS] = np.nan  # the weekend's (road33): the same
+        self.season[slots, SE["c0"]:SE["c0"] + SEASON_BINS] = np.nan  # drop43's hourly mean counts: the same
 
     def assign(self, slots: np.ndarray, sensor_ids: list[str], metrics: list[str]) -> None:
         """(Re)configure these slots for their (sensor, metric) from the config and reset their state."""

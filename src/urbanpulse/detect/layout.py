@@ -100,6 +100,11 @@ STATE: tuple[str, ...] = (
     # whether that excursion has gone XE_H bars beyond its anchor (1) or not (0): one that never did (a touch of the
     # range's edge) leaves the day's clock as it was when it ends (`_exit`)
     "xe_pt", "xe_dp",
+    # --- drop43: a count series that loses part of its events (`_count_drop`, score-only): 1 once a reading was not a
+    # non-negative integer (not a count series: never scored again), the series' first timestamp (µs), the slow sums
+    # (~2 h) of the counts and of the hour-of-day profile's expected counts, the all-day mean square of their log
+    # ratio, and the z an emission must reach next (0 = CD_Z; as lane34's bar)
+    "cd_no", "cd_t0", "cd_a", "cd_b", "cd_v", "cd_bar",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -120,6 +125,9 @@ SEASON: tuple[str, ...] = (
     # --- lane34: the seasonal residual's slow mean's mean square at each hour of the UTC day (0 = not seen): its
     # day-to-day variation there (a road's rush hours differ from day to day far more than its nights)
     *(f"l{b}" for b in range(SEASON_BINS)),
+    # --- drop43: a count series' mean count at each hour of the UTC day (NaN = not seen), and the mean square of the
+    # slow sums' log ratio (observed / expected) there (0 = not seen): its day-to-day variation at that hour
+    *(f"c{b}" for b in range(SEASON_BINS)), *(f"d{b}" for b in range(SEASON_BINS)),
 )
 SE = {name: i for i, name in enumerate(SEASON)}
 
