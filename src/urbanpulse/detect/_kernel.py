@@ -263,6 +263,7 @@ C_XE_A = _S["xe_a"]  # exit40
 C_XE_N = _S["xe_n"]  # exit40
 C_XE_T = _S["xe_t"]  # exit41
 C_FL_TOP = _S["fl_top"]  # leak43
+C_FL_TOP_N = _S["fl_top_n"]
 C_PE_L = _S["pe_l"]  # period42
 C_PE_A = _S["pe_a"]
 C_PE_S = _S["pe_s"]
@@ -388,10 +389,13 @@ TREND_CAP = 0.5
 # for the rest of the run (its decision, so the alert, stays on): a stuck value's score rises once, and is not
 # re-emitted ever higher every few dozen readings for as long as it holds; benchmarks/README.md, det28b
 FL_FUSE_ONCE = 0.9
-# leak43: a run of flatline begins at a cap it climbed into where it begins at or beyond the top of reach's range by a
-# step of at most FL_TOP_STEP x spike's robust scale of changes (not by a jump: a runaway pinned at once, a sensor
-# stuck at a spike's value)
+# leak43: a run of flatline holds a cap the series climbed into (`_cap_hold`) where it begins at or beyond the top of
+# reach's range by a step of at most FL_TOP_STEP x spike's robust scale of changes (not by a jump: a runaway pinned at
+# once, a sensor stuck at a spike's value), that top having risen within FL_TOP_RECENT readings (a ramp's arrival,
+# not a road's speed at the cap it holds every night); runs that begin again within FL_TOP_STEP scales of the top
+# (the noise dips below the cap) keep it, a run that begins further below ends it
 FL_TOP_STEP = 3.0
+FL_TOP_RECENT = 288.0
 # flatline on an on/off series whose window is idle (MAD 0): a run at its active level (ewma's `_active_level`)
 # counts from FL_ACTIVE_MIN readings on, once the active level is one level (ACTIVE_SEP); before, or where it is
 # not, such a run is learned as the series' normal (its bursts' longest hold) but not counted
@@ -1783,20 +1787,33 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
 
 
 @njit(**_STAGE)
-def _cap_hold(st, sl, xi, has_prev):
+def _cap_hold(st, sl, xi, cnt, has_prev):
     """leak43: whether flatline's current run holds a value the series climbed into at the top of its range (a
     leaking process's CPU pinned at 100 %, a tank at its brim): the ramp's onset was the event, and each run of the
-    capped value (the noise dips below the cap now and then) would otherwise be emitted again after it, often long
-    after the ramp's window (blind40: 507 of cloud:leak's 1,666 false-positive rows). Decided on the run's first
-    reading: at or beyond reach's top (C_XR_HI, before `_reach` learns this reading) and reached by a step of at most
-    FL_TOP_STEP x spike's robust scale of changes (C_DSCALE) from the previous reading (C_PREV); a jump to the top (a
-    runaway pinned at once, a sensor stuck at a spike's value) is not a climb. Call after `_flatline` (C_FL_RUN is
-    this reading's run). Reads C_FL_RUN, C_XR_HI, C_PREV, C_DSCALE; writes C_FL_TOP. Returns whether the run is such
-    a hold; `_readings` then withholds flatline's emission (its decision and everything it learns are unchanged)."""
+    capped value (the noise dips below the cap now and then) was emitted again after it, often long after the ramp's
+    window (blind40: 507 of cloud:leak's 1,666 false-positive rows), by flatline and by the likelihood its score
+    feeds. Learns when the top of reach's range (C_XR_HI, before `_reach` learns this reading) last rose
+    (C_FL_TOP_N). On a run's first reading (call after `_flatline`: C_FL_RUN is this reading's run): the series holds
+    a climbed cap (C_FL_TOP 1) where the reading is at or beyond that top, reached by a step of at most FL_TOP_STEP
+    x spike's robust scale of changes (C_DSCALE) from the previous reading (C_PREV), and the top rose within
+    FL_TOP_RECENT readings or the series already held the cap; a run that begins within FL_TOP_STEP scales below
+    the top keeps the flag, one further below clears it. Reads C_FL_RUN, C_XR_HI, C_PREV, C_DSCALE; writes C_FL_TOP,
+    C_FL_TOP_N. Returns whether the current run holds a climbed cap at the top; `_readings` then withholds
+    flatline's emission and the likelihood's where flatline's score leads (decisions, and all that is learned, are
+    unchanged)."""
+    if not has_prev:
+        return False
+    hi = st[sl, C_XR_HI]
+    if xi > hi:
+        st[sl, C_FL_TOP_N] = cnt
     if st[sl, C_FL_RUN] == 1.0:
-        climbed = has_prev and xi >= st[sl, C_XR_HI] and abs(xi - st[sl, C_PREV]) <= FL_TOP_STEP * st[sl, C_DSCALE]
-        st[sl, C_FL_TOP] = 1.0 if climbed else 0.0
-    return st[sl, C_FL_TOP] > 0
+        bar = FL_TOP_STEP * st[sl, C_DSCALE]
+        if xi < hi - bar:
+            st[sl, C_FL_TOP] = 0.0
+        elif xi >= hi and abs(xi - st[sl, C_PREV]) <= bar and (
+                st[sl, C_FL_TOP] > 0 or cnt - st[sl, C_FL_TOP_N] <= FL_TOP_RECENT):
+            st[sl, C_FL_TOP] = 1.0
+    return st[sl, C_FL_TOP] > 0 and xi >= hi
 
 
 @njit(**_STAGE)
@@ -2715,7 +2732,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_silence, gap, s_silence_cal, s_silence_raw = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
         s_flatline, s_flatline_fused, fl_short, fl_outgrew = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
-        fl_top = _cap_hold(st, sl, xi, has_prev) and s_flatline_fused > 0  # leak43 (before reach learns xi)
+        fl_top = _cap_hold(st, sl, xi, cnt, has_prev)  # leak43 (before reach learns xi)
         s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
                      _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res))
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
@@ -2751,6 +2768,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             # (leak43: or on a hold at a cap the series climbed into, `_cap_hold`)
             # (the re-arm memory has counted it, as before: nothing else changes)
             fu = 0.0
+        if fl_top and s_flatline_fused * pr[P_W_FLATLINE] >= raw_p:
+            li_f = 0.0  # leak43: nor the likelihood's, where the hold's score leads its input
         # burstfp34 / burst35: the point detectors' emission on a reading within a quarter of the series' own range
         # beyond it (as `_reach` found it, before it learns this one)
         bf_w = BF_OWN * (st[sl, C_XR_HI] - st[sl, C_XR_LO])
@@ -2762,6 +2781,8 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             s_reach = _min(s_reach, 1.0 - p_on)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
+        if fl_top:
+            rs_f = 0.0  # leak43: nor the robust spread's (the cap's clipped noise), its memory unchanged
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
                             _max(_max(s_reach, s_lane), s_period)), rs_f)
         if fl_offer:

@@ -96,9 +96,9 @@ STATE: tuple[str, ...] = (
     # count), their log's mean and mean |deviation|, the run of consecutive periods outside that (signed, + longer)
     # and its last period's log
     "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r", "pe_ry",
-    # --- leak43: 1 where flatline's current run began at or beyond the top of reach's range by a step no larger than
-    # FL_TOP_STEP x spike's robust scale of changes (a value that climbed into a cap and is pinned there), else 0
-    "fl_top",
+    # --- leak43: the series climbed into the top of reach's range and has stayed near it since (1, else 0: a value
+    # pinned at a cap it ramped into), and the reading count at which that top last rose (`_cap_hold`)
+    "fl_top", "fl_top_n",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
