@@ -395,7 +395,8 @@ FL_FUSE_ONCE = 0.9
 # not a road's speed at the cap it holds every night); runs that begin again within FL_TOP_STEP scales of the top
 # (the noise dips below the cap) keep it, a run that begins further below ends it
 FL_TOP_STEP = 3.0
-FL_TOP_RECENT = 288.0
+FL_TOP_RECENT = 1024.0
+FL_TOP_VISITS = 3.0
 # flatline on an on/off series whose window is idle (MAD 0): a run at its active level (ewma's `_active_level`)
 # counts from FL_ACTIVE_MIN readings on, once the active level is one level (ACTIVE_SEP); before, or where it is
 # not, such a run is learned as the series' normal (its bursts' longest hold) but not counted
@@ -1791,29 +1792,31 @@ def _cap_hold(st, sl, xi, cnt, has_prev):
     """leak43: whether flatline's current run holds a value the series climbed into at the top of its range (a
     leaking process's CPU pinned at 100 %, a tank at its brim): the ramp's onset was the event, and each run of the
     capped value (the noise dips below the cap now and then) was emitted again after it, often long after the ramp's
-    window (blind40: 507 of cloud:leak's 1,666 false-positive rows), by flatline and by the likelihood its score
-    feeds. Learns when the top of reach's range (C_XR_HI, before `_reach` learns this reading) last rose
-    (C_FL_TOP_N). On a run's first reading (call after `_flatline`: C_FL_RUN is this reading's run): the series holds
-    a climbed cap (C_FL_TOP 1) where the reading is at or beyond that top, reached by a step of at most FL_TOP_STEP
-    x spike's robust scale of changes (C_DSCALE) from the previous reading (C_PREV), and the top rose within
-    FL_TOP_RECENT readings or the series already held the cap; a run that begins within FL_TOP_STEP scales below
-    the top keeps the flag, one further below clears it. Reads C_FL_RUN, C_XR_HI, C_PREV, C_DSCALE; writes C_FL_TOP,
-    C_FL_TOP_N. Returns whether the current run holds a climbed cap at the top; `_readings` then withholds
-    flatline's emission and the likelihood's where flatline's score leads (decisions, and all that is learned, are
-    unchanged)."""
+    window (blind40: 637 of cloud:leak's 1,666 false-positive rows were CPU at 100), by flatline, by the likelihood
+    its score feeds and by the robust spread score (the clipped noise's collapse).
+
+    Learns the reading count at which the top of reach's range (C_XR_HI, before `_reach` learns this reading) last
+    rose (C_FL_TOP_N). On a run's first reading (call after `_flatline`: C_FL_RUN is this reading's run) the series
+    holds a climbed cap (C_FL_TOP 1) where the reading is at or beyond that top, reached by a step of at most
+    FL_TOP_STEP x spike's robust scale of changes (C_DSCALE) from the previous reading (C_PREV), and the top rose
+    within FL_TOP_RECENT readings or the series already held the cap; a run that begins within FL_TOP_STEP scales
+    below the top keeps the flag, one further below clears it. Reads C_FL_RUN, C_XR_HI, C_PREV, C_DSCALE; writes
+    C_FL_TOP, C_FL_TOP_N. Returns whether the current run, two readings or more, holds a climbed cap at the top;
+    `_readings` then withholds those three emissions there (decisions, and all that is learned, are unchanged)."""
     if not has_prev:
         return False
     hi = st[sl, C_XR_HI]
     if xi > hi:
         st[sl, C_FL_TOP_N] = cnt
     if st[sl, C_FL_RUN] == 1.0:
-        bar = FL_TOP_STEP * st[sl, C_DSCALE]
-        if xi < hi - bar:
-            st[sl, C_FL_TOP] = 0.0
-        elif xi >= hi and abs(xi - st[sl, C_PREV]) <= bar and (
-                st[sl, C_FL_TOP] > 0 or cnt - st[sl, C_FL_TOP_N] <= FL_TOP_RECENT):
-            st[sl, C_FL_TOP] = 1.0
-    return st[sl, C_FL_TOP] > 0 and xi >= hi
+        if xi > hi:
+            st[sl, C_FL_TOP] = 0.0  # the top moves: no cap (yet)
+        elif (xi == hi and abs(xi - st[sl, C_PREV]) <= FL_TOP_STEP * st[sl, C_DSCALE]
+              and cnt - st[sl, C_FL_TOP_N] <= FL_TOP_RECENT):
+            st[sl, C_FL_TOP] = _min(st[sl, C_FL_TOP] + 1.0, FL_TOP_VISITS)
+    # a hold (two readings or more) at a top reached within FL_TOP_RECENT readings and revisited FL_TOP_VISITS times
+    return (st[sl, C_FL_TOP] >= FL_TOP_VISITS and xi >= hi and st[sl, C_FL_RUN] >= 2.0
+            and cnt - st[sl, C_FL_TOP_N] <= FL_TOP_RECENT)
 
 
 @njit(**_STAGE)
@@ -2768,8 +2771,6 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             # (leak43: or on a hold at a cap the series climbed into, `_cap_hold`)
             # (the re-arm memory has counted it, as before: nothing else changes)
             fu = 0.0
-        if fl_top and s_flatline_fused * pr[P_W_FLATLINE] >= raw_p:
-            li_f = 0.0  # leak43: nor the likelihood's, where the hold's score leads its input
         # burstfp34 / burst35: the point detectors' emission on a reading within a quarter of the series' own range
         # beyond it (as `_reach` found it, before it learns this one)
         bf_w = BF_OWN * (st[sl, C_XR_HI] - st[sl, C_XR_LO])
@@ -2781,8 +2782,6 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             s_reach = _min(s_reach, 1.0 - p_on)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
-        if fl_top:
-            rs_f = 0.0  # leak43: nor the robust spread's (the cap's clipped noise), its memory unchanged
         emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
                             _max(_max(s_reach, s_lane), s_period)), rs_f)
         if fl_offer:
