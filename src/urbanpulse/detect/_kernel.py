@@ -389,11 +389,10 @@ TREND_CAP = 0.5
 # for the rest of the run (its decision, so the alert, stays on): a stuck value's score rises once, and is not
 # re-emitted ever higher every few dozen readings for as long as it holds; benchmarks/README.md, det28b
 FL_FUSE_ONCE = 0.9
-# leak43: a run of flatline holds a cap the series climbed into (`_cap_hold`) where it begins at or beyond the top of
-# reach's range by a step of at most FL_TOP_STEP x spike's robust scale of changes (not by a jump: a runaway pinned at
-# once, a sensor stuck at a spike's value), that top having risen within FL_TOP_RECENT readings (a ramp's arrival,
-# not a road's speed at the cap it holds every night); runs that begin again within FL_TOP_STEP scales of the top
-# (the noise dips below the cap) keep it, a run that begins further below ends it
+# leak43: a cap (`_cap_hold`) is a top of reach's range that runs of readings began at again FL_TOP_VISITS times, each
+# reached by a step of at most FL_TOP_STEP x spike's robust scale of changes (not by a jump: a runaway pinned at once,
+# a sensor stuck at a spike's value), while that top had risen within FL_TOP_RECENT readings (a ramp's arrival, not a
+# road's speed at the cap it holds every night, nor a sensor stuck once at a new top)
 FL_TOP_STEP = 3.0
 FL_TOP_RECENT = 1024.0
 FL_TOP_VISITS = 3.0
@@ -1791,18 +1790,17 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
 def _cap_hold(st, sl, xi, cnt, has_prev):
     """leak43: whether flatline's current run holds a value the series climbed into at the top of its range (a
     leaking process's CPU pinned at 100 %, a tank at its brim): the ramp's onset was the event, and each run of the
-    capped value (the noise dips below the cap now and then) was emitted again after it, often long after the ramp's
-    window (blind40: 637 of cloud:leak's 1,666 false-positive rows were CPU at 100), by flatline, by the likelihood
-    its score feeds and by the robust spread score (the clipped noise's collapse).
+    capped value (the noise dips below the cap now and then) was emitted again by flatline after it, often long after
+    the ramp's window (blind40: 637 of cloud:leak's 1,666 false-positive rows were CPU held at 100).
 
     Learns the reading count at which the top of reach's range (C_XR_HI, before `_reach` learns this reading) last
-    rose (C_FL_TOP_N). On a run's first reading (call after `_flatline`: C_FL_RUN is this reading's run) the series
-    holds a climbed cap (C_FL_TOP 1) where the reading is at or beyond that top, reached by a step of at most
-    FL_TOP_STEP x spike's robust scale of changes (C_DSCALE) from the previous reading (C_PREV), and the top rose
-    within FL_TOP_RECENT readings or the series already held the cap; a run that begins within FL_TOP_STEP scales
-    below the top keeps the flag, one further below clears it. Reads C_FL_RUN, C_XR_HI, C_PREV, C_DSCALE; writes
-    C_FL_TOP, C_FL_TOP_N. Returns whether the current run, two readings or more, holds a climbed cap at the top;
-    `_readings` then withholds those three emissions there (decisions, and all that is learned, are unchanged)."""
+    rose (C_FL_TOP_N). On a run's first reading (call after `_flatline`: C_FL_RUN is this reading's run): beyond the
+    top (the top moves), the count of runs begun at the top (C_FL_TOP) is reset; exactly at the unchanged top, reached
+    by a step of at most FL_TOP_STEP x spike's robust scale of changes (C_DSCALE) from the previous reading (C_PREV)
+    while the top rose within FL_TOP_RECENT readings, it counts one more (at most FL_TOP_VISITS). Reads C_FL_RUN,
+    C_XR_HI, C_PREV, C_DSCALE; writes C_FL_TOP, C_FL_TOP_N. Returns whether the current run, two readings or more, is
+    at or beyond the top with FL_TOP_VISITS runs begun there and the top risen within FL_TOP_RECENT readings;
+    `_readings` then withholds flatline's emission there (its decision, and all that is learned, unchanged)."""
     if not has_prev:
         return False
     hi = st[sl, C_XR_HI]

@@ -96,8 +96,9 @@ STATE: tuple[str, ...] = (
     # count), their log's mean and mean |deviation|, the run of consecutive periods outside that (signed, + longer)
     # and its last period's log
     "pe_tf", "pe_tu", "pe_td", "pe_n", "pe_m", "pe_v", "pe_r", "pe_ry",
-    # --- leak43: the series climbed into the top of reach's range and has stayed near it since (1, else 0: a value
-    # pinned at a cap it ramped into), and the reading count at which that top last rose (`_cap_hold`)
+    # --- leak43: how many runs began, by a climb, at the unchanged top of reach's range while it was recent (at most
+    # FL_TOP_VISITS: a value pinned at a cap it ramped into), and the reading count at which that top last rose
+    # (`_cap_hold`)
     "fl_top", "fl_top_n",
 )
 S = {name: i for i, name in enumerate(STATE)}
