@@ -264,6 +264,8 @@ C_XE_N = _S["xe_n"]  # exit40
 C_XE_T = _S["xe_t"]  # exit41
 C_XE_PT = _S["xe_pt"]  # gecco43
 C_XE_DP = _S["xe_dp"]  # gecco43
+C_FL_TOP = _S["fl_top"]  # leak43
+C_FL_TOP_N = _S["fl_top_n"]
 C_PE_L = _S["pe_l"]  # period42
 C_PE_A = _S["pe_a"]
 C_PE_S = _S["pe_s"]
@@ -413,6 +415,13 @@ TREND_CAP = 0.5
 # for the rest of the run (its decision, so the alert, stays on): a stuck value's score rises once, and is not
 # re-emitted ever higher every few dozen readings for as long as it holds; benchmarks/README.md, det28b
 FL_FUSE_ONCE = 0.9
+# leak43: a cap (`_cap_hold`) is a top of reach's range that runs of readings began at again FL_TOP_VISITS times, each
+# reached by a step of at most FL_TOP_STEP x spike's robust scale of changes (not by a jump: a runaway pinned at once,
+# a sensor stuck at a spike's value), while that top had risen within FL_TOP_RECENT readings (a ramp's arrival, not a
+# road's speed at the cap it holds every night, nor a sensor stuck once at a new top)
+FL_TOP_STEP = 3.0
+FL_TOP_RECENT = 1024.0
+FL_TOP_VISITS = 3.0
 # flatline on an on/off series whose window is idle (MAD 0): a run at its active level (ewma's `_active_level`)
 # counts from FL_ACTIVE_MIN readings on, once the active level is one level (ACTIVE_SEP); before, or where it is
 # not, such a run is learned as the series' normal (its bursts' longest hold) but not counted
@@ -1891,6 +1900,37 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
 
 
 @njit(**_STAGE)
+def _cap_hold(st, sl, xi, cnt, has_prev):
+    """leak43: whether flatline's current run holds a value the series climbed into at the top of its range (a
+    leaking process's CPU pinned at 100 %, a tank at its brim): the ramp's onset was the event, and each run of the
+    capped value (the noise dips below the cap now and then) was emitted again by flatline after it, often long after
+    the ramp's window (blind40: 637 of cloud:leak's 1,666 false-positive rows were CPU held at 100).
+
+    Learns the reading count at which the top of reach's range (C_XR_HI, before `_reach` learns this reading) last
+    rose (C_FL_TOP_N). On a run's first reading (call after `_flatline`: C_FL_RUN is this reading's run): beyond the
+    top (the top moves), the count of runs begun at the top (C_FL_TOP) is reset; exactly at the unchanged top, reached
+    by a step of at most FL_TOP_STEP x spike's robust scale of changes (C_DSCALE) from the previous reading (C_PREV)
+    while the top rose within FL_TOP_RECENT readings, it counts one more (at most FL_TOP_VISITS). Reads C_FL_RUN,
+    C_XR_HI, C_PREV, C_DSCALE; writes C_FL_TOP, C_FL_TOP_N. Returns whether the current run, two readings or more, is
+    at or beyond the top with FL_TOP_VISITS runs begun there and the top risen within FL_TOP_RECENT readings;
+    `_readings` then withholds flatline's emission there (its decision, and all that is learned, unchanged)."""
+    if not has_prev:
+        return False
+    hi = st[sl, C_XR_HI]
+    if xi > hi:
+        st[sl, C_FL_TOP_N] = cnt
+    if st[sl, C_FL_RUN] == 1.0:
+        if xi > hi:
+            st[sl, C_FL_TOP] = 0.0  # the top moves: no cap (yet)
+        elif (xi == hi and abs(xi - st[sl, C_PREV]) <= FL_TOP_STEP * st[sl, C_DSCALE]
+              and cnt - st[sl, C_FL_TOP_N] <= FL_TOP_RECENT):
+            st[sl, C_FL_TOP] = _min(st[sl, C_FL_TOP] + 1.0, FL_TOP_VISITS)
+    # a hold (two readings or more) at a top reached within FL_TOP_RECENT readings and revisited FL_TOP_VISITS times
+    return (st[sl, C_FL_TOP] >= FL_TOP_VISITS and xi >= hi and st[sl, C_FL_RUN] >= 2.0
+            and cnt - st[sl, C_FL_TOP_N] <= FL_TOP_RECENT)
+
+
+@njit(**_STAGE)
 def _threshold(st, sl, pr, xi):
     """threshold: 1 while the reading is outside the operator's limits, with hysteresis (once on, it stays on
     until the reading is back inside the clear limits). Reads and writes C_THR_ON; reads P_THR_HIGH, P_THR_LOW,
@@ -2873,6 +2913,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         s_silence, gap, s_silence_cal, s_silence_raw = _silence(st, sl, pr, ti, last_ts[sl], cnt, has_prev)
         s_robust_z = _robust_z(pr, xi, cnt, med, mad, ew_std, floor, sh_m0, sh_s0)
         s_flatline, s_flatline_fused, fl_short, fl_outgrew = _flatline(st, sl, pr, xi, ti, has_prev, mad, med)
+        fl_top = _cap_hold(st, sl, xi, cnt, has_prev)  # leak43 (before reach learns xi)
         s_env = _max(_envelope(st, sl, pr, xi, cnt, has_prev, res, sh_m0),
                      _count_rate(st, sl, pr, xi, cnt, has_prev, med, mad, res))
         s_ewma, s_ewma_fused, li_shift = _ewma(st, sl, pr, xi, cnt, has_prev, med, mad, ew_m, ew_std, lr_std,
@@ -2898,13 +2939,15 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
         season_in, s_lane = _season_input(st, season, sl, pr, xi, ti, gap, cnt, has_prev, res)
         s_lane = _max(s_lane, _count_drop(st, season, sl, xi, ti, gap, has_prev))  # drop43 (score-only)
         lis = _likelihood(st, sl, pr, raw, li_shift, spread_in, trend_in, season_in)
-        fl_offer = fl_outgrew and s_flatline_fused > 0  # flat40: a decided run outgrew every hold the series showed
+        # flat40: a decided run outgrew every hold the series showed (leak43: not a hold at a cap it climbed into)
+        fl_offer = fl_outgrew and s_flatline_fused > 0 and not fl_top
         if fl_offer:
             st[sl, C_PEAK] = 0.0  # flat40: forget the withheld rise (the value detectors' memory only)
         fu, fs, li_f = _rearm(st, sl, pr, raw_v, raw_s, lis)
         raw_p = _max(_max(s_robust_z * pr[P_W_ROBUST_Z], s_ewma_fused * pr[P_W_EWMA]), s_spike * pr[P_W_SPIKE])
-        if fl_short and fu > 0 and fu == s_flatline_fused * pr[P_W_FLATLINE] and fu > raw_p:
+        if (fl_short or fl_top) and fu > 0 and fu == s_flatline_fused * pr[P_W_FLATLINE] and fu > raw_p:
             # gecco39: flatline's emission on a run no longer than one the series has shown off its floor is withheld
+            # (leak43: or on a hold at a cap the series climbed into, `_cap_hold`)
             # (the re-arm memory has counted it, as before: nothing else changes)
             fu = 0.0
         # burstfp34 / burst35: the point detectors' emission on a reading within a quarter of the series' own range
@@ -2948,7 +2991,7 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
 #: the loop over readings and its per-reading stages (tests/detect_reference.py runs their Python source)
 STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _count_rate, _exit, _reach, _reach_score,
           _period, _period_pending, _period_learn,
-          _ewma, _spike, _flatline,
+          _ewma, _spike, _flatline, _cap_hold,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _count_drop, _season_input, _likelihood, _rearm, _robust_emit, _veto,
           _burst_onset, _burst_rate, _calibrate, _recalibrate, _learn_series)

@@ -105,6 +105,10 @@ STATE: tuple[str, ...] = (
     # (~2 h) of the counts and of the hour-of-day profile's expected counts, the all-day mean square of their log
     # ratio, and the z an emission must reach next (0 = CD_Z; as lane34's bar)
     "cd_no", "cd_t0", "cd_a", "cd_b", "cd_v", "cd_bar",
+    # --- leak43: how many runs began, by a climb, at the unchanged top of reach's range while it was recent (at most
+    # FL_TOP_VISITS: a value pinned at a cap it ramped into), and the reading count at which that top last rose
+    # (`_cap_hold`)
+    "fl_top", "fl_top_n",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
