@@ -12,18 +12,25 @@ from pydantic import AwareDatetime, BeforeValidator
 from urbanpulse.api.access import FULL, Principal
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.query.errors import QueryError
 from urbanpulse.query.selection_cache import forget_selections
+from urbanpulse.query.spec import parse_time
 
 
-def _rfc3339_only(value: Any) -> Any:
-    """Times in the query are RFC 3339 text; a bare number would silently mean epoch seconds."""
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise ValueError("must be RFC 3339 with an offset, e.g. 2026-05-01T00:00:00Z")
+def _query_time(value: Any) -> Any:
+    """A time in a query, read by the history queries' one parser (:func:`urbanpulse.query.spec.parse_time`),
+    so ``/quality``, ``/alerts`` and ``/sensors`` take the forms ``/readings`` takes: a bare date is midnight
+    UTC, a time without a zone is UTC, a bare number is refused (it would silently mean epoch seconds)."""
+    if isinstance(value, str):
+        try:
+            return parse_time("time", value)
+        except QueryError as exc:
+            raise ValueError(str(exc).removeprefix("time=")) from None
     return value
 
 
-#: a query parameter time: RFC 3339 with an offset
-Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+#: a query parameter time: ISO 8601 / RFC 3339 (without a zone: UTC; a date alone: midnight UTC)
+Time = Annotated[AwareDatetime, BeforeValidator(_query_time)]
 
 
 def scope_classes(principal: Principal) -> list[str] | None:
