@@ -81,7 +81,7 @@ def percentile_name(q: float) -> str:
 
 
 #: a time given as a bare number: refused rather than guessed (epoch seconds? a basic-format date 20261205?)
-_BARE_NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]*)?$")
+_BARE_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 _TIME_EXAMPLE = "2024-03-31T00:00:00Z, or 2024-03-31 for midnight UTC"
 
 

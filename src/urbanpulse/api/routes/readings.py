@@ -9,7 +9,7 @@ and answered by the API's one handler: 422 (what to change), 413 (a limit: what 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -95,14 +95,14 @@ _LATEST_EXAMPLE = {"sensor_id": "beijing-dongsi",
                                                "columns": {"summary": "shape=columns: one array per column",
                                                            "value": _COLUMNS_EXAMPLE}}}}}})
 async def history(
-    request: Request,
+    request: Request, *,
     sensor: str | None = Query(None, description="sensor id(s), comma-separated", examples=["beijing-dongsi"]),
     metric: str | None = Query(None, description="metric name(s), comma-separated", examples=["pm2_5"]),
     area: str | None = Query(None, description="registry area/district"),
     tag: str | None = Query(None, description="registry tags (all must match), comma-separated"),
     bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat"),
-    start: Time = Query(..., description="ISO 8601, inclusive (a date alone: midnight UTC)",
-                        examples=["2015-01-01T00:00:00Z"]),
+    start: Annotated[Time, Query(description="ISO 8601, inclusive (a date alone: midnight UTC)",
+                                 examples=["2015-01-01T00:00:00Z"])],
     end: Time | None = Query(None, description="ISO 8601, exclusive; default now",
                                  examples=["2016-01-01T00:00:00Z"]),
     bucket: Bucket | None = Query(None, description="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month (any width "
@@ -145,10 +145,10 @@ async def history(
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"},
                                                    "example": "(a Parquet file)"}}}})
 async def export(
-    request: Request,
+    request: Request, *,
     format: Literal["csv", "ndjson", "parquet"] = Query("csv", description="file format"),
     sensor: str | None = Query(None), metric: str | None = Query(None), area: str | None = Query(None),
-    tag: str | None = Query(None), bbox: str | None = Query(None), start: Time = Query(...),
+    tag: str | None = Query(None), bbox: str | None = Query(None), start: Annotated[Time, Query()],
     end: Time | None = Query(None), bucket: Bucket | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None),
     fill: Literal["null", "previous", "linear"] | None = Query(None),
