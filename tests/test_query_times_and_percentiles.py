@@ -173,3 +173,36 @@ async def test_quality_takes_the_time_forms_readings_takes(service_with_keys):
         for route in ("/quality?sensor=pct-1", "/readings?sensor=pct-1&metric=temperature"):
             r = await client.get(f"{route}&start={bad}", headers=viewer)
             assert r.status_code == 422 and "2024-03-31" in r.text, (route, bad, r.text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(time_texts())
+def test_alerts_since_and_until_read_times_as_readings_does(text: str):
+    from urbanpulse.alerts.query import AlertQuery
+
+    q = AlertQuery.parse({"since": text, "until": text})
+    assert q.since == q.until == parse_time("start", text)
+
+
+@pytest.mark.integration
+async def test_alerts_take_a_date_alone_as_the_other_query_routes_do(fresh_db: str):
+    import httpx
+
+    from urbanpulse.api.app import create_app
+    from urbanpulse.auth.keys import KeyStore
+    from urbanpulse.auth.roles import Role
+    from urbanpulse.config import load_settings
+    from urbanpulse.service import IngestService
+
+    service = IngestService(load_settings(None, database={"dsn": fresh_db}, api={"enabled": False}))
+    await service.start()
+    try:
+        viewer = {"Authorization": f"Bearer {(await KeyStore(service.pool).create('planner', Role.viewer)).secret}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
+                                     base_url="http://test") as client:
+            r = await client.get("/alerts?since=2026-11-25&until=2026-11-26", headers=viewer)
+            assert r.status_code == 200 and r.json()["items"] == [], r.text
+            r = await client.get("/alerts?since=1764028800", headers=viewer)
+            assert r.status_code == 422 and "bare number" in r.text, r.text
+    finally:
+        await service.stop()
