@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from urbanpulse.api.routes.registry_deps import Time
+from urbanpulse.api.routes.registry_deps import QueryTime
 from urbanpulse.query.errors import QueryError
 from urbanpulse.query.spec import parse_aggregates, parse_fraction, parse_time, percentile_name
 
@@ -78,14 +78,14 @@ def time_texts(draw) -> str:
 
 @settings(max_examples=500, deadline=None)
 @given(time_texts())
-def test_the_time_type_of_every_query_route_reads_a_time_as_readings_does(text: str):
-    assert TypeAdapter(Time).validate_python(text) == parse_time("start", text)
+def test_the_time_type_of_the_history_routes_reads_a_time_as_parse_query_does(text: str):
+    assert TypeAdapter(QueryTime).validate_python(text) == parse_time("start", text)
 
 
 @settings(max_examples=200, deadline=None)
 @given(DATES)
 def test_a_date_alone_is_midnight_utc(d: date):
-    assert TypeAdapter(Time).validate_python(d.isoformat()) == datetime.combine(d, time(), timezone.utc)
+    assert TypeAdapter(QueryTime).validate_python(d.isoformat()) == datetime.combine(d, time(), timezone.utc)
 
 
 @settings(max_examples=200, deadline=None)
@@ -95,7 +95,7 @@ def test_a_bare_number_is_refused_not_read_as_epoch_seconds(text: str):
     with pytest.raises(QueryError, match="bare number"):
         parse_time("start", text)
     with pytest.raises(ValidationError, match="bare number"):
-        TypeAdapter(Time).validate_python(text)
+        TypeAdapter(QueryTime).validate_python(text)
 
 
 DAY = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -174,35 +174,3 @@ async def test_quality_takes_the_time_forms_readings_takes(service_with_keys):
             r = await client.get(f"{route}&start={bad}", headers=viewer)
             assert r.status_code == 422 and "2024-03-31" in r.text, (route, bad, r.text)
 
-
-@settings(max_examples=300, deadline=None)
-@given(time_texts())
-def test_alerts_since_and_until_read_times_as_readings_does(text: str):
-    from urbanpulse.alerts.query import AlertQuery
-
-    q = AlertQuery.parse({"since": text, "until": text})
-    assert q.since == q.until == parse_time("start", text)
-
-
-@pytest.mark.integration
-async def test_alerts_take_a_date_alone_as_the_other_query_routes_do(fresh_db: str):
-    import httpx
-
-    from urbanpulse.api.app import create_app
-    from urbanpulse.auth.keys import KeyStore
-    from urbanpulse.auth.roles import Role
-    from urbanpulse.config import load_settings
-    from urbanpulse.service import IngestService
-
-    service = IngestService(load_settings(None, database={"dsn": fresh_db}, api={"enabled": False}))
-    await service.start()
-    try:
-        viewer = {"Authorization": f"Bearer {(await KeyStore(service.pool).create('planner', Role.viewer)).secret}"}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
-                                     base_url="http://test") as client:
-            r = await client.get("/alerts?since=2026-11-25&until=2026-11-26", headers=viewer)
-            assert r.status_code == 200 and r.json()["items"] == [], r.text
-            r = await client.get("/alerts?since=1764028800", headers=viewer)
-            assert r.status_code == 422 and "bare number" in r.text, r.text
-    finally:
-        await service.stop()

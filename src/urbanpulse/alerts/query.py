@@ -16,8 +16,6 @@ from typing import Any
 from urbanpulse.alerts.errors import InvalidQuery
 from urbanpulse.alerts.model import STATES
 from urbanpulse.alerts.settings import SEVERITY_RANK
-from urbanpulse.query.errors import QueryError
-from urbanpulse.query.spec import parse_time as parse_query_time
 
 DETECTORS = ("threshold", "robust_z", "ewma", "spike", "flatline", "silence")
 MAX_LIMIT = 1000
@@ -37,13 +35,16 @@ def decode_cursor(token: str) -> int:
 
 
 def parse_time(name: str, value: str) -> datetime:
-    """``since``/``until``, read by the query routes' one time parser (:func:`urbanpulse.query.spec.parse_time`),
-    so ``/alerts`` takes the forms ``/readings`` and ``/quality`` take: ISO 8601, without a zone UTC, a date alone
-    midnight UTC; a time outside years 1..9999 in UTC is clamped to the nearest end."""
+    """ISO 8601; a time without a timezone is taken as UTC. A time whose UTC equivalent falls
+    outside years 1..9999 (e.g. 0001-01-01T00:00+05:00) is clamped to the nearest end."""
+    v = value.strip()
+    if "T" in v and v.count(" ") == 1:
+        v = v.replace(" ", "+")  # an unescaped "+02:00" arrives as " 02:00" in a query string
     try:
-        return parse_query_time(name, value)
-    except QueryError as exc:
-        raise InvalidQuery(str(exc)) from None
+        dt = datetime.fromisoformat(v)
+    except ValueError:
+        raise InvalidQuery(f"{name}={value!r} is not an ISO 8601 time; use e.g. {name}=2024-05-01T08:00:00Z") from None
+    return to_utc(dt)
 
 
 def to_utc(dt: datetime) -> datetime:

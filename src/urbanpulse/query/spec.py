@@ -86,8 +86,8 @@ _TIME_EXAMPLE = "2024-03-31T00:00:00Z, or 2024-03-31 for midnight UTC"
 
 
 def parse_time(name: str, text: str | None, default: datetime | None = None) -> datetime:
-    """The one reading of a time in a query (``/readings``, ``/readings/export``, ``/quality``, ``/alerts``,
-    ``/sensors``): ISO 8601; without a zone it is UTC, a date alone is midnight UTC, so every route takes the
+    """The one reading of a time in a history query (``/readings``, ``/readings/export``, ``/quality``, the
+    export command): ISO 8601; without a zone it is UTC, a date alone is midnight UTC, so every route takes the
     same forms. A time whose UTC equivalent falls outside years 1..9999 is clamped to the nearest end."""
     if text in (None, ""):
         if default is None:

@@ -40,6 +40,9 @@ def _any_of(*words: str) -> str:
 
 _NAME = r"[A-Za-z0-9_.:*?\-]{1,200}"
 _ID = r"^[0-9]{1,18}$"
+#: RFC 3339 / ISO 8601 date-time, the timezone optional (UTC)
+_TIME = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+         r"(:[0-5][0-9](\.[0-9]+)?)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$")
 
 
 @router.get("/alerts", summary="List alerts, newest first, with filters and cursor pagination",
@@ -55,10 +58,9 @@ async def list_alerts(
     metric: str | None = Query(None, pattern=f"^{_NAME}(,{_NAME})*$", description="metric name (comma-separated)"),
     detector: str | None = Query(None, pattern=_any_of(*DETECTORS),
                                  description="threshold, robust_z, ewma, spike, flatline, silence (comma-separated)"),
-    since: str | None = Query(None, description="ISO 8601: alerts triggered at or after this "
-                              "(event time), e.g. 2024-05-01T08:00:00Z; without a timezone: UTC; a date alone: "
-                              "midnight UTC", json_schema_extra={"format": "date-time"}),
-    until: str | None = Query(None, description="ISO 8601: alerts opened before this (event time), "
+    since: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts triggered at or after this "
+                              "(event time), e.g. 2024-05-01T08:00:00Z; without a timezone: UTC", json_schema_extra={"format": "date-time"}),
+    until: str | None = Query(None, pattern=_TIME, description="ISO 8601: alerts opened before this (event time), "
                               "e.g. 2024-05-01T08:00:00Z",
                               json_schema_extra={"format": "date-time"}),
     flapping: bool | None = Query(None, description="true or false"),

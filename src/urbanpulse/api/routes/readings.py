@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
 from urbanpulse.api.page_json import columns_body, items_body
-from urbanpulse.api.routes.registry_deps import Time
+from urbanpulse.api.routes.registry_deps import QueryTime
 from urbanpulse.export.formats import EXTENSIONS, FORMATS, check_format
 from urbanpulse.query.errors import QueryError, UnknownSeries
 from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability, latest
@@ -101,9 +101,9 @@ async def history(
     area: str | None = Query(None, description="registry area/district"),
     tag: str | None = Query(None, description="registry tags (all must match), comma-separated"),
     bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat"),
-    start: Annotated[Time, Query(description="ISO 8601, inclusive (a date alone: midnight UTC)",
+    start: Annotated[QueryTime, Query(description="ISO 8601, inclusive (a date alone: midnight UTC)",
                                  examples=["2015-01-01T00:00:00Z"])],
-    end: Time | None = Query(None, description="ISO 8601, exclusive; default now",
+    end: QueryTime | None = Query(None, description="ISO 8601, exclusive; default now",
                                  examples=["2016-01-01T00:00:00Z"]),
     bucket: Bucket | None = Query(None, description="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month (any width "
                                   "that divides a day); none = the readings", examples=["1h"]),
@@ -148,8 +148,8 @@ async def export(
     request: Request, *,
     format: Literal["csv", "ndjson", "parquet"] = Query("csv", description="file format"),
     sensor: str | None = Query(None), metric: str | None = Query(None), area: str | None = Query(None),
-    tag: str | None = Query(None), bbox: str | None = Query(None), start: Annotated[Time, Query()],
-    end: Time | None = Query(None), bucket: Bucket | None = Query(None), agg: str | None = Query(None),
+    tag: str | None = Query(None), bbox: str | None = Query(None), start: Annotated[QueryTime, Query()],
+    end: QueryTime | None = Query(None), bucket: Bucket | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None),
     fill: Literal["null", "previous", "linear"] | None = Query(None),
     path: Literal["auto", "raw", "rollup"] | None = Query(None),

@@ -17,10 +17,22 @@ from urbanpulse.query.selection_cache import forget_selections
 from urbanpulse.query.spec import parse_time
 
 
+def _rfc3339_only(value: Any) -> Any:
+    """Times in the query are RFC 3339 text; a bare number would silently mean epoch seconds."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be RFC 3339 with an offset, e.g. 2026-05-01T00:00:00Z")
+    return value
+
+
+#: a registry time (``/sensors?at=``, ``valid_from``): RFC 3339 with an offset
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+
+
 def _query_time(value: Any) -> Any:
-    """A time in a query, read by the history queries' one parser (:func:`urbanpulse.query.spec.parse_time`),
-    so ``/quality``, ``/alerts`` and ``/sensors`` take the forms ``/readings`` takes: a bare date is midnight
-    UTC, a time without a zone is UTC, a bare number is refused (it would silently mean epoch seconds)."""
+    """A time of a history query, read by the history queries' one parser
+    (:func:`urbanpulse.query.spec.parse_time`), so ``/quality`` takes the forms ``/readings`` takes: a bare
+    date is midnight UTC, a time without a zone is UTC, a bare number is refused (it would silently mean
+    epoch seconds)."""
     if isinstance(value, str):
         try:
             return parse_time("time", value)
@@ -29,8 +41,9 @@ def _query_time(value: Any) -> Any:
     return value
 
 
-#: a query parameter time: ISO 8601 / RFC 3339 (without a zone: UTC; a date alone: midnight UTC)
-Time = Annotated[AwareDatetime, BeforeValidator(_query_time)]
+#: a history query's time (``/readings``, ``/readings/export``, ``/quality``): ISO 8601 (without a zone: UTC;
+#: a date alone: midnight UTC)
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_query_time)]
 
 
 def scope_classes(principal: Principal) -> list[str] | None:
