@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from urbanpulse.cli_options import LOG_LEVELS, add_log_level
-from urbanpulse.errors import UrbanpulseError
+from urbanpulse.errors import ConfigError, UrbanpulseError
 
 _EPILOG = """\
 Configuration: a YAML file (see config/urbanpulse.example.yaml) and URBANPULSE_* environment
@@ -165,8 +165,34 @@ def main(argv: list[str] | None = None) -> int:
         gc.enable()
 
 
+def unknown_leading_options(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """The options before the COMMAND that ``urbanpulse`` itself does not take (``--bogus``, ``--config`` given
+    before the command): argparse reported only the missing COMMAND for them, or took a value for the command."""
+    known = list(parser._option_string_actions)
+    unknown = []
+    for arg in argv:
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        name = arg.split("=", 1)[0]
+        if not any(option.startswith(name) for option in known):  # argparse takes unambiguous prefixes (--he)
+            unknown.append(arg)
+    return unknown
+
+
+def parse_command_line(argv: list[str] | None) -> argparse.Namespace:
+    """``urbanpulse`` arguments parsed; an unknown option before the COMMAND is named as unknown (argparse
+    said "the following arguments are required: COMMAND" for ``urbanpulse --bogus``)."""
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    unknown = unknown_leading_options(parser, argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (urbanpulse takes a COMMAND first, then its "
+                     "options: urbanpulse COMMAND --help lists them; urbanpulse --help lists the commands)")
+    return parser.parse_args(argv)
+
+
 def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_command_line(argv)
     from urbanpulse.config import load_settings
 
     if args.command != "run":
@@ -192,6 +218,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "detect":
             from urbanpulse.detect.backtest import run_backtest
 
+            check_detect_metric(args.metric, settings)
             reports: list | None = [] if args.report else None
             results = run_backtest(args.input, args.output, args.metric, settings.detection,
                                    progress=not args.no_progress, reports=reports)
@@ -219,6 +246,35 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def known_metrics(settings) -> set[str]:  # noqa: ANN001 - Settings
+    """Every metric name the configuration knows: the metric catalogue (with validation.metrics), the
+    detection.metrics overrides and the metrics the detection groups name."""
+    from urbanpulse.quality.catalogue import MetricCatalogue
+
+    catalogue = MetricCatalogue.load(settings.validation.catalogue, settings.validation.metrics)
+    names = {spec.name for spec in catalogue.specs}
+    names.update(settings.detection.metrics)
+    for group in settings.detection.groups:
+        names.update(group.metrics)
+    return names
+
+
+def check_detect_metric(metric: str, settings) -> None:  # noqa: ANN001 - Settings
+    """``detect --metric`` only selects per-metric settings, so a typo used to score with the defaults and
+    exit 0 without a word; a name the configuration does not know is refused (ConfigError, exit 2) with the
+    closest known names, so the user sees the typo (a new metric: add it to validation.metrics)."""
+    import difflib
+
+    known = known_metrics(settings)
+    if metric in known:
+        return
+    close = difflib.get_close_matches(metric, sorted(known), n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(f"--metric {metric!r} matches no metric: it is not in the metric catalogue, "
+                      f"validation.metrics or detection.metrics; {hint}known: {', '.join(sorted(known))} "
+                      "(a metric of your own: add it to validation.metrics in the --config file)")
 
 
 def file_error_message(exc: OSError) -> str:

@@ -52,6 +52,18 @@ def _positive(value: str) -> float:
     return f
 
 
+def station_count(value: str) -> int:
+    """--stations as a number of stations, 1 or more: 0 replayed one station and a negative number counted
+    from the end, neither what was asked; refused by the parser with a usage message."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of stations (1 to 12), got {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more stations (the dataset has 12), got {count}")
+    return count
+
+
 def tcp_port(value: str) -> int:
     """--port as a usable TCP port (1-65535), refused by the parser with a usage message otherwise (99999
     ended in an OverflowError traceback from bind())."""
@@ -72,7 +84,7 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, metavar="FILE",
                       help="optional configuration (database, detection, ...); with --serve its database must not "
                            "hold the demo's readings yet")
-    demo.add_argument("--stations", type=int, default=None, metavar="N",
+    demo.add_argument("--stations", type=station_count, default=None, metavar="N",
                       help="how many station files (default 3; with --serve 12, at least 3; max 12)")
     demo.add_argument("--hours", type=int, default=None, metavar="H",
                       help="replay only the first H hours of each station (default: all of them: 35,064 in the "

@@ -6,10 +6,12 @@ Every parse error is a :class:`QueryError` whose message names the parameter and
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -70,21 +72,48 @@ class HistoryQuery:
 
 
 def percentile_name(q: float) -> str:
-    """0.5 -> ``p50``, 0.999 -> ``p99.9``."""
-    return "p" + f"{q * 100:.6f}".rstrip("0").rstrip(".")
+    """0.5 -> ``p50``, 0.999 -> ``p99.9``, 1e-09 -> ``p0.0000001``: the percentage, written out in full.
+
+    Taken from the fraction's shortest decimal form, so two different fractions never share a column name
+    (a fixed number of decimals named 0 and 1e-09 both ``p0``)."""
+    percent = (Decimal(repr(float(q) + 0.0)) * 100).normalize()  # + 0.0: -0.0 is named p0
+    return "p" + format(percent, "f")
+
+
+#: a time given as a bare number: refused rather than guessed (epoch seconds? a basic-format date 20261205?)
+_BARE_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_TIME_EXAMPLE = "2024-03-31T00:00:00Z, or 2024-03-31 for midnight UTC"
 
 
 def parse_time(name: str, text: str | None, default: datetime | None = None) -> datetime:
-    """ISO 8601 with a zone (``2024-03-31T00:00:00Z``); a date alone is midnight UTC."""
+    """The one reading of a time in a history query (``/readings``, ``/readings/export``, ``/quality``, the
+    export command): ISO 8601; without a zone it is UTC, a date alone is midnight UTC, so every route takes the
+    same forms. A time whose UTC equivalent falls outside years 1..9999 is clamped to the nearest end."""
     if text in (None, ""):
         if default is None:
-            raise QueryError(f"{name} is required (ISO 8601, e.g. 2024-03-31T00:00:00Z)")
+            raise QueryError(f"{name} is required (ISO 8601, e.g. {_TIME_EXAMPLE})")
         return default
+    v = text.strip()
+    if "T" in v:
+        v = v.replace(" ", "+")  # an unescaped "+02:00" arrives as " 02:00" in a query string
+    if _BARE_NUMBER.match(v):
+        raise QueryError(f"{name}={text!r} is a bare number, not a time; send ISO 8601, e.g. {_TIME_EXAMPLE}")
     try:
-        t = datetime.fromisoformat(text.strip().replace(" ", "+") if "T" in text else text.strip())
+        t = datetime.fromisoformat(v)
     except ValueError as exc:
-        raise QueryError(f"{name}={text!r} is not an ISO 8601 time; send e.g. 2024-03-31T00:00:00Z") from exc
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+        raise QueryError(f"{name}={text!r} is not an ISO 8601 time; send e.g. {_TIME_EXAMPLE}") from exc
+    return _to_utc(t)
+
+
+def _to_utc(t: datetime) -> datetime:
+    """``t`` in UTC (naive: taken as UTC), clamped to the years 1..9999 datetime can hold."""
+    if t.tzinfo is None:
+        return t.replace(tzinfo=timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except OverflowError:
+        limit = datetime.min if t.year < 5000 else datetime.max
+        return limit.replace(tzinfo=timezone.utc)
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
@@ -104,27 +133,35 @@ def parse_aggregates(text: str | None, percentile: str | None, bucketed: bool) -
             if a not in aggs:
                 aggs.append(a)
         elif a in NAMED_PERCENTILES or _PCT.match(a):
-            q = NAMED_PERCENTILES.get(a) or float(_PCT.match(a).group(1)) / 100  # type: ignore[union-attr]
+            q = NAMED_PERCENTILES.get(a) or float(Decimal(_PCT.match(a).group(1)) / 100)  # type: ignore[union-attr]
             if q not in pcts:
                 pcts.append(q)
         else:
             raise QueryError(f"agg {a!r} is not known; use count, min, max, mean, sum, stddev, first, last, "
                              "p50, p90, p95, p99 (or percentile=0.37)")
     for p in _csv(percentile):
-        try:
-            q = float(p)
-        except ValueError:
-            q = -1.0
-        if q > 1 and q <= 100:
-            q /= 100
-        if not 0 <= q <= 1:
-            raise QueryError(f"percentile={p!r} must be a fraction 0..1 (or a percentage up to 100)")
+        q = parse_fraction(p)
         if q not in pcts:
             pcts.append(q)
     if (aggs or pcts) and not bucketed:
         raise QueryError("agg/percentile need a bucket (e.g. bucket=1h); without one the readings themselves "
                          "are returned")
     return tuple(aggs), tuple(pcts)
+
+
+def parse_fraction(text: str) -> float:
+    """One ``percentile=`` value: a fraction from 0 to 1 (0.95 is the 95th percentile), as docs/api.md says.
+
+    A number above 1 is refused, not read as a percentage: 1 would then be the maximum and 1.5 the 1.5th
+    percentile, and a planner cannot tell which was meant."""
+    try:
+        q = float(text)
+    except ValueError:
+        q = math.nan
+    if not 0 <= q <= 1:
+        raise QueryError(f"percentile={text!r} must be a fraction from 0 to 1 (e.g. 0.95 for the 95th percentile; "
+                         "agg=p95 names it as a percentage)")
+    return q + 0.0  # -0 is 0
 
 
 def _bbox(text: str | None) -> tuple[float, float, float, float] | None:

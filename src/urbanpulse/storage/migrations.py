@@ -159,6 +159,8 @@ async def migrate(conn: asyncpg.Connection, prefer: str = "auto",
         elif prefer not in ("auto", mode):
             log.warning("storage_mode=%s requested but the schema was created as %s; keeping %s", prefer, mode, mode)
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        if any(m.version not in done for m in MIGRATIONS):
+            await warn_if_maintenance_database(conn)
         for m in MIGRATIONS:
             if m.version in done:
                 continue
@@ -173,6 +175,22 @@ async def migrate(conn: asyncpg.Connection, prefer: str = "auto",
         if mode == "timescaledb" and policies is not None:
             await _apply_policies(conn, policies)
         return mode  # type: ignore[return-value]
+
+
+#: the database every PostgreSQL server creates for tools and administrators to connect to
+MAINTENANCE_DATABASE = "postgres"
+
+
+async def warn_if_maintenance_database(conn: asyncpg.Connection) -> None:
+    """Log a warning before migrations create or change tables in the server's ``postgres`` database: a
+    database.dsn ending in /postgres is usually a slip (the schema then sits among the administrators'
+    things, and dropping it means dropping table by table). Not refused: some hosted servers offer only it."""
+    name = await conn.fetchval("SELECT current_database()")
+    if name == MAINTENANCE_DATABASE:
+        log.warning("migrating the urbanpulse schema into the database %r, the server's maintenance database; "
+                    "if that was not meant, create one (createdb urbanpulse, or CREATE DATABASE urbanpulse) and "
+                    "name it at the end of database.dsn (.../urbanpulse); a hosted server that offers only %r "
+                    "can keep it", name, name)
 
 
 async def _apply_policies(conn: asyncpg.Connection, policies: Sequence[TablePolicy]) -> list[PolicyChange]:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from urbanpulse.api.access import ALLOW_OPEN_DATA, Principal
-from urbanpulse.api.routes.registry_deps import Time, list_param, pool, scope_classes
+from urbanpulse.api.routes.registry_deps import QueryTime, list_param, pool, scope_classes
 from urbanpulse.errors import InvalidRequest
 from urbanpulse.quality.report import quality_report
 
@@ -69,10 +69,10 @@ async def get_quality(
     request: Request,
     period: str = Query("P1D", description="ISO 8601 duration ending now: P<n>W, P<n>D or PT<n>H, at most 366 days",
                         examples=["P7D"], pattern=PERIOD_PATTERN),
-    start: Time | None = Query(None, description="RFC 3339 start instead of a period (with end, "
-                                        "default now; at most 366 days are reported)",
+    start: QueryTime | None = Query(None, description="ISO 8601 start instead of a period (with end, "
+                                        "default now; at most 366 days are reported; a date alone: midnight UTC)",
                                         examples=["2026-11-01T00:00:00Z"]),
-    end: Time | None = Query(None, description="RFC 3339 end (exclusive)", examples=["2026-11-08T00:00:00Z"]),
+    end: QueryTime | None = Query(None, description="ISO 8601 end (exclusive)", examples=["2026-11-08T00:00:00Z"]),
     sensor: str | None = Query(None, description="sensor id(s), comma-separated"),
     area: str | None = Query(None, description="area(s), comma-separated"),
     metric: str | None = Query(None, description="metric(s), comma-separated"),

@@ -9,8 +9,7 @@ and answered by the API's one handler: 422 (what to change), 413 (a limit: what 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -18,6 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
 from urbanpulse.api.page_json import columns_body, items_body
+from urbanpulse.api.routes.registry_deps import QueryTime
 from urbanpulse.export.formats import EXTENSIONS, FORMATS, check_format
 from urbanpulse.query.errors import QueryError, UnknownSeries
 from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability, latest
@@ -95,14 +95,15 @@ _LATEST_EXAMPLE = {"sensor_id": "beijing-dongsi",
                                                "columns": {"summary": "shape=columns: one array per column",
                                                            "value": _COLUMNS_EXAMPLE}}}}}})
 async def history(
-    request: Request,
+    request: Request, *,
     sensor: str | None = Query(None, description="sensor id(s), comma-separated", examples=["beijing-dongsi"]),
     metric: str | None = Query(None, description="metric name(s), comma-separated", examples=["pm2_5"]),
     area: str | None = Query(None, description="registry area/district"),
     tag: str | None = Query(None, description="registry tags (all must match), comma-separated"),
     bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat"),
-    start: datetime = Query(..., description="ISO 8601, inclusive", examples=["2015-01-01T00:00:00Z"]),
-    end: datetime | None = Query(None, description="ISO 8601, exclusive; default now",
+    start: Annotated[QueryTime, Query(description="ISO 8601, inclusive (a date alone: midnight UTC)",
+                                 examples=["2015-01-01T00:00:00Z"])],
+    end: QueryTime | None = Query(None, description="ISO 8601, exclusive; default now",
                                  examples=["2016-01-01T00:00:00Z"]),
     bucket: Bucket | None = Query(None, description="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month (any width "
                                   "that divides a day); none = the readings", examples=["1h"]),
@@ -144,11 +145,11 @@ async def history(
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"},
                                                    "example": "(a Parquet file)"}}}})
 async def export(
-    request: Request,
+    request: Request, *,
     format: Literal["csv", "ndjson", "parquet"] = Query("csv", description="file format"),
     sensor: str | None = Query(None), metric: str | None = Query(None), area: str | None = Query(None),
-    tag: str | None = Query(None), bbox: str | None = Query(None), start: datetime = Query(...),
-    end: datetime | None = Query(None), bucket: Bucket | None = Query(None), agg: str | None = Query(None),
+    tag: str | None = Query(None), bbox: str | None = Query(None), start: Annotated[QueryTime, Query()],
+    end: QueryTime | None = Query(None), bucket: Bucket | None = Query(None), agg: str | None = Query(None),
     percentile: str | None = Query(None), tz: str | None = Query(None),
     fill: Literal["null", "previous", "linear"] | None = Query(None),
     path: Literal["auto", "raw", "rollup"] | None = Query(None),

@@ -12,7 +12,9 @@ from pydantic import AwareDatetime, BeforeValidator
 from urbanpulse.api.access import FULL, Principal
 from urbanpulse.errors import StorageUnavailable
 from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.query.errors import QueryError
 from urbanpulse.query.selection_cache import forget_selections
+from urbanpulse.query.spec import parse_time
 
 
 def _rfc3339_only(value: Any) -> Any:
@@ -22,8 +24,26 @@ def _rfc3339_only(value: Any) -> Any:
     return value
 
 
-#: a query parameter time: RFC 3339 with an offset
+#: a registry time (``/sensors?at=``, ``valid_from``): RFC 3339 with an offset
 Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+
+
+def _query_time(value: Any) -> Any:
+    """A time of a history query, read by the history queries' one parser
+    (:func:`urbanpulse.query.spec.parse_time`), so ``/quality`` takes the forms ``/readings`` takes: a bare
+    date is midnight UTC, a time without a zone is UTC, a bare number is refused (it would silently mean
+    epoch seconds)."""
+    if isinstance(value, str):
+        try:
+            return parse_time("time", value)
+        except QueryError as exc:
+            raise ValueError(str(exc).removeprefix("time=")) from None
+    return value
+
+
+#: a history query's time (``/readings``, ``/readings/export``, ``/quality``): ISO 8601 (without a zone: UTC;
+#: a date alone: midnight UTC)
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_query_time)]
 
 
 def scope_classes(principal: Principal) -> list[str] | None:
