@@ -71,6 +71,13 @@ def fresh_db(pg_dsn: str):
         services.drop_database(name, pg_dsn)
 
 
+@pytest.fixture(scope="module")
+def migrated_db(pg_dsn: str):
+    """A migrated database shared by one module's tests (commands that only read it), dropped after the module."""
+    with services.migrated_database(pg_dsn) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory) -> str:
     try:

@@ -28,6 +28,16 @@ def score_one(x: np.ndarray, ts: np.ndarray | None = None, settings: DetectionSe
     return bank.score(np.zeros(len(x), np.int64), ts, np.asarray(x, np.float64))
 
 
+def anomaly_scores(ts: np.ndarray, *copies: np.ndarray) -> list[np.ndarray]:
+    """Each copy's anomaly_score, one slot each, scored in one batch at the defaults."""
+    bank = DetectorBank(DetectionSettings())
+    k = len(copies)
+    bank.assign(np.arange(k, dtype=np.int64), [f"s{i}" for i in range(k)], ["value"] * k)
+    sc = bank.score(np.repeat(np.arange(k, dtype=np.int64), len(ts)), np.tile(ts, k), np.concatenate(copies))
+    bounds = np.searchsorted(sc.slot, np.arange(k + 1))
+    return [np.asarray(sc.anomaly_score[bounds[i]:bounds[i + 1]]) for i in range(k)]
+
+
 def onsets(sc: Scores, name: str) -> np.ndarray:
     """Rows of ``sc`` where detector ``name``'s decision turns on."""
     d = sc.decision[:, sc.names.index(name)]

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services import check_postgres, migrated_database, unavailable
 from urbanpulse.cli import _parser, file_error_message, main
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
@@ -58,21 +57,12 @@ def test_a_missing_folder_is_named_with_a_hint(tmp_path: Path) -> None:
     assert str(missing) in message and "does its folder exist" in message
 
 
-@pytest.fixture(scope="module")
-def dsn() -> str:
-    problem = check_postgres()
-    if problem is not None:
-        unavailable(f"PostgreSQL not reachable: {problem}")
-    with migrated_database() as url:
-        yield url
-
-
 @pytest.mark.parametrize("command", [["registry", "export", "-o"], ["subject", "export", "--device", "phone-1",
                                                                    "--output"]])
 def test_writing_into_a_folder_that_does_not_exist_exits_2_without_a_traceback(
-        dsn: str, tmp_path: Path, command: list[str]) -> None:
+        migrated_db: str, tmp_path: Path, command: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("URBANPULSE_")}
-    env["URBANPULSE_DATABASE__DSN"] = dsn
+    env["URBANPULSE_DATABASE__DSN"] = migrated_db
     target = tmp_path / "nothere" / "out.csv"
     out = subprocess.run([sys.executable, "-m", "urbanpulse.cli", *command, str(target)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)

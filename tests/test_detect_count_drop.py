@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
+from detect_series import anomaly_scores
 from urbanpulse.detect import DetectionSettings, DetectorBank
 from urbanpulse.detect.layout import S, SE
 
@@ -72,16 +73,6 @@ def poisson(mean: np.ndarray, u: np.ndarray, z: np.ndarray) -> np.ndarray:
         p = p * small / j
         cdf = cdf + p
     return np.where(mean >= 30.0, np.maximum(np.round(mean + np.sqrt(mean) * z), 0.0), x)
-
-
-def anomaly_scores(ts: np.ndarray, *copies: np.ndarray) -> list[np.ndarray]:
-    """Each copy's anomaly_score, one slot each, scored in one batch at the defaults."""
-    bank = DetectorBank(DetectionSettings())
-    k = len(copies)
-    bank.assign(np.arange(k, dtype=np.int64), [f"s{i}" for i in range(k)], ["value"] * k)
-    sc = bank.score(np.repeat(np.arange(k, dtype=np.int64), len(ts)), np.tile(ts, k), np.concatenate(copies))
-    bounds = np.searchsorted(sc.slot, np.arange(k + 1))
-    return [np.asarray(sc.anomaly_score[bounds[i]:bounds[i + 1]]) for i in range(k)]
 
 
 def ranked(seed: int, factor: float, start_day: int, onset_day: int,

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings as hsettings, strategies as st
 
+from detect_series import anomaly_scores
 from urbanpulse.detect import DetectionSettings, DetectorBank
 from urbanpulse.detect.layout import S, SE
 
@@ -75,16 +76,6 @@ def road(seed: int, sensor: str, factor: float, start_day: int, onset_day: int,
             mean = free * f * (1.0 - depth * jam)
             return np.round(np.clip(mean + free * rel * (1.0 + (d < 0.2)) * z, 0.0, 1.1 * limit), 1)
     return ts, value(np.ones(len(ts))), value(x), onset
-
-
-def anomaly_scores(ts: np.ndarray, *copies: np.ndarray) -> list[np.ndarray]:
-    """Each copy's anomaly_score, one slot each, scored in one batch at the defaults."""
-    bank = DetectorBank(DetectionSettings())
-    k = len(copies)
-    bank.assign(np.arange(k, dtype=np.int64), [f"s{i}" for i in range(k)], ["value"] * k)
-    sc = bank.score(np.repeat(np.arange(k, dtype=np.int64), len(ts)), np.tile(ts, k), np.concatenate(copies))
-    bounds = np.searchsorted(sc.slot, np.arange(k + 1))
-    return [np.asarray(sc.anomaly_score[bounds[i]:bounds[i + 1]]) for i in range(k)]
 
 
 def ranked(seed: int, sensor: str, factor: float, start_day: int, onset_day: int) -> tuple[float, float]:

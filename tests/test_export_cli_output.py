@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services import check_postgres, migrated_database, unavailable
 from urbanpulse.errors import ConfigError
 from urbanpulse.export.cli import FORMAT_OF_SUFFIX, check_output_writable, output_format
 
@@ -58,21 +57,12 @@ def test_a_missing_folder_is_refused_and_an_existing_one_accepted(tmp_path: Path
     check_output_writable("-")
 
 
-@pytest.fixture(scope="module")
-def dsn() -> str:
-    problem = check_postgres()
-    if problem is not None:
-        unavailable(f"PostgreSQL not reachable: {problem}")
-    with migrated_database() as url:
-        yield url
-
-
 @pytest.mark.parametrize("output,says", [("nothere/sub/x.csv", "does not exist"),
                                          ("city.xlsx", ".xlsx is not an export format")])
 def test_export_command_refuses_a_bad_output_with_exit_2_and_no_traceback(
-        dsn: str, tmp_path: Path, output: str, says: str) -> None:
+        migrated_db: str, tmp_path: Path, output: str, says: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("URBANPULSE_")}
-    env["URBANPULSE_DATABASE__DSN"] = dsn
+    env["URBANPULSE_DATABASE__DSN"] = migrated_db
     out = subprocess.run([sys.executable, "-m", "urbanpulse.cli", "export", "--metric", "pm2_5", "--start",
                           "2026-01-01", "--output", output, "--no-progress"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)

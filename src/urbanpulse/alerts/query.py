@@ -10,12 +10,13 @@ the previous page, so paging is stable while new alerts keep arriving.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from urbanpulse.alerts.errors import InvalidQuery
 from urbanpulse.alerts.model import STATES
 from urbanpulse.alerts.settings import SEVERITY_RANK
+from urbanpulse.utc import to_utc
 
 DETECTORS = ("threshold", "robust_z", "ewma", "spike", "flatline", "silence")
 MAX_LIMIT = 1000
@@ -45,17 +46,6 @@ def parse_time(name: str, value: str) -> datetime:
     except ValueError:
         raise InvalidQuery(f"{name}={value!r} is not an ISO 8601 time; use e.g. {name}=2024-05-01T08:00:00Z") from None
     return to_utc(dt)
-
-
-def to_utc(dt: datetime) -> datetime:
-    """``dt`` in UTC (naive: taken as UTC), clamped to Python's range of years 1..9999."""
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    try:
-        return dt.astimezone(timezone.utc)
-    except OverflowError:
-        limit = datetime.min if dt.year < 5000 else datetime.max
-        return limit.replace(tzinfo=timezone.utc)
 
 
 def _choices(name: str, value: str | None, allowed: tuple[str, ...] | None = None) -> list[str] | None:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from urbanpulse.alerts.query import to_utc
+from urbanpulse.utc import to_utc
 from urbanpulse.auth.roles import Role
 
 

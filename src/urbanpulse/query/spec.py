@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from urbanpulse.query.buckets import Bucket, parse_bucket, parse_tz
 from urbanpulse.query.errors import QueryError, UnknownSeries
+from urbanpulse.utc import to_utc
 
 #: aggregates the rollup tables can answer exactly (percentiles need every reading)
 ROLLUP_AGGREGATES = ("count", "min", "max", "mean", "sum", "stddev", "first", "last")
@@ -102,18 +103,7 @@ def parse_time(name: str, text: str | None, default: datetime | None = None) -> 
         t = datetime.fromisoformat(v)
     except ValueError as exc:
         raise QueryError(f"{name}={text!r} is not an ISO 8601 time; send e.g. {_TIME_EXAMPLE}") from exc
-    return _to_utc(t)
-
-
-def _to_utc(t: datetime) -> datetime:
-    """``t`` in UTC (naive: taken as UTC), clamped to the years 1..9999 datetime can hold."""
-    if t.tzinfo is None:
-        return t.replace(tzinfo=timezone.utc)
-    try:
-        return t.astimezone(timezone.utc)
-    except OverflowError:
-        limit = datetime.min if t.year < 5000 else datetime.max
-        return limit.replace(tzinfo=timezone.utc)
+    return to_utc(t)
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
