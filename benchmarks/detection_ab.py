@@ -34,20 +34,11 @@ import detection_devset as devset  # noqa: E402
 
 def run(files: list[devset.DevFile], patch: dict) -> tuple[dict[str, np.ndarray], dict]:
     """anomaly_score per file and decision onsets / window recall per dataset, from one bank."""
-    from urbanpulse.detect import DetectorBank
-
-    bank = DetectorBank(dd._settings(patch))
-    n = len(files)
-    bank.assign(np.arange(n), [f.name for f in files], ["value"] * n)
-    sl = np.concatenate([np.full(len(f.values), k, np.int64) for k, f in enumerate(files)])
-    ts = np.concatenate([f.ts_us for f in files])
-    v = np.concatenate([f.values for f in files])
-    sc = bank.score(sl, ts, v)
-    full = np.zeros(len(v))
+    sc, offs, _ = dd.score_files(files, patch)
+    full = np.zeros(int(offs[-1]))
     full[sc.index] = sc.anomaly_score
-    alert = np.zeros(len(v), bool)
+    alert = np.zeros(int(offs[-1]), bool)
     alert[sc.index] = sc.alert
-    offs = np.cumsum([0] + [len(f.values) for f in files])
     scores, onsets = {}, {}
     for k, f in enumerate(files):
         scores[f.name] = full[offs[k]:offs[k + 1]]

@@ -88,8 +88,11 @@ def _settings(patch: dict):
     return DetectionSettings.model_validate(data)
 
 
-def run_urbanpulse(files: list[devset.DevFile], patch: dict) -> tuple[dict[str, np.ndarray], float]:
-    """anomaly_score per file from one DetectorBank (all files as slots); and readings/s."""
+def score_files(files: list[devset.DevFile], patch: dict):
+    """Score every file as one slot of one DetectorBank (the development set's one way of running the detectors).
+
+    Returns the bank's Scores, the files' row offsets into the concatenated rows (file k is rows
+    offs[k]:offs[k + 1]) and the readings per second of the scoring call."""
     from urbanpulse.detect import DetectorBank
 
     bank = DetectorBank(_settings(patch))
@@ -101,9 +104,14 @@ def run_urbanpulse(files: list[devset.DevFile], patch: dict) -> tuple[dict[str, 
     t0 = time.perf_counter()
     sc = bank.score(sl, ts, v)
     rate = len(v) / (time.perf_counter() - t0)
-    full = np.zeros(len(v))
+    return sc, np.cumsum([0] + [len(f.values) for f in files]), rate
+
+
+def run_urbanpulse(files: list[devset.DevFile], patch: dict) -> tuple[dict[str, np.ndarray], float]:
+    """anomaly_score per file from one DetectorBank (all files as slots); and readings/s."""
+    sc, offs, rate = score_files(files, patch)
+    full = np.zeros(int(offs[-1]))
     full[sc.index] = sc.anomaly_score
-    offs = np.cumsum([0] + [len(f.values) for f in files])
     return {f.name: full[offs[k]:offs[k + 1]] for k, f in enumerate(files)}, rate
 
 

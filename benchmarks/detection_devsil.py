@@ -36,22 +36,13 @@ GAP_KINDS = ("gap", "dropout", "outage")
 
 def decision_onsets(files: list[devset.DevFile]) -> tuple[dict[str, np.ndarray], list[str]]:
     """Per file, a (rows, detectors) bool array of decision rising edges; and the detectors' names."""
-    from urbanpulse.detect import DetectionSettings, DetectorBank
-
-    bank = DetectorBank(DetectionSettings())
-    n = len(files)
-    bank.assign(np.arange(n), [f.name for f in files], ["value"] * n)
-    sl = np.concatenate([np.full(len(f.values), k, np.int64) for k, f in enumerate(files)])
-    ts = np.concatenate([f.ts_us for f in files])
-    v = np.concatenate([f.values for f in files])
-    sc = bank.score(sl, ts, v)
+    sc, offs, _ = detection_dev.score_files(files, {})
     dec = sc.decision
     prev = np.zeros_like(dec)
     prev[1:] = dec[:-1]
     prev[np.r_[True, sc.slot[1:] != sc.slot[:-1]]] = False
-    full = np.zeros((len(v), dec.shape[1]), bool)
+    full = np.zeros((int(offs[-1]), dec.shape[1]), bool)
     full[sc.index] = dec & ~prev
-    offs = np.cumsum([0] + [len(f.values) for f in files])
     return {f.name: full[offs[k]:offs[k + 1]] for k, f in enumerate(files)}, list(sc.names)
 
 
