@@ -178,7 +178,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=40)
     ap.add_argument("--ratio", type=float, default=2.5)
     ap.add_argument("--profile-bins", type=int, default=0, help="0: the exact previous day; B: a B-bin profile")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     if a.what == "kinds":
         kinds(a.specs, a.seeds, a.profile_bins)
     elif a.what == "nab":
