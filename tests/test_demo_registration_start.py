@@ -20,12 +20,13 @@ from hypothesis import given, settings, strategies as st
 from urbanpulse.config import load_settings
 from urbanpulse.datasets.beijing import read_station, station_files
 from urbanpulse.demo_feed import HourlyFeed, PacedReplaySource
+from urbanpulse.demo_incidents import inject
 from urbanpulse.demo_serve import BUNDLED_CITY, prepare_database, registration_start
 from urbanpulse.quality.report import quality_report
 from urbanpulse.storage.partitions import MonthlyPartitions
 
 STATIONS = [read_station(f) for f in station_files(BUNDLED_CITY)[:3]]
-FEED = HourlyFeed(STATIONS, None)
+FEED = HourlyFeed([inject(d, []) for d in STATIONS], None)
 
 
 @settings(max_examples=200, deadline=None)
@@ -56,18 +57,18 @@ async def test_a_healthy_live_replay_is_complete_in_the_last_day_quality_report(
                            registered_from=registration_start(source))
     source._t0_ms = time.time_ns() // 1_000_000 + 300
     stamps = np.array([source.stamp(i) for i in range(60)], np.int64) * 1000  # backlog + 12 paced seconds
-    conn = await asyncpg.connect(fresh_db)
+    pool = await asyncpg.create_pool(fresh_db, min_size=1, max_size=1)
     try:
-        await MonthlyPartitions().ensure(conn, stamps)
-        sid = await conn.fetchval("INSERT INTO series (sensor_id, metric) VALUES ($1, 'pm2_5') RETURNING id",
+        await MonthlyPartitions().ensure(pool, stamps)
+        sid = await pool.fetchval("INSERT INTO series (sensor_id, metric) VALUES ($1, 'pm2_5') RETURNING id",
                                   STATIONS[0].sensor_id)
-        await conn.executemany("INSERT INTO readings (series_id, ts, value) VALUES ($1, to_timestamp($2 / 1e6), 1)",
+        await pool.executemany("INSERT INTO readings (series_id, ts, value) VALUES ($1, to_timestamp($2 / 1e6), 1)",
                                [(sid, int(t)) for t in stamps])
         end = datetime.fromtimestamp(int(stamps[-1]) / 1e6, timezone.utc) + timedelta(seconds=1)
-        report = await quality_report(conn, end - timedelta(days=1), end, sensor_ids=[STATIONS[0].sensor_id],
+        report = await quality_report(pool, end - timedelta(days=1), end, sensor_ids=[STATIONS[0].sensor_id],
                                       metric="pm2_5", now=end)
     finally:
-        await conn.close()
+        await pool.close()
     (series,) = [q for q in report.series if q.series.metric == "pm2_5"]
     assert series.received == 60
     assert series.completeness is not None and series.completeness >= 0.95, series
