@@ -22,8 +22,8 @@ def _timing_out(*args: object, **kwargs: object) -> subprocess.CompletedProcess[
     raise subprocess.TimeoutExpired(cmd=[str(a) for a in args], timeout=kwargs.get("timeout") or 0.0)
 
 
-def test_a_build_that_times_out_is_a_build_error_naming_the_time_and_the_way_out(tmp_path: Path,
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_that_times_out_is_a_build_error_naming_the_time_and_the_way_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aot.subprocess, "run", _timing_out)
     with pytest.raises(aot.KernelBuildError, match=r"did not finish within 900 s") as caught:
         aot.build(tmp_path, "0123456789abcdef")
