@@ -218,6 +218,16 @@ class StreamAnalytics:
         """Whether the windows and detectors are built (batches are analysed without waiting)."""
         return self._loading is not None and self._loading.done() and self._loading.exception() is None
 
+    @property
+    def load_error(self) -> str | None:
+        """Why the windows and detectors could not be built (None: built, or still loading), for
+        summaries that would otherwise report "0 alerts" for readings nobody analysed."""
+        loading = self._loading
+        if loading is None or not loading.done() or loading.cancelled() or loading.exception() is None:
+            return None
+        exc = loading.exception()
+        return f"{type(exc).__name__}: {exc}"
+
     async def stop(self) -> None:
         """Finish the batches being analysed, stop the webhook sender (bounded flush)."""
         if self._pump_task is not None:

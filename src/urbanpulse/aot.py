@@ -296,8 +296,16 @@ def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None
         env = dict(os.environ, URBANPULSE_KERNELS="jit",
                    PYTHONPATH=os.pathsep.join([str(_PKG.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
         with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
-            out = subprocess.run([sys.executable, "-m", "urbanpulse.aot", tmp, k], env=env, capture_output=True,
-                                 text=True, timeout=timeout)
+            try:
+                out = subprocess.run([sys.executable, "-m", "urbanpulse.aot", tmp, k], env=env, capture_output=True,
+                                     text=True, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                # a KernelBuildError, so the caller falls back to the JIT: uncaught, it cost the whole run its
+                # analytics (a first `urbanpulse demo` on a busy machine stored 1.1 M readings and raised no alert)
+                raise KernelBuildError(f"the kernel build did not finish within {timeout:.0f} s (a busy machine?); "
+                                       "the next start tries again, or build them when the machine is quieter "
+                                       "with `python -c 'from urbanpulse.analytics import compile_kernels; "
+                                       "compile_kernels()'`") from exc
             if out.returncode != 0:
                 raise KernelBuildError(f"the kernel build exited with {out.returncode}: "
                                        f"{(out.stderr or out.stdout).strip()[-1500:]}")

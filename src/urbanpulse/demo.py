@@ -47,8 +47,8 @@ async def analytics_summary(service: IngestService) -> dict[str, object]:
     async with service.pool.acquire() as conn:
         alerts = {r["detector"]: r["n"] for r in await conn.fetch(
             "SELECT detector, count(*) AS n FROM alerts GROUP BY 1 ORDER BY 2 DESC")}
-        return {"alerts": alerts, **{t: await conn.fetchval(f"SELECT count(*) FROM {t}")
-                                     for t in ("rollup_1m", "rollup_1h", "rollup_1d")}}
+        rollups = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in ("rollup_1m", "rollup_1h", "rollup_1d")}
+        return {"alerts": alerts, "not_analysed": getattr(service.analytics, "load_error", None), **rollups}
 
 
 async def run_demo(settings: Settings, stations: int = 3, hours: int | None = None,
@@ -116,8 +116,12 @@ def print_accounting(service: IngestService, data: list, expected_missing: int |
         by = ", ".join(f"{d} {n:,}" for d, n in analysed["alerts"].items()) or "none"  # type: ignore[union-attr]
         print(f"  rollups             {analysed['rollup_1m']:>10,} one-minute, {analysed['rollup_1h']:,} one-hour and "
               f"{analysed['rollup_1d']:,} one-day rows (hourly stations keep only the daily level)")
-        print(f"  alerts              {sum(analysed['alerts'].values()):>10,}  ({by})")  # type: ignore[union-attr]
-        print("    (station outages raise `silence`; list them with GET /alerts under `urbanpulse run`)")
+        if analysed.get("not_analysed"):  # "0 alerts" would read as "nothing anomalous"
+            print(f"  alerts              not analysed: the detectors could not be built "
+                  f"({analysed['not_analysed']}); the readings are stored, see the log above")
+        else:
+            print(f"  alerts              {sum(analysed['alerts'].values()):>10,}  ({by})")  # type: ignore[union-attr]
+            print("    (station outages raise `silence`; list them with GET /alerts under `urbanpulse run`)")
     balanced = t["received"] == t["stored"] + t["duplicates"] + t["quarantined"]
     print(f"  received = stored + already stored + quarantined: {'yes' if balanced else 'NO'}", flush=True)
     return 0 if balanced else 1

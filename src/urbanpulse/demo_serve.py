@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -37,7 +37,7 @@ from urbanpulse.demo_feed import HourlyFeed, PacedReplaySource
 from urbanpulse.demo_incidents import DETECTOR_OF, EVERY_HOURS, Incident, Spike, Stuck, default_schedule, inject
 from urbanpulse.demo_stations import registry_entries
 from urbanpulse.errors import UrbanpulseError
-from urbanpulse.registry.store import save_sensor
+from urbanpulse.registry.store import get_sensor, save_sensor
 from urbanpulse.service import IngestService, connect_with_retry
 from urbanpulse.storage.migrations import migrate
 from urbanpulse.storage.timescale import configured_policies
@@ -132,8 +132,14 @@ async def _fresh_embedded_database(settings: Settings) -> tuple[str, object]:
 
 
 async def prepare_database(dsn: str, settings: Settings, stations: list[StationData], fresh: bool,
-                           interval_s: float = 3600.0) -> str:
+                           interval_s: float = 3600.0, registered_from: datetime | None = None) -> str:
     """Schema, the stations in the registry, and a new operator key (returned, the only copy).
+
+    ``registered_from``: when the stations' registration starts (:func:`registration_start`: at the
+    first replayed reading). Registered from 1900 (the registry's default), every station
+    "expected" a reading every interval all day before the demo began, and the page's data quality
+    showed ~2 % completeness and a gap of a day for every series of a healthy replay. A station
+    already registered (a configured database used before) keeps its versions.
 
     On a configured database (``fresh`` False) that already holds readings of these stations
     :class:`DemoError` says so: the replay would add nothing there."""
@@ -148,11 +154,23 @@ async def prepare_database(dsn: str, settings: Settings, stations: list[StationD
                             "replay would store nothing new and raise no alerts: point --config at an empty "
                             "database, or run without --config (the embedded database is made fresh each start)")
         for sensor in registry_entries(stations, interval_s=interval_s):
-            await save_sensor(conn, sensor)
+            known = await get_sensor(conn, sensor.id) is not None
+            await save_sensor(conn, sensor, None if known else registered_from)
         created = await KeyStore(conn).create("demo operator", "operator", created_by="urbanpulse demo --serve")
         return created.secret
     finally:
         await conn.close()
+
+
+def registration_start(source: PacedReplaySource, now: datetime | None = None) -> datetime:
+    """When the demo's stations start to be registered: no later than the first reading the replay
+    will send. The live clock stamps the backlog just before the replay starts (one interval apart,
+    the first ``backlog`` intervals before its start, which is after ``now``); the original clock
+    sends the dataset's own first hour."""
+    if source.live_clock:
+        now = now or datetime.now(timezone.utc)
+        return now - timedelta(milliseconds=(source.backlog + 1) * source.interval_ms)
+    return datetime.fromtimestamp(source.feed.ts_ms(0) / 1000, timezone.utc)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -258,7 +276,8 @@ async def serve_demo(settings: Settings, opts: ServeOptions) -> int:
     api_task = None
     started = time.perf_counter()
     try:
-        key = await prepare_database(dsn, s, data, fresh=embedded is not None, interval_s=opts.interval_s)
+        key = await prepare_database(dsn, s, data, fresh=embedded is not None, interval_s=opts.interval_s,
+                                     registered_from=registration_start(source))
         s.database.dsn = dsn  # the service uses this database; the demo owns the embedded server
         service = IngestService(s, [source])
         await service.start()

@@ -19,8 +19,8 @@ from urbanpulse.errors import ConfigError
 
 _EPILOG = """\
 Examples:
-  urbanpulse export --area dongcheng --metric pm2_5 --start 2015-01-01 --end 2016-01-01 \\
-      --bucket 1h --agg mean,max --tz Asia/Shanghai --output dongcheng-2015.parquet
+  urbanpulse export --area dongcheng --metric pm2_5 --start 2015-01-01T00:00:00+08:00 \\
+      --end 2016-01-01T00:00:00+08:00 --bucket 1h --agg mean,max --tz Asia/Shanghai --output dongcheng-2015.parquet
   urbanpulse export --sensor beijing-dongsi --start 2015-03-01 --end 2015-04-01 --output dongsi.csv
 
 The format follows the output's extension (.csv, .ndjson, .parquet) unless --format says otherwise;
@@ -43,7 +43,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--area", help="registry area/district")
     p.add_argument("--tag", metavar="TAG[,TAG..]", help="registry tags (all must match)")
     p.add_argument("--bbox", metavar="MINLON,MINLAT,MAXLON,MAXLAT", help="bounding box")
-    p.add_argument("--start", required=True, help="ISO 8601, inclusive (e.g. 2015-01-01 or 2015-01-01T00:00:00Z)")
+    p.add_argument("--start", required=True, help="ISO 8601, inclusive (e.g. 2015-01-01T00:00:00+08:00; a date "
+                   "alone is midnight UTC, also with --tz: give the offset for the city's midnight)")
     p.add_argument("--end", help="ISO 8601, exclusive (default: now)")
     p.add_argument("--bucket", help="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month (default: the readings)")
     p.add_argument("--agg", help="count,min,max,mean,sum,stddev,first,last,p50,p90,p95,p99")

@@ -115,4 +115,18 @@ def run_subject_command(args: Any, settings: Any) -> int:  # noqa: ANN401
         from urbanpulse.errors import ConfigError
 
         raise ConfigError(f"a personal device is stored under pseudonyms: set privacy.key_file or {p.key_env}")
+    if args.subject_command == "export" and args.output:
+        check_output_folder(args.output)
     return asyncio.run(go())
+
+
+def check_output_folder(output: Path) -> None:
+    """Refuse an ``--output`` whose folder does not exist before anything is read or audited: the
+    export appends its ``privacy_audit`` row, and a file that then cannot be written left the audit
+    saying the subject's data was exported when nothing was delivered."""
+    from urbanpulse.errors import ConfigError
+
+    folder = output.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--output {output}: does its folder exist? {folder} does not: create it or choose "
+                          "another file (nothing was exported or audited)")

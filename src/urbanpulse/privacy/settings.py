@@ -141,7 +141,7 @@ class PrivacySettings(BaseModel):
     position_metric: str = Field("position", min_length=1, description="metric of position-only readings")
 
     k_anonymity: int = Field(
-        5, ge=2, description="open aggregates of personal data (GET /open/aggregates) suppress every cell with "
+        5, ge=2, description="open aggregates of personal data (GET /open/personal-aggregates) suppress every cell with "
         "fewer than this many distinct devices")
 
     def classes_in_use(self) -> set[str]:

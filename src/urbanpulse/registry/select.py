@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.registry.model import DataClass
-from urbanpulse.registry.store import Executor, _filters
+from urbanpulse.registry.store import Executor, _filters, _word
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,9 @@ class SeriesInfo:
     ``registered`` is False for a sensor that reports but is not in the register: then every
     registry field is None (and ``unit`` is the catalogue's, when a catalogue was given).
     ``series_id`` is None for a registered metric that has never reported (only with
-    ``select_series(..., include_silent=True)``).
+    ``select_series(..., include_silent=True)``). ``data_class`` is the class that counts for the
+    series' readings: the stricter of the registry's and the one they were stored in (a topic or
+    source classed restricted or personal), as the ``series_classes`` view says.
     """
 
     series_id: int | None
@@ -35,6 +37,16 @@ class SeriesInfo:
     data_class: str | None
     interval_s: float | None
     registered: bool
+
+
+#: the class of a stored series ``s`` whose current registry row is ``h``: the stricter of the
+#: sensor's registry class and the class its readings were stored in (``series.data_class``, set
+#: by the privacy stage from the topic or source), as the ``series_classes`` view has it; NULL for
+#: a sensor the registry does not know (never in the open-data scope)
+SERIES_CLASS_SQL = """(CASE WHEN h.sensor_id IS NULL THEN NULL
+      WHEN 'personal' IN (h.data_class, s.data_class) THEN 'personal'
+      WHEN 'restricted' IN (h.data_class, s.data_class) THEN 'restricted'
+      ELSE 'open' END)"""
 
 
 def _many(v: str | Sequence[str] | None) -> list[str] | None:
@@ -53,7 +65,8 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
 
     - ``sensor_ids``, ``metric``, ``area``: one value or several (any of them);
     - ``tags``: the sensor carries all of them; ``bbox``: (min_lon, min_lat, max_lon, max_lat);
-    - ``data_classes``: e.g. ``["open"]`` for the open-data scope.
+    - ``data_classes``: e.g. ``["open"]`` for the open-data scope; the series' class decides (the
+      stricter of its sensor's registry class and the class it was stored in).
     A registry filter (area, tags, bbox, data_classes) leaves out unregistered sensors; so does
     ``include_unregistered=False``. Positions are the sensors' current ones: the position at a
     reading's time is in the ``readings_located`` view. ``include_silent`` adds the metrics the
@@ -71,12 +84,18 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
     if metrics is not None:
         args.append(metrics)
         where.append(f"s.metric = ANY(${len(args)}::text[])")
+    if data_classes is not None:
+        # the series' own class counts too (a registered open sensor's readings that came in on a
+        # topic or source classed restricted are restricted): the stricter of the two decides
+        args.append([_word(c) for c in data_classes])
+        where.append(f"{SERIES_CLASS_SQL} = ANY(${len(args)}::text[])")
     if registry_filter or not include_unregistered:
         where.append("h.sensor_id IS NOT NULL")
     sql = f"""
         SELECT s.id, s.sensor_id, s.metric, h.metrics -> s.metric ->> 'unit' AS unit,
                (h.metrics -> s.metric ->> 'interval_s')::float8 AS interval_s,
-               h.lat, h.lon, h.elevation, h.area, h.name, h.licence, h.data_class, h.sensor_id IS NOT NULL AS registered
+               h.lat, h.lon, h.elevation, h.area, h.name, h.licence, {SERIES_CLASS_SQL} AS data_class,
+               h.sensor_id IS NOT NULL AS registered
           FROM series s
           LEFT JOIN sensors_history h ON h.sensor_id = s.sensor_id AND h.valid_to IS NULL
          {"WHERE " + " AND ".join(where) if where else ""}
