@@ -386,7 +386,8 @@ class SenmlJsonFormat(VendorFormat):
                 value = bv
             else:
                 rejections.append(self.reject(batch, i, Reason.MISSING_VALUE,
-                                              f"record {j} has no value (v, vs, vb, vd or s)", sent.of(j) or json_bytes(r), j))
+                                              f"record {j} has no value (v, vs, vb, vd or s)",
+                                              sent.of(j) or json_bytes(r), j))
                 continue
             if unit == "lat" or unit == "lon":
                 if positions is None:
@@ -425,7 +426,8 @@ class SenmlJsonFormat(VendorFormat):
         f, k = next(iter(unset.items()))
         reason = Reason.BAD_TIMESTAMP if f == "bt" else Reason.BAD_SENSOR_ID if f == "bn" else Reason.BAD_TYPE
         rejections.append(self.reject(batch, i, reason, f"record {j}: resolves against base field {f}, which record "
-                                                        f"{k} gave with the wrong type", sent.of(j) or json_bytes(r), j))
+                                                        f"{k} gave with the wrong type",
+                                      sent.of(j) or json_bytes(r), j))
         return True
 
     @staticmethod
