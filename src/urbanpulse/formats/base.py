@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -112,3 +114,37 @@ def depth_exceeds(obj: object, limit: int) -> bool:
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
     return False
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_RAW_DECODE = json.JSONDecoder().raw_decode
+
+
+def array_item_spans(text: str) -> list[tuple[int, int]] | None:
+    """Where each item of the top-level JSON array in ``text`` starts and ends.
+
+    Quarantine keeps a rejected array item (a canonical reading, a SenML record) as the bytes it
+    arrived as, not as a re-serialised copy: a re-serialisation loses what made the item odd
+    (``NaN`` became ``null``), and some items (a JSON-escaped lone surrogate) cannot be serialised
+    to UTF-8 at all. None when ``text`` is not a JSON array."""
+    space = _JSON_SPACE.match
+    at = space(text, 0).end()
+    if text[at:at + 1] != "[":
+        return None
+    at = space(text, at + 1).end()
+    spans: list[tuple[int, int]] = []
+    if text[at:at + 1] == "]":
+        return spans
+    while True:
+        try:
+            _, end = _RAW_DECODE(text, at)
+        except (ValueError, RecursionError):
+            return None
+        spans.append((at, end))
+        at = space(text, end).end()
+        sep = text[at:at + 1]
+        if sep == "]":
+            return spans
+        if sep != ",":
+            return None
+        at = space(text, at + 1).end()

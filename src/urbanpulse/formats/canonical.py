@@ -11,7 +11,6 @@ reading rejects that reading and not its neighbours.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from urbanpulse.formats import canonical_compiled
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
+from urbanpulse.formats.base import array_item_spans as _array_item_spans
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -95,39 +95,6 @@ def _remember_whole(seen: dict[bytes, tuple[Reason, str]], payload: bytes, objs:
     r = rejections[-1]
     if r.item == -1 and r.payload is payload and r.reason is not Reason.DECODE_ERROR:
         seen[payload] = (r.reason, r.detail)
-
-
-_JSON_SPACE = re.compile(r"[ \t\n\r]*")
-_RAW_DECODE = json.JSONDecoder().raw_decode
-
-
-def _array_item_spans(text: str) -> list[tuple[int, int]] | None:
-    """Where each item of the top-level JSON array in ``text`` starts and ends.
-
-    Quarantine keeps a rejected array item as the bytes it arrived as, not as a re-serialised
-    copy: a re-serialisation loses what made the item odd, and some items (a JSON-escaped lone
-    surrogate) cannot be serialised to UTF-8 at all. None when ``text`` is not a JSON array."""
-    space = _JSON_SPACE.match
-    at = space(text, 0).end()
-    if text[at:at + 1] != "[":
-        return None
-    at = space(text, at + 1).end()
-    spans: list[tuple[int, int]] = []
-    if text[at:at + 1] == "]":
-        return spans
-    while True:
-        try:
-            _, end = _RAW_DECODE(text, at)
-        except (ValueError, RecursionError):
-            return None
-        spans.append((at, end))
-        at = space(text, end).end()
-        sep = text[at:at + 1]
-        if sep == "]":
-            return spans
-        if sep != ",":
-            return None
-        at = space(text, at + 1).end()
 
 
 def _item_bytes(text: str, spans: list[tuple[int, int]] | None, j: int, item: object) -> bytes:

@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 from pydantic import Field
 
-from urbanpulse.formats.base import Decoded, MessageBatch
+from urbanpulse.formats.base import Decoded, MessageBatch, array_item_spans
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, json_bytes
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 
@@ -100,12 +100,67 @@ class Broken:
         self.bad_base = bad_base
 
 
+class RecordsAsSent:
+    """The records of one JSON pack as the bytes they arrived as, found when the first is needed.
+
+    A rejected record is quarantined as sent, not re-encoded from its parsed form: re-encoding
+    wrote ``NaN`` / ``Infinity`` / ``1e309`` as ``null`` (a row saying ``non_finite`` over a
+    ``"v":null``), turned ``1`` into ``1.0`` and dropped the labels the decoder ignores, so the
+    row did not show the sender what to fix."""
+
+    __slots__ = ("payload", "_spans", "_text")
+
+    def __init__(self, payload: bytes | None) -> None:
+        self.payload = payload  # None: no JSON text to slice (a CBOR pack)
+        self._spans: list[tuple[int, int]] | None = None
+        self._text = ""
+
+    def of(self, j: int) -> bytes | None:
+        """Record ``j`` as received, or None when it cannot be found (the caller re-encodes)."""
+        if self.payload is None:
+            return None
+        if self._spans is None:
+            try:
+                self._text = self.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self.payload = None
+                return None
+            self._spans = array_item_spans(self._text) or []
+        if j >= len(self._spans):
+            return None
+        a, b = self._spans[j]
+        return self._text[a:b].encode("utf-8")
+
+
 class SenmlJsonFormat(VendorFormat):
     """SenML JSON packs (``application/senml+json``)."""
 
     name = "senml"
     Options = SenmlOptions
     time_unit = "s"
+    #: whether a rejected record is quarantined as the bytes it arrived as (JSON packs)
+    records_as_sent = True
+    _last_pack: RecordsAsSent | None = None
+
+    def as_sent(self, payload: bytes) -> RecordsAsSent:
+        """The records of ``payload`` as received; the last pack's is kept, since a batch's
+        validation rejections ask for the records of one pack after another."""
+        last = self._last_pack
+        if last is not None and last.payload is payload:
+            return last
+        pack = RecordsAsSent(payload if self.records_as_sent else None)
+        self._last_pack = pack
+        return pack
+
+    def raw_of(self, batch: MessageBatch, decoded: Decoded, k: int) -> bytes:
+        """Reading ``k``'s record as it arrived in its pack (see :class:`RecordsAsSent`)."""
+        if self.records_as_sent and k < len(decoded.raw_items) and decoded.raw_items[k] is not None:
+            payload = batch.payloads[int(decoded.columns.msg[k])]
+            if type(payload) is bytes:
+                got = self.as_sent(payload).of(int(decoded.columns.item[k]))
+                if got is not None:
+                    return got
+        return super().raw_of(batch, decoded, k)
 
     def decode(self, batch: MessageBatch) -> Decoded:
         """Whole-batch fast path for clean packs (numpy columns), else message by message."""
@@ -175,7 +230,9 @@ class SenmlJsonFormat(VendorFormat):
         seps = opts.separators
         bns = [r.bn or "" for r in firsts]
         ns = [r.n for r in recs]
-        if None not in ns and all(bns):  # the usual pack: sensor from the base name, metric = n
+        # the usual pack: sensor from the base name, metric = n (an empty n is no name part, as
+        # on the per-message path: the metric then comes from the unit)
+        if None not in ns and "" not in ns and all(bns):
             per_pack = [bn.rstrip(seps) or bn for bn in bns]
             sensor = [per_pack[m] for m in msg.tolist()]
             metric = ns
@@ -272,6 +329,8 @@ class SenmlJsonFormat(VendorFormat):
         by_unit = opts.metric_by_unit
         seps = opts.separators
         now_s = now_us / 1e6
+        payload = batch.payloads[i]
+        sent = RecordsAsSent(payload if self.records_as_sent and type(payload) is bytes else None)
         bn = ""
         bt = 0.0
         bu: str | None = None
@@ -297,7 +356,7 @@ class SenmlJsonFormat(VendorFormat):
             if r.bs is not None:
                 bs = r.bs
             if broken or unset:
-                if self._rejected_alone(batch, i, j, r, broken, unset, rejections):
+                if self._rejected_alone(batch, i, j, r, broken, unset, rejections, sent):
                     continue
             n = r.n
             key = (bn, n)
@@ -310,7 +369,7 @@ class SenmlJsonFormat(VendorFormat):
             t = bt + (r.t or 0.0)
             if not math.isfinite(t):
                 rejections.append(self.reject(batch, i, Reason.BAD_TIMESTAMP, f"record {j}: time {t!r} is not finite",
-                                              json_bytes(r), j))
+                                              sent.of(j) or json_bytes(r), j))
                 continue
             if t < RELATIVE_LIMIT:
                 t += now_s
@@ -327,7 +386,8 @@ class SenmlJsonFormat(VendorFormat):
                 value = bv
             else:
                 rejections.append(self.reject(batch, i, Reason.MISSING_VALUE,
-                                              f"record {j} has no value (v, vs, vb, vd or s)", json_bytes(r), j))
+                                              f"record {j} has no value (v, vs, vb, vd or s)",
+                                              sent.of(j) or json_bytes(r), j))
                 continue
             if unit == "lat" or unit == "lon":
                 if positions is None:
@@ -340,18 +400,18 @@ class SenmlJsonFormat(VendorFormat):
                     rejections.append(self.reject(
                         batch, i, Reason.MISSING_FIELD,
                         f"record {j}: no name part and unit {unit!r} has no metric (senml.metric_by_unit)",
-                        json_bytes(r), j))
+                        sent.of(j) or json_bytes(r), j))
                     continue
             if not sensor:
                 rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID, f"record {j}: empty name",
-                                              json_bytes(r), j))
+                                              sent.of(j) or json_bytes(r), j))
                 continue
             add(i, j, sensor, metric, t * 1e6, value, unit, None, None, r)
         if positions:
             self._place(rows, start, positions)
 
     def _rejected_alone(self, batch: MessageBatch, i: int, j: int, r: Record, broken: dict[int, Broken] | None,
-                        unset: dict[str, int], rejections: list[Rejection]) -> bool:
+                        unset: dict[str, int], rejections: list[Rejection], sent: RecordsAsSent) -> bool:
         """Whether record ``j`` is rejected on its own: it is broken, or it resolves against a base
         field an earlier broken record could not set (``unset``, kept up to date here)."""
         for f in [f for f in unset if getattr(r, f) is not None]:
@@ -359,14 +419,15 @@ class SenmlJsonFormat(VendorFormat):
         b = broken.get(j) if broken else None
         if b is not None:
             unset.update(dict.fromkeys(b.bad_base, j))
-            rejections.append(self.reject(batch, i, b.reason, b.detail, b.raw, j))
+            rejections.append(self.reject(batch, i, b.reason, b.detail, sent.of(j) or b.raw, j))
             return True
         if not unset:
             return False
         f, k = next(iter(unset.items()))
         reason = Reason.BAD_TIMESTAMP if f == "bt" else Reason.BAD_SENSOR_ID if f == "bn" else Reason.BAD_TYPE
         rejections.append(self.reject(batch, i, reason, f"record {j}: resolves against base field {f}, which record "
-                                                        f"{k} gave with the wrong type", json_bytes(r), j))
+                                                        f"{k} gave with the wrong type",
+                                      sent.of(j) or json_bytes(r), j))
         return True
 
     @staticmethod
@@ -409,6 +470,7 @@ class SenmlCborFormat(SenmlJsonFormat):
     """SenML CBOR packs (``application/senml+cbor``, RFC 8428 §6): integer labels, same model."""
 
     name = "senml_cbor"
+    records_as_sent = False  # a CBOR record is quarantined as JSON (its parsed form)
 
     def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
                        rejections: list[Rejection]) -> None:
