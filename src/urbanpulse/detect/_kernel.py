@@ -1834,9 +1834,10 @@ def _flatline(st, sl, pr, xi, ti, has_prev, mad, med):
     else:
         prev_run = st[sl, C_FL_RUN]
         ok_prev = st[sl, C_FL_OK]
-        if has_prev and ok_prev > 0:  # a counted run ended: learn it (at most 2x the bar)
+        if has_prev and ok_prev > 0:  # a counted run ended: learn it (the bar's memory at most 2x the bar; the
+            # longest hold shown whole, as an uncounted one: well44, a 3W channel that held 60 readings)
             fl_max = _max(fl_max, _min(prev_run, 2.0 * fl_eff))
-            fl_all = _max(fl_all, _min(prev_run, 2.0 * fl_eff))
+            fl_all = _max(fl_all, prev_run)
         elif has_prev and ok_prev < 0:  # gecco39: a run off the floor the window did not let count
             fl_all = _max(fl_all, prev_run)
         run = 1.0
