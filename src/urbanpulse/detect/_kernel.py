@@ -2899,9 +2899,10 @@ def _step_rearm(st, sl, pr, a, step):
     """fp44: the re-arm gate (`_rearm`'s, in tail space, with the fusion's half-life and bump) on the anomaly_score
     where lane34's or drop43's statistic (`_lane`, `_count_drop`: `step`) is the reading's emission. Their bars
     (LANE_STEP, CD_STEP x the last emission's z) re-emit a departure a few times as it deepens, but from z ~7.4 on
-    every such emission is 1 - 1e-12, so each re-emission scored like the onset: on the families these repeats,
-    a median 5-40 readings after the last, were ~1 in 6 of the false-positive rows at the pooled threshold and
-    almost never a window's first detection. Such an emission is kept only where its tail is below the memory
+    every such emission is 1 - 1e-12, so each re-emission scored like the onset: these repeats, a median 5-40
+    readings after the last, were 1 in 4-6 of the false-positive rows at the pooled threshold on the server,
+    traffic and default families and almost never a window's first detection (benchmarks/README.md, fp44).
+    Such an emission is kept only where its tail is below the memory
     (the last one's tail x (1 - bump), doubling every half-life); else the reading scores 0. Score only, after the
     second stage (`_recalibrate` learns what it did before); no other emission reads or writes the memory.
 
