@@ -266,6 +266,7 @@ C_XE_PT = _S["xe_pt"]  # gecco43
 C_XE_DP = _S["xe_dp"]  # gecco43
 C_FL_TOP = _S["fl_top"]  # leak43
 C_FL_TOP_N = _S["fl_top_n"]
+C_LN_PEAK = _S["ln_peak"]  # fp44
 C_PE_L = _S["pe_l"]  # period42
 C_PE_A = _S["pe_a"]
 C_PE_S = _S["pe_s"]
@@ -2894,6 +2895,30 @@ def _learn_series(st, sl, pr, xi, cnt, has_prev, ew_m, res, change, gap, values,
     return new_cnt
 
 
+@njit(**_STAGE)
+def _step_rearm(st, sl, pr, a, step):
+    """fp44: the re-arm gate (`_rearm`'s, in tail space, with the fusion's half-life and bump) on the anomaly_score
+    where lane34's or drop43's statistic (`_lane`, `_count_drop`: `step`) is the reading's emission. Their bars
+    (LANE_STEP, CD_STEP x the last emission's z) re-emit a departure a few times as it deepens, but from z ~7.4 on
+    every such emission is 1 - 1e-12, so each re-emission scored like the onset: these repeats, a median 5-40
+    readings after the last, were 1 in 4-6 of the false-positive rows at the pooled threshold on the server,
+    traffic and default families and almost never a window's first detection (benchmarks/README.md, fp44).
+    Such an emission is kept only where its tail is below the memory
+    (the last one's tail x (1 - bump), doubling every half-life); else the reading scores 0. Score only, after the
+    second stage (`_recalibrate` learns what it did before); no other emission reads or writes the memory.
+
+    Reads and writes C_LN_PEAK; reads P_FU_BUMP, P_FU_DECAY. Returns the anomaly_score."""
+    t_mem = _min((1.0 - st[sl, C_LN_PEAK]) / pr[P_FU_DECAY], 1.0)
+    if step:
+        t = _fmax(1.0 - a, _TAIL_FLOOR)
+        if t < t_mem:
+            t_mem = t * (1.0 - pr[P_FU_BUMP])
+        else:
+            a = 0.0
+    st[sl, C_LN_PEAK] = 1.0 - t_mem
+    return a
+
+
 @njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
               refresh_every, eager_refresh, season, scr_g, scr_d, scr_a, scr_b):
@@ -2962,18 +2987,21 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             s_reach = _min(s_reach, 1.0 - p_on)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
-        emitted = _max(_max(_calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own),
-                            _max(_max(s_reach, s_lane), s_period)), rs_f)
+        cal = _calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own)
+        emitted = _max(_max(cal, _max(_max(s_reach, s_lane), s_period)), rs_f)
+        step = s_lane > 0 and s_lane == emitted and s_lane > cal and s_lane > s_reach  # fp44: lane34's or drop43's
         if fl_offer:
             # flat40: the reading where a decided run outgrows every hold the series has shown: flatline's score
             # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
             # fitted tail has just learned this run's withheld rise, and would map a stuck sensor below 0.99
             r_fl = s_flatline_fused * pr[P_W_FLATLINE]
-            emitted = _max(emitted, 1.0 - _fmax(_tail(r_fl / (1.0 - r_fl), pr, 0.0, 0.0, 0.0, pr[P_DT_STRETCH]),
-                                                _TAIL_FLOOR))
+            e_fl = 1.0 - _fmax(_tail(r_fl / (1.0 - r_fl), pr, 0.0, 0.0, 0.0, pr[P_DT_STRETCH]), _TAIL_FLOOR)
+            if e_fl > emitted:
+                emitted = e_fl
+                step = False
         if st[sl, C_XR_X] > 0:  # spike37: this reading left reach's range; its emission, for the reading after
             st[sl, C_XR_X] = 1.0 + emitted
-        fused_out[i] = _recalibrate(st, sl, pr, emitted)
+        fused_out[i] = _step_rearm(st, sl, pr, _recalibrate(st, sl, pr, emitted), step)  # fp44
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma
@@ -2995,7 +3023,7 @@ STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _co
           _ewma, _spike, _flatline, _cap_hold,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _count_drop, _season_input, _likelihood, _rearm, _robust_emit, _veto,
-          _burst_onset, _burst_rate, _calibrate, _recalibrate, _learn_series)
+          _burst_onset, _burst_rate, _calibrate, _recalibrate, _step_rearm, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -109,6 +109,10 @@ STATE: tuple[str, ...] = (
     # FL_TOP_VISITS: a value pinned at a cap it ramped into), and the reading count at which that top last rose
     # (`_cap_hold`)
     "fl_top", "fl_top_n",
+    # --- fp44: the re-arm memory of lane34's and drop43's emissions where one is the reading's anomaly_score (as
+    # `peak` is the value detectors'): their step re-emissions as a departure deepens saturate at the tail floor, so
+    # without it each scored like the onset (`_step_rearm`)
+    "ln_peak",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
