@@ -286,10 +286,12 @@ class StreamAnalytics:
     def _analyse(self, source: str, readings: ReadingColumns, slots: np.ndarray, now_us: int) -> _Analysis:
         """The worker thread's part of a batch: windows, late flags, detector scores."""
         closed = self._observe(source, readings, slots, now_us)
+        # each reading's slot's last scored time before this batch (a silence trigger's gap)
+        before = self.bank.last_ts[slots] if len(slots) and int(slots.max()) < len(self.bank.last_ts) else None
         scores = self.bank.score(slots, readings.ts_us, readings.value)
         if self._score_log is not None:
             self._score_log.write(scores, self.slots)
-        return self._detections(scores), closed, None
+        return self._detections(scores, before), closed, None
 
     async def _pump(self) -> None:
         """Finish analysed batches in the order they were prepared: the alert lifecycle step
@@ -433,13 +435,16 @@ class StreamAnalytics:
         self.slots.release(slots)
         self.evicted += len(slots)
 
-    def _detections(self, scores: Scores) -> Detections | None:
+    def _detections(self, scores: Scores, before: np.ndarray | None = None) -> Detections | None:
         """Anomalous readings for the alert manager, each attributed to ONE detector.
 
         A big spike is also a robust-z and an EWMA outlier; three alerts for one broken reading
         is the alert storm operators complain about. So a reading several detectors flag goes
         to the most specific of them (:data:`ALERT_PRIORITY`), and the others' alerts open only
-        for what only they see (a level shift: robust_z; a slow excursion: ewma)."""
+        for what only they see (a level shift: robust_z; a slow excursion: ewma).
+        A silence trigger's value is the gap in seconds, as the periodic check's is (``before``: each
+        input reading's slot's last scored time before the batch), not the value of the reading
+        that ended the gap."""
         if not len(scores) or not scores.alert.any():
             return None
         order = self._priority
@@ -447,13 +452,31 @@ class StreamAnalytics:
         rows = np.flatnonzero(ranked.any(axis=1))
         cols = order[np.argmax(ranked[rows], axis=1)]
         slot = scores.slot[rows]
+        value = scores.value[rows].copy()
+        if before is not None and "silence" in scores.names:
+            self._silence_gaps(scores, before, rows, cols == scores.names.index("silence"), value)
         return Detections.build(
-            slot=slot, series_id=self.slots.series_of[slot], ts_us=scores.ts_us[rows], value=scores.value[rows],
+            slot=slot, series_id=self.slots.series_of[slot], ts_us=scores.ts_us[rows], value=value,
             score=scores.score[rows, cols], detector=[scores.names[c] for c in cols.tolist()],
             sensor_id=[self.slots.sensor[s] for s in slot.tolist()],
             metric=[self.slots.metric[s] for s in slot.tolist()],
             severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())],
             group=self.windows.source_names(slot))
+
+    @staticmethod
+    def _silence_gaps(scores: Scores, before: np.ndarray, rows: np.ndarray, silent: np.ndarray,
+                      value: np.ndarray) -> None:
+        """Write the gap (seconds since the series' reading before) into ``value`` where ``silent``:
+        scores are in (slot, time) order, so the reading before is the previous row of the same slot,
+        or for a slot's first row in the batch its last scored time before the batch."""
+        r = rows[silent]
+        if not len(r):
+            return
+        prev = before[scores.index[r]]
+        inside = (r > 0) & (scores.slot[np.maximum(r - 1, 0)] == scores.slot[r])
+        prev = np.where(inside, scores.ts_us[np.maximum(r - 1, 0)], prev)
+        known = prev != np.iinfo(np.int64).min
+        value[np.flatnonzero(silent)[known]] = (scores.ts_us[r][known] - prev[known]) / 1e6
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map); 0 while loading."""

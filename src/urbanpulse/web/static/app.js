@@ -145,6 +145,10 @@
   function bandName(band) { return band === NO_SCALE ? "no colour scale" : BAND_NAMES[band]; }
 
   function unitOf(metric) { const m = state.config.metrics[metric]; return m ? m.unit : ""; }
+  // a silence trigger's value is the gap in seconds, not a reading of the metric
+  function triggerText(detector, metric, value) {
+    return detector === "silence" ? fmt(value) + " s without a reading" : fmt(value) + " " + escapeHtml(unitOf(metric));
+  }
 
   function fmt(v) { return v === null || v === undefined ? "–" : (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1)); }
 
@@ -427,7 +431,7 @@
       const last = a.triggers && a.triggers.length ? a.triggers[a.triggers.length - 1] : null;
       li.innerHTML = '<span class="sev sev-' + a.severity + '">' + a.severity + '</span> <span class="what">' +
         escapeHtml(a.sensor_id) + " · " + escapeHtml(a.metric) + " · " + escapeHtml(a.detector) +
-        (last && last.value !== null ? " · " + fmt(last.value) + " " + escapeHtml(unitOf(a.metric)) : "") + "</span>" +
+        (last && last.value !== null ? " · " + triggerText(a.detector, a.metric, last.value) : "") + "</span>" +
         '<div class="help">' + escapeHtml(when) + (a.acknowledged_by ? " · acknowledged by " + escapeHtml(a.acknowledged_by) : "") + "</div>";
       const row = document.createElement("div");
       row.className = "controls";
