@@ -28,7 +28,7 @@ import orjson
 
 from urbanpulse.alerts.hub import AlertHub, Subscription
 from urbanpulse.live.settings import LiveSettings
-from urbanpulse.registry.select import SERIES_CLASS_SQL
+from urbanpulse.registry.series_class import SERIES_CLASS_SQL
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.registry.model import DataClass
+from urbanpulse.registry.series_class import SERIES_CLASS_SQL
 from urbanpulse.registry.store import Executor, _filters, _word
 
 
@@ -37,16 +38,6 @@ class SeriesInfo:
     data_class: str | None
     interval_s: float | None
     registered: bool
-
-
-#: the class of a stored series ``s`` whose current registry row is ``h``: the stricter of the
-#: sensor's registry class and the class its readings were stored in (``series.data_class``, set
-#: by the privacy stage from the topic or source), as the ``series_classes`` view has it; NULL for
-#: a sensor the registry does not know (never in the open-data scope)
-SERIES_CLASS_SQL = """(CASE WHEN h.sensor_id IS NULL THEN NULL
-      WHEN 'personal' IN (h.data_class, s.data_class) THEN 'personal'
-      WHEN 'restricted' IN (h.data_class, s.data_class) THEN 'restricted'
-      ELSE 'open' END)"""
 
 
 def _many(v: str | Sequence[str] | None) -> list[str] | None:
