@@ -28,7 +28,7 @@ import orjson
 
 from urbanpulse.alerts.hub import AlertHub, Subscription
 from urbanpulse.live.settings import LiveSettings
-from urbanpulse.registry.series_class import SERIES_CLASS_SQL
+from urbanpulse.registry.series_class import SERIES_CLASS_CASE
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 NAMES_TTL_S = 60.0
 
 # a series' class is the stricter of its sensor's registry class and the class it was stored in
-# (SERIES_CLASS_SQL; NULL for an unregistered sensor, which the open-data scope never shows)
+# (SERIES_CLASS_CASE; NULL for an unregistered sensor, which the open-data scope never shows)
 _NAMES_SQL = f"""
-SELECT s.id, s.sensor_id, s.metric, {SERIES_CLASS_SQL} AS data_class FROM series s
+SELECT s.id, s.sensor_id, s.metric, {SERIES_CLASS_CASE} AS data_class FROM series s
 LEFT JOIN sensors h ON h.sensor_id = s.sensor_id
 WHERE s.id = ANY($1::int4[])
 """
@@ -48,7 +48,7 @@ SELECT s.sensor_id, s.metric, (extract(epoch FROM r.ts) * 1000)::int8 AS ts_ms, 
 FROM series s
 LEFT JOIN sensors h ON h.sensor_id = s.sensor_id
 CROSS JOIN LATERAL (SELECT ts, value FROM readings WHERE series_id = s.id ORDER BY ts DESC LIMIT 1) AS r
-WHERE $1::text[] IS NULL OR {SERIES_CLASS_SQL} = ANY($1::text[])
+WHERE $1::text[] IS NULL OR {SERIES_CLASS_CASE} = ANY($1::text[])
 ORDER BY s.sensor_id, s.metric
 """
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.registry.model import DataClass
-from urbanpulse.registry.series_class import SERIES_CLASS_SQL
+from urbanpulse.registry.series_class import SERIES_CLASS_CASE
 from urbanpulse.registry.store import Executor, _filters, _word
 
 
@@ -79,13 +79,13 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
         # the series' own class counts too (a registered open sensor's readings that came in on a
         # topic or source classed restricted are restricted): the stricter of the two decides
         args.append([_word(c) for c in data_classes])
-        where.append(f"{SERIES_CLASS_SQL} = ANY(${len(args)}::text[])")
+        where.append(f"{SERIES_CLASS_CASE} = ANY(${len(args)}::text[])")
     if registry_filter or not include_unregistered:
         where.append("h.sensor_id IS NOT NULL")
     sql = f"""
         SELECT s.id, s.sensor_id, s.metric, h.metrics -> s.metric ->> 'unit' AS unit,
                (h.metrics -> s.metric ->> 'interval_s')::float8 AS interval_s,
-               h.lat, h.lon, h.elevation, h.area, h.name, h.licence, {SERIES_CLASS_SQL} AS data_class,
+               h.lat, h.lon, h.elevation, h.area, h.name, h.licence, {SERIES_CLASS_CASE} AS data_class,
                h.sensor_id IS NOT NULL AS registered
           FROM series s
           LEFT JOIN sensors_history h ON h.sensor_id = s.sensor_id AND h.valid_to IS NULL

@@ -10,8 +10,9 @@ sensor's readings from a source classed ``restricted`` were served without a key
 #: the class of a stored series ``s`` whose current registry row is ``h``: the stricter of the
 #: sensor's registry class and the class its readings were stored in (``series.data_class``, set
 #: by the privacy stage from the topic or source), as the ``series_classes`` view has it; NULL for
-#: a sensor the registry does not know (never in the open-data scope)
-SERIES_CLASS_SQL = """(CASE WHEN h.sensor_id IS NULL THEN NULL
+#: a sensor the registry does not know (never in the open-data scope). The same CASE as the
+#: ``series_classes`` view (privacy/schema.py's migration), which says 'open' for such a sensor.
+SERIES_CLASS_CASE = """(CASE WHEN h.sensor_id IS NULL THEN NULL
       WHEN 'personal' IN (h.data_class, s.data_class) THEN 'personal'
       WHEN 'restricted' IN (h.data_class, s.data_class) THEN 'restricted'
       ELSE 'open' END)"""
