@@ -207,3 +207,73 @@ def test_hostile_messages_over_mqtt_and_kafka_stored_once_quarantined_as_sent_ac
     finally:
         svc.stop_quietly()
         tap.close()
+
+
+# -- one batch of several formats (MQTT topic filters, Kafka topics: the router) -----------------------
+
+
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_batch_mixing_formats_quarantines_each_part_from_its_own_message(data: st.DataObject) -> None:
+    """The router decodes each format's messages as a sub-batch; a reading's message index was made
+    the whole batch's before its format was asked for the reading's bytes, so a SenML record or a
+    vendor field rejected by validation was quarantined with another message's bytes (or the batch
+    raised IndexError and was decoded again message by message)."""
+    from urbanpulse.formats.base import DecodeLimits, MessageBatch
+    from urbanpulse.formats.router import FormatRouter
+    from urbanpulse.pipeline.decode import DecodeStage
+    from urbanpulse.plugins import build_format
+    from urbanpulse.quality.catalogue import MetricCatalogue
+    from urbanpulse.quality.validate import ReadingValidator, TimeRules
+
+    global ROUTED
+    if ROUTED is None:
+        catalogue = MetricCatalogue.load()
+        built = {f: build_format(f, OPTIONS.get(f), DecodeLimits(), catalogue, where="test") for f in FORMATS}
+        router = FormatRouter(built["json"], {f"h45/{f}/#": built[f] for f in FORMATS if f != "owntracks"}
+                              | {"owntracks/#": built["owntracks"]})
+        ROUTED = DecodeStage(router, ReadingValidator(catalogue, TimeRules(300.0, 7 * 86400.0, 946684800.0, 366)),
+                             None)
+    batch: list[Message] = []
+    topics: list[str] = []
+    for k in range(data.draw(st.integers(2, 6))):
+        fmt = data.draw(st.sampled_from(FORMATS))
+        m = data.draw(messages(fmt, f"r{k}", NOW_S))
+        note(f"{fmt} {m.drawn} {m.body[:500]!r}")
+        batch.append(m)
+        topics.append(m.owntracks_topic or f"h45/{fmt}/{k}")
+    out = ROUTED.decode(MessageBatch(source="mqtt", payloads=[m.body for m in batch], topics=topics,
+                                     received_ns=time.time_ns()))
+    got: dict[int, int] = {}
+    for k in map(int, out.readings.msg):
+        got[k] = got.get(k, 0) + 1
+    assert got == {k: m.good for k, m in enumerate(batch) if m.good}
+    rows = sorted((topics.index(r.topic), r.item, r.reason.value, r.payload) for r in out.rejections)
+    assert rows == sorted((k, item, reason, raw) for k, m in enumerate(batch) for item, reason, raw in m.bad)
+
+
+ROUTED = None
+
+
+def test_a_routed_senml_record_is_not_quarantined_with_the_next_packs_bytes() -> None:
+    """The example that named the router defect: on main the out-of-range record of ``senml/b``
+    was quarantined with ``senml/c``'s (good) record as its bytes."""
+    from urbanpulse.formats.base import DecodeLimits, MessageBatch
+    from urbanpulse.formats.router import FormatRouter
+    from urbanpulse.pipeline.decode import DecodeStage
+    from urbanpulse.plugins import build_format
+    from urbanpulse.quality.catalogue import MetricCatalogue
+    from urbanpulse.quality.validate import ReadingValidator, TimeRules
+
+    catalogue = MetricCatalogue.load()
+    fmts = {f: build_format(f, None, DecodeLimits(), catalogue, where="test") for f in ("json", "senml")}
+    stage = DecodeStage(FormatRouter(fmts["json"], {"senml/#": fmts["senml"]}),
+                        ReadingValidator(catalogue, TimeRules(300.0, 7 * 86400.0, 946684800.0, 366)), None)
+    bad = b'[{"bn":"b:","bt":%d,"n":"humidity","v":1e5}]' % NOW_S
+    payloads = [b'{"sensor_id":"a","metric":"humidity","ts":%d,"value":40}' % (NOW_S * 1000), bad,
+                b'[{"bn":"c:","bt":%d,"n":"humidity","v":50}]' % NOW_S]
+    out = stage.decode(MessageBatch(source="mqtt", payloads=payloads, topics=["city/a", "senml/b", "senml/c"],
+                                    received_ns=time.time_ns()))
+    assert [(r.topic, r.item, r.reason.value, r.payload) for r in out.rejections] == \
+        [("senml/b", 0, "out_of_range", bad[1:-1])]
+    assert sorted(out.readings.sensor_id) == ["a", "c"]
