@@ -69,7 +69,8 @@ class SensorCommunityFormat(VendorFormat):
         lat = lon = None
         for j, entry in enumerate(values):
             if not isinstance(entry, dict) or not isinstance(entry.get("value_type"), str):
-                rejections.append(self.reject(batch, i, Reason.BAD_TYPE, f"sensordatavalues[{j}] has no text `value_type`",
+                rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
+                                              f"sensordatavalues[{j}] has no text `value_type`",
                                               self.as_sent(payload, FieldPath(_VALUES, (j,), entry)), j))
                 continue
             kind = entry["value_type"]
