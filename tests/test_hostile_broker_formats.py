@@ -157,12 +157,14 @@ def test_hostile_messages_over_mqtt_and_kafka_stored_once_quarantined_as_sent_ac
                 note(f"kafka {fmt} {msg.drawn} {msg.body[:600]!r}")
                 over_kafka.append((kafka_topic[fmt], next_offset[fmt], msg))
                 next_offset[fmt] += 1
+            key = data.draw(st.sampled_from([None, b"", b"\xff\xfe\x00", b"k" * 10_000, "s\u00e9".encode()]),
+                            label="kafka key")  # a record key is provenance only: it never costs a record
             started = time.monotonic()
             _publish_many(tap.host, tap.port, [(t, msg.body) for t, msg in over_mqtt])
             for fmt in FORMATS:  # in offset order, one producer per topic
                 payloads = [msg.body for t, _, msg in over_kafka if t == kafka_topic[fmt]]
                 if payloads:
-                    produce_kafka(kafka_bootstrap, kafka_topic[fmt], payloads)
+                    produce_kafka(kafka_bootstrap, kafka_topic[fmt], payloads, key=key)
             mqtt_topics = {t for t, _ in over_mqtt}
 
             def all_pubacked() -> bool:
