@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from urbanpulse.formats.as_sent import FieldPath
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.lorawan import numeric_leaves
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, as_number, parse_time
@@ -73,9 +74,10 @@ class ChirpstackV4Format(VendorFormat):
                                 "uplink has no decoded `object`: configure a codec in the device profile")
         if not isinstance(data, dict):
             raise DecodeFailure(Reason.BAD_TYPE, "`object` is not a JSON object")
-        for j, (key, value) in enumerate(numeric_leaves(data)):
+        for j, (key, value, keys) in enumerate(numeric_leaves(data)):
+            path = FieldPath(("object",), keys, {key: value})  # quarantined as sent (formats/as_sent.py)
             number = as_number(value)
             if number is None:
-                self.non_numeric(batch, i, j, key, value, rejections)
+                self.non_numeric(batch, i, j, key, value, rejections, path)
                 continue
-            rows.add(i, j, sensor, key[:128], ts_us, number, self.unit_for(key, None), None, None, {key: value})
+            rows.add(i, j, sensor, key[:128], ts_us, number, self.unit_for(key, None), None, None, path)

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from urbanpulse.formats.as_sent import FieldPath
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, as_number
 from urbanpulse.model import Reason, Rejection
@@ -71,11 +72,12 @@ class OwnTracksFormat(VendorFormat):
             if element not in msg:
                 continue
             value = msg[element]
+            path = FieldPath((), (element,), {element: value})  # quarantined as sent (formats/as_sent.py)
             number = as_number(value)
             if number is None:
-                self.non_numeric(batch, i, j, element, value, rejections)
+                self.non_numeric(batch, i, j, element, value, rejections, path)
                 continue
-            rows.add(i, j, sensor, metric, seconds * 1e6, number, opts.units.get(element), lat, lon, {element: value})
+            rows.add(i, j, sensor, metric, seconds * 1e6, number, opts.units.get(element), lat, lon, path)
 
     def _sensor(self, batch: MessageBatch, i: int, msg: dict) -> str:
         opts = self.options

@@ -11,7 +11,7 @@ A batch whose messages all share one format (the common case) is handed over unt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,9 @@ class FormatRouter:
             decoded = fmt.decode(sub)
             cols = decoded.columns
             if len(cols):
+                # the part keeps its own columns' message indices (into ``sub``) for the format's raw_of;
+                # the joined columns get the batch's
+                decoded = Decoded(columns=replace(cols), rejections=decoded.rejections, raw_items=decoded.raw_items)
                 cols.msg = np.asarray(idx, dtype=np.int32)[cols.msg]
             columns.append(cols)
             rejections.extend(decoded.rejections)

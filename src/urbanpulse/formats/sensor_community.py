@@ -17,9 +17,14 @@ import math
 
 from pydantic import Field
 
+from urbanpulse.formats.as_sent import FieldPath
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, as_number, parse_time
 from urbanpulse.model import Reason, Rejection
+
+
+#: where a push's readings are: each item of this array is one (quarantined as sent)
+_VALUES = ("sensordatavalues",)
 
 
 class SensorCommunityOptions(FormatOptions):
@@ -65,7 +70,8 @@ class SensorCommunityFormat(VendorFormat):
         for j, entry in enumerate(values):
             if not isinstance(entry, dict) or not isinstance(entry.get("value_type"), str):
                 rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
-                                              f"sensordatavalues[{j}] has no text `value_type`", repr(entry).encode()[:500], j))
+                                              f"sensordatavalues[{j}] has no text `value_type`",
+                                              self.as_sent(payload, FieldPath(_VALUES, (j,), entry)), j))
                 continue
             kind = entry["value_type"]
             if kind in ("GPS_lat", "GPS_lon"):
@@ -77,18 +83,19 @@ class SensorCommunityFormat(VendorFormat):
                 continue
             if kind in ignore:
                 continue
-            items.append((j, kind, entry.get("value")))
-        for j, kind, value in items:
+            items.append((j, kind, entry))
+        for j, kind, entry in items:
+            value = entry.get("value")
+            path = FieldPath(_VALUES, (j,), entry)  # the item quarantined as sent (formats/as_sent.py)
             number = _decimal(value)
             if number is None:
                 rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
                                               f"{kind}: value {value!r} is not a decimal number"[:200],
-                                              repr({"value_type": kind, "value": value}).encode()[:500], j))
+                                              self.as_sent(payload, path), j))
                 continue
             if len(kind) > 128:
                 continue
-            rows.add(i, j, sensor, kind, ts_us, number, self.unit_for(kind, None), lat, lon,
-                     {"value_type": kind, "value": value})
+            rows.add(i, j, sensor, kind, ts_us, number, self.unit_for(kind, None), lat, lon, path)
 
 
 def _decimal(value: object) -> float | None:

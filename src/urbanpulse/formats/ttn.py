@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from urbanpulse.formats.as_sent import FieldPath
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.lorawan import numeric_leaves
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, as_number, parse_time
@@ -75,12 +76,14 @@ class TtnV3Format(VendorFormat):
         lat = lon = None
         if opts.use_locations:
             lat, lon = self._position(up.get("locations"), opts.location_sources)
-        for j, (key, value) in enumerate(numeric_leaves(data)):
+        container = ("uplink_message", opts.payload_field)
+        for j, (key, value, keys) in enumerate(numeric_leaves(data)):
+            path = FieldPath(container, keys, {key: value})  # quarantined as sent (formats/as_sent.py)
             number = as_number(value)
             if number is None:
-                self.non_numeric(batch, i, j, key, value, rejections)
+                self.non_numeric(batch, i, j, key, value, rejections, path)
                 continue
-            rows.add(i, j, sensor, key[:128], ts_us, number, self.unit_for(key, None), lat, lon, {key: value})
+            rows.add(i, j, sensor, key[:128], ts_us, number, self.unit_for(key, None), lat, lon, path)
 
     @staticmethod
     def _sensor(ids: dict, how: str) -> str:

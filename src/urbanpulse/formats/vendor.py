@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from urbanpulse.formats.as_sent import FieldPath, MessageAsSent
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
 from urbanpulse.formats.units import MetricMapper
 from urbanpulse.model import ReadingColumns, Reason, Rejection
@@ -162,6 +163,7 @@ class VendorFormat:
     Options: ClassVar[type[FormatOptions]] = FormatOptions
     #: the time unit of the format's epoch numbers, stated in docs and ``urbanpulse plugins``
     time_unit: ClassVar[str] = "s"
+    _last_sent: MessageAsSent | None = None
 
     def __init__(self, options: FormatOptions | Mapping[str, Any] | None = None,
                  limits: DecodeLimits | None = None, catalogue: MetricCatalogue | None = None) -> None:
@@ -247,12 +249,23 @@ class VendorFormat:
         return self.options.units.get(vendor_metric)
 
     def non_numeric(self, batch: MessageBatch, i: int, item: int, field: str, value: object,
-                    rejections: list[Rejection]) -> None:
-        """A string/boolean/object value where a number belongs: skipped or rejected per options."""
+                    rejections: list[Rejection], path: FieldPath | None = None) -> None:
+        """A string/boolean/object value where a number belongs: skipped or rejected per options
+        (quarantined as sent when ``path`` says where it is in the message)."""
         if self.options.non_numeric == "reject":
-            raw = json_bytes({field: value})
+            raw = self.as_sent(batch.payloads[i], path) if path is not None else json_bytes({field: value})
             rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
                                           f"{field!r} is {type(value).__name__}, not a number", raw, item))
+
+    def as_sent(self, payload: bytes, path: FieldPath) -> bytes:
+        """The field at ``path`` of ``payload`` as it arrived (urbanpulse.formats.as_sent), else
+        its parsed form re-encoded. The last message's members are kept: a batch's rejections
+        ask for the fields of one message after another."""
+        last = self._last_sent
+        if last is None or last.payload is not payload:
+            last = self._last_sent = MessageAsSent(payload)
+        got = last.field(path)
+        return got if got is not None else json_bytes(path.parsed)
 
     @staticmethod
     def reject(batch: MessageBatch, i: int, reason: Reason, detail: str, payload: bytes, item: int = -1) -> Rejection:
@@ -262,12 +275,16 @@ class VendorFormat:
                          topic=topic, partition=partition, offset=offset, item=item)
 
     def raw_of(self, batch: MessageBatch, decoded: Decoded, k: int) -> bytes:
-        """What to quarantine for reading ``k``: its own item when it has one, else the message."""
+        """What to quarantine for reading ``k``: its own item when it has one (a field located in
+        the message is taken as sent), else the message."""
         raw = decoded.raw_items[k] if k < len(decoded.raw_items) else None
         if raw is None:
             return batch.payloads[int(decoded.columns.msg[k])]
         if isinstance(raw, bytes):
             return raw
+        if type(raw) is FieldPath:
+            payload = batch.payloads[int(decoded.columns.msg[k])]
+            return self.as_sent(payload, raw) if type(payload) is bytes else json_bytes(raw.parsed)
         return json_bytes(raw)
 
 
