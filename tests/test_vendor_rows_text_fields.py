@@ -17,7 +17,8 @@ from urbanpulse.formats.vendor import Rows, VendorFormat
 from urbanpulse.model import Reason, Rejection
 
 NOT_TEXT = st.one_of(st.none(), st.integers(), st.floats(allow_nan=False), st.binary(max_size=4),
-                     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
+                     st.lists(st.integers(), max_size=2),
+                     st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
 
 
 class _Plugin(VendorFormat):

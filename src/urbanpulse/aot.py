@@ -317,7 +317,8 @@ def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None
             if out.returncode != 0:
                 raise KernelBuildError(f"the kernel build exited with {out.returncode}: "
                                        f"{(out.stderr or out.stdout).strip()[-1500:]}")
-            missing = [short for short, _ in KERNELS.values() if not (directory / f"{_module_name(short, k)}.so").is_file()]
+            missing = [short for short, _ in KERNELS.values()
+                       if not (directory / f"{_module_name(short, k)}.so").is_file()]
             if missing:  # the build files its modules in itself (see the module's __main__)
                 raise KernelBuildError(f"the kernel build ended without filing in {', '.join(missing)}: "
                                        f"{(out.stderr or out.stdout).strip()[-1500:]}")
