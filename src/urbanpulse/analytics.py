@@ -58,7 +58,11 @@ from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
 
-#: the worker thread's result: detections, windows that closed, silences (periodic check only)
+#: "no reading yet" in the detectors' last-time array
+_NO_TS = np.iinfo(np.int64).min
+
+#: the worker thread's result: detections, windows that closed, silences (the periodic check's, or those found by the
+#: readings that ended a gap)
 _Analysis = tuple[Detections | None, ClosedWindows, Silences | None]
 
 
@@ -291,7 +295,8 @@ class StreamAnalytics:
         scores = self.bank.score(slots, readings.ts_us, readings.value)
         if self._score_log is not None:
             self._score_log.write(scores, self.slots)
-        return self._detections(scores, before), closed, None
+        detections, silences = self._detections(scores, before)
+        return detections, closed, silences
 
     async def _pump(self) -> None:
         """Finish analysed batches in the order they were prepared: the alert lifecycle step
@@ -435,48 +440,65 @@ class StreamAnalytics:
         self.slots.release(slots)
         self.evicted += len(slots)
 
-    def _detections(self, scores: Scores, before: np.ndarray | None = None) -> Detections | None:
+    def _detections(self, scores: Scores,
+                    before: np.ndarray | None = None) -> tuple[Detections | None, Silences | None]:
         """Anomalous readings for the alert manager, each attributed to ONE detector.
 
         A big spike is also a robust-z and an EWMA outlier; three alerts for one broken reading
         is the alert storm operators complain about. So a reading several detectors flag goes
         to the most specific of them (:data:`ALERT_PRIORITY`), and the others' alerts open only
         for what only they see (a level shift: robust_z; a slow excursion: ewma).
-        A silence trigger's value is the gap in seconds, as the periodic check's is (``before``: each
-        input reading's slot's last scored time before the batch), not the value of the reading
-        that ended the gap."""
+
+        A reading whose detector is silence (it ended a gap) is returned as a silence, as the periodic
+        check reports one (``before``: each input reading's slot's last scored time before the batch):
+        stamped at the series' last reading before the gap with the gap in seconds as its value
+        (docs/alerts.md), so a silence opens at the same time whichever path finds it, and a gap the
+        periodic check already reported is not counted again when its reading arrives."""
         if not len(scores) or not scores.alert.any():
-            return None
+            return None, None
         order = self._priority
         ranked = scores.decision[:, order]
         rows = np.flatnonzero(ranked.any(axis=1))
         cols = order[np.argmax(ranked[rows], axis=1)]
-        slot = scores.slot[rows]
-        value = scores.value[rows].copy()
+        silences = None
         if before is not None and "silence" in scores.names:
-            self._silence_gaps(scores, before, rows, cols == scores.names.index("silence"), value)
+            silent = np.flatnonzero(cols == scores.names.index("silence"))
+            prev = self._reading_before(scores, before, rows[silent])
+            silent, prev = silent[prev != _NO_TS], prev[prev != _NO_TS]
+            if len(silent):
+                silences = self._silences_found(scores, rows[silent], cols[silent], prev)
+                rest = np.ones(len(rows), bool)
+                rest[silent] = False
+                rows, cols = rows[rest], cols[rest]
+        if not len(rows):
+            return None, silences
+        slot = scores.slot[rows]
         return Detections.build(
-            slot=slot, series_id=self.slots.series_of[slot], ts_us=scores.ts_us[rows], value=value,
+            slot=slot, series_id=self.slots.series_of[slot], ts_us=scores.ts_us[rows], value=scores.value[rows],
             score=scores.score[rows, cols], detector=[scores.names[c] for c in cols.tolist()],
             sensor_id=[self.slots.sensor[s] for s in slot.tolist()],
             metric=[self.slots.metric[s] for s in slot.tolist()],
             severity=[self.bank.severity(int(s), scores.names[c]) for s, c in zip(slot.tolist(), cols.tolist())],
-            group=self.windows.source_names(slot))
+            group=self.windows.source_names(slot)), silences
 
     @staticmethod
-    def _silence_gaps(scores: Scores, before: np.ndarray, rows: np.ndarray, silent: np.ndarray,
-                      value: np.ndarray) -> None:
-        """Write the gap (seconds since the series' reading before) into ``value`` where ``silent``:
-        scores are in (slot, time) order, so the reading before is the previous row of the same slot,
-        or for a slot's first row in the batch its last scored time before the batch."""
-        r = rows[silent]
-        if not len(r):
-            return
+    def _reading_before(scores: Scores, before: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The time of each row's series' reading before it (``_NO_TS``: none known): scores are in (slot,
+        time) order, so it is the previous row of the same slot, or for a slot's first row in the batch
+        its last scored time before the batch."""
         prev = before[scores.index[r]]
         inside = (r > 0) & (scores.slot[np.maximum(r - 1, 0)] == scores.slot[r])
-        prev = np.where(inside, scores.ts_us[np.maximum(r - 1, 0)], prev)
-        known = prev != np.iinfo(np.int64).min
-        value[np.flatnonzero(silent)[known]] = (scores.ts_us[r][known] - prev[known]) / 1e6
+        return np.where(inside, scores.ts_us[np.maximum(r - 1, 0)], prev)
+
+    def _silences_found(self, scores: Scores, r: np.ndarray, c: np.ndarray, prev: np.ndarray) -> Silences:
+        """Rows ``r`` (silence decisions of readings that ended a gap) as the periodic check's silences:
+        the last reading before the gap, the gap, the score, the configured severity and the source."""
+        slot = scores.slot[r].astype(np.int32)
+        found = Silences(slot=slot, last_ts_us=prev.astype(np.int64), gap_us=(scores.ts_us[r] - prev).astype(np.int64),
+                         score=scores.score[r, c].astype(np.float64))
+        found.severity = [self.bank.severity(int(s), "silence") for s in slot.tolist()]
+        found.group = self.windows.source_names(slot)
+        return found
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map); 0 while loading."""

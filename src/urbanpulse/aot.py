@@ -37,10 +37,12 @@ import importlib.util
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -283,13 +285,19 @@ def using_aot() -> bool:
 
 def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None:
     """Build every kernel module into `directory` for key `k`, in a subprocess that loads Numba;
-    one build at a time per directory (a file lock), the result moved into place atomically."""
+    one build at a time per directory (a file lock), the result moved into place atomically.
+
+    The build process dies with the process that started it (a killed test run, a Ctrl-C'd demo): left
+    running, it held 3.3 GB for minutes while the next start, finding the lock free, built a second one
+    beside it. It also holds the lock itself (where it could outlive its parent, the next start waits for
+    it and uses what it built), and a start that finds a build running says whose and waits."""
     k = k or key()
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent start builds once, the others wait for it
+    with open(directory / ".build.lock", "a+") as lock:
+        _take_build_lock(lock, directory)  # a concurrent start builds once, the others wait for it
         if all((directory / f"{_module_name(s, k)}.so").is_file() for s, _ in KERNELS.values()):
             return
+        _drop_abandoned_builds(directory)
         # a first start is otherwise silent here for half a minute (minutes on a busy machine)
         log.info("compiling the analytics kernels into %s (once after an install or upgrade: about 30 s on an idle "
                  "2-core machine, longer on a busy one; later starts load them in under a second)", directory)
@@ -297,8 +305,8 @@ def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None
                    PYTHONPATH=os.pathsep.join([str(_PKG.parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
         with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
             try:
-                out = subprocess.run([sys.executable, "-m", "urbanpulse.aot", tmp, k], env=env, capture_output=True,
-                                     text=True, timeout=timeout)
+                out = subprocess.run([sys.executable, "-m", "urbanpulse.aot", tmp, k, str(os.getpid())], env=env,
+                                     capture_output=True, text=True, timeout=timeout, pass_fds=(lock.fileno(),))
             except subprocess.TimeoutExpired as exc:
                 # a KernelBuildError, so the caller falls back to the JIT: uncaught, it cost the whole run its
                 # analytics (a first `urbanpulse demo` on a busy machine stored 1.1 M readings and raised no alert)
@@ -309,13 +317,57 @@ def build(directory: Path, k: str | None = None, timeout: float = 900.0) -> None
             if out.returncode != 0:
                 raise KernelBuildError(f"the kernel build exited with {out.returncode}: "
                                        f"{(out.stderr or out.stdout).strip()[-1500:]}")
-            for short, _ in KERNELS.values():
-                name = _module_name(short, k)
-                os.replace(Path(tmp) / f"{name}.json", directory / f"{name}.json")  # before the .so it describes
-                os.replace(Path(tmp) / f"{name}.so", directory / f"{name}.so")
+            missing = [short for short, _ in KERNELS.values()
+                       if not (directory / f"{_module_name(short, k)}.so").is_file()]
+            if missing:  # the build files its modules in itself (see the module's __main__)
+                raise KernelBuildError(f"the kernel build ended without filing in {', '.join(missing)}: "
+                                       f"{(out.stderr or out.stdout).strip()[-1500:]}")
         for stale in directory.glob("_upk_*"):  # earlier sources' builds
             if stale.stem.rsplit("_", 1)[-1] != k:
                 stale.unlink(missing_ok=True)
+
+
+def _take_build_lock(lock: Any, directory: Path) -> None:
+    """Take the directory's build lock, saying whose build this start waits for when another holds it, then
+    write this process's id and the time into the lock file for the next one to name."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        log.warning("the analytics kernels are being compiled into %s by %s; waiting for that build and using it "
+                    "(one build at a time: each takes up to a few GB of memory)", directory, holder)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        log.info("the kernel build this start waited for has ended")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    lock.flush()
+
+
+def _drop_abandoned_builds(directory: Path) -> None:
+    """Remove the temporary folders of builds whose process was killed (with the lock held, no build runs)."""
+    for left in directory.glob(".build-*"):
+        shutil.rmtree(left, ignore_errors=True)
+
+
+def _file_in(tmp: Path, directory: Path, name: str) -> None:
+    """Move a built module and its argument types from the build's folder into `directory`, atomically each."""
+    os.replace(tmp / f"{name}.json", directory / f"{name}.json")  # before the .so it describes
+    os.replace(tmp / f"{name}.so", directory / f"{name}.so")
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the build process: be killed when the process that started it dies (Linux ``PR_SET_PDEATHSIG``), and
+    stop now if it already has. Elsewhere the build runs to its end, holding the lock, and files its modules in."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # died before the line above: nobody would be told
+            os._exit(3)
 
 
 def _same_sources(k: str, when: str) -> None:
@@ -377,4 +429,8 @@ def _build_here(out_dir: str, k: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        _die_with_parent(int(sys.argv[3]))
     _build_here(sys.argv[1], sys.argv[2])
+    for _short, _ in KERNELS.values():  # filed in by the build itself, so a build that outlives its parent is used
+        _file_in(Path(sys.argv[1]), Path(sys.argv[1]).parent, _module_name(_short, sys.argv[2]))

@@ -108,6 +108,7 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
 
     from urbanpulse.export.source import estimate_rows
     from urbanpulse.export.stream import open_export
+    from urbanpulse.quality.catalogue import MetricCatalogue
     from urbanpulse.query.buckets import count_buckets
     from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability
     from urbanpulse.query.spec import parse_query
@@ -121,7 +122,9 @@ async def _export(args: argparse.Namespace, settings: Any) -> int:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, timeout=settings.database.connect_timeout_s)
         try:
             runner = HistoryRunner(pool, QueryLimits.from_settings(settings.history),
-                                   rollups=RollupAvailability.from_settings(settings))
+                                   rollups=RollupAvailability.from_settings(settings),
+                                   catalogue=MetricCatalogue.load(settings.validation.catalogue,
+                                                                  settings.validation.metrics))
             ex = await open_export(runner, q, fmt, quality=args.quality)
             ids = [s.series_id for s in ex.info.series]
             total = (await estimate_rows(runner, q, ids) if q.bucket is None

@@ -71,9 +71,11 @@ class Rows:
     def add(self, msg: int, item: int, sensor: str, metric: str, ts_us: float, value: float | None,
             unit: str | None = None, lat: float | None = None, lon: float | None = None, raw: object = None) -> None:
         """One reading; ``raw`` is what to quarantine for it (None: the whole message). A time, value or
-        position that is not a number raises TypeError here, inside :meth:`VendorFormat.decode`'s
-        per-message barrier (its message alone is quarantined as ``decode_error``), not later for the
-        whole batch when the columns are built."""
+        position that is not a number, or a sensor, metric or unit that is not text, raises TypeError here,
+        inside :meth:`VendorFormat.decode`'s per-message barrier (its message alone is quarantined as
+        ``decode_error``), not later for the whole batch when the columns are built and metric names mapped."""
+        if type(sensor) is not str or type(metric) is not str or not (unit is None or type(unit) is str):
+            _text_fields(sensor, metric, unit)
         ts = _number("ts_us", ts_us)
         number = math.nan if value is None else _number("value", value)
         at_lat = math.nan if lat is None else _number("lat", lat)
@@ -116,6 +118,16 @@ def _number(field: str, x: object) -> float:
         return float(x)
     raise TypeError(f"Rows.add: {field} must be a number, got {type(x).__name__} {x!r:.60}; "
                     f"convert it first (urbanpulse.formats.vendor.as_number, parse_time)")
+
+
+def _text_fields(sensor: object, metric: object, unit: object) -> None:
+    """TypeError naming the first of a row's text fields that is not text (a plugin passed a payload's field as
+    it came: a missing ``type`` is None, a numeric id an int), saying what to pass."""
+    for field, x, optional in (("sensor", sensor, False), ("metric", metric, False), ("unit", unit, True)):
+        if not (isinstance(x, str) or (optional and x is None)):
+            raise TypeError(f"Rows.add: {field} must be text{' or None' if optional else ''}, got {type(x).__name__} "
+                            f"{x!r:.60}; check the payload's field and reject the message (DecodeFailure) or item "
+                            f"when it is missing or of another type")
 
 
 def as_number(value: object) -> float | None:

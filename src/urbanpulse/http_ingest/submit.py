@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from urbanpulse.errors import FeatureDisabled, PayloadTooLarge, StorageUnavailable
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.http_ingest.body import Messages
@@ -40,6 +42,9 @@ from urbanpulse.quality.validate import Validated
 #: message): one chunk holds the event loop about as long as one large MQTT or Kafka message
 CHUNK_MESSAGES = 1000
 CHUNK_BYTES = 256 * 1024
+#: lanes (ordered sub-streams of the ``http`` source, judged late each against its own newest time) are small ints
+#: (int16): one per API key that sends, the keys beyond this many sharing the last lane
+MAX_LANES = 32767
 
 
 class NotDurableYet(StorageUnavailable):
@@ -67,6 +72,8 @@ class HttpIngestor:
         self._waiting: list[asyncio.Future[None]] = []  # requests submitted, their batch not yet handed over
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
+        #: sender (API key id) -> its lane: each client is its own ordered stream
+        self._lanes: dict[str, int] = {}
 
     async def close(self) -> None:
         """Stop the group-commit task (the service stops; the pipeline drains what was submitted)."""
@@ -84,11 +91,18 @@ class HttpIngestor:
                                   "format cannot pick formats per request)")
         return by_name(name)
 
-    async def ingest(self, messages: Messages, format_name: str, topic_detail: str | None = None) -> IngestOutcome:
-        """Submit ``messages`` decoded as ``format_name``; return once committed, else NotDurableYet."""
+    async def ingest(self, messages: Messages, format_name: str, topic_detail: str | None = None,
+                     sender: str | None = None) -> IngestOutcome:
+        """Submit ``messages`` decoded as ``format_name``; return once committed, else NotDurableYet.
+
+        ``sender`` (the API key's id) is the request's lane: every client posting to ``/ingest`` is an ordered
+        stream of its own, so one gateway's readings are judged late (and its series silent) against its own
+        newest event time, not against another client's. With one watermark for the whole ``http`` source, a
+        gateway posting readings a few minutes old (a network server's delay, a flushed buffer) after another
+        had posted current ones had every reading flagged late and left out of its windows."""
         topic = http_topic(format_name, topic_detail)
         n = len(messages.payloads)
-        chunks = await self._decode(messages, topic)
+        chunks = await self._decode(messages, topic, self._lane(sender))
         loop = asyncio.get_running_loop()
         durables: list[asyncio.Future[None]] = []
 
@@ -124,7 +138,16 @@ class HttpIngestor:
         return IngestOutcome(stored=sum(len(v.readings) for v in parts), messages=n,
                              rejections=[r for v in parts for r in v.rejections])
 
-    async def _decode(self, messages: Messages, topic: str) -> list[tuple[MessageBatch, Validated]]:
+    def _lane(self, sender: str | None) -> int:
+        """The lane of a sender (0: none given); new senders get the next, the last shared past MAX_LANES."""
+        if sender is None:
+            return 0
+        lane = self._lanes.get(sender)
+        if lane is None:
+            lane = self._lanes[sender] = min(len(self._lanes) + 1, MAX_LANES)
+        return lane
+
+    async def _decode(self, messages: Messages, topic: str, lane: int = 0) -> list[tuple[MessageBatch, Validated]]:
         """The request as message batches of at most a chunk each, decoded and validated, the
         event loop free between chunks; 413 (nothing submitted) past ``max_readings``."""
         received_ns = time.time_ns()
@@ -138,7 +161,8 @@ class HttpIngestor:
                 size += len(payloads[j])
                 j += 1
             batch = MessageBatch(source=HTTP_SOURCE, payloads=payloads[i:j], topics=[topic] * (j - i),
-                                 offsets=positions[i:j], received_ns=received_ns)
+                                 offsets=positions[i:j], received_ns=received_ns,
+                                 lanes=np.full(j - i, lane, np.int16))
             validated = self.pipeline.decode(batch)
             total += len(validated.readings) + len(validated.rejections)
             if self.max_readings is not None and total > self.max_readings:

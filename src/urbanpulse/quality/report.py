@@ -68,6 +68,9 @@ class SeriesQuality:
     gap_count: int = 0
     gap_seconds: float = 0.0
     quarantined: dict[str, int] = field(default_factory=dict)
+    #: why gaps and completeness cannot be reported (no interval is expected of the series), and how to
+    #: give one; None when the registry gives an interval. Its gap figures are then unknown, not 0.
+    interval_unknown: str | None = None
 
     @property
     def completeness(self) -> float | None:
@@ -90,6 +93,8 @@ class RollUp:
     gap_count: int = 0
     gap_seconds: float = 0.0
     quarantined: Counter[str] = field(default_factory=Counter)
+    #: series whose interval is unknown: their gaps are not in gap_count (all of them: gap_count None)
+    without_interval: int = 0
 
     @property
     def completeness(self) -> float | None:
@@ -104,8 +109,11 @@ class RollUp:
         if q.last_seen is not None and (self.last_seen is None or q.last_seen > self.last_seen):
             self.last_seen = q.last_seen
         self.late += q.late
-        self.gap_count += q.gap_count
-        self.gap_seconds += q.gap_seconds
+        if q.interval_unknown is None:
+            self.gap_count += q.gap_count
+            self.gap_seconds += q.gap_seconds
+        else:
+            self.without_interval += 1
         self.quarantined.update(q.quarantined)
 
 
@@ -135,18 +143,35 @@ def _iso(t: datetime | None) -> str | None:
 
 def _series_dict(q: SeriesQuality) -> dict[str, Any]:
     s = q.series
+    known = q.interval_unknown is None  # else no gap can be told from a usual pause: null, not 0
     return {"series_id": s.series_id, "sensor_id": s.sensor_id, "metric": s.metric, "area": s.area,
             "interval_s": s.interval_s, "last_seen": _iso(q.last_seen), "received": q.received,
             "expected": q.expected, "completeness": q.completeness, "late": q.late,
-            "gap_count": q.gap_count, "gap_seconds": q.gap_seconds,
-            "gaps": [{"start": _iso(g.start), "end": _iso(g.end), "seconds": g.seconds} for g in q.gaps],
-            "quarantined": dict(sorted(q.quarantined.items()))}
+            "gap_count": q.gap_count if known else None, "gap_seconds": q.gap_seconds if known else None,
+            "gaps": [{"start": _iso(g.start), "end": _iso(g.end), "seconds": g.seconds} for g in q.gaps]
+            if known else None,
+            "interval_unknown": q.interval_unknown, "quarantined": dict(sorted(q.quarantined.items()))}
 
 
 def _rollup_dict(r: RollUp, key: str) -> dict[str, Any]:
+    counted = r.without_interval < r.series  # some series' gaps are known
     return {key: r.key, "series": r.series, "last_seen": _iso(r.last_seen), "received": r.received,
             "expected": r.expected or None, "completeness": r.completeness, "late": r.late,
-            "gap_count": r.gap_count, "gap_seconds": r.gap_seconds, "quarantined": dict(sorted(r.quarantined.items()))}
+            "gap_count": r.gap_count if counted else None, "gap_seconds": r.gap_seconds if counted else None,
+            "series_without_interval": r.without_interval, "quarantined": dict(sorted(r.quarantined.items()))}
+
+
+def interval_unknown(series: SeriesInfo) -> str:
+    """Why a series' gaps and completeness are unknown (no interval is expected of it), and how to give one."""
+    sensor, metric = series.sensor_id, series.metric
+    entry = f'{{"metrics": {{"{metric}": {{"unit": "<unit>", "interval_s": <seconds>}}}}}}'
+    if not series.registered:
+        return (f"sensor {sensor!r} is not in the sensor registry, so no reporting interval is expected of it: its "
+                f"gaps and completeness are unknown (not 0). Register it with {entry} (PUT /sensors/{sensor}, or "
+                f"`urbanpulse registry import`)")
+    return (f"the sensor registry does not list {metric!r} for sensor {sensor!r}, so no reporting interval is "
+            f"expected of it: its gaps and completeness are unknown (not 0). Add it: PATCH /sensors/{sensor} with "
+            f"{entry}")
 
 
 # Two statements, each walking every selected series' readings once through the (series_id, ts)
@@ -215,6 +240,9 @@ async def _quality_report(db: Executor, start: datetime, end: datetime, *, serie
     active = await _active_pieces(db, series, start, end, timeout_s) if series and duration > 0 else {}
     for key, pieces in active.items():
         out[key].expected = sum((p.end - p.start).total_seconds() / p.interval_s for p in pieces)
+    for key, q in out.items():  # no interval in the period nor now (one registered later expects nothing yet)
+        if key not in active and q.series.interval_s is None:
+            q.interval_unknown = interval_unknown(q.series)
     if series and duration > 0:
         stored = [s for s in series if s.series_id is not None]
         first: dict[int | None, datetime] = {}

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
+from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.query.buckets import boundaries, count_buckets, floor
 from urbanpulse.query.cursor import Position, decode_cursor, encode_cursor
 from urbanpulse.query.errors import QueryError, QueryTimeout, QueryTooLarge
@@ -159,10 +160,13 @@ class HistoryRunner:
 
     def __init__(self, pool: asyncpg.Pool, limits: QueryLimits | None = None,
                  data_classes: list[str] | None = None, rollups: RollupAvailability | None = None,
-                 cache: SelectionCache | None = None) -> None:
+                 cache: SelectionCache | None = None, catalogue: MetricCatalogue | None = None) -> None:
         """``data_classes``: the caller's scope (``["open"]`` for anonymous open data), None for all.
-        ``cache``: where resolved selections are kept briefly (the service's; None: resolve each time)."""
+        ``cache``: where resolved selections are kept briefly (the service's; None: resolve each time).
+        ``catalogue``: the metric catalogue the service validates with, which gives the unit of a series the
+        registry does not describe (its readings were stored in that unit, converted if sent in another)."""
         self.pool = pool
+        self.catalogue = catalogue
         self.limits = limits or QueryLimits()
         self.data_classes = data_classes
         self.rollups = rollups or RollupAvailability()
@@ -195,7 +199,8 @@ class HistoryRunner:
         key = (q.series, None if self.data_classes is None else tuple(self.data_classes))
         sel = self.cache.get(key) if self.cache is not None else None
         if sel is None:
-            series = await resolve_series(conn, q.series, self.limits.max_series, self.data_classes)
+            series = await resolve_series(conn, q.series, self.limits.max_series, self.data_classes,
+                                          catalogue=self.catalogue)
             sel = Selection(series, [s.series_id for s in series])
             if self.cache is not None:
                 self.cache.put(key, sel)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from urbanpulse.quality.catalogue import MetricCatalogue
 from urbanpulse.query.errors import QueryTooLarge, UnknownSeries
 from urbanpulse.query.spec import SeriesSelector
 from urbanpulse.registry import SeriesInfo, select_series
@@ -19,13 +20,16 @@ __all__ = ["SeriesInfo", "resolve_series"]
 
 
 async def resolve_series(conn: asyncpg.Connection, selector: SeriesSelector, max_series: int,
-                         data_classes: Sequence[str] | None = None) -> list[SeriesInfo]:
+                         data_classes: Sequence[str] | None = None,
+                         catalogue: MetricCatalogue | None = None) -> list[SeriesInfo]:
     """The selected series ordered by id; 404 when nothing matches, 413 beyond ``max_series``.
 
-    ``data_classes`` (e.g. ``["open"]`` for the anonymous open-data scope) keeps only those."""
+    ``data_classes`` (e.g. ``["open"]`` for the anonymous open-data scope) keeps only those. ``catalogue``: the
+    unit of a series the registry does not describe (an unregistered sensor's readings are in the catalogue's)."""
     found = await select_series(conn, sensor_ids=list(selector.sensors) or None,
                                 metric=list(selector.metrics) or None, area=selector.area,
-                                tags=list(selector.tags) or None, bbox=selector.bbox, data_classes=data_classes)
+                                tags=list(selector.tags) or None, bbox=selector.bbox, data_classes=data_classes,
+                                catalogue=catalogue)
     if not found:
         what = ", ".join(f"{k}={v}" for k, v in (("sensor", ",".join(selector.sensors)),
                                                   ("metric", ",".join(selector.metrics)), ("area", selector.area),

@@ -140,7 +140,9 @@ async def _ingest(request: Request, format_name: str | None, event: str | None) 
     detail = x_sensor if x_sensor and _X_SENSOR.match(x_sensor) else None
     if event is not None:
         detail = f"event/{event}"  # as ChirpStack's MQTT topics say it: the format reads the event there
-    outcome = await ingestor.ingest(messages, name, detail)
+    principal = getattr(request.state, "principal", None)
+    sender = principal.key.id if principal is not None and principal.key is not None else None
+    outcome = await ingestor.ingest(messages, name, detail, sender=sender)
     # bytes, not a dict: FastAPI would validate and serialise every rejection in one go on the
     # event loop (seconds for a million); the document is the same IngestResult (answer.py)
     return Response(await encode_answer(name, outcome.messages, outcome.stored, outcome.rejections),

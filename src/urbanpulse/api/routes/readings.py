@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from urbanpulse.api.access import ALLOW_OPEN_DATA, FULL, Principal
 from urbanpulse.api.page_json import columns_body, items_body
-from urbanpulse.api.routes.registry_deps import QueryTime
+from urbanpulse.api.routes.registry_deps import QueryTime, catalogue
 from urbanpulse.export.formats import EXTENSIONS, FORMATS, check_format
 from urbanpulse.query.errors import QueryError, UnknownSeries
 from urbanpulse.query.run import HistoryRunner, QueryLimits, RollupAvailability, latest
@@ -56,7 +56,8 @@ def runner(request: Request, principal: Principal) -> HistoryRunner:
             state.history_cache = SelectionCache(ttl) if ttl > 0 else None
     scope = None if principal.scope == FULL else principal.scope.data_classes_list
     return HistoryRunner(state.service.pool, state.history_limits, scope,
-                         getattr(state, "history_rollups", None), getattr(state, "history_cache", None))
+                         getattr(state, "history_rollups", None), getattr(state, "history_cache", None),
+                         catalogue=catalogue(request) if getattr(state.service, "settings", None) else None)
 
 
 def _query(request: Request, allowed: set[str]) -> HistoryQuery:

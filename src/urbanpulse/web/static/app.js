@@ -609,11 +609,14 @@
       const reasons = {};
       for (const s of q.series) for (const [r, n] of Object.entries(s.quarantined || {})) reasons[r] = (reasons[r] || 0) + n;
       const pct = (x) => x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %";
+      // a series without a registered interval has unknown gaps (null), not 0: say so instead of a count
+      const gaps = (n, unknown) => n === null || n === undefined ? '<span title="no interval registered">unknown</span>'
+        : unknown ? n + ' <span title="' + unknown + ' series without a registered interval not counted">(+' + unknown + " unknown)</span>" : String(n);
       const areas = q.areas.map((a) => "<tr><td>" + escapeHtml(a.area || "(none)") + "</td><td>" + a.series + "</td><td>" + pct(a.completeness) +
-        "</td><td>" + a.gap_count + "</td><td>" + a.late + "</td><td>" + Object.values(a.quarantined || {}).reduce((x, y) => x + y, 0) + "</td></tr>").join("");
+        "</td><td>" + gaps(a.gap_count, a.series_without_interval) + "</td><td>" + a.late + "</td><td>" + Object.values(a.quarantined || {}).reduce((x, y) => x + y, 0) + "</td></tr>").join("");
       const worst = q.series.filter((s) => s.completeness !== null).sort((a, b) => a.completeness - b.completeness).slice(0, 8)
         .map((s) => "<tr><td>" + escapeHtml(s.sensor_id) + "</td><td>" + escapeHtml(s.metric) + "</td><td>" + pct(s.completeness) +
-          "</td><td>" + s.gap_count + "</td><td>" + (s.last_seen ? new Date(s.last_seen).toLocaleString() : "never") + "</td></tr>").join("");
+          "</td><td>" + gaps(s.gap_count, s.gap_count === null ? 1 : 0) + "</td><td>" + (s.last_seen ? new Date(s.last_seen).toLocaleString() : "never") + "</td></tr>").join("");
       const quarantine = Object.keys(reasons).length ? Object.entries(reasons).sort((a, b) => b[1] - a[1])
         .map(([r, n]) => "<li>" + escapeHtml(r) + ": " + n + "</li>").join("") : "<li>none</li>";
       body.innerHTML = '<table id="quality-areas"><caption class="help">By area</caption><thead><tr><th scope="col">Area</th><th scope="col">Series</th>' +
