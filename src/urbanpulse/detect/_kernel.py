@@ -2928,10 +2928,10 @@ def _silence_seen(st, sl, a, sil):
     """fp45: silence's emission as the anomaly_score, x the series' own record of such gaps. Where silence's
     emission is the reading's score (`sil`), its tail is x (1 + si_seen), si_seen being how many of the series'
     earlier silence emissions scored SI_SEEN or higher: a gap is no one-in-a-thousand event on a series that has
-    shown k such gaps (a traffic counter's or a server's outages: 1 in 4 of the false-positive rows at the pooled
-    threshold on the traffic family were silence's, and almost never a window's first detection; benchmarks/README.md,
-    fp45). A series' first such gap scores as before, and a gap that never reached SI_SEEN is not counted. Score only,
-    after the second stage (`_recalibrate` learns what it did before); counted on the score before this map.
+    shown k such gaps (a traffic counter's outages: 306 of the traffic family's 666 false-positive rows at the pooled
+    threshold were silence's, and 8 of its 859 windows' first detections; benchmarks/README.md, fp45). A series'
+    first such gap scores as before, and a gap that never reached SI_SEEN is not counted. Score only, after the
+    second stage (`_recalibrate` learns what it did before); counted on the score before this map.
 
     Reads and writes C_SI_SEEN. Returns the anomaly_score."""
     if sil and a > 0:
