@@ -46,7 +46,7 @@ from urbanpulse.detect.layout import S as _S
 from urbanpulse.detect.layout import SE as _SE
 from urbanpulse.detect.layout import SEASON_BINS as _SEASON_BINS
 from urbanpulse.detect.layout import SC_A0, SC_C0, SI_C0, SI_CAP, SI_CAP_GAPS, SI_CAP_N, SI_WINSOR, SI_Z  # noqa: F401
-from urbanpulse.detect.layout import SI_REPEAT, SI_USUAL  # noqa: F401
+from urbanpulse.detect.layout import SI_REPEAT, SI_SEEN, SI_USUAL  # noqa: F401
 from urbanpulse.detect.layout import (RS_CAP, RS_LEVEL_FLOOR, RS_PK_FLOOR_LEVEL, RS_PK_FLOOR_SPREAD,  # noqa: F401
                                       RS_PK_HALF, RS_RATE, RS_SPREAD_FLOOR, RS_START, RS_THR, RS_TYP_RATE,
                                       RS_WINSOR, RS_RHO_MAX, RS_RHO_RATE, RS_RHO_CAP, RS_REARM_GROW,
@@ -267,6 +267,7 @@ C_XE_DP = _S["xe_dp"]  # gecco43
 C_FL_TOP = _S["fl_top"]  # leak43
 C_FL_TOP_N = _S["fl_top_n"]
 C_LN_PEAK = _S["ln_peak"]  # fp44
+C_SI_SEEN = _S["si_seen"]  # fp45
 C_PE_L = _S["pe_l"]  # period42
 C_PE_A = _S["pe_a"]
 C_PE_S = _S["pe_s"]
@@ -2791,7 +2792,8 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
     the detectors' statistic only.
 
     Reads C_TL_N, C_TL_K, C_TL_E; P_DT_STRETCH, P_TL_U, P_TL_DECAY, P_TL_E0, P_TL_C0 (and `_tail`'s).
-    Writes C_TL_N, C_TL_K, C_TL_E. Returns the calibrated score (0 where neither was emitted)."""
+    Writes C_TL_N, C_TL_K, C_TL_E. Returns the calibrated score (0 where neither was emitted) and whether it is
+    silence's emission (fp45: `_silence_seen`)."""
     q_det = raw / (1.0 - raw)
     q_li = lis / (1.0 - lis)
     # the value detectors' emission's q (below raw where silence's statistic is higher; then fu < raw <= 1, so no
@@ -2804,10 +2806,12 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
         # p_own (burstfp34 / burst35, `_burst_rate`): > 0 only where fu is the point detectors' on a reading that
         # continues a run of point exceedances; the tail is then at least BF_X x the series' own rate of bursts
         fu = 1.0 - _fmax(_fmax(_tail(q_fu, pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), p_own), _TAIL_FLOOR)
+    sil = False
     if fs > 0:
         fs = _min(cal_s, 1.0 - _fmax(_tail(fs / (1.0 - fs), pr, tl_n, tl_k, tl_e, pr[P_DT_STRETCH]), _TAIL_FLOOR))
         if fs > fu:
             fu = fs
+            sil = True
     if li_f > 0:
         li_f = 1.0 - _fmax(_tail(q_li, pr, 0.0, 0.0, 0.0, 1.0), _TAIL_FLOOR)  # the prior tail
     tl_d = pr[P_TL_DECAY]
@@ -2820,7 +2824,7 @@ def _calibrate(st, sl, pr, raw, lis, fu, fs, cal_s, li_f, p_own):
     else:
         st[sl, C_TL_K] = tl_d * tl_k
         st[sl, C_TL_E] = tl_d * tl_e
-    return _max(fu, li_f)
+    return _max(fu, li_f), sil and fu >= li_f
 
 
 @njit(**_STAGE)
@@ -2919,6 +2923,26 @@ def _step_rearm(st, sl, pr, a, step):
     return a
 
 
+@njit(**_STAGE)
+def _silence_seen(st, sl, a, sil):
+    """fp45: silence's emission as the anomaly_score, x the series' own record of such gaps. Where silence's
+    emission is the reading's score (`sil`), its tail is x (1 + si_seen), si_seen being how many of the series'
+    earlier silence emissions scored SI_SEEN or higher: a gap is no one-in-a-thousand event on a series that has
+    shown k such gaps (a traffic counter's outages: 306 of the traffic family's 666 false-positive rows at the pooled
+    threshold were silence's, and 8 of its 859 windows' first detections; benchmarks/README.md, fp45). A series'
+    first such gap scores as before, and a gap that never reached SI_SEEN is not counted. Score only, after the
+    second stage (`_recalibrate` learns what it did before); counted on the score before this map.
+
+    Reads and writes C_SI_SEEN. Returns the anomaly_score."""
+    if sil and a > 0:
+        k = st[sl, C_SI_SEEN]
+        if a >= SI_SEEN:
+            st[sl, C_SI_SEEN] = k + 1.0
+        if k > 0:
+            a = 1.0 - _min((1.0 - a) * (1.0 + k), 1.0)
+    return a
+
+
 @njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, fused_out, veto_out,
               refresh_every, eager_refresh, season, scr_g, scr_d, scr_a, scr_b):
@@ -2987,9 +3011,10 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             s_reach = _min(s_reach, 1.0 - p_on)
         veto_out[i] = _veto(st, sl, pr, s_robust_z, s_ewma, p_own)
         rs_f = _robust_emit(st, sl, pr)
-        cal = _calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own)
+        cal, cal_sil = _calibrate(st, sl, pr, raw, lis, fu, fs, s_silence_cal * pr[P_W_SILENCE], li_f, p_own)
         emitted = _max(_max(cal, _max(_max(s_reach, s_lane), s_period)), rs_f)
         step = s_lane > 0 and s_lane == emitted and s_lane > cal and s_lane > s_reach  # fp44: lane34's or drop43's
+        sil = cal_sil and cal > 0 and cal == emitted  # fp45: silence's emission is the reading's
         if fl_offer:
             # flat40: the reading where a decided run outgrows every hold the series has shown: flatline's score
             # (rare against the series' own holds already) is mapped by the prior tail, as the likelihood's is; the
@@ -2999,9 +3024,11 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
             if e_fl > emitted:
                 emitted = e_fl
                 step = False
+                sil = False
         if st[sl, C_XR_X] > 0:  # spike37: this reading left reach's range; its emission, for the reading after
             st[sl, C_XR_X] = 1.0 + emitted
-        fused_out[i] = _step_rearm(st, sl, pr, _recalibrate(st, sl, pr, emitted), step)  # fp44
+        fused_out[i] = _silence_seen(st, sl, _step_rearm(st, sl, pr, _recalibrate(st, sl, pr, emitted), step),
+                                     sil)  # fp44, fp45
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma
@@ -3023,7 +3050,7 @@ STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _co
           _ewma, _spike, _flatline, _cap_hold,
           _threshold, _fuse, _spread_input,
           _trend_input, _week_pending, _lane, _count_drop, _season_input, _likelihood, _rearm, _robust_emit, _veto,
-          _burst_onset, _burst_rate, _calibrate, _recalibrate, _step_rearm, _learn_series)
+          _burst_onset, _burst_rate, _calibrate, _recalibrate, _step_rearm, _silence_seen, _learn_series)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

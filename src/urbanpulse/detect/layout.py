@@ -113,6 +113,8 @@ STATE: tuple[str, ...] = (
     # `peak` is the value detectors'): their step re-emissions as a departure deepens saturate at the tail floor, so
     # without it each scored like the onset (`_step_rearm`)
     "ln_peak",
+    # --- fp45: how many of silence's emissions at SI_SEEN or higher were the series' anomaly_score (`_silence_seen`)
+    "si_seen",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -184,6 +186,8 @@ SI_REPEAT = 2.0  # silence's repeat memory (rep41): a gap is silent only beyond 
 # runs of missed readings reach 3 (gaps of 4 slots) is still silent
 SI_USUAL = 0.49  # rep41: silence's statistic on such a gap, just below the decision (0.5): the likelihood, the tail
 # and the emitted score see it as before, the alert is not raised
+SI_SEEN = 0.999  # fp45: a gap whose emitted score reached this counts as one the series has shown (`si_seen`); the
+# next gap's tail is x (1 + that count): a series' k-th outage at 1 - 1e-3 or rarer is not a one-in-a-thousand event
 
 # --- silence's calibrated score (silcal32): silence's *emitted* score is 1 - the posterior-predictive probability
 # of a gap at least this long under the series' own gaps (the gap31 counts si_n, si_k, si_e and their prior), not
