@@ -29,14 +29,14 @@ EMIT = 0.99999  # the overlaid emission's anomaly_score (above any pooled thresh
 REARM = 1.5  # the ratio falls below this before the next emission
 
 
-def emissions(rr: np.ndarray, ratio: float) -> np.ndarray:
-    """Rows of one emission per event: the ratio's first reading >= `ratio`, re-armed below REARM."""
+def emissions(rr: np.ndarray, ratio: float, rearm: float = REARM) -> np.ndarray:
+    """Rows of one emission per event: the ratio's first reading >= `ratio`, re-armed below `rearm` (0: never)."""
     out, armed = [], True
     for t in range(len(rr)):
         if armed and rr[t] >= ratio:
             out.append(t)
             armed = False
-        elif rr[t] < REARM:
+        elif rr[t] < rearm:
             armed = True
     return np.array(out, np.int64)
 
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=48)
     ap.add_argument("--clip", type=float, default=3.0)
     ap.add_argument("--no-weekdays", action="store_true")
+    ap.add_argument("--rearm", type=float, default=REARM, help="re-arm below this ratio (0: one emission a series)")
     a = ap.parse_args()
     cfg = types.SimpleNamespace(stat="bins", bins=a.bins, short_bins=2.0, slow_bins=24.0, weekdays=not a.no_weekdays,
                                 persist=1, clip=a.clip, min_days=0.0)
@@ -60,7 +61,7 @@ def main() -> None:
         fam, kind, seed, tag = name.split("/")
         d = det.draw(fam, kind, int(seed))
         x = d.clean if tag == "clean" else d.injected
-        rows = emissions(d45.ratio(d, x, cfg), a.ratio)
+        rows = emissions(d45.ratio(d, x, cfg), a.ratio, a.rearm)
         s = fs.anomaly_score.copy()
         s[rows] = np.maximum(s[rows], EMIT)
         n_emit[tag] += len(rows)
