@@ -4,24 +4,8 @@ final anomaly_score lies against the pooled threshold, and how much unfloored ev
 import sys, numpy as np
 from collections import Counter
 
-NAMES = {
-    10: "value?",
-    11: "robust_z",
-    12: "ewma",
-    13: "spike",
-    14: "flatline",
-    15: "threshold",
-    20: "silence",
-    30: "likelihood",
-    40: "reach",
-    50: "lane",
-    51: "count_drop",
-    60: "period",
-    70: "robust_level",
-    80: "fl_offer",
-    0: "none",
-}
-nm = lambda c: NAMES.get(int(c) % 100, str(c)) + ("+bf" if c >= 100 else "")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from rows import stage_name as nm  # noqa: E402
 z = np.load(sys.argv[1])
 thr = float(sys.argv[2])
 sc, dg = z["score"], z["diag"]

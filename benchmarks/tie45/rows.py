@@ -4,6 +4,31 @@ import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
 import nab_score
 
+#: the instrumented kernel's stage codes (diag column 0; +100: burst35 / onset37 floored the tail)
+STAGE_NAMES = {
+    10: "value?",
+    11: "robust_z",
+    12: "ewma",
+    13: "spike",
+    14: "flatline",
+    15: "threshold",
+    20: "silence",
+    30: "likelihood",
+    40: "reach",
+    50: "lane",
+    51: "count_drop",
+    60: "period",
+    70: "robust_level",
+    80: "fl_offer",
+    0: "none",
+}
+
+
+def stage_name(c) -> str:
+    """A stage code as its name ('+bf' where the tail was floored by burst35 / onset37)."""
+    c = int(c)
+    return STAGE_NAMES.get(c % 100, str(c)) + ("+bf" if c >= 100 else "")
+
 
 class Fam:
     def __init__(self, path):

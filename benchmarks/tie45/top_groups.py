@@ -9,28 +9,8 @@ from collections import Counter
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
 import nab_score
 
-NAMES = {
-    10: "value?",
-    11: "robust_z",
-    12: "ewma",
-    13: "spike",
-    14: "flatline",
-    15: "threshold",
-    20: "silence",
-    30: "likelihood",
-    40: "reach",
-    50: "lane",
-    51: "count_drop",
-    60: "period",
-    70: "robust_level",
-    80: "fl_offer",
-    0: "none",
-}
-
-
-def nm(c):
-    c = int(c)
-    return NAMES.get(c % 100, str(c)) + ("+bf" if c >= 100 else "")
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from rows import stage_name as nm  # noqa: E402
 
 
 z = np.load(sys.argv[1])
