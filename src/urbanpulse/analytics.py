@@ -48,7 +48,7 @@ from urbanpulse.alerts.inputs import Detections
 from urbanpulse.alerts.lifecycle import AlertChanges
 from urbanpulse.alerts.service import AlertService
 from urbanpulse.config import Settings
-from urbanpulse.detect.bank import DetectorBank, Scores, Silences
+from urbanpulse.detect.bank import NO_TS, DetectorBank, Scores, Silences
 from urbanpulse.errors import AnalyticsUnavailable
 from urbanpulse.live.feed import LiveFeed
 from urbanpulse.model import ReadingColumns
@@ -57,9 +57,6 @@ from urbanpulse.storage.recent import last_readings
 from urbanpulse.windows.state import ClosedWindows, WindowState
 
 log = logging.getLogger(__name__)
-
-#: "no reading yet" in the detectors' last-time array
-_NO_TS = np.iinfo(np.int64).min
 
 #: the worker thread's result: detections, windows that closed, silences (the periodic check's, or those found by the
 #: readings that ended a gap)
@@ -374,9 +371,15 @@ class StreamAnalytics:
         active = np.flatnonzero(self.slots.series_of[:self.slots.capacity] >= 0).astype(np.int32)
         silences = self.bank.check_silence(active, self._silence_clock(active, now_us), now_us)
         if len(silences):  # the same configured severity as a silence found by a reading
-            silences.severity = [self.bank.severity(int(s), "silence") for s in silences.slot.tolist()]
-            silences.group = self.windows.source_names(silences.slot)  # a whole source quiet: one incident
+            self._attribute(silences)
         return None, closed, silences
+
+    def _attribute(self, silences: Silences) -> Silences:
+        """Give silences (the periodic check's or those found by readings) their configured severity and their
+        source as the incident group: a whole source going quiet is one incident, not one per series."""
+        silences.severity = [self.bank.severity(int(s), "silence") for s in silences.slot.tolist()]
+        silences.group = self.windows.source_names(silences.slot)
+        return silences
 
     def _silence_clock(self, slots: np.ndarray, now_us: int) -> np.ndarray:
         """"Now" per series for the silence check, in the series' own event time.
@@ -464,7 +467,7 @@ class StreamAnalytics:
         if before is not None and "silence" in scores.names:
             silent = np.flatnonzero(cols == scores.names.index("silence"))
             prev = self._reading_before(scores, before, rows[silent])
-            silent, prev = silent[prev != _NO_TS], prev[prev != _NO_TS]
+            silent, prev = silent[prev != NO_TS], prev[prev != NO_TS]
             if len(silent):
                 silences = self._silences_found(scores, rows[silent], cols[silent], prev)
                 rest = np.ones(len(rows), bool)
@@ -483,7 +486,7 @@ class StreamAnalytics:
 
     @staticmethod
     def _reading_before(scores: Scores, before: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """The time of each row's series' reading before it (``_NO_TS``: none known): scores are in (slot,
+        """The time of each row's series' reading before it (``NO_TS``: none known): scores are in (slot,
         time) order, so it is the previous row of the same slot, or for a slot's first row in the batch
         its last scored time before the batch."""
         prev = before[scores.index[r]]
@@ -494,11 +497,9 @@ class StreamAnalytics:
         """Rows ``r`` (silence decisions of readings that ended a gap) as the periodic check's silences:
         the last reading before the gap, the gap, the score, the configured severity and the source."""
         slot = scores.slot[r].astype(np.int32)
-        found = Silences(slot=slot, last_ts_us=prev.astype(np.int64), gap_us=(scores.ts_us[r] - prev).astype(np.int64),
-                         score=scores.score[r, c].astype(np.float64))
-        found.severity = [self.bank.severity(int(s), "silence") for s in slot.tolist()]
-        found.group = self.windows.source_names(slot)
-        return found
+        return self._attribute(Silences(slot=slot, last_ts_us=prev.astype(np.int64),
+                                        gap_us=(scores.ts_us[r] - prev).astype(np.int64),
+                                        score=scores.score[r, c].astype(np.float64)))
 
     def nbytes_per_series(self) -> int:
         """Memory of one series' in-memory state (windows + detectors + slot map); 0 while loading."""

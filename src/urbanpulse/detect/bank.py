@@ -83,7 +83,8 @@ REFRESH_EVERY = 8
 # silence's rarity: the constants the kernel's `_silence` reads (layout.py), so `check_silence` judges a gap as it does
 _SI_Z, _SI_C0, _SI_CAP, _SI_CAP_N, _SI_CAP_GAPS = SI_Z, SI_C0, SI_CAP, SI_CAP_N, SI_CAP_GAPS
 EAGER_REFRESH = 16
-_NO_TS = np.iinfo(np.int64).min
+#: "no reading yet" in the bank's last-time array (`last_ts`)
+NO_TS = np.iinfo(np.int64).min
 _TINY = 1e-300
 
 # columns of the float64 state table (detect/layout.py)
@@ -104,7 +105,7 @@ def _kernel():  # noqa: ANN202
 
         table = ProfileTable(DetectionSettings()).table
         st = np.zeros((1, len(_STATE)), np.float64)
-        k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, _NO_TS, np.int64),
+        k.process(np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1), np.full(1, NO_TS, np.int64),
                   np.zeros(1, np.int32), table, st, np.full((1, 8), np.nan, np.float32),
                   np.full((1, 8), np.nan, np.float32), np.full((1, 8), np.nan, np.float32),
                   np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1), np.zeros(1, np.uint8),
@@ -227,7 +228,7 @@ class DetectorBank:
         self._reset(np.arange(old, new))
 
     def _reset(self, slots: np.ndarray) -> None:
-        self.last_ts[slots] = _NO_TS
+        self.last_ts[slots] = NO_TS
         self.state[slots] = 0.0
         self.state[slots, S["med"]] = np.nan
         self.state[slots, S["mad"]] = np.nan
@@ -392,5 +393,5 @@ class DetectorBank:
             # rep41, as the kernel: a gap up to SI_REPEAT x the longest the series has shown is not silent
             usual = (sc >= 0.5) & np.isnan(conf) & (gap <= SI_REPEAT * 1e6 * st[:, S["si_rep"]])
             sc = np.where(usual, SI_USUAL, sc)
-        hit = (last != _NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
+        hit = (last != NO_TS) & (P[:, COL["on_silence"]] > 0) & np.isfinite(sc) & (sc >= 0.5)
         return Silences(slot=slots[hit].astype(np.int32), last_ts_us=last[hit], gap_us=gap[hit], score=sc[hit])
