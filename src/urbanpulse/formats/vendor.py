@@ -25,6 +25,7 @@ from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_e
 from urbanpulse.formats.units import MetricMapper
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.quality.same_part import join_same_parts
 
 
 class FormatOptions(BaseModel):
@@ -213,6 +214,7 @@ class VendorFormat:
             mark_rej = len(rejections)
             try:
                 self.decode_message(batch, i, payload, now_us, rows, rejections)
+                join_same_parts(rejections, mark_rej)  # two bad cells of one CSV row: one row naming both
             except DecodeFailure as exc:
                 rows.truncate(mark)
                 del rejections[mark_rej:]

@@ -20,6 +20,7 @@ from urbanpulse.formats.base import Decoded, MessageBatch
 from urbanpulse.model import Flag, ReadingColumns, Reason, Rejection
 from urbanpulse.plain_duration import plain_duration
 from urbanpulse.quality.catalogue import MAX_ABS_VALUE, MIN_ABS_VALUE, MetricCatalogue
+from urbanpulse.quality.same_part import PartRun
 
 # Plausible event times: 1900-01-01 .. 2200-01-01 in microseconds since the epoch.
 _MIN_TS_US = -2208988800 * 1_000_000
@@ -232,6 +233,7 @@ class ReadingValidator:
         source = batch.source
         details: dict[tuple, str] = {}
         out: list[Rejection] = []
+        run: PartRun | None = None  # the rejections of the current part (message, item)
         for j, k in enumerate(bad.tolist()):
             c = codes[j]
             reason = _CHECK_ORDER[c - 1]
@@ -245,8 +247,16 @@ class ReadingValidator:
                 detail = details.get(key)  # type: ignore[assignment]
                 if detail is None:
                     detail = details[key] = self._detail(reason, cols, k, int(midx[k]), withheld, judged)
-            out.append(Rejection(reason=reason, payload=raw_of(k), detail=detail, source=source, topic=topic_of[j],
-                                 partition=partition_of[j], offset=offset_of[j], item=items[j]))
+            rej = Rejection(reason=reason, payload=raw_of(k), detail=detail, source=source, topic=topic_of[j],
+                            partition=partition_of[j], offset=offset_of[j], item=items[j])
+            # readings of one part (cells of a CSV row) rejected for one reason: one row naming each
+            # (quality/same_part.py); a part's readings are consecutive, so only its run is searched
+            if j and items[j] == items[j - 1] and msgs[j] == msgs[j - 1]:
+                if run.join(rej):  # type: ignore[union-attr]
+                    continue
+            else:
+                run = PartRun(rej)
+            out.append(rej)
         return out
 
     def _detail(self, reason: Reason, cols: ReadingColumns, k: int, m: int, withheld: bool = False,
