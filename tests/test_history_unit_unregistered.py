@@ -91,3 +91,14 @@ def test_an_export_of_an_unregistered_sensor_names_the_unit(history_db: str, tmp
     assert res.returncode == 0, res.stderr
     (line,) = [x for x in out.read_text().splitlines() if x.startswith("# series ")]
     assert f'"unit":"{_unit("temperature")}"' in line, line
+
+
+def test_export_help_says_where_an_unregistered_series_unit_comes_from() -> None:
+    """newcomer46: ``urbanpulse export --help`` said the file carries "the registry's unit", which an unregistered
+    sensor has none of; since newcomer45 the file names the catalogue's unit for it, and the help says so."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    res = subprocess.run([sys.executable, "-m", "urbanpulse.cli", "export", "--help"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stdout.split())
+    assert "registry does not describe the metric catalogue's" in text, text[:600]

@@ -35,8 +35,10 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     """The ``export`` subcommand's options (the query options of ``GET /readings``)."""
     p = sub.add_parser("export", help="export history (readings or buckets) to CSV, NDJSON or Parquet",
                        description="Write the readings, or per-bucket aggregates, of the selected series to a "
-                       "file, streamed with constant memory; the registry's unit, location and licence of each "
-                       "series go into the file (Parquet metadata, CSV '#' lines, the first NDJSON line).",
+                       "file, streamed with constant memory; each series' unit (the registry's, or for a sensor the "
+                       "registry does not describe the metric catalogue's, which its readings are stored in), "
+                       "location and licence go into the file (Parquet metadata, CSV '#' lines, the first NDJSON "
+                       "line).",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sensor", metavar="ID[,ID..]", help="sensor id(s)")
     p.add_argument("--metric", metavar="NAME[,NAME..]", help="metric(s), e.g. pm2_5")

@@ -40,6 +40,20 @@ class FieldPath:
         self.parsed = parsed
 
 
+class MembersPath:
+    """Several members of one object that together make a reading (an OwnTracks location's ``lat`` and ``lon``,
+    for ``position_metric``): ``container`` leads to the object, ``keys`` name the members. Quarantined as an
+    object of those members as sent, in the order sent (``{"lat" : 51.50,"lon":-0.12}``); ``parsed`` is
+    re-encoded should one not be found (newcomer46: it always was)."""
+
+    __slots__ = ("container", "keys", "parsed")
+
+    def __init__(self, container: tuple[Step, ...], keys: tuple[str, ...], parsed: object) -> None:
+        self.container = container
+        self.keys = keys
+        self.parsed = parsed
+
+
 class MessageAsSent:
     """One JSON message's text, with each object's or array's members located once when asked."""
 
@@ -83,6 +97,25 @@ class MessageAsSent:
                 leaf = text[value_start:value_end]
                 return ("".join("{" + key for key in opened) + leaf + "}" * len(opened)).encode("utf-8")
         return None
+
+    def members(self, path: MembersPath) -> bytes | None:
+        """The members at ``path`` as sent, as one object; None when one cannot be found."""
+        text = self._text
+        if text is None:
+            return None
+        at = _SPACE.match(text, 0).end()
+        for step in path.container:
+            found = self._member(at, step)
+            if found is None:
+                return None
+            at = found[1]
+        spans = []
+        for key in path.keys:
+            found = self._member(at, key)
+            if found is None:
+                return None
+            spans.append((found[0], found[2]))
+        return ("{" + ",".join(text[a:b] for a, b in sorted(spans)) + "}").encode("utf-8")
 
     def _member(self, at: int, step: Step) -> tuple[int, int, int] | None:
         members = self._members.get(at, ...)

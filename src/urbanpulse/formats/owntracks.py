@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from urbanpulse.formats.as_sent import FieldPath
+from urbanpulse.formats.as_sent import FieldPath, MembersPath
 from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, as_number
 from urbanpulse.model import Reason, Rejection
@@ -67,7 +67,7 @@ class OwnTracksFormat(VendorFormat):
         opts = self.options
         if opts.position_metric is not None:
             rows.add(i, len(opts.fields), sensor, opts.position_metric, seconds * 1e6, 1.0, None, lat, lon,
-                     {"lat": lat, "lon": lon})
+                     MembersPath((), ("lat", "lon"), {"lat": lat, "lon": lon}))  # as sent (newcomer46)
         for j, (element, metric) in enumerate(opts.fields.items()):
             if element not in msg:
                 continue

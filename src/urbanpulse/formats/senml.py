@@ -26,6 +26,7 @@ each record once with plain attribute reads.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from typing import Any
@@ -108,17 +109,25 @@ class RecordsAsSent:
     ``"v":null``), turned ``1`` into ``1.0`` and dropped the labels the decoder ignores, so the
     row did not show the sender what to fix."""
 
-    __slots__ = ("payload", "_spans", "_text")
+    __slots__ = ("payload", "_spans", "_text", "cbor")
 
-    def __init__(self, payload: bytes | None) -> None:
-        self.payload = payload  # None: no JSON text to slice (a CBOR pack)
+    def __init__(self, payload: bytes | None, cbor: bool = False) -> None:
+        self.payload = payload  # None: nothing to slice
         self._spans: list[tuple[int, int]] | None = None
         self._text = ""
+        self.cbor = cbor  # a CBOR pack: records are byte spans of its array (newcomer46)
 
     def of(self, j: int) -> bytes | None:
         """Record ``j`` as received, or None when it cannot be found (the caller re-encodes)."""
         if self.payload is None:
             return None
+        if self.cbor:
+            if self._spans is None:
+                self._spans = cbor_item_spans(self.payload) or []
+            if j >= len(self._spans):
+                return None
+            a, b = self._spans[j]
+            return self.payload[a:b]
         if self._spans is None:
             try:
                 self._text = self.payload.decode("utf-8")
@@ -132,14 +141,57 @@ class RecordsAsSent:
         return self._text[a:b].encode("utf-8")
 
 
+#: CBOR's self-described tag (RFC 8949 §3.4.6), which a pack may start with
+_SELF_DESCRIBED = b"\xd9\xd9\xf7"
+
+
+def cbor_item_spans(payload: bytes) -> list[tuple[int, int]] | None:
+    """The byte spans of the items of the CBOR array ``payload`` is (definite or indefinite length,
+    optionally self-described), each item decoded once to find its end; None when it is not one.
+    Only asked for when a record of the pack is rejected."""
+    try:
+        at = len(_SELF_DESCRIBED) if payload.startswith(_SELF_DESCRIBED) else 0
+        head = payload[at]
+        if head >> 5 != 4:  # major type 4: array
+            return None
+        info = head & 31
+        at += 1
+        if info < 24:
+            n: int | None = info
+        elif info in (24, 25, 26, 27):
+            size = 1 << (info - 24)
+            n = int.from_bytes(payload[at:at + size], "big")
+            at += size
+        elif info == 31:
+            n = None
+        else:
+            return None
+        fp = io.BytesIO(payload)
+        fp.seek(at)
+        decoder = cbor2.CBORDecoder(fp)
+        spans: list[tuple[int, int]] = []
+        while n is None or len(spans) < n:
+            start = fp.tell()
+            if n is None and payload[start:start + 1] == b"\xff":
+                break
+            decoder.decode()
+            spans.append((start, fp.tell()))
+        return spans
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, MemoryError, EOFError, IndexError,
+            RecursionError):
+        return None
+
+
 class SenmlJsonFormat(VendorFormat):
     """SenML JSON packs (``application/senml+json``)."""
 
     name = "senml"
     Options = SenmlOptions
     time_unit = "s"
-    #: whether a rejected record is quarantined as the bytes it arrived as (JSON packs)
+    #: whether a rejected record is quarantined as the bytes it arrived as (JSON and CBOR packs)
     records_as_sent = True
+    #: whether a pack is CBOR (its records are spans of its array's bytes), not JSON text
+    cbor = False
     _last_pack: RecordsAsSent | None = None
 
     def as_sent(self, payload: bytes) -> RecordsAsSent:
@@ -148,7 +200,7 @@ class SenmlJsonFormat(VendorFormat):
         last = self._last_pack
         if last is not None and last.payload is payload:
             return last
-        pack = RecordsAsSent(payload if self.records_as_sent else None)
+        pack = RecordsAsSent(payload if self.records_as_sent else None, cbor=self.cbor)
         self._last_pack = pack
         return pack
 
@@ -330,7 +382,7 @@ class SenmlJsonFormat(VendorFormat):
         seps = opts.separators
         now_s = now_us / 1e6
         payload = batch.payloads[i]
-        sent = RecordsAsSent(payload if self.records_as_sent and type(payload) is bytes else None)
+        sent = RecordsAsSent(payload if self.records_as_sent and type(payload) is bytes else None, cbor=self.cbor)
         bn = ""
         bt = 0.0
         bu: str | None = None
@@ -470,7 +522,7 @@ class SenmlCborFormat(SenmlJsonFormat):
     """SenML CBOR packs (``application/senml+cbor``, RFC 8428 §6): integer labels, same model."""
 
     name = "senml_cbor"
-    records_as_sent = False  # a CBOR record is quarantined as JSON (its parsed form)
+    cbor = True  # a rejected record is quarantined as its CBOR bytes as sent (it was re-encoded JSON: newcomer46)
 
     def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
                        rejections: list[Rejection]) -> None:

@@ -20,11 +20,12 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats.as_sent import FieldPath, MessageAsSent
+from urbanpulse.formats.as_sent import FieldPath, MembersPath, MessageAsSent
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
 from urbanpulse.formats.units import MetricMapper
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 from urbanpulse.quality.catalogue import MetricCatalogue
+from urbanpulse.quality.same_part import join_same_parts
 
 
 class FormatOptions(BaseModel):
@@ -213,6 +214,7 @@ class VendorFormat:
             mark_rej = len(rejections)
             try:
                 self.decode_message(batch, i, payload, now_us, rows, rejections)
+                join_same_parts(rejections, mark_rej)  # two bad cells of one CSV row: one row naming both
             except DecodeFailure as exc:
                 rows.truncate(mark)
                 del rejections[mark_rej:]
@@ -269,14 +271,14 @@ class VendorFormat:
             rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
                                           f"{field!r} is {type(value).__name__}, not a number", raw, item))
 
-    def as_sent(self, payload: bytes, path: FieldPath) -> bytes:
+    def as_sent(self, payload: bytes, path: FieldPath | MembersPath) -> bytes:
         """The field at ``path`` of ``payload`` as it arrived (urbanpulse.formats.as_sent), else
         its parsed form re-encoded. The last message's members are kept: a batch's rejections
         ask for the fields of one message after another."""
         last = self._last_sent
         if last is None or last.payload is not payload:
             last = self._last_sent = MessageAsSent(payload)
-        got = last.field(path)
+        got = last.field(path) if type(path) is FieldPath else last.members(path)  # type: ignore[arg-type]
         return got if got is not None else json_bytes(path.parsed)
 
     @staticmethod
@@ -294,7 +296,7 @@ class VendorFormat:
             return batch.payloads[int(decoded.columns.msg[k])]
         if isinstance(raw, bytes):
             return raw
-        if type(raw) is FieldPath:
+        if type(raw) is FieldPath or type(raw) is MembersPath:
             payload = batch.payloads[int(decoded.columns.msg[k])]
             return self.as_sent(payload, raw) if type(payload) is bytes else json_bytes(raw.parsed)
         return json_bytes(raw)

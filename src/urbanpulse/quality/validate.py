@@ -18,7 +18,9 @@ import numpy as np
 
 from urbanpulse.formats.base import Decoded, MessageBatch
 from urbanpulse.model import Flag, ReadingColumns, Reason, Rejection
+from urbanpulse.plain_duration import plain_duration
 from urbanpulse.quality.catalogue import MAX_ABS_VALUE, MIN_ABS_VALUE, MetricCatalogue
+from urbanpulse.quality.same_part import PartRun
 
 # Plausible event times: 1900-01-01 .. 2200-01-01 in microseconds since the epoch.
 _MIN_TS_US = -2208988800 * 1_000_000
@@ -231,6 +233,7 @@ class ReadingValidator:
         source = batch.source
         details: dict[tuple, str] = {}
         out: list[Rejection] = []
+        run: PartRun | None = None  # the rejections of the current part (message, item)
         for j, k in enumerate(bad.tolist()):
             c = codes[j]
             reason = _CHECK_ORDER[c - 1]
@@ -244,8 +247,16 @@ class ReadingValidator:
                 detail = details.get(key)  # type: ignore[assignment]
                 if detail is None:
                     detail = details[key] = self._detail(reason, cols, k, int(midx[k]), withheld, judged)
-            out.append(Rejection(reason=reason, payload=raw_of(k), detail=detail, source=source, topic=topic_of[j],
-                                 partition=partition_of[j], offset=offset_of[j], item=items[j]))
+            rej = Rejection(reason=reason, payload=raw_of(k), detail=detail, source=source, topic=topic_of[j],
+                            partition=partition_of[j], offset=offset_of[j], item=items[j])
+            # readings of one part (cells of a CSV row) rejected for one reason: one row naming each
+            # (quality/same_part.py); a part's readings are consecutive, so only its run is searched
+            if j and items[j] == items[j - 1] and msgs[j] == msgs[j - 1]:
+                if run.join(rej):  # type: ignore[union-attr]
+                    continue
+            else:
+                run = PartRun(rej)
+            out.append(rej)
         return out
 
     def _detail(self, reason: Reason, cols: ReadingColumns, k: int, m: int, withheld: bool = False,
@@ -273,7 +284,9 @@ class ReadingValidator:
             unit = (cols.unit if units is None else units)[k]
             return f"unit {unit!r} for {metric}; expected {spec.unit!r} or one of {sorted(spec.aliases)}"
         if reason is Reason.FUTURE_TIMESTAMP:
-            return f"event time is more than {self.rules.max_future_skew_s:g}s ahead of the clock (validation.max_future_skew_s)"
+            skew = self.rules.max_future_skew_s  # one detail a batch (_detail_key): no per-reading figure
+            return (f"event time is more than {plain_duration(skew)} ahead of the clock "
+                    f"(validation.max_future_skew_s, {skew:,.0f} s)")
         if reason is Reason.TOO_OLD:
             floor = self.rules.min_event_time_s
             ts_us = float(cols.ts_us[k])
@@ -283,7 +296,10 @@ class ReadingValidator:
                           f"it earlier, e.g. 1950-01-01")
                 window_s = max(self.rules.max_age_s or 0, 366 * 86400.0)
             else:
-                detail = f"event time is older than {self.rules.max_age_s:g}s (validation.max_age_s)"
+                limit = self.rules.max_age_s or 0
+                age = plain_duration(self.clock() - ts_us / 1e6)
+                detail = (f"event time is {age} old, older than the {plain_duration(limit)} validation.max_age_s "
+                          f"allows ({limit:,.0f} s)")
                 window_s = self.rules.max_age_s or 0
             as_seconds_us = ts_us * 1000.0  # the number read as seconds instead of ms
             if abs(as_seconds_us - self.clock() * 1e6) <= window_s * 1e6:

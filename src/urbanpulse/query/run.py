@@ -352,20 +352,25 @@ class HistoryRunner:
                             "minutes/hours so the rollups answer it")
 
 
-async def latest(pool: asyncpg.Pool, sensor_id: str, data_classes: list[str] | None = None) -> list[dict]:
-    """The newest reading of each metric of a sensor (``GET /sensors/{id}/latest``).
+async def latest(pool: asyncpg.Pool, sensor_id: str, data_classes: list[str] | None = None,
+                 catalogue: MetricCatalogue | None = None) -> list[dict]:
+    """The newest reading of each metric of a sensor (``GET /sensors/{id}/latest``), each with its ``unit``.
 
-    With ``data_classes`` (the open-data scope) only a registered sensor of those classes answers."""
+    The unit is what ``/readings`` says of the series (``select_series``): the registry's, or for a series the
+    registry does not describe the ``catalogue``'s, which every stored reading of the metric is in (newcomer46:
+    an unregistered sensor's newest temperature was a bare number). With ``data_classes`` (the open-data scope)
+    only a registered sensor of those classes answers."""
+    from urbanpulse.registry import select_series
+
     async with pool.acquire() as conn:
-        if data_classes is not None:
-            from urbanpulse.registry import select_series
-
-            allowed = await select_series(conn, sensor_ids=[sensor_id], data_classes=data_classes)
-            if not allowed:
-                return []
+        described = await select_series(conn, sensor_ids=[sensor_id], data_classes=data_classes, catalogue=catalogue)
+        if data_classes is not None and not described:
+            return []
         rows = await conn.fetch("""
             SELECT s.metric, r.ts, r.value, r.flags FROM series s
             CROSS JOIN LATERAL (SELECT ts, value, flags FROM readings WHERE series_id = s.id
                                 ORDER BY ts DESC LIMIT 1) r
             WHERE s.sensor_id = $1 ORDER BY s.metric""", sensor_id)
-    return [dict(r) for r in rows]
+    units = {s.metric: s.unit for s in described}
+    return [{"metric": r["metric"], "unit": units.get(r["metric"]), "ts": r["ts"], "value": r["value"],
+             "flags": r["flags"]} for r in rows]

@@ -24,7 +24,7 @@ from urbanpulse.privacy.schema import PRIVACY_AUDIT_SQL, SERIES_CLASS_SQL
 from urbanpulse.registry.schema import QUARANTINE_SERIES_SQL, REGISTRY_SQL
 from urbanpulse.storage.bucket_function import SERIES_BUCKETS_SQL
 from urbanpulse.storage.lock import MIGRATION_LOCK_ID, migration_lock
-from urbanpulse.storage.quarantine_keys import QUARANTINE_KEYS_SQL
+from urbanpulse.storage.quarantine_keys import QUARANTINE_KEYS_SQL, QUARANTINE_REASON_KEY_SQL
 from urbanpulse.storage.source_registry import SOURCE_IDS_SQL
 from urbanpulse.storage.rollup_schema import (
     POSTGRES_ROLLUP_1D, POSTGRES_ROLLUP_COMPRESSION, POSTGRES_ROLLUPS, ROLLUP_PENDING, TIMESCALE_ROLLUP_1D,
@@ -120,6 +120,8 @@ CREATE INDEX quarantine_reason_time ON quarantine (reason, received_at);
     Migration(91, "data class of each series (series.data_class, series_classes view)", SERIES_CLASS_SQL),
     Migration(139, "quarantine keys: a Kafka row's payload digest, an index for MQTT redeliveries",
               QUARANTINE_KEYS_SQL),
+    Migration(140, "quarantine keys: the reason too (every reason of a Kafka record's item is a row)",
+              QUARANTINE_REASON_KEY_SQL),
 ]
 
 

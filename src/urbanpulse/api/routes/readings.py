@@ -84,7 +84,7 @@ _COLUMNS_EXAMPLE = {
     "next_cursor": None,
 }
 _LATEST_EXAMPLE = {"sensor_id": "beijing-dongsi",
-                   "readings": [{"metric": "pm2_5", "ts": "2017-02-28T23:00:00+00:00", "value": 35.2, "flags": 0}]}
+                   "readings": [{"metric": "pm2_5", "unit": "ug/m3", "ts": "2017-02-28T23:00:00+00:00", "value": 35.2, "flags": 0}]}
 
 
 @router.get("/readings", summary="History of one or many series: readings or buckets with aggregates",
@@ -176,9 +176,10 @@ async def export(
                        404: {"description": "The sensor has no stored readings (or the open-data scope hides it)"}})
 async def sensor_latest(request: Request, sensor_id: str = Path(..., examples=["beijing-dongsi"]),
                         principal: Principal = ALLOW_OPEN_DATA) -> Response:
-    """``{"sensor_id", "readings": [{"metric", "ts", "value", "flags"}]}``; 404 if the sensor has no readings."""
+    """``{"sensor_id", "readings": [{"metric", "unit", "ts", "value", "flags"}]}``; 404 if the sensor has no
+    readings. ``unit`` as ``/readings`` gives it: the registry's, else the metric catalogue's."""
     run = runner(request, principal)
-    rows = await latest(run.pool, sensor_id, run.data_classes)
+    rows = await latest(run.pool, sensor_id, run.data_classes, run.catalogue)
     if not rows:
         raise UnknownSeries(f"sensor {sensor_id!r} has no stored readings"
                             f"{' in the open-data scope' if run.data_classes is not None else ''}; "
