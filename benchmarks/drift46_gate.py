@@ -176,9 +176,28 @@ def overlay(a) -> None:
         print(f"  {k}: {base['kinds'][k]:.2f} -> {new['kinds'][k]:.2f}")
 
 
+def dev(a) -> None:
+    """Per development dataset (LODO's files): files with an emission outside labelled windows / inside one."""
+    import detection_devset
+
+    names = a.specs[0].split(",") if a.specs else ["gecco", "synthetic", "beijing", "uci", "skab", "3w"]
+    files = [f for f in detection_devset.load() if f.dataset in names]
+    for ds in sorted({f.dataset for f in files}):
+        out = ins = n = 0
+        for f in (f for f in files if f.dataset == ds):
+            rows = emissions(hits(np.asarray(f.ts_us, np.int64), np.asarray(f.values, np.float64), a), 0)
+            inside = np.zeros(len(f.values), bool)
+            for lo, hi in f.windows:
+                inside[lo:hi + 1] = True
+            out += bool(len(rows)) and not inside[rows[0]]
+            ins += bool(len(rows)) and bool(inside[rows[0]])
+            n += 1
+        print(f"| {ds} | {n} | {out} | {ins} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["kinds", "overlay"])
+    ap.add_argument("what", choices=["kinds", "overlay", "dev"])
     ap.add_argument("specs", nargs="*")
     ap.add_argument("--seeds", type=int, default=60)
     ap.add_argument("--families", default="temperature,onoff,rate,sparse")
@@ -190,7 +209,7 @@ def main() -> None:
     ap.add_argument("--no-week", action="store_true")
     ap.add_argument("--rearm-bins", type=int, default=0, help="0: one emission a series")
     a = ap.parse_intermixed_args()
-    {"kinds": kinds, "overlay": overlay}[a.what](a)
+    {"kinds": kinds, "overlay": overlay, "dev": dev}[a.what](a)
 
 
 if __name__ == "__main__":
