@@ -457,6 +457,10 @@ DD_WARM = 256.0  # readings scored with z > 0 before the stage may emit
 DD_RATIO = 2.5  # an emission: z at least this x the record ...
 DD_SMOOTH = 3.0  # ... and |D's short mean - slow level| at least this x the RMS of D's bin-to-bin change
 DD_EMIT = 0.99999  # the emission's anomaly_score (once a series)
+DD_RES_X = 0.1  # D's RMS and its change's are at least this x the series' resolution: a noise-free series (a rounded
+# sine repeating every day) departs from yesterday only by the winsorising's rounding, which is no departure
+DD_SHIFT_US = 100_000 * 7 * DAY_US  # whole weeks added to the time (unsigned, the weekday kept: a series may cross
+# the epoch, `_season_input` says why); readings before that (~1,900 years before the epoch) are not scored
 TREND_CAP = 0.5
 # flatline in the fusion: a run's score counts there until it first reaches FL_FUSE_ONCE (9 x the bar), then not
 # for the rest of the run (its decision, so the alert, stays on): a stuck value's score rises once, and is not
@@ -2353,9 +2357,9 @@ def _day_drift(st, se, sl, xi, ti):
     It decides nothing: `_readings` emits the larger of it and the anomaly_score.
 
     Reads and writes C_DD_* and the slot's `se` columns y0..y47. Returns the score (0 where not emitted)."""
-    if st[sl, C_DD_DONE] != 0.0 or not _isfinite(xi) or ti < 0:
+    if st[sl, C_DD_DONE] != 0.0 or not _isfinite(xi) or ti < -DD_SHIFT_US:
         return 0.0
-    ubi = np.uint64(ti) // U_DD_BIN_US  # the bin's serial (30-minute bins since the epoch)
+    ubi = np.uint64(ti + DD_SHIFT_US) // U_DD_BIN_US  # the bin's serial (30-minute bins since DD_SHIFT_US before)
     serial = np.float64(ubi)
     if st[sl, C_DD_BIN] != serial + 1.0:
         c = st[sl, C_DD_C]
@@ -2378,7 +2382,8 @@ def _day_drift(st, se, sl, xi, ti):
                 st[sl, C_DD_Z] = 0.0
                 st[sl, C_DD_SM] = 0.0
             if inside and (np.int64(st[sl, C_DD_MP]) >> np.int64(ko)) & 1:
-                dd = mean - (base + np.float64(se[sl, U_DD_Y0 + ko]))
+                # both bins' offsets as the table holds them: a day that repeats yesterday exactly departs by 0
+                dd = np.float64(np.float32(mean - base)) - np.float64(se[sl, U_DD_Y0 + ko])
                 nd = st[sl, C_DD_ND]
                 if nd > 0 and st[sl, C_DD_Z] <= DD_FREEZE:
                     ndv = st[sl, C_DD_NDV] + 1.0
@@ -2398,7 +2403,7 @@ def _day_drift(st, se, sl, xi, ti):
                     dc = d
                     zn = 0.0
                     if nv >= DD_MIN_D and v > 0:
-                        r = np.sqrt(v)
+                        r = _max(np.sqrt(v), DD_RES_X * st[sl, C_RES])
                         zn = abs(d) / r
                         dc = _max(_min(d, 4.0 * r), -4.0 * r)
                     if not (nv >= DD_MIN_D and zn > DD_FREEZE):
@@ -2412,7 +2417,8 @@ def _day_drift(st, se, sl, xi, ti):
                     st[sl, j] = zn
                     st[sl, C_DD_Z] = zn
                     dv = st[sl, C_DD_DV]
-                    st[sl, C_DD_SM] = abs(d) / np.sqrt(dv) if dv > 0 else 0.0
+                    dv = _max(np.sqrt(dv), DD_RES_X * st[sl, C_RES]) if dv > 0 else 0.0
+                    st[sl, C_DD_SM] = abs(d) / dv if dv > 0 else 0.0
                 st[sl, C_DD_ND] = nd + 1.0
             se[sl, U_DD_Y0 + ko] = np.float32(mean - base)
             st[sl, C_DD_MC] = np.float64(np.int64(st[sl, C_DD_MC]) | (np.int64(1) << np.int64(ko)))
