@@ -29,31 +29,29 @@ def scores_nothing(*args: object) -> float:
 
 
 @contextmanager
-def interpreted_stages(off_stage: str | None = None) -> Iterator[None]:
+def interpreted_stages(off_stage: str | tuple[str, ...] | None = None) -> Iterator[None]:
     """While open, `_kernel.process.py_func` calls its stages' Python source (`py_func`), not their
     compiled code: the module's globals are what the interpreted source looks its callees up in.
-    `off_stage` (a `_kernel` function's name) is replaced by `scores_nothing`: what the other stages
+    `off_stage` (a `_kernel` function's name, or several) is replaced by `scores_nothing`: what the other stages
     find without a score-only stage (its tests: every decision the same with it off)."""
     compiled = {f.py_func.__name__: f for f in _kernel.STAGES}
-    saved = getattr(_kernel, off_stage) if off_stage else None
+    off = (off_stage,) if isinstance(off_stage, str) else tuple(off_stage or ())
     try:
         for name, f in compiled.items():
             setattr(_kernel, name, f.py_func)
-        if off_stage:
-            setattr(_kernel, off_stage, scores_nothing)
+        for name in off:
+            setattr(_kernel, name, scores_nothing)
         yield
     finally:
         for name, f in compiled.items():
             setattr(_kernel, name, f)
-        if off_stage:
-            setattr(_kernel, off_stage, saved)
 
 
 class ReferenceBank(DetectorBank):
     """DetectorBank scoring with the interpreted kernel source (slow: tests only); `off_stage` names a
     score-only stage to switch off (`interpreted_stages`)."""
 
-    def __init__(self, settings: DetectionSettings, off_stage: str | None = None) -> None:
+    def __init__(self, settings: DetectionSettings, off_stage: str | tuple[str, ...] | None = None) -> None:
         super().__init__(settings)
         self.off_stage = off_stage
 

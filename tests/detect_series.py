@@ -16,7 +16,7 @@ MIN_US = 60_000_000
 
 
 def score_one(x: np.ndarray, ts: np.ndarray | None = None, settings: DetectionSettings | None = None, *,
-              metric: str = "value", step_us: int = MIN_US, off_stage: str | None = None) -> Scores:
+              metric: str = "value", step_us: int = MIN_US, off_stage: str | tuple[str, ...] | None = None) -> Scores:
     """``x`` scored as one series (sensor ``s0``, ``metric``) by a fresh bank with ``settings``
     (default: the built-in defaults), at timestamps ``ts`` (µs) or ``step_us`` apart from T0.
     ``off_stage``: by the interpreted kernel with that score-only stage off (`ReferenceBank`)."""

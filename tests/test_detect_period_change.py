@@ -79,8 +79,9 @@ def test_a_changed_period_scores_high_within_a_few_periods(seed: int, period: fl
 def period_off_scores(x: np.ndarray, ts: np.ndarray | None = None,
                       settings: DetectionSettings | None = None) -> Scores:
     """`x` scored as one series by the interpreted kernel with `_period` off: what the other stages find without it
-    (tests/test_detect_spread_change.py reads it)."""
-    return score_one(x, ts, settings, off_stage="_period")
+    (tests/test_detect_spread_change.py reads it). drift46's day-over-day stage (`_day_drift`) is off too: a
+    changed period departs from yesterday's bins, and it finds that as well."""
+    return score_one(x, ts, settings, off_stage=("_period", "_day_drift"))
 
 
 @hsettings(max_examples=3, deadline=None, derandomize=True)

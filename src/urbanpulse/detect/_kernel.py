@@ -412,6 +412,55 @@ FLOOR_MODE_Z = 6.0  # ewma level shift: a floor atom this many typical changes b
 #: encoded afresh, which would break a tie (a MAD of exactly 0 is a decision in the detectors)
 REBASE_RES = 16384.0
 _TAIL_FLOOR = 1e-12  # smallest tail (1 - score) the re-arm gate tells apart
+
+# drift46: a slow drift against yesterday (`_day_drift`, score-only)
+C_DD_BIN = _S["dd_bin"]
+C_DD_S = _S["dd_s"]
+C_DD_C = _S["dd_c"]
+C_DD_DAY = _S["dd_day"]
+C_DD_MC = _S["dd_mc"]
+C_DD_MP = _S["dd_mp"]
+C_DD_BASE = _S["dd_base"]
+C_DD_MAD = _S["dd_mad"]
+C_DD_NM = _S["dd_nm"]
+C_DD_ND = _S["dd_nd"]
+C_DD_M = _S["dd_m"]
+C_DD_LV = _S["dd_lv"]
+C_DD_V = _S["dd_v"]
+C_DD_NV = _S["dd_nv"]
+C_DD_DP = _S["dd_dp"]
+C_DD_DV = _S["dd_dv"]
+C_DD_NDV = _S["dd_ndv"]
+C_DD_Z = _S["dd_z"]
+C_DD_SM = _S["dd_sm"]
+C_DD_NZ = _S["dd_nz"]
+C_DD_REC = _S["dd_rec"]
+C_DD_R0 = _S["dd_r0"]
+C_DD_DONE = _S["dd_done"]
+DD_BINS = 2 * _SEASON_BINS  # 30-minute bins of the UTC day
+DD_BIN_US = DAY_US // DD_BINS
+U_DD_BIN_US = np.uint64(DD_BIN_US)
+U_DD_BINS = np.uint64(DD_BINS)
+U_DD_Y0 = np.uint64(_SE["y0"])
+DD_SHORT = 2.0  # bins of D's short mean (an EWMA)
+DD_SLOW = 24.0  # bins of D's slow level
+DD_MIN_D = 8.0  # D's learned into the RMS before z is scored
+DD_FREEZE = 3.0  # the RMS (and D's change's) is not learned while z is above this
+DD_RMS_N = 200.0  # the RMS's memory (D's), a plain mean until then
+DD_DV_N = 24.0  # the memory of D's bin-to-bin change's mean square (D's)
+DD_CLIP = 3.0  # a reading is winsorised at yesterday's bin mean +- this x the mean |departure| from it
+DD_MAD_N = 512.0  # the winsorising scale's memory (readings)
+DD_WEEK_LO = 36.0  # hours after Monday 00:00 UTC from which a completed bin is compared with yesterday's (Tue 12:00)
+DD_WEEK_HI = 108.0  # ... and before which (Fri 12:00): both days of the pair a local weekday from UTC-12 to UTC+12
+DD_LAG = 5  # the record is the largest z of the D's before the last DD_LAG (dd_r0..dd_r4)
+DD_WARM = 256.0  # readings scored with z > 0 before the stage may emit
+DD_RATIO = 2.5  # an emission: z at least this x the record ...
+DD_SMOOTH = 3.0  # ... and |D's short mean - slow level| at least this x the RMS of D's bin-to-bin change
+DD_EMIT = 0.99999  # the emission's anomaly_score (once a series)
+DD_RES_X = 0.1  # D's RMS and its change's are at least this x the series' resolution: a noise-free series (a rounded
+# sine repeating every day) departs from yesterday only by the winsorising's rounding, which is no departure
+DD_SHIFT_US = 100_000 * 7 * DAY_US  # whole weeks added to the time (unsigned, the weekday kept: a series may cross
+# the epoch, `_season_input` says why); readings before that (~1,900 years before the epoch) are not scored
 TREND_CAP = 0.5
 # flatline in the fusion: a run's score counts there until it first reaches FL_FUSE_ONCE (9 x the bar), then not
 # for the rest of the run (its decision, so the alert, stays on): a stuck value's score rises once, and is not
@@ -2292,6 +2341,127 @@ def _count_drop(st, se, sl, xi, ti, gap, has_prev):
 
 
 @njit(**_STAGE)
+def _day_drift(st, se, sl, xi, ti):
+    """drift46's score-only statistic: a slow drift (a sensor's calibration creeping by 8-15 noise SDs over hours),
+    which every detector's window follows and the seasonal input's one-pass profile absorbs. Each completed 30-minute
+    bin's mean of the UTC day is compared with yesterday's mean of the same bin (the daily swing cancels exactly),
+    the readings winsorised at yesterday's bin mean +- DD_CLIP x the series' mean |departure| from it (a burst moves a
+    bin's mean a bounded amount); D = today's - yesterday's, and z = |D's short mean - its slow level| in units of
+    D's own RMS (not learned above DD_FREEZE). It emits DD_EMIT once a series, where z is DD_RATIO x the largest z the
+    series showed before its last DD_LAG D's (its own record), after DD_WARM readings scored, and where D's short mean
+    stands DD_SMOOTH x the RMS of D's bin-to-bin change off its level (a drift's departure grows smoothly; a different
+    day's rush hours make D jump from bin to bin). A bin is compared only where it ends between DD_WEEK_LO and
+    DD_WEEK_HI hours into the UTC week (Tuesday 12:00 to Friday 12:00: both days a weekday in any local time), and the
+    winsorising scale learns only from readings there: a road's first weekend against its Friday, and the Tuesday
+    after it, were the clean traffic copies' emissions (drift45; benchmarks/README.md, drift46).
+    It decides nothing: `_readings` emits the larger of it and the anomaly_score.
+
+    Reads and writes C_DD_* and the slot's `se` columns y0..y47. Returns the score (0 where not emitted)."""
+    if st[sl, C_DD_DONE] != 0.0 or not _isfinite(xi) or ti < -DD_SHIFT_US:
+        return 0.0
+    ubi = np.uint64(ti + DD_SHIFT_US) // U_DD_BIN_US  # the bin's serial (30-minute bins since DD_SHIFT_US before)
+    serial = np.float64(ubi)
+    if st[sl, C_DD_BIN] != serial + 1.0:
+        c = st[sl, C_DD_C]
+        if c > 0:  # the open bin completed
+            ob = np.uint64(st[sl, C_DD_BIN] - 1.0)
+            od = np.float64(ob // U_DD_BINS)
+            ko = ob % U_DD_BINS
+            if od != st[sl, C_DD_DAY]:
+                st[sl, C_DD_MP] = st[sl, C_DD_MC] if od == st[sl, C_DD_DAY] + 1.0 else 0.0
+                st[sl, C_DD_MC] = 0.0
+                st[sl, C_DD_DAY] = od
+            mean = st[sl, C_DD_S] / c
+            if st[sl, C_DD_MC] == 0.0 and st[sl, C_DD_MP] == 0.0 and st[sl, C_DD_ND] == 0.0:
+                st[sl, C_DD_BASE] = mean
+            base = st[sl, C_DD_BASE]
+            week_h = np.float64(((ob + U_ONE) // U_DD_BINS + U_DOW0) % U_WEEK) * 24.0 \
+                + np.float64((ob + U_ONE) % U_DD_BINS) * 0.5
+            inside = DD_WEEK_LO <= week_h < DD_WEEK_HI
+            if not inside:
+                st[sl, C_DD_Z] = 0.0
+                st[sl, C_DD_SM] = 0.0
+            if inside and (np.int64(st[sl, C_DD_MP]) >> np.int64(ko)) & 1:
+                # both bins' offsets as the table holds them: a day that repeats yesterday exactly departs by 0
+                dd = np.float64(np.float32(mean - base)) - np.float64(se[sl, U_DD_Y0 + ko])
+                nd = st[sl, C_DD_ND]
+                if nd > 0 and st[sl, C_DD_Z] <= DD_FREEZE:
+                    ndv = st[sl, C_DD_NDV] + 1.0
+                    st[sl, C_DD_NDV] = ndv
+                    e = dd - st[sl, C_DD_DP]
+                    st[sl, C_DD_DV] += (e * e - st[sl, C_DD_DV]) / _min(ndv, DD_DV_N)
+                st[sl, C_DD_DP] = dd
+                if nd == 0:
+                    st[sl, C_DD_M] = dd
+                    st[sl, C_DD_LV] = dd
+                else:
+                    m = st[sl, C_DD_M] + (dd - st[sl, C_DD_M]) / DD_SHORT
+                    lv = st[sl, C_DD_LV]
+                    d = m - lv
+                    v = st[sl, C_DD_V]
+                    nv = st[sl, C_DD_NV]
+                    dc = d
+                    zn = 0.0
+                    if nv >= DD_MIN_D and v > 0:
+                        r = _max(np.sqrt(v), DD_RES_X * st[sl, C_RES])
+                        zn = abs(d) / r
+                        dc = _max(_min(d, 4.0 * r), -4.0 * r)
+                    if not (nv >= DD_MIN_D and zn > DD_FREEZE):
+                        nv += 1.0
+                        st[sl, C_DD_NV] = nv
+                        st[sl, C_DD_V] = v + (dc * dc - v) / _min(nv, DD_RMS_N)
+                    st[sl, C_DD_M] = m
+                    st[sl, C_DD_LV] = lv + (dd - lv) / DD_SLOW
+                    j = C_DD_R0 + np.int64(nd) % DD_LAG  # the record takes the z DD_LAG D's old
+                    st[sl, C_DD_REC] = _max(st[sl, C_DD_REC], st[sl, j])
+                    st[sl, j] = zn
+                    st[sl, C_DD_Z] = zn
+                    dv = st[sl, C_DD_DV]
+                    dv = _max(np.sqrt(dv), DD_RES_X * st[sl, C_RES]) if dv > 0 else 0.0
+                    st[sl, C_DD_SM] = abs(d) / dv if dv > 0 else 0.0
+                st[sl, C_DD_ND] = nd + 1.0
+            se[sl, U_DD_Y0 + ko] = np.float32(mean - base)
+            st[sl, C_DD_MC] = np.float64(np.int64(st[sl, C_DD_MC]) | (np.int64(1) << np.int64(ko)))
+        st[sl, C_DD_BIN] = serial + 1.0
+        st[sl, C_DD_S] = 0.0
+        st[sl, C_DD_C] = 0.0
+    day = np.float64(ubi // U_DD_BINS)
+    k = ubi % U_DD_BINS
+    if day == st[sl, C_DD_DAY]:
+        mask = st[sl, C_DD_MP]
+    elif day == st[sl, C_DD_DAY] + 1.0:
+        mask = st[sl, C_DD_MC]
+    else:
+        mask = 0.0
+    x = xi
+    if (np.int64(mask) >> np.int64(k)) & 1:  # winsorised at yesterday's bin mean +- DD_CLIP x the scale
+        y = st[sl, C_DD_BASE] + np.float64(se[sl, U_DD_Y0 + k])
+        e = xi - y
+        mad = st[sl, C_DD_MAD]
+        if mad > 0:
+            x = y + _max(_min(e, DD_CLIP * mad), -DD_CLIP * mad)
+            wk = np.float64((ubi // U_DD_BINS + U_DOW0) % U_WEEK) * 24.0 + np.float64(k) * 0.5 \
+                + np.float64(np.uint64(ti) % U_DD_BIN_US) / 3.6e9
+            if DD_WEEK_LO <= wk < DD_WEEK_HI:
+                nm = st[sl, C_DD_NM] + 1.0
+                st[sl, C_DD_NM] = nm
+                st[sl, C_DD_MAD] = mad + (_min(abs(e), 4.0 * mad) - mad) / _min(nm, DD_MAD_N)
+        else:
+            st[sl, C_DD_MAD] = abs(e)
+            st[sl, C_DD_NM] = 1.0
+    st[sl, C_DD_S] += x
+    st[sl, C_DD_C] += 1.0
+    z = st[sl, C_DD_Z]
+    if z > 0:
+        nz = st[sl, C_DD_NZ] + 1.0
+        st[sl, C_DD_NZ] = nz
+        if nz > DD_WARM and z >= DD_RATIO * _max(st[sl, C_DD_REC], 1e-9) and st[sl, C_DD_SM] >= DD_SMOOTH:
+            st[sl, C_DD_DONE] = 1.0
+            return DD_EMIT
+    return 0.0
+
+
+@njit(**_STAGE)
 def _resid_regime(st, sl, y, kl):
     """level36 (resid35's idea): the series less its daily profile (`y`: the reading less the seasonal stage's
     profile at its time, from the profile's second day on; `_season_input`, before `_lane` counts the reading in
@@ -3027,8 +3197,9 @@ def _readings(s, t, x, last_ts, profile, table, st, values, changes, gaps, out, 
                 sil = False
         if st[sl, C_XR_X] > 0:  # spike37: this reading left reach's range; its emission, for the reading after
             st[sl, C_XR_X] = 1.0 + emitted
-        fused_out[i] = _silence_seen(st, sl, _step_rearm(st, sl, pr, _recalibrate(st, sl, pr, emitted), step),
-                                     sil)  # fp44, fp45
+        fused_out[i] = _max(_silence_seen(st, sl, _step_rearm(st, sl, pr, _recalibrate(st, sl, pr, emitted), step),
+                                          sil),  # fp44, fp45
+                            _day_drift(st, season, sl, xi, ti))  # drift46 (score-only)
         out[i, 0] = s_threshold
         out[i, 1] = s_robust_z
         out[i, 2] = s_ewma
@@ -3049,7 +3220,8 @@ STAGES = (_readings, _scales, _silence, _robust_z, _active_level, _envelope, _co
           _period, _period_pending, _period_learn,
           _ewma, _spike, _flatline, _cap_hold,
           _threshold, _fuse, _spread_input,
-          _trend_input, _week_pending, _lane, _count_drop, _season_input, _likelihood, _rearm, _robust_emit, _veto,
+          _trend_input, _week_pending, _lane, _count_drop, _day_drift, _season_input, _likelihood, _rearm,
+          _robust_emit, _veto,
           _burst_onset, _burst_rate, _calibrate, _recalibrate, _step_rearm, _silence_seen, _learn_series)
 
 

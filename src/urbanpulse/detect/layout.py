@@ -115,6 +115,16 @@ STATE: tuple[str, ...] = (
     "ln_peak",
     # --- fp45: how many of silence's emissions at SI_SEEN or higher were the series' anomaly_score (`_silence_seen`)
     "si_seen",
+    # --- drift46: a slow drift against yesterday (`_day_drift`, score-only): the open 30-minute bin (its serial + 1,
+    # 0 = none), its sum and count of winsorised readings; the UTC day of `dd_mc` and the masks of the bins completed
+    # that day (dd_mc) and the day before (dd_mp, 48 bits: exact in float64); the float64 base the float32 bin means
+    # are offsets from; the winsorising scale (mean |departure from yesterday's bin mean|) and its count; the
+    # departures' (D) count, short mean, slow level, RMS and its count, the last D, the mean square of D's bin-to-bin
+    # change and its count; the held z and smoothness, the readings scored with z > 0, the record (largest z of the
+    # D's before the last DD_LAG), the last DD_LAG z's (a ring), and 1 once the stage emitted (once a series)
+    "dd_bin", "dd_s", "dd_c", "dd_day", "dd_mc", "dd_mp", "dd_base", "dd_mad", "dd_nm",
+    "dd_nd", "dd_m", "dd_lv", "dd_v", "dd_nv", "dd_dp", "dd_dv", "dd_ndv",
+    "dd_z", "dd_sm", "dd_nz", "dd_rec", "dd_r0", "dd_r1", "dd_r2", "dd_r3", "dd_r4", "dd_done",
 )
 S = {name: i for i, name in enumerate(STATE)}
 
@@ -138,6 +148,9 @@ SEASON: tuple[str, ...] = (
     # --- drop43: a count series' mean count at each hour of the UTC day (NaN = not seen), and the mean square of the
     # slow sums' log ratio (observed / expected) there (0 = not seen): its day-to-day variation at that hour
     *(f"c{b}" for b in range(SEASON_BINS)), *(f"d{b}" for b in range(SEASON_BINS)),
+    # --- drift46: the last completed mean of each 30-minute bin of the UTC day (offsets from `dd_base`; which of
+    # them are yesterday's: the state's `dd_mp`), `_day_drift`
+    *(f"y{b}" for b in range(2 * SEASON_BINS)),
 )
 SE = {name: i for i, name in enumerate(SEASON)}
 
