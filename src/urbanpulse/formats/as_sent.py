@@ -72,14 +72,9 @@ class MessageAsSent:
         """The field at ``path`` as sent: its member within its parents' keys, or the array item;
         None when it cannot be found (the caller re-encodes ``path.parsed``)."""
         text = self._text
-        if text is None:
+        at = self._container(path.container)
+        if text is None or at is None:
             return None
-        at = _SPACE.match(text, 0).end()
-        for step in path.container:
-            found = self._member(at, step)
-            if found is None:
-                return None
-            at = found[1]
         opened: list[str] = []
         for n, step in enumerate(path.steps):
             found = self._member(at, step)
@@ -101,14 +96,9 @@ class MessageAsSent:
     def members(self, path: MembersPath) -> bytes | None:
         """The members at ``path`` as sent, as one object; None when one cannot be found."""
         text = self._text
-        if text is None:
+        at = self._container(path.container)
+        if text is None or at is None:
             return None
-        at = _SPACE.match(text, 0).end()
-        for step in path.container:
-            found = self._member(at, step)
-            if found is None:
-                return None
-            at = found[1]
         spans = []
         for key in path.keys:
             found = self._member(at, key)
@@ -116,6 +106,20 @@ class MessageAsSent:
                 return None
             spans.append((found[0], found[2]))
         return ("{" + ",".join(text[a:b] for a, b in sorted(spans)) + "}").encode("utf-8")
+
+    def _container(self, container: tuple[Step, ...]) -> int | None:
+        """Where the value at ``container`` (keys and indices from the top) starts in the text; None when the
+        payload is not UTF-8 or a step cannot be found (the caller then re-encodes)."""
+        text = self._text
+        if text is None:
+            return None
+        at = _SPACE.match(text, 0).end()
+        for step in container:
+            found = self._member(at, step)
+            if found is None:
+                return None
+            at = found[1]
+        return at
 
     def _member(self, at: int, step: Step) -> tuple[int, int, int] | None:
         members = self._members.get(at, ...)
