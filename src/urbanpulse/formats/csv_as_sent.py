@@ -35,41 +35,42 @@ ROW_OF_MESSAGE = RowOfMessage()
 class CsvBodyAsSent:
     """One CSV message's records as the bytes they arrived as, located once when first asked."""
 
-    __slots__ = ("payload", "_delimiter", "_rows")
+    __slots__ = ("payload", "_delimiter", "_lines", "_ends")
 
     def __init__(self, payload: bytes, delimiter: str) -> None:
         self.payload = payload
         self._delimiter = delimiter
-        self._rows: list[bytes] | None = None
+        self._lines: list[str] = []
+        self._ends: list[int] | None = None
 
     def row(self, record: int) -> bytes:
         """The bytes of record ``record`` (0 is the body's first, a header row if any, as ``csv.reader``
         counts them, blank lines included); the whole body should it not be found (a body that
         ``csv.reader`` refuses never reaches here: it is rejected whole)."""
-        if self._rows is None:
-            self._rows = self._locate()
-        return self._rows[record] if 0 <= record < len(self._rows) else self.payload
+        if self._ends is None:
+            self._ends = self._locate()
+        ends = self._ends
+        if not 0 <= record < len(ends):
+            return self.payload
+        start = ends[record - 1] if record else 0
+        row = "".join(self._lines[start:ends[record]])
+        for ending in _ROW_END:
+            if row.endswith(ending):
+                row = row[: -len(ending)]
+                break
+        data = row.encode("utf-8", "surrogateescape")
+        return codecs.BOM_UTF8 + data if start == 0 and self.payload.startswith(codecs.BOM_UTF8) else data
 
-    def _locate(self) -> list[bytes]:
-        payload = self.payload
-        bom = payload.startswith(codecs.BOM_UTF8)
+    def _locate(self) -> list[int]:
+        """The line after each record's last (``csv.reader``'s ``line_num``), over the text's lines."""
         # the same text and line splitting the format parses (decode_message), bad bytes kept as surrogates
-        text = payload.decode("utf-8-sig", "surrogateescape")
-        lines = io.StringIO(text, newline="").readlines()
-        reader = csv.reader(iter(lines), delimiter=self._delimiter, strict=True)
-        rows: list[bytes] = []
-        start = 0
+        text = self.payload.decode("utf-8-sig", "surrogateescape")
+        lines = self._lines = io.StringIO(text, newline="").readlines()
+        reader = csv.reader(lines, delimiter=self._delimiter, strict=True)
+        ends: list[int] = []
         try:
             for _ in reader:
-                end = reader.line_num
-                row = "".join(lines[start:end])
-                for ending in _ROW_END:
-                    if row.endswith(ending):
-                        row = row[: -len(ending)]
-                        break
-                data = row.encode("utf-8", "surrogateescape")
-                rows.append(codecs.BOM_UTF8 + data if bom and start == 0 else data)
-                start = end
+                ends.append(reader.line_num)
         except csv.Error:  # not reached: the format refused such a body before any row was quarantined
             pass
-        return rows
+        return ends
