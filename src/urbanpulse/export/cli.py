@@ -23,6 +23,7 @@ Examples:
       --end 2016-01-01T00:00:00+08:00 --bucket 1h --agg mean,max --tz Asia/Shanghai --output dongcheng-2015.parquet
   urbanpulse export --sensor beijing-dongsi --start 2015-03-01 --end 2015-04-01 --output dongsi.csv
 
+--path raw recomputes buckets from the readings (e.g. to check a rollup); the last line says which path answered.
 The format follows the output's extension (.csv, .ndjson, .parquet) unless --format says otherwise;
 --output - writes to standard output. Exit status: 0 done, 2 bad query or database error.
 """
@@ -53,7 +54,11 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--percentile", help="extra percentiles as fractions, e.g. 0.25,0.75")
     p.add_argument("--tz", help="IANA zone for day/month buckets (default UTC)")
     p.add_argument("--fill", choices=["null", "previous", "linear"], help="fill empty buckets")
-    p.add_argument("--path", choices=["auto", "raw", "rollup"], help=argparse.SUPPRESS)
+    p.add_argument("--path", choices=["auto", "raw", "rollup"],
+                   help="where buckets are computed, as the API's path= (docs/api.md): auto (default) the rollup "
+                   "tables when every bucket boundary and both ends fall on whole UTC minutes and no percentile is "
+                   "asked, else the readings; raw always the readings; rollup the rollups only (refused when they "
+                   "cannot answer). Both give the same numbers, the rollups faster")
     p.add_argument("--format", choices=["csv", "ndjson", "parquet"], help="default: from --output's extension")
     p.add_argument("--output", required=True, metavar="FILE", help="file to write, or - for standard output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

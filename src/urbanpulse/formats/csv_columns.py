@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from urbanpulse.formats.base import MessageBatch
+from urbanpulse.formats.base import Decoded, MessageBatch
+from urbanpulse.formats.csv_as_sent import ROW_OF_MESSAGE, CsvBodyAsSent
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, parse_time
 from urbanpulse.model import Reason, Rejection
 
@@ -78,6 +79,7 @@ class CsvFormat(VendorFormat):
     name = "csv"
     Options = CsvOptions
     time_unit = "declared"
+    _last_body: CsvBodyAsSent | None = None
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - VendorFormat's
         super().__init__(*args, **kwargs)
@@ -123,24 +125,25 @@ class CsvFormat(VendorFormat):
             j = first + r - 1
             if escaped and (why := _not_utf8(line)) is not None:  # the row refused, its neighbours kept
                 rejections.append(self.reject(batch, i, Reason.INVALID_UTF8, f"row {first + r} is not UTF-8: {why}",
-                                              opts.delimiter.join(line).encode("utf-8", "surrogateescape"), j))
+                                              self.row_as_sent(payload, j), j))
                 continue
-            raw = opts.delimiter.join(line).encode()
             if len(line) != len(names):
-                rejections.append(self.reject(batch, i, Reason.MALFORMED,
-                                              f"row {first + r}: {len(line)} cells, header has {len(names)}", raw, j))
+                rejections.append(self.reject(batch, i, Reason.MALFORMED, f"row {first + r}: {len(line)} cells, header "
+                                              f"has {len(names)}", self.row_as_sent(payload, j), j))
                 continue
             # only spaces and tabs around a cell are CSV layout (str.strip() also ate control characters such as
             # \x1f, so such an id was stored where every other format quarantines it bad_sensor_id)
             sensor = line[sensor_idx].strip(" \t") if sensor_idx is not None else opts.sensor_id_value
             if not sensor or len(sensor) > 128:
                 what = "no sensor id" if not sensor else "sensor id longer than 128 characters"
-                rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID, f"row {first + r}: {what}", raw, j))
+                rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID, f"row {first + r}: {what}",
+                                              self.row_as_sent(payload, j), j))
                 continue
             ts_us = self._time(" ".join(line[k].strip() for k in ts_idx))
             if ts_us is None:
                 rejections.append(self.reject(batch, i, Reason.BAD_TIMESTAMP,
-                                              f"row {first + r}: time not in {opts.time_format}", raw, j))
+                                              f"row {first + r}: time not in {opts.time_format}",
+                                              self.row_as_sent(payload, j), j))
                 continue
             lat = _num(line[col[opts.lat]]) if opts.lat else None
             lon = _num(line[col[opts.lon]]) if opts.lon else None
@@ -153,19 +156,40 @@ class CsvFormat(VendorFormat):
                 if cell.strip().lower() in _MISSING:
                     if opts.missing == "reject":
                         rejections.append(self.reject(batch, i, Reason.MISSING_VALUE,
-                                                      f"row {first + r}: {metric} is empty", raw, j))
+                                                      f"row {first + r}: {metric} is empty",
+                                                      self.row_as_sent(payload, j), j))
                     continue
                 number = _num(cell)
                 if number is None:
                     rejections.append(self.reject(batch, i, Reason.BAD_TYPE,
-                                                  f"row {first + r}: {metric}={cell[:40]!r} is not a number", raw, j))
+                                                  f"row {first + r}: {metric}={cell[:40]!r} is not a number",
+                                                  self.row_as_sent(payload, j), j))
                     continue
                 if not metric or len(metric) > 128:
-                    rejections.append(self.reject(batch, i, Reason.MISSING_FIELD, f"row {first + r}: no metric", raw, j))
+                    rejections.append(self.reject(batch, i, Reason.MISSING_FIELD, f"row {first + r}: no metric",
+                                                  self.row_as_sent(payload, j), j))
                     continue
-                rows.add(i, j, sensor, metric, ts_us, number, unit, lat, lon, raw)
+                rows.add(i, j, sensor, metric, ts_us, number, unit, lat, lon, ROW_OF_MESSAGE)
         if not any_row:
             raise DecodeFailure(Reason.EMPTY_PAYLOAD, "no data rows")
+
+    def row_as_sent(self, payload: bytes, record: int) -> bytes:
+        """Record ``record`` of ``payload`` as the bytes it arrived as (urbanpulse.formats.csv_as_sent). The
+        last message's rows are kept: a batch's rejections ask for the rows of one message after another."""
+        last = self._last_body
+        if last is None or last.payload is not payload:
+            last = self._last_body = CsvBodyAsSent(payload, self.options.delimiter)
+        return last.row(record)
+
+    def raw_of(self, batch: MessageBatch, decoded: Decoded, k: int) -> bytes:
+        """What to quarantine for reading ``k`` (rejected after decoding, e.g. out of range): its row as sent."""
+        raw = decoded.raw_items[k] if k < len(decoded.raw_items) else None
+        if raw is ROW_OF_MESSAGE:
+            payload = batch.payloads[int(decoded.columns.msg[k])]
+            if type(payload) is bytes:
+                return self.row_as_sent(payload, int(decoded.columns.item[k]))
+            return bytes(payload)
+        return super().raw_of(batch, decoded, k)
 
     def _columns(self) -> list[str]:
         o = self.options
