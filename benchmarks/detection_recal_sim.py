@@ -8,7 +8,9 @@ variants of the map) is a deterministic function of the first stage's scores (th
 `recalibrate_level` 0) per series. Replaying it here costs seconds instead of a scoring run of the whole
 development set per candidate, which lets one look at *where* a candidate moves a score (per file, per reading)
 and compare variants of the map before changing the kernel. The kernel stays the reference: `--check` compares a
-replay with a candidate the kernel scored (detection_choose.py's cache).
+replay with a candidate the kernel scored (detection_choose.py's cache). The score-only stages applied after the
+second stage (fp44's `_step_rearm`, fp45's `_silence_seen`, drift46's `_day_drift`: at most one emission a series)
+are not replayed: where they set a reading's score, the replay differs from the kernel there.
 """
 from __future__ import annotations
 

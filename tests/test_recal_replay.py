@@ -1,7 +1,13 @@
 """benchmarks/detection_recal_sim.py replays the second stage (`fusion.recalibrate_*`) from the first stage's
 scores (the anomaly_score with `recalibrate_level` 0), so the second stage's candidates can be compared per file
 without re-scoring the development set. That holds only while the replay is the kernel's map: property over
-generated series and second-stage settings."""
+generated series and second-stage settings.
+
+The score-only stages applied after the second stage (`_step_rearm`, `_silence_seen`, drift46's `_day_drift`) are
+not in the replay; the series here give them nothing to emit: regular, level, and (for `_day_drift`, which compares
+bins ending Tuesday 12:00 - Friday 12:00 UTC only) starting on a Friday at 12:00 UTC, so at most 3,000 minutes end
+on the Sunday. On main after drift46 a series started on a Tuesday showed `_day_drift`'s once-a-series emission,
+which the replay maps and the kernel does not."""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from detection_recal_sim import replay  # noqa: E402
 from urbanpulse.detect import DetectionSettings, DetectorBank  # noqa: E402
 
 MIN_US = 60_000_000
-T0 = 1_700_000_000_000_000
+T0 = 1_700_222_400_000_000  # Friday 2023-11-17 12:00 UTC: no bin `_day_drift` compares (see the docstring)
 
 
 def _scores(x: np.ndarray, fusion: dict) -> np.ndarray:
