@@ -1,5 +1,9 @@
 # ruff: noqa: E501  (the patch's kernel source lines are string literals, kept whole to read as code)
-"""Instrument a copy of the kernel: per row, which stage set the anomaly_score and its unfloored surprise."""
+"""Instrument a copy of the kernel: per row, which stage set the anomaly_score and its unfloored surprise.
+
+Written by tie45 for main 85608b5; missed46 brought it to main after fp45 and drift46 (`_silence_seen`,
+`_day_drift`, six more diagnostic columns: the calibrated score, reach's, lane's, period's and the robust level's
+emissions and the drift stage's). The patch matches kernel source text, so it must follow the kernel."""
 
 import sys
 from pathlib import Path
@@ -7,7 +11,8 @@ from pathlib import Path
 root = Path(sys.argv[1])
 lay = root / "src/urbanpulse/detect/layout.py"
 s = lay.read_text()
-s = s.replace('    "ln_peak",\n)', '    "ln_peak",\n    "dg_reach", "dg_lane", "dg_period", "dg_rs", "dg_rc",\n)')
+assert s.count('"dd_done",\n)') == 1
+s = s.replace('"dd_done",\n)', '"dd_done",\n    "dg_reach", "dg_lane", "dg_period", "dg_rs", "dg_rc",\n)')
 lay.write_text(s)
 k = root / "src/urbanpulse/detect/_kernel.py"
 s = k.read_text()
@@ -61,7 +66,7 @@ rep(
 )
 # _readings: diagnostics. Before calibrate compute the candidate surprises
 rep(
-    "        rs_f = _robust_emit(st, sl, pr)\n        cal = _calibrate(",
+    "        rs_f = _robust_emit(st, sl, pr)\n        cal, cal_sil = _calibrate(",
     "        st[sl, C_DG_REACH] = 0.0\n        st[sl, C_DG_RS] = 0.0\n        st[sl, C_DG_RC] = 0.0\n"
     "        tl_n0 = st[sl, C_TL_N]\n        tl_k0 = st[sl, C_TL_K]\n        tl_e0 = st[sl, C_TL_E]\n"
     "        y_fu = 0.0\n        if fu > 0:\n            q_fu0 = raw / (1.0 - raw) if fu == raw else fu / (1.0 - fu)\n"
@@ -69,7 +74,7 @@ rep(
     "        y_fs = 0.0\n        if fs > 0:\n            y_fs = _min(-math.log(_fmax(1.0 - s_silence_cal * pr[P_W_SILENCE], 1e-300)),"
     " _ytail(fs / (1.0 - fs), pr, tl_n0, tl_k0, tl_e0, pr[P_DT_STRETCH]))\n"
     "        y_li = 0.0\n        if li_f > 0:\n            y_li = _ytail(lis / (1.0 - lis), pr, 0.0, 0.0, 0.0, 1.0)\n"
-    "        rs_f = _robust_emit(st, sl, pr)\n        cal = _calibrate(",
+    "        rs_f = _robust_emit(st, sl, pr)\n        cal, cal_sil = _calibrate(",
 )
 # after reach is computed in this reading the DG_REACH column was set by _reach_score before we zeroed... fix order: zero at loop top
 rep(
@@ -83,7 +88,7 @@ rep(
 )
 # code of the emission
 rep(
-    "        fused_out[i] = _step_rearm(st, sl, pr, _recalibrate(st, sl, pr, emitted), step)  # fp44\n",
+    "        fused_out[i] = _max(_silence_seen(st, sl, _step_rearm(st, sl, pr, _recalibrate(st, sl, pr, emitted), step),\n                                          sil),  # fp44, fp45\n                            _day_drift(st, season, sl, xi, ti))  # drift46 (score-only)\n",
     "        code = 0.0\n        yy = -1.0\n"
     "        if emitted > 0:\n"
     "            if fu > 0:\n"
@@ -104,9 +109,14 @@ rep(
     "            if fl_offer and emitted == e_fl:\n                code = 80.0\n"
     "                yy = _ytail(r_fl / (1.0 - r_fl), pr, 0.0, 0.0, 0.0, pr[P_DT_STRETCH])\n"
     "        rec = _recalibrate(st, sl, pr, emitted)\n"
-    "        fused_out[i] = _step_rearm(st, sl, pr, rec, step)  # fp44\n"
+    "        fo = _silence_seen(st, sl, _step_rearm(st, sl, pr, rec, step), sil)  # fp44\n"
+    "        ddv = _day_drift(st, season, sl, xi, ti)\n"
+    "        if ddv > fo:\n            code = 90.0\n"
+    "        fused_out[i] = _max(fo, ddv)\n"
     "        out[i, 6] = code\n        out[i, 7] = emitted\n        out[i, 8] = yy\n        out[i, 9] = st[sl, C_DG_RC]\n"
-    "        out[i, 10] = rec\n        out[i, 11] = 1.0 if step else 0.0\n",
+    "        out[i, 10] = rec\n        out[i, 11] = 1.0 if step else 0.0\n"
+    "        out[i, 12] = cal\n        out[i, 13] = s_reach\n        out[i, 14] = s_lane\n        out[i, 15] = s_period\n"
+    "        out[i, 16] = rs_f\n        out[i, 17] = ddv\n",
 )
 # e_fl may be undefined when not fl_offer
 rep(
@@ -116,10 +126,10 @@ rep(
 k.write_text(s)
 b = root / "src/urbanpulse/detect/bank.py"
 s = b.read_text()
-rep("np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1)", "np.zeros((1, len(DETECTOR_NAMES) + 6)), np.zeros(1)")
+rep("np.zeros((1, len(DETECTOR_NAMES))), np.zeros(1)", "np.zeros((1, len(DETECTOR_NAMES) + 12)), np.zeros(1)")
 rep(
     "        out = np.empty((n, len(DETECTOR_NAMES)), np.float64)\n",
-    "        out = np.zeros((n, len(DETECTOR_NAMES) + 6), np.float64)\n",
+    "        out = np.zeros((n, len(DETECTOR_NAMES) + 12), np.float64)\n",
 )
 rep(
     "        return self._result(order, s, t, x, out, fused, veto)\n",
