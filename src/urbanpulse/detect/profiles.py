@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
-from urbanpulse.detect.layout import COL, PARAMS
+from urbanpulse.detect.layout import PARAMS
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings, DetectorParams, FusionSettings
 
 # Column layout of the parameter table (detect/layout.py).
