@@ -14,6 +14,8 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+# COL is re-exported (``as COL``: ruff F401 then knows): bank.py and tests/test_detectors.py import it from here
+from urbanpulse.detect.layout import COL as COL
 from urbanpulse.detect.layout import PARAMS
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings, DetectorParams, FusionSettings
 
