@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from operator import attrgetter
 from typing import Literal
 
 import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats import canonical_compiled
+from urbanpulse.formats import canonical_compiled, duplicate_keys
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
 from urbanpulse.formats.base import array_item_spans as _array_item_spans
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
@@ -106,6 +107,43 @@ def _item_bytes(text: str, spans: list[tuple[int, int]] | None, j: int, item: ob
     return json.dumps(item).encode("ascii")
 
 
+def _quotes_of_reading(r: Reading | TopicReading) -> int:
+    """The quote characters a decoded reading was sent with if it sent no key twice and none it does
+    not read (formats/duplicate_keys.py): two per key, two per string."""
+    return 2 * (2 + 2 * (r.sensor_id is not None) + 2 * (r.metric is not None) + (r.lat is not None)
+                + (r.lon is not None) + 2 * (r.unit is not None) + (type(r.ts) is datetime))
+
+
+def _quotes_of_readings(decoded: object) -> int:
+    """:func:`_quotes_of_reading` of one message (a reading or a list of them)."""
+    if type(decoded) is list:
+        return sum(map(_quotes_of_reading, decoded))
+    return _quotes_of_reading(decoded)  # type: ignore[arg-type]
+
+
+def _may_repeat_keys(payloads: list[bytes], objs: list[Reading], columns: ReadingColumns) -> bool:
+    """Whether some message of a batch decoded in one go may send a key twice (then the batch goes
+    message by message, where the slow path looks). In C but for the ``ts`` texts, counted only when
+    the rest does not already account for every quote: each reading's 4 keys and 2 strings, its
+    present ``lat``, ``lon`` and ``unit``, against the quote characters sent."""
+    try:
+        data = b"".join(payloads)
+    except TypeError:
+        return True
+    if b"\\" in data:
+        return True
+    sent = data.count(b'"')
+    n = len(objs)
+    counted = 2 * (6 * n + 2 * (n - columns.unit.count(None)) + int(np.count_nonzero(~np.isnan(columns.lat)))
+                   + int(np.count_nonzero(~np.isnan(columns.lon))))
+    if sent == counted:
+        return False
+    return sent != counted + 2 * list(map(type, map(_TS, objs))).count(datetime)
+
+
+_TS = attrgetter("ts")
+
+
 class CanonicalOptions(BaseModel):
     """Options of the canonical format (``formats.options.json``)."""
 
@@ -177,6 +215,8 @@ class CanonicalJsonFormat:
         if list not in set(map(type, decoded)):  # one C pass: no message is an array
             n = len(decoded)
             columns = self._columns_arrays(decoded, np.arange(n, dtype=np.int32), np.full(n, -1, np.int32), [])
+            if _may_repeat_keys(payloads, decoded, columns):
+                return None
             return Decoded(columns=columns, rejections=[], raw_items=[decoded, {}])
         objs: list[Reading] = []
         msg_idx: list[int] = []
@@ -192,7 +232,10 @@ class CanonicalJsonFormat:
                 objs.append(d)
                 msg_idx.append(i)
                 item_idx.append(-1)
-        return Decoded(columns=self._columns(objs, msg_idx, item_idx, []), rejections=[], raw_items=[objs, {}])
+        columns = self._columns(objs, msg_idx, item_idx, [])
+        if _may_repeat_keys(payloads, objs, columns):
+            return None
+        return Decoded(columns=columns, rejections=[], raw_items=[objs, {}])
 
     def _decode_each(self, batch: MessageBatch) -> Decoded:
         """Message by message, so each bad one is rejected with its own reason."""
@@ -228,6 +271,8 @@ class CanonicalJsonFormat:
                 if not _valid_utf8(payload):
                     raise UnicodeDecodeError("utf-8", payload, 0, 1, "found before msgspec")
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
+                if duplicate_keys.may_repeat(payload, _quotes_of_readings(decoded)):
+                    raise msgspec.DecodeError("a key may be sent twice: the slow path looks")
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 # RecursionError: msgspec skipping a deeply nested unknown field (found by fuzzing)
                 n_objs, n_rej = len(objs), len(rejections)
@@ -319,6 +364,12 @@ class CanonicalJsonFormat:
                 batch, i, Reason.TOO_DEEP,
                 f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)", payload))
             return
+        repeats = duplicate_keys.may_repeat(text, duplicate_keys.quotes_of(parsed))
+        if repeats and not isinstance(parsed, list):
+            key = duplicate_keys.repeated_key(text)
+            if key is not None:
+                rejections.append(self._reject(batch, i, duplicate_keys.REASON, duplicate_keys.detail(key), payload))
+                return
         if isinstance(parsed, dict):
             items, in_array = [parsed], False
         elif isinstance(parsed, list):
@@ -331,12 +382,23 @@ class CanonicalJsonFormat:
                                            f"expected a JSON object or array, got {type(parsed).__name__}", payload))
             return
         spans = _array_item_spans(text) if in_array else None
+        if repeats and in_array and spans is None:  # items that cannot be told apart: the message
+            key = duplicate_keys.repeated_key(text)
+            if key is not None:
+                rejections.append(self._reject(batch, i, duplicate_keys.REASON, duplicate_keys.detail(key), payload))
+                return
         for j, item in enumerate(items):
             where = j if in_array else -1
             raw = payload
             try:
                 if in_array:
                     raw = _item_bytes(text, spans, j, item)
+                    if repeats and spans is not None and j < len(spans):
+                        key = duplicate_keys.repeated_key(text[spans[j][0]:spans[j][1]])
+                        if key is not None:
+                            rejections.append(self._reject(batch, i, duplicate_keys.REASON,
+                                                           duplicate_keys.detail(key), raw, where))
+                            continue
                 self._slow_item(batch, i, item, where, raw, topic_fields, objs, msg_idx, item_idx, rejections,
                                 slow_raw, nan_not_null)
             except Exception as exc:  # noqa: BLE001 - one item nobody anticipated costs that item only

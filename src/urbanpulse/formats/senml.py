@@ -36,6 +36,7 @@ import msgspec
 import numpy as np
 from pydantic import Field
 
+from urbanpulse.formats import duplicate_keys
 from urbanpulse.formats.base import Decoded, MessageBatch, array_item_spans
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, json_bytes
 from urbanpulse.model import ReadingColumns, Reason, Rejection
@@ -81,6 +82,7 @@ class SenmlOptions(FormatOptions):
 
 
 _PACK = msgspec.json.Decoder(list[Record])
+_ENCODE = msgspec.json.Encoder().encode
 #: the labels a record is made of (any other label is ignored, RFC 8428 §4.4)
 _LABELS = frozenset(Record.__struct_fields__)
 #: base fields: they apply to the records after theirs too (§4.1)
@@ -235,6 +237,10 @@ class SenmlJsonFormat(VendorFormat):
             return None
         if None in packs:
             return None
+        # a key sent twice in a record (formats/duplicate_keys.py): the quotes the packs account for,
+        # re-encoded without their defaults, against the quotes sent (any difference: per message)
+        if any(b"\\" in p for p in payloads) or sum(p.count(b'"') for p in payloads) != _ENCODE(packs).count(b'"'):
+            return None
         lengths = np.fromiter(map(len, packs), dtype=np.int64, count=len(packs))
         if not lengths.all():
             return None
@@ -321,20 +327,45 @@ class SenmlJsonFormat(VendorFormat):
         broken: dict[int, Broken] = {}
         try:
             records = _PACK.decode(payload)
+            quotes = _ENCODE(records).count(b'"')
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             records = self._slow(payload, broken)
+            quotes = -1  # counted by _slow
+        if quotes >= 0 and duplicate_keys.may_repeat(payload, quotes):
+            self._repeated_records(payload, broken)
         if b'_"' in payload:
-            self._must_understand(self.parse_json(payload))
+            self._must_understand(self.parse_json(payload, repeats=False))
         self.resolve(batch, i, records, now_us, rows, rejections, broken)
+
+    @staticmethod
+    def _repeated_records(payload: bytes, broken: dict[int, Broken]) -> None:
+        """Each record of the pack that sends a key twice goes to ``broken`` as ``duplicate_key`` (it is
+        rejected alone, and a later record resolving against a base field it sent twice with it); a pack
+        whose records cannot be told apart is refused whole."""
+        text = payload.decode("utf-8", "surrogatepass")
+        spans = array_item_spans(text)
+        if spans is None:
+            key = duplicate_keys.repeated_key(text)
+            if key is not None:
+                raise DecodeFailure(duplicate_keys.REASON, duplicate_keys.detail(key))
+            return
+        for j, (a, b) in enumerate(spans):
+            key = duplicate_keys.repeated_key(text[a:b])
+            if key is not None:
+                broken[j] = Broken(duplicate_keys.REASON, duplicate_keys.detail(key, f"record {j}: "),
+                                   text[a:b].encode("utf-8", "surrogatepass"), frozenset({key}) & _BASE)
 
     def _slow(self, payload: bytes, broken: dict[int, Broken]) -> list[Record]:
         """The pack through Python's JSON parser, when the typed decode refused it (a wrong type,
         a lone surrogate ``\\ud800``, which msgspec refuses and Python accepts); records with a
         field of the wrong type go to ``broken``."""
-        obj = self.parse_json(payload)
+        obj = self.parse_json(payload, repeats=False)
         if not isinstance(obj, list):
             raise DecodeFailure(Reason.NOT_AN_OBJECT, f"a SenML pack is a JSON array, got {type(obj).__name__}")
-        return [self._record(r, j, broken) for j, r in enumerate(obj)]
+        records = [self._record(r, j, broken) for j, r in enumerate(obj)]
+        if duplicate_keys.may_repeat(payload, duplicate_keys.quotes_of(obj)):
+            self._repeated_records(payload, broken)
+        return records
 
     @staticmethod
     def _record(raw: object, j: int, broken: dict[int, Broken]) -> Record:

@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from urbanpulse.formats import duplicate_keys
 from urbanpulse.formats.as_sent import FieldPath, MembersPath, MessageAsSent
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
 from urbanpulse.formats.units import MetricMapper
@@ -239,8 +240,9 @@ class VendorFormat:
 
     # -- helpers for subclasses ------------------------------------------------------------
 
-    def parse_json(self, payload: bytes) -> Any:
-        """The payload as JSON, or DecodeFailure with the reason (UTF-8, syntax, depth)."""
+    def parse_json(self, payload: bytes, repeats: bool = True) -> Any:
+        """The payload as JSON, or DecodeFailure with the reason (UTF-8, syntax, depth, and with
+        ``repeats`` a key sent twice in one object: ``duplicate_key``, formats/duplicate_keys.py)."""
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -254,6 +256,10 @@ class VendorFormat:
         if depth_exceeds(obj, self.limits.max_json_depth):
             raise DecodeFailure(Reason.TOO_DEEP,
                                 f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)")
+        if repeats and duplicate_keys.may_repeat(text, duplicate_keys.quotes_of(obj)):
+            key = duplicate_keys.repeated_key(text)
+            if key is not None:
+                raise DecodeFailure(duplicate_keys.REASON, duplicate_keys.detail(key))
         return obj
 
     def unit_for(self, vendor_metric: str, stated: str | None) -> str | None:

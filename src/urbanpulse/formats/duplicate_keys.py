@@ -1,0 +1,90 @@
+"""A JSON object that sends one key twice: found, so its record is quarantined, not half-read.
+
+``{"value": 21.5, "value": 99}`` is valid JSON syntax, but RFC 8259 (section 4) says names SHOULD
+be unique and that software meeting a repeat behaves unpredictably. Every parser here (msgspec,
+``json.loads``) keeps the last member and drops the first without a trace, so 21.5 was neither
+stored nor quarantined: data lost silently (product47). Now a record with a key sent twice in any
+of its objects is quarantined whole as ``duplicate_key``, its bytes as sent, the detail naming the
+key; the sender has to say which value it meant.
+
+Finding repeats costs nothing on the usual message: :func:`quotes_of` counts the quote characters
+a parsed value accounts for (two per key, two per string). A text without a backslash has exactly
+that many quote characters unless a member was dropped (or, for a typed decoder that skips unknown
+keys, a key it does not read was sent). Only when the count differs, or the text holds a backslash
+(an escape can spell one key two ways: ``"value"`` and ``"\\u0076alue"``), is the text parsed again
+to find the key (:func:`repeated_key`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from urbanpulse.model import Reason
+
+REASON = Reason.DUPLICATE_KEY
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_repeats(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+    return out
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_repeats)
+
+
+def repeated_key(text: str) -> str | None:
+    """The first key that some object of the JSON ``text`` sends twice, or None (also when the
+    text does not parse: its other faults are reported where it is parsed)."""
+    try:
+        _DECODER.decode(text)
+    except _Repeated as found:
+        return found.key
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def quotes_of(obj: object) -> int:
+    """How many quote characters ``obj`` (parsed JSON) was written with, escapes aside: two per
+    key and two per string. Iterative: hostile nesting cannot exhaust the stack."""
+    n = 0
+    stack = [obj]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        t = type(node)
+        if t is dict:
+            n += 2 * len(node)  # type: ignore[arg-type]
+            push(node.values())  # type: ignore[union-attr]
+        elif t is list:
+            push(node)  # type: ignore[arg-type]
+        elif t is str:
+            n += 2
+    return n
+
+
+def may_repeat(text: str | bytes, quotes: int) -> bool:
+    """Whether ``text`` may send a key twice, given the ``quotes`` its parsed form accounts for
+    (:func:`quotes_of`, or a typed decoder's own count): False proves it does not."""
+    if isinstance(text, str):
+        return "\\" in text or text.count('"') != quotes
+    return b"\\" in text or text.count(b'"') != quotes
+
+
+def detail(key: str, where: str = "") -> str:
+    """The quarantine detail of a record that sends ``key`` twice."""
+    shown = json.dumps(key)[:80]
+    return (f"{where}key {shown} is sent twice in one object; JSON parsers keep one of the two silently, so the "
+            "record is quarantined: send each key once")
