@@ -17,6 +17,7 @@ precision is an option (``ns`` by default, as InfluxDB). String and boolean fiel
 
 from __future__ import annotations
 
+import codecs
 import math
 from typing import Literal, NamedTuple
 
@@ -167,11 +168,17 @@ class LineProtocolFormat(VendorFormat):
 
     def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
                        rejections: list[Rejection]) -> None:
+        # a UTF-8 BOM opening the body is no part of the first line's measurement (it was: the metric became
+        # "\ufefftemperature", so that reading was quarantined unknown_metric); the line's row keeps it (as sent)
+        bom = payload[:3] == codecs.BOM_UTF8
+        body = payload[3:] if bom else payload
         try:
-            lines = payload.decode("utf-8").split("\n")
+            lines = body.decode("utf-8").split("\n")
             any_point = False
         except UnicodeDecodeError:  # rare: only then is each line decoded on its own
-            lines, not_utf8 = _lines_of_bad_utf8(payload)
+            lines, not_utf8 = _lines_of_bad_utf8(body)
+            if bom:
+                not_utf8 = [(j, codecs.BOM_UTF8 + raw if j == 0 else raw, why) for j, raw, why in not_utf8]
             for j, raw_line, why in not_utf8:  # the line refused, its neighbours kept
                 rejections.append(self.reject(batch, i, Reason.INVALID_UTF8,
                                               f"line {j + 1} is not UTF-8: {why}"[:300], raw_line, j))
@@ -184,7 +191,7 @@ class LineProtocolFormat(VendorFormat):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             any_point = True
-            raw = line.encode()
+            raw = line.encode() if j or not bom else codecs.BOM_UTF8 + line.encode()
             spans: dict[str, tuple[int, int]] = {}
             whole: list[bytes | None] = [raw]  # the line, for its first quarantined reading (see _OneField)
             try:
