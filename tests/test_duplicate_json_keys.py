@@ -141,3 +141,23 @@ def test_a_message_without_repeats_is_decoded_as_before(fmt_name: str, n: int, s
     got = _decode(fmt_name, text.encode())
     assert not [r for r in got.rejections if r.reason.value == "duplicate_key"]
     assert len(got.columns) == len(_decode(fmt_name, payload).columns) > 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values, limit=st.integers(1, 6))
+def test_the_one_walk_agrees_with_the_depth_check_and_counts_the_quotes_sent(value: object, limit: int) -> None:
+    """``depth_and_quotes`` (one walk for the depth limit and the quote count) says "too deep" exactly where
+    ``depth_exceeds`` does, and otherwise counts the quote characters of the value's JSON text (where it holds no backslash)."""
+    from urbanpulse.formats.base import depth_and_quotes, depth_exceeds
+
+    got = depth_and_quotes(value, limit)
+    assert (got < 0) == depth_exceeds(value, limit)
+    text = json.dumps(value, ensure_ascii=False)
+    if got >= 0 and "\\" not in text:  # with a backslash the text is always scanned (duplicate_keys.may_repeat)
+        assert got == text.count('"')

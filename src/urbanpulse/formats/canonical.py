@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from urbanpulse.formats import canonical_compiled, duplicate_keys
-from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_and_quotes, describe_exception
 from urbanpulse.formats.base import array_item_spans as _array_item_spans
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
 
@@ -359,12 +359,13 @@ class CanonicalJsonFormat:
         except ValueError as exc:
             rejections.append(self._reject(batch, i, Reason.INVALID_JSON, str(exc)[:200], payload))
             return
-        if depth_exceeds(parsed, self.limits.max_json_depth):
+        quotes = depth_and_quotes(parsed, self.limits.max_json_depth)
+        if quotes < 0:
             rejections.append(self._reject(
                 batch, i, Reason.TOO_DEEP,
                 f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)", payload))
             return
-        repeats = duplicate_keys.may_repeat(text, duplicate_keys.quotes_of(parsed))
+        repeats = duplicate_keys.may_repeat(text, quotes)
         if repeats and not isinstance(parsed, list):
             key = duplicate_keys.repeated_key(text)
             if key is not None:
