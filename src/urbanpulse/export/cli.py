@@ -62,8 +62,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--percentile", help="with --bucket only: more percentiles as fractions from 0 to 1, e.g. "
                    "0.25,0.75 (columns p25, p75)")
     p.add_argument("--tz", help="IANA zone (default UTC): 1d and month buckets are its calendar days and months, "
-                   "narrower ones are aligned to its local midnight (Asia/Kolkata's hours start at :30), and with a zone other than UTC each "
-                   "row also gives the local time; it does not move --start or --end")
+                   "narrower ones are aligned to its local midnight (Asia/Kolkata's hours start at :30), and with "
+                   "a zone other than UTC each row also gives the local time; it does not move --start or --end")
     p.add_argument("--fill", choices=["null", "previous", "linear"],
                    help="with --bucket only: give each empty bucket a row (null values, the previous bucket's, or "
                    "linear between its neighbours; count 0, marked filled). Default: an empty bucket has no row")
