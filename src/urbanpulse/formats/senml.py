@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from operator import attrgetter
 from typing import Any
 
 import cbor2
@@ -83,6 +84,7 @@ class SenmlOptions(FormatOptions):
 
 _PACK = msgspec.json.Decoder(list[Record])
 _ENCODE = msgspec.json.Encoder().encode
+_NAME, _UNIT = attrgetter("n"), attrgetter("u")
 #: the labels a record is made of (any other label is ignored, RFC 8428 §4.4)
 _LABELS = frozenset(Record.__struct_fields__)
 #: base fields: they apply to the records after theirs too (§4.1)
@@ -237,10 +239,6 @@ class SenmlJsonFormat(VendorFormat):
             return None
         if None in packs:
             return None
-        # a key sent twice in a record (formats/duplicate_keys.py): the quotes the packs account for,
-        # re-encoded without their defaults, against the quotes sent (any difference: per message)
-        if any(b"\\" in p for p in payloads) or sum(p.count(b'"') for p in payloads) != _ENCODE(packs).count(b'"'):
-            return None
         lengths = np.fromiter(map(len, packs), dtype=np.int64, count=len(packs))
         if not lengths.all():
             return None
@@ -252,7 +250,10 @@ class SenmlJsonFormat(VendorFormat):
         # b and no key is \u-escaped; otherwise look at every later record.
         in_firsts = sum((r.bn is not None) + (r.bt is not None) + (r.bu is not None) + (r.bv is not None)
                         + (r.bs is not None) + (r.bver is not None) for r in firsts)
-        quick = sum(p.count(b'"b') for p in payloads) == in_firsts and not any(b"\\u" in p for p in payloads)
+        data = b"".join(payloads)  # each pack starts with [ and ends with ]: no token spans two
+        if b"\\" in data:  # an escape may spell a key twice two ways (formats/duplicate_keys.py): per message
+            return None
+        quick = data.count(b'"b') == in_firsts
         if not quick and len(recs) > len(packs) and any(
                 r.bn is not None or r.bt is not None or r.bu is not None or r.bv is not None or r.bs is not None
                 or r.bver is not None for pack in packs for r in pack[1:]):
@@ -263,6 +264,17 @@ class SenmlJsonFormat(VendorFormat):
         if np.isnan(v).any():  # a record without v (sum, string, missing): per-message path
             return None
         t = np.array([r.t for r in recs], dtype=np.float64)
+        # a key sent twice (formats/duplicate_keys.py): the quote characters sent against those the records
+        # account for (here every record has v, no later one a base field): 2 per key, 2 per string (bn, bu, n,
+        # u). Any difference (a repeat, an unknown label, an explicit null): the per-message path looks
+        ns = list(map(_NAME, recs))
+        units = list(map(_UNIT, recs))
+        n_named = total - ns.count(None)
+        n_unit = total - units.count(None)
+        strings_first = sum((r.bn is not None) + (r.bu is not None) for r in firsts)
+        if data.count(b'"') != 2 * (total + int(np.count_nonzero(~np.isnan(t))) + 2 * n_named + 2 * n_unit
+                                    + in_firsts + strings_first):
+            return None
         np.nan_to_num(t, copy=False, nan=0.0)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         msg = np.repeat(np.arange(len(packs), dtype=np.int32), lengths)
@@ -277,7 +289,6 @@ class SenmlJsonFormat(VendorFormat):
             now_s = (batch.received_ns / 1e9) if batch.received_ns else time.time()
             ts_s[relative] += now_s
         value = v + bv[msg] if bv.any() else v
-        units = [r.u for r in recs]
         base_units = [r.bu for r in firsts]
         if any(base_units):
             bu = [base_units[m] for m in msg.tolist()]
@@ -287,7 +298,6 @@ class SenmlJsonFormat(VendorFormat):
         opts = self.options
         seps = opts.separators
         bns = [r.bn or "" for r in firsts]
-        ns = [r.n for r in recs]
         # the usual pack: sensor from the base name, metric = n (an empty n is no name part, as
         # on the per-message path: the metric then comes from the unit)
         if None not in ns and "" not in ns and all(bns):
