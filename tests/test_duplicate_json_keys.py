@@ -161,3 +161,13 @@ def test_the_one_walk_agrees_with_the_depth_check_and_counts_the_quotes_sent(val
     text = json.dumps(value, ensure_ascii=False)
     if got >= 0 and "\\" not in text:  # with a backslash the text is always scanned (duplicate_keys.may_repeat)
         assert got == text.count('"')
+
+
+def test_clean_batches_keep_their_fast_paths() -> None:
+    """The check must not send the usual batch to the per-message path (the good path's speed): realistic
+    canonical arrays and SenML packs of 50 sensors are still decoded whole by ``_decode_clean`` / ``_decode_fast``."""
+    for fmt_name, fast in (("json", "_decode_clean"), ("senml", "_decode_fast")):
+        fmt = build_format(fmt_name, None)
+        payloads = [sample(fmt_name, f"sensor-{k}", T0, 20)[0] for k in range(50)]
+        got = getattr(fmt, fast)(MessageBatch("mqtt", payloads, topics=["t"] * 50))
+        assert got is not None and len(got.columns) == 1000, fmt_name
