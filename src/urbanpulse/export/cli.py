@@ -36,8 +36,9 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     """The ``export`` subcommand's options (the query options of ``GET /readings``)."""
     p = sub.add_parser("export", help="export history (readings or buckets) to CSV, NDJSON or Parquet",
                        description="Write the readings, or per-bucket aggregates, of the selected series to a "
-                       "file, streamed with constant memory; each series' unit (the registry's, or for a sensor the "
-                       "registry does not describe the metric catalogue's, which its readings are stored in), "
+                       "file, streamed with constant memory; each series' unit (the one its readings are stored in, "
+                       "as the metric catalogue names it, also where the registry describes the sensor with an alias or "
+                       "a UCUM code of it), "
                        "location and licence go into the file (Parquet metadata, CSV '#' lines, the first NDJSON "
                        "line).",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
