@@ -171,3 +171,50 @@ def test_clean_batches_keep_their_fast_paths() -> None:
         payloads = [sample(fmt_name, f"sensor-{k}", T0, 20)[0] for k in range(50)]
         got = getattr(fmt, fast)(MessageBatch("mqtt", payloads, topics=["t"] * 50))
         assert got is not None and len(got.columns) == 1000, fmt_name
+
+
+@st.composite
+def canonical_messages(draw):  # noqa: ANN001, ANN201
+    """A canonical reading or array of them with extra keys, explicit nulls, text or number times, spaces,
+    and maybe one field of the seven (or an ignored key) sent twice; returns (bytes, [(item, repeated field)])."""
+    ms = int(T0 * 1000)
+    items, repeats = [], []
+    n = draw(st.integers(1, 4))
+    for j in range(n):
+        members = [("sensor_id", '"s1"'), ("metric", '"temperature"'),
+                   ("ts", draw(st.sampled_from([str(ms - j), '"2026-12-05T12:00:00Z"'.replace("2026-12-05T12:00:00Z",
+                                                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 - j)))]))),
+                   ("value", draw(st.sampled_from(["21.5", "null", "3"])))]
+        for key in draw(st.lists(st.sampled_from(["lat", "lon", "unit", "note", "extra"]), unique=True, max_size=3)):
+            members.append((key, draw(st.sampled_from({"lat": ["null", "51.5"], "lon": ["null", "-0.1"],
+                                                       "unit": ["null", '"degC"'], "note": ['"value"', "1", "null"],
+                                                       "extra": ['{"value": 1}', "[1, 2]"]}[key]))))
+        twice = draw(st.sampled_from([None, None, "value", "ts", "lat", "note", "metric"]))
+        if twice is not None and any(k == twice for k, _ in members):
+            k = next(i for i, (key, _) in enumerate(members) if key == twice)
+            members.insert(draw(st.integers(0, len(members))), (twice, members[k][1]))
+            if twice != "note":
+                repeats.append((j if n > 1 else -1, twice))
+        members = draw(st.permutations(members))
+        sp = draw(st.sampled_from(["", " "]))
+        items.append("{" + ("," + sp).join(f'"{k}":{sp}{v}' for k, v in members) + "}")
+    text = ("[" + ",".join(items) + "]") if n > 1 else items[0]
+    return text.encode(), repeats
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=st.lists(canonical_messages(), min_size=1, max_size=4), broken=st.booleans())
+def test_canonical_readings_repeating_a_field_are_quarantined_on_every_path(messages, broken) -> None:  # noqa: ANN001
+    """A reading that sends one of the seven canonical fields twice is ``duplicate_key`` and nothing else is,
+    whether its batch is decoded whole, message by message, or beside a broken message (the slow path): extra
+    keys (a repeated one too), explicit nulls and text times cost the check a second look, never the outcome."""
+    payloads = [p for p, _ in messages] + ([b'{"sensor_id": "s1", "value": NaN}'] if broken else [])
+    batch = MessageBatch("mqtt", payloads, topics=["t"] * len(payloads), offsets=list(range(len(payloads))))
+    got = build_format("json", None).decode(batch)
+    dup = sorted((r.offset, r.item) for r in got.rejections if r.reason.value == "duplicate_key")
+    want = sorted({(m, item) for m, (_, repeats) in enumerate(messages) for item, _ in repeats})
+    assert dup == want, (payloads, got.rejections)
+    alone = [build_format("json", None).decode(MessageBatch("mqtt", [p], topics=["t"])) for p, _ in messages]
+    for m, one in enumerate(alone):
+        assert sorted(r.item for r in one.rejections if r.reason.value == "duplicate_key") == \
+            sorted({item for item, _ in messages[m][1]})

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from operator import attrgetter
 from typing import Literal
 
 import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats import canonical_compiled, duplicate_keys
+from urbanpulse.formats import canonical_compiled, canonical_repeats, duplicate_keys
 from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_and_quotes, describe_exception
 from urbanpulse.formats.base import array_item_spans as _array_item_spans
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
@@ -107,41 +106,24 @@ def _item_bytes(text: str, spans: list[tuple[int, int]] | None, j: int, item: ob
     return json.dumps(item).encode("ascii")
 
 
-def _quotes_of_reading(r: Reading | TopicReading) -> int:
-    """The quote characters a decoded reading was sent with if it sent no key twice and none it does
-    not read (formats/duplicate_keys.py): two per key, two per string."""
-    return 2 * (2 + 2 * (r.sensor_id is not None) + 2 * (r.metric is not None) + (r.lat is not None)
-                + (r.lon is not None) + 2 * (r.unit is not None) + (type(r.ts) is datetime))
-
-
-def _quotes_of_readings(decoded: object) -> int:
-    """:func:`_quotes_of_reading` of one message (a reading or a list of them)."""
-    if type(decoded) is list:
-        return sum(map(_quotes_of_reading, decoded))
-    return _quotes_of_reading(decoded)  # type: ignore[arg-type]
-
-
-def _may_repeat_keys(payloads: list[bytes], objs: list[Reading], columns: ReadingColumns) -> bool:
-    """Whether some message of a batch decoded in one go may send a key twice (then the batch goes
-    message by message, where the slow path looks). In C but for the ``ts`` texts, counted only when
-    the rest does not already account for every quote: each reading's 4 keys and 2 strings, its
-    present ``lat``, ``lon`` and ``unit``, against the quote characters sent."""
-    try:
-        data = b"".join(payloads)
-    except TypeError:
-        return True
-    if b"\\" in data:
-        return True
-    sent = data.count(b'"')
-    n = len(objs)
-    counted = 2 * (6 * n + 2 * (n - columns.unit.count(None)) + int(np.count_nonzero(~np.isnan(columns.lat)))
-                   + int(np.count_nonzero(~np.isnan(columns.lon))))
-    if sent == counted:
+def _repeats(payload: bytes, decoded: object) -> bool:
+    """Whether message ``payload`` (decoded by msgspec as ``decoded``) sends one of the reading's fields twice
+    (formats/canonical_repeats.py): counted in C, parsed again only where the counts say it may."""
+    objs = decoded if type(decoded) is list else [decoded]
+    if not canonical_repeats.may_send_twice([payload], objs):
         return False
-    return sent != counted + 2 * list(map(type, map(_TS, objs))).count(datetime)
+    return canonical_repeats.sends_a_field_twice(bytes(payload).decode("utf-8", "surrogatepass")) is not None
 
 
-_TS = attrgetter("ts")
+def _batch_repeats(payloads: list[bytes], decoded: list, objs: list, columns: ReadingColumns) -> bool:
+    """Whether a message of a batch decoded in one go sends a field twice: its messages counted at once (the usual
+    batch ends there), else each message (:func:`_repeats`). Every reading here has its sensor id and metric."""
+    n = len(objs)
+    present = (n, n, n - int(np.count_nonzero(np.isnan(columns.lat))), n - int(np.count_nonzero(np.isnan(columns.lon))),
+               n - columns.unit.count(None))
+    if not canonical_repeats.may_send_twice(payloads, objs, present):
+        return False
+    return any(map(_repeats, payloads, decoded))
 
 
 class CanonicalOptions(BaseModel):
@@ -215,7 +197,7 @@ class CanonicalJsonFormat:
         if list not in set(map(type, decoded)):  # one C pass: no message is an array
             n = len(decoded)
             columns = self._columns_arrays(decoded, np.arange(n, dtype=np.int32), np.full(n, -1, np.int32), [])
-            if _may_repeat_keys(payloads, decoded, columns):
+            if _batch_repeats(payloads, decoded, decoded, columns):
                 return None
             return Decoded(columns=columns, rejections=[], raw_items=[decoded, {}])
         objs: list[Reading] = []
@@ -233,7 +215,7 @@ class CanonicalJsonFormat:
                 msg_idx.append(i)
                 item_idx.append(-1)
         columns = self._columns(objs, msg_idx, item_idx, [])
-        if _may_repeat_keys(payloads, objs, columns):
+        if _batch_repeats(payloads, decoded, objs, columns):
             return None
         return Decoded(columns=columns, rejections=[], raw_items=[objs, {}])
 
@@ -271,8 +253,8 @@ class CanonicalJsonFormat:
                 if not _valid_utf8(payload):
                     raise UnicodeDecodeError("utf-8", payload, 0, 1, "found before msgspec")
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
-                if duplicate_keys.may_repeat(payload, _quotes_of_readings(decoded)):
-                    raise msgspec.DecodeError("a key may be sent twice: the slow path looks")
+                if _repeats(payload, decoded):
+                    raise msgspec.DecodeError("a key is sent twice: the slow path rejects its object")
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 # RecursionError: msgspec skipping a deeply nested unknown field (found by fuzzing)
                 n_objs, n_rej = len(objs), len(rejections)
@@ -367,7 +349,7 @@ class CanonicalJsonFormat:
             return
         repeats = duplicate_keys.may_repeat(text, quotes)
         if repeats and not isinstance(parsed, list):
-            key = duplicate_keys.repeated_key(text)
+            key = canonical_repeats.sends_a_field_twice(text)
             if key is not None:
                 rejections.append(self._reject(batch, i, duplicate_keys.REASON, duplicate_keys.detail(key), payload))
                 return
@@ -384,7 +366,7 @@ class CanonicalJsonFormat:
             return
         spans = _array_item_spans(text) if in_array else None
         if repeats and in_array and spans is None:  # items that cannot be told apart: the message
-            key = duplicate_keys.repeated_key(text)
+            key = canonical_repeats.sends_a_field_twice(text)
             if key is not None:
                 rejections.append(self._reject(batch, i, duplicate_keys.REASON, duplicate_keys.detail(key), payload))
                 return
@@ -395,7 +377,7 @@ class CanonicalJsonFormat:
                 if in_array:
                     raw = _item_bytes(text, spans, j, item)
                     if repeats and spans is not None and j < len(spans):
-                        key = duplicate_keys.repeated_key(text[spans[j][0]:spans[j][1]])
+                        key = canonical_repeats.sends_a_field_twice(text[spans[j][0]:spans[j][1]])
                         if key is not None:
                             rejections.append(self._reject(batch, i, duplicate_keys.REASON,
                                                            duplicate_keys.detail(key), raw, where))

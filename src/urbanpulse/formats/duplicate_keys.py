@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 
+import msgspec
+
 from urbanpulse.model import Reason
 
 REASON = Reason.DUPLICATE_KEY
@@ -30,30 +32,60 @@ class _Repeated(Exception):
         self.key = key
 
 
-def _no_repeats(pairs: list[tuple[str, object]]) -> dict:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Repeated(key)
-            seen.add(key)
-    return out
+def _decoder(only: frozenset[str] | None) -> json.JSONDecoder:
+    """A decoder whose objects raise :class:`_Repeated` on the first key sent twice (of ``only``, if given)."""
+    def no_repeats(pairs: list[tuple[str, object]]) -> dict:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen and (only is None or key in only):
+                    raise _Repeated(key)
+                seen.add(key)
+        return out
+
+    return json.JSONDecoder(object_pairs_hook=no_repeats)
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_repeats)
+_DECODERS: dict[frozenset[str] | None, json.JSONDecoder] = {}
 
 
-def repeated_key(text: str) -> str | None:
-    """The first key that some object of the JSON ``text`` sends twice, or None (also when the
-    text does not parse: its other faults are reported where it is parsed)."""
+def repeated_key(text: str, only: frozenset[str] | None = None) -> str | None:
+    """The first key that some object of the JSON ``text`` sends twice (one of ``only``, if given: a format that
+    reads a fixed set of keys), or None (also when the text does not parse: its other faults are reported where
+    it is parsed)."""
+    decoder = _DECODERS.get(only)
+    if decoder is None:
+        decoder = _DECODERS[only] = _decoder(only)
     try:
-        _DECODER.decode(text)
+        decoder.decode(text)
     except _Repeated as found:
         return found.key
     except (ValueError, RecursionError):
         return None
     return None
+
+
+_SCALAR = str | int | float | bool | None
+#: a message of flat objects (a SenML pack), parsed in C
+_FLAT = msgspec.json.Decoder(list[dict[str, _SCALAR]] | dict[str, _SCALAR])
+#: a quote followed by JSON whitespace: a key may then be followed by a space before its colon
+QUOTE_SPACE = (b'" ', b'"\t', b'"\n', b'"\r')
+
+
+def flat_repeats(payload: bytes) -> bool | None:
+    """Whether a message of flat objects sends a key twice, settled in C where it can be: parsed as such
+    (a repeat keeps one member, so the objects hold fewer keys), against its keys as sent (``":``: with no
+    backslash and no space before a colon, only a key's closing quote is followed by a colon). None where that
+    does not settle it (nesting, an escape, a spaced colon, a number C cannot hold): :func:`repeated_key` then."""
+    if b"\\" in payload or any(q in payload for q in QUOTE_SPACE):
+        return None
+    try:
+        obj = _FLAT.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    keys = len(obj) if type(obj) is dict else sum(map(len, obj))
+    return payload.count(b'":') != keys
 
 
 def quotes_of(obj: object) -> int:

@@ -341,7 +341,8 @@ class SenmlJsonFormat(VendorFormat):
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             records = self._slow(payload, broken)
             quotes = -1  # counted by _slow
-        if quotes >= 0 and duplicate_keys.may_repeat(payload, quotes):
+        if (quotes >= 0 and duplicate_keys.may_repeat(payload, quotes)
+                and duplicate_keys.flat_repeats(payload) is not False):
             self._repeated_records(payload, broken)
         if b'_"' in payload:
             self._must_understand(self.parse_json(payload, repeats=False))
