@@ -7,7 +7,8 @@ stored nor quarantined: data lost silently (product47). Now a record with a key 
 of its objects is quarantined whole as ``duplicate_key``, its bytes as sent, the detail naming the
 key; the sender has to say which value it meant.
 
-Finding repeats costs nothing on the usual message: :func:`quotes_of` counts the quote characters
+The canonical format, which reads seven fixed fields, has its own counts (formats/canonical_repeats.py).
+For the others, finding repeats costs little on the usual message: :func:`quotes_of` counts the quote characters
 a parsed value accounts for (two per key, two per string). A text without a backslash has exactly
 that many quote characters unless a member was dropped (or, for a typed decoder that skips unknown
 keys, a key it does not read was sent). Only when the count differs, or the text holds a backslash
