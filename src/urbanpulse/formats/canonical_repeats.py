@@ -58,12 +58,16 @@ def not_null(objs: list) -> tuple[int, ...]:
     return tuple(n - list(map(get, objs)).count(None) for get in _GET)
 
 
-def quotes_of_readings(objs: list, present: tuple[int, ...]) -> tuple[int, int]:
-    """(the quote characters ``objs`` account for without their ``ts`` texts, those with them): two per key and
-    string, ``ts`` and ``value`` keys in every reading, ``present`` (:func:`not_null`) the others'."""
+def quotes_of_readings(objs: list, present: tuple[int, ...]) -> int:
+    """The quote characters ``objs`` account for without their ``ts`` texts: two per key and string, ``ts`` and
+    ``value`` keys in every reading, ``present`` (:func:`not_null`) the others'."""
     sid, metric, lat, lon, unit = present
-    base = 2 * (2 * len(objs) + 2 * sid + 2 * metric + lat + lon + 2 * unit)
-    return base, base + 2 * list(map(type, map(_TS, objs))).count(datetime)
+    return 2 * (2 * len(objs) + 2 * sid + 2 * metric + lat + lon + 2 * unit)
+
+
+def _ts_texts(objs: list) -> int:
+    """How many of ``objs`` sent ``ts`` as text (two quote characters each)."""
+    return list(map(type, map(_TS, objs))).count(datetime)
 
 
 def may_send_twice(payloads: list[bytes], objs: list, present: tuple[int, ...] | None = None) -> bool:
@@ -80,8 +84,8 @@ def may_send_twice(payloads: list[bytes], objs: list, present: tuple[int, ...] |
     if present is None:
         present = not_null(objs)
     quotes = data.count(b'"')
-    base, with_ts = quotes_of_readings(objs, present)
-    if quotes == base or quotes == with_ts:
+    base = quotes_of_readings(objs, present)
+    if quotes == base or (quotes > base and quotes == base + 2 * _ts_texts(objs)):
         return False
     count = data.count
     n = len(objs)
