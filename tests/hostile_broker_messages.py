@@ -6,8 +6,8 @@ that must be quarantined its item, its reason and its bytes as sent: a record, f
 as it appears in the message (a vendor object's field within its parents' keys, ``{"x":{"t": 1}}``),
 or the whole message (item -1) when the message itself is broken (truncated, not UTF-8, too deep,
 too large). Numbers are written the many ways JSON allows (``21``, ``2.15e1``, ``21.50``, ``-0``),
-with whitespace between tokens, escaped keys, duplicate keys (the last wins, as in every parser
-the formats use), and values parsers disagree on (``NaN``, ``Infinity``, ``1e309``, ``1e-320``).
+with whitespace between tokens, escaped keys, duplicate keys (the whole message is then one
+``duplicate_key`` row: product47; before, the last member won and the first vanished), and values parsers disagree on (``NaN``, ``Infinity``, ``1e309``, ``1e-320``).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def _vendor_fields(draw: Any, msg: Message, names: list[str], allow_unknown: boo
         elif kind == "unknown":
             key = "no_such_" + name
         member = f'"{key}"{g}:{g}{value}'
-        if kind == "dup":  # the same key twice: the last member wins (json.loads)
+        if kind == "dup":  # the same key twice: the message is quarantined duplicate_key (_repeated)
             members.append(f'"{key}":{g}{draw(st.sampled_from(sorted(BAD_VALUES)))}')
         row = ("{" + member + "}").encode()
         wrapped = nest and kind == "good" and draw(st.booleans())
@@ -190,6 +190,12 @@ def _count(msg: Message, outcomes: list[tuple[str, bytes]], first_item: int = 0)
             msg.bad.append((j, outcome, row))
 
 
+def _repeated(msg: Message) -> None:
+    """A message with a key sent twice is one ``duplicate_key`` row of its bytes as sent, nothing stored."""
+    if any(d.endswith(":dup") for d in msg.drawn):
+        msg.good, msg.bad = 0, [(-1, "duplicate_key", msg.body)]
+
+
 def _iso(t: int) -> str:
     from datetime import datetime, timezone
 
@@ -205,6 +211,7 @@ def ttn(draw: Any, sensor: str, now_s: int) -> Message:
     msg.body = ('{"end_device_ids":{"device_id":%s,"application_ids":{"application_id":"a"}},'
                 '"received_at":"%s","uplink_message":{"f_port":1,"decoded_payload":%s,"received_at":"%s"}}'
                 % (json.dumps(sensor), _iso(now_s), obj, _iso(now_s))).encode()
+    _repeated(msg)
     return _whole(draw, msg)
 
 
@@ -216,6 +223,7 @@ def chirpstack(draw: Any, sensor: str, now_s: int) -> Message:
     _count(msg, outcomes)
     msg.body = ('{"time":"%s","deviceInfo":{"devEui":%s,"deviceName":"n"},"fPort":1,"object":%s}'
                 % (_iso(now_s), json.dumps(sensor), obj)).encode()
+    _repeated(msg)
     return _whole(draw, msg)
 
 

@@ -60,3 +60,45 @@ def test_the_readme_command_list_names_every_command() -> None:
     listed = set(re.findall(r"^urbanpulse ([a-z]+)", block, re.M))
     top = {p[0] for p, _, _ in ALL if len(p) == 1}
     assert top - listed == set(), f"README.md's Commands block lacks {sorted(top - listed)}"
+
+
+def _export_options() -> dict[str, str]:
+    (export,) = [p for path, p, _ in ALL if path == ("export",)]
+    return {a.option_strings[-1]: a.help or "" for a in export._actions if a.option_strings}
+
+
+def test_export_help_names_every_bucket_aggregate_and_default_the_query_takes() -> None:
+    """product47: `export --help` listed 8 bucket widths of the 36 the query takes and 12 aggregates without the
+    default (count,mean,min,max), `median`, any pNN, or that --agg, --percentile and --fill need --bucket; it did
+    not say that a selection is required, what an empty bucket gives without --fill, or which extensions and
+    standard output give which --format. Each is checked against the query code itself."""
+    from urbanpulse.query.buckets import parse_bucket
+    from urbanpulse.query.errors import QueryError
+    from urbanpulse.query.spec import DEFAULT_AGGREGATES, NAMED_PERCENTILES, ROLLUP_AGGREGATES, parse_aggregates
+
+    from urbanpulse.export.cli import FORMAT_OF_SUFFIX
+
+    opts = {k: " ".join(v.split()) for k, v in _export_options().items()}
+    bucket = opts["--bucket"]
+    taken = []
+    for text in [f"{n}m" for n in range(1, 1441)] + [f"{n}h" for n in range(1, 25)]:
+        try:
+            parse_bucket(text)
+            taken.append(text)
+        except QueryError:
+            pass
+    assert "divides a day" in bucket and "1d" in bucket and "month" in bucket
+    for example in re.findall(r"\b(\d+[mh])\b", bucket):
+        assert example in taken, f"--bucket's help offers {example}, which the query refuses"
+    agg = opts["--agg"]
+    assert f"default with --bucket: {','.join(DEFAULT_AGGREGATES)}" in agg
+    for name in (*ROLLUP_AGGREGATES, *NAMED_PERCENTILES, "pNN"):
+        assert name in agg, f"--agg's help does not name {name}"
+    assert parse_aggregates("p99.9,median,avg,std", None, True)  # what the help offers, the query takes
+    for option in ("--agg", "--percentile", "--fill"):
+        assert "with --bucket only" in opts[option], option
+    assert "an empty bucket has no row" in opts["--fill"]
+    assert "at least one of --sensor, --metric, --area, --tag, --bbox" in opts["--sensor"]
+    for suffix in FORMAT_OF_SUFFIX:
+        assert f".{suffix}" in opts["--format"], suffix
+    assert "standard output" in opts["--format"]

@@ -101,4 +101,4 @@ def test_export_help_says_where_an_unregistered_series_unit_comes_from() -> None
                          env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     text = " ".join(res.stdout.split())
-    assert "registry does not describe the metric catalogue's" in text, text[:600]
+    assert "the one its readings are stored in, as the metric catalogue names it" in text, text[:600]

@@ -1,15 +1,12 @@
-"""One line-protocol line of many fields must not quarantine the whole line once per field
-(benchmarks/README.md ``hostile33``).
+"""One line-protocol line of many fields: its rejections are the line as sent, a row per reason (hostile33, product47).
 
-Before: every reading of a line carried the whole line as its raw form, so a line of N fields
-that validation rejects (unknown metrics, say) became N quarantine rows of the whole line: over
-MQTT (no offset, so no row is deduplicated) one 256 KiB message of 30,000 fields
-``m1=1,m2=1,...`` made 30,000 rows of 64 KiB (``validation.quarantine_payload_limit``), ~1.9 GB
-written to PostgreSQL from one message. Now the first quarantined reading of a line gets the
-whole line and every later one the line with its own field only (measurement, tags, the field as
-written, the timestamp: a line that replays as exactly that reading). Over Kafka the quarantine's
-key holds the payload's digest too (storage/quarantine_keys.py, ``dup39``), so the same holds there:
-one row per rejected reading, the first the whole line, and a redelivery of the record adds none.
+hostile33: every reading of a line carried the whole line, so a line of N fields that validation rejects
+(unknown metrics, say) became N rows of the whole line: over MQTT one 256 KiB message of 30,000 fields
+made 30,000 rows of 64 KiB, ~1.9 GB. hostile33's fix gave the first rejected field the line and every later
+one a line rebuilt around that field alone (measurement, tags, the field, the timestamp): not the bytes that
+were sent. Since newcomer46 a part's rejections for one reason are one row naming each cell
+(quality/same_part.py), so now every rejection of a line is the line as sent, and the line is one row per
+reason whose detail names its fields up to ``DETAIL_CAP`` characters, then counts the rest.
 """
 
 from __future__ import annotations
@@ -63,20 +60,22 @@ def decode(payload: bytes):  # noqa: ANN201
 
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(line=lines())
-def test_a_lines_first_rejected_reading_keeps_the_line_and_the_others_their_own_field(line: str) -> None:
+def test_every_rejection_of_a_line_is_the_line_as_sent_and_one_row_per_reason(line: str) -> None:
     measurement, tags, fields, ts = parse_line(line)
     validated = decode(line.encode())
-    per_field = [r for r in validated.rejections if r.reason not in (Reason.MALFORMED, Reason.BAD_TYPE)]
-    # (MALFORMED: the line refused whole, once; BAD_TYPE: a string field, quarantined as {key: value})
-    for k, r in enumerate(per_field):
-        if k == 0:
-            assert r.payload == line.encode()
-            continue
-        m, t, f, s = parse_line(r.payload.decode())
-        assert (m, t, s) == (measurement, tags, ts) and len(f) == 1, (line, r.payload)
-        (key, value), = f.items()
-        assert fields[key] == value or (value != value and fields[key] != fields[key])
-    assert sum(len(r.payload) for r in per_field) <= len(line) * (1 + (len(per_field) > 1)) + 64 * len(per_field)
+    reasons = [r.reason for r in validated.rejections]
+    assert len(reasons) == len(set(reasons)), validated.rejections  # one row per reason
+    for r in validated.rejections:
+        assert r.payload == line.encode() and r.item == 0, (line, r.payload)
+    stored = len(validated.readings.metric)
+    numeric = sum(1 for v in fields.values() if type(v) is float)
+    assert stored <= numeric
+    if Reason.MALFORMED not in reasons and Reason.BAD_SENSOR_ID not in reasons:
+        # each field is stored or named by its row's detail (string fields: bad_type, non_numeric: reject)
+        named = " ".join(r.detail for r in validated.rejections)
+        for key, value in fields.items():
+            if type(value) is not float:
+                assert repr(key) in named, (key, named)
 
 
 LINE = ("air,sensor_id=s1 " + ",".join(f"m{k}=1" for k in range(5000)) + f" {NOW_NS}").encode()
@@ -108,17 +107,24 @@ async def _quarantined(dsn: str, source: str, offset: int | None) -> tuple[int, 
         await pool.close()
 
 
-def test_one_line_of_many_unknown_fields_over_mqtt_quarantines_about_its_own_size(fresh_db: str) -> None:
-    """Real PostgreSQL, no offset (MQTT): 5,000 rows. Before: each the whole 44 KB line (~220 MB)."""
+def test_one_line_of_many_unknown_fields_over_mqtt_is_one_row_of_the_line(fresh_db: str) -> None:
+    """Real PostgreSQL, no offset (MQTT): one row, the line as sent, its detail capped. hostile33: 5,000 rows,
+    the first the line and the others rebuilt lines; before it, 5,000 copies of the whole 44 KB line."""
     n, stored = asyncio.run(_quarantined(fresh_db, "mqtt", None))
-    assert n == 5000
-    assert stored <= 2 * len(LINE) + 5000 * 64, f"{stored} bytes quarantined from a {len(LINE)}-byte message"
+    assert (n, stored) == (1, len(LINE))
 
 
-def test_over_kafka_each_field_keeps_its_row_once_and_one_row_is_the_whole_line(fresh_db: str) -> None:
-    """Real PostgreSQL, an offset (Kafka), delivered twice: one row per rejected reading as over MQTT
-    (before dup39 the key kept one row per line: the other fields' reasons were not recorded), one of
-    them the whole line, about the line's own size in all, and the redelivery adds no row."""
+def test_over_kafka_the_line_is_one_row_and_a_redelivery_adds_none(fresh_db: str) -> None:
+    """Real PostgreSQL, an offset (Kafka), delivered twice: one row, the line as sent."""
     n, stored = asyncio.run(_quarantined(fresh_db, "kafka", 7))
-    assert n == 5000
-    assert stored <= 2 * len(LINE) + 5000 * 64, f"{stored} bytes quarantined from a {len(LINE)}-byte message"
+    assert (n, stored) == (1, len(LINE))
+
+
+def test_the_joined_detail_of_a_long_line_stays_small() -> None:
+    from urbanpulse.quality.same_part import DETAIL_CAP
+
+    validated = decode(LINE)
+    (row,) = validated.rejections
+    assert row.reason is Reason.UNKNOWN_METRIC and row.payload == LINE
+    assert len(row.detail) <= DETAIL_CAP + 80 and row.detail.endswith("more of this reason in this part")
+    assert "'m0'" in row.detail

@@ -1,13 +1,14 @@
-"""``/sensors/{id}/latest`` names each reading's unit, as ``/readings`` and the live page do.
+"""``/sensors/{id}/latest``, ``/readings`` and the live page name each series' unit alike: the catalogue's.
 
 newcomer45 made ``/readings`` and ``urbanpulse export`` give an unregistered sensor's series the metric
 catalogue's unit (every stored reading of a metric is in it); ``/sensors/{id}/latest`` still answered a bare
 number (``{"metric", "ts", "value", "flags"}``), so a newest temperature did not say °C or °F. Now each reading
-carries ``unit``, chosen as ``/readings`` chooses it (the registry's, else the catalogue's), and it is the live
-page's unit (``/live/config``, the catalogue's) or one of that unit's aliases.
+carries ``unit``, chosen as ``/readings`` chooses it, and it is the live
+page's unit (``/live/config``, the catalogue's). product47: for a sensor registered with an alias or a UCUM code
+of that unit (``Cel``, ``{count}``) ``/readings`` and ``/latest`` gave that spelling; now the catalogue's name.
 
 Hypothesis over the catalogue's metrics x the sensor unregistered / registered with the catalogue's unit /
-registered with an alias of it, on real PostgreSQL, the routes in process with a viewer key."""
+registered with an alias of it / with its UCUM code, on real PostgreSQL, the routes in process with a viewer key."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from urbanpulse.auth.keys import KeyStore
 from urbanpulse.auth.roles import Role
 from urbanpulse.config import load_settings
 from urbanpulse.quality.catalogue import MetricCatalogue
-from urbanpulse.registry.model import SensorIn
+from urbanpulse.registry.model import UCUM_EQUIVALENTS, SensorIn
 from urbanpulse.registry.store import save_sensor
 
 pytestmark = pytest.mark.integration
@@ -45,13 +46,15 @@ def latest_db(pg_dsn: str):
 
 
 @given(metric=st.sampled_from(sorted(s.name for s in CATALOGUE.specs if s.name != "position")),
-       registered=st.sampled_from(["no", "unit", "alias"]))
+       registered=st.sampled_from(["no", "unit", "alias", "ucum"]))
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_latest_names_the_unit_readings_and_the_live_page_name(latest_db: str, metric: str, registered: str) -> None:
     sid = f"lu{next(_ids)}"
     spec = CATALOGUE.specs[CATALOGUE.index[metric]]
     value = spec.min if np.isfinite(spec.min) else 0.0
     unit = sorted(spec.aliases)[0] if registered == "alias" and spec.aliases else spec.unit
+    if registered == "ucum":
+        unit = sorted(UCUM_EQUIVALENTS.get(spec.unit, {spec.unit}))[0]
 
     async def go() -> tuple[dict, dict, dict]:
         async with registry_db(latest_db, max_size=2) as db:
@@ -75,8 +78,7 @@ def test_latest_names_the_unit_readings_and_the_live_page_name(latest_db: str, m
     latest, history, live = asyncio.run(go())
     (reading,) = latest["readings"]
     (series,) = history["series"]
-    assert reading.get("unit") == series["unit"], (reading, series)
-    assert reading["unit"] == (unit if registered != "no" else spec.unit), reading
+    # one name for the unit everywhere: the catalogue's, whatever spelling the registry holds (product47: /readings
+    # and /latest said the registry's alias or UCUM code, `Cel` or `{count}`, where the live page said `degC`)
     page_unit = live["metrics"][metric]["unit"]
-    assert page_unit == spec.unit and (reading["unit"] == page_unit or reading["unit"] in spec.aliases), (reading,
-                                                                                                          page_unit)
+    assert reading.get("unit") == series["unit"] == page_unit == spec.unit, (reading, series, page_unit, unit)

@@ -195,6 +195,7 @@ def test_every_reason_code_is_reachable_from_realistic_input() -> None:
         Reason.PAYLOAD_TOO_LARGE: encode(reading(pad="x" * (300 * 1024))),
         Reason.INVALID_UTF8: b"\xff\xfe" + encode(reading()),
         Reason.INVALID_JSON: b'{"sensor_id": ',
+        Reason.DUPLICATE_KEY: encode(reading())[:-1] + b', "value": 99}',
         Reason.TOO_DEEP: b"[" * 40 + b"]" * 40,
         Reason.NOT_AN_OBJECT: b"5",
         Reason.MISSING_FIELD: encode({"sensor_id": "s", "metric": "temperature", "ts": NOW_MS}),

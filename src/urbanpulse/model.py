@@ -69,6 +69,8 @@ class Reason(str, enum.Enum):
     TOPIC_MISMATCH = "topic_mismatch"
     #: the message breaks its format's own syntax (line protocol, CSV, CBOR)
     MALFORMED = "malformed"
+    #: a JSON object sends one key twice (formats/duplicate_keys.py): which value was meant is unknown
+    DUPLICATE_KEY = "duplicate_key"
     #: the format or validation raised on this message or item (a bug or input nobody
     #: anticipated); ``detail`` holds the exception's type and text
     DECODE_ERROR = "decode_error"

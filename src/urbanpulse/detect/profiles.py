@@ -14,7 +14,9 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
-from urbanpulse.detect.layout import COL, PARAMS
+# COL is re-exported (``as COL``: ruff F401 then knows): bank.py and tests/test_detectors.py import it from here
+from urbanpulse.detect.layout import COL as COL
+from urbanpulse.detect.layout import PARAMS
 from urbanpulse.detect.settings import DETECTOR_NAMES, DetectionSettings, DetectorParams, FusionSettings
 
 # Column layout of the parameter table (detect/layout.py).

@@ -36,12 +36,15 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     """The ``export`` subcommand's options (the query options of ``GET /readings``)."""
     p = sub.add_parser("export", help="export history (readings or buckets) to CSV, NDJSON or Parquet",
                        description="Write the readings, or per-bucket aggregates, of the selected series to a "
-                       "file, streamed with constant memory; each series' unit (the registry's, or for a sensor the "
-                       "registry does not describe the metric catalogue's, which its readings are stored in), "
+                       "file, streamed with constant memory; each series' unit (the one its readings are stored in, "
+                       "as the metric catalogue names it, also where the registry describes the sensor with an alias or "
+                       "a UCUM code of it), "
                        "location and licence go into the file (Parquet metadata, CSV '#' lines, the first NDJSON "
                        "line).",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sensor", metavar="ID[,ID..]", help="sensor id(s)")
+    p.add_argument("--sensor", metavar="ID[,ID..]",
+                   help="sensor id(s). Select series with at least one of --sensor, --metric, --area, --tag, --bbox "
+                   "(none: exit 2, no series selected)")
     p.add_argument("--metric", metavar="NAME[,NAME..]", help="metric(s), e.g. pm2_5")
     p.add_argument("--area", help="registry area/district")
     p.add_argument("--tag", metavar="TAG[,TAG..]", help="registry tags (all must match)")
@@ -49,17 +52,30 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--start", required=True, help="ISO 8601, inclusive (e.g. 2015-01-01T00:00:00+08:00; a date "
                    "alone is midnight UTC, also with --tz: give the offset for the city's midnight)")
     p.add_argument("--end", help="ISO 8601, exclusive (default: now)")
-    p.add_argument("--bucket", help="1m, 5m, 15m, 30m, 1h, 3h, 6h, 12h, 1d or month (default: the readings)")
-    p.add_argument("--agg", help="count,min,max,mean,sum,stddev,first,last,p50,p90,p95,p99")
-    p.add_argument("--percentile", help="extra percentiles as fractions, e.g. 0.25,0.75")
-    p.add_argument("--tz", help="IANA zone for day/month buckets (default UTC)")
-    p.add_argument("--fill", choices=["null", "previous", "linear"], help="fill empty buckets")
+    p.add_argument("--bucket", help="any width of whole minutes or hours that divides a day (1m, 2m, 5m, 10m, 15m, "
+                   "30m, 45m, 1h, 2h, 3h, 4h, 6h, 8h, 12h, ...), 1d or month (default: the readings themselves, "
+                   "no aggregates)")
+    # the names and the default are query.spec's (ROLLUP_AGGREGATES, DEFAULT_AGGREGATES; tests/test_cli_help.py
+    # checks they agree), written out: importing the query code would cost every command's start ~75 ms
+    p.add_argument("--agg", help="comma-separated, with --bucket only: count,min,max,mean,sum,stddev,first,last, "
+                   "p50,p90,p95,p99 or any pNN (p99.9), median (= p50); avg and std are read as mean and stddev "
+                   "(default with --bucket: count,mean,min,max)")
+    p.add_argument("--percentile", help="with --bucket only: more percentiles as fractions from 0 to 1, e.g. "
+                   "0.25,0.75 (columns p25, p75)")
+    p.add_argument("--tz", help="IANA zone (default UTC): 1d and month buckets are its calendar days and months, "
+                   "narrower ones are aligned to its local midnight (Asia/Kolkata's hours start at :30), and with "
+                   "a zone other than UTC each row also gives the local time; it does not move --start or --end")
+    p.add_argument("--fill", choices=["null", "previous", "linear"],
+                   help="with --bucket only: give each empty bucket a row (null values, the previous bucket's, or "
+                   "linear between its neighbours; count 0, marked filled). Default: an empty bucket has no row")
     p.add_argument("--path", choices=["auto", "raw", "rollup"],
                    help="where buckets are computed, as the API's path= (docs/api.md): auto (default) the rollup "
                    "tables when every bucket boundary and both ends fall on whole UTC minutes and no percentile is "
                    "asked, else the readings; raw always the readings; rollup the rollups only (refused when they "
                    "cannot answer). Both give the same numbers, the rollups faster")
-    p.add_argument("--format", choices=["csv", "ndjson", "parquet"], help="default: from --output's extension")
+    p.add_argument("--format", choices=["csv", "ndjson", "parquet"],
+                   help="default: from --output's extension (.csv; .ndjson or .jsonl; .parquet or .pq); csv for "
+                   "standard output or a name without an extension; another extension is refused")
     p.add_argument("--output", required=True, metavar="FILE", help="file to write, or - for standard output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quality", action="store_true",

@@ -18,8 +18,8 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from urbanpulse.formats import canonical_compiled
-from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
+from urbanpulse.formats import canonical_compiled, canonical_repeats, duplicate_keys
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_and_quotes, describe_exception
 from urbanpulse.formats.base import array_item_spans as _array_item_spans
 from urbanpulse.model import EventTime, Name, Reading, ReadingColumns, Reason, Rejection
 
@@ -106,6 +106,26 @@ def _item_bytes(text: str, spans: list[tuple[int, int]] | None, j: int, item: ob
     return json.dumps(item).encode("ascii")
 
 
+def _repeats(payload: bytes, decoded: object) -> bool:
+    """Whether message ``payload`` (decoded by msgspec as ``decoded``) sends one of the reading's fields twice
+    (formats/canonical_repeats.py): counted in C, parsed again only where the counts say it may."""
+    objs = decoded if type(decoded) is list else [decoded]
+    if not canonical_repeats.may_send_twice([payload], objs):
+        return False
+    return canonical_repeats.sends_a_field_twice(bytes(payload).decode("utf-8", "surrogatepass")) is not None
+
+
+def _batch_repeats(payloads: list[bytes], decoded: list, objs: list, columns: ReadingColumns) -> bool:
+    """Whether a message of a batch decoded in one go sends a field twice: its messages counted at once (the usual
+    batch ends there), else each message (:func:`_repeats`). Every reading here has its sensor id and metric."""
+    n = len(objs)
+    present = (n, n, n - int(np.count_nonzero(np.isnan(columns.lat))), n - int(np.count_nonzero(np.isnan(columns.lon))),
+               n - columns.unit.count(None))
+    if not canonical_repeats.may_send_twice(payloads, objs, present):
+        return False
+    return any(map(_repeats, payloads, decoded))
+
+
 class CanonicalOptions(BaseModel):
     """Options of the canonical format (``formats.options.json``)."""
 
@@ -177,6 +197,8 @@ class CanonicalJsonFormat:
         if list not in set(map(type, decoded)):  # one C pass: no message is an array
             n = len(decoded)
             columns = self._columns_arrays(decoded, np.arange(n, dtype=np.int32), np.full(n, -1, np.int32), [])
+            if _batch_repeats(payloads, decoded, decoded, columns):
+                return None
             return Decoded(columns=columns, rejections=[], raw_items=[decoded, {}])
         objs: list[Reading] = []
         msg_idx: list[int] = []
@@ -192,7 +214,10 @@ class CanonicalJsonFormat:
                 objs.append(d)
                 msg_idx.append(i)
                 item_idx.append(-1)
-        return Decoded(columns=self._columns(objs, msg_idx, item_idx, []), rejections=[], raw_items=[objs, {}])
+        columns = self._columns(objs, msg_idx, item_idx, [])
+        if _batch_repeats(payloads, decoded, objs, columns):
+            return None
+        return Decoded(columns=columns, rejections=[], raw_items=[objs, {}])
 
     def _decode_each(self, batch: MessageBatch) -> Decoded:
         """Message by message, so each bad one is rejected with its own reason."""
@@ -228,6 +253,8 @@ class CanonicalJsonFormat:
                 if not _valid_utf8(payload):
                     raise UnicodeDecodeError("utf-8", payload, 0, 1, "found before msgspec")
                 decoded = full(payload) if topic_fields is None else self._partial.decode(payload)
+                if _repeats(payload, decoded):
+                    raise msgspec.DecodeError("a key is sent twice: the slow path rejects its object")
             except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 # RecursionError: msgspec skipping a deeply nested unknown field (found by fuzzing)
                 n_objs, n_rej = len(objs), len(rejections)
@@ -314,11 +341,18 @@ class CanonicalJsonFormat:
         except ValueError as exc:
             rejections.append(self._reject(batch, i, Reason.INVALID_JSON, str(exc)[:200], payload))
             return
-        if depth_exceeds(parsed, self.limits.max_json_depth):
+        quotes = depth_and_quotes(parsed, self.limits.max_json_depth)
+        if quotes < 0:
             rejections.append(self._reject(
                 batch, i, Reason.TOO_DEEP,
                 f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)", payload))
             return
+        repeats = duplicate_keys.may_repeat(text, quotes)
+        if repeats and not isinstance(parsed, list):
+            key = canonical_repeats.sends_a_field_twice(text)
+            if key is not None:
+                rejections.append(self._reject(batch, i, duplicate_keys.REASON, duplicate_keys.detail(key), payload))
+                return
         if isinstance(parsed, dict):
             items, in_array = [parsed], False
         elif isinstance(parsed, list):
@@ -331,12 +365,23 @@ class CanonicalJsonFormat:
                                            f"expected a JSON object or array, got {type(parsed).__name__}", payload))
             return
         spans = _array_item_spans(text) if in_array else None
+        if repeats and in_array and spans is None:  # items that cannot be told apart: the message
+            key = canonical_repeats.sends_a_field_twice(text)
+            if key is not None:
+                rejections.append(self._reject(batch, i, duplicate_keys.REASON, duplicate_keys.detail(key), payload))
+                return
         for j, item in enumerate(items):
             where = j if in_array else -1
             raw = payload
             try:
                 if in_array:
                     raw = _item_bytes(text, spans, j, item)
+                    if repeats and spans is not None and j < len(spans):
+                        key = canonical_repeats.sends_a_field_twice(text[spans[j][0]:spans[j][1]])
+                        if key is not None:
+                            rejections.append(self._reject(batch, i, duplicate_keys.REASON,
+                                                           duplicate_keys.detail(key), raw, where))
+                            continue
                 self._slow_item(batch, i, item, where, raw, topic_fields, objs, msg_idx, item_idx, rejections,
                                 slow_raw, nan_not_null)
             except Exception as exc:  # noqa: BLE001 - one item nobody anticipated costs that item only

@@ -17,12 +17,13 @@ precision is an option (``ns`` by default, as InfluxDB). String and boolean fiel
 
 from __future__ import annotations
 
+import codecs
 import math
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from pydantic import Field
 
-from urbanpulse.formats.base import Decoded, MessageBatch
+from urbanpulse.formats.base import MessageBatch
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat
 from urbanpulse.model import Reason, Rejection
 
@@ -158,20 +159,19 @@ class LineProtocolFormat(VendorFormat):
     Options = LineProtocolOptions
     time_unit = "ns"
 
-    def raw_of(self, batch: MessageBatch, decoded: Decoded, k: int) -> bytes:
-        """What to quarantine for reading ``k``: its line, or its own field of it (:class:`_OneField`)."""
-        raw = decoded.raw_items[k] if k < len(decoded.raw_items) else None
-        if type(raw) is _OneField:
-            return raw.render()
-        return super().raw_of(batch, decoded, k)
-
     def decode_message(self, batch: MessageBatch, i: int, payload: bytes, now_us: float, rows: Rows,
                        rejections: list[Rejection]) -> None:
+        # a UTF-8 BOM opening the body is no part of the first line's measurement (it was: the metric became
+        # "\ufefftemperature", so that reading was quarantined unknown_metric); the line's row keeps it (as sent)
+        bom = payload[:3] == codecs.BOM_UTF8
+        body = payload[3:] if bom else payload
         try:
-            lines = payload.decode("utf-8").split("\n")
+            lines = body.decode("utf-8").split("\n")
             any_point = False
         except UnicodeDecodeError:  # rare: only then is each line decoded on its own
-            lines, not_utf8 = _lines_of_bad_utf8(payload)
+            lines, not_utf8 = _lines_of_bad_utf8(body)
+            if bom:
+                not_utf8 = [(j, codecs.BOM_UTF8 + raw if j == 0 else raw, why) for j, raw, why in not_utf8]
             for j, raw_line, why in not_utf8:  # the line refused, its neighbours kept
                 rejections.append(self.reject(batch, i, Reason.INVALID_UTF8,
                                               f"line {j + 1} is not UTF-8: {why}"[:300], raw_line, j))
@@ -184,11 +184,13 @@ class LineProtocolFormat(VendorFormat):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             any_point = True
-            raw = line.encode()
-            spans: dict[str, tuple[int, int]] = {}
-            whole: list[bytes | None] = [raw]  # the line, for its first quarantined reading (see _OneField)
+            # every reading of the line, and each of its rejections, is quarantined as the line as sent (without
+            # the line break, which is layout). A line's rejections for one reason are one row naming each field
+            # (quality/same_part.py), so a line of 30,000 bad fields is a row per reason, not a row per field
+            # (hostile33 had each later field re-encoded as a line of its own: not what was sent, product47)
+            raw = line.encode() if j or not bom else codecs.BOM_UTF8 + line.encode()
             try:
-                measurement, tags, fields, ts = parse_line(line, spans)
+                measurement, tags, fields, ts = parse_line(line)
             except LineSyntaxError as exc:
                 rejections.append(self.reject(batch, i, Reason.MALFORMED, f"line {j + 1}: {exc}", raw, j))
                 continue
@@ -205,66 +207,24 @@ class LineProtocolFormat(VendorFormat):
                 if key == lat_key or key == lon_key:
                     continue
                 if type(value) is not float:
-                    self.non_numeric(batch, i, j, key, value, rejections)
+                    if opts.non_numeric == "reject":  # the line as sent (it was re-encoded JSON {key: value})
+                        rejections.append(self.reject(batch, i, Reason.BAD_TYPE, f"line {j + 1}: {key!r} is "
+                                                      f"{type(value).__name__}, not a number", raw, j))
                     continue
                 if opts.metric_from == "measurement_field":
                     metric = f"{measurement}_{key}"
                 else:
                     metric = measurement if key == "value" else key
-                own = raw if len(fields) == 1 else _OneField(line, spans[""][0], spans[key], whole)
                 if len(sensor) > 128 or len(metric) > 128:
                     # the reason every other format and validation give: an over-long id is bad_sensor_id
                     long_id = len(sensor) > 128
                     rejections.append(self.reject(batch, i, Reason.BAD_SENSOR_ID if long_id else Reason.BAD_TYPE,
                                                   f"line {j + 1}: {'sensor id' if long_id else 'metric'} longer "
-                                                  "than 128 characters",
-                                                  own if type(own) is bytes else own.render(), j))
+                                                  "than 128 characters", raw, j))
                     continue
-                rows.add(i, j, sensor, metric, ts_us, value, self.unit_for(key, unit), lat, lon, own)
+                rows.add(i, j, sensor, metric, ts_us, value, self.unit_for(key, unit), lat, lon, raw)
         if not any_point:
             raise DecodeFailure(Reason.EMPTY_PAYLOAD, "no points (only blank or comment lines)")
-
-
-class _OneField(NamedTuple):
-    """The raw form of one reading of a line of several fields, rendered only if it is quarantined.
-
-    The first reading of a line to be quarantined gets the whole line; every later one the line
-    with its own field only (the line's measurement and tags, that field as written, the line's
-    timestamp: a line that replays as exactly that reading). Before, each got the whole line: one
-    line of 30,000 unknown fields in a 256 KiB MQTT message made 30,000 quarantine rows of 64 KiB,
-    ~1.9 GB (benchmarks/README.md ``hostile33``). The whole line comes first because the quarantine
-    keeps one row per (topic, partition, offset, item) where there is an offset (Kafka, HTTP), and
-    a line's readings share its item: that one row keeps every field's bytes, as before."""
-
-    line: str
-    head_end: int
-    field: tuple[int, int]
-    whole: list[bytes | None]  # shared by the line's readings: the line until one took it
-
-    def render(self) -> bytes:
-        whole = self.whole[0]
-        if whole is not None:
-            self.whole[0] = None
-            return whole
-        line, (start, end) = self.line, self.field
-        return (line[:self.head_end] + " " + line[start:end] + line[_field_set_end(line, end):]).encode()
-
-
-def _field_set_end(line: str, pos: int) -> int:
-    """Where the field set that has a field ending at ``pos`` ends (the timestamp's space, or the
-    end of the line): string fields may hold spaces and commas, so the fields are walked."""
-    n = len(line)
-    while pos < n and line[pos] == ",":
-        pos = _scan(line, pos + 1, ",= ")[1] + 1
-        if pos < n and line[pos] == '"':
-            pos += 1
-            while pos < n and line[pos] != '"':
-                pos += 2 if line[pos] == "\\" and pos + 1 < n and line[pos + 1] in '"\\' else 1
-            pos += 1
-        else:
-            while pos < n and line[pos] not in ", ":
-                pos += 1
-    return pos
 
 
 def _lines_of_bad_utf8(payload: bytes) -> tuple[list[str], list[tuple[int, bytes, str]]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import math
 import time
+from operator import attrgetter
 from typing import Any
 
 import cbor2
@@ -36,6 +37,7 @@ import msgspec
 import numpy as np
 from pydantic import Field
 
+from urbanpulse.formats import duplicate_keys
 from urbanpulse.formats.base import Decoded, MessageBatch, array_item_spans
 from urbanpulse.formats.vendor import DecodeFailure, FormatOptions, Rows, VendorFormat, json_bytes
 from urbanpulse.model import ReadingColumns, Reason, Rejection
@@ -81,6 +83,8 @@ class SenmlOptions(FormatOptions):
 
 
 _PACK = msgspec.json.Decoder(list[Record])
+_ENCODE = msgspec.json.Encoder().encode
+_NAME, _UNIT = attrgetter("n"), attrgetter("u")
 #: the labels a record is made of (any other label is ignored, RFC 8428 §4.4)
 _LABELS = frozenset(Record.__struct_fields__)
 #: base fields: they apply to the records after theirs too (§4.1)
@@ -246,7 +250,10 @@ class SenmlJsonFormat(VendorFormat):
         # b and no key is \u-escaped; otherwise look at every later record.
         in_firsts = sum((r.bn is not None) + (r.bt is not None) + (r.bu is not None) + (r.bv is not None)
                         + (r.bs is not None) + (r.bver is not None) for r in firsts)
-        quick = sum(p.count(b'"b') for p in payloads) == in_firsts and not any(b"\\u" in p for p in payloads)
+        data = b"".join(payloads)  # each pack starts with [ and ends with ]: no token spans two
+        if b"\\" in data:  # an escape may spell a key twice two ways (formats/duplicate_keys.py): per message
+            return None
+        quick = data.count(b'"b') == in_firsts
         if not quick and len(recs) > len(packs) and any(
                 r.bn is not None or r.bt is not None or r.bu is not None or r.bv is not None or r.bs is not None
                 or r.bver is not None for pack in packs for r in pack[1:]):
@@ -257,6 +264,17 @@ class SenmlJsonFormat(VendorFormat):
         if np.isnan(v).any():  # a record without v (sum, string, missing): per-message path
             return None
         t = np.array([r.t for r in recs], dtype=np.float64)
+        # a key sent twice (formats/duplicate_keys.py): the quote characters sent against those the records
+        # account for (here every record has v, no later one a base field): 2 per key, 2 per string (bn, bu, n,
+        # u). Any difference (a repeat, an unknown label, an explicit null): the per-message path looks
+        ns = list(map(_NAME, recs))
+        units = list(map(_UNIT, recs))
+        n_named = total - ns.count(None)
+        n_unit = total - units.count(None)
+        strings_first = sum((r.bn is not None) + (r.bu is not None) for r in firsts)
+        if data.count(b'"') != 2 * (total + int(np.count_nonzero(~np.isnan(t))) + 2 * n_named + 2 * n_unit
+                                    + in_firsts + strings_first):
+            return None
         np.nan_to_num(t, copy=False, nan=0.0)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         msg = np.repeat(np.arange(len(packs), dtype=np.int32), lengths)
@@ -271,7 +289,6 @@ class SenmlJsonFormat(VendorFormat):
             now_s = (batch.received_ns / 1e9) if batch.received_ns else time.time()
             ts_s[relative] += now_s
         value = v + bv[msg] if bv.any() else v
-        units = [r.u for r in recs]
         base_units = [r.bu for r in firsts]
         if any(base_units):
             bu = [base_units[m] for m in msg.tolist()]
@@ -281,7 +298,6 @@ class SenmlJsonFormat(VendorFormat):
         opts = self.options
         seps = opts.separators
         bns = [r.bn or "" for r in firsts]
-        ns = [r.n for r in recs]
         # the usual pack: sensor from the base name, metric = n (an empty n is no name part, as
         # on the per-message path: the metric then comes from the unit)
         if None not in ns and "" not in ns and all(bns):
@@ -321,20 +337,46 @@ class SenmlJsonFormat(VendorFormat):
         broken: dict[int, Broken] = {}
         try:
             records = _PACK.decode(payload)
+            quotes = _ENCODE(records).count(b'"')
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             records = self._slow(payload, broken)
+            quotes = -1  # counted by _slow
+        if (quotes >= 0 and duplicate_keys.may_repeat(payload, quotes)
+                and duplicate_keys.flat_repeats(payload) is not False):
+            self._repeated_records(payload, broken)
         if b'_"' in payload:
-            self._must_understand(self.parse_json(payload))
+            self._must_understand(self.parse_json(payload, repeats=False))
         self.resolve(batch, i, records, now_us, rows, rejections, broken)
+
+    @staticmethod
+    def _repeated_records(payload: bytes, broken: dict[int, Broken]) -> None:
+        """Each record of the pack that sends a key twice goes to ``broken`` as ``duplicate_key`` (it is
+        rejected alone, and a later record resolving against a base field it sent twice with it); a pack
+        whose records cannot be told apart is refused whole."""
+        text = payload.decode("utf-8", "surrogatepass")
+        spans = array_item_spans(text)
+        if spans is None:
+            key = duplicate_keys.repeated_key(text)
+            if key is not None:
+                raise DecodeFailure(duplicate_keys.REASON, duplicate_keys.detail(key))
+            return
+        for j, (a, b) in enumerate(spans):
+            key = duplicate_keys.repeated_key(text[a:b])
+            if key is not None:
+                broken[j] = Broken(duplicate_keys.REASON, duplicate_keys.detail(key, f"record {j}: "),
+                                   text[a:b].encode("utf-8", "surrogatepass"), frozenset({key}) & _BASE)
 
     def _slow(self, payload: bytes, broken: dict[int, Broken]) -> list[Record]:
         """The pack through Python's JSON parser, when the typed decode refused it (a wrong type,
         a lone surrogate ``\\ud800``, which msgspec refuses and Python accepts); records with a
         field of the wrong type go to ``broken``."""
-        obj = self.parse_json(payload)
+        obj = self.parse_json(payload, repeats=False)
         if not isinstance(obj, list):
             raise DecodeFailure(Reason.NOT_AN_OBJECT, f"a SenML pack is a JSON array, got {type(obj).__name__}")
-        return [self._record(r, j, broken) for j, r in enumerate(obj)]
+        records = [self._record(r, j, broken) for j, r in enumerate(obj)]
+        if duplicate_keys.may_repeat(payload, duplicate_keys.quotes_of(obj)):
+            self._repeated_records(payload, broken)
+        return records
 
     @staticmethod
     def _record(raw: object, j: int, broken: dict[int, Broken]) -> Record:

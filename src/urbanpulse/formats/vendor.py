@@ -20,8 +20,9 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from urbanpulse.formats import duplicate_keys
 from urbanpulse.formats.as_sent import FieldPath, MembersPath, MessageAsSent
-from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_exceeds, describe_exception
+from urbanpulse.formats.base import Decoded, DecodeLimits, MessageBatch, depth_and_quotes, describe_exception
 from urbanpulse.formats.units import MetricMapper
 from urbanpulse.model import ReadingColumns, Reason, Rejection
 from urbanpulse.quality.catalogue import MetricCatalogue
@@ -239,8 +240,9 @@ class VendorFormat:
 
     # -- helpers for subclasses ------------------------------------------------------------
 
-    def parse_json(self, payload: bytes) -> Any:
-        """The payload as JSON, or DecodeFailure with the reason (UTF-8, syntax, depth)."""
+    def parse_json(self, payload: bytes, repeats: bool = True) -> Any:
+        """The payload as JSON, or DecodeFailure with the reason (UTF-8, syntax, depth, and with
+        ``repeats`` a key sent twice in one object: ``duplicate_key``, formats/duplicate_keys.py)."""
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -251,9 +253,14 @@ class VendorFormat:
             raise DecodeFailure(Reason.TOO_DEEP, "JSON nesting exceeds the parser's limit") from None
         except ValueError as exc:
             raise DecodeFailure(Reason.INVALID_JSON, str(exc)[:200]) from None
-        if depth_exceeds(obj, self.limits.max_json_depth):
+        quotes = depth_and_quotes(obj, self.limits.max_json_depth)
+        if quotes < 0:
             raise DecodeFailure(Reason.TOO_DEEP,
                                 f"JSON nests deeper than {self.limits.max_json_depth} levels (validation.max_json_depth)")
+        if repeats and duplicate_keys.may_repeat(text, quotes):
+            key = duplicate_keys.repeated_key(text)
+            if key is not None:
+                raise DecodeFailure(duplicate_keys.REASON, duplicate_keys.detail(key))
         return obj
 
     def unit_for(self, vendor_metric: str, stated: str | None) -> str | None:

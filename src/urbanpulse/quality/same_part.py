@@ -18,20 +18,36 @@ from urbanpulse.model import Reason, Rejection
 
 #: between the joined details of one row
 JOIN = "; "
+#: a joined detail names cells until it is this long, then counts the rest: one line-protocol line of
+#: 30,000 unknown fields (``hostile33``) is one row whose detail stays this size, not 2 MB
+DETAIL_CAP = 2000
+
+
+class _Joined:
+    """One row's joined detail: the details named (each once), and how many more were left out."""
+
+    __slots__ = ("named", "text", "more")
+
+    def __init__(self, detail: str) -> None:
+        self.named = {detail}
+        self.text = detail  # the named details, joined
+        self.more = 0
 
 
 class PartRun:
     """The rejections of one part (message, item) met so far, by (reason, bytes)."""
 
-    __slots__ = ("first", "by_key")
+    __slots__ = ("first", "by_key", "_joined")
 
     def __init__(self, first: Rejection) -> None:
         self.first = first
         self.by_key: dict[tuple[Reason, bytes], Rejection] | None = None
+        self._joined: dict[int, _Joined] = {}
 
     def join(self, r: Rejection) -> bool:
         """Join ``r`` (a rejection of this run's part) into the one rejecting the same bytes for its reason, if
-        there is one: that one's detail then names both (repeats kept once). False when there is none."""
+        there is one: that one's detail then names both (repeats kept once; past :data:`DETAIL_CAP` characters
+        it counts the others instead). False when there is none."""
         if self.by_key is None:
             f = self.first
             self.by_key = {(f.reason, bytes(f.payload)): f}
@@ -40,8 +56,19 @@ class PartRun:
         if prev is None:
             self.by_key[key] = r
             return False
-        if r.detail not in prev.detail.split(JOIN):
-            prev.detail = f"{prev.detail}{JOIN}{r.detail}"
+        joined = self._joined.get(id(prev))
+        if joined is None:
+            joined = self._joined[id(prev)] = _Joined(prev.detail)
+        if r.detail in joined.named:
+            return True
+        if len(joined.text) + len(JOIN) + len(r.detail) <= DETAIL_CAP:
+            joined.named.add(r.detail)
+            joined.text = f"{joined.text}{JOIN}{r.detail}"
+            prev.detail = joined.text
+        else:
+            joined.named.add(r.detail)
+            joined.more += 1
+            prev.detail = f"{joined.text}{JOIN}and {joined.more} more of this reason in this part"
         return True
 
 

@@ -356,8 +356,8 @@ async def latest(pool: asyncpg.Pool, sensor_id: str, data_classes: list[str] | N
                  catalogue: MetricCatalogue | None = None) -> list[dict]:
     """The newest reading of each metric of a sensor (``GET /sensors/{id}/latest``), each with its ``unit``.
 
-    The unit is what ``/readings`` says of the series (``select_series``): the registry's, or for a series the
-    registry does not describe the ``catalogue``'s, which every stored reading of the metric is in (newcomer46:
+    The unit is what ``/readings`` says of the series (``select_series``): the ``catalogue``'s name for the unit
+    every stored reading of the metric is in (``registry.select.stored_unit``; newcomer46:
     an unregistered sensor's newest temperature was a bare number). With ``data_classes`` (the open-data scope)
     only a registered sensor of those classes answers."""
     from urbanpulse.registry import select_series

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from urbanpulse.quality.catalogue import MetricCatalogue
-from urbanpulse.registry.model import DataClass
+from urbanpulse.registry.model import UCUM_EQUIVALENTS, DataClass
 from urbanpulse.registry.series_class import SERIES_CLASS_CASE
 from urbanpulse.registry.store import Executor, _filters, _word
 
@@ -97,14 +97,28 @@ async def select_series(db: Executor, sensor_ids: Sequence[str] | None = None,
         rows.sort(key=lambda r: (r["sensor_id"], r["metric"]))
     out = []
     for r in rows:
-        unit = r["unit"]
-        if unit is None and catalogue is not None and r["metric"] in catalogue.index:
-            unit = catalogue.specs[catalogue.index[r["metric"]]].unit
+        unit = r["unit"] if catalogue is None else stored_unit(catalogue, r["metric"], r["unit"])
         out.append(SeriesInfo(series_id=r["id"], sensor_id=r["sensor_id"], metric=r["metric"], unit=unit,
                               lat=r["lat"], lon=r["lon"], elevation=r["elevation"], area=r["area"], name=r["name"],
                               licence=r["licence"], data_class=r["data_class"], interval_s=r["interval_s"],
                               registered=r["registered"]))
     return out
+
+
+def stored_unit(catalogue: MetricCatalogue, metric: str, registered: str | None) -> str | None:
+    """The unit a series' readings are stored in, named as the catalogue names it: the catalogue's unit where the
+    registry gives none or one of its spellings (an alias such as ``°C``, a UCUM code such as ``Cel`` or
+    ``{count}``). Every stored reading of a metric is in that unit (converted on the way in), and the live page
+    names it so (``/live/config``): ``/readings``, ``/latest`` and exports named the registry's spelling, so one
+    unit had two or three names (product47). A registered unit the catalogue does not accept (the catalogue
+    changed since) is kept as registered, and so is any unit of a metric the catalogue does not know."""
+    i = catalogue.index.get(metric)
+    if i is None:
+        return registered
+    spec = catalogue.specs[i]
+    if registered is None or registered in catalogue.units[i] or registered in UCUM_EQUIVALENTS.get(spec.unit, ()):
+        return spec.unit
+    return registered
 
 
 async def _silent(db: Executor, ids: list[str] | None, metrics: list[str] | None, **registry_filters: object) -> list:

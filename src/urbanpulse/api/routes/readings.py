@@ -177,7 +177,7 @@ async def export(
 async def sensor_latest(request: Request, sensor_id: str = Path(..., examples=["beijing-dongsi"]),
                         principal: Principal = ALLOW_OPEN_DATA) -> Response:
     """``{"sensor_id", "readings": [{"metric", "unit", "ts", "value", "flags"}]}``; 404 if the sensor has no
-    readings. ``unit`` as ``/readings`` gives it: the registry's, else the metric catalogue's."""
+    readings. ``unit`` as ``/readings`` gives it: the metric catalogue's name for it (``registry.select.stored_unit``)."""
     run = runner(request, principal)
     rows = await latest(run.pool, sensor_id, run.data_classes, run.catalogue)
     if not rows:
