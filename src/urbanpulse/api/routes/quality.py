@@ -43,10 +43,10 @@ def parse_period(period: str, start: datetime | None, end: datetime | None,
     if start is not None or end is not None:
         end = end or now
         start = start or _shift(end, -timedelta(days=1))
-        if end <= start:
-            raise InvalidRequest(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
         if start >= now:
             raise InvalidRequest(f"start ({start.isoformat()}) is in the future: no reading can be reported yet")
+        if end <= start:
+            raise InvalidRequest(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
         if min(end, now) - start > MAX_PERIOD:
             raise InvalidRequest(
                 f"the period {start.isoformat()} .. {min(end, now).isoformat()} is longer than the "
@@ -84,8 +84,8 @@ async def get_quality(
     start: QueryTime | None = Query(None, description="ISO 8601 start instead of a period (with end, default "
                                         "now; at most 366 days: a longer, empty or future range is a 422; a date "
                                         "alone: midnight UTC)",
-                                        examples=["2026-11-01T00:00:00Z"]),
-    end: QueryTime | None = Query(None, description="ISO 8601 end (exclusive)", examples=["2026-11-08T00:00:00Z"]),
+                                        examples=["2026-11-25T00:00:00Z"]),
+    end: QueryTime | None = Query(None, description="ISO 8601 end (exclusive)", examples=["2026-11-26T00:00:00Z"]),
     sensor: str | None = Query(None, description="sensor id(s), comma-separated"),
     area: str | None = Query(None, description="area(s), comma-separated"),
     metric: str | None = Query(None, description="metric(s), comma-separated"),
