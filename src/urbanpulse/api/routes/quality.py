@@ -33,6 +33,11 @@ def _shift(t: datetime, by: timedelta) -> datetime:
         return datetime.max.replace(tzinfo=timezone.utc) if by > timedelta(0) else datetime.min.replace(tzinfo=timezone.utc)
 
 
+def _url_time(t: datetime) -> str:
+    """``t`` in UTC as a query string takes it as is (``Z``: a ``+00:00`` would need ``%2B``)."""
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def parse_period(period: str, start: datetime | None, end: datetime | None,
                  now: datetime) -> tuple[datetime, datetime]:
     """The period reported: ``start``..``end`` when given (``end`` defaults to now), else the ``period``
@@ -50,8 +55,8 @@ def parse_period(period: str, start: datetime | None, end: datetime | None,
         if min(end, now) - start > MAX_PERIOD:
             raise InvalidRequest(
                 f"the period {start.isoformat()} .. {min(end, now).isoformat()} is longer than the "
-                f"{MAX_PERIOD.days} days a report covers; ask for it in parts, e.g. start={start.isoformat()}"
-                f"&end={_shift(start, MAX_PERIOD).isoformat()} and on from there")
+                f"{MAX_PERIOD.days} days a report covers; ask for it in parts, e.g. start={_url_time(start)}"
+                f"&end={_url_time(_shift(start, MAX_PERIOD))} and on from there")
         return start, end
     m = re.match(PERIOD_PATTERN, period)
     if m is None:  # the pattern on the parameter keeps this from happening
