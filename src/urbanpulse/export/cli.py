@@ -46,7 +46,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="sensor id(s). Select series with at least one of --sensor, --metric, --area, --tag, --bbox "
                    "(none: exit 2, no series selected)")
     p.add_argument("--metric", metavar="NAME[,NAME..]", help="metric(s), e.g. pm2_5")
-    p.add_argument("--area", help="registry area/district")
+    p.add_argument("--area", metavar="AREA[,AREA..]", help="registry area(s)/district(s) (any of them)")
     p.add_argument("--tag", metavar="TAG[,TAG..]", help="registry tags (all must match)")
     p.add_argument("--bbox", metavar="MINLON,MINLAT,MAXLON,MAXLAT", help="bounding box")
     p.add_argument("--start", required=True, help="ISO 8601, inclusive (e.g. 2015-01-01T00:00:00+08:00; a date "

@@ -69,6 +69,34 @@ def rollup_table(q: HistoryQuery, max_buckets: int, usable: set[str] | None = No
     return None
 
 
+_UNIT = {DAY: "day", HOUR: "hour", MINUTE: "minute"}
+
+
+def why_no_rollup(q: HistoryQuery, usable: set[str] | None = None) -> str:
+    """Why ``path=rollup`` cannot answer ``q``, naming the rule each level the selected series keep breaks
+    (newcomer47: the refusal listed every rule, so a planner could not tell which one their query broke)."""
+    if q.percentiles:
+        return "this query cannot be answered from the rollups: percentiles are computed from the readings; use " \
+               "path=auto (or path=raw)"
+    kept = [(t, w) for t, w in ROLLUPS if usable is None or t in usable]
+    if not kept:
+        return ("this query cannot be answered from the rollups: the selected series keep no rollup level over this "
+                "range (a series keeps a level whose buckets hold at least 10 of its readings, and retention may have "
+                "dropped one; docs/rollups.md); use path=auto (or path=raw)")
+    why = []
+    for table, width in kept:
+        unit = _UNIT[width]
+        if not (_aligned(q.start, width) and _aligned(q.end, width)):
+            why.append(f"{table} needs start and end on whole UTC {unit}s")
+        elif q.bucket is not None and q.bucket.is_fixed and q.bucket.seconds % width:
+            why.append(f"{table} cannot split its {unit}s into {q.bucket.text} buckets")
+        else:
+            why.append(f"{table} needs {q.bucket.text if q.bucket else ''} buckets that start on whole UTC {unit}s, "
+                       f"and in {q.tz.key} they do not")
+    return (f"this query cannot be answered from the rollups the selected series keep over the range "
+            f"({', '.join(t for t, _ in kept)}): {'; '.join(why)}; use path=auto (or path=raw)")
+
+
 def _bucket_expr(q: HistoryQuery, column: str) -> tuple[str, tuple]:
     assert q.bucket is not None
     if q.bucket.is_fixed:
@@ -158,10 +186,7 @@ def plan_query(q: HistoryQuery, *, paged: bool = True, max_buckets: int = 1_000_
         return Plan("readings", READINGS_SQL, ())
     table = None if q.path == "raw" else rollup_table(q, max_buckets, usable)
     if q.path == "rollup" and table is None:
-        raise QueryError("this query cannot be answered from the rollups: start and end must fall on whole UTC "
-                         "minutes (hours for rollup_1h), the bucket must be a multiple of 1m whose boundaries in tz "
-                         "fall on whole minutes, every selected series must keep that rollup level over the "
-                         "range, and percentiles need path=raw; use path=auto")
+        raise QueryError(why_no_rollup(q, usable))
     if table is None:
         expr, bargs = _bucket_expr(q, "ts")
         cols = [_RAW_AGG[a] for a in q.aggregates] + _pct_sql(q)

@@ -27,12 +27,12 @@ async def resolve_series(conn: asyncpg.Connection, selector: SeriesSelector, max
     ``data_classes`` (e.g. ``["open"]`` for the anonymous open-data scope) keeps only those. ``catalogue``: the
     unit of a series the registry does not describe (an unregistered sensor's readings are in the catalogue's)."""
     found = await select_series(conn, sensor_ids=list(selector.sensors) or None,
-                                metric=list(selector.metrics) or None, area=selector.area,
+                                metric=list(selector.metrics) or None, area=list(selector.areas) or None,
                                 tags=list(selector.tags) or None, bbox=selector.bbox, data_classes=data_classes,
                                 catalogue=catalogue)
     if not found:
         what = ", ".join(f"{k}={v}" for k, v in (("sensor", ",".join(selector.sensors)),
-                                                  ("metric", ",".join(selector.metrics)), ("area", selector.area),
+                                                  ("metric", ",".join(selector.metrics)), ("area", ",".join(selector.areas)),
                                                   ("tag", ",".join(selector.tags)), ("bbox", selector.bbox)) if v)
         scope = f" among {'/'.join(data_classes)} series" if data_classes is not None else ""
         raise UnknownSeries(f"no stored series matches {what}{scope}; check the ids and filters (GET /sensors "

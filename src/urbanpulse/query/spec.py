@@ -34,13 +34,13 @@ class SeriesSelector:
 
     sensors: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
-    area: str | None = None
+    areas: tuple[str, ...] = ()  # any of them (``area=a,b``, as ``GET /sensors`` reads it)
     tags: tuple[str, ...] = ()
     bbox: tuple[float, float, float, float] | None = None  # min_lon, min_lat, max_lon, max_lat
 
     @property
     def needs_registry(self) -> bool:
-        return self.area is not None or bool(self.tags) or self.bbox is not None
+        return bool(self.areas) or bool(self.tags) or self.bbox is not None
 
     def is_empty(self) -> bool:
         return not (self.sensors or self.metrics or self.needs_registry)
@@ -177,7 +177,7 @@ def parse_query(params: Mapping[str, str | None], *, now: datetime | None = None
     """
     selector = SeriesSelector(sensors=_csv(params.get("sensor") or params.get("sensors")),
                               metrics=_csv(params.get("metric") or params.get("metrics")),
-                              area=(params.get("area") or None),
+                              areas=_csv(params.get("area")),
                               tags=_csv(params.get("tag") or params.get("tags")),
                               bbox=_bbox(params.get("bbox")))
     if selector.is_empty():  # selects nothing: answered like a selection that matches nothing

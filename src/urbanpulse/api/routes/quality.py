@@ -33,14 +33,31 @@ def _shift(t: datetime, by: timedelta) -> datetime:
         return datetime.max.replace(tzinfo=timezone.utc) if by > timedelta(0) else datetime.min.replace(tzinfo=timezone.utc)
 
 
+def _url_time(t: datetime) -> str:
+    """``t`` in UTC as a query string takes it as is (``Z``: a ``+00:00`` would need ``%2B``)."""
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def parse_period(period: str, start: datetime | None, end: datetime | None,
                  now: datetime) -> tuple[datetime, datetime]:
-    """The period reported: ``start``..``end`` when given (``end`` defaults to now, and stops
-    :data:`MAX_PERIOD` after ``start``), else the ``period`` duration ending now."""
+    """The period reported: ``start``..``end`` when given (``end`` defaults to now), else the ``period``
+    duration ending now. A range that is empty, starts in the future or is longer than :data:`MAX_PERIOD`
+    (up to now) is refused (422) saying what to ask instead: answering it cut to a year, or as an empty
+    report, gave a planner figures ("received": 0, "gap_count": 0) that looked like an answer to the question
+    asked (newcomer47)."""
     if start is not None or end is not None:
         end = end or now
         start = start or _shift(end, -timedelta(days=1))
-        return start, max(start, min(end, _shift(start, MAX_PERIOD)))
+        if start >= now:
+            raise InvalidRequest(f"start ({start.isoformat()}) is in the future: no reading can be reported yet")
+        if end <= start:
+            raise InvalidRequest(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+        if min(end, now) - start > MAX_PERIOD:
+            raise InvalidRequest(
+                f"the period {start.isoformat()} .. {min(end, now).isoformat()} is longer than the "
+                f"{MAX_PERIOD.days} days a report covers; ask for it in parts, e.g. start={_url_time(start)}"
+                f"&end={_url_time(_shift(start, MAX_PERIOD))} and on from there")
+        return start, end
     m = re.match(PERIOD_PATTERN, period)
     if m is None:  # the pattern on the parameter keeps this from happening
         raise InvalidRequest(f"period {period!r} must be P<n>W, P<n>D or PT<n>H, at most {MAX_PERIOD.days} days")
@@ -69,10 +86,11 @@ async def get_quality(
     request: Request,
     period: str = Query("P1D", description="ISO 8601 duration ending now: P<n>W, P<n>D or PT<n>H, at most 366 days",
                         examples=["P7D"], pattern=PERIOD_PATTERN),
-    start: QueryTime | None = Query(None, description="ISO 8601 start instead of a period (with end, "
-                                        "default now; at most 366 days are reported; a date alone: midnight UTC)",
-                                        examples=["2026-11-01T00:00:00Z"]),
-    end: QueryTime | None = Query(None, description="ISO 8601 end (exclusive)", examples=["2026-11-08T00:00:00Z"]),
+    start: QueryTime | None = Query(None, description="ISO 8601 start instead of a period (with end, default "
+                                        "now; at most 366 days: a longer, empty or future range is a 422; a date "
+                                        "alone: midnight UTC)",
+                                        examples=["2026-11-25T00:00:00Z"]),
+    end: QueryTime | None = Query(None, description="ISO 8601 end (exclusive)", examples=["2026-11-26T00:00:00Z"]),
     sensor: str | None = Query(None, description="sensor id(s), comma-separated"),
     area: str | None = Query(None, description="area(s), comma-separated"),
     metric: str | None = Query(None, description="metric(s), comma-separated"),

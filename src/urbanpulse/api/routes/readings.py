@@ -99,7 +99,7 @@ async def history(
     request: Request, *,
     sensor: str | None = Query(None, description="sensor id(s), comma-separated", examples=["beijing-dongsi"]),
     metric: str | None = Query(None, description="metric name(s), comma-separated", examples=["pm2_5"]),
-    area: str | None = Query(None, description="registry area/district"),
+    area: str | None = Query(None, description="registry area(s)/district(s), comma-separated (any of them)"),
     tag: str | None = Query(None, description="registry tags (all must match), comma-separated"),
     bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat"),
     start: Annotated[QueryTime, Query(description="ISO 8601, inclusive (a date alone: midnight UTC)",
