@@ -19,9 +19,11 @@ to find the key (:func:`repeated_key`).
 from __future__ import annotations
 
 import json
+import sys
 
 import msgspec
 
+from urbanpulse.formats.base import depth_and_quotes
 from urbanpulse.model import Reason
 
 REASON = Reason.DUPLICATE_KEY
@@ -91,21 +93,9 @@ def flat_repeats(payload: bytes) -> bool | None:
 
 def quotes_of(obj: object) -> int:
     """How many quote characters ``obj`` (parsed JSON) was written with, escapes aside: two per
-    key and two per string. Iterative: hostile nesting cannot exhaust the stack."""
-    n = 0
-    stack = [obj]
-    pop, push = stack.pop, stack.extend
-    while stack:
-        node = pop()
-        t = type(node)
-        if t is dict:
-            n += 2 * len(node)  # type: ignore[arg-type]
-            push(node.values())  # type: ignore[union-attr]
-        elif t is list:
-            push(node)  # type: ignore[arg-type]
-        elif t is str:
-            n += 2
-    return n
+    key and two per string (:func:`formats.base.depth_and_quotes`'s count, with no depth limit; iterative, so
+    hostile nesting cannot exhaust the stack)."""
+    return depth_and_quotes(obj, sys.maxsize)
 
 
 def may_repeat(text: str | bytes, quotes: int) -> bool:
